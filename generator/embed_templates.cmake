@@ -1,0 +1,18 @@
+# Writes ${OUTPUT}: a C++ file holding every file of ${TEMPLATES} as a raw string literal, so the library never
+# reads templates at run time. Run by the build whenever a template changes.
+set(delimiter "swajit_template")
+set(body "")
+set(table "")
+foreach(path IN LISTS TEMPLATES)
+  get_filename_component(name "${path}" NAME)
+  file(READ "${path}" text)
+  string(FIND "${text}" ")${delimiter}\"" clash)
+  if(NOT clash EQUAL -1)
+    message(FATAL_ERROR "${path} contains the raw-string delimiter ${delimiter}")
+  endif()
+  string(MAKE_C_IDENTIFIER "${name}" id)
+  string(APPEND body "static const char k_${id}[] = R\"${delimiter}(${text})${delimiter}\";\n")
+  string(APPEND table "    {\"${name}\", k_${id}},\n")
+endforeach()
+file(WRITE "${OUTPUT}.tmp" "// Generated from templates/ by generator/embed_templates.cmake.\n#include <string_view>\n#include <utility>\n\nnamespace swajit::embedded {\n${body}\nextern const std::pair<std::string_view, std::string_view> kTemplates[] = {\n${table}};\nextern const int kTemplateCount = sizeof(kTemplates) / sizeof(kTemplates[0]);\n}  // namespace swajit::embedded\n")
+file(COPY_FILE "${OUTPUT}.tmp" "${OUTPUT}" ONLY_IF_DIFFERENT)

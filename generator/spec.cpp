@@ -1,0 +1,162 @@
+#include "swajit/spec.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <sstream>
+#include <vector>
+
+#include "swajit/error.hpp"
+#include "swajit/generator.hpp"
+
+namespace swajit {
+namespace {
+
+std::vector<std::string_view> split(std::string_view text, char sep) {
+  std::vector<std::string_view> parts;
+  size_t start = 0;
+  while (true) {
+    const size_t pos = text.find(sep, start);
+    parts.push_back(text.substr(start, pos - start));
+    if (pos == std::string_view::npos) return parts;
+    start = pos + 1;
+  }
+}
+
+// "d128" with prefix "d" -> 128; throws naming `what` in `key` otherwise.
+int parse_prefixed_int(std::string_view token, std::string_view prefix, std::string_view what, std::string_view key) {
+  int value = 0;
+  const bool prefix_ok = token.substr(0, prefix.size()) == prefix;
+  const char* first = token.data() + prefix.size();
+  const char* last = token.data() + token.size();
+  const auto [ptr, ec] = std::from_chars(first, last, value);
+  if (!prefix_ok || ec != std::errc() || ptr != last || first == last)
+    throw Error(ErrorCode::kInvalidArgument, "key '" + std::string(key) + "': expected " + std::string(what) +
+                                                 " as '" + std::string(prefix) + "<number>', got '" +
+                                                 std::string(token) + "'");
+  return value;
+}
+
+void require_range(std::string_view field, int value, int lo, int hi) {
+  if (value < lo || value > hi)
+    throw Error(ErrorCode::kInvalidArgument, std::string(field) + " = " + std::to_string(value) +
+                                                 " is outside the allowed range [" + std::to_string(lo) + ", " +
+                                                 std::to_string(hi) + "]");
+}
+
+std::string_view windows_token(bool local, bool global) {
+  if (local && global) return "local_sink";
+  if (local) return "local";
+  if (global) return "sink";
+  return "full";
+}
+
+}  // namespace
+
+std::string_view to_string(KernelFamily family) {
+  switch (family) {
+    case KernelFamily::kPagedDecode: return "paged_decode";
+  }
+  return "?";
+}
+std::string_view to_string(DType dtype) { return dtype == DType::kBF16 ? "bf16" : "fp16"; }
+std::string_view to_string(KvLayout layout) { return layout == KvLayout::kNHD ? "nhd" : "hnd"; }
+
+KernelFamily parse_family(std::string_view text) {
+  if (text == "paged_decode") return KernelFamily::kPagedDecode;
+  throw Error(ErrorCode::kInvalidArgument, "family '" + std::string(text) + "' is unknown; accepted: paged_decode");
+}
+DType parse_dtype(std::string_view text) {
+  if (text == "bf16") return DType::kBF16;
+  if (text == "fp16") return DType::kFP16;
+  throw Error(ErrorCode::kInvalidArgument, "dtype '" + std::string(text) + "' is unknown; accepted: bf16, fp16");
+}
+KvLayout parse_kv_layout(std::string_view text) {
+  if (text == "nhd" || text == "NHD") return KvLayout::kNHD;
+  if (text == "hnd" || text == "HND") return KvLayout::kHND;
+  throw Error(ErrorCode::kInvalidArgument, "kv layout '" + std::string(text) + "' is unknown; accepted: nhd, hnd");
+}
+
+std::string KernelSpec::key() const {
+  std::ostringstream key;
+  key << to_string(family) << '_' << to_string(dtype) << "_d" << head_dim << "_p" << page_size << '_'
+      << to_string(kv_layout) << "_q" << q_seqlen << "_g" << group << '_' << windows_token(local_window, global_window);
+  return key.str();
+}
+
+KernelSpec KernelSpec::from_key(std::string_view key) {
+  constexpr std::string_view kFamilyPrefix = "paged_decode_";
+  if (key.substr(0, kFamilyPrefix.size()) != kFamilyPrefix)
+    throw Error(ErrorCode::kInvalidArgument, "key '" + std::string(key) + "' does not start with a known family (paged_decode)");
+  const auto parts = split(key.substr(kFamilyPrefix.size()), '_');
+  // dtype, d<head_dim>, p<page_size>, layout, q<q_seqlen>, g<group>, windows (1 or 2 tokens)
+  if (parts.size() != 7 && parts.size() != 8)
+    throw Error(ErrorCode::kInvalidArgument, "key '" + std::string(key) + "' does not have the form "
+                                             "paged_decode_<dtype>_d<D>_p<P>_<nhd|hnd>_q<Q>_g<G>_<full|local|sink|local_sink>");
+  KernelSpec spec;
+  spec.family = KernelFamily::kPagedDecode;
+  spec.dtype = parse_dtype(parts[0]);
+  spec.head_dim = parse_prefixed_int(parts[1], "d", "head_dim", key);
+  spec.page_size = parse_prefixed_int(parts[2], "p", "page_size", key);
+  spec.kv_layout = parse_kv_layout(parts[3]);
+  spec.q_seqlen = parse_prefixed_int(parts[4], "q", "q_seqlen", key);
+  spec.group = parse_prefixed_int(parts[5], "g", "group", key);
+  const std::string windows = parts.size() == 8 ? std::string(parts[6]) + "_" + std::string(parts[7]) : std::string(parts[6]);
+  if (windows == "local_sink") spec.local_window = spec.global_window = true;
+  else if (windows == "local") spec.local_window = true;
+  else if (windows == "sink") spec.global_window = true;
+  else if (windows != "full")
+    throw Error(ErrorCode::kInvalidArgument, "key '" + std::string(key) + "': windows part '" + windows +
+                                                 "' is not one of full, local, sink, local_sink");
+  if (spec.key() != key)
+    throw Error(ErrorCode::kInvalidArgument, "key '" + std::string(key) + "' is not canonical; canonical form: " + spec.key());
+  spec.validate();
+  return spec;
+}
+
+void KernelSpec::validate() const {
+  const auto& dims = SpecLimits::kHeadDims;
+  if (std::find(std::begin(dims), std::end(dims), head_dim) == std::end(dims))
+    throw Error(ErrorCode::kUnsupported, "head_dim = " + std::to_string(head_dim) + " is not supported; supported: 64, 128, 256");
+  require_range("page_size", page_size, SpecLimits::kMinPageSize, SpecLimits::kMaxPageSize);
+  require_range("q_seqlen", q_seqlen, SpecLimits::kMinQSeqlen, SpecLimits::kMaxQSeqlen);
+  require_range("group (num_q_heads / num_kv_heads)", group, SpecLimits::kMinGroup, SpecLimits::kMaxGroup);
+}
+
+std::string DecodeConfig::compile_key() const {
+  return "bn" + std::to_string(block_n) + "_wn" + std::to_string(warps_n) + "_st" + std::to_string(stages);
+}
+std::string DecodeConfig::key() const { return compile_key() + "_sp" + std::to_string(num_splits); }
+
+DecodeConfig DecodeConfig::from_key(std::string_view key) {
+  const auto parts = split(key, '_');
+  if (parts.size() != 4)
+    throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bn<N>_wn<W>_st<S>_sp<P>");
+  DecodeConfig config;
+  config.block_n = parse_prefixed_int(parts[0], "bn", "block_n", key);
+  config.warps_n = parse_prefixed_int(parts[1], "wn", "warps_n", key);
+  config.stages = parse_prefixed_int(parts[2], "st", "stages", key);
+  config.num_splits = parse_prefixed_int(parts[3], "sp", "num_splits", key);
+  return config;
+}
+
+void DecodeConfig::validate(const KernelSpec& spec) const {
+  constexpr int kMmaK = 16;       // tokens per mma k-step: each warp's share of a tile is a multiple of it
+  constexpr int kMaxBlockN = 256;
+  constexpr int kMaxStages = 8;
+  constexpr int kMaxSplits = 1024;
+  constexpr int kMaxThreadsPerBlock = 1024;  // CUDA's architectural limit on every GPU
+  require_range("block_n", block_n, kMmaK, kMaxBlockN);
+  require_range("warps_n", warps_n, 1, block_n / kMmaK);
+  if (block_n % (warps_n * kMmaK) != 0)
+    throw Error(ErrorCode::kInvalidArgument, "block_n = " + std::to_string(block_n) + " must be a multiple of 16 * warps_n = " +
+                                                 std::to_string(warps_n * kMmaK));
+  require_range("stages", stages, 2, kMaxStages);
+  require_range("num_splits", num_splits, 1, kMaxSplits);
+  const int threads = decode_geometry(spec, *this).threads;
+  if (threads > kMaxThreadsPerBlock)
+    throw Error(ErrorCode::kInvalidArgument, "warps_n = " + std::to_string(warps_n) + " gives " +
+                                                 std::to_string(threads) + " threads per block; at most " +
+                                                 std::to_string(kMaxThreadsPerBlock) + " are allowed");
+}
+
+}  // namespace swajit

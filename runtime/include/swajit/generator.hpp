@@ -1,0 +1,35 @@
+// swajit: generation of specialized kernel source from the templates embedded in the library.
+#pragma once
+#include <string>
+
+#include "swajit/spec.hpp"
+
+namespace swajit {
+
+// Launch geometry of one paged-decode specialization: computed here, once, and written into the generated
+// source as constants, so the kernel and the host launcher cannot disagree.
+struct DecodeGeometry {
+  int rows;             // q_seqlen * group query rows per kv head
+  int warps_m;          // 16-row mma tiles
+  int threads;          // threads per block of the main kernel
+  int q_bytes;          // shared memory of the Q tile
+  int tile_bytes;       // shared memory of one K (or V) pipeline stage
+  int epilogue_stride;  // fp32 row stride (floats) of the epilogue buffer
+  int epilogue_bytes;   // shared memory the epilogue reuses after the main loop
+  int shared_bytes;     // total dynamic shared memory of the main kernel
+  int merge_threads;    // threads per block of the split-KV merge kernel
+};
+DecodeGeometry decode_geometry(const KernelSpec& spec, const DecodeConfig& config);
+
+struct GeneratedKernel {
+  std::string source;         // complete, self-contained CUDA C++ (no #include)
+  std::string kernel_symbol;  // extern "C" name of the main kernel
+  std::string merge_symbol;   // extern "C" name of the split-KV merge kernel
+  std::string cache_key;      // spec key + "__" + config compile key
+};
+GeneratedKernel generate_cuda(const KernelSpec& spec, const DecodeConfig& config);
+
+// Embedded template text by file name (e.g. "paged_decode.cuh"); throws kInvalidArgument for an unknown name.
+std::string_view template_text(std::string_view name);
+
+}  // namespace swajit

@@ -1,0 +1,61 @@
+// swajit: what a kernel is specialized for (KernelSpec) and how it is tuned (DecodeConfig).
+// A KernelSpec is a plain value with one canonical string form, its key. The key is the tuning-DB key, the suffix
+// of the kernel's symbol, and what `swajit gen` prints in the source header.
+#pragma once
+#include <string>
+#include <string_view>
+
+namespace swajit {
+
+enum class KernelFamily { kPagedDecode };
+enum class DType { kBF16, kFP16 };
+enum class KvLayout { kNHD, kHND };  // NHD: [pages, page_size, kv_heads, head_dim]; HND: [pages, kv_heads, page_size, head_dim]
+
+std::string_view to_string(KernelFamily family);
+std::string_view to_string(DType dtype);
+std::string_view to_string(KvLayout layout);
+KernelFamily parse_family(std::string_view text);  // throws kInvalidArgument listing the accepted names
+DType parse_dtype(std::string_view text);
+KvLayout parse_kv_layout(std::string_view text);
+
+// Allowed ranges, one place.
+struct SpecLimits {
+  static constexpr int kHeadDims[] = {64, 128, 256};
+  static constexpr int kMinPageSize = 1, kMaxPageSize = 256;
+  static constexpr int kMinQSeqlen = 1, kMaxQSeqlen = 8;
+  static constexpr int kMinGroup = 1, kMaxGroup = 16;
+};
+
+struct KernelSpec {
+  KernelFamily family = KernelFamily::kPagedDecode;
+  DType dtype = DType::kBF16;          // q, k, v and out
+  int head_dim = 128;
+  int page_size = 16;
+  KvLayout kv_layout = KvLayout::kNHD;
+  int q_seqlen = 1;                    // query tokens per sequence (speculative decode: > 1)
+  int group = 1;                       // num_q_heads / num_kv_heads
+  bool local_window = false;           // a sliding window limits what each query sees
+  bool global_window = false;          // leading sink tokens are always visible
+
+  // e.g. "paged_decode_bf16_d128_p16_nhd_q4_g4_local_sink"; windows part is full|local|sink|local_sink.
+  std::string key() const;
+  static KernelSpec from_key(std::string_view key);  // inverse of key(); throws kInvalidArgument
+  void validate() const;  // throws kInvalidArgument / kUnsupported naming the field and its allowed range
+  bool operator==(const KernelSpec&) const = default;
+};
+
+// Tuning knobs of the paged decode family.
+struct DecodeConfig {
+  int block_n = 64;     // KV tokens per pipeline tile (independent of page_size)
+  int warps_n = 4;      // warps that split each tile's tokens, each with its own softmax state
+  int stages = 3;       // cp.async pipeline depth (tiles in flight)
+  int num_splits = 1;   // blocks per (sequence, kv head) sharing its window; > 1 adds a merge pass. Launch-time only.
+
+  std::string compile_key() const;  // the part that changes the generated code, e.g. "bn64_wn4_st3"
+  std::string key() const;          // compile_key() + "_sp<num_splits>"
+  static DecodeConfig from_key(std::string_view key);
+  void validate(const KernelSpec& spec) const;  // throws kInvalidArgument naming the field and its allowed range
+  bool operator==(const DecodeConfig&) const = default;
+};
+
+}  // namespace swajit

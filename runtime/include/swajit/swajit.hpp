@@ -1,0 +1,61 @@
+// swajit: sliding-window attention kernels, generated and JIT-compiled for the caller's exact shapes.
+//
+//   #include <swajit/swajit.hpp>
+//   swajit::DecodeOptions opt;
+//   opt.local_window = 4096;                     // each query sees the last 4096 positions ...
+//   opt.global_window = 4;                       // ... and the first 4 (attention sinks)
+//   swajit::paged_decode(q, k_cache, v_cache, block_table, seq_lens, out, stream, opt);
+//
+// Tensors are DLPack DLTensors (what PyTorch, JAX and CuPy export without copies). The first call for a new
+// specialization generates and compiles its kernel (NVRTC, for the device's own arch); later calls launch at once.
+#pragma once
+#include <cuda.h>
+#include <dlpack/dlpack.h>
+
+#include <cstddef>
+#include <optional>
+
+#include "swajit/device.hpp"
+#include "swajit/error.hpp"
+#include "swajit/spec.hpp"
+
+namespace swajit {
+
+struct DecodeOptions {
+  int local_window = 0;      // > 0: query at position p sees j only if p - j < local_window; <= 0: unlimited
+  int global_window = 0;     // >= 0: positions j < global_window are always visible (sink tokens)
+  std::optional<float> softmax_scale;  // default 1 / sqrt(head_dim)
+  KvLayout kv_layout = KvLayout::kNHD;
+  std::optional<DecodeConfig> config;  // force a tuning config (validated); default: tuned, else heuristic
+  // Split-KV scratch. When null the library keeps a per-device buffer, grown outside CUDA graph capture.
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
+  // Synchronize after the launch and throw kDeviceArgument if the kernel found invalid seq_lens / block_table
+  // values (it always guards against them and writes zeros for the affected sequences).
+  bool check_device_args = false;
+};
+
+// Paged decode attention with sliding window and sinks.
+//   q, out       [batch, q_seqlen, num_q_heads, head_dim] (or [batch, num_q_heads, head_dim]: q_seqlen 1),
+//                bf16 or fp16, any strides with a contiguous last dim
+//   k/v_cache    NHD [num_pages, page_size, num_kv_heads, head_dim] or HND [num_pages, num_kv_heads, page_size, head_dim]
+//   block_table  int32 [batch, max_pages_per_seq]; seq_lens int32 [batch], KV length including the new tokens
+// Query s of sequence b sits at p = seq_lens[b] - q_seqlen + s. Throws swajit::Error naming any invalid argument.
+void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_cache, const DLTensor& block_table,
+                  const DLTensor& seq_lens, const DLTensor& out, CUstream stream, const DecodeOptions& options = {});
+
+// Bytes of workspace paged_decode needs for these tensors and options (0 when no split is used).
+size_t paged_decode_workspace_bytes(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_cache,
+                                    const DLTensor& block_table, const DLTensor& seq_lens, const DLTensor& out,
+                                    const DecodeOptions& options = {});
+
+// Waits for `stream` and throws kDeviceArgument if any kernel launched on device `device_ordinal` since the last
+// check found invalid seq_lens / block_table values; clears the record.
+void check_device_errors(int device_ordinal, CUstream stream);
+
+// The spec the runtime would specialize for these tensors (validated); used by tools and the tuner.
+KernelSpec paged_decode_spec(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_cache,
+                             const DLTensor& block_table, const DLTensor& seq_lens, const DLTensor& out,
+                             const DecodeOptions& options = {});
+
+}  // namespace swajit

@@ -1,0 +1,290 @@
+#include "check.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "cuda_driver.hpp"
+#include "device_buffer.hpp"
+#include "half.hpp"
+#include "heuristic.hpp"
+#include "kernel_cache.hpp"
+#include "reference.hpp"
+#include "swajit/swajit.hpp"
+
+namespace swajit {
+namespace {
+
+constexpr int kPadElements = 8;  // stride padding that keeps 16-byte alignment
+
+// A tensor as the kernel sees it: physical storage plus DLPack shape and strides (which must outlive the call).
+struct StridedTensor {
+  std::vector<int64_t> shape, strides;
+  size_t physical_elements = 0;
+  size_t offset(const std::vector<int64_t>& index) const {
+    size_t o = 0;
+    for (size_t i = 0; i < index.size(); ++i) o += index[i] * strides[i];
+    return o;
+  }
+  DLTensor view(void* data, DLDataType dtype, DLDevice device) {
+    DLTensor t{};
+    t.data = data;
+    t.device = device;
+    t.ndim = int(shape.size());
+    t.dtype = dtype;
+    t.shape = shape.data();
+    t.strides = strides.data();
+    return t;
+  }
+};
+
+StridedTensor make_tensor(std::vector<int64_t> shape, std::vector<int64_t> strides) {
+  StridedTensor t{std::move(shape), std::move(strides), 0};
+  size_t last = 0;
+  for (size_t i = 0; i < t.shape.size(); ++i) last += (t.shape[i] - 1) * t.strides[i];
+  t.physical_elements = last + 1;
+  return t;
+}
+StridedTensor compact_tensor(std::vector<int64_t> shape) {
+  std::vector<int64_t> strides(shape.size());
+  int64_t running = 1;
+  for (int i = int(shape.size()) - 1; i >= 0; --i) { strides[i] = running; running *= shape[i]; }
+  return make_tensor(std::move(shape), std::move(strides));
+}
+
+// Calls f(index) for every element of `shape` in row-major order.
+template <class F>
+void for_each_index(const std::vector<int64_t>& shape, F f) {
+  std::vector<int64_t> index(shape.size(), 0);
+  const int64_t total = std::accumulate(shape.begin(), shape.end(), int64_t(1), std::multiplies<>());
+  for (int64_t n = 0; n < total; ++n) {
+    f(index);
+    for (int d = int(shape.size()) - 1; d >= 0; --d) {
+      if (++index[d] < shape[d]) break;
+      index[d] = 0;
+    }
+  }
+}
+
+// Compact float values -> 16-bit storage at the tensor's strides (gaps poisoned).
+std::vector<uint16_t> scatter(const std::vector<float>& compact, const StridedTensor& t, DType dtype) {
+  std::vector<uint16_t> physical(t.physical_elements, half::kPoison);
+  size_t n = 0;
+  for_each_index(t.shape, [&](const std::vector<int64_t>& i) { physical[t.offset(i)] = half::from_float(compact[n++], dtype); });
+  return physical;
+}
+
+std::vector<float> random_values(size_t n, DType dtype, std::mt19937_64& rng) {
+  std::uniform_real_distribution<float> dist(-1.f, 1.f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = half::to_float(half::from_float(dist(rng), dtype), dtype);  // exactly representable
+  return v;
+}
+
+DLDataType dl_dtype(DType t) { return t == DType::kBF16 ? DLDataType{kDLBfloat, 16, 1} : DLDataType{kDLFloat, 16, 1}; }
+
+}  // namespace
+
+KernelSpec DecodeCase::spec() const {
+  KernelSpec s;
+  s.dtype = dtype;
+  s.head_dim = head_dim;
+  s.page_size = page_size;
+  s.kv_layout = layout;
+  s.q_seqlen = q_seqlen;
+  s.group = group;
+  s.local_window = local_window > 0;
+  s.global_window = global_window > 0;
+  return s;
+}
+
+double tolerance_for(DType dtype) { return dtype == DType::kBF16 ? 1e-2 : 2e-3; }
+
+std::vector<DecodeCase> decode_check_matrix() {
+  std::vector<DecodeCase> cases;
+  const auto add = [&](std::string name, auto&& edit) {
+    DecodeCase c;
+    c.name = std::move(name);
+    edit(c);
+    cases.push_back(std::move(c));
+  };
+  for (DType dtype : {DType::kBF16, DType::kFP16})
+    for (int d : {64, 128, 256})
+      add(std::string("head_dim ") + std::to_string(d) + " " + std::string(to_string(dtype)) + " q2",
+          [&](DecodeCase& c) { c.dtype = dtype; c.head_dim = d; c.q_seqlen = 2; });
+  for (int page : {1, 3, 16, 17, 100, 256})
+    add("page_size " + std::to_string(page), [&](DecodeCase& c) {
+      c.page_size = page;
+      c.layout = page % 2 ? KvLayout::kHND : KvLayout::kNHD;
+      c.seq_lens = {0, 1, 257, 613};
+      c.local_window = 200;
+    });
+  for (KvLayout layout : {KvLayout::kNHD, KvLayout::kHND})
+    for (bool strided : {false, true})
+      add(std::string("layout ") + std::string(to_string(layout)) + (strided ? " strided" : " contiguous"),
+          [&](DecodeCase& c) { c.layout = layout; c.strided = strided; c.q_seqlen = 3; });
+  for (int qs = 1; qs <= 8; ++qs)
+    add("q_seqlen " + std::to_string(qs), [&](DecodeCase& c) { c.q_seqlen = qs; c.group = 2; c.seq_lens = {qs, 9, 130}; });
+  for (int group : {1, 2, 3, 5, 8, 16})
+    add("group " + std::to_string(group), [&](DecodeCase& c) { c.group = group; c.num_kv_heads = group > 8 ? 1 : 3; });
+  add("group 16 q_seqlen 8 (128 rows)", [](DecodeCase& c) { c.group = 16; c.q_seqlen = 8; c.num_kv_heads = 1; c.seq_lens = {8, 200}; });
+  add("group 16 q_seqlen 8 head_dim 256", [](DecodeCase& c) { c.group = 16; c.q_seqlen = 8; c.num_kv_heads = 1; c.head_dim = 256; c.seq_lens = {8, 150}; });
+  add("no windows (full attention)", [](DecodeCase& c) { c.local_window = 0; c.global_window = 0; });
+  add("local window only", [](DecodeCase& c) { c.global_window = 0; });
+  add("local window 1", [](DecodeCase& c) { c.local_window = 1; c.global_window = 0; c.q_seqlen = 4; c.seq_lens = {4, 50}; });
+  add("local window 1 + sink 1", [](DecodeCase& c) { c.local_window = 1; c.global_window = 1; c.q_seqlen = 2; });
+  add("window larger than sequence", [](DecodeCase& c) { c.local_window = 5000; c.global_window = 0; });
+  add("sinks only", [](DecodeCase& c) { c.local_window = 0; c.global_window = 4; });
+  add("sinks larger than sequence", [](DecodeCase& c) { c.local_window = 16; c.global_window = 400; });
+  add("sinks past the window start", [](DecodeCase& c) { c.local_window = 100; c.global_window = 250; c.seq_lens = {300, 340}; });
+  add("kv length 0 everywhere", [](DecodeCase& c) { c.seq_lens = {0, 0}; });
+  add("kv length 1", [](DecodeCase& c) { c.seq_lens = {1}; });
+  add("kv length == q_seqlen", [](DecodeCase& c) { c.q_seqlen = 5; c.seq_lens = {5, 5, 6}; });
+  add("3-D q", [](DecodeCase& c) { c.q_3d = true; c.strided = true; });
+  add("long sequence, heuristic splits", [](DecodeCase& c) { c.seq_lens = {5000}; c.local_window = 4096; c.num_kv_heads = 1; });
+  for (int splits : {2, 3, 7})
+    add("forced num_splits " + std::to_string(splits), [&](DecodeCase& c) {
+      c.seq_lens = {0, 1, 700, 2100};
+      c.local_window = 1000;
+      c.config = DecodeConfig{64, 4, 3, splits};
+    });
+  add("config bn32 wn2 st2", [](DecodeCase& c) { c.config = DecodeConfig{32, 2, 2, 1}; c.seq_lens = {0, 1, 95, 400}; });
+  add("config bn128 wn1 st4", [](DecodeCase& c) { c.config = DecodeConfig{128, 1, 4, 2}; c.seq_lens = {3, 129, 1000}; c.local_window = 300; });
+  add("config bn16 wn1 st2", [](DecodeCase& c) { c.config = DecodeConfig{16, 1, 2, 1}; c.seq_lens = {1, 17, 33}; });
+  return cases;
+}
+
+CaseResult run_decode_case(const DecodeCase& c, int device_ordinal, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const int batch = int(c.seq_lens.size());
+  const int hq = c.group * c.num_kv_heads, hkv = c.num_kv_heads, D = c.head_dim, P = c.page_size, Qs = c.q_seqlen;
+  const int max_len = *std::max_element(c.seq_lens.begin(), c.seq_lens.end());
+  const int max_pages = (max_len + P - 1) / P + 1;  // one spare column: the table is wider than any sequence needs
+
+  HostPagedDecode host;
+  host.batch = batch; host.q_seqlen = Qs; host.num_q_heads = hq; host.num_kv_heads = hkv; host.head_dim = D;
+  host.page_size = P; host.layout = c.layout; host.local_window = c.local_window; host.global_window = c.global_window;
+  host.max_pages_per_seq = max_pages;
+  host.scale = 1.0 / std::sqrt(double(D));
+  host.seq_lens = c.seq_lens;
+  // Pages: every sequence's pages drawn from a shuffled pool with spares, so neighbours are not adjacent.
+  int used_pages = 0;
+  for (int len : c.seq_lens) used_pages += (len + P - 1) / P;
+  host.num_pages = used_pages + 3;
+  std::vector<int> pool(host.num_pages);
+  std::iota(pool.begin(), pool.end(), 0);
+  std::shuffle(pool.begin(), pool.end(), rng);
+  host.block_table.assign(size_t(batch) * max_pages, 0);
+  int next = 0;
+  for (int b = 0; b < batch; ++b)
+    for (int i = 0; i < max_pages; ++i)
+      host.block_table[size_t(b) * max_pages + i] = i < (c.seq_lens[b] + P - 1) / P ? pool[next++] : pool.back();
+  host.q = random_values(size_t(batch) * Qs * hq * D, c.dtype, rng);
+  const size_t cache_elems = size_t(host.num_pages) * P * hkv * D;
+  host.k = random_values(cache_elems, c.dtype, rng);
+  host.v = random_values(cache_elems, c.dtype, rng);
+  const std::vector<double> ref = reference_paged_decode(host);
+
+  // Device layouts.
+  const int64_t pad = c.strided ? kPadElements : 0;
+  std::vector<int64_t> q_shape = {batch, Qs, hq, D};
+  StridedTensor q_t = c.strided ? make_tensor(q_shape, {Qs * hq * (D + pad) + 2 * pad, hq * (D + pad), D + pad, 1})
+                                : compact_tensor(q_shape);
+  // out deliberately token-major when strided: its strides never equal q's.
+  StridedTensor out_t = c.strided ? make_tensor(q_shape, {hq * D, int64_t(batch) * hq * D, D, 1}) : compact_tensor(q_shape);
+  if (c.q_3d) {
+    q_t = c.strided ? make_tensor({batch, hq, D}, {hq * (D + pad) + pad, D + pad, 1}) : compact_tensor({batch, hq, D});
+    out_t = compact_tensor({batch, hq, D});
+  }
+  const std::vector<int64_t> cache_shape = c.layout == KvLayout::kNHD ? std::vector<int64_t>{host.num_pages, P, hkv, D}
+                                                                         : std::vector<int64_t>{host.num_pages, hkv, P, D};
+  StridedTensor k_t = compact_tensor(cache_shape), v_t = compact_tensor(cache_shape);
+  if (c.strided) {
+    const int64_t row = D + pad;
+    const std::vector<int64_t> strides = c.layout == KvLayout::kNHD
+        ? std::vector<int64_t>{P * hkv * row + pad, hkv * row, row, 1}
+        : std::vector<int64_t>{hkv * P * row + pad, P * row, row, 1};
+    k_t = make_tensor(cache_shape, strides);
+    v_t = make_tensor(cache_shape, strides);
+  }
+  StridedTensor bt_t = c.strided ? make_tensor({batch, max_pages}, {max_pages + 3, 1}) : compact_tensor({batch, max_pages});
+  StridedTensor sl_t = c.strided ? make_tensor({batch}, {2}) : compact_tensor({batch});
+
+  std::vector<int> bt_physical(bt_t.physical_elements, -1), sl_physical(sl_t.physical_elements, -1);
+  for (int b = 0; b < batch; ++b) {
+    sl_physical[sl_t.offset({b})] = c.seq_lens[b];
+    for (int i = 0; i < max_pages; ++i) bt_physical[bt_t.offset({b, i})] = host.block_table[size_t(b) * max_pages + i];
+  }
+
+  cuda::ScopedDeviceContext scope(device_ordinal);
+  DeviceBuffer q_d(scatter(host.q, q_t, c.dtype)), k_d(scatter(host.k, k_t, c.dtype)), v_d(scatter(host.v, v_t, c.dtype));
+  DeviceBuffer bt_d(bt_physical), sl_d(sl_physical);
+  DeviceBuffer out_d(std::vector<uint16_t>(out_t.physical_elements, half::kPoison));
+
+  const DLDevice dev{kDLCUDA, device_ordinal};
+  const DLDataType dt = dl_dtype(c.dtype);
+  DecodeOptions options;
+  options.local_window = c.local_window;
+  options.global_window = c.global_window;
+  options.kv_layout = c.layout;
+  options.config = c.config;
+  options.check_device_args = true;
+  CUstream stream = nullptr;
+  cuda::check(cuda::driver().cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+  struct StreamGuard { CUstream s; ~StreamGuard() { cuda::driver().cuStreamDestroy(s); } } guard{stream};
+  paged_decode(q_t.view(q_d.data(), dt, dev), k_t.view(k_d.data(), dt, dev), v_t.view(v_d.data(), dt, dev),
+               bt_t.view(bt_d.data(), {kDLInt, 32, 1}, dev), sl_t.view(sl_d.data(), {kDLInt, 32, 1}, dev),
+               out_t.view(out_d.data(), dt, dev), stream, options);
+  const std::vector<uint16_t> out_physical = out_d.download<uint16_t>();
+
+  CaseResult result;
+  result.tolerance = tolerance_for(c.dtype);
+  double err2 = 0, ref2 = 0;
+  size_t n = 0, not_finite = 0;
+  const std::vector<int64_t> logical = c.q_3d ? std::vector<int64_t>{batch, hq, D} : q_shape;
+  for_each_index(logical, [&](const std::vector<int64_t>& i) {
+    const double got = half::to_float(out_physical[out_t.offset(i)], c.dtype);
+    const double want = ref[n++];
+    if (!std::isfinite(got)) { ++not_finite; return; }
+    err2 += (got - want) * (got - want);
+    ref2 += want * want;
+  });
+  if (not_finite) {
+    result.detail = std::to_string(not_finite) + " output elements are NaN/Inf or were never written (poison)";
+    return result;
+  }
+  result.rel_err = ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);
+  result.passed = result.rel_err <= result.tolerance;
+  if (!result.passed) {
+    std::ostringstream os;
+    os << "relative error " << result.rel_err << " > " << result.tolerance;
+    result.detail = os.str();
+  }
+  return result;
+}
+
+void precompile_cases(const std::vector<DecodeCase>& cases, int device_ordinal, int threads) {
+  const DeviceInfo& device = cuda_device(device_ordinal);
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&] {
+      cuda::ScopedDeviceContext scope(device_ordinal);
+      for (size_t i = next++; i < cases.size(); i = next++) {
+        try {
+          const KernelSpec spec = cases[i].spec();
+          const DecodeConfig config = cases[i].config ? *cases[i].config : heuristic_decode_config(spec, device);
+          decode_kernel(spec, config, device, scope.context());
+        } catch (const std::exception&) {
+          // Not fatal here: the case meets the same error when it runs and reports it as its own failure.
+        }
+      }
+    });
+  for (auto& t : pool) t.join();
+}
+
+}  // namespace swajit

@@ -1,0 +1,45 @@
+// The correctness matrix: paged decode against the reference on fresh random data, outputs poisoned first.
+// Shared by `swajit check` and the GPU tests, so both run exactly the same cases.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "swajit/spec.hpp"
+
+namespace swajit {
+
+struct DecodeCase {
+  std::string name;
+  DType dtype = DType::kBF16;
+  int head_dim = 128;
+  int page_size = 16;
+  KvLayout layout = KvLayout::kNHD;
+  int q_seqlen = 1;
+  int group = 4;
+  int num_kv_heads = 2;
+  std::vector<int> seq_lens = {0, 1, 37, 300};
+  int local_window = 64;
+  int global_window = 4;
+  bool strided = false;   // padded / permuted strides for q, out, caches, block_table and seq_lens
+  bool q_3d = false;      // q and out as [batch, heads, head_dim] (q_seqlen must be 1)
+  std::optional<DecodeConfig> config;
+
+  KernelSpec spec() const;
+};
+
+struct CaseResult {
+  bool passed = false;
+  double rel_err = 0;
+  double tolerance = 0;
+  std::string detail;  // why it failed, or a short note
+};
+
+double tolerance_for(DType dtype);  // bf16 1e-2, fp16 2e-3 (relative L2 error)
+std::vector<DecodeCase> decode_check_matrix();
+CaseResult run_decode_case(const DecodeCase& c, int device_ordinal, uint64_t seed);
+// Compiles the kernels of all cases on `threads` threads (exercises the compile-once cache under concurrency).
+void precompile_cases(const std::vector<DecodeCase>& cases, int device_ordinal, int threads);
+
+}  // namespace swajit

@@ -1,0 +1,53 @@
+// RAII device memory through the Driver API, for the check harness, the benchmarks and the tests.
+#pragma once
+#include <cuda.h>
+
+#include <cstddef>
+#include <vector>
+
+#include "cuda_driver.hpp"
+
+namespace swajit {
+
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t bytes) : bytes_(bytes) {
+    if (bytes_) cuda::check(cuda::driver().cuMemAlloc(&ptr_, bytes_), "cuMemAlloc");
+  }
+  template <class T>
+  explicit DeviceBuffer(const std::vector<T>& host) : DeviceBuffer(host.size() * sizeof(T)) {
+    upload(host);
+  }
+  ~DeviceBuffer() {
+    if (ptr_) cuda::driver().cuMemFree(ptr_);
+  }
+  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) { o.ptr_ = 0; o.bytes_ = 0; }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    std::swap(ptr_, o.ptr_);
+    std::swap(bytes_, o.bytes_);
+    return *this;
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  template <class T>
+  void upload(const std::vector<T>& host) {
+    if (!host.empty()) cuda::check(cuda::driver().cuMemcpyHtoD(ptr_, host.data(), host.size() * sizeof(T)), "cuMemcpyHtoD");
+  }
+  template <class T>
+  std::vector<T> download() const {
+    std::vector<T> host(bytes_ / sizeof(T));
+    if (!host.empty()) cuda::check(cuda::driver().cuMemcpyDtoH(host.data(), ptr_, bytes_), "cuMemcpyDtoH");
+    return host;
+  }
+  CUdeviceptr ptr() const { return ptr_; }
+  void* data() const { return reinterpret_cast<void*>(ptr_); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  CUdeviceptr ptr_ = 0;
+  size_t bytes_ = 0;
+};
+
+}  // namespace swajit

@@ -1,0 +1,33 @@
+// Host conversions between float and 16-bit storage (bf16, fp16), round to nearest even, for test data and
+// references. Device code has its own (templates/tile_ops.cuh).
+#pragma once
+#include <cstdint>
+#include <bit>
+#include <cstring>
+
+#include "swajit/spec.hpp"
+
+namespace swajit::half {
+
+inline uint16_t float_to_bf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;  // NaN stays NaN
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  return static_cast<uint16_t>(bits >> 16);
+}
+inline float bf16_to_float(uint16_t h) {
+  const uint32_t bits = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+inline uint16_t float_to_fp16(float f) { return std::bit_cast<uint16_t>(static_cast<_Float16>(f)); }
+inline float fp16_to_float(uint16_t h) { return static_cast<float>(std::bit_cast<_Float16>(h)); }
+
+inline uint16_t from_float(float f, DType t) { return t == DType::kBF16 ? float_to_bf16(f) : float_to_fp16(f); }
+inline float to_float(uint16_t h, DType t) { return t == DType::kBF16 ? bf16_to_float(h) : fp16_to_float(h); }
+
+constexpr uint16_t kPoison = 0xffff;  // a NaN in both bf16 and fp16: any element the kernel fails to write shows
+
+}  // namespace swajit::half

@@ -1,0 +1,39 @@
+#include "heuristic.hpp"
+
+#include <algorithm>
+
+#include "swajit/generator.hpp"
+
+namespace swajit {
+
+DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& device) {
+  constexpr int kTargetWarps = 4;        // enough warps to keep cp.async traffic and tensor cores busy
+  constexpr int kPreferredStages = 3;    // two tiles in flight while one is consumed
+  constexpr int kBlocksPerSmWanted = 2;  // so one block's epilogue overlaps another's loads
+  DecodeConfig config;
+  config.block_n = 64;
+  const int warps_m = decode_geometry(spec, config).warps_m;
+  config.warps_n = std::max(1, kTargetWarps / warps_m);
+  // Deepest pipeline (up to kPreferredStages) that still leaves room for kBlocksPerSmWanted blocks per SM.
+  config.stages = kPreferredStages;
+  const int per_block_budget = std::min(device.max_shared_per_block_optin, device.max_shared_per_sm / kBlocksPerSmWanted);
+  while (config.stages > 2 && decode_geometry(spec, config).shared_bytes > per_block_budget) --config.stages;
+  // A block that still does not fit the device gets a narrower tile.
+  while (config.block_n > 16 * config.warps_n && decode_geometry(spec, config).shared_bytes > device.max_shared_per_block_optin)
+    config.block_n /= 2;
+  return config;
+}
+
+int heuristic_num_splits(const DecodeProblem& problem, const DecodeConfig& config, const DeviceInfo& device,
+                         int blocks_per_sm) {
+  constexpr int kMinTilesPerSplit = 2;  // below this the merge pass costs more than the parallelism buys
+  const int64_t blocks = int64_t(problem.batch) * problem.num_kv_heads;
+  if (blocks == 0) return 1;
+  const int64_t capacity = int64_t(device.sm_count) * std::max(1, blocks_per_sm);
+  const int64_t wanted = (capacity + blocks - 1) / blocks;
+  const int tiles = (visible_kv_upper_bound(problem) + config.block_n - 1) / config.block_n;
+  const int64_t most = std::max(1, tiles / kMinTilesPerSplit);
+  return static_cast<int>(std::clamp<int64_t>(wanted, 1, most));
+}
+
+}  // namespace swajit

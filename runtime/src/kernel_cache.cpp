@@ -1,0 +1,114 @@
+#include "kernel_cache.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "cuda_driver.hpp"
+#include "nvrtc_compiler.hpp"
+#include "swajit/error.hpp"
+
+namespace swajit {
+namespace {
+
+using KernelFuture = std::shared_future<std::shared_ptr<const LoadedDecodeKernel>>;
+
+struct Cache {
+  std::mutex mutex;
+  std::map<std::pair<std::string, CUcontext>, KernelFuture> entries;
+  KernelCacheStats stats;
+};
+Cache& cache() {
+  static Cache c;
+  return c;
+}
+
+std::shared_ptr<const LoadedDecodeKernel> build(const GeneratedKernel& generated, const KernelSpec& spec,
+                                                const DecodeConfig& config, const DeviceInfo& device,
+                                                const std::string& binary_hash) {
+  const cuda::Driver& d = cuda::driver();
+  auto kernel = std::make_shared<LoadedDecodeKernel>();
+  kernel->geometry = decode_geometry(spec, config);
+  kernel->binary_hash = binary_hash;
+  if (kernel->geometry.shared_bytes > device.max_shared_per_block_optin)
+    throw Error(ErrorCode::kInvalidArgument, "config " + config.compile_key() + " needs " +
+                                                 std::to_string(kernel->geometry.shared_bytes) +
+                                                 " bytes of shared memory per block; " + device.name + " allows " +
+                                                 std::to_string(device.max_shared_per_block_optin));
+  const nvrtc::CompiledCubin cubin = nvrtc::compile(generated.source, generated.cache_key + ".cu", device.arch());
+  kernel->compile_ms = cubin.compile_ms;
+  const auto start = std::chrono::steady_clock::now();
+  cuda::check(d.cuModuleLoadData(&kernel->module, cubin.cubin.data()), "cuModuleLoadData");
+  cuda::check(d.cuModuleGetFunction(&kernel->main, kernel->module, generated.kernel_symbol.c_str()),
+              "cuModuleGetFunction(main kernel)");
+  cuda::check(d.cuModuleGetFunction(&kernel->merge, kernel->module, generated.merge_symbol.c_str()),
+              "cuModuleGetFunction(merge kernel)");
+  cuda::check(d.cuFuncSetAttribute(kernel->main, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                   kernel->geometry.shared_bytes),
+              "cuFuncSetAttribute(max dynamic shared memory)");
+  cuda::check(d.cuFuncGetAttribute(&kernel->registers, CU_FUNC_ATTRIBUTE_NUM_REGS, kernel->main), "cuFuncGetAttribute(regs)");
+  cuda::check(d.cuFuncGetAttribute(&kernel->local_bytes, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES, kernel->main),
+              "cuFuncGetAttribute(local bytes)");
+  kernel->load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  return kernel;
+}
+
+}  // namespace
+
+std::string stable_hash(std::initializer_list<std::string_view> pieces) {
+  constexpr uint64_t kOffsetBasis = 0xcbf29ce484222325ull, kPrime = 0x100000001b3ull;
+  uint64_t h = kOffsetBasis;
+  for (std::string_view piece : pieces) {
+    for (unsigned char c : piece) h = (h ^ c) * kPrime;
+    h = (h ^ 0xffu) * kPrime;  // separator: a byte no text piece ends with by accident
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(h));
+  return hex;
+}
+
+const LoadedDecodeKernel& decode_kernel(const KernelSpec& spec, const DecodeConfig& config, const DeviceInfo& device,
+                                        CUcontext context) {
+  const GeneratedKernel generated = generate_cuda(spec, config);
+  std::string options_text;
+  for (const auto& o : nvrtc::compile_options(device.arch())) options_text += o + " ";
+  const std::string hash = stable_hash({generated.source, options_text, device.arch(), std::to_string(nvrtc::version())});
+
+  Cache& c = cache();
+  std::promise<std::shared_ptr<const LoadedDecodeKernel>> promise;
+  KernelFuture future;
+  bool builder = false;
+  {
+    std::lock_guard<std::mutex> lock(c.mutex);
+    auto it = c.entries.find({hash, context});
+    if (it != c.entries.end()) {
+      ++c.stats.hits;
+      future = it->second;
+    } else {
+      ++c.stats.compiles;
+      future = promise.get_future().share();
+      c.entries.emplace(std::make_pair(hash, context), future);
+      builder = true;
+    }
+  }
+  if (builder) {
+    try {
+      promise.set_value(build(generated, spec, config, device, hash));
+    } catch (...) {
+      promise.set_exception(std::current_exception());  // threads already waiting see the same error
+      std::lock_guard<std::mutex> lock(c.mutex);
+      c.entries.erase({hash, context});                 // a later call may try again
+    }
+  }
+  return *future.get();
+}
+
+KernelCacheStats kernel_cache_stats() {
+  std::lock_guard<std::mutex> lock(cache().mutex);
+  return cache().stats;
+}
+
+}  // namespace swajit

@@ -1,0 +1,191 @@
+#include <climits>
+#include <map>
+#include <mutex>
+
+#include "cuda_driver.hpp"
+#include "heuristic.hpp"
+#include "kernel_cache.hpp"
+#include "paged_decode_problem.hpp"
+#include "swajit/swajit.hpp"
+
+namespace swajit {
+namespace {
+
+constexpr int kMinComputeMajor = 8;        // cp.async, ldmatrix and bf16 mma need sm_80
+constexpr size_t kWorkspaceAlignment = 256;
+
+size_t align_up(size_t n) { return (n + kWorkspaceAlignment - 1) / kWorkspaceAlignment * kWorkspaceAlignment; }
+
+// Split-KV scratch layout: partial outputs, then log-sum-exps.
+struct WorkspaceLayout {
+  size_t out_bytes = 0, lse_bytes = 0;
+  size_t total() const { return out_bytes + lse_bytes; }
+};
+WorkspaceLayout workspace_layout(const DecodeProblem& p, int num_splits) {
+  WorkspaceLayout w;
+  if (num_splits <= 1) return w;
+  const size_t slots = size_t(p.batch) * p.num_kv_heads * num_splits * p.spec.q_seqlen * p.spec.group;
+  w.out_bytes = align_up(slots * p.spec.head_dim * sizeof(float));
+  w.lse_bytes = align_up(slots * sizeof(float));
+  return w;
+}
+
+// Per-context buffers the library owns: the device-side status record and the default split-KV workspace.
+struct ContextScratch {
+  CUdeviceptr status = 0;  // int[2]: error bits, first offending batch index
+  CUdeviceptr workspace = 0;
+  size_t workspace_bytes = 0;
+};
+std::mutex scratch_mutex;
+std::map<CUcontext, ContextScratch> scratch_by_context;
+
+bool stream_is_capturing(CUstream stream) {
+  CUstreamCaptureStatus status = CU_STREAM_CAPTURE_STATUS_NONE;
+  cuda::check(cuda::driver().cuStreamIsCapturing(stream, &status), "cuStreamIsCapturing");
+  return status != CU_STREAM_CAPTURE_STATUS_NONE;
+}
+
+void reset_status(CUdeviceptr status) {
+  const cuda::Driver& d = cuda::driver();
+  cuda::check(d.cuMemsetD32(status, 0, 1), "cuMemsetD32(status)");
+  cuda::check(d.cuMemsetD32(status + sizeof(int), INT_MAX, 1), "cuMemsetD32(status)");
+}
+
+// The context's scratch with at least `workspace_bytes` of workspace; allocation is refused during graph capture.
+ContextScratch& context_scratch(CUcontext context, CUstream stream, size_t workspace_bytes) {
+  const cuda::Driver& d = cuda::driver();
+  std::lock_guard<std::mutex> lock(scratch_mutex);
+  ContextScratch& s = scratch_by_context[context];
+  const bool need_status = s.status == 0, need_workspace = workspace_bytes > s.workspace_bytes;
+  if ((need_status || need_workspace) && stream_is_capturing(stream))
+    throw Error(ErrorCode::kInvalidArgument,
+                "paged_decode needs " + std::to_string(need_workspace ? workspace_bytes : 2 * sizeof(int)) +
+                    " bytes of library scratch that cannot be allocated during CUDA graph capture: run the same "
+                    "call once before capturing, or pass DecodeOptions::workspace (see paged_decode_workspace_bytes)");
+  if (need_status) {
+    cuda::check(d.cuMemAlloc(&s.status, 2 * sizeof(int)), "cuMemAlloc(status)");
+    reset_status(s.status);
+  }
+  if (need_workspace) {
+    if (s.workspace) cuda::check(d.cuMemFree(s.workspace), "cuMemFree(workspace)");
+    s.workspace = 0;
+    s.workspace_bytes = 0;
+    cuda::check(d.cuMemAlloc(&s.workspace, workspace_bytes), "cuMemAlloc(workspace)");
+    s.workspace_bytes = workspace_bytes;
+  }
+  return s;
+}
+
+// The config for this call: the caller's (validated), else the heuristic with splits sized to the device.
+struct Plan {
+  DecodeConfig config;
+  const LoadedDecodeKernel* kernel = nullptr;
+};
+Plan plan_call(const DecodeProblem& p, const DecodeOptions& options, const DeviceInfo& device, CUcontext context) {
+  if (device.cc_major < kMinComputeMajor)
+    throw Error(ErrorCode::kUnsupported, device.name + " is sm_" + std::to_string(device.cc_major) +
+                                             std::to_string(device.cc_minor) + "; paged_decode needs sm_80 or newer");
+  Plan plan;
+  if (options.config) {
+    options.config->validate(p.spec);
+    plan.config = *options.config;
+    plan.kernel = &decode_kernel(p.spec, plan.config, device, context);
+    return plan;
+  }
+  plan.config = heuristic_decode_config(p.spec, device);
+  plan.kernel = &decode_kernel(p.spec, plan.config, device, context);
+  int blocks_per_sm = 0;
+  cuda::check(cuda::driver().cuOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, plan.kernel->main,
+                                                                         plan.kernel->geometry.threads,
+                                                                         plan.kernel->geometry.shared_bytes),
+              "cuOccupancyMaxActiveBlocksPerMultiprocessor");
+  plan.config.num_splits = heuristic_num_splits(p, plan.config, device, blocks_per_sm);
+  return plan;
+}
+
+int chosen_splits(const DecodeProblem& p, const DecodeOptions& options) {
+  if (options.config) return options.config->num_splits;
+  cuda::ScopedDeviceContext scope(p.device_ordinal);
+  return plan_call(p, options, cuda_device(p.device_ordinal), scope.context()).config.num_splits;
+}
+
+std::string describe_status(int bits, int batch_index) {
+  std::string what;
+  if (bits & kStatusSeqLenBelowQSeqlen) what += " a seq_lens value is negative or below q_seqlen (and not 0);";
+  if (bits & kStatusSeqLenOverCapacity) what += " a seq_lens value exceeds max_pages_per_seq * page_size;";
+  if (bits & kStatusPageOutOfRange) what += " a block_table entry in the window is outside [0, num_pages);";
+  return "paged_decode found invalid device-side arguments (first at batch index " + std::to_string(batch_index) +
+         "):" + what + " those sequences were written as zeros";
+}
+
+}  // namespace
+
+KernelSpec paged_decode_spec(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_cache,
+                             const DLTensor& block_table, const DLTensor& seq_lens, const DLTensor& out,
+                             const DecodeOptions& options) {
+  return describe_paged_decode(q, k_cache, v_cache, block_table, seq_lens, out, options).spec;
+}
+
+size_t paged_decode_workspace_bytes(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_cache,
+                                    const DLTensor& block_table, const DLTensor& seq_lens, const DLTensor& out,
+                                    const DecodeOptions& options) {
+  const DecodeProblem p = describe_paged_decode(q, k_cache, v_cache, block_table, seq_lens, out, options);
+  if (p.batch == 0) return 0;
+  return workspace_layout(p, chosen_splits(p, options)).total();
+}
+
+void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_cache, const DLTensor& block_table,
+                  const DLTensor& seq_lens, const DLTensor& out, CUstream stream, const DecodeOptions& options) {
+  DecodeProblem p = describe_paged_decode(q, k_cache, v_cache, block_table, seq_lens, out, options);
+  if (p.batch == 0) return;
+  const cuda::Driver& d = cuda::driver();
+  cuda::ScopedDeviceContext scope(p.device_ordinal);
+  const DeviceInfo& device = cuda_device(p.device_ordinal);
+  const Plan plan = plan_call(p, options, device, scope.context());
+  const int splits = plan.config.num_splits;
+  const WorkspaceLayout layout = workspace_layout(p, splits);
+
+  const bool caller_workspace = options.workspace != nullptr;
+  if (caller_workspace && options.workspace_bytes < layout.total())
+    throw Error(ErrorCode::kInvalidArgument, "workspace_bytes = " + std::to_string(options.workspace_bytes) +
+                                                 " is too small; this call needs " + std::to_string(layout.total()));
+  ContextScratch& scratch = context_scratch(scope.context(), stream, caller_workspace ? 0 : layout.total());
+  char* workspace = caller_workspace ? static_cast<char*>(options.workspace) : reinterpret_cast<char*>(scratch.workspace);
+
+  PagedDecodeParams& a = p.params;
+  a.num_splits = splits;
+  a.status = reinterpret_cast<int*>(scratch.status);
+  a.partial_out = splits > 1 ? reinterpret_cast<float*>(workspace) : nullptr;
+  a.partial_lse = splits > 1 ? reinterpret_cast<float*>(workspace + layout.out_bytes) : nullptr;
+
+  const DecodeGeometry& g = plan.kernel->geometry;
+  void* args[] = {&a};
+  cuda::check(d.cuLaunchKernel(plan.kernel->main, p.batch, p.num_kv_heads, splits, g.threads, 1, 1, g.shared_bytes,
+                               stream, args, nullptr),
+              "cuLaunchKernel(paged_decode)");
+  if (splits > 1)
+    cuda::check(d.cuLaunchKernel(plan.kernel->merge, p.batch, p.num_kv_heads, 1, g.merge_threads, 1, 1, 0, stream,
+                                 args, nullptr),
+                "cuLaunchKernel(paged_decode merge)");
+  if (options.check_device_args) check_device_errors(p.device_ordinal, stream);
+}
+
+void check_device_errors(int device_ordinal, CUstream stream) {
+  const cuda::Driver& d = cuda::driver();
+  cuda::ScopedDeviceContext scope(device_ordinal);
+  cuda::check(d.cuStreamSynchronize(stream), "cuStreamSynchronize");
+  CUdeviceptr status = 0;
+  {
+    std::lock_guard<std::mutex> lock(scratch_mutex);
+    auto it = scratch_by_context.find(scope.context());
+    if (it == scratch_by_context.end()) return;  // nothing launched on this device yet
+    status = it->second.status;
+  }
+  int host[2] = {0, 0};
+  cuda::check(d.cuMemcpyDtoH(host, status, sizeof(host)), "cuMemcpyDtoH(status)");
+  if (host[0] == 0) return;
+  reset_status(status);
+  throw Error(ErrorCode::kDeviceArgument, describe_status(host[0], host[1]));
+}
+
+}  // namespace swajit

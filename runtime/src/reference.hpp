@@ -1,0 +1,30 @@
+// The simple reference every kernel is checked against: the math and the mask of templates/paged_decode.cuh,
+// written as plainly as possible, in double precision, on the host.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "swajit/spec.hpp"
+
+namespace swajit {
+
+// A paged decode problem held on the host as float values (already rounded to the kernel's input dtype).
+struct HostPagedDecode {
+  int batch = 0, q_seqlen = 1, num_q_heads = 0, num_kv_heads = 0, head_dim = 0, page_size = 0, num_pages = 0;
+  int max_pages_per_seq = 0;
+  KvLayout layout = KvLayout::kNHD;
+  int local_window = 0, global_window = 0;
+  double scale = 0;
+  std::vector<float> q;           // [batch, q_seqlen, num_q_heads, head_dim], compact
+  std::vector<float> k, v;        // compact in `layout`
+  std::vector<int> block_table;   // [batch, max_pages_per_seq], compact
+  std::vector<int> seq_lens;      // [batch]
+};
+
+// The visibility rule, one place for the host side.
+bool reference_visible(int p, int j, int local_window, int global_window);
+
+// out [batch, q_seqlen, num_q_heads, head_dim], compact, double precision.
+std::vector<double> reference_paged_decode(const HostPagedDecode& problem);
+
+}  // namespace swajit

@@ -1,0 +1,406 @@
+// swajit kernel family: paged sliding-window decode (tensor cores, sm_80+).
+//
+// The math. For sequence b with KV length L = seq_lens[b], query token s (0 <= s < kQSeqlen) sits at position
+// p = L - kQSeqlen + s. Query head h reads kv head h / kGroup. For each visible KV position j:
+//     score_j = scale * <q, k_j>,   out = sum_j exp(score_j - m) v_j / sum_j exp(score_j - m),   m = max_j score_j
+// and a row with no visible j is all zeros (never 0/0).
+//
+// The mask. j is visible from p iff
+//     j <= p  and  ( !kLocalWindow or p - j < local_window  or  (kGlobalWindow and j < global_window) )
+// so the KV tokens any query of the block can see are the sinks [0, global_window) and the window
+// [p_min - local_window + 1, L), where p_min = L - kQSeqlen. Only those tiles are loaded.
+//
+// The work split. One thread block per (sequence, kv head, split). Its rows are all kQSeqlen x kGroup queries of
+// that kv head (padded to 16-row mma tiles, one warp row per tile), so every K/V element is read from memory once
+// per kv head. K/V tiles of kBlockN tokens stream through a kStages-deep cp.async pipeline, gathered page by
+// page; kWarpsN warps split each tile's tokens and keep their own online-softmax state, merged at the end.
+// With num_splits > 1 each split writes (out / l, log2-sum-exp) and SWAJIT_MERGE_KERNEL combines them.
+//
+// Needs from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kQSeqlen, kGroup, kLocalWindow,
+// kGlobalWindow), the config (kBlockN, kWarpsN, kStages), the launch geometry the host also uses (kRows, kWarpsM,
+// kThreads, kQBytes, kTileBytes, kEpilogueStride, kEpilogueBytes, kSharedBytes, kMergeThreads) and the symbol names
+// SWAJIT_DECODE_KERNEL and SWAJIT_MERGE_KERNEL.
+
+constexpr int kRowsPadded = kWarpsM * 16;
+constexpr int kWarps = kWarpsM * kWarpsN;
+constexpr int kChunks = kHeadDim / 8;                  // 16-byte chunks per K/V/Q row
+constexpr int kTokensPerWarp = kBlockN / kWarpsN;       // tokens of each tile one warp handles
+constexpr int kScoreFrags = kTokensPerWarp / 8;        // 16x8 score fragments per warp and tile
+constexpr int kOutFrags = kHeadDim / 8;                // 16x8 output fragments per warp
+constexpr int kDimSteps = kHeadDim / 16;               // k16 steps over head_dim
+// Q stays in registers when it is small enough not to crowd out the output accumulators.
+constexpr bool kQInRegisters = kHeadDim <= 128;
+
+static_assert(kTokensPerWarp % 16 == 0, "each warp needs whole k16 steps of tokens");
+static_assert(kHeadDim % 64 == 0, "head_dim must be a multiple of 64");
+
+typedef SwizzledTile<kHeadDim> RowTile;
+
+// Shared memory (sizes from the prelude): the Q tile (kQBytes), then kStages K tiles and kStages V tiles
+// (kTileBytes each). After the main loop the K/V area is reused by the epilogue (kEpilogueBytes: per-warp fp32
+// outputs with row stride kEpilogueStride, then per-row max and sum for each warp column).
+static_assert(kThreads == kWarps * 32, "prelude geometry disagrees with the template");
+static_assert(kSharedBytes >= kQBytes + 2 * kStages * kTileBytes && kSharedBytes >= kQBytes + kEpilogueBytes,
+              "prelude shared-memory size too small for the template's layout");
+
+// ---- the block's KV tiles ------------------------------------------------------------------------------------------
+// Up to two token ranges (sinks, then the window), cut into tiles of kBlockN tokens that start at each range's
+// first token; a tile never crosses a range end.
+struct TileRanges {
+  int begin[2], end[2], tiles[2];
+  SWAJIT_MEMBER int count() const { return tiles[0] + tiles[1]; }
+  SWAJIT_MEMBER int tile_begin(int t) const { return t < tiles[0] ? begin[0] + t * kBlockN : begin[1] + (t - tiles[0]) * kBlockN; }
+  SWAJIT_MEMBER int tile_end(int t) const { return min(tile_begin(t) + kBlockN, t < tiles[0] ? end[0] : end[1]); }
+};
+
+SWAJIT_DEVICE int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+SWAJIT_DEVICE TileRanges visible_tile_ranges(int kv_len, int local_window, int global_window) {
+  const int p_min = kv_len - kQSeqlen;
+  const int window_begin = (kLocalWindow && local_window > 0) ? max(0, p_min - local_window + 1) : 0;
+  const int sink_end = kGlobalWindow ? min(global_window, kv_len) : 0;
+  TileRanges r;
+  if (sink_end >= window_begin) {  // sinks and window touch: one range
+    r.begin[0] = 0; r.end[0] = kv_len;
+    r.begin[1] = 0; r.end[1] = 0;
+  } else {
+    r.begin[0] = 0; r.end[0] = sink_end;
+    r.begin[1] = window_begin; r.end[1] = kv_len;
+  }
+  r.tiles[0] = ceil_div(r.end[0] - r.begin[0], kBlockN);
+  r.tiles[1] = ceil_div(r.end[1] - r.begin[1], kBlockN);
+  return r;
+}
+
+SWAJIT_DEVICE bool is_visible(int p, int j, int local_window, int global_window) {
+  if (j > p) return false;
+  if (!kLocalWindow || local_window <= 0 || p - j < local_window) return true;
+  return kGlobalWindow && j < global_window;
+}
+
+// A tile needs no per-element mask when it is full and every query of the block sees every token of it.
+SWAJIT_DEVICE bool tile_fully_visible(int tile_begin, int tile_end, int kv_len, int local_window, int global_window) {
+  const int p_min = kv_len - kQSeqlen, p_max = kv_len - 1;
+  if (tile_end - tile_begin != kBlockN || tile_end - 1 > p_min) return false;
+  if (!kLocalWindow || local_window <= 0 || p_max - tile_begin < local_window) return true;
+  return kGlobalWindow && tile_end <= global_window;
+}
+
+SWAJIT_DEVICE void report_status(const PagedDecodeParams& P, int bit, int batch_index) {
+  atomicOr(P.status, bit);
+  atomicMin(P.status + 1, batch_index);
+}
+
+// ---- loads -----------------------------------------------------------------------------------------------------------
+// Q rows of this kv head into the swizzled Q tile; padding rows are zero-filled.
+SWAJIT_DEVICE void load_q_tile(const PagedDecodeParams& P, u32 q_smem, int b, int kv_head) {
+  const u16* q = static_cast<const u16*>(P.q);
+  for (int i = threadIdx.x; i < kRowsPadded * kChunks; i += kThreads) {
+    const int row = i / kChunks, chunk = i % kChunks;
+    const bool real = row < kRows;
+    const int s = real ? row / kGroup : 0, head = kv_head * kGroup + (real ? row % kGroup : 0);
+    const u16* src = q + b * P.q_stride_batch + s * P.q_stride_token + head * P.q_stride_head + chunk * 8;
+    cp_async_16(q_smem + RowTile::offset_bytes(row, chunk), src, real);
+  }
+}
+
+// One K tile and one V tile (tokens [tile_begin, tile_end) of sequence b) into pipeline stage `stage`.
+SWAJIT_DEVICE void load_kv_tile(const PagedDecodeParams& P, u32 k_smem, u32 v_smem, const int* block_table_row,
+                                int b, int kv_head, int tile_begin, int tile_end) {
+  const u16* k_cache = static_cast<const u16*>(P.k_cache);
+  const u16* v_cache = static_cast<const u16*>(P.v_cache);
+  for (int i = threadIdx.x; i < kBlockN * kChunks; i += kThreads) {
+    const int row = i / kChunks, chunk = i % kChunks;
+    const int j = tile_begin + row;
+    bool valid = j < tile_end;
+    int page = valid ? block_table_row[(j / kPageSize) * P.block_table_stride_page] : 0;
+    if (valid && (page < 0 || page >= P.num_pages)) {
+      report_status(P, kStatusPageOutOfRange, b);
+      valid = false;
+      page = 0;
+    }
+    const int in_page = j % kPageSize;
+    const u16* k_src = k_cache + page * P.k_stride_page + in_page * P.k_stride_token + kv_head * P.k_stride_head + chunk * 8;
+    const u16* v_src = v_cache + page * P.v_stride_page + in_page * P.v_stride_token + kv_head * P.v_stride_head + chunk * 8;
+    const u32 offset = RowTile::offset_bytes(row, chunk);
+    cp_async_16(k_smem + offset, k_src, valid);
+    cp_async_16(v_smem + offset, v_src, valid);
+  }
+}
+
+// ---- per-warp math on one tile -------------------------------------------------------------------------------------
+struct WarpState {
+  float out[kOutFrags][4];   // unnormalized output, rows (lane/4) and (lane/4 + 8) of the warp's 16
+  float row_max[2];          // running max of scaled scores (log2 units), -inf until a token is seen
+  float row_sum[2];          // this lane's part of the running sum of exp2(score - row_max)
+};
+
+SWAJIT_DEVICE void load_q_fragment(u32 q_smem, int warp_m, int lane, int step, u32 (&a)[4]) {
+  const int matrix = lane / 8;
+  const int row = warp_m * 16 + (matrix % 2) * 8 + lane % 8;
+  ldmatrix_x4(q_smem + RowTile::offset_bytes(row, step * 2 + matrix / 2), a[0], a[1], a[2], a[3]);
+}
+
+// scores[16 x kTokensPerWarp] = Q_warp . K_tile^T
+SWAJIT_DEVICE void tile_scores(float (&scores)[kScoreFrags][4], const u32 (&q_frag)[kQInRegisters ? kDimSteps : 1][4],
+                               u32 q_smem, u32 k_smem, int warp_m, int token0, int lane) {
+#pragma unroll
+  for (int f = 0; f < kScoreFrags; ++f) scores[f][0] = scores[f][1] = scores[f][2] = scores[f][3] = 0.f;
+  const int matrix = lane / 8;
+#pragma unroll
+  for (int step = 0; step < kDimSteps; ++step) {
+    u32 a[4];
+    if constexpr (kQInRegisters) {
+      a[0] = q_frag[step][0]; a[1] = q_frag[step][1]; a[2] = q_frag[step][2]; a[3] = q_frag[step][3];
+    } else {
+      load_q_fragment(q_smem, warp_m, lane, step, a);
+    }
+#pragma unroll
+    for (int pair = 0; pair < kScoreFrags / 2; ++pair) {
+      const int token = token0 + pair * 16 + (matrix / 2) * 8 + lane % 8;
+      u32 b0, b1, b2, b3;
+      ldmatrix_x4(k_smem + RowTile::offset_bytes(token, step * 2 + matrix % 2), b0, b1, b2, b3);
+      mma_16816(scores[2 * pair], a, b0, b1, Elem());
+      mma_16816(scores[2 * pair + 1], a, b2, b3, Elem());
+    }
+  }
+}
+
+// Online softmax update for the warp's rows, then out += P . V_tile.
+template <bool kMasked>
+SWAJIT_DEVICE void tile_softmax_and_accumulate(WarpState& st, float (&scores)[kScoreFrags][4], u32 v_smem,
+                                               int warp_m, int token0, int lane, int tile_begin, int tile_end,
+                                               int kv_len, const PagedDecodeParams& P) {
+  // Scale (and mask) the scores; find each row's max.
+  float tile_max[2] = {SWAJIT_NEG_INF, SWAJIT_NEG_INF};
+#pragma unroll
+  for (int f = 0; f < kScoreFrags; ++f) {
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      float s = scores[f][c] * P.scale_log2;
+      if constexpr (kMasked) {
+        const int row = warp_m * 16 + lane / 4 + (c / 2) * 8;
+        const int p = kv_len - kQSeqlen + row / kGroup;
+        const int j = tile_begin + token0 + f * 8 + 2 * (lane % 4) + (c % 2);
+        if (j >= tile_end || !is_visible(p, j, P.local_window, P.global_window)) s = SWAJIT_NEG_INF;
+      }
+      scores[f][c] = s;
+      tile_max[c / 2] = fmaxf(tile_max[c / 2], s);
+    }
+  }
+  float rescale[2], reference[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const float new_max = fmaxf(st.row_max[h], quad_max(tile_max[h]));
+    // A row that has seen nothing yet keeps max -inf; exponentiate against 0 so no (-inf) - (-inf) appears.
+    reference[h] = new_max == SWAJIT_NEG_INF ? 0.f : new_max;
+    rescale[h] = fast_exp2(st.row_max[h] - reference[h]);
+    st.row_max[h] = new_max;
+    st.row_sum[h] *= rescale[h];
+  }
+#pragma unroll
+  for (int f = 0; f < kOutFrags; ++f) {
+    st.out[f][0] *= rescale[0]; st.out[f][1] *= rescale[0];
+    st.out[f][2] *= rescale[1]; st.out[f][3] *= rescale[1];
+  }
+#pragma unroll
+  for (int f = 0; f < kScoreFrags; ++f) {
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      scores[f][c] = fast_exp2(scores[f][c] - reference[c / 2]);
+      st.row_sum[c / 2] += scores[f][c];
+    }
+  }
+  // out[16 x head_dim] += P[16 x tokens] . V[tokens x head_dim]; P's accumulator layout is the A operand layout.
+  const int matrix = lane / 8;
+#pragma unroll
+  for (int step = 0; step < kTokensPerWarp / 16; ++step) {
+    const u32 a[4] = {pack2(scores[2 * step][0], scores[2 * step][1], Elem()),
+                      pack2(scores[2 * step][2], scores[2 * step][3], Elem()),
+                      pack2(scores[2 * step + 1][0], scores[2 * step + 1][1], Elem()),
+                      pack2(scores[2 * step + 1][2], scores[2 * step + 1][3], Elem())};
+    const int token = token0 + step * 16 + (matrix % 2) * 8 + lane % 8;
+#pragma unroll
+    for (int pair = 0; pair < kOutFrags / 2; ++pair) {
+      u32 b0, b1, b2, b3;
+      ldmatrix_x4_trans(v_smem + RowTile::offset_bytes(token, pair * 2 + matrix / 2), b0, b1, b2, b3);
+      mma_16816(st.out[2 * pair], a, b0, b1, Elem());
+      mma_16816(st.out[2 * pair + 1], a, b2, b3, Elem());
+    }
+  }
+}
+
+// out[b, row / kGroup, kv_head * kGroup + row % kGroup, 8 * chunk .. +8) = acc * scale, one 16-byte store.
+SWAJIT_DEVICE void store_output_chunk(const PagedDecodeParams& P, int b, int kv_head, int row, int chunk,
+                                      const float (&acc)[8], float scale) {
+  const int s = row / kGroup, head = kv_head * kGroup + row % kGroup;
+  u16* out = static_cast<u16*>(P.out) + b * P.out_stride_batch + s * P.out_stride_token + head * P.out_stride_head + chunk * 8;
+  uint4 packed;
+  packed.x = pack2(acc[0] * scale, acc[1] * scale, Elem());
+  packed.y = pack2(acc[2] * scale, acc[3] * scale, Elem());
+  packed.z = pack2(acc[4] * scale, acc[5] * scale, Elem());
+  packed.w = pack2(acc[6] * scale, acc[7] * scale, Elem());
+  *reinterpret_cast<uint4*>(out) = packed;
+}
+
+// ---- epilogue --------------------------------------------------------------------------------------------------------
+// Merges the kWarpsN warps of each row group through shared memory and writes either the final output (one
+// split) or this split's normalized partial output and log2-sum-exp.
+SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState& st, char* epilogue, int warp_m, int warp_n,
+                                      int lane, int b, int kv_head, int split) {
+  float* warp_out = reinterpret_cast<float*>(epilogue);                  // [kWarps][16][kEpilogueStride]
+  float* stat_max = warp_out + kWarps * 16 * kEpilogueStride;            // [kWarpsN][kRowsPadded]
+  float* stat_sum = stat_max + kWarpsN * kRowsPadded;                    // [kWarpsN][kRowsPadded]
+  const int warp = warp_m * kWarpsN + warp_n;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const float sum = quad_sum(st.row_sum[h]);
+    if (lane % 4 == 0) {
+      const int row = warp_m * 16 + lane / 4 + h * 8;
+      stat_max[warp_n * kRowsPadded + row] = st.row_max[h];
+      stat_sum[warp_n * kRowsPadded + row] = sum;
+    }
+  }
+#pragma unroll
+  for (int f = 0; f < kOutFrags; ++f) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float* dst = warp_out + (warp * 16 + lane / 4 + h * 8) * kEpilogueStride + f * 8 + 2 * (lane % 4);
+      dst[0] = st.out[f][2 * h];
+      dst[1] = st.out[f][2 * h + 1];
+    }
+  }
+  __syncthreads();
+
+  // Each thread finishes 8 consecutive output elements of one row.
+  for (int i = threadIdx.x; i < kRows * kChunks; i += kThreads) {
+    const int row = i / kChunks, chunk = i % kChunks;
+    float row_max = SWAJIT_NEG_INF;
+#pragma unroll
+    for (int w = 0; w < kWarpsN; ++w) row_max = fmaxf(row_max, stat_max[w * kRowsPadded + row]);
+    const float reference = row_max == SWAJIT_NEG_INF ? 0.f : row_max;
+    float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    float sum = 0.f;
+#pragma unroll
+    for (int w = 0; w < kWarpsN; ++w) {
+      const float weight = fast_exp2(stat_max[w * kRowsPadded + row] - reference);
+      sum += weight * stat_sum[w * kRowsPadded + row];
+      const float* src = warp_out + (((row / 16) * kWarpsN + w) * 16 + row % 16) * kEpilogueStride + chunk * 8;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[e] += weight * src[e];
+    }
+    const float inv_sum = sum > 0.f ? 1.f / sum : 0.f;  // nothing visible: zeros, not 0/0
+    if (P.num_splits == 1) {
+      store_output_chunk(P, b, kv_head, row, chunk, acc, inv_sum);
+    } else {
+      const i64 slot = (i64(b * P.num_kv_heads + kv_head) * P.num_splits + split) * kRows + row;
+      float* dst = P.partial_out + slot * kHeadDim + chunk * 8;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) dst[e] = acc[e] * inv_sum;
+      if (chunk == 0) P.partial_lse[slot] = sum > 0.f ? reference + __log2f(sum) : SWAJIT_NEG_INF;
+    }
+  }
+}
+
+// ---- the kernel --------------------------------------------------------------------------------------------------------
+extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(const PagedDecodeParams P) {
+  extern __shared__ __align__(128) char smem[];
+  const int b = blockIdx.x, kv_head = blockIdx.y, split = blockIdx.z;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int warp_m = warp / kWarpsN, warp_n = warp % kWarpsN;
+  const int token0 = warp_n * kTokensPerWarp;
+
+  int kv_len = P.seq_lens[b * P.seq_lens_stride];
+  if (kv_len != 0 && kv_len < kQSeqlen) {
+    if (threadIdx.x == 0 && split == 0 && kv_head == 0) report_status(P, kStatusSeqLenBelowQSeqlen, b);
+    kv_len = 0;
+  } else if (kv_len > P.max_pages_per_seq * kPageSize) {
+    if (threadIdx.x == 0 && split == 0 && kv_head == 0) report_status(P, kStatusSeqLenOverCapacity, b);
+    kv_len = 0;
+  }
+  const TileRanges ranges = visible_tile_ranges(kv_len, P.local_window, P.global_window);
+  const int tile_count = ranges.count();
+  const int first_tile = int(i64(tile_count) * split / P.num_splits);
+  const int last_tile = int(i64(tile_count) * (split + 1) / P.num_splits);
+  const int* block_table_row = P.block_table + b * P.block_table_stride_batch;
+
+  const u32 q_smem = smem_u32(smem);
+  const u32 k_smem = q_smem + kQBytes;
+  const u32 v_smem = k_smem + kStages * kTileBytes;
+
+  load_q_tile(P, q_smem, b, kv_head);
+  cp_async_commit();
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    const int t = first_tile + s;
+    if (t < last_tile)
+      load_kv_tile(P, k_smem + s * kTileBytes, v_smem + s * kTileBytes, block_table_row, b, kv_head,
+                   ranges.tile_begin(t), ranges.tile_end(t));
+    cp_async_commit();
+  }
+
+  WarpState st;
+#pragma unroll
+  for (int f = 0; f < kOutFrags; ++f) st.out[f][0] = st.out[f][1] = st.out[f][2] = st.out[f][3] = 0.f;
+  st.row_max[0] = st.row_max[1] = SWAJIT_NEG_INF;
+  st.row_sum[0] = st.row_sum[1] = 0.f;
+
+  u32 q_frag[kQInRegisters ? kDimSteps : 1][4];
+  cp_async_wait<kStages - 1>();  // the Q group is complete
+  __syncthreads();
+  if constexpr (kQInRegisters) {
+#pragma unroll
+    for (int step = 0; step < kDimSteps; ++step) load_q_fragment(q_smem, warp_m, lane, step, q_frag[step]);
+  }
+
+  for (int t = first_tile; t < last_tile; ++t) {
+    cp_async_wait<kStages - 2>();  // tile t has landed
+    __syncthreads();               // ... for every thread, and every warp is done with tile t - 1's stage
+    const int next = t + kStages - 1;
+    const int next_stage = (next - first_tile) % kStages;
+    if (next < last_tile)
+      load_kv_tile(P, k_smem + next_stage * kTileBytes, v_smem + next_stage * kTileBytes, block_table_row, b, kv_head,
+                   ranges.tile_begin(next), ranges.tile_end(next));
+    cp_async_commit();
+
+    const int stage = (t - first_tile) % kStages;
+    const int tile_begin = ranges.tile_begin(t), tile_end = ranges.tile_end(t);
+    float scores[kScoreFrags][4];
+    tile_scores(scores, q_frag, q_smem, k_smem + stage * kTileBytes, warp_m, token0, lane);
+    if (tile_fully_visible(tile_begin, tile_end, kv_len, P.local_window, P.global_window))
+      tile_softmax_and_accumulate<false>(st, scores, v_smem + stage * kTileBytes, warp_m, token0, lane, tile_begin,
+                                         tile_end, kv_len, P);
+    else
+      tile_softmax_and_accumulate<true>(st, scores, v_smem + stage * kTileBytes, warp_m, token0, lane, tile_begin,
+                                        tile_end, kv_len, P);
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // the K/V area becomes the epilogue buffer
+  write_block_output(P, st, smem + kQBytes, warp_m, warp_n, lane, b, kv_head, split);
+}
+
+// Split-KV merge: out = sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M), M = max_s lse_s; all -inf gives zeros.
+// One block per (sequence, kv head); each thread finishes 8 consecutive elements of one row.
+extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(const PagedDecodeParams P) {
+  const int b = blockIdx.x, kv_head = blockIdx.y;
+  const i64 first_slot = i64(b * P.num_kv_heads + kv_head) * P.num_splits * kRows;
+  for (int i = threadIdx.x; i < kRows * kChunks; i += kMergeThreads) {
+    const int row = i / kChunks, chunk = i % kChunks;
+    float max_lse = SWAJIT_NEG_INF;
+    for (int s = 0; s < P.num_splits; ++s) max_lse = fmaxf(max_lse, P.partial_lse[first_slot + s * kRows + row]);
+    const float reference = max_lse == SWAJIT_NEG_INF ? 0.f : max_lse;
+    float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    float sum = 0.f;
+    for (int s = 0; s < P.num_splits; ++s) {
+      const i64 slot = first_slot + s * kRows + row;
+      const float weight = fast_exp2(P.partial_lse[slot] - reference);
+      sum += weight;
+      const float4* src = reinterpret_cast<const float4*>(P.partial_out + slot * kHeadDim + chunk * 8);
+      const float4 lo = src[0], hi = src[1];
+      acc[0] += weight * lo.x; acc[1] += weight * lo.y; acc[2] += weight * lo.z; acc[3] += weight * lo.w;
+      acc[4] += weight * hi.x; acc[5] += weight * hi.y; acc[6] += weight * hi.z; acc[7] += weight * hi.w;
+    }
+    const float inv_sum = sum > 0.f ? 1.f / sum : 0.f;
+    store_output_chunk(P, b, kv_head, row, chunk, acc, inv_sum);
+  }
+}

@@ -1,0 +1,173 @@
+// Paged decode on the GPU against the reference over the whole correctness matrix, plus the runtime's behaviour:
+// compile-once under concurrency, device-side argument errors, graph capture and caller workspaces.
+// Exits with ctest's skip code when there is no GPU.
+#define DOCTEST_CONFIG_IMPLEMENT
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <thread>
+
+#include "check.hpp"
+#include "cuda_driver.hpp"
+#include "device_buffer.hpp"
+#include "kernel_cache.hpp"
+#include "swajit/swajit.hpp"
+
+using namespace swajit;
+
+namespace {
+constexpr int kSkipReturnCode = 77;  // SKIP_RETURN_CODE in tests/CMakeLists.txt
+constexpr int kDevice = 0;
+}  // namespace
+
+TEST_CASE("correctness matrix against the reference") {
+  const auto cases = decode_check_matrix();
+  precompile_cases(cases, kDevice, int(std::max(1u, std::thread::hardware_concurrency())));
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const DecodeCase& c = cases[i];
+    for (uint64_t seed : {uint64_t(1000 + i), uint64_t(2000 + i)}) {  // fresh random data twice per case
+      INFO(c.name << " (" << c.spec().key() << ") seed " << seed);
+      const CaseResult r = run_decode_case(c, kDevice, seed);
+      INFO(r.detail);
+      CHECK(r.passed);
+      CHECK(r.rel_err <= r.tolerance);
+    }
+  }
+}
+
+TEST_CASE("threads asking for the same new kernel compile it exactly once") {
+  KernelSpec spec;
+  spec.head_dim = 64; spec.page_size = 5; spec.q_seqlen = 3; spec.group = 3; spec.local_window = true;
+  const DecodeConfig config{32, 2, 2, 1};
+  const uint64_t before = kernel_cache_stats().compiles;
+  std::vector<const LoadedDecodeKernel*> seen(8, nullptr);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&, t] {
+      cuda::ScopedDeviceContext scope(kDevice);
+      seen[t] = &decode_kernel(spec, config, cuda_device(kDevice), scope.context());
+    });
+  for (auto& t : threads) t.join();
+  CHECK(kernel_cache_stats().compiles == before + 1);
+  for (auto* k : seen) CHECK(k == seen[0]);
+  CHECK(seen[0]->local_bytes == 0);  // no spills
+}
+
+namespace {
+// A tiny valid problem on the device, for the runtime-behaviour tests.
+struct SmallProblem {
+  std::vector<int64_t> q_shape = {2, 1, 4, 64}, k_shape = {8, 16, 1, 64}, bt_shape = {2, 4}, sl_shape = {2};
+  DeviceBuffer q{size_t(2 * 4 * 64 * 2)}, out{size_t(2 * 4 * 64 * 2)}, k{size_t(8 * 16 * 64 * 2)}, v{size_t(8 * 16 * 64 * 2)};
+  DeviceBuffer bt{std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7}}, sl;
+  explicit SmallProblem(std::vector<int> seq_lens) : sl(seq_lens) {
+    cuda::check(cuda::driver().cuMemsetD8(q.ptr(), 0x3c, q.bytes()), "memset");
+    cuda::check(cuda::driver().cuMemsetD8(k.ptr(), 0x3c, k.bytes()), "memset");
+    cuda::check(cuda::driver().cuMemsetD8(v.ptr(), 0x3c, v.bytes()), "memset");
+  }
+  static DLTensor view(const DeviceBuffer& b, DLDataType t, std::vector<int64_t>& shape) {
+    DLTensor x{};
+    x.data = b.data();
+    x.device = {kDLCUDA, kDevice};
+    x.ndim = int(shape.size());
+    x.dtype = t;
+    x.shape = shape.data();
+    return x;
+  }
+  void run(CUstream stream, const DecodeOptions& o) {
+    const DLDataType bf16{kDLBfloat, 16, 1}, i32{kDLInt, 32, 1};
+    paged_decode(view(q, bf16, q_shape), view(k, bf16, k_shape), view(v, bf16, k_shape), view(bt, i32, bt_shape),
+                 view(sl, i32, sl_shape), view(out, bf16, q_shape), stream, o);
+  }
+};
+}  // namespace
+
+TEST_CASE("invalid device-side seq_lens and block_table values are reported, not read out of bounds") {
+  cuda::ScopedDeviceContext scope(kDevice);
+  DecodeOptions o;
+  o.check_device_args = true;
+  const auto expect_device_error = [&](std::vector<int> lens, const char* needle) {
+    SmallProblem p(lens);
+    try {
+      p.run(nullptr, o);
+      FAIL("no error for seq_lens " << lens[0] << ", " << lens[1]);
+    } catch (const Error& e) {
+      CHECK(e.code() == ErrorCode::kDeviceArgument);
+      CHECK(std::string(e.what()).find(needle) != std::string::npos);
+    }
+  };
+  expect_device_error({20, 65}, "exceeds max_pages_per_seq * page_size");
+  expect_device_error({-1, 3}, "negative or below q_seqlen");
+  SmallProblem good({20, 0});
+  CHECK_NOTHROW(good.run(nullptr, o));
+  SmallProblem bad_page({20, 3});  // sequence 1 (length 3) reads its first page: table entry 4
+  bad_page.bt.upload(std::vector<int>{0, 1, 2, 3, 99, 5, 6, 7});
+  try {
+    bad_page.run(nullptr, o);
+    FAIL("no error for block_table entry 99");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("block_table entry") != std::string::npos);
+  }
+}
+
+TEST_CASE("graph capture: scratch is refused during capture, caller workspaces work") {
+  const cuda::Driver& d = cuda::driver();
+  cuda::ScopedDeviceContext scope(kDevice);
+  CUstream stream;
+  cuda::check(d.cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+  SmallProblem p({64, 17});
+  DecodeOptions o;
+  o.config = DecodeConfig{16, 1, 2, 5};  // 4 tiles of 16 tokens over 5 splits: needs a workspace
+  // A workspace larger than any the library allocated so far, first asked for inside a capture: a clear error.
+  SmallProblem big({64, 64});
+  DecodeOptions huge = o;
+  huge.config = DecodeConfig{16, 1, 2, 1000};
+  cuda::check(d.cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL), "begin capture");
+  bool refused = false;
+  try {
+    big.run(stream, huge);
+  } catch (const Error& e) {
+    refused = std::string(e.what()).find("graph capture") != std::string::npos;
+  }
+  CUgraph graph = nullptr;
+  d.cuStreamEndCapture(stream, &graph);
+  if (graph) d.cuGraphDestroy(graph);
+  CHECK(refused);
+  // With the caller's own workspace the same call captures and replays.
+  const size_t bytes = paged_decode_workspace_bytes(SmallProblem::view(p.q, {kDLBfloat, 16, 1}, p.q_shape),
+                                                    SmallProblem::view(p.k, {kDLBfloat, 16, 1}, p.k_shape),
+                                                    SmallProblem::view(p.v, {kDLBfloat, 16, 1}, p.k_shape),
+                                                    SmallProblem::view(p.bt, {kDLInt, 32, 1}, p.bt_shape),
+                                                    SmallProblem::view(p.sl, {kDLInt, 32, 1}, p.sl_shape),
+                                                    SmallProblem::view(p.out, {kDLBfloat, 16, 1}, p.q_shape), o);
+  CHECK(bytes > 0);
+  DeviceBuffer workspace(bytes);
+  o.workspace = workspace.data();
+  o.workspace_bytes = bytes;
+  p.run(stream, o);  // warm (status buffer, kernel) outside the capture
+  cuda::check(d.cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL), "begin capture");
+  p.run(stream, o);
+  cuda::check(d.cuStreamEndCapture(stream, &graph), "end capture");
+  CUgraphExec exec;
+  cuda::check(d.cuGraphInstantiateWithFlags(&exec, graph, 0), "instantiate");
+  cuda::check(d.cuMemsetD8(p.out.ptr(), 0xff, p.out.bytes()), "poison");
+  cuda::check(d.cuGraphLaunch(exec, stream), "launch");
+  cuda::check(d.cuStreamSynchronize(stream), "sync");
+  // Every value is 0x3c3c in bf16 (about 0.0115); attention of equal values returns that value.
+  const auto out = p.out.download<uint16_t>();
+  for (uint16_t x : out) CHECK(x == 0x3c3c);
+  o.workspace_bytes = bytes - 1;
+  CHECK_THROWS_AS(p.run(stream, o), Error);
+  d.cuGraphExecDestroy(exec);
+  d.cuGraphDestroy(graph);
+  d.cuStreamDestroy(stream);
+}
+
+int main(int argc, char** argv) {
+  std::string why;
+  if (cuda_devices(&why).empty()) {
+    std::printf("SKIPPED: no GPU (%s)\n", why.c_str());
+    return kSkipReturnCode;
+  }
+  doctest::Context context(argc, argv);
+  return context.run();
+}

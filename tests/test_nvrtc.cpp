@@ -1,0 +1,52 @@
+// Generated sources compile with NVRTC for Hopper and Ampere; a broken source surfaces the NVRTC log.
+// Needs NVRTC (part of the CUDA toolkit) but no GPU.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "nvrtc_compiler.hpp"
+#include "swajit/error.hpp"
+#include "swajit/generator.hpp"
+
+using namespace swajit;
+
+TEST_CASE("generated paged decode kernels compile for sm_90a and sm_80") {
+  std::string why;
+  if (!nvrtc::available(&why)) {
+    MESSAGE("skipped: " << why);
+    return;
+  }
+  struct Case { DType dtype; int d, page, qs, group; bool local, global; DecodeConfig config; };
+  const Case cases[] = {
+      {DType::kBF16, 128, 16, 4, 4, true, true, DecodeConfig{64, 4, 3, 1}},
+      {DType::kFP16, 64, 3, 1, 1, false, false, DecodeConfig{32, 2, 2, 1}},
+      {DType::kBF16, 256, 17, 8, 16, true, false, DecodeConfig{64, 1, 2, 1}},
+  };
+  for (const Case& c : cases) {
+    KernelSpec s;
+    s.dtype = c.dtype; s.head_dim = c.d; s.page_size = c.page; s.q_seqlen = c.qs; s.group = c.group;
+    s.local_window = c.local; s.global_window = c.global;
+    const GeneratedKernel k = generate_cuda(s, c.config);
+    for (const char* arch : {"sm_90a", "sm_80"}) {
+      INFO(k.cache_key << " for " << arch);
+      const nvrtc::CompiledCubin cubin = nvrtc::compile(k.source, k.cache_key + ".cu", arch);
+      CHECK(cubin.cubin.size() > 1000);
+      CHECK(std::string(cubin.cubin.data(), 4) == "\x7f" "ELF");
+      MESSAGE(k.cache_key << " " << std::string(arch) << ": " << cubin.compile_ms << " ms");
+    }
+  }
+}
+
+TEST_CASE("a compile failure carries the NVRTC log") {
+  if (!nvrtc::available()) return;
+  try {
+    nvrtc::compile("extern \"C\" __global__ void broken() { int x = ; }", "broken.cu", "sm_90a");
+    FAIL("NVRTC accepted broken source");
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::kCompileError);
+    const std::string what = e.what();
+    CHECK(what.find("broken.cu") != std::string::npos);
+    CHECK(what.find("NVRTC log") != std::string::npos);
+    CHECK(what.find("expected an expression") != std::string::npos);
+  }
+}

@@ -1,0 +1,99 @@
+// Specs, keys, configs and source generation: everything here runs without a GPU.
+#include <doctest/doctest.h>
+
+#include "swajit/error.hpp"
+#include "swajit/generator.hpp"
+#include "swajit/spec.hpp"
+
+using namespace swajit;
+
+static ErrorCode code_of(auto&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.code();
+  }
+  FAIL("no swajit::Error thrown");
+  return ErrorCode::kCudaError;
+}
+
+TEST_CASE("spec key is canonical and round-trips") {
+  KernelSpec s;
+  s.head_dim = 128; s.page_size = 16; s.q_seqlen = 4; s.group = 4; s.local_window = true; s.global_window = true;
+  CHECK(s.key() == "paged_decode_bf16_d128_p16_nhd_q4_g4_local_sink");
+  CHECK(KernelSpec::from_key(s.key()) == s);
+  for (bool local : {false, true})
+    for (bool global : {false, true})
+      for (KvLayout layout : {KvLayout::kNHD, KvLayout::kHND}) {
+        KernelSpec t;
+        t.dtype = DType::kFP16; t.head_dim = 64; t.page_size = 17; t.kv_layout = layout; t.q_seqlen = 8; t.group = 16;
+        t.local_window = local; t.global_window = global;
+        CHECK(KernelSpec::from_key(t.key()) == t);
+      }
+  KernelSpec full;
+  CHECK(full.key() == "paged_decode_bf16_d128_p16_nhd_q1_g1_full");
+}
+
+TEST_CASE("malformed or out-of-range keys are rejected with the field named") {
+  CHECK(code_of([] { KernelSpec::from_key("prefill_bf16_d128"); }) == ErrorCode::kInvalidArgument);
+  CHECK(code_of([] { KernelSpec::from_key("paged_decode_bf16_d128_p16_nhd_q4_g4_wide"); }) == ErrorCode::kInvalidArgument);
+  CHECK(code_of([] { KernelSpec::from_key("paged_decode_bf16_d128_p016_nhd_q4_g4_full"); }) == ErrorCode::kInvalidArgument);
+  CHECK(code_of([] { KernelSpec::from_key("paged_decode_bf16_d96_p16_nhd_q4_g4_full"); }) == ErrorCode::kUnsupported);
+  try {
+    KernelSpec::from_key("paged_decode_bf16_d128_p300_nhd_q4_g4_full");
+    FAIL("accepted page_size 300");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("page_size = 300") != std::string::npos);
+    CHECK(std::string(e.what()).find("[1, 256]") != std::string::npos);
+  }
+  KernelSpec s;
+  s.q_seqlen = 9;
+  CHECK(code_of([&] { s.validate(); }) == ErrorCode::kInvalidArgument);
+  s.q_seqlen = 1;
+  s.group = 17;
+  CHECK(code_of([&] { s.validate(); }) == ErrorCode::kInvalidArgument);
+}
+
+TEST_CASE("config keys and validation") {
+  DecodeConfig c{64, 4, 3, 2};
+  CHECK(c.key() == "bn64_wn4_st3_sp2");
+  CHECK(DecodeConfig::from_key(c.key()) == c);
+  KernelSpec s;
+  CHECK_NOTHROW(c.validate(s));
+  CHECK(code_of([&] { DecodeConfig{48, 4, 3, 1}.validate(s); }) == ErrorCode::kInvalidArgument);  // 48 % 64
+  CHECK(code_of([&] { DecodeConfig{64, 4, 1, 1}.validate(s); }) == ErrorCode::kInvalidArgument);  // stages
+  CHECK(code_of([&] { DecodeConfig{64, 4, 3, 0}.validate(s); }) == ErrorCode::kInvalidArgument);  // splits
+  s.q_seqlen = 8; s.group = 16;  // 128 rows: 8 warp rows
+  CHECK(code_of([&] { DecodeConfig{256, 16, 2, 1}.validate(s); }) == ErrorCode::kInvalidArgument);  // 4096 threads
+}
+
+TEST_CASE("launch geometry") {
+  KernelSpec s;
+  s.q_seqlen = 4; s.group = 4;  // 16 rows: one warp row
+  const DecodeGeometry g = decode_geometry(s, DecodeConfig{64, 4, 3, 1});
+  CHECK(g.rows == 16);
+  CHECK(g.warps_m == 1);
+  CHECK(g.threads == 128);
+  CHECK(g.q_bytes == 16 * 128 * 2);
+  CHECK(g.tile_bytes == 64 * 128 * 2);
+  CHECK(g.shared_bytes == g.q_bytes + 2 * 3 * g.tile_bytes);
+  s.group = 5;  // 20 rows: two warp rows
+  CHECK(decode_geometry(s, DecodeConfig{64, 2, 3, 1}).threads == 2 * 2 * 32);
+}
+
+TEST_CASE("generated source is deterministic, self-contained and names its spec") {
+  KernelSpec s;
+  s.q_seqlen = 4; s.group = 4; s.local_window = true; s.global_window = true;
+  const GeneratedKernel a = generate_cuda(s, DecodeConfig{});
+  const GeneratedKernel b = generate_cuda(s, DecodeConfig{});
+  CHECK(a.source == b.source);
+  CHECK(a.kernel_symbol == "swajit_paged_decode_bf16_d128_p16_nhd_q4_g4_local_sink__bn64_wn4_st3");
+  CHECK(a.merge_symbol == a.kernel_symbol + "_merge");
+  CHECK(a.source.find("// spec:   paged_decode_bf16_d128_p16_nhd_q4_g4_local_sink") != std::string::npos);
+  CHECK(a.source.find("#include") == std::string::npos);
+  CHECK(a.source.find("constexpr int kGroup = 4;") != std::string::npos);
+  CHECK(a.source.find("constexpr bool kLocalWindow = true;") != std::string::npos);
+  s.local_window = false;
+  CHECK(generate_cuda(s, DecodeConfig{}).source != a.source);
+  CHECK(code_of([] { template_text("nope.cuh"); }) == ErrorCode::kInvalidArgument);
+}

@@ -1,0 +1,190 @@
+// Argument validation of paged_decode: every bad input gets a typed error naming the argument. Runs without a GPU
+// (validation happens before the driver is touched).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "paged_decode_problem.hpp"
+#include "swajit/swajit.hpp"
+
+using namespace swajit;
+
+namespace {
+
+// Host-side stand-ins for device tensors: validation only looks at metadata (and at host-mapped seq_lens/tables).
+struct Tensors {
+  int batch = 2, qs = 2, hq = 8, hkv = 2, d = 128, pages = 10, page = 16, max_pages = 4;
+  std::vector<uint16_t> q_mem, out_mem, k_mem, v_mem;
+  std::vector<int> table_mem, lens_mem;
+  std::vector<int64_t> q_shape, out_shape, k_shape, table_shape, lens_shape;
+  DLTensor q{}, out{}, k{}, v{}, table{}, lens{};
+
+  Tensors() {
+    q_shape = {batch, qs, hq, d};
+    out_shape = q_shape;
+    k_shape = {pages, page, hkv, d};
+    table_shape = {batch, max_pages};
+    lens_shape = {batch};
+    q_mem.resize(batch * qs * hq * d + 64);
+    out_mem.resize(q_mem.size());
+    k_mem.resize(size_t(pages) * page * hkv * d + 64);
+    v_mem.resize(k_mem.size());
+    table_mem = {0, 1, 2, 3, 4, 5, 6, 7};
+    lens_mem = {40, 2};
+    q = make(aligned(q_mem), {kDLBfloat, 16, 1}, q_shape);
+    out = make(aligned(out_mem), {kDLBfloat, 16, 1}, out_shape);
+    k = make(aligned(k_mem), {kDLBfloat, 16, 1}, k_shape);
+    v = make(aligned(v_mem), {kDLBfloat, 16, 1}, k_shape);
+    table = make(table_mem.data(), {kDLInt, 32, 1}, table_shape);
+    lens = make(lens_mem.data(), {kDLInt, 32, 1}, lens_shape);
+  }
+  static void* aligned(std::vector<uint16_t>& mem) {
+    auto address = reinterpret_cast<uintptr_t>(mem.data());
+    return reinterpret_cast<void*>((address + 15) / 16 * 16);
+  }
+  static DLTensor make(void* data, DLDataType dtype, std::vector<int64_t>& shape) {
+    DLTensor t{};
+    t.data = data;
+    t.device = {kDLCUDA, 0};
+    t.ndim = int(shape.size());
+    t.dtype = dtype;
+    t.shape = shape.data();
+    return t;
+  }
+  DecodeProblem describe(const DecodeOptions& o = {}) { return describe_paged_decode(q, k, v, table, lens, out, o); }
+};
+
+// The error's code, and that its message contains `needle`.
+void expect_error(Tensors& t, const std::string& needle, ErrorCode code = ErrorCode::kInvalidArgument,
+                  const DecodeOptions& options = {}) {
+  try {
+    t.describe(options);
+    FAIL("accepted invalid input; expected an error mentioning: " << needle);
+  } catch (const Error& e) {
+    CHECK(e.code() == code);
+    INFO("message: " << e.what());
+    CHECK(std::string(e.what()).find(needle) != std::string::npos);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("a valid call derives the spec") {
+  Tensors t;
+  DecodeOptions o;
+  o.local_window = 4096;
+  o.global_window = 4;
+  const DecodeProblem p = t.describe(o);
+  CHECK(p.spec.key() == "paged_decode_bf16_d128_p16_nhd_q2_g4_local_sink");
+  CHECK(p.batch == 2);
+  CHECK(p.num_kv_heads == 2);
+  CHECK(p.max_kv_len == 64);
+  CHECK(p.params.k_stride_page == 16 * 2 * 128);
+  CHECK(p.params.k_stride_token == 2 * 128);
+  CHECK(p.params.k_stride_head == 128);
+  CHECK(p.params.scale_log2 == doctest::Approx(1.4426950408889634 / std::sqrt(128.0)));
+  o.kv_layout = KvLayout::kHND;
+  t.k_shape = {t.pages, t.hkv, t.page, t.d};
+  const DecodeProblem h = t.describe(o);
+  CHECK(h.spec.kv_layout == KvLayout::kHND);
+  CHECK(h.params.k_stride_token == 128);
+  CHECK(h.params.k_stride_head == 16 * 128);
+}
+
+TEST_CASE("3-D q means q_seqlen 1; fp16 is accepted") {
+  Tensors t;
+  t.q_shape = {2, 8, 128};
+  t.out_shape = {2, 8, 128};
+  t.q.ndim = t.out.ndim = 3;
+  for (DLTensor* x : {&t.q, &t.out, &t.k, &t.v}) x->dtype = {kDLFloat, 16, 1};
+  const DecodeProblem p = t.describe();
+  CHECK(p.spec.q_seqlen == 1);
+  CHECK(p.spec.dtype == DType::kFP16);
+}
+
+TEST_CASE("shapes, dtypes and ranges are checked with the argument named") {
+  { Tensors t; t.q.ndim = 2; expect_error(t, "q must be 4-D"); }
+  { Tensors t; t.q.dtype = {kDLFloat, 32, 1}; expect_error(t, "q must have dtype bf16 or fp16"); }
+  { Tensors t; t.k.dtype = {kDLFloat, 16, 1}; expect_error(t, "k_cache must have dtype bf16"); }
+  { Tensors t; t.q_shape[3] = t.out_shape[3] = 96; t.k_shape[3] = 96; expect_error(t, "head_dim = 96", ErrorCode::kUnsupported); }
+  { Tensors t; t.out_shape[2] = 4; expect_error(t, "out must have the shape of q"); }
+  { Tensors t; t.k_shape[1] = 300; expect_error(t, "page_size (dimension 1) = 300 is outside [1, 256]"); }
+  { Tensors t; t.k_shape[1] = 0; expect_error(t, "page_size (dimension 1) = 0"); }
+  { Tensors t; t.k_shape[2] = 3; expect_error(t, "num_q_heads = 8 must be a multiple of num_kv_heads = 3"); }
+  { Tensors t; t.q_shape[2] = t.out_shape[2] = 64; t.k_shape[2] = 2; expect_error(t, "GQA group num_q_heads / num_kv_heads = 32 is outside [1, 16]"); }
+  { Tensors t; t.q_shape[1] = t.out_shape[1] = 9; expect_error(t, "q dimension 1 (q_seqlen) = 9 is outside [1, 8]"); }
+  { Tensors t; t.k_shape[3] = 64; expect_error(t, "k_cache head_dim (dimension 3) = 64 must equal"); }
+  { Tensors t; std::vector<int64_t> other = {10, 16, 2, 64}; t.v.shape = other.data(); expect_error(t, "v_cache must have the shape of k_cache"); }
+  { Tensors t; t.table.dtype = {kDLInt, 64, 1}; expect_error(t, "block_table must have dtype int32"); }
+  { Tensors t; t.table_shape[0] = 3; expect_error(t, "block_table dimension 0 = 3 must equal batch = 2"); }
+  { Tensors t; t.lens_shape[0] = 1; expect_error(t, "seq_lens dimension 0 = 1 must equal batch = 2"); }
+  { Tensors t; t.lens.ndim = 2; expect_error(t, "seq_lens must be 1-D"); }
+}
+
+TEST_CASE("devices, strides and alignment are checked") {
+  { Tensors t; t.q.device = {kDLCPU, 0}; expect_error(t, "q is on device type 'cpu'"); }
+  { Tensors t; t.k.device = {kDLCUDA, 1}; expect_error(t, "k_cache is on cuda:1 but q is on cuda:0"); }
+  { Tensors t; t.table.device = {kDLCPU, 0}; expect_error(t, "block_table is on device type 'cpu'"); }
+  {
+    Tensors t;
+    std::vector<int64_t> strides = {2 * 8 * 256, 8 * 256, 256, 2};
+    t.q.strides = strides.data();
+    expect_error(t, "q must be contiguous in its last dimension");
+  }
+  {
+    Tensors t;
+    std::vector<int64_t> strides = {2 * 8 * 132, 8 * 132, 132, 1};
+    t.out.strides = strides.data();
+    expect_error(t, "out stride[2] = 132 elements must be a multiple of 8");
+  }
+  {
+    Tensors t;
+    std::vector<int64_t> strides = {-4096, 256, 128, 1};
+    t.k.strides = strides.data();
+    expect_error(t, "k_cache stride[0] = -4096 is negative");
+  }
+  { Tensors t; t.v.byte_offset = 2; expect_error(t, "v_cache data + byte_offset must be 16-byte aligned"); }
+  {
+    Tensors t;  // padded, permuted strides are fine
+    std::vector<int64_t> q_strides = {2 * 8 * 136 + 8, 8 * 136, 136, 1}, out_strides = {8 * 128, 2 * 8 * 128, 128, 1};
+    t.q.strides = q_strides.data();
+    t.out.strides = out_strides.data();
+    const DecodeProblem p = t.describe();
+    CHECK(p.params.q_stride_head == 136);
+    CHECK(p.params.out_stride_batch == 8 * 128);
+    CHECK(p.params.out_stride_token == 2 * 8 * 128);
+  }
+}
+
+TEST_CASE("options are checked") {
+  { Tensors t; DecodeOptions o; o.global_window = -1; expect_error(t, "global_window = -1 must be >= 0", ErrorCode::kInvalidArgument, o); }
+  { Tensors t; DecodeOptions o; o.softmax_scale = NAN; expect_error(t, "softmax_scale", ErrorCode::kInvalidArgument, o); }
+  { Tensors t; DecodeOptions o; o.local_window = -5; CHECK(t.describe(o).spec.local_window == false); }
+}
+
+TEST_CASE("host-mapped seq_lens and block_table values are validated before launch") {
+  const auto host_mapped = [](Tensors& t) {
+    t.table.device = {kDLCUDAHost, 0};
+    t.lens.device = {kDLCUDAHost, 0};
+  };
+  { Tensors t; host_mapped(t); CHECK(t.describe().host_metadata); }
+  { Tensors t; host_mapped(t); t.lens_mem[1] = 1; expect_error(t, "seq_lens[1] = 1 must be 0 or >= q_seqlen = 2"); }
+  { Tensors t; host_mapped(t); t.lens_mem[0] = -3; expect_error(t, "seq_lens[0] = -3"); }
+  { Tensors t; host_mapped(t); t.lens_mem[0] = 65; expect_error(t, "seq_lens[0] = 65 exceeds block_table capacity 64"); }
+  { Tensors t; host_mapped(t); t.table_mem[2] = 10; expect_error(t, "block_table[0, 2] = 10 is outside [0, 9]"); }
+  { Tensors t; host_mapped(t); t.table_mem[3] = 99; CHECK_NOTHROW(t.describe()); }  // page 3 is past seq 0's length
+  { Tensors t; host_mapped(t); t.lens_mem[1] = 0; CHECK_NOTHROW(t.describe()); }     // empty sequence: zeros
+}
+
+TEST_CASE("without a GPU a valid call reports no device instead of crashing") {
+  if (!cuda_devices().empty()) return;  // the GPU suite covers launches
+  Tensors t;
+  try {
+    paged_decode(t.q, t.k, t.v, t.table, t.lens, t.out, nullptr);
+    FAIL("paged_decode returned without a GPU");
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::kNoDevice);
+  }
+}

@@ -1,0 +1,27 @@
+// `swajit bench decode`: paged decode timed with CUDA graph replay beside its memory-bandwidth floor.
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "swajit/spec.hpp"
+
+namespace swajit::cli {
+
+struct DecodeBenchOptions {
+  std::vector<int> batches = {1, 8, 32, 128};
+  std::vector<int> kv_lens = {4096, 32768};
+  std::vector<int> q_seqlens = {1, 4};
+  int local_window = 4096, global_window = 0;
+  int num_q_heads = 32, num_kv_heads = 8, head_dim = 128, page_size = 16;
+  std::string dtype = "bf16";
+  int reps = 100;
+  int device = 0;
+  bool verify = true;                    // check sequence 0 of every row against the reference
+  std::optional<DecodeConfig> config;    // force a config instead of the runtime's choice
+};
+
+// Prints one table row per shape; returns 0 when every row ran (and verified), 1 otherwise.
+int run_decode_bench(const DecodeBenchOptions& options);
+
+}  // namespace swajit::cli

@@ -1,0 +1,145 @@
+// swajit: the command-line tool. gen | info | check | bench
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "bench_decode.hpp"
+#include "check.hpp"
+#include "kernel_cache.hpp"
+#include "nvrtc_compiler.hpp"
+#include "spec_flags.hpp"
+#include "swajit/generator.hpp"
+#include "swajit/swajit.hpp"
+
+namespace swajit::cli {
+namespace {
+
+// "cuda", "cuda:N" -> N; the CPU backend is not part of this build yet.
+int parse_cuda_device(const std::string& text) {
+  if (text == "cuda") return 0;
+  if (text.rfind("cuda:", 0) == 0) return std::stoi(text.substr(5));
+  throw Error(ErrorCode::kInvalidArgument, "--device '" + text + "' is not one of cuda, cuda:N");
+}
+
+int cmd_gen(const SpecFlags& spec_flags, const ConfigFlags& config_flags) {
+  const KernelSpec spec = spec_flags.spec();
+  const GeneratedKernel kernel = generate_cuda(spec, config_flags.apply(DecodeConfig{}));
+  std::cout << kernel.source;
+  return 0;
+}
+
+int cmd_info() {
+  std::string why;
+  const auto devices = cuda_devices(&why);
+  std::printf("swajit %s\n", "0.1.0");
+  std::string nvrtc_why;
+  if (nvrtc::available(&nvrtc_why)) std::printf("nvrtc: %d.%d\n", nvrtc::version() / 1000, nvrtc::version() % 1000 / 10);
+  else std::printf("nvrtc: not available (%s)\n", nvrtc_why.c_str());
+  if (devices.empty()) {
+    std::printf("cuda: no GPU: %s\n", why.c_str());
+  } else {
+    for (const auto& d : devices)
+      std::printf("cuda:%d %s, %s, %d SMs, %.1f GiB, L2 %d MiB, shared/block %d KiB, driver %d\n", d.ordinal,
+                  d.name.c_str(), d.arch().c_str(), d.sm_count, d.total_memory / double(1 << 30), d.l2_bytes >> 20,
+                  d.max_shared_per_block_optin >> 10, d.driver_version);
+  }
+  std::printf("cpu: backend not built in this version\n");
+  return 0;
+}
+
+int cmd_check(const std::string& device_text, const std::string& filter, uint64_t seed) {
+  const int device = parse_cuda_device(device_text);
+  std::string why;
+  if (cuda_devices(&why).empty()) {
+    std::printf("no GPU: %s\n0 passed, 0 failed\n", why.c_str());
+    return 1;
+  }
+  std::vector<DecodeCase> cases;
+  for (auto& c : decode_check_matrix())
+    if (filter.empty() || c.name.find(filter) != std::string::npos) cases.push_back(c);
+  const int threads = std::max(1u, std::thread::hardware_concurrency());
+  precompile_cases(cases, device, threads);
+  int passed = 0, failed = 0;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const auto& c = cases[i];
+    CaseResult r;
+    try {
+      r = run_decode_case(c, device, seed + i);
+    } catch (const std::exception& e) {
+      r.detail = e.what();
+    }
+    (r.passed ? passed : failed)++;
+    std::printf("%s %-40s %-52s rel_err %.2e (tol %.0e)%s%s\n", r.passed ? "PASS" : "FAIL", c.name.c_str(),
+                c.spec().key().c_str(), r.rel_err, r.tolerance, r.detail.empty() ? "" : "  ", r.detail.c_str());
+  }
+  const KernelCacheStats stats = kernel_cache_stats();
+  std::printf("kernels compiled: %llu\n", static_cast<unsigned long long>(stats.compiles));
+  std::printf("%d passed, %d failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace swajit::cli
+
+int main(int argc, char** argv) {
+  using namespace swajit::cli;
+  CLI::App app{"swajit: sliding-window attention kernels, generated, JIT-compiled and tuned"};
+  app.require_subcommand(1);
+
+  SpecFlags gen_spec;
+  ConfigFlags gen_config;
+  auto* gen = app.add_subcommand("gen", "print the generated CUDA source of a spec");
+  gen_spec.add_to(*gen);
+  gen_config.add_to(*gen);
+
+  app.add_subcommand("info", "backends and devices found");
+
+  std::string check_device = "cuda", check_filter;
+  uint64_t check_seed = 1;
+  auto* check = app.add_subcommand("check", "run the correctness matrix against the reference");
+  check->add_option("--device", check_device, "cuda | cuda:N")->capture_default_str();
+  check->add_option("--filter", check_filter, "only cases whose name contains this");
+  check->add_option("--seed", check_seed, "random seed of the first case")->capture_default_str();
+
+  auto* bench = app.add_subcommand("bench", "benchmarks");
+  bench->require_subcommand(1);
+  DecodeBenchOptions bench_options;
+  ConfigFlags bench_config;
+  std::string bench_device = "cuda";
+  auto* bench_decode = bench->add_subcommand("decode", "paged decode: time beside the bandwidth floor");
+  bench_decode->add_option("--batch", bench_options.batches, "batch sizes")->delimiter(',')->capture_default_str();
+  bench_decode->add_option("--kv-len", bench_options.kv_lens, "KV lengths")->delimiter(',')->capture_default_str();
+  bench_decode->add_option("--q-seqlen", bench_options.q_seqlens, "query tokens per sequence")->delimiter(',')->capture_default_str();
+  bench_decode->add_option("--local-window", bench_options.local_window)->capture_default_str();
+  bench_decode->add_option("--global-window", bench_options.global_window)->capture_default_str();
+  bench_decode->add_option("--num-q-heads", bench_options.num_q_heads)->capture_default_str();
+  bench_decode->add_option("--num-kv-heads", bench_options.num_kv_heads)->capture_default_str();
+  bench_decode->add_option("--head-dim", bench_options.head_dim)->capture_default_str();
+  bench_decode->add_option("--page-size", bench_options.page_size)->capture_default_str();
+  bench_decode->add_option("--dtype", bench_options.dtype)->capture_default_str();
+  bench_decode->add_option("--reps", bench_options.reps, "timed graph replays per shape")->capture_default_str();
+  bench_decode->add_option("--device", bench_device, "cuda | cuda:N")->capture_default_str();
+  bench_decode->add_flag("!--no-verify", bench_options.verify, "skip the reference check of sequence 0");
+  bench_config.add_to(*bench_decode);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (gen->parsed()) return cmd_gen(gen_spec, gen_config);
+    if (app.got_subcommand("info")) return cmd_info();
+    if (check->parsed()) return cmd_check(check_device, check_filter, check_seed);
+    if (bench_decode->parsed()) {
+      bench_options.device = parse_cuda_device(bench_device);
+      if (bench_config.any()) bench_options.config = bench_config.apply(swajit::DecodeConfig{});
+      return run_decode_bench(bench_options);
+    }
+  } catch (const swajit::Error& e) {
+    std::fprintf(stderr, "swajit: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}

@@ -1,0 +1,64 @@
+// Command-line flags that describe a kernel spec and a config: the same names on every verb.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <optional>
+#include <string>
+
+#include "swajit/spec.hpp"
+
+namespace swajit::cli {
+
+struct SpecFlags {
+  std::string key;  // a whole spec key instead of the separate flags
+  std::string family = "paged_decode", dtype = "bf16", layout = "nhd";
+  int head_dim = 128, page_size = 16, q_seqlen = 1, group = 1, local_window = 0, global_window = 0;
+
+  void add_to(CLI::App& app) {
+    app.add_option("--key", key, "a spec key, e.g. paged_decode_bf16_d128_p16_nhd_q4_g4_local_sink (overrides the flags below)");
+    app.add_option("--family", family, "kernel family")->capture_default_str();
+    app.add_option("--dtype", dtype, "bf16 | fp16")->capture_default_str();
+    app.add_option("--head-dim", head_dim, "64 | 128 | 256")->capture_default_str();
+    app.add_option("--page-size", page_size, "1..256")->capture_default_str();
+    app.add_option("--layout", layout, "KV cache layout: nhd | hnd")->capture_default_str();
+    app.add_option("--q-seqlen", q_seqlen, "query tokens per sequence, 1..8")->capture_default_str();
+    app.add_option("--group", group, "num_q_heads / num_kv_heads, 1..16")->capture_default_str();
+    app.add_option("--local-window", local_window, "sliding window (<= 0: none)")->capture_default_str();
+    app.add_option("--global-window", global_window, "sink tokens always visible (0: none)")->capture_default_str();
+  }
+  KernelSpec spec() const {
+    if (!key.empty()) return KernelSpec::from_key(key);
+    KernelSpec s;
+    s.family = parse_family(family);
+    s.dtype = parse_dtype(dtype);
+    s.head_dim = head_dim;
+    s.page_size = page_size;
+    s.kv_layout = parse_kv_layout(layout);
+    s.q_seqlen = q_seqlen;
+    s.group = group;
+    s.local_window = local_window > 0;
+    s.global_window = global_window > 0;
+    s.validate();
+    return s;
+  }
+};
+
+struct ConfigFlags {
+  std::optional<int> block_n, warps_n, stages, num_splits;
+  void add_to(CLI::App& app) {
+    app.add_option("--block-n", block_n, "KV tokens per tile");
+    app.add_option("--warps-n", warps_n, "warps splitting each tile");
+    app.add_option("--stages", stages, "pipeline depth");
+    app.add_option("--splits", num_splits, "split-KV blocks per (sequence, kv head)");
+  }
+  bool any() const { return block_n || warps_n || stages || num_splits; }
+  // Flags given on top of `base`.
+  DecodeConfig apply(DecodeConfig base) const {
+    if (block_n) base.block_n = *block_n;
+    if (warps_n) base.warps_n = *warps_n;
+    if (stages) base.stages = *stages;
+    if (num_splits) base.num_splits = *num_splits;
+    return base;
+  }
+};
+
+}  // namespace swajit::cli
