@@ -53,6 +53,18 @@ TEST_CASE("threads asking for the same new kernel compile it exactly once") {
   CHECK(seen[0]->local_bytes == 0);  // no spills
 }
 
+TEST_CASE("a config over the device's shared-memory limit is rejected with the numbers") {
+  KernelSpec spec;  // head_dim 128: 4 stages of 128-token K and V tiles need 256 KiB
+  cuda::ScopedDeviceContext scope(kDevice);
+  try {
+    decode_kernel(spec, DecodeConfig{128, 1, 4, 1}, cuda_device(kDevice), scope.context());
+    FAIL("accepted a config that cannot fit");
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::kInvalidArgument);
+    CHECK(std::string(e.what()).find("bytes of shared memory per block") != std::string::npos);
+  }
+}
+
 namespace {
 // A tiny valid problem on the device, for the runtime-behaviour tests.
 struct SmallProblem {

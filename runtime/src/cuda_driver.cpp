@@ -23,26 +23,24 @@ LoadedDriver load_driver() {
     loaded.why_not = "no CUDA driver (libcuda.so.1 could not be opened: " + std::string(dlerror()) + ")";
     return loaded;
   }
-  using GetProcAddress = CUresult (*)(const char*, void**, int, cuuint64_t, CUdriverProcAddressQueryResult*);
-  auto get_proc = reinterpret_cast<GetProcAddress>(dlsym(library, "cuGetProcAddress_v2"));
-  if (!get_proc) {
-    loaded.why_not = "the CUDA driver is too old: cuGetProcAddress_v2 is missing (CUDA 12 or newer is needed)";
-    return loaded;
-  }
-  // Each function by its base name, in the version this code was compiled against (CUDA_VERSION).
+  // Each function by the exact symbol cuda.h maps its name to (cuMemAlloc -> cuMemAlloc_v2, ...), so the pointer
+  // always has the prototype we call it with. (Asking cuGetProcAddress for the base name can return a newer ABI.)
+#define SWAJIT_SYMBOL_TEXT(symbol) #symbol
+#define SWAJIT_EXPANDED_NAME(name) SWAJIT_SYMBOL_TEXT(name)
 #define SWAJIT_RESOLVE(name)                                                                                  \
   {                                                                                                           \
-    void* fn = nullptr;                                                                                       \
-    CUdriverProcAddressQueryResult status;                                                                    \
-    if (get_proc(#name, &fn, CUDA_VERSION, CU_GET_PROC_ADDRESS_DEFAULT, &status) != CUDA_SUCCESS || !fn) {    \
-      loaded.why_not = std::string("the CUDA driver lacks ") + #name + " (version " +                         \
-                       std::to_string(CUDA_VERSION) + " needed)";                                             \
+    void* fn = dlsym(library, SWAJIT_EXPANDED_NAME(name));                                                    \
+    if (!fn) {                                                                                                \
+      loaded.why_not = std::string("the CUDA driver lacks ") + SWAJIT_EXPANDED_NAME(name) +                   \
+                       " (a driver for CUDA " + std::to_string(CUDA_VERSION / 1000) + " or newer is needed)"; \
       return loaded;                                                                                          \
     }                                                                                                         \
     loaded.driver.name = reinterpret_cast<decltype(loaded.driver.name)>(fn);                                 \
   }
   SWAJIT_DRIVER_FUNCTIONS(SWAJIT_RESOLVE)
 #undef SWAJIT_RESOLVE
+#undef SWAJIT_EXPANDED_NAME
+#undef SWAJIT_SYMBOL_TEXT
   const CUresult init = loaded.driver.cuInit(0);
   if (init != CUDA_SUCCESS) {
     const char* name = nullptr;
