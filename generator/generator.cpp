@@ -13,7 +13,7 @@ DecodeGeometry decode_geometry(const KernelSpec& spec, const DecodeConfig& confi
   constexpr int kElementBytes = 2;      // bf16 / fp16
   constexpr int kFloatBytes = 4;
   constexpr int kEpiloguePadFloats = 8; // spreads the epilogue's rows over more banks
-  constexpr int kMergeThreads = 128;    // 4 warps stream one (sequence, kv head)'s partial rows
+  constexpr int kMergeThreads = 128;    // 4 warps merge one row's splits
   DecodeGeometry g{};
   g.rows = spec.q_seqlen * spec.group;
   g.warps_m = (g.rows + kMmaRows - 1) / kMmaRows;
@@ -44,6 +44,8 @@ std::string prelude(const KernelSpec& spec, const DecodeConfig& config, const De
      << "constexpr int kGroup = " << spec.group << ";\n"
      << "constexpr bool kLocalWindow = " << flag(spec.local_window) << ";\n"
      << "constexpr bool kGlobalWindow = " << flag(spec.global_window) << ";\n"
+     << "constexpr bool kSinkLogits = " << flag(spec.sink_logits) << ";\n"
+     << "constexpr bool kGqaInterleaved = " << flag(spec.gqa == GqaMapping::kInterleaved) << ";\n"
      << "// config " << config.compile_key() << "\n"
      << "constexpr int kBlockN = " << config.block_n << ";\n"
      << "constexpr int kWarpsN = " << config.warps_n << ";\n"
@@ -58,6 +60,7 @@ std::string prelude(const KernelSpec& spec, const DecodeConfig& config, const De
      << "constexpr int kEpilogueBytes = " << g.epilogue_bytes << ";\n"
      << "constexpr int kSharedBytes = " << g.shared_bytes << ";\n"
      << "constexpr int kMergeThreads = " << g.merge_threads << ";\n"
+     << "constexpr int kMaxSplits = " << DecodeConfig::kMaxSplits << ";\n"
      << "#define SWAJIT_DECODE_KERNEL " << kernel_symbol << "\n"
      << "#define SWAJIT_MERGE_KERNEL " << merge_symbol << "\n";
   return os.str();

@@ -44,11 +44,14 @@ void require_range(std::string_view field, int value, int lo, int hi) {
 }
 
 std::string_view windows_token(bool local, bool global) {
-  if (local && global) return "local_sink";
+  if (local && global) return "local_global";
   if (local) return "local";
-  if (global) return "sink";
+  if (global) return "global";
   return "full";
 }
+
+constexpr std::string_view kSinkLogitsToken = "attnsink";
+constexpr std::string_view kInterleavedGqaToken = "gqai";
 
 }  // namespace
 
@@ -80,6 +83,8 @@ std::string KernelSpec::key() const {
   std::ostringstream key;
   key << to_string(family) << '_' << to_string(dtype) << "_d" << head_dim << "_p" << page_size << '_'
       << to_string(kv_layout) << "_q" << q_seqlen << "_g" << group << '_' << windows_token(local_window, global_window);
+  if (sink_logits) key << '_' << kSinkLogitsToken;
+  if (gqa == GqaMapping::kInterleaved) key << '_' << kInterleavedGqaToken;
   return key.str();
 }
 
@@ -88,10 +93,11 @@ KernelSpec KernelSpec::from_key(std::string_view key) {
   if (key.substr(0, kFamilyPrefix.size()) != kFamilyPrefix)
     throw Error(ErrorCode::kInvalidArgument, "key '" + std::string(key) + "' does not start with a known family (paged_decode)");
   const auto parts = split(key.substr(kFamilyPrefix.size()), '_');
-  // dtype, d<head_dim>, p<page_size>, layout, q<q_seqlen>, g<group>, windows (1 or 2 tokens)
-  if (parts.size() != 7 && parts.size() != 8)
-    throw Error(ErrorCode::kInvalidArgument, "key '" + std::string(key) + "' does not have the form "
-                                             "paged_decode_<dtype>_d<D>_p<P>_<nhd|hnd>_q<Q>_g<G>_<full|local|sink|local_sink>");
+  const std::string form = "paged_decode_<dtype>_d<D>_p<P>_<nhd|hnd>_q<Q>_g<G>_<full|local|global|local_global>"
+                           "[_attnsink][_gqai]";
+  constexpr size_t kFixedParts = 6;  // dtype, head_dim, page_size, layout, q_seqlen, group
+  if (parts.size() <= kFixedParts)
+    throw Error(ErrorCode::kInvalidArgument, "key '" + std::string(key) + "' does not have the form " + form);
   KernelSpec spec;
   spec.family = KernelFamily::kPagedDecode;
   spec.dtype = parse_dtype(parts[0]);
@@ -100,13 +106,24 @@ KernelSpec KernelSpec::from_key(std::string_view key) {
   spec.kv_layout = parse_kv_layout(parts[3]);
   spec.q_seqlen = parse_prefixed_int(parts[4], "q", "q_seqlen", key);
   spec.group = parse_prefixed_int(parts[5], "g", "group", key);
-  const std::string windows = parts.size() == 8 ? std::string(parts[6]) + "_" + std::string(parts[7]) : std::string(parts[6]);
-  if (windows == "local_sink") spec.local_window = spec.global_window = true;
-  else if (windows == "local") spec.local_window = true;
-  else if (windows == "sink") spec.global_window = true;
-  else if (windows != "full")
-    throw Error(ErrorCode::kInvalidArgument, "key '" + std::string(key) + "': windows part '" + windows +
-                                                 "' is not one of full, local, sink, local_sink");
+  size_t next = kFixedParts;
+  if (parts[next] == "local" && next + 1 < parts.size() && parts[next + 1] == "global") {
+    spec.local_window = spec.global_window = true;
+    next += 2;
+  } else {
+    spec.local_window = parts[next] == "local";
+    spec.global_window = parts[next] == "global";
+    if (!spec.local_window && !spec.global_window && parts[next] != "full")
+      throw Error(ErrorCode::kInvalidArgument, "key '" + std::string(key) + "': windows part '" + std::string(parts[next]) +
+                                                   "' is not one of full, local, global, local_global");
+    ++next;
+  }
+  for (; next < parts.size(); ++next) {
+    if (parts[next] == kSinkLogitsToken) spec.sink_logits = true;
+    else if (parts[next] == kInterleavedGqaToken) spec.gqa = GqaMapping::kInterleaved;
+    else throw Error(ErrorCode::kInvalidArgument, "key '" + std::string(key) + "': unknown flag '" + std::string(parts[next]) +
+                                                      "'; the form is " + form);
+  }
   if (spec.key() != key)
     throw Error(ErrorCode::kInvalidArgument, "key '" + std::string(key) + "' is not canonical; canonical form: " + spec.key());
   spec.validate();
@@ -143,7 +160,6 @@ void DecodeConfig::validate(const KernelSpec& spec) const {
   constexpr int kMmaK = 16;       // tokens per mma k-step: each warp's share of a tile is a multiple of it
   constexpr int kMaxBlockN = 256;
   constexpr int kMaxStages = 8;
-  constexpr int kMaxSplits = 1024;
   constexpr int kMaxThreadsPerBlock = 1024;  // CUDA's architectural limit on every GPU
   require_range("block_n", block_n, kMmaK, kMaxBlockN);
   require_range("warps_n", warps_n, 1, block_n / kMmaK);

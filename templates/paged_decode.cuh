@@ -1,9 +1,11 @@
 // swajit kernel family: paged sliding-window decode (tensor cores, sm_80+).
 //
 // The math. For sequence b with KV length L = seq_lens[b], query token s (0 <= s < kQSeqlen) sits at position
-// p = L - kQSeqlen + s. Query head h reads kv head h / kGroup. For each visible KV position j:
-//     score_j = scale * <q, k_j>,   out = sum_j exp(score_j - m) v_j / sum_j exp(score_j - m),   m = max_j score_j
-// and a row with no visible j is all zeros (never 0/0).
+// p = L - kQSeqlen + s. Query head h reads kv head h / kGroup (kGqaInterleaved: h % num_kv_heads). For each
+// visible KV position j:
+//     score_j = scale * <q, k_j>,   out = sum_j exp(score_j - m) v_j / (sum_j exp(score_j - m) + sink),
+//     m = max_j score_j,            sink = kSinkLogits ? exp(sink_logits[h] - m) : 0
+// and a row with no visible j is all zeros (never 0/0). Scores are kept in log2 units (scale * log2 e) for exp2.
 //
 // The mask. j is visible from p iff
 //     j <= p  and  ( !kLocalWindow or p - j < local_window  or  (kGlobalWindow and j < global_window) )
@@ -17,8 +19,8 @@
 // With num_splits > 1 each split writes (out / l, log2-sum-exp) and SWAJIT_MERGE_KERNEL combines them.
 //
 // Needs from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kQSeqlen, kGroup, kLocalWindow,
-// kGlobalWindow), the config (kBlockN, kWarpsN, kStages), the launch geometry the host also uses (kRows, kWarpsM,
-// kThreads, kQBytes, kTileBytes, kEpilogueStride, kEpilogueBytes, kSharedBytes, kMergeThreads) and the symbol names
+// kGlobalWindow, kSinkLogits, kGqaInterleaved), the config (kBlockN, kWarpsN, kStages), the launch geometry the host also uses (kRows, kWarpsM,
+// kThreads, kQBytes, kTileBytes, kEpilogueStride, kEpilogueBytes, kSharedBytes, kMergeThreads, kMaxSplits) and the symbol names
 // SWAJIT_DECODE_KERNEL and SWAJIT_MERGE_KERNEL.
 
 constexpr int kRowsPadded = kWarpsM * 16;
@@ -91,6 +93,25 @@ SWAJIT_DEVICE void report_status(const PagedDecodeParams& P, int bit, int batch_
   atomicMin(P.status + 1, batch_index);
 }
 
+// Query head of row `row` in kv head `kv_head`'s block (rows are query token major: row = s * kGroup + g).
+SWAJIT_DEVICE int q_head_of(const PagedDecodeParams& P, int kv_head, int row) {
+  const int g = row % kGroup;
+  return kGqaInterleaved ? kv_head + g * P.num_kv_heads : kv_head * kGroup + g;
+}
+
+// Folds the learned sink of `head` into a row's softmax state (log2 units): with sum and acc taken relative to
+// `reference`, returns the factor that turns acc into the normalized output. No sink: 1 / sum (0 if sum is 0).
+SWAJIT_DEVICE float normalizer(const PagedDecodeParams& P, int head, float reference, float sum) {
+  if (kSinkLogits) {
+    constexpr float kLog2e = 1.4426950408889634f;
+    const float sink = P.sink_logits[head * P.sink_logits_stride] * kLog2e;
+    const float new_reference = fmaxf(reference, sink);
+    const float rescale = fast_exp2(reference - new_reference);
+    return rescale / (sum * rescale + fast_exp2(sink - new_reference));
+  }
+  return sum > 0.f ? 1.f / sum : 0.f;  // nothing visible: zeros, not 0/0
+}
+
 // ---- loads -----------------------------------------------------------------------------------------------------------
 // Q rows of this kv head into the swizzled Q tile; padding rows are zero-filled.
 SWAJIT_DEVICE void load_q_tile(const PagedDecodeParams& P, u32 q_smem, int b, int kv_head) {
@@ -98,7 +119,7 @@ SWAJIT_DEVICE void load_q_tile(const PagedDecodeParams& P, u32 q_smem, int b, in
   for (int i = threadIdx.x; i < kRowsPadded * kChunks; i += kThreads) {
     const int row = i / kChunks, chunk = i % kChunks;
     const bool real = row < kRows;
-    const int s = real ? row / kGroup : 0, head = kv_head * kGroup + (real ? row % kGroup : 0);
+    const int s = real ? row / kGroup : 0, head = q_head_of(P, kv_head, real ? row : 0);
     const u16* src = q + b * P.q_stride_batch + s * P.q_stride_token + head * P.q_stride_head + chunk * 8;
     cp_async_16(q_smem + RowTile::offset_bytes(row, chunk), src, real);
   }
@@ -230,10 +251,10 @@ SWAJIT_DEVICE void tile_softmax_and_accumulate(WarpState& st, float (&scores)[kS
   }
 }
 
-// out[b, row / kGroup, kv_head * kGroup + row % kGroup, 8 * chunk .. +8) = acc * scale, one 16-byte store.
+// out[b, row / kGroup, q_head_of(row), 8 * chunk .. +8) = acc * scale, one 16-byte store.
 SWAJIT_DEVICE void store_output_chunk(const PagedDecodeParams& P, int b, int kv_head, int row, int chunk,
                                       const float (&acc)[8], float scale) {
-  const int s = row / kGroup, head = kv_head * kGroup + row % kGroup;
+  const int s = row / kGroup, head = q_head_of(P, kv_head, row);
   u16* out = static_cast<u16*>(P.out) + b * P.out_stride_batch + s * P.out_stride_token + head * P.out_stride_head + chunk * 8;
   uint4 packed;
   packed.x = pack2(acc[0] * scale, acc[1] * scale, Elem());
@@ -289,10 +310,10 @@ SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState& st,
 #pragma unroll
       for (int e = 0; e < 8; ++e) acc[e] += weight * src[e];
     }
-    const float inv_sum = sum > 0.f ? 1.f / sum : 0.f;  // nothing visible: zeros, not 0/0
     if (P.num_splits == 1) {
-      store_output_chunk(P, b, kv_head, row, chunk, acc, inv_sum);
-    } else {
+      store_output_chunk(P, b, kv_head, row, chunk, acc, normalizer(P, q_head_of(P, kv_head, row), reference, sum));
+    } else {  // sinks join in the merge, once per row
+      const float inv_sum = sum > 0.f ? 1.f / sum : 0.f;
       const i64 slot = (i64(b * P.num_kv_heads + kv_head) * P.num_splits + split) * kRows + row;
       float* dst = P.partial_out + slot * kHeadDim + chunk * 8;
 #pragma unroll
@@ -379,28 +400,42 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
   write_block_output(P, st, smem + kQBytes, warp_m, warp_n, lane, b, kv_head, split);
 }
 
-// Split-KV merge: out = sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M), M = max_s lse_s; all -inf gives zeros.
-// One block per (sequence, kv head); each thread finishes 8 consecutive elements of one row.
+// Split-KV merge: out = sum_s 2^(lse_s - M) o_s / (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives
+// zeros. One block per (sequence, kv head, row): the row's log-sum-exps are staged in shared memory, then each
+// thread sums 8 consecutive elements over a strided subset of the splits, and the subsets are added up.
+constexpr int kMergeSplitLanes = kMergeThreads / kChunks;  // threads that share one 8-element chunk
+static_assert(kMergeThreads % kChunks == 0, "merge threads must cover whole rows");
+
 extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(const PagedDecodeParams P) {
-  const int b = blockIdx.x, kv_head = blockIdx.y;
-  const i64 first_slot = i64(b * P.num_kv_heads + kv_head) * P.num_splits * kRows;
-  for (int i = threadIdx.x; i < kRows * kChunks; i += kMergeThreads) {
-    const int row = i / kChunks, chunk = i % kChunks;
-    float max_lse = SWAJIT_NEG_INF;
-    for (int s = 0; s < P.num_splits; ++s) max_lse = fmaxf(max_lse, P.partial_lse[first_slot + s * kRows + row]);
-    const float reference = max_lse == SWAJIT_NEG_INF ? 0.f : max_lse;
-    float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-    float sum = 0.f;
-    for (int s = 0; s < P.num_splits; ++s) {
-      const i64 slot = first_slot + s * kRows + row;
-      const float weight = fast_exp2(P.partial_lse[slot] - reference);
-      sum += weight;
-      const float4* src = reinterpret_cast<const float4*>(P.partial_out + slot * kHeadDim + chunk * 8);
-      const float4 lo = src[0], hi = src[1];
-      acc[0] += weight * lo.x; acc[1] += weight * lo.y; acc[2] += weight * lo.z; acc[3] += weight * lo.w;
-      acc[4] += weight * hi.x; acc[5] += weight * hi.y; acc[6] += weight * hi.z; acc[7] += weight * hi.w;
-    }
-    const float inv_sum = sum > 0.f ? 1.f / sum : 0.f;
-    store_output_chunk(P, b, kv_head, row, chunk, acc, inv_sum);
+  __shared__ float lse[kMaxSplits];
+  __shared__ float partial[kMergeThreads][8];
+  const int b = blockIdx.x, kv_head = blockIdx.y, row = blockIdx.z;
+  const i64 first_slot = i64(b * P.num_kv_heads + kv_head) * P.num_splits * kRows + row;
+  for (int s = threadIdx.x; s < P.num_splits; s += kMergeThreads) lse[s] = P.partial_lse[first_slot + s * kRows];
+  __syncthreads();
+  float max_lse = SWAJIT_NEG_INF;
+  for (int s = 0; s < P.num_splits; ++s) max_lse = fmaxf(max_lse, lse[s]);
+  const float reference = max_lse == SWAJIT_NEG_INF ? 0.f : max_lse;
+  float sum = 0.f;
+  for (int s = 0; s < P.num_splits; ++s) sum += fast_exp2(lse[s] - reference);
+
+  const int chunk = threadIdx.x % kChunks, lane = threadIdx.x / kChunks;
+  float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+#pragma unroll 4
+  for (int s = lane; s < P.num_splits; s += kMergeSplitLanes) {
+    const float weight = fast_exp2(lse[s] - reference);
+    const float4* src = reinterpret_cast<const float4*>(P.partial_out + (first_slot + s * kRows) * kHeadDim + chunk * 8);
+    const float4 lo = src[0], hi = src[1];
+    acc[0] += weight * lo.x; acc[1] += weight * lo.y; acc[2] += weight * lo.z; acc[3] += weight * lo.w;
+    acc[4] += weight * hi.x; acc[5] += weight * hi.y; acc[6] += weight * hi.z; acc[7] += weight * hi.w;
+  }
+#pragma unroll
+  for (int e = 0; e < 8; ++e) partial[threadIdx.x][e] = acc[e];
+  __syncthreads();
+  if (lane == 0) {
+    for (int l = 1; l < kMergeSplitLanes; ++l)
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[e] += partial[l * kChunks + chunk][e];
+    store_output_chunk(P, b, kv_head, row, chunk, acc, normalizer(P, q_head_of(P, kv_head, row), reference, sum));
   }
 }

@@ -13,12 +13,14 @@ struct PagedDecodeParams {
   float* partial_out;            // split-KV only: [batch, kv_heads, num_splits, rows, head_dim]
   float* partial_lse;            // split-KV only: [batch, kv_heads, num_splits, rows], log2 units
   int* status;                   // [2]: bit mask of device-side argument errors, first offending batch index
+  const float* sink_logits;      // learned sinks only: [num_q_heads] logits, in the units of scale * q.k
   long long q_stride_batch, q_stride_token, q_stride_head;
   long long out_stride_batch, out_stride_token, out_stride_head;
   long long k_stride_page, k_stride_token, k_stride_head;
   long long v_stride_page, v_stride_token, v_stride_head;
   long long block_table_stride_batch, block_table_stride_page;
   long long seq_lens_stride;
+  long long sink_logits_stride;
   int batch;
   int num_kv_heads;
   int num_pages;

@@ -16,16 +16,16 @@ TEST_CASE("generated paged decode kernels compile for sm_90a and sm_80") {
     MESSAGE("skipped: " << why);
     return;
   }
-  struct Case { DType dtype; int d, page, qs, group; bool local, global; DecodeConfig config; };
+  struct Case { DType dtype; int d, page, qs, group; bool local, global, sinks; GqaMapping gqa; DecodeConfig config; };
   const Case cases[] = {
-      {DType::kBF16, 128, 16, 4, 4, true, true, DecodeConfig{64, 4, 3, 1}},
-      {DType::kFP16, 64, 3, 1, 1, false, false, DecodeConfig{32, 2, 2, 1}},
-      {DType::kBF16, 256, 17, 8, 16, true, false, DecodeConfig{64, 1, 2, 1}},
+      {DType::kBF16, 128, 16, 4, 4, true, true, false, GqaMapping::kGrouped, DecodeConfig{64, 4, 3, 1}},
+      {DType::kFP16, 64, 3, 1, 1, false, false, true, GqaMapping::kInterleaved, DecodeConfig{32, 2, 2, 1}},
+      {DType::kBF16, 256, 17, 8, 16, true, false, false, GqaMapping::kGrouped, DecodeConfig{64, 1, 2, 1}},
   };
   for (const Case& c : cases) {
     KernelSpec s;
     s.dtype = c.dtype; s.head_dim = c.d; s.page_size = c.page; s.q_seqlen = c.qs; s.group = c.group;
-    s.local_window = c.local; s.global_window = c.global;
+    s.local_window = c.local; s.global_window = c.global; s.sink_logits = c.sinks; s.gqa = c.gqa;
     const GeneratedKernel k = generate_cuda(s, c.config);
     for (const char* arch : {"sm_90a", "sm_80"}) {
       INFO(k.cache_key << " for " << arch);

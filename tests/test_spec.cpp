@@ -20,7 +20,7 @@ static ErrorCode code_of(auto&& f) {
 TEST_CASE("spec key is canonical and round-trips") {
   KernelSpec s;
   s.head_dim = 128; s.page_size = 16; s.q_seqlen = 4; s.group = 4; s.local_window = true; s.global_window = true;
-  CHECK(s.key() == "paged_decode_bf16_d128_p16_nhd_q4_g4_local_sink");
+  CHECK(s.key() == "paged_decode_bf16_d128_p16_nhd_q4_g4_local_global");
   CHECK(KernelSpec::from_key(s.key()) == s);
   for (bool local : {false, true})
     for (bool global : {false, true})
@@ -29,14 +29,22 @@ TEST_CASE("spec key is canonical and round-trips") {
         t.dtype = DType::kFP16; t.head_dim = 64; t.page_size = 17; t.kv_layout = layout; t.q_seqlen = 8; t.group = 16;
         t.local_window = local; t.global_window = global;
         CHECK(KernelSpec::from_key(t.key()) == t);
+        t.sink_logits = true;
+        t.gqa = GqaMapping::kInterleaved;
+        CHECK(KernelSpec::from_key(t.key()) == t);
       }
   KernelSpec full;
   CHECK(full.key() == "paged_decode_bf16_d128_p16_nhd_q1_g1_full");
+  full.sink_logits = true;
+  full.gqa = GqaMapping::kInterleaved;
+  CHECK(full.key() == "paged_decode_bf16_d128_p16_nhd_q1_g1_full_attnsink_gqai");
 }
 
 TEST_CASE("malformed or out-of-range keys are rejected with the field named") {
   CHECK(code_of([] { KernelSpec::from_key("prefill_bf16_d128"); }) == ErrorCode::kInvalidArgument);
   CHECK(code_of([] { KernelSpec::from_key("paged_decode_bf16_d128_p16_nhd_q4_g4_wide"); }) == ErrorCode::kInvalidArgument);
+  CHECK(code_of([] { KernelSpec::from_key("paged_decode_bf16_d128_p16_nhd_q4_g4_full_fast"); }) == ErrorCode::kInvalidArgument);
+  CHECK(code_of([] { KernelSpec::from_key("paged_decode_bf16_d128_p16_nhd_q4_g4_full_gqai_attnsink"); }) == ErrorCode::kInvalidArgument);
   CHECK(code_of([] { KernelSpec::from_key("paged_decode_bf16_d128_p016_nhd_q4_g4_full"); }) == ErrorCode::kInvalidArgument);
   CHECK(code_of([] { KernelSpec::from_key("paged_decode_bf16_d96_p16_nhd_q4_g4_full"); }) == ErrorCode::kUnsupported);
   try {
@@ -87,9 +95,9 @@ TEST_CASE("generated source is deterministic, self-contained and names its spec"
   const GeneratedKernel a = generate_cuda(s, DecodeConfig{});
   const GeneratedKernel b = generate_cuda(s, DecodeConfig{});
   CHECK(a.source == b.source);
-  CHECK(a.kernel_symbol == "swajit_paged_decode_bf16_d128_p16_nhd_q4_g4_local_sink__bn64_wn4_st3");
+  CHECK(a.kernel_symbol == "swajit_paged_decode_bf16_d128_p16_nhd_q4_g4_local_global__bn64_wn4_st3");
   CHECK(a.merge_symbol == a.kernel_symbol + "_merge");
-  CHECK(a.source.find("// spec:   paged_decode_bf16_d128_p16_nhd_q4_g4_local_sink") != std::string::npos);
+  CHECK(a.source.find("// spec:   paged_decode_bf16_d128_p16_nhd_q4_g4_local_global") != std::string::npos);
   CHECK(a.source.find("#include") == std::string::npos);
   CHECK(a.source.find("constexpr int kGroup = 4;") != std::string::npos);
   CHECK(a.source.find("constexpr bool kLocalWindow = true;") != std::string::npos);

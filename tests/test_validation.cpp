@@ -77,7 +77,7 @@ TEST_CASE("a valid call derives the spec") {
   o.local_window = 4096;
   o.global_window = 4;
   const DecodeProblem p = t.describe(o);
-  CHECK(p.spec.key() == "paged_decode_bf16_d128_p16_nhd_q2_g4_local_sink");
+  CHECK(p.spec.key() == "paged_decode_bf16_d128_p16_nhd_q2_g4_local_global");
   CHECK(p.batch == 2);
   CHECK(p.num_kv_heads == 2);
   CHECK(p.max_kv_len == 64);
@@ -162,6 +162,26 @@ TEST_CASE("options are checked") {
   { Tensors t; DecodeOptions o; o.global_window = -1; expect_error(t, "global_window = -1 must be >= 0", ErrorCode::kInvalidArgument, o); }
   { Tensors t; DecodeOptions o; o.softmax_scale = NAN; expect_error(t, "softmax_scale", ErrorCode::kInvalidArgument, o); }
   { Tensors t; DecodeOptions o; o.local_window = -5; CHECK(t.describe(o).spec.local_window == false); }
+  std::vector<float> sinks(16);
+  std::vector<int64_t> sink_shape = {8};
+  DLTensor sink = Tensors::make(sinks.data(), {kDLFloat, 32, 1}, sink_shape);
+  {
+    Tensors t; DecodeOptions o; o.sink_logits = &sink; o.gqa = GqaMapping::kInterleaved;
+    const DecodeProblem p = t.describe(o);
+    CHECK(p.spec.key() == "paged_decode_bf16_d128_p16_nhd_q2_g4_full_attnsink_gqai");
+    CHECK(p.params.sink_logits == sinks.data());
+  }
+  {
+    Tensors t; DecodeOptions o; o.sink_logits = &sink;
+    sink_shape[0] = 7;
+    expect_error(t, "sink_logits has 7 entries; it needs one per q head: 8", ErrorCode::kInvalidArgument, o);
+    sink_shape[0] = 8;
+    sink.dtype = {kDLBfloat, 16, 1};
+    expect_error(t, "sink_logits must have dtype float32", ErrorCode::kInvalidArgument, o);
+    sink.dtype = {kDLFloat, 32, 1};
+    sink.device = {kDLCPU, 0};
+    expect_error(t, "sink_logits is on device type 'cpu'", ErrorCode::kInvalidArgument, o);
+  }
 }
 
 TEST_CASE("host-mapped seq_lens and block_table values are validated before launch") {

@@ -14,7 +14,7 @@ struct SpecFlags {
   int head_dim = 128, page_size = 16, q_seqlen = 1, group = 1, local_window = 0, global_window = 0;
 
   void add_to(CLI::App& app) {
-    app.add_option("--key", key, "a spec key, e.g. paged_decode_bf16_d128_p16_nhd_q4_g4_local_sink (overrides the flags below)");
+    app.add_option("--key", key, "a spec key, e.g. paged_decode_bf16_d128_p16_nhd_q4_g4_local_global (overrides the flags below)");
     app.add_option("--family", family, "kernel family")->capture_default_str();
     app.add_option("--dtype", dtype, "bf16 | fp16")->capture_default_str();
     app.add_option("--head-dim", head_dim, "64 | 128 | 256")->capture_default_str();

@@ -99,6 +99,8 @@ KernelSpec DecodeCase::spec() const {
   s.group = group;
   s.local_window = local_window > 0;
   s.global_window = global_window > 0;
+  s.sink_logits = sink_logits;
+  s.gqa = gqa;
   return s;
 }
 
@@ -157,6 +159,17 @@ std::vector<DecodeCase> decode_check_matrix() {
     });
   add("config bn32 wn2 st2", [](DecodeCase& c) { c.config = DecodeConfig{32, 2, 2, 1}; c.seq_lens = {0, 1, 95, 400}; });
   add("config bn128 wn1 st3", [](DecodeCase& c) { c.config = DecodeConfig{128, 1, 3, 2}; c.seq_lens = {3, 129, 1000}; c.local_window = 300; });
+  add("learned sink logits", [](DecodeCase& c) { c.sink_logits = true; c.q_seqlen = 2; });
+  add("learned sink logits, split", [](DecodeCase& c) {
+    c.sink_logits = true; c.strided = true; c.seq_lens = {0, 700, 2100}; c.local_window = 1000;
+    c.config = DecodeConfig{64, 4, 3, 3};
+  });
+  add("learned sink logits, window 1", [](DecodeCase& c) { c.sink_logits = true; c.local_window = 1; c.global_window = 0; });
+  add("interleaved GQA", [](DecodeCase& c) { c.gqa = GqaMapping::kInterleaved; c.num_kv_heads = 3; c.q_seqlen = 3; });
+  add("interleaved GQA, sinks, split", [](DecodeCase& c) {
+    c.gqa = GqaMapping::kInterleaved; c.sink_logits = true; c.group = 8; c.seq_lens = {1, 900};
+    c.config = DecodeConfig{32, 2, 2, 4};
+  });
   add("config bn16 wn1 st2", [](DecodeCase& c) { c.config = DecodeConfig{16, 1, 2, 1}; c.seq_lens = {1, 17, 33}; });
   return cases;
 }
@@ -190,6 +203,12 @@ CaseResult run_decode_case(const DecodeCase& c, int device_ordinal, uint64_t see
   const size_t cache_elems = size_t(host.num_pages) * P * hkv * D;
   host.k = random_values(cache_elems, c.dtype, rng);
   host.v = random_values(cache_elems, c.dtype, rng);
+  host.gqa = c.gqa;
+  if (c.sink_logits) {
+    std::uniform_real_distribution<float> sink(-1.f, 3.f);  // comparable to the scores, so the sinks matter
+    host.sink_logits.resize(hq);
+    for (float& x : host.sink_logits) x = sink(rng);
+  }
   const std::vector<double> ref = reference_paged_decode(host);
 
   // Device layouts.
@@ -226,6 +245,11 @@ CaseResult run_decode_case(const DecodeCase& c, int device_ordinal, uint64_t see
   cuda::ScopedDeviceContext scope(device_ordinal);
   DeviceBuffer q_d(scatter(host.q, q_t, c.dtype)), k_d(scatter(host.k, k_t, c.dtype)), v_d(scatter(host.v, v_t, c.dtype));
   DeviceBuffer bt_d(bt_physical), sl_d(sl_physical);
+  StridedTensor sink_t = make_tensor({hq}, {c.strided ? 2 : 1});
+  std::vector<float> sink_physical(sink_t.physical_elements, NAN);
+  for (int h = 0; h < hq && c.sink_logits; ++h) sink_physical[sink_t.offset({h})] = host.sink_logits[h];
+  DeviceBuffer sink_d(sink_physical);
+  DLTensor sink_view = sink_t.view(sink_d.data(), {kDLFloat, 32, 1}, {kDLCUDA, device_ordinal});
   DeviceBuffer out_d(std::vector<uint16_t>(out_t.physical_elements, half::kPoison));
 
   const DLDevice dev{kDLCUDA, device_ordinal};
@@ -234,6 +258,8 @@ CaseResult run_decode_case(const DecodeCase& c, int device_ordinal, uint64_t see
   options.local_window = c.local_window;
   options.global_window = c.global_window;
   options.kv_layout = c.layout;
+  options.gqa = c.gqa;
+  options.sink_logits = c.sink_logits ? &sink_view : nullptr;
   options.config = c.config;
   options.check_device_args = true;
   CUstream stream = nullptr;

@@ -24,6 +24,8 @@ struct DecodeCase {
   int global_window = 4;
   bool strided = false;   // padded / permuted strides for q, out, caches, block_table and seq_lens
   bool q_3d = false;      // q and out as [batch, heads, head_dim] (q_seqlen must be 1)
+  bool sink_logits = false;  // learned per-head sinks, random in [-1, 3)
+  GqaMapping gqa = GqaMapping::kGrouped;
   std::optional<DecodeConfig> config;
 
   KernelSpec spec() const;

@@ -30,7 +30,8 @@ int heuristic_num_splits(const DecodeProblem& problem, const DecodeConfig& confi
   const int64_t blocks = int64_t(problem.batch) * problem.num_kv_heads;
   if (blocks == 0) return 1;
   const int64_t capacity = int64_t(device.sm_count) * std::max(1, blocks_per_sm);
-  const int64_t wanted = (capacity + blocks - 1) / blocks;
+  // As many splits as still fit in one wave: a partial second wave would cost a whole block's time.
+  const int64_t wanted = std::max<int64_t>(1, capacity / blocks);
   const int tiles = (visible_kv_upper_bound(problem) + config.block_n - 1) / config.block_n;
   const int64_t most = std::max(1, tiles / kMinTilesPerSplit);
   return static_cast<int>(std::clamp<int64_t>(wanted, 1, most));

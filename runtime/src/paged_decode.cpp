@@ -164,7 +164,7 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
                                stream, args, nullptr),
               "cuLaunchKernel(paged_decode)");
   if (splits > 1)
-    cuda::check(d.cuLaunchKernel(plan.kernel->merge, p.batch, p.num_kv_heads, 1, g.merge_threads, 1, 1, 0, stream,
+    cuda::check(d.cuLaunchKernel(plan.kernel->merge, p.batch, p.num_kv_heads, g.rows, g.merge_threads, 1, 1, 0, stream,
                                  args, nullptr),
                 "cuLaunchKernel(paged_decode merge)");
   if (options.check_device_args) check_device_errors(p.device_ordinal, stream);

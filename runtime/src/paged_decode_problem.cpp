@@ -203,6 +203,19 @@ DecodeProblem describe_paged_decode(const DLTensor& q, const DLTensor& k_cache, 
   if (sl_strides[0] < 0) fail("seq_lens stride[0] must be non-negative");
 
   // options
+  const float* sink_logits = nullptr;
+  int64_t sink_logits_stride = 0;
+  if (options.sink_logits) {
+    const DLTensor& s = *options.sink_logits;
+    require_ndim(s, "sink_logits", 1, "[num_q_heads]");
+    require_dtype(s, "sink_logits", kDLFloat, 32, "float32");
+    if (s.shape[0] != num_q_heads)
+      fail("sink_logits has " + std::to_string(s.shape[0]) + " entries; it needs one per q head: " + std::to_string(num_q_heads));
+    require_on_gpu(s, "sink_logits", p.device_ordinal, false);
+    sink_logits_stride = strides_of(s)[0];
+    if (sink_logits_stride < 0) fail("sink_logits stride[0] must be non-negative");
+    sink_logits = element_pointer<float>(s);
+  }
   if (options.global_window < 0) fail("global_window = " + std::to_string(options.global_window) + " must be >= 0 (0: no sink tokens)");
   float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   if (options.softmax_scale) {
@@ -219,6 +232,8 @@ DecodeProblem describe_paged_decode(const DLTensor& q, const DLTensor& k_cache, 
   p.spec.group = static_cast<int>(group);
   p.spec.local_window = options.local_window > 0;
   p.spec.global_window = options.global_window > 0;
+  p.spec.sink_logits = sink_logits != nullptr;
+  p.spec.gqa = options.gqa;
   p.spec.validate();
   p.batch = checked_int(batch, "batch");
   p.num_q_heads = static_cast<int>(num_q_heads);
@@ -248,6 +263,8 @@ DecodeProblem describe_paged_decode(const DLTensor& q, const DLTensor& k_cache, 
   a.block_table_stride_batch = bt_strides[0];
   a.block_table_stride_page = bt_strides[1];
   a.seq_lens_stride = sl_strides[0];
+  a.sink_logits = sink_logits;
+  a.sink_logits_stride = sink_logits_stride;
   a.batch = p.batch;
   a.num_kv_heads = p.num_kv_heads;
   a.num_pages = checked_int(num_pages, "num_pages");

@@ -23,7 +23,7 @@ std::vector<double> reference_paged_decode(const HostPagedDecode& pr) {
     for (int s = 0; s < pr.q_seqlen; ++s) {
       const int p = len - pr.q_seqlen + s;
       for (int h = 0; h < pr.num_q_heads; ++h) {
-        const int kvh = h / group;
+        const int kvh = pr.gqa == GqaMapping::kGrouped ? h / group : h % pr.num_kv_heads;
         const float* q = &pr.q[((size_t(b) * pr.q_seqlen + s) * pr.num_q_heads + h) * D];
         double* o = &out[((size_t(b) * pr.q_seqlen + s) * pr.num_q_heads + h) * D];
         scores.assign(len > 0 ? len : 0, -std::numeric_limits<double>::infinity());
@@ -37,7 +37,8 @@ std::vector<double> reference_paged_decode(const HostPagedDecode& pr) {
           max_score = std::max(max_score, scores[j]);
         }
         if (max_score == -std::numeric_limits<double>::infinity()) continue;  // nothing visible: zeros
-        double sum = 0;
+        // A learned sink adds exp(sink - max) to the denominator and nothing to the numerator.
+        double sum = pr.sink_logits.empty() ? 0.0 : std::exp(double(pr.sink_logits[h]) - max_score);
         for (int j = 0; j < len; ++j) {
           if (scores[j] == -std::numeric_limits<double>::infinity()) continue;
           const double w = std::exp(scores[j] - max_score);

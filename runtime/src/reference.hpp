@@ -19,6 +19,8 @@ struct HostPagedDecode {
   std::vector<float> k, v;        // compact in `layout`
   std::vector<int> block_table;   // [batch, max_pages_per_seq], compact
   std::vector<int> seq_lens;      // [batch]
+  std::vector<float> sink_logits; // [num_q_heads] learned sinks, or empty
+  GqaMapping gqa = GqaMapping::kGrouped;
 };
 
 // The visibility rule, one place for the host side.

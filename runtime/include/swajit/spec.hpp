@@ -10,6 +10,8 @@ namespace swajit {
 enum class KernelFamily { kPagedDecode };
 enum class DType { kBF16, kFP16 };
 enum class KvLayout { kNHD, kHND };  // NHD: [pages, page_size, kv_heads, head_dim]; HND: [pages, kv_heads, page_size, head_dim]
+// Which kv head query head h reads: grouped h / group (Llama, Mistral), or interleaved h % num_kv_heads.
+enum class GqaMapping { kGrouped, kInterleaved };
 
 std::string_view to_string(KernelFamily family);
 std::string_view to_string(DType dtype);
@@ -36,8 +38,11 @@ struct KernelSpec {
   int group = 1;                       // num_q_heads / num_kv_heads
   bool local_window = false;           // a sliding window limits what each query sees
   bool global_window = false;          // leading sink tokens are always visible
+  bool sink_logits = false;            // learned per-head sink logits join each row's softmax denominator
+  GqaMapping gqa = GqaMapping::kGrouped;
 
-  // e.g. "paged_decode_bf16_d128_p16_nhd_q4_g4_local_sink"; windows part is full|local|sink|local_sink.
+  // e.g. "paged_decode_bf16_d128_p16_nhd_q4_g4_local_global"; the windows part is full|local|global|local_global,
+  // then optional flags in this order: attnsink (learned sink logits), gqai (interleaved GQA).
   std::string key() const;
   static KernelSpec from_key(std::string_view key);  // inverse of key(); throws kInvalidArgument
   void validate() const;  // throws kInvalidArgument / kUnsupported naming the field and its allowed range
@@ -50,6 +55,7 @@ struct DecodeConfig {
   int warps_n = 4;      // warps that split each tile's tokens, each with its own softmax state
   int stages = 3;       // cp.async pipeline depth (tiles in flight)
   int num_splits = 1;   // blocks per (sequence, kv head) sharing its window; > 1 adds a merge pass. Launch-time only.
+  static constexpr int kMaxSplits = 1024;  // bounds the merge pass's shared staging of log-sum-exps
 
   std::string compile_key() const;  // the part that changes the generated code, e.g. "bn64_wn4_st3"
   std::string key() const;          // compile_key() + "_sp<num_splits>"

@@ -26,6 +26,10 @@ struct DecodeOptions {
   int global_window = 0;     // >= 0: positions j < global_window are always visible (sink tokens)
   std::optional<float> softmax_scale;  // default 1 / sqrt(head_dim)
   KvLayout kv_layout = KvLayout::kNHD;
+  GqaMapping gqa = GqaMapping::kGrouped;  // q head h reads kv head h / group, or h % num_kv_heads (interleaved)
+  // Learned attention-sink logits (gpt-oss): float32 [num_q_heads] on the same device, in the units of
+  // softmax_scale * q.k; each row's denominator gains exp(sink_logits[h] - max). Null: none.
+  const DLTensor* sink_logits = nullptr;
   std::optional<DecodeConfig> config;  // force a tuning config (validated); default: tuned, else heuristic
   // Split-KV scratch. When null the library keeps a per-device buffer, grown outside CUDA graph capture.
   void* workspace = nullptr;
