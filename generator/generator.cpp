@@ -21,16 +21,27 @@ DecodeGeometry decode_geometry(const KernelSpec& spec, const DecodeConfig& confi
   const int rows_padded = g.warps_m * kMmaRows;
   g.threads = warps * kWarpSize;
   g.q_bytes = rows_padded * spec.head_dim * kElementBytes;
-  g.tile_bytes = config.block_n * spec.head_dim * kElementBytes;
+  const int kv_bytes = spec.kv_quant == KvQuant::kNone ? kElementBytes : 1;
+  g.tile_bytes = config.block_n * spec.head_dim * kv_bytes;
+  g.dequant_bytes = spec.kv_quant == KvQuant::kNone ? 0 : 2 * config.block_n * spec.head_dim * kElementBytes;
   g.epilogue_stride = spec.head_dim + kEpiloguePadFloats;
   g.epilogue_bytes = warps * kMmaRows * g.epilogue_stride * kFloatBytes + 2 * config.warps_n * rows_padded * kFloatBytes;
-  const int pipeline_bytes = 2 * config.stages * g.tile_bytes;  // K and V
+  const int pipeline_bytes = 2 * config.stages * g.tile_bytes + g.dequant_bytes;  // K and V
   g.shared_bytes = g.q_bytes + std::max(pipeline_bytes, g.epilogue_bytes);
   g.merge_threads = kMergeThreads;
   return g;
 }
 
 namespace {
+
+const char* kv_elem_tag(KvQuant quant) {
+  switch (quant) {
+    case KvQuant::kInt8: return "int8_kv";
+    case KvQuant::kFp8E4M3: return "fp8_e4m3_kv";
+    case KvQuant::kNone: break;
+  }
+  return "unquantized_kv";
+}
 
 std::string prelude(const KernelSpec& spec, const DecodeConfig& config, const DecodeGeometry& g,
                     const std::string& kernel_symbol, const std::string& merge_symbol) {
@@ -46,6 +57,9 @@ std::string prelude(const KernelSpec& spec, const DecodeConfig& config, const De
      << "constexpr bool kGlobalWindow = " << flag(spec.global_window) << ";\n"
      << "constexpr bool kSinkLogits = " << flag(spec.sink_logits) << ";\n"
      << "constexpr bool kGqaInterleaved = " << flag(spec.gqa == GqaMapping::kInterleaved) << ";\n"
+     << "typedef " << kv_elem_tag(spec.kv_quant) << " KvElem;\n"
+     << "constexpr int kKvQuant = " << static_cast<int>(spec.kv_quant) << ";  // 0: 16-bit cache, 1: int8, 2: fp8 e4m3\n"
+     << "constexpr int kKvBytes = " << (spec.kv_quant == KvQuant::kNone ? 2 : 1) << ";\n"
      << "// config " << config.compile_key() << "\n"
      << "constexpr int kBlockN = " << config.block_n << ";\n"
      << "constexpr int kWarpsN = " << config.warps_n << ";\n"
@@ -56,6 +70,7 @@ std::string prelude(const KernelSpec& spec, const DecodeConfig& config, const De
      << "constexpr int kThreads = " << g.threads << ";\n"
      << "constexpr int kQBytes = " << g.q_bytes << ";\n"
      << "constexpr int kTileBytes = " << g.tile_bytes << ";\n"
+     << "constexpr int kDequantBytes = " << g.dequant_bytes << ";\n"
      << "constexpr int kEpilogueStride = " << g.epilogue_stride << ";\n"
      << "constexpr int kEpilogueBytes = " << g.epilogue_bytes << ";\n"
      << "constexpr int kSharedBytes = " << g.shared_bytes << ";\n"

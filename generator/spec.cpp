@@ -52,6 +52,8 @@ std::string_view windows_token(bool local, bool global) {
 
 constexpr std::string_view kSinkLogitsToken = "attnsink";
 constexpr std::string_view kInterleavedGqaToken = "gqai";
+constexpr std::string_view kInt8KvToken = "kvint8";
+constexpr std::string_view kFp8KvToken = "kvfp8";
 
 }  // namespace
 
@@ -63,6 +65,28 @@ std::string_view to_string(KernelFamily family) {
 }
 std::string_view to_string(DType dtype) { return dtype == DType::kBF16 ? "bf16" : "fp16"; }
 std::string_view to_string(KvLayout layout) { return layout == KvLayout::kNHD ? "nhd" : "hnd"; }
+
+std::string_view to_string(KvQuant quant) {
+  switch (quant) {
+    case KvQuant::kInt8: return "int8";
+    case KvQuant::kFp8E4M3: return "fp8";
+    case KvQuant::kNone: break;
+  }
+  return "none";
+}
+std::string_view to_string(GqaMapping gqa) { return gqa == GqaMapping::kGrouped ? "grouped" : "interleaved"; }
+
+KvQuant parse_kv_quant(std::string_view text) {
+  if (text == "none") return KvQuant::kNone;
+  if (text == "int8") return KvQuant::kInt8;
+  if (text == "fp8") return KvQuant::kFp8E4M3;
+  throw Error(ErrorCode::kInvalidArgument, "kv quantization '" + std::string(text) + "' is unknown; accepted: none, int8, fp8");
+}
+GqaMapping parse_gqa(std::string_view text) {
+  if (text == "grouped") return GqaMapping::kGrouped;
+  if (text == "interleaved") return GqaMapping::kInterleaved;
+  throw Error(ErrorCode::kInvalidArgument, "GQA mapping '" + std::string(text) + "' is unknown; accepted: grouped, interleaved");
+}
 
 KernelFamily parse_family(std::string_view text) {
   if (text == "paged_decode") return KernelFamily::kPagedDecode;
@@ -85,6 +109,8 @@ std::string KernelSpec::key() const {
       << to_string(kv_layout) << "_q" << q_seqlen << "_g" << group << '_' << windows_token(local_window, global_window);
   if (sink_logits) key << '_' << kSinkLogitsToken;
   if (gqa == GqaMapping::kInterleaved) key << '_' << kInterleavedGqaToken;
+  if (kv_quant == KvQuant::kInt8) key << '_' << kInt8KvToken;
+  if (kv_quant == KvQuant::kFp8E4M3) key << '_' << kFp8KvToken;
   return key.str();
 }
 
@@ -94,7 +120,7 @@ KernelSpec KernelSpec::from_key(std::string_view key) {
     throw Error(ErrorCode::kInvalidArgument, "key '" + std::string(key) + "' does not start with a known family (paged_decode)");
   const auto parts = split(key.substr(kFamilyPrefix.size()), '_');
   const std::string form = "paged_decode_<dtype>_d<D>_p<P>_<nhd|hnd>_q<Q>_g<G>_<full|local|global|local_global>"
-                           "[_attnsink][_gqai]";
+                           "[_attnsink][_gqai][_kvint8|_kvfp8]";
   constexpr size_t kFixedParts = 6;  // dtype, head_dim, page_size, layout, q_seqlen, group
   if (parts.size() <= kFixedParts)
     throw Error(ErrorCode::kInvalidArgument, "key '" + std::string(key) + "' does not have the form " + form);
@@ -121,6 +147,8 @@ KernelSpec KernelSpec::from_key(std::string_view key) {
   for (; next < parts.size(); ++next) {
     if (parts[next] == kSinkLogitsToken) spec.sink_logits = true;
     else if (parts[next] == kInterleavedGqaToken) spec.gqa = GqaMapping::kInterleaved;
+    else if (parts[next] == kInt8KvToken) spec.kv_quant = KvQuant::kInt8;
+    else if (parts[next] == kFp8KvToken) spec.kv_quant = KvQuant::kFp8E4M3;
     else throw Error(ErrorCode::kInvalidArgument, "key '" + std::string(key) + "': unknown flag '" + std::string(parts[next]) +
                                                       "'; the form is " + form);
   }

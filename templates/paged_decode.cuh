@@ -6,6 +6,9 @@
 //     score_j = scale * <q, k_j>,   out = sum_j exp(score_j - m) v_j / (sum_j exp(score_j - m) + sink),
 //     m = max_j score_j,            sink = kSinkLogits ? exp(sink_logits[h] - m) : 0
 // and a row with no visible j is all zeros (never 0/0). Scores are kept in log2 units (scale * log2 e) for exp2.
+// 8-bit KV caches (kKvQuant): k_j = k_scale * k8_j and v_j = v_scale * v8_j per (kv head, channel). The K scale is
+// folded into q once (<q, k_scale * k8> = <q * k_scale, k8>), the V scale into the output (sum_j p_j v_scale v8_j
+// = v_scale sum_j p_j v8_j); 8-bit tiles are widened to 16 bits in shared memory (exactly) before the mma.
 //
 // The mask. j is visible from p iff
 //     j <= p  and  ( !kLocalWindow or p - j < local_window  or  (kGlobalWindow and j < global_window) )
@@ -19,13 +22,15 @@
 // With num_splits > 1 each split writes (out / l, log2-sum-exp) and SWAJIT_MERGE_KERNEL combines them.
 //
 // Needs from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kQSeqlen, kGroup, kLocalWindow,
-// kGlobalWindow, kSinkLogits, kGqaInterleaved), the config (kBlockN, kWarpsN, kStages), the launch geometry the host also uses (kRows, kWarpsM,
-// kThreads, kQBytes, kTileBytes, kEpilogueStride, kEpilogueBytes, kSharedBytes, kMergeThreads, kMaxSplits) and the symbol names
+// kGlobalWindow, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockN, kWarpsN, kStages), the launch geometry the host also uses (kRows, kWarpsM,
+// kThreads, kQBytes, kTileBytes, kDequantBytes, kEpilogueStride, kEpilogueBytes, kSharedBytes, kMergeThreads, kMaxSplits)
+// and the symbol names
 // SWAJIT_DECODE_KERNEL and SWAJIT_MERGE_KERNEL.
 
 constexpr int kRowsPadded = kWarpsM * 16;
 constexpr int kWarps = kWarpsM * kWarpsN;
-constexpr int kChunks = kHeadDim / 8;                  // 16-byte chunks per K/V/Q row
+constexpr int kChunks = kHeadDim / 8;                  // 16-byte chunks per 16-bit Q / K / V row
+constexpr int kKvChunks = kHeadDim * kKvBytes / 16;    // 16-byte chunks per stored K/V row
 constexpr int kTokensPerWarp = kBlockN / kWarpsN;       // tokens of each tile one warp handles
 constexpr int kScoreFrags = kTokensPerWarp / 8;        // 16x8 score fragments per warp and tile
 constexpr int kOutFrags = kHeadDim / 8;                // 16x8 output fragments per warp
@@ -39,11 +44,14 @@ static_assert(kHeadDim % 64 == 0, "head_dim must be a multiple of 64");
 typedef SwizzledTile<kHeadDim> RowTile;
 
 // Shared memory (sizes from the prelude): the Q tile (kQBytes), then kStages K tiles and kStages V tiles
-// (kTileBytes each). After the main loop the K/V area is reused by the epilogue (kEpilogueBytes: per-warp fp32
-// outputs with row stride kEpilogueStride, then per-row max and sum for each warp column).
+// (kTileBytes each, as stored), then for 8-bit KV one widened K and one widened V tile (kDequantBytes). After the
+// main loop the K/V area is reused by the epilogue (kEpilogueBytes: per-warp fp32 outputs with row stride
+// kEpilogueStride, then per-row max and sum for each warp column).
 static_assert(kThreads == kWarps * 32, "prelude geometry disagrees with the template");
-static_assert(kSharedBytes >= kQBytes + 2 * kStages * kTileBytes && kSharedBytes >= kQBytes + kEpilogueBytes,
+static_assert(kSharedBytes >= kQBytes + 2 * kStages * kTileBytes + kDequantBytes &&
+                  kSharedBytes >= kQBytes + kEpilogueBytes,
               "prelude shared-memory size too small for the template's layout");
+static_assert(kKvQuant == 0 || kDequantBytes == 2 * kBlockN * kHeadDim * 2, "widened tiles are 16-bit");
 
 // ---- the block's KV tiles ------------------------------------------------------------------------------------------
 // Up to two token ranges (sinks, then the window), cut into tiles of kBlockN tokens that start at each range's
@@ -125,13 +133,19 @@ SWAJIT_DEVICE void load_q_tile(const PagedDecodeParams& P, u32 q_smem, int b, in
   }
 }
 
+// Where chunk `chunk` of row `row` of a stored K/V tile lives: 16-bit tiles are swizzled for ldmatrix, 8-bit
+// tiles are plain rows (only the widening step reads them, row by row).
+SWAJIT_DEVICE u32 stored_offset(int row, int chunk) {
+  return kKvQuant ? u32(row * kKvChunks + chunk) * 16u : RowTile::offset_bytes(row, chunk);
+}
+
 // One K tile and one V tile (tokens [tile_begin, tile_end) of sequence b) into pipeline stage `stage`.
 SWAJIT_DEVICE void load_kv_tile(const PagedDecodeParams& P, u32 k_smem, u32 v_smem, const int* block_table_row,
                                 int b, int kv_head, int tile_begin, int tile_end) {
-  const u16* k_cache = static_cast<const u16*>(P.k_cache);
-  const u16* v_cache = static_cast<const u16*>(P.v_cache);
-  for (int i = threadIdx.x; i < kBlockN * kChunks; i += kThreads) {
-    const int row = i / kChunks, chunk = i % kChunks;
+  const char* k_cache = static_cast<const char*>(P.k_cache);
+  const char* v_cache = static_cast<const char*>(P.v_cache);
+  for (int i = threadIdx.x; i < kBlockN * kKvChunks; i += kThreads) {
+    const int row = i / kKvChunks, chunk = i % kKvChunks;
     const int j = tile_begin + row;
     bool valid = j < tile_end;
     int page = valid ? block_table_row[(j / kPageSize) * P.block_table_stride_page] : 0;
@@ -141,11 +155,53 @@ SWAJIT_DEVICE void load_kv_tile(const PagedDecodeParams& P, u32 k_smem, u32 v_sm
       page = 0;
     }
     const int in_page = j % kPageSize;
-    const u16* k_src = k_cache + page * P.k_stride_page + in_page * P.k_stride_token + kv_head * P.k_stride_head + chunk * 8;
-    const u16* v_src = v_cache + page * P.v_stride_page + in_page * P.v_stride_token + kv_head * P.v_stride_head + chunk * 8;
-    const u32 offset = RowTile::offset_bytes(row, chunk);
+    const char* k_src = k_cache + (page * P.k_stride_page + in_page * P.k_stride_token + kv_head * P.k_stride_head) * kKvBytes + chunk * 16;
+    const char* v_src = v_cache + (page * P.v_stride_page + in_page * P.v_stride_token + kv_head * P.v_stride_head) * kKvBytes + chunk * 16;
+    const u32 offset = stored_offset(row, chunk);
     cp_async_16(k_smem + offset, k_src, valid);
     cp_async_16(v_smem + offset, v_src, valid);
+  }
+}
+
+// ---- 8-bit KV: scales and widening ---------------------------------------------------------------------------------
+SWAJIT_DEVICE float k_scale_at(const PagedDecodeParams& P, int kv_head, int channel) {
+  return P.k_scale[kv_head * P.k_scale_stride_head + channel * P.k_scale_stride_channel];
+}
+SWAJIT_DEVICE float v_scale_at(const PagedDecodeParams& P, int kv_head, int channel) {
+  return P.v_scale[kv_head * P.v_scale_stride_head + channel * P.v_scale_stride_channel];
+}
+
+// q <- q * k_scale, in place in the swizzled Q tile.
+SWAJIT_DEVICE void fold_k_scale_into_q(const PagedDecodeParams& P, u32 q_smem, int kv_head) {
+  for (int i = threadIdx.x; i < kRowsPadded * kChunks; i += kThreads) {
+    const int row = i / kChunks, chunk = i % kChunks;
+    const u32 addr = q_smem + RowTile::offset_bytes(row, chunk);
+    uint4 v = ld_shared_16(addr);
+    u32* words = reinterpret_cast<u32*>(&v);
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      const int channel = chunk * 8 + 2 * w;
+      words[w] = pack2(to_float(u16(words[w] & 0xffffu), Elem()) * k_scale_at(P, kv_head, channel),
+                       to_float(u16(words[w] >> 16), Elem()) * k_scale_at(P, kv_head, channel + 1), Elem());
+    }
+    st_shared_16(addr, v);
+  }
+}
+
+// A stored 8-bit tile -> the swizzled 16-bit tile the mma path reads.
+SWAJIT_DEVICE void widen_tile(u32 stored, u32 widened) {
+  for (int i = threadIdx.x; i < kBlockN * kKvChunks; i += kThreads) {
+    const int row = i / kKvChunks, chunk = i % kKvChunks;  // 16 values: 16-bit chunks 2 * chunk and 2 * chunk + 1
+    const uint4 raw = ld_shared_16(stored + u32(i) * 16u);
+    const u32 bytes[4] = {raw.x, raw.y, raw.z, raw.w};
+    u32 pairs[8];
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      pairs[2 * w] = widen_pair<Elem>(bytes[w] & 0xffffu, KvElem());
+      pairs[2 * w + 1] = widen_pair<Elem>(bytes[w] >> 16, KvElem());
+    }
+    st_shared_16(widened + RowTile::offset_bytes(row, 2 * chunk), make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]));
+    st_shared_16(widened + RowTile::offset_bytes(row, 2 * chunk + 1), make_uint4(pairs[4], pairs[5], pairs[6], pairs[7]));
   }
 }
 
@@ -256,11 +312,14 @@ SWAJIT_DEVICE void store_output_chunk(const PagedDecodeParams& P, int b, int kv_
                                       const float (&acc)[8], float scale) {
   const int s = row / kGroup, head = q_head_of(P, kv_head, row);
   u16* out = static_cast<u16*>(P.out) + b * P.out_stride_batch + s * P.out_stride_token + head * P.out_stride_head + chunk * 8;
+  float v[8];
+#pragma unroll
+  for (int e = 0; e < 8; ++e) v[e] = acc[e] * scale * (kKvQuant ? v_scale_at(P, kv_head, chunk * 8 + e) : 1.f);
   uint4 packed;
-  packed.x = pack2(acc[0] * scale, acc[1] * scale, Elem());
-  packed.y = pack2(acc[2] * scale, acc[3] * scale, Elem());
-  packed.z = pack2(acc[4] * scale, acc[5] * scale, Elem());
-  packed.w = pack2(acc[6] * scale, acc[7] * scale, Elem());
+  packed.x = pack2(v[0], v[1], Elem());
+  packed.y = pack2(v[2], v[3], Elem());
+  packed.z = pack2(v[4], v[5], Elem());
+  packed.w = pack2(v[6], v[7], Elem());
   *reinterpret_cast<uint4*>(out) = packed;
 }
 
@@ -348,6 +407,8 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
   const u32 q_smem = smem_u32(smem);
   const u32 k_smem = q_smem + kQBytes;
   const u32 v_smem = k_smem + kStages * kTileBytes;
+  const u32 k_widened = v_smem + kStages * kTileBytes;  // 8-bit KV only
+  const u32 v_widened = k_widened + kBlockN * kHeadDim * 2;
 
   load_q_tile(P, q_smem, b, kv_head);
   cp_async_commit();
@@ -369,6 +430,10 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
   u32 q_frag[kQInRegisters ? kDimSteps : 1][4];
   cp_async_wait<kStages - 1>();  // the Q group is complete
   __syncthreads();
+  if constexpr (kKvQuant != 0) {
+    fold_k_scale_into_q(P, q_smem, kv_head);
+    __syncthreads();
+  }
   if constexpr (kQInRegisters) {
 #pragma unroll
     for (int step = 0; step < kDimSteps; ++step) load_q_fragment(q_smem, warp_m, lane, step, q_frag[step]);
@@ -385,15 +450,21 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
     cp_async_commit();
 
     const int stage = (t - first_tile) % kStages;
+    u32 k_tile = k_smem + stage * kTileBytes, v_tile = v_smem + stage * kTileBytes;
+    if constexpr (kKvQuant != 0) {  // the barrier above also ends every warp's reads of the widened tiles
+      widen_tile(k_tile, k_widened);
+      widen_tile(v_tile, v_widened);
+      __syncthreads();
+      k_tile = k_widened;
+      v_tile = v_widened;
+    }
     const int tile_begin = ranges.tile_begin(t), tile_end = ranges.tile_end(t);
     float scores[kScoreFrags][4];
-    tile_scores(scores, q_frag, q_smem, k_smem + stage * kTileBytes, warp_m, token0, lane);
+    tile_scores(scores, q_frag, q_smem, k_tile, warp_m, token0, lane);
     if (tile_fully_visible(tile_begin, tile_end, kv_len, P.local_window, P.global_window))
-      tile_softmax_and_accumulate<false>(st, scores, v_smem + stage * kTileBytes, warp_m, token0, lane, tile_begin,
-                                         tile_end, kv_len, P);
+      tile_softmax_and_accumulate<false>(st, scores, v_tile, warp_m, token0, lane, tile_begin, tile_end, kv_len, P);
     else
-      tile_softmax_and_accumulate<true>(st, scores, v_smem + stage * kTileBytes, warp_m, token0, lane, tile_begin,
-                                        tile_end, kv_len, P);
+      tile_softmax_and_accumulate<true>(st, scores, v_tile, warp_m, token0, lane, tile_begin, tile_end, kv_len, P);
   }
   cp_async_wait<0>();
   __syncthreads();  // the K/V area becomes the epilogue buffer

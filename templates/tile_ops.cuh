@@ -54,6 +54,40 @@ SWAJIT_DEVICE void cp_async_16(u32 dst, const void* src, bool valid) {
   const int src_bytes = valid ? 16 : 0;
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
 }
+SWAJIT_DEVICE uint4 ld_shared_16(u32 addr) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
+  return v;
+}
+SWAJIT_DEVICE void st_shared_16(u32 addr, uint4 v) {
+  asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};" ::"r"(addr), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
+}
+
+// ---- 8-bit KV elements -> 16-bit pairs (exact: every int8 and e4m3 value is representable in bf16 and fp16) ----
+struct int8_kv {};
+struct fp8_e4m3_kv {};
+struct unquantized_kv {};  // 16-bit caches: nothing to widen
+// The two 8-bit values in the low 16 bits of `bytes`, low byte first.
+template <class Elem>
+SWAJIT_DEVICE u32 widen_pair(u32 bytes, int8_kv) {
+  return pack2(float(static_cast<signed char>(bytes & 0xffu)), float(static_cast<signed char>((bytes >> 8) & 0xffu)), Elem());
+}
+SWAJIT_DEVICE u32 from_half2(u32 halves, fp16_tag) { return halves; }
+SWAJIT_DEVICE u32 from_half2(u32 halves, bf16_tag) {
+  return pack2(to_float(u16(halves & 0xffffu), fp16_tag()), to_float(u16(halves >> 16), fp16_tag()), bf16_tag());
+}
+template <class Elem>
+SWAJIT_DEVICE u32 widen_pair(u32 bytes, fp8_e4m3_kv) {
+  u32 halves;
+  asm("{ .reg .b16 pair; cvt.u16.u32 pair, %1; cvt.rn.f16x2.e4m3x2 %0, pair; }" : "=r"(halves) : "r"(bytes));
+  return from_half2(halves, Elem());
+}
+template <class Elem>
+SWAJIT_DEVICE u32 widen_pair(u32, unquantized_kv) {
+  __trap();  // only reachable if a 16-bit cache were routed through the widening step: a generator bug
+  return 0;
+}
+
 SWAJIT_DEVICE void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 template <int kPending>
 SWAJIT_DEVICE void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory"); }

@@ -28,3 +28,13 @@ extern "C" __global__ void swajit_read_bandwidth(const uint4* data, u64 count, u
   }
   if (acc == 0x9e3779b9u) sink[blockIdx.x] = acc;  // practically never taken; keeps the loads live
 }
+
+// data[i] = random bytes for i < count; with avoid_fp8_nan the e4m3 NaN patterns (x111 1111) are nudged to the
+// neighbouring finite value, so the bytes are valid int8 and valid fp8 e4m3 codes.
+extern "C" __global__ void swajit_fill_random_bytes(unsigned char* data, u64 count, u64 seed, int avoid_fp8_nan) {
+  for (u64 i = blockIdx.x * u64(blockDim.x) + threadIdx.x; i < count; i += u64(gridDim.x) * blockDim.x) {
+    unsigned char byte = (unsigned char)(splitmix64(seed ^ (i * 0x2545f4914f6cdd1dull)) >> 56);
+    if (avoid_fp8_nan && (byte & 0x7f) == 0x7f) byte ^= 1;
+    data[i] = byte;
+  }
+}

@@ -184,6 +184,45 @@ TEST_CASE("options are checked") {
   }
 }
 
+TEST_CASE("8-bit KV caches: dtypes, scale shapes and pairing are checked") {
+  std::vector<float> scale_mem(2 * 128, 0.01f);
+  std::vector<int64_t> channel_shape = {2, 128}, tensor_shape = {1}, bad_shape = {2, 64};
+  DLTensor per_channel = Tensors::make(scale_mem.data(), {kDLFloat, 32, 1}, channel_shape);
+  DLTensor per_tensor = Tensors::make(scale_mem.data(), {kDLFloat, 32, 1}, tensor_shape);
+  DLTensor wrong = Tensors::make(scale_mem.data(), {kDLFloat, 32, 1}, bad_shape);
+  const auto int8_tensors = [](Tensors& t) { t.k.dtype = t.v.dtype = {kDLInt, 8, 1}; };
+  {
+    Tensors t; int8_tensors(t);
+    DecodeOptions o; o.kv_quant = KvQuant::kInt8; o.k_scale = &per_channel; o.v_scale = &per_tensor;
+    const DecodeProblem p = t.describe(o);
+    CHECK(p.spec.key() == "paged_decode_bf16_d128_p16_nhd_q2_g4_full_kvint8");
+    CHECK(p.params.k_scale_stride_head == 128);
+    CHECK(p.params.k_scale_stride_channel == 1);
+    CHECK(p.params.v_scale_stride_head == 0);  // per tensor: read through zero strides
+    CHECK(p.params.v_scale_stride_channel == 0);
+  }
+  { Tensors t; DecodeOptions o; o.kv_quant = KvQuant::kInt8; o.k_scale = o.v_scale = &per_channel;
+    expect_error(t, "k_cache must have dtype int8", ErrorCode::kInvalidArgument, o); }
+  { Tensors t; int8_tensors(t); DecodeOptions o; o.kv_quant = KvQuant::kFp8E4M3; o.k_scale = o.v_scale = &per_channel;
+    expect_error(t, "k_cache must have dtype uint8 holding fp8 e4m3 bytes", ErrorCode::kInvalidArgument, o); }
+  { Tensors t; int8_tensors(t); t.v.dtype = {kDLBfloat, 16, 1}; DecodeOptions o; o.kv_quant = KvQuant::kInt8;
+    o.k_scale = o.v_scale = &per_channel; expect_error(t, "v_cache must have dtype int8", ErrorCode::kInvalidArgument, o); }
+  { Tensors t; int8_tensors(t); DecodeOptions o; o.kv_quant = KvQuant::kInt8; o.v_scale = &per_channel;
+    expect_error(t, "k_scale is required with an 8-bit KV cache", ErrorCode::kInvalidArgument, o); }
+  { Tensors t; int8_tensors(t); DecodeOptions o; o.kv_quant = KvQuant::kInt8; o.k_scale = &per_channel; o.v_scale = &wrong;
+    expect_error(t, "v_scale must be float32 [num_kv_heads, head_dim] = [2, 128] or a single value, got [2, 64]",
+                 ErrorCode::kInvalidArgument, o); }
+  { Tensors t; DecodeOptions o; o.k_scale = &per_channel;
+    expect_error(t, "only used with an 8-bit KV cache", ErrorCode::kInvalidArgument, o); }
+  {
+    Tensors t; int8_tensors(t);  // 8-bit rows need strides in multiples of 16 elements
+    std::vector<int64_t> strides = {16 * 2 * 136, 2 * 136, 136, 1};
+    t.k.strides = strides.data();
+    DecodeOptions o; o.kv_quant = KvQuant::kInt8; o.k_scale = o.v_scale = &per_channel;
+    expect_error(t, "k_cache stride[2] = 136 elements must be a multiple of 16", ErrorCode::kInvalidArgument, o);
+  }
+}
+
 TEST_CASE("host-mapped seq_lens and block_table values are validated before launch") {
   const auto host_mapped = [](Tensors& t) {
     t.table.device = {kDLCUDAHost, 0};

@@ -4,7 +4,10 @@
 #include <iostream>
 #include <thread>
 
+#include <limits>
+
 #include "bench_decode.hpp"
+#include "heuristic.hpp"
 #include "check.hpp"
 #include "kernel_cache.hpp"
 #include "nvrtc_compiler.hpp"
@@ -22,9 +25,16 @@ int parse_cuda_device(const std::string& text) {
   throw Error(ErrorCode::kInvalidArgument, "--device '" + text + "' is not one of cuda, cuda:N");
 }
 
+// The config gen prints: the runtime's heuristic for the first GPU (or, without one, with no shared-memory limit),
+// with any config flags on top.
 int cmd_gen(const SpecFlags& spec_flags, const ConfigFlags& config_flags) {
   const KernelSpec spec = spec_flags.spec();
-  const GeneratedKernel kernel = generate_cuda(spec, config_flags.apply(DecodeConfig{}));
+  const auto devices = cuda_devices();
+  constexpr int kNoLimit = std::numeric_limits<int>::max();
+  const DecodeConfig heuristic = devices.empty() ? heuristic_decode_config(spec, kNoLimit, kNoLimit)
+                                                 : heuristic_decode_config(spec, devices.front());
+  const GeneratedKernel kernel = generate_cuda(spec, config_flags.apply(heuristic));
+  if (devices.empty()) std::cout << "// no GPU found: config chosen without a shared-memory limit\n";
   std::cout << kernel.source;
   return 0;
 }
@@ -118,6 +128,7 @@ int main(int argc, char** argv) {
   bench_decode->add_option("--head-dim", bench_options.head_dim)->capture_default_str();
   bench_decode->add_option("--page-size", bench_options.page_size)->capture_default_str();
   bench_decode->add_option("--dtype", bench_options.dtype)->capture_default_str();
+  bench_decode->add_option("--kv-quant", bench_options.kv_quant, "none | int8 | fp8 (per-channel scales)")->capture_default_str();
   bench_decode->add_option("--reps", bench_options.reps, "timed graph replays per shape")->capture_default_str();
   bench_decode->add_option("--device", bench_device, "cuda | cuda:N")->capture_default_str();
   bench_decode->add_flag("!--no-verify", bench_options.verify, "skip the reference check of sequence 0");

@@ -10,7 +10,8 @@ namespace swajit::cli {
 
 struct SpecFlags {
   std::string key;  // a whole spec key instead of the separate flags
-  std::string family = "paged_decode", dtype = "bf16", layout = "nhd";
+  std::string family = "paged_decode", dtype = "bf16", layout = "nhd", kv_quant = "none", gqa = "grouped";
+  bool sink_logits = false;
   int head_dim = 128, page_size = 16, q_seqlen = 1, group = 1, local_window = 0, global_window = 0;
 
   void add_to(CLI::App& app) {
@@ -24,6 +25,9 @@ struct SpecFlags {
     app.add_option("--group", group, "num_q_heads / num_kv_heads, 1..16")->capture_default_str();
     app.add_option("--local-window", local_window, "sliding window (<= 0: none)")->capture_default_str();
     app.add_option("--global-window", global_window, "sink tokens always visible (0: none)")->capture_default_str();
+    app.add_flag("--sink-logits", sink_logits, "learned per-head attention-sink logits");
+    app.add_option("--gqa", gqa, "q head to kv head mapping: grouped | interleaved")->capture_default_str();
+    app.add_option("--kv-quant", kv_quant, "KV cache storage: none | int8 | fp8")->capture_default_str();
   }
   KernelSpec spec() const {
     if (!key.empty()) return KernelSpec::from_key(key);
@@ -37,6 +41,9 @@ struct SpecFlags {
     s.group = group;
     s.local_window = local_window > 0;
     s.global_window = global_window > 0;
+    s.sink_logits = sink_logits;
+    s.gqa = parse_gqa(gqa);
+    s.kv_quant = parse_kv_quant(kv_quant);
     s.validate();
     return s;
   }

@@ -19,7 +19,7 @@
 namespace swajit {
 namespace {
 
-constexpr int kPadElements = 8;  // stride padding that keeps 16-byte alignment
+constexpr int kVectorBytes = 16;  // strides are padded by this many bytes, which keeps 16-byte alignment
 
 // A tensor as the kernel sees it: physical storage plus DLPack shape and strides (which must outlive the call).
 struct StridedTensor {
@@ -70,12 +70,49 @@ void for_each_index(const std::vector<int64_t>& shape, F f) {
   }
 }
 
-// Compact float values -> 16-bit storage at the tensor's strides (gaps poisoned).
-std::vector<uint16_t> scatter(const std::vector<float>& compact, const StridedTensor& t, DType dtype) {
-  std::vector<uint16_t> physical(t.physical_elements, half::kPoison);
+// Element n of the compact tensor (stored_value(n)) -> storage at the tensor's strides; gaps hold `poison`.
+template <class T, class StoredValue>
+std::vector<T> scatter(const StridedTensor& t, T poison, StoredValue stored_value) {
+  std::vector<T> physical(t.physical_elements, poison);
   size_t n = 0;
-  for_each_index(t.shape, [&](const std::vector<int64_t>& i) { physical[t.offset(i)] = half::from_float(compact[n++], dtype); });
+  for_each_index(t.shape, [&](const std::vector<int64_t>& i) { physical[t.offset(i)] = stored_value(n++); });
   return physical;
+}
+std::vector<uint16_t> scatter_16bit(const std::vector<float>& compact, const StridedTensor& t, DType dtype) {
+  return scatter<uint16_t>(t, half::kPoison, [&](size_t n) { return half::from_float(compact[n], dtype); });
+}
+
+// An 8-bit cache: random codes, and the float values they stand for (code * scale) for the reference.
+struct QuantizedCache {
+  std::vector<uint8_t> codes;
+  std::vector<float> scales;  // [num_kv_heads * head_dim], or one value
+  std::vector<float> values;
+};
+QuantizedCache random_quantized_cache(size_t elements, const DecodeCase& c, int page_size, std::mt19937_64& rng) {
+  constexpr int kInt8Max = 127;
+  constexpr float kFp8Max = 448.f;  // largest finite e4m3 value
+  constexpr uint8_t kFp8NanBits = 0x7f;
+  QuantizedCache q;
+  const int D = c.head_dim, hkv = c.num_kv_heads;
+  std::uniform_real_distribution<float> spread(0.5f, 1.5f);
+  const float unit = c.kv_quant == KvQuant::kInt8 ? 1.f / kInt8Max : 1.f / kFp8Max;  // values near [-1, 1]
+  q.scales.resize(c.per_tensor_scale ? 1 : size_t(hkv) * D);
+  for (float& s : q.scales) s = unit * spread(rng);
+  std::uniform_int_distribution<int> byte(0, 255);
+  q.codes.resize(elements);
+  q.values.resize(elements);
+  for (size_t i = 0; i < elements; ++i) {
+    uint8_t code = uint8_t(byte(rng));
+    if (c.kv_quant == KvQuant::kInt8 && code == 0x80) code = 0x81;                   // symmetric range [-127, 127]
+    if (c.kv_quant == KvQuant::kFp8E4M3 && (code & 0x7f) == kFp8NanBits) code ^= 1;  // never NaN
+    const int d = int(i % D);
+    const int head = c.layout == KvLayout::kNHD ? int(i / D % hkv) : int(i / (size_t(D) * page_size) % hkv);
+    const float scale = c.per_tensor_scale ? q.scales[0] : q.scales[size_t(head) * D + d];
+    const float decoded = c.kv_quant == KvQuant::kInt8 ? float(int8_t(code)) : half::fp8_e4m3_to_float(code);
+    q.codes[i] = code;
+    q.values[i] = decoded * scale;
+  }
+  return q;
 }
 
 std::vector<float> random_values(size_t n, DType dtype, std::mt19937_64& rng) {
@@ -101,6 +138,7 @@ KernelSpec DecodeCase::spec() const {
   s.global_window = global_window > 0;
   s.sink_logits = sink_logits;
   s.gqa = gqa;
+  s.kv_quant = kv_quant;
   return s;
 }
 
@@ -170,6 +208,22 @@ std::vector<DecodeCase> decode_check_matrix() {
     c.gqa = GqaMapping::kInterleaved; c.sink_logits = true; c.group = 8; c.seq_lens = {1, 900};
     c.config = DecodeConfig{32, 2, 2, 4};
   });
+  for (KvQuant quant : {KvQuant::kInt8, KvQuant::kFp8E4M3}) {
+    const std::string name = quant == KvQuant::kInt8 ? "int8 KV" : "fp8 KV";
+    add(name + ", per-channel scales", [&](DecodeCase& c) { c.kv_quant = quant; c.q_seqlen = 2; });
+    add(name + ", per-tensor scale", [&](DecodeCase& c) { c.kv_quant = quant; c.per_tensor_scale = true; });
+    add(name + ", fp16 q, HND, strided", [&](DecodeCase& c) {
+      c.kv_quant = quant; c.dtype = DType::kFP16; c.layout = KvLayout::kHND; c.strided = true;
+    });
+    add(name + ", head_dim 64, split", [&](DecodeCase& c) {
+      c.kv_quant = quant; c.head_dim = 64; c.seq_lens = {0, 700, 2100}; c.local_window = 1000;
+      c.config = DecodeConfig{64, 4, 3, 3};
+    });
+    add(name + ", head_dim 256, 128 rows, sinks", [&](DecodeCase& c) {
+      c.kv_quant = quant; c.head_dim = 256; c.group = 16; c.q_seqlen = 8; c.num_kv_heads = 1; c.sink_logits = true;
+      c.seq_lens = {8, 300};
+    });
+  }
   add("config bn16 wn1 st2", [](DecodeCase& c) { c.config = DecodeConfig{16, 1, 2, 1}; c.seq_lens = {1, 17, 33}; });
   return cases;
 }
@@ -201,8 +255,16 @@ CaseResult run_decode_case(const DecodeCase& c, int device_ordinal, uint64_t see
       host.block_table[size_t(b) * max_pages + i] = i < (c.seq_lens[b] + P - 1) / P ? pool[next++] : pool.back();
   host.q = random_values(size_t(batch) * Qs * hq * D, c.dtype, rng);
   const size_t cache_elems = size_t(host.num_pages) * P * hkv * D;
-  host.k = random_values(cache_elems, c.dtype, rng);
-  host.v = random_values(cache_elems, c.dtype, rng);
+  QuantizedCache k_quant, v_quant;
+  if (c.kv_quant == KvQuant::kNone) {
+    host.k = random_values(cache_elems, c.dtype, rng);
+    host.v = random_values(cache_elems, c.dtype, rng);
+  } else {
+    k_quant = random_quantized_cache(cache_elems, c, P, rng);
+    v_quant = random_quantized_cache(cache_elems, c, P, rng);
+    host.k = k_quant.values;
+    host.v = v_quant.values;
+  }
   host.gqa = c.gqa;
   if (c.sink_logits) {
     std::uniform_real_distribution<float> sink(-1.f, 3.f);  // comparable to the scores, so the sinks matter
@@ -212,7 +274,8 @@ CaseResult run_decode_case(const DecodeCase& c, int device_ordinal, uint64_t see
   const std::vector<double> ref = reference_paged_decode(host);
 
   // Device layouts.
-  const int64_t pad = c.strided ? kPadElements : 0;
+  const int64_t pad = c.strided ? kVectorBytes / 2 : 0;  // 16-bit tensors
+  const int64_t kv_pad = c.strided ? (c.kv_quant == KvQuant::kNone ? kVectorBytes / 2 : kVectorBytes) : 0;
   std::vector<int64_t> q_shape = {batch, Qs, hq, D};
   StridedTensor q_t = c.strided ? make_tensor(q_shape, {Qs * hq * (D + pad) + 2 * pad, hq * (D + pad), D + pad, 1})
                                 : compact_tensor(q_shape);
@@ -226,10 +289,10 @@ CaseResult run_decode_case(const DecodeCase& c, int device_ordinal, uint64_t see
                                                                          : std::vector<int64_t>{host.num_pages, hkv, P, D};
   StridedTensor k_t = compact_tensor(cache_shape), v_t = compact_tensor(cache_shape);
   if (c.strided) {
-    const int64_t row = D + pad;
+    const int64_t row = D + kv_pad;
     const std::vector<int64_t> strides = c.layout == KvLayout::kNHD
-        ? std::vector<int64_t>{P * hkv * row + pad, hkv * row, row, 1}
-        : std::vector<int64_t>{hkv * P * row + pad, P * row, row, 1};
+        ? std::vector<int64_t>{P * hkv * row + kv_pad, hkv * row, row, 1}
+        : std::vector<int64_t>{hkv * P * row + kv_pad, P * row, row, 1};
     k_t = make_tensor(cache_shape, strides);
     v_t = make_tensor(cache_shape, strides);
   }
@@ -243,7 +306,27 @@ CaseResult run_decode_case(const DecodeCase& c, int device_ordinal, uint64_t see
   }
 
   cuda::ScopedDeviceContext scope(device_ordinal);
-  DeviceBuffer q_d(scatter(host.q, q_t, c.dtype)), k_d(scatter(host.k, k_t, c.dtype)), v_d(scatter(host.v, v_t, c.dtype));
+  DeviceBuffer q_d(scatter_16bit(host.q, q_t, c.dtype));
+  DeviceBuffer k_d, v_d;
+  DLDataType kv_dtype = dl_dtype(c.dtype);
+  if (c.kv_quant == KvQuant::kNone) {
+    k_d = DeviceBuffer(scatter_16bit(host.k, k_t, c.dtype));
+    v_d = DeviceBuffer(scatter_16bit(host.v, v_t, c.dtype));
+  } else {
+    constexpr uint8_t kGapByte = 0x7f;  // never read
+    k_d = DeviceBuffer(scatter<uint8_t>(k_t, kGapByte, [&](size_t n) { return k_quant.codes[n]; }));
+    v_d = DeviceBuffer(scatter<uint8_t>(v_t, kGapByte, [&](size_t n) { return v_quant.codes[n]; }));
+    kv_dtype = c.kv_quant == KvQuant::kInt8 ? DLDataType{kDLInt, 8, 1} : DLDataType{kDLUInt, 8, 1};
+  }
+  // Scales: [num_kv_heads, head_dim] (row-padded when strided) or a single value.
+  StridedTensor scale_t = c.per_tensor_scale ? compact_tensor({1})
+                                             : make_tensor({hkv, D}, {D + (c.strided ? 4 : 0), 1});
+  const auto scale_buffer = [&](const QuantizedCache& q) {
+    return DeviceBuffer(scatter<float>(scale_t, NAN, [&](size_t n) { return q.scales.empty() ? 0.f : q.scales[n]; }));
+  };
+  DeviceBuffer k_scale_d = scale_buffer(k_quant), v_scale_d = scale_buffer(v_quant);
+  DLTensor k_scale_view = scale_t.view(k_scale_d.data(), {kDLFloat, 32, 1}, {kDLCUDA, device_ordinal});
+  DLTensor v_scale_view = scale_t.view(v_scale_d.data(), {kDLFloat, 32, 1}, {kDLCUDA, device_ordinal});
   DeviceBuffer bt_d(bt_physical), sl_d(sl_physical);
   StridedTensor sink_t = make_tensor({hq}, {c.strided ? 2 : 1});
   std::vector<float> sink_physical(sink_t.physical_elements, NAN);
@@ -260,12 +343,17 @@ CaseResult run_decode_case(const DecodeCase& c, int device_ordinal, uint64_t see
   options.kv_layout = c.layout;
   options.gqa = c.gqa;
   options.sink_logits = c.sink_logits ? &sink_view : nullptr;
+  options.kv_quant = c.kv_quant;
+  if (c.kv_quant != KvQuant::kNone) {
+    options.k_scale = &k_scale_view;
+    options.v_scale = &v_scale_view;
+  }
   options.config = c.config;
   options.check_device_args = true;
   CUstream stream = nullptr;
   cuda::check(cuda::driver().cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
   struct StreamGuard { CUstream s; ~StreamGuard() { cuda::driver().cuStreamDestroy(s); } } guard{stream};
-  paged_decode(q_t.view(q_d.data(), dt, dev), k_t.view(k_d.data(), dt, dev), v_t.view(v_d.data(), dt, dev),
+  paged_decode(q_t.view(q_d.data(), dt, dev), k_t.view(k_d.data(), kv_dtype, dev), v_t.view(v_d.data(), kv_dtype, dev),
                bt_t.view(bt_d.data(), {kDLInt, 32, 1}, dev), sl_t.view(sl_d.data(), {kDLInt, 32, 1}, dev),
                out_t.view(out_d.data(), dt, dev), stream, options);
   const std::vector<uint16_t> out_physical = out_d.download<uint16_t>();

@@ -26,6 +26,8 @@ struct DecodeCase {
   bool q_3d = false;      // q and out as [batch, heads, head_dim] (q_seqlen must be 1)
   bool sink_logits = false;  // learned per-head sinks, random in [-1, 3)
   GqaMapping gqa = GqaMapping::kGrouped;
+  KvQuant kv_quant = KvQuant::kNone;  // 8-bit cache with random codes and random positive scales
+  bool per_tensor_scale = false;      // one scale for K and one for V, instead of [num_kv_heads, head_dim]
   std::optional<DecodeConfig> config;
 
   KernelSpec spec() const;

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <bit>
+#include <cmath>
 #include <cstring>
 
 #include "swajit/spec.hpp"
@@ -27,6 +28,15 @@ inline float fp16_to_float(uint16_t h) { return static_cast<float>(std::bit_cast
 
 inline uint16_t from_float(float f, DType t) { return t == DType::kBF16 ? float_to_bf16(f) : float_to_fp16(f); }
 inline float to_float(uint16_t h, DType t) { return t == DType::kBF16 ? bf16_to_float(h) : fp16_to_float(h); }
+
+// fp8 e4m3 ("fn": no infinities; 0x7f and 0xff are NaN), bias 7.
+inline float fp8_e4m3_to_float(uint8_t b) {
+  const int sign = b >> 7, exponent = (b >> 3) & 0xf, mantissa = b & 0x7;
+  constexpr int kBias = 7, kMantissaSteps = 8;
+  const float magnitude = exponent == 0 ? std::ldexp(float(mantissa) / kMantissaSteps, 1 - kBias)
+                                        : std::ldexp(1.f + float(mantissa) / kMantissaSteps, exponent - kBias);
+  return sign ? -magnitude : magnitude;
+}
 
 constexpr uint16_t kPoison = 0xffff;  // a NaN in both bf16 and fp16: any element the kernel fails to write shows
 

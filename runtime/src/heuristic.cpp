@@ -6,7 +6,7 @@
 
 namespace swajit {
 
-DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& device) {
+DecodeConfig heuristic_decode_config(const KernelSpec& spec, int max_shared_per_block, int max_shared_per_sm) {
   constexpr int kTargetWarps = 4;        // enough warps to keep cp.async traffic and tensor cores busy
   constexpr int kPreferredStages = 3;    // two tiles in flight while one is consumed
   constexpr int kBlocksPerSmWanted = 2;  // so one block's epilogue overlaps another's loads
@@ -16,10 +16,10 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& d
   config.warps_n = std::max(1, kTargetWarps / warps_m);
   // Deepest pipeline (up to kPreferredStages) that still leaves room for kBlocksPerSmWanted blocks per SM.
   config.stages = kPreferredStages;
-  const int per_block_budget = std::min(device.max_shared_per_block_optin, device.max_shared_per_sm / kBlocksPerSmWanted);
+  const int per_block_budget = std::min(max_shared_per_block, max_shared_per_sm / kBlocksPerSmWanted);
   while (config.stages > 2 && decode_geometry(spec, config).shared_bytes > per_block_budget) --config.stages;
   // A block that still does not fit the device gets a narrower tile.
-  while (config.block_n > 16 * config.warps_n && decode_geometry(spec, config).shared_bytes > device.max_shared_per_block_optin)
+  while (config.block_n > 16 * config.warps_n && decode_geometry(spec, config).shared_bytes > max_shared_per_block)
     config.block_n /= 2;
   return config;
 }

@@ -9,8 +9,7 @@
 namespace swajit {
 namespace {
 
-constexpr int kVectorElements = 8;   // 16-byte loads and stores of 16-bit elements
-constexpr int kVectorBytes = 16;
+constexpr int kVectorBytes = 16;    // every tensor the kernel streams is read or written in 16-byte vectors
 constexpr int64_t kMaxGridY = 65535;  // CUDA's limit on gridDim.y (kv heads)
 
 [[noreturn]] void fail(const std::string& message) { throw Error(ErrorCode::kInvalidArgument, message); }
@@ -74,12 +73,13 @@ void require_on_gpu(const DLTensor& t, const char* name, int device_id, bool all
 // Row strides of a tensor read or written with 16-byte vectors: last dim contiguous, every other stride and the
 // base address multiples of 16 bytes, no negative strides.
 void require_vector_layout(const DLTensor& t, const char* name, const std::vector<int64_t>& strides) {
+  const int64_t vector_elements = kVectorBytes / (t.dtype.bits / 8);
   if (strides.back() != 1) fail(std::string(name) + " must be contiguous in its last dimension (stride 1), got stride " + std::to_string(strides.back()));
   for (int i = 0; i < t.ndim - 1; ++i) {
     if (strides[i] < 0) fail(std::string(name) + " stride[" + std::to_string(i) + "] = " + std::to_string(strides[i]) + " is negative; only non-negative strides are supported");
-    if (t.shape[i] > 1 && strides[i] % kVectorElements != 0)
+    if (t.shape[i] > 1 && strides[i] % vector_elements != 0)
       fail(std::string(name) + " stride[" + std::to_string(i) + "] = " + std::to_string(strides[i]) +
-           " elements must be a multiple of " + std::to_string(kVectorElements) + " (16-byte vector access)");
+           " elements must be a multiple of " + std::to_string(vector_elements) + " (16-byte vector access)");
   }
   const uintptr_t address = reinterpret_cast<uintptr_t>(t.data) + t.byte_offset;
   if (address % kVectorBytes != 0) fail(std::string(name) + " data + byte_offset must be 16-byte aligned");
@@ -92,6 +92,32 @@ void require_positive_extent(const DLTensor& t, const char* name, int dim, const
 template <class T>
 const T* element_pointer(const DLTensor& t) {
   return reinterpret_cast<const T*>(static_cast<const char*>(t.data) + t.byte_offset);
+}
+
+// A dequant scale: float32 [num_kv_heads, head_dim] (per channel) or a single value (per tensor, read through zero
+// strides). Returns the pointer and the (head, channel) strides.
+struct ScaleView {
+  const float* data = nullptr;
+  int64_t stride_head = 0, stride_channel = 0;
+};
+ScaleView describe_scale(const DLTensor* scale, const char* name, int device_id, int64_t num_kv_heads, int64_t head_dim) {
+  const std::string expected = "float32 [num_kv_heads, head_dim] = [" + std::to_string(num_kv_heads) + ", " +
+                               std::to_string(head_dim) + "] or a single value";
+  if (!scale) fail(std::string(name) + " is required with an 8-bit KV cache: " + expected);
+  require_dtype(*scale, name, kDLFloat, 32, "float32");
+  require_on_gpu(*scale, name, device_id, false);
+  int64_t count = 1;
+  for (int i = 0; i < scale->ndim; ++i) count *= scale->shape[i];
+  ScaleView view;
+  view.data = element_pointer<float>(*scale);
+  if (count == 1) return view;
+  if (scale->ndim != 2 || scale->shape[0] != num_kv_heads || scale->shape[1] != head_dim)
+    fail(std::string(name) + " must be " + expected + ", got " + shape_text(*scale));
+  const auto strides = strides_of(*scale);
+  if (strides[0] < 0 || strides[1] < 0) fail(std::string(name) + " strides must be non-negative");
+  view.stride_head = strides[0];
+  view.stride_channel = strides[1];
+  return view;
 }
 
 int checked_int(int64_t value, const std::string& what) {
@@ -162,8 +188,22 @@ DecodeProblem describe_paged_decode(const DLTensor& q, const DLTensor& k_cache, 
   require_ndim(v_cache, "v_cache", 4, cache_layout);
   for (int i = 0; i < 4; ++i)
     if (v_cache.shape[i] != k_cache.shape[i]) fail("v_cache must have the shape of k_cache " + shape_text(k_cache) + ", got " + shape_text(v_cache));
-  require_dtype(k_cache, "k_cache", dtype_code, 16, dtype_text);
-  require_dtype(v_cache, "v_cache", dtype_code, 16, dtype_text);
+  switch (options.kv_quant) {
+    case KvQuant::kNone:
+      require_dtype(k_cache, "k_cache", dtype_code, 16, dtype_text);
+      require_dtype(v_cache, "v_cache", dtype_code, 16, dtype_text);
+      if (options.k_scale || options.v_scale)
+        fail("k_scale / v_scale are only used with an 8-bit KV cache (set DecodeOptions::kv_quant)");
+      break;
+    case KvQuant::kInt8:
+      require_dtype(k_cache, "k_cache", kDLInt, 8, "int8 (kv_quant = int8)");
+      require_dtype(v_cache, "v_cache", kDLInt, 8, "int8 (kv_quant = int8)");
+      break;
+    case KvQuant::kFp8E4M3:
+      require_dtype(k_cache, "k_cache", kDLUInt, 8, "uint8 holding fp8 e4m3 bytes (kv_quant = fp8_e4m3)");
+      require_dtype(v_cache, "v_cache", kDLUInt, 8, "uint8 holding fp8 e4m3 bytes (kv_quant = fp8_e4m3)");
+      break;
+  }
   require_on_gpu(k_cache, "k_cache", p.device_ordinal, false);
   require_on_gpu(v_cache, "v_cache", p.device_ordinal, false);
   const int page_dim = nhd ? 1 : 2, head_dim_kv = nhd ? 2 : 1;
@@ -234,7 +274,18 @@ DecodeProblem describe_paged_decode(const DLTensor& q, const DLTensor& k_cache, 
   p.spec.global_window = options.global_window > 0;
   p.spec.sink_logits = sink_logits != nullptr;
   p.spec.gqa = options.gqa;
+  p.spec.kv_quant = options.kv_quant;
   p.spec.validate();
+  if (options.kv_quant != KvQuant::kNone) {
+    const ScaleView k_scale = describe_scale(options.k_scale, "k_scale", p.device_ordinal, num_kv_heads, head_dim);
+    const ScaleView v_scale = describe_scale(options.v_scale, "v_scale", p.device_ordinal, num_kv_heads, head_dim);
+    p.params.k_scale = k_scale.data;
+    p.params.k_scale_stride_head = k_scale.stride_head;
+    p.params.k_scale_stride_channel = k_scale.stride_channel;
+    p.params.v_scale = v_scale.data;
+    p.params.v_scale_stride_head = v_scale.stride_head;
+    p.params.v_scale_stride_channel = v_scale.stride_channel;
+  }
   p.batch = checked_int(batch, "batch");
   p.num_q_heads = static_cast<int>(num_q_heads);
   p.num_kv_heads = static_cast<int>(num_kv_heads);

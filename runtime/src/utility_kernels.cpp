@@ -16,7 +16,7 @@ constexpr int kBlocksPerSm = 8;  // enough resident warps to saturate memory wit
 
 struct UtilityModule {
   CUmodule module = nullptr;
-  CUfunction fill = nullptr, read = nullptr;
+  CUfunction fill = nullptr, fill_bytes = nullptr, read = nullptr;
 };
 
 // Compiled once per context; the caller has made `device`'s context current.
@@ -35,6 +35,7 @@ const UtilityModule& utility_module(const DeviceInfo& device) {
   cuda::check(d.cuModuleLoadData(&m.module, cubin.cubin.data()), "cuModuleLoadData(utility)");
   cuda::check(d.cuModuleGetFunction(&m.fill, m.module, "swajit_fill_uniform_16bit"), "cuModuleGetFunction(fill)");
   cuda::check(d.cuModuleGetFunction(&m.read, m.module, "swajit_read_bandwidth"), "cuModuleGetFunction(read)");
+  cuda::check(d.cuModuleGetFunction(&m.fill_bytes, m.module, "swajit_fill_random_bytes"), "cuModuleGetFunction(fill bytes)");
   return modules.emplace(context, m).first->second;
 }
 
@@ -47,6 +48,16 @@ void fill_uniform(const DeviceInfo& device, CUdeviceptr data, uint64_t count, ui
   cuda::check(cuda::driver().cuLaunchKernel(m.fill, device.sm_count * kBlocksPerSm, 1, 1, kThreads, 1, 1, 0, stream,
                                             args, nullptr),
               "cuLaunchKernel(fill)");
+}
+
+void fill_random_bytes(const DeviceInfo& device, CUdeviceptr data, uint64_t count, uint64_t seed, bool avoid_fp8_nan,
+                       CUstream stream) {
+  const UtilityModule& m = utility_module(device);
+  int avoid = avoid_fp8_nan;
+  void* args[] = {&data, &count, &seed, &avoid};
+  cuda::check(cuda::driver().cuLaunchKernel(m.fill_bytes, device.sm_count * kBlocksPerSm, 1, 1, kThreads, 1, 1, 0,
+                                            stream, args, nullptr),
+              "cuLaunchKernel(fill bytes)");
 }
 
 double measure_read_bandwidth(const DeviceInfo& device, size_t bytes, int reps, CUstream stream) {

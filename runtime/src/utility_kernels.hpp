@@ -13,6 +13,10 @@ namespace swajit {
 // Fills `count` 16-bit elements at `data` with uniform(-1, 1) values of `dtype` on `stream`.
 void fill_uniform(const DeviceInfo& device, CUdeviceptr data, uint64_t count, uint64_t seed, DType dtype, CUstream stream);
 
+// Fills `count` bytes at `data` with random values (valid fp8 e4m3 codes when avoid_fp8_nan) on `stream`.
+void fill_random_bytes(const DeviceInfo& device, CUdeviceptr data, uint64_t count, uint64_t seed, bool avoid_fp8_nan,
+                       CUstream stream);
+
 // Device read bandwidth in bytes/s, measured with a streaming read of `bytes` (median of `reps` runs).
 double measure_read_bandwidth(const DeviceInfo& device, size_t bytes, int reps, CUstream stream);
 

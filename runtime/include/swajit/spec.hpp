@@ -12,13 +12,19 @@ enum class DType { kBF16, kFP16 };
 enum class KvLayout { kNHD, kHND };  // NHD: [pages, page_size, kv_heads, head_dim]; HND: [pages, kv_heads, page_size, head_dim]
 // Which kv head query head h reads: grouped h / group (Llama, Mistral), or interleaved h % num_kv_heads.
 enum class GqaMapping { kGrouped, kInterleaved };
+// Storage of the K/V cache: the q/out dtype (none), or 8 bits dequantized with float scales.
+enum class KvQuant { kNone, kInt8, kFp8E4M3 };
 
 std::string_view to_string(KernelFamily family);
 std::string_view to_string(DType dtype);
 std::string_view to_string(KvLayout layout);
+std::string_view to_string(KvQuant quant);
+std::string_view to_string(GqaMapping gqa);
 KernelFamily parse_family(std::string_view text);  // throws kInvalidArgument listing the accepted names
 DType parse_dtype(std::string_view text);
 KvLayout parse_kv_layout(std::string_view text);
+KvQuant parse_kv_quant(std::string_view text);     // none | int8 | fp8
+GqaMapping parse_gqa(std::string_view text);       // grouped | interleaved
 
 // Allowed ranges, one place.
 struct SpecLimits {
@@ -40,9 +46,11 @@ struct KernelSpec {
   bool global_window = false;          // leading sink tokens are always visible
   bool sink_logits = false;            // learned per-head sink logits join each row's softmax denominator
   GqaMapping gqa = GqaMapping::kGrouped;
+  KvQuant kv_quant = KvQuant::kNone;
 
   // e.g. "paged_decode_bf16_d128_p16_nhd_q4_g4_local_global"; the windows part is full|local|global|local_global,
-  // then optional flags in this order: attnsink (learned sink logits), gqai (interleaved GQA).
+  // then optional flags in this order: attnsink (learned sink logits), gqai (interleaved GQA), kvint8 | kvfp8
+  // (8-bit KV cache).
   std::string key() const;
   static KernelSpec from_key(std::string_view key);  // inverse of key(); throws kInvalidArgument
   void validate() const;  // throws kInvalidArgument / kUnsupported naming the field and its allowed range

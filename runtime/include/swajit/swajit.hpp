@@ -30,6 +30,11 @@ struct DecodeOptions {
   // Learned attention-sink logits (gpt-oss): float32 [num_q_heads] on the same device, in the units of
   // softmax_scale * q.k; each row's denominator gains exp(sink_logits[h] - max). Null: none.
   const DLTensor* sink_logits = nullptr;
+  // 8-bit KV caches: k_cache / v_cache hold int8 (DLPack int8) or fp8 e4m3 bytes (DLPack uint8), dequantized in the
+  // kernel as value * scale with float32 scales [num_kv_heads, head_dim] (per channel) or a single value (per tensor).
+  KvQuant kv_quant = KvQuant::kNone;
+  const DLTensor* k_scale = nullptr;
+  const DLTensor* v_scale = nullptr;
   std::optional<DecodeConfig> config;  // force a tuning config (validated); default: tuned, else heuristic
   // Split-KV scratch. When null the library keeps a per-device buffer, grown outside CUDA graph capture.
   void* workspace = nullptr;
