@@ -197,8 +197,8 @@ SWAJIT_DEVICE void widen_tile(u32 stored, u32 widened) {
     u32 pairs[8];
 #pragma unroll
     for (int w = 0; w < 4; ++w) {
-      pairs[2 * w] = widen_pair<Elem>(bytes[w] & 0xffffu, KvElem());
-      pairs[2 * w + 1] = widen_pair<Elem>(bytes[w] >> 16, KvElem());
+      pairs[2 * w] = widen_pair<0>(bytes[w], KvElem(), Elem());
+      pairs[2 * w + 1] = widen_pair<2>(bytes[w], KvElem(), Elem());
     }
     st_shared_16(widened + RowTile::offset_bytes(row, 2 * chunk), make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]));
     st_shared_16(widened + RowTile::offset_bytes(row, 2 * chunk + 1), make_uint4(pairs[4], pairs[5], pairs[6], pairs[7]));
@@ -466,6 +466,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
     else
       tile_softmax_and_accumulate<true>(st, scores, v_tile, warp_m, token0, lane, tile_begin, tile_end, kv_len, P);
   }
+  allow_dependent_grid_launch();  // the merge grid may get scheduled; it waits for this grid's writes
   cp_async_wait<0>();
   __syncthreads();  // the K/V area becomes the epilogue buffer
   write_block_output(P, st, smem + kQBytes, warp_m, warp_n, lane, b, kv_head, split);
@@ -481,6 +482,7 @@ extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(
   __shared__ float lse[kMaxSplits];
   __shared__ float partial[kMergeThreads][8];
   const int b = blockIdx.x, kv_head = blockIdx.y, row = blockIdx.z;
+  wait_for_prerequisite_grid();
   const i64 first_slot = i64(b * P.num_kv_heads + kv_head) * P.num_splits * kRows + row;
   for (int s = threadIdx.x; s < P.num_splits; s += kMergeThreads) lse[s] = P.partial_lse[first_slot + s * kRows];
   __syncthreads();

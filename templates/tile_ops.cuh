@@ -63,27 +63,72 @@ SWAJIT_DEVICE void st_shared_16(u32 addr, uint4 v) {
   asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};" ::"r"(addr), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
 }
 
-// ---- 8-bit KV elements -> 16-bit pairs (exact: every int8 and e4m3 value is representable in bf16 and fp16) ----
+// ---- 8-bit KV elements -> 16-bit pairs ----------------------------------------------------------------------------
+// Exact (every int8 and e4m3 value is representable in bf16 and fp16) and built from byte permutes, logic and one
+// float add or multiply per element: conversion instructions run at a fraction of that rate and would make
+// dequantization, not memory, the limit.
 struct int8_kv {};
 struct fp8_e4m3_kv {};
 struct unquantized_kv {};  // 16-bit caches: nothing to widen
-// The two 8-bit values in the low 16 bits of `bytes`, low byte first.
-template <class Elem>
-SWAJIT_DEVICE u32 widen_pair(u32 bytes, int8_kv) {
-  return pack2(float(static_cast<signed char>(bytes & 0xffu)), float(static_cast<signed char>((bytes >> 8) & 0xffu)), Elem());
+
+SWAJIT_DEVICE u32 byte_perm(u32 a, u32 b, u32 selector) {
+  u32 r;
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(selector));
+  return r;
 }
-SWAJIT_DEVICE u32 from_half2(u32 halves, fp16_tag) { return halves; }
-SWAJIT_DEVICE u32 from_half2(u32 halves, bf16_tag) {
-  return pack2(to_float(u16(halves & 0xffffu), fp16_tag()), to_float(u16(halves >> 16), fp16_tag()), bf16_tag());
+SWAJIT_DEVICE u32 fma_bf16x2(u32 a, u32 b, u32 c) {
+  u32 r;
+  asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+  return r;
 }
-template <class Elem>
-SWAJIT_DEVICE u32 widen_pair(u32 bytes, fp8_e4m3_kv) {
-  u32 halves;
-  asm("{ .reg .b16 pair; cvt.u16.u32 pair, %1; cvt.rn.f16x2.e4m3x2 %0, pair; }" : "=r"(halves) : "r"(bytes));
-  return from_half2(halves, Elem());
+SWAJIT_DEVICE u32 fma_f16x2(u32 a, u32 b, u32 c) {
+  u32 r;
+  asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+  return r;
 }
-template <class Elem>
-SWAJIT_DEVICE u32 widen_pair(u32, unquantized_kv) {
+
+// prmt selector: bytes 0 and 1 of a into the low byte of each half, byte 0 of b above each (shifted by first).
+constexpr u32 kSpreadPair = 0x4140u;
+
+// Bytes `first` and `first + 1` of `word` (int8) as a pair. bf16: the byte, offset by 128, becomes the low mantissa
+// of the float 2^23 + (x + 128); subtracting 2^23 + 128 leaves x exactly, and an exact small float's bf16 is its
+// upper half. fp16: the same with the half 1024 + (x + 128).
+template <int first>
+SWAJIT_DEVICE u32 widen_pair(u32 word, int8_kv, bf16_tag) {
+  constexpr u32 kExponent2p23 = 0x4b000000u;
+  constexpr float kOffset = 8388736.f;  // 2^23 + 128
+  const u32 biased = word ^ 0x80808080u;  // x + 128 in every byte
+  const float lo = __uint_as_float(byte_perm(biased, kExponent2p23, 0x7540u + first)) - kOffset;
+  const float hi = __uint_as_float(byte_perm(biased, kExponent2p23, 0x7541u + first)) - kOffset;
+  return byte_perm(__float_as_uint(lo), __float_as_uint(hi), 0x7632u);
+}
+template <int first>
+SWAJIT_DEVICE u32 widen_pair(u32 word, int8_kv, fp16_tag) {
+  constexpr u32 kHalfExponent1024 = 0x64646464u;
+  constexpr u32 kMinusOffset = 0xe480e480u;  // -(1024 + 128) in both halves
+  constexpr u32 kOne = 0x3c003c00u;
+  const u32 biased = word ^ 0x80808080u;
+  const u32 halves = byte_perm(biased, kHalfExponent1024, kSpreadPair + first * 0x0101u);
+  return fma_f16x2(halves, kOne, kMinusOffset);
+}
+// e4m3 bytes -> the target format's bits with sign, exponent and mantissa moved into place: for normals and
+// subnormals alike that is the value times 2^(7 - target bias), undone by one exact multiply.
+template <int first>
+SWAJIT_DEVICE u32 widen_pair(u32 word, fp8_e4m3_kv, bf16_tag) {
+  constexpr u32 kTwoPow120 = 0x7b807b80u, kMinusZero = 0x80008000u;
+  const u32 spread = byte_perm(word, 0u, kSpreadPair + first * 0x0101u);
+  const u32 bits = ((spread & 0x007f007fu) << 4) | ((spread & 0x00800080u) << 8);
+  return fma_bf16x2(bits, kTwoPow120, kMinusZero);
+}
+template <int first>
+SWAJIT_DEVICE u32 widen_pair(u32 word, fp8_e4m3_kv, fp16_tag) {
+  constexpr u32 kTwoPow8 = 0x5c005c00u, kMinusZero = 0x80008000u;
+  const u32 spread = byte_perm(word, 0u, kSpreadPair + first * 0x0101u);
+  const u32 bits = ((spread & 0x007f007fu) << 7) | ((spread & 0x00800080u) << 8);
+  return fma_f16x2(bits, kTwoPow8, kMinusZero);
+}
+template <int first, class Elem>
+SWAJIT_DEVICE u32 widen_pair(u32, unquantized_kv, Elem) {
   __trap();  // only reachable if a 16-bit cache were routed through the widening step: a generator bug
   return 0;
 }
@@ -135,3 +180,16 @@ SWAJIT_DEVICE float fast_exp2(float x) {
 }
 
 #define SWAJIT_NEG_INF __int_as_float(0xff800000)
+
+// Programmatic dependent launch (sm_90+): a dependent grid may start while this one finishes, and waits here for
+// the memory of the grid it depends on. No-ops on older architectures (the host launches normally there).
+SWAJIT_DEVICE void wait_for_prerequisite_grid() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+SWAJIT_DEVICE void allow_dependent_grid_launch() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}

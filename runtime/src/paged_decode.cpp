@@ -13,6 +13,7 @@ namespace {
 
 constexpr int kMinComputeMajor = 8;        // cp.async, ldmatrix and bf16 mma need sm_80
 constexpr size_t kWorkspaceAlignment = 256;
+constexpr int kMinProgrammaticLaunchMajor = 9;  // griddepcontrol (programmatic dependent launch) needs sm_90
 
 size_t align_up(size_t n) { return (n + kWorkspaceAlignment - 1) / kWorkspaceAlignment * kWorkspaceAlignment; }
 
@@ -163,10 +164,23 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   cuda::check(d.cuLaunchKernel(plan.kernel->main, p.batch, p.num_kv_heads, splits, g.threads, 1, 1, g.shared_bytes,
                                stream, args, nullptr),
               "cuLaunchKernel(paged_decode)");
-  if (splits > 1)
-    cuda::check(d.cuLaunchKernel(plan.kernel->merge, p.batch, p.num_kv_heads, g.rows, g.merge_threads, 1, 1, 0, stream,
-                                 args, nullptr),
-                "cuLaunchKernel(paged_decode merge)");
+  if (splits > 1) {
+    // On sm_90+ the merge grid is a programmatic dependent: it launches while the main grid drains and waits in
+    // the kernel (griddepcontrol.wait) for the partial results, which hides one launch latency.
+    CUlaunchAttribute overlap{};
+    overlap.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    overlap.value.programmaticStreamSerializationAllowed = 1;
+    CUlaunchConfig merge{};
+    merge.gridDimX = p.batch;
+    merge.gridDimY = p.num_kv_heads;
+    merge.gridDimZ = g.rows;
+    merge.blockDimX = g.merge_threads;
+    merge.blockDimY = merge.blockDimZ = 1;
+    merge.hStream = stream;
+    merge.attrs = &overlap;
+    merge.numAttrs = device.cc_major >= kMinProgrammaticLaunchMajor ? 1 : 0;
+    cuda::check(d.cuLaunchKernelEx(&merge, plan.kernel->merge, args, nullptr), "cuLaunchKernelEx(paged_decode merge)");
+  }
   if (options.check_device_args) check_device_errors(p.device_ordinal, stream);
 }
 
