@@ -20,6 +20,7 @@ struct DecodeBenchOptions {
   int device = 0;
   bool verify = true;                    // check sequence 0 of every row against the reference
   std::optional<DecodeConfig> config;    // force a config instead of the runtime's choice
+  bool compare_heuristic = false;        // also time the heuristic config and print the tuned speedup
 };
 
 // Prints one table row per shape; returns 0 when every row ran (and verified), 1 otherwise.

@@ -4,10 +4,12 @@
 #include <iostream>
 #include <thread>
 
+#include <algorithm>
 #include <limits>
 
 #include "bench_decode.hpp"
 #include "heuristic.hpp"
+#include "tune_commands.hpp"
 #include "check.hpp"
 #include "kernel_cache.hpp"
 #include "nvrtc_compiler.hpp"
@@ -83,8 +85,14 @@ int cmd_check(const std::string& device_text, const std::string& filter, uint64_
     std::printf("%s %-40s %-52s rel_err %.2e (tol %.0e)%s%s\n", r.passed ? "PASS" : "FAIL", c.name.c_str(),
                 c.spec().key().c_str(), r.rel_err, r.tolerance, r.detail.empty() ? "" : "  ", r.detail.c_str());
   }
-  const KernelCacheStats stats = kernel_cache_stats();
-  std::printf("kernels compiled: %llu\n", static_cast<unsigned long long>(stats.compiles));
+  KernelCacheStats stats = kernel_cache_stats();
+  std::printf("kernels built: %llu (NVRTC compiles: %llu)\n", static_cast<unsigned long long>(stats.builds),
+              static_cast<unsigned long long>(stats.nvrtc_compiles));
+  if (!stats.first_use_ms.empty()) {
+    std::sort(stats.first_use_ms.begin(), stats.first_use_ms.end());
+    std::printf("first use per kernel (compile or database read + load, %d threads in parallel): median %.0f ms, "
+                "worst %.0f ms\n", threads, stats.first_use_ms[stats.first_use_ms.size() / 2], stats.first_use_ms.back());
+  }
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }
@@ -96,6 +104,8 @@ int main(int argc, char** argv) {
   using namespace swajit::cli;
   CLI::App app{"swajit: sliding-window attention kernels, generated, JIT-compiled and tuned"};
   app.require_subcommand(1);
+  std::string db_path;
+  app.add_option("--db", db_path, "tuning database file (default: $SWAJIT_DB, else $XDG_CACHE_HOME/swajit/tuning.db)");
 
   SpecFlags gen_spec;
   ConfigFlags gen_config;
@@ -133,6 +143,30 @@ int main(int argc, char** argv) {
   bench_decode->add_option("--device", bench_device, "cuda | cuda:N")->capture_default_str();
   bench_decode->add_flag("!--no-verify", bench_options.verify, "skip the reference check of sequence 0");
   bench_config.add_to(*bench_decode);
+  bench_decode->add_flag("--compare-heuristic", bench_options.compare_heuristic,
+                         "time the tuned config (database) and the heuristic side by side");
+  std::string load_device = "cuda";
+  auto* bench_load = bench->add_subcommand("load", "build every tuned kernel from the database; load time per kernel");
+  bench_load->add_option("--device", load_device, "cuda | cuda:N")->capture_default_str();
+
+  TuneCommand tune_command;
+  std::string tune_device = "cuda";
+  auto* tune = app.add_subcommand("tune", "tune decode shapes on the GPU and store the winners in the database");
+  tune->add_option("--preset", tune_command.preset, "model preset: mistral-7b | gemma-3-27b | gpt-oss-20b");
+  tune->add_option("--workload", tune_command.workload_file, "JSON file {\"shapes\": [{batch, kv_len, num_q_heads, ...}]}");
+  tune->add_option("--shard", tune_command.shard, "i/n: tune every n-th shape starting at i")->capture_default_str();
+  tune->add_flag("--restart", tune_command.restart, "forget the progress of an interrupted run of the same job");
+  tune->add_option("--batch", tune_command.batches, "preset grid: batch sizes")->delimiter(',')->capture_default_str();
+  tune->add_option("--kv-len", tune_command.kv_lens, "preset grid: KV lengths")->delimiter(',')->capture_default_str();
+  tune->add_option("--q-seqlen", tune_command.q_seqlens, "preset grid: query tokens")->delimiter(',')->capture_default_str();
+  tune->add_option("--quick-reps", tune_command.quick_reps, "graph replays per candidate")->capture_default_str();
+  tune->add_option("--final-reps", tune_command.final_reps, "graph replays per finalist")->capture_default_str();
+  tune->add_option("--device", tune_device, "cuda | cuda:N")->capture_default_str();
+
+  std::string db_verb, db_argument;
+  auto* db = app.add_subcommand("db", "inspect and move tuning databases");
+  db->add_option("verb", db_verb, "list | show | export FILE | import FILE | merge DB | verify | vacuum")->required();
+  db->add_option("argument", db_argument, "the file for export, import and merge");
 
   try {
     app.parse(argc, argv);
@@ -140,7 +174,14 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   try {
+    if (!db_path.empty()) swajit::set_tuning_db_path(db_path);
     if (gen->parsed()) return cmd_gen(gen_spec, gen_config);
+    if (tune->parsed()) {
+      tune_command.device = parse_cuda_device(tune_device);
+      return run_tune(tune_command);
+    }
+    if (db->parsed()) return run_db(db_verb, db_argument);
+    if (bench_load->parsed()) return run_load_bench(parse_cuda_device(load_device));
     if (app.got_subcommand("info")) return cmd_info();
     if (check->parsed()) return cmd_check(check_device, check_filter, check_seed);
     if (bench_decode->parsed()) {

@@ -10,6 +10,7 @@
 #include "cuda_driver.hpp"
 #include "nvrtc_compiler.hpp"
 #include "swajit/error.hpp"
+#include "tuning_store.hpp"
 
 namespace swajit {
 namespace {
@@ -38,10 +39,21 @@ std::shared_ptr<const LoadedDecodeKernel> build(const GeneratedKernel& generated
                                                  std::to_string(kernel->geometry.shared_bytes) +
                                                  " bytes of shared memory per block; " + device.name + " allows " +
                                                  std::to_string(device.max_shared_per_block_optin));
-  const nvrtc::CompiledCubin cubin = nvrtc::compile(generated.source, generated.cache_key + ".cu", device.arch());
-  kernel->compile_ms = cubin.compile_ms;
   const auto start = std::chrono::steady_clock::now();
-  cuda::check(d.cuModuleLoadData(&kernel->module, cubin.cubin.data()), "cuModuleLoadData");
+  // A cubin from the database skips NVRTC; if the driver refuses it, compile afresh.
+  std::optional<std::vector<char>> stored = TuningStore::instance().binary(binary_hash, device.driver_version);
+  if (stored && d.cuModuleLoadData(&kernel->module, stored->data()) == CUDA_SUCCESS) {
+    kernel->from_database = true;
+  } else {
+    const nvrtc::CompiledCubin cubin = nvrtc::compile(generated.source, generated.cache_key + ".cu", device.arch());
+    kernel->compile_ms = cubin.compile_ms;
+    {
+      std::lock_guard<std::mutex> lock(cache().mutex);
+      ++cache().stats.nvrtc_compiles;
+    }
+    cuda::check(d.cuModuleLoadData(&kernel->module, cubin.cubin.data()), "cuModuleLoadData");
+    TuningStore::instance().put_binary(binary_hash, device.arch(), nvrtc::version(), device.driver_version, cubin.cubin);
+  }
   cuda::check(d.cuModuleGetFunction(&kernel->main, kernel->module, generated.kernel_symbol.c_str()),
               "cuModuleGetFunction(main kernel)");
   cuda::check(d.cuModuleGetFunction(&kernel->merge, kernel->module, generated.merge_symbol.c_str()),
@@ -52,7 +64,8 @@ std::shared_ptr<const LoadedDecodeKernel> build(const GeneratedKernel& generated
   cuda::check(d.cuFuncGetAttribute(&kernel->registers, CU_FUNC_ATTRIBUTE_NUM_REGS, kernel->main), "cuFuncGetAttribute(regs)");
   cuda::check(d.cuFuncGetAttribute(&kernel->local_bytes, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES, kernel->main),
               "cuFuncGetAttribute(local bytes)");
-  kernel->load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  kernel->load_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() - kernel->compile_ms;
   return kernel;
 }
 
@@ -88,7 +101,7 @@ const LoadedDecodeKernel& decode_kernel(const KernelSpec& spec, const DecodeConf
       ++c.stats.hits;
       future = it->second;
     } else {
-      ++c.stats.compiles;
+      ++c.stats.builds;
       future = promise.get_future().share();
       c.entries.emplace(std::make_pair(hash, context), future);
       builder = true;
@@ -96,7 +109,12 @@ const LoadedDecodeKernel& decode_kernel(const KernelSpec& spec, const DecodeConf
   }
   if (builder) {
     try {
-      promise.set_value(build(generated, spec, config, device, hash));
+      auto kernel = build(generated, spec, config, device, hash);
+      {
+        std::lock_guard<std::mutex> lock(c.mutex);
+        c.stats.first_use_ms.push_back(kernel->compile_ms + kernel->load_ms);
+      }
+      promise.set_value(std::move(kernel));
     } catch (...) {
       promise.set_exception(std::current_exception());  // threads already waiting see the same error
       std::lock_guard<std::mutex> lock(c.mutex);

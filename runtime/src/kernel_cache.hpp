@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "swajit/device.hpp"
 #include "swajit/generator.hpp"
@@ -17,8 +18,9 @@ struct LoadedDecodeKernel {
   CUfunction merge = nullptr;
   DecodeGeometry geometry{};
   std::string binary_hash;     // hex FNV-1a of source + options + arch + NVRTC version
-  double compile_ms = 0;       // NVRTC time of the compile that produced it
-  double load_ms = 0;          // cuModuleLoadData + function lookup
+  double compile_ms = 0;       // NVRTC time of the compile that produced it (0 when loaded from the database)
+  bool from_database = false;  // the cubin came from the tuning database: no NVRTC compile in this process
+  double load_ms = 0;          // everything but NVRTC: database read, cuModuleLoadData, function lookup
   int registers = 0;           // per thread, read from the compiled function
   int local_bytes = 0;         // spills and stack, read from the compiled function
 };
@@ -28,8 +30,10 @@ const LoadedDecodeKernel& decode_kernel(const KernelSpec& spec, const DecodeConf
                                         CUcontext context);
 
 struct KernelCacheStats {
-  uint64_t compiles = 0;  // NVRTC compilations performed by this process
-  uint64_t hits = 0;      // lookups answered from memory
+  uint64_t builds = 0;         // kernels this process had to build (compile, or load from the database)
+  uint64_t nvrtc_compiles = 0; // of those, compiled with NVRTC
+  uint64_t hits = 0;           // lookups answered from memory
+  std::vector<double> first_use_ms;  // per kernel built: NVRTC compile (or database read) + module load
 };
 KernelCacheStats kernel_cache_stats();
 

@@ -2,8 +2,14 @@
 #include <map>
 #include <mutex>
 
+#include <cstdio>
+#include <cstdlib>
+
 #include "cuda_driver.hpp"
+#include "decode_plan.hpp"
 #include "heuristic.hpp"
+#include "tuner.hpp"
+#include "tuning_store.hpp"
 #include "kernel_cache.hpp"
 #include "paged_decode_problem.hpp"
 #include "swajit/swajit.hpp"
@@ -77,37 +83,10 @@ ContextScratch& context_scratch(CUcontext context, CUstream stream, size_t works
   return s;
 }
 
-// The config for this call: the caller's (validated), else the heuristic with splits sized to the device.
-struct Plan {
-  DecodeConfig config;
-  const LoadedDecodeKernel* kernel = nullptr;
-};
-Plan plan_call(const DecodeProblem& p, const DecodeOptions& options, const DeviceInfo& device, CUcontext context) {
-  if (device.cc_major < kMinComputeMajor)
-    throw Error(ErrorCode::kUnsupported, device.name + " is sm_" + std::to_string(device.cc_major) +
-                                             std::to_string(device.cc_minor) + "; paged_decode needs sm_80 or newer");
-  Plan plan;
-  if (options.config) {
-    options.config->validate(p.spec);
-    plan.config = *options.config;
-    plan.kernel = &decode_kernel(p.spec, plan.config, device, context);
-    return plan;
-  }
-  plan.config = heuristic_decode_config(p.spec, device);
-  plan.kernel = &decode_kernel(p.spec, plan.config, device, context);
-  int blocks_per_sm = 0;
-  cuda::check(cuda::driver().cuOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, plan.kernel->main,
-                                                                         plan.kernel->geometry.threads,
-                                                                         plan.kernel->geometry.shared_bytes),
-              "cuOccupancyMaxActiveBlocksPerMultiprocessor");
-  plan.config.num_splits = heuristic_num_splits(p, plan.config, device, blocks_per_sm);
-  return plan;
-}
-
 int chosen_splits(const DecodeProblem& p, const DecodeOptions& options) {
   if (options.config) return options.config->num_splits;
   cuda::ScopedDeviceContext scope(p.device_ordinal);
-  return plan_call(p, options, cuda_device(p.device_ordinal), scope.context()).config.num_splits;
+  return plan_decode(p, options, cuda_device(p.device_ordinal), scope.context(), nullptr).config.num_splits;
 }
 
 std::string describe_status(int bits, int batch_index) {
@@ -119,7 +98,94 @@ std::string describe_status(int bits, int batch_index) {
          "):" + what + " those sequences were written as zeros";
 }
 
+TuningPolicy resolve(TuningPolicy policy) {
+  if (policy != TuningPolicy::kDefault) return policy;
+  const char* tune = std::getenv("SWAJIT_TUNE");
+  return tune && std::string(tune) == "1" ? TuningPolicy::kTuneOnMiss : TuningPolicy::kDatabase;
+}
+
+// A tuned config is used only if its kernel builds on this device; otherwise the call falls back.
+const LoadedDecodeKernel* try_kernel(const DecodeProblem& p, const DecodeConfig& config, const DeviceInfo& device,
+                                     CUcontext context) {
+  try {
+    config.validate(p.spec);
+    return &decode_kernel(p.spec, config, device, context);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "swajit: tuned config %s unusable for %s, using the heuristic: %s\n", config.key().c_str(),
+                 p.spec.key().c_str(), e.what());
+    return nullptr;
+  }
+}
+
 }  // namespace
+
+ShapeBucket bucket_of(const DecodeProblem& p) { return shape_bucket(p.batch, visible_kv_upper_bound(p)); }
+
+DecodeShape shape_of(const DecodeProblem& p) {
+  DecodeShape s;
+  s.batch = p.batch;
+  s.kv_len = p.max_kv_len;
+  s.q_seqlen = p.spec.q_seqlen;
+  s.num_q_heads = p.num_q_heads;
+  s.num_kv_heads = p.num_kv_heads;
+  s.head_dim = p.spec.head_dim;
+  s.page_size = p.spec.page_size;
+  s.dtype = p.spec.dtype;
+  s.kv_quant = p.spec.kv_quant;
+  s.local_window = p.params.local_window;
+  s.global_window = p.params.global_window;
+  s.sink_logits = p.spec.sink_logits;
+  return s;
+}
+
+DecodePlan plan_decode(const DecodeProblem& p, const DecodeOptions& options, const DeviceInfo& device, CUcontext context,
+                       CUstream stream) {
+  if (device.cc_major < kMinComputeMajor)
+    throw Error(ErrorCode::kUnsupported, device.name + " is sm_" + std::to_string(device.cc_major) +
+                                             std::to_string(device.cc_minor) + "; paged_decode needs sm_80 or newer");
+  DecodePlan plan;
+  if (options.config) {
+    options.config->validate(p.spec);
+    plan.config = *options.config;
+    plan.kernel = &decode_kernel(p.spec, plan.config, device, context);
+    plan.origin = DecodePlan::Origin::kForced;
+    return plan;
+  }
+  const TuningPolicy policy = resolve(options.tuning);
+  if (policy != TuningPolicy::kHeuristic) {
+    const std::string bucket = bucket_of(p).key();
+    std::optional<DecodeConfig> tuned = TuningStore::instance().winner(device.sku(), p.spec.key(), bucket);
+    // A miss is tuned now when asked, never inside a graph capture (the tuner allocates and synchronizes).
+    if (!tuned && policy == TuningPolicy::kTuneOnMiss && !(stream && stream_is_capturing(stream))) {
+      TuneOptions tune_options;
+      tune_options.origin = "tuned on a miss";
+      CUstream tune_stream;
+      cuda::check(cuda::driver().cuStreamCreate(&tune_stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+      const TuneReport report = tune_decode_shape(shape_of(p), device, tune_stream, tune_options);
+      cuda::driver().cuStreamDestroy(tune_stream);
+      tuned = report.best;
+    }
+    if (tuned)
+      if (const LoadedDecodeKernel* kernel = try_kernel(p, *tuned, device, context)) {
+        plan.config = *tuned;
+        plan.kernel = kernel;
+        plan.origin = DecodePlan::Origin::kTuned;
+        return plan;
+      }
+  }
+  plan.config = heuristic_decode_config(p.spec, device);
+  plan.kernel = &decode_kernel(p.spec, plan.config, device, context);
+  int blocks_per_sm = 0;
+  cuda::check(cuda::driver().cuOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, plan.kernel->main,
+                                                                         plan.kernel->geometry.threads,
+                                                                         plan.kernel->geometry.shared_bytes),
+              "cuOccupancyMaxActiveBlocksPerMultiprocessor");
+  plan.config.num_splits = heuristic_num_splits(p, plan.config, device, blocks_per_sm);
+  plan.origin = DecodePlan::Origin::kHeuristic;
+  return plan;
+}
+
+void set_tuning_db_path(const std::string& path) { TuningStore::instance().set_path(path); }
 
 KernelSpec paged_decode_spec(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_cache,
                              const DLTensor& block_table, const DLTensor& seq_lens, const DLTensor& out,
@@ -142,7 +208,7 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   const cuda::Driver& d = cuda::driver();
   cuda::ScopedDeviceContext scope(p.device_ordinal);
   const DeviceInfo& device = cuda_device(p.device_ordinal);
-  const Plan plan = plan_call(p, options, device, scope.context());
+  const DecodePlan plan = plan_decode(p, options, device, scope.context(), stream);
   const int splits = plan.config.num_splits;
   const WorkspaceLayout layout = workspace_layout(p, splits);
 

@@ -17,6 +17,26 @@ for step in $what; do
     bench) $bin/swajit bench decode 2>&1 | tee "$out/bench_decode.log" ;;
     bench_int8) $bin/swajit bench decode --kv-quant int8 2>&1 | tee "$out/bench_decode_int8.log" ;;
     bench_fp8) $bin/swajit bench decode --kv-quant fp8 2>&1 | tee "$out/bench_decode_fp8.log" ;;
+    sweep_b1)  # batch-1 configs by hand: block_n / warps_n / stages / splits
+      for cfg in "64 4 3 8" "64 4 3 16" "64 4 3 32" "64 4 3 64" "32 2 3 32" "32 2 3 64" "32 2 4 128" "128 4 2 16" "128 4 2 32" "64 2 3 32" "64 1 3 32"; do
+        set -- $cfg
+        echo "config block_n=$1 warps_n=$2 stages=$3 splits=$4"
+        $bin/swajit bench decode --batch 1 --kv-len 32768 --q-seqlen 1,4 --block-n $1 --warps-n $2 --stages $3 --splits $4 2>&1 | grep '^| 1 '
+      done 2>&1 | tee "$out/sweep_b1.log" ;;
+    first_use)  # every kernel of the check matrix compiled from scratch, one at a time
+      SWAJIT_DB=/tmp/swajit-fresh-$$.db $bin/swajit check 2>&1 | tail -3 | tee "$out/first_use.log" ;;
+    tune)  # the decode bench grid (mistral-7b attention), then the comparison and a second process loading it
+      export SWAJIT_DB="$out/tuning.db"
+      $bin/swajit tune --preset mistral-7b 2>&1 | tee "$out/tune_mistral.log"
+      $bin/swajit tune --preset mistral-7b 2>&1 | head -3   # resumable: nothing left to do
+      $bin/swajit bench decode --compare-heuristic 2>&1 | tee "$out/bench_tuned.log"
+      $bin/swajit bench load 2>&1 | tee "$out/load.log"
+      $bin/swajit tune --preset gemma-3-27b --batch 8,32 --kv-len 32768 --q-seqlen 1 --shard 0/2 --db /tmp/s0.db | tail -4
+      $bin/swajit tune --preset gemma-3-27b --batch 8,32 --kv-len 32768 --q-seqlen 1 --shard 1/2 --db /tmp/s1.db | tail -4
+      $bin/swajit tune --preset gpt-oss-20b --batch 32 --kv-len 32768 --q-seqlen 1,4 2>&1 | tail -4
+      $bin/swajit db merge /tmp/s0.db && $bin/swajit db merge /tmp/s1.db
+      $bin/swajit db list | tee "$out/db_list.log"; $bin/swajit db show; $bin/swajit db verify
+      $bin/swajit db export "$out/h100_tuning.json" ;;
     peers) PYTHONUNBUFFERED=1 python3 .peers/flex_decode_graph.py 2>&1 | grep -v Warning | tee "$out/peers_decode.log" ;;
     *) "$bin/swajit" $step ;;
   esac

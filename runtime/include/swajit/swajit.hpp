@@ -14,12 +14,25 @@
 
 #include <cstddef>
 #include <optional>
+#include <string>
 
 #include "swajit/device.hpp"
 #include "swajit/error.hpp"
 #include "swajit/spec.hpp"
 
 namespace swajit {
+
+// Where a call's config comes from when DecodeOptions::config is not set.
+enum class TuningPolicy {
+  kDefault,     // kTuneOnMiss when the environment sets SWAJIT_TUNE=1, else kDatabase
+  kHeuristic,   // never consult the tuning database
+  kDatabase,    // the tuned winner for (GPU SKU, spec, shape bucket) if the database has one, else the heuristic
+  kTuneOnMiss,  // like kDatabase, but a miss is tuned on the spot (seconds; never during graph capture) and stored
+};
+
+// The tuning database file (default: $SWAJIT_DB, else $XDG_CACHE_HOME/swajit/tuning.db, else
+// ~/.cache/swajit/tuning.db). Takes effect for lookups made after the call.
+void set_tuning_db_path(const std::string& path);
 
 struct DecodeOptions {
   int local_window = 0;      // > 0: query at position p sees j only if p - j < local_window; <= 0: unlimited
@@ -35,7 +48,8 @@ struct DecodeOptions {
   KvQuant kv_quant = KvQuant::kNone;
   const DLTensor* k_scale = nullptr;
   const DLTensor* v_scale = nullptr;
-  std::optional<DecodeConfig> config;  // force a tuning config (validated); default: tuned, else heuristic
+  std::optional<DecodeConfig> config;  // force a tuning config (validated); default: see `tuning`
+  TuningPolicy tuning = TuningPolicy::kDefault;
   // Split-KV scratch. When null the library keeps a per-device buffer, grown outside CUDA graph capture.
   void* workspace = nullptr;
   size_t workspace_bytes = 0;

@@ -1,0 +1,27 @@
+// How a paged-decode call gets its config: forced by the caller, tuned (database, or tuned on a miss), or the
+// heuristic. The one place that decides, used by paged_decode and by the tuner (to time the heuristic it beats).
+#pragma once
+#include <cuda.h>
+
+#include "decode_workload.hpp"
+#include "kernel_cache.hpp"
+#include "paged_decode_problem.hpp"
+#include "tuning_store.hpp"
+
+namespace swajit {
+
+struct DecodePlan {
+  enum class Origin { kForced, kTuned, kHeuristic };
+  DecodeConfig config;
+  const LoadedDecodeKernel* kernel = nullptr;
+  Origin origin = Origin::kHeuristic;
+};
+
+// `stream` may be null (no capture check needed: nothing is tuned then unless the policy asks and it is safe).
+DecodePlan plan_decode(const DecodeProblem& problem, const DecodeOptions& options, const DeviceInfo& device,
+                       CUcontext context, CUstream stream);
+
+ShapeBucket bucket_of(const DecodeProblem& problem);
+DecodeShape shape_of(const DecodeProblem& problem);  // the synthetic shape the tuner times for this call
+
+}  // namespace swajit

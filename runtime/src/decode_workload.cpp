@@ -1,0 +1,238 @@
+#include "decode_workload.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <random>
+
+#include "cuda_driver.hpp"
+#include "half.hpp"
+#include "reference.hpp"
+#include "utility_kernels.hpp"
+
+namespace swajit {
+namespace {
+
+constexpr double kL2Multiple = 4.0;  // rotate through at least this many L2s of distinct KV between repeats
+constexpr int kMaxReplicas = 64;
+constexpr int kElementBytes = 2;     // q, out and 16-bit K/V
+constexpr int kWarmupReplays = 5;
+constexpr float kInt8Unit = 1.f / 127, kFp8Unit = 1.f / 448;  // scales that map codes to about [-1, 1]
+
+DLTensor view(void* data, DLDataType dtype, int device, std::vector<int64_t>& shape) {
+  DLTensor t{};
+  t.data = data;
+  t.device = {kDLCUDA, device};
+  t.ndim = int(shape.size());
+  t.dtype = dtype;
+  t.shape = shape.data();
+  return t;
+}
+DLDataType dl_dtype(DType t) { return t == DType::kBF16 ? DLDataType{kDLBfloat, 16, 1} : DLDataType{kDLFloat, 16, 1}; }
+DLDataType dl_kv_dtype(const DecodeShape& s) {
+  if (s.kv_quant == KvQuant::kInt8) return {kDLInt, 8, 1};
+  if (s.kv_quant == KvQuant::kFp8E4M3) return {kDLUInt, 8, 1};
+  return dl_dtype(s.dtype);
+}
+int kv_element_bytes(const DecodeShape& s) { return s.kv_quant == KvQuant::kNone ? kElementBytes : 1; }
+
+}  // namespace
+
+DecodeWorkload::DecodeWorkload(const DecodeShape& s, const DeviceInfo& device, CUstream stream)
+    : shape_(s), device_(device), stream_(stream) {
+  const int P = s.page_size, D = s.head_dim;
+  // KV positions any query of a sequence can see: the window (plus the extra queries) and the sinks.
+  const int first_visible = s.local_window > 0 ? std::max(0, s.kv_len - s.q_seqlen - s.local_window + 1) : 0;
+  for (int page = 0; page < (s.kv_len + P - 1) / P; ++page)
+    if ((page + 1) * P > first_visible || page * P < s.global_window) logical_pages_.push_back(page);
+  const int visible_tokens = s.kv_len - first_visible + std::min(s.global_window, first_visible);
+  kv_bytes_ = double(s.batch) * s.num_kv_heads * visible_tokens * D * kv_element_bytes(s) * 2;
+  qo_bytes_ = 2.0 * s.batch * s.q_seqlen * s.num_q_heads * D * kElementBytes;
+  replicas_ = std::clamp(int(std::ceil(kL2Multiple * device.l2_bytes / kv_bytes_)), 1, kMaxReplicas);
+
+  max_pages_ = (s.kv_len + P - 1) / P;
+  num_pages_ = int64_t(replicas_) * s.batch * int64_t(logical_pages_.size()) + 1;
+  std::vector<int> physical(num_pages_ - 1);
+  std::iota(physical.begin(), physical.end(), 1);
+  std::mt19937_64 rng(uint64_t(s.kv_len) * 131 + s.batch * 7 + s.q_seqlen);
+  std::shuffle(physical.begin(), physical.end(), rng);  // scattered pages, as in a real cache
+  tables_.assign(size_t(replicas_) * s.batch * max_pages_, 0);  // pages outside the window: page 0, never read
+  size_t next = 0;
+  for (int r = 0; r < replicas_; ++r)
+    for (int b = 0; b < s.batch; ++b)
+      for (int page : logical_pages_) tables_[(size_t(r) * s.batch + b) * max_pages_ + page] = physical[next++];
+
+  const size_t page_elems = size_t(P) * s.num_kv_heads * D;
+  const size_t qo_elems = size_t(s.batch) * s.q_seqlen * s.num_q_heads * D;
+  const size_t cache_bytes = num_pages_ * page_elems * kv_element_bytes(s);
+  k_ = DeviceBuffer(cache_bytes);
+  v_ = DeviceBuffer(cache_bytes);
+  q_ = DeviceBuffer(replicas_ * qo_elems * kElementBytes);
+  out_ = DeviceBuffer(replicas_ * qo_elems * kElementBytes);
+  tables_d_ = DeviceBuffer(tables_);
+  lens_d_ = DeviceBuffer(std::vector<int>(s.batch, s.kv_len));
+  // Per-channel dequant scales that differ across channels and heads (8-bit caches only).
+  scales_.resize(size_t(s.num_kv_heads) * D);
+  const float unit = s.kv_quant == KvQuant::kInt8 ? kInt8Unit : kFp8Unit;
+  constexpr int kScaleCycle = 7;
+  for (size_t i = 0; i < scales_.size(); ++i) scales_[i] = (1.f + float(i % kScaleCycle) / kScaleCycle) * unit;
+  scales_d_ = DeviceBuffer(scales_);
+  sinks_.resize(s.num_q_heads);
+  std::uniform_real_distribution<float> sink(-1.f, 3.f);  // comparable to the scores, so they matter
+  for (float& x : sinks_) x = sink(rng);
+  sinks_d_ = DeviceBuffer(sinks_);
+  sinks_shape_ = {s.num_q_heads};
+  if (s.kv_quant == KvQuant::kNone) {
+    fill_uniform(device, k_.ptr(), num_pages_ * page_elems, 11, s.dtype, stream);
+    fill_uniform(device, v_.ptr(), num_pages_ * page_elems, 12, s.dtype, stream);
+  } else {
+    fill_random_bytes(device, k_.ptr(), num_pages_ * page_elems, 11, s.kv_quant == KvQuant::kFp8E4M3, stream);
+    fill_random_bytes(device, v_.ptr(), num_pages_ * page_elems, 12, s.kv_quant == KvQuant::kFp8E4M3, stream);
+  }
+  fill_uniform(device, q_.ptr(), replicas_ * qo_elems, 13, s.dtype, stream);
+  cuda::check(cuda::driver().cuMemsetD8Async(out_.ptr(), 0xff, out_.bytes(), stream), "cuMemsetD8Async(poison out)");
+
+  q_shape_ = {s.batch, s.q_seqlen, s.num_q_heads, D};
+  cache_shape_ = {num_pages_, P, s.num_kv_heads, D};
+  table_shape_ = {s.batch, max_pages_};
+  lens_shape_ = {s.batch};
+  scale_shape_ = {s.num_kv_heads, D};
+}
+
+KernelSpec DecodeWorkload::spec() const {
+  KernelSpec spec;
+  spec.dtype = shape_.dtype;
+  spec.head_dim = shape_.head_dim;
+  spec.page_size = shape_.page_size;
+  spec.q_seqlen = shape_.q_seqlen;
+  spec.group = shape_.num_q_heads / shape_.num_kv_heads;
+  spec.local_window = shape_.local_window > 0;
+  spec.global_window = shape_.global_window > 0;
+  spec.kv_quant = shape_.kv_quant;
+  spec.sink_logits = shape_.sink_logits;
+  return spec;
+}
+
+DecodeOptions DecodeWorkload::options(const std::optional<DecodeConfig>& config) const {
+  DecodeOptions o;
+  o.local_window = shape_.local_window;
+  o.global_window = shape_.global_window;
+  o.config = config;
+  o.kv_quant = shape_.kv_quant;
+  return o;
+}
+
+template <class F>
+void DecodeWorkload::with_tensors(int r, DecodeOptions o, F&& f) const {
+  const DecodeShape& s = shape_;
+  const size_t qo_bytes = size_t(s.batch) * s.q_seqlen * s.num_q_heads * s.head_dim * kElementBytes;
+  char* q_r = static_cast<char*>(q_.data()) + r * qo_bytes;
+  char* out_r = static_cast<char*>(out_.data()) + r * qo_bytes;
+  int* table_r = static_cast<int*>(tables_d_.data()) + size_t(r) * s.batch * max_pages_;
+  auto& shapes = const_cast<DecodeWorkload&>(*this);  // DLTensor takes non-const shape pointers; nothing writes them
+  DLTensor scale = view(scales_d_.data(), {kDLFloat, 32, 1}, device_.ordinal, shapes.scale_shape_);
+  if (s.kv_quant != KvQuant::kNone) o.k_scale = o.v_scale = &scale;
+  DLTensor sinks = view(sinks_d_.data(), {kDLFloat, 32, 1}, device_.ordinal, shapes.sinks_shape_);
+  if (s.sink_logits) o.sink_logits = &sinks;
+  const DLDataType dt = dl_dtype(s.dtype), kv = dl_kv_dtype(s), i32{kDLInt, 32, 1};
+  const int dev = device_.ordinal;
+  f(view(q_r, dt, dev, shapes.q_shape_), view(k_.data(), kv, dev, shapes.cache_shape_),
+    view(v_.data(), kv, dev, shapes.cache_shape_), view(table_r, i32, dev, shapes.table_shape_),
+    view(lens_d_.data(), i32, dev, shapes.lens_shape_), view(out_r, dt, dev, shapes.q_shape_), o);
+}
+
+void DecodeWorkload::run(int r, const std::optional<DecodeConfig>& config, TuningPolicy policy) {
+  DecodeOptions o = options(config);
+  o.tuning = policy;
+  with_tensors(r, o, [&](const DLTensor& q, const DLTensor& k, const DLTensor& v, const DLTensor& table,
+                         const DLTensor& lens, const DLTensor& out, const DecodeOptions& opts) {
+    paged_decode(q, k, v, table, lens, out, stream_, opts);
+  });
+}
+
+DecodeProblem DecodeWorkload::problem(int r) const {
+  DecodeProblem p;
+  with_tensors(r, options(std::nullopt), [&](const DLTensor& q, const DLTensor& k, const DLTensor& v, const DLTensor& table,
+                                             const DLTensor& lens, const DLTensor& out, const DecodeOptions& opts) {
+    p = describe_paged_decode(q, k, v, table, lens, out, opts);
+  });
+  return p;
+}
+
+double DecodeWorkload::time_us(const std::optional<DecodeConfig>& config, int reps) {
+  const cuda::Driver& d = cuda::driver();
+  for (int r = 0; r < replicas_; ++r) run(r, config);  // compile, allocate scratch, write every output once
+  check_device_errors(device_.ordinal, stream_);
+  CUgraph graph;
+  CUgraphExec exec;
+  cuda::check(d.cuStreamBeginCapture(stream_, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL), "cuStreamBeginCapture");
+  try {
+    for (int r = 0; r < replicas_; ++r) run(r, config);
+  } catch (...) {
+    d.cuStreamEndCapture(stream_, &graph);
+    throw;
+  }
+  cuda::check(d.cuStreamEndCapture(stream_, &graph), "cuStreamEndCapture");
+  cuda::check(d.cuGraphInstantiateWithFlags(&exec, graph, 0), "cuGraphInstantiate");
+  const double ms = median_ms([&] { cuda::check(d.cuGraphLaunch(exec, stream_), "cuGraphLaunch"); }, kWarmupReplays,
+                              reps, stream_);
+  d.cuGraphExecDestroy(exec);
+  d.cuGraphDestroy(graph);
+  return ms * 1e3 / replicas_;
+}
+
+double DecodeWorkload::relative_error(int b) const {
+  const cuda::Driver& d = cuda::driver();
+  cuda::check(d.cuStreamSynchronize(stream_), "cuStreamSynchronize");
+  const DecodeShape& s = shape_;
+  const int P = s.page_size, D = s.head_dim, bytes = kv_element_bytes(s);
+  HostPagedDecode h;
+  h.batch = 1; h.q_seqlen = s.q_seqlen; h.num_q_heads = s.num_q_heads; h.num_kv_heads = s.num_kv_heads;
+  h.head_dim = D; h.page_size = P; h.layout = KvLayout::kNHD;
+  h.local_window = s.local_window; h.global_window = s.global_window;
+  h.scale = 1.0 / std::sqrt(double(D));
+  h.seq_lens = {s.kv_len};
+  h.max_pages_per_seq = max_pages_;
+  if (s.sink_logits) h.sink_logits = sinks_;
+  h.num_pages = int(logical_pages_.size());
+  h.block_table.assign(max_pages_, 0);
+  const size_t page_elems = size_t(P) * s.num_kv_heads * D;
+  h.k.resize(h.num_pages * page_elems);
+  h.v.resize(h.num_pages * page_elems);
+  std::vector<uint8_t> page(page_elems * bytes);
+  // What element e of a stored NHD page stands for; e = (slot * kv_heads + head) * D + d.
+  const auto value = [&](size_t e) -> float {
+    if (s.kv_quant == KvQuant::kNone) {
+      uint16_t bits;
+      std::memcpy(&bits, &page[e * 2], 2);
+      return half::to_float(bits, s.dtype);
+    }
+    const float scale = scales_[e % scales_.size()];
+    return scale * (s.kv_quant == KvQuant::kInt8 ? float(int8_t(page[e])) : half::fp8_e4m3_to_float(page[e]));
+  };
+  for (size_t i = 0; i < logical_pages_.size(); ++i) {
+    const int physical = tables_[size_t(b) * max_pages_ + logical_pages_[i]];
+    h.block_table[logical_pages_[i]] = int(i);
+    for (auto [src, dst] : {std::pair{&k_, &h.k}, std::pair{&v_, &h.v}}) {
+      cuda::check(d.cuMemcpyDtoH(page.data(), src->ptr() + size_t(physical) * page.size(), page.size()), "cuMemcpyDtoH(page)");
+      for (size_t e = 0; e < page_elems; ++e) (*dst)[i * page_elems + e] = value(e);
+    }
+  }
+  const size_t seq_elems = size_t(s.q_seqlen) * s.num_q_heads * D;
+  std::vector<uint16_t> q(seq_elems), out(seq_elems);
+  cuda::check(d.cuMemcpyDtoH(q.data(), q_.ptr() + b * seq_elems * kElementBytes, seq_elems * kElementBytes), "cuMemcpyDtoH(q)");
+  cuda::check(d.cuMemcpyDtoH(out.data(), out_.ptr() + b * seq_elems * kElementBytes, seq_elems * kElementBytes), "cuMemcpyDtoH(out)");
+  h.q.resize(seq_elems);
+  for (size_t e = 0; e < seq_elems; ++e) h.q[e] = half::to_float(q[e], s.dtype);
+  const std::vector<double> ref = reference_paged_decode(h);
+  double err2 = 0, ref2 = 0;
+  for (size_t e = 0; e < seq_elems; ++e) {
+    const double got = half::to_float(out[e], s.dtype);
+    err2 += (got - ref[e]) * (got - ref[e]);
+    ref2 += ref[e] * ref[e];
+  }
+  return std::isfinite(err2) ? std::sqrt(err2 / ref2) : INFINITY;
+}
+
+}  // namespace swajit

@@ -1,0 +1,65 @@
+// A paged-decode problem living on the GPU for timing and tuning: random q / K / V (or 8-bit codes and scales),
+// shuffled pages, and enough replicas (distinct q, out and KV pages) that successive calls never find their KV in
+// L2. Used by `swajit bench decode` and by the tuner, so both measure the same way.
+#pragma once
+#include <cuda.h>
+
+#include <optional>
+#include <vector>
+
+#include "device_buffer.hpp"
+#include "paged_decode_problem.hpp"
+#include "swajit/swajit.hpp"
+
+namespace swajit {
+
+struct DecodeShape {
+  int batch = 1, kv_len = 4096, q_seqlen = 1;
+  int num_q_heads = 32, num_kv_heads = 8, head_dim = 128, page_size = 16;
+  DType dtype = DType::kBF16;
+  KvQuant kv_quant = KvQuant::kNone;
+  int local_window = 4096, global_window = 0;
+  bool sink_logits = false;  // learned per-head sinks (random), as in gpt-oss
+};
+
+class DecodeWorkload {
+ public:
+  // Allocates and fills everything on `device` (its context must be current) using `stream`.
+  DecodeWorkload(const DecodeShape& shape, const DeviceInfo& device, CUstream stream);
+
+  const DecodeShape& shape() const { return shape_; }
+  int replicas() const { return replicas_; }
+  double kv_bytes() const { return kv_bytes_; }     // K/V bytes one call must read (window + sinks)
+  double qo_bytes() const { return qo_bytes_; }     // q read + out written
+  KernelSpec spec() const;
+
+  // One call on replica r; `config` forces a config (else the runtime chooses, by `policy`).
+  void run(int replica, const std::optional<DecodeConfig>& config, TuningPolicy policy = TuningPolicy::kDefault);
+  // The validated problem of replica r, as paged_decode sees it.
+  DecodeProblem problem(int replica) const;
+  // Median time of one call in microseconds: a CUDA graph of one call per replica, replayed `reps` times.
+  double time_us(const std::optional<DecodeConfig>& config, int reps);
+  // Relative L2 error of sequence `b` of replica 0 (from the last run) against the double-precision reference.
+  double relative_error(int b) const;
+
+ private:
+  DecodeOptions options(const std::optional<DecodeConfig>& config) const;
+  // Calls f(q, k, v, block_table, seq_lens, out, options) with replica r's tensors.
+  template <class F>
+  void with_tensors(int replica, DecodeOptions options, F&& f) const;
+
+  DecodeShape shape_;
+  const DeviceInfo& device_;
+  CUstream stream_;
+  int replicas_ = 1, max_pages_ = 0;
+  int64_t num_pages_ = 0;
+  double kv_bytes_ = 0, qo_bytes_ = 0;
+  std::vector<int> logical_pages_;  // pages of a sequence that the window and sinks touch
+  std::vector<int> tables_;         // [replicas, batch, max_pages]
+  std::vector<float> scales_;       // [num_kv_heads, head_dim] (8-bit caches)
+  std::vector<float> sinks_;        // [num_q_heads] learned sink logits
+  DeviceBuffer k_, v_, q_, out_, tables_d_, lens_d_, scales_d_, sinks_d_;
+  std::vector<int64_t> q_shape_, cache_shape_, table_shape_, lens_shape_, scale_shape_, sinks_shape_;
+};
+
+}  // namespace swajit

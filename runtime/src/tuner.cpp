@@ -1,0 +1,187 @@
+#include "tuner.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <thread>
+
+#include "check.hpp"
+#include "cuda_driver.hpp"
+#include "decode_plan.hpp"
+#include "kernel_cache.hpp"
+#include "nvrtc_compiler.hpp"
+#include "swajit/error.hpp"
+#include "tuning_store.hpp"
+
+namespace swajit {
+namespace {
+
+constexpr int kBlockNs[] = {32, 64, 128};
+constexpr int kWarpsNs[] = {1, 2, 4};
+constexpr int kStages[] = {2, 3, 4};
+constexpr int kMaxWavesOfSplits = 4;  // more split blocks than this many waves only add merge work
+constexpr const char* kToolVersion = "swajit 0.1.0";
+
+// What happened to one compile config (tile, warps, stages) when built for the device.
+struct BuildOutcome {
+  db::TrialStatus status = db::TrialStatus::kOk;
+  std::string detail;
+};
+
+BuildOutcome build_outcome(const KernelSpec& spec, const DecodeConfig& config, const DeviceInfo& device, CUcontext ctx) {
+  try {
+    const LoadedDecodeKernel& k = decode_kernel(spec, config, device, ctx);
+    if (k.local_bytes > 0)
+      return {db::TrialStatus::kRejectedResources, std::to_string(k.local_bytes) + " bytes of local memory (spills)"};
+    int blocks_per_sm = 0;
+    cuda::check(cuda::driver().cuOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, k.main, k.geometry.threads,
+                                                                           k.geometry.shared_bytes),
+                "cuOccupancyMaxActiveBlocksPerMultiprocessor");
+    if (blocks_per_sm == 0) return {db::TrialStatus::kRejectedResources, "no block fits on a multiprocessor"};
+    return {};
+  } catch (const Error& e) {
+    const bool resources = e.code() == ErrorCode::kInvalidArgument;  // shared memory over the device's limit
+    return {resources ? db::TrialStatus::kRejectedResources : db::TrialStatus::kCompileFailed, e.what()};
+  }
+}
+
+}  // namespace
+
+std::vector<DecodeConfig> decode_config_space(const KernelSpec& spec, int max_splits) {
+  std::vector<DecodeConfig> space;
+  for (int block_n : kBlockNs)
+    for (int warps_n : kWarpsNs)
+      for (int stages : kStages)
+        for (int splits = 1; splits <= std::max(1, max_splits); splits *= 2) {
+          const DecodeConfig c{block_n, warps_n, stages, splits};
+          try {
+            c.validate(spec);
+            space.push_back(c);
+          } catch (const Error&) {
+            // invalid for this spec (e.g. warps that do not divide the tile): not part of its space
+          }
+        }
+  return space;
+}
+
+TuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& device, CUstream stream, const TuneOptions& o) {
+  const auto start = std::chrono::steady_clock::now();
+  DecodeWorkload workload(shape, device, stream);
+  const DecodeProblem problem = workload.problem(0);
+  CUcontext context;
+  cuda::check(cuda::driver().cuCtxGetCurrent(&context), "cuCtxGetCurrent");
+
+  TuneReport report;
+  report.spec_key = problem.spec.key();
+  report.bucket = bucket_of(problem).key();
+  DecodeOptions heuristic_only;
+  heuristic_only.tuning = TuningPolicy::kHeuristic;
+  report.heuristic = plan_decode(problem, heuristic_only, device, context, stream).config;
+
+  // The space: splits up to what still fits kMaxWavesOfSplits waves and leaves each split a tile.
+  const int block_rows = problem.batch * problem.num_kv_heads;
+  const int max_tiles = (visible_kv_upper_bound(problem) + kBlockNs[0] - 1) / kBlockNs[0];
+  const int max_splits = std::clamp(kMaxWavesOfSplits * device.sm_count * 2 / std::max(1, block_rows), 1, max_tiles);
+  std::vector<DecodeConfig> space = decode_config_space(problem.spec, max_splits);
+  if (std::find(space.begin(), space.end(), report.heuristic) == space.end()) space.push_back(report.heuristic);
+  report.candidates = int(space.size());
+
+  // Build every compile config in parallel; resources come from the compiled functions themselves.
+  std::map<std::string, BuildOutcome> built;
+  std::vector<DecodeConfig> to_build;
+  for (const auto& c : space)
+    if (!built.count(c.compile_key())) {
+      built[c.compile_key()];
+      to_build.push_back(c);
+    }
+  {
+    std::atomic<size_t> next{0};
+    std::vector<std::thread> threads;
+    const int n = o.compile_threads > 0 ? o.compile_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+    std::vector<BuildOutcome> outcomes(to_build.size());
+    for (int t = 0; t < n; ++t)
+      threads.emplace_back([&] {
+        cuda::ScopedDeviceContext scope(device.ordinal);
+        for (size_t i = next++; i < to_build.size(); i = next++)
+          outcomes[i] = build_outcome(problem.spec, to_build[i], device, scope.context());
+      });
+    for (auto& t : threads) t.join();
+    for (size_t i = 0; i < to_build.size(); ++i) built[to_build[i].compile_key()] = outcomes[i];
+  }
+
+  // Round 1: run, verify sequence 0 against the reference, time briefly.
+  struct Timed {
+    DecodeConfig config;
+    double us;
+  };
+  std::vector<Timed> timed;
+  std::vector<db::TrialRecord> trials;
+  const double tolerance = tolerance_for(shape.dtype);
+  for (const auto& c : space) {
+    db::TrialRecord trial;
+    trial.device_sku = device.sku();
+    trial.spec_key = report.spec_key;
+    trial.bucket = report.bucket;
+    trial.config = config_to_json(c);
+    const BuildOutcome& b = built[c.compile_key()];
+    trial.status = b.status;
+    trial.detail = b.detail;
+    if (b.status == db::TrialStatus::kOk) {
+      workload.run(0, c);
+      const double err = workload.relative_error(0);
+      if (!(err <= tolerance)) {
+        trial.status = db::TrialStatus::kRejectedWrong;
+        trial.detail = "relative error " + std::to_string(err) + " > " + std::to_string(tolerance);
+      } else {
+        trial.time_us = workload.time_us(c, o.quick_reps);
+        timed.push_back({c, *trial.time_us});
+      }
+    }
+    switch (trial.status) {
+      case db::TrialStatus::kRejectedWrong: ++report.rejected_wrong; break;
+      case db::TrialStatus::kRejectedResources: ++report.rejected_resources; break;
+      case db::TrialStatus::kCompileFailed: ++report.compile_failed; break;
+      case db::TrialStatus::kOk: break;
+    }
+    trials.push_back(std::move(trial));
+  }
+  report.timed = int(timed.size());
+  if (timed.empty())
+    throw Error(ErrorCode::kUnsupported, "no config of " + report.spec_key + " ran correctly on " + device.name);
+
+  // Round 2: the finalists and the heuristic, with more replays; the fastest wins.
+  std::sort(timed.begin(), timed.end(), [](const Timed& a, const Timed& b) { return a.us < b.us; });
+  timed.resize(std::min<size_t>(timed.size(), o.finalists));
+  const bool heuristic_ok = built[report.heuristic.compile_key()].status == db::TrialStatus::kOk;
+  if (heuristic_ok && std::none_of(timed.begin(), timed.end(), [&](const Timed& t) { return t.config == report.heuristic; }))
+    timed.push_back({report.heuristic, 0});
+  for (auto& t : timed) {
+    t.us = workload.time_us(t.config, o.final_reps);
+    if (t.config == report.heuristic) report.heuristic_us = t.us;
+  }
+  const Timed& best = *std::min_element(timed.begin(), timed.end(), [](const Timed& a, const Timed& b) { return a.us < b.us; });
+  report.best = best.config;
+  report.best_us = best.us;
+  report.samples = o.final_reps;
+  report.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  TuningStore::instance().with_db([&](db::TuningDb& db) {
+    db.upsert_device(device_record(device, nvrtc::version()));
+    for (const auto& t : trials) db.add_trial(t);
+    db::WinnerRecord w;
+    w.device_sku = device.sku();
+    w.spec_key = report.spec_key;
+    w.bucket = report.bucket;
+    w.config = config_to_json(report.best);
+    w.time_us = report.best_us;
+    w.samples = report.samples;
+    w.tool_version = kToolVersion;
+    w.origin = o.origin;
+    db.put_winner(w, db::WinnerPolicy::kReplace);  // a fresh measurement on this machine supersedes older rows
+  });
+  TuningStore::instance().forget_cached_winners();
+  return report;
+}
+
+}  // namespace swajit

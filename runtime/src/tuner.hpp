@@ -1,0 +1,45 @@
+// The autotuner of the paged decode family: its config space, pruning by the device's own limits, verification
+// against the reference, timing as the benchmark times, and the record it leaves in the tuning database.
+#pragma once
+#include <cuda.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "decode_workload.hpp"
+#include "swajit/device.hpp"
+#include "swajit/spec.hpp"
+
+namespace swajit {
+
+// Every config of the family that is valid for `spec` (not yet checked against a device), splits up to
+// `max_splits`.
+std::vector<DecodeConfig> decode_config_space(const KernelSpec& spec, int max_splits);
+
+struct TuneOptions {
+  int quick_reps = 20;    // graph replays per candidate in the first round
+  int final_reps = 100;   // replays for the finalists and the heuristic
+  int finalists = 4;      // best candidates of the first round timed again
+  int compile_threads = 0;  // 0: one per hardware thread
+  std::string origin;     // recorded with the winner, e.g. "tuned on host X"
+};
+
+struct TuneReport {
+  std::string spec_key, bucket;
+  DecodeConfig best, heuristic;
+  double best_us = 0, heuristic_us = 0;
+  int samples = 0;            // timed replays behind best_us
+  int candidates = 0;         // configs in the space
+  int timed = 0;              // configs that ran, verified, and were timed
+  int rejected_wrong = 0;     // output beyond the family's tolerance: can never win
+  int rejected_resources = 0; // over the device's shared memory, spilling, or no occupancy
+  int compile_failed = 0;
+  double wall_s = 0;
+};
+
+// Tunes one shape on `device` (its context current) and, when the database is available, stores the trials and the
+// winner. The heuristic config is always a candidate, so the winner is never slower than it in the final round.
+TuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& device, CUstream stream, const TuneOptions& options);
+
+}  // namespace swajit

@@ -1,0 +1,157 @@
+#include "tuning_store.hpp"
+
+#include <bit>
+#include <cstdio>
+
+#include "swajit/error.hpp"
+
+namespace swajit {
+
+std::string ShapeBucket::key() const { return "b" + std::to_string(batch) + "_kv" + std::to_string(visible_kv); }
+
+ShapeBucket shape_bucket(int batch, int visible_kv_len) {
+  ShapeBucket b;
+  b.batch = int(std::bit_ceil(unsigned(std::max(1, batch))));
+  b.visible_kv = int(std::bit_ceil(unsigned(std::max(1, visible_kv_len))));
+  return b;
+}
+
+const char* bucket_rule_text() {
+  return "bucket = b<batch rounded up to a power of two>_kv<visible KV length rounded up to a power of two>, where "
+         "the visible KV length is min(max_pages_per_seq * page_size, local_window + q_seqlen - 1 + global_window) "
+         "(the whole table when there is no local window)";
+}
+
+nlohmann::json config_to_json(const DecodeConfig& c) {
+  return {{"block_n", c.block_n}, {"warps_n", c.warps_n}, {"stages", c.stages}, {"num_splits", c.num_splits}};
+}
+
+DecodeConfig config_from_json(const nlohmann::json& j) {
+  DecodeConfig c;
+  for (auto [name, field] : {std::pair{"block_n", &c.block_n}, std::pair{"warps_n", &c.warps_n},
+                             std::pair{"stages", &c.stages}, std::pair{"num_splits", &c.num_splits}}) {
+    if (!j.is_object() || !j.contains(name) || !j[name].is_number_integer())
+      throw Error(ErrorCode::kInvalidArgument, std::string("config JSON needs an integer '") + name + "': " + j.dump());
+    *field = j[name].get<int>();
+  }
+  return c;
+}
+
+db::DeviceRecord device_record(const DeviceInfo& device, int nvrtc_version) {
+  db::DeviceRecord r;
+  r.sku = device.sku();
+  r.name = device.name;
+  r.backend = "cuda";
+  r.cc_major = device.cc_major;
+  r.cc_minor = device.cc_minor;
+  r.sm_count = device.sm_count;
+  r.memory_bytes = int64_t(device.total_memory);
+  r.driver_version = device.driver_version;
+  r.compiler_version = nvrtc_version;
+  r.extra = {{"l2_bytes", device.l2_bytes}, {"max_shared_per_block_optin", device.max_shared_per_block_optin}};
+  return r;
+}
+
+TuningStore& TuningStore::instance() {
+  static TuningStore store;
+  return store;
+}
+
+TuningStore::State& TuningStore::state() {
+  static State s;
+  return s;
+}
+
+void TuningStore::set_path(const std::string& path) {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  s.path = path;
+  s.db.reset();
+  s.tried = false;
+  s.winners.clear();
+}
+
+std::string TuningStore::path() const {
+  State& s = const_cast<TuningStore*>(this)->state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  return s.path.empty() ? db::TuningDb::default_path() : s.path;
+}
+
+db::TuningDb* TuningStore::open_locked() {
+  State& s = state();
+  if (s.db) return s.db.get();
+  if (s.tried) return nullptr;
+  s.tried = true;
+  const std::string where = s.path.empty() ? db::TuningDb::default_path() : s.path;
+  try {
+    s.db = std::make_unique<db::TuningDb>(where);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "swajit: tuning database unavailable, using heuristic configs: %s\n", e.what());
+  }
+  return s.db.get();
+}
+
+bool TuningStore::available() {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  return open_locked() != nullptr;
+}
+
+std::optional<DecodeConfig> TuningStore::winner(const std::string& sku, const std::string& spec_key,
+                                                const std::string& bucket) {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  const std::string key = sku + "|" + spec_key + "|" + bucket;
+  auto it = s.winners.find(key);
+  if (it != s.winners.end()) return it->second;
+  std::optional<DecodeConfig> config;
+  if (db::TuningDb* db = open_locked()) {
+    if (auto row = db->get_winner(sku, spec_key, bucket)) {
+      try {
+        config = config_from_json(row->config);
+      } catch (const Error& e) {  // a hand-edited or foreign row: say so, fall back to the heuristic
+        std::fprintf(stderr, "swajit: ignoring tuned config for %s %s: %s\n", spec_key.c_str(), bucket.c_str(), e.what());
+      }
+    }
+  }
+  s.winners[key] = config;
+  return config;
+}
+
+void TuningStore::forget_cached_winners() {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  s.winners.clear();
+}
+
+std::optional<std::vector<char>> TuningStore::binary(const std::string& hash, int driver_version) {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  db::TuningDb* db = open_locked();
+  if (!db) return std::nullopt;
+  auto row = db->get_binary(hash);
+  // The hash covers source, options, arch and NVRTC version; a binary made under another driver is rebuilt.
+  if (!row || row->driver_version != driver_version) return std::nullopt;
+  return std::vector<char>(row->blob.begin(), row->blob.end());
+}
+
+void TuningStore::put_binary(const std::string& hash, const std::string& arch, int compiler_version,
+                             int driver_version, const std::vector<char>& cubin) {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  db::TuningDb* db = open_locked();
+  if (!db) return;
+  db::BinaryRecord r;
+  r.hash = hash;
+  r.arch = arch;
+  r.compiler_version = compiler_version;
+  r.driver_version = driver_version;
+  r.blob.assign(cubin.begin(), cubin.end());
+  try {
+    db->put_binary(r);
+  } catch (const Error& e) {  // a full disk or a read-only file must not fail the call that compiled
+    std::fprintf(stderr, "swajit: could not store a compiled kernel: %s\n", e.what());
+  }
+}
+
+}  // namespace swajit

@@ -1,0 +1,296 @@
+#include "tune_commands.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "cuda_driver.hpp"
+#include "kernel_cache.hpp"
+#include "nvrtc_compiler.hpp"
+#include "swajit/error.hpp"
+#include "tuner.hpp"
+#include "tuning_store.hpp"
+
+namespace swajit::cli {
+namespace {
+
+struct ModelAttention {
+  const char* name;
+  int num_q_heads, num_kv_heads, head_dim, local_window;
+  bool sink_logits;
+};
+// Attention shapes of the sliding-window layers, from the models' published configs.
+constexpr ModelAttention kPresets[] = {
+    {"mistral-7b", 32, 8, 128, 4096, false},   // sliding_window 4096
+    {"gemma-3-27b", 32, 16, 128, 1024, false}, // local layers: sliding_window 1024
+    {"gpt-oss-20b", 64, 8, 64, 128, true},     // sliding_window 128, learned attention sinks
+};
+
+std::string shape_label(const DecodeShape& s) {
+  return "b" + std::to_string(s.batch) + " kv" + std::to_string(s.kv_len) + " q" + std::to_string(s.q_seqlen) + " h" +
+         std::to_string(s.num_q_heads) + "/" + std::to_string(s.num_kv_heads) + " d" + std::to_string(s.head_dim) +
+         " w" + std::to_string(s.local_window) + (s.sink_logits ? " sinks" : "") +
+         (s.kv_quant != KvQuant::kNone ? " kv" + std::string(to_string(s.kv_quant)) : "");
+}
+
+nlohmann::json shape_to_json(const DecodeShape& s) {
+  return {{"batch", s.batch}, {"kv_len", s.kv_len}, {"q_seqlen", s.q_seqlen}, {"num_q_heads", s.num_q_heads},
+          {"num_kv_heads", s.num_kv_heads}, {"head_dim", s.head_dim}, {"page_size", s.page_size},
+          {"dtype", to_string(s.dtype)}, {"kv_quant", to_string(s.kv_quant)}, {"local_window", s.local_window},
+          {"global_window", s.global_window}, {"sink_logits", s.sink_logits}};
+}
+
+std::string format_seconds(double s) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%dm%02ds", int(s) / 60, int(s) % 60);
+  return text;
+}
+
+void draw_progress(size_t done, size_t total, double elapsed_s, const std::string& last) {
+  constexpr int kWidth = 30;
+  const int filled = total ? int(kWidth * done / total) : kWidth;
+  const double eta = done ? elapsed_s / done * (total - done) : 0;
+  std::fprintf(stderr, "\r[%s%s] %zu/%zu  elapsed %s  ETA %s  %s\033[K", std::string(filled, '#').c_str(),
+               std::string(kWidth - filled, '.').c_str(), done, total, format_seconds(elapsed_s).c_str(),
+               done ? format_seconds(eta).c_str() : "?", last.c_str());
+  if (done == total) std::fprintf(stderr, "\n");
+}
+
+std::pair<int, int> parse_shard(const std::string& text) {
+  int index = -1, count = 0;
+  char slash = 0;
+  if (std::sscanf(text.c_str(), "%d%c%d", &index, &slash, &count) != 3 || slash != '/' || count < 1 || index < 0 ||
+      index >= count)
+    throw Error(ErrorCode::kInvalidArgument, "--shard '" + text + "' must be i/n with 0 <= i < n");
+  return {index, count};
+}
+
+std::string hostname() {
+  char name[256] = {};
+  gethostname(name, sizeof(name) - 1);
+  return name;
+}
+
+}  // namespace
+
+std::vector<std::string> preset_names() {
+  std::vector<std::string> names;
+  for (const auto& p : kPresets) names.push_back(p.name);
+  return names;
+}
+
+std::vector<DecodeShape> preset_shapes(const std::string& preset, const TuneCommand& grid) {
+  for (const auto& p : kPresets) {
+    if (preset != p.name) continue;
+    std::vector<DecodeShape> shapes;
+    for (int batch : grid.batches)
+      for (int kv_len : grid.kv_lens)
+        for (int qs : grid.q_seqlens) {
+          DecodeShape s;
+          s.batch = batch; s.kv_len = kv_len; s.q_seqlen = qs;
+          s.num_q_heads = p.num_q_heads; s.num_kv_heads = p.num_kv_heads; s.head_dim = p.head_dim;
+          s.local_window = p.local_window; s.sink_logits = p.sink_logits;
+          shapes.push_back(s);
+        }
+    return shapes;
+  }
+  std::string names;
+  for (const auto& n : preset_names()) names += " " + n;
+  throw Error(ErrorCode::kInvalidArgument, "--preset '" + preset + "' is unknown; presets:" + names);
+}
+
+std::vector<DecodeShape> workload_shapes(const std::string& path) {
+  std::ifstream file(path);
+  if (!file) throw Error(ErrorCode::kInvalidArgument, "workload file '" + path + "' cannot be read");
+  nlohmann::json doc;
+  try {
+    doc = nlohmann::json::parse(file);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ErrorCode::kInvalidArgument, "workload file '" + path + "' is not JSON: " + e.what());
+  }
+  if (!doc.is_object() || !doc.contains("shapes") || !doc["shapes"].is_array())
+    throw Error(ErrorCode::kInvalidArgument, "workload file '" + path + "' needs {\"shapes\": [ ... ]}");
+  std::vector<DecodeShape> shapes;
+  for (size_t i = 0; i < doc["shapes"].size(); ++i) {
+    const auto& j = doc["shapes"][i];
+    const std::string where = path + ": shapes[" + std::to_string(i) + "]";
+    if (!j.is_object()) throw Error(ErrorCode::kInvalidArgument, where + " is not an object");
+    DecodeShape s;
+    const auto integer = [&](const char* name, int& field, bool required) {
+      if (!j.contains(name)) {
+        if (required) throw Error(ErrorCode::kInvalidArgument, where + " lacks \"" + name + "\"");
+        return;
+      }
+      if (!j[name].is_number_integer()) throw Error(ErrorCode::kInvalidArgument, where + "." + name + " must be an integer");
+      field = j[name].get<int>();
+    };
+    integer("batch", s.batch, true);
+    integer("kv_len", s.kv_len, true);
+    integer("num_q_heads", s.num_q_heads, true);
+    integer("num_kv_heads", s.num_kv_heads, true);
+    integer("head_dim", s.head_dim, true);
+    integer("q_seqlen", s.q_seqlen, false);
+    integer("page_size", s.page_size, false);
+    integer("local_window", s.local_window, false);
+    integer("global_window", s.global_window, false);
+    if (j.contains("dtype")) s.dtype = parse_dtype(j["dtype"].get<std::string>());
+    if (j.contains("kv_quant")) s.kv_quant = parse_kv_quant(j["kv_quant"].get<std::string>());
+    if (j.contains("sink_logits")) s.sink_logits = j["sink_logits"].get<bool>();
+    if (s.batch < 1 || s.kv_len < s.q_seqlen || s.num_kv_heads < 1 || s.num_q_heads % s.num_kv_heads != 0)
+      throw Error(ErrorCode::kInvalidArgument, where + ": needs batch >= 1, kv_len >= q_seqlen and num_q_heads a "
+                                                       "multiple of num_kv_heads");
+    shapes.push_back(s);
+  }
+  return shapes;
+}
+
+int run_tune(const TuneCommand& c) {
+  if (c.preset.empty() == c.workload_file.empty())
+    throw Error(ErrorCode::kInvalidArgument, "give exactly one of --preset and --workload");
+  const std::vector<DecodeShape> all = c.preset.empty() ? workload_shapes(c.workload_file) : preset_shapes(c.preset, c);
+  const auto [shard, shards] = parse_shard(c.shard);
+  std::vector<DecodeShape> mine;
+  for (size_t i = shard; i < all.size(); i += shards) mine.push_back(all[i]);
+
+  cuda::ScopedDeviceContext scope(c.device);
+  const DeviceInfo& device = cuda_device(c.device);
+  TuningStore& store = TuningStore::instance();
+  if (!store.available()) throw Error(ErrorCode::kDatabaseError, "the tuning database " + store.path() + " cannot be opened");
+  // The job is its items and shard: rerunning the same command resumes where an interruption left it.
+  nlohmann::json job_items = nlohmann::json::array();
+  for (const auto& s : mine) job_items.push_back(shape_to_json(s));
+  const std::string job = "tune:" + device.sku() + ":" + stable_hash({job_items.dump(), c.shard});
+  std::vector<DecodeShape> todo;
+  store.with_db([&](db::TuningDb& db) {
+    if (c.restart) db.clear_progress(job);
+    for (const auto& s : mine)
+      if (!db.is_done(job, shape_to_json(s).dump())) todo.push_back(s);
+  });
+  std::printf("tuning %zu shapes on %s (shard %s of %zu shapes; %zu already done), database %s\n", todo.size(),
+              device.name.c_str(), c.shard.c_str(), all.size(), mine.size() - todo.size(), store.path().c_str());
+  std::printf("| shape | spec | bucket | heuristic (us) | tuned (us) | speedup | winner | timed | rejected (wrong/resources/compile) | s |\n");
+  std::printf("|---|---|---|---:|---:|---:|---|---:|---|---:|\n");
+
+  CUstream stream;
+  cuda::check(cuda::driver().cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+  TuneOptions options;
+  options.quick_reps = c.quick_reps;
+  options.final_reps = c.final_reps;
+  options.origin = "tuned on " + hostname();
+  const auto start = std::chrono::steady_clock::now();
+  int failures = 0;
+  for (size_t i = 0; i < todo.size(); ++i) {
+    const DecodeShape& s = todo[i];
+    std::string last;
+    try {
+      const TuneReport r = tune_decode_shape(s, device, stream, options);
+      std::printf("| %s | %s | %s | %.1f | %.1f | %.2fx | %s | %d | %d/%d/%d | %.1f |\n", shape_label(s).c_str(),
+                  r.spec_key.c_str(), r.bucket.c_str(), r.heuristic_us, r.best_us, r.heuristic_us / r.best_us,
+                  r.best.key().c_str(), r.timed, r.rejected_wrong, r.rejected_resources, r.compile_failed, r.wall_s);
+      store.with_db([&](db::TuningDb& db) { db.mark_progress(job, shape_to_json(s).dump()); });
+      char note[64];
+      std::snprintf(note, sizeof(note), "%.2fx", r.heuristic_us / r.best_us);
+      last = shape_label(s) + " " + note;
+    } catch (const std::exception& e) {
+      ++failures;
+      std::printf("| %s | error: %s |\n", shape_label(s).c_str(), e.what());
+      last = shape_label(s) + " failed";
+    }
+    std::fflush(stdout);
+    draw_progress(i + 1, todo.size(), std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), last);
+  }
+  cuda::driver().cuStreamDestroy(stream);
+  std::printf("tuning wall time: %.1f s for %zu shapes\n",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), todo.size());
+  return failures ? 1 : 0;
+}
+
+int run_db(const std::string& verb, const std::string& argument) {
+  TuningStore& store = TuningStore::instance();
+  const std::string path = store.path();
+  const auto needs_argument = [&](const char* what) {
+    if (argument.empty()) throw Error(ErrorCode::kInvalidArgument, "swajit db " + verb + " needs " + what);
+  };
+  db::TuningDb db(path);
+  if (verb == "list") {
+    std::printf("| device | spec | bucket | config | time (us) | samples | origin | when |\n|---|---|---|---|---:|---:|---|---|\n");
+    for (const auto& w : db.list_winners())
+      std::printf("| %s | %s | %s | %s | %.1f | %lld | %s | %s |\n", w.device_sku.c_str(), w.spec_key.c_str(),
+                  w.bucket.c_str(), w.config.dump().c_str(), w.time_us, static_cast<long long>(w.samples),
+                  w.origin.c_str(), w.created_at.c_str());
+  } else if (verb == "show") {
+    const db::DbStats s = db.stats();
+    std::printf("database: %s\nschema version: %d\nfile bytes: %ju\ndevices: %lld, winners: %lld, trials: %lld, "
+                "binaries: %lld, progress items: %lld\nshape buckets: %s\n", path.c_str(), s.schema_version,
+                s.file_bytes, (long long)s.devices, (long long)s.winners, (long long)s.trials, (long long)s.binaries,
+                (long long)s.progress_items, bucket_rule_text());
+    for (const auto& d : db.list_devices())
+      std::printf("device %s: %s sm_%d%d, %d SMs, driver %lld, compiler %lld\n", d.sku.c_str(), d.backend.c_str(),
+                  d.cc_major, d.cc_minor, d.sm_count, (long long)d.driver_version, (long long)d.compiler_version);
+  } else if (verb == "export") {
+    needs_argument("an output file");
+    std::ofstream(argument) << db.export_json().dump(1) << "\n";
+    std::printf("exported %zu winners to %s\n", db.list_winners().size(), argument.c_str());
+  } else if (verb == "import") {
+    needs_argument("a JSON file");
+    std::ifstream file(argument);
+    if (!file) throw Error(ErrorCode::kInvalidArgument, "'" + argument + "' cannot be read");
+    nlohmann::json doc;
+    try {
+      doc = nlohmann::json::parse(file);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(ErrorCode::kInvalidArgument, "'" + argument + "' is not JSON: " + e.what());
+    }
+    const db::ImportStats s = db.import_json(doc, "imported from " + argument, db::WinnerPolicy::kKeepFaster);
+    std::printf("imported %lld devices, %lld winners (%lld kept: the stored one was faster)\n", (long long)s.devices,
+                (long long)s.winners_added, (long long)s.winners_kept_existing);
+  } else if (verb == "merge") {
+    needs_argument("another database file");
+    const db::ImportStats s = db.merge_from(argument);
+    std::printf("merged %lld winners (%lld kept: the stored one was faster), %lld new devices\n",
+                (long long)s.winners_added, (long long)s.winners_kept_existing, (long long)s.devices);
+  } else if (verb == "verify") {
+    const auto problems = db.verify();
+    for (const auto& p : problems) std::printf("problem: %s\n", p.c_str());
+    std::printf("%zu problems\n", problems.size());
+    return problems.empty() ? 0 : 1;
+  } else if (verb == "vacuum") {
+    db.vacuum();
+    std::printf("vacuumed %s\n", path.c_str());
+  } else {
+    throw Error(ErrorCode::kInvalidArgument, "swajit db " + verb + ": verbs are list, show, export, import, merge, verify, vacuum");
+  }
+  return 0;
+}
+
+int run_load_bench(int device_ordinal) {
+  cuda::ScopedDeviceContext scope(device_ordinal);
+  const DeviceInfo& device = cuda_device(device_ordinal);
+  std::vector<db::WinnerRecord> winners;
+  if (!TuningStore::instance().with_db([&](db::TuningDb& db) { winners = db.list_winners(device.sku()); }))
+    throw Error(ErrorCode::kDatabaseError, "the tuning database cannot be opened");
+  std::vector<double> load_ms, compile_ms;
+  for (const auto& w : winners) {
+    const auto start = std::chrono::steady_clock::now();
+    const LoadedDecodeKernel& k = decode_kernel(KernelSpec::from_key(w.spec_key), config_from_json(w.config), device,
+                                                scope.context());
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    (k.from_database ? load_ms : compile_ms).push_back(ms);
+  }
+  const auto summary = [](std::vector<double> v, const char* what) {
+    if (v.empty()) return std::printf("%s: none\n", what), void();
+    std::sort(v.begin(), v.end());
+    std::printf("%s: %zu kernels, median %.2f ms, worst %.2f ms\n", what, v.size(), v[v.size() / 2], v.back());
+  };
+  std::printf("%zu tuned winners for %s\n", winners.size(), device.sku().c_str());
+  summary(load_ms, "loaded from the database (no NVRTC)");
+  summary(compile_ms, "compiled with NVRTC (not in the database)");
+  std::printf("NVRTC compiles in this process: %llu\n", (unsigned long long)kernel_cache_stats().nvrtc_compiles);
+  return 0;
+}
+
+}  // namespace swajit::cli

@@ -1,0 +1,31 @@
+// `swajit tune`, `swajit db ...` and `swajit bench load`: the offline tuning workflow.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "decode_workload.hpp"
+
+namespace swajit::cli {
+
+struct TuneCommand {
+  std::string preset;         // mistral-7b | gemma-3-27b | gpt-oss-20b
+  std::string workload_file;  // JSON {"shapes": [{...DecodeShape fields...}]}
+  std::string shard = "0/1";  // i/n: this process tunes items i, i+n, i+2n, ...
+  bool restart = false;       // forget the progress of an interrupted run of the same job
+  int device = 0;
+  std::vector<int> batches = {1, 8, 32, 128}, kv_lens = {4096, 32768}, q_seqlens = {1, 4};  // preset grid
+  int quick_reps = 20, final_reps = 100;
+};
+
+std::vector<std::string> preset_names();
+std::vector<DecodeShape> preset_shapes(const std::string& preset, const TuneCommand& grid);
+std::vector<DecodeShape> workload_shapes(const std::string& path);  // throws kInvalidArgument naming the field
+int run_tune(const TuneCommand& command);
+
+// db verbs: list | show | export FILE | import FILE | merge DB | verify | vacuum
+int run_db(const std::string& verb, const std::string& argument);
+
+// Builds the kernel of every winner stored for this GPU and reports per-kernel load time and NVRTC compiles.
+int run_load_bench(int device);
+
+}  // namespace swajit::cli
