@@ -10,7 +10,12 @@
 #include "check.hpp"
 #include "cuda_driver.hpp"
 #include "device_buffer.hpp"
+#include "decode_plan.hpp"
 #include "kernel_cache.hpp"
+#include "tuner.hpp"
+
+#include <filesystem>
+#include <unistd.h>
 #include "swajit/swajit.hpp"
 
 using namespace swajit;
@@ -174,7 +179,42 @@ TEST_CASE("graph capture: scratch is refused during capture, caller workspaces w
   d.cuStreamDestroy(stream);
 }
 
+TEST_CASE("tuning a shape stores a verified winner the runtime then uses, never slower than the heuristic") {
+  const auto dir = std::filesystem::temp_directory_path() / ("swajit_gpu_tune_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  set_tuning_db_path((dir / "tuning.db").string());
+  cuda::ScopedDeviceContext scope(kDevice);
+  const DeviceInfo& device = cuda_device(kDevice);
+  CUstream stream;
+  cuda::check(cuda::driver().cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+  DecodeShape shape;
+  shape.batch = 2; shape.kv_len = 700; shape.num_q_heads = 8; shape.num_kv_heads = 2; shape.head_dim = 64;
+  shape.local_window = 256; shape.sink_logits = true;
+  TuneOptions options;
+  options.quick_reps = 5;
+  options.final_reps = 20;
+  const TuneReport report = tune_decode_shape(shape, device, stream, options);
+  CHECK(report.timed > 0);
+  CHECK(report.rejected_wrong == 0);
+  CHECK(report.best_us <= report.heuristic_us);
+  DecodeWorkload workload(shape, device, stream);
+  const DecodeProblem problem = workload.problem(0);
+  const DecodePlan plan = plan_decode(problem, DecodeOptions{}, device, scope.context(), stream);
+  CHECK(plan.origin == DecodePlan::Origin::kTuned);
+  CHECK(plan.config == report.best);
+  DecodeOptions heuristic_only;
+  heuristic_only.tuning = TuningPolicy::kHeuristic;
+  CHECK(plan_decode(problem, heuristic_only, device, scope.context(), stream).origin == DecodePlan::Origin::kHeuristic);
+  workload.run(0, std::nullopt);  // the tuned config, end to end
+  CHECK(workload.relative_error(0) <= tolerance_for(shape.dtype));
+  cuda::driver().cuStreamDestroy(stream);
+  set_tuning_db_path((dir / "unused.db").string());
+  std::filesystem::remove_all(dir);
+}
+
 int main(int argc, char** argv) {
+  // Never touch the user's tuning database from the tests.
+  set_tuning_db_path((std::filesystem::temp_directory_path() / ("swajit_gpu_tests_" + std::to_string(::getpid()) + ".db")).string());
   std::string why;
   if (cuda_devices(&why).empty()) {
     std::printf("SKIPPED: no GPU (%s)\n", why.c_str());

@@ -104,6 +104,7 @@ int main(int argc, char** argv) {
   using namespace swajit::cli;
   CLI::App app{"swajit: sliding-window attention kernels, generated, JIT-compiled and tuned"};
   app.require_subcommand(1);
+  app.fallthrough();  // --db may follow the verb: `swajit tune --preset X --db file`
   std::string db_path;
   app.add_option("--db", db_path, "tuning database file (default: $SWAJIT_DB, else $XDG_CACHE_HOME/swajit/tuning.db)");
 

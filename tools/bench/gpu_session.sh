@@ -6,6 +6,7 @@ set -uo pipefail
 out=${OUT:-/tmp/swajit-out}
 mkdir -p "$out"
 bin=.carry
+export LD_LIBRARY_PATH=$PWD/.carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}  # libsqlite3 from the build machine
 what=${*:-info tests check bench bench_int8 bench_fp8 peers}
 for step in $what; do
   echo "==== $step"

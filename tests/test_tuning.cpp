@@ -1,0 +1,119 @@
+// The tuner's pieces that need no GPU: the shape-bucket rule, config JSON, the config space, workload files and
+// presets, and the runtime's lookup of tuned configs through the database.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "swajit/error.hpp"
+#include "tune_commands.hpp"
+#include "tuner.hpp"
+#include "tuning_store.hpp"
+
+using namespace swajit;
+
+namespace {
+std::filesystem::path temp_dir(const char* name) {
+  auto dir = std::filesystem::temp_directory_path() / ("swajit_test_tuning_" + std::string(name) + "_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+}  // namespace
+
+TEST_CASE("shape buckets round batch and visible KV up to powers of two") {
+  CHECK(shape_bucket(1, 4096).key() == "b1_kv4096");
+  CHECK(shape_bucket(3, 4099).key() == "b4_kv8192");
+  CHECK(shape_bucket(128, 128).key() == "b128_kv128");
+  CHECK(shape_bucket(0, 0).key() == "b1_kv1");
+  CHECK(std::string(bucket_rule_text()).find("power of two") != std::string::npos);
+}
+
+TEST_CASE("configs round-trip through JSON; bad JSON names the field") {
+  const DecodeConfig c{128, 2, 4, 16};
+  CHECK(config_from_json(config_to_json(c)) == c);
+  try {
+    config_from_json(nlohmann::json{{"block_n", 64}, {"warps_n", 4}, {"stages", "3"}, {"num_splits", 1}});
+    FAIL("accepted a string stage count");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("'stages'") != std::string::npos);
+  }
+}
+
+TEST_CASE("the config space holds only valid configs, and the heuristic's shape of config") {
+  KernelSpec spec;
+  spec.q_seqlen = 4; spec.group = 4;
+  const auto space = decode_config_space(spec, 32);
+  CHECK(space.size() > 50);
+  for (const auto& c : space) CHECK_NOTHROW(c.validate(spec));
+  CHECK(std::find(space.begin(), space.end(), DecodeConfig{64, 4, 3, 16}) != space.end());
+  CHECK(std::find(space.begin(), space.end(), DecodeConfig{32, 4, 3, 1}) == space.end());  // 32 tokens over 4 warps
+  CHECK(decode_config_space(spec, 1).size() * 6 == space.size());  // splits 1, 2, 4, 8, 16, 32
+}
+
+TEST_CASE("presets and workload files") {
+  cli::TuneCommand grid;
+  const auto mistral = cli::preset_shapes("mistral-7b", grid);
+  CHECK(mistral.size() == 16);
+  CHECK(mistral[0].num_q_heads == 32);
+  CHECK(mistral[0].num_kv_heads == 8);
+  CHECK(mistral[0].local_window == 4096);
+  const auto gpt_oss = cli::preset_shapes("gpt-oss-20b", grid);
+  CHECK(gpt_oss[0].sink_logits);
+  CHECK(gpt_oss[0].head_dim == 64);
+  CHECK_THROWS_AS(cli::preset_shapes("llama-3", grid), Error);
+
+  const auto dir = temp_dir("workload");
+  const auto good = dir / "good.json", bad = dir / "bad.json";
+  std::ofstream(good) << R"({"shapes": [{"batch": 4, "kv_len": 1000, "num_q_heads": 8, "num_kv_heads": 2,
+                                         "head_dim": 64, "q_seqlen": 2, "kv_quant": "fp8", "sink_logits": true}]})";
+  const auto shapes = cli::workload_shapes(good.string());
+  REQUIRE(shapes.size() == 1);
+  CHECK(shapes[0].batch == 4);
+  CHECK(shapes[0].kv_quant == KvQuant::kFp8E4M3);
+  CHECK(shapes[0].sink_logits);
+  CHECK(shapes[0].page_size == 16);  // default
+  std::ofstream(bad) << R"({"shapes": [{"batch": 4, "kv_len": "long", "num_q_heads": 8, "num_kv_heads": 2, "head_dim": 64}]})";
+  try {
+    cli::workload_shapes(bad.string());
+    FAIL("accepted a string kv_len");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("shapes[0].kv_len must be an integer") != std::string::npos);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("the runtime finds tuned configs by (SKU, spec, bucket) and ignores foreign or broken rows") {
+  const auto dir = temp_dir("store");
+  const std::string path = (dir / "tuning.db").string();
+  {
+    db::TuningDb db(path);
+    db::DeviceRecord device;
+    device.sku = "Test GPU sm_90 x132";
+    device.backend = "cuda";
+    db.upsert_device(device);
+    db::WinnerRecord w;
+    w.device_sku = device.sku;
+    w.spec_key = "paged_decode_bf16_d128_p16_nhd_q1_g4_local";
+    w.bucket = "b32_kv4096";
+    w.config = config_to_json(DecodeConfig{32, 2, 3, 8});
+    w.time_us = 10;
+    db.put_winner(w);
+    w.bucket = "b64_kv4096";
+    w.config = nlohmann::json{{"block_n", 32}};  // broken: missing fields
+    db.put_winner(w);
+  }
+  TuningStore& store = TuningStore::instance();
+  store.set_path(path);
+  REQUIRE(store.available());
+  const auto hit = store.winner("Test GPU sm_90 x132", "paged_decode_bf16_d128_p16_nhd_q1_g4_local", "b32_kv4096");
+  REQUIRE(hit.has_value());
+  CHECK(*hit == DecodeConfig{32, 2, 3, 8});
+  CHECK_FALSE(store.winner("Other GPU sm_80 x108", "paged_decode_bf16_d128_p16_nhd_q1_g4_local", "b32_kv4096"));
+  CHECK_FALSE(store.winner("Test GPU sm_90 x132", "paged_decode_bf16_d128_p16_nhd_q1_g4_local", "b64_kv4096"));
+  store.put_binary("abc123", "sm_90a", 13000, 13000, {'\x7f', 'E', 'L', 'F'});
+  CHECK(store.binary("abc123", 13000).value() == std::vector<char>{'\x7f', 'E', 'L', 'F'});
+  CHECK_FALSE(store.binary("abc123", 12080));  // made under another driver: rebuilt, never used blindly
+  store.set_path((dir / "missing-dir" / "x" / "tuning.db").string());
+  std::filesystem::remove_all(dir);
+}
