@@ -49,6 +49,7 @@ int run_decode_bench(const DecodeBenchOptions& o) {
           shape.num_q_heads = o.num_q_heads; shape.num_kv_heads = o.num_kv_heads; shape.head_dim = o.head_dim;
           shape.page_size = o.page_size; shape.dtype = parse_dtype(o.dtype); shape.kv_quant = parse_kv_quant(o.kv_quant);
           shape.local_window = o.local_window; shape.global_window = o.global_window;
+          shape.sink_logits = o.sink_logits;
           DecodeWorkload workload(shape, device, stream);
           // The config the runtime picks for this call (tuned if the database has it), timed as forced.
           const DecodeProblem problem = workload.problem(0);

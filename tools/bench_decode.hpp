@@ -15,7 +15,8 @@ struct DecodeBenchOptions {
   int local_window = 4096, global_window = 0;
   int num_q_heads = 32, num_kv_heads = 8, head_dim = 128, page_size = 16;
   std::string dtype = "bf16";
-  std::string kv_quant = "none";         // none | int8 | fp8: 8-bit caches with per-channel scales
+  std::string kv_quant = "none";
+  bool sink_logits = false;              // learned per-head sinks (gpt-oss)         // none | int8 | fp8: 8-bit caches with per-channel scales
   int reps = 100;
   int device = 0;
   bool verify = true;                    // check sequence 0 of every row against the reference

@@ -144,6 +144,7 @@ int main(int argc, char** argv) {
   bench_decode->add_option("--device", bench_device, "cuda | cuda:N")->capture_default_str();
   bench_decode->add_flag("!--no-verify", bench_options.verify, "skip the reference check of sequence 0");
   bench_config.add_to(*bench_decode);
+  bench_decode->add_flag("--sink-logits", bench_options.sink_logits, "learned per-head attention sinks");
   bench_decode->add_flag("--compare-heuristic", bench_options.compare_heuristic,
                          "time the tuned config (database) and the heuristic side by side");
   std::string load_device = "cuda";

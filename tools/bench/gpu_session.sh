@@ -38,6 +38,16 @@ for step in $what; do
       $bin/swajit db merge /tmp/s0.db && $bin/swajit db merge /tmp/s1.db
       $bin/swajit db list | tee "$out/db_list.log"; $bin/swajit db show; $bin/swajit db verify
       $bin/swajit db export "$out/h100_tuning.json" ;;
+    tune_small)  # shards tuned apart and merged, a learned-sinks preset, export/import, loads in a fresh process
+      export SWAJIT_DB="$out/tuning_small.db"
+      $bin/swajit tune --preset gemma-3-27b --batch 8,32 --kv-len 32768 --q-seqlen 1 --shard 0/2 --db /tmp/s0.db | tail -3
+      $bin/swajit tune --preset gemma-3-27b --batch 8,32 --kv-len 32768 --q-seqlen 1 --shard 1/2 --db /tmp/s1.db | tail -3
+      $bin/swajit tune --preset gpt-oss-20b --batch 1,32 --kv-len 32768 --q-seqlen 1,4 2>&1 | grep -v '^\[' | tail -6
+      $bin/swajit db merge /tmp/s0.db && $bin/swajit db merge /tmp/s1.db
+      $bin/swajit db list | tee "$out/db_list.log"; $bin/swajit db show; $bin/swajit db verify
+      $bin/swajit db export "$out/tuning_small.json" && $bin/swajit db import "$out/tuning_small.json" --db /tmp/imported.db
+      $bin/swajit bench load 2>&1 | tee "$out/load.log"
+      $bin/swajit bench decode --num-q-heads 64 --num-kv-heads 8 --head-dim 64 --local-window 128 --sink-logits --batch 1,32 --kv-len 32768 --q-seqlen 1,4 --compare-heuristic 2>&1 | tail -6 ;;
     peers) PYTHONUNBUFFERED=1 python3 .peers/flex_decode_graph.py 2>&1 | grep -v Warning | tee "$out/peers_decode.log" ;;
     *) "$bin/swajit" $step ;;
   esac
