@@ -207,6 +207,20 @@ TEST_CASE("tuning a shape stores a verified winner the runtime then uses, never 
   CHECK(plan_decode(problem, heuristic_only, device, scope.context(), stream).origin == DecodePlan::Origin::kHeuristic);
   workload.run(0, std::nullopt);  // the tuned config, end to end
   CHECK(workload.relative_error(0) <= tolerance_for(shape.dtype));
+
+  // Tune on a miss: a shape the database has never seen is tuned by the call itself, then found there.
+  DecodeShape fresh = shape;
+  fresh.batch = 3;
+  DecodeWorkload miss(fresh, device, stream);
+  const DecodeProblem miss_problem = miss.problem(0);
+  const std::string fresh_bucket = bucket_of(miss_problem).key();
+  CHECK_FALSE(TuningStore::instance().winner(device.sku(), miss_problem.spec.key(), fresh_bucket));
+  DecodeOptions tune_on_miss;
+  tune_on_miss.tuning = TuningPolicy::kTuneOnMiss;
+  CHECK(plan_decode(miss_problem, tune_on_miss, device, scope.context(), stream).origin == DecodePlan::Origin::kTuned);
+  CHECK(TuningStore::instance().winner(device.sku(), miss_problem.spec.key(), fresh_bucket).has_value());
+  miss.run(0, std::nullopt);
+  CHECK(miss.relative_error(0) <= tolerance_for(fresh.dtype));
   cuda::driver().cuStreamDestroy(stream);
   set_tuning_db_path((dir / "unused.db").string());
   std::filesystem::remove_all(dir);
