@@ -203,4 +203,16 @@ void DecodeConfig::validate(const KernelSpec& spec) const {
                                                  std::to_string(kMaxThreadsPerBlock) + " are allowed");
 }
 
+std::string CpuDecodeConfig::compile_key() const { return "cpu_bn" + std::to_string(block_n); }
+std::string CpuDecodeConfig::key() const {
+  return compile_key() + "_sp" + std::to_string(num_splits) + "_th" + std::to_string(threads);
+}
+
+void CpuDecodeConfig::validate(const KernelSpec&) const {
+  constexpr int kMaxBlockN = 1024, kMaxThreads = 4096;
+  require_range("block_n", block_n, 1, kMaxBlockN);
+  require_range("num_splits", num_splits, 1, DecodeConfig::kMaxSplits);
+  require_range("threads (0: all)", threads, 0, kMaxThreads);
+}
+
 }  // namespace swajit

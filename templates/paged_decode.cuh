@@ -53,49 +53,6 @@ static_assert(kSharedBytes >= kQBytes + 2 * kStages * kTileBytes + kDequantBytes
               "prelude shared-memory size too small for the template's layout");
 static_assert(kKvQuant == 0 || kDequantBytes == 2 * kBlockN * kHeadDim * 2, "widened tiles are 16-bit");
 
-// ---- the block's KV tiles ------------------------------------------------------------------------------------------
-// Up to two token ranges (sinks, then the window), cut into tiles of kBlockN tokens that start at each range's
-// first token; a tile never crosses a range end.
-struct TileRanges {
-  int begin[2], end[2], tiles[2];
-  SWAJIT_MEMBER int count() const { return tiles[0] + tiles[1]; }
-  SWAJIT_MEMBER int tile_begin(int t) const { return t < tiles[0] ? begin[0] + t * kBlockN : begin[1] + (t - tiles[0]) * kBlockN; }
-  SWAJIT_MEMBER int tile_end(int t) const { return min(tile_begin(t) + kBlockN, t < tiles[0] ? end[0] : end[1]); }
-};
-
-SWAJIT_DEVICE int ceil_div(int a, int b) { return (a + b - 1) / b; }
-
-SWAJIT_DEVICE TileRanges visible_tile_ranges(int kv_len, int local_window, int global_window) {
-  const int p_min = kv_len - kQSeqlen;
-  const int window_begin = (kLocalWindow && local_window > 0) ? max(0, p_min - local_window + 1) : 0;
-  const int sink_end = kGlobalWindow ? min(global_window, kv_len) : 0;
-  TileRanges r;
-  if (sink_end >= window_begin) {  // sinks and window touch: one range
-    r.begin[0] = 0; r.end[0] = kv_len;
-    r.begin[1] = 0; r.end[1] = 0;
-  } else {
-    r.begin[0] = 0; r.end[0] = sink_end;
-    r.begin[1] = window_begin; r.end[1] = kv_len;
-  }
-  r.tiles[0] = ceil_div(r.end[0] - r.begin[0], kBlockN);
-  r.tiles[1] = ceil_div(r.end[1] - r.begin[1], kBlockN);
-  return r;
-}
-
-SWAJIT_DEVICE bool is_visible(int p, int j, int local_window, int global_window) {
-  if (j > p) return false;
-  if (!kLocalWindow || local_window <= 0 || p - j < local_window) return true;
-  return kGlobalWindow && j < global_window;
-}
-
-// A tile needs no per-element mask when it is full and every query of the block sees every token of it.
-SWAJIT_DEVICE bool tile_fully_visible(int tile_begin, int tile_end, int kv_len, int local_window, int global_window) {
-  const int p_min = kv_len - kQSeqlen, p_max = kv_len - 1;
-  if (tile_end - tile_begin != kBlockN || tile_end - 1 > p_min) return false;
-  if (!kLocalWindow || local_window <= 0 || p_max - tile_begin < local_window) return true;
-  return kGlobalWindow && tile_end <= global_window;
-}
-
 SWAJIT_DEVICE void report_status(const PagedDecodeParams& P, int bit, int batch_index) {
   atomicOr(P.status, bit);
   atomicMin(P.status + 1, batch_index);

@@ -11,6 +11,8 @@ typedef long long i64;
 
 #define SWAJIT_DEVICE static __device__ __forceinline__
 #define SWAJIT_MEMBER __device__ __forceinline__
+#define SWAJIT_WINDOW_FN SWAJIT_DEVICE       // qualifiers for templates/decode_window.h
+#define SWAJIT_WINDOW_METHOD SWAJIT_MEMBER
 
 // ---- element types: 16-bit storage, float math ------------------------------------------------------------------
 struct bf16_tag {};

@@ -27,12 +27,12 @@ constexpr int kDevice = 0;
 
 TEST_CASE("correctness matrix against the reference") {
   const auto cases = decode_check_matrix();
-  precompile_cases(cases, kDevice, int(std::max(1u, std::thread::hardware_concurrency())));
+  precompile_cases(cases, {kDLCUDA, kDevice}, int(std::max(1u, std::thread::hardware_concurrency())));
   for (size_t i = 0; i < cases.size(); ++i) {
     const DecodeCase& c = cases[i];
     for (uint64_t seed : {uint64_t(1000 + i), uint64_t(2000 + i)}) {  // fresh random data twice per case
       INFO(c.name << " (" << c.spec().key() << ") seed " << seed);
-      const CaseResult r = run_decode_case(c, kDevice, seed);
+      const CaseResult r = run_decode_case(c, {kDLCUDA, kDevice}, seed);
       INFO(r.detail);
       CHECK(r.passed);
       CHECK(r.rel_err <= r.tolerance);
@@ -197,7 +197,7 @@ TEST_CASE("tuning a shape stores a verified winner the runtime then uses, never 
   CHECK(report.timed > 0);
   CHECK(report.rejected_wrong == 0);
   CHECK(report.best_us <= report.heuristic_us);
-  DecodeWorkload workload(shape, device, stream);
+  DecodeWorkload workload(shape, DLDevice{kDLCUDA, device.ordinal}, stream);
   const DecodeProblem problem = workload.problem(0);
   const DecodePlan plan = plan_decode(problem, DecodeOptions{}, device, scope.context(), stream);
   CHECK(plan.origin == DecodePlan::Origin::kTuned);
@@ -211,7 +211,7 @@ TEST_CASE("tuning a shape stores a verified winner the runtime then uses, never 
   // Tune on a miss: a shape the database has never seen is tuned by the call itself, then found there.
   DecodeShape fresh = shape;
   fresh.batch = 3;
-  DecodeWorkload miss(fresh, device, stream);
+  DecodeWorkload miss(fresh, DLDevice{kDLCUDA, device.ordinal}, stream);
   const DecodeProblem miss_problem = miss.problem(0);
   const std::string fresh_bucket = bucket_of(miss_problem).key();
   CHECK_FALSE(TuningStore::instance().winner(device.sku(), miss_problem.spec.key(), fresh_bucket));

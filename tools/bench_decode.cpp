@@ -1,7 +1,13 @@
 #include "bench_decode.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <string>
+
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+#include "cpu_backend.hpp"
+#endif
 
 #include "cuda_driver.hpp"
 #include "check.hpp"
@@ -16,10 +22,93 @@ constexpr size_t kBandwidthProbeBytes = size_t(2) << 30;  // far beyond any L2
 constexpr int kBandwidthReps = 20;
 }  // namespace
 
+DecodeShape shape_for(const DecodeBenchOptions& o, int batch, int kv_len, int qs) {
+  DecodeShape shape;
+  shape.batch = batch; shape.kv_len = kv_len; shape.q_seqlen = qs;
+  shape.num_q_heads = o.num_q_heads; shape.num_kv_heads = o.num_kv_heads; shape.head_dim = o.head_dim;
+  shape.page_size = o.page_size; shape.dtype = parse_dtype(o.dtype); shape.kv_quant = parse_kv_quant(o.kv_quant);
+  shape.local_window = o.local_window; shape.global_window = o.global_window;
+  shape.sink_logits = o.sink_logits;
+  return shape;
+}
+
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+// Host memory read bandwidth in bytes/s: every hardware thread sums its slice of a buffer far beyond the caches.
+double host_read_bandwidth() {
+  constexpr size_t kBytes = size_t(1) << 30;
+  constexpr int kReps = 5;
+  std::vector<uint64_t> data(kBytes / sizeof(uint64_t), 1);
+  const int threads = hardware_threads();
+  std::vector<uint64_t> sums(threads);
+  std::vector<double> times;
+  for (int rep = 0; rep < kReps; ++rep) {
+    const auto start = std::chrono::steady_clock::now();
+    parallel_for(threads, threads, [&](int first, int, int) {
+      const size_t per = data.size() / threads;
+      uint64_t s = 0;
+      for (size_t i = first * per; i < (first + 1) * per; ++i) s += data[i];
+      sums[first] = s;
+    });
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  return kBytes / times[kReps / 2];
+}
+
+// The CPU table: time per shape, its memory floor, and the simple double-precision reference on the same data.
+int run_cpu_decode_bench(const DecodeBenchOptions& o) {
+  constexpr int kReferenceSequences = 1;  // the reference is slow: timed on one sequence, scaled by batch
+  const double read_bw = host_read_bandwidth();
+  const cpu::HostCpu& host = cpu::host_cpu();
+  std::printf("device: cpu %s (%s), %d threads; measured host read bandwidth %.1f GB/s\n", host.model_name.c_str(),
+              host.cpu_name.c_str(), hardware_threads(), read_bw / 1e9);
+  std::printf("paged decode on the CPU backend: %d q heads, %d kv heads, head_dim %d, page %d, %s, local window %d; "
+              "median of %d; reference = the double-precision reference on %d sequence, times batch\n\n",
+              o.num_q_heads, o.num_kv_heads, o.head_dim, o.page_size, o.dtype.c_str(), o.local_window, o.reps,
+              kReferenceSequences);
+  std::printf("| batch | kv_len | q_seqlen | time (ms) | floor (ms) | %% of floor | reference (ms) | speedup | config | rel err (seq 0) |\n");
+  std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n");
+  bool ok = true;
+  for (int batch : o.batches)
+    for (int kv_len : o.kv_lens)
+      for (int qs : o.q_seqlens) {
+        try {
+          const DecodeShape shape = shape_for(o, batch, kv_len, qs);
+          DecodeWorkload workload(shape, DLDevice{kDLCPU, 0}, nullptr);
+          const CpuDecodeConfig config = plan_cpu_decode(workload.problem(0), DecodeOptions{});
+          const double us = workload.time_cpu_us(config, o.reps);
+          const double rel_err = workload.relative_error(0);
+          const auto ref_start = std::chrono::steady_clock::now();
+          for (int i = 0; i < kReferenceSequences; ++i) workload.relative_error(0);  // reference + compare
+          const double ref_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ref_start).count() /
+                                kReferenceSequences * batch;
+          const double floor_ms = (workload.kv_bytes() + workload.qo_bytes()) / read_bw * 1e3;
+          const bool verified = rel_err <= tolerance_for(shape.dtype);
+          ok = ok && verified;
+          std::printf("| %d | %d | %d | %.3f | %.3f | %.0f%% | %.1f | %.0fx | %s | %.6f%s |\n", batch, kv_len, qs, us / 1e3,
+                      floor_ms, 100 * floor_ms / (us / 1e3), ref_ms, ref_ms / (us / 1e3), config.key().c_str(), rel_err,
+                      verified ? "" : " FAIL");
+        } catch (const std::exception& e) {
+          ok = false;
+          std::printf("| %d | %d | %d | error: %s |\n", batch, kv_len, qs, e.what());
+        }
+        std::fflush(stdout);
+      }
+  return ok ? 0 : 1;
+}
+#endif
+
 int run_decode_bench(const DecodeBenchOptions& o) {
+  if (o.device.device_type == kDLCPU) {
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+    return run_cpu_decode_bench(o);
+#else
+    throw Error(ErrorCode::kUnsupported, "this build has no CPU backend (-DSWAJIT_CPU_BACKEND=ON)");
+#endif
+  }
   const cuda::Driver& d = cuda::driver();
-  cuda::ScopedDeviceContext scope(o.device);
-  const DeviceInfo& device = cuda_device(o.device);
+  cuda::ScopedDeviceContext scope(o.device.device_id);
+  const DeviceInfo& device = cuda_device(o.device.device_id);
   CUstream stream;
   cuda::check(d.cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
   const double read_bw = measure_read_bandwidth(device, kBandwidthProbeBytes, kBandwidthReps, stream);
@@ -44,13 +133,8 @@ int run_decode_bench(const DecodeBenchOptions& o) {
     for (int kv_len : o.kv_lens)
       for (int qs : o.q_seqlens) {
         try {
-          DecodeShape shape;
-          shape.batch = batch; shape.kv_len = kv_len; shape.q_seqlen = qs;
-          shape.num_q_heads = o.num_q_heads; shape.num_kv_heads = o.num_kv_heads; shape.head_dim = o.head_dim;
-          shape.page_size = o.page_size; shape.dtype = parse_dtype(o.dtype); shape.kv_quant = parse_kv_quant(o.kv_quant);
-          shape.local_window = o.local_window; shape.global_window = o.global_window;
-          shape.sink_logits = o.sink_logits;
-          DecodeWorkload workload(shape, device, stream);
+          const DecodeShape shape = shape_for(o, batch, kv_len, qs);
+          DecodeWorkload workload(shape, o.device, stream);
           // The config the runtime picks for this call (tuned if the database has it), timed as forced.
           const DecodeProblem problem = workload.problem(0);
           const DecodePlan plan = plan_decode(problem, DecodeOptions{.config = o.config}, device, scope.context(), stream);

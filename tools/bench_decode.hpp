@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include <dlpack/dlpack.h>
+
 #include "swajit/spec.hpp"
 
 namespace swajit::cli {
@@ -18,7 +20,7 @@ struct DecodeBenchOptions {
   std::string kv_quant = "none";
   bool sink_logits = false;              // learned per-head sinks (gpt-oss)         // none | int8 | fp8: 8-bit caches with per-channel scales
   int reps = 100;
-  int device = 0;
+  DLDevice device{kDLCUDA, 0};
   bool verify = true;                    // check sequence 0 of every row against the reference
   std::optional<DecodeConfig> config;    // force a config instead of the runtime's choice
   bool compare_heuristic = false;        // also time the heuristic config and print the tuned speedup

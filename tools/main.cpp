@@ -8,8 +8,12 @@
 #include <limits>
 
 #include "bench_decode.hpp"
+#include "device_flag.hpp"
 #include "heuristic.hpp"
 #include "tune_commands.hpp"
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+#include "cpu_backend.hpp"
+#endif
 #include "check.hpp"
 #include "kernel_cache.hpp"
 #include "nvrtc_compiler.hpp"
@@ -20,11 +24,19 @@
 namespace swajit::cli {
 namespace {
 
-// "cuda", "cuda:N" -> N; the CPU backend is not part of this build yet.
-int parse_cuda_device(const std::string& text) {
-  if (text == "cuda") return 0;
-  if (text.rfind("cuda:", 0) == 0) return std::stoi(text.substr(5));
-  throw Error(ErrorCode::kInvalidArgument, "--device '" + text + "' is not one of cuda, cuda:N");
+int cuda_ordinal(const DLDevice& device) {
+  if (device.device_type != kDLCUDA)
+    throw Error(ErrorCode::kUnsupported, "this verb runs on CUDA devices only; use --device cuda[:N]");
+  return device.device_id;
+}
+
+// The kernel-cache statistics of the backend a verb ran on.
+KernelCacheStats cache_stats(const DLDevice& device) {
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+  if (device.device_type == kDLCPU) return cpu_kernel_cache_stats();
+#endif
+  (void)device;
+  return kernel_cache_stats();
 }
 
 // The config gen prints: the runtime's heuristic for the first GPU (or, without one, with no shared-memory limit),
@@ -56,21 +68,24 @@ int cmd_info() {
                   d.name.c_str(), d.arch().c_str(), d.sm_count, d.total_memory / double(1 << 30), d.l2_bytes >> 20,
                   d.max_shared_per_block_optin >> 10, d.driver_version);
   }
-  std::printf("cpu: backend not built in this version\n");
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+  const cpu::HostCpu& host = cpu::host_cpu();
+  std::printf("cpu: %s (%s), %d hardware threads, Clang/LLVM %d in process, tuning identity %s\n",
+              host.model_name.c_str(), host.cpu_name.c_str(), hardware_threads(), cpu::clang_version(),
+              host.identity().c_str());
+#else
+  std::printf("cpu: backend not built (configure with -DSWAJIT_CPU_BACKEND=ON)\n");
+#endif
   return 0;
 }
 
 int cmd_check(const std::string& device_text, const std::string& filter, uint64_t seed) {
-  const int device = parse_cuda_device(device_text);
-  std::string why;
-  if (cuda_devices(&why).empty()) {
-    std::printf("no GPU: %s\n0 passed, 0 failed\n", why.c_str());
-    return 1;
-  }
+  const DLDevice device = parse_device(device_text);
+  std::printf("checking paged decode on %s against the double-precision reference\n", device_label(device).c_str());
   std::vector<DecodeCase> cases;
   for (auto& c : decode_check_matrix())
     if (filter.empty() || c.name.find(filter) != std::string::npos) cases.push_back(c);
-  const int threads = std::max(1u, std::thread::hardware_concurrency());
+  const int threads = int(std::max(1u, std::thread::hardware_concurrency()));
   precompile_cases(cases, device, threads);
   int passed = 0, failed = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
@@ -85,9 +100,9 @@ int cmd_check(const std::string& device_text, const std::string& filter, uint64_
     std::printf("%s %-40s %-52s rel_err %.2e (tol %.0e)%s%s\n", r.passed ? "PASS" : "FAIL", c.name.c_str(),
                 c.spec().key().c_str(), r.rel_err, r.tolerance, r.detail.empty() ? "" : "  ", r.detail.c_str());
   }
-  KernelCacheStats stats = kernel_cache_stats();
-  std::printf("kernels built: %llu (NVRTC compiles: %llu)\n", static_cast<unsigned long long>(stats.builds),
-              static_cast<unsigned long long>(stats.nvrtc_compiles));
+  KernelCacheStats stats = cache_stats(device);
+  std::printf("kernels built: %llu (compiled: %llu, the rest loaded from the database)\n",
+              static_cast<unsigned long long>(stats.builds), static_cast<unsigned long long>(stats.nvrtc_compiles));
   if (!stats.first_use_ms.empty()) {
     std::sort(stats.first_use_ms.begin(), stats.first_use_ms.end());
     std::printf("first use per kernel (compile or database read + load, %d threads in parallel): median %.0f ms, "
@@ -116,10 +131,10 @@ int main(int argc, char** argv) {
 
   app.add_subcommand("info", "backends and devices found");
 
-  std::string check_device = "cuda", check_filter;
+  std::string check_device = "auto", check_filter;
   uint64_t check_seed = 1;
   auto* check = app.add_subcommand("check", "run the correctness matrix against the reference");
-  check->add_option("--device", check_device, "cuda | cuda:N")->capture_default_str();
+  check->add_option("--device", check_device, kDeviceHelp)->capture_default_str();
   check->add_option("--filter", check_filter, "only cases whose name contains this");
   check->add_option("--seed", check_seed, "random seed of the first case")->capture_default_str();
 
@@ -127,7 +142,7 @@ int main(int argc, char** argv) {
   bench->require_subcommand(1);
   DecodeBenchOptions bench_options;
   ConfigFlags bench_config;
-  std::string bench_device = "cuda";
+  std::string bench_device = "auto";
   auto* bench_decode = bench->add_subcommand("decode", "paged decode: time beside the bandwidth floor");
   bench_decode->add_option("--batch", bench_options.batches, "batch sizes")->delimiter(',')->capture_default_str();
   bench_decode->add_option("--kv-len", bench_options.kv_lens, "KV lengths")->delimiter(',')->capture_default_str();
@@ -141,18 +156,18 @@ int main(int argc, char** argv) {
   bench_decode->add_option("--dtype", bench_options.dtype)->capture_default_str();
   bench_decode->add_option("--kv-quant", bench_options.kv_quant, "none | int8 | fp8 (per-channel scales)")->capture_default_str();
   bench_decode->add_option("--reps", bench_options.reps, "timed graph replays per shape")->capture_default_str();
-  bench_decode->add_option("--device", bench_device, "cuda | cuda:N")->capture_default_str();
+  bench_decode->add_option("--device", bench_device, kDeviceHelp)->capture_default_str();
   bench_decode->add_flag("!--no-verify", bench_options.verify, "skip the reference check of sequence 0");
   bench_config.add_to(*bench_decode);
   bench_decode->add_flag("--sink-logits", bench_options.sink_logits, "learned per-head attention sinks");
   bench_decode->add_flag("--compare-heuristic", bench_options.compare_heuristic,
                          "time the tuned config (database) and the heuristic side by side");
-  std::string load_device = "cuda";
+  std::string load_device = "auto";
   auto* bench_load = bench->add_subcommand("load", "build every tuned kernel from the database; load time per kernel");
-  bench_load->add_option("--device", load_device, "cuda | cuda:N")->capture_default_str();
+  bench_load->add_option("--device", load_device, kDeviceHelp)->capture_default_str();
 
   TuneCommand tune_command;
-  std::string tune_device = "cuda";
+  std::string tune_device = "auto";
   auto* tune = app.add_subcommand("tune", "tune decode shapes on the GPU and store the winners in the database");
   tune->add_option("--preset", tune_command.preset, "model preset: mistral-7b | gemma-3-27b | gpt-oss-20b");
   tune->add_option("--workload", tune_command.workload_file, "JSON file {\"shapes\": [{batch, kv_len, num_q_heads, ...}]}");
@@ -163,7 +178,7 @@ int main(int argc, char** argv) {
   tune->add_option("--q-seqlen", tune_command.q_seqlens, "preset grid: query tokens")->delimiter(',')->capture_default_str();
   tune->add_option("--quick-reps", tune_command.quick_reps, "graph replays per candidate")->capture_default_str();
   tune->add_option("--final-reps", tune_command.final_reps, "graph replays per finalist")->capture_default_str();
-  tune->add_option("--device", tune_device, "cuda | cuda:N")->capture_default_str();
+  tune->add_option("--device", tune_device, kDeviceHelp)->capture_default_str();
 
   std::string db_verb, db_argument;
   auto* db = app.add_subcommand("db", "inspect and move tuning databases");
@@ -179,15 +194,15 @@ int main(int argc, char** argv) {
     if (!db_path.empty()) swajit::set_tuning_db_path(db_path);
     if (gen->parsed()) return cmd_gen(gen_spec, gen_config);
     if (tune->parsed()) {
-      tune_command.device = parse_cuda_device(tune_device);
+      tune_command.device = parse_device(tune_device);
       return run_tune(tune_command);
     }
     if (db->parsed()) return run_db(db_verb, db_argument);
-    if (bench_load->parsed()) return run_load_bench(parse_cuda_device(load_device));
+    if (bench_load->parsed()) return run_load_bench(parse_device(load_device));
     if (app.got_subcommand("info")) return cmd_info();
     if (check->parsed()) return cmd_check(check_device, check_filter, check_seed);
     if (bench_decode->parsed()) {
-      bench_options.device = parse_cuda_device(bench_device);
+      bench_options.device = parse_device(bench_device);
       if (bench_config.any()) bench_options.config = bench_config.apply(swajit::DecodeConfig{});
       return run_decode_bench(bench_options);
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages swajit builds against, only those that are missing.
 set -euo pipefail
-packages=(cmake ninja-build g++ ccache llvm-19-dev libclang-cpp19-dev clang-19 nlohmann-json3-dev libsqlite3-dev
+packages=(cmake ninja-build g++ ccache llvm-19-dev libclang-cpp19-dev libclang-19-dev clang-19 nlohmann-json3-dev libsqlite3-dev
           libcli11-dev doctest-dev libdlpack-dev)
 missing=()
 for p in "${packages[@]}"; do

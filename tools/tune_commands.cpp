@@ -8,6 +8,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+#include "cpu_backend.hpp"
+#endif
 #include "cuda_driver.hpp"
 #include "kernel_cache.hpp"
 #include "nvrtc_compiler.hpp"
@@ -67,6 +70,15 @@ std::pair<int, int> parse_shard(const std::string& text) {
       index >= count)
     throw Error(ErrorCode::kInvalidArgument, "--shard '" + text + "' must be i/n with 0 <= i < n");
   return {index, count};
+}
+
+// The CPU's tuning identity (needs the CPU backend).
+std::string host_sku() {
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+  return cpu::host_cpu().identity();
+#else
+  throw Error(ErrorCode::kUnsupported, "this build has no CPU backend (-DSWAJIT_CPU_BACKEND=ON)");
+#endif
 }
 
 std::string hostname() {
@@ -156,14 +168,18 @@ int run_tune(const TuneCommand& c) {
   std::vector<DecodeShape> mine;
   for (size_t i = shard; i < all.size(); i += shards) mine.push_back(all[i]);
 
-  cuda::ScopedDeviceContext scope(c.device);
-  const DeviceInfo& device = cuda_device(c.device);
+  const bool on_cpu = c.device.device_type == kDLCPU;
+  std::optional<cuda::ScopedDeviceContext> scope;
+  if (!on_cpu) scope.emplace(c.device.device_id);
+  const DeviceInfo* gpu = on_cpu ? nullptr : &cuda_device(c.device.device_id);
+  const std::string sku = on_cpu ? host_sku() : gpu->sku();
+  const std::string device_name = on_cpu ? "the CPU" : gpu->name;
   TuningStore& store = TuningStore::instance();
   if (!store.available()) throw Error(ErrorCode::kDatabaseError, "the tuning database " + store.path() + " cannot be opened");
   // The job is its items and shard: rerunning the same command resumes where an interruption left it.
   nlohmann::json job_items = nlohmann::json::array();
   for (const auto& s : mine) job_items.push_back(shape_to_json(s));
-  const std::string job = "tune:" + device.sku() + ":" + stable_hash({job_items.dump(), c.shard});
+  const std::string job = "tune:" + sku + ":" + stable_hash({job_items.dump(), c.shard});
   std::vector<DecodeShape> todo;
   store.with_db([&](db::TuningDb& db) {
     if (c.restart) db.clear_progress(job);
@@ -171,12 +187,12 @@ int run_tune(const TuneCommand& c) {
       if (!db.is_done(job, shape_to_json(s).dump())) todo.push_back(s);
   });
   std::printf("tuning %zu shapes on %s (shard %s of %zu shapes; %zu already done), database %s\n", todo.size(),
-              device.name.c_str(), c.shard.c_str(), all.size(), mine.size() - todo.size(), store.path().c_str());
+              device_name.c_str(), c.shard.c_str(), all.size(), mine.size() - todo.size(), store.path().c_str());
   std::printf("| shape | spec | bucket | heuristic (us) | tuned (us) | speedup | winner | timed | rejected (wrong/resources/compile) | s |\n");
   std::printf("|---|---|---|---:|---:|---:|---|---:|---|---:|\n");
 
-  CUstream stream;
-  cuda::check(cuda::driver().cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+  CUstream stream = nullptr;
+  if (!on_cpu) cuda::check(cuda::driver().cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
   TuneOptions options;
   options.quick_reps = c.quick_reps;
   options.final_reps = c.final_reps;
@@ -187,13 +203,27 @@ int run_tune(const TuneCommand& c) {
     const DecodeShape& s = todo[i];
     std::string last;
     try {
-      const TuneReport r = tune_decode_shape(s, device, stream, options);
-      std::printf("| %s | %s | %s | %.1f | %.1f | %.2fx | %s | %d | %d/%d/%d | %.1f |\n", shape_label(s).c_str(),
-                  r.spec_key.c_str(), r.bucket.c_str(), r.heuristic_us, r.best_us, r.heuristic_us / r.best_us,
-                  r.best.key().c_str(), r.timed, r.rejected_wrong, r.rejected_resources, r.compile_failed, r.wall_s);
+      double heuristic_us = 0, best_us = 0;
+      if (on_cpu) {
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+        const CpuTuneReport r = tune_cpu_decode_shape(s, options);
+        heuristic_us = r.heuristic_us;
+        best_us = r.best_us;
+        std::printf("| %s | %s | %s | %.1f | %.1f | %.2fx | %s | %d | %d/0/%d | %.1f |\n", shape_label(s).c_str(),
+                    r.spec_key.c_str(), r.bucket.c_str(), r.heuristic_us, r.best_us, r.heuristic_us / r.best_us,
+                    r.best.key().c_str(), r.timed, r.rejected_wrong, r.compile_failed, r.wall_s);
+#endif
+      } else {
+        const TuneReport r = tune_decode_shape(s, *gpu, stream, options);
+        heuristic_us = r.heuristic_us;
+        best_us = r.best_us;
+        std::printf("| %s | %s | %s | %.1f | %.1f | %.2fx | %s | %d | %d/%d/%d | %.1f |\n", shape_label(s).c_str(),
+                    r.spec_key.c_str(), r.bucket.c_str(), r.heuristic_us, r.best_us, r.heuristic_us / r.best_us,
+                    r.best.key().c_str(), r.timed, r.rejected_wrong, r.rejected_resources, r.compile_failed, r.wall_s);
+      }
       store.with_db([&](db::TuningDb& db) { db.mark_progress(job, shape_to_json(s).dump()); });
       char note[64];
-      std::snprintf(note, sizeof(note), "%.2fx", r.heuristic_us / r.best_us);
+      std::snprintf(note, sizeof(note), "%.2fx", heuristic_us / best_us);
       last = shape_label(s) + " " + note;
     } catch (const std::exception& e) {
       ++failures;
@@ -203,7 +233,7 @@ int run_tune(const TuneCommand& c) {
     std::fflush(stdout);
     draw_progress(i + 1, todo.size(), std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), last);
   }
-  cuda::driver().cuStreamDestroy(stream);
+  if (stream) cuda::driver().cuStreamDestroy(stream);
   std::printf("tuning wall time: %.1f s for %zu shapes\n",
               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), todo.size());
   return failures ? 1 : 0;
@@ -267,35 +297,49 @@ int run_db(const std::string& verb, const std::string& argument) {
   return 0;
 }
 
-int run_load_bench(int device_ordinal) {
-  cuda::ScopedDeviceContext scope(device_ordinal);
-  const DeviceInfo& device = cuda_device(device_ordinal);
+int run_load_bench(DLDevice where) {
+  const bool on_cpu = where.device_type == kDLCPU;
+  std::optional<cuda::ScopedDeviceContext> scope;
+  if (!on_cpu) scope.emplace(where.device_id);
+  const std::string sku = on_cpu ? host_sku() : cuda_device(where.device_id).sku();
   // Once per process, reported apart: opening (and checking) the database, reading the NVRTC version that binary
   // hashes include (the library is opened, nothing is compiled).
   const auto setup_start = std::chrono::steady_clock::now();
   std::vector<db::WinnerRecord> winners;
-  if (!TuningStore::instance().with_db([&](db::TuningDb& db) { winners = db.list_winners(device.sku()); }))
+  if (!TuningStore::instance().with_db([&](db::TuningDb& db) { winners = db.list_winners(sku); }))
     throw Error(ErrorCode::kDatabaseError, "the tuning database cannot be opened");
-  nvrtc::version();
+  if (!on_cpu) nvrtc::version();
   std::printf("process setup (open database, NVRTC version): %.1f ms\n",
               std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - setup_start).count());
   std::vector<double> load_ms, compile_ms;
   for (const auto& w : winners) {
     const auto start = std::chrono::steady_clock::now();
-    const LoadedDecodeKernel& k = decode_kernel(KernelSpec::from_key(w.spec_key), config_from_json(w.config), device,
-                                                scope.context());
+    bool from_database = false;
+    if (on_cpu) {
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+      from_database = cpu_decode_kernel(KernelSpec::from_key(w.spec_key), cpu_config_from_json(w.config)).from_database;
+#endif
+    } else {
+      from_database = decode_kernel(KernelSpec::from_key(w.spec_key), config_from_json(w.config),
+                                    cuda_device(where.device_id), scope->context()).from_database;
+    }
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-    (k.from_database ? load_ms : compile_ms).push_back(ms);
+    (from_database ? load_ms : compile_ms).push_back(ms);
   }
   const auto summary = [](std::vector<double> v, const char* what) {
     if (v.empty()) return std::printf("%s: none\n", what), void();
     std::sort(v.begin(), v.end());
     std::printf("%s: %zu kernels, median %.2f ms, worst %.2f ms\n", what, v.size(), v[v.size() / 2], v.back());
   };
-  std::printf("%zu tuned winners for %s\n", winners.size(), device.sku().c_str());
-  summary(load_ms, "loaded from the database (no NVRTC)");
-  summary(compile_ms, "compiled with NVRTC (not in the database)");
-  std::printf("NVRTC compiles in this process: %llu\n", (unsigned long long)kernel_cache_stats().nvrtc_compiles);
+  const char* compiler = on_cpu ? "Clang" : "NVRTC";
+  std::printf("%zu tuned winners for %s\n", winners.size(), sku.c_str());
+  summary(load_ms, on_cpu ? "loaded from the database (no Clang)" : "loaded from the database (no NVRTC)");
+  summary(compile_ms, on_cpu ? "compiled with Clang (not in the database)" : "compiled with NVRTC (not in the database)");
+  unsigned long long compiles = kernel_cache_stats().nvrtc_compiles;
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+  if (on_cpu) compiles = cpu_kernel_cache_stats().nvrtc_compiles;
+#endif
+  std::printf("%s compiles in this process: %llu\n", compiler, compiles);
   return 0;
 }
 

@@ -12,7 +12,7 @@ struct TuneCommand {
   std::string workload_file;  // JSON {"shapes": [{...DecodeShape fields...}]}
   std::string shard = "0/1";  // i/n: this process tunes items i, i+n, i+2n, ...
   bool restart = false;       // forget the progress of an interrupted run of the same job
-  int device = 0;
+  DLDevice device{kDLCUDA, 0};
   std::vector<int> batches = {1, 8, 32, 128}, kv_lens = {4096, 32768}, q_seqlens = {1, 4};  // preset grid
   int quick_reps = 20, final_reps = 100;
 };
@@ -26,6 +26,6 @@ int run_tune(const TuneCommand& command);
 int run_db(const std::string& verb, const std::string& argument);
 
 // Builds the kernel of every winner stored for this GPU and reports per-kernel load time and NVRTC compiles.
-int run_load_bench(int device);
+int run_load_bench(DLDevice device);
 
 }  // namespace swajit::cli

@@ -8,6 +8,12 @@
 #include <sstream>
 #include <thread>
 
+#include <cstring>
+#include <deque>
+
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+#include "cpu_backend.hpp"
+#endif
 #include "cuda_driver.hpp"
 #include "device_buffer.hpp"
 #include "half.hpp"
@@ -228,7 +234,39 @@ std::vector<DecodeCase> decode_check_matrix() {
   return cases;
 }
 
-CaseResult run_decode_case(const DecodeCase& c, int device_ordinal, uint64_t seed) {
+namespace {
+// Where a case's tensors live: device buffers on CUDA, host vectors for the CPU backend (new[] keeps them 16-byte
+// aligned).
+class CaseMemory {
+ public:
+  explicit CaseMemory(DLDevice device) : device_(device) {}
+  bool on_cpu() const { return device_.device_type == kDLCPU; }
+  template <class T>
+  void* put(const std::vector<T>& values) {
+    if (on_cpu()) {
+      host_.emplace_back(values.size() * sizeof(T));
+      std::memcpy(host_.back().data(), values.data(), values.size() * sizeof(T));
+      return host_.back().data();
+    }
+    device_.device_type = kDLCUDA;
+    return buffers_.emplace_back(values).data();
+  }
+  template <class T>
+  std::vector<T> get(const void* data, size_t count) const {
+    std::vector<T> values(count);
+    if (on_cpu()) std::memcpy(values.data(), data, count * sizeof(T));
+    else cuda::check(cuda::driver().cuMemcpyDtoH(values.data(), reinterpret_cast<CUdeviceptr>(data), count * sizeof(T)), "cuMemcpyDtoH");
+    return values;
+  }
+
+ private:
+  DLDevice device_;
+  std::deque<std::vector<char>> host_;
+  std::deque<DeviceBuffer> buffers_;
+};
+}  // namespace
+
+CaseResult run_decode_case(const DecodeCase& c, DLDevice where, uint64_t seed) {
   std::mt19937_64 rng(seed);
   const int batch = int(c.seq_lens.size());
   const int hq = c.group * c.num_kv_heads, hkv = c.num_kv_heads, D = c.head_dim, P = c.page_size, Qs = c.q_seqlen;
@@ -305,37 +343,39 @@ CaseResult run_decode_case(const DecodeCase& c, int device_ordinal, uint64_t see
     for (int i = 0; i < max_pages; ++i) bt_physical[bt_t.offset({b, i})] = host.block_table[size_t(b) * max_pages + i];
   }
 
-  cuda::ScopedDeviceContext scope(device_ordinal);
-  DeviceBuffer q_d(scatter_16bit(host.q, q_t, c.dtype));
-  DeviceBuffer k_d, v_d;
+  const bool on_cpu = where.device_type == kDLCPU;
+  std::optional<cuda::ScopedDeviceContext> scope;
+  if (!on_cpu) scope.emplace(where.device_id);
+  CaseMemory memory(where);
+  void* q_d = memory.put(scatter_16bit(host.q, q_t, c.dtype));
+  void *k_d, *v_d;
   DLDataType kv_dtype = dl_dtype(c.dtype);
   if (c.kv_quant == KvQuant::kNone) {
-    k_d = DeviceBuffer(scatter_16bit(host.k, k_t, c.dtype));
-    v_d = DeviceBuffer(scatter_16bit(host.v, v_t, c.dtype));
+    k_d = memory.put(scatter_16bit(host.k, k_t, c.dtype));
+    v_d = memory.put(scatter_16bit(host.v, v_t, c.dtype));
   } else {
     constexpr uint8_t kGapByte = 0x7f;  // never read
-    k_d = DeviceBuffer(scatter<uint8_t>(k_t, kGapByte, [&](size_t n) { return k_quant.codes[n]; }));
-    v_d = DeviceBuffer(scatter<uint8_t>(v_t, kGapByte, [&](size_t n) { return v_quant.codes[n]; }));
+    k_d = memory.put(scatter<uint8_t>(k_t, kGapByte, [&](size_t n) { return k_quant.codes[n]; }));
+    v_d = memory.put(scatter<uint8_t>(v_t, kGapByte, [&](size_t n) { return v_quant.codes[n]; }));
     kv_dtype = c.kv_quant == KvQuant::kInt8 ? DLDataType{kDLInt, 8, 1} : DLDataType{kDLUInt, 8, 1};
   }
   // Scales: [num_kv_heads, head_dim] (row-padded when strided) or a single value.
   StridedTensor scale_t = c.per_tensor_scale ? compact_tensor({1})
                                              : make_tensor({hkv, D}, {D + (c.strided ? 4 : 0), 1});
   const auto scale_buffer = [&](const QuantizedCache& q) {
-    return DeviceBuffer(scatter<float>(scale_t, NAN, [&](size_t n) { return q.scales.empty() ? 0.f : q.scales[n]; }));
+    return memory.put(scatter<float>(scale_t, NAN, [&](size_t n) { return q.scales.empty() ? 0.f : q.scales[n]; }));
   };
-  DeviceBuffer k_scale_d = scale_buffer(k_quant), v_scale_d = scale_buffer(v_quant);
-  DLTensor k_scale_view = scale_t.view(k_scale_d.data(), {kDLFloat, 32, 1}, {kDLCUDA, device_ordinal});
-  DLTensor v_scale_view = scale_t.view(v_scale_d.data(), {kDLFloat, 32, 1}, {kDLCUDA, device_ordinal});
-  DeviceBuffer bt_d(bt_physical), sl_d(sl_physical);
+  DLTensor k_scale_view = scale_t.view(scale_buffer(k_quant), {kDLFloat, 32, 1}, where);
+  DLTensor v_scale_view = scale_t.view(scale_buffer(v_quant), {kDLFloat, 32, 1}, where);
+  void* bt_d = memory.put(bt_physical);
+  void* sl_d = memory.put(sl_physical);
   StridedTensor sink_t = make_tensor({hq}, {c.strided ? 2 : 1});
   std::vector<float> sink_physical(sink_t.physical_elements, NAN);
   for (int h = 0; h < hq && c.sink_logits; ++h) sink_physical[sink_t.offset({h})] = host.sink_logits[h];
-  DeviceBuffer sink_d(sink_physical);
-  DLTensor sink_view = sink_t.view(sink_d.data(), {kDLFloat, 32, 1}, {kDLCUDA, device_ordinal});
-  DeviceBuffer out_d(std::vector<uint16_t>(out_t.physical_elements, half::kPoison));
+  DLTensor sink_view = sink_t.view(memory.put(sink_physical), {kDLFloat, 32, 1}, where);
+  void* out_d = memory.put(std::vector<uint16_t>(out_t.physical_elements, half::kPoison));
 
-  const DLDevice dev{kDLCUDA, device_ordinal};
+  const DLDevice dev = where;
   const DLDataType dt = dl_dtype(c.dtype);
   DecodeOptions options;
   options.local_window = c.local_window;
@@ -348,15 +388,22 @@ CaseResult run_decode_case(const DecodeCase& c, int device_ordinal, uint64_t see
     options.k_scale = &k_scale_view;
     options.v_scale = &v_scale_view;
   }
-  options.config = c.config;
-  options.check_device_args = true;
+  if (on_cpu) {
+    options.cpu_config = cpu_config_of(c);
+  } else {
+    options.config = c.config;
+    options.check_device_args = true;
+  }
   CUstream stream = nullptr;
-  cuda::check(cuda::driver().cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
-  struct StreamGuard { CUstream s; ~StreamGuard() { cuda::driver().cuStreamDestroy(s); } } guard{stream};
-  paged_decode(q_t.view(q_d.data(), dt, dev), k_t.view(k_d.data(), kv_dtype, dev), v_t.view(v_d.data(), kv_dtype, dev),
-               bt_t.view(bt_d.data(), {kDLInt, 32, 1}, dev), sl_t.view(sl_d.data(), {kDLInt, 32, 1}, dev),
-               out_t.view(out_d.data(), dt, dev), stream, options);
-  const std::vector<uint16_t> out_physical = out_d.download<uint16_t>();
+  if (!on_cpu) cuda::check(cuda::driver().cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+  struct StreamGuard {
+    CUstream s;
+    ~StreamGuard() { if (s) cuda::driver().cuStreamDestroy(s); }
+  } guard{stream};
+  paged_decode(q_t.view(q_d, dt, dev), k_t.view(k_d, kv_dtype, dev), v_t.view(v_d, kv_dtype, dev),
+               bt_t.view(bt_d, {kDLInt, 32, 1}, dev), sl_t.view(sl_d, {kDLInt, 32, 1}, dev),
+               out_t.view(out_d, dt, dev), stream, options);
+  const std::vector<uint16_t> out_physical = memory.get<uint16_t>(out_d, out_t.physical_elements);
 
   CaseResult result;
   result.tolerance = tolerance_for(c.dtype);
@@ -384,18 +431,33 @@ CaseResult run_decode_case(const DecodeCase& c, int device_ordinal, uint64_t see
   return result;
 }
 
-void precompile_cases(const std::vector<DecodeCase>& cases, int device_ordinal, int threads) {
-  const DeviceInfo& device = cuda_device(device_ordinal);
+std::optional<CpuDecodeConfig> cpu_config_of(const DecodeCase& c) {
+  if (!c.config) return std::nullopt;  // the CPU heuristic
+  CpuDecodeConfig cpu;
+  cpu.block_n = c.config->block_n;  // the forced tile and splits carry over; warps and stages are GPU-only
+  cpu.num_splits = c.config->num_splits;
+  return cpu;
+}
+
+void precompile_cases(const std::vector<DecodeCase>& cases, DLDevice where, int threads) {
   std::atomic<size_t> next{0};
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t)
     pool.emplace_back([&] {
-      cuda::ScopedDeviceContext scope(device_ordinal);
+      std::optional<cuda::ScopedDeviceContext> scope;
+      if (where.device_type != kDLCPU) scope.emplace(where.device_id);
       for (size_t i = next++; i < cases.size(); i = next++) {
         try {
           const KernelSpec spec = cases[i].spec();
+          if (where.device_type == kDLCPU) {
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+            cpu_decode_kernel(spec, cpu_config_of(cases[i]).value_or(CpuDecodeConfig{}));
+#endif
+            continue;
+          }
+          const DeviceInfo& device = cuda_device(where.device_id);
           const DecodeConfig config = cases[i].config ? *cases[i].config : heuristic_decode_config(spec, device);
-          decode_kernel(spec, config, device, scope.context());
+          decode_kernel(spec, config, device, scope->context());
         } catch (const std::exception&) {
           // Not fatal here: the case meets the same error when it runs and reports it as its own failure.
         }

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include <dlpack/dlpack.h>
+
 #include "swajit/spec.hpp"
 
 namespace swajit {
@@ -42,8 +44,11 @@ struct CaseResult {
 
 double tolerance_for(DType dtype);  // bf16 1e-2, fp16 2e-3 (relative L2 error)
 std::vector<DecodeCase> decode_check_matrix();
-CaseResult run_decode_case(const DecodeCase& c, int device_ordinal, uint64_t seed);
+// Runs the case on `where`: {kDLCUDA, n} for GPU n, {kDLCPU, 0} for the CPU backend.
+CaseResult run_decode_case(const DecodeCase& c, DLDevice where, uint64_t seed);
 // Compiles the kernels of all cases on `threads` threads (exercises the compile-once cache under concurrency).
-void precompile_cases(const std::vector<DecodeCase>& cases, int device_ordinal, int threads);
+void precompile_cases(const std::vector<DecodeCase>& cases, DLDevice where, int threads);
+// The CPU config a case forces (its tile and splits), if any.
+std::optional<CpuDecodeConfig> cpu_config_of(const DecodeCase& c);
 
 }  // namespace swajit

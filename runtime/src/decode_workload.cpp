@@ -1,6 +1,9 @@
 #include "decode_workload.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -20,10 +23,10 @@ constexpr int kElementBytes = 2;     // q, out and 16-bit K/V
 constexpr int kWarmupReplays = 5;
 constexpr float kInt8Unit = 1.f / 127, kFp8Unit = 1.f / 448;  // scales that map codes to about [-1, 1]
 
-DLTensor view(void* data, DLDataType dtype, int device, std::vector<int64_t>& shape) {
+DLTensor view(void* data, DLDataType dtype, DLDevice device, std::vector<int64_t>& shape) {
   DLTensor t{};
   t.data = data;
-  t.device = {kDLCUDA, device};
+  t.device = device;
   t.ndim = int(shape.size());
   t.dtype = dtype;
   t.shape = shape.data();
@@ -37,10 +40,51 @@ DLDataType dl_kv_dtype(const DecodeShape& s) {
 }
 int kv_element_bytes(const DecodeShape& s) { return s.kv_quant == KvQuant::kNone ? kElementBytes : 1; }
 
+// The cache a call's KV must not be found in: L2 of the GPU, the last-level cache of the CPU (both read from the
+// system, never assumed).
+double cache_bytes_to_defeat(DLDevice where) {
+  if (where.device_type != kDLCPU) return cuda_device(where.device_id).l2_bytes;
+  long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE), l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+  return double(std::max({l3, l2, 0L}));
+}
+
+// Host fills for the CPU backend: uniform(-1, 1) 16-bit values, or random bytes (valid e4m3 codes if asked).
+void fill_host(WorkloadBuffer& buffer, uint64_t seed, DType dtype) {
+  std::vector<uint16_t> values(buffer.bytes() / 2);
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> uniform(-1.f, 1.f);
+  for (auto& v : values) v = half::from_float(uniform(rng), dtype);
+  buffer.write(values.data(), values.size() * 2);
+}
+void fill_host_bytes(WorkloadBuffer& buffer, uint64_t seed, bool avoid_fp8_nan) {
+  constexpr uint8_t kFp8NanBits = 0x7f;
+  std::vector<uint8_t> bytes(buffer.bytes());
+  std::mt19937_64 rng(seed);
+  for (auto& b : bytes) {
+    b = uint8_t(rng() >> 56);
+    if (avoid_fp8_nan && (b & 0x7f) == kFp8NanBits) b ^= 1;
+  }
+  buffer.write(bytes.data(), bytes.size());
+}
+
 }  // namespace
 
-DecodeWorkload::DecodeWorkload(const DecodeShape& s, const DeviceInfo& device, CUstream stream)
-    : shape_(s), device_(device), stream_(stream) {
+WorkloadBuffer::WorkloadBuffer(size_t bytes, bool host) : bytes_(bytes) {
+  if (host) host_ = std::make_unique<char[]>(bytes);
+  else device_ = DeviceBuffer(bytes);
+}
+void WorkloadBuffer::write(const void* src, size_t bytes) {
+  if (host_) std::memcpy(host_.get(), src, bytes);
+  else cuda::check(cuda::driver().cuMemcpyHtoD(device_.ptr(), src, bytes), "cuMemcpyHtoD");
+}
+void WorkloadBuffer::read(size_t offset, void* dst, size_t bytes) const {
+  if (host_) std::memcpy(dst, host_.get() + offset, bytes);
+  else cuda::check(cuda::driver().cuMemcpyDtoH(dst, device_.ptr() + offset, bytes), "cuMemcpyDtoH");
+}
+
+DecodeWorkload::DecodeWorkload(const DecodeShape& s, DLDevice where, CUstream stream)
+    : shape_(s), where_(where), stream_(stream) {
+  const bool host = where.device_type == kDLCPU;
   const int P = s.page_size, D = s.head_dim;
   // KV positions any query of a sequence can see: the window (plus the extra queries) and the sinks.
   const int first_visible = s.local_window > 0 ? std::max(0, s.kv_len - s.q_seqlen - s.local_window + 1) : 0;
@@ -49,7 +93,7 @@ DecodeWorkload::DecodeWorkload(const DecodeShape& s, const DeviceInfo& device, C
   const int visible_tokens = s.kv_len - first_visible + std::min(s.global_window, first_visible);
   kv_bytes_ = double(s.batch) * s.num_kv_heads * visible_tokens * D * kv_element_bytes(s) * 2;
   qo_bytes_ = 2.0 * s.batch * s.q_seqlen * s.num_q_heads * D * kElementBytes;
-  replicas_ = std::clamp(int(std::ceil(kL2Multiple * device.l2_bytes / kv_bytes_)), 1, kMaxReplicas);
+  replicas_ = std::clamp(int(std::ceil(kL2Multiple * cache_bytes_to_defeat(where) / kv_bytes_)), 1, kMaxReplicas);
 
   max_pages_ = (s.kv_len + P - 1) / P;
   num_pages_ = int64_t(replicas_) * s.batch * int64_t(logical_pages_.size()) + 1;
@@ -66,32 +110,48 @@ DecodeWorkload::DecodeWorkload(const DecodeShape& s, const DeviceInfo& device, C
   const size_t page_elems = size_t(P) * s.num_kv_heads * D;
   const size_t qo_elems = size_t(s.batch) * s.q_seqlen * s.num_q_heads * D;
   const size_t cache_bytes = num_pages_ * page_elems * kv_element_bytes(s);
-  k_ = DeviceBuffer(cache_bytes);
-  v_ = DeviceBuffer(cache_bytes);
-  q_ = DeviceBuffer(replicas_ * qo_elems * kElementBytes);
-  out_ = DeviceBuffer(replicas_ * qo_elems * kElementBytes);
-  tables_d_ = DeviceBuffer(tables_);
-  lens_d_ = DeviceBuffer(std::vector<int>(s.batch, s.kv_len));
+  k_ = WorkloadBuffer(cache_bytes, host);
+  v_ = WorkloadBuffer(cache_bytes, host);
+  q_ = WorkloadBuffer(replicas_ * qo_elems * kElementBytes, host);
+  out_ = WorkloadBuffer(replicas_ * qo_elems * kElementBytes, host);
+  tables_d_ = WorkloadBuffer(tables_, host);
+  lens_d_ = WorkloadBuffer(std::vector<int>(s.batch, s.kv_len), host);
   // Per-channel dequant scales that differ across channels and heads (8-bit caches only).
   scales_.resize(size_t(s.num_kv_heads) * D);
   const float unit = s.kv_quant == KvQuant::kInt8 ? kInt8Unit : kFp8Unit;
   constexpr int kScaleCycle = 7;
   for (size_t i = 0; i < scales_.size(); ++i) scales_[i] = (1.f + float(i % kScaleCycle) / kScaleCycle) * unit;
-  scales_d_ = DeviceBuffer(scales_);
+  scales_d_ = WorkloadBuffer(scales_, host);
   sinks_.resize(s.num_q_heads);
   std::uniform_real_distribution<float> sink(-1.f, 3.f);  // comparable to the scores, so they matter
   for (float& x : sinks_) x = sink(rng);
-  sinks_d_ = DeviceBuffer(sinks_);
+  sinks_d_ = WorkloadBuffer(sinks_, host);
   sinks_shape_ = {s.num_q_heads};
-  if (s.kv_quant == KvQuant::kNone) {
-    fill_uniform(device, k_.ptr(), num_pages_ * page_elems, 11, s.dtype, stream);
-    fill_uniform(device, v_.ptr(), num_pages_ * page_elems, 12, s.dtype, stream);
+  const bool fp8 = s.kv_quant == KvQuant::kFp8E4M3;
+  constexpr uint64_t kKSeed = 11, kVSeed = 12, kQSeed = 13;
+  if (host) {
+    if (s.kv_quant == KvQuant::kNone) {
+      fill_host(k_, kKSeed, s.dtype);
+      fill_host(v_, kVSeed, s.dtype);
+    } else {
+      fill_host_bytes(k_, kKSeed, fp8);
+      fill_host_bytes(v_, kVSeed, fp8);
+    }
+    fill_host(q_, kQSeed, s.dtype);
+    std::memset(out_.data(), 0xff, out_.bytes());  // poison
   } else {
-    fill_random_bytes(device, k_.ptr(), num_pages_ * page_elems, 11, s.kv_quant == KvQuant::kFp8E4M3, stream);
-    fill_random_bytes(device, v_.ptr(), num_pages_ * page_elems, 12, s.kv_quant == KvQuant::kFp8E4M3, stream);
+    const DeviceInfo& device = cuda_device(where.device_id);
+    const auto ptr = [](const WorkloadBuffer& b) { return reinterpret_cast<CUdeviceptr>(b.data()); };
+    if (s.kv_quant == KvQuant::kNone) {
+      fill_uniform(device, ptr(k_), num_pages_ * page_elems, kKSeed, s.dtype, stream);
+      fill_uniform(device, ptr(v_), num_pages_ * page_elems, kVSeed, s.dtype, stream);
+    } else {
+      fill_random_bytes(device, ptr(k_), num_pages_ * page_elems, kKSeed, fp8, stream);
+      fill_random_bytes(device, ptr(v_), num_pages_ * page_elems, kVSeed, fp8, stream);
+    }
+    fill_uniform(device, ptr(q_), replicas_ * qo_elems, kQSeed, s.dtype, stream);
+    cuda::check(cuda::driver().cuMemsetD8Async(ptr(out_), 0xff, out_.bytes(), stream), "cuMemsetD8Async(poison out)");
   }
-  fill_uniform(device, q_.ptr(), replicas_ * qo_elems, 13, s.dtype, stream);
-  cuda::check(cuda::driver().cuMemsetD8Async(out_.ptr(), 0xff, out_.bytes(), stream), "cuMemsetD8Async(poison out)");
 
   q_shape_ = {s.batch, s.q_seqlen, s.num_q_heads, D};
   cache_shape_ = {num_pages_, P, s.num_kv_heads, D};
@@ -131,20 +191,22 @@ void DecodeWorkload::with_tensors(int r, DecodeOptions o, F&& f) const {
   char* out_r = static_cast<char*>(out_.data()) + r * qo_bytes;
   int* table_r = static_cast<int*>(tables_d_.data()) + size_t(r) * s.batch * max_pages_;
   auto& shapes = const_cast<DecodeWorkload&>(*this);  // DLTensor takes non-const shape pointers; nothing writes them
-  DLTensor scale = view(scales_d_.data(), {kDLFloat, 32, 1}, device_.ordinal, shapes.scale_shape_);
+  DLTensor scale = view(scales_d_.data(), {kDLFloat, 32, 1}, where_, shapes.scale_shape_);
   if (s.kv_quant != KvQuant::kNone) o.k_scale = o.v_scale = &scale;
-  DLTensor sinks = view(sinks_d_.data(), {kDLFloat, 32, 1}, device_.ordinal, shapes.sinks_shape_);
+  DLTensor sinks = view(sinks_d_.data(), {kDLFloat, 32, 1}, where_, shapes.sinks_shape_);
   if (s.sink_logits) o.sink_logits = &sinks;
   const DLDataType dt = dl_dtype(s.dtype), kv = dl_kv_dtype(s), i32{kDLInt, 32, 1};
-  const int dev = device_.ordinal;
+  const DLDevice dev = where_;
   f(view(q_r, dt, dev, shapes.q_shape_), view(k_.data(), kv, dev, shapes.cache_shape_),
     view(v_.data(), kv, dev, shapes.cache_shape_), view(table_r, i32, dev, shapes.table_shape_),
     view(lens_d_.data(), i32, dev, shapes.lens_shape_), view(out_r, dt, dev, shapes.q_shape_), o);
 }
 
-void DecodeWorkload::run(int r, const std::optional<DecodeConfig>& config, TuningPolicy policy) {
+void DecodeWorkload::run(int r, const std::optional<DecodeConfig>& config, TuningPolicy policy,
+                         const std::optional<CpuDecodeConfig>& cpu_config) {
   DecodeOptions o = options(config);
   o.tuning = policy;
+  o.cpu_config = cpu_config;
   with_tensors(r, o, [&](const DLTensor& q, const DLTensor& k, const DLTensor& v, const DLTensor& table,
                          const DLTensor& lens, const DLTensor& out, const DecodeOptions& opts) {
     paged_decode(q, k, v, table, lens, out, stream_, opts);
@@ -163,7 +225,7 @@ DecodeProblem DecodeWorkload::problem(int r) const {
 double DecodeWorkload::time_us(const std::optional<DecodeConfig>& config, int reps) {
   const cuda::Driver& d = cuda::driver();
   for (int r = 0; r < replicas_; ++r) run(r, config);  // compile, allocate scratch, write every output once
-  check_device_errors(device_.ordinal, stream_);
+  check_device_errors(where_.device_id, stream_);
   CUgraph graph;
   CUgraphExec exec;
   cuda::check(d.cuStreamBeginCapture(stream_, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL), "cuStreamBeginCapture");
@@ -182,9 +244,20 @@ double DecodeWorkload::time_us(const std::optional<DecodeConfig>& config, int re
   return ms * 1e3 / replicas_;
 }
 
+double DecodeWorkload::time_cpu_us(const std::optional<CpuDecodeConfig>& config, int reps) {
+  for (int r = 0; r < replicas_; ++r) run(r, std::nullopt, TuningPolicy::kDefault, config);  // compile, warm up
+  std::vector<double> times(reps);
+  for (auto& t : times) {
+    const auto start = std::chrono::steady_clock::now();
+    for (int r = 0; r < replicas_; ++r) run(r, std::nullopt, TuningPolicy::kDefault, config);
+    t = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count() / replicas_;
+  }
+  std::nth_element(times.begin(), times.begin() + reps / 2, times.end());
+  return times[reps / 2];
+}
+
 double DecodeWorkload::relative_error(int b) const {
-  const cuda::Driver& d = cuda::driver();
-  cuda::check(d.cuStreamSynchronize(stream_), "cuStreamSynchronize");
+  if (where_.device_type != kDLCPU) cuda::check(cuda::driver().cuStreamSynchronize(stream_), "cuStreamSynchronize");
   const DecodeShape& s = shape_;
   const int P = s.page_size, D = s.head_dim, bytes = kv_element_bytes(s);
   HostPagedDecode h;
@@ -215,14 +288,14 @@ double DecodeWorkload::relative_error(int b) const {
     const int physical = tables_[size_t(b) * max_pages_ + logical_pages_[i]];
     h.block_table[logical_pages_[i]] = int(i);
     for (auto [src, dst] : {std::pair{&k_, &h.k}, std::pair{&v_, &h.v}}) {
-      cuda::check(d.cuMemcpyDtoH(page.data(), src->ptr() + size_t(physical) * page.size(), page.size()), "cuMemcpyDtoH(page)");
+      src->read(size_t(physical) * page.size(), page.data(), page.size());
       for (size_t e = 0; e < page_elems; ++e) (*dst)[i * page_elems + e] = value(e);
     }
   }
   const size_t seq_elems = size_t(s.q_seqlen) * s.num_q_heads * D;
   std::vector<uint16_t> q(seq_elems), out(seq_elems);
-  cuda::check(d.cuMemcpyDtoH(q.data(), q_.ptr() + b * seq_elems * kElementBytes, seq_elems * kElementBytes), "cuMemcpyDtoH(q)");
-  cuda::check(d.cuMemcpyDtoH(out.data(), out_.ptr() + b * seq_elems * kElementBytes, seq_elems * kElementBytes), "cuMemcpyDtoH(out)");
+  q_.read(b * seq_elems * kElementBytes, q.data(), seq_elems * kElementBytes);
+  out_.read(b * seq_elems * kElementBytes, out.data(), seq_elems * kElementBytes);
   h.q.resize(seq_elems);
   for (size_t e = 0; e < seq_elems; ++e) h.q[e] = half::to_float(q[e], s.dtype);
   const std::vector<double> ref = reference_paged_decode(h);

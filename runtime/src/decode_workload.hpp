@@ -1,9 +1,11 @@
-// A paged-decode problem living on the GPU for timing and tuning: random q / K / V (or 8-bit codes and scales),
-// shuffled pages, and enough replicas (distinct q, out and KV pages) that successive calls never find their KV in
-// L2. Used by `swajit bench decode` and by the tuner, so both measure the same way.
+// A paged-decode problem for timing and tuning, on a GPU or in host memory for the CPU backend: random q / K / V (or
+// 8-bit codes and scales), shuffled pages, and enough replicas (distinct q, out and KV pages) that successive calls
+// never find their KV in the last-level cache. Used by `swajit bench decode` and by the tuner, so both measure the
+// same way.
 #pragma once
 #include <cuda.h>
 
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -22,10 +24,31 @@ struct DecodeShape {
   bool sink_logits = false;  // learned per-head sinks (random), as in gpt-oss
 };
 
+// Memory of a workload: a device allocation, or host memory (new[]: 16-byte aligned) for the CPU backend.
+class WorkloadBuffer {
+ public:
+  WorkloadBuffer() = default;
+  WorkloadBuffer(size_t bytes, bool host);
+  template <class T>
+  WorkloadBuffer(const std::vector<T>& values, bool host) : WorkloadBuffer(values.size() * sizeof(T), host) {
+    write(values.data(), values.size() * sizeof(T));
+  }
+  void* data() const { return host_ ? static_cast<void*>(host_.get()) : device_.data(); }
+  size_t bytes() const { return bytes_; }
+  void write(const void* src, size_t bytes);
+  void read(size_t offset, void* dst, size_t bytes) const;
+
+ private:
+  std::unique_ptr<char[]> host_;
+  DeviceBuffer device_;
+  size_t bytes_ = 0;
+};
+
 class DecodeWorkload {
  public:
-  // Allocates and fills everything on `device` (its context must be current) using `stream`.
-  DecodeWorkload(const DecodeShape& shape, const DeviceInfo& device, CUstream stream);
+  // Allocates and fills everything on `where` ({kDLCUDA, n}: that device's context must be current, `stream` is
+  // used; {kDLCPU, 0}: host memory).
+  DecodeWorkload(const DecodeShape& shape, DLDevice where, CUstream stream);
 
   const DecodeShape& shape() const { return shape_; }
   int replicas() const { return replicas_; }
@@ -33,12 +56,15 @@ class DecodeWorkload {
   double qo_bytes() const { return qo_bytes_; }     // q read + out written
   KernelSpec spec() const;
 
-  // One call on replica r; `config` forces a config (else the runtime chooses, by `policy`).
-  void run(int replica, const std::optional<DecodeConfig>& config, TuningPolicy policy = TuningPolicy::kDefault);
+  // One call on replica r; `config` / `cpu_config` force a config (else the runtime chooses, by `policy`).
+  void run(int replica, const std::optional<DecodeConfig>& config, TuningPolicy policy = TuningPolicy::kDefault,
+           const std::optional<CpuDecodeConfig>& cpu_config = std::nullopt);
   // The validated problem of replica r, as paged_decode sees it.
   DecodeProblem problem(int replica) const;
-  // Median time of one call in microseconds: a CUDA graph of one call per replica, replayed `reps` times.
+  // Median time of one call in microseconds: a CUDA graph of one call per replica, replayed `reps` times; on the
+  // CPU, wall time of one pass over the replicas.
   double time_us(const std::optional<DecodeConfig>& config, int reps);
+  double time_cpu_us(const std::optional<CpuDecodeConfig>& config, int reps);
   // Relative L2 error of sequence `b` of replica 0 (from the last run) against the double-precision reference.
   double relative_error(int b) const;
 
@@ -49,7 +75,7 @@ class DecodeWorkload {
   void with_tensors(int replica, DecodeOptions options, F&& f) const;
 
   DecodeShape shape_;
-  const DeviceInfo& device_;
+  DLDevice where_;
   CUstream stream_;
   int replicas_ = 1, max_pages_ = 0;
   int64_t num_pages_ = 0;
@@ -58,7 +84,7 @@ class DecodeWorkload {
   std::vector<int> tables_;         // [replicas, batch, max_pages]
   std::vector<float> scales_;       // [num_kv_heads, head_dim] (8-bit caches)
   std::vector<float> sinks_;        // [num_q_heads] learned sink logits
-  DeviceBuffer k_, v_, q_, out_, tables_d_, lens_d_, scales_d_, sinks_d_;
+  WorkloadBuffer k_, v_, q_, out_, tables_d_, lens_d_, scales_d_, sinks_d_;
   std::vector<int64_t> q_shape_, cache_shape_, table_shape_, lens_shape_, scale_shape_, sinks_shape_;
 };
 

@@ -5,6 +5,9 @@
 #include <cstdio>
 #include <cstdlib>
 
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+#include "cpu_backend.hpp"
+#endif
 #include "cuda_driver.hpp"
 #include "decode_plan.hpp"
 #include "heuristic.hpp"
@@ -185,6 +188,18 @@ DecodePlan plan_decode(const DecodeProblem& p, const DecodeOptions& options, con
   return plan;
 }
 
+// The CPU backend, when this build has it.
+void run_on_cpu(DecodeProblem& p, const DecodeOptions& options) {
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+  run_cpu_decode(p, plan_cpu_decode(p, options));
+#else
+  (void)p;
+  (void)options;
+  throw Error(ErrorCode::kUnsupported, "the tensors are on the CPU, but this build of swajit has no CPU backend "
+                                       "(configure with -DSWAJIT_CPU_BACKEND=ON)");
+#endif
+}
+
 void set_tuning_db_path(const std::string& path) { TuningStore::instance().set_path(path); }
 
 KernelSpec paged_decode_spec(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_cache,
@@ -205,6 +220,7 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
                   const DLTensor& seq_lens, const DLTensor& out, CUstream stream, const DecodeOptions& options) {
   DecodeProblem p = describe_paged_decode(q, k_cache, v_cache, block_table, seq_lens, out, options);
   if (p.batch == 0) return;
+  if (p.on_cpu) return run_on_cpu(p, options);
   const cuda::Driver& d = cuda::driver();
   cuda::ScopedDeviceContext scope(p.device_ordinal);
   const DeviceInfo& device = cuda_device(p.device_ordinal);

@@ -54,15 +54,22 @@ void require_dtype(const DLTensor& t, const char* name, DLDataTypeCode code, int
          std::to_string(int(t.dtype.bits)) + " lanes " + std::to_string(int(t.dtype.lanes)));
 }
 
-// The tensor's data lives on `device_id` and is readable by kernels there.
-void require_on_gpu(const DLTensor& t, const char* name, int device_id, bool allow_host_mapped) {
-  const bool on_gpu = t.device.device_type == kDLCUDA || t.device.device_type == kDLCUDAManaged;
-  const bool mapped = allow_host_mapped && t.device.device_type == kDLCUDAHost;
-  if (!on_gpu && !mapped)
-    fail(std::string(name) + " is on device type '" + device_name(t.device.device_type) +
-         "'; this call runs on CUDA and needs it on 'cuda'" + (allow_host_mapped ? ", 'cuda_managed' or 'cuda_host'" : " or 'cuda_managed'"));
-  if (t.device.device_type != kDLCUDAHost && t.device.device_id != device_id)
-    fail(std::string(name) + " is on cuda:" + std::to_string(t.device.device_id) + " but q is on cuda:" + std::to_string(device_id));
+// The tensor lives where the call runs (`home`, q's device) and is readable by kernels there: on the CPU every
+// tensor is on 'cpu'; on CUDA on the same GPU (managed memory too), and metadata may also be host-mapped.
+void require_on_device(const DLTensor& t, const char* name, const DLDevice& home, bool allow_host_mapped) {
+  if (home.device_type == kDLCPU) {
+    if (t.device.device_type != kDLCPU)
+      fail(std::string(name) + " is on device type '" + device_name(t.device.device_type) +
+           "' but q is on 'cpu': every tensor of a CPU call must be on 'cpu'");
+  } else {
+    const bool on_gpu = t.device.device_type == kDLCUDA || t.device.device_type == kDLCUDAManaged;
+    const bool mapped = allow_host_mapped && t.device.device_type == kDLCUDAHost;
+    if (!on_gpu && !mapped)
+      fail(std::string(name) + " is on device type '" + device_name(t.device.device_type) +
+           "'; this call runs on CUDA and needs it on 'cuda'" + (allow_host_mapped ? ", 'cuda_managed' or 'cuda_host'" : " or 'cuda_managed'"));
+    if (t.device.device_type != kDLCUDAHost && t.device.device_id != home.device_id)
+      fail(std::string(name) + " is on cuda:" + std::to_string(t.device.device_id) + " but q is on cuda:" + std::to_string(home.device_id));
+  }
   if (!t.data && t.ndim > 0) {
     int64_t n = 1;
     for (int i = 0; i < t.ndim; ++i) n *= t.shape[i];
@@ -100,12 +107,12 @@ struct ScaleView {
   const float* data = nullptr;
   int64_t stride_head = 0, stride_channel = 0;
 };
-ScaleView describe_scale(const DLTensor* scale, const char* name, int device_id, int64_t num_kv_heads, int64_t head_dim) {
+ScaleView describe_scale(const DLTensor* scale, const char* name, const DLDevice& home, int64_t num_kv_heads, int64_t head_dim) {
   const std::string expected = "float32 [num_kv_heads, head_dim] = [" + std::to_string(num_kv_heads) + ", " +
                                std::to_string(head_dim) + "] or a single value";
   if (!scale) fail(std::string(name) + " is required with an 8-bit KV cache: " + expected);
   require_dtype(*scale, name, kDLFloat, 32, "float32");
-  require_on_gpu(*scale, name, device_id, false);
+  require_on_device(*scale, name, home, false);
   int64_t count = 1;
   for (int i = 0; i < scale->ndim; ++i) count *= scale->shape[i];
   ScaleView view;
@@ -166,7 +173,11 @@ DecodeProblem describe_paged_decode(const DLTensor& q, const DLTensor& k_cache, 
   const char* dtype_text = p.spec.dtype == DType::kBF16 ? "bf16" : "fp16";
   const DLDataTypeCode dtype_code = p.spec.dtype == DType::kBF16 ? kDLBfloat : kDLFloat;
   require_dtype(q, "q", dtype_code, 16, "bf16 or fp16");
-  require_on_gpu(q, "q", q.device.device_id, false);
+  if (q.device.device_type != kDLCPU && q.device.device_type != kDLCUDA && q.device.device_type != kDLCUDAManaged)
+    fail(std::string("q is on device type '") + device_name(q.device.device_type) + "'; supported: 'cpu', 'cuda', 'cuda_managed'");
+  const DLDevice home = q.device;
+  p.on_cpu = home.device_type == kDLCPU;
+  require_on_device(q, "q", home, false);
   p.device_ordinal = q.device.device_id;
   if (q.shape[0] < 0) fail("q dimension 0 (batch) must be >= 0, got " + std::to_string(q.shape[0]));
   if (has_token_dim && (q_seqlen < SpecLimits::kMinQSeqlen || q_seqlen > SpecLimits::kMaxQSeqlen))
@@ -176,7 +187,7 @@ DecodeProblem describe_paged_decode(const DLTensor& q, const DLTensor& k_cache, 
   for (int i = 0; i < q.ndim; ++i)
     if (out.shape[i] != q.shape[i]) fail("out must have the shape of q " + shape_text(q) + ", got " + shape_text(out));
   require_dtype(out, "out", dtype_code, 16, dtype_text);
-  require_on_gpu(out, "out", p.device_ordinal, false);
+  require_on_device(out, "out", home, false);
   const auto q_strides = strides_of(q), out_strides = strides_of(out);
   require_vector_layout(q, "q", q_strides);
   require_vector_layout(out, "out", out_strides);
@@ -204,8 +215,8 @@ DecodeProblem describe_paged_decode(const DLTensor& q, const DLTensor& k_cache, 
       require_dtype(v_cache, "v_cache", kDLUInt, 8, "uint8 holding fp8 e4m3 bytes (kv_quant = fp8_e4m3)");
       break;
   }
-  require_on_gpu(k_cache, "k_cache", p.device_ordinal, false);
-  require_on_gpu(v_cache, "v_cache", p.device_ordinal, false);
+  require_on_device(k_cache, "k_cache", home, false);
+  require_on_device(v_cache, "v_cache", home, false);
   const int page_dim = nhd ? 1 : 2, head_dim_kv = nhd ? 2 : 1;
   const int64_t num_pages = k_cache.shape[0], page_size = k_cache.shape[page_dim], num_kv_heads = k_cache.shape[head_dim_kv];
   require_positive_extent(k_cache, "k_cache", 0, "num_pages");
@@ -234,8 +245,8 @@ DecodeProblem describe_paged_decode(const DLTensor& q, const DLTensor& k_cache, 
   require_dtype(seq_lens, "seq_lens", kDLInt, 32, "int32");
   if (seq_lens.shape[0] != batch)
     fail("seq_lens dimension 0 = " + std::to_string(seq_lens.shape[0]) + " must equal batch = " + std::to_string(batch));
-  require_on_gpu(block_table, "block_table", p.device_ordinal, true);
-  require_on_gpu(seq_lens, "seq_lens", p.device_ordinal, true);
+  require_on_device(block_table, "block_table", home, true);
+  require_on_device(seq_lens, "seq_lens", home, true);
   const auto bt_strides = strides_of(block_table);
   const auto sl_strides = strides_of(seq_lens);
   for (int i = 0; i < 2; ++i)
@@ -251,7 +262,7 @@ DecodeProblem describe_paged_decode(const DLTensor& q, const DLTensor& k_cache, 
     require_dtype(s, "sink_logits", kDLFloat, 32, "float32");
     if (s.shape[0] != num_q_heads)
       fail("sink_logits has " + std::to_string(s.shape[0]) + " entries; it needs one per q head: " + std::to_string(num_q_heads));
-    require_on_gpu(s, "sink_logits", p.device_ordinal, false);
+    require_on_device(s, "sink_logits", home, false);
     sink_logits_stride = strides_of(s)[0];
     if (sink_logits_stride < 0) fail("sink_logits stride[0] must be non-negative");
     sink_logits = element_pointer<float>(s);
@@ -277,8 +288,8 @@ DecodeProblem describe_paged_decode(const DLTensor& q, const DLTensor& k_cache, 
   p.spec.kv_quant = options.kv_quant;
   p.spec.validate();
   if (options.kv_quant != KvQuant::kNone) {
-    const ScaleView k_scale = describe_scale(options.k_scale, "k_scale", p.device_ordinal, num_kv_heads, head_dim);
-    const ScaleView v_scale = describe_scale(options.v_scale, "v_scale", p.device_ordinal, num_kv_heads, head_dim);
+    const ScaleView k_scale = describe_scale(options.k_scale, "k_scale", home, num_kv_heads, head_dim);
+    const ScaleView v_scale = describe_scale(options.v_scale, "v_scale", home, num_kv_heads, head_dim);
     p.params.k_scale = k_scale.data;
     p.params.k_scale_stride_head = k_scale.stride_head;
     p.params.k_scale_stride_channel = k_scale.stride_channel;
@@ -326,7 +337,8 @@ DecodeProblem describe_paged_decode(const DLTensor& q, const DLTensor& k_cache, 
   a.scale_log2 = scale * kLog2e;
   a.num_splits = 1;
 
-  p.host_metadata = seq_lens.device.device_type == kDLCUDAHost && block_table.device.device_type == kDLCUDAHost;
+  const auto host_readable = [](const DLTensor& t) { return t.device.device_type == kDLCPU || t.device.device_type == kDLCUDAHost; };
+  p.host_metadata = host_readable(seq_lens) && host_readable(block_table);
   if (p.host_metadata) validate_host_metadata(p, block_table, seq_lens);
   return p;
 }

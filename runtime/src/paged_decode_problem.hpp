@@ -16,6 +16,7 @@ struct DecodeProblem {
   int device_ordinal = 0;
   int max_kv_len = 0;            // max_pages_per_seq * page_size: what the block table can address
   bool host_metadata = false;    // seq_lens and block_table are readable from the host (validated there)
+  bool on_cpu = false;           // the tensors are on the CPU: the CPU backend runs the call
   PagedDecodeParams params{};    // everything but workspace, status and num_splits
 };
 

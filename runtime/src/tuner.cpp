@@ -7,6 +7,9 @@
 #include <thread>
 
 #include "check.hpp"
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+#include "cpu_backend.hpp"
+#endif
 #include "cuda_driver.hpp"
 #include "decode_plan.hpp"
 #include "kernel_cache.hpp"
@@ -67,7 +70,7 @@ std::vector<DecodeConfig> decode_config_space(const KernelSpec& spec, int max_sp
 
 TuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& device, CUstream stream, const TuneOptions& o) {
   const auto start = std::chrono::steady_clock::now();
-  DecodeWorkload workload(shape, device, stream);
+  DecodeWorkload workload(shape, DLDevice{kDLCUDA, device.ordinal}, stream);
   const DecodeProblem problem = workload.problem(0);
   CUcontext context;
   cuda::check(cuda::driver().cuCtxGetCurrent(&context), "cuCtxGetCurrent");
@@ -183,5 +186,94 @@ TuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& device,
   TuningStore::instance().forget_cached_winners();
   return report;
 }
+
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+CpuTuneReport tune_cpu_decode_shape(const DecodeShape& shape, const TuneOptions& o) {
+  constexpr int kCpuBlockNs[] = {16, 32, 64, 128};
+  constexpr int kMaxCpuSplits = 16;
+  const auto start = std::chrono::steady_clock::now();
+  DecodeWorkload workload(shape, DLDevice{kDLCPU, 0}, nullptr);
+  const DecodeProblem problem = workload.problem(0);
+  CpuTuneReport report;
+  report.spec_key = problem.spec.key();
+  report.bucket = bucket_of(problem).key();
+  report.sku = cpu::host_cpu().identity();
+  report.heuristic = cpu_heuristic_config(problem);
+  std::vector<CpuDecodeConfig> space;
+  for (int block_n : kCpuBlockNs)
+    for (int splits = 1; splits <= kMaxCpuSplits; splits *= 2) space.push_back({block_n, splits, report.heuristic.threads});
+  if (std::find(space.begin(), space.end(), report.heuristic) == space.end()) space.push_back(report.heuristic);
+  report.candidates = int(space.size());
+
+  struct Timed {
+    CpuDecodeConfig config;
+    double us;
+  };
+  std::vector<Timed> timed;
+  std::vector<db::TrialRecord> trials;
+  const double tolerance = tolerance_for(shape.dtype);
+  for (const auto& c : space) {
+    db::TrialRecord trial;
+    trial.device_sku = report.sku;
+    trial.spec_key = report.spec_key;
+    trial.bucket = report.bucket;
+    trial.config = cpu_config_to_json(c);
+    try {
+      workload.run(0, std::nullopt, TuningPolicy::kHeuristic, c);
+      const double err = workload.relative_error(0);
+      if (!(err <= tolerance)) {
+        trial.status = db::TrialStatus::kRejectedWrong;
+        trial.detail = "relative error " + std::to_string(err) + " > " + std::to_string(tolerance);
+        ++report.rejected_wrong;
+      } else {
+        trial.time_us = workload.time_cpu_us(c, o.quick_reps);
+        timed.push_back({c, *trial.time_us});
+      }
+    } catch (const Error& e) {
+      trial.status = db::TrialStatus::kCompileFailed;
+      trial.detail = e.what();
+      ++report.compile_failed;
+    }
+    trials.push_back(std::move(trial));
+  }
+  report.timed = int(timed.size());
+  if (timed.empty()) throw Error(ErrorCode::kUnsupported, "no CPU config of " + report.spec_key + " ran correctly");
+  std::sort(timed.begin(), timed.end(), [](const Timed& a, const Timed& b) { return a.us < b.us; });
+  timed.resize(std::min<size_t>(timed.size(), o.finalists));
+  if (std::none_of(timed.begin(), timed.end(), [&](const Timed& t) { return t.config == report.heuristic; }))
+    timed.push_back({report.heuristic, 0});
+  for (auto& t : timed) {
+    t.us = workload.time_cpu_us(t.config, o.final_reps);
+    if (t.config == report.heuristic) report.heuristic_us = t.us;
+  }
+  const Timed& best = *std::min_element(timed.begin(), timed.end(), [](const Timed& a, const Timed& b) { return a.us < b.us; });
+  report.best = best.config;
+  report.best_us = best.us;
+  report.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  TuningStore::instance().with_db([&](db::TuningDb& db) {
+    db::DeviceRecord device;
+    device.sku = report.sku;
+    device.name = cpu::host_cpu().model_name;
+    device.backend = "cpu";
+    device.compiler_version = cpu::clang_version();
+    device.extra = {{"cpu", cpu::host_cpu().cpu_name}, {"features", cpu::host_cpu().features}, {"threads", hardware_threads()}};
+    db.upsert_device(device);
+    for (const auto& t : trials) db.add_trial(t);
+    db::WinnerRecord w;
+    w.device_sku = report.sku;
+    w.spec_key = report.spec_key;
+    w.bucket = report.bucket;
+    w.config = cpu_config_to_json(report.best);
+    w.time_us = report.best_us;
+    w.samples = o.final_reps;
+    w.tool_version = kToolVersion;
+    w.origin = o.origin;
+    db.put_winner(w, db::WinnerPolicy::kReplace);
+  });
+  TuningStore::instance().forget_cached_winners();
+  return report;
+}
+#endif
 
 }  // namespace swajit

@@ -42,4 +42,15 @@ struct TuneReport {
 // winner. The heuristic config is always a candidate, so the winner is never slower than it in the final round.
 TuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& device, CUstream stream, const TuneOptions& options);
 
+struct CpuTuneReport {
+  std::string spec_key, bucket, sku;
+  CpuDecodeConfig best, heuristic;
+  double best_us = 0, heuristic_us = 0;
+  int candidates = 0, timed = 0, rejected_wrong = 0, compile_failed = 0;
+  double wall_s = 0;
+};
+// The same for the CPU backend: tile and split candidates at the machine's thread count, verified against the
+// reference, timed by wall clock, stored under the host CPU's identity.
+CpuTuneReport tune_cpu_decode_shape(const DecodeShape& shape, const TuneOptions& options);
+
 }  // namespace swajit

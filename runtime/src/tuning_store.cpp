@@ -22,18 +22,37 @@ const char* bucket_rule_text() {
          "(the whole table when there is no local window)";
 }
 
+namespace {
+// Reads the integer fields of `fields` from `j`, naming the first one missing.
+template <size_t N>
+void read_fields(const nlohmann::json& j, const std::pair<const char*, int*> (&fields)[N]) {
+  for (const auto& [name, field] : fields) {
+    if (!j.is_object() || !j.contains(name) || !j[name].is_number_integer())
+      throw Error(ErrorCode::kInvalidArgument, std::string("config JSON needs an integer '") + name + "': " + j.dump());
+    *field = j[name].template get<int>();
+  }
+}
+}  // namespace
+
+nlohmann::json cpu_config_to_json(const CpuDecodeConfig& c) {
+  return {{"backend", "cpu"}, {"block_n", c.block_n}, {"num_splits", c.num_splits}, {"threads", c.threads}};
+}
+CpuDecodeConfig cpu_config_from_json(const nlohmann::json& j) {
+  CpuDecodeConfig c;
+  const std::pair<const char*, int*> fields[] = {{"block_n", &c.block_n}, {"num_splits", &c.num_splits}, {"threads", &c.threads}};
+  read_fields(j, fields);
+  return c;
+}
+
 nlohmann::json config_to_json(const DecodeConfig& c) {
   return {{"block_n", c.block_n}, {"warps_n", c.warps_n}, {"stages", c.stages}, {"num_splits", c.num_splits}};
 }
 
 DecodeConfig config_from_json(const nlohmann::json& j) {
   DecodeConfig c;
-  for (auto [name, field] : {std::pair{"block_n", &c.block_n}, std::pair{"warps_n", &c.warps_n},
-                             std::pair{"stages", &c.stages}, std::pair{"num_splits", &c.num_splits}}) {
-    if (!j.is_object() || !j.contains(name) || !j[name].is_number_integer())
-      throw Error(ErrorCode::kInvalidArgument, std::string("config JSON needs an integer '") + name + "': " + j.dump());
-    *field = j[name].get<int>();
-  }
+  const std::pair<const char*, int*> fields[] = {
+      {"block_n", &c.block_n}, {"warps_n", &c.warps_n}, {"stages", &c.stages}, {"num_splits", &c.num_splits}};
+  read_fields(j, fields);
   return c;
 }
 
@@ -97,25 +116,40 @@ bool TuningStore::available() {
   return open_locked() != nullptr;
 }
 
-std::optional<DecodeConfig> TuningStore::winner(const std::string& sku, const std::string& spec_key,
-                                                const std::string& bucket) {
+std::optional<nlohmann::json> TuningStore::winner_json(const std::string& sku, const std::string& spec_key,
+                                                       const std::string& bucket) {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
   const std::string key = sku + "|" + spec_key + "|" + bucket;
   auto it = s.winners.find(key);
   if (it != s.winners.end()) return it->second;
-  std::optional<DecodeConfig> config;
-  if (db::TuningDb* db = open_locked()) {
-    if (auto row = db->get_winner(sku, spec_key, bucket)) {
-      try {
-        config = config_from_json(row->config);
-      } catch (const Error& e) {  // a hand-edited or foreign row: say so, fall back to the heuristic
-        std::fprintf(stderr, "swajit: ignoring tuned config for %s %s: %s\n", spec_key.c_str(), bucket.c_str(), e.what());
-      }
-    }
-  }
+  std::optional<nlohmann::json> config;
+  if (db::TuningDb* db = open_locked())
+    if (auto row = db->get_winner(sku, spec_key, bucket)) config = row->config;
   s.winners[key] = config;
   return config;
+}
+
+// A hand-edited or foreign row is reported and ignored: the call falls back to the heuristic.
+template <class Config, class Parse>
+std::optional<Config> parse_winner(const std::optional<nlohmann::json>& json, const std::string& spec_key,
+                                   const std::string& bucket, Parse parse) {
+  if (!json) return std::nullopt;
+  try {
+    return parse(*json);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "swajit: ignoring tuned config for %s %s: %s\n", spec_key.c_str(), bucket.c_str(), e.what());
+    return std::nullopt;
+  }
+}
+
+std::optional<DecodeConfig> TuningStore::winner(const std::string& sku, const std::string& spec_key,
+                                                const std::string& bucket) {
+  return parse_winner<DecodeConfig>(winner_json(sku, spec_key, bucket), spec_key, bucket, config_from_json);
+}
+std::optional<CpuDecodeConfig> TuningStore::cpu_winner(const std::string& sku, const std::string& spec_key,
+                                                       const std::string& bucket) {
+  return parse_winner<CpuDecodeConfig>(winner_json(sku, spec_key, bucket), spec_key, bucket, cpu_config_from_json);
 }
 
 void TuningStore::forget_cached_winners() {

@@ -25,6 +25,8 @@ const char* bucket_rule_text();
 
 nlohmann::json config_to_json(const DecodeConfig& config);
 DecodeConfig config_from_json(const nlohmann::json& json);  // throws kInvalidArgument naming the missing field
+nlohmann::json cpu_config_to_json(const CpuDecodeConfig& config);
+CpuDecodeConfig cpu_config_from_json(const nlohmann::json& json);
 
 db::DeviceRecord device_record(const DeviceInfo& device, int nvrtc_version);
 
@@ -37,6 +39,7 @@ class TuningStore {
   bool available();                       // false when the file could not be opened (reason printed once)
 
   std::optional<DecodeConfig> winner(const std::string& sku, const std::string& spec_key, const std::string& bucket);
+  std::optional<CpuDecodeConfig> cpu_winner(const std::string& sku, const std::string& spec_key, const std::string& bucket);
   // Runs `f` with the open database under the store's lock (for the tuner and the CLI); false if unavailable.
   template <class F>
   bool with_db(F&& f);
@@ -48,6 +51,7 @@ class TuningStore {
 
  private:
   TuningStore() = default;
+  std::optional<nlohmann::json> winner_json(const std::string& sku, const std::string& spec_key, const std::string& bucket);
   db::TuningDb* open_locked();
   struct State;
   State& state();

@@ -10,7 +10,7 @@ struct TuningStore::State {
   std::string path;                      // empty: TuningDb::default_path()
   bool tried = false;                    // an open was attempted (and its failure reported)
   std::unique_ptr<db::TuningDb> db;
-  std::map<std::string, std::optional<DecodeConfig>> winners;  // memoized lookups, misses included
+  std::map<std::string, std::optional<nlohmann::json>> winners;  // memoized lookups of config JSON, misses included
 };
 
 template <class F>

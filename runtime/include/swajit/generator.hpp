@@ -30,6 +30,11 @@ struct GeneratedKernel {
 };
 GeneratedKernel generate_cuda(const KernelSpec& spec, const DecodeConfig& config);
 
+// Scratch each CPU worker thread needs for one work item of (spec, config), in floats.
+int cpu_scratch_floats(const KernelSpec& spec, const CpuDecodeConfig& config);
+// The CPU kernel's C++ source (compiled in process by Clang); symbols as for CUDA, with a "swajit_cpu_" prefix.
+GeneratedKernel generate_cpu(const KernelSpec& spec, const CpuDecodeConfig& config);
+
 // Embedded template text by file name (e.g. "paged_decode.cuh"); throws kInvalidArgument for an unknown name.
 std::string_view template_text(std::string_view name);
 

@@ -72,4 +72,16 @@ struct DecodeConfig {
   bool operator==(const DecodeConfig&) const = default;
 };
 
+// Tuning knobs of the paged decode family on the CPU backend.
+struct CpuDecodeConfig {
+  int block_n = 64;     // KV tokens widened to float at once and shared by every query row
+  int num_splits = 1;   // work items per (sequence, kv head); > 1 adds a merge pass. Run-time only.
+  int threads = 0;      // worker threads; 0: every hardware thread. Run-time only.
+
+  std::string compile_key() const;  // the part that changes the generated code, e.g. "cpu_bn64"
+  std::string key() const;          // e.g. "cpu_bn64_sp1_th0"
+  void validate(const KernelSpec& spec) const;
+  bool operator==(const CpuDecodeConfig&) const = default;
+};
+
 }  // namespace swajit

@@ -48,7 +48,8 @@ struct DecodeOptions {
   KvQuant kv_quant = KvQuant::kNone;
   const DLTensor* k_scale = nullptr;
   const DLTensor* v_scale = nullptr;
-  std::optional<DecodeConfig> config;  // force a tuning config (validated); default: see `tuning`
+  std::optional<DecodeConfig> config;  // force a GPU tuning config (validated); default: see `tuning`
+  std::optional<CpuDecodeConfig> cpu_config;  // the same for the CPU backend (tensors on kDLCPU)
   TuningPolicy tuning = TuningPolicy::kDefault;
   // Split-KV scratch. When null the library keeps a per-device buffer, grown outside CUDA graph capture.
   void* workspace = nullptr;
@@ -58,7 +59,8 @@ struct DecodeOptions {
   bool check_device_args = false;
 };
 
-// Paged decode attention with sliding window and sinks.
+// Paged decode attention with sliding window and sinks. The backend follows the tensors' device: kDLCUDA runs the
+// CUDA kernel on `stream`; kDLCPU runs the CPU kernel (compiled in process by Clang) synchronously, `stream` unused.
 //   q, out       [batch, q_seqlen, num_q_heads, head_dim] (or [batch, num_q_heads, head_dim]: q_seqlen 1),
 //                bf16 or fp16, any strides with a contiguous last dim
 //   k/v_cache    NHD [num_pages, page_size, num_kv_heads, head_dim] or HND [num_pages, num_kv_heads, page_size, head_dim]

@@ -1,0 +1,202 @@
+// swajit kernel family: paged sliding-window decode on the CPU, compiled in process by Clang and run by LLVM ORC.
+//
+// The math and the mask are those of templates/paged_decode.cuh, and the tokens visited come from the same
+// templates/decode_window.h. For sequence b with KV length L, query token s sits at p = L - kQSeqlen + s; query head
+// h reads kv head h / kGroup (kGqaInterleaved: h % num_kv_heads);
+//     out = sum_j exp(score_j - m) v_j / (sum_j exp(score_j - m) + sink),  score_j = scale * <q, k_j>,
+// over the visible j only; a row that sees nothing is zeros. 8-bit caches: the K scale is folded into q and the V
+// scale into the output, exactly as on the GPU.
+//
+// The work split. A work item is one (sequence, kv head, split): all kQSeqlen x kGroup query rows of that kv head
+// share each K/V tile, which is widened to float once and reused by every row. The host runs items on a thread
+// pool; each thread brings its own scratch (its size: cpu_scratch_floats() in generator/generator.cpp). With num_splits > 1 each item writes
+// (out / l, log2-sum-exp) and SWAJIT_CPU_MERGE combines them per (sequence, kv head).
+//
+// Needs from the generator prelude: the spec (kIsBf16, kHeadDim, kPageSize, kQSeqlen, kGroup, kLocalWindow,
+// kGlobalWindow, kSinkLogits, kGqaInterleaved, kKvQuant), the config (kBlockN), kRows and the symbol names
+// SWAJIT_CPU_KERNEL and SWAJIT_CPU_MERGE.
+
+constexpr int kVectorLanes = 16;  // independent accumulators: lets Clang vectorize the reductions exactly
+static_assert(kHeadDim % kVectorLanes == 0, "head_dim must be a multiple of 16");
+constexpr float kNegInf = -__builtin_inff();
+constexpr float kLog2e = 1.4426950408889634f;
+
+// ---- element access -----------------------------------------------------------------------------------------------
+static inline float bf16_to_float(u16 h) { return __builtin_bit_cast(float, u32(h) << 16); }
+static inline u16 float_to_bf16(float f) {
+  const u32 bits = __builtin_bit_cast(u32, f);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;  // NaN stays NaN
+  return u16((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);  // round to nearest even
+}
+static inline float half_to_float(u16 h) { return float(__builtin_bit_cast(_Float16, h)); }
+static inline u16 float_to_half(float f) { return __builtin_bit_cast(u16, _Float16(f)); }
+static inline float elem_to_float(u16 h) { return kIsBf16 ? bf16_to_float(h) : half_to_float(h); }
+static inline u16 float_to_elem(float f) { return kIsBf16 ? float_to_bf16(f) : float_to_half(f); }
+
+// e4m3 ("fn": no infinities), bias 7: a subnormal below exponent 1.
+static inline float fp8_e4m3_to_float(unsigned char b) {
+  const int exponent = (b >> 3) & 0xf, mantissa = b & 0x7;
+  const float magnitude = exponent == 0 ? float(mantissa) * (1.f / 512.f)  // m / 8 * 2^-6
+                                        : __builtin_ldexpf(1.f + float(mantissa) / 8.f, exponent - 7);
+  return (b & 0x80) ? -magnitude : magnitude;
+}
+// Element i of a cache row as stored (8-bit codes not yet scaled).
+static inline float kv_to_float(const void* row, int i) {
+  if (kKvQuant == 1) return float(static_cast<const signed char*>(row)[i]);
+  if (kKvQuant == 2) return fp8_e4m3_to_float(static_cast<const unsigned char*>(row)[i]);
+  return elem_to_float(static_cast<const u16*>(row)[i]);
+}
+constexpr int kKvBytes = kKvQuant ? 1 : 2;
+
+static inline int q_head_of(const PagedDecodeParams& P, int kv_head, int row) {
+  const int g = row % kGroup;
+  return kGqaInterleaved ? kv_head + g * P.num_kv_heads : kv_head * kGroup + g;
+}
+static inline float k_scale_at(const PagedDecodeParams& P, int kv_head, int d) {
+  return kKvQuant ? P.k_scale[kv_head * P.k_scale_stride_head + d * P.k_scale_stride_channel] : 1.f;
+}
+static inline float v_scale_at(const PagedDecodeParams& P, int kv_head, int d) {
+  return kKvQuant ? P.v_scale[kv_head * P.v_scale_stride_head + d * P.v_scale_stride_channel] : 1.f;
+}
+
+static inline float dot(const float* a, const float* b) {
+  float lanes[kVectorLanes] = {};
+  for (int d = 0; d < kHeadDim; d += kVectorLanes)
+    for (int l = 0; l < kVectorLanes; ++l) lanes[l] += a[d + l] * b[d + l];
+  float sum = 0.f;
+  for (int l = 0; l < kVectorLanes; ++l) sum += lanes[l];
+  return sum;
+}
+
+// Normalizer of a row whose sum and accumulator are relative to `reference` (log2 units), with its learned sink.
+static inline float normalizer(const PagedDecodeParams& P, int head, float reference, float sum) {
+  if (kSinkLogits) {
+    const float sink = P.sink_logits[head * P.sink_logits_stride] * kLog2e;
+    const float new_reference = sink > reference ? sink : reference;
+    const float rescale = __builtin_exp2f(reference - new_reference);
+    return rescale / (sum * rescale + __builtin_exp2f(sink - new_reference));
+  }
+  return sum > 0.f ? 1.f / sum : 0.f;  // nothing visible: zeros, not 0/0
+}
+
+static inline void store_row(const PagedDecodeParams& P, int b, int kv_head, int row, const float* acc, float scale) {
+  const int s = row / kGroup, head = q_head_of(P, kv_head, row);
+  u16* out = static_cast<u16*>(P.out) + b * P.out_stride_batch + s * P.out_stride_token + head * P.out_stride_head;
+  for (int d = 0; d < kHeadDim; ++d) out[d] = float_to_elem(acc[d] * scale * v_scale_at(P, kv_head, d));
+}
+
+// ---- one work item --------------------------------------------------------------------------------------------------
+static void decode_item(const PagedDecodeParams& P, int b, int kv_head, int split, float* scratch) {
+  // Scratch layout; its size is cpu_scratch_floats() in generator/generator.cpp.
+  float* q = scratch;                        // [kRows][kHeadDim], scaled to log2 units, K scale folded in
+  float* acc = q + kRows * kHeadDim;         // [kRows][kHeadDim]
+  float* k_tile = acc + kRows * kHeadDim;    // [kBlockN][kHeadDim]
+  float* v_tile = k_tile + kBlockN * kHeadDim;
+  float* scores = v_tile + kBlockN * kHeadDim;  // [kBlockN]
+  float* row_max = scores + kBlockN;            // [kRows]
+  float* row_sum = row_max + kRows;             // [kRows]
+
+  int kv_len = P.seq_lens[b * P.seq_lens_stride];
+  if ((kv_len != 0 && kv_len < kQSeqlen) || kv_len > P.max_pages_per_seq * kPageSize) kv_len = 0;  // host rejects these
+  const TileRanges ranges = visible_tile_ranges(kv_len, P.local_window, P.global_window);
+  const int first_tile = int(i64(ranges.count()) * split / P.num_splits);
+  const int last_tile = int(i64(ranges.count()) * (split + 1) / P.num_splits);
+  const int* block_table_row = P.block_table + b * P.block_table_stride_batch;
+
+  for (int r = 0; r < kRows; ++r) {
+    const u16* src = static_cast<const u16*>(P.q) + b * P.q_stride_batch + (r / kGroup) * P.q_stride_token +
+                     q_head_of(P, kv_head, r) * P.q_stride_head;
+    for (int d = 0; d < kHeadDim; ++d) q[r * kHeadDim + d] = elem_to_float(src[d]) * k_scale_at(P, kv_head, d) * P.scale_log2;
+    for (int d = 0; d < kHeadDim; ++d) acc[r * kHeadDim + d] = 0.f;
+    row_max[r] = kNegInf;
+    row_sum[r] = 0.f;
+  }
+
+  for (int t = first_tile; t < last_tile; ++t) {
+    const int tile_begin = ranges.tile_begin(t), tokens = ranges.tile_end(t) - tile_begin;
+    for (int i = 0; i < tokens; ++i) {  // gather and widen the tile's K and V rows once for all query rows
+      const int j = tile_begin + i;
+      const int page = block_table_row[(j / kPageSize) * P.block_table_stride_page];
+      const char* k_row = static_cast<const char*>(P.k_cache) +
+                          (page * P.k_stride_page + (j % kPageSize) * P.k_stride_token + kv_head * P.k_stride_head) * kKvBytes;
+      const char* v_row = static_cast<const char*>(P.v_cache) +
+                          (page * P.v_stride_page + (j % kPageSize) * P.v_stride_token + kv_head * P.v_stride_head) * kKvBytes;
+      for (int d = 0; d < kHeadDim; ++d) k_tile[i * kHeadDim + d] = kv_to_float(k_row, d);
+      for (int d = 0; d < kHeadDim; ++d) v_tile[i * kHeadDim + d] = kv_to_float(v_row, d);
+    }
+    const bool masked = !tile_fully_visible(tile_begin, tile_begin + tokens, kv_len, P.local_window, P.global_window);
+    for (int r = 0; r < kRows; ++r) {
+      const int p = kv_len - kQSeqlen + r / kGroup;
+      float tile_max = kNegInf;
+      for (int i = 0; i < tokens; ++i) {
+        float s = dot(q + r * kHeadDim, k_tile + i * kHeadDim);
+        if (masked && !is_visible(p, tile_begin + i, P.local_window, P.global_window)) s = kNegInf;
+        scores[i] = s;
+        tile_max = s > tile_max ? s : tile_max;
+      }
+      const float new_max = tile_max > row_max[r] ? tile_max : row_max[r];
+      const float reference = new_max == kNegInf ? 0.f : new_max;  // nothing seen yet: no (-inf) - (-inf)
+      const float rescale = __builtin_exp2f(row_max[r] - reference);
+      float* a = acc + r * kHeadDim;
+      float sum = row_sum[r] * rescale;
+      for (int d = 0; d < kHeadDim; ++d) a[d] *= rescale;
+      for (int i = 0; i < tokens; ++i) {
+        const float weight = __builtin_exp2f(scores[i] - reference);
+        sum += weight;
+        const float* v = v_tile + i * kHeadDim;
+        for (int d = 0; d < kHeadDim; ++d) a[d] += weight * v[d];
+      }
+      row_sum[r] = sum;
+      row_max[r] = new_max;
+    }
+  }
+
+  for (int r = 0; r < kRows; ++r) {
+    const float reference = row_max[r] == kNegInf ? 0.f : row_max[r];
+    if (P.num_splits == 1) {
+      store_row(P, b, kv_head, r, acc + r * kHeadDim, normalizer(P, q_head_of(P, kv_head, r), reference, row_sum[r]));
+    } else {  // sinks and the V scale join in the merge, once per row
+      const i64 slot = (i64(b * P.num_kv_heads + kv_head) * P.num_splits + split) * kRows + r;
+      const float inv_sum = row_sum[r] > 0.f ? 1.f / row_sum[r] : 0.f;
+      for (int d = 0; d < kHeadDim; ++d) P.partial_out[slot * kHeadDim + d] = acc[r * kHeadDim + d] * inv_sum;
+      P.partial_lse[slot] = row_sum[r] > 0.f ? reference + __builtin_log2f(row_sum[r]) : kNegInf;
+    }
+  }
+}
+
+// Items [item_begin, item_end) of the (sequence, kv head, split) grid, split fastest.
+extern "C" void SWAJIT_CPU_KERNEL(const PagedDecodeParams* params, int item_begin, int item_end, float* scratch) {
+  const PagedDecodeParams& P = *params;
+  for (int item = item_begin; item < item_end; ++item) {
+    const int split = item % P.num_splits, pair = item / P.num_splits;
+    decode_item(P, pair / P.num_kv_heads, pair % P.num_kv_heads, split, scratch);
+  }
+}
+
+// Split-KV merge over items [item_begin, item_end) of the (sequence, kv head) grid: out = sum_s 2^(lse_s - M) o_s /
+// (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives zeros.
+extern "C" void SWAJIT_CPU_MERGE(const PagedDecodeParams* params, int item_begin, int item_end, float* scratch) {
+  const PagedDecodeParams& P = *params;
+  for (int item = item_begin; item < item_end; ++item) {
+    const int b = item / P.num_kv_heads, kv_head = item % P.num_kv_heads;
+    const i64 first_slot = i64(item) * P.num_splits * kRows;
+    for (int r = 0; r < kRows; ++r) {
+      float max_lse = kNegInf;
+      for (int s = 0; s < P.num_splits; ++s) {
+        const float lse = P.partial_lse[first_slot + s * kRows + r];
+        max_lse = lse > max_lse ? lse : max_lse;
+      }
+      const float reference = max_lse == kNegInf ? 0.f : max_lse;
+      float* acc = scratch;
+      for (int d = 0; d < kHeadDim; ++d) acc[d] = 0.f;
+      float sum = 0.f;
+      for (int s = 0; s < P.num_splits; ++s) {
+        const i64 slot = first_slot + s * kRows + r;
+        const float weight = __builtin_exp2f(P.partial_lse[slot] - reference);
+        sum += weight;
+        for (int d = 0; d < kHeadDim; ++d) acc[d] += weight * P.partial_out[slot * kHeadDim + d];
+      }
+      store_row(P, b, kv_head, r, acc, normalizer(P, q_head_of(P, kv_head, r), reference, sum));
+    }
+  }
+}

@@ -1,0 +1,113 @@
+// The CPU backend end to end, on any machine: the whole correctness matrix against the reference (the same cases
+// as the GPU suite), then the pipeline generate -> compile -> tune -> store -> reload in a new process.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "check.hpp"
+#include "cpu_backend.hpp"
+#include "decode_plan.hpp"
+#include "swajit/swajit.hpp"
+#include "tuner.hpp"
+
+using namespace swajit;
+
+namespace {
+constexpr DLDevice kCpu{kDLCPU, 0};
+
+std::filesystem::path temp_path(const std::string& name) {
+  return std::filesystem::temp_directory_path() / ("swajit_cpu_test_" + std::to_string(::getpid()) + "_" + name);
+}
+
+// Runs a command, returns its standard output (and fails the test on a non-zero exit).
+std::string run(const std::string& command) {
+  std::string output;
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
+  REQUIRE(pipe);
+  std::array<char, 512> buffer;
+  while (fgets(buffer.data(), buffer.size(), pipe.get())) output += buffer.data();
+  const int status = pclose(pipe.release());
+  INFO(command << "\n" << output);
+  CHECK(status == 0);
+  return output;
+}
+}  // namespace
+
+TEST_CASE("CPU: correctness matrix against the reference") {
+  set_tuning_db_path(temp_path("matrix.db").string());
+  const auto cases = decode_check_matrix();
+  precompile_cases(cases, kCpu, hardware_threads());
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const DecodeCase& c = cases[i];
+    INFO(c.name << " (" << c.spec().key() << ")");
+    const CaseResult r = run_decode_case(c, kCpu, 3000 + i);
+    INFO(r.detail);
+    CHECK(r.passed);
+    CHECK(r.rel_err <= r.tolerance);
+  }
+  const KernelCacheStats stats = cpu_kernel_cache_stats();
+  CHECK(stats.builds > 40);
+  std::filesystem::remove(temp_path("matrix.db"));
+}
+
+TEST_CASE("CPU: bad input is rejected before anything runs") {
+  std::vector<uint16_t> q(2 * 8 * 64), out(q.size()), k(4 * 16 * 2 * 64), v(k.size());
+  std::vector<int> table = {0, 1, 2, 3}, lens = {20, 5};
+  std::vector<int64_t> q_shape = {2, 8, 64}, k_shape = {4, 16, 2, 64}, t_shape = {2, 2}, l_shape = {2};
+  const auto view = [](void* data, DLDataType type, std::vector<int64_t>& shape) {
+    DLTensor t{};
+    t.data = data;
+    t.device = kCpu;
+    t.ndim = int(shape.size());
+    t.dtype = type;
+    t.shape = shape.data();
+    return t;
+  };
+  const DLDataType bf16{kDLBfloat, 16, 1}, i32{kDLInt, 32, 1};
+  DLTensor tq = view(q.data(), bf16, q_shape), tk = view(k.data(), bf16, k_shape), tv = view(v.data(), bf16, k_shape);
+  DLTensor tt = view(table.data(), i32, t_shape), tl = view(lens.data(), i32, l_shape), to = view(out.data(), bf16, q_shape);
+  CHECK_NOTHROW(paged_decode(tq, tk, tv, tt, tl, to, nullptr));
+  lens[0] = 40;  // beyond 2 pages of 16
+  try {
+    paged_decode(tq, tk, tv, tt, tl, to, nullptr);
+    FAIL("accepted a sequence longer than its block table");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("seq_lens[0] = 40 exceeds block_table capacity 32") != std::string::npos);
+  }
+  lens[0] = 20;
+  tk.device = {kDLCUDA, 0};
+  CHECK_THROWS_WITH_AS(paged_decode(tq, tk, tv, tt, tl, to, nullptr),
+                       doctest::Contains("k_cache is on device type 'cuda' but q is on 'cpu'"), Error);
+}
+
+TEST_CASE("CPU: tune, store, and reload in a new process without compiling") {
+  const auto db = temp_path("pipeline.db");
+  set_tuning_db_path(db.string());
+  DecodeShape shape;
+  shape.batch = 3; shape.kv_len = 600; shape.num_q_heads = 8; shape.num_kv_heads = 2; shape.head_dim = 64;
+  shape.local_window = 256; shape.q_seqlen = 2;
+  TuneOptions options;
+  options.quick_reps = 3;
+  options.final_reps = 5;
+  const CpuTuneReport report = tune_cpu_decode_shape(shape, options);
+  CHECK(report.timed > 0);
+  CHECK(report.rejected_wrong == 0);
+  CHECK(report.best_us <= report.heuristic_us);
+  DecodeWorkload workload(shape, kCpu, nullptr);
+  const DecodeProblem problem = workload.problem(0);
+  CHECK(plan_cpu_decode(problem, DecodeOptions{}) == report.best);
+  workload.run(0, std::nullopt);  // the tuned config, end to end
+  CHECK(workload.relative_error(0) <= tolerance_for(shape.dtype));
+  // A new process finds the winner and its compiled object in the database: no Clang compile.
+  const std::string output = run(std::string(SWAJIT_CLI_PATH) + " bench load --device cpu --db " + db.string());
+  CHECK(output.find("1 tuned winners") != std::string::npos);
+  CHECK(output.find("loaded from the database (no Clang): 1 kernels") != std::string::npos);
+  CHECK(output.find("Clang compiles in this process: 0") != std::string::npos);
+  set_tuning_db_path(temp_path("unused.db").string());
+  std::filesystem::remove(db);
+}
