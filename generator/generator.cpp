@@ -110,8 +110,8 @@ GeneratedKernel generate_cuda(const KernelSpec& spec, const DecodeConfig& config
 int cpu_scratch_floats(const KernelSpec& spec, const CpuDecodeConfig& config) {
   const int rows = spec.q_seqlen * spec.group;
   // Must match the carving at the top of decode_item() in templates/paged_decode_cpu.cpp: q and accumulators per
-  // row, widened K and V tiles, the tile's scores, and each row's max and sum.
-  return 2 * rows * spec.head_dim + 2 * config.block_n * spec.head_dim + config.block_n + 2 * rows;
+  // row, widened K and V tiles, every row's scores for the tile, and each row's max and sum.
+  return 2 * rows * spec.head_dim + 2 * config.block_n * spec.head_dim + rows * config.block_n + 2 * rows;
 }
 
 GeneratedKernel generate_cpu(const KernelSpec& spec, const CpuDecodeConfig& config) {

@@ -16,9 +16,9 @@
 // kGlobalWindow, kSinkLogits, kGqaInterleaved, kKvQuant), the config (kBlockN), kRows and the symbol names
 // SWAJIT_CPU_KERNEL and SWAJIT_CPU_MERGE.
 
-constexpr int kVectorLanes = 16;  // independent accumulators: lets Clang vectorize the reductions exactly
-static_assert(kHeadDim % kVectorLanes == 0, "head_dim must be a multiple of 16");
 constexpr float kNegInf = -__builtin_inff();
+constexpr int kSliceWidth = 8;  // accumulator columns kept in registers by the P.V loop (one AVX2 vector)
+constexpr int kBlockRows = 4;   // ... times this many rows: 4 accumulator vectors, one V vector, 4 weights
 constexpr float kLog2e = 1.4426950408889634f;
 
 // ---- element access -----------------------------------------------------------------------------------------------
@@ -59,13 +59,23 @@ static inline float v_scale_at(const PagedDecodeParams& P, int kv_head, int d) {
   return kKvQuant ? P.v_scale[kv_head * P.v_scale_stride_head + d * P.v_scale_stride_channel] : 1.f;
 }
 
-static inline float dot(const float* a, const float* b) {
-  float lanes[kVectorLanes] = {};
-  for (int d = 0; d < kHeadDim; d += kVectorLanes)
-    for (int l = 0; l < kVectorLanes; ++l) lanes[l] += a[d + l] * b[d + l];
-  float sum = 0.f;
-  for (int l = 0; l < kVectorLanes; ++l) sum += lanes[l];
-  return sum;
+// 2^x for the softmax, inline so the loops that call it vectorize (a libm call per score would dominate the
+// kernel). x = i + f with f in [0, 1): 2^f by a degree-5 polynomial fitted for relative error (under 1.5e-7),
+// 2^i through the exponent bits. Scores of masked tokens are -inf and give exactly 0.
+static inline float fast_exp2(float x) {
+  constexpr float kMinExponent = -126.f;  // below this 2^x is under the smallest normal float: flush to 0
+  const bool underflow = !(x >= kMinExponent);  // -inf (masked) lands here
+  const float clamped = underflow ? 0.f : x;
+  const float whole = __builtin_floorf(clamped);
+  const float f = clamped - whole;
+  float p = 1.876232945334693e-03f;
+  p = p * f + 8.992584031004003e-03f;
+  p = p * f + 5.582360446256712e-02f;
+  p = p * f + 2.401545298866137e-01f;
+  p = p * f + 6.931529681766510e-01f;
+  p = p * f + 1.0f;
+  const float scale = __builtin_bit_cast(float, u32(int(whole) + 127) << 23);
+  return underflow ? 0.f : p * scale;
 }
 
 // Normalizer of a row whose sum and accumulator are relative to `reference` (log2 units), with its learned sink.
@@ -73,8 +83,8 @@ static inline float normalizer(const PagedDecodeParams& P, int head, float refer
   if (kSinkLogits) {
     const float sink = P.sink_logits[head * P.sink_logits_stride] * kLog2e;
     const float new_reference = sink > reference ? sink : reference;
-    const float rescale = __builtin_exp2f(reference - new_reference);
-    return rescale / (sum * rescale + __builtin_exp2f(sink - new_reference));
+    const float rescale = fast_exp2(reference - new_reference);
+    return rescale / (sum * rescale + fast_exp2(sink - new_reference));
   }
   return sum > 0.f ? 1.f / sum : 0.f;  // nothing visible: zeros, not 0/0
 }
@@ -88,12 +98,12 @@ static inline void store_row(const PagedDecodeParams& P, int b, int kv_head, int
 // ---- one work item --------------------------------------------------------------------------------------------------
 static void decode_item(const PagedDecodeParams& P, int b, int kv_head, int split, float* scratch) {
   // Scratch layout; its size is cpu_scratch_floats() in generator/generator.cpp.
-  float* q = scratch;                        // [kRows][kHeadDim], scaled to log2 units, K scale folded in
+  float* q = scratch;                        // [kHeadDim][kRows] (transposed), log2 units, K scale folded in
   float* acc = q + kRows * kHeadDim;         // [kRows][kHeadDim]
   float* k_tile = acc + kRows * kHeadDim;    // [kBlockN][kHeadDim]
   float* v_tile = k_tile + kBlockN * kHeadDim;
-  float* scores = v_tile + kBlockN * kHeadDim;  // [kBlockN]
-  float* row_max = scores + kBlockN;            // [kRows]
+  float* scores = v_tile + kBlockN * kHeadDim;  // [kRows][kBlockN]: scores, then softmax weights
+  float* row_max = scores + kRows * kBlockN;    // [kRows]
   float* row_sum = row_max + kRows;             // [kRows]
 
   int kv_len = P.seq_lens[b * P.seq_lens_stride];
@@ -106,7 +116,7 @@ static void decode_item(const PagedDecodeParams& P, int b, int kv_head, int spli
   for (int r = 0; r < kRows; ++r) {
     const u16* src = static_cast<const u16*>(P.q) + b * P.q_stride_batch + (r / kGroup) * P.q_stride_token +
                      q_head_of(P, kv_head, r) * P.q_stride_head;
-    for (int d = 0; d < kHeadDim; ++d) q[r * kHeadDim + d] = elem_to_float(src[d]) * k_scale_at(P, kv_head, d) * P.scale_log2;
+    for (int d = 0; d < kHeadDim; ++d) q[d * kRows + r] = elem_to_float(src[d]) * k_scale_at(P, kv_head, d) * P.scale_log2;
     for (int d = 0; d < kHeadDim; ++d) acc[r * kHeadDim + d] = 0.f;
     row_max[r] = kNegInf;
     row_sum[r] = 0.f;
@@ -124,31 +134,54 @@ static void decode_item(const PagedDecodeParams& P, int b, int kv_head, int spli
       for (int d = 0; d < kHeadDim; ++d) k_tile[i * kHeadDim + d] = kv_to_float(k_row, d);
       for (int d = 0; d < kHeadDim; ++d) v_tile[i * kHeadDim + d] = kv_to_float(v_row, d);
     }
+    // Token-outer loops: each widened K and V row is read once per tile while every query row's q and
+    // accumulator stay in L1. Scores of one token for all rows at once: q is transposed, so the inner loop runs
+    // over rows with each k element broadcast (no horizontal sums).
+    for (int i = 0; i < tokens; ++i) {
+      float row_scores[kRows] = {};
+      const float* k = k_tile + i * kHeadDim;
+      for (int d = 0; d < kHeadDim; ++d)
+        for (int r = 0; r < kRows; ++r) row_scores[r] += k[d] * q[d * kRows + r];
+      for (int r = 0; r < kRows; ++r) scores[r * kBlockN + i] = row_scores[r];
+    }
     const bool masked = !tile_fully_visible(tile_begin, tile_begin + tokens, kv_len, P.local_window, P.global_window);
-    for (int r = 0; r < kRows; ++r) {
+    for (int r = 0; r < kRows; ++r) {  // online softmax: scores -> weights, accumulator rescaled
+      float* s = scores + r * kBlockN;
       const int p = kv_len - kQSeqlen + r / kGroup;
       float tile_max = kNegInf;
       for (int i = 0; i < tokens; ++i) {
-        float s = dot(q + r * kHeadDim, k_tile + i * kHeadDim);
-        if (masked && !is_visible(p, tile_begin + i, P.local_window, P.global_window)) s = kNegInf;
-        scores[i] = s;
-        tile_max = s > tile_max ? s : tile_max;
+        if (masked && !is_visible(p, tile_begin + i, P.local_window, P.global_window)) s[i] = kNegInf;
+        tile_max = s[i] > tile_max ? s[i] : tile_max;
       }
       const float new_max = tile_max > row_max[r] ? tile_max : row_max[r];
       const float reference = new_max == kNegInf ? 0.f : new_max;  // nothing seen yet: no (-inf) - (-inf)
-      const float rescale = __builtin_exp2f(row_max[r] - reference);
-      float* a = acc + r * kHeadDim;
+      const float rescale = fast_exp2(row_max[r] - reference);
       float sum = row_sum[r] * rescale;
-      for (int d = 0; d < kHeadDim; ++d) a[d] *= rescale;
       for (int i = 0; i < tokens; ++i) {
-        const float weight = __builtin_exp2f(scores[i] - reference);
-        sum += weight;
-        const float* v = v_tile + i * kHeadDim;
-        for (int d = 0; d < kHeadDim; ++d) a[d] += weight * v[d];
+        s[i] = fast_exp2(s[i] - reference);
+        sum += s[i];
       }
+      float* a = acc + r * kHeadDim;
+      for (int d = 0; d < kHeadDim; ++d) a[d] *= rescale;
       row_sum[r] = sum;
       row_max[r] = new_max;
     }
+    // out += P . V in register blocks of kBlockRows rows x kSliceWidth columns kept across the tile's tokens:
+    // each V vector loaded feeds kBlockRows multiply-adds, and the accumulators never round-trip through memory.
+    for (int d0 = 0; d0 < kHeadDim; d0 += kSliceWidth)
+      for (int r0 = 0; r0 < kRows; r0 += kBlockRows) {
+        const int rows = kRows - r0 < kBlockRows ? kRows - r0 : kBlockRows;
+        float block[kBlockRows][kSliceWidth] = {};
+        for (int i = 0; i < tokens; ++i) {
+          const float* v = v_tile + i * kHeadDim + d0;
+          for (int r = 0; r < kBlockRows; ++r) {
+            const float weight = r < rows ? scores[(r0 + r) * kBlockN + i] : 0.f;
+            for (int e = 0; e < kSliceWidth; ++e) block[r][e] += weight * v[e];
+          }
+        }
+        for (int r = 0; r < rows; ++r)
+          for (int e = 0; e < kSliceWidth; ++e) acc[(r0 + r) * kHeadDim + d0 + e] += block[r][e];
+      }
   }
 
   for (int r = 0; r < kRows; ++r) {
@@ -192,7 +225,7 @@ extern "C" void SWAJIT_CPU_MERGE(const PagedDecodeParams* params, int item_begin
       float sum = 0.f;
       for (int s = 0; s < P.num_splits; ++s) {
         const i64 slot = first_slot + s * kRows + r;
-        const float weight = __builtin_exp2f(P.partial_lse[slot] - reference);
+        const float weight = fast_exp2(P.partial_lse[slot] - reference);
         sum += weight;
         for (int d = 0; d < kHeadDim; ++d) acc[d] += weight * P.partial_out[slot * kHeadDim + d];
       }
