@@ -64,8 +64,9 @@ void expect_error(Tensors& t, const std::string& needle, ErrorCode code = ErrorC
     FAIL("accepted invalid input; expected an error mentioning: " << needle);
   } catch (const Error& e) {
     CHECK(e.code() == code);
-    INFO("message: " << e.what());
-    CHECK(std::string(e.what()).find(needle) != std::string::npos);
+    const std::string message = e.what();
+    INFO("message: " << message);
+    CHECK(message.find(needle) != std::string::npos);
   }
 }
 
@@ -124,7 +125,8 @@ TEST_CASE("shapes, dtypes and ranges are checked with the argument named") {
 }
 
 TEST_CASE("devices, strides and alignment are checked") {
-  { Tensors t; t.q.device = {kDLCPU, 0}; expect_error(t, "q is on device type 'cpu'"); }
+  { Tensors t; t.q.device = {kDLCPU, 0}; expect_error(t, "out is on device type 'cuda' but q is on 'cpu'"); }
+  { Tensors t; t.q.device = {kDLROCM, 0}; expect_error(t, "q is on device type 'DLDeviceType 10'; supported: 'cpu', 'cuda', 'cuda_managed'"); }
   { Tensors t; t.k.device = {kDLCUDA, 1}; expect_error(t, "k_cache is on cuda:1 but q is on cuda:0"); }
   { Tensors t; t.table.device = {kDLCPU, 0}; expect_error(t, "block_table is on device type 'cpu'"); }
   {

@@ -31,13 +31,13 @@ std::vector<int64_t> strides_of(const DLTensor& t) {
   return strides;
 }
 
-const char* device_name(DLDeviceType type) {
+std::string device_name(DLDeviceType type) {
   switch (type) {
     case kDLCPU: return "cpu";
     case kDLCUDA: return "cuda";
     case kDLCUDAHost: return "cuda_host";
     case kDLCUDAManaged: return "cuda_managed";
-    default: return "unsupported";
+    default: return "DLDeviceType " + std::to_string(static_cast<int>(type));
   }
 }
 
@@ -174,7 +174,7 @@ DecodeProblem describe_paged_decode(const DLTensor& q, const DLTensor& k_cache, 
   const DLDataTypeCode dtype_code = p.spec.dtype == DType::kBF16 ? kDLBfloat : kDLFloat;
   require_dtype(q, "q", dtype_code, 16, "bf16 or fp16");
   if (q.device.device_type != kDLCPU && q.device.device_type != kDLCUDA && q.device.device_type != kDLCUDAManaged)
-    fail(std::string("q is on device type '") + device_name(q.device.device_type) + "'; supported: 'cpu', 'cuda', 'cuda_managed'");
+    fail("q is on device type '" + device_name(q.device.device_type) + "'; supported: 'cpu', 'cuda', 'cuda_managed'");
   const DLDevice home = q.device;
   p.on_cpu = home.device_type == kDLCPU;
   require_on_device(q, "q", home, false);

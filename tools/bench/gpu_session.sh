@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One device session: prebuilt binaries (carried in .carry/) check correctness and time everything, logs in $OUT.
+# One device session: prebuilt binaries (carried in .carry/, made by tools/bench/prepare_gpu_carry.sh) check
+# correctness and time everything, logs in $OUT.
 # Usage on the GPU machine, from the repository root: tools/bench/gpu_session.sh [what...]
 #   what: info tests check bench bench_int8 bench_fp8 peers (default: all of them)
 set -uo pipefail
