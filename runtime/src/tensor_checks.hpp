@@ -1,0 +1,82 @@
+// Checks of DLPack tensors shared by every kernel family's argument validation: each failure throws
+// swajit::Error(kInvalidArgument) with a message naming the argument and what is allowed.
+#pragma once
+#include <dlpack/dlpack.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "swajit/error.hpp"
+#include "swajit/spec.hpp"
+
+namespace swajit {
+
+constexpr int kVectorBytes = 16;  // every tensor the kernels stream is read or written in 16-byte vectors
+
+[[noreturn]] void fail(const std::string& message);
+std::string shape_text(const DLTensor& t);                 // "[2, 8, 128]"
+std::vector<int64_t> strides_of(const DLTensor& t);        // in elements; DLPack's null strides mean row-major
+std::string device_name(DLDeviceType type);
+void require_ndim(const DLTensor& t, const char* name, int ndim, const char* layout);
+void require_dtype(const DLTensor& t, const char* name, DLDataTypeCode code, int bits, const char* expected);
+// The tensor lives where the call runs (`home`, q's device) and is readable by kernels there.
+void require_on_device(const DLTensor& t, const char* name, const DLDevice& home, bool allow_host_mapped);
+// Last dim contiguous, other strides non-negative multiples of 16 bytes, base 16-byte aligned.
+void require_vector_layout(const DLTensor& t, const char* name, const std::vector<int64_t>& strides);
+void require_positive_extent(const DLTensor& t, const char* name, int dim, const char* what);
+int checked_int(int64_t value, const std::string& what);
+
+template <class T>
+const T* element_pointer(const DLTensor& t) {
+  return reinterpret_cast<const T*>(static_cast<const char*>(t.data) + t.byte_offset);
+}
+
+// q's dtype as a spec dtype (bf16 or fp16), or an error naming q.
+DType attention_dtype(const DLTensor& q);
+// The DLPack code and name of a spec dtype, for messages and checks of the other tensors.
+DLDataTypeCode dlpack_code(DType dtype);
+const char* dtype_name(DType dtype);
+
+// A dequant scale: float32 [num_kv_heads, head_dim] (per channel) or a single value (per tensor, read through zero
+// strides).
+struct ScaleView {
+  const float* data = nullptr;
+  int64_t stride_head = 0, stride_channel = 0;
+};
+ScaleView describe_scale(const DLTensor* scale, const char* name, const DLDevice& home, int64_t num_kv_heads, int64_t head_dim);
+
+// K and V of one call, paged (4-D, NHD or HND) or contiguous (3-D [tokens, num_kv_heads, head_dim]), with their
+// dtype checked against the KV storage (`quant`; 16-bit caches must match q).
+struct KvView {
+  int64_t num_pages = 0, page_size = 0, num_kv_heads = 0;  // contiguous: num_pages = tokens, page_size = 1
+  int64_t k_stride_page = 0, k_stride_token = 0, k_stride_head = 0;
+  int64_t v_stride_page = 0, v_stride_token = 0, v_stride_head = 0;
+};
+KvView describe_paged_kv(const DLTensor& k_cache, const DLTensor& v_cache, KvLayout layout, KvQuant quant, DType dtype,
+                         const DLDevice& home, int64_t head_dim);
+KvView describe_contiguous_kv(const DLTensor& k, const DLTensor& v, DType dtype, const DLDevice& home, int64_t head_dim);
+
+// block_table int32 [batch, max_pages_per_seq] and seq_lens int32 [batch] (host-mapped memory allowed).
+struct PagedMetadataView {
+  int64_t block_table_stride_batch = 0, block_table_stride_page = 0, seq_lens_stride = 0;
+};
+PagedMetadataView describe_paged_metadata(const DLTensor& block_table, const DLTensor& seq_lens, int64_t batch,
+                                          const DLDevice& home);
+
+// num_q_heads / num_kv_heads, checked to be a whole group within SpecLimits.
+int gqa_group(int64_t num_q_heads, int64_t num_kv_heads);
+
+// Optional float32 [num_q_heads] learned sink logits.
+struct SinkView {
+  const float* data = nullptr;
+  int64_t stride = 0;
+};
+SinkView describe_sink_logits(const DLTensor* sink_logits, int64_t num_q_heads, const DLDevice& home);
+
+// softmax scale * log2(e) (default scale 1/sqrt(head_dim)), checked finite and non-zero.
+float softmax_scale_log2(const std::optional<float>& softmax_scale, int64_t head_dim);
+void require_global_window(int global_window);  // >= 0 (local_window: any value, <= 0 is unlimited)
+
+}  // namespace swajit
