@@ -50,6 +50,8 @@ std::string_view windows_token(bool local, bool global) {
   return "full";
 }
 
+constexpr std::string_view kContiguousKvToken = "contig";
+constexpr std::string_view kNonCausalToken = "noncausal";
 constexpr std::string_view kSinkLogitsToken = "attnsink";
 constexpr std::string_view kInterleavedGqaToken = "gqai";
 constexpr std::string_view kInt8KvToken = "kvint8";
@@ -60,6 +62,7 @@ constexpr std::string_view kFp8KvToken = "kvfp8";
 std::string_view to_string(KernelFamily family) {
   switch (family) {
     case KernelFamily::kPagedDecode: return "paged_decode";
+    case KernelFamily::kPrefill: return "prefill";
   }
   return "?";
 }
@@ -90,7 +93,8 @@ GqaMapping parse_gqa(std::string_view text) {
 
 KernelFamily parse_family(std::string_view text) {
   if (text == "paged_decode") return KernelFamily::kPagedDecode;
-  throw Error(ErrorCode::kInvalidArgument, "family '" + std::string(text) + "' is unknown; accepted: paged_decode");
+  if (text == "prefill") return KernelFamily::kPrefill;
+  throw Error(ErrorCode::kInvalidArgument, "family '" + std::string(text) + "' is unknown; accepted: paged_decode, prefill");
 }
 DType parse_dtype(std::string_view text) {
   if (text == "bf16") return DType::kBF16;
@@ -105,8 +109,12 @@ KvLayout parse_kv_layout(std::string_view text) {
 
 std::string KernelSpec::key() const {
   std::ostringstream key;
-  key << to_string(family) << '_' << to_string(dtype) << "_d" << head_dim << "_p" << page_size << '_'
-      << to_string(kv_layout) << "_q" << q_seqlen << "_g" << group << '_' << windows_token(local_window, global_window);
+  key << to_string(family) << '_' << to_string(dtype) << "_d" << head_dim << '_';
+  if (is_contiguous_kv()) key << kContiguousKvToken;
+  else key << 'p' << page_size << '_' << to_string(kv_layout);
+  if (family == KernelFamily::kPagedDecode) key << "_q" << q_seqlen;
+  key << "_g" << group << '_' << windows_token(local_window, global_window);
+  if (!causal) key << '_' << kNonCausalToken;
   if (sink_logits) key << '_' << kSinkLogitsToken;
   if (gqa == GqaMapping::kInterleaved) key << '_' << kInterleavedGqaToken;
   if (kv_quant == KvQuant::kInt8) key << '_' << kInt8KvToken;
@@ -115,42 +123,58 @@ std::string KernelSpec::key() const {
 }
 
 KernelSpec KernelSpec::from_key(std::string_view key) {
-  constexpr std::string_view kFamilyPrefix = "paged_decode_";
-  if (key.substr(0, kFamilyPrefix.size()) != kFamilyPrefix)
-    throw Error(ErrorCode::kInvalidArgument, "key '" + std::string(key) + "' does not start with a known family (paged_decode)");
-  const auto parts = split(key.substr(kFamilyPrefix.size()), '_');
-  const std::string form = "paged_decode_<dtype>_d<D>_p<P>_<nhd|hnd>_q<Q>_g<G>_<full|local|global|local_global>"
-                           "[_attnsink][_gqai][_kvint8|_kvfp8]";
-  constexpr size_t kFixedParts = 6;  // dtype, head_dim, page_size, layout, q_seqlen, group
-  if (parts.size() <= kFixedParts)
-    throw Error(ErrorCode::kInvalidArgument, "key '" + std::string(key) + "' does not have the form " + form);
+  const std::string form =
+      "paged_decode_<dtype>_d<D>_p<P>_<nhd|hnd>_q<Q>_g<G>_<windows>[flags] or "
+      "prefill_<dtype>_d<D>_<p<P>_<nhd|hnd>|contig>_g<G>_<windows>[flags]; windows: full|local|global|local_global; "
+      "flags in order: _noncausal (prefill), _attnsink, _gqai, _kvint8|_kvfp8";
+  const auto malformed = [&](const std::string& why) {
+    return Error(ErrorCode::kInvalidArgument, "key '" + std::string(key) + "': " + why + "; the form is " + form);
+  };
   KernelSpec spec;
-  spec.family = KernelFamily::kPagedDecode;
-  spec.dtype = parse_dtype(parts[0]);
-  spec.head_dim = parse_prefixed_int(parts[1], "d", "head_dim", key);
-  spec.page_size = parse_prefixed_int(parts[2], "p", "page_size", key);
-  spec.kv_layout = parse_kv_layout(parts[3]);
-  spec.q_seqlen = parse_prefixed_int(parts[4], "q", "q_seqlen", key);
-  spec.group = parse_prefixed_int(parts[5], "g", "group", key);
-  size_t next = kFixedParts;
-  if (parts[next] == "local" && next + 1 < parts.size() && parts[next + 1] == "global") {
-    spec.local_window = spec.global_window = true;
-    next += 2;
+  std::string_view rest;
+  if (key.substr(0, 13) == "paged_decode_") {
+    spec.family = KernelFamily::kPagedDecode;
+    rest = key.substr(13);
+  } else if (key.substr(0, 8) == "prefill_") {
+    spec.family = KernelFamily::kPrefill;
+    rest = key.substr(8);
   } else {
-    spec.local_window = parts[next] == "local";
-    spec.global_window = parts[next] == "global";
-    if (!spec.local_window && !spec.global_window && parts[next] != "full")
-      throw Error(ErrorCode::kInvalidArgument, "key '" + std::string(key) + "': windows part '" + std::string(parts[next]) +
-                                                   "' is not one of full, local, global, local_global");
+    throw malformed("it does not start with a known family (paged_decode, prefill)");
+  }
+  const auto parts = split(rest, '_');
+  size_t next = 0;
+  const auto take = [&]() -> std::string_view {
+    if (next >= parts.size()) throw malformed("it ends too early");
+    return parts[next++];
+  };
+  spec.dtype = parse_dtype(take());
+  spec.head_dim = parse_prefixed_int(take(), "d", "head_dim", key);
+  const std::string_view storage = take();
+  if (spec.family == KernelFamily::kPrefill && storage == kContiguousKvToken) {
+    spec.page_size = 0;
+  } else {
+    spec.page_size = parse_prefixed_int(storage, "p", "page_size", key);
+    spec.kv_layout = parse_kv_layout(take());
+  }
+  if (spec.family == KernelFamily::kPagedDecode) spec.q_seqlen = parse_prefixed_int(take(), "q", "q_seqlen", key);
+  spec.group = parse_prefixed_int(take(), "g", "group", key);
+  const std::string_view windows = take();
+  if (windows == "local" && next < parts.size() && parts[next] == "global") {
+    spec.local_window = spec.global_window = true;
     ++next;
+  } else {
+    spec.local_window = windows == "local";
+    spec.global_window = windows == "global";
+    if (!spec.local_window && !spec.global_window && windows != "full")
+      throw malformed("windows part '" + std::string(windows) + "' is not one of full, local, global, local_global");
   }
   for (; next < parts.size(); ++next) {
-    if (parts[next] == kSinkLogitsToken) spec.sink_logits = true;
+    if (parts[next] == kNonCausalToken) spec.causal = false;
+    else if (parts[next] == kSinkLogitsToken) spec.sink_logits = true;
     else if (parts[next] == kInterleavedGqaToken) spec.gqa = GqaMapping::kInterleaved;
     else if (parts[next] == kInt8KvToken) spec.kv_quant = KvQuant::kInt8;
     else if (parts[next] == kFp8KvToken) spec.kv_quant = KvQuant::kFp8E4M3;
-    else throw Error(ErrorCode::kInvalidArgument, "key '" + std::string(key) + "': unknown flag '" + std::string(parts[next]) +
-                                                      "'; the form is " + form);
+    else throw malformed("unknown flag '" + std::string(parts[next]) + "'");
   }
   if (spec.key() != key)
     throw Error(ErrorCode::kInvalidArgument, "key '" + std::string(key) + "' is not canonical; canonical form: " + spec.key());
@@ -162,10 +186,22 @@ void KernelSpec::validate() const {
   const auto& dims = SpecLimits::kHeadDims;
   if (std::find(std::begin(dims), std::end(dims), head_dim) == std::end(dims))
     throw Error(ErrorCode::kUnsupported, "head_dim = " + std::to_string(head_dim) + " is not supported; supported: 64, 128, 256");
-  require_range("page_size", page_size, SpecLimits::kMinPageSize, SpecLimits::kMaxPageSize);
-  require_range("q_seqlen", q_seqlen, SpecLimits::kMinQSeqlen, SpecLimits::kMaxQSeqlen);
+  if (!is_contiguous_kv()) require_range("page_size", page_size, SpecLimits::kMinPageSize, SpecLimits::kMaxPageSize);
   require_range("group (num_q_heads / num_kv_heads)", group, SpecLimits::kMinGroup, SpecLimits::kMaxGroup);
+  if (family == KernelFamily::kPagedDecode) {
+    require_range("q_seqlen", q_seqlen, SpecLimits::kMinQSeqlen, SpecLimits::kMaxQSeqlen);
+    if (!causal) throw Error(ErrorCode::kInvalidArgument, "causal = false is a prefill option; decode queries are always causal");
+  } else {
+    if (q_seqlen != 1)
+      throw Error(ErrorCode::kInvalidArgument, "q_seqlen = " + std::to_string(q_seqlen) +
+                                                   ": prefill takes its query lengths at run time (cu_seqlens_q); leave it 1");
+    if (kv_quant != KvQuant::kNone)
+      throw Error(ErrorCode::kUnsupported, "prefill over an 8-bit KV cache (kv_quant = " + std::string(to_string(kv_quant)) +
+                                               ") is not supported yet; dequantize the cache or use paged_decode");
+  }
 }
+
+bool KernelSpec::is_contiguous_kv() const { return family == KernelFamily::kPrefill && page_size == 0; }
 
 std::string DecodeConfig::compile_key() const {
   return "bn" + std::to_string(block_n) + "_wn" + std::to_string(warps_n) + "_st" + std::to_string(stages);
@@ -201,6 +237,34 @@ void DecodeConfig::validate(const KernelSpec& spec) const {
     throw Error(ErrorCode::kInvalidArgument, "warps_n = " + std::to_string(warps_n) + " gives " +
                                                  std::to_string(threads) + " threads per block; at most " +
                                                  std::to_string(kMaxThreadsPerBlock) + " are allowed");
+}
+
+std::string PrefillConfig::compile_key() const {
+  return "bm" + std::to_string(block_m) + "_bn" + std::to_string(block_n) + "_st" + std::to_string(stages);
+}
+
+PrefillConfig PrefillConfig::from_key(std::string_view key) {
+  const auto parts = split(key, '_');
+  if (parts.size() != 3)
+    throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bm<M>_bn<N>_st<S>");
+  PrefillConfig config;
+  config.block_m = parse_prefixed_int(parts[0], "bm", "block_m", key);
+  config.block_n = parse_prefixed_int(parts[1], "bn", "block_n", key);
+  config.stages = parse_prefixed_int(parts[2], "st", "stages", key);
+  return config;
+}
+
+void PrefillConfig::validate(const KernelSpec& spec) const {
+  constexpr int kMmaM = 16, kMmaK = 16;  // one warp per 16 query rows; tokens come in k16 steps
+  constexpr int kMaxBlockM = 256, kMaxBlockN = 256, kMaxStages = 4;
+  require_range("block_m", block_m, kMmaM, kMaxBlockM);
+  if (block_m % kMmaM != 0)
+    throw Error(ErrorCode::kInvalidArgument, "block_m = " + std::to_string(block_m) + " must be a multiple of 16");
+  require_range("block_n", block_n, kMmaK, kMaxBlockN);
+  if (block_n % kMmaK != 0)
+    throw Error(ErrorCode::kInvalidArgument, "block_n = " + std::to_string(block_n) + " must be a multiple of 16");
+  require_range("stages", stages, 1, kMaxStages);
+  (void)spec;
 }
 
 std::string CpuDecodeConfig::compile_key() const { return "cpu_bn" + std::to_string(block_n); }

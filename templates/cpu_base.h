@@ -1,4 +1,4 @@
-// swajit CPU kernel basics: fixed-width types and the qualifiers templates/decode_window.h needs. The generated
+// swajit CPU kernel basics: fixed-width types and the qualifiers templates/window_mask.h needs. The generated
 // CPU source includes no system header, so Clang compiles it in process with nothing but its own builtins.
 typedef unsigned short u16;
 typedef unsigned int u32;

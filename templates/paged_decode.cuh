@@ -22,26 +22,18 @@
 // With num_splits > 1 each split writes (out / l, log2-sum-exp) and SWAJIT_MERGE_KERNEL combines them.
 //
 // Needs from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kQSeqlen, kGroup, kLocalWindow,
-// kGlobalWindow, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockN, kWarpsN, kStages), the launch geometry the host also uses (kRows, kWarpsM,
+// kGlobalWindow, kCausal, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockN, kWarpsN, kStages), the launch geometry the host also uses (kRows, kWarpsM,
 // kThreads, kQBytes, kTileBytes, kDequantBytes, kEpilogueStride, kEpilogueBytes, kSharedBytes, kMergeThreads, kMaxSplits)
 // and the symbol names
 // SWAJIT_DECODE_KERNEL and SWAJIT_MERGE_KERNEL.
 
 constexpr int kRowsPadded = kWarpsM * 16;
 constexpr int kWarps = kWarpsM * kWarpsN;
-constexpr int kChunks = kHeadDim / 8;                  // 16-byte chunks per 16-bit Q / K / V row
 constexpr int kKvChunks = kHeadDim * kKvBytes / 16;    // 16-byte chunks per stored K/V row
 constexpr int kTokensPerWarp = kBlockN / kWarpsN;       // tokens of each tile one warp handles
 constexpr int kScoreFrags = kTokensPerWarp / 8;        // 16x8 score fragments per warp and tile
-constexpr int kOutFrags = kHeadDim / 8;                // 16x8 output fragments per warp
-constexpr int kDimSteps = kHeadDim / 16;               // k16 steps over head_dim
-// Q stays in registers when it is small enough not to crowd out the output accumulators.
-constexpr bool kQInRegisters = kHeadDim <= 128;
 
 static_assert(kTokensPerWarp % 16 == 0, "each warp needs whole k16 steps of tokens");
-static_assert(kHeadDim % 64 == 0, "head_dim must be a multiple of 64");
-
-typedef SwizzledTile<kHeadDim> RowTile;
 
 // Shared memory (sizes from the prelude): the Q tile (kQBytes), then kStages K tiles and kStages V tiles
 // (kTileBytes each, as stored), then for 8-bit KV one widened K and one widened V tile (kDequantBytes). After the
@@ -53,28 +45,15 @@ static_assert(kSharedBytes >= kQBytes + 2 * kStages * kTileBytes + kDequantBytes
               "prelude shared-memory size too small for the template's layout");
 static_assert(kKvQuant == 0 || kDequantBytes == 2 * kBlockN * kHeadDim * 2, "widened tiles are 16-bit");
 
-SWAJIT_DEVICE void report_status(const PagedDecodeParams& P, int bit, int batch_index) {
-  atomicOr(P.status, bit);
-  atomicMin(P.status + 1, batch_index);
-}
-
 // Query head of row `row` in kv head `kv_head`'s block (rows are query token major: row = s * kGroup + g).
 SWAJIT_DEVICE int q_head_of(const PagedDecodeParams& P, int kv_head, int row) {
   const int g = row % kGroup;
   return kGqaInterleaved ? kv_head + g * P.num_kv_heads : kv_head * kGroup + g;
 }
 
-// Folds the learned sink of `head` into a row's softmax state (log2 units): with sum and acc taken relative to
-// `reference`, returns the factor that turns acc into the normalized output. No sink: 1 / sum (0 if sum is 0).
+// The factor that turns a row's accumulator into its output, with the learned sink of `head` if the spec has one.
 SWAJIT_DEVICE float normalizer(const PagedDecodeParams& P, int head, float reference, float sum) {
-  if (kSinkLogits) {
-    constexpr float kLog2e = 1.4426950408889634f;
-    const float sink = P.sink_logits[head * P.sink_logits_stride] * kLog2e;
-    const float new_reference = fmaxf(reference, sink);
-    const float rescale = fast_exp2(reference - new_reference);
-    return rescale / (sum * rescale + fast_exp2(sink - new_reference));
-  }
-  return sum > 0.f ? 1.f / sum : 0.f;  // nothing visible: zeros, not 0/0
+  return row_normalizer(kSinkLogits ? P.sink_logits[head * P.sink_logits_stride] : 0.f, reference, sum);
 }
 
 // ---- loads -----------------------------------------------------------------------------------------------------------
@@ -107,7 +86,7 @@ SWAJIT_DEVICE void load_kv_tile(const PagedDecodeParams& P, u32 k_smem, u32 v_sm
     bool valid = j < tile_end;
     int page = valid ? block_table_row[(j / kPageSize) * P.block_table_stride_page] : 0;
     if (valid && (page < 0 || page >= P.num_pages)) {
-      report_status(P, kStatusPageOutOfRange, b);
+      record_status(P.status, kStatusPageOutOfRange, b);
       valid = false;
       page = 0;
     }
@@ -159,108 +138,6 @@ SWAJIT_DEVICE void widen_tile(u32 stored, u32 widened) {
     }
     st_shared_16(widened + RowTile::offset_bytes(row, 2 * chunk), make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]));
     st_shared_16(widened + RowTile::offset_bytes(row, 2 * chunk + 1), make_uint4(pairs[4], pairs[5], pairs[6], pairs[7]));
-  }
-}
-
-// ---- per-warp math on one tile -------------------------------------------------------------------------------------
-struct WarpState {
-  float out[kOutFrags][4];   // unnormalized output, rows (lane/4) and (lane/4 + 8) of the warp's 16
-  float row_max[2];          // running max of scaled scores (log2 units), -inf until a token is seen
-  float row_sum[2];          // this lane's part of the running sum of exp2(score - row_max)
-};
-
-SWAJIT_DEVICE void load_q_fragment(u32 q_smem, int warp_m, int lane, int step, u32 (&a)[4]) {
-  const int matrix = lane / 8;
-  const int row = warp_m * 16 + (matrix % 2) * 8 + lane % 8;
-  ldmatrix_x4(q_smem + RowTile::offset_bytes(row, step * 2 + matrix / 2), a[0], a[1], a[2], a[3]);
-}
-
-// scores[16 x kTokensPerWarp] = Q_warp . K_tile^T
-SWAJIT_DEVICE void tile_scores(float (&scores)[kScoreFrags][4], const u32 (&q_frag)[kQInRegisters ? kDimSteps : 1][4],
-                               u32 q_smem, u32 k_smem, int warp_m, int token0, int lane) {
-#pragma unroll
-  for (int f = 0; f < kScoreFrags; ++f) scores[f][0] = scores[f][1] = scores[f][2] = scores[f][3] = 0.f;
-  const int matrix = lane / 8;
-#pragma unroll
-  for (int step = 0; step < kDimSteps; ++step) {
-    u32 a[4];
-    if constexpr (kQInRegisters) {
-      a[0] = q_frag[step][0]; a[1] = q_frag[step][1]; a[2] = q_frag[step][2]; a[3] = q_frag[step][3];
-    } else {
-      load_q_fragment(q_smem, warp_m, lane, step, a);
-    }
-#pragma unroll
-    for (int pair = 0; pair < kScoreFrags / 2; ++pair) {
-      const int token = token0 + pair * 16 + (matrix / 2) * 8 + lane % 8;
-      u32 b0, b1, b2, b3;
-      ldmatrix_x4(k_smem + RowTile::offset_bytes(token, step * 2 + matrix % 2), b0, b1, b2, b3);
-      mma_16816(scores[2 * pair], a, b0, b1, Elem());
-      mma_16816(scores[2 * pair + 1], a, b2, b3, Elem());
-    }
-  }
-}
-
-// Online softmax update for the warp's rows, then out += P . V_tile.
-template <bool kMasked>
-SWAJIT_DEVICE void tile_softmax_and_accumulate(WarpState& st, float (&scores)[kScoreFrags][4], u32 v_smem,
-                                               int warp_m, int token0, int lane, int tile_begin, int tile_end,
-                                               int kv_len, const PagedDecodeParams& P) {
-  // Scale (and mask) the scores; find each row's max.
-  float tile_max[2] = {SWAJIT_NEG_INF, SWAJIT_NEG_INF};
-#pragma unroll
-  for (int f = 0; f < kScoreFrags; ++f) {
-#pragma unroll
-    for (int c = 0; c < 4; ++c) {
-      float s = scores[f][c] * P.scale_log2;
-      if constexpr (kMasked) {
-        const int row = warp_m * 16 + lane / 4 + (c / 2) * 8;
-        const int p = kv_len - kQSeqlen + row / kGroup;
-        const int j = tile_begin + token0 + f * 8 + 2 * (lane % 4) + (c % 2);
-        if (j >= tile_end || !is_visible(p, j, P.local_window, P.global_window)) s = SWAJIT_NEG_INF;
-      }
-      scores[f][c] = s;
-      tile_max[c / 2] = fmaxf(tile_max[c / 2], s);
-    }
-  }
-  float rescale[2], reference[2];
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const float new_max = fmaxf(st.row_max[h], quad_max(tile_max[h]));
-    // A row that has seen nothing yet keeps max -inf; exponentiate against 0 so no (-inf) - (-inf) appears.
-    reference[h] = new_max == SWAJIT_NEG_INF ? 0.f : new_max;
-    rescale[h] = fast_exp2(st.row_max[h] - reference[h]);
-    st.row_max[h] = new_max;
-    st.row_sum[h] *= rescale[h];
-  }
-#pragma unroll
-  for (int f = 0; f < kOutFrags; ++f) {
-    st.out[f][0] *= rescale[0]; st.out[f][1] *= rescale[0];
-    st.out[f][2] *= rescale[1]; st.out[f][3] *= rescale[1];
-  }
-#pragma unroll
-  for (int f = 0; f < kScoreFrags; ++f) {
-#pragma unroll
-    for (int c = 0; c < 4; ++c) {
-      scores[f][c] = fast_exp2(scores[f][c] - reference[c / 2]);
-      st.row_sum[c / 2] += scores[f][c];
-    }
-  }
-  // out[16 x head_dim] += P[16 x tokens] . V[tokens x head_dim]; P's accumulator layout is the A operand layout.
-  const int matrix = lane / 8;
-#pragma unroll
-  for (int step = 0; step < kTokensPerWarp / 16; ++step) {
-    const u32 a[4] = {pack2(scores[2 * step][0], scores[2 * step][1], Elem()),
-                      pack2(scores[2 * step][2], scores[2 * step][3], Elem()),
-                      pack2(scores[2 * step + 1][0], scores[2 * step + 1][1], Elem()),
-                      pack2(scores[2 * step + 1][2], scores[2 * step + 1][3], Elem())};
-    const int token = token0 + step * 16 + (matrix % 2) * 8 + lane % 8;
-#pragma unroll
-    for (int pair = 0; pair < kOutFrags / 2; ++pair) {
-      u32 b0, b1, b2, b3;
-      ldmatrix_x4_trans(v_smem + RowTile::offset_bytes(token, pair * 2 + matrix / 2), b0, b1, b2, b3);
-      mma_16816(st.out[2 * pair], a, b0, b1, Elem());
-      mma_16816(st.out[2 * pair + 1], a, b2, b3, Elem());
-    }
   }
 }
 
@@ -349,13 +226,13 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
 
   int kv_len = P.seq_lens[b * P.seq_lens_stride];
   if (kv_len != 0 && kv_len < kQSeqlen) {
-    if (threadIdx.x == 0 && split == 0 && kv_head == 0) report_status(P, kStatusSeqLenBelowQSeqlen, b);
+    if (threadIdx.x == 0 && split == 0 && kv_head == 0) record_status(P.status, kStatusSeqLenBelowQSeqlen, b);
     kv_len = 0;
   } else if (kv_len > P.max_pages_per_seq * kPageSize) {
-    if (threadIdx.x == 0 && split == 0 && kv_head == 0) report_status(P, kStatusSeqLenOverCapacity, b);
+    if (threadIdx.x == 0 && split == 0 && kv_head == 0) record_status(P.status, kStatusSeqLenOverCapacity, b);
     kv_len = 0;
   }
-  const TileRanges ranges = visible_tile_ranges(kv_len, P.local_window, P.global_window);
+  const TileRanges ranges = visible_tile_ranges(kv_len - kQSeqlen, kv_len - 1, kv_len, P.local_window, P.global_window);
   const int tile_count = ranges.count();
   const int first_tile = int(i64(tile_count) * split / P.num_splits);
   const int last_tile = int(i64(tile_count) * (split + 1) / P.num_splits);
@@ -379,10 +256,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
   }
 
   WarpState st;
-#pragma unroll
-  for (int f = 0; f < kOutFrags; ++f) st.out[f][0] = st.out[f][1] = st.out[f][2] = st.out[f][3] = 0.f;
-  st.row_max[0] = st.row_max[1] = SWAJIT_NEG_INF;
-  st.row_sum[0] = st.row_sum[1] = 0.f;
+  st.clear();
 
   u32 q_frag[kQInRegisters ? kDimSteps : 1][4];
   cp_async_wait<kStages - 1>();  // the Q group is complete
@@ -418,10 +292,16 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
     const int tile_begin = ranges.tile_begin(t), tile_end = ranges.tile_end(t);
     float scores[kScoreFrags][4];
     tile_scores(scores, q_frag, q_smem, k_tile, warp_m, token0, lane);
-    if (tile_fully_visible(tile_begin, tile_end, kv_len, P.local_window, P.global_window))
-      tile_softmax_and_accumulate<false>(st, scores, v_tile, warp_m, token0, lane, tile_begin, tile_end, kv_len, P);
-    else
-      tile_softmax_and_accumulate<true>(st, scores, v_tile, warp_m, token0, lane, tile_begin, tile_end, kv_len, P);
+    if (tile_fully_visible(tile_begin, tile_end, kv_len - kQSeqlen, kv_len - 1, P.local_window, P.global_window)) {
+      softmax_and_accumulate<false>(st, scores, P.scale_log2, v_tile, token0, lane, AllVisible());
+    } else {
+      // Row r of this warp is query token (warp_m * 16 + r) / kGroup; column t of the warp is token token0 + t.
+      const auto visible = [&](int r, int t) {
+        const int p = kv_len - kQSeqlen + (warp_m * 16 + r) / kGroup, j = tile_begin + token0 + t;
+        return j < tile_end && is_visible(p, j, P.local_window, P.global_window);
+      };
+      softmax_and_accumulate<true>(st, scores, P.scale_log2, v_tile, token0, lane, visible);
+    }
   }
   allow_dependent_grid_launch();  // the merge grid may get scheduled; it waits for this grid's writes
   cp_async_wait<0>();

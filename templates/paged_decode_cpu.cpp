@@ -1,7 +1,7 @@
 // swajit kernel family: paged sliding-window decode on the CPU, compiled in process by Clang and run by LLVM ORC.
 //
 // The math and the mask are those of templates/paged_decode.cuh, and the tokens visited come from the same
-// templates/decode_window.h. For sequence b with KV length L, query token s sits at p = L - kQSeqlen + s; query head
+// templates/window_mask.h. For sequence b with KV length L, query token s sits at p = L - kQSeqlen + s; query head
 // h reads kv head h / kGroup (kGqaInterleaved: h % num_kv_heads);
 //     out = sum_j exp(score_j - m) v_j / (sum_j exp(score_j - m) + sink),  score_j = scale * <q, k_j>,
 // over the visible j only; a row that sees nothing is zeros. 8-bit caches: the K scale is folded into q and the V
@@ -108,7 +108,7 @@ static void decode_item(const PagedDecodeParams& P, int b, int kv_head, int spli
 
   int kv_len = P.seq_lens[b * P.seq_lens_stride];
   if ((kv_len != 0 && kv_len < kQSeqlen) || kv_len > P.max_pages_per_seq * kPageSize) kv_len = 0;  // host rejects these
-  const TileRanges ranges = visible_tile_ranges(kv_len, P.local_window, P.global_window);
+  const TileRanges ranges = visible_tile_ranges(kv_len - kQSeqlen, kv_len - 1, kv_len, P.local_window, P.global_window);
   const int first_tile = int(i64(ranges.count()) * split / P.num_splits);
   const int last_tile = int(i64(ranges.count()) * (split + 1) / P.num_splits);
   const int* block_table_row = P.block_table + b * P.block_table_stride_batch;
@@ -144,7 +144,7 @@ static void decode_item(const PagedDecodeParams& P, int b, int kv_head, int spli
         for (int r = 0; r < kRows; ++r) row_scores[r] += k[d] * q[d * kRows + r];
       for (int r = 0; r < kRows; ++r) scores[r * kBlockN + i] = row_scores[r];
     }
-    const bool masked = !tile_fully_visible(tile_begin, tile_begin + tokens, kv_len, P.local_window, P.global_window);
+    const bool masked = !tile_fully_visible(tile_begin, tile_begin + tokens, kv_len - kQSeqlen, kv_len - 1, P.local_window, P.global_window);
     for (int r = 0; r < kRows; ++r) {  // online softmax: scores -> weights, accumulator rescaled
       float* s = scores + r * kBlockN;
       const int p = kv_len - kQSeqlen + r / kGroup;

@@ -11,7 +11,7 @@ typedef long long i64;
 
 #define SWAJIT_DEVICE static __device__ __forceinline__
 #define SWAJIT_MEMBER __device__ __forceinline__
-#define SWAJIT_WINDOW_FN SWAJIT_DEVICE       // qualifiers for templates/decode_window.h
+#define SWAJIT_WINDOW_FN SWAJIT_DEVICE       // qualifiers for templates/window_mask.h
 #define SWAJIT_WINDOW_METHOD SWAJIT_MEMBER
 
 // ---- element types: 16-bit storage, float math ------------------------------------------------------------------
@@ -182,6 +182,12 @@ SWAJIT_DEVICE float fast_exp2(float x) {
 }
 
 #define SWAJIT_NEG_INF __int_as_float(0xff800000)
+
+// A device-side argument error: ORs `bit` into status[0] and keeps the lowest offending index in status[1].
+SWAJIT_DEVICE void record_status(int* status, int bit, int index) {
+  atomicOr(status, bit);
+  atomicMin(status + 1, index);
+}
 
 // Programmatic dependent launch (sm_90+): a dependent grid may start while this one finishes, and waits here for
 // the memory of the grid it depends on. No-ops on older architectures (the host launches normally there).

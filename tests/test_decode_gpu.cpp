@@ -40,6 +40,53 @@ TEST_CASE("correctness matrix against the reference") {
   }
 }
 
+TEST_CASE("prefill correctness matrix against the reference") {
+  const auto cases = prefill_check_matrix();
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const PrefillCase& c = cases[i];
+    for (uint64_t seed : {uint64_t(3000 + i), uint64_t(4000 + i)}) {
+      INFO(c.name << " (" << c.spec().key() << ") seed " << seed);
+      const CaseResult r = run_prefill_case(c, kDevice, seed);
+      INFO(r.detail);
+      CHECK(r.passed);
+      CHECK(r.rel_err <= r.tolerance);
+    }
+  }
+}
+
+TEST_CASE("prefill: invalid device-side metadata is reported, never read out of bounds") {
+  // One sequence whose KV length (3) is below its query length (4): reported, and its rows written as zeros.
+  const int hq = 2, d = 64, total_q = 4, total_kv = 3;
+  cuda::ScopedDeviceContext scope(kDevice);
+  std::vector<int64_t> q_shape = {total_q, hq, d}, k_shape = {total_kv, hq, d}, cu_shape = {2};
+  DeviceBuffer q(size_t(total_q * hq * d * 2)), out(size_t(total_q * hq * d * 2)), k(size_t(total_kv * hq * d * 2));
+  DeviceBuffer cu_q(std::vector<int>{0, total_q}), cu_k(std::vector<int>{0, total_kv});
+  cuda::check(cuda::driver().cuMemsetD8(q.ptr(), 0x3c, q.bytes()), "memset");
+  cuda::check(cuda::driver().cuMemsetD8(k.ptr(), 0x3c, k.bytes()), "memset");
+  cuda::check(cuda::driver().cuMemsetD8(out.ptr(), 0xff, out.bytes()), "memset");
+  const auto view = [](const DeviceBuffer& b, std::vector<int64_t>& shape, DLDataType t) {
+    DLTensor x{};
+    x.data = b.data();
+    x.device = {kDLCUDA, kDevice};
+    x.ndim = int(shape.size());
+    x.dtype = t;
+    x.shape = shape.data();
+    return x;
+  };
+  const DLDataType bf16{kDLBfloat, 16, 1}, i32{kDLInt, 32, 1};
+  PrefillOptions options;
+  options.check_device_args = true;
+  try {
+    prefill(view(q, q_shape, bf16), view(k, k_shape, bf16), view(k, k_shape, bf16), view(cu_q, cu_shape, i32),
+            view(cu_k, cu_shape, i32), view(out, q_shape, bf16), nullptr, options);
+    FAIL("accepted a KV length below the query length");
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::kDeviceArgument);
+    CHECK(std::string(e.what()).find("KV length is below its query length") != std::string::npos);
+  }
+  for (uint16_t bits : out.download<uint16_t>()) CHECK(bits == 0);
+}
+
 TEST_CASE("threads asking for the same new kernel compile it exactly once") {
   KernelSpec spec;
   spec.head_dim = 64; spec.page_size = 5; spec.q_seqlen = 3; spec.group = 3; spec.local_window = true;

@@ -37,6 +37,25 @@ TEST_CASE("generated paged decode kernels compile for sm_90a and sm_80") {
   }
 }
 
+TEST_CASE("generated prefill kernels compile for sm_90a and sm_80") {
+  if (!nvrtc::available()) return;
+  struct Case { const char* key; PrefillConfig config; };
+  const Case cases[] = {
+      {"prefill_bf16_d128_contig_g4_local_global", PrefillConfig{128, 64, 2}},
+      {"prefill_fp16_d64_p7_hnd_g1_full_noncausal_attnsink_gqai", PrefillConfig{64, 32, 3}},
+      {"prefill_bf16_d256_p16_nhd_g16_local", PrefillConfig{64, 64, 2}},
+  };
+  for (const Case& c : cases) {
+    const GeneratedKernel k = generate_prefill_cuda(KernelSpec::from_key(c.key), c.config);
+    for (const char* arch : {"sm_90a", "sm_80"}) {
+      INFO(k.cache_key << " for " << arch);
+      const nvrtc::CompiledCubin cubin = nvrtc::compile(k.source, k.cache_key + ".cu", arch);
+      CHECK(std::string(cubin.cubin.data(), 4) == "\x7f" "ELF");
+      MESSAGE(k.cache_key << " " << std::string(arch) << ": " << cubin.compile_ms << " ms");
+    }
+  }
+}
+
 TEST_CASE("a compile failure carries the NVRTC log") {
   if (!nvrtc::available()) return;
   try {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "paged_decode_problem.hpp"
+#include "prefill_problem.hpp"
 #include "swajit/swajit.hpp"
 
 using namespace swajit;
@@ -247,5 +248,79 @@ TEST_CASE("without a GPU a valid call reports no device instead of crashing") {
     FAIL("paged_decode returned without a GPU");
   } catch (const Error& e) {
     CHECK(e.code() == ErrorCode::kNoDevice);
+  }
+}
+
+namespace {
+// A contiguous varlen prefill of two sequences (q lengths 3 and 5, KV lengths 4 and 5) with host-mapped offsets.
+struct PrefillTensors {
+  int total_q = 8, total_kv = 9, hq = 8, hkv = 2, d = 64;
+  std::vector<uint16_t> q_mem, out_mem, k_mem;
+  std::vector<int> cu_q_mem = {0, 3, 8}, cu_k_mem = {0, 4, 9};
+  std::vector<int64_t> q_shape, k_shape, cu_q_shape = {3}, cu_k_shape = {3};
+  DLTensor q{}, out{}, k{}, v{}, cu_q{}, cu_k{};
+  PrefillTensors() {
+    q_shape = {total_q, hq, d};
+    k_shape = {total_kv, hkv, d};
+    q_mem.resize(size_t(total_q) * hq * d + 64);
+    out_mem.resize(q_mem.size());
+    k_mem.resize(size_t(total_kv) * hkv * d + 64);
+    q = Tensors::make(Tensors::aligned(q_mem), {kDLBfloat, 16, 1}, q_shape);
+    out = Tensors::make(Tensors::aligned(out_mem), {kDLBfloat, 16, 1}, q_shape);
+    k = v = Tensors::make(Tensors::aligned(k_mem), {kDLBfloat, 16, 1}, k_shape);
+    cu_q = Tensors::make(cu_q_mem.data(), {kDLInt, 32, 1}, cu_q_shape);
+    cu_k = Tensors::make(cu_k_mem.data(), {kDLInt, 32, 1}, cu_k_shape);
+    cu_q.device = cu_k.device = {kDLCUDAHost, 0};
+  }
+  PrefillProblem describe(const PrefillOptions& o = {}) {
+    return describe_prefill(q, k, v, &cu_k, nullptr, nullptr, cu_q, out, o);
+  }
+};
+
+void expect_prefill_error(PrefillTensors& t, const std::string& needle, ErrorCode code = ErrorCode::kInvalidArgument,
+                          const PrefillOptions& options = {}) {
+  try {
+    t.describe(options);
+    FAIL("accepted invalid input; expected an error mentioning: " << needle);
+  } catch (const Error& e) {
+    CHECK(e.code() == code);
+    const std::string message = e.what();
+    INFO("message: " << message);
+    CHECK(message.find(needle) != std::string::npos);
+  }
+}
+}  // namespace
+
+TEST_CASE("prefill: a valid call derives the spec and the exact grid from host metadata") {
+  PrefillTensors t;
+  PrefillOptions o;
+  o.local_window = 4096;
+  o.global_window = 4;
+  const PrefillProblem p = t.describe(o);
+  CHECK(p.spec.key() == "prefill_bf16_d64_contig_g4_local_global");
+  CHECK(p.batch == 2);
+  CHECK(p.max_q_len == 5);
+  CHECK(p.params.total_kv == 9);
+  o.causal = false;
+  o.gqa = GqaMapping::kInterleaved;
+  CHECK(t.describe(o).spec.key() == "prefill_bf16_d64_contig_g4_local_global_noncausal_gqai");
+}
+
+TEST_CASE("prefill: every bad argument is named") {
+  { PrefillTensors t; t.q.ndim = 4; expect_prefill_error(t, "q must be 3-D [total_q, num_q_heads, head_dim]"); }
+  { PrefillTensors t; t.q.device = {kDLCPU, 0}; expect_prefill_error(t, "prefill runs on CUDA", ErrorCode::kUnsupported); }
+  { PrefillTensors t; t.cu_k_shape[0] = 2; expect_prefill_error(t, "cu_seqlens_k has 2 entries; it must match cu_seqlens_q's 3"); }
+  { PrefillTensors t; t.cu_k_mem = {0, 2, 9}; expect_prefill_error(t, "sequence 0 has 3 queries but a KV length of 2"); }
+  { PrefillTensors t; t.cu_q_mem = {0, 6, 5}; expect_prefill_error(t, "cu_seqlens_q[2] = 5 must lie in [6, total_q = 8]"); }
+  { PrefillTensors t; t.cu_k_mem = {0, 4, 10}; expect_prefill_error(t, "cu_seqlens_k[2] = 10 must lie in [4, total_kv = 9]"); }
+  { PrefillTensors t; t.k_shape[1] = 3; expect_prefill_error(t, "num_q_heads = 8 must be a multiple of num_kv_heads = 3"); }
+  { PrefillTensors t; t.k_shape[2] = 128; expect_prefill_error(t, "k head_dim (dimension 2) = 128 must equal q's head_dim 64"); }
+  { PrefillTensors t; PrefillOptions o; o.global_window = -1; expect_prefill_error(t, "global_window = -1 must be >= 0", ErrorCode::kInvalidArgument, o); }
+  { PrefillTensors t; PrefillOptions o; o.max_q_len = -2; expect_prefill_error(t, "max_q_len = -2 must be >= 0", ErrorCode::kInvalidArgument, o); }
+  {
+    PrefillTensors t;
+    std::vector<int64_t> strides = {8 * 72, 72, 2};
+    t.out.strides = strides.data();
+    expect_prefill_error(t, "out must be contiguous in its last dimension");
   }
 }

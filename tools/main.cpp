@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "bench_decode.hpp"
+#include "bench_prefill.hpp"
 #include "device_flag.hpp"
 #include "heuristic.hpp"
 #include "tune_commands.hpp"
@@ -15,6 +16,7 @@
 #include "cpu_backend.hpp"
 #endif
 #include "check.hpp"
+#include "prefill_problem.hpp"
 #include "kernel_cache.hpp"
 #include "nvrtc_compiler.hpp"
 #include "spec_flags.hpp"
@@ -44,11 +46,16 @@ KernelCacheStats cache_stats(const DLDevice& device) {
 int cmd_gen(const SpecFlags& spec_flags, const ConfigFlags& config_flags) {
   const KernelSpec spec = spec_flags.spec();
   const auto devices = cuda_devices();
+  if (devices.empty()) std::cout << "// no GPU found: config chosen without a device's shared-memory limit\n";
+  if (spec.family == KernelFamily::kPrefill) {
+    const PrefillConfig heuristic = devices.empty() ? PrefillConfig{} : heuristic_prefill_config(spec, devices.front());
+    std::cout << generate_prefill_cuda(spec, config_flags.apply(heuristic)).source;
+    return 0;
+  }
   constexpr int kNoLimit = std::numeric_limits<int>::max();
   const DecodeConfig heuristic = devices.empty() ? heuristic_decode_config(spec, kNoLimit, kNoLimit)
                                                  : heuristic_decode_config(spec, devices.front());
   const GeneratedKernel kernel = generate_cuda(spec, config_flags.apply(heuristic));
-  if (devices.empty()) std::cout << "// no GPU found: config chosen without a shared-memory limit\n";
   std::cout << kernel.source;
   return 0;
 }
@@ -108,6 +115,25 @@ int cmd_check(const std::string& device_text, const std::string& filter, uint64_
     std::printf("first use per kernel (compile or database read + load, %d threads in parallel): median %.0f ms, "
                 "worst %.0f ms\n", threads, stats.first_use_ms[stats.first_use_ms.size() / 2], stats.first_use_ms.back());
   }
+  if (device.device_type == kDLCUDA) {
+    std::printf("checking prefill on %s against the double-precision reference\n", device_label(device).c_str());
+    const auto prefill_cases = prefill_check_matrix();
+    for (size_t i = 0; i < prefill_cases.size(); ++i) {
+      const auto& c = prefill_cases[i];
+      if (!filter.empty() && c.name.find(filter) == std::string::npos) continue;
+      CaseResult r;
+      try {
+        r = run_prefill_case(c, device.device_id, seed + 1000 + i);
+      } catch (const std::exception& e) {
+        r.detail = e.what();
+      }
+      (r.passed ? passed : failed)++;
+      std::printf("%s %-40s %-52s rel_err %.2e (tol %.0e)%s%s\n", r.passed ? "PASS" : "FAIL", c.name.c_str(),
+                  c.spec().key().c_str(), r.rel_err, r.tolerance, r.detail.empty() ? "" : "  ", r.detail.c_str());
+    }
+  } else {
+    std::printf("prefill: not run (the CPU backend has paged_decode only)\n");
+  }
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }
@@ -163,6 +189,21 @@ int main(int argc, char** argv) {
   bench_decode->add_flag("--compare-heuristic", bench_options.compare_heuristic,
                          "time the tuned config (database) and the heuristic side by side");
   std::string load_device = "auto";
+  PrefillBenchOptions prefill_options;
+  ConfigFlags prefill_config;
+  auto* bench_prefill = bench->add_subcommand("prefill", "sliding-window prefill: useful TFLOP/s beside the matmul rate");
+  bench_prefill->add_option("--seq", prefill_options.seq_lens, "sequence lengths")->delimiter(',')->capture_default_str();
+  bench_prefill->add_option("--num-kv-heads", prefill_options.num_kv_heads, "kv head counts")->delimiter(',')->capture_default_str();
+  bench_prefill->add_option("--batch", prefill_options.batch)->capture_default_str();
+  bench_prefill->add_option("--num-q-heads", prefill_options.num_q_heads)->capture_default_str();
+  bench_prefill->add_option("--head-dim", prefill_options.head_dim)->capture_default_str();
+  bench_prefill->add_option("--local-window", prefill_options.local_window)->capture_default_str();
+  bench_prefill->add_option("--global-window", prefill_options.global_window)->capture_default_str();
+  bench_prefill->add_option("--reps", prefill_options.reps)->capture_default_str();
+  bench_prefill->add_option("--matmul-tflops", prefill_options.matmul_tflops,
+                            "bf16 matmul rate measured in the same run, for the floor column");
+  bench_prefill->add_option("--cuda", prefill_options.device, "GPU ordinal")->capture_default_str();
+  prefill_config.add_to(*bench_prefill);
   auto* bench_load = bench->add_subcommand("load", "build every tuned kernel from the database; load time per kernel");
   bench_load->add_option("--device", load_device, kDeviceHelp)->capture_default_str();
 
@@ -198,6 +239,10 @@ int main(int argc, char** argv) {
       return run_tune(tune_command);
     }
     if (db->parsed()) return run_db(db_verb, db_argument);
+    if (bench_prefill->parsed()) {
+      if (prefill_config.any()) prefill_options.config = prefill_config.apply(swajit::PrefillConfig{});
+      return run_prefill_bench(prefill_options);
+    }
     if (bench_load->parsed()) return run_load_bench(parse_device(load_device));
     if (app.got_subcommand("info")) return cmd_info();
     if (check->parsed()) return cmd_check(check_device, check_filter, check_seed);

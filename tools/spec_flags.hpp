@@ -11,7 +11,7 @@ namespace swajit::cli {
 struct SpecFlags {
   std::string key;  // a whole spec key instead of the separate flags
   std::string family = "paged_decode", dtype = "bf16", layout = "nhd", kv_quant = "none", gqa = "grouped";
-  bool sink_logits = false;
+  bool sink_logits = false, non_causal = false;
   int head_dim = 128, page_size = 16, q_seqlen = 1, group = 1, local_window = 0, global_window = 0;
 
   void add_to(CLI::App& app) {
@@ -19,13 +19,14 @@ struct SpecFlags {
     app.add_option("--family", family, "kernel family")->capture_default_str();
     app.add_option("--dtype", dtype, "bf16 | fp16")->capture_default_str();
     app.add_option("--head-dim", head_dim, "64 | 128 | 256")->capture_default_str();
-    app.add_option("--page-size", page_size, "1..256")->capture_default_str();
+    app.add_option("--page-size", page_size, "1..256 (prefill: 0 = contiguous K/V)")->capture_default_str();
     app.add_option("--layout", layout, "KV cache layout: nhd | hnd")->capture_default_str();
     app.add_option("--q-seqlen", q_seqlen, "query tokens per sequence, 1..8")->capture_default_str();
     app.add_option("--group", group, "num_q_heads / num_kv_heads, 1..16")->capture_default_str();
     app.add_option("--local-window", local_window, "sliding window (<= 0: none)")->capture_default_str();
     app.add_option("--global-window", global_window, "sink tokens always visible (0: none)")->capture_default_str();
     app.add_flag("--sink-logits", sink_logits, "learned per-head attention-sink logits");
+    app.add_flag("--non-causal", non_causal, "prefill: drop the causal mask (the windows still apply)");
     app.add_option("--gqa", gqa, "q head to kv head mapping: grouped | interleaved")->capture_default_str();
     app.add_option("--kv-quant", kv_quant, "KV cache storage: none | int8 | fp8")->capture_default_str();
   }
@@ -37,7 +38,8 @@ struct SpecFlags {
     s.head_dim = head_dim;
     s.page_size = page_size;
     s.kv_layout = parse_kv_layout(layout);
-    s.q_seqlen = q_seqlen;
+    s.q_seqlen = s.family == KernelFamily::kPrefill ? 1 : q_seqlen;  // prefill lengths come at run time
+    s.causal = !non_causal;
     s.group = group;
     s.local_window = local_window > 0;
     s.global_window = global_window > 0;
@@ -50,20 +52,27 @@ struct SpecFlags {
 };
 
 struct ConfigFlags {
-  std::optional<int> block_n, warps_n, stages, num_splits;
+  std::optional<int> block_m, block_n, warps_n, stages, num_splits;
   void add_to(CLI::App& app) {
+    app.add_option("--block-m", block_m, "prefill: query rows per block");
     app.add_option("--block-n", block_n, "KV tokens per tile");
     app.add_option("--warps-n", warps_n, "warps splitting each tile");
     app.add_option("--stages", stages, "pipeline depth");
     app.add_option("--splits", num_splits, "split-KV blocks per (sequence, kv head)");
   }
-  bool any() const { return block_n || warps_n || stages || num_splits; }
+  bool any() const { return block_m || block_n || warps_n || stages || num_splits; }
   // Flags given on top of `base`.
   DecodeConfig apply(DecodeConfig base) const {
     if (block_n) base.block_n = *block_n;
     if (warps_n) base.warps_n = *warps_n;
     if (stages) base.stages = *stages;
     if (num_splits) base.num_splits = *num_splits;
+    return base;
+  }
+  PrefillConfig apply(PrefillConfig base) const {
+    if (block_m) base.block_m = *block_m;
+    if (block_n) base.block_n = *block_n;
+    if (stages) base.stages = *stages;
     return base;
   }
 };

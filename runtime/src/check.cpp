@@ -130,6 +130,35 @@ std::vector<float> random_values(size_t n, DType dtype, std::mt19937_64& rng) {
 
 DLDataType dl_dtype(DType t) { return t == DType::kBF16 ? DLDataType{kDLBfloat, 16, 1} : DLDataType{kDLFloat, 16, 1}; }
 
+// Relative L2 error of the output (read at `t`'s strides over the `logical` shape) against the reference; any
+// NaN/Inf or unwritten (poisoned) element fails the case.
+CaseResult compare_to_reference(const std::vector<uint16_t>& physical, const StridedTensor& t,
+                                const std::vector<int64_t>& logical, const std::vector<double>& ref, DType dtype) {
+  CaseResult result;
+  result.tolerance = tolerance_for(dtype);
+  double err2 = 0, ref2 = 0;
+  size_t n = 0, not_finite = 0;
+  for_each_index(logical, [&](const std::vector<int64_t>& i) {
+    const double got = half::to_float(physical[t.offset(i)], dtype);
+    const double want = ref[n++];
+    if (!std::isfinite(got)) { ++not_finite; return; }
+    err2 += (got - want) * (got - want);
+    ref2 += want * want;
+  });
+  if (not_finite) {
+    result.detail = std::to_string(not_finite) + " output elements are NaN/Inf or were never written (poison)";
+    return result;
+  }
+  result.rel_err = ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);
+  result.passed = result.rel_err <= result.tolerance;
+  if (!result.passed) {
+    std::ostringstream os;
+    os << "relative error " << result.rel_err << " > " << result.tolerance;
+    result.detail = os.str();
+  }
+  return result;
+}
+
 }  // namespace
 
 KernelSpec DecodeCase::spec() const {
@@ -405,30 +434,8 @@ CaseResult run_decode_case(const DecodeCase& c, DLDevice where, uint64_t seed) {
                out_t.view(out_d, dt, dev), stream, options);
   const std::vector<uint16_t> out_physical = memory.get<uint16_t>(out_d, out_t.physical_elements);
 
-  CaseResult result;
-  result.tolerance = tolerance_for(c.dtype);
-  double err2 = 0, ref2 = 0;
-  size_t n = 0, not_finite = 0;
   const std::vector<int64_t> logical = c.q_3d ? std::vector<int64_t>{batch, hq, D} : q_shape;
-  for_each_index(logical, [&](const std::vector<int64_t>& i) {
-    const double got = half::to_float(out_physical[out_t.offset(i)], c.dtype);
-    const double want = ref[n++];
-    if (!std::isfinite(got)) { ++not_finite; return; }
-    err2 += (got - want) * (got - want);
-    ref2 += want * want;
-  });
-  if (not_finite) {
-    result.detail = std::to_string(not_finite) + " output elements are NaN/Inf or were never written (poison)";
-    return result;
-  }
-  result.rel_err = ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);
-  result.passed = result.rel_err <= result.tolerance;
-  if (!result.passed) {
-    std::ostringstream os;
-    os << "relative error " << result.rel_err << " > " << result.tolerance;
-    result.detail = os.str();
-  }
-  return result;
+  return compare_to_reference(out_physical, out_t, logical, ref, c.dtype);
 }
 
 std::optional<CpuDecodeConfig> cpu_config_of(const DecodeCase& c) {
@@ -464,6 +471,178 @@ void precompile_cases(const std::vector<DecodeCase>& cases, DLDevice where, int 
       }
     });
   for (auto& t : pool) t.join();
+}
+
+// ---- prefill -----------------------------------------------------------------------------------------------------------
+
+KernelSpec PrefillCase::spec() const {
+  KernelSpec s;
+  s.family = KernelFamily::kPrefill;
+  s.dtype = dtype;
+  s.head_dim = head_dim;
+  s.page_size = page_size;
+  s.kv_layout = page_size ? layout : KvLayout::kNHD;
+  s.group = group;
+  s.causal = causal;
+  s.local_window = local_window > 0;
+  s.global_window = global_window > 0;
+  s.sink_logits = sink_logits;
+  s.gqa = gqa;
+  return s;
+}
+
+std::vector<PrefillCase> prefill_check_matrix() {
+  std::vector<PrefillCase> cases;
+  const auto add = [&](std::string name, auto&& edit) {
+    PrefillCase c;
+    c.name = std::move(name);
+    edit(c);
+    cases.push_back(std::move(c));
+  };
+  add("contiguous, ragged varlen", [](PrefillCase&) {});
+  add("contiguous, one long sequence", [](PrefillCase& c) { c.q_lens = {1000}; c.kv_lens = {1000}; c.local_window = 300; c.global_window = 0; });
+  add("chunked prefill (q_len < kv_len)", [](PrefillCase& c) { c.q_lens = {17, 130}; c.kv_lens = {300, 1000}; });
+  add("q_len 1", [](PrefillCase& c) { c.q_lens = {1, 1, 1}; c.kv_lens = {1, 2, 500}; });
+  add("empty sequences and kv length 1", [](PrefillCase& c) { c.q_lens = {0, 1, 0, 5}; c.kv_lens = {0, 1, 9, 5}; });
+  add("window 1", [](PrefillCase& c) { c.local_window = 1; c.global_window = 0; });
+  add("window 1 + sink 1", [](PrefillCase& c) { c.local_window = 1; c.global_window = 1; });
+  add("window larger than the sequences", [](PrefillCase& c) { c.local_window = 5000; });
+  add("full causal (no windows)", [](PrefillCase& c) { c.local_window = 0; c.global_window = 0; });
+  add("sinks only", [](PrefillCase& c) { c.local_window = 0; c.global_window = 3; });
+  add("non-causal, window", [](PrefillCase& c) { c.causal = false; });
+  add("non-causal, no window", [](PrefillCase& c) { c.causal = false; c.local_window = 0; c.global_window = 0; });
+  add("learned sink logits", [](PrefillCase& c) { c.sink_logits = true; });
+  add("interleaved GQA", [](PrefillCase& c) { c.gqa = GqaMapping::kInterleaved; });
+  for (int group : {1, 2, 3, 8, 16})
+    add("group " + std::to_string(group), [group](PrefillCase& c) { c.group = group; c.num_kv_heads = group > 8 ? 1 : 2; });
+  add("head_dim 64", [](PrefillCase& c) { c.head_dim = 64; });
+  add("head_dim 256", [](PrefillCase& c) { c.head_dim = 256; });
+  add("fp16", [](PrefillCase& c) { c.dtype = DType::kFP16; });
+  add("strided", [](PrefillCase& c) { c.strided = true; });
+  add("paged NHD page 16", [](PrefillCase& c) { c.page_size = 16; });
+  add("paged HND page 7, strided", [](PrefillCase& c) { c.page_size = 7; c.layout = KvLayout::kHND; c.strided = true; });
+  add("paged page 1", [](PrefillCase& c) { c.page_size = 1; c.q_lens = {5, 40}; c.kv_lens = {9, 60}; });
+  add("paged page 256, chunked", [](PrefillCase& c) { c.page_size = 256; c.q_lens = {100, 3}; c.kv_lens = {700, 260}; });
+  add("paged page 100, head_dim 256, fp16", [](PrefillCase& c) { c.page_size = 100; c.head_dim = 256; c.dtype = DType::kFP16; });
+  add("config bm64 bn32 st3", [](PrefillCase& c) { c.config = PrefillConfig{64, 32, 3}; });
+  add("config bm16 bn16 st2", [](PrefillCase& c) { c.config = PrefillConfig{16, 16, 2}; });
+  add("config bm128 bn128 st2, paged 13", [](PrefillCase& c) { c.config = PrefillConfig{128, 128, 2}; c.page_size = 13; });
+  return cases;
+}
+
+CaseResult run_prefill_case(const PrefillCase& c, int device_ordinal, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const int batch = int(c.q_lens.size()), D = c.head_dim, hkv = c.num_kv_heads, hq = hkv * c.group;
+  HostPrefill host;
+  host.num_q_heads = hq;
+  host.num_kv_heads = hkv;
+  host.head_dim = D;
+  host.local_window = c.local_window;
+  host.global_window = c.global_window;
+  host.causal = c.causal;
+  host.scale = 1.0 / std::sqrt(double(D));
+  host.gqa = c.gqa;
+  host.cu_seqlens_q = {0};
+  host.cu_seqlens_k = {0};
+  for (int b = 0; b < batch; ++b) {
+    host.cu_seqlens_q.push_back(host.cu_seqlens_q.back() + c.q_lens[b]);
+    host.cu_seqlens_k.push_back(host.cu_seqlens_k.back() + c.kv_lens[b]);
+  }
+  const int64_t total_q = host.cu_seqlens_q.back(), total_kv = host.cu_seqlens_k.back();
+  host.q = random_values(size_t(total_q) * hq * D, c.dtype, rng);
+  host.k = random_values(size_t(total_kv) * hkv * D, c.dtype, rng);
+  host.v = random_values(size_t(total_kv) * hkv * D, c.dtype, rng);
+  if (c.sink_logits) {
+    std::uniform_real_distribution<float> sink(-1.f, 3.f);
+    for (int h = 0; h < hq; ++h) host.sink_logits.push_back(sink(rng));
+  }
+  const std::vector<double> ref = reference_prefill(host);
+
+  const int64_t pad = c.strided ? kVectorBytes / 2 : 0;  // elements of padding per row
+  StridedTensor q_t = make_tensor({total_q, hq, D}, {hq * (D + pad) + pad, D + pad, 1});
+  StridedTensor out_t = make_tensor({total_q, hq, D}, {hq * (D + 2 * pad), D + 2 * pad, 1});
+  if (!c.strided) q_t = out_t = compact_tensor({total_q, hq, D});
+  cuda::ScopedDeviceContext scope(device_ordinal);
+  const DLDevice dev{kDLCUDA, device_ordinal};
+  CaseMemory memory(dev);
+  const DLDataType dt = dl_dtype(c.dtype), i32{kDLInt, 32, 1};
+  const auto int_tensor = [&](const std::vector<int>& values, StridedTensor& t) {
+    t = c.strided ? make_tensor({int64_t(values.size())}, {2}) : compact_tensor({int64_t(values.size())});
+    std::vector<int> physical(t.physical_elements, -1);
+    for (size_t i = 0; i < values.size(); ++i) physical[t.offset({int64_t(i)})] = values[i];
+    return t.view(memory.put(physical), i32, dev);
+  };
+  StridedTensor cu_q_t, cu_k_t, lens_t;
+  const DLTensor cu_q = int_tensor(host.cu_seqlens_q, cu_q_t);
+  StridedTensor sink_t = make_tensor({hq}, {c.strided ? 2 : 1});
+  std::vector<float> sink_physical(sink_t.physical_elements, NAN);
+  for (int h = 0; h < hq && c.sink_logits; ++h) sink_physical[sink_t.offset({h})] = host.sink_logits[h];
+  DLTensor sink_view = sink_t.view(memory.put(sink_physical), {kDLFloat, 32, 1}, dev);
+  const DLTensor q = q_t.view(memory.put(scatter_16bit(host.q, q_t, c.dtype)), dt, dev);
+  const DLTensor out = out_t.view(memory.put(std::vector<uint16_t>(out_t.physical_elements, half::kPoison)), dt, dev);
+
+  PrefillOptions options;
+  options.local_window = c.local_window;
+  options.global_window = c.global_window;
+  options.causal = c.causal;
+  options.kv_layout = c.layout;
+  options.gqa = c.gqa;
+  options.sink_logits = c.sink_logits ? &sink_view : nullptr;
+  options.config = c.config;
+  options.check_device_args = true;
+  CUstream stream = nullptr;  // the legacy stream: check_device_args synchronizes it
+  if (c.page_size == 0) {
+    StridedTensor k_t = make_tensor({total_kv, hkv, D}, {hkv * (D + pad) + pad, D + pad, 1});
+    if (!c.strided) k_t = compact_tensor({total_kv, hkv, D});
+    const DLTensor k = k_t.view(memory.put(scatter_16bit(host.k, k_t, c.dtype)), dt, dev);
+    const DLTensor v = k_t.view(memory.put(scatter_16bit(host.v, k_t, c.dtype)), dt, dev);
+    const DLTensor cu_k = int_tensor(host.cu_seqlens_k, cu_k_t);
+    prefill(q, k, v, cu_q, cu_k, out, stream, options);
+  } else {
+    // Pages of every sequence in shuffled order (one spare page nobody uses), token j of sequence b at
+    // (block_table[b][j / P], j % P).
+    const int P = c.page_size;
+    int max_pages = 1, num_pages = 1;
+    for (int len : c.kv_lens) { max_pages = std::max(max_pages, (len + P - 1) / P); num_pages += (len + P - 1) / P; }
+    std::vector<int> page_ids(num_pages);
+    std::iota(page_ids.begin(), page_ids.end(), 0);
+    std::shuffle(page_ids.begin(), page_ids.end(), rng);
+    const std::vector<int64_t> cache_shape = c.layout == KvLayout::kNHD ? std::vector<int64_t>{num_pages, P, hkv, D}
+                                                                         : std::vector<int64_t>{num_pages, hkv, P, D};
+    StridedTensor cache_t = compact_tensor(cache_shape);
+    if (c.strided) {
+      const int64_t row = D + pad;
+      cache_t = make_tensor(cache_shape, c.layout == KvLayout::kNHD
+                                             ? std::vector<int64_t>{P * hkv * row + pad, hkv * row, row, 1}
+                                             : std::vector<int64_t>{hkv * P * row + pad, P * row, row, 1});
+    }
+    std::vector<float> k_cache(size_t(num_pages) * P * hkv * D, 0.f), v_cache(k_cache.size(), 0.f);
+    std::vector<int> table(size_t(batch) * max_pages, 0);
+    int next_page = 0;
+    for (int b = 0; b < batch; ++b) {
+      for (int i = 0; i < (c.kv_lens[b] + P - 1) / P; ++i) table[size_t(b) * max_pages + i] = page_ids[next_page++];
+      for (int j = 0; j < c.kv_lens[b]; ++j)
+        for (int h = 0; h < hkv; ++h) {
+          const int page = table[size_t(b) * max_pages + j / P], slot = j % P;
+          const size_t dst = c.layout == KvLayout::kNHD ? ((size_t(page) * P + slot) * hkv + h) * D
+                                                        : ((size_t(page) * hkv + h) * P + slot) * D;
+          const size_t src = (size_t(host.cu_seqlens_k[b] + j) * hkv + h) * D;
+          std::copy_n(&host.k[src], D, &k_cache[dst]);
+          std::copy_n(&host.v[src], D, &v_cache[dst]);
+        }
+    }
+    const DLTensor k = cache_t.view(memory.put(scatter_16bit(k_cache, cache_t, c.dtype)), dt, dev);
+    const DLTensor v = cache_t.view(memory.put(scatter_16bit(v_cache, cache_t, c.dtype)), dt, dev);
+    StridedTensor bt_t = c.strided ? make_tensor({batch, max_pages}, {max_pages + 3, 1}) : compact_tensor({batch, max_pages});
+    std::vector<int> bt_physical(bt_t.physical_elements, -1);
+    for (int b = 0; b < batch; ++b)
+      for (int i = 0; i < max_pages; ++i) bt_physical[bt_t.offset({b, i})] = table[size_t(b) * max_pages + i];
+    const DLTensor block_table = bt_t.view(memory.put(bt_physical), i32, dev);
+    const DLTensor seq_lens = int_tensor(c.kv_lens, lens_t);
+    paged_prefill(q, k, v, block_table, seq_lens, cu_q, out, stream, options);
+  }
+  const std::vector<uint16_t> out_physical = memory.get<uint16_t>(out.data, out_t.physical_elements);
+  return compare_to_reference(out_physical, out_t, out_t.shape, ref, c.dtype);
 }
 
 }  // namespace swajit

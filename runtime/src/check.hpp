@@ -48,6 +48,30 @@ std::vector<DecodeCase> decode_check_matrix();
 CaseResult run_decode_case(const DecodeCase& c, DLDevice where, uint64_t seed);
 // Compiles the kernels of all cases on `threads` threads (exercises the compile-once cache under concurrency).
 void precompile_cases(const std::vector<DecodeCase>& cases, DLDevice where, int threads);
+// One prefill case: ragged sequences (q_lens[b] <= kv_lens[b]), contiguous or paged K/V, on the GPU.
+struct PrefillCase {
+  std::string name;
+  DType dtype = DType::kBF16;
+  int head_dim = 128;
+  int group = 4;
+  int num_kv_heads = 2;
+  std::vector<int> q_lens = {37, 1, 200};
+  std::vector<int> kv_lens = {37, 90, 200};
+  int local_window = 64;
+  int global_window = 4;
+  bool causal = true;
+  int page_size = 0;          // 0: contiguous K/V with cu_seqlens_k; else a paged cache with shuffled pages
+  KvLayout layout = KvLayout::kNHD;
+  bool strided = false;       // padded strides for q, out, K/V and the metadata
+  bool sink_logits = false;
+  GqaMapping gqa = GqaMapping::kGrouped;
+  std::optional<PrefillConfig> config;
+
+  KernelSpec spec() const;
+};
+std::vector<PrefillCase> prefill_check_matrix();
+CaseResult run_prefill_case(const PrefillCase& c, int device_ordinal, uint64_t seed);
+
 // The CPU config a case forces (its tile and splits), if any.
 std::optional<CpuDecodeConfig> cpu_config_of(const DecodeCase& c);
 

@@ -22,6 +22,10 @@ DecodePlan plan_decode(const DecodeProblem& problem, const DecodeOptions& option
                        CUcontext context, CUstream stream);
 
 ShapeBucket bucket_of(const DecodeProblem& problem);
+
+// The device's argument-error record every kernel reports into (allocated on first use, never during capture);
+// read and cleared by check_device_errors.
+int* device_status(CUcontext context, CUstream stream);
 DecodeShape shape_of(const DecodeProblem& problem);  // the synthetic shape the tuner times for this call
 
 }  // namespace swajit

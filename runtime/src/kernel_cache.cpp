@@ -15,7 +15,7 @@
 namespace swajit {
 namespace {
 
-using KernelFuture = std::shared_future<std::shared_ptr<const LoadedDecodeKernel>>;
+using KernelFuture = std::shared_future<std::shared_ptr<const LoadedKernel>>;
 
 struct Cache {
   std::mutex mutex;
@@ -27,16 +27,15 @@ Cache& cache() {
   return c;
 }
 
-std::shared_ptr<const LoadedDecodeKernel> build(const GeneratedKernel& generated, const KernelSpec& spec,
-                                                const DecodeConfig& config, const DeviceInfo& device,
-                                                const std::string& binary_hash) {
+// Loads (from the database, else compiled with NVRTC) the module of `generated` into `kernel`, whose shared_bytes
+// is set.
+void build(const GeneratedKernel& generated, const std::string& config_key, const DeviceInfo& device,
+           const std::string& binary_hash, LoadedKernel* kernel) {
   const cuda::Driver& d = cuda::driver();
-  auto kernel = std::make_shared<LoadedDecodeKernel>();
-  kernel->geometry = decode_geometry(spec, config);
   kernel->binary_hash = binary_hash;
-  if (kernel->geometry.shared_bytes > device.max_shared_per_block_optin)
-    throw Error(ErrorCode::kInvalidArgument, "config " + config.compile_key() + " needs " +
-                                                 std::to_string(kernel->geometry.shared_bytes) +
+  if (kernel->shared_bytes > device.max_shared_per_block_optin)
+    throw Error(ErrorCode::kInvalidArgument, "config " + config_key + " needs " +
+                                                 std::to_string(kernel->shared_bytes) +
                                                  " bytes of shared memory per block; " + device.name + " allows " +
                                                  std::to_string(device.max_shared_per_block_optin));
   const auto start = std::chrono::steady_clock::now();
@@ -56,17 +55,16 @@ std::shared_ptr<const LoadedDecodeKernel> build(const GeneratedKernel& generated
   }
   cuda::check(d.cuModuleGetFunction(&kernel->main, kernel->module, generated.kernel_symbol.c_str()),
               "cuModuleGetFunction(main kernel)");
-  cuda::check(d.cuModuleGetFunction(&kernel->merge, kernel->module, generated.merge_symbol.c_str()),
-              "cuModuleGetFunction(merge kernel)");
-  cuda::check(d.cuFuncSetAttribute(kernel->main, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                                   kernel->geometry.shared_bytes),
+  if (!generated.merge_symbol.empty())
+    cuda::check(d.cuModuleGetFunction(&kernel->merge, kernel->module, generated.merge_symbol.c_str()),
+                "cuModuleGetFunction(merge kernel)");
+  cuda::check(d.cuFuncSetAttribute(kernel->main, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, kernel->shared_bytes),
               "cuFuncSetAttribute(max dynamic shared memory)");
   cuda::check(d.cuFuncGetAttribute(&kernel->registers, CU_FUNC_ATTRIBUTE_NUM_REGS, kernel->main), "cuFuncGetAttribute(regs)");
   cuda::check(d.cuFuncGetAttribute(&kernel->local_bytes, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES, kernel->main),
               "cuFuncGetAttribute(local bytes)");
   kernel->load_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() - kernel->compile_ms;
-  return kernel;
 }
 
 }  // namespace
@@ -83,15 +81,18 @@ std::string stable_hash(std::initializer_list<std::string_view> pieces) {
   return hex;
 }
 
-const LoadedDecodeKernel& decode_kernel(const KernelSpec& spec, const DecodeConfig& config, const DeviceInfo& device,
-                                        CUcontext context) {
-  const GeneratedKernel generated = generate_cuda(spec, config);
+namespace {
+
+// The cached kernel for `generated`, built by `make` (which fills in the family's part) exactly once per context.
+template <class Make>
+const LoadedKernel& cached_kernel(const GeneratedKernel& generated, const std::string& config_key,
+                                  const DeviceInfo& device, CUcontext context, Make make) {
   std::string options_text;
   for (const auto& o : nvrtc::compile_options(device.arch())) options_text += o + " ";
   const std::string hash = stable_hash({generated.source, options_text, device.arch(), std::to_string(nvrtc::version())});
 
   Cache& c = cache();
-  std::promise<std::shared_ptr<const LoadedDecodeKernel>> promise;
+  std::promise<std::shared_ptr<const LoadedKernel>> promise;
   KernelFuture future;
   bool builder = false;
   {
@@ -109,7 +110,8 @@ const LoadedDecodeKernel& decode_kernel(const KernelSpec& spec, const DecodeConf
   }
   if (builder) {
     try {
-      auto kernel = build(generated, spec, config, device, hash);
+      auto kernel = make();
+      build(generated, config_key, device, hash, kernel.get());
       {
         std::lock_guard<std::mutex> lock(c.mutex);
         c.stats.first_use_ms.push_back(kernel->compile_ms + kernel->load_ms);
@@ -122,6 +124,32 @@ const LoadedDecodeKernel& decode_kernel(const KernelSpec& spec, const DecodeConf
     }
   }
   return *future.get();
+}
+
+}  // namespace
+
+const LoadedDecodeKernel& decode_kernel(const KernelSpec& spec, const DecodeConfig& config, const DeviceInfo& device,
+                                        CUcontext context) {
+  const auto make = [&] {
+    auto kernel = std::make_shared<LoadedDecodeKernel>();
+    kernel->geometry = decode_geometry(spec, config);
+    kernel->shared_bytes = kernel->geometry.shared_bytes;
+    return kernel;
+  };
+  return static_cast<const LoadedDecodeKernel&>(
+      cached_kernel(generate_cuda(spec, config), config.compile_key(), device, context, make));
+}
+
+const LoadedPrefillKernel& prefill_kernel(const KernelSpec& spec, const PrefillConfig& config, const DeviceInfo& device,
+                                          CUcontext context) {
+  const auto make = [&] {
+    auto kernel = std::make_shared<LoadedPrefillKernel>();
+    kernel->geometry = prefill_geometry(spec, config);
+    kernel->shared_bytes = kernel->geometry.shared_bytes;
+    return kernel;
+  };
+  return static_cast<const LoadedPrefillKernel&>(
+      cached_kernel(generate_prefill_cuda(spec, config), config.compile_key(), device, context, make));
 }
 
 KernelCacheStats kernel_cache_stats() {

@@ -12,11 +12,13 @@
 
 namespace swajit {
 
-struct LoadedDecodeKernel {
+// What every loaded kernel has, whatever its family.
+struct LoadedKernel {
+  virtual ~LoadedKernel() = default;
   CUmodule module = nullptr;
   CUfunction main = nullptr;
-  CUfunction merge = nullptr;
-  DecodeGeometry geometry{};
+  CUfunction merge = nullptr;  // families with a second pass only
+  int shared_bytes = 0;        // dynamic shared memory of `main`
   std::string binary_hash;     // hex FNV-1a of source + options + arch + NVRTC version
   double compile_ms = 0;       // NVRTC time of the compile that produced it (0 when loaded from the database)
   bool from_database = false;  // the cubin came from the tuning database: no NVRTC compile in this process
@@ -25,9 +27,18 @@ struct LoadedDecodeKernel {
   int local_bytes = 0;         // spills and stack, read from the compiled function
 };
 
+struct LoadedDecodeKernel : LoadedKernel {
+  DecodeGeometry geometry{};
+};
+struct LoadedPrefillKernel : LoadedKernel {
+  PrefillGeometry geometry{};
+};
+
 // The kernel for (spec, config) on `device`, loaded in `context` (which must be current).
 const LoadedDecodeKernel& decode_kernel(const KernelSpec& spec, const DecodeConfig& config, const DeviceInfo& device,
                                         CUcontext context);
+const LoadedPrefillKernel& prefill_kernel(const KernelSpec& spec, const PrefillConfig& config, const DeviceInfo& device,
+                                          CUcontext context);
 
 struct KernelCacheStats {
   uint64_t builds = 0;         // kernels this process had to build (compile, or load from the database)

@@ -15,6 +15,7 @@
 #include "tuning_store.hpp"
 #include "kernel_cache.hpp"
 #include "paged_decode_problem.hpp"
+#include "prefill_params.h"
 #include "swajit/swajit.hpp"
 
 namespace swajit {
@@ -97,7 +98,12 @@ std::string describe_status(int bits, int batch_index) {
   if (bits & kStatusSeqLenBelowQSeqlen) what += " a seq_lens value is negative or below q_seqlen (and not 0);";
   if (bits & kStatusSeqLenOverCapacity) what += " a seq_lens value exceeds max_pages_per_seq * page_size;";
   if (bits & kStatusPageOutOfRange) what += " a block_table entry in the window is outside [0, num_pages);";
-  return "paged_decode found invalid device-side arguments (first at batch index " + std::to_string(batch_index) +
+  if (bits & kPrefillQueryRowsInvalid) what += " cu_seqlens_q is not non-decreasing within [0, total_q] (nothing written);";
+  if (bits & kPrefillKvRowsInvalid) what += " cu_seqlens_k is not non-decreasing within [0, total_kv];";
+  if (bits & kPrefillKvShorterThanQ) what += " a sequence's KV length is below its query length;";
+  if (bits & kPrefillKvOverCapacity) what += " a seq_lens value exceeds max_pages_per_seq * page_size;";
+  if (bits & kPrefillPageOutOfRange) what += " a block_table entry is outside [0, num_pages);";
+  return "swajit found invalid device-side arguments (first at batch index " + std::to_string(batch_index) +
          "):" + what + " those sequences were written as zeros";
 }
 
@@ -121,6 +127,10 @@ const LoadedDecodeKernel* try_kernel(const DecodeProblem& p, const DecodeConfig&
 }
 
 }  // namespace
+
+int* device_status(CUcontext context, CUstream stream) {
+  return reinterpret_cast<int*>(context_scratch(context, stream, 0).status);
+}
 
 ShapeBucket bucket_of(const DecodeProblem& p) { return shape_bucket(p.batch, visible_kv_upper_bound(p)); }
 

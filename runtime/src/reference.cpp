@@ -5,50 +5,87 @@
 
 namespace swajit {
 
-bool reference_visible(int p, int j, int local_window, int global_window) {
-  if (j < 0 || j > p) return false;
+bool reference_visible(int p, int j, int local_window, int global_window, bool causal) {
+  if (j < 0 || (causal && j > p)) return false;
   return local_window <= 0 || p - j < local_window || j < global_window;
 }
+
+namespace {
+
+// out[d] = softmax-weighted sum of the visible keys' values for one query row; key(j) / value(j) point at head_dim
+// floats. Nothing visible leaves zeros; a learned sink adds exp(sink - max) to the denominator only.
+template <class Key, class Value>
+void attend_row(const float* q, int kv_len, int p, const HostPrefill& mask, double scale, const float* sink, int D,
+                Key key, Value value, std::vector<double>& scores, double* out) {
+  scores.assign(kv_len > 0 ? kv_len : 0, -std::numeric_limits<double>::infinity());
+  double max_score = -std::numeric_limits<double>::infinity();
+  for (int j = 0; j < kv_len; ++j) {
+    if (!reference_visible(p, j, mask.local_window, mask.global_window, mask.causal)) continue;
+    const float* k = key(j);
+    double dot = 0;
+    for (int d = 0; d < D; ++d) dot += double(q[d]) * k[d];
+    scores[j] = dot * scale;
+    max_score = std::max(max_score, scores[j]);
+  }
+  if (max_score == -std::numeric_limits<double>::infinity()) return;  // nothing visible: zeros
+  double sum = sink ? std::exp(double(*sink) - max_score) : 0.0;
+  for (int j = 0; j < kv_len; ++j) {
+    if (scores[j] == -std::numeric_limits<double>::infinity()) continue;
+    const double w = std::exp(scores[j] - max_score);
+    sum += w;
+    const float* v = value(j);
+    for (int d = 0; d < D; ++d) out[d] += w * v[d];
+  }
+  for (int d = 0; d < D; ++d) out[d] /= sum;
+}
+
+}  // namespace
 
 std::vector<double> reference_paged_decode(const HostPagedDecode& pr) {
   const int D = pr.head_dim, group = pr.num_q_heads / pr.num_kv_heads;
   std::vector<double> out(size_t(pr.batch) * pr.q_seqlen * pr.num_q_heads * D, 0.0);
-  const auto kv_index = [&](int page, int slot, int head, int d) -> size_t {
-    if (pr.layout == KvLayout::kNHD) return ((size_t(page) * pr.page_size + slot) * pr.num_kv_heads + head) * D + d;
-    return ((size_t(page) * pr.num_kv_heads + head) * pr.page_size + slot) * D + d;
+  const auto kv_index = [&](int page, int slot, int head) -> size_t {
+    if (pr.layout == KvLayout::kNHD) return ((size_t(page) * pr.page_size + slot) * pr.num_kv_heads + head) * D;
+    return ((size_t(page) * pr.num_kv_heads + head) * pr.page_size + slot) * D;
   };
+  HostPrefill mask;
+  mask.local_window = pr.local_window;
+  mask.global_window = pr.global_window;
   std::vector<double> scores;
   for (int b = 0; b < pr.batch; ++b) {
     const int len = pr.seq_lens[b];
-    for (int s = 0; s < pr.q_seqlen; ++s) {
-      const int p = len - pr.q_seqlen + s;
+    const auto slot_of = [&](int j, int kvh) {
+      return kv_index(pr.block_table[size_t(b) * pr.max_pages_per_seq + j / pr.page_size], j % pr.page_size, kvh);
+    };
+    for (int s = 0; s < pr.q_seqlen; ++s)
       for (int h = 0; h < pr.num_q_heads; ++h) {
         const int kvh = pr.gqa == GqaMapping::kGrouped ? h / group : h % pr.num_kv_heads;
-        const float* q = &pr.q[((size_t(b) * pr.q_seqlen + s) * pr.num_q_heads + h) * D];
-        double* o = &out[((size_t(b) * pr.q_seqlen + s) * pr.num_q_heads + h) * D];
-        scores.assign(len > 0 ? len : 0, -std::numeric_limits<double>::infinity());
-        double max_score = -std::numeric_limits<double>::infinity();
-        for (int j = 0; j < len; ++j) {
-          if (!reference_visible(p, j, pr.local_window, pr.global_window)) continue;
-          const int page = pr.block_table[size_t(b) * pr.max_pages_per_seq + j / pr.page_size];
-          double dot = 0;
-          for (int d = 0; d < D; ++d) dot += double(q[d]) * pr.k[kv_index(page, j % pr.page_size, kvh, d)];
-          scores[j] = dot * pr.scale;
-          max_score = std::max(max_score, scores[j]);
-        }
-        if (max_score == -std::numeric_limits<double>::infinity()) continue;  // nothing visible: zeros
-        // A learned sink adds exp(sink - max) to the denominator and nothing to the numerator.
-        double sum = pr.sink_logits.empty() ? 0.0 : std::exp(double(pr.sink_logits[h]) - max_score);
-        for (int j = 0; j < len; ++j) {
-          if (scores[j] == -std::numeric_limits<double>::infinity()) continue;
-          const double w = std::exp(scores[j] - max_score);
-          sum += w;
-          const int page = pr.block_table[size_t(b) * pr.max_pages_per_seq + j / pr.page_size];
-          for (int d = 0; d < D; ++d) o[d] += w * pr.v[kv_index(page, j % pr.page_size, kvh, d)];
-        }
-        for (int d = 0; d < D; ++d) o[d] /= sum;
+        const size_t row = (size_t(b) * pr.q_seqlen + s) * pr.num_q_heads + h;
+        attend_row(&pr.q[row * D], len, len - pr.q_seqlen + s, mask, pr.scale,
+                   pr.sink_logits.empty() ? nullptr : &pr.sink_logits[h], D,
+                   [&](int j) { return &pr.k[slot_of(j, kvh)]; }, [&](int j) { return &pr.v[slot_of(j, kvh)]; },
+                   scores, &out[row * D]);
       }
-    }
+  }
+  return out;
+}
+
+std::vector<double> reference_prefill(const HostPrefill& pr) {
+  const int D = pr.head_dim, group = pr.num_q_heads / pr.num_kv_heads;
+  std::vector<double> out(pr.q.size(), 0.0);
+  std::vector<double> scores;
+  for (size_t b = 0; b + 1 < pr.cu_seqlens_q.size(); ++b) {
+    const int q_begin = pr.cu_seqlens_q[b], q_len = pr.cu_seqlens_q[b + 1] - q_begin;
+    const int k_begin = pr.cu_seqlens_k[b], kv_len = pr.cu_seqlens_k[b + 1] - k_begin;
+    for (int i = 0; i < q_len; ++i)
+      for (int h = 0; h < pr.num_q_heads; ++h) {
+        const int kvh = pr.gqa == GqaMapping::kGrouped ? h / group : h % pr.num_kv_heads;
+        const size_t row = size_t(q_begin + i) * pr.num_q_heads + h;
+        const auto at = [&](const std::vector<float>& t, int j) { return &t[(size_t(k_begin + j) * pr.num_kv_heads + kvh) * D]; };
+        attend_row(&pr.q[row * D], kv_len, kv_len - q_len + i, pr, pr.scale,
+                   pr.sink_logits.empty() ? nullptr : &pr.sink_logits[h], D, [&](int j) { return at(pr.k, j); },
+                   [&](int j) { return at(pr.v, j); }, scores, &out[row * D]);
+      }
   }
   return out;
 }

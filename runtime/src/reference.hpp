@@ -23,10 +23,26 @@ struct HostPagedDecode {
   GqaMapping gqa = GqaMapping::kGrouped;
 };
 
+// A varlen prefill held on the host as float values, K/V contiguous (a paged run scatters the same values).
+struct HostPrefill {
+  int num_q_heads = 0, num_kv_heads = 0, head_dim = 0;
+  int local_window = 0, global_window = 0;
+  bool causal = true;
+  double scale = 0;
+  std::vector<int> cu_seqlens_q, cu_seqlens_k;  // [batch + 1]
+  std::vector<float> q;            // [total_q, num_q_heads, head_dim], compact
+  std::vector<float> k, v;         // [total_kv, num_kv_heads, head_dim], compact
+  std::vector<float> sink_logits;  // [num_q_heads] learned sinks, or empty
+  GqaMapping gqa = GqaMapping::kGrouped;
+};
+
 // The visibility rule, one place for the host side.
-bool reference_visible(int p, int j, int local_window, int global_window);
+bool reference_visible(int p, int j, int local_window, int global_window, bool causal = true);
 
 // out [batch, q_seqlen, num_q_heads, head_dim], compact, double precision.
 std::vector<double> reference_paged_decode(const HostPagedDecode& problem);
+
+// out [total_q, num_q_heads, head_dim], compact, double precision.
+std::vector<double> reference_prefill(const HostPrefill& problem);
 
 }  // namespace swajit

@@ -2,13 +2,13 @@
 # One device session: prebuilt binaries (carried in .carry/, made by tools/bench/prepare_gpu_carry.sh) check
 # correctness and time everything, logs in $OUT.
 # Usage on the GPU machine, from the repository root: tools/bench/gpu_session.sh [what...]
-#   what: info tests check bench bench_int8 bench_fp8 peers (default: all of them)
+#   what: info tests check bench bench_int8 bench_fp8 peers prefill (default: all of them)
 set -uo pipefail
 out=${OUT:-/tmp/swajit-out}
 mkdir -p "$out"
 bin=.carry
 export LD_LIBRARY_PATH=$PWD/.carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}  # libsqlite3 from the build machine
-what=${*:-info tests check bench bench_int8 bench_fp8 peers}
+what=${*:-info tests check bench bench_int8 bench_fp8 peers prefill}
 for step in $what; do
   echo "==== $step"
   case $step in
@@ -49,6 +49,21 @@ for step in $what; do
       $bin/swajit db export "$out/tuning_small.json" && $bin/swajit db import "$out/tuning_small.json" --db /tmp/imported.db
       $bin/swajit bench load 2>&1 | tee "$out/load.log"
       $bin/swajit bench decode --num-q-heads 64 --num-kv-heads 8 --head-dim 64 --local-window 128 --sink-logits --batch 1,32 --kv-len 32768 --q-seqlen 1,4 --compare-heuristic 2>&1 | tail -6 ;;
+    prefill)  # bf16 matmul rate, swajit prefill beside it, then FlexAttention / SDPA prefill, all in this run
+      matmul=$(python3 -c "
+import torch
+from triton.testing import do_bench
+x = torch.randn(8192, 8192, dtype=torch.bfloat16, device='cuda'); y = torch.randn_like(x)
+ms = do_bench(lambda: x @ y, warmup=50, rep=300, return_mode='median')
+print(round(2 * 8192**3 / (ms * 1e-3) / 1e12, 1))")
+      $bin/swajit bench prefill --matmul-tflops "$matmul" 2>&1 | tee "$out/bench_prefill.log"
+      PYTHONUNBUFFERED=1 python3 .peers/flex_prefill_decode.py prefill 2>&1 | grep -v Warning | tee "$out/peers_prefill.log" ;;
+    prefill_sweep)  # configs by hand at the largest shape
+      for cfg in "128 64 2" "128 64 3" "128 32 3" "64 64 2" "64 64 3" "128 128 2"; do
+        set -- $cfg
+        echo "config block_m=$1 block_n=$2 stages=$3"
+        $bin/swajit bench prefill --seq 32768 --block-m $1 --block-n $2 --stages $3 2>&1 | grep '^| '
+      done 2>&1 | tee "$out/prefill_sweep.log" ;;
     peers) PYTHONUNBUFFERED=1 python3 .peers/flex_decode_graph.py 2>&1 | grep -v Warning | tee "$out/peers_decode.log" ;;
     *) "$bin/swajit" $step ;;
   esac

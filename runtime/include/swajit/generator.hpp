@@ -30,6 +30,16 @@ struct GeneratedKernel {
 };
 GeneratedKernel generate_cuda(const KernelSpec& spec, const DecodeConfig& config);
 
+// Launch geometry of one prefill specialization, written into the source as constants like DecodeGeometry.
+struct PrefillGeometry {
+  int threads;       // block_m / 16 warps
+  int q_bytes;       // shared memory of the Q tile
+  int tile_bytes;    // shared memory of one K (or V) pipeline stage
+  int shared_bytes;  // total dynamic shared memory
+};
+PrefillGeometry prefill_geometry(const KernelSpec& spec, const PrefillConfig& config);
+GeneratedKernel generate_prefill_cuda(const KernelSpec& spec, const PrefillConfig& config);  // merge_symbol empty
+
 // Scratch each CPU worker thread needs for one work item of (spec, config), in floats.
 int cpu_scratch_floats(const KernelSpec& spec, const CpuDecodeConfig& config);
 // The CPU kernel's C++ source (compiled in process by Clang); symbols as for CUDA, with a "swajit_cpu_" prefix.

@@ -7,7 +7,7 @@
 
 namespace swajit {
 
-enum class KernelFamily { kPagedDecode };
+enum class KernelFamily { kPagedDecode, kPrefill };
 enum class DType { kBF16, kFP16 };
 enum class KvLayout { kNHD, kHND };  // NHD: [pages, page_size, kv_heads, head_dim]; HND: [pages, kv_heads, page_size, head_dim]
 // Which kv head query head h reads: grouped h / group (Llama, Mistral), or interleaved h % num_kv_heads.
@@ -38,9 +38,10 @@ struct KernelSpec {
   KernelFamily family = KernelFamily::kPagedDecode;
   DType dtype = DType::kBF16;          // q, k, v and out
   int head_dim = 128;
-  int page_size = 16;
+  int page_size = 16;                  // prefill only: 0 = contiguous K/V (cu_seqlens_k), no pages
   KvLayout kv_layout = KvLayout::kNHD;
-  int q_seqlen = 1;                    // query tokens per sequence (speculative decode: > 1)
+  int q_seqlen = 1;                    // decode: query tokens per sequence (speculative decode: > 1); prefill: 1
+  bool causal = true;                  // prefill only: false drops "j <= p" (the windows still apply)
   int group = 1;                       // num_q_heads / num_kv_heads
   bool local_window = false;           // a sliding window limits what each query sees
   bool global_window = false;          // leading sink tokens are always visible
@@ -48,10 +49,11 @@ struct KernelSpec {
   GqaMapping gqa = GqaMapping::kGrouped;
   KvQuant kv_quant = KvQuant::kNone;
 
-  // e.g. "paged_decode_bf16_d128_p16_nhd_q4_g4_local_global"; the windows part is full|local|global|local_global,
-  // then optional flags in this order: attnsink (learned sink logits), gqai (interleaved GQA), kvint8 | kvfp8
-  // (8-bit KV cache).
+  // e.g. "paged_decode_bf16_d128_p16_nhd_q4_g4_local_global", "prefill_bf16_d128_contig_g4_local"; the windows
+  // part is full|local|global|local_global, then optional flags in this order: noncausal (prefill), attnsink
+  // (learned sink logits), gqai (interleaved GQA), kvint8 | kvfp8 (8-bit KV cache).
   std::string key() const;
+  bool is_contiguous_kv() const;  // prefill over K/V packed by cu_seqlens_k rather than pages
   static KernelSpec from_key(std::string_view key);  // inverse of key(); throws kInvalidArgument
   void validate() const;  // throws kInvalidArgument / kUnsupported naming the field and its allowed range
   bool operator==(const KernelSpec&) const = default;
@@ -70,6 +72,19 @@ struct DecodeConfig {
   static DecodeConfig from_key(std::string_view key);
   void validate(const KernelSpec& spec) const;  // throws kInvalidArgument naming the field and its allowed range
   bool operator==(const DecodeConfig&) const = default;
+};
+
+// Tuning knobs of the prefill family.
+struct PrefillConfig {
+  int block_m = 128;    // query rows per block, 16 per warp
+  int block_n = 64;     // KV tokens per pipeline tile (independent of page_size)
+  int stages = 2;       // cp.async pipeline depth (K/V tiles in flight)
+
+  std::string compile_key() const;  // e.g. "bm128_bn64_st2"
+  std::string key() const { return compile_key(); }
+  static PrefillConfig from_key(std::string_view key);
+  void validate(const KernelSpec& spec) const;
+  bool operator==(const PrefillConfig&) const = default;
 };
 
 // Tuning knobs of the paged decode family on the CPU backend.

@@ -78,6 +78,36 @@ size_t paged_decode_workspace_bytes(const DLTensor& q, const DLTensor& k_cache, 
 // check found invalid seq_lens / block_table values; clears the record.
 void check_device_errors(int device_ordinal, CUstream stream);
 
+struct PrefillOptions {
+  int local_window = 0;      // > 0: query at position p sees j only if p - j < local_window; <= 0: unlimited
+  int global_window = 0;     // >= 0: positions j < global_window are always visible (sink tokens)
+  bool causal = true;        // false: drop "j <= p" (the windows still apply)
+  std::optional<float> softmax_scale;     // default 1 / sqrt(head_dim)
+  KvLayout kv_layout = KvLayout::kNHD;    // paged_prefill only
+  GqaMapping gqa = GqaMapping::kGrouped;  // as in DecodeOptions
+  const DLTensor* sink_logits = nullptr;  // as in DecodeOptions: float32 [num_q_heads]
+  // The longest query run of the batch, when the caller knows it (sizes the grid). 0: read from cu_seqlens_q when it
+  // is host-readable, else total_q (always safe; idle blocks exit at once).
+  int max_q_len = 0;
+  std::optional<PrefillConfig> config;    // force a tuning config (validated); default: the heuristic
+  bool check_device_args = false;         // as in DecodeOptions
+};
+
+// Varlen sliding-window prefill (CUDA). Sequence b's queries are rows [cu_seqlens_q[b], cu_seqlens_q[b + 1]) of q
+// and its query i sits at position p = kv_len_b - q_len_b + i, so a chunk after a cached prefix (q_len < kv_len)
+// works; it sees j iff (j <= p or !causal) and (p - j < local_window or j < global_window).
+//   q, out           [total_q, num_q_heads, head_dim], bf16 or fp16, any strides with a contiguous last dim
+//   k, v             [total_kv, num_kv_heads, head_dim]; sequence b's keys are rows [cu_seqlens_k[b], cu_seqlens_k[b + 1])
+//   cu_seqlens_q/_k  int32 [batch + 1], non-decreasing from 0
+void prefill(const DLTensor& q, const DLTensor& k, const DLTensor& v, const DLTensor& cu_seqlens_q,
+             const DLTensor& cu_seqlens_k, const DLTensor& out, CUstream stream, const PrefillOptions& options = {});
+
+// The same over a paged KV cache (layouts and block_table as in paged_decode); seq_lens[b] is the KV length of
+// sequence b including its queries, which are already in the cache.
+void paged_prefill(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_cache, const DLTensor& block_table,
+                   const DLTensor& seq_lens, const DLTensor& cu_seqlens_q, const DLTensor& out, CUstream stream,
+                   const PrefillOptions& options = {});
+
 // The spec the runtime would specialize for these tensors (validated); used by tools and the tuner.
 KernelSpec paged_decode_spec(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_cache,
                              const DLTensor& block_table, const DLTensor& seq_lens, const DLTensor& out,

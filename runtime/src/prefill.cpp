@@ -1,0 +1,253 @@
+#include <algorithm>
+#include <climits>
+
+#include "cuda_driver.hpp"
+#include "decode_plan.hpp"
+#include "kernel_cache.hpp"
+#include "prefill_problem.hpp"
+#include "tensor_checks.hpp"
+
+namespace swajit {
+namespace {
+
+constexpr int64_t kMaxGridYZ = 65535;  // CUDA's limit on gridDim.y (q heads) and gridDim.z (sequences)
+constexpr int kMinComputeMajor = 8;    // cp.async, ldmatrix and bf16 mma need sm_80
+
+bool host_readable(const DLTensor& t) { return t.device.device_type == kDLCPU || t.device.device_type == kDLCUDAHost; }
+
+// int32 [batch + 1] offsets.
+int64_t describe_offsets(const DLTensor& t, const char* name, const DLDevice& home) {
+  require_ndim(t, name, 1, "[batch + 1]");
+  require_dtype(t, name, kDLInt, 32, "int32");
+  require_on_device(t, name, home, true);
+  if (t.shape[0] < 1) fail(std::string(name) + " must have batch + 1 >= 1 entries, got " + shape_text(t));
+  const int64_t stride = strides_of(t)[0];
+  if (stride < 0) fail(std::string(name) + " stride[0] must be non-negative");
+  return stride;
+}
+
+// Host copies of int32 vectors, read through their strides.
+std::vector<int> host_ints(const DLTensor& t, int64_t count, int64_t stride) {
+  std::vector<int> values(count);
+  const int* data = element_pointer<int>(t);
+  for (int64_t i = 0; i < count; ++i) values[i] = data[i * stride];
+  return values;
+}
+
+void require_offsets_valid(const std::vector<int>& offsets, const char* name, int total, const char* total_name) {
+  if (offsets[0] < 0) fail(std::string(name) + "[0] = " + std::to_string(offsets[0]) + " must be >= 0");
+  for (size_t b = 1; b < offsets.size(); ++b)
+    if (offsets[b] < offsets[b - 1] || offsets[b] > total)
+      fail(std::string(name) + "[" + std::to_string(b) + "] = " + std::to_string(offsets[b]) + " must lie in [" +
+           std::to_string(offsets[b - 1]) + ", " + total_name + " = " + std::to_string(total) + "]");
+}
+
+// With host-readable metadata, everything the kernel would otherwise only flag is rejected before launch, and the
+// grid gets the exact longest query run.
+void validate_host_metadata(PrefillProblem& p, const DLTensor& cu_seqlens_q, const DLTensor* cu_seqlens_k,
+                            const DLTensor* block_table, const DLTensor* seq_lens) {
+  const PrefillParams& a = p.params;
+  const std::vector<int> q_offsets = host_ints(cu_seqlens_q, p.batch + 1, a.cu_seqlens_q_stride);
+  require_offsets_valid(q_offsets, "cu_seqlens_q", a.total_q, "total_q");
+  std::vector<int> kv_lens(p.batch);
+  if (cu_seqlens_k) {
+    const std::vector<int> k_offsets = host_ints(*cu_seqlens_k, p.batch + 1, a.cu_seqlens_k_stride);
+    require_offsets_valid(k_offsets, "cu_seqlens_k", a.total_kv, "total_kv");
+    for (int b = 0; b < p.batch; ++b) kv_lens[b] = k_offsets[b + 1] - k_offsets[b];
+  } else {
+    kv_lens = host_ints(*seq_lens, p.batch, a.seq_lens_stride);
+  }
+  int max_q_len = 0;
+  for (int b = 0; b < p.batch; ++b) {
+    const int q_len = q_offsets[b + 1] - q_offsets[b];
+    max_q_len = std::max(max_q_len, q_len);
+    if (kv_lens[b] < q_len)
+      fail("sequence " + std::to_string(b) + " has " + std::to_string(q_len) + " queries but a KV length of " +
+           std::to_string(kv_lens[b]) + "; the KV length includes the queries, so it must be >= the query length");
+    if (block_table) {
+      const int capacity = a.max_pages_per_seq * p.spec.page_size;
+      if (kv_lens[b] > capacity)
+        fail("seq_lens[" + std::to_string(b) + "] = " + std::to_string(kv_lens[b]) + " exceeds block_table capacity " +
+             std::to_string(capacity) + " (max_pages_per_seq * page_size)");
+      const int* table = element_pointer<int>(*block_table);
+      for (int page = 0; page < (kv_lens[b] + p.spec.page_size - 1) / p.spec.page_size; ++page) {
+        const int entry = table[b * a.block_table_stride_batch + page * a.block_table_stride_page];
+        if (entry < 0 || entry >= a.num_pages)
+          fail("block_table[" + std::to_string(b) + ", " + std::to_string(page) + "] = " + std::to_string(entry) +
+               " is outside [0, " + std::to_string(a.num_pages - 1) + "]");
+      }
+    }
+  }
+  if (p.max_q_len == 0 || p.max_q_len > max_q_len) p.max_q_len = max_q_len;
+}
+
+}  // namespace
+
+PrefillProblem describe_prefill(const DLTensor& q, const DLTensor& k, const DLTensor& v, const DLTensor* cu_seqlens_k,
+                                const DLTensor* block_table, const DLTensor* seq_lens, const DLTensor& cu_seqlens_q,
+                                const DLTensor& out, const PrefillOptions& options) {
+  const bool paged = block_table != nullptr;
+  PrefillProblem p;
+  // q / out
+  require_ndim(q, "q", 3, "[total_q, num_q_heads, head_dim]");
+  p.spec.family = KernelFamily::kPrefill;
+  p.spec.dtype = attention_dtype(q);
+  if (q.device.device_type == kDLCPU)
+    throw Error(ErrorCode::kUnsupported, "prefill runs on CUDA; q is on 'cpu' (the CPU backend has paged_decode only)");
+  if (q.device.device_type != kDLCUDA && q.device.device_type != kDLCUDAManaged)
+    fail("q is on device type '" + device_name(q.device.device_type) + "'; supported: 'cuda', 'cuda_managed'");
+  const DLDevice home = q.device;
+  p.device_ordinal = home.device_id;
+  const int64_t total_q = q.shape[0], num_q_heads = q.shape[1], head_dim = q.shape[2];
+  if (total_q < 0) fail("q dimension 0 (total_q) must be >= 0, got " + std::to_string(total_q));
+  require_positive_extent(q, "q", 1, "num_q_heads");
+  if (out.ndim != 3 || out.shape[0] != total_q || out.shape[1] != num_q_heads || out.shape[2] != head_dim)
+    fail("out must have the shape of q " + shape_text(q) + ", got " + shape_text(out));
+  require_dtype(out, "out", dlpack_code(p.spec.dtype), 16, dtype_name(p.spec.dtype));
+  require_on_device(out, "out", home, false);
+  const auto q_strides = strides_of(q), out_strides = strides_of(out);
+  require_vector_layout(q, "q", q_strides);
+  require_vector_layout(out, "out", out_strides);
+
+  // K / V
+  const KvView kv = paged ? describe_paged_kv(k, v, options.kv_layout, KvQuant::kNone, p.spec.dtype, home, head_dim)
+                          : describe_contiguous_kv(k, v, p.spec.dtype, home, head_dim);
+  p.spec.group = gqa_group(num_q_heads, kv.num_kv_heads);
+  if (num_q_heads > kMaxGridYZ) fail("num_q_heads = " + std::to_string(num_q_heads) + " exceeds " + std::to_string(kMaxGridYZ));
+
+  // metadata
+  const int64_t cu_q_stride = describe_offsets(cu_seqlens_q, "cu_seqlens_q", home);
+  const int64_t batch = cu_seqlens_q.shape[0] - 1;
+  if (batch > kMaxGridYZ) fail("batch = " + std::to_string(batch) + " exceeds " + std::to_string(kMaxGridYZ));
+  PrefillParams& a = p.params;
+  if (paged) {
+    const PagedMetadataView meta = describe_paged_metadata(*block_table, *seq_lens, batch, home);
+    a.block_table = element_pointer<int>(*block_table);
+    a.seq_lens = element_pointer<int>(*seq_lens);
+    a.block_table_stride_batch = meta.block_table_stride_batch;
+    a.block_table_stride_page = meta.block_table_stride_page;
+    a.seq_lens_stride = meta.seq_lens_stride;
+    a.max_pages_per_seq = checked_int(block_table->shape[1], "block_table max_pages_per_seq");
+    a.num_pages = checked_int(kv.num_pages, "num_pages");
+    checked_int(int64_t(a.max_pages_per_seq) * kv.page_size, "max_pages_per_seq * page_size");
+  } else {
+    if (cu_seqlens_k->ndim == 1 && cu_seqlens_k->shape[0] != cu_seqlens_q.shape[0])
+      fail("cu_seqlens_k has " + std::to_string(cu_seqlens_k->shape[0]) + " entries; it must match cu_seqlens_q's " +
+           std::to_string(cu_seqlens_q.shape[0]) + " (batch + 1)");
+    a.cu_seqlens_k = element_pointer<int>(*cu_seqlens_k);
+    a.cu_seqlens_k_stride = describe_offsets(*cu_seqlens_k, "cu_seqlens_k", home);
+    a.total_kv = checked_int(kv.num_pages, "total_kv");
+  }
+
+  // options
+  const SinkView sinks = describe_sink_logits(options.sink_logits, num_q_heads, home);
+  require_global_window(options.global_window);
+  if (options.max_q_len < 0) fail("max_q_len = " + std::to_string(options.max_q_len) + " must be >= 0 (0: derive it)");
+
+  p.spec.head_dim = checked_int(head_dim, "head_dim");
+  p.spec.page_size = paged ? static_cast<int>(kv.page_size) : 0;
+  p.spec.kv_layout = paged ? options.kv_layout : KvLayout::kNHD;
+  p.spec.causal = options.causal;
+  p.spec.local_window = options.local_window > 0;
+  p.spec.global_window = options.global_window > 0;
+  p.spec.sink_logits = sinks.data != nullptr;
+  p.spec.gqa = options.gqa;
+  p.spec.validate();
+  p.batch = static_cast<int>(batch);
+  p.num_q_heads = static_cast<int>(num_q_heads);
+  p.num_kv_heads = static_cast<int>(kv.num_kv_heads);
+
+  a.q = element_pointer<char>(q);
+  a.k = element_pointer<char>(k);
+  a.v = element_pointer<char>(v);
+  a.out = const_cast<char*>(element_pointer<char>(out));
+  a.cu_seqlens_q = element_pointer<int>(cu_seqlens_q);
+  a.cu_seqlens_q_stride = cu_q_stride;
+  a.sink_logits = sinks.data;
+  a.sink_logits_stride = sinks.stride;
+  a.q_stride_token = q_strides[0];
+  a.q_stride_head = q_strides[1];
+  a.out_stride_token = out_strides[0];
+  a.out_stride_head = out_strides[1];
+  a.k_stride_page = kv.k_stride_page;
+  a.k_stride_token = kv.k_stride_token;
+  a.k_stride_head = kv.k_stride_head;
+  a.v_stride_page = kv.v_stride_page;
+  a.v_stride_token = kv.v_stride_token;
+  a.v_stride_head = kv.v_stride_head;
+  a.batch = p.batch;
+  a.num_kv_heads = p.num_kv_heads;
+  a.total_q = checked_int(total_q, "total_q");
+  a.local_window = options.local_window > 0 ? options.local_window : 0;
+  a.global_window = options.global_window;
+  a.scale_log2 = softmax_scale_log2(options.softmax_scale, head_dim);
+
+  p.max_q_len = options.max_q_len;
+  p.host_metadata = host_readable(cu_seqlens_q) && (paged ? host_readable(*block_table) && host_readable(*seq_lens)
+                                                          : host_readable(*cu_seqlens_k));
+  if (p.host_metadata) validate_host_metadata(p, cu_seqlens_q, cu_seqlens_k, block_table, seq_lens);
+  if (p.max_q_len == 0 && !p.host_metadata) p.max_q_len = a.total_q;
+  p.max_q_len = std::min(p.max_q_len, a.total_q);
+  return p;
+}
+
+PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo& device) {
+  // 128 query rows (8 warps) share each K/V tile; 64-token tiles, double-buffered. Shrink while it does not fit.
+  PrefillConfig config;
+  config.block_m = spec.head_dim >= 256 ? 64 : 128;
+  while (prefill_geometry(spec, config).shared_bytes > device.max_shared_per_block_optin && config.block_n > 16)
+    config.block_n /= 2;
+  return config;
+}
+
+double prefill_flops(const std::vector<int>& q_lens, const std::vector<int>& kv_lens, int num_q_heads, int head_dim,
+                     int local_window, int global_window, bool causal) {
+  double pairs = 0;
+  for (size_t b = 0; b < q_lens.size(); ++b)
+    for (int i = 0; i < q_lens[b]; ++i) {
+      const int64_t p = int64_t(kv_lens[b]) - q_lens[b] + i;
+      const int64_t end = causal ? p + 1 : kv_lens[b];
+      const int64_t window_begin = local_window > 0 ? std::max<int64_t>(0, p - local_window + 1) : 0;
+      pairs += double(std::max<int64_t>(0, end - window_begin)) + double(std::min<int64_t>(global_window, window_begin));
+    }
+  constexpr double kFlopsPerPairAndDim = 4;  // q.k and p.v: a multiply and an add each
+  return pairs * kFlopsPerPairAndDim * head_dim * num_q_heads;
+}
+
+namespace {
+
+void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& options) {
+  if (p.batch == 0 || p.max_q_len == 0) return;
+  const cuda::Driver& d = cuda::driver();
+  cuda::ScopedDeviceContext scope(p.device_ordinal);
+  const DeviceInfo& device = cuda_device(p.device_ordinal);
+  if (device.cc_major < kMinComputeMajor)
+    throw Error(ErrorCode::kUnsupported, device.name + " is sm_" + std::to_string(device.cc_major) +
+                                             std::to_string(device.cc_minor) + "; prefill needs sm_80 or newer");
+  const PrefillConfig config = options.config ? *options.config : heuristic_prefill_config(p.spec, device);
+  const LoadedPrefillKernel& kernel = prefill_kernel(p.spec, config, device, scope.context());
+  p.params.status = device_status(scope.context(), stream);
+  void* args[] = {&p.params};
+  const unsigned q_tiles = static_cast<unsigned>((p.max_q_len + config.block_m - 1) / config.block_m);
+  cuda::check(d.cuLaunchKernel(kernel.main, q_tiles, p.num_q_heads, p.batch, kernel.geometry.threads, 1, 1,
+                               kernel.geometry.shared_bytes, stream, args, nullptr),
+              "cuLaunchKernel(prefill)");
+  if (options.check_device_args) check_device_errors(p.device_ordinal, stream);
+}
+
+}  // namespace
+
+void prefill(const DLTensor& q, const DLTensor& k, const DLTensor& v, const DLTensor& cu_seqlens_q,
+             const DLTensor& cu_seqlens_k, const DLTensor& out, CUstream stream, const PrefillOptions& options) {
+  PrefillProblem p = describe_prefill(q, k, v, &cu_seqlens_k, nullptr, nullptr, cu_seqlens_q, out, options);
+  launch_prefill(p, stream, options);
+}
+
+void paged_prefill(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_cache, const DLTensor& block_table,
+                   const DLTensor& seq_lens, const DLTensor& cu_seqlens_q, const DLTensor& out, CUstream stream,
+                   const PrefillOptions& options) {
+  PrefillProblem p = describe_prefill(q, k_cache, v_cache, nullptr, &block_table, &seq_lens, cu_seqlens_q, out, options);
+  launch_prefill(p, stream, options);
+}
+
+}  // namespace swajit

@@ -1,0 +1,35 @@
+// A validated prefill call: every DLTensor checked, the spec derived, the kernel arguments filled in.
+#pragma once
+#include <dlpack/dlpack.h>
+
+#include "swajit/swajit.hpp"
+
+#include "prefill_params.h"  // templates/: the kernel's own argument struct
+
+namespace swajit {
+
+struct PrefillProblem {
+  KernelSpec spec;
+  int batch = 0;
+  int num_q_heads = 0;
+  int num_kv_heads = 0;
+  int device_ordinal = 0;
+  int max_q_len = 0;          // sizes the grid: the caller's, the exact one from host metadata, or total_q
+  bool host_metadata = false; // every metadata tensor is host-readable (validated there)
+  PrefillParams params{};     // everything but status
+};
+
+// Validates every argument without touching the GPU. `paged` selects the form: k/v with cu_seqlens_k, or a paged
+// cache with block_table and seq_lens (the unused tensors are null).
+PrefillProblem describe_prefill(const DLTensor& q, const DLTensor& k, const DLTensor& v, const DLTensor* cu_seqlens_k,
+                                const DLTensor* block_table, const DLTensor* seq_lens, const DLTensor& cu_seqlens_q,
+                                const DLTensor& out, const PrefillOptions& options);
+
+// The config used when none is forced: fits the device's shared memory for the spec.
+PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo& device);
+
+// Useful FLOPs of a prefill (4 * head_dim per visible (query, key) pair and q head), from host-side lengths.
+double prefill_flops(const std::vector<int>& q_lens, const std::vector<int>& kv_lens, int num_q_heads, int head_dim,
+                     int local_window, int global_window, bool causal);
+
+}  // namespace swajit

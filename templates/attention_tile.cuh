@@ -1,0 +1,141 @@
+// swajit attention tile operations shared by the CUDA kernel families (paged_decode.cuh, prefill.cuh): one warp's
+// 16 query rows against one K/V tile in shared memory. Needs Elem and kHeadDim from the generator prelude.
+//
+// For the warp's rows and the tile's tokens (a column t of the warp is KV token token0 + t of the tile):
+//     s = Q K^T * scale * log2(e)                          (tile_scores, then scaled in softmax_and_accumulate)
+//     m' = max(m, rowmax(s)),  l' = l 2^(m - m') + rowsum(2^(s - m')),  O' = O 2^(m - m') + 2^(s - m') V
+// Masked scores are -inf, so they add 0; a row that has seen nothing keeps m = -inf and is exponentiated against 0
+// (never (-inf) - (-inf)). At the end out = O / l, or O / (l + 2^(sink - m)) with a learned sink, and 0 when l = 0.
+
+constexpr int kChunks = kHeadDim / 8;    // 16-byte chunks per 16-bit Q / K / V row
+constexpr int kOutFrags = kHeadDim / 8;  // 16x8 output fragments per warp
+constexpr int kDimSteps = kHeadDim / 16; // k16 steps over head_dim
+// Q stays in registers when it is small enough not to crowd out the output accumulators.
+constexpr bool kQInRegisters = kHeadDim <= 128;
+static_assert(kHeadDim % 64 == 0, "head_dim must be a multiple of 64");
+
+typedef SwizzledTile<kHeadDim> RowTile;
+
+struct WarpState {
+  float out[kOutFrags][4];   // unnormalized output, rows (lane/4) and (lane/4 + 8) of the warp's 16
+  float row_max[2];          // running max of scaled scores (log2 units), -inf until a token is seen
+  float row_sum[2];          // this lane's part of the running sum of exp2(score - row_max)
+
+  SWAJIT_MEMBER void clear() {
+#pragma unroll
+    for (int f = 0; f < kOutFrags; ++f) out[f][0] = out[f][1] = out[f][2] = out[f][3] = 0.f;
+    row_max[0] = row_max[1] = SWAJIT_NEG_INF;
+    row_sum[0] = row_sum[1] = 0.f;
+  }
+};
+
+// The factor that turns a row's accumulator (relative to `reference`, log2 units) into its output. With
+// kSinkLogits the sink logit `sink` (natural units) joins the denominator; without, 1 / sum (0 if nothing was seen).
+SWAJIT_DEVICE float row_normalizer(float sink, float reference, float sum) {
+  if (kSinkLogits) {
+    constexpr float kLog2e = 1.4426950408889634f;
+    const float sink_log2 = sink * kLog2e;
+    const float new_reference = fmaxf(reference, sink_log2);
+    const float rescale = fast_exp2(reference - new_reference);
+    return rescale / (sum * rescale + fast_exp2(sink_log2 - new_reference));
+  }
+  return sum > 0.f ? 1.f / sum : 0.f;  // nothing visible: zeros, not 0/0
+}
+
+// The A fragment of Q rows [row0, row0 + 16) for k-step `step`.
+SWAJIT_DEVICE void load_q_fragment(u32 q_smem, int warp_row_tile, int lane, int step, u32 (&a)[4]) {
+  const int matrix = lane / 8;
+  const int row = warp_row_tile * 16 + (matrix % 2) * 8 + lane % 8;
+  ldmatrix_x4(q_smem + RowTile::offset_bytes(row, step * 2 + matrix / 2), a[0], a[1], a[2], a[3]);
+}
+
+// scores[16 x 8 * kFrags] = Q rows of row tile `warp_row_tile` . K tokens [token0, token0 + 8 * kFrags)^T
+template <int kFrags>
+SWAJIT_DEVICE void tile_scores(float (&scores)[kFrags][4], const u32 (&q_frag)[kQInRegisters ? kDimSteps : 1][4],
+                               u32 q_smem, u32 k_smem, int warp_row_tile, int token0, int lane) {
+  static_assert(kFrags % 2 == 0, "scores come in pairs of 8-token fragments");
+#pragma unroll
+  for (int f = 0; f < kFrags; ++f) scores[f][0] = scores[f][1] = scores[f][2] = scores[f][3] = 0.f;
+  const int matrix = lane / 8;
+#pragma unroll
+  for (int step = 0; step < kDimSteps; ++step) {
+    u32 a[4];
+    if constexpr (kQInRegisters) {
+      a[0] = q_frag[step][0]; a[1] = q_frag[step][1]; a[2] = q_frag[step][2]; a[3] = q_frag[step][3];
+    } else {
+      load_q_fragment(q_smem, warp_row_tile, lane, step, a);
+    }
+#pragma unroll
+    for (int pair = 0; pair < kFrags / 2; ++pair) {
+      const int token = token0 + pair * 16 + (matrix / 2) * 8 + lane % 8;
+      u32 b0, b1, b2, b3;
+      ldmatrix_x4(k_smem + RowTile::offset_bytes(token, step * 2 + matrix % 2), b0, b1, b2, b3);
+      mma_16816(scores[2 * pair], a, b0, b1, Elem());
+      mma_16816(scores[2 * pair + 1], a, b2, b3, Elem());
+    }
+  }
+}
+
+// The mask of a tile every row sees whole (pass with kMasked = false).
+struct AllVisible {
+  SWAJIT_MEMBER bool operator()(int, int) const { return true; }
+};
+
+// Online softmax update of the warp's rows with this tile's scores, then out += P . V_tile. `visible(r, t)` says
+// whether row r (0..15) of the warp sees column t (0 .. 8 * kFrags - 1); it is only asked when kMasked.
+template <bool kMasked, int kFrags, class Visible>
+SWAJIT_DEVICE void softmax_and_accumulate(WarpState& st, float (&scores)[kFrags][4], float scale_log2, u32 v_smem,
+                                          int token0, int lane, Visible visible) {
+  float tile_max[2] = {SWAJIT_NEG_INF, SWAJIT_NEG_INF};
+#pragma unroll
+  for (int f = 0; f < kFrags; ++f) {
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      float s = scores[f][c] * scale_log2;
+      if constexpr (kMasked) {
+        if (!visible(lane / 4 + (c / 2) * 8, f * 8 + 2 * (lane % 4) + (c % 2))) s = SWAJIT_NEG_INF;
+      }
+      scores[f][c] = s;
+      tile_max[c / 2] = fmaxf(tile_max[c / 2], s);
+    }
+  }
+  float rescale[2], reference[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const float new_max = fmaxf(st.row_max[h], quad_max(tile_max[h]));
+    reference[h] = new_max == SWAJIT_NEG_INF ? 0.f : new_max;
+    rescale[h] = fast_exp2(st.row_max[h] - reference[h]);
+    st.row_max[h] = new_max;
+    st.row_sum[h] *= rescale[h];
+  }
+#pragma unroll
+  for (int f = 0; f < kOutFrags; ++f) {
+    st.out[f][0] *= rescale[0]; st.out[f][1] *= rescale[0];
+    st.out[f][2] *= rescale[1]; st.out[f][3] *= rescale[1];
+  }
+#pragma unroll
+  for (int f = 0; f < kFrags; ++f) {
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      scores[f][c] = fast_exp2(scores[f][c] - reference[c / 2]);
+      st.row_sum[c / 2] += scores[f][c];
+    }
+  }
+  // out[16 x head_dim] += P[16 x tokens] . V[tokens x head_dim]; P's accumulator layout is the A operand layout.
+  const int matrix = lane / 8;
+#pragma unroll
+  for (int step = 0; step < kFrags / 2; ++step) {
+    const u32 a[4] = {pack2(scores[2 * step][0], scores[2 * step][1], Elem()),
+                      pack2(scores[2 * step][2], scores[2 * step][3], Elem()),
+                      pack2(scores[2 * step + 1][0], scores[2 * step + 1][1], Elem()),
+                      pack2(scores[2 * step + 1][2], scores[2 * step + 1][3], Elem())};
+    const int token = token0 + step * 16 + (matrix % 2) * 8 + lane % 8;
+#pragma unroll
+    for (int pair = 0; pair < kOutFrags / 2; ++pair) {
+      u32 b0, b1, b2, b3;
+      ldmatrix_x4_trans(v_smem + RowTile::offset_bytes(token, pair * 2 + matrix / 2), b0, b1, b2, b3);
+      mma_16816(st.out[2 * pair], a, b0, b1, Elem());
+      mma_16816(st.out[2 * pair + 1], a, b2, b3, Elem());
+    }
+  }
+}

@@ -1,0 +1,51 @@
+// swajit: which KV tokens a block of queries visits, and which of them each query sees. Shared verbatim by every
+// kernel family, CUDA and CPU alike (paged_decode.cuh, paged_decode_cpu.cpp, prefill.cuh), so the mask is written
+// once. Needs kBlockN, kCausal, kLocalWindow, kGlobalWindow and the SWAJIT_WINDOW_FN / SWAJIT_WINDOW_METHOD
+// qualifiers from the including source.
+//
+// A query at position p sees KV position j iff
+//     (!kCausal or j <= p)  and  (no local window, or p - j < local_window, or j < global_window).
+// The tokens that queries at positions [p_min, p_max] can see are the sinks [0, global_window) and the window
+// [p_min - local_window + 1, end), end = p_max + 1 (causal) or kv_len; only those are visited.
+
+// Up to two token ranges (sinks, then the window), cut into tiles of kBlockN tokens that start at each range's
+// first token; a tile never crosses a range end.
+struct TileRanges {
+  int begin[2], end[2], tiles[2];
+  SWAJIT_WINDOW_METHOD int count() const { return tiles[0] + tiles[1]; }
+  SWAJIT_WINDOW_METHOD int tile_begin(int t) const { return t < tiles[0] ? begin[0] + t * kBlockN : begin[1] + (t - tiles[0]) * kBlockN; }
+  SWAJIT_WINDOW_METHOD int tile_end(int t) const { return min(tile_begin(t) + kBlockN, t < tiles[0] ? end[0] : end[1]); }
+};
+
+SWAJIT_WINDOW_FN int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+// The tiles queries at positions [p_min, p_max] of a sequence of kv_len tokens visit.
+SWAJIT_WINDOW_FN TileRanges visible_tile_ranges(int p_min, int p_max, int kv_len, int local_window, int global_window) {
+  const int end = kCausal ? min(p_max + 1, kv_len) : kv_len;
+  const int window_begin = (kLocalWindow && local_window > 0) ? max(0, p_min - local_window + 1) : 0;
+  const int sink_end = kGlobalWindow ? min(global_window, end) : 0;
+  TileRanges r;
+  if (sink_end >= window_begin) {  // sinks and window touch: one range
+    r.begin[0] = 0; r.end[0] = max(end, 0);
+    r.begin[1] = 0; r.end[1] = 0;
+  } else {
+    r.begin[0] = 0; r.end[0] = sink_end;
+    r.begin[1] = window_begin; r.end[1] = end;
+  }
+  r.tiles[0] = ceil_div(r.end[0] - r.begin[0], kBlockN);
+  r.tiles[1] = ceil_div(max(r.end[1] - r.begin[1], 0), kBlockN);
+  return r;
+}
+
+SWAJIT_WINDOW_FN bool is_visible(int p, int j, int local_window, int global_window) {
+  if (kCausal && j > p) return false;
+  if (!kLocalWindow || local_window <= 0 || p - j < local_window) return true;
+  return kGlobalWindow && j < global_window;
+}
+
+// A tile needs no per-element mask when it is full and every query in [p_min, p_max] sees every token of it.
+SWAJIT_WINDOW_FN bool tile_fully_visible(int tile_begin, int tile_end, int p_min, int p_max, int local_window, int global_window) {
+  if (tile_end - tile_begin != kBlockN || (kCausal && tile_end - 1 > p_min)) return false;
+  if (!kLocalWindow || local_window <= 0 || p_max - tile_begin < local_window) return true;
+  return kGlobalWindow && tile_end <= global_window;
+}

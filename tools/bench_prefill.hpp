@@ -1,0 +1,23 @@
+// `swajit bench prefill`: sliding-window prefill timed with CUDA events, in useful TFLOP/s (visible pairs only).
+#pragma once
+#include <optional>
+#include <vector>
+
+#include "swajit/spec.hpp"
+
+namespace swajit::cli {
+
+struct PrefillBenchOptions {
+  std::vector<int> seq_lens = {4096, 8192, 16384, 32768};
+  std::vector<int> num_kv_heads = {32, 8};
+  int batch = 1, num_q_heads = 32, head_dim = 128, local_window = 4096, global_window = 0;
+  int reps = 20;
+  int device = 0;
+  double matmul_tflops = 0;              // the bf16 matmul rate measured in the same run (0: not known)
+  std::optional<PrefillConfig> config;   // force a config instead of the heuristic
+};
+
+// Prints one row per (kv heads, sequence length); returns 0 when every row ran and its sampled rows verified.
+int run_prefill_bench(const PrefillBenchOptions& options);
+
+}  // namespace swajit::cli
