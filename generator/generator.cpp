@@ -118,12 +118,59 @@ GeneratedKernel generate_cuda(const KernelSpec& spec, const DecodeConfig& config
   return out;
 }
 
+namespace {
+
+// "{%first, ..., %(first + count - 1)}"
+std::string register_list(int first, int count) {
+  std::string list = "{";
+  for (int i = 0; i < count; ++i) list += (i ? ", %" : "%") + std::to_string(first + i);
+  return list + "}";
+}
+// "+f"(d[0][0]), ... for an accumulator float d[count / 4][4]
+std::string accumulator_operands(int count) {
+  std::string ops;
+  for (int i = 0; i < count; ++i)
+    ops += std::string(i ? ", " : "") + "\"+f\"(d[" + std::to_string(i / 4) + "][" + std::to_string(i % 4) + "])";
+  return ops;
+}
+
+// The two Hopper warpgroup MMAs the wgmma prefill path issues, written out for this spec's tile sizes (the PTX
+// instruction names its N, and its accumulator is one register operand per float).
+std::string wgmma_wrappers(const KernelSpec& spec, const PrefillConfig& config) {
+  const std::string type = spec.dtype == DType::kBF16 ? "bf16" : "f16";
+  const int score_regs = config.block_n / 2, out_regs = spec.head_dim / 2;  // floats per thread: 64 rows x N / 128
+  std::ostringstream os;
+  os << "// S[64 x kBlockN] (+)= Q . K^T: A and B K-major in shared memory (templates/tile_ops.cuh WgmmaTile).\n"
+     << "SWAJIT_DEVICE void wgmma_scores(float (&d)[kBlockN / 8][4], u64 a, u64 b, int accumulate) {\n"
+     << "#ifdef __CUDA_ARCH_FEAT_SM90_ALL  // sm_90a\n"
+     << "  asm volatile(\"{ .reg .pred p; setp.ne.b32 p, %" << score_regs + 2 << ", 0; \"\n"
+     << "               \"wgmma.mma_async.sync.aligned.m64n" << config.block_n << "k16.f32." << type << "." << type << " \"\n"
+     << "               \"" << register_list(0, score_regs) << ", %" << score_regs << ", %" << score_regs + 1
+     << ", p, 1, 1, 0, 0; }\"\n"
+     << "               : " << accumulator_operands(score_regs) << "\n"
+     << "               : \"l\"(a), \"l\"(b), \"r\"(accumulate));\n"
+     << "#else\n  __trap();\n#endif\n}\n"
+     << "// O[64 x kHeadDim] += P . V: P from registers, V N-major in shared memory.\n"
+     << "SWAJIT_DEVICE void wgmma_pv(float (&d)[kOutFrags][4], const u32 (&a)[4], u64 b) {\n"
+     << "#ifdef __CUDA_ARCH_FEAT_SM90_ALL  // sm_90a\n"
+     << "  asm volatile(\"{ .reg .pred p; setp.ne.b32 p, %" << out_regs + 5 << ", 0; \"\n"
+     << "               \"wgmma.mma_async.sync.aligned.m64n" << spec.head_dim << "k16.f32." << type << "." << type << " \"\n"
+     << "               \"" << register_list(0, out_regs) << ", " << register_list(out_regs, 4) << ", %" << out_regs + 4
+     << ", p, 1, 1, 1; }\"\n"
+     << "               : " << accumulator_operands(out_regs) << "\n"
+     << "               : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"l\"(b), \"r\"(1));\n"
+     << "#else\n  __trap();\n#endif\n}\n";
+  return os.str();
+}
+
+}  // namespace
+
 PrefillGeometry prefill_geometry(const KernelSpec& spec, const PrefillConfig& config) {
   constexpr int kMmaRows = 16;      // one warp per 16 query rows
   constexpr int kWarpSize = 32;
   constexpr int kElementBytes = 2;  // bf16 / fp16
   PrefillGeometry g{};
-  g.threads = config.block_m / kMmaRows * kWarpSize;
+  g.threads = config.block_m / (kMmaRows * config.m_tiles) * kWarpSize;
   g.q_bytes = config.block_m * spec.head_dim * kElementBytes;
   g.tile_bytes = config.block_n * spec.head_dim * kElementBytes;
   g.shared_bytes = g.q_bytes + 2 * config.stages * g.tile_bytes;  // Q, then K and V stages
@@ -150,13 +197,17 @@ GeneratedKernel generate_prefill_cuda(const KernelSpec& spec, const PrefillConfi
      << "constexpr int kBlockM = " << config.block_m << ";\n"
      << "constexpr int kBlockN = " << config.block_n << ";\n"
      << "constexpr int kStages = " << config.stages << ";\n"
+     << "constexpr int kMTiles = " << config.m_tiles << ";\n"
+     << "constexpr bool kWgmma = " << flag(config.wgmma) << ";  // Hopper warpgroup MMA instead of mma.sync\n"
      << "// launch geometry, shared with the host launcher\n"
      << "constexpr int kThreads = " << g.threads << ";\n"
      << "constexpr int kQBytes = " << g.q_bytes << ";\n"
      << "constexpr int kTileBytes = " << g.tile_bytes << ";\n"
      << "constexpr int kSharedBytes = " << g.shared_bytes << ";\n"
      << "#define SWAJIT_PREFILL_KERNEL " << out.kernel_symbol << "\n\n"
-     << section("window_mask.h") << section("attention_tile.cuh") << section("prefill.cuh");
+     << section("window_mask.h") << section("attention_tile.cuh");
+  os << "// ---- warpgroup MMA wrappers (generated for this tile size; used when kWgmma) ----\n"
+     << wgmma_wrappers(spec, config) << "\n" << section("prefill.cuh");
   out.source = os.str();
   return out;
 }

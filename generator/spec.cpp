@@ -240,31 +240,40 @@ void DecodeConfig::validate(const KernelSpec& spec) const {
 }
 
 std::string PrefillConfig::compile_key() const {
-  return "bm" + std::to_string(block_m) + "_bn" + std::to_string(block_n) + "_st" + std::to_string(stages);
+  return "bm" + std::to_string(block_m) + "_bn" + std::to_string(block_n) + "_st" + std::to_string(stages) + "_mt" +
+         std::to_string(m_tiles) + (wgmma ? "_wg" : "");
 }
 
 PrefillConfig PrefillConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
-  if (parts.size() != 3)
-    throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bm<M>_bn<N>_st<S>");
+  if (parts.size() != 4 && !(parts.size() == 5 && parts[4] == "wg"))
+    throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bm<M>_bn<N>_st<S>_mt<T>[_wg]");
   PrefillConfig config;
   config.block_m = parse_prefixed_int(parts[0], "bm", "block_m", key);
   config.block_n = parse_prefixed_int(parts[1], "bn", "block_n", key);
   config.stages = parse_prefixed_int(parts[2], "st", "stages", key);
+  config.m_tiles = parse_prefixed_int(parts[3], "mt", "m_tiles", key);
+  config.wgmma = parts.size() == 5;
   return config;
 }
 
 void PrefillConfig::validate(const KernelSpec& spec) const {
-  constexpr int kMmaM = 16, kMmaK = 16;  // one warp per 16 query rows; tokens come in k16 steps
-  constexpr int kMaxBlockM = 256, kMaxBlockN = 256, kMaxStages = 4;
-  require_range("block_m", block_m, kMmaM, kMaxBlockM);
-  if (block_m % kMmaM != 0)
-    throw Error(ErrorCode::kInvalidArgument, "block_m = " + std::to_string(block_m) + " must be a multiple of 16");
+  constexpr int kMmaM = 16, kMmaK = 16;  // a warp owns m_tiles x 16 query rows; tokens come in k16 steps
+  constexpr int kMaxBlockM = 256, kMaxBlockN = 256, kMaxStages = 4, kMaxMTiles = 2;
+  require_range("m_tiles", m_tiles, 1, kMaxMTiles);
+  require_range("block_m", block_m, kMmaM * m_tiles, kMaxBlockM);
+  if (block_m % (kMmaM * m_tiles) != 0)
+    throw Error(ErrorCode::kInvalidArgument, "block_m = " + std::to_string(block_m) + " must be a multiple of 16 * m_tiles = " +
+                                                 std::to_string(kMmaM * m_tiles));
   require_range("block_n", block_n, kMmaK, kMaxBlockN);
   if (block_n % kMmaK != 0)
     throw Error(ErrorCode::kInvalidArgument, "block_n = " + std::to_string(block_n) + " must be a multiple of 16");
-  require_range("stages", stages, 1, kMaxStages);
-  (void)spec;
+  require_range("stages", stages, 2, kMaxStages);
+  constexpr int kWarpgroupRows = 64;  // one wgmma covers 64 rows: 4 warps of 16
+  if (wgmma && (m_tiles != 1 || block_m % kWarpgroupRows != 0))
+    throw Error(ErrorCode::kInvalidArgument, "wgmma needs m_tiles = 1 and block_m a multiple of 64, got block_m = " +
+                                                 std::to_string(block_m) + ", m_tiles = " + std::to_string(m_tiles));
+  (void)spec;  // every head_dim takes every config; what fits the device is checked when the kernel is built
 }
 
 std::string CpuDecodeConfig::compile_key() const { return "cpu_bn" + std::to_string(block_n); }

@@ -8,24 +8,32 @@
 // (never (-inf) - (-inf)). At the end out = O / l, or O / (l + 2^(sink - m)) with a learned sink, and 0 when l = 0.
 
 constexpr int kChunks = kHeadDim / 8;    // 16-byte chunks per 16-bit Q / K / V row
-constexpr int kOutFrags = kHeadDim / 8;  // 16x8 output fragments per warp
+constexpr int kOutFrags = kHeadDim / 8;  // 16x8 output fragments per row tile
 constexpr int kDimSteps = kHeadDim / 16; // k16 steps over head_dim
-// Q stays in registers when it is small enough not to crowd out the output accumulators.
-constexpr bool kQInRegisters = kHeadDim <= 128;
 static_assert(kHeadDim % 64 == 0, "head_dim must be a multiple of 64");
+
+// Q stays in registers when it is small enough not to crowd out the output accumulators.
+template <int kMTiles>
+constexpr bool kQInRegisters = kHeadDim * kMTiles <= 128;
 
 typedef SwizzledTile<kHeadDim> RowTile;
 
+// A warp's kMTiles row tiles of 16 query rows each. Lane l holds rows (l / 4) and (l / 4 + 8) of every tile; index h
+// below is that half (0 or 1).
+template <int kMTiles>
 struct WarpState {
-  float out[kOutFrags][4];   // unnormalized output, rows (lane/4) and (lane/4 + 8) of the warp's 16
-  float row_max[2];          // running max of scaled scores (log2 units), -inf until a token is seen
-  float row_sum[2];          // this lane's part of the running sum of exp2(score - row_max)
+  float out[kMTiles][kOutFrags][4];  // unnormalized output
+  float row_max[kMTiles][2];         // running max of scaled scores (log2 units), -inf until a token is seen
+  float row_sum[kMTiles][2];         // this lane's part of the running sum of exp2(score - row_max)
 
   SWAJIT_MEMBER void clear() {
 #pragma unroll
-    for (int f = 0; f < kOutFrags; ++f) out[f][0] = out[f][1] = out[f][2] = out[f][3] = 0.f;
-    row_max[0] = row_max[1] = SWAJIT_NEG_INF;
-    row_sum[0] = row_sum[1] = 0.f;
+    for (int m = 0; m < kMTiles; ++m) {
+#pragma unroll
+      for (int f = 0; f < kOutFrags; ++f) out[m][f][0] = out[m][f][1] = out[m][f][2] = out[m][f][3] = 0.f;
+      row_max[m][0] = row_max[m][1] = SWAJIT_NEG_INF;
+      row_sum[m][0] = row_sum[m][1] = 0.f;
+    }
   }
 };
 
@@ -42,36 +50,59 @@ SWAJIT_DEVICE float row_normalizer(float sink, float reference, float sum) {
   return sum > 0.f ? 1.f / sum : 0.f;  // nothing visible: zeros, not 0/0
 }
 
-// The A fragment of Q rows [row0, row0 + 16) for k-step `step`.
-SWAJIT_DEVICE void load_q_fragment(u32 q_smem, int warp_row_tile, int lane, int step, u32 (&a)[4]) {
+// The A fragment of Q row tile `row_tile` (rows [16 row_tile, 16 row_tile + 16)) for k-step `step`.
+SWAJIT_DEVICE void load_q_fragment(u32 q_smem, int row_tile, int lane, int step, u32 (&a)[4]) {
   const int matrix = lane / 8;
-  const int row = warp_row_tile * 16 + (matrix % 2) * 8 + lane % 8;
+  const int row = row_tile * 16 + (matrix % 2) * 8 + lane % 8;
   ldmatrix_x4(q_smem + RowTile::offset_bytes(row, step * 2 + matrix / 2), a[0], a[1], a[2], a[3]);
 }
 
-// scores[16 x 8 * kFrags] = Q rows of row tile `warp_row_tile` . K tokens [token0, token0 + 8 * kFrags)^T
-template <int kFrags>
-SWAJIT_DEVICE void tile_scores(float (&scores)[kFrags][4], const u32 (&q_frag)[kQInRegisters ? kDimSteps : 1][4],
-                               u32 q_smem, u32 k_smem, int warp_row_tile, int token0, int lane) {
+// Q fragments of the warp's row tiles, in registers when kQInRegisters<kMTiles>.
+template <int kMTiles>
+struct QFragments {
+  u32 a[kMTiles][kQInRegisters<kMTiles> ? kDimSteps : 1][4];
+  SWAJIT_MEMBER void load(u32 q_smem, int first_row_tile, int lane) {
+    if constexpr (kQInRegisters<kMTiles>) {
+#pragma unroll
+      for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+        for (int step = 0; step < kDimSteps; ++step) load_q_fragment(q_smem, first_row_tile + m, lane, step, a[m][step]);
+    }
+  }
+};
+
+// scores[m][16 x 8 * kFrags] = Q row tile (first_row_tile + m) . K tokens [token0, token0 + 8 * kFrags)^T; each K
+// fragment read from shared memory serves all kMTiles row tiles.
+template <int kMTiles, int kFrags>
+SWAJIT_DEVICE void tile_scores(float (&scores)[kMTiles][kFrags][4], const QFragments<kMTiles>& q, u32 q_smem,
+                               u32 k_smem, int first_row_tile, int token0, int lane) {
   static_assert(kFrags % 2 == 0, "scores come in pairs of 8-token fragments");
 #pragma unroll
-  for (int f = 0; f < kFrags; ++f) scores[f][0] = scores[f][1] = scores[f][2] = scores[f][3] = 0.f;
+  for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+    for (int f = 0; f < kFrags; ++f) scores[m][f][0] = scores[m][f][1] = scores[m][f][2] = scores[m][f][3] = 0.f;
   const int matrix = lane / 8;
 #pragma unroll
   for (int step = 0; step < kDimSteps; ++step) {
-    u32 a[4];
-    if constexpr (kQInRegisters) {
-      a[0] = q_frag[step][0]; a[1] = q_frag[step][1]; a[2] = q_frag[step][2]; a[3] = q_frag[step][3];
-    } else {
-      load_q_fragment(q_smem, warp_row_tile, lane, step, a);
+    u32 a[kMTiles][4];
+#pragma unroll
+    for (int m = 0; m < kMTiles; ++m) {
+      if constexpr (kQInRegisters<kMTiles>) {
+        a[m][0] = q.a[m][step][0]; a[m][1] = q.a[m][step][1]; a[m][2] = q.a[m][step][2]; a[m][3] = q.a[m][step][3];
+      } else {
+        load_q_fragment(q_smem, first_row_tile + m, lane, step, a[m]);
+      }
     }
 #pragma unroll
     for (int pair = 0; pair < kFrags / 2; ++pair) {
       const int token = token0 + pair * 16 + (matrix / 2) * 8 + lane % 8;
       u32 b0, b1, b2, b3;
       ldmatrix_x4(k_smem + RowTile::offset_bytes(token, step * 2 + matrix % 2), b0, b1, b2, b3);
-      mma_16816(scores[2 * pair], a, b0, b1, Elem());
-      mma_16816(scores[2 * pair + 1], a, b2, b3, Elem());
+#pragma unroll
+      for (int m = 0; m < kMTiles; ++m) {
+        mma_16816(scores[m][2 * pair], a[m], b0, b1, Elem());
+        mma_16816(scores[m][2 * pair + 1], a[m], b2, b3, Elem());
+      }
     }
   }
 }
@@ -81,61 +112,90 @@ struct AllVisible {
   SWAJIT_MEMBER bool operator()(int, int) const { return true; }
 };
 
-// Online softmax update of the warp's rows with this tile's scores, then out += P . V_tile. `visible(r, t)` says
-// whether row r (0..15) of the warp sees column t (0 .. 8 * kFrags - 1); it is only asked when kMasked.
-template <bool kMasked, int kFrags, class Visible>
-SWAJIT_DEVICE void softmax_and_accumulate(WarpState& st, float (&scores)[kFrags][4], float scale_log2, u32 v_smem,
-                                          int token0, int lane, Visible visible) {
-  float tile_max[2] = {SWAJIT_NEG_INF, SWAJIT_NEG_INF};
+// Online softmax update of the warp's rows with this tile's scores, which become the probabilities P (relative to
+// each row's new max). `visible(r, t)` says whether row r (0 .. 16 * kMTiles - 1) of the warp sees column t
+// (0 .. 8 * kFrags - 1); only asked when kMasked.
+template <bool kMasked, int kMTiles, int kFrags, class Visible>
+SWAJIT_DEVICE void online_softmax(WarpState<kMTiles>& st, float (&scores)[kMTiles][kFrags][4], float scale_log2,
+                                  int lane, Visible visible) {
 #pragma unroll
-  for (int f = 0; f < kFrags; ++f) {
+  for (int m = 0; m < kMTiles; ++m) {
+    float tile_max[2] = {SWAJIT_NEG_INF, SWAJIT_NEG_INF};
 #pragma unroll
-    for (int c = 0; c < 4; ++c) {
-      float s = scores[f][c] * scale_log2;
-      if constexpr (kMasked) {
-        if (!visible(lane / 4 + (c / 2) * 8, f * 8 + 2 * (lane % 4) + (c % 2))) s = SWAJIT_NEG_INF;
+    for (int f = 0; f < kFrags; ++f) {
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        float s = scores[m][f][c] * scale_log2;
+        if constexpr (kMasked) {
+          if (!visible(m * 16 + lane / 4 + (c / 2) * 8, f * 8 + 2 * (lane % 4) + (c % 2))) s = SWAJIT_NEG_INF;
+        }
+        scores[m][f][c] = s;
+        tile_max[c / 2] = fmaxf(tile_max[c / 2], s);
       }
-      scores[f][c] = s;
-      tile_max[c / 2] = fmaxf(tile_max[c / 2], s);
+    }
+    float rescale[2], reference[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const float new_max = fmaxf(st.row_max[m][h], quad_max(tile_max[h]));
+      reference[h] = new_max == SWAJIT_NEG_INF ? 0.f : new_max;
+      rescale[h] = fast_exp2(st.row_max[m][h] - reference[h]);
+      st.row_max[m][h] = new_max;
+      st.row_sum[m][h] *= rescale[h];
+    }
+#pragma unroll
+    for (int f = 0; f < kOutFrags; ++f) {
+      st.out[m][f][0] *= rescale[0]; st.out[m][f][1] *= rescale[0];
+      st.out[m][f][2] *= rescale[1]; st.out[m][f][3] *= rescale[1];
+    }
+#pragma unroll
+    for (int f = 0; f < kFrags; ++f) {
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        scores[m][f][c] = fast_exp2(scores[m][f][c] - reference[c / 2]);
+        st.row_sum[m][c / 2] += scores[m][f][c];
+      }
     }
   }
-  float rescale[2], reference[2];
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const float new_max = fmaxf(st.row_max[h], quad_max(tile_max[h]));
-    reference[h] = new_max == SWAJIT_NEG_INF ? 0.f : new_max;
-    rescale[h] = fast_exp2(st.row_max[h] - reference[h]);
-    st.row_max[h] = new_max;
-    st.row_sum[h] *= rescale[h];
-  }
-#pragma unroll
-  for (int f = 0; f < kOutFrags; ++f) {
-    st.out[f][0] *= rescale[0]; st.out[f][1] *= rescale[0];
-    st.out[f][2] *= rescale[1]; st.out[f][3] *= rescale[1];
-  }
-#pragma unroll
-  for (int f = 0; f < kFrags; ++f) {
-#pragma unroll
-    for (int c = 0; c < 4; ++c) {
-      scores[f][c] = fast_exp2(scores[f][c] - reference[c / 2]);
-      st.row_sum[c / 2] += scores[f][c];
-    }
-  }
-  // out[16 x head_dim] += P[16 x tokens] . V[tokens x head_dim]; P's accumulator layout is the A operand layout.
+}
+
+// The A operand of P for tokens [16 step, 16 step + 16) of one row tile: P's accumulator layout is the A layout.
+template <int kFrags>
+SWAJIT_DEVICE void probabilities_fragment(const float (&p)[kFrags][4], int step, u32 (&a)[4]) {
+  a[0] = pack2(p[2 * step][0], p[2 * step][1], Elem());
+  a[1] = pack2(p[2 * step][2], p[2 * step][3], Elem());
+  a[2] = pack2(p[2 * step + 1][0], p[2 * step + 1][1], Elem());
+  a[3] = pack2(p[2 * step + 1][2], p[2 * step + 1][3], Elem());
+}
+
+// out[16 x head_dim] += P[16 x tokens] . V[tokens x head_dim] per row tile; each V fragment read from shared memory
+// serves all kMTiles row tiles.
+template <int kMTiles, int kFrags>
+SWAJIT_DEVICE void accumulate_pv(WarpState<kMTiles>& st, const float (&p)[kMTiles][kFrags][4], u32 v_smem, int token0,
+                                 int lane) {
   const int matrix = lane / 8;
 #pragma unroll
   for (int step = 0; step < kFrags / 2; ++step) {
-    const u32 a[4] = {pack2(scores[2 * step][0], scores[2 * step][1], Elem()),
-                      pack2(scores[2 * step][2], scores[2 * step][3], Elem()),
-                      pack2(scores[2 * step + 1][0], scores[2 * step + 1][1], Elem()),
-                      pack2(scores[2 * step + 1][2], scores[2 * step + 1][3], Elem())};
+    u32 a[kMTiles][4];
+#pragma unroll
+    for (int m = 0; m < kMTiles; ++m) probabilities_fragment(p[m], step, a[m]);
     const int token = token0 + step * 16 + (matrix % 2) * 8 + lane % 8;
 #pragma unroll
     for (int pair = 0; pair < kOutFrags / 2; ++pair) {
       u32 b0, b1, b2, b3;
       ldmatrix_x4_trans(v_smem + RowTile::offset_bytes(token, pair * 2 + matrix / 2), b0, b1, b2, b3);
-      mma_16816(st.out[2 * pair], a, b0, b1, Elem());
-      mma_16816(st.out[2 * pair + 1], a, b2, b3, Elem());
+#pragma unroll
+      for (int m = 0; m < kMTiles; ++m) {
+        mma_16816(st.out[m][2 * pair], a[m], b0, b1, Elem());
+        mma_16816(st.out[m][2 * pair + 1], a[m], b2, b3, Elem());
+      }
     }
   }
+}
+
+// Both steps for one tile.
+template <bool kMasked, int kMTiles, int kFrags, class Visible>
+SWAJIT_DEVICE void softmax_and_accumulate(WarpState<kMTiles>& st, float (&scores)[kMTiles][kFrags][4], float scale_log2,
+                                          u32 v_smem, int token0, int lane, Visible visible) {
+  online_softmax<kMasked>(st, scores, scale_log2, lane, visible);
+  accumulate_pv(st, scores, v_smem, token0, lane);
 }

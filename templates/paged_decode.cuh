@@ -160,7 +160,7 @@ SWAJIT_DEVICE void store_output_chunk(const PagedDecodeParams& P, int b, int kv_
 // ---- epilogue --------------------------------------------------------------------------------------------------------
 // Merges the kWarpsN warps of each row group through shared memory and writes either the final output (one
 // split) or this split's normalized partial output and log2-sum-exp.
-SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState& st, char* epilogue, int warp_m, int warp_n,
+SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState<1>& st, char* epilogue, int warp_m, int warp_n,
                                       int lane, int b, int kv_head, int split) {
   float* warp_out = reinterpret_cast<float*>(epilogue);                  // [kWarps][16][kEpilogueStride]
   float* stat_max = warp_out + kWarps * 16 * kEpilogueStride;            // [kWarpsN][kRowsPadded]
@@ -168,10 +168,10 @@ SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState& st,
   const int warp = warp_m * kWarpsN + warp_n;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    const float sum = quad_sum(st.row_sum[h]);
+    const float sum = quad_sum(st.row_sum[0][h]);
     if (lane % 4 == 0) {
       const int row = warp_m * 16 + lane / 4 + h * 8;
-      stat_max[warp_n * kRowsPadded + row] = st.row_max[h];
+      stat_max[warp_n * kRowsPadded + row] = st.row_max[0][h];
       stat_sum[warp_n * kRowsPadded + row] = sum;
     }
   }
@@ -180,8 +180,8 @@ SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState& st,
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       float* dst = warp_out + (warp * 16 + lane / 4 + h * 8) * kEpilogueStride + f * 8 + 2 * (lane % 4);
-      dst[0] = st.out[f][2 * h];
-      dst[1] = st.out[f][2 * h + 1];
+      dst[0] = st.out[0][f][2 * h];
+      dst[1] = st.out[0][f][2 * h + 1];
     }
   }
   __syncthreads();
@@ -255,20 +255,17 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
     cp_async_commit();
   }
 
-  WarpState st;
+  WarpState<1> st;  // one 16-row tile per warp
   st.clear();
 
-  u32 q_frag[kQInRegisters ? kDimSteps : 1][4];
+  QFragments<1> q_frag;
   cp_async_wait<kStages - 1>();  // the Q group is complete
   __syncthreads();
   if constexpr (kKvQuant != 0) {
     fold_k_scale_into_q(P, q_smem, kv_head);
     __syncthreads();
   }
-  if constexpr (kQInRegisters) {
-#pragma unroll
-    for (int step = 0; step < kDimSteps; ++step) load_q_fragment(q_smem, warp_m, lane, step, q_frag[step]);
-  }
+  q_frag.load(q_smem, warp_m, lane);
 
   for (int t = first_tile; t < last_tile; ++t) {
     cp_async_wait<kStages - 2>();  // tile t has landed
@@ -290,7 +287,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
       v_tile = v_widened;
     }
     const int tile_begin = ranges.tile_begin(t), tile_end = ranges.tile_end(t);
-    float scores[kScoreFrags][4];
+    float scores[1][kScoreFrags][4];
     tile_scores(scores, q_frag, q_smem, k_tile, warp_m, token0, lane);
     if (tile_fully_visible(tile_begin, tile_end, kv_len - kQSeqlen, kv_len - 1, P.local_window, P.global_window)) {
       softmax_and_accumulate<false>(st, scores, P.scale_log2, v_tile, token0, lane, AllVisible());

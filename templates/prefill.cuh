@@ -14,18 +14,34 @@
 // prompt costs O(S x W), not O(S^2). KV tiles that every query of the block sees whole run without mask arithmetic.
 //
 // The work split. One thread block per (query tile of kBlockM rows, q head, sequence); warp w owns rows
-// [16 w, 16 w + 16) of the tile and keeps their online-softmax state in registers (templates/attention_tile.cuh).
+// [w kWarpRows, (w + 1) kWarpRows) of the tile (kMTiles mma row tiles of 16, which share every K/V fragment they
+// read from shared memory) and keeps their online-softmax state in registers (templates/attention_tile.cuh).
 // K/V tiles of kBlockN tokens stream through a kStages-deep cp.async pipeline, gathered row by row (page by page
 // for a paged cache), shared by all warps. Query tiles are launched last-first so the longest ones start early.
 //
 // Needs from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kContiguousKv, kGroup, kCausal,
-// kLocalWindow, kGlobalWindow, kSinkLogits, kGqaInterleaved), the config (kBlockM, kBlockN, kStages), the launch
-// geometry the host also uses (kThreads, kQBytes, kTileBytes, kSharedBytes) and the symbol SWAJIT_PREFILL_KERNEL.
+// kLocalWindow, kGlobalWindow, kSinkLogits, kGqaInterleaved), the config (kBlockM, kBlockN, kStages, kMTiles), the launch
+// geometry the host also uses (kThreads, kQBytes, kTileBytes, kSharedBytes), the symbol SWAJIT_PREFILL_KERNEL and
+// the generated wgmma_scores / wgmma_pv wrappers (sm_90a, used when kWgmma).
 
-constexpr int kWarps = kBlockM / 16;
-constexpr int kScoreFrags = kBlockN / 8;  // 16x8 score fragments per warp and tile
+constexpr int kWarpRows = 16 * kMTiles;   // query rows per warp
+constexpr int kWarps = kBlockM / kWarpRows;
+constexpr int kScoreFrags = kBlockN / 8;  // 16x8 score fragments per row tile and KV tile
 
 static_assert(kThreads == kWarps * 32, "prelude geometry disagrees with the template");
+static_assert(!kWgmma || (kMTiles == 1 && kBlockM % 64 == 0), "wgmma: warpgroups of 4 warps x 16 rows");
+
+// Shared-memory layouts of the Q and K/V tiles: ldmatrix-swizzled rows for mma.sync, wgmma's 128-byte swizzle else.
+template <bool kForWgmma, int kRows>
+struct TileLayout {
+  typedef RowTile type;
+};
+template <int kRows>
+struct TileLayout<true, kRows> {
+  typedef WgmmaTile<kRows> type;
+};
+typedef TileLayout<kWgmma, kBlockM>::type QTile;
+typedef TileLayout<kWgmma, kBlockN>::type KvTile;
 static_assert(kSharedBytes >= kQBytes + 2 * kStages * kTileBytes, "prelude shared-memory size too small");
 static_assert(kStages >= 2, "the pipeline keeps at least one tile in flight");
 
@@ -82,7 +98,7 @@ SWAJIT_DEVICE void load_q_tile(const PrefillParams& P, u32 q_smem, int first_row
     const int row = i / kChunks, chunk = i % kChunks;
     const bool real = row < rows;
     const u16* src = q + (real ? first_row + row : 0) * P.q_stride_token + q_head * P.q_stride_head + chunk * 8;
-    cp_async_16(q_smem + RowTile::offset_bytes(row, chunk), src, real);
+    cp_async_16(q_smem + QTile::offset_bytes(row, chunk), src, real);
   }
 }
 
@@ -92,13 +108,14 @@ SWAJIT_DEVICE long long kv_token_offset(const PrefillParams& P, const Sequence& 
   if constexpr (kContiguousKv) {
     return (long long)(s.kv_begin + j) * stride_token;
   } else {
-    const int page = block_table_row[(j / kPageSize) * P.block_table_stride_page];
+    constexpr int kTokensPerPage = kContiguousKv ? 1 : kPageSize;  // (this branch is compiled for both)
+    const int page = block_table_row[(j / kTokensPerPage) * P.block_table_stride_page];
     if (page < 0 || page >= P.num_pages) {
       record_status(P.status, kPrefillPageOutOfRange, b);
       valid = false;
       return 0;
     }
-    return page * stride_page + (j % kPageSize) * stride_token;
+    return page * stride_page + (j % kTokensPerPage) * stride_token;
   }
 }
 
@@ -116,35 +133,72 @@ SWAJIT_DEVICE void load_kv_tile(const PrefillParams& P, const Sequence& s, const
       k_offset = kv_token_offset(P, s, block_table_row, j, P.k_stride_page, P.k_stride_token, b, valid);
       v_offset = kv_token_offset(P, s, block_table_row, j, P.v_stride_page, P.v_stride_token, b, valid);
     }
-    const u32 offset = RowTile::offset_bytes(row, chunk);
+    const u32 offset = KvTile::offset_bytes(row, chunk);
     cp_async_16(k_smem + offset, k + k_offset + kv_head * P.k_stride_head + chunk * 8, valid);
     cp_async_16(v_smem + offset, v + v_offset + kv_head * P.v_stride_head + chunk * 8, valid);
   }
 }
 
+// ---- Hopper warpgroup MMA path (kWgmma) ------------------------------------------------------------------------------
+// Tiles are WgmmaTile: 64-column blocks of rows x 128 bytes. K-major operands (Q, K) step 16 elements = 32 bytes
+// along the row per k16 step, and to the next block every 4 steps; V is read N-major (transposed): 16 tokens =
+// 16 rows of 128 bytes per k16 step, with the head_dim blocks kBlockN * 128 bytes apart.
+constexpr u32 kWgmmaRowBytes = 128, kWgmmaGroupBytes = 8 * kWgmmaRowBytes;  // 8-row swizzle atom
+constexpr u32 kKStepBytes = 16 * 2;                                         // 16 elements of 2 bytes
+
+// S[64 x kBlockN] of this warpgroup's rows = Q . K^T.
+SWAJIT_DEVICE void warpgroup_scores(float (&scores)[kScoreFrags][4], u32 q_smem, u32 k_tile, int warpgroup) {
+  const u64 q_desc = wgmma_descriptor(q_smem + warpgroup * 64 * kWgmmaRowBytes, kKStepBytes, kWgmmaGroupBytes);
+  const u64 k_desc = wgmma_descriptor(k_tile, kKStepBytes, kWgmmaGroupBytes);
+  wgmma_fence();
+#pragma unroll
+  for (int step = 0; step < kDimSteps; ++step) {
+    const u32 within_row = (step % 4) * kKStepBytes, block = step / 4;
+    wgmma_scores(scores, descriptor_plus(q_desc, within_row + block * kBlockM * kWgmmaRowBytes),
+                 descriptor_plus(k_desc, within_row + block * kBlockN * kWgmmaRowBytes), step > 0);
+  }
+  wgmma_commit_and_wait();
+}
+
+// O[64 x kHeadDim] of this warpgroup's rows += P . V, P from registers.
+template <int kWarpMTiles>  // always 1 when kWgmma; a template so other configs need not match it
+SWAJIT_DEVICE void warpgroup_pv(WarpState<kWarpMTiles>& st, const float (&p)[kScoreFrags][4], u32 v_tile) {
+  const u64 v_desc = wgmma_descriptor(v_tile, kBlockN * kWgmmaRowBytes, kWgmmaGroupBytes);
+  wgmma_fence();
+#pragma unroll
+  for (int step = 0; step < kBlockN / 16; ++step) {
+    u32 a[4];
+    probabilities_fragment(p, step, a);
+    wgmma_pv(st.out[0], a, descriptor_plus(v_desc, step * 16 * kWgmmaRowBytes));
+  }
+  wgmma_commit_and_wait();
+}
+
 // ---- epilogue --------------------------------------------------------------------------------------------------------
 // The warp's rows, normalized, straight from the accumulators: each lane writes pairs of columns of two rows.
-SWAJIT_DEVICE void write_warp_output(const PrefillParams& P, const WarpState& st, int first_row, int rows,
+SWAJIT_DEVICE void write_warp_output(const PrefillParams& P, const WarpState<kMTiles>& st, int first_row, int rows,
                                      int warp, int lane, int q_head) {
   const float sink = kSinkLogits ? P.sink_logits[q_head * P.sink_logits_stride] : 0.f;
   u16* out = static_cast<u16*>(P.out);
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int row = warp * 16 + lane / 4 + h * 8;
-    const float sum = quad_sum(st.row_sum[h]);  // every lane takes part in the shuffle
-    if (row >= rows) continue;
-    const float reference = st.row_max[h] == SWAJIT_NEG_INF ? 0.f : st.row_max[h];
-    const float factor = row_normalizer(sink, reference, sum);
-    u16* dst = out + (first_row + row) * P.out_stride_token + q_head * P.out_stride_head + 2 * (lane % 4);
+  for (int m = 0; m < kMTiles; ++m)
 #pragma unroll
-    for (int f = 0; f < kOutFrags; ++f)
-      *reinterpret_cast<u32*>(dst + f * 8) = pack2(st.out[f][2 * h] * factor, st.out[f][2 * h + 1] * factor, Elem());
-  }
+    for (int h = 0; h < 2; ++h) {
+      const int row = warp * kWarpRows + m * 16 + lane / 4 + h * 8;
+      const float sum = quad_sum(st.row_sum[m][h]);  // every lane takes part in the shuffle
+      if (row >= rows) continue;
+      const float reference = st.row_max[m][h] == SWAJIT_NEG_INF ? 0.f : st.row_max[m][h];
+      const float factor = row_normalizer(sink, reference, sum);
+      u16* dst = out + (first_row + row) * P.out_stride_token + q_head * P.out_stride_head + 2 * (lane % 4);
+#pragma unroll
+      for (int f = 0; f < kOutFrags; ++f)
+        *reinterpret_cast<u32*>(dst + f * 8) = pack2(st.out[m][f][2 * h] * factor, st.out[m][f][2 * h + 1] * factor, Elem());
+    }
 }
 
 // ---- the kernel --------------------------------------------------------------------------------------------------------
 extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_PREFILL_KERNEL(const PrefillParams P) {
-  extern __shared__ __align__(128) char smem[];
+  extern __shared__ __align__(1024) char smem[];  // wgmma's swizzle atoms are 1024-byte aligned
   const int m_block = gridDim.x - 1 - blockIdx.x, q_head = blockIdx.y, b = blockIdx.z;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const bool reporter = threadIdx.x == 0 && blockIdx.x == 0 && blockIdx.y == 0;  // one report per sequence
@@ -175,18 +229,17 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_PREFILL_KERNEL(
     cp_async_commit();
   }
 
-  WarpState st;
+  WarpState<kMTiles> st;
   st.clear();
-  u32 q_frag[kQInRegisters ? kDimSteps : 1][4];
+  QFragments<kMTiles> q_frag;
   cp_async_wait<kStages - 1>();  // the Q group is complete
+  if constexpr (kWgmma) fence_shared_for_async_proxy();
   __syncthreads();
-  if constexpr (kQInRegisters) {
-#pragma unroll
-    for (int step = 0; step < kDimSteps; ++step) load_q_fragment(q_smem, warp, lane, step, q_frag[step]);
-  }
+  if constexpr (!kWgmma) q_frag.load(q_smem, warp * kMTiles, lane);
 
   for (int t = 0; t < tile_count; ++t) {
     cp_async_wait<kStages - 2>();  // tile t has landed
+    if constexpr (kWgmma) fence_shared_for_async_proxy();
     __syncthreads();               // ... for every thread, and every warp is done with tile t - 1's stage
     const int next = t + kStages - 1;
     if (next < tile_count)
@@ -196,18 +249,21 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_PREFILL_KERNEL(
 
     const u32 k_tile = k_smem + (t % kStages) * kTileBytes, v_tile = v_smem + (t % kStages) * kTileBytes;
     const int tile_begin = ranges.tile_begin(t), tile_end = ranges.tile_end(t);
-    float scores[kScoreFrags][4];
-    tile_scores(scores, q_frag, q_smem, k_tile, warp, 0, lane);
+    float scores[kMTiles][kScoreFrags][4];
+    if constexpr (kWgmma) warpgroup_scores(scores[0], q_smem, k_tile, warp / 4);
+    else tile_scores(scores, q_frag, q_smem, k_tile, warp * kMTiles, 0, lane);
     if (tile_fully_visible(tile_begin, tile_end, p_min, p_max, P.local_window, P.global_window)) {
-      softmax_and_accumulate<false>(st, scores, P.scale_log2, v_tile, 0, lane, AllVisible());
+      online_softmax<false>(st, scores, P.scale_log2, lane, AllVisible());
     } else {
-      const int warp_p = p_min + warp * 16;  // position of the warp's row 0
+      const int warp_p = p_min + warp * kWarpRows;  // position of the warp's row 0
       const auto visible = [&](int r, int c) {
         const int j = tile_begin + c;
         return j < tile_end && is_visible(warp_p + r, j, P.local_window, P.global_window);
       };
-      softmax_and_accumulate<true>(st, scores, P.scale_log2, v_tile, 0, lane, visible);
+      online_softmax<true>(st, scores, P.scale_log2, lane, visible);
     }
+    if constexpr (kWgmma) warpgroup_pv(st, scores[0], v_tile);
+    else accumulate_pv(st, scores, v_tile, 0, lane);
   }
   cp_async_wait<0>();
   write_warp_output(P, st, seq.q_begin + row0, rows, warp, lane, q_head);

@@ -49,6 +49,18 @@ struct SwizzledTile {
   SWAJIT_DEVICE u32 offset_bytes(int row, int chunk) { return u32(row * kChunks + (chunk ^ (row & 7))) * 16u; }
 };
 
+// The 128-byte-swizzled layout the Hopper warpgroup MMA (wgmma) reads through matrix descriptors: a [kRows x cols]
+// tile is stored as cols / 64 blocks of [kRows x 64] elements (128 bytes a row); in each block, row r's 16-byte
+// chunk c sits at position c ^ (r % 8) of the row. Blocks must start 1024-byte aligned (8 rows of 128 bytes).
+template <int kRows>
+struct WgmmaTile {
+  static_assert(kRows % 8 == 0, "wgmma tiles come in 8-row groups");
+  static constexpr u32 kBlockBytes = kRows * 128;  // one 64-column block
+  SWAJIT_DEVICE u32 offset_bytes(int row, int chunk) {
+    return u32(chunk / 8) * kBlockBytes + u32(row) * 128u + u32((chunk % 8) ^ (row % 8)) * 16u;
+  }
+};
+
 // ---- asynchronous global -> shared copies ----------------------------------------------------------------------
 // 16 bytes; when `valid` is false nothing is read and the destination is zero-filled (so masked tokens can never
 // carry NaN/Inf garbage into P*V).
@@ -163,6 +175,35 @@ SWAJIT_DEVICE void mma_16816(float (&acc)[4], const u32 (&a)[4], u32 b0, u32 b1,
       "{%0,%1,%2,%3};"
       : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// ---- Hopper warpgroup MMA (sm_90a) ------------------------------------------------------------------------------
+// A shared-memory matrix descriptor for 128-byte-swizzled operands (PTX "matrix descriptor"): start address,
+// leading- and stride-dimension byte offsets, all in 16-byte units, and the swizzle mode in bits 62-63.
+SWAJIT_DEVICE u64 wgmma_descriptor(u32 smem_address, u32 leading_bytes, u32 stride_bytes) {
+  constexpr u64 kSwizzle128B = 1;
+  return u64((smem_address & 0x3ffff) >> 4) | (u64(leading_bytes >> 4) << 16) | (u64(stride_bytes >> 4) << 32) |
+         (kSwizzle128B << 62);
+}
+// Descriptor offsets advance in 16-byte units.
+SWAJIT_DEVICE u64 descriptor_plus(u64 descriptor, u32 bytes) { return descriptor + (bytes >> 4); }
+
+SWAJIT_DEVICE void wgmma_fence() {
+#ifdef __CUDA_ARCH_FEAT_SM90_ALL  // sm_90a
+  asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+#endif
+}
+SWAJIT_DEVICE void wgmma_commit_and_wait() {
+#ifdef __CUDA_ARCH_FEAT_SM90_ALL  // sm_90a
+  asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+  asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+#endif
+}
+// Makes this thread's generic-proxy writes to shared memory (cp.async, st.shared) visible to wgmma's async proxy.
+SWAJIT_DEVICE void fence_shared_for_async_proxy() {
+#ifdef __CUDA_ARCH_FEAT_SM90_ALL  // sm_90a
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+#endif
 }
 
 // ---- warp reductions over the 4 lanes that share an accumulator row -------------------------------------------

@@ -527,10 +527,35 @@ std::vector<PrefillCase> prefill_check_matrix() {
   add("config bm64 bn32 st3", [](PrefillCase& c) { c.config = PrefillConfig{64, 32, 3}; });
   add("config bm16 bn16 st2", [](PrefillCase& c) { c.config = PrefillConfig{16, 16, 2}; });
   add("config bm128 bn128 st2, paged 13", [](PrefillCase& c) { c.config = PrefillConfig{128, 128, 2}; c.page_size = 13; });
+  add("config bm128 bn64 st2 mt2", [](PrefillCase& c) { c.config = PrefillConfig{128, 64, 2, 2}; });
+  add("config bm32 bn16 st3 mt2, window 1", [](PrefillCase& c) { c.config = PrefillConfig{32, 16, 3, 2}; c.local_window = 1; });
+  add("config bm64 bn32 st2 mt2, head_dim 256, paged 16, sinks",
+      [](PrefillCase& c) { c.config = PrefillConfig{64, 32, 2, 2}; c.head_dim = 256; c.page_size = 16; c.sink_logits = true; });
+  // Hopper warpgroup MMA (sm_90a only; skipped elsewhere)
+  const auto wgmma = [](int bm, int bn, int stages) { return PrefillConfig{bm, bn, stages, 1, true}; };
+  add("wgmma bm128 bn64", [&](PrefillCase& c) { c.config = wgmma(128, 64, 2); });
+  add("wgmma bm128 bn128 st3, one long sequence",
+      [&](PrefillCase& c) { c.config = wgmma(128, 128, 3); c.q_lens = {1000}; c.kv_lens = {1000}; c.local_window = 300; });
+  add("wgmma bm64 bn128, paged HND 7, strided",
+      [&](PrefillCase& c) { c.config = wgmma(64, 128, 2); c.page_size = 7; c.layout = KvLayout::kHND; c.strided = true; });
+  add("wgmma bm64 bn32, head_dim 64, fp16", [&](PrefillCase& c) { c.config = wgmma(64, 32, 2); c.head_dim = 64; c.dtype = DType::kFP16; });
+  add("wgmma bm64 bn64, head_dim 256, sinks, chunked",
+      [&](PrefillCase& c) { c.config = wgmma(64, 64, 2); c.head_dim = 256; c.sink_logits = true; c.q_lens = {17, 130}; c.kv_lens = {300, 1000}; });
+  add("wgmma bm128 bn16, window 1, non-causal",
+      [&](PrefillCase& c) { c.config = wgmma(128, 16, 2); c.local_window = 1; c.causal = false; });
+  add("config bm64 bn64 st2 mt2, head_dim 64, non-causal",
+      [](PrefillCase& c) { c.config = PrefillConfig{64, 64, 2, 2}; c.head_dim = 64; c.causal = false; });
   return cases;
 }
 
 CaseResult run_prefill_case(const PrefillCase& c, int device_ordinal, uint64_t seed) {
+  constexpr int kWgmmaMajor = 9;  // wgmma exists on sm_90a only
+  if (c.config && c.config->wgmma && cuda_device(device_ordinal).cc_major != kWgmmaMajor) {
+    CaseResult skipped;
+    skipped.passed = true;
+    skipped.detail = "skipped: wgmma needs sm_90a";
+    return skipped;
+  }
   std::mt19937_64 rng(seed);
   const int batch = int(c.q_lens.size()), D = c.head_dim, hkv = c.num_kv_heads, hq = hkv * c.group;
   HostPrefill host;

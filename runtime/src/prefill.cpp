@@ -225,6 +225,9 @@ void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& op
     throw Error(ErrorCode::kUnsupported, device.name + " is sm_" + std::to_string(device.cc_major) +
                                              std::to_string(device.cc_minor) + "; prefill needs sm_80 or newer");
   const PrefillConfig config = options.config ? *options.config : heuristic_prefill_config(p.spec, device);
+  if (config.wgmma && device.arch() != "sm_90a")
+    throw Error(ErrorCode::kUnsupported, "config " + config.key() + " uses wgmma, which needs sm_90a; " + device.name +
+                                             " is " + device.arch());
   const LoadedPrefillKernel& kernel = prefill_kernel(p.spec, config, device, scope.context());
   p.params.status = device_status(scope.context(), stream);
   void* args[] = {&p.params};

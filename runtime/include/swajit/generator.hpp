@@ -32,7 +32,7 @@ GeneratedKernel generate_cuda(const KernelSpec& spec, const DecodeConfig& config
 
 // Launch geometry of one prefill specialization, written into the source as constants like DecodeGeometry.
 struct PrefillGeometry {
-  int threads;       // block_m / 16 warps
+  int threads;       // one warp per m_tiles x 16 query rows
   int q_bytes;       // shared memory of the Q tile
   int tile_bytes;    // shared memory of one K (or V) pipeline stage
   int shared_bytes;  // total dynamic shared memory

@@ -76,11 +76,13 @@ struct DecodeConfig {
 
 // Tuning knobs of the prefill family.
 struct PrefillConfig {
-  int block_m = 128;    // query rows per block, 16 per warp
+  int block_m = 128;    // query rows per block
   int block_n = 64;     // KV tokens per pipeline tile (independent of page_size)
   int stages = 2;       // cp.async pipeline depth (K/V tiles in flight)
+  int m_tiles = 1;      // 16-row mma tiles per warp (1 or 2): more reuse of each K/V fragment, more registers
+  bool wgmma = false;   // Hopper (sm_90a) warpgroup MMA from shared memory instead of mma.sync; block_m % 64 == 0
 
-  std::string compile_key() const;  // e.g. "bm128_bn64_st2"
+  std::string compile_key() const;  // e.g. "bm128_bn64_st2_mt1", "bm128_bn128_st2_mt1_wg"
   std::string key() const { return compile_key(); }
   static PrefillConfig from_key(std::string_view key);
   void validate(const KernelSpec& spec) const;
