@@ -199,6 +199,7 @@ GeneratedKernel generate_prefill_cuda(const KernelSpec& spec, const PrefillConfi
      << "constexpr int kStages = " << config.stages << ";\n"
      << "constexpr int kMTiles = " << config.m_tiles << ";\n"
      << "constexpr bool kWgmma = " << flag(config.wgmma) << ";  // Hopper warpgroup MMA instead of mma.sync\n"
+     << "constexpr int kMinBlocksPerSm = " << config.min_blocks << ";  // __launch_bounds__: caps registers\n"
      << "// launch geometry, shared with the host launcher\n"
      << "constexpr int kThreads = " << g.threads << ";\n"
      << "constexpr int kQBytes = " << g.q_bytes << ";\n"

@@ -241,19 +241,24 @@ void DecodeConfig::validate(const KernelSpec& spec) const {
 
 std::string PrefillConfig::compile_key() const {
   return "bm" + std::to_string(block_m) + "_bn" + std::to_string(block_n) + "_st" + std::to_string(stages) + "_mt" +
-         std::to_string(m_tiles) + (wgmma ? "_wg" : "");
+         std::to_string(m_tiles) + (wgmma ? "_wg" : "") + (min_blocks > 1 ? "_oc" + std::to_string(min_blocks) : "");
 }
 
 PrefillConfig PrefillConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
-  if (parts.size() != 4 && !(parts.size() == 5 && parts[4] == "wg"))
-    throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bm<M>_bn<N>_st<S>_mt<T>[_wg]");
+  const std::string form = "bm<M>_bn<N>_st<S>_mt<T>[_wg][_oc<B>]";
+  if (parts.size() < 4 || parts.size() > 6)
+    throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form " + form);
   PrefillConfig config;
   config.block_m = parse_prefixed_int(parts[0], "bm", "block_m", key);
   config.block_n = parse_prefixed_int(parts[1], "bn", "block_n", key);
   config.stages = parse_prefixed_int(parts[2], "st", "stages", key);
   config.m_tiles = parse_prefixed_int(parts[3], "mt", "m_tiles", key);
-  config.wgmma = parts.size() == 5;
+  size_t next = 4;
+  if (next < parts.size() && parts[next] == "wg") config.wgmma = true, ++next;
+  if (next < parts.size()) config.min_blocks = parse_prefixed_int(parts[next++], "oc", "min_blocks", key);
+  if (next != parts.size() || config.compile_key() != key)
+    throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' is not canonical; the form is " + form);
   return config;
 }
 
@@ -269,6 +274,8 @@ void PrefillConfig::validate(const KernelSpec& spec) const {
   if (block_n % kMmaK != 0)
     throw Error(ErrorCode::kInvalidArgument, "block_n = " + std::to_string(block_n) + " must be a multiple of 16");
   require_range("stages", stages, 2, kMaxStages);
+  constexpr int kMaxMinBlocks = 4;
+  require_range("min_blocks", min_blocks, 1, kMaxMinBlocks);
   constexpr int kWarpgroupRows = 64;  // one wgmma covers 64 rows: 4 warps of 16
   if (wgmma && (m_tiles != 1 || block_m % kWarpgroupRows != 0))
     throw Error(ErrorCode::kInvalidArgument, "wgmma needs m_tiles = 1 and block_m a multiple of 64, got block_m = " +

@@ -113,11 +113,12 @@ struct AllVisible {
 };
 
 // Online softmax update of the warp's rows with this tile's scores, which become the probabilities P (relative to
-// each row's new max). `visible(r, t)` says whether row r (0 .. 16 * kMTiles - 1) of the warp sees column t
-// (0 .. 8 * kFrags - 1); only asked when kMasked.
+// each row's new max); `rescale` receives the factor the output accumulated so far must be multiplied by (see
+// rescale_output; the caller applies it once no MMA into the output is in flight). `visible(r, t)` says whether
+// row r (0 .. 16 * kMTiles - 1) of the warp sees column t (0 .. 8 * kFrags - 1); only asked when kMasked.
 template <bool kMasked, int kMTiles, int kFrags, class Visible>
 SWAJIT_DEVICE void online_softmax(WarpState<kMTiles>& st, float (&scores)[kMTiles][kFrags][4], float scale_log2,
-                                  int lane, Visible visible) {
+                                  int lane, Visible visible, float (&rescale)[kMTiles][2]) {
 #pragma unroll
   for (int m = 0; m < kMTiles; ++m) {
     float tile_max[2] = {SWAJIT_NEG_INF, SWAJIT_NEG_INF};
@@ -133,19 +134,14 @@ SWAJIT_DEVICE void online_softmax(WarpState<kMTiles>& st, float (&scores)[kMTile
         tile_max[c / 2] = fmaxf(tile_max[c / 2], s);
       }
     }
-    float rescale[2], reference[2];
+    float reference[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const float new_max = fmaxf(st.row_max[m][h], quad_max(tile_max[h]));
       reference[h] = new_max == SWAJIT_NEG_INF ? 0.f : new_max;
-      rescale[h] = fast_exp2(st.row_max[m][h] - reference[h]);
+      rescale[m][h] = fast_exp2(st.row_max[m][h] - reference[h]);
       st.row_max[m][h] = new_max;
-      st.row_sum[m][h] *= rescale[h];
-    }
-#pragma unroll
-    for (int f = 0; f < kOutFrags; ++f) {
-      st.out[m][f][0] *= rescale[0]; st.out[m][f][1] *= rescale[0];
-      st.out[m][f][2] *= rescale[1]; st.out[m][f][3] *= rescale[1];
+      st.row_sum[m][h] *= rescale[m][h];
     }
 #pragma unroll
     for (int f = 0; f < kFrags; ++f) {
@@ -156,6 +152,17 @@ SWAJIT_DEVICE void online_softmax(WarpState<kMTiles>& st, float (&scores)[kMTile
       }
     }
   }
+}
+
+template <int kMTiles>
+SWAJIT_DEVICE void rescale_output(WarpState<kMTiles>& st, const float (&rescale)[kMTiles][2]) {
+#pragma unroll
+  for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+    for (int f = 0; f < kOutFrags; ++f) {
+      st.out[m][f][0] *= rescale[m][0]; st.out[m][f][1] *= rescale[m][0];
+      st.out[m][f][2] *= rescale[m][1]; st.out[m][f][3] *= rescale[m][1];
+    }
 }
 
 // The A operand of P for tokens [16 step, 16 step + 16) of one row tile: P's accumulator layout is the A layout.
@@ -196,6 +203,8 @@ SWAJIT_DEVICE void accumulate_pv(WarpState<kMTiles>& st, const float (&p)[kMTile
 template <bool kMasked, int kMTiles, int kFrags, class Visible>
 SWAJIT_DEVICE void softmax_and_accumulate(WarpState<kMTiles>& st, float (&scores)[kMTiles][kFrags][4], float scale_log2,
                                           u32 v_smem, int token0, int lane, Visible visible) {
-  online_softmax<kMasked>(st, scores, scale_log2, lane, visible);
+  float rescale[kMTiles][2];
+  online_softmax<kMasked>(st, scores, scale_log2, lane, visible, rescale);
+  rescale_output(st, rescale);
   accumulate_pv(st, scores, v_smem, token0, lane);
 }

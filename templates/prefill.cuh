@@ -20,7 +20,7 @@
 // for a paged cache), shared by all warps. Query tiles are launched last-first so the longest ones start early.
 //
 // Needs from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kContiguousKv, kGroup, kCausal,
-// kLocalWindow, kGlobalWindow, kSinkLogits, kGqaInterleaved), the config (kBlockM, kBlockN, kStages, kMTiles), the launch
+// kLocalWindow, kGlobalWindow, kSinkLogits, kGqaInterleaved), the config (kBlockM, kBlockN, kStages, kMTiles, kWgmma, kMinBlocksPerSm), the launch
 // geometry the host also uses (kThreads, kQBytes, kTileBytes, kSharedBytes), the symbol SWAJIT_PREFILL_KERNEL and
 // the generated wgmma_scores / wgmma_pv wrappers (sm_90a, used when kWgmma).
 
@@ -44,6 +44,7 @@ typedef TileLayout<kWgmma, kBlockM>::type QTile;
 typedef TileLayout<kWgmma, kBlockN>::type KvTile;
 static_assert(kSharedBytes >= kQBytes + 2 * kStages * kTileBytes, "prelude shared-memory size too small");
 static_assert(kStages >= 2, "the pipeline keeps at least one tile in flight");
+constexpr int kLoadAhead = kStages - 1;  // tiles loaded ahead of the one being computed
 
 SWAJIT_DEVICE int kv_head_of(const PrefillParams& P, int q_head) {
   return kGqaInterleaved ? q_head % P.num_kv_heads : q_head / kGroup;
@@ -146,8 +147,8 @@ SWAJIT_DEVICE void load_kv_tile(const PrefillParams& P, const Sequence& s, const
 constexpr u32 kWgmmaRowBytes = 128, kWgmmaGroupBytes = 8 * kWgmmaRowBytes;  // 8-row swizzle atom
 constexpr u32 kKStepBytes = 16 * 2;                                         // 16 elements of 2 bytes
 
-// S[64 x kBlockN] of this warpgroup's rows = Q . K^T.
-SWAJIT_DEVICE void warpgroup_scores(float (&scores)[kScoreFrags][4], u32 q_smem, u32 k_tile, int warpgroup) {
+// Issues (and commits, as one group) S[64 x kBlockN] of this warpgroup's rows = Q . K^T.
+SWAJIT_DEVICE void issue_warpgroup_scores(float (&scores)[kScoreFrags][4], u32 q_smem, u32 k_tile, int warpgroup) {
   const u64 q_desc = wgmma_descriptor(q_smem + warpgroup * 64 * kWgmmaRowBytes, kKStepBytes, kWgmmaGroupBytes);
   const u64 k_desc = wgmma_descriptor(k_tile, kKStepBytes, kWgmmaGroupBytes);
   wgmma_fence();
@@ -157,21 +158,25 @@ SWAJIT_DEVICE void warpgroup_scores(float (&scores)[kScoreFrags][4], u32 q_smem,
     wgmma_scores(scores, descriptor_plus(q_desc, within_row + block * kBlockM * kWgmmaRowBytes),
                  descriptor_plus(k_desc, within_row + block * kBlockN * kWgmmaRowBytes), step > 0);
   }
-  wgmma_commit_and_wait();
+  wgmma_commit();
 }
 
-// O[64 x kHeadDim] of this warpgroup's rows += P . V, P from registers.
+// P of one tile as the A operands of the P . V wgmmas, one per 16 tokens.
+typedef u32 PackedProbabilities[kBlockN / 16][4];
+SWAJIT_DEVICE void pack_probabilities(const float (&p)[kScoreFrags][4], PackedProbabilities& packed) {
+#pragma unroll
+  for (int step = 0; step < kBlockN / 16; ++step) probabilities_fragment(p, step, packed[step]);
+}
+
+// Issues (and commits) O[64 x kHeadDim] of this warpgroup's rows += P . V.
 template <int kWarpMTiles>  // always 1 when kWgmma; a template so other configs need not match it
-SWAJIT_DEVICE void warpgroup_pv(WarpState<kWarpMTiles>& st, const float (&p)[kScoreFrags][4], u32 v_tile) {
+SWAJIT_DEVICE void issue_warpgroup_pv(WarpState<kWarpMTiles>& st, PackedProbabilities& p, u32 v_tile) {
   const u64 v_desc = wgmma_descriptor(v_tile, kBlockN * kWgmmaRowBytes, kWgmmaGroupBytes);
   wgmma_fence();
 #pragma unroll
-  for (int step = 0; step < kBlockN / 16; ++step) {
-    u32 a[4];
-    probabilities_fragment(p, step, a);
-    wgmma_pv(st.out[0], a, descriptor_plus(v_desc, step * 16 * kWgmmaRowBytes));
-  }
-  wgmma_commit_and_wait();
+  for (int step = 0; step < kBlockN / 16; ++step)
+    wgmma_pv(st.out[0], p[step], descriptor_plus(v_desc, step * 16 * kWgmmaRowBytes));
+  wgmma_commit();
 }
 
 // ---- epilogue --------------------------------------------------------------------------------------------------------
@@ -197,7 +202,7 @@ SWAJIT_DEVICE void write_warp_output(const PrefillParams& P, const WarpState<kMT
 }
 
 // ---- the kernel --------------------------------------------------------------------------------------------------------
-extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_PREFILL_KERNEL(const PrefillParams P) {
+extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_PREFILL_KERNEL(const PrefillParams P) {
   extern __shared__ __align__(1024) char smem[];  // wgmma's swizzle atoms are 1024-byte aligned
   const int m_block = gridDim.x - 1 - blockIdx.x, q_head = blockIdx.y, b = blockIdx.z;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -222,7 +227,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_PREFILL_KERNEL(
   load_q_tile(P, q_smem, seq.q_begin + row0, rows, q_head);
   cp_async_commit();
 #pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
+  for (int s = 0; s < kLoadAhead; ++s) {
     if (s < tile_count)
       load_kv_tile(P, seq, block_table_row, k_smem + s * kTileBytes, v_smem + s * kTileBytes, b, kv_head,
                    ranges.tile_begin(s), ranges.tile_end(s));
@@ -232,38 +237,58 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_PREFILL_KERNEL(
   WarpState<kMTiles> st;
   st.clear();
   QFragments<kMTiles> q_frag;
-  cp_async_wait<kStages - 1>();  // the Q group is complete
+  cp_async_wait<kLoadAhead>();  // the Q group is complete
   if constexpr (kWgmma) fence_shared_for_async_proxy();
   __syncthreads();
   if constexpr (!kWgmma) q_frag.load(q_smem, warp * kMTiles, lane);
 
-  for (int t = 0; t < tile_count; ++t) {
-    cp_async_wait<kStages - 2>();  // tile t has landed
-    if constexpr (kWgmma) fence_shared_for_async_proxy();
-    __syncthreads();               // ... for every thread, and every warp is done with tile t - 1's stage
-    const int next = t + kStages - 1;
-    if (next < tile_count)
-      load_kv_tile(P, seq, block_table_row, k_smem + (next % kStages) * kTileBytes, v_smem + (next % kStages) * kTileBytes,
-                   b, kv_head, ranges.tile_begin(next), ranges.tile_end(next));
-    cp_async_commit();
-
-    const u32 k_tile = k_smem + (t % kStages) * kTileBytes, v_tile = v_smem + (t % kStages) * kTileBytes;
+  // The softmax of tile t, the same in every loop below.
+  const auto softmax = [&](float (&scores)[kMTiles][kScoreFrags][4], int t, float (&rescale)[kMTiles][2]) {
     const int tile_begin = ranges.tile_begin(t), tile_end = ranges.tile_end(t);
-    float scores[kMTiles][kScoreFrags][4];
-    if constexpr (kWgmma) warpgroup_scores(scores[0], q_smem, k_tile, warp / 4);
-    else tile_scores(scores, q_frag, q_smem, k_tile, warp * kMTiles, 0, lane);
     if (tile_fully_visible(tile_begin, tile_end, p_min, p_max, P.local_window, P.global_window)) {
-      online_softmax<false>(st, scores, P.scale_log2, lane, AllVisible());
+      online_softmax<false>(st, scores, P.scale_log2, lane, AllVisible(), rescale);
     } else {
       const int warp_p = p_min + warp * kWarpRows;  // position of the warp's row 0
       const auto visible = [&](int r, int c) {
         const int j = tile_begin + c;
         return j < tile_end && is_visible(warp_p + r, j, P.local_window, P.global_window);
       };
-      online_softmax<true>(st, scores, P.scale_log2, lane, visible);
+      online_softmax<true>(st, scores, P.scale_log2, lane, visible, rescale);
     }
-    if constexpr (kWgmma) warpgroup_pv(st, scores[0], v_tile);
-    else accumulate_pv(st, scores, v_tile, 0, lane);
+  };
+  // Waits for tile t's loads, then refills the stage tile t - 1 used with tile t + kLoadAhead.
+  const auto next_tile = [&](int t) {
+    cp_async_wait<kLoadAhead - 1>();  // tile t has landed
+    if constexpr (kWgmma) fence_shared_for_async_proxy();
+    __syncthreads();  // ... for every thread; and the stage refilled below is no longer read by anyone
+    const int next = t + kLoadAhead;
+    if (next < tile_count)
+      load_kv_tile(P, seq, block_table_row, k_smem + (next % kStages) * kTileBytes, v_smem + (next % kStages) * kTileBytes,
+                   b, kv_head, ranges.tile_begin(next), ranges.tile_end(next));
+    cp_async_commit();
+  };
+
+  for (int t = 0; t < tile_count; ++t) {
+    next_tile(t);
+    const u32 k_tile = k_smem + (t % kStages) * kTileBytes, v_tile = v_smem + (t % kStages) * kTileBytes;
+    float scores[kMTiles][kScoreFrags][4];
+    float rescale[kMTiles][2];
+    if constexpr (kWgmma) {
+      issue_warpgroup_scores(scores[0], q_smem, k_tile, warp / 4);
+      wgmma_wait<0>();
+    } else {
+      tile_scores(scores, q_frag, q_smem, k_tile, warp * kMTiles, 0, lane);
+    }
+    softmax(scores, t, rescale);
+    rescale_output(st, rescale);
+    if constexpr (kWgmma) {
+      PackedProbabilities p;
+      pack_probabilities(scores[0], p);
+      issue_warpgroup_pv(st, p, v_tile);
+      wgmma_wait<0>();
+    } else {
+      accumulate_pv(st, scores, v_tile, 0, lane);
+    }
   }
   cp_async_wait<0>();
   write_warp_output(P, st, seq.q_begin + row0, rows, warp, lane, q_head);

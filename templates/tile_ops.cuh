@@ -193,11 +193,21 @@ SWAJIT_DEVICE void wgmma_fence() {
   asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
 #endif
 }
-SWAJIT_DEVICE void wgmma_commit_and_wait() {
+SWAJIT_DEVICE void wgmma_commit() {
 #ifdef __CUDA_ARCH_FEAT_SM90_ALL  // sm_90a
   asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
-  asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
 #endif
+}
+// Waits until at most kPending of this warp's committed wgmma groups are still running (they finish in order).
+template <int kPending>
+SWAJIT_DEVICE void wgmma_wait() {
+#ifdef __CUDA_ARCH_FEAT_SM90_ALL  // sm_90a
+  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(kPending) : "memory");
+#endif
+}
+SWAJIT_DEVICE void wgmma_commit_and_wait() {
+  wgmma_commit();
+  wgmma_wait<0>();
 }
 // Makes this thread's generic-proxy writes to shared memory (cp.async, st.shared) visible to wgmma's async proxy.
 SWAJIT_DEVICE void fence_shared_for_async_proxy() {

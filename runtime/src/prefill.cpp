@@ -192,11 +192,29 @@ PrefillProblem describe_prefill(const DLTensor& q, const DLTensor& k, const DLTe
 }
 
 PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo& device) {
-  // 128 query rows (8 warps) share each K/V tile; 64-token tiles, double-buffered. Shrink while it does not fit.
+  // Measured on the H100 at seq 32768, window 4096 (tools/bench/RESULTS.md): the Hopper warpgroup MMA path with
+  // 128-row blocks, 64-token tiles and two blocks per SM leads; elsewhere mma.sync with 128-token tiles, 3 stages.
   PrefillConfig config;
   config.block_m = spec.head_dim >= 256 ? 64 : 128;
-  while (prefill_geometry(spec, config).shared_bytes > device.max_shared_per_block_optin && config.block_n > 16)
-    config.block_n /= 2;
+  if (device.arch() == "sm_90a") {
+    config.wgmma = true;
+    config.block_n = 64;
+    config.stages = 2;
+  } else {
+    config.block_n = 128;
+    config.stages = 3;
+  }
+  const auto shared = [&] { return prefill_geometry(spec, config).shared_bytes; };
+  while (shared() > device.max_shared_per_block_optin && config.stages > 2) --config.stages;
+  while (shared() > device.max_shared_per_block_optin && config.block_n > 16) config.block_n /= 2;
+  // A second resident block per SM hides one block's softmax behind the other's MMAs, when both fit.
+  // Two blocks of 256 threads leave 128 registers a thread (the register file of an SM is what one block may use),
+  // enough for the output and score accumulators up to head_dim 128 with only small spills.
+  constexpr int kTwoBlocks = 2, kRegistersNeeded = 128;
+  const bool registers_fit =
+      kTwoBlocks * prefill_geometry(spec, config).threads * kRegistersNeeded <= device.max_registers_per_block;
+  if (config.wgmma && spec.head_dim <= 128 && registers_fit && kTwoBlocks * shared() <= device.max_shared_per_sm)
+    config.min_blocks = kTwoBlocks;
   return config;
 }
 

@@ -59,10 +59,10 @@ print(round(2 * 8192**3 / (ms * 1e-3) / 1e12, 1))")
       $bin/swajit bench prefill --matmul-tflops "$matmul" 2>&1 | tee "$out/bench_prefill.log"
       PYTHONUNBUFFERED=1 python3 .peers/flex_prefill_decode.py prefill 2>&1 | grep -v Warning | tee "$out/peers_prefill.log" ;;
     prefill_sweep)  # configs by hand at the largest shape
-      for cfg in "128 128 3 1 false" "128 64 2 1 true" "128 128 2 1 true" "128 64 3 1 true" "128 128 3 1 true" "192 64 2 1 true" "64 128 2 1 true" "64 64 2 1 true"; do
+      for cfg in ${PREFILL_CONFIGS:-"192 64 2 true 1" "128 64 2 true 2" "64 64 2 true 3" "64 64 3 true 3" "64 128 2 true 2" "192 128 2 true 1"}; do
         set -- $cfg
-        echo "config block_m=$1 block_n=$2 stages=$3 m_tiles=$4 wgmma=$5"
-        $bin/swajit bench prefill --seq 32768 --num-kv-heads 8 --block-m $1 --block-n $2 --stages $3 --m-tiles $4 --wgmma $5 2>&1 | grep -E '^\| [0-9]|rror'
+        echo "config block_m=$1 block_n=$2 stages=$3 wgmma=$4 min_blocks=$5"
+        $bin/swajit bench prefill --seq 32768 --num-kv-heads 8 --block-m $1 --block-n $2 --stages $3 --wgmma $4 --min-blocks $5 2>&1 | grep -E '^\| [0-9]|rror'
       done 2>&1 | tee "$out/prefill_sweep.log" ;;
     peers) PYTHONUNBUFFERED=1 python3 .peers/flex_decode_graph.py 2>&1 | grep -v Warning | tee "$out/peers_decode.log" ;;
     *) "$bin/swajit" $step ;;

@@ -81,8 +81,9 @@ struct PrefillConfig {
   int stages = 2;       // cp.async pipeline depth (K/V tiles in flight)
   int m_tiles = 1;      // 16-row mma tiles per warp (1 or 2): more reuse of each K/V fragment, more registers
   bool wgmma = false;   // Hopper (sm_90a) warpgroup MMA from shared memory instead of mma.sync; block_m % 64 == 0
+  int min_blocks = 1;   // blocks per SM the compiler must leave room for (__launch_bounds__): caps registers
 
-  std::string compile_key() const;  // e.g. "bm128_bn64_st2_mt1", "bm128_bn128_st2_mt1_wg"
+  std::string compile_key() const;  // e.g. "bm128_bn64_st2_mt1", "bm128_bn64_st2_mt1_wg_oc2" (flags: _wg, _oc<N> if > 1)
   std::string key() const { return compile_key(); }
   static PrefillConfig from_key(std::string_view key);
   void validate(const KernelSpec& spec) const;
