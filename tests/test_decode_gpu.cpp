@@ -284,3 +284,33 @@ int main(int argc, char** argv) {
   doctest::Context context(argc, argv);
   return context.run();
 }
+
+TEST_CASE("prefill: tuning a shape stores a verified winner the runtime then uses") {
+  const auto dir = std::filesystem::temp_directory_path() / ("swajit_gpu_prefill_tune_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  set_tuning_db_path((dir / "tuning.db").string());
+  cuda::ScopedDeviceContext scope(kDevice);
+  const DeviceInfo& device = cuda_device(kDevice);
+  CUstream stream;
+  cuda::check(cuda::driver().cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+  PrefillShape shape;
+  shape.seq_len = 700; shape.num_q_heads = 8; shape.num_kv_heads = 2; shape.head_dim = 64; shape.local_window = 256;
+  TuneOptions options;
+  options.quick_reps = 3;
+  options.final_reps = 10;
+  const PrefillTuneReport report = tune_prefill_shape(shape, device, stream, options);
+  CHECK(report.timed > 0);
+  CHECK(report.rejected_wrong == 0);
+  CHECK(report.best_ms <= report.heuristic_ms);
+  PrefillWorkload workload(shape, kDevice, stream);
+  const PrefillProblem problem = workload.problem();
+  CHECK(plan_prefill_config(problem, PrefillOptions{}, device, stream) == report.best);
+  PrefillOptions heuristic_only;
+  heuristic_only.tuning = TuningPolicy::kHeuristic;
+  CHECK(plan_prefill_config(problem, heuristic_only, device, stream) == heuristic_prefill_config(problem.spec, device));
+  workload.run(std::nullopt, TuningPolicy::kDefault, /*poison=*/true);  // the tuned config, end to end
+  CHECK(workload.sampled_relative_error() <= tolerance_for(shape.dtype));
+  cuda::driver().cuStreamDestroy(stream);
+  set_tuning_db_path((dir / "unused.db").string());
+  std::filesystem::remove_all(dir);
+}

@@ -105,3 +105,40 @@ TEST_CASE("generated source is deterministic, self-contained and names its spec"
   CHECK(generate_cuda(s, DecodeConfig{}).source != a.source);
   CHECK(code_of([] { template_text("nope.cuh"); }) == ErrorCode::kInvalidArgument);
 }
+
+TEST_CASE("prefill spec keys and configs round-trip; invalid ones are named") {
+  KernelSpec s;
+  s.family = KernelFamily::kPrefill;
+  s.page_size = 0;  // contiguous K/V
+  s.group = 4;
+  s.local_window = true;
+  CHECK(s.key() == "prefill_bf16_d128_contig_g4_local");
+  CHECK(KernelSpec::from_key(s.key()) == s);
+  s.page_size = 7;
+  s.kv_layout = KvLayout::kHND;
+  s.causal = false;
+  s.sink_logits = true;
+  s.gqa = GqaMapping::kInterleaved;
+  CHECK(s.key() == "prefill_bf16_d128_p7_hnd_g4_local_noncausal_attnsink_gqai");
+  CHECK(KernelSpec::from_key(s.key()) == s);
+  CHECK_THROWS_WITH_AS(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_attnsink_noncausal"),
+                       doctest::Contains("not canonical"), Error);
+  KernelSpec decode;
+  decode.causal = false;
+  CHECK_THROWS_WITH_AS(decode.validate(), doctest::Contains("causal = false is a prefill option"), Error);
+  KernelSpec quantized = s;
+  quantized.kv_quant = KvQuant::kInt8;
+  CHECK_THROWS_WITH_AS(quantized.validate(), doctest::Contains("not supported yet"), Error);
+
+  const PrefillConfig c{128, 64, 2, 1, true, 2};
+  CHECK(c.key() == "bm128_bn64_st2_mt1_wg_oc2");
+  CHECK(PrefillConfig::from_key(c.key()) == c);
+  CHECK(PrefillConfig::from_key("bm64_bn32_st3_mt2") == PrefillConfig{64, 32, 3, 2, false, 1});
+  CHECK_THROWS_WITH_AS(PrefillConfig::from_key("bm64_bn32_st3_mt2_oc1"), doctest::Contains("not canonical"), Error);
+  CHECK_THROWS_WITH_AS((PrefillConfig{96, 64, 2, 1, true, 1}.validate(s)), doctest::Contains("multiple of 64"), Error);
+  CHECK_THROWS_WITH_AS((PrefillConfig{128, 64, 1, 1, false, 1}.validate(s)), doctest::Contains("stages"), Error);
+  CHECK_THROWS_WITH_AS((PrefillConfig{48, 64, 2, 2, false, 1}.validate(s)), doctest::Contains("multiple of 16 * m_tiles"), Error);
+  const PrefillGeometry g = prefill_geometry(s, PrefillConfig{128, 64, 3, 2, false, 1});
+  CHECK(g.threads == 128);  // 4 warps of 32 rows
+  CHECK(g.shared_bytes == 128 * 128 * 2 + 2 * 3 * 64 * 128 * 2);
+}

@@ -117,3 +117,25 @@ TEST_CASE("the runtime finds tuned configs by (SKU, spec, bucket) and ignores fo
   store.set_path((dir / "missing-dir" / "x" / "tuning.db").string());
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("prefill: config JSON, buckets and the config space") {
+  const PrefillConfig c{192, 128, 3, 1, true, 1};
+  CHECK(prefill_config_from_json(prefill_config_to_json(c)) == c);
+  CHECK_THROWS_WITH_AS(prefill_config_from_json(nlohmann::json{{"block_m", 128}}), doctest::Contains("'block_n'"), Error);
+  CHECK(prefill_bucket_key(1, 32768, 4096) == "b1_q32768_w4096");
+  CHECK(prefill_bucket_key(3, 5000, 0) == "b4_q8192_w0");
+  KernelSpec spec;
+  spec.family = KernelFamily::kPrefill;
+  spec.page_size = 0;
+  spec.group = 4;
+  spec.local_window = true;
+  const auto without = prefill_config_space(spec, false), with = prefill_config_space(spec, true);
+  CHECK(without.size() > 20);
+  CHECK(with.size() > without.size());
+  for (const auto& config : without) {
+    CHECK_FALSE(config.wgmma);
+    CHECK_NOTHROW(config.validate(spec));
+  }
+  for (const auto& config : with)
+    if (config.wgmma) CHECK(config.block_m % 64 == 0);
+}

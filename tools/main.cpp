@@ -202,7 +202,8 @@ int main(int argc, char** argv) {
   bench_prefill->add_option("--reps", prefill_options.reps)->capture_default_str();
   bench_prefill->add_option("--matmul-tflops", prefill_options.matmul_tflops,
                             "bf16 matmul rate measured in the same run, for the floor column");
-  bench_prefill->add_option("--cuda", prefill_options.device, "GPU ordinal")->capture_default_str();
+  std::string prefill_device = "cuda";
+  bench_prefill->add_option("--device", prefill_device, "cuda | cuda:N (prefill runs on CUDA)")->capture_default_str();
   prefill_config.add_to(*bench_prefill);
   auto* bench_load = bench->add_subcommand("load", "build every tuned kernel from the database; load time per kernel");
   bench_load->add_option("--device", load_device, kDeviceHelp)->capture_default_str();
@@ -220,6 +221,13 @@ int main(int argc, char** argv) {
   tune->add_option("--quick-reps", tune_command.quick_reps, "graph replays per candidate")->capture_default_str();
   tune->add_option("--final-reps", tune_command.final_reps, "graph replays per finalist")->capture_default_str();
   tune->add_option("--device", tune_device, kDeviceHelp)->capture_default_str();
+  std::string tune_family = "paged_decode";
+  PrefillTuneCommand prefill_tune;
+  tune->add_option("--family", tune_family, "paged_decode (presets, workloads) | prefill (the --seq x --num-kv-heads grid)")
+      ->capture_default_str();
+  tune->add_option("--seq", prefill_tune.seq_lens, "prefill: sequence lengths")->delimiter(',')->capture_default_str();
+  tune->add_option("--num-kv-heads", prefill_tune.num_kv_heads, "prefill: kv head counts")->delimiter(',')->capture_default_str();
+  tune->add_option("--local-window", prefill_tune.local_window, "prefill: local window")->capture_default_str();
 
   std::string db_verb, db_argument;
   auto* db = app.add_subcommand("db", "inspect and move tuning databases");
@@ -236,10 +244,23 @@ int main(int argc, char** argv) {
     if (gen->parsed()) return cmd_gen(gen_spec, gen_config);
     if (tune->parsed()) {
       tune_command.device = parse_device(tune_device);
+      if (swajit::parse_family(tune_family) == swajit::KernelFamily::kPrefill) {
+        if (tune_command.device.device_type != kDLCUDA)
+          throw swajit::Error(swajit::ErrorCode::kUnsupported, "tune --family prefill: prefill runs on CUDA; --device must be cuda or cuda:N");
+        prefill_tune.device = tune_command.device.device_id;
+        const bool quick_given = tune->count("--quick-reps") > 0, final_given = tune->count("--final-reps") > 0;
+        if (quick_given) prefill_tune.quick_reps = tune_command.quick_reps;
+        if (final_given) prefill_tune.final_reps = tune_command.final_reps;
+        return run_prefill_tune(prefill_tune);
+      }
       return run_tune(tune_command);
     }
     if (db->parsed()) return run_db(db_verb, db_argument);
     if (bench_prefill->parsed()) {
+      const DLDevice device = parse_device(prefill_device);
+      if (device.device_type != kDLCUDA)
+        throw swajit::Error(swajit::ErrorCode::kUnsupported, "bench prefill: prefill runs on CUDA; --device must be cuda or cuda:N");
+      prefill_options.device = device.device_id;
       if (prefill_config.any()) prefill_options.config = prefill_config.apply(swajit::PrefillConfig{});
       return run_prefill_bench(prefill_options);
     }

@@ -12,6 +12,7 @@ if $swajit info | grep -q '^cuda:[0-9]'; then
   $swajit tune --device cuda --preset mistral-7b          # the decode bench grid
   $swajit bench decode --device cuda --compare-heuristic  # tuned vs heuristic, beside the bandwidth floor
   $swajit bench load --device cuda                        # a fresh process loads every tuned kernel
+  $swajit bench prefill --device cuda                     # sliding-window prefill, useful TFLOP/s
 else
   echo "No GPU here: the same pipeline on the CPU backend (kernels compiled in process by Clang)."
   $swajit check --device cpu

@@ -297,6 +297,43 @@ int run_db(const std::string& verb, const std::string& argument) {
   return 0;
 }
 
+int run_prefill_tune(const PrefillTuneCommand& c) {
+  cuda::ScopedDeviceContext scope(c.device);
+  const DeviceInfo& device = cuda_device(c.device);
+  TuningStore& store = TuningStore::instance();
+  if (!store.available()) throw Error(ErrorCode::kDatabaseError, "the tuning database " + store.path() + " cannot be opened");
+  std::printf("tuning prefill on %s, database %s\n", device.name.c_str(), store.path().c_str());
+  std::printf("| kv heads | seq | spec | bucket | heuristic (ms) | tuned (ms) | speedup | winner | timed | rejected (wrong/resources/compile) | s |\n");
+  std::printf("|---:|---:|---|---|---:|---:|---:|---|---:|---|---:|\n");
+  CUstream stream;
+  cuda::check(cuda::driver().cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+  TuneOptions options;
+  options.quick_reps = c.quick_reps;
+  options.final_reps = c.final_reps;
+  options.origin = "tuned on " + hostname();
+  const auto start = std::chrono::steady_clock::now();
+  for (int hkv : c.num_kv_heads)
+    for (int seq : c.seq_lens) {
+      PrefillShape shape;
+      shape.batch = c.batch;
+      shape.seq_len = seq;
+      shape.num_q_heads = c.num_q_heads;
+      shape.num_kv_heads = hkv;
+      shape.head_dim = c.head_dim;
+      shape.local_window = c.local_window;
+      shape.global_window = c.global_window;
+      const PrefillTuneReport r = tune_prefill_shape(shape, device, stream, options);
+      std::printf("| %d | %d | %s | %s | %.3f | %.3f | %.2fx | %s | %d/%d | %d/%d/%d | %.1f |\n", hkv, seq,
+                  r.spec_key.c_str(), r.bucket.c_str(), r.heuristic_ms, r.best_ms,
+                  r.best_ms > 0 ? r.heuristic_ms / r.best_ms : 0.0, r.best.key().c_str(), r.timed, r.candidates,
+                  r.rejected_wrong, r.rejected_resources, r.compile_failed, r.wall_s);
+      std::fflush(stdout);
+    }
+  cuda::driver().cuStreamDestroy(stream);
+  std::printf("tuned in %.1f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return 0;
+}
+
 int run_load_bench(DLDevice where) {
   const bool on_cpu = where.device_type == kDLCPU;
   std::optional<cuda::ScopedDeviceContext> scope;
@@ -320,8 +357,11 @@ int run_load_bench(DLDevice where) {
       from_database = cpu_decode_kernel(KernelSpec::from_key(w.spec_key), cpu_config_from_json(w.config)).from_database;
 #endif
     } else {
-      from_database = decode_kernel(KernelSpec::from_key(w.spec_key), config_from_json(w.config),
-                                    cuda_device(where.device_id), scope->context()).from_database;
+      const KernelSpec spec = KernelSpec::from_key(w.spec_key);
+      const DeviceInfo& device = cuda_device(where.device_id);
+      from_database = spec.family == KernelFamily::kPrefill
+                          ? prefill_kernel(spec, prefill_config_from_json(w.config), device, scope->context()).from_database
+                          : decode_kernel(spec, config_from_json(w.config), device, scope->context()).from_database;
     }
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     (from_database ? load_ms : compile_ms).push_back(ms);

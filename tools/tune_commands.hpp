@@ -17,6 +17,16 @@ struct TuneCommand {
   int quick_reps = 20, final_reps = 100;
 };
 
+// `swajit tune --family prefill`: the prefill bench grid (or the given lists), one winner per shape.
+struct PrefillTuneCommand {
+  std::vector<int> seq_lens = {4096, 8192, 16384, 32768};
+  std::vector<int> num_kv_heads = {32, 8};
+  int batch = 1, num_q_heads = 32, head_dim = 128, local_window = 4096, global_window = 0;
+  int device = 0;
+  int quick_reps = 5, final_reps = 20;
+};
+int run_prefill_tune(const PrefillTuneCommand& command);
+
 std::vector<std::string> preset_names();
 std::vector<DecodeShape> preset_shapes(const std::string& preset, const TuneCommand& grid);
 std::vector<DecodeShape> workload_shapes(const std::string& path);  // throws kInvalidArgument naming the field

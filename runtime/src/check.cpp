@@ -543,8 +543,8 @@ std::vector<PrefillCase> prefill_check_matrix() {
       [&](PrefillCase& c) { c.config = wgmma(64, 64, 2); c.head_dim = 256; c.sink_logits = true; c.q_lens = {17, 130}; c.kv_lens = {300, 1000}; });
   add("wgmma bm128 bn32 st3 oc2, paged 16, sinks",
       [&](PrefillCase& c) { c.config = wgmma(128, 32, 3); c.config->min_blocks = 2; c.page_size = 16; c.sink_logits = true; });
-  add("wgmma bm64 bn64 st4, head_dim 256, chunked, fp16",
-      [&](PrefillCase& c) { c.config = wgmma(64, 64, 4); c.head_dim = 256; c.dtype = DType::kFP16; c.q_lens = {17, 130}; c.kv_lens = {300, 1000}; });
+  add("wgmma bm64 bn64 st3, head_dim 256, chunked, fp16",
+      [&](PrefillCase& c) { c.config = wgmma(64, 64, 3); c.head_dim = 256; c.dtype = DType::kFP16; c.q_lens = {17, 130}; c.kv_lens = {300, 1000}; });
   add("wgmma bm192 bn64 st3, window 1 + sink 1",
       [&](PrefillCase& c) { c.config = wgmma(192, 64, 3); c.local_window = 1; c.global_window = 1; });
   add("wgmma bm128 bn16, window 1, non-causal",

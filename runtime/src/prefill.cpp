@@ -6,6 +6,11 @@
 #include "kernel_cache.hpp"
 #include "prefill_problem.hpp"
 #include "tensor_checks.hpp"
+#include "tuner.hpp"
+#include "tuning_store.hpp"
+
+#include <cstdio>
+#include <cstdlib>
 
 namespace swajit {
 namespace {
@@ -234,6 +239,57 @@ double prefill_flops(const std::vector<int>& q_lens, const std::vector<int>& kv_
 
 namespace {
 
+bool capturing(CUstream stream) {
+  CUstreamCaptureStatus status = CU_STREAM_CAPTURE_STATUS_NONE;
+  cuda::check(cuda::driver().cuStreamIsCapturing(stream, &status), "cuStreamIsCapturing");
+  return status != CU_STREAM_CAPTURE_STATUS_NONE;
+}
+
+}  // namespace
+
+PrefillConfig plan_prefill_config(const PrefillProblem& p, const PrefillOptions& options, const DeviceInfo& device,
+                                  CUstream stream) {
+  if (options.config) return *options.config;
+  TuningPolicy policy = options.tuning;
+  if (policy == TuningPolicy::kDefault) {
+    const char* tune = std::getenv("SWAJIT_TUNE");
+    policy = tune && std::string(tune) == "1" ? TuningPolicy::kTuneOnMiss : TuningPolicy::kDatabase;
+  }
+  if (policy != TuningPolicy::kHeuristic) {
+    const std::string bucket = prefill_bucket_key(p.batch, p.max_q_len, p.params.local_window);
+    std::optional<PrefillConfig> tuned = TuningStore::instance().prefill_winner(device.sku(), p.spec.key(), bucket);
+    if (!tuned && policy == TuningPolicy::kTuneOnMiss && !capturing(stream)) {
+      PrefillShape shape;  // the call as a batch of equal sequences of its longest query run
+      shape.batch = p.batch;
+      shape.seq_len = p.max_q_len;
+      shape.num_q_heads = p.num_q_heads;
+      shape.num_kv_heads = p.num_kv_heads;
+      shape.head_dim = p.spec.head_dim;
+      shape.dtype = p.spec.dtype;
+      shape.local_window = p.params.local_window;
+      shape.global_window = p.params.global_window;
+      TuneOptions tune_options;
+      tune_options.origin = "tuned on a miss";
+      CUstream tune_stream;
+      cuda::check(cuda::driver().cuStreamCreate(&tune_stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+      tuned = tune_prefill_shape(shape, device, tune_stream, tune_options).best;
+      cuda::driver().cuStreamDestroy(tune_stream);
+    }
+    if (tuned) {
+      try {
+        tuned->validate(p.spec);
+        return *tuned;
+      } catch (const Error& e) {
+        std::fprintf(stderr, "swajit: tuned prefill config %s unusable for %s: %s\n", tuned->key().c_str(),
+                     p.spec.key().c_str(), e.what());
+      }
+    }
+  }
+  return heuristic_prefill_config(p.spec, device);
+}
+
+namespace {
+
 void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& options) {
   if (p.batch == 0 || p.max_q_len == 0) return;
   const cuda::Driver& d = cuda::driver();
@@ -242,7 +298,7 @@ void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& op
   if (device.cc_major < kMinComputeMajor)
     throw Error(ErrorCode::kUnsupported, device.name + " is sm_" + std::to_string(device.cc_major) +
                                              std::to_string(device.cc_minor) + "; prefill needs sm_80 or newer");
-  const PrefillConfig config = options.config ? *options.config : heuristic_prefill_config(p.spec, device);
+  const PrefillConfig config = plan_prefill_config(p, options, device, stream);
   if (config.wgmma && device.arch() != "sm_90a")
     throw Error(ErrorCode::kUnsupported, "config " + config.key() + " uses wgmma, which needs sm_90a; " + device.name +
                                              " is " + device.arch());

@@ -27,6 +27,10 @@ PrefillProblem describe_prefill(const DLTensor& q, const DLTensor& k, const DLTe
 
 // The config used when none is forced: fits the device's shared memory for the spec.
 PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo& device);
+// Forced, else the tuning database's winner for (SKU, spec, bucket) (tuned on a miss when the policy says so and
+// `stream` is not capturing), else the heuristic.
+PrefillConfig plan_prefill_config(const PrefillProblem& problem, const PrefillOptions& options, const DeviceInfo& device,
+                                  CUstream stream);
 
 // Useful FLOPs of a prefill (4 * head_dim per visible (query, key) pair and q head), from host-side lengths.
 double prefill_flops(const std::vector<int>& q_lens, const std::vector<int>& kv_lens, int num_q_heads, int head_dim,

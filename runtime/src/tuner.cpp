@@ -187,6 +187,157 @@ TuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& device,
   return report;
 }
 
+namespace {
+
+constexpr int kPrefillBlockMs[] = {64, 128, 192, 256};
+constexpr int kPrefillBlockNs[] = {32, 64, 128};
+constexpr int kPrefillStages[] = {2, 3};
+constexpr int kMaxSpillBytes = 256;  // a few spilled registers can pay for a second block per SM; more never does
+
+BuildOutcome prefill_build_outcome(const KernelSpec& spec, const PrefillConfig& config, const DeviceInfo& device,
+                                   CUcontext ctx) {
+  try {
+    const LoadedPrefillKernel& k = prefill_kernel(spec, config, device, ctx);
+    if (k.local_bytes > kMaxSpillBytes)
+      return {db::TrialStatus::kRejectedResources, std::to_string(k.local_bytes) + " bytes of local memory (spills)"};
+    int blocks_per_sm = 0;
+    cuda::check(cuda::driver().cuOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, k.main, k.geometry.threads,
+                                                                           k.geometry.shared_bytes),
+                "cuOccupancyMaxActiveBlocksPerMultiprocessor");
+    if (blocks_per_sm < config.min_blocks)
+      return {db::TrialStatus::kRejectedResources, std::to_string(blocks_per_sm) + " blocks fit on a multiprocessor, " +
+                                                       std::to_string(config.min_blocks) + " asked for"};
+    return {};
+  } catch (const Error& e) {
+    const bool resources = e.code() == ErrorCode::kInvalidArgument;  // shared memory over the device's limit
+    return {resources ? db::TrialStatus::kRejectedResources : db::TrialStatus::kCompileFailed, e.what()};
+  }
+}
+
+}  // namespace
+
+std::vector<PrefillConfig> prefill_config_space(const KernelSpec& spec, bool wgmma_available) {
+  std::vector<PrefillConfig> space;
+  for (int block_m : kPrefillBlockMs)
+    for (int block_n : kPrefillBlockNs)
+      for (int stages : kPrefillStages)
+        for (int path = 0; path < 3; ++path)      // mma.sync 1 row tile, mma.sync 2 row tiles, wgmma
+          for (int min_blocks : {1, 2}) {
+            PrefillConfig c{block_m, block_n, stages, path == 1 ? 2 : 1, path == 2, min_blocks};
+            if (c.wgmma && !wgmma_available) continue;
+            try {
+              c.validate(spec);
+              space.push_back(c);
+            } catch (const Error&) {
+              // not a config of this spec (e.g. wgmma with 192 rows is fine, 2 row tiles with wgmma is not)
+            }
+          }
+  return space;
+}
+
+PrefillTuneReport tune_prefill_shape(const PrefillShape& shape, const DeviceInfo& device, CUstream stream,
+                                     const TuneOptions& o) {
+  const auto start = std::chrono::steady_clock::now();
+  PrefillWorkload workload(shape, device.ordinal, stream);
+  const PrefillProblem problem = workload.problem();
+  CUcontext context;
+  cuda::check(cuda::driver().cuCtxGetCurrent(&context), "cuCtxGetCurrent");
+  PrefillTuneReport report;
+  report.spec_key = problem.spec.key();
+  report.bucket = prefill_bucket_key(problem.batch, problem.max_q_len, problem.params.local_window);
+  report.heuristic = heuristic_prefill_config(problem.spec, device);
+  std::vector<PrefillConfig> space = prefill_config_space(problem.spec, device.arch() == "sm_90a");
+  if (std::find(space.begin(), space.end(), report.heuristic) == space.end()) space.push_back(report.heuristic);
+  report.candidates = int(space.size());
+
+  std::vector<BuildOutcome> outcomes(space.size());
+  {
+    std::atomic<size_t> next{0};
+    std::vector<std::thread> threads;
+    const int n = o.compile_threads > 0 ? o.compile_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+    for (int t = 0; t < n; ++t)
+      threads.emplace_back([&] {
+        cuda::ScopedDeviceContext scope(device.ordinal);
+        for (size_t i = next++; i < space.size(); i = next++)
+          outcomes[i] = prefill_build_outcome(problem.spec, space[i], device, scope.context());
+      });
+    for (auto& t : threads) t.join();
+  }
+
+  struct Timed {
+    PrefillConfig config;
+    double ms;
+  };
+  std::vector<Timed> timed;
+  std::vector<db::TrialRecord> trials;
+  const double tolerance = tolerance_for(shape.dtype);
+  for (size_t i = 0; i < space.size(); ++i) {
+    const PrefillConfig& c = space[i];
+    db::TrialRecord trial;
+    trial.device_sku = device.sku();
+    trial.spec_key = report.spec_key;
+    trial.bucket = report.bucket;
+    trial.config = prefill_config_to_json(c);
+    trial.status = outcomes[i].status;
+    trial.detail = outcomes[i].detail;
+    if (trial.status == db::TrialStatus::kOk) {
+      workload.run(c, TuningPolicy::kHeuristic, /*poison=*/true);
+      const double err = workload.sampled_relative_error();
+      if (!(err <= tolerance)) {
+        trial.status = db::TrialStatus::kRejectedWrong;
+        trial.detail = "relative error " + std::to_string(err) + " > " + std::to_string(tolerance);
+      } else {
+        const double ms = workload.time_ms(c, o.quick_reps);
+        trial.time_us = ms * 1e3;
+        timed.push_back({c, ms});
+      }
+    }
+    switch (trial.status) {
+      case db::TrialStatus::kRejectedWrong: ++report.rejected_wrong; break;
+      case db::TrialStatus::kRejectedResources: ++report.rejected_resources; break;
+      case db::TrialStatus::kCompileFailed: ++report.compile_failed; break;
+      case db::TrialStatus::kOk: break;
+    }
+    trials.push_back(std::move(trial));
+  }
+  report.timed = int(timed.size());
+  if (timed.empty())
+    throw Error(ErrorCode::kUnsupported, "no config of " + report.spec_key + " ran correctly on " + device.name);
+
+  std::sort(timed.begin(), timed.end(), [](const Timed& a, const Timed& b) { return a.ms < b.ms; });
+  timed.resize(std::min<size_t>(timed.size(), o.finalists));
+  const auto heuristic_at = std::find(space.begin(), space.end(), report.heuristic) - space.begin();
+  const bool heuristic_ok = outcomes[heuristic_at].status == db::TrialStatus::kOk;
+  if (heuristic_ok && std::none_of(timed.begin(), timed.end(), [&](const Timed& t) { return t.config == report.heuristic; }))
+    timed.push_back({report.heuristic, 0});
+  for (auto& t : timed) {
+    t.ms = workload.time_ms(t.config, o.final_reps);
+    if (t.config == report.heuristic) report.heuristic_ms = t.ms;
+  }
+  const Timed& best = *std::min_element(timed.begin(), timed.end(), [](const Timed& a, const Timed& b) { return a.ms < b.ms; });
+  report.best = best.config;
+  report.best_ms = best.ms;
+  report.samples = o.final_reps;
+  report.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  TuningStore::instance().with_db([&](db::TuningDb& db) {
+    db.upsert_device(device_record(device, nvrtc::version()));
+    for (const auto& t : trials) db.add_trial(t);
+    db::WinnerRecord w;
+    w.device_sku = device.sku();
+    w.spec_key = report.spec_key;
+    w.bucket = report.bucket;
+    w.config = prefill_config_to_json(report.best);
+    w.time_us = report.best_ms * 1e3;
+    w.samples = report.samples;
+    w.tool_version = kToolVersion;
+    w.origin = o.origin;
+    db.put_winner(w, db::WinnerPolicy::kReplace);
+  });
+  TuningStore::instance().forget_cached_winners();
+  return report;
+}
+
 #ifdef SWAJIT_HAVE_CPU_BACKEND
 CpuTuneReport tune_cpu_decode_shape(const DecodeShape& shape, const TuneOptions& o) {
   constexpr int kCpuBlockNs[] = {16, 32, 64, 128};

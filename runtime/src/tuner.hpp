@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "decode_workload.hpp"
+#include "prefill_workload.hpp"
 #include "swajit/device.hpp"
 #include "swajit/spec.hpp"
 
@@ -41,6 +42,22 @@ struct TuneReport {
 // Tunes one shape on `device` (its context current) and, when the database is available, stores the trials and the
 // winner. The heuristic config is always a candidate, so the winner is never slower than it in the final round.
 TuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& device, CUstream stream, const TuneOptions& options);
+
+// The prefill family: tiles, stages, row tiles per warp, mma.sync or (on sm_90a) wgmma, blocks per SM.
+std::vector<PrefillConfig> prefill_config_space(const KernelSpec& spec, bool wgmma_available);
+
+struct PrefillTuneReport {
+  std::string spec_key, bucket;
+  PrefillConfig best, heuristic;
+  double best_ms = 0, heuristic_ms = 0;
+  int samples = 0, candidates = 0, timed = 0, rejected_wrong = 0, rejected_resources = 0, compile_failed = 0;
+  double wall_s = 0;
+};
+// Tunes one prefill shape on `device` (its context current) like tune_decode_shape: candidates pruned by shared
+// memory, spills and occupancy read from the compiled kernels, sampled rows verified against the reference,
+// finalists re-timed with the heuristic; trials and the winner stored per (SKU, spec, bucket).
+PrefillTuneReport tune_prefill_shape(const PrefillShape& shape, const DeviceInfo& device, CUstream stream,
+                                     const TuneOptions& options);
 
 struct CpuTuneReport {
   std::string spec_key, bucket, sku;

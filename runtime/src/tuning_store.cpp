@@ -16,10 +16,16 @@ ShapeBucket shape_bucket(int batch, int visible_kv_len) {
   return b;
 }
 
+std::string prefill_bucket_key(int batch, int max_q_len, int local_window) {
+  const auto round_up = [](int n) { return std::to_string(std::bit_ceil(unsigned(std::max(1, n)))); };
+  return "b" + round_up(batch) + "_q" + round_up(max_q_len) + "_w" + (local_window > 0 ? round_up(local_window) : "0");
+}
+
 const char* bucket_rule_text() {
-  return "bucket = b<batch rounded up to a power of two>_kv<visible KV length rounded up to a power of two>, where "
-         "the visible KV length is min(max_pages_per_seq * page_size, local_window + q_seqlen - 1 + global_window) "
-         "(the whole table when there is no local window)";
+  return "decode: bucket = b<batch rounded up to a power of two>_kv<visible KV length rounded up to a power of two>, "
+         "where the visible KV length is min(max_pages_per_seq * page_size, local_window + q_seqlen - 1 + "
+         "global_window) (the whole table when there is no local window); prefill: bucket = b<batch>_q<longest query "
+         "run>_w<local window, 0 if none>, each rounded up to a power of two";
 }
 
 namespace {
@@ -53,6 +59,21 @@ DecodeConfig config_from_json(const nlohmann::json& j) {
   const std::pair<const char*, int*> fields[] = {
       {"block_n", &c.block_n}, {"warps_n", &c.warps_n}, {"stages", &c.stages}, {"num_splits", &c.num_splits}};
   read_fields(j, fields);
+  return c;
+}
+
+nlohmann::json prefill_config_to_json(const PrefillConfig& c) {
+  return {{"family", "prefill"}, {"block_m", c.block_m}, {"block_n", c.block_n}, {"stages", c.stages},
+          {"m_tiles", c.m_tiles}, {"wgmma", c.wgmma ? 1 : 0}, {"min_blocks", c.min_blocks}};
+}
+PrefillConfig prefill_config_from_json(const nlohmann::json& j) {
+  PrefillConfig c;
+  int wgmma = 0;
+  const std::pair<const char*, int*> fields[] = {{"block_m", &c.block_m}, {"block_n", &c.block_n},
+                                                 {"stages", &c.stages},   {"m_tiles", &c.m_tiles},
+                                                 {"wgmma", &wgmma},       {"min_blocks", &c.min_blocks}};
+  read_fields(j, fields);
+  c.wgmma = wgmma != 0;
   return c;
 }
 
@@ -150,6 +171,10 @@ std::optional<DecodeConfig> TuningStore::winner(const std::string& sku, const st
 std::optional<CpuDecodeConfig> TuningStore::cpu_winner(const std::string& sku, const std::string& spec_key,
                                                        const std::string& bucket) {
   return parse_winner<CpuDecodeConfig>(winner_json(sku, spec_key, bucket), spec_key, bucket, cpu_config_from_json);
+}
+std::optional<PrefillConfig> TuningStore::prefill_winner(const std::string& sku, const std::string& spec_key,
+                                                         const std::string& bucket) {
+  return parse_winner<PrefillConfig>(winner_json(sku, spec_key, bucket), spec_key, bucket, prefill_config_from_json);
 }
 
 void TuningStore::forget_cached_winners() {

@@ -21,12 +21,16 @@ struct ShapeBucket {
   std::string key() const;  // e.g. "b32_kv8192"
 };
 ShapeBucket shape_bucket(int batch, int visible_kv_len);
+// Prefill: b<batch>_q<longest query run>_w<local window, 0 if none>, each rounded up to a power of two.
+std::string prefill_bucket_key(int batch, int max_q_len, int local_window);
 const char* bucket_rule_text();
 
 nlohmann::json config_to_json(const DecodeConfig& config);
 DecodeConfig config_from_json(const nlohmann::json& json);  // throws kInvalidArgument naming the missing field
 nlohmann::json cpu_config_to_json(const CpuDecodeConfig& config);
 CpuDecodeConfig cpu_config_from_json(const nlohmann::json& json);
+nlohmann::json prefill_config_to_json(const PrefillConfig& config);
+PrefillConfig prefill_config_from_json(const nlohmann::json& json);
 
 db::DeviceRecord device_record(const DeviceInfo& device, int nvrtc_version);
 
@@ -40,6 +44,7 @@ class TuningStore {
 
   std::optional<DecodeConfig> winner(const std::string& sku, const std::string& spec_key, const std::string& bucket);
   std::optional<CpuDecodeConfig> cpu_winner(const std::string& sku, const std::string& spec_key, const std::string& bucket);
+  std::optional<PrefillConfig> prefill_winner(const std::string& sku, const std::string& spec_key, const std::string& bucket);
   // Runs `f` with the open database under the store's lock (for the tuner and the CLI); false if unavailable.
   template <class F>
   bool with_db(F&& f);

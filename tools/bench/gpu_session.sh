@@ -2,7 +2,7 @@
 # One device session: prebuilt binaries (carried in .carry/, made by tools/bench/prepare_gpu_carry.sh) check
 # correctness and time everything, logs in $OUT.
 # Usage on the GPU machine, from the repository root: tools/bench/gpu_session.sh [what...]
-#   what: info tests check bench bench_int8 bench_fp8 peers prefill (default: all of them)
+#   what: info tests check bench bench_int8 bench_fp8 peers prefill (default: all of them); also prefill_tune, sweeps
 set -uo pipefail
 out=${OUT:-/tmp/swajit-out}
 mkdir -p "$out"
@@ -49,6 +49,9 @@ for step in $what; do
       $bin/swajit db export "$out/tuning_small.json" && $bin/swajit db import "$out/tuning_small.json" --db /tmp/imported.db
       $bin/swajit bench load 2>&1 | tee "$out/load.log"
       $bin/swajit bench decode --num-q-heads 64 --num-kv-heads 8 --head-dim 64 --local-window 128 --sink-logits --batch 1,32 --kv-len 32768 --q-seqlen 1,4 --compare-heuristic 2>&1 | tail -6 ;;
+    prefill_tune)  # the prefill bench grid tuned into $out/prefill.db; the prefill step after it then uses the winners
+      export SWAJIT_DB="$out/prefill.db"
+      $bin/swajit tune --family prefill --quick-reps 3 --final-reps 10 2>&1 | tee "$out/tune_prefill.log" ;;
     prefill)  # bf16 matmul rate, swajit prefill beside it, then FlexAttention / SDPA prefill, all in this run
       matmul=$(python3 -c "
 import torch

@@ -89,7 +89,8 @@ struct PrefillOptions {
   // The longest query run of the batch, when the caller knows it (sizes the grid). 0: read from cu_seqlens_q when it
   // is host-readable, else total_q (always safe; idle blocks exit at once).
   int max_q_len = 0;
-  std::optional<PrefillConfig> config;    // force a tuning config (validated); default: the heuristic
+  std::optional<PrefillConfig> config;    // force a tuning config (validated); default: see `tuning`
+  TuningPolicy tuning = TuningPolicy::kDefault;  // as in DecodeOptions (database winner, else the heuristic)
   bool check_device_args = false;         // as in DecodeOptions
 };
 

@@ -1,0 +1,129 @@
+#include "prefill_workload.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "cuda_driver.hpp"
+#include "half.hpp"
+#include "reference.hpp"
+#include "utility_kernels.hpp"
+
+namespace swajit {
+namespace {
+constexpr int kWarmupCalls = 3;
+constexpr int kSampledRows = 8;  // query rows of sequence 0 checked against the reference
+constexpr uint64_t kSeed = 7;
+}  // namespace
+
+double PrefillShape::useful_flops() const {
+  return prefill_flops(std::vector<int>(batch, seq_len), std::vector<int>(batch, seq_len), num_q_heads, head_dim,
+                       local_window, global_window, true);
+}
+
+PrefillWorkload::PrefillWorkload(const PrefillShape& shape, int device, CUstream stream)
+    : shape_(shape), device_(device), stream_(stream) {
+  const int total = shape.batch * shape.seq_len, hq = shape.num_q_heads, hkv = shape.num_kv_heads, D = shape.head_dim;
+  q_shape_ = {total, hq, D};
+  k_shape_ = {total, hkv, D};
+  cu_shape_ = {shape.batch + 1};
+  std::mt19937_64 rng(kSeed);
+  std::uniform_real_distribution<float> dist(-1.f, 1.f);
+  const auto random_bits = [&](size_t n, std::vector<uint16_t>& bits) {
+    bits.resize(n);
+    for (auto& b : bits) b = half::from_float(dist(rng), shape.dtype);
+  };
+  random_bits(size_t(total) * hq * D, q_bits_);
+  random_bits(size_t(total) * hkv * D, k_bits_);
+  random_bits(size_t(total) * hkv * D, v_bits_);
+  std::vector<int> cu(shape.batch + 1);
+  for (int b = 0; b <= shape.batch; ++b) cu[b] = b * shape.seq_len;
+  q_ = DeviceBuffer(q_bits_);
+  k_ = DeviceBuffer(k_bits_);
+  v_ = DeviceBuffer(v_bits_);
+  cu_seqlens_ = DeviceBuffer(cu);
+  out_ = DeviceBuffer(q_bits_.size() * sizeof(uint16_t));
+}
+
+DLTensor PrefillWorkload::view(const DeviceBuffer& b, std::vector<int64_t>& shape, DLDataType dtype) const {
+  DLTensor t{};
+  t.data = b.data();
+  t.device = {kDLCUDA, device_};
+  t.ndim = int(shape.size());
+  t.dtype = dtype;
+  t.shape = shape.data();
+  return t;
+}
+
+PrefillProblem PrefillWorkload::problem() const {
+  const DLDataType dt = shape_.dtype == DType::kBF16 ? DLDataType{kDLBfloat, 16, 1} : DLDataType{kDLFloat, 16, 1};
+  const DLDataType i32{kDLInt, 32, 1};
+  PrefillOptions options;
+  options.local_window = shape_.local_window;
+  options.global_window = shape_.global_window;
+  options.max_q_len = shape_.seq_len;
+  const DLTensor cu = view(cu_seqlens_, cu_shape_, i32);
+  return describe_prefill(view(q_, q_shape_, dt), view(k_, k_shape_, dt), view(v_, k_shape_, dt), &cu,
+                          nullptr, nullptr, cu, view(out_, q_shape_, dt), options);
+}
+
+void PrefillWorkload::run(const std::optional<PrefillConfig>& config, TuningPolicy policy, bool poison) {
+  if (poison) cuda::check(cuda::driver().cuMemsetD8Async(out_.ptr(), 0xff, out_.bytes(), stream_), "cuMemsetD8Async");
+  const DLDataType dt = shape_.dtype == DType::kBF16 ? DLDataType{kDLBfloat, 16, 1} : DLDataType{kDLFloat, 16, 1};
+  const DLDataType i32{kDLInt, 32, 1};
+  PrefillOptions options;
+  options.local_window = shape_.local_window;
+  options.global_window = shape_.global_window;
+  options.max_q_len = shape_.seq_len;
+  options.config = config;
+  options.tuning = policy;
+  const DLTensor cu = view(cu_seqlens_, cu_shape_, i32);
+  prefill(view(q_, q_shape_, dt), view(k_, k_shape_, dt), view(v_, k_shape_, dt), cu, cu, view(out_, q_shape_, dt),
+          stream_, options);
+}
+
+double PrefillWorkload::time_ms(const std::optional<PrefillConfig>& config, int reps, TuningPolicy policy) {
+  return median_ms([&] { run(config, policy); }, kWarmupCalls, reps, stream_);
+}
+
+double PrefillWorkload::sampled_relative_error() {
+  cuda::check(cuda::driver().cuStreamSynchronize(stream_), "cuStreamSynchronize");
+  const std::vector<uint16_t> got = out_.download<uint16_t>();
+  const int hq = shape_.num_q_heads, hkv = shape_.num_kv_heads, D = shape_.head_dim, seq = shape_.seq_len;
+  std::mt19937_64 rng(kSeed + 1);
+  double err2 = 0, ref2 = 0;
+  for (int s = 0; s < kSampledRows; ++s) {
+    const int row = s == 0 ? 0 : s == 1 ? seq - 1 : int(rng() % seq);
+    // The row as the last query of the keys it can reach (shifted to start at 0 when only a window matters).
+    const bool window_only = shape_.global_window == 0 && shape_.local_window > 0;
+    const int first_key = window_only ? std::max(0, row - shape_.local_window + 1) : 0, kv_len = row - first_key + 1;
+    HostPrefill host;
+    host.num_q_heads = hq;
+    host.num_kv_heads = hkv;
+    host.head_dim = D;
+    host.local_window = shape_.local_window;
+    host.global_window = shape_.global_window;
+    host.scale = 1.0 / std::sqrt(double(D));
+    host.cu_seqlens_q = {0, 1};
+    host.cu_seqlens_k = {0, kv_len};
+    host.q.resize(size_t(hq) * D);
+    for (size_t i = 0; i < host.q.size(); ++i) host.q[i] = half::to_float(q_bits_[size_t(row) * hq * D + i], shape_.dtype);
+    host.k.resize(size_t(kv_len) * hkv * D);
+    host.v.resize(host.k.size());
+    for (size_t i = 0; i < host.k.size(); ++i) {
+      host.k[i] = half::to_float(k_bits_[size_t(first_key) * hkv * D + i], shape_.dtype);
+      host.v[i] = half::to_float(v_bits_[size_t(first_key) * hkv * D + i], shape_.dtype);
+    }
+    const std::vector<double> ref = reference_prefill(host);
+    for (int h : {0, hq - 1})
+      for (int e = 0; e < D; ++e) {
+        const double want = ref[size_t(h) * D + e];
+        const double have = half::to_float(got[(size_t(row) * hq + h) * D + e], shape_.dtype);
+        err2 += std::isfinite(have) ? (have - want) * (have - want) : INFINITY;
+        ref2 += want * want;
+      }
+  }
+  return std::sqrt(err2 / std::max(ref2, 1e-30));
+}
+
+}  // namespace swajit

@@ -1,0 +1,49 @@
+// A prefill problem on the GPU for timing and tuning: one batch of equal-length sequences, random bf16/fp16 q, K and
+// V (contiguous), and a double-precision check of sampled rows. Used by `swajit bench prefill` and by the prefill
+// tuner, so both measure the same way.
+#pragma once
+#include <cuda.h>
+
+#include <optional>
+#include <vector>
+
+#include "device_buffer.hpp"
+#include "prefill_problem.hpp"
+#include "swajit/swajit.hpp"
+
+namespace swajit {
+
+struct PrefillShape {
+  int batch = 1, seq_len = 4096;
+  int num_q_heads = 32, num_kv_heads = 8, head_dim = 128;
+  DType dtype = DType::kBF16;
+  int local_window = 4096, global_window = 0;
+  double useful_flops() const;  // 4 x head_dim per visible (query, key) pair and q head
+};
+
+class PrefillWorkload {
+ public:
+  // Allocates and fills everything on GPU `device` (its context must be current); launches go to `stream`.
+  PrefillWorkload(const PrefillShape& shape, int device, CUstream stream);
+
+  const PrefillShape& shape() const { return shape_; }
+  PrefillProblem problem() const;  // the validated call (spec, grid) the runtime sees
+  // One call; `config` forces a config, else the runtime chooses by `policy`. Output poisoned first when asked.
+  void run(const std::optional<PrefillConfig>& config, TuningPolicy policy = TuningPolicy::kDefault, bool poison = false);
+  // Median milliseconds of `reps` calls (CUDA events, after warm-up).
+  double time_ms(const std::optional<PrefillConfig>& config, int reps, TuningPolicy policy = TuningPolicy::kDefault);
+  // Relative L2 error of sampled rows of the last output (first and last query of sequence 0 and random ones, the
+  // first and last q head) against the double-precision reference.
+  double sampled_relative_error();
+
+ private:
+  DLTensor view(const DeviceBuffer& b, std::vector<int64_t>& shape, DLDataType dtype) const;
+  PrefillShape shape_;
+  int device_;
+  CUstream stream_;
+  std::vector<uint16_t> q_bits_, k_bits_, v_bits_;
+  mutable std::vector<int64_t> q_shape_, k_shape_, cu_shape_;  // DLTensor::shape points at them (non-const by type)
+  DeviceBuffer q_, k_, v_, out_, cu_seqlens_;
+};
+
+}  // namespace swajit
