@@ -33,7 +33,7 @@ class PrefillWorkload {
   // Median milliseconds of `reps` calls (CUDA events, after warm-up).
   double time_ms(const std::optional<PrefillConfig>& config, int reps, TuningPolicy policy = TuningPolicy::kDefault);
   // Relative L2 error of sampled rows of the last output (first and last query of sequence 0 and random ones, the
-  // first and last q head) against the double-precision reference.
+  // first and last q head) against the double-precision reference (computed once, on first use).
   double sampled_relative_error();
 
  private:
@@ -44,6 +44,8 @@ class PrefillWorkload {
   std::vector<uint16_t> q_bits_, k_bits_, v_bits_;
   mutable std::vector<int64_t> q_shape_, k_shape_, cu_shape_;  // DLTensor::shape points at them (non-const by type)
   DeviceBuffer q_, k_, v_, out_, cu_seqlens_;
+  std::vector<int> sampled_rows_;        // query rows of sequence 0 that are checked
+  std::vector<double> sampled_expected_; // their reference output, [row][head 0 and last][head_dim]
 };
 
 }  // namespace swajit
