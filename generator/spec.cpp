@@ -290,7 +290,10 @@ std::string CpuDecodeConfig::key() const {
 
 void CpuDecodeConfig::validate(const KernelSpec&) const {
   constexpr int kMaxBlockN = 1024, kMaxThreads = 4096;
-  require_range("block_n", block_n, 1, kMaxBlockN);
+  constexpr int kTokenBlock = 8;  // the CPU kernel sums scores of 8 tokens at once (templates/paged_decode_cpu.cpp)
+  require_range("block_n", block_n, kTokenBlock, kMaxBlockN);
+  if (block_n % kTokenBlock != 0)
+    throw Error(ErrorCode::kInvalidArgument, "block_n = " + std::to_string(block_n) + " must be a multiple of 8 on the CPU");
   require_range("num_splits", num_splits, 1, DecodeConfig::kMaxSplits);
   require_range("threads (0: all)", threads, 0, kMaxThreads);
 }

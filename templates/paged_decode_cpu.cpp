@@ -17,8 +17,14 @@
 // SWAJIT_CPU_KERNEL and SWAJIT_CPU_MERGE.
 
 constexpr float kNegInf = -__builtin_inff();
-constexpr int kSliceWidth = 8;  // accumulator columns kept in registers by the P.V loop (one AVX2 vector)
-constexpr int kBlockRows = 4;   // ... times this many rows: 4 accumulator vectors, one V vector, 4 weights
+// Register blocking. An FMA has a latency of ~4 cycles and two issue per cycle, so a loop needs about 8 independent
+// accumulator vectors to keep them busy: the score loop keeps kTokenBlock tokens' sums over all rows, the P.V loop
+// kBlockRows rows x kSliceWidth columns (one AVX-512 vector, or two AVX2 ones, a row).
+constexpr int kTokenBlock = 8;   // tokens whose scores are summed at once (block_n is a multiple of it)
+constexpr int kSliceWidth = 16;  // accumulator columns kept in registers by the P.V loop
+constexpr int kBlockRows = kRows < 8 ? kRows : 8;  // ... times this many rows
+static_assert(kBlockN % kTokenBlock == 0, "CPU tiles come in whole token blocks");
+static_assert(kHeadDim % kSliceWidth == 0, "head_dim is a multiple of the P.V slice");
 constexpr float kLog2e = 1.4426950408889634f;
 
 // ---- element access -----------------------------------------------------------------------------------------------
@@ -124,6 +130,8 @@ static void decode_item(const PagedDecodeParams& P, int b, int kv_head, int spli
 
   for (int t = first_tile; t < last_tile; ++t) {
     const int tile_begin = ranges.tile_begin(t), tokens = ranges.tile_end(t) - tile_begin;
+    for (int i = tokens; i < (tokens + kTokenBlock - 1) / kTokenBlock * kTokenBlock; ++i)  // a partial last block
+      for (int d = 0; d < kHeadDim; ++d) k_tile[i * kHeadDim + d] = 0.f;                  // reads zeros, not stale rows
     for (int i = 0; i < tokens; ++i) {  // gather and widen the tile's K and V rows once for all query rows
       const int j = tile_begin + i;
       const int page = block_table_row[(j / kPageSize) * P.block_table_stride_page];
@@ -135,14 +143,20 @@ static void decode_item(const PagedDecodeParams& P, int b, int kv_head, int spli
       for (int d = 0; d < kHeadDim; ++d) v_tile[i * kHeadDim + d] = kv_to_float(v_row, d);
     }
     // Token-outer loops: each widened K and V row is read once per tile while every query row's q and
-    // accumulator stay in L1. Scores of one token for all rows at once: q is transposed, so the inner loop runs
-    // over rows with each k element broadcast (no horizontal sums).
-    for (int i = 0; i < tokens; ++i) {
-      float row_scores[kRows] = {};
-      const float* k = k_tile + i * kHeadDim;
+    // accumulator stay in L1. Scores of kTokenBlock tokens for all rows at once: q is transposed, so the inner loop
+    // runs over rows with each k element broadcast (no horizontal sums), and the tokens' sums are independent.
+    for (int i0 = 0; i0 < tokens; i0 += kTokenBlock) {
+      float block_scores[kTokenBlock][kRows] = {};
+      // Vectorized across rows only: across d every sum would become a reduction, across tokens a gather.
+#pragma clang loop vectorize(disable) interleave(disable)
       for (int d = 0; d < kHeadDim; ++d)
-        for (int r = 0; r < kRows; ++r) row_scores[r] += k[d] * q[d * kRows + r];
-      for (int r = 0; r < kRows; ++r) scores[r * kBlockN + i] = row_scores[r];
+#pragma clang loop vectorize(disable) unroll(full)
+        for (int t = 0; t < kTokenBlock; ++t) {
+          const float k = k_tile[(i0 + t) * kHeadDim + d];
+          for (int r = 0; r < kRows; ++r) block_scores[t][r] += k * q[d * kRows + r];
+        }
+      for (int t = 0; t < kTokenBlock && i0 + t < tokens; ++t)
+        for (int r = 0; r < kRows; ++r) scores[r * kBlockN + i0 + t] = block_scores[t][r];
     }
     const bool masked = !tile_fully_visible(tile_begin, tile_begin + tokens, kv_len - kQSeqlen, kv_len - 1, P.local_window, P.global_window);
     for (int r = 0; r < kRows; ++r) {  // online softmax: scores -> weights, accumulator rescaled
@@ -172,8 +186,10 @@ static void decode_item(const PagedDecodeParams& P, int b, int kv_head, int spli
       for (int r0 = 0; r0 < kRows; r0 += kBlockRows) {
         const int rows = kRows - r0 < kBlockRows ? kRows - r0 : kBlockRows;
         float block[kBlockRows][kSliceWidth] = {};
+#pragma clang loop vectorize(disable) interleave(disable)
         for (int i = 0; i < tokens; ++i) {
           const float* v = v_tile + i * kHeadDim + d0;
+#pragma clang loop vectorize(disable) unroll(full)
           for (int r = 0; r < kBlockRows; ++r) {
             const float weight = r < rows ? scores[(r0 + r) * kBlockN + i] : 0.f;
             for (int e = 0; e < kSliceWidth; ++e) block[r][e] += weight * v[e];

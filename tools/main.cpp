@@ -43,8 +43,14 @@ KernelCacheStats cache_stats(const DLDevice& device) {
 
 // The config gen prints: the runtime's heuristic for the first GPU (or, without one, with no shared-memory limit),
 // with any config flags on top.
-int cmd_gen(const SpecFlags& spec_flags, const ConfigFlags& config_flags) {
+int cmd_gen(const SpecFlags& spec_flags, const ConfigFlags& config_flags, const std::string& device_text) {
   const KernelSpec spec = spec_flags.spec();
+  if (device_text == "cpu") {  // the C++ the CPU backend compiles in process (tile and splits from the flags)
+    CpuDecodeConfig cpu;
+    if (config_flags.block_n) cpu.block_n = *config_flags.block_n;
+    std::cout << generate_cpu(spec, cpu).source;
+    return 0;
+  }
   const auto devices = cuda_devices();
   if (devices.empty()) std::cout << "// no GPU found: config chosen without a device's shared-memory limit\n";
   if (spec.family == KernelFamily::kPrefill) {
@@ -151,9 +157,11 @@ int main(int argc, char** argv) {
 
   SpecFlags gen_spec;
   ConfigFlags gen_config;
-  auto* gen = app.add_subcommand("gen", "print the generated CUDA source of a spec");
+  auto* gen = app.add_subcommand("gen", "print the generated source of a spec (CUDA, or the CPU backend's C++)");
   gen_spec.add_to(*gen);
   gen_config.add_to(*gen);
+  std::string gen_device = "cuda";
+  gen->add_option("--device", gen_device, "cuda: the CUDA source (default) | cpu: the CPU backend's C++")->capture_default_str();
 
   app.add_subcommand("info", "backends and devices found");
 
@@ -241,7 +249,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (!db_path.empty()) swajit::set_tuning_db_path(db_path);
-    if (gen->parsed()) return cmd_gen(gen_spec, gen_config);
+    if (gen->parsed()) return cmd_gen(gen_spec, gen_config, gen_device);
     if (tune->parsed()) {
       tune_command.device = parse_device(tune_device);
       if (swajit::parse_family(tune_family) == swajit::KernelFamily::kPrefill) {
