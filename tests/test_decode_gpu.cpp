@@ -5,7 +5,10 @@
 #include <doctest/doctest.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <thread>
+
+#include <unistd.h>
 
 #include "check.hpp"
 #include "cuda_driver.hpp"
@@ -14,8 +17,6 @@
 #include "kernel_cache.hpp"
 #include "tuner.hpp"
 
-#include <filesystem>
-#include <unistd.h>
 #include "swajit/swajit.hpp"
 
 using namespace swajit;
@@ -23,6 +24,25 @@ using namespace swajit;
 namespace {
 constexpr int kSkipReturnCode = 77;  // SKIP_RETURN_CODE in tests/CMakeLists.txt
 constexpr int kDevice = 0;
+
+// A fresh tuning database for one test, and a stream on the device; both go away with it.
+struct TuningFixture {
+  std::filesystem::path dir;
+  cuda::ScopedDeviceContext scope{kDevice};
+  const DeviceInfo& device = cuda_device(kDevice);
+  CUstream stream = nullptr;
+  explicit TuningFixture(const char* name)
+      : dir(std::filesystem::temp_directory_path() / (std::string(name) + "_" + std::to_string(::getpid()))) {
+    std::filesystem::create_directories(dir);
+    set_tuning_db_path((dir / "tuning.db").string());
+    cuda::check(cuda::driver().cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+  }
+  ~TuningFixture() {
+    cuda::driver().cuStreamDestroy(stream);
+    set_tuning_db_path((dir / "unused.db").string());
+    std::filesystem::remove_all(dir);
+  }
+};
 }  // namespace
 
 TEST_CASE("correctness matrix against the reference") {
@@ -227,13 +247,10 @@ TEST_CASE("graph capture: scratch is refused during capture, caller workspaces w
 }
 
 TEST_CASE("tuning a shape stores a verified winner the runtime then uses, never slower than the heuristic") {
-  const auto dir = std::filesystem::temp_directory_path() / ("swajit_gpu_tune_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  set_tuning_db_path((dir / "tuning.db").string());
-  cuda::ScopedDeviceContext scope(kDevice);
-  const DeviceInfo& device = cuda_device(kDevice);
-  CUstream stream;
-  cuda::check(cuda::driver().cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+  TuningFixture fixture("swajit_gpu_tune");
+  const DeviceInfo& device = fixture.device;
+  CUstream stream = fixture.stream;
+  cuda::ScopedDeviceContext& scope = fixture.scope;
   DecodeShape shape;
   shape.batch = 2; shape.kv_len = 700; shape.num_q_heads = 8; shape.num_kv_heads = 2; shape.head_dim = 64;
   shape.local_window = 256; shape.sink_logits = true;
@@ -268,9 +285,6 @@ TEST_CASE("tuning a shape stores a verified winner the runtime then uses, never 
   CHECK(TuningStore::instance().winner(device.sku(), miss_problem.spec.key(), fresh_bucket).has_value());
   miss.run(0, std::nullopt);
   CHECK(miss.relative_error(0) <= tolerance_for(fresh.dtype));
-  cuda::driver().cuStreamDestroy(stream);
-  set_tuning_db_path((dir / "unused.db").string());
-  std::filesystem::remove_all(dir);
 }
 
 int main(int argc, char** argv) {
@@ -286,13 +300,9 @@ int main(int argc, char** argv) {
 }
 
 TEST_CASE("prefill: tuning a shape stores a verified winner the runtime then uses") {
-  const auto dir = std::filesystem::temp_directory_path() / ("swajit_gpu_prefill_tune_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  set_tuning_db_path((dir / "tuning.db").string());
-  cuda::ScopedDeviceContext scope(kDevice);
-  const DeviceInfo& device = cuda_device(kDevice);
-  CUstream stream;
-  cuda::check(cuda::driver().cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+  TuningFixture fixture("swajit_gpu_prefill_tune");
+  const DeviceInfo& device = fixture.device;
+  CUstream stream = fixture.stream;
   PrefillShape shape;
   shape.seq_len = 700; shape.num_q_heads = 8; shape.num_kv_heads = 2; shape.head_dim = 64; shape.local_window = 256;
   TuneOptions options;
@@ -310,7 +320,4 @@ TEST_CASE("prefill: tuning a shape stores a verified winner the runtime then use
   CHECK(plan_prefill_config(problem, heuristic_only, device, stream) == heuristic_prefill_config(problem.spec, device));
   workload.run(std::nullopt, TuningPolicy::kDefault, /*poison=*/true);  // the tuned config, end to end
   CHECK(workload.sampled_relative_error() <= tolerance_for(shape.dtype));
-  cuda::driver().cuStreamDestroy(stream);
-  set_tuning_db_path((dir / "unused.db").string());
-  std::filesystem::remove_all(dir);
 }

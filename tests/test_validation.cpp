@@ -16,6 +16,7 @@ namespace {
 
 // Host-side stand-ins for device tensors: validation only looks at metadata (and at host-mapped seq_lens/tables).
 struct Tensors {
+  using Options = DecodeOptions;
   int batch = 2, qs = 2, hq = 8, hkv = 2, d = 128, pages = 10, page = 16, max_pages = 4;
   std::vector<uint16_t> q_mem, out_mem, k_mem, v_mem;
   std::vector<int> table_mem, lens_mem;
@@ -58,8 +59,10 @@ struct Tensors {
 };
 
 // The error's code, and that its message contains `needle`.
-void expect_error(Tensors& t, const std::string& needle, ErrorCode code = ErrorCode::kInvalidArgument,
-                  const DecodeOptions& options = {}) {
+// `t.describe(options)` fails with `code` and a message containing `needle` (decode and prefill fixtures alike).
+template <class Fixture>
+void expect_error(Fixture& t, const std::string& needle, ErrorCode code = ErrorCode::kInvalidArgument,
+                  const typename Fixture::Options& options = {}) {
   try {
     t.describe(options);
     FAIL("accepted invalid input; expected an error mentioning: " << needle);
@@ -254,6 +257,7 @@ TEST_CASE("without a GPU a valid call reports no device instead of crashing") {
 namespace {
 // A contiguous varlen prefill of two sequences (q lengths 3 and 5, KV lengths 4 and 5) with host-mapped offsets.
 struct PrefillTensors {
+  using Options = PrefillOptions;
   int total_q = 8, total_kv = 9, hq = 8, hkv = 2, d = 64;
   std::vector<uint16_t> q_mem, out_mem, k_mem;
   std::vector<int> cu_q_mem = {0, 3, 8}, cu_k_mem = {0, 4, 9};
@@ -277,18 +281,6 @@ struct PrefillTensors {
   }
 };
 
-void expect_prefill_error(PrefillTensors& t, const std::string& needle, ErrorCode code = ErrorCode::kInvalidArgument,
-                          const PrefillOptions& options = {}) {
-  try {
-    t.describe(options);
-    FAIL("accepted invalid input; expected an error mentioning: " << needle);
-  } catch (const Error& e) {
-    CHECK(e.code() == code);
-    const std::string message = e.what();
-    INFO("message: " << message);
-    CHECK(message.find(needle) != std::string::npos);
-  }
-}
 }  // namespace
 
 TEST_CASE("prefill: a valid call derives the spec and the exact grid from host metadata") {
@@ -307,20 +299,20 @@ TEST_CASE("prefill: a valid call derives the spec and the exact grid from host m
 }
 
 TEST_CASE("prefill: every bad argument is named") {
-  { PrefillTensors t; t.q.ndim = 4; expect_prefill_error(t, "q must be 3-D [total_q, num_q_heads, head_dim]"); }
-  { PrefillTensors t; t.q.device = {kDLCPU, 0}; expect_prefill_error(t, "prefill runs on CUDA", ErrorCode::kUnsupported); }
-  { PrefillTensors t; t.cu_k_shape[0] = 2; expect_prefill_error(t, "cu_seqlens_k has 2 entries; it must match cu_seqlens_q's 3"); }
-  { PrefillTensors t; t.cu_k_mem = {0, 2, 9}; expect_prefill_error(t, "sequence 0 has 3 queries but a KV length of 2"); }
-  { PrefillTensors t; t.cu_q_mem = {0, 6, 5}; expect_prefill_error(t, "cu_seqlens_q[2] = 5 must lie in [6, total_q = 8]"); }
-  { PrefillTensors t; t.cu_k_mem = {0, 4, 10}; expect_prefill_error(t, "cu_seqlens_k[2] = 10 must lie in [4, total_kv = 9]"); }
-  { PrefillTensors t; t.k_shape[1] = 3; expect_prefill_error(t, "num_q_heads = 8 must be a multiple of num_kv_heads = 3"); }
-  { PrefillTensors t; t.k_shape[2] = 128; expect_prefill_error(t, "k head_dim (dimension 2) = 128 must equal q's head_dim 64"); }
-  { PrefillTensors t; PrefillOptions o; o.global_window = -1; expect_prefill_error(t, "global_window = -1 must be >= 0", ErrorCode::kInvalidArgument, o); }
-  { PrefillTensors t; PrefillOptions o; o.max_q_len = -2; expect_prefill_error(t, "max_q_len = -2 must be >= 0", ErrorCode::kInvalidArgument, o); }
+  { PrefillTensors t; t.q.ndim = 4; expect_error(t, "q must be 3-D [total_q, num_q_heads, head_dim]"); }
+  { PrefillTensors t; t.q.device = {kDLCPU, 0}; expect_error(t, "prefill runs on CUDA", ErrorCode::kUnsupported); }
+  { PrefillTensors t; t.cu_k_shape[0] = 2; expect_error(t, "cu_seqlens_k has 2 entries; it must match cu_seqlens_q's 3"); }
+  { PrefillTensors t; t.cu_k_mem = {0, 2, 9}; expect_error(t, "sequence 0 has 3 queries but a KV length of 2"); }
+  { PrefillTensors t; t.cu_q_mem = {0, 6, 5}; expect_error(t, "cu_seqlens_q[2] = 5 must lie in [6, total_q = 8]"); }
+  { PrefillTensors t; t.cu_k_mem = {0, 4, 10}; expect_error(t, "cu_seqlens_k[2] = 10 must lie in [4, total_kv = 9]"); }
+  { PrefillTensors t; t.k_shape[1] = 3; expect_error(t, "num_q_heads = 8 must be a multiple of num_kv_heads = 3"); }
+  { PrefillTensors t; t.k_shape[2] = 128; expect_error(t, "k head_dim (dimension 2) = 128 must equal q's head_dim 64"); }
+  { PrefillTensors t; PrefillOptions o; o.global_window = -1; expect_error(t, "global_window = -1 must be >= 0", ErrorCode::kInvalidArgument, o); }
+  { PrefillTensors t; PrefillOptions o; o.max_q_len = -2; expect_error(t, "max_q_len = -2 must be >= 0", ErrorCode::kInvalidArgument, o); }
   {
     PrefillTensors t;
     std::vector<int64_t> strides = {8 * 72, 72, 2};
     t.out.strides = strides.data();
-    expect_prefill_error(t, "out must be contiguous in its last dimension");
+    expect_error(t, "out must be contiguous in its last dimension");
   }
 }

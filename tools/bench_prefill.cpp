@@ -23,14 +23,7 @@ int run_prefill_bench(const PrefillBenchOptions& o) {
   bool all_ok = true;
   for (int hkv : o.num_kv_heads)
     for (int seq : o.seq_lens) {
-      PrefillShape shape;
-      shape.batch = o.batch;
-      shape.seq_len = seq;
-      shape.num_q_heads = o.num_q_heads;
-      shape.num_kv_heads = hkv;
-      shape.head_dim = o.head_dim;
-      shape.local_window = o.local_window;
-      shape.global_window = o.global_window;
+      const PrefillShape shape = o.shape(hkv, seq);
       PrefillWorkload workload(shape, o.device, nullptr);
       PrefillOptions as_called;  // what the runtime picks for this call when no config is forced
       const PrefillConfig config = o.config ? *o.config : plan_prefill_config(workload.problem(), as_called, device, nullptr);

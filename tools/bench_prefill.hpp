@@ -3,14 +3,12 @@
 #include <optional>
 #include <vector>
 
+#include "prefill_workload.hpp"
 #include "swajit/spec.hpp"
 
 namespace swajit::cli {
 
-struct PrefillBenchOptions {
-  std::vector<int> seq_lens = {4096, 8192, 16384, 32768};
-  std::vector<int> num_kv_heads = {32, 8};
-  int batch = 1, num_q_heads = 32, head_dim = 128, local_window = 4096, global_window = 0;
+struct PrefillBenchOptions : PrefillGrid {
   int reps = 20;
   int device = 0;
   double matmul_tflops = 0;              // the bf16 matmul rate measured in the same run (0: not known)

@@ -314,15 +314,7 @@ int run_prefill_tune(const PrefillTuneCommand& c) {
   const auto start = std::chrono::steady_clock::now();
   for (int hkv : c.num_kv_heads)
     for (int seq : c.seq_lens) {
-      PrefillShape shape;
-      shape.batch = c.batch;
-      shape.seq_len = seq;
-      shape.num_q_heads = c.num_q_heads;
-      shape.num_kv_heads = hkv;
-      shape.head_dim = c.head_dim;
-      shape.local_window = c.local_window;
-      shape.global_window = c.global_window;
-      const PrefillTuneReport r = tune_prefill_shape(shape, device, stream, options);
+      const PrefillTuneReport r = tune_prefill_shape(c.shape(hkv, seq), device, stream, options);
       std::printf("| %d | %d | %s | %s | %.3f | %.3f | %.2fx | %s | %d/%d | %d/%d/%d | %.1f |\n", hkv, seq,
                   r.spec_key.c_str(), r.bucket.c_str(), r.heuristic_ms, r.best_ms,
                   r.best_ms > 0 ? r.heuristic_ms / r.best_ms : 0.0, r.best.key().c_str(), r.timed, r.candidates,

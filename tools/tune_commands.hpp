@@ -1,5 +1,6 @@
 // `swajit tune`, `swajit db ...` and `swajit bench load`: the offline tuning workflow.
 #pragma once
+#include "prefill_workload.hpp"
 #include <string>
 #include <vector>
 
@@ -18,10 +19,7 @@ struct TuneCommand {
 };
 
 // `swajit tune --family prefill`: the prefill bench grid (or the given lists), one winner per shape.
-struct PrefillTuneCommand {
-  std::vector<int> seq_lens = {4096, 8192, 16384, 32768};
-  std::vector<int> num_kv_heads = {32, 8};
-  int batch = 1, num_q_heads = 32, head_dim = 128, local_window = 4096, global_window = 0;
+struct PrefillTuneCommand : PrefillGrid {
   int device = 0;
   int quick_reps = 5, final_reps = 20;
 };

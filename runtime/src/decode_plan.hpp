@@ -23,6 +23,10 @@ DecodePlan plan_decode(const DecodeProblem& problem, const DecodeOptions& option
 
 ShapeBucket bucket_of(const DecodeProblem& problem);
 
+// kDefault -> kTuneOnMiss when the environment sets SWAJIT_TUNE=1, else kDatabase; other policies unchanged.
+TuningPolicy resolve_tuning_policy(TuningPolicy policy);
+bool stream_is_capturing(CUstream stream);
+
 // The device's argument-error record every kernel reports into (allocated on first use, never during capture);
 // read and cleared by check_device_errors.
 int* device_status(CUcontext context, CUstream stream);

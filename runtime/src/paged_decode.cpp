@@ -50,11 +50,15 @@ struct ContextScratch {
 std::mutex scratch_mutex;
 std::map<CUcontext, ContextScratch> scratch_by_context;
 
+}  // namespace
+
 bool stream_is_capturing(CUstream stream) {
   CUstreamCaptureStatus status = CU_STREAM_CAPTURE_STATUS_NONE;
   cuda::check(cuda::driver().cuStreamIsCapturing(stream, &status), "cuStreamIsCapturing");
   return status != CU_STREAM_CAPTURE_STATUS_NONE;
 }
+
+namespace {
 
 void reset_status(CUdeviceptr status) {
   const cuda::Driver& d = cuda::driver();
@@ -107,11 +111,15 @@ std::string describe_status(int bits, int batch_index) {
          "):" + what + " those sequences were written as zeros";
 }
 
-TuningPolicy resolve(TuningPolicy policy) {
+}  // namespace
+
+TuningPolicy resolve_tuning_policy(TuningPolicy policy) {
   if (policy != TuningPolicy::kDefault) return policy;
   const char* tune = std::getenv("SWAJIT_TUNE");
   return tune && std::string(tune) == "1" ? TuningPolicy::kTuneOnMiss : TuningPolicy::kDatabase;
 }
+
+namespace {
 
 // A tuned config is used only if its kernel builds on this device; otherwise the call falls back.
 const LoadedDecodeKernel* try_kernel(const DecodeProblem& p, const DecodeConfig& config, const DeviceInfo& device,
@@ -164,7 +172,7 @@ DecodePlan plan_decode(const DecodeProblem& p, const DecodeOptions& options, con
     plan.origin = DecodePlan::Origin::kForced;
     return plan;
   }
-  const TuningPolicy policy = resolve(options.tuning);
+  const TuningPolicy policy = resolve_tuning_policy(options.tuning);
   if (policy != TuningPolicy::kHeuristic) {
     const std::string bucket = bucket_of(p).key();
     std::optional<DecodeConfig> tuned = TuningStore::instance().winner(device.sku(), p.spec.key(), bucket);

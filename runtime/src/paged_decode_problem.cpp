@@ -15,24 +15,13 @@ constexpr int64_t kMaxGridY = 65535;  // CUDA's limit on gridDim.y (kv heads)
 
 // With host-readable metadata, the values the kernel would otherwise only flag are rejected before launch.
 void validate_host_metadata(const DecodeProblem& p, const DLTensor& block_table, const DLTensor& seq_lens) {
-  const auto bt_strides = strides_of(block_table);
   const int64_t sl_stride = strides_of(seq_lens)[0];
   const int* seq = element_pointer<int>(seq_lens);
-  const int* table = element_pointer<int>(block_table);
-  const int page_size = p.spec.page_size;
   for (int b = 0; b < p.batch; ++b) {
     const int len = seq[b * sl_stride];
     if (len < 0 || (len > 0 && len < p.spec.q_seqlen))
       fail("seq_lens[" + std::to_string(b) + "] = " + std::to_string(len) + " must be 0 or >= q_seqlen = " + std::to_string(p.spec.q_seqlen));
-    if (len > p.max_kv_len)
-      fail("seq_lens[" + std::to_string(b) + "] = " + std::to_string(len) + " exceeds block_table capacity " +
-           std::to_string(p.max_kv_len) + " (max_pages_per_seq * page_size)");
-    for (int page = 0; page < (len + page_size - 1) / page_size; ++page) {
-      const int entry = table[b * bt_strides[0] + page * bt_strides[1]];
-      if (entry < 0 || entry >= p.params.num_pages)
-        fail("block_table[" + std::to_string(b) + ", " + std::to_string(page) + "] = " + std::to_string(entry) +
-             " is outside [0, " + std::to_string(p.params.num_pages - 1) + "]");
-    }
+    require_sequence_pages(block_table, b, len, p.spec.page_size, p.params.num_pages);
   }
 }
 
@@ -129,12 +118,7 @@ DecodeProblem describe_paged_decode(const DLTensor& q, const DLTensor& k_cache, 
   a.out_stride_batch = out_strides[0];
   a.out_stride_token = has_token_dim ? out_strides[1] : 0;
   a.out_stride_head = out_strides[out.ndim - 2];
-  a.k_stride_page = kv.k_stride_page;
-  a.k_stride_token = kv.k_stride_token;
-  a.k_stride_head = kv.k_stride_head;
-  a.v_stride_page = kv.v_stride_page;
-  a.v_stride_token = kv.v_stride_token;
-  a.v_stride_head = kv.v_stride_head;
+  set_kv_strides(a, kv);
   a.block_table_stride_batch = meta.block_table_stride_batch;
   a.block_table_stride_page = meta.block_table_stride_page;
   a.seq_lens_stride = meta.seq_lens_stride;

@@ -69,19 +69,7 @@ void validate_host_metadata(PrefillProblem& p, const DLTensor& cu_seqlens_q, con
     if (kv_lens[b] < q_len)
       fail("sequence " + std::to_string(b) + " has " + std::to_string(q_len) + " queries but a KV length of " +
            std::to_string(kv_lens[b]) + "; the KV length includes the queries, so it must be >= the query length");
-    if (block_table) {
-      const int capacity = a.max_pages_per_seq * p.spec.page_size;
-      if (kv_lens[b] > capacity)
-        fail("seq_lens[" + std::to_string(b) + "] = " + std::to_string(kv_lens[b]) + " exceeds block_table capacity " +
-             std::to_string(capacity) + " (max_pages_per_seq * page_size)");
-      const int* table = element_pointer<int>(*block_table);
-      for (int page = 0; page < (kv_lens[b] + p.spec.page_size - 1) / p.spec.page_size; ++page) {
-        const int entry = table[b * a.block_table_stride_batch + page * a.block_table_stride_page];
-        if (entry < 0 || entry >= a.num_pages)
-          fail("block_table[" + std::to_string(b) + ", " + std::to_string(page) + "] = " + std::to_string(entry) +
-               " is outside [0, " + std::to_string(a.num_pages - 1) + "]");
-      }
-    }
+    if (block_table) require_sequence_pages(*block_table, b, kv_lens[b], p.spec.page_size, a.num_pages);
   }
   if (p.max_q_len == 0 || p.max_q_len > max_q_len) p.max_q_len = max_q_len;
 }
@@ -174,12 +162,7 @@ PrefillProblem describe_prefill(const DLTensor& q, const DLTensor& k, const DLTe
   a.q_stride_head = q_strides[1];
   a.out_stride_token = out_strides[0];
   a.out_stride_head = out_strides[1];
-  a.k_stride_page = kv.k_stride_page;
-  a.k_stride_token = kv.k_stride_token;
-  a.k_stride_head = kv.k_stride_head;
-  a.v_stride_page = kv.v_stride_page;
-  a.v_stride_token = kv.v_stride_token;
-  a.v_stride_head = kv.v_stride_head;
+  set_kv_strides(a, kv);
   a.batch = p.batch;
   a.num_kv_heads = p.num_kv_heads;
   a.total_q = checked_int(total_q, "total_q");
@@ -237,28 +220,14 @@ double prefill_flops(const std::vector<int>& q_lens, const std::vector<int>& kv_
   return pairs * kFlopsPerPairAndDim * head_dim * num_q_heads;
 }
 
-namespace {
-
-bool capturing(CUstream stream) {
-  CUstreamCaptureStatus status = CU_STREAM_CAPTURE_STATUS_NONE;
-  cuda::check(cuda::driver().cuStreamIsCapturing(stream, &status), "cuStreamIsCapturing");
-  return status != CU_STREAM_CAPTURE_STATUS_NONE;
-}
-
-}  // namespace
-
 PrefillConfig plan_prefill_config(const PrefillProblem& p, const PrefillOptions& options, const DeviceInfo& device,
                                   CUstream stream) {
   if (options.config) return *options.config;
-  TuningPolicy policy = options.tuning;
-  if (policy == TuningPolicy::kDefault) {
-    const char* tune = std::getenv("SWAJIT_TUNE");
-    policy = tune && std::string(tune) == "1" ? TuningPolicy::kTuneOnMiss : TuningPolicy::kDatabase;
-  }
+  const TuningPolicy policy = resolve_tuning_policy(options.tuning);
   if (policy != TuningPolicy::kHeuristic) {
     const std::string bucket = prefill_bucket_key(p.batch, p.max_q_len, p.params.local_window);
     std::optional<PrefillConfig> tuned = TuningStore::instance().prefill_winner(device.sku(), p.spec.key(), bucket);
-    if (!tuned && policy == TuningPolicy::kTuneOnMiss && !capturing(stream)) {
+    if (!tuned && policy == TuningPolicy::kTuneOnMiss && !(stream && stream_is_capturing(stream))) {
       PrefillShape shape;  // the call as a batch of equal sequences of its longest query run
       shape.batch = p.batch;
       shape.seq_len = p.max_q_len;

@@ -21,6 +21,18 @@ double PrefillShape::useful_flops() const {
                        local_window, global_window, true);
 }
 
+PrefillShape PrefillGrid::shape(int kv_heads, int seq_len) const {
+  PrefillShape s;
+  s.batch = batch;
+  s.seq_len = seq_len;
+  s.num_q_heads = num_q_heads;
+  s.num_kv_heads = kv_heads;
+  s.head_dim = head_dim;
+  s.local_window = local_window;
+  s.global_window = global_window;
+  return s;
+}
+
 PrefillWorkload::PrefillWorkload(const PrefillShape& shape, int device, CUstream stream)
     : shape_(shape), device_(device), stream_(stream) {
   const int total = shape.batch * shape.seq_len, hq = shape.num_q_heads, hkv = shape.num_kv_heads, D = shape.head_dim;
@@ -55,31 +67,31 @@ DLTensor PrefillWorkload::view(const DeviceBuffer& b, std::vector<int64_t>& shap
   return t;
 }
 
-PrefillProblem PrefillWorkload::problem() const {
+PrefillWorkload::Call PrefillWorkload::call(const std::optional<PrefillConfig>& config, TuningPolicy policy) const {
   const DLDataType dt = shape_.dtype == DType::kBF16 ? DLDataType{kDLBfloat, 16, 1} : DLDataType{kDLFloat, 16, 1};
-  const DLDataType i32{kDLInt, 32, 1};
-  PrefillOptions options;
-  options.local_window = shape_.local_window;
-  options.global_window = shape_.global_window;
-  options.max_q_len = shape_.seq_len;
-  const DLTensor cu = view(cu_seqlens_, cu_shape_, i32);
-  return describe_prefill(view(q_, q_shape_, dt), view(k_, k_shape_, dt), view(v_, k_shape_, dt), &cu,
-                          nullptr, nullptr, cu, view(out_, q_shape_, dt), options);
+  Call c;
+  c.q = view(q_, q_shape_, dt);
+  c.k = view(k_, k_shape_, dt);
+  c.v = view(v_, k_shape_, dt);
+  c.out = view(out_, q_shape_, dt);
+  c.cu_seqlens = view(cu_seqlens_, cu_shape_, DLDataType{kDLInt, 32, 1});  // every sequence: q_len = kv_len = seq_len
+  c.options.local_window = shape_.local_window;
+  c.options.global_window = shape_.global_window;
+  c.options.max_q_len = shape_.seq_len;
+  c.options.config = config;
+  c.options.tuning = policy;
+  return c;
+}
+
+PrefillProblem PrefillWorkload::problem() const {
+  const Call c = call(std::nullopt, TuningPolicy::kDefault);
+  return describe_prefill(c.q, c.k, c.v, &c.cu_seqlens, nullptr, nullptr, c.cu_seqlens, c.out, c.options);
 }
 
 void PrefillWorkload::run(const std::optional<PrefillConfig>& config, TuningPolicy policy, bool poison) {
   if (poison) cuda::check(cuda::driver().cuMemsetD8Async(out_.ptr(), 0xff, out_.bytes(), stream_), "cuMemsetD8Async");
-  const DLDataType dt = shape_.dtype == DType::kBF16 ? DLDataType{kDLBfloat, 16, 1} : DLDataType{kDLFloat, 16, 1};
-  const DLDataType i32{kDLInt, 32, 1};
-  PrefillOptions options;
-  options.local_window = shape_.local_window;
-  options.global_window = shape_.global_window;
-  options.max_q_len = shape_.seq_len;
-  options.config = config;
-  options.tuning = policy;
-  const DLTensor cu = view(cu_seqlens_, cu_shape_, i32);
-  prefill(view(q_, q_shape_, dt), view(k_, k_shape_, dt), view(v_, k_shape_, dt), cu, cu, view(out_, q_shape_, dt),
-          stream_, options);
+  const Call c = call(config, policy);
+  prefill(c.q, c.k, c.v, c.cu_seqlens, c.cu_seqlens, c.out, stream_, c.options);
 }
 
 double PrefillWorkload::time_ms(const std::optional<PrefillConfig>& config, int reps, TuningPolicy policy) {

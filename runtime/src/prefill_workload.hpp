@@ -21,6 +21,14 @@ struct PrefillShape {
   double useful_flops() const;  // 4 x head_dim per visible (query, key) pair and q head
 };
 
+// The prefill bench grid (issue 6): batch 1, 32 q heads, head_dim 128, window 4096, seq x kv heads.
+struct PrefillGrid {
+  std::vector<int> seq_lens = {4096, 8192, 16384, 32768};
+  std::vector<int> num_kv_heads = {32, 8};
+  int batch = 1, num_q_heads = 32, head_dim = 128, local_window = 4096, global_window = 0;
+  PrefillShape shape(int kv_heads, int seq_len) const;
+};
+
 class PrefillWorkload {
  public:
   // Allocates and fills everything on GPU `device` (its context must be current); launches go to `stream`.
@@ -38,6 +46,11 @@ class PrefillWorkload {
 
  private:
   DLTensor view(const DeviceBuffer& b, std::vector<int64_t>& shape, DLDataType dtype) const;
+  struct Call {  // the arguments of one prefill() call
+    DLTensor q, k, v, out, cu_seqlens;
+    PrefillOptions options;
+  };
+  Call call(const std::optional<PrefillConfig>& config, TuningPolicy policy) const;
   PrefillShape shape_;
   int device_;
   CUstream stream_;

@@ -233,6 +233,21 @@ PagedMetadataView describe_paged_metadata(const DLTensor& block_table, const DLT
   return view;
 }
 
+void require_sequence_pages(const DLTensor& block_table, int b, int kv_len, int page_size, int num_pages) {
+  const auto strides = strides_of(block_table);
+  const int64_t capacity = block_table.shape[1] * page_size;
+  if (kv_len > capacity)
+    fail("seq_lens[" + std::to_string(b) + "] = " + std::to_string(kv_len) + " exceeds block_table capacity " +
+         std::to_string(capacity) + " (max_pages_per_seq * page_size)");
+  const int* table = element_pointer<int>(block_table);
+  for (int page = 0; page < (kv_len + page_size - 1) / page_size; ++page) {
+    const int entry = table[b * strides[0] + page * strides[1]];
+    if (entry < 0 || entry >= num_pages)
+      fail("block_table[" + std::to_string(b) + ", " + std::to_string(page) + "] = " + std::to_string(entry) +
+           " is outside [0, " + std::to_string(num_pages - 1) + "]");
+  }
+}
+
 int gqa_group(int64_t num_q_heads, int64_t num_kv_heads) {
   if (num_q_heads % num_kv_heads != 0)
     fail("num_q_heads = " + std::to_string(num_q_heads) + " must be a multiple of num_kv_heads = " + std::to_string(num_kv_heads));

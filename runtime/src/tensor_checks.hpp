@@ -56,6 +56,16 @@ struct KvView {
 };
 KvView describe_paged_kv(const DLTensor& k_cache, const DLTensor& v_cache, KvLayout layout, KvQuant quant, DType dtype,
                          const DLDevice& home, int64_t head_dim);
+// The K/V strides of `view` into a kernel's argument struct (PagedDecodeParams, PrefillParams).
+template <class Params>
+void set_kv_strides(Params& a, const KvView& kv) {
+  a.k_stride_page = kv.k_stride_page;
+  a.k_stride_token = kv.k_stride_token;
+  a.k_stride_head = kv.k_stride_head;
+  a.v_stride_page = kv.v_stride_page;
+  a.v_stride_token = kv.v_stride_token;
+  a.v_stride_head = kv.v_stride_head;
+}
 KvView describe_contiguous_kv(const DLTensor& k, const DLTensor& v, DType dtype, const DLDevice& home, int64_t head_dim);
 
 // block_table int32 [batch, max_pages_per_seq] and seq_lens int32 [batch] (host-mapped memory allowed).
@@ -64,6 +74,10 @@ struct PagedMetadataView {
 };
 PagedMetadataView describe_paged_metadata(const DLTensor& block_table, const DLTensor& seq_lens, int64_t batch,
                                           const DLDevice& home);
+
+// Host-readable paged metadata: sequence b's KV length `kv_len` fits the table (max_pages_per_seq * page_size) and
+// every page entry it uses is in [0, num_pages).
+void require_sequence_pages(const DLTensor& block_table, int b, int kv_len, int page_size, int num_pages);
 
 // num_q_heads / num_kv_heads, checked to be a whole group within SpecLimits.
 int gqa_group(int64_t num_q_heads, int64_t num_kv_heads);

@@ -49,6 +49,116 @@ BuildOutcome build_outcome(const KernelSpec& spec, const DecodeConfig& config, c
   }
 }
 
+// Builds `count` candidates on `threads` threads (0: one per hardware thread), each with the device's context
+// current: outcome i = build(i, context).
+template <class Build>
+std::vector<BuildOutcome> build_in_parallel(size_t count, int threads, int device_ordinal, Build build) {
+  std::vector<BuildOutcome> outcomes(count);
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> workers;
+  const int n = threads > 0 ? threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  for (int t = 0; t < n; ++t)
+    workers.emplace_back([&] {
+      cuda::ScopedDeviceContext scope(device_ordinal);
+      for (size_t i = next++; i < count; i = next++) outcomes[i] = build(i, scope.context());
+    });
+  for (auto& w : workers) w.join();
+  return outcomes;
+}
+
+// Which rows a tuning run writes: the device, spec and bucket of every trial and of the winner.
+struct TuningKey {
+  std::string sku, spec_key, bucket;
+};
+
+// Both rounds of a tuning run, whatever the family. Round 1: every candidate that built is run, verified (`error`
+// against `tolerance`; a wrong one can never win) and timed briefly; round 2: the `finalists` fastest and the
+// heuristic are timed again with more runs, and the fastest wins. `time_us(config, reps)` times a config.
+template <class Config>
+struct Selection {
+  Config best{};
+  double best_us = 0, heuristic_us = 0;
+  TuneCounts counts;
+  std::vector<db::TrialRecord> trials;
+};
+template <class Config, class ToJson, class Error, class TimeUs>
+Selection<Config> select_winner(const std::vector<Config>& space, const std::vector<BuildOutcome>& built,
+                                const Config& heuristic, const TuningKey& key, double tolerance, const TuneOptions& o,
+                                ToJson to_json, Error error, TimeUs time_us) {
+  struct Timed {
+    Config config;
+    double us;
+  };
+  Selection<Config> s;
+  std::vector<Timed> timed;
+  bool heuristic_ok = false;
+  for (size_t i = 0; i < space.size(); ++i) {
+    const Config& c = space[i];
+    db::TrialRecord trial;
+    trial.device_sku = key.sku;
+    trial.spec_key = key.spec_key;
+    trial.bucket = key.bucket;
+    trial.config = to_json(c);
+    trial.status = built[i].status;
+    trial.detail = built[i].detail;
+    if (trial.status == db::TrialStatus::kOk) {
+      if (c == heuristic) heuristic_ok = true;
+      const double err = error(c);
+      if (!(err <= tolerance)) {
+        trial.status = db::TrialStatus::kRejectedWrong;
+        trial.detail = "relative error " + std::to_string(err) + " > " + std::to_string(tolerance);
+      } else {
+        trial.time_us = time_us(c, o.quick_reps);
+        timed.push_back({c, *trial.time_us});
+      }
+    }
+    switch (trial.status) {
+      case db::TrialStatus::kRejectedWrong: ++s.counts.rejected_wrong; break;
+      case db::TrialStatus::kRejectedResources: ++s.counts.rejected_resources; break;
+      case db::TrialStatus::kCompileFailed: ++s.counts.compile_failed; break;
+      case db::TrialStatus::kOk: break;
+    }
+    s.trials.push_back(std::move(trial));
+  }
+  s.counts.candidates = int(space.size());
+  s.counts.timed = int(timed.size());
+  s.counts.samples = o.final_reps;
+  if (timed.empty())
+    throw swajit::Error(ErrorCode::kUnsupported, "no config of " + key.spec_key + " ran correctly on " + key.sku);
+  std::sort(timed.begin(), timed.end(), [](const Timed& a, const Timed& b) { return a.us < b.us; });
+  timed.resize(std::min<size_t>(timed.size(), o.finalists));
+  if (heuristic_ok && std::none_of(timed.begin(), timed.end(), [&](const Timed& t) { return t.config == heuristic; }))
+    timed.push_back({heuristic, 0});
+  for (auto& t : timed) {
+    t.us = time_us(t.config, o.final_reps);
+    if (t.config == heuristic) s.heuristic_us = t.us;
+  }
+  const Timed& best = *std::min_element(timed.begin(), timed.end(), [](const Timed& a, const Timed& b) { return a.us < b.us; });
+  s.best = best.config;
+  s.best_us = best.us;
+  return s;
+}
+
+// Stores the trials and the winner (a fresh measurement on this machine supersedes older rows).
+void store_tuning(const DeviceInfo& device, const TuningKey& key, const std::vector<db::TrialRecord>& trials,
+                  const nlohmann::json& winner, double winner_us, int samples, const std::string& origin) {
+  TuningStore::instance().with_db([&](db::TuningDb& db) {
+    db.upsert_device(device_record(device, nvrtc::version()));
+    for (const auto& t : trials) db.add_trial(t);
+    db::WinnerRecord w;
+    w.device_sku = key.sku;
+    w.spec_key = key.spec_key;
+    w.bucket = key.bucket;
+    w.config = winner;
+    w.time_us = winner_us;
+    w.samples = samples;
+    w.tool_version = kToolVersion;
+    w.origin = origin;
+    db.put_winner(w, db::WinnerPolicy::kReplace);
+  });
+  TuningStore::instance().forget_cached_winners();
+}
+
 }  // namespace
 
 std::vector<DecodeConfig> decode_config_space(const KernelSpec& spec, int max_splits) {
@@ -88,7 +198,6 @@ TuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& device,
   const int max_splits = std::clamp(kMaxWavesOfSplits * device.sm_count * 2 / std::max(1, block_rows), 1, max_tiles);
   std::vector<DecodeConfig> space = decode_config_space(problem.spec, max_splits);
   if (std::find(space.begin(), space.end(), report.heuristic) == space.end()) space.push_back(report.heuristic);
-  report.candidates = int(space.size());
 
   // Build every compile config in parallel; resources come from the compiled functions themselves.
   std::map<std::string, BuildOutcome> built;
@@ -98,92 +207,24 @@ TuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& device,
       built[c.compile_key()];
       to_build.push_back(c);
     }
-  {
-    std::atomic<size_t> next{0};
-    std::vector<std::thread> threads;
-    const int n = o.compile_threads > 0 ? o.compile_threads : int(std::max(1u, std::thread::hardware_concurrency()));
-    std::vector<BuildOutcome> outcomes(to_build.size());
-    for (int t = 0; t < n; ++t)
-      threads.emplace_back([&] {
-        cuda::ScopedDeviceContext scope(device.ordinal);
-        for (size_t i = next++; i < to_build.size(); i = next++)
-          outcomes[i] = build_outcome(problem.spec, to_build[i], device, scope.context());
-      });
-    for (auto& t : threads) t.join();
-    for (size_t i = 0; i < to_build.size(); ++i) built[to_build[i].compile_key()] = outcomes[i];
-  }
+  const std::vector<BuildOutcome> compiled = build_in_parallel(
+      to_build.size(), o.compile_threads, device.ordinal,
+      [&](size_t i, CUcontext ctx) { return build_outcome(problem.spec, to_build[i], device, ctx); });
+  for (size_t i = 0; i < to_build.size(); ++i) built[to_build[i].compile_key()] = compiled[i];
 
-  // Round 1: run, verify sequence 0 against the reference, time briefly.
-  struct Timed {
-    DecodeConfig config;
-    double us;
-  };
-  std::vector<Timed> timed;
-  std::vector<db::TrialRecord> trials;
-  const double tolerance = tolerance_for(shape.dtype);
-  for (const auto& c : space) {
-    db::TrialRecord trial;
-    trial.device_sku = device.sku();
-    trial.spec_key = report.spec_key;
-    trial.bucket = report.bucket;
-    trial.config = config_to_json(c);
-    const BuildOutcome& b = built[c.compile_key()];
-    trial.status = b.status;
-    trial.detail = b.detail;
-    if (b.status == db::TrialStatus::kOk) {
-      workload.run(0, c);
-      const double err = workload.relative_error(0);
-      if (!(err <= tolerance)) {
-        trial.status = db::TrialStatus::kRejectedWrong;
-        trial.detail = "relative error " + std::to_string(err) + " > " + std::to_string(tolerance);
-      } else {
-        trial.time_us = workload.time_us(c, o.quick_reps);
-        timed.push_back({c, *trial.time_us});
-      }
-    }
-    switch (trial.status) {
-      case db::TrialStatus::kRejectedWrong: ++report.rejected_wrong; break;
-      case db::TrialStatus::kRejectedResources: ++report.rejected_resources; break;
-      case db::TrialStatus::kCompileFailed: ++report.compile_failed; break;
-      case db::TrialStatus::kOk: break;
-    }
-    trials.push_back(std::move(trial));
-  }
-  report.timed = int(timed.size());
-  if (timed.empty())
-    throw Error(ErrorCode::kUnsupported, "no config of " + report.spec_key + " ran correctly on " + device.name);
-
-  // Round 2: the finalists and the heuristic, with more replays; the fastest wins.
-  std::sort(timed.begin(), timed.end(), [](const Timed& a, const Timed& b) { return a.us < b.us; });
-  timed.resize(std::min<size_t>(timed.size(), o.finalists));
-  const bool heuristic_ok = built[report.heuristic.compile_key()].status == db::TrialStatus::kOk;
-  if (heuristic_ok && std::none_of(timed.begin(), timed.end(), [&](const Timed& t) { return t.config == report.heuristic; }))
-    timed.push_back({report.heuristic, 0});
-  for (auto& t : timed) {
-    t.us = workload.time_us(t.config, o.final_reps);
-    if (t.config == report.heuristic) report.heuristic_us = t.us;
-  }
-  const Timed& best = *std::min_element(timed.begin(), timed.end(), [](const Timed& a, const Timed& b) { return a.us < b.us; });
-  report.best = best.config;
-  report.best_us = best.us;
-  report.samples = o.final_reps;
+  std::vector<BuildOutcome> outcomes;
+  for (const auto& c : space) outcomes.push_back(built[c.compile_key()]);
+  const TuningKey key{device.sku(), report.spec_key, report.bucket};
+  const Selection<DecodeConfig> s = select_winner(
+      space, outcomes, report.heuristic, key, tolerance_for(shape.dtype), o, config_to_json,
+      [&](const DecodeConfig& c) { workload.run(0, c); return workload.relative_error(0); },
+      [&](const DecodeConfig& c, int reps) { return workload.time_us(c, reps); });
+  static_cast<TuneCounts&>(report) = s.counts;
   report.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-
-  TuningStore::instance().with_db([&](db::TuningDb& db) {
-    db.upsert_device(device_record(device, nvrtc::version()));
-    for (const auto& t : trials) db.add_trial(t);
-    db::WinnerRecord w;
-    w.device_sku = device.sku();
-    w.spec_key = report.spec_key;
-    w.bucket = report.bucket;
-    w.config = config_to_json(report.best);
-    w.time_us = report.best_us;
-    w.samples = report.samples;
-    w.tool_version = kToolVersion;
-    w.origin = o.origin;
-    db.put_winner(w, db::WinnerPolicy::kReplace);  // a fresh measurement on this machine supersedes older rows
-  });
-  TuningStore::instance().forget_cached_winners();
+  report.best = s.best;
+  report.best_us = s.best_us;
+  report.heuristic_us = s.heuristic_us;
+  store_tuning(device, key, s.trials, config_to_json(report.best), report.best_us, report.samples, o.origin);
   return report;
 }
 
@@ -248,93 +289,25 @@ PrefillTuneReport tune_prefill_shape(const PrefillShape& shape, const DeviceInfo
   report.heuristic = heuristic_prefill_config(problem.spec, device);
   std::vector<PrefillConfig> space = prefill_config_space(problem.spec, device.arch() == "sm_90a");
   if (std::find(space.begin(), space.end(), report.heuristic) == space.end()) space.push_back(report.heuristic);
-  report.candidates = int(space.size());
 
-  std::vector<BuildOutcome> outcomes(space.size());
-  {
-    std::atomic<size_t> next{0};
-    std::vector<std::thread> threads;
-    const int n = o.compile_threads > 0 ? o.compile_threads : int(std::max(1u, std::thread::hardware_concurrency()));
-    for (int t = 0; t < n; ++t)
-      threads.emplace_back([&] {
-        cuda::ScopedDeviceContext scope(device.ordinal);
-        for (size_t i = next++; i < space.size(); i = next++)
-          outcomes[i] = prefill_build_outcome(problem.spec, space[i], device, scope.context());
-      });
-    for (auto& t : threads) t.join();
-  }
+  const std::vector<BuildOutcome> outcomes = build_in_parallel(
+      space.size(), o.compile_threads, device.ordinal,
+      [&](size_t i, CUcontext ctx) { return prefill_build_outcome(problem.spec, space[i], device, ctx); });
 
-  struct Timed {
-    PrefillConfig config;
-    double ms;
-  };
-  std::vector<Timed> timed;
-  std::vector<db::TrialRecord> trials;
-  const double tolerance = tolerance_for(shape.dtype);
-  for (size_t i = 0; i < space.size(); ++i) {
-    const PrefillConfig& c = space[i];
-    db::TrialRecord trial;
-    trial.device_sku = device.sku();
-    trial.spec_key = report.spec_key;
-    trial.bucket = report.bucket;
-    trial.config = prefill_config_to_json(c);
-    trial.status = outcomes[i].status;
-    trial.detail = outcomes[i].detail;
-    if (trial.status == db::TrialStatus::kOk) {
-      workload.run(c, TuningPolicy::kHeuristic, /*poison=*/true);
-      const double err = workload.sampled_relative_error();
-      if (!(err <= tolerance)) {
-        trial.status = db::TrialStatus::kRejectedWrong;
-        trial.detail = "relative error " + std::to_string(err) + " > " + std::to_string(tolerance);
-      } else {
-        const double ms = workload.time_ms(c, o.quick_reps);
-        trial.time_us = ms * 1e3;
-        timed.push_back({c, ms});
-      }
-    }
-    switch (trial.status) {
-      case db::TrialStatus::kRejectedWrong: ++report.rejected_wrong; break;
-      case db::TrialStatus::kRejectedResources: ++report.rejected_resources; break;
-      case db::TrialStatus::kCompileFailed: ++report.compile_failed; break;
-      case db::TrialStatus::kOk: break;
-    }
-    trials.push_back(std::move(trial));
-  }
-  report.timed = int(timed.size());
-  if (timed.empty())
-    throw Error(ErrorCode::kUnsupported, "no config of " + report.spec_key + " ran correctly on " + device.name);
-
-  std::sort(timed.begin(), timed.end(), [](const Timed& a, const Timed& b) { return a.ms < b.ms; });
-  timed.resize(std::min<size_t>(timed.size(), o.finalists));
-  const auto heuristic_at = std::find(space.begin(), space.end(), report.heuristic) - space.begin();
-  const bool heuristic_ok = outcomes[heuristic_at].status == db::TrialStatus::kOk;
-  if (heuristic_ok && std::none_of(timed.begin(), timed.end(), [&](const Timed& t) { return t.config == report.heuristic; }))
-    timed.push_back({report.heuristic, 0});
-  for (auto& t : timed) {
-    t.ms = workload.time_ms(t.config, o.final_reps);
-    if (t.config == report.heuristic) report.heuristic_ms = t.ms;
-  }
-  const Timed& best = *std::min_element(timed.begin(), timed.end(), [](const Timed& a, const Timed& b) { return a.ms < b.ms; });
-  report.best = best.config;
-  report.best_ms = best.ms;
-  report.samples = o.final_reps;
+  const TuningKey key{device.sku(), report.spec_key, report.bucket};
+  const Selection<PrefillConfig> s = select_winner(
+      space, outcomes, report.heuristic, key, tolerance_for(shape.dtype), o, prefill_config_to_json,
+      [&](const PrefillConfig& c) {
+        workload.run(c, TuningPolicy::kHeuristic, /*poison=*/true);
+        return workload.sampled_relative_error();
+      },
+      [&](const PrefillConfig& c, int reps) { return workload.time_ms(c, reps) * 1e3; });
+  static_cast<TuneCounts&>(report) = s.counts;
   report.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-
-  TuningStore::instance().with_db([&](db::TuningDb& db) {
-    db.upsert_device(device_record(device, nvrtc::version()));
-    for (const auto& t : trials) db.add_trial(t);
-    db::WinnerRecord w;
-    w.device_sku = device.sku();
-    w.spec_key = report.spec_key;
-    w.bucket = report.bucket;
-    w.config = prefill_config_to_json(report.best);
-    w.time_us = report.best_ms * 1e3;
-    w.samples = report.samples;
-    w.tool_version = kToolVersion;
-    w.origin = o.origin;
-    db.put_winner(w, db::WinnerPolicy::kReplace);
-  });
-  TuningStore::instance().forget_cached_winners();
+  report.best = s.best;
+  report.best_ms = s.best_us * 1e-3;
+  report.heuristic_ms = s.heuristic_us * 1e-3;
+  store_tuning(device, key, s.trials, prefill_config_to_json(report.best), s.best_us, report.samples, o.origin);
   return report;
 }
 

@@ -26,17 +26,21 @@ struct TuneOptions {
   std::string origin;     // recorded with the winner, e.g. "tuned on host X"
 };
 
-struct TuneReport {
-  std::string spec_key, bucket;
-  DecodeConfig best, heuristic;
-  double best_us = 0, heuristic_us = 0;
-  int samples = 0;            // timed replays behind best_us
+// What happened to the candidates of one tuning run.
+struct TuneCounts {
   int candidates = 0;         // configs in the space
   int timed = 0;              // configs that ran, verified, and were timed
   int rejected_wrong = 0;     // output beyond the family's tolerance: can never win
   int rejected_resources = 0; // over the device's shared memory, spilling, or no occupancy
   int compile_failed = 0;
+  int samples = 0;            // timed runs behind the winner's time
   double wall_s = 0;
+};
+
+struct TuneReport : TuneCounts {
+  std::string spec_key, bucket;
+  DecodeConfig best, heuristic;
+  double best_us = 0, heuristic_us = 0;
 };
 
 // Tunes one shape on `device` (its context current) and, when the database is available, stores the trials and the
@@ -46,12 +50,10 @@ TuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& device,
 // The prefill family: tiles, stages, row tiles per warp, mma.sync or (on sm_90a) wgmma, blocks per SM.
 std::vector<PrefillConfig> prefill_config_space(const KernelSpec& spec, bool wgmma_available);
 
-struct PrefillTuneReport {
+struct PrefillTuneReport : TuneCounts {
   std::string spec_key, bucket;
   PrefillConfig best, heuristic;
   double best_ms = 0, heuristic_ms = 0;
-  int samples = 0, candidates = 0, timed = 0, rejected_wrong = 0, rejected_resources = 0, compile_failed = 0;
-  double wall_s = 0;
 };
 // Tunes one prefill shape on `device` (its context current) like tune_decode_shape: candidates pruned by shared
 // memory, spills and occupancy read from the compiled kernels, sampled rows verified against the reference,
