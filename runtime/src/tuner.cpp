@@ -73,7 +73,8 @@ struct TuningKey {
 
 // Both rounds of a tuning run, whatever the family. Round 1: every candidate that built is run, verified (`error`
 // against `tolerance`; a wrong one can never win) and timed briefly; round 2: the `finalists` fastest and the
-// heuristic are timed again with more runs, and the fastest wins. `time_us(config, reps)` times a config.
+// heuristic are timed again with more runs, and the fastest wins. `error(config)` runs a config and returns its
+// relative error; `time_us(config, reps)` times it.
 template <class Config>
 struct Selection {
   Config best{};
@@ -81,10 +82,10 @@ struct Selection {
   TuneCounts counts;
   std::vector<db::TrialRecord> trials;
 };
-template <class Config, class ToJson, class Error, class TimeUs>
+template <class Config, class ToJson, class ErrorOf, class TimeUs>
 Selection<Config> select_winner(const std::vector<Config>& space, const std::vector<BuildOutcome>& built,
                                 const Config& heuristic, const TuningKey& key, double tolerance, const TuneOptions& o,
-                                ToJson to_json, Error error, TimeUs time_us) {
+                                ToJson to_json, ErrorOf error, TimeUs time_us) {
   struct Timed {
     Config config;
     double us;
@@ -124,7 +125,7 @@ Selection<Config> select_winner(const std::vector<Config>& space, const std::vec
   s.counts.timed = int(timed.size());
   s.counts.samples = o.final_reps;
   if (timed.empty())
-    throw swajit::Error(ErrorCode::kUnsupported, "no config of " + key.spec_key + " ran correctly on " + key.sku);
+    throw Error(ErrorCode::kUnsupported, "no config of " + key.spec_key + " ran correctly on " + key.sku);
   std::sort(timed.begin(), timed.end(), [](const Timed& a, const Timed& b) { return a.us < b.us; });
   timed.resize(std::min<size_t>(timed.size(), o.finalists));
   if (heuristic_ok && std::none_of(timed.begin(), timed.end(), [&](const Timed& t) { return t.config == heuristic; }))
