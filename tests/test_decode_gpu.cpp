@@ -25,6 +25,17 @@ namespace {
 constexpr int kSkipReturnCode = 77;  // SKIP_RETURN_CODE in tests/CMakeLists.txt
 constexpr int kDevice = 0;
 
+// A DLTensor over a whole device buffer, compact, on the test's GPU.
+DLTensor device_view(const DeviceBuffer& b, DLDataType t, std::vector<int64_t>& shape) {
+  DLTensor x{};
+  x.data = b.data();
+  x.device = {kDLCUDA, kDevice};
+  x.ndim = int(shape.size());
+  x.dtype = t;
+  x.shape = shape.data();
+  return x;
+}
+
 // A fresh tuning database for one test, and a stream on the device; both go away with it.
 struct TuningFixture {
   std::filesystem::path dir;
@@ -84,15 +95,7 @@ TEST_CASE("prefill: invalid device-side metadata is reported, never read out of 
   cuda::check(cuda::driver().cuMemsetD8(q.ptr(), 0x3c, q.bytes()), "memset");
   cuda::check(cuda::driver().cuMemsetD8(k.ptr(), 0x3c, k.bytes()), "memset");
   cuda::check(cuda::driver().cuMemsetD8(out.ptr(), 0xff, out.bytes()), "memset");
-  const auto view = [](const DeviceBuffer& b, std::vector<int64_t>& shape, DLDataType t) {
-    DLTensor x{};
-    x.data = b.data();
-    x.device = {kDLCUDA, kDevice};
-    x.ndim = int(shape.size());
-    x.dtype = t;
-    x.shape = shape.data();
-    return x;
-  };
+  const auto view = [](const DeviceBuffer& b, std::vector<int64_t>& shape, DLDataType t) { return device_view(b, t, shape); };
   const DLDataType bf16{kDLBfloat, 16, 1}, i32{kDLInt, 32, 1};
   PrefillOptions options;
   options.check_device_args = true;
@@ -148,15 +151,7 @@ struct SmallProblem {
     cuda::check(cuda::driver().cuMemsetD8(k.ptr(), 0x3c, k.bytes()), "memset");
     cuda::check(cuda::driver().cuMemsetD8(v.ptr(), 0x3c, v.bytes()), "memset");
   }
-  static DLTensor view(const DeviceBuffer& b, DLDataType t, std::vector<int64_t>& shape) {
-    DLTensor x{};
-    x.data = b.data();
-    x.device = {kDLCUDA, kDevice};
-    x.ndim = int(shape.size());
-    x.dtype = t;
-    x.shape = shape.data();
-    return x;
-  }
+  static DLTensor view(const DeviceBuffer& b, DLDataType t, std::vector<int64_t>& shape) { return device_view(b, t, shape); }
   void run(CUstream stream, const DecodeOptions& o) {
     const DLDataType bf16{kDLBfloat, 16, 1}, i32{kDLInt, 32, 1};
     paged_decode(view(q, bf16, q_shape), view(k, bf16, k_shape), view(v, bf16, k_shape), view(bt, i32, bt_shape),
