@@ -133,7 +133,6 @@ DecodeProblem describe_paged_decode(const DLTensor& q, const DLTensor& k_cache, 
   a.scale_log2 = scale_log2;
   a.num_splits = 1;
 
-  const auto host_readable = [](const DLTensor& t) { return t.device.device_type == kDLCPU || t.device.device_type == kDLCUDAHost; };
   p.host_metadata = host_readable(seq_lens) && host_readable(block_table);
   if (p.host_metadata) validate_host_metadata(p, block_table, seq_lens);
   return p;

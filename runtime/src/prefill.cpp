@@ -1,6 +1,8 @@
 #include <algorithm>
 #include <climits>
 
+#include <cstdio>
+
 #include "cuda_driver.hpp"
 #include "decode_plan.hpp"
 #include "kernel_cache.hpp"
@@ -9,16 +11,11 @@
 #include "tuner.hpp"
 #include "tuning_store.hpp"
 
-#include <cstdio>
-#include <cstdlib>
-
 namespace swajit {
 namespace {
 
 constexpr int64_t kMaxGridYZ = 65535;  // CUDA's limit on gridDim.y (q heads) and gridDim.z (sequences)
 constexpr int kMinComputeMajor = 8;    // cp.async, ldmatrix and bf16 mma need sm_80
-
-bool host_readable(const DLTensor& t) { return t.device.device_type == kDLCPU || t.device.device_type == kDLCUDAHost; }
 
 // int32 [batch + 1] offsets.
 int64_t describe_offsets(const DLTensor& t, const char* name, const DLDevice& home) {

@@ -117,6 +117,8 @@ int checked_int(int64_t value, const std::string& what) {
 }
 
 
+bool host_readable(const DLTensor& t) { return t.device.device_type == kDLCPU || t.device.device_type == kDLCUDAHost; }
+
 DType attention_dtype(const DLTensor& q) {
   if (q.dtype.code == kDLBfloat && q.dtype.bits == 16 && q.dtype.lanes == 1) return DType::kBF16;
   if (q.dtype.code == kDLFloat && q.dtype.bits == 16 && q.dtype.lanes == 1) return DType::kFP16;

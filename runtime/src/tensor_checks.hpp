@@ -27,6 +27,8 @@ void require_on_device(const DLTensor& t, const char* name, const DLDevice& home
 void require_vector_layout(const DLTensor& t, const char* name, const std::vector<int64_t>& strides);
 void require_positive_extent(const DLTensor& t, const char* name, int dim, const char* what);
 int checked_int(int64_t value, const std::string& what);
+// Memory the host can read directly (kDLCPU, or pinned kDLCUDAHost): metadata there is validated before launch.
+bool host_readable(const DLTensor& t);
 
 template <class T>
 const T* element_pointer(const DLTensor& t) {
