@@ -242,7 +242,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_P
   __syncthreads();
   if constexpr (!kWgmma) q_frag.load(q_smem, warp * kMTiles, lane);
 
-  // The softmax of tile t, the same in every loop below.
+  // The softmax of tile t: whole tiles every query sees skip the mask arithmetic.
   const auto softmax = [&](float (&scores)[kMTiles][kScoreFrags][4], int t, float (&rescale)[kMTiles][2]) {
     const int tile_begin = ranges.tile_begin(t), tile_end = ranges.tile_end(t);
     if (tile_fully_visible(tile_begin, tile_end, p_min, p_max, P.local_window, P.global_window)) {
