@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "check.hpp"
 #include "cuda_driver.hpp"
 #include "prefill_workload.hpp"
 #include "swajit/swajit.hpp"
@@ -11,7 +12,6 @@ namespace swajit::cli {
 int run_prefill_bench(const PrefillBenchOptions& o) {
   cuda::ScopedDeviceContext scope(o.device);
   const DeviceInfo& device = cuda_device(o.device);
-  constexpr double kTolerance = 1e-2;  // bf16
   std::printf("device: %s (%s), %d SMs\n", device.name.c_str(), device.arch().c_str(), device.sm_count);
   std::printf("prefill: batch %d, %d q heads, head_dim %d, bf16, local window %d, global window %d, causal, "
               "contiguous K/V; CUDA events, median of %d after warm-up\n",
@@ -30,7 +30,7 @@ int run_prefill_bench(const PrefillBenchOptions& o) {
       workload.run(config, TuningPolicy::kDefault, /*poison=*/true);
       const double rel_err = workload.sampled_relative_error();
       const double ms = workload.time_ms(config, o.reps);
-      const bool ok = rel_err <= kTolerance;
+      const bool ok = rel_err <= tolerance_for(shape.dtype);
       all_ok &= ok;
       const double flops = shape.useful_flops(), tflops = flops / (ms * 1e-3) / 1e12;
       std::printf("| %d | %d | %.3f | %.1f |", hkv, seq, ms, tflops);
