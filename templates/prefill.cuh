@@ -17,7 +17,8 @@
 // [w kWarpRows, (w + 1) kWarpRows) of the tile (kMTiles mma row tiles of 16, which share every K/V fragment they
 // read from shared memory) and keeps their online-softmax state in registers (templates/attention_tile.cuh).
 // K/V tiles of kBlockN tokens stream through a kStages-deep cp.async pipeline, gathered row by row (page by page
-// for a paged cache), shared by all warps. Query tiles are launched last-first so the longest ones start early.
+// for a paged cache), shared by all warps. blockIdx.x runs over (query tile, q head) with the head fastest and the
+// query tiles last-first, so every head's longest tiles start in the first wave and the short ones fill the tail.
 //
 // Needs from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kContiguousKv, kGroup, kCausal,
 // kLocalWindow, kGlobalWindow, kSinkLogits, kGqaInterleaved), the config (kBlockM, kBlockN, kStages, kMTiles, kWgmma, kMinBlocksPerSm), the launch
@@ -204,9 +205,10 @@ SWAJIT_DEVICE void write_warp_output(const PrefillParams& P, const WarpState<kMT
 // ---- the kernel --------------------------------------------------------------------------------------------------------
 extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_PREFILL_KERNEL(const PrefillParams P) {
   extern __shared__ __align__(1024) char smem[];  // wgmma's swizzle atoms are 1024-byte aligned
-  const int m_block = gridDim.x - 1 - blockIdx.x, q_head = blockIdx.y, b = blockIdx.z;
+  const int q_tiles = gridDim.x / P.num_q_heads;
+  const int m_block = q_tiles - 1 - int(blockIdx.x) / P.num_q_heads, q_head = blockIdx.x % P.num_q_heads, b = blockIdx.z;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const bool reporter = threadIdx.x == 0 && blockIdx.x == 0 && blockIdx.y == 0;  // one report per sequence
+  const bool reporter = threadIdx.x == 0 && blockIdx.x == 0;  // one report per sequence
 
   Sequence seq;
   if (!read_sequence(P, b, reporter, seq)) return;

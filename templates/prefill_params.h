@@ -22,6 +22,7 @@ struct PrefillParams {
   long long seq_lens_stride, cu_seqlens_q_stride, cu_seqlens_k_stride;
   long long sink_logits_stride;
   int batch;
+  int num_q_heads;
   int num_kv_heads;
   int total_q;                   // rows of q and out
   int total_kv;                  // contiguous: rows of k and v

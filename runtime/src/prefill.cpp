@@ -14,7 +14,8 @@
 namespace swajit {
 namespace {
 
-constexpr int64_t kMaxGridYZ = 65535;  // CUDA's limit on gridDim.y (q heads) and gridDim.z (sequences)
+constexpr int64_t kMaxGridZ = 65535;       // CUDA's limit on gridDim.z (sequences)
+constexpr int64_t kMaxGridX = INT32_MAX;   // CUDA's limit on gridDim.x ((query tile, q head) pairs)
 constexpr int kMinComputeMajor = 8;    // cp.async, ldmatrix and bf16 mma need sm_80
 
 // int32 [batch + 1] offsets.
@@ -103,12 +104,11 @@ PrefillProblem describe_prefill(const DLTensor& q, const DLTensor& k, const DLTe
   const KvView kv = paged ? describe_paged_kv(k, v, options.kv_layout, KvQuant::kNone, p.spec.dtype, home, head_dim)
                           : describe_contiguous_kv(k, v, p.spec.dtype, home, head_dim);
   p.spec.group = gqa_group(num_q_heads, kv.num_kv_heads);
-  if (num_q_heads > kMaxGridYZ) fail("num_q_heads = " + std::to_string(num_q_heads) + " exceeds " + std::to_string(kMaxGridYZ));
 
   // metadata
   const int64_t cu_q_stride = describe_offsets(cu_seqlens_q, "cu_seqlens_q", home);
   const int64_t batch = cu_seqlens_q.shape[0] - 1;
-  if (batch > kMaxGridYZ) fail("batch = " + std::to_string(batch) + " exceeds " + std::to_string(kMaxGridYZ));
+  if (batch > kMaxGridZ) fail("batch = " + std::to_string(batch) + " exceeds " + std::to_string(kMaxGridZ));
   PrefillParams& a = p.params;
   if (paged) {
     const PagedMetadataView meta = describe_paged_metadata(*block_table, *seq_lens, batch, home);
@@ -161,6 +161,7 @@ PrefillProblem describe_prefill(const DLTensor& q, const DLTensor& k, const DLTe
   a.out_stride_head = out_strides[1];
   set_kv_strides(a, kv);
   a.batch = p.batch;
+  a.num_q_heads = p.num_q_heads;
   a.num_kv_heads = p.num_kv_heads;
   a.total_q = checked_int(total_q, "total_q");
   a.local_window = options.local_window > 0 ? options.local_window : 0;
@@ -271,8 +272,13 @@ void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& op
   const LoadedPrefillKernel& kernel = prefill_kernel(p.spec, config, device, scope.context());
   p.params.status = device_status(scope.context(), stream);
   void* args[] = {&p.params};
-  const unsigned q_tiles = static_cast<unsigned>((p.max_q_len + config.block_m - 1) / config.block_m);
-  cuda::check(d.cuLaunchKernel(kernel.main, q_tiles, p.num_q_heads, p.batch, kernel.geometry.threads, 1, 1,
+  const int64_t q_tiles = (p.max_q_len + config.block_m - 1) / config.block_m;
+  const int64_t grid_x = q_tiles * p.num_q_heads;  // the kernel's (query tile, q head) order, heads fastest
+  if (grid_x > kMaxGridX)
+    throw Error(ErrorCode::kInvalidArgument, "query tiles x num_q_heads = " + std::to_string(grid_x) +
+                                                 " exceeds the grid limit " + std::to_string(kMaxGridX) +
+                                                 "; split the call or use a larger block_m");
+  cuda::check(d.cuLaunchKernel(kernel.main, static_cast<unsigned>(grid_x), 1, p.batch, kernel.geometry.threads, 1, 1,
                                kernel.geometry.shared_bytes, stream, args, nullptr),
               "cuLaunchKernel(prefill)");
   if (options.check_device_args) check_device_errors(p.device_ordinal, stream);
