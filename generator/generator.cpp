@@ -6,11 +6,22 @@
 #include "swajit/error.hpp"
 
 namespace swajit {
+namespace {
+
+constexpr int kElementBytes = 2;  // bf16 / fp16: q, out, 16-bit K/V and widened 8-bit K/V tiles
+
+// Bytes of one stored K/V element: 16-bit, or 1 for an 8-bit cache.
+int kv_element_bytes(const KernelSpec& spec) { return spec.kv_quant == KvQuant::kNone ? kElementBytes : 1; }
+// Shared memory of the widened 16-bit K and V tiles an 8-bit cache's tiles of block_n tokens become (else 0).
+int widened_kv_bytes(const KernelSpec& spec, int block_n) {
+  return spec.kv_quant == KvQuant::kNone ? 0 : 2 * block_n * spec.head_dim * kElementBytes;
+}
+
+}  // namespace
 
 DecodeGeometry decode_geometry(const KernelSpec& spec, const DecodeConfig& config) {
   constexpr int kMmaRows = 16;          // rows of one mma.m16n8k16 tile: one warp row
   constexpr int kWarpSize = 32;
-  constexpr int kElementBytes = 2;      // bf16 / fp16
   constexpr int kFloatBytes = 4;
   constexpr int kEpiloguePadFloats = 8; // spreads the epilogue's rows over more banks
   constexpr int kMergeThreads = 128;    // 4 warps merge one row's splits
@@ -21,9 +32,8 @@ DecodeGeometry decode_geometry(const KernelSpec& spec, const DecodeConfig& confi
   const int rows_padded = g.warps_m * kMmaRows;
   g.threads = warps * kWarpSize;
   g.q_bytes = rows_padded * spec.head_dim * kElementBytes;
-  const int kv_bytes = spec.kv_quant == KvQuant::kNone ? kElementBytes : 1;
-  g.tile_bytes = config.block_n * spec.head_dim * kv_bytes;
-  g.dequant_bytes = spec.kv_quant == KvQuant::kNone ? 0 : 2 * config.block_n * spec.head_dim * kElementBytes;
+  g.tile_bytes = config.block_n * spec.head_dim * kv_element_bytes(spec);
+  g.dequant_bytes = widened_kv_bytes(spec, config.block_n);
   g.epilogue_stride = spec.head_dim + kEpiloguePadFloats;
   g.epilogue_bytes = warps * kMmaRows * g.epilogue_stride * kFloatBytes + 2 * config.warps_n * rows_padded * kFloatBytes;
   const int pipeline_bytes = 2 * config.stages * g.tile_bytes + g.dequant_bytes;  // K and V
@@ -56,7 +66,10 @@ std::string spec_prelude(const KernelSpec& spec) {
      << "constexpr bool kLocalWindow = " << flag(spec.local_window) << ";\n"
      << "constexpr bool kGlobalWindow = " << flag(spec.global_window) << ";\n"
      << "constexpr bool kSinkLogits = " << flag(spec.sink_logits) << ";\n"
-     << "constexpr bool kGqaInterleaved = " << flag(spec.gqa == GqaMapping::kInterleaved) << ";\n";
+     << "constexpr bool kGqaInterleaved = " << flag(spec.gqa == GqaMapping::kInterleaved) << ";\n"
+     << "typedef " << kv_elem_tag(spec.kv_quant) << " KvElem;\n"
+     << "constexpr int kKvQuant = " << static_cast<int>(spec.kv_quant) << ";  // 0: 16-bit cache, 1: int8, 2: fp8 e4m3\n"
+     << "constexpr int kKvBytes = " << kv_element_bytes(spec) << ";\n";
   return os.str();
 }
 
@@ -66,9 +79,6 @@ std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, c
   os << spec_prelude(spec)
      << "constexpr int kQSeqlen = " << spec.q_seqlen << ";\n"
      << "constexpr bool kCausal = true;  // decode queries are the last q_seqlen positions\n"
-     << "typedef " << kv_elem_tag(spec.kv_quant) << " KvElem;\n"
-     << "constexpr int kKvQuant = " << static_cast<int>(spec.kv_quant) << ";  // 0: 16-bit cache, 1: int8, 2: fp8 e4m3\n"
-     << "constexpr int kKvBytes = " << (spec.kv_quant == KvQuant::kNone ? 2 : 1) << ";\n"
      << "// config " << config.compile_key() << "\n"
      << "constexpr int kBlockN = " << config.block_n << ";\n"
      << "constexpr int kWarpsN = " << config.warps_n << ";\n"
@@ -168,12 +178,12 @@ std::string wgmma_wrappers(const KernelSpec& spec, const PrefillConfig& config) 
 PrefillGeometry prefill_geometry(const KernelSpec& spec, const PrefillConfig& config) {
   constexpr int kMmaRows = 16;      // one warp per 16 query rows
   constexpr int kWarpSize = 32;
-  constexpr int kElementBytes = 2;  // bf16 / fp16
   PrefillGeometry g{};
   g.threads = config.block_m / (kMmaRows * config.m_tiles) * kWarpSize;
   g.q_bytes = config.block_m * spec.head_dim * kElementBytes;
-  g.tile_bytes = config.block_n * spec.head_dim * kElementBytes;
-  g.shared_bytes = g.q_bytes + 2 * config.stages * g.tile_bytes;  // Q, then K and V stages
+  g.tile_bytes = config.block_n * spec.head_dim * kv_element_bytes(spec);
+  g.dequant_bytes = widened_kv_bytes(spec, config.block_n);
+  g.shared_bytes = g.q_bytes + 2 * config.stages * g.tile_bytes + g.dequant_bytes;  // Q, K and V stages, widened K/V
   return g;
 }
 
@@ -204,6 +214,7 @@ GeneratedKernel generate_prefill_cuda(const KernelSpec& spec, const PrefillConfi
      << "constexpr int kThreads = " << g.threads << ";\n"
      << "constexpr int kQBytes = " << g.q_bytes << ";\n"
      << "constexpr int kTileBytes = " << g.tile_bytes << ";\n"
+     << "constexpr int kDequantBytes = " << g.dequant_bytes << ";\n"
      << "constexpr int kSharedBytes = " << g.shared_bytes << ";\n"
      << "#define SWAJIT_PREFILL_KERNEL " << out.kernel_symbol << "\n\n"
      << section("window_mask.h") << section("attention_tile.cuh");

@@ -195,9 +195,6 @@ void KernelSpec::validate() const {
     if (q_seqlen != 1)
       throw Error(ErrorCode::kInvalidArgument, "q_seqlen = " + std::to_string(q_seqlen) +
                                                    ": prefill takes its query lengths at run time (cu_seqlens_q); leave it 1");
-    if (kv_quant != KvQuant::kNone)
-      throw Error(ErrorCode::kUnsupported, "prefill over an 8-bit KV cache (kv_quant = " + std::string(to_string(kv_quant)) +
-                                               ") is not supported yet; dequantize the cache or use paged_decode");
   }
 }
 

@@ -1,5 +1,6 @@
 // swajit attention tile operations shared by the CUDA kernel families (paged_decode.cuh, prefill.cuh): one warp's
-// 16 query rows against one K/V tile in shared memory. Needs Elem and kHeadDim from the generator prelude.
+// 16 query rows against one K/V tile in shared memory, and the 8-bit KV steps around it. Needs Elem, kHeadDim,
+// KvElem, kKvQuant, kKvBytes and kThreads from the generator prelude.
 //
 // For the warp's rows and the tile's tokens (a column t of the warp is KV token token0 + t of the tile):
 //     s = Q K^T * scale * log2(e)                          (tile_scores, then scaled in softmax_and_accumulate)
@@ -10,6 +11,7 @@
 constexpr int kChunks = kHeadDim / 8;    // 16-byte chunks per 16-bit Q / K / V row
 constexpr int kOutFrags = kHeadDim / 8;  // 16x8 output fragments per row tile
 constexpr int kDimSteps = kHeadDim / 16; // k16 steps over head_dim
+constexpr int kKvChunks = kHeadDim * kKvBytes / 16;  // 16-byte chunks per stored K/V row
 static_assert(kHeadDim % 64 == 0, "head_dim must be a multiple of 64");
 
 // Q stays in registers when it is small enough not to crowd out the output accumulators.
@@ -207,4 +209,62 @@ SWAJIT_DEVICE void softmax_and_accumulate(WarpState<kMTiles>& st, float (&scores
   online_softmax<kMasked>(st, scores, scale_log2, lane, visible, rescale);
   rescale_output(st, rescale);
   accumulate_pv(st, scores, v_smem, token0, lane);
+}
+
+// ---- 8-bit KV caches (kKvQuant): k_j = k_scale * k8_j, v_j = v_scale * v8_j per (kv head, channel) --------------
+// The K scale is folded into q once (<q, k_scale * k8> = <q * k_scale, k8>), the V scale into the output
+// (sum_j p_j v_scale v8_j = v_scale sum_j p_j v8_j); stored 8-bit tiles are widened exactly to 16 bits in shared
+// memory before the MMAs. Params: any kernel argument struct with the k_scale / v_scale fields and strides.
+template <class Params>
+SWAJIT_DEVICE float k_scale_at(const Params& P, int kv_head, int channel) {
+  return P.k_scale[kv_head * P.k_scale_stride_head + channel * P.k_scale_stride_channel];
+}
+template <class Params>
+SWAJIT_DEVICE float v_scale_at(const Params& P, int kv_head, int channel) {
+  return P.v_scale[kv_head * P.v_scale_stride_head + channel * P.v_scale_stride_channel];
+}
+
+// q <- q * k_scale, in place in a Q tile of kRows rows stored in `Layout`. Thread t rescales chunks t, t + kThreads,
+// ... (row major), the chunks a load with that same order gave it.
+template <class Layout, int kRows, class Params>
+SWAJIT_DEVICE void fold_k_scale_into_q_tile(const Params& P, u32 q_smem, int kv_head) {
+  for (int i = threadIdx.x; i < kRows * kChunks; i += kThreads) {
+    const int row = i / kChunks, chunk = i % kChunks;
+    const u32 addr = q_smem + Layout::offset_bytes(row, chunk);
+    uint4 v = ld_shared_16(addr);
+    u32* words = reinterpret_cast<u32*>(&v);
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      const int channel = chunk * 8 + 2 * w;
+      words[w] = pack2(to_float(u16(words[w] & 0xffffu), Elem()) * k_scale_at(P, kv_head, channel),
+                       to_float(u16(words[w] >> 16), Elem()) * k_scale_at(P, kv_head, channel + 1), Elem());
+    }
+    st_shared_16(addr, v);
+  }
+}
+
+// Stored chunk i (16 bytes of row i / kKvChunks, plain rows) -> 16-bit chunks 2c and 2c + 1 of that row in `Layout`,
+// c = i % kKvChunks; 8 bytes at a time, which keeps the registers it needs few.
+template <class Layout>
+SWAJIT_DEVICE void widen_kv_chunk(u32 stored, u32 widened, int i) {
+  const int row = i / kKvChunks, chunk = i % kKvChunks;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const uint2 raw = ld_shared_8(stored + u32(i) * 16u + u32(half) * 8u);
+    st_shared_16(widened + Layout::offset_bytes(row, 2 * chunk + half),
+                 make_uint4(widen_pair<0>(raw.x, KvElem(), Elem()), widen_pair<2>(raw.x, KvElem(), Elem()),
+                            widen_pair<0>(raw.y, KvElem(), Elem()), widen_pair<2>(raw.y, KvElem(), Elem())));
+  }
+}
+// A stored 8-bit tile of kTokens plain rows -> the 16-bit tile in `Layout` that the MMA path reads. Every thread of
+// the block takes part; the caller synchronizes before anyone reads the result. kOneChunkAtATime keeps the loop
+// rolled, for kernels whose output accumulators leave few registers free (prefill).
+template <class Layout, int kTokens, bool kOneChunkAtATime = false>
+SWAJIT_DEVICE void widen_kv_tile(u32 stored, u32 widened) {
+  if constexpr (kOneChunkAtATime) {
+#pragma unroll 1
+    for (int i = threadIdx.x; i < kTokens * kKvChunks; i += kThreads) widen_kv_chunk<Layout>(stored, widened, i);
+  } else {
+    for (int i = threadIdx.x; i < kTokens * kKvChunks; i += kThreads) widen_kv_chunk<Layout>(stored, widened, i);
+  }
 }

@@ -29,7 +29,6 @@
 
 constexpr int kRowsPadded = kWarpsM * 16;
 constexpr int kWarps = kWarpsM * kWarpsN;
-constexpr int kKvChunks = kHeadDim * kKvBytes / 16;    // 16-byte chunks per stored K/V row
 constexpr int kTokensPerWarp = kBlockN / kWarpsN;       // tokens of each tile one warp handles
 constexpr int kScoreFrags = kTokensPerWarp / 8;        // 16x8 score fragments per warp and tile
 
@@ -99,47 +98,11 @@ SWAJIT_DEVICE void load_kv_tile(const PagedDecodeParams& P, u32 k_smem, u32 v_sm
   }
 }
 
-// ---- 8-bit KV: scales and widening ---------------------------------------------------------------------------------
-SWAJIT_DEVICE float k_scale_at(const PagedDecodeParams& P, int kv_head, int channel) {
-  return P.k_scale[kv_head * P.k_scale_stride_head + channel * P.k_scale_stride_channel];
-}
-SWAJIT_DEVICE float v_scale_at(const PagedDecodeParams& P, int kv_head, int channel) {
-  return P.v_scale[kv_head * P.v_scale_stride_head + channel * P.v_scale_stride_channel];
-}
-
-// q <- q * k_scale, in place in the swizzled Q tile.
+// ---- 8-bit KV: scales and widening (templates/attention_tile.cuh) --------------------------------------------------
 SWAJIT_DEVICE void fold_k_scale_into_q(const PagedDecodeParams& P, u32 q_smem, int kv_head) {
-  for (int i = threadIdx.x; i < kRowsPadded * kChunks; i += kThreads) {
-    const int row = i / kChunks, chunk = i % kChunks;
-    const u32 addr = q_smem + RowTile::offset_bytes(row, chunk);
-    uint4 v = ld_shared_16(addr);
-    u32* words = reinterpret_cast<u32*>(&v);
-#pragma unroll
-    for (int w = 0; w < 4; ++w) {
-      const int channel = chunk * 8 + 2 * w;
-      words[w] = pack2(to_float(u16(words[w] & 0xffffu), Elem()) * k_scale_at(P, kv_head, channel),
-                       to_float(u16(words[w] >> 16), Elem()) * k_scale_at(P, kv_head, channel + 1), Elem());
-    }
-    st_shared_16(addr, v);
-  }
+  fold_k_scale_into_q_tile<RowTile, kRowsPadded>(P, q_smem, kv_head);
 }
-
-// A stored 8-bit tile -> the swizzled 16-bit tile the mma path reads.
-SWAJIT_DEVICE void widen_tile(u32 stored, u32 widened) {
-  for (int i = threadIdx.x; i < kBlockN * kKvChunks; i += kThreads) {
-    const int row = i / kKvChunks, chunk = i % kKvChunks;  // 16 values: 16-bit chunks 2 * chunk and 2 * chunk + 1
-    const uint4 raw = ld_shared_16(stored + u32(i) * 16u);
-    const u32 bytes[4] = {raw.x, raw.y, raw.z, raw.w};
-    u32 pairs[8];
-#pragma unroll
-    for (int w = 0; w < 4; ++w) {
-      pairs[2 * w] = widen_pair<0>(bytes[w], KvElem(), Elem());
-      pairs[2 * w + 1] = widen_pair<2>(bytes[w], KvElem(), Elem());
-    }
-    st_shared_16(widened + RowTile::offset_bytes(row, 2 * chunk), make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]));
-    st_shared_16(widened + RowTile::offset_bytes(row, 2 * chunk + 1), make_uint4(pairs[4], pairs[5], pairs[6], pairs[7]));
-  }
-}
+SWAJIT_DEVICE void widen_tile(u32 stored, u32 widened) { widen_kv_tile<RowTile, kBlockN>(stored, widened); }
 
 // out[b, row / kGroup, q_head_of(row), 8 * chunk .. +8) = acc * scale, one 16-byte store.
 SWAJIT_DEVICE void store_output_chunk(const PagedDecodeParams& P, int b, int kv_head, int row, int chunk,

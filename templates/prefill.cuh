@@ -7,6 +7,9 @@
 //     score_j = scale * <q, k_j>,   out = sum_j exp(score_j - m) v_j / (sum_j exp(score_j - m) + sink),
 //     m = max_j score_j,            sink = kSinkLogits ? exp(sink_logits[h] - m) : 0
 // and a row with no visible j is all zeros (never 0/0). Scores are kept in log2 units (scale * log2 e) for exp2.
+// 8-bit K/V (kKvQuant) as in paged decode: k_j = k_scale * k8_j, v_j = v_scale * v8_j per (kv head, channel); the K
+// scale is folded into the Q tile once, the V scale into the output, and each stage's stored 8-bit K and V tiles are
+// widened exactly to one 16-bit tile pair in shared memory before the MMAs (templates/attention_tile.cuh).
 //
 // The mask (templates/window_mask.h). j is visible from p iff
 //     (!kCausal or j <= p)  and  ( !kLocalWindow or p - j < local_window  or  (kGlobalWindow and j < global_window) )
@@ -21,8 +24,9 @@
 // query tiles last-first, so every head's longest tiles start in the first wave and the short ones fill the tail.
 //
 // Needs from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kContiguousKv, kGroup, kCausal,
-// kLocalWindow, kGlobalWindow, kSinkLogits, kGqaInterleaved), the config (kBlockM, kBlockN, kStages, kMTiles, kWgmma, kMinBlocksPerSm), the launch
-// geometry the host also uses (kThreads, kQBytes, kTileBytes, kSharedBytes), the symbol SWAJIT_PREFILL_KERNEL and
+// kLocalWindow, kGlobalWindow, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockM, kBlockN,
+// kStages, kMTiles, kWgmma, kMinBlocksPerSm), the launch geometry the host also uses (kThreads, kQBytes, kTileBytes,
+// kDequantBytes, kSharedBytes), the symbol SWAJIT_PREFILL_KERNEL and
 // the generated wgmma_scores / wgmma_pv wrappers (sm_90a, used when kWgmma).
 
 constexpr int kWarpRows = 16 * kMTiles;   // query rows per warp
@@ -43,7 +47,13 @@ struct TileLayout<true, kRows> {
 };
 typedef TileLayout<kWgmma, kBlockM>::type QTile;
 typedef TileLayout<kWgmma, kBlockN>::type KvTile;
-static_assert(kSharedBytes >= kQBytes + 2 * kStages * kTileBytes, "prelude shared-memory size too small");
+// Shared memory: the Q tile (kQBytes), kStages K tiles and kStages V tiles (kTileBytes each, as stored: QTile /
+// KvTile layouts for 16-bit K/V, plain rows for 8-bit), then for 8-bit K/V one widened K and one widened V tile
+// (kDequantBytes, KvTile layout, 1024-byte aligned for wgmma).
+static_assert(kSharedBytes >= kQBytes + 2 * kStages * kTileBytes + kDequantBytes, "prelude shared-memory size too small");
+static_assert(kKvQuant == 0 || kDequantBytes == 2 * kBlockN * kHeadDim * 2, "widened tiles are 16-bit");
+static_assert((kQBytes + 2 * kStages * kTileBytes) % 1024 == 0, "wgmma tiles need 1024-byte alignment");
+constexpr u32 kWidenedTileBytes = kBlockN * kHeadDim * 2;
 static_assert(kStages >= 2, "the pipeline keeps at least one tile in flight");
 constexpr int kLoadAhead = kStages - 1;  // tiles loaded ahead of the one being computed
 
@@ -124,10 +134,10 @@ SWAJIT_DEVICE long long kv_token_offset(const PrefillParams& P, const Sequence& 
 // One K tile and one V tile (tokens [tile_begin, tile_end) of the sequence) into one pipeline stage.
 SWAJIT_DEVICE void load_kv_tile(const PrefillParams& P, const Sequence& s, const int* block_table_row, u32 k_smem,
                                 u32 v_smem, int b, int kv_head, int tile_begin, int tile_end) {
-  const u16* k = static_cast<const u16*>(P.k);
-  const u16* v = static_cast<const u16*>(P.v);
-  for (int i = threadIdx.x; i < kBlockN * kChunks; i += kThreads) {
-    const int row = i / kChunks, chunk = i % kChunks;
+  const char* k = static_cast<const char*>(P.k);
+  const char* v = static_cast<const char*>(P.v);
+  for (int i = threadIdx.x; i < kBlockN * kKvChunks; i += kThreads) {
+    const int row = i / kKvChunks, chunk = i % kKvChunks;
     const int j = tile_begin + row;
     bool valid = j < tile_end;
     long long k_offset = 0, v_offset = 0;
@@ -135,9 +145,25 @@ SWAJIT_DEVICE void load_kv_tile(const PrefillParams& P, const Sequence& s, const
       k_offset = kv_token_offset(P, s, block_table_row, j, P.k_stride_page, P.k_stride_token, b, valid);
       v_offset = kv_token_offset(P, s, block_table_row, j, P.v_stride_page, P.v_stride_token, b, valid);
     }
-    const u32 offset = KvTile::offset_bytes(row, chunk);
-    cp_async_16(k_smem + offset, k + k_offset + kv_head * P.k_stride_head + chunk * 8, valid);
-    cp_async_16(v_smem + offset, v + v_offset + kv_head * P.v_stride_head + chunk * 8, valid);
+    const u32 offset = kKvQuant ? u32(i) * 16u : KvTile::offset_bytes(row, chunk);  // 8-bit: plain rows
+    cp_async_16(k_smem + offset, k + (k_offset + kv_head * P.k_stride_head) * kKvBytes + chunk * 16, valid);
+    cp_async_16(v_smem + offset, v + (v_offset + kv_head * P.v_stride_head) * kKvBytes + chunk * 16, valid);
+  }
+}
+
+// ---- 8-bit K/V ---------------------------------------------------------------------------------------------------------
+// The stage's stored 8-bit K and V tiles -> the 16-bit tile pair at `widened` (KvTile layout, K then V), which k_tile
+// and v_tile then point at. Called once per KV tile right after the barrier that says the stage has landed, which also
+// ends every warp's reads of the previous tile's pair; this step's own barrier publishes the pair. No-op for 16-bit K/V.
+SWAJIT_DEVICE void widen_stage(u32 widened, u32& k_tile, u32& v_tile) {
+  if constexpr (kKvQuant != 0) {
+    constexpr bool kOneChunkAtATime = true;  // the output accumulators are live: keep the registers this takes few
+    widen_kv_tile<KvTile, kBlockN, kOneChunkAtATime>(k_tile, widened);
+    widen_kv_tile<KvTile, kBlockN, kOneChunkAtATime>(v_tile, widened + kWidenedTileBytes);
+    if constexpr (kWgmma) fence_shared_for_async_proxy();  // the generic-proxy stores, before wgmma reads them
+    __syncthreads();
+    k_tile = widened;
+    v_tile = widened + kWidenedTileBytes;
   }
 }
 
@@ -181,10 +207,13 @@ SWAJIT_DEVICE void issue_warpgroup_pv(WarpState<kWarpMTiles>& st, PackedProbabil
 }
 
 // ---- epilogue --------------------------------------------------------------------------------------------------------
-// The warp's rows, normalized, straight from the accumulators: each lane writes pairs of columns of two rows.
+// The warp's rows, normalized (and for 8-bit K/V times the V scale), straight from the accumulators: each lane
+// writes pairs of columns of two rows.
 SWAJIT_DEVICE void write_warp_output(const PrefillParams& P, const WarpState<kMTiles>& st, int first_row, int rows,
                                      int warp, int lane, int q_head) {
   const float sink = kSinkLogits ? P.sink_logits[q_head * P.sink_logits_stride] : 0.f;
+  const int kv_head = kv_head_of(P, q_head);
+  const auto v_scale = [&](int channel) { return kKvQuant ? v_scale_at(P, kv_head, channel) : 1.f; };
   u16* out = static_cast<u16*>(P.out);
 #pragma unroll
   for (int m = 0; m < kMTiles; ++m)
@@ -197,8 +226,11 @@ SWAJIT_DEVICE void write_warp_output(const PrefillParams& P, const WarpState<kMT
       const float factor = row_normalizer(sink, reference, sum);
       u16* dst = out + (first_row + row) * P.out_stride_token + q_head * P.out_stride_head + 2 * (lane % 4);
 #pragma unroll
-      for (int f = 0; f < kOutFrags; ++f)
-        *reinterpret_cast<u32*>(dst + f * 8) = pack2(st.out[m][f][2 * h] * factor, st.out[m][f][2 * h + 1] * factor, Elem());
+      for (int f = 0; f < kOutFrags; ++f) {
+        const int channel = f * 8 + 2 * (lane % 4);
+        *reinterpret_cast<u32*>(dst + f * 8) = pack2(st.out[m][f][2 * h] * factor * v_scale(channel),
+                                                     st.out[m][f][2 * h + 1] * factor * v_scale(channel + 1), Elem());
+      }
     }
 }
 
@@ -225,6 +257,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_P
   const u32 q_smem = smem_u32(smem);
   const u32 k_smem = q_smem + kQBytes;
   const u32 v_smem = k_smem + kStages * kTileBytes;
+  const u32 widened_smem = v_smem + kStages * kTileBytes;  // 8-bit K/V only
 
   load_q_tile(P, q_smem, seq.q_begin + row0, rows, q_head);
   cp_async_commit();
@@ -240,6 +273,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_P
   st.clear();
   QFragments<kMTiles> q_frag;
   cp_async_wait<kLoadAhead>();  // the Q group is complete
+  if constexpr (kKvQuant != 0) fold_k_scale_into_q_tile<QTile, kBlockM>(P, q_smem, kv_head);  // this thread's chunks
   if constexpr (kWgmma) fence_shared_for_async_proxy();
   __syncthreads();
   if constexpr (!kWgmma) q_frag.load(q_smem, warp * kMTiles, lane);
@@ -272,7 +306,8 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_P
 
   for (int t = 0; t < tile_count; ++t) {
     next_tile(t);
-    const u32 k_tile = k_smem + (t % kStages) * kTileBytes, v_tile = v_smem + (t % kStages) * kTileBytes;
+    u32 k_tile = k_smem + (t % kStages) * kTileBytes, v_tile = v_smem + (t % kStages) * kTileBytes;
+    widen_stage(widened_smem, k_tile, v_tile);  // 8-bit K/V only
     float scores[kMTiles][kScoreFrags][4];
     float rescale[kMTiles][2];
     if constexpr (kWgmma) {

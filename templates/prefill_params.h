@@ -14,6 +14,8 @@ struct PrefillParams {
   const int* seq_lens;           // paged only: [batch], KV length including the sequence's queries
   int* status;                   // [2]: bit mask of device-side argument errors, first offending batch index
   const float* sink_logits;      // learned sinks only: [num_q_heads] logits, in the units of scale * q.k
+  const float* k_scale;          // 8-bit K/V only: dequant scales, [num_kv_heads, head_dim] or one per tensor
+  const float* v_scale;          //   (a per-tensor scale is read through zero strides)
   long long q_stride_token, q_stride_head;
   long long out_stride_token, out_stride_head;
   long long k_stride_page, k_stride_token, k_stride_head;  // contiguous: page stride = token stride (page_size 1)
@@ -21,6 +23,8 @@ struct PrefillParams {
   long long block_table_stride_batch, block_table_stride_page;
   long long seq_lens_stride, cu_seqlens_q_stride, cu_seqlens_k_stride;
   long long sink_logits_stride;
+  long long k_scale_stride_head, k_scale_stride_channel;
+  long long v_scale_stride_head, v_scale_stride_channel;
   int batch;
   int num_q_heads;
   int num_kv_heads;

@@ -110,6 +110,28 @@ TEST_CASE("prefill: invalid device-side metadata is reported, never read out of 
   for (uint16_t bits : out.download<uint16_t>()) CHECK(bits == 0);
 }
 
+TEST_CASE("prefill: 8-bit K/V workload (bench and tuner path) verifies against the dequantized reference") {
+  cuda::ScopedDeviceContext scope(kDevice);
+  const DeviceInfo& device = cuda_device(kDevice);
+  for (KvQuant quant : {KvQuant::kInt8, KvQuant::kFp8E4M3}) {
+    PrefillShape shape;
+    shape.seq_len = 1024;
+    shape.num_q_heads = 8;
+    shape.num_kv_heads = 2;
+    shape.local_window = 256;
+    shape.global_window = 4;
+    shape.kv_quant = quant;
+    PrefillWorkload workload(shape, kDevice, nullptr);
+    const PrefillProblem problem = workload.problem();
+    INFO(problem.spec.key());
+    CHECK(problem.spec.kv_quant == quant);
+    const PrefillConfig heuristic = heuristic_prefill_config(problem.spec, device);
+    CHECK(prefill_geometry(problem.spec, heuristic).shared_bytes <= device.max_shared_per_block_optin);
+    workload.run(heuristic, TuningPolicy::kHeuristic, /*poison=*/true);
+    CHECK(workload.sampled_relative_error() <= tolerance_for(shape.dtype));
+  }
+}
+
 TEST_CASE("threads asking for the same new kernel compile it exactly once") {
   KernelSpec spec;
   spec.head_dim = 64; spec.page_size = 5; spec.q_seqlen = 3; spec.group = 3; spec.local_window = true;

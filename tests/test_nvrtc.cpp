@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <vector>
 
 #include "nvrtc_compiler.hpp"
 #include "swajit/error.hpp"
@@ -55,6 +56,26 @@ TEST_CASE("generated prefill kernels compile for sm_90a and sm_80") {
       MESSAGE(k.cache_key << " " << std::string(arch) << ": " << cubin.compile_ms << " ms");
     }
   }
+}
+
+TEST_CASE("8-bit KV kernels compile for sm_90a and sm_80: prefill (wgmma and mma.sync, contiguous and paged) and decode") {
+  if (!nvrtc::available()) return;
+  struct Case { const char* key; PrefillConfig config; };
+  const Case prefill_cases[] = {
+      {"prefill_bf16_d128_contig_g4_local_kvint8", PrefillConfig{128, 64, 2, 1, true, 2}},
+      {"prefill_fp16_d64_p7_hnd_g8_local_global_kvfp8", PrefillConfig{64, 32, 3}},
+      {"prefill_bf16_d256_p16_nhd_g4_local_kvfp8", PrefillConfig{64, 64, 2, 1, true, 1}},
+      {"prefill_fp16_d128_p13_hnd_g2_full_attnsink_kvint8", PrefillConfig{128, 64, 2, 2}},
+  };
+  std::vector<GeneratedKernel> kernels;
+  for (const Case& c : prefill_cases) kernels.push_back(generate_prefill_cuda(KernelSpec::from_key(c.key), c.config));
+  kernels.push_back(generate_cuda(KernelSpec::from_key("paged_decode_fp16_d128_p16_hnd_q2_g4_local_kvfp8"), DecodeConfig{}));
+  for (const GeneratedKernel& k : kernels)
+    for (const char* arch : {"sm_90a", "sm_80"}) {
+      INFO(k.cache_key << " for " << arch);
+      const nvrtc::CompiledCubin cubin = nvrtc::compile(k.source, k.cache_key + ".cu", arch);
+      CHECK(std::string(cubin.cubin.data(), 4) == "\x7f" "ELF");
+    }
 }
 
 TEST_CASE("a compile failure carries the NVRTC log") {

@@ -128,7 +128,18 @@ TEST_CASE("prefill spec keys and configs round-trip; invalid ones are named") {
   CHECK_THROWS_WITH_AS(decode.validate(), doctest::Contains("causal = false is a prefill option"), Error);
   KernelSpec quantized = s;
   quantized.kv_quant = KvQuant::kInt8;
-  CHECK_THROWS_WITH_AS(quantized.validate(), doctest::Contains("not supported yet"), Error);
+  CHECK(quantized.key() == "prefill_bf16_d128_p7_hnd_g4_local_noncausal_attnsink_gqai_kvint8");
+  CHECK(KernelSpec::from_key(quantized.key()) == quantized);
+  quantized.page_size = 0;  // contiguous K/V (no layout)
+  quantized.kv_layout = KvLayout::kNHD;
+  quantized.kv_quant = KvQuant::kFp8E4M3;
+  CHECK(quantized.key() == "prefill_bf16_d128_contig_g4_local_noncausal_attnsink_gqai_kvfp8");
+  CHECK(KernelSpec::from_key(quantized.key()) == quantized);
+  // 8-bit K/V: stages hold 8-bit tiles, plus one widened 16-bit K and V tile pair.
+  const PrefillGeometry q8 = prefill_geometry(quantized, PrefillConfig{128, 64, 3, 1, true, 1});
+  CHECK(q8.tile_bytes == 64 * 128);
+  CHECK(q8.dequant_bytes == 2 * 64 * 128 * 2);
+  CHECK(q8.shared_bytes == 128 * 128 * 2 + 2 * 3 * 64 * 128 + 2 * 64 * 128 * 2);
 
   const PrefillConfig c{128, 64, 2, 1, true, 2};
   CHECK(c.key() == "bm128_bn64_st2_mt1_wg_oc2");
@@ -141,4 +152,5 @@ TEST_CASE("prefill spec keys and configs round-trip; invalid ones are named") {
   const PrefillGeometry g = prefill_geometry(s, PrefillConfig{128, 64, 3, 2, false, 1});
   CHECK(g.threads == 128);  // 4 warps of 32 rows
   CHECK(g.shared_bytes == 128 * 128 * 2 + 2 * 3 * 64 * 128 * 2);
+  CHECK(g.dequant_bytes == 0);
 }

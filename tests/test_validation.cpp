@@ -58,6 +58,21 @@ struct Tensors {
   DecodeProblem describe(const DecodeOptions& o = {}) { return describe_paged_decode(q, k, v, table, lens, out, o); }
 };
 
+// Dequant scales for 8-bit KV tests: float32 per channel [num_kv_heads, head_dim], per tensor [1], and a wrong shape
+// [num_kv_heads, wrong_head_dim].
+struct ScaleTensors {
+  std::vector<float> mem;
+  std::vector<int64_t> channel_shape, tensor_shape = {1}, bad_shape;
+  DLTensor per_channel{}, per_tensor{}, wrong{};
+  ScaleTensors(int num_kv_heads, int head_dim, int wrong_head_dim)
+      : mem(size_t(num_kv_heads) * head_dim, 0.01f), channel_shape{num_kv_heads, head_dim},
+        bad_shape{num_kv_heads, wrong_head_dim} {
+    per_channel = Tensors::make(mem.data(), {kDLFloat, 32, 1}, channel_shape);
+    per_tensor = Tensors::make(mem.data(), {kDLFloat, 32, 1}, tensor_shape);
+    wrong = Tensors::make(mem.data(), {kDLFloat, 32, 1}, bad_shape);
+  }
+};
+
 // The error's code, and that its message contains `needle`.
 // `t.describe(options)` fails with `code` and a message containing `needle` (decode and prefill fixtures alike).
 template <class Fixture>
@@ -191,11 +206,8 @@ TEST_CASE("options are checked") {
 }
 
 TEST_CASE("8-bit KV caches: dtypes, scale shapes and pairing are checked") {
-  std::vector<float> scale_mem(2 * 128, 0.01f);
-  std::vector<int64_t> channel_shape = {2, 128}, tensor_shape = {1}, bad_shape = {2, 64};
-  DLTensor per_channel = Tensors::make(scale_mem.data(), {kDLFloat, 32, 1}, channel_shape);
-  DLTensor per_tensor = Tensors::make(scale_mem.data(), {kDLFloat, 32, 1}, tensor_shape);
-  DLTensor wrong = Tensors::make(scale_mem.data(), {kDLFloat, 32, 1}, bad_shape);
+  ScaleTensors scales(2, 128, 64);
+  DLTensor &per_channel = scales.per_channel, &per_tensor = scales.per_tensor, &wrong = scales.wrong;
   const auto int8_tensors = [](Tensors& t) { t.k.dtype = t.v.dtype = {kDLInt, 8, 1}; };
   {
     Tensors t; int8_tensors(t);
@@ -296,6 +308,68 @@ TEST_CASE("prefill: a valid call derives the spec and the exact grid from host m
   o.causal = false;
   o.gqa = GqaMapping::kInterleaved;
   CHECK(t.describe(o).spec.key() == "prefill_bf16_d64_contig_g4_local_global_noncausal_gqai");
+}
+
+TEST_CASE("prefill: 8-bit K/V as in decode: dtypes, scale shapes and pairing are checked") {
+  ScaleTensors scales(2, 64, 128);
+  DLTensor &per_channel = scales.per_channel, &per_tensor = scales.per_tensor, &wrong = scales.wrong;
+  const auto int8_kv = [](PrefillTensors& t) { t.k.dtype = t.v.dtype = {kDLInt, 8, 1}; };
+  const auto quantized = [&](KvQuant quant) {
+    PrefillOptions o;
+    o.kv_quant = quant;
+    o.k_scale = &per_channel;
+    o.v_scale = &per_tensor;
+    return o;
+  };
+  {
+    PrefillTensors t; int8_kv(t);
+    const PrefillProblem p = t.describe(quantized(KvQuant::kInt8));
+    CHECK(p.spec.key() == "prefill_bf16_d64_contig_g4_full_kvint8");
+    CHECK(p.params.k_scale_stride_head == 64);
+    CHECK(p.params.k_scale_stride_channel == 1);
+    CHECK(p.params.v_scale_stride_head == 0);  // per tensor: read through zero strides
+    CHECK(p.params.v_scale_stride_channel == 0);
+    CHECK(p.params.k_stride_token == 2 * 64);  // strides in elements of the 8-bit K/V
+  }
+  {
+    PrefillTensors t; t.k.dtype = t.v.dtype = {kDLUInt, 8, 1};
+    for (DLTensor* x : {&t.q, &t.out}) x->dtype = {kDLFloat, 16, 1};  // fp16 q with fp8 K/V, as in decode
+    CHECK(t.describe(quantized(KvQuant::kFp8E4M3)).spec.key() == "prefill_fp16_d64_contig_g4_full_kvfp8");
+  }
+  { PrefillTensors t; int8_kv(t); expect_error(t, "k holds 8-bit values but kv_quant = none: K/V must be bf16 like q"); }
+  { PrefillTensors t; expect_error(t, "k must have dtype int8", ErrorCode::kInvalidArgument, quantized(KvQuant::kInt8)); }
+  { PrefillTensors t; int8_kv(t);
+    expect_error(t, "k must have dtype uint8 holding fp8 e4m3 bytes", ErrorCode::kInvalidArgument, quantized(KvQuant::kFp8E4M3)); }
+  { PrefillTensors t; int8_kv(t); t.v.dtype = {kDLUInt, 8, 1};
+    expect_error(t, "v must have dtype int8", ErrorCode::kInvalidArgument, quantized(KvQuant::kInt8)); }
+  { PrefillTensors t; int8_kv(t); t.q.dtype = t.out.dtype = {kDLInt, 8, 1};
+    expect_error(t, "q must have dtype bf16 or fp16", ErrorCode::kInvalidArgument, quantized(KvQuant::kInt8)); }
+  { PrefillTensors t; int8_kv(t); PrefillOptions o = quantized(KvQuant::kInt8); o.k_scale = nullptr;
+    expect_error(t, "k_scale is required with an 8-bit KV cache: float32 [num_kv_heads, head_dim] = [2, 64] or a single value",
+                 ErrorCode::kInvalidArgument, o); }
+  { PrefillTensors t; int8_kv(t); PrefillOptions o = quantized(KvQuant::kInt8); o.v_scale = &wrong;
+    expect_error(t, "v_scale must be float32 [num_kv_heads, head_dim] = [2, 64] or a single value, got [2, 128]",
+                 ErrorCode::kInvalidArgument, o); }
+  {
+    PrefillTensors t; int8_kv(t); PrefillOptions o = quantized(KvQuant::kInt8);
+    DLTensor bf16_scale = per_channel;
+    bf16_scale.dtype = {kDLBfloat, 16, 1};
+    o.k_scale = &bf16_scale;
+    expect_error(t, "k_scale must have dtype float32", ErrorCode::kInvalidArgument, o);
+    DLTensor host_scale = per_channel;
+    host_scale.device = {kDLCPU, 0};
+    o.k_scale = &host_scale;
+    expect_error(t, "k_scale is on device type 'cpu'", ErrorCode::kInvalidArgument, o);
+  }
+  { PrefillTensors t; PrefillOptions o; o.v_scale = &per_channel;
+    expect_error(t, "only used with an 8-bit KV cache (set PrefillOptions::kv_quant)", ErrorCode::kInvalidArgument, o); }
+  {
+    PrefillTensors t; int8_kv(t);  // 8-bit rows need strides in multiples of 16 elements
+    std::vector<int64_t> strides = {2 * 72, 72, 1};
+    t.k.strides = strides.data();
+    expect_error(t, "k stride[1] = 72 elements must be a multiple of 16", ErrorCode::kInvalidArgument,
+                 quantized(KvQuant::kInt8));
+  }
 }
 
 TEST_CASE("prefill: every bad argument is named") {

@@ -14,8 +14,9 @@ int run_prefill_bench(const PrefillBenchOptions& o) {
   const DeviceInfo& device = cuda_device(o.device);
   std::printf("device: %s (%s), %d SMs\n", device.name.c_str(), device.arch().c_str(), device.sm_count);
   std::printf("prefill: batch %d, %d q heads, head_dim %d, bf16, local window %d, global window %d, causal, "
-              "contiguous K/V; CUDA events, median of %d after warm-up\n",
-              o.batch, o.num_q_heads, o.head_dim, o.local_window, o.global_window, o.reps);
+              "contiguous %s K/V; CUDA events, median of %d after warm-up\n",
+              o.batch, o.num_q_heads, o.head_dim, o.local_window, o.global_window,
+              o.kv_quant == KvQuant::kNone ? "bf16" : std::string(to_string(o.kv_quant)).c_str(), o.reps);
   if (o.matmul_tflops > 0)
     std::printf("floor = useful FLOPs / bf16 matmul rate measured in this run (%.1f TFLOP/s)\n", o.matmul_tflops);
   std::printf("\n| kv heads | seq | time (ms) | useful TFLOP/s | floor (ms) | %% of matmul rate | config | rel err (sampled rows) |\n"

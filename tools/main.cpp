@@ -208,6 +208,9 @@ int main(int argc, char** argv) {
   bench_prefill->add_option("--local-window", prefill_options.local_window)->capture_default_str();
   bench_prefill->add_option("--global-window", prefill_options.global_window)->capture_default_str();
   bench_prefill->add_option("--reps", prefill_options.reps)->capture_default_str();
+  std::string prefill_kv_quant = "none";
+  bench_prefill->add_option("--kv-quant", prefill_kv_quant, "K/V storage: none | int8 | fp8 (per-channel scales; same FLOP count)")
+      ->capture_default_str();
   bench_prefill->add_option("--matmul-tflops", prefill_options.matmul_tflops,
                             "bf16 matmul rate measured in the same run, for the floor column");
   std::string prefill_device = "cuda";
@@ -269,6 +272,7 @@ int main(int argc, char** argv) {
       if (device.device_type != kDLCUDA)
         throw swajit::Error(swajit::ErrorCode::kUnsupported, "bench prefill: prefill runs on CUDA; --device must be cuda or cuda:N");
       prefill_options.device = device.device_id;
+      prefill_options.kv_quant = swajit::parse_kv_quant(prefill_kv_quant);
       if (prefill_config.any()) prefill_options.config = prefill_config.apply(swajit::PrefillConfig{});
       return run_prefill_bench(prefill_options);
     }

@@ -7,6 +7,7 @@
 #include <random>
 #include <sstream>
 #include <thread>
+#include <type_traits>
 
 #include <cstring>
 #include <deque>
@@ -21,11 +22,11 @@
 #include "kernel_cache.hpp"
 #include "reference.hpp"
 #include "swajit/swajit.hpp"
+#include "tensor_checks.hpp"
 
 namespace swajit {
 namespace {
 
-constexpr int kVectorBytes = 16;  // strides are padded by this many bytes, which keeps 16-byte alignment
 
 // A tensor as the kernel sees it: physical storage plus DLPack shape and strides (which must outlive the call).
 struct StridedTensor {
@@ -94,29 +95,33 @@ struct QuantizedCache {
   std::vector<float> scales;  // [num_kv_heads * head_dim], or one value
   std::vector<float> values;
 };
-QuantizedCache random_quantized_cache(size_t elements, const DecodeCase& c, int page_size, std::mt19937_64& rng) {
-  constexpr int kInt8Max = 127;
-  constexpr float kFp8Max = 448.f;  // largest finite e4m3 value
+// The codes are laid out [..., num_kv_heads, head_dim] (NHD; also contiguous K/V) or [..., num_kv_heads, page_size,
+// head_dim] (HND).
+struct QuantizedLayout {
+  KvQuant quant;
+  bool per_tensor_scale;
+  int num_kv_heads, head_dim, page_size;
+  KvLayout layout;
+};
+QuantizedCache random_quantized_cache(size_t elements, const QuantizedLayout& c, std::mt19937_64& rng) {
   constexpr uint8_t kFp8NanBits = 0x7f;
   QuantizedCache q;
   const int D = c.head_dim, hkv = c.num_kv_heads;
   std::uniform_real_distribution<float> spread(0.5f, 1.5f);
-  const float unit = c.kv_quant == KvQuant::kInt8 ? 1.f / kInt8Max : 1.f / kFp8Max;  // values near [-1, 1]
   q.scales.resize(c.per_tensor_scale ? 1 : size_t(hkv) * D);
-  for (float& s : q.scales) s = unit * spread(rng);
+  for (float& s : q.scales) s = half::kv_unit_scale(c.quant) * spread(rng);  // values near [-1, 1]
   std::uniform_int_distribution<int> byte(0, 255);
   q.codes.resize(elements);
   q.values.resize(elements);
   for (size_t i = 0; i < elements; ++i) {
     uint8_t code = uint8_t(byte(rng));
-    if (c.kv_quant == KvQuant::kInt8 && code == 0x80) code = 0x81;                   // symmetric range [-127, 127]
-    if (c.kv_quant == KvQuant::kFp8E4M3 && (code & 0x7f) == kFp8NanBits) code ^= 1;  // never NaN
+    if (c.quant == KvQuant::kInt8 && code == 0x80) code = 0x81;                   // symmetric range [-127, 127]
+    if (c.quant == KvQuant::kFp8E4M3 && (code & 0x7f) == kFp8NanBits) code ^= 1;  // never NaN
     const int d = int(i % D);
-    const int head = c.layout == KvLayout::kNHD ? int(i / D % hkv) : int(i / (size_t(D) * page_size) % hkv);
+    const int head = c.layout == KvLayout::kNHD ? int(i / D % hkv) : int(i / (size_t(D) * c.page_size) % hkv);
     const float scale = c.per_tensor_scale ? q.scales[0] : q.scales[size_t(head) * D + d];
-    const float decoded = c.kv_quant == KvQuant::kInt8 ? float(int8_t(code)) : half::fp8_e4m3_to_float(code);
     q.codes[i] = code;
-    q.values[i] = decoded * scale;
+    q.values[i] = half::kv_code_value(code, c.quant) * scale;
   }
   return q;
 }
@@ -293,6 +298,33 @@ class CaseMemory {
   std::deque<std::vector<char>> host_;
   std::deque<DeviceBuffer> buffers_;
 };
+
+// K or V at `t`'s strides: 16-bit `values`, or with an 8-bit cache its `codes` (gaps hold a byte nobody reads).
+void* put_kv(CaseMemory& memory, const StridedTensor& t, const std::vector<float>& values,
+             const std::vector<uint8_t>& codes, KvQuant quant, DType dtype) {
+  if (quant == KvQuant::kNone) return memory.put(scatter_16bit(values, t, dtype));
+  constexpr uint8_t kGapByte = 0x7f;
+  return memory.put(scatter<uint8_t>(t, kGapByte, [&](size_t n) { return codes[n]; }));
+}
+
+// Elements of padding per row of a strided tensor: keeps rows 16-byte aligned for 16-bit and 8-bit elements.
+int64_t row_padding(bool strided, bool eight_bit) { return strided ? (eight_bit ? kVectorBytes : kVectorBytes / 2) : 0; }
+
+// The K and V scale tensors of a case: [num_kv_heads, head_dim] (row-padded when strided) or a single value.
+struct ScaleTensors {
+  StridedTensor t;
+  DLTensor k{}, v{};
+  ScaleTensors(CaseMemory& memory, const QuantizedCache& k_quant, const QuantizedCache& v_quant, bool per_tensor,
+               bool strided, int num_kv_heads, int head_dim, DLDevice where)
+      : t(per_tensor ? compact_tensor({1}) : make_tensor({num_kv_heads, head_dim}, {head_dim + (strided ? 4 : 0), 1})) {
+    const auto put = [&](const QuantizedCache& q) {
+      return memory.put(scatter<float>(t, NAN, [&](size_t n) { return q.scales.empty() ? 0.f : q.scales[n]; }));
+    };
+    k = t.view(put(k_quant), {kDLFloat, 32, 1}, where);
+    v = t.view(put(v_quant), {kDLFloat, 32, 1}, where);
+  }
+  ScaleTensors(const ScaleTensors&) = delete;  // k and v point at t's shape
+};
 }  // namespace
 
 CaseResult run_decode_case(const DecodeCase& c, DLDevice where, uint64_t seed) {
@@ -327,8 +359,9 @@ CaseResult run_decode_case(const DecodeCase& c, DLDevice where, uint64_t seed) {
     host.k = random_values(cache_elems, c.dtype, rng);
     host.v = random_values(cache_elems, c.dtype, rng);
   } else {
-    k_quant = random_quantized_cache(cache_elems, c, P, rng);
-    v_quant = random_quantized_cache(cache_elems, c, P, rng);
+    const QuantizedLayout layout{c.kv_quant, c.per_tensor_scale, hkv, D, P, c.layout};
+    k_quant = random_quantized_cache(cache_elems, layout, rng);
+    v_quant = random_quantized_cache(cache_elems, layout, rng);
     host.k = k_quant.values;
     host.v = v_quant.values;
   }
@@ -342,7 +375,7 @@ CaseResult run_decode_case(const DecodeCase& c, DLDevice where, uint64_t seed) {
 
   // Device layouts.
   const int64_t pad = c.strided ? kVectorBytes / 2 : 0;  // 16-bit tensors
-  const int64_t kv_pad = c.strided ? (c.kv_quant == KvQuant::kNone ? kVectorBytes / 2 : kVectorBytes) : 0;
+  const int64_t kv_pad = row_padding(c.strided, c.kv_quant != KvQuant::kNone);
   std::vector<int64_t> q_shape = {batch, Qs, hq, D};
   StridedTensor q_t = c.strided ? make_tensor(q_shape, {Qs * hq * (D + pad) + 2 * pad, hq * (D + pad), D + pad, 1})
                                 : compact_tensor(q_shape);
@@ -377,25 +410,10 @@ CaseResult run_decode_case(const DecodeCase& c, DLDevice where, uint64_t seed) {
   if (!on_cpu) scope.emplace(where.device_id);
   CaseMemory memory(where);
   void* q_d = memory.put(scatter_16bit(host.q, q_t, c.dtype));
-  void *k_d, *v_d;
-  DLDataType kv_dtype = dl_dtype(c.dtype);
-  if (c.kv_quant == KvQuant::kNone) {
-    k_d = memory.put(scatter_16bit(host.k, k_t, c.dtype));
-    v_d = memory.put(scatter_16bit(host.v, v_t, c.dtype));
-  } else {
-    constexpr uint8_t kGapByte = 0x7f;  // never read
-    k_d = memory.put(scatter<uint8_t>(k_t, kGapByte, [&](size_t n) { return k_quant.codes[n]; }));
-    v_d = memory.put(scatter<uint8_t>(v_t, kGapByte, [&](size_t n) { return v_quant.codes[n]; }));
-    kv_dtype = c.kv_quant == KvQuant::kInt8 ? DLDataType{kDLInt, 8, 1} : DLDataType{kDLUInt, 8, 1};
-  }
-  // Scales: [num_kv_heads, head_dim] (row-padded when strided) or a single value.
-  StridedTensor scale_t = c.per_tensor_scale ? compact_tensor({1})
-                                             : make_tensor({hkv, D}, {D + (c.strided ? 4 : 0), 1});
-  const auto scale_buffer = [&](const QuantizedCache& q) {
-    return memory.put(scatter<float>(scale_t, NAN, [&](size_t n) { return q.scales.empty() ? 0.f : q.scales[n]; }));
-  };
-  DLTensor k_scale_view = scale_t.view(scale_buffer(k_quant), {kDLFloat, 32, 1}, where);
-  DLTensor v_scale_view = scale_t.view(scale_buffer(v_quant), {kDLFloat, 32, 1}, where);
+  void* k_d = put_kv(memory, k_t, host.k, k_quant.codes, c.kv_quant, c.dtype);
+  void* v_d = put_kv(memory, v_t, host.v, v_quant.codes, c.kv_quant, c.dtype);
+  const DLDataType kv_dtype = kv_storage_dtype(c.kv_quant, c.dtype);
+  ScaleTensors scales(memory, k_quant, v_quant, c.per_tensor_scale, c.strided, hkv, D, where);
   void* bt_d = memory.put(bt_physical);
   void* sl_d = memory.put(sl_physical);
   StridedTensor sink_t = make_tensor({hq}, {c.strided ? 2 : 1});
@@ -414,8 +432,8 @@ CaseResult run_decode_case(const DecodeCase& c, DLDevice where, uint64_t seed) {
   options.sink_logits = c.sink_logits ? &sink_view : nullptr;
   options.kv_quant = c.kv_quant;
   if (c.kv_quant != KvQuant::kNone) {
-    options.k_scale = &k_scale_view;
-    options.v_scale = &v_scale_view;
+    options.k_scale = &scales.k;
+    options.v_scale = &scales.v;
   }
   if (on_cpu) {
     options.cpu_config = cpu_config_of(c);
@@ -488,6 +506,7 @@ KernelSpec PrefillCase::spec() const {
   s.global_window = global_window > 0;
   s.sink_logits = sink_logits;
   s.gqa = gqa;
+  s.kv_quant = kv_quant;
   return s;
 }
 
@@ -551,6 +570,41 @@ std::vector<PrefillCase> prefill_check_matrix() {
       [&](PrefillCase& c) { c.config = wgmma(128, 16, 2); c.local_window = 1; c.causal = false; });
   add("config bm64 bn64 st2 mt2, head_dim 64, non-causal",
       [](PrefillCase& c) { c.config = PrefillConfig{64, 64, 2, 2}; c.head_dim = 64; c.causal = false; });
+  // 8-bit K/V ("quantized ..."): the heuristic's config (wgmma on sm_90a), forced mma.sync and wgmma configs.
+  for (KvQuant quant : {KvQuant::kInt8, KvQuant::kFp8E4M3}) {
+    const std::string name = std::string("quantized ") + std::string(to_string(quant)) + " K/V, ";
+    const auto add_quantized = [&](const std::string& what, auto&& edit) {
+      add(name + what, [&](PrefillCase& c) { c.kv_quant = quant; edit(c); });
+    };
+    add_quantized("contiguous, per-channel scales", [](PrefillCase&) {});
+    add_quantized("contiguous, per-tensor scale, chunked",
+                  [](PrefillCase& c) { c.per_tensor_scale = true; c.q_lens = {17, 130}; c.kv_lens = {300, 1000}; });
+    add_quantized("paged NHD page 16, mma.sync bm64 bn32 st3",
+                  [](PrefillCase& c) { c.page_size = 16; c.config = PrefillConfig{64, 32, 3}; });
+    add_quantized("paged HND page 7, strided, fp16 q",
+                  [](PrefillCase& c) { c.page_size = 7; c.layout = KvLayout::kHND; c.strided = true; c.dtype = DType::kFP16; });
+    add_quantized("head_dim 256, mma.sync bm64 bn32 mt2, per-tensor scale, group 8", [](PrefillCase& c) {
+      c.head_dim = 256; c.config = PrefillConfig{64, 32, 2, 2}; c.per_tensor_scale = true; c.group = 8; c.num_kv_heads = 1;
+    });
+    add_quantized("head_dim 64, fp16 q, paged NHD page 100, mma.sync bm128 bn64, chunked", [](PrefillCase& c) {
+      c.head_dim = 64; c.dtype = DType::kFP16; c.page_size = 100; c.config = PrefillConfig{128, 64, 2};
+      c.q_lens = {100, 3}; c.kv_lens = {700, 260};
+    });
+    add_quantized("wgmma bm128 bn64 oc2, interleaved GQA, sinks", [&](PrefillCase& c) {
+      c.config = wgmma(128, 64, 2); c.config->min_blocks = 2; c.gqa = GqaMapping::kInterleaved; c.sink_logits = true;
+    });
+    add_quantized("wgmma bm128 bn128 st3, one long sequence, per-tensor scale", [&](PrefillCase& c) {
+      c.config = wgmma(128, 128, 3); c.q_lens = {1000}; c.kv_lens = {1000}; c.local_window = 300; c.per_tensor_scale = true;
+    });
+    add_quantized("wgmma bm64 bn64, head_dim 64, fp16 q, group 8, paged HND page 13", [&](PrefillCase& c) {
+      c.config = wgmma(64, 64, 2); c.head_dim = 64; c.dtype = DType::kFP16; c.group = 8; c.page_size = 13;
+      c.layout = KvLayout::kHND;
+    });
+    add_quantized("wgmma bm64 bn64 st2, head_dim 256, paged NHD page 16, chunked, window 1 + sink 1", [&](PrefillCase& c) {
+      c.config = wgmma(64, 64, 2); c.head_dim = 256; c.page_size = 16; c.q_lens = {17, 130}; c.kv_lens = {300, 1000};
+      c.local_window = 1; c.global_window = 1;
+    });
+  }
   return cases;
 }
 
@@ -581,15 +635,26 @@ CaseResult run_prefill_case(const PrefillCase& c, int device_ordinal, uint64_t s
   }
   const int64_t total_q = host.cu_seqlens_q.back(), total_kv = host.cu_seqlens_k.back();
   host.q = random_values(size_t(total_q) * hq * D, c.dtype, rng);
-  host.k = random_values(size_t(total_kv) * hkv * D, c.dtype, rng);
-  host.v = random_values(size_t(total_kv) * hkv * D, c.dtype, rng);
+  QuantizedCache k_quant, v_quant;  // 8-bit K/V: the reference sees the dequantized values
+  if (c.kv_quant == KvQuant::kNone) {
+    host.k = random_values(size_t(total_kv) * hkv * D, c.dtype, rng);
+    host.v = random_values(size_t(total_kv) * hkv * D, c.dtype, rng);
+  } else {
+    const QuantizedLayout layout{c.kv_quant, c.per_tensor_scale, hkv, D, 1, KvLayout::kNHD};  // [total_kv, hkv, D]
+    k_quant = random_quantized_cache(size_t(total_kv) * hkv * D, layout, rng);
+    v_quant = random_quantized_cache(size_t(total_kv) * hkv * D, layout, rng);
+    host.k = k_quant.values;
+    host.v = v_quant.values;
+  }
   if (c.sink_logits) {
     std::uniform_real_distribution<float> sink(-1.f, 3.f);
     for (int h = 0; h < hq; ++h) host.sink_logits.push_back(sink(rng));
   }
   const std::vector<double> ref = reference_prefill(host);
 
-  const int64_t pad = c.strided ? kVectorBytes / 2 : 0;  // elements of padding per row
+  const int64_t pad = row_padding(c.strided, false);  // elements of padding per row of q and out
+  const int64_t kv_pad = row_padding(c.strided, c.kv_quant != KvQuant::kNone);
+  const bool quantized = c.kv_quant != KvQuant::kNone;
   StridedTensor q_t = make_tensor({total_q, hq, D}, {hq * (D + pad) + pad, D + pad, 1});
   StridedTensor out_t = make_tensor({total_q, hq, D}, {hq * (D + 2 * pad), D + 2 * pad, 1});
   if (!c.strided) q_t = out_t = compact_tensor({total_q, hq, D});
@@ -621,12 +686,19 @@ CaseResult run_prefill_case(const PrefillCase& c, int device_ordinal, uint64_t s
   options.sink_logits = c.sink_logits ? &sink_view : nullptr;
   options.config = c.config;
   options.check_device_args = true;
+  options.kv_quant = c.kv_quant;
+  ScaleTensors scales(memory, k_quant, v_quant, c.per_tensor_scale, c.strided, hkv, D, dev);
+  if (quantized) {
+    options.k_scale = &scales.k;
+    options.v_scale = &scales.v;
+  }
+  const DLDataType kv_dt = kv_storage_dtype(c.kv_quant, c.dtype);
   CUstream stream = nullptr;  // the legacy stream: check_device_args synchronizes it
   if (c.page_size == 0) {
-    StridedTensor k_t = make_tensor({total_kv, hkv, D}, {hkv * (D + pad) + pad, D + pad, 1});
+    StridedTensor k_t = make_tensor({total_kv, hkv, D}, {hkv * (D + kv_pad) + kv_pad, D + kv_pad, 1});
     if (!c.strided) k_t = compact_tensor({total_kv, hkv, D});
-    const DLTensor k = k_t.view(memory.put(scatter_16bit(host.k, k_t, c.dtype)), dt, dev);
-    const DLTensor v = k_t.view(memory.put(scatter_16bit(host.v, k_t, c.dtype)), dt, dev);
+    const DLTensor k = k_t.view(put_kv(memory, k_t, host.k, k_quant.codes, c.kv_quant, c.dtype), kv_dt, dev);
+    const DLTensor v = k_t.view(put_kv(memory, k_t, host.v, v_quant.codes, c.kv_quant, c.dtype), kv_dt, dev);
     const DLTensor cu_k = int_tensor(host.cu_seqlens_k, cu_k_t);
     prefill(q, k, v, cu_q, cu_k, out, stream, options);
   } else {
@@ -642,28 +714,32 @@ CaseResult run_prefill_case(const PrefillCase& c, int device_ordinal, uint64_t s
                                                                          : std::vector<int64_t>{num_pages, hkv, P, D};
     StridedTensor cache_t = compact_tensor(cache_shape);
     if (c.strided) {
-      const int64_t row = D + pad;
+      const int64_t row = D + kv_pad;
       cache_t = make_tensor(cache_shape, c.layout == KvLayout::kNHD
-                                             ? std::vector<int64_t>{P * hkv * row + pad, hkv * row, row, 1}
-                                             : std::vector<int64_t>{hkv * P * row + pad, P * row, row, 1});
+                                             ? std::vector<int64_t>{P * hkv * row + kv_pad, hkv * row, row, 1}
+                                             : std::vector<int64_t>{hkv * P * row + kv_pad, P * row, row, 1});
     }
-    std::vector<float> k_cache(size_t(num_pages) * P * hkv * D, 0.f), v_cache(k_cache.size(), 0.f);
     std::vector<int> table(size_t(batch) * max_pages, 0);
     int next_page = 0;
-    for (int b = 0; b < batch; ++b) {
+    for (int b = 0; b < batch; ++b)
       for (int i = 0; i < (c.kv_lens[b] + P - 1) / P; ++i) table[size_t(b) * max_pages + i] = page_ids[next_page++];
-      for (int j = 0; j < c.kv_lens[b]; ++j)
-        for (int h = 0; h < hkv; ++h) {
-          const int page = table[size_t(b) * max_pages + j / P], slot = j % P;
-          const size_t dst = c.layout == KvLayout::kNHD ? ((size_t(page) * P + slot) * hkv + h) * D
-                                                        : ((size_t(page) * hkv + h) * P + slot) * D;
-          const size_t src = (size_t(host.cu_seqlens_k[b] + j) * hkv + h) * D;
-          std::copy_n(&host.k[src], D, &k_cache[dst]);
-          std::copy_n(&host.v[src], D, &v_cache[dst]);
-        }
-    }
-    const DLTensor k = cache_t.view(memory.put(scatter_16bit(k_cache, cache_t, c.dtype)), dt, dev);
-    const DLTensor v = cache_t.view(memory.put(scatter_16bit(v_cache, cache_t, c.dtype)), dt, dev);
+    // Contiguous [total_kv, hkv, D] values (or codes) -> the compact paged cache (unused slots 0).
+    const auto to_pages = [&](const auto& contiguous) {
+      std::remove_cvref_t<decltype(contiguous)> paged(contiguous.empty() ? 0 : size_t(num_pages) * P * hkv * D);
+      for (int b = 0; b < batch && !contiguous.empty(); ++b)
+        for (int j = 0; j < c.kv_lens[b]; ++j)
+          for (int h = 0; h < hkv; ++h) {
+            const int page = table[size_t(b) * max_pages + j / P], slot = j % P;
+            const size_t dst = c.layout == KvLayout::kNHD ? ((size_t(page) * P + slot) * hkv + h) * D
+                                                          : ((size_t(page) * hkv + h) * P + slot) * D;
+            std::copy_n(&contiguous[(size_t(host.cu_seqlens_k[b] + j) * hkv + h) * D], D, &paged[dst]);
+          }
+      return paged;
+    };
+    const DLTensor k = cache_t.view(
+        put_kv(memory, cache_t, to_pages(host.k), to_pages(k_quant.codes), c.kv_quant, c.dtype), kv_dt, dev);
+    const DLTensor v = cache_t.view(
+        put_kv(memory, cache_t, to_pages(host.v), to_pages(v_quant.codes), c.kv_quant, c.dtype), kv_dt, dev);
     StridedTensor bt_t = c.strided ? make_tensor({batch, max_pages}, {max_pages + 3, 1}) : compact_tensor({batch, max_pages});
     std::vector<int> bt_physical(bt_t.physical_elements, -1);
     for (int b = 0; b < batch; ++b)

@@ -65,6 +65,8 @@ struct PrefillCase {
   bool strided = false;       // padded strides for q, out, K/V and the metadata
   bool sink_logits = false;
   GqaMapping gqa = GqaMapping::kGrouped;
+  KvQuant kv_quant = KvQuant::kNone;  // 8-bit K/V with random codes and random positive scales
+  bool per_tensor_scale = false;      // one scale for K and one for V, instead of [num_kv_heads, head_dim]
   std::optional<PrefillConfig> config;
 
   KernelSpec spec() const;

@@ -21,7 +21,6 @@ constexpr double kL2Multiple = 4.0;  // rotate through at least this many L2s of
 constexpr int kMaxReplicas = 64;
 constexpr int kElementBytes = 2;     // q, out and 16-bit K/V
 constexpr int kWarmupReplays = 5;
-constexpr float kInt8Unit = 1.f / 127, kFp8Unit = 1.f / 448;  // scales that map codes to about [-1, 1]
 
 DLTensor view(void* data, DLDataType dtype, DLDevice device, std::vector<int64_t>& shape) {
   DLTensor t{};
@@ -117,10 +116,7 @@ DecodeWorkload::DecodeWorkload(const DecodeShape& s, DLDevice where, CUstream st
   tables_d_ = WorkloadBuffer(tables_, host);
   lens_d_ = WorkloadBuffer(std::vector<int>(s.batch, s.kv_len), host);
   // Per-channel dequant scales that differ across channels and heads (8-bit caches only).
-  scales_.resize(size_t(s.num_kv_heads) * D);
-  const float unit = s.kv_quant == KvQuant::kInt8 ? kInt8Unit : kFp8Unit;
-  constexpr int kScaleCycle = 7;
-  for (size_t i = 0; i < scales_.size(); ++i) scales_[i] = (1.f + float(i % kScaleCycle) / kScaleCycle) * unit;
+  scales_ = half::varied_kv_scales(s.kv_quant, size_t(s.num_kv_heads) * D);
   scales_d_ = WorkloadBuffer(scales_, host);
   sinks_.resize(s.num_q_heads);
   std::uniform_real_distribution<float> sink(-1.f, 3.f);  // comparable to the scores, so they matter
@@ -282,7 +278,7 @@ double DecodeWorkload::relative_error(int b) const {
       return half::to_float(bits, s.dtype);
     }
     const float scale = scales_[e % scales_.size()];
-    return scale * (s.kv_quant == KvQuant::kInt8 ? float(int8_t(page[e])) : half::fp8_e4m3_to_float(page[e]));
+    return scale * half::kv_code_value(page[e], s.kv_quant);
   };
   for (size_t i = 0; i < logical_pages_.size(); ++i) {
     const int physical = tables_[size_t(b) * max_pages_ + logical_pages_[i]];

@@ -5,6 +5,7 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "swajit/spec.hpp"
 
@@ -36,6 +37,22 @@ inline float fp8_e4m3_to_float(uint8_t b) {
   const float magnitude = exponent == 0 ? std::ldexp(float(mantissa) / kMantissaSteps, 1 - kBias)
                                         : std::ldexp(1.f + float(mantissa) / kMantissaSteps, exponent - kBias);
   return sign ? -magnitude : magnitude;
+}
+
+// 8-bit KV test data: what a code stands for before its scale (int8 as an integer, fp8 as e4m3), and per-channel
+// scales that map codes to about [-1, 1] and differ across channels and heads.
+inline float kv_code_value(uint8_t code, KvQuant quant) {
+  return quant == KvQuant::kInt8 ? float(int8_t(code)) : fp8_e4m3_to_float(code);
+}
+inline float kv_unit_scale(KvQuant quant) {
+  constexpr float kInt8Max = 127, kFp8Max = 448;  // largest int8 magnitude used, largest finite e4m3 value
+  return quant == KvQuant::kInt8 ? 1.f / kInt8Max : 1.f / kFp8Max;
+}
+inline std::vector<float> varied_kv_scales(KvQuant quant, size_t count) {
+  constexpr int kScaleCycle = 7;
+  std::vector<float> scales(count);
+  for (size_t i = 0; i < count; ++i) scales[i] = (1.f + float(i % kScaleCycle) / kScaleCycle) * kv_unit_scale(quant);
+  return scales;
 }
 
 constexpr uint16_t kPoison = 0xffff;  // a NaN in both bf16 and fp16: any element the kernel fails to write shows

@@ -87,18 +87,7 @@ DecodeProblem describe_paged_decode(const DLTensor& q, const DLTensor& k_cache, 
   p.spec.gqa = options.gqa;
   p.spec.kv_quant = options.kv_quant;
   p.spec.validate();
-  if (options.kv_quant == KvQuant::kNone && (options.k_scale || options.v_scale))
-    fail("k_scale / v_scale are only used with an 8-bit KV cache (set DecodeOptions::kv_quant)");
-  if (options.kv_quant != KvQuant::kNone) {
-    const ScaleView k_scale = describe_scale(options.k_scale, "k_scale", home, num_kv_heads, head_dim);
-    const ScaleView v_scale = describe_scale(options.v_scale, "v_scale", home, num_kv_heads, head_dim);
-    p.params.k_scale = k_scale.data;
-    p.params.k_scale_stride_head = k_scale.stride_head;
-    p.params.k_scale_stride_channel = k_scale.stride_channel;
-    p.params.v_scale = v_scale.data;
-    p.params.v_scale_stride_head = v_scale.stride_head;
-    p.params.v_scale_stride_channel = v_scale.stride_channel;
-  }
+  set_kv_scales(p.params, options.kv_quant, options.k_scale, options.v_scale, home, num_kv_heads, head_dim, "DecodeOptions");
   p.batch = checked_int(batch, "batch");
   p.num_q_heads = static_cast<int>(num_q_heads);
   p.num_kv_heads = static_cast<int>(num_kv_heads);

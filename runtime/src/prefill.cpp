@@ -101,8 +101,8 @@ PrefillProblem describe_prefill(const DLTensor& q, const DLTensor& k, const DLTe
   require_vector_layout(out, "out", out_strides);
 
   // K / V
-  const KvView kv = paged ? describe_paged_kv(k, v, options.kv_layout, KvQuant::kNone, p.spec.dtype, home, head_dim)
-                          : describe_contiguous_kv(k, v, p.spec.dtype, home, head_dim);
+  const KvView kv = paged ? describe_paged_kv(k, v, options.kv_layout, options.kv_quant, p.spec.dtype, home, head_dim)
+                          : describe_contiguous_kv(k, v, options.kv_quant, p.spec.dtype, home, head_dim);
   p.spec.group = gqa_group(num_q_heads, kv.num_kv_heads);
 
   // metadata
@@ -142,7 +142,9 @@ PrefillProblem describe_prefill(const DLTensor& q, const DLTensor& k, const DLTe
   p.spec.global_window = options.global_window > 0;
   p.spec.sink_logits = sinks.data != nullptr;
   p.spec.gqa = options.gqa;
+  p.spec.kv_quant = options.kv_quant;
   p.spec.validate();
+  set_kv_scales(a, options.kv_quant, options.k_scale, options.v_scale, home, kv.num_kv_heads, head_dim, "PrefillOptions");
   p.batch = static_cast<int>(batch);
   p.num_q_heads = static_cast<int>(num_q_heads);
   p.num_kv_heads = static_cast<int>(kv.num_kv_heads);
@@ -233,6 +235,7 @@ PrefillConfig plan_prefill_config(const PrefillProblem& p, const PrefillOptions&
       shape.num_kv_heads = p.num_kv_heads;
       shape.head_dim = p.spec.head_dim;
       shape.dtype = p.spec.dtype;
+      shape.kv_quant = p.spec.kv_quant;
       shape.local_window = p.params.local_window;
       shape.global_window = p.params.global_window;
       TuneOptions tune_options;

@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include "cuda_driver.hpp"
 #include "half.hpp"
 #include "reference.hpp"
+#include "tensor_checks.hpp"
 #include "utility_kernels.hpp"
 
 namespace swajit {
@@ -30,6 +32,7 @@ PrefillShape PrefillGrid::shape(int kv_heads, int seq_len) const {
   s.head_dim = head_dim;
   s.local_window = local_window;
   s.global_window = global_window;
+  s.kv_quant = kv_quant;
   return s;
 }
 
@@ -39,20 +42,39 @@ PrefillWorkload::PrefillWorkload(const PrefillShape& shape, int device, CUstream
   q_shape_ = {total, hq, D};
   k_shape_ = {total, hkv, D};
   cu_shape_ = {shape.batch + 1};
+  scale_shape_ = {hkv, D};
   std::mt19937_64 rng(kSeed);
   std::uniform_real_distribution<float> dist(-1.f, 1.f);
   const auto random_bits = [&](size_t n, std::vector<uint16_t>& bits) {
     bits.resize(n);
     for (auto& b : bits) b = half::from_float(dist(rng), shape.dtype);
   };
+  // K/V bytes: 16-bit values as q, or random 8-bit codes (never an e4m3 NaN) under per-channel scales.
+  const auto random_kv = [&](size_t n, std::vector<uint8_t>& store) {
+    if (shape.kv_quant == KvQuant::kNone) {
+      std::vector<uint16_t> bits;
+      random_bits(n, bits);
+      store.resize(n * sizeof(uint16_t));
+      std::memcpy(store.data(), bits.data(), store.size());
+      return;
+    }
+    constexpr uint8_t kFp8NanBits = 0x7f;
+    store.resize(n);
+    for (auto& code : store) {
+      code = uint8_t(rng() >> 56);
+      if (shape.kv_quant == KvQuant::kFp8E4M3 && (code & 0x7f) == kFp8NanBits) code ^= 1;
+    }
+  };
   random_bits(size_t(total) * hq * D, q_bits_);
-  random_bits(size_t(total) * hkv * D, k_bits_);
-  random_bits(size_t(total) * hkv * D, v_bits_);
+  random_kv(size_t(total) * hkv * D, k_store_);
+  random_kv(size_t(total) * hkv * D, v_store_);
+  if (shape.kv_quant != KvQuant::kNone) scales_ = half::varied_kv_scales(shape.kv_quant, size_t(hkv) * D);
   std::vector<int> cu(shape.batch + 1);
   for (int b = 0; b <= shape.batch; ++b) cu[b] = b * shape.seq_len;
   q_ = DeviceBuffer(q_bits_);
-  k_ = DeviceBuffer(k_bits_);
-  v_ = DeviceBuffer(v_bits_);
+  k_ = DeviceBuffer(k_store_);
+  v_ = DeviceBuffer(v_store_);
+  scales_d_ = DeviceBuffer(scales_);
   cu_seqlens_ = DeviceBuffer(cu);
   out_ = DeviceBuffer(q_bits_.size() * sizeof(uint16_t));
 }
@@ -71,8 +93,8 @@ PrefillWorkload::Call PrefillWorkload::call(const std::optional<PrefillConfig>& 
   const DLDataType dt = shape_.dtype == DType::kBF16 ? DLDataType{kDLBfloat, 16, 1} : DLDataType{kDLFloat, 16, 1};
   Call c;
   c.q = view(q_, q_shape_, dt);
-  c.k = view(k_, k_shape_, dt);
-  c.v = view(v_, k_shape_, dt);
+  c.k = view(k_, k_shape_, kv_storage_dtype(shape_.kv_quant, shape_.dtype));
+  c.v = view(v_, k_shape_, c.k.dtype);
   c.out = view(out_, q_shape_, dt);
   c.cu_seqlens = view(cu_seqlens_, cu_shape_, DLDataType{kDLInt, 32, 1});  // every sequence: q_len = kv_len = seq_len
   c.options.local_window = shape_.local_window;
@@ -80,17 +102,29 @@ PrefillWorkload::Call PrefillWorkload::call(const std::optional<PrefillConfig>& 
   c.options.max_q_len = shape_.seq_len;
   c.options.config = config;
   c.options.tuning = policy;
+  c.options.kv_quant = shape_.kv_quant;
+  c.scale = view(scales_d_, scale_shape_, DLDataType{kDLFloat, 32, 1});
   return c;
 }
 
+float PrefillWorkload::kv_value(const std::vector<uint8_t>& store, size_t element) const {
+  if (shape_.kv_quant != KvQuant::kNone)
+    return scales_[element % scales_.size()] * half::kv_code_value(store[element], shape_.kv_quant);
+  uint16_t bits;
+  std::memcpy(&bits, &store[element * sizeof(uint16_t)], sizeof(bits));
+  return half::to_float(bits, shape_.dtype);
+}
+
 PrefillProblem PrefillWorkload::problem() const {
-  const Call c = call(std::nullopt, TuningPolicy::kDefault);
+  Call c = call(std::nullopt, TuningPolicy::kDefault);
+  if (shape_.kv_quant != KvQuant::kNone) c.options.k_scale = c.options.v_scale = &c.scale;
   return describe_prefill(c.q, c.k, c.v, &c.cu_seqlens, nullptr, nullptr, c.cu_seqlens, c.out, c.options);
 }
 
 void PrefillWorkload::run(const std::optional<PrefillConfig>& config, TuningPolicy policy, bool poison) {
   if (poison) cuda::check(cuda::driver().cuMemsetD8Async(out_.ptr(), 0xff, out_.bytes(), stream_), "cuMemsetD8Async");
-  const Call c = call(config, policy);
+  Call c = call(config, policy);
+  if (shape_.kv_quant != KvQuant::kNone) c.options.k_scale = c.options.v_scale = &c.scale;
   prefill(c.q, c.k, c.v, c.cu_seqlens, c.cu_seqlens, c.out, stream_, c.options);
 }
 
@@ -121,9 +155,9 @@ double PrefillWorkload::sampled_relative_error() {
       for (size_t i = 0; i < host.q.size(); ++i) host.q[i] = half::to_float(q_bits_[size_t(row) * hq * D + i], shape_.dtype);
       host.k.resize(size_t(kv_len) * hkv * D);
       host.v.resize(host.k.size());
-      for (size_t i = 0; i < host.k.size(); ++i) {
-        host.k[i] = half::to_float(k_bits_[size_t(first_key) * hkv * D + i], shape_.dtype);
-        host.v[i] = half::to_float(v_bits_[size_t(first_key) * hkv * D + i], shape_.dtype);
+      for (size_t i = 0; i < host.k.size(); ++i) {  // dequantized values for 8-bit K/V
+        host.k[i] = kv_value(k_store_, size_t(first_key) * hkv * D + i);
+        host.v[i] = kv_value(v_store_, size_t(first_key) * hkv * D + i);
       }
       const std::vector<double> ref = reference_prefill(host);
       for (int h : heads) sampled_expected_.insert(sampled_expected_.end(), &ref[size_t(h) * D], &ref[size_t(h) * D] + D);

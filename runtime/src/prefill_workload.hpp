@@ -1,5 +1,6 @@
 // A prefill problem on the GPU for timing and tuning: one batch of equal-length sequences, random bf16/fp16 q, K and
-// V (contiguous), and a double-precision check of sampled rows. Used by `swajit bench prefill` and by the prefill
+// V (contiguous; 8-bit codes with per-channel scales when kv_quant is set), and a double-precision check of sampled
+// rows. Used by `swajit bench prefill` and by the prefill
 // tuner, so both measure the same way.
 #pragma once
 #include <cuda.h>
@@ -17,6 +18,7 @@ struct PrefillShape {
   int batch = 1, seq_len = 4096;
   int num_q_heads = 32, num_kv_heads = 8, head_dim = 128;
   DType dtype = DType::kBF16;
+  KvQuant kv_quant = KvQuant::kNone;  // K/V storage: the useful FLOPs do not depend on it
   int local_window = 4096, global_window = 0;
   double useful_flops() const;  // 4 x head_dim per visible (query, key) pair and q head
 };
@@ -26,6 +28,7 @@ struct PrefillGrid {
   std::vector<int> seq_lens = {4096, 8192, 16384, 32768};
   std::vector<int> num_kv_heads = {32, 8};
   int batch = 1, num_q_heads = 32, head_dim = 128, local_window = 4096, global_window = 0;
+  KvQuant kv_quant = KvQuant::kNone;
   PrefillShape shape(int kv_heads, int seq_len) const;
 };
 
@@ -46,17 +49,20 @@ class PrefillWorkload {
 
  private:
   DLTensor view(const DeviceBuffer& b, std::vector<int64_t>& shape, DLDataType dtype) const;
-  struct Call {  // the arguments of one prefill() call
-    DLTensor q, k, v, out, cu_seqlens;
+  struct Call {  // the arguments of one prefill() call (options point at `scale`)
+    DLTensor q, k, v, out, cu_seqlens, scale;
     PrefillOptions options;
   };
   Call call(const std::optional<PrefillConfig>& config, TuningPolicy policy) const;
+  float kv_value(const std::vector<uint8_t>& store, size_t element) const;  // what a stored K/V element stands for
   PrefillShape shape_;
   int device_;
   CUstream stream_;
-  std::vector<uint16_t> q_bits_, k_bits_, v_bits_;
-  mutable std::vector<int64_t> q_shape_, k_shape_, cu_shape_;  // DLTensor::shape points at them (non-const by type)
-  DeviceBuffer q_, k_, v_, out_, cu_seqlens_;
+  std::vector<uint16_t> q_bits_;
+  std::vector<uint8_t> k_store_, v_store_;  // K/V bytes as uploaded: 16-bit values, or 8-bit codes
+  std::vector<float> scales_;               // 8-bit K/V: [num_kv_heads, head_dim], shared by K and V
+  mutable std::vector<int64_t> q_shape_, k_shape_, cu_shape_, scale_shape_;  // DLTensor::shape points at them
+  DeviceBuffer q_, k_, v_, out_, cu_seqlens_, scales_d_;
   std::vector<int> sampled_rows_;        // query rows of sequence 0 that are checked
   std::vector<double> sampled_expected_; // their reference output, [row][head 0 and last][head_dim]
 };

@@ -31,7 +31,8 @@ struct HostPrefill {
   double scale = 0;
   std::vector<int> cu_seqlens_q, cu_seqlens_k;  // [batch + 1]
   std::vector<float> q;            // [total_q, num_q_heads, head_dim], compact
-  std::vector<float> k, v;         // [total_kv, num_kv_heads, head_dim], compact
+  std::vector<float> k, v;         // [total_kv, num_kv_heads, head_dim], compact; 8-bit K/V: code * scale, so the
+                                   //   reference is exact attention over the dequantized K/V
   std::vector<float> sink_logits;  // [num_q_heads] learned sinks, or empty
   GqaMapping gqa = GqaMapping::kGrouped;
 };

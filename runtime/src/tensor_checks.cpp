@@ -128,12 +128,26 @@ DType attention_dtype(const DLTensor& q) {
 DLDataTypeCode dlpack_code(DType dtype) { return dtype == DType::kBF16 ? kDLBfloat : kDLFloat; }
 const char* dtype_name(DType dtype) { return dtype == DType::kBF16 ? "bf16" : "fp16"; }
 
+DLDataType kv_storage_dtype(KvQuant quant, DType dtype) {
+  switch (quant) {
+    case KvQuant::kInt8: return {kDLInt, 8, 1};
+    case KvQuant::kFp8E4M3: return {kDLUInt, 8, 1};
+    case KvQuant::kNone: break;
+  }
+  return {static_cast<uint8_t>(dlpack_code(dtype)), 16, 1};
+}
+
 namespace {
 
 void require_kv_dtypes(const DLTensor& k, const DLTensor& v, KvQuant quant, DType dtype, const char* k_name,
                        const char* v_name) {
   switch (quant) {
     case KvQuant::kNone:
+      for (const auto& [t, name] : {std::pair{&k, k_name}, std::pair{&v, v_name}})
+        if (t->dtype.bits == 8)
+          fail(std::string(name) + " holds 8-bit values but kv_quant = none: K/V must be " + dtype_name(dtype) +
+               " like q, or set kv_quant = int8 (int8 tensors) or fp8 (uint8 tensors of e4m3 bytes) with k_scale and "
+               "v_scale");
       require_dtype(k, k_name, dlpack_code(dtype), 16, dtype_name(dtype));
       require_dtype(v, v_name, dlpack_code(dtype), 16, dtype_name(dtype));
       break;
@@ -184,13 +198,14 @@ KvView describe_paged_kv(const DLTensor& k_cache, const DLTensor& v_cache, KvLay
   return view;
 }
 
-KvView describe_contiguous_kv(const DLTensor& k, const DLTensor& v, DType dtype, const DLDevice& home, int64_t head_dim) {
+KvView describe_contiguous_kv(const DLTensor& k, const DLTensor& v, KvQuant quant, DType dtype, const DLDevice& home,
+                              int64_t head_dim) {
   const char* layout = "[total_kv, num_kv_heads, head_dim]";
   require_ndim(k, "k", 3, layout);
   require_ndim(v, "v", 3, layout);
   for (int i = 0; i < 3; ++i)
     if (v.shape[i] != k.shape[i]) fail("v must have the shape of k " + shape_text(k) + ", got " + shape_text(v));
-  require_kv_dtypes(k, v, KvQuant::kNone, dtype, "k", "v");
+  require_kv_dtypes(k, v, quant, dtype, "k", "v");
   require_on_device(k, "k", home, false);
   require_on_device(v, "v", home, false);
   require_positive_extent(k, "k", 1, "num_kv_heads");

@@ -48,6 +48,27 @@ struct ScaleView {
   int64_t stride_head = 0, stride_channel = 0;
 };
 ScaleView describe_scale(const DLTensor* scale, const char* name, const DLDevice& home, int64_t num_kv_heads, int64_t head_dim);
+// The K/V scales of a call into its kernel's argument struct (PagedDecodeParams, PrefillParams): both required and
+// checked with an 8-bit K/V (`quant`), refused with a 16-bit one (`options` names the struct whose kv_quant to set).
+template <class Params>
+void set_kv_scales(Params& a, KvQuant quant, const DLTensor* k_scale, const DLTensor* v_scale, const DLDevice& home,
+                   int64_t num_kv_heads, int64_t head_dim, const char* options) {
+  if (quant == KvQuant::kNone) {
+    if (k_scale || v_scale)
+      fail(std::string("k_scale / v_scale are only used with an 8-bit KV cache (set ") + options + "::kv_quant)");
+    return;
+  }
+  const ScaleView k = describe_scale(k_scale, "k_scale", home, num_kv_heads, head_dim);
+  const ScaleView v = describe_scale(v_scale, "v_scale", home, num_kv_heads, head_dim);
+  a.k_scale = k.data;
+  a.k_scale_stride_head = k.stride_head;
+  a.k_scale_stride_channel = k.stride_channel;
+  a.v_scale = v.data;
+  a.v_scale_stride_head = v.stride_head;
+  a.v_scale_stride_channel = v.stride_channel;
+}
+// The DLPack dtype K/V hold: int8, uint8 (fp8 e4m3 bytes), or the 16-bit dtype of q.
+DLDataType kv_storage_dtype(KvQuant quant, DType dtype);
 
 // K and V of one call, paged (4-D, NHD or HND) or contiguous (3-D [tokens, num_kv_heads, head_dim]), with their
 // dtype checked against the KV storage (`quant`; 16-bit caches must match q).
@@ -68,7 +89,8 @@ void set_kv_strides(Params& a, const KvView& kv) {
   a.v_stride_token = kv.v_stride_token;
   a.v_stride_head = kv.v_stride_head;
 }
-KvView describe_contiguous_kv(const DLTensor& k, const DLTensor& v, DType dtype, const DLDevice& home, int64_t head_dim);
+KvView describe_contiguous_kv(const DLTensor& k, const DLTensor& v, KvQuant quant, DType dtype, const DLDevice& home,
+                              int64_t head_dim);
 
 // block_table int32 [batch, max_pages_per_seq] and seq_lens int32 [batch] (host-mapped memory allowed).
 struct PagedMetadataView {

@@ -34,7 +34,8 @@ GeneratedKernel generate_cuda(const KernelSpec& spec, const DecodeConfig& config
 struct PrefillGeometry {
   int threads;       // one warp per m_tiles x 16 query rows
   int q_bytes;       // shared memory of the Q tile
-  int tile_bytes;    // shared memory of one K (or V) pipeline stage
+  int tile_bytes;    // shared memory of one K (or V) pipeline stage, as stored (8-bit KV: half)
+  int dequant_bytes; // 8-bit KV only: the widened 16-bit K and V tiles the MMAs read
   int shared_bytes;  // total dynamic shared memory
 };
 PrefillGeometry prefill_geometry(const KernelSpec& spec, const PrefillConfig& config);

@@ -86,6 +86,11 @@ struct PrefillOptions {
   KvLayout kv_layout = KvLayout::kNHD;    // paged_prefill only
   GqaMapping gqa = GqaMapping::kGrouped;  // as in DecodeOptions
   const DLTensor* sink_logits = nullptr;  // as in DecodeOptions: float32 [num_q_heads]
+  // 8-bit K/V as in DecodeOptions: k / v (or the caches) int8, or uint8 holding fp8 e4m3 bytes, dequantized in the
+  // kernel with float32 scales [num_kv_heads, head_dim] (per channel) or a single value (per tensor).
+  KvQuant kv_quant = KvQuant::kNone;
+  const DLTensor* k_scale = nullptr;
+  const DLTensor* v_scale = nullptr;
   // The longest query run of the batch, when the caller knows it (sizes the grid). 0: read from cu_seqlens_q when it
   // is host-readable, else total_q (always safe; idle blocks exit at once).
   int max_q_len = 0;
@@ -98,7 +103,8 @@ struct PrefillOptions {
 // and its query i sits at position p = kv_len_b - q_len_b + i, so a chunk after a cached prefix (q_len < kv_len)
 // works; it sees j iff (j <= p or !causal) and (p - j < local_window or j < global_window).
 //   q, out           [total_q, num_q_heads, head_dim], bf16 or fp16, any strides with a contiguous last dim
-//   k, v             [total_kv, num_kv_heads, head_dim]; sequence b's keys are rows [cu_seqlens_k[b], cu_seqlens_k[b + 1])
+//   k, v             [total_kv, num_kv_heads, head_dim]; sequence b's keys are rows [cu_seqlens_k[b], cu_seqlens_k[b + 1]);
+//                    q's dtype, or 8-bit with options.kv_quant
 //   cu_seqlens_q/_k  int32 [batch + 1], non-decreasing from 0
 void prefill(const DLTensor& q, const DLTensor& k, const DLTensor& v, const DLTensor& cu_seqlens_q,
              const DLTensor& cu_seqlens_k, const DLTensor& out, CUstream stream, const PrefillOptions& options = {});
