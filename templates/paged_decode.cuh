@@ -187,6 +187,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
   const int warp_m = warp / kWarpsN, warp_n = warp % kWarpsN;
   const int token0 = warp_n * kTokensPerWarp;
 
+  wait_for_prerequisite_grid();  // a programmatic dependent launch: nothing is read before the stream's prior work ends
   int kv_len = P.seq_lens[b * P.seq_lens_stride];
   if (kv_len != 0 && kv_len < kQSeqlen) {
     if (threadIdx.x == 0 && split == 0 && kv_head == 0) record_status(P.status, kStatusSeqLenBelowQSeqlen, b);
@@ -271,16 +272,31 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
 
 // Split-KV merge: out = sum_s 2^(lse_s - M) o_s / (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives
 // zeros. One block per (sequence, kv head, row): the row's log-sum-exps are staged in shared memory, then each
-// thread sums 8 consecutive elements over a strided subset of the splits, and the subsets are added up.
+// thread sums 8 consecutive elements over a strided subset of the splits, and the subsets are added up. A thread's
+// first kMergePrefetch partial outputs are loaded together with the log-sum-exps, so the two reads overlap.
 constexpr int kMergeSplitLanes = kMergeThreads / kChunks;  // threads that share one 8-element chunk
+constexpr int kMergePrefetch = 4;                          // covers 4 x kMergeSplitLanes splits (32 at head_dim 128)
 static_assert(kMergeThreads % kChunks == 0, "merge threads must cover whole rows");
 
 extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(const PagedDecodeParams P) {
   __shared__ float lse[kMaxSplits];
   __shared__ float partial[kMergeThreads][8];
   const int b = blockIdx.x, kv_head = blockIdx.y, row = blockIdx.z;
+  const int chunk = threadIdx.x % kChunks, lane = threadIdx.x / kChunks;
   wait_for_prerequisite_grid();
   const i64 first_slot = i64(b * P.num_kv_heads + kv_head) * P.num_splits * kRows + row;
+  const auto partial_of = [&](int s) {
+    return reinterpret_cast<const float4*>(P.partial_out + (first_slot + s * kRows) * kHeadDim + chunk * 8);
+  };
+  float4 early[kMergePrefetch][2];
+#pragma unroll
+  for (int i = 0; i < kMergePrefetch; ++i) {
+    const int s = lane + i * kMergeSplitLanes;
+    if (s < P.num_splits) {
+      early[i][0] = partial_of(s)[0];
+      early[i][1] = partial_of(s)[1];
+    }
+  }
   for (int s = threadIdx.x; s < P.num_splits; s += kMergeThreads) lse[s] = P.partial_lse[first_slot + s * kRows];
   __syncthreads();
   float max_lse = SWAJIT_NEG_INF;
@@ -289,16 +305,20 @@ extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(
   float sum = 0.f;
   for (int s = 0; s < P.num_splits; ++s) sum += fast_exp2(lse[s] - reference);
 
-  const int chunk = threadIdx.x % kChunks, lane = threadIdx.x / kChunks;
   float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-#pragma unroll 4
-  for (int s = lane; s < P.num_splits; s += kMergeSplitLanes) {
+  const auto accumulate = [&](int s, const float4& lo, const float4& hi) {
     const float weight = fast_exp2(lse[s] - reference);
-    const float4* src = reinterpret_cast<const float4*>(P.partial_out + (first_slot + s * kRows) * kHeadDim + chunk * 8);
-    const float4 lo = src[0], hi = src[1];
     acc[0] += weight * lo.x; acc[1] += weight * lo.y; acc[2] += weight * lo.z; acc[3] += weight * lo.w;
     acc[4] += weight * hi.x; acc[5] += weight * hi.y; acc[6] += weight * hi.z; acc[7] += weight * hi.w;
+  };
+#pragma unroll
+  for (int i = 0; i < kMergePrefetch; ++i) {
+    const int s = lane + i * kMergeSplitLanes;
+    if (s < P.num_splits) accumulate(s, early[i][0], early[i][1]);
   }
+#pragma unroll 4
+  for (int s = lane + kMergePrefetch * kMergeSplitLanes; s < P.num_splits; s += kMergeSplitLanes)
+    accumulate(s, partial_of(s)[0], partial_of(s)[1]);
 #pragma unroll
   for (int e = 0; e < 8; ++e) partial[threadIdx.x][e] = acc[e];
   __syncthreads();

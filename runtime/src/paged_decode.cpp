@@ -261,26 +261,27 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
 
   const DecodeGeometry& g = plan.kernel->geometry;
   void* args[] = {&a};
-  cuda::check(d.cuLaunchKernel(plan.kernel->main, p.batch, p.num_kv_heads, splits, g.threads, 1, 1, g.shared_bytes,
-                               stream, args, nullptr),
-              "cuLaunchKernel(paged_decode)");
-  if (splits > 1) {
-    // On sm_90+ the merge grid is a programmatic dependent: it launches while the main grid drains and waits in
-    // the kernel (griddepcontrol.wait) for the partial results, which hides one launch latency.
-    CUlaunchAttribute overlap{};
-    overlap.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
-    overlap.value.programmaticStreamSerializationAllowed = 1;
-    CUlaunchConfig merge{};
-    merge.gridDimX = p.batch;
-    merge.gridDimY = p.num_kv_heads;
-    merge.gridDimZ = g.rows;
-    merge.blockDimX = g.merge_threads;
-    merge.blockDimY = merge.blockDimZ = 1;
-    merge.hStream = stream;
-    merge.attrs = &overlap;
-    merge.numAttrs = device.cc_major >= kMinProgrammaticLaunchMajor ? 1 : 0;
-    cuda::check(d.cuLaunchKernelEx(&merge, plan.kernel->merge, args, nullptr), "cuLaunchKernelEx(paged_decode merge)");
-  }
+  // On sm_90+ both grids are programmatic dependents of what precedes them on the stream: each is scheduled while
+  // that work drains and waits in the kernel (griddepcontrol.wait, before its first memory access) for it to end.
+  // This hides one launch latency per grid.
+  CUlaunchAttribute overlap{};
+  overlap.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+  overlap.value.programmaticStreamSerializationAllowed = 1;
+  const auto launch = [&](CUfunction kernel, unsigned grid_z, int threads, int shared_bytes, const char* what) {
+    CUlaunchConfig c{};
+    c.gridDimX = p.batch;
+    c.gridDimY = p.num_kv_heads;
+    c.gridDimZ = grid_z;
+    c.blockDimX = threads;
+    c.blockDimY = c.blockDimZ = 1;
+    c.sharedMemBytes = shared_bytes;
+    c.hStream = stream;
+    c.attrs = &overlap;
+    c.numAttrs = device.cc_major >= kMinProgrammaticLaunchMajor ? 1 : 0;
+    cuda::check(d.cuLaunchKernelEx(&c, kernel, args, nullptr), what);
+  };
+  launch(plan.kernel->main, splits, g.threads, g.shared_bytes, "cuLaunchKernelEx(paged_decode)");
+  if (splits > 1) launch(plan.kernel->merge, g.rows, g.merge_threads, 0, "cuLaunchKernelEx(paged_decode merge)");
   if (options.check_device_args) check_device_errors(p.device_ordinal, stream);
 }
 

@@ -20,8 +20,8 @@ for step in $what; do
     bench_int8) $bin/swajit bench decode --kv-quant int8 2>&1 | tee "$out/bench_decode_int8.log" ;;
     bench_fp8) $bin/swajit bench decode --kv-quant fp8 2>&1 | tee "$out/bench_decode_fp8.log" ;;
     sweep_b1)  # batch-1 configs by hand: block_n / warps_n / stages / splits
-      for cfg in "64 4 3 8" "64 4 3 16" "64 4 3 32" "64 4 3 64" "32 2 3 32" "32 2 3 64" "32 2 4 128" "128 4 2 16" "128 4 2 32" "64 2 3 32" "64 1 3 32"; do
-        set -- $cfg
+      for cfg in ${B1_CONFIGS:-64:4:3:8 64:4:3:16 64:4:3:32 64:4:3:64 32:2:3:32 32:2:3:64 32:2:4:128 128:4:2:16 128:4:2:32 64:2:3:32 64:1:3:32}; do
+        set -- ${cfg//:/ }
         echo "config block_n=$1 warps_n=$2 stages=$3 splits=$4"
         $bin/swajit bench decode --batch 1 --kv-len 32768 --q-seqlen 1,4 --block-n $1 --warps-n $2 --stages $3 --splits $4 2>&1 | grep '^| 1 '
       done 2>&1 | tee "$out/sweep_b1.log" ;;
