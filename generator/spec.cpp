@@ -241,13 +241,14 @@ void DecodeConfig::validate(const KernelSpec& spec) const {
 
 std::string PrefillConfig::compile_key() const {
   return "bm" + std::to_string(block_m) + "_bn" + std::to_string(block_n) + "_st" + std::to_string(stages) + "_mt" +
-         std::to_string(m_tiles) + (wgmma ? "_wg" : "") + (min_blocks > 1 ? "_oc" + std::to_string(min_blocks) : "");
+         std::to_string(m_tiles) + (wgmma ? "_wg" : "") + (warp_specialize > 0 ? "_ws" + std::to_string(warp_specialize) : "") +
+         (min_blocks > 1 ? "_oc" + std::to_string(min_blocks) : "");
 }
 
 PrefillConfig PrefillConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
-  const std::string form = "bm<M>_bn<N>_st<S>_mt<T>[_wg][_oc<B>]";
-  if (parts.size() < 4 || parts.size() > 6)
+  const std::string form = "bm<M>_bn<N>_st<S>_mt<T>[_wg][_ws<W>][_oc<B>]";
+  if (parts.size() < 4 || parts.size() > 7)
     throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form " + form);
   PrefillConfig config;
   config.block_m = parse_prefixed_int(parts[0], "bm", "block_m", key);
@@ -256,6 +257,8 @@ PrefillConfig PrefillConfig::from_key(std::string_view key) {
   config.m_tiles = parse_prefixed_int(parts[3], "mt", "m_tiles", key);
   size_t next = 4;
   if (next < parts.size() && parts[next] == "wg") config.wgmma = true, ++next;
+  if (next < parts.size() && parts[next].rfind("ws", 0) == 0)
+    config.warp_specialize = parse_prefixed_int(parts[next++], "ws", "warp_specialize", key);
   if (next < parts.size()) config.min_blocks = parse_prefixed_int(parts[next++], "oc", "min_blocks", key);
   if (next != parts.size() || config.compile_key() != key)
     throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' is not canonical; the form is " + form);
@@ -280,6 +283,11 @@ void PrefillConfig::validate(const KernelSpec& spec) const {
   if (wgmma && (m_tiles != 1 || block_m % kWarpgroupRows != 0))
     throw Error(ErrorCode::kInvalidArgument, "wgmma needs m_tiles = 1 and block_m a multiple of 64, got block_m = " +
                                                  std::to_string(block_m) + ", m_tiles = " + std::to_string(m_tiles));
+  constexpr int kMaxWarpSpecialize = 2;
+  require_range("warp_specialize", warp_specialize, 0, kMaxWarpSpecialize);
+  if (warp_specialize > 0 && !wgmma)
+    throw Error(ErrorCode::kInvalidArgument, "warp_specialize = " + std::to_string(warp_specialize) +
+                                                 " needs wgmma (the producer/consumer split is the Hopper path's)");
   (void)spec;  // every head_dim takes every config; what fits the device is checked when the kernel is built
 }
 
