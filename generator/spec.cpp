@@ -283,8 +283,11 @@ void PrefillConfig::validate(const KernelSpec& spec) const {
   if (wgmma && (m_tiles != 1 || block_m % kWarpgroupRows != 0))
     throw Error(ErrorCode::kInvalidArgument, "wgmma needs m_tiles = 1 and block_m a multiple of 64, got block_m = " +
                                                  std::to_string(block_m) + ", m_tiles = " + std::to_string(m_tiles));
-  constexpr int kMaxWarpSpecialize = 2;
+  constexpr int kMaxWarpSpecialize = 3, kPingPong = 3, kPingPongRows = 128;  // 2 consumer warpgroups of 64 rows
   require_range("warp_specialize", warp_specialize, 0, kMaxWarpSpecialize);
+  if (warp_specialize == kPingPong && block_m != kPingPongRows)
+    throw Error(ErrorCode::kInvalidArgument, "warp_specialize = 3 (ping-pong) needs block_m = 128 (2 consumer warpgroups), got " +
+                                                 std::to_string(block_m));
   if (warp_specialize > 0 && !wgmma)
     throw Error(ErrorCode::kInvalidArgument, "warp_specialize = " + std::to_string(warp_specialize) +
                                                  " needs wgmma (the producer/consumer split is the Hopper path's)");

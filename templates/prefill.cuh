@@ -28,7 +28,9 @@
 //   consumers  wait on "full", order the landed bytes for the tensor cores (fence.proxy.async), run S = Q.K^T,
 //              the softmax and O += P.V with wgmma, and then each warp arrives on "empty". No __syncthreads after
 //              the start, so the consumer warpgroups drift apart and one's softmax overlaps the other's MMAs.
-//              kWarpSpecialize == 2 also issues S(t+1) before the softmax of tile t (two score buffers).
+//              kWarpSpecialize == 2 also issues S(t+1) before the softmax of tile t (two score buffers);
+//              kWarpSpecialize == 3 is 2 with ping-pong between the two consumer warpgroups (kBlockM == 128): they take
+//              turns issuing their MMAs (named barriers), so one's softmax runs while the other's MMAs do.
 // setmaxnreg hands the producer's registers to the consumers (generator: kProducerRegisters, kConsumerRegisters).
 //
 // Needs from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kContiguousKv, kGroup, kCausal,
@@ -47,6 +49,7 @@ constexpr int kLoaderThreads = kWarpSpecialize ? kProducerThreads : kThreads;  /
 static_assert(kThreads == kWarps * 32 + kProducerThreads, "prelude geometry disagrees with the template");
 static_assert(!kWgmma || (kMTiles == 1 && kBlockM % 64 == 0), "wgmma: warpgroups of 4 warps x 16 rows");
 static_assert(!kWarpSpecialize || kWgmma, "warp specialization is the wgmma path's");
+static_assert(kWarpSpecialize != 3 || kBlockM == 128, "ping-pong takes turns between exactly 2 consumer warpgroups");
 
 // Shared-memory layouts of the Q and K/V tiles: ldmatrix-swizzled rows for mma.sync, wgmma's 128-byte swizzle else.
 template <bool kForWgmma, int kRows>
@@ -332,6 +335,24 @@ struct Pipeline {
   }
 };
 
+// Ping-pong (kWarpSpecialize == 3): consumer warpgroup g issues its MMAs only in its turn, named barrier 1 + g,
+// which the other warpgroup opens after issuing its own. Warpgroup 1 opens the first turn for warpgroup 0 and skips
+// opening after its last, so every barrier sees as many openings as waits.
+struct MmaTurns {
+  int warpgroup;
+  SWAJIT_MEMBER static void named_sync(int id) { asm volatile("bar.sync %0, %1;" ::"r"(id), "n"(2 * kWarpgroupThreads) : "memory"); }
+  SWAJIT_MEMBER static void named_arrive(int id) { asm volatile("bar.arrive %0, %1;" ::"r"(id), "n"(2 * kWarpgroupThreads) : "memory"); }
+  SWAJIT_MEMBER void start(int tile_count) const {
+    if (kWarpSpecialize == 3 && warpgroup == 1 && tile_count > 0) named_arrive(1);
+  }
+  SWAJIT_MEMBER void take() const {
+    if (kWarpSpecialize == 3) named_sync(1 + warpgroup);
+  }
+  SWAJIT_MEMBER void hand_over(bool last) const {
+    if (kWarpSpecialize == 3 && !(last && warpgroup == 1)) named_arrive(2 - warpgroup);
+  }
+};
+
 SWAJIT_DEVICE void produce(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe, int loader) {
   load_q_tile(P, w.q_smem, w.seq.q_begin + w.row0, w.rows, w.q_head, loader);
   cp_async_arrive_on(pipe.q_full());
@@ -364,20 +385,26 @@ SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pip
       pin_accumulators(st.out[0]);
       pipe.release(t, lane);
     }
-  } else if (w.tile_count > 0) {
+  } else if (w.tile_count > 0) {  // kWarpSpecialize 2 or 3
     // S(t + 1) = Q.K^T runs on the tensor cores with O += P(t) . V(t) while this warpgroup does the softmax of t + 1.
+    const MmaTurns turns{warpgroup};
+    turns.start(w.tile_count);
     pipe.wait_full(0);
+    turns.take();
     issue_warpgroup_scores(scores[0], w.q_smem, w.k_tile(0), warpgroup);
+    turns.hand_over(false);
     wgmma_wait<0>();
     pin_accumulators(scores[0]);
     tile_softmax(P, w, st, scores, 0, warp, lane, rescale);  // the output is still zero: nothing to rescale
     for (int t = 1; t < w.tile_count; ++t) {
       pipe.wait_full(t);
       float next[kMTiles][kScoreFrags][4];
-      issue_warpgroup_scores(next[0], w.q_smem, w.k_tile(t), warpgroup);
       PackedProbabilities p;
       pack_probabilities(scores[0], p);
+      turns.take();
+      issue_warpgroup_scores(next[0], w.q_smem, w.k_tile(t), warpgroup);
       issue_warpgroup_pv(st, p, w.v_tile(t - 1));
+      turns.hand_over(false);
       wgmma_wait<1>();  // S(t) is done, P(t - 1) . V(t - 1) may still run
       pin_accumulators(next[0]);
       tile_softmax(P, w, st, next, t, warp, lane, rescale);
@@ -392,7 +419,9 @@ SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pip
     }
     PackedProbabilities p;
     pack_probabilities(scores[0], p);
+    turns.take();
     issue_warpgroup_pv(st, p, w.v_tile(w.tile_count - 1));
+    turns.hand_over(true);
     wgmma_wait<0>();
     pin_accumulators(st.out[0]);
     pipe.release(w.tile_count - 1, lane);

@@ -60,7 +60,7 @@ struct ConfigFlags {
     app.add_option("--wgmma", wgmma, "prefill: Hopper warpgroup MMA (true/false)");
     app.add_option("--min-blocks", min_blocks, "prefill: blocks per SM to leave registers for (1..4)");
     app.add_option("--warp-specialize", warp_specialize,
-                   "prefill, wgmma: 0 all warps load, 1 producer/consumer warpgroups, 2 also S(t+1) before softmax(t)");
+                   "prefill, wgmma: 0 all warps load, 1 producer/consumer warpgroups, 2 also S(t+1) before softmax(t), 3 also ping-pong (block_m 128)");
     app.add_option("--block-n", block_n, "KV tokens per tile");
     app.add_option("--warps-n", warps_n, "warps splitting each tile");
     app.add_option("--stages", stages, "pipeline depth");

@@ -560,8 +560,8 @@ std::vector<PrefillCase> prefill_check_matrix() {
   add("wgmma ws2 bm64 bn32 st3, head_dim 64, fp16", [&](PrefillCase& c) { c.config = ws(64, 32, 3, 2); c.head_dim = 64; c.dtype = DType::kFP16; });
   add("wgmma ws2 bm64 bn64, head_dim 256, sinks, chunked",
       [&](PrefillCase& c) { c.config = ws(64, 64, 2, 2); c.head_dim = 256; c.sink_logits = true; c.q_lens = {17, 130}; c.kv_lens = {300, 1000}; });
-  add("wgmma ws2 bm128 bn32 st3 oc2, paged 16, sinks",
-      [&](PrefillCase& c) { c.config = ws(128, 32, 3, 2); c.config->min_blocks = 2; c.page_size = 16; c.sink_logits = true; });
+  add("wgmma ws2 bm64 bn32 st3 oc2, paged 16, sinks",
+      [&](PrefillCase& c) { c.config = ws(64, 32, 3, 2); c.config->min_blocks = 2; c.page_size = 16; c.sink_logits = true; });
   add("wgmma ws1 bm192 bn64 st3, window 1 + sink 1",
       [&](PrefillCase& c) { c.config = ws(192, 64, 3, 1); c.local_window = 1; c.global_window = 1; });
   add("wgmma ws2 bm192 bn64, window 1 + sink 1, learned sinks",
@@ -574,6 +574,11 @@ std::vector<PrefillCase> prefill_check_matrix() {
       [&](PrefillCase& c) { c.config = ws(128, 64, 2, 2); c.num_kv_heads = 1; c.q_lens = {1500}; c.kv_lens = {2000}; c.local_window = 1000; });
   add("wgmma ws1 bm128 bn64 st3, long window, paged 16",
       [&](PrefillCase& c) { c.config = ws(128, 64, 3, 1); c.num_kv_heads = 1; c.page_size = 16; c.q_lens = {1500}; c.kv_lens = {2000}; c.local_window = 1000; });
+  add("wgmma ws3 bm128 bn64, ping-pong", [&](PrefillCase& c) { c.config = ws(128, 64, 2, 3); });
+  add("wgmma ws3 bm128 bn64 st3, ping-pong, long window, paged 13",
+      [&](PrefillCase& c) { c.config = ws(128, 64, 3, 3); c.num_kv_heads = 1; c.page_size = 13; c.q_lens = {1500, 70}; c.kv_lens = {2000, 70}; c.local_window = 1000; });
+  add("wgmma ws3 bm128 bn32, ping-pong, sinks, chunked",
+      [&](PrefillCase& c) { c.config = ws(128, 32, 2, 3); c.sink_logits = true; c.q_lens = {17, 130}; c.kv_lens = {300, 1000}; });
   add("wgmma ws2 bm128 bn64, interleaved GQA, group 8",
       [&](PrefillCase& c) { c.config = ws(128, 64, 2, 2); c.gqa = GqaMapping::kInterleaved; c.group = 8; });
   add("config bm64 bn64 st2 mt2, head_dim 64, non-causal",

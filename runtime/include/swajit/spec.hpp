@@ -85,7 +85,8 @@ struct PrefillConfig {
   // wgmma only. 0: every warp loads and computes (one __syncthreads per tile). 1: warp specialized, a producer
   // warpgroup loads K/V into the stages and consumer warpgroups (64 rows each) compute, synchronized by mbarriers,
   // registers moved to the consumers (setmaxnreg). 2: as 1, and each consumer issues S(t+1) = Q.K^T before the
-  // softmax of tile t, so its tensor cores work during its own softmax.
+  // softmax of tile t, so its tensor cores work during its own softmax. 3: as 2, and the two consumer warpgroups of
+  // block_m = 128 take turns issuing their MMAs (ping-pong), so one's softmax overlaps the other's MMAs.
   int warp_specialize = 0;
 
   std::string compile_key() const;  // e.g. "bm128_bn64_st2_mt1", "bm128_bn64_st2_mt1_wg_ws2_oc2" (flags: _wg, _ws<N> and _oc<N> if > 0 / > 1)
