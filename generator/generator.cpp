@@ -178,12 +178,33 @@ std::string wgmma_wrappers(const KernelSpec& spec, const PrefillConfig& config) 
 PrefillGeometry prefill_geometry(const KernelSpec& spec, const PrefillConfig& config) {
   constexpr int kMmaRows = 16;      // one warp per 16 query rows
   constexpr int kWarpSize = 32;
+  constexpr int kWarpgroupThreads = 128;
+  constexpr int kBarrierBytes = 8;         // one mbarrier
+  constexpr int kRegistersPerSm = 65536;   // sm_90 (the only target of the warp-specialized wgmma path)
+  constexpr int kRegisterGranule = 8;      // registers per thread are allocated (and setmaxnreg'd) in steps of 8
+  constexpr int kMaxRegisters = 255;       // per thread at launch
+  constexpr int kProducerRegisters = 56;   // the row gathers' addresses without spilling (24 and 40 spill)
+  constexpr int kMaxConsumerRegisters = 240;
   PrefillGeometry g{};
-  g.threads = config.block_m / (kMmaRows * config.m_tiles) * kWarpSize;
+  const int compute_threads = config.block_m / (kMmaRows * config.m_tiles) * kWarpSize;
+  const bool specialized = config.warp_specialize > 0;
+  g.threads = compute_threads + (specialized ? kWarpgroupThreads : 0);
   g.q_bytes = config.block_m * spec.head_dim * kElementBytes;
   g.tile_bytes = config.block_n * spec.head_dim * kv_element_bytes(spec);
   g.dequant_bytes = widened_kv_bytes(spec, config.block_n);
-  g.shared_bytes = g.q_bytes + 2 * config.stages * g.tile_bytes + g.dequant_bytes;  // Q, K and V stages, widened K/V
+  g.barrier_bytes = specialized ? (2 * config.stages + 1) * kBarrierBytes : 0;
+  // Q, K and V stages (as stored), widened K/V (8-bit KV), barriers (warp specialized)
+  g.shared_bytes = g.q_bytes + 2 * config.stages * g.tile_bytes + g.dequant_bytes + g.barrier_bytes;
+  if (specialized) {
+    // __launch_bounds__(threads, min_blocks) caps every thread at `entry` registers; the producer hands back what
+    // it does not need and the consumers share it out (setmaxnreg moves registers only within the block's pool).
+    const int entry = std::min(kMaxRegisters, kRegistersPerSm / (g.threads * config.min_blocks)) / kRegisterGranule *
+                      kRegisterGranule;
+    g.producer_registers = std::min(kProducerRegisters, entry);  // setmaxnreg.dec never raises
+    const int pool = entry * g.threads - g.producer_registers * kWarpgroupThreads;
+    g.consumer_registers =
+        std::max(entry, std::min(kMaxConsumerRegisters, pool / compute_threads / kRegisterGranule * kRegisterGranule));
+  }
   return g;
 }
 
@@ -210,12 +231,17 @@ GeneratedKernel generate_prefill_cuda(const KernelSpec& spec, const PrefillConfi
      << "constexpr int kMTiles = " << config.m_tiles << ";\n"
      << "constexpr bool kWgmma = " << flag(config.wgmma) << ";  // Hopper warpgroup MMA instead of mma.sync\n"
      << "constexpr int kMinBlocksPerSm = " << config.min_blocks << ";  // __launch_bounds__: caps registers\n"
+     << "constexpr int kWarpSpecialize = " << config.warp_specialize
+     << ";  // 0: all warps load; 1: producer + consumer warpgroups; 2: and S(t+1) before softmax(t)\n"
      << "// launch geometry, shared with the host launcher\n"
      << "constexpr int kThreads = " << g.threads << ";\n"
      << "constexpr int kQBytes = " << g.q_bytes << ";\n"
      << "constexpr int kTileBytes = " << g.tile_bytes << ";\n"
      << "constexpr int kDequantBytes = " << g.dequant_bytes << ";\n"
+     << "constexpr int kBarrierBytes = " << g.barrier_bytes << ";  // mbarriers after the K/V stages\n"
      << "constexpr int kSharedBytes = " << g.shared_bytes << ";\n"
+     << "constexpr int kProducerRegisters = " << g.producer_registers << ", kConsumerRegisters = "
+     << g.consumer_registers << ";  // setmaxnreg targets\n"
      << "#define SWAJIT_PREFILL_KERNEL " << out.kernel_symbol << "\n\n"
      << section("window_mask.h") << section("attention_tile.cuh");
   os << "// ---- warpgroup MMA wrappers (generated for this tile size; used when kWgmma) ----\n"

@@ -238,13 +238,14 @@ void DecodeConfig::validate(const KernelSpec& spec) const {
 
 std::string PrefillConfig::compile_key() const {
   return "bm" + std::to_string(block_m) + "_bn" + std::to_string(block_n) + "_st" + std::to_string(stages) + "_mt" +
-         std::to_string(m_tiles) + (wgmma ? "_wg" : "") + (min_blocks > 1 ? "_oc" + std::to_string(min_blocks) : "");
+         std::to_string(m_tiles) + (wgmma ? "_wg" : "") + (warp_specialize > 0 ? "_ws" + std::to_string(warp_specialize) : "") +
+         (min_blocks > 1 ? "_oc" + std::to_string(min_blocks) : "");
 }
 
 PrefillConfig PrefillConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
-  const std::string form = "bm<M>_bn<N>_st<S>_mt<T>[_wg][_oc<B>]";
-  if (parts.size() < 4 || parts.size() > 6)
+  const std::string form = "bm<M>_bn<N>_st<S>_mt<T>[_wg][_ws<W>][_oc<B>]";
+  if (parts.size() < 4 || parts.size() > 7)
     throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form " + form);
   PrefillConfig config;
   config.block_m = parse_prefixed_int(parts[0], "bm", "block_m", key);
@@ -253,6 +254,8 @@ PrefillConfig PrefillConfig::from_key(std::string_view key) {
   config.m_tiles = parse_prefixed_int(parts[3], "mt", "m_tiles", key);
   size_t next = 4;
   if (next < parts.size() && parts[next] == "wg") config.wgmma = true, ++next;
+  if (next < parts.size() && parts[next].rfind("ws", 0) == 0)
+    config.warp_specialize = parse_prefixed_int(parts[next++], "ws", "warp_specialize", key);
   if (next < parts.size()) config.min_blocks = parse_prefixed_int(parts[next++], "oc", "min_blocks", key);
   if (next != parts.size() || config.compile_key() != key)
     throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' is not canonical; the form is " + form);
@@ -277,7 +280,19 @@ void PrefillConfig::validate(const KernelSpec& spec) const {
   if (wgmma && (m_tiles != 1 || block_m % kWarpgroupRows != 0))
     throw Error(ErrorCode::kInvalidArgument, "wgmma needs m_tiles = 1 and block_m a multiple of 64, got block_m = " +
                                                  std::to_string(block_m) + ", m_tiles = " + std::to_string(m_tiles));
-  (void)spec;  // every head_dim takes every config; what fits the device is checked when the kernel is built
+  constexpr int kMaxWarpSpecialize = 3, kPingPong = 3, kPingPongRows = 128;  // 2 consumer warpgroups of 64 rows
+  require_range("warp_specialize", warp_specialize, 0, kMaxWarpSpecialize);
+  if (warp_specialize == kPingPong && block_m != kPingPongRows)
+    throw Error(ErrorCode::kInvalidArgument, "warp_specialize = 3 (ping-pong) needs block_m = 128 (2 consumer warpgroups), got " +
+                                                 std::to_string(block_m));
+  if (warp_specialize > 0 && !wgmma)
+    throw Error(ErrorCode::kInvalidArgument, "warp_specialize = " + std::to_string(warp_specialize) +
+                                                 " needs wgmma (the producer/consumer split is the Hopper path's)");
+  if (warp_specialize > 0 && spec.kv_quant != KvQuant::kNone)
+    throw Error(ErrorCode::kInvalidArgument, "warp_specialize = " + std::to_string(warp_specialize) +
+                                                 " reads 16-bit K/V; 8-bit K/V (" + spec.key() +
+                                                 ") takes warp_specialize = 0, which widens each tile");
+  // every head_dim takes every other config; what fits the device is checked when the kernel is built
 }
 
 std::string CpuDecodeConfig::compile_key() const { return "cpu_bn" + std::to_string(block_n); }

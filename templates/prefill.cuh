@@ -23,18 +23,37 @@
 // for a paged cache), shared by all warps. blockIdx.x runs over (query tile, q head) with the head fastest and the
 // query tiles last-first, so every head's longest tiles start in the first wave and the short ones fill the tail.
 //
+// Warp specialization (kWarpSpecialize > 0, Hopper wgmma path only). The block is kBlockM / 64 consumer warpgroups
+// (64 query rows each) followed by one producer warpgroup:
+//   producer   loads Q, then K/V tiles into the kStages stages with cp.async row gathers (so paged caches of any page
+//              size and varlen work as above); each thread's copies of a stage arrive on that stage's "full" mbarrier
+//              (cp.async.mbarrier.arrive.noinc); before refilling a stage it waits on the stage's "empty" mbarrier.
+//   consumers  wait on "full", order the landed bytes for the tensor cores (fence.proxy.async), run S = Q.K^T,
+//              the softmax and O += P.V with wgmma, and then each warp arrives on "empty". No __syncthreads after
+//              the start, so the consumer warpgroups drift apart and one's softmax overlaps the other's MMAs.
+//              kWarpSpecialize == 2 also issues S(t+1) before the softmax of tile t (two score buffers);
+//              kWarpSpecialize == 3 is 2 with ping-pong between the two consumer warpgroups (kBlockM == 128): they take
+//              turns issuing their MMAs (named barriers), so one's softmax runs while the other's MMAs do.
+// setmaxnreg hands the producer's registers to the consumers (generator: kProducerRegisters, kConsumerRegisters).
+//
 // Needs from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kContiguousKv, kGroup, kCausal,
 // kLocalWindow, kGlobalWindow, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockM, kBlockN,
-// kStages, kMTiles, kWgmma, kMinBlocksPerSm), the launch geometry the host also uses (kThreads, kQBytes, kTileBytes,
-// kDequantBytes, kSharedBytes), the symbol SWAJIT_PREFILL_KERNEL and
+// kStages, kMTiles, kWgmma, kMinBlocksPerSm, kWarpSpecialize), the launch geometry the host also uses (kThreads,
+// kQBytes, kTileBytes, kDequantBytes, kBarrierBytes, kSharedBytes, kProducerRegisters, kConsumerRegisters), the
+// symbol SWAJIT_PREFILL_KERNEL and
 // the generated wgmma_scores / wgmma_pv wrappers (sm_90a, used when kWgmma).
 
 constexpr int kWarpRows = 16 * kMTiles;   // query rows per warp
-constexpr int kWarps = kBlockM / kWarpRows;
+constexpr int kWarps = kBlockM / kWarpRows;  // warps that compute (the consumers when warp specialized)
 constexpr int kScoreFrags = kBlockN / 8;  // 16x8 score fragments per row tile and KV tile
+constexpr int kWarpgroupThreads = 128;
+constexpr int kProducerThreads = kWarpSpecialize ? kWarpgroupThreads : 0;
+constexpr int kLoaderThreads = kWarpSpecialize ? kProducerThreads : kThreads;  // threads that issue the loads
 
-static_assert(kThreads == kWarps * 32, "prelude geometry disagrees with the template");
+static_assert(kThreads == kWarps * 32 + kProducerThreads, "prelude geometry disagrees with the template");
 static_assert(!kWgmma || (kMTiles == 1 && kBlockM % 64 == 0), "wgmma: warpgroups of 4 warps x 16 rows");
+static_assert(!kWarpSpecialize || kWgmma, "warp specialization is the wgmma path's");
+static_assert(kWarpSpecialize != 3 || kBlockM == 128, "ping-pong takes turns between exactly 2 consumer warpgroups");
 
 // Shared-memory layouts of the Q and K/V tiles: ldmatrix-swizzled rows for mma.sync, wgmma's 128-byte swizzle else.
 template <bool kForWgmma, int kRows>
@@ -49,10 +68,12 @@ typedef TileLayout<kWgmma, kBlockM>::type QTile;
 typedef TileLayout<kWgmma, kBlockN>::type KvTile;
 // Shared memory: the Q tile (kQBytes), kStages K tiles and kStages V tiles (kTileBytes each, as stored: QTile /
 // KvTile layouts for 16-bit K/V, plain rows for 8-bit), then for 8-bit K/V one widened K and one widened V tile
-// (kDequantBytes, KvTile layout, 1024-byte aligned for wgmma).
-static_assert(kSharedBytes >= kQBytes + 2 * kStages * kTileBytes + kDequantBytes, "prelude shared-memory size too small");
+// (kDequantBytes, KvTile layout, 1024-byte aligned for wgmma), then the mbarriers when warp specialized (kBarrierBytes).
+static_assert(kSharedBytes >= kQBytes + 2 * kStages * kTileBytes + kDequantBytes + kBarrierBytes,
+              "prelude shared-memory size too small");
 static_assert(kKvQuant == 0 || kDequantBytes == 2 * kBlockN * kHeadDim * 2, "widened tiles are 16-bit");
 static_assert((kQBytes + 2 * kStages * kTileBytes) % 1024 == 0, "wgmma tiles need 1024-byte alignment");
+static_assert(!kWarpSpecialize || kKvQuant == 0, "the warp-specialized path reads 16-bit K/V (no widening step)");
 constexpr u32 kWidenedTileBytes = kBlockN * kHeadDim * 2;
 static_assert(kStages >= 2, "the pipeline keeps at least one tile in flight");
 constexpr int kLoadAhead = kStages - 1;  // tiles loaded ahead of the one being computed
@@ -104,9 +125,10 @@ SWAJIT_DEVICE bool read_sequence(const PrefillParams& P, int b, bool reporter, S
 
 // ---- loads -----------------------------------------------------------------------------------------------------------
 // Rows [first_row, first_row + rows) of q for one head into the swizzled Q tile; padding rows are zero-filled.
-SWAJIT_DEVICE void load_q_tile(const PrefillParams& P, u32 q_smem, int first_row, int rows, int q_head) {
+// `loader` is the thread's index among the kLoaderThreads that share every load.
+SWAJIT_DEVICE void load_q_tile(const PrefillParams& P, u32 q_smem, int first_row, int rows, int q_head, int loader) {
   const u16* q = static_cast<const u16*>(P.q);
-  for (int i = threadIdx.x; i < kBlockM * kChunks; i += kThreads) {
+  for (int i = loader; i < kBlockM * kChunks; i += kLoaderThreads) {
     const int row = i / kChunks, chunk = i % kChunks;
     const bool real = row < rows;
     const u16* src = q + (real ? first_row + row : 0) * P.q_stride_token + q_head * P.q_stride_head + chunk * 8;
@@ -133,10 +155,10 @@ SWAJIT_DEVICE long long kv_token_offset(const PrefillParams& P, const Sequence& 
 
 // One K tile and one V tile (tokens [tile_begin, tile_end) of the sequence) into one pipeline stage.
 SWAJIT_DEVICE void load_kv_tile(const PrefillParams& P, const Sequence& s, const int* block_table_row, u32 k_smem,
-                                u32 v_smem, int b, int kv_head, int tile_begin, int tile_end) {
+                                u32 v_smem, int b, int kv_head, int tile_begin, int tile_end, int loader) {
   const char* k = static_cast<const char*>(P.k);
   const char* v = static_cast<const char*>(P.v);
-  for (int i = threadIdx.x; i < kBlockN * kKvChunks; i += kThreads) {
+  for (int i = loader; i < kBlockN * kKvChunks; i += kLoaderThreads) {
     const int row = i / kKvChunks, chunk = i % kKvChunks;
     const int j = tile_begin + row;
     bool valid = j < tile_end;
@@ -166,6 +188,7 @@ SWAJIT_DEVICE void widen_stage(u32 widened, u32& k_tile, u32& v_tile) {
     v_tile = widened + kWidenedTileBytes;
   }
 }
+
 
 // ---- Hopper warpgroup MMA path (kWgmma) ------------------------------------------------------------------------------
 // Tiles are WgmmaTile: 64-column blocks of rows x 128 bytes. K-major operands (Q, K) step 16 elements = 32 bytes
@@ -234,38 +257,48 @@ SWAJIT_DEVICE void write_warp_output(const PrefillParams& P, const WarpState<kMT
     }
 }
 
-// ---- the kernel --------------------------------------------------------------------------------------------------------
-extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_PREFILL_KERNEL(const PrefillParams P) {
-  extern __shared__ __align__(1024) char smem[];  // wgmma's swizzle atoms are 1024-byte aligned
-  const int q_tiles = gridDim.x / P.num_q_heads;
-  const int m_block = q_tiles - 1 - int(blockIdx.x) / P.num_q_heads, q_head = blockIdx.x % P.num_q_heads, b = blockIdx.z;
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const bool reporter = threadIdx.x == 0 && blockIdx.x == 0;  // one report per sequence
-
+// ---- the block's work ------------------------------------------------------------------------------------------------
+// What every warp of a block knows about its query tile and the K/V tiles it visits.
+struct BlockWork {
   Sequence seq;
-  if (!read_sequence(P, b, reporter, seq)) return;
-  const int row0 = m_block * kBlockM;
-  if (row0 >= seq.q_len) return;
-  const int rows = min(kBlockM, seq.q_len - row0);
-  const int kv_head = kv_head_of(P, q_head);
-  const int p_min = seq.kv_len - seq.q_len + row0, p_max = p_min + rows - 1;
-  TileRanges ranges = visible_tile_ranges(p_min, p_max, seq.kv_len, P.local_window, P.global_window);
-  if (seq.zero_output) ranges.tiles[0] = ranges.tiles[1] = 0;
-  const int tile_count = ranges.count();
-  const int* block_table_row = kContiguousKv ? nullptr : P.block_table + b * P.block_table_stride_batch;
+  TileRanges ranges;
+  int b, q_head, kv_head, row0, rows, p_min, p_max, tile_count;
+  const int* block_table_row;
+  u32 q_smem, k_smem, v_smem;
+  SWAJIT_MEMBER u32 k_tile(int t) const { return k_smem + (t % kStages) * kTileBytes; }
+  SWAJIT_MEMBER u32 v_tile(int t) const { return v_smem + (t % kStages) * kTileBytes; }
+};
 
-  const u32 q_smem = smem_u32(smem);
-  const u32 k_smem = q_smem + kQBytes;
-  const u32 v_smem = k_smem + kStages * kTileBytes;
-  const u32 widened_smem = v_smem + kStages * kTileBytes;  // 8-bit K/V only
+// Tile t's K and V into its stage.
+SWAJIT_DEVICE void load_tile(const PrefillParams& P, const BlockWork& w, int t, int loader) {
+  load_kv_tile(P, w.seq, w.block_table_row, w.k_tile(t), w.v_tile(t), w.b, w.kv_head, w.ranges.tile_begin(t),
+               w.ranges.tile_end(t), loader);
+}
 
-  load_q_tile(P, q_smem, seq.q_begin + row0, rows, q_head);
+// The softmax of tile t for compute warp `warp`: whole tiles every query sees skip the mask arithmetic.
+SWAJIT_DEVICE void tile_softmax(const PrefillParams& P, const BlockWork& w, WarpState<kMTiles>& st,
+                                float (&scores)[kMTiles][kScoreFrags][4], int t, int warp, int lane,
+                                float (&rescale)[kMTiles][2]) {
+  const int tile_begin = w.ranges.tile_begin(t), tile_end = w.ranges.tile_end(t);
+  if (tile_fully_visible(tile_begin, tile_end, w.p_min, w.p_max, P.local_window, P.global_window)) {
+    online_softmax<false>(st, scores, P.scale_log2, lane, AllVisible(), rescale);
+  } else {
+    const int warp_p = w.p_min + warp * kWarpRows;  // position of the warp's row 0
+    const auto visible = [&](int r, int c) {
+      const int j = tile_begin + c;
+      return j < tile_end && is_visible(warp_p + r, j, P.local_window, P.global_window);
+    };
+    online_softmax<true>(st, scores, P.scale_log2, lane, visible, rescale);
+  }
+}
+
+// ---- every warp loads and computes (kWarpSpecialize == 0) ------------------------------------------------------------
+SWAJIT_DEVICE void load_and_compute(const PrefillParams& P, const BlockWork& w, int warp, int lane) {
+  load_q_tile(P, w.q_smem, w.seq.q_begin + w.row0, w.rows, w.q_head, threadIdx.x);
   cp_async_commit();
 #pragma unroll
   for (int s = 0; s < kLoadAhead; ++s) {
-    if (s < tile_count)
-      load_kv_tile(P, seq, block_table_row, k_smem + s * kTileBytes, v_smem + s * kTileBytes, b, kv_head,
-                   ranges.tile_begin(s), ranges.tile_end(s));
+    if (s < w.tile_count) load_tile(P, w, s, threadIdx.x);
     cp_async_commit();
   }
 
@@ -273,50 +306,31 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_P
   st.clear();
   QFragments<kMTiles> q_frag;
   cp_async_wait<kLoadAhead>();  // the Q group is complete
-  if constexpr (kKvQuant != 0) fold_k_scale_into_q_tile<QTile, kBlockM>(P, q_smem, kv_head);  // this thread's chunks
+  if constexpr (kKvQuant != 0) fold_k_scale_into_q_tile<QTile, kBlockM>(P, w.q_smem, w.kv_head);  // this thread's chunks
   if constexpr (kWgmma) fence_shared_for_async_proxy();
   __syncthreads();
-  if constexpr (!kWgmma) q_frag.load(q_smem, warp * kMTiles, lane);
+  if constexpr (!kWgmma) q_frag.load(w.q_smem, warp * kMTiles, lane);
+  const u32 widened_smem = w.v_smem + kStages * kTileBytes;  // 8-bit K/V only
 
-  // The softmax of tile t: whole tiles every query sees skip the mask arithmetic.
-  const auto softmax = [&](float (&scores)[kMTiles][kScoreFrags][4], int t, float (&rescale)[kMTiles][2]) {
-    const int tile_begin = ranges.tile_begin(t), tile_end = ranges.tile_end(t);
-    if (tile_fully_visible(tile_begin, tile_end, p_min, p_max, P.local_window, P.global_window)) {
-      online_softmax<false>(st, scores, P.scale_log2, lane, AllVisible(), rescale);
-    } else {
-      const int warp_p = p_min + warp * kWarpRows;  // position of the warp's row 0
-      const auto visible = [&](int r, int c) {
-        const int j = tile_begin + c;
-        return j < tile_end && is_visible(warp_p + r, j, P.local_window, P.global_window);
-      };
-      online_softmax<true>(st, scores, P.scale_log2, lane, visible, rescale);
-    }
-  };
-  // Waits for tile t's loads, then refills the stage tile t - 1 used with tile t + kLoadAhead.
-  const auto next_tile = [&](int t) {
+  for (int t = 0; t < w.tile_count; ++t) {
+    // Wait for tile t's loads, then refill the stage tile t - 1 used with tile t + kLoadAhead.
     cp_async_wait<kLoadAhead - 1>();  // tile t has landed
     if constexpr (kWgmma) fence_shared_for_async_proxy();
     __syncthreads();  // ... for every thread; and the stage refilled below is no longer read by anyone
-    const int next = t + kLoadAhead;
-    if (next < tile_count)
-      load_kv_tile(P, seq, block_table_row, k_smem + (next % kStages) * kTileBytes, v_smem + (next % kStages) * kTileBytes,
-                   b, kv_head, ranges.tile_begin(next), ranges.tile_end(next));
+    if (t + kLoadAhead < w.tile_count) load_tile(P, w, t + kLoadAhead, threadIdx.x);
     cp_async_commit();
-  };
 
-  for (int t = 0; t < tile_count; ++t) {
-    next_tile(t);
-    u32 k_tile = k_smem + (t % kStages) * kTileBytes, v_tile = v_smem + (t % kStages) * kTileBytes;
+    u32 k_tile = w.k_tile(t), v_tile = w.v_tile(t);
     widen_stage(widened_smem, k_tile, v_tile);  // 8-bit K/V only
     float scores[kMTiles][kScoreFrags][4];
     float rescale[kMTiles][2];
     if constexpr (kWgmma) {
-      issue_warpgroup_scores(scores[0], q_smem, k_tile, warp / 4);
+      issue_warpgroup_scores(scores[0], w.q_smem, k_tile, warp / 4);
       wgmma_wait<0>();
     } else {
-      tile_scores(scores, q_frag, q_smem, k_tile, warp * kMTiles, 0, lane);
+      tile_scores(scores, q_frag, w.q_smem, k_tile, warp * kMTiles, 0, lane);
     }
-    softmax(scores, t, rescale);
+    tile_softmax(P, w, st, scores, t, warp, lane, rescale);
     rescale_output(st, rescale);
     if constexpr (kWgmma) {
       PackedProbabilities p;
@@ -328,5 +342,169 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_P
     }
   }
   cp_async_wait<0>();
-  write_warp_output(P, st, seq.q_begin + row0, rows, warp, lane, q_head);
+  write_warp_output(P, st, w.seq.q_begin + w.row0, w.rows, warp, lane, w.q_head);
+}
+
+// ---- warp specialized (kWarpSpecialize > 0) ---------------------------------------------------------------------------
+// The mbarriers after the K/V stages: full[stage] (the producer's kProducerThreads copies landed), empty[stage] (every
+// consumer warp is done reading it), q_full. Tile t uses its stage for the (t / kStages)-th time: that phase's parity.
+struct Pipeline {
+  u32 base;
+  SWAJIT_MEMBER u32 full(int t) const { return base + 8 * (t % kStages); }
+  SWAJIT_MEMBER u32 empty(int t) const { return base + 8 * (kStages + t % kStages); }
+  SWAJIT_MEMBER u32 q_full() const { return base + 16 * kStages; }
+  SWAJIT_MEMBER static u32 parity(int t) { return (t / kStages) & 1; }
+
+  SWAJIT_MEMBER void init() const {
+    for (int s = 0; s < kStages; ++s) {
+      mbarrier_init(full(s), kProducerThreads);
+      mbarrier_init(empty(s), kWarps);
+    }
+    mbarrier_init(q_full(), kProducerThreads);
+  }
+  // Consumers: tile t's bytes have landed and are ordered for the tensor cores (the async proxy).
+  SWAJIT_MEMBER void wait_full(int t) const {
+    mbarrier_wait(full(t), parity(t));
+    fence_shared_for_async_proxy();
+  }
+  // Consumers, after their wgmmas reading tile t have completed: one arrival per warp.
+  SWAJIT_MEMBER void release(int t, int lane) const {
+    __syncwarp();
+    if (lane == 0) mbarrier_arrive(empty(t));
+  }
+};
+
+// Ping-pong (kWarpSpecialize == 3): consumer warpgroup g issues its MMAs only in its turn, named barrier 1 + g,
+// which the other warpgroup opens after issuing its own. Warpgroup 1 opens the first turn for warpgroup 0 and skips
+// opening after its last, so every barrier sees as many openings as waits.
+struct MmaTurns {
+  int warpgroup;
+  SWAJIT_MEMBER static void named_sync(int id) { asm volatile("bar.sync %0, %1;" ::"r"(id), "n"(2 * kWarpgroupThreads) : "memory"); }
+  SWAJIT_MEMBER static void named_arrive(int id) { asm volatile("bar.arrive %0, %1;" ::"r"(id), "n"(2 * kWarpgroupThreads) : "memory"); }
+  SWAJIT_MEMBER void start(int tile_count) const {
+    if (kWarpSpecialize == 3 && warpgroup == 1 && tile_count > 0) named_arrive(1);
+  }
+  SWAJIT_MEMBER void take() const {
+    if (kWarpSpecialize == 3) named_sync(1 + warpgroup);
+  }
+  SWAJIT_MEMBER void hand_over(bool last) const {
+    if (kWarpSpecialize == 3 && !(last && warpgroup == 1)) named_arrive(2 - warpgroup);
+  }
+};
+
+SWAJIT_DEVICE void produce(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe, int loader) {
+  load_q_tile(P, w.q_smem, w.seq.q_begin + w.row0, w.rows, w.q_head, loader);
+  cp_async_arrive_on(pipe.q_full());
+  for (int t = 0; t < w.tile_count; ++t) {
+    if (t >= kStages) mbarrier_wait(pipe.empty(t), Pipeline::parity(t - kStages));  // tile t - kStages is consumed
+    load_tile(P, w, t, loader);
+    cp_async_arrive_on(pipe.full(t));
+  }
+  cp_async_wait_all();  // leave no copy in flight behind
+}
+
+SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe, int warp, int lane) {
+  const int warpgroup = warp / 4;
+  WarpState<kMTiles> st;
+  st.clear();
+  mbarrier_wait(pipe.q_full(), 0);
+  float scores[kMTiles][kScoreFrags][4], rescale[kMTiles][2];
+  if constexpr (kWarpSpecialize == 1) {
+    for (int t = 0; t < w.tile_count; ++t) {
+      pipe.wait_full(t);
+      issue_warpgroup_scores(scores[0], w.q_smem, w.k_tile(t), warpgroup);
+      wgmma_wait<0>();
+      pin_accumulators(scores[0]);
+      tile_softmax(P, w, st, scores, t, warp, lane, rescale);
+      rescale_output(st, rescale);
+      PackedProbabilities p;
+      pack_probabilities(scores[0], p);
+      issue_warpgroup_pv(st, p, w.v_tile(t));
+      wgmma_wait<0>();
+      pin_accumulators(st.out[0]);
+      pipe.release(t, lane);
+    }
+  } else if (w.tile_count > 0) {  // kWarpSpecialize 2 or 3
+    // S(t + 1) = Q.K^T runs on the tensor cores with O += P(t) . V(t) while this warpgroup does the softmax of t + 1.
+    const MmaTurns turns{warpgroup};
+    turns.start(w.tile_count);
+    pipe.wait_full(0);
+    turns.take();
+    issue_warpgroup_scores(scores[0], w.q_smem, w.k_tile(0), warpgroup);
+    turns.hand_over(false);
+    wgmma_wait<0>();
+    pin_accumulators(scores[0]);
+    tile_softmax(P, w, st, scores, 0, warp, lane, rescale);  // the output is still zero: nothing to rescale
+    for (int t = 1; t < w.tile_count; ++t) {
+      pipe.wait_full(t);
+      float next[kMTiles][kScoreFrags][4];
+      PackedProbabilities p;
+      pack_probabilities(scores[0], p);
+      turns.take();
+      issue_warpgroup_scores(next[0], w.q_smem, w.k_tile(t), warpgroup);
+      issue_warpgroup_pv(st, p, w.v_tile(t - 1));
+      turns.hand_over(false);
+      wgmma_wait<1>();  // S(t) is done, P(t - 1) . V(t - 1) may still run
+      pin_accumulators(next[0]);
+      tile_softmax(P, w, st, next, t, warp, lane, rescale);
+      wgmma_wait<0>();
+      pin_accumulators(st.out[0]);
+      pipe.release(t - 1, lane);
+      rescale_output(st, rescale);  // O was relative to tile t - 1's maxima until P(t - 1) . V(t - 1) was added
+#pragma unroll
+      for (int f = 0; f < kScoreFrags; ++f)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) scores[0][f][c] = next[0][f][c];
+    }
+    PackedProbabilities p;
+    pack_probabilities(scores[0], p);
+    turns.take();
+    issue_warpgroup_pv(st, p, w.v_tile(w.tile_count - 1));
+    turns.hand_over(true);
+    wgmma_wait<0>();
+    pin_accumulators(st.out[0]);
+    pipe.release(w.tile_count - 1, lane);
+  }
+  write_warp_output(P, st, w.seq.q_begin + w.row0, w.rows, warp, lane, w.q_head);
+}
+
+// ---- the kernel --------------------------------------------------------------------------------------------------------
+extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_PREFILL_KERNEL(const PrefillParams P) {
+  extern __shared__ __align__(1024) char smem[];  // wgmma's swizzle atoms are 1024-byte aligned
+  const int q_tiles = gridDim.x / P.num_q_heads;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const bool reporter = threadIdx.x == 0 && blockIdx.x == 0;  // one report per sequence
+
+  BlockWork w;
+  w.b = blockIdx.z;
+  w.q_head = blockIdx.x % P.num_q_heads;
+  if (!read_sequence(P, w.b, reporter, w.seq)) return;
+  w.row0 = (q_tiles - 1 - int(blockIdx.x) / P.num_q_heads) * kBlockM;
+  if (w.row0 >= w.seq.q_len) return;
+  w.rows = min(kBlockM, w.seq.q_len - w.row0);
+  w.kv_head = kv_head_of(P, w.q_head);
+  w.p_min = w.seq.kv_len - w.seq.q_len + w.row0;
+  w.p_max = w.p_min + w.rows - 1;
+  w.ranges = visible_tile_ranges(w.p_min, w.p_max, w.seq.kv_len, P.local_window, P.global_window);
+  if (w.seq.zero_output) w.ranges.tiles[0] = w.ranges.tiles[1] = 0;
+  w.tile_count = w.ranges.count();
+  w.block_table_row = kContiguousKv ? nullptr : P.block_table + w.b * P.block_table_stride_batch;
+  w.q_smem = smem_u32(smem);
+  w.k_smem = w.q_smem + kQBytes;
+  w.v_smem = w.k_smem + kStages * kTileBytes;
+
+  if constexpr (kWarpSpecialize) {
+    const Pipeline pipe{w.v_smem + kStages * kTileBytes + kDequantBytes};
+    if (threadIdx.x == 0) pipe.init();
+    __syncthreads();  // the barriers are initialized; from here on the warpgroups meet only through them
+    if (warp >= kWarps) {  // the last warpgroup
+      release_registers_to<kProducerRegisters>();
+      produce(P, w, pipe, threadIdx.x - kWarps * 32);
+    } else {
+      claim_registers_up_to<kConsumerRegisters>();
+      consume(P, w, pipe, warp, lane);
+    }
+  } else {
+    load_and_compute(P, w, warp, lane);
+  }
 }

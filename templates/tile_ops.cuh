@@ -221,6 +221,55 @@ SWAJIT_DEVICE void fence_shared_for_async_proxy() {
 #endif
 }
 
+// Keeps the compiler from moving reads or writes of an accumulator register across an asynchronous wgmma's wait.
+template <int kRows>
+SWAJIT_DEVICE void pin_accumulators(float (&d)[kRows][4]) {
+#pragma unroll
+  for (int i = 0; i < kRows; ++i)
+#pragma unroll
+    for (int c = 0; c < 4; ++c) asm volatile("" : "+f"(d[i][c])::"memory");
+}
+
+// ---- warp specialization (sm_90): mbarriers and register hand-over ----------------------------------------------
+// An mbarrier in shared memory completes a phase when `count` arrivals have been made; waiters name the phase by its
+// parity. Barriers are initialized by one thread and published to the block by a __syncthreads.
+SWAJIT_DEVICE void mbarrier_init(u32 barrier, u32 count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(barrier), "r"(count) : "memory");
+}
+SWAJIT_DEVICE void mbarrier_arrive(u32 barrier) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(barrier) : "memory");
+#endif
+}
+// Blocks until the phase of parity `parity` has completed (acquire: what the arrivers wrote before is visible).
+SWAJIT_DEVICE void mbarrier_wait(u32 barrier, u32 parity) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile(
+      "{ .reg .pred done;\n"
+      "WAIT: mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT; }" ::"r"(barrier), "r"(parity) : "memory");
+#endif
+}
+// One arrival on `barrier` once every cp.async this thread issued so far has landed (.noinc: the arrival is one of
+// the barrier's expected `count`).
+SWAJIT_DEVICE void cp_async_arrive_on(u32 barrier) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(barrier) : "memory");
+}
+SWAJIT_DEVICE void cp_async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
+// setmaxnreg (sm_90a): a warpgroup gives registers back to the block's pool or takes them from it.
+template <int kRegisters>
+SWAJIT_DEVICE void release_registers_to() {
+#ifdef __CUDA_ARCH_FEAT_SM90_ALL
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kRegisters));
+#endif
+}
+template <int kRegisters>
+SWAJIT_DEVICE void claim_registers_up_to() {
+#ifdef __CUDA_ARCH_FEAT_SM90_ALL
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(kRegisters));
+#endif
+}
+
 // ---- warp reductions over the 4 lanes that share an accumulator row -------------------------------------------
 SWAJIT_DEVICE float quad_max(float x) {
   x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));

@@ -153,4 +153,21 @@ TEST_CASE("prefill spec keys and configs round-trip; invalid ones are named") {
   CHECK(g.threads == 128);  // 4 warps of 32 rows
   CHECK(g.shared_bytes == 128 * 128 * 2 + 2 * 3 * 64 * 128 * 2);
   CHECK(g.dequant_bytes == 0);
+
+  // warp specialization: a producer warpgroup, mbarriers after the stages, registers moved to the consumers
+  const PrefillConfig ws{128, 64, 2, 1, true, 1, 2};
+  CHECK(ws.key() == "bm128_bn64_st2_mt1_wg_ws2");
+  CHECK(PrefillConfig::from_key(ws.key()) == ws);
+  CHECK(PrefillConfig::from_key("bm128_bn64_st2_mt1_wg_ws1_oc2") == PrefillConfig{128, 64, 2, 1, true, 2, 1});
+  CHECK_THROWS_WITH_AS(PrefillConfig::from_key("bm128_bn64_st2_mt1_wg_ws0"), doctest::Contains("not canonical"), Error);
+  CHECK_THROWS_WITH_AS((PrefillConfig{128, 64, 2, 1, false, 1, 1}.validate(s)), doctest::Contains("needs wgmma"), Error);
+  CHECK_THROWS_WITH_AS((PrefillConfig{128, 64, 2, 1, true, 1, 4}.validate(s)), doctest::Contains("warp_specialize"), Error);
+  CHECK_THROWS_WITH_AS((PrefillConfig{192, 64, 2, 1, true, 1, 3}.validate(s)), doctest::Contains("ping-pong"), Error);
+  CHECK_NOTHROW((PrefillConfig{128, 64, 2, 1, true, 1, 3}.validate(s)));
+  const PrefillGeometry gw = prefill_geometry(s, ws);
+  CHECK(gw.threads == 384);  // 2 consumer warpgroups + the producer
+  CHECK(gw.shared_bytes == 128 * 128 * 2 + 2 * 2 * 64 * 128 * 2 + 5 * 8);
+  CHECK(gw.producer_registers == 56);
+  CHECK(gw.consumer_registers == 224);  // (168 x 384 - 56 x 128) / 256
+  CHECK(gw.producer_registers * 128 + gw.consumer_registers * 256 <= 168 * 384);
 }

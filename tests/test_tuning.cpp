@@ -136,6 +136,13 @@ TEST_CASE("prefill: config JSON, buckets and the config space") {
     CHECK_FALSE(config.wgmma);
     CHECK_NOTHROW(config.validate(spec));
   }
-  for (const auto& config : with)
+  for (const auto& config : with) {
     if (config.wgmma) CHECK(config.block_m % 64 == 0);
+    if (config.warp_specialize) CHECK(config.wgmma);
+  }
+  const PrefillConfig ws{128, 64, 2, 1, true, 2, 2};
+  CHECK(prefill_config_from_json(prefill_config_to_json(ws)) == ws);
+  nlohmann::json old = prefill_config_to_json(c);  // written before warp_specialize existed
+  old.erase("warp_specialize");
+  CHECK(prefill_config_from_json(old) == c);
 }

@@ -568,6 +568,38 @@ std::vector<PrefillCase> prefill_check_matrix() {
       [&](PrefillCase& c) { c.config = wgmma(192, 64, 3); c.local_window = 1; c.global_window = 1; });
   add("wgmma bm128 bn16, window 1, non-causal",
       [&](PrefillCase& c) { c.config = wgmma(128, 16, 2); c.local_window = 1; c.causal = false; });
+  // warp specialized wgmma: producer warpgroup + mbarriers (1), and S(t+1) issued before softmax(t) (2)
+  const auto ws = [](int bm, int bn, int stages, int mode) { return PrefillConfig{bm, bn, stages, 1, true, 1, mode}; };
+  add("wgmma ws1 bm128 bn64", [&](PrefillCase& c) { c.config = ws(128, 64, 2, 1); });
+  add("wgmma ws2 bm128 bn64", [&](PrefillCase& c) { c.config = ws(128, 64, 2, 2); });
+  add("wgmma ws2 bm128 bn128 st3, one long sequence",
+      [&](PrefillCase& c) { c.config = ws(128, 128, 3, 2); c.q_lens = {1000}; c.kv_lens = {1000}; c.local_window = 300; });
+  add("wgmma ws1 bm64 bn128, paged HND 7, strided",
+      [&](PrefillCase& c) { c.config = ws(64, 128, 2, 1); c.page_size = 7; c.layout = KvLayout::kHND; c.strided = true; });
+  add("wgmma ws2 bm64 bn32 st3, head_dim 64, fp16", [&](PrefillCase& c) { c.config = ws(64, 32, 3, 2); c.head_dim = 64; c.dtype = DType::kFP16; });
+  add("wgmma ws2 bm64 bn64, head_dim 256, sinks, chunked",
+      [&](PrefillCase& c) { c.config = ws(64, 64, 2, 2); c.head_dim = 256; c.sink_logits = true; c.q_lens = {17, 130}; c.kv_lens = {300, 1000}; });
+  add("wgmma ws2 bm64 bn32 st3 oc2, paged 16, sinks",
+      [&](PrefillCase& c) { c.config = ws(64, 32, 3, 2); c.config->min_blocks = 2; c.page_size = 16; c.sink_logits = true; });
+  add("wgmma ws1 bm192 bn64 st3, window 1 + sink 1",
+      [&](PrefillCase& c) { c.config = ws(192, 64, 3, 1); c.local_window = 1; c.global_window = 1; });
+  add("wgmma ws2 bm192 bn64, window 1 + sink 1, learned sinks",
+      [&](PrefillCase& c) { c.config = ws(192, 64, 2, 2); c.local_window = 1; c.global_window = 1; c.sink_logits = true; });
+  add("wgmma ws2 bm128 bn16, window 1, non-causal",
+      [&](PrefillCase& c) { c.config = ws(128, 16, 2, 2); c.local_window = 1; c.causal = false; });
+  add("wgmma ws2 bm128 bn64, paged 1, varlen with empty sequences",
+      [&](PrefillCase& c) { c.config = ws(128, 64, 2, 2); c.page_size = 1; c.q_lens = {5, 0, 300, 1}; c.kv_lens = {9, 0, 700, 1}; });
+  add("wgmma ws2 bm128 bn64, long window: the stage ring wraps many times",
+      [&](PrefillCase& c) { c.config = ws(128, 64, 2, 2); c.num_kv_heads = 1; c.q_lens = {1500}; c.kv_lens = {2000}; c.local_window = 1000; });
+  add("wgmma ws1 bm128 bn64 st3, long window, paged 16",
+      [&](PrefillCase& c) { c.config = ws(128, 64, 3, 1); c.num_kv_heads = 1; c.page_size = 16; c.q_lens = {1500}; c.kv_lens = {2000}; c.local_window = 1000; });
+  add("wgmma ws3 bm128 bn64, ping-pong", [&](PrefillCase& c) { c.config = ws(128, 64, 2, 3); });
+  add("wgmma ws3 bm128 bn64 st3, ping-pong, long window, paged 13",
+      [&](PrefillCase& c) { c.config = ws(128, 64, 3, 3); c.num_kv_heads = 1; c.page_size = 13; c.q_lens = {1500, 70}; c.kv_lens = {2000, 70}; c.local_window = 1000; });
+  add("wgmma ws3 bm128 bn32, ping-pong, sinks, chunked",
+      [&](PrefillCase& c) { c.config = ws(128, 32, 2, 3); c.sink_logits = true; c.q_lens = {17, 130}; c.kv_lens = {300, 1000}; });
+  add("wgmma ws2 bm128 bn64, interleaved GQA, group 8",
+      [&](PrefillCase& c) { c.config = ws(128, 64, 2, 2); c.gqa = GqaMapping::kInterleaved; c.group = 8; });
   add("config bm64 bn64 st2 mt2, head_dim 64, non-causal",
       [](PrefillCase& c) { c.config = PrefillConfig{64, 64, 2, 2}; c.head_dim = 64; c.causal = false; });
   // 8-bit K/V ("quantized ..."): the heuristic's config (wgmma on sm_90a), forced mma.sync and wgmma configs.

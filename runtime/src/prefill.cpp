@@ -180,10 +180,18 @@ PrefillProblem describe_prefill(const DLTensor& q, const DLTensor& k, const DLTe
 }
 
 PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo& device) {
-  // Measured on the H100 at seq 32768, window 4096 (tools/bench/RESULTS.md): the Hopper warpgroup MMA path with
-  // 128-row blocks, 64-token tiles and two blocks per SM leads; elsewhere mma.sync with 128-token tiles, 3 stages.
+  // Measured on the H100 at seq 4096..32768, window 4096, head_dim 128 (tools/bench/RESULTS.md): warp-specialized
+  // wgmma with 192-row blocks (3 consumer warpgroups + 1 producer), 64-token tiles, 3 stages leads; other head_dims
+  // on sm_90a (and 8-bit K/V, which the specialized path does not widen) take the non-specialized wgmma path with
+  // 128-row blocks, 64-token tiles and two blocks per SM;
+  // elsewhere mma.sync with 128-token tiles, 3 stages.
   PrefillConfig config;
   config.block_m = spec.head_dim >= 256 ? 64 : 128;
+  constexpr int kMeasuredHeadDim = 128;
+  if (device.arch() == "sm_90a" && spec.head_dim == kMeasuredHeadDim && spec.kv_quant == KvQuant::kNone) {
+    const PrefillConfig specialized{192, 64, 3, 1, true, 1, 1};
+    if (prefill_geometry(spec, specialized).shared_bytes <= device.max_shared_per_block_optin) return specialized;
+  }
   if (device.arch() == "sm_90a") {
     config.wgmma = true;
     config.block_n = 64;

@@ -263,9 +263,9 @@ std::vector<PrefillConfig> prefill_config_space(const KernelSpec& spec, bool wgm
   for (int block_m : kPrefillBlockMs)
     for (int block_n : kPrefillBlockNs)
       for (int stages : kPrefillStages)
-        for (int path = 0; path < 3; ++path)      // mma.sync 1 row tile, mma.sync 2 row tiles, wgmma
+        for (int path = 0; path < 6; ++path)  // mma.sync 1 row tile, 2 row tiles, wgmma with warp_specialize 0..3
           for (int min_blocks : {1, 2}) {
-            PrefillConfig c{block_m, block_n, stages, path == 1 ? 2 : 1, path == 2, min_blocks};
+            PrefillConfig c{block_m, block_n, stages, path == 1 ? 2 : 1, path >= 2, min_blocks, std::max(0, path - 2)};
             if (c.wgmma && !wgmma_available) continue;
             try {
               c.validate(spec);

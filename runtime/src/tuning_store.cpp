@@ -64,7 +64,8 @@ DecodeConfig config_from_json(const nlohmann::json& j) {
 
 nlohmann::json prefill_config_to_json(const PrefillConfig& c) {
   return {{"family", "prefill"}, {"block_m", c.block_m}, {"block_n", c.block_n}, {"stages", c.stages},
-          {"m_tiles", c.m_tiles}, {"wgmma", c.wgmma ? 1 : 0}, {"min_blocks", c.min_blocks}};
+          {"m_tiles", c.m_tiles}, {"wgmma", c.wgmma ? 1 : 0}, {"min_blocks", c.min_blocks},
+          {"warp_specialize", c.warp_specialize}};
 }
 PrefillConfig prefill_config_from_json(const nlohmann::json& j) {
   PrefillConfig c;
@@ -74,6 +75,10 @@ PrefillConfig prefill_config_from_json(const nlohmann::json& j) {
                                                  {"wgmma", &wgmma},       {"min_blocks", &c.min_blocks}};
   read_fields(j, fields);
   c.wgmma = wgmma != 0;
+  if (j.contains("warp_specialize")) {  // absent in records written before the knob existed: 0
+    const std::pair<const char*, int*> optional[] = {{"warp_specialize", &c.warp_specialize}};
+    read_fields(j, optional);
+  }
   return c;
 }
 

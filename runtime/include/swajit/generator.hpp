@@ -32,11 +32,14 @@ GeneratedKernel generate_cuda(const KernelSpec& spec, const DecodeConfig& config
 
 // Launch geometry of one prefill specialization, written into the source as constants like DecodeGeometry.
 struct PrefillGeometry {
-  int threads;       // one warp per m_tiles x 16 query rows
-  int q_bytes;       // shared memory of the Q tile
-  int tile_bytes;    // shared memory of one K (or V) pipeline stage, as stored (8-bit KV: half)
-  int dequant_bytes; // 8-bit KV only: the widened 16-bit K and V tiles the MMAs read
-  int shared_bytes;  // total dynamic shared memory
+  int threads;             // one warp per m_tiles x 16 query rows, plus the producer warpgroup when warp specialized
+  int q_bytes;             // shared memory of the Q tile
+  int tile_bytes;          // shared memory of one K (or V) pipeline stage, as stored (8-bit KV: half)
+  int dequant_bytes;       // 8-bit KV only: the widened 16-bit K and V tiles the MMAs read
+  int barrier_bytes;       // warp specialized: mbarriers full[stages], empty[stages], q_full (8 bytes each); else 0
+  int shared_bytes;        // total dynamic shared memory
+  int producer_registers;  // warp specialized: setmaxnreg targets of the producer and the consumer warpgroups
+  int consumer_registers;  // (0 when not warp specialized)
 };
 PrefillGeometry prefill_geometry(const KernelSpec& spec, const PrefillConfig& config);
 GeneratedKernel generate_prefill_cuda(const KernelSpec& spec, const PrefillConfig& config);  // merge_symbol empty

@@ -82,8 +82,14 @@ struct PrefillConfig {
   int m_tiles = 1;      // 16-row mma tiles per warp (1 or 2): more reuse of each K/V fragment, more registers
   bool wgmma = false;   // Hopper (sm_90a) warpgroup MMA from shared memory instead of mma.sync; block_m % 64 == 0
   int min_blocks = 1;   // blocks per SM the compiler must leave room for (__launch_bounds__): caps registers
+  // wgmma only. 0: every warp loads and computes (one __syncthreads per tile). 1: warp specialized, a producer
+  // warpgroup loads K/V into the stages and consumer warpgroups (64 rows each) compute, synchronized by mbarriers,
+  // registers moved to the consumers (setmaxnreg). 2: as 1, and each consumer issues S(t+1) = Q.K^T before the
+  // softmax of tile t, so its tensor cores work during its own softmax. 3: as 2, and the two consumer warpgroups of
+  // block_m = 128 take turns issuing their MMAs (ping-pong), so one's softmax overlaps the other's MMAs.
+  int warp_specialize = 0;
 
-  std::string compile_key() const;  // e.g. "bm128_bn64_st2_mt1", "bm128_bn64_st2_mt1_wg_oc2" (flags: _wg, _oc<N> if > 1)
+  std::string compile_key() const;  // e.g. "bm128_bn64_st2_mt1", "bm128_bn64_st2_mt1_wg_ws2_oc2" (flags: _wg, _ws<N> and _oc<N> if > 0 / > 1)
   std::string key() const { return compile_key(); }
   static PrefillConfig from_key(std::string_view key);
   void validate(const KernelSpec& spec) const;
