@@ -2,6 +2,7 @@
 // presets, and the runtime's lookup of tuned configs through the database.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -138,8 +139,13 @@ TEST_CASE("prefill: config JSON, buckets and the config space") {
   }
   for (const auto& config : with) {
     if (config.wgmma) CHECK(config.block_m % 64 == 0);
-    if (config.warp_specialize) CHECK(config.wgmma);
+    if (config.warp_specialize) {
+      CHECK(config.wgmma);
+      CHECK(config.warp_specialize == 1);  // 2 and 3 measured slower: forcible, not tuned
+      CHECK(config.min_blocks == 1);
+    }
   }
+  CHECK(std::any_of(with.begin(), with.end(), [](const PrefillConfig& c) { return c.warp_specialize == 1; }));
   const PrefillConfig ws{128, 64, 2, 1, true, 2, 2};
   CHECK(prefill_config_from_json(prefill_config_to_json(ws)) == ws);
   nlohmann::json old = prefill_config_to_json(c);  // written before warp_specialize existed

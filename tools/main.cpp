@@ -26,9 +26,10 @@
 namespace swajit::cli {
 namespace {
 
-int cuda_ordinal(const DLDevice& device) {
+// The CUDA ordinal of a verb that runs on CUDA only (prefill has no CPU backend).
+int cuda_ordinal(const DLDevice& device, const std::string& verb) {
   if (device.device_type != kDLCUDA)
-    throw Error(ErrorCode::kUnsupported, "this verb runs on CUDA devices only; use --device cuda[:N]");
+    throw Error(ErrorCode::kUnsupported, verb + ": prefill runs on CUDA; --device must be cuda or cuda:N");
   return device.device_id;
 }
 
@@ -239,6 +240,9 @@ int main(int argc, char** argv) {
   tune->add_option("--seq", prefill_tune.seq_lens, "prefill: sequence lengths")->delimiter(',')->capture_default_str();
   tune->add_option("--num-kv-heads", prefill_tune.num_kv_heads, "prefill: kv head counts")->delimiter(',')->capture_default_str();
   tune->add_option("--local-window", prefill_tune.local_window, "prefill: local window")->capture_default_str();
+  std::string prefill_tune_kv_quant = "none";
+  tune->add_option("--kv-quant", prefill_tune_kv_quant, "prefill: K/V storage none | int8 | fp8 (per-channel scales)")
+      ->capture_default_str();
 
   std::string db_verb, db_argument;
   auto* db = app.add_subcommand("db", "inspect and move tuning databases");
@@ -256,9 +260,8 @@ int main(int argc, char** argv) {
     if (tune->parsed()) {
       tune_command.device = parse_device(tune_device);
       if (swajit::parse_family(tune_family) == swajit::KernelFamily::kPrefill) {
-        if (tune_command.device.device_type != kDLCUDA)
-          throw swajit::Error(swajit::ErrorCode::kUnsupported, "tune --family prefill: prefill runs on CUDA; --device must be cuda or cuda:N");
-        prefill_tune.device = tune_command.device.device_id;
+        prefill_tune.device = cuda_ordinal(tune_command.device, "tune --family prefill");
+        prefill_tune.kv_quant = swajit::parse_kv_quant(prefill_tune_kv_quant);
         const bool quick_given = tune->count("--quick-reps") > 0, final_given = tune->count("--final-reps") > 0;
         if (quick_given) prefill_tune.quick_reps = tune_command.quick_reps;
         if (final_given) prefill_tune.final_reps = tune_command.final_reps;
@@ -268,10 +271,7 @@ int main(int argc, char** argv) {
     }
     if (db->parsed()) return run_db(db_verb, db_argument);
     if (bench_prefill->parsed()) {
-      const DLDevice device = parse_device(prefill_device);
-      if (device.device_type != kDLCUDA)
-        throw swajit::Error(swajit::ErrorCode::kUnsupported, "bench prefill: prefill runs on CUDA; --device must be cuda or cuda:N");
-      prefill_options.device = device.device_id;
+      prefill_options.device = cuda_ordinal(parse_device(prefill_device), "bench prefill");
       prefill_options.kv_quant = swajit::parse_kv_quant(prefill_kv_quant);
       if (prefill_config.any()) prefill_options.config = prefill_config.apply(swajit::PrefillConfig{});
       return run_prefill_bench(prefill_options);

@@ -263,9 +263,15 @@ std::vector<PrefillConfig> prefill_config_space(const KernelSpec& spec, bool wgm
   for (int block_m : kPrefillBlockMs)
     for (int block_n : kPrefillBlockNs)
       for (int stages : kPrefillStages)
-        for (int path = 0; path < 6; ++path)  // mma.sync 1 row tile, 2 row tiles, wgmma with warp_specialize 0..3
+        // Paths: mma.sync with 1 or 2 row tiles, wgmma with every warp loading, wgmma with a producer warpgroup
+        // (warp_specialize 1). warp_specialize 2 and 3 stay forcible, but measured slower than 1 at every pipeline
+        // depth on the H100 (tools/bench/RESULTS.md), so they would only lengthen tuning.
+        for (int path = 0; path < 4; ++path)
           for (int min_blocks : {1, 2}) {
-            PrefillConfig c{block_m, block_n, stages, path == 1 ? 2 : 1, path >= 2, min_blocks, std::max(0, path - 2)};
+            const int warp_specialize = path == 3 ? 1 : 0;
+            // The producer/consumer register split assumes one block per SM (bm128 at two per SM does not compile).
+            if (warp_specialize && min_blocks > 1) continue;
+            PrefillConfig c{block_m, block_n, stages, path == 1 ? 2 : 1, path >= 2, min_blocks, warp_specialize};
             if (c.wgmma && !wgmma_available) continue;
             try {
               c.validate(spec);
