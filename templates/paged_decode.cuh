@@ -19,7 +19,8 @@
 // that kv head (padded to 16-row mma tiles, one warp row per tile), so every K/V element is read from memory once
 // per kv head. K/V tiles of kBlockN tokens stream through a kStages-deep cp.async pipeline, gathered page by
 // page; kWarpsN warps split each tile's tokens and keep their own online-softmax state, merged at the end.
-// With num_splits > 1 each split writes (out / l, log2-sum-exp) and SWAJIT_MERGE_KERNEL combines them.
+// With num_splits > 1 each split writes (out / l in the 16-bit dtype, log2-sum-exp) and SWAJIT_MERGE_KERNEL
+// combines them in fp32.
 //
 // Needs from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kQSeqlen, kGroup, kLocalWindow,
 // kGlobalWindow, kCausal, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockN, kWarpsN, kStages), the launch geometry the host also uses (kRows, kWarpsM,
@@ -104,6 +105,19 @@ SWAJIT_DEVICE void fold_k_scale_into_q(const PagedDecodeParams& P, u32 q_smem, i
 }
 SWAJIT_DEVICE void widen_tile(u32 stored, u32 widened) { widen_kv_tile<RowTile, kBlockN>(stored, widened); }
 
+// Eight values <-> one 16-byte chunk of the 16-bit element type.
+SWAJIT_DEVICE uint4 pack8(const float (&v)[8]) {
+  return make_uint4(pack2(v[0], v[1], Elem()), pack2(v[2], v[3], Elem()), pack2(v[4], v[5], Elem()), pack2(v[6], v[7], Elem()));
+}
+SWAJIT_DEVICE void unpack8(const uint4& packed, float (&v)[8]) {
+  const u32 words[4] = {packed.x, packed.y, packed.z, packed.w};
+#pragma unroll
+  for (int w = 0; w < 4; ++w) {
+    v[2 * w] = to_float(u16(words[w] & 0xffffu), Elem());
+    v[2 * w + 1] = to_float(u16(words[w] >> 16), Elem());
+  }
+}
+
 // out[b, row / kGroup, q_head_of(row), 8 * chunk .. +8) = acc * scale, one 16-byte store.
 SWAJIT_DEVICE void store_output_chunk(const PagedDecodeParams& P, int b, int kv_head, int row, int chunk,
                                       const float (&acc)[8], float scale) {
@@ -112,12 +126,7 @@ SWAJIT_DEVICE void store_output_chunk(const PagedDecodeParams& P, int b, int kv_
   float v[8];
 #pragma unroll
   for (int e = 0; e < 8; ++e) v[e] = acc[e] * scale * (kKvQuant ? v_scale_at(P, kv_head, chunk * 8 + e) : 1.f);
-  uint4 packed;
-  packed.x = pack2(v[0], v[1], Elem());
-  packed.y = pack2(v[2], v[3], Elem());
-  packed.z = pack2(v[4], v[5], Elem());
-  packed.w = pack2(v[6], v[7], Elem());
-  *reinterpret_cast<uint4*>(out) = packed;
+  *reinterpret_cast<uint4*>(out) = pack8(v);
 }
 
 // ---- epilogue --------------------------------------------------------------------------------------------------------
@@ -171,9 +180,10 @@ SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState<1>& 
     } else {  // sinks join in the merge, once per row
       const float inv_sum = sum > 0.f ? 1.f / sum : 0.f;
       const i64 slot = (i64(b * P.num_kv_heads + kv_head) * P.num_splits + split) * kRows + row;
-      float* dst = P.partial_out + slot * kHeadDim + chunk * 8;
+      float normalized[8];
 #pragma unroll
-      for (int e = 0; e < 8; ++e) dst[e] = acc[e] * inv_sum;
+      for (int e = 0; e < 8; ++e) normalized[e] = acc[e] * inv_sum;
+      *reinterpret_cast<uint4*>(static_cast<u16*>(P.partial_out) + slot * kHeadDim + chunk * 8) = pack8(normalized);
       if (chunk == 0) P.partial_lse[slot] = sum > 0.f ? reference + __log2f(sum) : SWAJIT_NEG_INF;
     }
   }
@@ -285,17 +295,14 @@ extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(
   const int chunk = threadIdx.x % kChunks, lane = threadIdx.x / kChunks;
   wait_for_prerequisite_grid();
   const i64 first_slot = i64(b * P.num_kv_heads + kv_head) * P.num_splits * kRows + row;
-  const auto partial_of = [&](int s) {
-    return reinterpret_cast<const float4*>(P.partial_out + (first_slot + s * kRows) * kHeadDim + chunk * 8);
+  const auto partial_of = [&](int s) {  // split s's 8 values of this thread's chunk
+    return *reinterpret_cast<const uint4*>(static_cast<const u16*>(P.partial_out) + (first_slot + s * kRows) * kHeadDim + chunk * 8);
   };
-  float4 early[kMergePrefetch][2];
+  uint4 early[kMergePrefetch];
 #pragma unroll
   for (int i = 0; i < kMergePrefetch; ++i) {
     const int s = lane + i * kMergeSplitLanes;
-    if (s < P.num_splits) {
-      early[i][0] = partial_of(s)[0];
-      early[i][1] = partial_of(s)[1];
-    }
+    if (s < P.num_splits) early[i] = partial_of(s);
   }
   for (int s = threadIdx.x; s < P.num_splits; s += kMergeThreads) lse[s] = P.partial_lse[first_slot + s * kRows];
   __syncthreads();
@@ -306,19 +313,21 @@ extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(
   for (int s = 0; s < P.num_splits; ++s) sum += fast_exp2(lse[s] - reference);
 
   float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-  const auto accumulate = [&](int s, const float4& lo, const float4& hi) {
+  const auto accumulate = [&](int s, const uint4& packed) {
     const float weight = fast_exp2(lse[s] - reference);
-    acc[0] += weight * lo.x; acc[1] += weight * lo.y; acc[2] += weight * lo.z; acc[3] += weight * lo.w;
-    acc[4] += weight * hi.x; acc[5] += weight * hi.y; acc[6] += weight * hi.z; acc[7] += weight * hi.w;
+    float v[8];
+    unpack8(packed, v);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acc[e] += weight * v[e];
   };
 #pragma unroll
   for (int i = 0; i < kMergePrefetch; ++i) {
     const int s = lane + i * kMergeSplitLanes;
-    if (s < P.num_splits) accumulate(s, early[i][0], early[i][1]);
+    if (s < P.num_splits) accumulate(s, early[i]);
   }
 #pragma unroll 4
   for (int s = lane + kMergePrefetch * kMergeSplitLanes; s < P.num_splits; s += kMergeSplitLanes)
-    accumulate(s, partial_of(s)[0], partial_of(s)[1]);
+    accumulate(s, partial_of(s));
 #pragma unroll
   for (int e = 0; e < 8; ++e) partial[threadIdx.x][e] = acc[e];
   __syncthreads();

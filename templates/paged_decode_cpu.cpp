@@ -207,7 +207,8 @@ static void decode_item(const PagedDecodeParams& P, int b, int kv_head, int spli
     } else {  // sinks and the V scale join in the merge, once per row
       const i64 slot = (i64(b * P.num_kv_heads + kv_head) * P.num_splits + split) * kRows + r;
       const float inv_sum = row_sum[r] > 0.f ? 1.f / row_sum[r] : 0.f;
-      for (int d = 0; d < kHeadDim; ++d) P.partial_out[slot * kHeadDim + d] = acc[r * kHeadDim + d] * inv_sum;
+      float* partial_out = static_cast<float*>(P.partial_out);
+      for (int d = 0; d < kHeadDim; ++d) partial_out[slot * kHeadDim + d] = acc[r * kHeadDim + d] * inv_sum;
       P.partial_lse[slot] = row_sum[r] > 0.f ? reference + __builtin_log2f(row_sum[r]) : kNegInf;
     }
   }
@@ -243,7 +244,8 @@ extern "C" void SWAJIT_CPU_MERGE(const PagedDecodeParams* params, int item_begin
         const i64 slot = first_slot + s * kRows + r;
         const float weight = fast_exp2(P.partial_lse[slot] - reference);
         sum += weight;
-        for (int d = 0; d < kHeadDim; ++d) acc[d] += weight * P.partial_out[slot * kHeadDim + d];
+        const float* partial_out = static_cast<const float*>(P.partial_out) + slot * kHeadDim;
+        for (int d = 0; d < kHeadDim; ++d) acc[d] += weight * partial_out[d];
       }
       store_row(P, b, kv_head, r, acc, normalizer(P, q_head_of(P, kv_head, r), reference, sum));
     }

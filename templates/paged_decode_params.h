@@ -10,7 +10,8 @@ struct PagedDecodeParams {
   void* out;                     // same shape as q
   const int* block_table;        // [batch, max_pages_per_seq]
   const int* seq_lens;           // [batch], KV length including the q_seqlen new tokens
-  float* partial_out;            // split-KV only: [batch, kv_heads, num_splits, rows, head_dim]
+  void* partial_out;             // split-KV only: [batch, kv_heads, num_splits, rows, head_dim], each split's out / l:
+                                 //   float on the CPU, the 16-bit dtype of q on CUDA (half the merge's traffic)
   float* partial_lse;            // split-KV only: [batch, kv_heads, num_splits, rows], log2 units
   int* status;                   // [2]: bit mask of device-side argument errors, first offending batch index
   const float* sink_logits;      // learned sinks only: [num_q_heads] logits, in the units of scale * q.k

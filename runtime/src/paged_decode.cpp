@@ -27,7 +27,7 @@ constexpr int kMinProgrammaticLaunchMajor = 9;  // griddepcontrol (programmatic 
 
 size_t align_up(size_t n) { return (n + kWorkspaceAlignment - 1) / kWorkspaceAlignment * kWorkspaceAlignment; }
 
-// Split-KV scratch layout: partial outputs, then log-sum-exps.
+// Split-KV scratch layout: partial outputs (16-bit), then log-sum-exps (fp32).
 struct WorkspaceLayout {
   size_t out_bytes = 0, lse_bytes = 0;
   size_t total() const { return out_bytes + lse_bytes; }
@@ -36,7 +36,8 @@ WorkspaceLayout workspace_layout(const DecodeProblem& p, int num_splits) {
   WorkspaceLayout w;
   if (num_splits <= 1) return w;
   const size_t slots = size_t(p.batch) * p.num_kv_heads * num_splits * p.spec.q_seqlen * p.spec.group;
-  w.out_bytes = align_up(slots * p.spec.head_dim * sizeof(float));
+  constexpr size_t kPartialElementBytes = 2;  // partial outputs are stored in the 16-bit dtype of q
+  w.out_bytes = align_up(slots * p.spec.head_dim * kPartialElementBytes);
   w.lse_bytes = align_up(slots * sizeof(float));
   return w;
 }
@@ -256,7 +257,7 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   PagedDecodeParams& a = p.params;
   a.num_splits = splits;
   a.status = reinterpret_cast<int*>(scratch.status);
-  a.partial_out = splits > 1 ? reinterpret_cast<float*>(workspace) : nullptr;
+  a.partial_out = splits > 1 ? workspace : nullptr;
   a.partial_lse = splits > 1 ? reinterpret_cast<float*>(workspace + layout.out_bytes) : nullptr;
 
   const DecodeGeometry& g = plan.kernel->geometry;
