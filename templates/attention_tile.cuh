@@ -231,15 +231,11 @@ SWAJIT_DEVICE void fold_k_scale_into_q_tile(const Params& P, u32 q_smem, int kv_
   for (int i = threadIdx.x; i < kRows * kChunks; i += kThreads) {
     const int row = i / kChunks, chunk = i % kChunks;
     const u32 addr = q_smem + Layout::offset_bytes(row, chunk);
-    uint4 v = ld_shared_16(addr);
-    u32* words = reinterpret_cast<u32*>(&v);
+    float v[8];
+    unpack8(ld_shared_16(addr), v, Elem());
 #pragma unroll
-    for (int w = 0; w < 4; ++w) {
-      const int channel = chunk * 8 + 2 * w;
-      words[w] = pack2(to_float(u16(words[w] & 0xffffu), Elem()) * k_scale_at(P, kv_head, channel),
-                       to_float(u16(words[w] >> 16), Elem()) * k_scale_at(P, kv_head, channel + 1), Elem());
-    }
-    st_shared_16(addr, v);
+    for (int e = 0; e < 8; ++e) v[e] *= k_scale_at(P, kv_head, chunk * 8 + e);
+    st_shared_16(addr, pack8(v, Elem()));
   }
 }
 

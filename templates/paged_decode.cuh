@@ -105,19 +105,6 @@ SWAJIT_DEVICE void fold_k_scale_into_q(const PagedDecodeParams& P, u32 q_smem, i
 }
 SWAJIT_DEVICE void widen_tile(u32 stored, u32 widened) { widen_kv_tile<RowTile, kBlockN>(stored, widened); }
 
-// Eight values <-> one 16-byte chunk of the 16-bit element type.
-SWAJIT_DEVICE uint4 pack8(const float (&v)[8]) {
-  return make_uint4(pack2(v[0], v[1], Elem()), pack2(v[2], v[3], Elem()), pack2(v[4], v[5], Elem()), pack2(v[6], v[7], Elem()));
-}
-SWAJIT_DEVICE void unpack8(const uint4& packed, float (&v)[8]) {
-  const u32 words[4] = {packed.x, packed.y, packed.z, packed.w};
-#pragma unroll
-  for (int w = 0; w < 4; ++w) {
-    v[2 * w] = to_float(u16(words[w] & 0xffffu), Elem());
-    v[2 * w + 1] = to_float(u16(words[w] >> 16), Elem());
-  }
-}
-
 // out[b, row / kGroup, q_head_of(row), 8 * chunk .. +8) = acc * scale, one 16-byte store.
 SWAJIT_DEVICE void store_output_chunk(const PagedDecodeParams& P, int b, int kv_head, int row, int chunk,
                                       const float (&acc)[8], float scale) {
@@ -126,7 +113,7 @@ SWAJIT_DEVICE void store_output_chunk(const PagedDecodeParams& P, int b, int kv_
   float v[8];
 #pragma unroll
   for (int e = 0; e < 8; ++e) v[e] = acc[e] * scale * (kKvQuant ? v_scale_at(P, kv_head, chunk * 8 + e) : 1.f);
-  *reinterpret_cast<uint4*>(out) = pack8(v);
+  *reinterpret_cast<uint4*>(out) = pack8(v, Elem());
 }
 
 // ---- epilogue --------------------------------------------------------------------------------------------------------
@@ -183,7 +170,7 @@ SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState<1>& 
       float normalized[8];
 #pragma unroll
       for (int e = 0; e < 8; ++e) normalized[e] = acc[e] * inv_sum;
-      *reinterpret_cast<uint4*>(static_cast<u16*>(P.partial_out) + slot * kHeadDim + chunk * 8) = pack8(normalized);
+      *reinterpret_cast<uint4*>(static_cast<u16*>(P.partial_out) + slot * kHeadDim + chunk * 8) = pack8(normalized, Elem());
       if (chunk == 0) P.partial_lse[slot] = sum > 0.f ? reference + __log2f(sum) : SWAJIT_NEG_INF;
     }
   }
@@ -316,7 +303,7 @@ extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(
   const auto accumulate = [&](int s, const uint4& packed) {
     const float weight = fast_exp2(lse[s] - reference);
     float v[8];
-    unpack8(packed, v);
+    unpack8(packed, v, Elem());
 #pragma unroll
     for (int e = 0; e < 8; ++e) acc[e] += weight * v[e];
   };

@@ -35,6 +35,20 @@ SWAJIT_DEVICE u32 pack2(float lo, float hi, fp16_tag) {
   asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
   return r;
 }
+// Eight values <-> one 16-byte chunk of 16-bit elements (element e in bits 16 (e % 2) of word e / 2).
+template <class Tag>
+SWAJIT_DEVICE uint4 pack8(const float (&v)[8], Tag tag) {
+  return make_uint4(pack2(v[0], v[1], tag), pack2(v[2], v[3], tag), pack2(v[4], v[5], tag), pack2(v[6], v[7], tag));
+}
+template <class Tag>
+SWAJIT_DEVICE void unpack8(const uint4& packed, float (&v)[8], Tag tag) {
+  const u32 words[4] = {packed.x, packed.y, packed.z, packed.w};
+#pragma unroll
+  for (int w = 0; w < 4; ++w) {
+    v[2 * w] = to_float(u16(words[w] & 0xffffu), tag);
+    v[2 * w + 1] = to_float(u16(words[w] >> 16), tag);
+  }
+}
 
 // ---- shared memory addressing -----------------------------------------------------------------------------------
 SWAJIT_DEVICE u32 smem_u32(const void* p) { return static_cast<u32>(__cvta_generic_to_shared(p)); }
