@@ -5,6 +5,7 @@
 #include "check.hpp"
 #include "cuda_driver.hpp"
 #include "prefill_workload.hpp"
+#include "utility_kernels.hpp"
 #include "swajit/swajit.hpp"
 
 namespace swajit::cli {
@@ -19,8 +20,8 @@ int run_prefill_bench(const PrefillBenchOptions& o) {
               o.kv_quant == KvQuant::kNone ? "bf16" : std::string(to_string(o.kv_quant)).c_str(), o.reps);
   if (o.matmul_tflops > 0)
     std::printf("floor = useful FLOPs / bf16 matmul rate measured in this run (%.1f TFLOP/s)\n", o.matmul_tflops);
-  std::printf("\n| kv heads | seq | time (ms) | useful TFLOP/s | floor (ms) | %% of matmul rate | config | rel err (sampled rows) |\n"
-              "|---:|---:|---:|---:|---:|---:|---|---:|\n");
+  std::printf("\n| kv heads | seq | time (ms) | useful TFLOP/s | floor (ms) | %% of matmul rate | config | rel err (sampled rows) | host us per call |\n"
+              "|---:|---:|---:|---:|---:|---:|---|---:|---:|\n");
   bool all_ok = true;
   for (int hkv : o.num_kv_heads)
     for (int seq : o.seq_lens) {
@@ -37,7 +38,8 @@ int run_prefill_bench(const PrefillBenchOptions& o) {
       std::printf("| %d | %d | %.3f | %.1f |", hkv, seq, ms, tflops);
       if (o.matmul_tflops > 0) std::printf(" %.3f | %.0f%% |", flops / (o.matmul_tflops * 1e12) * 1e3, 100 * tflops / o.matmul_tflops);
       else std::printf(" - | - |");
-      std::printf(" %s | %.2e%s |\n", config.key().c_str(), rel_err, ok ? "" : " FAIL");
+      std::printf(" %s | %.2e%s | %.1f |\n", config.key().c_str(), rel_err, ok ? "" : " FAIL",
+                  workload.host_us_per_call(config, kHostTimedCalls));
     }
   return all_ok ? 0 : 1;
 }

@@ -136,6 +136,19 @@ KernelCacheStats cpu_kernel_cache_stats() {
 const LoadedCpuKernel& cpu_decode_kernel(const KernelSpec& spec, const CpuDecodeConfig& config) {
   static std::mutex& mutex = cache_mutex;
   static std::map<std::string, CpuKernelFuture> cache;
+  // By name (spec key, config key) in front of the source hash, as in kernel_cache.cpp: a call that finds its kernel
+  // neither generates nor hashes the source.
+  static std::map<std::string, CpuKernelFuture> by_name;
+  const std::string name = spec.key() + "|" + config.key();
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = by_name.find(name);
+    if (it != by_name.end()) {
+      ++cache_stats.hits;
+      CpuKernelFuture known = it->second;
+      return *known.get();  // ready: names are added only once built
+    }
+  }
   const GeneratedKernel g = generate_cpu(spec, config);
   const std::string hash = stable_hash({g.source, "clang", std::to_string(cpu::clang_version()), cpu::host_cpu().identity()});
   std::promise<std::shared_ptr<const LoadedCpuKernel>> promise;
@@ -170,7 +183,10 @@ const LoadedCpuKernel& cpu_decode_kernel(const KernelSpec& spec, const CpuDecode
       cache.erase(hash);
     }
   }
-  return *future.get();
+  const LoadedCpuKernel& kernel = *future.get();  // throws the build's error
+  std::lock_guard<std::mutex> lock(mutex);
+  by_name.emplace(name, future);
+  return kernel;
 }
 
 CpuDecodeConfig cpu_heuristic_config(const DecodeProblem& p) {

@@ -234,10 +234,14 @@ double DecodeWorkload::time_us(const std::optional<DecodeConfig>& config, int re
   cuda::check(d.cuStreamEndCapture(stream_, &graph), "cuStreamEndCapture");
   cuda::check(d.cuGraphInstantiateWithFlags(&exec, graph, 0), "cuGraphInstantiate");
   const double ms = median_ms([&] { cuda::check(d.cuGraphLaunch(exec, stream_), "cuGraphLaunch"); }, kWarmupReplays,
-                              reps, stream_);
+                              reps, stream_, cuda_device(where_.device_id));
   d.cuGraphExecDestroy(exec);
   d.cuGraphDestroy(graph);
   return ms * 1e3 / replicas_;
+}
+
+double DecodeWorkload::host_us_per_call(const std::optional<DecodeConfig>& config, int calls) {
+  return swajit::host_us_per_call([&] { run(0, config); }, calls, stream_);
 }
 
 double DecodeWorkload::time_cpu_us(const std::optional<CpuDecodeConfig>& config, int reps) {

@@ -64,6 +64,8 @@ class DecodeWorkload {
   // Median time of one call in microseconds: a CUDA graph of one call per replica, replayed `reps` times; on the
   // CPU, wall time of one pass over the replicas.
   double time_us(const std::optional<DecodeConfig>& config, int reps);
+  // Host time (us) of one eager call of replica 0 (validation, config pick, kernel lookup, launches), mean of `calls`.
+  double host_us_per_call(const std::optional<DecodeConfig>& config, int calls);
   double time_cpu_us(const std::optional<CpuDecodeConfig>& config, int reps);
   // Relative L2 error of sequence `b` of replica 0 (from the last run) against the double-precision reference.
   double relative_error(int b) const;

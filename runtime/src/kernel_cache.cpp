@@ -19,7 +19,10 @@ using KernelFuture = std::shared_future<std::shared_ptr<const LoadedKernel>>;
 
 struct Cache {
   std::mutex mutex;
-  std::map<std::pair<std::string, CUcontext>, KernelFuture> entries;
+  std::map<std::pair<std::string, CUcontext>, KernelFuture> entries;  // by the hash of source, options and arch
+  // The same kernels by name (spec key, config key, arch): a call's lookup, without generating and hashing the source
+  // (which took ~150 us a call). The generator is deterministic, so a name always maps to the same source.
+  std::map<std::pair<std::string, CUcontext>, KernelFuture> by_name;
   KernelCacheStats stats;
 };
 Cache& cache() {
@@ -83,10 +86,11 @@ std::string stable_hash(std::initializer_list<std::string_view> pieces) {
 
 namespace {
 
-// The cached kernel for `generated`, built by `make` (which fills in the family's part) exactly once per context.
+// The cached kernel for `generated` (keyed by the hash of its source, options and arch), built by `make` exactly
+// once per context; the future is ready (or holds the build's error) when this returns.
 template <class Make>
-const LoadedKernel& cached_kernel(const GeneratedKernel& generated, const std::string& config_key,
-                                  const DeviceInfo& device, CUcontext context, Make make) {
+KernelFuture kernel_for_source(const GeneratedKernel& generated, const std::string& config_key,
+                                      const DeviceInfo& device, CUcontext context, Make make) {
   std::string options_text;
   for (const auto& o : nvrtc::compile_options(device.arch())) options_text += o + " ";
   const std::string hash = stable_hash({generated.source, options_text, device.arch(), std::to_string(nvrtc::version())});
@@ -123,7 +127,35 @@ const LoadedKernel& cached_kernel(const GeneratedKernel& generated, const std::s
       c.entries.erase({hash, context});                 // a later call may try again
     }
   }
-  return *future.get();
+  future.wait();
+  return future;
+}
+
+// What names a kernel in the by-name index: its spec, its config and the arch it is compiled for.
+std::string kernel_name(const KernelSpec& spec, const std::string& config_key, const DeviceInfo& device) {
+  return spec.key() + "|" + config_key + "|" + device.arch();
+}
+
+// The cached kernel named `name` (spec key, config key, arch), whose source `generate()` returns, built by `make`
+// (which fills in the family's part) exactly once per context.
+template <class Generate, class Make>
+const LoadedKernel& cached_kernel(const std::string& name, Generate generate, const std::string& config_key,
+                                  const DeviceInfo& device, CUcontext context, Make make) {
+  Cache& c = cache();
+  {
+    std::lock_guard<std::mutex> lock(c.mutex);
+    auto it = c.by_name.find({name, context});
+    if (it != c.by_name.end()) {
+      ++c.stats.hits;
+      KernelFuture known = it->second;
+      return *known.get();  // the future is ready: entries go into by_name only once built
+    }
+  }
+  const KernelFuture built = kernel_for_source(generate(), config_key, device, context, make);
+  const LoadedKernel& kernel = *built.get();  // throws the build's error
+  std::lock_guard<std::mutex> lock(c.mutex);
+  c.by_name.emplace(std::make_pair(name, context), built);
+  return kernel;
 }
 
 }  // namespace
@@ -136,8 +168,9 @@ const LoadedDecodeKernel& decode_kernel(const KernelSpec& spec, const DecodeConf
     kernel->shared_bytes = kernel->geometry.shared_bytes;
     return kernel;
   };
-  return static_cast<const LoadedDecodeKernel&>(
-      cached_kernel(generate_cuda(spec, config), config.compile_key(), device, context, make));
+  return static_cast<const LoadedDecodeKernel&>(cached_kernel(
+      kernel_name(spec, config.compile_key(), device), [&] { return generate_cuda(spec, config); }, config.compile_key(),
+      device, context, make));
 }
 
 const LoadedPrefillKernel& prefill_kernel(const KernelSpec& spec, const PrefillConfig& config, const DeviceInfo& device,
@@ -148,8 +181,9 @@ const LoadedPrefillKernel& prefill_kernel(const KernelSpec& spec, const PrefillC
     kernel->shared_bytes = kernel->geometry.shared_bytes;
     return kernel;
   };
-  return static_cast<const LoadedPrefillKernel&>(
-      cached_kernel(generate_prefill_cuda(spec, config), config.compile_key(), device, context, make));
+  return static_cast<const LoadedPrefillKernel&>(cached_kernel(
+      kernel_name(spec, config.compile_key(), device), [&] { return generate_prefill_cuda(spec, config); },
+      config.compile_key(), device, context, make));
 }
 
 KernelCacheStats kernel_cache_stats() {

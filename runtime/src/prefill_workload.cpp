@@ -129,7 +129,11 @@ void PrefillWorkload::run(const std::optional<PrefillConfig>& config, TuningPoli
 }
 
 double PrefillWorkload::time_ms(const std::optional<PrefillConfig>& config, int reps, TuningPolicy policy) {
-  return median_ms([&] { run(config, policy); }, kWarmupCalls, reps, stream_);
+  return median_ms([&] { run(config, policy); }, kWarmupCalls, reps, stream_, cuda_device(device_));
+}
+
+double PrefillWorkload::host_us_per_call(const std::optional<PrefillConfig>& config, int calls) {
+  return swajit::host_us_per_call([&] { run(config, TuningPolicy::kDefault); }, calls, stream_);
 }
 
 double PrefillWorkload::sampled_relative_error() {

@@ -43,6 +43,8 @@ class PrefillWorkload {
   void run(const std::optional<PrefillConfig>& config, TuningPolicy policy = TuningPolicy::kDefault, bool poison = false);
   // Median milliseconds of `reps` calls (CUDA events, after warm-up).
   double time_ms(const std::optional<PrefillConfig>& config, int reps, TuningPolicy policy = TuningPolicy::kDefault);
+  // Host time (us) of one call (validation, config pick, kernel lookup, launch), mean of `calls`.
+  double host_us_per_call(const std::optional<PrefillConfig>& config, int calls);
   // Relative L2 error of sampled rows of the last output (first and last query of sequence 0 and random ones, the
   // first and last q head) against the double-precision reference (computed once, on first use).
   double sampled_relative_error();

@@ -16,7 +16,7 @@ constexpr int kBlocksPerSm = 8;  // enough resident warps to saturate memory wit
 
 struct UtilityModule {
   CUmodule module = nullptr;
-  CUfunction fill = nullptr, fill_bytes = nullptr, read = nullptr;
+  CUfunction fill = nullptr, fill_bytes = nullptr, read = nullptr, evict = nullptr;
 };
 
 // Compiled once per context; the caller has made `device`'s context current.
@@ -36,6 +36,7 @@ const UtilityModule& utility_module(const DeviceInfo& device) {
   cuda::check(d.cuModuleGetFunction(&m.fill, m.module, "swajit_fill_uniform_16bit"), "cuModuleGetFunction(fill)");
   cuda::check(d.cuModuleGetFunction(&m.read, m.module, "swajit_read_bandwidth"), "cuModuleGetFunction(read)");
   cuda::check(d.cuModuleGetFunction(&m.fill_bytes, m.module, "swajit_fill_random_bytes"), "cuModuleGetFunction(fill bytes)");
+  cuda::check(d.cuModuleGetFunction(&m.evict, m.module, "swajit_evict_l2"), "cuModuleGetFunction(evict)");
   return modules.emplace(context, m).first->second;
 }
 
@@ -60,6 +61,23 @@ void fill_random_bytes(const DeviceInfo& device, CUdeviceptr data, uint64_t coun
               "cuLaunchKernel(fill bytes)");
 }
 
+L2Evictor::L2Evictor(const DeviceInfo& device)
+    : device_(device),
+      data_(kL2Multiple * size_t(device.l2_bytes)),
+      sink_(size_t(device.sm_count) * kBlocksPerSm * sizeof(uint32_t)) {
+  cuda::check(cuda::driver().cuMemsetD8(data_.ptr(), 0, data_.bytes()), "cuMemsetD8(L2 evictor)");
+}
+
+void L2Evictor::run(CUstream stream) const {
+  const UtilityModule& m = utility_module(device_);
+  CUdeviceptr data = data_.ptr(), sink = sink_.ptr();
+  uint64_t vectors = data_.bytes() / 16;
+  void* args[] = {&data, &vectors, &sink};
+  cuda::check(cuda::driver().cuLaunchKernel(m.evict, device_.sm_count * kBlocksPerSm, 1, 1, kThreads, 1, 1, 0, stream,
+                                            args, nullptr),
+              "cuLaunchKernel(evict L2)");
+}
+
 double measure_read_bandwidth(const DeviceInfo& device, size_t bytes, int reps, CUstream stream) {
   const UtilityModule& m = utility_module(device);
   const int blocks = device.sm_count * kBlocksPerSm;
@@ -70,7 +88,7 @@ double measure_read_bandwidth(const DeviceInfo& device, size_t bytes, int reps, 
   void* args[] = {&ptr, &vectors, &sink_ptr};
   const double ms = median_ms([&] {
     cuda::check(cuda::driver().cuLaunchKernel(m.read, blocks, 1, 1, kThreads, 1, 1, 0, stream, args, nullptr), "cuLaunchKernel(read)");
-  }, 3, reps, stream);
+  }, 3, reps, stream, device);
   return double(vectors) * 16 / (ms * 1e-3);
 }
 
@@ -79,7 +97,7 @@ double measure_copy_bandwidth(const DeviceInfo& device, size_t bytes, int reps, 
   fill_uniform(device, a.ptr(), bytes / 2, 2, DType::kBF16, stream);
   const double ms = median_ms([&] {
     cuda::check(cuda::driver().cuMemcpyDtoDAsync(b.ptr(), a.ptr(), bytes, stream), "cuMemcpyDtoDAsync");
-  }, 3, reps, stream);
+  }, 3, reps, stream, device);
   return 2.0 * double(bytes) / (ms * 1e-3);
 }
 
