@@ -3,7 +3,7 @@
 // KvElem, kKvQuant, kKvBytes and kThreads from the generator prelude.
 //
 // For the warp's rows and the tile's tokens (a column t of the warp is KV token token0 + t of the tile):
-//     s = Q K^T * scale * log2(e)                          (tile_scores, then scaled in softmax_and_accumulate)
+//     s = Q K^T * scale * log2(e)                          (tile_scores, then scaled in online_softmax)
 //     m' = max(m, rowmax(s)),  l' = l 2^(m - m') + rowsum(2^(s - m')),  O' = O 2^(m - m') + 2^(s - m') V
 // Masked scores are -inf, so they add 0; a row that has seen nothing keeps m = -inf and is exponentiated against 0
 // (never (-inf) - (-inf)). At the end out = O / l, or O / (l + 2^(sink - m)) with a learned sink, and 0 when l = 0.
@@ -118,6 +118,7 @@ struct AllVisible {
 // each row's new max); `rescale` receives the factor the output accumulated so far must be multiplied by (see
 // rescale_output; the caller applies it once no MMA into the output is in flight). `visible(r, t)` says whether
 // row r (0 .. 16 * kMTiles - 1) of the warp sees column t (0 .. 8 * kFrags - 1); only asked when kMasked.
+// The scale (> 0, so it commutes with max) is applied once per row to the max and fused into each exponent's FMA.
 template <bool kMasked, int kMTiles, int kFrags, class Visible>
 SWAJIT_DEVICE void online_softmax(WarpState<kMTiles>& st, float (&scores)[kMTiles][kFrags][4], float scale_log2,
                                   int lane, Visible visible, float (&rescale)[kMTiles][2]) {
@@ -128,18 +129,16 @@ SWAJIT_DEVICE void online_softmax(WarpState<kMTiles>& st, float (&scores)[kMTile
     for (int f = 0; f < kFrags; ++f) {
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
-        float s = scores[m][f][c] * scale_log2;
         if constexpr (kMasked) {
-          if (!visible(m * 16 + lane / 4 + (c / 2) * 8, f * 8 + 2 * (lane % 4) + (c % 2))) s = SWAJIT_NEG_INF;
+          if (!visible(m * 16 + lane / 4 + (c / 2) * 8, f * 8 + 2 * (lane % 4) + (c % 2))) scores[m][f][c] = SWAJIT_NEG_INF;
         }
-        scores[m][f][c] = s;
-        tile_max[c / 2] = fmaxf(tile_max[c / 2], s);
+        tile_max[c / 2] = fmaxf(tile_max[c / 2], scores[m][f][c]);
       }
     }
     float reference[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const float new_max = fmaxf(st.row_max[m][h], quad_max(tile_max[h]));
+      const float new_max = fmaxf(st.row_max[m][h], quad_max(tile_max[h]) * scale_log2);
       reference[h] = new_max == SWAJIT_NEG_INF ? 0.f : new_max;
       rescale[m][h] = fast_exp2(st.row_max[m][h] - reference[h]);
       st.row_max[m][h] = new_max;
@@ -149,22 +148,26 @@ SWAJIT_DEVICE void online_softmax(WarpState<kMTiles>& st, float (&scores)[kMTile
     for (int f = 0; f < kFrags; ++f) {
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
-        scores[m][f][c] = fast_exp2(scores[m][f][c] - reference[c / 2]);
+        scores[m][f][c] = fast_exp2(fmaf(scores[m][f][c], scale_log2, -reference[c / 2]));
         st.row_sum[m][c / 2] += scores[m][f][c];
       }
     }
   }
 }
 
+// O *= rescale per row. A warp none of whose rows found a new max (the usual case once the rows have seen their
+// largest scores) skips the multiplies: every factor is exactly 1 then.
 template <int kMTiles>
 SWAJIT_DEVICE void rescale_output(WarpState<kMTiles>& st, const float (&rescale)[kMTiles][2]) {
 #pragma unroll
-  for (int m = 0; m < kMTiles; ++m)
+  for (int m = 0; m < kMTiles; ++m) {
+    if (__all_sync(0xffffffffu, rescale[m][0] == 1.f && rescale[m][1] == 1.f)) continue;
 #pragma unroll
     for (int f = 0; f < kOutFrags; ++f) {
       st.out[m][f][0] *= rescale[m][0]; st.out[m][f][1] *= rescale[m][0];
       st.out[m][f][2] *= rescale[m][1]; st.out[m][f][3] *= rescale[m][1];
     }
+  }
 }
 
 // The A operand of P for tokens [16 step, 16 step + 16) of one row tile: P's accumulator layout is the A layout.

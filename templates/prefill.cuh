@@ -153,13 +153,17 @@ SWAJIT_DEVICE long long kv_token_offset(const PrefillParams& P, const Sequence& 
   }
 }
 
-// One K tile and one V tile (tokens [tile_begin, tile_end) of the sequence) into one pipeline stage.
+// One K tile and one V tile (tokens [tile_begin, tile_end) of the sequence) into one pipeline stage. A loader keeps
+// one 16-byte chunk column and steps down the rows, so the per-chunk work is one address step and two copies.
+static_assert(kLoaderThreads % kKvChunks == 0, "loaders cover whole rows");
+constexpr int kRowsPerPass = kLoaderThreads / kKvChunks;
 SWAJIT_DEVICE void load_kv_tile(const PrefillParams& P, const Sequence& s, const int* block_table_row, u32 k_smem,
                                 u32 v_smem, int b, int kv_head, int tile_begin, int tile_end, int loader) {
-  const char* k = static_cast<const char*>(P.k);
-  const char* v = static_cast<const char*>(P.v);
-  for (int i = loader; i < kBlockN * kKvChunks; i += kLoaderThreads) {
-    const int row = i / kKvChunks, chunk = i % kKvChunks;
+  const int chunk = loader % kKvChunks;
+  const char* k = static_cast<const char*>(P.k) + (kv_head * P.k_stride_head) * kKvBytes + chunk * 16;
+  const char* v = static_cast<const char*>(P.v) + (kv_head * P.v_stride_head) * kKvBytes + chunk * 16;
+#pragma unroll
+  for (int row = loader / kKvChunks; row < kBlockN; row += kRowsPerPass) {
     const int j = tile_begin + row;
     bool valid = j < tile_end;
     long long k_offset = 0, v_offset = 0;
@@ -167,9 +171,9 @@ SWAJIT_DEVICE void load_kv_tile(const PrefillParams& P, const Sequence& s, const
       k_offset = kv_token_offset(P, s, block_table_row, j, P.k_stride_page, P.k_stride_token, b, valid);
       v_offset = kv_token_offset(P, s, block_table_row, j, P.v_stride_page, P.v_stride_token, b, valid);
     }
-    const u32 offset = kKvQuant ? u32(i) * 16u : KvTile::offset_bytes(row, chunk);  // 8-bit: plain rows
-    cp_async_16(k_smem + offset, k + (k_offset + kv_head * P.k_stride_head) * kKvBytes + chunk * 16, valid);
-    cp_async_16(v_smem + offset, v + (v_offset + kv_head * P.v_stride_head) * kKvBytes + chunk * 16, valid);
+    const u32 offset = kKvQuant ? u32(row * kKvChunks + chunk) * 16u : KvTile::offset_bytes(row, chunk);  // 8-bit: plain rows
+    cp_async_16(k_smem + offset, k + k_offset * kKvBytes, valid);
+    cp_async_16(v_smem + offset, v + v_offset * kKvBytes, valid);
   }
 }
 

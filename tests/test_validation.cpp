@@ -182,6 +182,7 @@ TEST_CASE("devices, strides and alignment are checked") {
 TEST_CASE("options are checked") {
   { Tensors t; DecodeOptions o; o.global_window = -1; expect_error(t, "global_window = -1 must be >= 0", ErrorCode::kInvalidArgument, o); }
   { Tensors t; DecodeOptions o; o.softmax_scale = NAN; expect_error(t, "softmax_scale", ErrorCode::kInvalidArgument, o); }
+  { Tensors t; DecodeOptions o; o.softmax_scale = -0.5f; expect_error(t, "must be finite and > 0", ErrorCode::kInvalidArgument, o); }
   { Tensors t; DecodeOptions o; o.local_window = -5; CHECK(t.describe(o).spec.local_window == false); }
   std::vector<float> sinks(16);
   std::vector<int64_t> sink_shape = {8};

@@ -292,8 +292,8 @@ SinkView describe_sink_logits(const DLTensor* sink_logits, int64_t num_q_heads, 
 float softmax_scale_log2(const std::optional<float>& softmax_scale, int64_t head_dim) {
   float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   if (softmax_scale) {
-    if (!std::isfinite(*softmax_scale) || *softmax_scale == 0.f)
-      fail("softmax_scale = " + std::to_string(*softmax_scale) + " must be finite and non-zero");
+    if (!std::isfinite(*softmax_scale) || *softmax_scale <= 0.f)
+      fail("softmax_scale = " + std::to_string(*softmax_scale) + " must be finite and > 0");
     scale = *softmax_scale;
   }
   constexpr float kLog2e = 1.4426950408889634f;

@@ -37,7 +37,7 @@ void set_tuning_db_path(const std::string& path);
 struct DecodeOptions {
   int local_window = 0;      // > 0: query at position p sees j only if p - j < local_window; <= 0: unlimited
   int global_window = 0;     // >= 0: positions j < global_window are always visible (sink tokens)
-  std::optional<float> softmax_scale;  // default 1 / sqrt(head_dim)
+  std::optional<float> softmax_scale;  // default 1 / sqrt(head_dim); finite and > 0
   KvLayout kv_layout = KvLayout::kNHD;
   GqaMapping gqa = GqaMapping::kGrouped;  // q head h reads kv head h / group, or h % num_kv_heads (interleaved)
   // Learned attention-sink logits (gpt-oss): float32 [num_q_heads] on the same device, in the units of
@@ -82,7 +82,7 @@ struct PrefillOptions {
   int local_window = 0;      // > 0: query at position p sees j only if p - j < local_window; <= 0: unlimited
   int global_window = 0;     // >= 0: positions j < global_window are always visible (sink tokens)
   bool causal = true;        // false: drop "j <= p" (the windows still apply)
-  std::optional<float> softmax_scale;     // default 1 / sqrt(head_dim)
+  std::optional<float> softmax_scale;     // default 1 / sqrt(head_dim); finite and > 0
   KvLayout kv_layout = KvLayout::kNHD;    // paged_prefill only
   GqaMapping gqa = GqaMapping::kGrouped;  // as in DecodeOptions
   const DLTensor* sink_logits = nullptr;  // as in DecodeOptions: float32 [num_q_heads]
