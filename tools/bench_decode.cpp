@@ -118,7 +118,7 @@ int run_decode_bench(const DecodeBenchOptions& o) {
   std::printf("measured: read %.0f GB/s, copy (read+write) %.0f GB/s; floor = (KV bytes in window + q + out) / read bandwidth\n",
               read_bw / 1e9, copy_bw / 1e9);
   std::printf("paged decode: %d q heads, %d kv heads, head_dim %d, page %d, %s, KV %s, local window %d, global "
-              "window %d, CUDA graph replay, median of %d\n\n", o.num_q_heads, o.num_kv_heads, o.head_dim, o.page_size,
+              "window %d, CUDA graph replay over rotated KV copies, L2 evicted before each of %d reps (median)\n\n", o.num_q_heads, o.num_kv_heads, o.head_dim, o.page_size,
               o.dtype.c_str(), o.kv_quant == "none" ? o.dtype.c_str() : o.kv_quant.c_str(), o.local_window,
               o.global_window, o.reps);
   if (o.compare_heuristic) {

@@ -15,7 +15,7 @@ int run_prefill_bench(const PrefillBenchOptions& o) {
   const DeviceInfo& device = cuda_device(o.device);
   std::printf("device: %s (%s), %d SMs\n", device.name.c_str(), device.arch().c_str(), device.sm_count);
   std::printf("prefill: batch %d, %d q heads, head_dim %d, bf16, local window %d, global window %d, causal, "
-              "contiguous %s K/V; CUDA events, median of %d after warm-up\n",
+              "contiguous %s K/V; CUDA events, L2 evicted before each of %d reps (median), host time per call apart\n",
               o.batch, o.num_q_heads, o.head_dim, o.local_window, o.global_window,
               o.kv_quant == KvQuant::kNone ? "bf16" : std::string(to_string(o.kv_quant)).c_str(), o.reps);
   if (o.matmul_tflops > 0)
