@@ -320,3 +320,41 @@ SWAJIT_DEVICE void allow_dependent_grid_launch() {
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
+
+// Thread-block clusters (sm_90+): the blocks of one cluster run at once and read each other's shared memory
+// (distributed shared memory). On older architectures a block is a cluster of one and nothing below is reached.
+SWAJIT_DEVICE unsigned cluster_block_count() {
+  unsigned n = 1;
+#if __CUDA_ARCH__ >= 900
+  asm volatile("mov.u32 %0, %%cluster_nctarank;" : "=r"(n));
+#endif
+  return n;
+}
+// Every thread of every block of the cluster arrives; its shared-memory writes are visible to all of them after.
+SWAJIT_DEVICE void cluster_barrier() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+#endif
+}
+// The address of `local` (this block's shared memory) in block `rank` of the cluster.
+SWAJIT_DEVICE u32 cluster_address(u32 local, unsigned rank) {
+  u32 remote = local;
+#if __CUDA_ARCH__ >= 900
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local), "r"(rank));
+#endif
+  return remote;
+}
+SWAJIT_DEVICE uint4 ld_cluster_16(u32 addr) {
+  uint4 v = make_uint4(0, 0, 0, 0);
+#if __CUDA_ARCH__ >= 900
+  asm volatile("ld.shared::cluster.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr) : "memory");
+#endif
+  return v;
+}
+SWAJIT_DEVICE float ld_cluster_f32(u32 addr) {
+  float v = 0.f;
+#if __CUDA_ARCH__ >= 900
+  asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(addr) : "memory");
+#endif
+  return v;
+}
