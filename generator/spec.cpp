@@ -203,22 +203,17 @@ bool KernelSpec::is_contiguous_kv() const { return family == KernelFamily::kPref
 std::string DecodeConfig::compile_key() const {
   return "bn" + std::to_string(block_n) + "_wn" + std::to_string(warps_n) + "_st" + std::to_string(stages);
 }
-std::string DecodeConfig::key() const {
-  return compile_key() + "_sp" + std::to_string(num_splits) + (cluster_merge ? "_cm" : "");
-}
+std::string DecodeConfig::key() const { return compile_key() + "_sp" + std::to_string(num_splits); }
 
 DecodeConfig DecodeConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
-  const bool cluster = parts.size() == 5 && parts[4] == "cm";
-  if (parts.size() != 4 && !cluster)
-    throw Error(ErrorCode::kInvalidArgument,
-                "config key '" + std::string(key) + "' does not have the form bn<N>_wn<W>_st<S>_sp<P>[_cm]");
+  if (parts.size() != 4)
+    throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bn<N>_wn<W>_st<S>_sp<P>");
   DecodeConfig config;
   config.block_n = parse_prefixed_int(parts[0], "bn", "block_n", key);
   config.warps_n = parse_prefixed_int(parts[1], "wn", "warps_n", key);
   config.stages = parse_prefixed_int(parts[2], "st", "stages", key);
   config.num_splits = parse_prefixed_int(parts[3], "sp", "num_splits", key);
-  config.cluster_merge = cluster;
   return config;
 }
 
@@ -234,10 +229,6 @@ void DecodeConfig::validate(const KernelSpec& spec) const {
                                                  std::to_string(warps_n * kMmaK));
   require_range("stages", stages, 2, kMaxStages);
   require_range("num_splits", num_splits, 1, kMaxSplits);
-  if (cluster_merge && (num_splits < 2 || num_splits > kMaxClusterSplits))
-    throw Error(ErrorCode::kInvalidArgument, "cluster_merge needs num_splits in [2, " + std::to_string(kMaxClusterSplits) +
-                                                 "] (one thread-block cluster per sequence and kv head), got " +
-                                                 std::to_string(num_splits));
   const int threads = decode_geometry(spec, *this).threads;
   if (threads > kMaxThreadsPerBlock)
     throw Error(ErrorCode::kInvalidArgument, "warps_n = " + std::to_string(warps_n) + " gives " +

@@ -20,8 +20,7 @@
 // per kv head. K/V tiles of kBlockN tokens stream through a kStages-deep cp.async pipeline, gathered page by
 // page; kWarpsN warps split each tile's tokens and keep their own online-softmax state, merged at the end.
 // With num_splits > 1 each split writes (out / l in the 16-bit dtype, log2-sum-exp) and SWAJIT_MERGE_KERNEL
-// combines them in fp32, or (sm_90+, num_splits <= 16, launched as one thread-block cluster per (sequence, kv head))
-// the cluster combines them through distributed shared memory without a second grid.
+// combines them in fp32.
 //
 // Needs from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kQSeqlen, kGroup, kLocalWindow,
 // kGlobalWindow, kCausal, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockN, kWarpsN, kStages), the launch geometry the host also uses (kRows, kWarpsM,
@@ -117,52 +116,11 @@ SWAJIT_DEVICE void store_output_chunk(const PagedDecodeParams& P, int b, int kv_
   *reinterpret_cast<uint4*>(out) = pack8(v, Elem());
 }
 
-// ---- split-KV merge inside a thread-block cluster (sm_90+) -------------------------------------------------------------
-// When the host launches the num_splits blocks of each (sequence, kv head) as one cluster (DecodeConfig::cluster_merge),
-// each block leaves its normalized partial output (16-bit rows of kHeadDim, in its Q tile, which the main loop no longer
-// reads) and its log2-sum-exps in shared memory, and the cluster merges them through distributed shared memory:
-//     out = sum_s 2^(lse_s - M) o_s / (sum_s 2^(lse_s - M) + sink),  M = max_s lse_s  (all -inf: zeros)
-// with no second grid and no partial results in global memory. Item i = (row, 8-channel chunk) goes to block
-// i % num_splits (a block's rank in the cluster is its split), thread i / num_splits.
-constexpr int kMaxClusterSplits = 16;  // the largest cluster sm_90 runs (a non-portable size)
-SWAJIT_DEVICE void merge_splits_in_cluster(const PagedDecodeParams& P, u32 partial_smem, const float* lse_smem, int b,
-                                           int kv_head, int rank) {
-  cluster_barrier();  // every block's partials are in its shared memory
-  const int splits = P.num_splits;
-  const u32 lse_local = smem_u32(lse_smem);
-  for (int i = threadIdx.x * splits + rank; i < kRows * kChunks; i += kThreads * splits) {
-    const int row = i / kChunks, chunk = i % kChunks;
-    float lse[kMaxClusterSplits];
-    float max_lse = SWAJIT_NEG_INF;
-#pragma unroll
-    for (int s = 0; s < kMaxClusterSplits; ++s) {
-      lse[s] = s < splits ? ld_cluster_f32(cluster_address(lse_local + u32(row) * 4u, s)) : SWAJIT_NEG_INF;
-      max_lse = fmaxf(max_lse, lse[s]);
-    }
-    const float reference = max_lse == SWAJIT_NEG_INF ? 0.f : max_lse;
-    float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-    float sum = 0.f;
-#pragma unroll
-    for (int s = 0; s < kMaxClusterSplits; ++s) {
-      if (s >= splits) break;
-      const float weight = fast_exp2(lse[s] - reference);
-      sum += weight;
-      float v[8];
-      unpack8(ld_cluster_16(cluster_address(partial_smem + u32(i) * 16u, s)), v, Elem());
-#pragma unroll
-      for (int e = 0; e < 8; ++e) acc[e] += weight * v[e];
-    }
-    store_output_chunk(P, b, kv_head, row, chunk, acc, normalizer(P, q_head_of(P, kv_head, row), reference, sum));
-  }
-  cluster_barrier();  // no block exits while another still reads its shared memory
-}
-
 // ---- epilogue --------------------------------------------------------------------------------------------------------
 // Merges the kWarpsN warps of each row group through shared memory and writes either the final output (one
 // split) or this split's normalized partial output and log2-sum-exp.
-SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState<1>& st, char* epilogue, u32 cluster_partial,
-                                      float* cluster_lse, int warp_m, int warp_n, int lane, int b, int kv_head, int split) {
-  const bool merge_in_cluster = P.num_splits > 1 && cluster_block_count() == unsigned(P.num_splits);
+SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState<1>& st, char* epilogue, int warp_m, int warp_n,
+                                      int lane, int b, int kv_head, int split) {
   float* warp_out = reinterpret_cast<float*>(epilogue);                  // [kWarps][16][kEpilogueStride]
   float* stat_max = warp_out + kWarps * 16 * kEpilogueStride;            // [kWarpsN][kRowsPadded]
   float* stat_sum = stat_max + kWarpsN * kRowsPadded;                    // [kWarpsN][kRowsPadded]
@@ -208,21 +166,14 @@ SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState<1>& 
       store_output_chunk(P, b, kv_head, row, chunk, acc, normalizer(P, q_head_of(P, kv_head, row), reference, sum));
     } else {  // sinks join in the merge, once per row
       const float inv_sum = sum > 0.f ? 1.f / sum : 0.f;
+      const i64 slot = (i64(b * P.num_kv_heads + kv_head) * P.num_splits + split) * kRows + row;
       float normalized[8];
 #pragma unroll
       for (int e = 0; e < 8; ++e) normalized[e] = acc[e] * inv_sum;
-      const float lse = sum > 0.f ? reference + __log2f(sum) : SWAJIT_NEG_INF;
-      if (merge_in_cluster) {
-        st_shared_16(cluster_partial + u32(i) * 16u, pack8(normalized, Elem()));
-        if (chunk == 0) cluster_lse[row] = lse;
-      } else {
-        const i64 slot = (i64(b * P.num_kv_heads + kv_head) * P.num_splits + split) * kRows + row;
-        *reinterpret_cast<uint4*>(static_cast<u16*>(P.partial_out) + slot * kHeadDim + chunk * 8) = pack8(normalized, Elem());
-        if (chunk == 0) P.partial_lse[slot] = lse;
-      }
+      *reinterpret_cast<uint4*>(static_cast<u16*>(P.partial_out) + slot * kHeadDim + chunk * 8) = pack8(normalized, Elem());
+      if (chunk == 0) P.partial_lse[slot] = sum > 0.f ? reference + __log2f(sum) : SWAJIT_NEG_INF;
     }
   }
-  if (merge_in_cluster) merge_splits_in_cluster(P, cluster_partial, cluster_lse, b, kv_head, split);
 }
 
 // ---- the kernel --------------------------------------------------------------------------------------------------------
@@ -313,9 +264,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
   allow_dependent_grid_launch();  // the merge grid may get scheduled; it waits for this grid's writes
   cp_async_wait<0>();
   __syncthreads();  // the K/V area becomes the epilogue buffer
-  __shared__ float cluster_lse[kRows];  // cluster merge only (with the partial outputs in the Q tile area)
-  static_assert(kQBytes >= kRows * kHeadDim * 2, "the Q tile area holds the 16-bit partial outputs");
-  write_block_output(P, st, smem + kQBytes, q_smem, cluster_lse, warp_m, warp_n, lane, b, kv_head, split);
+  write_block_output(P, st, smem + kQBytes, warp_m, warp_n, lane, b, kv_head, split);
 }
 
 // Split-KV merge: out = sum_s 2^(lse_s - M) o_s / (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives

@@ -71,21 +71,6 @@ TEST_CASE("config keys and validation") {
   CHECK(code_of([&] { DecodeConfig{48, 4, 3, 1}.validate(s); }) == ErrorCode::kInvalidArgument);  // 48 % 64
   CHECK(code_of([&] { DecodeConfig{64, 4, 1, 1}.validate(s); }) == ErrorCode::kInvalidArgument);  // stages
   CHECK(code_of([&] { DecodeConfig{64, 4, 3, 0}.validate(s); }) == ErrorCode::kInvalidArgument);  // splits
-  DecodeConfig clustered{64, 4, 3, 16};
-  clustered.cluster_merge = true;
-  CHECK(clustered.key() == "bn64_wn4_st3_sp16_cm");
-  CHECK(DecodeConfig::from_key(clustered.key()) == clustered);
-  CHECK_NOTHROW(clustered.validate(s));
-  CHECK(code_of([] { DecodeConfig::from_key("bn64_wn4_st3_sp16_xx"); }) == ErrorCode::kInvalidArgument);
-  for (int splits : {1, 17}) {
-    clustered.num_splits = splits;
-    try {
-      clustered.validate(s);
-      FAIL("accepted a cluster of " << splits);
-    } catch (const Error& e) {
-      CHECK(std::string(e.what()).find("cluster_merge needs num_splits in [2, 16]") != std::string::npos);
-    }
-  }
   s.q_seqlen = 8; s.group = 16;  // 128 rows: 8 warp rows
   CHECK(code_of([&] { DecodeConfig{256, 16, 2, 1}.validate(s); }) == ErrorCode::kInvalidArgument);  // 4096 threads
 }

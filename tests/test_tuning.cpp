@@ -33,12 +33,6 @@ TEST_CASE("shape buckets round batch and visible KV up to powers of two") {
 TEST_CASE("configs round-trip through JSON; bad JSON names the field") {
   const DecodeConfig c{128, 2, 4, 16};
   CHECK(config_from_json(config_to_json(c)) == c);
-  DecodeConfig clustered = c;
-  clustered.cluster_merge = true;
-  CHECK(config_from_json(config_to_json(clustered)) == clustered);
-  nlohmann::json before_clusters = config_to_json(c);  // written before cluster_merge existed
-  before_clusters.erase("cluster_merge");
-  CHECK(config_from_json(before_clusters) == c);
   try {
     config_from_json(nlohmann::json{{"block_n", 64}, {"warps_n", 4}, {"stages", "3"}, {"num_splits", 1}});
     FAIL("accepted a string stage count");
@@ -50,18 +44,12 @@ TEST_CASE("configs round-trip through JSON; bad JSON names the field") {
 TEST_CASE("the config space holds only valid configs, and the heuristic's shape of config") {
   KernelSpec spec;
   spec.q_seqlen = 4; spec.group = 4;
-  const auto space = decode_config_space(spec, 32, false);
+  const auto space = decode_config_space(spec, 32);
   CHECK(space.size() > 50);
   for (const auto& c : space) CHECK_NOTHROW(c.validate(spec));
   CHECK(std::find(space.begin(), space.end(), DecodeConfig{64, 4, 3, 16}) != space.end());
   CHECK(std::find(space.begin(), space.end(), DecodeConfig{32, 4, 3, 1}) == space.end());  // 32 tokens over 4 warps
-  CHECK(decode_config_space(spec, 1, false).size() * 6 == space.size());  // splits 1, 2, 4, 8, 16, 32
-  // With clusters: splits 2, 4, 8 and 16 also merged in a cluster (32 exceeds the largest cluster).
-  const auto with_clusters = decode_config_space(spec, 32, true);
-  CHECK(with_clusters.size() == space.size() / 6 * 10);
-  DecodeConfig clustered{64, 4, 3, 16};
-  clustered.cluster_merge = true;
-  CHECK(std::find(with_clusters.begin(), with_clusters.end(), clustered) != with_clusters.end());
+  CHECK(decode_config_space(spec, 1).size() * 6 == space.size());  // splits 1, 2, 4, 8, 16, 32
 }
 
 TEST_CASE("presets and workload files") {

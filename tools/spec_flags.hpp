@@ -53,7 +53,7 @@ struct SpecFlags {
 
 struct ConfigFlags {
   std::optional<int> block_m, block_n, warps_n, stages, num_splits, m_tiles, min_blocks, warp_specialize;
-  std::optional<bool> wgmma, cluster_merge;
+  std::optional<bool> wgmma;
   void add_to(CLI::App& app) {
     app.add_option("--block-m", block_m, "prefill: query rows per block");
     app.add_option("--m-tiles", m_tiles, "prefill: 16-row mma tiles per warp (1 or 2)");
@@ -65,20 +65,14 @@ struct ConfigFlags {
     app.add_option("--warps-n", warps_n, "warps splitting each tile");
     app.add_option("--stages", stages, "pipeline depth");
     app.add_option("--splits", num_splits, "split-KV blocks per (sequence, kv head)");
-    app.add_option("--cluster-merge", cluster_merge,
-                   "decode, sm_90+: merge the splits in a thread-block cluster instead of a second grid (true/false)");
   }
-  bool any() const {
-    return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize ||
-           cluster_merge;
-  }
+  bool any() const { return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize; }
   // Flags given on top of `base`.
   DecodeConfig apply(DecodeConfig base) const {
     if (block_n) base.block_n = *block_n;
     if (warps_n) base.warps_n = *warps_n;
     if (stages) base.stages = *stages;
     if (num_splits) base.num_splits = *num_splits;
-    if (cluster_merge) base.cluster_merge = *cluster_merge;
     return base;
   }
   PrefillConfig apply(PrefillConfig base) const {

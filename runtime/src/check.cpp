@@ -235,29 +235,6 @@ std::vector<DecodeCase> decode_check_matrix() {
       c.local_window = 1000;
       c.config = DecodeConfig{64, 4, 3, splits};
     });
-  // Splits merged in a thread-block cluster (sm_90+; the CPU backend runs the same splits with its own merge).
-  const auto clustered = [](int block_n, int warps_n, int splits) {
-    DecodeConfig config{block_n, warps_n, 3, splits};
-    config.cluster_merge = true;
-    return config;
-  };
-  for (int splits : {2, 5, 16})
-    add("cluster merge, " + std::to_string(splits) + " splits", [&](DecodeCase& c) {
-      c.seq_lens = {0, 1, 700, 2100};
-      c.local_window = 1000;
-      c.config = clustered(64, 4, splits);
-    });
-  add("cluster merge, q_seqlen 8 group 16 (128 rows)", [&](DecodeCase& c) {
-    c.group = 16; c.q_seqlen = 8; c.num_kv_heads = 1; c.seq_lens = {8, 1500}; c.local_window = 1200;
-    c.config = clustered(64, 4, 16);
-  });
-  add("cluster merge, sinks, window 1, strided", [&](DecodeCase& c) {
-    c.sink_logits = true; c.strided = true; c.local_window = 1; c.global_window = 1; c.q_seqlen = 4;
-    c.seq_lens = {0, 4, 900}; c.config = clustered(32, 2, 8);
-  });
-  add("cluster merge, more splits than tiles", [&](DecodeCase& c) {
-    c.seq_lens = {1, 40, 130}; c.config = clustered(64, 4, 16);
-  });
   add("config bn32 wn2 st2", [](DecodeCase& c) { c.config = DecodeConfig{32, 2, 2, 1}; c.seq_lens = {0, 1, 95, 400}; });
   add("config bn128 wn1 st3", [](DecodeCase& c) { c.config = DecodeConfig{128, 1, 3, 2}; c.seq_lens = {3, 129, 1000}; c.local_window = 300; });
   add("learned sink logits", [](DecodeCase& c) { c.sink_logits = true; c.q_seqlen = 2; });
@@ -277,9 +254,6 @@ std::vector<DecodeCase> decode_check_matrix() {
     add(name + ", per-tensor scale", [&](DecodeCase& c) { c.kv_quant = quant; c.per_tensor_scale = true; });
     add(name + ", fp16 q, HND, strided", [&](DecodeCase& c) {
       c.kv_quant = quant; c.dtype = DType::kFP16; c.layout = KvLayout::kHND; c.strided = true;
-    });
-    add(name + ", cluster merge", [&](DecodeCase& c) {
-      c.kv_quant = quant; c.seq_lens = {0, 700, 2100}; c.local_window = 1000; c.config = clustered(64, 4, 4);
     });
     add(name + ", head_dim 64, split", [&](DecodeCase& c) {
       c.kv_quant = quant; c.head_dim = 64; c.seq_lens = {0, 700, 2100}; c.local_window = 1000;
@@ -354,14 +328,6 @@ struct ScaleTensors {
 }  // namespace
 
 CaseResult run_decode_case(const DecodeCase& c, DLDevice where, uint64_t seed) {
-  constexpr int kClusterMajor = 9;  // thread-block clusters exist from sm_90
-  if (where.device_type != kDLCPU && c.config && c.config->cluster_merge &&
-      cuda_device(where.device_id).cc_major < kClusterMajor) {
-    CaseResult skipped;
-    skipped.passed = true;
-    skipped.detail = "skipped: cluster_merge needs sm_90";
-    return skipped;
-  }
   std::mt19937_64 rng(seed);
   const int batch = int(c.seq_lens.size());
   const int hq = c.group * c.num_kv_heads, hkv = c.num_kv_heads, D = c.head_dim, P = c.page_size, Qs = c.q_seqlen;

@@ -23,10 +23,6 @@ DecodePlan plan_decode(const DecodeProblem& problem, const DecodeOptions& option
 
 ShapeBucket bucket_of(const DecodeProblem& problem);
 
-// Why the num_splits blocks of one (sequence, kv head) cannot run as one thread-block cluster of `kernel` on `device`
-// (DecodeConfig::cluster_merge), or empty if they can: clusters need sm_90, and the blocks must fit one GPC at once.
-std::string cluster_merge_obstacle(const LoadedDecodeKernel& kernel, const DecodeConfig& config, const DeviceInfo& device);
-
 // kDefault -> kTuneOnMiss when the environment sets SWAJIT_TUNE=1, else kDatabase; other policies unchanged.
 TuningPolicy resolve_tuning_policy(TuningPolicy policy);
 bool stream_is_capturing(CUstream stream);

@@ -63,10 +63,6 @@ void build(const GeneratedKernel& generated, const std::string& config_key, cons
                 "cuModuleGetFunction(merge kernel)");
   cuda::check(d.cuFuncSetAttribute(kernel->main, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, kernel->shared_bytes),
               "cuFuncSetAttribute(max dynamic shared memory)");
-  constexpr int kClusterMajor = 9;  // thread-block clusters of up to 16 blocks (a non-portable size) from sm_90
-  if (device.cc_major >= kClusterMajor)
-    cuda::check(d.cuFuncSetAttribute(kernel->main, CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED, 1),
-                "cuFuncSetAttribute(non-portable cluster size)");
   cuda::check(d.cuFuncGetAttribute(&kernel->registers, CU_FUNC_ATTRIBUTE_NUM_REGS, kernel->main), "cuFuncGetAttribute(regs)");
   cuda::check(d.cuFuncGetAttribute(&kernel->local_bytes, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES, kernel->main),
               "cuFuncGetAttribute(local bytes)");

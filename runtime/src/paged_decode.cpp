@@ -32,10 +32,9 @@ struct WorkspaceLayout {
   size_t out_bytes = 0, lse_bytes = 0;
   size_t total() const { return out_bytes + lse_bytes; }
 };
-WorkspaceLayout workspace_layout(const DecodeProblem& p, const DecodeConfig& config) {
+WorkspaceLayout workspace_layout(const DecodeProblem& p, int num_splits) {
   WorkspaceLayout w;
-  const int num_splits = config.num_splits;
-  if (num_splits <= 1 || config.cluster_merge) return w;  // a cluster merges in shared memory
+  if (num_splits <= 1) return w;
   const size_t slots = size_t(p.batch) * p.num_kv_heads * num_splits * p.spec.q_seqlen * p.spec.group;
   constexpr size_t kPartialElementBytes = 2;  // partial outputs are stored in the 16-bit dtype of q
   w.out_bytes = align_up(slots * p.spec.head_dim * kPartialElementBytes);
@@ -93,10 +92,10 @@ ContextScratch& context_scratch(CUcontext context, CUstream stream, size_t works
   return s;
 }
 
-DecodeConfig chosen_config(const DecodeProblem& p, const DecodeOptions& options) {
-  if (options.config) return *options.config;
+int chosen_splits(const DecodeProblem& p, const DecodeOptions& options) {
+  if (options.config) return options.config->num_splits;
   cuda::ScopedDeviceContext scope(p.device_ordinal);
-  return plan_decode(p, options, cuda_device(p.device_ordinal), scope.context(), nullptr).config;
+  return plan_decode(p, options, cuda_device(p.device_ordinal), scope.context(), nullptr).config.num_splits;
 }
 
 std::string describe_status(int bits, int batch_index) {
@@ -128,11 +127,7 @@ const LoadedDecodeKernel* try_kernel(const DecodeProblem& p, const DecodeConfig&
                                      CUcontext context) {
   try {
     config.validate(p.spec);
-    const LoadedDecodeKernel& kernel = decode_kernel(p.spec, config, device, context);
-    if (config.cluster_merge)
-      if (const std::string obstacle = cluster_merge_obstacle(kernel, config, device); !obstacle.empty())
-        throw Error(ErrorCode::kUnsupported, obstacle);
-    return &kernel;
+    return &decode_kernel(p.spec, config, device, context);
   } catch (const Error& e) {
     std::fprintf(stderr, "swajit: tuned config %s unusable for %s, using the heuristic: %s\n", config.key().c_str(),
                  p.spec.key().c_str(), e.what());
@@ -141,31 +136,6 @@ const LoadedDecodeKernel* try_kernel(const DecodeProblem& p, const DecodeConfig&
 }
 
 }  // namespace
-
-constexpr int kMinClusterMajor = 9;  // thread-block clusters need sm_90
-
-std::string cluster_merge_obstacle(const LoadedDecodeKernel& kernel, const DecodeConfig& config, const DeviceInfo& device) {
-  if (device.cc_major < kMinClusterMajor)
-    return "cluster_merge needs thread-block clusters (sm_90 or newer); " + device.name + " is " + device.arch();
-  CUlaunchAttribute cluster{};
-  cluster.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
-  cluster.value.clusterDim.x = cluster.value.clusterDim.y = 1;
-  cluster.value.clusterDim.z = static_cast<unsigned>(config.num_splits);
-  CUlaunchConfig c{};
-  c.gridDimX = c.gridDimY = 1;
-  c.gridDimZ = static_cast<unsigned>(config.num_splits);
-  c.blockDimX = kernel.geometry.threads;
-  c.blockDimY = c.blockDimZ = 1;
-  c.sharedMemBytes = kernel.geometry.shared_bytes;
-  c.attrs = &cluster;
-  c.numAttrs = 1;
-  int clusters = 0;
-  if (cuda::driver().cuOccupancyMaxActiveClusters(&clusters, kernel.main, &c) != CUDA_SUCCESS || clusters < 1)
-    return "a cluster of num_splits = " + std::to_string(config.num_splits) + " blocks of " +
-           std::to_string(kernel.geometry.threads) + " threads and " + std::to_string(kernel.geometry.shared_bytes) +
-           " bytes of shared memory does not fit on " + device.name + "; use fewer splits or cluster_merge = false";
-  return {};
-}
 
 int* device_status(CUcontext context, CUstream stream) {
   return reinterpret_cast<int*>(context_scratch(context, stream, 0).status);
@@ -200,9 +170,6 @@ DecodePlan plan_decode(const DecodeProblem& p, const DecodeOptions& options, con
     options.config->validate(p.spec);
     plan.config = *options.config;
     plan.kernel = &decode_kernel(p.spec, plan.config, device, context);
-    if (plan.config.cluster_merge)
-      if (const std::string obstacle = cluster_merge_obstacle(*plan.kernel, plan.config, device); !obstacle.empty())
-        throw Error(ErrorCode::kUnsupported, "config " + plan.config.key() + ": " + obstacle);
     plan.origin = DecodePlan::Origin::kForced;
     return plan;
   }
@@ -265,7 +232,7 @@ size_t paged_decode_workspace_bytes(const DLTensor& q, const DLTensor& k_cache, 
                                     const DecodeOptions& options) {
   const DecodeProblem p = describe_paged_decode(q, k_cache, v_cache, block_table, seq_lens, out, options);
   if (p.batch == 0) return 0;
-  return workspace_layout(p, chosen_config(p, options)).total();
+  return workspace_layout(p, chosen_splits(p, options)).total();
 }
 
 void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_cache, const DLTensor& block_table,
@@ -278,8 +245,7 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   const DeviceInfo& device = cuda_device(p.device_ordinal);
   const DecodePlan plan = plan_decode(p, options, device, scope.context(), stream);
   const int splits = plan.config.num_splits;
-  const bool cluster_merge = plan.config.cluster_merge;
-  const WorkspaceLayout layout = workspace_layout(p, plan.config);
+  const WorkspaceLayout layout = workspace_layout(p, splits);
 
   const bool caller_workspace = options.workspace != nullptr;
   if (caller_workspace && options.workspace_bytes < layout.total())
@@ -291,25 +257,18 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   PagedDecodeParams& a = p.params;
   a.num_splits = splits;
   a.status = reinterpret_cast<int*>(scratch.status);
-  a.partial_out = layout.out_bytes ? workspace : nullptr;
-  a.partial_lse = layout.lse_bytes ? reinterpret_cast<float*>(workspace + layout.out_bytes) : nullptr;
+  a.partial_out = splits > 1 ? workspace : nullptr;
+  a.partial_lse = splits > 1 ? reinterpret_cast<float*>(workspace + layout.out_bytes) : nullptr;
 
   const DecodeGeometry& g = plan.kernel->geometry;
   void* args[] = {&a};
   // On sm_90+ both grids are programmatic dependents of what precedes them on the stream: each is scheduled while
   // that work drains and waits in the kernel (griddepcontrol.wait, before its first memory access) for it to end.
   // This hides one launch latency per grid.
-  // With cluster_merge the splits of each (sequence, kv head) form one thread-block cluster along z and merge in
-  // distributed shared memory: no merge grid.
-  CUlaunchAttribute attributes[2] = {};
-  attributes[0].id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
-  attributes[0].value.programmaticStreamSerializationAllowed = 1;
-  attributes[1].id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
-  attributes[1].value.clusterDim.x = attributes[1].value.clusterDim.y = 1;
-  attributes[1].value.clusterDim.z = static_cast<unsigned>(splits);
-  const unsigned programmatic = device.cc_major >= kMinProgrammaticLaunchMajor ? 1 : 0;
-  const auto launch = [&](CUfunction kernel, unsigned grid_z, int threads, int shared_bytes, bool cluster,
-                          const char* what) {
+  CUlaunchAttribute overlap{};
+  overlap.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+  overlap.value.programmaticStreamSerializationAllowed = 1;
+  const auto launch = [&](CUfunction kernel, unsigned grid_z, int threads, int shared_bytes, const char* what) {
     CUlaunchConfig c{};
     c.gridDimX = p.batch;
     c.gridDimY = p.num_kv_heads;
@@ -318,13 +277,12 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
     c.blockDimY = c.blockDimZ = 1;
     c.sharedMemBytes = shared_bytes;
     c.hStream = stream;
-    c.attrs = programmatic ? attributes : attributes + 1;
-    c.numAttrs = programmatic + (cluster ? 1 : 0);
+    c.attrs = &overlap;
+    c.numAttrs = device.cc_major >= kMinProgrammaticLaunchMajor ? 1 : 0;
     cuda::check(d.cuLaunchKernelEx(&c, kernel, args, nullptr), what);
   };
-  launch(plan.kernel->main, splits, g.threads, g.shared_bytes, cluster_merge, "cuLaunchKernelEx(paged_decode)");
-  if (splits > 1 && !cluster_merge)
-    launch(plan.kernel->merge, g.rows, g.merge_threads, 0, false, "cuLaunchKernelEx(paged_decode merge)");
+  launch(plan.kernel->main, splits, g.threads, g.shared_bytes, "cuLaunchKernelEx(paged_decode)");
+  if (splits > 1) launch(plan.kernel->merge, g.rows, g.merge_threads, 0, "cuLaunchKernelEx(paged_decode merge)");
   if (options.check_device_args) check_device_errors(p.device_ordinal, stream);
 }
 

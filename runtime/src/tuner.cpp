@@ -162,23 +162,20 @@ void store_tuning(const DeviceInfo& device, const TuningKey& key, const std::vec
 
 }  // namespace
 
-std::vector<DecodeConfig> decode_config_space(const KernelSpec& spec, int max_splits, bool clusters) {
+std::vector<DecodeConfig> decode_config_space(const KernelSpec& spec, int max_splits) {
   std::vector<DecodeConfig> space;
   for (int block_n : kBlockNs)
     for (int warps_n : kWarpsNs)
       for (int stages : kStages)
-        for (int splits = 1; splits <= std::max(1, max_splits); splits *= 2)
-          for (bool cluster_merge : {false, true}) {
-            if (cluster_merge && !clusters) continue;
-            DecodeConfig c{block_n, warps_n, stages, splits};
-            c.cluster_merge = cluster_merge;
-            try {
-              c.validate(spec);
-              space.push_back(c);
-            } catch (const Error&) {
-              // invalid for this spec (e.g. warps that do not divide the tile, a cluster of 1): not part of its space
-            }
+        for (int splits = 1; splits <= std::max(1, max_splits); splits *= 2) {
+          const DecodeConfig c{block_n, warps_n, stages, splits};
+          try {
+            c.validate(spec);
+            space.push_back(c);
+          } catch (const Error&) {
+            // invalid for this spec (e.g. warps that do not divide the tile): not part of its space
           }
+        }
   return space;
 }
 
@@ -200,8 +197,7 @@ TuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& device,
   const int block_rows = problem.batch * problem.num_kv_heads;
   const int max_tiles = (visible_kv_upper_bound(problem) + kBlockNs[0] - 1) / kBlockNs[0];
   const int max_splits = std::clamp(kMaxWavesOfSplits * device.sm_count * 2 / std::max(1, block_rows), 1, max_tiles);
-  constexpr int kClusterMajor = 9;
-  std::vector<DecodeConfig> space = decode_config_space(problem.spec, max_splits, device.cc_major >= kClusterMajor);
+  std::vector<DecodeConfig> space = decode_config_space(problem.spec, max_splits);
   if (std::find(space.begin(), space.end(), report.heuristic) == space.end()) space.push_back(report.heuristic);
 
   // Build every compile config in parallel; resources come from the compiled functions themselves.
@@ -218,14 +214,7 @@ TuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& device,
   for (size_t i = 0; i < to_build.size(); ++i) built[to_build[i].compile_key()] = compiled[i];
 
   std::vector<BuildOutcome> outcomes;
-  for (const auto& c : space) {
-    BuildOutcome outcome = built[c.compile_key()];
-    if (outcome.status == db::TrialStatus::kOk && c.cluster_merge)
-      if (std::string obstacle = cluster_merge_obstacle(decode_kernel(problem.spec, c, device, context), c, device);
-          !obstacle.empty())
-        outcome = {db::TrialStatus::kRejectedResources, std::move(obstacle)};
-    outcomes.push_back(std::move(outcome));
-  }
+  for (const auto& c : space) outcomes.push_back(built[c.compile_key()]);
   const TuningKey key{device.sku(), report.spec_key, report.bucket};
   const Selection<DecodeConfig> s = select_winner(
       space, outcomes, report.heuristic, key, tolerance_for(shape.dtype), o, config_to_json,

@@ -16,7 +16,7 @@ namespace swajit {
 
 // Every config of the family that is valid for `spec` (not yet checked against a device), splits up to
 // `max_splits`.
-std::vector<DecodeConfig> decode_config_space(const KernelSpec& spec, int max_splits, bool clusters);
+std::vector<DecodeConfig> decode_config_space(const KernelSpec& spec, int max_splits);
 
 struct TuneOptions {
   int quick_reps = 20;    // graph replays per candidate in the first round

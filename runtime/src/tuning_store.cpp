@@ -51,9 +51,7 @@ CpuDecodeConfig cpu_config_from_json(const nlohmann::json& j) {
 }
 
 nlohmann::json config_to_json(const DecodeConfig& c) {
-  return {{"block_n", c.block_n},       {"warps_n", c.warps_n},
-          {"stages", c.stages},         {"num_splits", c.num_splits},
-          {"cluster_merge", c.cluster_merge ? 1 : 0}};
+  return {{"block_n", c.block_n}, {"warps_n", c.warps_n}, {"stages", c.stages}, {"num_splits", c.num_splits}};
 }
 
 DecodeConfig config_from_json(const nlohmann::json& j) {
@@ -61,12 +59,6 @@ DecodeConfig config_from_json(const nlohmann::json& j) {
   const std::pair<const char*, int*> fields[] = {
       {"block_n", &c.block_n}, {"warps_n", &c.warps_n}, {"stages", &c.stages}, {"num_splits", &c.num_splits}};
   read_fields(j, fields);
-  if (j.contains("cluster_merge")) {  // absent in records written before the knob existed: a merge grid
-    int cluster_merge = 0;
-    const std::pair<const char*, int*> optional[] = {{"cluster_merge", &cluster_merge}};
-    read_fields(j, optional);
-    c.cluster_merge = cluster_merge != 0;
-  }
   return c;
 }
 

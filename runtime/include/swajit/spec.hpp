@@ -65,14 +65,10 @@ struct DecodeConfig {
   int warps_n = 4;      // warps that split each tile's tokens, each with its own softmax state
   int stages = 3;       // cp.async pipeline depth (tiles in flight)
   int num_splits = 1;   // blocks per (sequence, kv head) sharing its window; > 1 adds a merge pass. Launch-time only.
-  // sm_90+: the splits of each (sequence, kv head) run as one thread-block cluster and merge through distributed
-  // shared memory instead of a second grid (num_splits 2..kMaxClusterSplits). Launch-time only.
-  bool cluster_merge = false;
   static constexpr int kMaxSplits = 1024;  // bounds the merge pass's shared staging of log-sum-exps
-  static constexpr int kMaxClusterSplits = 16;  // the largest thread-block cluster sm_90 runs (non-portable size)
 
   std::string compile_key() const;  // the part that changes the generated code, e.g. "bn64_wn4_st3"
-  std::string key() const;          // compile_key() + "_sp<num_splits>" (+ "_cm" with cluster_merge)
+  std::string key() const;          // compile_key() + "_sp<num_splits>"
   static DecodeConfig from_key(std::string_view key);
   void validate(const KernelSpec& spec) const;  // throws kInvalidArgument naming the field and its allowed range
   bool operator==(const DecodeConfig&) const = default;
