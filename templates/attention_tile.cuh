@@ -109,31 +109,38 @@ SWAJIT_DEVICE void tile_scores(float (&scores)[kMTiles][kFrags][4], const QFragm
   }
 }
 
-// The mask of a tile every row sees whole (pass with kMasked = false).
+// The columns of a tile every row sees whole (pass with kMasked = false; never asked).
 struct AllVisible {
-  SWAJIT_MEMBER bool operator()(int, int) const { return true; }
+  SWAJIT_MEMBER VisibleColumns operator()(int) const { return VisibleColumns{{0, 0}, {1 << 30, 0}}; }
 };
 
 // Online softmax update of the warp's rows with this tile's scores, which become the probabilities P (relative to
 // each row's new max); `rescale` receives the factor the output accumulated so far must be multiplied by (see
-// rescale_output; the caller applies it once no MMA into the output is in flight). `visible(r, t)` says whether
-// row r (0 .. 16 * kMTiles - 1) of the warp sees column t (0 .. 8 * kFrags - 1); only asked when kMasked.
+// rescale_output; the caller applies it once no MMA into the output is in flight). `row_columns(r)` gives the
+// VisibleColumns of row r (0 .. 16 * kMTiles - 1) of the warp over its columns (0 .. 8 * kFrags - 1); only asked
+// when kMasked, once per row the lane holds.
 // The scale (> 0, so it commutes with max) is applied once per row to the max and fused into each exponent's FMA.
-template <bool kMasked, int kMTiles, int kFrags, class Visible>
+template <bool kMasked, int kMTiles, int kFrags, class RowColumns>
 SWAJIT_DEVICE void online_softmax(WarpState<kMTiles>& st, float (&scores)[kMTiles][kFrags][4], float scale_log2,
-                                  int lane, Visible visible, float (&rescale)[kMTiles][2]) {
+                                  int lane, RowColumns row_columns, float (&rescale)[kMTiles][2]) {
 #pragma unroll
   for (int m = 0; m < kMTiles; ++m) {
     float tile_max[2] = {SWAJIT_NEG_INF, SWAJIT_NEG_INF};
+    if constexpr (kMasked) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {  // one row's bounds live at a time: few registers
+        const VisibleColumns columns = row_columns(m * 16 + lane / 4 + h * 8);
+#pragma unroll
+        for (int f = 0; f < kFrags; ++f)
+#pragma unroll
+          for (int e = 0; e < 2; ++e)
+            if (!columns(f * 8 + 2 * (lane % 4) + e)) scores[m][f][2 * h + e] = SWAJIT_NEG_INF;
+      }
+    }
 #pragma unroll
     for (int f = 0; f < kFrags; ++f) {
 #pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        if constexpr (kMasked) {
-          if (!visible(m * 16 + lane / 4 + (c / 2) * 8, f * 8 + 2 * (lane % 4) + (c % 2))) scores[m][f][c] = SWAJIT_NEG_INF;
-        }
-        tile_max[c / 2] = fmaxf(tile_max[c / 2], scores[m][f][c]);
-      }
+      for (int c = 0; c < 4; ++c) tile_max[c / 2] = fmaxf(tile_max[c / 2], scores[m][f][c]);
     }
     float reference[2];
 #pragma unroll
@@ -205,11 +212,11 @@ SWAJIT_DEVICE void accumulate_pv(WarpState<kMTiles>& st, const float (&p)[kMTile
 }
 
 // Both steps for one tile.
-template <bool kMasked, int kMTiles, int kFrags, class Visible>
+template <bool kMasked, int kMTiles, int kFrags, class RowColumns>
 SWAJIT_DEVICE void softmax_and_accumulate(WarpState<kMTiles>& st, float (&scores)[kMTiles][kFrags][4], float scale_log2,
-                                          u32 v_smem, int token0, int lane, Visible visible) {
+                                          u32 v_smem, int token0, int lane, RowColumns row_columns) {
   float rescale[kMTiles][2];
-  online_softmax<kMasked>(st, scores, scale_log2, lane, visible, rescale);
+  online_softmax<kMasked>(st, scores, scale_log2, lane, row_columns, rescale);
   rescale_output(st, rescale);
   accumulate_pv(st, scores, v_smem, token0, lane);
 }

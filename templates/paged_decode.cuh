@@ -254,11 +254,11 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
       softmax_and_accumulate<false>(st, scores, P.scale_log2, v_tile, token0, lane, AllVisible());
     } else {
       // Row r of this warp is query token (warp_m * 16 + r) / kGroup; column t of the warp is token token0 + t.
-      const auto visible = [&](int r, int t) {
-        const int p = kv_len - kQSeqlen + (warp_m * 16 + r) / kGroup, j = tile_begin + token0 + t;
-        return j < tile_end && is_visible(p, j, P.local_window, P.global_window);
+      const auto row_columns = [&](int r) {
+        const int p = kv_len - kQSeqlen + (warp_m * 16 + r) / kGroup;
+        return visible_columns(p, tile_begin + token0, tile_end, P.local_window, P.global_window);
       };
-      softmax_and_accumulate<true>(st, scores, P.scale_log2, v_tile, token0, lane, visible);
+      softmax_and_accumulate<true>(st, scores, P.scale_log2, v_tile, token0, lane, row_columns);
     }
   }
   allow_dependent_grid_launch();  // the merge grid may get scheduled; it waits for this grid's writes

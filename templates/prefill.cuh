@@ -288,11 +288,10 @@ SWAJIT_DEVICE void tile_softmax(const PrefillParams& P, const BlockWork& w, Warp
     online_softmax<false>(st, scores, P.scale_log2, lane, AllVisible(), rescale);
   } else {
     const int warp_p = w.p_min + warp * kWarpRows;  // position of the warp's row 0
-    const auto visible = [&](int r, int c) {
-      const int j = tile_begin + c;
-      return j < tile_end && is_visible(warp_p + r, j, P.local_window, P.global_window);
+    const auto row_columns = [&](int r) {
+      return visible_columns(warp_p + r, tile_begin, tile_end, P.local_window, P.global_window);
     };
-    online_softmax<true>(st, scores, P.scale_log2, lane, visible, rescale);
+    online_softmax<true>(st, scores, P.scale_log2, lane, row_columns, rescale);
   }
 }
 

@@ -43,6 +43,26 @@ SWAJIT_WINDOW_FN bool is_visible(int p, int j, int local_window, int global_wind
   return kGlobalWindow && j < global_window;
 }
 
+// The tile columns c (KV position j = first_token + c) query position p sees, for a tile whose real tokens end at
+// tile_end: is_visible's set as two intervals, the window [lo[0], hi[0]) and the sinks [lo[1], hi[1]), so a masked
+// tile costs two compares per score once each row's bounds are known.
+struct VisibleColumns {
+  int lo[2], hi[2];
+  SWAJIT_WINDOW_METHOD bool operator()(int c) const { return (c >= lo[0] && c < hi[0]) || (c >= lo[1] && c < hi[1]); }
+};
+SWAJIT_WINDOW_FN VisibleColumns visible_columns(int p, int first_token, int tile_end, int local_window, int global_window) {
+  const int end = kCausal ? min(tile_end, p + 1) : tile_end;  // one past the last visible j
+  const bool windowed = kLocalWindow && local_window > 0;
+  const int window_begin = windowed ? max(0, p - local_window + 1) : 0;  // p - j < local_window
+  const int sink_end = windowed && kGlobalWindow ? min(global_window, end) : 0;
+  VisibleColumns v;
+  v.lo[0] = max(window_begin, first_token) - first_token;
+  v.hi[0] = end - first_token;
+  v.lo[1] = 0;
+  v.hi[1] = sink_end - first_token;
+  return v;
+}
+
 // A tile needs no per-element mask when it is full and every query in [p_min, p_max] sees every token of it.
 SWAJIT_WINDOW_FN bool tile_fully_visible(int tile_begin, int tile_end, int p_min, int p_max, int local_window, int global_window) {
   if (tile_end - tile_begin != kBlockN || (kCausal && tile_end - 1 > p_min)) return false;

@@ -5,6 +5,9 @@
 #include "swajit/generator.hpp"
 #include "swajit/spec.hpp"
 
+#include <algorithm>
+#include <cstdint>
+
 using namespace swajit;
 
 static ErrorCode code_of(auto&& f) {
@@ -170,4 +173,51 @@ TEST_CASE("prefill spec keys and configs round-trip; invalid ones are named") {
   CHECK(gw.producer_registers == 56);
   CHECK(gw.consumer_registers == 224);  // (168 x 384 - 56 x 128) / 256
   CHECK(gw.producer_registers * 128 + gw.consumer_registers * 256 <= 168 * 384);
+}
+
+// templates/window_mask.h compiled here for every combination of the spec's mask flags, as the kernels see it.
+#define SWAJIT_WINDOW_FN static inline
+#define SWAJIT_WINDOW_METHOD inline
+namespace mask_variants {
+// (the header has no include guard: each namespace gets its own copy)
+namespace ccl { using std::max; using std::min; constexpr int kBlockN = 64; constexpr bool kCausal = true, kLocalWindow = true, kGlobalWindow = true;
+#include "../templates/window_mask.h"
+}
+namespace ccn { using std::max; using std::min; constexpr int kBlockN = 64; constexpr bool kCausal = true, kLocalWindow = true, kGlobalWindow = false;
+#include "../templates/window_mask.h"
+}
+namespace cnn { using std::max; using std::min; constexpr int kBlockN = 64; constexpr bool kCausal = true, kLocalWindow = false, kGlobalWindow = false;
+#include "../templates/window_mask.h"
+}
+namespace ncl { using std::max; using std::min; constexpr int kBlockN = 64; constexpr bool kCausal = false, kLocalWindow = true, kGlobalWindow = true;
+#include "../templates/window_mask.h"
+}
+}  // namespace mask_variants
+
+template <class VisibleColumnsFn, class IsVisibleFn>
+static void check_columns_match(VisibleColumnsFn visible_columns, IsVisibleFn is_visible, const char* variant) {
+  uint64_t state = 12345;
+  const auto next = [&](int bound) { state = state * 6364136223846793005ull + 1442695040888963407ull; return int((state >> 33) % uint64_t(bound)); };
+  for (int trial = 0; trial < 20000; ++trial) {
+    const int p = next(600), first_token = next(600), tile_end = first_token + 1 + next(64);
+    const int local_window = next(5) == 0 ? 0 : 1 + next(300), global_window = next(3) == 0 ? 0 : next(200);
+    const auto columns = visible_columns(p, first_token, tile_end, local_window, global_window);
+    for (int c = 0; c < 64; ++c) {
+      const int j = first_token + c;
+      const bool expected = j < tile_end && is_visible(p, j, local_window, global_window);
+      if (columns(c) != expected) {
+        FAIL(std::string(variant) << ": p " << p << " j " << j << " tile_end " << tile_end << " local " << local_window << " global "
+                     << global_window << ": visible_columns says " << columns(c));
+        return;
+      }
+    }
+  }
+}
+
+TEST_CASE("a masked tile's visible columns are exactly the visible positions") {
+  using namespace mask_variants;
+  check_columns_match(ccl::visible_columns, ccl::is_visible, "causal, local, global");
+  check_columns_match(ccn::visible_columns, ccn::is_visible, "causal, local");
+  check_columns_match(cnn::visible_columns, cnn::is_visible, "causal");
+  check_columns_match(ncl::visible_columns, ncl::is_visible, "non-causal, local, global");
 }
