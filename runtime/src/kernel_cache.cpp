@@ -90,7 +90,7 @@ namespace {
 // once per context; the future is ready (or holds the build's error) when this returns.
 template <class Make>
 KernelFuture kernel_for_source(const GeneratedKernel& generated, const std::string& config_key,
-                                      const DeviceInfo& device, CUcontext context, Make make) {
+                               const DeviceInfo& device, CUcontext context, Make make) {
   std::string options_text;
   for (const auto& o : nvrtc::compile_options(device.arch())) options_text += o + " ";
   const std::string hash = stable_hash({generated.source, options_text, device.arch(), std::to_string(nvrtc::version())});
@@ -168,9 +168,10 @@ const LoadedDecodeKernel& decode_kernel(const KernelSpec& spec, const DecodeConf
     kernel->shared_bytes = kernel->geometry.shared_bytes;
     return kernel;
   };
+  const std::string config_key = config.compile_key();
   return static_cast<const LoadedDecodeKernel&>(cached_kernel(
-      kernel_name(spec, config.compile_key(), device), [&] { return generate_cuda(spec, config); }, config.compile_key(),
-      device, context, make));
+      kernel_name(spec, config_key, device), [&] { return generate_cuda(spec, config); }, config_key, device, context,
+      make));
 }
 
 const LoadedPrefillKernel& prefill_kernel(const KernelSpec& spec, const PrefillConfig& config, const DeviceInfo& device,
@@ -181,9 +182,10 @@ const LoadedPrefillKernel& prefill_kernel(const KernelSpec& spec, const PrefillC
     kernel->shared_bytes = kernel->geometry.shared_bytes;
     return kernel;
   };
+  const std::string config_key = config.compile_key();
   return static_cast<const LoadedPrefillKernel&>(cached_kernel(
-      kernel_name(spec, config.compile_key(), device), [&] { return generate_prefill_cuda(spec, config); },
-      config.compile_key(), device, context, make));
+      kernel_name(spec, config_key, device), [&] { return generate_prefill_cuda(spec, config); }, config_key, device,
+      context, make));
 }
 
 KernelCacheStats kernel_cache_stats() {
