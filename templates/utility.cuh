@@ -19,26 +19,20 @@ extern "C" __global__ void swajit_fill_uniform_16bit(u16* data, u64 count, u64 s
   }
 }
 
-// Reads `count` 16-byte vectors once; one xor per block is written so the loads cannot be dropped.
-extern "C" __global__ void swajit_read_bandwidth(const uint4* data, u64 count, u32* sink) {
+// Reads `count` 16-byte vectors once; one xor per block is written so the loads cannot be dropped. kStreaming loads
+// are evict-first (the bandwidth probe, which should not displace the cache); ordinary loads push out whatever the L2
+// held, with clean lines that leave nothing for a later kernel to write back (a memset would leave dirty ones).
+template <bool kStreaming>
+SWAJIT_DEVICE void read_once(const uint4* data, u64 count, u32* sink) {
   u32 acc = 0;
   for (u64 i = blockIdx.x * u64(blockDim.x) + threadIdx.x; i < count; i += u64(gridDim.x) * blockDim.x) {
-    const uint4 v = __ldcs(data + i);
+    const uint4 v = kStreaming ? __ldcs(data + i) : data[i];
     acc ^= v.x ^ v.y ^ v.z ^ v.w;
   }
   if (acc == 0x9e3779b9u) sink[blockIdx.x] = acc;  // practically never taken; keeps the loads live
 }
-
-// Reads `count` 16-byte vectors with ordinary (evict-normal) loads, so that the lines they bring into the L2 push out
-// whatever was there: clean lines, with nothing for a later kernel to write back (a memset would leave dirty ones).
-extern "C" __global__ void swajit_evict_l2(const uint4* data, u64 count, u32* sink) {
-  u32 acc = 0;
-  for (u64 i = blockIdx.x * u64(blockDim.x) + threadIdx.x; i < count; i += u64(gridDim.x) * blockDim.x) {
-    const uint4 v = data[i];
-    acc ^= v.x ^ v.y ^ v.z ^ v.w;
-  }
-  if (acc == 0x9e3779b9u) sink[blockIdx.x] = acc;  // practically never taken; keeps the loads live
-}
+extern "C" __global__ void swajit_read_bandwidth(const uint4* data, u64 count, u32* sink) { read_once<true>(data, count, sink); }
+extern "C" __global__ void swajit_evict_l2(const uint4* data, u64 count, u32* sink) { read_once<false>(data, count, sink); }
 
 // data[i] = random bytes for i < count; with avoid_fp8_nan the e4m3 NaN patterns (x111 1111) are nudged to the
 // neighbouring finite value, so the bytes are valid int8 and valid fp8 e4m3 codes.
