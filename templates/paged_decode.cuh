@@ -105,20 +105,27 @@ SWAJIT_DEVICE void fold_k_scale_into_q(const PagedDecodeParams& P, u32 q_smem, i
 }
 SWAJIT_DEVICE void widen_tile(u32 stored, u32 widened) { widen_kv_tile<RowTile, kBlockN>(stored, widened); }
 
-// out[b, row / kGroup, q_head_of(row), 8 * chunk .. +8) = acc * scale, one 16-byte store.
-SWAJIT_DEVICE void store_output_chunk(const PagedDecodeParams& P, int b, int kv_head, int row, int chunk,
-                                      const float (&acc)[8], float scale) {
+// out[b, row / kGroup, q_head_of(row), column .. column + kN) = acc * scale, one 8- or 16-byte store.
+template <int kN>
+SWAJIT_DEVICE void store_output(const PagedDecodeParams& P, int b, int kv_head, int row, int column,
+                                const float (&acc)[kN], float scale) {
+  static_assert(kN == 4 || kN == 8, "one 8- or 16-byte store");
   const int s = row / kGroup, head = q_head_of(P, kv_head, row);
-  u16* out = static_cast<u16*>(P.out) + b * P.out_stride_batch + s * P.out_stride_token + head * P.out_stride_head + chunk * 8;
-  float v[8];
+  u16* out = static_cast<u16*>(P.out) + b * P.out_stride_batch + s * P.out_stride_token + head * P.out_stride_head + column;
+  float v[kN];
 #pragma unroll
-  for (int e = 0; e < 8; ++e) v[e] = acc[e] * scale * (kKvQuant ? v_scale_at(P, kv_head, chunk * 8 + e) : 1.f);
-  *reinterpret_cast<uint4*>(out) = pack8(v, Elem());
+  for (int e = 0; e < kN; ++e) v[e] = acc[e] * scale * (kKvQuant ? v_scale_at(P, kv_head, column + e) : 1.f);
+  if constexpr (kN == 4) *reinterpret_cast<uint2*>(out) = pack4(v, Elem());
+  else *reinterpret_cast<uint4*>(out) = pack8(v, Elem());
 }
 
 // ---- epilogue --------------------------------------------------------------------------------------------------------
 // Merges the kWarpsN warps of each row group through shared memory and writes either the final output (one
-// split) or this split's normalized partial output and log2-sum-exp.
+// split) or this split's normalized partial output and log2-sum-exp. Only the kRows real rows travel (q_seqlen 1 with
+// a small group fills a fraction of its 16-row tile), as 8-byte stores and 16-byte loads that hit distinct banks.
+constexpr int kQuads = kHeadDim / 4;  // 4-column pieces of an output row: the unit of the epilogue's second pass
+static_assert(kEpilogueStride % 32 == 8, "rows r and r + 4 of a warp's 8-byte stores must not share banks");
+
 SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState<1>& st, char* epilogue, int warp_m, int warp_n,
                                       int lane, int b, int kv_head, int split) {
   float* warp_out = reinterpret_cast<float*>(epilogue);                  // [kWarps][16][kEpilogueStride]
@@ -127,52 +134,71 @@ SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState<1>& 
   const int warp = warp_m * kWarpsN + warp_n;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
+    const int tile_row = lane / 4 + h * 8;
     const float sum = quad_sum(st.row_sum[0][h]);
+    if (warp_m * 16 + tile_row >= kRows) continue;  // a padding row: nothing reads it
     if (lane % 4 == 0) {
-      const int row = warp_m * 16 + lane / 4 + h * 8;
-      stat_max[warp_n * kRowsPadded + row] = st.row_max[0][h];
-      stat_sum[warp_n * kRowsPadded + row] = sum;
+      stat_max[warp_n * kRowsPadded + warp_m * 16 + tile_row] = st.row_max[0][h];
+      stat_sum[warp_n * kRowsPadded + warp_m * 16 + tile_row] = sum;
     }
-  }
+    float* dst = warp_out + (warp * 16 + tile_row) * kEpilogueStride + 2 * (lane % 4);
 #pragma unroll
-  for (int f = 0; f < kOutFrags; ++f) {
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      float* dst = warp_out + (warp * 16 + lane / 4 + h * 8) * kEpilogueStride + f * 8 + 2 * (lane % 4);
-      dst[0] = st.out[0][f][2 * h];
-      dst[1] = st.out[0][f][2 * h + 1];
-    }
+    for (int f = 0; f < kOutFrags; ++f)
+      *reinterpret_cast<float2*>(dst + f * 8) = make_float2(st.out[0][f][2 * h], st.out[0][f][2 * h + 1]);
   }
   __syncthreads();
 
-  // Each thread finishes 8 consecutive output elements of one row.
-  for (int i = threadIdx.x; i < kRows * kChunks; i += kThreads) {
-    const int row = i / kChunks, chunk = i % kChunks;
+  // Row pass: a row's warps combine with weights 2^(max_w - M), M the row's max, and the row's final factor (1 / sum,
+  // or the normalizer with its sink when this is the only split) is folded into them; they replace the row's sums.
+  float* row_weight = stat_sum;  // [kWarpsN][kRowsPadded]
+  const i64 first_slot = (i64(b * P.num_kv_heads + kv_head) * P.num_splits + split) * kRows;  // this split's row 0
+  for (int row = threadIdx.x; row < kRows; row += kThreads) {
     float row_max = SWAJIT_NEG_INF;
 #pragma unroll
     for (int w = 0; w < kWarpsN; ++w) row_max = fmaxf(row_max, stat_max[w * kRowsPadded + row]);
     const float reference = row_max == SWAJIT_NEG_INF ? 0.f : row_max;
-    float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    float weight[kWarpsN];
     float sum = 0.f;
 #pragma unroll
     for (int w = 0; w < kWarpsN; ++w) {
-      const float weight = fast_exp2(stat_max[w * kRowsPadded + row] - reference);
-      sum += weight * stat_sum[w * kRowsPadded + row];
-      const float* src = warp_out + (((row / 16) * kWarpsN + w) * 16 + row % 16) * kEpilogueStride + chunk * 8;
-#pragma unroll
-      for (int e = 0; e < 8; ++e) acc[e] += weight * src[e];
+      weight[w] = fast_exp2(stat_max[w * kRowsPadded + row] - reference);
+      sum += weight[w] * stat_sum[w * kRowsPadded + row];
     }
+    float factor;
     if (P.num_splits == 1) {
-      store_output_chunk(P, b, kv_head, row, chunk, acc, normalizer(P, q_head_of(P, kv_head, row), reference, sum));
+      factor = normalizer(P, q_head_of(P, kv_head, row), reference, sum);
     } else {  // sinks join in the merge, once per row
-      const float inv_sum = sum > 0.f ? 1.f / sum : 0.f;
-      const i64 slot = (i64(b * P.num_kv_heads + kv_head) * P.num_splits + split) * kRows + row;
-      float normalized[8];
-#pragma unroll
-      for (int e = 0; e < 8; ++e) normalized[e] = acc[e] * inv_sum;
-      *reinterpret_cast<uint4*>(static_cast<u16*>(P.partial_out) + slot * kHeadDim + chunk * 8) = pack8(normalized, Elem());
-      if (chunk == 0) P.partial_lse[slot] = sum > 0.f ? reference + __log2f(sum) : SWAJIT_NEG_INF;
+      factor = sum > 0.f ? 1.f / sum : 0.f;
+      P.partial_lse[first_slot + row] = sum > 0.f ? reference + __log2f(sum) : SWAJIT_NEG_INF;
     }
+#pragma unroll
+    for (int w = 0; w < kWarpsN; ++w) row_weight[w * kRowsPadded + row] = weight[w] * factor;
+  }
+  __syncthreads();
+
+  // Each thread finishes 4 consecutive output elements of one row (a warp covers whole rows); the passes are
+  // independent, so they are unrolled for their loads to overlap.
+  constexpr int kItems = kRows * kQuads;
+#pragma unroll
+  for (int pass = 0; pass < (kItems + kThreads - 1) / kThreads; ++pass) {
+    const int i = threadIdx.x + pass * kThreads;
+    if (kItems % kThreads != 0 && i >= kItems) break;
+    const int row = i / kQuads, column = (i % kQuads) * 4;
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int w = 0; w < kWarpsN; ++w) {
+      const float weight = row_weight[w * kRowsPadded + row];
+      const float4 src = *reinterpret_cast<const float4*>(
+          warp_out + (((row / 16) * kWarpsN + w) * 16 + row % 16) * kEpilogueStride + column);
+      acc[0] += weight * src.x;
+      acc[1] += weight * src.y;
+      acc[2] += weight * src.z;
+      acc[3] += weight * src.w;
+    }
+    if (P.num_splits == 1)
+      store_output(P, b, kv_head, row, column, acc, 1.f);
+    else
+      *reinterpret_cast<uint2*>(static_cast<u16*>(P.partial_out) + (first_slot + row) * kHeadDim + column) = pack4(acc, Elem());
   }
 }
 
@@ -268,60 +294,71 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
 }
 
 // Split-KV merge: out = sum_s 2^(lse_s - M) o_s / (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives
-// zeros. One block per (sequence, kv head, row): the row's log-sum-exps are staged in shared memory, then each
-// thread sums 8 consecutive elements over a strided subset of the splits, and the subsets are added up. A thread's
-// first kMergePrefetch partial outputs are loaded together with the log-sum-exps, so the two reads overlap.
-constexpr int kMergeSplitLanes = kMergeThreads / kChunks;  // threads that share one 8-element chunk
+// zeros. One block per (sequence, kv head, row). Thread t sums 8 consecutive elements (chunk t / kMergeSplitLanes)
+// over the splits s = t % kMergeSplitLanes (mod kMergeSplitLanes); the lanes that share a chunk are adjacent in one
+// warp, so the max, the sum and the outputs combine with shuffles, without shared memory or barriers. A thread's
+// first kMergePrefetch partial outputs load together with the log-sum-exps, so the two reads overlap.
+constexpr int kMergeSplitLanes = kMergeThreads / kChunks;  // 8 at head_dim 128
 constexpr int kMergePrefetch = 4;                          // covers 4 x kMergeSplitLanes splits (32 at head_dim 128)
-static_assert(kMergeThreads % kChunks == 0, "merge threads must cover whole rows");
+static_assert(kMergeThreads % kChunks == 0 && 32 % kMergeSplitLanes == 0, "a chunk's split lanes share one warp");
+
+// Sum (or max) of x over the kMergeSplitLanes adjacent lanes that share a chunk.
+template <class Op>
+SWAJIT_DEVICE float split_lanes_reduce(float x, Op op) {
+#pragma unroll
+  for (int offset = kMergeSplitLanes / 2; offset > 0; offset /= 2) x = op(x, __shfl_xor_sync(0xffffffffu, x, offset));
+  return x;
+}
 
 extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(const PagedDecodeParams P) {
-  __shared__ float lse[kMaxSplits];
-  __shared__ float partial[kMergeThreads][8];
   const int b = blockIdx.x, kv_head = blockIdx.y, row = blockIdx.z;
-  const int chunk = threadIdx.x % kChunks, lane = threadIdx.x / kChunks;
+  const int split_lane = threadIdx.x % kMergeSplitLanes, chunk = threadIdx.x / kMergeSplitLanes;
   wait_for_prerequisite_grid();
   const i64 first_slot = i64(b * P.num_kv_heads + kv_head) * P.num_splits * kRows + row;
+  const auto lse_of = [&](int s) { return P.partial_lse[first_slot + s * kRows]; };
   const auto partial_of = [&](int s) {  // split s's 8 values of this thread's chunk
     return *reinterpret_cast<const uint4*>(static_cast<const u16*>(P.partial_out) + (first_slot + s * kRows) * kHeadDim + chunk * 8);
   };
   uint4 early[kMergePrefetch];
+  float early_lse[kMergePrefetch];
+  float max_lse = SWAJIT_NEG_INF;
 #pragma unroll
   for (int i = 0; i < kMergePrefetch; ++i) {
-    const int s = lane + i * kMergeSplitLanes;
-    if (s < P.num_splits) early[i] = partial_of(s);
+    const int s = split_lane + i * kMergeSplitLanes;
+    early_lse[i] = SWAJIT_NEG_INF;
+    if (s < P.num_splits) {
+      early[i] = partial_of(s);
+      early_lse[i] = lse_of(s);
+    }
   }
-  for (int s = threadIdx.x; s < P.num_splits; s += kMergeThreads) lse[s] = P.partial_lse[first_slot + s * kRows];
-  __syncthreads();
-  float max_lse = SWAJIT_NEG_INF;
-  for (int s = 0; s < P.num_splits; ++s) max_lse = fmaxf(max_lse, lse[s]);
+#pragma unroll
+  for (int i = 0; i < kMergePrefetch; ++i) max_lse = fmaxf(max_lse, early_lse[i]);
+  for (int s = split_lane + kMergePrefetch * kMergeSplitLanes; s < P.num_splits; s += kMergeSplitLanes)
+    max_lse = fmaxf(max_lse, lse_of(s));
+  max_lse = split_lanes_reduce(max_lse, [](float x, float y) { return fmaxf(x, y); });
   const float reference = max_lse == SWAJIT_NEG_INF ? 0.f : max_lse;
-  float sum = 0.f;
-  for (int s = 0; s < P.num_splits; ++s) sum += fast_exp2(lse[s] - reference);
 
   float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-  const auto accumulate = [&](int s, const uint4& packed) {
-    const float weight = fast_exp2(lse[s] - reference);
+  float sum = 0.f;
+  const auto accumulate = [&](float lse, const uint4& packed) {
+    const float weight = fast_exp2(lse - reference);  // 0 for an empty split (lse -inf)
     float v[8];
     unpack8(packed, v, Elem());
+    sum += weight;
 #pragma unroll
     for (int e = 0; e < 8; ++e) acc[e] += weight * v[e];
   };
 #pragma unroll
-  for (int i = 0; i < kMergePrefetch; ++i) {
-    const int s = lane + i * kMergeSplitLanes;
-    if (s < P.num_splits) accumulate(s, early[i]);
-  }
+  for (int i = 0; i < kMergePrefetch; ++i)
+    if (split_lane + i * kMergeSplitLanes < P.num_splits) accumulate(early_lse[i], early[i]);
 #pragma unroll 4
-  for (int s = lane + kMergePrefetch * kMergeSplitLanes; s < P.num_splits; s += kMergeSplitLanes)
-    accumulate(s, partial_of(s));
+  for (int s = split_lane + kMergePrefetch * kMergeSplitLanes; s < P.num_splits; s += kMergeSplitLanes)
+    accumulate(lse_of(s), partial_of(s));
+
+  const auto add = [](float x, float y) { return x + y; };
+  sum = split_lanes_reduce(sum, add);
 #pragma unroll
-  for (int e = 0; e < 8; ++e) partial[threadIdx.x][e] = acc[e];
-  __syncthreads();
-  if (lane == 0) {
-    for (int l = 1; l < kMergeSplitLanes; ++l)
-#pragma unroll
-      for (int e = 0; e < 8; ++e) acc[e] += partial[l * kChunks + chunk][e];
-    store_output_chunk(P, b, kv_head, row, chunk, acc, normalizer(P, q_head_of(P, kv_head, row), reference, sum));
-  }
+  for (int e = 0; e < 8; ++e) acc[e] = split_lanes_reduce(acc[e], add);
+  if (split_lane == 0)
+    store_output(P, b, kv_head, row, chunk * 8, acc, normalizer(P, q_head_of(P, kv_head, row), reference, sum));
 }

@@ -35,7 +35,12 @@ SWAJIT_DEVICE u32 pack2(float lo, float hi, fp16_tag) {
   asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
   return r;
 }
-// Eight values <-> one 16-byte chunk of 16-bit elements (element e in bits 16 (e % 2) of word e / 2).
+// Four values -> 8 bytes, eight values <-> one 16-byte chunk of 16-bit elements (element e in bits 16 (e % 2) of
+// word e / 2).
+template <class Tag>
+SWAJIT_DEVICE uint2 pack4(const float (&v)[4], Tag tag) {
+  return make_uint2(pack2(v[0], v[1], tag), pack2(v[2], v[3], tag));
+}
 template <class Tag>
 SWAJIT_DEVICE uint4 pack8(const float (&v)[8], Tag tag) {
   return make_uint4(pack2(v[0], v[1], tag), pack2(v[2], v[3], tag), pack2(v[4], v[5], tag), pack2(v[6], v[7], tag));
