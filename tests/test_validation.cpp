@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "heuristic.hpp"
 #include "paged_decode_problem.hpp"
 #include "prefill_problem.hpp"
 #include "swajit/swajit.hpp"
@@ -390,4 +391,21 @@ TEST_CASE("prefill: every bad argument is named") {
     t.out.strides = strides.data();
     expect_error(t, "out must be contiguous in its last dimension");
   }
+}
+
+TEST_CASE("the merge grid's shared-memory request lets the fewest blocks per SM that still fit one wave share an SM") {
+  swajit::DeviceInfo h100;  // the limits the driver reports for an H100 SXM
+  h100.sm_count = 132;
+  h100.max_shared_per_sm = 233472;
+  h100.max_shared_per_block_optin = 232448;
+  h100.reserved_shared_per_block = 1024;
+  for (const int64_t blocks : {1, 32, 128, 132, 133, 256, 1024, 1056}) {
+    CAPTURE(blocks);
+    const int64_t per_sm = (blocks + h100.sm_count - 1) / h100.sm_count;
+    const int64_t footprint = swajit::merge_spreading_bytes(h100, blocks) + h100.reserved_shared_per_block;
+    CHECK(per_sm * footprint <= h100.max_shared_per_sm);        // the grid still runs in one wave
+    CHECK((per_sm + 1) * footprint > h100.max_shared_per_sm);   // and no SM takes more than its share
+  }
+  CHECK(swajit::merge_spreading_bytes(h100, 32) == 115713);     // one per SM: just over half an SM's shared memory
+  CHECK(swajit::merge_spreading_bytes(h100, 1057) == 0);        // 9 per SM: the grid fills the device, no request
 }

@@ -37,4 +37,11 @@ int heuristic_num_splits(const DecodeProblem& problem, const DecodeConfig& confi
   return static_cast<int>(std::clamp<int64_t>(wanted, 1, most));
 }
 
+int merge_spreading_bytes(const DeviceInfo& device, int64_t merge_blocks) {
+  const int64_t per_sm = (merge_blocks + device.sm_count - 1) / device.sm_count;
+  if (per_sm > kMaxMergeBlocksPerSm) return 0;
+  const int64_t share = device.max_shared_per_sm / (per_sm + 1) + 1 - device.reserved_shared_per_block;
+  return int(std::clamp<int64_t>(share, 0, device.max_shared_per_block_optin));
+}
+
 }  // namespace swajit

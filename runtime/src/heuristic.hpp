@@ -1,5 +1,7 @@
 // The config used when nothing tuned is known: chosen from the spec, the shape and the device's own limits.
 #pragma once
+#include <cstdint>
+
 #include "paged_decode_problem.hpp"
 #include "swajit/device.hpp"
 #include "swajit/spec.hpp"
@@ -17,5 +19,14 @@ inline DecodeConfig heuristic_decode_config(const KernelSpec& spec, const Device
 // each split keeps at least a few tiles of the window.
 int heuristic_num_splits(const DecodeProblem& problem, const DecodeConfig& config, const DeviceInfo& device,
                          int blocks_per_sm);
+
+// Dynamic shared memory the split-KV merge grid asks for and never touches, so that its blocks spread over the SMs.
+// The merge grid is scheduled while the main grid's blocks still occupy the SMs (a programmatic dependent launch),
+// and the block scheduler then packed 4-7 merge blocks onto the few SMs with room: on the H100 at batch 1,
+// q_seqlen 4, those blocks took 2-3 us instead of 1 and set the end of the call. Asking for just over 1 / (k + 1)
+// of an SM's shared memory lets at most k = ceil(merge_blocks / SMs) share one SM, the fewest that still run the
+// grid in one wave. A grid of more than kMaxMergeBlocksPerSm blocks per SM fills every SM anyway and asks for none.
+constexpr int64_t kMaxMergeBlocksPerSm = 8;
+int merge_spreading_bytes(const DeviceInfo& device, int64_t merge_blocks);
 
 }  // namespace swajit

@@ -63,6 +63,14 @@ void build(const GeneratedKernel& generated, const std::string& config_key, cons
                 "cuModuleGetFunction(merge kernel)");
   cuda::check(d.cuFuncSetAttribute(kernel->main, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, kernel->shared_bytes),
               "cuFuncSetAttribute(max dynamic shared memory)");
+  if (kernel->merge) {  // the merge grid asks for shared memory only to spread its blocks (paged_decode.cpp) ...
+    cuda::check(d.cuFuncSetAttribute(kernel->merge, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                     device.max_shared_per_block_optin),
+                "cuFuncSetAttribute(merge: max dynamic shared memory)");
+    constexpr int kAllSharedCarveout = 100;  // ... so every SM must offer all of it, whatever the driver would pick
+    cuda::check(d.cuFuncSetAttribute(kernel->merge, CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT, kAllSharedCarveout),
+                "cuFuncSetAttribute(merge: shared memory carveout)");
+  }
   cuda::check(d.cuFuncGetAttribute(&kernel->registers, CU_FUNC_ATTRIBUTE_NUM_REGS, kernel->main), "cuFuncGetAttribute(regs)");
   cuda::check(d.cuFuncGetAttribute(&kernel->local_bytes, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES, kernel->main),
               "cuFuncGetAttribute(local bytes)");

@@ -282,7 +282,9 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
     cuda::check(d.cuLaunchKernelEx(&c, kernel, args, nullptr), what);
   };
   launch(plan.kernel->main, splits, g.threads, g.shared_bytes, "cuLaunchKernelEx(paged_decode)");
-  if (splits > 1) launch(plan.kernel->merge, g.rows, g.merge_threads, 0, "cuLaunchKernelEx(paged_decode merge)");
+  if (splits > 1)
+    launch(plan.kernel->merge, g.rows, g.merge_threads, merge_spreading_bytes(device, int64_t(p.batch) * p.num_kv_heads * g.rows),
+           "cuLaunchKernelEx(paged_decode merge)");
   if (options.check_device_args) check_device_errors(p.device_ordinal, stream);
 }
 

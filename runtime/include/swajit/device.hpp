@@ -14,6 +14,7 @@ struct DeviceInfo {
   int sm_count = 0;
   int max_shared_per_block_optin = 0;  // bytes a block may opt in to
   int max_shared_per_sm = 0;
+  int reserved_shared_per_block = 0;   // bytes the driver keeps from every resident block's share of an SM
   int l2_bytes = 0;
   size_t total_memory = 0;
   int max_threads_per_sm = 0;
