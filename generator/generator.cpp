@@ -94,7 +94,6 @@ std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, c
      << "constexpr int kEpilogueBytes = " << g.epilogue_bytes << ";\n"
      << "constexpr int kSharedBytes = " << g.shared_bytes << ";\n"
      << "constexpr int kMergeThreads = " << g.merge_threads << ";\n"
-     << "constexpr int kMaxSplits = " << DecodeConfig::kMaxSplits << ";\n"
      << "#define SWAJIT_DECODE_KERNEL " << kernel_symbol << "\n"
      << "#define SWAJIT_MERGE_KERNEL " << merge_symbol << "\n";
   return os.str();

@@ -24,7 +24,7 @@
 //
 // Needs from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kQSeqlen, kGroup, kLocalWindow,
 // kGlobalWindow, kCausal, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockN, kWarpsN, kStages), the launch geometry the host also uses (kRows, kWarpsM,
-// kThreads, kQBytes, kTileBytes, kDequantBytes, kEpilogueStride, kEpilogueBytes, kSharedBytes, kMergeThreads, kMaxSplits)
+// kThreads, kQBytes, kTileBytes, kDequantBytes, kEpilogueStride, kEpilogueBytes, kSharedBytes, kMergeThreads)
 // and the symbol names
 // SWAJIT_DECODE_KERNEL and SWAJIT_MERGE_KERNEL.
 
@@ -299,7 +299,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
 // warp, so the max, the sum and the outputs combine with shuffles, without shared memory or barriers. A thread's
 // first kMergePrefetch partial outputs load together with the log-sum-exps, so the two reads overlap.
 constexpr int kMergeSplitLanes = kMergeThreads / kChunks;  // 8 at head_dim 128
-constexpr int kMergePrefetch = 4;                          // covers 4 x kMergeSplitLanes splits (32 at head_dim 128)
+constexpr int kMergePrefetch = 5;                          // covers 5 x kMergeSplitLanes splits (40 at head_dim 128)
 static_assert(kMergeThreads % kChunks == 0 && 32 % kMergeSplitLanes == 0, "a chunk's split lanes share one warp");
 
 // Sum (or max) of x over the kMergeSplitLanes adjacent lanes that share a chunk.

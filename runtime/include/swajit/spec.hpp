@@ -65,7 +65,7 @@ struct DecodeConfig {
   int warps_n = 4;      // warps that split each tile's tokens, each with its own softmax state
   int stages = 3;       // cp.async pipeline depth (tiles in flight)
   int num_splits = 1;   // blocks per (sequence, kv head) sharing its window; > 1 adds a merge pass. Launch-time only.
-  static constexpr int kMaxSplits = 1024;  // bounds the merge pass's shared staging of log-sum-exps
+  static constexpr int kMaxSplits = 1024;  // far past any useful split; bounds the workspace a call can ask for
 
   std::string compile_key() const;  // the part that changes the generated code, e.g. "bn64_wn4_st3"
   std::string key() const;          // compile_key() + "_sp<num_splits>"
