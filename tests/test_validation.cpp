@@ -393,6 +393,30 @@ TEST_CASE("prefill: every bad argument is named") {
   }
 }
 
+TEST_CASE("decode splits fill one wave with every split at the fewest tiles") {
+  swajit::DeviceInfo h100;
+  h100.sm_count = 132;
+  swajit::DecodeProblem problem;
+  problem.num_kv_heads = 8;
+  problem.max_kv_len = 32768;
+  problem.params.local_window = 4096;
+  swajit::DecodeConfig config;
+  config.block_n = 64;
+  constexpr int kBlocksPerSm = 2;
+  const auto splits = [&](int batch, int q_seqlen) {
+    problem.batch = batch;
+    problem.spec.q_seqlen = q_seqlen;
+    return swajit::heuristic_num_splits(problem, config, h100, kBlocksPerSm);
+  };
+  CHECK(splits(1, 1) == 32);   // 64 tiles: 32 splits of 2 (264 blocks would fit, 2 tiles each is the floor)
+  CHECK(splits(1, 4) == 33);   // 4099 tokens = 65 tiles: 33 splits of at most 2, not 32 with one split of 3
+  CHECK(splits(2, 4) == 13);   // 16 splits fit; 65 tiles need 5 per split there, and 13 splits of 5 cover them
+  CHECK(splits(8, 1) == 4);
+  CHECK(splits(32, 1) == 1);   // 256 blocks already fill the device
+  problem.max_kv_len = 100;    // a short table: 2 tiles, one split
+  CHECK(splits(1, 1) == 1);
+}
+
 TEST_CASE("the merge grid's shared-memory request lets the fewest blocks per SM that still fit one wave share an SM") {
   swajit::DeviceInfo h100;  // the limits the driver reports for an H100 SXM
   h100.sm_count = 132;
