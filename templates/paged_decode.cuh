@@ -119,6 +119,12 @@ SWAJIT_DEVICE void store_output(const PagedDecodeParams& P, int b, int kv_head, 
   else *reinterpret_cast<uint4*>(out) = pack8(v, Elem());
 }
 
+// Where split `split`'s partial result for row `row` lives in the split-KV workspace: partial_lse[slot] and
+// partial_out[slot * kHeadDim ...] (the host sizes the workspace in paged_decode.cpp).
+SWAJIT_DEVICE i64 partial_slot(const PagedDecodeParams& P, int b, int kv_head, int split, int row) {
+  return (i64(b * P.num_kv_heads + kv_head) * P.num_splits + split) * kRows + row;
+}
+
 // ---- epilogue --------------------------------------------------------------------------------------------------------
 // Merges the kWarpsN warps of each row group through shared memory and writes either the final output (one
 // split) or this split's normalized partial output and log2-sum-exp. Only the kRows real rows travel (q_seqlen 1 with
@@ -151,7 +157,7 @@ SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState<1>& 
   // Row pass: a row's warps combine with weights 2^(max_w - M), M the row's max, and the row's final factor (1 / sum,
   // or the normalizer with its sink when this is the only split) is folded into them; they replace the row's sums.
   float* row_weight = stat_sum;  // [kWarpsN][kRowsPadded]
-  const i64 first_slot = (i64(b * P.num_kv_heads + kv_head) * P.num_splits + split) * kRows;  // this split's row 0
+  const i64 first_slot = partial_slot(P, b, kv_head, split, 0);
   for (int row = threadIdx.x; row < kRows; row += kThreads) {
     float row_max = SWAJIT_NEG_INF;
 #pragma unroll
@@ -314,7 +320,7 @@ extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(
   const int b = blockIdx.x, kv_head = blockIdx.y, row = blockIdx.z;
   const int split_lane = threadIdx.x % kMergeSplitLanes, chunk = threadIdx.x / kMergeSplitLanes;
   wait_for_prerequisite_grid();
-  const i64 first_slot = i64(b * P.num_kv_heads + kv_head) * P.num_splits * kRows + row;
+  const i64 first_slot = partial_slot(P, b, kv_head, 0, row);  // split s at first_slot + s * kRows
   const auto lse_of = [&](int s) { return P.partial_lse[first_slot + s * kRows]; };
   const auto partial_of = [&](int s) {  // split s's 8 values of this thread's chunk
     return *reinterpret_cast<const uint4*>(static_cast<const u16*>(P.partial_out) + (first_slot + s * kRows) * kHeadDim + chunk * 8);
