@@ -393,9 +393,20 @@ TEST_CASE("prefill: every bad argument is named") {
   }
 }
 
-TEST_CASE("decode splits fill one wave with every split at the fewest tiles") {
+namespace {
+// The limits the driver reports for an H100 SXM, for the launch heuristics.
+swajit::DeviceInfo h100_limits() {
   swajit::DeviceInfo h100;
   h100.sm_count = 132;
+  h100.max_shared_per_sm = 233472;
+  h100.max_shared_per_block_optin = 232448;
+  h100.reserved_shared_per_block = 1024;
+  return h100;
+}
+}  // namespace
+
+TEST_CASE("decode splits fill one wave with every split at the fewest tiles") {
+  const swajit::DeviceInfo h100 = h100_limits();
   swajit::DecodeProblem problem;
   problem.num_kv_heads = 8;
   problem.max_kv_len = 32768;
@@ -418,11 +429,7 @@ TEST_CASE("decode splits fill one wave with every split at the fewest tiles") {
 }
 
 TEST_CASE("the merge grid's shared-memory request lets the fewest blocks per SM that still fit one wave share an SM") {
-  swajit::DeviceInfo h100;  // the limits the driver reports for an H100 SXM
-  h100.sm_count = 132;
-  h100.max_shared_per_sm = 233472;
-  h100.max_shared_per_block_optin = 232448;
-  h100.reserved_shared_per_block = 1024;
+  const swajit::DeviceInfo h100 = h100_limits();
   for (const int64_t blocks : {1, 32, 128, 132, 133, 256, 1024, 1056}) {
     CAPTURE(blocks);
     const int64_t per_sm = (blocks + h100.sm_count - 1) / h100.sm_count;
