@@ -1,5 +1,6 @@
-// The correctness matrix: paged decode against the reference on fresh random data, outputs poisoned first.
-// Shared by `swajit check` and the GPU tests, so both run exactly the same cases.
+// The correctness matrices of the decode (CUDA and CPU) and prefill (CUDA) families: every case against the reference
+// on fresh random data, outputs poisoned first. Shared by `swajit check` and the tests, so both run the same cases.
+// The harness is its own library (swajit_harness): the CLI and the tests link it, libswajit does not.
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -8,6 +9,7 @@
 
 #include <dlpack/dlpack.h>
 
+#include "reference.hpp"  // tolerance_for
 #include "swajit/spec.hpp"
 
 namespace swajit {
@@ -42,7 +44,6 @@ struct CaseResult {
   std::string detail;  // why it failed, or a short note
 };
 
-double tolerance_for(DType dtype);  // bf16 1e-2, fp16 2e-3 (relative L2 error)
 std::vector<DecodeCase> decode_check_matrix();
 // Runs the case on `where`: {kDLCUDA, n} for GPU n, {kDLCPU, 0} for the CPU backend.
 CaseResult run_decode_case(const DecodeCase& c, DLDevice where, uint64_t seed);

@@ -6,7 +6,7 @@
 #include <map>
 #include <thread>
 
-#include "check.hpp"
+#include "reference.hpp"
 #ifdef SWAJIT_HAVE_CPU_BACKEND
 #include "cpu_backend.hpp"
 #endif

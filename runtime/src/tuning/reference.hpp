@@ -8,6 +8,9 @@
 
 namespace swajit {
 
+// How far a kernel's output may be from the reference (relative L2 error): bf16 1e-2, fp16 2e-3.
+double tolerance_for(DType dtype);
+
 // A paged decode problem held on the host as float values (already rounded to the kernel's input dtype).
 struct HostPagedDecode {
   int batch = 0, q_seqlen = 1, num_q_heads = 0, num_kv_heads = 0, head_dim = 0, page_size = 0, num_pages = 0;

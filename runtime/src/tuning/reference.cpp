@@ -5,6 +5,8 @@
 
 namespace swajit {
 
+double tolerance_for(DType dtype) { return dtype == DType::kBF16 ? 1e-2 : 2e-3; }
+
 bool reference_visible(int p, int j, int local_window, int global_window, bool causal) {
   if (j < 0 || (causal && j > p)) return false;
   return local_window <= 0 || p - j < local_window || j < global_window;

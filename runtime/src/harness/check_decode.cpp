@@ -1,0 +1,289 @@
+// The decode check matrix and how one case runs on the GPU or the CPU backend.
+#include "check.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <random>
+#include <thread>
+
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+#include "cpu_backend.hpp"
+#endif
+#include "check_data.hpp"
+#include "heuristic.hpp"
+#include "kernel_cache.hpp"
+#include "swajit/swajit.hpp"
+
+namespace swajit {
+
+using namespace check_data;
+
+
+KernelSpec DecodeCase::spec() const {
+  KernelSpec s;
+  s.dtype = dtype;
+  s.head_dim = head_dim;
+  s.page_size = page_size;
+  s.kv_layout = layout;
+  s.q_seqlen = q_seqlen;
+  s.group = group;
+  s.local_window = local_window > 0;
+  s.global_window = global_window > 0;
+  s.sink_logits = sink_logits;
+  s.gqa = gqa;
+  s.kv_quant = kv_quant;
+  return s;
+}
+
+
+std::vector<DecodeCase> decode_check_matrix() {
+  std::vector<DecodeCase> cases;
+  const auto add = [&](std::string name, auto&& edit) {
+    DecodeCase c;
+    c.name = std::move(name);
+    edit(c);
+    // A sequence shorter than q_seqlen is invalid input (tested separately): lift such lengths to q_seqlen.
+    for (int& len : c.seq_lens)
+      if (len > 0 && len < c.q_seqlen) len = c.q_seqlen;
+    cases.push_back(std::move(c));
+  };
+  for (DType dtype : {DType::kBF16, DType::kFP16})
+    for (int d : {64, 128, 256})
+      add(std::string("head_dim ") + std::to_string(d) + " " + std::string(to_string(dtype)) + " q2",
+          [&](DecodeCase& c) { c.dtype = dtype; c.head_dim = d; c.q_seqlen = 2; });
+  for (int page : {1, 3, 16, 17, 100, 256})
+    add("page_size " + std::to_string(page), [&](DecodeCase& c) {
+      c.page_size = page;
+      c.layout = page % 2 ? KvLayout::kHND : KvLayout::kNHD;
+      c.seq_lens = {0, 1, 257, 613};
+      c.local_window = 200;
+    });
+  for (KvLayout layout : {KvLayout::kNHD, KvLayout::kHND})
+    for (bool strided : {false, true})
+      add(std::string("layout ") + std::string(to_string(layout)) + (strided ? " strided" : " contiguous"),
+          [&](DecodeCase& c) { c.layout = layout; c.strided = strided; c.q_seqlen = 3; });
+  for (int qs = 1; qs <= 8; ++qs)
+    add("q_seqlen " + std::to_string(qs), [&](DecodeCase& c) { c.q_seqlen = qs; c.group = 2; c.seq_lens = {qs, 9, 130}; });
+  for (int group : {1, 2, 3, 5, 8, 16})
+    add("group " + std::to_string(group), [&](DecodeCase& c) { c.group = group; c.num_kv_heads = group > 8 ? 1 : 3; });
+  add("group 16 q_seqlen 8 (128 rows)", [](DecodeCase& c) { c.group = 16; c.q_seqlen = 8; c.num_kv_heads = 1; c.seq_lens = {8, 200}; });
+  add("group 16 q_seqlen 8 head_dim 256", [](DecodeCase& c) { c.group = 16; c.q_seqlen = 8; c.num_kv_heads = 1; c.head_dim = 256; c.seq_lens = {8, 150}; });
+  add("no windows (full attention)", [](DecodeCase& c) { c.local_window = 0; c.global_window = 0; });
+  add("local window only", [](DecodeCase& c) { c.global_window = 0; });
+  add("local window 1", [](DecodeCase& c) { c.local_window = 1; c.global_window = 0; c.q_seqlen = 4; c.seq_lens = {4, 50}; });
+  add("local window 1 + sink 1", [](DecodeCase& c) { c.local_window = 1; c.global_window = 1; c.q_seqlen = 2; });
+  add("window larger than sequence", [](DecodeCase& c) { c.local_window = 5000; c.global_window = 0; });
+  add("sinks only", [](DecodeCase& c) { c.local_window = 0; c.global_window = 4; });
+  add("sinks larger than sequence", [](DecodeCase& c) { c.local_window = 16; c.global_window = 400; });
+  add("sinks past the window start", [](DecodeCase& c) { c.local_window = 100; c.global_window = 250; c.seq_lens = {300, 340}; });
+  add("kv length 0 everywhere", [](DecodeCase& c) { c.seq_lens = {0, 0}; });
+  add("kv length 1", [](DecodeCase& c) { c.seq_lens = {1}; });
+  add("kv length == q_seqlen", [](DecodeCase& c) { c.q_seqlen = 5; c.seq_lens = {5, 5, 6}; });
+  add("3-D q", [](DecodeCase& c) { c.q_3d = true; c.strided = true; });
+  add("long sequence, heuristic splits", [](DecodeCase& c) { c.seq_lens = {5000}; c.local_window = 4096; c.num_kv_heads = 1; });
+  for (int splits : {2, 3, 7})
+    add("forced num_splits " + std::to_string(splits), [&](DecodeCase& c) {
+      c.seq_lens = {0, 1, 700, 2100};
+      c.local_window = 1000;
+      c.config = DecodeConfig{64, 4, 3, splits};
+    });
+  add("config bn32 wn2 st2", [](DecodeCase& c) { c.config = DecodeConfig{32, 2, 2, 1}; c.seq_lens = {0, 1, 95, 400}; });
+  add("config bn128 wn1 st3", [](DecodeCase& c) { c.config = DecodeConfig{128, 1, 3, 2}; c.seq_lens = {3, 129, 1000}; c.local_window = 300; });
+  add("learned sink logits", [](DecodeCase& c) { c.sink_logits = true; c.q_seqlen = 2; });
+  add("learned sink logits, split", [](DecodeCase& c) {
+    c.sink_logits = true; c.strided = true; c.seq_lens = {0, 700, 2100}; c.local_window = 1000;
+    c.config = DecodeConfig{64, 4, 3, 3};
+  });
+  add("learned sink logits, window 1", [](DecodeCase& c) { c.sink_logits = true; c.local_window = 1; c.global_window = 0; });
+  add("interleaved GQA", [](DecodeCase& c) { c.gqa = GqaMapping::kInterleaved; c.num_kv_heads = 3; c.q_seqlen = 3; });
+  add("interleaved GQA, sinks, split", [](DecodeCase& c) {
+    c.gqa = GqaMapping::kInterleaved; c.sink_logits = true; c.group = 8; c.seq_lens = {1, 900};
+    c.config = DecodeConfig{32, 2, 2, 4};
+  });
+  for (KvQuant quant : {KvQuant::kInt8, KvQuant::kFp8E4M3}) {
+    const std::string name = quant == KvQuant::kInt8 ? "int8 KV" : "fp8 KV";
+    add(name + ", per-channel scales", [&](DecodeCase& c) { c.kv_quant = quant; c.q_seqlen = 2; });
+    add(name + ", per-tensor scale", [&](DecodeCase& c) { c.kv_quant = quant; c.per_tensor_scale = true; });
+    add(name + ", fp16 q, HND, strided", [&](DecodeCase& c) {
+      c.kv_quant = quant; c.dtype = DType::kFP16; c.layout = KvLayout::kHND; c.strided = true;
+    });
+    add(name + ", head_dim 64, split", [&](DecodeCase& c) {
+      c.kv_quant = quant; c.head_dim = 64; c.seq_lens = {0, 700, 2100}; c.local_window = 1000;
+      c.config = DecodeConfig{64, 4, 3, 3};
+    });
+    add(name + ", head_dim 256, 128 rows, sinks", [&](DecodeCase& c) {
+      c.kv_quant = quant; c.head_dim = 256; c.group = 16; c.q_seqlen = 8; c.num_kv_heads = 1; c.sink_logits = true;
+      c.seq_lens = {8, 300};
+    });
+  }
+  add("config bn16 wn1 st2", [](DecodeCase& c) { c.config = DecodeConfig{16, 1, 2, 1}; c.seq_lens = {1, 17, 33}; });
+  return cases;
+}
+
+
+
+CaseResult run_decode_case(const DecodeCase& c, DLDevice where, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const int batch = int(c.seq_lens.size());
+  const int hq = c.group * c.num_kv_heads, hkv = c.num_kv_heads, D = c.head_dim, P = c.page_size, Qs = c.q_seqlen;
+  const int max_len = *std::max_element(c.seq_lens.begin(), c.seq_lens.end());
+  const int max_pages = (max_len + P - 1) / P + 1;  // one spare column: the table is wider than any sequence needs
+
+  HostPagedDecode host;
+  host.batch = batch; host.q_seqlen = Qs; host.num_q_heads = hq; host.num_kv_heads = hkv; host.head_dim = D;
+  host.page_size = P; host.layout = c.layout; host.local_window = c.local_window; host.global_window = c.global_window;
+  host.max_pages_per_seq = max_pages;
+  host.scale = 1.0 / std::sqrt(double(D));
+  host.seq_lens = c.seq_lens;
+  // Pages: every sequence's pages drawn from a shuffled pool with spares, so neighbours are not adjacent.
+  int used_pages = 0;
+  for (int len : c.seq_lens) used_pages += (len + P - 1) / P;
+  host.num_pages = used_pages + 3;
+  std::vector<int> pool(host.num_pages);
+  std::iota(pool.begin(), pool.end(), 0);
+  std::shuffle(pool.begin(), pool.end(), rng);
+  host.block_table.assign(size_t(batch) * max_pages, 0);
+  int next = 0;
+  for (int b = 0; b < batch; ++b)
+    for (int i = 0; i < max_pages; ++i)
+      host.block_table[size_t(b) * max_pages + i] = i < (c.seq_lens[b] + P - 1) / P ? pool[next++] : pool.back();
+  host.q = random_values(size_t(batch) * Qs * hq * D, c.dtype, rng);
+  const size_t cache_elems = size_t(host.num_pages) * P * hkv * D;
+  QuantizedCache k_quant, v_quant;
+  if (c.kv_quant == KvQuant::kNone) {
+    host.k = random_values(cache_elems, c.dtype, rng);
+    host.v = random_values(cache_elems, c.dtype, rng);
+  } else {
+    const QuantizedLayout layout{c.kv_quant, c.per_tensor_scale, hkv, D, P, c.layout};
+    k_quant = random_quantized_cache(cache_elems, layout, rng);
+    v_quant = random_quantized_cache(cache_elems, layout, rng);
+    host.k = k_quant.values;
+    host.v = v_quant.values;
+  }
+  host.gqa = c.gqa;
+  if (c.sink_logits) {
+    std::uniform_real_distribution<float> sink(-1.f, 3.f);  // comparable to the scores, so the sinks matter
+    host.sink_logits.resize(hq);
+    for (float& x : host.sink_logits) x = sink(rng);
+  }
+  const std::vector<double> ref = reference_paged_decode(host);
+
+  // Device layouts.
+  const int64_t pad = c.strided ? kVectorBytes / 2 : 0;  // 16-bit tensors
+  const int64_t kv_pad = row_padding(c.strided, c.kv_quant != KvQuant::kNone);
+  std::vector<int64_t> q_shape = {batch, Qs, hq, D};
+  StridedTensor q_t = c.strided ? make_tensor(q_shape, {Qs * hq * (D + pad) + 2 * pad, hq * (D + pad), D + pad, 1})
+                                : compact_tensor(q_shape);
+  // out deliberately token-major when strided: its strides never equal q's.
+  StridedTensor out_t = c.strided ? make_tensor(q_shape, {hq * D, int64_t(batch) * hq * D, D, 1}) : compact_tensor(q_shape);
+  if (c.q_3d) {
+    q_t = c.strided ? make_tensor({batch, hq, D}, {hq * (D + pad) + pad, D + pad, 1}) : compact_tensor({batch, hq, D});
+    out_t = compact_tensor({batch, hq, D});
+  }
+  const std::vector<int64_t> cache_shape = c.layout == KvLayout::kNHD ? std::vector<int64_t>{host.num_pages, P, hkv, D}
+                                                                         : std::vector<int64_t>{host.num_pages, hkv, P, D};
+  StridedTensor k_t = compact_tensor(cache_shape), v_t = compact_tensor(cache_shape);
+  if (c.strided) {
+    const int64_t row = D + kv_pad;
+    const std::vector<int64_t> strides = c.layout == KvLayout::kNHD
+        ? std::vector<int64_t>{P * hkv * row + kv_pad, hkv * row, row, 1}
+        : std::vector<int64_t>{hkv * P * row + kv_pad, P * row, row, 1};
+    k_t = make_tensor(cache_shape, strides);
+    v_t = make_tensor(cache_shape, strides);
+  }
+  StridedTensor bt_t = c.strided ? make_tensor({batch, max_pages}, {max_pages + 3, 1}) : compact_tensor({batch, max_pages});
+  StridedTensor sl_t = c.strided ? make_tensor({batch}, {2}) : compact_tensor({batch});
+
+  std::vector<int> bt_physical(bt_t.physical_elements, -1), sl_physical(sl_t.physical_elements, -1);
+  for (int b = 0; b < batch; ++b) {
+    sl_physical[sl_t.offset({b})] = c.seq_lens[b];
+    for (int i = 0; i < max_pages; ++i) bt_physical[bt_t.offset({b, i})] = host.block_table[size_t(b) * max_pages + i];
+  }
+
+  const bool on_cpu = where.device_type == kDLCPU;
+  std::optional<cuda::ScopedDeviceContext> scope;
+  if (!on_cpu) scope.emplace(where.device_id);
+  CaseMemory memory(where);
+  void* q_d = memory.put(scatter_16bit(host.q, q_t, c.dtype));
+  void* k_d = put_kv(memory, k_t, host.k, k_quant.codes, c.kv_quant, c.dtype);
+  void* v_d = put_kv(memory, v_t, host.v, v_quant.codes, c.kv_quant, c.dtype);
+  const DLDataType kv_dtype = kv_storage_dtype(c.kv_quant, c.dtype);
+  ScaleTensors scales(memory, k_quant, v_quant, c.per_tensor_scale, c.strided, hkv, D, where);
+  void* bt_d = memory.put(bt_physical);
+  void* sl_d = memory.put(sl_physical);
+  StridedTensor sink_t = make_tensor({hq}, {c.strided ? 2 : 1});
+  std::vector<float> sink_physical(sink_t.physical_elements, NAN);
+  for (int h = 0; h < hq && c.sink_logits; ++h) sink_physical[sink_t.offset({h})] = host.sink_logits[h];
+  DLTensor sink_view = sink_t.view(memory.put(sink_physical), {kDLFloat, 32, 1}, where);
+  void* out_d = memory.put(std::vector<uint16_t>(out_t.physical_elements, half::kPoison));
+
+  const DLDevice dev = where;
+  const DLDataType dt = dl_dtype(c.dtype);
+  DecodeOptions options;
+  options.local_window = c.local_window;
+  options.global_window = c.global_window;
+  options.kv_layout = c.layout;
+  options.gqa = c.gqa;
+  options.sink_logits = c.sink_logits ? &sink_view : nullptr;
+  options.kv_quant = c.kv_quant;
+  if (c.kv_quant != KvQuant::kNone) {
+    options.k_scale = &scales.k;
+    options.v_scale = &scales.v;
+  }
+  if (on_cpu) {
+    options.cpu_config = cpu_config_of(c);
+  } else {
+    options.config = c.config;
+    options.check_device_args = true;
+  }
+  CUstream stream = nullptr;
+  if (!on_cpu) cuda::check(cuda::driver().cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+  struct StreamGuard {
+    CUstream s;
+    ~StreamGuard() { if (s) cuda::driver().cuStreamDestroy(s); }
+  } guard{stream};
+  paged_decode(q_t.view(q_d, dt, dev), k_t.view(k_d, kv_dtype, dev), v_t.view(v_d, kv_dtype, dev),
+               bt_t.view(bt_d, {kDLInt, 32, 1}, dev), sl_t.view(sl_d, {kDLInt, 32, 1}, dev),
+               out_t.view(out_d, dt, dev), stream, options);
+  const std::vector<uint16_t> out_physical = memory.get<uint16_t>(out_d, out_t.physical_elements);
+
+  const std::vector<int64_t> logical = c.q_3d ? std::vector<int64_t>{batch, hq, D} : q_shape;
+  return compare_to_reference(out_physical, out_t, logical, ref, c.dtype);
+}
+
+std::optional<CpuDecodeConfig> cpu_config_of(const DecodeCase& c) {
+  if (!c.config) return std::nullopt;  // the CPU heuristic
+  CpuDecodeConfig cpu;
+  cpu.block_n = c.config->block_n;  // the forced tile and splits carry over; warps and stages are GPU-only
+  cpu.num_splits = c.config->num_splits;
+  return cpu;
+}
+
+void precompile_cases(const std::vector<DecodeCase>& cases, DLDevice where, int threads) {
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&] {
+      std::optional<cuda::ScopedDeviceContext> scope;
+      if (where.device_type != kDLCPU) scope.emplace(where.device_id);
+      for (size_t i = next++; i < cases.size(); i = next++) {
+        try {
+          const KernelSpec spec = cases[i].spec();
+          if (where.device_type == kDLCPU) {
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+            cpu_decode_kernel(spec, cpu_config_of(cases[i]).value_or(CpuDecodeConfig{}));
+#endif
+            continue;
+          }
+          const DeviceInfo& device = cuda_device(where.device_id);
+          const DecodeConfig config = cases[i].config ? *cases[i].config : heuristic_decode_config(spec, device);
+          decode_kernel(spec, config, device, scope->context());
+        } catch (const std::exception&) {
+          // Not fatal here: the case meets the same error when it runs and reports it as its own failure.
+        }
+      }
+    });
+  for (auto& t : pool) t.join();
+}
+
+}  // namespace swajit

@@ -1,0 +1,313 @@
+// The prefill check matrix and how one case runs on the GPU (contiguous or paged K/V, 16-bit or 8-bit).
+#include "check.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <random>
+#include <thread>
+
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+#include "cpu_backend.hpp"
+#endif
+#include "check_data.hpp"
+#include "heuristic.hpp"
+#include "kernel_cache.hpp"
+#include "swajit/swajit.hpp"
+
+namespace swajit {
+
+using namespace check_data;
+
+
+KernelSpec PrefillCase::spec() const {
+  KernelSpec s;
+  s.family = KernelFamily::kPrefill;
+  s.dtype = dtype;
+  s.head_dim = head_dim;
+  s.page_size = page_size;
+  s.kv_layout = page_size ? layout : KvLayout::kNHD;
+  s.group = group;
+  s.causal = causal;
+  s.local_window = local_window > 0;
+  s.global_window = global_window > 0;
+  s.sink_logits = sink_logits;
+  s.gqa = gqa;
+  s.kv_quant = kv_quant;
+  return s;
+}
+
+std::vector<PrefillCase> prefill_check_matrix() {
+  std::vector<PrefillCase> cases;
+  const auto add = [&](std::string name, auto&& edit) {
+    PrefillCase c;
+    c.name = std::move(name);
+    edit(c);
+    cases.push_back(std::move(c));
+  };
+  add("contiguous, ragged varlen", [](PrefillCase&) {});
+  add("contiguous, one long sequence", [](PrefillCase& c) { c.q_lens = {1000}; c.kv_lens = {1000}; c.local_window = 300; c.global_window = 0; });
+  add("chunked prefill (q_len < kv_len)", [](PrefillCase& c) { c.q_lens = {17, 130}; c.kv_lens = {300, 1000}; });
+  add("q_len 1", [](PrefillCase& c) { c.q_lens = {1, 1, 1}; c.kv_lens = {1, 2, 500}; });
+  add("empty sequences and kv length 1", [](PrefillCase& c) { c.q_lens = {0, 1, 0, 5}; c.kv_lens = {0, 1, 9, 5}; });
+  add("window 1", [](PrefillCase& c) { c.local_window = 1; c.global_window = 0; });
+  add("window 1 + sink 1", [](PrefillCase& c) { c.local_window = 1; c.global_window = 1; });
+  add("window larger than the sequences", [](PrefillCase& c) { c.local_window = 5000; });
+  add("full causal (no windows)", [](PrefillCase& c) { c.local_window = 0; c.global_window = 0; });
+  add("sinks only", [](PrefillCase& c) { c.local_window = 0; c.global_window = 3; });
+  add("non-causal, window", [](PrefillCase& c) { c.causal = false; });
+  add("non-causal, no window", [](PrefillCase& c) { c.causal = false; c.local_window = 0; c.global_window = 0; });
+  add("learned sink logits", [](PrefillCase& c) { c.sink_logits = true; });
+  add("interleaved GQA", [](PrefillCase& c) { c.gqa = GqaMapping::kInterleaved; });
+  for (int group : {1, 2, 3, 8, 16})
+    add("group " + std::to_string(group), [group](PrefillCase& c) { c.group = group; c.num_kv_heads = group > 8 ? 1 : 2; });
+  add("head_dim 64", [](PrefillCase& c) { c.head_dim = 64; });
+  add("head_dim 256", [](PrefillCase& c) { c.head_dim = 256; });
+  add("fp16", [](PrefillCase& c) { c.dtype = DType::kFP16; });
+  add("strided", [](PrefillCase& c) { c.strided = true; });
+  add("paged NHD page 16", [](PrefillCase& c) { c.page_size = 16; });
+  add("paged HND page 7, strided", [](PrefillCase& c) { c.page_size = 7; c.layout = KvLayout::kHND; c.strided = true; });
+  add("paged page 1", [](PrefillCase& c) { c.page_size = 1; c.q_lens = {5, 40}; c.kv_lens = {9, 60}; });
+  add("paged page 256, chunked", [](PrefillCase& c) { c.page_size = 256; c.q_lens = {100, 3}; c.kv_lens = {700, 260}; });
+  add("paged page 100, head_dim 256, fp16", [](PrefillCase& c) { c.page_size = 100; c.head_dim = 256; c.dtype = DType::kFP16; });
+  add("config bm64 bn32 st3", [](PrefillCase& c) { c.config = PrefillConfig{64, 32, 3}; });
+  add("config bm16 bn16 st2", [](PrefillCase& c) { c.config = PrefillConfig{16, 16, 2}; });
+  add("config bm128 bn128 st2, paged 13", [](PrefillCase& c) { c.config = PrefillConfig{128, 128, 2}; c.page_size = 13; });
+  add("config bm128 bn64 st2 mt2", [](PrefillCase& c) { c.config = PrefillConfig{128, 64, 2, 2}; });
+  add("config bm32 bn16 st3 mt2, window 1", [](PrefillCase& c) { c.config = PrefillConfig{32, 16, 3, 2}; c.local_window = 1; });
+  add("config bm64 bn32 st2 mt2, head_dim 256, paged 16, sinks",
+      [](PrefillCase& c) { c.config = PrefillConfig{64, 32, 2, 2}; c.head_dim = 256; c.page_size = 16; c.sink_logits = true; });
+  // Hopper warpgroup MMA (sm_90a only; skipped elsewhere)
+  const auto wgmma = [](int bm, int bn, int stages) { return PrefillConfig{bm, bn, stages, 1, true}; };
+  add("wgmma bm128 bn64", [&](PrefillCase& c) { c.config = wgmma(128, 64, 2); });
+  add("wgmma bm128 bn128 st3, one long sequence",
+      [&](PrefillCase& c) { c.config = wgmma(128, 128, 3); c.q_lens = {1000}; c.kv_lens = {1000}; c.local_window = 300; });
+  add("wgmma bm64 bn128, paged HND 7, strided",
+      [&](PrefillCase& c) { c.config = wgmma(64, 128, 2); c.page_size = 7; c.layout = KvLayout::kHND; c.strided = true; });
+  add("wgmma bm64 bn32, head_dim 64, fp16", [&](PrefillCase& c) { c.config = wgmma(64, 32, 2); c.head_dim = 64; c.dtype = DType::kFP16; });
+  add("wgmma bm64 bn64, head_dim 256, sinks, chunked",
+      [&](PrefillCase& c) { c.config = wgmma(64, 64, 2); c.head_dim = 256; c.sink_logits = true; c.q_lens = {17, 130}; c.kv_lens = {300, 1000}; });
+  add("wgmma bm128 bn32 st3 oc2, paged 16, sinks",
+      [&](PrefillCase& c) { c.config = wgmma(128, 32, 3); c.config->min_blocks = 2; c.page_size = 16; c.sink_logits = true; });
+  add("wgmma bm64 bn64 st3, head_dim 256, chunked, fp16",
+      [&](PrefillCase& c) { c.config = wgmma(64, 64, 3); c.head_dim = 256; c.dtype = DType::kFP16; c.q_lens = {17, 130}; c.kv_lens = {300, 1000}; });
+  add("wgmma bm192 bn64 st3, window 1 + sink 1",
+      [&](PrefillCase& c) { c.config = wgmma(192, 64, 3); c.local_window = 1; c.global_window = 1; });
+  add("wgmma bm128 bn16, window 1, non-causal",
+      [&](PrefillCase& c) { c.config = wgmma(128, 16, 2); c.local_window = 1; c.causal = false; });
+  // warp specialized wgmma: producer warpgroup + mbarriers (1), and S(t+1) issued before softmax(t) (2)
+  const auto ws = [](int bm, int bn, int stages, int mode) { return PrefillConfig{bm, bn, stages, 1, true, 1, mode}; };
+  add("wgmma ws1 bm128 bn64", [&](PrefillCase& c) { c.config = ws(128, 64, 2, 1); });
+  add("wgmma ws2 bm128 bn64", [&](PrefillCase& c) { c.config = ws(128, 64, 2, 2); });
+  add("wgmma ws2 bm128 bn128 st3, one long sequence",
+      [&](PrefillCase& c) { c.config = ws(128, 128, 3, 2); c.q_lens = {1000}; c.kv_lens = {1000}; c.local_window = 300; });
+  add("wgmma ws1 bm64 bn128, paged HND 7, strided",
+      [&](PrefillCase& c) { c.config = ws(64, 128, 2, 1); c.page_size = 7; c.layout = KvLayout::kHND; c.strided = true; });
+  add("wgmma ws2 bm64 bn32 st3, head_dim 64, fp16", [&](PrefillCase& c) { c.config = ws(64, 32, 3, 2); c.head_dim = 64; c.dtype = DType::kFP16; });
+  add("wgmma ws2 bm64 bn64, head_dim 256, sinks, chunked",
+      [&](PrefillCase& c) { c.config = ws(64, 64, 2, 2); c.head_dim = 256; c.sink_logits = true; c.q_lens = {17, 130}; c.kv_lens = {300, 1000}; });
+  add("wgmma ws2 bm64 bn32 st3 oc2, paged 16, sinks",
+      [&](PrefillCase& c) { c.config = ws(64, 32, 3, 2); c.config->min_blocks = 2; c.page_size = 16; c.sink_logits = true; });
+  add("wgmma ws1 bm192 bn64 st3, window 1 + sink 1",
+      [&](PrefillCase& c) { c.config = ws(192, 64, 3, 1); c.local_window = 1; c.global_window = 1; });
+  add("wgmma ws2 bm192 bn64, window 1 + sink 1, learned sinks",
+      [&](PrefillCase& c) { c.config = ws(192, 64, 2, 2); c.local_window = 1; c.global_window = 1; c.sink_logits = true; });
+  add("wgmma ws2 bm128 bn16, window 1, non-causal",
+      [&](PrefillCase& c) { c.config = ws(128, 16, 2, 2); c.local_window = 1; c.causal = false; });
+  add("wgmma ws2 bm128 bn64, paged 1, varlen with empty sequences",
+      [&](PrefillCase& c) { c.config = ws(128, 64, 2, 2); c.page_size = 1; c.q_lens = {5, 0, 300, 1}; c.kv_lens = {9, 0, 700, 1}; });
+  add("wgmma ws2 bm128 bn64, long window: the stage ring wraps many times",
+      [&](PrefillCase& c) { c.config = ws(128, 64, 2, 2); c.num_kv_heads = 1; c.q_lens = {1500}; c.kv_lens = {2000}; c.local_window = 1000; });
+  add("wgmma ws1 bm128 bn64 st3, long window, paged 16",
+      [&](PrefillCase& c) { c.config = ws(128, 64, 3, 1); c.num_kv_heads = 1; c.page_size = 16; c.q_lens = {1500}; c.kv_lens = {2000}; c.local_window = 1000; });
+  add("wgmma ws3 bm128 bn64, ping-pong", [&](PrefillCase& c) { c.config = ws(128, 64, 2, 3); });
+  add("wgmma ws3 bm128 bn64 st3, ping-pong, long window, paged 13",
+      [&](PrefillCase& c) { c.config = ws(128, 64, 3, 3); c.num_kv_heads = 1; c.page_size = 13; c.q_lens = {1500, 70}; c.kv_lens = {2000, 70}; c.local_window = 1000; });
+  add("wgmma ws3 bm128 bn32, ping-pong, sinks, chunked",
+      [&](PrefillCase& c) { c.config = ws(128, 32, 2, 3); c.sink_logits = true; c.q_lens = {17, 130}; c.kv_lens = {300, 1000}; });
+  add("wgmma ws2 bm128 bn64, interleaved GQA, group 8",
+      [&](PrefillCase& c) { c.config = ws(128, 64, 2, 2); c.gqa = GqaMapping::kInterleaved; c.group = 8; });
+  add("config bm64 bn64 st2 mt2, head_dim 64, non-causal",
+      [](PrefillCase& c) { c.config = PrefillConfig{64, 64, 2, 2}; c.head_dim = 64; c.causal = false; });
+  // 8-bit K/V ("quantized ..."): the heuristic's config (wgmma on sm_90a), forced mma.sync and wgmma configs.
+  for (KvQuant quant : {KvQuant::kInt8, KvQuant::kFp8E4M3}) {
+    const std::string name = std::string("quantized ") + std::string(to_string(quant)) + " K/V, ";
+    const auto add_quantized = [&](const std::string& what, auto&& edit) {
+      add(name + what, [&](PrefillCase& c) { c.kv_quant = quant; edit(c); });
+    };
+    add_quantized("contiguous, per-channel scales", [](PrefillCase&) {});
+    add_quantized("contiguous, per-tensor scale, chunked",
+                  [](PrefillCase& c) { c.per_tensor_scale = true; c.q_lens = {17, 130}; c.kv_lens = {300, 1000}; });
+    add_quantized("paged NHD page 16, mma.sync bm64 bn32 st3",
+                  [](PrefillCase& c) { c.page_size = 16; c.config = PrefillConfig{64, 32, 3}; });
+    add_quantized("paged HND page 7, strided, fp16 q",
+                  [](PrefillCase& c) { c.page_size = 7; c.layout = KvLayout::kHND; c.strided = true; c.dtype = DType::kFP16; });
+    add_quantized("head_dim 256, mma.sync bm64 bn32 mt2, per-tensor scale, group 8", [](PrefillCase& c) {
+      c.head_dim = 256; c.config = PrefillConfig{64, 32, 2, 2}; c.per_tensor_scale = true; c.group = 8; c.num_kv_heads = 1;
+    });
+    add_quantized("head_dim 64, fp16 q, paged NHD page 100, mma.sync bm128 bn64, chunked", [](PrefillCase& c) {
+      c.head_dim = 64; c.dtype = DType::kFP16; c.page_size = 100; c.config = PrefillConfig{128, 64, 2};
+      c.q_lens = {100, 3}; c.kv_lens = {700, 260};
+    });
+    add_quantized("wgmma bm128 bn64 oc2, interleaved GQA, sinks", [&](PrefillCase& c) {
+      c.config = wgmma(128, 64, 2); c.config->min_blocks = 2; c.gqa = GqaMapping::kInterleaved; c.sink_logits = true;
+    });
+    add_quantized("wgmma bm128 bn128 st3, one long sequence, per-tensor scale", [&](PrefillCase& c) {
+      c.config = wgmma(128, 128, 3); c.q_lens = {1000}; c.kv_lens = {1000}; c.local_window = 300; c.per_tensor_scale = true;
+    });
+    add_quantized("wgmma bm64 bn64, head_dim 64, fp16 q, group 8, paged HND page 13", [&](PrefillCase& c) {
+      c.config = wgmma(64, 64, 2); c.head_dim = 64; c.dtype = DType::kFP16; c.group = 8; c.page_size = 13;
+      c.layout = KvLayout::kHND;
+    });
+    add_quantized("wgmma bm64 bn64 st2, head_dim 256, paged NHD page 16, chunked, window 1 + sink 1", [&](PrefillCase& c) {
+      c.config = wgmma(64, 64, 2); c.head_dim = 256; c.page_size = 16; c.q_lens = {17, 130}; c.kv_lens = {300, 1000};
+      c.local_window = 1; c.global_window = 1;
+    });
+  }
+  return cases;
+}
+
+CaseResult run_prefill_case(const PrefillCase& c, int device_ordinal, uint64_t seed) {
+  constexpr int kWgmmaMajor = 9;  // wgmma exists on sm_90a only
+  if (c.config && c.config->wgmma && cuda_device(device_ordinal).cc_major != kWgmmaMajor) {
+    CaseResult skipped;
+    skipped.passed = true;
+    skipped.detail = "skipped: wgmma needs sm_90a";
+    return skipped;
+  }
+  std::mt19937_64 rng(seed);
+  const int batch = int(c.q_lens.size()), D = c.head_dim, hkv = c.num_kv_heads, hq = hkv * c.group;
+  HostPrefill host;
+  host.num_q_heads = hq;
+  host.num_kv_heads = hkv;
+  host.head_dim = D;
+  host.local_window = c.local_window;
+  host.global_window = c.global_window;
+  host.causal = c.causal;
+  host.scale = 1.0 / std::sqrt(double(D));
+  host.gqa = c.gqa;
+  host.cu_seqlens_q = {0};
+  host.cu_seqlens_k = {0};
+  for (int b = 0; b < batch; ++b) {
+    host.cu_seqlens_q.push_back(host.cu_seqlens_q.back() + c.q_lens[b]);
+    host.cu_seqlens_k.push_back(host.cu_seqlens_k.back() + c.kv_lens[b]);
+  }
+  const int64_t total_q = host.cu_seqlens_q.back(), total_kv = host.cu_seqlens_k.back();
+  host.q = random_values(size_t(total_q) * hq * D, c.dtype, rng);
+  QuantizedCache k_quant, v_quant;  // 8-bit K/V: the reference sees the dequantized values
+  if (c.kv_quant == KvQuant::kNone) {
+    host.k = random_values(size_t(total_kv) * hkv * D, c.dtype, rng);
+    host.v = random_values(size_t(total_kv) * hkv * D, c.dtype, rng);
+  } else {
+    const QuantizedLayout layout{c.kv_quant, c.per_tensor_scale, hkv, D, 1, KvLayout::kNHD};  // [total_kv, hkv, D]
+    k_quant = random_quantized_cache(size_t(total_kv) * hkv * D, layout, rng);
+    v_quant = random_quantized_cache(size_t(total_kv) * hkv * D, layout, rng);
+    host.k = k_quant.values;
+    host.v = v_quant.values;
+  }
+  if (c.sink_logits) {
+    std::uniform_real_distribution<float> sink(-1.f, 3.f);
+    for (int h = 0; h < hq; ++h) host.sink_logits.push_back(sink(rng));
+  }
+  const std::vector<double> ref = reference_prefill(host);
+
+  const int64_t pad = row_padding(c.strided, false);  // elements of padding per row of q and out
+  const int64_t kv_pad = row_padding(c.strided, c.kv_quant != KvQuant::kNone);
+  const bool quantized = c.kv_quant != KvQuant::kNone;
+  StridedTensor q_t = make_tensor({total_q, hq, D}, {hq * (D + pad) + pad, D + pad, 1});
+  StridedTensor out_t = make_tensor({total_q, hq, D}, {hq * (D + 2 * pad), D + 2 * pad, 1});
+  if (!c.strided) q_t = out_t = compact_tensor({total_q, hq, D});
+  cuda::ScopedDeviceContext scope(device_ordinal);
+  const DLDevice dev{kDLCUDA, device_ordinal};
+  CaseMemory memory(dev);
+  const DLDataType dt = dl_dtype(c.dtype), i32{kDLInt, 32, 1};
+  const auto int_tensor = [&](const std::vector<int>& values, StridedTensor& t) {
+    t = c.strided ? make_tensor({int64_t(values.size())}, {2}) : compact_tensor({int64_t(values.size())});
+    std::vector<int> physical(t.physical_elements, -1);
+    for (size_t i = 0; i < values.size(); ++i) physical[t.offset({int64_t(i)})] = values[i];
+    return t.view(memory.put(physical), i32, dev);
+  };
+  StridedTensor cu_q_t, cu_k_t, lens_t;
+  const DLTensor cu_q = int_tensor(host.cu_seqlens_q, cu_q_t);
+  StridedTensor sink_t = make_tensor({hq}, {c.strided ? 2 : 1});
+  std::vector<float> sink_physical(sink_t.physical_elements, NAN);
+  for (int h = 0; h < hq && c.sink_logits; ++h) sink_physical[sink_t.offset({h})] = host.sink_logits[h];
+  DLTensor sink_view = sink_t.view(memory.put(sink_physical), {kDLFloat, 32, 1}, dev);
+  const DLTensor q = q_t.view(memory.put(scatter_16bit(host.q, q_t, c.dtype)), dt, dev);
+  const DLTensor out = out_t.view(memory.put(std::vector<uint16_t>(out_t.physical_elements, half::kPoison)), dt, dev);
+
+  PrefillOptions options;
+  options.local_window = c.local_window;
+  options.global_window = c.global_window;
+  options.causal = c.causal;
+  options.kv_layout = c.layout;
+  options.gqa = c.gqa;
+  options.sink_logits = c.sink_logits ? &sink_view : nullptr;
+  options.config = c.config;
+  options.check_device_args = true;
+  options.kv_quant = c.kv_quant;
+  ScaleTensors scales(memory, k_quant, v_quant, c.per_tensor_scale, c.strided, hkv, D, dev);
+  if (quantized) {
+    options.k_scale = &scales.k;
+    options.v_scale = &scales.v;
+  }
+  const DLDataType kv_dt = kv_storage_dtype(c.kv_quant, c.dtype);
+  CUstream stream = nullptr;  // the legacy stream: check_device_args synchronizes it
+  if (c.page_size == 0) {
+    StridedTensor k_t = make_tensor({total_kv, hkv, D}, {hkv * (D + kv_pad) + kv_pad, D + kv_pad, 1});
+    if (!c.strided) k_t = compact_tensor({total_kv, hkv, D});
+    const DLTensor k = k_t.view(put_kv(memory, k_t, host.k, k_quant.codes, c.kv_quant, c.dtype), kv_dt, dev);
+    const DLTensor v = k_t.view(put_kv(memory, k_t, host.v, v_quant.codes, c.kv_quant, c.dtype), kv_dt, dev);
+    const DLTensor cu_k = int_tensor(host.cu_seqlens_k, cu_k_t);
+    prefill(q, k, v, cu_q, cu_k, out, stream, options);
+  } else {
+    // Pages of every sequence in shuffled order (one spare page nobody uses), token j of sequence b at
+    // (block_table[b][j / P], j % P).
+    const int P = c.page_size;
+    int max_pages = 1, num_pages = 1;
+    for (int len : c.kv_lens) { max_pages = std::max(max_pages, (len + P - 1) / P); num_pages += (len + P - 1) / P; }
+    std::vector<int> page_ids(num_pages);
+    std::iota(page_ids.begin(), page_ids.end(), 0);
+    std::shuffle(page_ids.begin(), page_ids.end(), rng);
+    const std::vector<int64_t> cache_shape = c.layout == KvLayout::kNHD ? std::vector<int64_t>{num_pages, P, hkv, D}
+                                                                         : std::vector<int64_t>{num_pages, hkv, P, D};
+    StridedTensor cache_t = compact_tensor(cache_shape);
+    if (c.strided) {
+      const int64_t row = D + kv_pad;
+      cache_t = make_tensor(cache_shape, c.layout == KvLayout::kNHD
+                                             ? std::vector<int64_t>{P * hkv * row + kv_pad, hkv * row, row, 1}
+                                             : std::vector<int64_t>{hkv * P * row + kv_pad, P * row, row, 1});
+    }
+    std::vector<int> table(size_t(batch) * max_pages, 0);
+    int next_page = 0;
+    for (int b = 0; b < batch; ++b)
+      for (int i = 0; i < (c.kv_lens[b] + P - 1) / P; ++i) table[size_t(b) * max_pages + i] = page_ids[next_page++];
+    // Contiguous [total_kv, hkv, D] values (or codes) -> the compact paged cache (unused slots 0).
+    const auto to_pages = [&](const auto& contiguous) {
+      std::remove_cvref_t<decltype(contiguous)> paged(contiguous.empty() ? 0 : size_t(num_pages) * P * hkv * D);
+      for (int b = 0; b < batch && !contiguous.empty(); ++b)
+        for (int j = 0; j < c.kv_lens[b]; ++j)
+          for (int h = 0; h < hkv; ++h) {
+            const int page = table[size_t(b) * max_pages + j / P], slot = j % P;
+            const size_t dst = c.layout == KvLayout::kNHD ? ((size_t(page) * P + slot) * hkv + h) * D
+                                                          : ((size_t(page) * hkv + h) * P + slot) * D;
+            std::copy_n(&contiguous[(size_t(host.cu_seqlens_k[b] + j) * hkv + h) * D], D, &paged[dst]);
+          }
+      return paged;
+    };
+    const DLTensor k = cache_t.view(
+        put_kv(memory, cache_t, to_pages(host.k), to_pages(k_quant.codes), c.kv_quant, c.dtype), kv_dt, dev);
+    const DLTensor v = cache_t.view(
+        put_kv(memory, cache_t, to_pages(host.v), to_pages(v_quant.codes), c.kv_quant, c.dtype), kv_dt, dev);
+    StridedTensor bt_t = c.strided ? make_tensor({batch, max_pages}, {max_pages + 3, 1}) : compact_tensor({batch, max_pages});
+    std::vector<int> bt_physical(bt_t.physical_elements, -1);
+    for (int b = 0; b < batch; ++b)
+      for (int i = 0; i < max_pages; ++i) bt_physical[bt_t.offset({b, i})] = table[size_t(b) * max_pages + i];
+    const DLTensor block_table = bt_t.view(memory.put(bt_physical), i32, dev);
+    const DLTensor seq_lens = int_tensor(c.kv_lens, lens_t);
+    paged_prefill(q, k, v, block_table, seq_lens, cu_q, out, stream, options);
+  }
+  const std::vector<uint16_t> out_physical = memory.get<uint16_t>(out.data, out_t.physical_elements);
+  return compare_to_reference(out_physical, out_t, out_t.shape, ref, c.dtype);
+}
+
+}  // namespace swajit
