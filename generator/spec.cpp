@@ -310,4 +310,38 @@ void CpuDecodeConfig::validate(const KernelSpec&) const {
   require_range("threads (0: all)", threads, 0, kMaxThreads);
 }
 
+namespace {
+KernelSpec spec_of_call(KernelFamily family, const AttentionCall& call) {
+  KernelSpec s;
+  s.family = family;
+  s.dtype = call.dtype;
+  s.head_dim = call.head_dim;
+  s.page_size = call.page_size;
+  s.kv_layout = call.kv_layout;
+  s.q_seqlen = call.q_seqlen;
+  s.causal = call.causal;
+  s.group = call.group;
+  s.local_window = call.local_window > 0;
+  s.global_window = call.global_window > 0;
+  s.sink_logits = call.sink_logits;
+  s.gqa = call.gqa;
+  s.kv_quant = call.kv_quant;
+  return s;
+}
+}  // namespace
+
+KernelSpec paged_decode_kernel_spec(const AttentionCall& call) {
+  KernelSpec s = spec_of_call(KernelFamily::kPagedDecode, call);
+  s.validate();
+  return s;
+}
+
+KernelSpec prefill_kernel_spec(const AttentionCall& call) {
+  KernelSpec s = spec_of_call(KernelFamily::kPrefill, call);
+  s.q_seqlen = 1;
+  if (s.page_size == 0) s.kv_layout = KvLayout::kNHD;
+  s.validate();
+  return s;
+}
+
 }  // namespace swajit

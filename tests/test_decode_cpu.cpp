@@ -94,7 +94,7 @@ TEST_CASE("CPU: tune, store, and reload in a new process without compiling") {
   TuneOptions options;
   options.quick_reps = 3;
   options.final_reps = 5;
-  const CpuTuneReport report = tune_cpu_decode_shape(shape, options);
+  const CpuDecodeTuneReport report = tune_cpu_decode_shape(shape, options);
   CHECK(report.timed > 0);
   CHECK(report.rejected_wrong == 0);
   CHECK(report.best_us <= report.heuristic_us);

@@ -274,7 +274,7 @@ TEST_CASE("tuning a shape stores a verified winner the runtime then uses, never 
   TuneOptions options;
   options.quick_reps = 5;
   options.final_reps = 20;
-  const TuneReport report = tune_decode_shape(shape, device, stream, options);
+  const DecodeTuneReport report = tune_decode_shape(shape, device, stream, options);
   CHECK(report.timed > 0);
   CHECK(report.rejected_wrong == 0);
   CHECK(report.best_us <= report.heuristic_us);
@@ -328,7 +328,7 @@ TEST_CASE("prefill: tuning a shape stores a verified winner the runtime then use
   const PrefillTuneReport report = tune_prefill_shape(shape, device, stream, options);
   CHECK(report.timed > 0);
   CHECK(report.rejected_wrong == 0);
-  CHECK(report.best_ms <= report.heuristic_ms);
+  CHECK(report.best_us <= report.heuristic_us);
   PrefillWorkload workload(shape, kDevice, stream);
   const PrefillProblem problem = workload.problem();
   CHECK(plan_prefill_config(problem, PrefillOptions{}, device, stream) == report.best);

@@ -1,4 +1,4 @@
-// swajit: the command-line tool. gen | info | check | bench
+// swajit: the command-line tool. info | gen | check | bench (decode, prefill, load) | tune | db
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
@@ -22,6 +22,7 @@
 #include "spec_flags.hpp"
 #include "swajit/generator.hpp"
 #include "swajit/swajit.hpp"
+#include "swajit/version.hpp"
 
 namespace swajit::cli {
 namespace {
@@ -70,7 +71,7 @@ int cmd_gen(const SpecFlags& spec_flags, const ConfigFlags& config_flags, const 
 int cmd_info() {
   std::string why;
   const auto devices = cuda_devices(&why);
-  std::printf("swajit %s\n", "0.1.0");
+  std::printf("swajit %s\n", SWAJIT_VERSION);
   std::string nvrtc_why;
   if (nvrtc::available(&nvrtc_why)) std::printf("nvrtc: %d.%d\n", nvrtc::version() / 1000, nvrtc::version() % 1000 / 10);
   else std::printf("nvrtc: not available (%s)\n", nvrtc_why.c_str());

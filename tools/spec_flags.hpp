@@ -32,22 +32,20 @@ struct SpecFlags {
   }
   KernelSpec spec() const {
     if (!key.empty()) return KernelSpec::from_key(key);
-    KernelSpec s;
-    s.family = parse_family(family);
-    s.dtype = parse_dtype(dtype);
-    s.head_dim = head_dim;
-    s.page_size = page_size;
-    s.kv_layout = parse_kv_layout(layout);
-    s.q_seqlen = s.family == KernelFamily::kPrefill ? 1 : q_seqlen;  // prefill lengths come at run time
-    s.causal = !non_causal;
-    s.group = group;
-    s.local_window = local_window > 0;
-    s.global_window = global_window > 0;
-    s.sink_logits = sink_logits;
-    s.gqa = parse_gqa(gqa);
-    s.kv_quant = parse_kv_quant(kv_quant);
-    s.validate();
-    return s;
+    AttentionCall call;
+    call.dtype = parse_dtype(dtype);
+    call.head_dim = head_dim;
+    call.page_size = page_size;
+    call.kv_layout = parse_kv_layout(layout);
+    call.q_seqlen = q_seqlen;
+    call.causal = !non_causal;
+    call.group = group;
+    call.local_window = local_window;
+    call.global_window = global_window;
+    call.sink_logits = sink_logits;
+    call.gqa = parse_gqa(gqa);
+    call.kv_quant = parse_kv_quant(kv_quant);
+    return parse_family(family) == KernelFamily::kPrefill ? prefill_kernel_spec(call) : paged_decode_kernel_spec(call);
   }
 };
 

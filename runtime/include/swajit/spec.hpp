@@ -59,6 +59,27 @@ struct KernelSpec {
   bool operator==(const KernelSpec&) const = default;
 };
 
+// A call as its kernel is specialized for it, in the call's own terms: window sizes (the spec records only whether
+// each window is there). Each family has one builder from it to its KernelSpec; the API's argument validation, the CLI
+// flags, the check cases and the workloads all go through them instead of filling a KernelSpec field by field.
+struct AttentionCall {
+  DType dtype = DType::kBF16;
+  int head_dim = 128;
+  int page_size = 16;                  // prefill: 0 = contiguous K/V
+  KvLayout kv_layout = KvLayout::kNHD; // of a paged cache
+  int q_seqlen = 1;                    // decode only: query tokens per sequence
+  int group = 1;                       // num_q_heads / num_kv_heads
+  int local_window = 0;                // > 0: a sliding window of this many positions
+  int global_window = 0;               // > 0: this many leading sink tokens
+  bool sink_logits = false;
+  GqaMapping gqa = GqaMapping::kGrouped;
+  KvQuant kv_quant = KvQuant::kNone;
+  bool causal = true;                  // prefill only
+};
+// The builders, validated (throw like KernelSpec::validate).
+KernelSpec paged_decode_kernel_spec(const AttentionCall& call);  // CUDA and CPU backends
+KernelSpec prefill_kernel_spec(const AttentionCall& call);       // q_seqlen 1 (lengths come at run time); contiguous K/V: NHD
+
 // Tuning knobs of the paged decode family.
 struct DecodeConfig {
   int block_n = 64;     // KV tokens per pipeline tile (independent of page_size)

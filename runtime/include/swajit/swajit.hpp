@@ -34,29 +34,34 @@ enum class TuningPolicy {
 // ~/.cache/swajit/tuning.db). Takes effect for lookups made after the call.
 void set_tuning_db_path(const std::string& path);
 
-struct DecodeOptions {
+// What a decode and a prefill call share: the mask, the GQA mapping, the softmax scale, 8-bit K/V and its scales,
+// where the config comes from, and the device-side argument check.
+struct AttentionOptions {
   int local_window = 0;      // > 0: query at position p sees j only if p - j < local_window; <= 0: unlimited
   int global_window = 0;     // >= 0: positions j < global_window are always visible (sink tokens)
   std::optional<float> softmax_scale;  // default 1 / sqrt(head_dim); finite and > 0
-  KvLayout kv_layout = KvLayout::kNHD;
+  KvLayout kv_layout = KvLayout::kNHD;    // of a paged cache
   GqaMapping gqa = GqaMapping::kGrouped;  // q head h reads kv head h / group, or h % num_kv_heads (interleaved)
   // Learned attention-sink logits (gpt-oss): float32 [num_q_heads] on the same device, in the units of
   // softmax_scale * q.k; each row's denominator gains exp(sink_logits[h] - max). Null: none.
   const DLTensor* sink_logits = nullptr;
-  // 8-bit KV caches: k_cache / v_cache hold int8 (DLPack int8) or fp8 e4m3 bytes (DLPack uint8), dequantized in the
+  // 8-bit K/V: the caches (or k / v) hold int8 (DLPack int8) or fp8 e4m3 bytes (DLPack uint8), dequantized in the
   // kernel as value * scale with float32 scales [num_kv_heads, head_dim] (per channel) or a single value (per tensor).
   KvQuant kv_quant = KvQuant::kNone;
   const DLTensor* k_scale = nullptr;
   const DLTensor* v_scale = nullptr;
+  TuningPolicy tuning = TuningPolicy::kDefault;  // used when no config is forced
+  // Synchronize after the launch and throw kDeviceArgument if the kernel found invalid seq_lens / block_table (or
+  // offsets) values (it always guards against them and writes zeros for the affected sequences).
+  bool check_device_args = false;
+};
+
+struct DecodeOptions : AttentionOptions {
   std::optional<DecodeConfig> config;  // force a GPU tuning config (validated); default: see `tuning`
   std::optional<CpuDecodeConfig> cpu_config;  // the same for the CPU backend (tensors on kDLCPU)
-  TuningPolicy tuning = TuningPolicy::kDefault;
   // Split-KV scratch. When null the library keeps a per-device buffer, grown outside CUDA graph capture.
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
-  // Synchronize after the launch and throw kDeviceArgument if the kernel found invalid seq_lens / block_table
-  // values (it always guards against them and writes zeros for the affected sequences).
-  bool check_device_args = false;
 };
 
 // Paged decode attention with sliding window and sinks. The backend follows the tensors' device: kDLCUDA runs the
@@ -78,25 +83,12 @@ size_t paged_decode_workspace_bytes(const DLTensor& q, const DLTensor& k_cache, 
 // check found invalid seq_lens / block_table values; clears the record.
 void check_device_errors(int device_ordinal, CUstream stream);
 
-struct PrefillOptions {
-  int local_window = 0;      // > 0: query at position p sees j only if p - j < local_window; <= 0: unlimited
-  int global_window = 0;     // >= 0: positions j < global_window are always visible (sink tokens)
+struct PrefillOptions : AttentionOptions {
   bool causal = true;        // false: drop "j <= p" (the windows still apply)
-  std::optional<float> softmax_scale;     // default 1 / sqrt(head_dim); finite and > 0
-  KvLayout kv_layout = KvLayout::kNHD;    // paged_prefill only
-  GqaMapping gqa = GqaMapping::kGrouped;  // as in DecodeOptions
-  const DLTensor* sink_logits = nullptr;  // as in DecodeOptions: float32 [num_q_heads]
-  // 8-bit K/V as in DecodeOptions: k / v (or the caches) int8, or uint8 holding fp8 e4m3 bytes, dequantized in the
-  // kernel with float32 scales [num_kv_heads, head_dim] (per channel) or a single value (per tensor).
-  KvQuant kv_quant = KvQuant::kNone;
-  const DLTensor* k_scale = nullptr;
-  const DLTensor* v_scale = nullptr;
   // The longest query run of the batch, when the caller knows it (sizes the grid). 0: read from cu_seqlens_q when it
   // is host-readable, else total_q (always safe; idle blocks exit at once).
   int max_q_len = 0;
   std::optional<PrefillConfig> config;    // force a tuning config (validated); default: see `tuning`
-  TuningPolicy tuning = TuningPolicy::kDefault;  // as in DecodeOptions (database winner, else the heuristic)
-  bool check_device_args = false;         // as in DecodeOptions
 };
 
 // Varlen sliding-window prefill (CUDA). Sequence b's queries are rows [cu_seqlens_q[b], cu_seqlens_q[b + 1]) of q

@@ -3,7 +3,6 @@
 #pragma once
 #include <cuda.h>
 
-#include "decode_workload.hpp"
 #include "kernel_cache.hpp"
 #include "paged_decode_problem.hpp"
 #include "tuning_store.hpp"
@@ -30,6 +29,5 @@ bool stream_is_capturing(CUstream stream);
 // The device's argument-error record every kernel reports into (allocated on first use, never during capture);
 // read and cleared by check_device_errors.
 int* device_status(CUcontext context, CUstream stream);
-DecodeShape shape_of(const DecodeProblem& problem);  // the synthetic shape the tuner times for this call
 
 }  // namespace swajit

@@ -143,23 +143,6 @@ int* device_status(CUcontext context, CUstream stream) {
 
 ShapeBucket bucket_of(const DecodeProblem& p) { return shape_bucket(p.batch, visible_kv_upper_bound(p)); }
 
-DecodeShape shape_of(const DecodeProblem& p) {
-  DecodeShape s;
-  s.batch = p.batch;
-  s.kv_len = p.max_kv_len;
-  s.q_seqlen = p.spec.q_seqlen;
-  s.num_q_heads = p.num_q_heads;
-  s.num_kv_heads = p.num_kv_heads;
-  s.head_dim = p.spec.head_dim;
-  s.page_size = p.spec.page_size;
-  s.dtype = p.spec.dtype;
-  s.kv_quant = p.spec.kv_quant;
-  s.local_window = p.params.local_window;
-  s.global_window = p.params.global_window;
-  s.sink_logits = p.spec.sink_logits;
-  return s;
-}
-
 DecodePlan plan_decode(const DecodeProblem& p, const DecodeOptions& options, const DeviceInfo& device, CUcontext context,
                        CUstream stream) {
   if (device.cc_major < kMinComputeMajor)
@@ -176,17 +159,14 @@ DecodePlan plan_decode(const DecodeProblem& p, const DecodeOptions& options, con
   const TuningPolicy policy = resolve_tuning_policy(options.tuning);
   if (policy != TuningPolicy::kHeuristic) {
     const std::string bucket = bucket_of(p).key();
-    std::optional<DecodeConfig> tuned = TuningStore::instance().winner(device.sku(), p.spec.key(), bucket);
     // A miss is tuned now when asked, never inside a graph capture (the tuner allocates and synchronizes).
-    if (!tuned && policy == TuningPolicy::kTuneOnMiss && !(stream && stream_is_capturing(stream))) {
-      TuneOptions tune_options;
-      tune_options.origin = "tuned on a miss";
-      CUstream tune_stream;
-      cuda::check(cuda::driver().cuStreamCreate(&tune_stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
-      const TuneReport report = tune_decode_shape(shape_of(p), device, tune_stream, tune_options);
-      cuda::driver().cuStreamDestroy(tune_stream);
-      tuned = report.best;
-    }
+    const bool may_tune = policy == TuningPolicy::kTuneOnMiss && !(stream && stream_is_capturing(stream));
+    const std::optional<DecodeConfig> tuned =
+        tuned_config<DecodeConfig>(device.sku(), p.spec.key(), bucket, may_tune, [&](CUstream tune_stream) {
+          TuneOptions tune_options;
+          tune_options.origin = "tuned on a miss";
+          return tune_decode_shape(shape_of(p), device, tune_stream, tune_options).best;
+        });
     if (tuned)
       if (const LoadedDecodeKernel* kernel = try_kernel(p, *tuned, device, context)) {
         plan.config = *tuned;

@@ -75,18 +75,10 @@ DecodeProblem describe_paged_decode(const DLTensor& q, const DLTensor& k_cache, 
   require_global_window(options.global_window);
   const float scale_log2 = softmax_scale_log2(options.softmax_scale, head_dim);
 
-  p.spec.family = KernelFamily::kPagedDecode;
-  p.spec.head_dim = checked_int(head_dim, "head_dim");
-  p.spec.page_size = static_cast<int>(page_size);
-  p.spec.kv_layout = options.kv_layout;
-  p.spec.q_seqlen = static_cast<int>(q_seqlen);
-  p.spec.group = group;
-  p.spec.local_window = options.local_window > 0;
-  p.spec.global_window = options.global_window > 0;
-  p.spec.sink_logits = sinks.data != nullptr;
-  p.spec.gqa = options.gqa;
-  p.spec.kv_quant = options.kv_quant;
-  p.spec.validate();
+  AttentionCall call = call_from_options(options, p.spec.dtype, checked_int(head_dim, "head_dim"), group, sinks.data != nullptr);
+  call.page_size = static_cast<int>(page_size);
+  call.q_seqlen = static_cast<int>(q_seqlen);
+  p.spec = paged_decode_kernel_spec(call);
   set_kv_scales(p.params, options.kv_quant, options.k_scale, options.v_scale, home, num_kv_heads, head_dim, "DecodeOptions");
   p.batch = checked_int(batch, "batch");
   p.num_q_heads = static_cast<int>(num_q_heads);

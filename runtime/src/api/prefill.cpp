@@ -81,7 +81,6 @@ PrefillProblem describe_prefill(const DLTensor& q, const DLTensor& k, const DLTe
   PrefillProblem p;
   // q / out
   require_ndim(q, "q", 3, "[total_q, num_q_heads, head_dim]");
-  p.spec.family = KernelFamily::kPrefill;
   p.spec.dtype = attention_dtype(q);
   if (q.device.device_type == kDLCPU)
     throw Error(ErrorCode::kUnsupported, "prefill runs on CUDA; q is on 'cpu' (the CPU backend has paged_decode only)");
@@ -134,16 +133,11 @@ PrefillProblem describe_prefill(const DLTensor& q, const DLTensor& k, const DLTe
   require_global_window(options.global_window);
   if (options.max_q_len < 0) fail("max_q_len = " + std::to_string(options.max_q_len) + " must be >= 0 (0: derive it)");
 
-  p.spec.head_dim = checked_int(head_dim, "head_dim");
-  p.spec.page_size = paged ? static_cast<int>(kv.page_size) : 0;
-  p.spec.kv_layout = paged ? options.kv_layout : KvLayout::kNHD;
-  p.spec.causal = options.causal;
-  p.spec.local_window = options.local_window > 0;
-  p.spec.global_window = options.global_window > 0;
-  p.spec.sink_logits = sinks.data != nullptr;
-  p.spec.gqa = options.gqa;
-  p.spec.kv_quant = options.kv_quant;
-  p.spec.validate();
+  AttentionCall call = call_from_options(options, p.spec.dtype, checked_int(head_dim, "head_dim"), p.spec.group,
+                                         sinks.data != nullptr);
+  call.page_size = paged ? static_cast<int>(kv.page_size) : 0;
+  call.causal = options.causal;
+  p.spec = prefill_kernel_spec(call);
   set_kv_scales(a, options.kv_quant, options.k_scale, options.v_scale, home, kv.num_kv_heads, head_dim, "PrefillOptions");
   p.batch = static_cast<int>(batch);
   p.num_q_heads = static_cast<int>(num_q_heads);
@@ -234,25 +228,13 @@ PrefillConfig plan_prefill_config(const PrefillProblem& p, const PrefillOptions&
   const TuningPolicy policy = resolve_tuning_policy(options.tuning);
   if (policy != TuningPolicy::kHeuristic) {
     const std::string bucket = prefill_bucket_key(p.batch, p.max_q_len, p.params.local_window);
-    std::optional<PrefillConfig> tuned = TuningStore::instance().prefill_winner(device.sku(), p.spec.key(), bucket);
-    if (!tuned && policy == TuningPolicy::kTuneOnMiss && !(stream && stream_is_capturing(stream))) {
-      PrefillShape shape;  // the call as a batch of equal sequences of its longest query run
-      shape.batch = p.batch;
-      shape.seq_len = p.max_q_len;
-      shape.num_q_heads = p.num_q_heads;
-      shape.num_kv_heads = p.num_kv_heads;
-      shape.head_dim = p.spec.head_dim;
-      shape.dtype = p.spec.dtype;
-      shape.kv_quant = p.spec.kv_quant;
-      shape.local_window = p.params.local_window;
-      shape.global_window = p.params.global_window;
-      TuneOptions tune_options;
-      tune_options.origin = "tuned on a miss";
-      CUstream tune_stream;
-      cuda::check(cuda::driver().cuStreamCreate(&tune_stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
-      tuned = tune_prefill_shape(shape, device, tune_stream, tune_options).best;
-      cuda::driver().cuStreamDestroy(tune_stream);
-    }
+    const bool may_tune = policy == TuningPolicy::kTuneOnMiss && !(stream && stream_is_capturing(stream));
+    std::optional<PrefillConfig> tuned =
+        tuned_config<PrefillConfig>(device.sku(), p.spec.key(), bucket, may_tune, [&](CUstream tune_stream) {
+          TuneOptions tune_options;
+          tune_options.origin = "tuned on a miss";
+          return tune_prefill_shape(shape_of(p), device, tune_stream, tune_options).best;
+        });
     if (tuned) {
       try {
         tuned->validate(p.spec);

@@ -304,4 +304,18 @@ void require_global_window(int global_window) {
   if (global_window < 0) fail("global_window = " + std::to_string(global_window) + " must be >= 0 (0: no sink tokens)");
 }
 
+AttentionCall call_from_options(const AttentionOptions& options, DType dtype, int head_dim, int group, bool sink_logits) {
+  AttentionCall call;
+  call.dtype = dtype;
+  call.head_dim = head_dim;
+  call.kv_layout = options.kv_layout;
+  call.group = group;
+  call.local_window = options.local_window;
+  call.global_window = options.global_window;
+  call.sink_logits = sink_logits;
+  call.gqa = options.gqa;
+  call.kv_quant = options.kv_quant;
+  return call;
+}
+
 }  // namespace swajit

@@ -10,6 +10,7 @@
 
 #include "swajit/error.hpp"
 #include "swajit/spec.hpp"
+#include "swajit/swajit.hpp"
 
 namespace swajit {
 
@@ -116,5 +117,9 @@ SinkView describe_sink_logits(const DLTensor* sink_logits, int64_t num_q_heads, 
 // softmax scale * log2(e) (default scale 1/sqrt(head_dim)), checked finite and non-zero.
 float softmax_scale_log2(const std::optional<float>& softmax_scale, int64_t head_dim);
 void require_global_window(int global_window);  // >= 0 (local_window: any value, <= 0 is unlimited)
+
+// The part of a call's kernel description that comes from the options every family shares; the caller adds what
+// its tensors say (page size, q_seqlen, causal) and passes it to its family's spec builder.
+AttentionCall call_from_options(const AttentionOptions& options, DType dtype, int head_dim, int group, bool sink_logits);
 
 }  // namespace swajit

@@ -1,10 +1,9 @@
 #include "cuda_driver.hpp"
 
-#include <dlfcn.h>
-
 #include <map>
 #include <mutex>
 
+#include "shared_library.hpp"
 #include "swajit/error.hpp"
 
 namespace swajit::cuda {
@@ -18,9 +17,10 @@ struct LoadedDriver {
 
 LoadedDriver load_driver() {
   LoadedDriver loaded;
-  void* library = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  std::string errors;
+  void* library = dl::open_first({"libcuda.so.1"}, &errors);
   if (!library) {
-    loaded.why_not = "no CUDA driver (libcuda.so.1 could not be opened: " + std::string(dlerror()) + ")";
+    loaded.why_not = "no CUDA driver (libcuda.so.1 could not be opened: " + errors + ")";
     return loaded;
   }
   // Each function by the exact symbol cuda.h maps its name to (cuMemAlloc -> cuMemAlloc_v2, ...), so the pointer
@@ -29,13 +29,11 @@ LoadedDriver load_driver() {
 #define SWAJIT_EXPANDED_NAME(name) SWAJIT_SYMBOL_TEXT(name)
 #define SWAJIT_RESOLVE(name)                                                                                  \
   {                                                                                                           \
-    void* fn = dlsym(library, SWAJIT_EXPANDED_NAME(name));                                                    \
-    if (!fn) {                                                                                                \
+    if (!dl::resolve(library, SWAJIT_EXPANDED_NAME(name), loaded.driver.name)) {                              \
       loaded.why_not = std::string("the CUDA driver lacks ") + SWAJIT_EXPANDED_NAME(name) +                   \
                        " (a driver for CUDA " + std::to_string(CUDA_VERSION / 1000) + " or newer is needed)"; \
       return loaded;                                                                                          \
     }                                                                                                         \
-    loaded.driver.name = reinterpret_cast<decltype(loaded.driver.name)>(fn);                                 \
   }
   SWAJIT_DRIVER_FUNCTIONS(SWAJIT_RESOLVE)
 #undef SWAJIT_RESOLVE
@@ -135,5 +133,8 @@ ScopedDeviceContext::~ScopedDeviceContext() {
     driver().cuCtxPopCurrent(&popped);
   }
 }
+
+ScopedStream::ScopedStream() { check(driver().cuStreamCreate(&stream_, CU_STREAM_NON_BLOCKING), "cuStreamCreate"); }
+ScopedStream::~ScopedStream() { driver().cuStreamDestroy(stream_); }
 
 }  // namespace swajit::cuda

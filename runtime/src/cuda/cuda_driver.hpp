@@ -46,4 +46,17 @@ class ScopedDeviceContext {
   bool pushed_ = false;
 };
 
+// A non-blocking stream of the current context, destroyed with the scope (also when an exception leaves it).
+class ScopedStream {
+ public:
+  ScopedStream();
+  ~ScopedStream();
+  ScopedStream(const ScopedStream&) = delete;
+  ScopedStream& operator=(const ScopedStream&) = delete;
+  CUstream get() const { return stream_; }
+
+ private:
+  CUstream stream_ = nullptr;
+};
+
 }  // namespace swajit::cuda

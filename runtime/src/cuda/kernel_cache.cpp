@@ -30,11 +30,10 @@ Cache& cache() {
   return c;
 }
 
-// Loads (from the database, else compiled with NVRTC) the module of `generated` into `kernel`, whose shared_bytes
-// is set.
+// Builds the kernel of `generated` through the stages into `kernel`, whose shared_bytes is set: a config over the
+// device's shared memory is refused before anything is compiled.
 void build(const GeneratedKernel& generated, const std::string& config_key, const DeviceInfo& device,
            const std::string& binary_hash, LoadedKernel* kernel) {
-  const cuda::Driver& d = cuda::driver();
   kernel->binary_hash = binary_hash;
   if (kernel->shared_bytes > device.max_shared_per_block_optin)
     throw Error(ErrorCode::kInvalidArgument, "config " + config_key + " needs " +
@@ -42,25 +41,71 @@ void build(const GeneratedKernel& generated, const std::string& config_key, cons
                                                  " bytes of shared memory per block; " + device.name + " allows " +
                                                  std::to_string(device.max_shared_per_block_optin));
   const auto start = std::chrono::steady_clock::now();
-  // A cubin from the database skips NVRTC; if the driver refuses it, compile afresh.
-  std::optional<std::vector<char>> stored = TuningStore::instance().binary(binary_hash, device.driver_version);
-  if (stored && d.cuModuleLoadData(&kernel->module, stored->data()) == CUDA_SUCCESS) {
-    kernel->from_database = true;
-  } else {
-    const nvrtc::CompiledCubin cubin = nvrtc::compile(generated.source, generated.cache_key + ".cu", device.arch());
-    kernel->compile_ms = cubin.compile_ms;
-    {
-      std::lock_guard<std::mutex> lock(cache().mutex);
-      ++cache().stats.nvrtc_compiles;
-    }
-    cuda::check(d.cuModuleLoadData(&kernel->module, cubin.cubin.data()), "cuModuleLoadData");
-    TuningStore::instance().put_binary(binary_hash, device.arch(), nvrtc::version(), device.driver_version, cubin.cubin);
+  kernel_stages::Cubin cubin = kernel_stages::compile(generated, binary_hash, device.arch(), device.driver_version);
+  if (!kernel_stages::load(cubin.bytes, generated, kernel)) {
+    if (!cubin.from_database) cuda::check(CUDA_ERROR_INVALID_IMAGE, "cuModuleLoadData");
+    // The driver refused a stored cubin: compile afresh.
+    cubin = kernel_stages::compile(generated, binary_hash, device.arch(), device.driver_version, /*use_database=*/false);
+    if (!kernel_stages::load(cubin.bytes, generated, kernel)) cuda::check(CUDA_ERROR_INVALID_IMAGE, "cuModuleLoadData");
+  }
+  if (!cubin.from_database) {
+    std::lock_guard<std::mutex> lock(cache().mutex);
+    ++cache().stats.nvrtc_compiles;
+  }
+  kernel->from_database = cubin.from_database;
+  kernel->compile_ms = cubin.compile_ms;
+  kernel_stages::configure(device, kernel);
+  kernel->load_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() - kernel->compile_ms;
+}
+
+}  // namespace
+
+namespace kernel_stages {
+
+std::string kernel_name(const KernelSpec& spec, const std::string& config_key, const std::string& arch) {
+  return spec.key() + "|" + config_key + "|" + arch;
+}
+
+std::string binary_hash(const GeneratedKernel& generated, const std::string& arch) {
+  std::string options_text;
+  for (const auto& o : nvrtc::compile_options(arch)) options_text += o + " ";
+  return stable_hash({generated.source, options_text, arch, std::to_string(nvrtc::version())});
+}
+
+Cubin compile(const GeneratedKernel& generated, const std::string& binary_hash, const std::string& arch,
+              int driver_version, bool use_database) {
+  Cubin cubin;
+  std::optional<std::vector<char>> stored;
+  if (use_database) stored = TuningStore::instance().binary(binary_hash, driver_version);
+  if (stored) {
+    cubin.bytes = std::move(*stored);
+    cubin.from_database = true;
+    return cubin;
+  }
+  nvrtc::CompiledCubin compiled = nvrtc::compile(generated.source, generated.cache_key + ".cu", arch);
+  TuningStore::instance().put_binary(binary_hash, arch, nvrtc::version(), driver_version, compiled.cubin);
+  cubin.bytes = std::move(compiled.cubin);
+  cubin.compile_ms = compiled.compile_ms;
+  return cubin;
+}
+
+bool load(const std::vector<char>& cubin, const GeneratedKernel& generated, LoadedKernel* kernel) {
+  const cuda::Driver& d = cuda::driver();
+  if (d.cuModuleLoadData(&kernel->module, cubin.data()) != CUDA_SUCCESS) {
+    kernel->module = nullptr;
+    return false;
   }
   cuda::check(d.cuModuleGetFunction(&kernel->main, kernel->module, generated.kernel_symbol.c_str()),
               "cuModuleGetFunction(main kernel)");
   if (!generated.merge_symbol.empty())
     cuda::check(d.cuModuleGetFunction(&kernel->merge, kernel->module, generated.merge_symbol.c_str()),
                 "cuModuleGetFunction(merge kernel)");
+  return true;
+}
+
+void configure(const DeviceInfo& device, LoadedKernel* kernel) {
+  const cuda::Driver& d = cuda::driver();
   cuda::check(d.cuFuncSetAttribute(kernel->main, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, kernel->shared_bytes),
               "cuFuncSetAttribute(max dynamic shared memory)");
   if (kernel->merge) {  // the merge grid asks for shared memory only to spread its blocks (paged_decode.cpp) ...
@@ -74,11 +119,9 @@ void build(const GeneratedKernel& generated, const std::string& config_key, cons
   cuda::check(d.cuFuncGetAttribute(&kernel->registers, CU_FUNC_ATTRIBUTE_NUM_REGS, kernel->main), "cuFuncGetAttribute(regs)");
   cuda::check(d.cuFuncGetAttribute(&kernel->local_bytes, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES, kernel->main),
               "cuFuncGetAttribute(local bytes)");
-  kernel->load_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() - kernel->compile_ms;
 }
 
-}  // namespace
+}  // namespace kernel_stages
 
 std::string stable_hash(std::initializer_list<std::string_view> pieces) {
   constexpr uint64_t kOffsetBasis = 0xcbf29ce484222325ull, kPrime = 0x100000001b3ull;
@@ -99,9 +142,7 @@ namespace {
 template <class Make>
 KernelFuture kernel_for_source(const GeneratedKernel& generated, const std::string& config_key,
                                const DeviceInfo& device, CUcontext context, Make make) {
-  std::string options_text;
-  for (const auto& o : nvrtc::compile_options(device.arch())) options_text += o + " ";
-  const std::string hash = stable_hash({generated.source, options_text, device.arch(), std::to_string(nvrtc::version())});
+  const std::string hash = kernel_stages::binary_hash(generated, device.arch());
 
   Cache& c = cache();
   std::promise<std::shared_ptr<const LoadedKernel>> promise;
@@ -139,11 +180,6 @@ KernelFuture kernel_for_source(const GeneratedKernel& generated, const std::stri
   return future;
 }
 
-// What names a kernel in the by-name index: its spec, its config and the arch it is compiled for.
-std::string kernel_name(const KernelSpec& spec, const std::string& config_key, const DeviceInfo& device) {
-  return spec.key() + "|" + config_key + "|" + device.arch();
-}
-
 // The cached kernel named `name` (spec key, config key, arch), whose source `generate()` returns, built by `make`
 // (which fills in the family's part) exactly once per context.
 template <class Generate, class Make>
@@ -178,7 +214,7 @@ const LoadedDecodeKernel& decode_kernel(const KernelSpec& spec, const DecodeConf
   };
   const std::string config_key = config.compile_key();
   return static_cast<const LoadedDecodeKernel&>(cached_kernel(
-      kernel_name(spec, config_key, device), [&] { return generate_cuda(spec, config); }, config_key, device, context,
+      kernel_stages::kernel_name(spec, config_key, device.arch()), [&] { return generate_cuda(spec, config); }, config_key, device, context,
       make));
 }
 
@@ -192,7 +228,7 @@ const LoadedPrefillKernel& prefill_kernel(const KernelSpec& spec, const PrefillC
   };
   const std::string config_key = config.compile_key();
   return static_cast<const LoadedPrefillKernel&>(cached_kernel(
-      kernel_name(spec, config_key, device), [&] { return generate_prefill_cuda(spec, config); }, config_key, device,
+      kernel_stages::kernel_name(spec, config_key, device.arch()), [&] { return generate_prefill_cuda(spec, config); }, config_key, device,
       context, make));
 }
 

@@ -1,5 +1,8 @@
-// In-memory cache of loaded kernels, keyed by a stable hash of (source, NVRTC options, arch, NVRTC version) and
-// the CUDA context. When several threads ask for the same kernel at once it is compiled exactly once.
+// The CUDA kernel cache, as visible stages (each tested on its own): look up by name (spec key, config key, arch) ->
+// generate the source (generator/) -> compile to a cubin (from the tuning database, else NVRTC) -> load the module
+// and its functions -> configure them (shared memory attributes, registers and spills read back). Loaded kernels are
+// cached per CUDA context, keyed by a stable hash of (source, NVRTC options, arch, NVRTC version); when several
+// threads ask for the same kernel at once it is built exactly once.
 #pragma once
 #include <cuda.h>
 
@@ -39,6 +42,28 @@ const LoadedDecodeKernel& decode_kernel(const KernelSpec& spec, const DecodeConf
                                         CUcontext context);
 const LoadedPrefillKernel& prefill_kernel(const KernelSpec& spec, const PrefillConfig& config, const DeviceInfo& device,
                                           CUcontext context);
+
+// The stages, for the cache below and for tests.
+namespace kernel_stages {
+// Stage 1, look up: the name a kernel is found by without generating its source.
+std::string kernel_name(const KernelSpec& spec, const std::string& config_key, const std::string& arch);
+// The binary's identity: source, NVRTC options, arch and NVRTC version.
+std::string binary_hash(const GeneratedKernel& generated, const std::string& arch);
+// Stage 3, compile: the cubin of `generated` for `device`, from the tuning database when it holds one for this
+// driver (unless `use_database` is false), else compiled with NVRTC (and stored there).
+struct Cubin {
+  std::vector<char> bytes;
+  bool from_database = false;
+  double compile_ms = 0;  // NVRTC time (0 from the database)
+};
+Cubin compile(const GeneratedKernel& generated, const std::string& binary_hash, const std::string& arch,
+              int driver_version, bool use_database = true);
+// Stage 4, load: the module and its main (and merge) functions into `kernel`, in the current context. False when the
+// driver refuses the bytes (e.g. a stored cubin from another driver), with nothing loaded.
+bool load(const std::vector<char>& cubin, const GeneratedKernel& generated, LoadedKernel* kernel);
+// Stage 5, configure: dynamic shared memory attributes of the loaded functions; registers and spills read back.
+void configure(const DeviceInfo& device, LoadedKernel* kernel);
+}  // namespace kernel_stages
 
 struct KernelCacheStats {
   uint64_t builds = 0;         // kernels this process had to build (compile, or load from the database)

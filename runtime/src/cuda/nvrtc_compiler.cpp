@@ -1,26 +1,24 @@
 #include "nvrtc_compiler.hpp"
 
-#include <dlfcn.h>
 #include <cuda.h>  // CUDA_VERSION: the toolkit this was built against
 #include <nvrtc.h>
 
 #include <chrono>
 
+#include "shared_library.hpp"
 #include "swajit/error.hpp"
 
 namespace swajit::nvrtc {
 namespace {
 
+#define SWAJIT_NVRTC_FUNCTIONS(X)                                                                    \
+  X(nvrtcVersion) X(nvrtcGetErrorString) X(nvrtcCreateProgram) X(nvrtcCompileProgram) X(nvrtcGetProgramLogSize) \
+  X(nvrtcGetProgramLog) X(nvrtcGetCUBINSize) X(nvrtcGetCUBIN) X(nvrtcDestroyProgram)
+
 struct Api {
-  decltype(&::nvrtcVersion) nvrtcVersion = nullptr;
-  decltype(&::nvrtcGetErrorString) nvrtcGetErrorString = nullptr;
-  decltype(&::nvrtcCreateProgram) nvrtcCreateProgram = nullptr;
-  decltype(&::nvrtcCompileProgram) nvrtcCompileProgram = nullptr;
-  decltype(&::nvrtcGetProgramLogSize) nvrtcGetProgramLogSize = nullptr;
-  decltype(&::nvrtcGetProgramLog) nvrtcGetProgramLog = nullptr;
-  decltype(&::nvrtcGetCUBINSize) nvrtcGetCUBINSize = nullptr;
-  decltype(&::nvrtcGetCUBIN) nvrtcGetCUBIN = nullptr;
-  decltype(&::nvrtcDestroyProgram) nvrtcDestroyProgram = nullptr;
+#define SWAJIT_DECLARE(name) decltype(&::name) name = nullptr;
+  SWAJIT_NVRTC_FUNCTIONS(SWAJIT_DECLARE)
+#undef SWAJIT_DECLARE
   bool ok = false;
   std::string why_not;
 };
@@ -29,34 +27,19 @@ struct Api {
 Api load_api() {
   Api api;
   const std::string soname = "libnvrtc.so." + std::to_string(CUDA_VERSION / 1000);
-  const std::string candidates[] = {soname, "/usr/local/cuda/lib64/" + soname, "libnvrtc.so"};
-  void* library = nullptr;
   std::string errors;
-  for (const auto& name : candidates) {
-    library = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (library) break;
-    errors += std::string(" ") + dlerror() + ";";
-  }
+  void* library = dl::open_first({soname, "/usr/local/cuda/lib64/" + soname, "libnvrtc.so"}, &errors);
   if (!library) {
-    api.why_not = "NVRTC could not be opened (" + soname + "):" + errors;
+    api.why_not = "NVRTC could not be opened (" + soname + "): " + errors;
     return api;
   }
-#define SWAJIT_NVRTC_RESOLVE(name)                                                   \
-  api.name = reinterpret_cast<decltype(api.name)>(dlsym(library, #name));            \
-  if (!api.name) {                                                                   \
-    api.why_not = std::string("NVRTC lacks ") + #name;                               \
-    return api;                                                                      \
+#define SWAJIT_RESOLVE(name)                                 \
+  if (!dl::resolve(library, #name, api.name)) {              \
+    api.why_not = std::string("NVRTC lacks ") + #name;       \
+    return api;                                              \
   }
-  SWAJIT_NVRTC_RESOLVE(nvrtcVersion)
-  SWAJIT_NVRTC_RESOLVE(nvrtcGetErrorString)
-  SWAJIT_NVRTC_RESOLVE(nvrtcCreateProgram)
-  SWAJIT_NVRTC_RESOLVE(nvrtcCompileProgram)
-  SWAJIT_NVRTC_RESOLVE(nvrtcGetProgramLogSize)
-  SWAJIT_NVRTC_RESOLVE(nvrtcGetProgramLog)
-  SWAJIT_NVRTC_RESOLVE(nvrtcGetCUBINSize)
-  SWAJIT_NVRTC_RESOLVE(nvrtcGetCUBIN)
-  SWAJIT_NVRTC_RESOLVE(nvrtcDestroyProgram)
-#undef SWAJIT_NVRTC_RESOLVE
+  SWAJIT_NVRTC_FUNCTIONS(SWAJIT_RESOLVE)
+#undef SWAJIT_RESOLVE
   api.ok = true;
   return api;
 }

@@ -19,23 +19,6 @@ namespace swajit {
 using namespace check_data;
 
 
-KernelSpec DecodeCase::spec() const {
-  KernelSpec s;
-  s.dtype = dtype;
-  s.head_dim = head_dim;
-  s.page_size = page_size;
-  s.kv_layout = layout;
-  s.q_seqlen = q_seqlen;
-  s.group = group;
-  s.local_window = local_window > 0;
-  s.global_window = global_window > 0;
-  s.sink_logits = sink_logits;
-  s.gqa = gqa;
-  s.kv_quant = kv_quant;
-  return s;
-}
-
-
 std::vector<DecodeCase> decode_check_matrix() {
   std::vector<DecodeCase> cases;
   const auto add = [&](std::string name, auto&& edit) {
@@ -54,14 +37,14 @@ std::vector<DecodeCase> decode_check_matrix() {
   for (int page : {1, 3, 16, 17, 100, 256})
     add("page_size " + std::to_string(page), [&](DecodeCase& c) {
       c.page_size = page;
-      c.layout = page % 2 ? KvLayout::kHND : KvLayout::kNHD;
+      c.kv_layout = page % 2 ? KvLayout::kHND : KvLayout::kNHD;
       c.seq_lens = {0, 1, 257, 613};
       c.local_window = 200;
     });
   for (KvLayout layout : {KvLayout::kNHD, KvLayout::kHND})
     for (bool strided : {false, true})
       add(std::string("layout ") + std::string(to_string(layout)) + (strided ? " strided" : " contiguous"),
-          [&](DecodeCase& c) { c.layout = layout; c.strided = strided; c.q_seqlen = 3; });
+          [&](DecodeCase& c) { c.kv_layout = layout; c.strided = strided; c.q_seqlen = 3; });
   for (int qs = 1; qs <= 8; ++qs)
     add("q_seqlen " + std::to_string(qs), [&](DecodeCase& c) { c.q_seqlen = qs; c.group = 2; c.seq_lens = {qs, 9, 130}; });
   for (int group : {1, 2, 3, 5, 8, 16})
@@ -105,7 +88,7 @@ std::vector<DecodeCase> decode_check_matrix() {
     add(name + ", per-channel scales", [&](DecodeCase& c) { c.kv_quant = quant; c.q_seqlen = 2; });
     add(name + ", per-tensor scale", [&](DecodeCase& c) { c.kv_quant = quant; c.per_tensor_scale = true; });
     add(name + ", fp16 q, HND, strided", [&](DecodeCase& c) {
-      c.kv_quant = quant; c.dtype = DType::kFP16; c.layout = KvLayout::kHND; c.strided = true;
+      c.kv_quant = quant; c.dtype = DType::kFP16; c.kv_layout = KvLayout::kHND; c.strided = true;
     });
     add(name + ", head_dim 64, split", [&](DecodeCase& c) {
       c.kv_quant = quant; c.head_dim = 64; c.seq_lens = {0, 700, 2100}; c.local_window = 1000;
@@ -131,7 +114,7 @@ CaseResult run_decode_case(const DecodeCase& c, DLDevice where, uint64_t seed) {
 
   HostPagedDecode host;
   host.batch = batch; host.q_seqlen = Qs; host.num_q_heads = hq; host.num_kv_heads = hkv; host.head_dim = D;
-  host.page_size = P; host.layout = c.layout; host.local_window = c.local_window; host.global_window = c.global_window;
+  host.page_size = P; host.layout = c.kv_layout; host.local_window = c.local_window; host.global_window = c.global_window;
   host.max_pages_per_seq = max_pages;
   host.scale = 1.0 / std::sqrt(double(D));
   host.seq_lens = c.seq_lens;
@@ -154,7 +137,7 @@ CaseResult run_decode_case(const DecodeCase& c, DLDevice where, uint64_t seed) {
     host.k = random_values(cache_elems, c.dtype, rng);
     host.v = random_values(cache_elems, c.dtype, rng);
   } else {
-    const QuantizedLayout layout{c.kv_quant, c.per_tensor_scale, hkv, D, P, c.layout};
+    const QuantizedLayout layout{c.kv_quant, c.per_tensor_scale, hkv, D, P, c.kv_layout};
     k_quant = random_quantized_cache(cache_elems, layout, rng);
     v_quant = random_quantized_cache(cache_elems, layout, rng);
     host.k = k_quant.values;
@@ -180,12 +163,12 @@ CaseResult run_decode_case(const DecodeCase& c, DLDevice where, uint64_t seed) {
     q_t = c.strided ? make_tensor({batch, hq, D}, {hq * (D + pad) + pad, D + pad, 1}) : compact_tensor({batch, hq, D});
     out_t = compact_tensor({batch, hq, D});
   }
-  const std::vector<int64_t> cache_shape = c.layout == KvLayout::kNHD ? std::vector<int64_t>{host.num_pages, P, hkv, D}
+  const std::vector<int64_t> cache_shape = c.kv_layout == KvLayout::kNHD ? std::vector<int64_t>{host.num_pages, P, hkv, D}
                                                                          : std::vector<int64_t>{host.num_pages, hkv, P, D};
   StridedTensor k_t = compact_tensor(cache_shape), v_t = compact_tensor(cache_shape);
   if (c.strided) {
     const int64_t row = D + kv_pad;
-    const std::vector<int64_t> strides = c.layout == KvLayout::kNHD
+    const std::vector<int64_t> strides = c.kv_layout == KvLayout::kNHD
         ? std::vector<int64_t>{P * hkv * row + kv_pad, hkv * row, row, 1}
         : std::vector<int64_t>{hkv * P * row + kv_pad, P * row, row, 1};
     k_t = make_tensor(cache_shape, strides);
@@ -222,7 +205,7 @@ CaseResult run_decode_case(const DecodeCase& c, DLDevice where, uint64_t seed) {
   DecodeOptions options;
   options.local_window = c.local_window;
   options.global_window = c.global_window;
-  options.kv_layout = c.layout;
+  options.kv_layout = c.kv_layout;
   options.gqa = c.gqa;
   options.sink_logits = c.sink_logits ? &sink_view : nullptr;
   options.kv_quant = c.kv_quant;

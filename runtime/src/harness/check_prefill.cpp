@@ -19,23 +19,6 @@ namespace swajit {
 using namespace check_data;
 
 
-KernelSpec PrefillCase::spec() const {
-  KernelSpec s;
-  s.family = KernelFamily::kPrefill;
-  s.dtype = dtype;
-  s.head_dim = head_dim;
-  s.page_size = page_size;
-  s.kv_layout = page_size ? layout : KvLayout::kNHD;
-  s.group = group;
-  s.causal = causal;
-  s.local_window = local_window > 0;
-  s.global_window = global_window > 0;
-  s.sink_logits = sink_logits;
-  s.gqa = gqa;
-  s.kv_quant = kv_quant;
-  return s;
-}
-
 std::vector<PrefillCase> prefill_check_matrix() {
   std::vector<PrefillCase> cases;
   const auto add = [&](std::string name, auto&& edit) {
@@ -65,7 +48,7 @@ std::vector<PrefillCase> prefill_check_matrix() {
   add("fp16", [](PrefillCase& c) { c.dtype = DType::kFP16; });
   add("strided", [](PrefillCase& c) { c.strided = true; });
   add("paged NHD page 16", [](PrefillCase& c) { c.page_size = 16; });
-  add("paged HND page 7, strided", [](PrefillCase& c) { c.page_size = 7; c.layout = KvLayout::kHND; c.strided = true; });
+  add("paged HND page 7, strided", [](PrefillCase& c) { c.page_size = 7; c.kv_layout = KvLayout::kHND; c.strided = true; });
   add("paged page 1", [](PrefillCase& c) { c.page_size = 1; c.q_lens = {5, 40}; c.kv_lens = {9, 60}; });
   add("paged page 256, chunked", [](PrefillCase& c) { c.page_size = 256; c.q_lens = {100, 3}; c.kv_lens = {700, 260}; });
   add("paged page 100, head_dim 256, fp16", [](PrefillCase& c) { c.page_size = 100; c.head_dim = 256; c.dtype = DType::kFP16; });
@@ -82,7 +65,7 @@ std::vector<PrefillCase> prefill_check_matrix() {
   add("wgmma bm128 bn128 st3, one long sequence",
       [&](PrefillCase& c) { c.config = wgmma(128, 128, 3); c.q_lens = {1000}; c.kv_lens = {1000}; c.local_window = 300; });
   add("wgmma bm64 bn128, paged HND 7, strided",
-      [&](PrefillCase& c) { c.config = wgmma(64, 128, 2); c.page_size = 7; c.layout = KvLayout::kHND; c.strided = true; });
+      [&](PrefillCase& c) { c.config = wgmma(64, 128, 2); c.page_size = 7; c.kv_layout = KvLayout::kHND; c.strided = true; });
   add("wgmma bm64 bn32, head_dim 64, fp16", [&](PrefillCase& c) { c.config = wgmma(64, 32, 2); c.head_dim = 64; c.dtype = DType::kFP16; });
   add("wgmma bm64 bn64, head_dim 256, sinks, chunked",
       [&](PrefillCase& c) { c.config = wgmma(64, 64, 2); c.head_dim = 256; c.sink_logits = true; c.q_lens = {17, 130}; c.kv_lens = {300, 1000}; });
@@ -101,7 +84,7 @@ std::vector<PrefillCase> prefill_check_matrix() {
   add("wgmma ws2 bm128 bn128 st3, one long sequence",
       [&](PrefillCase& c) { c.config = ws(128, 128, 3, 2); c.q_lens = {1000}; c.kv_lens = {1000}; c.local_window = 300; });
   add("wgmma ws1 bm64 bn128, paged HND 7, strided",
-      [&](PrefillCase& c) { c.config = ws(64, 128, 2, 1); c.page_size = 7; c.layout = KvLayout::kHND; c.strided = true; });
+      [&](PrefillCase& c) { c.config = ws(64, 128, 2, 1); c.page_size = 7; c.kv_layout = KvLayout::kHND; c.strided = true; });
   add("wgmma ws2 bm64 bn32 st3, head_dim 64, fp16", [&](PrefillCase& c) { c.config = ws(64, 32, 3, 2); c.head_dim = 64; c.dtype = DType::kFP16; });
   add("wgmma ws2 bm64 bn64, head_dim 256, sinks, chunked",
       [&](PrefillCase& c) { c.config = ws(64, 64, 2, 2); c.head_dim = 256; c.sink_logits = true; c.q_lens = {17, 130}; c.kv_lens = {300, 1000}; });
@@ -140,7 +123,7 @@ std::vector<PrefillCase> prefill_check_matrix() {
     add_quantized("paged NHD page 16, mma.sync bm64 bn32 st3",
                   [](PrefillCase& c) { c.page_size = 16; c.config = PrefillConfig{64, 32, 3}; });
     add_quantized("paged HND page 7, strided, fp16 q",
-                  [](PrefillCase& c) { c.page_size = 7; c.layout = KvLayout::kHND; c.strided = true; c.dtype = DType::kFP16; });
+                  [](PrefillCase& c) { c.page_size = 7; c.kv_layout = KvLayout::kHND; c.strided = true; c.dtype = DType::kFP16; });
     add_quantized("head_dim 256, mma.sync bm64 bn32 mt2, per-tensor scale, group 8", [](PrefillCase& c) {
       c.head_dim = 256; c.config = PrefillConfig{64, 32, 2, 2}; c.per_tensor_scale = true; c.group = 8; c.num_kv_heads = 1;
     });
@@ -156,7 +139,7 @@ std::vector<PrefillCase> prefill_check_matrix() {
     });
     add_quantized("wgmma bm64 bn64, head_dim 64, fp16 q, group 8, paged HND page 13", [&](PrefillCase& c) {
       c.config = wgmma(64, 64, 2); c.head_dim = 64; c.dtype = DType::kFP16; c.group = 8; c.page_size = 13;
-      c.layout = KvLayout::kHND;
+      c.kv_layout = KvLayout::kHND;
     });
     add_quantized("wgmma bm64 bn64 st2, head_dim 256, paged NHD page 16, chunked, window 1 + sink 1", [&](PrefillCase& c) {
       c.config = wgmma(64, 64, 2); c.head_dim = 256; c.page_size = 16; c.q_lens = {17, 130}; c.kv_lens = {300, 1000};
@@ -239,7 +222,7 @@ CaseResult run_prefill_case(const PrefillCase& c, int device_ordinal, uint64_t s
   options.local_window = c.local_window;
   options.global_window = c.global_window;
   options.causal = c.causal;
-  options.kv_layout = c.layout;
+  options.kv_layout = c.kv_layout;
   options.gqa = c.gqa;
   options.sink_logits = c.sink_logits ? &sink_view : nullptr;
   options.config = c.config;
@@ -268,12 +251,12 @@ CaseResult run_prefill_case(const PrefillCase& c, int device_ordinal, uint64_t s
     std::vector<int> page_ids(num_pages);
     std::iota(page_ids.begin(), page_ids.end(), 0);
     std::shuffle(page_ids.begin(), page_ids.end(), rng);
-    const std::vector<int64_t> cache_shape = c.layout == KvLayout::kNHD ? std::vector<int64_t>{num_pages, P, hkv, D}
+    const std::vector<int64_t> cache_shape = c.kv_layout == KvLayout::kNHD ? std::vector<int64_t>{num_pages, P, hkv, D}
                                                                          : std::vector<int64_t>{num_pages, hkv, P, D};
     StridedTensor cache_t = compact_tensor(cache_shape);
     if (c.strided) {
       const int64_t row = D + kv_pad;
-      cache_t = make_tensor(cache_shape, c.layout == KvLayout::kNHD
+      cache_t = make_tensor(cache_shape, c.kv_layout == KvLayout::kNHD
                                              ? std::vector<int64_t>{P * hkv * row + kv_pad, hkv * row, row, 1}
                                              : std::vector<int64_t>{hkv * P * row + kv_pad, P * row, row, 1});
     }
@@ -288,7 +271,7 @@ CaseResult run_prefill_case(const PrefillCase& c, int device_ordinal, uint64_t s
         for (int j = 0; j < c.kv_lens[b]; ++j)
           for (int h = 0; h < hkv; ++h) {
             const int page = table[size_t(b) * max_pages + j / P], slot = j % P;
-            const size_t dst = c.layout == KvLayout::kNHD ? ((size_t(page) * P + slot) * hkv + h) * D
+            const size_t dst = c.kv_layout == KvLayout::kNHD ? ((size_t(page) * P + slot) * hkv + h) * D
                                                           : ((size_t(page) * hkv + h) * P + slot) * D;
             std::copy_n(&contiguous[(size_t(host.cu_seqlens_k[b] + j) * hkv + h) * D], D, &paged[dst]);
           }

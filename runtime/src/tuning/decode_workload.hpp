@@ -54,7 +54,6 @@ class DecodeWorkload {
   int replicas() const { return replicas_; }
   double kv_bytes() const { return kv_bytes_; }     // K/V bytes one call must read (window + sinks)
   double qo_bytes() const { return qo_bytes_; }     // q read + out written
-  KernelSpec spec() const;
 
   // One call on replica r; `config` / `cpu_config` force a config (else the runtime chooses, by `policy`).
   void run(int replica, const std::optional<DecodeConfig>& config, TuningPolicy policy = TuningPolicy::kDefault,

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <map>
+#include <mutex>
 #include <thread>
 
 #include "reference.hpp"
@@ -15,6 +17,7 @@
 #include "kernel_cache.hpp"
 #include "nvrtc_compiler.hpp"
 #include "swajit/error.hpp"
+#include "swajit/version.hpp"
 #include "tuning_store.hpp"
 
 namespace swajit {
@@ -24,7 +27,7 @@ constexpr int kBlockNs[] = {32, 64, 128};
 constexpr int kWarpsNs[] = {1, 2, 4};
 constexpr int kStages[] = {2, 3, 4};
 constexpr int kMaxWavesOfSplits = 4;  // more split blocks than this many waves only add merge work
-constexpr const char* kToolVersion = "swajit 0.1.0";
+constexpr const char* kToolVersion = "swajit " SWAJIT_VERSION;
 
 // What happened to one compile config (tile, warps, stages) when built for the device.
 struct BuildOutcome {
@@ -141,10 +144,10 @@ Selection<Config> select_winner(const std::vector<Config>& space, const std::vec
 }
 
 // Stores the trials and the winner (a fresh measurement on this machine supersedes older rows).
-void store_tuning(const DeviceInfo& device, const TuningKey& key, const std::vector<db::TrialRecord>& trials,
+void store_tuning(const db::DeviceRecord& device, const TuningKey& key, const std::vector<db::TrialRecord>& trials,
                   const nlohmann::json& winner, double winner_us, int samples, const std::string& origin) {
   TuningStore::instance().with_db([&](db::TuningDb& db) {
-    db.upsert_device(device_record(device, nvrtc::version()));
+    db.upsert_device(device);
     for (const auto& t : trials) db.add_trial(t);
     db::WinnerRecord w;
     w.device_sku = key.sku;
@@ -161,6 +164,67 @@ void store_tuning(const DeviceInfo& device, const TuningKey& key, const std::vec
 }
 
 }  // namespace
+
+DecodeShape shape_of(const DecodeProblem& p) {
+  DecodeShape s;
+  s.batch = p.batch;
+  s.kv_len = p.max_kv_len;
+  s.q_seqlen = p.spec.q_seqlen;
+  s.num_q_heads = p.num_q_heads;
+  s.num_kv_heads = p.num_kv_heads;
+  s.head_dim = p.spec.head_dim;
+  s.page_size = p.spec.page_size;
+  s.dtype = p.spec.dtype;
+  s.kv_quant = p.spec.kv_quant;
+  s.local_window = p.params.local_window;
+  s.global_window = p.params.global_window;
+  s.sink_logits = p.spec.sink_logits;
+  return s;
+}
+
+PrefillShape shape_of(const PrefillProblem& p) {
+  PrefillShape s;
+  s.batch = p.batch;
+  s.seq_len = p.max_q_len;
+  s.num_q_heads = p.num_q_heads;
+  s.num_kv_heads = p.num_kv_heads;
+  s.head_dim = p.spec.head_dim;
+  s.dtype = p.spec.dtype;
+  s.kv_quant = p.spec.kv_quant;
+  s.local_window = p.params.local_window;
+  s.global_window = p.params.global_window;
+  return s;
+}
+
+nlohmann::json tune_on_miss(const std::string& tuned_key, const std::function<std::optional<nlohmann::json>()>& lookup,
+                            const std::function<nlohmann::json(CUstream)>& tune) {
+  static std::mutex mutex;
+  static std::map<std::string, std::shared_future<nlohmann::json>> in_flight;
+  std::promise<nlohmann::json> promise;
+  std::shared_future<nlohmann::json> result;
+  bool runs_here = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = in_flight.find(tuned_key);
+    runs_here = it == in_flight.end();
+    result = runs_here ? in_flight.emplace(tuned_key, promise.get_future().share()).first->second : it->second;
+  }
+  if (runs_here) {
+    try {
+      std::optional<nlohmann::json> stored = lookup();
+      if (!stored) {
+        cuda::ScopedStream stream;
+        stored = tune(stream.get());
+      }
+      promise.set_value(*stored);
+    } catch (...) {
+      promise.set_exception(std::current_exception());
+    }
+    std::lock_guard<std::mutex> lock(mutex);
+    in_flight.erase(tuned_key);  // later misses find the winner in the database (or, after an error, try again)
+  }
+  return result.get();
+}
 
 std::vector<DecodeConfig> decode_config_space(const KernelSpec& spec, int max_splits) {
   std::vector<DecodeConfig> space;
@@ -179,14 +243,15 @@ std::vector<DecodeConfig> decode_config_space(const KernelSpec& spec, int max_sp
   return space;
 }
 
-TuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& device, CUstream stream, const TuneOptions& o) {
+DecodeTuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& device, CUstream stream, const TuneOptions& o) {
   const auto start = std::chrono::steady_clock::now();
   DecodeWorkload workload(shape, DLDevice{kDLCUDA, device.ordinal}, stream);
   const DecodeProblem problem = workload.problem(0);
   CUcontext context;
   cuda::check(cuda::driver().cuCtxGetCurrent(&context), "cuCtxGetCurrent");
 
-  TuneReport report;
+  DecodeTuneReport report;
+  report.sku = device.sku();
   report.spec_key = problem.spec.key();
   report.bucket = bucket_of(problem).key();
   DecodeOptions heuristic_only;
@@ -225,7 +290,8 @@ TuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& device,
   report.best = s.best;
   report.best_us = s.best_us;
   report.heuristic_us = s.heuristic_us;
-  store_tuning(device, key, s.trials, config_to_json(report.best), report.best_us, report.samples, o.origin);
+  store_tuning(device_record(device, nvrtc::version()), key, s.trials, config_to_json(report.best), report.best_us,
+               report.samples, o.origin);
   return report;
 }
 
@@ -291,6 +357,7 @@ PrefillTuneReport tune_prefill_shape(const PrefillShape& shape, const DeviceInfo
   CUcontext context;
   cuda::check(cuda::driver().cuCtxGetCurrent(&context), "cuCtxGetCurrent");
   PrefillTuneReport report;
+  report.sku = device.sku();
   report.spec_key = problem.spec.key();
   report.bucket = prefill_bucket_key(problem.batch, problem.max_q_len, problem.params.local_window);
   report.heuristic = heuristic_prefill_config(problem.spec, device);
@@ -312,20 +379,21 @@ PrefillTuneReport tune_prefill_shape(const PrefillShape& shape, const DeviceInfo
   static_cast<TuneCounts&>(report) = s.counts;
   report.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   report.best = s.best;
-  report.best_ms = s.best_us * 1e-3;
-  report.heuristic_ms = s.heuristic_us * 1e-3;
-  store_tuning(device, key, s.trials, prefill_config_to_json(report.best), s.best_us, report.samples, o.origin);
+  report.best_us = s.best_us;
+  report.heuristic_us = s.heuristic_us;
+  store_tuning(device_record(device, nvrtc::version()), key, s.trials, prefill_config_to_json(report.best), s.best_us,
+               report.samples, o.origin);
   return report;
 }
 
 #ifdef SWAJIT_HAVE_CPU_BACKEND
-CpuTuneReport tune_cpu_decode_shape(const DecodeShape& shape, const TuneOptions& o) {
+CpuDecodeTuneReport tune_cpu_decode_shape(const DecodeShape& shape, const TuneOptions& o) {
   constexpr int kCpuBlockNs[] = {16, 32, 64, 128};
   constexpr int kMaxCpuSplits = 16;
   const auto start = std::chrono::steady_clock::now();
   DecodeWorkload workload(shape, DLDevice{kDLCPU, 0}, nullptr);
   const DecodeProblem problem = workload.problem(0);
-  CpuTuneReport report;
+  CpuDecodeTuneReport report;
   report.spec_key = problem.spec.key();
   report.bucket = bucket_of(problem).key();
   report.sku = cpu::host_cpu().identity();
@@ -334,75 +402,38 @@ CpuTuneReport tune_cpu_decode_shape(const DecodeShape& shape, const TuneOptions&
   for (int block_n : kCpuBlockNs)
     for (int splits = 1; splits <= kMaxCpuSplits; splits *= 2) space.push_back({block_n, splits, report.heuristic.threads});
   if (std::find(space.begin(), space.end(), report.heuristic) == space.end()) space.push_back(report.heuristic);
-  report.candidates = int(space.size());
 
-  struct Timed {
-    CpuDecodeConfig config;
-    double us;
-  };
-  std::vector<Timed> timed;
-  std::vector<db::TrialRecord> trials;
-  const double tolerance = tolerance_for(shape.dtype);
+  // Clang compiles one candidate at a time: the machine's threads run the timed kernels.
+  std::vector<BuildOutcome> outcomes;
   for (const auto& c : space) {
-    db::TrialRecord trial;
-    trial.device_sku = report.sku;
-    trial.spec_key = report.spec_key;
-    trial.bucket = report.bucket;
-    trial.config = cpu_config_to_json(c);
     try {
-      workload.run(0, std::nullopt, TuningPolicy::kHeuristic, c);
-      const double err = workload.relative_error(0);
-      if (!(err <= tolerance)) {
-        trial.status = db::TrialStatus::kRejectedWrong;
-        trial.detail = "relative error " + std::to_string(err) + " > " + std::to_string(tolerance);
-        ++report.rejected_wrong;
-      } else {
-        trial.time_us = workload.time_cpu_us(c, o.quick_reps);
-        timed.push_back({c, *trial.time_us});
-      }
+      cpu_decode_kernel(problem.spec, c);
+      outcomes.push_back({});
     } catch (const Error& e) {
-      trial.status = db::TrialStatus::kCompileFailed;
-      trial.detail = e.what();
-      ++report.compile_failed;
+      outcomes.push_back({db::TrialStatus::kCompileFailed, e.what()});
     }
-    trials.push_back(std::move(trial));
   }
-  report.timed = int(timed.size());
-  if (timed.empty()) throw Error(ErrorCode::kUnsupported, "no CPU config of " + report.spec_key + " ran correctly");
-  std::sort(timed.begin(), timed.end(), [](const Timed& a, const Timed& b) { return a.us < b.us; });
-  timed.resize(std::min<size_t>(timed.size(), o.finalists));
-  if (std::none_of(timed.begin(), timed.end(), [&](const Timed& t) { return t.config == report.heuristic; }))
-    timed.push_back({report.heuristic, 0});
-  for (auto& t : timed) {
-    t.us = workload.time_cpu_us(t.config, o.final_reps);
-    if (t.config == report.heuristic) report.heuristic_us = t.us;
-  }
-  const Timed& best = *std::min_element(timed.begin(), timed.end(), [](const Timed& a, const Timed& b) { return a.us < b.us; });
-  report.best = best.config;
-  report.best_us = best.us;
+  const TuningKey key{report.sku, report.spec_key, report.bucket};
+  const Selection<CpuDecodeConfig> s = select_winner(
+      space, outcomes, report.heuristic, key, tolerance_for(shape.dtype), o, cpu_config_to_json,
+      [&](const CpuDecodeConfig& c) {
+        workload.run(0, std::nullopt, TuningPolicy::kHeuristic, c);
+        return workload.relative_error(0);
+      },
+      [&](const CpuDecodeConfig& c, int reps) { return workload.time_cpu_us(c, reps); });
+  static_cast<TuneCounts&>(report) = s.counts;
   report.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  report.best = s.best;
+  report.best_us = s.best_us;
+  report.heuristic_us = s.heuristic_us;
 
-  TuningStore::instance().with_db([&](db::TuningDb& db) {
-    db::DeviceRecord device;
-    device.sku = report.sku;
-    device.name = cpu::host_cpu().model_name;
-    device.backend = "cpu";
-    device.compiler_version = cpu::clang_version();
-    device.extra = {{"cpu", cpu::host_cpu().cpu_name}, {"features", cpu::host_cpu().features}, {"threads", hardware_threads()}};
-    db.upsert_device(device);
-    for (const auto& t : trials) db.add_trial(t);
-    db::WinnerRecord w;
-    w.device_sku = report.sku;
-    w.spec_key = report.spec_key;
-    w.bucket = report.bucket;
-    w.config = cpu_config_to_json(report.best);
-    w.time_us = report.best_us;
-    w.samples = o.final_reps;
-    w.tool_version = kToolVersion;
-    w.origin = o.origin;
-    db.put_winner(w, db::WinnerPolicy::kReplace);
-  });
-  TuningStore::instance().forget_cached_winners();
+  db::DeviceRecord host;
+  host.sku = report.sku;
+  host.name = cpu::host_cpu().model_name;
+  host.backend = "cpu";
+  host.compiler_version = cpu::clang_version();
+  host.extra = {{"cpu", cpu::host_cpu().cpu_name}, {"features", cpu::host_cpu().features}, {"threads", hardware_threads()}};
+  store_tuning(host, key, s.trials, cpu_config_to_json(report.best), report.best_us, report.samples, o.origin);
   return report;
 }
 #endif

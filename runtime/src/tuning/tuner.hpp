@@ -1,9 +1,13 @@
-// The autotuner of the paged decode family: its config space, pruning by the device's own limits, verification
-// against the reference, timing as the benchmark times, and the record it leaves in the tuning database.
+// The autotuners of the paged decode (CUDA and CPU) and prefill (CUDA) families: their config spaces, pruning by the
+// device's own limits, verification against the reference, timing as the benchmarks time, and the record each run
+// leaves in the tuning database.
 #pragma once
 #include <cuda.h>
 
 #include <functional>
+#include <optional>
+
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -11,6 +15,7 @@
 #include "prefill_workload.hpp"
 #include "swajit/device.hpp"
 #include "swajit/spec.hpp"
+#include "tuning_store.hpp"
 
 namespace swajit {
 
@@ -37,39 +42,60 @@ struct TuneCounts {
   double wall_s = 0;
 };
 
+// What one tuning run found, whatever the family; times in microseconds.
+template <class Config>
 struct TuneReport : TuneCounts {
-  std::string spec_key, bucket;
-  DecodeConfig best, heuristic;
+  std::string sku, spec_key, bucket;
+  Config best{}, heuristic{};
   double best_us = 0, heuristic_us = 0;
 };
+using DecodeTuneReport = TuneReport<DecodeConfig>;
+using PrefillTuneReport = TuneReport<PrefillConfig>;
+using CpuDecodeTuneReport = TuneReport<CpuDecodeConfig>;
 
 // Tunes one shape on `device` (its context current) and, when the database is available, stores the trials and the
 // winner. The heuristic config is always a candidate, so the winner is never slower than it in the final round.
-TuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& device, CUstream stream, const TuneOptions& options);
+DecodeTuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& device, CUstream stream, const TuneOptions& options);
 
 // The prefill family: tiles, stages, row tiles per warp, mma.sync or (on sm_90a) wgmma, blocks per SM.
 std::vector<PrefillConfig> prefill_config_space(const KernelSpec& spec, bool wgmma_available);
 
-struct PrefillTuneReport : TuneCounts {
-  std::string spec_key, bucket;
-  PrefillConfig best, heuristic;
-  double best_ms = 0, heuristic_ms = 0;
-};
 // Tunes one prefill shape on `device` (its context current) like tune_decode_shape: candidates pruned by shared
 // memory, spills and occupancy read from the compiled kernels, sampled rows verified against the reference,
 // finalists re-timed with the heuristic; trials and the winner stored per (SKU, spec, bucket).
 PrefillTuneReport tune_prefill_shape(const PrefillShape& shape, const DeviceInfo& device, CUstream stream,
                                      const TuneOptions& options);
 
-struct CpuTuneReport {
-  std::string spec_key, bucket, sku;
-  CpuDecodeConfig best, heuristic;
-  double best_us = 0, heuristic_us = 0;
-  int candidates = 0, timed = 0, rejected_wrong = 0, compile_failed = 0;
-  double wall_s = 0;
-};
 // The same for the CPU backend: tile and split candidates at the machine's thread count, verified against the
 // reference, timed by wall clock, stored under the host CPU's identity.
-CpuTuneReport tune_cpu_decode_shape(const DecodeShape& shape, const TuneOptions& options);
+CpuDecodeTuneReport tune_cpu_decode_shape(const DecodeShape& shape, const TuneOptions& options);
+
+// The synthetic shapes the tuner times for a call: decode as is; prefill as a batch of equal sequences of the call's
+// longest query run.
+DecodeShape shape_of(const DecodeProblem& problem);
+PrefillShape shape_of(const PrefillProblem& problem);
+
+// Tune-on-miss, the one implementation for every family. `tuned_key` names what is missing (SKU, spec key, bucket).
+// The first thread to miss a key asks `lookup` once more (a run that just ended may have stored the winner), else runs
+// `tune` on a stream of its own, destroyed however `tune` ends; threads missing the same key meanwhile wait for that
+// run and share its winner (config JSON) or its error, so a key is tuned once however many threads miss it.
+nlohmann::json tune_on_miss(const std::string& tuned_key, const std::function<std::optional<nlohmann::json>()>& lookup,
+                            const std::function<nlohmann::json(CUstream)>& tune);
+
+// A call's tuned config: the database's winner for (sku, spec, bucket), else, when `may_tune`, the winner of
+// `tune(stream)` run through tune_on_miss; nullopt when there is none.
+template <class Config, class Tune>
+std::optional<Config> tuned_config(const std::string& sku, const std::string& spec_key, const std::string& bucket,
+                                   bool may_tune, Tune tune) {
+  using Record = ConfigRecord<Config>;
+  if (std::optional<Config> stored = Record::winner(sku, spec_key, bucket)) return stored;
+  if (!may_tune) return std::nullopt;
+  const auto lookup = [&]() -> std::optional<nlohmann::json> {
+    if (std::optional<Config> stored = Record::winner(sku, spec_key, bucket)) return Record::to_json(*stored);
+    return std::nullopt;
+  };
+  return Record::from_json(tune_on_miss(sku + " " + spec_key + " " + bucket, lookup,
+                                        [&](CUstream stream) { return Record::to_json(tune(stream)); }));
+}
 
 }  // namespace swajit

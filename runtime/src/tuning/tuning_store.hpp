@@ -62,6 +62,34 @@ class TuningStore {
   State& state();
 };
 
+// How each family's config is stored: its JSON form and its winner lookup (used by the generic tuning paths).
+template <class Config>
+struct ConfigRecord;
+template <>
+struct ConfigRecord<DecodeConfig> {
+  static nlohmann::json to_json(const DecodeConfig& c) { return config_to_json(c); }
+  static DecodeConfig from_json(const nlohmann::json& j) { return config_from_json(j); }
+  static std::optional<DecodeConfig> winner(const std::string& sku, const std::string& spec_key, const std::string& bucket) {
+    return TuningStore::instance().winner(sku, spec_key, bucket);
+  }
+};
+template <>
+struct ConfigRecord<PrefillConfig> {
+  static nlohmann::json to_json(const PrefillConfig& c) { return prefill_config_to_json(c); }
+  static PrefillConfig from_json(const nlohmann::json& j) { return prefill_config_from_json(j); }
+  static std::optional<PrefillConfig> winner(const std::string& sku, const std::string& spec_key, const std::string& bucket) {
+    return TuningStore::instance().prefill_winner(sku, spec_key, bucket);
+  }
+};
+template <>
+struct ConfigRecord<CpuDecodeConfig> {
+  static nlohmann::json to_json(const CpuDecodeConfig& c) { return cpu_config_to_json(c); }
+  static CpuDecodeConfig from_json(const nlohmann::json& j) { return cpu_config_from_json(j); }
+  static std::optional<CpuDecodeConfig> winner(const std::string& sku, const std::string& spec_key, const std::string& bucket) {
+    return TuningStore::instance().cpu_winner(sku, spec_key, bucket);
+  }
+};
+
 }  // namespace swajit
 
 #include "tuning_store_impl.hpp"
