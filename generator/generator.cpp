@@ -106,10 +106,10 @@ std::string section(std::string_view name) {
 
 }  // namespace
 
-GeneratedKernel generate_cuda(const KernelSpec& spec, const DecodeConfig& config) {
+GeneratedKernel generate_paged_decode_cuda(const KernelSpec& spec, const DecodeConfig& config) {
   spec.validate();
   if (spec.family != KernelFamily::kPagedDecode)
-    throw Error(ErrorCode::kInvalidArgument, "generate_cuda needs a paged_decode spec, got " + spec.key());
+    throw Error(ErrorCode::kInvalidArgument, "generate_paged_decode_cuda needs a paged_decode spec, got " + spec.key());
   config.validate(spec);
   const DecodeGeometry g = decode_geometry(spec, config);
   GeneratedKernel out;
@@ -256,7 +256,7 @@ int cpu_scratch_floats(const KernelSpec& spec, const CpuDecodeConfig& config) {
   return 2 * rows * spec.head_dim + 2 * config.block_n * spec.head_dim + rows * config.block_n + 2 * rows;
 }
 
-GeneratedKernel generate_cpu(const KernelSpec& spec, const CpuDecodeConfig& config) {
+GeneratedKernel generate_paged_decode_cpu(const KernelSpec& spec, const CpuDecodeConfig& config) {
   spec.validate();
   if (spec.family != KernelFamily::kPagedDecode)
     throw Error(ErrorCode::kUnsupported, "the CPU backend has the paged_decode family only, got " + spec.key());

@@ -312,21 +312,10 @@ void CpuDecodeConfig::validate(const KernelSpec&) const {
 
 namespace {
 KernelSpec spec_of_call(KernelFamily family, const AttentionCall& call) {
-  KernelSpec s;
-  s.family = family;
-  s.dtype = call.dtype;
-  s.head_dim = call.head_dim;
-  s.page_size = call.page_size;
-  s.kv_layout = call.kv_layout;
-  s.q_seqlen = call.q_seqlen;
-  s.causal = call.causal;
-  s.group = call.group;
-  s.local_window = call.local_window > 0;
-  s.global_window = call.global_window > 0;
-  s.sink_logits = call.sink_logits;
-  s.gqa = call.gqa;
-  s.kv_quant = call.kv_quant;
-  return s;
+  return KernelSpec{.family = family, .dtype = call.dtype, .head_dim = call.head_dim, .page_size = call.page_size,
+                    .kv_layout = call.kv_layout, .q_seqlen = call.q_seqlen, .causal = call.causal, .group = call.group,
+                    .local_window = call.local_window > 0, .global_window = call.global_window > 0,
+                    .sink_logits = call.sink_logits, .gqa = call.gqa, .kv_quant = call.kv_quant};
 }
 }  // namespace
 

@@ -294,12 +294,12 @@ TEST_CASE("tuning a shape stores a verified winner the runtime then uses, never 
   fresh.batch = 3;
   DecodeWorkload miss(fresh, DLDevice{kDLCUDA, device.ordinal}, stream);
   const DecodeProblem miss_problem = miss.problem(0);
-  const std::string fresh_bucket = bucket_of(miss_problem).key();
-  CHECK_FALSE(TuningStore::instance().winner(device.sku(), miss_problem.spec.key(), fresh_bucket));
+  const std::string fresh_bucket = decode_bucket_of(miss_problem).key();
+  CHECK_FALSE(TuningStore::instance().decode_winner(device.sku(), miss_problem.spec.key(), fresh_bucket));
   DecodeOptions tune_on_miss;
   tune_on_miss.tuning = TuningPolicy::kTuneOnMiss;
   CHECK(plan_decode(miss_problem, tune_on_miss, device, scope.context(), stream).origin == DecodePlan::Origin::kTuned);
-  CHECK(TuningStore::instance().winner(device.sku(), miss_problem.spec.key(), fresh_bucket).has_value());
+  CHECK(TuningStore::instance().decode_winner(device.sku(), miss_problem.spec.key(), fresh_bucket).has_value());
   miss.run(0, std::nullopt);
   CHECK(miss.relative_error(0) <= tolerance_for(fresh.dtype));
 }

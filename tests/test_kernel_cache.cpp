@@ -44,8 +44,8 @@ TEST_CASE("look up: a kernel is named by its spec key, config key and arch") {
 }
 
 TEST_CASE("generate: the same name always gives the same source") {
-  const GeneratedKernel a = generate_cuda(small_decode_spec(), kConfig);
-  const GeneratedKernel b = generate_cuda(small_decode_spec(), kConfig);
+  const GeneratedKernel a = generate_paged_decode_cuda(small_decode_spec(), kConfig);
+  const GeneratedKernel b = generate_paged_decode_cuda(small_decode_spec(), kConfig);
   CHECK(a.source == b.source);
   CHECK(a.source.find(a.kernel_symbol) != std::string::npos);
   CHECK_FALSE(a.merge_symbol.empty());  // decode has a split-KV merge pass
@@ -58,7 +58,7 @@ TEST_CASE("compile: NVRTC once, then the cubin from the tuning database") {
     return;
   }
   set_tuning_db_path(temp_db().string());
-  const GeneratedKernel generated = generate_cuda(small_decode_spec(), kConfig);
+  const GeneratedKernel generated = generate_paged_decode_cuda(small_decode_spec(), kConfig);
   const std::string hash = stages::binary_hash(generated, "sm_80");
   CHECK(hash.size() == 16);
   CHECK(stages::binary_hash(generated, "sm_90a") != hash);  // the arch is part of the binary's identity
@@ -84,7 +84,7 @@ TEST_CASE("compile: NVRTC once, then the cubin from the tuning database") {
 TEST_CASE("load and configure: functions found, attributes set, registers read back (GPU)") {
   std::string why;
   const auto devices = cuda_devices(&why);
-  const GeneratedKernel generated = generate_cuda(small_decode_spec(), kConfig);
+  const GeneratedKernel generated = generate_paged_decode_cuda(small_decode_spec(), kConfig);
   LoadedKernel kernel;
   if (devices.empty()) {
     MESSAGE("no GPU (" << why << "): load must fail with kNoDevice");

@@ -27,7 +27,7 @@ TEST_CASE("generated paged decode kernels compile for sm_90a and sm_80") {
     KernelSpec s;
     s.dtype = c.dtype; s.head_dim = c.d; s.page_size = c.page; s.q_seqlen = c.qs; s.group = c.group;
     s.local_window = c.local; s.global_window = c.global; s.sink_logits = c.sinks; s.gqa = c.gqa;
-    const GeneratedKernel k = generate_cuda(s, c.config);
+    const GeneratedKernel k = generate_paged_decode_cuda(s, c.config);
     for (const char* arch : {"sm_90a", "sm_80"}) {
       INFO(k.cache_key << " for " << arch);
       const nvrtc::CompiledCubin cubin = nvrtc::compile(k.source, k.cache_key + ".cu", arch);
@@ -69,7 +69,7 @@ TEST_CASE("8-bit KV kernels compile for sm_90a and sm_80: prefill (wgmma and mma
   };
   std::vector<GeneratedKernel> kernels;
   for (const Case& c : prefill_cases) kernels.push_back(generate_prefill_cuda(KernelSpec::from_key(c.key), c.config));
-  kernels.push_back(generate_cuda(KernelSpec::from_key("paged_decode_fp16_d128_p16_hnd_q2_g4_local_kvfp8"), DecodeConfig{}));
+  kernels.push_back(generate_paged_decode_cuda(KernelSpec::from_key("paged_decode_fp16_d128_p16_hnd_q2_g4_local_kvfp8"), DecodeConfig{}));
   for (const GeneratedKernel& k : kernels)
     for (const char* arch : {"sm_90a", "sm_80"}) {
       INFO(k.cache_key << " for " << arch);

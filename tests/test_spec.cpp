@@ -95,8 +95,8 @@ TEST_CASE("launch geometry") {
 TEST_CASE("generated source is deterministic, self-contained and names its spec") {
   KernelSpec s;
   s.q_seqlen = 4; s.group = 4; s.local_window = true; s.global_window = true;
-  const GeneratedKernel a = generate_cuda(s, DecodeConfig{});
-  const GeneratedKernel b = generate_cuda(s, DecodeConfig{});
+  const GeneratedKernel a = generate_paged_decode_cuda(s, DecodeConfig{});
+  const GeneratedKernel b = generate_paged_decode_cuda(s, DecodeConfig{});
   CHECK(a.source == b.source);
   CHECK(a.kernel_symbol == "swajit_paged_decode_bf16_d128_p16_nhd_q4_g4_local_global__bn64_wn4_st3");
   CHECK(a.merge_symbol == a.kernel_symbol + "_merge");
@@ -105,7 +105,7 @@ TEST_CASE("generated source is deterministic, self-contained and names its spec"
   CHECK(a.source.find("constexpr int kGroup = 4;") != std::string::npos);
   CHECK(a.source.find("constexpr bool kLocalWindow = true;") != std::string::npos);
   s.local_window = false;
-  CHECK(generate_cuda(s, DecodeConfig{}).source != a.source);
+  CHECK(generate_paged_decode_cuda(s, DecodeConfig{}).source != a.source);
   CHECK(code_of([] { template_text("nope.cuh"); }) == ErrorCode::kInvalidArgument);
 }
 

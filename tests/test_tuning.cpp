@@ -32,9 +32,9 @@ TEST_CASE("shape buckets round batch and visible KV up to powers of two") {
 
 TEST_CASE("configs round-trip through JSON; bad JSON names the field") {
   const DecodeConfig c{128, 2, 4, 16};
-  CHECK(config_from_json(config_to_json(c)) == c);
+  CHECK(decode_config_from_json(decode_config_to_json(c)) == c);
   try {
-    config_from_json(nlohmann::json{{"block_n", 64}, {"warps_n", 4}, {"stages", "3"}, {"num_splits", 1}});
+    decode_config_from_json(nlohmann::json{{"block_n", 64}, {"warps_n", 4}, {"stages", "3"}, {"num_splits", 1}});
     FAIL("accepted a string stage count");
   } catch (const Error& e) {
     CHECK(std::string(e.what()).find("'stages'") != std::string::npos);
@@ -97,7 +97,7 @@ TEST_CASE("the runtime finds tuned configs by (SKU, spec, bucket) and ignores fo
     w.device_sku = device.sku;
     w.spec_key = "paged_decode_bf16_d128_p16_nhd_q1_g4_local";
     w.bucket = "b32_kv4096";
-    w.config = config_to_json(DecodeConfig{32, 2, 3, 8});
+    w.config = decode_config_to_json(DecodeConfig{32, 2, 3, 8});
     w.time_us = 10;
     db.put_winner(w);
     w.bucket = "b64_kv4096";
@@ -107,11 +107,11 @@ TEST_CASE("the runtime finds tuned configs by (SKU, spec, bucket) and ignores fo
   TuningStore& store = TuningStore::instance();
   store.set_path(path);
   REQUIRE(store.available());
-  const auto hit = store.winner("Test GPU sm_90 x132", "paged_decode_bf16_d128_p16_nhd_q1_g4_local", "b32_kv4096");
+  const auto hit = store.decode_winner("Test GPU sm_90 x132", "paged_decode_bf16_d128_p16_nhd_q1_g4_local", "b32_kv4096");
   REQUIRE(hit.has_value());
   CHECK(*hit == DecodeConfig{32, 2, 3, 8});
-  CHECK_FALSE(store.winner("Other GPU sm_80 x108", "paged_decode_bf16_d128_p16_nhd_q1_g4_local", "b32_kv4096"));
-  CHECK_FALSE(store.winner("Test GPU sm_90 x132", "paged_decode_bf16_d128_p16_nhd_q1_g4_local", "b64_kv4096"));
+  CHECK_FALSE(store.decode_winner("Other GPU sm_80 x108", "paged_decode_bf16_d128_p16_nhd_q1_g4_local", "b32_kv4096"));
+  CHECK_FALSE(store.decode_winner("Test GPU sm_90 x132", "paged_decode_bf16_d128_p16_nhd_q1_g4_local", "b64_kv4096"));
   store.put_binary("abc123", "sm_90a", 13000, 13000, {'\x7f', 'E', 'L', 'F'});
   CHECK(store.binary("abc123", 13000).value() == std::vector<char>{'\x7f', 'E', 'L', 'F'});
   CHECK_FALSE(store.binary("abc123", 12080));  // made under another driver: rebuilt, never used blindly

@@ -50,7 +50,7 @@ int cmd_gen(const SpecFlags& spec_flags, const ConfigFlags& config_flags, const 
   if (device_text == "cpu") {  // the C++ the CPU backend compiles in process (tile and splits from the flags)
     CpuDecodeConfig cpu;
     if (config_flags.block_n) cpu.block_n = *config_flags.block_n;
-    std::cout << generate_cpu(spec, cpu).source;
+    std::cout << generate_paged_decode_cpu(spec, cpu).source;
     return 0;
   }
   const auto devices = cuda_devices();
@@ -63,7 +63,7 @@ int cmd_gen(const SpecFlags& spec_flags, const ConfigFlags& config_flags, const 
   constexpr int kNoLimit = std::numeric_limits<int>::max();
   const DecodeConfig heuristic = devices.empty() ? heuristic_decode_config(spec, kNoLimit, kNoLimit)
                                                  : heuristic_decode_config(spec, devices.front());
-  const GeneratedKernel kernel = generate_cuda(spec, config_flags.apply(heuristic));
+  const GeneratedKernel kernel = generate_paged_decode_cuda(spec, config_flags.apply(heuristic));
   std::cout << kernel.source;
   return 0;
 }

@@ -346,14 +346,14 @@ int run_load_bench(DLDevice where) {
     bool from_database = false;
     if (on_cpu) {
 #ifdef SWAJIT_HAVE_CPU_BACKEND
-      from_database = cpu_decode_kernel(KernelSpec::from_key(w.spec_key), cpu_config_from_json(w.config)).from_database;
+      from_database = cpu_decode_kernel(KernelSpec::from_key(w.spec_key), cpu_decode_config_from_json(w.config)).from_database;
 #endif
     } else {
       const KernelSpec spec = KernelSpec::from_key(w.spec_key);
       const DeviceInfo& device = cuda_device(where.device_id);
       from_database = spec.family == KernelFamily::kPrefill
                           ? prefill_kernel(spec, prefill_config_from_json(w.config), device, scope->context()).from_database
-                          : decode_kernel(spec, config_from_json(w.config), device, scope->context()).from_database;
+                          : decode_kernel(spec, decode_config_from_json(w.config), device, scope->context()).from_database;
     }
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     (from_database ? load_ms : compile_ms).push_back(ms);

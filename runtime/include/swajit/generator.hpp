@@ -28,7 +28,7 @@ struct GeneratedKernel {
   std::string merge_symbol;   // extern "C" name of the split-KV merge kernel
   std::string cache_key;      // spec key + "__" + config compile key
 };
-GeneratedKernel generate_cuda(const KernelSpec& spec, const DecodeConfig& config);
+GeneratedKernel generate_paged_decode_cuda(const KernelSpec& spec, const DecodeConfig& config);
 
 // Launch geometry of one prefill specialization, written into the source as constants like DecodeGeometry.
 struct PrefillGeometry {
@@ -47,7 +47,7 @@ GeneratedKernel generate_prefill_cuda(const KernelSpec& spec, const PrefillConfi
 // Scratch each CPU worker thread needs for one work item of (spec, config), in floats.
 int cpu_scratch_floats(const KernelSpec& spec, const CpuDecodeConfig& config);
 // The CPU kernel's C++ source (compiled in process by Clang); symbols as for CUDA, with a "swajit_cpu_" prefix.
-GeneratedKernel generate_cpu(const KernelSpec& spec, const CpuDecodeConfig& config);
+GeneratedKernel generate_paged_decode_cpu(const KernelSpec& spec, const CpuDecodeConfig& config);
 
 // Embedded template text by file name (e.g. "paged_decode.cuh"); throws kInvalidArgument for an unknown name.
 std::string_view template_text(std::string_view name);

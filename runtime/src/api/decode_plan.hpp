@@ -20,7 +20,7 @@ struct DecodePlan {
 DecodePlan plan_decode(const DecodeProblem& problem, const DecodeOptions& options, const DeviceInfo& device,
                        CUcontext context, CUstream stream);
 
-ShapeBucket bucket_of(const DecodeProblem& problem);
+ShapeBucket decode_bucket_of(const DecodeProblem& problem);
 
 // kDefault -> kTuneOnMiss when the environment sets SWAJIT_TUNE=1, else kDatabase; other policies unchanged.
 TuningPolicy resolve_tuning_policy(TuningPolicy policy);

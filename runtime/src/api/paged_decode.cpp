@@ -141,7 +141,7 @@ int* device_status(CUcontext context, CUstream stream) {
   return reinterpret_cast<int*>(context_scratch(context, stream, 0).status);
 }
 
-ShapeBucket bucket_of(const DecodeProblem& p) { return shape_bucket(p.batch, visible_kv_upper_bound(p)); }
+ShapeBucket decode_bucket_of(const DecodeProblem& p) { return shape_bucket(p.batch, visible_kv_upper_bound(p)); }
 
 DecodePlan plan_decode(const DecodeProblem& p, const DecodeOptions& options, const DeviceInfo& device, CUcontext context,
                        CUstream stream) {
@@ -158,7 +158,7 @@ DecodePlan plan_decode(const DecodeProblem& p, const DecodeOptions& options, con
   }
   const TuningPolicy policy = resolve_tuning_policy(options.tuning);
   if (policy != TuningPolicy::kHeuristic) {
-    const std::string bucket = bucket_of(p).key();
+    const std::string bucket = decode_bucket_of(p).key();
     // A miss is tuned now when asked, never inside a graph capture (the tuner allocates and synchronizes).
     const bool may_tune = policy == TuningPolicy::kTuneOnMiss && !(stream && stream_is_capturing(stream));
     const std::optional<DecodeConfig> tuned =

@@ -149,7 +149,7 @@ const LoadedCpuKernel& cpu_decode_kernel(const KernelSpec& spec, const CpuDecode
       return *known.get();  // ready: names are added only once built
     }
   }
-  const GeneratedKernel g = generate_cpu(spec, config);
+  const GeneratedKernel g = generate_paged_decode_cpu(spec, config);
   const std::string hash = stable_hash({g.source, "clang", std::to_string(cpu::clang_version()), cpu::host_cpu().identity()});
   std::promise<std::shared_ptr<const LoadedCpuKernel>> promise;
   CpuKernelFuture future;
@@ -208,7 +208,7 @@ CpuDecodeConfig plan_cpu_decode(const DecodeProblem& p, const DecodeOptions& opt
   }
   if (options.tuning != TuningPolicy::kHeuristic) {
     const std::string bucket = shape_bucket(p.batch, visible_kv_upper_bound(p)).key();
-    if (auto tuned = TuningStore::instance().cpu_winner(cpu::host_cpu().identity(), p.spec.key(), bucket)) return *tuned;
+    if (auto tuned = TuningStore::instance().cpu_decode_winner(cpu::host_cpu().identity(), p.spec.key(), bucket)) return *tuned;
   }
   return cpu_heuristic_config(p);
 }

@@ -134,7 +134,12 @@ ScopedDeviceContext::~ScopedDeviceContext() {
   }
 }
 
-ScopedStream::ScopedStream() { check(driver().cuStreamCreate(&stream_, CU_STREAM_NON_BLOCKING), "cuStreamCreate"); }
-ScopedStream::~ScopedStream() { driver().cuStreamDestroy(stream_); }
+void StreamDestroyer::operator()(CUstream stream) const { driver().cuStreamDestroy(stream); }
+
+OwnedStream create_stream() {
+  CUstream stream = nullptr;
+  check(driver().cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+  return OwnedStream(stream);
+}
 
 }  // namespace swajit::cuda

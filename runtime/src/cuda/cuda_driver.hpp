@@ -2,6 +2,7 @@
 #pragma once
 #include <cuda.h>
 
+#include <memory>
 #include <string>
 
 namespace swajit::cuda {
@@ -46,17 +47,11 @@ class ScopedDeviceContext {
   bool pushed_ = false;
 };
 
-// A non-blocking stream of the current context, destroyed with the scope (also when an exception leaves it).
-class ScopedStream {
- public:
-  ScopedStream();
-  ~ScopedStream();
-  ScopedStream(const ScopedStream&) = delete;
-  ScopedStream& operator=(const ScopedStream&) = delete;
-  CUstream get() const { return stream_; }
-
- private:
-  CUstream stream_ = nullptr;
+// A non-blocking stream of the current context, destroyed with its owner (also when an exception leaves the scope).
+struct StreamDestroyer {
+  void operator()(CUstream stream) const;
 };
+using OwnedStream = std::unique_ptr<CUstream_st, StreamDestroyer>;
+OwnedStream create_stream();
 
 }  // namespace swajit::cuda

@@ -214,7 +214,7 @@ const LoadedDecodeKernel& decode_kernel(const KernelSpec& spec, const DecodeConf
   };
   const std::string config_key = config.compile_key();
   return static_cast<const LoadedDecodeKernel&>(cached_kernel(
-      kernel_stages::kernel_name(spec, config_key, device.arch()), [&] { return generate_cuda(spec, config); }, config_key, device, context,
+      kernel_stages::kernel_name(spec, config_key, device.arch()), [&] { return generate_paged_decode_cuda(spec, config); }, config_key, device, context,
       make));
 }
 

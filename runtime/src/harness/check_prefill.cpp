@@ -1,23 +1,13 @@
 // The prefill check matrix and how one case runs on the GPU (contiguous or paged K/V, 16-bit or 8-bit).
-#include "check.hpp"
-
 #include <algorithm>
-#include <atomic>
 #include <random>
-#include <thread>
 
-#ifdef SWAJIT_HAVE_CPU_BACKEND
-#include "cpu_backend.hpp"
-#endif
+#include "check.hpp"
 #include "check_data.hpp"
-#include "heuristic.hpp"
-#include "kernel_cache.hpp"
 #include "swajit/swajit.hpp"
 
 namespace swajit {
-
 using namespace check_data;
-
 
 std::vector<PrefillCase> prefill_check_matrix() {
   std::vector<PrefillCase> cases;

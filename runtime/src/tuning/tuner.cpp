@@ -183,17 +183,10 @@ DecodeShape shape_of(const DecodeProblem& p) {
 }
 
 PrefillShape shape_of(const PrefillProblem& p) {
-  PrefillShape s;
-  s.batch = p.batch;
-  s.seq_len = p.max_q_len;
-  s.num_q_heads = p.num_q_heads;
-  s.num_kv_heads = p.num_kv_heads;
-  s.head_dim = p.spec.head_dim;
-  s.dtype = p.spec.dtype;
-  s.kv_quant = p.spec.kv_quant;
-  s.local_window = p.params.local_window;
-  s.global_window = p.params.global_window;
-  return s;
+  return PrefillShape{.batch = p.batch, .seq_len = p.max_q_len, .num_q_heads = p.num_q_heads,
+                      .num_kv_heads = p.num_kv_heads, .head_dim = p.spec.head_dim, .dtype = p.spec.dtype,
+                      .kv_quant = p.spec.kv_quant, .local_window = p.params.local_window,
+                      .global_window = p.params.global_window};
 }
 
 nlohmann::json tune_on_miss(const std::string& tuned_key, const std::function<std::optional<nlohmann::json>()>& lookup,
@@ -213,7 +206,7 @@ nlohmann::json tune_on_miss(const std::string& tuned_key, const std::function<st
     try {
       std::optional<nlohmann::json> stored = lookup();
       if (!stored) {
-        cuda::ScopedStream stream;
+        const cuda::OwnedStream stream = cuda::create_stream();
         stored = tune(stream.get());
       }
       promise.set_value(*stored);
@@ -253,7 +246,7 @@ DecodeTuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& d
   DecodeTuneReport report;
   report.sku = device.sku();
   report.spec_key = problem.spec.key();
-  report.bucket = bucket_of(problem).key();
+  report.bucket = decode_bucket_of(problem).key();
   DecodeOptions heuristic_only;
   heuristic_only.tuning = TuningPolicy::kHeuristic;
   report.heuristic = plan_decode(problem, heuristic_only, device, context, stream).config;
@@ -282,7 +275,7 @@ DecodeTuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& d
   for (const auto& c : space) outcomes.push_back(built[c.compile_key()]);
   const TuningKey key{device.sku(), report.spec_key, report.bucket};
   const Selection<DecodeConfig> s = select_winner(
-      space, outcomes, report.heuristic, key, tolerance_for(shape.dtype), o, config_to_json,
+      space, outcomes, report.heuristic, key, tolerance_for(shape.dtype), o, decode_config_to_json,
       [&](const DecodeConfig& c) { workload.run(0, c); return workload.relative_error(0); },
       [&](const DecodeConfig& c, int reps) { return workload.time_us(c, reps); });
   static_cast<TuneCounts&>(report) = s.counts;
@@ -290,7 +283,7 @@ DecodeTuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& d
   report.best = s.best;
   report.best_us = s.best_us;
   report.heuristic_us = s.heuristic_us;
-  store_tuning(device_record(device, nvrtc::version()), key, s.trials, config_to_json(report.best), report.best_us,
+  store_tuning(device_record(device, nvrtc::version()), key, s.trials, decode_config_to_json(report.best), report.best_us,
                report.samples, o.origin);
   return report;
 }
@@ -395,7 +388,7 @@ CpuDecodeTuneReport tune_cpu_decode_shape(const DecodeShape& shape, const TuneOp
   const DecodeProblem problem = workload.problem(0);
   CpuDecodeTuneReport report;
   report.spec_key = problem.spec.key();
-  report.bucket = bucket_of(problem).key();
+  report.bucket = decode_bucket_of(problem).key();
   report.sku = cpu::host_cpu().identity();
   report.heuristic = cpu_heuristic_config(problem);
   std::vector<CpuDecodeConfig> space;
@@ -415,7 +408,7 @@ CpuDecodeTuneReport tune_cpu_decode_shape(const DecodeShape& shape, const TuneOp
   }
   const TuningKey key{report.sku, report.spec_key, report.bucket};
   const Selection<CpuDecodeConfig> s = select_winner(
-      space, outcomes, report.heuristic, key, tolerance_for(shape.dtype), o, cpu_config_to_json,
+      space, outcomes, report.heuristic, key, tolerance_for(shape.dtype), o, cpu_decode_config_to_json,
       [&](const CpuDecodeConfig& c) {
         workload.run(0, std::nullopt, TuningPolicy::kHeuristic, c);
         return workload.relative_error(0);
@@ -433,7 +426,7 @@ CpuDecodeTuneReport tune_cpu_decode_shape(const DecodeShape& shape, const TuneOp
   host.backend = "cpu";
   host.compiler_version = cpu::clang_version();
   host.extra = {{"cpu", cpu::host_cpu().cpu_name}, {"features", cpu::host_cpu().features}, {"threads", hardware_threads()}};
-  store_tuning(host, key, s.trials, cpu_config_to_json(report.best), report.best_us, report.samples, o.origin);
+  store_tuning(host, key, s.trials, cpu_decode_config_to_json(report.best), report.best_us, report.samples, o.origin);
   return report;
 }
 #endif

@@ -40,21 +40,21 @@ void read_fields(const nlohmann::json& j, const std::pair<const char*, int*> (&f
 }
 }  // namespace
 
-nlohmann::json cpu_config_to_json(const CpuDecodeConfig& c) {
+nlohmann::json cpu_decode_config_to_json(const CpuDecodeConfig& c) {
   return {{"backend", "cpu"}, {"block_n", c.block_n}, {"num_splits", c.num_splits}, {"threads", c.threads}};
 }
-CpuDecodeConfig cpu_config_from_json(const nlohmann::json& j) {
+CpuDecodeConfig cpu_decode_config_from_json(const nlohmann::json& j) {
   CpuDecodeConfig c;
   const std::pair<const char*, int*> fields[] = {{"block_n", &c.block_n}, {"num_splits", &c.num_splits}, {"threads", &c.threads}};
   read_fields(j, fields);
   return c;
 }
 
-nlohmann::json config_to_json(const DecodeConfig& c) {
+nlohmann::json decode_config_to_json(const DecodeConfig& c) {
   return {{"block_n", c.block_n}, {"warps_n", c.warps_n}, {"stages", c.stages}, {"num_splits", c.num_splits}};
 }
 
-DecodeConfig config_from_json(const nlohmann::json& j) {
+DecodeConfig decode_config_from_json(const nlohmann::json& j) {
   DecodeConfig c;
   const std::pair<const char*, int*> fields[] = {
       {"block_n", &c.block_n}, {"warps_n", &c.warps_n}, {"stages", &c.stages}, {"num_splits", &c.num_splits}};
@@ -169,13 +169,13 @@ std::optional<Config> parse_winner(const std::optional<nlohmann::json>& json, co
   }
 }
 
-std::optional<DecodeConfig> TuningStore::winner(const std::string& sku, const std::string& spec_key,
+std::optional<DecodeConfig> TuningStore::decode_winner(const std::string& sku, const std::string& spec_key,
                                                 const std::string& bucket) {
-  return parse_winner<DecodeConfig>(winner_json(sku, spec_key, bucket), spec_key, bucket, config_from_json);
+  return parse_winner<DecodeConfig>(winner_json(sku, spec_key, bucket), spec_key, bucket, decode_config_from_json);
 }
-std::optional<CpuDecodeConfig> TuningStore::cpu_winner(const std::string& sku, const std::string& spec_key,
+std::optional<CpuDecodeConfig> TuningStore::cpu_decode_winner(const std::string& sku, const std::string& spec_key,
                                                        const std::string& bucket) {
-  return parse_winner<CpuDecodeConfig>(winner_json(sku, spec_key, bucket), spec_key, bucket, cpu_config_from_json);
+  return parse_winner<CpuDecodeConfig>(winner_json(sku, spec_key, bucket), spec_key, bucket, cpu_decode_config_from_json);
 }
 std::optional<PrefillConfig> TuningStore::prefill_winner(const std::string& sku, const std::string& spec_key,
                                                          const std::string& bucket) {

@@ -25,10 +25,10 @@ ShapeBucket shape_bucket(int batch, int visible_kv_len);
 std::string prefill_bucket_key(int batch, int max_q_len, int local_window);
 const char* bucket_rule_text();
 
-nlohmann::json config_to_json(const DecodeConfig& config);
-DecodeConfig config_from_json(const nlohmann::json& json);  // throws kInvalidArgument naming the missing field
-nlohmann::json cpu_config_to_json(const CpuDecodeConfig& config);
-CpuDecodeConfig cpu_config_from_json(const nlohmann::json& json);
+nlohmann::json decode_config_to_json(const DecodeConfig& config);
+DecodeConfig decode_config_from_json(const nlohmann::json& json);  // throws kInvalidArgument naming the missing field
+nlohmann::json cpu_decode_config_to_json(const CpuDecodeConfig& config);
+CpuDecodeConfig cpu_decode_config_from_json(const nlohmann::json& json);
 nlohmann::json prefill_config_to_json(const PrefillConfig& config);
 PrefillConfig prefill_config_from_json(const nlohmann::json& json);
 
@@ -42,8 +42,8 @@ class TuningStore {
   std::string path() const;
   bool available();                       // false when the file could not be opened (reason printed once)
 
-  std::optional<DecodeConfig> winner(const std::string& sku, const std::string& spec_key, const std::string& bucket);
-  std::optional<CpuDecodeConfig> cpu_winner(const std::string& sku, const std::string& spec_key, const std::string& bucket);
+  std::optional<DecodeConfig> decode_winner(const std::string& sku, const std::string& spec_key, const std::string& bucket);
+  std::optional<CpuDecodeConfig> cpu_decode_winner(const std::string& sku, const std::string& spec_key, const std::string& bucket);
   std::optional<PrefillConfig> prefill_winner(const std::string& sku, const std::string& spec_key, const std::string& bucket);
   // Runs `f` with the open database under the store's lock (for the tuner and the CLI); false if unavailable.
   template <class F>
@@ -62,33 +62,27 @@ class TuningStore {
   State& state();
 };
 
-// How each family's config is stored: its JSON form and its winner lookup (used by the generic tuning paths).
+// How each family's config is stored: its JSON form both ways and its winner lookup (used by the generic tuning paths).
+template <class Config, nlohmann::json (*ToJson)(const Config&), Config (*FromJson)(const nlohmann::json&),
+          std::optional<Config> (TuningStore::*Winner)(const std::string&, const std::string&, const std::string&)>
+struct ConfigRecordOf {
+  static nlohmann::json to_json(const Config& c) { return ToJson(c); }
+  static Config from_json(const nlohmann::json& j) { return FromJson(j); }
+  static std::optional<Config> winner(const std::string& sku, const std::string& spec_key, const std::string& bucket) {
+    return (TuningStore::instance().*Winner)(sku, spec_key, bucket);
+  }
+};
 template <class Config>
 struct ConfigRecord;
 template <>
-struct ConfigRecord<DecodeConfig> {
-  static nlohmann::json to_json(const DecodeConfig& c) { return config_to_json(c); }
-  static DecodeConfig from_json(const nlohmann::json& j) { return config_from_json(j); }
-  static std::optional<DecodeConfig> winner(const std::string& sku, const std::string& spec_key, const std::string& bucket) {
-    return TuningStore::instance().winner(sku, spec_key, bucket);
-  }
-};
+struct ConfigRecord<DecodeConfig>
+    : ConfigRecordOf<DecodeConfig, decode_config_to_json, decode_config_from_json, &TuningStore::decode_winner> {};
 template <>
-struct ConfigRecord<PrefillConfig> {
-  static nlohmann::json to_json(const PrefillConfig& c) { return prefill_config_to_json(c); }
-  static PrefillConfig from_json(const nlohmann::json& j) { return prefill_config_from_json(j); }
-  static std::optional<PrefillConfig> winner(const std::string& sku, const std::string& spec_key, const std::string& bucket) {
-    return TuningStore::instance().prefill_winner(sku, spec_key, bucket);
-  }
-};
+struct ConfigRecord<PrefillConfig>
+    : ConfigRecordOf<PrefillConfig, prefill_config_to_json, prefill_config_from_json, &TuningStore::prefill_winner> {};
 template <>
-struct ConfigRecord<CpuDecodeConfig> {
-  static nlohmann::json to_json(const CpuDecodeConfig& c) { return cpu_config_to_json(c); }
-  static CpuDecodeConfig from_json(const nlohmann::json& j) { return cpu_config_from_json(j); }
-  static std::optional<CpuDecodeConfig> winner(const std::string& sku, const std::string& spec_key, const std::string& bucket) {
-    return TuningStore::instance().cpu_winner(sku, spec_key, bucket);
-  }
-};
+struct ConfigRecord<CpuDecodeConfig> : ConfigRecordOf<CpuDecodeConfig, cpu_decode_config_to_json,
+                                                      cpu_decode_config_from_json, &TuningStore::cpu_decode_winner> {};
 
 }  // namespace swajit
 
