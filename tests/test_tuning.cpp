@@ -1,10 +1,15 @@
 // The tuner's pieces that need no GPU: the shape-bucket rule, config JSON, the config space, workload files and
-// presets, and the runtime's lookup of tuned configs through the database.
+// presets, the runtime's lookup of tuned configs through the database, and the tune-on-miss guard.
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <thread>
+#include <vector>
 
 #include "swajit/error.hpp"
 #include "tune_commands.hpp"
@@ -151,4 +156,39 @@ TEST_CASE("prefill: config JSON, buckets and the config space") {
   nlohmann::json old = prefill_config_to_json(c);  // written before warp_specialize existed
   old.erase("warp_specialize");
   CHECK(prefill_config_from_json(old) == c);
+}
+
+TEST_CASE("tune-on-miss: threads missing the same key share one run, its winner or its error") {
+  std::atomic<int> runs{0};
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  const auto nothing_stored = [] { return std::optional<nlohmann::json>(); };
+  const auto slow_tune = [&] {
+    ++runs;
+    released.wait();  // every thread misses while this run is in flight
+    return nlohmann::json{{"block_n", 32}};
+  };
+  constexpr int kThreads = 4;
+  std::vector<std::future<nlohmann::json>> results;
+  for (int t = 0; t < kThreads; ++t)
+    results.push_back(std::async(std::launch::async, [&] { return tune_on_miss("sku spec b1", nothing_stored, slow_tune); }));
+  while (runs == 0) std::this_thread::yield();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let the others reach the in-flight run
+  release.set_value();
+  for (auto& r : results) CHECK(r.get() == nlohmann::json{{"block_n", 32}});
+  CHECK(runs == 1);
+
+  // A finished run is forgotten: the next miss asks the database first, and tunes only if it still has nothing.
+  CHECK(tune_on_miss("sku spec b1", [] { return std::optional<nlohmann::json>(nlohmann::json{{"block_n", 64}}); },
+                     slow_tune) == nlohmann::json{{"block_n", 64}});
+  CHECK(runs == 1);
+
+  // An error reaches the caller (no half-done state is left: the next miss runs again).
+  const auto failing = [&]() -> nlohmann::json {
+    ++runs;
+    throw Error(ErrorCode::kUnsupported, "no config ran correctly");
+  };
+  CHECK_THROWS_AS(tune_on_miss("sku spec b2", nothing_stored, failing), Error);
+  CHECK_THROWS_AS(tune_on_miss("sku spec b2", nothing_stored, failing), Error);
+  CHECK(runs == 3);
 }

@@ -5,11 +5,11 @@
 #include <thread>
 
 #include <algorithm>
-#include <limits>
 
 #include "bench_decode.hpp"
 #include "bench_prefill.hpp"
 #include "device_flag.hpp"
+#include "family.hpp"
 #include "heuristic.hpp"
 #include "tune_commands.hpp"
 #ifdef SWAJIT_HAVE_CPU_BACKEND
@@ -55,16 +55,10 @@ int cmd_gen(const SpecFlags& spec_flags, const ConfigFlags& config_flags, const 
   }
   const auto devices = cuda_devices();
   if (devices.empty()) std::cout << "// no GPU found: config chosen without a device's shared-memory limit\n";
-  if (spec.family == KernelFamily::kPrefill) {
-    const PrefillConfig heuristic = devices.empty() ? PrefillConfig{} : heuristic_prefill_config(spec, devices.front());
-    std::cout << generate_prefill_cuda(spec, config_flags.apply(heuristic)).source;
-    return 0;
-  }
-  constexpr int kNoLimit = std::numeric_limits<int>::max();
-  const DecodeConfig heuristic = devices.empty() ? heuristic_decode_config(spec, kNoLimit, kNoLimit)
-                                                 : heuristic_decode_config(spec, devices.front());
-  const GeneratedKernel kernel = generate_paged_decode_cuda(spec, config_flags.apply(heuristic));
-  std::cout << kernel.source;
+  const DeviceInfo* device = devices.empty() ? nullptr : &devices.front();
+  with_cuda_family(spec.family, [&](auto family) {
+    std::cout << generate_kernel(spec, config_flags.apply(decltype(family)::heuristic(spec, device))).source;
+  });
   return 0;
 }
 

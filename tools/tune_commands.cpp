@@ -12,6 +12,7 @@
 #include "cpu_backend.hpp"
 #endif
 #include "cuda_driver.hpp"
+#include "family.hpp"
 #include "kernel_cache.hpp"
 #include "nvrtc_compiler.hpp"
 #include "swajit/error.hpp"
@@ -351,9 +352,9 @@ int run_load_bench(DLDevice where) {
     } else {
       const KernelSpec spec = KernelSpec::from_key(w.spec_key);
       const DeviceInfo& device = cuda_device(where.device_id);
-      from_database = spec.family == KernelFamily::kPrefill
-                          ? prefill_kernel(spec, prefill_config_from_json(w.config), device, scope->context()).from_database
-                          : decode_kernel(spec, decode_config_from_json(w.config), device, scope->context()).from_database;
+      from_database = with_cuda_family(spec.family, [&](auto family) {
+        return cuda_kernel(spec, decltype(family)::from_json(w.config), device, scope->context()).from_database;
+      });
     }
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     (from_database ? load_ms : compile_ms).push_back(ms);

@@ -44,6 +44,17 @@ struct PrefillGeometry {
 PrefillGeometry prefill_geometry(const KernelSpec& spec, const PrefillConfig& config);
 GeneratedKernel generate_prefill_cuda(const KernelSpec& spec, const PrefillConfig& config);  // merge_symbol empty
 
+// The generator and the geometry of a CUDA family, chosen by its config type (for family-generic code such as the
+// kernel cache).
+inline GeneratedKernel generate_kernel(const KernelSpec& spec, const DecodeConfig& config) {
+  return generate_paged_decode_cuda(spec, config);
+}
+inline GeneratedKernel generate_kernel(const KernelSpec& spec, const PrefillConfig& config) {
+  return generate_prefill_cuda(spec, config);
+}
+inline DecodeGeometry kernel_geometry(const KernelSpec& spec, const DecodeConfig& config) { return decode_geometry(spec, config); }
+inline PrefillGeometry kernel_geometry(const KernelSpec& spec, const PrefillConfig& config) { return prefill_geometry(spec, config); }
+
 // Scratch each CPU worker thread needs for one work item of (spec, config), in floats.
 int cpu_scratch_floats(const KernelSpec& spec, const CpuDecodeConfig& config);
 // The CPU kernel's C++ source (compiled in process by Clang); symbols as for CUDA, with a "swajit_cpu_" prefix.

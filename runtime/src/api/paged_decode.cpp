@@ -11,6 +11,7 @@
 #include "cuda_driver.hpp"
 #include "decode_plan.hpp"
 #include "heuristic.hpp"
+#include "family.hpp"
 #include "tuner.hpp"
 #include "tuning_store.hpp"
 #include "kernel_cache.hpp"
@@ -161,12 +162,7 @@ DecodePlan plan_decode(const DecodeProblem& p, const DecodeOptions& options, con
     const std::string bucket = decode_bucket_of(p).key();
     // A miss is tuned now when asked, never inside a graph capture (the tuner allocates and synchronizes).
     const bool may_tune = policy == TuningPolicy::kTuneOnMiss && !(stream && stream_is_capturing(stream));
-    const std::optional<DecodeConfig> tuned =
-        tuned_config<DecodeConfig>(device.sku(), p.spec.key(), bucket, may_tune, [&](CUstream tune_stream) {
-          TuneOptions tune_options;
-          tune_options.origin = "tuned on a miss";
-          return tune_decode_shape(shape_of(p), device, tune_stream, tune_options).best;
-        });
+    const std::optional<DecodeConfig> tuned = tuned_config<DecodeConfig>(p, device, bucket, may_tune);
     if (tuned)
       if (const LoadedDecodeKernel* kernel = try_kernel(p, *tuned, device, context)) {
         plan.config = *tuned;

@@ -8,6 +8,7 @@
 #include "kernel_cache.hpp"
 #include "prefill_problem.hpp"
 #include "tensor_checks.hpp"
+#include "family.hpp"
 #include "tuner.hpp"
 #include "tuning_store.hpp"
 
@@ -229,12 +230,7 @@ PrefillConfig plan_prefill_config(const PrefillProblem& p, const PrefillOptions&
   if (policy != TuningPolicy::kHeuristic) {
     const std::string bucket = prefill_bucket_key(p.batch, p.max_q_len, p.params.local_window);
     const bool may_tune = policy == TuningPolicy::kTuneOnMiss && !(stream && stream_is_capturing(stream));
-    std::optional<PrefillConfig> tuned =
-        tuned_config<PrefillConfig>(device.sku(), p.spec.key(), bucket, may_tune, [&](CUstream tune_stream) {
-          TuneOptions tune_options;
-          tune_options.origin = "tuned on a miss";
-          return tune_prefill_shape(shape_of(p), device, tune_stream, tune_options).best;
-        });
+    std::optional<PrefillConfig> tuned = tuned_config<PrefillConfig>(p, device, bucket, may_tune);
     if (tuned) {
       try {
         tuned->validate(p.spec);

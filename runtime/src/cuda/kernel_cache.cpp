@@ -204,33 +204,22 @@ const LoadedKernel& cached_kernel(const std::string& name, Generate generate, co
 
 }  // namespace
 
-const LoadedDecodeKernel& decode_kernel(const KernelSpec& spec, const DecodeConfig& config, const DeviceInfo& device,
-                                        CUcontext context) {
-  const auto make = [&] {
-    auto kernel = std::make_shared<LoadedDecodeKernel>();
-    kernel->geometry = decode_geometry(spec, config);
-    kernel->shared_bytes = kernel->geometry.shared_bytes;
-    return kernel;
-  };
-  const std::string config_key = config.compile_key();
-  return static_cast<const LoadedDecodeKernel&>(cached_kernel(
-      kernel_stages::kernel_name(spec, config_key, device.arch()), [&] { return generate_paged_decode_cuda(spec, config); }, config_key, device, context,
-      make));
-}
-
-const LoadedPrefillKernel& prefill_kernel(const KernelSpec& spec, const PrefillConfig& config, const DeviceInfo& device,
+template <class Config>
+const LoadedKernelOf<Config>& cuda_kernel(const KernelSpec& spec, const Config& config, const DeviceInfo& device,
                                           CUcontext context) {
   const auto make = [&] {
-    auto kernel = std::make_shared<LoadedPrefillKernel>();
-    kernel->geometry = prefill_geometry(spec, config);
+    auto kernel = std::make_shared<LoadedKernelOf<Config>>();
+    kernel->geometry = kernel_geometry(spec, config);
     kernel->shared_bytes = kernel->geometry.shared_bytes;
     return kernel;
   };
   const std::string config_key = config.compile_key();
-  return static_cast<const LoadedPrefillKernel&>(cached_kernel(
-      kernel_stages::kernel_name(spec, config_key, device.arch()), [&] { return generate_prefill_cuda(spec, config); }, config_key, device,
-      context, make));
+  return static_cast<const LoadedKernelOf<Config>&>(cached_kernel(
+      kernel_stages::kernel_name(spec, config_key, device.arch()), [&] { return generate_kernel(spec, config); },
+      config_key, device, context, make));
 }
+template const LoadedDecodeKernel& cuda_kernel(const KernelSpec&, const DecodeConfig&, const DeviceInfo&, CUcontext);
+template const LoadedPrefillKernel& cuda_kernel(const KernelSpec&, const PrefillConfig&, const DeviceInfo&, CUcontext);
 
 KernelCacheStats kernel_cache_stats() {
   std::lock_guard<std::mutex> lock(cache().mutex);

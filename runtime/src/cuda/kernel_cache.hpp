@@ -30,18 +30,27 @@ struct LoadedKernel {
   int local_bytes = 0;         // spills and stack, read from the compiled function
 };
 
-struct LoadedDecodeKernel : LoadedKernel {
-  DecodeGeometry geometry{};
+// A loaded kernel of the CUDA family whose config type is `Config`, with that family's launch geometry.
+template <class Config>
+struct LoadedKernelOf : LoadedKernel {
+  decltype(kernel_geometry(KernelSpec{}, Config{})) geometry{};
 };
-struct LoadedPrefillKernel : LoadedKernel {
-  PrefillGeometry geometry{};
-};
+using LoadedDecodeKernel = LoadedKernelOf<DecodeConfig>;
+using LoadedPrefillKernel = LoadedKernelOf<PrefillConfig>;
 
-// The kernel for (spec, config) on `device`, loaded in `context` (which must be current).
-const LoadedDecodeKernel& decode_kernel(const KernelSpec& spec, const DecodeConfig& config, const DeviceInfo& device,
-                                        CUcontext context);
-const LoadedPrefillKernel& prefill_kernel(const KernelSpec& spec, const PrefillConfig& config, const DeviceInfo& device,
+// The kernel for (spec, config) on `device`, loaded in `context` (which must be current); one template for every
+// CUDA family (instantiated in kernel_cache.cpp for DecodeConfig and PrefillConfig).
+template <class Config>
+const LoadedKernelOf<Config>& cuda_kernel(const KernelSpec& spec, const Config& config, const DeviceInfo& device,
                                           CUcontext context);
+inline const LoadedDecodeKernel& decode_kernel(const KernelSpec& spec, const DecodeConfig& config,
+                                               const DeviceInfo& device, CUcontext context) {
+  return cuda_kernel(spec, config, device, context);
+}
+inline const LoadedPrefillKernel& prefill_kernel(const KernelSpec& spec, const PrefillConfig& config,
+                                                 const DeviceInfo& device, CUcontext context) {
+  return cuda_kernel(spec, config, device, context);
+}
 
 // The stages, for the cache below and for tests.
 namespace kernel_stages {

@@ -35,16 +35,24 @@ struct BuildOutcome {
   std::string detail;
 };
 
-BuildOutcome build_outcome(const KernelSpec& spec, const DecodeConfig& config, const DeviceInfo& device, CUcontext ctx) {
+// Builds one candidate of any CUDA family and judges its resources from the compiled function: a compile error, more
+// shared memory than the device allows, more than `max_spill_bytes` of local memory, or fewer than `min_blocks`
+// resident blocks per multiprocessor rule it out.
+template <class Config>
+BuildOutcome build_outcome(const KernelSpec& spec, const Config& config, const DeviceInfo& device, CUcontext ctx,
+                           int max_spill_bytes, int min_blocks) {
   try {
-    const LoadedDecodeKernel& k = decode_kernel(spec, config, device, ctx);
-    if (k.local_bytes > 0)
+    const LoadedKernelOf<Config>& k = cuda_kernel(spec, config, device, ctx);
+    if (k.local_bytes > max_spill_bytes)
       return {db::TrialStatus::kRejectedResources, std::to_string(k.local_bytes) + " bytes of local memory (spills)"};
     int blocks_per_sm = 0;
     cuda::check(cuda::driver().cuOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, k.main, k.geometry.threads,
                                                                            k.geometry.shared_bytes),
                 "cuOccupancyMaxActiveBlocksPerMultiprocessor");
     if (blocks_per_sm == 0) return {db::TrialStatus::kRejectedResources, "no block fits on a multiprocessor"};
+    if (blocks_per_sm < min_blocks)
+      return {db::TrialStatus::kRejectedResources, std::to_string(blocks_per_sm) + " blocks fit on a multiprocessor, " +
+                                                       std::to_string(min_blocks) + " asked for"};
     return {};
   } catch (const Error& e) {
     const bool resources = e.code() == ErrorCode::kInvalidArgument;  // shared memory over the device's limit
@@ -163,6 +171,19 @@ void store_tuning(const db::DeviceRecord& device, const TuningKey& key, const st
   TuningStore::instance().forget_cached_winners();
 }
 
+// The end of every tuning run: the report takes the selection's counts, winner and times, and the trials and the
+// winner are stored under `device`.
+template <class Config, class ToJson>
+void record_selection(TuneReport<Config>& report, const Selection<Config>& s, std::chrono::steady_clock::time_point start,
+                      const db::DeviceRecord& device, const TuningKey& key, ToJson to_json, const std::string& origin) {
+  static_cast<TuneCounts&>(report) = s.counts;
+  report.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  report.best = s.best;
+  report.best_us = s.best_us;
+  report.heuristic_us = s.heuristic_us;
+  store_tuning(device, key, s.trials, to_json(report.best), report.best_us, report.samples, origin);
+}
+
 }  // namespace
 
 DecodeShape shape_of(const DecodeProblem& p) {
@@ -190,7 +211,7 @@ PrefillShape shape_of(const PrefillProblem& p) {
 }
 
 nlohmann::json tune_on_miss(const std::string& tuned_key, const std::function<std::optional<nlohmann::json>()>& lookup,
-                            const std::function<nlohmann::json(CUstream)>& tune) {
+                            const std::function<nlohmann::json()>& tune) {
   static std::mutex mutex;
   static std::map<std::string, std::shared_future<nlohmann::json>> in_flight;
   std::promise<nlohmann::json> promise;
@@ -205,10 +226,7 @@ nlohmann::json tune_on_miss(const std::string& tuned_key, const std::function<st
   if (runs_here) {
     try {
       std::optional<nlohmann::json> stored = lookup();
-      if (!stored) {
-        const cuda::OwnedStream stream = cuda::create_stream();
-        stored = tune(stream.get());
-      }
+      if (!stored) stored = tune();
       promise.set_value(*stored);
     } catch (...) {
       promise.set_exception(std::current_exception());
@@ -268,7 +286,9 @@ DecodeTuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& d
     }
   const std::vector<BuildOutcome> compiled = build_in_parallel(
       to_build.size(), o.compile_threads, device.ordinal,
-      [&](size_t i, CUcontext ctx) { return build_outcome(problem.spec, to_build[i], device, ctx); });
+      [&](size_t i, CUcontext ctx) {
+        return build_outcome(problem.spec, to_build[i], device, ctx, /*max_spill_bytes=*/0, /*min_blocks=*/1);
+      });
   for (size_t i = 0; i < to_build.size(); ++i) built[to_build[i].compile_key()] = compiled[i];
 
   std::vector<BuildOutcome> outcomes;
@@ -278,13 +298,7 @@ DecodeTuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& d
       space, outcomes, report.heuristic, key, tolerance_for(shape.dtype), o, decode_config_to_json,
       [&](const DecodeConfig& c) { workload.run(0, c); return workload.relative_error(0); },
       [&](const DecodeConfig& c, int reps) { return workload.time_us(c, reps); });
-  static_cast<TuneCounts&>(report) = s.counts;
-  report.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  report.best = s.best;
-  report.best_us = s.best_us;
-  report.heuristic_us = s.heuristic_us;
-  store_tuning(device_record(device, nvrtc::version()), key, s.trials, decode_config_to_json(report.best), report.best_us,
-               report.samples, o.origin);
+  record_selection(report, s, start, device_record(device, nvrtc::version()), key, decode_config_to_json, o.origin);
   return report;
 }
 
@@ -294,26 +308,6 @@ constexpr int kPrefillBlockMs[] = {64, 128, 192, 256};
 constexpr int kPrefillBlockNs[] = {32, 64, 128};
 constexpr int kPrefillStages[] = {2, 3};
 constexpr int kMaxSpillBytes = 256;  // a few spilled registers can pay for a second block per SM; more never does
-
-BuildOutcome prefill_build_outcome(const KernelSpec& spec, const PrefillConfig& config, const DeviceInfo& device,
-                                   CUcontext ctx) {
-  try {
-    const LoadedPrefillKernel& k = prefill_kernel(spec, config, device, ctx);
-    if (k.local_bytes > kMaxSpillBytes)
-      return {db::TrialStatus::kRejectedResources, std::to_string(k.local_bytes) + " bytes of local memory (spills)"};
-    int blocks_per_sm = 0;
-    cuda::check(cuda::driver().cuOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, k.main, k.geometry.threads,
-                                                                           k.geometry.shared_bytes),
-                "cuOccupancyMaxActiveBlocksPerMultiprocessor");
-    if (blocks_per_sm < config.min_blocks)
-      return {db::TrialStatus::kRejectedResources, std::to_string(blocks_per_sm) + " blocks fit on a multiprocessor, " +
-                                                       std::to_string(config.min_blocks) + " asked for"};
-    return {};
-  } catch (const Error& e) {
-    const bool resources = e.code() == ErrorCode::kInvalidArgument;  // shared memory over the device's limit
-    return {resources ? db::TrialStatus::kRejectedResources : db::TrialStatus::kCompileFailed, e.what()};
-  }
-}
 
 }  // namespace
 
@@ -359,7 +353,9 @@ PrefillTuneReport tune_prefill_shape(const PrefillShape& shape, const DeviceInfo
 
   const std::vector<BuildOutcome> outcomes = build_in_parallel(
       space.size(), o.compile_threads, device.ordinal,
-      [&](size_t i, CUcontext ctx) { return prefill_build_outcome(problem.spec, space[i], device, ctx); });
+      [&](size_t i, CUcontext ctx) {
+        return build_outcome(problem.spec, space[i], device, ctx, kMaxSpillBytes, space[i].min_blocks);
+      });
 
   const TuningKey key{device.sku(), report.spec_key, report.bucket};
   const Selection<PrefillConfig> s = select_winner(
@@ -369,13 +365,7 @@ PrefillTuneReport tune_prefill_shape(const PrefillShape& shape, const DeviceInfo
         return workload.sampled_relative_error();
       },
       [&](const PrefillConfig& c, int reps) { return workload.time_ms(c, reps) * 1e3; });
-  static_cast<TuneCounts&>(report) = s.counts;
-  report.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  report.best = s.best;
-  report.best_us = s.best_us;
-  report.heuristic_us = s.heuristic_us;
-  store_tuning(device_record(device, nvrtc::version()), key, s.trials, prefill_config_to_json(report.best), s.best_us,
-               report.samples, o.origin);
+  record_selection(report, s, start, device_record(device, nvrtc::version()), key, prefill_config_to_json, o.origin);
   return report;
 }
 
@@ -414,11 +404,6 @@ CpuDecodeTuneReport tune_cpu_decode_shape(const DecodeShape& shape, const TuneOp
         return workload.relative_error(0);
       },
       [&](const CpuDecodeConfig& c, int reps) { return workload.time_cpu_us(c, reps); });
-  static_cast<TuneCounts&>(report) = s.counts;
-  report.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  report.best = s.best;
-  report.best_us = s.best_us;
-  report.heuristic_us = s.heuristic_us;
 
   db::DeviceRecord host;
   host.sku = report.sku;
@@ -426,7 +411,7 @@ CpuDecodeTuneReport tune_cpu_decode_shape(const DecodeShape& shape, const TuneOp
   host.backend = "cpu";
   host.compiler_version = cpu::clang_version();
   host.extra = {{"cpu", cpu::host_cpu().cpu_name}, {"features", cpu::host_cpu().features}, {"threads", hardware_threads()}};
-  store_tuning(host, key, s.trials, cpu_decode_config_to_json(report.best), report.best_us, report.samples, o.origin);
+  record_selection(report, s, start, host, key, cpu_decode_config_to_json, o.origin);
   return report;
 }
 #endif

@@ -15,7 +15,6 @@
 #include "prefill_workload.hpp"
 #include "swajit/device.hpp"
 #include "swajit/spec.hpp"
-#include "tuning_store.hpp"
 
 namespace swajit {
 
@@ -77,25 +76,9 @@ PrefillShape shape_of(const PrefillProblem& problem);
 
 // Tune-on-miss, the one implementation for every family. `tuned_key` names what is missing (SKU, spec key, bucket).
 // The first thread to miss a key asks `lookup` once more (a run that just ended may have stored the winner), else runs
-// `tune` on a stream of its own, destroyed however `tune` ends; threads missing the same key meanwhile wait for that
-// run and share its winner (config JSON) or its error, so a key is tuned once however many threads miss it.
+// `tune`; threads missing the same key meanwhile wait for that run and share its winner (config JSON) or its error,
+// so a key is tuned once however many threads miss it. Once the run ends, later misses start afresh.
 nlohmann::json tune_on_miss(const std::string& tuned_key, const std::function<std::optional<nlohmann::json>()>& lookup,
-                            const std::function<nlohmann::json(CUstream)>& tune);
-
-// A call's tuned config: the database's winner for (sku, spec, bucket), else, when `may_tune`, the winner of
-// `tune(stream)` run through tune_on_miss; nullopt when there is none.
-template <class Config, class Tune>
-std::optional<Config> tuned_config(const std::string& sku, const std::string& spec_key, const std::string& bucket,
-                                   bool may_tune, Tune tune) {
-  using Record = ConfigRecord<Config>;
-  if (std::optional<Config> stored = Record::winner(sku, spec_key, bucket)) return stored;
-  if (!may_tune) return std::nullopt;
-  const auto lookup = [&]() -> std::optional<nlohmann::json> {
-    if (std::optional<Config> stored = Record::winner(sku, spec_key, bucket)) return Record::to_json(*stored);
-    return std::nullopt;
-  };
-  return Record::from_json(tune_on_miss(sku + " " + spec_key + " " + bucket, lookup,
-                                        [&](CUstream stream) { return Record::to_json(tune(stream)); }));
-}
+                            const std::function<nlohmann::json()>& tune);
 
 }  // namespace swajit

@@ -62,28 +62,6 @@ class TuningStore {
   State& state();
 };
 
-// How each family's config is stored: its JSON form both ways and its winner lookup (used by the generic tuning paths).
-template <class Config, nlohmann::json (*ToJson)(const Config&), Config (*FromJson)(const nlohmann::json&),
-          std::optional<Config> (TuningStore::*Winner)(const std::string&, const std::string&, const std::string&)>
-struct ConfigRecordOf {
-  static nlohmann::json to_json(const Config& c) { return ToJson(c); }
-  static Config from_json(const nlohmann::json& j) { return FromJson(j); }
-  static std::optional<Config> winner(const std::string& sku, const std::string& spec_key, const std::string& bucket) {
-    return (TuningStore::instance().*Winner)(sku, spec_key, bucket);
-  }
-};
-template <class Config>
-struct ConfigRecord;
-template <>
-struct ConfigRecord<DecodeConfig>
-    : ConfigRecordOf<DecodeConfig, decode_config_to_json, decode_config_from_json, &TuningStore::decode_winner> {};
-template <>
-struct ConfigRecord<PrefillConfig>
-    : ConfigRecordOf<PrefillConfig, prefill_config_to_json, prefill_config_from_json, &TuningStore::prefill_winner> {};
-template <>
-struct ConfigRecord<CpuDecodeConfig> : ConfigRecordOf<CpuDecodeConfig, cpu_decode_config_to_json,
-                                                      cpu_decode_config_from_json, &TuningStore::cpu_decode_winner> {};
-
 }  // namespace swajit
 
 #include "tuning_store_impl.hpp"
