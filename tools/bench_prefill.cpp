@@ -28,7 +28,7 @@ int run_prefill_bench(const PrefillBenchOptions& o) {
       const PrefillShape shape = o.shape(hkv, seq);
       PrefillWorkload workload(shape, o.device, nullptr);
       PrefillOptions as_called;  // what the runtime picks for this call when no config is forced
-      const PrefillConfig config = o.config ? *o.config : plan_prefill_config(workload.problem(), as_called, device, nullptr);
+      const PrefillConfig config = o.config ? *o.config : choose_prefill_config(workload.problem(), as_called, device, nullptr);
       workload.run(config, TuningPolicy::kDefault, /*poison=*/true);
       const double rel_err = workload.sampled_relative_error();
       const double ms = workload.time_ms(config, o.reps);

@@ -223,7 +223,7 @@ double prefill_flops(const std::vector<int>& q_lens, const std::vector<int>& kv_
   return pairs * kFlopsPerPairAndDim * head_dim * num_q_heads;
 }
 
-PrefillConfig plan_prefill_config(const PrefillProblem& p, const PrefillOptions& options, const DeviceInfo& device,
+PrefillConfig choose_prefill_config(const PrefillProblem& p, const PrefillOptions& options, const DeviceInfo& device,
                                   CUstream stream) {
   if (options.config) return *options.config;
   const TuningPolicy policy = resolve_tuning_policy(options.tuning);
@@ -254,7 +254,7 @@ void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& op
   if (device.cc_major < kMinComputeMajor)
     throw Error(ErrorCode::kUnsupported, device.name + " is sm_" + std::to_string(device.cc_major) +
                                              std::to_string(device.cc_minor) + "; prefill needs sm_80 or newer");
-  const PrefillConfig config = plan_prefill_config(p, options, device, stream);
+  const PrefillConfig config = choose_prefill_config(p, options, device, stream);
   if (config.wgmma && device.arch() != "sm_90a")
     throw Error(ErrorCode::kUnsupported, "config " + config.key() + " uses wgmma, which needs sm_90a; " + device.name +
                                              " is " + device.arch());

@@ -29,7 +29,7 @@ PrefillProblem describe_prefill(const DLTensor& q, const DLTensor& k, const DLTe
 PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo& device);
 // Forced, else the tuning database's winner for (SKU, spec, bucket) (tuned on a miss when the policy says so and
 // `stream` is not capturing), else the heuristic.
-PrefillConfig plan_prefill_config(const PrefillProblem& problem, const PrefillOptions& options, const DeviceInfo& device,
+PrefillConfig choose_prefill_config(const PrefillProblem& problem, const PrefillOptions& options, const DeviceInfo& device,
                                   CUstream stream);
 
 // Useful FLOPs of a prefill (4 * head_dim per visible (query, key) pair and q head), from host-side lengths.

@@ -1,3 +1,4 @@
+// The timing templates of utility_kernels.hpp (median_ms, host_us_per_call), included at its end.
 #pragma once
 #include <algorithm>
 #include <chrono>

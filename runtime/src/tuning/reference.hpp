@@ -1,5 +1,6 @@
-// The simple reference every kernel is checked against: the math and the mask of templates/paged_decode.cuh,
-// written as plainly as possible, in double precision, on the host.
+// The simple references every kernel is checked against: the math and the mask of templates/paged_decode.cuh and
+// templates/prefill.cuh, written as plainly as possible, in double precision, on the host; and the tolerance a
+// kernel's output must meet.
 #pragma once
 #include <cstdint>
 #include <vector>

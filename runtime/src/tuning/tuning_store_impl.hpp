@@ -1,3 +1,4 @@
+// TuningStore's state and its with_db template (included at the end of tuning_store.hpp).
 #pragma once
 #include <map>
 #include <memory>
