@@ -207,7 +207,7 @@ int run_tune(const TuneCommand& c) {
       double heuristic_us = 0, best_us = 0;
       if (on_cpu) {
 #ifdef SWAJIT_HAVE_CPU_BACKEND
-        const CpuDecodeTuneReport r = tune_cpu_decode_shape(s, options);
+        const CpuDecodeTuneReport r = Family<CpuDecodeConfig>::tune(s, options);
         heuristic_us = r.heuristic_us;
         best_us = r.best_us;
         std::printf("| %s | %s | %s | %.1f | %.1f | %.2fx | %s | %d | %d/0/%d | %.1f |\n", shape_label(s).c_str(),
@@ -215,7 +215,7 @@ int run_tune(const TuneCommand& c) {
                     r.best.key().c_str(), r.timed, r.rejected_wrong, r.compile_failed, r.wall_s);
 #endif
       } else {
-        const DecodeTuneReport r = tune_decode_shape(s, *gpu, stream, options);
+        const DecodeTuneReport r = Family<DecodeConfig>::tune(s, *gpu, stream, options);
         heuristic_us = r.heuristic_us;
         best_us = r.best_us;
         std::printf("| %s | %s | %s | %.1f | %.1f | %.2fx | %s | %d | %d/%d/%d | %.1f |\n", shape_label(s).c_str(),
@@ -315,7 +315,7 @@ int run_prefill_tune(const PrefillTuneCommand& c) {
   const auto start = std::chrono::steady_clock::now();
   for (int hkv : c.num_kv_heads)
     for (int seq : c.seq_lens) {
-      const PrefillTuneReport r = tune_prefill_shape(c.shape(hkv, seq), device, stream, options);
+      const PrefillTuneReport r = Family<PrefillConfig>::tune(c.shape(hkv, seq), device, stream, options);
       std::printf("| %d | %d | %s | %s | %.3f | %.3f | %.2fx | %s | %d/%d | %d/%d/%d | %.1f |\n", hkv, seq,
                   r.spec_key.c_str(), r.bucket.c_str(), r.heuristic_us * 1e-3, r.best_us * 1e-3,
                   r.best_us > 0 ? r.heuristic_us / r.best_us : 0.0, r.best.key().c_str(), r.timed, r.candidates,

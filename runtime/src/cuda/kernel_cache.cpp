@@ -42,11 +42,12 @@ void build(const GeneratedKernel& generated, const std::string& config_key, cons
                                                  std::to_string(device.max_shared_per_block_optin));
   const auto start = std::chrono::steady_clock::now();
   kernel_stages::Cubin cubin = kernel_stages::compile(generated, binary_hash, device.arch(), device.driver_version);
-  if (!kernel_stages::load(cubin.bytes, generated, kernel)) {
-    if (!cubin.from_database) cuda::check(CUDA_ERROR_INVALID_IMAGE, "cuModuleLoadData");
+  const CUresult loaded = kernel_stages::load(cubin.bytes, generated, kernel);
+  if (loaded != CUDA_SUCCESS) {
+    if (!cubin.from_database) cuda::check(loaded, "cuModuleLoadData");
     // The driver refused a stored cubin: compile afresh.
     cubin = kernel_stages::compile(generated, binary_hash, device.arch(), device.driver_version, /*use_database=*/false);
-    if (!kernel_stages::load(cubin.bytes, generated, kernel)) cuda::check(CUDA_ERROR_INVALID_IMAGE, "cuModuleLoadData");
+    cuda::check(kernel_stages::load(cubin.bytes, generated, kernel), "cuModuleLoadData");
   }
   if (!cubin.from_database) {
     std::lock_guard<std::mutex> lock(cache().mutex);
@@ -90,18 +91,18 @@ Cubin compile(const GeneratedKernel& generated, const std::string& binary_hash, 
   return cubin;
 }
 
-bool load(const std::vector<char>& cubin, const GeneratedKernel& generated, LoadedKernel* kernel) {
+CUresult load(const std::vector<char>& cubin, const GeneratedKernel& generated, LoadedKernel* kernel) {
   const cuda::Driver& d = cuda::driver();
-  if (d.cuModuleLoadData(&kernel->module, cubin.data()) != CUDA_SUCCESS) {
+  if (const CUresult result = d.cuModuleLoadData(&kernel->module, cubin.data()); result != CUDA_SUCCESS) {
     kernel->module = nullptr;
-    return false;
+    return result;
   }
   cuda::check(d.cuModuleGetFunction(&kernel->main, kernel->module, generated.kernel_symbol.c_str()),
               "cuModuleGetFunction(main kernel)");
   if (!generated.merge_symbol.empty())
     cuda::check(d.cuModuleGetFunction(&kernel->merge, kernel->module, generated.merge_symbol.c_str()),
                 "cuModuleGetFunction(merge kernel)");
-  return true;
+  return CUDA_SUCCESS;
 }
 
 void configure(const DeviceInfo& device, LoadedKernel* kernel) {

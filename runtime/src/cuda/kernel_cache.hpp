@@ -67,9 +67,9 @@ struct Cubin {
 };
 Cubin compile(const GeneratedKernel& generated, const std::string& binary_hash, const std::string& arch,
               int driver_version, bool use_database = true);
-// Stage 4, load: the module and its main (and merge) functions into `kernel`, in the current context. False when the
-// driver refuses the bytes (e.g. a stored cubin from another driver), with nothing loaded.
-bool load(const std::vector<char>& cubin, const GeneratedKernel& generated, LoadedKernel* kernel);
+// Stage 4, load: the module and its main (and merge) functions into `kernel`, in the current context. The driver's
+// error when it refuses the bytes (e.g. a stored cubin it cannot run), with nothing loaded; CUDA_SUCCESS otherwise.
+CUresult load(const std::vector<char>& cubin, const GeneratedKernel& generated, LoadedKernel* kernel);
 // Stage 5, configure: dynamic shared memory attributes of the loaded functions; registers and spills read back.
 void configure(const DeviceInfo& device, LoadedKernel* kernel);
 }  // namespace kernel_stages

@@ -80,6 +80,7 @@ struct Family<CpuDecodeConfig> {
                                                const std::string& bucket) {
     return TuningStore::instance().cpu_decode_winner(sku, spec_key, bucket);
   }
+  static CpuDecodeTuneReport tune(const DecodeShape& shape, const TuneOptions& o) { return tune_cpu_decode_shape(shape, o); }
 };
 
 // Calls f(Family<Config>{}) for the CUDA family of `kind`: the one place a CUDA family is registered.
