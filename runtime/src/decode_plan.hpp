@@ -6,6 +6,7 @@
 #include "decode_workload.hpp"
 #include "kernel_cache.hpp"
 #include "paged_decode_problem.hpp"
+#include "stream_scratch.hpp"
 #include "tuning_store.hpp"
 
 namespace swajit {
@@ -25,11 +26,6 @@ ShapeBucket bucket_of(const DecodeProblem& problem);
 
 // kDefault -> kTuneOnMiss when the environment sets SWAJIT_TUNE=1, else kDatabase; other policies unchanged.
 TuningPolicy resolve_tuning_policy(TuningPolicy policy);
-bool stream_is_capturing(CUstream stream);
-
-// The device's argument-error record every kernel reports into (allocated on first use, never during capture);
-// read and cleared by check_device_errors.
-int* device_status(CUcontext context, CUstream stream);
 DecodeShape shape_of(const DecodeProblem& problem);  // the synthetic shape the tuner times for this call
 
 }  // namespace swajit
