@@ -349,6 +349,52 @@ TEST_CASE("concurrent streams: split-KV decode calls held back and released toge
   CHECK(wrong == 0);
 }
 
+TEST_CASE("concurrent streams: a graph replayed on one stream beside eager calls on the stream it was captured on") {
+  // What a per-stream scratch would get wrong: the graph was captured on stream X (its workspace must not be X's),
+  // is replayed on stream Y, while X runs eager split-KV calls of another problem.
+  const cuda::Driver& d = cuda::driver();
+  cuda::ScopedDeviceContext scope(kDevice);
+  OwnedStream x, y;
+  DecodeWorkload captured(split_kv_shape(2, 4), {kDLCUDA, kDevice}, x.stream);
+  DecodeWorkload eager(split_kv_shape(1, 1), {kDLCUDA, kDevice}, x.stream);
+  captured.run(0, std::nullopt, TuningPolicy::kHeuristic);  // compiles the kernels outside the capture
+  eager.run(0, std::nullopt, TuningPolicy::kHeuristic);
+  CUgraph graph;
+  CUgraphExec exec;
+  cuda::check(d.cuStreamBeginCapture(x.stream, CU_STREAM_CAPTURE_MODE_GLOBAL), "begin capture");
+  captured.run(0, std::nullopt, TuningPolicy::kHeuristic);
+  cuda::check(d.cuStreamEndCapture(x.stream, &graph), "end capture");
+  cuda::check(d.cuGraphInstantiateWithFlags(&exec, graph, 0), "instantiate");
+  int wrong = 0;
+  for (int round = 0; round < 20; ++round) {
+    {
+      StreamGate gate(std::chrono::milliseconds(20));
+      gate.hold(x.stream);
+      gate.hold(y.stream);
+      captured.poison_output();  // on x, before the gate opens; the replays on y wait for it below
+      eager.poison_output();
+      CUevent poisoned;
+      cuda::check(d.cuEventCreate(&poisoned, CU_EVENT_DISABLE_TIMING), "cuEventCreate");
+      cuda::check(d.cuEventRecord(poisoned, x.stream), "cuEventRecord");
+      cuda::check(d.cuStreamWaitEvent(y.stream, poisoned, 0), "cuStreamWaitEvent");
+      d.cuEventDestroy(poisoned);
+      for (int call = 0; call < 3; ++call) {
+        cuda::check(d.cuGraphLaunch(exec, y.stream), "cuGraphLaunch");
+        eager.run(0, std::nullopt, TuningPolicy::kHeuristic);
+      }
+    }
+    cuda::check(d.cuStreamSynchronize(y.stream), "sync");
+    const double err_captured = captured.relative_error(0), err_eager = eager.relative_error(0);
+    if (!(err_captured <= tolerance_for(DType::kBF16)) || !(err_eager <= tolerance_for(DType::kBF16))) {
+      ++wrong;
+      MESSAGE("round " << round << ": relative errors " << err_captured << " (graph) and " << err_eager << " (eager)");
+    }
+  }
+  CHECK(wrong == 0);
+  d.cuGraphExecDestroy(exec);
+  d.cuGraphDestroy(graph);
+}
+
 TEST_CASE("concurrent threads: first calls that compile at the same time, each on its own stream, are correct") {
   // Specs no other test uses (page sizes 7 and 11), so each thread's first call generates and compiles its kernel
   // while the other does the same.

@@ -18,7 +18,8 @@ namespace swajit::cuda {
   X(cuGraphLaunch) X(cuGraphDestroy) X(cuGraphExecDestroy) X(cuEventCreate) X(cuEventDestroy) X(cuEventRecord) \
   X(cuEventSynchronize) X(cuEventElapsedTime) X(cuStreamWaitEvent) X(cuLaunchHostFunc) X(cuMemsetD32Async)         \
   X(cuMemcpyHtoDAsync) X(cuMemcpyDtoHAsync) X(cuThreadExchangeStreamCaptureMode) X(cuMemPoolCreate)            \
-  X(cuMemPoolSetAttribute) X(cuMemAllocFromPoolAsync) X(cuMemFreeAsync)
+  X(cuMemPoolSetAttribute) X(cuMemAllocFromPoolAsync) X(cuMemFreeAsync) X(cuStreamGetCaptureInfo)        \
+  X(cuUserObjectCreate) X(cuGraphRetainUserObject)
 
 struct Driver {
 #define SWAJIT_DECLARE(name) decltype(&::name) name = nullptr;

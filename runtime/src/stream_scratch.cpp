@@ -1,8 +1,10 @@
 #include "stream_scratch.hpp"
 
+#include <algorithm>
 #include <climits>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <tuple>
@@ -127,6 +129,73 @@ StatusRecord take_stream_status(CUcontext context, CUstream stream) {
   return {host[0], host[1]};
 }
 
+namespace {
+
+// Workspace that a captured graph owns: freed by a later call once the graph and all its instantiations are gone
+// (the driver then runs the user object's destructor, which may not call CUDA itself).
+struct GraphOwnedBuffer {
+  CUcontext context;
+  CUdeviceptr ptr;
+};
+std::mutex released_mutex;
+std::vector<GraphOwnedBuffer> released_buffers;
+
+void CUDA_CB release_graph_buffer(void* buffer) {
+  std::unique_ptr<GraphOwnedBuffer> owned(static_cast<GraphOwnedBuffer*>(buffer));
+  std::lock_guard<std::mutex> lock(released_mutex);
+  released_buffers.push_back(*owned);
+}
+
+// Frees (in `stream`'s order: nothing can use them any more) the buffers of `context` that destroyed graphs left.
+void free_released_buffers(CUcontext context, CUstream stream) {
+  std::vector<GraphOwnedBuffer> mine;
+  {
+    std::lock_guard<std::mutex> lock(released_mutex);
+    if (released_buffers.empty()) return;
+    auto theirs = std::partition(released_buffers.begin(), released_buffers.end(),
+                                 [&](const GraphOwnedBuffer& b) { return b.context != context; });
+    mine.assign(theirs, released_buffers.end());
+    released_buffers.erase(theirs, released_buffers.end());
+  }
+  for (const GraphOwnedBuffer& b : mine) cuda::driver().cuMemFreeAsync(b.ptr, stream);
+}
+
+// A buffer from `pool` that the graph being captured on `stream` owns for its lifetime. Graph launches of one
+// executable graph are ordered, so its calls never overlap one another; and no allocation node sits between the
+// graph's kernels, which measured 0.2-0.3 us per call at batch 1 (allocation and free nodes in the replayed graph).
+CUdeviceptr graph_owned_buffer(CUcontext context, CUstream stream, CUmemoryPool pool, size_t bytes) {
+  const cuda::Driver& d = cuda::driver();
+  CUstreamCaptureStatus status;
+  cuuint64_t id;
+  CUgraph graph = nullptr;
+  const CUgraphNode* nodes = nullptr;
+  const CUgraphEdgeData* edges = nullptr;
+  size_t count = 0;
+  cuda::check(d.cuStreamGetCaptureInfo(stream, &status, &id, &graph, &nodes, &edges, &count), "cuStreamGetCaptureInfo");
+  CUdeviceptr ptr = 0;
+  outside_capture_rules([&] {  // allocated on a private stream, complete before the capture goes on
+    CUstream setup;
+    cuda::check(d.cuStreamCreate(&setup, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+    CUresult result = d.cuMemAllocFromPoolAsync(&ptr, bytes, pool, setup);
+    if (result == CUDA_SUCCESS) result = d.cuStreamSynchronize(setup);
+    d.cuStreamDestroy(setup);
+    cuda::check(result, "cuMemAllocFromPoolAsync(graph workspace)");
+  });
+  auto owned = std::make_unique<GraphOwnedBuffer>(GraphOwnedBuffer{context, ptr});
+  CUuserObject object;
+  const CUresult created = d.cuUserObjectCreate(&object, owned.get(), &release_graph_buffer, 1,
+                                                CU_USER_OBJECT_NO_DESTRUCTOR_SYNC);
+  if (created != CUDA_SUCCESS) {
+    d.cuMemFreeAsync(ptr, stream);
+    cuda::check(created, "cuUserObjectCreate");
+  }
+  owned.release();  // the user object's destructor owns it now
+  cuda::check(d.cuGraphRetainUserObject(graph, object, 1, CU_GRAPH_USER_OBJECT_MOVE), "cuGraphRetainUserObject");
+  return ptr;
+}
+
+}  // namespace
+
 StreamWorkspace::StreamWorkspace(CUcontext context, CUstream stream, size_t bytes) : stream_(stream) {
   if (bytes == 0) return;
   CUmemoryPool pool;
@@ -139,11 +208,17 @@ StreamWorkspace::StreamWorkspace(CUcontext context, CUstream stream, size_t byte
                 "this device has no stream-ordered memory pools (CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED is 0), "
                 "which the library's split-KV workspace needs: pass DecodeOptions::workspace (size from "
                 "paged_decode_workspace_bytes)");
+  if (stream_is_capturing(stream)) {
+    ptr_ = graph_owned_buffer(context, stream, pool, bytes);
+    owned_by_graph_ = true;
+    return;
+  }
+  free_released_buffers(context, stream);
   cuda::check(cuda::driver().cuMemAllocFromPoolAsync(&ptr_, bytes, pool, stream), "cuMemAllocFromPoolAsync(workspace)");
 }
 
 StreamWorkspace::~StreamWorkspace() {
-  if (ptr_) cuda::driver().cuMemFreeAsync(ptr_, stream_);
+  if (ptr_ && !owned_by_graph_) cuda::driver().cuMemFreeAsync(ptr_, stream_);
 }
 
 }  // namespace swajit

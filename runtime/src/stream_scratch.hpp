@@ -1,9 +1,10 @@
 // Library-owned device memory that calls on any number of streams and host threads use at once without sharing
 // bytes between streams:
 // - the split-KV workspace of one call, allocated in stream order from the context's memory pool
-//   (cuMemAllocFromPoolAsync) and freed in stream order after the call's last grid (cuMemFreeAsync): two streams
-//   never hold the same bytes at the same time, and a call captured into a CUDA graph records its own allocation and
-//   free nodes (the graph owns that memory), so no warm-up call is needed before capturing;
+//   (cuMemAllocFromPoolAsync) and freed in stream order after the call's last grid (cuMemFreeAsync), so two streams
+//   never hold the same bytes at the same time; a call captured into a CUDA graph gets a buffer the graph owns (a
+//   CUDA user object frees it once the graph and its instantiations are destroyed), so no warm-up call is needed
+//   before capturing and a graph's replays, on whatever stream, share it with nothing else;
 // - the device-side argument-error record, one slot per stream, so check_device_errors(stream) reports what the
 //   kernels of that stream found and clears only that.
 #pragma once
@@ -27,7 +28,8 @@ struct StatusRecord {
 StatusRecord take_stream_status(CUcontext context, CUstream stream);
 
 // One call's split-KV workspace: allocated on `stream` from the context's pool when constructed, freed on the same
-// stream when destroyed (after the launches that use it were enqueued, so the free is ordered after them).
+// stream when destroyed (after the launches that use it were enqueued, so the free is ordered after them); during a
+// capture, owned by the graph instead.
 class StreamWorkspace {
  public:
   StreamWorkspace(CUcontext context, CUstream stream, size_t bytes);
@@ -39,6 +41,7 @@ class StreamWorkspace {
  private:
   CUstream stream_ = nullptr;
   CUdeviceptr ptr_ = 0;
+  bool owned_by_graph_ = false;  // captured: the graph keeps the buffer for its lifetime
 };
 
 bool stream_is_capturing(CUstream stream);

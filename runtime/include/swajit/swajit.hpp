@@ -13,8 +13,10 @@
 // streams, at the same time. What calls share is made safe so:
 // - split-KV scratch: each call that needs it (and gets no DecodeOptions::workspace) allocates its own, in stream
 //   order from a library memory pool, and frees it in stream order after its last grid, so calls on different
-//   streams never share bytes. Inside a CUDA graph capture this becomes the graph's own allocation and free nodes:
-//   no warm-up call is needed. A caller's workspace is the caller's to keep to one stream at a time.
+//   streams never share bytes. A call captured into a CUDA graph gets a buffer the graph owns (freed when the graph
+//   and its instantiations are destroyed): no warm-up call is needed, and replays on any stream share it with no
+//   other call; two instantiations of one graph must not run at once. A caller's workspace is the caller's to keep
+//   to one stream at a time.
 // - device-side argument errors are recorded per stream: check_device_errors(device, stream) reports and clears
 //   what the kernels launched on that stream found.
 // - kernels: a specialization is generated and compiled once per process and context; concurrent first uses wait
@@ -65,7 +67,7 @@ struct DecodeOptions {
   std::optional<CpuDecodeConfig> cpu_config;  // the same for the CPU backend (tensors on kDLCPU)
   TuningPolicy tuning = TuningPolicy::kDefault;
   // Split-KV scratch (size from paged_decode_workspace_bytes). When null each call that needs it allocates its own in
-  // stream order (also inside a CUDA graph capture). A caller's workspace must not be in use on two streams at once.
+  // stream order (a captured call: one its graph owns). A caller's workspace must not be in use on two streams at once.
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
   // Synchronize after the launch and throw kDeviceArgument if the kernel found invalid seq_lens / block_table
