@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "check.hpp"
 #include "cpu_backend.hpp"
@@ -110,4 +112,38 @@ TEST_CASE("CPU: tune, store, and reload in a new process without compiling") {
   CHECK(output.find("Clang compiles in this process: 0") != std::string::npos);
   set_tuning_db_path(temp_path("unused.db").string());
   std::filesystem::remove(db);
+}
+
+TEST_CASE("CPU backend: calls from several host threads at once, first uses compiling together, are each correct") {
+  // Four threads, three different specs (two threads share one), each compiling its first call while the others
+  // run theirs; every output is checked against the reference after every round.
+  std::vector<DecodeShape> shapes(4);
+  for (DecodeShape& s : shapes) {
+    s.batch = 2; s.kv_len = 300; s.num_q_heads = 4; s.num_kv_heads = 2; s.head_dim = 64; s.local_window = 128;
+  }
+  shapes[1].page_size = 5;
+  shapes[2].q_seqlen = 3;
+  shapes[3].page_size = 5;
+  std::vector<int> wrong(shapes.size(), 0);
+  std::vector<std::string> failures(shapes.size());
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < shapes.size(); ++t)
+    threads.emplace_back([&, t] {
+      try {
+        DecodeWorkload w(shapes[t], kCpu, nullptr);
+        for (int round = 0; round < 5; ++round) {
+          w.poison_output();
+          w.run(0, std::nullopt, TuningPolicy::kHeuristic);
+          if (!(w.relative_error(0) <= tolerance_for(shapes[t].dtype))) ++wrong[t];
+        }
+      } catch (const std::exception& e) {
+        failures[t] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (size_t t = 0; t < shapes.size(); ++t) {
+    INFO("thread " << t << ": " << failures[t]);
+    CHECK(failures[t].empty());
+    CHECK(wrong[t] == 0);
+  }
 }

@@ -4,6 +4,8 @@
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <thread>
@@ -210,7 +212,7 @@ TEST_CASE("invalid device-side seq_lens and block_table values are reported, not
   }
 }
 
-TEST_CASE("graph capture: scratch is refused during capture, caller workspaces work") {
+TEST_CASE("graph capture: the library's workspace is captured with the call, caller workspaces work") {
   const cuda::Driver& d = cuda::driver();
   cuda::ScopedDeviceContext scope(kDevice);
   CUstream stream;
@@ -218,22 +220,21 @@ TEST_CASE("graph capture: scratch is refused during capture, caller workspaces w
   SmallProblem p({64, 17});
   DecodeOptions o;
   o.config = DecodeConfig{16, 1, 2, 5};  // 4 tiles of 16 tokens over 5 splits: needs a workspace
-  // A workspace larger than any the library allocated so far, first asked for inside a capture: a clear error.
-  SmallProblem big({64, 64});
-  DecodeOptions huge = o;
-  huge.config = DecodeConfig{16, 1, 2, 1000};
-  cuda::check(d.cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL), "begin capture");
-  bool refused = false;
-  try {
-    big.run(stream, huge);
-  } catch (const Error& e) {
-    refused = std::string(e.what()).find("graph capture") != std::string::npos;
-  }
-  CUgraph graph = nullptr;
-  d.cuStreamEndCapture(stream, &graph);
-  if (graph) d.cuGraphDestroy(graph);
-  CHECK(refused);
-  // With the caller's own workspace the same call captures and replays.
+  const auto replay_and_check = [&](CUgraph graph) {
+    CUgraphExec exec;
+    cuda::check(d.cuGraphInstantiateWithFlags(&exec, graph, 0), "instantiate");
+    for (int replay = 0; replay < 3; ++replay) {
+      cuda::check(d.cuMemsetD8Async(p.out.ptr(), 0xff, p.out.bytes(), stream), "poison");
+      cuda::check(d.cuGraphLaunch(exec, stream), "launch");
+      cuda::check(d.cuStreamSynchronize(stream), "sync");
+      // Every value is 0x3c3c in bf16 (about 0.0115); attention of equal values returns that value.
+      const auto out = p.out.download<uint16_t>();
+      for (uint16_t x : out) CHECK(x == 0x3c3c);
+    }
+    d.cuGraphExecDestroy(exec);
+    d.cuGraphDestroy(graph);
+  };
+  // With the caller's own workspace: warm-up call (compiles the kernel), then capture and replay.
   const size_t bytes = paged_decode_workspace_bytes(SmallProblem::view(p.q, {kDLBfloat, 16, 1}, p.q_shape),
                                                     SmallProblem::view(p.k, {kDLBfloat, 16, 1}, p.k_shape),
                                                     SmallProblem::view(p.v, {kDLBfloat, 16, 1}, p.k_shape),
@@ -242,25 +243,249 @@ TEST_CASE("graph capture: scratch is refused during capture, caller workspaces w
                                                     SmallProblem::view(p.out, {kDLBfloat, 16, 1}, p.q_shape), o);
   CHECK(bytes > 0);
   DeviceBuffer workspace(bytes);
-  o.workspace = workspace.data();
-  o.workspace_bytes = bytes;
-  p.run(stream, o);  // warm (status buffer, kernel) outside the capture
+  DecodeOptions own = o;
+  own.workspace = workspace.data();
+  own.workspace_bytes = bytes;
+  p.run(stream, own);
+  CUgraph graph = nullptr;
   cuda::check(d.cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL), "begin capture");
+  p.run(stream, own);
+  cuda::check(d.cuStreamEndCapture(stream, &graph), "end capture");
+  replay_and_check(graph);
+  // The same split-KV call with the library's workspace, never made before outside a capture: the graph records
+  // the call's own stream-ordered allocation and free (global capture mode, as PyTorch captures).
+  cuda::check(d.cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_GLOBAL), "begin capture");
   p.run(stream, o);
   cuda::check(d.cuStreamEndCapture(stream, &graph), "end capture");
-  CUgraphExec exec;
-  cuda::check(d.cuGraphInstantiateWithFlags(&exec, graph, 0), "instantiate");
-  cuda::check(d.cuMemsetD8(p.out.ptr(), 0xff, p.out.bytes()), "poison");
-  cuda::check(d.cuGraphLaunch(exec, stream), "launch");
-  cuda::check(d.cuStreamSynchronize(stream), "sync");
-  // Every value is 0x3c3c in bf16 (about 0.0115); attention of equal values returns that value.
-  const auto out = p.out.download<uint16_t>();
-  for (uint16_t x : out) CHECK(x == 0x3c3c);
+  replay_and_check(graph);
+  o = own;
   o.workspace_bytes = bytes - 1;
   CHECK_THROWS_AS(p.run(stream, o), Error);
+  d.cuStreamDestroy(stream);
+}
+
+namespace {
+// Holds back the work queued on streams behind it and then releases it all at once, so that calls on different
+// streams really run at the same time: a host function on a private stream sleeps while the calls are enqueued,
+// and every held stream waits for an event recorded after it.
+class StreamGate {
+ public:
+  explicit StreamGate(std::chrono::milliseconds hold) : hold_(hold) {
+    const cuda::Driver& d = cuda::driver();
+    cuda::check(d.cuStreamCreate(&gate_, CU_STREAM_NON_BLOCKING), "cuStreamCreate(gate)");
+    cuda::check(d.cuEventCreate(&opened_, CU_EVENT_DISABLE_TIMING), "cuEventCreate(gate)");
+    cuda::check(d.cuLaunchHostFunc(gate_, &StreamGate::sleep, this), "cuLaunchHostFunc(gate)");
+    cuda::check(d.cuEventRecord(opened_, gate_), "cuEventRecord(gate)");
+  }
+  ~StreamGate() {
+    cuda::driver().cuStreamSynchronize(gate_);
+    cuda::driver().cuEventDestroy(opened_);
+    cuda::driver().cuStreamDestroy(gate_);
+  }
+  void hold(CUstream stream) const { cuda::check(cuda::driver().cuStreamWaitEvent(stream, opened_, 0), "cuStreamWaitEvent"); }
+
+ private:
+  static void CUDA_CB sleep(void* self) { std::this_thread::sleep_for(static_cast<StreamGate*>(self)->hold_); }
+  std::chrono::milliseconds hold_;
+  CUstream gate_ = nullptr;
+  CUevent opened_ = nullptr;
+};
+
+struct OwnedStream {
+  CUstream stream = nullptr;
+  OwnedStream() { cuda::check(cuda::driver().cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate"); }
+  ~OwnedStream() { cuda::driver().cuStreamDestroy(stream); }
+};
+
+// The serving-engine case of the concurrency issue: batch 1, a long sequence, few kv heads, so every call splits.
+DecodeShape split_kv_shape(int num_kv_heads, int q_seqlen) {
+  DecodeShape s;
+  s.batch = 1;
+  s.kv_len = 32768;
+  s.local_window = 8192;
+  s.num_kv_heads = num_kv_heads;
+  s.num_q_heads = 4 * num_kv_heads;
+  s.q_seqlen = q_seqlen;
+  return s;
+}
+
+int heuristic_splits(const DecodeWorkload& w) {
+  cuda::ScopedDeviceContext scope(kDevice);
+  DecodeOptions heuristic;
+  heuristic.tuning = TuningPolicy::kHeuristic;
+  return plan_decode(w.problem(0), heuristic, cuda_device(kDevice), scope.context(), nullptr).config.num_splits;
+}
+}  // namespace
+
+TEST_CASE("concurrent streams: split-KV decode calls held back and released together are each correct") {
+  cuda::ScopedDeviceContext scope(kDevice);
+  OwnedStream sa, sb;
+  DecodeWorkload a(split_kv_shape(1, 1), {kDLCUDA, kDevice}, sa.stream);
+  DecodeWorkload b(split_kv_shape(2, 4), {kDLCUDA, kDevice}, sb.stream);
+  REQUIRE(heuristic_splits(a) > 1);
+  REQUIRE(heuristic_splits(b) > 1);
+  a.run(0, std::nullopt, TuningPolicy::kHeuristic);  // compile both kernels before the rounds
+  b.run(0, std::nullopt, TuningPolicy::kHeuristic);
+  constexpr int kRounds = 25, kCallsPerStream = 4;
+  int wrong = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    {
+      StreamGate gate(std::chrono::milliseconds(20));
+      gate.hold(sa.stream);
+      gate.hold(sb.stream);
+      a.poison_output();
+      b.poison_output();
+      for (int call = 0; call < kCallsPerStream; ++call) {  // interleaved, all queued behind the gate
+        a.run(0, std::nullopt, TuningPolicy::kHeuristic);
+        b.run(0, std::nullopt, TuningPolicy::kHeuristic);
+      }
+    }
+    const double err_a = a.relative_error(0), err_b = b.relative_error(0);
+    if (!(err_a <= tolerance_for(DType::kBF16)) || !(err_b <= tolerance_for(DType::kBF16))) {
+      ++wrong;
+      MESSAGE("round " << round << ": relative errors " << err_a << " and " << err_b);
+    }
+  }
+  CHECK(wrong == 0);
+}
+
+TEST_CASE("concurrent streams: a graph replayed on one stream beside eager calls on the stream it was captured on") {
+  // What a per-stream scratch would get wrong: the graph was captured on stream X (its workspace must not be X's),
+  // is replayed on stream Y, while X runs eager split-KV calls of another problem.
+  const cuda::Driver& d = cuda::driver();
+  cuda::ScopedDeviceContext scope(kDevice);
+  OwnedStream x, y;
+  DecodeWorkload captured(split_kv_shape(2, 4), {kDLCUDA, kDevice}, x.stream);
+  DecodeWorkload eager(split_kv_shape(1, 1), {kDLCUDA, kDevice}, x.stream);
+  captured.run(0, std::nullopt, TuningPolicy::kHeuristic);  // compiles the kernels outside the capture
+  eager.run(0, std::nullopt, TuningPolicy::kHeuristic);
+  CUgraph graph;
+  CUgraphExec exec;
+  cuda::check(d.cuStreamBeginCapture(x.stream, CU_STREAM_CAPTURE_MODE_GLOBAL), "begin capture");
+  captured.run(0, std::nullopt, TuningPolicy::kHeuristic);
+  cuda::check(d.cuStreamEndCapture(x.stream, &graph), "end capture");
+  cuda::check(d.cuGraphInstantiateWithFlags(&exec, graph, 0), "instantiate");
+  int wrong = 0;
+  for (int round = 0; round < 20; ++round) {
+    {
+      StreamGate gate(std::chrono::milliseconds(20));
+      gate.hold(x.stream);
+      gate.hold(y.stream);
+      captured.poison_output();  // on x, before the gate opens; the replays on y wait for it below
+      eager.poison_output();
+      CUevent poisoned;
+      cuda::check(d.cuEventCreate(&poisoned, CU_EVENT_DISABLE_TIMING), "cuEventCreate");
+      cuda::check(d.cuEventRecord(poisoned, x.stream), "cuEventRecord");
+      cuda::check(d.cuStreamWaitEvent(y.stream, poisoned, 0), "cuStreamWaitEvent");
+      d.cuEventDestroy(poisoned);
+      for (int call = 0; call < 3; ++call) {
+        cuda::check(d.cuGraphLaunch(exec, y.stream), "cuGraphLaunch");
+        eager.run(0, std::nullopt, TuningPolicy::kHeuristic);
+      }
+    }
+    cuda::check(d.cuStreamSynchronize(y.stream), "sync");
+    const double err_captured = captured.relative_error(0), err_eager = eager.relative_error(0);
+    if (!(err_captured <= tolerance_for(DType::kBF16)) || !(err_eager <= tolerance_for(DType::kBF16))) {
+      ++wrong;
+      MESSAGE("round " << round << ": relative errors " << err_captured << " (graph) and " << err_eager << " (eager)");
+    }
+  }
+  CHECK(wrong == 0);
   d.cuGraphExecDestroy(exec);
   d.cuGraphDestroy(graph);
-  d.cuStreamDestroy(stream);
+}
+
+TEST_CASE("concurrent threads: first calls that compile at the same time, each on its own stream, are correct") {
+  // Specs no other test uses (page sizes 7 and 11), so each thread's first call generates and compiles its kernel
+  // while the other does the same.
+  std::vector<DecodeShape> shapes(4, split_kv_shape(1, 2));
+  shapes[0].page_size = 7;
+  shapes[1].page_size = 11;
+  shapes[2].page_size = 7;  // the same new kernel as thread 0: compiled once, used by both
+  shapes[3].page_size = 11;
+  shapes[3].q_seqlen = 3;
+  std::vector<double> errors(shapes.size(), -1);
+  std::vector<std::string> failures(shapes.size());
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < shapes.size(); ++t)
+    threads.emplace_back([&, t] {
+      try {
+        cuda::ScopedDeviceContext scope(kDevice);
+        OwnedStream own;
+        DecodeWorkload w(shapes[t], {kDLCUDA, kDevice}, own.stream);
+        for (int call = 0; call < 8; ++call) w.run(0, std::nullopt, TuningPolicy::kHeuristic);
+        errors[t] = w.relative_error(0);
+      } catch (const std::exception& e) {
+        failures[t] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (size_t t = 0; t < shapes.size(); ++t) {
+    INFO("thread " << t << ": " << failures[t]);
+    CHECK(failures[t].empty());
+    CHECK(errors[t] >= 0);
+    CHECK(errors[t] <= tolerance_for(DType::kBF16));
+  }
+}
+
+TEST_CASE("concurrent streams: decode and prefill mixed across streams and threads are each correct") {
+  std::atomic<int> wrong{0};
+  std::vector<std::string> failures(3);
+  const auto decode_thread = [&](int index, DecodeShape shape) {
+    try {
+      cuda::ScopedDeviceContext scope(kDevice);
+      OwnedStream own;
+      DecodeWorkload w(shape, {kDLCUDA, kDevice}, own.stream);
+      for (int round = 0; round < 10; ++round) {
+        w.poison_output();
+        for (int call = 0; call < 3; ++call) w.run(0, std::nullopt, TuningPolicy::kHeuristic);
+        if (!(w.relative_error(0) <= tolerance_for(shape.dtype))) ++wrong;
+      }
+    } catch (const std::exception& e) {
+      failures[index] = e.what();
+    }
+  };
+  std::thread d1(decode_thread, 0, split_kv_shape(1, 1)), d2(decode_thread, 1, split_kv_shape(2, 4));
+  std::thread prefill_thread([&] {
+    try {
+      cuda::ScopedDeviceContext scope(kDevice);
+      OwnedStream own;
+      PrefillShape shape;
+      shape.seq_len = 2048;
+      shape.num_q_heads = 8;
+      shape.num_kv_heads = 2;
+      shape.local_window = 512;
+      PrefillWorkload w(shape, kDevice, own.stream);
+      for (int round = 0; round < 10; ++round) {
+        w.run(std::nullopt, TuningPolicy::kHeuristic, /*poison=*/true);
+        if (!(w.sampled_relative_error() <= tolerance_for(shape.dtype))) ++wrong;
+      }
+    } catch (const std::exception& e) {
+      failures[2] = e.what();
+    }
+  });
+  d1.join();
+  d2.join();
+  prefill_thread.join();
+  for (const std::string& f : failures) CHECK_MESSAGE(f.empty(), f);
+  CHECK(wrong == 0);
+}
+
+TEST_CASE("device-side argument errors are reported on the stream whose kernel found them") {
+  cuda::ScopedDeviceContext scope(kDevice);
+  OwnedStream bad_stream, good_stream;
+  SmallProblem bad({20, 65}), good({20, 17});  // 65 > max_pages_per_seq * page_size = 64
+  DecodeOptions o;
+  bad.run(bad_stream.stream, o);
+  good.run(good_stream.stream, o);
+  CHECK_NOTHROW(check_device_errors(kDevice, good_stream.stream));
+  try {
+    check_device_errors(kDevice, bad_stream.stream);
+    FAIL("the bad stream's error was not reported");
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::kDeviceArgument);
+  }
+  CHECK_NOTHROW(check_device_errors(kDevice, bad_stream.stream));  // reported once, then cleared
 }
 
 TEST_CASE("tuning a shape stores a verified winner the runtime then uses, never slower than the heuristic") {

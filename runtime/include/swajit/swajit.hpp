@@ -8,6 +8,21 @@
 //
 // Tensors are DLPack DLTensors (what PyTorch, JAX and CuPy export without copies). The first call for a new
 // specialization generates and compiles its kernel (NVRTC, for the device's own arch); later calls launch at once.
+//
+// Threads and streams: every function here may be called from any number of host threads, on any number of CUDA
+// streams, at the same time. What calls share is made safe so:
+// - split-KV scratch: each call that needs it (and gets no DecodeOptions::workspace) allocates its own, in stream
+//   order from a library memory pool, and frees it in stream order after its last grid, so calls on different
+//   streams never share bytes. A call captured into a CUDA graph gets a buffer the graph owns (freed when the graph
+//   and its instantiations are destroyed): no warm-up call is needed, and replays on any stream share it with no
+//   other call; two instantiations of one graph must not run at once. A caller's workspace is the caller's to keep
+//   to one stream at a time.
+// - device-side argument errors are recorded per stream: check_device_errors(device, stream) reports and clears
+//   what the kernels launched on that stream found.
+// - kernels: a specialization is generated and compiled once per process and context; concurrent first uses wait
+//   for that one build. The tuning database is one connection behind a lock.
+// - the CPU backend runs one call at a time on its thread pool; concurrent CPU calls queue.
+// No call synchronizes the host with the stream, except with check_device_args or while tuning on a miss.
 #pragma once
 #include <cuda.h>
 #include <dlpack/dlpack.h>
@@ -59,7 +74,8 @@ struct AttentionOptions {
 struct DecodeOptions : AttentionOptions {
   std::optional<DecodeConfig> config;  // force a GPU tuning config (validated); default: see `tuning`
   std::optional<CpuDecodeConfig> cpu_config;  // the same for the CPU backend (tensors on kDLCPU)
-  // Split-KV scratch. When null the library keeps a per-device buffer, grown outside CUDA graph capture.
+  // Split-KV scratch (size from paged_decode_workspace_bytes). When null each call that needs it allocates its own in
+  // stream order (a captured call: one its graph owns). A caller's workspace must not be in use on two streams at once.
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
 };
@@ -79,8 +95,8 @@ size_t paged_decode_workspace_bytes(const DLTensor& q, const DLTensor& k_cache, 
                                     const DLTensor& block_table, const DLTensor& seq_lens, const DLTensor& out,
                                     const DecodeOptions& options = {});
 
-// Waits for `stream` and throws kDeviceArgument if any kernel launched on device `device_ordinal` since the last
-// check found invalid seq_lens / block_table values; clears the record.
+// Waits for `stream` and throws kDeviceArgument if any kernel launched on `stream` (device `device_ordinal`) since the
+// last check of that stream found invalid seq_lens / block_table / cu_seqlens values; clears that stream's record.
 void check_device_errors(int device_ordinal, CUstream stream);
 
 struct PrefillOptions : AttentionOptions {

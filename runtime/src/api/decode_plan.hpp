@@ -5,6 +5,7 @@
 
 #include "kernel_cache.hpp"
 #include "paged_decode_problem.hpp"
+#include "stream_scratch.hpp"
 #include "tuning_store.hpp"
 
 namespace swajit {
@@ -24,10 +25,5 @@ ShapeBucket decode_bucket_of(const DecodeProblem& problem);
 
 // kDefault -> kTuneOnMiss when the environment sets SWAJIT_TUNE=1, else kDatabase; other policies unchanged.
 TuningPolicy resolve_tuning_policy(TuningPolicy policy);
-bool stream_is_capturing(CUstream stream);
-
-// The device's argument-error record every kernel reports into (allocated on first use, never during capture);
-// read and cleared by check_device_errors.
-int* device_status(CUcontext context, CUstream stream);
 
 }  // namespace swajit

@@ -1,7 +1,3 @@
-#include <climits>
-#include <map>
-#include <mutex>
-
 #include <cstdio>
 #include <cstdlib>
 
@@ -16,6 +12,7 @@
 #include "tuning_store.hpp"
 #include "kernel_cache.hpp"
 #include "paged_decode_problem.hpp"
+#include "stream_scratch.hpp"
 #include "prefill_params.h"
 #include "swajit/swajit.hpp"
 
@@ -41,56 +38,6 @@ WorkspaceLayout workspace_layout(const DecodeProblem& p, int num_splits) {
   w.out_bytes = align_up(slots * p.spec.head_dim * kPartialElementBytes);
   w.lse_bytes = align_up(slots * sizeof(float));
   return w;
-}
-
-// Per-context buffers the library owns: the device-side status record and the default split-KV workspace.
-struct ContextScratch {
-  CUdeviceptr status = 0;  // int[2]: error bits, first offending batch index
-  CUdeviceptr workspace = 0;
-  size_t workspace_bytes = 0;
-};
-std::mutex scratch_mutex;
-std::map<CUcontext, ContextScratch> scratch_by_context;
-
-}  // namespace
-
-bool stream_is_capturing(CUstream stream) {
-  CUstreamCaptureStatus status = CU_STREAM_CAPTURE_STATUS_NONE;
-  cuda::check(cuda::driver().cuStreamIsCapturing(stream, &status), "cuStreamIsCapturing");
-  return status != CU_STREAM_CAPTURE_STATUS_NONE;
-}
-
-namespace {
-
-void reset_status(CUdeviceptr status) {
-  const cuda::Driver& d = cuda::driver();
-  cuda::check(d.cuMemsetD32(status, 0, 1), "cuMemsetD32(status)");
-  cuda::check(d.cuMemsetD32(status + sizeof(int), INT_MAX, 1), "cuMemsetD32(status)");
-}
-
-// The context's scratch with at least `workspace_bytes` of workspace; allocation is refused during graph capture.
-ContextScratch& context_scratch(CUcontext context, CUstream stream, size_t workspace_bytes) {
-  const cuda::Driver& d = cuda::driver();
-  std::lock_guard<std::mutex> lock(scratch_mutex);
-  ContextScratch& s = scratch_by_context[context];
-  const bool need_status = s.status == 0, need_workspace = workspace_bytes > s.workspace_bytes;
-  if ((need_status || need_workspace) && stream_is_capturing(stream))
-    throw Error(ErrorCode::kInvalidArgument,
-                "paged_decode needs " + std::to_string(need_workspace ? workspace_bytes : 2 * sizeof(int)) +
-                    " bytes of library scratch that cannot be allocated during CUDA graph capture: run the same "
-                    "call once before capturing, or pass DecodeOptions::workspace (see paged_decode_workspace_bytes)");
-  if (need_status) {
-    cuda::check(d.cuMemAlloc(&s.status, 2 * sizeof(int)), "cuMemAlloc(status)");
-    reset_status(s.status);
-  }
-  if (need_workspace) {
-    if (s.workspace) cuda::check(d.cuMemFree(s.workspace), "cuMemFree(workspace)");
-    s.workspace = 0;
-    s.workspace_bytes = 0;
-    cuda::check(d.cuMemAlloc(&s.workspace, workspace_bytes), "cuMemAlloc(workspace)");
-    s.workspace_bytes = workspace_bytes;
-  }
-  return s;
 }
 
 int chosen_splits(const DecodeProblem& p, const DecodeOptions& options) {
@@ -138,9 +85,6 @@ const LoadedDecodeKernel* try_kernel(const DecodeProblem& p, const DecodeConfig&
 
 }  // namespace
 
-int* device_status(CUcontext context, CUstream stream) {
-  return reinterpret_cast<int*>(context_scratch(context, stream, 0).status);
-}
 
 ShapeBucket decode_bucket_of(const DecodeProblem& p) { return shape_bucket(p.batch, visible_kv_upper_bound(p)); }
 
@@ -227,12 +171,13 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   if (caller_workspace && options.workspace_bytes < layout.total())
     throw Error(ErrorCode::kInvalidArgument, "workspace_bytes = " + std::to_string(options.workspace_bytes) +
                                                  " is too small; this call needs " + std::to_string(layout.total()));
-  ContextScratch& scratch = context_scratch(scope.context(), stream, caller_workspace ? 0 : layout.total());
-  char* workspace = caller_workspace ? static_cast<char*>(options.workspace) : reinterpret_cast<char*>(scratch.workspace);
+  // The library's workspace is this call's own, allocated and freed in stream order after the launches below.
+  StreamWorkspace library_workspace(scope.context(), stream, caller_workspace ? 0 : layout.total());
+  char* workspace = caller_workspace ? static_cast<char*>(options.workspace) : library_workspace.data();
 
   PagedDecodeParams& a = p.params;
   a.num_splits = splits;
-  a.status = reinterpret_cast<int*>(scratch.status);
+  a.status = stream_status(scope.context(), stream);
   a.partial_out = splits > 1 ? workspace : nullptr;
   a.partial_lse = splits > 1 ? reinterpret_cast<float*>(workspace + layout.out_bytes) : nullptr;
 
@@ -265,21 +210,9 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
 }
 
 void check_device_errors(int device_ordinal, CUstream stream) {
-  const cuda::Driver& d = cuda::driver();
   cuda::ScopedDeviceContext scope(device_ordinal);
-  cuda::check(d.cuStreamSynchronize(stream), "cuStreamSynchronize");
-  CUdeviceptr status = 0;
-  {
-    std::lock_guard<std::mutex> lock(scratch_mutex);
-    auto it = scratch_by_context.find(scope.context());
-    if (it == scratch_by_context.end()) return;  // nothing launched on this device yet
-    status = it->second.status;
-  }
-  int host[2] = {0, 0};
-  cuda::check(d.cuMemcpyDtoH(host, status, sizeof(host)), "cuMemcpyDtoH(status)");
-  if (host[0] == 0) return;
-  reset_status(status);
-  throw Error(ErrorCode::kDeviceArgument, describe_status(host[0], host[1]));
+  const StatusRecord record = take_stream_status(scope.context(), stream);
+  if (record.bits != 0) throw Error(ErrorCode::kDeviceArgument, describe_status(record.bits, record.first_index));
 }
 
 }  // namespace swajit

@@ -259,7 +259,7 @@ void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& op
     throw Error(ErrorCode::kUnsupported, "config " + config.key() + " uses wgmma, which needs sm_90a; " + device.name +
                                              " is " + device.arch());
   const LoadedPrefillKernel& kernel = prefill_kernel(p.spec, config, device, scope.context());
-  p.params.status = device_status(scope.context(), stream);
+  p.params.status = stream_status(scope.context(), stream);
   void* args[] = {&p.params};
   const int64_t q_tiles = (p.max_q_len + config.block_m - 1) / config.block_m;
   const int64_t grid_x = q_tiles * p.num_q_heads;  // the kernel's (query tile, q head) order, heads fastest

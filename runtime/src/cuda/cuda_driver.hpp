@@ -17,7 +17,10 @@ namespace swajit::cuda {
   X(cuMemsetD8Async) X(cuMemGetInfo) X(cuStreamCreate) X(cuStreamDestroy) X(cuStreamSynchronize)               \
   X(cuStreamIsCapturing) X(cuStreamBeginCapture) X(cuStreamEndCapture) X(cuGraphInstantiateWithFlags)          \
   X(cuGraphLaunch) X(cuGraphDestroy) X(cuGraphExecDestroy) X(cuEventCreate) X(cuEventDestroy) X(cuEventRecord) \
-  X(cuEventSynchronize) X(cuEventElapsedTime)
+  X(cuEventSynchronize) X(cuEventElapsedTime) X(cuStreamWaitEvent) X(cuLaunchHostFunc) X(cuMemsetD32Async)         \
+  X(cuMemcpyHtoDAsync) X(cuMemcpyDtoHAsync) X(cuThreadExchangeStreamCaptureMode) X(cuMemPoolCreate)            \
+  X(cuMemPoolSetAttribute) X(cuMemAllocFromPoolAsync) X(cuMemFreeAsync) X(cuStreamGetCaptureInfo)        \
+  X(cuUserObjectCreate) X(cuGraphRetainUserObject)
 
 struct Driver {
 #define SWAJIT_DECLARE(name) decltype(&::name) name = nullptr;

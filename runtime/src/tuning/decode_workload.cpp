@@ -134,7 +134,6 @@ DecodeWorkload::DecodeWorkload(const DecodeShape& s, DLDevice where, CUstream st
       fill_host_bytes(v_, kVSeed, fp8);
     }
     fill_host(q_, kQSeed, s.dtype);
-    std::memset(out_.data(), 0xff, out_.bytes());  // poison
   } else {
     const DeviceInfo& device = cuda_device(where.device_id);
     const auto ptr = [](const WorkloadBuffer& b) { return reinterpret_cast<CUdeviceptr>(b.data()); };
@@ -146,14 +145,22 @@ DecodeWorkload::DecodeWorkload(const DecodeShape& s, DLDevice where, CUstream st
       fill_random_bytes(device, ptr(v_), num_pages_ * page_elems, kVSeed, fp8, stream);
     }
     fill_uniform(device, ptr(q_), replicas_ * qo_elems, kQSeed, s.dtype, stream);
-    cuda::check(cuda::driver().cuMemsetD8Async(ptr(out_), 0xff, out_.bytes(), stream), "cuMemsetD8Async(poison out)");
   }
+  poison_output();
 
   q_shape_ = {s.batch, s.q_seqlen, s.num_q_heads, D};
   cache_shape_ = {num_pages_, P, s.num_kv_heads, D};
   table_shape_ = {s.batch, max_pages_};
   lens_shape_ = {s.batch};
   scale_shape_ = {s.num_kv_heads, D};
+}
+
+void DecodeWorkload::poison_output() {
+  if (where_.device_type == kDLCPU)
+    std::memset(out_.data(), 0xff, out_.bytes());
+  else
+    cuda::check(cuda::driver().cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(out_.data()), 0xff, out_.bytes(), stream_),
+                "cuMemsetD8Async(poison out)");
 }
 
 DecodeOptions DecodeWorkload::options(const std::optional<DecodeConfig>& config) const {

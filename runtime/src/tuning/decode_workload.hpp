@@ -58,6 +58,9 @@ class DecodeWorkload {
   // One call on replica r; `config` / `cpu_config` force a config (else the runtime chooses, by `policy`).
   void run(int replica, const std::optional<DecodeConfig>& config, TuningPolicy policy = TuningPolicy::kDefault,
            const std::optional<CpuDecodeConfig>& cpu_config = std::nullopt);
+  // Fills every replica's output with NaN bits (in stream order on the GPU): an output the next run leaves unwritten
+  // then fails relative_error.
+  void poison_output();
   // The validated problem of replica r, as paged_decode sees it.
   DecodeProblem problem(int replica) const;
   // Median time of one call in microseconds: a CUDA graph of one call per replica, replayed `reps` times; on the
