@@ -16,9 +16,9 @@ import torch
 from . import _swajit
 from ._errors import invalid_argument, unsupported
 
-# The CPU backend's paged decode takes at most this many query tokens per sequence (speculative decode's limit, C++
+# Paged decode takes at most this many query tokens per sequence (speculative decode's limit, C++
 # SpecLimits::kMaxQSeqlen); the CPU prefill route feeds each sequence's queries through it in chunks of this size.
-CPU_PREFILL_CHUNK = 8
+MAX_DECODE_Q_SEQLEN = 8
 
 
 def _exportable(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
@@ -117,7 +117,7 @@ def _host_ints(t: torch.Tensor, name: str) -> List[int]:
 def _cpu_paged_prefill(q, k_cache, v_cache, block_table, seq_lens, cu_seqlens_q, out, local_window, global_window,
                        causal, softmax_scale, kv_layout, gqa, sink_logits, kv_quant, k_scale, v_scale):
     """Prefill on the CPU backend, exactly: each sequence's queries go through paged decode in chunks of at most
-    CPU_PREFILL_CHUNK tokens, each chunk with the KV length up to its own last query, so every query sees the cache
+    MAX_DECODE_Q_SEQLEN tokens, each chunk with the KV length up to its own last query, so every query sees the cache
     up to its own position: the same causal windowed attention the CUDA prefill computes."""
     if not causal:
         raise unsupported("prefill with causal=False runs on CUDA only (the CPU route goes through causal paged "
@@ -134,8 +134,8 @@ def _cpu_paged_prefill(q, k_cache, v_cache, block_table, seq_lens, cu_seqlens_q,
         if q_len < 0 or kv_len < q_len:
             raise invalid_argument(f"sequence {b}: {q_len} queries (from cu_seqlens_q) need 0 <= q_len <= seq_lens "
                                    f"= {kv_len}")
-        for first in range(0, q_len, CPU_PREFILL_CHUNK):
-            count = min(CPU_PREFILL_CHUNK, q_len - first)
+        for first in range(0, q_len, MAX_DECODE_Q_SEQLEN):
+            count = min(MAX_DECODE_Q_SEQLEN, q_len - first)
             rows = slice(starts[b] + first, starts[b] + first + count)
             chunk_kv_len = torch.tensor([kv_len - q_len + first + count], dtype=torch.int32)
             _decode_into(q[rows].unsqueeze(0), k_cache, v_cache, block_table[b:b + 1], chunk_kv_len,
