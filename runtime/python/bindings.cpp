@@ -276,6 +276,11 @@ NB_MODULE(_swajit, m) {
         "Waits for the stream; raises Error(device_argument) if a kernel since the last check found bad metadata");
   m.def("set_tuning_db_path", &swajit::set_tuning_db_path, "path"_a, "Use this tuning database file from now on");
   m.def("cuda_devices", &cuda_devices, "The CUDA devices swajit sees (empty without a driver or GPU)");
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+  m.attr("HAS_CPU_BACKEND") = true;
+#else
+  m.attr("HAS_CPU_BACKEND") = false;  // built with SWAJIT_CPU_BACKEND=OFF: CPU tensors raise Error(unsupported)
+#endif
   m.def("decode_defaults", &decode_defaults, "DecodeOptions' C++ defaults, as the Python wrappers expose them");
   m.def("prefill_defaults", &prefill_defaults, "PrefillOptions' C++ defaults, as the Python wrappers expose them");
 }

@@ -5,6 +5,8 @@ import pytest
 import torch
 
 import swajit
+import conftest
+from conftest import requires_cpu_backend
 from reference import paged_attention, visible, attention
 
 TOLERANCE = {torch.bfloat16: 2e-2, torch.float16: 4e-3}  # the output's rounding; math is fp32 inside
@@ -139,6 +141,7 @@ def test_paged_prefill_matches_reference(device):
     assert_close(out, torch.cat(expected), dtype)
 
 
+@requires_cpu_backend
 def test_errors_carry_code_and_message():
     kv = torch.zeros(4, 16, 2, 64, dtype=torch.bfloat16)
     block_table, seq_lens = torch.zeros(1, 4, dtype=torch.int32), torch.tensor([10], dtype=torch.int32)
@@ -187,6 +190,7 @@ def decode_inputs():
     return q, k_cache, v_cache, block_table, seq_lens
 
 
+@requires_cpu_backend
 def test_custom_op_passes_opcheck():
     q, k_cache, v_cache, block_table, seq_lens = decode_inputs()
     out = torch.empty_like(q)
@@ -195,6 +199,7 @@ def test_custom_op_passes_opcheck():
     torch.library.opcheck(torch.ops.swajit.paged_decode.default, args)
 
 
+@requires_cpu_backend
 def test_torch_compile_fullgraph_traces_through_the_ops():
     q, k_cache, v_cache, block_table, seq_lens = decode_inputs()
 
@@ -265,13 +270,14 @@ def test_cuda_graph_capture_and_replay():
         assert_close(out[b], reference[b], dtype)
 
 
-def test_example_paged_speculative_decode_runs():
+@pytest.mark.parametrize("device", conftest.DEVICES)
+def test_example_paged_speculative_decode_runs(device):
     import os
     import subprocess
     import sys
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     script = os.path.join(root, "runtime", "python", "examples", "paged_speculative_decode.py")
-    result = subprocess.run([sys.executable, script, "--device", "cpu", "--steps", "2"], capture_output=True,
+    result = subprocess.run([sys.executable, script, "--device", device, "--steps", "2"], capture_output=True,
                             text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "OK on cpu: 2 speculative steps of q_seqlen 4 match" in result.stdout
+    assert f"OK on {device}: 2 speculative steps of q_seqlen 4 match" in result.stdout

@@ -10,10 +10,10 @@ The functions take torch tensors (CUDA: torch's current stream; CPU: the CPU bac
 torch custom ops (torch.ops.swajit.paged_decode, ...). swajit.PagedKVCache keeps a paged KV cache the way serving
 stacks do; `import swajit.hf` registers the Hugging Face attention function "swajit".
 """
-from ._swajit import Error, ErrorCode, check_device_errors, cuda_devices, set_tuning_db_path
+from ._swajit import HAS_CPU_BACKEND, Error, ErrorCode, check_device_errors, cuda_devices, set_tuning_db_path
 from .ops import paged_decode, paged_decode_workspace_bytes, paged_prefill, prefill
 from .paged_cache import PagedKVCache
 
 __version__ = "0.1.0"
-__all__ = ["Error", "ErrorCode", "PagedKVCache", "check_device_errors", "cuda_devices", "paged_decode",
+__all__ = ["HAS_CPU_BACKEND", "Error", "ErrorCode", "PagedKVCache", "check_device_errors", "cuda_devices", "paged_decode",
            "paged_decode_workspace_bytes", "paged_prefill", "prefill", "set_tuning_db_path"]
