@@ -63,6 +63,25 @@ const char* tuning_name(swajit::TuningPolicy policy) {
 
 CUstream as_stream(uintptr_t handle) { return reinterpret_cast<CUstream>(handle); }
 
+// The fields DecodeOptions and PrefillOptions share, from the Python keyword arguments of the same names.
+template <class Options>
+void set_shared_options(Options& o, int local_window, int global_window, std::optional<float> softmax_scale,
+                        const std::string& kv_layout, const std::string& gqa, const OptionalTensor& sinks,
+                        const std::string& kv_quant, const OptionalTensor& k_scales, const OptionalTensor& v_scales,
+                        const std::string& tuning, bool check_device_args) {
+  o.local_window = local_window;
+  o.global_window = global_window;
+  o.softmax_scale = softmax_scale;
+  o.kv_layout = swajit::parse_kv_layout(kv_layout);
+  o.gqa = swajit::parse_gqa(gqa);
+  o.sink_logits = sinks.get();
+  o.kv_quant = swajit::parse_kv_quant(kv_quant);
+  o.k_scale = k_scales.get();
+  o.v_scale = v_scales.get();
+  o.tuning = parse_tuning(tuning);
+  o.check_device_args = check_device_args;
+}
+
 // Everything of DecodeOptions a Python caller sets, with the tensors it points at kept alive beside it.
 struct DecodeArgs {
   DecodeArgs(int local_window, int global_window, std::optional<float> softmax_scale, const std::string& kv_layout,
@@ -70,47 +89,30 @@ struct DecodeArgs {
              const OptionalArray& k_scale, const OptionalArray& v_scale, const std::optional<std::string>& config,
              const std::string& tuning, const OptionalArray& workspace, bool check_device_args)
       : sinks(sink_logits), k_scales(k_scale), v_scales(v_scale) {
-    options.local_window = local_window;
-    options.global_window = global_window;
-    options.softmax_scale = softmax_scale;
-    options.kv_layout = swajit::parse_kv_layout(kv_layout);
-    options.gqa = swajit::parse_gqa(gqa);
-    options.sink_logits = sinks.get();
-    options.kv_quant = swajit::parse_kv_quant(kv_quant);
-    options.k_scale = k_scales.get();
-    options.v_scale = v_scales.get();
+    set_shared_options(options, local_window, global_window, softmax_scale, kv_layout, gqa, sinks, kv_quant,
+                       k_scales, v_scales, tuning, check_device_args);
     if (config) options.config = swajit::DecodeConfig::from_key(*config);
-    options.tuning = parse_tuning(tuning);
     if (workspace) {
       options.workspace = const_cast<void*>(workspace->data());
       options.workspace_bytes = workspace->nbytes();
     }
-    options.check_device_args = check_device_args;
   }
   OptionalTensor sinks, k_scales, v_scales;
   swajit::DecodeOptions options;
 };
 
+// The same for PrefillOptions.
 struct PrefillArgs {
   PrefillArgs(int local_window, int global_window, bool causal, std::optional<float> softmax_scale,
               const std::string& kv_layout, const std::string& gqa, const OptionalArray& sink_logits,
               const std::string& kv_quant, const OptionalArray& k_scale, const OptionalArray& v_scale, int max_q_len,
               const std::optional<std::string>& config, const std::string& tuning, bool check_device_args)
       : sinks(sink_logits), k_scales(k_scale), v_scales(v_scale) {
-    options.local_window = local_window;
-    options.global_window = global_window;
+    set_shared_options(options, local_window, global_window, softmax_scale, kv_layout, gqa, sinks, kv_quant,
+                       k_scales, v_scales, tuning, check_device_args);
     options.causal = causal;
-    options.softmax_scale = softmax_scale;
-    options.kv_layout = swajit::parse_kv_layout(kv_layout);
-    options.gqa = swajit::parse_gqa(gqa);
-    options.sink_logits = sinks.get();
-    options.kv_quant = swajit::parse_kv_quant(kv_quant);
-    options.k_scale = k_scales.get();
-    options.v_scale = v_scales.get();
     options.max_q_len = max_q_len;
     if (config) options.config = swajit::PrefillConfig::from_key(*config);
-    options.tuning = parse_tuning(tuning);
-    options.check_device_args = check_device_args;
   }
   OptionalTensor sinks, k_scales, v_scales;
   swajit::PrefillOptions options;
@@ -167,9 +169,10 @@ void paged_prefill(const Array& q, const Array& k_cache, const Array& v_cache, c
                         args.options);
 }
 
-// The C++ defaults of the options the Python wrappers expose, so that a test can hold them equal.
-nb::dict decode_defaults() {
-  const swajit::DecodeOptions o;
+// The C++ defaults of the options the Python wrappers expose, so that a test can hold them equal: first the fields
+// set_shared_options sets, then each struct's own.
+template <class Options>
+nb::dict shared_defaults(const Options& o) {
   nb::dict d;
   d["local_window"] = o.local_window;
   d["global_window"] = o.global_window;
@@ -182,19 +185,13 @@ nb::dict decode_defaults() {
   return d;
 }
 
+nb::dict decode_defaults() { return shared_defaults(swajit::DecodeOptions{}); }
+
 nb::dict prefill_defaults() {
   const swajit::PrefillOptions o;
-  nb::dict d;
-  d["local_window"] = o.local_window;
-  d["global_window"] = o.global_window;
+  nb::dict d = shared_defaults(o);
   d["causal"] = o.causal;
-  d["softmax_scale"] = o.softmax_scale ? nb::cast(*o.softmax_scale) : nb::none();
-  d["kv_layout"] = std::string(swajit::to_string(o.kv_layout));
-  d["gqa"] = std::string(swajit::to_string(o.gqa));
-  d["kv_quant"] = std::string(swajit::to_string(o.kv_quant));
   d["max_q_len"] = o.max_q_len;
-  d["tuning"] = tuning_name(o.tuning);
-  d["check_device_args"] = o.check_device_args;
   return d;
 }
 
