@@ -50,4 +50,7 @@ sys.path.append(sys.argv[1])
 import pytest
 sys.exit(pytest.main(["-v", "-rs", "-p", "no:cacheprovider", "tests/python"] + sys.argv[2:]))
 PY
-exit "${PIPESTATUS[0]}"
+status=${PIPESTATUS[0]}
+echo "==== host cost per call (log: $out/python_call_overhead.log)"
+python3 tools/bench/python_call_overhead.py 2>&1 | tee "$out/python_call_overhead.log"
+exit "$status"
