@@ -81,3 +81,23 @@ def test_padded_batches_are_refused(device):
     with pytest.raises(swajit.Error, match="without padding") as info:
         ours(prompt, attention_mask=mask)
     assert info.value.code == swajit.ErrorCode.unsupported
+
+
+@pytest.mark.parametrize("make", [mistral, gemma3], ids=["mistral", "gemma3"])
+@torch.no_grad()
+def test_beam_search_and_cropped_cache_match_eager(make, device):
+    """Histories that do not simply grow: beams reordered every step, and a step over a cache that lost the last
+    step's tokens (rejected speculative tokens: the step runs on a copy taken before them); the paged cache is
+    rebuilt from the transformers cache."""
+    eager, ours = model_pair(make, device)
+    prompt = torch.randint(0, 128, (1, PROMPT_LEN), device=device)
+    options = dict(max_new_tokens=6, do_sample=False, num_beams=3, pad_token_id=0)
+    assert torch.equal(ours.generate(prompt, **options), eager.generate(prompt, **options))
+    draft, accepted = torch.randint(0, 128, (1, 3), device=device), torch.randint(0, 128, (1, 2), device=device)
+    results = []
+    for model in (eager, ours):
+        first = model(prompt, use_cache=True)
+        before_draft = copy.deepcopy(first.past_key_values)
+        model(draft, past_key_values=first.past_key_values)  # rejected: its keys stay in the paged cache
+        results.append(model(accepted, past_key_values=before_draft).logits)
+    torch.testing.assert_close(results[1], results[0], atol=LOGIT_TOLERANCE, rtol=LOGIT_TOLERANCE)

@@ -8,7 +8,9 @@ Each attention layer keeps its own swajit.PagedKVCache (pages of 16 tokens; bloc
 transformers cache: a call appends the layer's new keys and values to it, then runs the prompt through
 swajit.paged_prefill and every later step of at most 8 tokens (generation, speculative verification) through
 swajit.paged_decode, with the layer's sliding window (Mistral's sliding_window, Gemma's sliding layers) and scaling.
-A call whose keys are only its own tokens (nothing cached before) starts new sequences. On the CPU the prefill runs
+Before appending, a call checks that the paged cache ends where the transformers cache's history ends (the last
+key of each sequence); when it does not (new sequences, beams reordered, rejected speculative tokens cropped) it
+rebuilds the paged cache from the keys and values transformers passes, which hold every token the layer can see. On the CPU the prefill runs
 through paged decode in chunks of at most 8 query tokens (see swajit.paged_prefill): the same attention, exactly.
 
 Limits (each raises swajit.Error(unsupported) rather than computing something else): batches without padding (a
@@ -33,20 +35,26 @@ def _attention_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype in _KERNEL_DTYPES else FLOAT32_ATTENTION_DTYPE
 
 
-def _layer_cache(module: torch.nn.Module, batch: int, num_kv_heads: int, head_dim: int, dtype: torch.dtype,
-                 device: torch.device, starts_new_sequences: bool) -> PagedKVCache:
+def _layer_cache(module: torch.nn.Module, num_kv_heads: int, head_dim: int, dtype: torch.dtype,
+                 device: torch.device) -> PagedKVCache:
     cache = getattr(module, "_swajit_cache", None)
-    fits = (cache is not None and cache.k_cache.shape[2:] == (num_kv_heads, head_dim) and cache.k_cache.dtype == dtype
-            and cache.k_cache.device == device)
-    if not fits:
+    if (cache is None or cache.k_cache.shape[2:] != (num_kv_heads, head_dim) or cache.k_cache.dtype != dtype
+            or cache.k_cache.device != device):
         cache = PagedKVCache(num_kv_heads, head_dim, page_size=PAGE_SIZE, dtype=dtype, device=device)
         module._swajit_cache = cache  # a plain attribute: not a parameter or buffer, not in the state dict
-        starts_new_sequences = True
-    if starts_new_sequences:
-        cache.reset(batch)
-    elif cache.batch != batch:
-        raise unsupported(f"the batch changed from {cache.batch} to {batch} while continuing cached sequences")
     return cache
+
+
+def _continues(cache: PagedKVCache, key: torch.Tensor, q_len: int) -> bool:
+    """Whether the paged cache ends with exactly the history (the keys before this call's q_len tokens) that the
+    transformers cache hands over: all of it for a full-attention layer, the window's for a sliding one. It does not
+    after generate() started new sequences, reordered beams or cropped rejected speculative tokens; the caller then
+    rebuilds the paged cache from that history. Comparing every key (not only the last) keeps histories that merely
+    end alike apart; two that are equal key for key give the same attention, so equality is all that matters."""
+    history = key.shape[2] - q_len
+    if history == 0 or cache.batch != key.shape[0] or min(cache.seq_lens.tolist()) < history:
+        return False
+    return torch.equal(cache.recent_keys(history), key[:, :, :history].transpose(1, 2).to(cache.k_cache.dtype))
 
 
 def swajit_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -65,13 +73,16 @@ def swajit_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
     batch, _, q_len, head_dim = query.shape
     num_kv_heads = key.shape[1]
     dtype = _attention_dtype(query.dtype)
-    starts_new_sequences = key.shape[2] == q_len  # the transformers cache held nothing before this call
-    cache = _layer_cache(module, batch, num_kv_heads, head_dim, dtype, query.device, starts_new_sequences)
-    cache.append(key[:, :, -q_len:].transpose(1, 2), value[:, :, -q_len:].transpose(1, 2))
+    cache = _layer_cache(module, num_kv_heads, head_dim, dtype, query.device)
+    rebuild = not _continues(cache, key, q_len)
+    if rebuild:  # every token the transformers cache holds (a sliding layer's holds the window's), then ours
+        cache.reset(batch)
+    new = slice(0, None) if rebuild else slice(-q_len, None)
+    cache.append(key[:, :, new].transpose(1, 2), value[:, :, new].transpose(1, 2))
 
     q = query.transpose(1, 2).to(dtype)  # [batch, q_len, heads, head_dim]: a view when no cast is needed
     window = sliding_window if sliding_window else 0
-    if not starts_new_sequences and q_len <= ops.MAX_DECODE_Q_SEQLEN:  # generation / speculative verification
+    if not rebuild and q_len <= ops.MAX_DECODE_Q_SEQLEN:  # generation / speculative verification
         out = ops.paged_decode(q, cache.k_cache, cache.v_cache, cache.block_table, cache.seq_lens,
                                local_window=window, softmax_scale=scaling)
     else:

@@ -38,6 +38,14 @@ class PagedKVCache:
     def num_pages(self) -> int:
         return self.k_cache.shape[0]
 
+    def recent_keys(self, count: int) -> torch.Tensor:
+        """Each sequence's last `count` keys, [batch, count, num_kv_heads, head_dim]; count <= every seq_lens value."""
+        device = self.k_cache.device
+        positions = self.seq_lens.long().view(-1, 1) - count + torch.arange(count, device=device)
+        pages = torch.gather(self.block_table.long(), 1, positions // self.page_size)
+        slots = pages * self.page_size + positions % self.page_size
+        return self.k_cache.view(-1, *self.k_cache.shape[2:])[slots]
+
     def reset(self, batch: int) -> None:
         """Forget every sequence and start `batch` empty ones; their pages return to the free list."""
         for pages in self._pages:
