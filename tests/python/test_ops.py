@@ -281,3 +281,31 @@ def test_example_paged_speculative_decode_runs(device):
                             text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"OK on {device}: 2 speculative steps of q_seqlen 4 match" in result.stdout
+
+
+def test_calls_from_many_threads_at_once(device):
+    """The extension releases the GIL: threads run decodes of their own shapes concurrently, each result exact."""
+    import threading
+    inputs = [decode_inputs() for _ in range(4)]
+    inputs = [tuple(t.to(device) for t in group) for group in inputs]
+    expected = [swajit.paged_decode(*group, local_window=8) for group in inputs]
+    results, errors = {}, []
+
+    def work(index):
+        try:
+            for _ in range(5):
+                results[index] = swajit.paged_decode(*inputs[index], local_window=8)
+        except Exception as error:  # noqa: BLE001  reported below with its thread
+            errors.append((index, error))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    assert sorted(results) == list(range(len(inputs)))
+    for index, out in enumerate(expected):
+        torch.testing.assert_close(results[index], out, atol=0, rtol=0)
