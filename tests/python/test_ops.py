@@ -309,3 +309,15 @@ def test_calls_from_many_threads_at_once(device):
     assert sorted(results) == list(range(len(inputs)))
     for index, out in enumerate(expected):
         torch.testing.assert_close(results[index], out, atol=0, rtol=0)
+
+
+@requires_cpu_backend
+def test_extension_takes_dlpack_capsules():
+    """The route CUDA tensors take (capsules exported with stream=-1), here on CPU tensors: same memory, same result."""
+    q, k_cache, v_cache, block_table, seq_lens = decode_inputs()
+    expected = swajit.paged_decode(q, k_cache, v_cache, block_table, seq_lens, local_window=8)
+    out = torch.zeros_like(q)
+    capsule = lambda t: t.__dlpack__(stream=-1)  # noqa: E731
+    swajit._swajit.paged_decode(capsule(q), capsule(k_cache), capsule(v_cache), capsule(block_table),
+                                capsule(seq_lens), capsule(out), 0, local_window=8)
+    torch.testing.assert_close(out, expected, atol=0, rtol=0)

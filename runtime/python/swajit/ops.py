@@ -9,6 +9,7 @@ given, a call allocates nothing and is safe to capture in a CUDA graph. CPU tens
 Options are keyword arguments with the C++ defaults (swajit/swajit.hpp, DecodeOptions and PrefillOptions). Failures
 raise swajit.Error, whose ``.code`` is a swajit.ErrorCode and whose message names the argument and its allowed range.
 """
+import contextlib
 from typing import List, Optional
 
 import torch
@@ -21,9 +22,24 @@ from ._errors import invalid_argument, unsupported
 MAX_DECODE_Q_SEQLEN = 8
 
 
-def _exportable(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    # __dlpack__ refuses tensors that require grad; the kernels never take part in autograd.
-    return t.detach() if t is not None and t.requires_grad else t
+def _dlpack(t: Optional[torch.Tensor]):
+    """A tensor as the extension takes it. CPU tensors go as they are (nanobind calls __dlpack__); CUDA tensors go as
+    capsules exported with stream=-1, which asks torch for no cross-stream synchronization: the kernels run on the
+    stream passed with them, and the default of older torch versions (make the legacy default stream wait for the
+    current one) would cost an event per tensor and break CUDA graph capture. __dlpack__ refuses tensors that
+    require grad; the kernels never take part in autograd."""
+    if t is None:
+        return None
+    if t.requires_grad:
+        t = t.detach()
+    return t.__dlpack__(stream=-1) if t.is_cuda else t
+
+
+def _device_of(q: torch.Tensor):
+    """Makes q's GPU the current one while its tensors are exported (torch exports only the current device's)."""
+    if q.is_cuda and q.device.index != torch.cuda.current_device():
+        return torch.cuda.device(q.device)
+    return contextlib.nullcontext()
 
 
 def _tracing() -> bool:
@@ -40,12 +56,13 @@ def _stream(t: torch.Tensor) -> int:
 def _decode_into(q, k_cache, v_cache, block_table, seq_lens, out, local_window, global_window, softmax_scale,
                  kv_layout, gqa, sink_logits, kv_quant, k_scale, v_scale, config, tuning, workspace,
                  check_device_args):
-    x = _exportable
-    _swajit.paged_decode(x(q), x(k_cache), x(v_cache), x(block_table), x(seq_lens), out, _stream(q),
-                         local_window=local_window, global_window=global_window, softmax_scale=softmax_scale,
-                         kv_layout=kv_layout, gqa=gqa, sink_logits=x(sink_logits), kv_quant=kv_quant,
-                         k_scale=x(k_scale), v_scale=x(v_scale), config=config, tuning=tuning,
-                         workspace=workspace, check_device_args=check_device_args)
+    x = _dlpack
+    with _device_of(q):
+        _swajit.paged_decode(x(q), x(k_cache), x(v_cache), x(block_table), x(seq_lens), x(out), _stream(q),
+                             local_window=local_window, global_window=global_window, softmax_scale=softmax_scale,
+                             kv_layout=kv_layout, gqa=gqa, sink_logits=x(sink_logits), kv_quant=kv_quant,
+                             k_scale=x(k_scale), v_scale=x(v_scale), config=config, tuning=tuning,
+                             workspace=x(workspace), check_device_args=check_device_args)
 
 
 @torch.library.custom_op("swajit::paged_decode", mutates_args=("out",))
@@ -106,13 +123,13 @@ def paged_decode_workspace_bytes(q: torch.Tensor, k_cache: torch.Tensor, v_cache
                                  k_scale: Optional[torch.Tensor] = None, v_scale: Optional[torch.Tensor] = None,
                                  config: Optional[str] = None, tuning: str = "default") -> int:
     """Bytes of split-KV workspace paged_decode needs for these arguments (0 when it does not split)."""
-    x = _exportable
-    out = x(q) if out is None else out  # only its shape and dtype are read
-    return _swajit.paged_decode_workspace_bytes(
-        x(q), x(k_cache), x(v_cache), x(block_table), x(seq_lens), out, local_window=local_window,
-        global_window=global_window, softmax_scale=softmax_scale, kv_layout=kv_layout, gqa=gqa,
-        sink_logits=x(sink_logits), kv_quant=kv_quant, k_scale=x(k_scale), v_scale=x(v_scale), config=config,
-        tuning=tuning)
+    x = _dlpack
+    with _device_of(q):
+        return _swajit.paged_decode_workspace_bytes(
+            x(q), x(k_cache), x(v_cache), x(block_table), x(seq_lens), x(q if out is None else out),  # out: its shape
+            local_window=local_window, global_window=global_window, softmax_scale=softmax_scale, kv_layout=kv_layout,
+            gqa=gqa, sink_logits=x(sink_logits), kv_quant=kv_quant, k_scale=x(k_scale), v_scale=x(v_scale),
+            config=config, tuning=tuning)
 
 
 def _host_ints(t: torch.Tensor, name: str) -> List[int]:
@@ -172,15 +189,17 @@ def _cpu_prefill(q, k, v, cu_seqlens_q, cu_seqlens_k, out, local_window, global_
 
 def _prefill_into(q, k, v, cu_seqlens_q, cu_seqlens_k, out, local_window, global_window, causal, softmax_scale, gqa,
                   sink_logits, kv_quant, k_scale, v_scale, max_q_len, config, tuning, check_device_args):
-    x = _exportable
     if q.device.type == "cpu":
-        _cpu_prefill(x(q), x(k), x(v), cu_seqlens_q, cu_seqlens_k, out, local_window, global_window, causal,
-                     softmax_scale, gqa, x(sink_logits), kv_quant, x(k_scale), x(v_scale))
+        _cpu_prefill(q, k, v, cu_seqlens_q, cu_seqlens_k, out, local_window, global_window, causal, softmax_scale,
+                     gqa, sink_logits, kv_quant, k_scale, v_scale)
         return
-    _swajit.prefill(x(q), x(k), x(v), x(cu_seqlens_q), x(cu_seqlens_k), out, _stream(q), local_window=local_window,
-                    global_window=global_window, causal=causal, softmax_scale=softmax_scale, gqa=gqa,
-                    sink_logits=x(sink_logits), kv_quant=kv_quant, k_scale=x(k_scale), v_scale=x(v_scale),
-                    max_q_len=max_q_len, config=config, tuning=tuning, check_device_args=check_device_args)
+    x = _dlpack
+    with _device_of(q):
+        _swajit.prefill(x(q), x(k), x(v), x(cu_seqlens_q), x(cu_seqlens_k), x(out), _stream(q),
+                        local_window=local_window, global_window=global_window, causal=causal,
+                        softmax_scale=softmax_scale, gqa=gqa, sink_logits=x(sink_logits), kv_quant=kv_quant,
+                        k_scale=x(k_scale), v_scale=x(v_scale), max_q_len=max_q_len, config=config, tuning=tuning,
+                        check_device_args=check_device_args)
 
 
 @torch.library.custom_op("swajit::prefill", mutates_args=("out",))
@@ -201,17 +220,18 @@ def _(q, k, v, cu_seqlens_q, cu_seqlens_k, out, *options) -> None:
 def _paged_prefill_into(q, k_cache, v_cache, block_table, seq_lens, cu_seqlens_q, out, local_window, global_window,
                         causal, softmax_scale, kv_layout, gqa, sink_logits, kv_quant, k_scale, v_scale, max_q_len,
                         config, tuning, check_device_args):
-    x = _exportable
     if q.device.type == "cpu":
-        _cpu_paged_prefill(x(q), x(k_cache), x(v_cache), block_table, seq_lens, cu_seqlens_q, out, local_window,
-                           global_window, causal, softmax_scale, kv_layout, gqa, x(sink_logits), kv_quant,
-                           x(k_scale), x(v_scale))
+        _cpu_paged_prefill(q, k_cache, v_cache, block_table, seq_lens, cu_seqlens_q, out, local_window,
+                           global_window, causal, softmax_scale, kv_layout, gqa, sink_logits, kv_quant, k_scale,
+                           v_scale)
         return
-    _swajit.paged_prefill(x(q), x(k_cache), x(v_cache), x(block_table), x(seq_lens), x(cu_seqlens_q), out,
-                          _stream(q), local_window=local_window, global_window=global_window, causal=causal,
-                          softmax_scale=softmax_scale, kv_layout=kv_layout, gqa=gqa, sink_logits=x(sink_logits),
-                          kv_quant=kv_quant, k_scale=x(k_scale), v_scale=x(v_scale), max_q_len=max_q_len,
-                          config=config, tuning=tuning, check_device_args=check_device_args)
+    x = _dlpack
+    with _device_of(q):
+        _swajit.paged_prefill(x(q), x(k_cache), x(v_cache), x(block_table), x(seq_lens), x(cu_seqlens_q), x(out),
+                              _stream(q), local_window=local_window, global_window=global_window, causal=causal,
+                              softmax_scale=softmax_scale, kv_layout=kv_layout, gqa=gqa, sink_logits=x(sink_logits),
+                              kv_quant=kv_quant, k_scale=x(k_scale), v_scale=x(v_scale), max_q_len=max_q_len,
+                              config=config, tuning=tuning, check_device_args=check_device_args)
 
 
 @torch.library.custom_op("swajit::paged_prefill", mutates_args=("out",))
