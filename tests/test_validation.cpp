@@ -141,7 +141,13 @@ TEST_CASE("shapes, dtypes and ranges are checked with the argument named") {
   { Tensors t; t.table.dtype = {kDLInt, 64, 1}; expect_error(t, "block_table must have dtype int32"); }
   { Tensors t; t.table_shape[0] = 3; expect_error(t, "block_table dimension 0 = 3 must equal batch = 2"); }
   { Tensors t; t.lens_shape[0] = 1; expect_error(t, "seq_lens dimension 0 = 1 must equal batch = 2"); }
-  { Tensors t; t.lens.ndim = 2; expect_error(t, "seq_lens must be 1-D"); }
+  {
+    Tensors t;
+    t.lens_shape = {2, 1};  // a 2-D shape array: the tensor's ndim never claims more entries than it has
+    t.lens.shape = t.lens_shape.data();
+    t.lens.ndim = 2;
+    expect_error(t, "seq_lens must be 1-D");
+  }
 }
 
 TEST_CASE("devices, strides and alignment are checked") {
