@@ -208,25 +208,6 @@ SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState<1>& 
   }
 }
 
-// True (in every thread) if any block_table entry that the visible tiles of sequence b use is outside
-// [0, num_pages); then reported. Every block of the sequence (each kv head and split) scans the whole visible range,
-// so all of them agree to treat the sequence as empty: every output row is zeros, split-KV merge included, as the
-// status message says. The entries are a few hundred ints at most, read once per block from L2.
-SWAJIT_DEVICE bool block_table_out_of_range(const PagedDecodeParams& P, const int* block_table_row,
-                                            const TileRanges& ranges, int b) {
-  constexpr int kPagesPerTile = (kBlockN + kPageSize - 1) / kPageSize + 1;  // a tile may straddle one more page
-  bool bad = false;
-  for (int i = threadIdx.x; i < ranges.count() * kPagesPerTile; i += kThreads) {
-    const int t = i / kPagesPerTile;
-    const int logical_page = ranges.tile_begin(t) / kPageSize + i % kPagesPerTile;
-    if (logical_page * kPageSize >= ranges.tile_end(t)) continue;
-    const int page = block_table_row[logical_page * P.block_table_stride_page];
-    bad |= page < 0 || page >= P.num_pages;
-  }
-  if (bad) record_status(P.status, kStatusPageOutOfRange, b);
-  return __syncthreads_or(bad) != 0;
-}
-
 // ---- the kernel --------------------------------------------------------------------------------------------------------
 extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(const PagedDecodeParams P) {
   extern __shared__ __align__(128) char smem[];
@@ -246,7 +227,8 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
   }
   const int* block_table_row = P.block_table + b * P.block_table_stride_batch;
   TileRanges ranges = visible_tile_ranges(kv_len - kQSeqlen, kv_len - 1, kv_len, P.local_window, P.global_window);
-  if (block_table_out_of_range(P, block_table_row, ranges, b)) {
+  if (visible_pages_out_of_range<kPageSize>(P, block_table_row, ranges, kThreads)) {
+    if (threadIdx.x == 0 && split == 0 && kv_head == 0) record_status(P.status, kStatusPageOutOfRange, b);
     kv_len = 0;  // as seq_lens[b] == 0: nothing visible, every row of the sequence zeros
     ranges = visible_tile_ranges(kv_len - kQSeqlen, kv_len - 1, kv_len, P.local_window, P.global_window);
   }

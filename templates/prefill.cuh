@@ -471,30 +471,6 @@ SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pip
   write_warp_output(P, st, w.seq.q_begin + w.row0, w.rows, warp, lane, w.q_head);
 }
 
-// Paged K/V: true (in every thread) if any block_table entry that some query row of sequence b sees is outside
-// [0, num_pages); then reported. Every block of the sequence scans the whole visible range of all its rows, not only
-// its own tiles, so all of them agree to write the sequence as zeros, as the status message says. The scan reads
-// one int per page of the visible range, small beside the K/V tiles the block reads.
-SWAJIT_DEVICE bool block_table_out_of_range(const PrefillParams& P, const Sequence& s, const int* block_table_row,
-                                            int b) {
-  bool bad = false;
-  if constexpr (!kContiguousKv) {
-    constexpr int kTokensPerPage = kContiguousKv ? 1 : kPageSize;  // (this branch is compiled for both)
-    constexpr int kPagesPerTile = (kBlockN + kTokensPerPage - 1) / kTokensPerPage + 1;  // a tile may straddle one more
-    const TileRanges all_rows =
-        visible_tile_ranges(s.kv_len - s.q_len, s.kv_len - 1, s.kv_len, P.local_window, P.global_window);
-    for (int i = threadIdx.x; i < all_rows.count() * kPagesPerTile; i += kThreads) {
-      const int t = i / kPagesPerTile;
-      const int logical_page = all_rows.tile_begin(t) / kTokensPerPage + i % kPagesPerTile;
-      if (logical_page * kTokensPerPage >= all_rows.tile_end(t)) continue;
-      const int page = block_table_row[logical_page * P.block_table_stride_page];
-      bad |= page < 0 || page >= P.num_pages;
-    }
-    if (bad) record_status(P.status, kPrefillPageOutOfRange, b);
-  }
-  return __syncthreads_or(bad) != 0;
-}
-
 // ---- the kernel --------------------------------------------------------------------------------------------------------
 extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_PREFILL_KERNEL(const PrefillParams P) {
   extern __shared__ __align__(1024) char smem[];  // wgmma's swizzle atoms are 1024-byte aligned
@@ -513,9 +489,17 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_P
   w.p_min = w.seq.kv_len - w.seq.q_len + w.row0;
   w.p_max = w.p_min + w.rows - 1;
   w.block_table_row = kContiguousKv ? nullptr : P.block_table + w.b * P.block_table_stride_batch;
-  // Every thread takes part in the scan's barrier (the returns above are the same for the whole block).
-  if (!kContiguousKv && !w.seq.zero_output && block_table_out_of_range(P, w.seq, w.block_table_row, w.b))
-    w.seq.zero_output = true;
+  if constexpr (!kContiguousKv) {
+    // The visible range of all the sequence's rows, not only this block's, so every block of it agrees. Every
+    // thread reaches the scan's barrier: the returns above and zero_output are the same for the whole block.
+    constexpr int kTokensPerPage = kContiguousKv ? 1 : kPageSize;  // (this branch is compiled for both)
+    const TileRanges all_rows = visible_tile_ranges(w.seq.kv_len - w.seq.q_len, w.seq.kv_len - 1, w.seq.kv_len,
+                                                    P.local_window, P.global_window);
+    if (!w.seq.zero_output && visible_pages_out_of_range<kTokensPerPage>(P, w.block_table_row, all_rows, kThreads)) {
+      if (threadIdx.x == 0) record_status(P.status, kPrefillPageOutOfRange, w.b);  // any block may be the one left
+      w.seq.zero_output = true;
+    }
+  }
   w.ranges = visible_tile_ranges(w.p_min, w.p_max, w.seq.kv_len, P.local_window, P.global_window);
   if (w.seq.zero_output) w.ranges.tiles[0] = w.ranges.tiles[1] = 0;
   w.tile_count = w.ranges.count();

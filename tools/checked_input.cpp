@@ -31,18 +31,11 @@ double memory_bytes(DLDevice device) {
 }  // namespace
 
 void check_decode_shape(const DecodeShape& s, const std::string& where, DLDevice device) {
-  KernelSpec spec;
-  spec.dtype = s.dtype;
-  spec.head_dim = s.head_dim;
-  spec.page_size = s.page_size;
-  spec.q_seqlen = s.q_seqlen;
-  spec.kv_quant = s.kv_quant;
   if (s.num_kv_heads < 1 || s.num_q_heads < 1 || s.num_q_heads % s.num_kv_heads != 0)
     bad_shape(where, "num_q_heads (" + std::to_string(s.num_q_heads) + ") must be a positive multiple of num_kv_heads (" +
                          std::to_string(s.num_kv_heads) + ")");
-  spec.group = s.num_q_heads / s.num_kv_heads;
   try {
-    spec.validate();
+    decode_shape_spec(s).validate();
   } catch (const Error& e) {
     bad_shape(where, message_of(e));
   }

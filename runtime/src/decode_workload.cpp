@@ -156,19 +156,21 @@ DecodeWorkload::DecodeWorkload(const DecodeShape& s, DLDevice where, CUstream st
   scale_shape_ = {s.num_kv_heads, D};
 }
 
-KernelSpec DecodeWorkload::spec() const {
+KernelSpec decode_shape_spec(const DecodeShape& shape) {
   KernelSpec spec;
-  spec.dtype = shape_.dtype;
-  spec.head_dim = shape_.head_dim;
-  spec.page_size = shape_.page_size;
-  spec.q_seqlen = shape_.q_seqlen;
-  spec.group = shape_.num_q_heads / shape_.num_kv_heads;
-  spec.local_window = shape_.local_window > 0;
-  spec.global_window = shape_.global_window > 0;
-  spec.kv_quant = shape_.kv_quant;
-  spec.sink_logits = shape_.sink_logits;
+  spec.dtype = shape.dtype;
+  spec.head_dim = shape.head_dim;
+  spec.page_size = shape.page_size;
+  spec.q_seqlen = shape.q_seqlen;
+  spec.group = shape.num_kv_heads > 0 ? shape.num_q_heads / shape.num_kv_heads : 0;
+  spec.local_window = shape.local_window > 0;
+  spec.global_window = shape.global_window > 0;
+  spec.kv_quant = shape.kv_quant;
+  spec.sink_logits = shape.sink_logits;
   return spec;
 }
+
+KernelSpec DecodeWorkload::spec() const { return decode_shape_spec(shape_); }
 
 DecodeOptions DecodeWorkload::options(const std::optional<DecodeConfig>& config) const {
   DecodeOptions o;
