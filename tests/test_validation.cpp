@@ -381,7 +381,13 @@ TEST_CASE("prefill: 8-bit K/V as in decode: dtypes, scale shapes and pairing are
 }
 
 TEST_CASE("prefill: every bad argument is named") {
-  { PrefillTensors t; t.q.ndim = 4; expect_error(t, "q must be 3-D [total_q, num_q_heads, head_dim]"); }
+  {
+    PrefillTensors t;
+    std::vector<int64_t> four_d = {1, 8, 8, 64};  // ndim never claims more shape entries than there are
+    t.q.shape = four_d.data();
+    t.q.ndim = 4;
+    expect_error(t, "q must be 3-D [total_q, num_q_heads, head_dim]");
+  }
   { PrefillTensors t; t.q.device = {kDLCPU, 0}; expect_error(t, "prefill runs on CUDA", ErrorCode::kUnsupported); }
   { PrefillTensors t; t.cu_k_shape[0] = 2; expect_error(t, "cu_seqlens_k has 2 entries; it must match cu_seqlens_q's 3"); }
   { PrefillTensors t; t.cu_k_mem = {0, 2, 9}; expect_error(t, "sequence 0 has 3 queries but a KV length of 2"); }
