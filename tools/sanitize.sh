@@ -20,5 +20,5 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 (cd build-asan && ctest --output-on-failure -E "test_decode_gpu|test_nvrtc")
 
 mkdir -p build-asan/fuzz-corpus  # inputs the fuzzer found interesting; the seeds stay read-only in tests/
-build-asan/tests/fuzz_json_input -max_total_time="$fuzz_seconds" -max_len=8192 -timeout=10 -print_final_stats=1 \
+build-asan/tests/fuzz_json_input -max_total_time="$fuzz_seconds" -max_len=8192 -timeout=10 -print_final_stats=1 -print_funcs=0 \
   build-asan/fuzz-corpus tests/fuzz/corpus

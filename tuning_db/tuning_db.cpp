@@ -32,6 +32,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
@@ -540,6 +541,21 @@ class OpenLock {
   int fd_ = -1;
 };
 
+// "file:" URI of a path (for SQLite's URI parameters): the characters URIs reserve are %-escaped.
+std::string file_uri(const std::string& path) {
+  std::string uri = "file:";
+  for (unsigned char c : path) {
+    if (c == '%' || c == '?' || c == '#' || c < 0x21 || c > 0x7e) {
+      char escaped[4];
+      std::snprintf(escaped, sizeof escaped, "%%%02X", c);
+      uri += escaped;
+    } else {
+      uri += char(c);
+    }
+  }
+  return uri;
+}
+
 // Renames a bad database (and any -wal / -shm next to it) out of the way; returns the new name.
 std::string move_aside(const std::string& path) {
   const std::string stem = path + ".corrupt-" + std::to_string(std::time(nullptr));
@@ -646,10 +662,17 @@ TuningDb::TuningDb(const std::string& path) : path_(path) {
 bool TuningDb::open_read_write() {
   db_.reset(open_connection(path_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE));
   if (sqlite3_db_readonly(handle(), "main") != 1) return true;
-  // SQLite silently opened a write-protected file read-only. Reopened as read-only explicitly, it reads a WAL
-  // database without trying to write (the first read would otherwise fail with "attempt to write a readonly
-  // database"); every write then fails with SQLITE_READONLY, reported as "the database file is read-only".
+  // SQLite silently opened a write-protected file read-only; every write then fails with SQLITE_READONLY, reported as
+  // "the database file is read-only". Reading a WAL database needs its -shm file: where it does not exist and cannot
+  // be created (a directory we may not write), the file is read as immutable. No writer can be active then, as a
+  // writer would have created the -shm file.
   db_.reset(open_connection(path_, SQLITE_OPEN_READONLY));
+  try {
+    query_integer(handle(), path_, "reading application_id", "PRAGMA application_id");
+  } catch (const SqliteError& e) {
+    if (e.primary_code() != SQLITE_READONLY) throw;
+    db_.reset(open_connection(file_uri(path_) + "?immutable=1", SQLITE_OPEN_READONLY | SQLITE_OPEN_URI));
+  }
   return false;
 }
 
