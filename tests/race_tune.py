@@ -12,6 +12,25 @@ import tempfile
 
 PROCESSES = 4
 TIMEOUT_S = 600  # one round of four tiny tunes takes seconds; this only stops a hang
+OPEN_ROUNDS, OPENERS = 50, 8  # the cheap stage: processes that only open a new database (the old code moved one
+                              # aside in about 1 round of 10 here)
+
+
+def open_race(swajit: str, tmp: pathlib.Path) -> int:
+    """OPENERS processes run `db show` on one new database at once, OPEN_ROUNDS times; returns files moved aside."""
+    moved = 0
+    for round_index in range(OPEN_ROUNDS):
+        db = tmp / f"open{round_index}" / "tuning.db"
+        runs = [subprocess.Popen([swajit, "db", "show", "--db", str(db)], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True) for _ in range(OPENERS)]
+        for run in runs:
+            _, err = run.communicate(timeout=TIMEOUT_S)
+            if run.returncode != 0:
+                print(f"open round {round_index}: exit {run.returncode}: {err}")
+                moved += 1
+        moved += len(list(db.parent.glob("tuning.db.corrupt-*")))
+    print(f"{OPEN_ROUNDS} rounds x {OPENERS} processes opening a new database: {moved} moved aside or failed")
+    return moved
 
 
 def main() -> int:
@@ -22,6 +41,8 @@ def main() -> int:
                "local_window": 16} for i in range(PROCESSES)]
     lost = 0
     with tempfile.TemporaryDirectory(prefix="swajit_race_") as tmp:
+        if open_race(swajit, pathlib.Path(tmp)):
+            return 1
         workload = pathlib.Path(tmp) / "shapes.json"
         workload.write_text(json.dumps({"shapes": shapes}))
         for round_index in range(rounds):
