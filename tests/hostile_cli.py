@@ -104,7 +104,14 @@ def main() -> int:
                       ["bench", "decode", "--kv-len", "16777216", "--batch", "16777216", "--device", "cpu"],
                       ["bench", "decode", "--num-q-heads", "3", "--num-kv-heads", "2", "--device", "cpu"],
                       ["bench", "decode", "--q-seqlen", "9", "--device", "cpu"],
-                      ["check", "--seed", "-1", "--device", "nope"]):
+                      ["check", "--seed", "-1", "--device", "nope"], ["check", "--seed", "-1", "--device", "cpu"],
+                      ["check", "--seed", "18446744073709551616", "--device", "cpu"], ["gen", "--device", "gpu"],
+                      ["gen", "--block-n", "0"], ["gen", "--splits", "0"], ["gen", "--stages", "99"],
+                      ["gen", "--warps-n", "4294967297"], ["gen", "--family", "prefill", "--page-size", "0",
+                                                           "--block-m", "0"],
+                      ["gen", "--family", "prefill", "--page-size", "0", "--min-blocks", "9"],
+                      ["gen", "--key", "paged_decode_bf16_d128_p0_nhd_q1_g1"], ["gen", "--group", "0"],
+                      ["bench", "prefill", "--device", "cpu"], ["tune", "--family", "prefill", "--device", "cpu"]):
             run("verb", *words)
 
         # Workload files: every field with every wrong value, missing required fields, wrong structure.

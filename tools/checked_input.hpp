@@ -2,6 +2,7 @@
 // checked in 64 bits before it is narrowed to the int the workloads use.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <charconv>
 #include <cstdint>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -27,6 +28,20 @@ inline constexpr std::int64_t kMaxWindow = std::numeric_limits<int>::max();
 inline CLI::Range size_range() { return CLI::Range(std::int64_t(1), kMaxSize, "1.." + std::to_string(kMaxSize)); }
 inline CLI::Range reps_range() { return CLI::Range(std::int64_t(1), kMaxReps, "1.." + std::to_string(kMaxReps)); }
 inline CLI::Range window_range() { return CLI::Range(std::int64_t(0), kMaxWindow, "0.." + std::to_string(kMaxWindow)); }
+
+// Any 64-bit unsigned integer, digits only: CLI11 alone reads "-1" as 2^64 - 1 and 2^64 as some other number.
+inline CLI::Validator unsigned_64() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        std::uint64_t value = 0;
+        const char* end = text.data() + text.size();
+        const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+        if (text.empty() || ec != std::errc() || ptr != end)
+          return "'" + text + "' must be an integer from 0 to " + std::to_string(~std::uint64_t(0));
+        return "";
+      },
+      "0.." + std::to_string(~std::uint64_t(0)));
+}
 
 // Checks what no single field shows: a valid kernel spec (head_dim, page size, q_seqlen, group), kv_len >= q_seqlen,
 // num_q_heads a multiple of num_kv_heads, and KV cache + queries fitting the memory of `device` (read from the

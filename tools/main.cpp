@@ -184,7 +184,9 @@ int main(int argc, char** argv) {
   gen_spec.add_to(*gen);
   gen_config.add_to(*gen);
   std::string gen_device = "cuda";
-  gen->add_option("--device", gen_device, "cuda: the CUDA source (default) | cpu: the CPU backend's C++")->capture_default_str();
+  gen->add_option("--device", gen_device, "cuda: the CUDA source (default) | cpu: the CPU backend's C++")
+      ->check(CLI::IsMember({"cuda", "cpu"}))
+      ->capture_default_str();
 
   app.add_subcommand("info", "backends and devices found");
 
@@ -193,7 +195,9 @@ int main(int argc, char** argv) {
   auto* check = app.add_subcommand("check", "run the correctness matrix against the reference");
   check->add_option("--device", check_device, kDeviceHelp)->capture_default_str();
   check->add_option("--filter", check_filter, "only cases whose name contains this");
-  check->add_option("--seed", check_seed, "random seed of the first case")->capture_default_str();
+  check->add_option("--seed", check_seed, "random seed of the first case")
+      ->check(unsigned_64())
+      ->capture_default_str();
 
   auto* bench = app.add_subcommand("bench", "benchmarks");
   bench->require_subcommand(1);
