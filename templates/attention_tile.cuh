@@ -1,6 +1,6 @@
 // swajit attention tile operations shared by the CUDA kernel families (paged_decode.cuh, prefill.cuh): one warp's
 // 16 query rows against one K/V tile in shared memory, and the 8-bit KV steps around it. Needs Elem, kHeadDim,
-// KvElem, kKvQuant, kKvBytes and kThreads from the generator prelude.
+// KvElem, kKvQuant, kKvBytes, kBlockN and kThreads from the generator prelude (and TileRanges from window_mask.h).
 //
 // For the warp's rows and the tile's tokens (a column t of the warp is KV token token0 + t of the tile):
 //     s = Q K^T * scale * log2(e)                          (tile_scores, then scaled in online_softmax)
@@ -273,4 +273,23 @@ SWAJIT_DEVICE void widen_kv_tile(u32 stored, u32 widened) {
   } else {
     for (int i = threadIdx.x; i < kTokens * kKvChunks; i += kThreads) widen_kv_chunk<Layout>(stored, widened, i);
   }
+}
+
+// True, in every thread of the block, if a block_table entry that the tiles of `ranges` use is outside
+// [0, P.num_pages). Decode and prefill check a sequence's whole visible range this way in every block of it, so all
+// its blocks (kv heads, splits, query tiles) agree to write the sequence as zeros, as the status message says. The
+// scan reads one int per visible page (a few hundred at most, from L2) before the block's first K/V load.
+template <int kTokensPerPage, class Params>
+SWAJIT_DEVICE bool visible_pages_out_of_range(const Params& P, const int* block_table_row, const TileRanges& ranges,
+                                              int threads) {
+  constexpr int kPagesPerTile = (kBlockN + kTokensPerPage - 1) / kTokensPerPage + 1;  // a tile may straddle one more
+  bool bad = false;
+  for (int i = threadIdx.x; i < ranges.count() * kPagesPerTile; i += threads) {
+    const int t = i / kPagesPerTile;
+    const int logical_page = ranges.tile_begin(t) / kTokensPerPage + i % kPagesPerTile;
+    if (logical_page * kTokensPerPage >= ranges.tile_end(t)) continue;
+    const int page = block_table_row[logical_page * P.block_table_stride_page];
+    bad |= page < 0 || page >= P.num_pages;
+  }
+  return __syncthreads_or(bad) != 0;
 }

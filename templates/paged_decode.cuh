@@ -225,11 +225,16 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
     if (threadIdx.x == 0 && split == 0 && kv_head == 0) record_status(P.status, kStatusSeqLenOverCapacity, b);
     kv_len = 0;
   }
-  const TileRanges ranges = visible_tile_ranges(kv_len - kQSeqlen, kv_len - 1, kv_len, P.local_window, P.global_window);
+  const int* block_table_row = P.block_table + b * P.block_table_stride_batch;
+  TileRanges ranges = visible_tile_ranges(kv_len - kQSeqlen, kv_len - 1, kv_len, P.local_window, P.global_window);
+  if (visible_pages_out_of_range<kPageSize>(P, block_table_row, ranges, kThreads)) {
+    if (threadIdx.x == 0 && split == 0 && kv_head == 0) record_status(P.status, kStatusPageOutOfRange, b);
+    kv_len = 0;  // as seq_lens[b] == 0: nothing visible, every row of the sequence zeros
+    ranges = visible_tile_ranges(kv_len - kQSeqlen, kv_len - 1, kv_len, P.local_window, P.global_window);
+  }
   const int tile_count = ranges.count();
   const int first_tile = int(i64(tile_count) * split / P.num_splits);
   const int last_tile = int(i64(tile_count) * (split + 1) / P.num_splits);
-  const int* block_table_row = P.block_table + b * P.block_table_stride_batch;
 
   const u32 q_smem = smem_u32(smem);
   const u32 k_smem = q_smem + kQBytes;

@@ -488,10 +488,21 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_P
   w.kv_head = kv_head_of(P, w.q_head);
   w.p_min = w.seq.kv_len - w.seq.q_len + w.row0;
   w.p_max = w.p_min + w.rows - 1;
+  w.block_table_row = kContiguousKv ? nullptr : P.block_table + w.b * P.block_table_stride_batch;
+  if constexpr (!kContiguousKv) {
+    // The visible range of all the sequence's rows, not only this block's, so every block of it agrees. Every
+    // thread reaches the scan's barrier: the returns above and zero_output are the same for the whole block.
+    constexpr int kTokensPerPage = kContiguousKv ? 1 : kPageSize;  // (this branch is compiled for both)
+    const TileRanges all_rows = visible_tile_ranges(w.seq.kv_len - w.seq.q_len, w.seq.kv_len - 1, w.seq.kv_len,
+                                                    P.local_window, P.global_window);
+    if (!w.seq.zero_output && visible_pages_out_of_range<kTokensPerPage>(P, w.block_table_row, all_rows, kThreads)) {
+      if (threadIdx.x == 0) record_status(P.status, kPrefillPageOutOfRange, w.b);  // any block may be the one left
+      w.seq.zero_output = true;
+    }
+  }
   w.ranges = visible_tile_ranges(w.p_min, w.p_max, w.seq.kv_len, P.local_window, P.global_window);
   if (w.seq.zero_output) w.ranges.tiles[0] = w.ranges.tiles[1] = 0;
   w.tile_count = w.ranges.count();
-  w.block_table_row = kContiguousKv ? nullptr : P.block_table + w.b * P.block_table_stride_batch;
   w.q_smem = smem_u32(smem);
   w.k_smem = w.q_smem + kQBytes;
   w.v_smem = w.k_smem + kStages * kTileBytes;

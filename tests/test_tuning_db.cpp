@@ -11,13 +11,16 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "sha256.hpp"
 #include "swajit/error.hpp"
+#include "swajit/json_input.hpp"
 #include "swajit/tuning_db.hpp"
 
 namespace fs = std::filesystem;
@@ -173,15 +176,15 @@ TEST_CASE("tuning_db: a new database has the latest schema version, WAL mode and
   const std::string path = tmp.file("nested/dir/tuning.db");
   {
     TuningDb db(path);
-    CHECK(TuningDb::latest_schema_version() == 1);
-    CHECK(db.schema_version() == 1);
+    CHECK(TuningDb::latest_schema_version() == 2);
+    CHECK(db.schema_version() == TuningDb::latest_schema_version());
     CHECK(db.path() == path);
     CHECK(raw_text(path, "PRAGMA journal_mode") == "wal");
-    CHECK(raw_text(path, "PRAGMA user_version") == "1");
+    CHECK(raw_text(path, "PRAGMA user_version") == std::to_string(TuningDb::latest_schema_version()));
     CHECK(raw_text(path, "PRAGMA application_id") != "0");
   }
   TuningDb again(path);  // reopening an existing database keeps it
-  CHECK(again.schema_version() == 1);
+  CHECK(again.schema_version() == TuningDb::latest_schema_version());
   CHECK(tmp.moved_aside("tuning.db").empty());
   CHECK(expect_error(ErrorCode::kInvalidArgument, [] { TuningDb empty(""); }).find("empty") != std::string::npos);
 }
@@ -301,7 +304,8 @@ TEST_CASE("tuning_db: every record type round-trips") {
     db.put_binary(b);
     const auto got = db.get_binary("abc123");
     REQUIRE(got.has_value());
-    b.size = static_cast<std::int64_t>(b.blob.size());  // filled in by put_binary
+    b.size = static_cast<std::int64_t>(b.blob.size());  // filled in by put_binary, as is the checksum
+    b.sha256 = sha256_hex(b.blob);
     CHECK(*got == b);
     BinaryRecord empty = make_binary("empty", 1, 1);
     empty.blob.clear();
@@ -446,7 +450,7 @@ TEST_CASE("tuning_db: a file that is not a SQLite database is moved aside and re
   const auto moved = tmp.moved_aside("tuning.db");
   REQUIRE(moved.size() == 1);
   CHECK(read_file(moved[0].string()) == garbage);
-  CHECK(db.schema_version() == 1);
+  CHECK(db.schema_version() == TuningDb::latest_schema_version());
   db.upsert_device(make_device("h100"));
   CHECK(db.list_devices().size() == 1);
 }
@@ -485,7 +489,7 @@ TEST_CASE("tuning_db: another program's SQLite database is moved aside") {
   }
   TuningDb db(path);
   CHECK(tmp.moved_aside("tuning.db").size() == 1);
-  CHECK(db.schema_version() == 1);
+  CHECK(db.schema_version() == TuningDb::latest_schema_version());
   db.upsert_device(make_device("h100"));
   CHECK(raw_text(path, "SELECT count(*) FROM sqlite_schema WHERE name = 'notes'") == "0");
 }
@@ -610,7 +614,7 @@ TEST_CASE("tuning_db: stats, vacuum and moving") {
   db.mark_progress("job", "item");
   db.vacuum();
   const DbStats s = db.stats();
-  CHECK(s.schema_version == 1);
+  CHECK(s.schema_version == TuningDb::latest_schema_version());
   CHECK(s.devices == 1);
   CHECK(s.winners == 1);
   CHECK(s.trials == 1);
@@ -741,4 +745,136 @@ TEST_CASE("tuning_db: two threads with their own TuningDb objects lose nothing")
   CHECK(s.trials == 2 * kWritesPerWriter);
   CHECK(main_db.count_trials({.status = TrialStatus::kRejectedWrong}) == kWritesPerWriter);
   CHECK(main_db.get_winner("h100", "batch_0", "b")->origin == "batch thread");
+}
+
+TEST_CASE("tuning_db: sha256_hex matches the FIPS 180-4 examples") {
+  const auto hex = [](const std::string& text) {
+    return sha256_hex(std::vector<std::uint8_t>(text.begin(), text.end()));
+  };
+  CHECK(hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  CHECK(hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  CHECK(hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq") ==
+        "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  CHECK(hex(std::string(1000000, 'a')) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+TEST_CASE("tuning_db: a binary with a flipped bit is discarded, reported by verify, and stored again") {
+  TempDir tmp;
+  const std::string path = tmp.file("t.db");
+  TuningDb db(path);
+  BinaryRecord good = make_binary("kernel", 1, 1);
+  db.put_binary(good);
+  CHECK(db.verify().empty());
+  // Flip one bit of the stored blob behind the database's back, as a bad disk might.
+  raw_exec(path, "UPDATE binaries SET blob = CAST(X'7f454c4601010201' AS BLOB) WHERE hash = 'kernel'");
+  const auto problems = db.verify();
+  REQUIRE(problems.size() == 1);
+  CHECK(problems[0].find("SHA-256") != std::string::npos);
+  CHECK(problems[0].find("kernel") != std::string::npos);
+  CHECK_FALSE(db.get_binary("kernel").has_value());  // not returned, and the row is gone
+  CHECK(db.stats().binaries == 0);
+  db.put_binary(good);  // what the caller does next: recompile and store
+  REQUIRE(db.get_binary("kernel").has_value());
+  CHECK(db.get_binary("kernel")->blob == good.blob);
+  CHECK(db.verify().empty());
+}
+
+TEST_CASE("tuning_db: schema version 1 is migrated to 2, dropping binaries that have no checksum") {
+  TempDir tmp;
+  const std::string path = tmp.file("old.db");
+  raw_exec(path,
+           "CREATE TABLE devices (sku TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL, backend TEXT NOT NULL, cc_major "
+           "INTEGER NOT NULL, cc_minor INTEGER NOT NULL, sm_count INTEGER NOT NULL, memory_bytes INTEGER NOT NULL, "
+           "driver_version INTEGER NOT NULL, compiler_version INTEGER NOT NULL, extra TEXT NOT NULL DEFAULT '{}');"
+           "CREATE TABLE winners (device_sku TEXT NOT NULL, spec_key TEXT NOT NULL, bucket TEXT NOT NULL, config_json "
+           "TEXT NOT NULL, time_us REAL NOT NULL, samples INTEGER NOT NULL, created_at TEXT NOT NULL, tool_version TEXT "
+           "NOT NULL, origin TEXT NOT NULL, PRIMARY KEY (device_sku, spec_key, bucket));"
+           "CREATE TABLE trials (id INTEGER PRIMARY KEY, device_sku TEXT NOT NULL, spec_key TEXT NOT NULL, bucket TEXT "
+           "NOT NULL, config_json TEXT NOT NULL, time_us REAL, status TEXT NOT NULL, detail TEXT NOT NULL, created_at "
+           "TEXT NOT NULL);"
+           "CREATE TABLE binaries (hash TEXT PRIMARY KEY NOT NULL, arch TEXT NOT NULL, compiler_version INTEGER NOT "
+           "NULL, driver_version INTEGER NOT NULL, blob BLOB NOT NULL, created_at TEXT NOT NULL, size INTEGER NOT NULL);"
+           "CREATE TABLE tuning_progress (job_id TEXT NOT NULL, item_key TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0, "
+           "PRIMARY KEY (job_id, item_key)) WITHOUT ROWID;"
+           "INSERT INTO devices VALUES ('h100', 'H100', 'cuda', 9, 0, 132, 1, 1, 1, '{}');"
+           "INSERT INTO winners VALUES ('h100', 's', 'b', '{}', 1.0, 1, 'now', 'v', 'o');"
+           "INSERT INTO binaries VALUES ('old', 'sm_90a', 1, 1, X'00', 'now', 1);"
+           "PRAGMA user_version = 1; PRAGMA application_id = 1398229588;");
+  TuningDb db(path);
+  CHECK(db.schema_version() == 2);
+  CHECK(db.list_winners().size() == 1);
+  CHECK(db.stats().binaries == 0);
+  CHECK(db.verify().empty());
+}
+
+TEST_CASE("tuning_db: a read-only database can be read; a write says the file is read-only") {
+  if (geteuid() == 0) return;  // root writes through any file mode
+  TempDir tmp;
+  const std::string path = tmp.file("ro.db");
+  {
+    TuningDb db(path);
+    db.upsert_device(make_device("h100"));
+    db.put_winner(make_winner("h100", "s", "b", 1.0));
+  }
+  fs::permissions(path, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
+  TuningDb db(path);
+  CHECK(db.list_winners().size() == 1);
+  CHECK(db.get_winner("h100", "s", "b").has_value());
+  CHECK(db.verify().empty());
+  const std::string message =
+      expect_error(ErrorCode::kDatabaseError, [&] { db.put_winner(make_winner("h100", "t", "b", 1.0)); });
+  CHECK_MESSAGE(message.find("read-only") != std::string::npos, message);
+  CHECK(tmp.moved_aside("ro.db").empty());
+  fs::permissions(path, fs::perms::owner_write, fs::perm_options::add);
+}
+
+TEST_CASE("tuning_db: moving a damaged file aside is reported with the new path") {
+  TempDir tmp;
+  const std::string path = tmp.file("tuning.db");
+  write_random_bytes(path, 4096);
+  TuningDb db(path);
+  REQUIRE(db.moved_aside().has_value());
+  const auto moved = tmp.moved_aside("tuning.db");
+  REQUIRE(moved.size() == 1);
+  CHECK(db.moved_aside()->find(moved[0].string()) != std::string::npos);
+  CHECK_FALSE(TuningDb(path).moved_aside().has_value());  // the new file is healthy
+}
+
+TEST_CASE("json_input: files that are not JSON documents give kInvalidArgument naming the problem") {
+  TempDir tmp;
+  const auto message = [](const std::function<void()>& f) { return expect_error(ErrorCode::kInvalidArgument, f); };
+  CHECK(message([&] { swajit::read_json_file(tmp.dir().string(), "import file"); }).find("not a regular file") !=
+        std::string::npos);
+  CHECK(message([&] { swajit::read_json_file(tmp.file("missing.json"), "import file"); }).find("does not exist") !=
+        std::string::npos);
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  CHECK(message([&] { swajit::parse_json_text(deep, "deep"); }).find("deeper than") != std::string::npos);
+  const std::string ok_depth = std::string(swajit::kMaxJsonDepth, '[') + std::string(swajit::kMaxJsonDepth, ']');
+  CHECK(swajit::parse_json_text(ok_depth, "ok").is_array());
+  CHECK(swajit::parse_json_text("[\"[[[[\"]", "brackets in a string").size() == 1);
+  CHECK(message([&] { swajit::parse_json_text("{", "x"); }).find("not valid JSON") != std::string::npos);
+
+  const json shape = {{"n", 4294967298}, {"s", 5}, {"b", "yes"}, {"neg", -1}};
+  CHECK(message([&] { swajit::json_integer(shape, "w", "n", 1, 1 << 24); }).find("w.n must be an integer from 1") !=
+        std::string::npos);
+  CHECK(message([&] { swajit::json_integer(shape, "w", "neg", 1, 10); }).find("w.neg") != std::string::npos);
+  CHECK(message([&] { swajit::json_string(shape, "w", "s"); }).find("w.s must be a string") != std::string::npos);
+  CHECK(message([&] { swajit::json_bool(shape, "w", "b"); }).find("w.b must be true or false") != std::string::npos);
+  CHECK(message([&] { swajit::json_integer(shape, "w", "absent", 1, 2); }).find("w.absent is missing") !=
+        std::string::npos);
+  CHECK(swajit::json_integer(shape, "w", "absent", 1, 2, 2) == 2);
+}
+
+TEST_CASE("json_input: write_file_atomically writes whole files and reports every failure") {
+  TempDir tmp;
+  const std::string file = tmp.file("out.json");
+  swajit::write_file_atomically(file, "{}\n");
+  CHECK(read_file(file) == "{}\n");
+  swajit::write_file_atomically(file, "[1]\n");  // replaces
+  CHECK(read_file(file) == "[1]\n");
+  expect_error(ErrorCode::kInvalidArgument, [&] { swajit::write_file_atomically(tmp.file("no/such/dir.json"), "x"); });
+  expect_error(ErrorCode::kInvalidArgument, [&] { swajit::write_file_atomically(tmp.dir().string(), "x"); });
+  std::size_t entries = 0;
+  for (const auto& entry : fs::directory_iterator(tmp.dir())) entries += entry.is_regular_file();
+  CHECK(entries == 1);  // no temporary file left behind
 }

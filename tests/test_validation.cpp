@@ -141,7 +141,13 @@ TEST_CASE("shapes, dtypes and ranges are checked with the argument named") {
   { Tensors t; t.table.dtype = {kDLInt, 64, 1}; expect_error(t, "block_table must have dtype int32"); }
   { Tensors t; t.table_shape[0] = 3; expect_error(t, "block_table dimension 0 = 3 must equal batch = 2"); }
   { Tensors t; t.lens_shape[0] = 1; expect_error(t, "seq_lens dimension 0 = 1 must equal batch = 2"); }
-  { Tensors t; t.lens.ndim = 2; expect_error(t, "seq_lens must be 1-D"); }
+  {
+    Tensors t;
+    t.lens_shape = {2, 1};  // a 2-D shape array: the tensor's ndim never claims more entries than it has
+    t.lens.shape = t.lens_shape.data();
+    t.lens.ndim = 2;
+    expect_error(t, "seq_lens must be 1-D");
+  }
 }
 
 TEST_CASE("devices, strides and alignment are checked") {
@@ -375,7 +381,13 @@ TEST_CASE("prefill: 8-bit K/V as in decode: dtypes, scale shapes and pairing are
 }
 
 TEST_CASE("prefill: every bad argument is named") {
-  { PrefillTensors t; t.q.ndim = 4; expect_error(t, "q must be 3-D [total_q, num_q_heads, head_dim]"); }
+  {
+    PrefillTensors t;
+    std::vector<int64_t> four_d = {1, 8, 8, 64};  // ndim never claims more shape entries than there are
+    t.q.shape = four_d.data();
+    t.q.ndim = 4;
+    expect_error(t, "q must be 3-D [total_q, num_q_heads, head_dim]");
+  }
   { PrefillTensors t; t.q.device = {kDLCPU, 0}; expect_error(t, "prefill runs on CUDA", ErrorCode::kUnsupported); }
   { PrefillTensors t; t.cu_k_shape[0] = 2; expect_error(t, "cu_seqlens_k has 2 entries; it must match cu_seqlens_q's 3"); }
   { PrefillTensors t; t.cu_k_mem = {0, 2, 9}; expect_error(t, "sequence 0 has 3 queries but a KV length of 2"); }

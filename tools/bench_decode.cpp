@@ -9,6 +9,7 @@
 #include "cpu_backend.hpp"
 #endif
 
+#include "checked_input.hpp"
 #include "cuda_driver.hpp"
 #include "check.hpp"
 #include "decode_plan.hpp"
@@ -99,6 +100,13 @@ int run_cpu_decode_bench(const DecodeBenchOptions& o) {
 #endif
 
 int run_decode_bench(const DecodeBenchOptions& o) {
+  for (int batch : o.batches)  // every shape checked before the first is timed
+    for (int kv_len : o.kv_lens)
+      for (int qs : o.q_seqlens)
+        check_decode_shape(shape_for(o, batch, kv_len, qs),
+                           "bench decode shape b" + std::to_string(batch) + " kv" + std::to_string(kv_len) + " q" +
+                               std::to_string(qs),
+                           o.device);
   if (o.device.device_type == kDLCPU) {
 #ifdef SWAJIT_HAVE_CPU_BACKEND
     return run_cpu_decode_bench(o);

@@ -8,6 +8,7 @@
 
 #include "bench_decode.hpp"
 #include "bench_prefill.hpp"
+#include "checked_input.hpp"
 #include "device_flag.hpp"
 #include "family.hpp"
 #include "heuristic.hpp"
@@ -140,6 +141,27 @@ int cmd_check(const std::string& device_text, const std::string& filter, uint64_
   return failed == 0 ? 0 : 1;
 }
 
+// CLI11 reports a mistyped verb as "A subcommand is required"; this names it and the verbs there are instead.
+std::optional<std::string> unknown_verb(CLI::App& app, int argc, char** argv) {
+  CLI::App* level = &app;
+  for (int i = 1; i < argc; ++i) {
+    const std::string word = argv[i];
+    if (word.starts_with("-")) return std::nullopt;  // options (and their values) follow: not a verb problem
+    const std::vector<CLI::App*> verbs = level->get_subcommands({});
+    const auto known = std::find_if(verbs.begin(), verbs.end(), [&](CLI::App* v) { return v->get_name() == word; });
+    if (known != verbs.end()) {
+      level = *known;
+      continue;
+    }
+    if (verbs.empty()) return std::nullopt;  // a positional argument of the verb (db export FILE)
+    std::string names;
+    for (CLI::App* v : verbs) names += (names.empty() ? "" : ", ") + v->get_name();
+    return "unknown verb '" + word + "'" + (level == &app ? "" : " for '" + level->get_name() + "'") +
+           "; verbs are " + names;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 }  // namespace swajit::cli
 
@@ -157,7 +179,9 @@ int main(int argc, char** argv) {
   gen_spec.add_to(*gen);
   gen_config.add_to(*gen);
   std::string gen_device = "cuda";
-  gen->add_option("--device", gen_device, "cuda: the CUDA source (default) | cpu: the CPU backend's C++")->capture_default_str();
+  gen->add_option("--device", gen_device, "cuda: the CUDA source (default) | cpu: the CPU backend's C++")
+      ->check(CLI::IsMember({"cuda", "cpu"}))
+      ->capture_default_str();
 
   app.add_subcommand("info", "backends and devices found");
 
@@ -166,7 +190,9 @@ int main(int argc, char** argv) {
   auto* check = app.add_subcommand("check", "run the correctness matrix against the reference");
   check->add_option("--device", check_device, kDeviceHelp)->capture_default_str();
   check->add_option("--filter", check_filter, "only cases whose name contains this");
-  check->add_option("--seed", check_seed, "random seed of the first case")->capture_default_str();
+  check->add_option("--seed", check_seed, "random seed of the first case")
+      ->check(unsigned_64())
+      ->capture_default_str();
 
   auto* bench = app.add_subcommand("bench", "benchmarks");
   bench->require_subcommand(1);
@@ -174,18 +200,18 @@ int main(int argc, char** argv) {
   ConfigFlags bench_config;
   std::string bench_device = "auto";
   auto* bench_decode = bench->add_subcommand("decode", "paged decode: time beside the bandwidth floor");
-  bench_decode->add_option("--batch", bench_options.batches, "batch sizes")->delimiter(',')->capture_default_str();
-  bench_decode->add_option("--kv-len", bench_options.kv_lens, "KV lengths")->delimiter(',')->capture_default_str();
-  bench_decode->add_option("--q-seqlen", bench_options.q_seqlens, "query tokens per sequence")->delimiter(',')->capture_default_str();
-  bench_decode->add_option("--local-window", bench_options.local_window)->capture_default_str();
-  bench_decode->add_option("--global-window", bench_options.global_window)->capture_default_str();
-  bench_decode->add_option("--num-q-heads", bench_options.num_q_heads)->capture_default_str();
-  bench_decode->add_option("--num-kv-heads", bench_options.num_kv_heads)->capture_default_str();
-  bench_decode->add_option("--head-dim", bench_options.head_dim)->capture_default_str();
-  bench_decode->add_option("--page-size", bench_options.page_size)->capture_default_str();
+  bench_decode->add_option("--batch", bench_options.batches, "batch sizes")->delimiter(',')->check(size_range())->capture_default_str();
+  bench_decode->add_option("--kv-len", bench_options.kv_lens, "KV lengths")->delimiter(',')->check(size_range())->capture_default_str();
+  bench_decode->add_option("--q-seqlen", bench_options.q_seqlens, "query tokens per sequence")->delimiter(',')->check(size_range())->capture_default_str();
+  bench_decode->add_option("--local-window", bench_options.local_window)->check(window_range())->capture_default_str();
+  bench_decode->add_option("--global-window", bench_options.global_window)->check(window_range())->capture_default_str();
+  bench_decode->add_option("--num-q-heads", bench_options.num_q_heads)->check(size_range())->capture_default_str();
+  bench_decode->add_option("--num-kv-heads", bench_options.num_kv_heads)->check(size_range())->capture_default_str();
+  bench_decode->add_option("--head-dim", bench_options.head_dim)->check(size_range())->capture_default_str();
+  bench_decode->add_option("--page-size", bench_options.page_size)->check(size_range())->capture_default_str();
   bench_decode->add_option("--dtype", bench_options.dtype)->capture_default_str();
   bench_decode->add_option("--kv-quant", bench_options.kv_quant, "none | int8 | fp8 (per-channel scales)")->capture_default_str();
-  bench_decode->add_option("--reps", bench_options.reps, "timed graph replays per shape")->capture_default_str();
+  bench_decode->add_option("--reps", bench_options.reps, "timed graph replays per shape")->check(reps_range())->capture_default_str();
   bench_decode->add_option("--device", bench_device, kDeviceHelp)->capture_default_str();
   bench_decode->add_flag("!--no-verify", bench_options.verify, "skip the reference check of sequence 0");
   bench_config.add_to(*bench_decode);
@@ -196,19 +222,20 @@ int main(int argc, char** argv) {
   PrefillBenchOptions prefill_options;
   ConfigFlags prefill_config;
   auto* bench_prefill = bench->add_subcommand("prefill", "sliding-window prefill: useful TFLOP/s beside the matmul rate");
-  bench_prefill->add_option("--seq", prefill_options.seq_lens, "sequence lengths")->delimiter(',')->capture_default_str();
-  bench_prefill->add_option("--num-kv-heads", prefill_options.num_kv_heads, "kv head counts")->delimiter(',')->capture_default_str();
-  bench_prefill->add_option("--batch", prefill_options.batch)->capture_default_str();
-  bench_prefill->add_option("--num-q-heads", prefill_options.num_q_heads)->capture_default_str();
-  bench_prefill->add_option("--head-dim", prefill_options.head_dim)->capture_default_str();
-  bench_prefill->add_option("--local-window", prefill_options.local_window)->capture_default_str();
-  bench_prefill->add_option("--global-window", prefill_options.global_window)->capture_default_str();
-  bench_prefill->add_option("--reps", prefill_options.reps)->capture_default_str();
+  bench_prefill->add_option("--seq", prefill_options.seq_lens, "sequence lengths")->delimiter(',')->check(size_range())->capture_default_str();
+  bench_prefill->add_option("--num-kv-heads", prefill_options.num_kv_heads, "kv head counts")->delimiter(',')->check(size_range())->capture_default_str();
+  bench_prefill->add_option("--batch", prefill_options.batch)->check(size_range())->capture_default_str();
+  bench_prefill->add_option("--num-q-heads", prefill_options.num_q_heads)->check(size_range())->capture_default_str();
+  bench_prefill->add_option("--head-dim", prefill_options.head_dim)->check(size_range())->capture_default_str();
+  bench_prefill->add_option("--local-window", prefill_options.local_window)->check(window_range())->capture_default_str();
+  bench_prefill->add_option("--global-window", prefill_options.global_window)->check(window_range())->capture_default_str();
+  bench_prefill->add_option("--reps", prefill_options.reps)->check(reps_range())->capture_default_str();
   std::string prefill_kv_quant = "none";
   bench_prefill->add_option("--kv-quant", prefill_kv_quant, "K/V storage: none | int8 | fp8 (per-channel scales; same FLOP count)")
       ->capture_default_str();
   bench_prefill->add_option("--matmul-tflops", prefill_options.matmul_tflops,
-                            "bf16 matmul rate measured in the same run, for the floor column");
+                            "bf16 matmul rate measured in the same run, for the floor column")
+      ->check(CLI::NonNegativeNumber);
   std::string prefill_device = "cuda";
   bench_prefill->add_option("--device", prefill_device, "cuda | cuda:N (prefill runs on CUDA)")->capture_default_str();
   prefill_config.add_to(*bench_prefill);
@@ -222,19 +249,19 @@ int main(int argc, char** argv) {
   tune->add_option("--workload", tune_command.workload_file, "JSON file {\"shapes\": [{batch, kv_len, num_q_heads, ...}]}");
   tune->add_option("--shard", tune_command.shard, "i/n: tune every n-th shape starting at i")->capture_default_str();
   tune->add_flag("--restart", tune_command.restart, "forget the progress of an interrupted run of the same job");
-  tune->add_option("--batch", tune_command.batches, "preset grid: batch sizes")->delimiter(',')->capture_default_str();
-  tune->add_option("--kv-len", tune_command.kv_lens, "preset grid: KV lengths")->delimiter(',')->capture_default_str();
-  tune->add_option("--q-seqlen", tune_command.q_seqlens, "preset grid: query tokens")->delimiter(',')->capture_default_str();
-  tune->add_option("--quick-reps", tune_command.quick_reps, "graph replays per candidate")->capture_default_str();
-  tune->add_option("--final-reps", tune_command.final_reps, "graph replays per finalist")->capture_default_str();
+  tune->add_option("--batch", tune_command.batches, "preset grid: batch sizes")->delimiter(',')->check(size_range())->capture_default_str();
+  tune->add_option("--kv-len", tune_command.kv_lens, "preset grid: KV lengths")->delimiter(',')->check(size_range())->capture_default_str();
+  tune->add_option("--q-seqlen", tune_command.q_seqlens, "preset grid: query tokens")->delimiter(',')->check(size_range())->capture_default_str();
+  tune->add_option("--quick-reps", tune_command.quick_reps, "graph replays per candidate")->check(reps_range())->capture_default_str();
+  tune->add_option("--final-reps", tune_command.final_reps, "graph replays per finalist")->check(reps_range())->capture_default_str();
   tune->add_option("--device", tune_device, kDeviceHelp)->capture_default_str();
   std::string tune_family = "paged_decode";
   PrefillTuneCommand prefill_tune;
   tune->add_option("--family", tune_family, "paged_decode (presets, workloads) | prefill (the --seq x --num-kv-heads grid)")
       ->capture_default_str();
-  tune->add_option("--seq", prefill_tune.seq_lens, "prefill: sequence lengths")->delimiter(',')->capture_default_str();
-  tune->add_option("--num-kv-heads", prefill_tune.num_kv_heads, "prefill: kv head counts")->delimiter(',')->capture_default_str();
-  tune->add_option("--local-window", prefill_tune.local_window, "prefill: local window")->capture_default_str();
+  tune->add_option("--seq", prefill_tune.seq_lens, "prefill: sequence lengths")->delimiter(',')->check(size_range())->capture_default_str();
+  tune->add_option("--num-kv-heads", prefill_tune.num_kv_heads, "prefill: kv head counts")->delimiter(',')->check(size_range())->capture_default_str();
+  tune->add_option("--local-window", prefill_tune.local_window, "prefill: local window")->check(window_range())->capture_default_str();
   std::string prefill_tune_kv_quant = "none";
   tune->add_option("--kv-quant", prefill_tune_kv_quant, "prefill: K/V storage none | int8 | fp8 (per-channel scales)")
       ->capture_default_str();
@@ -247,6 +274,10 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    if (const std::optional<std::string> verb = unknown_verb(app, argc, argv)) {
+      std::fprintf(stderr, "swajit: invalid argument: %s\n", verb->c_str());
+      return 2;
+    }
     return app.exit(e);
   }
   try {
@@ -282,6 +313,12 @@ int main(int argc, char** argv) {
   } catch (const swajit::Error& e) {
     std::fprintf(stderr, "swajit: %s\n", e.what());
     return 2;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "swajit: out of memory: the requested shapes do not fit this machine's memory\n");
+    return 2;
+  } catch (const std::exception& e) {  // none may escape main; this one is a swajit bug, so say so
+    std::fprintf(stderr, "swajit: internal error (please report): %s\n", e.what());
+    return 3;
   }
   return 0;
 }

@@ -2,7 +2,7 @@
 # Installs the Debian packages swajit builds against, only those that are missing.
 set -euo pipefail
 packages=(cmake ninja-build g++ ccache llvm-19-dev libclang-cpp19-dev libclang-19-dev clang-19 nlohmann-json3-dev libsqlite3-dev
-          libcli11-dev doctest-dev libdlpack-dev python3-venv python3-dev)  # the last two: the Python package
+          libcli11-dev doctest-dev libdlpack-dev python3 python3-venv python3-dev)  # python3-*: the tests and the Python package
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

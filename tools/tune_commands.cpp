@@ -11,11 +11,13 @@
 #ifdef SWAJIT_HAVE_CPU_BACKEND
 #include "cpu_backend.hpp"
 #endif
+#include "checked_input.hpp"
 #include "cuda_driver.hpp"
 #include "family.hpp"
 #include "kernel_cache.hpp"
 #include "nvrtc_compiler.hpp"
 #include "swajit/error.hpp"
+#include "swajit/json_input.hpp"
 #include "tuner.hpp"
 #include "tuning_store.hpp"
 
@@ -64,15 +66,6 @@ void draw_progress(size_t done, size_t total, double elapsed_s, const std::strin
   if (done == total) std::fprintf(stderr, "\n");
 }
 
-std::pair<int, int> parse_shard(const std::string& text) {
-  int index = -1, count = 0;
-  char slash = 0;
-  if (std::sscanf(text.c_str(), "%d%c%d", &index, &slash, &count) != 3 || slash != '/' || count < 1 || index < 0 ||
-      index >= count)
-    throw Error(ErrorCode::kInvalidArgument, "--shard '" + text + "' must be i/n with 0 <= i < n");
-  return {index, count};
-}
-
 // The CPU's tuning identity (needs the CPU backend).
 std::string host_sku() {
 #ifdef SWAJIT_HAVE_CPU_BACKEND
@@ -117,54 +110,15 @@ std::vector<DecodeShape> preset_shapes(const std::string& preset, const TuneComm
 }
 
 std::vector<DecodeShape> workload_shapes(const std::string& path) {
-  std::ifstream file(path);
-  if (!file) throw Error(ErrorCode::kInvalidArgument, "workload file '" + path + "' cannot be read");
-  nlohmann::json doc;
-  try {
-    doc = nlohmann::json::parse(file);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(ErrorCode::kInvalidArgument, "workload file '" + path + "' is not JSON: " + e.what());
-  }
-  if (!doc.is_object() || !doc.contains("shapes") || !doc["shapes"].is_array())
-    throw Error(ErrorCode::kInvalidArgument, "workload file '" + path + "' needs {\"shapes\": [ ... ]}");
-  std::vector<DecodeShape> shapes;
-  for (size_t i = 0; i < doc["shapes"].size(); ++i) {
-    const auto& j = doc["shapes"][i];
-    const std::string where = path + ": shapes[" + std::to_string(i) + "]";
-    if (!j.is_object()) throw Error(ErrorCode::kInvalidArgument, where + " is not an object");
-    DecodeShape s;
-    const auto integer = [&](const char* name, int& field, bool required) {
-      if (!j.contains(name)) {
-        if (required) throw Error(ErrorCode::kInvalidArgument, where + " lacks \"" + name + "\"");
-        return;
-      }
-      if (!j[name].is_number_integer()) throw Error(ErrorCode::kInvalidArgument, where + "." + name + " must be an integer");
-      field = j[name].get<int>();
-    };
-    integer("batch", s.batch, true);
-    integer("kv_len", s.kv_len, true);
-    integer("num_q_heads", s.num_q_heads, true);
-    integer("num_kv_heads", s.num_kv_heads, true);
-    integer("head_dim", s.head_dim, true);
-    integer("q_seqlen", s.q_seqlen, false);
-    integer("page_size", s.page_size, false);
-    integer("local_window", s.local_window, false);
-    integer("global_window", s.global_window, false);
-    if (j.contains("dtype")) s.dtype = parse_dtype(j["dtype"].get<std::string>());
-    if (j.contains("kv_quant")) s.kv_quant = parse_kv_quant(j["kv_quant"].get<std::string>());
-    if (j.contains("sink_logits")) s.sink_logits = j["sink_logits"].get<bool>();
-    if (s.batch < 1 || s.kv_len < s.q_seqlen || s.num_kv_heads < 1 || s.num_q_heads % s.num_kv_heads != 0)
-      throw Error(ErrorCode::kInvalidArgument, where + ": needs batch >= 1, kv_len >= q_seqlen and num_q_heads a "
-                                                       "multiple of num_kv_heads");
-    shapes.push_back(s);
-  }
-  return shapes;
+  const std::string where = "workload file '" + path + "'";
+  return decode_shapes_from_json(read_json_file(path, where), where);
 }
 
 int run_tune(const TuneCommand& c) {
   if (c.preset.empty() == c.workload_file.empty())
     throw Error(ErrorCode::kInvalidArgument, "give exactly one of --preset and --workload");
   const std::vector<DecodeShape> all = c.preset.empty() ? workload_shapes(c.workload_file) : preset_shapes(c.preset, c);
+  for (size_t i = 0; i < all.size(); ++i) check_decode_shape(all[i], "shape " + std::to_string(i), c.device);
   const auto [shard, shards] = parse_shard(c.shard);
   std::vector<DecodeShape> mine;
   for (size_t i = shard; i < all.size(); i += shards) mine.push_back(all[i]);
@@ -246,7 +200,12 @@ int run_db(const std::string& verb, const std::string& argument) {
   const auto needs_argument = [&](const char* what) {
     if (argument.empty()) throw Error(ErrorCode::kInvalidArgument, "swajit db " + verb + " needs " + what);
   };
+  constexpr const char* kVerbs[] = {"list", "show", "export", "import", "merge", "verify", "vacuum"};
+  if (std::find(std::begin(kVerbs), std::end(kVerbs), verb) == std::end(kVerbs))  // before the file is created
+    throw Error(ErrorCode::kInvalidArgument, "swajit db: unknown verb '" + verb + "'; verbs are list, show, export, "
+                                             "import, merge, verify, vacuum");
   db::TuningDb db(path);
+  if (db.moved_aside()) std::fprintf(stderr, "swajit: NOTE: %s\n", db.moved_aside()->c_str());
   if (verb == "list") {
     std::printf("| device | spec | bucket | config | time (us) | samples | origin | when |\n|---|---|---|---|---:|---:|---|---|\n");
     for (const auto& w : db.list_winners())
@@ -264,18 +223,11 @@ int run_db(const std::string& verb, const std::string& argument) {
                   d.cc_major, d.cc_minor, d.sm_count, (long long)d.driver_version, (long long)d.compiler_version);
   } else if (verb == "export") {
     needs_argument("an output file");
-    std::ofstream(argument) << db.export_json().dump(1) << "\n";
+    write_file_atomically(argument, db.export_json().dump(1) + "\n");
     std::printf("exported %zu winners to %s\n", db.list_winners().size(), argument.c_str());
   } else if (verb == "import") {
     needs_argument("a JSON file");
-    std::ifstream file(argument);
-    if (!file) throw Error(ErrorCode::kInvalidArgument, "'" + argument + "' cannot be read");
-    nlohmann::json doc;
-    try {
-      doc = nlohmann::json::parse(file);
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(ErrorCode::kInvalidArgument, "'" + argument + "' is not JSON: " + e.what());
-    }
+    const nlohmann::json doc = read_json_file(argument, "import file '" + argument + "'");
     const db::ImportStats s = db.import_json(doc, "imported from " + argument, db::WinnerPolicy::kKeepFaster);
     std::printf("imported %lld devices, %lld winners (%lld kept: the stored one was faster)\n", (long long)s.devices,
                 (long long)s.winners_added, (long long)s.winners_kept_existing);
@@ -285,15 +237,14 @@ int run_db(const std::string& verb, const std::string& argument) {
     std::printf("merged %lld winners (%lld kept: the stored one was faster), %lld new devices\n",
                 (long long)s.winners_added, (long long)s.winners_kept_existing, (long long)s.devices);
   } else if (verb == "verify") {
-    const auto problems = db.verify();
+    std::vector<std::string> problems = db.verify();
+    if (db.moved_aside()) problems.insert(problems.begin(), *db.moved_aside());
     for (const auto& p : problems) std::printf("problem: %s\n", p.c_str());
     std::printf("%zu problems\n", problems.size());
     return problems.empty() ? 0 : 1;
   } else if (verb == "vacuum") {
     db.vacuum();
     std::printf("vacuumed %s\n", path.c_str());
-  } else {
-    throw Error(ErrorCode::kInvalidArgument, "swajit db " + verb + ": verbs are list, show, export, import, merge, verify, vacuum");
   }
   return 0;
 }

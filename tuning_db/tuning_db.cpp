@@ -15,7 +15,8 @@
 //     time_us REAL (NULL unless measured), status TEXT ('ok' | 'rejected_wrong' | 'rejected_resources' |
 //     'compile_failed'), detail TEXT, created_at TEXT
 //   binaries         compiled kernels keyed by the caller's hash of source + options + arch + compiler version.
-//     hash TEXT PK, arch TEXT, compiler_version INT, driver_version INT, blob BLOB, created_at TEXT, size INT
+//     hash TEXT PK, arch TEXT, compiler_version INT, driver_version INT, blob BLOB, created_at TEXT, size INT,
+//     sha256 TEXT (of blob, 64 hex digits; checked before the blob is returned, so a damaged binary never runs)
 //   tuning_progress  which items of a tuning job are finished, so an interrupted job can resume.
 //     job_id TEXT, item_key TEXT, done INT   PK (job_id, item_key)
 //
@@ -23,10 +24,15 @@
 // value later would otherwise need a table rebuild in a migration.
 #include "swajit/tuning_db.hpp"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
@@ -35,9 +41,11 @@
 #include <set>
 #include <span>
 #include <system_error>
+#include <thread>
 #include <type_traits>
 #include <utility>
 
+#include "sha256.hpp"
 #include "swajit/error.hpp"
 
 namespace swajit::db {
@@ -50,6 +58,8 @@ constexpr int kApplicationId = 0x53574A54;  // "SWJT": tells our files apart fro
 constexpr int kBusyTimeoutMs = 10'000;      // how long a statement waits for another writer's lock
 constexpr int kBeginAttempts = 3;           // BEGIN IMMEDIATE tries, each waiting up to kBusyTimeoutMs
 constexpr int kMaxMoveAsideSuffix = 1000;   // ".corrupt-<time>.<n>" candidates before giving up
+constexpr auto kOpenLockPoll = std::chrono::milliseconds(10);  // between tries for the open lock
+constexpr auto kOpenLockTimeout = std::chrono::milliseconds(kBusyTimeoutMs * kBeginAttempts);
 constexpr const char* kExportFormat = "swajit-tuning-db";
 constexpr int kExportFormatVersion = 1;  // of the JSON export, independent of the schema version
 
@@ -110,6 +120,12 @@ constexpr const char* kMigrations[] = {
         PRIMARY KEY (job_id, item_key)
       ) WITHOUT ROWID;
     )sql",
+    // 2: a SHA-256 of every binary. Rows stored before it have none; they are a cache, so they are dropped and the
+    // next use recompiles and stores them with one.
+    R"sql(
+      DELETE FROM binaries;
+      ALTER TABLE binaries ADD COLUMN sha256 TEXT NOT NULL DEFAULT '';
+    )sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
 
@@ -120,7 +136,8 @@ constexpr const char* kWinnerColumns =
     "device_sku, spec_key, bucket, config_json, time_us, samples, created_at, tool_version, origin";
 constexpr const char* kTrialColumns =
     "id, device_sku, spec_key, bucket, config_json, time_us, status, detail, created_at";
-constexpr const char* kBinaryColumns = "hash, arch, compiler_version, driver_version, blob, created_at, size";
+constexpr const char* kBinaryColumns =
+    "hash, arch, compiler_version, driver_version, blob, created_at, size, sha256";
 
 // A kDatabaseError that remembers the SQLite result code, so opening can tell corruption from other failures.
 class SqliteError : public Error {
@@ -138,7 +155,9 @@ class SqliteError : public Error {
 };
 
 [[noreturn]] void fail(sqlite3* db, const std::string& path, std::string_view what, int rc) {
-  throw SqliteError(rc, what, path, db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  std::string message = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  if ((rc & 0xff) == SQLITE_READONLY) message = "the database file is read-only (" + message + ")";
+  throw SqliteError(rc, what, path, std::move(message));
 }
 
 // Runs SQL without parameters (schema, transaction control). Values always go through Statement::bind.
@@ -361,7 +380,7 @@ TrialRecord read_trial(const Statement& s, const std::string& path) {
 }
 
 BinaryRecord read_binary(const Statement& s) {
-  return BinaryRecord{s.text(0), s.text(1), s.integer(2), s.integer(3), s.blob(4), s.text(5), s.integer(6)};
+  return BinaryRecord{s.text(0), s.text(1), s.integer(2), s.integer(3), s.blob(4), s.text(5), s.integer(6), s.text(7)};
 }
 
 // ---- JSON export format ---------------------------------------------------------------------------------------
@@ -484,6 +503,59 @@ sqlite3* open_connection(const std::string& path, int flags) {
   return db;
 }
 
+// An exclusive flock on "<path>.lock", held while one process opens the database: inspecting, creating, migrating or
+// moving a bad file aside happen in one process at a time, so none ever sees another's half-initialized file (and
+// moves it aside while the other goes on writing into it). The kernel drops the lock if the process dies. A
+// directory where the lock file cannot be created (read-only) cannot hold a new database either: no lock is needed.
+class OpenLock {
+ public:
+  explicit OpenLock(const std::string& db_path) {
+    if (db_path == ":memory:") return;
+    const std::string lock_path = db_path + ".lock";
+    fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) return;
+    const auto deadline = std::chrono::steady_clock::now() + kOpenLockTimeout;
+    while (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      if (errno != EWOULDBLOCK && errno != EINTR) {
+        release();  // e.g. a file system without flock: open unserialized rather than not at all
+        return;
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        release();
+        throw Error(ErrorCode::kDatabaseError, "opening failed on " + db_path + ": another process held " +
+                                                   lock_path + " for " +
+                                                   std::to_string(kOpenLockTimeout.count() / 1000) + " s");
+      }
+      std::this_thread::sleep_for(kOpenLockPoll);
+    }
+  }
+  ~OpenLock() { release(); }
+  OpenLock(const OpenLock&) = delete;
+  OpenLock& operator=(const OpenLock&) = delete;
+
+ private:
+  void release() {
+    if (fd_ >= 0) ::close(fd_);  // closing drops the flock
+    fd_ = -1;
+  }
+  int fd_ = -1;
+};
+
+// "file:" URI of a path (for SQLite's URI parameters): the characters URIs reserve are %-escaped.
+std::string file_uri(const std::string& path) {
+  std::string uri = "file:";
+  for (unsigned char c : path) {
+    if (c == '%' || c == '?' || c == '#' || c < 0x21 || c > 0x7e) {
+      char escaped[4];
+      std::snprintf(escaped, sizeof escaped, "%%%02X", c);
+      uri += escaped;
+    } else {
+      uri += char(c);
+    }
+  }
+  return uri;
+}
+
 // Renames a bad database (and any -wal / -shm next to it) out of the way; returns the new name.
 std::string move_aside(const std::string& path) {
   const std::string stem = path + ".corrupt-" + std::to_string(std::time(nullptr));
@@ -553,25 +625,55 @@ TuningDb::TuningDb(const std::string& path) : path_(path) {
     fs::create_directories(parent, ec);
     if (ec) throw Error(ErrorCode::kDatabaseError, "creating " + parent.string() + " failed: " + ec.message());
   }
-  constexpr int kReadWriteCreate = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-  db_.reset(open_connection(path_, kReadWriteCreate));
+  const OpenLock lock(path_);  // held until the file is ours and migrated
+  const bool writable = open_read_write();
   if (std::optional<std::string> problem = inspect()) {
+    if (!writable) {
+      throw Error(ErrorCode::kDatabaseError, "opening failed on " + path_ + ": it " + *problem +
+                                                 ", and it is read-only, so it cannot be moved aside and replaced");
+    }
     db_.reset();
     const std::string moved_to = move_aside(path_);
-    std::cerr << "swajit: warning: " << path_ << " " << *problem << "; moved it to " << moved_to
-              << " and created a new tuning database\n";
-    db_.reset(open_connection(path_, kReadWriteCreate));
+    moved_aside_ = "the previous " + path_ + " " + *problem + "; it was moved to " + moved_to +
+                   " (kept for inspection) and a new, empty tuning database was created";
+    std::cerr << "swajit: warning: " << *moved_aside_ << "\n";
+    open_read_write();
     if (std::optional<std::string> again = inspect()) {
       throw Error(ErrorCode::kDatabaseError, "recreating failed on " + path_ + ": " + *again);
     }
   }
-  // WAL lets readers run alongside one writer; foreign keys keep winners and trials tied to a known device.
-  exec(handle(), path_, "enabling WAL", "PRAGMA journal_mode=WAL");
-  // In WAL mode NORMAL never corrupts the file; a power cut may lose the last commits, fine for a tuning cache,
-  // and it saves an fsync per commit (the tuner stores one trial per statement).
-  exec(handle(), path_, "setting synchronous", "PRAGMA synchronous=NORMAL");
+  if (writable) {
+    // WAL lets readers run alongside one writer. In WAL mode NORMAL never corrupts the file; a power cut may lose
+    // the last commits, fine for a tuning cache, and it saves an fsync per commit (one trial per statement).
+    exec(handle(), path_, "enabling WAL", "PRAGMA journal_mode=WAL");
+    exec(handle(), path_, "setting synchronous", "PRAGMA synchronous=NORMAL");
+  }
+  // Foreign keys keep winners and trials tied to a known device.
   exec(handle(), path_, "enabling foreign keys", "PRAGMA foreign_keys=ON");
+  if (!writable && schema_version() != kSchemaVersion) {
+    throw Error(ErrorCode::kDatabaseError, "opening failed on " + path_ + ": the database file is read-only and has "
+                                               "schema version " + std::to_string(schema_version()) + " (this swajit "
+                                               "needs " + std::to_string(kSchemaVersion) + "); open it writable once "
+                                               "to upgrade it");
+  }
   migrate();
+}
+
+bool TuningDb::open_read_write() {
+  db_.reset(open_connection(path_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE));
+  if (sqlite3_db_readonly(handle(), "main") != 1) return true;
+  // SQLite silently opened a write-protected file read-only; every write then fails with SQLITE_READONLY, reported as
+  // "the database file is read-only". Reading a WAL database needs its -shm file: where it does not exist and cannot
+  // be created (a directory we may not write), the file is read as immutable. No writer can be active then, as a
+  // writer would have created the -shm file.
+  db_.reset(open_connection(path_, SQLITE_OPEN_READONLY));
+  try {
+    query_integer(handle(), path_, "reading application_id", "PRAGMA application_id");
+  } catch (const SqliteError& e) {
+    if (e.primary_code() != SQLITE_READONLY) throw;
+    db_.reset(open_connection(file_uri(path_) + "?immutable=1", SQLITE_OPEN_READONLY | SQLITE_OPEN_URI));
+  }
+  return false;
 }
 
 // Copies `path` into memory through the backup API so that reading (and migrating) it never writes the file.
@@ -607,24 +709,31 @@ std::optional<std::string> TuningDb::inspect() {
   std::int64_t application_id = 0;
   std::int64_t user_version = 0;
   std::int64_t tables = 0;
+  std::string quick_check = "ok";
+  // One read transaction: the header fields and the schema are read from the same committed state, never half
+  // from before and half from after another process's commit.
+  exec(db, path_, "inspecting (BEGIN)", "BEGIN");
   try {
     application_id = query_integer(db, path_, "reading application_id", "PRAGMA application_id");
     user_version = query_integer(db, path_, "reading user_version", "PRAGMA user_version");
     tables = query_integer(db, path_, "listing tables", "SELECT count(*) FROM sqlite_schema");
     Statement check(db, path_, "quick_check", "PRAGMA quick_check");
-    if (check.step() && check.text(0) != "ok") return "failed PRAGMA quick_check (" + check.text(0) + ")";
+    if (check.step()) quick_check = check.text(0);
   } catch (const SqliteError& e) {
+    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
     if (e.primary_code() == SQLITE_NOTADB) return "is not a SQLite database";
     if (e.primary_code() == SQLITE_CORRUPT) return "is corrupt (" + e.sqlite_message() + ")";
     throw;
   }
+  exec(db, path_, "inspecting (COMMIT)", "COMMIT");
+  if (quick_check != "ok") return "failed PRAGMA quick_check (" + quick_check + ")";
   const bool fresh = tables == 0 && user_version == 0 && (application_id == 0 || application_id == kApplicationId);
   if (fresh) return std::nullopt;
   if (application_id != kApplicationId || user_version < 1) {
     return "is not a swajit tuning database (application_id " + std::to_string(application_id) + ", user_version " +
            std::to_string(user_version) + ")";
   }
-  if (user_version > kSchemaVersion) {
+  if (user_version > kSchemaVersion) {  // checked before the caller may move anything aside
     throw Error(ErrorCode::kDatabaseError, "opening failed on " + path_ + ": its schema version " +
                                                std::to_string(user_version) + " is newer than version " +
                                                std::to_string(kSchemaVersion) +
@@ -792,18 +901,34 @@ void TuningDb::put_binary(const BinaryRecord& binary) {
   validate(binary, "binary");
   // The hash names the content, so replacing a row with the same hash only refreshes it.
   Statement(handle(), path_, "storing binary " + binary.hash,
-            std::string("INSERT OR REPLACE INTO binaries (") + kBinaryColumns + ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+            std::string("INSERT OR REPLACE INTO binaries (") + kBinaryColumns +
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
       .bind(binary.hash, binary.arch, binary.compiler_version, binary.driver_version, Blob(binary.blob),
-            or_now(binary.created_at), binary.blob.size())
+            or_now(binary.created_at), binary.blob.size(), sha256_hex(binary.blob))
       .run();
 }
 
 std::optional<BinaryRecord> TuningDb::get_binary(const std::string& hash) const {
-  Statement s(handle(), path_, "reading binary " + hash,
-              std::string("SELECT ") + kBinaryColumns + " FROM binaries WHERE hash = ?1");
-  s.bind(hash);
-  if (!s.step()) return std::nullopt;
-  return read_binary(s);
+  BinaryRecord binary;
+  {
+    Statement s(handle(), path_, "reading binary " + hash,
+                std::string("SELECT ") + kBinaryColumns + " FROM binaries WHERE hash = ?1");
+    s.bind(hash);
+    if (!s.step()) return std::nullopt;
+    binary = read_binary(s);
+  }
+  if (sha256_hex(binary.blob) == binary.sha256) return binary;
+  // A flipped bit in a stored kernel could crash the process or compute wrong results: the row goes, and the
+  // caller, seeing no binary, recompiles and stores a good one.
+  std::string removal = "discarded it; it will be recompiled";
+  try {
+    Statement(handle(), path_, "discarding binary " + hash, "DELETE FROM binaries WHERE hash = ?1").bind(hash).run();
+  } catch (const Error& e) {  // e.g. a read-only file: the binary is still not used
+    removal = std::string("could not discard it (") + e.what() + "); not using it";
+  }
+  std::cerr << "swajit: warning: binary " << hash << " in " << path_ << " fails its SHA-256 check (damaged); "
+            << removal << "\n";
+  return std::nullopt;
 }
 
 std::int64_t TuningDb::drop_binaries_not_matching(std::int64_t compiler_version, std::int64_t driver_version) {
@@ -941,6 +1066,16 @@ std::vector<std::string> TuningDb::verify() const {
     while (s.step()) {
       problems.push_back("binary " + s.text(0) + ": size column " + s.text(1) + " but blob has " + s.text(2) +
                          " bytes");
+    }
+  }
+  {
+    Statement s(db, path_, "checking binary checksums", "SELECT hash, blob, sha256 FROM binaries ORDER BY hash");
+    while (s.step()) {
+      const std::string actual = sha256_hex(s.blob(1));
+      if (actual != s.text(2)) {
+        problems.push_back("binary " + s.text(0) + ": SHA-256 of the blob is " + actual + " but the stored one is \"" +
+                           s.text(2) + "\" (damaged; the next use discards and recompiles it)");
+      }
     }
   }
   return problems;

@@ -4,10 +4,12 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <exception>
 #include <future>
 #include <map>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "kernel_cache.hpp"
@@ -42,6 +44,7 @@ class ThreadPool {
     lock.lock();
     done_.wait(lock, [&] { return pending_ == 0; });
     job_ = nullptr;
+    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));  // a worker's error, on the caller's thread
   }
   ~ThreadPool() {
     {
@@ -73,11 +76,18 @@ class ThreadPool {
       if (--pending_ == 0) done_.notify_all();
     }
   }
-  void work(int worker) {
-    for (int item = next_++; item < items_; item = next_++) (*job_)(item, item + 1, worker);
+  // No exception may leave a worker thread (std::terminate): the first one is kept for run() to rethrow.
+  void work(int worker) noexcept {
+    try {
+      for (int item = next_++; item < items_; item = next_++) (*job_)(item, item + 1, worker);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mutex_);
+      if (!error_) error_ = std::current_exception();
+    }
   }
 
-  std::mutex call_mutex_, mutex_;
+  std::mutex call_mutex_, mutex_, error_mutex_;
+  std::exception_ptr error_;
   std::condition_variable wake_, done_;
   std::vector<std::thread> workers_;
   const std::function<void(int, int, int)>* job_ = nullptr;

@@ -24,6 +24,9 @@ struct DecodeShape {
   bool sink_logits = false;  // learned per-head sinks (random), as in gpt-oss
 };
 
+// The kernel spec a shape runs (not validated; group 0 when num_kv_heads is 0).
+KernelSpec decode_shape_spec(const DecodeShape& shape);
+
 // Memory of a workload: a device allocation, or host memory (new[]: 16-byte aligned) for the CPU backend.
 class WorkloadBuffer {
  public:

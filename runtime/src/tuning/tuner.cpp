@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <exception>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -67,13 +68,21 @@ std::vector<BuildOutcome> build_in_parallel(size_t count, int threads, int devic
   std::vector<BuildOutcome> outcomes(count);
   std::atomic<size_t> next{0};
   std::vector<std::thread> workers;
+  std::mutex error_mutex;
+  std::exception_ptr error;  // the first error of any worker, rethrown here: none may leave its thread
   const int n = threads > 0 ? threads : int(std::max(1u, std::thread::hardware_concurrency()));
   for (int t = 0; t < n; ++t)
-    workers.emplace_back([&] {
-      cuda::ScopedDeviceContext scope(device_ordinal);
-      for (size_t i = next++; i < count; i = next++) outcomes[i] = build(i, scope.context());
+    workers.emplace_back([&]() noexcept {
+      try {
+        cuda::ScopedDeviceContext scope(device_ordinal);
+        for (size_t i = next++; i < count; i = next++) outcomes[i] = build(i, scope.context());
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (!error) error = std::current_exception();
+      }
     });
   for (auto& w : workers) w.join();
+  if (error) std::rethrow_exception(error);
   return outcomes;
 }
 

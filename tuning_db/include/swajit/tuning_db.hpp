@@ -70,6 +70,7 @@ struct BinaryRecord {
   std::vector<std::uint8_t> blob;
   std::string created_at;  // ISO-8601 UTC; empty means "now" when stored
   std::int64_t size = 0;   // the blob's length; put_binary fills it in from blob, get_binary reads the column
+  std::string sha256;      // of blob, in hex; put_binary computes it, get_binary returns only a blob that matches
   friend bool operator==(const BinaryRecord&, const BinaryRecord&) = default;
 };
 
@@ -112,7 +113,10 @@ class TuningDb {
 
   // Opens or creates the database, creating its parent directory. A file that is not a SQLite database, fails
   // PRAGMA quick_check, or is somebody else's SQLite database is renamed to "<path>.corrupt-<unix time>" (with a
-  // warning on stderr) and a new one is created. A database from a newer swajit throws and is left untouched.
+  // warning on stderr naming the new path, also returned by moved_aside()) and a new one is created. A database
+  // from a newer swajit throws and is left untouched. Opening is serialized between processes by an flock on
+  // "<path>.lock" (left next to the file), so concurrent first opens of a new file create it once. A read-only
+  // file opens for reading; every write then throws kDatabaseError saying the file is read-only.
   explicit TuningDb(const std::string& path);
   ~TuningDb();
   TuningDb(TuningDb&&) noexcept;
@@ -122,6 +126,8 @@ class TuningDb {
 
   const std::string& path() const { return path_; }
   int schema_version() const;  // PRAGMA user_version of the open file
+  // Set when opening moved a damaged or foreign file aside: one sentence naming the problem and the new path.
+  const std::optional<std::string>& moved_aside() const { return moved_aside_; }
 
   // Devices.
   void upsert_device(const DeviceRecord& device);
@@ -142,6 +148,8 @@ class TuningDb {
 
   // Compiled binaries, keyed by the caller's hash. A binary built by another compiler or driver is never used
   // blindly: drop_binaries_not_matching removes them so they get recompiled; returns how many were removed.
+  // get_binary checks the stored SHA-256: a damaged blob is deleted (with a warning on stderr) and reported as
+  // missing, so the caller recompiles and stores it again.
   void put_binary(const BinaryRecord& binary);
   std::optional<BinaryRecord> get_binary(const std::string& hash) const;
   std::int64_t drop_binaries_not_matching(std::int64_t compiler_version, std::int64_t driver_version);
@@ -176,11 +184,13 @@ class TuningDb {
   TuningDb(SnapshotTag, const std::string& path);  // in-memory copy of `path`, for merge_from
   sqlite3* handle() const;
   std::optional<std::string> inspect();  // why the open file cannot be used as ours; throws if it is too new
+  bool open_read_write();                // opens path_; false if the file is write-protected (opened read-only)
   void migrate();
   void in_transaction(std::string_view what, const std::function<void()>& body);
 
   std::string path_;
   std::unique_ptr<sqlite3, Closer> db_;
+  std::optional<std::string> moved_aside_;
 };
 
 }  // namespace swajit::db
