@@ -226,15 +226,10 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
     kv_len = 0;
   }
   const int* block_table_row = P.block_table + b * P.block_table_stride_batch;
-  TileRanges ranges = visible_tile_ranges(kv_len - kQSeqlen, kv_len - 1, kv_len, P.local_window, P.global_window);
-  if (visible_pages_out_of_range<kPageSize>(P, block_table_row, ranges, kThreads)) {
-    if (threadIdx.x == 0 && split == 0 && kv_head == 0) record_status(P.status, kStatusPageOutOfRange, b);
-    kv_len = 0;  // as seq_lens[b] == 0: nothing visible, every row of the sequence zeros
-    ranges = visible_tile_ranges(kv_len - kQSeqlen, kv_len - 1, kv_len, P.local_window, P.global_window);
-  }
+  const TileRanges ranges = visible_tile_ranges(kv_len - kQSeqlen, kv_len - 1, kv_len, P.local_window, P.global_window);
   const int tile_count = ranges.count();
   const int first_tile = int(i64(tile_count) * split / P.num_splits);
-  const int last_tile = int(i64(tile_count) * (split + 1) / P.num_splits);
+  int last_tile = int(i64(tile_count) * (split + 1) / P.num_splits);
 
   const u32 q_smem = smem_u32(smem);
   const u32 k_smem = q_smem + kQBytes;
@@ -251,6 +246,13 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
       load_kv_tile(P, k_smem + s * kTileBytes, v_smem + s * kTileBytes, block_table_row, b, kv_head,
                    ranges.tile_begin(t), ranges.tile_end(t));
     cp_async_commit();
+  }
+  // With the first loads in flight (each guards its own pages): a bad block_table entry anywhere in the sequence's
+  // visible range makes every block of it skip its tiles, so every row of the sequence is zeros (the merge gives
+  // zeros for splits that saw nothing), as the status message says.
+  if (visible_pages_out_of_range<kPageSize>(P, block_table_row, ranges, kThreads)) {
+    if (threadIdx.x == 0 && split == 0 && kv_head == 0) record_status(P.status, kStatusPageOutOfRange, b);
+    last_tile = first_tile;
   }
 
   WarpState<1> st;  // one 16-row tile per warp
