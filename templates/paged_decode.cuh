@@ -77,7 +77,7 @@ SWAJIT_DEVICE u32 stored_offset(int row, int chunk) {
 
 // One K tile and one V tile (tokens [tile_begin, tile_end) of sequence b) into pipeline stage `stage`.
 SWAJIT_DEVICE void load_kv_tile(const PagedDecodeParams& P, u32 k_smem, u32 v_smem, const int* block_table_row,
-                                int b, int kv_head, int tile_begin, int tile_end) {
+                                int b, int kv_head, int tile_begin, int tile_end, bool& saw_bad_page) {
   const char* k_cache = static_cast<const char*>(P.k_cache);
   const char* v_cache = static_cast<const char*>(P.v_cache);
   for (int i = threadIdx.x; i < kBlockN * kKvChunks; i += kThreads) {
@@ -87,6 +87,7 @@ SWAJIT_DEVICE void load_kv_tile(const PagedDecodeParams& P, u32 k_smem, u32 v_sm
     int page = valid ? block_table_row[(j / kPageSize) * P.block_table_stride_page] : 0;
     if (valid && (page < 0 || page >= P.num_pages)) {
       record_status(P.status, kStatusPageOutOfRange, b);
+      saw_bad_page = true;
       valid = false;
       page = 0;
     }
@@ -125,6 +126,10 @@ SWAJIT_DEVICE i64 partial_slot(const PagedDecodeParams& P, int b, int kv_head, i
   return (i64(b * P.num_kv_heads + kv_head) * P.num_splits + split) * kRows + row;
 }
 
+// A split's log2-sum-exp when its sequence met an invalid block_table entry: above every real one, so the merge's
+// max finds it, and the merge writes the row as zeros.
+#define SWAJIT_FLAGGED_LSE __int_as_float(0x7f800000)
+
 // ---- epilogue --------------------------------------------------------------------------------------------------------
 // Merges the kWarpsN warps of each row group through shared memory and writes either the final output (one
 // split) or this split's normalized partial output and log2-sum-exp. Only the kRows real rows travel (q_seqlen 1 with
@@ -133,7 +138,7 @@ constexpr int kQuads = kHeadDim / 4;  // 4-column pieces of an output row: the u
 static_assert(kEpilogueStride % 32 == 8, "rows r and r + 4 of a warp's 8-byte stores must not share banks");
 
 SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState<1>& st, char* epilogue, int warp_m, int warp_n,
-                                      int lane, int b, int kv_head, int split) {
+                                      int lane, int b, int kv_head, int split, bool sequence_flagged) {
   float* warp_out = reinterpret_cast<float*>(epilogue);                  // [kWarps][16][kEpilogueStride]
   float* stat_max = warp_out + kWarps * 16 * kEpilogueStride;            // [kWarpsN][kRowsPadded]
   float* stat_sum = stat_max + kWarpsN * kRowsPadded;                    // [kWarpsN][kRowsPadded]
@@ -175,7 +180,7 @@ SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState<1>& 
       factor = normalizer(P, q_head_of(P, kv_head, row), reference, sum);
     } else {  // sinks join in the merge, once per row
       factor = sum > 0.f ? 1.f / sum : 0.f;
-      P.partial_lse[first_slot + row] = sum > 0.f ? reference + __log2f(sum) : SWAJIT_NEG_INF;
+      P.partial_lse[first_slot + row] = sequence_flagged ? SWAJIT_FLAGGED_LSE : sum > 0.f ? reference + __log2f(sum) : SWAJIT_NEG_INF;
     }
 #pragma unroll
     for (int w = 0; w < kWarpsN; ++w) row_weight[w * kRowsPadded + row] = weight[w] * factor;
@@ -229,7 +234,12 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
   const TileRanges ranges = visible_tile_ranges(kv_len - kQSeqlen, kv_len - 1, kv_len, P.local_window, P.global_window);
   const int tile_count = ranges.count();
   const int first_tile = int(i64(tile_count) * split / P.num_splits);
-  int last_tile = int(i64(tile_count) * (split + 1) / P.num_splits);
+  const int last_tile = int(i64(tile_count) * (split + 1) / P.num_splits);
+  // Set by the loads when a block_table entry of this block's tiles is outside [0, num_pages). The blocks of a
+  // sequence read the same pages for every kv head, and together all of its visible range, so the one that meets a
+  // bad entry zeroes its rows and the merge zeroes the rest (SWAJIT_FLAGGED_LSE): every row of the sequence is zeros, as the
+  // status message says, at the cost of one barrier that was there anyway.
+  bool saw_bad_page = false;
 
   const u32 q_smem = smem_u32(smem);
   const u32 k_smem = q_smem + kQBytes;
@@ -244,15 +254,8 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
     const int t = first_tile + s;
     if (t < last_tile)
       load_kv_tile(P, k_smem + s * kTileBytes, v_smem + s * kTileBytes, block_table_row, b, kv_head,
-                   ranges.tile_begin(t), ranges.tile_end(t));
+                   ranges.tile_begin(t), ranges.tile_end(t), saw_bad_page);
     cp_async_commit();
-  }
-  // With the first loads in flight (each guards its own pages): a bad block_table entry anywhere in the sequence's
-  // visible range makes every block of it skip its tiles, so every row of the sequence is zeros (the merge gives
-  // zeros for splits that saw nothing), as the status message says.
-  if (visible_pages_out_of_range<kPageSize>(P, block_table_row, ranges, kThreads)) {
-    if (threadIdx.x == 0 && split == 0 && kv_head == 0) record_status(P.status, kStatusPageOutOfRange, b);
-    last_tile = first_tile;
   }
 
   WarpState<1> st;  // one 16-row tile per warp
@@ -274,7 +277,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
     const int next_stage = (next - first_tile) % kStages;
     if (next < last_tile)
       load_kv_tile(P, k_smem + next_stage * kTileBytes, v_smem + next_stage * kTileBytes, block_table_row, b, kv_head,
-                   ranges.tile_begin(next), ranges.tile_end(next));
+                   ranges.tile_begin(next), ranges.tile_end(next), saw_bad_page);
     cp_async_commit();
 
     const int stage = (t - first_tile) % kStages;
@@ -302,8 +305,9 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
   }
   allow_dependent_grid_launch();  // the merge grid may get scheduled; it waits for this grid's writes
   cp_async_wait<0>();
-  __syncthreads();  // the K/V area becomes the epilogue buffer
-  write_block_output(P, st, smem + kQBytes, warp_m, warp_n, lane, b, kv_head, split);
+  const bool sequence_flagged = __syncthreads_or(saw_bad_page);  // and the K/V area becomes the epilogue buffer
+  if (sequence_flagged) st.clear();
+  write_block_output(P, st, smem + kQBytes, warp_m, warp_n, lane, b, kv_head, split, sequence_flagged);
 }
 
 // Split-KV merge: out = sum_s 2^(lse_s - M) o_s / (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives
@@ -349,6 +353,11 @@ extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(
   for (int s = split_lane + kMergePrefetch * kMergeSplitLanes; s < P.num_splits; s += kMergeSplitLanes)
     max_lse = fmaxf(max_lse, lse_of(s));
   max_lse = split_lanes_reduce(max_lse, [](float x, float y) { return fmaxf(x, y); });
+  if (max_lse == SWAJIT_FLAGGED_LSE) {  // the same for every lane of the block: they all reduce the same splits
+    float zeros[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    if (split_lane == 0) store_output(P, b, kv_head, row, chunk * 8, zeros, 0.f);
+    return;
+  }
   const float reference = max_lse == SWAJIT_NEG_INF ? 0.f : max_lse;
 
   float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
