@@ -36,7 +36,7 @@ export PYTHONPATH=$work/site${PYTHONPATH:+:$PYTHONPATH}
 export SWAJIT_DB=$work/tuning.db
 echo "==== import"
 python3 - <<'PY' 2>&1 | tee "$out/python_import.log"
-import swajit, torch
+import torch, swajit
 print("swajit", swajit.__file__, "cpu backend", swajit.HAS_CPU_BACKEND, "torch", torch.__version__)
 print("devices", swajit.cuda_devices())
 PY

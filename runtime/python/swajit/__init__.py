@@ -10,6 +10,10 @@ The functions take torch tensors (CUDA: torch's current stream; CPU: the CPU bac
 torch custom ops (torch.ops.swajit.paged_decode, ...). swajit.PagedKVCache keeps a paged KV cache the way serving
 stacks do; `import swajit.hf` registers the Hugging Face attention function "swajit".
 """
+# torch first: on the H200 machine (torch 2.11, Python 3.12) loading the extension before torch crashed the process
+# (segfault, cause not found; torch first ran every test). The ops need torch anyway.
+import torch  # noqa: F401
+
 from ._swajit import HAS_CPU_BACKEND, Error, ErrorCode, check_device_errors, cuda_devices, set_tuning_db_path
 from .ops import paged_decode, paged_decode_workspace_bytes, paged_prefill, prefill
 from .paged_cache import PagedKVCache
