@@ -14,7 +14,7 @@
 //     id INT PK, device_sku TEXT -> devices.sku, spec_key TEXT, bucket TEXT, config_json TEXT,
 //     time_us REAL (NULL unless measured), status TEXT ('ok' | 'rejected_wrong' | 'rejected_resources' |
 //     'compile_failed'), detail TEXT, created_at TEXT
-//   binaries         compiled kernels keyed by the caller's hash of source + options + arch + compiler version.
+//   binaries         compiled kernels keyed by the caller's hash of source + options + target (not the compiler version).
 //     hash TEXT PK, arch TEXT, compiler_version INT, driver_version INT, blob BLOB, created_at TEXT, size INT
 //   tuning_progress  which items of a tuning job are finished, so an interrupted job can resume.
 //     job_id TEXT, item_key TEXT, done INT   PK (job_id, item_key)

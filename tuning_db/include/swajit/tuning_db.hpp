@@ -61,7 +61,7 @@ struct TrialRecord {
   friend bool operator==(const TrialRecord&, const TrialRecord&) = default;
 };
 
-// A compiled kernel. `hash` is computed by the caller from source + options + arch + compiler version.
+// A compiled kernel. `hash` is computed by the caller (the runtime: source + options + target, not the compiler version).
 struct BinaryRecord {
   std::string hash;
   std::string arch;  // e.g. "sm_90a"
@@ -140,8 +140,9 @@ class TuningDb {
   std::vector<TrialRecord> list_trials(const std::string& device_sku, const std::string& spec_key,
                                        const std::string& bucket) const;
 
-  // Compiled binaries, keyed by the caller's hash. A binary built by another compiler or driver is never used
-  // blindly: drop_binaries_not_matching removes them so they get recompiled; returns how many were removed.
+  // Compiled binaries, keyed by the caller's hash. The runtime loads one whatever compiler built it and recompiles
+  // it when the driver refuses it; drop_binaries_not_matching removes those of another compiler or driver (so they
+  // get recompiled) and returns how many were removed.
   void put_binary(const BinaryRecord& binary);
   std::optional<BinaryRecord> get_binary(const std::string& hash) const;
   std::int64_t drop_binaries_not_matching(std::int64_t compiler_version, std::int64_t driver_version);
