@@ -377,7 +377,11 @@ int run_load_bench(DLDevice where) {
   if (on_cpu) compiles = cpu_kernel_cache_stats().nvrtc_compiles;
 #endif
   std::printf("%s compiles in this process: %llu\n", compiler, compiles);
-  if (!on_cpu) std::printf("NVRTC opened in this process: %s\n", nvrtc::loaded() ? "yes" : "no");
+  bool compiler_loaded = on_cpu ? false : nvrtc::loaded();
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+  if (on_cpu) compiler_loaded = cpu::clang_loaded();
+#endif
+  std::printf("%s opened in this process: %s\n", compiler, compiler_loaded ? "yes" : "no");
   return 0;
 }
 
