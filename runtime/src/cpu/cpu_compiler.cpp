@@ -50,6 +50,7 @@ std::vector<char> compile(const std::string& source, const std::string& name) {
   compiler.setInvocation(invocation);
   compiler.setDiagnostics(diag_engine.get());
   compiler.getDiagnostics().setClient(new clang::TextDiagnosticPrinter(diagnostics_stream, diag_options.get()), true);
+  compiler.setVerboseOutputStream(diagnostics_stream);  // "N errors generated." too
 
   llvm::LLVMContext context;
   clang::EmitLLVMOnlyAction action(&context);

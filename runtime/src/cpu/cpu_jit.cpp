@@ -130,11 +130,7 @@ CompileEntry compiler_entry() {
 
 }  // namespace
 
-bool clang_loaded() {
-  void* library = dlopen(SWAJIT_CLANG_SONAME, RTLD_NOW | RTLD_NOLOAD);
-  if (library) dlclose(library);  // drops the reference RTLD_NOLOAD took
-  return library != nullptr;
-}
+bool clang_loaded() { return dl::is_loaded(SWAJIT_CLANG_SONAME); }
 
 CompiledObject compile_to_object(const std::string& source, const std::string& name) {
   const auto start = std::chrono::steady_clock::now();

@@ -71,11 +71,7 @@ bool available(std::string* why_not) {
   }
 }
 
-bool loaded() {
-  void* library = dlopen(soname().c_str(), RTLD_NOW | RTLD_NOLOAD);
-  if (library) dlclose(library);  // drops the reference RTLD_NOLOAD took
-  return library != nullptr;
-}
+bool loaded() { return dl::is_loaded(soname()); }
 
 int version() {
   int major = 0, minor = 0;
