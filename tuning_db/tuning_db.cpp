@@ -813,6 +813,15 @@ std::int64_t TuningDb::drop_binaries_not_matching(std::int64_t compiler_version,
       .run();
 }
 
+std::vector<TuningDb::BinaryVersions> TuningDb::binary_versions() const {
+  Statement s(handle(), path_, "counting binaries by version",
+              "SELECT arch, compiler_version, driver_version, count(*) FROM binaries "
+              "GROUP BY arch, compiler_version, driver_version ORDER BY arch, compiler_version, driver_version");
+  std::vector<BinaryVersions> out;
+  while (s.step()) out.push_back({s.text(0), s.integer(1), s.integer(2), s.integer(3)});
+  return out;
+}
+
 // ---- Progress -------------------------------------------------------------------------------------------------
 
 void TuningDb::mark_progress(const std::string& job_id, const std::string& item_key) {

@@ -146,6 +146,14 @@ class TuningDb {
   void put_binary(const BinaryRecord& binary);
   std::optional<BinaryRecord> get_binary(const std::string& hash) const;
   std::int64_t drop_binaries_not_matching(std::int64_t compiler_version, std::int64_t driver_version);
+  // How many binaries each (arch, compiler version, driver version) built, without reading the blobs.
+  struct BinaryVersions {
+    std::string arch;
+    std::int64_t compiler_version = 0;
+    std::int64_t driver_version = 0;
+    std::int64_t count = 0;
+  };
+  std::vector<BinaryVersions> binary_versions() const;
 
   // Resumable jobs: a tuner marks each finished item and skips those already done after a restart.
   void mark_progress(const std::string& job_id, const std::string& item_key);
