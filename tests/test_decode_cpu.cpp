@@ -130,6 +130,8 @@ TEST_CASE("CPU: tune, store, and reload in a new process without compiling") {
   CHECK(output.find("1 tuned winners") != std::string::npos);
   CHECK(output.find("loaded from the database (no Clang): 1 kernels") != std::string::npos);
   CHECK(output.find("Clang compiles in this process: 0") != std::string::npos);
+  CHECK(output.find("first tuned kernel in this process (loaded from the database)") != std::string::npos);
+  CHECK(output.find("Clang opened in this process: no") != std::string::npos);  // libclang-cpp never loaded
   set_tuning_db_path(temp_path("unused.db").string());
   std::filesystem::remove(db);
 }

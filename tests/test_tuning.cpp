@@ -118,8 +118,12 @@ TEST_CASE("the runtime finds tuned configs by (SKU, spec, bucket) and ignores fo
   CHECK_FALSE(store.decode_winner("Other GPU sm_80 x108", "paged_decode_bf16_d128_p16_nhd_q1_g4_local", "b32_kv4096"));
   CHECK_FALSE(store.decode_winner("Test GPU sm_90 x132", "paged_decode_bf16_d128_p16_nhd_q1_g4_local", "b64_kv4096"));
   store.put_binary("abc123", "sm_90a", 13000, 13000, {'\x7f', 'E', 'L', 'F'});
-  CHECK(store.binary("abc123", 13000).value() == std::vector<char>{'\x7f', 'E', 'L', 'F'});
-  CHECK_FALSE(store.binary("abc123", 12080));  // made under another driver: rebuilt, never used blindly
+  const auto stored = store.binary("abc123");  // found by its hash alone: no compiler version needed to look it up
+  REQUIRE(stored);
+  CHECK(stored->bytes == std::vector<char>{'\x7f', 'E', 'L', 'F'});
+  CHECK(stored->compiler_version == 13000);  // kept beside it, for the caller to judge
+  CHECK(stored->driver_version == 13000);
+  CHECK_FALSE(store.binary("abc124"));
   store.set_path((dir / "missing-dir" / "x" / "tuning.db").string());
   std::filesystem::remove_all(dir);
 }

@@ -521,6 +521,26 @@ TEST_CASE("tuning_db: drop_binaries_not_matching removes binaries from another c
   CHECK(db.drop_binaries_not_matching(12040, 550) == 0);
 }
 
+TEST_CASE("tuning_db: binary_versions counts binaries per arch, compiler and driver") {
+  TempDir tmp;
+  TuningDb db(tmp.file("t.db"));
+  CHECK(db.binary_versions().empty());
+  db.put_binary(make_binary("a", 12040, 550));
+  db.put_binary(make_binary("b", 12040, 550));
+  db.put_binary(make_binary("c", 12040, 560));
+  db.put_binary(make_binary("d", 12050, 550));
+  const auto versions = db.binary_versions();
+  REQUIRE(versions.size() == 3);
+  CHECK(versions[0].compiler_version == 12040);
+  CHECK(versions[0].driver_version == 550);
+  CHECK(versions[0].count == 2);
+  CHECK(versions[1].driver_version == 560);
+  CHECK(versions[1].count == 1);
+  CHECK(versions[2].compiler_version == 12050);
+  CHECK(versions[2].count == 1);
+  CHECK(versions[0].arch == make_binary("a", 12040, 550).arch);
+}
+
 TEST_CASE("tuning_db: merge_from keeps the faster winner and records where it came from") {
   TempDir tmp;
   const std::string other_path = tmp.file("other.db");

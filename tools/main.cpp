@@ -1,6 +1,7 @@
 // swajit: the command-line tool. info | gen | check | bench (decode, prefill, load) | tune | db
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <thread>
 
@@ -25,6 +26,7 @@
 #include "swajit/generator.hpp"
 #include "swajit/swajit.hpp"
 #include "swajit/version.hpp"
+#include "tuning_store.hpp"
 
 namespace swajit::cli {
 namespace {
@@ -57,6 +59,35 @@ int cmd_gen(const SpecFlags& spec_flags, const ConfigFlags& config_flags, const 
   return 0;
 }
 
+// The stored binaries by the compiler that built them (an existing database only: info creates none). A cubin is
+// loaded whatever NVRTC built it (kernel_cache.hpp); a CPU object's key holds Clang's version, so one from another
+// Clang is not used.
+void print_stored_binaries() {
+  TuningStore& store = TuningStore::instance();
+  const std::string path = store.path();  // not inside with_db, which holds the store's lock
+  if (!std::filesystem::exists(path)) return std::printf("database %s: none yet\n", path.c_str()), void();
+  const int this_nvrtc = nvrtc::available() ? nvrtc::version() : 0;
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+  const int this_clang = cpu::clang_version();
+#else
+  const int this_clang = 0;  // no CPU backend: no object is used
+#endif
+  const bool opened = store.with_db([&](db::TuningDb& db) {
+    std::printf("database %s, stored binaries:\n", path.c_str());
+    for (const auto& v : db.binary_versions()) {
+      const bool cpu_object = v.arch.rfind("cpu:", 0) == 0;
+      const char* note = "";
+      if (cpu_object && v.compiler_version != this_clang) note = " (another Clang: not used)";
+      if (!cpu_object && this_nvrtc && v.compiler_version != this_nvrtc)
+        note = " (another NVRTC: loaded as they are, compiled again only if the driver refuses one)";
+      const std::string driver = cpu_object ? "" : " under driver " + std::to_string(v.driver_version);
+      std::printf("  %s: %lld built by %s %lld%s%s\n", v.arch.c_str(), (long long)v.count,
+                  cpu_object ? "Clang" : "NVRTC", (long long)v.compiler_version, driver.c_str(), note);
+    }
+  });
+  if (!opened) std::printf("database %s: cannot be opened\n", path.c_str());
+}
+
 int cmd_info() {
   std::string why;
   const auto devices = cuda_devices(&why);
@@ -80,6 +111,7 @@ int cmd_info() {
 #else
   std::printf("cpu: backend not built (configure with -DSWAJIT_CPU_BACKEND=ON)\n");
 #endif
+  print_stored_binaries();
   return 0;
 }
 

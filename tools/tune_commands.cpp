@@ -283,15 +283,13 @@ int run_load_bench(DLDevice where) {
   std::optional<cuda::ScopedDeviceContext> scope;
   if (!on_cpu) scope.emplace(where.device_id);
   const std::string sku = on_cpu ? host_sku() : cuda_device(where.device_id).sku();
-  // Once per process, reported apart: opening (and checking) the database, reading the NVRTC version that binary
-  // hashes include (the library is opened, nothing is compiled).
-  const auto setup_start = std::chrono::steady_clock::now();
+  // The warm start: from before the database is opened (the CUDA context exists, as in a serving process) to the
+  // first tuned kernel ready to launch, with no compiler opened when the database holds its binary.
+  const auto open_start = std::chrono::steady_clock::now();
   std::vector<db::WinnerRecord> winners;
   if (!TuningStore::instance().with_db([&](db::TuningDb& db) { winners = db.list_winners(sku); }))
     throw Error(ErrorCode::kDatabaseError, "the tuning database cannot be opened");
-  if (!on_cpu) nvrtc::version();
-  std::printf("process setup (open database, NVRTC version): %.1f ms\n",
-              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - setup_start).count());
+  const double open_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - open_start).count();
   std::vector<double> load_ms, compile_ms;
   for (const auto& w : winners) {
     const auto start = std::chrono::steady_clock::now();
@@ -307,7 +305,13 @@ int run_load_bench(DLDevice where) {
         return cuda_kernel(spec, decltype(family)::from_json(w.config), device, scope->context()).from_database;
       });
     }
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    const auto end = std::chrono::steady_clock::now();
+    const double ms = std::chrono::duration<double, std::milli>(end - start).count();
+    if (load_ms.empty() && compile_ms.empty())
+      std::printf("first tuned kernel in this process (%s): %.2f ms from before opening the database (open and list "
+                  "winners %.2f ms, then generate, read and load %.2f ms); goal: at most 5 ms\n",
+                  from_database ? "loaded from the database" : "compiled: not in the database",
+                  std::chrono::duration<double, std::milli>(end - open_start).count(), open_ms, ms);
     (from_database ? load_ms : compile_ms).push_back(ms);
   }
   const auto summary = [](std::vector<double> v, const char* what) {
@@ -324,6 +328,11 @@ int run_load_bench(DLDevice where) {
   if (on_cpu) compiles = cpu_kernel_cache_stats().nvrtc_compiles;
 #endif
   std::printf("%s compiles in this process: %llu\n", compiler, compiles);
+  bool compiler_loaded = on_cpu ? false : nvrtc::loaded();
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+  if (on_cpu) compiler_loaded = cpu::clang_loaded();
+#endif
+  std::printf("%s opened in this process: %s\n", compiler, compiler_loaded ? "yes" : "no");
   return 0;
 }
 

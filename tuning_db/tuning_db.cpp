@@ -14,7 +14,7 @@
 //     id INT PK, device_sku TEXT -> devices.sku, spec_key TEXT, bucket TEXT, config_json TEXT,
 //     time_us REAL (NULL unless measured), status TEXT ('ok' | 'rejected_wrong' | 'rejected_resources' |
 //     'compile_failed'), detail TEXT, created_at TEXT
-//   binaries         compiled kernels keyed by the caller's hash of source + options + arch + compiler version.
+//   binaries         compiled kernels keyed by the caller's hash of source + options + target (not the compiler version).
 //     hash TEXT PK, arch TEXT, compiler_version INT, driver_version INT, blob BLOB, created_at TEXT, size INT,
 //     sha256 TEXT (of blob, 64 hex digits; checked before the blob is returned, so a damaged binary never runs)
 //   tuning_progress  which items of a tuning job are finished, so an interrupted job can resume.
@@ -936,6 +936,15 @@ std::int64_t TuningDb::drop_binaries_not_matching(std::int64_t compiler_version,
                    "DELETE FROM binaries WHERE compiler_version != ?1 OR driver_version != ?2")
       .bind(compiler_version, driver_version)
       .run();
+}
+
+std::vector<TuningDb::BinaryVersions> TuningDb::binary_versions() const {
+  Statement s(handle(), path_, "counting binaries by version",
+              "SELECT arch, compiler_version, driver_version, count(*) FROM binaries "
+              "GROUP BY arch, compiler_version, driver_version ORDER BY arch, compiler_version, driver_version");
+  std::vector<BinaryVersions> out;
+  while (s.step()) out.push_back({s.text(0), s.integer(1), s.integer(2), s.integer(3)});
+  return out;
 }
 
 // ---- Progress -------------------------------------------------------------------------------------------------

@@ -103,10 +103,9 @@ std::shared_ptr<const LoadedCpuKernel> build_cpu_kernel(const GeneratedKernel& g
                                                         const CpuDecodeConfig& config, const std::string& hash) {
   auto kernel = std::make_shared<LoadedCpuKernel>();
   kernel->scratch_floats = cpu_scratch_floats(spec, config);
-  std::optional<std::vector<char>> stored = TuningStore::instance().binary(hash, kCpuDriverVersion);
-  if (stored) {
+  if (auto stored = TuningStore::instance().binary(hash)) {  // the hash holds Clang's version: no driver to judge
     try {
-      kernel->module = cpu::load_object(*stored, g.cache_key);
+      kernel->module = cpu::load_object(stored->bytes, g.cache_key);
       kernel->from_database = true;
     } catch (const Error&) {
       kernel->module.reset();  // unusable object: compile afresh below

@@ -1,16 +1,8 @@
 #include "cpu_jit.hpp"
 
-#include <clang/Basic/Diagnostic.h>
-#include <clang/Basic/DiagnosticOptions.h>
-#include <clang/CodeGen/CodeGenAction.h>
-#include <clang/Frontend/CompilerInstance.h>
-#include <clang/Frontend/CompilerInvocation.h>
-#include <clang/Frontend/TextDiagnosticPrinter.h>
-#include <clang/Lex/PreprocessorOptions.h>
+#include <dlfcn.h>
 #include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
 #include <llvm/ExecutionEngine/Orc/LLJIT.h>
-#include <llvm/IR/LegacyPassManager.h>
-#include <llvm/IR/Module.h>
 #include <llvm/MC/TargetRegistry.h>
 #include <llvm/Support/MemoryBuffer.h>
 #include <llvm/Support/TargetSelect.h>
@@ -20,13 +12,15 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 
+#include "cpu_llvm.hpp"
+#include "shared_library.hpp"
 #include "swajit/error.hpp"
 
 namespace swajit::cpu {
-namespace {
 
 void initialize_llvm() {
   static std::once_flag once;
@@ -34,13 +28,6 @@ void initialize_llvm() {
     llvm::InitializeNativeTarget();
     llvm::InitializeNativeTargetAsmPrinter();
   });
-}
-
-std::string error_text(llvm::Error e) {
-  std::string text;
-  llvm::raw_string_ostream os(text);
-  os << e;
-  return text;
 }
 
 std::vector<std::string> enabled_features() {
@@ -61,6 +48,15 @@ std::unique_ptr<llvm::TargetMachine> host_target_machine() {
   return std::unique_ptr<llvm::TargetMachine>(target->createTargetMachine(
       triple, host_cpu().cpu_name, host_cpu().features, options, llvm::Reloc::PIC_, std::nullopt,
       llvm::CodeGenOptLevel::Aggressive));
+}
+
+namespace {
+
+std::string error_text(llvm::Error e) {
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  os << e;
+  return text;
 }
 
 class LoadedModule : public JitModule {
@@ -108,55 +104,40 @@ const HostCpu& host_cpu() {
 
 int clang_version() { return LLVM_VERSION_MAJOR * 10000 + LLVM_VERSION_MINOR * 100 + LLVM_VERSION_PATCH; }
 
+namespace {
+
+// Clang lives in its own shared module, opened by the first compile: a process whose CPU objects are all in the
+// tuning database never loads it (nor libclang-cpp). It is looked up next to the binary holding this code (the
+// executable, or the shared library that linked libswajit), then where the build put it.
+CompileEntry compiler_entry() {
+  static const CompileEntry entry = []() -> CompileEntry {
+    std::vector<std::string> names;
+    Dl_info self{};
+    if (dladdr(reinterpret_cast<void*>(&compiler_entry), &self) && self.dli_fname)
+      names.push_back((std::filesystem::path(self.dli_fname).parent_path() / kCompilerModule).string());
+    names.push_back(SWAJIT_CPU_COMPILER_BUILD_PATH);
+    names.push_back(kCompilerModule);  // on the loader's path
+    std::string errors;
+    void* module = dl::open_first(names, &errors);  // never closed: Clang registers itself with LLVM
+    CompileEntry fn = nullptr;
+    if (!module || !dl::resolve(module, kCompileSymbol, fn))
+      throw Error(ErrorCode::kUnsupported, std::string("the CPU backend's compiler ") + kCompilerModule +
+                                               " could not be opened: " + (module ? dlerror() : errors));
+    return fn;
+  }();
+  return entry;
+}
+
+}  // namespace
+
+bool clang_loaded() { return dl::is_loaded(SWAJIT_CLANG_SONAME); }
+
 CompiledObject compile_to_object(const std::string& source, const std::string& name) {
-  initialize_llvm();
   const auto start = std::chrono::steady_clock::now();
-  // Diagnostics go to a string that a failure carries, never to stderr.
-  std::string diagnostics;
-  llvm::raw_string_ostream diagnostics_stream(diagnostics);
-  auto diag_options = llvm::makeIntrusiveRefCnt<clang::DiagnosticOptions>();
-  auto printer = std::make_unique<clang::TextDiagnosticPrinter>(diagnostics_stream, diag_options.get());
-  auto diag_engine = llvm::makeIntrusiveRefCnt<clang::DiagnosticsEngine>(
-      llvm::makeIntrusiveRefCnt<clang::DiagnosticIDs>(), diag_options, printer.release());
-
-  // cc1 arguments: the host's triple, CPU and features; no system headers (the generated source needs none).
-  std::vector<std::string> args = {"-triple", llvm::sys::getProcessTriple(), "-target-cpu", host_cpu().cpu_name,
-                                   "-O3", "-std=c++20", "-ffp-contract=fast", "-vectorize-loops", "-vectorize-slp",
-                                   "-funroll-loops", "-nostdsysteminc", "-nobuiltininc", "-mrelocation-model", "pic",
-                                   "-pic-level", "2", "-x", "c++", name};
-  for (const auto& f : enabled_features()) {
-    args.push_back("-target-feature");
-    args.push_back(f);
-  }
-  std::vector<const char*> argv;
-  for (const auto& a : args) argv.push_back(a.c_str());
-
-  auto invocation = std::make_shared<clang::CompilerInvocation>();
-  clang::CompilerInvocation::CreateFromArgs(*invocation, argv, *diag_engine);
-  invocation->getPreprocessorOpts().addRemappedFile(name, llvm::MemoryBuffer::getMemBufferCopy(source, name).release());
-  clang::CompilerInstance compiler;
-  compiler.setInvocation(invocation);
-  compiler.setDiagnostics(diag_engine.get());
-  compiler.getDiagnostics().setClient(new clang::TextDiagnosticPrinter(diagnostics_stream, diag_options.get()), true);
-
-  llvm::LLVMContext context;
-  clang::EmitLLVMOnlyAction action(&context);
-  if (!compiler.ExecuteAction(action) || compiler.getDiagnostics().hasErrorOccurred())
-    throw Error(ErrorCode::kCompileError, "Clang could not compile " + name + "\n---- Clang log ----\n" + diagnostics);
-  std::unique_ptr<llvm::Module> module = action.takeModule();
-
-  auto machine = host_target_machine();
-  module->setDataLayout(machine->createDataLayout());
-  module->setTargetTriple(machine->getTargetTriple().str());
-  llvm::SmallVector<char, 0> object;
-  llvm::raw_svector_ostream object_stream(object);
-  llvm::legacy::PassManager passes;
-  if (machine->addPassesToEmitFile(passes, object_stream, nullptr, llvm::CodeGenFileType::ObjectFile))
-    throw Error(ErrorCode::kUnsupported, "LLVM cannot emit object code for " + machine->getTargetTriple().str());
-  passes.run(*module);
-
   CompiledObject out;
-  out.object.assign(object.begin(), object.end());
+  ErrorCode code{};
+  std::string message;
+  if (!compiler_entry()(source, name, &out.object, &code, &message)) throw Error(code, message);
   out.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   return out;
 }

@@ -45,7 +45,11 @@ void build(const GeneratedKernel& generated, const std::string& config_key, cons
   const CUresult loaded = kernel_stages::load(cubin.bytes, generated, kernel);
   if (loaded != CUDA_SUCCESS) {
     if (!cubin.from_database) cuda::check(loaded, "cuModuleLoadData");
-    // The driver refused a stored cubin: compile afresh.
+    std::fprintf(stderr,
+                 "swajit: driver %d refused the stored cubin %s of %s (built by NVRTC %d under driver %d); "
+                 "compiling it again\n",
+                 device.driver_version, binary_hash.c_str(), generated.cache_key.c_str(), cubin.compiler_version,
+                 cubin.driver_version);
     cubin = kernel_stages::compile(generated, binary_hash, device.arch(), device.driver_version, /*use_database=*/false);
     cuda::check(kernel_stages::load(cubin.bytes, generated, kernel), "cuModuleLoadData");
   }
@@ -71,21 +75,24 @@ std::string kernel_name(const KernelSpec& spec, const std::string& config_key, c
 std::string binary_hash(const GeneratedKernel& generated, const std::string& arch) {
   std::string options_text;
   for (const auto& o : nvrtc::compile_options(arch)) options_text += o + " ";
-  return stable_hash({generated.source, options_text, arch, std::to_string(nvrtc::version())});
+  return stable_hash({generated.source, options_text, arch});
 }
 
 Cubin compile(const GeneratedKernel& generated, const std::string& binary_hash, const std::string& arch,
               int driver_version, bool use_database) {
   Cubin cubin;
-  std::optional<std::vector<char>> stored;
-  if (use_database) stored = TuningStore::instance().binary(binary_hash, driver_version);
-  if (stored) {
-    cubin.bytes = std::move(*stored);
-    cubin.from_database = true;
-    return cubin;
-  }
+  if (use_database)
+    if (auto stored = TuningStore::instance().binary(binary_hash)) {
+      cubin.bytes = std::move(stored->bytes);
+      cubin.from_database = true;
+      cubin.compiler_version = stored->compiler_version;
+      cubin.driver_version = stored->driver_version;
+      return cubin;
+    }
   nvrtc::CompiledCubin compiled = nvrtc::compile(generated.source, generated.cache_key + ".cu", arch);
-  TuningStore::instance().put_binary(binary_hash, arch, nvrtc::version(), driver_version, compiled.cubin);
+  cubin.compiler_version = nvrtc::version();
+  cubin.driver_version = driver_version;
+  TuningStore::instance().put_binary(binary_hash, arch, cubin.compiler_version, driver_version, compiled.cubin);
   cubin.bytes = std::move(compiled.cubin);
   cubin.compile_ms = compiled.compile_ms;
   return cubin;

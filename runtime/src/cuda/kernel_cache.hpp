@@ -1,8 +1,15 @@
 // The CUDA kernel cache, as visible stages (each tested on its own): look up by name (spec key, config key, arch) ->
 // generate the source (generator/) -> compile to a cubin (from the tuning database, else NVRTC) -> load the module
 // and its functions -> configure them (shared memory attributes, registers and spills read back). Loaded kernels are
-// cached per CUDA context, keyed by a stable hash of (source, NVRTC options, arch, NVRTC version); when several
-// threads ask for the same kernel at once it is built exactly once.
+// cached per CUDA context, keyed by a stable hash of (source, NVRTC options, arch); when several threads ask for the
+// same kernel at once it is built exactly once.
+//
+// Warm start: the hash leaves out NVRTC's version so that finding a stored cubin opens no compiler; NVRTC is opened
+// only when a kernel must be compiled. The database row keeps the NVRTC and driver versions the cubin was built
+// under. The rule: a stored cubin is loaded whatever those versions (it is machine code for exactly this arch, and
+// the driver decides what it can load); if the driver refuses it (e.g. it came from an NVRTC newer than this
+// driver), one line on stderr says so, the kernel is compiled with this process's NVRTC and the new cubin replaces
+// the stored one.
 #pragma once
 #include <cuda.h>
 
@@ -22,7 +29,7 @@ struct LoadedKernel {
   CUfunction main = nullptr;
   CUfunction merge = nullptr;  // families with a second pass only
   int shared_bytes = 0;        // dynamic shared memory of `main`
-  std::string binary_hash;     // hex FNV-1a of source + options + arch + NVRTC version
+  std::string binary_hash;     // hex FNV-1a of source + options + arch
   double compile_ms = 0;       // NVRTC time of the compile that produced it (0 when loaded from the database)
   bool from_database = false;  // the cubin came from the tuning database: no NVRTC compile in this process
   double load_ms = 0;          // everything but NVRTC: database read, cuModuleLoadData, function lookup
@@ -56,14 +63,17 @@ inline const LoadedPrefillKernel& prefill_kernel(const KernelSpec& spec, const P
 namespace kernel_stages {
 // Stage 1, look up: the name a kernel is found by without generating its source.
 std::string kernel_name(const KernelSpec& spec, const std::string& config_key, const std::string& arch);
-// The binary's identity: source, NVRTC options, arch and NVRTC version.
+// The binary's identity: source, NVRTC options and arch; computed without opening NVRTC.
 std::string binary_hash(const GeneratedKernel& generated, const std::string& arch);
-// Stage 3, compile: the cubin of `generated` for `device`, from the tuning database when it holds one for this
-// driver (unless `use_database` is false), else compiled with NVRTC (and stored there).
+// Stage 3, compile: the cubin of `generated` for `device`, from the tuning database when it holds one under
+// `binary_hash`, whatever compiler and driver built it (unless `use_database` is false), else compiled with NVRTC
+// (and stored there with NVRTC's version and `driver_version`).
 struct Cubin {
   std::vector<char> bytes;
   bool from_database = false;
-  double compile_ms = 0;  // NVRTC time (0 from the database)
+  double compile_ms = 0;     // NVRTC time (0 from the database)
+  int compiler_version = 0;  // the NVRTC that built it (major * 1000 + minor * 10)
+  int driver_version = 0;    // the driver it was built under
 };
 Cubin compile(const GeneratedKernel& generated, const std::string& binary_hash, const std::string& arch,
               int driver_version, bool use_database = true);

@@ -23,14 +23,18 @@ struct Api {
   std::string why_not;
 };
 
-// The NVRTC of the CUDA major version we were built against; the toolkit's lib64 when it is not on the path.
+// The NVRTC of the CUDA major version we were built against.
+std::string soname() { return "libnvrtc.so." + std::to_string(CUDA_VERSION / 1000); }
+
+// That soname, else the toolkit's lib64 when it is not on the path (the loader knows the library by its soname
+// either way).
 Api load_api() {
   Api api;
-  const std::string soname = "libnvrtc.so." + std::to_string(CUDA_VERSION / 1000);
+  const std::string library_name = soname();
   std::string errors;
-  void* library = dl::open_first({soname, "/usr/local/cuda/lib64/" + soname, "libnvrtc.so"}, &errors);
+  void* library = dl::open_first({library_name, "/usr/local/cuda/lib64/" + library_name, "libnvrtc.so"}, &errors);
   if (!library) {
-    api.why_not = "NVRTC could not be opened (" + soname + "): " + errors;
+    api.why_not = "NVRTC could not be opened (" + library_name + "): " + errors;
     return api;
   }
 #define SWAJIT_RESOLVE(name)                                 \
@@ -66,6 +70,8 @@ bool available(std::string* why_not) {
     return false;
   }
 }
+
+bool loaded() { return dl::is_loaded(soname()); }
 
 int version() {
   int major = 0, minor = 0;

@@ -1,4 +1,6 @@
-// NVRTC, opened with dlopen at run time. Compiles generated CUDA source to a cubin for one architecture.
+// NVRTC, opened with dlopen at run time, and only when something must be compiled: a process whose kernels are all
+// in the tuning database never opens it (the binary key does not include NVRTC's version; see kernel_cache.hpp).
+// Compiles generated CUDA source to a cubin for one architecture.
 #pragma once
 #include <string>
 #include <vector>
@@ -6,7 +8,10 @@
 namespace swajit::nvrtc {
 
 bool available(std::string* why_not = nullptr);
-int version();  // major * 1000 + minor * 10, like CUDA_VERSION; throws kNoDevice when NVRTC is missing
+int version();  // major * 1000 + minor * 10, like CUDA_VERSION; opens NVRTC; throws kNoDevice when it is missing
+// Whether NVRTC is open in this process; asks the dynamic loader and opens nothing (the warm-start test and
+// `swajit bench load` report it).
+bool loaded();
 
 struct CompiledCubin {
   std::vector<char> cubin;

@@ -1,5 +1,5 @@
-// How the CUDA driver (libcuda) and NVRTC are opened at run time: one style for both, so the library links and starts
-// on machines without them and says why a backend is missing.
+// How the CUDA driver (libcuda), NVRTC and the CPU compiler module are opened at run time: one style for all, so the
+// library links and starts on machines without them and says why a backend is missing.
 #pragma once
 #include <dlfcn.h>
 
@@ -15,6 +15,13 @@ inline void* open_first(const std::vector<std::string>& names, std::string* erro
     *errors += std::string(errors->empty() ? "" : "; ") + dlerror();
   }
   return nullptr;
+}
+
+// Whether the library known by `soname` is loaded in this process (however it was opened); opens nothing.
+inline bool is_loaded(const std::string& soname) {
+  void* library = dlopen(soname.c_str(), RTLD_NOW | RTLD_NOLOAD);
+  if (library) dlclose(library);  // drops the reference RTLD_NOLOAD took
+  return library != nullptr;
 }
 
 // Points `fn` at `symbol` of `library`; false when the library lacks it.

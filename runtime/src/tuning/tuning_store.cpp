@@ -188,15 +188,15 @@ void TuningStore::forget_cached_winners() {
   s.winners.clear();
 }
 
-std::optional<std::vector<char>> TuningStore::binary(const std::string& hash, int driver_version) {
+std::optional<TuningStore::StoredBinary> TuningStore::binary(const std::string& hash) {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
   db::TuningDb* db = open_locked();
   if (!db) return std::nullopt;
   auto row = db->get_binary(hash);
-  // The hash covers source, options, arch and NVRTC version; a binary made under another driver is rebuilt.
-  if (!row || row->driver_version != driver_version) return std::nullopt;
-  return std::vector<char>(row->blob.begin(), row->blob.end());
+  if (!row) return std::nullopt;
+  return StoredBinary{std::vector<char>(row->blob.begin(), row->blob.end()), int(row->compiler_version),
+                      int(row->driver_version)};
 }
 
 void TuningStore::put_binary(const std::string& hash, const std::string& arch, int compiler_version,

@@ -49,7 +49,14 @@ class TuningStore {
   template <class F>
   bool with_db(F&& f);
 
-  std::optional<std::vector<char>> binary(const std::string& hash, int driver_version);
+  // A compiled binary by its hash (source, options, target: never the compiler's version, so that finding it needs
+  // no compiler), with the compiler and driver versions it was built under, for the caller to judge.
+  struct StoredBinary {
+    std::vector<char> bytes;
+    int compiler_version = 0;
+    int driver_version = 0;
+  };
+  std::optional<StoredBinary> binary(const std::string& hash);
   void put_binary(const std::string& hash, const std::string& arch, int compiler_version, int driver_version,
                   const std::vector<char>& cubin);
   void forget_cached_winners();  // after the tuner stored new ones

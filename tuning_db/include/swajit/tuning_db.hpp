@@ -61,7 +61,7 @@ struct TrialRecord {
   friend bool operator==(const TrialRecord&, const TrialRecord&) = default;
 };
 
-// A compiled kernel. `hash` is computed by the caller from source + options + arch + compiler version.
+// A compiled kernel. `hash` is computed by the caller (the runtime: source + options + target, not the compiler version).
 struct BinaryRecord {
   std::string hash;
   std::string arch;  // e.g. "sm_90a"
@@ -146,13 +146,21 @@ class TuningDb {
   std::vector<TrialRecord> list_trials(const std::string& device_sku, const std::string& spec_key,
                                        const std::string& bucket) const;
 
-  // Compiled binaries, keyed by the caller's hash. A binary built by another compiler or driver is never used
-  // blindly: drop_binaries_not_matching removes them so they get recompiled; returns how many were removed.
-  // get_binary checks the stored SHA-256: a damaged blob is deleted (with a warning on stderr) and reported as
-  // missing, so the caller recompiles and stores it again.
+  // Compiled binaries, keyed by the caller's hash. The runtime loads one whatever compiler built it and recompiles
+  // it when the driver refuses it; drop_binaries_not_matching removes those of another compiler or driver (so they
+  // get recompiled) and returns how many were removed. get_binary checks the stored SHA-256: a damaged blob is
+  // deleted (with a warning on stderr) and reported as missing, so the caller recompiles and stores it again.
   void put_binary(const BinaryRecord& binary);
   std::optional<BinaryRecord> get_binary(const std::string& hash) const;
   std::int64_t drop_binaries_not_matching(std::int64_t compiler_version, std::int64_t driver_version);
+  // How many binaries each (arch, compiler version, driver version) built, without reading the blobs.
+  struct BinaryVersions {
+    std::string arch;
+    std::int64_t compiler_version = 0;
+    std::int64_t driver_version = 0;
+    std::int64_t count = 0;
+  };
+  std::vector<BinaryVersions> binary_versions() const;
 
   // Resumable jobs: a tuner marks each finished item and skips those already done after a restart.
   void mark_progress(const std::string& job_id, const std::string& item_key);
