@@ -87,6 +87,26 @@ TEST_CASE("CPU: bad input is rejected before anything runs") {
                        doctest::Contains("k_cache is on device type 'cuda' but q is on 'cpu'"), Error);
 }
 
+TEST_CASE("a shape and the problem its workload describes give one spec: shape_of(problem) is the shape again") {
+  DecodeShape shape;
+  shape.batch = 2; shape.kv_len = 320; shape.num_q_heads = 8; shape.num_kv_heads = 2; shape.head_dim = 64;
+  shape.page_size = 32; shape.q_seqlen = 3; shape.local_window = 100; shape.global_window = 4;
+  shape.sink_logits = true; shape.kv_quant = KvQuant::kInt8;
+  const DecodeWorkload workload(shape, kCpu, nullptr);
+  const DecodeProblem problem = workload.problem(0);
+  CHECK(problem.spec.key() == shape.spec().key());
+  CHECK(problem.spec.group == 4);
+  const DecodeShape again = shape_of(problem);
+  CHECK(again.spec().key() == shape.spec().key());
+  CHECK(again.batch == 2);
+  CHECK(again.kv_len == 320);  // max_pages * page_size: the table addresses exactly kv_len here
+  CHECK(again.num_q_heads == 8);
+  CHECK(again.num_kv_heads == 2);
+  CHECK(again.local_window == 100);
+  CHECK(again.global_window == 4);
+  CHECK(again.q_seqlen == 3);
+}
+
 TEST_CASE("CPU: tune, store, and reload in a new process without compiling") {
   const auto db = temp_path("pipeline.db");
   set_tuning_db_path(db.string());

@@ -1,5 +1,7 @@
 #include "bench_decode.hpp"
 
+#include <memory>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -11,7 +13,10 @@
 
 #include "checked_input.hpp"
 #include "cuda_driver.hpp"
+#include "bench_family.hpp"
 #include "check.hpp"
+#include "device_flag.hpp"
+#include "spec_flags.hpp"
 #include "decode_plan.hpp"
 #include "decode_workload.hpp"
 #include "swajit/swajit.hpp"
@@ -173,6 +178,39 @@ int run_decode_bench(const DecodeBenchOptions& o) {
       }
   d.cuStreamDestroy(stream);
   return ok ? 0 : 1;
+}
+
+BenchVerb FamilyBench<DecodeConfig>::add_to(CLI::App& bench) {
+  struct Flags {
+    DecodeBenchOptions options;
+    ConfigFlags config;
+    std::string device = "auto";
+  };
+  const auto flags = std::make_shared<Flags>();  // filled by the parse, read by the run
+  CLI::App* verb = bench.add_subcommand("decode", "paged decode: time beside the bandwidth floor");
+  verb->add_option("--batch", flags->options.batches, "batch sizes")->delimiter(',')->check(size_range())->capture_default_str();
+  verb->add_option("--kv-len", flags->options.kv_lens, "KV lengths")->delimiter(',')->check(size_range())->capture_default_str();
+  verb->add_option("--q-seqlen", flags->options.q_seqlens, "query tokens per sequence")->delimiter(',')->check(size_range())->capture_default_str();
+  verb->add_option("--local-window", flags->options.local_window)->check(window_range())->capture_default_str();
+  verb->add_option("--global-window", flags->options.global_window)->check(window_range())->capture_default_str();
+  verb->add_option("--num-q-heads", flags->options.num_q_heads)->check(size_range())->capture_default_str();
+  verb->add_option("--num-kv-heads", flags->options.num_kv_heads)->check(size_range())->capture_default_str();
+  verb->add_option("--head-dim", flags->options.head_dim)->check(size_range())->capture_default_str();
+  verb->add_option("--page-size", flags->options.page_size)->check(size_range())->capture_default_str();
+  verb->add_option("--dtype", flags->options.dtype)->capture_default_str();
+  verb->add_option("--kv-quant", flags->options.kv_quant, "none | int8 | fp8 (per-channel scales)")->capture_default_str();
+  verb->add_option("--reps", flags->options.reps, "timed graph replays per shape")->check(reps_range())->capture_default_str();
+  verb->add_option("--device", flags->device, kDeviceHelp)->capture_default_str();
+  verb->add_flag("!--no-verify", flags->options.verify, "skip the reference check of sequence 0");
+  flags->config.add_to(*verb);
+  verb->add_flag("--sink-logits", flags->options.sink_logits, "learned per-head attention sinks");
+  verb->add_flag("--compare-heuristic", flags->options.compare_heuristic,
+                   "time the tuned config (database) and the heuristic side by side");
+  return {verb, [flags] {
+            flags->options.device = parse_device(flags->device);
+            if (flags->config.any()) flags->options.config = flags->config.apply(DecodeConfig{});
+            return run_decode_bench(flags->options);
+          }};
 }
 
 }  // namespace swajit::cli

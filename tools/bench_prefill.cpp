@@ -1,8 +1,13 @@
 #include "bench_prefill.hpp"
 
 #include <cstdio>
+#include <memory>
 
+#include "bench_family.hpp"
 #include "check.hpp"
+#include "checked_input.hpp"
+#include "device_flag.hpp"
+#include "spec_flags.hpp"
 #include "cuda_driver.hpp"
 #include "prefill_workload.hpp"
 #include "utility_kernels.hpp"
@@ -42,6 +47,37 @@ int run_prefill_bench(const PrefillBenchOptions& o) {
                   workload.host_us_per_call(config, kHostTimedCalls));
     }
   return all_ok ? 0 : 1;
+}
+
+BenchVerb FamilyBench<PrefillConfig>::add_to(CLI::App& bench) {
+  struct Flags {
+    PrefillBenchOptions options;
+    ConfigFlags config;
+    std::string kv_quant = "none", device = "cuda";
+  };
+  const auto flags = std::make_shared<Flags>();  // filled by the parse, read by the run
+  CLI::App* verb = bench.add_subcommand("prefill", "sliding-window prefill: useful TFLOP/s beside the matmul rate");
+  verb->add_option("--seq", flags->options.seq_lens, "sequence lengths")->delimiter(',')->check(size_range())->capture_default_str();
+  verb->add_option("--num-kv-heads", flags->options.num_kv_heads, "kv head counts")->delimiter(',')->check(size_range())->capture_default_str();
+  verb->add_option("--batch", flags->options.batch)->check(size_range())->capture_default_str();
+  verb->add_option("--num-q-heads", flags->options.num_q_heads)->check(size_range())->capture_default_str();
+  verb->add_option("--head-dim", flags->options.head_dim)->check(size_range())->capture_default_str();
+  verb->add_option("--local-window", flags->options.local_window)->check(window_range())->capture_default_str();
+  verb->add_option("--global-window", flags->options.global_window)->check(window_range())->capture_default_str();
+  verb->add_option("--reps", flags->options.reps)->check(reps_range())->capture_default_str();
+  verb->add_option("--kv-quant", flags->kv_quant, "K/V storage: none | int8 | fp8 (per-channel scales; same FLOP count)")
+      ->capture_default_str();
+  verb->add_option("--matmul-tflops", flags->options.matmul_tflops,
+                            "bf16 matmul rate measured in the same run, for the floor column")
+      ->check(CLI::NonNegativeNumber);
+  verb->add_option("--device", flags->device, "cuda | cuda:N (prefill runs on CUDA)")->capture_default_str();
+  flags->config.add_to(*verb);
+  return {verb, [flags] {
+            flags->options.device = cuda_ordinal(parse_device(flags->device), "bench prefill");
+            flags->options.kv_quant = parse_kv_quant(flags->kv_quant);
+            if (flags->config.any()) flags->options.config = flags->config.apply(PrefillConfig{});
+            return run_prefill_bench(flags->options);
+          }};
 }
 
 }  // namespace swajit::cli

@@ -35,7 +35,7 @@ void check_decode_shape(const DecodeShape& s, const std::string& where, DLDevice
     bad_shape(where, "num_q_heads (" + std::to_string(s.num_q_heads) + ") must be a positive multiple of num_kv_heads (" +
                          std::to_string(s.num_kv_heads) + ")");
   try {
-    decode_shape_spec(s).validate();
+    s.spec();
   } catch (const Error& e) {
     bad_shape(where, message_of(e));
   }

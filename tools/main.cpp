@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "bench_decode.hpp"
+#include "bench_family.hpp"
 #include "bench_prefill.hpp"
 #include "checked_input.hpp"
 #include "device_flag.hpp"
@@ -17,7 +18,7 @@
 #ifdef SWAJIT_HAVE_CPU_BACKEND
 #include "cpu_backend.hpp"
 #endif
-#include "check.hpp"
+#include "family_harness.hpp"
 #include "prefill_problem.hpp"
 #include "kernel_cache.hpp"
 #include "nvrtc_compiler.hpp"
@@ -29,13 +30,6 @@
 
 namespace swajit::cli {
 namespace {
-
-// The CUDA ordinal of a verb that runs on CUDA only (prefill has no CPU backend).
-int cuda_ordinal(const DLDevice& device, const std::string& verb) {
-  if (device.device_type != kDLCUDA)
-    throw Error(ErrorCode::kUnsupported, verb + ": prefill runs on CUDA; --device must be cuda or cuda:N");
-  return device.device_id;
-}
 
 // The kernel-cache statistics of the backend a verb ran on.
 KernelCacheStats cache_stats(const DLDevice& device) {
@@ -121,44 +115,34 @@ int cmd_info() {
   return 0;
 }
 
+// Runs every registered family's check matrix (family_harness.hpp) on the device; a case's seed does not depend on
+// the filter, so a filtered run repeats the full run's data.
 int cmd_check(const std::string& device_text, const std::string& filter, uint64_t seed) {
   const DLDevice device = parse_device(device_text);
-  std::printf("checking paged decode on %s against the double-precision reference\n", device_label(device).c_str());
-  std::vector<DecodeCase> cases;
-  for (auto& c : decode_check_matrix())
-    if (filter.empty() || c.name.find(filter) != std::string::npos) cases.push_back(c);
   const int threads = int(std::max(1u, std::thread::hardware_concurrency()));
-  precompile_cases(cases, device, threads);
   int passed = 0, failed = 0;
-  for (size_t i = 0; i < cases.size(); ++i) {
-    const auto& c = cases[i];
-    CaseResult r;
-    try {
-      r = run_decode_case(c, device, seed + i);
-    } catch (const std::exception& e) {
-      r.detail = e.what();
+  for_each_harness_family([&](auto family) {
+    using Harness = decltype(family);
+    if (!Harness::runs_on(device)) {
+      std::printf("%s: not run (%s)\n", Harness::name, Harness::not_run_reason());
+      return;
     }
-    (r.passed ? passed : failed)++;
-    std::printf("%s %-40s %-52s rel_err %.2e (tol %.0e)%s%s\n", r.passed ? "PASS" : "FAIL", c.name.c_str(),
-                c.spec().key().c_str(), r.rel_err, r.tolerance, r.detail.empty() ? "" : "  ", r.detail.c_str());
-  }
-  KernelCacheStats stats = cache_stats(device);
-  std::printf("kernels built: %llu (compiled: %llu, the rest loaded from the database)\n",
-              static_cast<unsigned long long>(stats.builds), static_cast<unsigned long long>(stats.nvrtc_compiles));
-  if (!stats.first_use_ms.empty()) {
-    std::sort(stats.first_use_ms.begin(), stats.first_use_ms.end());
-    std::printf("first use per kernel (compile or database read + load, %d threads in parallel): median %.0f ms, "
-                "worst %.0f ms\n", threads, stats.first_use_ms[stats.first_use_ms.size() / 2], stats.first_use_ms.back());
-  }
-  if (device.device_type == kDLCUDA) {
-    std::printf("checking prefill on %s against the double-precision reference\n", device_label(device).c_str());
-    const auto prefill_cases = prefill_check_matrix();
-    for (size_t i = 0; i < prefill_cases.size(); ++i) {
-      const auto& c = prefill_cases[i];
-      if (!filter.empty() && c.name.find(filter) == std::string::npos) continue;
+    std::printf("checking %s on %s against the double-precision reference\n", Harness::name,
+                device_label(device).c_str());
+    std::vector<typename Harness::Case> cases;
+    std::vector<uint64_t> seeds;
+    const auto matrix = Harness::check_matrix();
+    for (size_t i = 0; i < matrix.size(); ++i)
+      if (filter.empty() || matrix[i].name.find(filter) != std::string::npos) {
+        cases.push_back(matrix[i]);
+        seeds.push_back(seed + Harness::seed_offset + i);
+      }
+    Harness::prepare(cases, device, threads);
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const auto& c = cases[i];
       CaseResult r;
       try {
-        r = run_prefill_case(c, device.device_id, seed + 1000 + i);
+        r = Harness::run_case(c, device, seeds[i]);
       } catch (const std::exception& e) {
         r.detail = e.what();
       }
@@ -166,8 +150,14 @@ int cmd_check(const std::string& device_text, const std::string& filter, uint64_
       std::printf("%s %-40s %-52s rel_err %.2e (tol %.0e)%s%s\n", r.passed ? "PASS" : "FAIL", c.name.c_str(),
                   c.spec().key().c_str(), r.rel_err, r.tolerance, r.detail.empty() ? "" : "  ", r.detail.c_str());
     }
-  } else {
-    std::printf("prefill: not run (the CPU backend has paged_decode only)\n");
+  });
+  KernelCacheStats stats = cache_stats(device);
+  std::printf("kernels built: %llu (compiled: %llu, the rest loaded from the database)\n",
+              static_cast<unsigned long long>(stats.builds), static_cast<unsigned long long>(stats.nvrtc_compiles));
+  if (!stats.first_use_ms.empty()) {
+    std::sort(stats.first_use_ms.begin(), stats.first_use_ms.end());
+    std::printf("first use per kernel (compile or database read + load, %d threads in parallel): median %.0f ms, "
+                "worst %.0f ms\n", threads, stats.first_use_ms[stats.first_use_ms.size() / 2], stats.first_use_ms.back());
   }
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
@@ -228,49 +218,9 @@ int main(int argc, char** argv) {
 
   auto* bench = app.add_subcommand("bench", "benchmarks");
   bench->require_subcommand(1);
-  DecodeBenchOptions bench_options;
-  ConfigFlags bench_config;
-  std::string bench_device = "auto";
-  auto* bench_decode = bench->add_subcommand("decode", "paged decode: time beside the bandwidth floor");
-  bench_decode->add_option("--batch", bench_options.batches, "batch sizes")->delimiter(',')->check(size_range())->capture_default_str();
-  bench_decode->add_option("--kv-len", bench_options.kv_lens, "KV lengths")->delimiter(',')->check(size_range())->capture_default_str();
-  bench_decode->add_option("--q-seqlen", bench_options.q_seqlens, "query tokens per sequence")->delimiter(',')->check(size_range())->capture_default_str();
-  bench_decode->add_option("--local-window", bench_options.local_window)->check(window_range())->capture_default_str();
-  bench_decode->add_option("--global-window", bench_options.global_window)->check(window_range())->capture_default_str();
-  bench_decode->add_option("--num-q-heads", bench_options.num_q_heads)->check(size_range())->capture_default_str();
-  bench_decode->add_option("--num-kv-heads", bench_options.num_kv_heads)->check(size_range())->capture_default_str();
-  bench_decode->add_option("--head-dim", bench_options.head_dim)->check(size_range())->capture_default_str();
-  bench_decode->add_option("--page-size", bench_options.page_size)->check(size_range())->capture_default_str();
-  bench_decode->add_option("--dtype", bench_options.dtype)->capture_default_str();
-  bench_decode->add_option("--kv-quant", bench_options.kv_quant, "none | int8 | fp8 (per-channel scales)")->capture_default_str();
-  bench_decode->add_option("--reps", bench_options.reps, "timed graph replays per shape")->check(reps_range())->capture_default_str();
-  bench_decode->add_option("--device", bench_device, kDeviceHelp)->capture_default_str();
-  bench_decode->add_flag("!--no-verify", bench_options.verify, "skip the reference check of sequence 0");
-  bench_config.add_to(*bench_decode);
-  bench_decode->add_flag("--sink-logits", bench_options.sink_logits, "learned per-head attention sinks");
-  bench_decode->add_flag("--compare-heuristic", bench_options.compare_heuristic,
-                         "time the tuned config (database) and the heuristic side by side");
+  std::vector<BenchVerb> bench_verbs;
+  for_each_bench_family([&](auto family) { bench_verbs.push_back(decltype(family)::add_to(*bench)); });
   std::string load_device = "auto";
-  PrefillBenchOptions prefill_options;
-  ConfigFlags prefill_config;
-  auto* bench_prefill = bench->add_subcommand("prefill", "sliding-window prefill: useful TFLOP/s beside the matmul rate");
-  bench_prefill->add_option("--seq", prefill_options.seq_lens, "sequence lengths")->delimiter(',')->check(size_range())->capture_default_str();
-  bench_prefill->add_option("--num-kv-heads", prefill_options.num_kv_heads, "kv head counts")->delimiter(',')->check(size_range())->capture_default_str();
-  bench_prefill->add_option("--batch", prefill_options.batch)->check(size_range())->capture_default_str();
-  bench_prefill->add_option("--num-q-heads", prefill_options.num_q_heads)->check(size_range())->capture_default_str();
-  bench_prefill->add_option("--head-dim", prefill_options.head_dim)->check(size_range())->capture_default_str();
-  bench_prefill->add_option("--local-window", prefill_options.local_window)->check(window_range())->capture_default_str();
-  bench_prefill->add_option("--global-window", prefill_options.global_window)->check(window_range())->capture_default_str();
-  bench_prefill->add_option("--reps", prefill_options.reps)->check(reps_range())->capture_default_str();
-  std::string prefill_kv_quant = "none";
-  bench_prefill->add_option("--kv-quant", prefill_kv_quant, "K/V storage: none | int8 | fp8 (per-channel scales; same FLOP count)")
-      ->capture_default_str();
-  bench_prefill->add_option("--matmul-tflops", prefill_options.matmul_tflops,
-                            "bf16 matmul rate measured in the same run, for the floor column")
-      ->check(CLI::NonNegativeNumber);
-  std::string prefill_device = "cuda";
-  bench_prefill->add_option("--device", prefill_device, "cuda | cuda:N (prefill runs on CUDA)")->capture_default_str();
-  prefill_config.add_to(*bench_prefill);
   auto* bench_load = bench->add_subcommand("load", "build every tuned kernel from the database; load time per kernel");
   bench_load->add_option("--device", load_device, kDeviceHelp)->capture_default_str();
 
@@ -328,20 +278,11 @@ int main(int argc, char** argv) {
       return run_tune(tune_command);
     }
     if (db->parsed()) return run_db(db_verb, db_argument);
-    if (bench_prefill->parsed()) {
-      prefill_options.device = cuda_ordinal(parse_device(prefill_device), "bench prefill");
-      prefill_options.kv_quant = swajit::parse_kv_quant(prefill_kv_quant);
-      if (prefill_config.any()) prefill_options.config = prefill_config.apply(swajit::PrefillConfig{});
-      return run_prefill_bench(prefill_options);
-    }
+    for (const BenchVerb& verb : bench_verbs)
+      if (verb.command->parsed()) return verb.run();
     if (bench_load->parsed()) return run_load_bench(parse_device(load_device));
     if (app.got_subcommand("info")) return cmd_info();
     if (check->parsed()) return cmd_check(check_device, check_filter, check_seed);
-    if (bench_decode->parsed()) {
-      bench_options.device = parse_device(bench_device);
-      if (bench_config.any()) bench_options.config = bench_config.apply(swajit::DecodeConfig{});
-      return run_decode_bench(bench_options);
-    }
   } catch (const swajit::Error& e) {
     std::fprintf(stderr, "swajit: %s\n", e.what());
     return 2;

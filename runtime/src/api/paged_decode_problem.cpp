@@ -79,6 +79,7 @@ DecodeProblem describe_paged_decode(const DLTensor& q, const DLTensor& k_cache, 
   call.page_size = static_cast<int>(page_size);
   call.q_seqlen = static_cast<int>(q_seqlen);
   p.spec = paged_decode_kernel_spec(call);
+  p.call = call;
   set_kv_scales(p.params, options.kv_quant, options.k_scale, options.v_scale, home, num_kv_heads, head_dim, "DecodeOptions");
   p.batch = checked_int(batch, "batch");
   p.num_q_heads = static_cast<int>(num_q_heads);
@@ -109,7 +110,7 @@ DecodeProblem describe_paged_decode(const DLTensor& q, const DLTensor& k_cache, 
   a.num_kv_heads = p.num_kv_heads;
   a.num_pages = checked_int(num_pages, "num_pages");
   a.max_pages_per_seq = max_pages;
-  a.local_window = options.local_window > 0 ? options.local_window : 0;
+  a.local_window = call.local_window;
   a.global_window = options.global_window;
   a.scale_log2 = scale_log2;
   a.num_splits = 1;

@@ -9,7 +9,8 @@
 namespace swajit {
 
 struct DecodeProblem {
-  KernelSpec spec;
+  AttentionCall call;            // the call's description, as the options and tensors give it
+  KernelSpec spec;               // paged_decode_kernel_spec(call)
   int batch = 0;
   int num_q_heads = 0;
   int num_kv_heads = 0;

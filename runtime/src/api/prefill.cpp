@@ -139,6 +139,7 @@ PrefillProblem describe_prefill(const DLTensor& q, const DLTensor& k, const DLTe
   call.page_size = paged ? static_cast<int>(kv.page_size) : 0;
   call.causal = options.causal;
   p.spec = prefill_kernel_spec(call);
+  p.call = call;
   set_kv_scales(a, options.kv_quant, options.k_scale, options.v_scale, home, kv.num_kv_heads, head_dim, "PrefillOptions");
   p.batch = static_cast<int>(batch);
   p.num_q_heads = static_cast<int>(num_q_heads);
@@ -161,7 +162,7 @@ PrefillProblem describe_prefill(const DLTensor& q, const DLTensor& k, const DLTe
   a.num_q_heads = p.num_q_heads;
   a.num_kv_heads = p.num_kv_heads;
   a.total_q = checked_int(total_q, "total_q");
-  a.local_window = options.local_window > 0 ? options.local_window : 0;
+  a.local_window = call.local_window;
   a.global_window = options.global_window;
   a.scale_log2 = softmax_scale_log2(options.softmax_scale, head_dim);
 

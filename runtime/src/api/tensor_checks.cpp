@@ -1,5 +1,6 @@
 #include "tensor_checks.hpp"
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 
@@ -310,7 +311,7 @@ AttentionCall call_from_options(const AttentionOptions& options, DType dtype, in
   call.head_dim = head_dim;
   call.kv_layout = options.kv_layout;
   call.group = group;
-  call.local_window = options.local_window;
+  call.local_window = std::max(0, options.local_window);  // <= 0: no window
   call.global_window = options.global_window;
   call.sink_logits = sink_logits;
   call.gqa = options.gqa;

@@ -163,16 +163,10 @@ void DecodeWorkload::poison_output() {
                 "cuMemsetD8Async(poison out)");
 }
 
-KernelSpec decode_shape_spec(const DecodeShape& shape) {
-  return paged_decode_kernel_spec({.dtype = shape.dtype,
-                                   .head_dim = shape.head_dim,
-                                   .page_size = shape.page_size,
-                                   .q_seqlen = shape.q_seqlen,
-                                   .group = shape.num_kv_heads > 0 ? shape.num_q_heads / shape.num_kv_heads : 0,
-                                   .local_window = shape.local_window,
-                                   .global_window = shape.global_window,
-                                   .sink_logits = shape.sink_logits,
-                                   .kv_quant = shape.kv_quant});
+KernelSpec DecodeShape::spec() const {
+  AttentionCall call = *this;
+  call.group = num_kv_heads > 0 ? num_q_heads / num_kv_heads : 0;  // 0: rejected by the builder
+  return paged_decode_kernel_spec(call);
 }
 
 DecodeOptions DecodeWorkload::options(const std::optional<DecodeConfig>& config) const {

@@ -15,17 +15,17 @@
 
 namespace swajit {
 
-struct DecodeShape {
-  int batch = 1, kv_len = 4096, q_seqlen = 1;
-  int num_q_heads = 32, num_kv_heads = 8, head_dim = 128, page_size = 16;
-  DType dtype = DType::kBF16;
-  KvQuant kv_quant = KvQuant::kNone;
-  int local_window = 4096, global_window = 0;
-  bool sink_logits = false;  // learned per-head sinks (random), as in gpt-oss
-};
+// A timed decode call: its kernel description (AttentionCall: dtype, head_dim, page_size, q_seqlen, windows, sinks,
+// KV quantization) and its run-time sizes. The workload times NHD caches with grouped heads; the GQA group comes
+// from num_q_heads / num_kv_heads (spec() sets it).
+struct DecodeShape : AttentionCall {
+  DecodeShape() { local_window = 4096; }
+  int batch = 1, kv_len = 4096;
+  int num_q_heads = 32, num_kv_heads = 8;
 
-// The kernel spec a shape runs (not validated; group 0 when num_kv_heads is 0).
-KernelSpec decode_shape_spec(const DecodeShape& shape);
+  // The kernel spec the shape runs (validated: throws like paged_decode_kernel_spec).
+  KernelSpec spec() const;
+};
 
 // Memory of a workload: a device allocation, or host memory (new[]: 16-byte aligned) for the CPU backend.
 class WorkloadBuffer {

@@ -14,12 +14,16 @@
 
 namespace swajit {
 
-struct PrefillShape {
+// A timed prefill call: its kernel description (AttentionCall: dtype, head_dim, windows, KV quantization) and its
+// run-time sizes; every sequence is seq_len queries over the same seq_len keys. The workload times contiguous NHD K/V
+// with grouped heads, causal, without sink logits.
+struct PrefillShape : AttentionCall {
+  PrefillShape() {
+    page_size = 0;  // contiguous K/V
+    local_window = 4096;
+  }
   int batch = 1, seq_len = 4096;
-  int num_q_heads = 32, num_kv_heads = 8, head_dim = 128;
-  DType dtype = DType::kBF16;
-  KvQuant kv_quant = KvQuant::kNone;  // K/V storage: the useful FLOPs do not depend on it
-  int local_window = 4096, global_window = 0;
+  int num_q_heads = 32, num_kv_heads = 8;
   double useful_flops() const;  // 4 x head_dim per visible (query, key) pair and q head
 };
 

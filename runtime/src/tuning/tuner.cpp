@@ -197,26 +197,32 @@ void record_selection(TuneReport<Config>& report, const Selection<Config>& s, st
 
 DecodeShape shape_of(const DecodeProblem& p) {
   DecodeShape s;
+  static_cast<AttentionCall&>(s) = p.call;
+  // the workload times NHD caches with grouped heads: a call in another layout or mapping is tuned on that form
+  s.kv_layout = KvLayout::kNHD;
+  s.gqa = GqaMapping::kGrouped;
   s.batch = p.batch;
   s.kv_len = p.max_kv_len;
-  s.q_seqlen = p.spec.q_seqlen;
   s.num_q_heads = p.num_q_heads;
   s.num_kv_heads = p.num_kv_heads;
-  s.head_dim = p.spec.head_dim;
-  s.page_size = p.spec.page_size;
-  s.dtype = p.spec.dtype;
-  s.kv_quant = p.spec.kv_quant;
-  s.local_window = p.params.local_window;
-  s.global_window = p.params.global_window;
-  s.sink_logits = p.spec.sink_logits;
   return s;
 }
 
 PrefillShape shape_of(const PrefillProblem& p) {
-  return PrefillShape{.batch = p.batch, .seq_len = p.max_q_len, .num_q_heads = p.num_q_heads,
-                      .num_kv_heads = p.num_kv_heads, .head_dim = p.spec.head_dim, .dtype = p.spec.dtype,
-                      .kv_quant = p.spec.kv_quant, .local_window = p.params.local_window,
-                      .global_window = p.params.global_window};
+  PrefillShape s;
+  static_cast<AttentionCall&>(s) = p.call;
+  // the workload times contiguous NHD K/V, grouped heads, causal, no sink logits: a call of another form is tuned on
+  // that one
+  s.page_size = 0;
+  s.kv_layout = KvLayout::kNHD;
+  s.gqa = GqaMapping::kGrouped;
+  s.sink_logits = false;
+  s.causal = true;
+  s.batch = p.batch;
+  s.seq_len = p.max_q_len;
+  s.num_q_heads = p.num_q_heads;
+  s.num_kv_heads = p.num_kv_heads;
+  return s;
 }
 
 nlohmann::json tune_on_miss(const std::string& tuned_key, const std::function<std::optional<nlohmann::json>()>& lookup,
