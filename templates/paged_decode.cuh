@@ -19,11 +19,11 @@
 // that kv head (padded to 16-row mma tiles, one warp row per tile), so every K/V element is read from memory once
 // per kv head. K/V tiles of kBlockN tokens stream through a kStages-deep cp.async pipeline, gathered page by
 // page; kWarpsN warps split each tile's tokens and keep their own online-softmax state, merged at the end.
-// With num_splits > 1 the blocks follow the work schedule below (equal-cost chunks of every sequence's window, laid
-// out over a fixed grid); a sequence cut into several items has each write (out / l in the 16-bit dtype,
+// With num_splits > 1 the blocks follow the work schedule of templates/decode_schedule.h (equal-cost chunks of every
+// sequence's window, laid out over a fixed grid); a sequence cut into several items has each write (out / l in the 16-bit dtype,
 // log2-sum-exp) and SWAJIT_MERGE_KERNEL combines them in fp32.
 //
-// Needs from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kQSeqlen, kGroup, kLocalWindow,
+// Needs templates/decode_schedule.h and, from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kQSeqlen, kGroup, kLocalWindow,
 // kGlobalWindow, kCausal, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockN, kWarpsN, kStages), the launch geometry the host also uses (kRows, kWarpsM,
 // kThreads, kQBytes, kTileBytes, kDequantBytes, kEpilogueStride, kEpilogueBytes, kSharedBytes, kMergeThreads)
 // and the symbol names
@@ -125,20 +125,10 @@ SWAJIT_DEVICE void store_output(const PagedDecodeParams& P, int b, int kv_head, 
 // partial_out[slot * kHeadDim ...] (the host sizes the workspace in paged_decode.cpp).
 SWAJIT_DEVICE i64 partial_slot(int item, int row) { return i64(item) * kRows + row; }
 
-// ---- the work schedule -------------------------------------------------------------------------------------------
-// num_splits == 1: block (b, kv head, 0) does all of sequence b's visible tiles and writes the output.
-// num_splits > 1: the grid is a fixed list of (num_splits + 1) x batch x kv_heads blocks and the lengths (which live on
-// the device and change every step) decide what each does. Sequence b's T_b visible tiles are cut into
-// n_b = max(1, ceil(T_b / chunk)) items of at most chunk tiles, chunk = max(kMinChunkTiles, ceil(sum_b T_b /
-// (num_splits x batch))): all items cost about the same, so the SMs finish together however ragged the batch is;
-// they number at most num_splits x batch + batch per kv head, which the grid holds (blocks past the list exit).
-// Items are ordered by sequence, then item, then kv head (the kv heads of one chunk read the same pages). A sequence
-// of one item (n_b == 1: shorter than a chunk, or empty) writes its output directly; the others leave partials that
-// the merge combines. With equal lengths every n_b is the one the host's split count gives, as before the schedule.
+// ---- the work schedule (templates/decode_schedule.h) ---------------------------------------------------------
 // There is no planning grid: each block derives its item from seq_lens (one coalesced read of it and two block-wide
-// scans, cheaper than a launch), so the call stays two fixed grids that a CUDA graph replays as lengths change.
-constexpr int kMinChunkTiles = 2;  // a smaller chunk costs more in partial writes and merge reads than it balances
-
+// scans, cheaper than a launch), so the call stays two fixed grids that a CUDA graph replays as lengths change. The
+// block of a sequence's first item and kv head 0 records where the sequence's items are, for the merge.
 struct DecodeWork {
   int b = 0, kv_head = 0;
   int item = 0;            // index in the work list: the partial-result slot
@@ -196,8 +186,6 @@ SWAJIT_DEVICE int block_exclusive_scan(int value, int* scratch, int& total) {
   return before + inclusive - value;
 }
 
-SWAJIT_DEVICE int items_of(int tiles, int chunk) { return max(1, (tiles + chunk - 1) / chunk); }
-
 // This block's work. `scratch` is shared memory of at least 8 * kWarps + 12 bytes, free until the function returns.
 SWAJIT_DEVICE DecodeWork find_work(const PagedDecodeParams& P, char* scratch) {
   DecodeWork w;
@@ -213,15 +201,14 @@ SWAJIT_DEVICE DecodeWork find_work(const PagedDecodeParams& P, char* scratch) {
   i64 tiles = 0;
   for (int b = threadIdx.x; b < P.batch; b += kThreads) tiles += visible_tile_count(P, b);
   tiles = block_sum(tiles, reinterpret_cast<i64*>(scratch));
-  const i64 target_items = i64(P.num_splits) * P.batch;
-  const int chunk = int(max(i64(kMinChunkTiles), (tiles + target_items - 1) / target_items));
+  const int chunk = schedule_chunk_tiles(tiles, P.num_splits, P.batch);
 
   int* found = reinterpret_cast<int*>(scratch) + 2 * kWarps;  // after block_sum's i64 scratch: b, first item, items
   if (threadIdx.x == 0) found[0] = -1;
   int items_before = 0;  // of the sequences before this pass's
   for (int base = 0; base < P.batch && items_before <= wanted; base += kThreads) {
     const int b = base + threadIdx.x;
-    const int n = b < P.batch ? items_of(visible_tile_count(P, b), chunk) : 0;
+    const int n = b < P.batch ? schedule_items(visible_tile_count(P, b), chunk) : 0;
     int pass_items;
     const int first = items_before + block_exclusive_scan(n, reinterpret_cast<int*>(scratch), pass_items);
     if (wanted >= first && wanted < first + n) {
@@ -239,8 +226,8 @@ SWAJIT_DEVICE DecodeWork find_work(const PagedDecodeParams& P, char* scratch) {
     w.sequence_items = found[2];
     const int split = wanted - found[1];
     const int tiles_b = visible_tile_count(P, w.b);
-    w.first_tile = int(i64(tiles_b) * split / w.sequence_items);  // the sequence's items differ by at most a tile
-    w.last_tile = int(i64(tiles_b) * (split + 1) / w.sequence_items);
+    w.first_tile = schedule_first_tile(tiles_b, split, w.sequence_items);
+    w.last_tile = schedule_first_tile(tiles_b, split + 1, w.sequence_items);
     w.valid = true;
     if (split == 0 && w.kv_head == 0 && threadIdx.x == 0) {  // the merge finds the sequence's items here
       P.sequence_items[w.b] = found[1];
