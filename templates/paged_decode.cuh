@@ -186,7 +186,7 @@ SWAJIT_DEVICE int block_exclusive_scan(int value, int* scratch, int& total) {
   return before + inclusive - value;
 }
 
-// This block's work. `scratch` is shared memory of at least 8 * kWarps + 12 bytes, free until the function returns.
+// This block's work. `scratch` is shared memory of at least 8 * kWarps + 16 bytes, free until the function returns.
 SWAJIT_DEVICE DecodeWork find_work(const PagedDecodeParams& P, char* scratch) {
   DecodeWork w;
   if (P.num_splits == 1) {
@@ -199,22 +199,29 @@ SWAJIT_DEVICE DecodeWork find_work(const PagedDecodeParams& P, char* scratch) {
   const int item = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
   const int wanted = item / P.num_kv_heads;  // the (sequence, chunk) this block's item belongs to
   i64 tiles = 0;
-  for (int b = threadIdx.x; b < P.batch; b += kThreads) tiles += visible_tile_count(P, b);
+  int own_tiles = 0;  // sequence threadIdx.x's: the scan's first round reuses it (a batch within kThreads: its only)
+  for (int b = threadIdx.x; b < P.batch; b += kThreads) {
+    const int t = visible_tile_count(P, b);
+    own_tiles = b == threadIdx.x ? t : own_tiles;
+    tiles += t;
+  }
   tiles = block_sum(tiles, reinterpret_cast<i64*>(scratch));
   const int chunk = schedule_chunk_tiles(tiles, P.num_splits, P.batch);
 
-  int* found = reinterpret_cast<int*>(scratch) + 2 * kWarps;  // after block_sum's i64 scratch: b, first item, items
+  int* found = reinterpret_cast<int*>(scratch) + 2 * kWarps;  // after block_sum's i64 scratch: b, first item, items, tiles
   if (threadIdx.x == 0) found[0] = -1;
   int items_before = 0;  // of the sequences before this pass's
   for (int base = 0; base < P.batch && items_before <= wanted; base += kThreads) {
     const int b = base + threadIdx.x;
-    const int n = b < P.batch ? schedule_items(visible_tile_count(P, b), chunk) : 0;
+    const int t = b >= P.batch ? 0 : base == 0 ? own_tiles : visible_tile_count(P, b);
+    const int n = b < P.batch ? schedule_items(t, chunk) : 0;
     int pass_items;
     const int first = items_before + block_exclusive_scan(n, reinterpret_cast<int*>(scratch), pass_items);
     if (wanted >= first && wanted < first + n) {
       found[0] = b;
       found[1] = first;
       found[2] = n;
+      found[3] = t;
     }
     items_before += pass_items;
   }
@@ -225,7 +232,7 @@ SWAJIT_DEVICE DecodeWork find_work(const PagedDecodeParams& P, char* scratch) {
     w.item = item;
     w.sequence_items = found[2];
     const int split = wanted - found[1];
-    const int tiles_b = visible_tile_count(P, w.b);
+    const int tiles_b = found[3];
     w.first_tile = schedule_first_tile(tiles_b, split, w.sequence_items);
     w.last_tile = schedule_first_tile(tiles_b, split + 1, w.sequence_items);
     w.valid = true;

@@ -388,8 +388,8 @@ int heuristic_splits(const DecodeWorkload& w) {
 TEST_CASE("work schedule: one captured graph replays correctly as the device-side lengths change") {
   const cuda::Driver& d = cuda::driver();
   cuda::ScopedDeviceContext scope(kDevice);
-  CUstream stream;
-  cuda::check(d.cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+  OwnedStream owned;
+  const CUstream stream = owned.stream;
   SmallProblem p({64, 1});
   DecodeOptions o;
   o.config = DecodeConfig{16, 1, 2, 2};  // the work schedule: chunks of ceil(tiles / 4) tiles, at least 2
@@ -415,7 +415,6 @@ TEST_CASE("work schedule: one captured graph replays correctly as the device-sid
   }
   d.cuGraphExecDestroy(exec);
   d.cuGraphDestroy(graph);
-  d.cuStreamDestroy(stream);
 }
 
 TEST_CASE("concurrent streams: split-KV decode calls held back and released together are each correct") {
