@@ -15,8 +15,8 @@ swajit=$carry/swajit
 status=0
 step() { echo; echo "==== $*"; }
 
-step "check: ragged batches, splits, lengths 0/1, int8 (the decode matrix cases that exercise the schedule)"
-for filter in "ragged" "split" "kv length" "int8 KV" "q_seqlen"; do
+step "check: the ragged and split cases of the decode matrix (the GPU test below runs the whole matrix)"
+for filter in "ragged" "split"; do
   "$swajit" check --device cuda --filter "$filter" 2>&1 | grep -E "^(PASS|FAIL)|error"
 done | tee "$logs/check.log"
 grep -q "^FAIL" "$logs/check.log" && status=1
