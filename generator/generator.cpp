@@ -122,7 +122,8 @@ GeneratedKernel generate_paged_decode_cuda(const KernelSpec& spec, const DecodeC
      << "// config: " << config.compile_key() << "\n\n"
      << section("tile_ops.cuh") << section("paged_decode_params.h")
      << decode_prelude(spec, config, g, out.kernel_symbol, out.merge_symbol) << "\n"
-     << section("window_mask.h") << section("attention_tile.cuh") << section("paged_decode.cuh");
+     << section("window_mask.h") << section("decode_schedule.h") << section("attention_tile.cuh")
+     << section("paged_decode.cuh");
   out.source = os.str();
   return out;
 }
@@ -287,7 +288,7 @@ GeneratedKernel generate_paged_decode_cpu(const KernelSpec& spec, const CpuDecod
      << "constexpr int kRows = " << spec.q_seqlen * spec.group << ";\n"
      << "#define SWAJIT_CPU_KERNEL " << out.kernel_symbol << "\n"
      << "#define SWAJIT_CPU_MERGE " << out.merge_symbol << "\n\n"
-     << section("window_mask.h") << section("paged_decode_cpu.cpp");
+     << section("window_mask.h") << section("decode_schedule.h") << section("paged_decode_cpu.cpp");
   out.source = os.str();
   return out;
 }

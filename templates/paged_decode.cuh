@@ -15,14 +15,15 @@
 // so the KV tokens any query of the block can see are the sinks [0, global_window) and the window
 // [p_min - local_window + 1, L), where p_min = L - kQSeqlen. Only those tiles are loaded.
 //
-// The work split. One thread block per (sequence, kv head, split). Its rows are all kQSeqlen x kGroup queries of
+// The work split. One thread block per work item: a (sequence, kv head) or a chunk of its tiles. Its rows are all kQSeqlen x kGroup queries of
 // that kv head (padded to 16-row mma tiles, one warp row per tile), so every K/V element is read from memory once
 // per kv head. K/V tiles of kBlockN tokens stream through a kStages-deep cp.async pipeline, gathered page by
 // page; kWarpsN warps split each tile's tokens and keep their own online-softmax state, merged at the end.
-// With num_splits > 1 each split writes (out / l in the 16-bit dtype, log2-sum-exp) and SWAJIT_MERGE_KERNEL
-// combines them in fp32.
+// With num_splits > 1 the blocks follow the work schedule of templates/decode_schedule.h (equal-cost chunks of every
+// sequence's window, laid out over a fixed grid); a sequence cut into several items has each write (out / l in the 16-bit dtype,
+// log2-sum-exp) and SWAJIT_MERGE_KERNEL combines them in fp32.
 //
-// Needs from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kQSeqlen, kGroup, kLocalWindow,
+// Needs templates/decode_schedule.h and, from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kQSeqlen, kGroup, kLocalWindow,
 // kGlobalWindow, kCausal, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockN, kWarpsN, kStages), the launch geometry the host also uses (kRows, kWarpsM,
 // kThreads, kQBytes, kTileBytes, kDequantBytes, kEpilogueStride, kEpilogueBytes, kSharedBytes, kMergeThreads)
 // and the symbol names
@@ -120,10 +121,128 @@ SWAJIT_DEVICE void store_output(const PagedDecodeParams& P, int b, int kv_head, 
   else *reinterpret_cast<uint4*>(out) = pack8(v, Elem());
 }
 
-// Where split `split`'s partial result for row `row` lives in the split-KV workspace: partial_lse[slot] and
+// Where work item `item`'s partial result for row `row` lives in the split-KV workspace: partial_lse[slot] and
 // partial_out[slot * kHeadDim ...] (the host sizes the workspace in paged_decode.cpp).
-SWAJIT_DEVICE i64 partial_slot(const PagedDecodeParams& P, int b, int kv_head, int split, int row) {
-  return (i64(b * P.num_kv_heads + kv_head) * P.num_splits + split) * kRows + row;
+SWAJIT_DEVICE i64 partial_slot(int item, int row) { return i64(item) * kRows + row; }
+
+// ---- the work schedule (templates/decode_schedule.h) ---------------------------------------------------------
+// There is no planning grid: each block derives its item from seq_lens (one coalesced read of it and two block-wide
+// scans, cheaper than a launch), so the call stays two fixed grids that a CUDA graph replays as lengths change. The
+// block of a sequence's first item and kv head 0 records where the sequence's items are, for the merge.
+struct DecodeWork {
+  int b = 0, kv_head = 0;
+  int item = 0;            // index in the work list: the partial-result slot
+  int sequence_items = 1;  // n_b: 1 writes the output directly
+  int first_tile = 0, last_tile = 0;
+  bool valid = false;      // false: past the end of the work list
+};
+
+// seq_lens[b] as the kernel uses it: an invalid value (reported by the block that owns the sequence) reads as 0.
+SWAJIT_DEVICE int raw_kv_len(const PagedDecodeParams& P, int b) { return P.seq_lens[b * P.seq_lens_stride]; }
+SWAJIT_DEVICE bool kv_len_valid(const PagedDecodeParams& P, int kv_len) {
+  return !(kv_len != 0 && kv_len < kQSeqlen) && kv_len <= P.max_pages_per_seq * kPageSize;
+}
+SWAJIT_DEVICE TileRanges sequence_tiles(const PagedDecodeParams& P, int kv_len) {
+  return visible_tile_ranges(kv_len - kQSeqlen, kv_len - 1, kv_len, P.local_window, P.global_window);
+}
+SWAJIT_DEVICE int visible_tile_count(const PagedDecodeParams& P, int b) {
+  const int kv_len = raw_kv_len(P, b);
+  return kv_len_valid(P, kv_len) ? sequence_tiles(P, kv_len).count() : 0;
+}
+
+// Sum of `value` over the block (every thread gets it); `scratch` holds kWarps values.
+template <class T>
+SWAJIT_DEVICE T block_sum(T value, T* scratch) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) value += __shfl_xor_sync(0xffffffffu, value, offset);
+  __syncthreads();  // an earlier use of scratch is over
+  if (threadIdx.x % 32 == 0) scratch[threadIdx.x / 32] = value;
+  __syncthreads();
+  T total = 0;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) total += scratch[w];
+  return total;
+}
+
+// Exclusive prefix sum of `value` over the block's threads, and the block's total; `scratch` holds kWarps ints.
+SWAJIT_DEVICE int block_exclusive_scan(int value, int* scratch, int& total) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  int inclusive = value;
+#pragma unroll
+  for (int offset = 1; offset < 32; offset *= 2) {
+    const int below = __shfl_up_sync(0xffffffffu, inclusive, offset);
+    if (lane >= offset) inclusive += below;
+  }
+  __syncthreads();
+  if (lane == 31) scratch[warp] = inclusive;
+  __syncthreads();
+  int before = 0;
+  total = 0;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) {
+    before += w < warp ? scratch[w] : 0;
+    total += scratch[w];
+  }
+  return before + inclusive - value;
+}
+
+// This block's work. `scratch` is shared memory of at least 8 * kWarps + 16 bytes, free until the function returns.
+SWAJIT_DEVICE DecodeWork find_work(const PagedDecodeParams& P, char* scratch) {
+  DecodeWork w;
+  if (P.num_splits == 1) {
+    w.b = blockIdx.x;
+    w.kv_head = blockIdx.y;
+    w.last_tile = visible_tile_count(P, w.b);
+    w.valid = true;
+    return w;
+  }
+  const int item = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+  const int wanted = item / P.num_kv_heads;  // the (sequence, chunk) this block's item belongs to
+  i64 tiles = 0;
+  int own_tiles = 0;  // sequence threadIdx.x's: the scan's first round reuses it (a batch within kThreads: its only)
+  for (int b = threadIdx.x; b < P.batch; b += kThreads) {
+    const int t = visible_tile_count(P, b);
+    own_tiles = b == threadIdx.x ? t : own_tiles;
+    tiles += t;
+  }
+  tiles = block_sum(tiles, reinterpret_cast<i64*>(scratch));
+  const int chunk = schedule_chunk_tiles(tiles, P.num_splits, P.batch);
+
+  int* found = reinterpret_cast<int*>(scratch) + 2 * kWarps;  // after block_sum's i64 scratch: b, first item, items, tiles
+  if (threadIdx.x == 0) found[0] = -1;
+  int items_before = 0;  // of the sequences before this pass's
+  for (int base = 0; base < P.batch && items_before <= wanted; base += kThreads) {
+    const int b = base + threadIdx.x;
+    const int t = b >= P.batch ? 0 : base == 0 ? own_tiles : visible_tile_count(P, b);
+    const int n = b < P.batch ? schedule_items(t, chunk) : 0;
+    int pass_items;
+    const int first = items_before + block_exclusive_scan(n, reinterpret_cast<int*>(scratch), pass_items);
+    if (wanted >= first && wanted < first + n) {
+      found[0] = b;
+      found[1] = first;
+      found[2] = n;
+      found[3] = t;
+    }
+    items_before += pass_items;
+  }
+  __syncthreads();
+  if (found[0] >= 0) {
+    w.b = found[0];
+    w.kv_head = item % P.num_kv_heads;
+    w.item = item;
+    w.sequence_items = found[2];
+    const int split = wanted - found[1];
+    const int tiles_b = found[3];
+    w.first_tile = schedule_first_tile(tiles_b, split, w.sequence_items);
+    w.last_tile = schedule_first_tile(tiles_b, split + 1, w.sequence_items);
+    w.valid = true;
+    if (split == 0 && w.kv_head == 0 && threadIdx.x == 0) {  // the merge finds the sequence's items here
+      P.sequence_items[w.b] = found[1];
+      P.sequence_items[P.batch + w.b] = w.sequence_items;
+    }
+  }
+  __syncthreads();  // scratch is free again
+  return w;
 }
 
 // A split's log2-sum-exp when its sequence met an invalid block_table entry: above every real one, so the merge's
@@ -138,7 +257,9 @@ constexpr int kQuads = kHeadDim / 4;  // 4-column pieces of an output row: the u
 static_assert(kEpilogueStride % 32 == 8, "rows r and r + 4 of a warp's 8-byte stores must not share banks");
 
 SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState<1>& st, char* epilogue, int warp_m, int warp_n,
-                                      int lane, int b, int kv_head, int split, bool sequence_flagged) {
+                                      int lane, const DecodeWork& work, bool sequence_flagged) {
+  const int b = work.b, kv_head = work.kv_head;
+  const bool direct = work.sequence_items == 1;  // the whole sequence: write the output
   float* warp_out = reinterpret_cast<float*>(epilogue);                  // [kWarps][16][kEpilogueStride]
   float* stat_max = warp_out + kWarps * 16 * kEpilogueStride;            // [kWarpsN][kRowsPadded]
   float* stat_sum = stat_max + kWarpsN * kRowsPadded;                    // [kWarpsN][kRowsPadded]
@@ -162,7 +283,7 @@ SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState<1>& 
   // Row pass: a row's warps combine with weights 2^(max_w - M), M the row's max, and the row's final factor (1 / sum,
   // or the normalizer with its sink when this is the only split) is folded into them; they replace the row's sums.
   float* row_weight = stat_sum;  // [kWarpsN][kRowsPadded]
-  const i64 first_slot = partial_slot(P, b, kv_head, split, 0);
+  const i64 first_slot = partial_slot(work.item, 0);
   for (int row = threadIdx.x; row < kRows; row += kThreads) {
     float row_max = SWAJIT_NEG_INF;
 #pragma unroll
@@ -176,7 +297,7 @@ SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState<1>& 
       sum += weight[w] * stat_sum[w * kRowsPadded + row];
     }
     float factor;
-    if (P.num_splits == 1) {
+    if (direct) {
       factor = normalizer(P, q_head_of(P, kv_head, row), reference, sum);
     } else {  // sinks join in the merge, once per row
       factor = sum > 0.f ? 1.f / sum : 0.f;
@@ -206,7 +327,7 @@ SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState<1>& 
       acc[2] += weight * src.z;
       acc[3] += weight * src.w;
     }
-    if (P.num_splits == 1)
+    if (direct)
       store_output(P, b, kv_head, row, column, acc, 1.f);
     else
       *reinterpret_cast<uint2*>(static_cast<u16*>(P.partial_out) + (first_slot + row) * kHeadDim + column) = pack4(acc, Elem());
@@ -216,25 +337,22 @@ SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState<1>& 
 // ---- the kernel --------------------------------------------------------------------------------------------------------
 extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(const PagedDecodeParams P) {
   extern __shared__ __align__(128) char smem[];
-  const int b = blockIdx.x, kv_head = blockIdx.y, split = blockIdx.z;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int warp_m = warp / kWarpsN, warp_n = warp % kWarpsN;
   const int token0 = warp_n * kTokensPerWarp;
 
   wait_for_prerequisite_grid();  // a programmatic dependent launch: nothing is read before the stream's prior work ends
-  int kv_len = P.seq_lens[b * P.seq_lens_stride];
-  if (kv_len != 0 && kv_len < kQSeqlen) {
-    if (threadIdx.x == 0 && split == 0 && kv_head == 0) record_status(P.status, kStatusSeqLenBelowQSeqlen, b);
-    kv_len = 0;
-  } else if (kv_len > P.max_pages_per_seq * kPageSize) {
-    if (threadIdx.x == 0 && split == 0 && kv_head == 0) record_status(P.status, kStatusSeqLenOverCapacity, b);
+  const DecodeWork work = find_work(P, smem);
+  if (!work.valid) return;  // past the end of the work list
+  const int b = work.b, kv_head = work.kv_head, first_tile = work.first_tile, last_tile = work.last_tile;
+  int kv_len = raw_kv_len(P, b);
+  if (!kv_len_valid(P, kv_len)) {
+    if (threadIdx.x == 0 && first_tile == 0 && kv_head == 0)
+      record_status(P.status, kv_len > 0 && kv_len >= kQSeqlen ? kStatusSeqLenOverCapacity : kStatusSeqLenBelowQSeqlen, b);
     kv_len = 0;
   }
   const int* block_table_row = P.block_table + b * P.block_table_stride_batch;
-  const TileRanges ranges = visible_tile_ranges(kv_len - kQSeqlen, kv_len - 1, kv_len, P.local_window, P.global_window);
-  const int tile_count = ranges.count();
-  const int first_tile = int(i64(tile_count) * split / P.num_splits);
-  const int last_tile = int(i64(tile_count) * (split + 1) / P.num_splits);
+  const TileRanges ranges = sequence_tiles(P, kv_len);
   // Set by the loads when a block_table entry of this block's tiles is outside [0, num_pages). The blocks of a
   // sequence read the same pages for every kv head, and together all of its visible range, so the one that meets a
   // bad entry zeroes its rows and the merge zeroes the rest (SWAJIT_FLAGGED_LSE): every row of the sequence is zeros, as the
@@ -307,7 +425,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
   cp_async_wait<0>();
   const bool sequence_flagged = __syncthreads_or(saw_bad_page);  // and the K/V area becomes the epilogue buffer
   if (sequence_flagged) st.clear();
-  write_block_output(P, st, smem + kQBytes, warp_m, warp_n, lane, b, kv_head, split, sequence_flagged);
+  write_block_output(P, st, smem + kQBytes, warp_m, warp_n, lane, work, sequence_flagged);
 }
 
 // Split-KV merge: out = sum_s 2^(lse_s - M) o_s / (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives
@@ -331,10 +449,14 @@ extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(
   const int b = blockIdx.x, kv_head = blockIdx.y, row = blockIdx.z;
   const int split_lane = threadIdx.x % kMergeSplitLanes, chunk = threadIdx.x / kMergeSplitLanes;
   wait_for_prerequisite_grid();
-  const i64 first_slot = partial_slot(P, b, kv_head, 0, row);  // split s at first_slot + s * kRows
-  const auto lse_of = [&](int s) { return P.partial_lse[first_slot + s * kRows]; };
+  const int splits = P.sequence_items[P.batch + b];  // the sequence's work items (the work schedule)
+  if (splits == 1) return;                           // its one block wrote the output
+  // Split s of this (sequence, kv head) is work item (first item + s) * num_kv_heads + kv_head.
+  const i64 first_slot = partial_slot(P.sequence_items[b] * P.num_kv_heads + kv_head, row);
+  const i64 split_stride = i64(P.num_kv_heads) * kRows;
+  const auto lse_of = [&](int s) { return P.partial_lse[first_slot + s * split_stride]; };
   const auto partial_of = [&](int s) {  // split s's 8 values of this thread's chunk
-    return *reinterpret_cast<const uint4*>(static_cast<const u16*>(P.partial_out) + (first_slot + s * kRows) * kHeadDim + chunk * 8);
+    return *reinterpret_cast<const uint4*>(static_cast<const u16*>(P.partial_out) + (first_slot + s * split_stride) * kHeadDim + chunk * 8);
   };
   uint4 early[kMergePrefetch];
   float early_lse[kMergePrefetch];
@@ -343,14 +465,14 @@ extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(
   for (int i = 0; i < kMergePrefetch; ++i) {
     const int s = split_lane + i * kMergeSplitLanes;
     early_lse[i] = SWAJIT_NEG_INF;
-    if (s < P.num_splits) {
+    if (s < splits) {
       early[i] = partial_of(s);
       early_lse[i] = lse_of(s);
     }
   }
 #pragma unroll
   for (int i = 0; i < kMergePrefetch; ++i) max_lse = fmaxf(max_lse, early_lse[i]);
-  for (int s = split_lane + kMergePrefetch * kMergeSplitLanes; s < P.num_splits; s += kMergeSplitLanes)
+  for (int s = split_lane + kMergePrefetch * kMergeSplitLanes; s < splits; s += kMergeSplitLanes)
     max_lse = fmaxf(max_lse, lse_of(s));
   max_lse = split_lanes_reduce(max_lse, [](float x, float y) { return fmaxf(x, y); });
   if (max_lse == SWAJIT_FLAGGED_LSE) {  // the same for every lane of the block: they all reduce the same splits
@@ -372,9 +494,9 @@ extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(
   };
 #pragma unroll
   for (int i = 0; i < kMergePrefetch; ++i)
-    if (split_lane + i * kMergeSplitLanes < P.num_splits) accumulate(early_lse[i], early[i]);
+    if (split_lane + i * kMergeSplitLanes < splits) accumulate(early_lse[i], early[i]);
 #pragma unroll 4
-  for (int s = split_lane + kMergePrefetch * kMergeSplitLanes; s < P.num_splits; s += kMergeSplitLanes)
+  for (int s = split_lane + kMergePrefetch * kMergeSplitLanes; s < splits; s += kMergeSplitLanes)
     accumulate(lse_of(s), partial_of(s));
 
   const auto add = [](float x, float y) { return x + y; };

@@ -7,14 +7,15 @@
 // over the visible j only; a row that sees nothing is zeros. 8-bit caches: the K scale is folded into q and the V
 // scale into the output, exactly as on the GPU.
 //
-// The work split. A work item is one (sequence, kv head, split): all kQSeqlen x kGroup query rows of that kv head
+// The work split. A work item is one (sequence, kv head), or with num_splits > 1 one chunk of its tiles, cut exactly
+// as the CUDA kernel cuts them (templates/decode_schedule.h): all kQSeqlen x kGroup query rows of that kv head
 // share each K/V tile, which is widened to float once and reused by every row. The host runs items on a thread
-// pool; each thread brings its own scratch (its size: cpu_scratch_floats() in generator/generator.cpp). With num_splits > 1 each item writes
-// (out / l, log2-sum-exp) and SWAJIT_CPU_MERGE combines them per (sequence, kv head).
+// pool; each thread brings its own scratch (its size: cpu_scratch_floats() in generator/generator.cpp). The items of
+// a sequence cut in several write (out / l, log2-sum-exp) and SWAJIT_CPU_MERGE combines them per (sequence, kv head).
 //
 // Needs from the generator prelude: the spec (kIsBf16, kHeadDim, kPageSize, kQSeqlen, kGroup, kLocalWindow,
 // kGlobalWindow, kSinkLogits, kGqaInterleaved, kKvQuant), the config (kBlockN), kRows and the symbol names
-// SWAJIT_CPU_KERNEL and SWAJIT_CPU_MERGE.
+// SWAJIT_CPU_KERNEL and SWAJIT_CPU_MERGE; and templates/decode_schedule.h.
 
 constexpr float kNegInf = -__builtin_inff();
 // Register blocking. An FMA has a latency of ~4 cycles and two issue per cycle, so a loop needs about 8 independent
@@ -102,7 +103,17 @@ static inline void store_row(const PagedDecodeParams& P, int b, int kv_head, int
 }
 
 // ---- one work item --------------------------------------------------------------------------------------------------
-static void decode_item(const PagedDecodeParams& P, int b, int kv_head, int split, float* scratch) {
+// Sequence b's KV length as the kernel uses it (an invalid one, rejected by the host anyway, reads as 0).
+static int kv_len_of(const PagedDecodeParams& P, int b) {
+  const int kv_len = P.seq_lens[b * P.seq_lens_stride];
+  return (kv_len != 0 && kv_len < kQSeqlen) || kv_len > P.max_pages_per_seq * kPageSize ? 0 : kv_len;
+}
+static TileRanges tiles_of(const PagedDecodeParams& P, int kv_len) {
+  return visible_tile_ranges(kv_len - kQSeqlen, kv_len - 1, kv_len, P.local_window, P.global_window);
+}
+
+// Item `split` of the `items` that cut sequence b (templates/decode_schedule.h); `item` is its slot in the work list.
+static void decode_item(const PagedDecodeParams& P, int b, int kv_head, int split, int items, int item, float* scratch) {
   // Scratch layout; its size is cpu_scratch_floats() in generator/generator.cpp.
   float* q = scratch;                        // [kHeadDim][kRows] (transposed), log2 units, K scale folded in
   float* acc = q + kRows * kHeadDim;         // [kRows][kHeadDim]
@@ -112,11 +123,10 @@ static void decode_item(const PagedDecodeParams& P, int b, int kv_head, int spli
   float* row_max = scores + kRows * kBlockN;    // [kRows]
   float* row_sum = row_max + kRows;             // [kRows]
 
-  int kv_len = P.seq_lens[b * P.seq_lens_stride];
-  if ((kv_len != 0 && kv_len < kQSeqlen) || kv_len > P.max_pages_per_seq * kPageSize) kv_len = 0;  // host rejects these
-  const TileRanges ranges = visible_tile_ranges(kv_len - kQSeqlen, kv_len - 1, kv_len, P.local_window, P.global_window);
-  const int first_tile = int(i64(ranges.count()) * split / P.num_splits);
-  const int last_tile = int(i64(ranges.count()) * (split + 1) / P.num_splits);
+  const int kv_len = kv_len_of(P, b);
+  const TileRanges ranges = tiles_of(P, kv_len);
+  const int first_tile = schedule_first_tile(ranges.count(), split, items);
+  const int last_tile = schedule_first_tile(ranges.count(), split + 1, items);
   const int* block_table_row = P.block_table + b * P.block_table_stride_batch;
 
   for (int r = 0; r < kRows; ++r) {
@@ -202,10 +212,10 @@ static void decode_item(const PagedDecodeParams& P, int b, int kv_head, int spli
 
   for (int r = 0; r < kRows; ++r) {
     const float reference = row_max[r] == kNegInf ? 0.f : row_max[r];
-    if (P.num_splits == 1) {
+    if (items == 1) {
       store_row(P, b, kv_head, r, acc + r * kHeadDim, normalizer(P, q_head_of(P, kv_head, r), reference, row_sum[r]));
     } else {  // sinks and the V scale join in the merge, once per row
-      const i64 slot = (i64(b * P.num_kv_heads + kv_head) * P.num_splits + split) * kRows + r;
+      const i64 slot = i64(item) * kRows + r;
       const float inv_sum = row_sum[r] > 0.f ? 1.f / row_sum[r] : 0.f;
       float* partial_out = static_cast<float*>(P.partial_out);
       for (int d = 0; d < kHeadDim; ++d) partial_out[slot * kHeadDim + d] = acc[r * kHeadDim + d] * inv_sum;
@@ -214,34 +224,68 @@ static void decode_item(const PagedDecodeParams& P, int b, int kv_head, int spli
   }
 }
 
-// Items [item_begin, item_end) of the (sequence, kv head, split) grid, split fastest.
+// Walks the work schedule's sequences in order (templates/decode_schedule.h): the chunk from the whole batch, then
+// each sequence's first item and item count, so a caller visiting items or sequences in increasing order finds
+// them without a table.
+struct ScheduleWalk {
+  const PagedDecodeParams& P;
+  int chunk = 0, b = -1, first = 0, items = 0;  // sequence b's items are [first, first + items); b == batch: the end
+  explicit ScheduleWalk(const PagedDecodeParams& params) : P(params) {
+    long long tiles = 0;
+    for (int s = 0; s < P.batch; ++s) tiles += tiles_of(P, kv_len_of(P, s)).count();
+    chunk = schedule_chunk_tiles(tiles, P.num_splits, P.batch);
+    advance_to(0);
+  }
+  void advance_to(int sequence) {  // sequence >= b
+    while (b < sequence) {
+      first += items;
+      ++b;
+      items = b < P.batch ? schedule_items(tiles_of(P, kv_len_of(P, b)).count(), chunk) : 0;
+    }
+  }
+};
+
+// Entries [item_begin, item_end) of the work list: with num_splits 1 the (sequence, kv head) pairs, else the work
+// schedule's items (entries past its end do nothing).
 extern "C" void SWAJIT_CPU_KERNEL(const PagedDecodeParams* params, int item_begin, int item_end, float* scratch) {
   const PagedDecodeParams& P = *params;
+  if (P.num_splits == 1) {
+    for (int item = item_begin; item < item_end; ++item) decode_item(P, item / P.num_kv_heads, item % P.num_kv_heads, 0, 1, item, scratch);
+    return;
+  }
+  ScheduleWalk walk(P);
   for (int item = item_begin; item < item_end; ++item) {
-    const int split = item % P.num_splits, pair = item / P.num_splits;
-    decode_item(P, pair / P.num_kv_heads, pair % P.num_kv_heads, split, scratch);
+    const int wanted = item / P.num_kv_heads;  // the (sequence, chunk) of this item
+    while (walk.b < P.batch && walk.first + walk.items <= wanted) walk.advance_to(walk.b + 1);
+    if (walk.b == P.batch) return;  // past the end of the work list
+    decode_item(P, walk.b, item % P.num_kv_heads, wanted - walk.first, walk.items, item, scratch);
   }
 }
 
 // Split-KV merge over items [item_begin, item_end) of the (sequence, kv head) grid: out = sum_s 2^(lse_s - M) o_s /
-// (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives zeros.
+// (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives zeros. A sequence of one item wrote its output.
 extern "C" void SWAJIT_CPU_MERGE(const PagedDecodeParams* params, int item_begin, int item_end, float* scratch) {
   const PagedDecodeParams& P = *params;
+  ScheduleWalk walk(P);
   for (int item = item_begin; item < item_end; ++item) {
     const int b = item / P.num_kv_heads, kv_head = item % P.num_kv_heads;
-    const i64 first_slot = i64(item) * P.num_splits * kRows;
+    walk.advance_to(b);
+    if (walk.items == 1) continue;
+    const int splits = walk.items;
+    const i64 first_slot = (i64(walk.first) * P.num_kv_heads + kv_head) * kRows;  // split s: + s * kv_heads * kRows
+    const i64 split_stride = i64(P.num_kv_heads) * kRows;
     for (int r = 0; r < kRows; ++r) {
       float max_lse = kNegInf;
-      for (int s = 0; s < P.num_splits; ++s) {
-        const float lse = P.partial_lse[first_slot + s * kRows + r];
+      for (int s = 0; s < splits; ++s) {
+        const float lse = P.partial_lse[first_slot + s * split_stride + r];
         max_lse = lse > max_lse ? lse : max_lse;
       }
       const float reference = max_lse == kNegInf ? 0.f : max_lse;
       float* acc = scratch;
       for (int d = 0; d < kHeadDim; ++d) acc[d] = 0.f;
       float sum = 0.f;
-      for (int s = 0; s < P.num_splits; ++s) {
-        const i64 slot = first_slot + s * kRows + r;
+      for (int s = 0; s < splits; ++s) {
+        const i64 slot = first_slot + s * split_stride + r;
         const float weight = fast_exp2(P.partial_lse[slot] - reference);
         sum += weight;
         const float* partial_out = static_cast<const float*>(P.partial_out) + slot * kHeadDim;

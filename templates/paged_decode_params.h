@@ -10,9 +10,10 @@ struct PagedDecodeParams {
   void* out;                     // same shape as q
   const int* block_table;        // [batch, max_pages_per_seq]
   const int* seq_lens;           // [batch], KV length including the q_seqlen new tokens
-  void* partial_out;             // split-KV only: [batch, kv_heads, num_splits, rows, head_dim], each split's out / l:
+  void* partial_out;             // split-KV only: [work-list entry (templates/decode_schedule.h), rows, head_dim], out / l:
                                  //   float on the CPU, the 16-bit dtype of q on CUDA (half the merge's traffic)
-  float* partial_lse;            // split-KV only: [batch, kv_heads, num_splits, rows], log2 units
+  float* partial_lse;            // split-KV only: per work item x [rows], log2 units
+  int* sequence_items;           // CUDA split-KV only: [2, batch], each sequence's first item and item count (the merge's)
   int* status;                   // [2]: bit mask of device-side argument errors, first offending batch index
   const float* sink_logits;      // learned sinks only: [num_q_heads] logits, in the units of scale * q.k
   const float* k_scale;          // 8-bit KV only: dequant scales, [num_kv_heads, head_dim] or one per tensor
@@ -33,7 +34,8 @@ struct PagedDecodeParams {
   int local_window;              // > 0: a query at p sees j only if p - j < local_window
   int global_window;             // >= 0: tokens j < global_window are always visible (sinks)
   float scale_log2;              // softmax scale * log2(e): scores are exponentiated with exp2
-  int num_splits;                // blocks per (sequence, kv head) that share its KV tiles; 1 = no split
+  int num_splits;                // 1: one item per (sequence, kv head), no merge; > 1: about num_splits work items per
+                                 //   (sequence, kv head) on average, cut by length (templates/decode_schedule.h)
 };
 
 // Bits of PagedDecodeParams::status[0]; a sequence that raises one produces zeros.

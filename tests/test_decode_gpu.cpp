@@ -385,6 +385,38 @@ int heuristic_splits(const DecodeWorkload& w) {
 }
 }  // namespace
 
+TEST_CASE("work schedule: one captured graph replays correctly as the device-side lengths change") {
+  const cuda::Driver& d = cuda::driver();
+  cuda::ScopedDeviceContext scope(kDevice);
+  OwnedStream owned;
+  const CUstream stream = owned.stream;
+  SmallProblem p({64, 1});
+  DecodeOptions o;
+  o.config = DecodeConfig{16, 1, 2, 2};  // the work schedule: chunks of ceil(tiles / 4) tiles, at least 2
+  p.run(stream, o);                      // compiles outside the capture
+  CUgraph graph = nullptr;
+  CUgraphExec exec;
+  cuda::check(d.cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_GLOBAL), "begin capture");
+  p.run(stream, o);
+  cuda::check(d.cuStreamEndCapture(stream, &graph), "end capture");
+  cuda::check(d.cuGraphInstantiateWithFlags(&exec, graph, 0), "instantiate");
+  // Ragged, swapped, empty, one chunk (32 tokens = 2 tiles) and one token over, both at the table's capacity.
+  for (const std::vector<int>& lens : std::vector<std::vector<int>>{{64, 1}, {1, 64}, {0, 33}, {32, 0}, {33, 32}, {64, 64}, {0, 0}}) {
+    CAPTURE(lens[0]);
+    CAPTURE(lens[1]);
+    p.sl.upload(lens);
+    cuda::check(d.cuMemsetD8Async(p.out.ptr(), 0xff, p.out.bytes(), stream), "poison");
+    cuda::check(d.cuGraphLaunch(exec, stream), "launch");
+    cuda::check(d.cuStreamSynchronize(stream), "sync");
+    const auto out = p.out.download<uint16_t>();
+    const size_t per_sequence = out.size() / 2;
+    // Every value is 0x3c3c; attention over equal values returns it, and a sequence with no tokens is zeros.
+    for (size_t i = 0; i < out.size(); ++i) CHECK(out[i] == (lens[i / per_sequence] > 0 ? 0x3c3c : 0));
+  }
+  d.cuGraphExecDestroy(exec);
+  d.cuGraphDestroy(graph);
+}
+
 TEST_CASE("concurrent streams: split-KV decode calls held back and released together are each correct") {
   cuda::ScopedDeviceContext scope(kDevice);
   OwnedStream sa, sb;

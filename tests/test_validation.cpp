@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "decode_schedule.h"
 #include "heuristic.hpp"
 #include "paged_decode_problem.hpp"
 #include "prefill_problem.hpp"
@@ -435,9 +436,61 @@ TEST_CASE("decode splits fill one wave with every split at the fewest tiles") {
   CHECK(splits(1, 4) == 33);   // 4099 tokens = 65 tiles: 33 splits of at most 2, not 32 with one split of 3
   CHECK(splits(2, 4) == 13);   // 16 splits fit; 65 tiles need 5 per split there, and 13 splits of 5 cover them
   CHECK(splits(8, 1) == 4);
-  CHECK(splits(32, 1) == 1);   // 256 blocks already fill the device
+  CHECK(splits(32, 1) == 2);   // 256 blocks already fill the device, but the work schedule still cuts long sequences
   problem.max_kv_len = 100;    // a short table: 2 tiles, one split
   CHECK(splits(1, 1) == 1);
+}
+
+// The work schedule shared by the CUDA kernel and the CPU backend (templates/decode_schedule.h), checked as the
+// kernels walk it: every sequence's items tile its visible range exactly, no item exceeds the chunk, the items fit
+// the fixed work list, and equal lengths cut into the heuristic's split count.
+TEST_CASE("decode work schedule: equal-cost chunks that cover every sequence and fit the work list") {
+  const auto check_schedule = [](const std::vector<int>& tiles, int num_splits) {
+    CAPTURE(num_splits);
+    long long total = 0;
+    for (int t : tiles) total += t;
+    const int batch = int(tiles.size());
+    const int chunk = schedule_chunk_tiles(total, num_splits, batch);
+    CHECK(chunk >= kMinChunkTiles);
+    int items = 0;
+    for (int t : tiles) {
+      CAPTURE(t);
+      const int n = schedule_items(t, chunk);
+      CHECK(n >= 1);
+      CHECK((t <= chunk) == (n == 1));  // shorter than a chunk (or one chunk exactly): no split, no merge
+      CHECK(schedule_first_tile(t, 0, n) == 0);
+      CHECK(schedule_first_tile(t, n, n) == t);
+      for (int s = 0; s < n; ++s) {
+        const int size = schedule_first_tile(t, s + 1, n) - schedule_first_tile(t, s, n);
+        CHECK(size <= chunk);
+        CHECK(size >= (t > 0 ? 1 : 0));
+      }
+      items += n;
+    }
+    CHECK(items <= schedule_list_splits(num_splits) * batch);  // per kv head: the grid holds them
+  };
+  // 16 tiles over 8 sequences x 2 splits: chunk 2, with sequences of exactly one chunk (2 tiles) and one over (3).
+  CHECK(schedule_chunk_tiles(16, 2, 8) == 2);
+  for (int splits : {2, 3, 7, 32, 1024}) {
+    check_schedule({2, 3, 0, 1, 2, 5, 1, 2}, splits);
+    check_schedule({0, 1, 9, 10, 64, 0, 3, 1}, splits);
+    check_schedule({1, 1563, 0, 1, 2, 5, 1, 1}, splits);  // very long beside very short
+    check_schedule({0, 0, 0}, splits);
+    check_schedule(std::vector<int>(256, 65), splits);
+    check_schedule({1}, splits);
+  }
+  // Equal lengths: the heuristic's split count (tiles covered by splits of equal size) is exactly what each gets.
+  for (int tiles : {4, 64, 65, 513})
+    for (int splits : {2, 4, 13, 33}) {
+      const int per_split = (tiles + splits - 1) / splits;
+      if (per_split < kMinChunkTiles || (tiles + per_split - 1) / per_split != splits) continue;  // not a heuristic choice
+      const int chunk = schedule_chunk_tiles(8LL * tiles, splits, 8);
+      CHECK(schedule_items(tiles, chunk) == splits);
+    }
+  // A ragged batch's long sequence is cut so that its pieces are no longer than the batch's mean share.
+  const int chunk = schedule_chunk_tiles(1 + 1563 + 6, 2, 8);
+  CHECK(chunk == (1570 + 15) / 16);
+  CHECK(schedule_items(1563, chunk) == (1563 + chunk - 1) / chunk);
 }
 
 TEST_CASE("the merge grid's shared-memory request lets the fewest blocks per SM that still fit one wave share an SM") {

@@ -12,6 +12,7 @@
 #endif
 
 #include "checked_input.hpp"
+#include "decode_lengths.hpp"
 #include "cuda_driver.hpp"
 #include "bench_family.hpp"
 #include "check.hpp"
@@ -104,16 +105,54 @@ int run_cpu_decode_bench(const DecodeBenchOptions& o) {
 }
 #endif
 
+std::vector<DecodeBenchRow> decode_bench_rows(const DecodeBenchOptions& o) {
+  std::vector<DecodeBenchRow> rows;
+  const LengthDistribution distribution = LengthDistribution::parse(o.distribution);
+  const auto add_ragged = [&](int qs, std::vector<int> lengths, const std::string& label) {
+    DecodeShape shape = shape_for(o, int(lengths.size()), *std::max_element(lengths.begin(), lengths.end()), qs);
+    for (int& len : lengths) len = len > 0 ? std::max(len, qs) : 0;  // below q_seqlen is invalid input
+    shape.kv_len = std::max(1, *std::max_element(lengths.begin(), lengths.end()));
+    shape.seq_lens = std::move(lengths);
+    if (!o.write_lengths_dir.empty())
+      write_lengths(o.write_lengths_dir + "/lengths_b" + std::to_string(shape.batch) + "_q" + std::to_string(qs) + ".txt",
+                    shape.seq_lens);
+    rows.push_back({shape, label});
+  };
+  if (!o.lengths.empty()) {
+    for (int qs : o.q_seqlens) add_ragged(qs, read_lengths(o.lengths), "list");
+  } else if (distribution.kind == LengthDistribution::Kind::kUniform) {
+    for (int batch : o.batches)
+      for (int kv_len : o.kv_lens)
+        for (int qs : o.q_seqlens) rows.push_back({shape_for(o, batch, kv_len, qs), std::to_string(kv_len)});
+  } else {  // the same lengths at every q_seqlen (lifted to it)
+    for (int batch : o.batches)
+      for (int qs : o.q_seqlens) add_ragged(qs, distribution.draw(batch, 1, o.seed * 1000003 + batch), distribution.text);
+  }
+  return rows;
+}
+
+// Relative error against the reference: sequence 0 of a uniform batch; of a ragged one, the worst of sequence 0, the
+// shortest and the longest.
+double worst_relative_error(const DecodeWorkload& workload) {
+  const std::vector<int>& lengths = workload.shape().seq_lens;
+  double worst = workload.relative_error(0);
+  if (lengths.empty()) return worst;
+  for (auto it : {std::min_element(lengths.begin(), lengths.end()), std::max_element(lengths.begin(), lengths.end())})
+    worst = std::max(worst, workload.relative_error(int(it - lengths.begin())));
+  return worst;
+}
+
 int run_decode_bench(const DecodeBenchOptions& o) {
-  for (int batch : o.batches)  // every shape checked before the first is timed
-    for (int kv_len : o.kv_lens)
-      for (int qs : o.q_seqlens)
-        check_decode_shape(shape_for(o, batch, kv_len, qs),
-                           "bench decode shape b" + std::to_string(batch) + " kv" + std::to_string(kv_len) + " q" +
-                               std::to_string(qs),
-                           o.device);
+  const std::vector<DecodeBenchRow> rows = decode_bench_rows(o);
+  for (const DecodeBenchRow& row : rows)  // every shape checked before the first is timed
+    check_decode_shape(row.shape,
+                       "bench decode shape b" + std::to_string(row.shape.batch) + " kv" + row.label + " q" +
+                           std::to_string(row.shape.q_seqlen),
+                       o.device);
   if (o.device.device_type == kDLCPU) {
 #ifdef SWAJIT_HAVE_CPU_BACKEND
+    if (!o.lengths.empty() || o.distribution != "uniform")
+      throw Error(ErrorCode::kUnsupported, "bench decode --device cpu times the uniform --kv-len grid only");
     return run_cpu_decode_bench(o);
 #else
     throw Error(ErrorCode::kUnsupported, "this build has no CPU backend (-DSWAJIT_CPU_BACKEND=ON)");
@@ -141,12 +180,16 @@ int run_decode_bench(const DecodeBenchOptions& o) {
     std::printf("| batch | kv_len | q_seqlen | time (us) | floor (us) | %% of floor | rel err (seq 0) | host us per call |\n");
     std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   }
+  for (const DecodeBenchRow& row : rows)
+    if (!row.shape.seq_lens.empty())
+      std::printf("lengths of b%d q%d (%s): %s\n", row.shape.batch, row.shape.q_seqlen, row.label.c_str(),
+                  summarize_lengths(row.shape.seq_lens, o.local_window, row.shape.q_seqlen).c_str());
   bool ok = true;
-  for (int batch : o.batches)
-    for (int kv_len : o.kv_lens)
-      for (int qs : o.q_seqlens) {
+  for (const DecodeBenchRow& row : rows) {
+        const DecodeShape& shape = row.shape;
+        const int batch = shape.batch, qs = shape.q_seqlen;
+        const char* kv_len = row.label.c_str();
         try {
-          const DecodeShape shape = shape_for(o, batch, kv_len, qs);
           DecodeWorkload workload(shape, o.device, stream);
           // The config the runtime picks for this call (tuned if the database has it), timed as forced.
           const DecodeProblem problem = workload.problem(0);
@@ -155,10 +198,10 @@ int run_decode_bench(const DecodeBenchOptions& o) {
           const DecodePlan plan = plan_decode(problem, as_called, device, scope.context(), stream);
           const double us = workload.time_us(plan.config, o.reps);
           const double floor_us = (workload.kv_bytes() + workload.qo_bytes()) / read_bw * 1e6;
-          const double rel_err = o.verify ? workload.relative_error(0) : 0;
+          const double rel_err = o.verify ? worst_relative_error(workload) : 0;
           const bool verified = !o.verify || rel_err <= tolerance_for(shape.dtype);
           ok = ok && verified;
-          std::printf("| %d | %d | %d | %.1f | %.1f | %.0f%% | %s | %.1f |", batch, kv_len, qs, us, floor_us,
+          std::printf("| %d | %s | %d | %.1f | %.1f | %.0f%% | %s | %.1f |", batch, kv_len, qs, us, floor_us,
                       100 * floor_us / us, o.verify ? (std::to_string(rel_err).substr(0, 8) + (verified ? "" : " FAIL")).c_str() : "-",
                       workload.host_us_per_call(plan.config, kHostTimedCalls));
           if (o.compare_heuristic) {
@@ -172,10 +215,10 @@ int run_decode_bench(const DecodeBenchOptions& o) {
           std::printf("\n");
         } catch (const std::exception& e) {
           ok = false;
-          std::printf("| %d | %d | %d | error: %s |\n", batch, kv_len, qs, e.what());
+          std::printf("| %d | %s | %d | error: %s |\n", batch, kv_len, qs, e.what());
         }
         std::fflush(stdout);
-      }
+  }
   d.cuStreamDestroy(stream);
   return ok ? 0 : 1;
 }
@@ -202,6 +245,13 @@ BenchVerb FamilyBench<DecodeConfig>::add_to(CLI::App& bench) {
   verb->add_option("--reps", flags->options.reps, "timed graph replays per shape")->check(reps_range())->capture_default_str();
   verb->add_option("--device", flags->device, kDeviceHelp)->capture_default_str();
   verb->add_flag("!--no-verify", flags->options.verify, "skip the reference check of sequence 0");
+  verb->add_option("--lengths", flags->options.lengths, "a ragged batch: KV lengths as a,b,c or a file of them (CUDA)");
+  verb->add_option("--distribution", flags->options.distribution,
+                   "uniform (the --kv-len grid) | log-uniform:LO:HI | bimodal:SHORT:LONG:FRACTION, one batch per --batch (CUDA)")
+      ->capture_default_str();
+  verb->add_option("--seed", flags->options.seed, "seed of --distribution")->capture_default_str();
+  verb->add_option("--write-lengths", flags->options.write_lengths_dir,
+                   "directory: write each ragged row's lengths to lengths_b<batch>_q<q_seqlen>.txt (for ragged_peer.py)");
   flags->config.add_to(*verb);
   verb->add_flag("--sink-logits", flags->options.sink_logits, "learned per-head attention sinks");
   verb->add_flag("--compare-heuristic", flags->options.compare_heuristic,

@@ -6,6 +6,7 @@
 
 #include <dlpack/dlpack.h>
 
+#include "decode_workload.hpp"
 #include "swajit/spec.hpp"
 
 namespace swajit::cli {
@@ -24,7 +25,20 @@ struct DecodeBenchOptions {
   bool verify = true;                    // check sequence 0 of every row against the reference
   std::optional<DecodeConfig> config;    // force a config instead of the runtime's choice
   bool compare_heuristic = false;        // also time the heuristic config and print the tuned speedup
+  // Ragged batches (CUDA): --lengths (a list or file: one batch of those lengths) or --distribution (one batch per
+  // --batch, drawn with --seed); "uniform" is the --kv-len grid. --write-lengths DIR keeps each row's lengths.
+  std::string lengths;
+  std::string distribution = "uniform";
+  uint64_t seed = 1;
+  std::string write_lengths_dir;
 };
+
+// One timed row: the shape (with its per-sequence lengths when ragged) and the label of its length column.
+struct DecodeBenchRow {
+  DecodeShape shape;
+  std::string label;
+};
+std::vector<DecodeBenchRow> decode_bench_rows(const DecodeBenchOptions& options);
 
 // Prints one table row per shape; returns 0 when every row ran (and verified), 1 otherwise.
 int run_decode_bench(const DecodeBenchOptions& options);

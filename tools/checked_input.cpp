@@ -46,7 +46,9 @@ void check_decode_shape(const DecodeShape& s, const std::string& where, DLDevice
   if (s.local_window < 0 || s.global_window < 0) bad_shape(where, "local_window and global_window must be >= 0");
   // One copy of the whole KV cache and of q / out; the workloads rotate extra copies only as memory allows.
   const double kv_bytes_per_element = s.kv_quant == KvQuant::kNone ? 2.0 : 1.0;
-  const double bytes = 2.0 * s.batch * double(s.kv_len + s.page_size) * s.num_kv_heads * s.head_dim * kv_bytes_per_element +
+  double tokens = 0;  // of the whole batch, a page of slack each
+  for (int b = 0; b < s.batch; ++b) tokens += double(s.seq_len(b)) + s.page_size;
+  const double bytes = 2.0 * tokens * s.num_kv_heads * s.head_dim * kv_bytes_per_element +
                        2.0 * s.batch * s.q_seqlen * double(s.num_q_heads) * s.head_dim * 2.0;
   const double available = memory_bytes(device);
   if (bytes > available) {

@@ -85,7 +85,8 @@ struct DecodeConfig {
   int block_n = 64;     // KV tokens per pipeline tile (independent of page_size)
   int warps_n = 4;      // warps that split each tile's tokens, each with its own softmax state
   int stages = 3;       // cp.async pipeline depth (tiles in flight)
-  int num_splits = 1;   // blocks per (sequence, kv head) sharing its window; > 1 adds a merge pass. Launch-time only.
+  int num_splits = 1;   // 1: one block per (sequence, kv head). > 1: about that many work items per (sequence, kv head)
+                        // on average, cut by length (the work schedule) and merged. Launch-time only.
   static constexpr int kMaxSplits = 1024;  // far past any useful split; bounds the workspace a call can ask for
 
   std::string compile_key() const;  // the part that changes the generated code, e.g. "bn64_wn4_st3"
@@ -120,7 +121,7 @@ struct PrefillConfig {
 // Tuning knobs of the paged decode family on the CPU backend.
 struct CpuDecodeConfig {
   int block_n = 64;     // KV tokens widened to float at once and shared by every query row
-  int num_splits = 1;   // work items per (sequence, kv head); > 1 adds a merge pass. Run-time only.
+  int num_splits = 1;   // work items per (sequence, kv head) on average, as DecodeConfig::num_splits. Run-time only.
   int threads = 0;      // worker threads; 0: every hardware thread. Run-time only.
 
   std::string compile_key() const;  // the part that changes the generated code, e.g. "cpu_bn64"

@@ -1,11 +1,13 @@
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 
 #ifdef SWAJIT_HAVE_CPU_BACKEND
 #include "cpu_backend.hpp"
 #endif
 #include "cuda_driver.hpp"
 #include "decode_plan.hpp"
+#include "decode_schedule.h"
 #include "heuristic.hpp"
 #include "family.hpp"
 #include "tuner.hpp"
@@ -25,18 +27,24 @@ constexpr int kMinProgrammaticLaunchMajor = 9;  // griddepcontrol (programmatic 
 
 size_t align_up(size_t n) { return (n + kWorkspaceAlignment - 1) / kWorkspaceAlignment * kWorkspaceAlignment; }
 
-// Split-KV scratch layout: partial outputs (16-bit), then log-sum-exps (fp32).
+// Split-KV scratch layout: partial outputs (16-bit) and log-sum-exps (fp32) of every entry of the work list, then
+// each sequence's first item and item count (the work schedule: templates/decode_schedule.h).
 struct WorkspaceLayout {
-  size_t out_bytes = 0, lse_bytes = 0;
-  size_t total() const { return out_bytes + lse_bytes; }
+  size_t out_bytes = 0, lse_bytes = 0, schedule_bytes = 0;
+  size_t total() const { return out_bytes + lse_bytes + schedule_bytes; }
 };
 WorkspaceLayout workspace_layout(const DecodeProblem& p, int num_splits) {
   WorkspaceLayout w;
   if (num_splits <= 1) return w;
-  const size_t slots = size_t(p.batch) * p.num_kv_heads * num_splits * p.spec.q_seqlen * p.spec.group;
+  const int64_t entries = int64_t(p.batch) * p.num_kv_heads * schedule_list_splits(num_splits);
+  if (entries > std::numeric_limits<int>::max())  // the kernels index the work list with int
+    throw Error(ErrorCode::kInvalidArgument, "batch x num_kv_heads x (num_splits + 1) = " + std::to_string(entries) +
+                                                 " exceeds the work list's limit of 2^31 - 1 entries; use fewer splits");
+  const size_t slots = size_t(p.batch) * p.num_kv_heads * schedule_list_splits(num_splits) * p.spec.q_seqlen * p.spec.group;
   constexpr size_t kPartialElementBytes = 2;  // partial outputs are stored in the 16-bit dtype of q
   w.out_bytes = align_up(slots * p.spec.head_dim * kPartialElementBytes);
   w.lse_bytes = align_up(slots * sizeof(float));
+  w.schedule_bytes = align_up(2 * size_t(p.batch) * sizeof(int));
   return w;
 }
 
@@ -86,6 +94,11 @@ const LoadedDecodeKernel* try_kernel(const DecodeProblem& p, const DecodeConfig&
 }  // namespace
 
 
+// The bucket of a call, ragged batches included: its batch and the visible length its block table admits
+// (max_pages_per_seq * page_size, clipped by the window), never the lengths themselves. Those live on the device and
+// change every step; the bucket (so a tuned config, and tune-on-miss) stays put while they do, and the config's
+// num_splits (work items per (sequence, kv head) on average) is spread over the real lengths by the kernel's work
+// schedule at run time. The tuner times a uniform batch at that bound.
 ShapeBucket decode_bucket_of(const DecodeProblem& p) { return shape_bucket(p.batch, visible_kv_upper_bound(p)); }
 
 DecodePlan plan_decode(const DecodeProblem& p, const DecodeOptions& options, const DeviceInfo& device, CUcontext context,
@@ -180,6 +193,7 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   a.status = stream_status(scope.context(), stream);
   a.partial_out = splits > 1 ? workspace : nullptr;
   a.partial_lse = splits > 1 ? reinterpret_cast<float*>(workspace + layout.out_bytes) : nullptr;
+  a.sequence_items = splits > 1 ? reinterpret_cast<int*>(workspace + layout.out_bytes + layout.lse_bytes) : nullptr;
 
   const DecodeGeometry& g = plan.kernel->geometry;
   void* args[] = {&a};
@@ -202,7 +216,7 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
     c.numAttrs = device.cc_major >= kMinProgrammaticLaunchMajor ? 1 : 0;
     cuda::check(d.cuLaunchKernelEx(&c, kernel, args, nullptr), what);
   };
-  launch(plan.kernel->main, splits, g.threads, g.shared_bytes, "cuLaunchKernelEx(paged_decode)");
+  launch(plan.kernel->main, schedule_list_splits(splits), g.threads, g.shared_bytes, "cuLaunchKernelEx(paged_decode)");
   if (splits > 1)
     launch(plan.kernel->merge, g.rows, g.merge_threads, merge_spreading_bytes(device, int64_t(p.batch) * p.num_kv_heads * g.rows),
            "cuLaunchKernelEx(paged_decode merge)");

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "decode_schedule.h"
 #include "kernel_cache.hpp"
 #include "swajit/generator.hpp"
 #include "tuning_store.hpp"
@@ -230,14 +231,15 @@ void run_cpu_decode(DecodeProblem& p, const CpuDecodeConfig& config) {
   int status[2] = {0, 0};  // host-validated already; the kernel's guards write nowhere else
   a.status = status;
   const size_t rows = size_t(p.spec.q_seqlen) * p.spec.group;
-  const size_t slots = size_t(p.batch) * p.num_kv_heads * config.num_splits * rows;
+  const int list_splits = schedule_list_splits(config.num_splits);  // work-list entries per (sequence, kv head)
+  const size_t slots = size_t(p.batch) * p.num_kv_heads * list_splits * rows;
   std::vector<float> partial_out(config.num_splits > 1 ? slots * p.spec.head_dim : 0);
   std::vector<float> partial_lse(config.num_splits > 1 ? slots : 0);
   a.partial_out = partial_out.data();
   a.partial_lse = partial_lse.data();
   std::vector<std::vector<float>> scratch(threads, std::vector<float>(kernel.scratch_floats));
   const int pairs = p.batch * p.num_kv_heads;
-  parallel_for(pairs * config.num_splits, threads, [&](int first, int last, int worker) {
+  parallel_for(pairs * list_splits, threads, [&](int first, int last, int worker) {
     kernel.main(&a, first, last, scratch[worker].data());
   });
   if (config.num_splits > 1)

@@ -99,6 +99,28 @@ std::vector<DecodeCase> decode_check_matrix() {
       c.seq_lens = {8, 300};
     });
   }
+  // Ragged batches under the work schedule (templates/paged_decode.cuh): with 2 splits over 8 sequences the chunk is
+  // ceil(sum of tiles / 16) tiles; lengths 0 and 1, a sequence of exactly one chunk and one a token over it, and a
+  // very long one beside very short ones (cut into many items, merged), at q_seqlen 1 and 4, 16-bit and 8-bit KV.
+  for (KvQuant quant : {KvQuant::kNone, KvQuant::kInt8})
+    for (int qs : {1, 4}) {
+      const std::string name = std::string("ragged batch") + (quant == KvQuant::kNone ? "" : ", int8 KV") + " q" + std::to_string(qs);
+      add(name + ", heuristic schedule", [&](DecodeCase& c) {
+        c.kv_quant = quant; c.q_seqlen = qs; c.local_window = 4096; c.num_kv_heads = 2;
+        c.seq_lens = {0, 1, 6000, 2, 9, 300, 0, 17};
+      });
+      // 16 tiles of 32 over 8 sequences x 2 splits: chunk 2 tiles = 64 tokens; 64 is one chunk, 65 one token over.
+      add(name + ", one chunk and one token over", [&](DecodeCase& c) {
+        c.kv_quant = quant; c.q_seqlen = qs; c.local_window = 0; c.global_window = 0;
+        c.seq_lens = {64, 65, 0, 1, 64, 129, 30, 63};
+        c.config = DecodeConfig{32, 2, 2, 2};
+      });
+      add(name + ", long beside short, many splits", [&](DecodeCase& c) {
+        c.kv_quant = quant; c.q_seqlen = qs; c.local_window = 3000; c.global_window = 4; c.sink_logits = qs == 4;
+        c.seq_lens = {1, 5000, 0, 33};
+        c.config = DecodeConfig{64, 4, 3, 7};
+      });
+    }
   add("config bn16 wn1 st2", [](DecodeCase& c) { c.config = DecodeConfig{16, 1, 2, 1}; c.seq_lens = {1, 17, 33}; });
   return cases;
 }

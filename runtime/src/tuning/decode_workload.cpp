@@ -85,17 +85,25 @@ DecodeWorkload::DecodeWorkload(const DecodeShape& s, DLDevice where, CUstream st
     : shape_(s), where_(where), stream_(stream) {
   const bool host = where.device_type == kDLCPU;
   const int P = s.page_size, D = s.head_dim;
-  // KV positions any query of a sequence can see: the window (plus the extra queries) and the sinks.
-  const int first_visible = s.local_window > 0 ? std::max(0, s.kv_len - s.q_seqlen - s.local_window + 1) : 0;
-  for (int page = 0; page < (s.kv_len + P - 1) / P; ++page)
-    if ((page + 1) * P > first_visible || page * P < s.global_window) logical_pages_.push_back(page);
-  const int visible_tokens = s.kv_len - first_visible + std::min(s.global_window, first_visible);
-  kv_bytes_ = double(s.batch) * s.num_kv_heads * visible_tokens * D * kv_element_bytes(s) * 2;
+  // KV positions any query of a sequence can see: the window (plus the extra queries) and the sinks; the floor counts
+  // what each sequence really reads.
+  int64_t visible_tokens = 0, pages = 0;
+  max_pages_ = 1;
+  logical_pages_.resize(s.batch);
+  for (int b = 0; b < s.batch; ++b) {
+    const int len = s.seq_len(b);
+    const int first_visible = s.local_window > 0 ? std::max(0, len - s.q_seqlen - s.local_window + 1) : 0;
+    for (int page = 0; page < (len + P - 1) / P; ++page)
+      if ((page + 1) * P > first_visible || page * P < s.global_window) logical_pages_[b].push_back(page);
+    visible_tokens += len - first_visible + std::min(s.global_window, first_visible);
+    pages += int64_t(logical_pages_[b].size());
+    max_pages_ = std::max(max_pages_, (len + P - 1) / P);
+  }
+  kv_bytes_ = double(s.num_kv_heads) * visible_tokens * D * kv_element_bytes(s) * 2;
   qo_bytes_ = 2.0 * s.batch * s.q_seqlen * s.num_q_heads * D * kElementBytes;
-  replicas_ = std::clamp(int(std::ceil(kL2Multiple * cache_bytes_to_defeat(where) / kv_bytes_)), 1, kMaxReplicas);
+  replicas_ = std::clamp(int(std::ceil(kL2Multiple * cache_bytes_to_defeat(where) / std::max(kv_bytes_, 1.0))), 1, kMaxReplicas);
 
-  max_pages_ = (s.kv_len + P - 1) / P;
-  num_pages_ = int64_t(replicas_) * s.batch * int64_t(logical_pages_.size()) + 1;
+  num_pages_ = int64_t(replicas_) * pages + 1;
   std::vector<int> physical(num_pages_ - 1);
   std::iota(physical.begin(), physical.end(), 1);
   std::mt19937_64 rng(uint64_t(s.kv_len) * 131 + s.batch * 7 + s.q_seqlen);
@@ -104,7 +112,7 @@ DecodeWorkload::DecodeWorkload(const DecodeShape& s, DLDevice where, CUstream st
   size_t next = 0;
   for (int r = 0; r < replicas_; ++r)
     for (int b = 0; b < s.batch; ++b)
-      for (int page : logical_pages_) tables_[(size_t(r) * s.batch + b) * max_pages_ + page] = physical[next++];
+      for (int page : logical_pages_[b]) tables_[(size_t(r) * s.batch + b) * max_pages_ + page] = physical[next++];
 
   const size_t page_elems = size_t(P) * s.num_kv_heads * D;
   const size_t qo_elems = size_t(s.batch) * s.q_seqlen * s.num_q_heads * D;
@@ -114,7 +122,9 @@ DecodeWorkload::DecodeWorkload(const DecodeShape& s, DLDevice where, CUstream st
   q_ = WorkloadBuffer(replicas_ * qo_elems * kElementBytes, host);
   out_ = WorkloadBuffer(replicas_ * qo_elems * kElementBytes, host);
   tables_d_ = WorkloadBuffer(tables_, host);
-  lens_d_ = WorkloadBuffer(std::vector<int>(s.batch, s.kv_len), host);
+  std::vector<int> lens(s.batch);
+  for (int b = 0; b < s.batch; ++b) lens[b] = s.seq_len(b);
+  lens_d_ = WorkloadBuffer(lens, host);
   // Per-channel dequant scales that differ across channels and heads (8-bit caches only).
   scales_ = half::varied_kv_scales(s.kv_quant, size_t(s.num_kv_heads) * D);
   scales_d_ = WorkloadBuffer(scales_, host);
@@ -264,10 +274,11 @@ double DecodeWorkload::relative_error(int b) const {
   h.head_dim = D; h.page_size = P; h.layout = KvLayout::kNHD;
   h.local_window = s.local_window; h.global_window = s.global_window;
   h.scale = 1.0 / std::sqrt(double(D));
-  h.seq_lens = {s.kv_len};
+  h.seq_lens = {s.seq_len(b)};
   h.max_pages_per_seq = max_pages_;
   if (s.sink_logits) h.sink_logits = sinks_;
-  h.num_pages = int(logical_pages_.size());
+  const std::vector<int>& logical_pages = logical_pages_[b];
+  h.num_pages = std::max<int>(1, int(logical_pages.size()));
   h.block_table.assign(max_pages_, 0);
   const size_t page_elems = size_t(P) * s.num_kv_heads * D;
   h.k.resize(h.num_pages * page_elems);
@@ -283,9 +294,9 @@ double DecodeWorkload::relative_error(int b) const {
     const float scale = scales_[e % scales_.size()];
     return scale * half::kv_code_value(page[e], s.kv_quant);
   };
-  for (size_t i = 0; i < logical_pages_.size(); ++i) {
-    const int physical = tables_[size_t(b) * max_pages_ + logical_pages_[i]];
-    h.block_table[logical_pages_[i]] = int(i);
+  for (size_t i = 0; i < logical_pages.size(); ++i) {
+    const int physical = tables_[size_t(b) * max_pages_ + logical_pages[i]];
+    h.block_table[logical_pages[i]] = int(i);
     for (auto [src, dst] : {std::pair{&k_, &h.k}, std::pair{&v_, &h.v}}) {
       src->read(size_t(physical) * page.size(), page.data(), page.size());
       for (size_t e = 0; e < page_elems; ++e) (*dst)[i * page_elems + e] = value(e);
@@ -304,7 +315,8 @@ double DecodeWorkload::relative_error(int b) const {
     err2 += (got - ref[e]) * (got - ref[e]);
     ref2 += ref[e] * ref[e];
   }
-  return std::isfinite(err2) ? std::sqrt(err2 / ref2) : INFINITY;
+  if (!std::isfinite(err2)) return INFINITY;
+  return ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);  // an empty sequence's reference is all zeros
 }
 
 }  // namespace swajit

@@ -22,6 +22,11 @@ struct DecodeShape : AttentionCall {
   DecodeShape() { local_window = 4096; }
   int batch = 1, kv_len = 4096;
   int num_q_heads = 32, num_kv_heads = 8;
+  // A ragged batch: sequence b's KV length (batch values). Empty: every sequence has kv_len; else kv_len should be
+  // their max (the tuning bucket's length).
+  std::vector<int> seq_lens;
+
+  int seq_len(int b) const { return seq_lens.empty() ? kv_len : seq_lens[b]; }
 
   // The kernel spec the shape runs (validated: throws like paged_decode_kernel_spec).
   KernelSpec spec() const;
@@ -87,7 +92,7 @@ class DecodeWorkload {
   int replicas_ = 1, max_pages_ = 0;
   int64_t num_pages_ = 0;
   double kv_bytes_ = 0, qo_bytes_ = 0;
-  std::vector<int> logical_pages_;  // pages of a sequence that the window and sinks touch
+  std::vector<std::vector<int>> logical_pages_;  // per sequence: its pages that the window and sinks touch
   std::vector<int> tables_;         // [replicas, batch, max_pages]
   std::vector<float> scales_;       // [num_kv_heads, head_dim] (8-bit caches)
   std::vector<float> sinks_;        // [num_q_heads] learned sink logits

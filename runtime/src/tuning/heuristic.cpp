@@ -31,7 +31,11 @@ int heuristic_num_splits(const DecodeProblem& problem, const DecodeConfig& confi
   if (blocks == 0) return 1;
   const int64_t capacity = int64_t(device.sm_count) * std::max(1, blocks_per_sm);
   // As many splits as still fit in one wave: a partial second wave would cost a whole block's time.
-  const int64_t wanted = std::max<int64_t>(1, capacity / blocks);
+  // At least kMinBalancedSplits whenever a sequence could be cut: the lengths inside a batch vary (and only the
+  // device knows them), and the work schedule then cuts the long sequences into chunks of the mean length, so that a
+  // ragged batch that fills the grid does not wait for its longest sequence (templates/paged_decode.cuh).
+  constexpr int64_t kMinBalancedSplits = 2;
+  const int64_t wanted = std::max<int64_t>(kMinBalancedSplits, capacity / blocks);
   const int64_t tiles = (visible_kv_upper_bound(problem) + config.block_n - 1) / config.block_n;
   // The fewest tiles per split that one wave allows, then the fewest splits that keep every split at that many: a
   // window one tile over a multiple (4099 tokens at q_seqlen 4 = 65 tiles) spread over 32 splits leaves one split

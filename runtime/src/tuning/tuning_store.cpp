@@ -24,7 +24,8 @@ std::string prefill_bucket_key(int batch, int max_q_len, int local_window) {
 const char* bucket_rule_text() {
   return "decode: bucket = b<batch rounded up to a power of two>_kv<visible KV length rounded up to a power of two>, "
          "where the visible KV length is min(max_pages_per_seq * page_size, local_window + q_seqlen - 1 + "
-         "global_window) (the whole table when there is no local window); prefill: bucket = b<batch>_q<longest query "
+         "global_window) (the whole table when there is no local window), so a ragged batch's bucket is that of its "
+         "table and does not move as the device-side lengths change; prefill: bucket = b<batch>_q<longest query "
          "run>_w<local window, 0 if none>, each rounded up to a power of two";
 }
 
