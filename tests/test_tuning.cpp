@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "heuristic.hpp"
 #include "swajit/error.hpp"
 #include "tune_commands.hpp"
 #include "tuner.hpp"
@@ -55,6 +56,18 @@ TEST_CASE("the config space holds only valid configs, and the heuristic's shape 
   CHECK(std::find(space.begin(), space.end(), DecodeConfig{64, 4, 3, 16}) != space.end());
   CHECK(std::find(space.begin(), space.end(), DecodeConfig{32, 4, 3, 1}) == space.end());  // 32 tokens over 4 warps
   CHECK(decode_config_space(spec, 1).size() * 6 == space.size());  // splits 1, 2, 4, 8, 16, 32
+
+  // 8-bit caches: also the depths that keep a 16-bit pipeline's bytes in flight (stages 5 and 7), and the
+  // heuristic's: 5 stages of 8-bit tiles = 3 of 16-bit ones, while two blocks still fit an SM's shared memory.
+  KernelSpec int8_spec = spec;
+  int8_spec.kv_quant = KvQuant::kInt8;
+  const auto int8_space = decode_config_space(int8_spec, 1);
+  CHECK(int8_space.size() == decode_config_space(spec, 1).size() * 5 / 3);
+  CHECK(std::find(int8_space.begin(), int8_space.end(), DecodeConfig{64, 4, 7, 1}) != int8_space.end());
+  constexpr int kH200SharedPerBlock = 227 * 1024, kH200SharedPerSm = 228 * 1024;
+  CHECK(heuristic_decode_config(int8_spec, kH200SharedPerBlock, kH200SharedPerSm) == DecodeConfig{64, 4, 5, 1});
+  CHECK(heuristic_decode_config(spec, kH200SharedPerBlock, kH200SharedPerSm) == DecodeConfig{64, 4, 3, 1});
+  CHECK(heuristic_decode_config(int8_spec, kH200SharedPerBlock, 140 * 1024).stages == 4);  // 2 x 68 KB fit, 2 x 84 KB do not
 }
 
 TEST_CASE("presets and workload files") {

@@ -98,6 +98,17 @@ std::vector<DecodeCase> decode_check_matrix() {
       c.kv_quant = quant; c.head_dim = 256; c.group = 16; c.q_seqlen = 8; c.num_kv_heads = 1; c.sink_logits = true;
       c.seq_lens = {8, 300};
     });
+    // The register dequantization's fragment order must hold for every warp tiling and tile width.
+    add(name + ", q_seqlen 4, sinks, heuristic splits", [&](DecodeCase& c) {
+      c.kv_quant = quant; c.q_seqlen = 4; c.sink_logits = true; c.num_kv_heads = 1; c.page_size = 7;
+      c.seq_lens = {4, 4099, 5000}; c.local_window = 4096; c.global_window = 0;
+    });
+    add(name + ", group 1, config bn32 wn2 st2", [&](DecodeCase& c) {
+      c.kv_quant = quant; c.group = 1; c.num_kv_heads = 3; c.config = DecodeConfig{32, 2, 2, 1}; c.seq_lens = {1, 95, 400};
+    });
+    add(name + ", config bn128 wn2 st4, split", [&](DecodeCase& c) {
+      c.kv_quant = quant; c.config = DecodeConfig{128, 2, 4, 2}; c.seq_lens = {3, 129, 1000}; c.local_window = 300;
+    });
   }
   add("config bn16 wn1 st2", [](DecodeCase& c) { c.config = DecodeConfig{16, 1, 2, 1}; c.seq_lens = {1, 17, 33}; });
   return cases;

@@ -252,11 +252,21 @@ nlohmann::json tune_on_miss(const std::string& tuned_key, const std::function<st
   return result.get();
 }
 
+// The pipeline depths the space tries: kStages, and for 8-bit caches also the depths that keep as many bytes in
+// flight as those 16-bit ones (tiles of half the bytes: 2 (stages - 1) in flight; the heuristic picks one of these).
+static std::vector<int> stage_counts(const KernelSpec& spec) {
+  std::vector<int> counts(std::begin(kStages), std::end(kStages));
+  if (spec.kv_quant != KvQuant::kNone)
+    for (int stages : kStages)
+      if (std::find(counts.begin(), counts.end(), 2 * stages - 1) == counts.end()) counts.push_back(2 * stages - 1);
+  return counts;
+}
+
 std::vector<DecodeConfig> decode_config_space(const KernelSpec& spec, int max_splits) {
   std::vector<DecodeConfig> space;
   for (int block_n : kBlockNs)
     for (int warps_n : kWarpsNs)
-      for (int stages : kStages)
+      for (int stages : stage_counts(spec))
         for (int splits = 1; splits <= std::max(1, max_splits); splits *= 2) {
           const DecodeConfig c{block_n, warps_n, stages, splits};
           try {
