@@ -7,7 +7,7 @@
 # rounds, so drift shows as spread. Compare with FlashInfer's tensor-core decode rows (bf16) and its fp8-KV decode
 # (../shared/peers/flashinfer_peer.py) of the same device run.
 # Usage, from a checkout of s3-kv8 with .carry/ made by tools/bench/prepare_gpu_carry.sh:
-#   tools/bench/gpu_kv8.sh CARRY_DIR LOG_DIR      (about 3 minutes)
+#   tools/bench/gpu_kv8.sh CARRY_DIR LOG_DIR      (about 3-4 minutes)
 set -uo pipefail
 bin=${1:-.carry}
 log=${2:-${OUT:-/tmp/swajit-out}}
@@ -19,8 +19,8 @@ echo "==== check: 8-bit KV decode cases (expect every line 'ok', none FAIL)"
 for filter in "int8 KV" "fp8 KV"; do
   "$bin/swajit" check --device cuda --filter "$filter" 2>&1 | tee -a "$log/kv8_check.log" | tail -20
 done
-echo "==== GPU tests: decode correctness matrix and the 8-bit workload (expect 'Status: SUCCESS')"
-"$bin/test_decode_gpu" -tc="correctness matrix against the reference,tuning a shape*" 2>&1 | tee "$log/kv8_tests.log" | tail -6
+echo "==== GPU tests: decode correctness matrix, 8-bit cases included (expect 'Status: SUCCESS')"
+"$bin/test_decode_gpu" -tc="correctness matrix against the reference" 2>&1 | tee "$log/kv8_tests.log" | tail -6
 
 echo "==== bench bf16 (heuristic; floor and % of floor per row)"
 "$bin/swajit" bench decode "${grid[@]}" 2>&1 | tee "$log/kv8_bench_bf16.log"
@@ -33,6 +33,12 @@ for round in 1 2; do
       tee -a "$log/kv8_bench_${quant}_st3.log"
   done
 done
+echo "==== int8 sweep, batch 32 and 128: depth and tile width at equal bytes in flight (bn128 8-bit = bn64 16-bit bytes)"
+for cfg in 64:4:3 64:4:5 64:4:7 128:4:3 128:4:4 128:2:3; do
+  set -- ${cfg//:/ }
+  echo "config block_n=$1 warps_n=$2 stages=$3"
+  "$bin/swajit" bench decode --batch 32,128 --kv-len 32768 --q-seqlen 1,4 --kv-quant int8 --block-n $1 --warps-n $2 --stages $3 2>&1 | grep '^| [0-9]'
+done 2>&1 | tee "$log/kv8_sweep_int8.log"
 echo "==== bench int8 and fp8 with learned sinks, q_seqlen 1 and 4, batch 32"
 for quant in int8 fp8; do
   "$bin/swajit" bench decode --batch 32 --kv-len 32768 --q-seqlen 1,4 --sink-logits --kv-quant $quant 2>&1 |
