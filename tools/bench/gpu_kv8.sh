@@ -34,11 +34,19 @@ for round in 1 2; do
   done
 done
 echo "==== int8 sweep, batch 32 and 128: depth and tile width at equal bytes in flight (bn128 8-bit = bn64 16-bit bytes)"
-for cfg in 64:4:3 64:4:5 64:4:7 128:4:3 128:4:4 128:2:3; do
+for cfg in 64:4:3 64:4:5 64:4:7 128:4:3 128:4:4 32:2:5; do
   set -- ${cfg//:/ }
   echo "config block_n=$1 warps_n=$2 stages=$3"
   "$bin/swajit" bench decode --batch 32,128 --kv-len 32768 --q-seqlen 1,4 --kv-quant int8 --block-n $1 --warps-n $2 --stages $3 2>&1 | grep '^| [0-9]'
 done 2>&1 | tee "$log/kv8_sweep_int8.log"
+echo "==== bf16 knobs against the default (bn64 wn4 st3), alternating, batch 32 and 128: deeper pipelines of smaller tiles"
+for round in 1 2; do
+  for cfg in 64:4:3 32:2:5 32:2:7 64:4:4; do
+    set -- ${cfg//:/ }
+    echo "round $round config block_n=$1 warps_n=$2 stages=$3"
+    "$bin/swajit" bench decode --batch 32,128 --kv-len 32768 --q-seqlen 1,4 --block-n $1 --warps-n $2 --stages $3 2>&1 | grep '^| [0-9]'
+  done
+done 2>&1 | tee "$log/kv8_sweep_bf16.log"
 echo "==== bench int8 and fp8 with learned sinks, q_seqlen 1 and 4, batch 32"
 for quant in int8 fp8; do
   "$bin/swajit" bench decode --batch 32 --kv-len 32768 --q-seqlen 1,4 --sink-logits --kv-quant $quant 2>&1 |
