@@ -114,6 +114,14 @@ SWAJIT_DEVICE void load_v_piece(u32 v_tile, int row, int piece, int g, u32 (&wor
   }
 }
 
+// The 16-bit format of the P.V mma: fp16 for int8 V whatever the q dtype (int8 values are exact in it, probabilities
+// in [0, 1] finer than in bf16, and int8 widens to fp16 in 2 instructions a pair against 6 for bf16), else Elem.
+template <class Elem16>
+SWAJIT_DEVICE fp16_tag pv_format(int8_kv, Elem16);
+template <class Kv, class Elem16>
+SWAJIT_DEVICE Elem16 pv_format(Kv, Elem16);
+typedef decltype(pv_format(KvElem(), Elem())) PvElem;
+
 // out[16 x head_dim (permuted columns)] += P[16 x tokens] . V[tokens x head_dim] for the warp's tokens
 // [token0, token0 + 8 kFrags) of the stored 8-bit tile at v_tile.
 template <int kFrags>
@@ -123,7 +131,7 @@ SWAJIT_DEVICE void accumulate_pv_kv8(WarpState<1>& st, const float (&p)[1][kFrag
 #pragma unroll
   for (int step = 0; step < kFrags / 2; ++step) {
     u32 a[4];
-    probabilities_fragment(p[0], step, a);
+    probabilities_fragment<kFrags, PvElem>(p[0], step, a);
     const int row = token0 + 16 * step + 2 * q;  // the lane's tokens: row, row + 1 (b0), row + 8, row + 9 (b1)
 #pragma unroll
     for (int piece = 0; piece < kVPieces; ++piece) {
@@ -140,9 +148,9 @@ SWAJIT_DEVICE void accumulate_pv_kv8(WarpState<1>& st, const float (&p)[1][kFrag
 #pragma unroll
         for (int x = 0; x < 4; ++x) {  // output fragment piece * kVPieceBytes + 4w + x
           const int f = piece * kVPieceBytes + 4 * w + x;
-          const u32 b0 = x % 2 == 0 ? widen_pair<0>(low[x / 2], KvElem(), Elem()) : widen_pair<2>(low[x / 2], KvElem(), Elem());
-          const u32 b1 = x % 2 == 0 ? widen_pair<0>(high[x / 2], KvElem(), Elem()) : widen_pair<2>(high[x / 2], KvElem(), Elem());
-          mma_16816(st.out[0][f], a, b0, b1, Elem());
+          const u32 b0 = x % 2 == 0 ? widen_pair<0>(low[x / 2], KvElem(), PvElem()) : widen_pair<2>(low[x / 2], KvElem(), PvElem());
+          const u32 b1 = x % 2 == 0 ? widen_pair<0>(high[x / 2], KvElem(), PvElem()) : widen_pair<2>(high[x / 2], KvElem(), PvElem());
+          mma_16816(st.out[0][f], a, b0, b1, PvElem());
         }
       }
     }
