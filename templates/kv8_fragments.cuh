@@ -11,12 +11,25 @@
 // positions of step s map to head dims that make each lane's bytes contiguous: lane (g, q) reads 16 bytes of its
 // token, stored chunk 4c + q, which feed 4 steps s = 4c + i:
 //     k position 2q + e  <-> dim 16 (4c + q) + 4i + e,     k position 8 + 2q + e <-> dim 16 (4c + q) + 4i + 2 + e.
-// Q is stored in the same permuted order (permute_q_and_fold_k_scale), so <q, k> is unchanged.
+// Q is stored in the same permuted order (permute_q_and_fold_k_scale), so <q, k> is unchanged. The mmas run in
+// Kv8Elem (below).
 //
 // Output (B = V: k = token, n = head dim). The sum over tokens fixes the k positions (they are P's columns), but the
 // output columns may be permuted: column n of output fragment f is head dim kv_output_dim(f, n), chosen so that a
 // lane's dims (n = g, every f) are kVPieceBytes contiguous bytes of each of its 4 tokens. The epilogue writes
 // column n of fragment f to that dim (store_output_fragments).
+
+// The 16-bit format of both mmas: fp16 for int8 K/V whatever the q dtype (int8 values are exact in it, probabilities
+// in [0, 1] finer than in bf16, and int8 widens to fp16 in 2 instructions a pair against 6 for bf16), else Elem.
+// In fp16, Q times the K scale is also multiplied by a power of two that puts the block's largest |q k_scale| just
+// below 2^15 (no overflow, the large terms not flushed) and the scores by its inverse (permute_q_and_fold_k_scale).
+template <class Elem16>
+SWAJIT_DEVICE fp16_tag kv8_mma_format(int8_kv, Elem16);
+template <class Kv, class Elem16>
+SWAJIT_DEVICE Elem16 kv8_mma_format(Kv, Elem16);
+typedef decltype(kv8_mma_format(KvElem(), Elem())) Kv8Elem;
+SWAJIT_DEVICE constexpr bool is_fp16(fp16_tag) { return true; }
+SWAJIT_DEVICE constexpr bool is_fp16(bf16_tag) { return false; }
 
 constexpr int kKChunksPerLane = kHeadDim / 64;           // 16-byte K chunks one lane reads per token (4 steps each)
 constexpr int kVPieceBytes = kHeadDim >= 128 ? 16 : 8;   // contiguous V bytes a lane reads per token and load
@@ -40,10 +53,43 @@ SWAJIT_DEVICE int kv_output_dim(int f, int n) {
   return (f / kVPieceBytes) * (8 * kVPieceBytes) + n * kVPieceBytes + f % kVPieceBytes;
 }
 
-// q <- q * k_scale with each row's head dims reordered as the score fragments read K (above). Thread t takes whole
-// 64-dim blocks of rows (the reordering stays inside one), so it reads and writes the same bytes: in place.
+// Block-wide max of a value in [0, 255], one bit at a time from the top; every thread of the block calls it.
+SWAJIT_DEVICE int block_max_u8(int value) {
+  int result = 0;
+#pragma unroll 1
+  for (int bit = 7; bit >= 0; --bit)
+    if (__syncthreads_or(value >= (result | (1 << bit)))) result |= 1 << bit;
+  return result;
+}
+
+// The power of two 2^shift that Q times the K scale is multiplied by in the Kv8Elem format (see there; 1 for bf16).
 template <int kRowsPadded, class Params>
-SWAJIT_DEVICE void permute_q_and_fold_k_scale(const Params& P, u32 q_smem, int kv_head) {
+SWAJIT_DEVICE int q_normalizing_shift(const Params& P, u32 q_smem, int kv_head) {
+  if constexpr (!is_fp16(Kv8Elem())) return 0;
+  constexpr int kTargetExponent = 14;  // the largest |value| lands in [2^14, 2^15): fp16 holds up to 65504
+  constexpr int kMaxShift = 100;       // 2^+-100 stay normal floats; Q beyond that range loses its smallest terms
+  int biased_exponent = 0;             // of the largest |q k_scale| this thread sees (0: all zero)
+  for (int i = threadIdx.x; i < kRowsPadded * kChunks; i += kThreads) {
+    const int row = i / kChunks, chunk = i % kChunks;
+    float v[8];
+    unpack8(ld_shared_16(q_smem + RowTile::offset_bytes(row, chunk)), v, Elem());
+#pragma unroll
+    for (int e = 0; e < 8; ++e)
+      biased_exponent = max(biased_exponent, int((__float_as_uint(v[e] * k_scale_at(P, kv_head, chunk * 8 + e)) >> 23) & 0xffu));
+  }
+  biased_exponent = block_max_u8(biased_exponent);
+  if (biased_exponent == 0) return 0;
+  return min(kMaxShift, max(-kMaxShift, kTargetExponent - (biased_exponent - 127)));
+}
+SWAJIT_DEVICE float power_of_two(int exponent) { return __int_as_float((127 + exponent) << 23); }  // |exponent| <= 126
+
+// q <- q * k_scale * 2^shift (shift: q_normalizing_shift) in Kv8Elem, with each row's head dims reordered as the
+// score fragments read K (above); returns 2^-shift, the factor the scores need. Thread t takes whole 64-dim blocks of
+// rows (the reordering stays inside one), so it reads and writes the same bytes: in place.
+template <int kRowsPadded, class Params>
+SWAJIT_DEVICE float permute_q_and_fold_k_scale(const Params& P, u32 q_smem, int kv_head) {
+  const int shift = q_normalizing_shift<kRowsPadded>(P, q_smem, kv_head);
+  const float multiplier = power_of_two(shift);
   for (int item = threadIdx.x; item < kRowsPadded * kKChunksPerLane; item += kThreads) {
     const int row = item / kKChunksPerLane, block = item % kKChunksPerLane;
     u32 pairs[32];  // dims 64 block + 2k, +1 as 16-bit pairs, scaled
@@ -52,8 +98,8 @@ SWAJIT_DEVICE void permute_q_and_fold_k_scale(const Params& P, u32 q_smem, int k
       float v[8];
       unpack8(ld_shared_16(q_smem + RowTile::offset_bytes(row, 8 * block + c)), v, Elem());
 #pragma unroll
-      for (int e = 0; e < 8; ++e) v[e] *= k_scale_at(P, kv_head, 64 * block + 8 * c + e);
-      const uint4 packed = pack8(v, Elem());
+      for (int e = 0; e < 8; ++e) v[e] = v[e] * k_scale_at(P, kv_head, 64 * block + 8 * c + e) * multiplier;
+      const uint4 packed = pack8(v, Kv8Elem());
       pairs[4 * c] = packed.x; pairs[4 * c + 1] = packed.y; pairs[4 * c + 2] = packed.z; pairs[4 * c + 3] = packed.w;
     }
     // Step i's k position pair 4h + q (positions 8h + 2q, +1) holds dims 16q + 4i + 2h, +1: source pair 8q + 2i + h.
@@ -68,6 +114,7 @@ SWAJIT_DEVICE void permute_q_and_fold_k_scale(const Params& P, u32 q_smem, int k
       st_shared_16(q_smem + RowTile::offset_bytes(row, 8 * block + 2 * i + 1), make_uint4(step[4], step[5], step[6], step[7]));
     }
   }
+  return power_of_two(-shift);
 }
 
 // scores[16 x 8 kFrags] = (permuted, scaled) Q row tile `row_tile` . K tokens [token0, token0 + 8 kFrags)^T of the
@@ -95,7 +142,8 @@ SWAJIT_DEVICE void tile_scores_kv8(float (&scores)[1][kFrags][4], const QFragmen
       const u32 words[4] = {raw.x, raw.y, raw.z, raw.w};
 #pragma unroll
       for (int i = 0; i < 4; ++i)
-        mma_16816(scores[0][f], a[i], widen_pair<0>(words[i], KvElem(), Elem()), widen_pair<2>(words[i], KvElem(), Elem()), Elem());
+        mma_16816(scores[0][f], a[i], widen_pair<0>(words[i], KvElem(), Kv8Elem()), widen_pair<2>(words[i], KvElem(), Kv8Elem()),
+                  Kv8Elem());
     }
   }
 }
@@ -114,14 +162,6 @@ SWAJIT_DEVICE void load_v_piece(u32 v_tile, int row, int piece, int g, u32 (&wor
   }
 }
 
-// The 16-bit format of the P.V mma: fp16 for int8 V whatever the q dtype (int8 values are exact in it, probabilities
-// in [0, 1] finer than in bf16, and int8 widens to fp16 in 2 instructions a pair against 6 for bf16), else Elem.
-template <class Elem16>
-SWAJIT_DEVICE fp16_tag pv_format(int8_kv, Elem16);
-template <class Kv, class Elem16>
-SWAJIT_DEVICE Elem16 pv_format(Kv, Elem16);
-typedef decltype(pv_format(KvElem(), Elem())) PvElem;
-
 // out[16 x head_dim (permuted columns)] += P[16 x tokens] . V[tokens x head_dim] for the warp's tokens
 // [token0, token0 + 8 kFrags) of the stored 8-bit tile at v_tile.
 template <int kFrags>
@@ -131,7 +171,7 @@ SWAJIT_DEVICE void accumulate_pv_kv8(WarpState<1>& st, const float (&p)[1][kFrag
 #pragma unroll
   for (int step = 0; step < kFrags / 2; ++step) {
     u32 a[4];
-    probabilities_fragment<kFrags, PvElem>(p[0], step, a);
+    probabilities_fragment<kFrags, Kv8Elem>(p[0], step, a);
     const int row = token0 + 16 * step + 2 * q;  // the lane's tokens: row, row + 1 (b0), row + 8, row + 9 (b1)
 #pragma unroll
     for (int piece = 0; piece < kVPieces; ++piece) {
@@ -148,9 +188,9 @@ SWAJIT_DEVICE void accumulate_pv_kv8(WarpState<1>& st, const float (&p)[1][kFrag
 #pragma unroll
         for (int x = 0; x < 4; ++x) {  // output fragment piece * kVPieceBytes + 4w + x
           const int f = piece * kVPieceBytes + 4 * w + x;
-          const u32 b0 = x % 2 == 0 ? widen_pair<0>(low[x / 2], KvElem(), PvElem()) : widen_pair<2>(low[x / 2], KvElem(), PvElem());
-          const u32 b1 = x % 2 == 0 ? widen_pair<0>(high[x / 2], KvElem(), PvElem()) : widen_pair<2>(high[x / 2], KvElem(), PvElem());
-          mma_16816(st.out[0][f], a, b0, b1, PvElem());
+          const u32 b0 = x % 2 == 0 ? widen_pair<0>(low[x / 2], KvElem(), Kv8Elem()) : widen_pair<2>(low[x / 2], KvElem(), Kv8Elem());
+          const u32 b1 = x % 2 == 0 ? widen_pair<0>(high[x / 2], KvElem(), Kv8Elem()) : widen_pair<2>(high[x / 2], KvElem(), Kv8Elem());
+          mma_16816(st.out[0][f], a, b0, b1, Kv8Elem());
         }
       }
     }

@@ -101,18 +101,18 @@ SWAJIT_DEVICE void load_kv_tile(const PagedDecodeParams& P, u32 k_smem, u32 v_sm
 
 // ---- the tile step: scores, online softmax, P.V (16-bit tiles: attention_tile.cuh; 8-bit: kv8_fragments.cuh) ----
 template <bool kMasked, class RowColumns>
-SWAJIT_DEVICE void attend_tile(WarpState<1>& st, const QFragments<1>& q_frag, const PagedDecodeParams& P, u32 q_smem,
+SWAJIT_DEVICE void attend_tile(WarpState<1>& st, const QFragments<1>& q_frag, float score_scale, u32 q_smem,
                                u32 k_tile, u32 v_tile, int warp_m, int token0, int lane, RowColumns row_columns) {
   float scores[1][kScoreFrags][4];
   if constexpr (kKvQuant != 0) {
     tile_scores_kv8(scores, q_frag, q_smem, k_tile, warp_m, token0, lane);
     float rescale[1][2];
-    online_softmax<kMasked>(st, scores, P.scale_log2, lane, row_columns, rescale);
+    online_softmax<kMasked>(st, scores, score_scale, lane, row_columns, rescale);
     rescale_output(st, rescale);
     accumulate_pv_kv8(st, scores, v_tile, token0, lane);
   } else {
     tile_scores(scores, q_frag, q_smem, k_tile, warp_m, token0, lane);
-    softmax_and_accumulate<kMasked>(st, scores, P.scale_log2, v_tile, token0, lane, row_columns);
+    softmax_and_accumulate<kMasked>(st, scores, score_scale, v_tile, token0, lane, row_columns);
   }
 }
 
@@ -284,8 +284,9 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
   QFragments<1> q_frag;
   cp_async_wait<kStages - 1>();  // the Q group is complete
   __syncthreads();
+  float score_scale = P.scale_log2;  // scores are <q, k> times this (log2 units)
   if constexpr (kKvQuant != 0) {
-    permute_q_and_fold_k_scale<kRowsPadded>(P, q_smem, kv_head);
+    score_scale *= permute_q_and_fold_k_scale<kRowsPadded>(P, q_smem, kv_head);
     __syncthreads();
   }
   q_frag.load(q_smem, warp_m, lane);
@@ -304,14 +305,14 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
     const u32 k_tile = k_smem + stage * kTileBytes, v_tile = v_smem + stage * kTileBytes;
     const int tile_begin = ranges.tile_begin(t), tile_end = ranges.tile_end(t);
     if (tile_fully_visible(tile_begin, tile_end, kv_len - kQSeqlen, kv_len - 1, P.local_window, P.global_window)) {
-      attend_tile<false>(st, q_frag, P, q_smem, k_tile, v_tile, warp_m, token0, lane, AllVisible());
+      attend_tile<false>(st, q_frag, score_scale, q_smem, k_tile, v_tile, warp_m, token0, lane, AllVisible());
     } else {
       // Row r of this warp is query token (warp_m * 16 + r) / kGroup; column t of the warp is token token0 + t.
       const auto row_columns = [&](int r) {
         const int p = kv_len - kQSeqlen + (warp_m * 16 + r) / kGroup;
         return visible_columns(p, tile_begin + token0, tile_end, P.local_window, P.global_window);
       };
-      attend_tile<true>(st, q_frag, P, q_smem, k_tile, v_tile, warp_m, token0, lane, row_columns);
+      attend_tile<true>(st, q_frag, score_scale, q_smem, k_tile, v_tile, warp_m, token0, lane, row_columns);
     }
   }
   allow_dependent_grid_launch();  // the merge grid may get scheduled; it waits for this grid's writes
