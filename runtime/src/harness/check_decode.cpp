@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <random>
 #include <thread>
 
@@ -106,6 +107,10 @@ std::vector<DecodeCase> decode_check_matrix() {
     add(name + ", group 1, config bn32 wn2 st2", [&](DecodeCase& c) {
       c.kv_quant = quant; c.group = 1; c.num_kv_heads = 3; c.config = DecodeConfig{32, 2, 2, 1}; c.seq_lens = {1, 95, 400};
     });
+    // q k_scale far below fp16's normal range (2^-27) and far above it (2^20): the fp16 mmas of int8 caches
+    // normalize q by a power of two.
+    add(name + ", tiny q", [&](DecodeCase& c) { c.kv_quant = quant; c.q_exponent = -20; c.sink_logits = true; });
+    add(name + ", huge q", [&](DecodeCase& c) { c.kv_quant = quant; c.q_exponent = 27; c.q_seqlen = 3; });
     add(name + ", config bn128 wn2 st4, split", [&](DecodeCase& c) {
       c.kv_quant = quant; c.config = DecodeConfig{128, 2, 4, 2}; c.seq_lens = {3, 129, 1000}; c.local_window = 300;
     });
@@ -142,6 +147,8 @@ CaseResult run_decode_case(const DecodeCase& c, DLDevice where, uint64_t seed) {
     for (int i = 0; i < max_pages; ++i)
       host.block_table[size_t(b) * max_pages + i] = i < (c.seq_lens[b] + P - 1) / P ? pool[next++] : pool.back();
   host.q = random_values(size_t(batch) * Qs * hq * D, c.dtype, rng);
+  for (float& x : host.q) x = std::ldexp(x, c.q_exponent);  // exact while in the dtype's range
+  host.scale = std::ldexp(host.scale, -c.q_exponent);
   const size_t cache_elems = size_t(host.num_pages) * P * hkv * D;
   QuantizedCache k_quant, v_quant;
   if (c.kv_quant == KvQuant::kNone) {
@@ -220,6 +227,7 @@ CaseResult run_decode_case(const DecodeCase& c, DLDevice where, uint64_t seed) {
   options.gqa = c.gqa;
   options.sink_logits = c.sink_logits ? &sink_view : nullptr;
   options.kv_quant = c.kv_quant;
+  if (c.q_exponent != 0) options.softmax_scale = float(host.scale);
   if (c.kv_quant != KvQuant::kNone) {
     options.k_scale = &scales.k;
     options.v_scale = &scales.v;
