@@ -33,10 +33,9 @@ DecodeGeometry decode_geometry(const KernelSpec& spec, const DecodeConfig& confi
   g.threads = warps * kWarpSize;
   g.q_bytes = rows_padded * spec.head_dim * kElementBytes;
   g.tile_bytes = config.block_n * spec.head_dim * kv_element_bytes(spec);
-  g.dequant_bytes = widened_kv_bytes(spec, config.block_n);
   g.epilogue_stride = spec.head_dim + kEpiloguePadFloats;
   g.epilogue_bytes = warps * kMmaRows * g.epilogue_stride * kFloatBytes + 2 * config.warps_n * rows_padded * kFloatBytes;
-  const int pipeline_bytes = 2 * config.stages * g.tile_bytes + g.dequant_bytes;  // K and V
+  const int pipeline_bytes = 2 * config.stages * g.tile_bytes;  // K and V; 8-bit tiles are widened in registers
   g.shared_bytes = g.q_bytes + std::max(pipeline_bytes, g.epilogue_bytes);
   g.merge_threads = kMergeThreads;
   return g;
@@ -89,7 +88,6 @@ std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, c
      << "constexpr int kThreads = " << g.threads << ";\n"
      << "constexpr int kQBytes = " << g.q_bytes << ";\n"
      << "constexpr int kTileBytes = " << g.tile_bytes << ";\n"
-     << "constexpr int kDequantBytes = " << g.dequant_bytes << ";\n"
      << "constexpr int kEpilogueStride = " << g.epilogue_stride << ";\n"
      << "constexpr int kEpilogueBytes = " << g.epilogue_bytes << ";\n"
      << "constexpr int kSharedBytes = " << g.shared_bytes << ";\n"
@@ -123,6 +121,7 @@ GeneratedKernel generate_paged_decode_cuda(const KernelSpec& spec, const DecodeC
      << section("tile_ops.cuh") << section("paged_decode_params.h")
      << decode_prelude(spec, config, g, out.kernel_symbol, out.merge_symbol) << "\n"
      << section("window_mask.h") << section("decode_schedule.h") << section("attention_tile.cuh")
+     << section("kv8_fragments.cuh")
      << section("paged_decode.cuh");
   out.source = os.str();
   return out;

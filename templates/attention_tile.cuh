@@ -178,12 +178,13 @@ SWAJIT_DEVICE void rescale_output(WarpState<kMTiles>& st, const float (&rescale)
 }
 
 // The A operand of P for tokens [16 step, 16 step + 16) of one row tile: P's accumulator layout is the A layout.
-template <int kFrags>
+// Format: the 16-bit format of the mma (Elem unless the V operand is widened to another, kv8_fragments.cuh).
+template <int kFrags, class Format = Elem>
 SWAJIT_DEVICE void probabilities_fragment(const float (&p)[kFrags][4], int step, u32 (&a)[4]) {
-  a[0] = pack2(p[2 * step][0], p[2 * step][1], Elem());
-  a[1] = pack2(p[2 * step][2], p[2 * step][3], Elem());
-  a[2] = pack2(p[2 * step + 1][0], p[2 * step + 1][1], Elem());
-  a[3] = pack2(p[2 * step + 1][2], p[2 * step + 1][3], Elem());
+  a[0] = pack2(p[2 * step][0], p[2 * step][1], Format());
+  a[1] = pack2(p[2 * step][2], p[2 * step][3], Format());
+  a[2] = pack2(p[2 * step + 1][0], p[2 * step + 1][1], Format());
+  a[3] = pack2(p[2 * step + 1][2], p[2 * step + 1][3], Format());
 }
 
 // out[16 x head_dim] += P[16 x tokens] . V[tokens x head_dim] per row tile; each V fragment read from shared memory

@@ -8,7 +8,8 @@
 // and a row with no visible j is all zeros (never 0/0). Scores are kept in log2 units (scale * log2 e) for exp2.
 // 8-bit KV caches (kKvQuant): k_j = k_scale * k8_j and v_j = v_scale * v8_j per (kv head, channel). The K scale is
 // folded into q once (<q, k_scale * k8> = <q * k_scale, k8>), the V scale into the output (sum_j p_j v_scale v8_j
-// = v_scale sum_j p_j v8_j); 8-bit tiles are widened to 16 bits in shared memory (exactly) before the mma.
+// = v_scale sum_j p_j v8_j); 8-bit tiles stay 8-bit in shared memory and are widened in registers right before the
+// mma (kv8_fragments.cuh).
 //
 // The mask. j is visible from p iff
 //     j <= p  and  ( !kLocalWindow or p - j < local_window  or  (kGlobalWindow and j < global_window) )
@@ -25,7 +26,7 @@
 //
 // Needs templates/decode_schedule.h and, from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kQSeqlen, kGroup, kLocalWindow,
 // kGlobalWindow, kCausal, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockN, kWarpsN, kStages), the launch geometry the host also uses (kRows, kWarpsM,
-// kThreads, kQBytes, kTileBytes, kDequantBytes, kEpilogueStride, kEpilogueBytes, kSharedBytes, kMergeThreads)
+// kThreads, kQBytes, kTileBytes, kEpilogueStride, kEpilogueBytes, kSharedBytes, kMergeThreads)
 // and the symbol names
 // SWAJIT_DECODE_KERNEL and SWAJIT_MERGE_KERNEL.
 
@@ -37,14 +38,12 @@ constexpr int kScoreFrags = kTokensPerWarp / 8;        // 16x8 score fragments p
 static_assert(kTokensPerWarp % 16 == 0, "each warp needs whole k16 steps of tokens");
 
 // Shared memory (sizes from the prelude): the Q tile (kQBytes), then kStages K tiles and kStages V tiles
-// (kTileBytes each, as stored), then for 8-bit KV one widened K and one widened V tile (kDequantBytes). After the
+// (kTileBytes each, as stored: 8-bit caches stay 8-bit). After the
 // main loop the K/V area is reused by the epilogue (kEpilogueBytes: per-warp fp32 outputs with row stride
 // kEpilogueStride, then per-row max and sum for each warp column).
 static_assert(kThreads == kWarps * 32, "prelude geometry disagrees with the template");
-static_assert(kSharedBytes >= kQBytes + 2 * kStages * kTileBytes + kDequantBytes &&
-                  kSharedBytes >= kQBytes + kEpilogueBytes,
+static_assert(kSharedBytes >= kQBytes + 2 * kStages * kTileBytes && kSharedBytes >= kQBytes + kEpilogueBytes,
               "prelude shared-memory size too small for the template's layout");
-static_assert(kKvQuant == 0 || kDequantBytes == 2 * kBlockN * kHeadDim * 2, "widened tiles are 16-bit");
 
 // Query head of row `row` in kv head `kv_head`'s block (rows are query token major: row = s * kGroup + g).
 SWAJIT_DEVICE int q_head_of(const PagedDecodeParams& P, int kv_head, int row) {
@@ -71,9 +70,9 @@ SWAJIT_DEVICE void load_q_tile(const PagedDecodeParams& P, u32 q_smem, int b, in
 }
 
 // Where chunk `chunk` of row `row` of a stored K/V tile lives: 16-bit tiles are swizzled for ldmatrix, 8-bit
-// tiles are plain rows (only the widening step reads them, row by row).
+// tiles for the fragment reads of kv8_fragments.cuh.
 SWAJIT_DEVICE u32 stored_offset(int row, int chunk) {
-  return kKvQuant ? u32(row * kKvChunks + chunk) * 16u : RowTile::offset_bytes(row, chunk);
+  return kKvQuant ? kv8_offset_bytes(row, chunk) : RowTile::offset_bytes(row, chunk);
 }
 
 // One K tile and one V tile (tokens [tile_begin, tile_end) of sequence b) into pipeline stage `stage`.
@@ -101,11 +100,37 @@ SWAJIT_DEVICE void load_kv_tile(const PagedDecodeParams& P, u32 k_smem, u32 v_sm
   }
 }
 
-// ---- 8-bit KV: scales and widening (templates/attention_tile.cuh) --------------------------------------------------
-SWAJIT_DEVICE void fold_k_scale_into_q(const PagedDecodeParams& P, u32 q_smem, int kv_head) {
-  fold_k_scale_into_q_tile<RowTile, kRowsPadded>(P, q_smem, kv_head);
+// ---- the tile step: scores, online softmax, P.V (16-bit tiles: attention_tile.cuh; 8-bit: kv8_fragments.cuh) ----
+template <bool kMasked, class RowColumns>
+SWAJIT_DEVICE void attend_tile(WarpState<1>& st, const QFragments<1>& q_frag, float score_scale, u32 q_smem,
+                               u32 k_tile, u32 v_tile, int warp_m, int token0, int lane, RowColumns row_columns) {
+  float scores[1][kScoreFrags][4];
+  if constexpr (kKvQuant != 0) {
+    tile_scores_kv8(scores, q_frag, q_smem, k_tile, warp_m, token0, lane);
+    float rescale[1][2];
+    online_softmax<kMasked>(st, scores, score_scale, lane, row_columns, rescale);
+    rescale_output(st, rescale);
+    accumulate_pv_kv8(st, scores, v_tile, token0, lane);
+  } else {
+    tile_scores(scores, q_frag, q_smem, k_tile, warp_m, token0, lane);
+    softmax_and_accumulate<kMasked>(st, scores, score_scale, v_tile, token0, lane, row_columns);
+  }
 }
-SWAJIT_DEVICE void widen_tile(u32 stored, u32 widened) { widen_kv_tile<RowTile, kBlockN>(stored, widened); }
+
+// Row `tile_row` (lane / 4 + 8 h) of a warp's output fragments, unnormalized, into the fp32 row `dst`: 16-bit caches
+// hold columns f * 8 + n, 8-bit ones the permuted kv_output_dim(f, n).
+SWAJIT_DEVICE void store_output_fragments(float* dst, const WarpState<1>& st, int h, int lane) {
+  const int n = 2 * (lane % 4);
+#pragma unroll
+  for (int f = 0; f < kOutFrags; ++f) {
+    if constexpr (kKvQuant != 0) {
+      dst[kv_output_dim(f, n)] = st.out[0][f][2 * h];
+      dst[kv_output_dim(f, n + 1)] = st.out[0][f][2 * h + 1];
+    } else {
+      *reinterpret_cast<float2*>(dst + f * 8 + n) = make_float2(st.out[0][f][2 * h], st.out[0][f][2 * h + 1]);
+    }
+  }
+}
 
 // out[b, row / kGroup, q_head_of(row), column .. column + kN) = acc * scale, one 8- or 16-byte store.
 template <int kN>
@@ -273,10 +298,7 @@ SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState<1>& 
       stat_max[warp_n * kRowsPadded + warp_m * 16 + tile_row] = st.row_max[0][h];
       stat_sum[warp_n * kRowsPadded + warp_m * 16 + tile_row] = sum;
     }
-    float* dst = warp_out + (warp * 16 + tile_row) * kEpilogueStride + 2 * (lane % 4);
-#pragma unroll
-    for (int f = 0; f < kOutFrags; ++f)
-      *reinterpret_cast<float2*>(dst + f * 8) = make_float2(st.out[0][f][2 * h], st.out[0][f][2 * h + 1]);
+    store_output_fragments(warp_out + (warp * 16 + tile_row) * kEpilogueStride, st, h, lane);
   }
   __syncthreads();
 
@@ -362,8 +384,6 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
   const u32 q_smem = smem_u32(smem);
   const u32 k_smem = q_smem + kQBytes;
   const u32 v_smem = k_smem + kStages * kTileBytes;
-  const u32 k_widened = v_smem + kStages * kTileBytes;  // 8-bit KV only
-  const u32 v_widened = k_widened + kBlockN * kHeadDim * 2;
 
   load_q_tile(P, q_smem, b, kv_head);
   cp_async_commit();
@@ -382,8 +402,9 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
   QFragments<1> q_frag;
   cp_async_wait<kStages - 1>();  // the Q group is complete
   __syncthreads();
+  float score_scale = P.scale_log2;  // scores are <q, k> times this (log2 units)
   if constexpr (kKvQuant != 0) {
-    fold_k_scale_into_q(P, q_smem, kv_head);
+    score_scale *= permute_q_and_fold_k_scale<kRowsPadded>(P, q_smem, kv_head);
     __syncthreads();
   }
   q_frag.load(q_smem, warp_m, lane);
@@ -399,26 +420,17 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
     cp_async_commit();
 
     const int stage = (t - first_tile) % kStages;
-    u32 k_tile = k_smem + stage * kTileBytes, v_tile = v_smem + stage * kTileBytes;
-    if constexpr (kKvQuant != 0) {  // the barrier above also ends every warp's reads of the widened tiles
-      widen_tile(k_tile, k_widened);
-      widen_tile(v_tile, v_widened);
-      __syncthreads();
-      k_tile = k_widened;
-      v_tile = v_widened;
-    }
+    const u32 k_tile = k_smem + stage * kTileBytes, v_tile = v_smem + stage * kTileBytes;
     const int tile_begin = ranges.tile_begin(t), tile_end = ranges.tile_end(t);
-    float scores[1][kScoreFrags][4];
-    tile_scores(scores, q_frag, q_smem, k_tile, warp_m, token0, lane);
     if (tile_fully_visible(tile_begin, tile_end, kv_len - kQSeqlen, kv_len - 1, P.local_window, P.global_window)) {
-      softmax_and_accumulate<false>(st, scores, P.scale_log2, v_tile, token0, lane, AllVisible());
+      attend_tile<false>(st, q_frag, score_scale, q_smem, k_tile, v_tile, warp_m, token0, lane, AllVisible());
     } else {
       // Row r of this warp is query token (warp_m * 16 + r) / kGroup; column t of the warp is token token0 + t.
       const auto row_columns = [&](int r) {
         const int p = kv_len - kQSeqlen + (warp_m * 16 + r) / kGroup;
         return visible_columns(p, tile_begin + token0, tile_end, P.local_window, P.global_window);
       };
-      softmax_and_accumulate<true>(st, scores, P.scale_log2, v_tile, token0, lane, row_columns);
+      attend_tile<true>(st, q_frag, score_scale, q_smem, k_tile, v_tile, warp_m, token0, lane, row_columns);
     }
   }
   allow_dependent_grid_launch();  // the merge grid may get scheduled; it waits for this grid's writes

@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "heuristic.hpp"
 #include "swajit/error.hpp"
 #include "tune_commands.hpp"
 #include "tuner.hpp"
@@ -55,6 +56,24 @@ TEST_CASE("the config space holds only valid configs, and the heuristic's shape 
   CHECK(std::find(space.begin(), space.end(), DecodeConfig{64, 4, 3, 16}) != space.end());
   CHECK(std::find(space.begin(), space.end(), DecodeConfig{32, 4, 3, 1}) == space.end());  // 32 tokens over 4 warps
   CHECK(decode_config_space(spec, 1).size() * 6 == space.size());  // splits 1, 2, 4, 8, 16, 32
+
+  // Deeper pipelines of smaller tiles with the bytes in flight of 16-bit block_n 64 ones: bf16 block_n 32 at 5 and 7
+  // stages; 8-bit block_n 64 at 5 and 7, block_n 32 at 5 (9 is past the limit); and the heuristic's: 5 stages of
+  // 8-bit tiles = 3 of 16-bit ones, while two blocks still fit an SM's shared memory.
+  const auto has = [](const std::vector<DecodeConfig>& s, DecodeConfig c) { return std::find(s.begin(), s.end(), c) != s.end(); };
+  CHECK(has(space, DecodeConfig{32, 2, 7, 1}));
+  CHECK_FALSE(has(space, DecodeConfig{64, 2, 5, 1}));
+  KernelSpec int8_spec = spec;
+  int8_spec.kv_quant = KvQuant::kInt8;
+  const auto int8_space = decode_config_space(int8_spec, 1);
+  CHECK(has(int8_space, DecodeConfig{64, 4, 7, 1}));
+  CHECK(has(int8_space, DecodeConfig{32, 2, 5, 1}));
+  CHECK_FALSE(has(int8_space, DecodeConfig{32, 2, 7, 1}));
+  CHECK(has(int8_space, DecodeConfig{128, 4, 4, 1}));
+  constexpr int kH200SharedPerBlock = 227 * 1024, kH200SharedPerSm = 228 * 1024;
+  CHECK(heuristic_decode_config(int8_spec, kH200SharedPerBlock, kH200SharedPerSm) == DecodeConfig{64, 4, 5, 1});
+  CHECK(heuristic_decode_config(spec, kH200SharedPerBlock, kH200SharedPerSm) == DecodeConfig{64, 4, 3, 1});
+  CHECK(heuristic_decode_config(int8_spec, kH200SharedPerBlock, 140 * 1024).stages == 4);  // 2 x 68 KB fit, 2 x 84 KB do not
 }
 
 TEST_CASE("presets and workload files") {

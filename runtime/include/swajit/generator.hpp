@@ -13,8 +13,7 @@ struct DecodeGeometry {
   int warps_m;          // 16-row mma tiles
   int threads;          // threads per block of the main kernel
   int q_bytes;          // shared memory of the Q tile
-  int tile_bytes;       // shared memory of one K (or V) pipeline stage, as stored (8-bit KV: half)
-  int dequant_bytes;    // 8-bit KV only: the widened 16-bit K and V tiles
+  int tile_bytes;       // shared memory of one K (or V) pipeline stage, as stored (8-bit KV: half, widened in registers)
   int epilogue_stride;  // fp32 row stride (floats) of the epilogue buffer
   int epilogue_bytes;   // shared memory the epilogue reuses after the main loop
   int shared_bytes;     // total dynamic shared memory of the main kernel

@@ -29,6 +29,7 @@ struct DecodeCase : AttentionCall {
   // sink_logits: learned per-head sinks, random in [-1, 3); kv_quant: 8-bit cache with random codes and random
   // positive scales
   bool per_tensor_scale = false;      // one scale for K and one for V, instead of [num_kv_heads, head_dim]
+  int q_exponent = 0;  // q times 2^q_exponent and the softmax scale times 2^-q_exponent: the same scores, q far from 1
   std::optional<DecodeConfig> config;
 
   KernelSpec spec() const { return paged_decode_kernel_spec(*this); }

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <random>
 #include <thread>
 
@@ -98,6 +99,21 @@ std::vector<DecodeCase> decode_check_matrix() {
       c.kv_quant = quant; c.head_dim = 256; c.group = 16; c.q_seqlen = 8; c.num_kv_heads = 1; c.sink_logits = true;
       c.seq_lens = {8, 300};
     });
+    // The register dequantization's fragment order must hold for every warp tiling and tile width.
+    add(name + ", q_seqlen 4, sinks, heuristic splits", [&](DecodeCase& c) {
+      c.kv_quant = quant; c.q_seqlen = 4; c.sink_logits = true; c.num_kv_heads = 1; c.page_size = 7;
+      c.seq_lens = {4, 4099, 5000}; c.local_window = 4096; c.global_window = 0;
+    });
+    add(name + ", group 1, config bn32 wn2 st2", [&](DecodeCase& c) {
+      c.kv_quant = quant; c.group = 1; c.num_kv_heads = 3; c.config = DecodeConfig{32, 2, 2, 1}; c.seq_lens = {1, 95, 400};
+    });
+    // q k_scale far below fp16's normal range (2^-27) and far above it (2^20): the fp16 mmas of int8 caches
+    // normalize q by a power of two.
+    add(name + ", tiny q", [&](DecodeCase& c) { c.kv_quant = quant; c.q_exponent = -20; c.sink_logits = true; });
+    add(name + ", huge q", [&](DecodeCase& c) { c.kv_quant = quant; c.q_exponent = 27; c.q_seqlen = 3; });
+    add(name + ", config bn128 wn2 st4, split", [&](DecodeCase& c) {
+      c.kv_quant = quant; c.config = DecodeConfig{128, 2, 4, 2}; c.seq_lens = {3, 129, 1000}; c.local_window = 300;
+    });
   }
   // Ragged batches under the work schedule (templates/paged_decode.cuh): with 2 splits over 8 sequences the chunk is
   // ceil(sum of tiles / 16) tiles; lengths 0 and 1, a sequence of exactly one chunk and one a token over it, and a
@@ -153,6 +169,8 @@ CaseResult run_decode_case(const DecodeCase& c, DLDevice where, uint64_t seed) {
     for (int i = 0; i < max_pages; ++i)
       host.block_table[size_t(b) * max_pages + i] = i < (c.seq_lens[b] + P - 1) / P ? pool[next++] : pool.back();
   host.q = random_values(size_t(batch) * Qs * hq * D, c.dtype, rng);
+  for (float& x : host.q) x = std::ldexp(x, c.q_exponent);  // exact while in the dtype's range
+  host.scale = std::ldexp(host.scale, -c.q_exponent);
   const size_t cache_elems = size_t(host.num_pages) * P * hkv * D;
   QuantizedCache k_quant, v_quant;
   if (c.kv_quant == KvQuant::kNone) {
@@ -231,6 +249,7 @@ CaseResult run_decode_case(const DecodeCase& c, DLDevice where, uint64_t seed) {
   options.gqa = c.gqa;
   options.sink_logits = c.sink_logits ? &sink_view : nullptr;
   options.kv_quant = c.kv_quant;
+  if (c.q_exponent != 0) options.softmax_scale = float(host.scale);
   if (c.kv_quant != KvQuant::kNone) {
     options.k_scale = &scales.k;
     options.v_scale = &scales.v;

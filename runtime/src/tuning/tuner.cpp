@@ -252,11 +252,28 @@ nlohmann::json tune_on_miss(const std::string& tuned_key, const std::function<st
   return result.get();
 }
 
+// The pipeline depths the space tries for tiles of block_n tokens: kStages, and the depths that keep as many bytes
+// in flight ((stages - 1) K and V tiles) as kStages does with 16-bit tiles of kReferenceBlockN tokens: deeper
+// pipelines of smaller tiles (8-bit caches, block_n 32) that still leave room for two blocks per SM, measured
+// against the 16-bit block_n 64 default. The heuristic's 8-bit depth is one of them.
+static std::vector<int> stage_counts(const KernelSpec& spec, int block_n) {
+  constexpr int kReferenceBlockN = 64;
+  const int reference_tile_bytes = kReferenceBlockN * 2, tile_bytes = block_n * (spec.kv_quant == KvQuant::kNone ? 2 : 1);
+  std::vector<int> counts(std::begin(kStages), std::end(kStages));
+  for (int stages : kStages) {
+    const int in_flight = (stages - 1) * reference_tile_bytes;  // per head-dim column
+    const int same_bytes = 1 + in_flight / tile_bytes;
+    if (in_flight % tile_bytes == 0 && std::find(counts.begin(), counts.end(), same_bytes) == counts.end())
+      counts.push_back(same_bytes);  // past DecodeConfig's stage limit it fails validation below
+  }
+  return counts;
+}
+
 std::vector<DecodeConfig> decode_config_space(const KernelSpec& spec, int max_splits) {
   std::vector<DecodeConfig> space;
   for (int block_n : kBlockNs)
     for (int warps_n : kWarpsNs)
-      for (int stages : kStages)
+      for (int stages : stage_counts(spec, block_n))
         for (int splits = 1; splits <= std::max(1, max_splits); splits *= 2) {
           const DecodeConfig c{block_n, warps_n, stages, splits};
           try {
