@@ -167,6 +167,23 @@ TEST_CASE("prefill spec keys and configs round-trip; invalid ones are named") {
   CHECK_THROWS_WITH_AS((PrefillConfig{128, 64, 2, 1, true, 1, 4}.validate(s)), doctest::Contains("warp_specialize"), Error);
   CHECK_THROWS_WITH_AS((PrefillConfig{192, 64, 2, 1, true, 1, 3}.validate(s)), doctest::Contains("ping-pong"), Error);
   CHECK_NOTHROW((PrefillConfig{128, 64, 2, 1, true, 1, 3}.validate(s)));
+
+  // the TMA producer: a knob of the warp-specialized path; paged caches need boxes of whole pages or within one
+  PrefillConfig tma = ws;
+  tma.tma = true;
+  CHECK(tma.key() == "bm128_bn64_st2_mt1_wg_ws2_tma");
+  CHECK(PrefillConfig::from_key(tma.key()) == tma);
+  CHECK(PrefillConfig::from_key("bm128_bn64_st2_mt1_wg_ws1_tma_oc2").tma);
+  CHECK_NOTHROW(tma.validate(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local")));
+  CHECK_NOTHROW(tma.validate(KernelSpec::from_key("prefill_bf16_d128_p16_nhd_g4_local")));   // 4 pages a tile
+  CHECK_NOTHROW(tma.validate(KernelSpec::from_key("prefill_bf16_d128_p256_hnd_g4_local")));  // a quarter page a tile
+  CHECK_THROWS_WITH_AS(tma.validate(KernelSpec::from_key("prefill_bf16_d128_p13_nhd_g4_local")),
+                       doctest::Contains("page_size = 13 and block_n = 64"), Error);
+  CHECK_THROWS_WITH_AS(tma.validate(KernelSpec::from_key("prefill_bf16_d128_p4_nhd_g4_local")),
+                       doctest::Contains("multiple of 8"), Error);
+  PrefillConfig tma_alone{128, 64, 2, 1, true};
+  tma_alone.tma = true;
+  CHECK_THROWS_WITH_AS(tma_alone.validate(s), doctest::Contains("tma = true needs warp_specialize"), Error);
   const PrefillGeometry gw = prefill_geometry(s, ws);
   CHECK(gw.threads == 384);  // 2 consumer warpgroups + the producer
   CHECK(gw.shared_bytes == 128 * 128 * 2 + 2 * 2 * 64 * 128 * 2 + 5 * 8);

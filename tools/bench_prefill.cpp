@@ -20,16 +20,24 @@ int run_prefill_bench(const PrefillBenchOptions& o) {
   const DeviceInfo& device = cuda_device(o.device);
   std::printf("device: %s (%s), %d SMs\n", device.name.c_str(), device.arch().c_str(), device.sm_count);
   std::printf("prefill: batch %d, %d q heads, head_dim %d, bf16, local window %d, global window %d, causal, "
-              "contiguous %s K/V; CUDA events, L2 evicted before each of %d reps (median), host time per call apart\n",
+              "%s %s K/V; CUDA events, L2 evicted before each of %d reps (median), host time per call apart\n",
               o.batch, o.num_q_heads, o.head_dim, o.local_window, o.global_window,
+              o.page_size > 0 ? ("paged (page " + std::to_string(o.page_size) + ", NHD)").c_str() : "contiguous",
               o.kv_quant == KvQuant::kNone ? "bf16" : std::string(to_string(o.kv_quant)).c_str(), o.reps);
+  if (!o.q_lens.empty()) {
+    std::printf("varlen: %zu sequences, each chunked after a cached prefix of %d tokens; q lengths", o.q_lens.size(),
+                o.prefix_len);
+    for (int len : o.q_lens) std::printf(" %d", len);
+    std::printf(" (the seq column reads 0; batch ignored)\n");
+  }
   if (o.matmul_tflops > 0)
     std::printf("floor = useful FLOPs / bf16 matmul rate measured in this run (%.1f TFLOP/s)\n", o.matmul_tflops);
   std::printf("\n| kv heads | seq | time (ms) | useful TFLOP/s | floor (ms) | %% of matmul rate | config | rel err (sampled rows) | host us per call |\n"
               "|---:|---:|---:|---:|---:|---:|---|---:|---:|\n");
   bool all_ok = true;
+  const std::vector<int> seq_lens = o.q_lens.empty() ? o.seq_lens : std::vector<int>{0};  // varlen: one row
   for (int hkv : o.num_kv_heads)
-    for (int seq : o.seq_lens) {
+    for (int seq : seq_lens) {
       const PrefillShape shape = o.shape(hkv, seq);
       PrefillWorkload workload(shape, o.device, nullptr);
       PrefillOptions as_called;  // what the runtime picks for this call when no config is forced
@@ -70,6 +78,12 @@ BenchVerb FamilyBench<PrefillConfig>::add_to(CLI::App& bench) {
   verb->add_option("--matmul-tflops", flags->options.matmul_tflops,
                             "bf16 matmul rate measured in the same run, for the floor column")
       ->check(CLI::NonNegativeNumber);
+  verb->add_option("--page-size", flags->options.page_size, "0: contiguous K/V; else a paged NHD cache of this page size")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  verb->add_option("--q-lens", flags->options.q_lens, "varlen: query lengths of the sequences (replaces --seq and --batch)")
+      ->delimiter(',')->check(size_range());
+  verb->add_option("--prefix-len", flags->options.prefix_len, "varlen: cached tokens before each sequence's queries")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   verb->add_option("--device", flags->device, "cuda | cuda:N (prefill runs on CUDA)")->capture_default_str();
   flags->config.add_to(*verb);
   return {verb, [flags] {
