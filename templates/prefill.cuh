@@ -468,7 +468,8 @@ SWAJIT_DEVICE void issue_tile_boxes(const PrefillParams& P, const BlockWork& w, 
 #pragma unroll
     for (int column = 0; column < kHeadDim / kBoxChannels; ++column)
       tma_load_4d(tile + column * kBlockN * kWgmmaRowBytes + box * kBoxRows * kWgmmaRowBytes, &map,
-                  column * kBoxChannels, w.kv_head, row, page, barrier);
+                  column * kBoxChannels, P.tma_tokens_inside_heads ? row : w.kv_head,
+                  P.tma_tokens_inside_heads ? w.kv_head : row, page, barrier);
   }
 }
 

@@ -40,8 +40,10 @@ struct PrefillParams {
   int local_window;              // > 0: a query at p sees j only if p - j < local_window
   int global_window;             // >= 0: tokens j < global_window are always visible (sinks)
   float scale_log2;              // softmax scale * log2(e): scores are exponentiated with exp2
-  // tma configs only: K and V as 4-d tensors {channel, kv head, token (in page), page} (contiguous: one "page"),
+  // tma configs only: K and V as 4-d tensors {channel, kv head, token (in page), page} (contiguous: one "page"), the
+  // head and token dimensions swapped when tma_tokens_inside_heads (HND: strides ascend through the dimensions);
   // read in place by the TMA engine (the kernel takes these params as __grid_constant__)
+  int tma_tokens_inside_heads;
   PrefillTensorMap k_map, v_map;
 };
 

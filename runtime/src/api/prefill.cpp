@@ -248,8 +248,9 @@ PrefillConfig choose_prefill_config(const PrefillProblem& p, const PrefillOption
 namespace {
 
 // The tensor map of one K/V tensor for the TMA producer (tma configs): a 4-d view {channel, kv head, token in page,
-// page} (contiguous K/V: one "page" of total_kv tokens) whose boxes of 64 channels x box_rows tokens land in the
-// kernel's 128-byte-swizzled tiles. The TMA engine needs 16-byte aligned addresses and strides.
+// page} (contiguous K/V: one "page" of total_kv tokens), head and token swapped when the tokens are the inner of the
+// two (HND), so strides ascend; its boxes of 64 channels x box_rows tokens land in the kernel's 128-byte-swizzled
+// tiles. The TMA engine needs 16-byte aligned addresses and strides.
 void encode_kv_tensor_map(PrefillTensorMap& map, const PrefillProblem& p, const PrefillConfig& config, const void* base,
                           int64_t stride_page, int64_t stride_token, int64_t stride_head, const char* name) {
   static_assert(sizeof(PrefillTensorMap) == sizeof(CUtensorMap) && alignof(PrefillTensorMap) >= alignof(CUtensorMap));
@@ -268,11 +269,14 @@ void encode_kv_tensor_map(PrefillTensorMap& map, const PrefillProblem& p, const 
                     " 16-byte aligned with head, token and page strides of positive multiples of 16 bytes; got " +
                     std::to_string(strides[0]) + ", " + std::to_string(strides[1]) + ", " + std::to_string(strides[2]) +
                     " bytes: use tma = false");
-  const cuuint64_t dims[4] = {cuuint64_t(p.spec.head_dim), cuuint64_t(p.num_kv_heads), cuuint64_t(tokens),
-                              cuuint64_t(pages)};
-  const cuuint64_t byte_strides[3] = {cuuint64_t(strides[0]), cuuint64_t(strides[1]), cuuint64_t(strides[2])};
+  const bool swap = p.params.tma_tokens_inside_heads != 0;
   const int box_rows = contiguous ? config.block_n : std::min(config.block_n, p.spec.page_size);  // prefill.cuh kBoxRows
-  const cuuint32_t box[4] = {kBoxChannels, 1, cuuint32_t(box_rows), 1};
+  const cuuint64_t head_dim = cuuint64_t(p.num_kv_heads), token_dim = cuuint64_t(tokens);
+  const cuuint64_t dims[4] = {cuuint64_t(p.spec.head_dim), swap ? token_dim : head_dim, swap ? head_dim : token_dim,
+                              cuuint64_t(pages)};
+  const cuuint64_t byte_strides[3] = {cuuint64_t(strides[swap ? 1 : 0]), cuuint64_t(strides[swap ? 0 : 1]),
+                                      cuuint64_t(strides[2])};
+  const cuuint32_t box[4] = {kBoxChannels, swap ? cuuint32_t(box_rows) : 1, swap ? 1 : cuuint32_t(box_rows), 1};
   const cuuint32_t element_strides[4] = {1, 1, 1, 1};
   const CUtensorMapDataType type =
       p.spec.dtype == DType::kBF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
@@ -299,6 +303,11 @@ void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& op
   p.params.status = stream_status(scope.context(), stream);
   if (config.tma) {
     PrefillParams& a = p.params;
+    a.tma_tokens_inside_heads = a.k_stride_token < a.k_stride_head;  // HND
+    if ((a.v_stride_token < a.v_stride_head) != (a.tma_tokens_inside_heads != 0))
+      throw Error(ErrorCode::kInvalidArgument, "config " + config.key() +
+                                                   " (tma) needs k and v with the same order of the head and token "
+                                                   "strides; use tma = false");
     encode_kv_tensor_map(a.k_map, p, config, a.k, a.k_stride_page, a.k_stride_token, a.k_stride_head, "k");
     encode_kv_tensor_map(a.v_map, p, config, a.v, a.v_stride_page, a.v_stride_token, a.v_stride_head, "v");
   }
