@@ -413,21 +413,8 @@ struct MmaTurns {
 };
 
 // ---- TMA producer (kTma) --------------------------------------------------------------------------------------------
-// Tiles of a paged cache start at multiples of kBlockN, so each is whole boxes: the window range starts rounded down
-// (the extra tokens are masked like any other), joining the sinks' range when the rounding reaches it.
-SWAJIT_DEVICE TileRanges tiles_on_box_grid(TileRanges r) {
-  if (kContiguousKv || r.tiles[1] == 0) return r;
-  const int begin = r.begin[1] / kBlockN * kBlockN;
-  if (begin < r.tiles[0] * kBlockN) {
-    r.end[0] = r.end[1];
-    r.tiles[0] = ceil_div(r.end[0], kBlockN);
-    r.begin[1] = r.end[1] = r.tiles[1] = 0;
-  } else {
-    r.begin[1] = begin;
-    r.tiles[1] = ceil_div(r.end[1] - begin, kBlockN);
-  }
-  return r;
-}
+// Tiles of a paged cache start at multiples of kBlockN (window_mask.h tiles_on_block_grid), so each is whole boxes.
+SWAJIT_DEVICE TileRanges tiles_on_box_grid(const TileRanges& r) { return kContiguousKv ? r : tiles_on_block_grid(r); }
 
 // Tokens whose K/V the caller has written: the visible ranges (as the row gathers read them), the last one up to
 // kv_len. A box inside one of them holds no uninitialized V.
