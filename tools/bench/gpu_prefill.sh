@@ -16,20 +16,17 @@ rm -f "$SWAJIT_DB"
 swajit=$carry/swajit
 mm=${MATMUL_TFLOPS:-700}
 status=0
-run() {  # logs the command and its output; remembers a failure
+run() {  # logs the command and its output; remembers a failure; a hung kernel costs at most 150 s
   echo "==== $*"
-  "$@" || { echo "==== FAILED ($?): $*"; status=1; }
+  timeout 150 "$@" || { echo "==== FAILED ($?): $*"; status=1; }
 }
 
-# Configs (ConfigFlags apply on top of PrefillConfig{}: every knob is spelled out). "default" is the H200 heuristic.
-declare -A config=(
-  [default]=""
-  [ws1_tma]="--block-m 192 --block-n 64 --stages 3 --wgmma true --warp-specialize 1 --tma true"
-  [ws2_tma]="--block-m 192 --block-n 64 --stages 3 --wgmma true --warp-specialize 2 --tma true"
-  [ws3]="--block-m 128 --block-n 64 --stages 3 --wgmma true --warp-specialize 3"
-  [ws3_tma]="--block-m 128 --block-n 64 --stages 3 --wgmma true --warp-specialize 3 --tma true"
-)
-order="default ws1_tma ws2_tma ws3 ws3_tma"
+# The compared configs: "default" is the runtime's choice (H200: bm192_bn64_st3_mt1_wg_ws1), then the TMA producer
+# with each warp-specialized mode, and today's ping-pong without TMA for reference. One process per row set: each row's
+# workload is built once and the configs alternate on it (--rounds).
+grid_configs=default,bm192_bn64_st3_mt1_wg_ws1_tma,bm192_bn64_st3_mt1_wg_ws2_tma,bm128_bn64_st3_mt1_wg_ws3,bm128_bn64_st3_mt1_wg_ws3_tma
+d256_configs=default,bm64_bn64_st2_mt1_wg_ws1_tma,bm64_bn64_st2_mt1_wg_ws2_tma  # 192 rows or 3 stages overflow smem
+varlen=512,640,768,1024,1280,1536,2048,2560,3072,3584,4096,5120,6144,7168,7680,8192  # = prefill_peers.py VARLEN_Q_LENS
 
 {
   # 1. correctness: every prefill case of the check matrix (the tma cases force the new knob), then the GPU suite's
@@ -39,43 +36,30 @@ order="default ws1_tma ws2_tma ws3 ws3_tma"
   run "$carry/test_decode_gpu" -tc="*prefill*"
 
   # 2. first use of one kernel with a fresh database: generate + NVRTC + module load, per variant
-  key=prefill_bf16_d128_contig_g4_local
-  for name in $order; do
-    [ -z "${config[$name]}" ] && flags="--block-m 192 --block-n 64 --stages 3 --wgmma true --warp-specialize 1" \
-      || flags=${config[$name]}
-    run "$swajit" gen --key "$key" $flags --jit-time
+  for config in bm192_bn64_st3_mt1_wg_ws1 bm192_bn64_st3_mt1_wg_ws1_tma bm192_bn64_st3_mt1_wg_ws2_tma \
+                bm128_bn64_st3_mt1_wg_ws3 bm128_bn64_st3_mt1_wg_ws3_tma; do
+    IFS=_ read -r bm bn st mt wg ws tma <<<"$config"
+    flags="--block-m ${bm#bm} --block-n ${bn#bn} --stages ${st#st} --wgmma true --warp-specialize ${ws#ws}"
+    [ -n "$tma" ] && flags="$flags --tma true"
+    run "$swajit" gen --key prefill_bf16_d128_contig_g4_local $flags --jit-time
   done
 
-  # 3. the issue's grid (32 q heads, 32 and 8 kv heads, head_dim 128, window 4096, seq 4K..32K), each config in
-  #    turn, two rounds; then the paged path (page 16 and 64) against the contiguous one
-  for round in 1 2; do
-    for name in $order; do
-      echo "#### round $round config $name"
-      run "$swajit" bench prefill --matmul-tflops "$mm" ${config[$name]}
-    done
-  done
+  # 3. the issue's grid (32 q heads, 32 and 8 kv heads, head_dim 128, window 4096, seq 4K..32K), configs alternated
+  #    over two rounds; then the paged path (pages of 16 and 64 tokens) beside the contiguous rows above
+  run "$swajit" bench prefill --matmul-tflops "$mm" --configs "$grid_configs" --rounds 2
   for page in 16 64; do
-    for name in default ws1_tma; do
-      echo "#### paged $page config $name"
-      run "$swajit" bench prefill --matmul-tflops "$mm" --page-size "$page" --seq 8192,32768 ${config[$name]}
-    done
+    run "$swajit" bench prefill --matmul-tflops "$mm" --page-size "$page" --seq 8192,32768 \
+      --configs default,bm192_bn64_st3_mt1_wg_ws1_tma
   done
 
-  # 4. the rows tools/bench/prefill_peers.py times for FlashInfer (the same shapes), default vs ws1_tma
-  for name in default ws1_tma; do
-    echo "#### peer rows config $name"
-    for d in 64 256; do
-      flags=${config[$name]}
-      if [ "$d" = 256 ] && [ -n "$flags" ]; then  # 192 rows or 3 stages of d256 tiles overflow shared memory
-        flags=${flags/--block-m 192/--block-m 64}
-        flags=${flags/--stages 3/--stages 2}
-      fi
-      run "$swajit" bench prefill --reps 10 --matmul-tflops "$mm" --seq 8192,32768 --num-kv-heads 8 --head-dim "$d" $flags
-    done
-    run "$swajit" bench prefill --reps 10 --matmul-tflops "$mm" --seq 8192,32768 --num-kv-heads 4 ${config[$name]}
-    run "$swajit" bench prefill --reps 10 --matmul-tflops "$mm" --num-kv-heads 8 --page-size 16 --prefix-len 4096 \
-      --q-lens 512,640,768,1024,1280,1536,2048,2560,3072,3584,4096,5120,6144,7168,7680,8192 ${config[$name]}
-  done
+  # 4. the rows tools/bench/prefill_peers.py times for FlashInfer (the same shapes)
+  run "$swajit" bench prefill --reps 10 --matmul-tflops "$mm" --seq 8192,32768 --num-kv-heads 8 --head-dim 64 \
+    --configs "$grid_configs"
+  run "$swajit" bench prefill --reps 10 --matmul-tflops "$mm" --seq 8192,32768 --num-kv-heads 8 --head-dim 256 \
+    --configs "$d256_configs"
+  run "$swajit" bench prefill --reps 10 --matmul-tflops "$mm" --seq 8192,32768 --num-kv-heads 4 --configs "$grid_configs"
+  run "$swajit" bench prefill --reps 10 --matmul-tflops "$mm" --num-kv-heads 8 --page-size 16 --prefix-len 4096 \
+    --q-lens "$varlen" --configs default,bm192_bn64_st3_mt1_wg_ws1_tma,bm128_bn64_st3_mt1_wg_ws3_tma
   echo "==== gpu_prefill.sh done, status $status"
   exit "$status"
 } 2>&1 | tee "$logs/gpu_prefill.log"
