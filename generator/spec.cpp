@@ -307,10 +307,9 @@ void PrefillConfig::validate(const KernelSpec& spec) const {
   if (warp_specialize > 0 && !wgmma)
     throw Error(ErrorCode::kInvalidArgument, "warp_specialize = " + std::to_string(warp_specialize) +
                                                  " needs wgmma (the producer/consumer split is the Hopper path's)");
-  if (warp_specialize > 0 && spec.kv_quant != KvQuant::kNone)
-    throw Error(ErrorCode::kInvalidArgument, "warp_specialize = " + std::to_string(warp_specialize) +
-                                                 " reads 16-bit K/V; 8-bit K/V (" + spec.key() +
-                                                 ") takes warp_specialize = 0, which widens each tile");
+  if (tma && spec.kv_quant != KvQuant::kNone)
+    throw Error(ErrorCode::kInvalidArgument, "tma = true moves 16-bit K/V tiles; 8-bit K/V (" + spec.key() +
+                                                 ") takes tma = false (the producer widens each tile)");
   if (tma) validate_tma(spec);
   // every head_dim takes every other config; what fits the device is checked when the kernel is built
 }

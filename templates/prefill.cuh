@@ -35,6 +35,9 @@
 //              kWarpSpecialize == 3 is 2 with ping-pong between the two consumer warpgroups (kBlockM == 128): they take
 //              turns issuing their MMAs (named barriers), so one's softmax runs while the other's MMAs do.
 // setmaxnreg hands the producer's registers to the consumers (generator: kProducerRegisters, kConsumerRegisters).
+// 8-bit K/V: the producer stages each tile's stored bytes (double buffered, in the kDequantBytes area), widens them into
+// the stage's 16-bit tiles and then arrives on "full"; it folds the K scale into Q before q_full. The consumers run
+// the 16-bit path unchanged; the V scale is applied to the output.
 // kTma: the producer's first warp moves K/V tiles with the TMA engine instead: one lane posts the stage's byte count
 // on its "full" mbarrier (expect_tx) and issues boxes of 64 channels x kBoxRows tokens from the tensor maps the host
 // encoded (P.k_map / P.v_map, 128-byte swizzle = the WgmmaTile layout); the bytes complete the phase. A box covers
@@ -80,8 +83,10 @@ static_assert(kSharedBytes >= kQBytes + 2 * kStages * kTileBytes + kDequantBytes
               "prelude shared-memory size too small");
 static_assert(kKvQuant == 0 || kDequantBytes == 2 * kBlockN * kHeadDim * 2, "widened tiles are 16-bit");
 static_assert((kQBytes + 2 * kStages * kTileBytes) % 1024 == 0, "wgmma tiles need 1024-byte alignment");
-static_assert(!kWarpSpecialize || kKvQuant == 0, "the warp-specialized path reads 16-bit K/V (no widening step)");
+static_assert(!kWarpSpecialize || kKvQuant == 0 || kTileBytes == kBlockN * kHeadDim * 2,
+              "warp specialized 8-bit K/V: the stages hold the widened 16-bit tiles");
 constexpr u32 kWidenedTileBytes = kBlockN * kHeadDim * 2;
+constexpr u32 kStoredTileBytes = kBlockN * kHeadDim * kKvBytes;  // one K or V tile as the cache stores it
 static_assert(kStages >= 2, "the pipeline keeps at least one tile in flight");
 constexpr int kLoadAhead = kStages - 1;  // tiles loaded ahead of the one being computed
 
@@ -91,6 +96,7 @@ constexpr int kBoxRows = (kContiguousKv || kPageSize >= kBlockN) ? kBlockN : kPa
 constexpr int kBoxesPerTile = kBlockN / kBoxRows;
 constexpr int kBoxChannels = 64;
 static_assert(!kTma || kWarpSpecialize, "the TMA copies are issued by the producer warpgroup");
+static_assert(!kTma || kKvQuant == 0, "TMA moves 16-bit tiles; the 8-bit producer widens row-gathered ones");
 static_assert(!kTma || kContiguousKv || kPageSize % kBlockN == 0 || (kBlockN % kPageSize == 0 && kPageSize % 8 == 0),
               "TMA boxes hold whole pages of 8-row swizzle atoms or lie in one page (generator: validate_tma)");
 
@@ -494,7 +500,47 @@ SWAJIT_DEVICE void produce_with_tma(const PrefillParams& P, const BlockWork& w, 
   }
 }
 
+// ---- 8-bit K/V producer (kKvQuant, warp specialized) ----------------------------------------------------------------
+SWAJIT_DEVICE void producer_sync() {  // the producer warpgroup alone (ids 1 and 2 are the consumers' ping-pong turns)
+  asm volatile("bar.sync 3, %0;" ::"n"(kProducerThreads) : "memory");
+}
+
+SWAJIT_DEVICE void produce_widened(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe, int loader) {
+  const u32 staging = w.v_smem + kStages * kTileBytes;  // 2 x (K, V) stored tiles
+  const auto stored_k = [&](int t) { return staging + (t % 2) * 2 * kStoredTileBytes; };
+  const auto stage_tile = [&](int t) {
+    load_kv_tile(P, w.seq, w.block_table_row, stored_k(t), stored_k(t) + kStoredTileBytes, w.b, w.kv_head,
+                 w.ranges.tile_begin(t), w.ranges.tile_end(t), loader);
+  };
+  load_q_tile(P, w.q_smem, w.seq.q_begin + w.row0, w.rows, w.q_head, loader);
+  cp_async_commit();
+  if (w.tile_count > 0) stage_tile(0);
+  cp_async_commit();
+  cp_async_wait<1>();  // this thread's Q chunks: the fold rescales exactly those
+  fold_k_scale_into_q_tile<QTile, kBlockM>(P, w.q_smem, w.kv_head, loader, kProducerThreads);
+  fence_shared_for_async_proxy();
+  mbarrier_arrive(pipe.q_full());
+  for (int t = 0; t < w.tile_count; ++t) {
+    if (t + 1 < w.tile_count) stage_tile(t + 1);  // its buffer was last read by the widening of t - 1
+    cp_async_commit();
+    cp_async_wait<1>();
+    producer_sync();  // every producer thread's copies of tile t have landed
+    if (t >= kStages) mbarrier_wait(pipe.empty(t), Pipeline::parity(t - kStages));  // tile t - kStages is consumed
+    constexpr bool kOneChunkAtATime = false;  // the producer holds no accumulators
+    widen_kv_tile<KvTile, kBlockN, kOneChunkAtATime>(stored_k(t), w.k_tile(t), loader, kProducerThreads);
+    widen_kv_tile<KvTile, kBlockN, kOneChunkAtATime>(stored_k(t) + kStoredTileBytes, w.v_tile(t), loader, kProducerThreads);
+    fence_shared_for_async_proxy();  // the generic-proxy stores, before the consumers' wgmmas read them
+    mbarrier_arrive(pipe.full(t));
+    producer_sync();  // every thread is done reading tile t's staging buffer before it is refilled
+  }
+  cp_async_wait_all();
+}
+
 SWAJIT_DEVICE void produce(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe, int loader) {
+  if constexpr (kKvQuant != 0) {
+    produce_widened(P, w, pipe, loader);
+    return;
+  }
   load_q_tile(P, w.q_smem, w.seq.q_begin + w.row0, w.rows, w.q_head, loader);
   cp_async_arrive_on(pipe.q_full());
   if constexpr (kTma) {

@@ -70,6 +70,9 @@ TEST_CASE("8-bit KV kernels compile for sm_90a and sm_80: prefill (wgmma and mma
       {"prefill_fp16_d64_p7_hnd_g8_local_global_kvfp8", PrefillConfig{64, 32, 3}},
       {"prefill_bf16_d256_p16_nhd_g4_local_kvfp8", PrefillConfig{64, 64, 2, 1, true, 1}},
       {"prefill_fp16_d128_p13_hnd_g2_full_attnsink_kvint8", PrefillConfig{128, 64, 2, 2}},
+      // warp specialized: the producer widens each tile
+      {"prefill_bf16_d128_contig_g4_local_kvint8", PrefillConfig{192, 64, 3, 1, true, 1, 1}},
+      {"prefill_fp16_d128_p13_hnd_g2_local_global_kvfp8", PrefillConfig{128, 64, 2, 1, true, 1, 3}},
   };
   std::vector<GeneratedKernel> kernels;
   for (const Case& c : prefill_cases) kernels.push_back(generate_prefill_cuda(KernelSpec::from_key(c.key), c.config));

@@ -182,6 +182,14 @@ TEST_CASE("prefill spec keys and configs round-trip; invalid ones are named") {
                        doctest::Contains("page_size = 13 and block_n = 64"), Error);
   CHECK_THROWS_WITH_AS(tma.validate(KernelSpec::from_key("prefill_bf16_d128_p4_nhd_g4_local")),
                        doctest::Contains("multiple of 8"), Error);
+  CHECK_THROWS_WITH_AS(tma.validate(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvfp8")),
+                       doctest::Contains("tma = true moves 16-bit K/V tiles"), Error);
+  // 8-bit K/V, warp specialized: the stages hold widened 16-bit tiles, staged through the 8-bit pair area
+  const KernelSpec int8_spec = KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvint8");
+  CHECK_NOTHROW(ws.validate(int8_spec));
+  const PrefillGeometry g8 = prefill_geometry(int8_spec, ws);
+  CHECK(g8.tile_bytes == 64 * 128 * 2);
+  CHECK(g8.dequant_bytes == 2 * 2 * 64 * 128);  // K and V stored tiles, double buffered
   PrefillConfig tma_alone{128, 64, 2, 1, true};
   tma_alone.tma = true;
   CHECK_THROWS_WITH_AS(tma_alone.validate(s), doctest::Contains("tma = true needs warp_specialize"), Error);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Issue 15 on the GPU machine: prefill correctness with each new knob forced, then first-use JIT times, then the
-# prefill bench grid with each knob against today's default, alternated over rounds in one run.
+# Issue 15 on the GPU machine: prefill correctness with each new knob forced (tma; warp specialization with 8-bit
+# K/V), then first-use JIT times, then the prefill bench grid with each knob against today's default, alternated over
+# rounds in one run, 8-bit K/V, and the rows the FlashInfer peers time. About 4-5 minutes on the H200.
 # Usage (from a checkout of branch s3-prefill): tools/bench/gpu_prefill.sh CARRY_DIR LOG_DIR
 #   CARRY_DIR: what tools/bench/prepare_gpu_carry.sh made (.carry: swajit, the GPU test binaries, lib/)
 #   MATMUL_TFLOPS: the bf16 matmul rate measured in the same run (floor column); default 700 (686-714 measured on
@@ -52,7 +53,14 @@ varlen=512,640,768,1024,1280,1536,2048,2560,3072,3584,4096,5120,6144,7168,7680,8
       --configs default,bm192_bn64_st3_mt1_wg_ws1_tma
   done
 
-  # 4. the rows tools/bench/prefill_peers.py times for FlashInfer (the same shapes)
+  # 4. 8-bit K/V: today's default (all warps widen each tile) against the warp-specialized path whose producer widens
+  #    (target: >= 0.95x the bf16 rows of step 3)
+  for quant in int8 fp8; do
+    run "$swajit" bench prefill --reps 10 --matmul-tflops "$mm" --kv-quant "$quant" --seq 8192,32768 \
+      --configs default,bm192_bn64_st3_mt1_wg_ws1,bm128_bn64_st3_mt1_wg_ws3
+  done
+
+  # 5. the rows tools/bench/prefill_peers.py times for FlashInfer (the same shapes)
   run "$swajit" bench prefill --reps 10 --matmul-tflops "$mm" --seq 8192,32768 --num-kv-heads 8 --head-dim 64 \
     --configs "$grid_configs"
   run "$swajit" bench prefill --reps 10 --matmul-tflops "$mm" --seq 8192,32768 --num-kv-heads 8 --head-dim 256 \

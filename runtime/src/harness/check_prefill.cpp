@@ -136,6 +136,16 @@ std::vector<PrefillCase> prefill_check_matrix() {
       c.head_dim = 64; c.dtype = DType::kFP16; c.page_size = 100; c.config = PrefillConfig{128, 64, 2};
       c.q_lens = {100, 3}; c.kv_lens = {700, 260};
     });
+    add_quantized("wgmma ws1 bm192 bn64 st3 (the producer widens), chunked", [&](PrefillCase& c) {
+      c.config = ws(192, 64, 3, 1); c.q_lens = {17, 130, 0, 1}; c.kv_lens = {300, 1000, 0, 1};
+    });
+    add_quantized("wgmma ws3 bm128 bn64 st2 (the producer widens), paged HND 13, strided, per-tensor scale, long window", [&](PrefillCase& c) {
+      c.config = ws(128, 64, 2, 3); c.page_size = 13; c.kv_layout = KvLayout::kHND; c.strided = true; c.per_tensor_scale = true;
+      c.num_kv_heads = 1; c.q_lens = {1500}; c.kv_lens = {2000}; c.local_window = 1000;
+    });
+    add_quantized("wgmma ws2 bm64 bn32 st3 (the producer widens), head_dim 256, fp16 q, sinks", [&](PrefillCase& c) {
+      c.config = ws(64, 32, 3, 2); c.head_dim = 256; c.dtype = DType::kFP16; c.sink_logits = true;
+    });
     add_quantized("wgmma bm128 bn64 oc2, interleaved GQA, sinks", [&](PrefillCase& c) {
       c.config = wgmma(128, 64, 2); c.config->min_blocks = 2; c.gqa = GqaMapping::kInterleaved; c.sink_logits = true;
     });
