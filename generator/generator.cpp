@@ -189,7 +189,9 @@ PrefillGeometry prefill_geometry(const KernelSpec& spec, const PrefillConfig& co
   const bool specialized = config.warp_specialize > 0;
   g.threads = compute_threads + (specialized ? kWarpgroupThreads : 0);
   g.q_bytes = config.block_m * spec.head_dim * kElementBytes;
-  g.tile_bytes = config.block_n * spec.head_dim * kv_element_bytes(spec);
+  // 8-bit K/V, warp specialized: the stages hold the tiles the producer widened to 16 bits, and the 2 x 2 stored
+  // 8-bit tiles it stages them through (double buffered) take the place of the all-warps path's widened pair.
+  g.tile_bytes = config.block_n * spec.head_dim * (specialized ? kElementBytes : kv_element_bytes(spec));
   g.dequant_bytes = widened_kv_bytes(spec, config.block_n);
   g.barrier_bytes = specialized ? (2 * config.stages + 1) * kBarrierBytes : 0;
   // Q, K and V stages (as stored), widened K/V (8-bit KV), barriers (warp specialized)
@@ -232,6 +234,7 @@ GeneratedKernel generate_prefill_cuda(const KernelSpec& spec, const PrefillConfi
      << "constexpr int kMinBlocksPerSm = " << config.min_blocks << ";  // __launch_bounds__: caps registers\n"
      << "constexpr int kWarpSpecialize = " << config.warp_specialize
      << ";  // 0: all warps load; 1: producer + consumer warpgroups; 2: and S(t+1) before softmax(t)\n"
+     << "constexpr bool kTma = " << flag(config.tma) << ";  // K/V tiles moved by the TMA engine (warp specialized)\n"
      << "// launch geometry, shared with the host launcher\n"
      << "constexpr int kThreads = " << g.threads << ";\n"
      << "constexpr int kQBytes = " << g.q_bytes << ";\n"

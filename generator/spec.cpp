@@ -238,14 +238,14 @@ void DecodeConfig::validate(const KernelSpec& spec) const {
 
 std::string PrefillConfig::compile_key() const {
   return "bm" + std::to_string(block_m) + "_bn" + std::to_string(block_n) + "_st" + std::to_string(stages) + "_mt" +
-         std::to_string(m_tiles) + (wgmma ? "_wg" : "") + (warp_specialize > 0 ? "_ws" + std::to_string(warp_specialize) : "") +
+         std::to_string(m_tiles) + (wgmma ? "_wg" : "") + (warp_specialize > 0 ? "_ws" + std::to_string(warp_specialize) : "") + (tma ? "_tma" : "") +
          (min_blocks > 1 ? "_oc" + std::to_string(min_blocks) : "");
 }
 
 PrefillConfig PrefillConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
-  const std::string form = "bm<M>_bn<N>_st<S>_mt<T>[_wg][_ws<W>][_oc<B>]";
-  if (parts.size() < 4 || parts.size() > 7)
+  const std::string form = "bm<M>_bn<N>_st<S>_mt<T>[_wg][_ws<W>][_tma][_oc<B>]";
+  if (parts.size() < 4 || parts.size() > 8)
     throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form " + form);
   PrefillConfig config;
   config.block_m = parse_prefixed_int(parts[0], "bm", "block_m", key);
@@ -256,10 +256,29 @@ PrefillConfig PrefillConfig::from_key(std::string_view key) {
   if (next < parts.size() && parts[next] == "wg") config.wgmma = true, ++next;
   if (next < parts.size() && parts[next].rfind("ws", 0) == 0)
     config.warp_specialize = parse_prefixed_int(parts[next++], "ws", "warp_specialize", key);
+  if (next < parts.size() && parts[next] == "tma") config.tma = true, ++next;
   if (next < parts.size()) config.min_blocks = parse_prefixed_int(parts[next++], "oc", "min_blocks", key);
   if (next != parts.size() || config.compile_key() != key)
     throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' is not canonical; the form is " + form);
   return config;
+}
+
+// The TMA producer (tma = true) fills a stage with boxes of whole 128-byte rows: block_n tokens of one contiguous
+// K/V run, or of a paged cache whole pages (block_n % page_size == 0, pages of 8-row swizzle atoms) or part of one
+// page (page_size % block_n == 0; tiles start at multiples of block_n then).
+void PrefillConfig::validate_tma(const KernelSpec& spec) const {
+  if (warp_specialize == 0)
+    throw Error(ErrorCode::kInvalidArgument, "tma = true needs warp_specialize > 0 (the producer warp issues the copies)");
+  if (spec.is_contiguous_kv()) return;
+  constexpr int kSwizzleAtomRows = 8;  // 128-byte swizzle repeats every 8 rows: a box must start on an atom
+  const int page = spec.page_size;
+  const bool tile_in_one_page = page % block_n == 0;
+  const bool whole_pages = block_n % page == 0 && page % kSwizzleAtomRows == 0;
+  if (!tile_in_one_page && !whole_pages)
+    throw Error(ErrorCode::kInvalidArgument,
+                "tma = true with page_size = " + std::to_string(page) + " and block_n = " + std::to_string(block_n) +
+                    ": page_size must be a multiple of block_n, or divide it and be a multiple of 8 (" + spec.key() +
+                    " takes tma = false)");
 }
 
 void PrefillConfig::validate(const KernelSpec& spec) const {
@@ -288,10 +307,10 @@ void PrefillConfig::validate(const KernelSpec& spec) const {
   if (warp_specialize > 0 && !wgmma)
     throw Error(ErrorCode::kInvalidArgument, "warp_specialize = " + std::to_string(warp_specialize) +
                                                  " needs wgmma (the producer/consumer split is the Hopper path's)");
-  if (warp_specialize > 0 && spec.kv_quant != KvQuant::kNone)
-    throw Error(ErrorCode::kInvalidArgument, "warp_specialize = " + std::to_string(warp_specialize) +
-                                                 " reads 16-bit K/V; 8-bit K/V (" + spec.key() +
-                                                 ") takes warp_specialize = 0, which widens each tile");
+  if (tma && spec.kv_quant != KvQuant::kNone)
+    throw Error(ErrorCode::kInvalidArgument, "tma = true moves 16-bit K/V tiles; 8-bit K/V (" + spec.key() +
+                                                 ") takes tma = false (the producer widens each tile)");
+  if (tma) validate_tma(spec);
   // every head_dim takes every other config; what fits the device is checked when the kernel is built
 }
 

@@ -235,11 +235,12 @@ SWAJIT_DEVICE float v_scale_at(const Params& P, int kv_head, int channel) {
   return P.v_scale[kv_head * P.v_scale_stride_head + channel * P.v_scale_stride_channel];
 }
 
-// q <- q * k_scale, in place in a Q tile of kRows rows stored in `Layout`. Thread t rescales chunks t, t + kThreads,
-// ... (row major), the chunks a load with that same order gave it.
+// q <- q * k_scale, in place in a Q tile of kRows rows stored in `Layout`. Thread t of `threads` rescales chunks t,
+// t + threads, ... (row major), the chunks a load with that same order gave it.
 template <class Layout, int kRows, class Params>
-SWAJIT_DEVICE void fold_k_scale_into_q_tile(const Params& P, u32 q_smem, int kv_head) {
-  for (int i = threadIdx.x; i < kRows * kChunks; i += kThreads) {
+SWAJIT_DEVICE void fold_k_scale_into_q_tile(const Params& P, u32 q_smem, int kv_head, int thread = threadIdx.x,
+                                            int threads = kThreads) {
+  for (int i = thread; i < kRows * kChunks; i += threads) {
     const int row = i / kChunks, chunk = i % kChunks;
     const u32 addr = q_smem + Layout::offset_bytes(row, chunk);
     float v[8];
@@ -266,13 +267,14 @@ SWAJIT_DEVICE void widen_kv_chunk(u32 stored, u32 widened, int i) {
 // A stored 8-bit tile of kTokens plain rows -> the 16-bit tile in `Layout` that the MMA path reads. Every thread of
 // the block takes part; the caller synchronizes before anyone reads the result. kOneChunkAtATime keeps the loop
 // rolled, for kernels whose output accumulators leave few registers free (prefill).
+// (`thread` of `threads` taking part: the whole block by default.)
 template <class Layout, int kTokens, bool kOneChunkAtATime = false>
-SWAJIT_DEVICE void widen_kv_tile(u32 stored, u32 widened) {
+SWAJIT_DEVICE void widen_kv_tile(u32 stored, u32 widened, int thread = threadIdx.x, int threads = kThreads) {
   if constexpr (kOneChunkAtATime) {
 #pragma unroll 1
-    for (int i = threadIdx.x; i < kTokens * kKvChunks; i += kThreads) widen_kv_chunk<Layout>(stored, widened, i);
+    for (int i = thread; i < kTokens * kKvChunks; i += threads) widen_kv_chunk<Layout>(stored, widened, i);
   } else {
-    for (int i = threadIdx.x; i < kTokens * kKvChunks; i += kThreads) widen_kv_chunk<Layout>(stored, widened, i);
+    for (int i = thread; i < kTokens * kKvChunks; i += threads) widen_kv_chunk<Layout>(stored, widened, i);
   }
 }
 

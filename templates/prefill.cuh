@@ -35,6 +35,16 @@
 //              kWarpSpecialize == 3 is 2 with ping-pong between the two consumer warpgroups (kBlockM == 128): they take
 //              turns issuing their MMAs (named barriers), so one's softmax runs while the other's MMAs do.
 // setmaxnreg hands the producer's registers to the consumers (generator: kProducerRegisters, kConsumerRegisters).
+// 8-bit K/V: the producer stages each tile's stored bytes (double buffered, in the kDequantBytes area), widens them into
+// the stage's 16-bit tiles and then arrives on "full"; it folds the K scale into Q before q_full. The consumers run
+// the 16-bit path unchanged; the V scale is applied to the output.
+// kTma: the producer's first warp moves K/V tiles with the TMA engine instead: one lane posts the stage's byte count
+// on its "full" mbarrier (expect_tx) and issues boxes of 64 channels x kBoxRows tokens from the tensor maps the host
+// encoded (P.k_map / P.v_map, 128-byte swizzle = the WgmmaTile layout); the bytes complete the phase. A box covers
+// whole rows of kBlockN tokens, so for a paged cache tiles start at multiples of kBlockN (tiles_on_box_grid) and a box
+// is a whole page or part of one. Rows a box reads past what the row gathers would read are masked (P = 0), but they
+// may hold uninitialized memory and 0 * NaN = NaN: a tile whose box reaches outside the sequence's written tokens
+// [range begin, kv_len) gathers its V rows with zero fill instead (cp.async by the warp's lanes).
 //
 // Needs from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kContiguousKv, kGroup, kCausal,
 // kLocalWindow, kGlobalWindow, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockM, kBlockN,
@@ -73,10 +83,22 @@ static_assert(kSharedBytes >= kQBytes + 2 * kStages * kTileBytes + kDequantBytes
               "prelude shared-memory size too small");
 static_assert(kKvQuant == 0 || kDequantBytes == 2 * kBlockN * kHeadDim * 2, "widened tiles are 16-bit");
 static_assert((kQBytes + 2 * kStages * kTileBytes) % 1024 == 0, "wgmma tiles need 1024-byte alignment");
-static_assert(!kWarpSpecialize || kKvQuant == 0, "the warp-specialized path reads 16-bit K/V (no widening step)");
+static_assert(!kWarpSpecialize || kKvQuant == 0 || kTileBytes == kBlockN * kHeadDim * 2,
+              "warp specialized 8-bit K/V: the stages hold the widened 16-bit tiles");
 constexpr u32 kWidenedTileBytes = kBlockN * kHeadDim * 2;
+constexpr u32 kStoredTileBytes = kBlockN * kHeadDim * kKvBytes;  // one K or V tile as the cache stores it
 static_assert(kStages >= 2, "the pipeline keeps at least one tile in flight");
 constexpr int kLoadAhead = kStages - 1;  // tiles loaded ahead of the one being computed
+
+// TMA boxes (kTma): 64 channels (128 bytes: one swizzle row) x kBoxRows tokens; kBoxesPerTile of them per 64-column
+// block of a tile. Contiguous K/V: the whole tile; paged: a page, or the tile's part of one.
+constexpr int kBoxRows = (kContiguousKv || kPageSize >= kBlockN) ? kBlockN : kPageSize;
+constexpr int kBoxesPerTile = kBlockN / kBoxRows;
+constexpr int kBoxChannels = 64;
+static_assert(!kTma || kWarpSpecialize, "the TMA copies are issued by the producer warpgroup");
+static_assert(!kTma || kKvQuant == 0, "TMA moves 16-bit tiles; the 8-bit producer widens row-gathered ones");
+static_assert(!kTma || kContiguousKv || kPageSize % kBlockN == 0 || (kBlockN % kPageSize == 0 && kPageSize % 8 == 0),
+              "TMA boxes hold whole pages of 8-row swizzle atoms or lie in one page (generator: validate_tma)");
 
 SWAJIT_DEVICE int kv_head_of(const PrefillParams& P, int q_head) {
   return kGqaInterleaved ? q_head % P.num_kv_heads : q_head / kGroup;
@@ -351,6 +373,7 @@ SWAJIT_DEVICE void load_and_compute(const PrefillParams& P, const BlockWork& w, 
 // ---- warp specialized (kWarpSpecialize > 0) ---------------------------------------------------------------------------
 // The mbarriers after the K/V stages: full[stage] (the producer's kProducerThreads copies landed), empty[stage] (every
 // consumer warp is done reading it), q_full. Tile t uses its stage for the (t / kStages)-th time: that phase's parity.
+constexpr int kTmaLanes = 32;  // kTma: the producer warp that issues the copies; each lane arrives once per tile
 struct Pipeline {
   u32 base;
   SWAJIT_MEMBER u32 full(int t) const { return base + 8 * (t % kStages); }
@@ -360,7 +383,7 @@ struct Pipeline {
 
   SWAJIT_MEMBER void init() const {
     for (int s = 0; s < kStages; ++s) {
-      mbarrier_init(full(s), kProducerThreads);
+      mbarrier_init(full(s), kTma ? kTmaLanes : kProducerThreads);
       mbarrier_init(empty(s), kWarps);
     }
     mbarrier_init(q_full(), kProducerThreads);
@@ -395,9 +418,136 @@ struct MmaTurns {
   }
 };
 
+// ---- TMA producer (kTma) --------------------------------------------------------------------------------------------
+// Tiles of a paged cache start at multiples of kBlockN (window_mask.h tiles_on_block_grid), so each is whole boxes.
+SWAJIT_DEVICE TileRanges tiles_on_box_grid(const TileRanges& r) { return kContiguousKv ? r : tiles_on_block_grid(r); }
+
+// Tokens whose K/V the caller has written: the visible ranges (as the row gathers read them), the last one up to
+// kv_len. A box inside one of them holds no uninitialized V.
+struct WrittenTokens {
+  TileRanges visible;
+  int kv_len;
+  SWAJIT_MEMBER int end(int range) const { return range == 1 || visible.tiles[1] == 0 ? kv_len : visible.end[0]; }
+  SWAJIT_MEMBER bool contains(int j) const {
+    return (j >= visible.begin[0] && j < end(0) && visible.tiles[0] > 0) ||
+           (j >= visible.begin[1] && j < end(1) && visible.tiles[1] > 0);
+  }
+  SWAJIT_MEMBER bool contains_all(int begin, int end_token) const {
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+      if (visible.tiles[r] > 0 && begin >= visible.begin[r] && end_token <= end(r)) return true;
+    return false;
+  }
+};
+
+// The boxes of tile [box_begin, box_begin + kBlockN) of one tensor map into the stage at `tile`.
+SWAJIT_DEVICE void issue_tile_boxes(const PrefillParams& P, const BlockWork& w, const PrefillTensorMap& map, u32 tile,
+                                    int box_begin, u32 barrier) {
+#pragma unroll
+  for (int box = 0; box < kBoxesPerTile; ++box) {
+    const int token = box_begin + box * kBoxRows;
+    int page = 0, row = w.seq.kv_begin + token;  // contiguous: one "page" of total_kv rows
+    if constexpr (!kContiguousKv) {
+      constexpr int kTokensPerPage = kContiguousKv ? 1 : kPageSize;  // (this branch is compiled for both)
+      const int logical_page = token / kTokensPerPage;
+      // Pages past the sequence or never filled in read as zeros (a coordinate past the cache): masked tokens only.
+      page = P.num_pages;
+      if (token < w.seq.kv_len && logical_page < P.max_pages_per_seq) {
+        const int entry = w.block_table_row[logical_page * P.block_table_stride_page];
+        if (entry >= 0 && entry < P.num_pages) page = entry;
+      }
+      row = token % kTokensPerPage;
+    }
+#pragma unroll
+    for (int column = 0; column < kHeadDim / kBoxChannels; ++column)
+      tma_load_4d(tile + column * kBlockN * kWgmmaRowBytes + box * kBoxRows * kWgmmaRowBytes, &map,
+                  column * kBoxChannels, P.tma_tokens_inside_heads ? row : w.kv_head,
+                  P.tma_tokens_inside_heads ? w.kv_head : row, page, barrier);
+  }
+}
+
+// V rows [box_begin, box_begin + kBlockN) by cp.async, zero-filled outside the written tokens (one warp).
+SWAJIT_DEVICE void gather_v_rows(const PrefillParams& P, const BlockWork& w, const WrittenTokens& written, u32 v_tile,
+                                 int box_begin, int lane) {
+  const char* v = static_cast<const char*>(P.v) + (w.kv_head * P.v_stride_head) * kKvBytes;
+  for (int i = lane; i < kBlockN * kKvChunks; i += kTmaLanes) {
+    const int row = i / kKvChunks, chunk = i % kKvChunks, j = box_begin + row;
+    bool valid = written.contains(j);
+    long long offset = 0;
+    if (valid) offset = kv_token_offset(P, w.seq, w.block_table_row, j, P.v_stride_page, P.v_stride_token, w.b, valid);
+    cp_async_16(v_tile + KvTile::offset_bytes(row, chunk), v + offset * kKvBytes + chunk * 16, valid);
+  }
+}
+
+SWAJIT_DEVICE void produce_with_tma(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe, int lane) {
+  const WrittenTokens written{visible_tile_ranges(w.p_min, w.p_max, w.seq.kv_len, P.local_window, P.global_window),
+                              w.seq.kv_len};
+  for (int t = 0; t < w.tile_count; ++t) {
+    if (t >= kStages) mbarrier_wait(pipe.empty(t), Pipeline::parity(t - kStages));  // tile t - kStages is consumed
+    const int box_begin = w.ranges.tile_begin(t);
+    const bool v_by_rows = !written.contains_all(box_begin, box_begin + kBlockN);
+    if (lane == 0) {
+      mbarrier_expect_tx(pipe.full(t), (v_by_rows ? 1 : 2) * kTileBytes);
+      issue_tile_boxes(P, w, P.k_map, w.k_tile(t), box_begin, pipe.full(t));
+      if (!v_by_rows) issue_tile_boxes(P, w, P.v_map, w.v_tile(t), box_begin, pipe.full(t));
+    }
+    if (v_by_rows) {
+      gather_v_rows(P, w, written, w.v_tile(t), box_begin, lane);
+      cp_async_arrive_on(pipe.full(t));
+    } else {
+      mbarrier_arrive(pipe.full(t));
+    }
+  }
+}
+
+// ---- 8-bit K/V producer (kKvQuant, warp specialized) ----------------------------------------------------------------
+SWAJIT_DEVICE void producer_sync() {  // the producer warpgroup alone (ids 1 and 2 are the consumers' ping-pong turns)
+  asm volatile("bar.sync 3, %0;" ::"n"(kProducerThreads) : "memory");
+}
+
+SWAJIT_DEVICE void produce_widened(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe, int loader) {
+  const u32 staging = w.v_smem + kStages * kTileBytes;  // 2 x (K, V) stored tiles
+  const auto stored_k = [&](int t) { return staging + (t % 2) * 2 * kStoredTileBytes; };
+  const auto stage_tile = [&](int t) {
+    load_kv_tile(P, w.seq, w.block_table_row, stored_k(t), stored_k(t) + kStoredTileBytes, w.b, w.kv_head,
+                 w.ranges.tile_begin(t), w.ranges.tile_end(t), loader);
+  };
+  load_q_tile(P, w.q_smem, w.seq.q_begin + w.row0, w.rows, w.q_head, loader);
+  cp_async_commit();
+  if (w.tile_count > 0) stage_tile(0);
+  cp_async_commit();
+  cp_async_wait<1>();  // this thread's Q chunks: the fold rescales exactly those
+  fold_k_scale_into_q_tile<QTile, kBlockM>(P, w.q_smem, w.kv_head, loader, kProducerThreads);
+  fence_shared_for_async_proxy();
+  mbarrier_arrive(pipe.q_full());
+  for (int t = 0; t < w.tile_count; ++t) {
+    if (t + 1 < w.tile_count) stage_tile(t + 1);  // its buffer was last read by the widening of t - 1
+    cp_async_commit();
+    cp_async_wait<1>();
+    producer_sync();  // every producer thread's copies of tile t have landed
+    if (t >= kStages) mbarrier_wait(pipe.empty(t), Pipeline::parity(t - kStages));  // tile t - kStages is consumed
+    constexpr bool kOneChunkAtATime = false;  // the producer holds no accumulators
+    widen_kv_tile<KvTile, kBlockN, kOneChunkAtATime>(stored_k(t), w.k_tile(t), loader, kProducerThreads);
+    widen_kv_tile<KvTile, kBlockN, kOneChunkAtATime>(stored_k(t) + kStoredTileBytes, w.v_tile(t), loader, kProducerThreads);
+    fence_shared_for_async_proxy();  // the generic-proxy stores, before the consumers' wgmmas read them
+    mbarrier_arrive(pipe.full(t));
+    producer_sync();  // every thread is done reading tile t's staging buffer before it is refilled
+  }
+  cp_async_wait_all();
+}
+
 SWAJIT_DEVICE void produce(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe, int loader) {
+  if constexpr (kKvQuant != 0) {
+    produce_widened(P, w, pipe, loader);
+    return;
+  }
   load_q_tile(P, w.q_smem, w.seq.q_begin + w.row0, w.rows, w.q_head, loader);
   cp_async_arrive_on(pipe.q_full());
+  if constexpr (kTma) {
+    if (loader < kTmaLanes) produce_with_tma(P, w, pipe, loader);
+    cp_async_wait_all();
+    return;
+  }
   for (int t = 0; t < w.tile_count; ++t) {
     if (t >= kStages) mbarrier_wait(pipe.empty(t), Pipeline::parity(t - kStages));  // tile t - kStages is consumed
     load_tile(P, w, t, loader);
@@ -472,7 +622,7 @@ SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pip
 }
 
 // ---- the kernel --------------------------------------------------------------------------------------------------------
-extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_PREFILL_KERNEL(const PrefillParams P) {
+extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_PREFILL_KERNEL(const __grid_constant__ PrefillParams P) {
   extern __shared__ __align__(1024) char smem[];  // wgmma's swizzle atoms are 1024-byte aligned
   const int q_tiles = gridDim.x / P.num_q_heads;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -501,6 +651,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_P
     }
   }
   w.ranges = visible_tile_ranges(w.p_min, w.p_max, w.seq.kv_len, P.local_window, P.global_window);
+  if constexpr (kTma) w.ranges = tiles_on_box_grid(w.ranges);
   if (w.seq.zero_output) w.ranges.tiles[0] = w.ranges.tiles[1] = 0;
   w.tile_count = w.ranges.count();
   w.q_smem = smem_u32(smem);

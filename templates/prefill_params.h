@@ -3,6 +3,11 @@
 #ifndef SWAJIT_PREFILL_PARAMS_H
 #define SWAJIT_PREFILL_PARAMS_H
 
+// A CUDA tensor map (CUtensorMap: 128 opaque bytes, 128-byte aligned in CUDA 13 headers), encoded by the host for the TMA engine.
+struct alignas(128) PrefillTensorMap {
+  unsigned long long opaque[16];
+};
+
 struct PrefillParams {
   const void* q;                 // [total_q, num_q_heads, head_dim], sequence b's queries at rows cu_seqlens_q[b]..
   const void* k;                 // contiguous: [total_kv, kv_heads, head_dim] (rows cu_seqlens_k[b]..); paged: the
@@ -35,6 +40,11 @@ struct PrefillParams {
   int local_window;              // > 0: a query at p sees j only if p - j < local_window
   int global_window;             // >= 0: tokens j < global_window are always visible (sinks)
   float scale_log2;              // softmax scale * log2(e): scores are exponentiated with exp2
+  // tma configs only: K and V as 4-d tensors {channel, kv head, token (in page), page} (contiguous: one "page"), the
+  // head and token dimensions swapped when tma_tokens_inside_heads (HND: strides ascend through the dimensions);
+  // read in place by the TMA engine (the kernel takes these params as __grid_constant__)
+  int tma_tokens_inside_heads;
+  PrefillTensorMap k_map, v_map;
 };
 
 // Bits of PrefillParams::status[0] (above paged decode's, as both families share one status word per device); a

@@ -275,6 +275,23 @@ SWAJIT_DEVICE void cp_async_arrive_on(u32 barrier) {
   asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(barrier) : "memory");
 }
 SWAJIT_DEVICE void cp_async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
+// The TMA engine (sm_90): `bytes` more are expected on `barrier` this phase (the copies that complete them count as
+// transactions, not arrivals).
+SWAJIT_DEVICE void mbarrier_expect_tx(u32 barrier, u32 bytes) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;" ::"r"(barrier), "r"(bytes) : "memory");
+#endif
+}
+// One box of the 4-d tensor `map` at coordinates {c0, c1, c2, c3} (innermost first) into shared memory at `dst`,
+// laid out as the map's swizzle says; its bytes complete transactions on `barrier`. Boxes reaching outside the tensor
+// are zero-filled there.
+SWAJIT_DEVICE void tma_load_4d(u32 dst, const void* map, int c0, int c1, int c2, int c3, u32 barrier) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], [%6];"
+      ::"r"(dst), "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(barrier) : "memory");
+#endif
+}
 // setmaxnreg (sm_90a): a warpgroup gives registers back to the block's pool or takes them from it.
 template <int kRegisters>
 SWAJIT_DEVICE void release_registers_to() {

@@ -37,6 +37,23 @@ SWAJIT_WINDOW_FN TileRanges visible_tile_ranges(int p_min, int p_max, int kv_len
   return r;
 }
 
+// The same tokens cut into tiles that start at multiples of kBlockN (for copies of whole aligned blocks, prefill's TMA
+// path): the window range starts rounded down, joining the first range when the rounding reaches its last tile. The
+// extra tokens are masked like any other (visible_columns).
+SWAJIT_WINDOW_FN TileRanges tiles_on_block_grid(TileRanges r) {
+  if (r.tiles[1] == 0) return r;
+  const int begin = r.begin[1] / kBlockN * kBlockN;
+  if (begin < r.tiles[0] * kBlockN) {
+    r.end[0] = r.end[1];
+    r.tiles[0] = ceil_div(r.end[0], kBlockN);
+    r.begin[1] = r.end[1] = r.tiles[1] = 0;
+  } else {
+    r.begin[1] = begin;
+    r.tiles[1] = ceil_div(r.end[1] - begin, kBlockN);
+  }
+  return r;
+}
+
 SWAJIT_WINDOW_FN bool is_visible(int p, int j, int local_window, int global_window) {
   if (kCausal && j > p) return false;
   if (!kLocalWindow || local_window <= 0 || p - j < local_window) return true;

@@ -136,6 +136,37 @@ TEST_CASE("prefill: 8-bit K/V workload (bench and tuner path) verifies against t
   }
 }
 
+TEST_CASE("prefill: varlen chunked workload over a paged cache (bench rows of issue 15) verifies, TMA or not") {
+  cuda::ScopedDeviceContext scope(kDevice);
+  const DeviceInfo& device = cuda_device(kDevice);
+  for (int page_size : {0, 16, 64}) {
+    PrefillShape shape;
+    shape.q_lens = {300, 77, 0, 520};
+    shape.prefix_len = 200;
+    shape.page_size = page_size;
+    shape.num_q_heads = 8;
+    shape.num_kv_heads = 2;
+    shape.local_window = 256;
+    shape.global_window = 4;
+    PrefillWorkload workload(shape, kDevice, nullptr);
+    const PrefillProblem problem = workload.problem();
+    INFO(problem.spec.key());
+    CHECK(problem.spec.is_contiguous_kv() == (page_size == 0));
+    CHECK(shape.useful_flops() > 0);
+    std::vector<std::optional<PrefillConfig>> configs = {std::nullopt};
+    if (device.arch() == "sm_90a") {
+      PrefillConfig tma{192, 64, 3, 1, true, 1, 1};
+      tma.tma = true;
+      configs.push_back(tma);
+    }
+    for (const auto& config : configs) {
+      INFO((config ? config->key() : std::string("heuristic")));
+      workload.run(config, TuningPolicy::kHeuristic, /*poison=*/true);
+      CHECK(workload.sampled_relative_error() <= tolerance_for(shape.dtype));
+    }
+  }
+}
+
 TEST_CASE("threads asking for the same new kernel compile it exactly once") {
   KernelSpec spec;
   spec.head_dim = 64; spec.page_size = 5; spec.q_seqlen = 3; spec.group = 3; spec.local_window = true;

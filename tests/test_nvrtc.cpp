@@ -2,9 +2,11 @@
 // Needs NVRTC (part of the CUDA toolkit) but no GPU.
 #include <doctest/doctest.h>
 
+#include <set>
 #include <string>
 #include <vector>
 
+#include "check.hpp"
 #include "nvrtc_compiler.hpp"
 #include "swajit/error.hpp"
 #include "swajit/generator.hpp"
@@ -68,6 +70,9 @@ TEST_CASE("8-bit KV kernels compile for sm_90a and sm_80: prefill (wgmma and mma
       {"prefill_fp16_d64_p7_hnd_g8_local_global_kvfp8", PrefillConfig{64, 32, 3}},
       {"prefill_bf16_d256_p16_nhd_g4_local_kvfp8", PrefillConfig{64, 64, 2, 1, true, 1}},
       {"prefill_fp16_d128_p13_hnd_g2_full_attnsink_kvint8", PrefillConfig{128, 64, 2, 2}},
+      // warp specialized: the producer widens each tile
+      {"prefill_bf16_d128_contig_g4_local_kvint8", PrefillConfig{192, 64, 3, 1, true, 1, 1}},
+      {"prefill_fp16_d128_p13_hnd_g2_local_global_kvfp8", PrefillConfig{128, 64, 2, 1, true, 1, 3}},
   };
   std::vector<GeneratedKernel> kernels;
   for (const Case& c : prefill_cases) kernels.push_back(generate_prefill_cuda(KernelSpec::from_key(c.key), c.config));
@@ -92,4 +97,33 @@ TEST_CASE("a compile failure carries the NVRTC log") {
     CHECK(what.find("NVRTC log") != std::string::npos);
     CHECK(what.find("expected an expression") != std::string::npos);
   }
+}
+
+// The TMA producer (PrefillConfig::tma) against every 16-bit spec of the prefill check matrix: it compiles for
+// sm_90a where its boxes fit the page size, and is refused with a typed error naming tma where they do not.
+TEST_CASE("every 16-bit prefill spec of the check matrix takes the TMA producer or refuses it by name") {
+  if (!nvrtc::available()) return;
+  std::set<std::string> seen;
+  int compiled = 0, refused = 0;
+  for (const PrefillCase& c : prefill_check_matrix()) {
+    const KernelSpec spec = c.spec();
+    if (spec.kv_quant != KvQuant::kNone || !seen.insert(spec.key()).second) continue;
+    PrefillConfig config{spec.head_dim >= 256 ? 64 : 128, 64, 2, 1, true, 1, 2};
+    config.tma = true;
+    INFO(spec.key() << " " << config.key());
+    const bool boxes_fit = spec.is_contiguous_kv() || spec.page_size % config.block_n == 0 ||
+                           (config.block_n % spec.page_size == 0 && spec.page_size % 8 == 0);
+    if (!boxes_fit) {
+      CHECK_THROWS_WITH_AS(config.validate(spec), doctest::Contains("tma = true with page_size"), Error);
+      ++refused;
+      continue;
+    }
+    const GeneratedKernel k = generate_prefill_cuda(spec, config);
+    const nvrtc::CompiledCubin cubin = nvrtc::compile(k.source, k.cache_key + ".cu", "sm_90a");
+    CHECK(std::string(cubin.cubin.data(), 4) == "\x7f" "ELF");
+    MESSAGE(k.cache_key << " sm_90a: " << cubin.compile_ms << " ms");
+    ++compiled;
+  }
+  CHECK(compiled >= 10);
+  CHECK(refused >= 2);  // pages of 1, 7, 13 and 100 tokens
 }

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 using namespace swajit;
 
@@ -167,6 +168,31 @@ TEST_CASE("prefill spec keys and configs round-trip; invalid ones are named") {
   CHECK_THROWS_WITH_AS((PrefillConfig{128, 64, 2, 1, true, 1, 4}.validate(s)), doctest::Contains("warp_specialize"), Error);
   CHECK_THROWS_WITH_AS((PrefillConfig{192, 64, 2, 1, true, 1, 3}.validate(s)), doctest::Contains("ping-pong"), Error);
   CHECK_NOTHROW((PrefillConfig{128, 64, 2, 1, true, 1, 3}.validate(s)));
+
+  // the TMA producer: a knob of the warp-specialized path; paged caches need boxes of whole pages or within one
+  PrefillConfig tma = ws;
+  tma.tma = true;
+  CHECK(tma.key() == "bm128_bn64_st2_mt1_wg_ws2_tma");
+  CHECK(PrefillConfig::from_key(tma.key()) == tma);
+  CHECK(PrefillConfig::from_key("bm128_bn64_st2_mt1_wg_ws1_tma_oc2").tma);
+  CHECK_NOTHROW(tma.validate(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local")));
+  CHECK_NOTHROW(tma.validate(KernelSpec::from_key("prefill_bf16_d128_p16_nhd_g4_local")));   // 4 pages a tile
+  CHECK_NOTHROW(tma.validate(KernelSpec::from_key("prefill_bf16_d128_p256_hnd_g4_local")));  // a quarter page a tile
+  CHECK_THROWS_WITH_AS(tma.validate(KernelSpec::from_key("prefill_bf16_d128_p13_nhd_g4_local")),
+                       doctest::Contains("page_size = 13 and block_n = 64"), Error);
+  CHECK_THROWS_WITH_AS(tma.validate(KernelSpec::from_key("prefill_bf16_d128_p4_nhd_g4_local")),
+                       doctest::Contains("multiple of 8"), Error);
+  CHECK_THROWS_WITH_AS(tma.validate(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvfp8")),
+                       doctest::Contains("tma = true moves 16-bit K/V tiles"), Error);
+  // 8-bit K/V, warp specialized: the stages hold widened 16-bit tiles, staged through the 8-bit pair area
+  const KernelSpec int8_spec = KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvint8");
+  CHECK_NOTHROW(ws.validate(int8_spec));
+  const PrefillGeometry g8 = prefill_geometry(int8_spec, ws);
+  CHECK(g8.tile_bytes == 64 * 128 * 2);
+  CHECK(g8.dequant_bytes == 2 * 2 * 64 * 128);  // K and V stored tiles, double buffered
+  PrefillConfig tma_alone{128, 64, 2, 1, true};
+  tma_alone.tma = true;
+  CHECK_THROWS_WITH_AS(tma_alone.validate(s), doctest::Contains("tma = true needs warp_specialize"), Error);
   const PrefillGeometry gw = prefill_geometry(s, ws);
   CHECK(gw.threads == 384);  // 2 consumer warpgroups + the producer
   CHECK(gw.shared_bytes == 128 * 128 * 2 + 2 * 2 * 64 * 128 * 2 + 5 * 8);
@@ -220,4 +246,45 @@ TEST_CASE("a masked tile's visible columns are exactly the visible positions") {
   check_columns_match(ccn::visible_columns, ccn::is_visible, "causal, local");
   check_columns_match(cnn::visible_columns, cnn::is_visible, "causal");
   check_columns_match(ncl::visible_columns, ncl::is_visible, "non-causal, local, global");
+}
+
+// tiles_on_block_grid: tiles start at multiples of kBlockN, never overlap, stay inside [0, end of the visited
+// ranges), and still cover every (query, key) pair a block of queries can see.
+template <class Ranges, class Align, class IsVisible>
+static void check_block_grid(Ranges visible_tile_ranges, Align tiles_on_block_grid, IsVisible is_visible, const char* variant) {
+  constexpr int kBlockN = 64;
+  uint64_t state = 99;
+  const auto next = [&](int bound) { state = state * 6364136223846793005ull + 1442695040888963407ull; return int((state >> 33) % uint64_t(bound)); };
+  for (int trial = 0; trial < 3000; ++trial) {
+    const int kv_len = next(900), rows = 1 + next(200), p_max = kv_len - 1 - (kv_len > 0 ? next(std::max(kv_len / 4, 1)) : 0);
+    const int p_min = std::max(0, p_max - rows + 1);
+    const int local_window = next(5) == 0 ? 0 : 1 + next(300), global_window = next(3) == 0 ? 0 : next(200);
+    const auto original = visible_tile_ranges(p_min, p_max, kv_len, local_window, global_window);
+    const auto aligned = tiles_on_block_grid(original);
+    INFO(variant << ": kv_len " << kv_len << " p " << p_min << ".." << p_max << " local " << local_window << " global " << global_window);
+    std::vector<int> covered(size_t(std::max(kv_len, 1)) + kBlockN, 0);
+    int previous_end = 0;
+    for (int t = 0; t < aligned.count(); ++t) {
+      const int begin = aligned.tile_begin(t), end = aligned.tile_end(t);
+      REQUIRE(begin % kBlockN == 0);
+      REQUIRE(begin >= previous_end);
+      REQUIRE(end > begin);
+      REQUIRE(end <= std::max(kv_len, 0));
+      previous_end = end;
+      for (int j = begin; j < end; ++j) covered[j] = 1;
+    }
+    int uncovered = 0;
+    for (int p = p_min; p <= p_max && kv_len > 0; ++p)
+      for (int j = 0; j < kv_len; ++j) uncovered += is_visible(p, j, local_window, global_window) && !covered[j];
+    REQUIRE(uncovered == 0);
+    REQUIRE(aligned.count() <= original.count() + 1);  // at most one extra tile: the rounded-down window start
+  }
+}
+
+TEST_CASE("tiles on the block grid (prefill's TMA path) cover every visible pair and start at multiples of kBlockN") {
+  using namespace mask_variants;
+  check_block_grid(ccl::visible_tile_ranges, ccl::tiles_on_block_grid, ccl::is_visible, "causal, local, global");
+  check_block_grid(ccn::visible_tile_ranges, ccn::tiles_on_block_grid, ccn::is_visible, "causal, local");
+  check_block_grid(cnn::visible_tile_ranges, cnn::tiles_on_block_grid, cnn::is_visible, "causal");
+  check_block_grid(ncl::visible_tile_ranges, ncl::tiles_on_block_grid, ncl::is_visible, "non-causal, local, global");
 }

@@ -179,6 +179,12 @@ TEST_CASE("prefill: config JSON, buckets and the config space") {
   nlohmann::json old = prefill_config_to_json(c);  // written before warp_specialize existed
   old.erase("warp_specialize");
   CHECK(prefill_config_from_json(old) == c);
+  PrefillConfig tma = ws;
+  tma.tma = true;
+  CHECK(prefill_config_from_json(prefill_config_to_json(tma)) == tma);
+  nlohmann::json before_tma = prefill_config_to_json(ws);  // written before the tma knob existed
+  before_tma.erase("tma");
+  CHECK(prefill_config_from_json(before_tma) == ws);
 }
 
 TEST_CASE("tune-on-miss: threads missing the same key share one run, its winner or its error") {

@@ -6,11 +6,13 @@
 #include <thread>
 
 #include <algorithm>
+#include <chrono>
 
 #include "bench_decode.hpp"
 #include "bench_family.hpp"
 #include "bench_prefill.hpp"
 #include "checked_input.hpp"
+#include "cuda_driver.hpp"
 #include "device_flag.hpp"
 #include "family.hpp"
 #include "heuristic.hpp"
@@ -55,6 +57,39 @@ int cmd_gen(const SpecFlags& spec_flags, const ConfigFlags& config_flags, const 
   const DeviceInfo* device = devices.empty() ? nullptr : &devices.front();
   with_cuda_family(spec.family, [&](auto family) {
     std::cout << generate_kernel(spec, config_flags.apply(decltype(family)::heuristic(spec, device))).source;
+  });
+  return 0;
+}
+
+// `gen --jit-time`: what the first use of the kernel costs with a fresh database, step by step: generating the
+// source, NVRTC compiling it for the first GPU's architecture (sm_90a without a GPU) and, with a GPU, loading the
+// module. Nothing is read from or written to the database.
+int cmd_jit_time(const SpecFlags& spec_flags, const ConfigFlags& config_flags) {
+  using Clock = std::chrono::steady_clock;
+  const auto ms_since = [](Clock::time_point start) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  };
+  const KernelSpec spec = spec_flags.spec();
+  const auto devices = cuda_devices();
+  const DeviceInfo* device = devices.empty() ? nullptr : &devices.front();
+  const std::string arch = device ? device->arch() : "sm_90a";
+  with_cuda_family(spec.family, [&](auto family) {
+    const auto start = Clock::now();
+    const GeneratedKernel kernel = generate_kernel(spec, config_flags.apply(decltype(family)::heuristic(spec, device)));
+    const double generate_ms = ms_since(start);
+    const nvrtc::CompiledCubin cubin = nvrtc::compile(kernel.source, kernel.cache_key + ".cu", arch);
+    std::printf("jit %s for %s: generate %.1f ms, nvrtc %.1f ms, cubin %zu bytes", kernel.cache_key.c_str(),
+                arch.c_str(), generate_ms, cubin.compile_ms, cubin.cubin.size());
+    if (device) {
+      cuda::ScopedDeviceContext scope(0);
+      const auto load_start = Clock::now();
+      CUmodule module = nullptr;
+      cuda::check(cuda::driver().cuModuleLoadData(&module, cubin.cubin.data()), "cuModuleLoadData");
+      const double load_ms = ms_since(load_start);
+      cuda::driver().cuModuleUnload(module);
+      std::printf(", module load %.1f ms", load_ms);
+    }
+    std::printf(", first use %.1f ms\n", ms_since(start));
   });
   return 0;
 }
@@ -204,6 +239,10 @@ int main(int argc, char** argv) {
   gen->add_option("--device", gen_device, "cuda: the CUDA source (default) | cpu: the CPU backend's C++")
       ->check(CLI::IsMember({"cuda", "cpu"}))
       ->capture_default_str();
+  bool gen_jit_time = false;
+  gen->add_flag("--jit-time", gen_jit_time,
+                "CUDA: instead of printing the source, time its first use with a fresh database (generate, NVRTC "
+                "for the first GPU's arch or sm_90a, module load with a GPU)");
 
   app.add_subcommand("info", "backends and devices found");
 
@@ -264,6 +303,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (!db_path.empty()) swajit::set_tuning_db_path(db_path);
+    if (gen->parsed() && gen_jit_time) return cmd_jit_time(gen_spec, gen_config);
     if (gen->parsed()) return cmd_gen(gen_spec, gen_config, gen_device);
     if (tune->parsed()) {
       tune_command.device = parse_device(tune_device);

@@ -51,7 +51,7 @@ struct SpecFlags {
 
 struct ConfigFlags {
   std::optional<int> block_m, block_n, warps_n, stages, num_splits, m_tiles, min_blocks, warp_specialize;
-  std::optional<bool> wgmma;
+  std::optional<bool> wgmma, tma;
   void add_to(CLI::App& app) {
     app.add_option("--block-m", block_m, "prefill: query rows per block");
     app.add_option("--m-tiles", m_tiles, "prefill: 16-row mma tiles per warp (1 or 2)");
@@ -59,12 +59,13 @@ struct ConfigFlags {
     app.add_option("--min-blocks", min_blocks, "prefill: blocks per SM to leave registers for (1..4)");
     app.add_option("--warp-specialize", warp_specialize,
                    "prefill, wgmma: 0 all warps load, 1 producer/consumer warpgroups, 2 also S(t+1) before softmax(t), 3 also ping-pong (block_m 128)");
+    app.add_option("--tma", tma, "prefill, warp specialized: K/V tiles moved by the TMA engine (true/false)");
     app.add_option("--block-n", block_n, "KV tokens per tile");
     app.add_option("--warps-n", warps_n, "warps splitting each tile");
     app.add_option("--stages", stages, "pipeline depth");
     app.add_option("--splits", num_splits, "split-KV blocks per (sequence, kv head)");
   }
-  bool any() const { return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize; }
+  bool any() const { return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma; }
   // Flags given on top of `base`.
   DecodeConfig apply(DecodeConfig base) const {
     if (block_n) base.block_n = *block_n;
@@ -81,6 +82,7 @@ struct ConfigFlags {
     if (wgmma) base.wgmma = *wgmma;
     if (min_blocks) base.min_blocks = *min_blocks;
     if (warp_specialize) base.warp_specialize = *warp_specialize;
+    if (tma) base.tma = *tma;
     return base;
   }
 };

@@ -110,12 +110,19 @@ struct PrefillConfig {
   // softmax of tile t, so its tensor cores work during its own softmax. 3: as 2, and the two consumer warpgroups of
   // block_m = 128 take turns issuing their MMAs (ping-pong), so one's softmax overlaps the other's MMAs.
   int warp_specialize = 0;
+  // warp_specialize > 0 only: the producer moves K/V tiles with the TMA engine (cp.async.bulk.tensor against tensor
+  // maps the host encodes, mbarrier transaction counts) instead of per-row cp.async gathers. Paged caches need
+  // page_size a multiple of block_n, or block_n a multiple of page_size with page_size a multiple of 8.
+  bool tma = false;
 
-  std::string compile_key() const;  // e.g. "bm128_bn64_st2_mt1", "bm128_bn64_st2_mt1_wg_ws2_oc2" (flags: _wg, _ws<N> and _oc<N> if > 0 / > 1)
+  std::string compile_key() const;  // e.g. "bm128_bn64_st2_mt1", "bm128_bn64_st2_mt1_wg_ws2_tma_oc2" (flags: _wg, _ws<N>, _tma and _oc<N> if set / > 0 / > 1)
   std::string key() const { return compile_key(); }
   static PrefillConfig from_key(std::string_view key);
   void validate(const KernelSpec& spec) const;
   bool operator==(const PrefillConfig&) const = default;
+
+ private:
+  void validate_tma(const KernelSpec& spec) const;
 };
 
 // Tuning knobs of the paged decode family on the CPU backend.

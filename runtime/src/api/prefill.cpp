@@ -247,6 +247,46 @@ PrefillConfig choose_prefill_config(const PrefillProblem& p, const PrefillOption
 
 namespace {
 
+// The tensor map of one K/V tensor for the TMA producer (tma configs): a 4-d view {channel, kv head, token in page,
+// page} (contiguous K/V: one "page" of total_kv tokens), head and token swapped when the tokens are the inner of the
+// two (HND), so strides ascend; its boxes of 64 channels x box_rows tokens land in the kernel's 128-byte-swizzled
+// tiles. The TMA engine needs 16-byte aligned addresses and strides.
+void encode_kv_tensor_map(PrefillTensorMap& map, const PrefillProblem& p, const PrefillConfig& config, const void* base,
+                          int64_t stride_page, int64_t stride_token, int64_t stride_head, const char* name) {
+  static_assert(sizeof(PrefillTensorMap) == sizeof(CUtensorMap) && alignof(PrefillTensorMap) >= alignof(CUtensorMap));
+  constexpr int64_t kElementBytes = 2, kTmaAlignment = 16;
+  constexpr cuuint32_t kBoxChannels = 64;  // one 128-byte swizzle row of 16-bit elements
+  const bool contiguous = p.spec.is_contiguous_kv();
+  const int64_t tokens = contiguous ? std::max(p.params.total_kv, 1) : p.spec.page_size;
+  const int64_t pages = contiguous ? 1 : p.params.num_pages;
+  const int64_t strides[3] = {stride_head * kElementBytes, stride_token * kElementBytes,
+                              contiguous ? tokens * stride_token * kElementBytes : stride_page * kElementBytes};
+  const auto misaligned = [&](int64_t bytes) { return bytes % kTmaAlignment != 0 || bytes <= 0; };
+  if (reinterpret_cast<uintptr_t>(base) % kTmaAlignment != 0 || misaligned(strides[0]) || misaligned(strides[1]) ||
+      misaligned(strides[2]))
+    throw Error(ErrorCode::kInvalidArgument,
+                std::string("config ") + config.key() + " (tma) needs " + name +
+                    " 16-byte aligned with head, token and page strides of positive multiples of 16 bytes; got " +
+                    std::to_string(strides[0]) + ", " + std::to_string(strides[1]) + ", " + std::to_string(strides[2]) +
+                    " bytes: use tma = false");
+  const bool swap = p.params.tma_tokens_inside_heads != 0;
+  const int box_rows = contiguous ? config.block_n : std::min(config.block_n, p.spec.page_size);  // prefill.cuh kBoxRows
+  const cuuint64_t head_dim = cuuint64_t(p.num_kv_heads), token_dim = cuuint64_t(tokens);
+  const cuuint64_t dims[4] = {cuuint64_t(p.spec.head_dim), swap ? token_dim : head_dim, swap ? head_dim : token_dim,
+                              cuuint64_t(pages)};
+  const cuuint64_t byte_strides[3] = {cuuint64_t(strides[swap ? 1 : 0]), cuuint64_t(strides[swap ? 0 : 1]),
+                                      cuuint64_t(strides[2])};
+  const cuuint32_t box[4] = {kBoxChannels, swap ? cuuint32_t(box_rows) : 1, swap ? 1 : cuuint32_t(box_rows), 1};
+  const cuuint32_t element_strides[4] = {1, 1, 1, 1};
+  const CUtensorMapDataType type =
+      p.spec.dtype == DType::kBF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  cuda::check(cuda::driver().cuTensorMapEncodeTiled(reinterpret_cast<CUtensorMap*>(&map), type, 4, const_cast<void*>(base),
+                                                    dims, byte_strides, box, element_strides,
+                                                    CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                                    CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE),
+              "cuTensorMapEncodeTiled(prefill K/V)");
+}
+
 void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& options) {
   if (p.batch == 0 || p.max_q_len == 0) return;
   const cuda::Driver& d = cuda::driver();
@@ -261,6 +301,16 @@ void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& op
                                              " is " + device.arch());
   const LoadedPrefillKernel& kernel = prefill_kernel(p.spec, config, device, scope.context());
   p.params.status = stream_status(scope.context(), stream);
+  if (config.tma) {
+    PrefillParams& a = p.params;
+    a.tma_tokens_inside_heads = a.k_stride_token < a.k_stride_head;  // HND
+    if ((a.v_stride_token < a.v_stride_head) != (a.tma_tokens_inside_heads != 0))
+      throw Error(ErrorCode::kInvalidArgument, "config " + config.key() +
+                                                   " (tma) needs k and v with the same order of the head and token "
+                                                   "strides; use tma = false");
+    encode_kv_tensor_map(a.k_map, p, config, a.k, a.k_stride_page, a.k_stride_token, a.k_stride_head, "k");
+    encode_kv_tensor_map(a.v_map, p, config, a.v, a.v_stride_page, a.v_stride_token, a.v_stride_head, "v");
+  }
   void* args[] = {&p.params};
   const int64_t q_tiles = (p.max_q_len + config.block_m - 1) / config.block_m;
   const int64_t grid_x = q_tiles * p.num_q_heads;  // the kernel's (query tile, q head) order, heads fastest

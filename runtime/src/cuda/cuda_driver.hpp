@@ -20,7 +20,7 @@ namespace swajit::cuda {
   X(cuEventSynchronize) X(cuEventElapsedTime) X(cuStreamWaitEvent) X(cuLaunchHostFunc) X(cuMemsetD32Async)         \
   X(cuMemcpyHtoDAsync) X(cuMemcpyDtoHAsync) X(cuThreadExchangeStreamCaptureMode) X(cuMemPoolCreate)            \
   X(cuMemPoolSetAttribute) X(cuMemAllocFromPoolAsync) X(cuMemFreeAsync) X(cuStreamGetCaptureInfo)        \
-  X(cuUserObjectCreate) X(cuGraphRetainUserObject)
+  X(cuUserObjectCreate) X(cuGraphRetainUserObject) X(cuTensorMapEncodeTiled)
 
 struct Driver {
 #define SWAJIT_DECLARE(name) decltype(&::name) name = nullptr;

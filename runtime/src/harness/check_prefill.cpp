@@ -99,6 +99,21 @@ std::vector<PrefillCase> prefill_check_matrix() {
       [&](PrefillCase& c) { c.config = ws(128, 32, 2, 3); c.sink_logits = true; c.q_lens = {17, 130}; c.kv_lens = {300, 1000}; });
   add("wgmma ws2 bm128 bn64, interleaved GQA, group 8",
       [&](PrefillCase& c) { c.config = ws(128, 64, 2, 2); c.gqa = GqaMapping::kInterleaved; c.group = 8; });
+  // warp specialized with K/V tiles moved by the TMA engine (tma); the row-gather path stays the reference
+  const auto tma = [&](int bm, int bn, int stages, int mode) { PrefillConfig c = ws(bm, bn, stages, mode); c.tma = true; return c; };
+  add("tma ws1 bm192 bn64 st3", [&](PrefillCase& c) { c.config = tma(192, 64, 3, 1); });
+  add("tma ws2 bm128 bn64, strided, chunked",
+      [&](PrefillCase& c) { c.config = tma(128, 64, 2, 2); c.strided = true; c.q_lens = {17, 130}; c.kv_lens = {300, 1000}; });
+  add("tma ws3 bm128 bn64 st3, ping-pong, long window, empty and length-1 sequences",
+      [&](PrefillCase& c) { c.config = tma(128, 64, 3, 3); c.num_kv_heads = 1; c.q_lens = {1500, 0, 1, 70}; c.kv_lens = {2000, 0, 1, 70}; c.local_window = 1000; });
+  add("tma ws2 bm128 bn64, paged NHD 16 (whole pages), window 1 + sink 1",
+      [&](PrefillCase& c) { c.config = tma(128, 64, 2, 2); c.page_size = 16; c.local_window = 1; c.global_window = 1; });
+  add("tma ws1 bm128 bn64 st3, paged HND 256 (part of a page), strided, chunked",
+      [&](PrefillCase& c) { c.config = tma(128, 64, 3, 1); c.page_size = 256; c.kv_layout = KvLayout::kHND; c.strided = true; c.q_lens = {100, 3}; c.kv_lens = {700, 260}; });
+  add("tma ws2 bm64 bn32 st3, head_dim 64, fp16, paged 8, sinks, non-causal",
+      [&](PrefillCase& c) { c.config = tma(64, 32, 3, 2); c.head_dim = 64; c.dtype = DType::kFP16; c.page_size = 8; c.sink_logits = true; c.causal = false; });
+  add("tma ws2 bm64 bn64, head_dim 256, paged 64, long window, group 8",
+      [&](PrefillCase& c) { c.config = tma(64, 64, 2, 2); c.head_dim = 256; c.page_size = 64; c.group = 8; c.num_kv_heads = 1; c.q_lens = {1500}; c.kv_lens = {2000}; c.local_window = 1000; c.global_window = 3; });
   add("config bm64 bn64 st2 mt2, head_dim 64, non-causal",
       [](PrefillCase& c) { c.config = PrefillConfig{64, 64, 2, 2}; c.head_dim = 64; c.causal = false; });
   // 8-bit K/V ("quantized ..."): the heuristic's config (wgmma on sm_90a), forced mma.sync and wgmma configs.
@@ -120,6 +135,16 @@ std::vector<PrefillCase> prefill_check_matrix() {
     add_quantized("head_dim 64, fp16 q, paged NHD page 100, mma.sync bm128 bn64, chunked", [](PrefillCase& c) {
       c.head_dim = 64; c.dtype = DType::kFP16; c.page_size = 100; c.config = PrefillConfig{128, 64, 2};
       c.q_lens = {100, 3}; c.kv_lens = {700, 260};
+    });
+    add_quantized("wgmma ws1 bm192 bn64 st3 (the producer widens), chunked", [&](PrefillCase& c) {
+      c.config = ws(192, 64, 3, 1); c.q_lens = {17, 130, 0, 1}; c.kv_lens = {300, 1000, 0, 1};
+    });
+    add_quantized("wgmma ws3 bm128 bn64 st2 (the producer widens), paged HND 13, strided, per-tensor scale, long window", [&](PrefillCase& c) {
+      c.config = ws(128, 64, 2, 3); c.page_size = 13; c.kv_layout = KvLayout::kHND; c.strided = true; c.per_tensor_scale = true;
+      c.num_kv_heads = 1; c.q_lens = {1500}; c.kv_lens = {2000}; c.local_window = 1000;
+    });
+    add_quantized("wgmma ws2 bm64 bn32 st3 (the producer widens), head_dim 256, fp16 q, sinks", [&](PrefillCase& c) {
+      c.config = ws(64, 32, 3, 2); c.head_dim = 256; c.dtype = DType::kFP16; c.sink_logits = true;
     });
     add_quantized("wgmma bm128 bn64 oc2, interleaved GQA, sinks", [&](PrefillCase& c) {
       c.config = wgmma(128, 64, 2); c.config->min_blocks = 2; c.gqa = GqaMapping::kInterleaved; c.sink_logits = true;

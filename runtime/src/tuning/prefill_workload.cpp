@@ -19,8 +19,9 @@ constexpr uint64_t kSeed = 7;
 }  // namespace
 
 double PrefillShape::useful_flops() const {
-  return prefill_flops(std::vector<int>(batch, seq_len), std::vector<int>(batch, seq_len), num_q_heads, head_dim,
-                       local_window, global_window, true);
+  std::vector<int> q(sequences()), kv(sequences());
+  for (int b = 0; b < sequences(); ++b) q[b] = q_len(b), kv[b] = kv_len(b);
+  return prefill_flops(q, kv, num_q_heads, head_dim, local_window, global_window, true);
 }
 
 PrefillShape PrefillGrid::shape(int kv_heads, int seq_len) const {
@@ -33,15 +34,32 @@ PrefillShape PrefillGrid::shape(int kv_heads, int seq_len) const {
   s.local_window = local_window;
   s.global_window = global_window;
   s.kv_quant = kv_quant;
+  s.page_size = page_size;
+  s.q_lens = q_lens;
+  s.prefix_len = prefix_len;
   return s;
 }
 
 PrefillWorkload::PrefillWorkload(const PrefillShape& shape, int device, CUstream stream)
     : shape_(shape), device_(device), stream_(stream) {
-  const int total = shape.batch * shape.seq_len, hq = shape.num_q_heads, hkv = shape.num_kv_heads, D = shape.head_dim;
+  const int batch = shape.sequences(), hq = shape.num_q_heads, hkv = shape.num_kv_heads, D = shape.head_dim;
+  // Offsets of each sequence's queries and K/V rows (paged: K/V rows of whole pages, sequence after sequence).
+  std::vector<int> cu_q(batch + 1, 0), cu_kv(batch + 1, 0), lens(batch), pages(batch);
+  const int page = std::max(shape.page_size, 1);
+  int max_pages = 1;
+  for (int b = 0; b < batch; ++b) {
+    lens[b] = shape.kv_len(b);
+    pages[b] = (lens[b] + page - 1) / page;
+    max_pages = std::max(max_pages, pages[b]);
+    cu_q[b + 1] = cu_q[b] + shape.q_len(b);
+    cu_kv[b + 1] = cu_kv[b] + (paged() ? pages[b] * page : lens[b]);
+  }
+  const int total = cu_q[batch], total_kv = std::max(cu_kv[batch], page);
   q_shape_ = {total, hq, D};
-  k_shape_ = {total, hkv, D};
-  cu_shape_ = {shape.batch + 1};
+  k_shape_ = paged() ? std::vector<int64_t>{total_kv / page, page, hkv, D} : std::vector<int64_t>{total_kv, hkv, D};
+  cu_shape_ = {batch + 1};
+  table_shape_ = {batch, max_pages};
+  lens_shape_ = {batch};
   scale_shape_ = {hkv, D};
   std::mt19937_64 rng(kSeed);
   std::uniform_real_distribution<float> dist(-1.f, 1.f);
@@ -66,16 +84,20 @@ PrefillWorkload::PrefillWorkload(const PrefillShape& shape, int device, CUstream
     }
   };
   random_bits(size_t(total) * hq * D, q_bits_);
-  random_kv(size_t(total) * hkv * D, k_store_);
-  random_kv(size_t(total) * hkv * D, v_store_);
+  random_kv(size_t(total_kv) * hkv * D, k_store_);
+  random_kv(size_t(total_kv) * hkv * D, v_store_);
   if (shape.kv_quant != KvQuant::kNone) scales_ = half::varied_kv_scales(shape.kv_quant, size_t(hkv) * D);
-  std::vector<int> cu(shape.batch + 1);
-  for (int b = 0; b <= shape.batch; ++b) cu[b] = b * shape.seq_len;
+  std::vector<int> table(size_t(batch) * max_pages, 0);
+  for (int b = 0; b < batch; ++b)
+    for (int i = 0; i < pages[b]; ++i) table[size_t(b) * max_pages + i] = cu_kv[b] / page + i;
   q_ = DeviceBuffer(q_bits_);
   k_ = DeviceBuffer(k_store_);
   v_ = DeviceBuffer(v_store_);
   scales_d_ = DeviceBuffer(scales_);
-  cu_seqlens_ = DeviceBuffer(cu);
+  cu_seqlens_q_ = DeviceBuffer(cu_q);
+  cu_seqlens_k_ = DeviceBuffer(cu_kv);
+  block_table_ = DeviceBuffer(table);
+  seq_lens_ = DeviceBuffer(lens);
   out_ = DeviceBuffer(q_bits_.size() * sizeof(uint16_t));
 }
 
@@ -96,10 +118,15 @@ PrefillWorkload::Call PrefillWorkload::call(const std::optional<PrefillConfig>& 
   c.k = view(k_, k_shape_, kv_storage_dtype(shape_.kv_quant, shape_.dtype));
   c.v = view(v_, k_shape_, c.k.dtype);
   c.out = view(out_, q_shape_, dt);
-  c.cu_seqlens = view(cu_seqlens_, cu_shape_, DLDataType{kDLInt, 32, 1});  // every sequence: q_len = kv_len = seq_len
+  const DLDataType int32{kDLInt, 32, 1};
+  c.cu_seqlens_q = view(cu_seqlens_q_, cu_shape_, int32);
+  c.cu_seqlens_k = view(cu_seqlens_k_, cu_shape_, int32);
+  c.block_table = view(block_table_, table_shape_, int32);
+  c.seq_lens = view(seq_lens_, lens_shape_, int32);
   c.options.local_window = shape_.local_window;
   c.options.global_window = shape_.global_window;
-  c.options.max_q_len = shape_.seq_len;
+  c.options.max_q_len = 0;
+  for (int b = 0; b < shape_.sequences(); ++b) c.options.max_q_len = std::max(c.options.max_q_len, shape_.q_len(b));
   c.options.config = config;
   c.options.tuning = policy;
   c.options.kv_quant = shape_.kv_quant;
@@ -118,14 +145,16 @@ float PrefillWorkload::kv_value(const std::vector<uint8_t>& store, size_t elemen
 PrefillProblem PrefillWorkload::problem() const {
   Call c = call(std::nullopt, TuningPolicy::kDefault);
   if (shape_.kv_quant != KvQuant::kNone) c.options.k_scale = c.options.v_scale = &c.scale;
-  return describe_prefill(c.q, c.k, c.v, &c.cu_seqlens, nullptr, nullptr, c.cu_seqlens, c.out, c.options);
+  if (paged()) return describe_prefill(c.q, c.k, c.v, nullptr, &c.block_table, &c.seq_lens, c.cu_seqlens_q, c.out, c.options);
+  return describe_prefill(c.q, c.k, c.v, &c.cu_seqlens_k, nullptr, nullptr, c.cu_seqlens_q, c.out, c.options);
 }
 
 void PrefillWorkload::run(const std::optional<PrefillConfig>& config, TuningPolicy policy, bool poison) {
   if (poison) cuda::check(cuda::driver().cuMemsetD8Async(out_.ptr(), 0xff, out_.bytes(), stream_), "cuMemsetD8Async");
   Call c = call(config, policy);
   if (shape_.kv_quant != KvQuant::kNone) c.options.k_scale = c.options.v_scale = &c.scale;
-  prefill(c.q, c.k, c.v, c.cu_seqlens, c.cu_seqlens, c.out, stream_, c.options);
+  if (paged()) paged_prefill(c.q, c.k, c.v, c.block_table, c.seq_lens, c.cu_seqlens_q, c.out, stream_, c.options);
+  else prefill(c.q, c.k, c.v, c.cu_seqlens_q, c.cu_seqlens_k, c.out, stream_, c.options);
 }
 
 double PrefillWorkload::time_ms(const std::optional<PrefillConfig>& config, int reps, TuningPolicy policy) {
@@ -137,7 +166,10 @@ double PrefillWorkload::host_us_per_call(const std::optional<PrefillConfig>& con
 }
 
 double PrefillWorkload::sampled_relative_error() {
-  const int hq = shape_.num_q_heads, hkv = shape_.num_kv_heads, D = shape_.head_dim, seq = shape_.seq_len;
+  // Sequence 0's rows: its queries are the first q rows and its keys the first K/V rows (both layouts).
+  const int hq = shape_.num_q_heads, hkv = shape_.num_kv_heads, D = shape_.head_dim, seq = shape_.q_len(0);
+  const int first_position = shape_.kv_len(0) - seq;  // of query row 0 (chunked prefill: after the prefix)
+  if (seq == 0) return 0;
   const int heads[] = {0, hq - 1};
   if (sampled_rows_.empty()) {  // the reference does not depend on the config: computed once
     std::mt19937_64 rng(kSeed + 1);
@@ -145,7 +177,9 @@ double PrefillWorkload::sampled_relative_error() {
     for (int row : sampled_rows_) {
       // The row as the last query of the keys it can reach (shifted to start at 0 when only a window matters).
       const bool window_only = shape_.global_window == 0 && shape_.local_window > 0;
-      const int first_key = window_only ? std::max(0, row - shape_.local_window + 1) : 0, kv_len = row - first_key + 1;
+      const int position = first_position + row;
+      const int first_key = window_only ? std::max(0, position - shape_.local_window + 1) : 0;
+      const int kv_len = position - first_key + 1;
       HostPrefill host;
       host.num_q_heads = hq;
       host.num_kv_heads = hkv;

@@ -14,9 +14,11 @@
 
 namespace swajit {
 
-// A timed prefill call: its kernel description (AttentionCall: dtype, head_dim, windows, KV quantization) and its
-// run-time sizes; every sequence is seq_len queries over the same seq_len keys. The workload times contiguous NHD K/V
-// with grouped heads, causal, without sink logits.
+// A timed prefill call: its kernel description (AttentionCall: dtype, head_dim, windows, KV quantization, page_size)
+// and its run-time sizes; every sequence is seq_len queries over the same seq_len keys, or, when q_lens is given,
+// sequence b is q_lens[b] queries chunked after a cached prefix of prefix_len tokens (kv_len = prefix_len + q_lens[b]).
+// K/V are contiguous (page_size 0) or a paged NHD cache whose page tables list each sequence's pages in order; heads
+// grouped, causal, without sink logits.
 struct PrefillShape : AttentionCall {
   PrefillShape() {
     page_size = 0;  // contiguous K/V
@@ -24,6 +26,11 @@ struct PrefillShape : AttentionCall {
   }
   int batch = 1, seq_len = 4096;
   int num_q_heads = 32, num_kv_heads = 8;
+  std::vector<int> q_lens;  // varlen: one entry per sequence (batch and seq_len unused)
+  int prefix_len = 0;       // varlen: cached tokens before each sequence's queries
+  int sequences() const { return q_lens.empty() ? batch : int(q_lens.size()); }
+  int q_len(int b) const { return q_lens.empty() ? seq_len : q_lens[b]; }
+  int kv_len(int b) const { return q_lens.empty() ? seq_len : prefix_len + q_lens[b]; }
   double useful_flops() const;  // 4 x head_dim per visible (query, key) pair and q head
 };
 
@@ -33,6 +40,9 @@ struct PrefillGrid {
   std::vector<int> num_kv_heads = {32, 8};
   int batch = 1, num_q_heads = 32, head_dim = 128, local_window = 4096, global_window = 0;
   KvQuant kv_quant = KvQuant::kNone;
+  int page_size = 0;        // 0: contiguous K/V
+  std::vector<int> q_lens;  // varlen rows instead of seq_lens (see PrefillShape)
+  int prefix_len = 0;
   PrefillShape shape(int kv_heads, int seq_len) const;
 };
 
@@ -56,7 +66,7 @@ class PrefillWorkload {
  private:
   DLTensor view(const DeviceBuffer& b, std::vector<int64_t>& shape, DLDataType dtype) const;
   struct Call {  // the arguments of one prefill() call (options point at `scale`)
-    DLTensor q, k, v, out, cu_seqlens, scale;
+    DLTensor q, k, v, out, cu_seqlens_q, cu_seqlens_k, block_table, seq_lens, scale;
     PrefillOptions options;
   };
   Call call(const std::optional<PrefillConfig>& config, TuningPolicy policy) const;
@@ -67,8 +77,9 @@ class PrefillWorkload {
   std::vector<uint16_t> q_bits_;
   std::vector<uint8_t> k_store_, v_store_;  // K/V bytes as uploaded: 16-bit values, or 8-bit codes
   std::vector<float> scales_;               // 8-bit K/V: [num_kv_heads, head_dim], shared by K and V
-  mutable std::vector<int64_t> q_shape_, k_shape_, cu_shape_, scale_shape_;  // DLTensor::shape points at them
-  DeviceBuffer q_, k_, v_, out_, cu_seqlens_, scales_d_;
+  bool paged() const { return shape_.page_size > 0; }
+  mutable std::vector<int64_t> q_shape_, k_shape_, cu_shape_, scale_shape_, table_shape_, lens_shape_;  // DLTensor::shape points at them
+  DeviceBuffer q_, k_, v_, out_, cu_seqlens_q_, cu_seqlens_k_, block_table_, seq_lens_, scales_d_;
   std::vector<int> sampled_rows_;        // query rows of sequence 0 that are checked
   std::vector<double> sampled_expected_; // their reference output, [row][head 0 and last][head_dim]
 };

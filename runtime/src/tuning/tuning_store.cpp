@@ -66,7 +66,7 @@ DecodeConfig decode_config_from_json(const nlohmann::json& j) {
 nlohmann::json prefill_config_to_json(const PrefillConfig& c) {
   return {{"family", "prefill"}, {"block_m", c.block_m}, {"block_n", c.block_n}, {"stages", c.stages},
           {"m_tiles", c.m_tiles}, {"wgmma", c.wgmma ? 1 : 0}, {"min_blocks", c.min_blocks},
-          {"warp_specialize", c.warp_specialize}};
+          {"warp_specialize", c.warp_specialize}, {"tma", c.tma ? 1 : 0}};
 }
 PrefillConfig prefill_config_from_json(const nlohmann::json& j) {
   PrefillConfig c;
@@ -79,6 +79,12 @@ PrefillConfig prefill_config_from_json(const nlohmann::json& j) {
   if (j.contains("warp_specialize")) {  // absent in records written before the knob existed: 0
     const std::pair<const char*, int*> optional[] = {{"warp_specialize", &c.warp_specialize}};
     read_fields(j, optional);
+  }
+  if (j.contains("tma")) {  // absent in records written before the knob existed: false
+    int tma = 0;
+    const std::pair<const char*, int*> optional[] = {{"tma", &tma}};
+    read_fields(j, optional);
+    c.tma = tma != 0;
   }
   return c;
 }
