@@ -30,7 +30,8 @@ inline bool is_loaded(const std::string& soname) {
 inline std::filesystem::path directory_of(const void* address) {
   Dl_info info{};
   if (!dladdr(address, &info) || !info.dli_fname) return {};
-  return std::filesystem::path(info.dli_fname).parent_path();
+  std::error_code ec;  // dli_fname is as the program was started (maybe relative): pin it before a chdir
+  return std::filesystem::absolute(info.dli_fname, ec).parent_path();
 }
 
 // Points `fn` at `symbol` of `library`; false when the library lacks it.
