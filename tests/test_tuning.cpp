@@ -285,8 +285,8 @@ TEST_CASE("tune --device cuda:all: each GPU's worker gets its share of the shard
                                  "cuda:3", "--shard", "7/8"});
   if (cuda_devices().empty()) {
     int ran = 0;
-    CHECK_THROWS_WITH_AS(cli::tune_on_every_gpu(int(argv.size()), argv.data(), "0/1",
-                                                [&](const cli::TuneRun&) { return ++ran; }, cli::TuneRun{}),
+    CHECK_THROWS_WITH_AS(cli::tune_on_every_gpu(int(argv.size()), argv.data(), cli::TuneRun{},
+                                                [&](const cli::TuneRun&) { return ++ran; }),
                          doctest::Contains("--device cuda:all: no GPU"), Error);
     CHECK(ran == 0);
   }

@@ -286,7 +286,7 @@ int main(int argc, char** argv) {
       if (tune->count("--quick-reps")) tune_run.quick_reps = quick_reps;
       if (tune->count("--final-reps")) tune_run.final_reps = final_reps;
       parse_shard(tune_run.shard);  // a bad shard is named before any worker starts
-      if (tune_device == "cuda:all") return tune_on_every_gpu(argc, argv, tune_run.shard, verb->run, tune_run);
+      if (tune_device == "cuda:all") return tune_on_every_gpu(argc, argv, tune_run, verb->run);
       tune_run.device = parse_device(tune_device);
       return verb->run(tune_run);
     }

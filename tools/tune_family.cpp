@@ -77,8 +77,7 @@ std::vector<std::string> worker_arguments(int argc, char** argv, int worker, con
   return args;
 }
 
-int tune_on_every_gpu(int argc, char** argv, const std::string& shard, const std::function<int(const TuneRun&)>& run_here,
-                      const TuneRun& flags) {
+int tune_on_every_gpu(int argc, char** argv, const TuneRun& flags, const std::function<int(const TuneRun&)>& run_here) {
   std::string why;
   const int gpus = int(cuda_devices(&why).size());
   if (gpus == 0) throw Error(ErrorCode::kNoDevice, "--device cuda:all: no GPU (" + why + ")");
@@ -94,7 +93,7 @@ int tune_on_every_gpu(int argc, char** argv, const std::string& shard, const std
   std::fflush(stdout);  // before the workers write into the same stdout
   std::vector<std::pair<int, pid_t>> workers;  // GPU, process
   for (int g = 0; g < gpus; ++g) {
-    std::vector<std::string> args = worker_arguments(argc, argv, g, worker_shard(shard, g, gpus));
+    std::vector<std::string> args = worker_arguments(argc, argv, g, worker_shard(flags.shard, g, gpus));
     args.insert(args.begin(), argv[0]);
     std::vector<char*> c_args;
     for (auto& a : args) c_args.push_back(a.data());

@@ -50,10 +50,9 @@ void for_each_tune_family(F&& f) {
 }
 
 // --device cuda:all: one worker process per GPU of the host, all writing into the same database (SQLite serializes
-// the writers). Worker g of G runs this program again with --device cuda:g and the g-th share of `shard`
-// (worker_shard); with one GPU it runs `run_here` in this process. Returns the worst exit status.
-int tune_on_every_gpu(int argc, char** argv, const std::string& shard, const std::function<int(const TuneRun&)>& run_here,
-                      const TuneRun& flags);
+// the writers). Worker g of G runs this program again with --device cuda:g and the g-th share of flags.shard
+// (worker_shard); with one GPU it runs `run_here` in this process on cuda:0. Returns the worst exit status.
+int tune_on_every_gpu(int argc, char** argv, const TuneRun& flags, const std::function<int(const TuneRun&)>& run_here);
 // The items of shard "i/n" split between `workers`: worker g takes (i + n g) / (n workers).
 std::string worker_shard(const std::string& shard, int worker, int workers);
 // This program's arguments (argv[1..]) with --device and --shard replaced by the worker's.
