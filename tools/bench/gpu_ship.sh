@@ -31,10 +31,11 @@ echo "== 2. tune_shipped.sh (budget $BUDGET s)"
 rm -rf "$LOG/shipped"
 tools/bench/tune_shipped.sh "$S" "$LOG/shipped" "$BUDGET"
 TUNED_DB=$LOG/shipped/shipped_tune.db
-JSON=$(ls "$LOG"/shipped/*.json | head -1)
+JSONS=("$LOG"/shipped/*.json)
+JSON=${JSONS[0]}
 
 echo "== 3. warm start: bench load over the tuned database, 5 fresh processes (goal: first tuned kernel <= 5 ms)"
-for i in 1 2 3 4 5; do
+for _ in 1 2 3 4 5; do
   SWAJIT_SHIPPED=0 "$S" bench load --db "$TUNED_DB" | tee -a "$LOG/warm.log" | grep -E "first tuned kernel|NVRTC opened"
 done
 grep -o 'first tuned kernel[^:]*: [0-9.]*' "$LOG/warm.log" | awk '{print $NF}' | sort -n |

@@ -34,6 +34,7 @@ stage() {  # stage CAP_S TUNE_ARGS...: one `swajit tune` run, capped by CAP_S an
   local rc=$?
   echo "tune_shipped: stage done in $((SECONDS - t0)) s (rc $rc$( ((rc == 124)) && echo ': cut at its cap; finished shapes are kept')): tune $*"
 }
+# shellcheck disable=SC2054  # the commas are swajit's list separators
 DECODE=(--batch 1,8,32,128 --kv-len 32768 --q-seqlen 1,4 --quick-reps 10 --final-reps 50)
 stage 110 --preset mistral-7b "${DECODE[@]}"
 stage 70 --preset gemma-3-27b "${DECODE[@]}"
