@@ -14,6 +14,8 @@
 #include "check.hpp"
 #include "cpu_backend.hpp"
 #include "decode_plan.hpp"
+#include "run_on_threads.hpp"
+#include "tensor_checks.hpp"
 #include "swajit/swajit.hpp"
 #include "tuner.hpp"
 
@@ -61,15 +63,7 @@ TEST_CASE("CPU: bad input is rejected before anything runs") {
   std::vector<uint16_t> q(2 * 8 * 64), out(q.size()), k(4 * 16 * 2 * 64), v(k.size());
   std::vector<int> table = {0, 1, 2, 3}, lens = {20, 5};
   std::vector<int64_t> q_shape = {2, 8, 64}, k_shape = {4, 16, 2, 64}, t_shape = {2, 2}, l_shape = {2};
-  const auto view = [](void* data, DLDataType type, std::vector<int64_t>& shape) {
-    DLTensor t{};
-    t.data = data;
-    t.device = kCpu;
-    t.ndim = int(shape.size());
-    t.dtype = type;
-    t.shape = shape.data();
-    return t;
-  };
+  const auto view = [](void* data, DLDataType type, std::vector<int64_t>& shape) { return dl_tensor(data, type, kCpu, shape); };
   const DLDataType bf16{kDLBfloat, 16, 1}, i32{kDLInt, 32, 1};
   DLTensor tq = view(q.data(), bf16, q_shape), tk = view(k.data(), bf16, k_shape), tv = view(v.data(), bf16, k_shape);
   DLTensor tt = view(table.data(), i32, t_shape), tl = view(lens.data(), i32, l_shape), to = view(out.data(), bf16, q_shape);
@@ -147,22 +141,14 @@ TEST_CASE("CPU backend: calls from several host threads at once, first uses comp
   shapes[2].q_seqlen = 3;
   shapes[3].page_size = 5;
   std::vector<int> wrong(shapes.size(), 0);
-  std::vector<std::string> failures(shapes.size());
-  std::vector<std::thread> threads;
-  for (size_t t = 0; t < shapes.size(); ++t)
-    threads.emplace_back([&, t] {
-      try {
-        DecodeWorkload w(shapes[t], kCpu, nullptr);
-        for (int round = 0; round < 5; ++round) {
-          w.poison_output();
-          w.run(0, std::nullopt, TuningPolicy::kHeuristic);
-          if (!(w.relative_error(0) <= tolerance_for(shapes[t].dtype))) ++wrong[t];
-        }
-      } catch (const std::exception& e) {
-        failures[t] = e.what();
-      }
-    });
-  for (auto& t : threads) t.join();
+  const std::vector<std::string> failures = run_on_threads(shapes.size(), [&](size_t t) {
+    DecodeWorkload w(shapes[t], kCpu, nullptr);
+    for (int round = 0; round < 5; ++round) {
+      w.poison_output();
+      w.run(0, std::nullopt, TuningPolicy::kHeuristic);
+      if (!(w.relative_error(0) <= tolerance_for(shapes[t].dtype))) ++wrong[t];
+    }
+  });
   for (size_t t = 0; t < shapes.size(); ++t) {
     INFO("thread " << t << ": " << failures[t]);
     CHECK(failures[t].empty());

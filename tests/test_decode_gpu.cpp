@@ -18,6 +18,8 @@
 #include "device_buffer.hpp"
 #include "half.hpp"
 #include "decode_plan.hpp"
+#include "run_on_threads.hpp"
+#include "tensor_checks.hpp"
 #include "kernel_cache.hpp"
 #include "tuner.hpp"
 
@@ -31,13 +33,7 @@ constexpr int kDevice = 0;
 
 // A DLTensor over a whole device buffer, compact, on the test's GPU.
 DLTensor device_view(const DeviceBuffer& b, DLDataType t, std::vector<int64_t>& shape) {
-  DLTensor x{};
-  x.data = b.data();
-  x.device = {kDLCUDA, kDevice};
-  x.ndim = int(shape.size());
-  x.dtype = t;
-  x.shape = shape.data();
-  return x;
+  return dl_tensor(b.data(), t, {kDLCUDA, kDevice}, shape);
 }
 
 // A fresh tuning database for one test, and a stream on the device; both go away with it.
@@ -536,21 +532,13 @@ TEST_CASE("concurrent threads: first calls that compile at the same time, each o
   shapes[3].page_size = 11;
   shapes[3].q_seqlen = 3;
   std::vector<double> errors(shapes.size(), -1);
-  std::vector<std::string> failures(shapes.size());
-  std::vector<std::thread> threads;
-  for (size_t t = 0; t < shapes.size(); ++t)
-    threads.emplace_back([&, t] {
-      try {
-        cuda::ScopedDeviceContext scope(kDevice);
-        OwnedStream own;
-        DecodeWorkload w(shapes[t], {kDLCUDA, kDevice}, own.stream);
-        for (int call = 0; call < 8; ++call) w.run(0, std::nullopt, TuningPolicy::kHeuristic);
-        errors[t] = w.relative_error(0);
-      } catch (const std::exception& e) {
-        failures[t] = e.what();
-      }
-    });
-  for (auto& t : threads) t.join();
+  const std::vector<std::string> failures = run_on_threads(shapes.size(), [&](size_t t) {
+    cuda::ScopedDeviceContext scope(kDevice);
+    OwnedStream own;
+    DecodeWorkload w(shapes[t], {kDLCUDA, kDevice}, own.stream);
+    for (int call = 0; call < 8; ++call) w.run(0, std::nullopt, TuningPolicy::kHeuristic);
+    errors[t] = w.relative_error(0);
+  });
   for (size_t t = 0; t < shapes.size(); ++t) {
     INFO("thread " << t << ": " << failures[t]);
     CHECK(failures[t].empty());

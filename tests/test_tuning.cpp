@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -14,7 +15,10 @@
 #include "heuristic.hpp"
 #include "swajit/error.hpp"
 #include "tune_commands.hpp"
+#include "tune_family.hpp"
+#include "checked_input.hpp"
 #include "tuner.hpp"
+#include "shipped_tuning.hpp"
 #include "tuning_store.hpp"
 
 using namespace swajit;
@@ -220,4 +224,95 @@ TEST_CASE("tune-on-miss: threads missing the same key share one run, its winner 
   CHECK_THROWS_AS(tune_on_miss("sku spec b2", nothing_stored, failing), Error);
   CHECK_THROWS_AS(tune_on_miss("sku spec b2", nothing_stored, failing), Error);
   CHECK(runs == 3);
+}
+
+TEST_CASE("shipped tuning data: found by the SKU beneath the user's database, the user's rows win, sources listed") {
+  CHECK(shipped::file_name("NVIDIA H100 80GB HBM3 sm_90 x132") == "nvidia-h100-80gb-hbm3-sm-90-x132.json");
+  if (!std::getenv("SWAJIT_SHIPPED_DIR") && shipped::directory()) {  // this checkout's (or the installed) files
+    const std::string h100 = "NVIDIA H100 80GB HBM3 sm_90 x132";
+    REQUIRE(shipped::file_for(h100));
+    CHECK(shipped::winners(h100).size() >= 6);
+  }
+  const auto dir = temp_dir("shipped");
+  const std::string sku = "Shipped GPU sm_90 x132", spec = "paged_decode_bf16_d128_p16_nhd_q1_g4_local";
+  const DecodeConfig user_config{32, 2, 3, 8}, shipped_config{64, 4, 4, 2};
+  nlohmann::json doc = {{"format", "swajit-tuning-db"}, {"version", 1}, {"devices", nlohmann::json::array()},
+                        {"winners", nlohmann::json::array()}};
+  for (const char* bucket : {"b32_kv4096", "b64_kv4096"})
+    doc["winners"].push_back({{"device_sku", sku}, {"spec_key", spec}, {"bucket", bucket},
+                              {"config", decode_config_to_json(shipped_config)}, {"time_us", 5.0}, {"samples", 100}});
+  std::filesystem::create_directories(dir / "shipped");
+  std::ofstream(dir / "shipped" / shipped::file_name(sku)) << doc.dump();
+  std::ofstream(dir / "shipped" / "broken-gpu.json") << "{ not json";  // reported and skipped, never fatal
+  const std::string path = (dir / "tuning.db").string();
+  {
+    db::TuningDb db(path);
+    db::DeviceRecord device;
+    device.sku = sku;
+    device.backend = "cuda";
+    db.upsert_device(device);
+    db::WinnerRecord w;
+    w.device_sku = sku;
+    w.spec_key = spec;
+    w.bucket = "b32_kv4096";
+    w.config = decode_config_to_json(user_config);
+    w.time_us = 7;
+    db.put_winner(w);
+  }
+  ::setenv("SWAJIT_SHIPPED_DIR", (dir / "shipped").c_str(), 1);
+  TuningStore& store = TuningStore::instance();
+  store.set_path(path);
+  CHECK(store.decode_winner(sku, spec, "b32_kv4096") == user_config);     // the user's row wins
+  CHECK(store.decode_winner(sku, spec, "b64_kv4096") == shipped_config);  // only shipped: found by the SKU
+  CHECK_FALSE(store.decode_winner("Unshipped GPU sm_80 x108", spec, "b64_kv4096"));
+  {
+    db::TuningDb db(path);
+    const auto listed = shipped::winners_beneath(db.list_winners());
+    REQUIRE(listed.size() == 2);  // the shipped b32 row lies under the user's and is not listed
+    CHECK(listed[0].winner.bucket == "b32_kv4096");
+    CHECK(listed[0].source == "user");
+    CHECK(listed[1].winner.bucket == "b64_kv4096");
+    CHECK(listed[1].source == "shipped:" + shipped::file_name(sku));
+    CHECK(decode_config_from_json(listed[1].winner.config) == shipped_config);
+  }
+  ::setenv("SWAJIT_SHIPPED", "0", 1);  // turned off: only the user's database
+  store.set_path(path);
+  CHECK_FALSE(store.decode_winner(sku, spec, "b64_kv4096"));
+  CHECK(store.decode_winner(sku, spec, "b32_kv4096") == user_config);
+  ::unsetenv("SWAJIT_SHIPPED");
+  ::unsetenv("SWAJIT_SHIPPED_DIR");
+  store.set_path((dir / "missing-dir" / "x" / "tuning.db").string());
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("tune --device cuda:all: each GPU's worker gets its share of the shard and its own --device") {
+  CHECK(cli::worker_shard("0/1", 0, 2) == "0/2");
+  CHECK(cli::worker_shard("0/1", 1, 2) == "1/2");
+  CHECK(cli::worker_shard("1/3", 1, 2) == "4/6");  // items 1, 4, 7, ... of the whole: worker 1 takes 4, 10, ...
+  // The workers' shards cover exactly the items of the shard, each once.
+  for (const auto& [shard, workers] : {std::pair<std::string, int>{"0/1", 8}, {"2/5", 3}, {"0/3", 1}}) {
+    const auto [index, count] = cli::parse_shard(shard);
+    for (int item = 0; item < 200; ++item) {
+      int takers = 0;
+      for (int g = 0; g < workers; ++g) {
+        const auto [wi, wn] = cli::parse_shard(cli::worker_shard(shard, g, workers));
+        takers += item % wn == wi;
+      }
+      CHECK(takers == (item % count == index ? 1 : 0));
+    }
+  }
+  std::vector<std::string> argv_text = {"swajit", "--db", "x.db", "tune", "--preset", "mistral-7b", "--device",
+                                        "cuda:all", "--shard=1/2", "--quick-reps", "3"};
+  std::vector<char*> argv;
+  for (auto& a : argv_text) argv.push_back(a.data());
+  CHECK(cli::worker_arguments(int(argv.size()), argv.data(), 3, "7/8") ==
+        std::vector<std::string>{"--db", "x.db", "tune", "--preset", "mistral-7b", "--quick-reps", "3", "--device",
+                                 "cuda:3", "--shard", "7/8"});
+  if (cuda_devices().empty()) {
+    int ran = 0;
+    CHECK_THROWS_WITH_AS(cli::tune_on_every_gpu(int(argv.size()), argv.data(), cli::TuneRun{},
+                                                [&](const cli::TuneRun&) { return ++ran; }),
+                         doctest::Contains("--device cuda:all: no GPU"), Error);
+    CHECK(ran == 0);
+  }
 }

@@ -1,11 +1,14 @@
 // Tests for the SQLite tuning database: schema, records, policies, import/export, recovery, concurrency.
 #include <doctest/doctest.h>
 #include <sqlite3.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -897,4 +900,34 @@ TEST_CASE("json_input: write_file_atomically writes whole files and reports ever
   std::size_t entries = 0;
   for (const auto& entry : fs::directory_iterator(tmp.dir())) entries += entry.is_regular_file();
   CHECK(entries == 1);  // no temporary file left behind
+}
+
+TEST_CASE("tuning_db: OpenCheck::kHeader opens a current database at once and leaves anything else to the full open") {
+  TempDir tmp;
+  const std::string path = tmp.file("tuning.db");
+  {
+    TuningDb created(path, TuningDb::OpenCheck::kHeader);  // missing: created on the full path
+    CHECK(created.schema_version() == TuningDb::latest_schema_version());
+    created.upsert_device(make_device("h100"));
+  }
+  {
+    // Another process holding the open lock (creating or repairing) does not delay a warm open of a current file.
+    const int lock_fd = ::open((path + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    REQUIRE(lock_fd >= 0);
+    REQUIRE(::flock(lock_fd, LOCK_EX) == 0);
+    const auto start = std::chrono::steady_clock::now();
+    TuningDb warm(path, TuningDb::OpenCheck::kHeader);
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(1));
+    CHECK(warm.list_devices().size() == 1);
+    warm.upsert_device(make_device("h200"));  // and it writes
+    ::close(lock_fd);
+  }
+  CHECK(TuningDb(path).list_devices().size() == 2);
+  CHECK(tmp.moved_aside("tuning.db").empty());
+  // A file that is not ours takes the full path: moved aside and recreated, as without kHeader.
+  const std::string garbage_path = tmp.file("garbage.db");
+  write_random_bytes(garbage_path, 8192);
+  TuningDb replaced(garbage_path, TuningDb::OpenCheck::kHeader);
+  CHECK(tmp.moved_aside("garbage.db").size() == 1);
+  CHECK(replaced.schema_version() == TuningDb::latest_schema_version());
 }

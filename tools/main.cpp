@@ -17,6 +17,7 @@
 #include "family.hpp"
 #include "heuristic.hpp"
 #include "tune_commands.hpp"
+#include "tune_family.hpp"
 #ifdef SWAJIT_HAVE_CPU_BACKEND
 #include "cpu_backend.hpp"
 #endif
@@ -24,6 +25,7 @@
 #include "prefill_problem.hpp"
 #include "kernel_cache.hpp"
 #include "nvrtc_compiler.hpp"
+#include "shipped_tuning.hpp"
 #include "spec_flags.hpp"
 #include "swajit/generator.hpp"
 #include "swajit/swajit.hpp"
@@ -123,6 +125,25 @@ void print_stored_binaries() {
   if (!opened) std::printf("database %s: cannot be opened\n", path.c_str());
 }
 
+// Whether each device (the GPUs, the CPU) has shipped tuning data (shipped_tuning.hpp) and where it is.
+void print_shipped_data(const std::vector<DeviceInfo>& gpus) {
+  std::string why;
+  const auto dir = shipped::directory(&why);
+  if (!dir) return std::printf("shipped tuning data: none (%s)\n", why.c_str()), void();
+  std::vector<std::pair<std::string, std::string>> devices;  // label, SKU
+  for (const auto& d : gpus) devices.emplace_back("cuda:" + std::to_string(d.ordinal), d.sku());
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+  devices.emplace_back("cpu", cpu::host_cpu().identity());
+#endif
+  std::printf("shipped tuning data in %s (beneath the database; SWAJIT_SHIPPED=0 turns it off):\n", dir->c_str());
+  for (const auto& [label, sku] : devices) {
+    if (shipped::file_for(sku))
+      std::printf("  %s: %s, %zu winners\n", label.c_str(), shipped::file_name(sku).c_str(), shipped::winners(sku).size());
+    else
+      std::printf("  %s: none for this SKU (%s would be %s)\n", label.c_str(), sku.c_str(), shipped::file_name(sku).c_str());
+  }
+}
+
 int cmd_info() {
   std::string why;
   const auto devices = cuda_devices(&why);
@@ -146,6 +167,7 @@ int cmd_info() {
 #else
   std::printf("cpu: backend not built (configure with -DSWAJIT_CPU_BACKEND=ON)\n");
 #endif
+  print_shipped_data(devices);
   print_stored_binaries();
   return 0;
 }
@@ -263,29 +285,21 @@ int main(int argc, char** argv) {
   auto* bench_load = bench->add_subcommand("load", "build every tuned kernel from the database; load time per kernel");
   bench_load->add_option("--device", load_device, kDeviceHelp)->capture_default_str();
 
-  TuneCommand tune_command;
-  std::string tune_device = "auto";
-  auto* tune = app.add_subcommand("tune", "tune decode shapes on the GPU and store the winners in the database");
-  tune->add_option("--preset", tune_command.preset, "model preset: mistral-7b | gemma-3-27b | gpt-oss-20b");
-  tune->add_option("--workload", tune_command.workload_file, "JSON file {\"shapes\": [{batch, kv_len, num_q_heads, ...}]}");
-  tune->add_option("--shard", tune_command.shard, "i/n: tune every n-th shape starting at i")->capture_default_str();
-  tune->add_flag("--restart", tune_command.restart, "forget the progress of an interrupted run of the same job");
-  tune->add_option("--batch", tune_command.batches, "preset grid: batch sizes")->delimiter(',')->check(size_range())->capture_default_str();
-  tune->add_option("--kv-len", tune_command.kv_lens, "preset grid: KV lengths")->delimiter(',')->check(size_range())->capture_default_str();
-  tune->add_option("--q-seqlen", tune_command.q_seqlens, "preset grid: query tokens")->delimiter(',')->check(size_range())->capture_default_str();
-  tune->add_option("--quick-reps", tune_command.quick_reps, "graph replays per candidate")->check(reps_range())->capture_default_str();
-  tune->add_option("--final-reps", tune_command.final_reps, "graph replays per finalist")->check(reps_range())->capture_default_str();
-  tune->add_option("--device", tune_device, kDeviceHelp)->capture_default_str();
-  std::string tune_family = "paged_decode";
-  PrefillTuneCommand prefill_tune;
-  tune->add_option("--family", tune_family, "paged_decode (presets, workloads) | prefill (the --seq x --num-kv-heads grid)")
+  TuneRun tune_run;
+  std::string tune_device = "auto", tune_family;
+  int quick_reps = 0, final_reps = 0;
+  auto* tune = app.add_subcommand("tune", "tune a family's shapes on the GPU (or the CPU) and store the winners in the database");
+  tune->add_option("--device", tune_device, std::string(kDeviceHelp) + " | cuda:all (one worker process per GPU)")
       ->capture_default_str();
-  tune->add_option("--seq", prefill_tune.seq_lens, "prefill: sequence lengths")->delimiter(',')->check(size_range())->capture_default_str();
-  tune->add_option("--num-kv-heads", prefill_tune.num_kv_heads, "prefill: kv head counts")->delimiter(',')->check(size_range())->capture_default_str();
-  tune->add_option("--local-window", prefill_tune.local_window, "prefill: local window")->check(window_range())->capture_default_str();
-  std::string prefill_tune_kv_quant = "none";
-  tune->add_option("--kv-quant", prefill_tune_kv_quant, "prefill: K/V storage none | int8 | fp8 (per-channel scales)")
-      ->capture_default_str();
+  tune->add_option("--shard", tune_run.shard, "i/n: tune every n-th item starting at i")->capture_default_str();
+  tune->add_option("--quick-reps", quick_reps, "timed runs per candidate (default: the family's)")->check(reps_range());
+  tune->add_option("--final-reps", final_reps, "timed runs per finalist (default: the family's)")->check(reps_range());
+  std::vector<TuneFamilyVerb> tune_verbs;
+  for_each_tune_family([&](auto family) { tune_verbs.push_back(decltype(family)::add_to(*tune)); });
+  std::string family_names;
+  for (const auto& v : tune_verbs) family_names += (family_names.empty() ? "" : " | ") + v.family;
+  tune_family = tune_verbs.front().family;
+  tune->add_option("--family", tune_family, family_names)->capture_default_str();
 
   std::string db_verb, db_argument;
   auto* db = app.add_subcommand("db", "inspect and move tuning databases");
@@ -306,16 +320,15 @@ int main(int argc, char** argv) {
     if (gen->parsed() && gen_jit_time) return cmd_jit_time(gen_spec, gen_config);
     if (gen->parsed()) return cmd_gen(gen_spec, gen_config, gen_device);
     if (tune->parsed()) {
-      tune_command.device = parse_device(tune_device);
-      if (swajit::parse_family(tune_family) == swajit::KernelFamily::kPrefill) {
-        prefill_tune.device = cuda_ordinal(tune_command.device, "tune --family prefill");
-        prefill_tune.kv_quant = swajit::parse_kv_quant(prefill_tune_kv_quant);
-        const bool quick_given = tune->count("--quick-reps") > 0, final_given = tune->count("--final-reps") > 0;
-        if (quick_given) prefill_tune.quick_reps = tune_command.quick_reps;
-        if (final_given) prefill_tune.final_reps = tune_command.final_reps;
-        return run_prefill_tune(prefill_tune);
-      }
-      return run_tune(tune_command);
+      const auto verb = std::find_if(tune_verbs.begin(), tune_verbs.end(), [&](const auto& v) { return v.family == tune_family; });
+      if (verb == tune_verbs.end())
+        throw swajit::Error(swajit::ErrorCode::kInvalidArgument, "--family '" + tune_family + "' is unknown; families: " + family_names);
+      if (tune->count("--quick-reps")) tune_run.quick_reps = quick_reps;
+      if (tune->count("--final-reps")) tune_run.final_reps = final_reps;
+      parse_shard(tune_run.shard);  // a bad shard is named before any worker starts
+      if (tune_device == "cuda:all") return tune_on_every_gpu(argc, argv, tune_run, verb->run);
+      tune_run.device = parse_device(tune_device);
+      return verb->run(tune_run);
     }
     if (db->parsed()) return run_db(db_verb, db_argument);
     for (const BenchVerb& verb : bench_verbs)

@@ -22,6 +22,7 @@ struct TuneCommand {
 struct PrefillTuneCommand : PrefillGrid {
   int device = 0;
   int quick_reps = 5, final_reps = 20;
+  std::string shard = "0/1";  // i/n over the grid's (kv heads, seq) items, in order
 };
 int run_prefill_tune(const PrefillTuneCommand& command);
 

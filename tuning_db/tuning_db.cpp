@@ -617,8 +617,9 @@ std::string TuningDb::default_path() {
 
 int TuningDb::latest_schema_version() { return kSchemaVersion; }
 
-TuningDb::TuningDb(const std::string& path) : path_(path) {
+TuningDb::TuningDb(const std::string& path, OpenCheck check) : path_(path) {
   if (path_.empty()) throw Error(ErrorCode::kInvalidArgument, "tuning database path is empty");
+  if (check == OpenCheck::kHeader && open_if_current()) return;
   const fs::path parent = fs::path(path_).parent_path();
   if (!parent.empty()) {
     std::error_code ec;
@@ -673,6 +674,26 @@ bool TuningDb::open_read_write() {
     if (e.primary_code() != SQLITE_READONLY) throw;
     db_.reset(open_connection(file_uri(path_) + "?immutable=1", SQLITE_OPEN_READONLY | SQLITE_OPEN_URI));
   }
+  return false;
+}
+
+bool TuningDb::open_if_current() {
+  std::error_code ec;
+  if (fs::file_size(path_, ec) == 0 || ec) return false;  // missing or empty: to be created under the lock
+  try {
+    db_.reset(open_connection(path_, SQLITE_OPEN_READWRITE));
+    const bool current = sqlite3_db_readonly(handle(), "main") == 0 &&
+                         query_integer(handle(), path_, "reading application_id", "PRAGMA application_id") == kApplicationId &&
+                         query_integer(handle(), path_, "reading user_version", "PRAGMA user_version") == kSchemaVersion;
+    if (current) {
+      // journal_mode=WAL is stored in the file by whoever created it; these two belong to the connection.
+      exec(handle(), path_, "setting synchronous", "PRAGMA synchronous=NORMAL");
+      exec(handle(), path_, "enabling foreign keys", "PRAGMA foreign_keys=ON");
+      return true;
+    }
+  } catch (const SqliteError&) {  // not a database, locked, ...: the full path judges and reports it
+  }
+  db_.reset();
   return false;
 }
 

@@ -321,3 +321,15 @@ def test_extension_takes_dlpack_capsules():
     swajit._swajit.paged_decode(capsule(q), capsule(k_cache), capsule(v_cache), capsule(block_table),
                                 capsule(seq_lens), capsule(out), 0, local_window=8)
     torch.testing.assert_close(out, expected, atol=0, rtol=0)
+
+
+def test_package_ships_tuning_data():
+    """The shipped tuning data travels in the package, where the runtime looks (beside the extension: swajit/shipped)."""
+    import json
+    import pathlib
+    shipped = pathlib.Path(swajit.__file__).parent / "shipped"
+    files = sorted(shipped.glob("*.json"))
+    assert shipped / "nvidia-h100-80gb-hbm3-sm-90-x132.json" in files
+    for f in files:
+        doc = json.loads(f.read_text())
+        assert doc["format"] == "swajit-tuning-db" and doc["winners"], f

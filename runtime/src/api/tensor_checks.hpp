@@ -16,6 +16,20 @@ namespace swajit {
 
 constexpr int kVectorBytes = 16;  // every tensor the kernels stream is read or written in 16-byte vectors
 
+// A DLTensor over `data`: `shape`, and `strides` (null: compact row-major), stay the caller's and must outlive it, as
+// DLPack points into them. The one builder of the check harness, the tuner's workloads and the tests.
+inline DLTensor dl_tensor(void* data, DLDataType dtype, DLDevice device, std::vector<int64_t>& shape,
+                          std::vector<int64_t>* strides = nullptr) {
+  DLTensor t{};
+  t.data = data;
+  t.device = device;
+  t.ndim = int(shape.size());
+  t.dtype = dtype;
+  t.shape = shape.data();
+  t.strides = strides ? strides->data() : nullptr;
+  return t;
+}
+
 [[noreturn]] void fail(const std::string& message);
 std::string shape_text(const DLTensor& t);                 // "[2, 8, 128]"
 std::vector<int64_t> strides_of(const DLTensor& t);        // in elements; DLPack's null strides mean row-major

@@ -112,9 +112,8 @@ namespace {
 CompileEntry compiler_entry() {
   static const CompileEntry entry = []() -> CompileEntry {
     std::vector<std::string> names;
-    Dl_info self{};
-    if (dladdr(reinterpret_cast<void*>(&compiler_entry), &self) && self.dli_fname)
-      names.push_back((std::filesystem::path(self.dli_fname).parent_path() / kCompilerModule).string());
+    if (const auto here = dl::directory_of(reinterpret_cast<const void*>(&compiler_entry)); !here.empty())
+      names.push_back((here / kCompilerModule).string());
     names.push_back(SWAJIT_CPU_COMPILER_BUILD_PATH);
     names.push_back(kCompilerModule);  // on the loader's path
     std::string errors;

@@ -3,6 +3,7 @@
 #pragma once
 #include <dlfcn.h>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,15 @@ inline bool is_loaded(const std::string& soname) {
   void* library = dlopen(soname.c_str(), RTLD_NOW | RTLD_NOLOAD);
   if (library) dlclose(library);  // drops the reference RTLD_NOLOAD took
   return library != nullptr;
+}
+
+// The folder of the executable or shared library that holds `address` (e.g. a function of libswajit): files
+// installed beside the code (the CPU compiler module, shipped tuning data) are looked up from there. Empty if unknown.
+inline std::filesystem::path directory_of(const void* address) {
+  Dl_info info{};
+  if (!dladdr(address, &info) || !info.dli_fname) return {};
+  std::error_code ec;  // dli_fname is as the program was started (maybe relative): pin it before a chdir
+  return std::filesystem::absolute(info.dli_fname, ec).parent_path();
 }
 
 // Points `fn` at `symbol` of `library`; false when the library lacks it.

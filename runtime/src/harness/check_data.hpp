@@ -32,16 +32,7 @@ struct StridedTensor {
     for (size_t i = 0; i < index.size(); ++i) o += index[i] * strides[i];
     return o;
   }
-  DLTensor view(void* data, DLDataType dtype, DLDevice device) {
-    DLTensor t{};
-    t.data = data;
-    t.device = device;
-    t.ndim = int(shape.size());
-    t.dtype = dtype;
-    t.shape = shape.data();
-    t.strides = strides.data();
-    return t;
-  }
+  DLTensor view(void* data, DLDataType dtype, DLDevice device) { return dl_tensor(data, dtype, device, shape, &strides); }
 };
 
 inline StridedTensor make_tensor(std::vector<int64_t> shape, std::vector<int64_t> strides) {

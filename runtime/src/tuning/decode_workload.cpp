@@ -12,6 +12,7 @@
 #include "cuda_driver.hpp"
 #include "half.hpp"
 #include "reference.hpp"
+#include "tensor_checks.hpp"
 #include "utility_kernels.hpp"
 
 namespace swajit {
@@ -23,13 +24,7 @@ constexpr int kElementBytes = 2;     // q, out and 16-bit K/V
 constexpr int kWarmupReplays = 5;
 
 DLTensor view(void* data, DLDataType dtype, DLDevice device, std::vector<int64_t>& shape) {
-  DLTensor t{};
-  t.data = data;
-  t.device = device;
-  t.ndim = int(shape.size());
-  t.dtype = dtype;
-  t.shape = shape.data();
-  return t;
+  return dl_tensor(data, dtype, device, shape);
 }
 DLDataType dl_dtype(DType t) { return t == DType::kBF16 ? DLDataType{kDLBfloat, 16, 1} : DLDataType{kDLFloat, 16, 1}; }
 DLDataType dl_kv_dtype(const DecodeShape& s) {

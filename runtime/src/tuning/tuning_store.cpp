@@ -3,6 +3,7 @@
 #include <bit>
 #include <cstdio>
 
+#include "shipped_tuning.hpp"
 #include "swajit/error.hpp"
 
 namespace swajit {
@@ -136,7 +137,7 @@ db::TuningDb* TuningStore::open_locked() {
   s.tried = true;
   const std::string where = s.path.empty() ? db::TuningDb::default_path() : s.path;
   try {
-    s.db = std::make_unique<db::TuningDb>(where);
+    s.db = std::make_unique<db::TuningDb>(where, db::TuningDb::OpenCheck::kHeader);  // the warm start's open
   } catch (const std::exception& e) {
     std::fprintf(stderr, "swajit: tuning database unavailable, using heuristic configs: %s\n", e.what());
   }
@@ -149,7 +150,7 @@ bool TuningStore::available() {
   return open_locked() != nullptr;
 }
 
-std::optional<nlohmann::json> TuningStore::winner_json(const std::string& sku, const std::string& spec_key,
+std::optional<nlohmann::json> TuningStore::winner_config(const std::string& sku, const std::string& spec_key,
                                                        const std::string& bucket) {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
@@ -157,8 +158,14 @@ std::optional<nlohmann::json> TuningStore::winner_json(const std::string& sku, c
   auto it = s.winners.find(key);
   if (it != s.winners.end()) return it->second;
   std::optional<nlohmann::json> config;
-  if (db::TuningDb* db = open_locked())
-    if (auto row = db->get_winner(sku, spec_key, bucket)) config = row->config;
+  if (db::TuningDb* db = open_locked()) {
+    try {
+      if (auto row = db->get_winner(sku, spec_key, bucket)) config = row->config;
+    } catch (const Error& e) {  // a damaged file found on reading: the call runs on shipped data or the heuristic
+      std::fprintf(stderr, "swajit: tuning database lookup failed (%s); `swajit db verify` checks the file\n", e.what());
+    }
+  }
+  if (!config) config = shipped::config(sku, spec_key, bucket);  // the user's rows win; shipped data lies beneath
   s.winners[key] = config;
   return config;
 }
@@ -178,15 +185,15 @@ std::optional<Config> parse_winner(const std::optional<nlohmann::json>& json, co
 
 std::optional<DecodeConfig> TuningStore::decode_winner(const std::string& sku, const std::string& spec_key,
                                                 const std::string& bucket) {
-  return parse_winner<DecodeConfig>(winner_json(sku, spec_key, bucket), spec_key, bucket, decode_config_from_json);
+  return parse_winner<DecodeConfig>(winner_config(sku, spec_key, bucket), spec_key, bucket, decode_config_from_json);
 }
 std::optional<CpuDecodeConfig> TuningStore::cpu_decode_winner(const std::string& sku, const std::string& spec_key,
                                                        const std::string& bucket) {
-  return parse_winner<CpuDecodeConfig>(winner_json(sku, spec_key, bucket), spec_key, bucket, cpu_decode_config_from_json);
+  return parse_winner<CpuDecodeConfig>(winner_config(sku, spec_key, bucket), spec_key, bucket, cpu_decode_config_from_json);
 }
 std::optional<PrefillConfig> TuningStore::prefill_winner(const std::string& sku, const std::string& spec_key,
                                                          const std::string& bucket) {
-  return parse_winner<PrefillConfig>(winner_json(sku, spec_key, bucket), spec_key, bucket, prefill_config_from_json);
+  return parse_winner<PrefillConfig>(winner_config(sku, spec_key, bucket), spec_key, bucket, prefill_config_from_json);
 }
 
 void TuningStore::forget_cached_winners() {
@@ -200,7 +207,12 @@ std::optional<TuningStore::StoredBinary> TuningStore::binary(const std::string& 
   std::lock_guard<std::mutex> lock(s.mutex);
   db::TuningDb* db = open_locked();
   if (!db) return std::nullopt;
-  auto row = db->get_binary(hash);
+  std::optional<db::BinaryRecord> row;
+  try {
+    row = db->get_binary(hash);
+  } catch (const Error& e) {  // an unreadable row is compiled again, never a failed call
+    std::fprintf(stderr, "swajit: reading a stored kernel failed (%s); compiling it again\n", e.what());
+  }
   if (!row) return std::nullopt;
   return StoredBinary{std::vector<char>(row->blob.begin(), row->blob.end()), int(row->compiler_version),
                       int(row->driver_version)};

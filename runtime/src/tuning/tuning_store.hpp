@@ -1,5 +1,6 @@
 // The runtime's view of the tuning database: where it is, the shape-bucket rule, tuned configs by
-// (device SKU, spec key, bucket), and compiled binaries by hash. One process-wide connection, opened on first use;
+// (device SKU, spec key, bucket) -- the user's database first, then the shipped data beneath it (shipped_tuning.hpp)
+// -- and compiled binaries by hash. One process-wide connection, opened on first use;
 // if the file cannot be opened the runtime says so once on stderr and runs on heuristics.
 #pragma once
 #include <nlohmann/json.hpp>
@@ -45,6 +46,8 @@ class TuningStore {
   std::optional<DecodeConfig> decode_winner(const std::string& sku, const std::string& spec_key, const std::string& bucket);
   std::optional<CpuDecodeConfig> cpu_decode_winner(const std::string& sku, const std::string& spec_key, const std::string& bucket);
   std::optional<PrefillConfig> prefill_winner(const std::string& sku, const std::string& spec_key, const std::string& bucket);
+  // The winning config's JSON, whatever the family (memoized, misses included).
+  std::optional<nlohmann::json> winner_config(const std::string& sku, const std::string& spec_key, const std::string& bucket);
   // Runs `f` with the open database under the store's lock (for the tuner and the CLI); false if unavailable.
   template <class F>
   bool with_db(F&& f);
@@ -63,7 +66,6 @@ class TuningStore {
 
  private:
   TuningStore() = default;
-  std::optional<nlohmann::json> winner_json(const std::string& sku, const std::string& spec_key, const std::string& bucket);
   db::TuningDb* open_locked();
   struct State;
   State& state();

@@ -117,7 +117,14 @@ class TuningDb {
   // from a newer swajit throws and is left untouched. Opening is serialized between processes by an flock on
   // "<path>.lock" (left next to the file), so concurrent first opens of a new file create it once. A read-only
   // file opens for reading; every write then throws kDatabaseError saying the file is read-only.
-  explicit TuningDb(const std::string& path);
+  //
+  // OpenCheck::kHeader (the runtime's warm start): a file that exists, is writable and whose header already says it
+  // is a swajit database of this schema version is used at once, without the lock, the quick_check (a read of every
+  // page: milliseconds for a database holding binaries) or migrations; anything else takes the full path above.
+  // Damage found later surfaces as kDatabaseError from the call that read it; binaries are still checked against
+  // their SHA-256 before use, and `swajit db verify` runs the full integrity check.
+  enum class OpenCheck { kFull, kHeader };
+  explicit TuningDb(const std::string& path, OpenCheck check = OpenCheck::kFull);
   ~TuningDb();
   TuningDb(TuningDb&&) noexcept;
   TuningDb& operator=(TuningDb&&) noexcept;
@@ -193,6 +200,7 @@ class TuningDb {
   sqlite3* handle() const;
   std::optional<std::string> inspect();  // why the open file cannot be used as ours; throws if it is too new
   bool open_read_write();                // opens path_; false if the file is write-protected (opened read-only)
+  bool open_if_current();                // the kHeader path: true if path_ is ours, writable and up to date
   void migrate();
   void in_transaction(std::string_view what, const std::function<void()>& body);
 
