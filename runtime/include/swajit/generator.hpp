@@ -59,6 +59,13 @@ inline PrefillGeometry kernel_geometry(const KernelSpec& spec, const PrefillConf
 int cpu_scratch_floats(const KernelSpec& spec, const CpuDecodeConfig& config);
 // The CPU kernel's C++ source (compiled in process by Clang); symbols as for CUDA, with a "swajit_cpu_" prefix.
 GeneratedKernel generate_paged_decode_cpu(const KernelSpec& spec, const CpuDecodeConfig& config);
+// The sparse_decode family's CPU kernel (the CPU config's block_n is its gather tile).
+GeneratedKernel generate_sparse_decode_cpu(const KernelSpec& spec, const CpuDecodeConfig& config);
+// The CPU source of whichever family `spec` is.
+inline GeneratedKernel generate_cpu_kernel(const KernelSpec& spec, const CpuDecodeConfig& config) {
+  return spec.family == KernelFamily::kSparseDecode ? generate_sparse_decode_cpu(spec, config)
+                                                    : generate_paged_decode_cpu(spec, config);
+}
 
 // Embedded template text by file name (e.g. "paged_decode.cuh"); throws kInvalidArgument for an unknown name.
 std::string_view template_text(std::string_view name);

@@ -158,7 +158,7 @@ const LoadedCpuKernel& cpu_decode_kernel(const KernelSpec& spec, const CpuDecode
       return *known.get();  // ready: names are added only once built
     }
   }
-  const GeneratedKernel g = generate_paged_decode_cpu(spec, config);
+  const GeneratedKernel g = generate_cpu_kernel(spec, config);
   const std::string hash = stable_hash({g.source, "clang", std::to_string(cpu::clang_version()), cpu::host_cpu().identity()});
   std::promise<std::shared_ptr<const LoadedCpuKernel>> promise;
   CpuKernelFuture future;

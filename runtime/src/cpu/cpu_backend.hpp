@@ -11,7 +11,8 @@
 
 namespace swajit {
 
-using CpuKernelFn = void (*)(const PagedDecodeParams*, int item_begin, int item_end, float* scratch);
+// params: the family's argument struct (PagedDecodeParams, SparseDecodeParams).
+using CpuKernelFn = void (*)(const void* params, int item_begin, int item_end, float* scratch);
 
 struct LoadedCpuKernel {
   std::unique_ptr<cpu::JitModule> module;
@@ -21,7 +22,8 @@ struct LoadedCpuKernel {
   bool from_database = false;
 };
 
-// Compiles (or loads from the tuning database) exactly once per (spec, compile config), whatever the threads.
+// Compiles (or loads from the tuning database) exactly once per (spec, compile config), whatever the threads; any
+// family with a CPU kernel (generate_cpu_kernel).
 const LoadedCpuKernel& cpu_decode_kernel(const KernelSpec& spec, const CpuDecodeConfig& config);
 
 // The config for a call: forced, tuned (database, keyed by the host CPU's identity), else the heuristic.

@@ -89,6 +89,8 @@ decltype(auto) with_cuda_family(KernelFamily kind, F&& f) {
   switch (kind) {
     case KernelFamily::kPagedDecode: return f(Family<DecodeConfig>{});
     case KernelFamily::kPrefill: return f(Family<PrefillConfig>{});
+    case KernelFamily::kSparseDecode:
+      throw Error(ErrorCode::kUnsupported, "sparse_decode has no CUDA kernel yet (its CPU backend runs: --device cpu)");
   }
   throw Error(ErrorCode::kInvalidArgument, "unknown kernel family " + std::to_string(int(kind)));
 }
