@@ -211,10 +211,10 @@ void validate_sparse_fields(const KernelSpec& s) {
     if (!listed_dim && s.head_dim != SpecLimits::kSharedKvHeadDim)
       throw Error(ErrorCode::kUnsupported, "head_dim = " + std::to_string(s.head_dim) +
                                                " is not supported with a shared K/V cache; supported: 64, 128, 256, 576");
-    constexpr int kVectorColumns = 16;  // V columns are read in 16-element tensor-core slices
-    if (s.head_dim_v < kVectorColumns || s.head_dim_v > s.head_dim || s.head_dim_v % kVectorColumns != 0)
+    constexpr int kVColumnsStep = 64;  // V columns come in 32 lanes x an even number (CUDA: packed 16-bit pairs)
+    if (s.head_dim_v < kVColumnsStep || s.head_dim_v > s.head_dim || s.head_dim_v % kVColumnsStep != 0)
       throw Error(ErrorCode::kInvalidArgument, "head_dim_v = " + std::to_string(s.head_dim_v) +
-                                                   " must be a multiple of 16 in [16, head_dim = " + std::to_string(s.head_dim) + "]");
+                                                   " must be a multiple of 64 in [64, head_dim = " + std::to_string(s.head_dim) + "]");
   } else {
     if (!listed_dim)
       throw Error(ErrorCode::kUnsupported, "head_dim = " + std::to_string(s.head_dim) +
@@ -373,10 +373,10 @@ SparseDecodeConfig SparseDecodeConfig::from_key(std::string_view key) {
 }
 
 void SparseDecodeConfig::validate(const KernelSpec& spec) const {
-  constexpr int kMmaK = 16, kMaxBlockN = 128, kMaxStages = 4;  // tiles of gathered rows come in k16 steps
-  require_range("block_n", block_n, kMmaK, kMaxBlockN);
-  if (block_n % kMmaK != 0)
-    throw Error(ErrorCode::kInvalidArgument, "block_n = " + std::to_string(block_n) + " must be a multiple of 16");
+  constexpr int kWarpSize = 32, kMaxBlockN = 128, kMaxStages = 4;  // a tile is whole slices of one token per lane
+  require_range("block_n", block_n, kWarpSize, kMaxBlockN);
+  if (block_n % kWarpSize != 0)
+    throw Error(ErrorCode::kInvalidArgument, "block_n = " + std::to_string(block_n) + " must be a multiple of 32");
   require_range("stages", stages, 2, kMaxStages);
   require_range("num_splits", num_splits, 1, DecodeConfig::kMaxSplits);
   if (spec.family != KernelFamily::kSparseDecode)

@@ -1,13 +1,17 @@
-// The sparse top-k decode family on the CPU backend: its whole check matrix against the reference, and every bad
-// argument rejected with a typed error naming it.
+// The sparse top-k decode family without a GPU: its whole check matrix against the reference on the CPU backend,
+// every bad argument rejected with a typed error naming it, and the CUDA kernel of every spec of the matrix compiled
+// for sm_90a by NVRTC.
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <string>
 #include <vector>
 
 #include "check.hpp"
+#include "nvrtc_compiler.hpp"
+#include "swajit/generator.hpp"
 #include "swajit/swajit.hpp"
 
 using namespace swajit;
@@ -130,4 +134,27 @@ TEST_CASE("CPU sparse decode: a valid call runs; every bad argument is named") {
     f.indices[0] = 3;
     CHECK_NOTHROW(f.call(true));
   }
+}
+
+TEST_CASE("the CUDA kernel of every spec in the sparse check matrix compiles for sm_90a") {
+  std::string why;
+  if (!nvrtc::available(&why)) {
+    MESSAGE("skipped: " << why);
+    return;
+  }
+  std::vector<std::string> compiled;
+  for (const SparseCase& c : sparse_check_matrix()) {
+    const KernelSpec spec = c.spec();
+    if (std::find(compiled.begin(), compiled.end(), spec.key()) != compiled.end()) continue;
+    compiled.push_back(spec.key());
+    SparseDecodeConfig config;
+    if (spec.head_dim > 256) config.block_n = 32;  // as the heuristic picks under a 227 KB shared-memory limit
+    const GeneratedKernel k = generate_sparse_decode_cuda(spec, config);
+    INFO(k.cache_key);
+    const nvrtc::CompiledCubin cubin = nvrtc::compile(k.source, k.cache_key + ".cu", "sm_90a");
+    CHECK(std::string(cubin.cubin.data(), 4) == "\x7f" "ELF");
+    constexpr int kHopperSharedOptin = 227 * 1024;  // what an sm_90 block may opt in to
+    CHECK(sparse_decode_geometry(spec, config).shared_bytes <= kHopperSharedOptin);
+  }
+  MESSAGE(compiled.size() << " sparse_decode kernels compiled");
 }

@@ -87,6 +87,12 @@ struct ConfigFlags {
     if (num_splits) base.num_splits = *num_splits;
     return base;
   }
+  SparseDecodeConfig apply(SparseDecodeConfig base) const {
+    if (block_n) base.block_n = *block_n;
+    if (stages) base.stages = *stages;
+    if (num_splits) base.num_splits = *num_splits;
+    return base;
+  }
   PrefillConfig apply(PrefillConfig base) const {
     if (block_m) base.block_m = *block_m;
     if (block_n) base.block_n = *block_n;

@@ -1,4 +1,5 @@
-// The sparse top-k decode entry point: argument validation, then the CPU backend (the CUDA kernel is not there yet).
+// The sparse top-k decode entry point: argument validation, then the CUDA kernel (templates/sparse_decode.cuh) or the
+// CPU backend (templates/sparse_decode_cpu.cpp).
 #include <algorithm>
 #include <climits>
 #include <string>
@@ -7,7 +8,10 @@
 #ifdef SWAJIT_HAVE_CPU_BACKEND
 #include "cpu_backend.hpp"
 #endif
+#include "cuda_driver.hpp"
+#include "kernel_cache.hpp"
 #include "sparse_decode_problem.hpp"
+#include "stream_scratch.hpp"
 #include "tensor_checks.hpp"
 
 namespace swajit {
@@ -200,14 +204,90 @@ void run_cpu_sparse(SparseDecodeProblem& p, const CpuDecodeConfig& config) {
 
 }  // namespace
 
+SparseDecodeConfig sparse_decode_heuristic(const KernelSpec& spec, int max_shared_bytes) {
+  SparseDecodeConfig c;
+  constexpr int kMinBlockN = 32;
+  while (c.block_n > kMinBlockN && sparse_decode_geometry(spec, c).shared_bytes > max_shared_bytes) c.block_n /= 2;
+  return c;
+}
+
+namespace {
+
+constexpr int kMinComputeMajor = 8;             // cp.async needs sm_80
+constexpr int kMinProgrammaticLaunchMajor = 9;  // griddepcontrol (programmatic dependent launch) needs sm_90
+
+// The config for a CUDA call: forced, else a heuristic from the device's limits (no tuned winners yet).
+SparseDecodeConfig plan_cuda_sparse(const SparseDecodeProblem& p, const SparseDecodeOptions& options, const DeviceInfo& device) {
+  if (options.config) {
+    options.config->validate(p.spec);
+    return *options.config;
+  }
+  SparseDecodeConfig c = sparse_decode_heuristic(p.spec, device.max_shared_per_block_optin);
+  // Splits: enough blocks for two waves over the SMs, each split keeping at least a few tiles (else the merge costs
+  // more than the balance buys).
+  constexpr int kWaves = 2, kMinTilesPerSplit = 4;
+  const SparseDecodeGeometry g = sparse_decode_geometry(p.spec, c);
+  const int64_t blocks = int64_t(p.batch) * p.num_kv_heads * g.row_blocks * p.spec.q_seqlen;
+  const int candidates = p.params.topk + (p.call.local_window > 0 ? p.call.local_window : 0);
+  const int64_t wanted = (int64_t(kWaves) * device.sm_count + blocks - 1) / blocks;
+  c.num_splits = int(std::clamp<int64_t>(wanted, 1, std::max(1, candidates / (kMinTilesPerSplit * c.block_n))));
+  return c;
+}
+
+void run_cuda_sparse(SparseDecodeProblem& p, const SparseDecodeOptions& options, CUstream stream) {
+  const cuda::Driver& d = cuda::driver();
+  cuda::ScopedDeviceContext scope(p.device_ordinal);
+  const DeviceInfo& device = cuda_device(p.device_ordinal);
+  if (device.cc_major < kMinComputeMajor)
+    throw Error(ErrorCode::kUnsupported, device.name + " is sm_" + std::to_string(device.cc_major) +
+                                             std::to_string(device.cc_minor) + "; sparse_decode needs sm_80 or newer");
+  const SparseDecodeConfig config = plan_cuda_sparse(p, options, device);
+  const LoadedSparseDecodeKernel& kernel = cuda_kernel(p.spec, config, device, scope.context());
+  const SparseDecodeGeometry& g = kernel.geometry;
+  // Split scratch, this call's own in stream order: fp32 partial outputs, then log2-sum-exps.
+  const size_t slots = config.num_splits > 1 ? size_t(p.batch) * p.num_kv_heads * config.num_splits * g.rows : 0;
+  const size_t out_bytes = slots * p.spec.head_dim_v * sizeof(float);
+  StreamWorkspace workspace(scope.context(), stream, out_bytes + slots * sizeof(float));
+  SparseDecodeParams& a = p.params;
+  a.num_splits = config.num_splits;
+  a.status = stream_status(scope.context(), stream);
+  a.partial_out = slots ? workspace.data() : nullptr;
+  a.partial_lse = slots ? reinterpret_cast<float*>(workspace.data() + out_bytes) : nullptr;
+  void* args[] = {&a};
+  CUlaunchAttribute overlap{};
+  overlap.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+  overlap.value.programmaticStreamSerializationAllowed = 1;
+  const auto launch = [&](CUfunction function, unsigned grid_y, unsigned grid_z, int threads, int shared_bytes, const char* what) {
+    CUlaunchConfig c{};
+    c.gridDimX = p.batch;
+    c.gridDimY = grid_y;
+    c.gridDimZ = grid_z;
+    c.blockDimX = threads;
+    c.blockDimY = c.blockDimZ = 1;
+    c.sharedMemBytes = shared_bytes;
+    c.hStream = stream;
+    c.attrs = &overlap;
+    c.numAttrs = device.cc_major >= kMinProgrammaticLaunchMajor ? 1 : 0;
+    cuda::check(d.cuLaunchKernelEx(&c, function, args, nullptr), what);
+  };
+  constexpr int64_t kMaxGridYZ = 65535;  // CUDA's limit on gridDim.y and gridDim.z
+  if (int64_t(p.num_kv_heads) * g.row_blocks > kMaxGridYZ || int64_t(p.spec.q_seqlen) * config.num_splits > kMaxGridYZ)
+    fail("num_kv_heads x q head blocks or q_seqlen x num_splits exceeds CUDA's grid limit of 65535");
+  launch(kernel.main, p.num_kv_heads * g.row_blocks, p.spec.q_seqlen * config.num_splits, g.threads, g.shared_bytes,
+         "cuLaunchKernelEx(sparse_decode)");
+  if (config.num_splits > 1)
+    launch(kernel.merge, p.num_kv_heads, g.rows, g.merge_threads, 0, "cuLaunchKernelEx(sparse_decode merge)");
+  if (options.check_device_args) check_device_errors(p.device_ordinal, stream);
+}
+
+}  // namespace
+
 void sparse_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor* v_cache, const DLTensor& block_table,
-                   const DLTensor& seq_lens, const DLTensor& indices, const DLTensor& out, CUstream,
+                   const DLTensor& seq_lens, const DLTensor& indices, const DLTensor& out, CUstream stream,
                    const SparseDecodeOptions& options) {
   SparseDecodeProblem p = describe_sparse_decode(q, k_cache, v_cache, block_table, seq_lens, indices, out, options);
   if (p.batch == 0) return;
-  if (!p.on_cpu)
-    throw Error(ErrorCode::kUnsupported, "sparse_decode on CUDA: the kernel (templates/sparse_decode.cuh) is not built "
-                                         "yet; put the tensors on the CPU");
+  if (!p.on_cpu) return run_cuda_sparse(p, options, stream);
 #ifdef SWAJIT_HAVE_CPU_BACKEND
   run_cpu_sparse(p, plan_cpu_sparse(p, options));
 #else

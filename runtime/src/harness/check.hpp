@@ -87,7 +87,8 @@ struct SparseCase : AttentionCall {
   Selection selection = Selection::kRandom;
   bool strided = false;            // padded strides for q, out, caches, indices and bias
   bool per_tensor_scale = false;   // 8-bit K/V: one scale for K and one for V
-  std::optional<CpuDecodeConfig> cpu_config;
+  std::optional<CpuDecodeConfig> cpu_config;   // forced configs of the CPU backend and CUDA (their splits agree)
+  std::optional<SparseDecodeConfig> config;
 
   KernelSpec spec() const { return sparse_decode_kernel_spec(*this); }
 };

@@ -82,17 +82,25 @@ std::vector<SparseCase> sparse_check_matrix() {
     });
   }
   add("strided", [](SparseCase& c) { c.strided = true; c.q_seqlen = 3; });
+  add("MLA 576 / 512, group 128, split 5, bias, fp16", [](SparseCase& c) {
+    c.shared_kv = true; c.head_dim = 576; c.head_dim_v = 512; c.group = 128; c.num_kv_heads = 1; c.q_seqlen = 2;
+    c.dtype = DType::kFP16; c.score_bias = true; c.topk = 200; c.seq_lens = {1, 900};
+    c.cpu_config = CpuDecodeConfig{32, 5, 0}; c.config = SparseDecodeConfig{32, 2, 5};
+  });
   add("forced splits 3, window, sinks", [](SparseCase& c) {
-    c.cpu_config = CpuDecodeConfig{16, 3, 0}; c.local_window = 40; c.sink_logits = true; c.seq_lens = {0, 1, 500};
+    c.cpu_config = CpuDecodeConfig{16, 3, 0}; c.config = SparseDecodeConfig{32, 2, 3};
+    c.local_window = 40; c.sink_logits = true; c.seq_lens = {0, 1, 500};
   });
   add("forced splits 7, all unused, sinks", [](SparseCase& c) {
-    c.cpu_config = CpuDecodeConfig{8, 7, 2}; c.selection = Selection::kAllUnused; c.sink_logits = true;
+    c.cpu_config = CpuDecodeConfig{8, 7, 2}; c.config = SparseDecodeConfig{32, 3, 7};
+    c.selection = Selection::kAllUnused; c.sink_logits = true;
   });
   add("kv length 0 everywhere", [](SparseCase& c) { c.seq_lens = {0, 0}; });
   add("kv length 1", [](SparseCase& c) { c.seq_lens = {1}; c.q_seqlen = 1; c.selection = Selection::kEdges; });
   add("invalid indices reported", [](SparseCase& c) { c.selection = Selection::kInvalid; });
   add("invalid indices reported, split", [](SparseCase& c) {
-    c.selection = Selection::kInvalid; c.cpu_config = CpuDecodeConfig{16, 4, 0}; c.sink_logits = true;
+    c.selection = Selection::kInvalid; c.cpu_config = CpuDecodeConfig{16, 4, 0}; c.config = SparseDecodeConfig{32, 2, 4};
+    c.sink_logits = true;
   });
   return cases;
 }
@@ -252,6 +260,7 @@ CaseResult run_sparse_case(const SparseCase& c, DLDevice where, uint64_t seed) {
     options.v_scale = &scales.v;
   }
   options.cpu_config = c.cpu_config;
+  options.config = c.config;
   options.check_device_args = true;
   const DLTensor v_view = k_t.view(v_d, kv_dtype, where);
   bool reported = false;
