@@ -1,5 +1,5 @@
 // swajit CPU kernels' shared math: 16-bit and 8-bit element access, the query-head mapping, the K/V dequant scales,
-// exp2 for the softmax and the row normalizer with its learned sink. Included by every CPU family's template after
+// exp2 for the softmax, the row normalizer with its learned sink, and the split merge. Included by every CPU family's template after
 // its argument struct and specialization constants (kIsBf16, kKvQuant, kGroup, kGqaInterleaved, kSinkLogits), so the
 // helpers take the family's argument struct as a template parameter.
 
@@ -75,4 +75,34 @@ static inline float normalizer(const Params& P, int head, float reference, float
     return rescale / (sum * rescale + fast_exp2(sink - new_reference));
   }
   return sum > 0.f ? 1.f / sum : 0.f;  // nothing visible: zeros, not 0/0
+}
+
+// Split merge over items [item_begin, item_end) of the (sequence, kv head) grid, kColumns output columns a row:
+// out = sum_s 2^(lse_s - M) o_s / (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives zeros. Partial
+// outputs are float [items, num_splits, kRows, kColumns]; the family's store_row writes each merged row.
+template <int kColumns, class Params>
+static inline void merge_splits(const Params& P, int item_begin, int item_end, float* scratch) {
+  for (int item = item_begin; item < item_end; ++item) {
+    const int b = item / P.num_kv_heads, kv_head = item % P.num_kv_heads;
+    const i64 first_slot = i64(item) * P.num_splits * kRows;
+    for (int r = 0; r < kRows; ++r) {
+      float max_lse = kNegInf;
+      for (int s = 0; s < P.num_splits; ++s) {
+        const float lse = P.partial_lse[first_slot + s * kRows + r];
+        max_lse = lse > max_lse ? lse : max_lse;
+      }
+      const float reference = max_lse == kNegInf ? 0.f : max_lse;
+      float* acc = scratch;
+      for (int d = 0; d < kColumns; ++d) acc[d] = 0.f;
+      float sum = 0.f;
+      for (int s = 0; s < P.num_splits; ++s) {
+        const i64 slot = first_slot + s * kRows + r;
+        const float weight = fast_exp2(P.partial_lse[slot] - reference);
+        sum += weight;
+        const float* partial_out = static_cast<const float*>(P.partial_out) + slot * kColumns;
+        for (int d = 0; d < kColumns; ++d) acc[d] += weight * partial_out[d];
+      }
+      store_row(P, b, kv_head, r, acc, normalizer(P, q_head_of(P, kv_head, r), reference, sum));
+    }
+  }
 }

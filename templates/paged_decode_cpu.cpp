@@ -153,31 +153,7 @@ extern "C" void SWAJIT_CPU_KERNEL(const PagedDecodeParams* params, int item_begi
   }
 }
 
-// Split-KV merge over items [item_begin, item_end) of the (sequence, kv head) grid: out = sum_s 2^(lse_s - M) o_s /
-// (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives zeros.
+// Split merge over items [item_begin, item_end) of the (sequence, kv head) grid (cpu_math.h).
 extern "C" void SWAJIT_CPU_MERGE(const PagedDecodeParams* params, int item_begin, int item_end, float* scratch) {
-  const PagedDecodeParams& P = *params;
-  for (int item = item_begin; item < item_end; ++item) {
-    const int b = item / P.num_kv_heads, kv_head = item % P.num_kv_heads;
-    const i64 first_slot = i64(item) * P.num_splits * kRows;
-    for (int r = 0; r < kRows; ++r) {
-      float max_lse = kNegInf;
-      for (int s = 0; s < P.num_splits; ++s) {
-        const float lse = P.partial_lse[first_slot + s * kRows + r];
-        max_lse = lse > max_lse ? lse : max_lse;
-      }
-      const float reference = max_lse == kNegInf ? 0.f : max_lse;
-      float* acc = scratch;
-      for (int d = 0; d < kHeadDim; ++d) acc[d] = 0.f;
-      float sum = 0.f;
-      for (int s = 0; s < P.num_splits; ++s) {
-        const i64 slot = first_slot + s * kRows + r;
-        const float weight = fast_exp2(P.partial_lse[slot] - reference);
-        sum += weight;
-        const float* partial_out = static_cast<const float*>(P.partial_out) + slot * kHeadDim;
-        for (int d = 0; d < kHeadDim; ++d) acc[d] += weight * partial_out[d];
-      }
-      store_row(P, b, kv_head, r, acc, normalizer(P, q_head_of(P, kv_head, r), reference, sum));
-    }
-  }
+  merge_splits<kHeadDim>(*params, item_begin, item_end, scratch);
 }

@@ -191,13 +191,7 @@ void run_cpu_sparse(SparseDecodeProblem& p, const CpuDecodeConfig& config) {
   std::vector<float> partial_lse(config.num_splits > 1 ? slots : 0);
   a.partial_out = partial_out.data();
   a.partial_lse = partial_lse.data();
-  std::vector<std::vector<float>> scratch(threads, std::vector<float>(kernel.scratch_floats));
-  const int pairs = p.batch * p.num_kv_heads;
-  parallel_for(pairs * config.num_splits, threads, [&](int first, int last, int worker) {
-    kernel.main(&a, first, last, scratch[worker].data());
-  });
-  if (config.num_splits > 1)
-    parallel_for(pairs, threads, [&](int first, int last, int worker) { kernel.merge(&a, first, last, scratch[worker].data()); });
+  run_cpu_items(kernel, &a, p.batch * p.num_kv_heads, config.num_splits, threads);
   if (status[0] != 0) throw Error(ErrorCode::kDeviceArgument, describe_sparse_status(status[0], status[1]));
 }
 #endif

@@ -235,14 +235,17 @@ void run_cpu_decode(DecodeProblem& p, const CpuDecodeConfig& config) {
   std::vector<float> partial_lse(config.num_splits > 1 ? slots : 0);
   a.partial_out = partial_out.data();
   a.partial_lse = partial_lse.data();
+  run_cpu_items(kernel, &a, p.batch * p.num_kv_heads, config.num_splits, threads);
+}
+
+void run_cpu_items(const LoadedCpuKernel& kernel, const void* params, int pairs, int num_splits, int threads) {
   std::vector<std::vector<float>> scratch(threads, std::vector<float>(kernel.scratch_floats));
-  const int pairs = p.batch * p.num_kv_heads;
-  parallel_for(pairs * config.num_splits, threads, [&](int first, int last, int worker) {
-    kernel.main(&a, first, last, scratch[worker].data());
+  parallel_for(pairs * num_splits, threads, [&](int first, int last, int worker) {
+    kernel.main(params, first, last, scratch[worker].data());
   });
-  if (config.num_splits > 1)
+  if (num_splits > 1)
     parallel_for(pairs, threads, [&](int first, int last, int worker) {
-      kernel.merge(&a, first, last, scratch[worker].data());
+      kernel.merge(params, first, last, scratch[worker].data());
     });
 }
 

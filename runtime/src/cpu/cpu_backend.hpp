@@ -30,6 +30,10 @@ const LoadedCpuKernel& cpu_decode_kernel(const KernelSpec& spec, const CpuDecode
 CpuDecodeConfig plan_cpu_decode(const DecodeProblem& problem, const DecodeOptions& options);
 CpuDecodeConfig cpu_heuristic_config(const DecodeProblem& problem);
 
+// Runs `kernel` over the (pair, split) items of `params` (pairs = batch x kv heads), then its merge over the pairs
+// when num_splits > 1, on `threads` workers each with its own scratch. Any family's CPU kernel.
+void run_cpu_items(const LoadedCpuKernel& kernel, const void* params, int pairs, int num_splits, int threads);
+
 // Runs a validated CPU problem with `config` (synchronously; the CPU has no stream).
 void run_cpu_decode(DecodeProblem& problem, const CpuDecodeConfig& config);
 
