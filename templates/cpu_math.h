@@ -77,6 +77,20 @@ static inline float normalizer(const Params& P, int head, float reference, float
   return sum > 0.f ? 1.f / sum : 0.f;  // nothing visible: zeros, not 0/0
 }
 
+// Work item (b, kv_head, split)'s finished row r, kColumns wide, `acc` and `sum` relative to `row_max` (log2 units):
+// its output when there is one split, else its split's (out / sum, log2-sum-exp) for merge_splits (which adds the
+// sink and the V scale, once per row).
+template <int kColumns, class Params>
+static inline void finish_row(const Params& P, int b, int kv_head, int split, int r, const float* acc, float row_max, float sum) {
+  const float reference = row_max == kNegInf ? 0.f : row_max;
+  if (P.num_splits == 1) return store_row(P, b, kv_head, r, acc, normalizer(P, q_head_of(P, kv_head, r), reference, sum));
+  const i64 slot = (i64(b * P.num_kv_heads + kv_head) * P.num_splits + split) * kRows + r;
+  const float inv_sum = sum > 0.f ? 1.f / sum : 0.f;
+  float* partial_out = static_cast<float*>(P.partial_out) + slot * kColumns;
+  for (int d = 0; d < kColumns; ++d) partial_out[d] = acc[d] * inv_sum;
+  P.partial_lse[slot] = sum > 0.f ? reference + __builtin_log2f(sum) : kNegInf;
+}
+
 // Split merge over items [item_begin, item_end) of the (sequence, kv head) grid, kColumns output columns a row:
 // out = sum_s 2^(lse_s - M) o_s / (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives zeros. Partial
 // outputs are float [items, num_splits, kRows, kColumns]; the family's store_row writes each merged row.

@@ -130,18 +130,7 @@ static void decode_item(const PagedDecodeParams& P, int b, int kv_head, int spli
       }
   }
 
-  for (int r = 0; r < kRows; ++r) {
-    const float reference = row_max[r] == kNegInf ? 0.f : row_max[r];
-    if (P.num_splits == 1) {
-      store_row(P, b, kv_head, r, acc + r * kHeadDim, normalizer(P, q_head_of(P, kv_head, r), reference, row_sum[r]));
-    } else {  // sinks and the V scale join in the merge, once per row
-      const i64 slot = (i64(b * P.num_kv_heads + kv_head) * P.num_splits + split) * kRows + r;
-      const float inv_sum = row_sum[r] > 0.f ? 1.f / row_sum[r] : 0.f;
-      float* partial_out = static_cast<float*>(P.partial_out);
-      for (int d = 0; d < kHeadDim; ++d) partial_out[slot * kHeadDim + d] = acc[r * kHeadDim + d] * inv_sum;
-      P.partial_lse[slot] = row_sum[r] > 0.f ? reference + __builtin_log2f(row_sum[r]) : kNegInf;
-    }
-  }
+  for (int r = 0; r < kRows; ++r) finish_row<kHeadDim>(P, b, kv_head, split, r, acc + r * kHeadDim, row_max[r], row_sum[r]);
 }
 
 // Items [item_begin, item_end) of the (sequence, kv head, split) grid, split fastest.

@@ -161,20 +161,8 @@ static void sparse_item(const SparseDecodeParams& P, int b, int kv_head, int spl
         row_max[g] = new_max;
       }
     }
-    for (int g = 0; g < kGroup; ++g) {
-      const int r = s * kGroup + g;
-      const float reference = row_max[g] == kNegInf ? 0.f : row_max[g];
-      if (P.num_splits == 1) {
-        // An invalid row is zeros even with a sink: its accumulator is zero.
-        store_row(P, b, kv_head, r, acc + g * kHeadDimV, normalizer(P, q_head_of(P, kv_head, r), reference, row_sum[g]));
-      } else {  // sinks and the V scale join in the merge, once per row
-        const i64 slot = (i64(b * P.num_kv_heads + kv_head) * P.num_splits + split) * kRows + r;
-        const float inv_sum = row_sum[g] > 0.f ? 1.f / row_sum[g] : 0.f;
-        float* partial_out = static_cast<float*>(P.partial_out);
-        for (int d = 0; d < kHeadDimV; ++d) partial_out[slot * kHeadDimV + d] = acc[g * kHeadDimV + d] * inv_sum;
-        P.partial_lse[slot] = row_sum[g] > 0.f ? reference + __builtin_log2f(row_sum[g]) : kNegInf;
-      }
-    }
+    for (int g = 0; g < kGroup; ++g)  // an invalid row is zeros even with a sink: its accumulator is zero
+      finish_row<kHeadDimV>(P, b, kv_head, split, s * kGroup + g, acc + g * kHeadDimV, row_max[g], row_sum[g]);
   }
 }
 
