@@ -56,6 +56,9 @@ constexpr std::string_view kSinkLogitsToken = "attnsink";
 constexpr std::string_view kInterleavedGqaToken = "gqai";
 constexpr std::string_view kInt8KvToken = "kvint8";
 constexpr std::string_view kFp8KvToken = "kvfp8";
+constexpr std::string_view kSharedKvToken = "sharedkv";
+constexpr std::string_view kScoreBiasToken = "bias";
+constexpr std::string_view kSparseDecodePrefix = "sparse_decode_";
 
 }  // namespace
 
@@ -63,6 +66,7 @@ std::string_view to_string(KernelFamily family) {
   switch (family) {
     case KernelFamily::kPagedDecode: return "paged_decode";
     case KernelFamily::kPrefill: return "prefill";
+    case KernelFamily::kSparseDecode: return "sparse_decode";
   }
   return "?";
 }
@@ -94,7 +98,8 @@ GqaMapping parse_gqa(std::string_view text) {
 KernelFamily parse_family(std::string_view text) {
   if (text == "paged_decode") return KernelFamily::kPagedDecode;
   if (text == "prefill") return KernelFamily::kPrefill;
-  throw Error(ErrorCode::kInvalidArgument, "family '" + std::string(text) + "' is unknown; accepted: paged_decode, prefill");
+  if (text == "sparse_decode") return KernelFamily::kSparseDecode;
+  throw Error(ErrorCode::kInvalidArgument, "family '" + std::string(text) + "' is unknown; accepted: paged_decode, prefill, sparse_decode");
 }
 DType parse_dtype(std::string_view text) {
   if (text == "bf16") return DType::kBF16;
@@ -109,12 +114,18 @@ KvLayout parse_kv_layout(std::string_view text) {
 
 std::string KernelSpec::key() const {
   std::ostringstream key;
+  const bool sparse = family == KernelFamily::kSparseDecode;
   key << to_string(family) << '_' << to_string(dtype) << "_d" << head_dim << '_';
+  if (sparse) key << 'v' << head_dim_v << '_';
   if (is_contiguous_kv()) key << kContiguousKvToken;
   else key << 'p' << page_size << '_' << to_string(kv_layout);
-  if (family == KernelFamily::kPagedDecode) key << "_q" << q_seqlen;
-  key << "_g" << group << '_' << windows_token(local_window, global_window);
+  if (family != KernelFamily::kPrefill) key << "_q" << q_seqlen;
+  key << "_g" << group;
+  if (sparse) key << "_k" << topk;
+  key << '_' << windows_token(local_window, global_window);
   if (!causal) key << '_' << kNonCausalToken;
+  if (shared_kv) key << '_' << kSharedKvToken;
+  if (score_bias) key << '_' << kScoreBiasToken;
   if (sink_logits) key << '_' << kSinkLogitsToken;
   if (gqa == GqaMapping::kInterleaved) key << '_' << kInterleavedGqaToken;
   if (kv_quant == KvQuant::kInt8) key << '_' << kInt8KvToken;
@@ -125,8 +136,10 @@ std::string KernelSpec::key() const {
 KernelSpec KernelSpec::from_key(std::string_view key) {
   const std::string form =
       "paged_decode_<dtype>_d<D>_p<P>_<nhd|hnd>_q<Q>_g<G>_<windows>[flags] or "
-      "prefill_<dtype>_d<D>_<p<P>_<nhd|hnd>|contig>_g<G>_<windows>[flags]; windows: full|local|global|local_global; "
-      "flags in order: _noncausal (prefill), _attnsink, _gqai, _kvint8|_kvfp8";
+      "prefill_<dtype>_d<D>_<p<P>_<nhd|hnd>|contig>_g<G>_<windows>[flags] or "
+      "sparse_decode_<dtype>_d<D>_v<DV>_p<P>_<nhd|hnd>_q<Q>_g<G>_k<TOPK>_<windows>[flags]; windows: "
+      "full|local|global|local_global; flags in order: _noncausal (prefill), _sharedkv, _bias (sparse_decode), "
+      "_attnsink, _gqai, _kvint8|_kvfp8";
   const auto malformed = [&](const std::string& why) {
     return Error(ErrorCode::kInvalidArgument, "key '" + std::string(key) + "': " + why + "; the form is " + form);
   };
@@ -138,9 +151,13 @@ KernelSpec KernelSpec::from_key(std::string_view key) {
   } else if (key.substr(0, 8) == "prefill_") {
     spec.family = KernelFamily::kPrefill;
     rest = key.substr(8);
+  } else if (key.substr(0, kSparseDecodePrefix.size()) == kSparseDecodePrefix) {
+    spec.family = KernelFamily::kSparseDecode;
+    rest = key.substr(kSparseDecodePrefix.size());
   } else {
-    throw malformed("it does not start with a known family (paged_decode, prefill)");
+    throw malformed("it does not start with a known family (paged_decode, prefill, sparse_decode)");
   }
+  const bool sparse = spec.family == KernelFamily::kSparseDecode;
   const auto parts = split(rest, '_');
   size_t next = 0;
   const auto take = [&]() -> std::string_view {
@@ -149,6 +166,7 @@ KernelSpec KernelSpec::from_key(std::string_view key) {
   };
   spec.dtype = parse_dtype(take());
   spec.head_dim = parse_prefixed_int(take(), "d", "head_dim", key);
+  if (sparse) spec.head_dim_v = parse_prefixed_int(take(), "v", "head_dim_v", key);
   const std::string_view storage = take();
   if (spec.family == KernelFamily::kPrefill && storage == kContiguousKvToken) {
     spec.page_size = 0;
@@ -156,8 +174,9 @@ KernelSpec KernelSpec::from_key(std::string_view key) {
     spec.page_size = parse_prefixed_int(storage, "p", "page_size", key);
     spec.kv_layout = parse_kv_layout(take());
   }
-  if (spec.family == KernelFamily::kPagedDecode) spec.q_seqlen = parse_prefixed_int(take(), "q", "q_seqlen", key);
+  if (spec.family != KernelFamily::kPrefill) spec.q_seqlen = parse_prefixed_int(take(), "q", "q_seqlen", key);
   spec.group = parse_prefixed_int(take(), "g", "group", key);
+  if (sparse) spec.topk = parse_prefixed_int(take(), "k", "topk bucket", key);
   const std::string_view windows = take();
   if (windows == "local" && next < parts.size() && parts[next] == "global") {
     spec.local_window = spec.global_window = true;
@@ -170,6 +189,8 @@ KernelSpec KernelSpec::from_key(std::string_view key) {
   }
   for (; next < parts.size(); ++next) {
     if (parts[next] == kNonCausalToken) spec.causal = false;
+    else if (sparse && parts[next] == kSharedKvToken) spec.shared_kv = true;
+    else if (sparse && parts[next] == kScoreBiasToken) spec.score_bias = true;
     else if (parts[next] == kSinkLogitsToken) spec.sink_logits = true;
     else if (parts[next] == kInterleavedGqaToken) spec.gqa = GqaMapping::kInterleaved;
     else if (parts[next] == kInt8KvToken) spec.kv_quant = KvQuant::kInt8;
@@ -182,11 +203,51 @@ KernelSpec KernelSpec::from_key(std::string_view key) {
   return spec;
 }
 
+namespace {
+void validate_sparse_fields(const KernelSpec& s) {
+  const auto& dims = SpecLimits::kHeadDims;
+  const bool listed_dim = std::find(std::begin(dims), std::end(dims), s.head_dim) != std::end(dims);
+  if (s.shared_kv) {
+    if (!listed_dim && s.head_dim != SpecLimits::kSharedKvHeadDim)
+      throw Error(ErrorCode::kUnsupported, "head_dim = " + std::to_string(s.head_dim) +
+                                               " is not supported with a shared K/V cache; supported: 64, 128, 256, 576");
+    constexpr int kVColumnsStep = 64;  // V columns come in 32 lanes x an even number (CUDA: packed 16-bit pairs)
+    if (s.head_dim_v < kVColumnsStep || s.head_dim_v > s.head_dim || s.head_dim_v % kVColumnsStep != 0)
+      throw Error(ErrorCode::kInvalidArgument, "head_dim_v = " + std::to_string(s.head_dim_v) +
+                                                   " must be a multiple of 64 in [64, head_dim = " + std::to_string(s.head_dim) + "]");
+  } else {
+    if (!listed_dim)
+      throw Error(ErrorCode::kUnsupported, "head_dim = " + std::to_string(s.head_dim) +
+                                               " is not supported with separate K/V; supported: 64, 128, 256 (576: shared K/V)");
+    if (s.head_dim_v != s.head_dim)
+      throw Error(ErrorCode::kInvalidArgument, "head_dim_v = " + std::to_string(s.head_dim_v) + " must equal head_dim = " +
+                                                   std::to_string(s.head_dim) + " with separate K/V caches");
+  }
+  require_range("group (num_q_heads / num_kv_heads)", s.group, SpecLimits::kMinGroup, SpecLimits::kMaxSparseGroup);
+  require_range("q_seqlen", s.q_seqlen, SpecLimits::kMinQSeqlen, SpecLimits::kMaxQSeqlen);
+  if (s.topk != topk_bucket(s.topk))
+    throw Error(ErrorCode::kInvalidArgument, "topk bucket = " + std::to_string(s.topk) +
+                                                 " must be a power of two in [16, 2048] (topk_bucket of the topk)");
+  if (s.global_window)
+    throw Error(ErrorCode::kUnsupported, "sparse_decode has no global window; select the sink tokens in the indices");
+  if (!s.causal) throw Error(ErrorCode::kInvalidArgument, "causal = false is a prefill option; decode queries are always causal");
+}
+}  // namespace
+
+int topk_bucket(int topk) {
+  int bucket = SpecLimits::kMinTopkBucket;
+  while (bucket < topk && bucket < SpecLimits::kMaxTopk) bucket *= 2;
+  return bucket;
+}
+
 void KernelSpec::validate() const {
+  if (!is_contiguous_kv()) require_range("page_size", page_size, SpecLimits::kMinPageSize, SpecLimits::kMaxPageSize);
+  if (family == KernelFamily::kSparseDecode) return validate_sparse_fields(*this);
+  if (topk != 0 || head_dim_v != 0 || shared_kv || score_bias)
+    throw Error(ErrorCode::kInvalidArgument, "topk, head_dim_v, shared_kv and score_bias are sparse_decode fields");
   const auto& dims = SpecLimits::kHeadDims;
   if (std::find(std::begin(dims), std::end(dims), head_dim) == std::end(dims))
     throw Error(ErrorCode::kUnsupported, "head_dim = " + std::to_string(head_dim) + " is not supported; supported: 64, 128, 256");
-  if (!is_contiguous_kv()) require_range("page_size", page_size, SpecLimits::kMinPageSize, SpecLimits::kMaxPageSize);
   require_range("group (num_q_heads / num_kv_heads)", group, SpecLimits::kMinGroup, SpecLimits::kMaxGroup);
   if (family == KernelFamily::kPagedDecode) {
     require_range("q_seqlen", q_seqlen, SpecLimits::kMinQSeqlen, SpecLimits::kMaxQSeqlen);
@@ -314,6 +375,33 @@ void PrefillConfig::validate(const KernelSpec& spec) const {
   // every head_dim takes every other config; what fits the device is checked when the kernel is built
 }
 
+std::string SparseDecodeConfig::compile_key() const {
+  return "bn" + std::to_string(block_n) + "_st" + std::to_string(stages);
+}
+std::string SparseDecodeConfig::key() const { return compile_key() + "_sp" + std::to_string(num_splits); }
+
+SparseDecodeConfig SparseDecodeConfig::from_key(std::string_view key) {
+  const auto parts = split(key, '_');
+  if (parts.size() != 3)
+    throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bn<N>_st<S>_sp<P>");
+  SparseDecodeConfig config;
+  config.block_n = parse_prefixed_int(parts[0], "bn", "block_n", key);
+  config.stages = parse_prefixed_int(parts[1], "st", "stages", key);
+  config.num_splits = parse_prefixed_int(parts[2], "sp", "num_splits", key);
+  return config;
+}
+
+void SparseDecodeConfig::validate(const KernelSpec& spec) const {
+  constexpr int kWarpSize = 32, kMaxBlockN = 128, kMaxStages = 4;  // a tile is whole slices of one token per lane
+  require_range("block_n", block_n, kWarpSize, kMaxBlockN);
+  if (block_n % kWarpSize != 0)
+    throw Error(ErrorCode::kInvalidArgument, "block_n = " + std::to_string(block_n) + " must be a multiple of 32");
+  require_range("stages", stages, 2, kMaxStages);
+  require_range("num_splits", num_splits, 1, DecodeConfig::kMaxSplits);
+  if (spec.family != KernelFamily::kSparseDecode)
+    throw Error(ErrorCode::kInvalidArgument, "a sparse_decode config does not apply to " + spec.key());
+}
+
 std::string CpuDecodeConfig::compile_key() const { return "cpu_bn" + std::to_string(block_n); }
 std::string CpuDecodeConfig::key() const {
   return compile_key() + "_sp" + std::to_string(num_splits) + "_th" + std::to_string(threads);
@@ -335,11 +423,23 @@ KernelSpec spec_of_call(KernelFamily family, const AttentionCall& call) {
                     .kv_layout = call.kv_layout, .q_seqlen = call.q_seqlen, .causal = call.causal, .group = call.group,
                     .local_window = call.local_window > 0, .global_window = call.global_window > 0,
                     .sink_logits = call.sink_logits, .gqa = call.gqa, .kv_quant = call.kv_quant};
+  // the sparse_decode fields are the sparse builder's
 }
 }  // namespace
 
 KernelSpec paged_decode_kernel_spec(const AttentionCall& call) {
   KernelSpec s = spec_of_call(KernelFamily::kPagedDecode, call);
+  s.validate();
+  return s;
+}
+
+KernelSpec sparse_decode_kernel_spec(const AttentionCall& call) {
+  KernelSpec s = spec_of_call(KernelFamily::kSparseDecode, call);
+  require_range("topk", call.topk, 1, SpecLimits::kMaxTopk);
+  s.topk = topk_bucket(call.topk);
+  s.head_dim_v = call.head_dim_v > 0 ? call.head_dim_v : call.head_dim;
+  s.shared_kv = call.shared_kv;
+  s.score_bias = call.score_bias;
   s.validate();
   return s;
 }

@@ -17,7 +17,6 @@
 // kGlobalWindow, kSinkLogits, kGqaInterleaved, kKvQuant), the config (kBlockN), kRows and the symbol names
 // SWAJIT_CPU_KERNEL and SWAJIT_CPU_MERGE; and templates/decode_schedule.h.
 
-constexpr float kNegInf = -__builtin_inff();
 // Register blocking. An FMA has a latency of ~4 cycles and two issue per cycle, so a loop needs about 8 independent
 // accumulator vectors to keep them busy: the score loop keeps kTokenBlock tokens' sums over all rows, the P.V loop
 // kBlockRows rows x kSliceWidth columns (one AVX-512 vector, or two AVX2 ones, a row).
@@ -26,75 +25,6 @@ constexpr int kSliceWidth = 16;  // accumulator columns kept in registers by the
 constexpr int kBlockRows = kRows < 8 ? kRows : 8;  // ... times this many rows
 static_assert(kBlockN % kTokenBlock == 0, "CPU tiles come in whole token blocks");
 static_assert(kHeadDim % kSliceWidth == 0, "head_dim is a multiple of the P.V slice");
-constexpr float kLog2e = 1.4426950408889634f;
-
-// ---- element access -----------------------------------------------------------------------------------------------
-static inline float bf16_to_float(u16 h) { return __builtin_bit_cast(float, u32(h) << 16); }
-static inline u16 float_to_bf16(float f) {
-  const u32 bits = __builtin_bit_cast(u32, f);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;  // NaN stays NaN
-  return u16((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);  // round to nearest even
-}
-static inline float half_to_float(u16 h) { return float(__builtin_bit_cast(_Float16, h)); }
-static inline u16 float_to_half(float f) { return __builtin_bit_cast(u16, _Float16(f)); }
-static inline float elem_to_float(u16 h) { return kIsBf16 ? bf16_to_float(h) : half_to_float(h); }
-static inline u16 float_to_elem(float f) { return kIsBf16 ? float_to_bf16(f) : float_to_half(f); }
-
-// e4m3 ("fn": no infinities), bias 7: a subnormal below exponent 1.
-static inline float fp8_e4m3_to_float(unsigned char b) {
-  const int exponent = (b >> 3) & 0xf, mantissa = b & 0x7;
-  const float magnitude = exponent == 0 ? float(mantissa) * (1.f / 512.f)  // m / 8 * 2^-6
-                                        : __builtin_ldexpf(1.f + float(mantissa) / 8.f, exponent - 7);
-  return (b & 0x80) ? -magnitude : magnitude;
-}
-// Element i of a cache row as stored (8-bit codes not yet scaled).
-static inline float kv_to_float(const void* row, int i) {
-  if (kKvQuant == 1) return float(static_cast<const signed char*>(row)[i]);
-  if (kKvQuant == 2) return fp8_e4m3_to_float(static_cast<const unsigned char*>(row)[i]);
-  return elem_to_float(static_cast<const u16*>(row)[i]);
-}
-constexpr int kKvBytes = kKvQuant ? 1 : 2;
-
-static inline int q_head_of(const PagedDecodeParams& P, int kv_head, int row) {
-  const int g = row % kGroup;
-  return kGqaInterleaved ? kv_head + g * P.num_kv_heads : kv_head * kGroup + g;
-}
-static inline float k_scale_at(const PagedDecodeParams& P, int kv_head, int d) {
-  return kKvQuant ? P.k_scale[kv_head * P.k_scale_stride_head + d * P.k_scale_stride_channel] : 1.f;
-}
-static inline float v_scale_at(const PagedDecodeParams& P, int kv_head, int d) {
-  return kKvQuant ? P.v_scale[kv_head * P.v_scale_stride_head + d * P.v_scale_stride_channel] : 1.f;
-}
-
-// 2^x for the softmax, inline so the loops that call it vectorize (a libm call per score would dominate the
-// kernel). x = i + f with f in [0, 1): 2^f by a degree-5 polynomial fitted for relative error (under 1.5e-7),
-// 2^i through the exponent bits. Scores of masked tokens are -inf and give exactly 0.
-static inline float fast_exp2(float x) {
-  constexpr float kMinExponent = -126.f;  // below this 2^x is under the smallest normal float: flush to 0
-  const bool underflow = !(x >= kMinExponent);  // -inf (masked) lands here
-  const float clamped = underflow ? 0.f : x;
-  const float whole = __builtin_floorf(clamped);
-  const float f = clamped - whole;
-  float p = 1.876232945334693e-03f;
-  p = p * f + 8.992584031004003e-03f;
-  p = p * f + 5.582360446256712e-02f;
-  p = p * f + 2.401545298866137e-01f;
-  p = p * f + 6.931529681766510e-01f;
-  p = p * f + 1.0f;
-  const float scale = __builtin_bit_cast(float, u32(int(whole) + 127) << 23);
-  return underflow ? 0.f : p * scale;
-}
-
-// Normalizer of a row whose sum and accumulator are relative to `reference` (log2 units), with its learned sink.
-static inline float normalizer(const PagedDecodeParams& P, int head, float reference, float sum) {
-  if (kSinkLogits) {
-    const float sink = P.sink_logits[head * P.sink_logits_stride] * kLog2e;
-    const float new_reference = sink > reference ? sink : reference;
-    const float rescale = fast_exp2(reference - new_reference);
-    return rescale / (sum * rescale + fast_exp2(sink - new_reference));
-  }
-  return sum > 0.f ? 1.f / sum : 0.f;  // nothing visible: zeros, not 0/0
-}
 
 static inline void store_row(const PagedDecodeParams& P, int b, int kv_head, int row, const float* acc, float scale) {
   const int s = row / kGroup, head = q_head_of(P, kv_head, row);

@@ -85,6 +85,17 @@ TEST_CASE("prefill correctness matrix against the reference") {
   }
 }
 
+TEST_CASE("sparse decode correctness matrix against the reference (invalid indices reported, rows zeroed)") {
+  const auto cases = sparse_check_matrix();
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const SparseCase& c = cases[i];
+    INFO(c.name << " (" << c.spec().key() << ")");
+    const CaseResult r = run_sparse_case(c, {kDLCUDA, kDevice}, 5000 + i);
+    INFO(r.detail);
+    CHECK(r.passed);
+  }
+}
+
 TEST_CASE("prefill: invalid device-side metadata is reported, never read out of bounds") {
   // One sequence whose KV length (3) is below its query length (4): reported, and its rows written as zeros.
   const int hq = 2, d = 64, total_q = 4, total_kv = 3;

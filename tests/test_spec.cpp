@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <vector>
+#include <string>
 
 using namespace swajit;
 
@@ -287,4 +288,68 @@ TEST_CASE("tiles on the block grid (prefill's TMA path) cover every visible pair
   check_block_grid(ccn::visible_tile_ranges, ccn::tiles_on_block_grid, ccn::is_visible, "causal, local");
   check_block_grid(cnn::visible_tile_ranges, cnn::tiles_on_block_grid, cnn::is_visible, "causal");
   check_block_grid(ncl::visible_tile_ranges, ncl::tiles_on_block_grid, ncl::is_visible, "non-causal, local, global");
+}
+
+TEST_CASE("sparse_decode spec keys round-trip, topk buckets, invalid fields are named") {
+  AttentionCall call;
+  call.head_dim = 576; call.head_dim_v = 512; call.shared_kv = true; call.group = 128; call.page_size = 64;
+  call.topk = 2048; call.local_window = 128; call.sink_logits = true; call.score_bias = true;
+  const KernelSpec mla = sparse_decode_kernel_spec(call);
+  CHECK(mla.key() == "sparse_decode_bf16_d576_v512_p64_nhd_q1_g128_k2048_local_sharedkv_bias_attnsink");
+  CHECK(KernelSpec::from_key(mla.key()) == mla);
+  AttentionCall separate;
+  separate.topk = 100; separate.q_seqlen = 4; separate.kv_quant = KvQuant::kFp8E4M3; separate.gqa = GqaMapping::kInterleaved;
+  const KernelSpec s = sparse_decode_kernel_spec(separate);
+  CHECK(s.topk == 128);
+  CHECK(s.head_dim_v == 128);
+  CHECK(s.key() == "sparse_decode_bf16_d128_v128_p16_nhd_q4_g1_k128_full_gqai_kvfp8");
+  CHECK(KernelSpec::from_key(s.key()) == s);
+  CHECK(topk_bucket(1) == 16);
+  CHECK(topk_bucket(16) == 16);
+  CHECK(topk_bucket(17) == 32);
+  CHECK(topk_bucket(2048) == 2048);
+
+  const auto fails_with = [](AttentionCall c, const std::string& needle) {
+    try {
+      sparse_decode_kernel_spec(c);
+    } catch (const Error& e) {
+      INFO(e.what());
+      CHECK(std::string(e.what()).find(needle) != std::string::npos);
+      return;
+    }
+    FAIL("no error for " << needle);
+  };
+  AttentionCall bad = separate;
+  bad.topk = 0;
+  fails_with(bad, "topk");
+  bad.topk = 2049;
+  fails_with(bad, "topk");
+  bad = separate;
+  bad.group = 129;
+  fails_with(bad, "group");
+  bad = separate;
+  bad.head_dim_v = 64;  // separate K/V: V is as wide as K
+  fails_with(bad, "head_dim_v");
+  bad = call;
+  bad.head_dim_v = 500;
+  fails_with(bad, "head_dim_v");
+  bad = call;
+  bad.shared_kv = false;
+  fails_with(bad, "head_dim = 576");
+  bad = separate;
+  bad.global_window = 4;
+  fails_with(bad, "global window");
+  CHECK(code_of([] { KernelSpec::from_key("sparse_decode_bf16_d128_v128_p16_nhd_q1_g1_k100_full"); }) == ErrorCode::kInvalidArgument);
+  CHECK(code_of([] { KernelSpec::from_key("sparse_decode_bf16_d128_v128_p16_nhd_q1_g1_k128_global"); }) == ErrorCode::kUnsupported);
+  CHECK(code_of([] { KernelSpec::from_key("paged_decode_bf16_d128_p16_nhd_q1_g1_full_sharedkv"); }) == ErrorCode::kInvalidArgument);
+
+  SparseDecodeConfig config{32, 3, 5};
+  CHECK(config.key() == "bn32_st3_sp5");
+  CHECK(SparseDecodeConfig::from_key(config.key()) == config);
+  CHECK_NOTHROW(config.validate(s));
+  CHECK(code_of([&] { SparseDecodeConfig{24, 2, 1}.validate(s); }) == ErrorCode::kInvalidArgument);
+  CHECK(code_of([&] { SparseDecodeConfig{64, 2, 1}.validate(KernelSpec{}); }) == ErrorCode::kInvalidArgument);
+  const GeneratedKernel cpu = generate_sparse_decode_cpu(s, CpuDecodeConfig{});
+  CHECK(cpu.source.find("constexpr int kHeadDim = 128, kHeadDimV = 128;") != std::string::npos);
+  CHECK(cpu.source.find("#include") == std::string::npos);
 }

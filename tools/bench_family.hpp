@@ -28,11 +28,17 @@ struct FamilyBench<PrefillConfig> {
   static BenchVerb add_to(CLI::App& bench);  // bench_prefill.cpp
 };
 
+template <>
+struct FamilyBench<SparseDecodeConfig> {
+  static BenchVerb add_to(CLI::App& bench);  // bench_sparse.cpp
+};
+
 // Calls f(FamilyBench<Config>{}) for every family with a bench verb, in the order `swajit bench --help` lists them.
 template <class F>
 void for_each_bench_family(F&& f) {
   f(FamilyBench<DecodeConfig>{});
   f(FamilyBench<PrefillConfig>{});
+  f(FamilyBench<SparseDecodeConfig>{});
 }
 
 }  // namespace swajit::cli

@@ -51,7 +51,7 @@ int cmd_gen(const SpecFlags& spec_flags, const ConfigFlags& config_flags, const 
   if (device_text == "cpu") {  // the C++ the CPU backend compiles in process (tile and splits from the flags)
     CpuDecodeConfig cpu;
     if (config_flags.block_n) cpu.block_n = *config_flags.block_n;
-    std::cout << generate_paged_decode_cpu(spec, cpu).source;
+    std::cout << generate_cpu_kernel(spec, cpu).source;
     return 0;
   }
   const auto devices = cuda_devices();

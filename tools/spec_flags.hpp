@@ -11,8 +11,9 @@ namespace swajit::cli {
 struct SpecFlags {
   std::string key;  // a whole spec key instead of the separate flags
   std::string family = "paged_decode", dtype = "bf16", layout = "nhd", kv_quant = "none", gqa = "grouped";
-  bool sink_logits = false, non_causal = false;
+  bool sink_logits = false, non_causal = false, shared_kv = false, score_bias = false;
   int head_dim = 128, page_size = 16, q_seqlen = 1, group = 1, local_window = 0, global_window = 0;
+  int topk = 2048, head_dim_v = 0;  // sparse_decode
 
   void add_to(CLI::App& app) {
     app.add_option("--key", key, "a spec key, e.g. paged_decode_bf16_d128_p16_nhd_q4_g4_local_global (overrides the flags below)");
@@ -29,6 +30,10 @@ struct SpecFlags {
     app.add_flag("--non-causal", non_causal, "prefill: drop the causal mask (the windows still apply)");
     app.add_option("--gqa", gqa, "q head to kv head mapping: grouped | interleaved")->capture_default_str();
     app.add_option("--kv-quant", kv_quant, "KV cache storage: none | int8 | fp8")->capture_default_str();
+    app.add_option("--topk", topk, "sparse_decode: selected slots per query token, 1..2048")->capture_default_str();
+    app.add_option("--head-dim-v", head_dim_v, "sparse_decode: V columns (0: head_dim; shared K/V: e.g. 512 of 576)");
+    app.add_flag("--shared-kv", shared_kv, "sparse_decode: one cache, V = the first head_dim_v columns of K (MLA)");
+    app.add_flag("--score-bias", score_bias, "sparse_decode: a float32 bias per selected slot");
   }
   KernelSpec spec() const {
     if (!key.empty()) return KernelSpec::from_key(key);
@@ -45,7 +50,16 @@ struct SpecFlags {
     call.sink_logits = sink_logits;
     call.gqa = parse_gqa(gqa);
     call.kv_quant = parse_kv_quant(kv_quant);
-    return parse_family(family) == KernelFamily::kPrefill ? prefill_kernel_spec(call) : paged_decode_kernel_spec(call);
+    call.topk = topk;
+    call.head_dim_v = head_dim_v;
+    call.shared_kv = shared_kv;
+    call.score_bias = score_bias;
+    switch (parse_family(family)) {
+      case KernelFamily::kPrefill: return prefill_kernel_spec(call);
+      case KernelFamily::kSparseDecode: return sparse_decode_kernel_spec(call);
+      case KernelFamily::kPagedDecode: break;
+    }
+    return paged_decode_kernel_spec(call);
   }
 };
 
@@ -70,6 +84,12 @@ struct ConfigFlags {
   DecodeConfig apply(DecodeConfig base) const {
     if (block_n) base.block_n = *block_n;
     if (warps_n) base.warps_n = *warps_n;
+    if (stages) base.stages = *stages;
+    if (num_splits) base.num_splits = *num_splits;
+    return base;
+  }
+  SparseDecodeConfig apply(SparseDecodeConfig base) const {
+    if (block_n) base.block_n = *block_n;
     if (stages) base.stages = *stages;
     if (num_splits) base.num_splits = *num_splits;
     return base;

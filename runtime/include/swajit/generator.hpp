@@ -43,6 +43,23 @@ struct PrefillGeometry {
 PrefillGeometry prefill_geometry(const KernelSpec& spec, const PrefillConfig& config);
 GeneratedKernel generate_prefill_cuda(const KernelSpec& spec, const PrefillConfig& config);  // merge_symbol empty
 
+// Launch geometry of one sparse_decode specialization, written into the source as constants.
+struct SparseDecodeGeometry {
+  int threads;          // threads per block of the main kernel
+  int rows_per_block;   // q heads of one kv head a block computes (min(group, 16))
+  int q_rows;           // rows_per_block padded to whole rows per warp
+  int row_blocks;       // blocks per (kv head, query token, split): ceil(group / rows_per_block)
+  int rows;             // q_seqlen * group: split slots per (sequence, kv head)
+  int q_bytes;          // shared memory of the fp32 Q rows
+  int k_row_bytes;      // one gathered K row in shared memory, padded by 16 bytes (conflict-free row per lane)
+  int v_row_bytes;      // the same for V (0 with a shared K/V cache: V is read from the K rows)
+  int stage_bytes;      // one pipeline stage: block_n K rows and V rows
+  int shared_bytes;     // total dynamic shared memory of the main kernel
+  int merge_threads;    // threads per block of the split merge
+};
+SparseDecodeGeometry sparse_decode_geometry(const KernelSpec& spec, const SparseDecodeConfig& config);
+GeneratedKernel generate_sparse_decode_cuda(const KernelSpec& spec, const SparseDecodeConfig& config);
+
 // The generator and the geometry of a CUDA family, chosen by its config type (for family-generic code such as the
 // kernel cache).
 inline GeneratedKernel generate_kernel(const KernelSpec& spec, const DecodeConfig& config) {
@@ -51,13 +68,26 @@ inline GeneratedKernel generate_kernel(const KernelSpec& spec, const DecodeConfi
 inline GeneratedKernel generate_kernel(const KernelSpec& spec, const PrefillConfig& config) {
   return generate_prefill_cuda(spec, config);
 }
+inline GeneratedKernel generate_kernel(const KernelSpec& spec, const SparseDecodeConfig& config) {
+  return generate_sparse_decode_cuda(spec, config);
+}
 inline DecodeGeometry kernel_geometry(const KernelSpec& spec, const DecodeConfig& config) { return decode_geometry(spec, config); }
+inline SparseDecodeGeometry kernel_geometry(const KernelSpec& spec, const SparseDecodeConfig& config) {
+  return sparse_decode_geometry(spec, config);
+}
 inline PrefillGeometry kernel_geometry(const KernelSpec& spec, const PrefillConfig& config) { return prefill_geometry(spec, config); }
 
 // Scratch each CPU worker thread needs for one work item of (spec, config), in floats.
 int cpu_scratch_floats(const KernelSpec& spec, const CpuDecodeConfig& config);
 // The CPU kernel's C++ source (compiled in process by Clang); symbols as for CUDA, with a "swajit_cpu_" prefix.
 GeneratedKernel generate_paged_decode_cpu(const KernelSpec& spec, const CpuDecodeConfig& config);
+// The sparse_decode family's CPU kernel (the CPU config's block_n is its gather tile).
+GeneratedKernel generate_sparse_decode_cpu(const KernelSpec& spec, const CpuDecodeConfig& config);
+// The CPU source of whichever family `spec` is.
+inline GeneratedKernel generate_cpu_kernel(const KernelSpec& spec, const CpuDecodeConfig& config) {
+  return spec.family == KernelFamily::kSparseDecode ? generate_sparse_decode_cpu(spec, config)
+                                                    : generate_paged_decode_cpu(spec, config);
+}
 
 // Embedded template text by file name (e.g. "paged_decode.cuh"); throws kInvalidArgument for an unknown name.
 std::string_view template_text(std::string_view name);

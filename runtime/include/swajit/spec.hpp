@@ -7,7 +7,7 @@
 
 namespace swajit {
 
-enum class KernelFamily { kPagedDecode, kPrefill };
+enum class KernelFamily { kPagedDecode, kPrefill, kSparseDecode };
 enum class DType { kBF16, kFP16 };
 enum class KvLayout { kNHD, kHND };  // NHD: [pages, page_size, kv_heads, head_dim]; HND: [pages, kv_heads, page_size, head_dim]
 // Which kv head query head h reads: grouped h / group (Llama, Mistral), or interleaved h % num_kv_heads.
@@ -32,7 +32,14 @@ struct SpecLimits {
   static constexpr int kMinPageSize = 1, kMaxPageSize = 256;
   static constexpr int kMinQSeqlen = 1, kMaxQSeqlen = 8;
   static constexpr int kMinGroup = 1, kMaxGroup = 16;
+  // sparse_decode: DeepSeek runs 16-128 q heads over one latent head; its selections hold up to 2048 positions,
+  // specialized by a power-of-two bucket of at least one tile; the shared (MLA) cache row of 576 columns.
+  static constexpr int kMaxSparseGroup = 128;
+  static constexpr int kMinTopkBucket = 16, kMaxTopk = 2048;
+  static constexpr int kSharedKvHeadDim = 576;
 };
+// The topk bucket a selection of `topk` slots is specialized for: the next power of two, at least one tile.
+int topk_bucket(int topk);
 
 struct KernelSpec {
   KernelFamily family = KernelFamily::kPagedDecode;
@@ -48,10 +55,17 @@ struct KernelSpec {
   bool sink_logits = false;            // learned per-head sink logits join each row's softmax denominator
   GqaMapping gqa = GqaMapping::kGrouped;
   KvQuant kv_quant = KvQuant::kNone;
+  // sparse_decode only (0 / false elsewhere):
+  int topk = 0;                        // topk bucket (topk_bucket): the selection's slots, padded
+  int head_dim_v = 0;                  // columns of V and out (== head_dim unless shared_kv)
+  bool shared_kv = false;              // one cache: its rows are K, their first head_dim_v columns are V (MLA)
+  bool score_bias = false;             // a float32 bias per selected slot is added to the scaled score
 
   // e.g. "paged_decode_bf16_d128_p16_nhd_q4_g4_local_global", "prefill_bf16_d128_contig_g4_local"; the windows
   // part is full|local|global|local_global, then optional flags in this order: noncausal (prefill), attnsink
-  // (learned sink logits), gqai (interleaved GQA), kvint8 | kvfp8 (8-bit KV cache).
+  // (learned sink logits), gqai (interleaved GQA), kvint8 | kvfp8 (8-bit KV cache). sparse_decode:
+  // "sparse_decode_bf16_d576_v512_p64_nhd_q1_g128_k2048_local_sharedkv_bias_attnsink" (d, v, k: head_dim,
+  // head_dim_v, topk bucket; windows full|local; flags sharedkv and bias before the common ones).
   std::string key() const;
   bool is_contiguous_kv() const;  // prefill over K/V packed by cu_seqlens_k rather than pages
   static KernelSpec from_key(std::string_view key);  // inverse of key(); throws kInvalidArgument
@@ -75,10 +89,16 @@ struct AttentionCall {
   GqaMapping gqa = GqaMapping::kGrouped;
   KvQuant kv_quant = KvQuant::kNone;
   bool causal = true;                  // prefill only
+  // sparse_decode only:
+  int topk = 0;                        // slots of the selection per query token (1..2048)
+  int head_dim_v = 0;                  // 0: head_dim
+  bool shared_kv = false;
+  bool score_bias = false;
 };
 // The builders, validated (throw like KernelSpec::validate).
 KernelSpec paged_decode_kernel_spec(const AttentionCall& call);  // CUDA and CPU backends
 KernelSpec prefill_kernel_spec(const AttentionCall& call);       // q_seqlen 1 (lengths come at run time); contiguous K/V: NHD
+KernelSpec sparse_decode_kernel_spec(const AttentionCall& call); // topk -> its bucket; head_dim_v 0 -> head_dim
 
 // Tuning knobs of the paged decode family.
 struct DecodeConfig {
@@ -123,6 +143,19 @@ struct PrefillConfig {
 
  private:
   void validate_tma(const KernelSpec& spec) const;
+};
+
+// Tuning knobs of the sparse top-k decode family (CUDA).
+struct SparseDecodeConfig {
+  int block_n = 64;     // selected rows gathered per pipeline tile
+  int stages = 2;       // cp.async pipeline depth
+  int num_splits = 1;   // blocks per (sequence, kv head) sharing the selection; > 1 adds a merge. Launch-time only.
+
+  std::string compile_key() const;  // e.g. "bn64_st2"
+  std::string key() const;          // compile_key() + "_sp<num_splits>"
+  static SparseDecodeConfig from_key(std::string_view key);
+  void validate(const KernelSpec& spec) const;
+  bool operator==(const SparseDecodeConfig&) const = default;
 };
 
 // Tuning knobs of the paged decode family on the CPU backend.

@@ -123,6 +123,29 @@ void paged_prefill(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v
                    const DLTensor& seq_lens, const DLTensor& cu_seqlens_q, const DLTensor& out, CUstream stream,
                    const PrefillOptions& options = {});
 
+struct SparseDecodeOptions : AttentionOptions {
+  // Optional float32 [batch, q_seqlen, topk], added to the scaled score of each selected slot (-inf: padding).
+  const DLTensor* score_bias = nullptr;
+  std::optional<SparseDecodeConfig> config;     // force a GPU tuning config (validated)
+  std::optional<CpuDecodeConfig> cpu_config;    // force the CPU backend's (its block_n is the gather tile)
+};
+
+// Top-k sparse decode (DeepSeek-V3.2/V4-style indexed attention) over a paged cache, with an optional local window,
+// per-slot score bias and learned sink logits. README: "Sparse top-k decode".
+//   q            [batch, q_seqlen, num_q_heads, head_dim] (or 3-D with q_seqlen 1); GQA groups 1..128
+//   k_cache      paged as in paged_decode (NHD/HND, any page size) ...
+//   v_cache      ... and V of the same shape, or null: one shared cache whose rows are K and whose first
+//                head_dim_v columns are V (MLA: head_dim 576, head_dim_v 512)
+//   indices      int32 [batch, q_seqlen, topk], topk 1..2048: logical positions j of the sequence, -1 = unused slot.
+//                j > p (the query's position, as in decode) is masked; a j inside the local window is skipped (the
+//                window counts it once); j >= seq_lens[b] or < -1 is a device-side argument error: that query row
+//                is zeros and the error is recorded per stream as for decode's block_table (CPU: thrown after the call).
+//   out          [batch, q_seqlen, num_q_heads, head_dim_v]: head_dim_v = head_dim with a V cache
+// options.local_window > 0: the query also sees the last local_window positions j <= p; global_window must be 0.
+void sparse_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor* v_cache, const DLTensor& block_table,
+                   const DLTensor& seq_lens, const DLTensor& indices, const DLTensor& out, CUstream stream,
+                   const SparseDecodeOptions& options = {});
+
 // The spec the runtime would specialize for these tensors (validated); used by tools and the tuner.
 KernelSpec paged_decode_spec(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_cache,
                              const DLTensor& block_table, const DLTensor& seq_lens, const DLTensor& out,

@@ -16,6 +16,7 @@
 #include "paged_decode_problem.hpp"
 #include "stream_scratch.hpp"
 #include "prefill_params.h"
+#include "sparse_decode_params.h"
 #include "swajit/swajit.hpp"
 
 namespace swajit {
@@ -64,6 +65,7 @@ std::string describe_status(int bits, int batch_index) {
   if (bits & kPrefillKvShorterThanQ) what += " a sequence's KV length is below its query length;";
   if (bits & kPrefillKvOverCapacity) what += " a seq_lens value exceeds max_pages_per_seq * page_size;";
   if (bits & kPrefillPageOutOfRange) what += " a block_table entry is outside [0, num_pages);";
+  if (bits & kSparseIndexOutOfRange) what += " a sparse_decode index is outside [-1, seq_lens[b]) (that query row is zeros);";
   return "swajit found invalid device-side arguments (first at batch index " + std::to_string(batch_index) +
          "):" + what + " those sequences were written as zeros";
 }

@@ -266,12 +266,12 @@ void require_sequence_pages(const DLTensor& block_table, int b, int kv_len, int 
   }
 }
 
-int gqa_group(int64_t num_q_heads, int64_t num_kv_heads) {
+int gqa_group(int64_t num_q_heads, int64_t num_kv_heads, int max_group) {
   if (num_q_heads % num_kv_heads != 0)
     fail("num_q_heads = " + std::to_string(num_q_heads) + " must be a multiple of num_kv_heads = " + std::to_string(num_kv_heads));
   const int64_t group = num_q_heads / num_kv_heads;
-  if (group < SpecLimits::kMinGroup || group > SpecLimits::kMaxGroup)
-    fail("GQA group num_q_heads / num_kv_heads = " + std::to_string(group) + " is outside [1, 16]");
+  if (group < SpecLimits::kMinGroup || group > max_group)
+    fail("GQA group num_q_heads / num_kv_heads = " + std::to_string(group) + " is outside [1, " + std::to_string(max_group) + "]");
   return static_cast<int>(group);
 }
 

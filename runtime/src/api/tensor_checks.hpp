@@ -118,8 +118,8 @@ PagedMetadataView describe_paged_metadata(const DLTensor& block_table, const DLT
 // every page entry it uses is in [0, num_pages).
 void require_sequence_pages(const DLTensor& block_table, int b, int kv_len, int page_size, int num_pages);
 
-// num_q_heads / num_kv_heads, checked to be a whole group within SpecLimits.
-int gqa_group(int64_t num_q_heads, int64_t num_kv_heads);
+// num_q_heads / num_kv_heads, checked to be a whole group in [1, max_group].
+int gqa_group(int64_t num_q_heads, int64_t num_kv_heads, int max_group = SpecLimits::kMaxGroup);
 
 // Optional float32 [num_q_heads] learned sink logits.
 struct SinkView {

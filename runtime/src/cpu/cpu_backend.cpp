@@ -159,7 +159,7 @@ const LoadedCpuKernel& cpu_decode_kernel(const KernelSpec& spec, const CpuDecode
       return *known.get();  // ready: names are added only once built
     }
   }
-  const GeneratedKernel g = generate_paged_decode_cpu(spec, config);
+  const GeneratedKernel g = generate_cpu_kernel(spec, config);
   const std::string hash = stable_hash({g.source, "clang", std::to_string(cpu::clang_version()), cpu::host_cpu().identity()});
   std::promise<std::shared_ptr<const LoadedCpuKernel>> promise;
   CpuKernelFuture future;
@@ -237,14 +237,18 @@ void run_cpu_decode(DecodeProblem& p, const CpuDecodeConfig& config) {
   std::vector<float> partial_lse(config.num_splits > 1 ? slots : 0);
   a.partial_out = partial_out.data();
   a.partial_lse = partial_lse.data();
+  run_cpu_items(kernel, &a, p.batch * p.num_kv_heads, list_splits, config.num_splits > 1, threads);
+}
+
+void run_cpu_items(const LoadedCpuKernel& kernel, const void* params, int pairs, int items_per_pair, bool merge,
+                   int threads) {
   std::vector<std::vector<float>> scratch(threads, std::vector<float>(kernel.scratch_floats));
-  const int pairs = p.batch * p.num_kv_heads;
-  parallel_for(pairs * list_splits, threads, [&](int first, int last, int worker) {
-    kernel.main(&a, first, last, scratch[worker].data());
+  parallel_for(pairs * items_per_pair, threads, [&](int first, int last, int worker) {
+    kernel.main(params, first, last, scratch[worker].data());
   });
-  if (config.num_splits > 1)
+  if (merge)
     parallel_for(pairs, threads, [&](int first, int last, int worker) {
-      kernel.merge(&a, first, last, scratch[worker].data());
+      kernel.merge(params, first, last, scratch[worker].data());
     });
 }
 

@@ -11,7 +11,8 @@
 
 namespace swajit {
 
-using CpuKernelFn = void (*)(const PagedDecodeParams*, int item_begin, int item_end, float* scratch);
+// params: the family's argument struct (PagedDecodeParams, SparseDecodeParams).
+using CpuKernelFn = void (*)(const void* params, int item_begin, int item_end, float* scratch);
 
 struct LoadedCpuKernel {
   std::unique_ptr<cpu::JitModule> module;
@@ -21,12 +22,18 @@ struct LoadedCpuKernel {
   bool from_database = false;
 };
 
-// Compiles (or loads from the tuning database) exactly once per (spec, compile config), whatever the threads.
+// Compiles (or loads from the tuning database) exactly once per (spec, compile config), whatever the threads; any
+// family with a CPU kernel (generate_cpu_kernel).
 const LoadedCpuKernel& cpu_decode_kernel(const KernelSpec& spec, const CpuDecodeConfig& config);
 
 // The config for a call: forced, tuned (database, keyed by the host CPU's identity), else the heuristic.
 CpuDecodeConfig plan_cpu_decode(const DecodeProblem& problem, const DecodeOptions& options);
 CpuDecodeConfig cpu_heuristic_config(const DecodeProblem& problem);
+
+// Runs `kernel` over the pairs x items_per_pair work items of `params` (pairs = batch x kv heads), then, when
+// `merge`, its merge over the pairs, on `threads` workers each with its own scratch. Any family's CPU kernel.
+void run_cpu_items(const LoadedCpuKernel& kernel, const void* params, int pairs, int items_per_pair, bool merge,
+                   int threads);
 
 // Runs a validated CPU problem with `config` (synchronously; the CPU has no stream).
 void run_cpu_decode(DecodeProblem& problem, const CpuDecodeConfig& config);

@@ -228,6 +228,7 @@ const LoadedKernelOf<Config>& cuda_kernel(const KernelSpec& spec, const Config& 
 }
 template const LoadedDecodeKernel& cuda_kernel(const KernelSpec&, const DecodeConfig&, const DeviceInfo&, CUcontext);
 template const LoadedPrefillKernel& cuda_kernel(const KernelSpec&, const PrefillConfig&, const DeviceInfo&, CUcontext);
+template const LoadedSparseDecodeKernel& cuda_kernel(const KernelSpec&, const SparseDecodeConfig&, const DeviceInfo&, CUcontext);
 
 KernelCacheStats kernel_cache_stats() {
   std::lock_guard<std::mutex> lock(cache().mutex);

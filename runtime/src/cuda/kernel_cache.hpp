@@ -44,9 +44,10 @@ struct LoadedKernelOf : LoadedKernel {
 };
 using LoadedDecodeKernel = LoadedKernelOf<DecodeConfig>;
 using LoadedPrefillKernel = LoadedKernelOf<PrefillConfig>;
+using LoadedSparseDecodeKernel = LoadedKernelOf<SparseDecodeConfig>;
 
 // The kernel for (spec, config) on `device`, loaded in `context` (which must be current); one template for every
-// CUDA family (instantiated in kernel_cache.cpp for DecodeConfig and PrefillConfig).
+// CUDA family (instantiated in kernel_cache.cpp for DecodeConfig, PrefillConfig and SparseDecodeConfig).
 template <class Config>
 const LoadedKernelOf<Config>& cuda_kernel(const KernelSpec& spec, const Config& config, const DeviceInfo& device,
                                           CUcontext context);

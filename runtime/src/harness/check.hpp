@@ -69,6 +69,33 @@ struct PrefillCase : AttentionCall {
 std::vector<PrefillCase> prefill_check_matrix();
 CaseResult run_prefill_case(const PrefillCase& c, int device_ordinal, uint64_t seed);
 
+// One sparse top-k decode case: a paged cache as for decode, and each query token's selection.
+struct SparseCase : AttentionCall {
+  enum class Selection {
+    kRandom,        // random positions of the sequence (some past the query: masked), 1 in 8 slots unused (-1)
+    kEdges,         // as kRandom, with the last token and token 0 in every row
+    kAllUnused,     // every slot -1
+    kInvalid,       // as kRandom, with one row's slot at seq_len: reported, that row zeros
+  };
+  SparseCase() {
+    group = 4;
+    q_seqlen = 2;
+    topk = 64;
+  }
+  std::string name;
+  int num_kv_heads = 2;
+  std::vector<int> seq_lens = {0, 1, 37, 300};
+  Selection selection = Selection::kRandom;
+  bool strided = false;            // padded strides for q, out, caches, indices and bias
+  bool per_tensor_scale = false;   // 8-bit K/V: one scale for K and one for V
+  std::optional<CpuDecodeConfig> cpu_config;   // forced configs of the CPU backend and CUDA (their splits agree)
+  std::optional<SparseDecodeConfig> config;
+
+  KernelSpec spec() const { return sparse_decode_kernel_spec(*this); }
+};
+std::vector<SparseCase> sparse_check_matrix();
+CaseResult run_sparse_case(const SparseCase& c, DLDevice where, uint64_t seed);
+
 // The CPU config a case forces (its tile and splits), if any.
 std::optional<CpuDecodeConfig> cpu_config_of(const DecodeCase& c);
 

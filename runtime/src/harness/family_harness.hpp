@@ -48,12 +48,26 @@ struct FamilyHarness<PrefillConfig> {
   }
 };
 
+// Sparse top-k decode: CUDA and the CPU backend.
+template <>
+struct FamilyHarness<SparseDecodeConfig> {
+  using Case = SparseCase;
+  static constexpr const char* name = "sparse decode";
+  static constexpr uint64_t seed_offset = 2000;
+  static std::vector<SparseCase> check_matrix() { return sparse_check_matrix(); }
+  static bool runs_on(DLDevice) { return true; }
+  static const char* not_run_reason() { return ""; }
+  static void prepare(const std::vector<SparseCase>&, DLDevice, int) {}
+  static CaseResult run_case(const SparseCase& c, DLDevice where, uint64_t seed) { return run_sparse_case(c, where, seed); }
+};
+
 // Calls f(FamilyHarness<Config>{}) for every family, in the order `swajit check` runs them: the one place a family is
 // registered with the harness.
 template <class F>
 void for_each_harness_family(F&& f) {
   f(FamilyHarness<DecodeConfig>{});
   f(FamilyHarness<PrefillConfig>{});
+  f(FamilyHarness<SparseDecodeConfig>{});
 }
 
 }  // namespace swajit

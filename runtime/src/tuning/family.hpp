@@ -18,6 +18,7 @@
 #include "kernel_cache.hpp"
 #include "prefill_problem.hpp"
 #include "prefill_workload.hpp"
+#include "sparse_decode_problem.hpp"
 #include "swajit/error.hpp"
 #include "swajit/generator.hpp"
 #include "tuner.hpp"
@@ -83,12 +84,29 @@ struct Family<CpuDecodeConfig> {
   static CpuDecodeTuneReport tune(const DecodeShape& shape, const TuneOptions& o) { return tune_cpu_decode_shape(shape, o); }
 };
 
+// Sparse top-k decode on CUDA: no tuner yet (the heuristic plans every call); the database record is the config key.
+template <>
+struct Family<SparseDecodeConfig> {
+  static constexpr KernelFamily kind = KernelFamily::kSparseDecode;
+  static KernelSpec spec(const AttentionCall& call) { return sparse_decode_kernel_spec(call); }
+  static nlohmann::json to_json(const SparseDecodeConfig& c) { return {{"key", c.key()}}; }
+  static SparseDecodeConfig from_json(const nlohmann::json& j) {
+    if (!j.is_object() || !j.contains("key") || !j["key"].is_string())
+      throw Error(ErrorCode::kInvalidArgument, "a sparse_decode config record is {\"key\": \"bn<N>_st<S>_sp<P>\"}");
+    return SparseDecodeConfig::from_key(j["key"].get<std::string>());
+  }
+  static SparseDecodeConfig heuristic(const KernelSpec& spec, const DeviceInfo* device) {
+    return sparse_decode_heuristic(spec, device ? device->max_shared_per_block_optin : std::numeric_limits<int>::max());
+  }
+};
+
 // Calls f(Family<Config>{}) for the CUDA family of `kind`: the one place a CUDA family is registered.
 template <class F>
 decltype(auto) with_cuda_family(KernelFamily kind, F&& f) {
   switch (kind) {
     case KernelFamily::kPagedDecode: return f(Family<DecodeConfig>{});
     case KernelFamily::kPrefill: return f(Family<PrefillConfig>{});
+    case KernelFamily::kSparseDecode: return f(Family<SparseDecodeConfig>{});
   }
   throw Error(ErrorCode::kInvalidArgument, "unknown kernel family " + std::to_string(int(kind)));
 }

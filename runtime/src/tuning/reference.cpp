@@ -1,6 +1,8 @@
 #include "reference.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <utility>
 #include <limits>
 
 namespace swajit {
@@ -69,6 +71,61 @@ std::vector<double> reference_paged_decode(const HostPagedDecode& pr) {
                    scores, &out[row * D]);
       }
   }
+  return out;
+}
+
+std::vector<double> reference_sparse_decode(const HostSparseDecode& sp) {
+  const HostPagedDecode& pr = sp.paged;
+  const int D = pr.head_dim, Dv = sp.head_dim_v, group = pr.num_q_heads / pr.num_kv_heads;
+  std::vector<double> out(size_t(pr.batch) * pr.q_seqlen * pr.num_q_heads * Dv, 0.0);
+  const auto kv_index = [&](int page, int slot, int head) -> size_t {
+    if (pr.layout == KvLayout::kNHD) return ((size_t(page) * pr.page_size + slot) * pr.num_kv_heads + head) * D;
+    return ((size_t(page) * pr.num_kv_heads + head) * pr.page_size + slot) * D;
+  };
+  const std::vector<float>& v_cache = sp.shared_kv ? pr.k : pr.v;
+  for (int b = 0; b < pr.batch; ++b)
+    for (int s = 0; s < pr.q_seqlen; ++s) {
+      const int len = pr.seq_lens[b], p = len - pr.q_seqlen + s;
+      const size_t slots = (size_t(b) * pr.q_seqlen + s) * sp.topk;
+      // The positions the row attends to, each with its bias: the selection outside the window, then the window.
+      std::vector<std::pair<int, double>> seen;
+      bool valid = true;
+      for (int i = 0; i < sp.topk; ++i) {
+        const int j = sp.indices[slots + i];
+        if (j < -1 || j >= len) valid = false;
+        const bool in_window = pr.local_window > 0 && p - j < pr.local_window;
+        if (j >= 0 && j <= p && !in_window) seen.emplace_back(j, sp.score_bias.empty() ? 0.0 : sp.score_bias[slots + i]);
+      }
+      if (!valid) continue;  // zeros
+      for (int j = std::max(0, pr.local_window > 0 ? p - pr.local_window + 1 : p + 1); j <= p; ++j) seen.emplace_back(j, 0.0);
+      for (int h = 0; h < pr.num_q_heads; ++h) {
+        const int kvh = pr.gqa == GqaMapping::kGrouped ? h / group : h % pr.num_kv_heads;
+        const size_t row = (size_t(b) * pr.q_seqlen + s) * pr.num_q_heads + h;
+        const float* q = &pr.q[row * D];
+        const auto at = [&](int j) {
+          return kv_index(pr.block_table[size_t(b) * pr.max_pages_per_seq + j / pr.page_size], j % pr.page_size, kvh);
+        };
+        std::vector<double> scores(seen.size());
+        double max_score = -std::numeric_limits<double>::infinity();
+        for (size_t n = 0; n < seen.size(); ++n) {
+          const float* k = &pr.k[at(seen[n].first)];
+          double dot = 0;
+          for (int d = 0; d < D; ++d) dot += double(q[d]) * k[d];
+          scores[n] = dot * pr.scale + seen[n].second;
+          max_score = std::max(max_score, scores[n]);
+        }
+        if (seen.empty()) continue;  // nothing visible: zeros, with or without a sink
+        double sum = pr.sink_logits.empty() ? 0.0 : std::exp(double(pr.sink_logits[h]) - max_score);
+        double* o = &out[row * Dv];
+        for (size_t n = 0; n < seen.size(); ++n) {
+          const double w = std::exp(scores[n] - max_score);
+          sum += w;
+          const float* v = &v_cache[at(seen[n].first)];
+          for (int d = 0; d < Dv; ++d) o[d] += w * v[d];
+        }
+        for (int d = 0; d < Dv; ++d) o[d] /= sum;
+      }
+    }
   return out;
 }
 

@@ -41,11 +41,25 @@ struct HostPrefill {
   GqaMapping gqa = GqaMapping::kGrouped;
 };
 
+// A sparse top-k decode problem on the host: a paged cache as for decode, plus each query token's selection.
+struct HostSparseDecode {
+  HostPagedDecode paged;          // q, caches (v unused with shared_kv), block_table, seq_lens, local_window, sinks
+  int head_dim_v = 0;             // V and out columns (shared_kv: the first head_dim_v columns of the K row)
+  bool shared_kv = false;
+  int topk = 0;
+  std::vector<int> indices;       // [batch, q_seqlen, topk], -1 unused
+  std::vector<float> score_bias;  // [batch, q_seqlen, topk] or empty
+};
+
 // The visibility rule, one place for the host side.
 bool reference_visible(int p, int j, int local_window, int global_window, bool causal = true);
 
 // out [batch, q_seqlen, num_q_heads, head_dim], compact, double precision.
 std::vector<double> reference_paged_decode(const HostPagedDecode& problem);
+
+// out [batch, q_seqlen, num_q_heads, head_dim_v], compact, double precision. A query token whose indices hold a
+// value outside [-1, seq_len) gets zeros (the kernels report it and zero the row).
+std::vector<double> reference_sparse_decode(const HostSparseDecode& problem);
 
 // out [total_q, num_q_heads, head_dim], compact, double precision.
 std::vector<double> reference_prefill(const HostPrefill& problem);

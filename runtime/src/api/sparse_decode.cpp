@@ -1,0 +1,293 @@
+// The sparse top-k decode entry point: argument validation, then the CUDA kernel (templates/sparse_decode.cuh) or the
+// CPU backend (templates/sparse_decode_cpu.cpp).
+#include <algorithm>
+#include <climits>
+#include <string>
+#include <vector>
+
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+#include "cpu_backend.hpp"
+#endif
+#include "cuda_driver.hpp"
+#include "kernel_cache.hpp"
+#include "sparse_decode_problem.hpp"
+#include "stream_scratch.hpp"
+#include "tensor_checks.hpp"
+
+namespace swajit {
+namespace {
+
+// indices int32 or score_bias float32 [batch, q_seqlen, topk]; returns its strides.
+std::vector<int64_t> describe_selection_tensor(const DLTensor& t, const char* name, DLDataTypeCode code, const char* dtype,
+                                               int64_t batch, int64_t q_seqlen, int64_t topk, const DLDevice& home) {
+  require_ndim(t, name, 3, "[batch, q_seqlen, topk]");
+  require_dtype(t, name, code, 32, dtype);
+  if (t.shape[0] != batch || t.shape[1] != q_seqlen || (topk >= 0 && t.shape[2] != topk))
+    fail(std::string(name) + " must be [batch = " + std::to_string(batch) + ", q_seqlen = " + std::to_string(q_seqlen) +
+         ", topk" + (topk >= 0 ? " = " + std::to_string(topk) : std::string()) + "], got " + shape_text(t));
+  require_on_device(t, name, home, true);
+  const auto strides = strides_of(t);
+  for (int i = 0; i < 3; ++i)
+    if (strides[i] < 0) fail(std::string(name) + " stride[" + std::to_string(i) + "] must be non-negative");
+  return strides;
+}
+
+}  // namespace
+
+SparseDecodeProblem describe_sparse_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor* v_cache,
+                                           const DLTensor& block_table, const DLTensor& seq_lens,
+                                           const DLTensor& indices, const DLTensor& out, const SparseDecodeOptions& options) {
+  SparseDecodeProblem p;
+  if (q.ndim != 3 && q.ndim != 4)
+    fail("q must be 4-D [batch, q_seqlen, num_q_heads, head_dim] or 3-D [batch, num_q_heads, head_dim], got " +
+         std::to_string(q.ndim) + "-D " + shape_text(q));
+  const bool has_token_dim = q.ndim == 4;
+  const int64_t batch = q.shape[0], q_seqlen = has_token_dim ? q.shape[1] : 1;
+  const int64_t num_q_heads = q.shape[q.ndim - 2], head_dim = q.shape[q.ndim - 1];
+  const DType dtype = attention_dtype(q);
+  if (q.device.device_type != kDLCPU && q.device.device_type != kDLCUDA && q.device.device_type != kDLCUDAManaged)
+    fail("q is on device type '" + device_name(q.device.device_type) + "'; supported: 'cpu', 'cuda', 'cuda_managed'");
+  const DLDevice home = q.device;
+  p.on_cpu = home.device_type == kDLCPU;
+  p.device_ordinal = home.device_id;
+  require_on_device(q, "q", home, false);
+  if (batch < 0) fail("q dimension 0 (batch) must be >= 0, got " + std::to_string(batch));
+  if (q_seqlen < SpecLimits::kMinQSeqlen || q_seqlen > SpecLimits::kMaxQSeqlen)
+    fail("q dimension 1 (q_seqlen) = " + std::to_string(q_seqlen) + " is outside [1, 8]");
+  require_positive_extent(q, "q", q.ndim - 2, "num_q_heads");
+  const bool shared_kv = v_cache == nullptr;
+  const int64_t head_dim_v = out.ndim == q.ndim ? out.shape[out.ndim - 1] : -1;
+  if (out.ndim != q.ndim) fail("out must have " + std::to_string(q.ndim) + " dimensions like q, got " + shape_text(out));
+  for (int i = 0; i + 1 < q.ndim; ++i)
+    if (out.shape[i] != q.shape[i])
+      fail("out must be q's shape " + shape_text(q) + " with head_dim_v as its last dimension, got " + shape_text(out));
+  if (!shared_kv && head_dim_v != head_dim)
+    fail("out's last dimension (head_dim_v) = " + std::to_string(head_dim_v) + " must equal head_dim = " +
+         std::to_string(head_dim) + " with a separate v_cache (pass v_cache = null for a shared K/V cache)");
+  require_dtype(out, "out", dlpack_code(dtype), 16, dtype_name(dtype));
+  require_on_device(out, "out", home, false);
+  const auto q_strides = strides_of(q), out_strides = strides_of(out);
+  require_vector_layout(q, "q", q_strides);
+  require_vector_layout(out, "out", out_strides);
+
+  const KvView kv = describe_paged_kv(k_cache, shared_kv ? k_cache : *v_cache, options.kv_layout, options.kv_quant,
+                                      dtype, home, head_dim);
+  const int group = gqa_group(num_q_heads, kv.num_kv_heads, SpecLimits::kMaxSparseGroup);
+  const PagedMetadataView meta = describe_paged_metadata(block_table, seq_lens, batch, home);
+  const auto index_strides = describe_selection_tensor(indices, "indices", kDLInt, "int32", batch, q_seqlen, -1, home);
+  const int64_t topk = indices.shape[2];
+  if (topk < 1 || topk > SpecLimits::kMaxTopk)
+    fail("indices dimension 2 (topk) = " + std::to_string(topk) + " is outside [1, " + std::to_string(SpecLimits::kMaxTopk) + "]");
+  std::vector<int64_t> bias_strides(3, 0);
+  if (options.score_bias)
+    bias_strides = describe_selection_tensor(*options.score_bias, "score_bias", kDLFloat, "float32", batch, q_seqlen, topk, home);
+  const SinkView sinks = describe_sink_logits(options.sink_logits, num_q_heads, home);
+  if (options.global_window != 0)
+    throw Error(ErrorCode::kUnsupported, "global_window = " + std::to_string(options.global_window) +
+                                             ": sparse_decode has no global window (select the sink tokens in the indices); use 0");
+  const float scale_log2 = softmax_scale_log2(options.softmax_scale, head_dim);
+
+  AttentionCall call = call_from_options(options, dtype, checked_int(head_dim, "head_dim"), group, sinks.data != nullptr);
+  call.page_size = static_cast<int>(kv.page_size);
+  call.q_seqlen = static_cast<int>(q_seqlen);
+  call.topk = static_cast<int>(topk);
+  call.head_dim_v = checked_int(head_dim_v, "head_dim_v");
+  call.shared_kv = shared_kv;
+  call.score_bias = options.score_bias != nullptr;
+  p.spec = sparse_decode_kernel_spec(call);
+  p.call = call;
+  p.batch = checked_int(batch, "batch");
+  p.num_q_heads = static_cast<int>(num_q_heads);
+  p.num_kv_heads = checked_int(kv.num_kv_heads, "num_kv_heads");
+
+  SparseDecodeParams& a = p.params;
+  set_kv_scales(a, options.kv_quant, options.k_scale, options.v_scale, home, kv.num_kv_heads, head_dim, "SparseDecodeOptions");
+  a.q = element_pointer<char>(q);
+  a.k_cache = element_pointer<char>(k_cache);
+  a.v_cache = shared_kv ? a.k_cache : element_pointer<char>(*v_cache);
+  a.out = const_cast<char*>(element_pointer<char>(out));
+  a.block_table = element_pointer<int>(block_table);
+  a.seq_lens = element_pointer<int>(seq_lens);
+  a.indices = element_pointer<int>(indices);
+  a.score_bias = options.score_bias ? element_pointer<float>(*options.score_bias) : nullptr;
+  a.q_stride_batch = q_strides[0];
+  a.q_stride_token = has_token_dim ? q_strides[1] : 0;
+  a.q_stride_head = q_strides[q.ndim - 2];
+  a.out_stride_batch = out_strides[0];
+  a.out_stride_token = has_token_dim ? out_strides[1] : 0;
+  a.out_stride_head = out_strides[out.ndim - 2];
+  set_kv_strides(a, kv);
+  a.block_table_stride_batch = meta.block_table_stride_batch;
+  a.block_table_stride_page = meta.block_table_stride_page;
+  a.seq_lens_stride = meta.seq_lens_stride;
+  a.indices_stride_batch = index_strides[0];
+  a.indices_stride_token = index_strides[1];
+  a.indices_stride_slot = index_strides[2];
+  a.bias_stride_batch = bias_strides[0];
+  a.bias_stride_token = bias_strides[1];
+  a.bias_stride_slot = bias_strides[2];
+  a.sink_logits = sinks.data;
+  a.sink_logits_stride = sinks.stride;
+  a.batch = p.batch;
+  a.num_kv_heads = p.num_kv_heads;
+  a.num_pages = checked_int(kv.num_pages, "num_pages");
+  a.max_pages_per_seq = checked_int(block_table.shape[1], "block_table max_pages_per_seq");
+  checked_int(int64_t(a.max_pages_per_seq) * kv.page_size, "max_pages_per_seq * page_size");
+  a.topk = call.topk;
+  a.local_window = call.local_window;
+  a.scale_log2 = scale_log2;
+  a.num_splits = 1;
+  p.host_metadata = host_readable(seq_lens) && host_readable(block_table) && host_readable(indices);
+  // Host-readable lengths and pages are rejected before the call, as decode does; indices stay the kernel's to report
+  // (per query row, which is what a GPU caller sees too).
+  if (host_readable(seq_lens) && host_readable(block_table))
+    for (int b = 0; b < p.batch; ++b) {
+      const int len = element_pointer<int>(seq_lens)[b * meta.seq_lens_stride];
+      if (len < 0 || (len > 0 && len < q_seqlen))
+        fail("seq_lens[" + std::to_string(b) + "] = " + std::to_string(len) + " must be 0 or >= q_seqlen = " + std::to_string(q_seqlen));
+      require_sequence_pages(block_table, b, len, call.page_size, a.num_pages);
+    }
+  return p;
+}
+
+namespace {
+
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+// What the CPU kernel's guards found, as decode's device-side argument errors read.
+std::string describe_sparse_status(int bits, int batch_index) {
+  std::string what;
+  if (bits & kSparseSeqLenBelowQSeqlen) what += " a seq_lens value is negative or below q_seqlen (and not 0);";
+  if (bits & kSparseSeqLenOverCapacity) what += " a seq_lens value exceeds max_pages_per_seq * page_size;";
+  if (bits & kSparsePageOutOfRange) what += " a block_table entry a query reads is outside [0, num_pages);";
+  if (bits & kSparseIndexOutOfRange) what += " an indices value is outside [-1, seq_lens[b]);";
+  return "swajit found invalid device-side arguments (first at batch index " + std::to_string(batch_index) + "):" +
+         what + " those query rows were written as zeros";
+}
+
+CpuDecodeConfig plan_cpu_sparse(const SparseDecodeProblem& p, const SparseDecodeOptions& options) {
+  if (options.cpu_config) {
+    options.cpu_config->validate(p.spec);
+    return *options.cpu_config;
+  }
+  constexpr int kItemsPerThread = 4;   // enough items to balance rows of different lengths across threads
+  constexpr int kMinSlotsPerSplit = 256;  // below this the merge costs more than the balance buys
+  CpuDecodeConfig c;
+  c.threads = hardware_threads();
+  const int pairs = std::max(1, p.batch * p.num_kv_heads);
+  const int candidates = p.params.topk + (p.call.local_window > 0 ? p.call.local_window : 0);
+  c.num_splits = std::clamp((kItemsPerThread * c.threads + pairs - 1) / pairs, 1, std::max(1, candidates / kMinSlotsPerSplit));
+  return c;
+}
+
+void run_cpu_sparse(SparseDecodeProblem& p, const CpuDecodeConfig& config) {
+  const LoadedCpuKernel& kernel = cpu_decode_kernel(p.spec, config);
+  const int threads = config.threads > 0 ? config.threads : hardware_threads();
+  SparseDecodeParams& a = p.params;
+  a.num_splits = config.num_splits;
+  int status[2] = {0, INT_MAX};
+  a.status = status;
+  const size_t slots = size_t(p.batch) * p.num_kv_heads * config.num_splits * p.spec.q_seqlen * p.spec.group;
+  std::vector<float> partial_out(config.num_splits > 1 ? slots * p.spec.head_dim_v : 0);
+  std::vector<float> partial_lse(config.num_splits > 1 ? slots : 0);
+  a.partial_out = partial_out.data();
+  a.partial_lse = partial_lse.data();
+  run_cpu_items(kernel, &a, p.batch * p.num_kv_heads, config.num_splits, config.num_splits > 1, threads);
+  if (status[0] != 0) throw Error(ErrorCode::kDeviceArgument, describe_sparse_status(status[0], status[1]));
+}
+#endif
+
+}  // namespace
+
+SparseDecodeConfig sparse_decode_heuristic(const KernelSpec& spec, int max_shared_bytes) {
+  SparseDecodeConfig c;
+  constexpr int kMinBlockN = 32;
+  while (c.block_n > kMinBlockN && sparse_decode_geometry(spec, c).shared_bytes > max_shared_bytes) c.block_n /= 2;
+  return c;
+}
+
+namespace {
+
+constexpr int kMinComputeMajor = 8;             // cp.async needs sm_80
+constexpr int kMinProgrammaticLaunchMajor = 9;  // griddepcontrol (programmatic dependent launch) needs sm_90
+
+// The config for a CUDA call: forced, else a heuristic from the device's limits (no tuned winners yet).
+SparseDecodeConfig plan_cuda_sparse(const SparseDecodeProblem& p, const SparseDecodeOptions& options, const DeviceInfo& device) {
+  if (options.config) {
+    options.config->validate(p.spec);
+    return *options.config;
+  }
+  SparseDecodeConfig c = sparse_decode_heuristic(p.spec, device.max_shared_per_block_optin);
+  // Splits: enough blocks for two waves over the SMs, each split keeping at least a few tiles (else the merge costs
+  // more than the balance buys).
+  constexpr int kWaves = 2, kMinTilesPerSplit = 4;
+  const SparseDecodeGeometry g = sparse_decode_geometry(p.spec, c);
+  const int64_t blocks = int64_t(p.batch) * p.num_kv_heads * g.row_blocks * p.spec.q_seqlen;
+  const int candidates = p.params.topk + (p.call.local_window > 0 ? p.call.local_window : 0);
+  const int64_t wanted = (int64_t(kWaves) * device.sm_count + blocks - 1) / blocks;
+  c.num_splits = int(std::clamp<int64_t>(wanted, 1, std::max(1, candidates / (kMinTilesPerSplit * c.block_n))));
+  return c;
+}
+
+void run_cuda_sparse(SparseDecodeProblem& p, const SparseDecodeOptions& options, CUstream stream) {
+  const cuda::Driver& d = cuda::driver();
+  cuda::ScopedDeviceContext scope(p.device_ordinal);
+  const DeviceInfo& device = cuda_device(p.device_ordinal);
+  if (device.cc_major < kMinComputeMajor)
+    throw Error(ErrorCode::kUnsupported, device.name + " is sm_" + std::to_string(device.cc_major) +
+                                             std::to_string(device.cc_minor) + "; sparse_decode needs sm_80 or newer");
+  const SparseDecodeConfig config = plan_cuda_sparse(p, options, device);
+  const LoadedSparseDecodeKernel& kernel = cuda_kernel(p.spec, config, device, scope.context());
+  const SparseDecodeGeometry& g = kernel.geometry;
+  // Split scratch, this call's own in stream order: fp32 partial outputs, then log2-sum-exps.
+  const size_t slots = config.num_splits > 1 ? size_t(p.batch) * p.num_kv_heads * config.num_splits * g.rows : 0;
+  const size_t out_bytes = slots * p.spec.head_dim_v * sizeof(float);
+  StreamWorkspace workspace(scope.context(), stream, out_bytes + slots * sizeof(float));
+  SparseDecodeParams& a = p.params;
+  a.num_splits = config.num_splits;
+  a.status = stream_status(scope.context(), stream);
+  a.partial_out = slots ? workspace.data() : nullptr;
+  a.partial_lse = slots ? reinterpret_cast<float*>(workspace.data() + out_bytes) : nullptr;
+  void* args[] = {&a};
+  CUlaunchAttribute overlap{};
+  overlap.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+  overlap.value.programmaticStreamSerializationAllowed = 1;
+  const auto launch = [&](CUfunction function, unsigned grid_y, unsigned grid_z, int threads, int shared_bytes, const char* what) {
+    CUlaunchConfig c{};
+    c.gridDimX = p.batch;
+    c.gridDimY = grid_y;
+    c.gridDimZ = grid_z;
+    c.blockDimX = threads;
+    c.blockDimY = c.blockDimZ = 1;
+    c.sharedMemBytes = shared_bytes;
+    c.hStream = stream;
+    c.attrs = &overlap;
+    c.numAttrs = device.cc_major >= kMinProgrammaticLaunchMajor ? 1 : 0;
+    cuda::check(d.cuLaunchKernelEx(&c, function, args, nullptr), what);
+  };
+  constexpr int64_t kMaxGridYZ = 65535;  // CUDA's limit on gridDim.y and gridDim.z
+  if (int64_t(p.num_kv_heads) * g.row_blocks > kMaxGridYZ || int64_t(p.spec.q_seqlen) * config.num_splits > kMaxGridYZ)
+    fail("num_kv_heads x q head blocks or q_seqlen x num_splits exceeds CUDA's grid limit of 65535");
+  launch(kernel.main, p.num_kv_heads * g.row_blocks, p.spec.q_seqlen * config.num_splits, g.threads, g.shared_bytes,
+         "cuLaunchKernelEx(sparse_decode)");
+  if (config.num_splits > 1)
+    launch(kernel.merge, p.num_kv_heads, g.rows, g.merge_threads, 0, "cuLaunchKernelEx(sparse_decode merge)");
+  if (options.check_device_args) check_device_errors(p.device_ordinal, stream);
+}
+
+}  // namespace
+
+void sparse_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor* v_cache, const DLTensor& block_table,
+                   const DLTensor& seq_lens, const DLTensor& indices, const DLTensor& out, CUstream stream,
+                   const SparseDecodeOptions& options) {
+  SparseDecodeProblem p = describe_sparse_decode(q, k_cache, v_cache, block_table, seq_lens, indices, out, options);
+  if (p.batch == 0) return;
+  if (!p.on_cpu) return run_cuda_sparse(p, options, stream);
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+  run_cpu_sparse(p, plan_cpu_sparse(p, options));
+#else
+  throw Error(ErrorCode::kUnsupported, "the tensors are on the CPU, but this build of swajit has no CPU backend "
+                                       "(configure with -DSWAJIT_CPU_BACKEND=ON)");
+#endif
+}
+
+}  // namespace swajit

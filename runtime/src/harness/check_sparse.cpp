@@ -1,0 +1,284 @@
+// The sparse top-k decode check matrix (issue 16's list) and how one case runs: random selections per query token,
+// compared with reference_sparse_decode; invalid indices must be reported and their rows zeroed.
+#include "check.hpp"
+
+#include <algorithm>
+#include <random>
+
+#include "check_data.hpp"
+#include "swajit/swajit.hpp"
+
+namespace swajit {
+
+using namespace check_data;
+
+std::vector<SparseCase> sparse_check_matrix() {
+  std::vector<SparseCase> cases;
+  const auto add = [&](std::string name, auto&& edit) {
+    SparseCase c;
+    c.name = std::move(name);
+    edit(c);
+    for (int& len : c.seq_lens)  // a sequence shorter than q_seqlen is invalid input (tested separately)
+      if (len > 0 && len < c.q_seqlen) len = c.q_seqlen;
+    cases.push_back(std::move(c));
+  };
+  using Selection = SparseCase::Selection;
+  for (int topk : {1, 64, 2048})
+    add("topk " + std::to_string(topk), [&](SparseCase& c) { c.topk = topk; c.seq_lens = {0, 1, 90, 3000}; });
+  add("topk 100 (padded bucket)", [](SparseCase& c) { c.topk = 100; });
+  add("all slots unused", [](SparseCase& c) { c.selection = Selection::kAllUnused; });
+  add("all slots unused, sinks", [](SparseCase& c) { c.selection = Selection::kAllUnused; c.sink_logits = true; });
+  add("last token and token 0", [](SparseCase& c) { c.selection = Selection::kEdges; c.q_seqlen = 1; });
+  add("selection overlapping the window", [](SparseCase& c) { c.local_window = 32; c.seq_lens = {1, 40, 100}; c.topk = 48; });
+  add("window larger than the sequence", [](SparseCase& c) { c.local_window = 5000; c.topk = 16; });
+  add("window 1", [](SparseCase& c) { c.local_window = 1; c.selection = Selection::kEdges; });
+  add("window only (all slots unused)", [](SparseCase& c) { c.local_window = 20; c.selection = Selection::kAllUnused; });
+  for (int qs : {1, 4, 8})
+    add("q_seqlen " + std::to_string(qs) + ", a selection per row", [&](SparseCase& c) { c.q_seqlen = qs; });
+  for (int group : {1, 16, 128})
+    add("group " + std::to_string(group), [&](SparseCase& c) {
+      c.group = group;
+      c.num_kv_heads = group > 16 ? 1 : 2;
+      c.seq_lens = {5, 700};
+    });
+  for (DType dtype : {DType::kBF16, DType::kFP16})
+    for (int d : {64, 128, 256})
+      add("head_dim " + std::to_string(d) + " " + std::string(to_string(dtype)), [&](SparseCase& c) {
+        c.dtype = dtype;
+        c.head_dim = d;
+      });
+  add("shared K/V 576 / 512 (MLA), group 16", [](SparseCase& c) {
+    c.shared_kv = true; c.head_dim = 576; c.head_dim_v = 512; c.group = 16; c.num_kv_heads = 1; c.q_seqlen = 1;
+    c.seq_lens = {3, 600};
+  });
+  add("shared K/V 576 / 512 (MLA), group 128, topk 2048, window, sinks", [](SparseCase& c) {
+    c.shared_kv = true; c.head_dim = 576; c.head_dim_v = 512; c.group = 128; c.num_kv_heads = 1; c.q_seqlen = 1;
+    c.topk = 2048; c.local_window = 128; c.sink_logits = true; c.seq_lens = {2500};
+  });
+  add("shared K/V 128 / 64, q_seqlen 4, HND", [](SparseCase& c) {
+    c.shared_kv = true; c.head_dim_v = 64; c.q_seqlen = 4; c.kv_layout = KvLayout::kHND;
+  });
+  for (int page : {1, 16, 64, 17})
+    add("page_size " + std::to_string(page), [&](SparseCase& c) {
+      c.page_size = page;
+      c.kv_layout = page % 2 ? KvLayout::kHND : KvLayout::kNHD;
+      c.seq_lens = {0, 1, 257, 613};
+    });
+  add("sinks", [](SparseCase& c) { c.sink_logits = true; });
+  add("bias", [](SparseCase& c) { c.score_bias = true; });
+  add("sinks, bias, window, strided", [](SparseCase& c) {
+    c.sink_logits = true; c.score_bias = true; c.local_window = 16; c.strided = true;
+  });
+  add("interleaved GQA, bias", [](SparseCase& c) { c.gqa = GqaMapping::kInterleaved; c.score_bias = true; c.num_kv_heads = 3; });
+  for (KvQuant quant : {KvQuant::kInt8, KvQuant::kFp8E4M3}) {
+    const std::string name = quant == KvQuant::kInt8 ? "int8 KV" : "fp8 KV";
+    add(name + ", per-channel scales", [&](SparseCase& c) { c.kv_quant = quant; });
+    add(name + ", per-tensor scale, HND, strided", [&](SparseCase& c) {
+      c.kv_quant = quant; c.per_tensor_scale = true; c.kv_layout = KvLayout::kHND; c.strided = true;
+    });
+    add(name + ", shared 576 / 512, group 16", [&](SparseCase& c) {
+      c.kv_quant = quant; c.shared_kv = true; c.head_dim = 576; c.head_dim_v = 512; c.group = 16; c.num_kv_heads = 1;
+      c.seq_lens = {300};
+    });
+  }
+  add("strided", [](SparseCase& c) { c.strided = true; c.q_seqlen = 3; });
+  add("MLA 576 / 512, group 128, split 5, bias, fp16", [](SparseCase& c) {
+    c.shared_kv = true; c.head_dim = 576; c.head_dim_v = 512; c.group = 128; c.num_kv_heads = 1; c.q_seqlen = 2;
+    c.dtype = DType::kFP16; c.score_bias = true; c.topk = 200; c.seq_lens = {1, 900};
+    c.cpu_config = CpuDecodeConfig{32, 5, 0}; c.config = SparseDecodeConfig{32, 2, 5};
+  });
+  add("forced splits 3, window, sinks", [](SparseCase& c) {
+    c.cpu_config = CpuDecodeConfig{16, 3, 0}; c.config = SparseDecodeConfig{32, 2, 3};
+    c.local_window = 40; c.sink_logits = true; c.seq_lens = {0, 1, 500};
+  });
+  add("forced splits 7, all unused, sinks", [](SparseCase& c) {
+    c.cpu_config = CpuDecodeConfig{8, 7, 2}; c.config = SparseDecodeConfig{32, 3, 7};
+    c.selection = Selection::kAllUnused; c.sink_logits = true;
+  });
+  add("kv length 0 everywhere", [](SparseCase& c) { c.seq_lens = {0, 0}; });
+  add("kv length 1", [](SparseCase& c) { c.seq_lens = {1}; c.q_seqlen = 1; c.selection = Selection::kEdges; });
+  add("invalid indices reported", [](SparseCase& c) { c.selection = Selection::kInvalid; });
+  add("invalid indices reported, split", [](SparseCase& c) {
+    c.selection = Selection::kInvalid; c.cpu_config = CpuDecodeConfig{16, 4, 0}; c.config = SparseDecodeConfig{32, 2, 4};
+    c.sink_logits = true;
+  });
+  return cases;
+}
+
+namespace {
+
+// Each query row's selection of the case's kind; the invalid kind puts seq_len into the first slot of one row.
+std::vector<int> random_selection(const SparseCase& c, std::mt19937_64& rng) {
+  const int batch = int(c.seq_lens.size());
+  std::vector<int> indices(size_t(batch) * c.q_seqlen * c.topk, -1);
+  if (c.selection == SparseCase::Selection::kAllUnused) return indices;
+  std::uniform_int_distribution<int> unused(0, 7);
+  for (int b = 0; b < batch; ++b)
+    for (int s = 0; s < c.q_seqlen; ++s) {
+      const int len = c.seq_lens[b];
+      int* row = &indices[(size_t(b) * c.q_seqlen + s) * c.topk];
+      if (len == 0) continue;  // only -1 is valid
+      std::uniform_int_distribution<int> position(0, len - 1);
+      for (int i = 0; i < c.topk; ++i) row[i] = unused(rng) == 0 ? -1 : position(rng);
+      if (c.selection == SparseCase::Selection::kEdges) {
+        row[0] = len - 1;
+        if (c.topk > 1) row[c.topk - 1] = 0;
+      }
+    }
+  if (c.selection == SparseCase::Selection::kInvalid) {
+    const int b = batch - 1, s = c.q_seqlen - 1;
+    indices[(size_t(b) * c.q_seqlen + s) * c.topk] = c.seq_lens[b];
+  }
+  return indices;
+}
+
+// Pages of every sequence drawn from a shuffled pool with spares, so neighbours are not adjacent; unused table
+// entries point at a spare page.
+void fill_block_table(HostPagedDecode& host, std::mt19937_64& rng) {
+  const int P = host.page_size;
+  int used_pages = 0;
+  for (int len : host.seq_lens) used_pages += (len + P - 1) / P;
+  host.num_pages = used_pages + 3;
+  std::vector<int> pool(host.num_pages);
+  std::iota(pool.begin(), pool.end(), 0);
+  std::shuffle(pool.begin(), pool.end(), rng);
+  host.block_table.assign(size_t(host.batch) * host.max_pages_per_seq, 0);
+  int next = 0;
+  for (int b = 0; b < host.batch; ++b)
+    for (int i = 0; i < host.max_pages_per_seq; ++i)
+      host.block_table[size_t(b) * host.max_pages_per_seq + i] =
+          i < (host.seq_lens[b] + P - 1) / P ? pool[next++] : pool.back();
+}
+
+// A selection tensor [batch, q_seqlen, topk]; strided: rows padded by 3 slots.
+StridedTensor selection_tensor(int batch, int q_seqlen, int topk, bool strided) {
+  if (!strided) return compact_tensor({batch, q_seqlen, topk});
+  return make_tensor({batch, q_seqlen, topk}, {q_seqlen * (topk + 3) + 1, topk + 3, 1});
+}
+
+}  // namespace
+
+CaseResult run_sparse_case(const SparseCase& c, DLDevice where, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const KernelSpec spec = c.spec();
+  const int batch = int(c.seq_lens.size());
+  const int hq = c.group * c.num_kv_heads, hkv = c.num_kv_heads, D = c.head_dim, Dv = spec.head_dim_v;
+  const int P = c.page_size, Qs = c.q_seqlen;
+  const int max_len = *std::max_element(c.seq_lens.begin(), c.seq_lens.end());
+
+  HostSparseDecode sparse;
+  HostPagedDecode& host = sparse.paged;
+  host.batch = batch; host.q_seqlen = Qs; host.num_q_heads = hq; host.num_kv_heads = hkv; host.head_dim = D;
+  host.page_size = P; host.layout = c.kv_layout; host.local_window = c.local_window; host.gqa = c.gqa;
+  host.max_pages_per_seq = (max_len + P - 1) / P + 1;  // one spare column: wider than any sequence needs
+  host.scale = 1.0 / std::sqrt(double(D));
+  host.seq_lens = c.seq_lens;
+  fill_block_table(host, rng);
+  host.q = random_values(size_t(batch) * Qs * hq * D, c.dtype, rng);
+  const size_t cache_elems = size_t(host.num_pages) * P * hkv * D;
+  QuantizedCache k_quant, v_quant;
+  if (c.kv_quant == KvQuant::kNone) {
+    host.k = random_values(cache_elems, c.dtype, rng);
+    if (!c.shared_kv) host.v = random_values(cache_elems, c.dtype, rng);
+  } else {
+    const QuantizedLayout layout{c.kv_quant, c.per_tensor_scale, hkv, D, P, c.kv_layout};
+    k_quant = random_quantized_cache(cache_elems, layout, rng);
+    host.k = k_quant.values;
+    if (!c.shared_kv) {
+      v_quant = random_quantized_cache(cache_elems, layout, rng);
+      host.v = v_quant.values;
+    } else {
+      v_quant = k_quant;  // one cache: V's scale is K's
+    }
+  }
+  if (c.sink_logits) {
+    std::uniform_real_distribution<float> sink(-1.f, 3.f);  // comparable to the scores, so the sinks matter
+    for (int h = 0; h < hq; ++h) host.sink_logits.push_back(sink(rng));
+  }
+  sparse.head_dim_v = Dv;
+  sparse.shared_kv = c.shared_kv;
+  sparse.topk = c.topk;
+  sparse.indices = random_selection(c, rng);
+  if (c.score_bias) {
+    std::uniform_real_distribution<float> bias(-2.f, 2.f);
+    sparse.score_bias.resize(sparse.indices.size());
+    for (float& x : sparse.score_bias) x = bias(rng);
+    sparse.score_bias[0] = -INFINITY;  // padding, as DeepSeek's bias marks it
+  }
+  const std::vector<double> ref = reference_sparse_decode(sparse);
+
+  // Device layouts.
+  const int64_t pad = c.strided ? kVectorBytes / 2 : 0;  // 16-bit tensors
+  const int64_t kv_pad = row_padding(c.strided, c.kv_quant != KvQuant::kNone);
+  StridedTensor q_t = c.strided ? make_tensor({batch, Qs, hq, D}, {Qs * hq * (D + pad) + 2 * pad, hq * (D + pad), D + pad, 1})
+                                : compact_tensor({batch, Qs, hq, D});
+  const std::vector<int64_t> out_shape = {batch, Qs, hq, Dv};
+  StridedTensor out_t = c.strided ? make_tensor(out_shape, {hq * Dv, int64_t(batch) * hq * Dv, Dv, 1}) : compact_tensor(out_shape);
+  const std::vector<int64_t> cache_shape = c.kv_layout == KvLayout::kNHD ? std::vector<int64_t>{host.num_pages, P, hkv, D}
+                                                                         : std::vector<int64_t>{host.num_pages, hkv, P, D};
+  StridedTensor k_t = compact_tensor(cache_shape);
+  if (c.strided) {
+    const int64_t row = D + kv_pad;
+    k_t = make_tensor(cache_shape, c.kv_layout == KvLayout::kNHD ? std::vector<int64_t>{P * hkv * row + kv_pad, hkv * row, row, 1}
+                                                                 : std::vector<int64_t>{hkv * P * row + kv_pad, P * row, row, 1});
+  }
+  StridedTensor bt_t = c.strided ? make_tensor({batch, host.max_pages_per_seq}, {host.max_pages_per_seq + 3, 1})
+                                 : compact_tensor({batch, host.max_pages_per_seq});
+  StridedTensor sl_t = c.strided ? make_tensor({batch}, {2}) : compact_tensor({batch});
+  StridedTensor idx_t = selection_tensor(batch, Qs, c.topk, c.strided);
+  StridedTensor bias_t = selection_tensor(batch, Qs, c.topk, c.strided);
+
+  CaseMemory memory(where);
+  std::optional<cuda::ScopedDeviceContext> scope;
+  if (!memory.on_cpu()) scope.emplace(where.device_id);
+  void* q_d = memory.put(scatter_16bit(host.q, q_t, c.dtype));
+  void* k_d = put_kv(memory, k_t, host.k, k_quant.codes, c.kv_quant, c.dtype);
+  void* v_d = c.shared_kv ? nullptr : put_kv(memory, k_t, host.v, v_quant.codes, c.kv_quant, c.dtype);
+  const DLDataType kv_dtype = kv_storage_dtype(c.kv_quant, c.dtype);
+  ScaleTensors scales(memory, k_quant, v_quant, c.per_tensor_scale, c.strided, hkv, D, where);
+  void* bt_d = memory.put(scatter<int>(bt_t, -7, [&](size_t n) { return host.block_table[n]; }));
+  void* sl_d = memory.put(scatter<int>(sl_t, -7, [&](size_t n) { return c.seq_lens[n]; }));
+  void* idx_d = memory.put(scatter<int>(idx_t, -7, [&](size_t n) { return sparse.indices[n]; }));
+  void* bias_d = memory.put(scatter<float>(bias_t, NAN, [&](size_t n) { return c.score_bias ? sparse.score_bias[n] : 0.f; }));
+  StridedTensor sink_t = make_tensor({hq}, {c.strided ? 2 : 1});
+  DLTensor sink_view = sink_t.view(memory.put(scatter<float>(sink_t, NAN, [&](size_t n) {
+    return c.sink_logits ? host.sink_logits[n] : 0.f;
+  })), {kDLFloat, 32, 1}, where);
+  void* out_d = memory.put(std::vector<uint16_t>(out_t.physical_elements, half::kPoison));
+
+  const DLDataType dt = dl_dtype(c.dtype);
+  SparseDecodeOptions options;
+  options.local_window = c.local_window;
+  options.kv_layout = c.kv_layout;
+  options.gqa = c.gqa;
+  options.sink_logits = c.sink_logits ? &sink_view : nullptr;
+  DLTensor bias_view = bias_t.view(bias_d, {kDLFloat, 32, 1}, where);
+  options.score_bias = c.score_bias ? &bias_view : nullptr;
+  options.kv_quant = c.kv_quant;
+  if (c.kv_quant != KvQuant::kNone) {
+    options.k_scale = &scales.k;
+    options.v_scale = &scales.v;
+  }
+  options.cpu_config = c.cpu_config;
+  options.config = c.config;
+  options.check_device_args = true;
+  const DLTensor v_view = k_t.view(v_d, kv_dtype, where);
+  bool reported = false;
+  try {
+    sparse_decode(q_t.view(q_d, dt, where), k_t.view(k_d, kv_dtype, where), c.shared_kv ? nullptr : &v_view,
+                  bt_t.view(bt_d, {kDLInt, 32, 1}, where), sl_t.view(sl_d, {kDLInt, 32, 1}, where),
+                  idx_t.view(idx_d, {kDLInt, 32, 1}, where), out_t.view(out_d, dt, where), nullptr, options);
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::kDeviceArgument || c.selection != SparseCase::Selection::kInvalid) throw;
+    reported = true;
+  }
+  const std::vector<uint16_t> out_physical = memory.get<uint16_t>(out_d, out_t.physical_elements);
+  CaseResult result = compare_to_reference(out_physical, out_t, out_shape, ref, c.dtype);
+  if (c.selection == SparseCase::Selection::kInvalid && !reported) {
+    result.passed = false;
+    result.detail = "the invalid index was not reported";
+  }
+  return result;
+}
+
+}  // namespace swajit

@@ -1,0 +1,280 @@
+// swajit kernel family: sparse top-k decode on CUDA (DeepSeek-V3.2/V4-style indexed attention), sm_80+.
+//
+// The math (the same as templates/sparse_decode_cpu.cpp, which the CPU backend runs). Sequence b has KV length
+// L = seq_lens[b]; its query token s sits at p = L - kQSeqlen + s; q head h reads kv head h / kGroup
+// (kGqaInterleaved: h % num_kv_heads). The row's candidates are its selection, slots i < topk of indices[b, s, :]
+// (logical positions j through block_table; -1 unused; j > p masked; j inside the local window skipped, the window
+// counts it; j outside [-1, L) invalid: status bit, the row is zeros), then with kLocalWindow the last local_window
+// positions j <= p.
+//     score_j = scale * <q, k_j> (+ score_bias[b, s, i] for a selected slot, kScoreBias)
+//     out = sum_j exp(score_j - m) v_j / (sum_j exp(score_j - m) + exp(sink_h - m))   (sink only with kSinkLogits)
+// v_j is the V row, or with kSharedKv the first kHeadDimV columns of the K row (MLA's latent row). A row that sees
+// nothing is zeros. Scores are kept in log2 units (scale * log2 e) for exp2. 8-bit caches: values are code * scale
+// per (kv head, channel); the K scale is folded into q, the V scale applied to the output.
+//
+// The work split (correctness-first version: CUDA cores). One block per (sequence, kv head x block of up to
+// kRowsPerBlock q heads, query token x split). The block gathers kBlockN candidates' K (and V) rows at a time, page by
+// page, with cp.async into a kStages-deep pipeline (padded rows: conflict-free reads); each warp owns
+// kRowsPerWarp q heads: lane t scores candidate t of each 32-token slice, the warp's online softmax reduces with
+// shuffles, and each lane accumulates its kDvPerLane output columns. With num_splits > 1 each split takes a
+// contiguous share of the candidates and writes (out / l in fp32, log2-sum-exp); SWAJIT_MERGE_KERNEL combines them.
+//
+// Needs from the generator prelude: Elem, kHeadDim, kHeadDimV, kPageSize, kQSeqlen, kGroup, kLocalWindow, kSharedKv,
+// kScoreBias, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes, kBlockN, kStages, kThreads,
+// kRowsPerBlock, kQRows, kRowBlocks, kRows, kKRowBytes, kVRowBytes, kQBytes, kStageBytes, kSharedBytes, kMergeThreads and the symbols
+// SWAJIT_SPARSE_KERNEL and SWAJIT_MERGE_KERNEL; tile_ops.cuh, sparse_decode_params.h, window_mask.h and
+// attention_tile.cuh (row_normalizer, the scale lookups) before it.
+
+constexpr int kWarpSize = 32;
+constexpr int kWarps = kThreads / kWarpSize;
+constexpr int kRowsPerWarp = kQRows / kWarps;         // q heads each warp owns (kQRows: the block's, padded)
+constexpr int kDvPerLane = kHeadDimV / kWarpSize;      // output columns one lane accumulates
+constexpr int kKChunks = kHeadDim * kKvBytes / 16;     // 16-byte chunks of a stored K row
+constexpr int kVChunks = kHeadDimV * kKvBytes / 16;
+constexpr float kLog2e = 1.4426950408889634f;
+static_assert(kBlockN % kWarpSize == 0, "a tile is whole 32-token slices, one token per lane");
+static_assert(kHeadDimV % kWarpSize == 0 && kHeadDim % 16 == 0, "rows split evenly over the lanes and 16-byte chunks");
+static_assert(kSharedBytes >= kQBytes + kStages * kStageBytes && kQBytes >= kQRows * kHeadDim * 4 && kQRows % kWarps == 0,
+              "prelude geometry disagrees with the template");
+
+// ---- elements ------------------------------------------------------------------------------------------------------
+// Element i of a stored (shared-memory) K/V row: 16-bit, or an 8-bit code not yet scaled.
+SWAJIT_DEVICE float stored_to_float(const unsigned char* row, int i) {
+  if (kKvQuant == 1) return float(static_cast<signed char>(row[i]));
+  if (kKvQuant == 2) {  // e4m3 ("fn"), bias 7, subnormals below exponent 1
+    const int b = row[i], exponent = (b >> 3) & 0xf, mantissa = b & 0x7;
+    const float magnitude = exponent == 0 ? float(mantissa) * (1.f / 512.f) : ldexpf(1.f + float(mantissa) / 8.f, exponent - 7);
+    return (b & 0x80) ? -magnitude : magnitude;
+  }
+  return to_float(reinterpret_cast<const u16*>(row)[i], Elem());
+}
+// The dequant scales of channel d (1 for a 16-bit cache); k_scale_at / v_scale_at are attention_tile.cuh's.
+SWAJIT_DEVICE float k_scale_of(const SparseDecodeParams& P, int kv_head, int d) { return kKvQuant ? k_scale_at(P, kv_head, d) : 1.f; }
+SWAJIT_DEVICE float v_scale_of(const SparseDecodeParams& P, int kv_head, int d) { return kKvQuant ? v_scale_at(P, kv_head, d) : 1.f; }
+
+SWAJIT_DEVICE int q_head_of(const SparseDecodeParams& P, int kv_head, int g) {
+  return kGqaInterleaved ? kv_head + g * P.num_kv_heads : kv_head * kGroup + g;
+}
+
+// ---- candidates ----------------------------------------------------------------------------------------------------
+struct Candidate {
+  int j;       // logical position; < 0: nothing to read
+  float bias;  // log2 units
+};
+// Candidate c of query position p: slot c of the selection (c < topk) or the window's (c - topk)-th newest token.
+SWAJIT_DEVICE Candidate candidate(const SparseDecodeParams& P, const int* indices, const float* bias, int p, int c) {
+  if (c >= P.topk) return {p - (c - P.topk), 0.f};
+  const int j = indices[c * P.indices_stride_slot];
+  const bool in_window = kLocalWindow && p - j < P.local_window;
+  if (j < 0 || j > p || in_window) return {-1, 0.f};
+  return {j, kScoreBias ? bias[c * P.bias_stride_slot] * kLog2e : 0.f};
+}
+SWAJIT_DEVICE int window_count(const SparseDecodeParams& P, int p) {
+  if (!kLocalWindow || p < 0) return 0;
+  return min(P.local_window, p + 1);
+}
+
+// Whether this block's query row may run: every index in [-1, L) and every page it reads in range (else recorded;
+// the bits are those of paged_decode's status).
+SWAJIT_DEVICE bool row_metadata_valid(const SparseDecodeParams& P, int b, int kv_len, int p, const int* indices,
+                                      const int* pages) {
+  bool bad_index = false, bad_page = false;
+  const int candidates = P.topk + window_count(P, p);
+  for (int c = threadIdx.x; c < candidates; c += kThreads) {
+    if (c < P.topk) {
+      const int j = indices[c * P.indices_stride_slot];
+      if (j < -1 || j >= kv_len) {
+        bad_index = true;
+        continue;
+      }
+    }
+    const int j = candidate(P, indices, nullptr, p, c).j;
+    if (j < 0) continue;
+    const int page = pages[(j / kPageSize) * P.block_table_stride_page];
+    bad_page |= page < 0 || page >= P.num_pages;
+  }
+  if (bad_index) record_status(P.status, kSparseIndexOutOfRange, b);
+  if (bad_page) record_status(P.status, kSparsePageOutOfRange, b);
+  return !__syncthreads_or(bad_index || bad_page);
+}
+
+// Candidates [first, first + count) of the row into pipeline stage `stage`: K rows (and V rows) of kKRowBytes
+// (kVRowBytes) each, zero-filled where a candidate has nothing to read.
+SWAJIT_DEVICE void load_tile(const SparseDecodeParams& P, unsigned char* stage, const int* indices, const int* pages,
+                             int p, int kv_head, int first, int count) {
+  const char* k_cache = static_cast<const char*>(P.k_cache);
+  const char* v_cache = static_cast<const char*>(P.v_cache);
+  constexpr int kChunksPerToken = kKChunks + (kSharedKv ? 0 : kVChunks);
+  for (int i = threadIdx.x; i < kBlockN * kChunksPerToken; i += kThreads) {
+    const int token = i / kChunksPerToken, chunk = i % kChunksPerToken;
+    const int j = token < count ? candidate(P, indices, nullptr, p, first + token).j : -1;
+    const int page = j >= 0 ? pages[(j / kPageSize) * P.block_table_stride_page] : 0;
+    const long long slot = j >= 0 ? j % kPageSize : 0;
+    const bool is_k = chunk < kKChunks;
+    const int c = is_k ? chunk : chunk - kKChunks;
+    const char* src = is_k ? k_cache + (page * P.k_stride_page + slot * P.k_stride_token + kv_head * P.k_stride_head) * kKvBytes
+                           : v_cache + (page * P.v_stride_page + slot * P.v_stride_token + kv_head * P.v_stride_head) * kKvBytes;
+    unsigned char* dst = stage + (is_k ? token * kKRowBytes : kBlockN * kKRowBytes + token * kVRowBytes) + c * 16;
+    cp_async_16(smem_u32(dst), src + c * 16, j >= 0);
+  }
+}
+
+// ---- the kernel ----------------------------------------------------------------------------------------------------
+extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(const SparseDecodeParams P) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  float* q_tile = reinterpret_cast<float*>(smem);  // [kRowsPerBlock][kHeadDim], log2 units, K scale folded in
+  unsigned char* stages = smem + kQBytes;
+  const int b = blockIdx.x, kv_head = blockIdx.y / kRowBlocks, first_g = (blockIdx.y % kRowBlocks) * kRowsPerBlock;
+  const int s = blockIdx.z / P.num_splits, split = blockIdx.z % P.num_splits;
+  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
+  wait_for_prerequisite_grid();
+
+  int kv_len = P.seq_lens[b * P.seq_lens_stride];
+  bool sequence_valid = true;
+  if (kv_len < 0 || (kv_len > 0 && kv_len < kQSeqlen)) {
+    if (threadIdx.x == 0) record_status(P.status, kSparseSeqLenBelowQSeqlen, b);
+    sequence_valid = false;
+  } else if (kv_len > P.max_pages_per_seq * kPageSize) {
+    if (threadIdx.x == 0) record_status(P.status, kSparseSeqLenOverCapacity, b);
+    sequence_valid = false;
+  }
+  if (!sequence_valid) kv_len = 0;
+  const int p = kv_len - kQSeqlen + s;
+  const int* pages = P.block_table + b * P.block_table_stride_batch;
+  const int* indices = P.indices + b * P.indices_stride_batch + s * P.indices_stride_token;
+  const float* bias = kScoreBias ? P.score_bias + b * P.bias_stride_batch + s * P.bias_stride_token : nullptr;
+  const bool row_valid = row_metadata_valid(P, b, kv_len, p, indices, pages) && sequence_valid;
+
+  for (int i = threadIdx.x; i < kQRows * kHeadDim; i += kThreads) {  // rows past the block's are zeros
+    const int row = i / kHeadDim, g = first_g + row, d = i % kHeadDim;
+    float value = 0.f;
+    if (row < kRowsPerBlock && g < kGroup) {
+      const u16* q = static_cast<const u16*>(P.q) + b * P.q_stride_batch + s * P.q_stride_token +
+                     q_head_of(P, kv_head, g) * P.q_stride_head;
+      value = to_float(q[d], Elem()) * k_scale_of(P, kv_head, d) *
+              P.scale_log2;
+    }
+    q_tile[i] = value;
+  }
+
+  const int candidates = row_valid ? P.topk + window_count(P, p) : 0;
+  const int first = int(i64(candidates) * split / P.num_splits), last = int(i64(candidates) * (split + 1) / P.num_splits);
+  const int tiles = (last - first + kBlockN - 1) / kBlockN;
+  for (int t = 0; t < kStages - 1; ++t) {  // the pipeline's prologue
+    if (t < tiles) load_tile(P, stages + t * kStageBytes, indices, pages, p, kv_head, first + t * kBlockN, min(kBlockN, last - first - t * kBlockN));
+    cp_async_commit();
+  }
+
+  float acc[kRowsPerWarp][kDvPerLane];
+  float row_max[kRowsPerWarp], row_sum[kRowsPerWarp];
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    row_max[r] = SWAJIT_NEG_INF;
+    row_sum[r] = 0.f;
+#pragma unroll
+    for (int e = 0; e < kDvPerLane; ++e) acc[r][e] = 0.f;
+  }
+  for (int t = 0; t < tiles; ++t) {
+    const int next = t + kStages - 1;
+    if (next < tiles)
+      load_tile(P, stages + (next % kStages) * kStageBytes, indices, pages, p, kv_head, first + next * kBlockN,
+                min(kBlockN, last - first - next * kBlockN));
+    cp_async_commit();
+    cp_async_wait<kStages - 1>();
+    __syncthreads();
+    const unsigned char* k_rows = stages + (t % kStages) * kStageBytes;
+    const unsigned char* v_rows = kSharedKv ? k_rows : k_rows + kBlockN * kKRowBytes;
+    constexpr int kVStride = kSharedKv ? kKRowBytes : kVRowBytes;
+    const int tile_first = first + t * kBlockN, count = min(kBlockN, last - tile_first);
+    for (int slice = 0; slice < kBlockN; slice += kWarpSize) {
+      const int token = slice + lane;
+      const Candidate cand = token < count ? candidate(P, indices, bias, p, tile_first + token) : Candidate{-1, 0.f};
+      float score[kRowsPerWarp];
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; ++r) score[r] = 0.f;
+      const unsigned char* k_row = k_rows + token * kKRowBytes;
+      for (int d = 0; d < kHeadDim; ++d) {
+        const float k = stored_to_float(k_row, d);
+#pragma unroll
+        for (int r = 0; r < kRowsPerWarp; ++r) score[r] += q_tile[(warp * kRowsPerWarp + r) * kHeadDim + d] * k;
+      }
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; ++r) {
+        const float x = cand.j >= 0 ? score[r] + cand.bias : SWAJIT_NEG_INF;
+        float slice_max = x;
+        for (int o = 16; o > 0; o /= 2) slice_max = fmaxf(slice_max, __shfl_xor_sync(0xffffffffu, slice_max, o));
+        const float new_max = fmaxf(row_max[r], slice_max);
+        const float reference = new_max == SWAJIT_NEG_INF ? 0.f : new_max;  // nothing seen yet: no (-inf) - (-inf)
+        const float rescale = fast_exp2(row_max[r] - reference);
+        const float weight = fast_exp2(x - reference);
+        float weight_sum = weight;
+        for (int o = 16; o > 0; o /= 2) weight_sum += __shfl_xor_sync(0xffffffffu, weight_sum, o);
+        row_sum[r] = row_sum[r] * rescale + weight_sum;
+        row_max[r] = new_max;
+#pragma unroll
+        for (int e = 0; e < kDvPerLane; ++e) acc[r][e] *= rescale;
+        for (int i = 0; i < kWarpSize; ++i) {
+          const float w = __shfl_sync(0xffffffffu, weight, i);
+          const unsigned char* v_row = v_rows + (slice + i) * kVStride;
+#pragma unroll
+          for (int e = 0; e < kDvPerLane; ++e) acc[r][e] += w * stored_to_float(v_row, lane * kDvPerLane + e);
+        }
+      }
+    }
+    __syncthreads();  // the stage is refilled next
+  }
+  cp_async_wait<0>();
+  allow_dependent_grid_launch();
+
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    const int g = first_g + warp * kRowsPerWarp + r;
+    if (warp * kRowsPerWarp + r >= kRowsPerBlock || g >= kGroup) continue;
+    const int head = q_head_of(P, kv_head, g);
+    const float reference = row_max[r] == SWAJIT_NEG_INF ? 0.f : row_max[r];
+    const int d0 = lane * kDvPerLane;
+    if (P.num_splits == 1) {
+      const float sink = kSinkLogits ? P.sink_logits[head * P.sink_logits_stride] : 0.f;
+      const float factor = row_normalizer(sink, reference, row_sum[r]);
+      u16* out = static_cast<u16*>(P.out) + b * P.out_stride_batch + s * P.out_stride_token + head * P.out_stride_head;
+#pragma unroll
+      for (int e = 0; e < kDvPerLane; e += 2) {
+        const float v0 = acc[r][e] * factor * v_scale_of(P, kv_head, d0 + e);
+        const float v1 = acc[r][e + 1] * factor * v_scale_of(P, kv_head, d0 + e + 1);
+        *reinterpret_cast<u32*>(out + d0 + e) = pack2(v0, v1, Elem());
+      }
+    } else {  // sinks and the V scale join in the merge, once per row
+      const i64 slot = (i64(b * P.num_kv_heads + kv_head) * P.num_splits + split) * kRows + s * kGroup + g;
+      const float inv_sum = row_sum[r] > 0.f ? 1.f / row_sum[r] : 0.f;
+      float* partial = static_cast<float*>(P.partial_out) + slot * kHeadDimV + d0;
+#pragma unroll
+      for (int e = 0; e < kDvPerLane; ++e) partial[e] = acc[r][e] * inv_sum;
+      if (lane == 0) P.partial_lse[slot] = row_sum[r] > 0.f ? reference + __log2f(row_sum[r]) : SWAJIT_NEG_INF;
+    }
+  }
+}
+
+// Split merge, one block per (sequence, kv head, row = s * kGroup + g): out = sum_s 2^(lse_s - M) o_s /
+// (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives zeros.
+extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(const SparseDecodeParams P) {
+  const int b = blockIdx.x, kv_head = blockIdx.y, row = blockIdx.z;
+  const int s = row / kGroup, head = q_head_of(P, kv_head, row % kGroup);
+  wait_for_prerequisite_grid();
+  const i64 first_slot = i64(b * P.num_kv_heads + kv_head) * P.num_splits * kRows + row;
+  float max_lse = SWAJIT_NEG_INF;
+  for (int split = 0; split < P.num_splits; ++split) max_lse = fmaxf(max_lse, P.partial_lse[first_slot + split * kRows]);
+  const float reference = max_lse == SWAJIT_NEG_INF ? 0.f : max_lse;
+  float sum = 0.f;
+  for (int split = 0; split < P.num_splits; ++split) sum += fast_exp2(P.partial_lse[first_slot + split * kRows] - reference);
+  const float factor = row_normalizer(kSinkLogits ? P.sink_logits[head * P.sink_logits_stride] : 0.f, reference, sum);
+  u16* out = static_cast<u16*>(P.out) + b * P.out_stride_batch + s * P.out_stride_token + head * P.out_stride_head;
+  for (int d = threadIdx.x; d < kHeadDimV; d += kMergeThreads) {
+    float acc = 0.f;
+    for (int split = 0; split < P.num_splits; ++split) {
+      const i64 slot = first_slot + split * kRows;
+      acc += fast_exp2(P.partial_lse[slot] - reference) * static_cast<const float*>(P.partial_out)[slot * kHeadDimV + d];
+    }
+    const float value = acc * factor * v_scale_of(P, kv_head, d);
+    out[d] = u16(pack2(value, 0.f, Elem()) & 0xffffu);
+  }
+}

@@ -1,0 +1,160 @@
+// The sparse top-k decode family without a GPU: its whole check matrix against the reference on the CPU backend,
+// every bad argument rejected with a typed error naming it, and the CUDA kernel of every spec of the matrix compiled
+// for sm_90a by NVRTC.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "check.hpp"
+#include "nvrtc_compiler.hpp"
+#include "swajit/generator.hpp"
+#include "swajit/swajit.hpp"
+
+using namespace swajit;
+
+namespace {
+constexpr DLDevice kCpu{kDLCPU, 0};
+
+// A small valid CPU call whose tensors a test may change one at a time.
+struct SparseFixture {
+  std::vector<int64_t> q_shape{2, 1, 8, 128}, cache_shape{4, 16, 2, 128}, bt_shape{2, 2}, sl_shape{2}, idx_shape{2, 1, 8},
+      out_shape{2, 1, 8, 128}, bias_shape{2, 1, 8};
+  std::vector<uint16_t> q = std::vector<uint16_t>(2 * 8 * 128, 0x3f80), out = q;
+  std::vector<uint16_t> k = std::vector<uint16_t>(4 * 16 * 2 * 128, 0x3f80), v = k;
+  std::vector<int> block_table{0, 1, 2, 3}, seq_lens{20, 5}, indices = std::vector<int>(16, -1);
+  std::vector<float> bias = std::vector<float>(16, 0.f);
+  DLTensor view(void* data, std::vector<int64_t>& shape, DLDataType dtype) {
+    DLTensor t{};
+    t.data = data;
+    t.device = kCpu;
+    t.ndim = int(shape.size());
+    t.dtype = dtype;
+    t.shape = shape.data();
+    return t;
+  }
+  SparseDecodeOptions options;
+  void call(bool shared = false) {
+    const DLDataType bf16{kDLBfloat, 16, 1}, i32{kDLInt, 32, 1};
+    const DLTensor v_t = view(v.data(), cache_shape, bf16);
+    sparse_decode(view(q.data(), q_shape, bf16), view(k.data(), cache_shape, bf16), shared ? nullptr : &v_t,
+                  view(block_table.data(), bt_shape, i32), view(seq_lens.data(), sl_shape, i32),
+                  view(indices.data(), idx_shape, i32), view(out.data(), out_shape, bf16), nullptr, options);
+  }
+};
+
+void expect_error(SparseFixture& f, const std::string& needle, ErrorCode code = ErrorCode::kInvalidArgument,
+                  bool shared = false) {
+  try {
+    f.call(shared);
+  } catch (const Error& e) {
+    INFO(e.what());
+    CHECK(e.code() == code);
+    CHECK(std::string(e.what()).find(needle) != std::string::npos);
+    return;
+  }
+  FAIL("no error mentioning '" << needle << "'");
+}
+}  // namespace
+
+TEST_CASE("CPU sparse decode: check matrix against the reference") {
+  const auto db = std::filesystem::temp_directory_path() / ("swajit_sparse_test_" + std::to_string(::getpid()) + ".db");
+  set_tuning_db_path(db.string());
+  const auto cases = sparse_check_matrix();
+  CHECK(cases.size() > 40);
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const SparseCase& c = cases[i];
+    INFO(c.name << " (" << c.spec().key() << ")");
+    const CaseResult r = run_sparse_case(c, kCpu, 5000 + i);
+    INFO(r.detail);
+    CHECK(r.passed);
+  }
+  std::filesystem::remove(db);
+}
+
+TEST_CASE("CPU sparse decode: a valid call runs; every bad argument is named") {
+  SparseFixture ok;
+  ok.indices[0] = 19;
+  CHECK_NOTHROW(ok.call());
+  CHECK(ok.out[0] == 0x3f80);  // one visible token of ones: out is that V row
+  {
+    SparseFixture f;
+    f.indices[3] = 20;  // == seq_lens[0]
+    expect_error(f, "indices value is outside [-1, seq_lens[b])", ErrorCode::kDeviceArgument);
+  }
+  {
+    SparseFixture f;
+    f.idx_shape = {2, 1, 0};
+    expect_error(f, "topk");
+  }
+  {
+    SparseFixture f;
+    f.idx_shape = {2, 2, 8};
+    expect_error(f, "indices must be [batch = 2, q_seqlen = 1");
+  }
+  {
+    SparseFixture f;
+    f.options.global_window = 4;
+    expect_error(f, "global_window", ErrorCode::kUnsupported);
+  }
+  {
+    SparseFixture f;
+    DLTensor bias = f.view(f.bias.data(), f.bias_shape, {kDLFloat, 32, 1});
+    f.bias_shape = {2, 1, 7};
+    f.options.score_bias = &bias;
+    expect_error(f, "score_bias must be");
+  }
+  {
+    SparseFixture f;
+    DLTensor bias = f.view(f.bias.data(), f.bias_shape, {kDLFloat, 16, 1});
+    f.options.score_bias = &bias;
+    expect_error(f, "score_bias");
+  }
+  {
+    SparseFixture f;
+    f.out_shape = {2, 1, 8, 64};  // separate V: out is head_dim wide
+    expect_error(f, "head_dim_v");
+  }
+  {
+    SparseFixture f;
+    f.out_shape = {2, 1, 8, 40};  // shared: a multiple of 16
+    expect_error(f, "head_dim_v", ErrorCode::kInvalidArgument, true);
+  }
+  {
+    SparseFixture f;
+    f.seq_lens[1] = 40;  // past the two pages the table gives it
+    expect_error(f, "seq_lens");
+  }
+  {
+    SparseFixture f;  // shared K/V with head_dim_v 64 runs
+    f.out_shape = {2, 1, 8, 64};
+    f.indices[0] = 3;
+    CHECK_NOTHROW(f.call(true));
+  }
+}
+
+TEST_CASE("the CUDA kernel of every spec in the sparse check matrix compiles for sm_90a") {
+  std::string why;
+  if (!nvrtc::available(&why)) {
+    MESSAGE("skipped: " << why);
+    return;
+  }
+  std::vector<std::string> compiled;
+  for (const SparseCase& c : sparse_check_matrix()) {
+    const KernelSpec spec = c.spec();
+    if (std::find(compiled.begin(), compiled.end(), spec.key()) != compiled.end()) continue;
+    compiled.push_back(spec.key());
+    SparseDecodeConfig config;
+    if (spec.head_dim > 256) config.block_n = 32;  // as the heuristic picks under a 227 KB shared-memory limit
+    const GeneratedKernel k = generate_sparse_decode_cuda(spec, config);
+    INFO(k.cache_key);
+    const nvrtc::CompiledCubin cubin = nvrtc::compile(k.source, k.cache_key + ".cu", "sm_90a");
+    CHECK(std::string(cubin.cubin.data(), 4) == "\x7f" "ELF");
+    constexpr int kHopperSharedOptin = 227 * 1024;  // what an sm_90 block may opt in to
+    CHECK(sparse_decode_geometry(spec, config).shared_bytes <= kHopperSharedOptin);
+  }
+  MESSAGE(compiled.size() << " sparse_decode kernels compiled");
+}
