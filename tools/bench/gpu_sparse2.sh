@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Issue 16, phase 2, on the lent GPU (about 1.5 minutes): correctness first (the sparse check matrix on CUDA: every
+# case on the default path, tensor cores for 16-bit caches, and again forced onto the CUDA-core kernel, the cases
+# named "[CUDA cores]"), then `swajit bench sparse` on shapes (a) and (b), default path vs the CUDA-core path, beside
+# the floor. Usage on the GPU machine, from the root of a checkout of branch s3-sparse2, after
+# tools/bench/prepare_gpu_carry.sh here:   tools/bench/gpu_sparse2.sh .carry /tmp/sparse2-logs
+# Peers (run by the lead, tools/bench/sparse_peers.py): shape a beside fi_cc / fi_tc (FlashInfer page-size-1 decode)
+# and torch (gather + SDPA); shape b beside torch and fi_mla (if it runs on the H200).
+set -uo pipefail
+bin=${1:-.carry}
+out=${2:-${OUT:-/tmp/swajit-sparse2}}
+mkdir -p "$out"
+export LD_LIBRARY_PATH=$PWD/$bin/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export SWAJIT_DB="$out/sparse2.db"
+
+echo "==== correctness 1: swajit check, sparse MLA cases and every case forced onto the CUDA-core kernel (PASS/FAIL)"
+timeout 120 $bin/swajit check --device cuda:0 --filter "MLA" > "$out/check_mla.log" 2>&1
+echo "MLA cases: $([ $? -eq 0 ] && echo PASS || echo FAIL)"; grep -iE "fail|passed" "$out/check_mla.log" | tail -8
+echo "==== correctness 2: test_decode_gpu, the whole sparse matrix (default path + [CUDA cores] copies)"
+timeout 240 $bin/test_decode_gpu -tc="sparse decode correctness*" > "$out/sparse_matrix.log" 2>&1
+echo "sparse matrix: $([ $? -eq 0 ] && echo PASS || echo FAIL)"; grep -E "FAILED|ERROR|test cases|assertions" "$out/sparse_matrix.log" | tail -15
+
+echo "==== bf16 matmul rate for the floor (torch, 8192^3)"
+mm=$(python3 - <<'PY' 2>/dev/null || echo 0
+import torch
+from triton.testing import do_bench
+a = torch.randn(8192, 8192, dtype=torch.bfloat16, device="cuda")
+print(f"{2 * 8192**3 / (do_bench(lambda: a @ a, warmup=25, rep=100, return_mode='median') * 1e-3) / 1e12:.0f}")
+PY
+)
+echo "matmul: ${mm} TFLOP/s"
+
+echo "==== swajit bench sparse, default path (tensor cores): a (kv 32768 and 131072, topk 512/2048) and b (with/without window+sinks)"
+timeout 100 $bin/swajit bench sparse --shape a,b --batch 1,32,128 --reps 20 --matmul-tflops "${mm:-0}" 2>&1 \
+  | tee "$out/bench_default.log"
+echo "==== swajit bench sparse, the CUDA-core kernel (same shapes, heuristic tile and splits)"
+timeout 100 $bin/swajit bench sparse --cuda-cores --shape a,b --batch 1,32,128 --reps 20 --matmul-tflops "${mm:-0}" 2>&1 \
+  | tee "$out/bench_cuda_cores.log"
