@@ -21,13 +21,7 @@ timeout 240 $bin/test_decode_gpu -tc="sparse decode correctness*" > "$out/sparse
 echo "sparse matrix: $([ $? -eq 0 ] && echo PASS || echo FAIL)"; grep -E "FAILED|ERROR|test cases|assertions" "$out/sparse_matrix.log" | tail -15
 
 echo "==== bf16 matmul rate for the floor (torch, 8192^3)"
-mm=$(python3 - <<'PY' 2>/dev/null || echo 0
-import torch
-from triton.testing import do_bench
-a = torch.randn(8192, 8192, dtype=torch.bfloat16, device="cuda")
-print(f"{2 * 8192**3 / (do_bench(lambda: a @ a, warmup=25, rep=100, return_mode='median') * 1e-3) / 1e12:.0f}")
-PY
-)
+mm=$(tools/bench/matmul_tflops.sh)
 echo "matmul: ${mm} TFLOP/s"
 
 echo "==== swajit bench sparse, default path (tensor cores): a (kv 32768 and 131072, topk 512/2048) and b (with/without window+sinks)"
