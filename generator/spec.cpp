@@ -376,18 +376,20 @@ void PrefillConfig::validate(const KernelSpec& spec) const {
 }
 
 std::string SparseDecodeConfig::compile_key() const {
-  return "bn" + std::to_string(block_n) + "_st" + std::to_string(stages);
+  return "bn" + std::to_string(block_n) + "_st" + std::to_string(stages) + (mma ? "_mma" : "");
 }
 std::string SparseDecodeConfig::key() const { return compile_key() + "_sp" + std::to_string(num_splits); }
 
 SparseDecodeConfig SparseDecodeConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
-  if (parts.size() != 3)
-    throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bn<N>_st<S>_sp<P>");
+  const bool mma = parts.size() == 4 && parts[2] == "mma";
+  if (parts.size() != (mma ? 4u : 3u))
+    throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bn<N>_st<S>[_mma]_sp<P>");
   SparseDecodeConfig config;
   config.block_n = parse_prefixed_int(parts[0], "bn", "block_n", key);
   config.stages = parse_prefixed_int(parts[1], "st", "stages", key);
-  config.num_splits = parse_prefixed_int(parts[2], "sp", "num_splits", key);
+  config.num_splits = parse_prefixed_int(parts.back(), "sp", "num_splits", key);
+  config.mma = mma;
   return config;
 }
 
@@ -400,6 +402,9 @@ void SparseDecodeConfig::validate(const KernelSpec& spec) const {
   require_range("num_splits", num_splits, 1, DecodeConfig::kMaxSplits);
   if (spec.family != KernelFamily::kSparseDecode)
     throw Error(ErrorCode::kInvalidArgument, "a sparse_decode config does not apply to " + spec.key());
+  if (mma && spec.kv_quant != KvQuant::kNone)
+    throw Error(ErrorCode::kUnsupported, "the tensor-core sparse_decode kernel (mma) reads 16-bit caches only; " +
+                                             spec.key() + " has an 8-bit cache (use mma = false)");
 }
 
 std::string CpuDecodeConfig::compile_key() const { return "cpu_bn" + std::to_string(block_n); }

@@ -12,7 +12,8 @@
 // nothing is zeros. Scores are kept in log2 units (scale * log2 e) for exp2. 8-bit caches: values are code * scale
 // per (kv head, channel); the K scale is folded into q, the V scale applied to the output.
 //
-// The work split (correctness-first version: CUDA cores). One block per (sequence, kv head x block of up to
+// The work split on CUDA cores (any cache; the tensor-core kernel of sparse_decode_mma.cuh is the default for 16-bit
+// caches and shares this file's candidates, gather and merge). One block per (sequence, kv head x block of up to
 // kRowsPerBlock q heads, query token x split). The block gathers kBlockN candidates' K (and V) rows at a time, page by
 // page, with cp.async into a kStages-deep pipeline (padded rows: conflict-free reads); each warp owns
 // kRowsPerWarp q heads: lane t scores candidate t of each 32-token slice, the warp's online softmax reduces with
@@ -34,8 +35,10 @@ constexpr int kVChunks = kHeadDimV * kKvBytes / 16;
 constexpr float kLog2e = 1.4426950408889634f;
 static_assert(kBlockN % kWarpSize == 0, "a tile is whole 32-token slices, one token per lane");
 static_assert(kHeadDimV % kWarpSize == 0 && kHeadDim % 16 == 0, "rows split evenly over the lanes and 16-byte chunks");
+#ifndef SWAJIT_SPARSE_MMA
 static_assert(kSharedBytes >= kQBytes + kStages * kStageBytes && kQBytes >= kQRows * kHeadDim * 4 && kQRows % kWarps == 0,
               "prelude geometry disagrees with the template");
+#endif
 
 // ---- elements ------------------------------------------------------------------------------------------------------
 // Element i of a stored (shared-memory) K/V row: 16-bit, or an 8-bit code not yet scaled.
@@ -67,7 +70,7 @@ SWAJIT_DEVICE Candidate candidate(const SparseDecodeParams& P, const int* indice
   const int j = indices[c * P.indices_stride_slot];
   const bool in_window = kLocalWindow && p - j < P.local_window;
   if (j < 0 || j > p || in_window) return {-1, 0.f};
-  return {j, kScoreBias ? bias[c * P.bias_stride_slot] * kLog2e : 0.f};
+  return {j, kScoreBias && bias ? bias[c * P.bias_stride_slot] * kLog2e : 0.f};  // null bias: only j is wanted
 }
 SWAJIT_DEVICE int window_count(const SparseDecodeParams& P, int p) {
   if (!kLocalWindow || p < 0) return 0;
@@ -78,24 +81,29 @@ SWAJIT_DEVICE int window_count(const SparseDecodeParams& P, int p) {
 // the bits are those of paged_decode's status).
 SWAJIT_DEVICE bool row_metadata_valid(const SparseDecodeParams& P, int b, int kv_len, int p, const int* indices,
                                       const int* pages) {
-  bool bad_index = false, bad_page = false;
+  // Indices first: a row with a bad index reports only that (as the CPU kernel does), its pages are not looked up.
+  bool bad_index = false;
+  for (int c = threadIdx.x; c < P.topk; c += kThreads) {
+    const int j = indices[c * P.indices_stride_slot];
+    bad_index |= j < -1 || j >= kv_len;
+  }
+  if (__syncthreads_or(bad_index)) {
+    if (threadIdx.x == 0) record_status(P.status, kSparseIndexOutOfRange, b);
+    return false;
+  }
+  bool bad_page = false;
   const int candidates = P.topk + window_count(P, p);
   for (int c = threadIdx.x; c < candidates; c += kThreads) {
-    if (c < P.topk) {
-      const int j = indices[c * P.indices_stride_slot];
-      if (j < -1 || j >= kv_len) {
-        bad_index = true;
-        continue;
-      }
-    }
     const int j = candidate(P, indices, nullptr, p, c).j;
     if (j < 0) continue;
     const int page = pages[(j / kPageSize) * P.block_table_stride_page];
     bad_page |= page < 0 || page >= P.num_pages;
   }
-  if (bad_index) record_status(P.status, kSparseIndexOutOfRange, b);
-  if (bad_page) record_status(P.status, kSparsePageOutOfRange, b);
-  return !__syncthreads_or(bad_index || bad_page);
+  if (__syncthreads_or(bad_page)) {
+    if (threadIdx.x == 0) record_status(P.status, kSparsePageOutOfRange, b);
+    return false;
+  }
+  return true;
 }
 
 // Candidates [first, first + count) of the row into pipeline stage `stage`: K rows (and V rows) of kKRowBytes
@@ -119,16 +127,16 @@ SWAJIT_DEVICE void load_tile(const SparseDecodeParams& P, unsigned char* stage, 
   }
 }
 
-// ---- the kernel ----------------------------------------------------------------------------------------------------
-extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(const SparseDecodeParams P) {
-  extern __shared__ __align__(128) unsigned char smem[];
-  float* q_tile = reinterpret_cast<float*>(smem);  // [kRowsPerBlock][kHeadDim], log2 units, K scale folded in
-  unsigned char* stages = smem + kQBytes;
-  const int b = blockIdx.x, kv_head = blockIdx.y / kRowBlocks, first_g = (blockIdx.y % kRowBlocks) * kRowsPerBlock;
-  const int s = blockIdx.z / P.num_splits, split = blockIdx.z % P.num_splits;
-  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
-  wait_for_prerequisite_grid();
-
+// Query token s of sequence b: its position, block table, selection and bias rows, and whether it may run (an
+// invalid sequence reports only its length; sequence validity is the same for the whole block: no divergent sync).
+struct QueryRow {
+  int p;
+  const int* pages;
+  const int* indices;
+  const float* bias;
+  bool valid;
+};
+SWAJIT_DEVICE QueryRow query_row(const SparseDecodeParams& P, int b, int s) {
   int kv_len = P.seq_lens[b * P.seq_lens_stride];
   bool sequence_valid = true;
   if (kv_len < 0 || (kv_len > 0 && kv_len < kQSeqlen)) {
@@ -139,11 +147,31 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
     sequence_valid = false;
   }
   if (!sequence_valid) kv_len = 0;
-  const int p = kv_len - kQSeqlen + s;
-  const int* pages = P.block_table + b * P.block_table_stride_batch;
-  const int* indices = P.indices + b * P.indices_stride_batch + s * P.indices_stride_token;
-  const float* bias = kScoreBias ? P.score_bias + b * P.bias_stride_batch + s * P.bias_stride_token : nullptr;
-  const bool row_valid = row_metadata_valid(P, b, kv_len, p, indices, pages) && sequence_valid;
+  QueryRow row;
+  row.p = kv_len - kQSeqlen + s;
+  row.pages = P.block_table + b * P.block_table_stride_batch;
+  row.indices = P.indices + b * P.indices_stride_batch + s * P.indices_stride_token;
+  row.bias = kScoreBias ? P.score_bias + b * P.bias_stride_batch + s * P.bias_stride_token : nullptr;
+  row.valid = sequence_valid && row_metadata_valid(P, b, kv_len, row.p, row.indices, row.pages);
+  return row;
+}
+
+// ---- the kernel (CUDA cores; with SWAJIT_SPARSE_MMA sparse_decode_mma.cuh's is the main kernel) ----------------
+#ifndef SWAJIT_SPARSE_MMA
+extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(const SparseDecodeParams P) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  float* q_tile = reinterpret_cast<float*>(smem);  // [kRowsPerBlock][kHeadDim], log2 units, K scale folded in
+  unsigned char* stages = smem + kQBytes;
+  const int b = blockIdx.x, kv_head = blockIdx.y / kRowBlocks, first_g = (blockIdx.y % kRowBlocks) * kRowsPerBlock;
+  const int s = blockIdx.z / P.num_splits, split = blockIdx.z % P.num_splits;
+  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
+  wait_for_prerequisite_grid();
+
+  const QueryRow query = query_row(P, b, s);
+  const int p = query.p;
+  const int* pages = query.pages;
+  const int* indices = query.indices;
+  const float* bias = query.bias;
 
   for (int i = threadIdx.x; i < kQRows * kHeadDim; i += kThreads) {  // rows past the block's are zeros
     const int row = i / kHeadDim, g = first_g + row, d = i % kHeadDim;
@@ -157,7 +185,7 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
     q_tile[i] = value;
   }
 
-  const int candidates = row_valid ? P.topk + window_count(P, p) : 0;
+  const int candidates = query.valid ? P.topk + window_count(P, p) : 0;
   const int first = int(i64(candidates) * split / P.num_splits), last = int(i64(candidates) * (split + 1) / P.num_splits);
   const int tiles = (last - first + kBlockN - 1) / kBlockN;
   for (int t = 0; t < kStages - 1; ++t) {  // the pipeline's prologue
@@ -253,6 +281,8 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
     }
   }
 }
+
+#endif  // SWAJIT_SPARSE_MMA
 
 // Split merge, one block per (sequence, kv head, row = s * kGroup + g): out = sum_s 2^(lse_s - M) o_s /
 // (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives zeros.

@@ -38,7 +38,7 @@ static inline Candidate candidate(const SparseDecodeParams& P, const int* indice
   const int j = indices[c * P.indices_stride_slot];
   const bool in_window = kLocalWindow && p - j < P.local_window;  // the window counts it
   if (j < 0 || j > p || in_window) return {-1, 0.f};
-  return {j, kScoreBias ? bias[c * P.bias_stride_slot] * kLog2e : 0.f};
+  return {j, kScoreBias && bias ? bias[c * P.bias_stride_slot] * kLog2e : 0.f};  // null bias: only j is wanted
 }
 static inline int window_count(const SparseDecodeParams& P, int p) {
   if (!kLocalWindow || p < 0) return 0;

@@ -11,6 +11,7 @@
 
 #include "check.hpp"
 #include "nvrtc_compiler.hpp"
+#include "sparse_decode_problem.hpp"
 #include "swajit/generator.hpp"
 #include "swajit/swajit.hpp"
 
@@ -147,14 +148,17 @@ TEST_CASE("the CUDA kernel of every spec in the sparse check matrix compiles for
     const KernelSpec spec = c.spec();
     if (std::find(compiled.begin(), compiled.end(), spec.key()) != compiled.end()) continue;
     compiled.push_back(spec.key());
-    SparseDecodeConfig config;
-    if (spec.head_dim > 256) config.block_n = 32;  // as the heuristic picks under a 227 KB shared-memory limit
-    const GeneratedKernel k = generate_sparse_decode_cuda(spec, config);
-    INFO(k.cache_key);
-    const nvrtc::CompiledCubin cubin = nvrtc::compile(k.source, k.cache_key + ".cu", "sm_90a");
-    CHECK(std::string(cubin.cubin.data(), 4) == "\x7f" "ELF");
     constexpr int kHopperSharedOptin = 227 * 1024;  // what an sm_90 block may opt in to
-    CHECK(sparse_decode_geometry(spec, config).shared_bytes <= kHopperSharedOptin);
+    // The heuristic's config (tensor cores for 16-bit caches) and the CUDA-core kernel the check matrix forces.
+    std::vector<SparseDecodeConfig> configs = {sparse_decode_heuristic(spec, kHopperSharedOptin)};
+    if (configs[0].mma) configs.push_back(SparseDecodeConfig{64, 2, 1, false});
+    for (const SparseDecodeConfig& config : configs) {
+      const GeneratedKernel k = generate_sparse_decode_cuda(spec, config);
+      INFO(k.cache_key);
+      const nvrtc::CompiledCubin cubin = nvrtc::compile(k.source, k.cache_key + ".cu", "sm_90a");
+      CHECK(std::string(cubin.cubin.data(), 4) == "\x7f" "ELF");
+      CHECK(sparse_decode_geometry(spec, config).shared_bytes <= kHopperSharedOptin);
+    }
   }
   MESSAGE(compiled.size() << " sparse_decode kernels compiled");
 }

@@ -349,6 +349,12 @@ TEST_CASE("sparse_decode spec keys round-trip, topk buckets, invalid fields are 
   CHECK_NOTHROW(config.validate(s));
   CHECK(code_of([&] { SparseDecodeConfig{24, 2, 1}.validate(s); }) == ErrorCode::kInvalidArgument);
   CHECK(code_of([&] { SparseDecodeConfig{64, 2, 1}.validate(KernelSpec{}); }) == ErrorCode::kInvalidArgument);
+  const SparseDecodeConfig tensor_cores{64, 2, 3, true};
+  CHECK(tensor_cores.key() == "bn64_st2_mma_sp3");
+  CHECK(SparseDecodeConfig::from_key(tensor_cores.key()) == tensor_cores);
+  CHECK_NOTHROW(tensor_cores.validate(mla));
+  CHECK(code_of([&] { tensor_cores.validate(s); }) == ErrorCode::kUnsupported);  // s has an fp8 cache
+  CHECK(code_of([] { SparseDecodeConfig::from_key("bn64_st2_wgmma_sp3"); }) == ErrorCode::kInvalidArgument);
   const GeneratedKernel cpu = generate_sparse_decode_cpu(s, CpuDecodeConfig{});
   CHECK(cpu.source.find("constexpr int kHeadDim = 128, kHeadDimV = 128;") != std::string::npos);
   CHECK(cpu.source.find("#include") == std::string::npos);

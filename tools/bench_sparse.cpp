@@ -42,6 +42,7 @@ struct SparseBenchOptions {
   int page_size = 64, reps = 50, device = 0;
   double matmul_tflops = 0;
   std::optional<SparseDecodeConfig> config;
+  bool cuda_cores = false;  // the heuristic's config on the CUDA-core kernel instead of tensor cores
 };
 
 std::vector<SparseBenchShape> shapes_of(const std::string& name) {
@@ -107,6 +108,12 @@ int run_sparse_bench(const SparseBenchOptions& o) {
         options.local_window = s.local_window;
         options.sink_logits = s.sinks ? &sink_t : nullptr;
         options.config = o.config;
+        if (o.cuda_cores && !o.config) {  // the heuristic's tile and splits, on CUDA cores
+          const SparseDecodeProblem problem = describe_sparse_decode(q_t, k_t, s.shared_kv ? nullptr : &v_t, bt_t, sl_t, idx_t, out_t, options);
+          SparseDecodeConfig c = sparse_decode_heuristic(problem.spec, device.max_shared_per_block_optin, false);
+          c.num_splits = sparse_decode_splits(problem, c, device);
+          options.config = c;
+        }
         options.softmax_scale = s.shared_kv ? 1.f / std::sqrt(192.f) : 1.f / std::sqrt(float(s.head_dim));  // DeepSeek: nope + rope
         const auto launch = [&] {
           sparse_decode(q_t, k_t, s.shared_kv ? nullptr : &v_t, bt_t, sl_t, idx_t, out_t, stream.get(), options);
@@ -119,11 +126,12 @@ int run_sparse_bench(const SparseBenchOptions& o) {
                              double(batch) * s.num_q_heads * (s.head_dim + s.head_dim_v) * 2;
         const double flops = 2 * rows * s.num_q_heads * (s.head_dim + s.head_dim_v);
         const double floor_us = 1e6 * std::max(bytes / read_bw, o.matmul_tflops > 0 ? flops / (o.matmul_tflops * 1e12) : 0.0);
-        SparseDecodeProblem problem = describe_sparse_decode(q_t, k_t, s.shared_kv ? nullptr : &v_t, bt_t, sl_t, idx_t, out_t, options);
-        const SparseDecodeConfig config = o.config ? *o.config : sparse_decode_heuristic(problem.spec, device.max_shared_per_block_optin);
+        const SparseDecodeProblem problem = describe_sparse_decode(q_t, k_t, s.shared_kv ? nullptr : &v_t, bt_t, sl_t, idx_t, out_t, options);
+        SparseDecodeConfig config = options.config ? *options.config : sparse_decode_heuristic(problem.spec, device.max_shared_per_block_optin);
+        if (!options.config) config.num_splits = sparse_decode_splits(problem, config, device);
         std::printf("| %s | %d | %d | %d | %d | %s | %.1f | %.1f | %.0f%% | %s%s |\n", s.name, batch, s.kv_len, s.topk,
-                    s.local_window, s.sinks ? "yes" : "no", us, floor_us, 100 * floor_us / us, config.compile_key().c_str(),
-                    o.config ? "" : " (splits: heuristic)");
+                    s.local_window, s.sinks ? "yes" : "no", us, floor_us, 100 * floor_us / us, config.key().c_str(),
+                    o.config ? " (forced)" : "");
       }
   return 0;
 }
@@ -146,10 +154,11 @@ BenchVerb FamilyBench<SparseDecodeConfig>::add_to(CLI::App& bench) {
   verb->add_option("--matmul-tflops", flags->options.matmul_tflops, "bf16 matmul rate measured in the same run (floor)")
       ->check(CLI::NonNegativeNumber);
   verb->add_option("--device", flags->device, "cuda | cuda:N")->capture_default_str();
+  verb->add_flag("--cuda-cores", flags->options.cuda_cores, "the heuristic's tile and splits on the CUDA-core kernel (not mma)");
   flags->config.add_to(*verb);
   return {verb, [flags] {
             flags->options.device = cuda_ordinal(parse_device(flags->device), "bench sparse");
-            if (flags->config.any()) flags->options.config = flags->config.apply(SparseDecodeConfig{});
+            if (flags->config.any()) flags->options.config = flags->config.apply(SparseDecodeConfig{.mma = true});  // bf16: tensor cores unless --mma false
             return run_sparse_bench(flags->options);
           }};
 }

@@ -65,7 +65,7 @@ struct SpecFlags {
 
 struct ConfigFlags {
   std::optional<int> block_m, block_n, warps_n, stages, num_splits, m_tiles, min_blocks, warp_specialize;
-  std::optional<bool> wgmma, tma;
+  std::optional<bool> wgmma, tma, mma;
   void add_to(CLI::App& app) {
     app.add_option("--block-m", block_m, "prefill: query rows per block");
     app.add_option("--m-tiles", m_tiles, "prefill: 16-row mma tiles per warp (1 or 2)");
@@ -78,8 +78,9 @@ struct ConfigFlags {
     app.add_option("--warps-n", warps_n, "warps splitting each tile");
     app.add_option("--stages", stages, "pipeline depth");
     app.add_option("--splits", num_splits, "split-KV blocks per (sequence, kv head)");
+    app.add_option("--mma", mma, "sparse_decode: tensor cores (true/false; false: the CUDA-core kernel)");
   }
-  bool any() const { return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma; }
+  bool any() const { return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || mma; }
   // Flags given on top of `base`.
   DecodeConfig apply(DecodeConfig base) const {
     if (block_n) base.block_n = *block_n;
@@ -92,6 +93,7 @@ struct ConfigFlags {
     if (block_n) base.block_n = *block_n;
     if (stages) base.stages = *stages;
     if (num_splits) base.num_splits = *num_splits;
+    if (mma) base.mma = *mma;
     return base;
   }
   PrefillConfig apply(PrefillConfig base) const {

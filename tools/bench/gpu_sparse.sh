@@ -17,13 +17,7 @@ $bin/test_decode_gpu -tc="sparse decode correctness*" 2>&1 | tee "$out/sparse_ch
 $bin/swajit check --device cuda:0 --filter "MLA" 2>&1 | grep -E "sparse|MLA|passed" | tee "$out/sparse_check_cli.log"
 
 echo "==== bf16 matmul rate for the floor (torch, 8192^3)"
-mm=$(python3 - <<'PY' 2>/dev/null || echo 0
-import torch
-from triton.testing import do_bench
-a = torch.randn(8192, 8192, dtype=torch.bfloat16, device="cuda")
-print(f"{2 * 8192**3 / (do_bench(lambda: a @ a, warmup=25, rep=100, return_mode='median') * 1e-3) / 1e12:.0f}")
-PY
-)
+mm=$(tools/bench/matmul_tflops.sh)
 echo "matmul: ${mm} TFLOP/s"
 
 echo "==== swajit bench sparse: shapes a and b, batch 1, 8, 32, 128"

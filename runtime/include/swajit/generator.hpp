@@ -46,16 +46,18 @@ GeneratedKernel generate_prefill_cuda(const KernelSpec& spec, const PrefillConfi
 // Launch geometry of one sparse_decode specialization, written into the source as constants.
 struct SparseDecodeGeometry {
   int threads;          // threads per block of the main kernel
-  int rows_per_block;   // q heads of one kv head a block computes (min(group, 16))
+  int rows_per_block;   // q heads of one kv head a block computes (min(group, 16); mma: min(group, 64))
   int q_rows;           // rows_per_block padded to whole rows per warp
   int row_blocks;       // blocks per (kv head, query token, split): ceil(group / rows_per_block)
   int rows;             // q_seqlen * group: split slots per (sequence, kv head)
-  int q_bytes;          // shared memory of the fp32 Q rows
+  int q_bytes;          // shared memory of the Q rows (fp32; mma: 16-bit rows padded as the K rows)
   int k_row_bytes;      // one gathered K row in shared memory, padded by 16 bytes (conflict-free row per lane)
   int v_row_bytes;      // the same for V (0 with a shared K/V cache: V is read from the K rows)
   int stage_bytes;      // one pipeline stage: block_n K rows and V rows
   int shared_bytes;     // total dynamic shared memory of the main kernel
   int merge_threads;    // threads per block of the split merge
+  int col_slices;       // mma: warps sharing a 16-row tile, each accumulating its slice of the V columns (else 1)
+  int softmax_bytes;    // mma: shared memory of the tile's bias, fp32 scores, 16-bit probabilities, row statistics
 };
 SparseDecodeGeometry sparse_decode_geometry(const KernelSpec& spec, const SparseDecodeConfig& config);
 GeneratedKernel generate_sparse_decode_cuda(const KernelSpec& spec, const SparseDecodeConfig& config);

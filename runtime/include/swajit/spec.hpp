@@ -150,8 +150,9 @@ struct SparseDecodeConfig {
   int block_n = 64;     // selected rows gathered per pipeline tile
   int stages = 2;       // cp.async pipeline depth
   int num_splits = 1;   // blocks per (sequence, kv head) sharing the selection; > 1 adds a merge. Launch-time only.
+  bool mma = false;     // tensor cores (mma.sync, 16-bit caches); false: the CUDA-core kernel (any cache)
 
-  std::string compile_key() const;  // e.g. "bn64_st2"
+  std::string compile_key() const;  // e.g. "bn64_st2", "bn64_st2_mma"
   std::string key() const;          // compile_key() + "_sp<num_splits>"
   static SparseDecodeConfig from_key(std::string_view key);
   void validate(const KernelSpec& spec) const;

@@ -198,8 +198,9 @@ void run_cpu_sparse(SparseDecodeProblem& p, const CpuDecodeConfig& config) {
 
 }  // namespace
 
-SparseDecodeConfig sparse_decode_heuristic(const KernelSpec& spec, int max_shared_bytes) {
+SparseDecodeConfig sparse_decode_heuristic(const KernelSpec& spec, int max_shared_bytes, bool tensor_cores) {
   SparseDecodeConfig c;
+  c.mma = tensor_cores && spec.kv_quant == KvQuant::kNone;  // 8-bit caches run on CUDA cores
   constexpr int kMinBlockN = 32;
   while (c.block_n > kMinBlockN && sparse_decode_geometry(spec, c).shared_bytes > max_shared_bytes) c.block_n /= 2;
   return c;
@@ -217,16 +218,24 @@ SparseDecodeConfig plan_cuda_sparse(const SparseDecodeProblem& p, const SparseDe
     return *options.config;
   }
   SparseDecodeConfig c = sparse_decode_heuristic(p.spec, device.max_shared_per_block_optin);
-  // Splits: enough blocks for two waves over the SMs, each split keeping at least a few tiles (else the merge costs
-  // more than the balance buys).
+  c.num_splits = sparse_decode_splits(p, c, device);
+  return c;
+}
+
+}  // namespace
+
+// Splits: enough blocks for two waves over the SMs, each split keeping at least a few tiles (else the merge costs
+// more than the balance buys).
+int sparse_decode_splits(const SparseDecodeProblem& p, const SparseDecodeConfig& config, const DeviceInfo& device) {
   constexpr int kWaves = 2, kMinTilesPerSplit = 4;
-  const SparseDecodeGeometry g = sparse_decode_geometry(p.spec, c);
+  const SparseDecodeGeometry g = sparse_decode_geometry(p.spec, config);
   const int64_t blocks = int64_t(p.batch) * p.num_kv_heads * g.row_blocks * p.spec.q_seqlen;
   const int candidates = p.params.topk + (p.call.local_window > 0 ? p.call.local_window : 0);
   const int64_t wanted = (int64_t(kWaves) * device.sm_count + blocks - 1) / blocks;
-  c.num_splits = int(std::clamp<int64_t>(wanted, 1, std::max(1, candidates / (kMinTilesPerSplit * c.block_n))));
-  return c;
+  return int(std::clamp<int64_t>(wanted, 1, std::max(1, candidates / (kMinTilesPerSplit * config.block_n))));
 }
+
+namespace {
 
 void run_cuda_sparse(SparseDecodeProblem& p, const SparseDecodeOptions& options, CUstream stream) {
   const cuda::Driver& d = cuda::driver();

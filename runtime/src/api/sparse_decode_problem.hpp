@@ -25,8 +25,10 @@ SparseDecodeProblem describe_sparse_decode(const DLTensor& q, const DLTensor& k_
                                            const DLTensor& block_table, const DLTensor& seq_lens,
                                            const DLTensor& indices, const DLTensor& out, const SparseDecodeOptions& options);
 
-// The compile-time part of the heuristic config: the widest gather tile whose pipeline fits `max_shared_bytes`
-// (num_splits 1; a call's splits come from its sizes).
-SparseDecodeConfig sparse_decode_heuristic(const KernelSpec& spec, int max_shared_bytes);
+// The compile-time part of the heuristic config: tensor cores for 16-bit caches (unless `tensor_cores` is false) and
+// the widest gather tile whose pipeline fits `max_shared_bytes` (num_splits 1; a call's splits come from its sizes).
+SparseDecodeConfig sparse_decode_heuristic(const KernelSpec& spec, int max_shared_bytes, bool tensor_cores = true);
+// The heuristic's splits of `config` for the call `p` on `device`.
+int sparse_decode_splits(const SparseDecodeProblem& p, const SparseDecodeConfig& config, const DeviceInfo& device);
 
 }  // namespace swajit

@@ -85,23 +85,34 @@ std::vector<SparseCase> sparse_check_matrix() {
   add("MLA 576 / 512, group 128, split 5, bias, fp16", [](SparseCase& c) {
     c.shared_kv = true; c.head_dim = 576; c.head_dim_v = 512; c.group = 128; c.num_kv_heads = 1; c.q_seqlen = 2;
     c.dtype = DType::kFP16; c.score_bias = true; c.topk = 200; c.seq_lens = {1, 900};
-    c.cpu_config = CpuDecodeConfig{32, 5, 0}; c.config = SparseDecodeConfig{32, 2, 5};
+    c.cpu_config = CpuDecodeConfig{32, 5, 0}; c.config = SparseDecodeConfig{32, 2, 5, true};
   });
   add("forced splits 3, window, sinks", [](SparseCase& c) {
-    c.cpu_config = CpuDecodeConfig{16, 3, 0}; c.config = SparseDecodeConfig{32, 2, 3};
+    c.cpu_config = CpuDecodeConfig{16, 3, 0}; c.config = SparseDecodeConfig{32, 2, 3, true};
     c.local_window = 40; c.sink_logits = true; c.seq_lens = {0, 1, 500};
   });
   add("forced splits 7, all unused, sinks", [](SparseCase& c) {
-    c.cpu_config = CpuDecodeConfig{8, 7, 2}; c.config = SparseDecodeConfig{32, 3, 7};
+    c.cpu_config = CpuDecodeConfig{8, 7, 2}; c.config = SparseDecodeConfig{32, 3, 7, true};
     c.selection = Selection::kAllUnused; c.sink_logits = true;
   });
   add("kv length 0 everywhere", [](SparseCase& c) { c.seq_lens = {0, 0}; });
   add("kv length 1", [](SparseCase& c) { c.seq_lens = {1}; c.q_seqlen = 1; c.selection = Selection::kEdges; });
   add("invalid indices reported", [](SparseCase& c) { c.selection = Selection::kInvalid; });
   add("invalid indices reported, split", [](SparseCase& c) {
-    c.selection = Selection::kInvalid; c.cpu_config = CpuDecodeConfig{16, 4, 0}; c.config = SparseDecodeConfig{32, 2, 4};
+    c.selection = Selection::kInvalid; c.cpu_config = CpuDecodeConfig{16, 4, 0}; c.config = SparseDecodeConfig{32, 2, 4, true};
     c.sink_logits = true;
   });
+  // The same cases forced onto the CUDA-core kernel where the default (the heuristic, or the forced configs above)
+  // runs on tensor cores: both paths must pass. Two splits, so that the merge runs on this path too.
+  const size_t defaults = cases.size();
+  for (size_t i = 0; i < defaults; ++i) {
+    if (cases[i].kv_quant != KvQuant::kNone) continue;  // 8-bit caches run on CUDA cores already
+    SparseCase c = cases[i];
+    c.name += " [CUDA cores]";
+    constexpr int kSplits = 2;
+    c.config = SparseDecodeConfig{64, 2, kSplits, false};
+    cases.push_back(std::move(c));
+  }
   return cases;
 }
 

@@ -1,0 +1,227 @@
+// swajit kernel family: sparse top-k decode on tensor cores (mma.sync m16n8k16), 16-bit caches, sm_80+.
+//
+// The math is sparse_decode.cuh's (see its top); this kernel shares its candidates, gather (load_tile), metadata
+// checks (query_row) and split merge, and replaces its main kernel when the config asks for mma.
+//
+// The work split. One block per (sequence, kv head x block of up to 64 q heads, query token x split): the block's q
+// heads are the M dimension of both products, so each gathered row is read once for all of them. The warps form
+// kRowTiles tiles of 16 q heads x kColSlices slices of the V columns. Per tile of kBlockN candidates:
+//   A. S = Q K^T over (16-row tile, 8-candidate) units spread across the warps, in log2 units with the candidate's
+//      bias added (-inf where it has nothing to read), into shared fp32 scores;
+//   B. the online softmax, one warp per row at a time: new row max, the rescale of what came before, the
+//      probabilities (16-bit, shared) and the row sum (fp32);
+//   C. O += P V: each warp rescales its 16 rows x kSliceColumns accumulators and adds its slice of P V.
+// The row statistics live in shared memory (every column slice needs them); the output is written as the CUDA-core
+// kernel writes it (normalized with the sink, or the split's partial and log2-sum-exp for the merge).
+
+constexpr int kMmaRows = 16;                           // rows of one mma tile
+constexpr int kRowTiles = kQRows / kMmaRows;
+constexpr int kMmaWarps = kThreads / kWarpSize;
+constexpr int kSliceColumns = kHeadDimV / kColSlices;  // V columns one warp accumulates
+constexpr int kSliceTiles = kSliceColumns / 8;         // its 16 x 8 accumulator tiles
+constexpr int kQRowBytes = kHeadDim * 2 + 16;          // Q rows padded as the K rows: conflict-free ldmatrix
+constexpr int kProbStride = kBlockN + 8;               // 16-bit elements a probability row takes, padded the same way
+constexpr int kFloat = 4, kHalf = 2;
+// Shared memory after Q and the pipeline stages (sizes as sparse_decode_geometry counts them in kSoftmaxBytes).
+constexpr int kBiasOffset = kQBytes + kStages * kStageBytes;              // [kStages][kBlockN] fp32, per stage
+constexpr int kScoresOffset = kBiasOffset + kStages * kBlockN * kFloat;    // [kQRows][kBlockN] fp32
+constexpr int kProbsOffset = kScoresOffset + kQRows * kBlockN * kFloat;    // [kQRows][kProbStride] 16-bit
+constexpr int kStatsOffset = kProbsOffset + kQRows * kProbStride * kHalf;  // row max, row sum, rescale: [kQRows] each
+static_assert(kKvQuant == 0, "the tensor-core kernel reads 16-bit caches (8-bit: the CUDA-core kernel)");
+static_assert(kRowTiles * kColSlices == kMmaWarps && kQRows % kMmaRows == 0, "prelude geometry disagrees with the template");
+static_assert(kSliceColumns % 16 == 0 && kHeadDim % 32 == 0 && kBlockN % 16 == 0, "whole ldmatrix_x4 blocks");
+static_assert(kQBytes == kQRows * kQRowBytes && kStatsOffset + 3 * kQRows * kFloat == kSharedBytes &&
+                  kSoftmaxBytes == kSharedBytes - kBiasOffset,
+              "prelude shared-memory layout disagrees with the template");
+
+// The ldmatrix_x4 address of lane `lane` for the A fragment (16 rows x 16 columns, row-major, `stride` bytes a row)
+// whose top-left element is (row, column): matrices (rows 0-7 | 8-15) x (columns 0-7 | 8-15) in a0..a3 order.
+SWAJIT_DEVICE u32 a_fragment_address(u32 base, int stride, int row, int column, int lane) {
+  return base + u32((row + lane % 8 + (lane / 8) % 2 * 8) * stride + (column + lane / 16 * 8) * kHalf);
+}
+
+// Each candidate's bias for the softmax of stage `stage`: log2 units, -inf where there is nothing to read. Plain
+// stores, read after the __syncthreads that follows the stage's cp.async wait.
+SWAJIT_DEVICE void store_tile_bias(const SparseDecodeParams& P, float* stage_bias, const int* indices, const float* bias,
+                                   int p, int first, int count) {
+  for (int token = threadIdx.x; token < kBlockN; token += kThreads) {
+    const Candidate cand = token < count ? candidate(P, indices, bias, p, first + token) : Candidate{-1, 0.f};
+    stage_bias[token] = cand.j >= 0 ? cand.bias : SWAJIT_NEG_INF;
+  }
+}
+
+// A. scores[row][token] = scale * <q_row, k_token> + bias (log2 units).
+SWAJIT_DEVICE void tile_scores(const SparseDecodeParams& P, u32 q_base, u32 k_base, const float* tile_bias, float* scores,
+                               int warp, int lane) {
+  constexpr int kUnits = kRowTiles * (kBlockN / 8);
+  for (int unit = warp; unit < kUnits; unit += kMmaWarps) {
+    const int row_tile = unit % kRowTiles, n0 = unit / kRowTiles * 8;
+    float c[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll 4
+    for (int k0 = 0; k0 < kHeadDim; k0 += 32) {  // two k-steps: one ldmatrix_x4 of K covers 8 tokens x 32 columns
+      u32 a_low[4], a_high[4], b[4];
+      ldmatrix_x4(a_fragment_address(q_base, kQRowBytes, row_tile * kMmaRows, k0, lane), a_low[0], a_low[1], a_low[2], a_low[3]);
+      ldmatrix_x4(a_fragment_address(q_base, kQRowBytes, row_tile * kMmaRows, k0 + 16, lane), a_high[0], a_high[1],
+                  a_high[2], a_high[3]);
+      ldmatrix_x4(k_base + u32((n0 + lane % 8) * kKRowBytes + (k0 + lane / 8 * 8) * kHalf), b[0], b[1], b[2], b[3]);
+      mma_16816(c, a_low, b[0], b[1], Elem());
+      mma_16816(c, a_high, b[2], b[3], Elem());
+    }
+    // c[0], c[1]: row lane / 4, tokens n0 + 2 (lane % 4) + {0, 1}; c[2], c[3]: the row 8 below.
+    const int row = row_tile * kMmaRows + lane / 4, token = n0 + 2 * (lane % 4);
+    scores[row * kBlockN + token] = c[0] * P.scale_log2 + tile_bias[token];
+    scores[row * kBlockN + token + 1] = c[1] * P.scale_log2 + tile_bias[token + 1];
+    scores[(row + 8) * kBlockN + token] = c[2] * P.scale_log2 + tile_bias[token];
+    scores[(row + 8) * kBlockN + token + 1] = c[3] * P.scale_log2 + tile_bias[token + 1];
+  }
+}
+
+// B. The online softmax of the tile, one warp per row: probabilities into `probs`, the row statistics updated and
+// the factor that rescales what the row accumulated before into `rescale`.
+SWAJIT_DEVICE void tile_softmax(const float* scores, u16* probs, float* row_max, float* row_sum, float* rescale, int warp,
+                                int lane) {
+  constexpr int kPerLane = kBlockN / kWarpSize;
+  for (int row = warp; row < kQRows; row += kMmaWarps) {
+    float x[kPerLane];
+    float tile_max = SWAJIT_NEG_INF;
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) {
+      x[i] = scores[row * kBlockN + lane + i * kWarpSize];
+      tile_max = fmaxf(tile_max, x[i]);
+    }
+    for (int o = 16; o > 0; o /= 2) tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, o));
+    const float old_max = row_max[row], new_max = fmaxf(old_max, tile_max);
+    const float reference = new_max == SWAJIT_NEG_INF ? 0.f : new_max;  // nothing seen yet: no (-inf) - (-inf)
+    float sum = 0.f;
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) {
+      const float w = fast_exp2(x[i] - reference);
+      sum += w;
+      probs[row * kProbStride + lane + i * kWarpSize] = u16(pack2(w, 0.f, Elem()) & 0xffffu);
+    }
+    for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    __syncwarp();  // every lane has read the old statistics before lane 0 replaces them
+    if (lane == 0) {
+      const float factor = fast_exp2(old_max - reference);
+      rescale[row] = factor;
+      row_sum[row] = row_sum[row] * factor + sum;
+      row_max[row] = new_max;
+    }
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(const SparseDecodeParams P) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  unsigned char* stages = smem + kQBytes;
+  float* stage_bias = reinterpret_cast<float*>(smem + kBiasOffset);
+  float* scores = reinterpret_cast<float*>(smem + kScoresOffset);
+  u16* probs = reinterpret_cast<u16*>(smem + kProbsOffset);
+  float* row_max = reinterpret_cast<float*>(smem + kStatsOffset);
+  float* row_sum = row_max + kQRows;
+  float* rescale = row_sum + kQRows;
+  const int b = blockIdx.x, kv_head = blockIdx.y / kRowBlocks, first_g = (blockIdx.y % kRowBlocks) * kRowsPerBlock;
+  const int s = blockIdx.z / P.num_splits, split = blockIdx.z % P.num_splits;
+  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
+  const int row_tile = warp % kRowTiles, slice = warp / kRowTiles;  // this warp's rows and V columns in phase C
+  wait_for_prerequisite_grid();
+
+  const QueryRow query = query_row(P, b, s);
+  // Q as stored (16-bit); rows past the block's are zeros. The scale is applied to the fp32 scores.
+  for (int i = threadIdx.x; i < kQRows * kHeadDim; i += kThreads) {
+    const int row = i / kHeadDim, g = first_g + row, d = i % kHeadDim;
+    u16 value = 0;
+    if (row < kRowsPerBlock && g < kGroup)
+      value = static_cast<const u16*>(P.q)[b * P.q_stride_batch + s * P.q_stride_token + q_head_of(P, kv_head, g) * P.q_stride_head + d];
+    *reinterpret_cast<u16*>(smem + row * kQRowBytes + d * kHalf) = value;
+  }
+  for (int row = threadIdx.x; row < kQRows; row += kThreads) {
+    row_max[row] = SWAJIT_NEG_INF;
+    row_sum[row] = 0.f;
+  }
+
+  const int candidates = query.valid ? P.topk + window_count(P, query.p) : 0;
+  const int first = int(i64(candidates) * split / P.num_splits), last = int(i64(candidates) * (split + 1) / P.num_splits);
+  const int tiles = (last - first + kBlockN - 1) / kBlockN;
+  const auto issue_tile = [&](int t) {
+    const int tile_first = first + t * kBlockN, count = min(kBlockN, last - tile_first);
+    load_tile(P, stages + (t % kStages) * kStageBytes, query.indices, query.pages, query.p, kv_head, tile_first, count);
+    store_tile_bias(P, stage_bias + (t % kStages) * kBlockN, query.indices, query.bias, query.p, tile_first, count);
+  };
+  for (int t = 0; t < kStages - 1; ++t) {  // the pipeline's prologue
+    if (t < tiles) issue_tile(t);
+    cp_async_commit();
+  }
+  __syncthreads();  // Q and the row statistics (also when there is no tile)
+
+  float acc[kSliceTiles][4];
+#pragma unroll
+  for (int n = 0; n < kSliceTiles; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[n][e] = 0.f;
+  const u32 q_base = smem_u32(smem), probs_base = smem_u32(probs);
+  constexpr int kVStride = kSharedKv ? kKRowBytes : kVRowBytes;
+  for (int t = 0; t < tiles; ++t) {
+    if (t + kStages - 1 < tiles) issue_tile(t + kStages - 1);
+    cp_async_commit();
+    cp_async_wait<kStages - 1>();
+    __syncthreads();
+    const unsigned char* k_rows = stages + (t % kStages) * kStageBytes;
+    const u32 k_base = smem_u32(k_rows), v_base = k_base + (kSharedKv ? 0 : kBlockN * kKRowBytes);
+    tile_scores(P, q_base, k_base, stage_bias + (t % kStages) * kBlockN, scores, warp, lane);
+    __syncthreads();
+    tile_softmax(scores, probs, row_max, row_sum, rescale, warp, lane);
+    __syncthreads();
+    // C. O = rescale * O + P V for this warp's 16 rows and V columns [slice * kSliceColumns, + kSliceColumns).
+    const float rescale_top = rescale[row_tile * kMmaRows + lane / 4], rescale_bottom = rescale[row_tile * kMmaRows + lane / 4 + 8];
+#pragma unroll
+    for (int n = 0; n < kSliceTiles; ++n) {
+      acc[n][0] *= rescale_top;
+      acc[n][1] *= rescale_top;
+      acc[n][2] *= rescale_bottom;
+      acc[n][3] *= rescale_bottom;
+    }
+    for (int k0 = 0; k0 < kBlockN; k0 += 16) {
+      u32 a[4];
+      ldmatrix_x4(a_fragment_address(probs_base, kProbStride * kHalf, row_tile * kMmaRows, k0, lane), a[0], a[1], a[2], a[3]);
+#pragma unroll
+      for (int n = 0; n < kSliceTiles; n += 2) {  // V^T fragments of 16 tokens x 16 columns: two accumulator tiles
+        const int column = slice * kSliceColumns + n * 8;
+        u32 b[4];
+        ldmatrix_x4_trans(v_base + u32((k0 + lane % 8 + (lane / 8) % 2 * 8) * kVStride + (column + lane / 16 * 8) * kHalf),
+                          b[0], b[1], b[2], b[3]);
+        mma_16816(acc[n], a, b[0], b[1], Elem());
+        mma_16816(acc[n + 1], a, b[2], b[3], Elem());
+      }
+    }
+    __syncthreads();  // the stage, scores and probabilities are rewritten next
+  }
+  cp_async_wait<0>();
+  allow_dependent_grid_launch();
+
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {  // accumulator elements 2 half + {0, 1}: row lane / 4 + 8 half
+    const int row = row_tile * kMmaRows + lane / 4 + half * 8, g = first_g + row;
+    if (row >= kRowsPerBlock || g >= kGroup) continue;
+    const int head = q_head_of(P, kv_head, g);
+    const float reference = row_max[row] == SWAJIT_NEG_INF ? 0.f : row_max[row];
+    const int column0 = slice * kSliceColumns + 2 * (lane % 4);
+    if (P.num_splits == 1) {
+      const float factor = row_normalizer(kSinkLogits ? P.sink_logits[head * P.sink_logits_stride] : 0.f, reference, row_sum[row]);
+      u16* out = static_cast<u16*>(P.out) + b * P.out_stride_batch + s * P.out_stride_token + head * P.out_stride_head;
+#pragma unroll
+      for (int n = 0; n < kSliceTiles; ++n)
+        *reinterpret_cast<u32*>(out + column0 + n * 8) = pack2(acc[n][2 * half] * factor, acc[n][2 * half + 1] * factor, Elem());
+    } else {  // sinks join in the merge, once per row
+      const i64 slot = (i64(b * P.num_kv_heads + kv_head) * P.num_splits + split) * kRows + s * kGroup + g;
+      const float inv_sum = row_sum[row] > 0.f ? 1.f / row_sum[row] : 0.f;
+      float* partial = static_cast<float*>(P.partial_out) + slot * kHeadDimV + column0;
+#pragma unroll
+      for (int n = 0; n < kSliceTiles; ++n) {
+        partial[n * 8] = acc[n][2 * half] * inv_sum;
+        partial[n * 8 + 1] = acc[n][2 * half + 1] * inv_sum;
+      }
+      if (slice == 0 && lane % 4 == 0)
+        P.partial_lse[slot] = row_sum[row] > 0.f ? reference + __log2f(row_sum[row]) : SWAJIT_NEG_INF;
+    }
+  }
+}
