@@ -232,6 +232,13 @@ TEST_CASE("shipped tuning data: found by the SKU beneath the user's database, th
     const std::string h100 = "NVIDIA H100 80GB HBM3 sm_90 x132";
     REQUIRE(shipped::file_for(h100));
     CHECK(shipped::winners(h100).size() >= 6);
+    // The H200's: the decode winners of run A (tools/bench/results/h200_tuning_run_a.json), each a decode config.
+    const std::string h200 = "NVIDIA H200 sm_90 x132";
+    CHECK(shipped::file_name(h200) == "nvidia-h200-sm-90-x132.json");
+    REQUIRE(shipped::file_for(h200));
+    CHECK(shipped::winners(h200).size() >= 5);
+    for (const db::WinnerRecord& w : shipped::winners(h200))
+      if (w.spec_key.rfind("paged_decode_", 0) == 0) CHECK_NOTHROW(decode_config_from_json(w.config));
   }
   const auto dir = temp_dir("shipped");
   const std::string sku = "Shipped GPU sm_90 x132", spec = "paged_decode_bf16_d128_p16_nhd_q1_g4_local";

@@ -169,6 +169,38 @@ void paged_prefill(const Array& q, const Array& k_cache, const Array& v_cache, c
                         args.options);
 }
 
+// The same for SparseDecodeOptions; global_window (must be 0) and tuning (no tuned winners for this family yet) are
+// left at their defaults.
+struct SparseArgs {
+  SparseArgs(int local_window, std::optional<float> softmax_scale, const std::string& kv_layout, const std::string& gqa,
+             const OptionalArray& sink_logits, const OptionalArray& score_bias, const std::string& kv_quant,
+             const OptionalArray& k_scale, const OptionalArray& v_scale, const std::optional<std::string>& config,
+             bool check_device_args)
+      : sinks(sink_logits), bias(score_bias), k_scales(k_scale), v_scales(v_scale) {
+    const swajit::SparseDecodeOptions defaults;
+    set_shared_options(options, local_window, defaults.global_window, softmax_scale, kv_layout, gqa, sinks, kv_quant,
+                       k_scales, v_scales, tuning_name(defaults.tuning), check_device_args);
+    options.score_bias = bias.get();
+    if (config) options.config = swajit::SparseDecodeConfig::from_key(*config);
+  }
+  OptionalTensor sinks, bias, k_scales, v_scales;
+  swajit::SparseDecodeOptions options;
+};
+
+void sparse_decode(const Array& q, const Array& k_cache, const OptionalArray& v_cache, const Array& block_table,
+                   const Array& seq_lens, const Array& indices, const Array& out, uintptr_t stream, int local_window,
+                   std::optional<float> softmax_scale, const std::string& kv_layout, const std::string& gqa,
+                   const OptionalArray& sink_logits, const OptionalArray& score_bias, const std::string& kv_quant,
+                   const OptionalArray& k_scale, const OptionalArray& v_scale,
+                   const std::optional<std::string>& config, bool check_device_args) {
+  const SparseArgs args(local_window, softmax_scale, kv_layout, gqa, sink_logits, score_bias, kv_quant, k_scale,
+                        v_scale, config, check_device_args);
+  const OptionalTensor v(v_cache);
+  swajit::sparse_decode(as_dltensor(q), as_dltensor(k_cache), v.get(), as_dltensor(block_table),
+                        as_dltensor(seq_lens), as_dltensor(indices), as_dltensor(out), as_stream(stream),
+                        args.options);
+}
+
 // The C++ defaults of the options the Python wrappers expose, so that a test can hold them equal: first the fields
 // set_shared_options sets, then each struct's own.
 template <class Options>
@@ -192,6 +224,13 @@ nb::dict prefill_defaults() {
   nb::dict d = shared_defaults(o);
   d["causal"] = o.causal;
   d["max_q_len"] = o.max_q_len;
+  return d;
+}
+
+nb::dict sparse_decode_defaults() {
+  nb::dict d = shared_defaults(swajit::SparseDecodeOptions{});
+  d.attr("pop")("global_window");  // not exposed: see SparseArgs
+  d.attr("pop")("tuning");
   return d;
 }
 
@@ -266,6 +305,12 @@ NB_MODULE(_swajit, m) {
         "sink_logits"_a = nb::none(), "kv_quant"_a = "none", "k_scale"_a = nb::none(), "v_scale"_a = nb::none(),
         "max_q_len"_a = 0, "config"_a = nb::none(), "tuning"_a = "default", "check_device_args"_a = false, release,
         "swajit::paged_prefill (CUDA) on DLPack tensors");
+  m.def("sparse_decode", &sparse_decode, "q"_a, "k_cache"_a, "v_cache"_a.none(), "block_table"_a, "seq_lens"_a,
+        "indices"_a, "out"_a, "stream"_a = 0, nb::kw_only(), "local_window"_a = 0, "softmax_scale"_a = nb::none(),
+        "kv_layout"_a = "nhd", "gqa"_a = "grouped", "sink_logits"_a = nb::none(), "score_bias"_a = nb::none(),
+        "kv_quant"_a = "none", "k_scale"_a = nb::none(), "v_scale"_a = nb::none(), "config"_a = nb::none(),
+        "check_device_args"_a = false, release,
+        "swajit::sparse_decode on DLPack tensors; v_cache None: one shared K/V cache (MLA)");
   m.def(
       "check_device_errors",
       [](int device, uintptr_t stream) { swajit::check_device_errors(device, as_stream(stream)); }, "device"_a,
@@ -279,5 +324,7 @@ NB_MODULE(_swajit, m) {
   m.attr("HAS_CPU_BACKEND") = false;  // built with SWAJIT_CPU_BACKEND=OFF: CPU tensors raise Error(unsupported)
 #endif
   m.def("decode_defaults", &decode_defaults, "DecodeOptions' C++ defaults, as the Python wrappers expose them");
+  m.def("sparse_decode_defaults", &sparse_decode_defaults,
+        "SparseDecodeOptions' C++ defaults, as the Python wrapper exposes them");
   m.def("prefill_defaults", &prefill_defaults, "PrefillOptions' C++ defaults, as the Python wrappers expose them");
 }

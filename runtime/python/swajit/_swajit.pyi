@@ -52,6 +52,9 @@ def prefill(q: Tensor, k: Tensor, v: Tensor, cu_seqlens_q: Tensor, cu_seqlens_k:
 def paged_prefill(q: Tensor, k_cache: Tensor, v_cache: Tensor, block_table: Tensor, seq_lens: Tensor, cu_seqlens_q: Tensor, out: Tensor, stream: int = 0, *, local_window: int = 0, global_window: int = 0, causal: bool = True, softmax_scale: float | None = None, kv_layout: str = 'nhd', gqa: str = 'grouped', sink_logits: Tensor | None = None, kv_quant: str = 'none', k_scale: Tensor | None = None, v_scale: Tensor | None = None, max_q_len: int = 0, config: str | None = None, tuning: str = 'default', check_device_args: bool = False) -> None:
     """swajit::paged_prefill (CUDA) on DLPack tensors"""
 
+def sparse_decode(q: Tensor, k_cache: Tensor, v_cache: Tensor | None, block_table: Tensor, seq_lens: Tensor, indices: Tensor, out: Tensor, stream: int = 0, *, local_window: int = 0, softmax_scale: float | None = None, kv_layout: str = 'nhd', gqa: str = 'grouped', sink_logits: Tensor | None = None, score_bias: Tensor | None = None, kv_quant: str = 'none', k_scale: Tensor | None = None, v_scale: Tensor | None = None, config: str | None = None, check_device_args: bool = False) -> None:
+    """swajit::sparse_decode on DLPack tensors; v_cache None: one shared K/V cache (MLA)"""
+
 def check_device_errors(device: int, stream: int) -> None:
     """
     Waits for the stream; raises Error(device_argument) if a kernel since the last check found bad metadata
@@ -67,6 +70,9 @@ HAS_CPU_BACKEND: bool
 
 def decode_defaults() -> dict[str, object]:
     """DecodeOptions' C++ defaults, as the Python wrappers expose them"""
+
+def sparse_decode_defaults() -> dict[str, object]:
+    """SparseDecodeOptions' C++ defaults, as the Python wrapper exposes them"""
 
 def prefill_defaults() -> dict[str, object]:
     """PrefillOptions' C++ defaults, as the Python wrappers expose them"""

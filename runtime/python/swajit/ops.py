@@ -6,7 +6,8 @@ Tensors reach the C++ library through DLPack over their own memory (no copies) a
 current stream of the tensors' device, with no host synchronization: with ``out`` (and, for decode, ``workspace``)
 given, a call allocates nothing and is safe to capture in a CUDA graph. CPU tensors run the CPU backend, synchronously.
 
-Options are keyword arguments with the C++ defaults (swajit/swajit.hpp, DecodeOptions and PrefillOptions). Failures
+Options are keyword arguments with the C++ defaults (swajit/swajit.hpp: DecodeOptions, PrefillOptions and
+SparseDecodeOptions). Failures
 raise swajit.Error, whose ``.code`` is a swajit.ErrorCode and whose message names the argument and its allowed range.
 """
 import contextlib
@@ -130,6 +131,71 @@ def paged_decode_workspace_bytes(q: torch.Tensor, k_cache: torch.Tensor, v_cache
             local_window=local_window, global_window=global_window, softmax_scale=softmax_scale, kv_layout=kv_layout,
             gqa=gqa, sink_logits=x(sink_logits), kv_quant=kv_quant, k_scale=x(k_scale), v_scale=x(v_scale),
             config=config, tuning=tuning)
+
+
+def _sparse_decode_into(q, k_cache, v_cache, block_table, seq_lens, indices, out, local_window, softmax_scale,
+                        kv_layout, gqa, sink_logits, score_bias, kv_quant, k_scale, v_scale, config,
+                        check_device_args):
+    x = _dlpack
+    with _device_of(q):
+        _swajit.sparse_decode(x(q), x(k_cache), x(v_cache), x(block_table), x(seq_lens), x(indices), x(out),
+                              _stream(q), local_window=local_window, softmax_scale=softmax_scale,
+                              kv_layout=kv_layout, gqa=gqa, sink_logits=x(sink_logits), score_bias=x(score_bias),
+                              kv_quant=kv_quant, k_scale=x(k_scale), v_scale=x(v_scale), config=config,
+                              check_device_args=check_device_args)
+
+
+@torch.library.custom_op("swajit::sparse_decode", mutates_args=("out",))
+def _sparse_decode_op(q: torch.Tensor, k_cache: torch.Tensor, v_cache: Optional[torch.Tensor],
+                      block_table: torch.Tensor, seq_lens: torch.Tensor, indices: torch.Tensor, out: torch.Tensor,
+                      local_window: int, softmax_scale: Optional[float], kv_layout: str, gqa: str,
+                      sink_logits: Optional[torch.Tensor], score_bias: Optional[torch.Tensor], kv_quant: str,
+                      k_scale: Optional[torch.Tensor], v_scale: Optional[torch.Tensor], config: Optional[str],
+                      check_device_args: bool) -> None:
+    _sparse_decode_into(q, k_cache, v_cache, block_table, seq_lens, indices, out, local_window, softmax_scale,
+                        kv_layout, gqa, sink_logits, score_bias, kv_quant, k_scale, v_scale, config,
+                        check_device_args)
+
+
+@_sparse_decode_op.register_fake
+def _(q, k_cache, v_cache, block_table, seq_lens, indices, out, *options) -> None:
+    return None  # writes into out only
+
+
+def sparse_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: Optional[torch.Tensor], block_table: torch.Tensor,
+                  seq_lens: torch.Tensor, indices: torch.Tensor, *, out: Optional[torch.Tensor] = None,
+                  head_dim_v: Optional[int] = None, local_window: int = 0, softmax_scale: Optional[float] = None,
+                  kv_layout: str = "nhd", gqa: str = "grouped", sink_logits: Optional[torch.Tensor] = None,
+                  score_bias: Optional[torch.Tensor] = None, kv_quant: str = "none",
+                  k_scale: Optional[torch.Tensor] = None, v_scale: Optional[torch.Tensor] = None,
+                  config: Optional[str] = None, check_device_args: bool = False) -> torch.Tensor:
+    """Top-k sparse decode (DeepSeek-V3.2/V4-style indexed attention) over a paged cache; returns ``out``.
+
+    q: [batch, q_seqlen, num_q_heads, head_dim] (or [batch, num_q_heads, head_dim]), bf16 or fp16, q_seqlen 1..8,
+        GQA groups 1..128.
+    k_cache, v_cache, block_table, seq_lens, kv_layout, kv_quant / k_scale / v_scale: as in paged_decode; or
+        v_cache=None: one shared cache whose rows are K and whose first head_dim_v columns are V (MLA: head_dim 576,
+        head_dim_v 512).
+    indices: int32 [batch, q_seqlen, topk], topk 1..2048: logical positions j of the sequence, -1 an unused slot.
+        Query s of sequence b sits at p = seq_lens[b] - q_seqlen + s; a selected j > p is masked. An index >=
+        seq_lens[b] or < -1 is invalid metadata: that query row is zeros and the error is reported as for decode's
+        block_table (check_device_args / check_device_errors; on the CPU raised after the call).
+    out: [batch, q_seqlen, num_q_heads, head_dim_v]; allocated when not given, head_dim_v defaulting to head_dim.
+    local_window > 0: the query also sees the last local_window positions j <= p (a selected j inside the window
+        counts once). score_bias: float32 [batch, q_seqlen, topk], added to each slot's scaled score (-inf: unused).
+    softmax over scale * q.k (+ bias), sink_logits (float32 [num_q_heads]) joining the denominator; a row that sees
+    nothing is zeros. softmax_scale: default 1 / sqrt(head_dim). gqa: as in paged_decode. config: a forced GPU config
+    key (e.g. "bn64_st2_sp1"); else a heuristic from the device's limits.
+    """
+    if out is None:
+        shape = (*q.shape[:-1], q.shape[-1] if head_dim_v is None else head_dim_v)
+        out = torch.empty(shape, dtype=q.dtype, device=q.device)
+    elif head_dim_v is not None and out.shape[-1] != head_dim_v:
+        raise invalid_argument(f"head_dim_v = {head_dim_v} differs from out's last dimension {out.shape[-1]}")
+    call = _sparse_decode_op if _tracing() else _sparse_decode_into
+    call(q, k_cache, v_cache, block_table, seq_lens, indices, out, local_window, softmax_scale, kv_layout, gqa,
+         sink_logits, score_bias, kv_quant, k_scale, v_scale, config, check_device_args)
+    return out
 
 
 def _host_ints(t: torch.Tensor, name: str) -> List[int]:
