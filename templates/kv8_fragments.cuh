@@ -19,17 +19,12 @@
 // lane's dims (n = g, every f) are kVPieceBytes contiguous bytes of each of its 4 tokens. The epilogue writes
 // column n of fragment f to that dim (store_output_fragments).
 
-// The 16-bit format of both mmas: fp16 for int8 K/V whatever the q dtype (int8 values are exact in it, probabilities
-// in [0, 1] finer than in bf16, and int8 widens to fp16 in 2 instructions a pair against 6 for bf16), else Elem.
+// The 16-bit format of both mmas: fp16 for 8-bit K/V whatever the q dtype (int8 and e4m3 values are exact in it,
+// probabilities in [0, 1] finer than in bf16, int8 widens to fp16 in 2 instructions a pair against 6 for bf16, and
+// e4m3 in one hardware conversion from sm_89 on: tile_ops.cuh).
 // In fp16, Q times the K scale is also multiplied by a power of two that puts the block's largest |q k_scale| just
 // below 2^15 (no overflow, the large terms not flushed) and the scores by its inverse (permute_q_and_fold_k_scale).
-template <class Elem16>
-SWAJIT_DEVICE fp16_tag kv8_mma_format(int8_kv, Elem16);
-template <class Kv, class Elem16>
-SWAJIT_DEVICE Elem16 kv8_mma_format(Kv, Elem16);
-typedef decltype(kv8_mma_format(KvElem(), Elem())) Kv8Elem;
-SWAJIT_DEVICE constexpr bool is_fp16(fp16_tag) { return true; }
-SWAJIT_DEVICE constexpr bool is_fp16(bf16_tag) { return false; }
+typedef fp16_tag Kv8Elem;
 
 constexpr int kKChunksPerLane = kHeadDim / 64;           // 16-byte K chunks one lane reads per token (4 steps each)
 constexpr int kVPieceBytes = kHeadDim >= 128 ? 16 : 8;   // contiguous V bytes a lane reads per token and load
@@ -62,10 +57,9 @@ SWAJIT_DEVICE int block_max_u8(int value) {
   return result;
 }
 
-// The power of two 2^shift that Q times the K scale is multiplied by in the Kv8Elem format (see there; 1 for bf16).
+// The power of two 2^shift that Q times the K scale is multiplied by in the fp16 Kv8Elem format (see there).
 template <int kRowsPadded, class Params>
 SWAJIT_DEVICE int q_normalizing_shift(const Params& P, u32 q_smem, int kv_head) {
-  if constexpr (!is_fp16(Kv8Elem())) return 0;
   constexpr int kTargetExponent = 14;  // the largest |value| lands in [2^14, 2^15): fp16 holds up to 65504
   constexpr int kMaxShift = 100;       // 2^+-100 stay normal floats; Q beyond that range loses its smallest terms
   int biased_exponent = 0;             // of the largest |q k_scale| this thread sees (0: all zero)

@@ -80,7 +80,13 @@ SWAJIT_DEVICE void load_kv_tile(const PagedDecodeParams& P, u32 k_smem, u32 v_sm
                                 int b, int kv_head, int tile_begin, int tile_end, bool& saw_bad_page) {
   const char* k_cache = static_cast<const char*>(P.k_cache);
   const char* v_cache = static_cast<const char*>(P.v_cache);
-  for (int i = threadIdx.x; i < kBlockN * kKvChunks; i += kThreads) {
+  // Unrolled over a count known at compile time, so that a thread's block_table reads all issue before its first
+  // copy waits on one (a rolled loop serializes them: read, copy, read, copy).
+  constexpr int kItems = kBlockN * kKvChunks;
+#pragma unroll
+  for (int pass = 0; pass < (kItems + kThreads - 1) / kThreads; ++pass) {
+    const int i = threadIdx.x + pass * kThreads;
+    if (kItems % kThreads != 0 && i >= kItems) break;
     const int row = i / kKvChunks, chunk = i % kKvChunks;
     const int j = tile_begin + row;
     bool valid = j < tile_end;

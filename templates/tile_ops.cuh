@@ -158,12 +158,23 @@ SWAJIT_DEVICE u32 widen_pair(u32 word, fp8_e4m3_kv, bf16_tag) {
   const u32 bits = ((spread & 0x007f007fu) << 4) | ((spread & 0x00800080u) << 8);
   return fma_bf16x2(bits, kTwoPow120, kMinusZero);
 }
+// fp16 from sm_89 on: the hardware's pair conversion (one instruction, exact: every e4m3 value is an fp16 value)
+// in place of the five logic and float instructions of the bit moves below.
 template <int first>
 SWAJIT_DEVICE u32 widen_pair(u32 word, fp8_e4m3_kv, fp16_tag) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  u32 r;
+  if constexpr (first == 0)
+    asm("{\n .reg .b16 lo, hi;\n mov.b32 {lo, hi}, %1;\n cvt.rn.f16x2.e4m3x2 %0, lo;\n}" : "=r"(r) : "r"(word));
+  else
+    asm("{\n .reg .b16 lo, hi;\n mov.b32 {lo, hi}, %1;\n cvt.rn.f16x2.e4m3x2 %0, hi;\n}" : "=r"(r) : "r"(word));
+  return r;
+#else
   constexpr u32 kTwoPow8 = 0x5c005c00u, kMinusZero = 0x80008000u;
   const u32 spread = byte_perm(word, 0u, kSpreadPair + first * 0x0101u);
   const u32 bits = ((spread & 0x007f007fu) << 7) | ((spread & 0x00800080u) << 8);
   return fma_f16x2(bits, kTwoPow8, kMinusZero);
+#endif
 }
 template <int first, class Elem>
 SWAJIT_DEVICE u32 widen_pair(u32, unquantized_kv, Elem) {

@@ -75,7 +75,16 @@ TEST_CASE("the config space holds only valid configs, and the heuristic's shape 
   CHECK_FALSE(has(int8_space, DecodeConfig{32, 2, 7, 1}));
   CHECK(has(int8_space, DecodeConfig{128, 4, 4, 1}));
   constexpr int kH200SharedPerBlock = 227 * 1024, kH200SharedPerSm = 228 * 1024;
-  CHECK(heuristic_decode_config(int8_spec, kH200SharedPerBlock, kH200SharedPerSm) == DecodeConfig{64, 4, 5, 1});
+  CHECK(has(int8_space, DecodeConfig{128, 4, 3, 1}));
+  // 8-bit: tiles of 16-bit block_n 64's bytes; head_dim 256 (3 such stages would not leave room for 2 blocks per
+  // SM) keeps block_n 64 with a deeper pipeline.
+  CHECK(heuristic_decode_config(int8_spec, kH200SharedPerBlock, kH200SharedPerSm) == DecodeConfig{128, 4, 3, 1});
+  KernelSpec int8_256 = int8_spec;
+  int8_256.head_dim = 256;
+  CHECK(heuristic_decode_config(int8_256, kH200SharedPerBlock, kH200SharedPerSm) == DecodeConfig{64, 4, 3, 1});
+  KernelSpec int8_32_rows = int8_spec;
+  int8_32_rows.group = 8;  // 2 row tiles: 2 warp columns, which at block_n 128 would be 64 tokens a warp
+  CHECK(heuristic_decode_config(int8_32_rows, kH200SharedPerBlock, kH200SharedPerSm).block_n == 64);
   CHECK(heuristic_decode_config(spec, kH200SharedPerBlock, kH200SharedPerSm) == DecodeConfig{64, 4, 3, 1});
   CHECK(heuristic_decode_config(int8_spec, kH200SharedPerBlock, 140 * 1024).stages == 4);  // 2 x 68 KB fit, 2 x 84 KB do not
 }

@@ -114,6 +114,12 @@ std::vector<DecodeCase> decode_check_matrix() {
     add(name + ", config bn128 wn2 st4, split", [&](DecodeCase& c) {
       c.kv_quant = quant; c.config = DecodeConfig{128, 2, 4, 2}; c.seq_lens = {3, 129, 1000}; c.local_window = 300;
     });
+    add(name + ", config bn64 wn4 st5 (the former default), split", [&](DecodeCase& c) {
+      c.kv_quant = quant; c.config = DecodeConfig{64, 4, 5, 2}; c.seq_lens = {3, 129, 1000}; c.local_window = 300;
+    });
+    add(name + ", config bn128 wn8 st3, q_seqlen 2, split", [&](DecodeCase& c) {
+      c.kv_quant = quant; c.q_seqlen = 2; c.config = DecodeConfig{128, 8, 3, 2}; c.seq_lens = {2, 129, 1000}; c.local_window = 300;
+    });
   }
   // Ragged batches under the work schedule (templates/paged_decode.cuh): with 2 splits over 8 sequences the chunk is
   // ceil(sum of tiles / 16) tiles; lengths 0 and 1, a sequence of exactly one chunk and one a token over it, and a

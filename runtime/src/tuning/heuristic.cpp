@@ -7,24 +7,45 @@
 namespace swajit {
 
 DecodeConfig heuristic_decode_config(const KernelSpec& spec, int max_shared_per_block, int max_shared_per_sm) {
-  constexpr int kTargetWarps = 4;          // enough warps to keep cp.async traffic and tensor cores busy
+  constexpr int kTargetWarps = 4;          // enough warps to keep cp.async traffic and tensor cores busy (16-bit)
+  constexpr int kBlockN16Bit = 64;         // tokens of a 16-bit tile
   constexpr int kTilesInFlight16Bit = 2;   // 16-bit tiles in flight while one is consumed (3 stages)
   constexpr int kBlocksPerSmWanted = 2;    // so one block's epilogue overlaps another's loads
-  DecodeConfig config;
-  config.block_n = 64;
-  config.stages = 2;
-  const DecodeGeometry geometry = decode_geometry(spec, config);
-  config.warps_n = std::max(1, kTargetWarps / geometry.warps_m);
-  // What hides memory latency is bytes in flight, not a stage count: 8-bit tiles (half the bytes) get twice the
-  // tiles in flight of 16-bit ones. Then the deepest of those pipelines that still leaves room for
-  // kBlocksPerSmWanted blocks per SM.
-  const int bytes_in_flight = kTilesInFlight16Bit * spec.head_dim * config.block_n * int(sizeof(uint16_t));
-  config.stages = 1 + bytes_in_flight / geometry.tile_bytes;  // 3 for 16-bit tiles, 5 for 8-bit ones
+  constexpr int kMaxTokensPerWarp = 32;    // per tile: more score fragments than this spill registers (many rows)
   const int per_block_budget = std::min(max_shared_per_block, max_shared_per_sm / kBlocksPerSmWanted);
-  while (config.stages > 2 && decode_geometry(spec, config).shared_bytes > per_block_budget) --config.stages;
-  // A block that still does not fit the device gets a narrower tile.
-  while (config.block_n > 16 * config.warps_n && decode_geometry(spec, config).shared_bytes > max_shared_per_block)
+  // Tiles of kBlockN16Bit * widening tokens over kTargetWarps warps. What hides memory latency is
+  // bytes in flight, not a stage count: the pipeline keeps kTilesInFlight16Bit 16-bit tiles' bytes in flight, or the
+  // deepest shallower one that still leaves room for kBlocksPerSmWanted blocks per SM.
+  const auto pipeline = [&](int widening) {
+    DecodeConfig config;
+    config.block_n = kBlockN16Bit * widening;
+    config.stages = 2;
+    const DecodeGeometry geometry = decode_geometry(spec, config);
+    config.warps_n = std::max(1, kTargetWarps / geometry.warps_m);
+    const int bytes_in_flight = kTilesInFlight16Bit * spec.head_dim * kBlockN16Bit * int(sizeof(uint16_t));
+    config.stages = 1 + bytes_in_flight / geometry.tile_bytes;
+    while (config.stages > 2 && decode_geometry(spec, config).shared_bytes > per_block_budget) --config.stages;
+    return config;
+  };
+  // 8-bit tiles hold twice the tokens (the bytes of a 16-bit tile): a tile's time is mostly its fixed per-warp path
+  // (barrier, loads issued, softmax reductions and rescale, dependent mma chains), not its bytes: at block_n 64 an
+  // 8-bit tile took as long as a 16-bit one with half the bytes (41-48% of the halved floor, device run B), and
+  // halving a 16-bit block's warps (bn32 wn2) cut its tile time only to 0.8x. 32 tokens per warp pay that path once
+  // for twice the tokens, with 4 independent score chains instead of 2. Where such a pipeline would drop below 3
+  // stages or 2 blocks per SM (head_dim 256), or give a warp more than kMaxTokensPerWarp tokens (more than 16 rows:
+  // fewer warp columns), 8-bit tiles keep the 16-bit width and get a deeper pipeline instead.
+  DecodeConfig config = pipeline(1);
+  if (spec.kv_quant != KvQuant::kNone) {
+    const DecodeConfig wide = pipeline(2);
+    if (wide.stages >= 1 + kTilesInFlight16Bit && decode_geometry(spec, wide).shared_bytes <= per_block_budget &&
+        wide.block_n / wide.warps_n <= kMaxTokensPerWarp)
+      config = wide;
+  }
+  // A block that still does not fit the device gets a narrower tile (and no more warp columns than k16 steps).
+  while (config.block_n > 16 && decode_geometry(spec, config).shared_bytes > max_shared_per_block) {
     config.block_n /= 2;
+    config.warps_n = std::max(1, std::min(config.warps_n, config.block_n / 16));
+  }
   return config;
 }
 
