@@ -130,7 +130,7 @@ TEST_CASE("every 16-bit prefill spec of the check matrix takes the TMA producer 
 }
 
 // The runtime's default prefill config on an H200 (the heuristic, nothing forced) for every check-matrix case that
-// does not force one: valid for its spec, TMA wherever the page size lets TMA boxes fill a tile, and each distinct
+// does not force one (the forced ones must be configs of their specs): valid for its spec, TMA wherever the page size lets TMA boxes fill a tile, and each distinct
 // TMA kernel compiles for sm_90a. The listed cases are the ones the GPU check now runs through the TMA producer.
 TEST_CASE("the H200 default prefill config takes TMA wherever the check matrix's layout allows it") {
   DeviceInfo h200;  // the properties the heuristic reads, as the H200 reports them
@@ -143,8 +143,12 @@ TEST_CASE("the H200 default prefill config takes TMA wherever the check matrix's
   std::set<std::string> compiled;
   int tma_cases = 0;
   for (const PrefillCase& c : prefill_check_matrix()) {
-    if (c.config) continue;
     const KernelSpec spec = c.spec();
+    if (c.config) {  // forced: only has to be a config of its spec (the GPU check runs it)
+      INFO(c.name << ": " << spec.key() << " " << c.config->key());
+      CHECK_NOTHROW(c.config->validate(spec));
+      continue;
+    }
     const PrefillConfig config = heuristic_prefill_config(spec, h200);
     INFO(c.name << ": " << spec.key() << " " << config.key());
     CHECK_NOTHROW(config.validate(spec));

@@ -10,22 +10,13 @@
 # Compare with the FlashInfer peer rows of the same run: flashinfer_peer.py prefill, backend fa3 (grid rows: 32 and 8
 # kv heads, seq 4K-32K); the bar is 1.10x fa3 on every row.
 set -uo pipefail
-carry=$(cd "$1" && pwd) logs=$2
-mkdir -p "$logs"
-export LD_LIBRARY_PATH=$carry/lib
-export SWAJIT_DB=$logs/prefill2_fresh.db  # a fresh database: nothing tuned is picked up, "default" is the heuristic
-rm -f "$SWAJIT_DB"
-swajit=$carry/swajit
-mm=${MATMUL_TFLOPS:-700}
-status=0
-run() {  # logs the command and its output; remembers a failure; a hung kernel costs at most 100 s
-  echo "==== $*"
-  timeout 100 "$@" || { echo "==== FAILED ($?): $*"; status=1; }
-}
+db_name=prefill2_fresh.db run_timeout=100
+source "$(dirname "$0")/gpu_run_common.sh"
 
 old_default=bm192_bn64_st3_mt1_wg_ws1             # the default before this branch (row-gathered K/V)
-# step 2: block_n 128 with TMA (bm128: no spills at 168 registers; bm192: 2 stages, spills ~1 KB at 128 registers)
-bn128=bm128_bn128_st3_mt1_wg_ws1_tma,bm128_bn128_st3_mt1_wg_ws2_tma,bm192_bn128_st2_mt1_wg_ws1_tma
+# step 2: block_n 128 with TMA at 128 rows (FA3's hdim-128 tile: 2 consumer warpgroups; 168 registers, no real spills)
+# without and with S(t+1) before softmax(t) and ping-pong
+bn128=bm128_bn128_st3_mt1_wg_ws1_tma,bm128_bn128_st3_mt1_wg_ws2_tma,bm128_bn128_st2_mt1_wg_ws3_tma
 old_8bit_default=bm128_bn64_st2_mt1_wg_oc2         # the 8-bit default before this branch (all warps widen)
 
 {

@@ -120,6 +120,8 @@ std::vector<PrefillCase> prefill_check_matrix() {
       [&](PrefillCase& c) { c.config = tma(192, 128, 2, 1); c.num_kv_heads = 1; c.q_lens = {1500, 130}; c.kv_lens = {2000, 1000}; c.local_window = 1000; });
   add("tma ws2 bm128 bn128 st3, paged NHD 16 (8 pages a tile), sinks, learned sinks",
       [&](PrefillCase& c) { c.config = tma(128, 128, 3, 2); c.page_size = 16; c.global_window = 3; c.sink_logits = true; });
+  add("tma ws3 bm128 bn128 st2, ping-pong (FA3's tile), long window, empty and length-1 sequences",
+      [&](PrefillCase& c) { c.config = tma(128, 128, 2, 3); c.num_kv_heads = 1; c.q_lens = {1500, 0, 1, 70}; c.kv_lens = {2000, 0, 1, 70}; c.local_window = 1000; });
   add("tma ws1 bm128 bn128 st3, paged HND 256 (part of a page), strided, window 1 + sink 1",
       [&](PrefillCase& c) { c.config = tma(128, 128, 3, 1); c.page_size = 256; c.kv_layout = KvLayout::kHND; c.strided = true; c.local_window = 1; c.global_window = 1; });
   add("config bm64 bn64 st2 mt2, head_dim 64, non-causal",
