@@ -20,10 +20,10 @@ bn128=bm128_bn128_st3_mt1_wg_ws1_tma,bm128_bn128_st3_mt1_wg_ws2_tma,bm128_bn128_
 old_8bit_default=bm128_bn64_st2_mt1_wg_oc2         # the 8-bit default before this branch (all warps widen)
 
 {
-  # 1. correctness: every check case (prefill's default cases now take TMA where the layout allows; the list is in
-  #    test_nvrtc "the H200 default prefill config takes TMA ..."), the tma cases again by name, the GPU suite's prefill
+  # 1. correctness: every check case (prefill's default cases now take TMA where the layout allows: the list is in
+  #    test_nvrtc "the H200 default prefill config takes TMA ..."; the forced "tma ..." cases include the block_n 128
+  #    knob), then the GPU suite's prefill cases
   run "$swajit" check --device cuda
-  run "$swajit" check --device cuda --filter tma
   run "$carry/test_decode_gpu" -tc="*prefill*"
 
   # 2. the grid (32 q heads, 32 and 8 kv heads, head_dim 128, window 4096, seq 4K..32K), one round
