@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 15, phase 2, on the GPU machine (about 2 minutes on the H200): correctness first (the check matrix, whose
-# default prefill cases now run the TMA producer at head_dim 128, then the tma cases incl. block_n 128, then the GPU
-# suite's prefill cases), then the bench: the new default (ws1 + TMA) against the old one (ws1, row gathers) and the
+# default prefill cases now run the TMA producer at head_dim 128 and whose forced tma cases include block_n 128, then
+# the GPU suite's prefill cases), then the bench: the new default (ws1 + TMA) against the old one (ws1, row gathers) and the
 # block_n 128 TMA knob, one round over the issue's grid; paged 16 against contiguous at seq 8192; 8-bit K/V default
 # (now the specialized path whose producer widens) against the old 8-bit default and bf16.
 # Usage (from a checkout of branch s3-prefill2): tools/bench/gpu_prefill2.sh CARRY_DIR LOG_DIR
