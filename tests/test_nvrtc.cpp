@@ -8,6 +8,7 @@
 
 #include "check.hpp"
 #include "nvrtc_compiler.hpp"
+#include "prefill_problem.hpp"
 #include "swajit/error.hpp"
 #include "swajit/generator.hpp"
 
@@ -126,4 +127,42 @@ TEST_CASE("every 16-bit prefill spec of the check matrix takes the TMA producer 
   }
   CHECK(compiled >= 10);
   CHECK(refused >= 2);  // pages of 1, 7, 13 and 100 tokens
+}
+
+// The runtime's default prefill config on an H200 (the heuristic, nothing forced) for every check-matrix case that
+// does not force one (the forced ones must be configs of their specs): valid for its spec, TMA wherever the page size lets TMA boxes fill a tile, and each distinct
+// TMA kernel compiles for sm_90a. The listed cases are the ones the GPU check now runs through the TMA producer.
+TEST_CASE("the H200 default prefill config takes TMA wherever the check matrix's layout allows it") {
+  DeviceInfo h200;  // the properties the heuristic reads, as the H200 reports them
+  h200.cc_major = 9;
+  h200.cc_minor = 0;
+  h200.sm_count = 132;
+  h200.max_shared_per_block_optin = 227 * 1024;
+  h200.max_shared_per_sm = 228 * 1024;
+  h200.max_registers_per_block = 64 * 1024;
+  std::set<std::string> compiled;
+  int tma_cases = 0;
+  for (const PrefillCase& c : prefill_check_matrix()) {
+    const KernelSpec spec = c.spec();
+    if (c.config) {  // forced: only has to be a config of its spec (the GPU check runs it)
+      INFO(c.name << ": " << spec.key() << " " << c.config->key());
+      CHECK_NOTHROW(c.config->validate(spec));
+      continue;
+    }
+    const PrefillConfig config = heuristic_prefill_config(spec, h200);
+    INFO(c.name << ": " << spec.key() << " " << config.key());
+    CHECK_NOTHROW(config.validate(spec));
+    const bool boxes_fit = spec.is_contiguous_kv() || spec.page_size % config.block_n == 0 ||
+                           (config.block_n % spec.page_size == 0 && spec.page_size % 8 == 0);
+    const bool tma_expected = spec.head_dim == 128 && spec.kv_quant == KvQuant::kNone && boxes_fit;
+    CHECK(config.tma == tma_expected);
+    if (!config.tma) continue;
+    ++tma_cases;
+    MESSAGE("TMA by default: " << c.name << " (" << config.key() << ")");
+    if (!nvrtc::available() || !compiled.insert(spec.key()).second) continue;
+    const GeneratedKernel k = generate_prefill_cuda(spec, config);
+    const nvrtc::CompiledCubin cubin = nvrtc::compile(k.source, k.cache_key + ".cu", "sm_90a");
+    CHECK(std::string(cubin.cubin.data(), 4) == "\x7f" "ELF");
+  }
+  CHECK(tma_cases >= 15);
 }

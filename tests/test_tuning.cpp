@@ -187,6 +187,18 @@ TEST_CASE("prefill: config JSON, buckets and the config space") {
     }
   }
   CHECK(std::any_of(with.begin(), with.end(), [](const PrefillConfig& c) { return c.warp_specialize == 1; }));
+  // every specialized config comes with and without the TMA producer; paged 7 (no box fits) only without
+  const auto count_tma = [](const std::vector<PrefillConfig>& space, bool tma) {
+    return std::count_if(space.begin(), space.end(), [&](const PrefillConfig& c) { return c.warp_specialize && c.tma == tma; });
+  };
+  CHECK(count_tma(with, true) > 0);
+  CHECK(count_tma(with, true) == count_tma(with, false));
+  CHECK(count_tma(without, true) == 0);
+  KernelSpec paged7 = spec;
+  paged7.page_size = 7;
+  const auto paged7_space = prefill_config_space(paged7, true);
+  CHECK(count_tma(paged7_space, false) > 0);
+  CHECK(count_tma(paged7_space, true) == 0);
   const PrefillConfig ws{128, 64, 2, 1, true, 2, 2};
   CHECK(prefill_config_from_json(prefill_config_to_json(ws)) == ws);
   nlohmann::json old = prefill_config_to_json(c);  // written before warp_specialize existed

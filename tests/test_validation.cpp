@@ -284,7 +284,7 @@ struct PrefillTensors {
   std::vector<int> cu_q_mem = {0, 3, 8}, cu_k_mem = {0, 4, 9};
   std::vector<int64_t> q_shape, k_shape, cu_q_shape = {3}, cu_k_shape = {3};
   DLTensor q{}, out{}, k{}, v{}, cu_q{}, cu_k{};
-  PrefillTensors() {
+  explicit PrefillTensors(int head_dim = 64) : d(head_dim) {
     q_shape = {total_q, hq, d};
     k_shape = {total_kv, hkv, d};
     q_mem.resize(size_t(total_q) * hq * d + 64);
@@ -317,6 +317,33 @@ TEST_CASE("prefill: a valid call derives the spec and the exact grid from host m
   o.causal = false;
   o.gqa = GqaMapping::kInterleaved;
   CHECK(t.describe(o).spec.key() == "prefill_bf16_d64_contig_g4_local_global_noncausal_gqai");
+}
+
+// The H200 default takes TMA (head_dim 128); a call whose K/V layout TMA cannot read runs the same config with row
+// gathers instead of failing (a forced tma config on it fails at launch, naming what TMA needs).
+TEST_CASE("prefill: the default config drops TMA where the call's K/V layout does not suit it") {
+  DeviceInfo h200;
+  h200.cc_major = 9;
+  h200.max_shared_per_block_optin = 227 * 1024;
+  h200.max_shared_per_sm = 228 * 1024;
+  h200.max_registers_per_block = 64 * 1024;
+  PrefillTensors t(128);
+  PrefillOptions o;
+  o.tuning = TuningPolicy::kHeuristic;
+  const PrefillProblem suitable = t.describe(o);
+  CHECK(tma_layout_problem(suitable).empty());
+  const PrefillConfig tma = choose_prefill_config(suitable, o, h200, nullptr);
+  CHECK(tma.tma);
+  CHECK(tma == heuristic_prefill_config(suitable.spec, h200));
+  std::vector<int64_t> tokens_inside_heads = {t.d, int64_t(t.total_kv) * t.d, 1};  // v HND-ordered, k NHD
+  t.v.strides = tokens_inside_heads.data();
+  const PrefillProblem mixed = t.describe(o);
+  CHECK(tma_layout_problem(mixed).find("same order of the head and token strides") != std::string::npos);
+  PrefillConfig gathers = tma;
+  gathers.tma = false;
+  CHECK(choose_prefill_config(mixed, o, h200, nullptr) == gathers);
+  o.config = tma;  // forced: kept (launch_prefill then refuses it with tma_layout_problem's words)
+  CHECK(choose_prefill_config(mixed, o, h200, nullptr) == tma);
 }
 
 TEST_CASE("prefill: 8-bit K/V as in decode: dtypes, scale shapes and pairing are checked") {

@@ -9,20 +9,10 @@
 # Compare with the FlashInfer peer rows of the same run: flashinfer_peer.py prefill (grid rows, fa3/fa2) and
 # tools/bench/prefill_peers.py (head_dim 64/256, GQA 32/4, varlen chunked paged rows).
 set -uo pipefail
-carry=$(cd "$1" && pwd) logs=$2
-mkdir -p "$logs"
-export LD_LIBRARY_PATH=$carry/lib
-export SWAJIT_DB=$logs/prefill_fresh.db  # a fresh database: first uses compile, nothing tuned is picked up
-rm -f "$SWAJIT_DB"
-swajit=$carry/swajit
-mm=${MATMUL_TFLOPS:-700}
-status=0
-run() {  # logs the command and its output; remembers a failure; a hung kernel costs at most 150 s
-  echo "==== $*"
-  timeout 150 "$@" || { echo "==== FAILED ($?): $*"; status=1; }
-}
+db_name=prefill_fresh.db run_timeout=150
+source "$(dirname "$0")/gpu_run_common.sh"
 
-# The compared configs: "default" is the runtime's choice (H200: bm192_bn64_st3_mt1_wg_ws1), then the TMA producer
+# The compared configs: "default" is the runtime's choice (H200: bm192_bn64_st3_mt1_wg_ws1 before s3-prefill2, now with _tma), then the TMA producer
 # with each warp-specialized mode, and today's ping-pong without TMA for reference. One process per row set: each row's
 # workload is built once and the configs alternate on it (--rounds).
 grid_configs=default,bm192_bn64_st3_mt1_wg_ws1_tma,bm192_bn64_st3_mt1_wg_ws2_tma,bm128_bn64_st3_mt1_wg_ws3,bm128_bn64_st3_mt1_wg_ws3_tma

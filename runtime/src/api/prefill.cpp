@@ -18,6 +18,7 @@ namespace {
 constexpr int64_t kMaxGridZ = 65535;       // CUDA's limit on gridDim.z (sequences)
 constexpr int64_t kMaxGridX = INT32_MAX;   // CUDA's limit on gridDim.x ((query tile, q head) pairs)
 constexpr int kMinComputeMajor = 8;    // cp.async, ldmatrix and bf16 mma need sm_80
+constexpr int64_t kTmaElementBytes = 2;  // the TMA producer moves 16-bit K/V only (8-bit K/V is widened per row)
 
 // int32 [batch + 1] offsets.
 int64_t describe_offsets(const DLTensor& t, const char* name, const DLDevice& home) {
@@ -177,15 +178,25 @@ PrefillProblem describe_prefill(const DLTensor& q, const DLTensor& k, const DLTe
 
 PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo& device) {
   // Measured on the H100 at seq 4096..32768, window 4096, head_dim 128 (tools/bench/RESULTS.md): warp-specialized
-  // wgmma with 192-row blocks (3 consumer warpgroups + 1 producer), 64-token tiles, 3 stages leads; other head_dims
-  // on sm_90a (and 8-bit K/V, which the specialized path does not widen) take the non-specialized wgmma path with
-  // 128-row blocks, 64-token tiles and two blocks per SM;
-  // elsewhere mma.sync with 128-token tiles, 3 stages.
+  // wgmma with 192-row blocks (3 consumer warpgroups + 1 producer), 64-token tiles, 3 stages leads; on the H200
+  // (run B) its K/V tiles moved by the TMA engine are 8-13% faster still wherever the page size lets TMA boxes fill
+  // a tile (PrefillConfig::validate_tma; the call's strides are checked by choose_prefill_config). ws1 and ws2 with
+  // TMA tied there (mean 482 vs 484 TFLOP/s over the grid, each ahead on some rows by <= 2%): ws1 keeps one score
+  // accumulator, so it has the registers and shared memory of the path it replaces. 8-bit K/V takes the same
+  // blocks without TMA (the producer widens row-gathered tiles): 339-355 TFLOP/s against 313-330 for the
+  // non-specialized wgmma path (int8, H200 run B). Other head_dims on sm_90a take the non-specialized wgmma path with
+  // 128-row blocks, 64-token tiles and two blocks per SM; elsewhere mma.sync with 128-token tiles, 3 stages.
   PrefillConfig config;
   config.block_m = spec.head_dim >= 256 ? 64 : 128;
   constexpr int kMeasuredHeadDim = 128;
-  if (device.arch() == "sm_90a" && spec.head_dim == kMeasuredHeadDim && spec.kv_quant == KvQuant::kNone) {
-    const PrefillConfig specialized{192, 64, 3, 1, true, 1, 1};
+  if (device.arch() == "sm_90a" && spec.head_dim == kMeasuredHeadDim) {
+    PrefillConfig specialized{192, 64, 3, 1, true, 1, 1};
+    specialized.tma = spec.kv_quant == KvQuant::kNone;
+    try {
+      specialized.validate(spec);
+    } catch (const Error&) {
+      specialized.tma = false;  // pages TMA boxes cannot fill (e.g. 7 tokens): the per-row gather
+    }
     if (prefill_geometry(spec, specialized).shared_bytes <= device.max_shared_per_block_optin) return specialized;
   }
   if (device.arch() == "sm_90a") {
@@ -224,6 +235,34 @@ double prefill_flops(const std::vector<int>& q_lens, const std::vector<int>& kv_
   return pairs * kFlopsPerPairAndDim * head_dim * num_q_heads;
 }
 
+namespace {
+
+// The chosen config, or the same without TMA when this call's K/V strides or addresses do not suit the TMA engine: a
+// choice the caller did not force must never fail on layout.
+PrefillConfig without_tma_if_unsuitable(const PrefillProblem& p, PrefillConfig config) {
+  if (config.tma && !tma_layout_problem(p).empty()) config.tma = false;
+  return config;
+}
+
+}  // namespace
+
+std::string tma_layout_problem(const PrefillProblem& p) {
+  const PrefillParams& a = p.params;
+  if ((a.k_stride_token < a.k_stride_head) != (a.v_stride_token < a.v_stride_head))
+    return "k and v with the same order of the head and token strides";
+  constexpr int64_t kTmaAlignment = 16;
+  const auto misaligned = [&](int64_t elements) { return elements <= 0 || elements * kTmaElementBytes % kTmaAlignment != 0; };
+  const bool contiguous = p.spec.is_contiguous_kv();
+  const auto suits = [&](const void* base, int64_t stride_page, int64_t stride_token, int64_t stride_head) {
+    return reinterpret_cast<uintptr_t>(base) % kTmaAlignment == 0 && !misaligned(stride_token) &&
+           !misaligned(stride_head) && (contiguous || !misaligned(stride_page));
+  };
+  if (!suits(a.k, a.k_stride_page, a.k_stride_token, a.k_stride_head) ||
+      !suits(a.v, a.v_stride_page, a.v_stride_token, a.v_stride_head))
+    return "k and v 16-byte aligned with head, token and page strides of positive multiples of 16 bytes";
+  return {};
+}
+
 PrefillConfig choose_prefill_config(const PrefillProblem& p, const PrefillOptions& options, const DeviceInfo& device,
                                   CUstream stream) {
   if (options.config) return *options.config;
@@ -235,14 +274,14 @@ PrefillConfig choose_prefill_config(const PrefillProblem& p, const PrefillOption
     if (tuned) {
       try {
         tuned->validate(p.spec);
-        return *tuned;
+        return without_tma_if_unsuitable(p, *tuned);
       } catch (const Error& e) {
         std::fprintf(stderr, "swajit: tuned prefill config %s unusable for %s: %s\n", tuned->key().c_str(),
                      p.spec.key().c_str(), e.what());
       }
     }
   }
-  return heuristic_prefill_config(p.spec, device);
+  return without_tma_if_unsuitable(p, heuristic_prefill_config(p.spec, device));
 }
 
 namespace {
@@ -250,25 +289,16 @@ namespace {
 // The tensor map of one K/V tensor for the TMA producer (tma configs): a 4-d view {channel, kv head, token in page,
 // page} (contiguous K/V: one "page" of total_kv tokens), head and token swapped when the tokens are the inner of the
 // two (HND), so strides ascend; its boxes of 64 channels x box_rows tokens land in the kernel's 128-byte-swizzled
-// tiles. The TMA engine needs 16-byte aligned addresses and strides.
+// tiles. tma_layout_problem has checked the 16-byte alignment the TMA engine needs.
 void encode_kv_tensor_map(PrefillTensorMap& map, const PrefillProblem& p, const PrefillConfig& config, const void* base,
-                          int64_t stride_page, int64_t stride_token, int64_t stride_head, const char* name) {
+                          int64_t stride_page, int64_t stride_token, int64_t stride_head) {
   static_assert(sizeof(PrefillTensorMap) == sizeof(CUtensorMap) && alignof(PrefillTensorMap) >= alignof(CUtensorMap));
-  constexpr int64_t kElementBytes = 2, kTmaAlignment = 16;
   constexpr cuuint32_t kBoxChannels = 64;  // one 128-byte swizzle row of 16-bit elements
   const bool contiguous = p.spec.is_contiguous_kv();
   const int64_t tokens = contiguous ? std::max(p.params.total_kv, 1) : p.spec.page_size;
   const int64_t pages = contiguous ? 1 : p.params.num_pages;
-  const int64_t strides[3] = {stride_head * kElementBytes, stride_token * kElementBytes,
-                              contiguous ? tokens * stride_token * kElementBytes : stride_page * kElementBytes};
-  const auto misaligned = [&](int64_t bytes) { return bytes % kTmaAlignment != 0 || bytes <= 0; };
-  if (reinterpret_cast<uintptr_t>(base) % kTmaAlignment != 0 || misaligned(strides[0]) || misaligned(strides[1]) ||
-      misaligned(strides[2]))
-    throw Error(ErrorCode::kInvalidArgument,
-                std::string("config ") + config.key() + " (tma) needs " + name +
-                    " 16-byte aligned with head, token and page strides of positive multiples of 16 bytes; got " +
-                    std::to_string(strides[0]) + ", " + std::to_string(strides[1]) + ", " + std::to_string(strides[2]) +
-                    " bytes: use tma = false");
+  const int64_t strides[3] = {stride_head * kTmaElementBytes, stride_token * kTmaElementBytes,
+                              (contiguous ? tokens * stride_token : stride_page) * kTmaElementBytes};
   const bool swap = p.params.tma_tokens_inside_heads != 0;
   const int box_rows = contiguous ? config.block_n : std::min(config.block_n, p.spec.page_size);  // prefill.cuh kBoxRows
   const cuuint64_t head_dim = cuuint64_t(p.num_kv_heads), token_dim = cuuint64_t(tokens);
@@ -303,13 +333,13 @@ void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& op
   p.params.status = stream_status(scope.context(), stream);
   if (config.tma) {
     PrefillParams& a = p.params;
+    const std::string layout_problem = tma_layout_problem(p);  // only a forced config gets here with one
+    if (!layout_problem.empty())
+      throw Error(ErrorCode::kInvalidArgument, "config " + config.key() + " (tma) needs " + layout_problem +
+                                                   "; use tma = false");
     a.tma_tokens_inside_heads = a.k_stride_token < a.k_stride_head;  // HND
-    if ((a.v_stride_token < a.v_stride_head) != (a.tma_tokens_inside_heads != 0))
-      throw Error(ErrorCode::kInvalidArgument, "config " + config.key() +
-                                                   " (tma) needs k and v with the same order of the head and token "
-                                                   "strides; use tma = false");
-    encode_kv_tensor_map(a.k_map, p, config, a.k, a.k_stride_page, a.k_stride_token, a.k_stride_head, "k");
-    encode_kv_tensor_map(a.v_map, p, config, a.v, a.v_stride_page, a.v_stride_token, a.v_stride_head, "v");
+    encode_kv_tensor_map(a.k_map, p, config, a.k, a.k_stride_page, a.k_stride_token, a.k_stride_head);
+    encode_kv_tensor_map(a.v_map, p, config, a.v, a.v_stride_page, a.v_stride_token, a.v_stride_head);
   }
   void* args[] = {&p.params};
   const int64_t q_tiles = (p.max_q_len + config.block_m - 1) / config.block_m;

@@ -28,8 +28,12 @@ PrefillProblem describe_prefill(const DLTensor& q, const DLTensor& k, const DLTe
 
 // The config used when none is forced: fits the device's shared memory for the spec.
 PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo& device);
+// Empty when the TMA producer can read this call's K/V (16-byte aligned addresses and strides, the same head/token
+// order in k and v), else what it needs, for the error of a forced tma config.
+std::string tma_layout_problem(const PrefillProblem& problem);
 // Forced, else the tuning database's winner for (SKU, spec, bucket) (tuned on a miss when the policy says so and
-// `stream` is not capturing), else the heuristic.
+// `stream` is not capturing), else the heuristic; a chosen (not forced) tma config whose call does not suit TMA
+// runs the same config without it.
 PrefillConfig choose_prefill_config(const PrefillProblem& problem, const PrefillOptions& options, const DeviceInfo& device,
                                   CUstream stream);
 

@@ -114,6 +114,16 @@ std::vector<PrefillCase> prefill_check_matrix() {
       [&](PrefillCase& c) { c.config = tma(64, 32, 3, 2); c.head_dim = 64; c.dtype = DType::kFP16; c.page_size = 8; c.sink_logits = true; c.causal = false; });
   add("tma ws2 bm64 bn64, head_dim 256, paged 64, long window, group 8",
       [&](PrefillCase& c) { c.config = tma(64, 64, 2, 2); c.head_dim = 256; c.page_size = 64; c.group = 8; c.num_kv_heads = 1; c.q_lens = {1500}; c.kv_lens = {2000}; c.local_window = 1000; c.global_window = 3; });
+  // block_n 128 with TMA: half the barrier round trips per FLOP of bn64 (bm128: 3 stages of 64 KB fit, 168 registers a
+  // consumer without spills; bm192 fits 2 stages but spills at its 128 registers a thread)
+  add("tma ws1 bm192 bn128 st2, long window, chunked",
+      [&](PrefillCase& c) { c.config = tma(192, 128, 2, 1); c.num_kv_heads = 1; c.q_lens = {1500, 130}; c.kv_lens = {2000, 1000}; c.local_window = 1000; });
+  add("tma ws2 bm128 bn128 st3, paged NHD 16 (8 pages a tile), sinks, learned sinks",
+      [&](PrefillCase& c) { c.config = tma(128, 128, 3, 2); c.page_size = 16; c.global_window = 3; c.sink_logits = true; });
+  add("tma ws3 bm128 bn128 st2, ping-pong (FA3's tile), long window, empty and length-1 sequences",
+      [&](PrefillCase& c) { c.config = tma(128, 128, 2, 3); c.num_kv_heads = 1; c.q_lens = {1500, 0, 1, 70}; c.kv_lens = {2000, 0, 1, 70}; c.local_window = 1000; });
+  add("tma ws1 bm128 bn128 st3, paged HND 256 (part of a page), strided, window 1 + sink 1",
+      [&](PrefillCase& c) { c.config = tma(128, 128, 3, 1); c.page_size = 256; c.kv_layout = KvLayout::kHND; c.strided = true; c.local_window = 1; c.global_window = 1; });
   add("config bm64 bn64 st2 mt2, head_dim 64, non-causal",
       [](PrefillCase& c) { c.config = PrefillConfig{64, 64, 2, 2}; c.head_dim = 64; c.causal = false; });
   // 8-bit K/V ("quantized ..."): the heuristic's config (wgmma on sm_90a), forced mma.sync and wgmma configs.

@@ -358,11 +358,17 @@ std::vector<PrefillConfig> prefill_config_space(const KernelSpec& spec, bool wgm
             if (warp_specialize && min_blocks > 1) continue;
             PrefillConfig c{block_m, block_n, stages, path == 1 ? 2 : 1, path >= 2, min_blocks, warp_specialize};
             if (c.wgmma && !wgmma_available) continue;
-            try {
-              c.validate(spec);
-              space.push_back(c);
-            } catch (const Error&) {
-              // not a config of this spec (e.g. wgmma with 192 rows is fine, 2 row tiles with wgmma is not)
+            // The specialized path twice: K/V rows gathered by cp.async, and tiles moved by TMA (the H200's default)
+            for (bool tma : {false, true}) {
+              if (tma && !warp_specialize) continue;
+              c.tma = tma;
+              try {
+                c.validate(spec);
+                space.push_back(c);
+              } catch (const Error&) {
+                // not a config of this spec (e.g. wgmma with 192 rows is fine, 2 row tiles with wgmma is not; TMA
+                // boxes cannot fill pages of 7 tokens)
+              }
             }
           }
   return space;
