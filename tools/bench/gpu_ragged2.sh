@@ -6,8 +6,9 @@
 # q1, - / 49.4 / 164.8 / 634 at q4) and on the two ragged distributions at batch 8..256 q1 (bar: 85% of floor; the
 # FlashInfer rows to compare with: ragged_peer.py on LOG_DIR/lengths/<dist>, and its uniform tc rows). Each row
 # prints its floor and % of floor. About 1.5 minutes.
-# Usage (from a checkout of branch s3-ragged2): tools/bench/gpu_ragged2.sh CARRY_DIR LOG_DIR
+# Usage (from a checkout of branch s3-ragged2): tools/bench/gpu_ragged2.sh CARRY_DIR LOG_DIR [full]
 #   CARRY_DIR: what tools/bench/prepare_gpu_carry.sh made (.carry: swajit, test_decode_gpu, lib/).
+#   full: also the whole issue grid (q 1 and 4, bf16 and int8 KV, both distributions: ~3 more minutes).
 set -uo pipefail
 carry=$(cd "$1" && pwd) logs=$2
 mkdir -p "$logs"
@@ -39,6 +40,15 @@ for dist in log-uniform:100:100000 bimodal:512:131072:0.125; do
   "$swajit" bench decode --batch 32,128,256 --q-seqlen 1 --distribution "$dist" --seed 1 --reps 50 --splits 2 2>&1 |
     grep '^| [0-9]' | tee "$logs/${name}_sp2.log"
 done
+if [ "${3:-}" = full ]; then
+  for kv in none int8; do
+    for dist in uniform log-uniform:100:100000 bimodal:512:131072:0.125; do
+      step "full grid: $dist, KV $kv, q 1 and 4"
+      "$swajit" bench decode --batch 8,32,64,128,256 --q-seqlen 1,4 --kv-len 32768 --distribution "$dist" --seed 1 \
+        --kv-quant "$kv" --reps 50 2>&1 | grep '^| [0-9]' | tee "$logs/full_${dist%%:*}_$kv.log"
+    done
+  done
+fi
 grep -h "FAIL\|error:" "$logs"/*.log && status=1
 echo; echo "gpu_ragged2.sh: $([ $status = 0 ] && echo OK || echo FAILURES above)"
 exit $status
