@@ -13,7 +13,8 @@ set -uo pipefail
 carry=$(cd "$1" && pwd) logs=$2
 mkdir -p "$logs"
 export LD_LIBRARY_PATH=$carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-export SWAJIT_DB=$logs/ragged2.db  # a fresh database: every row runs the heuristic (the capacity schedule)
+export SWAJIT_DB=$logs/ragged2.db  # a fresh database and no shipped data: every row runs the heuristic (the capacity schedule)
+export SWAJIT_SHIPPED=0
 swajit=$carry/swajit
 status=0
 step() { echo; echo "==== $*"; }
