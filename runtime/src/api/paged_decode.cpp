@@ -186,7 +186,7 @@ size_t paged_decode_workspace_bytes(const DLTensor& q, const DLTensor& k_cache, 
                                     const DLTensor& block_table, const DLTensor& seq_lens, const DLTensor& out,
                                     const DecodeOptions& options) {
   const DecodeProblem p = describe_paged_decode(q, k_cache, v_cache, block_table, seq_lens, out, options);
-  if (p.batch == 0) return 0;
+  if (p.batch == 0 || p.on_cpu) return 0;  // the CPU backend keeps its partial results itself
   return workspace_layout(p, chosen_work_items(p, options)).total();
 }
 
