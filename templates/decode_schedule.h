@@ -40,7 +40,9 @@ SWAJIT_SCHEDULE_FN int schedule_capacity_items(long long slots, int kv_heads, in
 SWAJIT_SCHEDULE_FN int schedule_chunk_tiles(long long total_tiles, int list_items, int batch) {
   if (list_items - batch < 1) return kNoSplitChunk;
   const long long spare = list_items - batch;
-  const long long chunk = (total_tiles + spare - 1) / spare;
+  // 32-bit division whenever the tiles fit (always in practice): a 64-bit one is a long subroutine on the GPU.
+  const long long chunk = total_tiles <= kNoSplitChunk ? (unsigned(total_tiles) + unsigned(spare) - 1u) / unsigned(spare)
+                                                       : (total_tiles + spare - 1) / spare;
   return chunk < kMinChunkTiles ? kMinChunkTiles : chunk > kNoSplitChunk ? kNoSplitChunk : int(chunk);
 }
 
