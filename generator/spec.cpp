@@ -289,7 +289,7 @@ void DecodeConfig::validate(const KernelSpec& spec) const {
     throw Error(ErrorCode::kInvalidArgument, "block_n = " + std::to_string(block_n) + " must be a multiple of 16 * warps_n = " +
                                                  std::to_string(warps_n * kMmaK));
   require_range("stages", stages, 2, kMaxStages);
-  require_range("num_splits", num_splits, 1, kMaxSplits);
+  require_range("num_splits", num_splits, kSplitsFromCapacity, kMaxSplits);
   const int threads = decode_geometry(spec, *this).threads;
   if (threads > kMaxThreadsPerBlock)
     throw Error(ErrorCode::kInvalidArgument, "warps_n = " + std::to_string(warps_n) + " gives " +

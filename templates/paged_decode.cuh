@@ -20,7 +20,7 @@
 // that kv head (padded to 16-row mma tiles, one warp row per tile), so every K/V element is read from memory once
 // per kv head. K/V tiles of kBlockN tokens stream through a kStages-deep cp.async pipeline, gathered page by
 // page; kWarpsN warps split each tile's tokens and keep their own online-softmax state, merged at the end.
-// With num_splits > 1 the blocks follow the work schedule of templates/decode_schedule.h (equal-cost chunks of every
+// Unless num_splits is 1 the blocks follow the work schedule of templates/decode_schedule.h (equal-cost chunks of every
 // sequence's window, laid out over a fixed grid); a sequence cut into several items has each write (out / l in the 16-bit dtype,
 // log2-sum-exp) and SWAJIT_MERGE_KERNEL combines them in fp32.
 //
@@ -237,7 +237,7 @@ SWAJIT_DEVICE DecodeWork find_work(const PagedDecodeParams& P, char* scratch) {
     tiles += t;
   }
   tiles = block_sum(tiles, reinterpret_cast<i64*>(scratch));
-  const int chunk = schedule_chunk_tiles(tiles, P.num_splits, P.batch);
+  const int chunk = schedule_chunk_tiles(tiles, P.work_items, P.batch);
 
   int* found = reinterpret_cast<int*>(scratch) + 2 * kWarps;  // after block_sum's i64 scratch: b, first item, items, tiles
   if (threadIdx.x == 0) found[0] = -1;

@@ -163,7 +163,7 @@ struct ScheduleWalk {
   explicit ScheduleWalk(const PagedDecodeParams& params) : P(params) {
     long long tiles = 0;
     for (int s = 0; s < P.batch; ++s) tiles += tiles_of(P, kv_len_of(P, s)).count();
-    chunk = schedule_chunk_tiles(tiles, P.num_splits, P.batch);
+    chunk = schedule_chunk_tiles(tiles, P.work_items, P.batch);
     advance_to(0);
   }
   void advance_to(int sequence) {  // sequence >= b

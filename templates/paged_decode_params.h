@@ -34,8 +34,9 @@ struct PagedDecodeParams {
   int local_window;              // > 0: a query at p sees j only if p - j < local_window
   int global_window;             // >= 0: tokens j < global_window are always visible (sinks)
   float scale_log2;              // softmax scale * log2(e): scores are exponentiated with exp2
-  int num_splits;                // 1: one item per (sequence, kv head), no merge; > 1: about num_splits work items per
-                                 //   (sequence, kv head) on average, cut by length (templates/decode_schedule.h)
+  int num_splits;                // 1: one item per (sequence, kv head), no merge; otherwise the work schedule
+                                 //   (templates/decode_schedule.h) over a list of work_items entries per kv head
+  int work_items;                // entries of the work list per kv head (>= batch + 1) when num_splits != 1
 };
 
 // Bits of PagedDecodeParams::status[0]; a sequence that raises one produces zeros.

@@ -75,7 +75,9 @@ TEST_CASE("config keys and validation") {
   CHECK_NOTHROW(c.validate(s));
   CHECK(code_of([&] { DecodeConfig{48, 4, 3, 1}.validate(s); }) == ErrorCode::kInvalidArgument);  // 48 % 64
   CHECK(code_of([&] { DecodeConfig{64, 4, 1, 1}.validate(s); }) == ErrorCode::kInvalidArgument);  // stages
-  CHECK(code_of([&] { DecodeConfig{64, 4, 3, 0}.validate(s); }) == ErrorCode::kInvalidArgument);  // splits
+  CHECK(code_of([&] { DecodeConfig{64, 4, 3, -1}.validate(s); }) == ErrorCode::kInvalidArgument);  // splits
+  CHECK_NOTHROW(DecodeConfig{64, 4, 3, DecodeConfig::kSplitsFromCapacity}.validate(s));        // the heuristic's
+  CHECK(DecodeConfig::from_key("bn64_wn4_st3_sp0").num_splits == DecodeConfig::kSplitsFromCapacity);
   s.q_seqlen = 8; s.group = 16;  // 128 rows: 8 warp rows
   CHECK(code_of([&] { DecodeConfig{256, 16, 2, 1}.validate(s); }) == ErrorCode::kInvalidArgument);  // 4096 threads
 }

@@ -59,7 +59,8 @@ TEST_CASE("the config space holds only valid configs, and the heuristic's shape 
   for (const auto& c : space) CHECK_NOTHROW(c.validate(spec));
   CHECK(std::find(space.begin(), space.end(), DecodeConfig{64, 4, 3, 16}) != space.end());
   CHECK(std::find(space.begin(), space.end(), DecodeConfig{32, 4, 3, 1}) == space.end());  // 32 tokens over 4 warps
-  CHECK(decode_config_space(spec, 1).size() * 6 == space.size());  // splits 1, 2, 4, 8, 16, 32
+  CHECK(decode_config_space(spec, 1).size() * 7 == 2 * space.size());  // splits 0 (capacity), 1 | 2, 4, 8, 16, 32
+  CHECK(std::find(space.begin(), space.end(), DecodeConfig{64, 4, 3, DecodeConfig::kSplitsFromCapacity}) != space.end());
 
   // Deeper pipelines of smaller tiles with the bytes in flight of 16-bit block_n 64 ones: bf16 block_n 32 at 5 and 7
   // stages; 8-bit block_n 64 at 5 and 7, block_n 32 at 5 (9 is past the limit); and the heuristic's: 5 stages of
@@ -76,16 +77,17 @@ TEST_CASE("the config space holds only valid configs, and the heuristic's shape 
   CHECK(has(int8_space, DecodeConfig{128, 4, 4, 1}));
   constexpr int kH200SharedPerBlock = 227 * 1024, kH200SharedPerSm = 228 * 1024;
   CHECK(has(int8_space, DecodeConfig{128, 4, 3, 1}));
+  constexpr int kCapacity = DecodeConfig::kSplitsFromCapacity;
   // 8-bit: tiles of 16-bit block_n 64's bytes; head_dim 256 (3 such stages would not leave room for 2 blocks per
   // SM) keeps block_n 64 with a deeper pipeline.
-  CHECK(heuristic_decode_config(int8_spec, kH200SharedPerBlock, kH200SharedPerSm) == DecodeConfig{128, 4, 3, 1});
+  CHECK(heuristic_decode_config(int8_spec, kH200SharedPerBlock, kH200SharedPerSm) == DecodeConfig{128, 4, 3, kCapacity});
   KernelSpec int8_256 = int8_spec;
   int8_256.head_dim = 256;
-  CHECK(heuristic_decode_config(int8_256, kH200SharedPerBlock, kH200SharedPerSm) == DecodeConfig{64, 4, 3, 1});
+  CHECK(heuristic_decode_config(int8_256, kH200SharedPerBlock, kH200SharedPerSm) == DecodeConfig{64, 4, 3, kCapacity});
   KernelSpec int8_32_rows = int8_spec;
   int8_32_rows.group = 8;  // 2 row tiles: 2 warp columns, which at block_n 128 would be 64 tokens a warp
   CHECK(heuristic_decode_config(int8_32_rows, kH200SharedPerBlock, kH200SharedPerSm).block_n == 64);
-  CHECK(heuristic_decode_config(spec, kH200SharedPerBlock, kH200SharedPerSm) == DecodeConfig{64, 4, 3, 1});
+  CHECK(heuristic_decode_config(spec, kH200SharedPerBlock, kH200SharedPerSm) == DecodeConfig{64, 4, 3, kCapacity});
   CHECK(heuristic_decode_config(int8_spec, kH200SharedPerBlock, 140 * 1024).stages == 4);  // 2 x 68 KB fit, 2 x 84 KB do not
 }
 

@@ -445,27 +445,30 @@ swajit::DeviceInfo h100_limits() {
 }
 }  // namespace
 
-TEST_CASE("decode splits fill one wave with every split at the fewest tiles") {
-  const swajit::DeviceInfo h100 = h100_limits();
-  swajit::DecodeProblem problem;
-  problem.num_kv_heads = 8;
-  problem.max_kv_len = 32768;
-  problem.params.local_window = 4096;
-  swajit::DecodeConfig config;
-  config.block_n = 64;
-  constexpr int kBlocksPerSm = 2;
-  const auto splits = [&](int batch, int q_seqlen) {
-    problem.batch = batch;
-    problem.spec.q_seqlen = q_seqlen;
-    return swajit::heuristic_num_splits(problem, config, h100, kBlocksPerSm);
+// The heuristic's work list (num_splits = kSplitsFromCapacity) from the grid's capacity: 132 SMs x 2 resident blocks
+// = 264 slots over 8 kv heads = 33 entries per kv head.
+TEST_CASE("decode capacity schedule: the direct grid once pairs fill the device, one wave of equal chunks before") {
+  constexpr long long kSlots = 132 * 2;
+  constexpr int kKvHeads = 8;
+  CHECK(schedule_capacity_items(kSlots, kKvHeads, 32) == 32);  // 256 pairs fill 264 slots: no schedule, no merge
+  CHECK(schedule_capacity_items(kSlots, kKvHeads, 31) == 33);  // two spare entries per kv head: long sequences get cut
+  CHECK(schedule_capacity_items(kSlots, kKvHeads, 128) == 128);
+  CHECK(schedule_capacity_items(kSlots, 0, 1) == 264);         // no division by zero
+  // Uniform batches of 512 tiles (kv 32768, block_n 64): the split counts of one full wave.
+  const auto items_each = [&](int batch, int tiles) {
+    const int list = schedule_capacity_items(kSlots, kKvHeads, batch);
+    return schedule_items(tiles, schedule_chunk_tiles((long long)batch * tiles, list, batch));
   };
-  CHECK(splits(1, 1) == 32);   // 64 tiles: 32 splits of 2 (264 blocks would fit, 2 tiles each is the floor)
-  CHECK(splits(1, 4) == 33);   // 4099 tokens = 65 tiles: 33 splits of at most 2, not 32 with one split of 3
-  CHECK(splits(2, 4) == 13);   // 16 splits fit; 65 tiles need 5 per split there, and 13 splits of 5 cover them
-  CHECK(splits(8, 1) == 4);
-  CHECK(splits(32, 1) == 2);   // 256 blocks already fill the device, but the work schedule still cuts long sequences
-  problem.max_kv_len = 100;    // a short table: 2 tiles, one split
-  CHECK(splits(1, 1) == 1);
+  CHECK(items_each(1, 512) == 32);  // 32 x 8 = 256 blocks of 16 tiles
+  CHECK(items_each(8, 512) == 4);   // 4 x 8 x 8 = 256 blocks
+  CHECK(items_each(16, 512) == 2);
+  CHECK(items_each(32, 512) == 1);
+  CHECK(items_each(1, 1) == 1);     // never below kMinChunkTiles
+  CHECK(items_each(1, 2) == 1);
+  CHECK(items_each(1, 3) == 2);
+  // The list entries a chunk allows never run short, whatever the lengths (the bound the grid size relies on).
+  CHECK(schedule_chunk_tiles(1000, 8, 8) == kNoSplitChunk);  // no spare entry: nothing is cut
+  CHECK(schedule_chunk_tiles(1000, 9, 8) == 1000);
 }
 
 // The work schedule shared by the CUDA kernel and the CPU backend (templates/decode_schedule.h), checked as the
@@ -477,7 +480,8 @@ TEST_CASE("decode work schedule: equal-cost chunks that cover every sequence and
     long long total = 0;
     for (int t : tiles) total += t;
     const int batch = int(tiles.size());
-    const int chunk = schedule_chunk_tiles(total, num_splits, batch);
+    const int list_items = schedule_list_splits(num_splits) * batch;
+    const int chunk = schedule_chunk_tiles(total, list_items, batch);
     CHECK(chunk >= kMinChunkTiles);
     int items = 0;
     for (int t : tiles) {
@@ -494,10 +498,10 @@ TEST_CASE("decode work schedule: equal-cost chunks that cover every sequence and
       }
       items += n;
     }
-    CHECK(items <= schedule_list_splits(num_splits) * batch);  // per kv head: the grid holds them
+    CHECK(items <= list_items);  // per kv head: the grid holds them
   };
   // 16 tiles over 8 sequences x 2 splits: chunk 2, with sequences of exactly one chunk (2 tiles) and one over (3).
-  CHECK(schedule_chunk_tiles(16, 2, 8) == 2);
+  CHECK(schedule_chunk_tiles(16, 3 * 8, 8) == 2);
   for (int splits : {2, 3, 7, 32, 1024}) {
     check_schedule({2, 3, 0, 1, 2, 5, 1, 2}, splits);
     check_schedule({0, 1, 9, 10, 64, 0, 3, 1}, splits);
@@ -511,11 +515,11 @@ TEST_CASE("decode work schedule: equal-cost chunks that cover every sequence and
     for (int splits : {2, 4, 13, 33}) {
       const int per_split = (tiles + splits - 1) / splits;
       if (per_split < kMinChunkTiles || (tiles + per_split - 1) / per_split != splits) continue;  // not a heuristic choice
-      const int chunk = schedule_chunk_tiles(8LL * tiles, splits, 8);
+      const int chunk = schedule_chunk_tiles(8LL * tiles, schedule_list_splits(splits) * 8, 8);
       CHECK(schedule_items(tiles, chunk) == splits);
     }
   // A ragged batch's long sequence is cut so that its pieces are no longer than the batch's mean share.
-  const int chunk = schedule_chunk_tiles(1 + 1563 + 6, 2, 8);
+  const int chunk = schedule_chunk_tiles(1 + 1563 + 6, schedule_list_splits(2) * 8, 8);
   CHECK(chunk == (1570 + 15) / 16);
   CHECK(schedule_items(1563, chunk) == (1563 + chunk - 1) / chunk);
 }

@@ -77,7 +77,7 @@ struct ConfigFlags {
     app.add_option("--block-n", block_n, "KV tokens per tile");
     app.add_option("--warps-n", warps_n, "warps splitting each tile");
     app.add_option("--stages", stages, "pipeline depth");
-    app.add_option("--splits", num_splits, "split-KV blocks per (sequence, kv head)");
+    app.add_option("--splits", num_splits, "split-KV work items per (sequence, kv head) on average; 0: from the grid's capacity (the heuristic's)");
     app.add_option("--mma", mma, "sparse_decode: tensor cores (true/false; false: the CUDA-core kernel)");
   }
   bool any() const { return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || mma; }

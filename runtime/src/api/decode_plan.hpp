@@ -15,6 +15,8 @@ struct DecodePlan {
   DecodeConfig config;
   const LoadedDecodeKernel* kernel = nullptr;
   Origin origin = Origin::kHeuristic;
+  // Entries of the work list per kv head (templates/decode_schedule.h); 0: the direct grid (no schedule, no merge).
+  int work_items = 0;
 };
 
 // `stream` may be null (no capture check needed: nothing is tuned then unless the policy asks and it is safe).

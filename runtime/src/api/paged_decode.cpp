@@ -34,14 +34,10 @@ struct WorkspaceLayout {
   size_t out_bytes = 0, lse_bytes = 0, schedule_bytes = 0;
   size_t total() const { return out_bytes + lse_bytes + schedule_bytes; }
 };
-WorkspaceLayout workspace_layout(const DecodeProblem& p, int num_splits) {
+WorkspaceLayout workspace_layout(const DecodeProblem& p, int work_items) {
   WorkspaceLayout w;
-  if (num_splits <= 1) return w;
-  const int64_t entries = int64_t(p.batch) * p.num_kv_heads * schedule_list_splits(num_splits);
-  if (entries > std::numeric_limits<int>::max())  // the kernels index the work list with int
-    throw Error(ErrorCode::kInvalidArgument, "batch x num_kv_heads x (num_splits + 1) = " + std::to_string(entries) +
-                                                 " exceeds the work list's limit of 2^31 - 1 entries; use fewer splits");
-  const size_t slots = size_t(p.batch) * p.num_kv_heads * schedule_list_splits(num_splits) * p.spec.q_seqlen * p.spec.group;
+  if (work_items == 0) return w;
+  const size_t slots = size_t(work_items) * p.num_kv_heads * p.spec.q_seqlen * p.spec.group;
   constexpr size_t kPartialElementBytes = 2;  // partial outputs are stored in the 16-bit dtype of q
   w.out_bytes = align_up(slots * p.spec.head_dim * kPartialElementBytes);
   w.lse_bytes = align_up(slots * sizeof(float));
@@ -49,10 +45,29 @@ WorkspaceLayout workspace_layout(const DecodeProblem& p, int num_splits) {
   return w;
 }
 
-int chosen_splits(const DecodeProblem& p, const DecodeOptions& options) {
-  if (options.config) return options.config->num_splits;
+int chosen_work_items(const DecodeProblem& p, const DecodeOptions& options) {
   cuda::ScopedDeviceContext scope(p.device_ordinal);
-  return plan_decode(p, options, cuda_device(p.device_ordinal), scope.context(), nullptr).config.num_splits;
+  return plan_decode(p, options, cuda_device(p.device_ordinal), scope.context(), nullptr).work_items;
+}
+
+// Entries of the work list per kv head for `config` (templates/decode_schedule.h); 0: the direct grid. The capacity
+// rule fills the blocks this kernel keeps resident on every SM (its occupancy, from the device).
+int work_list_items(const DecodeProblem& p, const DecodeConfig& config, const LoadedDecodeKernel& kernel,
+                    const DeviceInfo& device) {
+  int64_t items = 0;
+  if (config.num_splits == DecodeConfig::kSplitsFromCapacity) {
+    int blocks_per_sm = 0;
+    cuda::check(cuda::driver().cuOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel.main, kernel.geometry.threads,
+                                                                           kernel.geometry.shared_bytes),
+                "cuOccupancyMaxActiveBlocksPerMultiprocessor");
+    items = schedule_capacity_items(int64_t(device.sm_count) * std::max(1, blocks_per_sm), p.num_kv_heads, p.batch);
+  } else if (config.num_splits > 1) {
+    items = int64_t(schedule_list_splits(config.num_splits)) * p.batch;
+  }
+  if (items * p.num_kv_heads > std::numeric_limits<int>::max())  // the kernels index the work list with int
+    throw Error(ErrorCode::kInvalidArgument, "batch x num_kv_heads x (num_splits + 1) = " + std::to_string(items * p.num_kv_heads) +
+                                                 " exceeds the work list's limit of 2^31 - 1 entries; use fewer splits");
+  return items > p.batch ? int(items) : 0;
 }
 
 std::string describe_status(int bits, int batch_index) {
@@ -99,12 +114,14 @@ const LoadedDecodeKernel* try_kernel(const DecodeProblem& p, const DecodeConfig&
 // The bucket of a call, ragged batches included: its batch and the visible length its block table admits
 // (max_pages_per_seq * page_size, clipped by the window), never the lengths themselves. Those live on the device and
 // change every step; the bucket (so a tuned config, and tune-on-miss) stays put while they do, and the config's
-// num_splits (work items per (sequence, kv head) on average) is spread over the real lengths by the kernel's work
-// schedule at run time. The tuner times a uniform batch at that bound.
+// num_splits (work items per (sequence, kv head) on average, or the grid's capacity) is spread over the real lengths
+// by the kernel's work schedule at run time. The tuner times a uniform batch at that bound.
 ShapeBucket decode_bucket_of(const DecodeProblem& p) { return shape_bucket(p.batch, visible_kv_upper_bound(p)); }
 
-DecodePlan plan_decode(const DecodeProblem& p, const DecodeOptions& options, const DeviceInfo& device, CUcontext context,
-                       CUstream stream) {
+namespace {
+
+DecodePlan choose_decode_config(const DecodeProblem& p, const DecodeOptions& options, const DeviceInfo& device,
+                                CUcontext context, CUstream stream) {
   if (device.cc_major < kMinComputeMajor)
     throw Error(ErrorCode::kUnsupported, device.name + " is sm_" + std::to_string(device.cc_major) +
                                              std::to_string(device.cc_minor) + "; paged_decode needs sm_80 or newer");
@@ -130,15 +147,18 @@ DecodePlan plan_decode(const DecodeProblem& p, const DecodeOptions& options, con
         return plan;
       }
   }
-  plan.config = heuristic_decode_config(p.spec, device);
+  plan.config = heuristic_decode_config(p.spec, device);  // num_splits: from the grid's capacity
   plan.kernel = &decode_kernel(p.spec, plan.config, device, context);
-  int blocks_per_sm = 0;
-  cuda::check(cuda::driver().cuOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, plan.kernel->main,
-                                                                         plan.kernel->geometry.threads,
-                                                                         plan.kernel->geometry.shared_bytes),
-              "cuOccupancyMaxActiveBlocksPerMultiprocessor");
-  plan.config.num_splits = heuristic_num_splits(p, plan.config, device, blocks_per_sm);
   plan.origin = DecodePlan::Origin::kHeuristic;
+  return plan;
+}
+
+}  // namespace
+
+DecodePlan plan_decode(const DecodeProblem& p, const DecodeOptions& options, const DeviceInfo& device, CUcontext context,
+                       CUstream stream) {
+  DecodePlan plan = choose_decode_config(p, options, device, context, stream);
+  plan.work_items = work_list_items(p, plan.config, *plan.kernel, device);
   return plan;
 }
 
@@ -166,8 +186,8 @@ size_t paged_decode_workspace_bytes(const DLTensor& q, const DLTensor& k_cache, 
                                     const DLTensor& block_table, const DLTensor& seq_lens, const DLTensor& out,
                                     const DecodeOptions& options) {
   const DecodeProblem p = describe_paged_decode(q, k_cache, v_cache, block_table, seq_lens, out, options);
-  if (p.batch == 0) return 0;
-  return workspace_layout(p, chosen_splits(p, options)).total();
+  if (p.batch == 0 || p.on_cpu) return 0;  // the CPU backend keeps its partial results itself
+  return workspace_layout(p, chosen_work_items(p, options)).total();
 }
 
 void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_cache, const DLTensor& block_table,
@@ -179,8 +199,8 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   cuda::ScopedDeviceContext scope(p.device_ordinal);
   const DeviceInfo& device = cuda_device(p.device_ordinal);
   const DecodePlan plan = plan_decode(p, options, device, scope.context(), stream);
-  const int splits = plan.config.num_splits;
-  const WorkspaceLayout layout = workspace_layout(p, splits);
+  const bool scheduled = plan.work_items > 0;
+  const WorkspaceLayout layout = workspace_layout(p, plan.work_items);
 
   const bool caller_workspace = options.workspace != nullptr;
   if (caller_workspace && options.workspace_bytes < layout.total())
@@ -191,11 +211,12 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   char* workspace = caller_workspace ? static_cast<char*>(options.workspace) : library_workspace.data();
 
   PagedDecodeParams& a = p.params;
-  a.num_splits = splits;
+  a.num_splits = scheduled ? plan.config.num_splits : 1;  // scheduled: 0 (capacity) or > 1
+  a.work_items = plan.work_items;
   a.status = stream_status(scope.context(), stream);
-  a.partial_out = splits > 1 ? workspace : nullptr;
-  a.partial_lse = splits > 1 ? reinterpret_cast<float*>(workspace + layout.out_bytes) : nullptr;
-  a.sequence_items = splits > 1 ? reinterpret_cast<int*>(workspace + layout.out_bytes + layout.lse_bytes) : nullptr;
+  a.partial_out = scheduled ? workspace : nullptr;
+  a.partial_lse = scheduled ? reinterpret_cast<float*>(workspace + layout.out_bytes) : nullptr;
+  a.sequence_items = scheduled ? reinterpret_cast<int*>(workspace + layout.out_bytes + layout.lse_bytes) : nullptr;
 
   const DecodeGeometry& g = plan.kernel->geometry;
   void* args[] = {&a};
@@ -205,9 +226,9 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   CUlaunchAttribute overlap{};
   overlap.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
   overlap.value.programmaticStreamSerializationAllowed = 1;
-  const auto launch = [&](CUfunction kernel, unsigned grid_z, int threads, int shared_bytes, const char* what) {
+  const auto launch = [&](CUfunction kernel, unsigned grid_x, unsigned grid_z, int threads, int shared_bytes, const char* what) {
     CUlaunchConfig c{};
-    c.gridDimX = p.batch;
+    c.gridDimX = grid_x;
     c.gridDimY = p.num_kv_heads;
     c.gridDimZ = grid_z;
     c.blockDimX = threads;
@@ -218,9 +239,10 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
     c.numAttrs = device.cc_major >= kMinProgrammaticLaunchMajor ? 1 : 0;
     cuda::check(d.cuLaunchKernelEx(&c, kernel, args, nullptr), what);
   };
-  launch(plan.kernel->main, schedule_list_splits(splits), g.threads, g.shared_bytes, "cuLaunchKernelEx(paged_decode)");
-  if (splits > 1)
-    launch(plan.kernel->merge, g.rows, g.merge_threads, merge_spreading_bytes(device, int64_t(p.batch) * p.num_kv_heads * g.rows),
+  // Scheduled: the work list's entries (item = a linear block index), the same grid whatever the lengths.
+  launch(plan.kernel->main, scheduled ? plan.work_items : p.batch, 1, g.threads, g.shared_bytes, "cuLaunchKernelEx(paged_decode)");
+  if (scheduled)
+    launch(plan.kernel->merge, p.batch, g.rows, g.merge_threads, merge_spreading_bytes(device, int64_t(p.batch) * p.num_kv_heads * g.rows),
            "cuLaunchKernelEx(paged_decode merge)");
   if (options.check_device_args) check_device_errors(p.device_ordinal, stream);
 }

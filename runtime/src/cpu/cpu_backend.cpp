@@ -232,6 +232,7 @@ void run_cpu_decode(DecodeProblem& p, const CpuDecodeConfig& config) {
   a.status = status;
   const size_t rows = size_t(p.spec.q_seqlen) * p.spec.group;
   const int list_splits = schedule_list_splits(config.num_splits);  // work-list entries per (sequence, kv head)
+  a.work_items = list_splits * p.batch;
   const size_t slots = size_t(p.batch) * p.num_kv_heads * list_splits * rows;
   std::vector<float> partial_out(config.num_splits > 1 ? slots * p.spec.head_dim : 0);
   std::vector<float> partial_lse(config.num_splits > 1 ? slots : 0);

@@ -121,7 +121,7 @@ std::vector<DecodeCase> decode_check_matrix() {
       c.kv_quant = quant; c.q_seqlen = 2; c.config = DecodeConfig{128, 8, 3, 2}; c.seq_lens = {2, 129, 1000}; c.local_window = 300;
     });
   }
-  // Ragged batches under the work schedule (templates/paged_decode.cuh): with 2 splits over 8 sequences the chunk is
+  // Ragged batches under the work schedule (templates/decode_schedule.h): with 2 splits over 8 sequences the chunk is
   // ceil(sum of tiles / 16) tiles; lengths 0 and 1, a sequence of exactly one chunk and one a token over it, and a
   // very long one beside very short ones (cut into many items, merged), at q_seqlen 1 and 4, 16-bit and 8-bit KV.
   for (KvQuant quant : {KvQuant::kNone, KvQuant::kInt8})
@@ -143,6 +143,17 @@ std::vector<DecodeCase> decode_check_matrix() {
         c.config = DecodeConfig{64, 4, 3, 7};
       });
     }
+  // The capacity schedule with few spare work-list entries: 16 kv heads share the grid's resident blocks (on an H200
+  // 264 / 16 = 16 entries per kv head for 12 sequences), so the chunk is a quarter of the batch's tiles and the list is
+  // nearly full; with 24 sequences the pairs fill the grid and the direct path runs.
+  for (int batch : {12, 24})
+    add("ragged batch, capacity schedule, 16 kv heads, batch " + std::to_string(batch), [batch](DecodeCase& c) {
+      c.num_kv_heads = 16; c.local_window = 4096;
+      c.seq_lens = {1, 5000, 0, 33, 64, 65, 4000, 2, 17, 900, 3000, 129};
+      const std::vector<int> twelve = c.seq_lens;
+      if (batch == 24) c.seq_lens.insert(c.seq_lens.end(), twelve.begin(), twelve.end());
+      c.config = DecodeConfig{64, 4, 3, DecodeConfig::kSplitsFromCapacity};
+    });
   add("config bn16 wn1 st2", [](DecodeCase& c) { c.config = DecodeConfig{16, 1, 2, 1}; c.seq_lens = {1, 17, 33}; });
   return cases;
 }
@@ -285,7 +296,8 @@ std::optional<CpuDecodeConfig> cpu_config_of(const DecodeCase& c) {
   if (!c.config) return std::nullopt;  // the CPU heuristic
   CpuDecodeConfig cpu;
   cpu.block_n = c.config->block_n;  // the forced tile and splits carry over; warps and stages are GPU-only
-  cpu.num_splits = c.config->num_splits;
+  if (c.config->num_splits != DecodeConfig::kSplitsFromCapacity)  // the capacity rule sizes GPU grids only
+    cpu.num_splits = c.config->num_splits;
   return cpu;
 }
 

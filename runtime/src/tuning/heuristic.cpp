@@ -46,28 +46,8 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, int max_shared_per_
     config.block_n /= 2;
     config.warps_n = std::max(1, std::min(config.warps_n, config.block_n / 16));
   }
+  config.num_splits = DecodeConfig::kSplitsFromCapacity;  // the work schedule fills the grid's resident blocks
   return config;
-}
-
-int heuristic_num_splits(const DecodeProblem& problem, const DecodeConfig& config, const DeviceInfo& device,
-                         int blocks_per_sm) {
-  constexpr int kMinTilesPerSplit = 2;  // below this the merge pass costs more than the parallelism buys
-  const int64_t blocks = int64_t(problem.batch) * problem.num_kv_heads;
-  if (blocks == 0) return 1;
-  const int64_t capacity = int64_t(device.sm_count) * std::max(1, blocks_per_sm);
-  // As many splits as still fit in one wave: a partial second wave would cost a whole block's time.
-  // At least kMinBalancedSplits whenever a sequence could be cut: the lengths inside a batch vary (and only the
-  // device knows them), and the work schedule then cuts the long sequences into chunks of the mean length, so that a
-  // ragged batch that fills the grid does not wait for its longest sequence (templates/paged_decode.cuh).
-  constexpr int64_t kMinBalancedSplits = 2;
-  const int64_t wanted = std::max<int64_t>(kMinBalancedSplits, capacity / blocks);
-  const int64_t tiles = (visible_kv_upper_bound(problem) + config.block_n - 1) / config.block_n;
-  // The fewest tiles per split that one wave allows, then the fewest splits that keep every split at that many: a
-  // window one tile over a multiple (4099 tokens at q_seqlen 4 = 65 tiles) spread over 32 splits leaves one split
-  // with 3 tiles that the whole call waits for (measured: +1.8 us at batch 1 with 8-bit KV); 33 splits end together.
-  const int64_t tiles_per_split = std::max<int64_t>(kMinTilesPerSplit, (tiles + wanted - 1) / wanted);
-  return static_cast<int>(std::clamp<int64_t>((tiles + tiles_per_split - 1) / tiles_per_split, 1,
-                                              std::min<int64_t>(wanted, DecodeConfig::kMaxSplits)));
 }
 
 int merge_spreading_bytes(const DeviceInfo& device, int64_t merge_blocks) {

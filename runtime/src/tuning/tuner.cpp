@@ -274,7 +274,8 @@ std::vector<DecodeConfig> decode_config_space(const KernelSpec& spec, int max_sp
   for (int block_n : kBlockNs)
     for (int warps_n : kWarpsNs)
       for (int stages : stage_counts(spec, block_n))
-        for (int splits = 1; splits <= std::max(1, max_splits); splits *= 2) {
+        // The capacity schedule (kSplitsFromCapacity: 0), then fixed counts 1, 2, 4, ...
+        for (int splits = DecodeConfig::kSplitsFromCapacity; splits <= std::max(1, max_splits); splits = std::max(1, 2 * splits)) {
           const DecodeConfig c{block_n, warps_n, stages, splits};
           try {
             c.validate(spec);
