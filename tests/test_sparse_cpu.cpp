@@ -10,10 +10,10 @@
 #include <vector>
 
 #include "check.hpp"
+#include "tensor_checks.hpp"
 #include "nvrtc_compiler.hpp"
 #include "swajit/generator.hpp"
 #include "swajit/swajit.hpp"
-#include "tensor_checks.hpp"
 
 using namespace swajit;
 
