@@ -91,6 +91,30 @@ static inline void finish_row(const Params& P, int b, int kv_head, int split, in
   P.partial_lse[slot] = sum > 0.f ? reference + __builtin_log2f(sum) : kNegInf;
 }
 
+// Row r of one split item: its `splits` partials (split s at slot first_slot + s * split_stride + r) merged into
+// scratch and written by the family's store_row.
+template <int kColumns, class Params>
+static inline void merge_row(const Params& P, int b, int kv_head, int r, i64 first_slot, i64 split_stride, int splits,
+                             float* scratch) {
+  float max_lse = kNegInf;
+  for (int s = 0; s < splits; ++s) {
+    const float lse = P.partial_lse[first_slot + s * split_stride + r];
+    max_lse = lse > max_lse ? lse : max_lse;
+  }
+  const float reference = max_lse == kNegInf ? 0.f : max_lse;
+  float* acc = scratch;
+  for (int d = 0; d < kColumns; ++d) acc[d] = 0.f;
+  float sum = 0.f;
+  for (int s = 0; s < splits; ++s) {
+    const i64 slot = first_slot + s * split_stride + r;
+    const float weight = fast_exp2(P.partial_lse[slot] - reference);
+    sum += weight;
+    const float* partial_out = static_cast<const float*>(P.partial_out) + slot * kColumns;
+    for (int d = 0; d < kColumns; ++d) acc[d] += weight * partial_out[d];
+  }
+  store_row(P, b, kv_head, r, acc, normalizer(P, q_head_of(P, kv_head, r), reference, sum));
+}
+
 // Split merge over items [item_begin, item_end) of the (sequence, kv head) grid, kColumns output columns a row:
 // out = sum_s 2^(lse_s - M) o_s / (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives zeros. Partial
 // outputs are float [items, num_splits, kRows, kColumns]; the family's store_row writes each merged row.
@@ -99,24 +123,6 @@ static inline void merge_splits(const Params& P, int item_begin, int item_end, f
   for (int item = item_begin; item < item_end; ++item) {
     const int b = item / P.num_kv_heads, kv_head = item % P.num_kv_heads;
     const i64 first_slot = i64(item) * P.num_splits * kRows;
-    for (int r = 0; r < kRows; ++r) {
-      float max_lse = kNegInf;
-      for (int s = 0; s < P.num_splits; ++s) {
-        const float lse = P.partial_lse[first_slot + s * kRows + r];
-        max_lse = lse > max_lse ? lse : max_lse;
-      }
-      const float reference = max_lse == kNegInf ? 0.f : max_lse;
-      float* acc = scratch;
-      for (int d = 0; d < kColumns; ++d) acc[d] = 0.f;
-      float sum = 0.f;
-      for (int s = 0; s < P.num_splits; ++s) {
-        const i64 slot = first_slot + s * kRows + r;
-        const float weight = fast_exp2(P.partial_lse[slot] - reference);
-        sum += weight;
-        const float* partial_out = static_cast<const float*>(P.partial_out) + slot * kColumns;
-        for (int d = 0; d < kColumns; ++d) acc[d] += weight * partial_out[d];
-      }
-      store_row(P, b, kv_head, r, acc, normalizer(P, q_head_of(P, kv_head, r), reference, sum));
-    }
+    for (int r = 0; r < kRows; ++r) merge_row<kColumns>(P, b, kv_head, r, first_slot, kRows, P.num_splits, scratch);
   }
 }

@@ -204,24 +204,6 @@ extern "C" void SWAJIT_CPU_MERGE(const PagedDecodeParams* params, int item_begin
     const int splits = walk.items;
     const i64 first_slot = (i64(walk.first) * P.num_kv_heads + kv_head) * kRows;  // split s: + s * kv_heads * kRows
     const i64 split_stride = i64(P.num_kv_heads) * kRows;
-    for (int r = 0; r < kRows; ++r) {
-      float max_lse = kNegInf;
-      for (int s = 0; s < splits; ++s) {
-        const float lse = P.partial_lse[first_slot + s * split_stride + r];
-        max_lse = lse > max_lse ? lse : max_lse;
-      }
-      const float reference = max_lse == kNegInf ? 0.f : max_lse;
-      float* acc = scratch;
-      for (int d = 0; d < kHeadDim; ++d) acc[d] = 0.f;
-      float sum = 0.f;
-      for (int s = 0; s < splits; ++s) {
-        const i64 slot = first_slot + s * split_stride + r;
-        const float weight = fast_exp2(P.partial_lse[slot] - reference);
-        sum += weight;
-        const float* partial_out = static_cast<const float*>(P.partial_out) + slot * kHeadDim;
-        for (int d = 0; d < kHeadDim; ++d) acc[d] += weight * partial_out[d];
-      }
-      store_row(P, b, kv_head, r, acc, normalizer(P, q_head_of(P, kv_head, r), reference, sum));
-    }
+    for (int r = 0; r < kRows; ++r) merge_row<kHeadDim>(P, b, kv_head, r, first_slot, split_stride, splits, scratch);
   }
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "check.hpp"
+#include "tensor_checks.hpp"
 #include "nvrtc_compiler.hpp"
 #include "sparse_decode_problem.hpp"
 #include "swajit/generator.hpp"
@@ -28,15 +29,7 @@ struct SparseFixture {
   std::vector<uint16_t> k = std::vector<uint16_t>(4 * 16 * 2 * 128, 0x3f80), v = k;
   std::vector<int> block_table{0, 1, 2, 3}, seq_lens{20, 5}, indices = std::vector<int>(16, -1);
   std::vector<float> bias = std::vector<float>(16, 0.f);
-  DLTensor view(void* data, std::vector<int64_t>& shape, DLDataType dtype) {
-    DLTensor t{};
-    t.data = data;
-    t.device = kCpu;
-    t.ndim = int(shape.size());
-    t.dtype = dtype;
-    t.shape = shape.data();
-    return t;
-  }
+  DLTensor view(void* data, std::vector<int64_t>& shape, DLDataType dtype) { return dl_tensor(data, dtype, kCpu, shape); }
   SparseDecodeOptions options;
   void call(bool shared = false) {
     const DLDataType bf16{kDLBfloat, 16, 1}, i32{kDLInt, 32, 1};

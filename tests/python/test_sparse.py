@@ -83,9 +83,8 @@ SPARSE_CASES = [
 ]
 
 
-@requires_cpu_backend
 @pytest.mark.parametrize("case", SPARSE_CASES, ids=["separate_kv", "shared_kv_window", "interleaved_window"])
-def test_sparse_decode_matches_reference(case):
+def test_sparse_decode_matches_reference(case, device):
     q_seqlen, heads, kv_heads, head_dim, head_dim_v, page, layout, gqa, local, separate_v, bias, sinks, dtype, lens = case
     topk = 16
     k_cache, v_cache, block_table, seq_lens = paged_pool(lens, kv_heads, head_dim, page, dtype, layout, separate_v)
@@ -96,13 +95,14 @@ def test_sparse_decode_matches_reference(case):
         score_bias[:, :, 1] = float("-inf")  # a masked slot (every row keeps others)
     sink_logits = torch.randn(heads) if sinks else None
     scale = 0.8 / head_dim ** 0.5
-    out = swajit.sparse_decode(q, k_cache, v_cache, block_table, seq_lens, indices, head_dim_v=head_dim_v,
-                               local_window=local, softmax_scale=scale, kv_layout=layout, gqa=gqa,
-                               sink_logits=sink_logits, score_bias=score_bias)
-    assert out.shape == (len(lens), q_seqlen, heads, head_dim_v)
+    on = lambda t: None if t is None else t.to(device)  # noqa: E731  (the reference reads the CPU originals)
+    out = swajit.sparse_decode(on(q), on(k_cache), on(v_cache), on(block_table), on(seq_lens), on(indices),
+                               head_dim_v=head_dim_v, local_window=local, softmax_scale=scale, kv_layout=layout,
+                               gqa=gqa, sink_logits=on(sink_logits), score_bias=on(score_bias), check_device_args=True)
+    assert out.shape == (len(lens), q_seqlen, heads, head_dim_v) and out.device == q.to(device).device
     expected = sparse_reference(q, k_cache, v_cache, block_table, seq_lens, indices, head_dim_v, local, scale, layout,
                                 gqa, sink_logits, score_bias)
-    torch.testing.assert_close(out.double(), expected, atol=TOLERANCE[dtype], rtol=TOLERANCE[dtype])
+    torch.testing.assert_close(out.cpu().double(), expected, atol=TOLERANCE[dtype], rtol=TOLERANCE[dtype])
     assert out.abs().sum() > 0  # not the zeros of an unwritten buffer
 
 
@@ -123,8 +123,8 @@ def test_sparse_decode_writes_given_out_and_reports_bad_indices():
     assert info.value.code == swajit.ErrorCode.device_argument
     torch.testing.assert_close(out[0].double(), expected[0], atol=2e-2, rtol=2e-2)  # the valid row is still written
     assert out[1].abs().sum() == 0  # the invalid row is zeros
-    with pytest.raises(swajit.Error, match="topk") as info:
-        swajit.sparse_decode(q, k_cache, v_cache, block_table, seq_lens, torch.zeros(2, 1, 0, dtype=torch.int32))
+    with pytest.raises(swajit.Error, match="topk\\) = 4096 is outside \\[1, 2048\\]") as info:
+        swajit.sparse_decode(q, k_cache, v_cache, block_table, seq_lens, torch.full((2, 1, 4096), -1, dtype=torch.int32))
     assert info.value.code == swajit.ErrorCode.invalid_argument
 
 

@@ -62,7 +62,7 @@ DecodeProblem describe_paged_decode(const DLTensor& q, const DLTensor& k_cache, 
 
   // caches
   const KvView kv = describe_paged_kv(k_cache, v_cache, options.kv_layout, options.kv_quant, p.spec.dtype, home, head_dim);
-  const int64_t num_pages = kv.num_pages, page_size = kv.page_size, num_kv_heads = kv.num_kv_heads;
+  const int64_t page_size = kv.page_size, num_kv_heads = kv.num_kv_heads;
   const int group = gqa_group(num_q_heads, num_kv_heads);
   if (num_kv_heads > kMaxGridY) fail("num_kv_heads = " + std::to_string(num_kv_heads) + " exceeds " + std::to_string(kMaxGridY));
 
@@ -88,28 +88,11 @@ DecodeProblem describe_paged_decode(const DLTensor& q, const DLTensor& k_cache, 
   p.max_kv_len = checked_int(int64_t(max_pages) * page_size, "max_pages_per_seq * page_size");
 
   PagedDecodeParams& a = p.params;
-  a.q = element_pointer<char>(q);
+  set_paged_call_fields(a, q, q_strides, out, out_strides, kv, block_table, seq_lens, meta, sinks);
   a.k_cache = element_pointer<char>(k_cache);
   a.v_cache = element_pointer<char>(v_cache);
-  a.out = const_cast<char*>(element_pointer<char>(out));
-  a.block_table = element_pointer<int>(block_table);
-  a.seq_lens = element_pointer<int>(seq_lens);
-  a.q_stride_batch = q_strides[0];
-  a.q_stride_token = has_token_dim ? q_strides[1] : 0;
-  a.q_stride_head = q_strides[q.ndim - 2];
-  a.out_stride_batch = out_strides[0];
-  a.out_stride_token = has_token_dim ? out_strides[1] : 0;
-  a.out_stride_head = out_strides[out.ndim - 2];
-  set_kv_strides(a, kv);
-  a.block_table_stride_batch = meta.block_table_stride_batch;
-  a.block_table_stride_page = meta.block_table_stride_page;
-  a.seq_lens_stride = meta.seq_lens_stride;
-  a.sink_logits = sinks.data;
-  a.sink_logits_stride = sinks.stride;
   a.batch = p.batch;
   a.num_kv_heads = p.num_kv_heads;
-  a.num_pages = checked_int(num_pages, "num_pages");
-  a.max_pages_per_seq = max_pages;
   a.local_window = call.local_window;
   a.global_window = options.global_window;
   a.scale_log2 = scale_log2;

@@ -163,19 +163,26 @@ void require_kv_dtypes(const DLTensor& k, const DLTensor& v, KvQuant quant, DTyp
   }
 }
 
+// K and V of one shape and layout (`ndim`-D, `layout` for messages), of the KV storage dtype, where the call runs.
+void require_kv_pair(const DLTensor& k, const DLTensor& v, const char* k_name, const char* v_name, int ndim,
+                     const char* layout, KvQuant quant, DType dtype, const DLDevice& home) {
+  require_ndim(k, k_name, ndim, layout);
+  require_ndim(v, v_name, ndim, layout);
+  for (int i = 0; i < ndim; ++i)
+    if (v.shape[i] != k.shape[i])
+      fail(std::string(v_name) + " must have the shape of " + k_name + " " + shape_text(k) + ", got " + shape_text(v));
+  require_kv_dtypes(k, v, quant, dtype, k_name, v_name);
+  require_on_device(k, k_name, home, false);
+  require_on_device(v, v_name, home, false);
+}
+
 }  // namespace
 
 KvView describe_paged_kv(const DLTensor& k_cache, const DLTensor& v_cache, KvLayout layout, KvQuant quant, DType dtype,
                          const DLDevice& home, int64_t head_dim) {
   const bool nhd = layout == KvLayout::kNHD;
   const char* cache_layout = nhd ? "NHD [num_pages, page_size, num_kv_heads, head_dim]" : "HND [num_pages, num_kv_heads, page_size, head_dim]";
-  require_ndim(k_cache, "k_cache", 4, cache_layout);
-  require_ndim(v_cache, "v_cache", 4, cache_layout);
-  for (int i = 0; i < 4; ++i)
-    if (v_cache.shape[i] != k_cache.shape[i]) fail("v_cache must have the shape of k_cache " + shape_text(k_cache) + ", got " + shape_text(v_cache));
-  require_kv_dtypes(k_cache, v_cache, quant, dtype, "k_cache", "v_cache");
-  require_on_device(k_cache, "k_cache", home, false);
-  require_on_device(v_cache, "v_cache", home, false);
+  require_kv_pair(k_cache, v_cache, "k_cache", "v_cache", 4, cache_layout, quant, dtype, home);
   const int page_dim = nhd ? 1 : 2, head_dim_kv = nhd ? 2 : 1;
   KvView view;
   view.num_pages = k_cache.shape[0];
@@ -202,13 +209,7 @@ KvView describe_paged_kv(const DLTensor& k_cache, const DLTensor& v_cache, KvLay
 KvView describe_contiguous_kv(const DLTensor& k, const DLTensor& v, KvQuant quant, DType dtype, const DLDevice& home,
                               int64_t head_dim) {
   const char* layout = "[total_kv, num_kv_heads, head_dim]";
-  require_ndim(k, "k", 3, layout);
-  require_ndim(v, "v", 3, layout);
-  for (int i = 0; i < 3; ++i)
-    if (v.shape[i] != k.shape[i]) fail("v must have the shape of k " + shape_text(k) + ", got " + shape_text(v));
-  require_kv_dtypes(k, v, quant, dtype, "k", "v");
-  require_on_device(k, "k", home, false);
-  require_on_device(v, "v", home, false);
+  require_kv_pair(k, v, "k", "v", 3, layout, quant, dtype, home);
   require_positive_extent(k, "k", 1, "num_kv_heads");
   if (k.shape[2] != head_dim)
     fail("k head_dim (dimension 2) = " + std::to_string(k.shape[2]) + " must equal q's head_dim " + std::to_string(head_dim));

@@ -73,14 +73,15 @@ void set_kv_scales(Params& a, KvQuant quant, const DLTensor* k_scale, const DLTe
       fail(std::string("k_scale / v_scale are only used with an 8-bit KV cache (set ") + options + "::kv_quant)");
     return;
   }
-  const ScaleView k = describe_scale(k_scale, "k_scale", home, num_kv_heads, head_dim);
-  const ScaleView v = describe_scale(v_scale, "v_scale", home, num_kv_heads, head_dim);
-  a.k_scale = k.data;
-  a.k_scale_stride_head = k.stride_head;
-  a.k_scale_stride_channel = k.stride_channel;
-  a.v_scale = v.data;
-  a.v_scale_stride_head = v.stride_head;
-  a.v_scale_stride_channel = v.stride_channel;
+  const auto set = [](const float*& data, auto& stride_head, auto& stride_channel, const ScaleView& view) {
+    data = view.data;
+    stride_head = view.stride_head;
+    stride_channel = view.stride_channel;
+  };
+  set(a.k_scale, a.k_scale_stride_head, a.k_scale_stride_channel,
+      describe_scale(k_scale, "k_scale", home, num_kv_heads, head_dim));
+  set(a.v_scale, a.v_scale_stride_head, a.v_scale_stride_channel,
+      describe_scale(v_scale, "v_scale", home, num_kv_heads, head_dim));
 }
 // The DLPack dtype K/V hold: int8, uint8 (fp8 e4m3 bytes), or the 16-bit dtype of q.
 DLDataType kv_storage_dtype(KvQuant quant, DType dtype);
@@ -135,5 +136,33 @@ void require_global_window(int global_window);  // >= 0 (local_window: any value
 // The part of a call's kernel description that comes from the options every family shares; the caller adds what
 // its tensors say (page size, q_seqlen, causal) and passes it to its family's spec builder.
 AttentionCall call_from_options(const AttentionOptions& options, DType dtype, int head_dim, int group, bool sink_logits);
+
+// What the paged families' argument structs (PagedDecodeParams, SparseDecodeParams) take alike from their validated
+// tensors: q / out pointers and strides (a 3-D q is one token per sequence), the cache strides, the paged metadata
+// and the sinks. The caller sets the cache pointers (sparse may share one cache) and its own fields.
+template <class Params>
+void set_paged_call_fields(Params& a, const DLTensor& q, const std::vector<int64_t>& q_strides, const DLTensor& out,
+                           const std::vector<int64_t>& out_strides, const KvView& kv, const DLTensor& block_table,
+                           const DLTensor& seq_lens, const PagedMetadataView& meta, const SinkView& sinks) {
+  const bool has_token_dim = q.ndim == 4;
+  a.q = element_pointer<char>(q);
+  a.out = const_cast<char*>(element_pointer<char>(out));
+  a.block_table = element_pointer<int>(block_table);
+  a.seq_lens = element_pointer<int>(seq_lens);
+  a.q_stride_batch = q_strides[0];
+  a.q_stride_token = has_token_dim ? q_strides[1] : 0;
+  a.q_stride_head = q_strides[q.ndim - 2];
+  a.out_stride_batch = out_strides[0];
+  a.out_stride_token = has_token_dim ? out_strides[1] : 0;
+  a.out_stride_head = out_strides[out.ndim - 2];
+  set_kv_strides(a, kv);
+  a.block_table_stride_batch = meta.block_table_stride_batch;
+  a.block_table_stride_page = meta.block_table_stride_page;
+  a.seq_lens_stride = meta.seq_lens_stride;
+  a.sink_logits = sinks.data;
+  a.sink_logits_stride = sinks.stride;
+  a.num_pages = checked_int(kv.num_pages, "num_pages");
+  a.max_pages_per_seq = checked_int(block_table.shape[1], "block_table max_pages_per_seq");
+}
 
 }  // namespace swajit
