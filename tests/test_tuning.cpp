@@ -255,7 +255,7 @@ TEST_CASE("shipped tuning data: found by the SKU beneath the user's database, th
     const std::string h100 = "NVIDIA H100 80GB HBM3 sm_90 x132";
     REQUIRE(shipped::file_for(h100));
     CHECK(shipped::winners(h100).size() >= 6);
-    // The H200's: the decode winners of run A (tools/bench/results/h200_tuning_run_a.json), each a decode config.
+    // The H200's: decode winners of session 3 runs A and C, prefill (TMA space) and decode winners of run D.
     const std::string h200 = "NVIDIA H200 sm_90 x132";
     CHECK(shipped::file_name(h200) == "nvidia-h200-sm-90-x132.json");
     REQUIRE(shipped::file_for(h200));
