@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <initializer_list>
 #include <thread>
 
 #include <unistd.h>
@@ -56,44 +57,34 @@ struct TuningFixture {
 };
 }  // namespace
 
+// Runs every case of a family's check matrix on fresh random data, once per seed base (+ the case's index), and
+// requires the harness's verdict (the error within the case's tolerance, device-side faults as expected).
+template <class Case, class Run>
+static void check_matrix(const std::vector<Case>& cases, std::initializer_list<uint64_t> seed_bases, Run run) {
+  for (size_t i = 0; i < cases.size(); ++i)
+    for (uint64_t base : seed_bases) {
+      const uint64_t seed = base + i;
+      INFO(cases[i].name << " (" << cases[i].spec().key() << ") seed " << seed);
+      const CaseResult r = run(cases[i], seed);
+      INFO(r.detail);
+      CHECK(r.passed);
+    }
+}
+
 TEST_CASE("correctness matrix against the reference") {
   const auto cases = decode_check_matrix();
   precompile_cases(cases, {kDLCUDA, kDevice}, int(std::max(1u, std::thread::hardware_concurrency())));
-  for (size_t i = 0; i < cases.size(); ++i) {
-    const DecodeCase& c = cases[i];
-    for (uint64_t seed : {uint64_t(1000 + i), uint64_t(2000 + i)}) {  // fresh random data twice per case
-      INFO(c.name << " (" << c.spec().key() << ") seed " << seed);
-      const CaseResult r = run_decode_case(c, {kDLCUDA, kDevice}, seed);
-      INFO(r.detail);
-      CHECK(r.passed);
-      CHECK(r.rel_err <= r.tolerance);
-    }
-  }
+  check_matrix(cases, {1000, 2000}, [](const DecodeCase& c, uint64_t seed) { return run_decode_case(c, {kDLCUDA, kDevice}, seed); });
 }
 
 TEST_CASE("prefill correctness matrix against the reference") {
   const auto cases = prefill_check_matrix();
-  for (size_t i = 0; i < cases.size(); ++i) {
-    const PrefillCase& c = cases[i];
-    for (uint64_t seed : {uint64_t(3000 + i), uint64_t(4000 + i)}) {
-      INFO(c.name << " (" << c.spec().key() << ") seed " << seed);
-      const CaseResult r = run_prefill_case(c, kDevice, seed);
-      INFO(r.detail);
-      CHECK(r.passed);
-      CHECK(r.rel_err <= r.tolerance);
-    }
-  }
+  check_matrix(cases, {3000, 4000}, [](const PrefillCase& c, uint64_t seed) { return run_prefill_case(c, kDevice, seed); });
 }
 
 TEST_CASE("sparse decode correctness matrix against the reference (invalid indices reported, rows zeroed)") {
   const auto cases = sparse_check_matrix();
-  for (size_t i = 0; i < cases.size(); ++i) {
-    const SparseCase& c = cases[i];
-    INFO(c.name << " (" << c.spec().key() << ")");
-    const CaseResult r = run_sparse_case(c, {kDLCUDA, kDevice}, 5000 + i);
-    INFO(r.detail);
-    CHECK(r.passed);
-  }
+  check_matrix(cases, {5000}, [](const SparseCase& c, uint64_t seed) { return run_sparse_case(c, {kDLCUDA, kDevice}, seed); });
 }
 
 TEST_CASE("prefill: invalid device-side metadata is reported, never read out of bounds") {

@@ -7,6 +7,7 @@
 #endif
 #include "cuda_driver.hpp"
 #include "decode_plan.hpp"
+#include "dependent_launch.hpp"
 #include "decode_schedule.h"
 #include "heuristic.hpp"
 #include "family.hpp"
@@ -24,7 +25,6 @@ namespace {
 
 constexpr int kMinComputeMajor = 8;        // cp.async, ldmatrix and bf16 mma need sm_80
 constexpr size_t kWorkspaceAlignment = 256;
-constexpr int kMinProgrammaticLaunchMajor = 9;  // griddepcontrol (programmatic dependent launch) needs sm_90
 
 size_t align_up(size_t n) { return (n + kWorkspaceAlignment - 1) / kWorkspaceAlignment * kWorkspaceAlignment; }
 
@@ -195,7 +195,6 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   DecodeProblem p = describe_paged_decode(q, k_cache, v_cache, block_table, seq_lens, out, options);
   if (p.batch == 0) return;
   if (p.on_cpu) return run_on_cpu(p, options);
-  const cuda::Driver& d = cuda::driver();
   cuda::ScopedDeviceContext scope(p.device_ordinal);
   const DeviceInfo& device = cuda_device(p.device_ordinal);
   const DecodePlan plan = plan_decode(p, options, device, scope.context(), stream);
@@ -220,30 +219,14 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
 
   const DecodeGeometry& g = plan.kernel->geometry;
   void* args[] = {&a};
-  // On sm_90+ both grids are programmatic dependents of what precedes them on the stream: each is scheduled while
-  // that work drains and waits in the kernel (griddepcontrol.wait, before its first memory access) for it to end.
-  // This hides one launch latency per grid.
-  CUlaunchAttribute overlap{};
-  overlap.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
-  overlap.value.programmaticStreamSerializationAllowed = 1;
-  const auto launch = [&](CUfunction kernel, unsigned grid_x, unsigned grid_z, int threads, int shared_bytes, const char* what) {
-    CUlaunchConfig c{};
-    c.gridDimX = grid_x;
-    c.gridDimY = p.num_kv_heads;
-    c.gridDimZ = grid_z;
-    c.blockDimX = threads;
-    c.blockDimY = c.blockDimZ = 1;
-    c.sharedMemBytes = shared_bytes;
-    c.hStream = stream;
-    c.attrs = &overlap;
-    c.numAttrs = device.cc_major >= kMinProgrammaticLaunchMajor ? 1 : 0;
-    cuda::check(d.cuLaunchKernelEx(&c, kernel, args, nullptr), what);
-  };
   // Scheduled: the work list's entries (item = a linear block index), the same grid whatever the lengths.
-  launch(plan.kernel->main, scheduled ? plan.work_items : p.batch, 1, g.threads, g.shared_bytes, "cuLaunchKernelEx(paged_decode)");
+  const unsigned kv_heads = unsigned(p.num_kv_heads);
+  cuda::launch_dependent(device, stream, plan.kernel->main, {unsigned(scheduled ? plan.work_items : p.batch), kv_heads, 1},
+                         g.threads, g.shared_bytes, args, "cuLaunchKernelEx(paged_decode)");
   if (scheduled)
-    launch(plan.kernel->merge, p.batch, g.rows, g.merge_threads, merge_spreading_bytes(device, int64_t(p.batch) * p.num_kv_heads * g.rows),
-           "cuLaunchKernelEx(paged_decode merge)");
+    cuda::launch_dependent(device, stream, plan.kernel->merge, {unsigned(p.batch), kv_heads, unsigned(g.rows)},
+                           g.merge_threads, merge_spreading_bytes(device, int64_t(p.batch) * p.num_kv_heads * g.rows),
+                           args, "cuLaunchKernelEx(paged_decode merge)");
   if (options.check_device_args) check_device_errors(p.device_ordinal, stream);
 }
 

@@ -9,6 +9,7 @@
 #include "cpu_backend.hpp"
 #endif
 #include "cuda_driver.hpp"
+#include "dependent_launch.hpp"
 #include "kernel_cache.hpp"
 #include "sparse_decode_problem.hpp"
 #include "stream_scratch.hpp"
@@ -192,7 +193,6 @@ SparseDecodeConfig sparse_decode_heuristic(const KernelSpec& spec, int max_share
 namespace {
 
 constexpr int kMinComputeMajor = 8;             // cp.async needs sm_80
-constexpr int kMinProgrammaticLaunchMajor = 9;  // griddepcontrol (programmatic dependent launch) needs sm_90
 
 // The config for a CUDA call: forced, else a heuristic from the device's limits (no tuned winners yet).
 SparseDecodeConfig plan_cuda_sparse(const SparseDecodeProblem& p, const SparseDecodeOptions& options, const DeviceInfo& device) {
@@ -221,7 +221,6 @@ int sparse_decode_splits(const SparseDecodeProblem& p, const SparseDecodeConfig&
 namespace {
 
 void run_cuda_sparse(SparseDecodeProblem& p, const SparseDecodeOptions& options, CUstream stream) {
-  const cuda::Driver& d = cuda::driver();
   cuda::ScopedDeviceContext scope(p.device_ordinal);
   const DeviceInfo& device = cuda_device(p.device_ordinal);
   if (device.cc_major < kMinComputeMajor)
@@ -240,29 +239,16 @@ void run_cuda_sparse(SparseDecodeProblem& p, const SparseDecodeOptions& options,
   a.partial_out = slots ? workspace.data() : nullptr;
   a.partial_lse = slots ? reinterpret_cast<float*>(workspace.data() + out_bytes) : nullptr;
   void* args[] = {&a};
-  CUlaunchAttribute overlap{};
-  overlap.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
-  overlap.value.programmaticStreamSerializationAllowed = 1;
-  const auto launch = [&](CUfunction function, unsigned grid_y, unsigned grid_z, int threads, int shared_bytes, const char* what) {
-    CUlaunchConfig c{};
-    c.gridDimX = p.batch;
-    c.gridDimY = grid_y;
-    c.gridDimZ = grid_z;
-    c.blockDimX = threads;
-    c.blockDimY = c.blockDimZ = 1;
-    c.sharedMemBytes = shared_bytes;
-    c.hStream = stream;
-    c.attrs = &overlap;
-    c.numAttrs = device.cc_major >= kMinProgrammaticLaunchMajor ? 1 : 0;
-    cuda::check(d.cuLaunchKernelEx(&c, function, args, nullptr), what);
-  };
   constexpr int64_t kMaxGridYZ = 65535;  // CUDA's limit on gridDim.y and gridDim.z
   if (int64_t(p.num_kv_heads) * g.row_blocks > kMaxGridYZ || int64_t(p.spec.q_seqlen) * config.num_splits > kMaxGridYZ)
     fail("num_kv_heads x q head blocks or q_seqlen x num_splits exceeds CUDA's grid limit of 65535");
-  launch(kernel.main, p.num_kv_heads * g.row_blocks, p.spec.q_seqlen * config.num_splits, g.threads, g.shared_bytes,
-         "cuLaunchKernelEx(sparse_decode)");
+  const unsigned batch = unsigned(p.batch);
+  cuda::launch_dependent(device, stream, kernel.main,
+                         {batch, unsigned(p.num_kv_heads * g.row_blocks), unsigned(p.spec.q_seqlen * config.num_splits)},
+                         g.threads, g.shared_bytes, args, "cuLaunchKernelEx(sparse_decode)");
   if (config.num_splits > 1)
-    launch(kernel.merge, p.num_kv_heads, g.rows, g.merge_threads, 0, "cuLaunchKernelEx(sparse_decode merge)");
+    cuda::launch_dependent(device, stream, kernel.merge, {batch, unsigned(p.num_kv_heads), unsigned(g.rows)},
+                           g.merge_threads, 0, args, "cuLaunchKernelEx(sparse_decode merge)");
   if (options.check_device_args) check_device_errors(p.device_ordinal, stream);
 }
 

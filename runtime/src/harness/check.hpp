@@ -14,17 +14,22 @@
 
 namespace swajit {
 
+// What the paged families' cases share beside their AttentionCall: a name, the kv heads, the sequence lengths, and
+// whether every tensor gets padded / permuted strides (q, out, caches, block_table, seq_lens and the family's own).
+struct PagedCaseSizes {
+  std::string name;
+  int num_kv_heads = 2;
+  std::vector<int> seq_lens = {0, 1, 37, 300};
+  bool strided = false;
+};
+
 // One decode case: the call's kernel description (AttentionCall) and its run-time sizes.
-struct DecodeCase : AttentionCall {
+struct DecodeCase : AttentionCall, PagedCaseSizes {
   DecodeCase() {
     group = 4;
     local_window = 64;
     global_window = 4;
   }
-  std::string name;
-  int num_kv_heads = 2;
-  std::vector<int> seq_lens = {0, 1, 37, 300};
-  bool strided = false;   // padded / permuted strides for q, out, caches, block_table and seq_lens
   bool q_3d = false;      // q and out as [batch, heads, head_dim] (q_seqlen must be 1)
   // sink_logits: learned per-head sinks, random in [-1, 3); kv_quant: 8-bit cache with random codes and random
   // positive scales
@@ -70,7 +75,7 @@ std::vector<PrefillCase> prefill_check_matrix();
 CaseResult run_prefill_case(const PrefillCase& c, int device_ordinal, uint64_t seed);
 
 // One sparse top-k decode case: a paged cache as for decode, and each query token's selection.
-struct SparseCase : AttentionCall {
+struct SparseCase : AttentionCall, PagedCaseSizes {
   enum class Selection {
     kRandom,        // random positions of the sequence (some past the query: masked), 1 in 8 slots unused (-1)
     kEdges,         // as kRandom, with the last token and token 0 in every row
@@ -82,11 +87,7 @@ struct SparseCase : AttentionCall {
     q_seqlen = 2;
     topk = 64;
   }
-  std::string name;
-  int num_kv_heads = 2;
-  std::vector<int> seq_lens = {0, 1, 37, 300};
   Selection selection = Selection::kRandom;
-  bool strided = false;            // padded strides for q, out, caches, indices and bias
   bool per_tensor_scale = false;   // 8-bit K/V: one scale for K and one for V
   std::optional<CpuDecodeConfig> cpu_config;   // forced configs of the CPU backend and CUDA (their splits agree)
   std::optional<SparseDecodeConfig> config;
