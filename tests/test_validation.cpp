@@ -339,9 +339,10 @@ TEST_CASE("prefill: the default config drops TMA where the call's K/V layout doe
   t.v.strides = tokens_inside_heads.data();
   const PrefillProblem mixed = t.describe(o);
   CHECK(tma_layout_problem(mixed).find("same order of the head and token strides") != std::string::npos);
-  PrefillConfig gathers = tma;
-  gathers.tma = false;
-  CHECK(choose_prefill_config(mixed, o, h200, nullptr) == gathers);
+  const PrefillConfig gathers = choose_prefill_config(mixed, o, h200, nullptr);
+  CHECK(!gathers.tma);
+  CHECK(gathers == heuristic_prefill_config(mixed.spec, h200, /*tma_layout_ok=*/false));
+  CHECK(gathers.warp_specialize == 1);  // the row-gather producer measured before TMA
   o.config = tma;  // forced: kept (launch_prefill then refuses it with tma_layout_problem's words)
   CHECK(choose_prefill_config(mixed, o, h200, nullptr) == tma);
 }
