@@ -12,7 +12,7 @@
 #      the 8-bit producer does before it widens);
 #   4. the rows tools/bench/prefill_peers.py times for FlashInfer: head_dim 64 and 256, GQA 32/4, the varlen batch
 #      (16 sequences of 512-8192 queries chunked after a paged prefix of 4096);
-#   5. first use (generate + NVRTC + load, fresh database) of each kernel variant timed above.
+#   5. first use (generate + NVRTC + module load) of the new default kernels.
 # Usage: tools/bench/gpu_prefill.sh CARRY_DIR LOG_DIR
 #   CARRY_DIR: what tools/bench/prepare_gpu_carry.sh made (.carry: swajit, the GPU test binaries, lib/)
 #   MATMUL_TFLOPS: the bf16 matmul rate of the same run (floor column; prefill_peers.py prints kind=ceiling_mm_bf16);
@@ -42,30 +42,27 @@ bench() { run "$swajit" bench prefill --matmul-tflops "$mm" --reps 10 "$@"; }
   bench --seq 8192,32768 --num-kv-heads 8 --configs "default,$gathers"
   bench --seq 8192,32768 --num-kv-heads 8 --page-size 16 --configs "default,$old_default,$gathers"
   bench --seq 8192,32768 --num-kv-heads 8 --page-size 16 --shuffle-pages --configs "default,$old_default"
-  bench --seq 8192 --num-kv-heads 8 --page-size 64 --configs default
 
   # 3. 8-bit K/V: the default (the producer widens row-gathered tiles, stages - 1 = 2 tiles' copies in flight),
   #    st2 (one in flight: the session-3 producer), 3 in flight, and FA3's tile size
-  for quant in int8 fp8; do
-    bench --kv-quant "$quant" --seq 8192,32768 --num-kv-heads 8 \
-      --configs default,bm192_bn64_st2_mt1_wg_ws1,bm128_bn64_st4_mt1_wg_ws1,bm128_bn128_st2_mt1_wg_ws1
-  done
+  bench --kv-quant int8 --seq 8192,32768 --num-kv-heads 8 \
+    --configs default,bm192_bn64_st2_mt1_wg_ws1,bm128_bn64_st4_mt1_wg_ws1,bm128_bn128_st2_mt1_wg_ws1
+  bench --kv-quant fp8 --seq 8192,32768 --num-kv-heads 8 --configs default,bm128_bn128_st2_mt1_wg_ws1
 
   # 4. the FlashInfer peer rows (prefill_peers.py swajit_commands)
-  bench --seq 8192,32768 --num-kv-heads 8 --head-dim 64 --configs "default,$fa3_tile,bm192_bn128_st2_mt1_wg_ws1_tma"
+  bench --seq 8192,32768 --num-kv-heads 8 --head-dim 64 --configs "default,$fa3_tile"
   bench --seq 8192,32768 --num-kv-heads 8 --head-dim 256 \
     --configs default,bm64_bn64_st2_mt1_wg_ws1_tma,bm128_bn64_st2_mt1_wg_ws1_tma
   bench --seq 8192,32768 --num-kv-heads 4 --configs "default,$old_default"
   bench --q-lens "$varlen" --prefix-len 4096 --page-size 16 --num-kv-heads 8 --configs "default,$old_default,$gathers"
 
-  # 5. first use of each variant (each with a fresh database)
-  for key_config in "contig_g4_local $fa3_tile" "contig_g4_local bm128_bn128_st2_mt1_wg_ws3_tma" \
-                    "p16_nhd_g4_local $fa3_tile" "contig_g4_local_kvint8 $gathers"; do
+  # 5. first use of each variant (generate + NVRTC + module load; the database is not used)
+  for key_config in "contig_g4_local $fa3_tile" "p16_nhd_g4_local $fa3_tile" "contig_g4_local_kvint8 $gathers"; do
     read -r key config <<<"$key_config"
     IFS=_ read -r bm bn st mt wg ws tma <<<"$config"
     flags="--block-m ${bm#bm} --block-n ${bn#bn} --stages ${st#st} --wgmma true --warp-specialize ${ws#ws}"
     [ -n "$tma" ] && flags="$flags --tma true"
-    SWAJIT_DB=$logs/jit_$config.db run "$swajit" gen --key "prefill_bf16_d128_$key" $flags --jit-time
+    run "$swajit" gen --key "prefill_bf16_d128_$key" $flags --jit-time
   done
   echo "==== gpu_prefill.sh done, status $status"
   exit "$status"
