@@ -320,14 +320,22 @@ TEST_CASE("prefill: a valid call derives the spec and the exact grid from host m
   CHECK(t.describe(o).spec.key() == "prefill_bf16_d64_contig_g4_local_global_noncausal_gqai");
 }
 
-// The H200 default (head_dim 128): FA3's tile with TMA where the pages let TMA boxes fill it, the 64-token TMA tile
-// where only that fits, the row-gather producer where TMA cannot read the cache at all and for 8-bit K/V.
-TEST_CASE("prefill: the head_dim 128 heuristic on sm_90a by page size and K/V storage") {
+namespace {
+// What the prefill heuristic reads of an H200 (sm_90a): shared memory and registers.
+DeviceInfo h200_limits() {
   DeviceInfo h200;
   h200.cc_major = 9;
   h200.max_shared_per_block_optin = 227 * 1024;
   h200.max_shared_per_sm = 228 * 1024;
   h200.max_registers_per_block = 64 * 1024;
+  return h200;
+}
+}  // namespace
+
+// The H200 default (head_dim 128): FA3's tile with TMA where the pages let TMA boxes fill it, the 64-token TMA tile
+// where only that fits, the row-gather producer where TMA cannot read the cache at all and for 8-bit K/V.
+TEST_CASE("prefill: the head_dim 128 heuristic on sm_90a by page size and K/V storage") {
+  const DeviceInfo h200 = h200_limits();
   const auto heuristic = [&](const char* key) { return heuristic_prefill_config(KernelSpec::from_key(key), h200).key(); };
   CHECK(heuristic("prefill_bf16_d128_contig_g4_local") == "bm128_bn128_st2_mt1_wg_ws1_tma");
   CHECK(heuristic("prefill_bf16_d128_p16_nhd_g4_local") == "bm128_bn128_st2_mt1_wg_ws1_tma");  // 8 pages a tile
@@ -342,11 +350,7 @@ TEST_CASE("prefill: the head_dim 128 heuristic on sm_90a by page size and K/V st
 // A call whose K/V layout TMA cannot read runs the row-gather config instead of failing (a forced tma config on it
 // fails at launch, naming what TMA needs).
 TEST_CASE("prefill: the default config drops TMA where the call's K/V layout does not suit it") {
-  DeviceInfo h200;
-  h200.cc_major = 9;
-  h200.max_shared_per_block_optin = 227 * 1024;
-  h200.max_shared_per_sm = 228 * 1024;
-  h200.max_registers_per_block = 64 * 1024;
+  const DeviceInfo h200 = h200_limits();
   PrefillTensors t(128);
   PrefillOptions o;
   o.tuning = TuningPolicy::kHeuristic;
