@@ -77,7 +77,7 @@ bench() { step "$swajit" bench prefill --matmul-tflops "$mm" --reps 10 "$@"; }
 
   # 6. the GPU suite's prefill cases (device-side errors, 8-bit and varlen paged workloads, bad pages, streams)
   run_timeout=45
-  step "$carry/test_decode_gpu" -tc="prefill: invalid*,prefill: 8-bit*,prefill: varlen*,paged prefill*,concurrent streams*"
+  step "$carry/test_decode_gpu" -tc="prefill: invalid*,prefill: 8-bit*,prefill: varlen*,paged prefill*,concurrent streams: decode and prefill*"
   echo "==== gpu_prefill.sh done in $SECONDS s, status $status"
   exit "$status"
 } 2>&1 | tee "$logs/gpu_prefill.log"
