@@ -199,7 +199,11 @@ PrefillGeometry prefill_geometry(const KernelSpec& spec, const PrefillConfig& co
   // 8-bit K/V, warp specialized: the stages hold the tiles the producer widened to 16 bits, and the 2 x 2 stored
   // 8-bit tiles it stages them through (double buffered) take the place of the all-warps path's widened pair.
   g.tile_bytes = config.block_n * spec.head_dim * (specialized ? kElementBytes : kv_element_bytes(spec));
-  g.dequant_bytes = widened_kv_bytes(spec, config.block_n);
+  // 8-bit K/V: the all-warps path widens into one 16-bit K and V tile pair; the warp-specialized producer stages the
+  // stored 8-bit K and V tiles of `stages` tiles ahead (their copies in flight while it widens an earlier one).
+  g.dequant_bytes = specialized ? config.stages * 2 * config.block_n * spec.head_dim * kv_element_bytes(spec) *
+                                      (spec.kv_quant != KvQuant::kNone)
+                                : widened_kv_bytes(spec, config.block_n);
   g.barrier_bytes = specialized ? (2 * config.stages + 1) * kBarrierBytes : 0;
   // Q, K and V stages (as stored), widened K/V (8-bit KV), barriers (warp specialized)
   g.shared_bytes = g.q_bytes + 2 * config.stages * g.tile_bytes + g.dequant_bytes + g.barrier_bytes;

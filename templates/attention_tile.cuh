@@ -279,18 +279,23 @@ SWAJIT_DEVICE void widen_kv_tile(u32 stored, u32 widened, int thread = threadIdx
 }
 
 // True, in every thread of the block, if a block_table entry that the tiles of `ranges` use is outside
-// [0, P.num_pages). Decode and prefill check a sequence's whole visible range this way in every block of it, so all
-// its blocks (kv heads, splits, query tiles) agree to write the sequence as zeros, as the status message says. The
-// scan reads one int per visible page (a few hundred at most, from L2) before the block's first K/V load.
+// [0, P.num_pages). Prefill checks a sequence's whole visible range this way in every block of it, so all its blocks
+// (query tiles) agree to write the sequence as zeros, as the status message says. The scan reads each visible page's
+// entry once (2048 at seq 32K with pages of 16, from L2) before the block's first K/V load, several loads in flight per
+// thread (the scan by tiles read up to 9 entries a tile there, estimated at a few percent of a block's time).
 template <int kTokensPerPage, class Params>
 SWAJIT_DEVICE bool visible_pages_out_of_range(const Params& P, const int* block_table_row, const TileRanges& ranges,
                                               int threads) {
-  constexpr int kPagesPerTile = (kBlockN + kTokensPerPage - 1) / kTokensPerPage + 1;  // a tile may straddle one more
+  int first[2], pages[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    first[r] = ranges.begin[r] / kTokensPerPage;
+    pages[r] = ranges.tiles[r] > 0 ? ceil_div(ranges.end[r], kTokensPerPage) - first[r] : 0;
+  }
   bool bad = false;
-  for (int i = threadIdx.x; i < ranges.count() * kPagesPerTile; i += threads) {
-    const int t = i / kPagesPerTile;
-    const int logical_page = ranges.tile_begin(t) / kTokensPerPage + i % kPagesPerTile;
-    if (logical_page * kTokensPerPage >= ranges.tile_end(t)) continue;
+#pragma unroll 4
+  for (int i = threadIdx.x; i < pages[0] + pages[1]; i += threads) {
+    const int logical_page = i < pages[0] ? first[0] + i : first[1] + i - pages[0];
     const int page = block_table_row[logical_page * P.block_table_stride_page];
     bad |= page < 0 || page >= P.num_pages;
   }

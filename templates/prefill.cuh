@@ -35,16 +35,18 @@
 //              kWarpSpecialize == 3 is 2 with ping-pong between the two consumer warpgroups (kBlockM == 128): they take
 //              turns issuing their MMAs (named barriers), so one's softmax runs while the other's MMAs do.
 // setmaxnreg hands the producer's registers to the consumers (generator: kProducerRegisters, kConsumerRegisters).
-// 8-bit K/V: the producer stages each tile's stored bytes (double buffered, in the kDequantBytes area), widens them into
+// 8-bit K/V: the producer stages each tile's stored bytes (kStages tiles in flight, in the kDequantBytes area), widens them into
 // the stage's 16-bit tiles and then arrives on "full"; it folds the K scale into Q before q_full. The consumers run
 // the 16-bit path unchanged; the V scale is applied to the output.
 // kTma: the producer's first warp moves K/V tiles with the TMA engine instead: one lane posts the stage's byte count
 // on its "full" mbarrier (expect_tx) and issues boxes of 64 channels x kBoxRows tokens from the tensor maps the host
 // encoded (P.k_map / P.v_map, 128-byte swizzle = the WgmmaTile layout); the bytes complete the phase. A box covers
 // whole rows of kBlockN tokens, so for a paged cache tiles start at multiples of kBlockN (tiles_on_box_grid) and a box
-// is a whole page or part of one. Rows a box reads past what the row gathers would read are masked (P = 0), but they
-// may hold uninitialized memory and 0 * NaN = NaN: a tile whose box reaches outside the sequence's written tokens
-// [range begin, kv_len) gathers its V rows with zero fill instead (cp.async by the warp's lanes).
+// is a whole page or part of one; a tile of an NHD cache whose pages follow each other in memory moves as one box of
+// kBlockN tokens from the run maps instead (P.k_run_map / P.v_run_map, tma_page_runs): one copy, not one per page.
+// Rows a box reads past what the row gathers would read are masked (P = 0), but they may hold uninitialized memory
+// and 0 * NaN = NaN: a tile whose box reaches outside the sequence's written tokens [range begin, kv_len) gathers
+// its V rows with zero fill instead (cp.async by the warp's lanes).
 //
 // Needs from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kContiguousKv, kGroup, kCausal,
 // kLocalWindow, kGlobalWindow, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockM, kBlockN,
@@ -81,12 +83,13 @@ typedef TileLayout<kWgmma, kBlockN>::type KvTile;
 // (kDequantBytes, KvTile layout, 1024-byte aligned for wgmma), then the mbarriers when warp specialized (kBarrierBytes).
 static_assert(kSharedBytes >= kQBytes + 2 * kStages * kTileBytes + kDequantBytes + kBarrierBytes,
               "prelude shared-memory size too small");
-static_assert(kKvQuant == 0 || kDequantBytes == 2 * kBlockN * kHeadDim * 2, "widened tiles are 16-bit");
 static_assert((kQBytes + 2 * kStages * kTileBytes) % 1024 == 0, "wgmma tiles need 1024-byte alignment");
 static_assert(!kWarpSpecialize || kKvQuant == 0 || kTileBytes == kBlockN * kHeadDim * 2,
               "warp specialized 8-bit K/V: the stages hold the widened 16-bit tiles");
 constexpr u32 kWidenedTileBytes = kBlockN * kHeadDim * 2;
 constexpr u32 kStoredTileBytes = kBlockN * kHeadDim * kKvBytes;  // one K or V tile as the cache stores it
+static_assert(kKvQuant == 0 || kDequantBytes == (kWarpSpecialize ? kStages * 2 * kStoredTileBytes : 2 * kWidenedTileBytes),
+              "8-bit K/V: the staged stored tiles (warp specialized), else the widened 16-bit pair");
 static_assert(kStages >= 2, "the pipeline keeps at least one tile in flight");
 constexpr int kLoadAhead = kStages - 1;  // tiles loaded ahead of the one being computed
 
@@ -440,26 +443,59 @@ struct WrittenTokens {
   }
 };
 
-// The boxes of tile [box_begin, box_begin + kBlockN) of one tensor map into the stage at `tile`.
-SWAJIT_DEVICE void issue_tile_boxes(const PrefillParams& P, const BlockWork& w, const PrefillTensorMap& map, u32 tile,
+// The cache pages a tile's boxes read (one per box; a contiguous cache: none), all read before any copy is issued
+// so their loads overlap. A page past the sequence or never filled in is P.num_pages: a coordinate past the cache,
+// which the TMA engine reads as zeros (masked tokens only). `run`: the pages follow each other in the cache and
+// P.tma_page_runs allows the tile to move as one box per 64 channels of the run maps.
+struct TilePages {
+  int page[kContiguousKv ? 1 : kBoxesPerTile];
+  bool run;
+};
+SWAJIT_DEVICE TilePages tile_pages(const PrefillParams& P, const BlockWork& w, int box_begin) {
+  TilePages pages{};
+  if constexpr (!kContiguousKv) {
+    constexpr int kTokensPerPage = kContiguousKv ? 1 : kPageSize;  // (this branch is compiled for both)
+#pragma unroll
+    for (int box = 0; box < kBoxesPerTile; ++box) {
+      const int token = box_begin + box * kBoxRows, logical_page = token / kTokensPerPage;
+      pages.page[box] = P.num_pages;
+      if (token < w.seq.kv_len && logical_page < P.max_pages_per_seq) {
+        const int entry = w.block_table_row[logical_page * P.block_table_stride_page];
+        if (entry >= 0 && entry < P.num_pages) pages.page[box] = entry;
+      }
+    }
+    pages.run = kBoxesPerTile > 1 && P.tma_page_runs != 0 && pages.page[kBoxesPerTile - 1] < P.num_pages;
+#pragma unroll
+    for (int box = 1; box < kBoxesPerTile; ++box) pages.run &= pages.page[box] == pages.page[0] + box;
+  }
+  return pages;
+}
+
+// The boxes of tile [box_begin, box_begin + kBlockN) of one tensor (its map, and its run map for paged runs) into
+// the stage at `tile`.
+SWAJIT_DEVICE void issue_tile_boxes(const PrefillParams& P, const BlockWork& w, const TilePages& pages,
+                                    const PrefillTensorMap& map, const PrefillTensorMap& run_map, u32 tile,
                                     int box_begin, u32 barrier) {
+  constexpr int kColumns = kHeadDim / kBoxChannels;
+  if (!kContiguousKv && pages.run) {  // one box of kBlockN tokens from the first page's first row (NHD only)
+    constexpr int kTokensPerPage = kContiguousKv ? 1 : kPageSize;  // (this branch is compiled for both)
+#pragma unroll
+    for (int column = 0; column < kColumns; ++column)
+      tma_load_4d(tile + column * kBlockN * kWgmmaRowBytes, &run_map, column * kBoxChannels, w.kv_head,
+                  pages.page[0] * kTokensPerPage, 0, barrier);
+    return;
+  }
 #pragma unroll
   for (int box = 0; box < kBoxesPerTile; ++box) {
     const int token = box_begin + box * kBoxRows;
     int page = 0, row = w.seq.kv_begin + token;  // contiguous: one "page" of total_kv rows
     if constexpr (!kContiguousKv) {
       constexpr int kTokensPerPage = kContiguousKv ? 1 : kPageSize;  // (this branch is compiled for both)
-      const int logical_page = token / kTokensPerPage;
-      // Pages past the sequence or never filled in read as zeros (a coordinate past the cache): masked tokens only.
-      page = P.num_pages;
-      if (token < w.seq.kv_len && logical_page < P.max_pages_per_seq) {
-        const int entry = w.block_table_row[logical_page * P.block_table_stride_page];
-        if (entry >= 0 && entry < P.num_pages) page = entry;
-      }
+      page = pages.page[box];
       row = token % kTokensPerPage;
     }
 #pragma unroll
-    for (int column = 0; column < kHeadDim / kBoxChannels; ++column)
+    for (int column = 0; column < kColumns; ++column)
       tma_load_4d(tile + column * kBlockN * kWgmmaRowBytes + box * kBoxRows * kWgmmaRowBytes, &map,
                   column * kBoxChannels, P.tma_tokens_inside_heads ? row : w.kv_head,
                   P.tma_tokens_inside_heads ? w.kv_head : row, page, barrier);
@@ -487,9 +523,10 @@ SWAJIT_DEVICE void produce_with_tma(const PrefillParams& P, const BlockWork& w, 
     const int box_begin = w.ranges.tile_begin(t);
     const bool v_by_rows = !written.contains_all(box_begin, box_begin + kBlockN);
     if (lane == 0) {
+      const TilePages pages = tile_pages(P, w, box_begin);
       mbarrier_expect_tx(pipe.full(t), (v_by_rows ? 1 : 2) * kTileBytes);
-      issue_tile_boxes(P, w, P.k_map, w.k_tile(t), box_begin, pipe.full(t));
-      if (!v_by_rows) issue_tile_boxes(P, w, P.v_map, w.v_tile(t), box_begin, pipe.full(t));
+      issue_tile_boxes(P, w, pages, P.k_map, P.k_run_map, w.k_tile(t), box_begin, pipe.full(t));
+      if (!v_by_rows) issue_tile_boxes(P, w, pages, P.v_map, P.v_run_map, w.v_tile(t), box_begin, pipe.full(t));
     }
     if (v_by_rows) {
       gather_v_rows(P, w, written, w.v_tile(t), box_begin, lane);
@@ -505,25 +542,29 @@ SWAJIT_DEVICE void producer_sync() {  // the producer warpgroup alone (ids 1 and
   asm volatile("bar.sync 3, %0;" ::"n"(kProducerThreads) : "memory");
 }
 
+// The stored tiles of tile t land in staging buffer t % kStages: kStages - 1 tiles' copies stay in flight while the
+// producer widens one (one tile in flight was latency-bound: 0.66-0.68x of bf16, session 3).
 SWAJIT_DEVICE void produce_widened(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe, int loader) {
-  const u32 staging = w.v_smem + kStages * kTileBytes;  // 2 x (K, V) stored tiles
-  const auto stored_k = [&](int t) { return staging + (t % 2) * 2 * kStoredTileBytes; };
+  constexpr int kStagedAhead = kStages - 1;
+  const u32 staging = w.v_smem + kStages * kTileBytes;  // kStages x (K, V) stored tiles
+  const auto stored_k = [&](int t) { return staging + (t % kStages) * 2 * kStoredTileBytes; };
   const auto stage_tile = [&](int t) {
-    load_kv_tile(P, w.seq, w.block_table_row, stored_k(t), stored_k(t) + kStoredTileBytes, w.b, w.kv_head,
-                 w.ranges.tile_begin(t), w.ranges.tile_end(t), loader);
+    if (t < w.tile_count)
+      load_kv_tile(P, w.seq, w.block_table_row, stored_k(t), stored_k(t) + kStoredTileBytes, w.b, w.kv_head,
+                   w.ranges.tile_begin(t), w.ranges.tile_end(t), loader);
+    cp_async_commit();  // one group per tile, empty past the last, so the waits below count tiles
   };
   load_q_tile(P, w.q_smem, w.seq.q_begin + w.row0, w.rows, w.q_head, loader);
   cp_async_commit();
-  if (w.tile_count > 0) stage_tile(0);
-  cp_async_commit();
-  cp_async_wait<1>();  // this thread's Q chunks: the fold rescales exactly those
+#pragma unroll
+  for (int t = 0; t < kStagedAhead; ++t) stage_tile(t);
+  cp_async_wait<kStagedAhead>();  // this thread's Q chunks: the fold rescales exactly those
   fold_k_scale_into_q_tile<QTile, kBlockM>(P, w.q_smem, w.kv_head, loader, kProducerThreads);
   fence_shared_for_async_proxy();
   mbarrier_arrive(pipe.q_full());
   for (int t = 0; t < w.tile_count; ++t) {
-    if (t + 1 < w.tile_count) stage_tile(t + 1);  // its buffer was last read by the widening of t - 1
-    cp_async_commit();
-    cp_async_wait<1>();
+    stage_tile(t + kStagedAhead);  // its buffer was last read by the widening of t - 1
+    cp_async_wait<kStagedAhead>();
     producer_sync();  // every producer thread's copies of tile t have landed
     if (t >= kStages) mbarrier_wait(pipe.empty(t), Pipeline::parity(t - kStages));  // tile t - kStages is consumed
     constexpr bool kOneChunkAtATime = false;  // the producer holds no accumulators

@@ -45,6 +45,11 @@ struct PrefillParams {
   // read in place by the TMA engine (the kernel takes these params as __grid_constant__)
   int tma_tokens_inside_heads;
   PrefillTensorMap k_map, v_map;
+  // tma configs over an NHD cache of pages smaller than a tile whose pages are packed (page stride = page_size x token
+  // stride) only: K and V as one run of num_pages x page_size tokens, boxes of a whole tile; a tile whose pages
+  // follow each other in the cache is moved by one box per 64 channels instead of one per page.
+  int tma_page_runs;
+  PrefillTensorMap k_run_map, v_run_map;
 };
 
 // Bits of PrefillParams::status[0] (above paged decode's, as both families share one status word per device); a

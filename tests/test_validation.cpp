@@ -10,6 +10,7 @@
 #include "heuristic.hpp"
 #include "paged_decode_problem.hpp"
 #include "prefill_problem.hpp"
+#include "swajit/generator.hpp"
 #include "swajit/swajit.hpp"
 
 using namespace swajit;
@@ -319,14 +320,37 @@ TEST_CASE("prefill: a valid call derives the spec and the exact grid from host m
   CHECK(t.describe(o).spec.key() == "prefill_bf16_d64_contig_g4_local_global_noncausal_gqai");
 }
 
-// The H200 default takes TMA (head_dim 128); a call whose K/V layout TMA cannot read runs the same config with row
-// gathers instead of failing (a forced tma config on it fails at launch, naming what TMA needs).
-TEST_CASE("prefill: the default config drops TMA where the call's K/V layout does not suit it") {
+namespace {
+// What the prefill heuristic reads of an H200 (sm_90a): shared memory and registers.
+DeviceInfo h200_limits() {
   DeviceInfo h200;
   h200.cc_major = 9;
   h200.max_shared_per_block_optin = 227 * 1024;
   h200.max_shared_per_sm = 228 * 1024;
   h200.max_registers_per_block = 64 * 1024;
+  return h200;
+}
+}  // namespace
+
+// The H200 default (head_dim 128): FA3's tile with TMA where the pages let TMA boxes fill it, the 64-token TMA tile
+// where only that fits, the row-gather producer where TMA cannot read the cache at all and for 8-bit K/V.
+TEST_CASE("prefill: the head_dim 128 heuristic on sm_90a by page size and K/V storage") {
+  const DeviceInfo h200 = h200_limits();
+  const auto heuristic = [&](const char* key) { return heuristic_prefill_config(KernelSpec::from_key(key), h200).key(); };
+  CHECK(heuristic("prefill_bf16_d128_contig_g4_local") == "bm128_bn128_st2_mt1_wg_ws1_tma");
+  CHECK(heuristic("prefill_bf16_d128_p16_nhd_g4_local") == "bm128_bn128_st2_mt1_wg_ws1_tma");  // 8 pages a tile
+  CHECK(heuristic("prefill_bf16_d128_p256_hnd_g4_local") == "bm128_bn128_st2_mt1_wg_ws1_tma");  // half a page
+  CHECK(heuristic("prefill_bf16_d128_p192_nhd_g4_local") == "bm192_bn64_st3_mt1_wg_ws1_tma");  // 128 fits no box grid
+  CHECK(heuristic("prefill_bf16_d128_p7_nhd_g4_local") == "bm192_bn64_st3_mt1_wg_ws1");        // no TMA box fits
+  CHECK(heuristic("prefill_bf16_d128_contig_g4_local_kvint8") == "bm192_bn64_st3_mt1_wg_ws1");  // the producer widens
+  const KernelSpec int8 = KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvint8");
+  CHECK(prefill_geometry(int8, heuristic_prefill_config(int8, h200)).shared_bytes <= h200.max_shared_per_block_optin);
+}
+
+// A call whose K/V layout TMA cannot read runs the row-gather config instead of failing (a forced tma config on it
+// fails at launch, naming what TMA needs).
+TEST_CASE("prefill: the default config drops TMA where the call's K/V layout does not suit it") {
+  const DeviceInfo h200 = h200_limits();
   PrefillTensors t(128);
   PrefillOptions o;
   o.tuning = TuningPolicy::kHeuristic;
@@ -339,9 +363,10 @@ TEST_CASE("prefill: the default config drops TMA where the call's K/V layout doe
   t.v.strides = tokens_inside_heads.data();
   const PrefillProblem mixed = t.describe(o);
   CHECK(tma_layout_problem(mixed).find("same order of the head and token strides") != std::string::npos);
-  PrefillConfig gathers = tma;
-  gathers.tma = false;
-  CHECK(choose_prefill_config(mixed, o, h200, nullptr) == gathers);
+  const PrefillConfig gathers = choose_prefill_config(mixed, o, h200, nullptr);
+  CHECK(!gathers.tma);
+  CHECK(gathers == heuristic_prefill_config(mixed.spec, h200, /*tma_layout_ok=*/false));
+  CHECK(gathers.warp_specialize == 1);  // the row-gather producer measured before TMA
   o.config = tma;  // forced: kept (launch_prefill then refuses it with tma_layout_problem's words)
   CHECK(choose_prefill_config(mixed, o, h200, nullptr) == tma);
 }

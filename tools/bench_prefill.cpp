@@ -22,7 +22,9 @@ int run_prefill_bench(const PrefillBenchOptions& o) {
   std::printf("prefill: batch %d, %d q heads, head_dim %d, bf16, local window %d, global window %d, causal, "
               "%s %s K/V; CUDA events, L2 evicted before each of %d reps (median), host time per call apart\n",
               o.batch, o.num_q_heads, o.head_dim, o.local_window, o.global_window,
-              o.page_size > 0 ? ("paged (page " + std::to_string(o.page_size) + ", NHD)").c_str() : "contiguous",
+              o.page_size > 0 ? ("paged (page " + std::to_string(o.page_size) + ", NHD" +
+                                 (o.shuffled_pages ? ", pages shuffled)" : ", pages in order)")).c_str()
+                              : "contiguous",
               o.kv_quant == KvQuant::kNone ? "bf16" : std::string(to_string(o.kv_quant)).c_str(), o.reps);
   if (!o.q_lens.empty()) {
     std::printf("varlen: %zu sequences, each chunked after a cached prefix of %d tokens; q lengths", o.q_lens.size(),
@@ -97,6 +99,8 @@ BenchVerb FamilyBench<PrefillConfig>::add_to(CLI::App& bench) {
       ->check(CLI::NonNegativeNumber);
   verb->add_option("--page-size", flags->options.page_size, "0: contiguous K/V; else a paged NHD cache of this page size")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
+  verb->add_flag("--shuffle-pages", flags->options.shuffled_pages,
+                 "paged: each sequence's pages at random places of the cache (default: one after another)");
   verb->add_option("--q-lens", flags->options.q_lens, "varlen: query lengths of the sequences (replaces --seq and --batch)")
       ->delimiter(',')->check(size_range());
   verb->add_option("--prefix-len", flags->options.prefix_len, "varlen: cached tokens before each sequence's queries")

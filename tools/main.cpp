@@ -174,12 +174,14 @@ int cmd_info() {
 
 // Runs every registered family's check matrix (family_harness.hpp) on the device; a case's seed does not depend on
 // the filter, so a filtered run repeats the full run's data.
-int cmd_check(const std::string& device_text, const std::string& filter, uint64_t seed) {
+int cmd_check(const std::string& device_text, const std::string& filter, const std::string& family_name,
+              uint64_t seed) {
   const DLDevice device = parse_device(device_text);
   const int threads = int(std::max(1u, std::thread::hardware_concurrency()));
   int passed = 0, failed = 0;
   for_each_harness_family([&](auto family) {
     using Harness = decltype(family);
+    if (!family_name.empty() && family_name != Harness::name) return;
     if (!Harness::runs_on(device)) {
       std::printf("%s: not run (%s)\n", Harness::name, Harness::not_run_reason());
       return;
@@ -268,11 +270,14 @@ int main(int argc, char** argv) {
 
   app.add_subcommand("info", "backends and devices found");
 
-  std::string check_device = "auto", check_filter;
+  std::string check_device = "auto", check_filter, check_family;
   uint64_t check_seed = 1;
   auto* check = app.add_subcommand("check", "run the correctness matrix against the reference");
   check->add_option("--device", check_device, kDeviceHelp)->capture_default_str();
   check->add_option("--filter", check_filter, "only cases whose name contains this");
+  std::vector<std::string> harness_names;
+  swajit::for_each_harness_family([&](auto family) { harness_names.push_back(decltype(family)::name); });
+  check->add_option("--family", check_family, "only this family's matrix")->check(CLI::IsMember(harness_names));
   check->add_option("--seed", check_seed, "random seed of the first case")
       ->check(unsigned_64())
       ->capture_default_str();
@@ -335,7 +340,7 @@ int main(int argc, char** argv) {
       if (verb.command->parsed()) return verb.run();
     if (bench_load->parsed()) return run_load_bench(parse_device(load_device));
     if (app.got_subcommand("info")) return cmd_info();
-    if (check->parsed()) return cmd_check(check_device, check_filter, check_seed);
+    if (check->parsed()) return cmd_check(check_device, check_filter, check_family, check_seed);
   } catch (const swajit::Error& e) {
     std::fprintf(stderr, "swajit: %s\n", e.what());
     return 2;

@@ -18,9 +18,12 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-for peers in (os.path.join(HERE, "..", "..", ".peers"), os.path.join(HERE, "..", "..", "..", "shared", "peers"),
+# flashinfer_peer.py: $PEERS_DIR, else beside a checkout (tools/bench -> .peers), else beside this folder copied to
+# .carry/h_<name>/bench of a checkout, else the shared folder next to the checkout
+for peers in (os.environ.get("PEERS_DIR", ""), os.path.join(HERE, "..", "..", ".peers"),
+              os.path.join(HERE, "..", "..", "..", ".peers"), os.path.join(HERE, "..", "..", "..", "shared", "peers"),
               os.path.join(HERE, "..", "..", "shared", "peers")):
-    if os.path.exists(os.path.join(peers, "flashinfer_peer.py")):
+    if peers and os.path.exists(os.path.join(peers, "flashinfer_peer.py")):
         sys.path.insert(0, os.path.abspath(peers))
         break
 import flashinfer_peer as fp  # noqa: E402
@@ -72,7 +75,13 @@ def prebuild(torch, backends, head_dims):
         from flashinfer.jit.attention.modules import gen_batch_prefill_module
         from flashinfer.jit.core import build_jit_specs
 
-        specs = [gen_batch_prefill_module(be, bf, bf, bf, i32, d, d, 0, True, False, False)
+        try:  # the FA2 module the wrappers load (as flashinfer_peer.prebuild); the public one otherwise
+            from flashinfer.jit.attention.modules import _gen_batch_prefill_primary_module as gen_fa2
+        except ImportError:
+            gen_fa2 = gen_batch_prefill_module
+        # (dtype_q, dtype_kv, dtype_o, dtype_idx, head_dim_qk, head_dim_vo, no pos encoding, sliding window, no soft
+        #  cap, no fp16 qk reduction): the keys plan() derives for these calls
+        specs = [(gen_fa2 if be == "fa2" else gen_batch_prefill_module)(be, bf, bf, bf, i32, d, d, 0, True, False, False)
                  for be in backends for d in head_dims]
         todo = [s for s in specs if not s.is_compiled]
         fp.log(f"JIT: {len(specs)} prefill modules, {len(todo)} to build")
@@ -106,8 +115,12 @@ def main():
         os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
     except ImportError:
         pass
-    if not os.environ.get("CUDA_HOME") and os.path.exists("/usr/local/cuda/bin/nvcc"):
+    import shutil
+
+    if not os.environ.get("CUDA_HOME") and shutil.which("nvcc") is None and os.path.exists("/usr/local/cuda/bin/nvcc"):
         os.environ["CUDA_HOME"] = "/usr/local/cuda"
+    if "CXX" not in os.environ and shutil.which("c++") is None and shutil.which("g++"):
+        os.environ["CXX"] = "g++"  # FlashInfer links its modules with $CXX (default c++)
     import torch
     from triton.testing import do_bench
 
@@ -176,6 +189,9 @@ def main():
                            v_cache.reshape(-1, hkv, d)[: kv_lens[0]], rows, PREFIX)
     flops = 4 * d * HQ * sum(visible_pairs(n, kv) for n, kv in zip(VARLEN_Q_LENS, kv_lens))
     for be in backends:
+        if time.time() - t0 > args.budget_s:
+            fp.log(f"kind=prefill_peer_skipped,row=varlen,backend={be},reason=budget")
+            continue
         try:
             w = flashinfer.BatchPrefillWithPagedKVCacheWrapper(ws, "NHD", backend=be)
             w.plan(qo_indptr, kv_indptr, kv_indices, last_page_len, HQ, hkv, d, PAGE, causal=True, window_left=W - 1,

@@ -176,28 +176,36 @@ PrefillProblem describe_prefill(const DLTensor& q, const DLTensor& k, const DLTe
   return p;
 }
 
-PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo& device) {
-  // Measured on the H100 at seq 4096..32768, window 4096, head_dim 128 (tools/bench/RESULTS.md): warp-specialized
-  // wgmma with 192-row blocks (3 consumer warpgroups + 1 producer), 64-token tiles, 3 stages leads; on the H200
-  // (run B) its K/V tiles moved by the TMA engine are 8-13% faster still wherever the page size lets TMA boxes fill
-  // a tile (PrefillConfig::validate_tma; the call's strides are checked by choose_prefill_config). ws1 and ws2 with
-  // TMA tied there (mean 482 vs 484 TFLOP/s over the grid, each ahead on some rows by <= 2%): ws1 keeps one score
-  // accumulator, so it has the registers and shared memory of the path it replaces. 8-bit K/V takes the same
-  // blocks without TMA (the producer widens row-gathered tiles): 339-355 TFLOP/s against 313-330 for the
-  // non-specialized wgmma path (int8, H200 run B). Other head_dims on sm_90a take the non-specialized wgmma path with
-  // 128-row blocks, 64-token tiles and two blocks per SM; elsewhere mma.sync with 128-token tiles, 3 stages.
+PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo& device, bool tma_layout_ok) {
+  // head_dim 128 on sm_90a (tools/bench/RESULTS.md, H200): warp-specialized wgmma, a producer warpgroup and
+  // consumer warpgroups of 64 rows. With K/V moved by the TMA engine, FA3's tile (128 rows, 128-token tiles, 2
+  // stages, ws1) won 7 of the 8 rows of the tuned grid (session 3 run D, 1.04-1.19x over 192 rows / 64 tokens / 3
+  // stages); where TMA boxes cannot fill a 128-token tile, the 64-token one with TMA; where the K/V cannot take TMA at
+  // all (pages like 7 tokens: PrefillConfig::validate_tma; strides: tma_layout_problem) and for 8-bit K/V (the
+  // producer widens row-gathered tiles: 339-355 TFLOP/s against 313-330 for the all-warps path, int8, run B) the
+  // 192-row row-gather config measured before TMA. The first that is a config of the spec and fits the device's
+  // shared memory wins. Other head_dims on sm_90a take the non-specialized wgmma path with 128-row blocks, 64-token
+  // tiles and two blocks per SM; elsewhere mma.sync with 128-token tiles, 3 stages.
   PrefillConfig config;
   config.block_m = spec.head_dim >= 256 ? 64 : 128;
   constexpr int kMeasuredHeadDim = 128;
   if (device.arch() == "sm_90a" && spec.head_dim == kMeasuredHeadDim) {
-    PrefillConfig specialized{192, 64, 3, 1, true, 1, 1};
-    specialized.tma = spec.kv_quant == KvQuant::kNone;
-    try {
-      specialized.validate(spec);
-    } catch (const Error&) {
-      specialized.tma = false;  // pages TMA boxes cannot fill (e.g. 7 tokens): the per-row gather
+    const auto specialized = [](int block_m, int block_n, int stages, bool tma) {
+      PrefillConfig c{block_m, block_n, stages, 1, true, 1, 1};
+      c.tma = tma;
+      return c;
+    };
+    const bool tma = tma_layout_ok && spec.kv_quant == KvQuant::kNone;
+    for (const PrefillConfig& candidate : {specialized(128, 128, 2, true), specialized(192, 64, 3, true),
+                                           specialized(192, 64, 3, false)}) {
+      if (candidate.tma && !tma) continue;
+      try {
+        candidate.validate(spec);
+      } catch (const Error&) {
+        continue;  // e.g. pages TMA boxes cannot fill
+      }
+      if (prefill_geometry(spec, candidate).shared_bytes <= device.max_shared_per_block_optin) return candidate;
     }
-    if (prefill_geometry(spec, specialized).shared_bytes <= device.max_shared_per_block_optin) return specialized;
   }
   if (device.arch() == "sm_90a") {
     config.wgmma = true;
@@ -281,7 +289,7 @@ PrefillConfig choose_prefill_config(const PrefillProblem& p, const PrefillOption
       }
     }
   }
-  return without_tma_if_unsuitable(p, heuristic_prefill_config(p.spec, device));
+  return heuristic_prefill_config(p.spec, device, tma_layout_problem(p).empty());
 }
 
 namespace {
@@ -289,18 +297,21 @@ namespace {
 // The tensor map of one K/V tensor for the TMA producer (tma configs): a 4-d view {channel, kv head, token in page,
 // page} (contiguous K/V: one "page" of total_kv tokens), head and token swapped when the tokens are the inner of the
 // two (HND), so strides ascend; its boxes of 64 channels x box_rows tokens land in the kernel's 128-byte-swizzled
-// tiles. tma_layout_problem has checked the 16-byte alignment the TMA engine needs.
+// tiles. tma_layout_problem has checked the 16-byte alignment the TMA engine needs. `page_run`: the run map of a
+// packed NHD cache (PrefillParams::tma_page_runs): one "page" of num_pages x page_size tokens, boxes of block_n rows.
 void encode_kv_tensor_map(PrefillTensorMap& map, const PrefillProblem& p, const PrefillConfig& config, const void* base,
-                          int64_t stride_page, int64_t stride_token, int64_t stride_head) {
+                          int64_t stride_page, int64_t stride_token, int64_t stride_head, bool page_run = false) {
   static_assert(sizeof(PrefillTensorMap) == sizeof(CUtensorMap) && alignof(PrefillTensorMap) >= alignof(CUtensorMap));
   constexpr cuuint32_t kBoxChannels = 64;  // one 128-byte swizzle row of 16-bit elements
-  const bool contiguous = p.spec.is_contiguous_kv();
-  const int64_t tokens = contiguous ? std::max(p.params.total_kv, 1) : p.spec.page_size;
-  const int64_t pages = contiguous ? 1 : p.params.num_pages;
+  const bool one_page = p.spec.is_contiguous_kv() || page_run;
+  const int64_t tokens = p.spec.is_contiguous_kv() ? std::max(p.params.total_kv, 1)
+                         : page_run                ? int64_t(p.params.num_pages) * p.spec.page_size
+                                                   : p.spec.page_size;
+  const int64_t pages = one_page ? 1 : p.params.num_pages;
   const int64_t strides[3] = {stride_head * kTmaElementBytes, stride_token * kTmaElementBytes,
-                              (contiguous ? tokens * stride_token : stride_page) * kTmaElementBytes};
+                              (one_page ? tokens * stride_token : stride_page) * kTmaElementBytes};
   const bool swap = p.params.tma_tokens_inside_heads != 0;
-  const int box_rows = contiguous ? config.block_n : std::min(config.block_n, p.spec.page_size);  // prefill.cuh kBoxRows
+  const int box_rows = one_page ? config.block_n : std::min(config.block_n, p.spec.page_size);  // prefill.cuh kBoxRows
   const cuuint64_t head_dim = cuuint64_t(p.num_kv_heads), token_dim = cuuint64_t(tokens);
   const cuuint64_t dims[4] = {cuuint64_t(p.spec.head_dim), swap ? token_dim : head_dim, swap ? head_dim : token_dim,
                               cuuint64_t(pages)};
@@ -315,6 +326,18 @@ void encode_kv_tensor_map(PrefillTensorMap& map, const PrefillProblem& p, const 
                                                     CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                                                     CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE),
               "cuTensorMapEncodeTiled(prefill K/V)");
+}
+
+// Whether a tma call may move a tile of consecutive pages as one box (PrefillParams::tma_page_runs): a paged NHD
+// cache of pages smaller than a tile, each packed right after the previous one (so token t of page g is row
+// g * page_size + t of one tensor), with row coordinates that fit the kernel's int.
+bool tma_page_runs_apply(const PrefillProblem& p, const PrefillConfig& config) {
+  const PrefillParams& a = p.params;
+  const int64_t page = p.spec.page_size;
+  const auto packed = [&](int64_t stride_page, int64_t stride_token) { return stride_page == page * stride_token; };
+  return !p.spec.is_contiguous_kv() && page < config.block_n && !a.tma_tokens_inside_heads &&
+         packed(a.k_stride_page, a.k_stride_token) && packed(a.v_stride_page, a.v_stride_token) &&
+         int64_t(a.num_pages) * page <= INT_MAX;
 }
 
 void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& options) {
@@ -340,6 +363,11 @@ void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& op
     a.tma_tokens_inside_heads = a.k_stride_token < a.k_stride_head;  // HND
     encode_kv_tensor_map(a.k_map, p, config, a.k, a.k_stride_page, a.k_stride_token, a.k_stride_head);
     encode_kv_tensor_map(a.v_map, p, config, a.v, a.v_stride_page, a.v_stride_token, a.v_stride_head);
+    a.tma_page_runs = tma_page_runs_apply(p, config);
+    if (a.tma_page_runs) {
+      encode_kv_tensor_map(a.k_run_map, p, config, a.k, a.k_stride_page, a.k_stride_token, a.k_stride_head, true);
+      encode_kv_tensor_map(a.v_run_map, p, config, a.v, a.v_stride_page, a.v_stride_token, a.v_stride_head, true);
+    }
   }
   void* args[] = {&p.params};
   const int64_t q_tiles = (p.max_q_len + config.block_m - 1) / config.block_m;

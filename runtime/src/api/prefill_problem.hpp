@@ -26,8 +26,9 @@ PrefillProblem describe_prefill(const DLTensor& q, const DLTensor& k, const DLTe
                                 const DLTensor* block_table, const DLTensor* seq_lens, const DLTensor& cu_seqlens_q,
                                 const DLTensor& out, const PrefillOptions& options);
 
-// The config used when none is forced: fits the device's shared memory for the spec.
-PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo& device);
+// The config used when none is forced: fits the device's shared memory for the spec; `tma_layout_ok` false (the
+// call's K/V strides do not suit TMA: tma_layout_problem) picks one without TMA.
+PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo& device, bool tma_layout_ok = true);
 // Empty when the TMA producer can read this call's K/V (16-byte aligned addresses and strides, the same head/token
 // order in k and v), else what it needs, for the error of a forced tma config.
 std::string tma_layout_problem(const PrefillProblem& problem);

@@ -65,6 +65,7 @@ struct PrefillCase : AttentionCall {
   std::vector<int> q_lens = {37, 1, 200};
   std::vector<int> kv_lens = {37, 90, 200};
   bool strided = false;       // padded strides for q, out, K/V and the metadata
+  bool pages_in_runs = false;  // paged: pages mostly in cache order (runs a TMA tile reads as one box), some swapped
   // kv_quant: 8-bit K/V with random codes and random positive scales
   bool per_tensor_scale = false;      // one scale for K and one for V, instead of [num_kv_heads, head_dim]
   std::optional<PrefillConfig> config;

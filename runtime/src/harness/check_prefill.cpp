@@ -120,6 +120,14 @@ std::vector<PrefillCase> prefill_check_matrix() {
       [&](PrefillCase& c) { c.config = tma(192, 128, 2, 1); c.num_kv_heads = 1; c.q_lens = {1500, 130}; c.kv_lens = {2000, 1000}; c.local_window = 1000; });
   add("tma ws2 bm128 bn128 st3, paged NHD 16 (8 pages a tile), sinks, learned sinks",
       [&](PrefillCase& c) { c.config = tma(128, 128, 3, 2); c.page_size = 16; c.global_window = 3; c.sink_logits = true; });
+  add("tma ws1 bm128 bn128 st2, paged NHD 16 in runs (one box a tile where pages follow), long window, chunked",
+      [&](PrefillCase& c) { c.config = tma(128, 128, 2, 1); c.page_size = 16; c.pages_in_runs = true; c.q_lens = {1500, 130, 1}; c.kv_lens = {2000, 1000, 33}; c.local_window = 1000; });
+  add("tma ws2 bm192 bn64 st3, paged NHD 8 in runs, sinks, learned sinks, fp16",
+      [&](PrefillCase& c) { c.config = tma(192, 64, 3, 2); c.page_size = 8; c.pages_in_runs = true; c.dtype = DType::kFP16; c.q_lens = {300, 17}; c.kv_lens = {700, 300}; c.global_window = 3; c.sink_logits = true; });
+  add("tma ws1 bm64 bn64, head_dim 256, paged NHD 32 in runs, strided (no runs: padded pages), group 8",
+      [&](PrefillCase& c) { c.config = tma(64, 64, 2, 1); c.head_dim = 256; c.page_size = 32; c.pages_in_runs = true; c.strided = true; c.group = 8; c.num_kv_heads = 1; c.q_lens = {600}; c.kv_lens = {900}; c.local_window = 500; });
+  add("paged NHD 16 in runs, default config, head_dim 128",
+      [&](PrefillCase& c) { c.page_size = 16; c.pages_in_runs = true; c.num_kv_heads = 2; c.q_lens = {700, 5}; c.kv_lens = {900, 300}; c.local_window = 256; });
   add("tma ws3 bm128 bn128 st2, ping-pong (FA3's tile), long window, empty and length-1 sequences",
       [&](PrefillCase& c) { c.config = tma(128, 128, 2, 3); c.num_kv_heads = 1; c.q_lens = {1500, 0, 1, 70}; c.kv_lens = {2000, 0, 1, 70}; c.local_window = 1000; });
   add("tma ws1 bm128 bn128 st3, paged HND 256 (part of a page), strided, window 1 + sink 1",
@@ -275,7 +283,12 @@ CaseResult run_prefill_case(const PrefillCase& c, int device_ordinal, uint64_t s
     for (int len : c.kv_lens) { max_pages = std::max(max_pages, (len + P - 1) / P); num_pages += (len + P - 1) / P; }
     std::vector<int> page_ids(num_pages);
     std::iota(page_ids.begin(), page_ids.end(), 0);
-    std::shuffle(page_ids.begin(), page_ids.end(), rng);
+    if (c.pages_in_runs) {
+      constexpr int kRunPeriod = 24, kSwapAt = 3;  // one swapped pair in 24 pages: most tiles are runs, some are not
+      for (int i = kSwapAt; i + 1 < num_pages; i += kRunPeriod) std::swap(page_ids[i], page_ids[i + 1]);
+    } else {
+      std::shuffle(page_ids.begin(), page_ids.end(), rng);
+    }
     const std::vector<int64_t> cache_shape = c.kv_layout == KvLayout::kNHD ? std::vector<int64_t>{num_pages, P, hkv, D}
                                                                          : std::vector<int64_t>{num_pages, hkv, P, D};
     StridedTensor cache_t = compact_tensor(cache_shape);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 #include <random>
 
 #include "cuda_driver.hpp"
@@ -37,6 +38,7 @@ PrefillShape PrefillGrid::shape(int kv_heads, int seq_len) const {
   s.page_size = page_size;
   s.q_lens = q_lens;
   s.prefix_len = prefix_len;
+  s.shuffled_pages = shuffled_pages;
   return s;
 }
 
@@ -87,12 +89,25 @@ PrefillWorkload::PrefillWorkload(const PrefillShape& shape, int device, CUstream
   random_kv(size_t(total_kv) * hkv * D, k_store_);
   random_kv(size_t(total_kv) * hkv * D, v_store_);
   if (shape.kv_quant != KvQuant::kNone) scales_ = half::varied_kv_scales(shape.kv_quant, size_t(hkv) * D);
+  // Logical page g (of the sequences' pages, in order) lives in cache page place[g]; k_store_ / v_store_ keep the
+  // logical order (what the reference reads), the cache gets each page at its place.
+  std::vector<int> place(total_kv / page);
+  std::iota(place.begin(), place.end(), 0);
+  if (shape.shuffled_pages) std::shuffle(place.begin(), place.end(), rng);
   std::vector<int> table(size_t(batch) * max_pages, 0);
   for (int b = 0; b < batch; ++b)
-    for (int i = 0; i < pages[b]; ++i) table[size_t(b) * max_pages + i] = cu_kv[b] / page + i;
+    for (int i = 0; i < pages[b]; ++i) table[size_t(b) * max_pages + i] = place[cu_kv[b] / page + i];
+  const auto to_cache = [&](const std::vector<uint8_t>& logical) {
+    if (!paged() || !shape.shuffled_pages) return logical;
+    std::vector<uint8_t> cache(logical.size());
+    const size_t page_bytes = logical.size() / place.size();
+    for (size_t g = 0; g < place.size(); ++g)
+      std::memcpy(&cache[place[g] * page_bytes], &logical[g * page_bytes], page_bytes);
+    return cache;
+  };
   q_ = DeviceBuffer(q_bits_);
-  k_ = DeviceBuffer(k_store_);
-  v_ = DeviceBuffer(v_store_);
+  k_ = DeviceBuffer(to_cache(k_store_));
+  v_ = DeviceBuffer(to_cache(v_store_));
   scales_d_ = DeviceBuffer(scales_);
   cu_seqlens_q_ = DeviceBuffer(cu_q);
   cu_seqlens_k_ = DeviceBuffer(cu_kv);

@@ -17,8 +17,8 @@ namespace swajit {
 // A timed prefill call: its kernel description (AttentionCall: dtype, head_dim, windows, KV quantization, page_size)
 // and its run-time sizes; every sequence is seq_len queries over the same seq_len keys, or, when q_lens is given,
 // sequence b is q_lens[b] queries chunked after a cached prefix of prefix_len tokens (kv_len = prefix_len + q_lens[b]).
-// K/V are contiguous (page_size 0) or a paged NHD cache whose page tables list each sequence's pages in order; heads
-// grouped, causal, without sink logits.
+// K/V are contiguous (page_size 0) or a paged NHD cache whose page tables list each sequence's pages in order (or,
+// shuffled_pages, in a random order of the cache's pages); heads grouped, causal, without sink logits.
 struct PrefillShape : AttentionCall {
   PrefillShape() {
     page_size = 0;  // contiguous K/V
@@ -28,6 +28,7 @@ struct PrefillShape : AttentionCall {
   int num_q_heads = 32, num_kv_heads = 8;
   std::vector<int> q_lens;  // varlen: one entry per sequence (batch and seq_len unused)
   int prefix_len = 0;       // varlen: cached tokens before each sequence's queries
+  bool shuffled_pages = false;  // paged: pages at random places of the cache, not one after another
   int sequences() const { return q_lens.empty() ? batch : int(q_lens.size()); }
   int q_len(int b) const { return q_lens.empty() ? seq_len : q_lens[b]; }
   int kv_len(int b) const { return q_lens.empty() ? seq_len : prefix_len + q_lens[b]; }
@@ -43,6 +44,7 @@ struct PrefillGrid {
   int page_size = 0;        // 0: contiguous K/V
   std::vector<int> q_lens;  // varlen rows instead of seq_lens (see PrefillShape)
   int prefix_len = 0;
+  bool shuffled_pages = false;
   PrefillShape shape(int kv_heads, int seq_len) const;
 };
 
