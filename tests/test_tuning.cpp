@@ -43,6 +43,9 @@ TEST_CASE("shape buckets round batch and visible KV up to powers of two") {
 TEST_CASE("configs round-trip through JSON; bad JSON names the field") {
   const DecodeConfig c{128, 2, 4, 16};
   CHECK(decode_config_from_json(decode_config_to_json(c)) == c);
+  CHECK(!decode_config_to_json(c).contains("producer"));  // records of the default loaders read as before
+  const DecodeConfig producer{64, 4, 3, 0, DecodeConfig::kProducerBulk};
+  CHECK(decode_config_from_json(decode_config_to_json(producer)) == producer);
   try {
     decode_config_from_json(nlohmann::json{{"block_n", 64}, {"warps_n", 4}, {"stages", "3"}, {"num_splits", 1}});
     FAIL("accepted a string stage count");
