@@ -13,15 +13,20 @@ export LD_LIBRARY_PATH=$carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export SWAJIT_DB=$logs/decode.db SWAJIT_SHIPPED=0  # a fresh database, no shipped winners: heuristic or forced configs
 rm -f "$SWAJIT_DB"
 swajit=$carry/swajit
-failed=""
+failed="" start=$(date +%s)
 step() { echo; echo "==== $*"; }
-# A hung kernel (an mbarrier never completing) costs at most this long per command.
-limited() { timeout 120 "$@"; }
+# A hung kernel (an mbarrier never completing) costs at most this long per command; a producer check that timed out
+# skips the producer benches.
+limited() { timeout 45 "$@"; }
+producer_hung=0
 
 step "check: the producer-warp cases (both loaders: head_dim 64/128/256, q4, sinks, splits, page 7, HND strided,"
-echo "     128 rows, ragged capacity schedule, int8 and fp8), then the default's 8-bit, q_seqlen and ragged cases"
-for filter in "producer" "int8 KV" "fp8 KV" "q_seqlen" "ragged batch"; do
-  limited "$swajit" check --device cuda --filter "$filter" >> "$logs/decode_check.log" 2>&1 || failed+=" check[$filter]"
+echo "     128 rows, ragged capacity schedule, int8 and fp8), then the default's fp8 cases"
+for filter in "producer" "fp8 KV"; do
+  limited "$swajit" check --device cuda --filter "$filter" >> "$logs/decode_check.log" 2>&1
+  rc=$?
+  [ $rc -ne 0 ] && failed+=" check[$filter]:rc$rc"
+  [ $rc -eq 124 ] && [ "$filter" = producer ] && producer_hung=1
 done
 grep -E "^FAIL|passed" "$logs/decode_check.log"
 grep -q "^FAIL" "$logs/decode_check.log" && failed+=" check-FAIL-lines"
@@ -30,19 +35,23 @@ grep -q "^FAIL" "$logs/decode_check.log" && failed+=" check-FAIL-lines"
 grid=(--batch 1,8,32,128 --kv-len 32768 --q-seqlen 1,4 --reps 50)
 bench() {  # name, then bench decode flags
   local name=$1; shift
-  step "bench $name: $*"
+  if [ $producer_hung = 1 ] && [[ "$*" == *--producer* ]]; then echo "==== skipped $name (producer check hung)"; return; fi
+  step "bench $name: $* ($(( $(date +%s) - start ))s into the script)"
   limited "$swajit" bench decode "${grid[@]}" "$@" 2>&1 | tee "$logs/bench_$name.log" | grep -E "^\| [0-9]|floor|error"
 }
 # bf16 (session 3 runs C/D, heuristic bn64 wn4 st3: 11.2 / 13.7, 45.6 / 49.3, 145.5 / 151.9, 558.5 / 580.5 us;
 # FlashInfer tc 15.3 / 15.6, 48.3, 145.8 / 148.6, 499.7 / 513.6)
 bench bf16_default
-bench bf16_pw1 --producer 1 --splits 0
 bench bf16_pw2 --producer 2 --splits 0
-bench bf16_pw2_bn32_wn2_st6 --producer 2 --block-n 32 --warps-n 2 --stages 6 --splits 0
+bench bf16_pw1 --producer 1 --splits 0
+# 8-bit (heuristic bn128 wn4 st3; run A: fp8 b32 92.0 / 97.2 (q4), b128 342.1 / 365.0; runs C/D int8 97.3 / 369.9)
+grid=(--batch 32,128 --kv-len 32768 --q-seqlen 1,4 --reps 50)
+bench fp8_pw2 --kv-quant fp8 --producer 2 --block-n 128 --splits 0
+bench int8_pw2 --kv-quant int8 --producer 2 --block-n 128 --splits 0
+bench int8_default --kv-quant int8
+# more bytes in flight per SM: 3 blocks of 2 stages, or 2 blocks of 6 narrower stages
+grid=(--batch 1,8,32,128 --kv-len 32768 --q-seqlen 1 --reps 50)
 bench bf16_pw2_st2 --producer 2 --stages 2 --splits 0
-# 8-bit (heuristic bn128 wn4 st3; runs C/D: int8 b32 97.3 / b128 369.9, fp8 91.9 / 341.8 us)
-for quant in int8 fp8; do
-  bench ${quant}_default --kv-quant $quant
-  bench ${quant}_pw2 --kv-quant $quant --producer 2 --block-n 128 --splits 0
-done
+bench bf16_pw2_bn32_wn2_st6 --producer 2 --block-n 32 --warps-n 2 --stages 6 --splits 0
+echo "==== done in $(( $(date +%s) - start )) s"
 [ -z "$failed" ]
