@@ -49,6 +49,12 @@ grid=(--batch 32,128 --kv-len 32768 --q-seqlen 1,4 --reps 50)
 bench fp8_pw2 --kv-quant fp8 --producer 2 --block-n 128 --splits 0
 bench int8_pw2 --kv-quant int8 --producer 2 --block-n 128 --splits 0
 bench int8_default --kv-quant int8
+# Gemma 3 head_dim 256 (32 q / 16 kv heads, window 1024; run A heuristic: b8 55.3, b32 213.7, b128 831.1 us, 55-59%):
+# the heuristic's bn64 tile leaves 2 stages and 1 block per SM at d256; bn32 wn2 st3 keeps 2 blocks of 3 stages.
+grid=(--batch 8,32,128 --kv-len 32768 --q-seqlen 1 --reps 50 --num-q-heads 32 --num-kv-heads 16 --head-dim 256 --local-window 1024)
+bench gemma_d256_default
+bench gemma_d256_bn32_wn2_st3 --block-n 32 --warps-n 2 --stages 3 --splits 0
+bench gemma_d256_bn32_wn2_st3_pw2 --block-n 32 --warps-n 2 --stages 3 --splits 0 --producer 2
 # more bytes in flight per SM: 3 blocks of 2 stages, or 2 blocks of 6 narrower stages
 grid=(--batch 1,8,32,128 --kv-len 32768 --q-seqlen 1 --reps 50)
 bench bf16_pw2_st2 --producer 2 --stages 2 --splits 0
