@@ -21,8 +21,9 @@ limited() { timeout 45 "$@"; }
 producer_hung=0
 
 step "check: the producer-warp cases (both loaders: head_dim 64/128/256, q4, sinks, splits, page 7, HND strided,"
-echo "     128 rows, ragged capacity schedule, int8 and fp8), then the default's fp8 cases"
-for filter in "producer" "fp8 KV"; do
+echo "     128 rows, ragged capacity schedule, int8 and fp8), then the default's (prologue now fills every stage): fp8,"
+echo "     q_seqlen 1..8, forced tiles and stages, ragged batches"
+for filter in "producer" "fp8 KV" "q_seqlen" "config bn" "ragged batch"; do
   limited "$swajit" check --device cuda --filter "$filter" >> "$logs/decode_check.log" 2>&1
   rc=$?
   [ $rc -ne 0 ] && failed+=" check[$filter]:rc$rc"
@@ -39,6 +40,8 @@ bench() {  # name, then bench decode flags
   step "bench $name: $* ($(( $(date +%s) - start ))s into the script)"
   limited "$swajit" bench decode "${grid[@]}" "$@" 2>&1 | tee "$logs/bench_$name.log" | grep -E "^\| [0-9]|floor|error"
 }
+# The default (producer 0) now requests every stage's tile in the prologue: batch 1's items of 3 tiles make one round
+# trip to memory instead of two (the suspected batch-1 regression, 9.6 -> 11.2 us).
 # bf16 (session 3 runs C/D, heuristic bn64 wn4 st3: 11.2 / 13.7, 45.6 / 49.3, 145.5 / 151.9, 558.5 / 580.5 us;
 # FlashInfer tc 15.3 / 15.6, 48.3, 145.8 / 148.6, 499.7 / 513.6)
 bench bf16_default
