@@ -92,6 +92,10 @@ TEST_CASE("the config space holds only valid configs, and the heuristic's shape 
   CHECK(heuristic_decode_config(int8_32_rows, kH200SharedPerBlock, kH200SharedPerSm).block_n == 64);
   CHECK(heuristic_decode_config(spec, kH200SharedPerBlock, kH200SharedPerSm) == DecodeConfig{64, 4, 3, kCapacity});
   CHECK(heuristic_decode_config(int8_spec, kH200SharedPerBlock, 140 * 1024).stages == 4);  // 2 x 68 KB fit, 2 x 84 KB do not
+  // Bulk-copied rows are padded by 16 bytes: the same tiles and stages, still two blocks per SM.
+  constexpr int kBulk = DecodeConfig::kProducerBulk;
+  CHECK(heuristic_decode_config(spec, kH200SharedPerBlock, kH200SharedPerSm, kBulk) == DecodeConfig{64, 4, 3, kCapacity, kBulk});
+  CHECK(heuristic_decode_config(int8_spec, kH200SharedPerBlock, kH200SharedPerSm, kBulk) == DecodeConfig{128, 4, 3, kCapacity, kBulk});
 }
 
 TEST_CASE("presets and workload files") {

@@ -6,7 +6,7 @@
 
 namespace swajit {
 
-DecodeConfig heuristic_decode_config(const KernelSpec& spec, int max_shared_per_block, int max_shared_per_sm) {
+DecodeConfig heuristic_decode_config(const KernelSpec& spec, int max_shared_per_block, int max_shared_per_sm, int producer) {
   constexpr int kTargetWarps = 4;          // enough warps to keep cp.async traffic and tensor cores busy (16-bit)
   constexpr int kBlockN16Bit = 64;         // tokens of a 16-bit tile
   constexpr int kTilesInFlight16Bit = 2;   // 16-bit tiles in flight while one is consumed (3 stages)
@@ -20,10 +20,12 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, int max_shared_per_
     DecodeConfig config;
     config.block_n = kBlockN16Bit * widening;
     config.stages = 2;
+    config.producer = producer;
     const DecodeGeometry geometry = decode_geometry(spec, config);
     config.warps_n = std::max(1, kTargetWarps / geometry.warps_m);
     const int bytes_in_flight = kTilesInFlight16Bit * spec.head_dim * kBlockN16Bit * int(sizeof(uint16_t));
-    config.stages = 1 + bytes_in_flight / geometry.tile_bytes;
+    const int tile_data_bytes = config.block_n * spec.head_dim * (spec.kv_quant == KvQuant::kNone ? 2 : 1);  // no padding
+    config.stages = 1 + bytes_in_flight / tile_data_bytes;
     while (config.stages > 2 && decode_geometry(spec, config).shared_bytes > per_block_budget) --config.stages;
     return config;
   };

@@ -8,12 +8,16 @@
 
 namespace swajit {
 
-// The compiled part (tile, warps, stages) for blocks that may use up to `max_shared_per_block` bytes of shared
-// memory on multiprocessors with `max_shared_per_sm`; num_splits is
-// kSplitsFromCapacity (the host sizes the work list from the kernel's occupancy: paged_decode.cpp).
-DecodeConfig heuristic_decode_config(const KernelSpec& spec, int max_shared_per_block, int max_shared_per_sm);
+// The compiled part (tile, warps, stages, loaders) for blocks that may use up to `max_shared_per_block` bytes of
+// shared memory on multiprocessors with `max_shared_per_sm`, loading with `producer` (DecodeConfig::producer);
+// num_splits is kSplitsFromCapacity (the host sizes the work list from the kernel's occupancy: paged_decode.cpp).
+DecodeConfig heuristic_decode_config(const KernelSpec& spec, int max_shared_per_block, int max_shared_per_sm,
+                                     int producer = DecodeConfig::kLoadersAllWarps);
+// The loaders the heuristic takes on a device: the producer-warp ones need sm_90.
+constexpr int kHeuristicProducerSm90 = DecodeConfig::kLoadersAllWarps;
 inline DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& device) {
-  return heuristic_decode_config(spec, device.max_shared_per_block_optin, device.max_shared_per_sm);
+  return heuristic_decode_config(spec, device.max_shared_per_block_optin, device.max_shared_per_sm,
+                                 device.cc_major >= 9 ? kHeuristicProducerSm90 : DecodeConfig::kLoadersAllWarps);
 }
 
 // Dynamic shared memory the split-KV merge grid asks for and never touches, so that its blocks spread over the SMs.
