@@ -34,14 +34,17 @@ DecodeGeometry decode_geometry(const KernelSpec& spec, const DecodeConfig& confi
   const int rows_padded = g.warps_m * kMmaRows;
   g.threads = (warps + (config.producer != DecodeConfig::kLoadersAllWarps ? 1 : 0)) * kWarpSize;
   g.q_bytes = rows_padded * spec.head_dim * kElementBytes;
-  g.stored_row_bytes = spec.head_dim * kv_element_bytes(spec) + (config.producer == DecodeConfig::kProducerBulk ? kRowPadBytes : 0);
+  g.stored_row_bytes = spec.head_dim * kv_element_bytes(spec) + (config.producer >= DecodeConfig::kProducerBulk ? kRowPadBytes : 0);
   g.tile_bytes = config.block_n * g.stored_row_bytes;
   g.epilogue_stride = spec.head_dim + kEpiloguePadFloats;
   g.epilogue_bytes = warps * kMmaRows * g.epilogue_stride * kFloatBytes + 2 * config.warps_n * rows_padded * kFloatBytes;
   const int pipeline_bytes = 2 * config.stages * g.tile_bytes;  // K and V; 8-bit tiles are widened in registers
   // A producer's full / empty mbarrier per stage, after everything the epilogue may reuse.
   g.barrier_offset = g.q_bytes + std::max(pipeline_bytes, g.epilogue_bytes);
-  const int barrier_bytes = config.producer != DecodeConfig::kLoadersAllWarps ? 2 * config.stages * kMbarrierBytes : 0;
+  const int barriers_per_stage = config.producer == DecodeConfig::kLoadersAllWarps ? 0
+                                 : config.producer == DecodeConfig::kProducerBulkSplitKv ? 3  // full K, full V, empty
+                                                                                          : 2;  // full, empty
+  const int barrier_bytes = barriers_per_stage * config.stages * kMbarrierBytes;
   g.shared_bytes = g.barrier_offset + barrier_bytes;
   g.merge_threads = kMergeThreads;
   return g;
@@ -88,7 +91,7 @@ std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, c
      << "constexpr int kBlockN = " << config.block_n << ";\n"
      << "constexpr int kWarpsN = " << config.warps_n << ";\n"
      << "constexpr int kStages = " << config.stages << ";\n"
-     << "constexpr int kProducer = " << config.producer << ";  // 0: every warp loads, 1: producer warp (cp.async), 2: producer warp (bulk rows)\n"
+     << "constexpr int kProducer = " << config.producer << ";  // 0: every warp loads, 1: producer warp (cp.async), 2: producer warp (bulk rows), 3: as 2, K and V on their own barriers\n"
      << "// launch geometry, shared with the host launcher\n"
      << "constexpr int kRows = " << g.rows << ";\n"
      << "constexpr int kWarpsM = " << g.warps_m << ";\n"

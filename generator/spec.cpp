@@ -292,7 +292,7 @@ void DecodeConfig::validate(const KernelSpec& spec) const {
                                                  std::to_string(warps_n * kMmaK));
   require_range("stages", stages, 2, kMaxStages);
   require_range("num_splits", num_splits, kSplitsFromCapacity, kMaxSplits);
-  require_range("producer", producer, kLoadersAllWarps, kProducerBulk);
+  require_range("producer", producer, kLoadersAllWarps, kProducerBulkSplitKv);
   const int threads = decode_geometry(spec, *this).threads;
   if (threads > kMaxThreadsPerBlock)
     throw Error(ErrorCode::kInvalidArgument, "warps_n = " + std::to_string(warps_n) + " gives " +

@@ -21,8 +21,9 @@
 // per kv head. K/V tiles of kBlockN tokens stream through a kStages-deep pipeline, gathered page by page; kWarpsN
 // warps split each tile's tokens and keep their own online-softmax state, merged at the end. Loads (kProducer): every
 // warp issues cp.async chunks and the block meets at a barrier per tile (0), or one producer warp after the compute
-// warps fills the stages, cp.async chunks (1) or one bulk copy per token row (2, sm_90), each stage completing on its
-// "full" mbarrier; the compute warps wait on it and release the stage on its "empty" mbarrier (no block barrier).
+// warps fills the stages, cp.async chunks (1) or one bulk copy per token row (2; 3: K and V complete separately),
+// each stage completing on its "full" mbarrier; the compute warps wait on it and release the stage on its "empty"
+// mbarrier (no block barrier).
 // Unless num_splits is 1 the blocks follow the work schedule of templates/decode_schedule.h (equal-cost chunks of every
 // sequence's window, laid out over a fixed grid); a sequence cut into several items has each write (out / l in the 16-bit dtype,
 // log2-sum-exp) and SWAJIT_MERGE_KERNEL combines them in fp32.
@@ -45,13 +46,16 @@ static_assert(kTokensPerWarp % 16 == 0, "each warp needs whole k16 steps of toke
 // (kTileBytes each, as stored: 8-bit caches stay 8-bit). After the
 // main loop the K/V area is reused by the epilogue (kEpilogueBytes: per-warp fp32 outputs with row stride
 // kEpilogueStride, then per-row max and sum for each warp column).
+constexpr bool kBulkRows = kProducer >= 2;  // token rows bulk-copied into padded rows
+constexpr bool kSplitKv = kProducer == 3;   // K and V of a stage land on their own full barriers
 static_assert(kThreads == (kWarps + (kProducer > 0 ? 1 : 0)) * 32, "prelude geometry disagrees with the template");
 static_assert(kBarrierOffset >= kQBytes + 2 * kStages * kTileBytes && kBarrierOffset >= kQBytes + kEpilogueBytes &&
-                  kSharedBytes >= kBarrierOffset + (kProducer > 0 ? 16 * kStages : 0) && kBarrierOffset % 8 == 0,
+                  kSharedBytes >= kBarrierOffset + (kProducer > 0 ? (kSplitKv ? 24 : 16) * kStages : 0) &&
+                  kBarrierOffset % 8 == 0,
               "prelude shared-memory size too small for the template's layout");
-static_assert(kProducer != 2 || kStoredRowBytes == kHeadDim * kKvBytes + 16, "bulk-copied rows are padded by 16 bytes");
+static_assert(!kBulkRows || kStoredRowBytes == kHeadDim * kKvBytes + 16, "bulk-copied rows are padded by 16 bytes");
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900  // mbarrier try_wait, expect_tx, bulk copies: sm_90
-static_assert(kProducer == 0, "the producer-warp loaders (producer 1 and 2) need sm_90 or newer");
+static_assert(kProducer == 0, "the producer-warp loaders (producer 1, 2, 3) need sm_90 or newer");
 #endif
 
 // Query head of row `row` in kv head `kv_head`'s block (rows are query token major: row = s * kGroup + g).
@@ -78,14 +82,14 @@ SWAJIT_DEVICE void load_q_tile(const PagedDecodeParams& P, u32 q_smem, int b, in
   }
 }
 
-// 16-bit K/V tiles of bulk-copied rows (kProducer 2): plain rows kStoredRowBytes apart, whose 16 bytes of padding put
+// 16-bit K/V tiles of bulk-copied rows (kBulkRows): plain rows kStoredRowBytes apart, whose 16 bytes of padding put
 // the 8 rows one ldmatrix reads in 8 different bank groups, as the swizzle does for the other loaders.
 struct PaddedRowTile {
   SWAJIT_DEVICE u32 offset_bytes(int row, int chunk) { return u32(row) * kStoredRowBytes + u32(chunk) * 16u; }
 };
 template <bool kPadded> struct KvTileLayout { typedef RowTile type; };
 template <> struct KvTileLayout<true> { typedef PaddedRowTile type; };
-typedef KvTileLayout<kProducer == 2>::type KvTile;  // how a stored 16-bit K/V tile is laid out
+typedef KvTileLayout<kBulkRows>::type KvTile;  // how a stored 16-bit K/V tile is laid out
 
 // Where chunk `chunk` of row `row` of a stored K/V tile lives: 16-bit tiles in KvTile, 8-bit tiles for the fragment
 // reads of kv8_fragments.cuh.
@@ -138,24 +142,28 @@ SWAJIT_DEVICE void load_kv_tile(const PagedDecodeParams& P, u32 k_smem, u32 v_sm
 // ---- the producer warp (kProducer > 0) ------------------------------------------------------------------------------
 // Two mbarriers per stage after the rest of shared memory: full (the producer's 32 lanes each arrive once, their
 // copies counted in: cp.async arrivals or bulk-copy transactions) and empty (each compute warp arrives once it is done
-// reading). The block's i-th tile uses stage i % kStages for the (i / kStages)-th time: that phase's parity.
+// reading); kSplitKv: full is K's and a third, full_v, V's. The block's i-th tile uses stage i % kStages for the
+// (i / kStages)-th time: that phase's parity.
 constexpr int kProducerLanes = 32;
 struct StageBarriers {
   u32 base;
   SWAJIT_MEMBER u32 full(int i) const { return base + 8 * (i % kStages); }
   SWAJIT_MEMBER u32 empty(int i) const { return base + 8 * (kStages + i % kStages); }
+  SWAJIT_MEMBER u32 full_v(int i) const { return kSplitKv ? base + 8 * (2 * kStages + i % kStages) : full(i); }
   SWAJIT_MEMBER static u32 parity(int i) { return (i / kStages) & 1; }
   SWAJIT_MEMBER void init() const {
     for (int s = 0; s < kStages; ++s) {
       mbarrier_init(full(s), kProducerLanes);
       mbarrier_init(empty(s), kWarps);
+      if (kSplitKv) mbarrier_init(full_v(s), kProducerLanes);
     }
   }
 };
 
-// Tile rows [tile_begin, tile_end) of K and V into a stage, one bulk copy per token row and cache, rows lane,
-// lane + 32, ...; rows past tile_end or on an invalid page are zero-filled (masked tokens must not carry NaN into
-// P.V). Each lane announces its bytes on `full` before its copies and arrives after them.
+// Tile rows [tile_begin, tile_end) of K (kCopyK) and V (kCopyV) into a stage, one bulk copy per token row and cache,
+// rows lane, lane + 32, ...; rows past tile_end or on an invalid page are zero-filled (masked tokens must not carry NaN
+// into P.V). Each lane announces its bytes on `full` before its copies and arrives after them.
+template <bool kCopyK, bool kCopyV>
 SWAJIT_DEVICE void copy_kv_rows_bulk(const PagedDecodeParams& P, u32 k_tile, u32 v_tile, const int* block_table_row,
                                      int b, int kv_head, int tile_begin, int tile_end, u32 full, int lane,
                                      bool& saw_bad_page) {
@@ -169,7 +177,7 @@ SWAJIT_DEVICE void copy_kv_rows_bulk(const PagedDecodeParams& P, u32 k_tile, u32
   for (int r = 0; r < kRowsPerLane; ++r) {  // every block_table read issues before the first copy
     const int row = lane + r * kProducerLanes, j = tile_begin + row;
     page[r] = row < kBlockN && j < tile_end ? page_of_token(P, block_table_row, b, j, saw_bad_page) : -1;
-    bytes += page[r] >= 0 ? 2 * kRowBytes : 0;
+    bytes += page[r] >= 0 ? (int(kCopyK) + int(kCopyV)) * kRowBytes : 0;
   }
   if (bytes > 0) mbarrier_expect_tx(full, bytes);
   bool zeroed = false;
@@ -179,12 +187,14 @@ SWAJIT_DEVICE void copy_kv_rows_bulk(const PagedDecodeParams& P, u32 k_tile, u32
     if (row >= kBlockN) break;
     const u32 k_row = k_tile + u32(row) * kStoredRowBytes, v_row = v_tile + u32(row) * kStoredRowBytes;
     if (page[r] >= 0) {
-      bulk_copy_to_shared(k_row, k_cache + row_offset_bytes(page[r], j, kv_head, P.k_stride_page, P.k_stride_token, P.k_stride_head), kRowBytes, full);
-      bulk_copy_to_shared(v_row, v_cache + row_offset_bytes(page[r], j, kv_head, P.v_stride_page, P.v_stride_token, P.v_stride_head), kRowBytes, full);
+      if (kCopyK)
+        bulk_copy_to_shared(k_row, k_cache + row_offset_bytes(page[r], j, kv_head, P.k_stride_page, P.k_stride_token, P.k_stride_head), kRowBytes, full);
+      if (kCopyV)
+        bulk_copy_to_shared(v_row, v_cache + row_offset_bytes(page[r], j, kv_head, P.v_stride_page, P.v_stride_token, P.v_stride_head), kRowBytes, full);
     } else {
       for (u32 c = 0; c < kRowBytes; c += 16) {
-        st_shared_16(k_row + c, make_uint4(0u, 0u, 0u, 0u));
-        st_shared_16(v_row + c, make_uint4(0u, 0u, 0u, 0u));
+        if (kCopyK) st_shared_16(k_row + c, make_uint4(0u, 0u, 0u, 0u));
+        if (kCopyV) st_shared_16(v_row + c, make_uint4(0u, 0u, 0u, 0u));
       }
       zeroed = true;
     }
@@ -202,9 +212,14 @@ SWAJIT_DEVICE void produce_tiles(const PagedDecodeParams& P, const StageBarriers
     const int i = t - first_tile;
     if (i >= kStages) mbarrier_wait(barriers.empty(i), StageBarriers::parity(i - kStages));
     const u32 k_tile = k_smem + (i % kStages) * kTileBytes, v_tile = v_smem + (i % kStages) * kTileBytes;
-    if constexpr (kProducer == 2) {
-      copy_kv_rows_bulk(P, k_tile, v_tile, block_table_row, b, kv_head, ranges.tile_begin(t), ranges.tile_end(t),
-                        barriers.full(i), lane, saw_bad_page);
+    if constexpr (kSplitKv) {  // K first: the scores need it before V
+      copy_kv_rows_bulk<true, false>(P, k_tile, v_tile, block_table_row, b, kv_head, ranges.tile_begin(t),
+                                     ranges.tile_end(t), barriers.full(i), lane, saw_bad_page);
+      copy_kv_rows_bulk<false, true>(P, k_tile, v_tile, block_table_row, b, kv_head, ranges.tile_begin(t),
+                                     ranges.tile_end(t), barriers.full_v(i), lane, saw_bad_page);
+    } else if constexpr (kBulkRows) {
+      copy_kv_rows_bulk<true, true>(P, k_tile, v_tile, block_table_row, b, kv_head, ranges.tile_begin(t),
+                                    ranges.tile_end(t), barriers.full(i), lane, saw_bad_page);
     } else {
       load_kv_tile<kProducerLanes>(P, k_tile, v_tile, block_table_row, b, kv_head, ranges.tile_begin(t),
                                    ranges.tile_end(t), saw_bad_page, lane);
@@ -215,36 +230,41 @@ SWAJIT_DEVICE void produce_tiles(const PagedDecodeParams& P, const StageBarriers
 }
 
 // ---- the tile step: scores, online softmax, P.V (16-bit tiles: attention_tile.cuh; 8-bit: kv8_fragments.cuh) ----
-template <bool kMasked, class RowColumns>
+// `before_v()` runs once the scores are computed, before anything reads the V tile (kSplitKv: waits for it).
+template <bool kMasked, class RowColumns, class BeforeV>
 SWAJIT_DEVICE void attend_tile(WarpState<1>& st, const QFragments<1>& q_frag, float score_scale, u32 q_smem,
-                               u32 k_tile, u32 v_tile, int warp_m, int token0, int lane, RowColumns row_columns) {
+                               u32 k_tile, u32 v_tile, int warp_m, int token0, int lane, RowColumns row_columns,
+                               BeforeV before_v) {
   float scores[1][kScoreFrags][4];
   if constexpr (kKvQuant != 0) {
     tile_scores_kv8(scores, q_frag, q_smem, k_tile, warp_m, token0, lane);
     float rescale[1][2];
     online_softmax<kMasked>(st, scores, score_scale, lane, row_columns, rescale);
     rescale_output(st, rescale);
+    before_v();
     accumulate_pv_kv8(st, scores, v_tile, token0, lane);
   } else {
     tile_scores<1, kScoreFrags, KvTile>(scores, q_frag, q_smem, k_tile, warp_m, token0, lane);
+    before_v();
     softmax_and_accumulate<kMasked, KvTile>(st, scores, score_scale, v_tile, token0, lane, row_columns);
   }
 }
 
 // Tile t of the block's ranges, stored at k_tile / v_tile, into the warp's state; masked only where a row needs it.
+template <class BeforeV>
 SWAJIT_DEVICE void attend_stored_tile(const PagedDecodeParams& P, WarpState<1>& st, const QFragments<1>& q_frag,
                                       float score_scale, u32 q_smem, u32 k_tile, u32 v_tile, const TileRanges& ranges,
-                                      int t, int kv_len, int warp_m, int token0, int lane) {
+                                      int t, int kv_len, int warp_m, int token0, int lane, BeforeV before_v) {
   const int tile_begin = ranges.tile_begin(t), tile_end = ranges.tile_end(t);
   if (tile_fully_visible(tile_begin, tile_end, kv_len - kQSeqlen, kv_len - 1, P.local_window, P.global_window)) {
-    attend_tile<false>(st, q_frag, score_scale, q_smem, k_tile, v_tile, warp_m, token0, lane, AllVisible());
+    attend_tile<false>(st, q_frag, score_scale, q_smem, k_tile, v_tile, warp_m, token0, lane, AllVisible(), before_v);
   } else {
     // Row r of this warp is query token (warp_m * 16 + r) / kGroup; column t of the warp is token token0 + t.
     const auto row_columns = [&](int r) {
       const int p = kv_len - kQSeqlen + (warp_m * 16 + r) / kGroup;
       return visible_columns(p, tile_begin + token0, tile_end, P.local_window, P.global_window);
     };
-    attend_tile<true>(st, q_frag, score_scale, q_smem, k_tile, v_tile, warp_m, token0, lane, row_columns);
+    attend_tile<true>(st, q_frag, score_scale, q_smem, k_tile, v_tile, warp_m, token0, lane, row_columns, before_v);
   }
 }
 
@@ -565,7 +585,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
       }
       const int stage = (t - first_tile) % kStages;
       attend_stored_tile(P, st, q_frag, score_scale, q_smem, k_smem + stage * kTileBytes, v_smem + stage * kTileBytes,
-                         ranges, t, kv_len, warp_m, token0, lane);
+                         ranges, t, kv_len, warp_m, token0, lane, [] {});
     }
   } else if (producer_warp) {
     produce_tiles(P, barriers, k_smem, v_smem, block_table_row, b, kv_head, ranges, first_tile, last_tile, lane,
@@ -573,9 +593,12 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
   } else {
     for (int t = first_tile; t < last_tile; ++t) {
       const int i = t - first_tile, stage = i % kStages;
-      mbarrier_wait(barriers.full(i), StageBarriers::parity(i));  // tile t has landed
+      mbarrier_wait(barriers.full(i), StageBarriers::parity(i));  // tile t (kSplitKv: its K) has landed
+      const auto wait_for_v = [&] {
+        if (kSplitKv) mbarrier_wait(barriers.full_v(i), StageBarriers::parity(i));
+      };
       attend_stored_tile(P, st, q_frag, score_scale, q_smem, k_smem + stage * kTileBytes, v_smem + stage * kTileBytes,
-                         ranges, t, kv_len, warp_m, token0, lane);
+                         ranges, t, kv_len, warp_m, token0, lane, wait_for_v);
       __syncwarp();  // every lane's reads of the stage are done
       if (lane == 0) mbarrier_arrive(barriers.empty(i));
     }

@@ -104,7 +104,7 @@ TEST_CASE("producer-warp loaders: key, validation and geometry") {
   CHECK(DecodeConfig::from_key(c.key()) == c);
   CHECK(DecodeConfig::from_key("bn64_wn4_st3_sp0").producer == DecodeConfig::kLoadersAllWarps);
   CHECK(code_of([] { DecodeConfig::from_key("bn64_wn4_st3_xx2_sp0"); }) == ErrorCode::kInvalidArgument);
-  CHECK(code_of([&] { DecodeConfig{64, 4, 3, 1, 3}.validate(s); }) == ErrorCode::kInvalidArgument);
+  CHECK(code_of([&] { DecodeConfig{64, 4, 3, 1, 4}.validate(s); }) == ErrorCode::kInvalidArgument);
   CHECK(code_of([&] { DecodeConfig{64, 4, 3, 1, -1}.validate(s); }) == ErrorCode::kInvalidArgument);
   const DecodeGeometry plain = decode_geometry(s, DecodeConfig{64, 4, 3, 1});
   const DecodeGeometry cp_async = decode_geometry(s, DecodeConfig{64, 4, 3, 1, DecodeConfig::kProducerCpAsync});
@@ -118,6 +118,9 @@ TEST_CASE("producer-warp loaders: key, validation and geometry") {
   CHECK(bulk.barrier_offset % 8 == 0);
   s.kv_quant = KvQuant::kInt8;
   CHECK(decode_geometry(s, c).stored_row_bytes == 128 + 16);
+  const DecodeGeometry split_kv = decode_geometry(s, DecodeConfig{64, 4, 3, 1, DecodeConfig::kProducerBulkSplitKv});
+  CHECK(split_kv.stored_row_bytes == 128 + 16);
+  CHECK(split_kv.shared_bytes == split_kv.barrier_offset + 3 * 3 * 8);  // full K, full V and empty per stage
 }
 
 TEST_CASE("generated source is deterministic, self-contained and names its spec") {

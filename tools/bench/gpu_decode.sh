@@ -2,7 +2,8 @@
 # Issue 14 (paged decode speed) on the GPU machine: correctness first, then decode timed beside its floor.
 # What it measures: the producer-warp loaders (DecodeConfig::producer, `--producer`): 1 = one producer warp issues the
 # cp.async chunks and the compute warps wait on per-stage mbarriers (no block barrier per tile); 2 = the same warp
-# moves each token row with one bulk copy (cp.async.bulk, TMA engine) into 16-byte-padded rows. Each is forced beside
+# moves each token row with one bulk copy (cp.async.bulk, TMA engine) into 16-byte-padded rows; 3 = as 2 with K and V
+# completing on their own mbarriers (the scores start before V lands). Each is forced beside
 # the heuristic default (producer 0) on the issue's grid (32 q / 8 kv heads, d128, page 16, window 4096, kv 32768),
 # bf16 and 8-bit, with the capacity schedule (--splits 0, as the heuristic).
 # Usage (binaries from tools/bench/prepare_gpu_carry.sh):  gpu_decode.sh CARRY_DIR LOG_DIR   (about 90 s)
@@ -46,20 +47,21 @@ bench() {  # name, then bench decode flags
 # FlashInfer tc 15.3 / 15.6, 48.3, 145.8 / 148.6, 499.7 / 513.6)
 bench bf16_default
 bench bf16_pw2 --producer 2 --splits 0
-bench bf16_pw1 --producer 1 --splits 0
+bench bf16_pw3 --producer 3 --splits 0
 # 8-bit (heuristic bn128 wn4 st3; run A: fp8 b32 92.0 / 97.2 (q4), b128 342.1 / 365.0; runs C/D int8 97.3 / 369.9)
 grid=(--batch 32,128 --kv-len 32768 --q-seqlen 1,4 --reps 50)
 bench fp8_pw2 --kv-quant fp8 --producer 2 --block-n 128 --splits 0
+bench fp8_pw3 --kv-quant fp8 --producer 3 --block-n 128 --splits 0
 bench int8_pw2 --kv-quant int8 --producer 2 --block-n 128 --splits 0
-bench int8_default --kv-quant int8
 # Gemma 3 head_dim 256 (32 q / 16 kv heads, window 1024; run A heuristic: b8 55.3, b32 213.7, b128 831.1 us, 55-59%):
 # the heuristic's bn64 tile leaves 2 stages and 1 block per SM at d256; bn32 wn2 st3 keeps 2 blocks of 3 stages.
 grid=(--batch 8,32,128 --kv-len 32768 --q-seqlen 1 --reps 50 --num-q-heads 32 --num-kv-heads 16 --head-dim 256 --local-window 1024)
 bench gemma_d256_default
 bench gemma_d256_bn32_wn2_st3 --block-n 32 --warps-n 2 --stages 3 --splits 0
 bench gemma_d256_bn32_wn2_st3_pw2 --block-n 32 --warps-n 2 --stages 3 --splits 0 --producer 2
-# more bytes in flight per SM: 3 blocks of 2 stages, or 2 blocks of 6 narrower stages
+# the cp.async producer; more bytes in flight per SM: 3 blocks of 2 stages, or 2 blocks of 6 narrower stages
 grid=(--batch 1,8,32,128 --kv-len 32768 --q-seqlen 1 --reps 50)
+bench bf16_pw1 --producer 1 --splits 0
 bench bf16_pw2_st2 --producer 2 --stages 2 --splits 0
 bench bf16_pw2_bn32_wn2_st6 --producer 2 --block-n 32 --warps-n 2 --stages 6 --splits 0
 echo "==== done in $(( $(date +%s) - start )) s"

@@ -110,12 +110,12 @@ struct DecodeConfig {
                         // heuristic's): as many equal-cost items as the grid's resident blocks hold, none when the
                         // (sequence, kv head) pairs already fill it (templates/decode_schedule.h). Launch-time only.
   // Who moves K/V tiles into the stages. kLoadersAllWarps (0): every warp issues cp.async row chunks and the block
-  // meets at one barrier per tile. kProducerCpAsync (1, sm_90+): one extra producer warp issues the cp.async chunks
-  // and the compute warps wait on per-stage mbarriers (full / empty), with no block barrier in the loop.
-  // kProducerBulk (2, sm_90+): as 1, and the producer moves each token row with one bulk copy (cp.async.bulk,
-  // transaction-counted on the stage's mbarrier) into rows padded by 16 bytes (conflict-free for ldmatrix unswizzled).
+  // meets at one barrier per tile. kProducerCpAsync (1, sm_90+): an extra producer warp issues the cp.async chunks, the
+  // compute warps wait on per-stage mbarriers (full / empty), no block barrier in the loop. kProducerBulk (2, sm_90+):
+  // as 1, each token row moved by one bulk copy (cp.async.bulk, counted on the stage's mbarrier) into rows padded by
+  // 16 bytes (ldmatrix conflict-free unswizzled). kProducerBulkSplitKv (3): as 2, K and V landing on their own barriers.
   int producer = 0;
-  static constexpr int kLoadersAllWarps = 0, kProducerCpAsync = 1, kProducerBulk = 2;
+  static constexpr int kLoadersAllWarps = 0, kProducerCpAsync = 1, kProducerBulk = 2, kProducerBulkSplitKv = 3;
   static constexpr int kSplitsFromCapacity = 0;
   static constexpr int kMaxSplits = 1024;  // far past any useful split; bounds the workspace a call can ask for
 

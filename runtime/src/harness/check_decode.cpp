@@ -21,12 +21,12 @@ using namespace check_data;
 
 
 namespace {
-// The producer-warp loaders (DecodeConfig::producer 1: cp.async, 2: bulk row copies) under every tile path: masked
+// The producer-warp loaders (DecodeConfig::producer 1: cp.async, 2: bulk row copies, 3: and K, V apart) under every tile path: masked
 // edges, lengths 0 and 1, the work schedule and the merge, learned sinks, q_seqlen 4, pages of 7 tokens, HND strided
 // rows, every head_dim, many row tiles, and 8-bit caches.
 template <class Add>
 void add_producer_cases(const Add& add) {
-  for (int producer : {DecodeConfig::kProducerCpAsync, DecodeConfig::kProducerBulk}) {
+  for (int producer : {DecodeConfig::kProducerCpAsync, DecodeConfig::kProducerBulk, DecodeConfig::kProducerBulkSplitKv}) {
     const std::string name = "producer " + std::to_string(producer);
     for (int d : {64, 128, 256})
       add(name + ", head_dim " + std::to_string(d) + ", q4, sinks, split", [&](DecodeCase& c) {
