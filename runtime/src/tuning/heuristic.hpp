@@ -13,11 +13,14 @@ namespace swajit {
 // num_splits is kSplitsFromCapacity (the host sizes the work list from the kernel's occupancy: paged_decode.cpp).
 DecodeConfig heuristic_decode_config(const KernelSpec& spec, int max_shared_per_block, int max_shared_per_sm,
                                      int producer = DecodeConfig::kLoadersAllWarps);
-// The loaders the heuristic takes on a device: the producer-warp ones need sm_90.
-constexpr int kHeuristicProducerSm90 = DecodeConfig::kLoadersAllWarps;
+// The loaders the heuristic takes on sm_90+ for 16-bit and 8-bit caches (the producer-warp ones need sm_90).
+constexpr int kHeuristicProducer16Bit = DecodeConfig::kLoadersAllWarps;
+constexpr int kHeuristicProducer8Bit = DecodeConfig::kLoadersAllWarps;
 inline DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& device) {
-  return heuristic_decode_config(spec, device.max_shared_per_block_optin, device.max_shared_per_sm,
-                                 device.cc_major >= 9 ? kHeuristicProducerSm90 : DecodeConfig::kLoadersAllWarps);
+  const int producer = device.cc_major < 9 ? DecodeConfig::kLoadersAllWarps
+                       : spec.kv_quant == KvQuant::kNone ? kHeuristicProducer16Bit
+                                                         : kHeuristicProducer8Bit;
+  return heuristic_decode_config(spec, device.max_shared_per_block_optin, device.max_shared_per_sm, producer);
 }
 
 // Dynamic shared memory the split-KV merge grid asks for and never touches, so that its blocks spread over the SMs.
