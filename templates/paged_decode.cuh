@@ -540,10 +540,8 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
   cp_async_commit();
   const StageBarriers barriers{q_smem + kBarrierOffset};  // kProducer > 0 only
   if constexpr (kProducer == 0) {
-    // Every stage gets its tile here, the last one too: a work item of at most kStages tiles (batch 1's chunks are
-    // about 3) makes one round trip to memory, not two (the loop would request the last only once the first landed).
 #pragma unroll
-    for (int s = 0; s < kStages; ++s) {
+    for (int s = 0; s < kStages - 1; ++s) {
       const int t = first_tile + s;
       if (t < last_tile)
         load_kv_tile(P, k_smem + s * kTileBytes, v_smem + s * kTileBytes, block_table_row, b, kv_head,
@@ -558,7 +556,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
   st.clear();
 
   QFragments<1> q_frag;
-  cp_async_wait<kProducer == 0 ? kStages : 0>();  // the Q group is complete
+  cp_async_wait<kProducer == 0 ? kStages - 1 : 0>();  // the Q group is complete
   __syncthreads();                                     // (and the stage barriers initialized)
   float score_scale = P.scale_log2;  // scores are <q, k> times this (log2 units)
   if constexpr (kKvQuant != 0) {
@@ -569,20 +567,15 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
   if (!producer_warp) q_frag.load(q_smem, warp_m, lane);
 
   if constexpr (kProducer == 0) {
-    // Tile first_tile + i is cp.async group i + 1 (after Q's): the prologue's kStages, then one group per iteration
-    // from the second on, holding the tile of the stage the previous iteration freed.
     for (int t = first_tile; t < last_tile; ++t) {
-      if (t == first_tile) cp_async_wait<kStages - 1>();  // tile t has landed
-      else cp_async_wait<kStages - 2>();
-      __syncthreads();  // ... for every thread, and every warp is done with tile t - 1's stage
-      if (t > first_tile) {
-        const int next = t + kStages - 1;
-        const int next_stage = (next - first_tile) % kStages;
-        if (next < last_tile)
-          load_kv_tile(P, k_smem + next_stage * kTileBytes, v_smem + next_stage * kTileBytes, block_table_row, b,
-                       kv_head, ranges.tile_begin(next), ranges.tile_end(next), saw_bad_page);
-        cp_async_commit();
-      }
+      cp_async_wait<kStages - 2>();  // tile t has landed
+      __syncthreads();               // ... for every thread, and every warp is done with tile t - 1's stage
+      const int next = t + kStages - 1;
+      const int next_stage = (next - first_tile) % kStages;
+      if (next < last_tile)
+        load_kv_tile(P, k_smem + next_stage * kTileBytes, v_smem + next_stage * kTileBytes, block_table_row, b, kv_head,
+                     ranges.tile_begin(next), ranges.tile_end(next), saw_bad_page);
+      cp_async_commit();
       const int stage = (t - first_tile) % kStages;
       attend_stored_tile(P, st, q_frag, score_scale, q_smem, k_smem + stage * kTileBytes, v_smem + stage * kTileBytes,
                          ranges, t, kv_len, warp_m, token0, lane, [] {});

@@ -96,6 +96,28 @@ TEST_CASE("the config space holds only valid configs, and the heuristic's shape 
   constexpr int kBulk = DecodeConfig::kProducerBulk;
   CHECK(heuristic_decode_config(spec, kH200SharedPerBlock, kH200SharedPerSm, kBulk) == DecodeConfig{64, 4, 3, kCapacity, kBulk});
   CHECK(heuristic_decode_config(int8_spec, kH200SharedPerBlock, kH200SharedPerSm, kBulk) == DecodeConfig{128, 4, 3, kCapacity, kBulk});
+
+  // head_dim 256, 16-bit, on an H200: 32-token tiles from the bulk-copy producer once every SM has a (sequence, kv
+  // head) pair; the 64-token tile otherwise, for 8-bit caches and before sm_90.
+  DeviceInfo h200;
+  h200.cc_major = 9; h200.sm_count = 132; h200.max_shared_per_block_optin = 227 * 1024;
+  h200.max_shared_per_sm = 228 * 1024; h200.reserved_shared_per_block = 1024;
+  KernelSpec gemma = spec;
+  gemma.head_dim = 256; gemma.q_seqlen = 1; gemma.group = 2;
+  const DecodeConfig wide = heuristic_decode_config(gemma, h200.max_shared_per_block_optin, h200.max_shared_per_sm);
+  CHECK(wide.block_n == 64);
+  CHECK(heuristic_decode_config(gemma, h200, 32 * 16) == DecodeConfig{32, 2, 3, kCapacity, kBulk});
+  CHECK(heuristic_decode_config(gemma, h200, 8 * 16) == wide);  // 128 pairs on 132 SMs
+  CHECK(heuristic_decode_config(gemma, h200) == wide);          // pairs not known
+  KernelSpec gemma_int8 = gemma;
+  gemma_int8.kv_quant = KvQuant::kInt8;
+  CHECK(heuristic_decode_config(gemma_int8, h200, 32 * 16).producer == DecodeConfig::kLoadersAllWarps);
+  h200.cc_major = 8;
+  CHECK(heuristic_decode_config(gemma, h200, 32 * 16) == wide);
+  h200.cc_major = 9;
+  KernelSpec many_rows = gemma;
+  many_rows.group = 16; many_rows.q_seqlen = 8;  // 128 rows: a 64 KB Q tile leaves no room for two such blocks
+  CHECK(heuristic_decode_config(many_rows, h200, 32 * 16).producer == DecodeConfig::kLoadersAllWarps);
 }
 
 TEST_CASE("presets and workload files") {

@@ -49,6 +49,11 @@ void add_producer_cases(const Add& add) {
       c.num_kv_heads = 2; c.local_window = 4096; c.seq_lens = {0, 1, 6000, 2, 9, 300, 0, 17};
       c.config = DecodeConfig{64, 4, 3, DecodeConfig::kSplitsFromCapacity, producer};
     });
+    // The heuristic's head_dim 256 config when every SM has a (sequence, kv head) pair (heuristic.cpp).
+    add(name + ", head_dim 256, group 2, bn32 wn2 st3, direct", [&](DecodeCase& c) {
+      c.head_dim = 256; c.group = 2; c.num_kv_heads = 4; c.local_window = 1024; c.seq_lens = {1, 1024, 1100, 3000};
+      c.config = DecodeConfig{32, 2, 3, 1, producer};
+    });
     for (KvQuant quant : {KvQuant::kInt8, KvQuant::kFp8E4M3}) {
       const std::string kv = quant == KvQuant::kInt8 ? ", int8 KV" : ", fp8 KV";
       add(name + kv + ", q4, sinks, bn128 wn4 st3, split", [&](DecodeCase& c) {

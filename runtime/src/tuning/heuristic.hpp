@@ -13,15 +13,10 @@ namespace swajit {
 // num_splits is kSplitsFromCapacity (the host sizes the work list from the kernel's occupancy: paged_decode.cpp).
 DecodeConfig heuristic_decode_config(const KernelSpec& spec, int max_shared_per_block, int max_shared_per_sm,
                                      int producer = DecodeConfig::kLoadersAllWarps);
-// The loaders the heuristic takes on sm_90+ for 16-bit and 8-bit caches (the producer-warp ones need sm_90).
-constexpr int kHeuristicProducer16Bit = DecodeConfig::kLoadersAllWarps;
-constexpr int kHeuristicProducer8Bit = DecodeConfig::kLoadersAllWarps;
-inline DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& device) {
-  const int producer = device.cc_major < 9 ? DecodeConfig::kLoadersAllWarps
-                       : spec.kv_quant == KvQuant::kNone ? kHeuristicProducer16Bit
-                                                         : kHeuristicProducer8Bit;
-  return heuristic_decode_config(spec, device.max_shared_per_block_optin, device.max_shared_per_sm, producer);
-}
+// The config for a call on `device` with `sequence_heads` (sequence, kv head) pairs (batch x kv heads; 0 when not
+// known, as for `swajit gen` and the tuner). Every SM with a pair of its own and 16-bit rows wider than 256 bytes
+// (head_dim 256) on sm_90+: 32-token tiles that the bulk-copy producer fills (see heuristic.cpp).
+DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& device, int64_t sequence_heads = 0);
 
 // Dynamic shared memory the split-KV merge grid asks for and never touches, so that its blocks spread over the SMs.
 // The merge grid is scheduled while the main grid's blocks still occupy the SMs (a programmatic dependent launch),
