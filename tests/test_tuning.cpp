@@ -115,6 +115,11 @@ TEST_CASE("the config space holds only valid configs, and the heuristic's shape 
   h200.cc_major = 8;
   CHECK(heuristic_decode_config(gemma, h200, 32 * 16) == wide);
   h200.cc_major = 9;
+  // head_dim 128: 32-token tiles over 2 warps once the pairs fill two blocks per SM (264 on the H200).
+  KernelSpec mistral = spec;
+  mistral.q_seqlen = 1;
+  CHECK(heuristic_decode_config(mistral, h200, 128 * 8) == DecodeConfig{32, 2, 3, kCapacity});
+  CHECK(heuristic_decode_config(mistral, h200, 32 * 8) == DecodeConfig{64, 4, 3, kCapacity});
   KernelSpec many_rows = gemma;
   many_rows.group = 16; many_rows.q_seqlen = 8;  // 128 rows: a 64 KB Q tile leaves no room for two such blocks
   CHECK(heuristic_decode_config(many_rows, h200, 32 * 16).producer == DecodeConfig::kLoadersAllWarps);

@@ -5,8 +5,10 @@
 # row with one bulk copy (cp.async.bulk) into 16-byte-padded rows; 3 = as 2 with K and V on their own mbarriers.
 # Device run B (session 4): at head_dim 128 all three were ~2x slower than the default (40% of the floor), 8-bit
 # 4x slower; at head_dim 256 (Gemma 3) 32-token tiles with producer 2 were 25% faster at batch 32 / 128, which the
-# heuristic now takes when every SM has a (sequence, kv head) pair. This script checks every loader, then times the
-# heuristic default on the grid (bf16, int8, fp8) and Gemma, with the knobs forced beside it.
+# heuristic now takes when every SM has a (sequence, kv head) pair. At head_dim 128 the heuristic now takes the
+# tuner's H200 winner bn32 wn2 st3 once the pairs fill two blocks per SM (batch 128 here; runs C/D: 529.2 us against
+# 558.5). This script checks every loader and those configs, then times the heuristic on the grid (bf16,
+# int8, fp8) and Gemma, with the former defaults forced beside it.
 # Usage (binaries from tools/bench/prepare_gpu_carry.sh):  gpu_decode.sh CARRY_DIR LOG_DIR   (about 100 s)
 set -uo pipefail
 carry=$(cd "${1:-.carry}" && pwd) logs=${2:-${OUT:-/tmp/swajit-out}}
@@ -39,6 +41,8 @@ bench() {  # name, then bench decode flags
 # 15.3 / 15.6, 48.3 / 51.2, 145.5 / 148.9, 511.6 / 526.6)
 grid=(--batch 1,8,32,128 --kv-len 32768 --q-seqlen 1,4 --reps 50)
 bench bf16_default
+grid=(--batch 32,128 --kv-len 32768 --q-seqlen 1,4 --reps 50)
+bench bf16_former_default_bn64_wn4_st3 --block-n 64 --warps-n 4 --stages 3 --splits 0
 bench bf16_pw2 --producer 2 --splits 0
 # 8-bit (run A: fp8 b32 92.0 / 97.2, b128 342.1 / 365.0; run B fp8 producer 2: 563 / 2343)
 grid=(--batch 32,128 --kv-len 32768 --q-seqlen 1,4 --reps 50)

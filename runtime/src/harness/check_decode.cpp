@@ -204,6 +204,12 @@ std::vector<DecodeCase> decode_check_matrix() {
       c.config = DecodeConfig{64, 4, 3, DecodeConfig::kSplitsFromCapacity};
     });
   add("config bn16 wn1 st2", [](DecodeCase& c) { c.config = DecodeConfig{16, 1, 2, 1}; c.seq_lens = {1, 17, 33}; });
+  // The heuristic's head_dim 128 config when the (sequence, kv head) pairs fill two blocks per SM (heuristic.cpp).
+  for (int qs : {1, 4})
+    add("config bn32 wn2 st3, capacity schedule, q_seqlen " + std::to_string(qs), [qs](DecodeCase& c) {
+      c.q_seqlen = qs; c.local_window = 4096; c.seq_lens = {1, 4099, 5000, 300, 0, 64};
+      c.config = DecodeConfig{32, 2, 3, DecodeConfig::kSplitsFromCapacity};
+    });
   add_producer_cases(add);
   return cases;
 }

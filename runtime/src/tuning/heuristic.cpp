@@ -59,12 +59,19 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& d
   // bulk row copies (512-byte rows: half as many copies per byte as at head_dim 128, where the producer is 2x slower)
   // reach 75-78% (b32 211.6 -> 159.3 us, b128 817.9 -> 613.4); the same tiles loaded by every warp were 4-6% slower
   // than the default, and with fewer pairs than SMs (b8: 128 pairs) 1.5x slower (55.5 -> 82.1 us): the default stays.
-  constexpr int kWideRowBytes = 256;
+  //
+  // 16-bit head_dim 128 when the pairs alone fill two blocks per SM: 32-token tiles over 2 warps (4 blocks of half
+  // the warps per SM, each meeting at its own barrier) were the tuner's winners on the H200 (runs C/D: batch 128 q1
+  // 529.2 us against the heuristic's 558.5, q4 542.9 against 580.5) and on the H100 (Gemma-like batch 32).
+  constexpr int kRowBytes16Bit = 2 * 128;  // head_dim 128
   constexpr int kBlocksPerSm = 2;
-  if (device.cc_major < 9 || spec.kv_quant != KvQuant::kNone || spec.head_dim * 2 <= kWideRowBytes ||
-      sequence_heads < device.sm_count)
+  const int row_bytes = spec.head_dim * 2;
+  if (spec.kv_quant != KvQuant::kNone) return config;
+  DecodeConfig narrow{32, 2, 3, DecodeConfig::kSplitsFromCapacity};
+  if (row_bytes > kRowBytes16Bit && device.cc_major >= 9 && sequence_heads >= device.sm_count)
+    narrow.producer = DecodeConfig::kProducerBulk;
+  else if (!(row_bytes == kRowBytes16Bit && sequence_heads >= int64_t(kBlocksPerSm) * device.sm_count))
     return config;
-  DecodeConfig narrow{32, 2, 3, DecodeConfig::kSplitsFromCapacity, DecodeConfig::kProducerBulk};
   narrow.warps_n = std::max(1, std::min(narrow.warps_n, config.warps_n));  // many rows: fewer warp columns
   const DecodeGeometry geometry = decode_geometry(spec, narrow);
   const int budget = std::min(device.max_shared_per_block_optin, device.max_shared_per_sm / kBlocksPerSm -

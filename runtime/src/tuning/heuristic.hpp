@@ -14,8 +14,8 @@ namespace swajit {
 DecodeConfig heuristic_decode_config(const KernelSpec& spec, int max_shared_per_block, int max_shared_per_sm,
                                      int producer = DecodeConfig::kLoadersAllWarps);
 // The config for a call on `device` with `sequence_heads` (sequence, kv head) pairs (batch x kv heads; 0 when not
-// known, as for `swajit gen` and the tuner). Every SM with a pair of its own and 16-bit rows wider than 256 bytes
-// (head_dim 256) on sm_90+: 32-token tiles that the bulk-copy producer fills (see heuristic.cpp).
+// known, as for `swajit gen` and the tuner). 16-bit head_dim 256 on sm_90+ with a pair per SM: 32-token tiles that
+// the bulk-copy producer fills; 16-bit head_dim 128 with two pairs per SM: 32-token tiles over 2 warps (heuristic.cpp).
 DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& device, int64_t sequence_heads = 0);
 
 // Dynamic shared memory the split-KV merge grid asks for and never touches, so that its blocks spread over the SMs.
