@@ -25,18 +25,27 @@ DecodeGeometry decode_geometry(const KernelSpec& spec, const DecodeConfig& confi
   constexpr int kFloatBytes = 4;
   constexpr int kEpiloguePadFloats = 8; // spreads the epilogue's rows over more banks
   constexpr int kMergeThreads = 128;    // 4 warps merge one row's splits
+  constexpr int kRowPadBytes = 16;      // bulk-copied rows: one 16-byte shift per row keeps ldmatrix conflict-free
+  constexpr int kMbarrierBytes = 8;
   DecodeGeometry g{};
   g.rows = spec.q_seqlen * spec.group;
   g.warps_m = (g.rows + kMmaRows - 1) / kMmaRows;
-  const int warps = g.warps_m * config.warps_n;
+  const int warps = g.warps_m * config.warps_n;  // compute warps; a producer warp comes on top
   const int rows_padded = g.warps_m * kMmaRows;
-  g.threads = warps * kWarpSize;
+  g.threads = (warps + (config.producer != DecodeConfig::kLoadersAllWarps ? 1 : 0)) * kWarpSize;
   g.q_bytes = rows_padded * spec.head_dim * kElementBytes;
-  g.tile_bytes = config.block_n * spec.head_dim * kv_element_bytes(spec);
+  g.stored_row_bytes = spec.head_dim * kv_element_bytes(spec) + (config.producer >= DecodeConfig::kProducerBulk ? kRowPadBytes : 0);
+  g.tile_bytes = config.block_n * g.stored_row_bytes;
   g.epilogue_stride = spec.head_dim + kEpiloguePadFloats;
   g.epilogue_bytes = warps * kMmaRows * g.epilogue_stride * kFloatBytes + 2 * config.warps_n * rows_padded * kFloatBytes;
   const int pipeline_bytes = 2 * config.stages * g.tile_bytes;  // K and V; 8-bit tiles are widened in registers
-  g.shared_bytes = g.q_bytes + std::max(pipeline_bytes, g.epilogue_bytes);
+  // A producer's full / empty mbarrier per stage, after everything the epilogue may reuse.
+  g.barrier_offset = g.q_bytes + std::max(pipeline_bytes, g.epilogue_bytes);
+  const int barriers_per_stage = config.producer == DecodeConfig::kLoadersAllWarps ? 0
+                                 : config.producer == DecodeConfig::kProducerBulkSplitKv ? 3  // full K, full V, empty
+                                                                                          : 2;  // full, empty
+  const int barrier_bytes = barriers_per_stage * config.stages * kMbarrierBytes;
+  g.shared_bytes = g.barrier_offset + barrier_bytes;
   g.merge_threads = kMergeThreads;
   return g;
 }
@@ -82,12 +91,15 @@ std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, c
      << "constexpr int kBlockN = " << config.block_n << ";\n"
      << "constexpr int kWarpsN = " << config.warps_n << ";\n"
      << "constexpr int kStages = " << config.stages << ";\n"
+     << "constexpr int kProducer = " << config.producer << ";  // 0: every warp loads, 1: producer warp (cp.async), 2: producer warp (bulk rows), 3: as 2, K and V on their own barriers\n"
      << "// launch geometry, shared with the host launcher\n"
      << "constexpr int kRows = " << g.rows << ";\n"
      << "constexpr int kWarpsM = " << g.warps_m << ";\n"
      << "constexpr int kThreads = " << g.threads << ";\n"
      << "constexpr int kQBytes = " << g.q_bytes << ";\n"
      << "constexpr int kTileBytes = " << g.tile_bytes << ";\n"
+     << "constexpr int kStoredRowBytes = " << g.stored_row_bytes << ";\n"
+     << "constexpr int kBarrierOffset = " << g.barrier_offset << ";\n"
      << "constexpr int kEpilogueStride = " << g.epilogue_stride << ";\n"
      << "constexpr int kEpilogueBytes = " << g.epilogue_bytes << ";\n"
      << "constexpr int kSharedBytes = " << g.shared_bytes << ";\n"

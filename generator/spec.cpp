@@ -262,19 +262,21 @@ void KernelSpec::validate() const {
 bool KernelSpec::is_contiguous_kv() const { return family == KernelFamily::kPrefill && page_size == 0; }
 
 std::string DecodeConfig::compile_key() const {
-  return "bn" + std::to_string(block_n) + "_wn" + std::to_string(warps_n) + "_st" + std::to_string(stages);
+  return "bn" + std::to_string(block_n) + "_wn" + std::to_string(warps_n) + "_st" + std::to_string(stages) +
+         (producer > 0 ? "_pw" + std::to_string(producer) : "");
 }
 std::string DecodeConfig::key() const { return compile_key() + "_sp" + std::to_string(num_splits); }
 
 DecodeConfig DecodeConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
-  if (parts.size() != 4)
-    throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bn<N>_wn<W>_st<S>_sp<P>");
+  if (parts.size() != 4 && parts.size() != 5)
+    throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bn<N>_wn<W>_st<S>[_pw<L>]_sp<P>");
   DecodeConfig config;
   config.block_n = parse_prefixed_int(parts[0], "bn", "block_n", key);
   config.warps_n = parse_prefixed_int(parts[1], "wn", "warps_n", key);
   config.stages = parse_prefixed_int(parts[2], "st", "stages", key);
-  config.num_splits = parse_prefixed_int(parts[3], "sp", "num_splits", key);
+  if (parts.size() == 5) config.producer = parse_prefixed_int(parts[3], "pw", "producer", key);
+  config.num_splits = parse_prefixed_int(parts.back(), "sp", "num_splits", key);
   return config;
 }
 
@@ -290,6 +292,7 @@ void DecodeConfig::validate(const KernelSpec& spec) const {
                                                  std::to_string(warps_n * kMmaK));
   require_range("stages", stages, 2, kMaxStages);
   require_range("num_splits", num_splits, kSplitsFromCapacity, kMaxSplits);
+  require_range("producer", producer, kLoadersAllWarps, kProducerBulkSplitKv);
   const int threads = decode_geometry(spec, *this).threads;
   if (threads > kMaxThreadsPerBlock)
     throw Error(ErrorCode::kInvalidArgument, "warps_n = " + std::to_string(warps_n) + " gives " +

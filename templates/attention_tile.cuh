@@ -75,7 +75,7 @@ struct QFragments {
 
 // scores[m][16 x 8 * kFrags] = Q row tile (first_row_tile + m) . K tokens [token0, token0 + 8 * kFrags)^T; each K
 // fragment read from shared memory serves all kMTiles row tiles.
-template <int kMTiles, int kFrags>
+template <int kMTiles, int kFrags, class KLayout = RowTile>
 SWAJIT_DEVICE void tile_scores(float (&scores)[kMTiles][kFrags][4], const QFragments<kMTiles>& q, u32 q_smem,
                                u32 k_smem, int first_row_tile, int token0, int lane) {
   static_assert(kFrags % 2 == 0, "scores come in pairs of 8-token fragments");
@@ -99,7 +99,7 @@ SWAJIT_DEVICE void tile_scores(float (&scores)[kMTiles][kFrags][4], const QFragm
     for (int pair = 0; pair < kFrags / 2; ++pair) {
       const int token = token0 + pair * 16 + (matrix / 2) * 8 + lane % 8;
       u32 b0, b1, b2, b3;
-      ldmatrix_x4(k_smem + RowTile::offset_bytes(token, step * 2 + matrix % 2), b0, b1, b2, b3);
+      ldmatrix_x4(k_smem + KLayout::offset_bytes(token, step * 2 + matrix % 2), b0, b1, b2, b3);
 #pragma unroll
       for (int m = 0; m < kMTiles; ++m) {
         mma_16816(scores[m][2 * pair], a[m], b0, b1, Elem());
@@ -189,7 +189,7 @@ SWAJIT_DEVICE void probabilities_fragment(const float (&p)[kFrags][4], int step,
 
 // out[16 x head_dim] += P[16 x tokens] . V[tokens x head_dim] per row tile; each V fragment read from shared memory
 // serves all kMTiles row tiles.
-template <int kMTiles, int kFrags>
+template <int kMTiles, int kFrags, class VLayout = RowTile>
 SWAJIT_DEVICE void accumulate_pv(WarpState<kMTiles>& st, const float (&p)[kMTiles][kFrags][4], u32 v_smem, int token0,
                                  int lane) {
   const int matrix = lane / 8;
@@ -202,7 +202,7 @@ SWAJIT_DEVICE void accumulate_pv(WarpState<kMTiles>& st, const float (&p)[kMTile
 #pragma unroll
     for (int pair = 0; pair < kOutFrags / 2; ++pair) {
       u32 b0, b1, b2, b3;
-      ldmatrix_x4_trans(v_smem + RowTile::offset_bytes(token, pair * 2 + matrix / 2), b0, b1, b2, b3);
+      ldmatrix_x4_trans(v_smem + VLayout::offset_bytes(token, pair * 2 + matrix / 2), b0, b1, b2, b3);
 #pragma unroll
       for (int m = 0; m < kMTiles; ++m) {
         mma_16816(st.out[m][2 * pair], a[m], b0, b1, Elem());
@@ -212,14 +212,14 @@ SWAJIT_DEVICE void accumulate_pv(WarpState<kMTiles>& st, const float (&p)[kMTile
   }
 }
 
-// Both steps for one tile.
-template <bool kMasked, int kMTiles, int kFrags, class RowColumns>
+// Both steps for one tile (V stored in VLayout).
+template <bool kMasked, class VLayout = RowTile, int kMTiles, int kFrags, class RowColumns>
 SWAJIT_DEVICE void softmax_and_accumulate(WarpState<kMTiles>& st, float (&scores)[kMTiles][kFrags][4], float scale_log2,
                                           u32 v_smem, int token0, int lane, RowColumns row_columns) {
   float rescale[kMTiles][2];
   online_softmax<kMasked>(st, scores, scale_log2, lane, row_columns, rescale);
   rescale_output(st, rescale);
-  accumulate_pv(st, scores, v_smem, token0, lane);
+  accumulate_pv<kMTiles, kFrags, VLayout>(st, scores, v_smem, token0, lane);
 }
 
 // ---- 8-bit KV caches (kKvQuant): k_j = k_scale * k8_j, v_j = v_scale * v8_j per (kv head, channel) --------------

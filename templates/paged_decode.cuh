@@ -18,20 +18,25 @@
 //
 // The work split. One thread block per work item: a (sequence, kv head) or a chunk of its tiles. Its rows are all kQSeqlen x kGroup queries of
 // that kv head (padded to 16-row mma tiles, one warp row per tile), so every K/V element is read from memory once
-// per kv head. K/V tiles of kBlockN tokens stream through a kStages-deep cp.async pipeline, gathered page by
-// page; kWarpsN warps split each tile's tokens and keep their own online-softmax state, merged at the end.
+// per kv head. K/V tiles of kBlockN tokens stream through a kStages-deep pipeline, gathered page by page; kWarpsN
+// warps split each tile's tokens and keep their own online-softmax state, merged at the end. Loads (kProducer): every
+// warp issues cp.async chunks and the block meets at a barrier per tile (0), or one producer warp after the compute
+// warps fills the stages, cp.async chunks (1) or one bulk copy per token row (2; 3: K and V complete separately),
+// each stage completing on its "full" mbarrier; the compute warps wait on it and release the stage on its "empty"
+// mbarrier (no block barrier).
 // Unless num_splits is 1 the blocks follow the work schedule of templates/decode_schedule.h (equal-cost chunks of every
 // sequence's window, laid out over a fixed grid); a sequence cut into several items has each write (out / l in the 16-bit dtype,
 // log2-sum-exp) and SWAJIT_MERGE_KERNEL combines them in fp32.
 //
 // Needs templates/decode_schedule.h and, from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kQSeqlen, kGroup, kLocalWindow,
-// kGlobalWindow, kCausal, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockN, kWarpsN, kStages), the launch geometry the host also uses (kRows, kWarpsM,
-// kThreads, kQBytes, kTileBytes, kEpilogueStride, kEpilogueBytes, kSharedBytes, kMergeThreads)
+// kGlobalWindow, kCausal, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockN, kWarpsN, kStages, kProducer), the launch geometry the host also uses (kRows, kWarpsM,
+// kThreads, kQBytes, kTileBytes, kStoredRowBytes, kBarrierOffset, kEpilogueStride, kEpilogueBytes, kSharedBytes, kMergeThreads)
 // and the symbol names
 // SWAJIT_DECODE_KERNEL and SWAJIT_MERGE_KERNEL.
 
 constexpr int kRowsPadded = kWarpsM * 16;
-constexpr int kWarps = kWarpsM * kWarpsN;
+constexpr int kWarps = kWarpsM * kWarpsN;              // compute warps
+constexpr int kBlockWarps = kThreads / 32;             // with the producer warp (kProducer > 0), the last one
 constexpr int kTokensPerWarp = kBlockN / kWarpsN;       // tokens of each tile one warp handles
 constexpr int kScoreFrags = kTokensPerWarp / 8;        // 16x8 score fragments per warp and tile
 
@@ -41,9 +46,17 @@ static_assert(kTokensPerWarp % 16 == 0, "each warp needs whole k16 steps of toke
 // (kTileBytes each, as stored: 8-bit caches stay 8-bit). After the
 // main loop the K/V area is reused by the epilogue (kEpilogueBytes: per-warp fp32 outputs with row stride
 // kEpilogueStride, then per-row max and sum for each warp column).
-static_assert(kThreads == kWarps * 32, "prelude geometry disagrees with the template");
-static_assert(kSharedBytes >= kQBytes + 2 * kStages * kTileBytes && kSharedBytes >= kQBytes + kEpilogueBytes,
+constexpr bool kBulkRows = kProducer >= 2;  // token rows bulk-copied into padded rows
+constexpr bool kSplitKv = kProducer == 3;   // K and V of a stage land on their own full barriers
+static_assert(kThreads == (kWarps + (kProducer > 0 ? 1 : 0)) * 32, "prelude geometry disagrees with the template");
+static_assert(kBarrierOffset >= kQBytes + 2 * kStages * kTileBytes && kBarrierOffset >= kQBytes + kEpilogueBytes &&
+                  kSharedBytes >= kBarrierOffset + (kProducer > 0 ? (kSplitKv ? 24 : 16) * kStages : 0) &&
+                  kBarrierOffset % 8 == 0,
               "prelude shared-memory size too small for the template's layout");
+static_assert(!kBulkRows || kStoredRowBytes == kHeadDim * kKvBytes + 16, "bulk-copied rows are padded by 16 bytes");
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900  // mbarrier try_wait, expect_tx, bulk copies: sm_90
+static_assert(kProducer == 0, "the producer-warp loaders (producer 1, 2, 3) need sm_90 or newer");
+#endif
 
 // Query head of row `row` in kv head `kv_head`'s block (rows are query token major: row = s * kGroup + g).
 SWAJIT_DEVICE int q_head_of(const PagedDecodeParams& P, int kv_head, int row) {
@@ -69,57 +82,189 @@ SWAJIT_DEVICE void load_q_tile(const PagedDecodeParams& P, u32 q_smem, int b, in
   }
 }
 
-// Where chunk `chunk` of row `row` of a stored K/V tile lives: 16-bit tiles are swizzled for ldmatrix, 8-bit
-// tiles for the fragment reads of kv8_fragments.cuh.
+// 16-bit K/V tiles of bulk-copied rows (kBulkRows): plain rows kStoredRowBytes apart, whose 16 bytes of padding put
+// the 8 rows one ldmatrix reads in 8 different bank groups, as the swizzle does for the other loaders.
+struct PaddedRowTile {
+  SWAJIT_DEVICE u32 offset_bytes(int row, int chunk) { return u32(row) * kStoredRowBytes + u32(chunk) * 16u; }
+};
+template <bool kPadded> struct KvTileLayout { typedef RowTile type; };
+template <> struct KvTileLayout<true> { typedef PaddedRowTile type; };
+typedef KvTileLayout<kBulkRows>::type KvTile;  // how a stored 16-bit K/V tile is laid out
+
+// Where chunk `chunk` of row `row` of a stored K/V tile lives: 16-bit tiles in KvTile, 8-bit tiles for the fragment
+// reads of kv8_fragments.cuh.
 SWAJIT_DEVICE u32 stored_offset(int row, int chunk) {
-  return kKvQuant ? kv8_offset_bytes(row, chunk) : RowTile::offset_bytes(row, chunk);
+  return kKvQuant ? kv8_offset_bytes(row, chunk) : KvTile::offset_bytes(row, chunk);
 }
 
-// One K tile and one V tile (tokens [tile_begin, tile_end) of sequence b) into pipeline stage `stage`.
+// Token j's page in the cache, or -1 (recorded, and `saw_bad_page` set) when its block_table entry is outside
+// [0, num_pages).
+SWAJIT_DEVICE int page_of_token(const PagedDecodeParams& P, const int* block_table_row, int b, int j, bool& saw_bad_page) {
+  const int page = block_table_row[(j / kPageSize) * P.block_table_stride_page];
+  if (page >= 0 && page < P.num_pages) return page;
+  record_status(P.status, kStatusPageOutOfRange, b);
+  saw_bad_page = true;
+  return -1;
+}
+// Byte offset of token j's row of kv head `kv_head` in a cache with these strides (elements).
+SWAJIT_DEVICE i64 row_offset_bytes(int page, int j, int kv_head, i64 stride_page, i64 stride_token, i64 stride_head) {
+  return (page * stride_page + (j % kPageSize) * stride_token + kv_head * stride_head) * kKvBytes;
+}
+
+// One K tile and one V tile (tokens [tile_begin, tile_end) of sequence b) into pipeline stage `stage`, by cp.async
+// chunks: thread `loader` of `kLoaders` takes chunks loader, loader + kLoaders, ...
+template <int kLoaders = kThreads>
 SWAJIT_DEVICE void load_kv_tile(const PagedDecodeParams& P, u32 k_smem, u32 v_smem, const int* block_table_row,
-                                int b, int kv_head, int tile_begin, int tile_end, bool& saw_bad_page) {
+                                int b, int kv_head, int tile_begin, int tile_end, bool& saw_bad_page,
+                                int loader = threadIdx.x) {
   const char* k_cache = static_cast<const char*>(P.k_cache);
   const char* v_cache = static_cast<const char*>(P.v_cache);
   // Unrolled over a count known at compile time, so that a thread's block_table reads all issue before its first
   // copy waits on one (a rolled loop serializes them: read, copy, read, copy).
   constexpr int kItems = kBlockN * kKvChunks;
 #pragma unroll
-  for (int pass = 0; pass < (kItems + kThreads - 1) / kThreads; ++pass) {
-    const int i = threadIdx.x + pass * kThreads;
-    if (kItems % kThreads != 0 && i >= kItems) break;
+  for (int pass = 0; pass < (kItems + kLoaders - 1) / kLoaders; ++pass) {
+    const int i = loader + pass * kLoaders;
+    if (kItems % kLoaders != 0 && i >= kItems) break;
     const int row = i / kKvChunks, chunk = i % kKvChunks;
     const int j = tile_begin + row;
     bool valid = j < tile_end;
-    int page = valid ? block_table_row[(j / kPageSize) * P.block_table_stride_page] : 0;
-    if (valid && (page < 0 || page >= P.num_pages)) {
-      record_status(P.status, kStatusPageOutOfRange, b);
-      saw_bad_page = true;
-      valid = false;
-      page = 0;
-    }
-    const int in_page = j % kPageSize;
-    const char* k_src = k_cache + (page * P.k_stride_page + in_page * P.k_stride_token + kv_head * P.k_stride_head) * kKvBytes + chunk * 16;
-    const char* v_src = v_cache + (page * P.v_stride_page + in_page * P.v_stride_token + kv_head * P.v_stride_head) * kKvBytes + chunk * 16;
+    int page = valid ? page_of_token(P, block_table_row, b, j, saw_bad_page) : 0;
+    if (page < 0) valid = false, page = 0;
+    const char* k_src = k_cache + row_offset_bytes(page, j, kv_head, P.k_stride_page, P.k_stride_token, P.k_stride_head) + chunk * 16;
+    const char* v_src = v_cache + row_offset_bytes(page, j, kv_head, P.v_stride_page, P.v_stride_token, P.v_stride_head) + chunk * 16;
     const u32 offset = stored_offset(row, chunk);
     cp_async_16(k_smem + offset, k_src, valid);
     cp_async_16(v_smem + offset, v_src, valid);
   }
 }
 
+// ---- the producer warp (kProducer > 0) ------------------------------------------------------------------------------
+// Two mbarriers per stage after the rest of shared memory: full (the producer's 32 lanes each arrive once, their
+// copies counted in: cp.async arrivals or bulk-copy transactions) and empty (each compute warp arrives once it is done
+// reading); kSplitKv: full is K's and a third, full_v, V's. The block's i-th tile uses stage i % kStages for the
+// (i / kStages)-th time: that phase's parity.
+constexpr int kProducerLanes = 32;
+struct StageBarriers {
+  u32 base;
+  SWAJIT_MEMBER u32 full(int i) const { return base + 8 * (i % kStages); }
+  SWAJIT_MEMBER u32 empty(int i) const { return base + 8 * (kStages + i % kStages); }
+  SWAJIT_MEMBER u32 full_v(int i) const { return kSplitKv ? base + 8 * (2 * kStages + i % kStages) : full(i); }
+  SWAJIT_MEMBER static u32 parity(int i) { return (i / kStages) & 1; }
+  SWAJIT_MEMBER void init() const {
+    for (int s = 0; s < kStages; ++s) {
+      mbarrier_init(full(s), kProducerLanes);
+      mbarrier_init(empty(s), kWarps);
+      if (kSplitKv) mbarrier_init(full_v(s), kProducerLanes);
+    }
+  }
+};
+
+// Tile rows [tile_begin, tile_end) of K (kCopyK) and V (kCopyV) into a stage, one bulk copy per token row and cache,
+// rows lane, lane + 32, ...; rows past tile_end or on an invalid page are zero-filled (masked tokens must not carry NaN
+// into P.V). Each lane announces its bytes on `full` before its copies and arrives after them.
+template <bool kCopyK, bool kCopyV>
+SWAJIT_DEVICE void copy_kv_rows_bulk(const PagedDecodeParams& P, u32 k_tile, u32 v_tile, const int* block_table_row,
+                                     int b, int kv_head, int tile_begin, int tile_end, u32 full, int lane,
+                                     bool& saw_bad_page) {
+  constexpr int kRowsPerLane = (kBlockN + kProducerLanes - 1) / kProducerLanes;
+  constexpr u32 kRowBytes = kHeadDim * kKvBytes;
+  const char* k_cache = static_cast<const char*>(P.k_cache);
+  const char* v_cache = static_cast<const char*>(P.v_cache);
+  int page[kRowsPerLane];
+  u32 bytes = 0;
+#pragma unroll
+  for (int r = 0; r < kRowsPerLane; ++r) {  // every block_table read issues before the first copy
+    const int row = lane + r * kProducerLanes, j = tile_begin + row;
+    page[r] = row < kBlockN && j < tile_end ? page_of_token(P, block_table_row, b, j, saw_bad_page) : -1;
+    bytes += page[r] >= 0 ? (int(kCopyK) + int(kCopyV)) * kRowBytes : 0;
+  }
+  if (bytes > 0) mbarrier_expect_tx(full, bytes);
+  bool zeroed = false;
+#pragma unroll
+  for (int r = 0; r < kRowsPerLane; ++r) {
+    const int row = lane + r * kProducerLanes, j = tile_begin + row;
+    if (row >= kBlockN) break;
+    const u32 k_row = k_tile + u32(row) * kStoredRowBytes, v_row = v_tile + u32(row) * kStoredRowBytes;
+    if (page[r] >= 0) {
+      if (kCopyK)
+        bulk_copy_to_shared(k_row, k_cache + row_offset_bytes(page[r], j, kv_head, P.k_stride_page, P.k_stride_token, P.k_stride_head), kRowBytes, full);
+      if (kCopyV)
+        bulk_copy_to_shared(v_row, v_cache + row_offset_bytes(page[r], j, kv_head, P.v_stride_page, P.v_stride_token, P.v_stride_head), kRowBytes, full);
+    } else {
+      for (u32 c = 0; c < kRowBytes; c += 16) {
+        if (kCopyK) st_shared_16(k_row + c, make_uint4(0u, 0u, 0u, 0u));
+        if (kCopyV) st_shared_16(v_row + c, make_uint4(0u, 0u, 0u, 0u));
+      }
+      zeroed = true;
+    }
+  }
+  if (zeroed) fence_shared_for_async_proxy();  // these stores before a later bulk copy into the same rows
+  mbarrier_arrive(full);
+}
+
+// The producer warp: fills the stages with the block's tiles [first_tile, last_tile), each once the compute warps
+// released the tile kStages before it.
+SWAJIT_DEVICE void produce_tiles(const PagedDecodeParams& P, const StageBarriers& barriers, u32 k_smem, u32 v_smem,
+                                 const int* block_table_row, int b, int kv_head, const TileRanges& ranges,
+                                 int first_tile, int last_tile, int lane, bool& saw_bad_page) {
+  for (int t = first_tile; t < last_tile; ++t) {
+    const int i = t - first_tile;
+    if (i >= kStages) mbarrier_wait(barriers.empty(i), StageBarriers::parity(i - kStages));
+    const u32 k_tile = k_smem + (i % kStages) * kTileBytes, v_tile = v_smem + (i % kStages) * kTileBytes;
+    if constexpr (kSplitKv) {  // K first: the scores need it before V
+      copy_kv_rows_bulk<true, false>(P, k_tile, v_tile, block_table_row, b, kv_head, ranges.tile_begin(t),
+                                     ranges.tile_end(t), barriers.full(i), lane, saw_bad_page);
+      copy_kv_rows_bulk<false, true>(P, k_tile, v_tile, block_table_row, b, kv_head, ranges.tile_begin(t),
+                                     ranges.tile_end(t), barriers.full_v(i), lane, saw_bad_page);
+    } else if constexpr (kBulkRows) {
+      copy_kv_rows_bulk<true, true>(P, k_tile, v_tile, block_table_row, b, kv_head, ranges.tile_begin(t),
+                                    ranges.tile_end(t), barriers.full(i), lane, saw_bad_page);
+    } else {
+      load_kv_tile<kProducerLanes>(P, k_tile, v_tile, block_table_row, b, kv_head, ranges.tile_begin(t),
+                                   ranges.tile_end(t), saw_bad_page, lane);
+      cp_async_arrive_on(barriers.full(i));
+    }
+  }
+  cp_async_wait_all();  // no copy of this thread in flight past the loop
+}
+
 // ---- the tile step: scores, online softmax, P.V (16-bit tiles: attention_tile.cuh; 8-bit: kv8_fragments.cuh) ----
-template <bool kMasked, class RowColumns>
+// `before_v()` runs once the scores are computed, before anything reads the V tile (kSplitKv: waits for it).
+template <bool kMasked, class RowColumns, class BeforeV>
 SWAJIT_DEVICE void attend_tile(WarpState<1>& st, const QFragments<1>& q_frag, float score_scale, u32 q_smem,
-                               u32 k_tile, u32 v_tile, int warp_m, int token0, int lane, RowColumns row_columns) {
+                               u32 k_tile, u32 v_tile, int warp_m, int token0, int lane, RowColumns row_columns,
+                               BeforeV before_v) {
   float scores[1][kScoreFrags][4];
   if constexpr (kKvQuant != 0) {
     tile_scores_kv8(scores, q_frag, q_smem, k_tile, warp_m, token0, lane);
     float rescale[1][2];
     online_softmax<kMasked>(st, scores, score_scale, lane, row_columns, rescale);
     rescale_output(st, rescale);
+    before_v();
     accumulate_pv_kv8(st, scores, v_tile, token0, lane);
   } else {
-    tile_scores(scores, q_frag, q_smem, k_tile, warp_m, token0, lane);
-    softmax_and_accumulate<kMasked>(st, scores, score_scale, v_tile, token0, lane, row_columns);
+    tile_scores<1, kScoreFrags, KvTile>(scores, q_frag, q_smem, k_tile, warp_m, token0, lane);
+    before_v();
+    softmax_and_accumulate<kMasked, KvTile>(st, scores, score_scale, v_tile, token0, lane, row_columns);
+  }
+}
+
+// Tile t of the block's ranges, stored at k_tile / v_tile, into the warp's state; masked only where a row needs it.
+template <class BeforeV>
+SWAJIT_DEVICE void attend_stored_tile(const PagedDecodeParams& P, WarpState<1>& st, const QFragments<1>& q_frag,
+                                      float score_scale, u32 q_smem, u32 k_tile, u32 v_tile, const TileRanges& ranges,
+                                      int t, int kv_len, int warp_m, int token0, int lane, BeforeV before_v) {
+  const int tile_begin = ranges.tile_begin(t), tile_end = ranges.tile_end(t);
+  if (tile_fully_visible(tile_begin, tile_end, kv_len - kQSeqlen, kv_len - 1, P.local_window, P.global_window)) {
+    attend_tile<false>(st, q_frag, score_scale, q_smem, k_tile, v_tile, warp_m, token0, lane, AllVisible(), before_v);
+  } else {
+    // Row r of this warp is query token (warp_m * 16 + r) / kGroup; column t of the warp is token token0 + t.
+    const auto row_columns = [&](int r) {
+      const int p = kv_len - kQSeqlen + (warp_m * 16 + r) / kGroup;
+      return visible_columns(p, tile_begin + token0, tile_end, P.local_window, P.global_window);
+    };
+    attend_tile<true>(st, q_frag, score_scale, q_smem, k_tile, v_tile, warp_m, token0, lane, row_columns, before_v);
   }
 }
 
@@ -181,7 +326,7 @@ SWAJIT_DEVICE int visible_tile_count(const PagedDecodeParams& P, int b) {
   return kv_len_valid(P, kv_len) ? sequence_tiles(P, kv_len).count() : 0;
 }
 
-// Sum of `value` over the block (every thread gets it); `scratch` holds kWarps values.
+// Sum of `value` over the block (every thread gets it); `scratch` holds kBlockWarps values.
 template <class T>
 SWAJIT_DEVICE T block_sum(T value, T* scratch) {
 #pragma unroll
@@ -191,11 +336,11 @@ SWAJIT_DEVICE T block_sum(T value, T* scratch) {
   __syncthreads();
   T total = 0;
 #pragma unroll
-  for (int w = 0; w < kWarps; ++w) total += scratch[w];
+  for (int w = 0; w < kBlockWarps; ++w) total += scratch[w];
   return total;
 }
 
-// Exclusive prefix sum of `value` over the block's threads, and the block's total; `scratch` holds kWarps ints.
+// Exclusive prefix sum of `value` over the block's threads, and the block's total; `scratch` holds kBlockWarps ints.
 SWAJIT_DEVICE int block_exclusive_scan(int value, int* scratch, int& total) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   int inclusive = value;
@@ -210,14 +355,14 @@ SWAJIT_DEVICE int block_exclusive_scan(int value, int* scratch, int& total) {
   int before = 0;
   total = 0;
 #pragma unroll
-  for (int w = 0; w < kWarps; ++w) {
+  for (int w = 0; w < kBlockWarps; ++w) {
     before += w < warp ? scratch[w] : 0;
     total += scratch[w];
   }
   return before + inclusive - value;
 }
 
-// This block's work. `scratch` is shared memory of at least 8 * kWarps + 16 bytes, free until the function returns.
+// This block's work. `scratch` is shared memory of at least 8 * kBlockWarps + 16 bytes, free until the function returns.
 SWAJIT_DEVICE DecodeWork find_work(const PagedDecodeParams& P, char* scratch) {
   DecodeWork w;
   if (P.num_splits == 1) {
@@ -239,7 +384,7 @@ SWAJIT_DEVICE DecodeWork find_work(const PagedDecodeParams& P, char* scratch) {
   tiles = block_sum(tiles, reinterpret_cast<i64*>(scratch));
   const int chunk = schedule_chunk_tiles(tiles, P.work_items, P.batch);
 
-  int* found = reinterpret_cast<int*>(scratch) + 2 * kWarps;  // after block_sum's i64 scratch: b, first item, items, tiles
+  int* found = reinterpret_cast<int*>(scratch) + 2 * kBlockWarps;  // after block_sum's i64 scratch: b, first item, items, tiles
   if (threadIdx.x == 0) found[0] = -1;
   int items_before = 0;  // of the sequences before this pass's
   for (int base = 0; base < P.batch && items_before <= wanted; base += kThreads) {
@@ -393,50 +538,62 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
 
   load_q_tile(P, q_smem, b, kv_head);
   cp_async_commit();
+  const StageBarriers barriers{q_smem + kBarrierOffset};  // kProducer > 0 only
+  if constexpr (kProducer == 0) {
 #pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
-    const int t = first_tile + s;
-    if (t < last_tile)
-      load_kv_tile(P, k_smem + s * kTileBytes, v_smem + s * kTileBytes, block_table_row, b, kv_head,
-                   ranges.tile_begin(t), ranges.tile_end(t), saw_bad_page);
-    cp_async_commit();
+    for (int s = 0; s < kStages - 1; ++s) {
+      const int t = first_tile + s;
+      if (t < last_tile)
+        load_kv_tile(P, k_smem + s * kTileBytes, v_smem + s * kTileBytes, block_table_row, b, kv_head,
+                     ranges.tile_begin(t), ranges.tile_end(t), saw_bad_page);
+      cp_async_commit();
+    }
+  } else if (threadIdx.x == 0) {
+    barriers.init();
   }
 
   WarpState<1> st;  // one 16-row tile per warp
   st.clear();
 
   QFragments<1> q_frag;
-  cp_async_wait<kStages - 1>();  // the Q group is complete
-  __syncthreads();
+  cp_async_wait<kProducer == 0 ? kStages - 1 : 0>();  // the Q group is complete
+  __syncthreads();                                     // (and the stage barriers initialized)
   float score_scale = P.scale_log2;  // scores are <q, k> times this (log2 units)
   if constexpr (kKvQuant != 0) {
     score_scale *= permute_q_and_fold_k_scale<kRowsPadded>(P, q_smem, kv_head);
     __syncthreads();
   }
-  q_frag.load(q_smem, warp_m, lane);
+  const bool producer_warp = kProducer > 0 && warp == kWarps;
+  if (!producer_warp) q_frag.load(q_smem, warp_m, lane);
 
-  for (int t = first_tile; t < last_tile; ++t) {
-    cp_async_wait<kStages - 2>();  // tile t has landed
-    __syncthreads();               // ... for every thread, and every warp is done with tile t - 1's stage
-    const int next = t + kStages - 1;
-    const int next_stage = (next - first_tile) % kStages;
-    if (next < last_tile)
-      load_kv_tile(P, k_smem + next_stage * kTileBytes, v_smem + next_stage * kTileBytes, block_table_row, b, kv_head,
-                   ranges.tile_begin(next), ranges.tile_end(next), saw_bad_page);
-    cp_async_commit();
-
-    const int stage = (t - first_tile) % kStages;
-    const u32 k_tile = k_smem + stage * kTileBytes, v_tile = v_smem + stage * kTileBytes;
-    const int tile_begin = ranges.tile_begin(t), tile_end = ranges.tile_end(t);
-    if (tile_fully_visible(tile_begin, tile_end, kv_len - kQSeqlen, kv_len - 1, P.local_window, P.global_window)) {
-      attend_tile<false>(st, q_frag, score_scale, q_smem, k_tile, v_tile, warp_m, token0, lane, AllVisible());
-    } else {
-      // Row r of this warp is query token (warp_m * 16 + r) / kGroup; column t of the warp is token token0 + t.
-      const auto row_columns = [&](int r) {
-        const int p = kv_len - kQSeqlen + (warp_m * 16 + r) / kGroup;
-        return visible_columns(p, tile_begin + token0, tile_end, P.local_window, P.global_window);
+  if constexpr (kProducer == 0) {
+    for (int t = first_tile; t < last_tile; ++t) {
+      cp_async_wait<kStages - 2>();  // tile t has landed
+      __syncthreads();               // ... for every thread, and every warp is done with tile t - 1's stage
+      const int next = t + kStages - 1;
+      const int next_stage = (next - first_tile) % kStages;
+      if (next < last_tile)
+        load_kv_tile(P, k_smem + next_stage * kTileBytes, v_smem + next_stage * kTileBytes, block_table_row, b, kv_head,
+                     ranges.tile_begin(next), ranges.tile_end(next), saw_bad_page);
+      cp_async_commit();
+      const int stage = (t - first_tile) % kStages;
+      attend_stored_tile(P, st, q_frag, score_scale, q_smem, k_smem + stage * kTileBytes, v_smem + stage * kTileBytes,
+                         ranges, t, kv_len, warp_m, token0, lane, [] {});
+    }
+  } else if (producer_warp) {
+    produce_tiles(P, barriers, k_smem, v_smem, block_table_row, b, kv_head, ranges, first_tile, last_tile, lane,
+                  saw_bad_page);
+  } else {
+    for (int t = first_tile; t < last_tile; ++t) {
+      const int i = t - first_tile, stage = i % kStages;
+      mbarrier_wait(barriers.full(i), StageBarriers::parity(i));  // tile t (kSplitKv: its K) has landed
+      const auto wait_for_v = [&] {
+        if (kSplitKv) mbarrier_wait(barriers.full_v(i), StageBarriers::parity(i));
       };
-      attend_tile<true>(st, q_frag, score_scale, q_smem, k_tile, v_tile, warp_m, token0, lane, row_columns);
+      attend_stored_tile(P, st, q_frag, score_scale, q_smem, k_smem + stage * kTileBytes, v_smem + stage * kTileBytes,
+                         ranges, t, kv_len, warp_m, token0, lane, wait_for_v);
+      __syncwarp();  // every lane's reads of the stage are done
+      if (lane == 0) mbarrier_arrive(barriers.empty(i));
     }
   }
   allow_dependent_grid_launch();  // the merge grid may get scheduled; it waits for this grid's writes

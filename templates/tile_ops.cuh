@@ -303,6 +303,14 @@ SWAJIT_DEVICE void tma_load_4d(u32 dst, const void* map, int c0, int c1, int c2,
       ::"r"(dst), "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(barrier) : "memory");
 #endif
 }
+// `bytes` (a multiple of 16, both addresses 16-byte aligned) contiguous bytes from global memory into shared memory by
+// the TMA engine (sm_90); they complete transactions on `barrier`.
+SWAJIT_DEVICE void bulk_copy_to_shared(u32 dst, const void* src, u32 bytes, u32 barrier) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+               ::"r"(dst), "l"(src), "r"(bytes), "r"(barrier) : "memory");
+#endif
+}
 // setmaxnreg (sm_90a): a warpgroup gives registers back to the block's pool or takes them from it.
 template <int kRegisters>
 SWAJIT_DEVICE void release_registers_to() {

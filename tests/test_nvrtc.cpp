@@ -86,6 +86,30 @@ TEST_CASE("8-bit KV kernels compile for sm_90a and sm_80: prefill (wgmma and mma
     }
 }
 
+TEST_CASE("producer-warp decode kernels compile for sm_90a and refuse sm_80 by name") {
+  if (!nvrtc::available()) return;
+  struct Case { const char* key; DecodeConfig config; };
+  const Case cases[] = {
+      {"paged_decode_bf16_d128_p16_nhd_q1_g4_local_global", DecodeConfig{64, 4, 3, 0, DecodeConfig::kProducerCpAsync}},
+      {"paged_decode_bf16_d128_p16_nhd_q1_g4_local_global", DecodeConfig{64, 4, 3, 0, DecodeConfig::kProducerBulk}},
+      {"paged_decode_fp16_d64_p7_hnd_q4_g4_local_attnsink_kvint8", DecodeConfig{128, 4, 3, 2, DecodeConfig::kProducerBulk}},
+      {"paged_decode_bf16_d256_p16_nhd_q8_g16_local_kvfp8", DecodeConfig{64, 1, 2, 1, DecodeConfig::kProducerCpAsync}},
+      {"paged_decode_bf16_d128_p16_nhd_q4_g4_local_attnsink", DecodeConfig{64, 4, 3, 0, DecodeConfig::kProducerBulkSplitKv}},
+      {"paged_decode_fp16_d128_p16_nhd_q1_g4_local_kvfp8", DecodeConfig{128, 4, 3, 0, DecodeConfig::kProducerBulkSplitKv}},
+  };
+  for (const Case& c : cases) {
+    const GeneratedKernel k = generate_paged_decode_cuda(KernelSpec::from_key(c.key), c.config);
+    INFO(k.cache_key);
+    CHECK(std::string(nvrtc::compile(k.source, k.cache_key + ".cu", "sm_90a").cubin.data(), 4) == "\x7f" "ELF");
+    try {
+      nvrtc::compile(k.source, k.cache_key + ".cu", "sm_80");
+      FAIL("a producer-warp kernel compiled for sm_80");
+    } catch (const Error& e) {
+      CHECK(std::string(e.what()).find("need sm_90") != std::string::npos);
+    }
+  }
+}
+
 TEST_CASE("a compile failure carries the NVRTC log") {
   if (!nvrtc::available()) return;
   try {

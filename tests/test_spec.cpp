@@ -96,6 +96,33 @@ TEST_CASE("launch geometry") {
   CHECK(decode_geometry(s, DecodeConfig{64, 2, 3, 1}).threads == 2 * 2 * 32);
 }
 
+TEST_CASE("producer-warp loaders: key, validation and geometry") {
+  KernelSpec s;
+  s.q_seqlen = 1; s.group = 4;
+  DecodeConfig c{64, 4, 3, 0, DecodeConfig::kProducerBulk};
+  CHECK(c.key() == "bn64_wn4_st3_pw2_sp0");
+  CHECK(DecodeConfig::from_key(c.key()) == c);
+  CHECK(DecodeConfig::from_key("bn64_wn4_st3_sp0").producer == DecodeConfig::kLoadersAllWarps);
+  CHECK(code_of([] { DecodeConfig::from_key("bn64_wn4_st3_xx2_sp0"); }) == ErrorCode::kInvalidArgument);
+  CHECK(code_of([&] { DecodeConfig{64, 4, 3, 1, 4}.validate(s); }) == ErrorCode::kInvalidArgument);
+  CHECK(code_of([&] { DecodeConfig{64, 4, 3, 1, -1}.validate(s); }) == ErrorCode::kInvalidArgument);
+  const DecodeGeometry plain = decode_geometry(s, DecodeConfig{64, 4, 3, 1});
+  const DecodeGeometry cp_async = decode_geometry(s, DecodeConfig{64, 4, 3, 1, DecodeConfig::kProducerCpAsync});
+  const DecodeGeometry bulk = decode_geometry(s, c);
+  CHECK(cp_async.threads == plain.threads + 32);  // one producer warp on top of the compute warps
+  CHECK(cp_async.tile_bytes == plain.tile_bytes);
+  CHECK(cp_async.shared_bytes == plain.shared_bytes + 2 * 3 * 8);  // a full and an empty mbarrier per stage
+  CHECK(bulk.stored_row_bytes == 128 * 2 + 16);                     // rows padded by 16 bytes
+  CHECK(bulk.tile_bytes == 64 * (128 * 2 + 16));
+  CHECK(bulk.barrier_offset == bulk.q_bytes + 2 * 3 * bulk.tile_bytes);
+  CHECK(bulk.barrier_offset % 8 == 0);
+  s.kv_quant = KvQuant::kInt8;
+  CHECK(decode_geometry(s, c).stored_row_bytes == 128 + 16);
+  const DecodeGeometry split_kv = decode_geometry(s, DecodeConfig{64, 4, 3, 1, DecodeConfig::kProducerBulkSplitKv});
+  CHECK(split_kv.stored_row_bytes == 128 + 16);
+  CHECK(split_kv.shared_bytes == split_kv.barrier_offset + 3 * 3 * 8);  // full K, full V and empty per stage
+}
+
 TEST_CASE("generated source is deterministic, self-contained and names its spec") {
   KernelSpec s;
   s.q_seqlen = 4; s.group = 4; s.local_window = true; s.global_window = true;

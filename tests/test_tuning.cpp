@@ -43,6 +43,9 @@ TEST_CASE("shape buckets round batch and visible KV up to powers of two") {
 TEST_CASE("configs round-trip through JSON; bad JSON names the field") {
   const DecodeConfig c{128, 2, 4, 16};
   CHECK(decode_config_from_json(decode_config_to_json(c)) == c);
+  CHECK(!decode_config_to_json(c).contains("producer"));  // records of the default loaders read as before
+  const DecodeConfig producer{64, 4, 3, 0, DecodeConfig::kProducerBulk};
+  CHECK(decode_config_from_json(decode_config_to_json(producer)) == producer);
   try {
     decode_config_from_json(nlohmann::json{{"block_n", 64}, {"warps_n", 4}, {"stages", "3"}, {"num_splits", 1}});
     FAIL("accepted a string stage count");
@@ -89,6 +92,37 @@ TEST_CASE("the config space holds only valid configs, and the heuristic's shape 
   CHECK(heuristic_decode_config(int8_32_rows, kH200SharedPerBlock, kH200SharedPerSm).block_n == 64);
   CHECK(heuristic_decode_config(spec, kH200SharedPerBlock, kH200SharedPerSm) == DecodeConfig{64, 4, 3, kCapacity});
   CHECK(heuristic_decode_config(int8_spec, kH200SharedPerBlock, 140 * 1024).stages == 4);  // 2 x 68 KB fit, 2 x 84 KB do not
+  // Bulk-copied rows are padded by 16 bytes: the same tiles and stages, still two blocks per SM.
+  constexpr int kBulk = DecodeConfig::kProducerBulk;
+  CHECK(heuristic_decode_config(spec, kH200SharedPerBlock, kH200SharedPerSm, kBulk) == DecodeConfig{64, 4, 3, kCapacity, kBulk});
+  CHECK(heuristic_decode_config(int8_spec, kH200SharedPerBlock, kH200SharedPerSm, kBulk) == DecodeConfig{128, 4, 3, kCapacity, kBulk});
+
+  // head_dim 256, 16-bit, on an H200: 32-token tiles from the bulk-copy producer once every SM has a (sequence, kv
+  // head) pair; the 64-token tile otherwise, for 8-bit caches and before sm_90.
+  DeviceInfo h200;
+  h200.cc_major = 9; h200.sm_count = 132; h200.max_shared_per_block_optin = 227 * 1024;
+  h200.max_shared_per_sm = 228 * 1024; h200.reserved_shared_per_block = 1024;
+  KernelSpec gemma = spec;
+  gemma.head_dim = 256; gemma.q_seqlen = 1; gemma.group = 2;
+  const DecodeConfig wide = heuristic_decode_config(gemma, h200.max_shared_per_block_optin, h200.max_shared_per_sm);
+  CHECK(wide.block_n == 64);
+  CHECK(heuristic_decode_config(gemma, h200, 32 * 16) == DecodeConfig{32, 2, 3, kCapacity, kBulk});
+  CHECK(heuristic_decode_config(gemma, h200, 8 * 16) == wide);  // 128 pairs on 132 SMs
+  CHECK(heuristic_decode_config(gemma, h200) == wide);          // pairs not known
+  KernelSpec gemma_int8 = gemma;
+  gemma_int8.kv_quant = KvQuant::kInt8;
+  CHECK(heuristic_decode_config(gemma_int8, h200, 32 * 16).producer == DecodeConfig::kLoadersAllWarps);
+  h200.cc_major = 8;
+  CHECK(heuristic_decode_config(gemma, h200, 32 * 16) == wide);
+  h200.cc_major = 9;
+  // head_dim 128: 32-token tiles over 2 warps once the pairs fill two blocks per SM (264 on the H200).
+  KernelSpec mistral = spec;
+  mistral.q_seqlen = 1;
+  CHECK(heuristic_decode_config(mistral, h200, 128 * 8) == DecodeConfig{32, 2, 3, kCapacity});
+  CHECK(heuristic_decode_config(mistral, h200, 32 * 8) == DecodeConfig{64, 4, 3, kCapacity});
+  KernelSpec many_rows = gemma;
+  many_rows.group = 16; many_rows.q_seqlen = 8;  // 128 rows: a 64 KB Q tile leaves no room for two such blocks
+  CHECK(heuristic_decode_config(many_rows, h200, 32 * 16).producer == DecodeConfig::kLoadersAllWarps);
 }
 
 TEST_CASE("presets and workload files") {

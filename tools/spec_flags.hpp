@@ -64,7 +64,7 @@ struct SpecFlags {
 };
 
 struct ConfigFlags {
-  std::optional<int> block_m, block_n, warps_n, stages, num_splits, m_tiles, min_blocks, warp_specialize;
+  std::optional<int> block_m, block_n, warps_n, stages, num_splits, m_tiles, min_blocks, warp_specialize, producer;
   std::optional<bool> wgmma, tma, mma;
   void add_to(CLI::App& app) {
     app.add_option("--block-m", block_m, "prefill: query rows per block");
@@ -77,16 +77,21 @@ struct ConfigFlags {
     app.add_option("--block-n", block_n, "KV tokens per tile");
     app.add_option("--warps-n", warps_n, "warps splitting each tile");
     app.add_option("--stages", stages, "pipeline depth");
+    app.add_option("--producer", producer,
+                   "paged_decode: 0 every warp loads, 1 a producer warp with cp.async and mbarriers, 2 the same with bulk row copies, 3 as 2 with K and V on their own barriers (sm_90)");
     app.add_option("--splits", num_splits, "split-KV work items per (sequence, kv head) on average; 0: from the grid's capacity (the heuristic's)");
     app.add_option("--mma", mma, "sparse_decode: tensor cores (true/false; false: the CUDA-core kernel)");
   }
-  bool any() const { return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || mma; }
+  bool any() const {
+    return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || mma || producer;
+  }
   // Flags given on top of `base`.
   DecodeConfig apply(DecodeConfig base) const {
     if (block_n) base.block_n = *block_n;
     if (warps_n) base.warps_n = *warps_n;
     if (stages) base.stages = *stages;
     if (num_splits) base.num_splits = *num_splits;
+    if (producer) base.producer = *producer;
     return base;
   }
   SparseDecodeConfig apply(SparseDecodeConfig base) const {

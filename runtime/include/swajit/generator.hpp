@@ -14,6 +14,8 @@ struct DecodeGeometry {
   int threads;          // threads per block of the main kernel
   int q_bytes;          // shared memory of the Q tile
   int tile_bytes;       // shared memory of one K (or V) pipeline stage, as stored (8-bit KV: half, widened in registers)
+  int stored_row_bytes; // row stride of a stored K/V tile (a token's bytes; + 16 when bulk-copied rows are padded)
+  int barrier_offset;   // where a producer's mbarriers start in shared memory (DecodeConfig::producer > 0)
   int epilogue_stride;  // fp32 row stride (floats) of the epilogue buffer
   int epilogue_bytes;   // shared memory the epilogue reuses after the main loop
   int shared_bytes;     // total dynamic shared memory of the main kernel

@@ -109,10 +109,17 @@ struct DecodeConfig {
                         // on average, cut by length (the work schedule) and merged. kSplitsFromCapacity (0, the
                         // heuristic's): as many equal-cost items as the grid's resident blocks hold, none when the
                         // (sequence, kv head) pairs already fill it (templates/decode_schedule.h). Launch-time only.
+  // Who moves K/V tiles into the stages. kLoadersAllWarps (0): every warp issues cp.async row chunks and the block
+  // meets at one barrier per tile. kProducerCpAsync (1, sm_90+): an extra producer warp issues the cp.async chunks, the
+  // compute warps wait on per-stage mbarriers (full / empty), no block barrier in the loop. kProducerBulk (2, sm_90+):
+  // as 1, each token row moved by one bulk copy (cp.async.bulk, counted on the stage's mbarrier) into rows padded by
+  // 16 bytes (ldmatrix conflict-free unswizzled). kProducerBulkSplitKv (3): as 2, K and V landing on their own barriers.
+  int producer = 0;
+  static constexpr int kLoadersAllWarps = 0, kProducerCpAsync = 1, kProducerBulk = 2, kProducerBulkSplitKv = 3;
   static constexpr int kSplitsFromCapacity = 0;
   static constexpr int kMaxSplits = 1024;  // far past any useful split; bounds the workspace a call can ask for
 
-  std::string compile_key() const;  // the part that changes the generated code, e.g. "bn64_wn4_st3"
+  std::string compile_key() const;  // the part that changes the generated code, e.g. "bn64_wn4_st3", "bn64_wn4_st3_pw2"
   std::string key() const;          // compile_key() + "_sp<num_splits>"
   static DecodeConfig from_key(std::string_view key);
   void validate(const KernelSpec& spec) const;  // throws kInvalidArgument naming the field and its allowed range

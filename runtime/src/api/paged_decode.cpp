@@ -147,7 +147,7 @@ DecodePlan choose_decode_config(const DecodeProblem& p, const DecodeOptions& opt
         return plan;
       }
   }
-  plan.config = heuristic_decode_config(p.spec, device);  // num_splits: from the grid's capacity
+  plan.config = heuristic_decode_config(p.spec, device, int64_t(p.batch) * p.num_kv_heads);  // splits: from the capacity
   plan.kernel = &decode_kernel(p.spec, plan.config, device, context);
   plan.origin = DecodePlan::Origin::kHeuristic;
   return plan;

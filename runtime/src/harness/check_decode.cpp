@@ -20,6 +20,55 @@ namespace swajit {
 using namespace check_data;
 
 
+namespace {
+// The producer-warp loaders (DecodeConfig::producer 1: cp.async, 2: bulk row copies, 3: and K, V apart) under every tile path: masked
+// edges, lengths 0 and 1, the work schedule and the merge, learned sinks, q_seqlen 4, pages of 7 tokens, HND strided
+// rows, every head_dim, many row tiles, and 8-bit caches.
+template <class Add>
+void add_producer_cases(const Add& add) {
+  for (int producer : {DecodeConfig::kProducerCpAsync, DecodeConfig::kProducerBulk, DecodeConfig::kProducerBulkSplitKv}) {
+    const std::string name = "producer " + std::to_string(producer);
+    for (int d : {64, 128, 256})
+      add(name + ", head_dim " + std::to_string(d) + ", q4, sinks, split", [&](DecodeCase& c) {
+        c.head_dim = d; c.q_seqlen = 4; c.sink_logits = true; c.seq_lens = {0, 1, 700, 2100}; c.local_window = 1000;
+        c.config = DecodeConfig{64, 4, 3, 3, producer};
+      });
+    add(name + ", page_size 7, HND strided, bn32 wn2 st4", [&](DecodeCase& c) {
+      c.page_size = 7; c.kv_layout = KvLayout::kHND; c.strided = true; c.seq_lens = {1, 95, 400};
+      c.config = DecodeConfig{32, 2, 4, 1, producer};
+    });
+    add(name + ", fp16, NHD strided, bn128 wn4 st2, window 300", [&](DecodeCase& c) {
+      c.dtype = DType::kFP16; c.strided = true; c.q_seqlen = 2; c.seq_lens = {3, 129, 1000}; c.local_window = 300;
+      c.config = DecodeConfig{128, 4, 2, 2, producer};
+    });
+    add(name + ", group 16 q_seqlen 8 (128 rows), st5", [&](DecodeCase& c) {
+      c.group = 16; c.q_seqlen = 8; c.num_kv_heads = 1; c.seq_lens = {8, 200};
+      c.config = DecodeConfig{64, 1, 5, 1, producer};
+    });
+    add(name + ", ragged batch, capacity schedule", [&](DecodeCase& c) {
+      c.num_kv_heads = 2; c.local_window = 4096; c.seq_lens = {0, 1, 6000, 2, 9, 300, 0, 17};
+      c.config = DecodeConfig{64, 4, 3, DecodeConfig::kSplitsFromCapacity, producer};
+    });
+    // The heuristic's head_dim 256 config when every SM has a (sequence, kv head) pair (heuristic.cpp).
+    add(name + ", head_dim 256, group 2, bn32 wn2 st3, direct", [&](DecodeCase& c) {
+      c.head_dim = 256; c.group = 2; c.num_kv_heads = 4; c.local_window = 1024; c.seq_lens = {1, 1024, 1100, 3000};
+      c.config = DecodeConfig{32, 2, 3, 1, producer};
+    });
+    for (KvQuant quant : {KvQuant::kInt8, KvQuant::kFp8E4M3}) {
+      const std::string kv = quant == KvQuant::kInt8 ? ", int8 KV" : ", fp8 KV";
+      add(name + kv + ", q4, sinks, bn128 wn4 st3, split", [&](DecodeCase& c) {
+        c.kv_quant = quant; c.q_seqlen = 4; c.sink_logits = true; c.seq_lens = {4, 129, 1000, 4099}; c.local_window = 4096;
+        c.config = DecodeConfig{128, 4, 3, 2, producer};
+      });
+      add(name + kv + ", head_dim 64, HND, page 7", [&](DecodeCase& c) {
+        c.kv_quant = quant; c.head_dim = 64; c.kv_layout = KvLayout::kHND; c.page_size = 7; c.seq_lens = {0, 700, 2100};
+        c.local_window = 1000; c.config = DecodeConfig{64, 4, 3, 1, producer};
+      });
+    }
+  }
+}
+}  // namespace
+
 std::vector<DecodeCase> decode_check_matrix() {
   std::vector<DecodeCase> cases;
   const auto add = [&](std::string name, auto&& edit) {
@@ -155,6 +204,13 @@ std::vector<DecodeCase> decode_check_matrix() {
       c.config = DecodeConfig{64, 4, 3, DecodeConfig::kSplitsFromCapacity};
     });
   add("config bn16 wn1 st2", [](DecodeCase& c) { c.config = DecodeConfig{16, 1, 2, 1}; c.seq_lens = {1, 17, 33}; });
+  // The heuristic's head_dim 128 config when the (sequence, kv head) pairs fill two blocks per SM (heuristic.cpp).
+  for (int qs : {1, 4})
+    add("config bn32 wn2 st3, capacity schedule, q_seqlen " + std::to_string(qs), [qs](DecodeCase& c) {
+      c.q_seqlen = qs; c.local_window = 4096; c.seq_lens = {1, 4099, 5000, 300, 0, 64};
+      c.config = DecodeConfig{32, 2, 3, DecodeConfig::kSplitsFromCapacity};
+    });
+  add_producer_cases(add);
   return cases;
 }
 

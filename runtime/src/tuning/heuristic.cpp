@@ -6,7 +6,7 @@
 
 namespace swajit {
 
-DecodeConfig heuristic_decode_config(const KernelSpec& spec, int max_shared_per_block, int max_shared_per_sm) {
+DecodeConfig heuristic_decode_config(const KernelSpec& spec, int max_shared_per_block, int max_shared_per_sm, int producer) {
   constexpr int kTargetWarps = 4;          // enough warps to keep cp.async traffic and tensor cores busy (16-bit)
   constexpr int kBlockN16Bit = 64;         // tokens of a 16-bit tile
   constexpr int kTilesInFlight16Bit = 2;   // 16-bit tiles in flight while one is consumed (3 stages)
@@ -20,10 +20,12 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, int max_shared_per_
     DecodeConfig config;
     config.block_n = kBlockN16Bit * widening;
     config.stages = 2;
+    config.producer = producer;
     const DecodeGeometry geometry = decode_geometry(spec, config);
     config.warps_n = std::max(1, kTargetWarps / geometry.warps_m);
     const int bytes_in_flight = kTilesInFlight16Bit * spec.head_dim * kBlockN16Bit * int(sizeof(uint16_t));
-    config.stages = 1 + bytes_in_flight / geometry.tile_bytes;
+    const int tile_data_bytes = config.block_n * spec.head_dim * (spec.kv_quant == KvQuant::kNone ? 2 : 1);  // no padding
+    config.stages = 1 + bytes_in_flight / tile_data_bytes;
     while (config.stages > 2 && decode_geometry(spec, config).shared_bytes > per_block_budget) --config.stages;
     return config;
   };
@@ -48,6 +50,33 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, int max_shared_per_
   }
   config.num_splits = DecodeConfig::kSplitsFromCapacity;  // the work schedule fills the grid's resident blocks
   return config;
+}
+
+DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& device, int64_t sequence_heads) {
+  const DecodeConfig config = heuristic_decode_config(spec, device.max_shared_per_block_optin, device.max_shared_per_sm);
+  // 16-bit head_dim 256: the 64-token tile leaves 2 stages and one block per SM (Gemma 3 on the H200, device run B:
+  // 57-59% of the floor at batch 32-128). 32-token tiles of 3 stages, two blocks per SM, moved by the producer warp's
+  // bulk row copies (512-byte rows: half as many copies per byte as at head_dim 128, where the producer is 2x slower)
+  // reach 75-78% (b32 211.6 -> 159.3 us, b128 817.9 -> 613.4); the same tiles loaded by every warp were 4-6% slower
+  // than the default, and with fewer pairs than SMs (b8: 128 pairs) 1.5x slower (55.5 -> 82.1 us): the default stays.
+  //
+  // 16-bit head_dim 128 when the pairs alone fill two blocks per SM: 32-token tiles over 2 warps (4 blocks of half
+  // the warps per SM, each meeting at its own barrier) were the tuner's winners on the H200 (runs C/D: batch 128 q1
+  // 529.2 us against the heuristic's 558.5, q4 542.9 against 580.5) and on the H100 (Gemma-like batch 32).
+  constexpr int kRowBytes16Bit = 2 * 128;  // head_dim 128
+  constexpr int kBlocksPerSm = 2;
+  const int row_bytes = spec.head_dim * 2;
+  if (spec.kv_quant != KvQuant::kNone) return config;
+  DecodeConfig narrow{32, 2, 3, DecodeConfig::kSplitsFromCapacity};
+  if (row_bytes > kRowBytes16Bit && device.cc_major >= 9 && sequence_heads >= device.sm_count)
+    narrow.producer = DecodeConfig::kProducerBulk;
+  else if (!(row_bytes == kRowBytes16Bit && sequence_heads >= int64_t(kBlocksPerSm) * device.sm_count))
+    return config;
+  narrow.warps_n = std::max(1, std::min(narrow.warps_n, config.warps_n));  // many rows: fewer warp columns
+  const DecodeGeometry geometry = decode_geometry(spec, narrow);
+  const int budget = std::min(device.max_shared_per_block_optin, device.max_shared_per_sm / kBlocksPerSm -
+                                                                     device.reserved_shared_per_block);
+  return geometry.shared_bytes <= budget ? narrow : config;
 }
 
 int merge_spreading_bytes(const DeviceInfo& device, int64_t merge_blocks) {

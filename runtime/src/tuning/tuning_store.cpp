@@ -53,7 +53,9 @@ CpuDecodeConfig cpu_decode_config_from_json(const nlohmann::json& j) {
 }
 
 nlohmann::json decode_config_to_json(const DecodeConfig& c) {
-  return {{"block_n", c.block_n}, {"warps_n", c.warps_n}, {"stages", c.stages}, {"num_splits", c.num_splits}};
+  nlohmann::json j{{"block_n", c.block_n}, {"warps_n", c.warps_n}, {"stages", c.stages}, {"num_splits", c.num_splits}};
+  if (c.producer != 0) j["producer"] = c.producer;  // records of the default loaders stay as they were
+  return j;
 }
 
 DecodeConfig decode_config_from_json(const nlohmann::json& j) {
@@ -61,6 +63,10 @@ DecodeConfig decode_config_from_json(const nlohmann::json& j) {
   const std::pair<const char*, int*> fields[] = {
       {"block_n", &c.block_n}, {"warps_n", &c.warps_n}, {"stages", &c.stages}, {"num_splits", &c.num_splits}};
   read_fields(j, fields);
+  if (j.contains("producer")) {  // absent in records written before the knob existed: 0
+    const std::pair<const char*, int*> producer[] = {{"producer", &c.producer}};
+    read_fields(j, producer);
+  }
   return c;
 }
 
