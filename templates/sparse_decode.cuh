@@ -36,7 +36,7 @@ constexpr float kLog2e = 1.4426950408889634f;
 static_assert(kBlockN % kWarpSize == 0, "a tile is whole 32-token slices, one token per lane");
 static_assert(kHeadDimV % kWarpSize == 0 && kHeadDim % 16 == 0, "rows split evenly over the lanes and 16-byte chunks");
 #ifndef SWAJIT_SPARSE_MMA
-static_assert(kSharedBytes >= kQBytes + kStages * kStageBytes && kQBytes >= kQRows * kHeadDim * 4 && kQRows % kWarps == 0,
+static_assert(kSharedBytes == kQBytes + kStages * kStageBytes + kMetaBytes && kQBytes >= kQRows * kHeadDim * 4 && kQRows % kWarps == 0,
               "prelude geometry disagrees with the template");
 #endif
 
@@ -106,27 +106,6 @@ SWAJIT_DEVICE bool row_metadata_valid(const SparseDecodeParams& P, int b, int kv
   return true;
 }
 
-// Candidates [first, first + count) of the row into pipeline stage `stage`: K rows (and V rows) of kKRowBytes
-// (kVRowBytes) each, zero-filled where a candidate has nothing to read.
-SWAJIT_DEVICE void load_tile(const SparseDecodeParams& P, unsigned char* stage, const int* indices, const int* pages,
-                             int p, int kv_head, int first, int count) {
-  const char* k_cache = static_cast<const char*>(P.k_cache);
-  const char* v_cache = static_cast<const char*>(P.v_cache);
-  constexpr int kChunksPerToken = kKChunks + (kSharedKv ? 0 : kVChunks);
-  for (int i = threadIdx.x; i < kBlockN * kChunksPerToken; i += kThreads) {
-    const int token = i / kChunksPerToken, chunk = i % kChunksPerToken;
-    const int j = token < count ? candidate(P, indices, nullptr, p, first + token).j : -1;
-    const int page = j >= 0 ? pages[(j / kPageSize) * P.block_table_stride_page] : 0;
-    const long long slot = j >= 0 ? j % kPageSize : 0;
-    const bool is_k = chunk < kKChunks;
-    const int c = is_k ? chunk : chunk - kKChunks;
-    const char* src = is_k ? k_cache + (page * P.k_stride_page + slot * P.k_stride_token + kv_head * P.k_stride_head) * kKvBytes
-                           : v_cache + (page * P.v_stride_page + slot * P.v_stride_token + kv_head * P.v_stride_head) * kKvBytes;
-    unsigned char* dst = stage + (is_k ? token * kKRowBytes : kBlockN * kKRowBytes + token * kVRowBytes) + c * 16;
-    cp_async_16(smem_u32(dst), src + c * 16, j >= 0);
-  }
-}
-
 // Query token s of sequence b: its position, block table, selection and bias rows, and whether it may run (an
 // invalid sequence reports only its length; sequence validity is the same for the whole block: no divergent sync).
 struct QueryRow {
@@ -156,6 +135,80 @@ SWAJIT_DEVICE QueryRow query_row(const SparseDecodeParams& P, int b, int s) {
   return row;
 }
 
+// ---- the gather pipeline ---------------------------------------------------------------------------------------
+// Where each candidate of a tile lives, looked up one tile ahead of its copies: the index and block-table reads are
+// dependent global loads, and each cp.async (a memory clobber) would otherwise wait for them chunk by chunk.
+struct TileRow {
+  int page;    // physical page; < 0: nothing to read (zero-filled, bias -inf)
+  int slot;    // token within the page
+  float bias;  // log2 units; -inf where there is nothing to read
+  int padding;
+};
+constexpr int kMetaSlots = kStages + 1;  // tile t + kStages is looked up into tile t - 1's slot while t computes
+static_assert(kMetaBytes == kMetaSlots * kBlockN * int(sizeof(TileRow)), "prelude lookup ring disagrees with the template");
+
+struct Gather {
+  const SparseDecodeParams& P;
+  QueryRow query;
+  unsigned char* stages;  // kStages x kStageBytes
+  TileRow* meta;          // kMetaSlots x kBlockN
+  int kv_head, first, last, tiles;
+
+  __device__ __forceinline__ const unsigned char* stage(int t) const { return stages + (t % kStages) * kStageBytes; }
+  __device__ __forceinline__ const TileRow* rows(int t) const { return meta + (t % kMetaSlots) * kBlockN; }
+
+  // Tile t's candidates [first + t kBlockN, ...) into its lookup slot, one thread per candidate.
+  __device__ __forceinline__ void look_up(int t) const {
+    const int tile_first = first + t * kBlockN, count = min(kBlockN, last - tile_first);
+    for (int token = threadIdx.x; token < kBlockN; token += kThreads) {
+      const Candidate cand = token < count ? candidate(P, query.indices, query.bias, query.p, tile_first + token)
+                                           : Candidate{-1, 0.f};
+      TileRow row{-1, 0, SWAJIT_NEG_INF, 0};
+      if (cand.j >= 0) row = TileRow{query.pages[(cand.j / kPageSize) * P.block_table_stride_page], cand.j % kPageSize, cand.bias, 0};
+      meta[(t % kMetaSlots) * kBlockN + token] = row;
+    }
+  }
+  // Tile t's K rows (and V rows) of kKRowBytes (kVRowBytes) each into its stage, zero-filled where there is nothing.
+  __device__ __forceinline__ void copy(int t) const {
+    const char* k_cache = static_cast<const char*>(P.k_cache);
+    const char* v_cache = static_cast<const char*>(P.v_cache);
+    const TileRow* tile_rows = rows(t);
+    unsigned char* dst_stage = stages + (t % kStages) * kStageBytes;
+    constexpr int kChunksPerToken = kKChunks + (kSharedKv ? 0 : kVChunks);
+#pragma unroll 2  // (4 made ptxas cap the tile kernel at 64 registers and spill)
+    for (int i = threadIdx.x; i < kBlockN * kChunksPerToken; i += kThreads) {
+      const int token = i / kChunksPerToken, chunk = i % kChunksPerToken;
+      const TileRow row = tile_rows[token];
+      const bool valid = row.page >= 0;
+      const long long page = valid ? row.page : 0, slot = row.slot;
+      const bool is_k = chunk < kKChunks;
+      const int c = is_k ? chunk : chunk - kKChunks;
+      const char* src = is_k ? k_cache + (page * P.k_stride_page + slot * P.k_stride_token + kv_head * P.k_stride_head) * kKvBytes
+                             : v_cache + (page * P.v_stride_page + slot * P.v_stride_token + kv_head * P.v_stride_head) * kKvBytes;
+      unsigned char* dst = dst_stage + (is_k ? token * kKRowBytes : kBlockN * kKRowBytes + token * kVRowBytes) + c * 16;
+      cp_async_16(smem_u32(dst), src + c * 16, valid);
+    }
+  }
+  // The prologue: tiles 0 .. kStages - 1 looked up, 0 .. kStages - 2 in flight (one commit group each). Ends with a
+  // __syncthreads, which also publishes whatever the caller wrote to shared memory before it.
+  __device__ __forceinline__ void start() const {
+    for (int t = 0; t < kStages && t < tiles; ++t) look_up(t);
+    __syncthreads();
+    for (int t = 0; t < kStages - 1; ++t) {
+      if (t < tiles) copy(t);
+      cp_async_commit();
+    }
+  }
+  // The top of iteration t: tile t + kStages - 1 in flight, tile t + kStages looked up, tile t landed (this thread's
+  // copies). The caller's __syncthreads next makes tile t and the new lookups visible to every thread.
+  __device__ __forceinline__ void advance(int t) const {
+    if (t + kStages - 1 < tiles) copy(t + kStages - 1);
+    cp_async_commit();
+    if (t + kStages < tiles) look_up(t + kStages);
+    cp_async_wait<kStages - 1>();
+  }
+};
+
 // ---- the kernel (CUDA cores; with SWAJIT_SPARSE_MMA sparse_decode_mma.cuh's is the main kernel) ----------------
 #ifndef SWAJIT_SPARSE_MMA
 extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(const SparseDecodeParams P) {
@@ -169,9 +222,6 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
 
   const QueryRow query = query_row(P, b, s);
   const int p = query.p;
-  const int* pages = query.pages;
-  const int* indices = query.indices;
-  const float* bias = query.bias;
 
   for (int i = threadIdx.x; i < kQRows * kHeadDim; i += kThreads) {  // rows past the block's are zeros
     const int row = i / kHeadDim, g = first_g + row, d = i % kHeadDim;
@@ -187,11 +237,9 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
 
   const int candidates = query.valid ? P.topk + window_count(P, p) : 0;
   const int first = int(i64(candidates) * split / P.num_splits), last = int(i64(candidates) * (split + 1) / P.num_splits);
-  const int tiles = (last - first + kBlockN - 1) / kBlockN;
-  for (int t = 0; t < kStages - 1; ++t) {  // the pipeline's prologue
-    if (t < tiles) load_tile(P, stages + t * kStageBytes, indices, pages, p, kv_head, first + t * kBlockN, min(kBlockN, last - first - t * kBlockN));
-    cp_async_commit();
-  }
+  const Gather gather{P, query, stages, reinterpret_cast<TileRow*>(stages + kStages * kStageBytes), kv_head, first, last,
+                      (last - first + kBlockN - 1) / kBlockN};
+  gather.start();
 
   float acc[kRowsPerWarp][kDvPerLane];
   float row_max[kRowsPerWarp], row_sum[kRowsPerWarp];
@@ -202,21 +250,16 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
 #pragma unroll
     for (int e = 0; e < kDvPerLane; ++e) acc[r][e] = 0.f;
   }
-  for (int t = 0; t < tiles; ++t) {
-    const int next = t + kStages - 1;
-    if (next < tiles)
-      load_tile(P, stages + (next % kStages) * kStageBytes, indices, pages, p, kv_head, first + next * kBlockN,
-                min(kBlockN, last - first - next * kBlockN));
-    cp_async_commit();
-    cp_async_wait<kStages - 1>();
+  for (int t = 0; t < gather.tiles; ++t) {
+    gather.advance(t);
     __syncthreads();
-    const unsigned char* k_rows = stages + (t % kStages) * kStageBytes;
+    const unsigned char* k_rows = gather.stage(t);
+    const TileRow* tile_rows = gather.rows(t);
     const unsigned char* v_rows = kSharedKv ? k_rows : k_rows + kBlockN * kKRowBytes;
     constexpr int kVStride = kSharedKv ? kKRowBytes : kVRowBytes;
-    const int tile_first = first + t * kBlockN, count = min(kBlockN, last - tile_first);
     for (int slice = 0; slice < kBlockN; slice += kWarpSize) {
       const int token = slice + lane;
-      const Candidate cand = token < count ? candidate(P, indices, bias, p, tile_first + token) : Candidate{-1, 0.f};
+      const float token_bias = tile_rows[token].bias;  // -inf where there is nothing to read
       float score[kRowsPerWarp];
 #pragma unroll
       for (int r = 0; r < kRowsPerWarp; ++r) score[r] = 0.f;
@@ -228,7 +271,7 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
       }
 #pragma unroll
       for (int r = 0; r < kRowsPerWarp; ++r) {
-        const float x = cand.j >= 0 ? score[r] + cand.bias : SWAJIT_NEG_INF;
+        const float x = score[r] + token_bias;
         float slice_max = x;
         for (int o = 16; o > 0; o /= 2) slice_max = fmaxf(slice_max, __shfl_xor_sync(0xffffffffu, slice_max, o));
         const float new_max = fmaxf(row_max[r], slice_max);
@@ -249,7 +292,7 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
         }
       }
     }
-    __syncthreads();  // the stage is refilled next
+    __syncthreads();  // the stage and the lookup slot are refilled next
   }
   cp_async_wait<0>();
   allow_dependent_grid_launch();

@@ -57,7 +57,8 @@ struct SparseDecodeGeometry {
   int shared_bytes;     // total dynamic shared memory of the main kernel
   int merge_threads;    // threads per block of the split merge
   int col_slices;       // mma: warps sharing a 16-row tile, each accumulating its slice of the V columns (else 1)
-  int softmax_bytes;    // mma: shared memory of the tile's bias, fp32 scores, 16-bit probabilities, row statistics
+  int meta_bytes;       // the gather's lookup ring: stages + 1 tiles of (page, slot, bias) per candidate
+  int softmax_bytes;    // mma: shared memory of the tile's fp32 scores, 16-bit probabilities, row statistics
 };
 SparseDecodeGeometry sparse_decode_geometry(const KernelSpec& spec, const SparseDecodeConfig& config);
 GeneratedKernel generate_sparse_decode_cuda(const KernelSpec& spec, const SparseDecodeConfig& config);

@@ -94,7 +94,8 @@ struct SparseCase : AttentionCall, PagedCaseSizes {
 
   KernelSpec spec() const { return sparse_decode_kernel_spec(*this); }
 };
-std::vector<SparseCase> sparse_check_matrix();
+// On CUDA each 16-bit case runs again on the CUDA-core kernel ("[CUDA cores]"); the CPU backend has one kernel.
+std::vector<SparseCase> sparse_check_matrix(DLDevice where);
 CaseResult run_sparse_case(const SparseCase& c, DLDevice where, uint64_t seed);
 
 // The CPU config a case forces (its tile and splits), if any.

@@ -12,7 +12,7 @@ namespace swajit {
 
 using namespace check_data;
 
-std::vector<SparseCase> sparse_check_matrix() {
+std::vector<SparseCase> sparse_check_matrix(DLDevice where) {
   std::vector<SparseCase> cases;
   const auto add = [&](std::string name, auto&& edit) {
     SparseCase c;
@@ -102,8 +102,9 @@ std::vector<SparseCase> sparse_check_matrix() {
     c.selection = Selection::kInvalid; c.cpu_config = CpuDecodeConfig{16, 4, 0}; c.config = SparseDecodeConfig{32, 2, 4, true};
     c.sink_logits = true;
   });
-  // The same cases forced onto the CUDA-core kernel where the default (the heuristic, or the forced configs above)
-  // runs on tensor cores: both paths must pass. Two splits, so that the merge runs on this path too.
+  // On CUDA, the same cases forced onto the CUDA-core kernel where the default (the heuristic, or the forced configs
+  // above) runs on tensor cores: both paths must pass. Two splits, so that the merge runs on this path too.
+  if (where.device_type == kDLCPU) return cases;
   const size_t defaults = cases.size();
   for (size_t i = 0; i < defaults; ++i) {
     if (cases[i].kv_quant != KvQuant::kNone) continue;  // 8-bit caches run on CUDA cores already
