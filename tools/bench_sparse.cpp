@@ -108,9 +108,10 @@ int run_sparse_bench(const SparseBenchOptions& o) {
         options.local_window = s.local_window;
         options.sink_logits = s.sinks ? &sink_t : nullptr;
         options.config = o.config;
-        if (o.cuda_cores && !o.config) {  // the heuristic's tile and splits, on CUDA cores
+        if ((o.cuda_cores && !o.config) || (o.config && o.config->num_splits == 0)) {
+          // the heuristic's tile on CUDA cores, or a forced tile with --splits 0: the heuristic's splits for it
           const SparseDecodeProblem problem = describe_sparse_decode(q_t, k_t, s.shared_kv ? nullptr : &v_t, bt_t, sl_t, idx_t, out_t, options);
-          SparseDecodeConfig c = sparse_decode_heuristic(problem.spec, device.max_shared_per_block_optin, false);
+          SparseDecodeConfig c = o.config ? *o.config : sparse_decode_heuristic(problem.spec, device.max_shared_per_block_optin, false);
           c.num_splits = sparse_decode_splits(problem, c, device);
           options.config = c;
         }
@@ -155,7 +156,7 @@ BenchVerb FamilyBench<SparseDecodeConfig>::add_to(CLI::App& bench) {
       ->check(CLI::NonNegativeNumber);
   verb->add_option("--device", flags->device, "cuda | cuda:N")->capture_default_str();
   verb->add_flag("--cuda-cores", flags->options.cuda_cores, "the heuristic's tile and splits on the CUDA-core kernel (not mma)");
-  flags->config.add_to(*verb);
+  flags->config.add_to(*verb);  // --splits 0: the heuristic's splits for the forced tile
   return {verb, [flags] {
             flags->options.device = cuda_ordinal(parse_device(flags->device), "bench sparse");
             if (flags->config.any()) flags->options.config = flags->config.apply(SparseDecodeConfig{.mma = true});  // bf16: tensor cores unless --mma false

@@ -5,7 +5,13 @@
 #include <algorithm>
 #include <random>
 
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+#include "cpu_backend.hpp"
+#endif
 #include "check_data.hpp"
+#include "cuda_driver.hpp"
+#include "kernel_cache.hpp"
+#include "sparse_decode_problem.hpp"
 #include "swajit/swajit.hpp"
 
 namespace swajit {
@@ -169,6 +175,22 @@ StridedTensor selection_tensor(int batch, int q_seqlen, int topk, bool strided) 
 }
 
 }  // namespace
+
+void precompile_sparse_cases(const std::vector<SparseCase>& cases, DLDevice where, int threads) {
+  build_in_parallel(cases.size(), where, threads, [&](size_t i, const cuda::ScopedDeviceContext* scope) {
+    const KernelSpec spec = cases[i].spec();
+    if (!scope) {
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+      cpu_decode_kernel(spec, cases[i].cpu_config.value_or(CpuDecodeConfig{}));
+#endif
+      return;
+    }
+    const DeviceInfo& device = cuda_device(where.device_id);
+    const SparseDecodeConfig config =
+        cases[i].config ? *cases[i].config : sparse_decode_heuristic(spec, device.max_shared_per_block_optin);
+    cuda_kernel(spec, config, device, scope->context());
+  });
+}
 
 CaseResult run_sparse_case(const SparseCase& c, DLDevice where, uint64_t seed) {
   std::mt19937_64 rng(seed);

@@ -57,7 +57,9 @@ struct FamilyHarness<SparseDecodeConfig> {
   static std::vector<SparseCase> check_matrix(DLDevice where) { return sparse_check_matrix(where); }
   static bool runs_on(DLDevice) { return true; }
   static const char* not_run_reason() { return ""; }
-  static void prepare(const std::vector<SparseCase>&, DLDevice, int) {}
+  static void prepare(const std::vector<SparseCase>& cases, DLDevice where, int threads) {
+    precompile_sparse_cases(cases, where, threads);
+  }
   static CaseResult run_case(const SparseCase& c, DLDevice where, uint64_t seed) { return run_sparse_case(c, where, seed); }
 };
 
