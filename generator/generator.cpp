@@ -276,7 +276,18 @@ SparseDecodeGeometry sparse_decode_geometry(const KernelSpec& spec, const Sparse
   g.merge_threads = kMergeThreads;
   g.meta_bytes = (config.stages + 1) * config.block_n * kTileRowBytes;
   g.col_slices = 1;
-  if (config.mma) {
+  if (config.token_split) {
+    // One 16-row tile of q heads; each warp takes 16 or more of a tile's candidates. The warps' (max, sum, output)
+    // are combined at the end in the stage buffers, plus whatever they lack.
+    constexpr int kMmaK = 16, kMaxWarps = 4;
+    const int warps = std::min(kMaxWarps, config.block_n / kMmaK);
+    g.threads = warps * kWarpSize;
+    g.rows_per_block = std::min(spec.group, kMmaRows);
+    g.q_rows = kMmaRows;
+    g.q_bytes = g.q_rows * (spec.head_dim * 2 + kRowPadBytes);
+    const int combine_bytes = warps * kMmaRows * (spec.head_dim_v + 2) * kFloatBytes;
+    g.softmax_bytes = std::max(0, combine_bytes - config.stages * g.stage_bytes);
+  } else if (config.mma) {
     g.rows_per_block = std::min(spec.group, kMmaMaxRowsPerBlock);
     g.q_rows = (g.rows_per_block + kMmaRows - 1) / kMmaRows * kMmaRows;
     const int row_tiles = g.q_rows / kMmaRows;
@@ -334,7 +345,8 @@ GeneratedKernel generate_sparse_decode_cuda(const KernelSpec& spec, const Sparse
      << "#define SWAJIT_SPARSE_KERNEL " << out.kernel_symbol << "\n"
      << "#define SWAJIT_MERGE_KERNEL " << out.merge_symbol << "\n\n"
      << section("window_mask.h") << section("attention_tile.cuh") << section("sparse_decode.cuh");
-  if (config.mma) os << section("sparse_decode_mma.cuh");
+  if (config.token_split) os << section("sparse_decode_tokens.cuh");
+  else if (config.mma) os << section("sparse_decode_mma.cuh");
   out.source = os.str();
   return out;
 }

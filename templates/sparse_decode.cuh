@@ -209,6 +209,28 @@ struct Gather {
   }
 };
 
+// ---- tensor-core helpers (sparse_decode_mma.cuh, sparse_decode_tokens.cuh) ----------------------------------------
+constexpr int kMmaRows = 16;  // rows of one mma tile
+constexpr int kHalf = 2;      // bytes of a 16-bit element
+// The ldmatrix_x4 address of lane `lane` for the A fragment (16 rows x 16 columns, row-major, `stride` bytes a row)
+// whose top-left element is (row, column): matrices (rows 0-7 | 8-15) x (columns 0-7 | 8-15) in a0..a3 order.
+SWAJIT_DEVICE u32 a_fragment_address(u32 base, int stride, int row, int column, int lane) {
+  return base + u32((row + lane % 8 + (lane / 8) % 2 * 8) * stride + (column + lane / 16 * 8) * kHalf);
+}
+
+constexpr int kQRowBytes = kHeadDim * 2 + 16;  // Q rows padded as the K rows: conflict-free ldmatrix
+// The block's q heads as stored (16-bit) into kQRows rows of kQRowBytes; rows past the block's are zeros. The softmax
+// scale is applied to the fp32 scores.
+SWAJIT_DEVICE void load_q_rows(const SparseDecodeParams& P, unsigned char* q_rows, int b, int s, int kv_head, int first_g) {
+  for (int i = threadIdx.x; i < kQRows * kHeadDim; i += kThreads) {
+    const int row = i / kHeadDim, g = first_g + row, d = i % kHeadDim;
+    u16 value = 0;
+    if (row < kRowsPerBlock && g < kGroup)
+      value = static_cast<const u16*>(P.q)[b * P.q_stride_batch + s * P.q_stride_token + q_head_of(P, kv_head, g) * P.q_stride_head + d];
+    *reinterpret_cast<u16*>(q_rows + row * kQRowBytes + d * kHalf) = value;
+  }
+}
+
 // ---- the kernel (CUDA cores; with SWAJIT_SPARSE_MMA sparse_decode_mma.cuh's is the main kernel) ----------------
 #ifndef SWAJIT_SPARSE_MMA
 extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(const SparseDecodeParams P) {

@@ -14,14 +14,12 @@
 // The row statistics live in shared memory (every column slice needs them); the output is written as the CUDA-core
 // kernel writes it (normalized with the sink, or the split's partial and log2-sum-exp for the merge).
 
-constexpr int kMmaRows = 16;                           // rows of one mma tile
 constexpr int kRowTiles = kQRows / kMmaRows;
 constexpr int kMmaWarps = kThreads / kWarpSize;
 constexpr int kSliceColumns = kHeadDimV / kColSlices;  // V columns one warp accumulates
 constexpr int kSliceTiles = kSliceColumns / 8;         // its 16 x 8 accumulator tiles
-constexpr int kQRowBytes = kHeadDim * 2 + 16;          // Q rows padded as the K rows: conflict-free ldmatrix
 constexpr int kProbStride = kBlockN + 8;               // 16-bit elements a probability row takes, padded the same way
-constexpr int kFloat = 4, kHalf = 2;
+constexpr int kFloat = 4;
 // Shared memory after Q and the pipeline stages (sizes as sparse_decode_geometry counts them in kSoftmaxBytes).
 constexpr int kMetaOffset = kQBytes + kStages * kStageBytes;              // the gather's lookup ring
 constexpr int kScoresOffset = kMetaOffset + kMetaBytes;                    // [kQRows][kBlockN] fp32
@@ -33,12 +31,6 @@ static_assert(kSliceColumns % 16 == 0 && kHeadDim % 32 == 0 && kBlockN % 16 == 0
 static_assert(kQBytes == kQRows * kQRowBytes && kStatsOffset + 3 * kQRows * kFloat == kSharedBytes &&
                   kSoftmaxBytes == kSharedBytes - kScoresOffset,
               "prelude shared-memory layout disagrees with the template");
-
-// The ldmatrix_x4 address of lane `lane` for the A fragment (16 rows x 16 columns, row-major, `stride` bytes a row)
-// whose top-left element is (row, column): matrices (rows 0-7 | 8-15) x (columns 0-7 | 8-15) in a0..a3 order.
-SWAJIT_DEVICE u32 a_fragment_address(u32 base, int stride, int row, int column, int lane) {
-  return base + u32((row + lane % 8 + (lane / 8) % 2 * 8) * stride + (column + lane / 16 * 8) * kHalf);
-}
 
 // A. scores[row][token] = scale * <q_row, k_token> + bias (log2 units).
 SWAJIT_DEVICE void tile_scores(const SparseDecodeParams& P, u32 q_base, u32 k_base, const TileRow* tile_rows, float* scores,
@@ -116,14 +108,7 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
   wait_for_prerequisite_grid();
 
   const QueryRow query = query_row(P, b, s);
-  // Q as stored (16-bit); rows past the block's are zeros. The scale is applied to the fp32 scores.
-  for (int i = threadIdx.x; i < kQRows * kHeadDim; i += kThreads) {
-    const int row = i / kHeadDim, g = first_g + row, d = i % kHeadDim;
-    u16 value = 0;
-    if (row < kRowsPerBlock && g < kGroup)
-      value = static_cast<const u16*>(P.q)[b * P.q_stride_batch + s * P.q_stride_token + q_head_of(P, kv_head, g) * P.q_stride_head + d];
-    *reinterpret_cast<u16*>(smem + row * kQRowBytes + d * kHalf) = value;
-  }
+  load_q_rows(P, smem, b, s, kv_head, first_g);
   for (int row = threadIdx.x; row < kQRows; row += kThreads) {
     row_max[row] = SWAJIT_NEG_INF;
     row_sum[row] = 0.f;

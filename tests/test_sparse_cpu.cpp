@@ -145,6 +145,7 @@ TEST_CASE("the CUDA kernel of every spec in the sparse check matrix compiles for
     // The heuristic's config (tensor cores for 16-bit caches) and the CUDA-core kernel the check matrix forces.
     std::vector<SparseDecodeConfig> configs = {sparse_decode_heuristic(spec, kHopperSharedOptin)};
     if (configs[0].mma) configs.push_back(SparseDecodeConfig{64, 2, 1, false});
+    if (configs[0].token_split) configs.push_back(SparseDecodeConfig{64, 2, 1, true});  // the column-split mma kernel
     for (const SparseDecodeConfig& config : configs) {
       const GeneratedKernel k = generate_sparse_decode_cuda(spec, config);
       INFO(k.cache_key);

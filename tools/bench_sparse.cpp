@@ -41,7 +41,7 @@ struct SparseBenchOptions {
   std::vector<int> batches = {1, 8, 32, 128};
   int page_size = 64, reps = 50, device = 0;
   double matmul_tflops = 0;
-  std::optional<SparseDecodeConfig> config;
+  ConfigFlags config;       // forced knobs on top of each shape's heuristic config (--splits 0: the heuristic's splits)
   bool cuda_cores = false;  // the heuristic's config on the CUDA-core kernel instead of tensor cores
 };
 
@@ -107,12 +107,12 @@ int run_sparse_bench(const SparseBenchOptions& o) {
         SparseDecodeOptions options;
         options.local_window = s.local_window;
         options.sink_logits = s.sinks ? &sink_t : nullptr;
-        options.config = o.config;
-        if ((o.cuda_cores && !o.config) || (o.config && o.config->num_splits == 0)) {
-          // the heuristic's tile on CUDA cores, or a forced tile with --splits 0: the heuristic's splits for it
+        const bool forced = o.cuda_cores || o.config.any();
+        if (forced) {  // the heuristic's config with the forced knobs (CUDA cores: mma off), its splits unless forced
           const SparseDecodeProblem problem = describe_sparse_decode(q_t, k_t, s.shared_kv ? nullptr : &v_t, bt_t, sl_t, idx_t, out_t, options);
-          SparseDecodeConfig c = o.config ? *o.config : sparse_decode_heuristic(problem.spec, device.max_shared_per_block_optin, false);
-          c.num_splits = sparse_decode_splits(problem, c, device);
+          SparseDecodeConfig c = o.config.apply(sparse_decode_heuristic(problem.spec, device.max_shared_per_block_optin, !o.cuda_cores));
+          if (!o.config.num_splits || *o.config.num_splits == 0) c.num_splits = sparse_decode_splits(problem, c, device);
+          if (!c.mma) c.token_split = false;
           options.config = c;
         }
         options.softmax_scale = s.shared_kv ? 1.f / std::sqrt(192.f) : 1.f / std::sqrt(float(s.head_dim));  // DeepSeek: nope + rope
@@ -132,7 +132,7 @@ int run_sparse_bench(const SparseBenchOptions& o) {
         if (!options.config) config.num_splits = sparse_decode_splits(problem, config, device);
         std::printf("| %s | %d | %d | %d | %d | %s | %.1f | %.1f | %.0f%% | %s%s |\n", s.name, batch, s.kv_len, s.topk,
                     s.local_window, s.sinks ? "yes" : "no", us, floor_us, 100 * floor_us / us, config.key().c_str(),
-                    o.config ? " (forced)" : "");
+                    forced ? " (forced)" : "");
       }
   return 0;
 }
@@ -142,7 +142,6 @@ int run_sparse_bench(const SparseBenchOptions& o) {
 BenchVerb FamilyBench<SparseDecodeConfig>::add_to(CLI::App& bench) {
   struct Flags {
     SparseBenchOptions options;
-    ConfigFlags config;
     std::string device = "cuda";
   };
   const auto flags = std::make_shared<Flags>();
@@ -156,10 +155,9 @@ BenchVerb FamilyBench<SparseDecodeConfig>::add_to(CLI::App& bench) {
       ->check(CLI::NonNegativeNumber);
   verb->add_option("--device", flags->device, "cuda | cuda:N")->capture_default_str();
   verb->add_flag("--cuda-cores", flags->options.cuda_cores, "the heuristic's tile and splits on the CUDA-core kernel (not mma)");
-  flags->config.add_to(*verb);  // --splits 0: the heuristic's splits for the forced tile
+  flags->options.config.add_to(*verb);
   return {verb, [flags] {
             flags->options.device = cuda_ordinal(parse_device(flags->device), "bench sparse");
-            if (flags->config.any()) flags->options.config = flags->config.apply(SparseDecodeConfig{.mma = true});  // bf16: tensor cores unless --mma false
             return run_sparse_bench(flags->options);
           }};
 }

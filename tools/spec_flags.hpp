@@ -65,7 +65,7 @@ struct SpecFlags {
 
 struct ConfigFlags {
   std::optional<int> block_m, block_n, warps_n, stages, num_splits, m_tiles, min_blocks, warp_specialize;
-  std::optional<bool> wgmma, tma, mma;
+  std::optional<bool> wgmma, tma, mma, token_split;
   void add_to(CLI::App& app) {
     app.add_option("--block-m", block_m, "prefill: query rows per block");
     app.add_option("--m-tiles", m_tiles, "prefill: 16-row mma tiles per warp (1 or 2)");
@@ -79,8 +79,9 @@ struct ConfigFlags {
     app.add_option("--stages", stages, "pipeline depth");
     app.add_option("--splits", num_splits, "split-KV work items per (sequence, kv head) on average; 0: from the grid's capacity (the heuristic's)");
     app.add_option("--mma", mma, "sparse_decode: tensor cores (true/false; false: the CUDA-core kernel)");
+    app.add_option("--token-split", token_split, "sparse_decode, mma: the warps split each tile's candidates (true/false)");
   }
-  bool any() const { return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || mma; }
+  bool any() const { return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || mma || token_split; }
   // Flags given on top of `base`.
   DecodeConfig apply(DecodeConfig base) const {
     if (block_n) base.block_n = *block_n;
@@ -94,6 +95,7 @@ struct ConfigFlags {
     if (stages) base.stages = *stages;
     if (num_splits) base.num_splits = *num_splits;
     if (mma) base.mma = *mma;
+    if (token_split) base.token_split = *token_split;
     return base;
   }
   PrefillConfig apply(PrefillConfig base) const {

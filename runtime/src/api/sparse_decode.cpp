@@ -185,6 +185,8 @@ void run_cpu_sparse(SparseDecodeProblem& p, const CpuDecodeConfig& config) {
 SparseDecodeConfig sparse_decode_heuristic(const KernelSpec& spec, int max_shared_bytes, bool tensor_cores) {
   SparseDecodeConfig c;
   c.mma = tensor_cores && spec.kv_quant == KvQuant::kNone;  // 8-bit caches run on CUDA cores
+  constexpr int kOneTileGroup = 16, kOneWarpColumns = 128;   // what token_split takes (SparseDecodeConfig)
+  c.token_split = c.mma && spec.group <= kOneTileGroup && spec.head_dim_v <= kOneWarpColumns;
   constexpr int kMinBlockN = 32;
   while (c.block_n > kMinBlockN && sparse_decode_geometry(spec, c).shared_bytes > max_shared_bytes) c.block_n /= 2;
   return c;
