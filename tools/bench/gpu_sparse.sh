@@ -5,7 +5,7 @@
 # tiles (the heuristic's splits) to compare, and last the peers (tools/bench/sparse_peers.py: FlashInfer page-size-1
 # decode fi_cc / fi_tc and torch gather + SDPA on a; torch and FlashInfer MLA on b) on the same rows.
 # Usage, from the root of a checkout (binaries built by tools/bench/prepare_gpu_carry.sh into CARRY):
-#   bash tools/bench/gpu_sparse.sh CARRY LOGDIR [--no-peers]     (PEER_BUDGET_S: the peers' time, default 45 s)
+#   bash tools/bench/gpu_sparse.sh CARRY LOGDIR [--no-peers]     (PEER_BUDGET_S: the peers' time, default 30 s; PEER_BATCHES: default 128)
 set -uo pipefail
 bin=${1:-.carry}
 out=${2:-${OUT:-/tmp/swajit-sparse}}
@@ -30,9 +30,8 @@ echo "==== swajit bench sparse, the default (heuristic) configs: a (kv 32768 / 1
 timeout 120 $bin/swajit bench sparse --shape a,b --batch $batches --reps 20 --matmul-tflops "${mm:-0}" 2>&1 | tee "$out/bench_default.log"
 
 echo "==== forced tiles (the heuristic's splits for each), batch 128"
-for tile in "64 3" "64 4" "128 2" "128 3" "32 4"; do
-  set -- $tile
-  timeout 60 $bin/swajit bench sparse --shape a --batch 128 --reps 10 --matmul-tflops "${mm:-0}" --block-n $1 --stages $2 --splits 0 2>&1 \
+for knobs in "--block-n 64 --stages 3" "--block-n 64 --stages 4" "--block-n 128 --stages 2" "--token-split false"; do
+  timeout 60 $bin/swajit bench sparse --shape a --batch 128 --reps 10 --matmul-tflops "${mm:-0}" $knobs --splits 0 2>&1 \
     | grep "^| a" | tee -a "$out/bench_tiles.log"
 done
 timeout 60 $bin/swajit bench sparse --shape b --batch 128 --reps 10 --matmul-tflops "${mm:-0}" --block-n 32 --stages 3 --splits 0 2>&1 \
@@ -48,4 +47,4 @@ else
   echo "==== no .whl/: the FlashInfer rows are skipped"
 fi
 echo "==== peers (sparse_peers.py), the same rows"
-timeout $((${PEER_BUDGET_S:-45} + 30)) python3 "$here/sparse_peers.py" all --batch $batches --budget-s ${PEER_BUDGET_S:-45} 2>&1 | tee "$out/sparse_peers.log" | grep -v "^kind="
+timeout $((${PEER_BUDGET_S:-30} + 30)) python3 "$here/sparse_peers.py" all --batch ${PEER_BATCHES:-128} --budget-s ${PEER_BUDGET_S:-30} 2>&1 | tee "$out/sparse_peers.log" | grep -v "^kind="
