@@ -37,6 +37,10 @@ done
 timeout 60 $bin/swajit bench sparse --shape b --batch 128 --reps 10 --matmul-tflops "${mm:-0}" --block-n 32 --stages 3 --splits 0 2>&1 \
   | grep "^| b" | tee -a "$out/bench_tiles.log"
 
+echo "==== tune --family sparse_decode, one shape (a, topk 2048, kv 131072, batch 128: item 3 of 4), winner vs heuristic"
+timeout 90 $bin/swajit tune --family sparse_decode --sparse-preset a --sparse-batch 128 --shard 3/4 --quick-reps 5 --final-reps 20 2>&1 \
+  | tee "$out/tune.log" | grep -E "^\||tuned in|error"
+
 [ "$peers" = "--no-peers" ] && exit 0
 # FlashInfer's page-size-1 decode and MLA wrapper when its wheels are carried in .whl/ (../shared/peers/README.md);
 # torch gather + SDPA always.
