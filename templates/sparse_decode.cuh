@@ -135,6 +135,17 @@ SWAJIT_DEVICE QueryRow query_row(const SparseDecodeParams& P, int b, int s) {
   return row;
 }
 
+// The block's work: sequence b, kv head, the first of its q heads (g within the kv head's group), query token s and
+// split; and the thread's warp and lane.
+struct BlockWork {
+  int b, kv_head, first_g, s, split, warp, lane;
+};
+SWAJIT_DEVICE BlockWork block_work(const SparseDecodeParams& P) {
+  return {int(blockIdx.x), int(blockIdx.y) / kRowBlocks, int(blockIdx.y) % kRowBlocks * kRowsPerBlock,
+          int(blockIdx.z) / P.num_splits, int(blockIdx.z) % P.num_splits, int(threadIdx.x) / kWarpSize,
+          int(threadIdx.x) % kWarpSize};
+}
+
 // ---- the gather pipeline ---------------------------------------------------------------------------------------
 // Where each candidate of a tile lives, looked up one tile ahead of its copies: the index and block-table reads are
 // dependent global loads, and each cp.async (a memory clobber) would otherwise wait for them chunk by chunk.
@@ -237,9 +248,7 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
   extern __shared__ __align__(128) unsigned char smem[];
   float* q_tile = reinterpret_cast<float*>(smem);  // [kRowsPerBlock][kHeadDim], log2 units, K scale folded in
   unsigned char* stages = smem + kQBytes;
-  const int b = blockIdx.x, kv_head = blockIdx.y / kRowBlocks, first_g = (blockIdx.y % kRowBlocks) * kRowsPerBlock;
-  const int s = blockIdx.z / P.num_splits, split = blockIdx.z % P.num_splits;
-  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
+  const auto [b, kv_head, first_g, s, split, warp, lane] = block_work(P);
   wait_for_prerequisite_grid();
 
   const QueryRow query = query_row(P, b, s);

@@ -101,9 +101,7 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
   float* row_max = reinterpret_cast<float*>(smem + kStatsOffset);
   float* row_sum = row_max + kQRows;
   float* rescale = row_sum + kQRows;
-  const int b = blockIdx.x, kv_head = blockIdx.y / kRowBlocks, first_g = (blockIdx.y % kRowBlocks) * kRowsPerBlock;
-  const int s = blockIdx.z / P.num_splits, split = blockIdx.z % P.num_splits;
-  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
+  const auto [b, kv_head, first_g, s, split, warp, lane] = block_work(P);
   const int row_tile = warp % kRowTiles, slice = warp / kRowTiles;  // this warp's rows and V columns in phase C
   wait_for_prerequisite_grid();
 

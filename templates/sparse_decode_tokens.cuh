@@ -29,9 +29,7 @@ static_assert(kSharedBytes == kQBytes + kStages * kStageBytes + kMetaBytes + kSo
 extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(const SparseDecodeParams P) {
   extern __shared__ __align__(128) unsigned char smem[];
   unsigned char* stages = smem + kQBytes;
-  const int b = blockIdx.x, kv_head = blockIdx.y / kRowBlocks, first_g = (blockIdx.y % kRowBlocks) * kRowsPerBlock;
-  const int s = blockIdx.z / P.num_splits, split = blockIdx.z % P.num_splits;
-  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
+  const auto [b, kv_head, first_g, s, split, warp, lane] = block_work(P);
   wait_for_prerequisite_grid();
 
   const QueryRow query = query_row(P, b, s);

@@ -58,7 +58,6 @@ int run_sparse_bench(const SparseBenchOptions& o) {
         if (o.cuda_cores || o.config.any()) {  // the heuristic's config with the forced knobs, its splits unless forced
           SparseDecodeConfig c = o.config.apply(sparse_decode_heuristic(problem.spec, device.max_shared_per_block_optin, !o.cuda_cores));
           if (!o.config.num_splits || *o.config.num_splits == 0) c.num_splits = sparse_decode_splits(problem, c, device);
-          if (!c.mma) c.token_split = false;
           forced = c;
         }
         workload.run(forced);

@@ -95,7 +95,7 @@ struct ConfigFlags {
     if (stages) base.stages = *stages;
     if (num_splits) base.num_splits = *num_splits;
     if (mma) base.mma = *mma;
-    if (token_split) base.token_split = *token_split;
+    base.token_split = token_split.value_or(base.token_split && base.mma);  // --mma false: the CUDA-core kernel
     return base;
   }
   PrefillConfig apply(PrefillConfig base) const {

@@ -6,6 +6,7 @@
 
 #include "cuda_driver.hpp"
 #include "half.hpp"
+#include "tensor_checks.hpp"
 #include "swajit/error.hpp"
 #include "utility_kernels.hpp"
 
@@ -17,13 +18,7 @@ constexpr int kMaxPhysicalTokens = 1 << 22;  // the cache every sequence's pages
 constexpr int kBytes16 = 2;
 
 DLTensor view(const DeviceBuffer& buffer, std::vector<int64_t>& shape, DLDataType dtype, int device) {
-  DLTensor t{};
-  t.data = buffer.data();
-  t.device = {kDLCUDA, device};
-  t.ndim = int(shape.size());
-  t.dtype = dtype;
-  t.shape = shape.data();
-  return t;
+  return dl_tensor(buffer.data(), dtype, {kDLCUDA, device}, shape);
 }
 }  // namespace
 
