@@ -136,12 +136,14 @@ SWAJIT_DEVICE QueryRow query_row(const SparseDecodeParams& P, int b, int s) {
 }
 
 // The block's work: sequence b, kv head, the first of its q heads (g within the kv head's group), query token s and
-// split; and the thread's warp and lane.
+// split; and the thread's warp and lane. The grid is (row block + kRowBlocks b, kv head, s x split): the row blocks of
+// one (sequence, kv head) are launched one after the other, so they gather the same rows at about the same time and
+// the second reads them from L2 (MLA's 128 heads are two row blocks over one latent row).
 struct BlockWork {
   int b, kv_head, first_g, s, split, warp, lane;
 };
 SWAJIT_DEVICE BlockWork block_work(const SparseDecodeParams& P) {
-  return {int(blockIdx.x), int(blockIdx.y) / kRowBlocks, int(blockIdx.y) % kRowBlocks * kRowsPerBlock,
+  return {int(blockIdx.x) / kRowBlocks, int(blockIdx.y), int(blockIdx.x) % kRowBlocks * kRowsPerBlock,
           int(blockIdx.z) / P.num_splits, int(blockIdx.z) % P.num_splits, int(threadIdx.x) / kWarpSize,
           int(threadIdx.x) % kWarpSize};
 }
