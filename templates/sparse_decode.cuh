@@ -149,16 +149,34 @@ SWAJIT_DEVICE BlockWork block_work(const SparseDecodeParams& P) {
 }
 
 // ---- the gather pipeline ---------------------------------------------------------------------------------------
-// Where each candidate of a tile lives, looked up one tile ahead of its copies: the index and block-table reads are
-// dependent global loads, and each cp.async (a memory clobber) would otherwise wait for them chunk by chunk.
+// Where each candidate of a tile lives, looked up ahead of its copies: the index and block-table reads are dependent
+// global loads, and each cp.async (a memory clobber) would otherwise wait for them chunk by chunk. Thread i owns
+// candidate i of every tile and pipelines its lookups through registers over three iterations: the raw slot (index
+// and bias loads issued), then its mask and page (the block-table load issued), then its TileRow into the shared
+// ring, so that no iteration waits on a global load it issued itself.
 struct TileRow {
   int page;    // physical page; < 0: nothing to read (zero-filled, bias -inf)
   int slot;    // token within the page
   float bias;  // log2 units; -inf where there is nothing to read
   int padding;
 };
-constexpr int kMetaSlots = kStages + 1;  // tile t + kStages is looked up into tile t - 1's slot while t computes
+constexpr int kMetaSlots = kStages + 1;  // tile t + kStages is stored into tile t - 1's slot while t computes
 static_assert(kMetaBytes == kMetaSlots * kBlockN * int(sizeof(TileRow)), "prelude lookup ring disagrees with the template");
+static_assert(kThreads >= kBlockN, "one thread per candidate of a tile");
+
+// A candidate's lookup, stage 1: the raw slot (for a selected slot its index and bias as loaded; the window's
+// position as computed).
+struct RawSlot {
+  int index;
+  float bias;
+  bool exists;    // within this block's share of the candidates
+  bool selected;  // a slot of the selection (else the window's)
+};
+// Stage 2: the candidate's position (< 0: nothing to read) and its page as loaded.
+struct ResolvedSlot {
+  int j, page;
+  float bias;  // log2 units
+};
 
 struct Gather {
   const SparseDecodeParams& P;
@@ -166,20 +184,35 @@ struct Gather {
   unsigned char* stages;  // kStages x kStageBytes
   TileRow* meta;          // kMetaSlots x kBlockN
   int kv_head, first, last, tiles;
+  ResolvedSlot resolved_ahead{};  // this thread's candidate of tile t + kStages + 1 (at the top of iteration t)
+  RawSlot raw_ahead{};            // ... and of tile t + kStages + 2
 
   __device__ __forceinline__ const unsigned char* stage(int t) const { return stages + (t % kStages) * kStageBytes; }
   __device__ __forceinline__ const TileRow* rows(int t) const { return meta + (t % kMetaSlots) * kBlockN; }
 
-  // Tile t's candidates [first + t kBlockN, ...) into its lookup slot, one thread per candidate.
-  __device__ __forceinline__ void look_up(int t) const {
-    const int tile_first = first + t * kBlockN, count = min(kBlockN, last - tile_first);
-    for (int token = threadIdx.x; token < kBlockN; token += kThreads) {
-      const Candidate cand = token < count ? candidate(P, query.indices, query.bias, query.p, tile_first + token)
-                                           : Candidate{-1, 0.f};
-      TileRow row{-1, 0, SWAJIT_NEG_INF, 0};
-      if (cand.j >= 0) row = TileRow{query.pages[(cand.j / kPageSize) * P.block_table_stride_page], cand.j % kPageSize, cand.bias, 0};
-      meta[(t % kMetaSlots) * kBlockN + token] = row;
+  __device__ __forceinline__ RawSlot raw(int t) const {
+    const int token = threadIdx.x, c = first + t * kBlockN + token;
+    RawSlot r{-1, 0.f, token < kBlockN && c < last, c < P.topk};
+    if (!r.exists) return r;
+    if (!r.selected) {
+      r.index = query.p - (c - P.topk);  // the window's (c - topk)-th newest position
+      return r;
     }
+    r.index = query.indices[c * P.indices_stride_slot];
+    if (kScoreBias && query.bias) r.bias = query.bias[c * P.bias_stride_slot];
+    return r;
+  }
+  __device__ __forceinline__ ResolvedSlot resolve(const RawSlot& r) const {  // as candidate() masks
+    const int j = r.index;
+    const bool in_window = kLocalWindow && query.p - j < P.local_window;
+    const bool visible = r.exists && (!r.selected || (j >= 0 && j <= query.p && !in_window));
+    if (!visible) return {-1, -1, 0.f};
+    return {j, query.pages[(j / kPageSize) * P.block_table_stride_page], r.selected ? r.bias * kLog2e : 0.f};
+  }
+  __device__ __forceinline__ void store(int t, const ResolvedSlot& r) const {
+    if (threadIdx.x >= kBlockN) return;
+    meta[(t % kMetaSlots) * kBlockN + threadIdx.x] =
+        r.j >= 0 ? TileRow{r.page, r.j % kPageSize, r.bias, 0} : TileRow{-1, 0, SWAJIT_NEG_INF, 0};
   }
   // Tile t's K rows (and V rows) of kKRowBytes (kVRowBytes) each into its stage, zero-filled where there is nothing.
   __device__ __forceinline__ void copy(int t) const {
@@ -202,22 +235,27 @@ struct Gather {
       cp_async_16(smem_u32(dst), src + c * 16, valid);
     }
   }
-  // The prologue: tiles 0 .. kStages - 1 looked up, 0 .. kStages - 2 in flight (one commit group each). Ends with a
-  // __syncthreads, which also publishes whatever the caller wrote to shared memory before it.
-  __device__ __forceinline__ void start() const {
-    for (int t = 0; t < kStages && t < tiles; ++t) look_up(t);
+  // The prologue: tiles 0 .. kStages - 1 looked up, the next two started, tiles 0 .. kStages - 2 in flight (one
+  // commit group each). Ends with a __syncthreads, which also publishes what the caller wrote to shared memory before.
+  __device__ __forceinline__ void start() {
+    for (int t = 0; t < kStages; ++t) store(t, resolve(raw(t)));
+    resolved_ahead = resolve(raw(kStages));
+    raw_ahead = raw(kStages + 1);
     __syncthreads();
     for (int t = 0; t < kStages - 1; ++t) {
       if (t < tiles) copy(t);
       cp_async_commit();
     }
   }
-  // The top of iteration t: tile t + kStages - 1 in flight, tile t + kStages looked up, tile t landed (this thread's
-  // copies). The caller's __syncthreads next makes tile t and the new lookups visible to every thread.
-  __device__ __forceinline__ void advance(int t) const {
+  // The top of iteration t: tile t + kStages - 1 in flight, tile t + kStages stored to the ring, the next two tiles'
+  // lookups one stage further, tile t landed (this thread's copies). The caller's __syncthreads next makes tile t and
+  // the stored lookups visible to every thread.
+  __device__ __forceinline__ void advance(int t) {
     if (t + kStages - 1 < tiles) copy(t + kStages - 1);
     cp_async_commit();
-    if (t + kStages < tiles) look_up(t + kStages);
+    if (t + kStages < tiles) store(t + kStages, resolved_ahead);
+    resolved_ahead = resolve(raw_ahead);
+    raw_ahead = raw(t + kStages + 2);
     cp_async_wait<kStages - 1>();
   }
 };
@@ -270,7 +308,7 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
 
   const int candidates = query.valid ? P.topk + window_count(P, p) : 0;
   const int first = int(i64(candidates) * split / P.num_splits), last = int(i64(candidates) * (split + 1) / P.num_splits);
-  const Gather gather{P, query, stages, reinterpret_cast<TileRow*>(stages + kStages * kStageBytes), kv_head, first, last,
+  Gather gather{P, query, stages, reinterpret_cast<TileRow*>(stages + kStages * kStageBytes), kv_head, first, last,
                       (last - first + kBlockN - 1) / kBlockN};
   gather.start();
 

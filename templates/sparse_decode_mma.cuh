@@ -38,7 +38,7 @@ SWAJIT_DEVICE void tile_scores(const SparseDecodeParams& P, u32 q_base, u32 k_ba
   constexpr int kUnits = kRowTiles * (kBlockN / 8);
   for (int unit = warp; unit < kUnits; unit += kMmaWarps) {
     const int row_tile = unit % kRowTiles, n0 = unit / kRowTiles * 8;
-    float c[4] = {0.f, 0.f, 0.f, 0.f};
+    float c[4] = {0.f, 0.f, 0.f, 0.f}, c_high[4] = {0.f, 0.f, 0.f, 0.f};  // two chains of dependent mmas, not one
 #pragma unroll 4
     for (int k0 = 0; k0 < kHeadDim; k0 += 32) {  // two k-steps: one ldmatrix_x4 of K covers 8 tokens x 32 columns
       u32 a_low[4], a_high[4], b[4];
@@ -47,8 +47,10 @@ SWAJIT_DEVICE void tile_scores(const SparseDecodeParams& P, u32 q_base, u32 k_ba
                   a_high[2], a_high[3]);
       ldmatrix_x4(k_base + u32((n0 + lane % 8) * kKRowBytes + (k0 + lane / 8 * 8) * kHalf), b[0], b[1], b[2], b[3]);
       mma_16816(c, a_low, b[0], b[1], Elem());
-      mma_16816(c, a_high, b[2], b[3], Elem());
+      mma_16816(c_high, a_high, b[2], b[3], Elem());
     }
+#pragma unroll
+    for (int e = 0; e < 4; ++e) c[e] += c_high[e];
     // c[0], c[1]: row lane / 4, tokens n0 + 2 (lane % 4) + {0, 1}; c[2], c[3]: the row 8 below.
     const int row = row_tile * kMmaRows + lane / 4, token = n0 + 2 * (lane % 4);
     const float bias0 = tile_rows[token].bias, bias1 = tile_rows[token + 1].bias;  // -inf: nothing to read
@@ -114,7 +116,7 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
 
   const int candidates = query.valid ? P.topk + window_count(P, query.p) : 0;
   const int first = int(i64(candidates) * split / P.num_splits), last = int(i64(candidates) * (split + 1) / P.num_splits);
-  const Gather gather{P, query, stages, reinterpret_cast<TileRow*>(smem + kMetaOffset), kv_head, first, last,
+  Gather gather{P, query, stages, reinterpret_cast<TileRow*>(smem + kMetaOffset), kv_head, first, last,
                       (last - first + kBlockN - 1) / kBlockN};
   gather.start();  // its __syncthreads publishes Q and the row statistics (also when there is no tile)
 
