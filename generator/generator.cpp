@@ -284,7 +284,7 @@ SparseDecodeGeometry sparse_decode_geometry(const KernelSpec& spec, const Sparse
     g.threads = warps * kWarpSize;
     g.rows_per_block = std::min(spec.group, kMmaRows);
     g.q_rows = kMmaRows;
-    g.q_bytes = g.q_rows * (spec.head_dim * 2 + kRowPadBytes);
+    g.q_bytes = 0;  // each warp loads its Q fragments from global memory
     const int combine_bytes = warps * kMmaRows * (spec.head_dim_v + 2) * kFloatBytes;
     g.softmax_bytes = std::max(0, combine_bytes - config.stages * g.stage_bytes);
   } else if (config.mma) {

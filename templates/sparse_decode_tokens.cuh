@@ -5,11 +5,11 @@
 // checks (query_row) and split merge.
 //
 // The work split. One block per (sequence, kv head, query token x split): the block's q heads (at most 16, padded) are
-// one 16-row mma tile, whose Q fragments every warp keeps in registers. Warp w takes candidates
+// one 16-row mma tile, whose Q fragments every warp loads into registers (no shared copy of Q). Warp w takes candidates
 // [w kWarpTokens, (w + 1) kWarpTokens) of every tile and runs its own online softmax over them: S = Q K^T stays in
 // the accumulators, each row's max and sum reduce over the 4 lanes that share it, and the probabilities become the A
 // fragments of P V in registers (two 8-candidate accumulator tiles are one 16-candidate A fragment). No shared
-// memory besides Q and the gathered rows, one __syncthreads per tile. At the end the warps' (max, sum, output) are
+// memory besides the gathered rows, one __syncthreads per tile. At the end the warps' (max, sum, output) are
 // combined through shared memory (the stage buffers, free by then).
 
 constexpr int kTokenWarps = kThreads / kWarpSize;
@@ -20,7 +20,7 @@ constexpr int kOutTiles = kHeadDimV / 8;            // 16 x 8 output tiles per w
 constexpr int kCombineFloats = kTokenWarps * kMmaRows * (kHeadDimV + 2);  // each warp's rows: max, sum, output
 static_assert(kKvQuant == 0, "the tensor-core kernel reads 16-bit caches (8-bit: the CUDA-core kernel)");
 static_assert(kQRows == kMmaRows && kRowsPerBlock <= kMmaRows && kWarpTokens % 16 == 0 && kHeadDim % 32 == 0 &&
-                  kHeadDimV % 16 == 0 && kQBytes == kQRows * kQRowBytes,
+                  kHeadDimV % 16 == 0 && kQBytes == 0,
               "prelude geometry disagrees with the template");
 static_assert(kSharedBytes == kQBytes + kStages * kStageBytes + kMetaBytes + kSoftmaxBytes &&
                   kCombineFloats * 4 <= kStages * kStageBytes + kSoftmaxBytes,
@@ -33,17 +33,30 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
   wait_for_prerequisite_grid();
 
   const QueryRow query = query_row(P, b, s);
-  load_q_rows(P, smem, b, s, kv_head, first_g);
+  // This lane's A fragments of Q straight from global memory (16-bit, as stored; no shared copy: one block fewer of
+  // shared memory per SM's worth): k-step k holds columns 16 k .. 16 k + 15 in the mma layout, rows lane / 4 (a0,
+  // a2) and lane / 4 + 8 (a1, a3), columns 2 (lane % 4) + {0, 1} (a0, a1) and those + 8 (a2, a3); rows past the
+  // block's q heads are zeros.
+  u32 q_frag[kQSteps][4];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int row = lane / 4 + 8 * half, g = first_g + row;
+    const bool valid = row < kRowsPerBlock && g < kGroup;
+    const u16* q_row = static_cast<const u16*>(P.q) + b * P.q_stride_batch + s * P.q_stride_token +
+                       (valid ? q_head_of(P, kv_head, g) : 0) * P.q_stride_head;
+#pragma unroll
+    for (int k = 0; k < kQSteps; ++k)
+#pragma unroll
+      for (int high = 0; high < 2; ++high) {
+        const int column = k * 16 + high * 8 + 2 * (lane % 4);
+        q_frag[k][half + 2 * high] = valid ? u32(q_row[column]) | u32(q_row[column + 1]) << 16 : 0u;
+      }
+  }
   const int candidates = query.valid ? P.topk + window_count(P, query.p) : 0;
   const int first = int(i64(candidates) * split / P.num_splits), last = int(i64(candidates) * (split + 1) / P.num_splits);
   Gather gather{P, query, stages, reinterpret_cast<TileRow*>(stages + kStages * kStageBytes), kv_head, first, last,
                       (last - first + kBlockN - 1) / kBlockN};
-  gather.start();  // its __syncthreads publishes Q
-
-  u32 q_frag[kQSteps][4];
-#pragma unroll
-  for (int k = 0; k < kQSteps; ++k)
-    ldmatrix_x4(a_fragment_address(smem_u32(smem), kQRowBytes, 0, k * 16, lane), q_frag[k][0], q_frag[k][1], q_frag[k][2], q_frag[k][3]);
+  gather.start();
   // This lane's rows: lane / 4 (accumulator elements 0, 1) and lane / 4 + 8 (elements 2, 3).
   float acc[kOutTiles][4];
 #pragma unroll
