@@ -97,6 +97,10 @@ std::vector<SparseCase> sparse_check_matrix(DLDevice where) {
     c.cpu_config = CpuDecodeConfig{16, 3, 0}; c.config = SparseDecodeConfig{32, 2, 3, true};
     c.local_window = 40; c.sink_logits = true; c.seq_lens = {0, 1, 500};
   });
+  add("token split bn32 st3 (two warps), splits 2, window, bias, sinks", [](SparseCase& c) {
+    c.config = SparseDecodeConfig{32, 3, 2, true, true};
+    c.local_window = 24; c.score_bias = true; c.sink_logits = true; c.seq_lens = {0, 7, 400};
+  });
   add("forced splits 7, all unused, sinks", [](SparseCase& c) {
     c.cpu_config = CpuDecodeConfig{8, 7, 2}; c.config = SparseDecodeConfig{32, 3, 7, true};
     c.selection = Selection::kAllUnused; c.sink_logits = true;
