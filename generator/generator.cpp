@@ -280,6 +280,7 @@ SparseDecodeGeometry sparse_decode_geometry(const KernelSpec& spec, const Sparse
   constexpr int kMaxRowsPerBlock = 16;       // q heads per block: bounds each lane's accumulators
   constexpr int kRowPadBytes = 16;           // shifts row t + 1 by one 16-byte bank group from row t
   constexpr int kFloatBytes = 4, kMergeThreads = 128;
+  constexpr int kTileRowBytes = 16;          // templates/sparse_decode.cuh's TileRow: page, slot, bias, padding
   // mma: 16-row tiles of q heads; a warp accumulates at most 128 V columns of one tile (64 fp32 registers), and up
   // to 64 q heads share a block's gathered rows (more would need over 512 threads or spill the accumulators).
   constexpr int kMmaRows = 16, kMmaMaxRowsPerBlock = 64, kMmaMaxSliceColumns = 128, kMmaProbPad = 8;
@@ -289,8 +290,20 @@ SparseDecodeGeometry sparse_decode_geometry(const KernelSpec& spec, const Sparse
   g.v_row_bytes = spec.shared_kv ? 0 : spec.head_dim_v * kv_element_bytes(spec) + kRowPadBytes;
   g.stage_bytes = config.block_n * (g.k_row_bytes + g.v_row_bytes);
   g.merge_threads = kMergeThreads;
+  g.meta_bytes = (config.stages + 1) * config.block_n * kTileRowBytes;
   g.col_slices = 1;
-  if (config.mma) {
+  if (config.token_split) {
+    // One 16-row tile of q heads; each warp takes 16 or more of a tile's candidates. The warps' (max, sum, output)
+    // are combined at the end in the stage buffers, plus whatever they lack.
+    constexpr int kMmaK = 16, kMaxWarps = 4;
+    const int warps = std::min(kMaxWarps, config.block_n / kMmaK);
+    g.threads = warps * kWarpSize;
+    g.rows_per_block = std::min(spec.group, kMmaRows);
+    g.q_rows = kMmaRows;
+    g.q_bytes = 0;  // each warp loads its Q fragments from global memory
+    const int combine_bytes = warps * kMmaRows * (spec.head_dim_v + 2) * kFloatBytes;
+    g.softmax_bytes = std::max(0, combine_bytes - config.stages * g.stage_bytes);
+  } else if (config.mma) {
     g.rows_per_block = std::min(spec.group, kMmaMaxRowsPerBlock);
     g.q_rows = (g.rows_per_block + kMmaRows - 1) / kMmaRows * kMmaRows;
     const int row_tiles = g.q_rows / kMmaRows;
@@ -299,8 +312,7 @@ SparseDecodeGeometry sparse_decode_geometry(const KernelSpec& spec, const Sparse
     g.threads = row_tiles * g.col_slices * kWarpSize;
     g.q_bytes = g.q_rows * (spec.head_dim * 2 + kRowPadBytes);
     const int stats_bytes = 3 * g.q_rows * kFloatBytes;  // row max, row sum, the tile's rescale
-    g.softmax_bytes = config.stages * config.block_n * kFloatBytes + g.q_rows * config.block_n * kFloatBytes +
-                      g.q_rows * (config.block_n + kMmaProbPad) * 2 + stats_bytes;
+    g.softmax_bytes = g.q_rows * config.block_n * kFloatBytes + g.q_rows * (config.block_n + kMmaProbPad) * 2 + stats_bytes;
   } else {
     g.threads = kWarps * kWarpSize;
     g.rows_per_block = std::min(spec.group, kMaxRowsPerBlock);
@@ -308,7 +320,7 @@ SparseDecodeGeometry sparse_decode_geometry(const KernelSpec& spec, const Sparse
     g.q_bytes = g.q_rows * spec.head_dim * kFloatBytes;
   }
   g.row_blocks = (spec.group + g.rows_per_block - 1) / g.rows_per_block;
-  g.shared_bytes = g.q_bytes + config.stages * g.stage_bytes + g.softmax_bytes;
+  g.shared_bytes = g.q_bytes + config.stages * g.stage_bytes + g.meta_bytes + g.softmax_bytes;
   return g;
 }
 
@@ -344,11 +356,13 @@ GeneratedKernel generate_sparse_decode_cuda(const KernelSpec& spec, const Sparse
      << "constexpr int kSharedBytes = " << g.shared_bytes << ";\n"
      << "constexpr int kMergeThreads = " << g.merge_threads << ";\n"
      << (config.mma ? "#define SWAJIT_SPARSE_MMA 1  // tensor cores: templates/sparse_decode_mma.cuh is the main kernel\n" : "")
-     << "constexpr int kColSlices = " << g.col_slices << ", kSoftmaxBytes = " << g.softmax_bytes << ";\n"
+     << "constexpr int kColSlices = " << g.col_slices << ", kMetaBytes = " << g.meta_bytes
+     << ", kSoftmaxBytes = " << g.softmax_bytes << ";\n"
      << "#define SWAJIT_SPARSE_KERNEL " << out.kernel_symbol << "\n"
      << "#define SWAJIT_MERGE_KERNEL " << out.merge_symbol << "\n\n"
      << section("window_mask.h") << section("attention_tile.cuh") << section("sparse_decode.cuh");
-  if (config.mma) os << section("sparse_decode_mma.cuh");
+  if (config.token_split) os << section("sparse_decode_tokens.cuh");
+  else if (config.mma) os << section("sparse_decode_mma.cuh");
   out.source = os.str();
   return out;
 }

@@ -379,20 +379,21 @@ void PrefillConfig::validate(const KernelSpec& spec) const {
 }
 
 std::string SparseDecodeConfig::compile_key() const {
-  return "bn" + std::to_string(block_n) + "_st" + std::to_string(stages) + (mma ? "_mma" : "");
+  return "bn" + std::to_string(block_n) + "_st" + std::to_string(stages) + (mma ? "_mma" : "") + (token_split ? "_ts" : "");
 }
 std::string SparseDecodeConfig::key() const { return compile_key() + "_sp" + std::to_string(num_splits); }
 
 SparseDecodeConfig SparseDecodeConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
-  const bool mma = parts.size() == 4 && parts[2] == "mma";
-  if (parts.size() != (mma ? 4u : 3u))
-    throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bn<N>_st<S>[_mma]_sp<P>");
+  const bool mma = parts.size() >= 4 && parts[2] == "mma", token_split = mma && parts.size() == 5 && parts[3] == "ts";
+  if (parts.size() != 3u + mma + token_split)
+    throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bn<N>_st<S>[_mma[_ts]]_sp<P>");
   SparseDecodeConfig config;
   config.block_n = parse_prefixed_int(parts[0], "bn", "block_n", key);
   config.stages = parse_prefixed_int(parts[1], "st", "stages", key);
   config.num_splits = parse_prefixed_int(parts.back(), "sp", "num_splits", key);
   config.mma = mma;
+  config.token_split = token_split;
   return config;
 }
 
@@ -408,6 +409,10 @@ void SparseDecodeConfig::validate(const KernelSpec& spec) const {
   if (mma && spec.kv_quant != KvQuant::kNone)
     throw Error(ErrorCode::kUnsupported, "the tensor-core sparse_decode kernel (mma) reads 16-bit caches only; " +
                                              spec.key() + " has an 8-bit cache (use mma = false)");
+  constexpr int kTokenSplitMaxGroup = 16, kTokenSplitMaxHeadDimV = 128;
+  if (token_split && (!mma || spec.group > kTokenSplitMaxGroup || spec.head_dim_v > kTokenSplitMaxHeadDimV))
+    throw Error(ErrorCode::kInvalidArgument, "token_split needs mma, group <= 16 (one 16-row tile) and head_dim_v <= 128 "
+                                             "(the output in one warp's registers); " + spec.key() + " with " + compile_key());
 }
 
 std::string CpuDecodeConfig::compile_key() const { return "cpu_bn" + std::to_string(block_n); }

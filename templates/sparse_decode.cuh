@@ -36,7 +36,7 @@ constexpr float kLog2e = 1.4426950408889634f;
 static_assert(kBlockN % kWarpSize == 0, "a tile is whole 32-token slices, one token per lane");
 static_assert(kHeadDimV % kWarpSize == 0 && kHeadDim % 16 == 0, "rows split evenly over the lanes and 16-byte chunks");
 #ifndef SWAJIT_SPARSE_MMA
-static_assert(kSharedBytes >= kQBytes + kStages * kStageBytes && kQBytes >= kQRows * kHeadDim * 4 && kQRows % kWarps == 0,
+static_assert(kSharedBytes == kQBytes + kStages * kStageBytes + kMetaBytes && kQBytes >= kQRows * kHeadDim * 4 && kQRows % kWarps == 0,
               "prelude geometry disagrees with the template");
 #endif
 
@@ -106,27 +106,6 @@ SWAJIT_DEVICE bool row_metadata_valid(const SparseDecodeParams& P, int b, int kv
   return true;
 }
 
-// Candidates [first, first + count) of the row into pipeline stage `stage`: K rows (and V rows) of kKRowBytes
-// (kVRowBytes) each, zero-filled where a candidate has nothing to read.
-SWAJIT_DEVICE void load_tile(const SparseDecodeParams& P, unsigned char* stage, const int* indices, const int* pages,
-                             int p, int kv_head, int first, int count) {
-  const char* k_cache = static_cast<const char*>(P.k_cache);
-  const char* v_cache = static_cast<const char*>(P.v_cache);
-  constexpr int kChunksPerToken = kKChunks + (kSharedKv ? 0 : kVChunks);
-  for (int i = threadIdx.x; i < kBlockN * kChunksPerToken; i += kThreads) {
-    const int token = i / kChunksPerToken, chunk = i % kChunksPerToken;
-    const int j = token < count ? candidate(P, indices, nullptr, p, first + token).j : -1;
-    const int page = j >= 0 ? pages[(j / kPageSize) * P.block_table_stride_page] : 0;
-    const long long slot = j >= 0 ? j % kPageSize : 0;
-    const bool is_k = chunk < kKChunks;
-    const int c = is_k ? chunk : chunk - kKChunks;
-    const char* src = is_k ? k_cache + (page * P.k_stride_page + slot * P.k_stride_token + kv_head * P.k_stride_head) * kKvBytes
-                           : v_cache + (page * P.v_stride_page + slot * P.v_stride_token + kv_head * P.v_stride_head) * kKvBytes;
-    unsigned char* dst = stage + (is_k ? token * kKRowBytes : kBlockN * kKRowBytes + token * kVRowBytes) + c * 16;
-    cp_async_16(smem_u32(dst), src + c * 16, j >= 0);
-  }
-}
-
 // Query token s of sequence b: its position, block table, selection and bias rows, and whether it may run (an
 // invalid sequence reports only its length; sequence validity is the same for the whole block: no divergent sync).
 struct QueryRow {
@@ -156,22 +135,164 @@ SWAJIT_DEVICE QueryRow query_row(const SparseDecodeParams& P, int b, int s) {
   return row;
 }
 
+// The block's work: sequence b, kv head, the first of its q heads (g within the kv head's group), query token s and
+// split; and the thread's warp and lane. The grid is (row block + kRowBlocks b, kv head, s x split): the row blocks of
+// one (sequence, kv head) are launched one after the other, so they gather the same rows at about the same time and
+// the second reads them from L2 (MLA's 128 heads are two row blocks over one latent row).
+struct BlockWork {
+  int b, kv_head, first_g, s, split, warp, lane;
+};
+SWAJIT_DEVICE BlockWork block_work(const SparseDecodeParams& P) {
+  return {int(blockIdx.x) / kRowBlocks, int(blockIdx.y), int(blockIdx.x) % kRowBlocks * kRowsPerBlock,
+          int(blockIdx.z) / P.num_splits, int(blockIdx.z) % P.num_splits, int(threadIdx.x) / kWarpSize,
+          int(threadIdx.x) % kWarpSize};
+}
+
+// ---- the gather pipeline ---------------------------------------------------------------------------------------
+// Where each candidate of a tile lives, looked up ahead of its copies: the index and block-table reads are dependent
+// global loads, and each cp.async (a memory clobber) would otherwise wait for them chunk by chunk. Thread i owns
+// candidate i of every tile and pipelines its lookups through registers over three iterations: the raw slot (index
+// and bias loads issued), then its mask and page (the block-table load issued), then its TileRow into the shared
+// ring, so that no iteration waits on a global load it issued itself.
+struct TileRow {
+  int page;    // physical page; < 0: nothing to read (zero-filled, bias -inf)
+  int slot;    // token within the page
+  float bias;  // log2 units; -inf where there is nothing to read
+  int padding;
+};
+constexpr int kMetaSlots = kStages + 1;  // tile t + kStages is stored into tile t - 1's slot while t computes
+static_assert(kMetaBytes == kMetaSlots * kBlockN * int(sizeof(TileRow)), "prelude lookup ring disagrees with the template");
+static_assert(kThreads >= kBlockN, "one thread per candidate of a tile");
+
+// A candidate's lookup, stage 1: the raw slot (for a selected slot its index and bias as loaded; the window's
+// position as computed).
+struct RawSlot {
+  int index;
+  float bias;
+  bool exists;    // within this block's share of the candidates
+  bool selected;  // a slot of the selection (else the window's)
+};
+// Stage 2: the candidate's position (< 0: nothing to read) and its page as loaded.
+struct ResolvedSlot {
+  int j, page;
+  float bias;  // log2 units
+};
+
+struct Gather {
+  const SparseDecodeParams& P;
+  QueryRow query;
+  unsigned char* stages;  // kStages x kStageBytes
+  TileRow* meta;          // kMetaSlots x kBlockN
+  int kv_head, first, last, tiles;
+  ResolvedSlot resolved_ahead{};  // this thread's candidate of tile t + kStages + 1 (at the top of iteration t)
+  RawSlot raw_ahead{};            // ... and of tile t + kStages + 2
+
+  __device__ __forceinline__ const unsigned char* stage(int t) const { return stages + (t % kStages) * kStageBytes; }
+  __device__ __forceinline__ const TileRow* rows(int t) const { return meta + (t % kMetaSlots) * kBlockN; }
+
+  __device__ __forceinline__ RawSlot raw(int t) const {
+    const int token = threadIdx.x, c = first + t * kBlockN + token;
+    RawSlot r{-1, 0.f, token < kBlockN && c < last, c < P.topk};
+    if (!r.exists) return r;
+    if (!r.selected) {
+      r.index = query.p - (c - P.topk);  // the window's (c - topk)-th newest position
+      return r;
+    }
+    r.index = query.indices[c * P.indices_stride_slot];
+    if (kScoreBias && query.bias) r.bias = query.bias[c * P.bias_stride_slot];
+    return r;
+  }
+  __device__ __forceinline__ ResolvedSlot resolve(const RawSlot& r) const {  // as candidate() masks
+    const int j = r.index;
+    const bool in_window = kLocalWindow && query.p - j < P.local_window;
+    const bool visible = r.exists && (!r.selected || (j >= 0 && j <= query.p && !in_window));
+    if (!visible) return {-1, -1, 0.f};
+    return {j, query.pages[(j / kPageSize) * P.block_table_stride_page], r.selected ? r.bias * kLog2e : 0.f};
+  }
+  __device__ __forceinline__ void store(int t, const ResolvedSlot& r) const {
+    if (threadIdx.x >= kBlockN) return;
+    meta[(t % kMetaSlots) * kBlockN + threadIdx.x] =
+        r.j >= 0 ? TileRow{r.page, r.j % kPageSize, r.bias, 0} : TileRow{-1, 0, SWAJIT_NEG_INF, 0};
+  }
+  // Tile t's K rows (and V rows) of kKRowBytes (kVRowBytes) each into its stage, zero-filled where there is nothing.
+  __device__ __forceinline__ void copy(int t) const {
+    const char* k_cache = static_cast<const char*>(P.k_cache);
+    const char* v_cache = static_cast<const char*>(P.v_cache);
+    const TileRow* tile_rows = rows(t);
+    unsigned char* dst_stage = stages + (t % kStages) * kStageBytes;
+    constexpr int kChunksPerToken = kKChunks + (kSharedKv ? 0 : kVChunks);
+#pragma unroll 2  // (4 made ptxas cap the tile kernel at 64 registers and spill)
+    for (int i = threadIdx.x; i < kBlockN * kChunksPerToken; i += kThreads) {
+      const int token = i / kChunksPerToken, chunk = i % kChunksPerToken;
+      const TileRow row = tile_rows[token];
+      const bool valid = row.page >= 0;
+      const long long page = valid ? row.page : 0, slot = row.slot;
+      const bool is_k = chunk < kKChunks;
+      const int c = is_k ? chunk : chunk - kKChunks;
+      const char* src = is_k ? k_cache + (page * P.k_stride_page + slot * P.k_stride_token + kv_head * P.k_stride_head) * kKvBytes
+                             : v_cache + (page * P.v_stride_page + slot * P.v_stride_token + kv_head * P.v_stride_head) * kKvBytes;
+      unsigned char* dst = dst_stage + (is_k ? token * kKRowBytes : kBlockN * kKRowBytes + token * kVRowBytes) + c * 16;
+      cp_async_16(smem_u32(dst), src + c * 16, valid);
+    }
+  }
+  // The prologue: tiles 0 .. kStages - 1 looked up, the next two started, tiles 0 .. kStages - 2 in flight (one
+  // commit group each). Ends with a __syncthreads, which also publishes what the caller wrote to shared memory before.
+  __device__ __forceinline__ void start() {
+    for (int t = 0; t < kStages; ++t) store(t, resolve(raw(t)));
+    resolved_ahead = resolve(raw(kStages));
+    raw_ahead = raw(kStages + 1);
+    __syncthreads();
+    for (int t = 0; t < kStages - 1; ++t) {
+      if (t < tiles) copy(t);
+      cp_async_commit();
+    }
+  }
+  // The top of iteration t: tile t + kStages - 1 in flight, tile t + kStages stored to the ring, the next two tiles'
+  // lookups one stage further, tile t landed (this thread's copies). The caller's __syncthreads next makes tile t and
+  // the stored lookups visible to every thread.
+  __device__ __forceinline__ void advance(int t) {
+    if (t + kStages - 1 < tiles) copy(t + kStages - 1);
+    cp_async_commit();
+    if (t + kStages < tiles) store(t + kStages, resolved_ahead);
+    resolved_ahead = resolve(raw_ahead);
+    raw_ahead = raw(t + kStages + 2);
+    cp_async_wait<kStages - 1>();
+  }
+};
+
+// ---- tensor-core helpers (sparse_decode_mma.cuh, sparse_decode_tokens.cuh) ----------------------------------------
+constexpr int kMmaRows = 16;  // rows of one mma tile
+constexpr int kHalf = 2;      // bytes of a 16-bit element
+// The ldmatrix_x4 address of lane `lane` for the A fragment (16 rows x 16 columns, row-major, `stride` bytes a row)
+// whose top-left element is (row, column): matrices (rows 0-7 | 8-15) x (columns 0-7 | 8-15) in a0..a3 order.
+SWAJIT_DEVICE u32 a_fragment_address(u32 base, int stride, int row, int column, int lane) {
+  return base + u32((row + lane % 8 + (lane / 8) % 2 * 8) * stride + (column + lane / 16 * 8) * kHalf);
+}
+
+constexpr int kQRowBytes = kHeadDim * 2 + 16;  // Q rows padded as the K rows: conflict-free ldmatrix
+// The block's q heads as stored (16-bit) into kQRows rows of kQRowBytes; rows past the block's are zeros. The softmax
+// scale is applied to the fp32 scores.
+SWAJIT_DEVICE void load_q_rows(const SparseDecodeParams& P, unsigned char* q_rows, int b, int s, int kv_head, int first_g) {
+  for (int i = threadIdx.x; i < kQRows * kHeadDim; i += kThreads) {
+    const int row = i / kHeadDim, g = first_g + row, d = i % kHeadDim;
+    u16 value = 0;
+    if (row < kRowsPerBlock && g < kGroup)
+      value = static_cast<const u16*>(P.q)[b * P.q_stride_batch + s * P.q_stride_token + q_head_of(P, kv_head, g) * P.q_stride_head + d];
+    *reinterpret_cast<u16*>(q_rows + row * kQRowBytes + d * kHalf) = value;
+  }
+}
+
 // ---- the kernel (CUDA cores; with SWAJIT_SPARSE_MMA sparse_decode_mma.cuh's is the main kernel) ----------------
 #ifndef SWAJIT_SPARSE_MMA
 extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(const SparseDecodeParams P) {
   extern __shared__ __align__(128) unsigned char smem[];
   float* q_tile = reinterpret_cast<float*>(smem);  // [kRowsPerBlock][kHeadDim], log2 units, K scale folded in
   unsigned char* stages = smem + kQBytes;
-  const int b = blockIdx.x, kv_head = blockIdx.y / kRowBlocks, first_g = (blockIdx.y % kRowBlocks) * kRowsPerBlock;
-  const int s = blockIdx.z / P.num_splits, split = blockIdx.z % P.num_splits;
-  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
+  const auto [b, kv_head, first_g, s, split, warp, lane] = block_work(P);
   wait_for_prerequisite_grid();
 
   const QueryRow query = query_row(P, b, s);
   const int p = query.p;
-  const int* pages = query.pages;
-  const int* indices = query.indices;
-  const float* bias = query.bias;
 
   for (int i = threadIdx.x; i < kQRows * kHeadDim; i += kThreads) {  // rows past the block's are zeros
     const int row = i / kHeadDim, g = first_g + row, d = i % kHeadDim;
@@ -187,11 +308,9 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
 
   const int candidates = query.valid ? P.topk + window_count(P, p) : 0;
   const int first = int(i64(candidates) * split / P.num_splits), last = int(i64(candidates) * (split + 1) / P.num_splits);
-  const int tiles = (last - first + kBlockN - 1) / kBlockN;
-  for (int t = 0; t < kStages - 1; ++t) {  // the pipeline's prologue
-    if (t < tiles) load_tile(P, stages + t * kStageBytes, indices, pages, p, kv_head, first + t * kBlockN, min(kBlockN, last - first - t * kBlockN));
-    cp_async_commit();
-  }
+  Gather gather{P, query, stages, reinterpret_cast<TileRow*>(stages + kStages * kStageBytes), kv_head, first, last,
+                      (last - first + kBlockN - 1) / kBlockN};
+  gather.start();
 
   float acc[kRowsPerWarp][kDvPerLane];
   float row_max[kRowsPerWarp], row_sum[kRowsPerWarp];
@@ -202,21 +321,16 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
 #pragma unroll
     for (int e = 0; e < kDvPerLane; ++e) acc[r][e] = 0.f;
   }
-  for (int t = 0; t < tiles; ++t) {
-    const int next = t + kStages - 1;
-    if (next < tiles)
-      load_tile(P, stages + (next % kStages) * kStageBytes, indices, pages, p, kv_head, first + next * kBlockN,
-                min(kBlockN, last - first - next * kBlockN));
-    cp_async_commit();
-    cp_async_wait<kStages - 1>();
+  for (int t = 0; t < gather.tiles; ++t) {
+    gather.advance(t);
     __syncthreads();
-    const unsigned char* k_rows = stages + (t % kStages) * kStageBytes;
+    const unsigned char* k_rows = gather.stage(t);
+    const TileRow* tile_rows = gather.rows(t);
     const unsigned char* v_rows = kSharedKv ? k_rows : k_rows + kBlockN * kKRowBytes;
     constexpr int kVStride = kSharedKv ? kKRowBytes : kVRowBytes;
-    const int tile_first = first + t * kBlockN, count = min(kBlockN, last - tile_first);
     for (int slice = 0; slice < kBlockN; slice += kWarpSize) {
       const int token = slice + lane;
-      const Candidate cand = token < count ? candidate(P, indices, bias, p, tile_first + token) : Candidate{-1, 0.f};
+      const float token_bias = tile_rows[token].bias;  // -inf where there is nothing to read
       float score[kRowsPerWarp];
 #pragma unroll
       for (int r = 0; r < kRowsPerWarp; ++r) score[r] = 0.f;
@@ -228,7 +342,7 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
       }
 #pragma unroll
       for (int r = 0; r < kRowsPerWarp; ++r) {
-        const float x = cand.j >= 0 ? score[r] + cand.bias : SWAJIT_NEG_INF;
+        const float x = score[r] + token_bias;
         float slice_max = x;
         for (int o = 16; o > 0; o /= 2) slice_max = fmaxf(slice_max, __shfl_xor_sync(0xffffffffu, slice_max, o));
         const float new_max = fmaxf(row_max[r], slice_max);
@@ -249,7 +363,7 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
         }
       }
     }
-    __syncthreads();  // the stage is refilled next
+    __syncthreads();  // the stage and the lookup slot are refilled next
   }
   cp_async_wait<0>();
   allow_dependent_grid_launch();

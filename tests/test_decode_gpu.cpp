@@ -83,7 +83,8 @@ TEST_CASE("prefill correctness matrix against the reference") {
 }
 
 TEST_CASE("sparse decode correctness matrix against the reference (invalid indices reported, rows zeroed)") {
-  const auto cases = sparse_check_matrix();
+  const auto cases = sparse_check_matrix({kDLCUDA, kDevice});
+  precompile_sparse_cases(cases, {kDLCUDA, kDevice}, int(std::max(1u, std::thread::hardware_concurrency())));
   check_matrix(cases, {5000}, [](const SparseCase& c, uint64_t seed) { return run_sparse_case(c, {kDLCUDA, kDevice}, seed); });
 }
 

@@ -1,6 +1,6 @@
 // The sparse top-k decode family without a GPU: its whole check matrix against the reference on the CPU backend,
 // every bad argument rejected with a typed error naming it, and the CUDA kernel of every spec of the matrix compiled
-// for sm_90a by NVRTC.
+// for sm_90a by NVRTC; the tuner's config space, records, presets and shape bucket.
 #include <doctest/doctest.h>
 #include <unistd.h>
 
@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "check.hpp"
+#include "family.hpp"
+#include "tuner.hpp"
 #include "tensor_checks.hpp"
 #include "nvrtc_compiler.hpp"
 #include "sparse_decode_problem.hpp"
@@ -57,7 +59,7 @@ void expect_error(SparseFixture& f, const std::string& needle, ErrorCode code = 
 TEST_CASE("CPU sparse decode: check matrix against the reference") {
   const auto db = std::filesystem::temp_directory_path() / ("swajit_sparse_test_" + std::to_string(::getpid()) + ".db");
   set_tuning_db_path(db.string());
-  const auto cases = sparse_check_matrix();
+  const auto cases = sparse_check_matrix(kCpu);
   CHECK(cases.size() > 40);
   for (size_t i = 0; i < cases.size(); ++i) {
     const SparseCase& c = cases[i];
@@ -137,7 +139,7 @@ TEST_CASE("the CUDA kernel of every spec in the sparse check matrix compiles for
     return;
   }
   std::vector<std::string> compiled;
-  for (const SparseCase& c : sparse_check_matrix()) {
+  for (const SparseCase& c : sparse_check_matrix({kDLCUDA, 0})) {  // with the [CUDA cores] copies' specs
     const KernelSpec spec = c.spec();
     if (std::find(compiled.begin(), compiled.end(), spec.key()) != compiled.end()) continue;
     compiled.push_back(spec.key());
@@ -145,6 +147,7 @@ TEST_CASE("the CUDA kernel of every spec in the sparse check matrix compiles for
     // The heuristic's config (tensor cores for 16-bit caches) and the CUDA-core kernel the check matrix forces.
     std::vector<SparseDecodeConfig> configs = {sparse_decode_heuristic(spec, kHopperSharedOptin)};
     if (configs[0].mma) configs.push_back(SparseDecodeConfig{64, 2, 1, false});
+    if (configs[0].token_split) configs.push_back(SparseDecodeConfig{64, 2, 1, true});  // the column-split mma kernel
     for (const SparseDecodeConfig& config : configs) {
       const GeneratedKernel k = generate_sparse_decode_cuda(spec, config);
       INFO(k.cache_key);
@@ -154,4 +157,64 @@ TEST_CASE("the CUDA kernel of every spec in the sparse check matrix compiles for
     }
   }
   MESSAGE(compiled.size() << " sparse_decode kernels compiled");
+}
+
+TEST_CASE("sparse tuning: the config space, its keys and records, the presets and the shape bucket") {
+  AttentionCall call;
+  call.head_dim = 128;
+  call.group = 8;
+  call.page_size = 64;
+  call.topk = 2048;
+  const KernelSpec a = sparse_decode_kernel_spec(call);  // shape a: 64 q / 8 kv heads, d128
+  const std::vector<SparseDecodeConfig> space = sparse_config_space(a, 16);
+  CHECK(space.size() == 3 * 3 * 2 * 5);  // block_n x stages x (column split, token split) x splits 1..16
+  bool token_split = false;
+  for (const SparseDecodeConfig& c : space) {
+    INFO(c.key());
+    CHECK_NOTHROW(c.validate(a));
+    CHECK(c.mma);
+    token_split |= c.token_split;
+    CHECK(SparseDecodeConfig::from_key(c.key()) == c);
+    CHECK(Family<SparseDecodeConfig>::from_json(Family<SparseDecodeConfig>::to_json(c)) == c);
+  }
+  CHECK(token_split);
+  AttentionCall mla = call;  // shape b: 128 q heads over one latent head, no token split (more than one 16-row tile)
+  mla.head_dim = 576;
+  mla.head_dim_v = 512;
+  mla.shared_kv = true;
+  mla.group = 128;
+  for (const SparseDecodeConfig& c : sparse_config_space(sparse_decode_kernel_spec(mla), 4)) CHECK(!c.token_split);
+  AttentionCall int8 = call;  // 8-bit caches: the CUDA-core kernel only
+  int8.kv_quant = KvQuant::kInt8;
+  const auto int8_space = sparse_config_space(sparse_decode_kernel_spec(int8), 1);
+  CHECK(!int8_space.empty());
+  for (const SparseDecodeConfig& c : int8_space) CHECK(!c.mma);
+  CHECK_THROWS_AS(SparseDecodeConfig({64, 2, 1, false, true}).validate(a), Error);  // token_split needs mma
+
+  const auto preset_a = sparse_preset("a", 32), preset_b = sparse_preset("b", 128);
+  REQUIRE(preset_a.size() == 4);
+  REQUIRE(preset_b.size() == 2);
+  CHECK(preset_a[3].topk == 2048);
+  CHECK(preset_a[3].kv_len == 131072);
+  CHECK(preset_a[0].num_q_heads / preset_a[0].num_kv_heads == preset_a[0].group);
+  CHECK(preset_b[1].local_window == 128);
+  CHECK(preset_b[1].sink_logits);
+  CHECK(preset_b[0].selected_bytes() == doctest::Approx(128.0 * 2048 * 576 * 2 + 128.0 * 128 * (576 + 512) * 2));
+  CHECK_THROWS_AS(sparse_preset("c", 1), Error);
+
+  SparseFixture f;  // batch 2 x 2 kv heads, topk 8: bucket bh4_n8; with a window of 100: n128
+  const DLDataType bf16{kDLBfloat, 16, 1}, i32{kDLInt, 32, 1};
+  const auto describe = [&] {
+    const DLTensor v_t = f.view(f.v.data(), f.cache_shape, bf16);
+    return describe_sparse_decode(f.view(f.q.data(), f.q_shape, bf16), f.view(f.k.data(), f.cache_shape, bf16), &v_t,
+                                  f.view(f.block_table.data(), f.bt_shape, i32), f.view(f.seq_lens.data(), f.sl_shape, i32),
+                                  f.view(f.indices.data(), f.idx_shape, i32), f.view(f.out.data(), f.out_shape, bf16), f.options);
+  };
+  CHECK(sparse_bucket_key(describe()) == "bh4_n8");
+  f.options.local_window = 100;
+  CHECK(sparse_bucket_key(describe()) == "bh4_n128");
+  const SparseShape tuned = shape_of(describe());
+  CHECK(tuned.batch == 2);
+  CHECK(tuned.num_kv_heads == 2);
+  CHECK(tuned.kv_len == 32);  // every sequence at the capacity of its block-table row
 }

@@ -44,10 +44,10 @@ inline std::string device_label(const DLDevice& d) {
   return d.device_type == kDLCPU ? "cpu" : "cuda:" + std::to_string(d.device_id);
 }
 
-// The CUDA ordinal of a verb that runs on CUDA only (prefill has no CPU backend).
+// The CUDA ordinal of a verb that runs on CUDA only (prefill, sparse bench and tuning).
 inline int cuda_ordinal(const DLDevice& device, const std::string& verb) {
   if (device.device_type != kDLCUDA)
-    throw Error(ErrorCode::kUnsupported, verb + ": prefill runs on CUDA; --device must be cuda or cuda:N");
+    throw Error(ErrorCode::kUnsupported, verb + " runs on CUDA only; --device must be cuda or cuda:N");
   return device.device_id;
 }
 

@@ -190,7 +190,7 @@ int cmd_check(const std::string& device_text, const std::string& filter, const s
                 device_label(device).c_str());
     std::vector<typename Harness::Case> cases;
     std::vector<uint64_t> seeds;
-    const auto matrix = Harness::check_matrix();
+    const auto matrix = Harness::check_matrix(device);
     for (size_t i = 0; i < matrix.size(); ++i)
       if (filter.empty() || matrix[i].name.find(filter) != std::string::npos) {
         cases.push_back(matrix[i]);

@@ -65,7 +65,7 @@ struct SpecFlags {
 
 struct ConfigFlags {
   std::optional<int> block_m, block_n, warps_n, stages, num_splits, m_tiles, min_blocks, warp_specialize, producer;
-  std::optional<bool> wgmma, tma, mma;
+  std::optional<bool> wgmma, tma, mma, token_split;
   void add_to(CLI::App& app) {
     app.add_option("--block-m", block_m, "prefill: query rows per block");
     app.add_option("--m-tiles", m_tiles, "prefill: 16-row mma tiles per warp (1 or 2)");
@@ -81,9 +81,11 @@ struct ConfigFlags {
                    "paged_decode: 0 every warp loads, 1 a producer warp with cp.async and mbarriers, 2 the same with bulk row copies, 3 as 2 with K and V on their own barriers (sm_90)");
     app.add_option("--splits", num_splits, "split-KV work items per (sequence, kv head) on average; 0: from the grid's capacity (the heuristic's)");
     app.add_option("--mma", mma, "sparse_decode: tensor cores (true/false; false: the CUDA-core kernel)");
+    app.add_option("--token-split", token_split, "sparse_decode, mma: the warps split each tile's candidates (true/false)");
   }
   bool any() const {
-    return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || mma || producer;
+    return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || mma ||
+           producer || token_split;
   }
   // Flags given on top of `base`.
   DecodeConfig apply(DecodeConfig base) const {
@@ -99,6 +101,7 @@ struct ConfigFlags {
     if (stages) base.stages = *stages;
     if (num_splits) base.num_splits = *num_splits;
     if (mma) base.mma = *mma;
+    base.token_split = token_split.value_or(base.token_split && base.mma);  // --mma false: the CUDA-core kernel
     return base;
   }
   PrefillConfig apply(PrefillConfig base) const {

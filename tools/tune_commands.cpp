@@ -252,34 +252,72 @@ int run_db(const std::string& verb, const std::string& argument) {
   return 0;
 }
 
+namespace {
+// What the per-family GPU tuning commands open first: the database (it must open), a stream of their own and the
+// options of their runs.
+struct GpuTuning {
+  TuningStore& store = TuningStore::instance();
+  cuda::OwnedStream stream;
+  TuneOptions options;
+  GpuTuning(int quick_reps, int final_reps) {
+    if (!store.available()) throw Error(ErrorCode::kDatabaseError, "the tuning database " + store.path() + " cannot be opened");
+    stream = cuda::create_stream();
+    options.quick_reps = quick_reps;
+    options.final_reps = final_reps;
+    options.origin = "tuned on " + hostname();
+  }
+};
+}  // namespace
+
 int run_prefill_tune(const PrefillTuneCommand& c) {
   cuda::ScopedDeviceContext scope(c.device);
   const DeviceInfo& device = cuda_device(c.device);
-  TuningStore& store = TuningStore::instance();
-  if (!store.available()) throw Error(ErrorCode::kDatabaseError, "the tuning database " + store.path() + " cannot be opened");
+  GpuTuning tuning(c.quick_reps, c.final_reps);
+  const TuningStore& store = tuning.store;
   std::printf("tuning prefill on %s, database %s\n", device.name.c_str(), store.path().c_str());
   std::printf("| kv heads | seq | spec | bucket | heuristic (ms) | tuned (ms) | speedup | winner | timed | rejected (wrong/resources/compile) | s |\n");
   std::printf("|---:|---:|---|---|---:|---:|---:|---|---:|---|---:|\n");
-  CUstream stream;
-  cuda::check(cuda::driver().cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
-  TuneOptions options;
-  options.quick_reps = c.quick_reps;
-  options.final_reps = c.final_reps;
-  options.origin = "tuned on " + hostname();
   const auto start = std::chrono::steady_clock::now();
   const auto [shard, shards] = parse_shard(c.shard);
   int item = 0;
   for (int hkv : c.num_kv_heads)
     for (int seq : c.seq_lens) {
       if (item++ % shards != shard) continue;
-      const PrefillTuneReport r = Family<PrefillConfig>::tune(c.shape(hkv, seq), device, stream, options);
+      const PrefillTuneReport r = Family<PrefillConfig>::tune(c.shape(hkv, seq), device, tuning.stream.get(), tuning.options);
       std::printf("| %d | %d | %s | %s | %.3f | %.3f | %.2fx | %s | %d/%d | %d/%d/%d | %.1f |\n", hkv, seq,
                   r.spec_key.c_str(), r.bucket.c_str(), r.heuristic_us * 1e-3, r.best_us * 1e-3,
                   r.best_us > 0 ? r.heuristic_us / r.best_us : 0.0, r.best.key().c_str(), r.timed, r.candidates,
                   r.rejected_wrong, r.rejected_resources, r.compile_failed, r.wall_s);
       std::fflush(stdout);
     }
-  cuda::driver().cuStreamDestroy(stream);
+  std::printf("tuned in %.1f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return 0;
+}
+
+int run_sparse_tune(const SparseTuneCommand& c) {
+  cuda::ScopedDeviceContext scope(c.device);
+  const DeviceInfo& device = cuda_device(c.device);
+  GpuTuning tuning(c.quick_reps, c.final_reps);
+  const TuningStore& store = tuning.store;
+  std::vector<SparseShape> shapes;
+  for (const std::string& preset : c.presets)
+    for (int batch : c.batches)
+      for (const SparseShape& s : sparse_preset(preset, batch)) shapes.push_back(s);
+  std::printf("tuning sparse_decode on %s, database %s\n", device.name.c_str(), store.path().c_str());
+  std::printf("| shape | batch | kv_len | topk | window | spec | bucket | heuristic (us) | tuned (us) | speedup | winner | timed | rejected (wrong/resources/compile) | s |\n");
+  std::printf("|---|---:|---:|---:|---:|---|---|---:|---:|---:|---|---:|---|---:|\n");
+  const auto start = std::chrono::steady_clock::now();
+  const auto [shard, shards] = parse_shard(c.shard);
+  for (size_t item = 0; item < shapes.size(); ++item) {
+    if (int(item) % shards != shard) continue;
+    const SparseShape& s = shapes[item];
+    const SparseTuneReport r = Family<SparseDecodeConfig>::tune(s, device, tuning.stream.get(), tuning.options);
+    std::printf("| %s | %d | %d | %d | %d | %s | %s | %.1f | %.1f | %.2fx | %s | %d/%d | %d/%d/%d | %.1f |\n", s.name.c_str(),
+                s.batch, s.kv_len, s.topk, s.local_window, r.spec_key.c_str(), r.bucket.c_str(), r.heuristic_us, r.best_us,
+                r.best_us > 0 ? r.heuristic_us / r.best_us : 0.0, r.best.key().c_str(), r.timed, r.candidates,
+                r.rejected_wrong, r.rejected_resources, r.compile_failed, r.wall_s);
+    std::fflush(stdout);
+  }
   std::printf("tuned in %.1f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   return 0;
 }

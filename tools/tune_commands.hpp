@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "decode_workload.hpp"
+#include "sparse_workload.hpp"
 
 namespace swajit::cli {
 
@@ -25,6 +26,16 @@ struct PrefillTuneCommand : PrefillGrid {
   std::string shard = "0/1";  // i/n over the grid's (kv heads, seq) items, in order
 };
 int run_prefill_tune(const PrefillTuneCommand& command);
+
+// `swajit tune --family sparse_decode`: issue 16's bench shapes (presets a, b) at each batch, one winner per shape.
+struct SparseTuneCommand {
+  std::vector<std::string> presets = {"a", "b"};
+  std::vector<int> batches = {1, 32, 128};
+  int device = 0;
+  int quick_reps = 10, final_reps = 40;
+  std::string shard = "0/1";  // i/n over the (preset shape, batch) items, in order
+};
+int run_sparse_tune(const SparseTuneCommand& command);
 
 std::vector<std::string> preset_names();
 std::vector<DecodeShape> preset_shapes(const std::string& preset, const TuneCommand& grid);

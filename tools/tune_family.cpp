@@ -56,6 +56,23 @@ TuneFamilyVerb FamilyTune<PrefillConfig>::add_to(CLI::App& tune) {
           }};
 }
 
+TuneFamilyVerb FamilyTune<SparseDecodeConfig>::add_to(CLI::App& tune) {
+  auto c = std::make_shared<SparseTuneCommand>();
+  auto sparse_batches = std::make_shared<std::vector<int>>(c->batches);
+  tune.add_option("--sparse-preset", c->presets, "sparse_decode: issue 16's bench shapes a (64/8 heads, d128) | b (MLA 576/512)")
+      ->delimiter(',')->check(CLI::IsMember({"a", "b"}))->capture_default_str();
+  tune.add_option("--sparse-batch", *sparse_batches, "sparse_decode: batch sizes")->delimiter(',')->check(size_range())->capture_default_str();
+  return {std::string(to_string(KernelFamily::kSparseDecode)), [c, sparse_batches](const TuneRun& run) {
+            SparseTuneCommand command = *c;
+            command.batches = *sparse_batches;
+            command.device = cuda_ordinal(run.device, "tune --family sparse_decode");
+            command.shard = run.shard;
+            command.quick_reps = run.quick_reps.value_or(command.quick_reps);
+            command.final_reps = run.final_reps.value_or(command.final_reps);
+            return run_sparse_tune(command);
+          }};
+}
+
 std::string worker_shard(const std::string& shard, int worker, int workers) {
   const auto [index, count] = parse_shard(shard);
   return std::to_string(index + count * worker) + "/" + std::to_string(count * workers);

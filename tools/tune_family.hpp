@@ -42,11 +42,17 @@ struct FamilyTune<PrefillConfig> {
   static TuneFamilyVerb add_to(CLI::App& tune);  // tune_family.cpp: the --seq x --num-kv-heads grid
 };
 
+template <>
+struct FamilyTune<SparseDecodeConfig> {
+  static TuneFamilyVerb add_to(CLI::App& tune);  // tune_family.cpp: --preset a|b x --batch
+};
+
 // Calls f(FamilyTune<Config>{}) for every family `swajit tune --family` accepts; the first is the default.
 template <class F>
 void for_each_tune_family(F&& f) {
   f(FamilyTune<DecodeConfig>{});
   f(FamilyTune<PrefillConfig>{});
+  f(FamilyTune<SparseDecodeConfig>{});
 }
 
 // --device cuda:all: one worker process per GPU of the host, all writing into the same database (SQLite serializes

@@ -1,45 +1,53 @@
 #!/usr/bin/env bash
-# Issue 16 on the lent GPU (about 1.5 minutes, plus about 2 for the peers): correctness first (the sparse check matrix on CUDA: every
-# case on the default path, tensor cores for 16-bit caches, and again forced onto the CUDA-core kernel, the cases
-# named "[CUDA cores]"), then `swajit bench sparse` on shapes (a) and (b), default path vs the CUDA-core path, beside
-# the floor. Usage on the GPU machine, from the root of the checkout, after
-# tools/bench/prepare_gpu_carry.sh here:   tools/bench/gpu_sparse.sh .carry /tmp/sparse-logs
-# Peers (tools/bench/sparse_peers.py, last): shape a beside fi_cc / fi_tc (FlashInfer page-size-1 decode)
-# and torch (gather + SDPA); shape b beside torch and fi_mla (if it runs on the H200).
+# Issue 16 on the lent GPU (under 2 minutes): correctness first (the whole sparse check matrix on CUDA: every case on
+# the default path, the tensor-core kernels for 16-bit caches, and again on the CUDA-core kernel, the cases named
+# "[CUDA cores]"), then `swajit bench sparse` on shapes (a) and (b) beside the floor (max(bytes / read bandwidth,
+# FLOPs / matmul rate), both measured in the run), the column-split kernel beside the default on shape a, one shape
+# tuned (`swajit tune --family sparse_decode`) beside the heuristic, and last the peers (sparse_peers.py: FlashInfer
+# page-size-1 decode fi_cc / fi_tc and torch gather + SDPA on a; torch and FlashInfer MLA on b) on the same rows.
+# Usage, from the root of a checkout (binaries built by tools/bench/prepare_gpu_carry.sh into CARRY):
+#   bash tools/bench/gpu_sparse.sh CARRY LOGDIR [--no-peers]
+# PEER_SHAPES (a, b or all; default b), PEER_BATCHES (default 128), PEER_BUDGET_S (default 25) size the peers; the full table of the bench
+# rows: python3 tools/bench/sparse_peers.py all --batch 1,32,128 --budget-s 300 (about 5 minutes).
 set -uo pipefail
 bin=${1:-.carry}
 out=${2:-${OUT:-/tmp/swajit-sparse}}
+peers=${3:-}
+here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out"
 export LD_LIBRARY_PATH=$PWD/$bin/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-export SWAJIT_DB="$out/sparse.db"
+export SWAJIT_DB=/tmp/swajit_sparse_$$.db  # not under LOGDIR: it comes back to the lead
+batches=1,32,128
 
-echo "==== correctness 1: swajit check, the sparse MLA cases on tensor cores and forced onto CUDA cores (PASS/FAIL)"
-timeout 120 $bin/swajit check --device cuda:0 --filter "MLA" > "$out/check_mla.log" 2>&1; rc=$?
-echo "swajit check MLA cases (both kernels): $([ $rc -eq 0 ] && echo PASS || echo FAIL rc=$rc)"
-grep -E "^FAIL|passed" "$out/check_mla.log" | tail -8
-echo "==== correctness 2: test_decode_gpu, the whole sparse matrix (default path + [CUDA cores] copies)"
-timeout 240 $bin/test_decode_gpu -tc="sparse decode correctness*" > "$out/sparse_matrix.log" 2>&1; rc=$?
-echo "test_decode_gpu sparse matrix: $([ $rc -eq 0 ] && echo PASS || echo FAIL rc=$rc)"
-grep -A6 "ERROR" "$out/sparse_matrix.log" | head -60; grep -E "test cases|assertions" "$out/sparse_matrix.log"
+echo "==== correctness: test_decode_gpu, the whole sparse matrix (default path + [CUDA cores] copies), kernels compiled in parallel"
+start=$SECONDS
+timeout 150 $bin/test_decode_gpu -tc="sparse decode correctness*" > "$out/sparse_matrix.log" 2>&1; rc=$?
+echo "test_decode_gpu sparse matrix: $([ $rc -eq 0 ] && echo PASS || echo FAIL rc=$rc) ($((SECONDS - start)) s)"
+grep -B2 -A8 "ERROR" "$out/sparse_matrix.log" | head -80; grep -E "test cases|assertions" "$out/sparse_matrix.log"
 
 echo "==== bf16 matmul rate for the floor (torch, 8192^3)"
-mm=$(tools/bench/matmul_tflops.sh)
+mm=$(bash "$here/matmul_tflops.sh")
 echo "matmul: ${mm} TFLOP/s"
 
-echo "==== swajit bench sparse, default path (tensor cores): a (kv 32768 and 131072, topk 512/2048) and b (with/without window+sinks)"
-timeout 100 $bin/swajit bench sparse --shape a,b --batch 1,32,128 --reps 20 --matmul-tflops "${mm:-0}" 2>&1 \
-  | tee "$out/bench_default.log"
-echo "==== swajit bench sparse, the CUDA-core kernel (same shapes, heuristic tile and splits)"
-timeout 100 $bin/swajit bench sparse --cuda-cores --shape a,b --batch 1,32,128 --reps 20 --matmul-tflops "${mm:-0}" 2>&1 \
-  | tee "$out/bench_cuda_cores.log"
+echo "==== swajit bench sparse, the default (heuristic) configs: a (kv 32768 / 131072, topk 512 / 2048) and b (MLA, without / with window 128 + sinks)"
+timeout 120 $bin/swajit bench sparse --shape a,b --batch $batches --reps 20 --matmul-tflops "${mm:-0}" 2>&1 | tee "$out/bench_default.log"
 
-# The peers: FlashInfer's page-size-1 decode and MLA wrapper when its wheels are carried in .whl/ (see
-# ../shared/peers/README.md), torch gather + SDPA always.
+echo "==== the column-split tensor-core kernel on shape a (token_split off), batch 128"
+timeout 60 $bin/swajit bench sparse --shape a --batch 128 --reps 10 --matmul-tflops "${mm:-0}" --token-split false --splits 0 2>&1 \
+  | grep "^| a" | tee "$out/bench_column_split.log"
+
+echo "==== tune --family sparse_decode, one shape (a, topk 2048, kv 131072, batch 128: item 3 of 4), winner vs heuristic"
+timeout 90 $bin/swajit tune --family sparse_decode --sparse-preset a --sparse-batch 128 --shard 3/4 --quick-reps 5 --final-reps 20 2>&1 \
+  | tee "$out/tune.log" | grep -E "^\||tuned in|error"
+
+[ "$peers" = "--no-peers" ] && exit 0
+# FlashInfer's page-size-1 decode and MLA wrapper when its wheels are carried in .whl/ (../shared/peers/README.md);
+# torch gather + SDPA always.
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH=/tmp/site
 else
   echo "==== no .whl/: the FlashInfer rows are skipped"
 fi
-echo "==== peers (tools/bench/sparse_peers.py)"
-timeout 150 python3 tools/bench/sparse_peers.py all --budget-s 120 2>&1 | tee "$out/sparse_peers.log" | grep -v "^kind="
+echo "==== peers (sparse_peers.py), the same rows"
+timeout $((${PEER_BUDGET_S:-25} + 30)) python3 -W ignore::DeprecationWarning "$here/sparse_peers.py" ${PEER_SHAPES:-b} --batch ${PEER_BATCHES:-128} --budget-s ${PEER_BUDGET_S:-25} 2>&1 | tee "$out/sparse_peers.log" | grep -v "^kind="

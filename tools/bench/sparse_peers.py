@@ -31,15 +31,19 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-for peers in (os.path.join(HERE, "..", "..", ".peers"), os.path.join(HERE, "..", "..", "..", "shared", "peers")):
-    sys.path.insert(0, os.path.abspath(peers))
+# The shared peer helpers: the run's checkout root (the GPU scripts run from there, this file possibly carried
+# elsewhere), this tree's .peers/, or ../shared/peers beside the worktree.
+PEERS = next((os.path.abspath(d) for d in (os.path.join(os.getcwd(), ".peers"), os.path.join(HERE, "..", "..", ".peers"),
+                                            os.path.join(HERE, "..", "..", "..", "shared", "peers"))
+              if os.path.exists(os.path.join(d, "flashinfer_peer.py"))), os.path.join(os.getcwd(), ".peers"))
+sys.path.insert(0, PEERS)
 from flashinfer_peer import log, seed_jit_cache, short_err, time_graph  # noqa: E402  (shared peer helpers)
 
 T0 = time.time()
 A_HQ, A_HKV, A_D = 64, 8, 128
-A_GRID = [(b, l, k) for k in (512, 2048) for l in (32768, 131072) for b in (1, 8, 32, 128)]
+BATCHES = (1, 8, 32, 128)
 B_HQ, B_D, B_DV, B_TOPK, B_WINDOW = 128, 576, 512, 2048, 128
-B_GRID = [(b, w) for w in (False, True) for b in (1, 8, 32, 128)]
+
 MAX_PHYSICAL_TOKENS = 1 << 22   # the cache every sequence's pages are scattered over (page size 1)
 L2_MULTIPLE, MAX_REPLICAS = 4.0, 16
 NO_WINDOW = 1 << 30  # FlashInfer window_left that masks nothing but picks its prebuilt sliding-window modules
@@ -57,8 +61,14 @@ def main():
     ap.add_argument("what", nargs="?", default="all", choices=["all", "a", "b"])
     ap.add_argument("--budget-s", type=float, default=300)
     ap.add_argument("--reps-ms", type=float, default=100.0)
-    ap.add_argument("--jit-cache", default=os.path.join(HERE, "..", "..", ".peers", "flashinfer_jit_h200.tgz"))
+    ap.add_argument("--batch", default=",".join(map(str, BATCHES)), help="batch sizes (as `swajit bench sparse --batch`)")
+    ap.add_argument("--jit-cache", default=os.path.join(PEERS, "flashinfer_jit_h200.tgz"))
     args = ap.parse_args()
+    batches = [int(b) for b in args.batch.split(",")]
+    # The rows of `swajit bench sparse --shape a,b` in its order: a by (kv_len, topk) then batch; b without, then with
+    # the window and sinks.
+    a_grid = [(b, l, k) for l, k in ((32768, 512), (32768, 2048), (131072, 512), (131072, 2048)) for b in batches]
+    b_grid = [(b, w) for w in (False, True) for b in batches]
     os.environ.setdefault("FLASHINFER_WORKSPACE_BASE", "/tmp/flashinfer_ws")
     seed_jit_cache(args.jit_cache, os.environ["FLASHINFER_WORKSPACE_BASE"])
     import torch
@@ -104,7 +114,7 @@ def main():
         torch.cuda.synchronize()
 
     if args.what in ("all", "a"):
-        for B, L, topk in A_GRID:
+        for B, L, topk in a_grid:
             physical = min(B * L, MAX_PHYSICAL_TOKENS)
             kv_bytes = B * topk * A_HKV * A_D * 2 * 2
             floor_us = max((kv_bytes + 2 * B * A_HQ * A_D * 2) / read_bw, 4 * B * A_HQ * topk * A_D / mm_rate) * 1e6
@@ -139,11 +149,12 @@ def main():
 
     if args.what in ("all", "b"):
         L = 131072
-        for B, window in B_GRID:
+        for B, window in b_grid:
             n = B_TOPK + (B_WINDOW if window else 0)
             physical = min(B * L, MAX_PHYSICAL_TOKENS)
             kv_bytes = B * n * B_D * 2
-            floor_us = max(kv_bytes / read_bw, 2 * B * B_HQ * n * (B_D + B_DV) / mm_rate) * 1e6
+            q_out_bytes = B * B_HQ * (B_D + B_DV) * 2  # as bench sparse counts them
+            floor_us = max((kv_bytes + q_out_bytes) / read_bw, 2 * B * B_HQ * n * (B_D + B_DV) / mm_rate) * 1e6
             R = max(1, min(MAX_REPLICAS, math.ceil(L2_MULTIPLE * l2 / kv_bytes), (16 << 30) // (physical * B_D * 2)))
             cache = [torch.randn(physical, 1, B_D, dtype=bf, device=dev) for _ in range(R)]
             q = torch.randn(B, B_HQ, B_D, dtype=bf, device=dev)

@@ -52,14 +52,15 @@ struct SparseDecodeGeometry {
   int q_rows;           // rows_per_block padded to whole rows per warp
   int row_blocks;       // blocks per (kv head, query token, split): ceil(group / rows_per_block)
   int rows;             // q_seqlen * group: split slots per (sequence, kv head)
-  int q_bytes;          // shared memory of the Q rows (fp32; mma: 16-bit rows padded as the K rows)
+  int q_bytes;          // shared memory of the Q rows (fp32; mma: 16-bit rows padded as the K rows; token_split: 0)
   int k_row_bytes;      // one gathered K row in shared memory, padded by 16 bytes (conflict-free row per lane)
   int v_row_bytes;      // the same for V (0 with a shared K/V cache: V is read from the K rows)
   int stage_bytes;      // one pipeline stage: block_n K rows and V rows
   int shared_bytes;     // total dynamic shared memory of the main kernel
   int merge_threads;    // threads per block of the split merge
   int col_slices;       // mma: warps sharing a 16-row tile, each accumulating its slice of the V columns (else 1)
-  int softmax_bytes;    // mma: shared memory of the tile's bias, fp32 scores, 16-bit probabilities, row statistics
+  int meta_bytes;       // the gather's lookup ring: stages + 1 tiles of (page, slot, bias) per candidate
+  int softmax_bytes;    // mma: shared memory of the tile's fp32 scores, 16-bit probabilities, row statistics
 };
 SparseDecodeGeometry sparse_decode_geometry(const KernelSpec& spec, const SparseDecodeConfig& config);
 GeneratedKernel generate_sparse_decode_cuda(const KernelSpec& spec, const SparseDecodeConfig& config);

@@ -161,8 +161,10 @@ struct SparseDecodeConfig {
   int stages = 2;       // cp.async pipeline depth
   int num_splits = 1;   // blocks per (sequence, kv head) sharing the selection; > 1 adds a merge. Launch-time only.
   bool mma = false;     // tensor cores (mma.sync, 16-bit caches); false: the CUDA-core kernel (any cache)
+  bool token_split = false;  // mma with group <= 16, head_dim_v <= 128: the warps split each tile's candidates,
+                             // scores and softmax in registers (templates/sparse_decode_tokens.cuh)
 
-  std::string compile_key() const;  // e.g. "bn64_st2", "bn64_st2_mma"
+  std::string compile_key() const;  // e.g. "bn64_st2", "bn64_st2_mma", "bn64_st2_mma_ts"
   std::string key() const;          // compile_key() + "_sp<num_splits>"
   static SparseDecodeConfig from_key(std::string_view key);
   void validate(const KernelSpec& spec) const;

@@ -2,6 +2,7 @@
 // CPU backend (templates/sparse_decode_cpu.cpp).
 #include <algorithm>
 #include <climits>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -9,7 +10,9 @@
 #include "cpu_backend.hpp"
 #endif
 #include "cuda_driver.hpp"
+#include "decode_plan.hpp"
 #include "dependent_launch.hpp"
+#include "family.hpp"
 #include "kernel_cache.hpp"
 #include "sparse_decode_problem.hpp"
 #include "stream_scratch.hpp"
@@ -185,20 +188,47 @@ void run_cpu_sparse(SparseDecodeProblem& p, const CpuDecodeConfig& config) {
 SparseDecodeConfig sparse_decode_heuristic(const KernelSpec& spec, int max_shared_bytes, bool tensor_cores) {
   SparseDecodeConfig c;
   c.mma = tensor_cores && spec.kv_quant == KvQuant::kNone;  // 8-bit caches run on CUDA cores
+  constexpr int kOneTileGroup = 16, kOneWarpColumns = 128;   // what token_split takes (SparseDecodeConfig)
+  c.token_split = c.mma && spec.group <= kOneTileGroup && spec.head_dim_v <= kOneWarpColumns;
   constexpr int kMinBlockN = 32;
   while (c.block_n > kMinBlockN && sparse_decode_geometry(spec, c).shared_bytes > max_shared_bytes) c.block_n /= 2;
   return c;
+}
+
+std::string sparse_bucket_key(const SparseDecodeProblem& p) {
+  const auto pow2 = [](int64_t x) {
+    int64_t r = 1;
+    while (r < x) r *= 2;
+    return r;
+  };
+  const int candidates = p.params.topk + std::max(0, p.call.local_window);
+  return "bh" + std::to_string(pow2(int64_t(p.batch) * p.num_kv_heads)) + "_n" + std::to_string(pow2(candidates));
 }
 
 namespace {
 
 constexpr int kMinComputeMajor = 8;             // cp.async needs sm_80
 
-// The config for a CUDA call: forced, else a heuristic from the device's limits (no tuned winners yet).
-SparseDecodeConfig plan_cuda_sparse(const SparseDecodeProblem& p, const SparseDecodeOptions& options, const DeviceInfo& device) {
+// The config for a CUDA call: forced, else the tuning database's winner for (device, spec, bucket) (tuned now on a
+// miss when the policy asks), else a heuristic from the device's limits.
+SparseDecodeConfig plan_cuda_sparse(const SparseDecodeProblem& p, const SparseDecodeOptions& options, const DeviceInfo& device,
+                                    CUstream stream) {
   if (options.config) {
     options.config->validate(p.spec);
     return *options.config;
+  }
+  const TuningPolicy policy = resolve_tuning_policy(options.tuning);
+  if (policy != TuningPolicy::kHeuristic) {
+    const bool may_tune = policy == TuningPolicy::kTuneOnMiss && !(stream && stream_is_capturing(stream));
+    if (std::optional<SparseDecodeConfig> tuned = tuned_config<SparseDecodeConfig>(p, device, sparse_bucket_key(p), may_tune)) {
+      try {
+        tuned->validate(p.spec);
+        return *tuned;
+      } catch (const Error& e) {
+        std::fprintf(stderr, "swajit: tuned sparse_decode config %s unusable for %s: %s\n", tuned->key().c_str(),
+                     p.spec.key().c_str(), e.what());
+      }
+    }
   }
   SparseDecodeConfig c = sparse_decode_heuristic(p.spec, device.max_shared_per_block_optin);
   c.num_splits = sparse_decode_splits(p, c, device);
@@ -226,7 +256,7 @@ void run_cuda_sparse(SparseDecodeProblem& p, const SparseDecodeOptions& options,
   if (device.cc_major < kMinComputeMajor)
     throw Error(ErrorCode::kUnsupported, device.name + " is sm_" + std::to_string(device.cc_major) +
                                              std::to_string(device.cc_minor) + "; sparse_decode needs sm_80 or newer");
-  const SparseDecodeConfig config = plan_cuda_sparse(p, options, device);
+  const SparseDecodeConfig config = plan_cuda_sparse(p, options, device, stream);
   const LoadedSparseDecodeKernel& kernel = cuda_kernel(p.spec, config, device, scope.context());
   const SparseDecodeGeometry& g = kernel.geometry;
   // Split scratch, this call's own in stream order: fp32 partial outputs, then log2-sum-exps.
@@ -240,11 +270,12 @@ void run_cuda_sparse(SparseDecodeProblem& p, const SparseDecodeOptions& options,
   a.partial_lse = slots ? reinterpret_cast<float*>(workspace.data() + out_bytes) : nullptr;
   void* args[] = {&a};
   constexpr int64_t kMaxGridYZ = 65535;  // CUDA's limit on gridDim.y and gridDim.z
-  if (int64_t(p.num_kv_heads) * g.row_blocks > kMaxGridYZ || int64_t(p.spec.q_seqlen) * config.num_splits > kMaxGridYZ)
-    fail("num_kv_heads x q head blocks or q_seqlen x num_splits exceeds CUDA's grid limit of 65535");
+  if (int64_t(p.num_kv_heads) > kMaxGridYZ || int64_t(p.spec.q_seqlen) * config.num_splits > kMaxGridYZ)
+    fail("num_kv_heads or q_seqlen x num_splits exceeds CUDA's grid limit of 65535");
   const unsigned batch = unsigned(p.batch);
+  // x: a sequence's q head blocks next to each other (templates/sparse_decode.cuh, block_work)
   cuda::launch_dependent(device, stream, kernel.main,
-                         {batch, unsigned(p.num_kv_heads * g.row_blocks), unsigned(p.spec.q_seqlen * config.num_splits)},
+                         {unsigned(int64_t(p.batch) * g.row_blocks), unsigned(p.num_kv_heads), unsigned(p.spec.q_seqlen * config.num_splits)},
                          g.threads, g.shared_bytes, args, "cuLaunchKernelEx(sparse_decode)");
   if (config.num_splits > 1)
     cuda::launch_dependent(device, stream, kernel.merge, {batch, unsigned(p.num_kv_heads), unsigned(g.rows)},

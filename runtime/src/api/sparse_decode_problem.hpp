@@ -2,6 +2,8 @@
 #pragma once
 #include <dlpack/dlpack.h>
 
+#include <string>
+
 #include "swajit/swajit.hpp"
 
 #include "sparse_decode_params.h"  // templates/: the kernels' own argument struct
@@ -30,5 +32,8 @@ SparseDecodeProblem describe_sparse_decode(const DLTensor& q, const DLTensor& k_
 SparseDecodeConfig sparse_decode_heuristic(const KernelSpec& spec, int max_shared_bytes, bool tensor_cores = true);
 // The heuristic's splits of `config` for the call `p` on `device`.
 int sparse_decode_splits(const SparseDecodeProblem& p, const SparseDecodeConfig& config, const DeviceInfo& device);
+// The tuning database's shape bucket of a call: bh<batch x kv heads>_n<candidates per row (topk + window)>, each
+// rounded up to a power of two (what sets the grid and each block's work).
+std::string sparse_bucket_key(const SparseDecodeProblem& p);
 
 }  // namespace swajit

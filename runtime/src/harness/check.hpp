@@ -3,6 +3,7 @@
 // The harness is its own library (swajit_harness): the CLI and the tests link it, libswajit does not.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -11,6 +12,10 @@
 
 #include "reference.hpp"  // tolerance_for
 #include "swajit/spec.hpp"
+
+namespace swajit::cuda {
+class ScopedDeviceContext;
+}
 
 namespace swajit {
 
@@ -52,6 +57,10 @@ std::vector<DecodeCase> decode_check_matrix();
 CaseResult run_decode_case(const DecodeCase& c, DLDevice where, uint64_t seed);
 // Compiles the kernels of all cases on `threads` threads (exercises the compile-once cache under concurrency).
 void precompile_cases(const std::vector<DecodeCase>& cases, DLDevice where, int threads);
+// Calls build(i, context) for i < count on `threads` threads, each holding a context of `where` (null on the CPU);
+// errors are left for the case to meet when it runs.
+void build_in_parallel(size_t count, DLDevice where, int threads,
+                       const std::function<void(size_t, const cuda::ScopedDeviceContext*)>& build);
 // One prefill case: ragged sequences (q_lens[b] <= kv_lens[b]), contiguous or paged K/V, on the GPU.
 struct PrefillCase : AttentionCall {
   PrefillCase() {
@@ -95,8 +104,11 @@ struct SparseCase : AttentionCall, PagedCaseSizes {
 
   KernelSpec spec() const { return sparse_decode_kernel_spec(*this); }
 };
-std::vector<SparseCase> sparse_check_matrix();
+// On CUDA each 16-bit case runs again on the CUDA-core kernel ("[CUDA cores]"); the CPU backend has one kernel.
+std::vector<SparseCase> sparse_check_matrix(DLDevice where);
 CaseResult run_sparse_case(const SparseCase& c, DLDevice where, uint64_t seed);
+// Compiles the kernels of all sparse cases on `threads` threads.
+void precompile_sparse_cases(const std::vector<SparseCase>& cases, DLDevice where, int threads);
 
 // The CPU config a case forces (its tile and splits), if any.
 std::optional<CpuDecodeConfig> cpu_config_of(const DecodeCase& c);

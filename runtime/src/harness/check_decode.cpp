@@ -357,7 +357,8 @@ std::optional<CpuDecodeConfig> cpu_config_of(const DecodeCase& c) {
   return cpu;
 }
 
-void precompile_cases(const std::vector<DecodeCase>& cases, DLDevice where, int threads) {
+void build_in_parallel(size_t count, DLDevice where, int threads,
+                       const std::function<void(size_t, const cuda::ScopedDeviceContext*)>& build) {
   std::atomic<size_t> next{0};
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t)
@@ -368,24 +369,30 @@ void precompile_cases(const std::vector<DecodeCase>& cases, DLDevice where, int 
       } catch (const std::exception&) {
         return;  // no device: every case reports the same error when it runs
       }
-      for (size_t i = next++; i < cases.size(); i = next++) {
+      for (size_t i = next++; i < count; i = next++) {
         try {
-          const KernelSpec spec = cases[i].spec();
-          if (where.device_type == kDLCPU) {
-#ifdef SWAJIT_HAVE_CPU_BACKEND
-            cpu_decode_kernel(spec, cpu_config_of(cases[i]).value_or(CpuDecodeConfig{}));
-#endif
-            continue;
-          }
-          const DeviceInfo& device = cuda_device(where.device_id);
-          const DecodeConfig config = cases[i].config ? *cases[i].config : heuristic_decode_config(spec, device);
-          decode_kernel(spec, config, device, scope->context());
+          build(i, scope ? &*scope : nullptr);
         } catch (const std::exception&) {
           // Not fatal here: the case meets the same error when it runs and reports it as its own failure.
         }
       }
     });
   for (auto& t : pool) t.join();
+}
+
+void precompile_cases(const std::vector<DecodeCase>& cases, DLDevice where, int threads) {
+  build_in_parallel(cases.size(), where, threads, [&](size_t i, const cuda::ScopedDeviceContext* scope) {
+    const KernelSpec spec = cases[i].spec();
+    if (!scope) {
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+      cpu_decode_kernel(spec, cpu_config_of(cases[i]).value_or(CpuDecodeConfig{}));
+#endif
+      return;
+    }
+    const DeviceInfo& device = cuda_device(where.device_id);
+    const DecodeConfig config = cases[i].config ? *cases[i].config : heuristic_decode_config(spec, device);
+    decode_kernel(spec, config, device, scope->context());
+  });
 }
 
 }  // namespace swajit

@@ -5,14 +5,20 @@
 #include <algorithm>
 #include <random>
 
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+#include "cpu_backend.hpp"
+#endif
 #include "check_data.hpp"
+#include "cuda_driver.hpp"
+#include "kernel_cache.hpp"
+#include "sparse_decode_problem.hpp"
 #include "swajit/swajit.hpp"
 
 namespace swajit {
 
 using namespace check_data;
 
-std::vector<SparseCase> sparse_check_matrix() {
+std::vector<SparseCase> sparse_check_matrix(DLDevice where) {
   std::vector<SparseCase> cases;
   const auto add = [&](std::string name, auto&& edit) {
     SparseCase c;
@@ -91,6 +97,10 @@ std::vector<SparseCase> sparse_check_matrix() {
     c.cpu_config = CpuDecodeConfig{16, 3, 0}; c.config = SparseDecodeConfig{32, 2, 3, true};
     c.local_window = 40; c.sink_logits = true; c.seq_lens = {0, 1, 500};
   });
+  add("token split bn32 st3 (two warps), splits 2, window, bias, sinks", [](SparseCase& c) {
+    c.config = SparseDecodeConfig{32, 3, 2, true, true};
+    c.local_window = 24; c.score_bias = true; c.sink_logits = true; c.seq_lens = {0, 7, 400};
+  });
   add("forced splits 7, all unused, sinks", [](SparseCase& c) {
     c.cpu_config = CpuDecodeConfig{8, 7, 2}; c.config = SparseDecodeConfig{32, 3, 7, true};
     c.selection = Selection::kAllUnused; c.sink_logits = true;
@@ -102,8 +112,9 @@ std::vector<SparseCase> sparse_check_matrix() {
     c.selection = Selection::kInvalid; c.cpu_config = CpuDecodeConfig{16, 4, 0}; c.config = SparseDecodeConfig{32, 2, 4, true};
     c.sink_logits = true;
   });
-  // The same cases forced onto the CUDA-core kernel where the default (the heuristic, or the forced configs above)
-  // runs on tensor cores: both paths must pass. Two splits, so that the merge runs on this path too.
+  // On CUDA, the same cases forced onto the CUDA-core kernel where the default (the heuristic, or the forced configs
+  // above) runs on tensor cores: both paths must pass. Two splits, so that the merge runs on this path too.
+  if (where.device_type == kDLCPU) return cases;
   const size_t defaults = cases.size();
   for (size_t i = 0; i < defaults; ++i) {
     if (cases[i].kv_quant != KvQuant::kNone) continue;  // 8-bit caches run on CUDA cores already
@@ -168,6 +179,22 @@ StridedTensor selection_tensor(int batch, int q_seqlen, int topk, bool strided) 
 }
 
 }  // namespace
+
+void precompile_sparse_cases(const std::vector<SparseCase>& cases, DLDevice where, int threads) {
+  build_in_parallel(cases.size(), where, threads, [&](size_t i, const cuda::ScopedDeviceContext* scope) {
+    const KernelSpec spec = cases[i].spec();
+    if (!scope) {
+#ifdef SWAJIT_HAVE_CPU_BACKEND
+      cpu_decode_kernel(spec, cases[i].cpu_config.value_or(CpuDecodeConfig{}));
+#endif
+      return;
+    }
+    const DeviceInfo& device = cuda_device(where.device_id);
+    const SparseDecodeConfig config =
+        cases[i].config ? *cases[i].config : sparse_decode_heuristic(spec, device.max_shared_per_block_optin);
+    cuda_kernel(spec, config, device, scope->context());
+  });
+}
 
 CaseResult run_sparse_case(const SparseCase& c, DLDevice where, uint64_t seed) {
   std::mt19937_64 rng(seed);

@@ -23,7 +23,7 @@ struct FamilyHarness<DecodeConfig> {
   using Case = DecodeCase;
   static constexpr const char* name = "paged decode";
   static constexpr uint64_t seed_offset = 0;  // a case's seed: the --seed + this + its index in the matrix
-  static std::vector<DecodeCase> check_matrix() { return decode_check_matrix(); }
+  static std::vector<DecodeCase> check_matrix(DLDevice) { return decode_check_matrix(); }
   static bool runs_on(DLDevice) { return true; }
   static const char* not_run_reason() { return ""; }
   // Builds the cases' kernels on `threads` threads first (the compile-once cache under concurrency).
@@ -39,7 +39,7 @@ struct FamilyHarness<PrefillConfig> {
   using Case = PrefillCase;
   static constexpr const char* name = "prefill";
   static constexpr uint64_t seed_offset = 1000;
-  static std::vector<PrefillCase> check_matrix() { return prefill_check_matrix(); }
+  static std::vector<PrefillCase> check_matrix(DLDevice) { return prefill_check_matrix(); }
   static bool runs_on(DLDevice where) { return where.device_type == kDLCUDA; }
   static const char* not_run_reason() { return "the CPU backend has paged_decode only"; }
   static void prepare(const std::vector<PrefillCase>&, DLDevice, int) {}
@@ -54,10 +54,12 @@ struct FamilyHarness<SparseDecodeConfig> {
   using Case = SparseCase;
   static constexpr const char* name = "sparse decode";
   static constexpr uint64_t seed_offset = 2000;
-  static std::vector<SparseCase> check_matrix() { return sparse_check_matrix(); }
+  static std::vector<SparseCase> check_matrix(DLDevice where) { return sparse_check_matrix(where); }
   static bool runs_on(DLDevice) { return true; }
   static const char* not_run_reason() { return ""; }
-  static void prepare(const std::vector<SparseCase>&, DLDevice, int) {}
+  static void prepare(const std::vector<SparseCase>& cases, DLDevice where, int threads) {
+    precompile_sparse_cases(cases, where, threads);
+  }
   static CaseResult run_case(const SparseCase& c, DLDevice where, uint64_t seed) { return run_sparse_case(c, where, seed); }
 };
 

@@ -84,16 +84,24 @@ struct Family<CpuDecodeConfig> {
   static CpuDecodeTuneReport tune(const DecodeShape& shape, const TuneOptions& o) { return tune_cpu_decode_shape(shape, o); }
 };
 
-// Sparse top-k decode on CUDA: no tuner yet (the heuristic plans every call); the database record is the config key.
+// Sparse top-k decode on CUDA; the database record is the config key.
 template <>
 struct Family<SparseDecodeConfig> {
   static constexpr KernelFamily kind = KernelFamily::kSparseDecode;
+  using Shape = SparseShape;
   static KernelSpec spec(const AttentionCall& call) { return sparse_decode_kernel_spec(call); }
   static nlohmann::json to_json(const SparseDecodeConfig& c) { return {{"key", c.key()}}; }
   static SparseDecodeConfig from_json(const nlohmann::json& j) {
     if (!j.is_object() || !j.contains("key") || !j["key"].is_string())
-      throw Error(ErrorCode::kInvalidArgument, "a sparse_decode config record is {\"key\": \"bn<N>_st<S>_sp<P>\"}");
+      throw Error(ErrorCode::kInvalidArgument, "a sparse_decode config record is {\"key\": \"bn<N>_st<S>[_mma[_ts]]_sp<P>\"}");
     return SparseDecodeConfig::from_key(j["key"].get<std::string>());
+  }
+  static std::optional<SparseDecodeConfig> winner(const std::string& sku, const std::string& spec_key, const std::string& bucket) {
+    const std::optional<nlohmann::json> stored = TuningStore::instance().winner_config(sku, spec_key, bucket);
+    return stored ? std::optional<SparseDecodeConfig>(from_json(*stored)) : std::nullopt;
+  }
+  static SparseTuneReport tune(const SparseShape& shape, const DeviceInfo& device, CUstream stream, const TuneOptions& o) {
+    return tune_sparse_shape(shape, device, stream, o);
   }
   static SparseDecodeConfig heuristic(const KernelSpec& spec, const DeviceInfo* device) {
     return sparse_decode_heuristic(spec, device ? device->max_shared_per_block_optin : std::numeric_limits<int>::max());

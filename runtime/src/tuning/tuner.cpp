@@ -15,6 +15,7 @@
 #endif
 #include "cuda_driver.hpp"
 #include "decode_plan.hpp"
+#include "family.hpp"
 #include "kernel_cache.hpp"
 #include "nvrtc_compiler.hpp"
 #include "swajit/error.hpp"
@@ -406,6 +407,70 @@ PrefillTuneReport tune_prefill_shape(const PrefillShape& shape, const DeviceInfo
       [&](const PrefillConfig& c, int reps) { return workload.time_ms(c, reps) * 1e3; });
   record_selection(report, s, start, device_record(device, nvrtc::version()), key, prefill_config_to_json, o.origin);
   return report;
+}
+
+std::vector<SparseDecodeConfig> sparse_config_space(const KernelSpec& spec, int max_splits) {
+  constexpr int kSparseBlockNs[] = {32, 64, 128}, kSparseStages[] = {2, 3, 4};
+  // 16-bit caches: the tensor-core kernels (the CUDA-core one is slower everywhere); 8-bit: the CUDA-core kernel
+  std::vector<std::pair<bool, bool>> kernels;  // (mma, token_split)
+  if (spec.kv_quant == KvQuant::kNone) kernels = {{true, false}, {true, true}};
+  else kernels = {{false, false}};
+  std::vector<SparseDecodeConfig> space;
+  for (int block_n : kSparseBlockNs)
+    for (int stages : kSparseStages)
+      for (const auto& [mma, token_split] : kernels)
+        for (int splits = 1; splits <= std::max(1, max_splits); splits *= 2) {
+          const SparseDecodeConfig c{block_n, stages, splits, mma, token_split};
+          try {
+            c.validate(spec);
+            space.push_back(c);
+          } catch (const Error&) {
+            // not for this spec (token_split past one tile of q heads): not part of its space
+          }
+        }
+  return space;
+}
+
+SparseTuneReport tune_sparse_shape(const SparseShape& shape, const DeviceInfo& device, CUstream stream, const TuneOptions& o) {
+  constexpr int kMaxSparseSplits = 16;
+  const auto start = std::chrono::steady_clock::now();
+  SparseWorkload workload(shape, device.ordinal, stream);
+  const SparseDecodeProblem problem = workload.problem();
+  SparseTuneReport report;
+  report.sku = device.sku();
+  report.spec_key = problem.spec.key();
+  report.bucket = sparse_bucket_key(problem);
+  report.heuristic = sparse_decode_heuristic(problem.spec, device.max_shared_per_block_optin);
+  report.heuristic.num_splits = sparse_decode_splits(problem, report.heuristic, device);
+  std::vector<SparseDecodeConfig> space = sparse_config_space(problem.spec, kMaxSparseSplits);
+  if (std::find(space.begin(), space.end(), report.heuristic) == space.end()) space.push_back(report.heuristic);
+
+  const std::vector<BuildOutcome> outcomes = build_in_parallel(
+      space.size(), o.compile_threads, device.ordinal,
+      [&](size_t i, CUcontext ctx) { return build_outcome(problem.spec, space[i], device, ctx, kMaxSpillBytes, 1); });
+  const TuningKey key{device.sku(), report.spec_key, report.bucket};
+  const auto to_json = [](const SparseDecodeConfig& c) { return Family<SparseDecodeConfig>::to_json(c); };
+  const Selection<SparseDecodeConfig> s = select_winner(
+      space, outcomes, report.heuristic, key, tolerance_for(shape.dtype), o, to_json,
+      [&](const SparseDecodeConfig& c) {
+        workload.run(c);
+        return workload.relative_error();
+      },
+      [&](const SparseDecodeConfig& c, int reps) { return workload.time_us(c, reps); });
+  record_selection(report, s, start, device_record(device, nvrtc::version()), key, to_json, o.origin);
+  return report;
+}
+
+SparseShape shape_of(const SparseDecodeProblem& p) {
+  SparseShape s;
+  static_cast<AttentionCall&>(s) = p.call;
+  s.kv_layout = KvLayout::kNHD;
+  s.gqa = GqaMapping::kGrouped;
+  s.batch = p.batch;
+  s.kv_len = std::max(1, p.params.max_pages_per_seq * p.call.page_size);
+  s.num_q_heads = p.num_q_heads;
+  s.num_kv_heads = p.num_kv_heads;
+  return s;
 }
 
 #ifdef SWAJIT_HAVE_CPU_BACKEND

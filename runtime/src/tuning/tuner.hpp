@@ -13,6 +13,7 @@
 
 #include "decode_workload.hpp"
 #include "prefill_workload.hpp"
+#include "sparse_workload.hpp"
 #include "swajit/device.hpp"
 #include "swajit/spec.hpp"
 
@@ -51,6 +52,7 @@ struct TuneReport : TuneCounts {
 using DecodeTuneReport = TuneReport<DecodeConfig>;
 using PrefillTuneReport = TuneReport<PrefillConfig>;
 using CpuDecodeTuneReport = TuneReport<CpuDecodeConfig>;
+using SparseTuneReport = TuneReport<SparseDecodeConfig>;
 
 // Tunes one shape on `device` (its context current) and, when the database is available, stores the trials and the
 // winner. The heuristic config is always a candidate, so the winner is never slower than it in the final round.
@@ -65,6 +67,12 @@ std::vector<PrefillConfig> prefill_config_space(const KernelSpec& spec, bool wgm
 PrefillTuneReport tune_prefill_shape(const PrefillShape& shape, const DeviceInfo& device, CUstream stream,
                                      const TuneOptions& options);
 
+// The sparse top-k decode family: gather tiles, pipeline depths, the tensor-core kernels (column split, and token
+// split where the group fits one tile) or the CUDA-core kernel for 8-bit caches, splits up to `max_splits`.
+std::vector<SparseDecodeConfig> sparse_config_space(const KernelSpec& spec, int max_splits);
+// Tunes one sparse shape like tune_prefill_shape; outputs are verified against the CUDA-core kernel's.
+SparseTuneReport tune_sparse_shape(const SparseShape& shape, const DeviceInfo& device, CUstream stream, const TuneOptions& options);
+
 // The same for the CPU backend: tile and split candidates at the machine's thread count, verified against the
 // reference, timed by wall clock, stored under the host CPU's identity.
 CpuDecodeTuneReport tune_cpu_decode_shape(const DecodeShape& shape, const TuneOptions& options);
@@ -73,6 +81,7 @@ CpuDecodeTuneReport tune_cpu_decode_shape(const DecodeShape& shape, const TuneOp
 // longest query run.
 DecodeShape shape_of(const DecodeProblem& problem);
 PrefillShape shape_of(const PrefillProblem& problem);
+SparseShape shape_of(const SparseDecodeProblem& problem);  // NHD, grouped heads, every sequence at its capacity
 
 // Tune-on-miss, the one implementation for every family. `tuned_key` names what is missing (SKU, spec key, bucket).
 // The first thread to miss a key asks `lookup` once more (a run that just ended may have stored the winner), else runs

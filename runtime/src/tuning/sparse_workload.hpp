@@ -1,0 +1,66 @@
+// A sparse top-k decode problem on the GPU for timing and tuning: random bf16 q and paged K/V (pages scattered over
+// the cache through a random block table), every row's selection random positions of its sequence. Used by
+// `swajit bench sparse` and by the sparse tuner, so both measure the same way. Its outputs are verified against the
+// CUDA-core kernel's (which the check matrix verifies against the double-precision reference).
+#pragma once
+#include <cuda.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "device_buffer.hpp"
+#include "sparse_decode_problem.hpp"
+#include "swajit/swajit.hpp"
+
+namespace swajit {
+
+// A timed sparse call: its kernel description (AttentionCall: dtype, head_dim, head_dim_v, shared_kv, topk,
+// local_window, sink_logits, page_size) and its run-time sizes; q_seqlen 1, NHD, grouped heads.
+struct SparseShape : AttentionCall {
+  SparseShape() {
+    page_size = 64;
+    dtype = DType::kBF16;
+  }
+  std::string name = "custom";  // the issue's preset it comes from, if any
+  int batch = 1, kv_len = 32768;
+  int num_q_heads = 64, num_kv_heads = 8;
+  double selected_bytes() const;  // K/V rows read (topk + window per sequence) and q / out
+  double flops() const;           // 2 x (head_dim + head_dim_v) per selected row and q head
+};
+
+// Issue 16's bench shapes at `batch`: "a" (64 q / 8 kv heads, head_dim 128, separate K/V: topk 512 and 2048 at kv
+// 32768 and 131072) and "b" (MLA: 128 q heads over one latent head 576 / 512, topk 2048, kv 131072; without and with
+// a 128-token window and sinks).
+std::vector<SparseShape> sparse_preset(const std::string& name, int batch);
+
+class SparseWorkload {
+ public:
+  // Allocates and fills everything on GPU `device` (its context must be current); launches go to `stream`.
+  SparseWorkload(const SparseShape& shape, int device, CUstream stream);
+
+  const SparseShape& shape() const { return shape_; }
+  SparseDecodeProblem problem() const;  // the validated call (spec, grid) the runtime sees
+  // One call; `config` forces a config, else the runtime chooses by `policy`.
+  void run(const std::optional<SparseDecodeConfig>& config, TuningPolicy policy = TuningPolicy::kDefault);
+  // Median microseconds of `reps` calls (L2 evicted before each).
+  double time_us(const std::optional<SparseDecodeConfig>& config, int reps, TuningPolicy policy = TuningPolicy::kDefault);
+  // Relative L2 error of the last output against the CUDA-core kernel's output (computed once, on first use).
+  double relative_error();
+
+ private:
+  struct Call {
+    DLTensor q, k, v, out, block_table, seq_lens, indices, sinks;
+    SparseDecodeOptions options;
+  };
+  Call call(const std::optional<SparseDecodeConfig>& config, TuningPolicy policy) const;
+  std::vector<uint16_t> download_out() const;
+  SparseShape shape_;
+  int device_;
+  CUstream stream_;
+  mutable std::vector<int64_t> q_shape_, out_shape_, cache_shape_, table_shape_, lens_shape_, idx_shape_, sink_shape_;
+  DeviceBuffer q_, k_, v_, out_, block_table_, seq_lens_, indices_, sinks_;
+  std::vector<uint16_t> expected_;  // the CUDA-core kernel's output
+};
+
+}  // namespace swajit
