@@ -37,6 +37,7 @@ struct PagedDecodeParams {
   int num_splits;                // 1: one item per (sequence, kv head), no merge; otherwise the work schedule
                                  //   (templates/decode_schedule.h) over a list of work_items entries per kv head
   int work_items;                // entries of the work list per kv head (>= batch + 1) when num_splits != 1
+  int schedule_slots;            // work slots per kv head the schedule's chunk is sized for (num_splits != 1)
 };
 
 // Bits of PagedDecodeParams::status[0]; a sequence that raises one produces zeros.
