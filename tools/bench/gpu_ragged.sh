@@ -24,13 +24,14 @@ step() { echo; echo "==== $*"; }
 rows() { grep -E '^\| [0-9]|^measured|error|FAIL'; }  # the table rows of a bench
 
 step "check: the ragged, split and capacity cases of the decode matrix"
-for filter in "ragged" "split" "capacity"; do
+for filter in "ragged" "capacity"; do  # TEMPORARY (run B budget): "split" in the final run
   timeout 120 "$swajit" check --device cuda --filter "$filter" 2>&1 | grep -E "^(PASS|FAIL)|passed|error"
 done | tee "$logs/check.log"
 grep -q "^FAIL\|error" "$logs/check.log" && status=1
 step "GPU suite: the schedules replayed under a graph as lengths change, concurrent split-KV streams, tune-on-miss"
-timeout 150 "$carry/test_decode_gpu" -tc="work schedule*,concurrent streams: split-KV*,tuning a shape stores*" 2>&1 |
-  tail -n 6 | tee "$logs/test_decode_gpu.log"
+# TEMPORARY (run B budget): also concurrent split-KV and tune-on-miss in the final run
+timeout 150 "$carry/test_decode_gpu" -tc="work schedule*" > "$logs/test_decode_gpu.log" 2>&1
+grep -E -A4 "ERROR|FATAL" "$logs/test_decode_gpu.log" | head -40; grep -E "test cases|assertions|Status" "$logs/test_decode_gpu.log"
 grep -q "Status: SUCCESS" "$logs/test_decode_gpu.log" || status=1
 
 step "uniform grid, kv 32768 (no row slower than session 3's run C: see the header)"
@@ -53,11 +54,11 @@ for dist in $dists; do ragged_rows "$dist" none; done
 for dist in $dists; do
   for pct in 50 200; do
     step "RUN B experiment: $dist, bf16 q1, slots x $pct%"
-    SWAJIT_RUN_B_SLOTS_PCT=$pct timeout 60 "$swajit" bench decode --batch 8,32,64,128,256 --q-seqlen 1 --distribution "$dist" \
+    SWAJIT_RUN_B_SLOTS_PCT=$pct timeout 60 "$swajit" bench decode --batch 32,128,256 --q-seqlen 1 --distribution "$dist" \
       --seed 1 --reps 20 2>&1 | tee "$logs/exp_${dist%%:*}_$pct.log" | rows
   done
 done
-for dist in $dists; do ragged_rows "$dist" fp8; done
+for dist in $dists; do ragged_rows "$dist" fp8; done  # (q 4 too: the run B budget may cut the last rows)
 grep -h "FAIL\|error:" "$logs"/*.log && status=1
 echo; echo "gpu_ragged.sh: $([ $status = 0 ] && echo OK || echo FAILURES above)"
 exit $status
