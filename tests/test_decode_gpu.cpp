@@ -491,6 +491,7 @@ TEST_CASE("work schedule: the capacity rule's graph replays correctly as lengths
   const DLDataType bf16{kDLBfloat, 16, 1}, i32{kDLInt, 32, 1};
   DecodeOptions o;
   o.tuning = TuningPolicy::kHeuristic;  // the capacity rule
+  o.local_window = h.local_window;
   const auto run = [&] {
     paged_decode(device_view(q, bf16, q_shape), device_view(k, bf16, k_shape), device_view(v, bf16, k_shape),
                  device_view(bt, i32, bt_shape), device_view(sl, i32, sl_shape), device_view(out, bf16, q_shape), stream, o);
