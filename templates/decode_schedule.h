@@ -8,16 +8,16 @@
 // n_b = max(1, ceil(T_b / chunk)) items of at most `chunk` tiles (schedule_chunk_tiles), sized for S work slots per kv
 // head (params.schedule_slots):
 //  - the capacity rule (num_splits 0; S = the grid's resident blocks per kv head, from the device) balances cost, not
-//    pairs: chunk = ceil(sum_b T_b / (kCapacityRounds x S)), so a long sequence is cut into many items and a short
-//    one takes one (no merge), and the block scheduler, handing the next item to the first free slot, evens out the
-//    rounds. A near-uniform batch (mean T_b at least 3/4 of the longest) keeps the one-round cut instead: every
-//    sequence gets S / batch items, or 1 once the pairs fill the slots (the direct grid's work, measured the fastest
-//    on uniform batches: no merge, one wave).
-//  - a forced or tuned num_splits N > 1: S = N x batch, one round: the chunk of N items per sequence on average
-//    (equal lengths: exactly N each).
-// Since sum_b n_b <= sum_b T_b / chunk + batch, the list holds every item with L = rounds x S + batch
-// (schedule_list_items; the host may clip it to batch x the most items a sequence can have). Blocks past the last
-// item return at once.
+//    pairs: chunk = ceil(sum_b T_b / S), one slot's share of the batch, so a long sequence is cut into many items and
+//    a short one takes one (no merge), and the block scheduler, handing the next item to the first free slot, evens
+//    out the ends (H200, run B of session 4: a chunk of half or a quarter of the share was no faster over the ragged
+//    rows, and a longer list costs every call its surplus blocks). A near-uniform batch (mean T_b at least 3/4 of the
+//    longest) gets S / batch items a sequence instead, or 1 once the pairs fill the slots (the direct grid's work,
+//    measured the fastest on uniform batches: no merge, one wave).
+//  - a forced or tuned num_splits N > 1: S = N x batch: the chunk of N items per sequence on average (equal lengths:
+//    exactly N each).
+// Since sum_b n_b <= sum_b T_b / chunk + batch, the list holds every item with L = S + batch (schedule_list_items;
+// the host may clip it to batch x the most items a sequence can have). Blocks past the last item return at once.
 // Order of the items: the leading sequences (an item longer than half the longest item: every cut sequence) first,
 // then the others, each group in sequence order, every sequence's items together, each item's kv heads adjacent:
 // item i is kv head i % kv_heads of list entry i / kv_heads. Long items start first and the short ones fill the gaps
@@ -34,8 +34,6 @@
 #endif
 
 constexpr int kMinChunkTiles = 2;      // a smaller chunk costs more in partial writes and merge reads than it balances
-constexpr int kCapacityRounds = 2;     // items per resident slot of a ragged batch: fine enough for the block scheduler
-                                       // to even out the slots' ends, coarse enough to keep the per-item cost small
 constexpr int kNoSplitChunk = 0x7fffffff;
 
 // Entries of the work list per (sequence, kv head) for a config's num_splits N > 1 (1: direct).
@@ -44,9 +42,9 @@ SWAJIT_SCHEDULE_FN int schedule_list_splits(int num_splits) { return num_splits 
 // Entries of the work list per kv head the capacity rule needs for `slots` resident blocks per kv head, with at most
 // `max_items_per_sequence` items for any sequence (from the longest visible range the block table admits).
 SWAJIT_SCHEDULE_FN long long schedule_list_items(long long slots, int batch, long long max_items_per_sequence) {
-  const long long rounds = kCapacityRounds * slots + batch;
+  const long long enough = slots + batch;
   const long long most = (long long)batch * max_items_per_sequence;
-  return rounds < most ? rounds : most;
+  return enough < most ? enough : most;
 }
 
 // Most items a sequence of `tiles` visible tiles can be cut into (the chunk is at least kMinChunkTiles).
@@ -68,7 +66,7 @@ SWAJIT_SCHEDULE_FN int schedule_chunk_tiles(long long total_tiles, int max_tiles
     if (share < 2) return kNoSplitChunk;
     chunk = schedule_ceil_div(max_tiles, share);
   } else {
-    chunk = schedule_ceil_div(total_tiles, (capacity ? kCapacityRounds : 1) * slots);
+    chunk = schedule_ceil_div(total_tiles, slots);
   }
   return chunk < kMinChunkTiles ? kMinChunkTiles : chunk > kNoSplitChunk ? kNoSplitChunk : int(chunk);
 }

@@ -500,7 +500,7 @@ TEST_CASE("decode capacity schedule: uniform batches get the one-round cut, ragg
   constexpr int kSlots = 33;
   const auto list_items = [](int batch, int max_tiles) { return schedule_list_items(kSlots, batch, schedule_max_items(max_tiles)); };
   CHECK(list_items(1, 66) == 33);        // batch 1: the most items a 66-tile window has, one round of the grid
-  CHECK(list_items(32, 66) == 2 * 33 + 32);
+  CHECK(list_items(32, 66) == 33 + 32);
   CHECK(list_items(1, 1) == 1);          // nothing can be cut: the host launches the direct grid
   const auto items_each = [&](int batch, int tiles) {
     const WalkedSchedule w = walk_schedule(std::vector<int>(batch, tiles), kSlots, true, list_items(batch, tiles));
@@ -521,13 +521,13 @@ TEST_CASE("decode capacity schedule: uniform batches get the one-round cut, ragg
   std::vector<int> bimodal(32, 3);
   for (int b : {3, 10, 21, 30}) bimodal[b] = 65;
   const WalkedSchedule w = walk_schedule(bimodal, kSlots, true, list_items(32, 65));
-  CHECK(w.chunk == (28 * 3 + 4 * 65 + 2 * kSlots - 1) / (2 * kSlots));  // 6 tiles
-  CHECK(w.items[3] == 11);
+  CHECK(w.chunk == (28 * 3 + 4 * 65 + kSlots - 1) / kSlots);  // 11 tiles
+  CHECK(w.items[3] == 6);
   CHECK(w.items[0] == 1);
   CHECK(w.first[3] == 0);   // the long sequences' items come first...
-  CHECK(w.first[10] == 11);
-  CHECK(w.first[0] == 44);  // ... then the short ones, in order
-  CHECK(w.first[1] == 45);
+  CHECK(w.first[10] == 6);
+  CHECK(w.first[0] == 24);  // ... then the short ones, in order
+  CHECK(w.first[1] == 25);
   // Near-uniform (mean at least 3/4 of the longest) keeps the one-round cut; below it the ragged one.
   std::vector<int> nearly(32, 65);
   nearly[0] = 40;

@@ -107,8 +107,8 @@ struct DecodeConfig {
   int stages = 3;       // cp.async pipeline depth (tiles in flight)
   int num_splits = 1;   // 1: one block per (sequence, kv head). > 1: about that many work items per (sequence, kv head)
                         // on average, cut by length (the work schedule) and merged. kSplitsFromCapacity (0, the
-                        // heuristic's): as many equal-cost items as the grid's resident blocks hold, none when the
-                        // (sequence, kv head) pairs already fill it (templates/decode_schedule.h). Launch-time only.
+                        // heuristic's): items of equal cost sized for the grid's resident blocks, a uniform batch's
+                        // none once its (sequence, kv head) pairs fill them (templates/decode_schedule.h). Launch-time only.
   static constexpr int kSplitsFromCapacity = 0;
   static constexpr int kMaxSplits = 1024;  // far past any useful split; bounds the workspace a call can ask for
 

@@ -51,8 +51,8 @@ int chosen_work_items(const DecodeProblem& p, const DecodeOptions& options) {
 }
 
 // The work list for `config` (templates/decode_schedule.h). The capacity rule sizes the chunk for the blocks this
-// kernel keeps resident on every SM (its occupancy, from the device); its list holds kCapacityRounds items per slot
-// plus one per sequence, clipped to what the longest visible range the block table admits can be cut into.
+// kernel keeps resident on every SM (its occupancy, from the device); its list holds one item per slot plus one per
+// sequence, clipped to what the longest visible range the block table admits can be cut into.
 WorkList work_list(const DecodeProblem& p, const DecodeConfig& config, const LoadedDecodeKernel& kernel, const DeviceInfo& device) {
   int64_t items = 0, slots = 0;
   if (config.num_splits == DecodeConfig::kSplitsFromCapacity) {
@@ -61,8 +61,6 @@ WorkList work_list(const DecodeProblem& p, const DecodeConfig& config, const Loa
                                                                            kernel.geometry.shared_bytes),
                 "cuOccupancyMaxActiveBlocksPerMultiprocessor");
     slots = std::max<int64_t>(1, int64_t(device.sm_count) * std::max(1, blocks_per_sm) / p.num_kv_heads);
-    if (const char* scale = std::getenv("SWAJIT_RUN_B_SLOTS_PCT"))  // TEMPORARY (run B only): slots scaled, to compare rounds
-      slots = std::max<int64_t>(1, slots * std::atoi(scale) / 100);
     // A window that does not start on a tile boundary, or sinks beside it, spans one tile more than its length.
     const int max_tiles = (visible_kv_upper_bound(p) + config.block_n - 1) / config.block_n + 1;
     items = schedule_list_items(slots, p.batch, schedule_max_items(max_tiles));

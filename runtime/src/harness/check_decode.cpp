@@ -144,8 +144,8 @@ std::vector<DecodeCase> decode_check_matrix() {
       });
     }
   // The capacity schedule (templates/decode_schedule.h) with 16 kv heads sharing the grid's resident blocks (on an H200
-  // 264 / 16 = 16 slots per kv head): 12 and 24 ragged sequences are cut by cost (the chunk from the batch's tiles over
-  // two rounds of the slots; the long windows first, the short ones after), 70 of them take several rounds of the
+  // 264 / 16 = 16 slots per kv head): 12 and 24 ragged sequences are cut by cost (the chunk: the batch's tiles over
+  // the slots; the long windows first, the short ones after), 70 of them take several rounds of the
   // kernel's 32-sequence scan, and 40 equal ones fill the slots: no cut, each sequence one item.
   for (int batch : {12, 24, 70})
     add("ragged batch, capacity schedule, 16 kv heads, batch " + std::to_string(batch), [batch](DecodeCase& c) {
