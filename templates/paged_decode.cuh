@@ -160,7 +160,8 @@ SWAJIT_DEVICE i64 partial_slot(int item, int row) { return i64(item) * kRows + r
 // There is no planning grid: every warp derives its block's item from seq_lens on its own (coalesced reads and
 // shuffles; no shared memory and no barrier, and every warp reaches the same answer), so the call stays two fixed
 // grids that a CUDA graph replays as lengths change, and a block pays a few shuffles, not block-wide scans. The block
-// of a sequence's first item and kv head 0 records where the sequence's items are, for the merge.
+// of a sequence's first item and kv head 0 records where the sequence's items are and, if it was cut, lists it for
+// the merge (P.sequence_items: [batch] first entries, [batch] item counts, the number of cut sequences, their indices).
 struct DecodeWork {
   int b = 0, kv_head = 0;
   int item = 0;            // index in the work list: the partial-result slot
@@ -236,23 +237,30 @@ SWAJIT_DEVICE DecodeWork find_work(const PagedDecodeParams& P) {
   longest = warp_max(longest);
   const int chunk = schedule_chunk_tiles(total, longest, P.batch, P.schedule_slots, P.num_splits == 0);
 
-  // The leading sequences' items come first in the list.
-  int lead_items = 0;
+  // The leading sequences' items come first in the list (and among them every cut sequence).
+  int lead_items = 0, cut_sequences = 0;
   for (int b = lane; b < P.batch; b += 32) {
     const int t = tiles_of(b);
-    lead_items += schedule_leads(t, chunk, longest) ? schedule_items(t, chunk) : 0;
+    const int n = schedule_leads(t, chunk, longest) ? schedule_items(t, chunk) : 0;
+    lead_items += n;
+    cut_sequences += n > 1;
   }
   lead_items = warp_sum(lead_items);
+  cut_sequences = warp_sum(cut_sequences);
+  int* const merge_list = P.sequence_items + 2 * P.batch;  // [0]: how many sequences were cut; then which
+  if (item == 0 && threadIdx.x == 0) merge_list[0] = cut_sequences;
 
   // The sequence whose items hold entry `wanted`: a scan of the item counts of its group (leading or not).
   const bool leading = wanted < lead_items;
   int before = leading ? 0 : lead_items;  // entries of the group's sequences before this round's 32
+  int cut_before = 0;                     // cut sequences before this round's 32 (all of them lead)
   for (int base = 0; base < P.batch; base += 32) {
     const int b = base + lane;
     const int t = b < P.batch ? tiles_of(b) : 0;
     const int n = b < P.batch && schedule_leads(t, chunk, longest) == leading ? schedule_items(t, chunk) : 0;
     const int inclusive = warp_inclusive_scan(n);
     const int first = before + inclusive - n;
+    const int cut_inclusive = warp_inclusive_scan(n > 1);
     const unsigned hit = __ballot_sync(0xffffffffu, wanted >= first && wanted < first + n);
     if (hit != 0) {
       const int src = __ffs(hit) - 1;
@@ -265,13 +273,16 @@ SWAJIT_DEVICE DecodeWork find_work(const PagedDecodeParams& P) {
       w.first_tile = schedule_first_tile(tiles_b, split, w.sequence_items);
       w.last_tile = schedule_first_tile(tiles_b, split + 1, w.sequence_items);
       w.valid = true;
+      const int cut_rank = cut_before + __shfl_sync(0xffffffffu, cut_inclusive, src) - (w.sequence_items > 1);
       if (split == 0 && w.kv_head == 0 && threadIdx.x == 0) {  // the merge finds the sequence's items here
         P.sequence_items[w.b] = wanted;
         P.sequence_items[P.batch + w.b] = w.sequence_items;
+        if (w.sequence_items > 1) merge_list[1 + cut_rank] = w.b;
       }
       break;
     }
     before += __shfl_sync(0xffffffffu, inclusive, 31);
+    cut_before += __shfl_sync(0xffffffffu, cut_inclusive, 31);
   }
   return w;
 }
@@ -447,7 +458,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
 }
 
 // Split-KV merge: out = sum_s 2^(lse_s - M) o_s / (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives
-// zeros. One block per (sequence, kv head, row). Thread t sums 8 consecutive elements (chunk t / kMergeSplitLanes)
+// zeros. One block per (cut sequence, kv head, row). Thread t sums 8 consecutive elements (chunk t / kMergeSplitLanes)
 // over the splits s = t % kMergeSplitLanes (mod kMergeSplitLanes); the lanes that share a chunk are adjacent in one
 // warp, so the max, the sum and the outputs combine with shuffles, without shared memory or barriers. A thread's
 // first kMergePrefetch partial outputs load together with the log-sum-exps, so the two reads overlap.
@@ -464,11 +475,14 @@ SWAJIT_DEVICE float split_lanes_reduce(float x, Op op) {
 }
 
 extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(const PagedDecodeParams P) {
-  const int b = blockIdx.x, kv_head = blockIdx.y, row = blockIdx.z;
+  const int kv_head = blockIdx.y, row = blockIdx.z;
   const int split_lane = threadIdx.x % kMergeSplitLanes, chunk = threadIdx.x / kMergeSplitLanes;
   wait_for_prerequisite_grid();
+  // Block x merges the x-th cut sequence (find_work lists them); the grid has a block for the most a call can cut.
+  const int* merge_list = P.sequence_items + 2 * P.batch;
+  if (int(blockIdx.x) >= merge_list[0]) return;
+  const int b = merge_list[1 + blockIdx.x];
   const int splits = P.sequence_items[P.batch + b];  // the sequence's work items (the work schedule)
-  if (splits == 1) return;                           // its one block wrote the output
   // Split s of this (sequence, kv head) is work item (first item + s) * num_kv_heads + kv_head.
   const i64 first_slot = partial_slot(P.sequence_items[b] * P.num_kv_heads + kv_head, row);
   const i64 split_stride = i64(P.num_kv_heads) * kRows;

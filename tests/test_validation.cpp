@@ -490,6 +490,8 @@ WalkedSchedule walk_schedule(const std::vector<int>& tiles, long long slots, boo
       w.entries += n;
     }
   CHECK(w.entries <= list_items);  // per kv head: the grid holds them
+  const long long cut = std::count_if(w.items.begin(), w.items.end(), [](int n) { return n > 1; });
+  CHECK(cut <= std::min<long long>(batch, slots));  // the merge grid has a block for each
   return w;
 }
 }  // namespace

@@ -29,7 +29,8 @@ constexpr size_t kWorkspaceAlignment = 256;
 size_t align_up(size_t n) { return (n + kWorkspaceAlignment - 1) / kWorkspaceAlignment * kWorkspaceAlignment; }
 
 // Split-KV scratch layout: partial outputs (16-bit) and log-sum-exps (fp32) of every entry of the work list, then
-// each sequence's first item and item count (the work schedule: templates/decode_schedule.h).
+// each sequence's first item and item count and the list of cut sequences (the work schedule:
+// templates/decode_schedule.h; its layout: PagedDecodeParams::sequence_items).
 struct WorkspaceLayout {
   size_t out_bytes = 0, lse_bytes = 0, schedule_bytes = 0;
   size_t total() const { return out_bytes + lse_bytes + schedule_bytes; }
@@ -41,7 +42,7 @@ WorkspaceLayout workspace_layout(const DecodeProblem& p, int work_items) {
   constexpr size_t kPartialElementBytes = 2;  // partial outputs are stored in the 16-bit dtype of q
   w.out_bytes = align_up(slots * p.spec.head_dim * kPartialElementBytes);
   w.lse_bytes = align_up(slots * sizeof(float));
-  w.schedule_bytes = align_up(2 * size_t(p.batch) * sizeof(int));
+  w.schedule_bytes = align_up((3 * size_t(p.batch) + 1) * sizeof(int));
   return w;
 }
 
@@ -229,10 +230,14 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   const unsigned kv_heads = unsigned(p.num_kv_heads);
   cuda::launch_dependent(device, stream, plan.kernel->main, {unsigned(scheduled ? plan.work.items : p.batch), kv_heads, 1},
                          g.threads, g.shared_bytes, args, "cuLaunchKernelEx(paged_decode)");
-  if (scheduled)
-    cuda::launch_dependent(device, stream, plan.kernel->merge, {unsigned(p.batch), kv_heads, unsigned(g.rows)},
-                           g.merge_threads, merge_spreading_bytes(device, int64_t(p.batch) * p.num_kv_heads * g.rows),
+  if (scheduled) {
+    // A block for each sequence a call can cut: fewer than the slots, since each cut one is longer than a chunk and
+    // the slots' chunks hold the batch (templates/decode_schedule.h); the blocks past the cut ones exit at once.
+    const int64_t merge_sequences = std::min<int64_t>(p.batch, plan.work.slots);
+    cuda::launch_dependent(device, stream, plan.kernel->merge, {unsigned(merge_sequences), kv_heads, unsigned(g.rows)},
+                           g.merge_threads, merge_spreading_bytes(device, merge_sequences * p.num_kv_heads * g.rows),
                            args, "cuLaunchKernelEx(paged_decode merge)");
+  }
   if (options.check_device_args) check_device_errors(p.device_ordinal, stream);
 }
 
