@@ -302,9 +302,11 @@ SWAJIT_DEVICE void store_output(const PagedDecodeParams& P, int b, int kv_head, 
 SWAJIT_DEVICE i64 partial_slot(int item, int row) { return i64(item) * kRows + row; }
 
 // ---- the work schedule (templates/decode_schedule.h) ---------------------------------------------------------
-// There is no planning grid: each block derives its item from seq_lens (one coalesced read of it and two block-wide
-// scans, cheaper than a launch), so the call stays two fixed grids that a CUDA graph replays as lengths change. The
-// block of a sequence's first item and kv head 0 records where the sequence's items are, for the merge.
+// There is no planning grid: every warp derives its block's item from seq_lens on its own (coalesced reads and
+// shuffles; no shared memory and no barrier, and every warp reaches the same answer), so the call stays two fixed
+// grids that a CUDA graph replays as lengths change, and a block pays a few shuffles, not block-wide scans. The block
+// of a sequence's first item and kv head 0 records where the sequence's items are and, if it was cut, lists it for
+// the merge (P.sequence_items: [batch] first entries, [batch] item counts, the number of cut sequences, their indices).
 struct DecodeWork {
   int b = 0, kv_head = 0;
   int item = 0;            // index in the work list: the partial-result slot
@@ -326,44 +328,31 @@ SWAJIT_DEVICE int visible_tile_count(const PagedDecodeParams& P, int b) {
   return kv_len_valid(P, kv_len) ? sequence_tiles(P, kv_len).count() : 0;
 }
 
-// Sum of `value` over the block (every thread gets it); `scratch` holds kBlockWarps values.
+// Sum / max of `value` over the warp (every lane gets it).
 template <class T>
-SWAJIT_DEVICE T block_sum(T value, T* scratch) {
+SWAJIT_DEVICE T warp_sum(T value) {
 #pragma unroll
   for (int offset = 16; offset > 0; offset /= 2) value += __shfl_xor_sync(0xffffffffu, value, offset);
-  __syncthreads();  // an earlier use of scratch is over
-  if (threadIdx.x % 32 == 0) scratch[threadIdx.x / 32] = value;
-  __syncthreads();
-  T total = 0;
-#pragma unroll
-  for (int w = 0; w < kBlockWarps; ++w) total += scratch[w];
-  return total;
+  return value;
 }
-
-// Exclusive prefix sum of `value` over the block's threads, and the block's total; `scratch` holds kBlockWarps ints.
-SWAJIT_DEVICE int block_exclusive_scan(int value, int* scratch, int& total) {
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  int inclusive = value;
+SWAJIT_DEVICE int warp_max(int value) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) value = max(value, __shfl_xor_sync(0xffffffffu, value, offset));
+  return value;
+}
+// Inclusive prefix sum of `value` over the warp's lanes.
+SWAJIT_DEVICE int warp_inclusive_scan(int value) {
+  const int lane = threadIdx.x % 32;
 #pragma unroll
   for (int offset = 1; offset < 32; offset *= 2) {
-    const int below = __shfl_up_sync(0xffffffffu, inclusive, offset);
-    if (lane >= offset) inclusive += below;
+    const int below = __shfl_up_sync(0xffffffffu, value, offset);
+    if (lane >= offset) value += below;
   }
-  __syncthreads();
-  if (lane == 31) scratch[warp] = inclusive;
-  __syncthreads();
-  int before = 0;
-  total = 0;
-#pragma unroll
-  for (int w = 0; w < kBlockWarps; ++w) {
-    before += w < warp ? scratch[w] : 0;
-    total += scratch[w];
-  }
-  return before + inclusive - value;
+  return value;
 }
 
-// This block's work. `scratch` is shared memory of at least 8 * kBlockWarps + 16 bytes, free until the function returns.
-SWAJIT_DEVICE DecodeWork find_work(const PagedDecodeParams& P, char* scratch) {
+// This block's work, found by each warp alone.
+SWAJIT_DEVICE DecodeWork find_work(const PagedDecodeParams& P) {
   DecodeWork w;
   if (P.num_splits == 1) {
     w.b = blockIdx.x;
@@ -372,52 +361,74 @@ SWAJIT_DEVICE DecodeWork find_work(const PagedDecodeParams& P, char* scratch) {
     w.valid = true;
     return w;
   }
+  const int lane = threadIdx.x % 32;
   const int item = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
-  const int wanted = item / P.num_kv_heads;  // the (sequence, chunk) this block's item belongs to
-  i64 tiles = 0;
-  int own_tiles = 0;  // sequence threadIdx.x's: the scan's first round reuses it (a batch within kThreads: its only)
-  for (int b = threadIdx.x; b < P.batch; b += kThreads) {
-    const int t = visible_tile_count(P, b);
-    own_tiles = b == threadIdx.x ? t : own_tiles;
-    tiles += t;
-  }
-  tiles = block_sum(tiles, reinterpret_cast<i64*>(scratch));
-  const int chunk = schedule_chunk_tiles(tiles, P.work_items, P.batch);
+  const int wanted = item / P.num_kv_heads;  // the work-list entry (a sequence's chunk) of this block's item
+  // The lane's sequence among the first 32 is read once and kept: a batch of up to 32 reads seq_lens once in all.
+  const int own_tiles = lane < P.batch ? visible_tile_count(P, lane) : 0;
+  const auto tiles_of = [&](int b) { return b < 32 ? own_tiles : visible_tile_count(P, b); };
 
-  int* found = reinterpret_cast<int*>(scratch) + 2 * kBlockWarps;  // after block_sum's i64 scratch: b, first item, items, tiles
-  if (threadIdx.x == 0) found[0] = -1;
-  int items_before = 0;  // of the sequences before this pass's
-  for (int base = 0; base < P.batch && items_before <= wanted; base += kThreads) {
-    const int b = base + threadIdx.x;
-    const int t = b >= P.batch ? 0 : base == 0 ? own_tiles : visible_tile_count(P, b);
-    const int n = b < P.batch ? schedule_items(t, chunk) : 0;
-    int pass_items;
-    const int first = items_before + block_exclusive_scan(n, reinterpret_cast<int*>(scratch), pass_items);
-    if (wanted >= first && wanted < first + n) {
-      found[0] = b;
-      found[1] = first;
-      found[2] = n;
-      found[3] = t;
-    }
-    items_before += pass_items;
+  // The chunk, from the batch's visible tiles (their sum and the longest). Unrolled so that a lane's reads of
+  // seq_lens issue together (the later passes find them in L1).
+  i64 total = 0;
+  int longest = 0;
+#pragma unroll 4
+  for (int b = lane; b < P.batch; b += 32) {
+    const int t = tiles_of(b);
+    total += t;
+    longest = max(longest, t);
   }
-  __syncthreads();
-  if (found[0] >= 0) {
-    w.b = found[0];
-    w.kv_head = item % P.num_kv_heads;
-    w.item = item;
-    w.sequence_items = found[2];
-    const int split = wanted - found[1];
-    const int tiles_b = found[3];
-    w.first_tile = schedule_first_tile(tiles_b, split, w.sequence_items);
-    w.last_tile = schedule_first_tile(tiles_b, split + 1, w.sequence_items);
-    w.valid = true;
-    if (split == 0 && w.kv_head == 0 && threadIdx.x == 0) {  // the merge finds the sequence's items here
-      P.sequence_items[w.b] = found[1];
-      P.sequence_items[P.batch + w.b] = w.sequence_items;
-    }
+  total = warp_sum(total);
+  longest = warp_max(longest);
+  const int chunk = schedule_chunk_tiles(total, longest, P.batch, P.schedule_slots, P.num_splits == 0);
+
+  // The leading sequences' items come first in the list (and among them every cut sequence).
+  int lead_items = 0, cut_sequences = 0;
+  for (int b = lane; b < P.batch; b += 32) {
+    const int t = tiles_of(b);
+    const int n = schedule_leads(t, chunk, longest) ? schedule_items(t, chunk) : 0;
+    lead_items += n;
+    cut_sequences += n > 1;
   }
-  __syncthreads();  // scratch is free again
+  lead_items = warp_sum(lead_items);
+  cut_sequences = warp_sum(cut_sequences);
+  int* const merge_list = P.sequence_items + 2 * P.batch;  // [0]: how many sequences were cut; then which
+  if (item == 0 && threadIdx.x == 0) merge_list[0] = cut_sequences;
+
+  // The sequence whose items hold entry `wanted`: a scan of the item counts of its group (leading or not).
+  const bool leading = wanted < lead_items;
+  int before = leading ? 0 : lead_items;  // entries of the group's sequences before this round's 32
+  int cut_before = 0;                     // cut sequences before this round's 32 (all of them lead)
+  for (int base = 0; base < P.batch; base += 32) {
+    const int b = base + lane;
+    const int t = b < P.batch ? tiles_of(b) : 0;
+    const int n = b < P.batch && schedule_leads(t, chunk, longest) == leading ? schedule_items(t, chunk) : 0;
+    const int inclusive = warp_inclusive_scan(n);
+    const int first = before + inclusive - n;
+    const int cut_inclusive = warp_inclusive_scan(n > 1);
+    const unsigned hit = __ballot_sync(0xffffffffu, wanted >= first && wanted < first + n);
+    if (hit != 0) {
+      const int src = __ffs(hit) - 1;
+      w.b = __shfl_sync(0xffffffffu, b, src);
+      const int split = wanted - __shfl_sync(0xffffffffu, first, src);
+      const int tiles_b = __shfl_sync(0xffffffffu, t, src);
+      w.kv_head = item % P.num_kv_heads;
+      w.item = item;
+      w.sequence_items = __shfl_sync(0xffffffffu, n, src);
+      w.first_tile = schedule_first_tile(tiles_b, split, w.sequence_items);
+      w.last_tile = schedule_first_tile(tiles_b, split + 1, w.sequence_items);
+      w.valid = true;
+      const int cut_rank = cut_before + __shfl_sync(0xffffffffu, cut_inclusive, src) - (w.sequence_items > 1);
+      if (split == 0 && w.kv_head == 0 && threadIdx.x == 0) {  // the merge finds the sequence's items here
+        P.sequence_items[w.b] = wanted;
+        P.sequence_items[P.batch + w.b] = w.sequence_items;
+        if (w.sequence_items > 1) merge_list[1 + cut_rank] = w.b;
+      }
+      break;
+    }
+    before += __shfl_sync(0xffffffffu, inclusive, 31);
+    cut_before += __shfl_sync(0xffffffffu, cut_inclusive, 31);
+  }
   return w;
 }
 
@@ -515,7 +526,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
   const int token0 = warp_n * kTokensPerWarp;
 
   wait_for_prerequisite_grid();  // a programmatic dependent launch: nothing is read before the stream's prior work ends
-  const DecodeWork work = find_work(P, smem);
+  const DecodeWork work = find_work(P);
   if (!work.valid) return;  // past the end of the work list
   const int b = work.b, kv_head = work.kv_head, first_tile = work.first_tile, last_tile = work.last_tile;
   int kv_len = raw_kv_len(P, b);
@@ -604,7 +615,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
 }
 
 // Split-KV merge: out = sum_s 2^(lse_s - M) o_s / (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives
-// zeros. One block per (sequence, kv head, row). Thread t sums 8 consecutive elements (chunk t / kMergeSplitLanes)
+// zeros. One block per (cut sequence, kv head, row). Thread t sums 8 consecutive elements (chunk t / kMergeSplitLanes)
 // over the splits s = t % kMergeSplitLanes (mod kMergeSplitLanes); the lanes that share a chunk are adjacent in one
 // warp, so the max, the sum and the outputs combine with shuffles, without shared memory or barriers. A thread's
 // first kMergePrefetch partial outputs load together with the log-sum-exps, so the two reads overlap.
@@ -621,11 +632,14 @@ SWAJIT_DEVICE float split_lanes_reduce(float x, Op op) {
 }
 
 extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(const PagedDecodeParams P) {
-  const int b = blockIdx.x, kv_head = blockIdx.y, row = blockIdx.z;
+  const int kv_head = blockIdx.y, row = blockIdx.z;
   const int split_lane = threadIdx.x % kMergeSplitLanes, chunk = threadIdx.x / kMergeSplitLanes;
   wait_for_prerequisite_grid();
+  // Block x merges the x-th cut sequence (find_work lists them); the grid has a block for the most a call can cut.
+  const int* merge_list = P.sequence_items + 2 * P.batch;
+  if (int(blockIdx.x) >= merge_list[0]) return;
+  const int b = merge_list[1 + blockIdx.x];
   const int splits = P.sequence_items[P.batch + b];  // the sequence's work items (the work schedule)
-  if (splits == 1) return;                           // its one block wrote the output
   // Split s of this (sequence, kv head) is work item (first item + s) * num_kv_heads + kv_head.
   const i64 first_slot = partial_slot(P.sequence_items[b] * P.num_kv_heads + kv_head, row);
   const i64 split_stride = i64(P.num_kv_heads) * kRows;

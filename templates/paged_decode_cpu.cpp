@@ -154,23 +154,46 @@ static void decode_item(const PagedDecodeParams& P, int b, int kv_head, int spli
   }
 }
 
-// Walks the work schedule's sequences in order (templates/decode_schedule.h): the chunk from the whole batch, then
-// each sequence's first item and item count, so a caller visiting items or sequences in increasing order finds
-// them without a table.
-struct ScheduleWalk {
-  const PagedDecodeParams& P;
-  int chunk = 0, b = -1, first = 0, items = 0;  // sequence b's items are [first, first + items); b == batch: the end
-  explicit ScheduleWalk(const PagedDecodeParams& params) : P(params) {
-    long long tiles = 0;
-    for (int s = 0; s < P.batch; ++s) tiles += tiles_of(P, kv_len_of(P, s)).count();
-    chunk = schedule_chunk_tiles(tiles, P.work_items, P.batch);
-    advance_to(0);
+// The work schedule's cut of the whole batch (templates/decode_schedule.h): the chunk, and the list entries of the
+// leading sequences, which come first.
+struct ScheduleCut {
+  int chunk = 0, longest = 0, lead_items = 0;
+  explicit ScheduleCut(const PagedDecodeParams& P) {
+    long long total = 0;
+    for (int b = 0; b < P.batch; ++b) {
+      const int t = tiles_of(P, kv_len_of(P, b)).count();
+      total += t;
+      longest = t > longest ? t : longest;
+    }
+    chunk = schedule_chunk_tiles(total, longest, P.batch, P.schedule_slots, P.num_splits == 0);
+    for (int b = 0; b < P.batch; ++b) {
+      const int t = tiles_of(P, kv_len_of(P, b)).count();
+      if (leads(t)) lead_items += schedule_items(t, chunk);
+    }
   }
-  void advance_to(int sequence) {  // sequence >= b
-    while (b < sequence) {
-      first += items;
-      ++b;
-      items = b < P.batch ? schedule_items(tiles_of(P, kv_len_of(P, b)).count(), chunk) : 0;
+  bool leads(int tiles) const { return schedule_leads(tiles, chunk, longest); }
+};
+
+// Walks the sequences of one group of the list (the leading ones, or the others) in order: each one's first entry and
+// item count, so a caller visiting entries or sequences in increasing order finds them without a table.
+struct GroupWalk {
+  const PagedDecodeParams& P;
+  const ScheduleCut& cut;
+  bool leading;
+  int b = -1, first = 0, items = 0;  // sequence b's items are [first, first + items); b == batch: the end
+  GroupWalk(const PagedDecodeParams& params, const ScheduleCut& schedule, bool lead)
+      : P(params), cut(schedule), leading(lead), first(lead ? 0 : schedule.lead_items) {
+    next();
+  }
+  void next() {  // to the group's next sequence
+    first += items;
+    items = 0;
+    for (++b; b < P.batch; ++b) {
+      const int t = tiles_of(P, kv_len_of(P, b)).count();
+      if (cut.leads(t) == leading) {
+        items = schedule_items(t, cut.chunk);
+        return;
+      }
     }
   }
 };
@@ -183,11 +206,13 @@ extern "C" void SWAJIT_CPU_KERNEL(const PagedDecodeParams* params, int item_begi
     for (int item = item_begin; item < item_end; ++item) decode_item(P, item / P.num_kv_heads, item % P.num_kv_heads, 0, 1, item, scratch);
     return;
   }
-  ScheduleWalk walk(P);
+  const ScheduleCut cut(P);
+  GroupWalk walks[2] = {GroupWalk(P, cut, true), GroupWalk(P, cut, false)};
   for (int item = item_begin; item < item_end; ++item) {
-    const int wanted = item / P.num_kv_heads;  // the (sequence, chunk) of this item
-    while (walk.b < P.batch && walk.first + walk.items <= wanted) walk.advance_to(walk.b + 1);
-    if (walk.b == P.batch) return;  // past the end of the work list
+    const int wanted = item / P.num_kv_heads;  // the list entry (a sequence's chunk) of this item
+    GroupWalk& walk = walks[wanted < cut.lead_items ? 0 : 1];
+    while (walk.b < P.batch && walk.first + walk.items <= wanted) walk.next();
+    if (walk.b == P.batch) return;  // past the end of the work list (the other group ends first)
     decode_item(P, walk.b, item % P.num_kv_heads, wanted - walk.first, walk.items, item, scratch);
   }
 }
@@ -196,10 +221,12 @@ extern "C" void SWAJIT_CPU_KERNEL(const PagedDecodeParams* params, int item_begi
 // (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives zeros. A sequence of one item wrote its output.
 extern "C" void SWAJIT_CPU_MERGE(const PagedDecodeParams* params, int item_begin, int item_end, float* scratch) {
   const PagedDecodeParams& P = *params;
-  ScheduleWalk walk(P);
+  const ScheduleCut cut(P);
+  GroupWalk walks[2] = {GroupWalk(P, cut, true), GroupWalk(P, cut, false)};
   for (int item = item_begin; item < item_end; ++item) {
     const int b = item / P.num_kv_heads, kv_head = item % P.num_kv_heads;
-    walk.advance_to(b);
+    GroupWalk& walk = walks[cut.leads(tiles_of(P, kv_len_of(P, b)).count()) ? 0 : 1];
+    while (walk.b < b) walk.next();
     if (walk.items == 1) continue;
     const int splits = walk.items;
     const i64 first_slot = (i64(walk.first) * P.num_kv_heads + kv_head) * kRows;  // split s: + s * kv_heads * kRows

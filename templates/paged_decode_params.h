@@ -13,7 +13,8 @@ struct PagedDecodeParams {
   void* partial_out;             // split-KV only: [work-list entry (templates/decode_schedule.h), rows, head_dim], out / l:
                                  //   float on the CPU, the 16-bit dtype of q on CUDA (half the merge's traffic)
   float* partial_lse;            // split-KV only: per work item x [rows], log2 units
-  int* sequence_items;           // CUDA split-KV only: [2, batch], each sequence's first item and item count (the merge's)
+  int* sequence_items;           // CUDA split-KV only: [2 * batch + 1 + batch], each sequence's first item and item count,
+                                 //   then how many sequences were cut and which (the merge's)
   int* status;                   // [2]: bit mask of device-side argument errors, first offending batch index
   const float* sink_logits;      // learned sinks only: [num_q_heads] logits, in the units of scale * q.k
   const float* k_scale;          // 8-bit KV only: dequant scales, [num_kv_heads, head_dim] or one per tensor
@@ -37,6 +38,7 @@ struct PagedDecodeParams {
   int num_splits;                // 1: one item per (sequence, kv head), no merge; otherwise the work schedule
                                  //   (templates/decode_schedule.h) over a list of work_items entries per kv head
   int work_items;                // entries of the work list per kv head (>= batch + 1) when num_splits != 1
+  int schedule_slots;            // work slots per kv head the schedule's chunk is sized for (num_splits != 1)
 };
 
 // Bits of PagedDecodeParams::status[0]; a sequence that raises one produces zeros.

@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <initializer_list>
+#include <numeric>
+#include <random>
 #include <thread>
 
 #include <unistd.h>
@@ -22,6 +24,7 @@
 #include "run_on_threads.hpp"
 #include "tensor_checks.hpp"
 #include "kernel_cache.hpp"
+#include "reference.hpp"
 #include "tuner.hpp"
 
 #include "swajit/swajit.hpp"
@@ -412,7 +415,7 @@ int heuristic_work_items(const DecodeWorkload& w) {
   cuda::ScopedDeviceContext scope(kDevice);
   DecodeOptions heuristic;
   heuristic.tuning = TuningPolicy::kHeuristic;
-  return plan_decode(w.problem(0), heuristic, cuda_device(kDevice), scope.context(), nullptr).work_items;
+  return plan_decode(w.problem(0), heuristic, cuda_device(kDevice), scope.context(), nullptr).work.items;
 }
 }  // namespace
 
@@ -443,6 +446,94 @@ TEST_CASE("work schedule: one captured graph replays correctly as the device-sid
     const size_t per_sequence = out.size() / 2;
     // Every value is 0x3c3c; attention over equal values returns it, and a sequence with no tokens is zeros.
     for (size_t i = 0; i < out.size(); ++i) CHECK(out[i] == (lens[i / per_sequence] > 0 ? 0x3c3c : 0));
+  }
+  d.cuGraphExecDestroy(exec);
+  d.cuGraphDestroy(graph);
+}
+
+// The capacity rule's schedule under one captured graph: 40 sequences (more than one 32-sequence round of the kernel's
+// scan) over 16 kv heads, lengths moving step to step between the branches of templates/decode_schedule.h: equal
+// (the one-round cut: no cut once the pairs fill the slots), ragged (cut by cost, the long windows first), empty and
+// length-1 sequences among them, and all empty. Each replay is compared with the reference on random data.
+TEST_CASE("work schedule: the capacity rule's graph replays correctly as lengths move between uniform and ragged") {
+  const cuda::Driver& d = cuda::driver();
+  cuda::ScopedDeviceContext scope(kDevice);
+  OwnedStream owned;
+  const CUstream stream = owned.stream;
+  HostPagedDecode h;
+  h.batch = 40, h.num_kv_heads = 16, h.num_q_heads = 32, h.head_dim = 64, h.page_size = 16;
+  h.max_pages_per_seq = 125, h.local_window = 1024, h.scale = 1.0 / 8;
+  h.num_pages = h.batch * h.max_pages_per_seq;
+  std::mt19937_64 rng(19);
+  std::uniform_real_distribution<float> value(-1.f, 1.f);
+  const auto random_bf16 = [&](size_t n) {
+    std::vector<float> v(n);
+    for (float& x : v) x = half::to_float(half::from_float(value(rng), DType::kBF16), DType::kBF16);
+    return v;
+  };
+  const auto to_bf16 = [](const std::vector<float>& v) {
+    std::vector<uint16_t> bits(v.size());
+    for (size_t i = 0; i < v.size(); ++i) bits[i] = half::from_float(v[i], DType::kBF16);
+    return bits;
+  };
+  h.q = random_bf16(size_t(h.batch) * h.num_q_heads * h.head_dim);
+  h.k = random_bf16(size_t(h.num_pages) * h.page_size * h.num_kv_heads * h.head_dim);
+  h.v = random_bf16(h.k.size());
+  h.block_table.resize(h.num_pages);
+  std::iota(h.block_table.begin(), h.block_table.end(), 0);
+  std::shuffle(h.block_table.begin(), h.block_table.end(), rng);  // scattered pages
+  h.seq_lens.assign(h.batch, h.max_pages_per_seq * h.page_size);
+
+  std::vector<int64_t> q_shape = {h.batch, 1, h.num_q_heads, h.head_dim};
+  std::vector<int64_t> k_shape = {h.num_pages, h.page_size, h.num_kv_heads, h.head_dim};
+  std::vector<int64_t> bt_shape = {h.batch, h.max_pages_per_seq}, sl_shape = {h.batch};
+  DeviceBuffer q(to_bf16(h.q)), k(to_bf16(h.k)), v(to_bf16(h.v)), bt(h.block_table), sl(h.seq_lens);
+  DeviceBuffer out{h.q.size() * 2};
+  const DLDataType bf16{kDLBfloat, 16, 1}, i32{kDLInt, 32, 1};
+  DecodeOptions o;
+  o.tuning = TuningPolicy::kHeuristic;  // the capacity rule
+  o.local_window = h.local_window;
+  const auto run = [&] {
+    paged_decode(device_view(q, bf16, q_shape), device_view(k, bf16, k_shape), device_view(v, bf16, k_shape),
+                 device_view(bt, i32, bt_shape), device_view(sl, i32, sl_shape), device_view(out, bf16, q_shape), stream, o);
+  };
+  run();  // compiles outside the capture
+  CUgraph graph = nullptr;
+  CUgraphExec exec;
+  cuda::check(d.cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_GLOBAL), "begin capture");
+  run();
+  cuda::check(d.cuStreamEndCapture(stream, &graph), "end capture");
+  cuda::check(d.cuGraphInstantiateWithFlags(&exec, graph, 0), "instantiate");
+
+  const int full = h.max_pages_per_seq * h.page_size;
+  std::vector<std::vector<int>> steps = {std::vector<int>(h.batch, full), std::vector<int>(h.batch, 0)};
+  std::vector<int> bimodal(h.batch, 37), mixed(h.batch), short_ones(h.batch, 1);
+  for (int b = 0; b < h.batch; b += 9) bimodal[b] = full;   // a few full windows among short sequences
+  std::uniform_int_distribution<int> any_length(0, full);
+  for (int& len : mixed) len = any_length(rng);
+  mixed[0] = 0, mixed[1] = 1, mixed[39] = full;
+  short_ones[33] = full - 5;                                 // one long sequence in the second round of the scan
+  steps.insert(steps.begin() + 1, {bimodal, mixed, short_ones});
+  for (const std::vector<int>& lens : steps) {
+    CAPTURE(lens[0]);
+    CAPTURE(lens[1]);
+    CAPTURE(lens[33]);
+    h.seq_lens = lens;
+    sl.upload(lens);
+    cuda::check(d.cuMemsetD8Async(out.ptr(), 0xff, out.bytes(), stream), "poison");
+    cuda::check(d.cuGraphLaunch(exec, stream), "launch");
+    cuda::check(d.cuStreamSynchronize(stream), "sync");
+    const std::vector<uint16_t> got = out.download<uint16_t>();
+    const std::vector<double> want = reference_paged_decode(h);
+    double err2 = 0, ref2 = 0;
+    int not_finite = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      const double x = half::to_float(got[i], DType::kBF16);
+      if (!std::isfinite(x)) ++not_finite;
+      else err2 += (x - want[i]) * (x - want[i]), ref2 += want[i] * want[i];
+    }
+    CHECK(not_finite == 0);  // every output written (the poison is NaN)
+    CHECK(std::sqrt(err2 / std::max(ref2, 1e-30)) < tolerance_for(DType::kBF16));
   }
   d.cuGraphExecDestroy(exec);
   d.cuGraphDestroy(graph);
@@ -650,6 +741,19 @@ TEST_CASE("tuning a shape stores a verified winner the runtime then uses, never 
   CHECK(TuningStore::instance().decode_winner(device.sku(), miss_problem.spec.key(), fresh_bucket).has_value());
   miss.run(0, std::nullopt);
   CHECK(miss.relative_error(0) <= tolerance_for(fresh.dtype));
+
+  // The next step's batch is ragged (same batch, same table bound, other lengths): the same bucket, so tune-on-miss
+  // finds the winner instead of tuning again (a lookup, not seconds of timing), and its schedule fits the lengths.
+  DecodeShape ragged = fresh;
+  ragged.seq_lens = {1, fresh.kv_len, 40};
+  DecodeWorkload next_step(ragged, DLDevice{kDLCUDA, device.ordinal}, stream);
+  const DecodeProblem ragged_problem = next_step.problem(0);
+  CHECK(decode_bucket_of(ragged_problem).key() == fresh_bucket);
+  const auto lookup_start = std::chrono::steady_clock::now();
+  CHECK(plan_decode(ragged_problem, tune_on_miss, device, scope.context(), stream).origin == DecodePlan::Origin::kTuned);
+  CHECK(std::chrono::steady_clock::now() - lookup_start < std::chrono::milliseconds(500));
+  next_step.run(0, std::nullopt, TuningPolicy::kTuneOnMiss);
+  for (int b = 0; b < ragged.batch; ++b) CHECK(next_step.relative_error(b) <= tolerance_for(ragged.dtype));
 }
 
 int main(int argc, char** argv) {

@@ -2,10 +2,13 @@
 // (validation happens before the driver is touched).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <random>
 #include <string>
 #include <vector>
 
+#include "decode_plan.hpp"
 #include "decode_schedule.h"
 #include "heuristic.hpp"
 #include "paged_decode_problem.hpp"
@@ -470,63 +473,115 @@ swajit::DeviceInfo h100_limits() {
 }
 }  // namespace
 
-// The heuristic's work list (num_splits = kSplitsFromCapacity) from the grid's capacity: 132 SMs x 2 resident blocks
-// = 264 slots over 8 kv heads = 33 entries per kv head.
-TEST_CASE("decode capacity schedule: the direct grid once pairs fill the device, one wave of equal chunks before") {
-  constexpr long long kSlots = 132 * 2;
-  constexpr int kKvHeads = 8;
-  CHECK(schedule_capacity_items(kSlots, kKvHeads, 32) == 32);  // 256 pairs fill 264 slots: no schedule, no merge
-  CHECK(schedule_capacity_items(kSlots, kKvHeads, 31) == 33);  // two spare entries per kv head: long sequences get cut
-  CHECK(schedule_capacity_items(kSlots, kKvHeads, 128) == 128);
-  CHECK(schedule_capacity_items(kSlots, 0, 1) == 264);         // no division by zero
-  // Uniform batches of 512 tiles (kv 32768, block_n 64): the split counts of one full wave.
-  const auto items_each = [&](int batch, int tiles) {
-    const int list = schedule_capacity_items(kSlots, kKvHeads, batch);
-    return schedule_items(tiles, schedule_chunk_tiles((long long)batch * tiles, list, batch));
-  };
-  CHECK(items_each(1, 512) == 32);  // 32 x 8 = 256 blocks of 16 tiles
-  CHECK(items_each(8, 512) == 4);   // 4 x 8 x 8 = 256 blocks
-  CHECK(items_each(16, 512) == 2);
-  CHECK(items_each(32, 512) == 1);
-  CHECK(items_each(1, 1) == 1);     // never below kMinChunkTiles
-  CHECK(items_each(1, 2) == 1);
-  CHECK(items_each(1, 3) == 2);
-  // The list entries a chunk allows never run short, whatever the lengths (the bound the grid size relies on).
-  CHECK(schedule_chunk_tiles(1000, 8, 8) == kNoSplitChunk);  // no spare entry: nothing is cut
-  CHECK(schedule_chunk_tiles(1000, 9, 8) == 1000);
-}
-
-// The work schedule shared by the CUDA kernel and the CPU backend (templates/decode_schedule.h), checked as the
-// kernels walk it: every sequence's items tile its visible range exactly, no item exceeds the chunk, the items fit
-// the fixed work list, and equal lengths cut into the heuristic's split count.
-TEST_CASE("decode work schedule: equal-cost chunks that cover every sequence and fit the work list") {
-  const auto check_schedule = [](const std::vector<int>& tiles, int num_splits) {
-    CAPTURE(num_splits);
-    long long total = 0;
-    for (int t : tiles) total += t;
-    const int batch = int(tiles.size());
-    const int list_items = schedule_list_splits(num_splits) * batch;
-    const int chunk = schedule_chunk_tiles(total, list_items, batch);
-    CHECK(chunk >= kMinChunkTiles);
-    int items = 0;
-    for (int t : tiles) {
+namespace {
+// One kv head's work list as the kernels walk it (templates/decode_schedule.h): the chunk, then each sequence's list
+// entries, the leading group first, checked against the rules every kernel relies on: the items tile each sequence's
+// visible range exactly, none exceeds the chunk, the list holds them all and the groups do not overlap.
+struct WalkedSchedule {
+  int chunk = 0, entries = 0;
+  std::vector<int> first, items;  // per sequence
+};
+WalkedSchedule walk_schedule(const std::vector<int>& tiles, long long slots, bool capacity, long long list_items) {
+  WalkedSchedule w;
+  const int batch = int(tiles.size());
+  long long total = 0;
+  int longest = 0;
+  for (int t : tiles) {
+    total += t;
+    longest = std::max(longest, t);
+  }
+  w.chunk = schedule_chunk_tiles(total, longest, batch, slots, capacity);
+  CHECK(w.chunk >= kMinChunkTiles);
+  w.first.assign(batch, -1);
+  w.items.assign(batch, 0);
+  for (bool leading : {true, false})
+    for (int b = 0; b < batch; ++b) {
+      const int t = tiles[b];
+      if (schedule_leads(t, w.chunk, longest) != leading) continue;
       CAPTURE(t);
-      const int n = schedule_items(t, chunk);
+      const int n = schedule_items(t, w.chunk);
       CHECK(n >= 1);
-      CHECK((t <= chunk) == (n == 1));  // shorter than a chunk (or one chunk exactly): no split, no merge
+      CHECK((t <= w.chunk) == (n == 1));  // shorter than a chunk (or one chunk exactly): no split, no merge
+      if (n > 1) CHECK(leading);          // every cut sequence runs first
       CHECK(schedule_first_tile(t, 0, n) == 0);
       CHECK(schedule_first_tile(t, n, n) == t);
       for (int s = 0; s < n; ++s) {
         const int size = schedule_first_tile(t, s + 1, n) - schedule_first_tile(t, s, n);
-        CHECK(size <= chunk);
+        CHECK(size <= w.chunk);
         CHECK(size >= (t > 0 ? 1 : 0));
       }
-      items += n;
+      w.first[b] = w.entries;
+      w.items[b] = n;
+      w.entries += n;
     }
-    CHECK(items <= list_items);  // per kv head: the grid holds them
+  CHECK(w.entries <= list_items);  // per kv head: the grid holds them
+  const long long cut = std::count_if(w.items.begin(), w.items.end(), [](int n) { return n > 1; });
+  CHECK(cut <= std::min<long long>(batch, slots));  // the merge grid has a block for each
+  return w;
+}
+}  // namespace
+
+// The heuristic's work list (num_splits = kSplitsFromCapacity) from the grid's capacity: 132 SMs x 2 resident blocks
+// = 264 slots over 8 kv heads = 33 per kv head.
+TEST_CASE("decode capacity schedule: uniform batches get the one-round cut, ragged ones equal-cost chunks") {
+  constexpr int kSlots = 33;
+  const auto list_items = [](int batch, int max_tiles) { return schedule_list_items(kSlots, batch, schedule_max_items(max_tiles)); };
+  CHECK(list_items(1, 66) == 33);        // batch 1: the most items a 66-tile window has, one round of the grid
+  CHECK(list_items(32, 66) == 33 + 32);
+  CHECK(list_items(1, 1) == 1);          // nothing can be cut: the host launches the direct grid
+  const auto items_each = [&](int batch, int tiles) {
+    const WalkedSchedule w = walk_schedule(std::vector<int>(batch, tiles), kSlots, true, list_items(batch, tiles));
+    return w.items[0];
+  };
+  // Uniform batches of a 4096-token window (65 tiles of 64): one wave, as the direct grid's measurements want.
+  CHECK(items_each(1, 65) == 33);  // 33 x 8 = 264 blocks of 2 tiles
+  CHECK(items_each(8, 65) == 4);   // 4 x 8 x 8 = 256 blocks
+  CHECK(items_each(16, 65) == 2);
+  CHECK(items_each(32, 65) == 1);  // the pairs fill the slots: no cut, no merge
+  CHECK(items_each(128, 65) == 1);
+  CHECK(items_each(1, 1) == 1);    // never below kMinChunkTiles
+  CHECK(items_each(1, 2) == 1);
+  CHECK(items_each(1, 3) == 2);
+  // A bimodal batch of 32 (4 long windows, 28 short sequences) is cut by cost: the long ones into pieces about the
+  // size of a slot's share, the short ones whole; the 256 (sequence, kv head) pairs alone would leave the long
+  // windows running alone (the direct grid took 2.8x longer than a cut on the H200).
+  std::vector<int> bimodal(32, 3);
+  for (int b : {3, 10, 21, 30}) bimodal[b] = 65;
+  const WalkedSchedule w = walk_schedule(bimodal, kSlots, true, list_items(32, 65));
+  CHECK(w.chunk == (28 * 3 + 4 * 65 + kSlots - 1) / kSlots);  // 11 tiles
+  CHECK(w.items[3] == 6);
+  CHECK(w.items[0] == 1);
+  CHECK(w.first[3] == 0);   // the long sequences' items come first...
+  CHECK(w.first[10] == 6);
+  CHECK(w.first[0] == 24);  // ... then the short ones, in order
+  CHECK(w.first[1] == 25);
+  // Near-uniform (mean at least 3/4 of the longest) keeps the one-round cut; below it the ragged one.
+  std::vector<int> nearly(32, 65);
+  nearly[0] = 40;
+  CHECK(walk_schedule(nearly, kSlots, true, list_items(32, 65)).chunk == kNoSplitChunk);
+  // The list always holds the items, whatever the lengths (the bound the fixed grid relies on).
+  std::mt19937 rng(7);
+  for (int round = 0; round < 200; ++round) {
+    const int batch = 1 + int(rng() % 300);
+    const int longest = 1 + int(rng() % 2100);
+    std::vector<int> tiles(batch);
+    for (int& t : tiles) t = rng() % 4 == 0 ? longest : int(rng() % (longest + 1));
+    const long long slots = 1 + rng() % 200;
+    CAPTURE(batch);
+    CAPTURE(slots);
+    walk_schedule(tiles, slots, true, schedule_list_items(slots, batch, schedule_max_items(longest)));
+  }
+}
+
+// A forced or tuned num_splits N: one round of N items per sequence on average, the list of (N + 1) x batch entries.
+TEST_CASE("decode work schedule: equal-cost chunks that cover every sequence and fit the work list") {
+  const auto check_schedule = [](const std::vector<int>& tiles, int num_splits) {
+    CAPTURE(num_splits);
+    const int batch = int(tiles.size());
+    walk_schedule(tiles, (long long)num_splits * batch, false, schedule_list_splits(num_splits) * batch);
   };
   // 16 tiles over 8 sequences x 2 splits: chunk 2, with sequences of exactly one chunk (2 tiles) and one over (3).
-  CHECK(schedule_chunk_tiles(16, 3 * 8, 8) == 2);
+  CHECK(schedule_chunk_tiles(16, 3, 8, 2 * 8, false) == 2);
   for (int splits : {2, 3, 7, 32, 1024}) {
     check_schedule({2, 3, 0, 1, 2, 5, 1, 2}, splits);
     check_schedule({0, 1, 9, 10, 64, 0, 3, 1}, splits);
@@ -540,13 +595,25 @@ TEST_CASE("decode work schedule: equal-cost chunks that cover every sequence and
     for (int splits : {2, 4, 13, 33}) {
       const int per_split = (tiles + splits - 1) / splits;
       if (per_split < kMinChunkTiles || (tiles + per_split - 1) / per_split != splits) continue;  // not a heuristic choice
-      const int chunk = schedule_chunk_tiles(8LL * tiles, schedule_list_splits(splits) * 8, 8);
+      const int chunk = schedule_chunk_tiles(8LL * tiles, tiles, 8, splits * 8LL, false);
       CHECK(schedule_items(tiles, chunk) == splits);
     }
   // A ragged batch's long sequence is cut so that its pieces are no longer than the batch's mean share.
-  const int chunk = schedule_chunk_tiles(1 + 1563 + 6, schedule_list_splits(2) * 8, 8);
+  const int chunk = schedule_chunk_tiles(1 + 1563 + 6, 1563, 8, 2 * 8, false);
   CHECK(chunk == (1570 + 15) / 16);
   CHECK(schedule_items(1563, chunk) == (1563 + chunk - 1) / chunk);
+}
+
+// The tuner's bucket of a ragged batch (issue 19): its batch and the visible length its block table admits, never the
+// lengths themselves, so tune-on-miss keys the same row however the lengths move from step to step.
+TEST_CASE("decode bucket: a ragged batch keeps the bucket of its batch and table, whatever its lengths") {
+  Tensors t;  // batch 2, a table of 4 pages of 16 tokens
+  const std::string bucket = decode_bucket_of(t.describe()).key();
+  CHECK(bucket == "b2_kv64");
+  for (const std::vector<int>& lens : {std::vector<int>{0, 0}, {2, 64}, {64, 64}, {17, 3}, {64, 0}}) {
+    t.lens_mem = lens;
+    CHECK(decode_bucket_of(t.describe()).key() == bucket);
+  }
 }
 
 TEST_CASE("the merge grid's shared-memory request lets the fewest blocks per SM that still fit one wave share an SM") {

@@ -107,8 +107,8 @@ struct DecodeConfig {
   int stages = 3;       // cp.async pipeline depth (tiles in flight)
   int num_splits = 1;   // 1: one block per (sequence, kv head). > 1: about that many work items per (sequence, kv head)
                         // on average, cut by length (the work schedule) and merged. kSplitsFromCapacity (0, the
-                        // heuristic's): as many equal-cost items as the grid's resident blocks hold, none when the
-                        // (sequence, kv head) pairs already fill it (templates/decode_schedule.h). Launch-time only.
+                        // heuristic's): items of equal cost sized for the grid's resident blocks, a uniform batch's
+                        // none once its (sequence, kv head) pairs fill them (templates/decode_schedule.h). Launch-time only.
   // Who moves K/V tiles into the stages. kLoadersAllWarps (0): every warp issues cp.async row chunks and the block
   // meets at one barrier per tile. kProducerCpAsync (1, sm_90+): an extra producer warp issues the cp.async chunks, the
   // compute warps wait on per-stage mbarriers (full / empty), no block barrier in the loop. kProducerBulk (2, sm_90+):

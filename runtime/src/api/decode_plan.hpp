@@ -10,13 +10,19 @@
 
 namespace swajit {
 
+// The work list of a scheduled call (templates/decode_schedule.h): entries per kv head (0: the direct grid, no schedule,
+// no merge) and the work slots per kv head the schedule's chunk is sized for.
+struct WorkList {
+  int items = 0;
+  int slots = 0;
+};
+
 struct DecodePlan {
   enum class Origin { kForced, kTuned, kHeuristic };
   DecodeConfig config;
   const LoadedDecodeKernel* kernel = nullptr;
   Origin origin = Origin::kHeuristic;
-  // Entries of the work list per kv head (templates/decode_schedule.h); 0: the direct grid (no schedule, no merge).
-  int work_items = 0;
+  WorkList work;
 };
 
 // `stream` may be null (no capture check needed: nothing is tuned then unless the policy asks and it is safe).

@@ -29,7 +29,8 @@ constexpr size_t kWorkspaceAlignment = 256;
 size_t align_up(size_t n) { return (n + kWorkspaceAlignment - 1) / kWorkspaceAlignment * kWorkspaceAlignment; }
 
 // Split-KV scratch layout: partial outputs (16-bit) and log-sum-exps (fp32) of every entry of the work list, then
-// each sequence's first item and item count (the work schedule: templates/decode_schedule.h).
+// each sequence's first item and item count and the list of cut sequences (the work schedule:
+// templates/decode_schedule.h; its layout: PagedDecodeParams::sequence_items).
 struct WorkspaceLayout {
   size_t out_bytes = 0, lse_bytes = 0, schedule_bytes = 0;
   size_t total() const { return out_bytes + lse_bytes + schedule_bytes; }
@@ -41,33 +42,38 @@ WorkspaceLayout workspace_layout(const DecodeProblem& p, int work_items) {
   constexpr size_t kPartialElementBytes = 2;  // partial outputs are stored in the 16-bit dtype of q
   w.out_bytes = align_up(slots * p.spec.head_dim * kPartialElementBytes);
   w.lse_bytes = align_up(slots * sizeof(float));
-  w.schedule_bytes = align_up(2 * size_t(p.batch) * sizeof(int));
+  w.schedule_bytes = align_up((3 * size_t(p.batch) + 1) * sizeof(int));
   return w;
 }
 
 int chosen_work_items(const DecodeProblem& p, const DecodeOptions& options) {
   cuda::ScopedDeviceContext scope(p.device_ordinal);
-  return plan_decode(p, options, cuda_device(p.device_ordinal), scope.context(), nullptr).work_items;
+  return plan_decode(p, options, cuda_device(p.device_ordinal), scope.context(), nullptr).work.items;
 }
 
-// Entries of the work list per kv head for `config` (templates/decode_schedule.h); 0: the direct grid. The capacity
-// rule fills the blocks this kernel keeps resident on every SM (its occupancy, from the device).
-int work_list_items(const DecodeProblem& p, const DecodeConfig& config, const LoadedDecodeKernel& kernel,
-                    const DeviceInfo& device) {
-  int64_t items = 0;
+// The work list for `config` (templates/decode_schedule.h). The capacity rule sizes the chunk for the blocks this
+// kernel keeps resident on every SM (its occupancy, from the device); its list holds one item per slot plus one per
+// sequence, clipped to what the longest visible range the block table admits can be cut into.
+WorkList work_list(const DecodeProblem& p, const DecodeConfig& config, const LoadedDecodeKernel& kernel, const DeviceInfo& device) {
+  int64_t items = 0, slots = 0;
   if (config.num_splits == DecodeConfig::kSplitsFromCapacity) {
     int blocks_per_sm = 0;
     cuda::check(cuda::driver().cuOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel.main, kernel.geometry.threads,
                                                                            kernel.geometry.shared_bytes),
                 "cuOccupancyMaxActiveBlocksPerMultiprocessor");
-    items = schedule_capacity_items(int64_t(device.sm_count) * std::max(1, blocks_per_sm), p.num_kv_heads, p.batch);
+    slots = std::max<int64_t>(1, int64_t(device.sm_count) * std::max(1, blocks_per_sm) / p.num_kv_heads);
+    // A window that does not start on a tile boundary, or sinks beside it, spans one tile more than its length.
+    const int max_tiles = (visible_kv_upper_bound(p) + config.block_n - 1) / config.block_n + 1;
+    items = schedule_list_items(slots, p.batch, schedule_max_items(max_tiles));
   } else if (config.num_splits > 1) {
+    slots = int64_t(config.num_splits) * p.batch;
     items = int64_t(schedule_list_splits(config.num_splits)) * p.batch;
   }
   if (items * p.num_kv_heads > std::numeric_limits<int>::max())  // the kernels index the work list with int
     throw Error(ErrorCode::kInvalidArgument, "batch x num_kv_heads x (num_splits + 1) = " + std::to_string(items * p.num_kv_heads) +
                                                  " exceeds the work list's limit of 2^31 - 1 entries; use fewer splits");
-  return items > p.batch ? int(items) : 0;
+  if (items <= p.batch) return {};  // nothing can be cut: the direct grid
+  return {int(items), int(slots)};
 }
 
 std::string describe_status(int bits, int batch_index) {
@@ -158,7 +164,7 @@ DecodePlan choose_decode_config(const DecodeProblem& p, const DecodeOptions& opt
 DecodePlan plan_decode(const DecodeProblem& p, const DecodeOptions& options, const DeviceInfo& device, CUcontext context,
                        CUstream stream) {
   DecodePlan plan = choose_decode_config(p, options, device, context, stream);
-  plan.work_items = work_list_items(p, plan.config, *plan.kernel, device);
+  plan.work = work_list(p, plan.config, *plan.kernel, device);
   return plan;
 }
 
@@ -198,8 +204,8 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   cuda::ScopedDeviceContext scope(p.device_ordinal);
   const DeviceInfo& device = cuda_device(p.device_ordinal);
   const DecodePlan plan = plan_decode(p, options, device, scope.context(), stream);
-  const bool scheduled = plan.work_items > 0;
-  const WorkspaceLayout layout = workspace_layout(p, plan.work_items);
+  const bool scheduled = plan.work.items > 0;
+  const WorkspaceLayout layout = workspace_layout(p, plan.work.items);
 
   const bool caller_workspace = options.workspace != nullptr;
   if (caller_workspace && options.workspace_bytes < layout.total())
@@ -211,7 +217,8 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
 
   PagedDecodeParams& a = p.params;
   a.num_splits = scheduled ? plan.config.num_splits : 1;  // scheduled: 0 (capacity) or > 1
-  a.work_items = plan.work_items;
+  a.work_items = plan.work.items;
+  a.schedule_slots = plan.work.slots;
   a.status = stream_status(scope.context(), stream);
   a.partial_out = scheduled ? workspace : nullptr;
   a.partial_lse = scheduled ? reinterpret_cast<float*>(workspace + layout.out_bytes) : nullptr;
@@ -221,12 +228,16 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   void* args[] = {&a};
   // Scheduled: the work list's entries (item = a linear block index), the same grid whatever the lengths.
   const unsigned kv_heads = unsigned(p.num_kv_heads);
-  cuda::launch_dependent(device, stream, plan.kernel->main, {unsigned(scheduled ? plan.work_items : p.batch), kv_heads, 1},
+  cuda::launch_dependent(device, stream, plan.kernel->main, {unsigned(scheduled ? plan.work.items : p.batch), kv_heads, 1},
                          g.threads, g.shared_bytes, args, "cuLaunchKernelEx(paged_decode)");
-  if (scheduled)
-    cuda::launch_dependent(device, stream, plan.kernel->merge, {unsigned(p.batch), kv_heads, unsigned(g.rows)},
-                           g.merge_threads, merge_spreading_bytes(device, int64_t(p.batch) * p.num_kv_heads * g.rows),
+  if (scheduled) {
+    // A block for each sequence a call can cut: fewer than the slots, since each cut one is longer than a chunk and
+    // the slots' chunks hold the batch (templates/decode_schedule.h); the blocks past the cut ones exit at once.
+    const int64_t merge_sequences = std::min<int64_t>(p.batch, plan.work.slots);
+    cuda::launch_dependent(device, stream, plan.kernel->merge, {unsigned(merge_sequences), kv_heads, unsigned(g.rows)},
+                           g.merge_threads, merge_spreading_bytes(device, merge_sequences * p.num_kv_heads * g.rows),
                            args, "cuLaunchKernelEx(paged_decode merge)");
+  }
   if (options.check_device_args) check_device_errors(p.device_ordinal, stream);
 }
 

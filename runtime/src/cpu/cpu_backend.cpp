@@ -233,6 +233,7 @@ void run_cpu_decode(DecodeProblem& p, const CpuDecodeConfig& config) {
   const size_t rows = size_t(p.spec.q_seqlen) * p.spec.group;
   const int list_splits = schedule_list_splits(config.num_splits);  // work-list entries per (sequence, kv head)
   a.work_items = list_splits * p.batch;
+  a.schedule_slots = config.num_splits * p.batch;  // the chunk of num_splits items per sequence on average
   const size_t slots = size_t(p.batch) * p.num_kv_heads * list_splits * rows;
   std::vector<float> partial_out(config.num_splits > 1 ? slots * p.spec.head_dim : 0);
   std::vector<float> partial_lse(config.num_splits > 1 ? slots : 0);

@@ -192,17 +192,23 @@ std::vector<DecodeCase> decode_check_matrix() {
         c.config = DecodeConfig{64, 4, 3, 7};
       });
     }
-  // The capacity schedule with few spare work-list entries: 16 kv heads share the grid's resident blocks (on an H200
-  // 264 / 16 = 16 entries per kv head for 12 sequences), so the chunk is a quarter of the batch's tiles and the list is
-  // nearly full; with 24 sequences the pairs fill the grid and the direct path runs.
-  for (int batch : {12, 24})
+  // The capacity schedule (templates/decode_schedule.h) with 16 kv heads sharing the grid's resident blocks (on an H200
+  // 264 / 16 = 16 slots per kv head): 12 and 24 ragged sequences are cut by cost (the chunk: the batch's tiles over
+  // the slots; the long windows first, the short ones after), 70 of them take several rounds of the
+  // kernel's 32-sequence scan, and 40 equal ones fill the slots: no cut, each sequence one item.
+  for (int batch : {12, 24, 70})
     add("ragged batch, capacity schedule, 16 kv heads, batch " + std::to_string(batch), [batch](DecodeCase& c) {
       c.num_kv_heads = 16; c.local_window = 4096;
-      c.seq_lens = {1, 5000, 0, 33, 64, 65, 4000, 2, 17, 900, 3000, 129};
-      const std::vector<int> twelve = c.seq_lens;
-      if (batch == 24) c.seq_lens.insert(c.seq_lens.end(), twelve.begin(), twelve.end());
+      const std::vector<int> twelve = {1, 5000, 0, 33, 64, 65, 4000, 2, 17, 900, 3000, 129};
+      c.seq_lens.clear();
+      for (int b = 0; b < batch; ++b) c.seq_lens.push_back(twelve[b % twelve.size()]);
       c.config = DecodeConfig{64, 4, 3, DecodeConfig::kSplitsFromCapacity};
     });
+  add("uniform batch, capacity schedule, 16 kv heads, batch 40", [](DecodeCase& c) {
+    c.num_kv_heads = 16; c.local_window = 4096;
+    c.seq_lens.assign(40, 3000);
+    c.config = DecodeConfig{64, 4, 3, DecodeConfig::kSplitsFromCapacity};
+  });
   add("config bn16 wn1 st2", [](DecodeCase& c) { c.config = DecodeConfig{16, 1, 2, 1}; c.seq_lens = {1, 17, 33}; });
   // The heuristic's head_dim 128 config when the (sequence, kv head) pairs fill two blocks per SM (heuristic.cpp).
   for (int qs : {1, 4})
