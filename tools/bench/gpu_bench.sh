@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Issue 14's measurement side on the GPU, from a checkout of main with the binaries of tools/bench/prepare_gpu_carry.sh:
+#   tools/bench/gpu_bench.sh CARRY_DIR LOG_DIR [all|swajit|peers|b]
+# swajit (about 2 minutes): correctness first (`swajit check` cases of sinks, page sizes, head_dim 256, fp8 KV), then
+#   `swajit bench decode` (time, floor, % of floor per row) on the shapes beyond the grid: gpt-oss (64 q / 8 kv heads,
+#   head_dim 64, window 128, learned sinks), Gemma 3 (32 q / 16 kv heads, head_dim 256, window 1024), the grid shape
+#   at page 1 and 64, batch 1..256, batch 256 at page 16, and the fp8-KV grid; then untuned vs tuned on the grid:
+#   a fresh database with no shipped data (SWAJIT_SHIPPED=0), the grid tuned, and `bench decode --compare-heuristic`
+#   (column "heuristic (us)" = untuned, "time (us)" = tuned).
+# peers: tools/bench/decode_peers.py, FlashInfer on the same rows (FLASHINFER_BUDGET_S, default 240 s), seeded with
+#   every JIT cache tarball found (main's .peers/flashinfer_jit*.tgz, this folder's), writing the JIT cache it ends
+#   with to LOG_DIR/flashinfer_jit_decode_peers.tgz for the next machine. It may run on a second GPU at the same time
+#   (CUDA_VISIBLE_DEVICES). Wheels: main's .whl/ (../shared/peers/README.md).
+# b: the mid-session check: the peer run under a 75 s budget, then a few swajit rows.
+set -uo pipefail
+usage="usage: gpu_bench.sh CARRY_DIR LOG_DIR [all|swajit|peers|b]"
+CARRY=$(realpath "${1:?$usage}")
+mkdir -p "${2:?$usage}"
+LOG=$(realpath "$2")
+WHAT=${3:-all}
+HERE=$(cd "$(dirname "$0")" && pwd)
+export LD_LIBRARY_PATH=$CARRY/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+S=$CARRY/swajit
+export SWAJIT_DB=$LOG/bench.db  # never the machine's default database
+rm -f "$SWAJIT_DB"*
+exec > >(tee -a "$LOG/gpu_bench_$WHAT.log") 2>&1
+status=0
+run() {  # run CAP_S CMD...: logs the command, caps its time, remembers a failure
+  local cap=$1; shift
+  echo "==== $*"
+  timeout "$cap" "$@" || { echo "==== FAILED ($?): $*"; status=1; }
+}
+check() {  # check FILTER: one `swajit check --filter` subset, its summary lines printed (whole output in the log dir)
+  local out=$LOG/check_${1// /_}.txt
+  echo "==== swajit check --filter '$1'"
+  timeout 90 "$S" check --filter "$1" >"$out" 2>&1 || { echo "==== FAILED ($?): check --filter '$1'"; status=1; }
+  grep -E "FAIL|passed" "$out" | tail -5
+}
+
+GRID=(--num-q-heads 32 --num-kv-heads 8 --head-dim 128 --local-window 4096 --kv-len 32768)
+GPT_OSS=(--num-q-heads 64 --num-kv-heads 8 --head-dim 64 --local-window 128 --sink-logits --kv-len 32768)
+GEMMA3=(--num-q-heads 32 --num-kv-heads 16 --head-dim 256 --local-window 1024 --kv-len 32768)
+ALL_BATCHES=(--batch 1,8,32,128,256 --q-seqlen 1)
+
+swajit_checks() {
+  echo "== correctness: swajit check (sinks, page sizes, head_dim 256, fp8 KV, kv lengths 0/1)"
+  "$S" info | head -5
+  for f in "learned sink logits" "page_size" "head_dim 256" "fp8 KV" "kv length"; do check "$f"; done
+}
+
+swajit_shapes() {
+  echo "== swajit bench decode: shapes beyond the grid (as called: shipped/tuned winner, else the heuristic)"
+  run 60 "$S" bench decode "${GPT_OSS[@]}" "${ALL_BATCHES[@]}"
+  run 60 "$S" bench decode "${GEMMA3[@]}" "${ALL_BATCHES[@]}"
+  run 60 "$S" bench decode "${GRID[@]}" --page-size 1 "${ALL_BATCHES[@]}"
+  run 60 "$S" bench decode "${GRID[@]}" --page-size 64 "${ALL_BATCHES[@]}"
+  run 40 "$S" bench decode "${GRID[@]}" --page-size 16 --batch 256 --q-seqlen 1,4
+  run 60 "$S" bench decode "${GRID[@]}" --page-size 16 --kv-quant fp8 --batch 1,8,32,128 --q-seqlen 1,4
+}
+
+untuned_vs_tuned() {
+  echo "== untuned vs tuned on the grid (kv 32768): fresh database, no shipped data"
+  local db=$LOG/untuned_vs_tuned.db
+  rm -f "$db"*
+  SWAJIT_SHIPPED=0 SWAJIT_DB=$db run 90 "$S" tune --preset mistral-7b --batch 8,32,128 --kv-len 32768 \
+    --q-seqlen 1,4 --quick-reps 10 --final-reps 50
+  SWAJIT_SHIPPED=0 SWAJIT_DB=$db run 60 "$S" bench decode "${GRID[@]}" --batch 1,8,32,128 --q-seqlen 1,4 \
+    --compare-heuristic
+}
+
+peers() {  # peers BUDGET_S [decode_peers.py args]
+  local budget=$1; shift
+  echo "== FlashInfer peer: decode_peers.py (budget $budget s)"
+  local site=/tmp/fi_site
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl ||
+    { echo "==== FAILED: FlashInfer wheels from $(pwd)/.whl"; status=1; return; }
+  local caches=()
+  for t in .peers/flashinfer_jit*.tgz "$HERE"/flashinfer_jit*.tgz; do [ -f "$t" ] && caches+=(--jit-cache "$t"); done
+  PYTHONPATH=$site OUT=$LOG run $((budget + 240)) python3 "$HERE/decode_peers.py" --budget-s "$budget" "${caches[@]}" \
+    --jit-out "$LOG/flashinfer_jit_decode_peers.tgz" "$@"
+}
+
+case $WHAT in
+  all) swajit_checks; swajit_shapes; untuned_vs_tuned; peers "${FLASHINFER_BUDGET_S:-240}" ;;
+  swajit) swajit_checks; swajit_shapes; untuned_vs_tuned ;;
+  peers) peers "${FLASHINFER_BUDGET_S:-240}" ;;
+  b)
+    peers 75 --jit-wait-s 0 --batches 1,32,256
+    check "learned sink logits"
+    run 40 "$S" bench decode "${GPT_OSS[@]}" --batch 1,32,256 --q-seqlen 1
+    run 40 "$S" bench decode "${GEMMA3[@]}" --batch 1,32,256 --q-seqlen 1
+    ;;
+  *) echo "$usage"; exit 2 ;;
+esac
+echo "gpu_bench.sh $WHAT: $( ((status)) && echo 'SOME STEPS FAILED' || echo 'all steps ran')"
+exit $status
