@@ -87,8 +87,8 @@ case $WHAT in
   b)
     peers 75 --jit-wait-s 0 --batches 1,32,256
     check "learned sink logits"
-    run 40 "$S" bench decode "${GPT_OSS[@]}" --batch 1,32,256 --q-seqlen 1
-    run 40 "$S" bench decode "${GEMMA3[@]}" --batch 1,32,256 --q-seqlen 1
+    run 40 "$S" bench decode "${GPT_OSS[@]}" --batch 1,32,128 --q-seqlen 1
+    run 40 "$S" bench decode "${GEMMA3[@]}" --batch 1,32,128 --q-seqlen 1
     ;;
   *) echo "$usage"; exit 2 ;;
 esac
