@@ -26,16 +26,19 @@ Variants: `cc` BatchDecodeWithPagedKVCacheWrapper on CUDA cores (q_seqlen 1 only
 use_tensor_cores=True (FA2 prefill kernel, q_len_per_req = q_seqlen), `sink` as above. Every variant is checked
 against a float32 torch reference on sequences 0 and B-1 of replica 0 before it is timed.
 
-JIT: FlashInfer compiles each (dtype, head_dim, variant) module with nvcc on first use. The script first asks every
-variant for the modules it will load (nothing runs), seeds the workspace from the --jit-cache tarballs, builds what
-is still missing in ONE parallel ninja run in a background thread, and meanwhile times the rows whose modules are
-ready; rows waiting for the build run after it (if the budget allows) or print "skipped". --jit-out writes the
-workspace (sources, objects, ninja logs, .so) as a tarball that --jit-cache takes on the next machine.
+JIT: FlashInfer compiles each (dtype, head_dim, variant) module with nvcc on first use. The script places the
+modules of the --jit-cache tarballs where FlashInfer loads prebuilt (AOT) modules, so they load without its ninja
+run (which, over unpacked files, recompiles them: seed_jit_cache), asks every variant for the modules it will load
+(nothing runs), builds what is still missing in ONE parallel ninja run in a background thread, and meanwhile times
+the rows whose modules are ready; rows waiting for the build run after it (if the budget allows) or print "skipped".
+--jit-out writes the workspace (sources, objects, ninja logs, .so of every module, seeded or built) as a tarball
+that --jit-cache takes on the next machine.
 """
 import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import tarfile
 import threading
@@ -201,10 +204,15 @@ def modules_of(flashinfer, torch, ws, c, var):
 # ---------------------------------------------------------------------------------------------------------------
 # JIT cache in and out.
 # ---------------------------------------------------------------------------------------------------------------
-def seed_jit_cache(tarballs, workspace):
-    """Unpacks prebuilt FlashInfer workspaces (tarball root: flashinfer_ws/) into `workspace`, merging them, and makes
-    every build output newer than the freshly installed sources, so FlashInfer's ninja run finds them up to date."""
-    n = 0
+def seed_jit_cache(tarballs, workspace, aot_dir):
+    """Prebuilt FlashInfer modules from workspaces built on this GPU kind (tarball root: flashinfer_ws/).
+
+    Each tarball is unpacked into `workspace` (merged, so --jit-out hands every module on), and each module's .so
+    (.cache/flashinfer/<version>/<arch>/cached_ops/<name>/<name>.so) is also placed where FlashInfer looks for
+    ahead-of-time builds (`aot_dir`/<name>/<name>.so). FlashInfer loads those directly; a module found only in the JIT
+    workspace goes through its ninja run, which recompiles every object whose dependency record is older than the
+    object (the unpacked files' times), taking the minutes the cache was meant to save. Returns the modules placed.
+    """
     for tb in tarballs:
         if not tb or not os.path.exists(tb):
             if tb:
@@ -217,17 +225,23 @@ def seed_jit_cache(tarballs, workspace):
                 if len(parts) < 2 or parts[0] != "flashinfer_ws" or ".." in m.name.split("/"):
                     continue
                 m.name = parts[1]
+                if m.islnk():  # hard links name their target by its path in the archive
+                    m.linkname = m.linkname.split("/", 1)[-1]
                 members.append(m)
             tf.extractall(workspace, members=members)
-        n += 1
-        log(f"JIT cache seeded from {tb} ({len(members)} entries)")
-    if not n:
-        return
-    now = time.time() + 60
+        log(f"JIT cache {tb}: {len(members)} entries unpacked")
+    placed = []
     for root, _, files in os.walk(workspace):
-        for f in files:
-            if f.endswith((".o", ".so")):
-                os.utime(os.path.join(root, f), (now, now))
+        name = os.path.basename(root)
+        if os.path.basename(os.path.dirname(root)) == "cached_ops" and f"{name}.so" in files:
+            target = os.path.join(aot_dir, name, f"{name}.so")
+            if not os.path.exists(target):
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                shutil.copy2(os.path.join(root, f"{name}.so"), target)
+            placed.append(name)
+    if placed:
+        log(f"JIT cache: {len(placed)} prebuilt modules loadable without a build (in {aot_dir})")
+    return placed
 
 
 def write_jit_cache(workspace, path):
@@ -266,15 +280,12 @@ def main():
     os.environ.setdefault("FLASHINFER_WORKSPACE_BASE", "/tmp/flashinfer_ws")
     workspace = os.environ["FLASHINFER_WORKSPACE_BASE"]
     os.makedirs(workspace, exist_ok=True)
-    seed_jit_cache(args.jit_cache, workspace)
     try:  # the pip `ninja` package's binary, for FlashInfer's ninja run
         import ninja
 
         os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
     except Exception:
         pass
-    import shutil
-
     if not os.environ.get("CUDA_HOME") and shutil.which("nvcc") is None and os.path.exists("/usr/local/cuda/bin/nvcc"):
         os.environ["CUDA_HOME"] = "/usr/local/cuda"
     if "CXX" not in os.environ and shutil.which("c++") is None and shutil.which("g++"):
@@ -293,6 +304,9 @@ def main():
 
     log(f"flashinfer {flashinfer.__version__} imported in {time.time() - t:.1f} s; device {props.name} "
         f"({props.multi_processor_count} SMs, L2 {props.L2_cache_size / 2**20:.0f} MiB), torch {torch.__version__}")
+    from flashinfer.jit import env as jit_env
+
+    seed_jit_cache(args.jit_cache, workspace, str(jit_env.FLASHINFER_AOT_DIR))
     bf, i32 = torch.bfloat16, torch.int32
     ws = torch.zeros(256 << 20, dtype=torch.uint8, device=dev)  # float workspace shared by the wrappers
     l2 = props.L2_cache_size or (50 << 20)

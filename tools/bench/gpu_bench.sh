@@ -10,7 +10,7 @@
 # peers: tools/bench/decode_peers.py, FlashInfer on the same rows (FLASHINFER_BUDGET_S, default 240 s), seeded with
 #   every JIT cache tarball found (main's .peers/flashinfer_jit*.tgz, this folder's), writing the JIT cache it ends
 #   with to LOG_DIR/flashinfer_jit_decode_peers.tgz for the next machine. It may run on a second GPU at the same time
-#   (CUDA_VISIBLE_DEVICES). Wheels: main's .whl/ (../shared/peers/README.md).
+#   (CUDA_VISIBLE_DEVICES). Wheels: main's .whl/ (../shared/peers/README.md); more caches: FLASHINFER_JIT_CACHES="a.tgz b.tgz".
 # b: the mid-session check: the peer run under a 75 s budget, then a few swajit rows.
 set -uo pipefail
 usage="usage: gpu_bench.sh CARRY_DIR LOG_DIR [all|swajit|peers|b]"
@@ -71,12 +71,12 @@ untuned_vs_tuned() {
 peers() {  # peers BUDGET_S [decode_peers.py args]
   local budget=$1; shift
   echo "== FlashInfer peer: decode_peers.py (budget $budget s)"
-  local site=/tmp/fi_site
+  local site=/tmp/bench_site  # its own: another peer script may install into /tmp/site at the same time
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl ||
     { echo "==== FAILED: FlashInfer wheels from $(pwd)/.whl"; status=1; return; }
   local caches=()
-  for t in .peers/flashinfer_jit*.tgz "$HERE"/flashinfer_jit*.tgz; do [ -f "$t" ] && caches+=(--jit-cache "$t"); done
-  PYTHONPATH=$site OUT=$LOG run $((budget + 240)) python3 "$HERE/decode_peers.py" --budget-s "$budget" "${caches[@]}" \
+  for t in .peers/flashinfer_jit*.tgz "$HERE"/flashinfer_jit*.tgz ${FLASHINFER_JIT_CACHES:-}; do [ -f "$t" ] && caches+=(--jit-cache "$t"); done
+  PYTHONPATH=$site FLASHINFER_WORKSPACE_BASE=/tmp/bench_flashinfer_ws OUT=$LOG run $((budget + 240)) python3 "$HERE/decode_peers.py" --budget-s "$budget" "${caches[@]}" \
     --jit-out "$LOG/flashinfer_jit_decode_peers.tgz" "$@"
 }
 
