@@ -11,7 +11,7 @@
 #   every JIT cache tarball found (main's .peers/flashinfer_jit*.tgz, this folder's), writing the JIT cache it ends
 #   with to LOG_DIR/flashinfer_jit_decode_peers.tgz for the next machine. It may run on a second GPU at the same time
 #   (CUDA_VISIBLE_DEVICES). Wheels: main's .whl/ (../shared/peers/README.md); more caches: FLASHINFER_JIT_CACHES="a.tgz b.tgz".
-# b: the mid-session check (under 90 s): the peer run under a 55 s budget, then two swajit rows.
+# b: the mid-session check (under 90 s): the peer run under a 55 s budget, two check subsets, two swajit rows.
 set -uo pipefail
 usage="usage: gpu_bench.sh CARRY_DIR LOG_DIR [all|swajit|peers|b]"
 CARRY=$(realpath "${1:?$usage}")
@@ -45,9 +45,10 @@ GEMMA3=(--num-q-heads 32 --num-kv-heads 16 --head-dim 256 --local-window 1024 --
 ALL_BATCHES=(--batch 1,8,32,128,256 --q-seqlen 1)
 
 swajit_checks() {
-  echo "== correctness: swajit check (learned sinks, page sizes, head_dim 256, fp8 KV)"
+  # "strided" and "shared K/V" (sparse MLA): the paged families' argument struct is shared (paged_call_params.h).
+  echo "== correctness: swajit check (learned sinks, page sizes, head_dim 256, fp8 KV, strided, sparse shared K/V)"
   "$S" info | head -5
-  for f in "learned sink logits" "page_size" "head_dim 256" "fp8 KV"; do check "$f"; done
+  for f in "learned sink logits" "page_size" "head_dim 256" "fp8 KV" "strided" "shared K/V"; do check "$f"; done
 }
 
 swajit_shapes() {
@@ -88,6 +89,8 @@ case $WHAT in
   peers) peers "${FLASHINFER_BUDGET_S:-240}" ;;
   b)  # under 90 s: the peer (its JIT build, if any, cut at the budget), then one row of each new swajit shape
     peers 55 --jit-wait-s 0 --batches 1,32,256
+    check "strided"
+    check "shared K/V"
     run 15 "$S" bench decode "${GPT_OSS[@]}" --batch 32 --q-seqlen 1
     run 15 "$S" bench decode "${GEMMA3[@]}" --batch 32 --q-seqlen 1
     ;;
