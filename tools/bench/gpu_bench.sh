@@ -33,7 +33,8 @@ run() {  # run CAP_S CMD...: logs the command, caps its time, remembers a failur
   timeout "$cap" "$@" || { echo "==== FAILED ($?): $*"; status=1; }
 }
 check() {  # check FILTER: one `swajit check --filter` subset, its summary lines printed (whole output in the log dir)
-  local out=$LOG/check_${1// /_}.txt
+  local name=${1//[^a-zA-Z0-9]/_}
+  local out=$LOG/check_$name.txt
   echo "==== swajit check --filter '$1'"
   timeout 90 "$S" check --filter "$1" >"$out" 2>&1 || { echo "==== FAILED ($?): check --filter '$1'"; status=1; }
   grep -E "FAIL|passed" "$out" | tail -5
