@@ -264,6 +264,8 @@ def main():
                     help="tarball of a FlashInfer workspace built on this GPU kind (repeatable; default: "
                          "flashinfer_jit_*.tgz beside this script)")
     ap.add_argument("--jit-out", default="", help="write the workspace's JIT modules here as a tarball at the end")
+    ap.add_argument("--jit-only", action="store_true",
+                    help="only build the missing modules (and write --jit-out): a cache for a later timed run")
     ap.add_argument("--jit-wait-s", type=float, default=600,
                     help="with --jit-out: wait at most this long for a JIT build still running (0: write at once; "
                          "ninja rebuilds whatever a cut build left unfinished)")
@@ -349,6 +351,23 @@ def main():
     if specs:
         builder = threading.Thread(target=build_all, args=(list(specs.values()),), daemon=True)
         builder.start()
+
+    if args.jit_only:  # build (in the foreground), hand the cache on, time nothing
+        if builder is not None:
+            builder.join()
+        for _ in range(3):  # a module may load a second one only once the first exists
+            more = {}
+            for n in cases:
+                for var in CASES[n]["variants"]:
+                    more.update({s.name: s for s in modules_of(flashinfer, torch, ws, CASES[n], var)[0]})
+            if not more:
+                break
+            log(f"JIT: {len(more)} more module(s)")
+            build_all(list(more.values()))
+        if args.jit_out:
+            write_jit_cache(workspace, args.jit_out)
+        log(f"--jit-only: done in {elapsed():.0f} s")
+        return 0
 
     def ready(n, var):
         return all(specs[s].is_compiled for s in need[(n, var)])

@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Issue 14's measurement side on the GPU, from a checkout of main with the binaries of tools/bench/prepare_gpu_carry.sh:
-#   tools/bench/gpu_bench.sh CARRY_DIR LOG_DIR [all|swajit|peers|b]
+#   tools/bench/gpu_bench.sh CARRY_DIR LOG_DIR [all|swajit|peers|jit|b]
 # swajit (about 2-3 minutes): correctness first (`swajit check` cases of sinks, page sizes, head_dim 256, fp8 KV), then
 #   `swajit bench decode` (time, floor, % of floor per row) on the shapes beyond the grid: gpt-oss (64 q / 8 kv heads,
 #   head_dim 64, window 128, learned sinks), Gemma 3 (32 q / 16 kv heads, head_dim 256, window 1024), the grid shape
 #   at page 1 and 64, batch 1..256, batch 256 at page 16, and the fp8-KV grid; then untuned vs tuned on the grid:
 #   a fresh database with no shipped data (SWAJIT_SHIPPED=0), the grid's batch 8, 32, 128 (kv 32768, q_seqlen 1)
 #   tuned, and `bench decode --compare-heuristic` (column "heuristic (us)" = untuned, "time (us)" = tuned).
-# peers: tools/bench/decode_peers.py, FlashInfer on the same rows (FLASHINFER_BUDGET_S, default 240 s), seeded with
+# peers: tools/bench/decode_peers.py, FlashInfer on the same rows (FLASHINFER_BUDGET_S, default 300 s), seeded with
 #   every JIT cache tarball found (main's .peers/flashinfer_jit*.tgz, this folder's), writing the JIT cache it ends
 #   with to LOG_DIR/flashinfer_jit_decode_peers.tgz for the next machine. It may run on a second GPU at the same time
 #   (CUDA_VISIBLE_DEVICES). Wheels: main's .whl/ (../shared/peers/README.md); more caches: FLASHINFER_JIT_CACHES="a.tgz b.tgz".
+# jit: only FlashInfer's JIT build of the modules the peer rows need (minutes of nvcc on the host's cores), written to
+#   LOG_DIR/flashinfer_jit_decode_peers.tgz: pass it to a later peers run (FLASHINFER_JIT_CACHES or main's .peers/).
 # b: the mid-session check (under 90 s): the peer run under a 55 s budget, two check subsets, two swajit rows.
 set -uo pipefail
-usage="usage: gpu_bench.sh CARRY_DIR LOG_DIR [all|swajit|peers|b]"
+usage="usage: gpu_bench.sh CARRY_DIR LOG_DIR [all|swajit|peers|jit|b]"
 CARRY=$(realpath "${1:?$usage}")
 mkdir -p "${2:?$usage}"
 LOG=$(realpath "$2")
@@ -85,9 +87,10 @@ peers() {  # peers BUDGET_S [decode_peers.py args]
 }
 
 case $WHAT in
-  all) swajit_checks; swajit_shapes; untuned_vs_tuned; peers "${FLASHINFER_BUDGET_S:-240}" ;;
+  all) swajit_checks; swajit_shapes; untuned_vs_tuned; peers "${FLASHINFER_BUDGET_S:-300}" ;;
   swajit) swajit_checks; swajit_shapes; untuned_vs_tuned ;;
-  peers) peers "${FLASHINFER_BUDGET_S:-240}" ;;
+  peers) peers "${FLASHINFER_BUDGET_S:-300}" ;;
+  jit) peers 360 --jit-only ;;
   b)  # under 90 s: the peer (its JIT build, if any, cut at the budget), then one row of each new swajit shape
     peers 55 --jit-wait-s 0 --batches 1,32,256
     check "strided"
