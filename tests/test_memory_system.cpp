@@ -9,18 +9,18 @@ using namespace swajit;
 
 namespace {
 // The attributes the driver reports (deviceQuery / cuDeviceGetAttribute) for the H100 SXM 80GB and the H200.
-DeviceInfo hopper(int memory_clock_khz, int bus_width_bits) {
+DeviceInfo hopper(int memory_clock_khz, int bus_width_bits, int l2_mib = 50) {
   DeviceInfo d;
   d.cc_major = 9;
   d.cc_minor = 0;
   d.sm_count = 132;
-  d.l2_bytes = 50 << 20;
+  d.l2_bytes = l2_mib << 20;
   d.memory_clock_khz = memory_clock_khz;
   d.memory_bus_width_bits = bus_width_bits;
   return d;
 }
 const DeviceInfo kH100 = hopper(2619000, 5120);
-const DeviceInfo kH200 = hopper(3201000, 6144);
+const DeviceInfo kH200 = hopper(3201000, 6144, 60);
 }  // namespace
 
 TEST_CASE("memory system: the peak from the memory clock and bus width, the read within 5% of the measured one") {
@@ -36,7 +36,7 @@ TEST_CASE("memory system: the peak from the memory clock and bus width, the read
         doctest::Approx(h200.read_bytes_per_s / h100.read_bytes_per_s).epsilon(0.01));
   CHECK(h100.bytes_in_flight_per_sm > 8 * 1024);
   CHECK(h200.bytes_in_flight_per_sm < 64 * 1024);
-  CHECK(h200.l2_bytes == 50 << 20);
+  CHECK(h200.l2_bytes == 60 << 20);
 }
 
 TEST_CASE("memory system: a driver that reports no memory clock gets the architecture's peak, never zero") {

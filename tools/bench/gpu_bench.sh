@@ -92,6 +92,7 @@ case $WHAT in
   peers) peers "${FLASHINFER_BUDGET_S:-300}" ;;
   jit) peers 360 --jit-only ;;
   b)  # under 90 s: the peer (its JIT build, if any, cut at the budget), then one row of each new swajit shape
+    "$S" info | head -6  # the memory clock and bus width the driver reports (tuning/memory_system.hpp)
     peers 55 --jit-wait-s 0 --batches 1,32,256
     check "strided"
     check "shared K/V"
