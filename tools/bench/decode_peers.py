@@ -7,7 +7,7 @@ How to run (GPU machine: Python 3.12, torch 2.11+cu130, nvcc 13.0; no internet).
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
         && export PYTHONPATH=/tmp/site
     OUT=/some/dir python3 tools/bench/decode_peers.py --budget-s 300 [--jit-cache A.tgz --jit-cache B.tgz] \
-        [--jit-out /some/dir/flashinfer_jit_decode_peers.tgz] [--cases gpt-oss,gemma3,...]
+        [--jit-out /some/dir/flashinfer_jit_decode_peers.txz] [--cases gpt-oss,gemma3,...]
 
 Cases (all: CUDA graph replay over KV replicas, triton's do_bench with L2 flushed per rep, median, time / replicas;
 page tables list only the pages the window touches, as SGLang passes them for sliding-window layers; floor =
@@ -31,8 +31,8 @@ modules of the --jit-cache tarballs where FlashInfer loads prebuilt (AOT) module
 run (which, over unpacked files, recompiles them: seed_jit_cache), asks every variant for the modules it will load
 (nothing runs), builds what is still missing in ONE parallel ninja run in a background thread, and meanwhile times
 the rows whose modules are ready; rows waiting for the build run after it (if the budget allows) or print "skipped".
---jit-out writes the workspace (sources, objects, ninja logs, .so of every module, seeded or built) as a tarball
-that --jit-cache takes on the next machine.
+--jit-out writes the modules this run built (their .so, xz) as a tarball that --jit-cache takes on the next machine
+(--jit-only: build them, time nothing).
 """
 import argparse
 import json
@@ -207,7 +207,7 @@ def modules_of(flashinfer, torch, ws, c, var):
 def seed_jit_cache(tarballs, workspace, aot_dir):
     """Prebuilt FlashInfer modules from workspaces built on this GPU kind (tarball root: flashinfer_ws/).
 
-    Each tarball is unpacked into `workspace` (merged, so --jit-out hands every module on), and each module's .so
+    Each tarball is unpacked into `workspace` (merged), and each module's .so
     (.cache/flashinfer/<version>/<arch>/cached_ops/<name>/<name>.so) is also placed where FlashInfer looks for
     ahead-of-time builds (`aot_dir`/<name>/<name>.so). FlashInfer loads those directly; a module found only in the JIT
     workspace goes through its ninja run, which recompiles every object whose dependency record is older than the
@@ -244,11 +244,18 @@ def seed_jit_cache(tarballs, workspace, aot_dir):
     return placed
 
 
-def write_jit_cache(workspace, path):
+def write_jit_cache(workspace, path, names):
+    """The modules `names` (their .so, all seed_jit_cache needs) as an xz tarball rooted at flashinfer_ws/."""
     t = time.time()
-    with tarfile.open(path, "w:gz") as tf:
-        tf.add(os.path.join(workspace, ".cache"), arcname="flashinfer_ws/.cache")
-    log(f"JIT cache written: {path} ({os.path.getsize(path) / 2**20:.1f} MiB, {time.time() - t:.0f} s)")
+    count = 0
+    with tarfile.open(path, "w:xz") as tf:
+        for root, _, files in os.walk(workspace):
+            name = os.path.basename(root)
+            if name in names and f"{name}.so" in files and os.path.basename(os.path.dirname(root)) == "cached_ops":
+                full = os.path.join(root, f"{name}.so")
+                tf.add(full, arcname=os.path.join("flashinfer_ws", os.path.relpath(full, workspace)))
+                count += 1
+    log(f"JIT cache written: {path} ({count} modules, {os.path.getsize(path) / 2**20:.1f} MiB, {time.time() - t:.0f} s)")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -262,8 +269,9 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--jit-cache", action="append", default=None,
                     help="tarball of a FlashInfer workspace built on this GPU kind (repeatable; default: "
-                         "flashinfer_jit_*.tgz beside this script)")
-    ap.add_argument("--jit-out", default="", help="write the workspace's JIT modules here as a tarball at the end")
+                         "flashinfer_jit*.tgz / .txz beside this script)")
+    ap.add_argument("--jit-out", default="", help="write the modules this run built here (an xz tarball of their .so) at "
+                                                  "the end, for --jit-cache on the next machine")
     ap.add_argument("--jit-only", action="store_true",
                     help="only build the missing modules (and write --jit-out): a cache for a later timed run")
     ap.add_argument("--jit-wait-s", type=float, default=600,
@@ -277,7 +285,7 @@ def main():
     only_batches = {int(b) for b in args.batches.split(",") if b}
     if args.jit_cache is None:
         args.jit_cache = sorted(os.path.join(here, f) for f in os.listdir(here)
-                                if f.startswith("flashinfer_jit") and f.endswith(".tgz"))
+                                if f.startswith("flashinfer_jit") and f.endswith((".tgz", ".txz")))
 
     os.environ.setdefault("FLASHINFER_WORKSPACE_BASE", "/tmp/flashinfer_ws")
     workspace = os.environ["FLASHINFER_WORKSPACE_BASE"]
@@ -327,7 +335,7 @@ def main():
             specs.update({s.name: s for s in missing})
     log(f"JIT: {len(specs)} modules to build ({sum(len(s.sources) for s in specs.values())} nvcc units) for "
         + (", ".join(f"{n}/{v}" for (n, v), m in need.items() if m) or "nothing") + f" (probe {time.time() - t:.1f} s)")
-    build = {"done": not specs, "error": None}
+    build = {"done": not specs, "error": None, "built": set()}
 
     def build_all(todo):
         from flashinfer.jit.core import build_jit_specs
@@ -343,8 +351,10 @@ def main():
                         s.build()
                     except Exception as e2:
                         log(f"JIT {s.name} failed: {short_err(e2, 2000)}")
-        log(f"JIT build done in {time.time() - t1:.0f} s" + (f" (parallel run failed: {build['error']})"
-                                                                 if build["error"] else ""))
+        build["built"].update(s.name for s in todo if s.is_compiled)
+        log(f"JIT build done in {time.time() - t1:.0f} s: " + ", ".join(
+            f"{s.name}={'ok' if s.is_compiled else 'MISSING'}" for s in todo)
+            + (f" (parallel run failed: {build['error']})" if build["error"] else ""))
         build["done"] = True
 
     builder = None
@@ -365,7 +375,7 @@ def main():
             log(f"JIT: {len(more)} more module(s)")
             build_all(list(more.values()))
         if args.jit_out:
-            write_jit_cache(workspace, args.jit_out)
+            write_jit_cache(workspace, args.jit_out, build["built"])
         log(f"--jit-only: done in {elapsed():.0f} s")
         return 0
 
@@ -485,7 +495,7 @@ def main():
         if builder is not None and not build["done"] and args.jit_wait_s > 0:
             log(f"JIT build still running: waiting up to {args.jit_wait_s:.0f} s before writing the cache")
             builder.join(timeout=args.jit_wait_s)
-        write_jit_cache(workspace, args.jit_out)
+        write_jit_cache(workspace, args.jit_out, build["built"])
     if builder is not None and not build["done"]:
         log("JIT build still running at exit: stopping its ninja / nvcc processes")
         stop_descendants()
