@@ -13,7 +13,6 @@ struct PagedCallParams {
   void* out;                     // [batch, q_seqlen, num_q_heads, head_dim of V]
   const int* block_table;        // [batch, max_pages_per_seq]
   const int* seq_lens;           // [batch], KV length including the q_seqlen new tokens
-  int* status;                   // [2]: bit mask of device-side argument errors, first offending batch index
   const float* sink_logits;      // learned sinks only: [num_q_heads] logits, in the units of scale * q.k
   const float* k_scale;          // 8-bit KV only: dequant scales, [num_kv_heads, head_dim] or one per tensor
   const float* v_scale;          //   (a per-tensor scale is read through zero strides)

@@ -10,6 +10,7 @@ struct PagedDecodeParams : PagedCallParams {
                                  //   float on the CPU, the 16-bit dtype of q on CUDA (half the merge's traffic)
   float* partial_lse;            // split-KV only: per work item x [rows], log2 units
   int* sequence_items;           // CUDA split-KV only: [2, batch], each sequence's first item and item count (the merge's)
+  int* status;                   // [2]: bit mask of device-side argument errors, first offending batch index
   int local_window;              // > 0: a query at p sees j only if p - j < local_window
   int global_window;             // >= 0: tokens j < global_window are always visible (sinks)
   float scale_log2;              // softmax scale * log2(e): scores are exponentiated with exp2

@@ -11,6 +11,7 @@ struct SparseDecodeParams : PagedCallParams {
   const float* score_bias;       // [batch, q_seqlen, topk] added to the scaled score of each slot, or null
   void* partial_out;             // split only: [batch, kv_heads, num_splits, rows, head_dim_v] (float on the CPU)
   float* partial_lse;            // split only: [batch, kv_heads, num_splits, rows], log2 units
+  int* status;                   // [2]: bit mask of device-side argument errors, first offending batch index
   long long indices_stride_batch, indices_stride_token, indices_stride_slot;
   long long bias_stride_batch, bias_stride_token, bias_stride_slot;
   int topk;                      // slots per query token (<= the spec's bucket)
