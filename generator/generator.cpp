@@ -137,7 +137,7 @@ GeneratedKernel generate_paged_decode_cuda(const KernelSpec& spec, const DecodeC
   const DecodeGeometry g = decode_geometry(spec, config);
   std::ostringstream os;
   GeneratedKernel out = named_kernel(spec, config.compile_key(), "swajit_", "", os);
-  os << section("tile_ops.cuh") << section("paged_decode_params.h")
+  os << section("tile_ops.cuh") << section("paged_call_params.h") << section("paged_decode_params.h")
      << decode_prelude(spec, config, g, out.kernel_symbol, out.merge_symbol) << "\n"
      << section("window_mask.h") << section("decode_schedule.h") << section("attention_tile.cuh")
      << section("kv8_fragments.cuh")
@@ -330,7 +330,7 @@ GeneratedKernel generate_sparse_decode_cuda(const KernelSpec& spec, const Sparse
   const SparseDecodeGeometry g = sparse_decode_geometry(spec, config);
   std::ostringstream os;
   GeneratedKernel out = named_kernel(spec, config.compile_key(), "swajit_", "", os);
-  os << section("tile_ops.cuh") << section("sparse_decode_params.h")
+  os << section("tile_ops.cuh") << section("paged_call_params.h") << section("sparse_decode_params.h")
      << "// ---- specialization (generated) ----\n"
      << "typedef " << (spec.dtype == DType::kBF16 ? "bf16_tag" : "fp16_tag") << " Elem;\n"
      << "constexpr int kHeadDim = " << spec.head_dim << ", kHeadDimV = " << spec.head_dim_v << ";\n"
@@ -387,7 +387,7 @@ namespace {
 GeneratedKernel cpu_kernel_start(const KernelSpec& spec, const CpuDecodeConfig& config, std::string_view params_header,
                                  std::ostringstream& os) {
   GeneratedKernel out = named_kernel(spec, config.compile_key(), "swajit_cpu_", " for the CPU backend", os);
-  os << section("cpu_base.h") << section(params_header)
+  os << section("cpu_base.h") << section("paged_call_params.h") << section(params_header)
      << "// ---- specialization (generated) ----\n"
      << "constexpr bool kIsBf16 = " << flag(spec.dtype == DType::kBF16) << ";\n"
      << "constexpr int kPageSize = " << spec.page_size << ";\n"

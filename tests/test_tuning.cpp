@@ -380,3 +380,46 @@ TEST_CASE("tune --device cuda:all: each GPU's worker gets its share of the shard
     CHECK(ran == 0);
   }
 }
+
+TEST_CASE("bench and tune shapes: only the pages the window and the sinks touch are allocated and counted") {
+  DecodeShape gpt_oss;  // window 128 at kv 32768, page 16: the last 8 pages
+  gpt_oss.batch = 256;
+  gpt_oss.kv_len = 32768;
+  gpt_oss.local_window = 128;
+  gpt_oss.page_size = 16;
+  CHECK(gpt_oss.first_visible(0) == 32768 - 128);
+  const auto pages = [](const DecodeShape& s) {
+    const DecodeShape::TouchedPages t = s.touched_pages(0);
+    return std::vector<int>{t.sink_end, t.window_begin, t.end, int(t.count())};
+  };
+  CHECK(pages(gpt_oss) == std::vector<int>{0, 2040, 2048, 8});
+  gpt_oss.q_seqlen = 4;  // three more keys for the earlier queries: one more page
+  CHECK(pages(gpt_oss) == std::vector<int>{0, 2039, 2048, 9});
+  gpt_oss.global_window = 17;  // sinks: pages 0 and 1 too
+  CHECK(pages(gpt_oss) == std::vector<int>{2, 2039, 2048, 11});
+  DecodeShape full;  // no local window: every page, the sinks' inside the window's
+  full.kv_len = 100;
+  full.local_window = 0;
+  full.global_window = 4;
+  full.page_size = 7;
+  CHECK(pages(full) == std::vector<int>{0, 0, 15, 15});
+  DecodeShape empty;  // kv length 0: nothing
+  empty.kv_len = 0;
+  empty.q_seqlen = 0;
+  CHECK(pages(empty) == std::vector<int>{0, 0, 0, 0});
+  DecodeShape window_past_start;  // the window starts on page 0: no separate sink pages
+  window_past_start.kv_len = 40;
+  window_past_start.local_window = 4096;
+  window_past_start.global_window = 4;
+  CHECK(pages(window_past_start) == std::vector<int>{0, 0, 3, 3});
+  // Gemma 3 (16 kv heads, head_dim 256, window 1024) at batch 256 and kv 32768 touches ~4 GiB, not the 128 GiB of
+  // whole sequences: a machine of any size above that takes it.
+  DecodeShape gemma;
+  gemma.batch = 256;
+  gemma.kv_len = 32768;
+  gemma.num_q_heads = 32;
+  gemma.num_kv_heads = 16;
+  gemma.head_dim = 256;
+  gemma.local_window = 1024;
+  CHECK_NOTHROW(cli::check_decode_shape(gemma, "gemma", DLDevice{kDLCPU, 0}));
+}

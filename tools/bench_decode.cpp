@@ -20,6 +20,7 @@
 #include "spec_flags.hpp"
 #include "decode_plan.hpp"
 #include "decode_workload.hpp"
+#include "memory_system.hpp"
 #include "swajit/swajit.hpp"
 #include "utility_kernels.hpp"
 
@@ -167,8 +168,11 @@ int run_decode_bench(const DecodeBenchOptions& o) {
   const double copy_bw = measure_copy_bandwidth(device, kBandwidthProbeBytes, kBandwidthReps, stream);
   std::printf("device: %s (%s), %d SMs, L2 %d MiB\n", device.name.c_str(), device.arch().c_str(), device.sm_count,
               device.l2_bytes >> 20);
+  const MemorySystem memory = memory_system(device);
   std::printf("measured: read %.0f GB/s, copy (read+write) %.0f GB/s; floor = (KV bytes in window + q + out) / read bandwidth\n",
               read_bw / 1e9, copy_bw / 1e9);
+  std::printf("memory system (tuning/memory_system.hpp): peak %.0f GB/s, read expected %.0f GB/s (measured / expected "
+              "%.2f)\n", memory.peak_bytes_per_s / 1e9, memory.read_bytes_per_s / 1e9, read_bw / memory.read_bytes_per_s);
   std::printf("paged decode: %d q heads, %d kv heads, head_dim %d, page %d, %s, KV %s, local window %d, global "
               "window %d, CUDA graph replay over rotated KV copies, L2 evicted before each of %d reps (median)\n\n", o.num_q_heads, o.num_kv_heads, o.head_dim, o.page_size,
               o.dtype.c_str(), o.kv_quant == "none" ? o.dtype.c_str() : o.kv_quant.c_str(), o.local_window,

@@ -44,10 +44,11 @@ void check_decode_shape(const DecodeShape& s, const std::string& where, DLDevice
     bad_shape(where, "kv_len (" + std::to_string(s.kv_len) + ") must be from q_seqlen (" + std::to_string(s.q_seqlen) +
                          ") to " + std::to_string(kMaxSize));
   if (s.local_window < 0 || s.global_window < 0) bad_shape(where, "local_window and global_window must be >= 0");
-  // One copy of the whole KV cache and of q / out; the workloads rotate extra copies only as memory allows.
+  // One copy of the pages the windows touch (all the workloads allocate) and of q / out; the workloads rotate extra
+  // copies only as memory allows.
   const double kv_bytes_per_element = s.kv_quant == KvQuant::kNone ? 2.0 : 1.0;
   double tokens = 0;  // of the whole batch, a page of slack each
-  for (int b = 0; b < s.batch; ++b) tokens += double(s.seq_len(b)) + s.page_size;
+  for (int b = 0; b < s.batch; ++b) tokens += double(s.touched_pages(b).count() + 1) * s.page_size;
   const double bytes = 2.0 * tokens * s.num_kv_heads * s.head_dim * kv_bytes_per_element +
                        2.0 * s.batch * s.q_seqlen * double(s.num_q_heads) * s.head_dim * 2.0;
   const double available = memory_bytes(device);

@@ -24,6 +24,7 @@
 #include "family_harness.hpp"
 #include "prefill_problem.hpp"
 #include "kernel_cache.hpp"
+#include "memory_system.hpp"
 #include "nvrtc_compiler.hpp"
 #include "shipped_tuning.hpp"
 #include "spec_flags.hpp"
@@ -154,10 +155,17 @@ int cmd_info() {
   if (devices.empty()) {
     std::printf("cuda: no GPU: %s\n", why.c_str());
   } else {
-    for (const auto& d : devices)
+    for (const auto& d : devices) {
+      const MemorySystem memory = memory_system(d);
       std::printf("cuda:%d %s, %s, %d SMs, %.1f GiB, L2 %d MiB, shared/block %d KiB, driver %d\n", d.ordinal,
                   d.name.c_str(), d.arch().c_str(), d.sm_count, d.total_memory / double(1 << 30), d.l2_bytes >> 20,
                   d.max_shared_per_block_optin >> 10, d.driver_version);
+      std::printf("  memory: %d MHz x %d bit, peak %.0f GB/s%s, streaming read ~%.0f GB/s, %.0f KiB in flight per SM "
+                  "to sustain it (tuning/memory_system.hpp)\n",
+                  d.memory_clock_khz / 1000, d.memory_bus_width_bits, memory.peak_bytes_per_s / 1e9,
+                  memory.from_attributes ? "" : " (not reported: the architecture's table)",
+                  memory.read_bytes_per_s / 1e9, memory.bytes_in_flight_per_sm / 1024.0);
+    }
   }
 #ifdef SWAJIT_HAVE_CPU_BACKEND
   const cpu::HostCpu& host = cpu::host_cpu();

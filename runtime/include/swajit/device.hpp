@@ -16,6 +16,8 @@ struct DeviceInfo {
   int max_shared_per_sm = 0;
   int reserved_shared_per_block = 0;   // bytes the driver keeps from every resident block's share of an SM
   int l2_bytes = 0;
+  int memory_clock_khz = 0;            // peak DRAM clock (0: not reported); tuning/memory_system.hpp
+  int memory_bus_width_bits = 0;       //   derives the bandwidth from these two
   size_t total_memory = 0;
   int max_threads_per_sm = 0;
   int max_registers_per_block = 0;

@@ -4,6 +4,7 @@
 
 #include "swajit/swajit.hpp"
 
+#include "paged_call_params.h"  // templates/: the paged families' common fields, before their structs
 #include "paged_decode_params.h"  // templates/: the kernel's own argument struct
 
 namespace swajit {

@@ -6,6 +6,7 @@
 
 #include "swajit/swajit.hpp"
 
+#include "paged_call_params.h"  // templates/: the paged families' common fields, before their structs
 #include "sparse_decode_params.h"  // templates/: the kernels' own argument struct
 
 namespace swajit {

@@ -29,6 +29,13 @@ DeviceInfo query_device(int ordinal) {
   info.max_shared_per_sm = attribute(CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR);
   info.reserved_shared_per_block = attribute(CU_DEVICE_ATTRIBUTE_RESERVED_SHARED_MEMORY_PER_BLOCK);
   info.l2_bytes = attribute(CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE);
+  // Informational (the memory system's peak bandwidth): 0 when a driver no longer reports them.
+  const auto optional_attribute = [&](CUdevice_attribute a) {
+    int value = 0;
+    return d.cuDeviceGetAttribute(&value, a, device) == CUDA_SUCCESS ? value : 0;
+  };
+  info.memory_clock_khz = optional_attribute(CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE);
+  info.memory_bus_width_bits = optional_attribute(CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH);
   info.max_threads_per_sm = attribute(CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR);
   info.max_registers_per_block = attribute(CU_DEVICE_ATTRIBUTE_MAX_REGISTERS_PER_BLOCK);
   cuda::check(d.cuDeviceTotalMem(&info.total_memory, device), "cuDeviceTotalMem");

@@ -87,9 +87,10 @@ DecodeWorkload::DecodeWorkload(const DecodeShape& s, DLDevice where, CUstream st
   logical_pages_.resize(s.batch);
   for (int b = 0; b < s.batch; ++b) {
     const int len = s.seq_len(b);
-    const int first_visible = s.local_window > 0 ? std::max(0, len - s.q_seqlen - s.local_window + 1) : 0;
-    for (int page = 0; page < (len + P - 1) / P; ++page)
-      if ((page + 1) * P > first_visible || page * P < s.global_window) logical_pages_[b].push_back(page);
+    const int first_visible = s.first_visible(b);
+    const DecodeShape::TouchedPages touched = s.touched_pages(b);
+    for (int page = 0; page < touched.sink_end; ++page) logical_pages_[b].push_back(page);
+    for (int page = touched.window_begin; page < touched.end; ++page) logical_pages_[b].push_back(page);
     visible_tokens += len - first_visible + std::min(s.global_window, first_visible);
     pages += int64_t(logical_pages_[b].size());
     max_pages_ = std::max(max_pages_, (len + P - 1) / P);
@@ -166,6 +167,18 @@ void DecodeWorkload::poison_output() {
   else
     cuda::check(cuda::driver().cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(out_.data()), 0xff, out_.bytes(), stream_),
                 "cuMemsetD8Async(poison out)");
+}
+
+int DecodeShape::first_visible(int b) const {
+  return local_window > 0 ? std::max(0, seq_len(b) - q_seqlen - local_window + 1) : 0;
+}
+
+DecodeShape::TouchedPages DecodeShape::touched_pages(int b) const {
+  TouchedPages t;
+  t.end = int((int64_t(seq_len(b)) + page_size - 1) / page_size);
+  t.window_begin = first_visible(b) / page_size;  // the page holding the first visible position
+  t.sink_end = int(std::min<int64_t>((int64_t(global_window) + page_size - 1) / page_size, t.window_begin));
+  return t;
 }
 
 KernelSpec DecodeShape::spec() const {

@@ -27,6 +27,15 @@ struct DecodeShape : AttentionCall {
   std::vector<int> seq_lens;
 
   int seq_len(int b) const { return seq_lens.empty() ? kv_len : seq_lens[b]; }
+  // Sequence b's first position inside the local window of its first query (0 without a local window).
+  int first_visible(int b) const;
+  // Sequence b's logical pages that any of its queries can see: the sinks' [0, sink_end) and the window's (with the
+  // extra queries) [window_begin, end), disjoint. The only pages a workload allocates and fills.
+  struct TouchedPages {
+    int sink_end = 0, window_begin = 0, end = 0;
+    int64_t count() const { return int64_t(sink_end) + end - window_begin; }
+  };
+  TouchedPages touched_pages(int b) const;
 
   // The kernel spec the shape runs (validated: throws like paged_decode_kernel_spec).
   KernelSpec spec() const;
