@@ -50,6 +50,12 @@ SWAJIT_SCHEDULE_FN long long schedule_list_items(long long slots, int batch, lon
 // Most items a sequence of `tiles` visible tiles can be cut into (the chunk is at least kMinChunkTiles).
 SWAJIT_SCHEDULE_FN int schedule_max_items(int tiles) { return tiles > kMinChunkTiles ? (tiles + kMinChunkTiles - 1) / kMinChunkTiles : 1; }
 
+// Whether the capacity rule schedules at all when no sequence can see more than `max_tiles` tiles. A window of at
+// most two minimum chunks (gpt-oss: 128 tokens) leaves every item so short that a cut saves less than the schedule,
+// the partial writes and the merge cost every block: the direct grid (H200, session 4: gpt-oss batch 1-128 ran
+// 1.4-2x faster direct than scheduled, runs A and C).
+SWAJIT_SCHEDULE_FN bool schedule_worth_cutting(int max_tiles) { return max_tiles > 2 * kMinChunkTiles; }
+
 // ceil(a / b) for a >= 0, b > 0, in 32 bits whenever both fit (always in practice): a 64-bit division is a long
 // subroutine on the GPU.
 SWAJIT_SCHEDULE_FN long long schedule_ceil_div(long long a, long long b) {

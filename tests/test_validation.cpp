@@ -529,6 +529,11 @@ TEST_CASE("decode capacity schedule: uniform batches get the one-round cut, ragg
   CHECK(list_items(1, 66) == 33);        // batch 1: the most items a 66-tile window has, one round of the grid
   CHECK(list_items(32, 66) == 33 + 32);
   CHECK(list_items(1, 1) == 1);          // nothing can be cut: the host launches the direct grid
+  // A window of at most two minimum chunks is never scheduled (gpt-oss's 128 tokens span 3 tiles of 64, unaligned).
+  CHECK_FALSE(schedule_worth_cutting(2 * kMinChunkTiles));
+  CHECK_FALSE(schedule_worth_cutting(3));
+  CHECK(schedule_worth_cutting(2 * kMinChunkTiles + 1));
+  CHECK(schedule_worth_cutting(66));
   const auto items_each = [&](int batch, int tiles) {
     const WalkedSchedule w = walk_schedule(std::vector<int>(batch, tiles), kSlots, true, list_items(batch, tiles));
     return w.items[0];

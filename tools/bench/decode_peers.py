@@ -20,6 +20,7 @@ page tables list only the pages the window touches, as SGLang passes them for sl
   the same shape if sinks were free), checked against a reference without sinks.
 - gemma3: 32 q / 16 kv heads, head_dim 256, window 1024, page 16, batch 1..256.
 - page1, page64: the grid shape (32 q / 8 kv heads, head_dim 128, window 4096) at page sizes 1 and 64, batch 1..256.
+- grid: the grid shape at page 16, batch 1..256, q_seqlen 1 and 4, tensor cores only (FlashInfer's fastest there).
 - b256: the grid shape at page 16, batch 256, q_seqlen 1 and 4 (batch 1..128: ../shared/peers/flashinfer_peer.py).
 - fp8: the grid shape with an fp8 e4m3 KV cache (per-tensor scale 1, so no scale ops), batch 1..128, q_seqlen 1, 4.
 Variants: `cc` BatchDecodeWithPagedKVCacheWrapper on CUDA cores (q_seqlen 1 only), `tc` the same with
@@ -59,6 +60,8 @@ CASES = {
                   variants=("cc", "tc")),
     "page64": dict(hq=32, hkv=8, d=128, page=64, window=4096, sinks=False, kv="bf16", batches=BATCHES, qs=(1,),
                    variants=("cc", "tc")),
+    "grid": dict(hq=32, hkv=8, d=128, page=16, window=4096, sinks=False, kv="bf16", batches=BATCHES, qs=(1, 4),
+                 variants=("tc",)),
     "b256": dict(hq=32, hkv=8, d=128, page=16, window=4096, sinks=False, kv="bf16", batches=(256,), qs=(1, 4),
                  variants=("cc", "tc")),
     "fp8": dict(hq=32, hkv=8, d=128, page=16, window=4096, sinks=False, kv="fp8", batches=(1, 8, 32, 128),
