@@ -46,6 +46,9 @@ import threading
 import time
 import traceback
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer_build_env import prepare_flashinfer_build_env  # noqa: E402
+
 T0 = time.time()
 L2_MULTIPLE, MAX_REPLICAS = 4.0, 64
 BATCHES = (1, 8, 32, 128, 256)
@@ -293,16 +296,7 @@ def main():
     os.environ.setdefault("FLASHINFER_WORKSPACE_BASE", "/tmp/flashinfer_ws")
     workspace = os.environ["FLASHINFER_WORKSPACE_BASE"]
     os.makedirs(workspace, exist_ok=True)
-    try:  # the pip `ninja` package's binary, for FlashInfer's ninja run
-        import ninja
-
-        os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
-    except Exception:
-        pass
-    if not os.environ.get("CUDA_HOME") and shutil.which("nvcc") is None and os.path.exists("/usr/local/cuda/bin/nvcc"):
-        os.environ["CUDA_HOME"] = "/usr/local/cuda"
-    if "CXX" not in os.environ and shutil.which("c++") is None and shutil.which("g++"):
-        os.environ["CXX"] = "g++"  # FlashInfer links its modules with $CXX (default c++)
+    prepare_flashinfer_build_env()
 
     import torch
     from triton.testing import do_bench

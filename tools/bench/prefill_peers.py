@@ -28,6 +28,9 @@ for peers in (os.environ.get("PEERS_DIR", ""), os.path.join(HERE, "..", "..", ".
         break
 import flashinfer_peer as fp  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer_build_env import prepare_flashinfer_build_env  # noqa: E402
+
 HQ, W, PAGE, PREFIX = 32, 4096, 16, 4096
 SEQS = (8192, 32768)
 UNIFORM_ROWS = [("head_dim 64", 8, 64), ("head_dim 256", 8, 256), ("GQA 32/4", 4, 128)]  # (name, kv heads, head_dim)
@@ -109,18 +112,7 @@ def main():
         fp.log(f"swajit row: {c}")
     os.environ.setdefault("FLASHINFER_WORKSPACE_BASE", "/tmp/flashinfer_ws")
     fp.seed_jit_cache(args.jit_cache, os.environ["FLASHINFER_WORKSPACE_BASE"])
-    try:  # FlashInfer's module builds run ninja and nvcc: the pip ninja and the toolkit's nvcc on PATH
-        import ninja
-
-        os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
-    except ImportError:
-        pass
-    import shutil
-
-    if not os.environ.get("CUDA_HOME") and shutil.which("nvcc") is None and os.path.exists("/usr/local/cuda/bin/nvcc"):
-        os.environ["CUDA_HOME"] = "/usr/local/cuda"
-    if "CXX" not in os.environ and shutil.which("c++") is None and shutil.which("g++"):
-        os.environ["CXX"] = "g++"  # FlashInfer links its modules with $CXX (default c++)
+    prepare_flashinfer_build_env()
     import torch
     from triton.testing import do_bench
 
