@@ -16,6 +16,7 @@
 #include "kernel_cache.hpp"
 #include "paged_decode_problem.hpp"
 #include "stream_scratch.hpp"
+#include "tensor_checks.hpp"
 #include "prefill_params.h"
 #include "sparse_decode_params.h"
 #include "swajit/swajit.hpp"
@@ -23,7 +24,6 @@
 namespace swajit {
 namespace {
 
-constexpr int kMinComputeMajor = 8;        // cp.async, ldmatrix and bf16 mma need sm_80
 constexpr size_t kWorkspaceAlignment = 256;
 
 size_t align_up(size_t n) { return (n + kWorkspaceAlignment - 1) / kWorkspaceAlignment * kWorkspaceAlignment; }
@@ -129,9 +129,7 @@ namespace {
 
 DecodePlan choose_decode_config(const DecodeProblem& p, const DecodeOptions& options, const DeviceInfo& device,
                                 CUcontext context, CUstream stream) {
-  if (device.cc_major < kMinComputeMajor)
-    throw Error(ErrorCode::kUnsupported, device.name + " is sm_" + std::to_string(device.cc_major) +
-                                             std::to_string(device.cc_minor) + "; paged_decode needs sm_80 or newer");
+  require_cuda_kernels(device, "paged_decode");
   DecodePlan plan;
   if (options.config) {
     options.config->validate(p.spec);

@@ -17,7 +17,6 @@ namespace {
 
 constexpr int64_t kMaxGridZ = 65535;       // CUDA's limit on gridDim.z (sequences)
 constexpr int64_t kMaxGridX = INT32_MAX;   // CUDA's limit on gridDim.x ((query tile, q head) pairs)
-constexpr int kMinComputeMajor = 8;    // cp.async, ldmatrix and bf16 mma need sm_80
 constexpr int64_t kTmaElementBytes = 2;  // the TMA producer moves 16-bit K/V only (8-bit K/V is widened per row)
 
 // int32 [batch + 1] offsets.
@@ -345,9 +344,7 @@ void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& op
   const cuda::Driver& d = cuda::driver();
   cuda::ScopedDeviceContext scope(p.device_ordinal);
   const DeviceInfo& device = cuda_device(p.device_ordinal);
-  if (device.cc_major < kMinComputeMajor)
-    throw Error(ErrorCode::kUnsupported, device.name + " is sm_" + std::to_string(device.cc_major) +
-                                             std::to_string(device.cc_minor) + "; prefill needs sm_80 or newer");
+  require_cuda_kernels(device, "prefill");
   const PrefillConfig config = choose_prefill_config(p, options, device, stream);
   if (config.wgmma && device.arch() != "sm_90a")
     throw Error(ErrorCode::kUnsupported, "config " + config.key() + " uses wgmma, which needs sm_90a; " + device.name +

@@ -207,7 +207,6 @@ std::string sparse_bucket_key(const SparseDecodeProblem& p) {
 
 namespace {
 
-constexpr int kMinComputeMajor = 8;             // cp.async needs sm_80
 
 // The config for a CUDA call: forced, else the tuning database's winner for (device, spec, bucket) (tuned now on a
 // miss when the policy asks), else a heuristic from the device's limits.
@@ -253,9 +252,7 @@ namespace {
 void run_cuda_sparse(SparseDecodeProblem& p, const SparseDecodeOptions& options, CUstream stream) {
   cuda::ScopedDeviceContext scope(p.device_ordinal);
   const DeviceInfo& device = cuda_device(p.device_ordinal);
-  if (device.cc_major < kMinComputeMajor)
-    throw Error(ErrorCode::kUnsupported, device.name + " is sm_" + std::to_string(device.cc_major) +
-                                             std::to_string(device.cc_minor) + "; sparse_decode needs sm_80 or newer");
+  require_cuda_kernels(device, "sparse_decode");
   const SparseDecodeConfig config = plan_cuda_sparse(p, options, device, stream);
   const LoadedSparseDecodeKernel& kernel = cuda_kernel(p.spec, config, device, scope.context());
   const SparseDecodeGeometry& g = kernel.geometry;

@@ -6,6 +6,13 @@
 
 namespace swajit {
 
+void require_cuda_kernels(const DeviceInfo& device, const std::string& family) {
+  constexpr int kMinComputeMajor = 8;  // cp.async, ldmatrix and bf16 mma need sm_80
+  if (device.cc_major < kMinComputeMajor)
+    throw Error(ErrorCode::kUnsupported, device.name + " is sm_" + std::to_string(device.cc_major) +
+                                             std::to_string(device.cc_minor) + "; " + family + " needs sm_80 or newer");
+}
+
 [[noreturn]] void fail(const std::string& message) { throw Error(ErrorCode::kInvalidArgument, message); }
 
 std::string shape_text(const DLTensor& t) {

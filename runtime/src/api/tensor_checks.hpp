@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "swajit/device.hpp"
 #include "swajit/error.hpp"
 #include "swajit/spec.hpp"
 #include "swajit/swajit.hpp"
@@ -15,6 +16,10 @@
 namespace swajit {
 
 constexpr int kVectorBytes = 16;  // every tensor the kernels stream is read or written in 16-byte vectors
+
+// Throws kUnsupported unless `device` has what every family's CUDA kernels use (cp.async, ldmatrix and bf16 mma:
+// sm_80 or newer); `family` names the caller in the message.
+void require_cuda_kernels(const DeviceInfo& device, const std::string& family);
 
 // A DLTensor over `data`: `shape`, and `strides` (null: compact row-major), stay the caller's and must outlive it, as
 // DLPack points into them. The one builder of the check harness, the tuner's workloads and the tests.
