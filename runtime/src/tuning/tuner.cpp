@@ -270,21 +270,30 @@ static std::vector<int> stage_counts(const KernelSpec& spec, int block_n) {
   return counts;
 }
 
+namespace {
+
+// Adds `c` to a config space if it is valid for `spec`; an invalid one (warps that do not divide the tile, wgmma
+// with two row tiles, TMA boxes that cannot fill pages of 7 tokens, token_split past one tile of q heads, ...) is
+// simply not part of that spec's space.
+template <class Config>
+void add_if_valid(std::vector<Config>& space, const Config& c, const KernelSpec& spec) {
+  try {
+    c.validate(spec);
+    space.push_back(c);
+  } catch (const Error&) {
+  }
+}
+
+}  // namespace
+
 std::vector<DecodeConfig> decode_config_space(const KernelSpec& spec, int max_splits) {
   std::vector<DecodeConfig> space;
   for (int block_n : kBlockNs)
     for (int warps_n : kWarpsNs)
       for (int stages : stage_counts(spec, block_n))
         // The capacity schedule (kSplitsFromCapacity: 0), then fixed counts 1, 2, 4, ...
-        for (int splits = DecodeConfig::kSplitsFromCapacity; splits <= std::max(1, max_splits); splits = std::max(1, 2 * splits)) {
-          const DecodeConfig c{block_n, warps_n, stages, splits};
-          try {
-            c.validate(spec);
-            space.push_back(c);
-          } catch (const Error&) {
-            // invalid for this spec (e.g. warps that do not divide the tile): not part of its space
-          }
-        }
+        for (int splits = DecodeConfig::kSplitsFromCapacity; splits <= std::max(1, max_splits); splits = std::max(1, 2 * splits))
+          add_if_valid(space, DecodeConfig{block_n, warps_n, stages, splits}, spec);
   return space;
 }
 
@@ -364,13 +373,7 @@ std::vector<PrefillConfig> prefill_config_space(const KernelSpec& spec, bool wgm
             for (bool tma : {false, true}) {
               if (tma && !warp_specialize) continue;
               c.tma = tma;
-              try {
-                c.validate(spec);
-                space.push_back(c);
-              } catch (const Error&) {
-                // not a config of this spec (e.g. wgmma with 192 rows is fine, 2 row tiles with wgmma is not; TMA
-                // boxes cannot fill pages of 7 tokens)
-              }
+              add_if_valid(space, c, spec);
             }
           }
   return space;
@@ -419,15 +422,8 @@ std::vector<SparseDecodeConfig> sparse_config_space(const KernelSpec& spec, int 
   for (int block_n : kSparseBlockNs)
     for (int stages : kSparseStages)
       for (const auto& [mma, token_split] : kernels)
-        for (int splits = 1; splits <= std::max(1, max_splits); splits *= 2) {
-          const SparseDecodeConfig c{block_n, stages, splits, mma, token_split};
-          try {
-            c.validate(spec);
-            space.push_back(c);
-          } catch (const Error&) {
-            // not for this spec (token_split past one tile of q heads): not part of its space
-          }
-        }
+        for (int splits = 1; splits <= std::max(1, max_splits); splits *= 2)
+          add_if_valid(space, SparseDecodeConfig{block_n, stages, splits, mma, token_split}, spec);
   return space;
 }
 
