@@ -57,14 +57,14 @@ int chosen_work_items(const DecodeProblem& p, const DecodeOptions& options) {
 WorkList work_list(const DecodeProblem& p, const DecodeConfig& config, const LoadedDecodeKernel& kernel, const DeviceInfo& device) {
   int64_t items = 0, slots = 0;
   if (config.num_splits == DecodeConfig::kSplitsFromCapacity) {
+    // A window that does not start on a tile boundary, or sinks beside it, spans one tile more than its length.
+    const int max_tiles = (visible_kv_upper_bound(p) + config.block_n - 1) / config.block_n + 1;
+    if (!schedule_worth_cutting(max_tiles)) return {};  // before the occupancy query: a direct grid needs none
     int blocks_per_sm = 0;
     cuda::check(cuda::driver().cuOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel.main, kernel.geometry.threads,
                                                                            kernel.geometry.shared_bytes),
                 "cuOccupancyMaxActiveBlocksPerMultiprocessor");
     slots = std::max<int64_t>(1, int64_t(device.sm_count) * std::max(1, blocks_per_sm) / p.num_kv_heads);
-    // A window that does not start on a tile boundary, or sinks beside it, spans one tile more than its length.
-    const int max_tiles = (visible_kv_upper_bound(p) + config.block_n - 1) / config.block_n + 1;
-    if (!schedule_worth_cutting(max_tiles)) return {};
     items = schedule_list_items(slots, p.batch, schedule_max_items(max_tiles));
   } else if (config.num_splits > 1) {
     slots = int64_t(config.num_splits) * p.batch;
