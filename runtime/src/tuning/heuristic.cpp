@@ -1,12 +1,15 @@
 #include "heuristic.hpp"
 
 #include <algorithm>
+#include <vector>
 
+#include "memory_system.hpp"
+#include "swajit/error.hpp"
 #include "swajit/generator.hpp"
 
 namespace swajit {
 
-DecodeConfig heuristic_decode_config(const KernelSpec& spec, int max_shared_per_block, int max_shared_per_sm, int producer) {
+DecodeConfig heuristic_decode_config(const KernelSpec& spec, int max_shared_per_block, int max_shared_per_sm) {
   constexpr int kTargetWarps = 4;          // enough warps to keep cp.async traffic and tensor cores busy (16-bit)
   constexpr int kBlockN16Bit = 64;         // tokens of a 16-bit tile
   constexpr int kTilesInFlight16Bit = 2;   // 16-bit tiles in flight while one is consumed (3 stages)
@@ -20,7 +23,6 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, int max_shared_per_
     DecodeConfig config;
     config.block_n = kBlockN16Bit * widening;
     config.stages = 2;
-    config.producer = producer;
     const DecodeGeometry geometry = decode_geometry(spec, config);
     config.warps_n = std::max(1, kTargetWarps / geometry.warps_m);
     const int bytes_in_flight = kTilesInFlight16Bit * spec.head_dim * kBlockN16Bit * int(sizeof(uint16_t));
@@ -52,31 +54,118 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, int max_shared_per_
   return config;
 }
 
+namespace {
+
+// A block's time per tile when every warp loads (cp.async) and the block meets at one barrier per tile: a fixed path
+// plus a share per warp (the slowest warp sets the barrier), for tiles of 16 tokens per warp column at head_dim 128,
+// scaling with head_dim (K and V bytes, MMAs and loads per token). Fitted on the H200 (Hopper), RESULTS.md: bn64 wn4
+// st3 at 2 blocks per SM streamed 87% of the floor (run C/D of session 3: 2.25 us a tile), bn128 wn8 at one block
+// 63% (the config sweep: 3.15 us), and halving a block's warps (bn32 wn2) cut its tile time to 0.8x (1.8 us).
+// Other architectures reuse Hopper's path until measured.
+constexpr double kTilePathNs = 1350, kTilePathPerWarpNs = 225;
+constexpr int kReferenceHeadDim = 128;
+// The producer's compute warps issue no loads: their path is at most this share of the all-warps one (head_dim 256,
+// bn32 wn2 st3, 2 blocks per SM: 78% of the floor moved by the producer, 55% with every warp loading; run B).
+constexpr double kComputeOnlyShare = 0.7;
+// Registers per thread of the decode kernel beside its fp32 output accumulators (head_dim / 2 per thread of a
+// 16-row warp tile): ptxas reported 160-196 at head_dim 128 (session 4 run B).
+constexpr int kRegistersBesideOutput = 96;
+// Predicted rates within this share of each other are a tie: the model's error (it fits the measured configs within
+// 4%), and a tie keeps the fewer, larger blocks (fewer partial results when the schedule splits a pair).
+constexpr double kTieMargin = 0.05;
+
+double tile_path_seconds(const KernelSpec& spec, const DecodeConfig& config) {
+  const int warps = decode_geometry(spec, config).warps_m * config.warps_n;
+  return (kTilePathNs + kTilePathPerWarpNs * warps) * 1e-9 * spec.head_dim / kReferenceHeadDim;
+}
+
+// Blocks of `config` an SM holds at once: its shared memory (with the driver's reserve per block), threads and
+// registers (the per-block limit is the SM's file on sm_70..sm_90); 0 when one block does not fit.
+int resident_blocks(const KernelSpec& spec, const DecodeConfig& config, const DeviceInfo& device) {
+  const DecodeGeometry g = decode_geometry(spec, config);
+  if (g.shared_bytes > device.max_shared_per_block_optin) return 0;
+  int blocks = device.max_shared_per_sm / (g.shared_bytes + device.reserved_shared_per_block);
+  if (device.max_threads_per_sm > 0) blocks = std::min(blocks, device.max_threads_per_sm / g.threads);
+  const int registers = g.threads * (kRegistersBesideOutput + spec.head_dim / 2);
+  if (device.max_registers_per_block > 0) blocks = std::min(blocks, device.max_registers_per_block / registers);
+  return blocks;
+}
+
+// One way to run the call and the KV tokens per second an SM would stream with it.
+struct DecodeCandidate {
+  DecodeConfig config;
+  int blocks_per_sm = 0;
+  double tokens_per_s_per_sm = 0;
+};
+
+// The SM's share of the device's read bandwidth, or less where the blocks' tile path (every warp loading) or the
+// bulk-copy engine's row rate (the producer) cannot keep up with it.
+DecodeCandidate predict(const KernelSpec& spec, const DecodeConfig& config, const DeviceInfo& device,
+                        const MemorySystem& memory) {
+  DecodeCandidate c{config, resident_blocks(spec, config, device), 0};
+  const double token_bytes = 2.0 * spec.head_dim * sizeof(uint16_t);  // a K row and a V row, 16-bit
+  const double share = memory.read_bytes_per_s / std::max(1, device.sm_count) / token_bytes;
+  double path = tile_path_seconds(spec, config);
+  double limit = share;
+  if (config.producer == DecodeConfig::kProducerBulk) {
+    constexpr double kRowsPerToken = 2;  // one bulk copy for its K row, one for its V row
+    limit = std::min(limit, memory.bulk_rows_per_s_per_sm / kRowsPerToken);
+    path *= kComputeOnlyShare;
+  }
+  c.tokens_per_s_per_sm = std::min(limit, c.blocks_per_sm * config.block_n / path);
+  return c;
+}
+
+// The narrow tile: half the tokens over half the warp columns (the same tokens per warp), with the pipeline depth
+// that keeps the memory system's bytes in flight at the blocks per SM it then gets.
+DecodeConfig narrow_tile(const KernelSpec& spec, const DecodeConfig& wide, int producer, const DeviceInfo& device,
+                         const MemorySystem& memory) {
+  DecodeConfig narrow = wide;
+  narrow.block_n = wide.block_n / 2;
+  narrow.warps_n = std::max(1, wide.warps_n / 2);
+  narrow.producer = producer;
+  const int stage_bytes = 2 * narrow.block_n * spec.head_dim * int(sizeof(uint16_t));  // K and V
+  narrow.stages = 3;
+  int blocks = resident_blocks(spec, narrow, device);
+  while (blocks > 0 && narrow.stages < stages_for_bandwidth(memory, stage_bytes, blocks)) {
+    DecodeConfig deeper = narrow;
+    ++deeper.stages;
+    blocks = resident_blocks(spec, deeper, device);  // a deeper pipeline may leave room for fewer blocks
+    if (blocks == 0) break;                          // the deepest one block holds
+    narrow = deeper;
+  }
+  return narrow;
+}
+
+}  // namespace
+
 DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& device, int64_t sequence_heads) {
-  const DecodeConfig config = heuristic_decode_config(spec, device.max_shared_per_block_optin, device.max_shared_per_sm);
-  // 16-bit head_dim 256: the 64-token tile leaves 2 stages and one block per SM (Gemma 3 on the H200, device run B:
-  // 57-59% of the floor at batch 32-128). 32-token tiles of 3 stages, two blocks per SM, moved by the producer warp's
-  // bulk row copies (512-byte rows: half as many copies per byte as at head_dim 128, where the producer is 2x slower)
-  // reach 75-78% (b32 211.6 -> 159.3 us, b128 817.9 -> 613.4); the same tiles loaded by every warp were 4-6% slower
-  // than the default, and with fewer pairs than SMs (b8: 128 pairs) 1.5x slower (55.5 -> 82.1 us): the default stays.
-  //
-  // 16-bit head_dim 128 when the pairs alone fill two blocks per SM: 32-token tiles over 2 warps (4 blocks of half
-  // the warps per SM, each meeting at its own barrier) were the tuner's winners on the H200 (runs C/D: batch 128 q1
-  // 529.2 us against the heuristic's 558.5, q4 542.9 against 580.5) and on the H100 (Gemma-like batch 32).
-  constexpr int kRowBytes16Bit = 2 * 128;  // head_dim 128
-  constexpr int kBlocksPerSm = 2;
-  const int row_bytes = spec.head_dim * 2;
-  if (spec.kv_quant != KvQuant::kNone) return config;
-  DecodeConfig narrow{32, 2, 3, DecodeConfig::kSplitsFromCapacity};
-  if (row_bytes > kRowBytes16Bit && device.cc_major >= 9 && sequence_heads >= device.sm_count)
-    narrow.producer = DecodeConfig::kProducerBulk;
-  else if (!(row_bytes == kRowBytes16Bit && sequence_heads >= int64_t(kBlocksPerSm) * device.sm_count))
-    return config;
-  narrow.warps_n = std::max(1, std::min(narrow.warps_n, config.warps_n));  // many rows: fewer warp columns
-  const DecodeGeometry geometry = decode_geometry(spec, narrow);
-  const int budget = std::min(device.max_shared_per_block_optin, device.max_shared_per_sm / kBlocksPerSm -
-                                                                     device.reserved_shared_per_block);
-  return geometry.shared_bytes <= budget ? narrow : config;
+  // One rule for 16-bit caches: among the default tile and a tile of half the tokens and warps (every warp loading,
+  // or on sm_90+ moved by the bulk-copy producer warp), the one whose blocks stream the SM's share of the device's
+  // read bandwidth fastest (predict), among those whose resident blocks the call's (sequence, kv head) pairs fill at
+  // least half of, so that the capacity schedule cuts no pair in more than two. It reproduces the measured winners:
+  // on the H200 (4.4 TB/s) bn32 wn2 st3 at head_dim 128 once the pairs fill two blocks per SM (b128: 529 us against
+  // 558 for the default, whose 2 blocks per SM reach 87% of the floor), the producer's bn32 wn2 st3 at head_dim 256
+  // once they fill one (b32 211.6 -> 159.3 us; every warp loading 4-6% slower, b8 1.5x slower); on the H100 (3.1
+  // TB/s) the default at head_dim 128, which already streams the floor there (96%). tests/test_tuning.cpp.
+  const DecodeConfig wide = heuristic_decode_config(spec, device.max_shared_per_block_optin, device.max_shared_per_sm);
+  if (spec.kv_quant != KvQuant::kNone || sequence_heads <= 0) return wide;
+  const MemorySystem memory = memory_system(device);
+  std::vector<DecodeConfig> others = {narrow_tile(spec, wide, DecodeConfig::kLoadersAllWarps, device, memory)};
+  if (device.cc_major >= 9) others.push_back(narrow_tile(spec, wide, DecodeConfig::kProducerBulk, device, memory));
+  DecodeCandidate best = predict(spec, wide, device, memory);
+  for (const DecodeConfig& config : others) {
+    try {
+      config.validate(spec);  // e.g. deeper than DecodeConfig's stage limit
+    } catch (const Error&) {
+      continue;
+    }
+    const DecodeCandidate c = predict(spec, config, device, memory);
+    const bool pairs_fill_half = 2 * sequence_heads >= int64_t(c.blocks_per_sm) * device.sm_count;
+    if (c.blocks_per_sm > 0 && pairs_fill_half && c.tokens_per_s_per_sm > best.tokens_per_s_per_sm * (1 + kTieMargin))
+      best = c;
+  }
+  return best.config;
 }
 
 int merge_spreading_bytes(const DeviceInfo& device, int64_t merge_blocks) {
