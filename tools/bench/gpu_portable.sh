@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Issue 14's portability point on the GPU, from a checkout of main with the binaries of tools/bench/prepare_gpu_carry.sh:
+#   tools/bench/gpu_portable.sh CARRY_DIR LOG_DIR [all|mid]
+# Untuned against tuned in one run, on the same shapes, with the ratio per row. Neither side sees the shipped tuning
+# data (SWAJIT_SHIPPED=0); each preset is tuned into a fresh database with short budgets, then `swajit bench decode
+# --compare-heuristic` times, in one process, the tuned winner ("time (us)", config "tuned ...") and the
+# device-derived heuristic ("heuristic (us)"); "speedup" = heuristic / tuned, the untuned SKU's loss. Each row's
+# floor (bytes / the read bandwidth probed in the run) and % of it are printed beside the time, and each row's
+# sequence 0 is checked against the reference ("rel err"). A shape whose tuning ran out of its cap shows
+# "heuristic ..." as its config (1.00x): not tuned.
+# Shapes (kv 32768): the decode grid (32 q / 8 kv heads, head_dim 128, window 4096, page 16) at batch 1, 8, 32, 128
+# and q_seqlen 1, 4; the gemma-3-27b preset (32 q / 16 kv, head_dim 128, window 1024) and the gpt-oss-20b preset (64 q
+# / 8 kv, head_dim 64, window 128, learned sinks) at batch 1, 8, 32, 128, q_seqlen 1.
+# all: correctness (`swajit check --filter producer`: the bulk-copy loader the rule picks at head_dim 256), then the
+#   three presets (about 3 minutes). mid: batch 8, 32, 128 only, q_seqlen 1 (about 90 s).
+set -uo pipefail
+usage="usage: gpu_portable.sh CARRY_DIR LOG_DIR [all|mid]"
+source "$(dirname "$0")/gpu_script_args.sh"
+WHAT=${3:-all}
+# Databases (cubins) stay in /tmp: LOG_DIR comes back whole and must stay small.
+SCRATCH=$(mktemp -d /tmp/gpu_portable.XXXXXX)
+export SWAJIT_SHIPPED=0
+exec > >(tee -a "$LOG/gpu_portable_$WHAT.log") 2>&1
+
+case $WHAT in
+  all) BATCHES=1,8,32,128; GRID_Q=1,4; TUNE_CAP=(75 30 30); CHECK=1 ;;
+  mid) BATCHES=8,32,128; GRID_Q=1; TUNE_CAP=(25 20 20); CHECK=0 ;;
+  *) echo "$usage"; exit 2 ;;
+esac
+
+echo "== device (the heuristic's inputs: SMs, shared memory, memory clock x bus width)"
+"$S" info | head -6
+if ((CHECK)); then
+  echo "== correctness: swajit check --filter producer (fresh database)"
+  SWAJIT_DB=$SCRATCH/check.db timeout 60 "$S" check --filter producer >"$LOG/check_producer.txt" 2>&1 ||
+    { echo "==== FAILED ($?): check --filter producer"; status=1; }
+  grep -E "FAIL|passed" "$LOG/check_producer.txt" | tail -5
+fi
+
+# untuned_vs_tuned PRESET CAP_S Q_SEQLENS BENCH_SHAPE...: tune the preset's shapes into a fresh database (capped; the
+# tuner keeps every finished shape), then time tuned and heuristic side by side.
+untuned_vs_tuned() {
+  local preset=$1 cap=$2 q=$3; shift 3
+  local db=$SCRATCH/$preset.db
+  echo "== $preset: tune (fresh database, cap $cap s), then tuned vs heuristic"
+  SWAJIT_DB=$db run "$cap" "$S" tune --preset "$preset" --batch "$BATCHES" --kv-len 32768 --q-seqlen "$q" \
+    --quick-reps 3 --final-reps 15
+  SWAJIT_DB=$db run 60 "$S" bench decode "$@" --batch "$BATCHES" --kv-len 32768 --q-seqlen "$q" --reps 30 \
+    --compare-heuristic
+}
+untuned_vs_tuned mistral-7b "${TUNE_CAP[0]}" "$GRID_Q" --num-q-heads 32 --num-kv-heads 8 --head-dim 128 --local-window 4096
+untuned_vs_tuned gemma-3-27b "${TUNE_CAP[1]}" 1 --num-q-heads 32 --num-kv-heads 16 --head-dim 128 --local-window 1024
+untuned_vs_tuned gpt-oss-20b "${TUNE_CAP[2]}" 1 --num-q-heads 64 --num-kv-heads 8 --head-dim 64 --local-window 128 \
+  --sink-logits
+
+rm -rf "$SCRATCH"
+echo "gpu_portable.sh $WHAT: $( ((status)) && echo 'SOME STEPS FAILED OR WERE CAPPED' || echo 'all steps ran')"
+exit $status
