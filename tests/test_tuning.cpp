@@ -160,6 +160,33 @@ TEST_CASE("one device-derived decode rule gives the measured winners on the H100
   CHECK(heuristic_decode_config(mistral, half, 32 * 8) == narrow);
   CHECK(heuristic_decode_config(mistral, half, 16 * 8) == wide);  // 128 pairs: under half of 4 x 66 blocks
 
+  // Where the default's blocks cut every pair in two anyway, the narrow tile cuts them further if each item keeps a
+  // pipeline's tiles: the gemma-3-27b preset (window 1024) at batch 8 (H200 run A: bn32_wn2_st3_sp4 25.9 us against
+  // the default's 35.6) and the grid at batch 8 (bn32_wn2_st3_sp8 45.0 against 46.7); not at batch 1 (2 tiles an
+  // item; the default won), nor head_dim 256 at batch 8, where the default's one block per SM cuts nothing.
+  CHECK(heuristic_decode_config(gemma_d128, kH200, 8 * 16, 1024) == narrow);
+  CHECK(heuristic_decode_config(mistral, kH200, 8 * 8, 4096) == narrow);
+  CHECK(heuristic_decode_config(mistral, kH200, 1 * 8, 4096) == wide);
+  CHECK(heuristic_decode_config(gemma_d128, kH200, 1 * 16, 1024) == wide);
+  CHECK(heuristic_decode_config(gemma_d256, kH200, 8 * 16, 1024) == gemma_wide);
+  CHECK(heuristic_decode_config(mistral, kH100, 8 * 8, 4096) == wide);  // memory-bound on the H100: a tie
+
+  // Pairs too short for the work schedule (gpt-oss: window 128, head_dim 64, 8 rows per kv head) run on the direct
+  // grid: at batch 128 (1024 pairs) the default's 4 blocks per SM take two waves where 32-token tiles take one (H200,
+  // tuned bn32_wn1_st3_sp1 13.2 us against the default's 18.2); at batch 32 both take one and the default stays (the
+  // tuned winner there). Long windows are cut by the schedule whatever the batch: no waves.
+  KernelSpec gpt_oss;
+  gpt_oss.head_dim = 64; gpt_oss.group = 8; gpt_oss.q_seqlen = 1; gpt_oss.sink_logits = true;
+  CHECK(heuristic_decode_config(gpt_oss, kH200, 128 * 8, 128) == DecodeConfig{32, 2, 3, 1});
+  CHECK(heuristic_decode_config(gpt_oss, kH200, 32 * 8, 128) == DecodeConfig{64, 4, 3, kCapacity});
+  // q_seqlen 4 (32 rows): 32-token tiles over one warp column fit 7 blocks per SM, 924 on the H200, still two waves
+  // for 1024 pairs: the default stays (the tuner found bn32_wn1_st5 scheduled 1.16x faster: not this rule's).
+  KernelSpec gpt_oss_q4 = gpt_oss;
+  gpt_oss_q4.q_seqlen = 4;
+  CHECK(heuristic_decode_config(gpt_oss_q4, kH200, 128 * 8, 128 + 3) == DecodeConfig{64, 2, 3, kCapacity});
+  CHECK(heuristic_decode_config(mistral, kH200, 128 * 8, 4096) == narrow);
+  CHECK(heuristic_decode_config(mistral, kH100, 128 * 8, 4096) == wide);
+
   // Unknown pairs (gen, the tuner's space), 8-bit caches, devices before sm_90 (no bulk copies) and many rows per
   // block (a 64 KB Q tile at 128 rows: one block per SM, 8 warps) keep the default's loaders.
   CHECK(heuristic_decode_config(mistral, kH200) == wide);
@@ -463,12 +490,9 @@ TEST_CASE("bench and tune shapes: only the pages the window and the sinks touch 
   CHECK(pages(window_past_start) == std::vector<int>{0, 0, 3, 3});
   // Gemma 3 (16 kv heads, head_dim 256, window 1024) at batch 256 and kv 32768 touches ~4 GiB, not the 128 GiB of
   // whole sequences: a machine of any size above that takes it.
-  DecodeShape gemma;
-  gemma.batch = 256;
-  gemma.kv_len = 32768;
-  gemma.num_q_heads = 32;
-  gemma.num_kv_heads = 16;
-  gemma.head_dim = 256;
-  gemma.local_window = 1024;
+  cli::TuneCommand batch_256;
+  batch_256.batches = {256}; batch_256.kv_lens = {32768}; batch_256.q_seqlens = {1};
+  DecodeShape gemma = cli::preset_shapes("gemma-3-27b", batch_256).front();  // 32 q / 16 kv heads, window 1024
+  gemma.head_dim = 256;                                                        // the 4B / 12B models' head_dim
   CHECK_NOTHROW(cli::check_decode_shape(gemma, "gemma", DLDevice{kDLCPU, 0}));
 }

@@ -10,9 +10,9 @@
 # "heuristic ..." as its config (1.00x): not tuned.
 # Shapes (kv 32768): the decode grid (32 q / 8 kv heads, head_dim 128, window 4096, page 16) at batch 1, 8, 32, 128
 # and q_seqlen 1, 4; the gemma-3-27b preset (32 q / 16 kv, head_dim 128, window 1024) and the gpt-oss-20b preset (64 q
-# / 8 kv, head_dim 64, window 128, learned sinks) at batch 1, 8, 32, 128, q_seqlen 1.
+# / 8 kv, head_dim 64, window 128, learned sinks) at batch 1, 8, 32, 128 and q_seqlen 1 (gpt-oss also 4).
 # all: correctness (`swajit check --filter producer`: the bulk-copy loader the rule picks at head_dim 256), then the
-#   three presets (about 3 minutes). mid: batch 8, 32, 128 only, q_seqlen 1 (about 90 s).
+#   three presets (about 3 minutes). mid: batch 8-128 and fewer q_seqlens, shorter caps (about 90 s).
 set -uo pipefail
 usage="usage: gpu_portable.sh CARRY_DIR LOG_DIR [all|mid]"
 source "$(dirname "$0")/gpu_script_args.sh"
@@ -22,9 +22,10 @@ SCRATCH=$(mktemp -d /tmp/gpu_portable.XXXXXX)
 export SWAJIT_SHIPPED=0
 exec > >(tee -a "$LOG/gpu_portable_$WHAT.log") 2>&1
 
+# Per preset: batches, q_seqlens and the tuner's cap in seconds.
 case $WHAT in
-  all) BATCHES=1,8,32,128; GRID_Q=1,4; TUNE_CAP=(75 30 30); CHECK=1 ;;
-  mid) BATCHES=8,32,128; GRID_Q=1; TUNE_CAP=(25 20 20); CHECK=0 ;;
+  all) GRID=(1,8,32,128 1,4 75) GEMMA=(1,8,32,128 1 30) GPT_OSS=(1,8,32,128 1,4 40); CHECK=1 ;;
+  mid) GRID=(8,32,128 1 25) GEMMA=(8,32,128 1 20) GPT_OSS=(32,128 1,4 20); CHECK=0 ;;
   *) echo "$usage"; exit 2 ;;
 esac
 
@@ -37,20 +38,20 @@ if ((CHECK)); then
   grep -E "FAIL|passed" "$LOG/check_producer.txt" | tail -5
 fi
 
-# untuned_vs_tuned PRESET CAP_S Q_SEQLENS BENCH_SHAPE...: tune the preset's shapes into a fresh database (capped; the
-# tuner keeps every finished shape), then time tuned and heuristic side by side.
+# untuned_vs_tuned PRESET BATCHES Q_SEQLENS CAP_S BENCH_SHAPE...: tune the preset's shapes into a fresh database
+# (capped; the tuner keeps every finished shape), then time tuned and heuristic side by side.
 untuned_vs_tuned() {
-  local preset=$1 cap=$2 q=$3; shift 3
+  local preset=$1 batches=$2 q=$3 cap=$4; shift 4
   local db=$SCRATCH/$preset.db
   echo "== $preset: tune (fresh database, cap $cap s), then tuned vs heuristic"
-  SWAJIT_DB=$db run "$cap" "$S" tune --preset "$preset" --batch "$BATCHES" --kv-len 32768 --q-seqlen "$q" \
+  SWAJIT_DB=$db run "$cap" "$S" tune --preset "$preset" --batch "$batches" --kv-len 32768 --q-seqlen "$q" \
     --quick-reps 3 --final-reps 15
-  SWAJIT_DB=$db run 60 "$S" bench decode "$@" --batch "$BATCHES" --kv-len 32768 --q-seqlen "$q" --reps 30 \
+  SWAJIT_DB=$db run 60 "$S" bench decode "$@" --batch "$batches" --kv-len 32768 --q-seqlen "$q" --reps 30 \
     --compare-heuristic
 }
-untuned_vs_tuned mistral-7b "${TUNE_CAP[0]}" "$GRID_Q" --num-q-heads 32 --num-kv-heads 8 --head-dim 128 --local-window 4096
-untuned_vs_tuned gemma-3-27b "${TUNE_CAP[1]}" 1 --num-q-heads 32 --num-kv-heads 16 --head-dim 128 --local-window 1024
-untuned_vs_tuned gpt-oss-20b "${TUNE_CAP[2]}" 1 --num-q-heads 64 --num-kv-heads 8 --head-dim 64 --local-window 128 \
+untuned_vs_tuned mistral-7b "${GRID[@]}" --num-q-heads 32 --num-kv-heads 8 --head-dim 128 --local-window 4096
+untuned_vs_tuned gemma-3-27b "${GEMMA[@]}" --num-q-heads 32 --num-kv-heads 16 --head-dim 128 --local-window 1024
+untuned_vs_tuned gpt-oss-20b "${GPT_OSS[@]}" --num-q-heads 64 --num-kv-heads 8 --head-dim 64 --local-window 128 \
   --sink-logits
 
 rm -rf "$SCRATCH"

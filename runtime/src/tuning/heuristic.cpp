@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "decode_schedule.h"
 #include "memory_system.hpp"
 #include "swajit/error.hpp"
 #include "swajit/generator.hpp"
@@ -96,13 +97,16 @@ struct DecodeCandidate {
   DecodeConfig config;
   int blocks_per_sm = 0;
   double tokens_per_s_per_sm = 0;
+  int64_t waves = 0;  // of the direct grid, for pairs too short to schedule (0: scheduled or not known)
 };
 
 // The SM's share of the device's read bandwidth, or less where the blocks' tile path (every warp loading) or the
 // bulk-copy engine's row rate (the producer) cannot keep up with it.
 DecodeCandidate predict(const KernelSpec& spec, const DecodeConfig& config, const DeviceInfo& device,
-                        const MemorySystem& memory) {
-  DecodeCandidate c{config, resident_blocks(spec, config, device), 0};
+                        const MemorySystem& memory, int64_t direct_grid_blocks) {
+  DecodeCandidate c{config, resident_blocks(spec, config, device), 0, 0};
+  const int64_t slots = int64_t(std::max(1, c.blocks_per_sm)) * device.sm_count;
+  c.waves = (direct_grid_blocks + slots - 1) / slots;
   const double token_bytes = 2.0 * spec.head_dim * sizeof(uint16_t);  // a K row and a V row, 16-bit
   const double share = memory.read_bytes_per_s / std::max(1, device.sm_count) / token_bytes;
   double path = tile_path_seconds(spec, config);
@@ -114,6 +118,20 @@ DecodeCandidate predict(const KernelSpec& spec, const DecodeConfig& config, cons
   }
   c.tokens_per_s_per_sm = std::min(limit, c.blocks_per_sm * config.block_n / path);
   return c;
+}
+
+// Whether the capacity schedule serves candidate `c` (more, smaller blocks than the default) well: its pairs fill
+// at least half its resident blocks, so that it cuts no pair in more than two; or the default's blocks already cut
+// every pair in two or more (its merge is paid either way) and each of c's items keeps a pipeline's worth of tiles.
+// Measured on the H200: head_dim 256 at 128 pairs, where the default's 132 blocks cut nothing, 32-token tiles in 2
+// blocks per SM were 1.5-2.2x slower (run B of session 4); the gemma-3-27b preset (head_dim 128, window 1024) at
+// batch 8, where both cut, 1.38x faster (bn32_wn2_st3_sp4, run A); batch 1, 2 tiles an item, no faster.
+bool schedule_allows(const DecodeCandidate& c, int64_t pairs, int64_t visible_tokens, int64_t wide_slots,
+                     const DeviceInfo& device) {
+  const int64_t slots = int64_t(c.blocks_per_sm) * device.sm_count;
+  if (2 * pairs >= slots) return true;
+  const int64_t item_tiles = pairs * max_visible_tiles(visible_tokens, c.config.block_n) / std::max<int64_t>(1, slots);
+  return visible_tokens > 0 && 2 * pairs <= wide_slots && item_tiles >= c.config.stages;
 }
 
 // The narrow tile: half the tokens over half the warp columns (the same tokens per warp), with the pipeline depth
@@ -139,30 +157,45 @@ DecodeConfig narrow_tile(const KernelSpec& spec, const DecodeConfig& wide, int p
 
 }  // namespace
 
-DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& device, int64_t sequence_heads) {
+DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& device, int64_t sequence_heads,
+                                     int64_t visible_tokens) {
   // One rule for 16-bit caches: among the default tile and a tile of half the tokens and warps (every warp loading,
   // or on sm_90+ moved by the bulk-copy producer warp), the one whose blocks stream the SM's share of the device's
-  // read bandwidth fastest (predict), among those whose resident blocks the call's (sequence, kv head) pairs fill at
-  // least half of, so that the capacity schedule cuts no pair in more than two. It reproduces the measured winners:
-  // on the H200 (4.4 TB/s) bn32 wn2 st3 at head_dim 128 once the pairs fill two blocks per SM (b128: 529 us against
-  // 558 for the default, whose 2 blocks per SM reach 87% of the floor), the producer's bn32 wn2 st3 at head_dim 256
-  // once they fill one (b32 211.6 -> 159.3 us; every warp loading 4-6% slower, b8 1.5x slower); on the H100 (3.1
-  // TB/s) the default at head_dim 128, which already streams the floor there (96%). tests/test_tuning.cpp.
+  // read bandwidth fastest (predict), where the work schedule serves its blocks well (schedule_allows), or that runs
+  // pairs too short to cut in fewer waves. It reproduces the measured winners: on the H200 (4.4 TB/s) bn32 wn2 st3
+  // at head_dim 128 once the pairs fill two blocks per SM (b128: 529 us against 558 for the default, whose 2 blocks
+  // per SM reach 87% of the floor) or the default cuts them anyway (gemma-3-27b b8), the producer's bn32 wn2 st3 at
+  // head_dim 256 once they fill one (b32 211.6 -> 159.3 us; every warp loading 4-6% slower, b8 1.5x slower); on the
+  // H100 (3.1 TB/s) the default at head_dim 128, which already streams the floor there (96%). tests/test_tuning.cpp.
   const DecodeConfig wide = heuristic_decode_config(spec, device.max_shared_per_block_optin, device.max_shared_per_sm);
   if (spec.kv_quant != KvQuant::kNone || sequence_heads <= 0) return wide;
   const MemorySystem memory = memory_system(device);
   std::vector<DecodeConfig> others = {narrow_tile(spec, wide, DecodeConfig::kLoadersAllWarps, device, memory)};
   if (device.cc_major >= 9) others.push_back(narrow_tile(spec, wide, DecodeConfig::kProducerBulk, device, memory));
-  DecodeCandidate best = predict(spec, wide, device, memory);
-  for (const DecodeConfig& config : others) {
+  // Pairs too short for the work schedule to cut (the default's tiles decide, as for the capacity rule's direct
+  // grid: paged_decode.cpp) run on the direct grid whatever the tile: a block per pair, in waves.
+  const bool direct = visible_tokens > 0 && !schedule_worth_cutting(max_visible_tiles(visible_tokens, wide.block_n));
+  const int64_t direct_grid_blocks = direct ? sequence_heads : 0;
+  DecodeCandidate best = predict(spec, wide, device, memory, direct_grid_blocks);
+  const int64_t wide_slots = int64_t(best.blocks_per_sm) * device.sm_count;
+  for (DecodeConfig config : others) {
+    if (direct) config.num_splits = 1;
     try {
       config.validate(spec);  // e.g. deeper than DecodeConfig's stage limit
     } catch (const Error&) {
       continue;
     }
-    const DecodeCandidate c = predict(spec, config, device, memory);
-    const bool pairs_fill_half = 2 * sequence_heads >= int64_t(c.blocks_per_sm) * device.sm_count;
-    if (c.blocks_per_sm > 0 && pairs_fill_half && c.tokens_per_s_per_sm > best.tokens_per_s_per_sm * (1 + kTieMargin))
+    const DecodeCandidate c = predict(spec, config, device, memory, direct_grid_blocks);
+    if (c.blocks_per_sm == 0) continue;
+    // Pairs too short to cut: a block's time is mostly its fixed path (prologue, a few tiles, epilogue), so fewer
+    // waves of the direct grid win (gpt-oss, window 128, batch 128 on the H200: bn32 tiles holding all 1024 pairs at
+    // once 13.2 us, the default's two waves 18.2).
+    if (c.waves > 0 && c.waves < best.waves) {
+      best = c;
+      continue;
+    }
+    if (c.waves == best.waves && schedule_allows(c, sequence_heads, visible_tokens, wide_slots, device) &&
+        c.tokens_per_s_per_sm > best.tokens_per_s_per_sm * (1 + kTieMargin))
       best = c;
   }
   return best.config;
