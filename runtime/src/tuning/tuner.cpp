@@ -198,33 +198,33 @@ void record_selection(TuneReport<Config>& report, const Selection<Config>& s, st
 
 }  // namespace
 
-DecodeShape shape_of(const DecodeProblem& p) {
-  DecodeShape s;
+// The timed form of a call of any family: its description, its batch and heads, with K/V in the NHD layout and
+// grouped heads (the workloads time those: a call in another layout or mapping is tuned on that form).
+template <class Shape>
+static Shape timed_shape(const CallProblem& p) {
+  Shape s;
   static_cast<AttentionCall&>(s) = p.call;
-  // the workload times NHD caches with grouped heads: a call in another layout or mapping is tuned on that form
   s.kv_layout = KvLayout::kNHD;
   s.gqa = GqaMapping::kGrouped;
   s.batch = p.batch;
-  s.kv_len = p.max_kv_len;
   s.num_q_heads = p.num_q_heads;
   s.num_kv_heads = p.num_kv_heads;
   return s;
 }
 
+DecodeShape shape_of(const DecodeProblem& p) {
+  DecodeShape s = timed_shape<DecodeShape>(p);
+  s.kv_len = p.max_kv_len;
+  return s;
+}
+
 PrefillShape shape_of(const PrefillProblem& p) {
-  PrefillShape s;
-  static_cast<AttentionCall&>(s) = p.call;
-  // the workload times contiguous NHD K/V, grouped heads, causal, no sink logits: a call of another form is tuned on
-  // that one
+  PrefillShape s = timed_shape<PrefillShape>(p);
+  // the workload times contiguous K/V, causal, no sink logits: a call of another form is tuned on that one
   s.page_size = 0;
-  s.kv_layout = KvLayout::kNHD;
-  s.gqa = GqaMapping::kGrouped;
   s.sink_logits = false;
   s.causal = true;
-  s.batch = p.batch;
   s.seq_len = p.max_q_len;
-  s.num_q_heads = p.num_q_heads;
-  s.num_kv_heads = p.num_kv_heads;
   return s;
 }
 
@@ -480,14 +480,8 @@ SparseTuneReport tune_sparse_shape(const SparseShape& shape, const DeviceInfo& d
 }
 
 SparseShape shape_of(const SparseDecodeProblem& p) {
-  SparseShape s;
-  static_cast<AttentionCall&>(s) = p.call;
-  s.kv_layout = KvLayout::kNHD;
-  s.gqa = GqaMapping::kGrouped;
-  s.batch = p.batch;
+  SparseShape s = timed_shape<SparseShape>(p);
   s.kv_len = std::max(1, p.params.max_pages_per_seq * p.call.page_size);
-  s.num_q_heads = p.num_q_heads;
-  s.num_kv_heads = p.num_kv_heads;
   return s;
 }
 
