@@ -170,11 +170,19 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& d
   const DecodeConfig wide = heuristic_decode_config(spec, device.max_shared_per_block_optin, device.max_shared_per_sm);
   if (spec.kv_quant != KvQuant::kNone || sequence_heads <= 0) return wide;
   const MemorySystem memory = memory_system(device);
-  std::vector<DecodeConfig> others = {narrow_tile(spec, wide, DecodeConfig::kLoadersAllWarps, device, memory)};
-  if (device.cc_major >= 9) others.push_back(narrow_tile(spec, wide, DecodeConfig::kProducerBulk, device, memory));
   // Pairs too short for the work schedule to cut (the default's tiles decide, as for the capacity rule's direct
   // grid: paged_decode.cpp) run on the direct grid whatever the tile: a block per pair, in waves.
   const bool direct = visible_tokens > 0 && !schedule_worth_cutting(max_visible_tiles(visible_tokens, wide.block_n));
+  const DecodeConfig narrow = narrow_tile(spec, wide, DecodeConfig::kLoadersAllWarps, device, memory);
+  std::vector<DecodeConfig> others = {narrow};
+  if (direct) {
+    // A short pair's block is mostly fixed path: with one warp column it meets no other warp at a barrier and
+    // merges no softmax states in its epilogue (gpt-oss b128 on the H200: tuned bn32_wn1_st3_sp1 13.2 us, one wave).
+    DecodeConfig single_column = narrow;
+    single_column.warps_n = 1;
+    others.insert(others.begin(), single_column);
+  }
+  if (device.cc_major >= 9) others.push_back(narrow_tile(spec, wide, DecodeConfig::kProducerBulk, device, memory));
   const int64_t direct_grid_blocks = direct ? sequence_heads : 0;
   DecodeCandidate best = predict(spec, wide, device, memory, direct_grid_blocks);
   const int64_t wide_slots = int64_t(best.blocks_per_sm) * device.sm_count;
