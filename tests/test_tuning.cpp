@@ -13,7 +13,9 @@
 #include <vector>
 
 #include "heuristic.hpp"
+#include "hopper_devices.hpp"
 #include "swajit/error.hpp"
+#include "swajit/generator.hpp"
 #include "tune_commands.hpp"
 #include "tune_family.hpp"
 #include "checked_input.hpp"
@@ -78,6 +80,14 @@ TEST_CASE("the config space holds only valid configs, and the heuristic's shape 
   CHECK(has(int8_space, DecodeConfig{32, 2, 5, 1}));
   CHECK_FALSE(has(int8_space, DecodeConfig{32, 2, 7, 1}));
   CHECK(has(int8_space, DecodeConfig{128, 4, 4, 1}));
+  // On a device, the depths its memory system asks for and the deepest its shared memory holds at one and two blocks
+  // per SM: bn32 at head_dim 128 up to 8 and 6 stages, bn64 up to 6 (one block of 196 KB), none of them constants.
+  const auto h200_space = decode_config_space(spec, 1, &test::kH200);
+  CHECK(has(h200_space, DecodeConfig{32, 2, 8, 1}));
+  CHECK(has(h200_space, DecodeConfig{32, 2, 6, 1}));
+  CHECK(has(h200_space, DecodeConfig{64, 4, 6, 1}));
+  CHECK_FALSE(has(space, DecodeConfig{64, 4, 6, 1}));
+  CHECK(h200_space.size() > decode_config_space(spec, 1).size());
   constexpr int kH200SharedPerBlock = 227 * 1024, kH200SharedPerSm = 228 * 1024;
   CHECK(has(int8_space, DecodeConfig{128, 4, 3, 1}));
   constexpr int kCapacity = DecodeConfig::kSplitsFromCapacity;
@@ -92,37 +102,104 @@ TEST_CASE("the config space holds only valid configs, and the heuristic's shape 
   CHECK(heuristic_decode_config(int8_32_rows, kH200SharedPerBlock, kH200SharedPerSm).block_n == 64);
   CHECK(heuristic_decode_config(spec, kH200SharedPerBlock, kH200SharedPerSm) == DecodeConfig{64, 4, 3, kCapacity});
   CHECK(heuristic_decode_config(int8_spec, kH200SharedPerBlock, 140 * 1024).stages == 4);  // 2 x 68 KB fit, 2 x 84 KB do not
-  // Bulk-copied rows are padded by 16 bytes: the same tiles and stages, still two blocks per SM.
+  // Bulk-copied rows are padded by 16 bytes: the default tiles and stages still fit two blocks per SM.
   constexpr int kBulk = DecodeConfig::kProducerBulk;
-  CHECK(heuristic_decode_config(spec, kH200SharedPerBlock, kH200SharedPerSm, kBulk) == DecodeConfig{64, 4, 3, kCapacity, kBulk});
-  CHECK(heuristic_decode_config(int8_spec, kH200SharedPerBlock, kH200SharedPerSm, kBulk) == DecodeConfig{128, 4, 3, kCapacity, kBulk});
+  CHECK(2 * decode_geometry(spec, DecodeConfig{64, 4, 3, kCapacity, kBulk}).shared_bytes <= kH200SharedPerSm);
+  CHECK(2 * decode_geometry(int8_spec, DecodeConfig{128, 4, 3, kCapacity, kBulk}).shared_bytes <= kH200SharedPerSm);
+}
 
-  // head_dim 256, 16-bit, on an H200: 32-token tiles from the bulk-copy producer once every SM has a (sequence, kv
-  // head) pair; the 64-token tile otherwise, for 8-bit caches and before sm_90.
-  DeviceInfo h200;
-  h200.cc_major = 9; h200.sm_count = 132; h200.max_shared_per_block_optin = 227 * 1024;
-  h200.max_shared_per_sm = 228 * 1024; h200.reserved_shared_per_block = 1024;
-  KernelSpec gemma = spec;
-  gemma.head_dim = 256; gemma.q_seqlen = 1; gemma.group = 2;
-  const DecodeConfig wide = heuristic_decode_config(gemma, h200.max_shared_per_block_optin, h200.max_shared_per_sm);
-  CHECK(wide.block_n == 64);
-  CHECK(heuristic_decode_config(gemma, h200, 32 * 16) == DecodeConfig{32, 2, 3, kCapacity, kBulk});
-  CHECK(heuristic_decode_config(gemma, h200, 8 * 16) == wide);  // 128 pairs on 132 SMs
-  CHECK(heuristic_decode_config(gemma, h200) == wide);          // pairs not known
-  KernelSpec gemma_int8 = gemma;
+// The configs tools/bench/RESULTS.md measured best, from one rule over each device's DeviceInfo (the read bandwidth
+// from its memory clock and bus width, SMs, shared memory, registers) and the call's (sequence, kv head) pairs.
+TEST_CASE("one device-derived decode rule gives the measured winners on the H100 and the H200") {
+  using test::kH100;
+  using test::kH200;
+  constexpr int kCapacity = DecodeConfig::kSplitsFromCapacity, kBulk = DecodeConfig::kProducerBulk;
+  const DecodeConfig wide{64, 4, 3, kCapacity}, narrow{32, 2, 3, kCapacity};
+  KernelSpec mistral;  // 32 q / 8 kv heads, head_dim 128
+  mistral.q_seqlen = 1; mistral.group = 4;
+  KernelSpec mistral_q4 = mistral;
+  mistral_q4.q_seqlen = 4;
+  KernelSpec gemma_d128 = mistral;  // gemma-3-27b preset: 32 q / 16 kv heads
+  gemma_d128.group = 2;
+  KernelSpec gemma_d256 = gemma_d128;
+  gemma_d256.head_dim = 256;
+
+  // H200 (4.4 TB/s read): the default's two blocks per SM stream 87% of the floor; bn32 wn2 st3 (4 blocks) won
+  // where the pairs fill two blocks per SM (session 4 runs C/D: b128 529.2 us against 558.5, q4 542.9 against
+  // 580.5; gemma-3-27b b32 72.6, b128 274.0), and tied at b32 (145.0 against 146.0), where the default stays.
+  CHECK(heuristic_decode_config(mistral, kH200, 128 * 8) == narrow);
+  CHECK(heuristic_decode_config(mistral_q4, kH200, 128 * 8) == narrow);
+  CHECK(heuristic_decode_config(gemma_d128, kH200, 32 * 16) == narrow);
+  CHECK(heuristic_decode_config(gemma_d128, kH200, 128 * 16) == narrow);
+  CHECK(heuristic_decode_config(mistral, kH200, 32 * 8) == wide);
+  CHECK(heuristic_decode_config(mistral, kH200, 8 * 8) == wide);
+  CHECK(heuristic_decode_config(mistral, kH200, 1 * 8) == wide);
+  // head_dim 256 on the H200: the producer's bn32 wn2 st3 once the pairs fill one block per SM (run B: b32 211.6 ->
+  // 159.3 us, b128 817.9 -> 613.4; every warp loading 4-6% slower than the default); b8 (128 pairs) keeps the
+  // default, bn64 wn4 with the 2 stages one block per SM holds (55.5 us against 82.1 for the producer).
+  const DecodeConfig gemma_wide = heuristic_decode_config(gemma_d256, kH200.max_shared_per_block_optin, kH200.max_shared_per_sm);
+  CHECK(gemma_wide == DecodeConfig{64, 4, 2, kCapacity});
+  CHECK(heuristic_decode_config(gemma_d256, kH200, 32 * 16) == DecodeConfig{32, 2, 3, kCapacity, kBulk});
+  CHECK(heuristic_decode_config(gemma_d256, kH200, 128 * 16) == DecodeConfig{32, 2, 3, kCapacity, kBulk});
+  CHECK(heuristic_decode_config(gemma_d256, kH200, 8 * 16) == gemma_wide);
+
+  // H100 (3.1 TB/s read): the default already streams the floor (tuned 2026-11-22: bn64_wn4_st3_sp1 at 92-96% of
+  // it at batch 32 and 128), so the same pairs keep it.
+  CHECK(heuristic_decode_config(mistral, kH100, 128 * 8) == wide);
+  CHECK(heuristic_decode_config(mistral, kH100, 32 * 8) == wide);
+  CHECK(heuristic_decode_config(mistral, kH100, 8 * 8) == wide);
+
+  // The rule follows the device, not its name: an H100 with the H200's memory picks what the H200 picks, and a
+  // device of half the SMs with the H200's bandwidth (twice the share per SM) takes the narrow tiles at half the pairs.
+  DeviceInfo fast_h100 = kH100;
+  fast_h100.memory_clock_khz = kH200.memory_clock_khz;
+  fast_h100.memory_bus_width_bits = kH200.memory_bus_width_bits;
+  CHECK(heuristic_decode_config(mistral, fast_h100, 128 * 8) == narrow);
+  DeviceInfo half = kH200;
+  half.sm_count = 66;
+  CHECK(heuristic_decode_config(mistral, half, 32 * 8) == narrow);
+  CHECK(heuristic_decode_config(mistral, half, 16 * 8) == wide);  // 128 pairs: under half of 4 x 66 blocks
+
+  // Where the default's blocks cut every pair in two anyway, the narrow tile cuts them further if each item keeps a
+  // pipeline's tiles: the gemma-3-27b preset (window 1024) at batch 8 (H200 run A: bn32_wn2_st3_sp4 25.9 us against
+  // the default's 35.6) and the grid at batch 8 (bn32_wn2_st3_sp8 45.0 against 46.7); not at batch 1 (2 tiles an
+  // item; the default won), nor head_dim 256 at batch 8, where the default's one block per SM cuts nothing.
+  CHECK(heuristic_decode_config(gemma_d128, kH200, 8 * 16, 1024) == narrow);
+  CHECK(heuristic_decode_config(mistral, kH200, 8 * 8, 4096) == narrow);
+  CHECK(heuristic_decode_config(mistral, kH200, 1 * 8, 4096) == wide);
+  CHECK(heuristic_decode_config(gemma_d128, kH200, 1 * 16, 1024) == wide);
+  CHECK(heuristic_decode_config(gemma_d256, kH200, 8 * 16, 1024) == gemma_wide);
+  CHECK(heuristic_decode_config(mistral, kH100, 8 * 8, 4096) == wide);  // memory-bound on the H100: a tie
+
+  // Pairs too short for the work schedule (gpt-oss: window 128, head_dim 64, 8 rows per kv head) run on the direct
+  // grid: at batch 128 (1024 pairs) the default's 4 blocks per SM take two waves where 32-token tiles of one warp
+  // column take one (H200, tuned bn32_wn1_st3_sp1 13.2 us against the default's 18.2; bn32 wn2 measured 17.4 in run
+  // B1 of session 5); at batch 32 both take one and the default stays (the
+  // tuned winner there). Long windows are cut by the schedule whatever the batch: no waves.
+  KernelSpec gpt_oss;
+  gpt_oss.head_dim = 64; gpt_oss.group = 8; gpt_oss.q_seqlen = 1; gpt_oss.sink_logits = true;
+  CHECK(heuristic_decode_config(gpt_oss, kH200, 128 * 8, 128) == DecodeConfig{32, 1, 3, 1});  // one warp column
+  CHECK(heuristic_decode_config(gpt_oss, kH200, 32 * 8, 128) == DecodeConfig{64, 4, 3, kCapacity});
+  // q_seqlen 4 (32 rows): 32-token tiles over one warp column fit 7 blocks per SM, 924 on the H200, still two waves
+  // for 1024 pairs: the default stays (the tuner found bn32_wn1_st5 scheduled 1.16x faster: not this rule's).
+  KernelSpec gpt_oss_q4 = gpt_oss;
+  gpt_oss_q4.q_seqlen = 4;
+  CHECK(heuristic_decode_config(gpt_oss_q4, kH200, 128 * 8, 128 + 3) == DecodeConfig{64, 2, 3, kCapacity});
+  CHECK(heuristic_decode_config(mistral, kH200, 128 * 8, 4096) == narrow);
+  CHECK(heuristic_decode_config(mistral, kH100, 128 * 8, 4096) == wide);
+
+  // Unknown pairs (gen, the tuner's space), 8-bit caches, devices before sm_90 (no bulk copies) and many rows per
+  // block (a 64 KB Q tile at 128 rows: one block per SM, 8 warps) keep the default's loaders.
+  CHECK(heuristic_decode_config(mistral, kH200) == wide);
+  KernelSpec gemma_int8 = gemma_d256;
   gemma_int8.kv_quant = KvQuant::kInt8;
-  CHECK(heuristic_decode_config(gemma_int8, h200, 32 * 16).producer == DecodeConfig::kLoadersAllWarps);
-  h200.cc_major = 8;
-  CHECK(heuristic_decode_config(gemma, h200, 32 * 16) == wide);
-  h200.cc_major = 9;
-  // head_dim 128: 32-token tiles over 2 warps once the pairs fill two blocks per SM (264 on the H200).
-  KernelSpec mistral = spec;
-  mistral.q_seqlen = 1;
-  CHECK(heuristic_decode_config(mistral, h200, 128 * 8) == DecodeConfig{32, 2, 3, kCapacity});
-  CHECK(heuristic_decode_config(mistral, h200, 32 * 8) == DecodeConfig{64, 4, 3, kCapacity});
-  KernelSpec many_rows = gemma;
-  many_rows.group = 16; many_rows.q_seqlen = 8;  // 128 rows: a 64 KB Q tile leaves no room for two such blocks
-  CHECK(heuristic_decode_config(many_rows, h200, 32 * 16).producer == DecodeConfig::kLoadersAllWarps);
+  CHECK(heuristic_decode_config(gemma_int8, kH200, 32 * 16).producer == DecodeConfig::kLoadersAllWarps);
+  DeviceInfo ampere = kH200;
+  ampere.cc_major = 8;
+  CHECK(heuristic_decode_config(gemma_d256, ampere, 32 * 16).producer == DecodeConfig::kLoadersAllWarps);
+  KernelSpec many_rows = gemma_d256;
+  many_rows.group = 16; many_rows.q_seqlen = 8;
+  CHECK(heuristic_decode_config(many_rows, kH200, 32 * 16).producer == DecodeConfig::kLoadersAllWarps);
 }
 
 TEST_CASE("presets and workload files") {
@@ -414,12 +491,9 @@ TEST_CASE("bench and tune shapes: only the pages the window and the sinks touch 
   CHECK(pages(window_past_start) == std::vector<int>{0, 0, 3, 3});
   // Gemma 3 (16 kv heads, head_dim 256, window 1024) at batch 256 and kv 32768 touches ~4 GiB, not the 128 GiB of
   // whole sequences: a machine of any size above that takes it.
-  DecodeShape gemma;
-  gemma.batch = 256;
-  gemma.kv_len = 32768;
-  gemma.num_q_heads = 32;
-  gemma.num_kv_heads = 16;
-  gemma.head_dim = 256;
-  gemma.local_window = 1024;
+  cli::TuneCommand batch_256;
+  batch_256.batches = {256}; batch_256.kv_lens = {32768}; batch_256.q_seqlens = {1};
+  DecodeShape gemma = cli::preset_shapes("gemma-3-27b", batch_256).front();  // 32 q / 16 kv heads, window 1024
+  gemma.head_dim = 256;                                                        // the 4B / 12B models' head_dim
   CHECK_NOTHROW(cli::check_decode_shape(gemma, "gemma", DLDevice{kDLCPU, 0}));
 }

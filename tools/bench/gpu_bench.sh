@@ -17,25 +17,15 @@
 #   later peers run (FLASHINFER_JIT_CACHES or main's .peers/).
 set -uo pipefail
 usage="usage: gpu_bench.sh CARRY_DIR LOG_DIR [all|swajit|peers|jit]"
-CARRY=$(realpath "${1:?$usage}")
-mkdir -p "${2:?$usage}"
-LOG=$(realpath "$2")
-WHAT=${3:-all}
 HERE=$(cd "$(dirname "$0")" && pwd)
-export LD_LIBRARY_PATH=$CARRY/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-S=$CARRY/swajit
+source "$HERE/gpu_script_args.sh"
+WHAT=${3:-all}
 # Databases (cubins) and FlashInfer's workspace stay in /tmp: LOG_DIR comes back whole and must stay small.
 SCRATCH=$(mktemp -d /tmp/gpu_bench.XXXXXX)
 export SWAJIT_DB=$SCRATCH/bench.db  # never the machine's default database
 # The checkout's shipped tuning data, as an installed library finds its own (the carried binary has none beside it).
 export SWAJIT_SHIPPED_DIR=$PWD/tuning_db/shipped
 exec > >(tee -a "$LOG/gpu_bench_$WHAT.log") 2>&1
-status=0
-run() {  # run CAP_S CMD...: logs the command, caps its time, remembers a failure
-  local cap=$1; shift
-  echo "==== $*"
-  timeout "$cap" "$@" || { echo "==== FAILED ($?): $*"; status=1; }
-}
 check() {  # check FILTER: one `swajit check --filter` subset, its summary lines printed (whole output in the log dir)
   local name=${1//[^a-zA-Z0-9]/_}
   local out=$LOG/check_$name.txt

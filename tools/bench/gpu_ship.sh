@@ -14,14 +14,10 @@
 # committed (about 1.5 minutes): steps 1 and 5 -- is the committed file of this SKU still worth shipping?
 set -uo pipefail
 usage="usage: gpu_ship.sh CARRY_DIR LOG_DIR [all|committed] [TUNE_BUDGET_S]"
-CARRY=$(realpath "${1:?$usage}")
-mkdir -p "${2:?$usage}"
-LOG=$(realpath "$2")
+source "$(dirname "$0")/gpu_script_args.sh"
 STEPS=${3:-all}
 BUDGET=${4:-330}
 case $STEPS in all | committed) ;; *) echo "$usage"; exit 2 ;; esac
-export LD_LIBRARY_PATH=$CARRY/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-S=$CARRY/swajit
 export SWAJIT_DB=$LOG/scratch.db  # never the machine's default database
 exec > >(tee "$LOG/gpu_ship_$STEPS.log") 2>&1
 

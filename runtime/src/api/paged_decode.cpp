@@ -57,8 +57,7 @@ int chosen_work_items(const DecodeProblem& p, const DecodeOptions& options) {
 WorkList work_list(const DecodeProblem& p, const DecodeConfig& config, const LoadedDecodeKernel& kernel, const DeviceInfo& device) {
   int64_t items = 0, slots = 0;
   if (config.num_splits == DecodeConfig::kSplitsFromCapacity) {
-    // A window that does not start on a tile boundary, or sinks beside it, spans one tile more than its length.
-    const int max_tiles = (visible_kv_upper_bound(p) + config.block_n - 1) / config.block_n + 1;
+    const int max_tiles = max_visible_tiles(visible_kv_upper_bound(p), config.block_n);
     if (!schedule_worth_cutting(max_tiles)) return {};  // before the occupancy query: a direct grid needs none
     int blocks_per_sm = 0;
     cuda::check(cuda::driver().cuOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel.main, kernel.geometry.threads,
@@ -152,7 +151,8 @@ DecodePlan choose_decode_config(const DecodeProblem& p, const DecodeOptions& opt
         return plan;
       }
   }
-  plan.config = heuristic_decode_config(p.spec, device, int64_t(p.batch) * p.num_kv_heads);  // splits: from the capacity
+  // splits: the capacity rule's, or the direct grid for pairs too short to cut
+  plan.config = heuristic_decode_config(p.spec, device, int64_t(p.batch) * p.num_kv_heads, visible_kv_upper_bound(p));
   plan.kernel = &decode_kernel(p.spec, plan.config, device, context);
   plan.origin = DecodePlan::Origin::kHeuristic;
   return plan;

@@ -1,22 +1,13 @@
 // A validated prefill call: every DLTensor checked, the spec derived, the kernel arguments filled in.
 #pragma once
-#include <dlpack/dlpack.h>
-
-#include "swajit/swajit.hpp"
-
+#include "call_problem.hpp"
 #include "prefill_params.h"  // templates/: the kernel's own argument struct
 
 namespace swajit {
 
-struct PrefillProblem {
-  AttentionCall call;          // the call's description, as the options and tensors give it
-  KernelSpec spec;             // prefill_kernel_spec(call)
-  int batch = 0;
-  int num_q_heads = 0;
-  int num_kv_heads = 0;
-  int device_ordinal = 0;
+// spec: prefill_kernel_spec(call); host metadata: every metadata tensor.
+struct PrefillProblem : CallProblem {
   int max_q_len = 0;          // sizes the grid: the caller's, the exact one from host metadata, or total_q
-  bool host_metadata = false; // every metadata tensor is host-readable (validated there)
   PrefillParams params{};     // everything but status
 };
 

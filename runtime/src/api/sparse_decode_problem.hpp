@@ -1,24 +1,15 @@
 // A validated sparse top-k decode call: every DLTensor checked, the spec derived, the kernel arguments filled in.
 #pragma once
-#include <dlpack/dlpack.h>
-
 #include <string>
 
-#include "swajit/swajit.hpp"
-
+#include "call_problem.hpp"
 #include "paged_call_params.h"  // templates/: the paged families' common fields, before their structs
 #include "sparse_decode_params.h"  // templates/: the kernels' own argument struct
 
 namespace swajit {
 
-struct SparseDecodeProblem {
-  AttentionCall call;            // the call's description, as the options and tensors give it
-  KernelSpec spec;               // sparse_decode_kernel_spec(call)
-  int batch = 0;
-  int num_q_heads = 0;
-  int num_kv_heads = 0;
-  int device_ordinal = 0;
-  bool host_metadata = false;    // seq_lens, block_table and indices are host-readable
+// spec: sparse_decode_kernel_spec(call); host metadata: seq_lens, block_table and indices.
+struct SparseDecodeProblem : CallProblem {
   bool on_cpu = false;
   SparseDecodeParams params{};   // everything but workspace, status and num_splits
 };

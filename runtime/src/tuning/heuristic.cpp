@@ -1,12 +1,16 @@
 #include "heuristic.hpp"
 
 #include <algorithm>
+#include <vector>
 
+#include "decode_schedule.h"
+#include "memory_system.hpp"
+#include "swajit/error.hpp"
 #include "swajit/generator.hpp"
 
 namespace swajit {
 
-DecodeConfig heuristic_decode_config(const KernelSpec& spec, int max_shared_per_block, int max_shared_per_sm, int producer) {
+DecodeConfig heuristic_decode_config(const KernelSpec& spec, int max_shared_per_block, int max_shared_per_sm) {
   constexpr int kTargetWarps = 4;          // enough warps to keep cp.async traffic and tensor cores busy (16-bit)
   constexpr int kBlockN16Bit = 64;         // tokens of a 16-bit tile
   constexpr int kTilesInFlight16Bit = 2;   // 16-bit tiles in flight while one is consumed (3 stages)
@@ -20,7 +24,6 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, int max_shared_per_
     DecodeConfig config;
     config.block_n = kBlockN16Bit * widening;
     config.stages = 2;
-    config.producer = producer;
     const DecodeGeometry geometry = decode_geometry(spec, config);
     config.warps_n = std::max(1, kTargetWarps / geometry.warps_m);
     const int bytes_in_flight = kTilesInFlight16Bit * spec.head_dim * kBlockN16Bit * int(sizeof(uint16_t));
@@ -52,31 +55,158 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, int max_shared_per_
   return config;
 }
 
-DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& device, int64_t sequence_heads) {
-  const DecodeConfig config = heuristic_decode_config(spec, device.max_shared_per_block_optin, device.max_shared_per_sm);
-  // 16-bit head_dim 256: the 64-token tile leaves 2 stages and one block per SM (Gemma 3 on the H200, device run B:
-  // 57-59% of the floor at batch 32-128). 32-token tiles of 3 stages, two blocks per SM, moved by the producer warp's
-  // bulk row copies (512-byte rows: half as many copies per byte as at head_dim 128, where the producer is 2x slower)
-  // reach 75-78% (b32 211.6 -> 159.3 us, b128 817.9 -> 613.4); the same tiles loaded by every warp were 4-6% slower
-  // than the default, and with fewer pairs than SMs (b8: 128 pairs) 1.5x slower (55.5 -> 82.1 us): the default stays.
-  //
-  // 16-bit head_dim 128 when the pairs alone fill two blocks per SM: 32-token tiles over 2 warps (4 blocks of half
-  // the warps per SM, each meeting at its own barrier) were the tuner's winners on the H200 (runs C/D: batch 128 q1
-  // 529.2 us against the heuristic's 558.5, q4 542.9 against 580.5) and on the H100 (Gemma-like batch 32).
-  constexpr int kRowBytes16Bit = 2 * 128;  // head_dim 128
-  constexpr int kBlocksPerSm = 2;
-  const int row_bytes = spec.head_dim * 2;
-  if (spec.kv_quant != KvQuant::kNone) return config;
-  DecodeConfig narrow{32, 2, 3, DecodeConfig::kSplitsFromCapacity};
-  if (row_bytes > kRowBytes16Bit && device.cc_major >= 9 && sequence_heads >= device.sm_count)
-    narrow.producer = DecodeConfig::kProducerBulk;
-  else if (!(row_bytes == kRowBytes16Bit && sequence_heads >= int64_t(kBlocksPerSm) * device.sm_count))
-    return config;
-  narrow.warps_n = std::max(1, std::min(narrow.warps_n, config.warps_n));  // many rows: fewer warp columns
-  const DecodeGeometry geometry = decode_geometry(spec, narrow);
-  const int budget = std::min(device.max_shared_per_block_optin, device.max_shared_per_sm / kBlocksPerSm -
-                                                                     device.reserved_shared_per_block);
-  return geometry.shared_bytes <= budget ? narrow : config;
+namespace {
+
+// A block's time per tile when every warp loads (cp.async) and the block meets at one barrier per tile: a fixed path
+// plus a share per warp (the slowest warp sets the barrier), for tiles of 16 tokens per warp column at head_dim 128,
+// scaling with head_dim (K and V bytes, MMAs and loads per token). Fitted on the H200 (Hopper), RESULTS.md: bn64 wn4
+// st3 at 2 blocks per SM streamed 87% of the floor (run C/D of session 3: 2.25 us a tile), bn128 wn8 at one block
+// 63% (the config sweep: 3.15 us), and halving a block's warps (bn32 wn2) cut its tile time to 0.8x (1.8 us).
+// Other architectures reuse Hopper's path until measured.
+constexpr double kTilePathNs = 1350, kTilePathPerWarpNs = 225;
+constexpr int kReferenceHeadDim = 128;
+// The producer's compute warps issue no loads: their path is at most this share of the all-warps one (head_dim 256,
+// bn32 wn2 st3, 2 blocks per SM: 78% of the floor moved by the producer, 55% with every warp loading; run B).
+constexpr double kComputeOnlyShare = 0.7;
+// Registers per thread of the decode kernel beside its fp32 output accumulators (head_dim / 2 per thread of a
+// 16-row warp tile): ptxas reported 160-196 at head_dim 128 (session 4 run B).
+constexpr int kRegistersBesideOutput = 96;
+// Predicted rates within this share of each other are a tie: the model's error (it fits the measured configs within
+// 4%), and a tie keeps the fewer, larger blocks (fewer partial results when the schedule splits a pair).
+constexpr double kTieMargin = 0.05;
+
+double tile_path_seconds(const KernelSpec& spec, const DecodeConfig& config) {
+  const int warps = decode_geometry(spec, config).warps_m * config.warps_n;
+  return (kTilePathNs + kTilePathPerWarpNs * warps) * 1e-9 * spec.head_dim / kReferenceHeadDim;
+}
+
+// Blocks of `config` an SM holds at once: its shared memory (with the driver's reserve per block), threads and
+// registers (the per-block limit is the SM's file on sm_70..sm_90); 0 when one block does not fit.
+int resident_blocks(const KernelSpec& spec, const DecodeConfig& config, const DeviceInfo& device) {
+  const DecodeGeometry g = decode_geometry(spec, config);
+  if (g.shared_bytes > device.max_shared_per_block_optin) return 0;
+  int blocks = device.max_shared_per_sm / (g.shared_bytes + device.reserved_shared_per_block);
+  if (device.max_threads_per_sm > 0) blocks = std::min(blocks, device.max_threads_per_sm / g.threads);
+  const int registers = g.threads * (kRegistersBesideOutput + spec.head_dim / 2);
+  if (device.max_registers_per_block > 0) blocks = std::min(blocks, device.max_registers_per_block / registers);
+  return blocks;
+}
+
+// One way to run the call and the KV tokens per second an SM would stream with it.
+struct DecodeCandidate {
+  DecodeConfig config;
+  int blocks_per_sm = 0;
+  double tokens_per_s_per_sm = 0;
+  int64_t waves = 0;  // of the direct grid, for pairs too short to schedule (0: scheduled or not known)
+};
+
+// The SM's share of the device's read bandwidth, or less where the blocks' tile path (every warp loading) or the
+// bulk-copy engine's row rate (the producer) cannot keep up with it.
+DecodeCandidate predict(const KernelSpec& spec, const DecodeConfig& config, const DeviceInfo& device,
+                        const MemorySystem& memory, int64_t direct_grid_blocks) {
+  DecodeCandidate c{config, resident_blocks(spec, config, device), 0, 0};
+  const int64_t slots = int64_t(std::max(1, c.blocks_per_sm)) * device.sm_count;
+  c.waves = (direct_grid_blocks + slots - 1) / slots;
+  const double token_bytes = 2.0 * spec.head_dim * sizeof(uint16_t);  // a K row and a V row, 16-bit
+  const double share = memory.read_bytes_per_s / std::max(1, device.sm_count) / token_bytes;
+  double path = tile_path_seconds(spec, config);
+  double limit = share;
+  if (config.producer == DecodeConfig::kProducerBulk) {
+    constexpr double kRowsPerToken = 2;  // one bulk copy for its K row, one for its V row
+    limit = std::min(limit, memory.bulk_rows_per_s_per_sm / kRowsPerToken);
+    path *= kComputeOnlyShare;
+  }
+  c.tokens_per_s_per_sm = std::min(limit, c.blocks_per_sm * config.block_n / path);
+  return c;
+}
+
+// Whether the capacity schedule serves candidate `c` (more, smaller blocks than the default) well: its pairs fill
+// at least half its resident blocks, so that it cuts no pair in more than two; or the default's blocks already cut
+// every pair in two or more (its merge is paid either way) and each of c's items keeps a pipeline's worth of tiles.
+// Measured on the H200: head_dim 256 at 128 pairs, where the default's 132 blocks cut nothing, 32-token tiles in 2
+// blocks per SM were 1.5-2.2x slower (run B of session 4); the gemma-3-27b preset (head_dim 128, window 1024) at
+// batch 8, where both cut, 1.38x faster (bn32_wn2_st3_sp4, run A); batch 1, 2 tiles an item, no faster.
+bool schedule_allows(const DecodeCandidate& c, int64_t pairs, int64_t visible_tokens, int64_t wide_slots,
+                     const DeviceInfo& device) {
+  const int64_t slots = int64_t(c.blocks_per_sm) * device.sm_count;
+  if (2 * pairs >= slots) return true;
+  const int64_t item_tiles = pairs * max_visible_tiles(visible_tokens, c.config.block_n) / std::max<int64_t>(1, slots);
+  return visible_tokens > 0 && 2 * pairs <= wide_slots && item_tiles >= c.config.stages;
+}
+
+// The narrow tile: half the tokens over half the warp columns (the same tokens per warp), with the pipeline depth
+// that keeps the memory system's bytes in flight at the blocks per SM it then gets.
+DecodeConfig narrow_tile(const KernelSpec& spec, const DecodeConfig& wide, int producer, const DeviceInfo& device,
+                         const MemorySystem& memory) {
+  DecodeConfig narrow = wide;
+  narrow.block_n = wide.block_n / 2;
+  narrow.warps_n = std::max(1, wide.warps_n / 2);
+  narrow.producer = producer;
+  const int stage_bytes = 2 * narrow.block_n * spec.head_dim * int(sizeof(uint16_t));  // K and V
+  narrow.stages = 3;
+  int blocks = resident_blocks(spec, narrow, device);
+  while (blocks > 0 && narrow.stages < stages_for_bandwidth(memory, stage_bytes, blocks)) {
+    DecodeConfig deeper = narrow;
+    ++deeper.stages;
+    blocks = resident_blocks(spec, deeper, device);  // a deeper pipeline may leave room for fewer blocks
+    if (blocks == 0) break;                          // the deepest one block holds
+    narrow = deeper;
+  }
+  return narrow;
+}
+
+}  // namespace
+
+DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& device, int64_t sequence_heads,
+                                     int64_t visible_tokens) {
+  // One rule for 16-bit caches: among the default tile and a tile of half the tokens and warps (every warp loading,
+  // or on sm_90+ moved by the bulk-copy producer warp), the one whose blocks stream the SM's share of the device's
+  // read bandwidth fastest (predict), where the work schedule serves its blocks well (schedule_allows), or that runs
+  // pairs too short to cut in fewer waves. It reproduces the measured winners: on the H200 (4.4 TB/s) bn32 wn2 st3
+  // at head_dim 128 once the pairs fill two blocks per SM (b128: 529 us against 558 for the default, whose 2 blocks
+  // per SM reach 87% of the floor) or the default cuts them anyway (gemma-3-27b b8), the producer's bn32 wn2 st3 at
+  // head_dim 256 once they fill one (b32 211.6 -> 159.3 us; every warp loading 4-6% slower, b8 1.5x slower); on the
+  // H100 (3.1 TB/s) the default at head_dim 128, which already streams the floor there (96%). tests/test_tuning.cpp.
+  const DecodeConfig wide = heuristic_decode_config(spec, device.max_shared_per_block_optin, device.max_shared_per_sm);
+  if (spec.kv_quant != KvQuant::kNone || sequence_heads <= 0) return wide;
+  const MemorySystem memory = memory_system(device);
+  // Pairs too short for the work schedule to cut (the default's tiles decide, as for the capacity rule's direct
+  // grid: paged_decode.cpp) run on the direct grid whatever the tile: a block per pair, in waves.
+  const bool direct = visible_tokens > 0 && !schedule_worth_cutting(max_visible_tiles(visible_tokens, wide.block_n));
+  const DecodeConfig narrow = narrow_tile(spec, wide, DecodeConfig::kLoadersAllWarps, device, memory);
+  std::vector<DecodeConfig> others = {narrow};
+  if (direct) {
+    // A short pair's block is mostly fixed path: with one warp column it meets no other warp at a barrier and
+    // merges no softmax states in its epilogue (gpt-oss b128 on the H200: tuned bn32_wn1_st3_sp1 13.2 us, one wave).
+    DecodeConfig single_column = narrow;
+    single_column.warps_n = 1;
+    others.insert(others.begin(), single_column);
+  }
+  if (device.cc_major >= 9) others.push_back(narrow_tile(spec, wide, DecodeConfig::kProducerBulk, device, memory));
+  const int64_t direct_grid_blocks = direct ? sequence_heads : 0;
+  DecodeCandidate best = predict(spec, wide, device, memory, direct_grid_blocks);
+  const int64_t wide_slots = int64_t(best.blocks_per_sm) * device.sm_count;
+  for (DecodeConfig config : others) {
+    if (direct) config.num_splits = 1;
+    try {
+      config.validate(spec);  // e.g. deeper than DecodeConfig's stage limit
+    } catch (const Error&) {
+      continue;
+    }
+    const DecodeCandidate c = predict(spec, config, device, memory, direct_grid_blocks);
+    if (c.blocks_per_sm == 0) continue;
+    // Pairs too short to cut: a block's time is mostly its fixed path (prologue, a few tiles, epilogue), so fewer
+    // waves of the direct grid win (gpt-oss, window 128, batch 128 on the H200: bn32 tiles holding all 1024 pairs at
+    // once 13.2 us, the default's two waves 18.2).
+    if (c.waves > 0 && c.waves < best.waves) {
+      best = c;
+      continue;
+    }
+    if (c.waves == best.waves && schedule_allows(c, sequence_heads, visible_tokens, wide_slots, device) &&
+        c.tokens_per_s_per_sm > best.tokens_per_s_per_sm * (1 + kTieMargin))
+      best = c;
+  }
+  return best.config;
 }
 
 int merge_spreading_bytes(const DeviceInfo& device, int64_t merge_blocks) {

@@ -8,15 +8,23 @@
 
 namespace swajit {
 
-// The compiled part (tile, warps, stages, loaders) for blocks that may use up to `max_shared_per_block` bytes of
-// shared memory on multiprocessors with `max_shared_per_sm`, loading with `producer` (DecodeConfig::producer);
-// num_splits is kSplitsFromCapacity (the host sizes the work list from the kernel's occupancy: paged_decode.cpp).
-DecodeConfig heuristic_decode_config(const KernelSpec& spec, int max_shared_per_block, int max_shared_per_sm,
-                                     int producer = DecodeConfig::kLoadersAllWarps);
+// The default config for blocks that may use up to `max_shared_per_block` bytes of shared memory on
+// multiprocessors with `max_shared_per_sm` (every warp loading; num_splits is kSplitsFromCapacity: the host sizes
+// the work list from the kernel's occupancy, paged_decode.cpp). It is also the config of calls whose device or
+// (sequence, kv head) pair count is not known, as for `swajit gen` and the tuner's space.
+DecodeConfig heuristic_decode_config(const KernelSpec& spec, int max_shared_per_block, int max_shared_per_sm);
 // The config for a call on `device` with `sequence_heads` (sequence, kv head) pairs (batch x kv heads; 0 when not
-// known, as for `swajit gen` and the tuner). 16-bit head_dim 256 on sm_90+ with a pair per SM: 32-token tiles that
-// the bulk-copy producer fills; 16-bit head_dim 128 with two pairs per SM: 32-token tiles over 2 warps (heuristic.cpp).
-DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& device, int64_t sequence_heads = 0);
+// known) of which none sees more than `visible_tokens` KV tokens (0: not known): the default, or a tile of half its
+// tokens and warps (every warp loading, or the bulk-copy producer on sm_90+) where the device's read bandwidth, SM
+// count, shared memory and registers predict it streams faster and the pairs fill its blocks, or where pairs too
+// short for the work schedule (the direct grid) then run in fewer waves (heuristic.cpp).
+DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& device, int64_t sequence_heads = 0,
+                                     int64_t visible_tokens = 0);
+// The most tiles of block_n tokens a pair seeing `visible_tokens` spans: a window that does not start on a tile
+// boundary, or sinks beside it, spans one more than its length.
+inline int max_visible_tiles(int64_t visible_tokens, int block_n) {
+  return int((visible_tokens + block_n - 1) / block_n + 1);
+}
 
 // Dynamic shared memory the split-KV merge grid asks for and never touches, so that its blocks spread over the SMs.
 // The merge grid is scheduled while the main grid's blocks still occupy the SMs (a programmatic dependent launch),

@@ -18,13 +18,15 @@ struct MemorySystem {
   int64_t bytes_in_flight_per_sm = 0; // the same per SM (every SM streams its share)
   int64_t l2_bytes = 0;
   bool from_attributes = false;       // peak from the device's memory clock and bus width (else the table's)
+  double bulk_rows_per_s_per_sm = 0;  // row copies (cp.async.bulk, one per K or V token row) an SM completes a second
 };
 
 MemorySystem memory_system(const DeviceInfo& device);
 
-// Stages of a cp.async / bulk-copy pipeline (stages - 1 in flight while one is consumed) whose blocks keep
-// `bytes_per_stage` in flight per stage, `blocks_per_sm` blocks to an SM: the fewest that keep the SM's share of
-// bytes_in_flight requested, at least 2.
+// Stages of a cp.async / bulk-copy pipeline whose blocks move `bytes_per_stage` per stage, `blocks_per_sm` blocks to
+// an SM: the fewest that keep the SM's share of bytes_in_flight requested at every moment. A block refills the slot
+// it consumed only after its barrier, so while it computes one tile the next has often landed already: only
+// stages - 2 tiles are surely in flight, and they must hold the share (at least one: 3 stages or more).
 int stages_for_bandwidth(const MemorySystem& memory, int64_t bytes_per_stage, int blocks_per_sm);
 
 }  // namespace swajit

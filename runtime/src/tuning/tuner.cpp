@@ -17,8 +17,10 @@
 #include "decode_plan.hpp"
 #include "family.hpp"
 #include "kernel_cache.hpp"
+#include "memory_system.hpp"
 #include "nvrtc_compiler.hpp"
 #include "swajit/error.hpp"
+#include "swajit/generator.hpp"
 #include "swajit/version.hpp"
 #include "tuning_store.hpp"
 
@@ -196,33 +198,33 @@ void record_selection(TuneReport<Config>& report, const Selection<Config>& s, st
 
 }  // namespace
 
-DecodeShape shape_of(const DecodeProblem& p) {
-  DecodeShape s;
+// The timed form of a call of any family: its description, its batch and heads, with K/V in the NHD layout and
+// grouped heads (the workloads time those: a call in another layout or mapping is tuned on that form).
+template <class Shape>
+static Shape timed_shape(const CallProblem& p) {
+  Shape s;
   static_cast<AttentionCall&>(s) = p.call;
-  // the workload times NHD caches with grouped heads: a call in another layout or mapping is tuned on that form
   s.kv_layout = KvLayout::kNHD;
   s.gqa = GqaMapping::kGrouped;
   s.batch = p.batch;
-  s.kv_len = p.max_kv_len;
   s.num_q_heads = p.num_q_heads;
   s.num_kv_heads = p.num_kv_heads;
   return s;
 }
 
+DecodeShape shape_of(const DecodeProblem& p) {
+  DecodeShape s = timed_shape<DecodeShape>(p);
+  s.kv_len = p.max_kv_len;
+  return s;
+}
+
 PrefillShape shape_of(const PrefillProblem& p) {
-  PrefillShape s;
-  static_cast<AttentionCall&>(s) = p.call;
-  // the workload times contiguous NHD K/V, grouped heads, causal, no sink logits: a call of another form is tuned on
-  // that one
+  PrefillShape s = timed_shape<PrefillShape>(p);
+  // the workload times contiguous K/V, causal, no sink logits: a call of another form is tuned on that one
   s.page_size = 0;
-  s.kv_layout = KvLayout::kNHD;
-  s.gqa = GqaMapping::kGrouped;
   s.sink_logits = false;
   s.causal = true;
-  s.batch = p.batch;
   s.seq_len = p.max_q_len;
-  s.num_q_heads = p.num_q_heads;
-  s.num_kv_heads = p.num_kv_heads;
   return s;
 }
 
@@ -253,19 +255,39 @@ nlohmann::json tune_on_miss(const std::string& tuned_key, const std::function<st
   return result.get();
 }
 
-// The pipeline depths the space tries for tiles of block_n tokens: kStages, and the depths that keep as many bytes
-// in flight ((stages - 1) K and V tiles) as kStages does with 16-bit tiles of kReferenceBlockN tokens: deeper
-// pipelines of smaller tiles (8-bit caches, block_n 32) that still leave room for two blocks per SM, measured
-// against the 16-bit block_n 64 default. The heuristic's 8-bit depth is one of them.
-static std::vector<int> stage_counts(const KernelSpec& spec, int block_n) {
+// The pipeline depths the space tries for tiles of block_n tokens over warps_n warp columns: kStages, the depths
+// that keep as many bytes in flight ((stages - 1) K and V tiles) as kStages does with 16-bit tiles of
+// kReferenceBlockN tokens (deeper pipelines of smaller tiles: 8-bit caches, block_n 32), and on a known device the
+// depths its memory system asks for at 1, 2 and 4 blocks per SM (stages_for_bandwidth) and the deepest that its
+// shared memory holds at 1 and 2 blocks per SM: a faster or larger SKU gets deeper candidates, not a constant.
+static std::vector<int> stage_counts(const KernelSpec& spec, int block_n, int warps_n, const DeviceInfo* device) {
   constexpr int kReferenceBlockN = 64;
   const int reference_tile_bytes = kReferenceBlockN * 2, tile_bytes = block_n * (spec.kv_quant == KvQuant::kNone ? 2 : 1);
   std::vector<int> counts(std::begin(kStages), std::end(kStages));
+  const auto add = [&](int stages) {  // past DecodeConfig's stage limit it fails validation below
+    if (std::find(counts.begin(), counts.end(), stages) == counts.end()) counts.push_back(stages);
+  };
   for (int stages : kStages) {
     const int in_flight = (stages - 1) * reference_tile_bytes;  // per head-dim column
-    const int same_bytes = 1 + in_flight / tile_bytes;
-    if (in_flight % tile_bytes == 0 && std::find(counts.begin(), counts.end(), same_bytes) == counts.end())
-      counts.push_back(same_bytes);  // past DecodeConfig's stage limit it fails validation below
+    if (in_flight % tile_bytes == 0) add(1 + in_flight / tile_bytes);
+  }
+  if (!device) return counts;
+  const MemorySystem memory = memory_system(*device);
+  const int64_t stage_bytes = 2LL * tile_bytes * spec.head_dim;  // K and V
+  for (int blocks : {1, 2, 4}) add(stages_for_bandwidth(memory, stage_bytes, blocks));
+  for (int blocks : {1, 2}) {
+    const int per_block = std::min(device->max_shared_per_block_optin,
+                                   device->max_shared_per_sm / blocks - device->reserved_shared_per_block);
+    int deepest = 0;
+    for (DecodeConfig c{block_n, warps_n, 2, 1}; decode_geometry(spec, c).shared_bytes <= per_block; ++c.stages) {
+      try {
+        c.validate(spec);  // not past DecodeConfig's stage limit
+      } catch (const Error&) {
+        break;
+      }
+      deepest = c.stages;
+    }
+    if (deepest > 0) add(deepest);
   }
   return counts;
 }
@@ -286,11 +308,11 @@ void add_if_valid(std::vector<Config>& space, const Config& c, const KernelSpec&
 
 }  // namespace
 
-std::vector<DecodeConfig> decode_config_space(const KernelSpec& spec, int max_splits) {
+std::vector<DecodeConfig> decode_config_space(const KernelSpec& spec, int max_splits, const DeviceInfo* device) {
   std::vector<DecodeConfig> space;
   for (int block_n : kBlockNs)
     for (int warps_n : kWarpsNs)
-      for (int stages : stage_counts(spec, block_n))
+      for (int stages : stage_counts(spec, block_n, warps_n, device))
         // The capacity schedule (kSplitsFromCapacity: 0), then fixed counts 1, 2, 4, ...
         for (int splits = DecodeConfig::kSplitsFromCapacity; splits <= std::max(1, max_splits); splits = std::max(1, 2 * splits))
           add_if_valid(space, DecodeConfig{block_n, warps_n, stages, splits}, spec);
@@ -316,7 +338,7 @@ DecodeTuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& d
   const int block_rows = problem.batch * problem.num_kv_heads;
   const int max_tiles = (visible_kv_upper_bound(problem) + kBlockNs[0] - 1) / kBlockNs[0];
   const int max_splits = std::clamp(kMaxWavesOfSplits * device.sm_count * 2 / std::max(1, block_rows), 1, max_tiles);
-  std::vector<DecodeConfig> space = decode_config_space(problem.spec, max_splits);
+  std::vector<DecodeConfig> space = decode_config_space(problem.spec, max_splits, &device);
   if (std::find(space.begin(), space.end(), report.heuristic) == space.end()) space.push_back(report.heuristic);
 
   // Build every compile config in parallel; resources come from the compiled functions themselves.
@@ -458,14 +480,8 @@ SparseTuneReport tune_sparse_shape(const SparseShape& shape, const DeviceInfo& d
 }
 
 SparseShape shape_of(const SparseDecodeProblem& p) {
-  SparseShape s;
-  static_cast<AttentionCall&>(s) = p.call;
-  s.kv_layout = KvLayout::kNHD;
-  s.gqa = GqaMapping::kGrouped;
-  s.batch = p.batch;
+  SparseShape s = timed_shape<SparseShape>(p);
   s.kv_len = std::max(1, p.params.max_pages_per_seq * p.call.page_size);
-  s.num_q_heads = p.num_q_heads;
-  s.num_kv_heads = p.num_kv_heads;
   return s;
 }
 

@@ -19,9 +19,9 @@
 
 namespace swajit {
 
-// Every config of the family that is valid for `spec` (not yet checked against a device), splits up to
-// `max_splits`.
-std::vector<DecodeConfig> decode_config_space(const KernelSpec& spec, int max_splits);
+// Every config of the family that is valid for `spec` (not yet checked against a device's resources), splits up
+// to `max_splits`; pipeline depths also from `device`'s memory system and shared memory when given (tuner.cpp).
+std::vector<DecodeConfig> decode_config_space(const KernelSpec& spec, int max_splits, const DeviceInfo* device = nullptr);
 
 struct TuneOptions {
   int quick_reps = 20;    // graph replays per candidate in the first round
