@@ -285,7 +285,7 @@ int main(int argc, char** argv) {
   check->add_option("--filter", check_filter, "only cases whose name contains this");
   std::vector<std::string> harness_names;
   swajit::for_each_harness_family([&](auto family) { harness_names.push_back(decltype(family)::name); });
-  check->add_option("--family", check_family, "only this family's matrix")->check(CLI::IsMember(harness_names));
+  check->add_option("--family", check_family, "only this family's matrix (its KernelSpec name: paged_decode, prefill, sparse_decode)")->check(CLI::IsMember(harness_names));
   check->add_option("--seed", check_seed, "random seed of the first case")
       ->check(unsigned_64())
       ->capture_default_str();

@@ -21,7 +21,7 @@ struct FamilyHarness;
 template <>
 struct FamilyHarness<DecodeConfig> {
   using Case = DecodeCase;
-  static constexpr const char* name = "paged decode";
+  static constexpr const char* name = "paged_decode";  // the KernelSpec family string (`check --family`)
   static constexpr uint64_t seed_offset = 0;  // a case's seed: the --seed + this + its index in the matrix
   static std::vector<DecodeCase> check_matrix(DLDevice) { return decode_check_matrix(); }
   static bool runs_on(DLDevice) { return true; }
@@ -52,7 +52,7 @@ struct FamilyHarness<PrefillConfig> {
 template <>
 struct FamilyHarness<SparseDecodeConfig> {
   using Case = SparseCase;
-  static constexpr const char* name = "sparse decode";
+  static constexpr const char* name = "sparse_decode";
   static constexpr uint64_t seed_offset = 2000;
   static std::vector<SparseCase> check_matrix(DLDevice where) { return sparse_check_matrix(where); }
   static bool runs_on(DLDevice) { return true; }
