@@ -92,6 +92,7 @@ std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, c
      << "constexpr int kWarpsN = " << config.warps_n << ";\n"
      << "constexpr int kStages = " << config.stages << ";\n"
      << "constexpr int kProducer = " << config.producer << ";  // 0: every warp loads, 1: producer warp (cp.async), 2: producer warp (bulk rows), 3: as 2, K and V on their own barriers\n"
+     << "constexpr bool kFusedMerge = " << flag(config.fused_merge) << ";  // split-KV: the last block of a (sequence, kv head) merges it\n"
      << "// launch geometry, shared with the host launcher\n"
      << "constexpr int kRows = " << g.rows << ";\n"
      << "constexpr int kWarpsM = " << g.warps_m << ";\n"

@@ -26,10 +26,11 @@
 // mbarrier (no block barrier).
 // Unless num_splits is 1 the blocks follow the work schedule of templates/decode_schedule.h (equal-cost chunks of every
 // sequence's window, laid out over a fixed grid); a sequence cut into several items has each write (out / l in the 16-bit dtype,
-// log2-sum-exp) and SWAJIT_MERGE_KERNEL combines them in fp32.
+// log2-sum-exp) and SWAJIT_MERGE_KERNEL combines them in fp32, or (kFusedMerge) the last of its blocks to finish does
+// (merge_pair_if_last: no second grid).
 //
 // Needs templates/decode_schedule.h and, from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kQSeqlen, kGroup, kLocalWindow,
-// kGlobalWindow, kCausal, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockN, kWarpsN, kStages, kProducer), the launch geometry the host also uses (kRows, kWarpsM,
+// kGlobalWindow, kCausal, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockN, kWarpsN, kStages, kProducer, kFusedMerge), the launch geometry the host also uses (kRows, kWarpsM,
 // kThreads, kQBytes, kTileBytes, kStoredRowBytes, kBarrierOffset, kEpilogueStride, kEpilogueBytes, kSharedBytes, kMergeThreads)
 // and the symbol names
 // SWAJIT_DECODE_KERNEL and SWAJIT_MERGE_KERNEL.
@@ -311,6 +312,7 @@ struct DecodeWork {
   int b = 0, kv_head = 0;
   int item = 0;            // index in the work list: the partial-result slot
   int sequence_items = 1;  // n_b: 1 writes the output directly
+  int first_entry = 0;     // the work-list entry of the sequence's first item
   int first_tile = 0, last_tile = 0;
   bool valid = false;      // false: past the end of the work list
 };
@@ -411,6 +413,7 @@ SWAJIT_DEVICE DecodeWork find_work(const PagedDecodeParams& P) {
       const int src = __ffs(hit) - 1;
       w.b = __shfl_sync(0xffffffffu, b, src);
       const int split = wanted - __shfl_sync(0xffffffffu, first, src);
+      w.first_entry = wanted - split;
       const int tiles_b = __shfl_sync(0xffffffffu, t, src);
       w.kv_head = item % P.num_kv_heads;
       w.item = item;
@@ -518,6 +521,136 @@ SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState<1>& 
   }
 }
 
+// Split-KV merge: out = sum_s 2^(lse_s - M) o_s / (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives
+// zeros. kMergeThreads threads merge one (cut sequence, kv head, row): thread t sums 8 consecutive elements (chunk
+// t / kMergeSplitLanes) over the splits s = t % kMergeSplitLanes (mod kMergeSplitLanes); the lanes that share a
+// chunk are adjacent in one warp, so the max, the sum and the outputs combine with shuffles, without shared memory or
+// barriers. A thread's first kMergePrefetch partial outputs load together with the log-sum-exps, so the two reads
+// overlap. Done by SWAJIT_MERGE_KERNEL (one block per row), or, kFusedMerge, by the main grid's last block of the
+// (sequence, kv head) (merge_own_pair).
+constexpr int kMergeSplitLanes = kMergeThreads / kChunks;  // 8 at head_dim 128
+constexpr int kMergePrefetch = 5;                          // covers 5 x kMergeSplitLanes splits (40 at head_dim 128)
+static_assert(kMergeThreads % kChunks == 0 && 32 % kMergeSplitLanes == 0, "a chunk's split lanes share one warp");
+
+// Sum (or max) of x over the kSplitLanes adjacent lanes that share a chunk.
+template <int kSplitLanes, class Op>
+SWAJIT_DEVICE float split_lanes_reduce(float x, Op op) {
+#pragma unroll
+  for (int offset = kSplitLanes / 2; offset > 0; offset /= 2) x = op(x, __shfl_xor_sync(0xffffffffu, x, offset));
+  return x;
+}
+
+// Row `row` of (sequence b, kv head) from its `splits` partial results, the first at `first_slot`, by kChunks x
+// kSplitLanes threads of which this is `thread` (every lane of the calling warp takes part), each loading kPrefetch
+// splits at once first. The partials are read past L1 (ld.global.cg): in the fused merge other SMs wrote them during
+// this grid.
+template <int kSplitLanes = kMergeSplitLanes, int kPrefetch = kMergePrefetch>
+SWAJIT_DEVICE void merge_row(const PagedDecodeParams& P, int b, int kv_head, int row, i64 first_slot, int splits, int thread) {
+  static_assert(32 % kSplitLanes == 0, "a chunk's split lanes share one warp");
+  const int split_lane = thread % kSplitLanes, chunk = thread / kSplitLanes;
+  const i64 split_stride = i64(P.num_kv_heads) * kRows;
+  const auto lse_of = [&](int s) { return __ldcg(P.partial_lse + first_slot + s * split_stride); };
+  const auto partial_of = [&](int s) {  // split s's 8 values of this thread's chunk
+    return __ldcg(reinterpret_cast<const uint4*>(static_cast<const u16*>(P.partial_out) + (first_slot + s * split_stride) * kHeadDim + chunk * 8));
+  };
+  uint4 early[kPrefetch];
+  float early_lse[kPrefetch];
+  float max_lse = SWAJIT_NEG_INF;
+#pragma unroll
+  for (int i = 0; i < kPrefetch; ++i) {
+    const int s = split_lane + i * kSplitLanes;
+    early_lse[i] = SWAJIT_NEG_INF;
+    if (s < splits) {
+      early[i] = partial_of(s);
+      early_lse[i] = lse_of(s);
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < kPrefetch; ++i) max_lse = fmaxf(max_lse, early_lse[i]);
+  for (int s = split_lane + kPrefetch * kSplitLanes; s < splits; s += kSplitLanes)
+    max_lse = fmaxf(max_lse, lse_of(s));
+  max_lse = split_lanes_reduce<kSplitLanes>(max_lse, [](float x, float y) { return fmaxf(x, y); });
+  if (max_lse == SWAJIT_FLAGGED_LSE) {  // the same for every lane of the row: they all reduce the same splits
+    float zeros[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    if (split_lane == 0) store_output(P, b, kv_head, row, chunk * 8, zeros, 0.f);
+    return;
+  }
+  const float reference = max_lse == SWAJIT_NEG_INF ? 0.f : max_lse;
+
+  float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  float sum = 0.f;
+  const auto accumulate = [&](float lse, const uint4& packed) {
+    const float weight = fast_exp2(lse - reference);  // 0 for an empty split (lse -inf)
+    float v[8];
+    unpack8(packed, v, Elem());
+    sum += weight;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acc[e] += weight * v[e];
+  };
+#pragma unroll
+  for (int i = 0; i < kPrefetch; ++i)
+    if (split_lane + i * kSplitLanes < splits) accumulate(early_lse[i], early[i]);
+#pragma unroll 4
+  for (int s = split_lane + kPrefetch * kSplitLanes; s < splits; s += kSplitLanes)
+    accumulate(lse_of(s), partial_of(s));
+
+  const auto add = [](float x, float y) { return x + y; };
+  sum = split_lanes_reduce<kSplitLanes>(sum, add);
+#pragma unroll
+  for (int e = 0; e < 8; ++e) acc[e] = split_lanes_reduce<kSplitLanes>(acc[e], add);
+  if (split_lane == 0)
+    store_output(P, b, kv_head, row, chunk * 8, acc, normalizer(P, q_head_of(P, kv_head, row), reference, sum));
+}
+
+// The first partial-result slot of (sequence, kv head)'s items for `row`: split s of the pair is work item
+// (first entry + s) * num_kv_heads + kv_head.
+SWAJIT_DEVICE i64 first_split_slot(const PagedDecodeParams& P, int first_entry, int kv_head, int row) {
+  return partial_slot(first_entry * P.num_kv_heads + kv_head, row);
+}
+
+// ---- the fused merge (kFusedMerge) ---------------------------------------------------------------------------------
+// The last of a cut (sequence, kv head)'s blocks to finish merges its items, so no merge grid is launched. Each block
+// makes its partial results visible (__threadfence) before counting its arrival on the pair's counter
+// (P.arrival_counts, zero before the call); the block that brings it to the pair's item count resets it to zero for
+// the next call or graph replay (no other block of this grid touches it again) and merges. Its threads cover all
+// rows at once, kFusedSplitLanes per 8-column chunk (at least a warp per row, so the shuffles see whole warps).
+constexpr int kFusedSplitLanesWanted = kThreads / (kRows * kChunks);  // every thread busy in one pass, if it fits
+constexpr int kFusedSplitLanes = kFusedSplitLanesWanted >= 32 ? 32 : kFusedSplitLanesWanted >= 16 ? 16
+                                 : kFusedSplitLanesWanted >= 8 ? 8 : kFusedSplitLanesWanted >= 4 ? 4 : kFusedSplitLanesWanted >= 2 ? 2 : 1;
+constexpr int kFusedRowThreads = kChunks * (kFusedSplitLanes * kChunks >= 32 ? kFusedSplitLanes : 32 / kChunks);
+constexpr int kFusedMergePrefetch = 8;  // one block reads every split: more loads in flight per thread
+
+SWAJIT_DEVICE void merge_pair_if_last(const PagedDecodeParams& P, const DecodeWork& work) {
+  __threadfence();  // this block's partial results, before its arrival
+  __syncthreads();
+  bool last = false;
+  if (threadIdx.x == 0) {
+    int* const arrivals = P.arrival_counts + work.b * P.num_kv_heads + work.kv_head;
+    last = atomicAdd(arrivals, 1) == work.sequence_items - 1;
+    if (last) atomicExch(arrivals, 0);
+  }
+  if (!__syncthreads_or(last)) return;
+  __threadfence();  // the other blocks' partial results, after their arrivals
+  constexpr int kSplitLanes = kFusedRowThreads / kChunks;
+  for (int i = threadIdx.x; i < kRows * kFusedRowThreads; i += kThreads) {  // whole warps: both counts are multiples of 32
+    const int row = i / kFusedRowThreads;
+    merge_row<kSplitLanes, kFusedMergePrefetch>(P, work.b, work.kv_head, row,
+                                                first_split_slot(P, work.first_entry, work.kv_head, row),
+                                                work.sequence_items, i % kFusedRowThreads);
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(const PagedDecodeParams P) {
+  const int kv_head = blockIdx.y, row = blockIdx.z;
+  wait_for_prerequisite_grid();
+  // Block x merges the x-th cut sequence (find_work lists them); the grid has a block for the most a call can cut.
+  const int* merge_list = P.sequence_items + 2 * P.batch;
+  if (int(blockIdx.x) >= merge_list[0]) return;
+  const int b = merge_list[1 + blockIdx.x];
+  const int splits = P.sequence_items[P.batch + b];  // the sequence's work items (the work schedule)
+  merge_row(P, b, kv_head, row, first_split_slot(P, P.sequence_items[b], kv_head, row), splits, threadIdx.x);
+}
+
 // ---- the kernel --------------------------------------------------------------------------------------------------------
 extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(const PagedDecodeParams P) {
   extern __shared__ __align__(128) char smem[];
@@ -612,86 +745,5 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
   const bool sequence_flagged = __syncthreads_or(saw_bad_page);  // and the K/V area becomes the epilogue buffer
   if (sequence_flagged) st.clear();
   write_block_output(P, st, smem + kQBytes, warp_m, warp_n, lane, work, sequence_flagged);
-}
-
-// Split-KV merge: out = sum_s 2^(lse_s - M) o_s / (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives
-// zeros. One block per (cut sequence, kv head, row). Thread t sums 8 consecutive elements (chunk t / kMergeSplitLanes)
-// over the splits s = t % kMergeSplitLanes (mod kMergeSplitLanes); the lanes that share a chunk are adjacent in one
-// warp, so the max, the sum and the outputs combine with shuffles, without shared memory or barriers. A thread's
-// first kMergePrefetch partial outputs load together with the log-sum-exps, so the two reads overlap.
-constexpr int kMergeSplitLanes = kMergeThreads / kChunks;  // 8 at head_dim 128
-constexpr int kMergePrefetch = 5;                          // covers 5 x kMergeSplitLanes splits (40 at head_dim 128)
-static_assert(kMergeThreads % kChunks == 0 && 32 % kMergeSplitLanes == 0, "a chunk's split lanes share one warp");
-
-// Sum (or max) of x over the kMergeSplitLanes adjacent lanes that share a chunk.
-template <class Op>
-SWAJIT_DEVICE float split_lanes_reduce(float x, Op op) {
-#pragma unroll
-  for (int offset = kMergeSplitLanes / 2; offset > 0; offset /= 2) x = op(x, __shfl_xor_sync(0xffffffffu, x, offset));
-  return x;
-}
-
-extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(const PagedDecodeParams P) {
-  const int kv_head = blockIdx.y, row = blockIdx.z;
-  const int split_lane = threadIdx.x % kMergeSplitLanes, chunk = threadIdx.x / kMergeSplitLanes;
-  wait_for_prerequisite_grid();
-  // Block x merges the x-th cut sequence (find_work lists them); the grid has a block for the most a call can cut.
-  const int* merge_list = P.sequence_items + 2 * P.batch;
-  if (int(blockIdx.x) >= merge_list[0]) return;
-  const int b = merge_list[1 + blockIdx.x];
-  const int splits = P.sequence_items[P.batch + b];  // the sequence's work items (the work schedule)
-  // Split s of this (sequence, kv head) is work item (first item + s) * num_kv_heads + kv_head.
-  const i64 first_slot = partial_slot(P.sequence_items[b] * P.num_kv_heads + kv_head, row);
-  const i64 split_stride = i64(P.num_kv_heads) * kRows;
-  const auto lse_of = [&](int s) { return P.partial_lse[first_slot + s * split_stride]; };
-  const auto partial_of = [&](int s) {  // split s's 8 values of this thread's chunk
-    return *reinterpret_cast<const uint4*>(static_cast<const u16*>(P.partial_out) + (first_slot + s * split_stride) * kHeadDim + chunk * 8);
-  };
-  uint4 early[kMergePrefetch];
-  float early_lse[kMergePrefetch];
-  float max_lse = SWAJIT_NEG_INF;
-#pragma unroll
-  for (int i = 0; i < kMergePrefetch; ++i) {
-    const int s = split_lane + i * kMergeSplitLanes;
-    early_lse[i] = SWAJIT_NEG_INF;
-    if (s < splits) {
-      early[i] = partial_of(s);
-      early_lse[i] = lse_of(s);
-    }
-  }
-#pragma unroll
-  for (int i = 0; i < kMergePrefetch; ++i) max_lse = fmaxf(max_lse, early_lse[i]);
-  for (int s = split_lane + kMergePrefetch * kMergeSplitLanes; s < splits; s += kMergeSplitLanes)
-    max_lse = fmaxf(max_lse, lse_of(s));
-  max_lse = split_lanes_reduce(max_lse, [](float x, float y) { return fmaxf(x, y); });
-  if (max_lse == SWAJIT_FLAGGED_LSE) {  // the same for every lane of the block: they all reduce the same splits
-    float zeros[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-    if (split_lane == 0) store_output(P, b, kv_head, row, chunk * 8, zeros, 0.f);
-    return;
-  }
-  const float reference = max_lse == SWAJIT_NEG_INF ? 0.f : max_lse;
-
-  float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-  float sum = 0.f;
-  const auto accumulate = [&](float lse, const uint4& packed) {
-    const float weight = fast_exp2(lse - reference);  // 0 for an empty split (lse -inf)
-    float v[8];
-    unpack8(packed, v, Elem());
-    sum += weight;
-#pragma unroll
-    for (int e = 0; e < 8; ++e) acc[e] += weight * v[e];
-  };
-#pragma unroll
-  for (int i = 0; i < kMergePrefetch; ++i)
-    if (split_lane + i * kMergeSplitLanes < splits) accumulate(early_lse[i], early[i]);
-#pragma unroll 4
-  for (int s = split_lane + kMergePrefetch * kMergeSplitLanes; s < splits; s += kMergeSplitLanes)
-    accumulate(lse_of(s), partial_of(s));
-
-  const auto add = [](float x, float y) { return x + y; };
-  sum = split_lanes_reduce(sum, add);
-#pragma unroll
-  for (int e = 0; e < 8; ++e) acc[e] = split_lanes_reduce(acc[e], add);
-  if (split_lane == 0)
-    store_output(P, b, kv_head, row, chunk * 8, acc, normalizer(P, q_head_of(P, kv_head, row), reference, sum));
+  if (kFusedMerge && work.sequence_items > 1) merge_pair_if_last(P, work);
 }

@@ -11,6 +11,8 @@ struct PagedDecodeParams : PagedCallParams {
   float* partial_lse;            // split-KV only: per work item x [rows], log2 units
   int* sequence_items;           // CUDA split-KV only: [2 * batch + 1 + batch], each sequence's first item and item count,
                                  //   then how many sequences were cut and which (the merge's)
+  int* arrival_counts;           // CUDA split-KV with the fused merge only: [batch, num_kv_heads] blocks of the pair done,
+                                 //   zero before and after every call
   int* status;                   // [2]: bit mask of device-side argument errors, first offending batch index
   int local_window;              // > 0: a query at p sees j only if p - j < local_window
   int global_window;             // >= 0: tokens j < global_window are always visible (sinks)

@@ -96,6 +96,23 @@ TEST_CASE("launch geometry") {
   CHECK(decode_geometry(s, DecodeConfig{64, 2, 3, 1}).threads == 2 * 2 * 32);
 }
 
+TEST_CASE("fused merge knob: key round trip, canonical order, same geometry") {
+  KernelSpec s;
+  s.q_seqlen = 1; s.group = 4;
+  const DecodeConfig fused{64, 4, 3, 0, 0, true};
+  CHECK(fused.key() == "bn64_wn4_st3_fm_sp0");
+  CHECK(DecodeConfig::from_key(fused.key()) == fused);
+  const DecodeConfig both{32, 2, 3, 7, DecodeConfig::kProducerBulk, true};
+  CHECK(both.key() == "bn32_wn2_st3_pw2_fm_sp7");
+  CHECK(DecodeConfig::from_key(both.key()) == both);
+  CHECK(code_of([] { DecodeConfig::from_key("bn64_wn4_st3_fm_pw2_sp0"); }) == ErrorCode::kInvalidArgument);
+  CHECK(code_of([] { DecodeConfig::from_key("bn64_wn4_st3_fm_fm_sp0"); }) == ErrorCode::kInvalidArgument);
+  CHECK(code_of([] { DecodeConfig::from_key("bn64_wn4_st3_fm"); }) == ErrorCode::kInvalidArgument);
+  // The merge moves into the epilogue: no shared memory or threads of its own.
+  CHECK(decode_geometry(s, fused).shared_bytes == decode_geometry(s, DecodeConfig{64, 4, 3, 0}).shared_bytes);
+  CHECK(decode_geometry(s, fused).threads == decode_geometry(s, DecodeConfig{64, 4, 3, 0}).threads);
+}
+
 TEST_CASE("producer-warp loaders: key, validation and geometry") {
   KernelSpec s;
   s.q_seqlen = 1; s.group = 4;

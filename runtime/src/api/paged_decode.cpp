@@ -222,6 +222,8 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   a.partial_out = scheduled ? workspace : nullptr;
   a.partial_lse = scheduled ? reinterpret_cast<float*>(workspace + layout.out_bytes) : nullptr;
   a.sequence_items = scheduled ? reinterpret_cast<int*>(workspace + layout.out_bytes + layout.lse_bytes) : nullptr;
+  const bool fused_merge = scheduled && plan.config.fused_merge;  // the main grid merges: no merge grid
+  a.arrival_counts = fused_merge ? stream_arrival_counts(scope.context(), stream, size_t(p.batch) * p.num_kv_heads) : nullptr;
 
   const DecodeGeometry& g = plan.kernel->geometry;
   void* args[] = {&a};
@@ -229,7 +231,7 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   const unsigned kv_heads = unsigned(p.num_kv_heads);
   cuda::launch_dependent(device, stream, plan.kernel->main, {unsigned(scheduled ? plan.work.items : p.batch), kv_heads, 1},
                          g.threads, g.shared_bytes, args, "cuLaunchKernelEx(paged_decode)");
-  if (scheduled) {
+  if (scheduled && !fused_merge) {
     // A block for each sequence a call can cut: fewer than the slots, since each cut one is longer than a chunk and
     // the slots' chunks hold the batch (templates/decode_schedule.h); the blocks past the cut ones exit at once.
     const int64_t merge_sequences = std::min<int64_t>(p.batch, plan.work.slots);
