@@ -298,7 +298,18 @@ void DecodeConfig::validate(const KernelSpec& spec) const {
                                                  std::to_string(warps_n * kMmaK));
   require_range("stages", stages, 2, kMaxStages);
   require_range("num_splits", num_splits, kSplitsFromCapacity, kMaxSplits);
-  require_range("producer", producer, kLoadersAllWarps, kProducerBulkSplitKv);
+  require_range("producer", producer, kLoadersAllWarps, kProducerTma);
+  if (producer == kProducerTma) {
+    if (spec.kv_quant != KvQuant::kNone)
+      throw Error(ErrorCode::kInvalidArgument, "producer = 4 (TMA pages) takes 16-bit K/V; 8-bit caches use producer 0-3");
+    constexpr int kSwizzleRows = 8;  // a box lands on whole 1024-byte swizzle atoms: 8 rows of 128 bytes
+    const bool pages_in_tile = spec.page_size <= block_n && block_n % spec.page_size == 0 && spec.page_size % kSwizzleRows == 0;
+    const bool tile_in_page = spec.page_size >= block_n && spec.page_size % block_n == 0;
+    if (!pages_in_tile && !tile_in_page)
+      throw Error(ErrorCode::kInvalidArgument, "producer = 4 (TMA pages) needs page_size (" + std::to_string(spec.page_size) +
+                                                   ") a multiple of 8 dividing block_n (" + std::to_string(block_n) +
+                                                   "), or a multiple of block_n");
+  }
   const int threads = decode_geometry(spec, *this).threads;
   if (threads > kMaxThreadsPerBlock)
     throw Error(ErrorCode::kInvalidArgument, "warps_n = " + std::to_string(warps_n) + " gives " +

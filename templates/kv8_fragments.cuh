@@ -39,10 +39,10 @@ SWAJIT_DEVICE int kv8_chunk_position(int row, int chunk) {
   if constexpr (kKvChunks < 8) return chunk ^ ((row >> 1) & 3);
   return chunk ^ (((row & 1) << 2) ^ (((row >> 1) & 3) << 1));
 }
-// Rows a producer bulk-copies whole (kProducer >= 2) cannot be swizzled: they are kStoredRowBytes apart instead (16 bytes
+// Rows a producer bulk-copies whole (kProducer 2, 3) cannot be swizzled: they are kStoredRowBytes apart instead (16 bytes
 // of padding), which spreads the same reads over the banks as evenly.
 SWAJIT_DEVICE u32 kv8_offset_bytes(int row, int chunk) {
-  if constexpr (kProducer >= 2) return u32(row) * kStoredRowBytes + u32(chunk) * 16u;
+  if constexpr (kProducer == 2 || kProducer == 3) return u32(row) * kStoredRowBytes + u32(chunk) * 16u;
   return u32(row * kKvChunks + kv8_chunk_position(row, chunk)) * 16u;
 }
 

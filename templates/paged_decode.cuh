@@ -47,8 +47,9 @@ static_assert(kTokensPerWarp % 16 == 0, "each warp needs whole k16 steps of toke
 // (kTileBytes each, as stored: 8-bit caches stay 8-bit). After the
 // main loop the K/V area is reused by the epilogue (kEpilogueBytes: per-warp fp32 outputs with row stride
 // kEpilogueStride, then per-row max and sum for each warp column).
-constexpr bool kBulkRows = kProducer >= 2;  // token rows bulk-copied into padded rows
+constexpr bool kBulkRows = kProducer == 2 || kProducer == 3;  // token rows bulk-copied into padded rows
 constexpr bool kSplitKv = kProducer == 3;   // K and V of a stage land on their own full barriers
+constexpr bool kTmaPages = kProducer == 4;  // TMA boxes of whole pages into 128-byte-swizzled tiles
 static_assert(kThreads == (kWarps + (kProducer > 0 ? 1 : 0)) * 32, "prelude geometry disagrees with the template");
 static_assert(kBarrierOffset >= kQBytes + 2 * kStages * kTileBytes && kBarrierOffset >= kQBytes + kEpilogueBytes &&
                   kSharedBytes >= kBarrierOffset + (kProducer > 0 ? (kSplitKv ? 24 : 16) * kStages : 0) &&
@@ -88,9 +89,11 @@ SWAJIT_DEVICE void load_q_tile(const PagedDecodeParams& P, u32 q_smem, int b, in
 struct PaddedRowTile {
   SWAJIT_DEVICE u32 offset_bytes(int row, int chunk) { return u32(row) * kStoredRowBytes + u32(chunk) * 16u; }
 };
-template <bool kPadded> struct KvTileLayout { typedef RowTile type; };
-template <> struct KvTileLayout<true> { typedef PaddedRowTile type; };
-typedef KvTileLayout<kBulkRows>::type KvTile;  // how a stored 16-bit K/V tile is laid out
+// kTmaPages: the layout TMA's 128-byte swizzle writes (WgmmaTile: 128-byte channel blocks, each [kBlockN x 128 B]).
+template <bool kPadded, bool kTma> struct KvTileLayout { typedef RowTile type; };
+template <> struct KvTileLayout<true, false> { typedef PaddedRowTile type; };
+template <> struct KvTileLayout<false, true> { typedef WgmmaTile<kBlockN> type; };
+typedef KvTileLayout<kBulkRows, kTmaPages>::type KvTile;  // how a stored 16-bit K/V tile is laid out
 
 // Where chunk `chunk` of row `row` of a stored K/V tile lives: 16-bit tiles in KvTile, 8-bit tiles for the fragment
 // reads of kv8_fragments.cuh.
@@ -204,16 +207,69 @@ SWAJIT_DEVICE void copy_kv_rows_bulk(const PagedDecodeParams& P, u32 k_tile, u32
   mbarrier_arrive(full);
 }
 
+// kTmaPages: the tile of kBlockN tokens from `tile_begin` (a multiple of kBlockN) into a stage as TMA boxes of
+// kTmaBoxRows tokens (a page, or the tile inside one) x 128 bytes of channels of one kv head, one box per lane (K's,
+// then V's), each lane announcing its bytes on `full` before its copies. A tile reaching past kv_len (unwritten rows,
+// which may hold NaN: masked tokens must not carry it into P.V) or over an invalid block_table entry is gathered by
+// cp.async, zero-filled and reported as for the other loaders. Every lane arrives on `full` once.
+constexpr int kTmaBoxRows = kBlockN < kPageSize ? kBlockN : kPageSize;
+constexpr int kTmaBoxesPerTile = kBlockN / kTmaBoxRows;
+constexpr int kTmaColumnBlocks = kHeadDim * kKvBytes / 128;  // 128-byte channel blocks of a row
+constexpr int kTmaCopiesPerTile = 2 * kTmaBoxesPerTile * kTmaColumnBlocks;
+constexpr u32 kTmaBoxBytes = kTmaBoxRows * 128;
+static_assert(!kTmaPages || (kBlockN % kTmaBoxRows == 0 && kTmaBoxRows % 8 == 0 && kTmaBoxesPerTile <= kProducerLanes),
+              "TMA boxes fill whole 1024-byte swizzle atoms of the tile");
+
+SWAJIT_DEVICE void copy_tile_pages(const PagedDecodeParams& P, u32 k_tile, u32 v_tile, const int* block_table_row, int b,
+                                   int kv_head, int tile_begin, int tile_end, int kv_len, u32 full, int lane,
+                                   bool& saw_bad_page) {
+  const bool written = tile_begin + kBlockN <= kv_len;  // (so are its block_table entries: kv_len was checked)
+  int page = 0;
+  bool valid = true;
+  if (written && lane < kTmaBoxesPerTile) {
+    page = block_table_row[((tile_begin + lane * kTmaBoxRows) / kPageSize) * P.block_table_stride_page];
+    valid = page >= 0 && page < P.num_pages;
+  }
+  if (!__all_sync(0xffffffffu, valid && written)) {
+    load_kv_tile<kProducerLanes>(P, k_tile, v_tile, block_table_row, b, kv_head, tile_begin, tile_end, saw_bad_page, lane);
+    cp_async_arrive_on(full);
+    return;
+  }
+  const bool heads_inside_tokens = P.k_stride_token < P.k_stride_head;  // HND: the map's token and head swapped
+  constexpr int kCopiesPerLane = (kTmaCopiesPerTile + kProducerLanes - 1) / kProducerLanes;
+  const int my_copies = lane < kTmaCopiesPerTile % kProducerLanes || kTmaCopiesPerTile % kProducerLanes == 0
+                            ? kCopiesPerLane : kCopiesPerLane - 1;
+  if (my_copies > 0) mbarrier_expect_tx(full, my_copies * kTmaBoxBytes);
+#pragma unroll
+  for (int i = 0; i < kCopiesPerLane; ++i) {
+    const int copy = lane + i * kProducerLanes;
+    const int column = copy % kTmaColumnBlocks, box = (copy / kTmaColumnBlocks) % kTmaBoxesPerTile;
+    const bool is_v = copy >= kTmaCopiesPerTile / 2;
+    const int box_page = __shfl_sync(0xffffffffu, page, box);  // every lane takes part, copying or not
+    if (copy >= kTmaCopiesPerTile) continue;
+    const int row = (tile_begin + box * kTmaBoxRows) % kPageSize;
+    const u32 dst = (is_v ? v_tile : k_tile) + u32(column) * (kBlockN * 128) + u32(box) * kTmaBoxBytes;
+    tma_load_4d(dst, is_v ? &P.v_map : &P.k_map, column * (128 / kKvBytes), heads_inside_tokens ? row : kv_head,
+                heads_inside_tokens ? kv_head : row, box_page, full);
+  }
+  mbarrier_arrive(full);
+}
+
 // The producer warp: fills the stages with the block's tiles [first_tile, last_tile), each once the compute warps
 // released the tile kStages before it.
 SWAJIT_DEVICE void produce_tiles(const PagedDecodeParams& P, const StageBarriers& barriers, u32 k_smem, u32 v_smem,
                                  const int* block_table_row, int b, int kv_head, const TileRanges& ranges,
-                                 int first_tile, int last_tile, int lane, bool& saw_bad_page) {
+                                 int first_tile, int last_tile, int kv_len, int lane, bool& saw_bad_page) {
   for (int t = first_tile; t < last_tile; ++t) {
     const int i = t - first_tile;
     if (i >= kStages) mbarrier_wait(barriers.empty(i), StageBarriers::parity(i - kStages));
     const u32 k_tile = k_smem + (i % kStages) * kTileBytes, v_tile = v_smem + (i % kStages) * kTileBytes;
-    if constexpr (kSplitKv) {  // K first: the scores need it before V
+    if constexpr (kTmaPages) {
+      // The stage's earlier cp.async (generic proxy) writes, if any, before the TMA engine's writes into it.
+      if (i >= kStages) fence_shared_for_async_proxy();
+      copy_tile_pages(P, k_tile, v_tile, block_table_row, b, kv_head, ranges.tile_begin(t), ranges.tile_end(t), kv_len,
+                      barriers.full(i), lane, saw_bad_page);
+    } else if constexpr (kSplitKv) {  // K first: the scores need it before V
       copy_kv_rows_bulk<true, false>(P, k_tile, v_tile, block_table_row, b, kv_head, ranges.tile_begin(t),
                                      ranges.tile_end(t), barriers.full(i), lane, saw_bad_page);
       copy_kv_rows_bulk<false, true>(P, k_tile, v_tile, block_table_row, b, kv_head, ranges.tile_begin(t),
@@ -323,7 +379,8 @@ SWAJIT_DEVICE bool kv_len_valid(const PagedDecodeParams& P, int kv_len) {
   return !(kv_len != 0 && kv_len < kQSeqlen) && kv_len <= P.max_pages_per_seq * kPageSize;
 }
 SWAJIT_DEVICE TileRanges sequence_tiles(const PagedDecodeParams& P, int kv_len) {
-  return visible_tile_ranges(kv_len - kQSeqlen, kv_len - 1, kv_len, P.local_window, P.global_window);
+  const TileRanges ranges = visible_tile_ranges(kv_len - kQSeqlen, kv_len - 1, kv_len, P.local_window, P.global_window);
+  return kTmaPages ? tiles_on_block_grid(ranges) : ranges;  // TMA boxes start on page (or tile) boundaries
 }
 SWAJIT_DEVICE int visible_tile_count(const PagedDecodeParams& P, int b) {
   const int kv_len = raw_kv_len(P, b);
@@ -652,8 +709,8 @@ extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(
 }
 
 // ---- the kernel --------------------------------------------------------------------------------------------------------
-extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(const PagedDecodeParams P) {
-  extern __shared__ __align__(128) char smem[];
+extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(const __grid_constant__ PagedDecodeParams P) {
+  extern __shared__ __align__(1024) char smem[];  // kTmaPages: the swizzle atoms of the K/V tiles are 1024-byte aligned
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int warp_m = warp / kWarpsN, warp_n = warp % kWarpsN;
   const int token0 = warp_n * kTokensPerWarp;
@@ -725,7 +782,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
                          ranges, t, kv_len, warp_m, token0, lane, [] {});
     }
   } else if (producer_warp) {
-    produce_tiles(P, barriers, k_smem, v_smem, block_table_row, b, kv_head, ranges, first_tile, last_tile, lane,
+    produce_tiles(P, barriers, k_smem, v_smem, block_table_row, b, kv_head, ranges, first_tile, last_tile, kv_len, lane,
                   saw_bad_page);
   } else {
     for (int t = first_tile; t < last_tile; ++t) {

@@ -257,13 +257,13 @@ TEST_CASE("decode: a sequence with an out-of-range block_table entry is all zero
   cuda::ScopedDeviceContext scope(kDevice);
   constexpr int kRowElems = 4 * 64;  // one sequence's output: 4 heads x head_dim 64 (q_seqlen 1)
   // num_splits 1 (one block per sequence) and 4 (split-KV: splits that never see the bad page, and the merge grid or
-  // the fused merge).
-  for (const auto& [splits, fused] : {std::pair{1, false}, std::pair{4, false}, std::pair{4, true}}) {
-    CAPTURE(splits);
-    CAPTURE(fused);
+  // the fused merge); the TMA page producer (its tile over the bad page taken by cp.async).
+  for (const DecodeConfig& config : {DecodeConfig{16, 1, 2, 1}, DecodeConfig{16, 1, 2, 4}, DecodeConfig{16, 1, 2, 4, 0, true},
+                                     DecodeConfig{16, 1, 2, 4, DecodeConfig::kProducerTma}}) {
+    CAPTURE(config.key());
     DecodeOptions o;
     o.check_device_args = true;
-    o.config = DecodeConfig{16, 1, 2, splits, 0, fused};
+    o.config = config;
     SmallProblem p({20, 40});  // sequence 1: pages 0..2 (table entries 4, 5, 6) of which only page 2 is bad
     p.bt.upload(std::vector<int>{0, 1, 2, 3, 4, 5, 99, 7});
     cuda::check(cuda::driver().cuMemsetD8(p.out.ptr(), 0xff, p.out.bytes()), "poison out");

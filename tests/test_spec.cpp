@@ -113,6 +113,32 @@ TEST_CASE("fused merge knob: key round trip, canonical order, same geometry") {
   CHECK(decode_geometry(s, fused).threads == decode_geometry(s, DecodeConfig{64, 4, 3, 0}).threads);
 }
 
+TEST_CASE("TMA page producer: which pages and tiles it takes, plain swizzled rows") {
+  KernelSpec s;
+  s.q_seqlen = 1; s.group = 4; s.page_size = 16;
+  const DecodeConfig tma{64, 4, 3, 0, DecodeConfig::kProducerTma};
+  CHECK(tma.key() == "bn64_wn4_st3_pw4_sp0");
+  CHECK(DecodeConfig::from_key(tma.key()) == tma);
+  CHECK_NOTHROW(tma.validate(s));
+  const DecodeGeometry g = decode_geometry(s, tma);
+  CHECK(g.stored_row_bytes == 128 * 2);  // no padding: the TMA swizzle spreads the rows over the banks
+  CHECK(g.threads == 5 * 32);
+  CHECK(g.q_bytes % 1024 == 0);          // the tiles start on 1024-byte swizzle atoms
+  CHECK(g.tile_bytes % 1024 == 0);
+  for (int page : {8, 32, 64, 128, 256}) {  // pages of whole atoms dividing the tile, or tiles inside a page
+    s.page_size = page;
+    CHECK_NOTHROW(tma.validate(s));
+  }
+  for (int page : {1, 4, 7, 24, 48}) {  // partial atoms, or neither divides the other
+    s.page_size = page;
+    CAPTURE(page);
+    CHECK(code_of([&] { tma.validate(s); }) == ErrorCode::kInvalidArgument);
+  }
+  s.page_size = 16;
+  s.kv_quant = KvQuant::kFp8E4M3;
+  CHECK(code_of([&] { tma.validate(s); }) == ErrorCode::kInvalidArgument);
+}
+
 TEST_CASE("producer-warp loaders: key, validation and geometry") {
   KernelSpec s;
   s.q_seqlen = 1; s.group = 4;
@@ -121,7 +147,7 @@ TEST_CASE("producer-warp loaders: key, validation and geometry") {
   CHECK(DecodeConfig::from_key(c.key()) == c);
   CHECK(DecodeConfig::from_key("bn64_wn4_st3_sp0").producer == DecodeConfig::kLoadersAllWarps);
   CHECK(code_of([] { DecodeConfig::from_key("bn64_wn4_st3_xx2_sp0"); }) == ErrorCode::kInvalidArgument);
-  CHECK(code_of([&] { DecodeConfig{64, 4, 3, 1, 4}.validate(s); }) == ErrorCode::kInvalidArgument);
+  CHECK(code_of([&] { DecodeConfig{64, 4, 3, 1, 5}.validate(s); }) == ErrorCode::kInvalidArgument);
   CHECK(code_of([&] { DecodeConfig{64, 4, 3, 1, -1}.validate(s); }) == ErrorCode::kInvalidArgument);
   const DecodeGeometry plain = decode_geometry(s, DecodeConfig{64, 4, 3, 1});
   const DecodeGeometry cp_async = decode_geometry(s, DecodeConfig{64, 4, 3, 1, DecodeConfig::kProducerCpAsync});

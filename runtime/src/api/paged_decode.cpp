@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
@@ -14,6 +15,7 @@
 #include "tuner.hpp"
 #include "tuning_store.hpp"
 #include "kernel_cache.hpp"
+#include "kv_tensor_map.hpp"
 #include "paged_decode_problem.hpp"
 #include "stream_scratch.hpp"
 #include "tensor_checks.hpp"
@@ -75,6 +77,28 @@ WorkList work_list(const DecodeProblem& p, const DecodeConfig& config, const Loa
                                                  " exceeds the work list's limit of 2^31 - 1 entries; use fewer splits");
   if (items <= p.batch) return {};  // nothing can be cut: the direct grid
   return {int(items), int(slots)};
+}
+
+// Producer 4 (TMA pages): K and V as tensor maps whose boxes are the kernel's (kTmaBoxRows tokens of a page), or an
+// error naming what the TMA engine needs of the caches.
+void encode_tma_maps(PagedDecodeParams& a, const DecodeProblem& p, const DecodeConfig& config) {
+  const auto view = [&](const void* base, int64_t stride_page, int64_t stride_token, int64_t stride_head) {
+    KvTensorView v;
+    v.base = base, v.stride_page = stride_page, v.stride_token = stride_token, v.stride_head = stride_head;
+    v.element_bytes = 2, v.bf16 = p.spec.dtype == DType::kBF16;
+    v.head_dim = p.spec.head_dim, v.num_kv_heads = p.num_kv_heads;
+    v.tokens_per_page = p.spec.page_size, v.pages = a.num_pages;
+    return v;
+  };
+  const KvTensorView k = view(a.k_cache, a.k_stride_page, a.k_stride_token, a.k_stride_head);
+  const KvTensorView v = view(a.v_cache, a.v_stride_page, a.v_stride_token, a.v_stride_head);
+  const std::string problem = kv_tensor_map_problem(k, v, false);
+  if (!problem.empty())
+    throw Error(ErrorCode::kInvalidArgument, "config " + config.key() + " (producer 4, TMA pages) needs " + problem +
+                                                 "; use another producer");
+  const int box_rows = std::min(config.block_n, p.spec.page_size);  // paged_decode.cuh kTmaBoxRows
+  encode_kv_tensor_map(&a.k_map, k, box_rows);
+  encode_kv_tensor_map(&a.v_map, v, box_rows);
 }
 
 std::string describe_status(int bits, int batch_index) {
@@ -225,6 +249,7 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   const bool fused_merge = scheduled && plan.config.fused_merge;  // the main grid merges: no merge grid
   a.arrival_counts = fused_merge ? stream_arrival_counts(scope.context(), stream, size_t(p.batch) * p.num_kv_heads) : nullptr;
 
+  if (plan.config.producer == DecodeConfig::kProducerTma) encode_tma_maps(a, p, plan.config);
   const DecodeGeometry& g = plan.kernel->geometry;
   void* args[] = {&a};
   // Scheduled: the work list's entries (item = a linear block index), the same grid whatever the lengths.

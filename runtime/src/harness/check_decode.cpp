@@ -68,6 +68,45 @@ void add_producer_cases(const Add& add) {
   }
 }
 
+// The TMA page producer (DecodeConfig::producer 4): tiles on the block grid, a box per page (pages of 8, 16, 32 in
+// tiles of 32-128) or a tile inside a page (64), NHD and HND, strided caches, windows starting inside a tile, the sink
+// range apart from the window, tails past the last token and empty or length-1 sequences (the cp.async fallback), the
+// capacity schedule, q_seqlen 1..8 with learned sinks, every head_dim, and the fused merge.
+template <class Add>
+void add_tma_page_cases(const Add& add) {
+  const int tma = DecodeConfig::kProducerTma;
+  for (int d : {64, 128, 256})
+    add("producer 4, head_dim " + std::to_string(d) + ", q4, sinks, 3 splits", [d, tma](DecodeCase& c) {
+      c.head_dim = d; c.q_seqlen = 4; c.sink_logits = true; c.seq_lens = {0, 1, 700, 2100}; c.local_window = 1000;
+      c.config = DecodeConfig{64, 4, 3, 3, tma};
+    });
+  add("producer 4, page_size 64, HND strided, bn32 wn2 st4, window 300", [tma](DecodeCase& c) {
+    c.page_size = 64; c.kv_layout = KvLayout::kHND; c.strided = true; c.seq_lens = {1, 95, 400, 1000}; c.local_window = 300;
+    c.config = DecodeConfig{32, 2, 4, 1, tma};
+  });
+  add("producer 4, page_size 8, fp16, NHD strided, bn128 wn4 st2, q2", [tma](DecodeCase& c) {
+    c.dtype = DType::kFP16; c.page_size = 8; c.strided = true; c.q_seqlen = 2; c.seq_lens = {3, 129, 1000};
+    c.local_window = 300; c.config = DecodeConfig{128, 4, 2, 2, tma};
+  });
+  add("producer 4, page_size 32, group 16 q_seqlen 8 (128 rows), st5", [tma](DecodeCase& c) {
+    c.group = 16; c.q_seqlen = 8; c.num_kv_heads = 1; c.page_size = 32; c.seq_lens = {8, 200, 777};
+    c.config = DecodeConfig{64, 1, 5, 1, tma};
+  });
+  add("producer 4, ragged batch, capacity schedule", [tma](DecodeCase& c) {
+    c.num_kv_heads = 2; c.local_window = 4096; c.seq_lens = {0, 1, 6000, 2, 9, 300, 0, 17};
+    c.config = DecodeConfig{64, 4, 3, DecodeConfig::kSplitsFromCapacity, tma};
+  });
+  add("producer 4, head_dim 256, group 2, bn32 wn2 st3, sinks apart from the window", [tma](DecodeCase& c) {
+    c.head_dim = 256; c.group = 2; c.num_kv_heads = 4; c.local_window = 1024; c.global_window = 40;
+    c.seq_lens = {1, 1024, 1100, 3000};
+    c.config = DecodeConfig{32, 2, 3, 1, tma};
+  });
+  add("producer 4, fused merge, q4, 5 splits, interleaved GQA", [tma](DecodeCase& c) {
+    c.q_seqlen = 4; c.gqa = GqaMapping::kInterleaved; c.seq_lens = {4, 2000, 129, 4099}; c.local_window = 2048;
+    c.config = DecodeConfig{64, 4, 3, 5, tma, true};
+  });
+}
+
 // The fused split-KV merge (DecodeConfig::fused_merge): the last block of each cut (sequence, kv head) merges its
 // items, over fixed splits and the capacity schedule, every head_dim, q_seqlen 1..8 with sinks, 64- and 160-thread
 // blocks, the producer loaders and 8-bit caches; each case calls twice on the GPU (run_decode_case: the counters must
@@ -257,6 +296,7 @@ std::vector<DecodeCase> decode_check_matrix() {
     });
   add_producer_cases(add);
   add_fused_merge_cases(add);
+  add_tma_page_cases(add);
   return cases;
 }
 
