@@ -44,12 +44,12 @@ bench() {  # name, then bench decode flags
 grid=(--batch 1,8 --kv-len 32768 --q-seqlen 1,4 --reps 50)
 bench small_default
 bench small_fused --block-n 64 --warps-n 4 --stages 3 --splits 0 --fused-merge true
+bench small_pw4_fused --block-n 64 --warps-n 4 --stages 3 --splits 0 --producer 4 --fused-merge true
 # Run D: b32 152.1, b128 530.3, b256 1057.9 us (FlashInfer 145.0, 513.4, 998.1).
 grid=(--batch 32,128,256 --kv-len 32768 --q-seqlen 1 --reps 30)
 bench large_default
 bench large_pw4_bn64 --block-n 64 --warps-n 4 --stages 3 --splits 0 --producer 4
 bench large_pw4_bn32 --block-n 32 --warps-n 2 --stages 4 --splits 0 --producer 4
-bench large_pw4_bn128 --block-n 128 --warps-n 4 --stages 2 --splits 0 --producer 4
 # Gemma 3 head_dim 256 (32 q / 16 kv, window 1024): the heuristic's bn32 wn2 st3 producer 2 (run D 174.6 / 664.7 us)
 grid=(--batch 32,128 --kv-len 32768 --q-seqlen 1 --reps 30 --num-q-heads 32 --num-kv-heads 16 --head-dim 256 --local-window 1024)
 bench gemma_default

@@ -265,12 +265,15 @@ int* stream_arrival_counts(CUcontext context, CUstream stream, size_t count) {
   if (counts.count < count) {
     // Rare (a larger batch than before on this stream): cuMemFree waits for the kernels that may still count on the
     // old buffer; the new one is zeroed in the stream's order, before the kernel this call launches.
-    if (counts.ptr) cuda::check(d.cuMemFree(counts.ptr), "cuMemFree(arrival counts)");
-    counts = {};
-    CUdeviceptr ptr = 0;
-    cuda::check(d.cuMemAlloc(&ptr, count * sizeof(int)), "cuMemAlloc(arrival counts)");
-    counts = {ptr, count};
-    cuda::check(d.cuMemsetD32Async(ptr, 0, count, stream), "cuMemsetD32Async(arrival counts)");
+    // (Relaxed capture rules: another thread may be capturing in global mode meanwhile.)
+    outside_capture_rules([&] {
+      if (counts.ptr) cuda::check(d.cuMemFree(counts.ptr), "cuMemFree(arrival counts)");
+      counts = {};
+      CUdeviceptr ptr = 0;
+      cuda::check(d.cuMemAlloc(&ptr, count * sizeof(int)), "cuMemAlloc(arrival counts)");
+      counts = {ptr, count};
+    });
+    cuda::check(d.cuMemsetD32Async(counts.ptr, 0, count, stream), "cuMemsetD32Async(arrival counts)");
   }
   return reinterpret_cast<int*>(counts.ptr);
 }
