@@ -300,8 +300,9 @@ void DecodeConfig::validate(const KernelSpec& spec) const {
   require_range("num_splits", num_splits, kSplitsFromCapacity, kMaxSplits);
   require_range("producer", producer, kLoadersAllWarps, kProducerTma);
   if (producer == kProducerTma) {
-    if (spec.kv_quant != KvQuant::kNone)
-      throw Error(ErrorCode::kInvalidArgument, "producer = 4 (TMA pages) takes 16-bit K/V; 8-bit caches use producer 0-3");
+    if (spec.kv_quant != KvQuant::kNone && spec.head_dim < 128)
+      throw Error(ErrorCode::kInvalidArgument, "producer = 4 (TMA pages) with 8-bit K/V needs head_dim >= 128 (rows of "
+                                               "whole 128-byte boxes), got " + std::to_string(spec.head_dim));
     constexpr int kSwizzleRows = 8;  // a box lands on whole 1024-byte swizzle atoms: 8 rows of 128 bytes
     const bool pages_in_tile = spec.page_size <= block_n && block_n % spec.page_size == 0 && spec.page_size % kSwizzleRows == 0;
     const bool tile_in_page = spec.page_size >= block_n && spec.page_size % block_n == 0;

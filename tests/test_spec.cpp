@@ -135,7 +135,10 @@ TEST_CASE("TMA page producer: which pages and tiles it takes, plain swizzled row
     CHECK(code_of([&] { tma.validate(s); }) == ErrorCode::kInvalidArgument);
   }
   s.page_size = 16;
-  s.kv_quant = KvQuant::kFp8E4M3;
+  s.kv_quant = KvQuant::kFp8E4M3;  // 8-bit rows of whole 128-byte boxes: head_dim 128 and 256
+  CHECK_NOTHROW(tma.validate(s));
+  CHECK(decode_geometry(s, tma).stored_row_bytes == 128);
+  s.head_dim = 64;
   CHECK(code_of([&] { tma.validate(s); }) == ErrorCode::kInvalidArgument);
 }
 

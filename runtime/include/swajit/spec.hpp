@@ -114,7 +114,7 @@ struct DecodeConfig {
   // compute warps wait on per-stage mbarriers (full / empty), no block barrier in the loop. kProducerBulk (2, sm_90+):
   // as 1, each token row moved by one bulk copy (cp.async.bulk, counted on the stage's mbarrier) into rows padded by
   // 16 bytes (ldmatrix conflict-free unswizzled). kProducerBulkSplitKv (3): as 2, K and V landing on their own barriers.
-  // kProducerTma (4, sm_90+, 16-bit K/V): tiles on a kBlockN-aligned grid, each page's rows of a kv head moved by one
+  // kProducerTma (4, sm_90+; 8-bit K/V from head_dim 128): tiles on a kBlockN-aligned grid, each page's rows of a kv head moved by one
   // TMA box per 128 bytes of channels (cp.async.bulk.tensor over tensor maps the host encodes per call) into
   // 128-byte-swizzled tiles; a tile reaching past the sequence's last token or over an invalid block_table entry is
   // gathered by cp.async instead. Needs page_size a multiple of 8 dividing block_n, or a multiple of block_n.

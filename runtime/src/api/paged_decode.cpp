@@ -85,7 +85,7 @@ void encode_tma_maps(PagedDecodeParams& a, const DecodeProblem& p, const DecodeC
   const auto view = [&](const void* base, int64_t stride_page, int64_t stride_token, int64_t stride_head) {
     KvTensorView v;
     v.base = base, v.stride_page = stride_page, v.stride_token = stride_token, v.stride_head = stride_head;
-    v.element_bytes = 2, v.bf16 = p.spec.dtype == DType::kBF16;
+    v.element_bytes = p.spec.kv_quant == KvQuant::kNone ? 2 : 1, v.bf16 = p.spec.dtype == DType::kBF16;
     v.head_dim = p.spec.head_dim, v.num_kv_heads = p.num_kv_heads;
     v.tokens_per_page = p.spec.page_size, v.pages = a.num_pages;
     return v;

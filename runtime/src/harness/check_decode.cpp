@@ -105,6 +105,17 @@ void add_tma_page_cases(const Add& add) {
     c.q_seqlen = 4; c.gqa = GqaMapping::kInterleaved; c.seq_lens = {4, 2000, 129, 4099}; c.local_window = 2048;
     c.config = DecodeConfig{64, 4, 3, 5, tma, true};
   });
+  for (KvQuant quant : {KvQuant::kInt8, KvQuant::kFp8E4M3}) {
+    const std::string kv = quant == KvQuant::kInt8 ? ", int8 KV" : ", fp8 KV";
+    add("producer 4" + kv + ", q4, sinks, bn128 wn4 st3, capacity", [quant, tma](DecodeCase& c) {
+      c.kv_quant = quant; c.q_seqlen = 4; c.sink_logits = true; c.seq_lens = {4, 129, 1000, 4099}; c.local_window = 4096;
+      c.config = DecodeConfig{128, 4, 3, DecodeConfig::kSplitsFromCapacity, tma};
+    });
+    add("producer 4" + kv + ", head_dim 256, HND strided, page 32, bn64, 3 splits", [quant, tma](DecodeCase& c) {
+      c.kv_quant = quant; c.head_dim = 256; c.kv_layout = KvLayout::kHND; c.strided = true; c.page_size = 32;
+      c.seq_lens = {0, 700, 2100}; c.local_window = 1000; c.config = DecodeConfig{64, 4, 3, 3, tma};
+    });
+  }
 }
 
 // The fused split-KV merge (DecodeConfig::fused_merge): the last block of each cut (sequence, kv head) merges its
