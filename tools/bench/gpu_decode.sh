@@ -50,6 +50,10 @@ grid=(--batch 32,128,256 --kv-len 32768 --q-seqlen 1 --reps 30)
 bench large_default
 bench large_pw4_bn64 --block-n 64 --warps-n 4 --stages 3 --splits 0 --producer 4
 bench large_pw4_bn32 --block-n 32 --warps-n 2 --stages 4 --splits 0 --producer 4
+# fp8 KV, % of the halved floor (run D: b32 96.3 (63%), b128 350.1 (70%); FlashInfer tc fp8 117.0 / 420.6)
+grid=(--batch 32,128 --kv-len 32768 --q-seqlen 1 --reps 30 --kv-quant fp8)
+bench fp8_default
+bench fp8_pw4_bn128 --block-n 128 --warps-n 4 --stages 3 --splits 0 --producer 4
 # Gemma 3 head_dim 256 (32 q / 16 kv, window 1024): the heuristic's bn32 wn2 st3 producer 2 (run D 174.6 / 664.7 us)
 grid=(--batch 32,128 --kv-len 32768 --q-seqlen 1 --reps 30 --num-q-heads 32 --num-kv-heads 16 --head-dim 256 --local-window 1024)
 bench gemma_default
