@@ -26,10 +26,11 @@
 // mbarrier (no block barrier).
 // Unless num_splits is 1 the blocks follow the work schedule of templates/decode_schedule.h (equal-cost chunks of every
 // sequence's window, laid out over a fixed grid); a sequence cut into several items has each write (out / l in the 16-bit dtype,
-// log2-sum-exp) and SWAJIT_MERGE_KERNEL combines them in fp32.
+// log2-sum-exp) and SWAJIT_MERGE_KERNEL combines them in fp32, or (kFusedMerge) the last of its blocks to finish does
+// (merge_pair_if_last: no second grid).
 //
 // Needs templates/decode_schedule.h and, from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kQSeqlen, kGroup, kLocalWindow,
-// kGlobalWindow, kCausal, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockN, kWarpsN, kStages, kProducer), the launch geometry the host also uses (kRows, kWarpsM,
+// kGlobalWindow, kCausal, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockN, kWarpsN, kStages, kProducer, kFusedMerge), the launch geometry the host also uses (kRows, kWarpsM,
 // kThreads, kQBytes, kTileBytes, kStoredRowBytes, kBarrierOffset, kEpilogueStride, kEpilogueBytes, kSharedBytes, kMergeThreads)
 // and the symbol names
 // SWAJIT_DECODE_KERNEL and SWAJIT_MERGE_KERNEL.
@@ -46,8 +47,9 @@ static_assert(kTokensPerWarp % 16 == 0, "each warp needs whole k16 steps of toke
 // (kTileBytes each, as stored: 8-bit caches stay 8-bit). After the
 // main loop the K/V area is reused by the epilogue (kEpilogueBytes: per-warp fp32 outputs with row stride
 // kEpilogueStride, then per-row max and sum for each warp column).
-constexpr bool kBulkRows = kProducer >= 2;  // token rows bulk-copied into padded rows
+constexpr bool kBulkRows = kProducer == 2 || kProducer == 3;  // token rows bulk-copied into padded rows
 constexpr bool kSplitKv = kProducer == 3;   // K and V of a stage land on their own full barriers
+constexpr bool kTmaPages = kProducer == 4;  // TMA boxes of whole pages into 128-byte-swizzled tiles
 static_assert(kThreads == (kWarps + (kProducer > 0 ? 1 : 0)) * 32, "prelude geometry disagrees with the template");
 static_assert(kBarrierOffset >= kQBytes + 2 * kStages * kTileBytes && kBarrierOffset >= kQBytes + kEpilogueBytes &&
                   kSharedBytes >= kBarrierOffset + (kProducer > 0 ? (kSplitKv ? 24 : 16) * kStages : 0) &&
@@ -87,9 +89,11 @@ SWAJIT_DEVICE void load_q_tile(const PagedDecodeParams& P, u32 q_smem, int b, in
 struct PaddedRowTile {
   SWAJIT_DEVICE u32 offset_bytes(int row, int chunk) { return u32(row) * kStoredRowBytes + u32(chunk) * 16u; }
 };
-template <bool kPadded> struct KvTileLayout { typedef RowTile type; };
-template <> struct KvTileLayout<true> { typedef PaddedRowTile type; };
-typedef KvTileLayout<kBulkRows>::type KvTile;  // how a stored 16-bit K/V tile is laid out
+// kTmaPages: the layout TMA's 128-byte swizzle writes (WgmmaTile: 128-byte channel blocks, each [kBlockN x 128 B]).
+template <bool kPadded, bool kTma> struct KvTileLayout { typedef RowTile type; };
+template <> struct KvTileLayout<true, false> { typedef PaddedRowTile type; };
+template <> struct KvTileLayout<false, true> { typedef WgmmaTile<kBlockN> type; };
+typedef KvTileLayout<kBulkRows, kTmaPages>::type KvTile;  // how a stored 16-bit K/V tile is laid out
 
 // Where chunk `chunk` of row `row` of a stored K/V tile lives: 16-bit tiles in KvTile, 8-bit tiles for the fragment
 // reads of kv8_fragments.cuh.
@@ -203,16 +207,69 @@ SWAJIT_DEVICE void copy_kv_rows_bulk(const PagedDecodeParams& P, u32 k_tile, u32
   mbarrier_arrive(full);
 }
 
+// kTmaPages: the tile of kBlockN tokens from `tile_begin` (a multiple of kBlockN) into a stage as TMA boxes of
+// kTmaBoxRows tokens (a page, or the tile inside one) x 128 bytes of channels of one kv head, one box per lane (K's,
+// then V's), each lane announcing its bytes on `full` before its copies. A tile reaching past kv_len (unwritten rows,
+// which may hold NaN: masked tokens must not carry it into P.V) or over an invalid block_table entry is gathered by
+// cp.async, zero-filled and reported as for the other loaders. Every lane arrives on `full` once.
+constexpr int kTmaBoxRows = kBlockN < kPageSize ? kBlockN : kPageSize;
+constexpr int kTmaBoxesPerTile = kBlockN / kTmaBoxRows;
+constexpr int kTmaColumnBlocks = kHeadDim * kKvBytes / 128;  // 128-byte channel blocks of a row
+constexpr int kTmaCopiesPerTile = 2 * kTmaBoxesPerTile * kTmaColumnBlocks;
+constexpr u32 kTmaBoxBytes = kTmaBoxRows * 128;
+static_assert(!kTmaPages || (kBlockN % kTmaBoxRows == 0 && kTmaBoxRows % 8 == 0 && kTmaBoxesPerTile <= kProducerLanes),
+              "TMA boxes fill whole 1024-byte swizzle atoms of the tile");
+
+SWAJIT_DEVICE void copy_tile_pages(const PagedDecodeParams& P, u32 k_tile, u32 v_tile, const int* block_table_row, int b,
+                                   int kv_head, int tile_begin, int tile_end, int kv_len, u32 full, int lane,
+                                   bool& saw_bad_page) {
+  const bool written = tile_begin + kBlockN <= kv_len;  // (so are its block_table entries: kv_len was checked)
+  int page = 0;
+  bool valid = true;
+  if (written && lane < kTmaBoxesPerTile) {
+    page = block_table_row[((tile_begin + lane * kTmaBoxRows) / kPageSize) * P.block_table_stride_page];
+    valid = page >= 0 && page < P.num_pages;
+  }
+  if (!__all_sync(0xffffffffu, valid && written)) {
+    load_kv_tile<kProducerLanes>(P, k_tile, v_tile, block_table_row, b, kv_head, tile_begin, tile_end, saw_bad_page, lane);
+    cp_async_arrive_on(full);
+    return;
+  }
+  const bool heads_inside_tokens = P.k_stride_token < P.k_stride_head;  // HND: the map's token and head swapped
+  constexpr int kCopiesPerLane = (kTmaCopiesPerTile + kProducerLanes - 1) / kProducerLanes;
+  const int my_copies = lane < kTmaCopiesPerTile % kProducerLanes || kTmaCopiesPerTile % kProducerLanes == 0
+                            ? kCopiesPerLane : kCopiesPerLane - 1;
+  if (my_copies > 0) mbarrier_expect_tx(full, my_copies * kTmaBoxBytes);
+#pragma unroll
+  for (int i = 0; i < kCopiesPerLane; ++i) {
+    const int copy = lane + i * kProducerLanes;
+    const int column = copy % kTmaColumnBlocks, box = (copy / kTmaColumnBlocks) % kTmaBoxesPerTile;
+    const bool is_v = copy >= kTmaCopiesPerTile / 2;
+    const int box_page = __shfl_sync(0xffffffffu, page, box);  // every lane takes part, copying or not
+    if (copy >= kTmaCopiesPerTile) continue;
+    const int row = (tile_begin + box * kTmaBoxRows) % kPageSize;
+    const u32 dst = (is_v ? v_tile : k_tile) + u32(column) * (kBlockN * 128) + u32(box) * kTmaBoxBytes;
+    tma_load_4d(dst, is_v ? &P.v_map : &P.k_map, column * (128 / kKvBytes), heads_inside_tokens ? row : kv_head,
+                heads_inside_tokens ? kv_head : row, box_page, full);
+  }
+  mbarrier_arrive(full);
+}
+
 // The producer warp: fills the stages with the block's tiles [first_tile, last_tile), each once the compute warps
 // released the tile kStages before it.
 SWAJIT_DEVICE void produce_tiles(const PagedDecodeParams& P, const StageBarriers& barriers, u32 k_smem, u32 v_smem,
                                  const int* block_table_row, int b, int kv_head, const TileRanges& ranges,
-                                 int first_tile, int last_tile, int lane, bool& saw_bad_page) {
+                                 int first_tile, int last_tile, int kv_len, int lane, bool& saw_bad_page) {
   for (int t = first_tile; t < last_tile; ++t) {
     const int i = t - first_tile;
     if (i >= kStages) mbarrier_wait(barriers.empty(i), StageBarriers::parity(i - kStages));
     const u32 k_tile = k_smem + (i % kStages) * kTileBytes, v_tile = v_smem + (i % kStages) * kTileBytes;
-    if constexpr (kSplitKv) {  // K first: the scores need it before V
+    if constexpr (kTmaPages) {
+      // The stage's earlier cp.async (generic proxy) writes, if any, before the TMA engine's writes into it.
+      if (i >= kStages) fence_shared_for_async_proxy();
+      copy_tile_pages(P, k_tile, v_tile, block_table_row, b, kv_head, ranges.tile_begin(t), ranges.tile_end(t), kv_len,
+                      barriers.full(i), lane, saw_bad_page);
+    } else if constexpr (kSplitKv) {  // K first: the scores need it before V
       copy_kv_rows_bulk<true, false>(P, k_tile, v_tile, block_table_row, b, kv_head, ranges.tile_begin(t),
                                      ranges.tile_end(t), barriers.full(i), lane, saw_bad_page);
       copy_kv_rows_bulk<false, true>(P, k_tile, v_tile, block_table_row, b, kv_head, ranges.tile_begin(t),
@@ -311,6 +368,7 @@ struct DecodeWork {
   int b = 0, kv_head = 0;
   int item = 0;            // index in the work list: the partial-result slot
   int sequence_items = 1;  // n_b: 1 writes the output directly
+  int first_entry = 0;     // the work-list entry of the sequence's first item
   int first_tile = 0, last_tile = 0;
   bool valid = false;      // false: past the end of the work list
 };
@@ -321,7 +379,8 @@ SWAJIT_DEVICE bool kv_len_valid(const PagedDecodeParams& P, int kv_len) {
   return !(kv_len != 0 && kv_len < kQSeqlen) && kv_len <= P.max_pages_per_seq * kPageSize;
 }
 SWAJIT_DEVICE TileRanges sequence_tiles(const PagedDecodeParams& P, int kv_len) {
-  return visible_tile_ranges(kv_len - kQSeqlen, kv_len - 1, kv_len, P.local_window, P.global_window);
+  const TileRanges ranges = visible_tile_ranges(kv_len - kQSeqlen, kv_len - 1, kv_len, P.local_window, P.global_window);
+  return kTmaPages ? tiles_on_block_grid(ranges) : ranges;  // TMA boxes start on page (or tile) boundaries
 }
 SWAJIT_DEVICE int visible_tile_count(const PagedDecodeParams& P, int b) {
   const int kv_len = raw_kv_len(P, b);
@@ -411,6 +470,7 @@ SWAJIT_DEVICE DecodeWork find_work(const PagedDecodeParams& P) {
       const int src = __ffs(hit) - 1;
       w.b = __shfl_sync(0xffffffffu, b, src);
       const int split = wanted - __shfl_sync(0xffffffffu, first, src);
+      w.first_entry = wanted - split;
       const int tiles_b = __shfl_sync(0xffffffffu, t, src);
       w.kv_head = item % P.num_kv_heads;
       w.item = item;
@@ -518,9 +578,139 @@ SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState<1>& 
   }
 }
 
+// Split-KV merge: out = sum_s 2^(lse_s - M) o_s / (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives
+// zeros. kMergeThreads threads merge one (cut sequence, kv head, row): thread t sums 8 consecutive elements (chunk
+// t / kMergeSplitLanes) over the splits s = t % kMergeSplitLanes (mod kMergeSplitLanes); the lanes that share a
+// chunk are adjacent in one warp, so the max, the sum and the outputs combine with shuffles, without shared memory or
+// barriers. A thread's first kMergePrefetch partial outputs load together with the log-sum-exps, so the two reads
+// overlap. Done by SWAJIT_MERGE_KERNEL (one block per row), or, kFusedMerge, by the main grid's last block of the
+// (sequence, kv head) (merge_own_pair).
+constexpr int kMergeSplitLanes = kMergeThreads / kChunks;  // 8 at head_dim 128
+constexpr int kMergePrefetch = 5;                          // covers 5 x kMergeSplitLanes splits (40 at head_dim 128)
+static_assert(kMergeThreads % kChunks == 0 && 32 % kMergeSplitLanes == 0, "a chunk's split lanes share one warp");
+
+// Sum (or max) of x over the kSplitLanes adjacent lanes that share a chunk.
+template <int kSplitLanes, class Op>
+SWAJIT_DEVICE float split_lanes_reduce(float x, Op op) {
+#pragma unroll
+  for (int offset = kSplitLanes / 2; offset > 0; offset /= 2) x = op(x, __shfl_xor_sync(0xffffffffu, x, offset));
+  return x;
+}
+
+// Row `row` of (sequence b, kv head) from its `splits` partial results, the first at `first_slot`, by kChunks x
+// kSplitLanes threads of which this is `thread` (every lane of the calling warp takes part), each loading kPrefetch
+// splits at once first. The partials are read past L1 (ld.global.cg): in the fused merge other SMs wrote them during
+// this grid.
+template <int kSplitLanes = kMergeSplitLanes, int kPrefetch = kMergePrefetch>
+SWAJIT_DEVICE void merge_row(const PagedDecodeParams& P, int b, int kv_head, int row, i64 first_slot, int splits, int thread) {
+  static_assert(32 % kSplitLanes == 0, "a chunk's split lanes share one warp");
+  const int split_lane = thread % kSplitLanes, chunk = thread / kSplitLanes;
+  const i64 split_stride = i64(P.num_kv_heads) * kRows;
+  const auto lse_of = [&](int s) { return __ldcg(P.partial_lse + first_slot + s * split_stride); };
+  const auto partial_of = [&](int s) {  // split s's 8 values of this thread's chunk
+    return __ldcg(reinterpret_cast<const uint4*>(static_cast<const u16*>(P.partial_out) + (first_slot + s * split_stride) * kHeadDim + chunk * 8));
+  };
+  uint4 early[kPrefetch];
+  float early_lse[kPrefetch];
+  float max_lse = SWAJIT_NEG_INF;
+#pragma unroll
+  for (int i = 0; i < kPrefetch; ++i) {
+    const int s = split_lane + i * kSplitLanes;
+    early_lse[i] = SWAJIT_NEG_INF;
+    if (s < splits) {
+      early[i] = partial_of(s);
+      early_lse[i] = lse_of(s);
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < kPrefetch; ++i) max_lse = fmaxf(max_lse, early_lse[i]);
+  for (int s = split_lane + kPrefetch * kSplitLanes; s < splits; s += kSplitLanes)
+    max_lse = fmaxf(max_lse, lse_of(s));
+  max_lse = split_lanes_reduce<kSplitLanes>(max_lse, [](float x, float y) { return fmaxf(x, y); });
+  if (max_lse == SWAJIT_FLAGGED_LSE) {  // the same for every lane of the row: they all reduce the same splits
+    float zeros[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    if (split_lane == 0) store_output(P, b, kv_head, row, chunk * 8, zeros, 0.f);
+    return;
+  }
+  const float reference = max_lse == SWAJIT_NEG_INF ? 0.f : max_lse;
+
+  float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  float sum = 0.f;
+  const auto accumulate = [&](float lse, const uint4& packed) {
+    const float weight = fast_exp2(lse - reference);  // 0 for an empty split (lse -inf)
+    float v[8];
+    unpack8(packed, v, Elem());
+    sum += weight;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acc[e] += weight * v[e];
+  };
+#pragma unroll
+  for (int i = 0; i < kPrefetch; ++i)
+    if (split_lane + i * kSplitLanes < splits) accumulate(early_lse[i], early[i]);
+#pragma unroll 4
+  for (int s = split_lane + kPrefetch * kSplitLanes; s < splits; s += kSplitLanes)
+    accumulate(lse_of(s), partial_of(s));
+
+  const auto add = [](float x, float y) { return x + y; };
+  sum = split_lanes_reduce<kSplitLanes>(sum, add);
+#pragma unroll
+  for (int e = 0; e < 8; ++e) acc[e] = split_lanes_reduce<kSplitLanes>(acc[e], add);
+  if (split_lane == 0)
+    store_output(P, b, kv_head, row, chunk * 8, acc, normalizer(P, q_head_of(P, kv_head, row), reference, sum));
+}
+
+// The first partial-result slot of (sequence, kv head)'s items for `row`: split s of the pair is work item
+// (first entry + s) * num_kv_heads + kv_head.
+SWAJIT_DEVICE i64 first_split_slot(const PagedDecodeParams& P, int first_entry, int kv_head, int row) {
+  return partial_slot(first_entry * P.num_kv_heads + kv_head, row);
+}
+
+// ---- the fused merge (kFusedMerge) ---------------------------------------------------------------------------------
+// The last of a cut (sequence, kv head)'s blocks to finish merges its items, so no merge grid is launched. Each block
+// makes its partial results visible (__threadfence) before counting its arrival on the pair's counter
+// (P.arrival_counts, zero before the call); the block that brings it to the pair's item count resets it to zero for
+// the next call or graph replay (no other block of this grid touches it again) and merges. Its threads cover all
+// rows at once, kFusedSplitLanes per 8-column chunk (at least a warp per row, so the shuffles see whole warps).
+constexpr int kFusedSplitLanesWanted = kThreads / (kRows * kChunks);  // every thread busy in one pass, if it fits
+constexpr int kFusedSplitLanes = kFusedSplitLanesWanted >= 32 ? 32 : kFusedSplitLanesWanted >= 16 ? 16
+                                 : kFusedSplitLanesWanted >= 8 ? 8 : kFusedSplitLanesWanted >= 4 ? 4 : kFusedSplitLanesWanted >= 2 ? 2 : 1;
+constexpr int kFusedRowThreads = kChunks * (kFusedSplitLanes * kChunks >= 32 ? kFusedSplitLanes : 32 / kChunks);
+constexpr int kFusedMergePrefetch = 8;  // one block reads every split: more loads in flight per thread
+
+SWAJIT_DEVICE void merge_pair_if_last(const PagedDecodeParams& P, const DecodeWork& work) {
+  __threadfence();  // this block's partial results, before its arrival
+  __syncthreads();
+  bool last = false;
+  if (threadIdx.x == 0) {
+    int* const arrivals = P.arrival_counts + work.b * P.num_kv_heads + work.kv_head;
+    last = atomicAdd(arrivals, 1) == work.sequence_items - 1;
+    if (last) atomicExch(arrivals, 0);
+  }
+  if (!__syncthreads_or(last)) return;
+  __threadfence();  // the other blocks' partial results, after their arrivals
+  constexpr int kSplitLanes = kFusedRowThreads / kChunks;
+  for (int i = threadIdx.x; i < kRows * kFusedRowThreads; i += kThreads) {  // whole warps: both counts are multiples of 32
+    const int row = i / kFusedRowThreads;
+    merge_row<kSplitLanes, kFusedMergePrefetch>(P, work.b, work.kv_head, row,
+                                                first_split_slot(P, work.first_entry, work.kv_head, row),
+                                                work.sequence_items, i % kFusedRowThreads);
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(const PagedDecodeParams P) {
+  const int kv_head = blockIdx.y, row = blockIdx.z;
+  wait_for_prerequisite_grid();
+  // Block x merges the x-th cut sequence (find_work lists them); the grid has a block for the most a call can cut.
+  const int* merge_list = P.sequence_items + 2 * P.batch;
+  if (int(blockIdx.x) >= merge_list[0]) return;
+  const int b = merge_list[1 + blockIdx.x];
+  const int splits = P.sequence_items[P.batch + b];  // the sequence's work items (the work schedule)
+  merge_row(P, b, kv_head, row, first_split_slot(P, P.sequence_items[b], kv_head, row), splits, threadIdx.x);
+}
+
 // ---- the kernel --------------------------------------------------------------------------------------------------------
-extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(const PagedDecodeParams P) {
-  extern __shared__ __align__(128) char smem[];
+extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(const __grid_constant__ PagedDecodeParams P) {
+  extern __shared__ __align__(1024) char smem[];  // kTmaPages: the swizzle atoms of the K/V tiles are 1024-byte aligned
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int warp_m = warp / kWarpsN, warp_n = warp % kWarpsN;
   const int token0 = warp_n * kTokensPerWarp;
@@ -592,7 +782,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
                          ranges, t, kv_len, warp_m, token0, lane, [] {});
     }
   } else if (producer_warp) {
-    produce_tiles(P, barriers, k_smem, v_smem, block_table_row, b, kv_head, ranges, first_tile, last_tile, lane,
+    produce_tiles(P, barriers, k_smem, v_smem, block_table_row, b, kv_head, ranges, first_tile, last_tile, kv_len, lane,
                   saw_bad_page);
   } else {
     for (int t = first_tile; t < last_tile; ++t) {
@@ -612,86 +802,5 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
   const bool sequence_flagged = __syncthreads_or(saw_bad_page);  // and the K/V area becomes the epilogue buffer
   if (sequence_flagged) st.clear();
   write_block_output(P, st, smem + kQBytes, warp_m, warp_n, lane, work, sequence_flagged);
-}
-
-// Split-KV merge: out = sum_s 2^(lse_s - M) o_s / (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives
-// zeros. One block per (cut sequence, kv head, row). Thread t sums 8 consecutive elements (chunk t / kMergeSplitLanes)
-// over the splits s = t % kMergeSplitLanes (mod kMergeSplitLanes); the lanes that share a chunk are adjacent in one
-// warp, so the max, the sum and the outputs combine with shuffles, without shared memory or barriers. A thread's
-// first kMergePrefetch partial outputs load together with the log-sum-exps, so the two reads overlap.
-constexpr int kMergeSplitLanes = kMergeThreads / kChunks;  // 8 at head_dim 128
-constexpr int kMergePrefetch = 5;                          // covers 5 x kMergeSplitLanes splits (40 at head_dim 128)
-static_assert(kMergeThreads % kChunks == 0 && 32 % kMergeSplitLanes == 0, "a chunk's split lanes share one warp");
-
-// Sum (or max) of x over the kMergeSplitLanes adjacent lanes that share a chunk.
-template <class Op>
-SWAJIT_DEVICE float split_lanes_reduce(float x, Op op) {
-#pragma unroll
-  for (int offset = kMergeSplitLanes / 2; offset > 0; offset /= 2) x = op(x, __shfl_xor_sync(0xffffffffu, x, offset));
-  return x;
-}
-
-extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(const PagedDecodeParams P) {
-  const int kv_head = blockIdx.y, row = blockIdx.z;
-  const int split_lane = threadIdx.x % kMergeSplitLanes, chunk = threadIdx.x / kMergeSplitLanes;
-  wait_for_prerequisite_grid();
-  // Block x merges the x-th cut sequence (find_work lists them); the grid has a block for the most a call can cut.
-  const int* merge_list = P.sequence_items + 2 * P.batch;
-  if (int(blockIdx.x) >= merge_list[0]) return;
-  const int b = merge_list[1 + blockIdx.x];
-  const int splits = P.sequence_items[P.batch + b];  // the sequence's work items (the work schedule)
-  // Split s of this (sequence, kv head) is work item (first item + s) * num_kv_heads + kv_head.
-  const i64 first_slot = partial_slot(P.sequence_items[b] * P.num_kv_heads + kv_head, row);
-  const i64 split_stride = i64(P.num_kv_heads) * kRows;
-  const auto lse_of = [&](int s) { return P.partial_lse[first_slot + s * split_stride]; };
-  const auto partial_of = [&](int s) {  // split s's 8 values of this thread's chunk
-    return *reinterpret_cast<const uint4*>(static_cast<const u16*>(P.partial_out) + (first_slot + s * split_stride) * kHeadDim + chunk * 8);
-  };
-  uint4 early[kMergePrefetch];
-  float early_lse[kMergePrefetch];
-  float max_lse = SWAJIT_NEG_INF;
-#pragma unroll
-  for (int i = 0; i < kMergePrefetch; ++i) {
-    const int s = split_lane + i * kMergeSplitLanes;
-    early_lse[i] = SWAJIT_NEG_INF;
-    if (s < splits) {
-      early[i] = partial_of(s);
-      early_lse[i] = lse_of(s);
-    }
-  }
-#pragma unroll
-  for (int i = 0; i < kMergePrefetch; ++i) max_lse = fmaxf(max_lse, early_lse[i]);
-  for (int s = split_lane + kMergePrefetch * kMergeSplitLanes; s < splits; s += kMergeSplitLanes)
-    max_lse = fmaxf(max_lse, lse_of(s));
-  max_lse = split_lanes_reduce(max_lse, [](float x, float y) { return fmaxf(x, y); });
-  if (max_lse == SWAJIT_FLAGGED_LSE) {  // the same for every lane of the block: they all reduce the same splits
-    float zeros[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-    if (split_lane == 0) store_output(P, b, kv_head, row, chunk * 8, zeros, 0.f);
-    return;
-  }
-  const float reference = max_lse == SWAJIT_NEG_INF ? 0.f : max_lse;
-
-  float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-  float sum = 0.f;
-  const auto accumulate = [&](float lse, const uint4& packed) {
-    const float weight = fast_exp2(lse - reference);  // 0 for an empty split (lse -inf)
-    float v[8];
-    unpack8(packed, v, Elem());
-    sum += weight;
-#pragma unroll
-    for (int e = 0; e < 8; ++e) acc[e] += weight * v[e];
-  };
-#pragma unroll
-  for (int i = 0; i < kMergePrefetch; ++i)
-    if (split_lane + i * kMergeSplitLanes < splits) accumulate(early_lse[i], early[i]);
-#pragma unroll 4
-  for (int s = split_lane + kMergePrefetch * kMergeSplitLanes; s < splits; s += kMergeSplitLanes)
-    accumulate(lse_of(s), partial_of(s));
-
-  const auto add = [](float x, float y) { return x + y; };
-  sum = split_lanes_reduce(sum, add);
-#pragma unroll
-  for (int e = 0; e < 8; ++e) acc[e] = split_lanes_reduce(acc[e], add);
-  if (split_lane == 0)
-    store_output(P, b, kv_head, row, chunk * 8, acc, normalizer(P, q_head_of(P, kv_head, row), reference, sum));
+  if (kFusedMerge && work.sequence_items > 1) merge_pair_if_last(P, work);
 }

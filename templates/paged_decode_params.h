@@ -4,6 +4,11 @@
 #ifndef SWAJIT_PAGED_DECODE_PARAMS_H
 #define SWAJIT_PAGED_DECODE_PARAMS_H
 
+// A CUDA tensor map (CUtensorMap: 128 opaque bytes, 128-byte aligned), encoded by the host.
+struct alignas(128) DecodeTensorMap {
+  unsigned long long opaque[16];
+};
+
 // Pointers, strides and sizes shared with sparse decode: PagedCallParams (templates/paged_call_params.h).
 struct PagedDecodeParams : PagedCallParams {
   void* partial_out;             // split-KV only: [work-list entry (templates/decode_schedule.h), rows, head_dim], out / l:
@@ -11,6 +16,8 @@ struct PagedDecodeParams : PagedCallParams {
   float* partial_lse;            // split-KV only: per work item x [rows], log2 units
   int* sequence_items;           // CUDA split-KV only: [2 * batch + 1 + batch], each sequence's first item and item count,
                                  //   then how many sequences were cut and which (the merge's)
+  int* arrival_counts;           // CUDA split-KV with the fused merge only: [batch, num_kv_heads] blocks of the pair done,
+                                 //   zero before and after every call
   int* status;                   // [2]: bit mask of device-side argument errors, first offending batch index
   int local_window;              // > 0: a query at p sees j only if p - j < local_window
   int global_window;             // >= 0: tokens j < global_window are always visible (sinks)
@@ -19,6 +26,9 @@ struct PagedDecodeParams : PagedCallParams {
                                  //   (templates/decode_schedule.h) over a list of work_items entries per kv head
   int work_items;                // entries of the work list per kv head (>= batch + 1) when num_splits != 1
   int schedule_slots;            // work slots per kv head the schedule's chunk is sized for (num_splits != 1)
+  // producer 4 (TMA pages) only: K and V as tensor maps for the TMA engine (runtime/src/cuda/kv_tensor_map.hpp),
+  // read in place (the kernel takes these params as __grid_constant__)
+  DecodeTensorMap k_map, v_map;
 };
 
 // Bits of PagedDecodeParams::status[0]; a sequence that raises one produces zeros.

@@ -48,6 +48,9 @@ TEST_CASE("configs round-trip through JSON; bad JSON names the field") {
   CHECK(!decode_config_to_json(c).contains("producer"));  // records of the default loaders read as before
   const DecodeConfig producer{64, 4, 3, 0, DecodeConfig::kProducerBulk};
   CHECK(decode_config_from_json(decode_config_to_json(producer)) == producer);
+  CHECK(!decode_config_to_json(producer).contains("fused_merge"));
+  const DecodeConfig fused{64, 4, 3, 0, 0, true};
+  CHECK(decode_config_from_json(decode_config_to_json(fused)) == fused);
   try {
     decode_config_from_json(nlohmann::json{{"block_n", 64}, {"warps_n", 4}, {"stages", "3"}, {"num_splits", 1}});
     FAIL("accepted a string stage count");
@@ -139,8 +142,14 @@ TEST_CASE("one device-derived decode rule gives the measured winners on the H100
   // default, bn64 wn4 with the 2 stages one block per SM holds (55.5 us against 82.1 for the producer).
   const DecodeConfig gemma_wide = heuristic_decode_config(gemma_d256, kH200.max_shared_per_block_optin, kH200.max_shared_per_sm);
   CHECK(gemma_wide == DecodeConfig{64, 4, 2, kCapacity});
-  CHECK(heuristic_decode_config(gemma_d256, kH200, 32 * 16) == DecodeConfig{32, 2, 3, kCapacity, kBulk});
-  CHECK(heuristic_decode_config(gemma_d256, kH200, 128 * 16) == DecodeConfig{32, 2, 3, kCapacity, kBulk});
+  // The producer moves whole pages as TMA boxes where the pages suit them (session 5 run B2: b32 144.3, b128 528.4 us),
+  // else bulk row copies.
+  constexpr int kTma = DecodeConfig::kProducerTma;
+  CHECK(heuristic_decode_config(gemma_d256, kH200, 32 * 16) == DecodeConfig{32, 2, 3, kCapacity, kTma});
+  CHECK(heuristic_decode_config(gemma_d256, kH200, 128 * 16) == DecodeConfig{32, 2, 3, kCapacity, kTma});
+  KernelSpec gemma_page_7 = gemma_d256;  // pages TMA boxes cannot fill
+  gemma_page_7.page_size = 7;
+  CHECK(heuristic_decode_config(gemma_page_7, kH200, 32 * 16) == DecodeConfig{32, 2, 3, kCapacity, kBulk});
   CHECK(heuristic_decode_config(gemma_d256, kH200, 8 * 16) == gemma_wide);
 
   // H100 (3.1 TB/s read): the default already streams the floor (tuned 2026-11-22: bn64_wn4_st3_sp1 at 92-96% of

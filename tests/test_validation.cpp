@@ -11,6 +11,7 @@
 #include "decode_plan.hpp"
 #include "decode_schedule.h"
 #include "heuristic.hpp"
+#include "kv_tensor_map.hpp"
 #include "paged_decode_problem.hpp"
 #include "prefill_problem.hpp"
 #include "swajit/generator.hpp"
@@ -372,6 +373,27 @@ TEST_CASE("prefill: the default config drops TMA where the call's K/V layout doe
   CHECK(gathers.warp_specialize == 1);  // the row-gather producer measured before TMA
   o.config = tma;  // forced: kept (launch_prefill then refuses it with tma_layout_problem's words)
   CHECK(choose_prefill_config(mixed, o, h200, nullptr) == tma);
+}
+
+TEST_CASE("K/V tensor maps: what the TMA engine cannot read is named (prefill tma, decode producer 4)") {
+  alignas(16) static uint16_t cache[64];
+  KvTensorView k;
+  k.base = cache, k.stride_page = 16 * 2 * 128, k.stride_token = 2 * 128, k.stride_head = 128;  // NHD, 2 heads, d128
+  k.head_dim = 128, k.num_kv_heads = 2, k.tokens_per_page = 16, k.pages = 4;
+  KvTensorView v = k;
+  CHECK(kv_tensor_map_problem(k, v, false).empty());
+  v.stride_token = 128, v.stride_head = 16 * 128;  // HND beside NHD
+  CHECK(kv_tensor_map_problem(k, v, false).find("same order") != std::string::npos);
+  v = k;
+  v.stride_page = 16 * 2 * 128 + 4;  // 8 bytes past a multiple of 16
+  CHECK(kv_tensor_map_problem(k, v, false).find("multiples of 16 bytes") != std::string::npos);
+  CHECK(kv_tensor_map_problem(k, v, true).empty());  // contiguous K/V: no page stride
+  v = k;
+  v.base = cache + 1;  // 2 bytes off
+  CHECK(kv_tensor_map_problem(k, v, false).find("16-byte aligned") != std::string::npos);
+  v = k;
+  v.element_bytes = 1, v.stride_head = 8;  // 8-bit: 8 bytes
+  CHECK(!kv_tensor_map_problem(k, v, false).empty());
 }
 
 TEST_CASE("prefill: 8-bit K/V as in decode: dtypes, scale shapes and pairing are checked") {

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
@@ -14,6 +15,7 @@
 #include "tuner.hpp"
 #include "tuning_store.hpp"
 #include "kernel_cache.hpp"
+#include "kv_tensor_map.hpp"
 #include "paged_decode_problem.hpp"
 #include "stream_scratch.hpp"
 #include "tensor_checks.hpp"
@@ -74,6 +76,36 @@ WorkList work_list(const DecodeProblem& p, const DecodeConfig& config, const Loa
                                                  " exceeds the work list's limit of 2^31 - 1 entries; use fewer splits");
   if (items <= p.batch) return {};  // nothing can be cut: the direct grid
   return {int(items), int(slots)};
+}
+
+// The call's K (`v_cache` false) or V cache as the TMA engine sees it.
+KvTensorView kv_view(const DecodeProblem& p, bool v_cache) {
+  const PagedDecodeParams& a = p.params;
+  KvTensorView v;
+  v.base = v_cache ? a.v_cache : a.k_cache;
+  v.stride_page = v_cache ? a.v_stride_page : a.k_stride_page;
+  v.stride_token = v_cache ? a.v_stride_token : a.k_stride_token;
+  v.stride_head = v_cache ? a.v_stride_head : a.k_stride_head;
+  v.element_bytes = p.spec.kv_quant == KvQuant::kNone ? 2 : 1, v.bf16 = p.spec.dtype == DType::kBF16;
+  v.head_dim = p.spec.head_dim, v.num_kv_heads = p.num_kv_heads;
+  v.tokens_per_page = p.spec.page_size, v.pages = a.num_pages;
+  return v;
+}
+
+// What keeps the TMA engine from reading the call's caches (producer 4), or empty.
+std::string decode_tma_layout_problem(const DecodeProblem& p) { return kv_tensor_map_problem(kv_view(p, false), kv_view(p, true), false); }
+
+// Producer 4 (TMA pages): K and V as tensor maps whose boxes are the kernel's (kTmaBoxRows tokens of a page), or an
+// error naming what the TMA engine needs of the caches.
+void encode_tma_maps(PagedDecodeParams& a, const DecodeProblem& p, const DecodeConfig& config) {
+  const KvTensorView k = kv_view(p, false), v = kv_view(p, true);
+  const std::string problem = decode_tma_layout_problem(p);
+  if (!problem.empty())
+    throw Error(ErrorCode::kInvalidArgument, "config " + config.key() + " (producer 4, TMA pages) needs " + problem +
+                                                 "; use another producer");
+  const int box_rows = std::min(config.block_n, p.spec.page_size);  // paged_decode.cuh kTmaBoxRows
+  encode_kv_tensor_map(&a.k_map, k, box_rows);
+  encode_kv_tensor_map(&a.v_map, v, box_rows);
 }
 
 std::string describe_status(int bits, int batch_index) {
@@ -153,6 +185,8 @@ DecodePlan choose_decode_config(const DecodeProblem& p, const DecodeOptions& opt
   }
   // splits: the capacity rule's, or the direct grid for pairs too short to cut
   plan.config = heuristic_decode_config(p.spec, device, int64_t(p.batch) * p.num_kv_heads, visible_kv_upper_bound(p));
+  if (plan.config.producer == DecodeConfig::kProducerTma && !decode_tma_layout_problem(p).empty())
+    plan.config.producer = DecodeConfig::kProducerBulk;  // the row copies read any layout
   plan.kernel = &decode_kernel(p.spec, plan.config, device, context);
   plan.origin = DecodePlan::Origin::kHeuristic;
   return plan;
@@ -222,14 +256,17 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   a.partial_out = scheduled ? workspace : nullptr;
   a.partial_lse = scheduled ? reinterpret_cast<float*>(workspace + layout.out_bytes) : nullptr;
   a.sequence_items = scheduled ? reinterpret_cast<int*>(workspace + layout.out_bytes + layout.lse_bytes) : nullptr;
+  const bool fused_merge = scheduled && plan.config.fused_merge;  // the main grid merges: no merge grid
+  a.arrival_counts = fused_merge ? stream_arrival_counts(scope.context(), stream, size_t(p.batch) * p.num_kv_heads) : nullptr;
 
+  if (plan.config.producer == DecodeConfig::kProducerTma) encode_tma_maps(a, p, plan.config);
   const DecodeGeometry& g = plan.kernel->geometry;
   void* args[] = {&a};
   // Scheduled: the work list's entries (item = a linear block index), the same grid whatever the lengths.
   const unsigned kv_heads = unsigned(p.num_kv_heads);
   cuda::launch_dependent(device, stream, plan.kernel->main, {unsigned(scheduled ? plan.work.items : p.batch), kv_heads, 1},
                          g.threads, g.shared_bytes, args, "cuLaunchKernelEx(paged_decode)");
-  if (scheduled) {
+  if (scheduled && !fused_merge) {
     // A block for each sequence a call can cut: fewer than the slots, since each cut one is longer than a chunk and
     // the slots' chunks hold the batch (templates/decode_schedule.h); the blocks past the cut ones exit at once.
     const int64_t merge_sequences = std::min<int64_t>(p.batch, plan.work.slots);
