@@ -115,9 +115,6 @@ DecodeCandidate predict(const KernelSpec& spec, const DecodeConfig& config, cons
     constexpr double kRowsPerToken = 2;  // one bulk copy for its K row, one for its V row
     limit = std::min(limit, memory.bulk_rows_per_s_per_sm / kRowsPerToken);
     path *= kComputeOnlyShare;
-  } else if (config.producer == DecodeConfig::kProducerTma) {
-    // A TMA box carries a page's rows (8 or more): the copy count is no limit below the bandwidth share.
-    path *= kComputeOnlyShare;
   }
   c.tokens_per_s_per_sm = std::min(limit, c.blocks_per_sm * config.block_n / path);
   return c;
@@ -158,17 +155,19 @@ DecodeConfig narrow_tile(const KernelSpec& spec, const DecodeConfig& wide, int p
   return narrow;
 }
 
-// The narrow tile moved by the producer warp (sm_90+): TMA boxes of whole pages where the spec's pages suit them
-// (head_dim 256 on the H200, session 5 run B2: 144.3 / 528.4 us at batch 32 / 128 against 173.7 / 660.1 for the
-// default and 159.3 / 613.4 for bulk row copies), else bulk row copies.
-DecodeConfig producer_tile(const KernelSpec& spec, const DecodeConfig& wide, const DeviceInfo& device,
-                           const MemorySystem& memory) {
-  DecodeConfig tma = narrow_tile(spec, wide, DecodeConfig::kProducerTma, device, memory);
+// The producer warp's loads as the rule runs them: predicted as bulk row copies (the copy engine's row rate bounds
+// them), moved as TMA boxes of whole pages where the spec's pages suit them, measured faster than the row copies
+// wherever those win (head_dim 256 on the H200, session 5 run B2: 144.3 / 528.4 us at batch 32 / 128 against
+// 159.3 / 613.4 for bulk rows and 173.7 / 660.1 for the default).
+DecodeConfig with_page_copies(const KernelSpec& spec, DecodeConfig config) {
+  if (config.producer != DecodeConfig::kProducerBulk) return config;
+  DecodeConfig tma = config;
+  tma.producer = DecodeConfig::kProducerTma;
   try {
     tma.validate(spec);
     return tma;
   } catch (const Error&) {
-    return narrow_tile(spec, wide, DecodeConfig::kProducerBulk, device, memory);
+    return config;
   }
 }
 
@@ -199,7 +198,7 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& d
     single_column.warps_n = 1;
     others.insert(others.begin(), single_column);
   }
-  if (device.cc_major >= 9) others.push_back(producer_tile(spec, wide, device, memory));
+  if (device.cc_major >= 9) others.push_back(narrow_tile(spec, wide, DecodeConfig::kProducerBulk, device, memory));
   const int64_t direct_grid_blocks = direct ? sequence_heads : 0;
   DecodeCandidate best = predict(spec, wide, device, memory, direct_grid_blocks);
   const int64_t wide_slots = int64_t(best.blocks_per_sm) * device.sm_count;
@@ -223,7 +222,7 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& d
         c.tokens_per_s_per_sm > best.tokens_per_s_per_sm * (1 + kTieMargin))
       best = c;
   }
-  return best.config;
+  return with_page_copies(spec, best.config);
 }
 
 int merge_spreading_bytes(const DeviceInfo& device, int64_t merge_blocks) {
