@@ -1,29 +1,27 @@
 // swajit: the work schedule of paged decode, shared verbatim by the CUDA kernel (paged_decode.cuh: every warp derives
-// its block's item with shuffles), the CPU backend (paged_decode_cpu.cpp: serially) and the host (the size of the work
-// list), so the CPU check matrix runs the very cuts the GPU makes.
+// its block's range with shuffles), the CPU backend (paged_decode_cpu.cpp: serially) and the host (the grid and the
+// workspace), so the CPU check matrix runs the very cuts the GPU makes.
 //
-// Direct (params.num_splits == 1): one item per (sequence, kv head), all of its visible tiles, output written directly.
-// Scheduled: a work list of L entries per kv head (L x kv_heads blocks, a fixed grid that CUDA graphs replay); the
-// lengths (on the device, changing every step) decide the work. Sequence b's T_b visible tiles are cut into
-// n_b = max(1, ceil(T_b / chunk)) items of at most `chunk` tiles (schedule_chunk_tiles), sized for S work slots per kv
-// head (params.schedule_slots):
-//  - the capacity rule (num_splits 0; S = the grid's resident blocks per kv head, from the device) balances cost, not
-//    pairs: chunk = ceil(sum_b T_b / S), one slot's share of the batch, so a long sequence is cut into many items and
-//    a short one takes one (no merge), and the block scheduler, handing the next item to the first free slot, evens
-//    out the ends (H200, run B of session 4: a chunk of half or a quarter of the share was no faster over the ragged
-//    rows, and a longer list costs every call its surplus blocks). A near-uniform batch (mean T_b at least 3/4 of the
-//    longest) gets S / batch items a sequence instead, or 1 once the pairs fill the slots (the direct grid's work,
-//    measured the fastest on uniform batches: no merge, one wave).
-//  - a forced or tuned num_splits N > 1: S = N x batch: the chunk of N items per sequence on average (equal lengths:
-//    exactly N each).
-// Since sum_b n_b <= sum_b T_b / chunk + batch, the list holds every item with L = S + batch (schedule_list_items;
-// the host may clip it to batch x the most items a sequence can have). Blocks past the last item return at once.
-// Order of the items: the leading sequences (an item longer than half the longest item: every cut sequence) first,
-// then the others, each group in sequence order, every sequence's items together, each item's kv heads adjacent:
-// item i is kv head i % kv_heads of list entry i / kv_heads. Long items start first and the short ones fill the gaps
-// at the end (longest-first list scheduling, to a factor of two), so a long sequence late in the batch does not run
-// alone at the end. A sequence of one item writes its output directly; the items of a sequence cut in several leave
-// partial results that the merge combines.
+// Direct (params.num_splits == 1): one block per (sequence, kv head), all of its visible tiles, output written directly.
+// Scheduled: a fixed grid of S blocks per kv head (params.schedule_slots; a grid CUDA graphs replay) whose work the
+// lengths decide on the device (they change every step). Per kv head the batch is laid on one cost axis, sequence
+// after sequence in batch order: sequence b (T_b visible tiles) costs T_b + kItemCostTiles (an item's fixed cost: its
+// Q tile, the first K/V tile's latency, its epilogue), and block s of the B blocks used takes the range between
+// boundaries s C / B and (s + 1) C / B of the total cost C: every block carries the same cost, walking the sequences of
+// its range in turn (several short ones, or a piece of a long one), one wave, no block launched per item.
+//  - B = S, or fewer so that a share is at least kMinChunkTiles: the capacity rule (num_splits 0) takes S = the grid's
+//    resident blocks per kv head (from the device); a forced or tuned num_splits N > 1 takes S = N x batch (equal
+//    lengths: N pieces each).
+//  - A boundary inside a sequence cuts it there only if the sequence is cuttable: longer than kCutShares shares C / B
+//    (so a batch whose sequences fit the blocks as they are, a uniform batch of as many pairs as slots or more
+//    included, is cut nowhere: exactly the direct grid's work, one item per (sequence, kv head), no merge), and the
+//    cut leaves at least kMinChunkTiles tiles either side. Otherwise the boundary snaps to the nearer end of the
+//    sequence. So a sequence is whole inside one block (its output written directly), or cut into pieces held by
+//    consecutive blocks: the first piece is its block's last segment, every later piece its block's first one.
+// A block's first segment leaves its partial result in work entry 2 s, its last in 2 s + 1 (a block has at most two
+// cut pieces); the block holding a cut sequence's first piece records it for the merge (PagedDecodeParams::
+// merge_records: [S][3] = sequence (or -1), the first piece's entry, the number of pieces; pieces k >= 1 are entry
+// 2 (s + k)), and the merge combines them.
 #ifndef SWAJIT_DECODE_SCHEDULE_H
 #define SWAJIT_DECODE_SCHEDULE_H
 
@@ -33,22 +31,13 @@
 #define SWAJIT_SCHEDULE_FN inline
 #endif
 
-constexpr int kMinChunkTiles = 2;      // a smaller chunk costs more in partial writes and merge reads than it balances
-constexpr int kNoSplitChunk = 0x7fffffff;
-
-// Entries of the work list per (sequence, kv head) for a config's num_splits N > 1 (1: direct).
-SWAJIT_SCHEDULE_FN int schedule_list_splits(int num_splits) { return num_splits > 1 ? num_splits + 1 : 1; }
-
-// Entries of the work list per kv head the capacity rule needs for `slots` resident blocks per kv head, with at most
-// `max_items_per_sequence` items for any sequence (from the longest visible range the block table admits).
-SWAJIT_SCHEDULE_FN long long schedule_list_items(long long slots, int batch, long long max_items_per_sequence) {
-  const long long enough = slots + batch;
-  const long long most = (long long)batch * max_items_per_sequence;
-  return enough < most ? enough : most;
-}
-
-// Most items a sequence of `tiles` visible tiles can be cut into (the chunk is at least kMinChunkTiles).
-SWAJIT_SCHEDULE_FN int schedule_max_items(int tiles) { return tiles > kMinChunkTiles ? (tiles + kMinChunkTiles - 1) / kMinChunkTiles : 1; }
+constexpr int kMinChunkTiles = 2;  // a smaller piece costs more in partial writes and merge reads than it balances
+constexpr int kItemCostTiles = 1;  // what an item costs besides its tiles, in tiles (about one tile's latency)
+// A sequence is cut only when longer than this many shares (3/2): below, the imbalance of keeping it whole is smaller
+// than a merge costs (a uniform batch of 32 x 8 pairs on 33 slots per kv head: 65-tile sequences, 64-tile shares).
+constexpr long long kCutSharesNum = 3, kCutSharesDen = 2;
+constexpr int kEntriesPerBlock = 2;  // a block's first and last segment may be pieces of cut sequences
+constexpr int kMergeRecordInts = 3;  // merge_records[block]: sequence, first entry, pieces
 
 // Whether the capacity rule schedules at all when no sequence can see more than `max_tiles` tiles. A window of at
 // most two minimum chunks (gpt-oss: 128 tokens) leaves every item so short that a cut saves less than the schedule,
@@ -56,41 +45,68 @@ SWAJIT_SCHEDULE_FN int schedule_max_items(int tiles) { return tiles > kMinChunkT
 // 1.4-2x faster direct than scheduled, runs A and C).
 SWAJIT_SCHEDULE_FN bool schedule_worth_cutting(int max_tiles) { return max_tiles > 2 * kMinChunkTiles; }
 
-// ceil(a / b) for a >= 0, b > 0, in 32 bits whenever both fit (always in practice): a 64-bit division is a long
-// subroutine on the GPU.
-SWAJIT_SCHEDULE_FN long long schedule_ceil_div(long long a, long long b) {
-  return a <= kNoSplitChunk && b <= kNoSplitChunk ? (unsigned(a) + unsigned(b) - 1u) / unsigned(b) : (a + b - 1) / b;
+// Most pieces a sequence of `tiles` visible tiles can be cut into: the host clips the grid to batch x this.
+SWAJIT_SCHEDULE_FN int schedule_max_pieces(int tiles) { return tiles > kMinChunkTiles ? (tiles + kMinChunkTiles - 1) / kMinChunkTiles : 1; }
+
+// A sequence's cost on the schedule's axis.
+SWAJIT_SCHEDULE_FN long long schedule_cost(int tiles) { return (long long)tiles + kItemCostTiles; }
+
+// Blocks (per kv head) the schedule uses of the grid's `slots` for a batch of total cost `total`: each at least
+// kMinChunkTiles of it, so that no two boundaries inside one sequence fall on the same cut.
+SWAJIT_SCHEDULE_FN int schedule_blocks_used(long long total, int slots) {
+  const long long most = total / kMinChunkTiles;
+  return most < 1 ? 1 : most < slots ? int(most) : slots;
 }
 
-// Tiles per item from the batch's visible tiles (their sum and the longest sequence's), the work slots per kv head
-// and the rule (capacity: num_splits 0). kNoSplitChunk: nothing is cut.
-SWAJIT_SCHEDULE_FN int schedule_chunk_tiles(long long total_tiles, int max_tiles, int batch, long long slots, bool capacity) {
-  if (batch < 1 || slots < 1) return kNoSplitChunk;
-  long long chunk;
-  if (capacity && 4 * total_tiles >= 3LL * batch * max_tiles) {  // near-uniform: the one-round cut
-    const long long share = slots / batch;                       // items per sequence that one round holds
-    if (share < 2) return kNoSplitChunk;
-    chunk = schedule_ceil_div(max_tiles, share);
-  } else {
-    chunk = schedule_ceil_div(total_tiles, slots);
+// Boundary k (0..blocks) of the raw ranges: k C / B.
+SWAJIT_SCHEDULE_FN long long schedule_boundary(int k, long long total, int blocks) { return total * k / blocks; }
+
+// Whether a sequence of `tiles` may be cut (longer than kCutShares of the blocks' shares).
+SWAJIT_SCHEDULE_FN bool schedule_cuttable(int tiles, long long total, int blocks) {
+  return kCutSharesDen * schedule_cost(tiles) * blocks > kCutSharesNum * total;
+}
+
+// A raw boundary x inside the sequence that starts at `start` with `tiles` tiles (start <= x < its end), moved where
+// the schedule cuts: x itself (a cut before tile x - start - kItemCostTiles), or the sequence's nearer end.
+SWAJIT_SCHEDULE_FN long long schedule_snap(long long x, long long start, int tiles, long long total, int blocks) {
+  const long long end = start + schedule_cost(tiles);
+  if (!schedule_cuttable(tiles, total, blocks)) return 2 * (x - start) <= end - start ? start : end;
+  const long long before = x - start - kItemCostTiles;  // tiles left of the cut
+  if (before < kMinChunkTiles) return start;
+  if (tiles - before < kMinChunkTiles) return end;
+  return x;
+}
+
+// The part of the sequence at `start` (`tiles` tiles) that a block with range [begin, end) takes, which overlaps it.
+struct ScheduleSegment {
+  int first_tile, last_tile;
+  bool whole;        // the whole sequence: its output is written directly
+  bool leads_block;  // the block's first segment (else its last): which of the block's two work entries it uses
+};
+SWAJIT_SCHEDULE_FN ScheduleSegment schedule_segment(long long begin, long long end, long long start, int tiles) {
+  const long long tiles_start = start + kItemCostTiles;
+  ScheduleSegment s;
+  s.first_tile = begin > tiles_start ? int(begin - tiles_start) : 0;
+  s.last_tile = end < tiles_start + tiles ? int(end - tiles_start) : tiles;
+  s.whole = begin <= start && end >= tiles_start + tiles;
+  s.leads_block = begin >= start;
+  return s;
+}
+
+// Work entry (per kv head) of a block's segment.
+SWAJIT_SCHEDULE_FN int schedule_entry(int block, bool leads_block) { return kEntriesPerBlock * block + (leads_block ? 0 : 1); }
+
+// Pieces of a cut sequence (at `start`, `tiles` tiles) whose first piece ends at boundary `k`: one more for every
+// later boundary that cuts it.
+SWAJIT_SCHEDULE_FN int schedule_pieces(int k, long long start, int tiles, long long total, int blocks) {
+  const long long end = start + schedule_cost(tiles);
+  int pieces = 1;
+  for (; k < blocks; ++k) {
+    const long long x = schedule_boundary(k, total, blocks);
+    if (x >= end) break;
+    if (schedule_snap(x, start, tiles, total, blocks) < end) ++pieces;
   }
-  return chunk < kMinChunkTiles ? kMinChunkTiles : chunk > kNoSplitChunk ? kNoSplitChunk : int(chunk);
-}
-
-// Items of a sequence with `tiles` visible tiles: at least one (an empty sequence's item writes its zeros).
-SWAJIT_SCHEDULE_FN int schedule_items(int tiles, int chunk) { return tiles > chunk ? (tiles + chunk - 1) / chunk : 1; }
-
-// Whether a sequence of `tiles` is one of the leading ones, whose items run first: its items are longer than half the
-// longest item (every cut sequence's are: they exceed chunk / 2).
-SWAJIT_SCHEDULE_FN bool schedule_leads(int tiles, int chunk, int max_tiles) {
-  const int longest_item = chunk < max_tiles ? chunk : max_tiles;
-  return 2LL * tiles > longest_item;
-}
-
-// First tile of item `split` of a sequence cut into `items` (split == items: the end); the items differ by at most
-// one tile.
-SWAJIT_SCHEDULE_FN int schedule_first_tile(int tiles, int split, int items) {
-  return int((long long)tiles * split / items);
+  return pieces;
 }
 
 #endif  // SWAJIT_DECODE_SCHEDULE_H
