@@ -9,13 +9,13 @@
 // Q tile, the first K/V tile's latency, its epilogue), and block s of the B blocks used takes the range between
 // boundaries s C / B and (s + 1) C / B of the total cost C: every block carries the same cost, walking the sequences of
 // its range in turn (several short ones, or a piece of a long one), one wave, no block launched per item.
-//  - B = S, or fewer so that a share is at least kMinChunkTiles: the capacity rule (num_splits 0) takes S = the grid's
-//    resident blocks per kv head (from the device); a forced or tuned num_splits N > 1 takes S = N x batch (equal
-//    lengths: N pieces each).
-//  - A boundary inside a sequence cuts it there only if the sequence is cuttable: longer than kCutShares shares C / B
-//    (so a batch whose sequences fit the blocks as they are, a uniform batch of as many pairs as slots or more
-//    included, is cut nowhere: exactly the direct grid's work, one item per (sequence, kv head), no merge), and the
-//    cut leaves at least kMinChunkTiles tiles either side. Otherwise the boundary snaps to the nearer end of the
+//  - B (schedule_plan): a ragged batch uses every slot S (a share at least kMinChunkTiles); a near-uniform one lines
+//    the blocks up with its sequences: with as many sequences as slots or more, blocks of whole sequences (the direct
+//    grid's work, no cut, no merge), else S / batch blocks a sequence. The capacity rule (num_splits 0) takes S = the
+//    grid's resident blocks per kv head (from the device); a forced or tuned num_splits N > 1 takes S = N x batch
+//    (equal lengths: N pieces each).
+//  - A boundary inside a sequence cuts it there only if the sequence is longer than a share (C / B) and the cut
+//    leaves at least kMinChunkTiles tiles either side; otherwise the boundary snaps to the nearer end of the
 //    sequence. So a sequence is whole inside one block (its output written directly), or cut into pieces held by
 //    consecutive blocks: the first piece is its block's last segment, every later piece its block's first one.
 // A block's first segment leaves its partial result in work entry 2 s, its last in 2 s + 1 (a block has at most two
@@ -33,9 +33,6 @@
 
 constexpr int kMinChunkTiles = 2;  // a smaller piece costs more in partial writes and merge reads than it balances
 constexpr int kItemCostTiles = 1;  // what an item costs besides its tiles, in tiles (about one tile's latency)
-// A sequence is cut only when longer than this many shares (3/2): below, the imbalance of keeping it whole is smaller
-// than a merge costs (a uniform batch of 32 x 8 pairs on 33 slots per kv head: 65-tile sequences, 64-tile shares).
-constexpr long long kCutSharesNum = 3, kCutSharesDen = 2;
 constexpr int kEntriesPerBlock = 2;  // a block's first and last segment may be pieces of cut sequences
 constexpr int kMergeRecordInts = 3;  // merge_records[block]: sequence, first entry, pieces
 
@@ -51,26 +48,48 @@ SWAJIT_SCHEDULE_FN int schedule_max_pieces(int tiles) { return tiles > kMinChunk
 // A sequence's cost on the schedule's axis.
 SWAJIT_SCHEDULE_FN long long schedule_cost(int tiles) { return (long long)tiles + kItemCostTiles; }
 
-// Blocks (per kv head) the schedule uses of the grid's `slots` for a batch of total cost `total`: each at least
-// kMinChunkTiles of it, so that no two boundaries inside one sequence fall on the same cut.
-SWAJIT_SCHEDULE_FN int schedule_blocks_used(long long total, int slots) {
-  const long long most = total / kMinChunkTiles;
-  return most < 1 ? 1 : most < slots ? int(most) : slots;
+// The schedule of a batch: its total cost, the blocks it uses of the grid's `slots` per kv head, and whether it cuts.
+//  - Near-uniform (the mean cost at least 3/4 of the longest): the blocks line up with the sequences. As many
+//    sequences as slots or more: ceil(batch / waves) blocks of `waves` sequences each, nothing cut (the direct grid's
+//    work: one item per (sequence, kv head), no merge); fewer: slots / batch blocks a sequence, cut into that many.
+//  - Ragged: every slot, a share of at least kMinChunkTiles each; a sequence longer than a share is cut.
+struct SchedulePlan {
+  long long total;
+  int blocks;
+  bool cut;
+};
+SWAJIT_SCHEDULE_FN SchedulePlan schedule_plan(long long total, long long longest_cost, int batch, int slots) {
+  SchedulePlan plan{total, 1, true};
+  if (4 * total >= 3 * longest_cost * batch) {
+    if (batch >= slots) {
+      const int waves = (batch + slots - 1) / slots;
+      plan.blocks = (batch + waves - 1) / waves;
+      plan.cut = false;
+      return plan;
+    }
+    plan.blocks = slots / batch * batch;
+    plan.cut = plan.blocks > batch;
+  } else {
+    plan.blocks = slots;
+  }
+  const long long most = total / kMinChunkTiles;  // no two boundaries inside one sequence fall on the same cut
+  plan.blocks = most < 1 ? 1 : most < plan.blocks ? int(most) : plan.blocks;
+  return plan;
 }
 
 // Boundary k (0..blocks) of the raw ranges: k C / B.
-SWAJIT_SCHEDULE_FN long long schedule_boundary(int k, long long total, int blocks) { return total * k / blocks; }
+SWAJIT_SCHEDULE_FN long long schedule_boundary(int k, const SchedulePlan& plan) { return plan.total * k / plan.blocks; }
 
-// Whether a sequence of `tiles` may be cut (longer than kCutShares of the blocks' shares).
-SWAJIT_SCHEDULE_FN bool schedule_cuttable(int tiles, long long total, int blocks) {
-  return kCutSharesDen * schedule_cost(tiles) * blocks > kCutSharesNum * total;
+// Whether a sequence of `tiles` may be cut: longer than a block's share.
+SWAJIT_SCHEDULE_FN bool schedule_cuttable(int tiles, const SchedulePlan& plan) {
+  return plan.cut && schedule_cost(tiles) * plan.blocks > plan.total;
 }
 
 // A raw boundary x inside the sequence that starts at `start` with `tiles` tiles (start <= x < its end), moved where
 // the schedule cuts: x itself (a cut before tile x - start - kItemCostTiles), or the sequence's nearer end.
-SWAJIT_SCHEDULE_FN long long schedule_snap(long long x, long long start, int tiles, long long total, int blocks) {
+SWAJIT_SCHEDULE_FN long long schedule_snap(long long x, long long start, int tiles, const SchedulePlan& plan) {
   const long long end = start + schedule_cost(tiles);
-  if (!schedule_cuttable(tiles, total, blocks)) return 2 * (x - start) <= end - start ? start : end;
+  if (!schedule_cuttable(tiles, plan)) return 2 * (x - start) <= end - start ? start : end;
   const long long before = x - start - kItemCostTiles;  // tiles left of the cut
   if (before < kMinChunkTiles) return start;
   if (tiles - before < kMinChunkTiles) return end;
@@ -98,13 +117,13 @@ SWAJIT_SCHEDULE_FN int schedule_entry(int block, bool leads_block) { return kEnt
 
 // Pieces of a cut sequence (at `start`, `tiles` tiles) whose first piece ends at boundary `k`: one more for every
 // later boundary that cuts it.
-SWAJIT_SCHEDULE_FN int schedule_pieces(int k, long long start, int tiles, long long total, int blocks) {
+SWAJIT_SCHEDULE_FN int schedule_pieces(int k, long long start, int tiles, const SchedulePlan& plan) {
   const long long end = start + schedule_cost(tiles);
   int pieces = 1;
-  for (; k < blocks; ++k) {
-    const long long x = schedule_boundary(k, total, blocks);
+  for (; k < plan.blocks; ++k) {
+    const long long x = schedule_boundary(k, plan);
     if (x >= end) break;
-    if (schedule_snap(x, start, tiles, total, blocks) < end) ++pieces;
+    if (schedule_snap(x, start, tiles, plan) < end) ++pieces;
   }
   return pieces;
 }

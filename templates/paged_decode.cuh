@@ -338,11 +338,16 @@ SWAJIT_DEVICE int visible_tile_count(const PagedDecodeParams& P, int b) {
   return kv_len_valid(P, kv_len) ? sequence_tiles(P, kv_len).count() : 0;
 }
 
-// Sum of `value` over the warp (every lane gets it).
+// Sum / max of `value` over the warp (every lane gets it).
 template <class T>
 SWAJIT_DEVICE T warp_sum(T value) {
 #pragma unroll
   for (int offset = 16; offset > 0; offset /= 2) value += __shfl_xor_sync(0xffffffffu, value, offset);
+  return value;
+}
+SWAJIT_DEVICE int warp_max(int value) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) value = max(value, __shfl_xor_sync(0xffffffffu, value, offset));
   return value;
 }
 // Inclusive prefix sum of `value` over the warp's lanes.
@@ -365,8 +370,9 @@ struct ScheduleBoundary {
 
 // One block's walk over its range [begin, end) of the schedule (per warp; every warp holds the same values).
 struct ScheduledBlock {
-  long long begin = 0, end = 0, total = 0;
-  int block = 0, blocks = 1, kv_head = 0;
+  long long begin = 0, end = 0;
+  SchedulePlan plan{0, 1, false};
+  int block = 0, kv_head = 0;
   int b = 0;            // the next sequence to visit
   long long start = 0;  // its start on the cost axis
 
@@ -379,19 +385,24 @@ struct ScheduledBlock {
     const int own_tiles = lane < P.batch ? visible_tile_count(P, lane) : 0;
     const auto tiles_of = [&](int i) { return i < 32 ? own_tiles : visible_tile_count(P, i); };
     long long sum = 0;
+    int longest = 0;
 #pragma unroll 4
-    for (int i = lane; i < P.batch; i += 32) sum += schedule_cost(tiles_of(i));
-    total = warp_sum(sum);
-    blocks = schedule_blocks_used(total, P.schedule_slots);
+    for (int i = lane; i < P.batch; i += 32) {
+      const int t = tiles_of(i);
+      sum += schedule_cost(t);
+      longest = max(longest, t);
+    }
+    const long long total = warp_sum(sum);
+    plan = schedule_plan(total, schedule_cost(warp_max(longest)), P.batch, P.schedule_slots);
     if (kv_head == 0 && threadIdx.x == 0) P.merge_records[kMergeRecordInts * block] = -1;  // unless next() finds one
-    if (block >= blocks) {  // an unused block: an empty range
+    if (block >= plan.blocks) {  // an unused block: an empty range
       begin = end = total;
       b = P.batch;
       return;
     }
     ScheduleBoundary lo, hi;
-    lo.at = schedule_boundary(block, total, blocks);
-    hi.at = schedule_boundary(block + 1, total, blocks);
+    lo.at = schedule_boundary(block, plan);
+    hi.at = schedule_boundary(block + 1, plan);
     bool found_lo = false, found_hi = hi.at >= total;  // the last block's end is the batch's
     long long before = 0;  // cost of the sequences before this round's 32
     for (int base = 0; base < P.batch && !(found_lo && found_hi); base += 32) {
@@ -413,8 +424,8 @@ struct ScheduledBlock {
       take(hi, found_hi);
       before += __shfl_sync(0xffffffffu, inclusive, 31);
     }
-    begin = schedule_snap(lo.at, lo.start, lo.tiles, total, blocks);
-    end = hi.at >= total ? total : schedule_snap(hi.at, hi.start, hi.tiles, total, blocks);
+    begin = schedule_snap(lo.at, lo.start, lo.tiles, plan);
+    end = hi.at >= total ? total : schedule_snap(hi.at, hi.start, hi.tiles, plan);
     const long long lo_end = lo.start + schedule_cost(lo.tiles);  // snapped there: the range starts at the next one
     b = begin == lo_end ? lo.b + 1 : lo.b;
     start = begin == lo_end ? lo_end : lo.start;
@@ -436,7 +447,7 @@ struct ScheduledBlock {
       int* record = P.merge_records + kMergeRecordInts * block;
       record[0] = b;
       record[1] = schedule_entry(block, segment.leads_block);
-      record[2] = schedule_pieces(block + 1, start, tiles, total, blocks);
+      record[2] = schedule_pieces(block + 1, start, tiles, plan);
     }
     start += schedule_cost(tiles);
     ++b;
@@ -728,10 +739,22 @@ SWAJIT_DEVICE void merge_sequence(const PagedDecodeParams& P, int record, int kv
     store_output(P, b, kv_head, row, chunk * 8, acc, normalizer(P, q_head_of(P, kv_head, row), reference, sum));
 }
 
-// Block x takes merge records x, x + gridDim.x, ... (the grid has a block for each sequence a call can cut; the
-// records, one per schedule block, hold them wherever the cuts fell).
+// Block x merges the x-th cut sequence: the grid has a block for each a call can cut, and the records (one per
+// schedule block, -1 where none) hold them wherever the cuts fell. Each warp finds the x-th by ballots over 32
+// records at a time (their loads issue together), so no block walks the records one load after another.
 extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(const PagedDecodeParams P) {
   wait_for_prerequisite_grid();
-  for (int record = blockIdx.x; record < P.schedule_slots; record += gridDim.x)
-    if (P.merge_records[kMergeRecordInts * record] >= 0) merge_sequence(P, record, blockIdx.y, blockIdx.z);
+  const int lane = threadIdx.x % 32;
+  int wanted = blockIdx.x;  // cut sequences still to pass
+  for (int base = 0; base < P.schedule_slots; base += 32) {
+    const int record = base + lane;
+    const bool cut = record < P.schedule_slots && P.merge_records[kMergeRecordInts * record] >= 0;
+    const unsigned cuts = __ballot_sync(0xffffffffu, cut);
+    if (wanted < __popc(cuts)) {
+      unsigned rest = cuts;
+      for (int i = 0; i < wanted; ++i) rest &= rest - 1;  // drop the lowest `wanted` cut records
+      return merge_sequence(P, base + __ffs(rest) - 1, blockIdx.y, blockIdx.z);
+    }
+    wanted -= __popc(cuts);
+  }
 }

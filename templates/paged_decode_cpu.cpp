@@ -158,17 +158,23 @@ static void decode_item(const PagedDecodeParams& P, int b, int kv_head, int firs
 // scanning the batch, then the sequences in it in turn.
 struct ScheduledBlock {
   const PagedDecodeParams& P;
-  long long total = 0, begin = 0, end = 0, start = 0;
-  int block, blocks = 1, b = 0;
+  long long begin = 0, end = 0, start = 0;
+  SchedulePlan plan{0, 1, false};
+  int block, b = 0;
   ScheduledBlock(const PagedDecodeParams& params, int schedule_block) : P(params), block(schedule_block) {
-    for (int i = 0; i < P.batch; ++i) total += schedule_cost(tiles(i));
-    blocks = schedule_blocks_used(total, P.schedule_slots);
-    if (block >= blocks) {  // an unused block: an empty range
+    long long total = 0;
+    int longest = 0;
+    for (int i = 0; i < P.batch; ++i) {
+      total += schedule_cost(tiles(i));
+      longest = tiles(i) > longest ? tiles(i) : longest;
+    }
+    plan = schedule_plan(total, schedule_cost(longest), P.batch, P.schedule_slots);
+    if (block >= plan.blocks) {  // an unused block: an empty range
       begin = end = total;
       b = P.batch;
       return;
     }
-    const long long lo = schedule_boundary(block, total, blocks), hi = schedule_boundary(block + 1, total, blocks);
+    const long long lo = schedule_boundary(block, plan), hi = schedule_boundary(block + 1, plan);
     end = total;
     long long first = 0;
     bool found_lo = false;
@@ -176,13 +182,13 @@ struct ScheduledBlock {
       const int t = tiles(i);
       const long long last = first + schedule_cost(t);
       if (!found_lo && lo < last) {
-        begin = schedule_snap(lo, first, t, total, blocks);
+        begin = schedule_snap(lo, first, t, plan);
         b = begin == last ? i + 1 : i;
         start = begin == last ? last : first;
         found_lo = true;
       }
       if (hi < last) {
-        end = schedule_snap(hi, first, t, total, blocks);
+        end = schedule_snap(hi, first, t, plan);
         break;
       }
       first = last;
@@ -197,7 +203,7 @@ struct ScheduledBlock {
     sequence = b;
     entry = schedule_entry(block, segment.leads_block);
     const bool first_piece = !segment.whole && segment.first_tile == 0;
-    pieces = first_piece ? schedule_pieces(block + 1, start, t, total, blocks) : 0;  // 0: not a first piece
+    pieces = first_piece ? schedule_pieces(block + 1, start, t, plan) : 0;  // 0: not a first piece
     start += schedule_cost(t);
     ++b;
     return true;

@@ -481,6 +481,7 @@ namespace {
 // last segment, the others their blocks' first), which schedule_pieces counts; no two pieces share a work entry.
 struct WalkedSchedule {
   int blocks = 0;
+  bool cut = false;
   std::vector<int> pieces;           // per sequence (1: whole)
   std::vector<long long> block_cost;  // per block used
   long long total = 0;
@@ -491,15 +492,17 @@ WalkedSchedule walk_schedule(const std::vector<int>& tiles, int slots) {
   std::vector<long long> start(batch + 1, 0);
   for (int b = 0; b < batch; ++b) start[b + 1] = start[b] + schedule_cost(tiles[b]);
   w.total = start[batch];
-  w.blocks = schedule_blocks_used(w.total, slots);
+  const SchedulePlan plan = schedule_plan(w.total, schedule_cost(*std::max_element(tiles.begin(), tiles.end())), batch, slots);
+  w.blocks = plan.blocks;
+  w.cut = plan.cut;
   CHECK(w.blocks >= 1);
   CHECK(w.blocks <= slots);
   const auto sequence_at = [&](long long x) { return int(std::upper_bound(start.begin(), start.end(), x) - start.begin()) - 1; };
   const auto snapped = [&](int k) {
-    const long long x = schedule_boundary(k, w.total, w.blocks);
+    const long long x = schedule_boundary(k, plan);
     if (k == w.blocks) return w.total;
     const int b = sequence_at(x);
-    return schedule_snap(x, start[b], tiles[b], w.total, w.blocks);
+    return schedule_snap(x, start[b], tiles[b], plan);
   };
   w.pieces.assign(batch, 0);
   std::vector<int> covered(batch, 0);  // tiles of each sequence covered so far, in order
@@ -530,10 +533,10 @@ WalkedSchedule walk_schedule(const std::vector<int>& tiles, int slots) {
         CHECK(seg.last_tile == tiles[b]);
       } else {
         CHECK(seg.last_tile - seg.first_tile >= kMinChunkTiles);
-        CHECK(schedule_cuttable(tiles[b], w.total, w.blocks));
+        CHECK(schedule_cuttable(tiles[b], plan));
         if (seg.first_tile == 0) {  // the first piece: its block's last segment, and the one that records it
           CHECK(end < start[b + 1]);
-          recorded[b] = schedule_pieces(s + 1, start[b], tiles[b], w.total, w.blocks);
+          recorded[b] = schedule_pieces(s + 1, start[b], tiles[b], plan);
         } else {
           CHECK(seg.leads_block);
         }
@@ -567,11 +570,9 @@ TEST_CASE("decode capacity schedule: uniform batches get the direct grid's work,
   // Uniform batches of a 4096-token window (65 tiles of 64): fewer pairs than slots are cut into about slots / batch
   // pieces; as many pairs as slots or more are cut nowhere: the direct grid's work, one item per pair, no merge.
   CHECK(pieces_each(1, 65) == 32);  // 66 / 2: every piece at least kMinChunkTiles
-  // 8 or 16 of them: about 4 or 2 pieces each (the ranges of 16 or 32 tiles fall across the sequences' ends).
-  CHECK(pieces_each(8, 65) >= 4);
-  CHECK(pieces_each(8, 65) <= 5);
-  CHECK(pieces_each(16, 65) >= 2);
-  CHECK(pieces_each(16, 65) <= 3);
+  // 8 or 16 of them: slots / batch blocks a sequence, lined up with the sequences (32 of the 33 slots).
+  CHECK(pieces_each(8, 65) == 4);
+  CHECK(pieces_each(16, 65) == 2);
   for (int batch : {24, 32, 33, 64, 128, 256}) {
     CAPTURE(batch);
     const WalkedSchedule w = walk_schedule(std::vector<int>(batch, 65), kSlots);
@@ -592,7 +593,15 @@ TEST_CASE("decode capacity schedule: uniform batches get the direct grid's work,
   CHECK(w.pieces[3] >= 5);
   CHECK(w.pieces[0] == 1);
   CHECK(most_cost(w) <= share + schedule_cost(3));
-  // Near-uniform: a sequence no longer than 3/2 of a share stays whole.
+  // Bimodal at batch 256 on 66 slots (32-token tiles: 4096-token windows of 129 tiles beside 400-token sequences):
+  // the long ones are longer than a share (110) and cut, so no block carries much more than its share.
+  std::vector<int> wide(256, 13);
+  for (int b = 0; b < 256; b += 8) wide[b] = 129;
+  const WalkedSchedule wb = walk_schedule(wide, 66);
+  CHECK(wb.pieces[0] >= 2);
+  CHECK(wb.pieces[1] == 1);
+  CHECK(most_cost(wb) <= (wb.total + 65) / 66 + schedule_cost(13));
+  // Near-uniform (the mean at least 3/4 of the longest) with as many pairs as slots: nothing cut.
   std::vector<int> nearly(32, 65);
   nearly[0] = 40;
   const WalkedSchedule n = walk_schedule(nearly, kSlots);
