@@ -14,9 +14,10 @@
 //    grid's work, no cut, no merge), else S / batch blocks a sequence. The capacity rule (num_splits 0) takes S = the
 //    grid's resident blocks per kv head (from the device); a forced or tuned num_splits N > 1 takes S = N x batch
 //    (equal lengths: N pieces each).
-//  - A boundary inside a sequence cuts it there only if the sequence is longer than a share (C / B) and the cut
-//    leaves at least kMinChunkTiles tiles either side; otherwise the boundary snaps to the nearer end of the
-//    sequence. So a sequence is whole inside one block (its output written directly), or cut into pieces held by
+//  - A boundary inside a sequence cuts it there unless it lies within 1/8 of a share (C / B) of the sequence's end
+//    or the cut would leave fewer than kMinChunkTiles tiles on a side: then it snaps to the nearer end of the
+//    sequence (so a block carries at most 1/4 of a share more than its share, and sequences shorter than 1/4 of a
+//    share are never cut). So a sequence is whole inside one block (its output written directly), or cut into pieces held by
 //    consecutive blocks: the first piece is its block's last segment, every later piece its block's first one.
 // A block's first segment leaves its partial result in work entry 2 s, its last in 2 s + 1 (a block has at most two
 // cut pieces); the block holding a cut sequence's first piece records it for the merge (PagedDecodeParams::
@@ -52,7 +53,7 @@ SWAJIT_SCHEDULE_FN long long schedule_cost(int tiles) { return (long long)tiles 
 //  - Near-uniform (the mean cost at least 3/4 of the longest): the blocks line up with the sequences. As many
 //    sequences as slots or more: ceil(batch / waves) blocks of `waves` sequences each, nothing cut (the direct grid's
 //    work: one item per (sequence, kv head), no merge); fewer: slots / batch blocks a sequence, cut into that many.
-//  - Ragged: every slot, a share of at least kMinChunkTiles each; a sequence longer than a share is cut.
+//  - Ragged: every slot, a share of at least kMinChunkTiles each, cut wherever a boundary falls (see schedule_snap).
 struct SchedulePlan {
   long long total;
   int blocks;
@@ -80,16 +81,24 @@ SWAJIT_SCHEDULE_FN SchedulePlan schedule_plan(long long total, long long longest
 // Boundary k (0..blocks) of the raw ranges: k C / B.
 SWAJIT_SCHEDULE_FN long long schedule_boundary(int k, const SchedulePlan& plan) { return plan.total * k / plan.blocks; }
 
-// Whether a sequence of `tiles` may be cut: longer than a block's share.
+// A boundary within 1 / kSnapShares of a share of a sequence's end moves there rather than cut the sequence: a block
+// then carries at most 2 / kSnapShares of a share more than its share, and a sequence shorter than 2 / kSnapShares of
+// a share is never cut (no merge).
+constexpr long long kSnapShares = 8;
+
+// Whether a sequence of `tiles` may be cut: some point of it lies farther than 1 / kSnapShares of a share from its ends.
 SWAJIT_SCHEDULE_FN bool schedule_cuttable(int tiles, const SchedulePlan& plan) {
-  return plan.cut && schedule_cost(tiles) * plan.blocks > plan.total;
+  return plan.cut && kSnapShares * schedule_cost(tiles) * plan.blocks > 2 * plan.total;
 }
 
 // A raw boundary x inside the sequence that starts at `start` with `tiles` tiles (start <= x < its end), moved where
-// the schedule cuts: x itself (a cut before tile x - start - kItemCostTiles), or the sequence's nearer end.
+// the schedule cuts: x itself (a cut before tile x - start - kItemCostTiles), or the sequence's nearer end when the
+// schedule does not cut, the end is near (see kSnapShares), or a piece would be shorter than kMinChunkTiles.
 SWAJIT_SCHEDULE_FN long long schedule_snap(long long x, long long start, int tiles, const SchedulePlan& plan) {
   const long long end = start + schedule_cost(tiles);
-  if (!schedule_cuttable(tiles, plan)) return 2 * (x - start) <= end - start ? start : end;
+  const long long nearer = 2 * (x - start) <= end - start ? start : end;
+  const long long distance = nearer == start ? x - start : end - x;
+  if (!plan.cut || kSnapShares * distance * plan.blocks <= plan.total) return nearer;
   const long long before = x - start - kItemCostTiles;  // tiles left of the cut
   if (before < kMinChunkTiles) return start;
   if (tiles - before < kMinChunkTiles) return end;

@@ -594,13 +594,15 @@ TEST_CASE("decode capacity schedule: uniform batches get the direct grid's work,
   CHECK(w.pieces[0] == 1);
   CHECK(most_cost(w) <= share + schedule_cost(3));
   // Bimodal at batch 256 on 66 slots (32-token tiles: 4096-token windows of 129 tiles beside 400-token sequences):
-  // the long ones are longer than a share (110) and cut, so no block carries much more than its share.
+  // the long ones (longer than a share, 110) are cut, the short ones (under a quarter of a share) never, and no
+  // block carries more than a quarter of a share over its share.
   std::vector<int> wide(256, 13);
   for (int b = 0; b < 256; b += 8) wide[b] = 129;
   const WalkedSchedule wb = walk_schedule(wide, 66);
-  CHECK(wb.pieces[0] >= 2);
-  CHECK(wb.pieces[1] == 1);
-  CHECK(most_cost(wb) <= (wb.total + 65) / 66 + schedule_cost(13));
+  const long long wide_share = (wb.total + 65) / 66;
+  CHECK(std::count_if(wb.pieces.begin(), wb.pieces.end(), [](int p) { return p > 1; }) >= 16);
+  for (int b = 1; b < 256; b += 8) CHECK(wb.pieces[b] == 1);
+  CHECK(most_cost(wb) <= wide_share + wide_share / 4);
   // Near-uniform (the mean at least 3/4 of the longest) with as many pairs as slots: nothing cut.
   std::vector<int> nearly(32, 65);
   nearly[0] = 40;
@@ -618,7 +620,9 @@ TEST_CASE("decode capacity schedule: uniform batches get the direct grid's work,
     CAPTURE(slots);
     const WalkedSchedule r = walk_schedule(tiles, slots);
     const long long fair = (r.total + r.blocks - 1) / r.blocks;
-    CHECK(most_cost(r) <= 3 * fair + 2 * (kMinChunkTiles + kItemCostTiles));
+    // A boundary moves by at most 1/8 of a share (or to keep kMinChunkTiles); near-uniform batches line up.
+    if (r.cut) CHECK(most_cost(r) <= fair + fair / 4 + 2 * (kMinChunkTiles + kItemCostTiles) + 2);
+    else CHECK(most_cost(r) <= 3 * fair);
   }
 }
 
