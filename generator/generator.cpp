@@ -34,7 +34,8 @@ DecodeGeometry decode_geometry(const KernelSpec& spec, const DecodeConfig& confi
   const int rows_padded = g.warps_m * kMmaRows;
   g.threads = (warps + (config.producer != DecodeConfig::kLoadersAllWarps ? 1 : 0)) * kWarpSize;
   g.q_bytes = rows_padded * spec.head_dim * kElementBytes;
-  g.stored_row_bytes = spec.head_dim * kv_element_bytes(spec) + (config.producer >= DecodeConfig::kProducerBulk ? kRowPadBytes : 0);
+  const bool bulk_rows = config.producer == DecodeConfig::kProducerBulk || config.producer == DecodeConfig::kProducerBulkSplitKv;
+  g.stored_row_bytes = spec.head_dim * kv_element_bytes(spec) + (bulk_rows ? kRowPadBytes : 0);
   g.tile_bytes = config.block_n * g.stored_row_bytes;
   g.epilogue_stride = spec.head_dim + kEpiloguePadFloats;
   g.epilogue_bytes = warps * kMmaRows * g.epilogue_stride * kFloatBytes + 2 * config.warps_n * rows_padded * kFloatBytes;
@@ -91,7 +92,8 @@ std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, c
      << "constexpr int kBlockN = " << config.block_n << ";\n"
      << "constexpr int kWarpsN = " << config.warps_n << ";\n"
      << "constexpr int kStages = " << config.stages << ";\n"
-     << "constexpr int kProducer = " << config.producer << ";  // 0: every warp loads, 1: producer warp (cp.async), 2: producer warp (bulk rows), 3: as 2, K and V on their own barriers\n"
+     << "constexpr int kProducer = " << config.producer << ";  // 0: every warp loads, 1: producer warp (cp.async), 2: producer warp (bulk rows), 3: as 2, K and V on their own barriers, 4: TMA pages\n"
+     << "constexpr bool kFusedMerge = " << flag(config.fused_merge) << ";  // split-KV: the last block of a (sequence, kv head) merges it\n"
      << "// launch geometry, shared with the host launcher\n"
      << "constexpr int kRows = " << g.rows << ";\n"
      << "constexpr int kWarpsM = " << g.warps_m << ";\n"

@@ -263,19 +263,25 @@ bool KernelSpec::is_contiguous_kv() const { return family == KernelFamily::kPref
 
 std::string DecodeConfig::compile_key() const {
   return "bn" + std::to_string(block_n) + "_wn" + std::to_string(warps_n) + "_st" + std::to_string(stages) +
-         (producer > 0 ? "_pw" + std::to_string(producer) : "");
+         (producer > 0 ? "_pw" + std::to_string(producer) : "") + (fused_merge ? "_fm" : "");
 }
 std::string DecodeConfig::key() const { return compile_key() + "_sp" + std::to_string(num_splits); }
 
 DecodeConfig DecodeConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
-  if (parts.size() != 4 && parts.size() != 5)
-    throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bn<N>_wn<W>_st<S>[_pw<L>]_sp<P>");
+  const std::string form = "bn<N>_wn<W>_st<S>[_pw<L>][_fm]_sp<P>";
+  if (parts.size() < 4 || parts.size() > 6)
+    throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form " + form);
   DecodeConfig config;
   config.block_n = parse_prefixed_int(parts[0], "bn", "block_n", key);
   config.warps_n = parse_prefixed_int(parts[1], "wn", "warps_n", key);
   config.stages = parse_prefixed_int(parts[2], "st", "stages", key);
-  if (parts.size() == 5) config.producer = parse_prefixed_int(parts[3], "pw", "producer", key);
+  size_t next = 3;
+  if (next + 1 < parts.size() && parts[next].rfind("pw", 0) == 0)
+    config.producer = parse_prefixed_int(parts[next++], "pw", "producer", key);
+  if (next + 1 < parts.size() && parts[next] == "fm") config.fused_merge = true, ++next;
+  if (next + 1 != parts.size())
+    throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form " + form);
   config.num_splits = parse_prefixed_int(parts.back(), "sp", "num_splits", key);
   return config;
 }
@@ -292,7 +298,19 @@ void DecodeConfig::validate(const KernelSpec& spec) const {
                                                  std::to_string(warps_n * kMmaK));
   require_range("stages", stages, 2, kMaxStages);
   require_range("num_splits", num_splits, kSplitsFromCapacity, kMaxSplits);
-  require_range("producer", producer, kLoadersAllWarps, kProducerBulkSplitKv);
+  require_range("producer", producer, kLoadersAllWarps, kProducerTma);
+  if (producer == kProducerTma) {
+    if (spec.kv_quant != KvQuant::kNone && spec.head_dim < 128)
+      throw Error(ErrorCode::kInvalidArgument, "producer = 4 (TMA pages) with 8-bit K/V needs head_dim >= 128 (rows of "
+                                               "whole 128-byte boxes), got " + std::to_string(spec.head_dim));
+    constexpr int kSwizzleRows = 8;  // a box lands on whole 1024-byte swizzle atoms: 8 rows of 128 bytes
+    const bool pages_in_tile = spec.page_size <= block_n && block_n % spec.page_size == 0 && spec.page_size % kSwizzleRows == 0;
+    const bool tile_in_page = spec.page_size >= block_n && spec.page_size % block_n == 0;
+    if (!pages_in_tile && !tile_in_page)
+      throw Error(ErrorCode::kInvalidArgument, "producer = 4 (TMA pages) needs page_size (" + std::to_string(spec.page_size) +
+                                                   ") a multiple of 8 dividing block_n (" + std::to_string(block_n) +
+                                                   "), or a multiple of block_n");
+  }
   const int threads = decode_geometry(spec, *this).threads;
   if (threads > kMaxThreadsPerBlock)
     throw Error(ErrorCode::kInvalidArgument, "warps_n = " + std::to_string(warps_n) + " gives " +

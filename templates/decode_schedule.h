@@ -19,10 +19,11 @@
 //    sequence (so a block carries at most 1/4 of a share more than its share, and sequences shorter than 1/4 of a
 //    share are never cut). So a sequence is whole inside one block (its output written directly), or cut into pieces held by
 //    consecutive blocks: the first piece is its block's last segment, every later piece its block's first one.
-// A block's first segment leaves its partial result in work entry 2 s, its last in 2 s + 1 (a block has at most two
-// cut pieces); the block holding a cut sequence's first piece records it for the merge (PagedDecodeParams::
-// merge_records: [S][3] = sequence (or -1), the first piece's entry, the number of pieces; pieces k >= 1 are entry
-// 2 (s + k)), and the merge combines them.
+// A later piece (its block's first segment) leaves its partial result in work entry 2 s, a first piece (its block's
+// last segment) in 2 s + 1 (a block has at most two pieces): the pieces of a sequence whose first piece is in block f
+// are entries 2 f + 1, 2 (f + 1), 2 (f + 2), ... The block of a cut sequence's first piece records it for the merge
+// grid (PagedDecodeParams::merge_records: [S][2] = sequence (or -1), pieces); the fused merge's last block finds the
+// same from the lengths (schedule_cut).
 #ifndef SWAJIT_DECODE_SCHEDULE_H
 #define SWAJIT_DECODE_SCHEDULE_H
 
@@ -35,7 +36,7 @@
 constexpr int kMinChunkTiles = 2;  // a smaller piece costs more in partial writes and merge reads than it balances
 constexpr int kItemCostTiles = 1;  // what an item costs besides its tiles, in tiles (about one tile's latency)
 constexpr int kEntriesPerBlock = 2;  // a block's first and last segment may be pieces of cut sequences
-constexpr int kMergeRecordInts = 3;  // merge_records[block]: sequence, first entry, pieces
+constexpr int kMergeRecordInts = 2;  // merge_records[block]: the sequence whose first piece it holds (or -1), pieces
 
 // Whether the capacity rule schedules at all when no sequence can see more than `max_tiles` tiles. A window of at
 // most two minimum chunks (gpt-oss: 128 tokens) leaves every item so short that a cut saves less than the schedule,
@@ -121,8 +122,10 @@ SWAJIT_SCHEDULE_FN ScheduleSegment schedule_segment(long long begin, long long e
   return s;
 }
 
-// Work entry (per kv head) of a block's segment.
-SWAJIT_SCHEDULE_FN int schedule_entry(int block, bool leads_block) { return kEntriesPerBlock * block + (leads_block ? 0 : 1); }
+// Work entry (per kv head) of a piece in `block`: a cut sequence's first piece (its block's last segment) takes the
+// block's second entry, a later piece (its block's first segment) the first, so that piece s >= 1 of a sequence whose
+// first piece is in block f is entry 2 (f + s).
+SWAJIT_SCHEDULE_FN int schedule_entry(int block, bool first_piece) { return kEntriesPerBlock * block + (first_piece ? 1 : 0); }
 
 // Pieces of a cut sequence (at `start`, `tiles` tiles) whose first piece ends at boundary `k`: one more for every
 // later boundary that cuts it.
@@ -135,6 +138,25 @@ SWAJIT_SCHEDULE_FN int schedule_pieces(int k, long long start, int tiles, const 
     if (schedule_snap(x, start, tiles, plan) < end) ++pieces;
   }
   return pieces;
+}
+
+// Where the pieces of the sequence at `start` (`tiles` tiles) are: the block of its first piece (the last block whose
+// range starts at or before the sequence) and how many (1: whole). Every block holding a piece finds the same.
+struct ScheduleCut {
+  int first_block, pieces;
+};
+SWAJIT_SCHEDULE_FN ScheduleCut schedule_cut(long long start, int tiles, const SchedulePlan& plan) {
+  const long long end = start + schedule_cost(tiles);
+  int k = int(start * plan.blocks / plan.total);  // a raw boundary at or before the start: boundary(k) <= start
+  while (k < plan.blocks && schedule_boundary(k + 1, plan) <= start) ++k;
+  int cut = k + 1;  // the first raw boundary past the start; those that snap back to the start do not cut
+  while (cut < plan.blocks && schedule_boundary(cut, plan) < end &&
+         schedule_snap(schedule_boundary(cut, plan), start, tiles, plan) == start)
+    ++cut;
+  ScheduleCut c;
+  c.first_block = cut - 1;
+  c.pieces = schedule_pieces(cut, start, tiles, plan);
+  return c;
 }
 
 #endif  // SWAJIT_DECODE_SCHEDULE_H

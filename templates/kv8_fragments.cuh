@@ -39,10 +39,13 @@ SWAJIT_DEVICE int kv8_chunk_position(int row, int chunk) {
   if constexpr (kKvChunks < 8) return chunk ^ ((row >> 1) & 3);
   return chunk ^ (((row & 1) << 2) ^ (((row >> 1) & 3) << 1));
 }
-// Rows a producer bulk-copies whole (kProducer >= 2) cannot be swizzled: they are kStoredRowBytes apart instead (16 bytes
-// of padding), which spreads the same reads over the banks as evenly.
+// Rows a producer bulk-copies whole (kProducer 2, 3) cannot be swizzled: they are kStoredRowBytes apart instead (16 bytes
+// of padding), which spreads the same reads over the banks as evenly. TMA pages (kProducer 4) land in the TMA engine's
+// 128-byte swizzle (chunk ^ row % 8 in 128-byte channel blocks): the K reads of rows g and g + 1 then share banks
+// two ways.
 SWAJIT_DEVICE u32 kv8_offset_bytes(int row, int chunk) {
-  if constexpr (kProducer >= 2) return u32(row) * kStoredRowBytes + u32(chunk) * 16u;
+  if constexpr (kProducer == 2 || kProducer == 3) return u32(row) * kStoredRowBytes + u32(chunk) * 16u;
+  if constexpr (kProducer == 4) return WgmmaTile<kBlockN>::offset_bytes(row, chunk);  // TMA's 128-byte swizzle
   return u32(row * kKvChunks + kv8_chunk_position(row, chunk)) * 16u;
 }
 

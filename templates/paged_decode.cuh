@@ -27,10 +27,10 @@
 // Unless num_splits is 1 the blocks follow the work schedule of templates/decode_schedule.h (a fixed grid whose blocks
 // each walk an equal-cost range of the batch's windows: several short sequences in turn, or a piece of a long one); a
 // sequence cut into pieces has each write (out / l in the 16-bit dtype, log2-sum-exp) and SWAJIT_MERGE_KERNEL combines
-// them in fp32.
+// them in fp32, or (kFusedMerge) the last of its blocks to finish does (merge_pair_if_last: no second grid).
 //
 // Needs templates/decode_schedule.h and, from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kQSeqlen, kGroup, kLocalWindow,
-// kGlobalWindow, kCausal, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockN, kWarpsN, kStages, kProducer), the launch geometry the host also uses (kRows, kWarpsM,
+// kGlobalWindow, kCausal, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockN, kWarpsN, kStages, kProducer, kFusedMerge), the launch geometry the host also uses (kRows, kWarpsM,
 // kThreads, kQBytes, kTileBytes, kStoredRowBytes, kBarrierOffset, kEpilogueStride, kEpilogueBytes, kSharedBytes, kMergeThreads)
 // and the symbol names
 // SWAJIT_DECODE_KERNEL and SWAJIT_MERGE_KERNEL.
@@ -47,8 +47,9 @@ static_assert(kTokensPerWarp % 16 == 0, "each warp needs whole k16 steps of toke
 // (kTileBytes each, as stored: 8-bit caches stay 8-bit). After the
 // main loop the K/V area is reused by the epilogue (kEpilogueBytes: per-warp fp32 outputs with row stride
 // kEpilogueStride, then per-row max and sum for each warp column).
-constexpr bool kBulkRows = kProducer >= 2;  // token rows bulk-copied into padded rows
+constexpr bool kBulkRows = kProducer == 2 || kProducer == 3;  // token rows bulk-copied into padded rows
 constexpr bool kSplitKv = kProducer == 3;   // K and V of a stage land on their own full barriers
+constexpr bool kTmaPages = kProducer == 4;  // TMA boxes of whole pages into 128-byte-swizzled tiles
 static_assert(kThreads == (kWarps + (kProducer > 0 ? 1 : 0)) * 32, "prelude geometry disagrees with the template");
 static_assert(kBarrierOffset >= kQBytes + 2 * kStages * kTileBytes && kBarrierOffset >= kQBytes + kEpilogueBytes &&
                   kSharedBytes >= kBarrierOffset + (kProducer > 0 ? (kSplitKv ? 24 : 16) * kStages : 0) &&
@@ -88,9 +89,11 @@ SWAJIT_DEVICE void load_q_tile(const PagedDecodeParams& P, u32 q_smem, int b, in
 struct PaddedRowTile {
   SWAJIT_DEVICE u32 offset_bytes(int row, int chunk) { return u32(row) * kStoredRowBytes + u32(chunk) * 16u; }
 };
-template <bool kPadded> struct KvTileLayout { typedef RowTile type; };
-template <> struct KvTileLayout<true> { typedef PaddedRowTile type; };
-typedef KvTileLayout<kBulkRows>::type KvTile;  // how a stored 16-bit K/V tile is laid out
+// kTmaPages: the layout TMA's 128-byte swizzle writes (WgmmaTile: 128-byte channel blocks, each [kBlockN x 128 B]).
+template <bool kPadded, bool kTma> struct KvTileLayout { typedef RowTile type; };
+template <> struct KvTileLayout<true, false> { typedef PaddedRowTile type; };
+template <> struct KvTileLayout<false, true> { typedef WgmmaTile<kBlockN> type; };
+typedef KvTileLayout<kBulkRows, kTmaPages>::type KvTile;  // how a stored 16-bit K/V tile is laid out
 
 // Where chunk `chunk` of row `row` of a stored K/V tile lives: 16-bit tiles in KvTile, 8-bit tiles for the fragment
 // reads of kv8_fragments.cuh.
@@ -214,16 +217,69 @@ SWAJIT_DEVICE void copy_kv_rows_bulk(const PagedDecodeParams& P, u32 k_tile, u32
   mbarrier_arrive(full);
 }
 
+// kTmaPages: the tile of kBlockN tokens from `tile_begin` (a multiple of kBlockN) into a stage as TMA boxes of
+// kTmaBoxRows tokens (a page, or the tile inside one) x 128 bytes of channels of one kv head, one box per lane (K's,
+// then V's), each lane announcing its bytes on `full` before its copies. A tile reaching past kv_len (unwritten rows,
+// which may hold NaN: masked tokens must not carry it into P.V) or over an invalid block_table entry is gathered by
+// cp.async, zero-filled and reported as for the other loaders. Every lane arrives on `full` once.
+constexpr int kTmaBoxRows = kBlockN < kPageSize ? kBlockN : kPageSize;
+constexpr int kTmaBoxesPerTile = kBlockN / kTmaBoxRows;
+constexpr int kTmaColumnBlocks = kHeadDim * kKvBytes / 128;  // 128-byte channel blocks of a row
+constexpr int kTmaCopiesPerTile = 2 * kTmaBoxesPerTile * kTmaColumnBlocks;
+constexpr u32 kTmaBoxBytes = kTmaBoxRows * 128;
+static_assert(!kTmaPages || (kBlockN % kTmaBoxRows == 0 && kTmaBoxRows % 8 == 0 && kTmaBoxesPerTile <= kProducerLanes),
+              "TMA boxes fill whole 1024-byte swizzle atoms of the tile");
+
+SWAJIT_DEVICE void copy_tile_pages(const PagedDecodeParams& P, u32 k_tile, u32 v_tile, const int* block_table_row, int b,
+                                   int kv_head, int tile_begin, int tile_end, int kv_len, u32 full, int lane,
+                                   bool& saw_bad_page) {
+  const bool written = tile_begin + kBlockN <= kv_len;  // (so are its block_table entries: kv_len was checked)
+  int page = 0;
+  bool valid = true;
+  if (written && lane < kTmaBoxesPerTile) {
+    page = block_table_row[((tile_begin + lane * kTmaBoxRows) / kPageSize) * P.block_table_stride_page];
+    valid = page >= 0 && page < P.num_pages;
+  }
+  if (!__all_sync(0xffffffffu, valid && written)) {
+    load_kv_tile<kProducerLanes>(P, k_tile, v_tile, block_table_row, b, kv_head, tile_begin, tile_end, saw_bad_page, lane);
+    cp_async_arrive_on(full);
+    return;
+  }
+  const bool heads_inside_tokens = P.k_stride_token < P.k_stride_head;  // HND: the map's token and head swapped
+  constexpr int kCopiesPerLane = (kTmaCopiesPerTile + kProducerLanes - 1) / kProducerLanes;
+  const int my_copies = lane < kTmaCopiesPerTile % kProducerLanes || kTmaCopiesPerTile % kProducerLanes == 0
+                            ? kCopiesPerLane : kCopiesPerLane - 1;
+  if (my_copies > 0) mbarrier_expect_tx(full, my_copies * kTmaBoxBytes);
+#pragma unroll
+  for (int i = 0; i < kCopiesPerLane; ++i) {
+    const int copy = lane + i * kProducerLanes;
+    const int column = copy % kTmaColumnBlocks, box = (copy / kTmaColumnBlocks) % kTmaBoxesPerTile;
+    const bool is_v = copy >= kTmaCopiesPerTile / 2;
+    const int box_page = __shfl_sync(0xffffffffu, page, box);  // every lane takes part, copying or not
+    if (copy >= kTmaCopiesPerTile) continue;
+    const int row = (tile_begin + box * kTmaBoxRows) % kPageSize;
+    const u32 dst = (is_v ? v_tile : k_tile) + u32(column) * (kBlockN * 128) + u32(box) * kTmaBoxBytes;
+    tma_load_4d(dst, is_v ? &P.v_map : &P.k_map, column * (128 / kKvBytes), heads_inside_tokens ? row : kv_head,
+                heads_inside_tokens ? kv_head : row, box_page, full);
+  }
+  mbarrier_arrive(full);
+}
+
 // The producer warp: fills the stages with the block's tiles [first_tile, last_tile), each once the compute warps
 // released the tile kStages before it.
 SWAJIT_DEVICE void produce_tiles(const PagedDecodeParams& P, const StageBarriers& barriers, u32 k_smem, u32 v_smem,
                                  const int* block_table_row, int b, int kv_head, const TileRanges& ranges,
-                                 int first_tile, int last_tile, int lane, bool& saw_bad_page) {
+                                 int first_tile, int last_tile, int kv_len, int lane, bool& saw_bad_page) {
   for (int t = first_tile; t < last_tile; ++t) {
     const int i = t - first_tile;
     if (i >= kStages) mbarrier_wait(barriers.empty(i), StageBarriers::parity(i - kStages));
     const u32 k_tile = k_smem + (i % kStages) * kTileBytes, v_tile = v_smem + (i % kStages) * kTileBytes;
-    if constexpr (kSplitKv) {  // K first: the scores need it before V
+    if constexpr (kTmaPages) {
+      // The stage's earlier cp.async (generic proxy) writes, if any, before the TMA engine's writes into it.
+      if (i >= kStages) fence_shared_for_async_proxy();
+      copy_tile_pages(P, k_tile, v_tile, block_table_row, b, kv_head, ranges.tile_begin(t), ranges.tile_end(t), kv_len,
+                      barriers.full(i), lane, saw_bad_page);
+    } else if constexpr (kSplitKv) {  // K first: the scores need it before V
       copy_kv_rows_bulk<true, false>(P, k_tile, v_tile, block_table_row, b, kv_head, ranges.tile_begin(t),
                                      ranges.tile_end(t), barriers.full(i), lane, saw_bad_page);
       copy_kv_rows_bulk<false, true>(P, k_tile, v_tile, block_table_row, b, kv_head, ranges.tile_begin(t),
@@ -322,6 +378,8 @@ struct DecodeWork {
   int b = 0, kv_head = 0;
   int item = 0;            // the partial-result slot: work entry x num_kv_heads + kv head
   bool whole = true;       // the whole sequence, whose output is written directly (else a piece of a cut one)
+  int first_block = 0;     // a cut sequence's: the schedule block of its first piece (schedule_cut)
+  int pieces = 1;          // ... and how many pieces it has
   int first_tile = 0, last_tile = 0;
 };
 
@@ -331,7 +389,8 @@ SWAJIT_DEVICE bool kv_len_valid(const PagedDecodeParams& P, int kv_len) {
   return !(kv_len != 0 && kv_len < kQSeqlen) && kv_len <= P.max_pages_per_seq * kPageSize;
 }
 SWAJIT_DEVICE TileRanges sequence_tiles(const PagedDecodeParams& P, int kv_len) {
-  return visible_tile_ranges(kv_len - kQSeqlen, kv_len - 1, kv_len, P.local_window, P.global_window);
+  const TileRanges ranges = visible_tile_ranges(kv_len - kQSeqlen, kv_len - 1, kv_len, P.local_window, P.global_window);
+  return kTmaPages ? tiles_on_block_grid(ranges) : ranges;  // TMA boxes start on page (or tile) boundaries
 }
 SWAJIT_DEVICE int visible_tile_count(const PagedDecodeParams& P, int b) {
   const int kv_len = raw_kv_len(P, b);
@@ -439,15 +498,19 @@ struct ScheduledBlock {
     const ScheduleSegment segment = schedule_segment(begin, end, start, tiles);
     work.b = b;
     work.kv_head = kv_head;
-    work.item = schedule_entry(block, segment.leads_block) * P.num_kv_heads + kv_head;
+    const bool first_piece = !segment.whole && segment.first_tile == 0;
+    work.item = schedule_entry(block, first_piece) * P.num_kv_heads + kv_head;
     work.whole = segment.whole;
     work.first_tile = segment.first_tile;
     work.last_tile = segment.last_tile;
-    if (!segment.whole && segment.first_tile == 0 && kv_head == 0 && threadIdx.x == 0) {
-      int* record = P.merge_records + kMergeRecordInts * block;
-      record[0] = b;
-      record[1] = schedule_entry(block, segment.leads_block);
-      record[2] = schedule_pieces(block + 1, start, tiles, plan);
+    if (!segment.whole) {
+      const ScheduleCut cut = schedule_cut(start, tiles, plan);
+      work.first_block = cut.first_block;
+      work.pieces = cut.pieces;
+      if (first_piece && kv_head == 0 && threadIdx.x == 0) {  // for the merge grid
+        P.merge_records[kMergeRecordInts * block] = b;
+        P.merge_records[kMergeRecordInts * block + 1] = cut.pieces;
+      }
     }
     start += schedule_cost(tiles);
     ++b;
@@ -541,13 +604,137 @@ SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState<1>& 
   }
 }
 
+// Split-KV merge: out = sum_s 2^(lse_s - M) o_s / (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives
+// zeros. kMergeThreads threads merge one (cut sequence, kv head, row): thread t sums 8 consecutive elements (chunk
+// t / kMergeSplitLanes) over the splits s = t % kMergeSplitLanes (mod kMergeSplitLanes); the lanes that share a
+// chunk are adjacent in one warp, so the max, the sum and the outputs combine with shuffles, without shared memory or
+// barriers. A thread's first kMergePrefetch partial outputs load together with the log-sum-exps, so the two reads
+// overlap. Done by SWAJIT_MERGE_KERNEL (one block per row), or, kFusedMerge, by the main grid's last block of the
+// (sequence, kv head) (merge_own_pair).
+constexpr int kMergeSplitLanes = kMergeThreads / kChunks;  // 8 at head_dim 128
+constexpr int kMergePrefetch = 5;                          // covers 5 x kMergeSplitLanes splits (40 at head_dim 128)
+static_assert(kMergeThreads % kChunks == 0 && 32 % kMergeSplitLanes == 0, "a chunk's split lanes share one warp");
+
+// Sum (or max) of x over the kSplitLanes adjacent lanes that share a chunk.
+template <int kSplitLanes, class Op>
+SWAJIT_DEVICE float split_lanes_reduce(float x, Op op) {
+#pragma unroll
+  for (int offset = kSplitLanes / 2; offset > 0; offset /= 2) x = op(x, __shfl_xor_sync(0xffffffffu, x, offset));
+  return x;
+}
+
+// Where piece s of a cut sequence leaves its partial result for (kv head, row), its first piece being in schedule block
+// `first_block` (templates/decode_schedule.h): the first piece in that block's second work entry, piece s >= 1 in the
+// first entry of block first_block + s.
+struct PieceSlots {
+  i64 first, later, stride;
+  SWAJIT_MEMBER PieceSlots(const PagedDecodeParams& P, int first_block, int kv_head, int row)
+      : first(partial_slot(schedule_entry(first_block, true) * P.num_kv_heads + kv_head, row)),
+        later(partial_slot(schedule_entry(first_block, false) * P.num_kv_heads + kv_head, row)),
+        stride(i64(kEntriesPerBlock) * P.num_kv_heads * kRows) {}
+  SWAJIT_MEMBER i64 operator()(int s) const { return s == 0 ? first : later + s * stride; }
+};
+
+// Row `row` of (sequence b, kv head) from its `splits` partial results (piece s at slots(s)), by kChunks x
+// kSplitLanes threads of which this is `thread` (every lane of the calling warp takes part), each loading kPrefetch
+// splits at once first. The partials are read past L1 (ld.global.cg): in the fused merge other SMs wrote them during
+// this grid.
+template <int kSplitLanes = kMergeSplitLanes, int kPrefetch = kMergePrefetch>
+SWAJIT_DEVICE void merge_row(const PagedDecodeParams& P, int b, int kv_head, int row, const PieceSlots& slots, int splits, int thread) {
+  static_assert(32 % kSplitLanes == 0, "a chunk's split lanes share one warp");
+  const int split_lane = thread % kSplitLanes, chunk = thread / kSplitLanes;
+  const auto lse_of = [&](int s) { return __ldcg(P.partial_lse + slots(s)); };
+  const auto partial_of = [&](int s) {  // split s's 8 values of this thread's chunk
+    return __ldcg(reinterpret_cast<const uint4*>(static_cast<const u16*>(P.partial_out) + slots(s) * kHeadDim + chunk * 8));
+  };
+  uint4 early[kPrefetch];
+  float early_lse[kPrefetch];
+  float max_lse = SWAJIT_NEG_INF;
+#pragma unroll
+  for (int i = 0; i < kPrefetch; ++i) {
+    const int s = split_lane + i * kSplitLanes;
+    early_lse[i] = SWAJIT_NEG_INF;
+    if (s < splits) {
+      early[i] = partial_of(s);
+      early_lse[i] = lse_of(s);
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < kPrefetch; ++i) max_lse = fmaxf(max_lse, early_lse[i]);
+  for (int s = split_lane + kPrefetch * kSplitLanes; s < splits; s += kSplitLanes)
+    max_lse = fmaxf(max_lse, lse_of(s));
+  max_lse = split_lanes_reduce<kSplitLanes>(max_lse, [](float x, float y) { return fmaxf(x, y); });
+  if (max_lse == SWAJIT_FLAGGED_LSE) {  // the same for every lane of the row: they all reduce the same splits
+    float zeros[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    if (split_lane == 0) store_output(P, b, kv_head, row, chunk * 8, zeros, 0.f);
+    return;
+  }
+  const float reference = max_lse == SWAJIT_NEG_INF ? 0.f : max_lse;
+
+  float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  float sum = 0.f;
+  const auto accumulate = [&](float lse, const uint4& packed) {
+    const float weight = fast_exp2(lse - reference);  // 0 for an empty split (lse -inf)
+    float v[8];
+    unpack8(packed, v, Elem());
+    sum += weight;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acc[e] += weight * v[e];
+  };
+#pragma unroll
+  for (int i = 0; i < kPrefetch; ++i)
+    if (split_lane + i * kSplitLanes < splits) accumulate(early_lse[i], early[i]);
+#pragma unroll 4
+  for (int s = split_lane + kPrefetch * kSplitLanes; s < splits; s += kSplitLanes)
+    accumulate(lse_of(s), partial_of(s));
+
+  const auto add = [](float x, float y) { return x + y; };
+  sum = split_lanes_reduce<kSplitLanes>(sum, add);
+#pragma unroll
+  for (int e = 0; e < 8; ++e) acc[e] = split_lanes_reduce<kSplitLanes>(acc[e], add);
+  if (split_lane == 0)
+    store_output(P, b, kv_head, row, chunk * 8, acc, normalizer(P, q_head_of(P, kv_head, row), reference, sum));
+}
+
+// ---- the fused merge (kFusedMerge) ---------------------------------------------------------------------------------
+// The last of a cut (sequence, kv head)'s blocks to finish merges its items, so no merge grid is launched. Each block
+// makes its partial results visible (__threadfence) before counting its arrival on the pair's counter
+// (P.arrival_counts, zero before the call); the block that brings it to the pair's item count resets it to zero for
+// the next call or graph replay (no other block of this grid touches it again) and merges. Its threads cover all
+// rows at once, kFusedSplitLanes per 8-column chunk (at least a warp per row, so the shuffles see whole warps).
+constexpr int kFusedSplitLanesWanted = kThreads / (kRows * kChunks);  // every thread busy in one pass, if it fits
+constexpr int kFusedSplitLanes = kFusedSplitLanesWanted >= 32 ? 32 : kFusedSplitLanesWanted >= 16 ? 16
+                                 : kFusedSplitLanesWanted >= 8 ? 8 : kFusedSplitLanesWanted >= 4 ? 4 : kFusedSplitLanesWanted >= 2 ? 2 : 1;
+constexpr int kFusedRowThreads = kChunks * (kFusedSplitLanes * kChunks >= 32 ? kFusedSplitLanes : 32 / kChunks);
+constexpr int kFusedMergePrefetch = 8;  // one block reads every split: more loads in flight per thread
+
+SWAJIT_DEVICE void merge_pair_if_last(const PagedDecodeParams& P, const DecodeWork& work) {
+  __threadfence();  // this block's partial results, before its arrival
+  __syncthreads();
+  bool last = false;
+  if (threadIdx.x == 0) {
+    int* const arrivals = P.arrival_counts + work.b * P.num_kv_heads + work.kv_head;
+    last = atomicAdd(arrivals, 1) == work.pieces - 1;
+    if (last) atomicExch(arrivals, 0);
+  }
+  if (!__syncthreads_or(last)) return;
+  __threadfence();  // the other blocks' partial results, after their arrivals
+  constexpr int kSplitLanes = kFusedRowThreads / kChunks;
+  for (int i = threadIdx.x; i < kRows * kFusedRowThreads; i += kThreads) {  // whole warps: both counts are multiples of 32
+    const int row = i / kFusedRowThreads;
+    merge_row<kSplitLanes, kFusedMergePrefetch>(P, work.b, work.kv_head, row,
+                                                PieceSlots(P, work.first_block, work.kv_head, row), work.pieces,
+                                                i % kFusedRowThreads);
+  }
+}
+
 // ---- the kernel --------------------------------------------------------------------------------------------------------
 // One work item: tiles [first_tile, last_tile) of (sequence, kv head), all of the block's threads. Not inlined into
 // the kernel's loop over a block's items: inlined, values hoisted out of the loop stay live across it (255 registers
 // instead of 213 at bn32 q4); called, it allocates its own registers, and P stays in parameter memory
 // (__grid_constant__), not copied to the stack.
 static __device__ __noinline__ void attend_item(const PagedDecodeParams& P, const DecodeWork& work) {
-  extern __shared__ __align__(128) char smem[];
+  extern __shared__ __align__(1024) char smem[];  // kTmaPages: the swizzle atoms of the K/V tiles are 1024-byte aligned
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int warp_m = warp / kWarpsN, warp_n = warp % kWarpsN;
   const int token0 = warp_n * kTokensPerWarp;
@@ -616,7 +803,7 @@ static __device__ __noinline__ void attend_item(const PagedDecodeParams& P, cons
                          ranges, t, kv_len, warp_m, token0, lane, [] {});
     }
   } else if (producer_warp) {
-    produce_tiles(P, barriers, k_smem, v_smem, block_table_row, b, kv_head, ranges, first_tile, last_tile, lane,
+    produce_tiles(P, barriers, k_smem, v_smem, block_table_row, b, kv_head, ranges, first_tile, last_tile, kv_len, lane,
                   saw_bad_page);
   } else {
     for (int t = first_tile; t < last_tile; ++t) {
@@ -636,7 +823,8 @@ static __device__ __noinline__ void attend_item(const PagedDecodeParams& P, cons
   const bool sequence_flagged = __syncthreads_or(saw_bad_page);  // and the K/V area becomes the epilogue buffer
   if (sequence_flagged) st.clear();
   write_block_output(P, st, smem + kQBytes, warp_m, warp_n, lane, work, sequence_flagged);
-  // Every arrival on the stage barriers came before the barrier above: the next item may initialize them again.
+  if (kFusedMerge && !work.whole) merge_pair_if_last(P, work);
+  // Every arrival on the stage barriers came before the barriers above: the next item may initialize them again.
   if (kProducer > 0 && threadIdx.x == 0) barriers.invalidate();
 }
 
@@ -661,87 +849,6 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
   }
 }
 
-// Split-KV merge: out = sum_s 2^(lse_s - M) o_s / (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives
-// zeros. One block per (cut sequence, kv head, row). Thread t sums 8 consecutive elements (chunk t / kMergeSplitLanes)
-// over the splits s = t % kMergeSplitLanes (mod kMergeSplitLanes); the lanes that share a chunk are adjacent in one
-// warp, so the max, the sum and the outputs combine with shuffles, without shared memory or barriers. A thread's
-// first kMergePrefetch partial outputs load together with the log-sum-exps, so the two reads overlap.
-constexpr int kMergeSplitLanes = kMergeThreads / kChunks;  // 8 at head_dim 128
-constexpr int kMergePrefetch = 5;                          // covers 5 x kMergeSplitLanes splits (40 at head_dim 128)
-static_assert(kMergeThreads % kChunks == 0 && 32 % kMergeSplitLanes == 0, "a chunk's split lanes share one warp");
-
-// Sum (or max) of x over the kMergeSplitLanes adjacent lanes that share a chunk.
-template <class Op>
-SWAJIT_DEVICE float split_lanes_reduce(float x, Op op) {
-#pragma unroll
-  for (int offset = kMergeSplitLanes / 2; offset > 0; offset /= 2) x = op(x, __shfl_xor_sync(0xffffffffu, x, offset));
-  return x;
-}
-
-// The cut sequence of merge record `record` (templates/decode_schedule.h), for one kv head and row.
-SWAJIT_DEVICE void merge_sequence(const PagedDecodeParams& P, int record, int kv_head, int row) {
-  const int split_lane = threadIdx.x % kMergeSplitLanes, chunk = threadIdx.x / kMergeSplitLanes;
-  const int* merge_record = P.merge_records + kMergeRecordInts * record;
-  const int b = merge_record[0], splits = merge_record[2];
-  // The first piece is the recording block's entry merge_record[1]; piece s >= 1 is entry 2 (record + s), the first
-  // segment of block record + s.
-  const i64 first_slot = partial_slot(merge_record[1] * P.num_kv_heads + kv_head, row);
-  const i64 later_slots = partial_slot(kEntriesPerBlock * record * P.num_kv_heads + kv_head, row);
-  const i64 split_stride = i64(kEntriesPerBlock) * P.num_kv_heads * kRows;
-  const auto slot_of = [&](int s) { return s == 0 ? first_slot : later_slots + s * split_stride; };
-  const auto lse_of = [&](int s) { return P.partial_lse[slot_of(s)]; };
-  const auto partial_of = [&](int s) {  // split s's 8 values of this thread's chunk
-    return *reinterpret_cast<const uint4*>(static_cast<const u16*>(P.partial_out) + slot_of(s) * kHeadDim + chunk * 8);
-  };
-  uint4 early[kMergePrefetch];
-  float early_lse[kMergePrefetch];
-  float max_lse = SWAJIT_NEG_INF;
-#pragma unroll
-  for (int i = 0; i < kMergePrefetch; ++i) {
-    const int s = split_lane + i * kMergeSplitLanes;
-    early_lse[i] = SWAJIT_NEG_INF;
-    if (s < splits) {
-      early[i] = partial_of(s);
-      early_lse[i] = lse_of(s);
-    }
-  }
-#pragma unroll
-  for (int i = 0; i < kMergePrefetch; ++i) max_lse = fmaxf(max_lse, early_lse[i]);
-  for (int s = split_lane + kMergePrefetch * kMergeSplitLanes; s < splits; s += kMergeSplitLanes)
-    max_lse = fmaxf(max_lse, lse_of(s));
-  max_lse = split_lanes_reduce(max_lse, [](float x, float y) { return fmaxf(x, y); });
-  if (max_lse == SWAJIT_FLAGGED_LSE) {  // the same for every lane of the block: they all reduce the same splits
-    float zeros[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-    if (split_lane == 0) store_output(P, b, kv_head, row, chunk * 8, zeros, 0.f);
-    return;
-  }
-  const float reference = max_lse == SWAJIT_NEG_INF ? 0.f : max_lse;
-
-  float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-  float sum = 0.f;
-  const auto accumulate = [&](float lse, const uint4& packed) {
-    const float weight = fast_exp2(lse - reference);  // 0 for an empty split (lse -inf)
-    float v[8];
-    unpack8(packed, v, Elem());
-    sum += weight;
-#pragma unroll
-    for (int e = 0; e < 8; ++e) acc[e] += weight * v[e];
-  };
-#pragma unroll
-  for (int i = 0; i < kMergePrefetch; ++i)
-    if (split_lane + i * kMergeSplitLanes < splits) accumulate(early_lse[i], early[i]);
-#pragma unroll 4
-  for (int s = split_lane + kMergePrefetch * kMergeSplitLanes; s < splits; s += kMergeSplitLanes)
-    accumulate(lse_of(s), partial_of(s));
-
-  const auto add = [](float x, float y) { return x + y; };
-  sum = split_lanes_reduce(sum, add);
-#pragma unroll
-  for (int e = 0; e < 8; ++e) acc[e] = split_lanes_reduce(acc[e], add);
-  if (split_lane == 0)
-    store_output(P, b, kv_head, row, chunk * 8, acc, normalizer(P, q_head_of(P, kv_head, row), reference, sum));
-}
-
 // Block x merges the x-th cut sequence: the grid has a block for each a call can cut, and the records (one per
 // schedule block, -1 where none) hold them wherever the cuts fell. Each warp finds the x-th by ballots over 32
 // records at a time (their loads issue together), so no block walks the records one load after another.
@@ -756,7 +863,10 @@ extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(
     if (wanted < __popc(cuts)) {
       unsigned rest = cuts;
       for (int i = 0; i < wanted; ++i) rest &= rest - 1;  // drop the lowest `wanted` cut records
-      return merge_sequence(P, base + __ffs(rest) - 1, blockIdx.y, blockIdx.z);
+      const int record = base + __ffs(rest) - 1;
+      const int* merge_record = P.merge_records + kMergeRecordInts * record;
+      return merge_row(P, merge_record[0], blockIdx.y, blockIdx.z, PieceSlots(P, record, blockIdx.y, blockIdx.z),
+                       merge_record[1], threadIdx.x);
     }
     wanted -= __popc(cuts);
   }

@@ -195,15 +195,13 @@ struct ScheduledBlock {
     }
   }
   int tiles(int i) const { return tiles_of(P, kv_len_of(P, i)).count(); }
-  // The next segment (sequence b, tiles, whole, work entry); false when the range is done.
-  bool next(int& sequence, ScheduleSegment& segment, int& entry, int& pieces) {
+  // The next segment (sequence b, its tiles and whether whole, its work entry); false when the range is done.
+  bool next(int& sequence, ScheduleSegment& segment, int& entry) {
     if (b >= P.batch || start >= end) return false;
     const int t = tiles(b);
     segment = schedule_segment(begin, end, start, t);
     sequence = b;
-    entry = schedule_entry(block, segment.leads_block);
-    const bool first_piece = !segment.whole && segment.first_tile == 0;
-    pieces = first_piece ? schedule_pieces(block + 1, start, t, plan) : 0;  // 0: not a first piece
+    entry = schedule_entry(block, !segment.whole && segment.first_tile == 0);
     start += schedule_cost(t);
     ++b;
     return true;
@@ -222,34 +220,31 @@ extern "C" void SWAJIT_CPU_KERNEL(const PagedDecodeParams* params, int item_begi
       continue;
     }
     ScheduledBlock walk(P, item / P.num_kv_heads);
-    int b = 0, entry = 0, pieces = 0;
+    int b = 0, entry = 0;
     ScheduleSegment segment;
-    while (walk.next(b, segment, entry, pieces))
+    while (walk.next(b, segment, entry))
       decode_item(P, b, kv_head, segment.first_tile, segment.last_tile, segment.whole, entry * P.num_kv_heads + kv_head, scratch);
   }
 }
 
-// Split-KV merge over items [item_begin, item_end) of the (sequence, kv head) pairs: pair (i, h) merges the cut
-// sequences whose first pieces schedule blocks [i N, (i + 1) N) of kv head h hold (N = schedule_slots / batch).
-// out = sum_s 2^(lse_s - M) o_s / (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives zeros.
+// Split-KV merge over items [item_begin, item_end) of the (sequence, kv head) pairs: a cut sequence's pieces (where
+// schedule_cut finds them) combined: out = sum_s 2^(lse_s - M) o_s / (sum_s 2^(lse_s - M) + sink), M = max_s lse_s;
+// all -inf gives zeros. A whole sequence wrote its output.
 extern "C" void SWAJIT_CPU_MERGE(const PagedDecodeParams* params, int item_begin, int item_end, float* scratch) {
   const PagedDecodeParams& P = *params;
-  const int blocks_per_item = P.schedule_slots / P.batch;
+  const ScheduledBlock schedule(P, 0);  // the batch's plan
+  long long start = 0;
+  int b = 0;
   for (int item = item_begin; item < item_end; ++item) {
-    const int kv_head = item % P.num_kv_heads;
-    for (int block = item / P.num_kv_heads * blocks_per_item; block < (item / P.num_kv_heads + 1) * blocks_per_item; ++block) {
-      ScheduledBlock walk(P, block);
-      int b = 0, entry = 0, pieces = 0;
-      ScheduleSegment segment;
-      while (walk.next(b, segment, entry, pieces)) {
-        if (pieces == 0) continue;
-        // The first piece in `entry`, piece s >= 1 in entry 2 (block + s) (templates/decode_schedule.h).
-        const auto slot_of = [&](int s) {
-          const int e = s == 0 ? entry : kEntriesPerBlock * (block + s);
-          return (i64(e) * P.num_kv_heads + kv_head) * kRows;
-        };
-        for (int r = 0; r < kRows; ++r) merge_row<kHeadDim>(P, b, kv_head, r, slot_of, pieces, scratch);
-      }
-    }
+    const int sequence = item / P.num_kv_heads, kv_head = item % P.num_kv_heads;
+    for (; b < sequence; ++b) start += schedule_cost(schedule.tiles(b));  // items come in sequence order
+    const int t = schedule.tiles(sequence);
+    const ScheduleCut cut = schedule_cut(start, t, schedule.plan);
+    if (cut.pieces == 1) continue;
+    // The first piece in entry 2 f + 1, piece s >= 1 in entry 2 (f + s) (templates/decode_schedule.h).
+    const auto slot_of = [&](int s) {
+      return (i64(schedule_entry(cut.first_block + s, s == 0)) * P.num_kv_heads + kv_head) * kRows;
+    };
+    for (int r = 0; r < kRows; ++r) merge_row<kHeadDim>(P, sequence, kv_head, r, slot_of, cut.pieces, scratch);
   }
 }

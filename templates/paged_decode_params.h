@@ -4,13 +4,20 @@
 #ifndef SWAJIT_PAGED_DECODE_PARAMS_H
 #define SWAJIT_PAGED_DECODE_PARAMS_H
 
+// A CUDA tensor map (CUtensorMap: 128 opaque bytes, 128-byte aligned), encoded by the host.
+struct alignas(128) DecodeTensorMap {
+  unsigned long long opaque[16];
+};
+
 // Pointers, strides and sizes shared with sparse decode: PagedCallParams (templates/paged_call_params.h).
 struct PagedDecodeParams : PagedCallParams {
   void* partial_out;             // split-KV only: [work entry x kv heads (templates/decode_schedule.h), rows, head_dim], out / l:
                                  //   float on the CPU, the 16-bit dtype of q on CUDA (half the merge's traffic)
   float* partial_lse;            // split-KV only: per work entry x kv head x [rows], log2 units
-  int* merge_records;            // split-KV only: [schedule_slots][3], per schedule block the cut sequence whose first
-                                 //   piece it holds (or -1), that piece's work entry and the pieces (the merge's)
+  int* merge_records;            // split-KV only: [schedule_slots][2], per schedule block the cut sequence whose first
+                                 //   piece it holds (or -1) and its pieces (the merge grid's)
+  int* arrival_counts;           // CUDA split-KV with the fused merge only: [batch, num_kv_heads] blocks of the pair done,
+                                 //   zero before and after every call
   int* status;                   // [2]: bit mask of device-side argument errors, first offending batch index
   int local_window;              // > 0: a query at p sees j only if p - j < local_window
   int global_window;             // >= 0: tokens j < global_window are always visible (sinks)
@@ -19,6 +26,9 @@ struct PagedDecodeParams : PagedCallParams {
                                  //   (templates/decode_schedule.h) over schedule_slots blocks per kv head
   int work_items;                // partial-result entries per kv head (2 per schedule block) when num_splits != 1
   int schedule_slots;            // blocks per kv head of the scheduled grid (num_splits != 1)
+  // producer 4 (TMA pages) only: K and V as tensor maps for the TMA engine (runtime/src/cuda/kv_tensor_map.hpp),
+  // read in place (the kernel takes these params as __grid_constant__)
+  DecodeTensorMap k_map, v_map;
 };
 
 // Bits of PagedDecodeParams::status[0]; a sequence that raises one produces zeros.

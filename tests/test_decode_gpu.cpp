@@ -256,12 +256,14 @@ bool near_fill(uint16_t bits) { return std::abs(half::bf16_to_float(bits) / half
 TEST_CASE("decode: a sequence with an out-of-range block_table entry is all zeros; the others are computed") {
   cuda::ScopedDeviceContext scope(kDevice);
   constexpr int kRowElems = 4 * 64;  // one sequence's output: 4 heads x head_dim 64 (q_seqlen 1)
-  // num_splits 1 (one block per sequence) and 4 (split-KV: splits that never see the bad page, and the merge).
-  for (const int splits : {1, 4}) {
-    CAPTURE(splits);
+  // num_splits 1 (one block per sequence) and 4 (split-KV: splits that never see the bad page, and the merge grid or
+  // the fused merge); the TMA page producer (its tile over the bad page taken by cp.async).
+  for (const DecodeConfig& config : {DecodeConfig{16, 1, 2, 1}, DecodeConfig{16, 1, 2, 4}, DecodeConfig{16, 1, 2, 4, 0, true},
+                                     DecodeConfig{16, 1, 2, 4, DecodeConfig::kProducerTma}}) {
+    CAPTURE(config.key());
     DecodeOptions o;
     o.check_device_args = true;
-    o.config = DecodeConfig{16, 1, 2, splits};
+    o.config = config;
     SmallProblem p({20, 40});  // sequence 1: pages 0..2 (table entries 4, 5, 6) of which only page 2 is bad
     p.bt.upload(std::vector<int>{0, 1, 2, 3, 4, 5, 99, 7});
     cuda::check(cuda::driver().cuMemsetD8(p.out.ptr(), 0xff, p.out.bytes()), "poison out");
@@ -419,36 +421,40 @@ int heuristic_work_items(const DecodeWorkload& w) {
 }
 }  // namespace
 
+// With the fused merge too: its arrival counters (in the graph's own buffer) are back at zero after every replay.
 TEST_CASE("work schedule: one captured graph replays correctly as the device-side lengths change") {
   const cuda::Driver& d = cuda::driver();
   cuda::ScopedDeviceContext scope(kDevice);
-  OwnedStream owned;
-  const CUstream stream = owned.stream;
-  SmallProblem p({64, 1});
-  DecodeOptions o;
-  o.config = DecodeConfig{16, 1, 2, 2};  // the work schedule: chunks of ceil(tiles / 4) tiles, at least 2
-  p.run(stream, o);                      // compiles outside the capture
-  CUgraph graph = nullptr;
-  CUgraphExec exec;
-  cuda::check(d.cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_GLOBAL), "begin capture");
-  p.run(stream, o);
-  cuda::check(d.cuStreamEndCapture(stream, &graph), "end capture");
-  cuda::check(d.cuGraphInstantiateWithFlags(&exec, graph, 0), "instantiate");
-  // Ragged, swapped, empty, one chunk (32 tokens = 2 tiles) and one token over, both at the table's capacity.
-  for (const std::vector<int>& lens : std::vector<std::vector<int>>{{64, 1}, {1, 64}, {0, 33}, {32, 0}, {33, 32}, {64, 64}, {0, 0}}) {
-    CAPTURE(lens[0]);
-    CAPTURE(lens[1]);
-    p.sl.upload(lens);
-    cuda::check(d.cuMemsetD8Async(p.out.ptr(), 0xff, p.out.bytes(), stream), "poison");
-    cuda::check(d.cuGraphLaunch(exec, stream), "launch");
-    cuda::check(d.cuStreamSynchronize(stream), "sync");
-    const auto out = p.out.download<uint16_t>();
-    const size_t per_sequence = out.size() / 2;
-    // Every value is 0x3c3c; attention over equal values returns it, and a sequence with no tokens is zeros.
-    for (size_t i = 0; i < out.size(); ++i) CHECK(out[i] == (lens[i / per_sequence] > 0 ? 0x3c3c : 0));
+  for (const bool fused : {false, true}) {
+    CAPTURE(fused);
+    OwnedStream owned;
+    const CUstream stream = owned.stream;
+    SmallProblem p({64, 1});
+    DecodeOptions o;
+    o.config = DecodeConfig{16, 1, 2, 2, 0, fused};  // the work schedule: chunks of ceil(tiles / 4) tiles, at least 2
+    p.run(stream, o);                                // compiles outside the capture
+    CUgraph graph = nullptr;
+    CUgraphExec exec;
+    cuda::check(d.cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_GLOBAL), "begin capture");
+    p.run(stream, o);
+    cuda::check(d.cuStreamEndCapture(stream, &graph), "end capture");
+    cuda::check(d.cuGraphInstantiateWithFlags(&exec, graph, 0), "instantiate");
+    // Ragged, swapped, empty, one chunk (32 tokens = 2 tiles) and one token over, both at the table's capacity.
+    for (const std::vector<int>& lens : std::vector<std::vector<int>>{{64, 1}, {1, 64}, {0, 33}, {32, 0}, {33, 32}, {64, 64}, {0, 0}, {64, 64}}) {
+      CAPTURE(lens[0]);
+      CAPTURE(lens[1]);
+      p.sl.upload(lens);
+      cuda::check(d.cuMemsetD8Async(p.out.ptr(), 0xff, p.out.bytes(), stream), "poison");
+      cuda::check(d.cuGraphLaunch(exec, stream), "launch");
+      cuda::check(d.cuStreamSynchronize(stream), "sync");
+      const auto out = p.out.download<uint16_t>();
+      const size_t per_sequence = out.size() / 2;
+      // Every value is 0x3c3c; attention over equal values returns it, and a sequence with no tokens is zeros.
+      for (size_t i = 0; i < out.size(); ++i) CHECK(out[i] == (lens[i / per_sequence] > 0 ? 0x3c3c : 0));
+    }
+    d.cuGraphExecDestroy(exec);
+    d.cuGraphDestroy(graph);
   }
-  d.cuGraphExecDestroy(exec);
-  d.cuGraphDestroy(graph);
 }
 
 // The capacity rule's schedule under one captured graph: 40 sequences (more than one 32-sequence round of the kernel's
@@ -574,47 +580,51 @@ TEST_CASE("concurrent streams: split-KV decode calls held back and released toge
 TEST_CASE("concurrent streams: a graph replayed on one stream beside eager calls on the stream it was captured on") {
   // What a per-stream scratch would get wrong: the graph was captured on stream X (its workspace must not be X's),
   // is replayed on stream Y, while X runs eager split-KV calls of another problem.
-  const cuda::Driver& d = cuda::driver();
-  cuda::ScopedDeviceContext scope(kDevice);
-  OwnedStream x, y;
-  DecodeWorkload captured(split_kv_shape(2, 4), {kDLCUDA, kDevice}, x.stream);
-  DecodeWorkload eager(split_kv_shape(1, 1), {kDLCUDA, kDevice}, x.stream);
-  captured.run(0, std::nullopt, TuningPolicy::kHeuristic);  // compiles the kernels outside the capture
-  eager.run(0, std::nullopt, TuningPolicy::kHeuristic);
-  CUgraph graph;
-  CUgraphExec exec;
-  cuda::check(d.cuStreamBeginCapture(x.stream, CU_STREAM_CAPTURE_MODE_GLOBAL), "begin capture");
-  captured.run(0, std::nullopt, TuningPolicy::kHeuristic);
-  cuda::check(d.cuStreamEndCapture(x.stream, &graph), "end capture");
-  cuda::check(d.cuGraphInstantiateWithFlags(&exec, graph, 0), "instantiate");
-  int wrong = 0;
-  for (int round = 0; round < 20; ++round) {
-    {
-      StreamGate gate(std::chrono::milliseconds(20));
-      gate.hold(x.stream);
-      gate.hold(y.stream);
-      captured.poison_output();  // on x, before the gate opens; the replays on y wait for it below
-      eager.poison_output();
-      CUevent poisoned;
-      cuda::check(d.cuEventCreate(&poisoned, CU_EVENT_DISABLE_TIMING), "cuEventCreate");
-      cuda::check(d.cuEventRecord(poisoned, x.stream), "cuEventRecord");
-      cuda::check(d.cuStreamWaitEvent(y.stream, poisoned, 0), "cuStreamWaitEvent");
-      d.cuEventDestroy(poisoned);
-      for (int call = 0; call < 3; ++call) {
-        cuda::check(d.cuGraphLaunch(exec, y.stream), "cuGraphLaunch");
-        eager.run(0, std::nullopt, TuningPolicy::kHeuristic);
+  // The heuristic's config (merge grid) and the fused merge: a per-stream counter buffer would be shared by both.
+  for (const std::optional<DecodeConfig> config : {std::optional<DecodeConfig>{}, std::optional<DecodeConfig>{DecodeConfig{64, 4, 3, 0, 0, true}}}) {
+    CAPTURE(config.has_value());
+    const cuda::Driver& d = cuda::driver();
+    cuda::ScopedDeviceContext scope(kDevice);
+    OwnedStream x, y;
+    DecodeWorkload captured(split_kv_shape(2, 4), {kDLCUDA, kDevice}, x.stream);
+    DecodeWorkload eager(split_kv_shape(1, 1), {kDLCUDA, kDevice}, x.stream);
+    captured.run(0, config, TuningPolicy::kHeuristic);  // compiles the kernels outside the capture
+    eager.run(0, config, TuningPolicy::kHeuristic);
+    CUgraph graph;
+    CUgraphExec exec;
+    cuda::check(d.cuStreamBeginCapture(x.stream, CU_STREAM_CAPTURE_MODE_GLOBAL), "begin capture");
+    captured.run(0, config, TuningPolicy::kHeuristic);
+    cuda::check(d.cuStreamEndCapture(x.stream, &graph), "end capture");
+    cuda::check(d.cuGraphInstantiateWithFlags(&exec, graph, 0), "instantiate");
+    int wrong = 0;
+    for (int round = 0; round < 20; ++round) {
+      {
+        StreamGate gate(std::chrono::milliseconds(20));
+        gate.hold(x.stream);
+        gate.hold(y.stream);
+        captured.poison_output();  // on x, before the gate opens; the replays on y wait for it below
+        eager.poison_output();
+        CUevent poisoned;
+        cuda::check(d.cuEventCreate(&poisoned, CU_EVENT_DISABLE_TIMING), "cuEventCreate");
+        cuda::check(d.cuEventRecord(poisoned, x.stream), "cuEventRecord");
+        cuda::check(d.cuStreamWaitEvent(y.stream, poisoned, 0), "cuStreamWaitEvent");
+        d.cuEventDestroy(poisoned);
+        for (int call = 0; call < 3; ++call) {
+          cuda::check(d.cuGraphLaunch(exec, y.stream), "cuGraphLaunch");
+          eager.run(0, config, TuningPolicy::kHeuristic);
+        }
+      }
+      cuda::check(d.cuStreamSynchronize(y.stream), "sync");
+      const double err_captured = captured.relative_error(0), err_eager = eager.relative_error(0);
+      if (!(err_captured <= tolerance_for(DType::kBF16)) || !(err_eager <= tolerance_for(DType::kBF16))) {
+        ++wrong;
+        MESSAGE("round " << round << ": relative errors " << err_captured << " (graph) and " << err_eager << " (eager)");
       }
     }
-    cuda::check(d.cuStreamSynchronize(y.stream), "sync");
-    const double err_captured = captured.relative_error(0), err_eager = eager.relative_error(0);
-    if (!(err_captured <= tolerance_for(DType::kBF16)) || !(err_eager <= tolerance_for(DType::kBF16))) {
-      ++wrong;
-      MESSAGE("round " << round << ": relative errors " << err_captured << " (graph) and " << err_eager << " (eager)");
-    }
+    CHECK(wrong == 0);
+    d.cuGraphExecDestroy(exec);
+    d.cuGraphDestroy(graph);
   }
-  CHECK(wrong == 0);
-  d.cuGraphExecDestroy(exec);
-  d.cuGraphDestroy(graph);
 }
 
 TEST_CASE("concurrent threads: first calls that compile at the same time, each on its own stream, are correct") {

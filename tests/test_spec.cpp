@@ -96,6 +96,52 @@ TEST_CASE("launch geometry") {
   CHECK(decode_geometry(s, DecodeConfig{64, 2, 3, 1}).threads == 2 * 2 * 32);
 }
 
+TEST_CASE("fused merge knob: key round trip, canonical order, same geometry") {
+  KernelSpec s;
+  s.q_seqlen = 1; s.group = 4;
+  const DecodeConfig fused{64, 4, 3, 0, 0, true};
+  CHECK(fused.key() == "bn64_wn4_st3_fm_sp0");
+  CHECK(DecodeConfig::from_key(fused.key()) == fused);
+  const DecodeConfig both{32, 2, 3, 7, DecodeConfig::kProducerBulk, true};
+  CHECK(both.key() == "bn32_wn2_st3_pw2_fm_sp7");
+  CHECK(DecodeConfig::from_key(both.key()) == both);
+  CHECK(code_of([] { DecodeConfig::from_key("bn64_wn4_st3_fm_pw2_sp0"); }) == ErrorCode::kInvalidArgument);
+  CHECK(code_of([] { DecodeConfig::from_key("bn64_wn4_st3_fm_fm_sp0"); }) == ErrorCode::kInvalidArgument);
+  CHECK(code_of([] { DecodeConfig::from_key("bn64_wn4_st3_fm"); }) == ErrorCode::kInvalidArgument);
+  // The merge moves into the epilogue: no shared memory or threads of its own.
+  CHECK(decode_geometry(s, fused).shared_bytes == decode_geometry(s, DecodeConfig{64, 4, 3, 0}).shared_bytes);
+  CHECK(decode_geometry(s, fused).threads == decode_geometry(s, DecodeConfig{64, 4, 3, 0}).threads);
+}
+
+TEST_CASE("TMA page producer: which pages and tiles it takes, plain swizzled rows") {
+  KernelSpec s;
+  s.q_seqlen = 1; s.group = 4; s.page_size = 16;
+  const DecodeConfig tma{64, 4, 3, 0, DecodeConfig::kProducerTma};
+  CHECK(tma.key() == "bn64_wn4_st3_pw4_sp0");
+  CHECK(DecodeConfig::from_key(tma.key()) == tma);
+  CHECK_NOTHROW(tma.validate(s));
+  const DecodeGeometry g = decode_geometry(s, tma);
+  CHECK(g.stored_row_bytes == 128 * 2);  // no padding: the TMA swizzle spreads the rows over the banks
+  CHECK(g.threads == 5 * 32);
+  CHECK(g.q_bytes % 1024 == 0);          // the tiles start on 1024-byte swizzle atoms
+  CHECK(g.tile_bytes % 1024 == 0);
+  for (int page : {8, 32, 64, 128, 256}) {  // pages of whole atoms dividing the tile, or tiles inside a page
+    s.page_size = page;
+    CHECK_NOTHROW(tma.validate(s));
+  }
+  for (int page : {1, 4, 7, 24, 48}) {  // partial atoms, or neither divides the other
+    s.page_size = page;
+    CAPTURE(page);
+    CHECK(code_of([&] { tma.validate(s); }) == ErrorCode::kInvalidArgument);
+  }
+  s.page_size = 16;
+  s.kv_quant = KvQuant::kFp8E4M3;  // 8-bit rows of whole 128-byte boxes: head_dim 128 and 256
+  CHECK_NOTHROW(tma.validate(s));
+  CHECK(decode_geometry(s, tma).stored_row_bytes == 128);
+  s.head_dim = 64;
+  CHECK(code_of([&] { tma.validate(s); }) == ErrorCode::kInvalidArgument);
+}
+
 TEST_CASE("producer-warp loaders: key, validation and geometry") {
   KernelSpec s;
   s.q_seqlen = 1; s.group = 4;
@@ -104,7 +150,7 @@ TEST_CASE("producer-warp loaders: key, validation and geometry") {
   CHECK(DecodeConfig::from_key(c.key()) == c);
   CHECK(DecodeConfig::from_key("bn64_wn4_st3_sp0").producer == DecodeConfig::kLoadersAllWarps);
   CHECK(code_of([] { DecodeConfig::from_key("bn64_wn4_st3_xx2_sp0"); }) == ErrorCode::kInvalidArgument);
-  CHECK(code_of([&] { DecodeConfig{64, 4, 3, 1, 4}.validate(s); }) == ErrorCode::kInvalidArgument);
+  CHECK(code_of([&] { DecodeConfig{64, 4, 3, 1, 5}.validate(s); }) == ErrorCode::kInvalidArgument);
   CHECK(code_of([&] { DecodeConfig{64, 4, 3, 1, -1}.validate(s); }) == ErrorCode::kInvalidArgument);
   const DecodeGeometry plain = decode_geometry(s, DecodeConfig{64, 4, 3, 1});
   const DecodeGeometry cp_async = decode_geometry(s, DecodeConfig{64, 4, 3, 1, DecodeConfig::kProducerCpAsync});

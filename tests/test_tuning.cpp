@@ -46,6 +46,9 @@ TEST_CASE("configs round-trip through JSON; bad JSON names the field") {
   CHECK(!decode_config_to_json(c).contains("producer"));  // records of the default loaders read as before
   const DecodeConfig producer{64, 4, 3, 0, DecodeConfig::kProducerBulk};
   CHECK(decode_config_from_json(decode_config_to_json(producer)) == producer);
+  CHECK(!decode_config_to_json(producer).contains("fused_merge"));
+  const DecodeConfig fused{64, 4, 3, 0, 0, true};
+  CHECK(decode_config_from_json(decode_config_to_json(fused)) == fused);
   try {
     decode_config_from_json(nlohmann::json{{"block_n", 64}, {"warps_n", 4}, {"stages", "3"}, {"num_splits", 1}});
     FAIL("accepted a string stage count");

@@ -12,6 +12,7 @@
 #include "decode_plan.hpp"
 #include "decode_schedule.h"
 #include "heuristic.hpp"
+#include "kv_tensor_map.hpp"
 #include "paged_decode_problem.hpp"
 #include "prefill_problem.hpp"
 #include "swajit/generator.hpp"
@@ -375,6 +376,27 @@ TEST_CASE("prefill: the default config drops TMA where the call's K/V layout doe
   CHECK(choose_prefill_config(mixed, o, h200, nullptr) == tma);
 }
 
+TEST_CASE("K/V tensor maps: what the TMA engine cannot read is named (prefill tma, decode producer 4)") {
+  alignas(16) static uint16_t cache[64];
+  KvTensorView k;
+  k.base = cache, k.stride_page = 16 * 2 * 128, k.stride_token = 2 * 128, k.stride_head = 128;  // NHD, 2 heads, d128
+  k.head_dim = 128, k.num_kv_heads = 2, k.tokens_per_page = 16, k.pages = 4;
+  KvTensorView v = k;
+  CHECK(kv_tensor_map_problem(k, v, false).empty());
+  v.stride_token = 128, v.stride_head = 16 * 128;  // HND beside NHD
+  CHECK(kv_tensor_map_problem(k, v, false).find("same order") != std::string::npos);
+  v = k;
+  v.stride_page = 16 * 2 * 128 + 4;  // 8 bytes past a multiple of 16
+  CHECK(kv_tensor_map_problem(k, v, false).find("multiples of 16 bytes") != std::string::npos);
+  CHECK(kv_tensor_map_problem(k, v, true).empty());  // contiguous K/V: no page stride
+  v = k;
+  v.base = cache + 1;  // 2 bytes off
+  CHECK(kv_tensor_map_problem(k, v, false).find("16-byte aligned") != std::string::npos);
+  v = k;
+  v.element_bytes = 1, v.stride_head = 8;  // 8-bit: 8 bytes
+  CHECK(!kv_tensor_map_problem(k, v, false).empty());
+}
+
 TEST_CASE("prefill: 8-bit K/V as in decode: dtypes, scale shapes and pairing are checked") {
   ScaleTensors scales(2, 64, 128);
   DLTensor &per_channel = scales.per_channel, &per_tensor = scales.per_tensor, &wrong = scales.wrong;
@@ -523,7 +545,8 @@ WalkedSchedule walk_schedule(const std::vector<int>& tiles, int slots) {
       CHECK(seg.first_tile == covered[b]);
       CHECK(seg.last_tile >= seg.first_tile);
       covered[b] = seg.last_tile;
-      if (!seg.whole) CHECK(entries.insert(schedule_entry(s, seg.leads_block)).second);  // a piece's partial result
+      const bool first_piece = !seg.whole && seg.first_tile == 0;
+      if (!seg.whole) CHECK(entries.insert(schedule_entry(s, first_piece)).second);  // a piece's partial result
       if (first_block[b] < 0) first_block[b] = s;
       else CHECK(last_block[b] == s - 1);  // consecutive blocks
       last_block[b] = s;
@@ -534,9 +557,10 @@ WalkedSchedule walk_schedule(const std::vector<int>& tiles, int slots) {
       } else {
         CHECK(seg.last_tile - seg.first_tile >= kMinChunkTiles);
         CHECK(schedule_cuttable(tiles[b], plan));
-        if (seg.first_tile == 0) {  // the first piece: its block's last segment, and the one that records it
+        if (first_piece) {  // its block's last segment, and the one that records it
           CHECK(end < start[b + 1]);
           recorded[b] = schedule_pieces(s + 1, start[b], tiles[b], plan);
+          CHECK(schedule_cut(start[b], tiles[b], plan).first_block == s);
         } else {
           CHECK(seg.leads_block);
         }
@@ -549,6 +573,7 @@ WalkedSchedule walk_schedule(const std::vector<int>& tiles, int slots) {
     CHECK(covered[b] == tiles[b]);  // every tile once
     CHECK(w.pieces[b] >= 1);
     if (w.pieces[b] > 1) CHECK(recorded[b] == w.pieces[b]);
+    CHECK(schedule_cut(start[b], tiles[b], plan).pieces == w.pieces[b]);  // what every piece's block finds
   }
   return w;
 }

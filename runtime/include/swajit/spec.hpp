@@ -114,12 +114,21 @@ struct DecodeConfig {
   // compute warps wait on per-stage mbarriers (full / empty), no block barrier in the loop. kProducerBulk (2, sm_90+):
   // as 1, each token row moved by one bulk copy (cp.async.bulk, counted on the stage's mbarrier) into rows padded by
   // 16 bytes (ldmatrix conflict-free unswizzled). kProducerBulkSplitKv (3): as 2, K and V landing on their own barriers.
+  // kProducerTma (4, sm_90+; 8-bit K/V from head_dim 128): tiles on a kBlockN-aligned grid, each page's rows of a kv head moved by one
+  // TMA box per 128 bytes of channels (cp.async.bulk.tensor over tensor maps the host encodes per call) into
+  // 128-byte-swizzled tiles; a tile reaching past the sequence's last token or over an invalid block_table entry is
+  // gathered by cp.async instead. Needs page_size a multiple of 8 dividing block_n, or a multiple of block_n.
   int producer = 0;
-  static constexpr int kLoadersAllWarps = 0, kProducerCpAsync = 1, kProducerBulk = 2, kProducerBulkSplitKv = 3;
+  // Split-KV only: who combines a cut sequence's partial results. false: a merge grid launched after the main one.
+  // true: the main grid itself, the last block to finish a (sequence, kv head)'s items merging them (an arrival
+  // counter per pair): no second launch and no gap between the grids (key suffix "_fm").
+  bool fused_merge = false;
+  static constexpr int kLoadersAllWarps = 0, kProducerCpAsync = 1, kProducerBulk = 2, kProducerBulkSplitKv = 3,
+                       kProducerTma = 4;
   static constexpr int kSplitsFromCapacity = 0;
   static constexpr int kMaxSplits = 1024;  // far past any useful split; bounds the workspace a call can ask for
 
-  std::string compile_key() const;  // the part that changes the generated code, e.g. "bn64_wn4_st3", "bn64_wn4_st3_pw2"
+  std::string compile_key() const;  // the part that changes the generated code, e.g. "bn64_wn4_st3", "bn64_wn4_st3_pw2_fm"
   std::string key() const;          // compile_key() + "_sp<num_splits>"
   static DecodeConfig from_key(std::string_view key);
   void validate(const KernelSpec& spec) const;  // throws kInvalidArgument naming the field and its allowed range

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
@@ -14,6 +15,7 @@
 #include "tuner.hpp"
 #include "tuning_store.hpp"
 #include "kernel_cache.hpp"
+#include "kv_tensor_map.hpp"
 #include "paged_decode_problem.hpp"
 #include "stream_scratch.hpp"
 #include "tensor_checks.hpp"
@@ -74,6 +76,28 @@ WorkList work_list(const DecodeProblem& p, const DecodeConfig& config, const Loa
     throw Error(ErrorCode::kInvalidArgument, "batch x num_kv_heads x num_splits x 2 = " + std::to_string(items * p.num_kv_heads) +
                                                  " exceeds the work list's limit of 2^31 - 1 entries; use fewer splits");
   return {int(items), int(slots)};
+}
+
+// Producer 4 (TMA pages): K and V as tensor maps whose boxes are the kernel's (kTmaBoxRows tokens of a page), or an
+// error naming what the TMA engine needs of the caches.
+void encode_tma_maps(PagedDecodeParams& a, const DecodeProblem& p, const DecodeConfig& config) {
+  const auto view = [&](const void* base, int64_t stride_page, int64_t stride_token, int64_t stride_head) {
+    KvTensorView v;
+    v.base = base, v.stride_page = stride_page, v.stride_token = stride_token, v.stride_head = stride_head;
+    v.element_bytes = p.spec.kv_quant == KvQuant::kNone ? 2 : 1, v.bf16 = p.spec.dtype == DType::kBF16;
+    v.head_dim = p.spec.head_dim, v.num_kv_heads = p.num_kv_heads;
+    v.tokens_per_page = p.spec.page_size, v.pages = a.num_pages;
+    return v;
+  };
+  const KvTensorView k = view(a.k_cache, a.k_stride_page, a.k_stride_token, a.k_stride_head);
+  const KvTensorView v = view(a.v_cache, a.v_stride_page, a.v_stride_token, a.v_stride_head);
+  const std::string problem = kv_tensor_map_problem(k, v, false);
+  if (!problem.empty())
+    throw Error(ErrorCode::kInvalidArgument, "config " + config.key() + " (producer 4, TMA pages) needs " + problem +
+                                                 "; use another producer");
+  const int box_rows = std::min(config.block_n, p.spec.page_size);  // paged_decode.cuh kTmaBoxRows
+  encode_kv_tensor_map(&a.k_map, k, box_rows);
+  encode_kv_tensor_map(&a.v_map, v, box_rows);
 }
 
 std::string describe_status(int bits, int batch_index) {
@@ -221,7 +245,10 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   a.partial_out = scheduled ? workspace : nullptr;
   a.partial_lse = scheduled ? reinterpret_cast<float*>(workspace + layout.out_bytes) : nullptr;
   a.merge_records = scheduled ? reinterpret_cast<int*>(workspace + layout.out_bytes + layout.lse_bytes) : nullptr;
+  const bool fused_merge = scheduled && plan.config.fused_merge;  // the main grid merges: no merge grid
+  a.arrival_counts = fused_merge ? stream_arrival_counts(scope.context(), stream, size_t(p.batch) * p.num_kv_heads) : nullptr;
 
+  if (plan.config.producer == DecodeConfig::kProducerTma) encode_tma_maps(a, p, plan.config);
   const DecodeGeometry& g = plan.kernel->geometry;
   void* args[] = {&a};
   // Scheduled: slots x kv heads blocks in one dimension (block s of kv head h is s x kv_heads + h, so a range's kv
@@ -230,9 +257,9 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   const cuda::GridShape main_grid = scheduled ? cuda::GridShape{unsigned(plan.work.slots) * kv_heads, 1, 1} : cuda::GridShape{unsigned(p.batch), kv_heads, 1};
   cuda::launch_dependent(device, stream, plan.kernel->main, main_grid, g.threads, g.shared_bytes, args,
                          "cuLaunchKernelEx(paged_decode)");
-  if (scheduled) {
-    // A block for each sequence a call can cut (one per boundary between the schedule's blocks at most), each taking
-    // the merge records x, x + grid, ... of the slots.
+  if (scheduled && !fused_merge) {
+    // A block for each sequence a call can cut (one per boundary between the schedule's blocks at most); each finds
+    // its cut sequence among the merge records.
     const int64_t merge_sequences = std::min<int64_t>(p.batch, plan.work.slots);
     cuda::launch_dependent(device, stream, plan.kernel->merge, {unsigned(merge_sequences), kv_heads, unsigned(g.rows)},
                            g.merge_threads, merge_spreading_bytes(device, merge_sequences * p.num_kv_heads * g.rows),

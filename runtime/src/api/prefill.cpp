@@ -6,6 +6,7 @@
 #include "cuda_driver.hpp"
 #include "decode_plan.hpp"
 #include "kernel_cache.hpp"
+#include "kv_tensor_map.hpp"
 #include "prefill_problem.hpp"
 #include "tensor_checks.hpp"
 #include "family.hpp"
@@ -17,7 +18,17 @@ namespace {
 
 constexpr int64_t kMaxGridZ = 65535;       // CUDA's limit on gridDim.z (sequences)
 constexpr int64_t kMaxGridX = INT32_MAX;   // CUDA's limit on gridDim.x ((query tile, q head) pairs)
-constexpr int64_t kTmaElementBytes = 2;  // the TMA producer moves 16-bit K/V only (8-bit K/V is widened per row)
+constexpr int kTmaElementBytes = 2;  // the TMA producer moves 16-bit K/V only (8-bit K/V is widened per row)
+
+// One K/V tensor of the call as the TMA engine sees it (the page fields are set by the encoder).
+KvTensorView kv_view(const PrefillProblem& p, const void* base, int64_t stride_page, int64_t stride_token,
+                     int64_t stride_head) {
+  KvTensorView v;
+  v.base = base, v.stride_page = stride_page, v.stride_token = stride_token, v.stride_head = stride_head;
+  v.element_bytes = kTmaElementBytes, v.bf16 = p.spec.dtype == DType::kBF16;
+  v.head_dim = p.spec.head_dim, v.num_kv_heads = p.num_kv_heads;
+  return v;
+}
 
 // int32 [batch + 1] offsets.
 int64_t describe_offsets(const DLTensor& t, const char* name, const DLDevice& home) {
@@ -255,19 +266,9 @@ PrefillConfig without_tma_if_unsuitable(const PrefillProblem& p, PrefillConfig c
 
 std::string tma_layout_problem(const PrefillProblem& p) {
   const PrefillParams& a = p.params;
-  if ((a.k_stride_token < a.k_stride_head) != (a.v_stride_token < a.v_stride_head))
-    return "k and v with the same order of the head and token strides";
-  constexpr int64_t kTmaAlignment = 16;
-  const auto misaligned = [&](int64_t elements) { return elements <= 0 || elements * kTmaElementBytes % kTmaAlignment != 0; };
-  const bool contiguous = p.spec.is_contiguous_kv();
-  const auto suits = [&](const void* base, int64_t stride_page, int64_t stride_token, int64_t stride_head) {
-    return reinterpret_cast<uintptr_t>(base) % kTmaAlignment == 0 && !misaligned(stride_token) &&
-           !misaligned(stride_head) && (contiguous || !misaligned(stride_page));
-  };
-  if (!suits(a.k, a.k_stride_page, a.k_stride_token, a.k_stride_head) ||
-      !suits(a.v, a.v_stride_page, a.v_stride_token, a.v_stride_head))
-    return "k and v 16-byte aligned with head, token and page strides of positive multiples of 16 bytes";
-  return {};
+  return kv_tensor_map_problem(kv_view(p, a.k, a.k_stride_page, a.k_stride_token, a.k_stride_head),
+                               kv_view(p, a.v, a.v_stride_page, a.v_stride_token, a.v_stride_head),
+                               p.spec.is_contiguous_kv());
 }
 
 PrefillConfig choose_prefill_config(const PrefillProblem& p, const PrefillOptions& options, const DeviceInfo& device,
@@ -293,38 +294,23 @@ PrefillConfig choose_prefill_config(const PrefillProblem& p, const PrefillOption
 
 namespace {
 
-// The tensor map of one K/V tensor for the TMA producer (tma configs): a 4-d view {channel, kv head, token in page,
-// page} (contiguous K/V: one "page" of total_kv tokens), head and token swapped when the tokens are the inner of the
-// two (HND), so strides ascend; its boxes of 64 channels x box_rows tokens land in the kernel's 128-byte-swizzled
-// tiles. tma_layout_problem has checked the 16-byte alignment the TMA engine needs. `page_run`: the run map of a
-// packed NHD cache (PrefillParams::tma_page_runs): one "page" of num_pages x page_size tokens, boxes of block_n rows.
-void encode_kv_tensor_map(PrefillTensorMap& map, const PrefillProblem& p, const PrefillConfig& config, const void* base,
-                          int64_t stride_page, int64_t stride_token, int64_t stride_head, bool page_run = false) {
+// The tensor map of one K/V tensor for the TMA producer (tma configs; runtime/src/cuda/kv_tensor_map.hpp): boxes of
+// 64 channels x box_rows tokens of a page (contiguous K/V: one "page" of total_kv tokens) landing in the kernel's
+// 128-byte-swizzled tiles. tma_layout_problem has checked the 16-byte alignment the TMA engine needs. `page_run`: the
+// run map of a packed NHD cache (PrefillParams::tma_page_runs): one "page" of num_pages x page_size tokens, boxes of
+// block_n rows.
+void encode_prefill_kv_map(PrefillTensorMap& map, const PrefillProblem& p, const PrefillConfig& config, const void* base,
+                           int64_t stride_page, int64_t stride_token, int64_t stride_head, bool page_run = false) {
   static_assert(sizeof(PrefillTensorMap) == sizeof(CUtensorMap) && alignof(PrefillTensorMap) >= alignof(CUtensorMap));
-  constexpr cuuint32_t kBoxChannels = 64;  // one 128-byte swizzle row of 16-bit elements
   const bool one_page = p.spec.is_contiguous_kv() || page_run;
-  const int64_t tokens = p.spec.is_contiguous_kv() ? std::max(p.params.total_kv, 1)
+  KvTensorView view = kv_view(p, base, stride_page, stride_token, stride_head);
+  view.tokens_per_page = p.spec.is_contiguous_kv() ? std::max(p.params.total_kv, 1)
                          : page_run                ? int64_t(p.params.num_pages) * p.spec.page_size
                                                    : p.spec.page_size;
-  const int64_t pages = one_page ? 1 : p.params.num_pages;
-  const int64_t strides[3] = {stride_head * kTmaElementBytes, stride_token * kTmaElementBytes,
-                              (one_page ? tokens * stride_token : stride_page) * kTmaElementBytes};
-  const bool swap = p.params.tma_tokens_inside_heads != 0;
+  view.pages = one_page ? 1 : p.params.num_pages;
+  view.one_run = one_page;
   const int box_rows = one_page ? config.block_n : std::min(config.block_n, p.spec.page_size);  // prefill.cuh kBoxRows
-  const cuuint64_t head_dim = cuuint64_t(p.num_kv_heads), token_dim = cuuint64_t(tokens);
-  const cuuint64_t dims[4] = {cuuint64_t(p.spec.head_dim), swap ? token_dim : head_dim, swap ? head_dim : token_dim,
-                              cuuint64_t(pages)};
-  const cuuint64_t byte_strides[3] = {cuuint64_t(strides[swap ? 1 : 0]), cuuint64_t(strides[swap ? 0 : 1]),
-                                      cuuint64_t(strides[2])};
-  const cuuint32_t box[4] = {kBoxChannels, swap ? cuuint32_t(box_rows) : 1, swap ? 1 : cuuint32_t(box_rows), 1};
-  const cuuint32_t element_strides[4] = {1, 1, 1, 1};
-  const CUtensorMapDataType type =
-      p.spec.dtype == DType::kBF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
-  cuda::check(cuda::driver().cuTensorMapEncodeTiled(reinterpret_cast<CUtensorMap*>(&map), type, 4, const_cast<void*>(base),
-                                                    dims, byte_strides, box, element_strides,
-                                                    CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                                                    CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE),
-              "cuTensorMapEncodeTiled(prefill K/V)");
+  encode_kv_tensor_map(&map, view, box_rows);
 }
 
 // Whether a tma call may move a tile of consecutive pages as one box (PrefillParams::tma_page_runs): a paged NHD
@@ -358,12 +344,12 @@ void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& op
       throw Error(ErrorCode::kInvalidArgument, "config " + config.key() + " (tma) needs " + layout_problem +
                                                    "; use tma = false");
     a.tma_tokens_inside_heads = a.k_stride_token < a.k_stride_head;  // HND
-    encode_kv_tensor_map(a.k_map, p, config, a.k, a.k_stride_page, a.k_stride_token, a.k_stride_head);
-    encode_kv_tensor_map(a.v_map, p, config, a.v, a.v_stride_page, a.v_stride_token, a.v_stride_head);
+    encode_prefill_kv_map(a.k_map, p, config, a.k, a.k_stride_page, a.k_stride_token, a.k_stride_head);
+    encode_prefill_kv_map(a.v_map, p, config, a.v, a.v_stride_page, a.v_stride_token, a.v_stride_head);
     a.tma_page_runs = tma_page_runs_apply(p, config);
     if (a.tma_page_runs) {
-      encode_kv_tensor_map(a.k_run_map, p, config, a.k, a.k_stride_page, a.k_stride_token, a.k_stride_head, true);
-      encode_kv_tensor_map(a.v_run_map, p, config, a.v, a.v_stride_page, a.v_stride_token, a.v_stride_head, true);
+      encode_prefill_kv_map(a.k_run_map, p, config, a.k, a.k_stride_page, a.k_stride_token, a.k_stride_head, true);
+      encode_prefill_kv_map(a.v_run_map, p, config, a.v, a.v_stride_page, a.v_stride_token, a.v_stride_head, true);
     }
   }
   void* args[] = {&p.params};

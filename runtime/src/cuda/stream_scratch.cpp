@@ -25,6 +25,12 @@ struct ContextScratch {
   int next_slot = 0;
   // Which slot each stream owns. The per-thread default stream is one handle for many streams: keyed by thread too.
   std::map<std::tuple<CUstream, std::thread::id>, int> slot_of;
+  // Each stream's arrival counters (stream_arrival_counts), same keys.
+  struct Counts {
+    CUdeviceptr ptr = 0;
+    size_t count = 0;
+  };
+  std::map<std::tuple<CUstream, std::thread::id>, Counts> counts_of;
 };
 std::mutex scratch_mutex;
 std::map<CUcontext, ContextScratch> scratch_by_context;
@@ -92,11 +98,16 @@ ContextScratch& scratch_locked(CUcontext context) {
   return scratch_by_context.emplace(context, s).first->second;
 }
 
-CUdeviceptr status_slot_locked(CUcontext context, CUstream stream) {
-  ContextScratch& s = scratch_locked(context);
+// The key of a stream's status slot and counters: the per-thread default stream is one per host thread.
+std::tuple<CUstream, std::thread::id> stream_key(CUstream stream) {
   if (stream == CU_STREAM_LEGACY) stream = nullptr;  // two names of one stream
   const std::thread::id thread = stream == CU_STREAM_PER_THREAD ? std::this_thread::get_id() : std::thread::id{};
-  auto [it, added] = s.slot_of.emplace(std::make_tuple(stream, thread), 0);
+  return {stream, thread};
+}
+
+CUdeviceptr status_slot_locked(CUcontext context, CUstream stream) {
+  ContextScratch& s = scratch_locked(context);
+  auto [it, added] = s.slot_of.emplace(stream_key(stream), 0);
   if (added) it->second = s.next_slot < kStreamStatusSlots ? s.next_slot++ : kStreamStatusSlots - 1;
   return s.status_slab + size_t(it->second) * kStatusInts * sizeof(int);
 }
@@ -168,12 +179,15 @@ struct CaptureBuffer {
   CUdeviceptr ptr = 0;
   size_t bytes = 0;
 };
-std::map<CUstream, CaptureBuffer> capture_buffers;  // guarded by scratch_mutex
+std::map<CUstream, CaptureBuffer> capture_buffers;        // workspaces, guarded by scratch_mutex
+std::map<CUstream, CaptureBuffer> capture_arrival_counts;  // zeroed arrival counters, guarded by scratch_mutex
 
-// A buffer from `pool` that the graph being captured on `stream` owns for its lifetime. Graph launches of one
-// executable graph are ordered, so its calls never overlap one another; no allocation node sits between the graph's
-// kernels, and the graph's calls on one stream reuse one buffer, as the library's single scratch did before.
-CUdeviceptr graph_owned_buffer(CUcontext context, CUstream stream, CUmemoryPool pool, size_t bytes) {
+// A buffer from `pool` that the graph being captured on `stream` owns for its lifetime (from `buffers`: one kind of
+// buffer per map), all zeros when `zeroed`. Graph launches of one executable graph are ordered, so its calls never
+// overlap one another; no allocation node sits between the graph's kernels, and the graph's calls on one stream reuse
+// one buffer, as the library's single scratch did before.
+CUdeviceptr graph_owned_buffer(CUcontext context, CUstream stream, CUmemoryPool pool, size_t bytes,
+                               std::map<CUstream, CaptureBuffer>& buffers, bool zeroed) {
   const cuda::Driver& d = cuda::driver();
   CUstreamCaptureStatus status;
   cuuint64_t id;
@@ -183,13 +197,14 @@ CUdeviceptr graph_owned_buffer(CUcontext context, CUstream stream, CUmemoryPool 
   size_t count = 0;
   cuda::check(d.cuStreamGetCaptureInfo(stream, &status, &id, &graph, &nodes, &edges, &count), "cuStreamGetCaptureInfo");
   std::lock_guard<std::mutex> lock(scratch_mutex);
-  CaptureBuffer& shared = capture_buffers[stream];
+  CaptureBuffer& shared = buffers[stream];
   if (shared.capture_id == id && shared.bytes >= bytes) return shared.ptr;
   CUdeviceptr ptr = 0;
   outside_capture_rules([&] {  // allocated on a private stream, complete before the capture goes on
     CUstream setup;
     cuda::check(d.cuStreamCreate(&setup, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
     CUresult result = d.cuMemAllocFromPoolAsync(&ptr, bytes, pool, setup);
+    if (result == CUDA_SUCCESS && zeroed) result = d.cuMemsetD8Async(ptr, 0, bytes, setup);
     if (result == CUDA_SUCCESS) result = d.cuStreamSynchronize(setup);
     d.cuStreamDestroy(setup);
     cuda::check(result, "cuMemAllocFromPoolAsync(graph workspace)");
@@ -223,12 +238,44 @@ StreamWorkspace::StreamWorkspace(CUcontext context, CUstream stream, size_t byte
                 "which the library's split-KV workspace needs: pass DecodeOptions::workspace (size from "
                 "paged_decode_workspace_bytes)");
   if (stream_is_capturing(stream)) {
-    ptr_ = graph_owned_buffer(context, stream, pool, bytes);
+    ptr_ = graph_owned_buffer(context, stream, pool, bytes, capture_buffers, false);
     owned_by_graph_ = true;
     return;
   }
   free_released_buffers(context, stream);
   cuda::check(cuda::driver().cuMemAllocFromPoolAsync(&ptr_, bytes, pool, stream), "cuMemAllocFromPoolAsync(workspace)");
+}
+
+int* stream_arrival_counts(CUcontext context, CUstream stream, size_t count) {
+  const cuda::Driver& d = cuda::driver();
+  count = std::max<size_t>(count, 1);
+  if (stream_is_capturing(stream)) {
+    CUmemoryPool pool;
+    {
+      std::lock_guard<std::mutex> lock(scratch_mutex);
+      pool = scratch_locked(context).pool;
+    }
+    if (!pool)
+      throw Error(ErrorCode::kUnsupported, "capturing the fused split-KV merge needs stream-ordered memory pools, which "
+                                           "this device lacks; force a config without it (fused_merge = false)");
+    return reinterpret_cast<int*>(graph_owned_buffer(context, stream, pool, count * sizeof(int), capture_arrival_counts, true));
+  }
+  std::lock_guard<std::mutex> lock(scratch_mutex);
+  ContextScratch::Counts& counts = scratch_locked(context).counts_of[stream_key(stream)];
+  if (counts.count < count) {
+    // Rare (a larger batch than before on this stream): cuMemFree waits for the kernels that may still count on the
+    // old buffer; the new one is zeroed in the stream's order, before the kernel this call launches.
+    // (Relaxed capture rules: another thread may be capturing in global mode meanwhile.)
+    outside_capture_rules([&] {
+      if (counts.ptr) cuda::check(d.cuMemFree(counts.ptr), "cuMemFree(arrival counts)");
+      counts = {};
+      CUdeviceptr ptr = 0;
+      cuda::check(d.cuMemAlloc(&ptr, count * sizeof(int)), "cuMemAlloc(arrival counts)");
+      counts = {ptr, count};
+    });
+    cuda::check(d.cuMemsetD32Async(counts.ptr, 0, count, stream), "cuMemsetD32Async(arrival counts)");
+  }
+  return reinterpret_cast<int*>(counts.ptr);
 }
 
 StreamWorkspace::~StreamWorkspace() {

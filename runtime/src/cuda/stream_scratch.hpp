@@ -44,6 +44,13 @@ class StreamWorkspace {
   bool owned_by_graph_ = false;  // captured: the graph keeps the buffer for its lifetime
 };
 
+// `count` ints that are zero when `stream`'s next kernel starts, for kernels that count arrivals and leave every count
+// at zero when they end (the fused split-KV merge's per-(sequence, kv head) counters). Kept per stream handle (as the
+// status slots), zeroed in stream order when first made or grown, so calls on one stream, which run one after
+// another, share them and calls on two streams never do; during a capture, a zeroed buffer the graph owns, shared by
+// the calls captured on that stream, so a graph's replays on any stream share it with nothing else.
+int* stream_arrival_counts(CUcontext context, CUstream stream, size_t count);
+
 bool stream_is_capturing(CUstream stream);
 
 }  // namespace swajit

@@ -67,6 +67,95 @@ void add_producer_cases(const Add& add) {
     }
   }
 }
+
+// The TMA page producer (DecodeConfig::producer 4): tiles on the block grid, a box per page (pages of 8, 16, 32 in
+// tiles of 32-128) or a tile inside a page (64), NHD and HND, strided caches, windows starting inside a tile, the sink
+// range apart from the window, tails past the last token and empty or length-1 sequences (the cp.async fallback), the
+// capacity schedule, q_seqlen 1..8 with learned sinks, every head_dim, and the fused merge.
+template <class Add>
+void add_tma_page_cases(const Add& add) {
+  const int tma = DecodeConfig::kProducerTma;
+  for (int d : {64, 128, 256})
+    add("producer 4, head_dim " + std::to_string(d) + ", q4, sinks, 3 splits", [d, tma](DecodeCase& c) {
+      c.head_dim = d; c.q_seqlen = 4; c.sink_logits = true; c.seq_lens = {0, 1, 700, 2100}; c.local_window = 1000;
+      c.config = DecodeConfig{64, 4, 3, 3, tma};
+    });
+  add("producer 4, page_size 64, HND strided, bn32 wn2 st4, window 300", [tma](DecodeCase& c) {
+    c.page_size = 64; c.kv_layout = KvLayout::kHND; c.strided = true; c.seq_lens = {1, 95, 400, 1000}; c.local_window = 300;
+    c.config = DecodeConfig{32, 2, 4, 1, tma};
+  });
+  add("producer 4, page_size 8, fp16, NHD strided, bn128 wn4 st2, q2", [tma](DecodeCase& c) {
+    c.dtype = DType::kFP16; c.page_size = 8; c.strided = true; c.q_seqlen = 2; c.seq_lens = {3, 129, 1000};
+    c.local_window = 300; c.config = DecodeConfig{128, 4, 2, 2, tma};
+  });
+  add("producer 4, page_size 32, group 16 q_seqlen 8 (128 rows), st5", [tma](DecodeCase& c) {
+    c.group = 16; c.q_seqlen = 8; c.num_kv_heads = 1; c.page_size = 32; c.seq_lens = {8, 200, 777};
+    c.config = DecodeConfig{64, 1, 5, 1, tma};
+  });
+  add("producer 4, ragged batch, capacity schedule", [tma](DecodeCase& c) {
+    c.num_kv_heads = 2; c.local_window = 4096; c.seq_lens = {0, 1, 6000, 2, 9, 300, 0, 17};
+    c.config = DecodeConfig{64, 4, 3, DecodeConfig::kSplitsFromCapacity, tma};
+  });
+  add("producer 4, head_dim 256, group 2, bn32 wn2 st3, sinks apart from the window", [tma](DecodeCase& c) {
+    c.head_dim = 256; c.group = 2; c.num_kv_heads = 4; c.local_window = 1024; c.global_window = 40;
+    c.seq_lens = {1, 1024, 1100, 3000};
+    c.config = DecodeConfig{32, 2, 3, 1, tma};
+  });
+  add("producer 4, fused merge, q4, 5 splits, interleaved GQA", [tma](DecodeCase& c) {
+    c.q_seqlen = 4; c.gqa = GqaMapping::kInterleaved; c.seq_lens = {4, 2000, 129, 4099}; c.local_window = 2048;
+    c.config = DecodeConfig{64, 4, 3, 5, tma, true};
+  });
+  for (KvQuant quant : {KvQuant::kInt8, KvQuant::kFp8E4M3}) {
+    const std::string kv = quant == KvQuant::kInt8 ? ", int8 KV" : ", fp8 KV";
+    add("producer 4" + kv + ", q4, sinks, bn128 wn4 st3, capacity", [quant, tma](DecodeCase& c) {
+      c.kv_quant = quant; c.q_seqlen = 4; c.sink_logits = true; c.seq_lens = {4, 129, 1000, 4099}; c.local_window = 4096;
+      c.config = DecodeConfig{128, 4, 3, DecodeConfig::kSplitsFromCapacity, tma};
+    });
+    add("producer 4" + kv + ", head_dim 256, HND strided, page 32, bn64, 3 splits", [quant, tma](DecodeCase& c) {
+      c.kv_quant = quant; c.head_dim = 256; c.kv_layout = KvLayout::kHND; c.strided = true; c.page_size = 32;
+      c.seq_lens = {0, 700, 2100}; c.local_window = 1000; c.config = DecodeConfig{64, 4, 3, 3, tma};
+    });
+  }
+}
+
+// The fused split-KV merge (DecodeConfig::fused_merge): the last block of each cut (sequence, kv head) merges its
+// items, over fixed splits and the capacity schedule, every head_dim, q_seqlen 1..8 with sinks, 64- and 160-thread
+// blocks, the producer loaders and 8-bit caches; each case calls twice on the GPU (run_decode_case: the counters must
+// be back at zero for the second call to pass).
+template <class Add>
+void add_fused_merge_cases(const Add& add) {
+  for (int d : {64, 128, 256})
+    add("fused merge, head_dim " + std::to_string(d) + ", q4, sinks, 3 splits", [d](DecodeCase& c) {
+      c.head_dim = d; c.q_seqlen = 4; c.sink_logits = true; c.seq_lens = {0, 1, 700, 2100}; c.local_window = 1000;
+      c.config = DecodeConfig{64, 4, 3, 3, 0, true};
+    });
+  add("fused merge, q1, bn32 wn2 (64 threads), 7 splits, sinks", [](DecodeCase& c) {
+    c.sink_logits = true; c.seq_lens = {1, 5000, 0, 33}; c.local_window = 3000; c.global_window = 4;
+    c.config = DecodeConfig{32, 2, 3, 7, 0, true};
+  });
+  add("fused merge, group 16 q_seqlen 8 (128 rows), 5 splits", [](DecodeCase& c) {
+    c.group = 16; c.q_seqlen = 8; c.num_kv_heads = 1; c.seq_lens = {8, 2000};
+    c.config = DecodeConfig{64, 2, 3, 5, 0, true};
+  });
+  for (int batch : {1, 24})
+    add("fused merge, capacity schedule, 16 kv heads, batch " + std::to_string(batch), [batch](DecodeCase& c) {
+      c.num_kv_heads = 16; c.local_window = 4096;
+      const std::vector<int> twelve = {5000, 1, 0, 33, 64, 65, 4000, 2, 17, 900, 3000, 129};
+      c.seq_lens.clear();
+      for (int b = 0; b < batch; ++b) c.seq_lens.push_back(twelve[b % twelve.size()]);
+      c.config = DecodeConfig{64, 4, 3, DecodeConfig::kSplitsFromCapacity, 0, true};
+    });
+  add("fused merge, producer 2, page_size 7, HND strided, 4 splits", [](DecodeCase& c) {
+    c.page_size = 7; c.kv_layout = KvLayout::kHND; c.strided = true; c.seq_lens = {1, 950, 400};
+    c.config = DecodeConfig{32, 2, 4, 4, DecodeConfig::kProducerBulk, true};
+  });
+  for (KvQuant quant : {KvQuant::kInt8, KvQuant::kFp8E4M3})
+    add(std::string("fused merge, ") + (quant == KvQuant::kInt8 ? "int8" : "fp8") + " KV, q4, sinks, bn128, capacity",
+        [quant](DecodeCase& c) {
+          c.kv_quant = quant; c.q_seqlen = 4; c.sink_logits = true; c.seq_lens = {4, 129, 1000, 4099}; c.local_window = 4096;
+          c.config = DecodeConfig{128, 4, 3, DecodeConfig::kSplitsFromCapacity, 0, true};
+        });
+}
 }  // namespace
 
 std::vector<DecodeCase> decode_check_matrix() {
@@ -237,6 +326,8 @@ std::vector<DecodeCase> decode_check_matrix() {
       c.config = DecodeConfig{32, 2, 3, DecodeConfig::kSplitsFromCapacity};
     });
   add_producer_cases(add);
+  add_fused_merge_cases(add);
+  add_tma_page_cases(add);
   return cases;
 }
 
@@ -365,9 +456,16 @@ CaseResult run_decode_case(const DecodeCase& c, DLDevice where, uint64_t seed) {
     CUstream s;
     ~StreamGuard() { if (s) cuda::driver().cuStreamDestroy(s); }
   } guard{stream};
-  paged_decode(q_t.view(q_d, dt, dev), k_t.view(k_d, kv_dtype, dev), v_t.view(v_d, kv_dtype, dev),
-               bt_t.view(bt_d, {kDLInt, 32, 1}, dev), sl_t.view(sl_d, {kDLInt, 32, 1}, dev),
-               out_t.view(out_d, dt, dev), stream, options);
+  const auto call = [&](void* out) {
+    paged_decode(q_t.view(q_d, dt, dev), k_t.view(k_d, kv_dtype, dev), v_t.view(v_d, kv_dtype, dev),
+                 bt_t.view(bt_d, {kDLInt, 32, 1}, dev), sl_t.view(sl_d, {kDLInt, 32, 1}, dev), out_t.view(out, dt, dev),
+                 stream, options);
+  };
+  // The fused merge's arrival counters must be back at zero after a call: a first call into a scratch output, then
+  // the compared one.
+  if (!on_cpu && c.config && c.config->fused_merge)
+    call(memory.put(std::vector<uint16_t>(out_t.physical_elements, half::kPoison)));
+  call(out_d);
   const std::vector<uint16_t> out_physical = memory.get<uint16_t>(out_d, out_t.physical_elements);
 
   const std::vector<int64_t> logical = c.q_3d ? std::vector<int64_t>{batch, hq, D} : q_shape;

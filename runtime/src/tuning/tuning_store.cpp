@@ -55,6 +55,7 @@ CpuDecodeConfig cpu_decode_config_from_json(const nlohmann::json& j) {
 nlohmann::json decode_config_to_json(const DecodeConfig& c) {
   nlohmann::json j{{"block_n", c.block_n}, {"warps_n", c.warps_n}, {"stages", c.stages}, {"num_splits", c.num_splits}};
   if (c.producer != 0) j["producer"] = c.producer;  // records of the default loaders stay as they were
+  if (c.fused_merge) j["fused_merge"] = 1;            // and of the merge grid
   return j;
 }
 
@@ -66,6 +67,12 @@ DecodeConfig decode_config_from_json(const nlohmann::json& j) {
   if (j.contains("producer")) {  // absent in records written before the knob existed: 0
     const std::pair<const char*, int*> producer[] = {{"producer", &c.producer}};
     read_fields(j, producer);
+  }
+  if (j.contains("fused_merge")) {
+    int fused = 0;
+    const std::pair<const char*, int*> fused_merge[] = {{"fused_merge", &fused}};
+    read_fields(j, fused_merge);
+    c.fused_merge = fused != 0;
   }
   return c;
 }
