@@ -3,8 +3,8 @@
 // workspace), so the CPU check matrix runs the very cuts the GPU makes.
 //
 // Direct (params.num_splits == 1): one block per (sequence, kv head), all of its visible tiles, output written directly.
-// Scheduled: a fixed grid of S blocks per kv head (params.schedule_slots; a grid CUDA graphs replay) whose work the
-// lengths decide on the device (they change every step). Per kv head the batch is laid on one cost axis, sequence
+// Scheduled: a fixed grid of max(S, batch) blocks per kv head (S = params.schedule_slots; a grid CUDA graphs replay)
+// whose work the lengths decide on the device (they change every step). Per kv head the batch is laid on one cost axis, sequence
 // after sequence in batch order: sequence b (T_b visible tiles) costs T_b + kItemCostTiles (an item's fixed cost: its
 // Q tile, the first K/V tile's latency, its epilogue), and block s of the B blocks used takes the range between
 // boundaries s C / B and (s + 1) C / B of the total cost C: every block carries the same cost, walking the sequences of
@@ -22,7 +22,7 @@
 // A later piece (its block's first segment) leaves its partial result in work entry 2 s, a first piece (its block's
 // last segment) in 2 s + 1 (a block has at most two pieces): the pieces of a sequence whose first piece is in block f
 // are entries 2 f + 1, 2 (f + 1), 2 (f + 2), ... The block of a cut sequence's first piece records it for the merge
-// grid (PagedDecodeParams::merge_records: [S][2] = sequence (or -1), pieces); the fused merge's last block finds the
+// grid (PagedDecodeParams::merge_records: [grid blocks][2] = sequence (or -1), pieces); the fused merge's last block finds the
 // same from the lengths (schedule_cut).
 #ifndef SWAJIT_DECODE_SCHEDULE_H
 #define SWAJIT_DECODE_SCHEDULE_H
@@ -47,13 +47,17 @@ SWAJIT_SCHEDULE_FN bool schedule_worth_cutting(int max_tiles) { return max_tiles
 // Most pieces a sequence of `tiles` visible tiles can be cut into: the host clips the grid to batch x this.
 SWAJIT_SCHEDULE_FN int schedule_max_pieces(int tiles) { return tiles > kMinChunkTiles ? (tiles + kMinChunkTiles - 1) / kMinChunkTiles : 1; }
 
+// Blocks per kv head of the scheduled grid for `slots` resident ones: a block per sequence if there are more sequences
+// (a near-uniform batch takes them all, a ragged one the first `slots`; the others exit at once).
+SWAJIT_SCHEDULE_FN long long schedule_grid_blocks(long long slots, int batch) { return slots > batch ? slots : batch; }
+
 // A sequence's cost on the schedule's axis.
 SWAJIT_SCHEDULE_FN long long schedule_cost(int tiles) { return (long long)tiles + kItemCostTiles; }
 
 // The schedule of a batch: its total cost, the blocks it uses of the grid's `slots` per kv head, and whether it cuts.
 //  - Near-uniform (the mean cost at least 3/4 of the longest): the blocks line up with the sequences. As many
-//    sequences as slots or more: ceil(batch / waves) blocks of `waves` sequences each, nothing cut (the direct grid's
-//    work: one item per (sequence, kv head), no merge); fewer: slots / batch blocks a sequence, cut into that many.
+//    sequences as slots or more: a block per sequence, nothing cut (exactly the direct grid's work and waves: one
+//    item per (sequence, kv head), no merge); fewer: slots / batch blocks a sequence, cut into that many.
 //  - Ragged: every slot, a share of at least kMinChunkTiles each, cut wherever a boundary falls (see schedule_snap).
 struct SchedulePlan {
   long long total;
@@ -63,9 +67,8 @@ struct SchedulePlan {
 SWAJIT_SCHEDULE_FN SchedulePlan schedule_plan(long long total, long long longest_cost, int batch, int slots) {
   SchedulePlan plan{total, 1, true};
   if (4 * total >= 3 * longest_cost * batch) {
-    if (batch >= slots) {
-      const int waves = (batch + slots - 1) / slots;
-      plan.blocks = (batch + waves - 1) / waves;
+    if (batch >= slots) {  // a block per sequence (the grid has them: schedule_grid_blocks), in waves
+      plan.blocks = batch;
       plan.cut = false;
       return plan;
     }
@@ -79,8 +82,14 @@ SWAJIT_SCHEDULE_FN SchedulePlan schedule_plan(long long total, long long longest
   return plan;
 }
 
+// a / b for a >= 0, b > 0, in 32 bits whenever both fit (always in practice): a 64-bit division is a long subroutine
+// on the GPU, and the schedule divides a few times per block and per segment.
+SWAJIT_SCHEDULE_FN long long schedule_div(long long a, long long b) {
+  return a <= 0xffffffffLL && b <= 0xffffffffLL ? (long long)(unsigned(a) / unsigned(b)) : a / b;
+}
+
 // Boundary k (0..blocks) of the raw ranges: k C / B.
-SWAJIT_SCHEDULE_FN long long schedule_boundary(int k, const SchedulePlan& plan) { return plan.total * k / plan.blocks; }
+SWAJIT_SCHEDULE_FN long long schedule_boundary(int k, const SchedulePlan& plan) { return schedule_div(plan.total * k, plan.blocks); }
 
 // A boundary within 1 / kSnapShares of a share of a sequence's end moves there rather than cut the sequence: a block
 // then carries at most 2 / kSnapShares of a share more than its share, and a sequence shorter than 2 / kSnapShares of
@@ -127,35 +136,25 @@ SWAJIT_SCHEDULE_FN ScheduleSegment schedule_segment(long long begin, long long e
 // first piece is in block f is entry 2 (f + s).
 SWAJIT_SCHEDULE_FN int schedule_entry(int block, bool first_piece) { return kEntriesPerBlock * block + (first_piece ? 1 : 0); }
 
-// Pieces of a cut sequence (at `start`, `tiles` tiles) whose first piece ends at boundary `k`: one more for every
-// later boundary that cuts it.
-SWAJIT_SCHEDULE_FN int schedule_pieces(int k, long long start, int tiles, const SchedulePlan& plan) {
-  const long long end = start + schedule_cost(tiles);
-  int pieces = 1;
-  for (; k < plan.blocks; ++k) {
-    const long long x = schedule_boundary(k, plan);
-    if (x >= end) break;
-    if (schedule_snap(x, start, tiles, plan) < end) ++pieces;
-  }
-  return pieces;
-}
-
 // Where the pieces of the sequence at `start` (`tiles` tiles) are: the block of its first piece (the last block whose
-// range starts at or before the sequence) and how many (1: whole). Every block holding a piece finds the same.
+// range starts at or before the sequence) and how many (1: whole). Every block holding a piece finds the same, in a
+// few divisions: the raw boundaries inside the sequence are k1..k2, and of them only the first can snap to its start
+// and only the last to its end (they are a share apart; a snap moves a boundary by less).
 struct ScheduleCut {
   int first_block, pieces;
 };
 SWAJIT_SCHEDULE_FN ScheduleCut schedule_cut(long long start, int tiles, const SchedulePlan& plan) {
   const long long end = start + schedule_cost(tiles);
-  int k = int(start * plan.blocks / plan.total);  // a raw boundary at or before the start: boundary(k) <= start
-  while (k < plan.blocks && schedule_boundary(k + 1, plan) <= start) ++k;
-  int cut = k + 1;  // the first raw boundary past the start; those that snap back to the start do not cut
-  while (cut < plan.blocks && schedule_boundary(cut, plan) < end &&
-         schedule_snap(schedule_boundary(cut, plan), start, tiles, plan) == start)
-    ++cut;
-  ScheduleCut c;
-  c.first_block = cut - 1;
-  c.pieces = schedule_pieces(cut, start, tiles, plan);
+  // boundary(k) > start  <=>  k >= ceil((start + 1) B / C);  boundary(k) < end  <=>  k < ceil(end B / C)
+  const long long k1 = schedule_div((start + 1) * plan.blocks + plan.total - 1, plan.total);
+  long long k2 = schedule_div(end * plan.blocks + plan.total - 1, plan.total) - 1;
+  if (k2 > plan.blocks - 1) k2 = plan.blocks - 1;  // boundary B is the batch's end, not a cut
+  ScheduleCut c{int(k1) - 1, 1};
+  if (!plan.cut || k1 > k2) return c;
+  const bool first_snaps = schedule_snap(schedule_boundary(int(k1), plan), start, tiles, plan) == start;
+  const bool last_snaps = schedule_snap(schedule_boundary(int(k2), plan), start, tiles, plan) == end;
+  c.pieces = int(k2 - k1) + 2 - (first_snaps ? 1 : 0) - (last_snaps && (k2 > k1 || !first_snaps) ? 1 : 0);
+  if (first_snaps) c.first_block = int(k1);
   return c;
 }
 

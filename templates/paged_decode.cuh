@@ -729,11 +729,10 @@ SWAJIT_DEVICE void merge_pair_if_last(const PagedDecodeParams& P, const DecodeWo
 }
 
 // ---- the kernel --------------------------------------------------------------------------------------------------------
-// One work item: tiles [first_tile, last_tile) of (sequence, kv head), all of the block's threads. Not inlined into
-// the kernel's loop over a block's items: inlined, values hoisted out of the loop stay live across it (255 registers
-// instead of 213 at bn32 q4); called, it allocates its own registers, and P stays in parameter memory
-// (__grid_constant__), not copied to the stack.
-static __device__ __noinline__ void attend_item(const PagedDecodeParams& P, const DecodeWork& work) {
+// One work item: tiles [first_tile, last_tile) of (sequence, kv head), all of the block's threads. Inlined: called
+// (__noinline__), every read of P in the tile loop became a load through a pointer (H200 run B3: the direct grid 33%
+// slower).
+SWAJIT_DEVICE void attend_item(const PagedDecodeParams& P, const DecodeWork& work) {
   extern __shared__ __align__(1024) char smem[];  // kTmaPages: the swizzle atoms of the K/V tiles are 1024-byte aligned
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int warp_m = warp / kWarpsN, warp_n = warp % kWarpsN;
@@ -856,9 +855,10 @@ extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(
   wait_for_prerequisite_grid();
   const int lane = threadIdx.x % 32;
   int wanted = blockIdx.x;  // cut sequences still to pass
-  for (int base = 0; base < P.schedule_slots; base += 32) {
+  const int records = P.work_items / kEntriesPerBlock;  // one per block of the scheduled grid
+  for (int base = 0; base < records; base += 32) {
     const int record = base + lane;
-    const bool cut = record < P.schedule_slots && P.merge_records[kMergeRecordInts * record] >= 0;
+    const bool cut = record < records && P.merge_records[kMergeRecordInts * record] >= 0;
     const unsigned cuts = __ballot_sync(0xffffffffu, cut);
     if (wanted < __popc(cuts)) {
       unsigned rest = cuts;

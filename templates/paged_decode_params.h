@@ -14,7 +14,7 @@ struct PagedDecodeParams : PagedCallParams {
   void* partial_out;             // split-KV only: [work entry x kv heads (templates/decode_schedule.h), rows, head_dim], out / l:
                                  //   float on the CPU, the 16-bit dtype of q on CUDA (half the merge's traffic)
   float* partial_lse;            // split-KV only: per work entry x kv head x [rows], log2 units
-  int* merge_records;            // split-KV only: [schedule_slots][2], per schedule block the cut sequence whose first
+  int* merge_records;            // split-KV only: [work_items / 2][2], per schedule block the cut sequence whose first
                                  //   piece it holds (or -1) and its pieces (the merge grid's)
   int* arrival_counts;           // CUDA split-KV with the fused merge only: [batch, num_kv_heads] blocks of the pair done,
                                  //   zero before and after every call
@@ -25,7 +25,8 @@ struct PagedDecodeParams : PagedCallParams {
   int num_splits;                // 1: one block per (sequence, kv head), no merge; otherwise the work schedule
                                  //   (templates/decode_schedule.h) over schedule_slots blocks per kv head
   int work_items;                // partial-result entries per kv head (2 per schedule block) when num_splits != 1
-  int schedule_slots;            // blocks per kv head of the scheduled grid (num_splits != 1)
+  int schedule_slots;            // resident blocks per kv head the schedule balances (num_splits != 1); the grid has
+                                 //   max(schedule_slots, batch) (schedule_grid_blocks)
   // producer 4 (TMA pages) only: K and V as tensor maps for the TMA engine (runtime/src/cuda/kv_tensor_map.hpp),
   // read in place (the kernel takes these params as __grid_constant__)
   DecodeTensorMap k_map, v_map;

@@ -500,7 +500,7 @@ namespace {
 // One kv head's schedule as the kernels walk it (templates/decode_schedule.h), block by block, checked against the
 // rules every kernel relies on: the segments tile each sequence's visible range exactly, in order; a sequence is whole
 // in one block or cut into pieces of at least kMinChunkTiles held by consecutive blocks (the first piece its block's
-// last segment, the others their blocks' first), which schedule_pieces counts; no two pieces share a work entry.
+// last segment, the others their blocks' first), where schedule_cut finds them; no two pieces share a work entry.
 struct WalkedSchedule {
   int blocks = 0;
   bool cut = false;
@@ -518,7 +518,7 @@ WalkedSchedule walk_schedule(const std::vector<int>& tiles, int slots) {
   w.blocks = plan.blocks;
   w.cut = plan.cut;
   CHECK(w.blocks >= 1);
-  CHECK(w.blocks <= slots);
+  CHECK(w.blocks <= schedule_grid_blocks(slots, batch));
   const auto sequence_at = [&](long long x) { return int(std::upper_bound(start.begin(), start.end(), x) - start.begin()) - 1; };
   const auto snapped = [&](int k) {
     const long long x = schedule_boundary(k, plan);
@@ -528,7 +528,7 @@ WalkedSchedule walk_schedule(const std::vector<int>& tiles, int slots) {
   };
   w.pieces.assign(batch, 0);
   std::vector<int> covered(batch, 0);  // tiles of each sequence covered so far, in order
-  std::vector<int> first_block(batch, -1), last_block(batch, -1), recorded(batch, 0);
+  std::vector<int> first_block(batch, -1), last_block(batch, -1);
   std::set<int> entries;
   for (int s = 0; s < w.blocks; ++s) {
     const long long begin = snapped(s), end = snapped(s + 1);
@@ -559,7 +559,6 @@ WalkedSchedule walk_schedule(const std::vector<int>& tiles, int slots) {
         CHECK(schedule_cuttable(tiles[b], plan));
         if (first_piece) {  // its block's last segment, and the one that records it
           CHECK(end < start[b + 1]);
-          recorded[b] = schedule_pieces(s + 1, start[b], tiles[b], plan);
           CHECK(schedule_cut(start[b], tiles[b], plan).first_block == s);
         } else {
           CHECK(seg.leads_block);
@@ -572,7 +571,6 @@ WalkedSchedule walk_schedule(const std::vector<int>& tiles, int slots) {
     CAPTURE(b);
     CHECK(covered[b] == tiles[b]);  // every tile once
     CHECK(w.pieces[b] >= 1);
-    if (w.pieces[b] > 1) CHECK(recorded[b] == w.pieces[b]);
     CHECK(schedule_cut(start[b], tiles[b], plan).pieces == w.pieces[b]);  // what every piece's block finds
   }
   return w;
@@ -602,7 +600,8 @@ TEST_CASE("decode capacity schedule: uniform batches get the direct grid's work,
     CAPTURE(batch);
     const WalkedSchedule w = walk_schedule(std::vector<int>(batch, 65), kSlots);
     CHECK(std::all_of(w.pieces.begin(), w.pieces.end(), [](int n) { return n == 1; }));
-    CHECK(most_cost(w) == schedule_cost(65) * ((batch + kSlots - 1) / kSlots));  // the direct grid's waves
+    CHECK(w.blocks == std::max(batch, batch >= kSlots ? batch : kSlots / batch * batch));
+    CHECK(most_cost(w) == schedule_cost(65));  // a block per sequence: the direct grid's work (and, past 33, waves)
   }
   CHECK(pieces_each(1, 1) == 1);  // never below kMinChunkTiles
   CHECK(pieces_each(1, 3) == 1);

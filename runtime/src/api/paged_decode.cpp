@@ -43,7 +43,7 @@ WorkspaceLayout workspace_layout(const DecodeProblem& p, const WorkList& work) {
   constexpr size_t kPartialElementBytes = 2;  // partial outputs are stored in the 16-bit dtype of q
   w.out_bytes = align_up(slots * p.spec.head_dim * kPartialElementBytes);
   w.lse_bytes = align_up(slots * sizeof(float));
-  w.schedule_bytes = align_up(size_t(work.slots) * kMergeRecordInts * sizeof(int));
+  w.schedule_bytes = align_up(size_t(work.items / kEntriesPerBlock) * kMergeRecordInts * sizeof(int));
   return w;
 }
 
@@ -52,9 +52,10 @@ WorkList chosen_work_list(const DecodeProblem& p, const DecodeOptions& options) 
   return plan_decode(p, options, cuda_device(p.device_ordinal), scope.context(), nullptr).work;
 }
 
-// The scheduled grid for `config` (templates/decode_schedule.h). The capacity rule takes the blocks this kernel keeps
-// resident on every SM (its occupancy, from the device), one wave, clipped to the most pieces the batch's longest
-// visible range (the block table's) can be cut into; a forced or tuned num_splits N > 1 takes N blocks a sequence.
+// The scheduled grid for `config` (templates/decode_schedule.h). The capacity rule balances the blocks this kernel
+// keeps resident on every SM (its occupancy, from the device), one wave, clipped to the most pieces the batch's longest
+// visible range (the block table's) can be cut into; a forced or tuned num_splits N > 1 takes N blocks a sequence. The
+// grid has a block per sequence too if there are more (a near-uniform batch's blocks: schedule_grid_blocks).
 WorkList work_list(const DecodeProblem& p, const DecodeConfig& config, const LoadedDecodeKernel& kernel, const DeviceInfo& device) {
   int64_t slots = 0;
   if (config.num_splits == DecodeConfig::kSplitsFromCapacity) {
@@ -71,7 +72,7 @@ WorkList work_list(const DecodeProblem& p, const DecodeConfig& config, const Loa
     slots = int64_t(config.num_splits) * p.batch;
   }
   if (slots == 0) return {};  // num_splits 1: the direct grid
-  const int64_t items = kEntriesPerBlock * slots;
+  const int64_t items = kEntriesPerBlock * schedule_grid_blocks(slots, p.batch);
   if (items * p.num_kv_heads > std::numeric_limits<int>::max())  // the kernels index the work entries with int
     throw Error(ErrorCode::kInvalidArgument, "batch x num_kv_heads x num_splits x 2 = " + std::to_string(items * p.num_kv_heads) +
                                                  " exceeds the work list's limit of 2^31 - 1 entries; use fewer splits");
@@ -251,10 +252,11 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   if (plan.config.producer == DecodeConfig::kProducerTma) encode_tma_maps(a, p, plan.config);
   const DecodeGeometry& g = plan.kernel->geometry;
   void* args[] = {&a};
-  // Scheduled: slots x kv heads blocks in one dimension (block s of kv head h is s x kv_heads + h, so a range's kv
+  // Scheduled: grid blocks x kv heads in one dimension (block s of kv head h is s x kv_heads + h, so a range's kv
   // heads run side by side), the same grid whatever the lengths.
   const unsigned kv_heads = unsigned(p.num_kv_heads);
-  const cuda::GridShape main_grid = scheduled ? cuda::GridShape{unsigned(plan.work.slots) * kv_heads, 1, 1} : cuda::GridShape{unsigned(p.batch), kv_heads, 1};
+  const unsigned grid_blocks = unsigned(plan.work.items / kEntriesPerBlock);  // schedule_grid_blocks
+  const cuda::GridShape main_grid = scheduled ? cuda::GridShape{grid_blocks * kv_heads, 1, 1} : cuda::GridShape{unsigned(p.batch), kv_heads, 1};
   cuda::launch_dependent(device, stream, plan.kernel->main, main_grid, g.threads, g.shared_bytes, args,
                          "cuLaunchKernelEx(paged_decode)");
   if (scheduled && !fused_merge) {
