@@ -100,7 +100,8 @@ TEST_CASE("the config space holds only valid configs, and the heuristic's shape 
   CHECK(heuristic_decode_config(spec, kH200SharedPerBlock, kH200SharedPerSm, kBulk) == DecodeConfig{64, 4, 3, kCapacity, kBulk});
   CHECK(heuristic_decode_config(int8_spec, kH200SharedPerBlock, kH200SharedPerSm, kBulk) == DecodeConfig{128, 4, 3, kCapacity, kBulk});
 
-  // head_dim 256, 16-bit, on an H200: 32-token tiles from the bulk-copy producer once every SM has a (sequence, kv
+  // head_dim 256, 16-bit, on an H200: 32-token tiles from the TMA page producer (bulk row copies where pages do not
+  // suit TMA) once every SM has a (sequence, kv
   // head) pair; the 64-token tile otherwise, for 8-bit caches and before sm_90.
   DeviceInfo h200;
   h200.cc_major = 9; h200.sm_count = 132; h200.max_shared_per_block_optin = 227 * 1024;
@@ -109,7 +110,10 @@ TEST_CASE("the config space holds only valid configs, and the heuristic's shape 
   gemma.head_dim = 256; gemma.q_seqlen = 1; gemma.group = 2;
   const DecodeConfig wide = heuristic_decode_config(gemma, h200.max_shared_per_block_optin, h200.max_shared_per_sm);
   CHECK(wide.block_n == 64);
-  CHECK(heuristic_decode_config(gemma, h200, 32 * 16) == DecodeConfig{32, 2, 3, kCapacity, kBulk});
+  CHECK(heuristic_decode_config(gemma, h200, 32 * 16) == DecodeConfig{32, 2, 3, kCapacity, DecodeConfig::kProducerTma});
+  KernelSpec gemma_page_7 = gemma;  // pages TMA boxes cannot fill: the bulk row copies
+  gemma_page_7.page_size = 7;
+  CHECK(heuristic_decode_config(gemma_page_7, h200, 32 * 16) == DecodeConfig{32, 2, 3, kCapacity, kBulk});
   CHECK(heuristic_decode_config(gemma, h200, 8 * 16) == wide);  // 128 pairs on 132 SMs
   CHECK(heuristic_decode_config(gemma, h200) == wide);          // pairs not known
   KernelSpec gemma_int8 = gemma;

@@ -79,20 +79,28 @@ WorkList work_list(const DecodeProblem& p, const DecodeConfig& config, const Loa
   return {int(items), int(slots)};
 }
 
+// The call's K (`v_cache` false) or V cache as the TMA engine sees it.
+KvTensorView kv_view(const DecodeProblem& p, bool v_cache) {
+  const PagedDecodeParams& a = p.params;
+  KvTensorView v;
+  v.base = v_cache ? a.v_cache : a.k_cache;
+  v.stride_page = v_cache ? a.v_stride_page : a.k_stride_page;
+  v.stride_token = v_cache ? a.v_stride_token : a.k_stride_token;
+  v.stride_head = v_cache ? a.v_stride_head : a.k_stride_head;
+  v.element_bytes = p.spec.kv_quant == KvQuant::kNone ? 2 : 1, v.bf16 = p.spec.dtype == DType::kBF16;
+  v.head_dim = p.spec.head_dim, v.num_kv_heads = p.num_kv_heads;
+  v.tokens_per_page = p.spec.page_size, v.pages = a.num_pages;
+  return v;
+}
+
+// What keeps the TMA engine from reading the call's caches (producer 4), or empty.
+std::string decode_tma_layout_problem(const DecodeProblem& p) { return kv_tensor_map_problem(kv_view(p, false), kv_view(p, true), false); }
+
 // Producer 4 (TMA pages): K and V as tensor maps whose boxes are the kernel's (kTmaBoxRows tokens of a page), or an
 // error naming what the TMA engine needs of the caches.
 void encode_tma_maps(PagedDecodeParams& a, const DecodeProblem& p, const DecodeConfig& config) {
-  const auto view = [&](const void* base, int64_t stride_page, int64_t stride_token, int64_t stride_head) {
-    KvTensorView v;
-    v.base = base, v.stride_page = stride_page, v.stride_token = stride_token, v.stride_head = stride_head;
-    v.element_bytes = p.spec.kv_quant == KvQuant::kNone ? 2 : 1, v.bf16 = p.spec.dtype == DType::kBF16;
-    v.head_dim = p.spec.head_dim, v.num_kv_heads = p.num_kv_heads;
-    v.tokens_per_page = p.spec.page_size, v.pages = a.num_pages;
-    return v;
-  };
-  const KvTensorView k = view(a.k_cache, a.k_stride_page, a.k_stride_token, a.k_stride_head);
-  const KvTensorView v = view(a.v_cache, a.v_stride_page, a.v_stride_token, a.v_stride_head);
-  const std::string problem = kv_tensor_map_problem(k, v, false);
+  const KvTensorView k = kv_view(p, false), v = kv_view(p, true);
+  const std::string problem = decode_tma_layout_problem(p);
   if (!problem.empty())
     throw Error(ErrorCode::kInvalidArgument, "config " + config.key() + " (producer 4, TMA pages) needs " + problem +
                                                  "; use another producer");
@@ -177,6 +185,8 @@ DecodePlan choose_decode_config(const DecodeProblem& p, const DecodeOptions& opt
       }
   }
   plan.config = heuristic_decode_config(p.spec, device, int64_t(p.batch) * p.num_kv_heads);  // splits: from the capacity
+  if (plan.config.producer == DecodeConfig::kProducerTma && !decode_tma_layout_problem(p).empty())
+    plan.config.producer = DecodeConfig::kProducerBulk;  // the row copies read any layout
   plan.kernel = &decode_kernel(p.spec, plan.config, device, context);
   plan.origin = DecodePlan::Origin::kHeuristic;
   return plan;

@@ -48,7 +48,9 @@ class StreamWorkspace {
 // at zero when they end (the fused split-KV merge's per-(sequence, kv head) counters). Kept per stream handle (as the
 // status slots), zeroed in stream order when first made or grown, so calls on one stream, which run one after
 // another, share them and calls on two streams never do; during a capture, a zeroed buffer the graph owns, shared by
-// the calls captured on that stream, so a graph's replays on any stream share it with nothing else.
+// the calls captured on that stream, so a graph's replays on any stream share it with nothing else. (As with the
+// status slots, a stream handle the driver reuses after cuStreamDestroy gets the destroyed stream's counters: its
+// kernels must have finished by then.)
 int* stream_arrival_counts(CUcontext context, CUstream stream, size_t count);
 
 bool stream_is_capturing(CUstream stream);
