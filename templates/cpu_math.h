@@ -91,14 +91,13 @@ static inline void finish_row(const Params& P, int b, int kv_head, int split, in
   P.partial_lse[slot] = sum > 0.f ? reference + __builtin_log2f(sum) : kNegInf;
 }
 
-// Row r of one split item: its `splits` partials (split s at slot first_slot + s * split_stride + r) merged into
-// scratch and written by the family's store_row.
-template <int kColumns, class Params>
-static inline void merge_row(const Params& P, int b, int kv_head, int r, i64 first_slot, i64 split_stride, int splits,
-                             float* scratch) {
+// Row r of one split item: its `splits` partials (split s at slot slot_of(s) + r) merged into scratch and written by
+// the family's store_row.
+template <int kColumns, class Params, class SlotOf>
+static inline void merge_row(const Params& P, int b, int kv_head, int r, SlotOf slot_of, int splits, float* scratch) {
   float max_lse = kNegInf;
   for (int s = 0; s < splits; ++s) {
-    const float lse = P.partial_lse[first_slot + s * split_stride + r];
+    const float lse = P.partial_lse[slot_of(s) + r];
     max_lse = lse > max_lse ? lse : max_lse;
   }
   const float reference = max_lse == kNegInf ? 0.f : max_lse;
@@ -106,7 +105,7 @@ static inline void merge_row(const Params& P, int b, int kv_head, int r, i64 fir
   for (int d = 0; d < kColumns; ++d) acc[d] = 0.f;
   float sum = 0.f;
   for (int s = 0; s < splits; ++s) {
-    const i64 slot = first_slot + s * split_stride + r;
+    const i64 slot = slot_of(s) + r;
     const float weight = fast_exp2(P.partial_lse[slot] - reference);
     sum += weight;
     const float* partial_out = static_cast<const float*>(P.partial_out) + slot * kColumns;
@@ -123,6 +122,7 @@ static inline void merge_splits(const Params& P, int item_begin, int item_end, f
   for (int item = item_begin; item < item_end; ++item) {
     const int b = item / P.num_kv_heads, kv_head = item % P.num_kv_heads;
     const i64 first_slot = i64(item) * P.num_splits * kRows;
-    for (int r = 0; r < kRows; ++r) merge_row<kColumns>(P, b, kv_head, r, first_slot, kRows, P.num_splits, scratch);
+    const auto slot_of = [&](int s) { return first_slot + s * kRows; };
+    for (int r = 0; r < kRows; ++r) merge_row<kColumns>(P, b, kv_head, r, slot_of, P.num_splits, scratch);
   }
 }

@@ -24,10 +24,10 @@
 // warps fills the stages, cp.async chunks (1) or one bulk copy per token row (2; 3: K and V complete separately),
 // each stage completing on its "full" mbarrier; the compute warps wait on it and release the stage on its "empty"
 // mbarrier (no block barrier).
-// Unless num_splits is 1 the blocks follow the work schedule of templates/decode_schedule.h (equal-cost chunks of every
-// sequence's window, laid out over a fixed grid); a sequence cut into several items has each write (out / l in the 16-bit dtype,
-// log2-sum-exp) and SWAJIT_MERGE_KERNEL combines them in fp32, or (kFusedMerge) the last of its blocks to finish does
-// (merge_pair_if_last: no second grid).
+// Unless num_splits is 1 the blocks follow the work schedule of templates/decode_schedule.h (a fixed grid whose blocks
+// each walk an equal-cost range of the batch's windows: several short sequences in turn, or a piece of a long one); a
+// sequence cut into pieces has each write (out / l in the 16-bit dtype, log2-sum-exp) and SWAJIT_MERGE_KERNEL combines
+// them in fp32, or (kFusedMerge) the last of its blocks to finish does (merge_pair_if_last: no second grid).
 //
 // Needs templates/decode_schedule.h and, from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kQSeqlen, kGroup, kLocalWindow,
 // kGlobalWindow, kCausal, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockN, kWarpsN, kStages, kProducer, kFusedMerge), the launch geometry the host also uses (kRows, kWarpsM,
@@ -149,12 +149,22 @@ SWAJIT_DEVICE void load_kv_tile(const PagedDecodeParams& P, u32 k_smem, u32 v_sm
 // reading); kSplitKv: full is K's and a third, full_v, V's. The block's i-th tile uses stage i % kStages for the
 // (i / kStages)-th time: that phase's parity.
 constexpr int kProducerLanes = 32;
+SWAJIT_DEVICE void mbarrier_inval(u32 barrier) {
+  asm volatile("mbarrier.inval.shared::cta.b64 [%0];" ::"r"(barrier) : "memory");
+}
 struct StageBarriers {
   u32 base;
   SWAJIT_MEMBER u32 full(int i) const { return base + 8 * (i % kStages); }
   SWAJIT_MEMBER u32 empty(int i) const { return base + 8 * (kStages + i % kStages); }
   SWAJIT_MEMBER u32 full_v(int i) const { return kSplitKv ? base + 8 * (2 * kStages + i % kStages) : full(i); }
   SWAJIT_MEMBER static u32 parity(int i) { return (i / kStages) & 1; }
+  SWAJIT_MEMBER void invalidate() const {  // before the same memory is initialized again
+    for (int s = 0; s < kStages; ++s) {
+      mbarrier_inval(full(s));
+      mbarrier_inval(empty(s));
+      if (kSplitKv) mbarrier_inval(full_v(s));
+    }
+  }
   SWAJIT_MEMBER void init() const {
     for (int s = 0; s < kStages; ++s) {
       mbarrier_init(full(s), kProducerLanes);
@@ -359,18 +369,18 @@ SWAJIT_DEVICE void store_output(const PagedDecodeParams& P, int b, int kv_head, 
 SWAJIT_DEVICE i64 partial_slot(int item, int row) { return i64(item) * kRows + row; }
 
 // ---- the work schedule (templates/decode_schedule.h) ---------------------------------------------------------
-// There is no planning grid: every warp derives its block's item from seq_lens on its own (coalesced reads and
+// There is no planning grid: every warp derives its block's range from seq_lens on its own (coalesced reads and
 // shuffles; no shared memory and no barrier, and every warp reaches the same answer), so the call stays two fixed
-// grids that a CUDA graph replays as lengths change, and a block pays a few shuffles, not block-wide scans. The block
-// of a sequence's first item and kv head 0 records where the sequence's items are and, if it was cut, lists it for
-// the merge (P.sequence_items: [batch] first entries, [batch] item counts, the number of cut sequences, their indices).
+// grids that a CUDA graph replays as lengths change, and a block pays a few shuffles, not block-wide scans. Then the
+// block walks the sequences of its range in turn. Kv head 0's block s writes merge record s (the cut sequence whose
+// first piece it holds, or -1) on every call, so the merge never reads a stale one.
 struct DecodeWork {
   int b = 0, kv_head = 0;
-  int item = 0;            // index in the work list: the partial-result slot
-  int sequence_items = 1;  // n_b: 1 writes the output directly
-  int first_entry = 0;     // the work-list entry of the sequence's first item
+  int item = 0;            // the partial-result slot: work entry x num_kv_heads + kv head
+  bool whole = true;       // the whole sequence, whose output is written directly (else a piece of a cut one)
+  int first_block = 0;     // a cut sequence's: the schedule block of its first piece (schedule_cut)
+  int pieces = 1;          // ... and how many pieces it has
   int first_tile = 0, last_tile = 0;
-  bool valid = false;      // false: past the end of the work list
 };
 
 // seq_lens[b] as the kernel uses it: an invalid value (reported by the block that owns the sequence) reads as 0.
@@ -400,97 +410,113 @@ SWAJIT_DEVICE int warp_max(int value) {
   return value;
 }
 // Inclusive prefix sum of `value` over the warp's lanes.
-SWAJIT_DEVICE int warp_inclusive_scan(int value) {
+template <class T>
+SWAJIT_DEVICE T warp_inclusive_scan(T value) {
   const int lane = threadIdx.x % 32;
 #pragma unroll
   for (int offset = 1; offset < 32; offset *= 2) {
-    const int below = __shfl_up_sync(0xffffffffu, value, offset);
+    const T below = __shfl_up_sync(0xffffffffu, value, offset);
     if (lane >= offset) value += below;
   }
   return value;
 }
 
-// This block's work, found by each warp alone.
-SWAJIT_DEVICE DecodeWork find_work(const PagedDecodeParams& P) {
-  DecodeWork w;
-  if (P.num_splits == 1) {
-    w.b = blockIdx.x;
-    w.kv_head = blockIdx.y;
-    w.last_tile = visible_tile_count(P, w.b);
-    w.valid = true;
-    return w;
-  }
-  const int lane = threadIdx.x % 32;
-  const int item = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
-  const int wanted = item / P.num_kv_heads;  // the work-list entry (a sequence's chunk) of this block's item
-  // The lane's sequence among the first 32 is read once and kept: a batch of up to 32 reads seq_lens once in all.
-  const int own_tiles = lane < P.batch ? visible_tile_count(P, lane) : 0;
-  const auto tiles_of = [&](int b) { return b < 32 ? own_tiles : visible_tile_count(P, b); };
+// A boundary of the cost axis and the sequence it falls in (start and tiles): found by scan, then snapped.
+struct ScheduleBoundary {
+  long long at = 0, start = 0;
+  int b = 0, tiles = 0;
+};
 
-  // The chunk, from the batch's visible tiles (their sum and the longest). Unrolled so that a lane's reads of
-  // seq_lens issue together (the later passes find them in L1).
-  i64 total = 0;
-  int longest = 0;
+// One block's walk over its range [begin, end) of the schedule (per warp; every warp holds the same values).
+struct ScheduledBlock {
+  long long begin = 0, end = 0;
+  SchedulePlan plan{0, 1, false};
+  int block = 0, kv_head = 0;
+  int b = 0;            // the next sequence to visit
+  long long start = 0;  // its start on the cost axis
+
+  // This block's range: the batch's total cost, the block's raw boundaries, and the sequences they fall in.
+  SWAJIT_MEMBER void find(const PagedDecodeParams& P) {
+    const int lane = threadIdx.x % 32;
+    block = blockIdx.x / P.num_kv_heads;
+    kv_head = blockIdx.x % P.num_kv_heads;
+    // The lane's sequence among the first 32 is read once and kept: a batch of up to 32 reads seq_lens once in all.
+    const int own_tiles = lane < P.batch ? visible_tile_count(P, lane) : 0;
+    const auto tiles_of = [&](int i) { return i < 32 ? own_tiles : visible_tile_count(P, i); };
+    long long sum = 0;
+    int longest = 0;
 #pragma unroll 4
-  for (int b = lane; b < P.batch; b += 32) {
-    const int t = tiles_of(b);
-    total += t;
-    longest = max(longest, t);
-  }
-  total = warp_sum(total);
-  longest = warp_max(longest);
-  const int chunk = schedule_chunk_tiles(total, longest, P.batch, P.schedule_slots, P.num_splits == 0);
-
-  // The leading sequences' items come first in the list (and among them every cut sequence).
-  int lead_items = 0, cut_sequences = 0;
-  for (int b = lane; b < P.batch; b += 32) {
-    const int t = tiles_of(b);
-    const int n = schedule_leads(t, chunk, longest) ? schedule_items(t, chunk) : 0;
-    lead_items += n;
-    cut_sequences += n > 1;
-  }
-  lead_items = warp_sum(lead_items);
-  cut_sequences = warp_sum(cut_sequences);
-  int* const merge_list = P.sequence_items + 2 * P.batch;  // [0]: how many sequences were cut; then which
-  if (item == 0 && threadIdx.x == 0) merge_list[0] = cut_sequences;
-
-  // The sequence whose items hold entry `wanted`: a scan of the item counts of its group (leading or not).
-  const bool leading = wanted < lead_items;
-  int before = leading ? 0 : lead_items;  // entries of the group's sequences before this round's 32
-  int cut_before = 0;                     // cut sequences before this round's 32 (all of them lead)
-  for (int base = 0; base < P.batch; base += 32) {
-    const int b = base + lane;
-    const int t = b < P.batch ? tiles_of(b) : 0;
-    const int n = b < P.batch && schedule_leads(t, chunk, longest) == leading ? schedule_items(t, chunk) : 0;
-    const int inclusive = warp_inclusive_scan(n);
-    const int first = before + inclusive - n;
-    const int cut_inclusive = warp_inclusive_scan(n > 1);
-    const unsigned hit = __ballot_sync(0xffffffffu, wanted >= first && wanted < first + n);
-    if (hit != 0) {
-      const int src = __ffs(hit) - 1;
-      w.b = __shfl_sync(0xffffffffu, b, src);
-      const int split = wanted - __shfl_sync(0xffffffffu, first, src);
-      w.first_entry = wanted - split;
-      const int tiles_b = __shfl_sync(0xffffffffu, t, src);
-      w.kv_head = item % P.num_kv_heads;
-      w.item = item;
-      w.sequence_items = __shfl_sync(0xffffffffu, n, src);
-      w.first_tile = schedule_first_tile(tiles_b, split, w.sequence_items);
-      w.last_tile = schedule_first_tile(tiles_b, split + 1, w.sequence_items);
-      w.valid = true;
-      const int cut_rank = cut_before + __shfl_sync(0xffffffffu, cut_inclusive, src) - (w.sequence_items > 1);
-      if (split == 0 && w.kv_head == 0 && threadIdx.x == 0) {  // the merge finds the sequence's items here
-        P.sequence_items[w.b] = wanted;
-        P.sequence_items[P.batch + w.b] = w.sequence_items;
-        if (w.sequence_items > 1) merge_list[1 + cut_rank] = w.b;
-      }
-      break;
+    for (int i = lane; i < P.batch; i += 32) {
+      const int t = tiles_of(i);
+      sum += schedule_cost(t);
+      longest = max(longest, t);
     }
-    before += __shfl_sync(0xffffffffu, inclusive, 31);
-    cut_before += __shfl_sync(0xffffffffu, cut_inclusive, 31);
+    const long long total = warp_sum(sum);
+    plan = schedule_plan(total, schedule_cost(warp_max(longest)), P.batch, P.schedule_slots);
+    if (kv_head == 0 && threadIdx.x == 0) P.merge_records[kMergeRecordInts * block] = -1;  // unless next() finds one
+    if (block >= plan.blocks) {  // an unused block: an empty range
+      begin = end = total;
+      b = P.batch;
+      return;
+    }
+    ScheduleBoundary lo, hi;
+    lo.at = schedule_boundary(block, plan);
+    hi.at = schedule_boundary(block + 1, plan);
+    bool found_lo = false, found_hi = hi.at >= total;  // the last block's end is the batch's
+    long long before = 0;  // cost of the sequences before this round's 32
+    for (int base = 0; base < P.batch && !(found_lo && found_hi); base += 32) {
+      const int i = base + lane;
+      const int t = i < P.batch ? tiles_of(i) : 0;
+      const long long cost = i < P.batch ? schedule_cost(t) : 0;
+      const long long inclusive = warp_inclusive_scan(cost);
+      const long long first = before + inclusive - cost;
+      const auto take = [&](ScheduleBoundary& x, bool& found) {
+        const unsigned hit = __ballot_sync(0xffffffffu, x.at >= first && x.at < first + cost);
+        if (found || hit == 0) return;
+        const int src = __ffs(hit) - 1;
+        x.b = base + src;
+        x.start = __shfl_sync(0xffffffffu, first, src);
+        x.tiles = __shfl_sync(0xffffffffu, t, src);
+        found = true;
+      };
+      take(lo, found_lo);
+      take(hi, found_hi);
+      before += __shfl_sync(0xffffffffu, inclusive, 31);
+    }
+    begin = schedule_snap(lo.at, lo.start, lo.tiles, plan);
+    end = hi.at >= total ? total : schedule_snap(hi.at, hi.start, hi.tiles, plan);
+    const long long lo_end = lo.start + schedule_cost(lo.tiles);  // snapped there: the range starts at the next one
+    b = begin == lo_end ? lo.b + 1 : lo.b;
+    start = begin == lo_end ? lo_end : lo.start;
   }
-  return w;
-}
+
+  // The next segment of the range into `work`; false when the range is done. The block of a cut sequence's first
+  // piece records it for the merge.
+  SWAJIT_MEMBER bool next(const PagedDecodeParams& P, DecodeWork& work) {
+    if (b >= P.batch || start >= end) return false;
+    const int tiles = visible_tile_count(P, b);
+    const ScheduleSegment segment = schedule_segment(begin, end, start, tiles);
+    work.b = b;
+    work.kv_head = kv_head;
+    const bool first_piece = !segment.whole && segment.first_tile == 0;
+    work.item = schedule_entry(block, first_piece) * P.num_kv_heads + kv_head;
+    work.whole = segment.whole;
+    work.first_tile = segment.first_tile;
+    work.last_tile = segment.last_tile;
+    if (!segment.whole) {
+      const ScheduleCut cut = schedule_cut(start, tiles, plan);
+      work.first_block = cut.first_block;
+      work.pieces = cut.pieces;
+      if (first_piece && kv_head == 0 && threadIdx.x == 0) {  // for the merge grid
+        P.merge_records[kMergeRecordInts * block] = b;
+        P.merge_records[kMergeRecordInts * block + 1] = cut.pieces;
+      }
+    }
+    start += schedule_cost(tiles);
+    ++b;
+    return true;
+  }
+};
 
 // A split's log2-sum-exp when its sequence met an invalid block_table entry: above every real one, so the merge's
 // max finds it, and the merge writes the row as zeros.
@@ -506,7 +532,7 @@ static_assert(kEpilogueStride % 32 == 8, "rows r and r + 4 of a warp's 8-byte st
 SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState<1>& st, char* epilogue, int warp_m, int warp_n,
                                       int lane, const DecodeWork& work, bool sequence_flagged) {
   const int b = work.b, kv_head = work.kv_head;
-  const bool direct = work.sequence_items == 1;  // the whole sequence: write the output
+  const bool direct = work.whole;  // the whole sequence: write the output
   float* warp_out = reinterpret_cast<float*>(epilogue);                  // [kWarps][16][kEpilogueStride]
   float* stat_max = warp_out + kWarps * 16 * kEpilogueStride;            // [kWarpsN][kRowsPadded]
   float* stat_sum = stat_max + kWarpsN * kRowsPadded;                    // [kWarpsN][kRowsPadded]
@@ -597,18 +623,29 @@ SWAJIT_DEVICE float split_lanes_reduce(float x, Op op) {
   return x;
 }
 
-// Row `row` of (sequence b, kv head) from its `splits` partial results, the first at `first_slot`, by kChunks x
+// Where piece s of a cut sequence leaves its partial result for (kv head, row), its first piece being in schedule block
+// `first_block` (templates/decode_schedule.h): the first piece in that block's second work entry, piece s >= 1 in the
+// first entry of block first_block + s.
+struct PieceSlots {
+  i64 first, later, stride;
+  SWAJIT_MEMBER PieceSlots(const PagedDecodeParams& P, int first_block, int kv_head, int row)
+      : first(partial_slot(schedule_entry(first_block, true) * P.num_kv_heads + kv_head, row)),
+        later(partial_slot(schedule_entry(first_block, false) * P.num_kv_heads + kv_head, row)),
+        stride(i64(kEntriesPerBlock) * P.num_kv_heads * kRows) {}
+  SWAJIT_MEMBER i64 operator()(int s) const { return s == 0 ? first : later + s * stride; }
+};
+
+// Row `row` of (sequence b, kv head) from its `splits` partial results (piece s at slots(s)), by kChunks x
 // kSplitLanes threads of which this is `thread` (every lane of the calling warp takes part), each loading kPrefetch
 // splits at once first. The partials are read past L1 (ld.global.cg): in the fused merge other SMs wrote them during
 // this grid.
 template <int kSplitLanes = kMergeSplitLanes, int kPrefetch = kMergePrefetch>
-SWAJIT_DEVICE void merge_row(const PagedDecodeParams& P, int b, int kv_head, int row, i64 first_slot, int splits, int thread) {
+SWAJIT_DEVICE void merge_row(const PagedDecodeParams& P, int b, int kv_head, int row, const PieceSlots& slots, int splits, int thread) {
   static_assert(32 % kSplitLanes == 0, "a chunk's split lanes share one warp");
   const int split_lane = thread % kSplitLanes, chunk = thread / kSplitLanes;
-  const i64 split_stride = i64(P.num_kv_heads) * kRows;
-  const auto lse_of = [&](int s) { return __ldcg(P.partial_lse + first_slot + s * split_stride); };
+  const auto lse_of = [&](int s) { return __ldcg(P.partial_lse + slots(s)); };
   const auto partial_of = [&](int s) {  // split s's 8 values of this thread's chunk
-    return __ldcg(reinterpret_cast<const uint4*>(static_cast<const u16*>(P.partial_out) + (first_slot + s * split_stride) * kHeadDim + chunk * 8));
+    return __ldcg(reinterpret_cast<const uint4*>(static_cast<const u16*>(P.partial_out) + slots(s) * kHeadDim + chunk * 8));
   };
   uint4 early[kPrefetch];
   float early_lse[kPrefetch];
@@ -659,12 +696,6 @@ SWAJIT_DEVICE void merge_row(const PagedDecodeParams& P, int b, int kv_head, int
     store_output(P, b, kv_head, row, chunk * 8, acc, normalizer(P, q_head_of(P, kv_head, row), reference, sum));
 }
 
-// The first partial-result slot of (sequence, kv head)'s items for `row`: split s of the pair is work item
-// (first entry + s) * num_kv_heads + kv_head.
-SWAJIT_DEVICE i64 first_split_slot(const PagedDecodeParams& P, int first_entry, int kv_head, int row) {
-  return partial_slot(first_entry * P.num_kv_heads + kv_head, row);
-}
-
 // ---- the fused merge (kFusedMerge) ---------------------------------------------------------------------------------
 // The last of a cut (sequence, kv head)'s blocks to finish merges its items, so no merge grid is launched. Each block
 // makes its partial results visible (__threadfence) before counting its arrival on the pair's counter
@@ -683,7 +714,7 @@ SWAJIT_DEVICE void merge_pair_if_last(const PagedDecodeParams& P, const DecodeWo
   bool last = false;
   if (threadIdx.x == 0) {
     int* const arrivals = P.arrival_counts + work.b * P.num_kv_heads + work.kv_head;
-    last = atomicAdd(arrivals, 1) == work.sequence_items - 1;
+    last = atomicAdd(arrivals, 1) == work.pieces - 1;
     if (last) atomicExch(arrivals, 0);
   }
   if (!__syncthreads_or(last)) return;
@@ -692,32 +723,21 @@ SWAJIT_DEVICE void merge_pair_if_last(const PagedDecodeParams& P, const DecodeWo
   for (int i = threadIdx.x; i < kRows * kFusedRowThreads; i += kThreads) {  // whole warps: both counts are multiples of 32
     const int row = i / kFusedRowThreads;
     merge_row<kSplitLanes, kFusedMergePrefetch>(P, work.b, work.kv_head, row,
-                                                first_split_slot(P, work.first_entry, work.kv_head, row),
-                                                work.sequence_items, i % kFusedRowThreads);
+                                                PieceSlots(P, work.first_block, work.kv_head, row), work.pieces,
+                                                i % kFusedRowThreads);
   }
 }
 
-extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(const PagedDecodeParams P) {
-  const int kv_head = blockIdx.y, row = blockIdx.z;
-  wait_for_prerequisite_grid();
-  // Block x merges the x-th cut sequence (find_work lists them); the grid has a block for the most a call can cut.
-  const int* merge_list = P.sequence_items + 2 * P.batch;
-  if (int(blockIdx.x) >= merge_list[0]) return;
-  const int b = merge_list[1 + blockIdx.x];
-  const int splits = P.sequence_items[P.batch + b];  // the sequence's work items (the work schedule)
-  merge_row(P, b, kv_head, row, first_split_slot(P, P.sequence_items[b], kv_head, row), splits, threadIdx.x);
-}
-
 // ---- the kernel --------------------------------------------------------------------------------------------------------
-extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(const __grid_constant__ PagedDecodeParams P) {
+// One work item: tiles [first_tile, last_tile) of (sequence, kv head), all of the block's threads. Inlined: called
+// (__noinline__), every read of P in the tile loop became a load through a pointer (H200 run B3: the direct grid 33%
+// slower).
+SWAJIT_DEVICE void attend_item(const PagedDecodeParams& P, const DecodeWork& work) {
   extern __shared__ __align__(1024) char smem[];  // kTmaPages: the swizzle atoms of the K/V tiles are 1024-byte aligned
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int warp_m = warp / kWarpsN, warp_n = warp % kWarpsN;
   const int token0 = warp_n * kTokensPerWarp;
 
-  wait_for_prerequisite_grid();  // a programmatic dependent launch: nothing is read before the stream's prior work ends
-  const DecodeWork work = find_work(P);
-  if (!work.valid) return;  // past the end of the work list
   const int b = work.b, kv_head = work.kv_head, first_tile = work.first_tile, last_tile = work.last_tile;
   int kv_len = raw_kv_len(P, b);
   if (!kv_len_valid(P, kv_len)) {
@@ -802,5 +822,52 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
   const bool sequence_flagged = __syncthreads_or(saw_bad_page);  // and the K/V area becomes the epilogue buffer
   if (sequence_flagged) st.clear();
   write_block_output(P, st, smem + kQBytes, warp_m, warp_n, lane, work, sequence_flagged);
-  if (kFusedMerge && work.sequence_items > 1) merge_pair_if_last(P, work);
+  if (kFusedMerge && !work.whole) merge_pair_if_last(P, work);
+  // Every arrival on the stage barriers came before the barriers above: the next item may initialize them again.
+  if (kProducer > 0 && threadIdx.x == 0) barriers.invalidate();
+}
+
+extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(const __grid_constant__ PagedDecodeParams P) {
+  wait_for_prerequisite_grid();  // a programmatic dependent launch: nothing is read before the stream's prior work ends
+  DecodeWork work;
+  ScheduledBlock schedule;
+  bool more = true;
+  if (P.num_splits == 1) {  // the direct grid: block (b, kv head), the sequence's whole range
+    work.b = blockIdx.x;
+    work.kv_head = blockIdx.y;
+    work.last_tile = visible_tile_count(P, work.b);
+    schedule.b = P.batch;  // nothing after it
+  } else {
+    schedule.find(P);
+    more = schedule.next(P, work);
+  }
+  while (more) {
+    attend_item(P, work);
+    more = schedule.next(P, work);
+    if (more) __syncthreads();  // every thread is done with the epilogue's shared memory before the next loads
+  }
+}
+
+// Block x merges the x-th cut sequence: the grid has a block for each a call can cut, and the records (one per
+// schedule block, -1 where none) hold them wherever the cuts fell. Each warp finds the x-th by ballots over 32
+// records at a time (their loads issue together), so no block walks the records one load after another.
+extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(const PagedDecodeParams P) {
+  wait_for_prerequisite_grid();
+  const int lane = threadIdx.x % 32;
+  int wanted = blockIdx.x;  // cut sequences still to pass
+  const int records = P.work_items / kEntriesPerBlock;  // one per block of the scheduled grid
+  for (int base = 0; base < records; base += 32) {
+    const int record = base + lane;
+    const bool cut = record < records && P.merge_records[kMergeRecordInts * record] >= 0;
+    const unsigned cuts = __ballot_sync(0xffffffffu, cut);
+    if (wanted < __popc(cuts)) {
+      unsigned rest = cuts;
+      for (int i = 0; i < wanted; ++i) rest &= rest - 1;  // drop the lowest `wanted` cut records
+      const int record = base + __ffs(rest) - 1;
+      const int* merge_record = P.merge_records + kMergeRecordInts * record;
+      return merge_row(P, merge_record[0], blockIdx.y, blockIdx.z, PieceSlots(P, record, blockIdx.y, blockIdx.z),
+                       merge_record[1], threadIdx.x);
+    }
+    wanted -= __popc(cuts);
+  }
 }

@@ -42,8 +42,10 @@ static TileRanges tiles_of(const PagedDecodeParams& P, int kv_len) {
   return visible_tile_ranges(kv_len - kQSeqlen, kv_len - 1, kv_len, P.local_window, P.global_window);
 }
 
-// Item `split` of the `items` that cut sequence b (templates/decode_schedule.h); `item` is its slot in the work list.
-static void decode_item(const PagedDecodeParams& P, int b, int kv_head, int split, int items, int item, float* scratch) {
+// Tiles [first_tile, last_tile) of sequence b (templates/decode_schedule.h): the whole sequence writes its output, a
+// piece of a cut one its partial result in slot `item` (work entry x kv heads + kv head).
+static void decode_item(const PagedDecodeParams& P, int b, int kv_head, int first_tile, int last_tile, bool whole, int item,
+                        float* scratch) {
   // Scratch layout; its size is cpu_scratch_floats() in generator/generator.cpp.
   float* q = scratch;                        // [kHeadDim][kRows] (transposed), log2 units, K scale folded in
   float* acc = q + kRows * kHeadDim;         // [kRows][kHeadDim]
@@ -55,8 +57,6 @@ static void decode_item(const PagedDecodeParams& P, int b, int kv_head, int spli
 
   const int kv_len = kv_len_of(P, b);
   const TileRanges ranges = tiles_of(P, kv_len);
-  const int first_tile = schedule_first_tile(ranges.count(), split, items);
-  const int last_tile = schedule_first_tile(ranges.count(), split + 1, items);
   const int* block_table_row = P.block_table + b * P.block_table_stride_batch;
 
   for (int r = 0; r < kRows; ++r) {
@@ -142,7 +142,7 @@ static void decode_item(const PagedDecodeParams& P, int b, int kv_head, int spli
 
   for (int r = 0; r < kRows; ++r) {
     const float reference = row_max[r] == kNegInf ? 0.f : row_max[r];
-    if (items == 1) {
+    if (whole) {
       store_row(P, b, kv_head, r, acc + r * kHeadDim, normalizer(P, q_head_of(P, kv_head, r), reference, row_sum[r]));
     } else {  // sinks and the V scale join in the merge, once per row
       const i64 slot = i64(item) * kRows + r;
@@ -154,83 +154,97 @@ static void decode_item(const PagedDecodeParams& P, int b, int kv_head, int spli
   }
 }
 
-// The work schedule's cut of the whole batch (templates/decode_schedule.h): the chunk, and the list entries of the
-// leading sequences, which come first.
-struct ScheduleCut {
-  int chunk = 0, longest = 0, lead_items = 0;
-  explicit ScheduleCut(const PagedDecodeParams& P) {
-    long long total = 0;
-    for (int b = 0; b < P.batch; ++b) {
-      const int t = tiles_of(P, kv_len_of(P, b)).count();
-      total += t;
-      longest = t > longest ? t : longest;
-    }
-    chunk = schedule_chunk_tiles(total, longest, P.batch, P.schedule_slots, P.num_splits == 0);
-    for (int b = 0; b < P.batch; ++b) {
-      const int t = tiles_of(P, kv_len_of(P, b)).count();
-      if (leads(t)) lead_items += schedule_items(t, chunk);
-    }
-  }
-  bool leads(int tiles) const { return schedule_leads(tiles, chunk, longest); }
-};
-
-// Walks the sequences of one group of the list (the leading ones, or the others) in order: each one's first entry and
-// item count, so a caller visiting entries or sequences in increasing order finds them without a table.
-struct GroupWalk {
+// One block of the work schedule (templates/decode_schedule.h), walked serially: its range on the cost axis, found by
+// scanning the batch, then the sequences in it in turn.
+struct ScheduledBlock {
   const PagedDecodeParams& P;
-  const ScheduleCut& cut;
-  bool leading;
-  int b = -1, first = 0, items = 0;  // sequence b's items are [first, first + items); b == batch: the end
-  GroupWalk(const PagedDecodeParams& params, const ScheduleCut& schedule, bool lead)
-      : P(params), cut(schedule), leading(lead), first(lead ? 0 : schedule.lead_items) {
-    next();
-  }
-  void next() {  // to the group's next sequence
-    first += items;
-    items = 0;
-    for (++b; b < P.batch; ++b) {
-      const int t = tiles_of(P, kv_len_of(P, b)).count();
-      if (cut.leads(t) == leading) {
-        items = schedule_items(t, cut.chunk);
-        return;
-      }
+  long long begin = 0, end = 0, start = 0;
+  SchedulePlan plan{0, 1, false};
+  int block, b = 0;
+  ScheduledBlock(const PagedDecodeParams& params, int schedule_block) : P(params), block(schedule_block) {
+    long long total = 0;
+    int longest = 0;
+    for (int i = 0; i < P.batch; ++i) {
+      total += schedule_cost(tiles(i));
+      longest = tiles(i) > longest ? tiles(i) : longest;
     }
+    plan = schedule_plan(total, schedule_cost(longest), P.batch, P.schedule_slots);
+    if (block >= plan.blocks) {  // an unused block: an empty range
+      begin = end = total;
+      b = P.batch;
+      return;
+    }
+    const long long lo = schedule_boundary(block, plan), hi = schedule_boundary(block + 1, plan);
+    end = total;
+    long long first = 0;
+    bool found_lo = false;
+    for (int i = 0; i < P.batch; ++i) {
+      const int t = tiles(i);
+      const long long last = first + schedule_cost(t);
+      if (!found_lo && lo < last) {
+        begin = schedule_snap(lo, first, t, plan);
+        b = begin == last ? i + 1 : i;
+        start = begin == last ? last : first;
+        found_lo = true;
+      }
+      if (hi < last) {
+        end = schedule_snap(hi, first, t, plan);
+        break;
+      }
+      first = last;
+    }
+  }
+  int tiles(int i) const { return tiles_of(P, kv_len_of(P, i)).count(); }
+  // The next segment (sequence b, its tiles and whether whole, its work entry); false when the range is done.
+  bool next(int& sequence, ScheduleSegment& segment, int& entry) {
+    if (b >= P.batch || start >= end) return false;
+    const int t = tiles(b);
+    segment = schedule_segment(begin, end, start, t);
+    sequence = b;
+    entry = schedule_entry(block, !segment.whole && segment.first_tile == 0);
+    start += schedule_cost(t);
+    ++b;
+    return true;
   }
 };
 
-// Entries [item_begin, item_end) of the work list: with num_splits 1 the (sequence, kv head) pairs, else the work
-// schedule's items (entries past its end do nothing).
+// Blocks [item_begin, item_end) of the grid: with num_splits 1 the (sequence, kv head) pairs, else the work
+// schedule's blocks (block s of kv head h is item s x kv_heads + h).
 extern "C" void SWAJIT_CPU_KERNEL(const PagedDecodeParams* params, int item_begin, int item_end, float* scratch) {
   const PagedDecodeParams& P = *params;
-  if (P.num_splits == 1) {
-    for (int item = item_begin; item < item_end; ++item) decode_item(P, item / P.num_kv_heads, item % P.num_kv_heads, 0, 1, item, scratch);
-    return;
-  }
-  const ScheduleCut cut(P);
-  GroupWalk walks[2] = {GroupWalk(P, cut, true), GroupWalk(P, cut, false)};
   for (int item = item_begin; item < item_end; ++item) {
-    const int wanted = item / P.num_kv_heads;  // the list entry (a sequence's chunk) of this item
-    GroupWalk& walk = walks[wanted < cut.lead_items ? 0 : 1];
-    while (walk.b < P.batch && walk.first + walk.items <= wanted) walk.next();
-    if (walk.b == P.batch) return;  // past the end of the work list (the other group ends first)
-    decode_item(P, walk.b, item % P.num_kv_heads, wanted - walk.first, walk.items, item, scratch);
+    const int kv_head = item % P.num_kv_heads;
+    if (P.num_splits == 1) {
+      const int b = item / P.num_kv_heads;
+      decode_item(P, b, kv_head, 0, tiles_of(P, kv_len_of(P, b)).count(), true, item, scratch);
+      continue;
+    }
+    ScheduledBlock walk(P, item / P.num_kv_heads);
+    int b = 0, entry = 0;
+    ScheduleSegment segment;
+    while (walk.next(b, segment, entry))
+      decode_item(P, b, kv_head, segment.first_tile, segment.last_tile, segment.whole, entry * P.num_kv_heads + kv_head, scratch);
   }
 }
 
-// Split-KV merge over items [item_begin, item_end) of the (sequence, kv head) grid: out = sum_s 2^(lse_s - M) o_s /
-// (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives zeros. A sequence of one item wrote its output.
+// Split-KV merge over items [item_begin, item_end) of the (sequence, kv head) pairs: a cut sequence's pieces (where
+// schedule_cut finds them) combined: out = sum_s 2^(lse_s - M) o_s / (sum_s 2^(lse_s - M) + sink), M = max_s lse_s;
+// all -inf gives zeros. A whole sequence wrote its output.
 extern "C" void SWAJIT_CPU_MERGE(const PagedDecodeParams* params, int item_begin, int item_end, float* scratch) {
   const PagedDecodeParams& P = *params;
-  const ScheduleCut cut(P);
-  GroupWalk walks[2] = {GroupWalk(P, cut, true), GroupWalk(P, cut, false)};
+  const ScheduledBlock schedule(P, 0);  // the batch's plan
+  long long start = 0;
+  int b = 0;
   for (int item = item_begin; item < item_end; ++item) {
-    const int b = item / P.num_kv_heads, kv_head = item % P.num_kv_heads;
-    GroupWalk& walk = walks[cut.leads(tiles_of(P, kv_len_of(P, b)).count()) ? 0 : 1];
-    while (walk.b < b) walk.next();
-    if (walk.items == 1) continue;
-    const int splits = walk.items;
-    const i64 first_slot = (i64(walk.first) * P.num_kv_heads + kv_head) * kRows;  // split s: + s * kv_heads * kRows
-    const i64 split_stride = i64(P.num_kv_heads) * kRows;
-    for (int r = 0; r < kRows; ++r) merge_row<kHeadDim>(P, b, kv_head, r, first_slot, split_stride, splits, scratch);
+    const int sequence = item / P.num_kv_heads, kv_head = item % P.num_kv_heads;
+    for (; b < sequence; ++b) start += schedule_cost(schedule.tiles(b));  // items come in sequence order
+    const int t = schedule.tiles(sequence);
+    const ScheduleCut cut = schedule_cut(start, t, schedule.plan);
+    if (cut.pieces == 1) continue;
+    // The first piece in entry 2 f + 1, piece s >= 1 in entry 2 (f + s) (templates/decode_schedule.h).
+    const auto slot_of = [&](int s) {
+      return (i64(schedule_entry(cut.first_block + s, s == 0)) * P.num_kv_heads + kv_head) * kRows;
+    };
+    for (int r = 0; r < kRows; ++r) merge_row<kHeadDim>(P, sequence, kv_head, r, slot_of, cut.pieces, scratch);
   }
 }

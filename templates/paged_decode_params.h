@@ -11,21 +11,22 @@ struct alignas(128) DecodeTensorMap {
 
 // Pointers, strides and sizes shared with sparse decode: PagedCallParams (templates/paged_call_params.h).
 struct PagedDecodeParams : PagedCallParams {
-  void* partial_out;             // split-KV only: [work-list entry (templates/decode_schedule.h), rows, head_dim], out / l:
+  void* partial_out;             // split-KV only: [work entry x kv heads (templates/decode_schedule.h), rows, head_dim], out / l:
                                  //   float on the CPU, the 16-bit dtype of q on CUDA (half the merge's traffic)
-  float* partial_lse;            // split-KV only: per work item x [rows], log2 units
-  int* sequence_items;           // CUDA split-KV only: [2 * batch + 1 + batch], each sequence's first item and item count,
-                                 //   then how many sequences were cut and which (the merge's)
+  float* partial_lse;            // split-KV only: per work entry x kv head x [rows], log2 units
+  int* merge_records;            // split-KV only: [work_items / 2][2], per schedule block the cut sequence whose first
+                                 //   piece it holds (or -1) and its pieces (the merge grid's)
   int* arrival_counts;           // CUDA split-KV with the fused merge only: [batch, num_kv_heads] blocks of the pair done,
                                  //   zero before and after every call
   int* status;                   // [2]: bit mask of device-side argument errors, first offending batch index
   int local_window;              // > 0: a query at p sees j only if p - j < local_window
   int global_window;             // >= 0: tokens j < global_window are always visible (sinks)
   float scale_log2;              // softmax scale * log2(e): scores are exponentiated with exp2
-  int num_splits;                // 1: one item per (sequence, kv head), no merge; otherwise the work schedule
-                                 //   (templates/decode_schedule.h) over a list of work_items entries per kv head
-  int work_items;                // entries of the work list per kv head (>= batch + 1) when num_splits != 1
-  int schedule_slots;            // work slots per kv head the schedule's chunk is sized for (num_splits != 1)
+  int num_splits;                // 1: one block per (sequence, kv head), no merge; otherwise the work schedule
+                                 //   (templates/decode_schedule.h) over schedule_slots blocks per kv head
+  int work_items;                // partial-result entries per kv head (2 per schedule block) when num_splits != 1
+  int schedule_slots;            // resident blocks per kv head the schedule balances (num_splits != 1); the grid has
+                                 //   max(schedule_slots, batch) (schedule_grid_blocks)
   // producer 4 (TMA pages) only: K and V as tensor maps for the TMA engine (runtime/src/cuda/kv_tensor_map.hpp),
   // read in place (the kernel takes these params as __grid_constant__)
   DecodeTensorMap k_map, v_map;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -496,139 +497,180 @@ swajit::DeviceInfo h100_limits() {
 }  // namespace
 
 namespace {
-// One kv head's work list as the kernels walk it (templates/decode_schedule.h): the chunk, then each sequence's list
-// entries, the leading group first, checked against the rules every kernel relies on: the items tile each sequence's
-// visible range exactly, none exceeds the chunk, the list holds them all and the groups do not overlap.
+// One kv head's schedule as the kernels walk it (templates/decode_schedule.h), block by block, checked against the
+// rules every kernel relies on: the segments tile each sequence's visible range exactly, in order; a sequence is whole
+// in one block or cut into pieces of at least kMinChunkTiles held by consecutive blocks (the first piece its block's
+// last segment, the others their blocks' first), where schedule_cut finds them; no two pieces share a work entry.
 struct WalkedSchedule {
-  int chunk = 0, entries = 0;
-  std::vector<int> first, items;  // per sequence
+  int blocks = 0;
+  bool cut = false;
+  std::vector<int> pieces;           // per sequence (1: whole)
+  std::vector<long long> block_cost;  // per block used
+  long long total = 0;
 };
-WalkedSchedule walk_schedule(const std::vector<int>& tiles, long long slots, bool capacity, long long list_items) {
+WalkedSchedule walk_schedule(const std::vector<int>& tiles, int slots) {
   WalkedSchedule w;
   const int batch = int(tiles.size());
-  long long total = 0;
-  int longest = 0;
-  for (int t : tiles) {
-    total += t;
-    longest = std::max(longest, t);
-  }
-  w.chunk = schedule_chunk_tiles(total, longest, batch, slots, capacity);
-  CHECK(w.chunk >= kMinChunkTiles);
-  w.first.assign(batch, -1);
-  w.items.assign(batch, 0);
-  for (bool leading : {true, false})
-    for (int b = 0; b < batch; ++b) {
-      const int t = tiles[b];
-      if (schedule_leads(t, w.chunk, longest) != leading) continue;
-      CAPTURE(t);
-      const int n = schedule_items(t, w.chunk);
-      CHECK(n >= 1);
-      CHECK((t <= w.chunk) == (n == 1));  // shorter than a chunk (or one chunk exactly): no split, no merge
-      if (n > 1) CHECK(leading);          // every cut sequence runs first
-      CHECK(schedule_first_tile(t, 0, n) == 0);
-      CHECK(schedule_first_tile(t, n, n) == t);
-      for (int s = 0; s < n; ++s) {
-        const int size = schedule_first_tile(t, s + 1, n) - schedule_first_tile(t, s, n);
-        CHECK(size <= w.chunk);
-        CHECK(size >= (t > 0 ? 1 : 0));
+  std::vector<long long> start(batch + 1, 0);
+  for (int b = 0; b < batch; ++b) start[b + 1] = start[b] + schedule_cost(tiles[b]);
+  w.total = start[batch];
+  const SchedulePlan plan = schedule_plan(w.total, schedule_cost(*std::max_element(tiles.begin(), tiles.end())), batch, slots);
+  w.blocks = plan.blocks;
+  w.cut = plan.cut;
+  CHECK(w.blocks >= 1);
+  CHECK(w.blocks <= schedule_grid_blocks(slots, batch));
+  const auto sequence_at = [&](long long x) { return int(std::upper_bound(start.begin(), start.end(), x) - start.begin()) - 1; };
+  const auto snapped = [&](int k) {
+    const long long x = schedule_boundary(k, plan);
+    if (k == w.blocks) return w.total;
+    const int b = sequence_at(x);
+    return schedule_snap(x, start[b], tiles[b], plan);
+  };
+  w.pieces.assign(batch, 0);
+  std::vector<int> covered(batch, 0);  // tiles of each sequence covered so far, in order
+  std::vector<int> first_block(batch, -1), last_block(batch, -1);
+  std::set<int> entries;
+  for (int s = 0; s < w.blocks; ++s) {
+    const long long begin = snapped(s), end = snapped(s + 1);
+    CHECK(begin <= end);
+    w.block_cost.push_back(end - begin);
+    if (begin == end) continue;
+    int b = sequence_at(begin);
+    if (start[b + 1] == begin) ++b;
+    bool first_segment = true;
+    for (; b < batch && start[b] < end; ++b) {
+      CAPTURE(b);
+      const ScheduleSegment seg = schedule_segment(begin, end, start[b], tiles[b]);
+      CHECK(seg.leads_block == first_segment);
+      CHECK(seg.first_tile == covered[b]);
+      CHECK(seg.last_tile >= seg.first_tile);
+      covered[b] = seg.last_tile;
+      const bool first_piece = !seg.whole && seg.first_tile == 0;
+      if (!seg.whole) CHECK(entries.insert(schedule_entry(s, first_piece)).second);  // a piece's partial result
+      if (first_block[b] < 0) first_block[b] = s;
+      else CHECK(last_block[b] == s - 1);  // consecutive blocks
+      last_block[b] = s;
+      ++w.pieces[b];
+      if (seg.whole) {
+        CHECK(seg.first_tile == 0);
+        CHECK(seg.last_tile == tiles[b]);
+      } else {
+        CHECK(seg.last_tile - seg.first_tile >= kMinChunkTiles);
+        CHECK(schedule_cuttable(tiles[b], plan));
+        if (first_piece) {  // its block's last segment, and the one that records it
+          CHECK(end < start[b + 1]);
+          CHECK(schedule_cut(start[b], tiles[b], plan).first_block == s);
+        } else {
+          CHECK(seg.leads_block);
+        }
       }
-      w.first[b] = w.entries;
-      w.items[b] = n;
-      w.entries += n;
+      first_segment = false;
     }
-  CHECK(w.entries <= list_items);  // per kv head: the grid holds them
-  const long long cut = std::count_if(w.items.begin(), w.items.end(), [](int n) { return n > 1; });
-  CHECK(cut <= std::min<long long>(batch, slots));  // the merge grid has a block for each
+  }
+  for (int b = 0; b < batch; ++b) {
+    CAPTURE(b);
+    CHECK(covered[b] == tiles[b]);  // every tile once
+    CHECK(w.pieces[b] >= 1);
+    CHECK(schedule_cut(start[b], tiles[b], plan).pieces == w.pieces[b]);  // what every piece's block finds
+  }
   return w;
 }
+long long most_cost(const WalkedSchedule& w) { return *std::max_element(w.block_cost.begin(), w.block_cost.end()); }
 }  // namespace
 
-// The heuristic's work list (num_splits = kSplitsFromCapacity) from the grid's capacity: 132 SMs x 2 resident blocks
-// = 264 slots over 8 kv heads = 33 per kv head.
-TEST_CASE("decode capacity schedule: uniform batches get the one-round cut, ragged ones equal-cost chunks") {
+// The heuristic's grid (num_splits = kSplitsFromCapacity) from the grid's capacity: 132 SMs x 2 resident blocks =
+// 264 slots over 8 kv heads = 33 per kv head.
+TEST_CASE("decode capacity schedule: uniform batches get the direct grid's work, ragged ones equal-cost ranges") {
   constexpr int kSlots = 33;
-  const auto list_items = [](int batch, int max_tiles) { return schedule_list_items(kSlots, batch, schedule_max_items(max_tiles)); };
-  CHECK(list_items(1, 66) == 33);        // batch 1: the most items a 66-tile window has, one round of the grid
-  CHECK(list_items(32, 66) == 33 + 32);
-  CHECK(list_items(1, 1) == 1);          // nothing can be cut: the host launches the direct grid
   // A window of at most two minimum chunks is never scheduled (gpt-oss's 128 tokens span 3 tiles of 64, unaligned).
   CHECK_FALSE(schedule_worth_cutting(2 * kMinChunkTiles));
   CHECK_FALSE(schedule_worth_cutting(3));
   CHECK(schedule_worth_cutting(2 * kMinChunkTiles + 1));
   CHECK(schedule_worth_cutting(66));
-  const auto items_each = [&](int batch, int tiles) {
-    const WalkedSchedule w = walk_schedule(std::vector<int>(batch, tiles), kSlots, true, list_items(batch, tiles));
-    return w.items[0];
-  };
-  // Uniform batches of a 4096-token window (65 tiles of 64): one wave, as the direct grid's measurements want.
-  CHECK(items_each(1, 65) == 33);  // 33 x 8 = 264 blocks of 2 tiles
-  CHECK(items_each(8, 65) == 4);   // 4 x 8 x 8 = 256 blocks
-  CHECK(items_each(16, 65) == 2);
-  CHECK(items_each(32, 65) == 1);  // the pairs fill the slots: no cut, no merge
-  CHECK(items_each(128, 65) == 1);
-  CHECK(items_each(1, 1) == 1);    // never below kMinChunkTiles
-  CHECK(items_each(1, 2) == 1);
-  CHECK(items_each(1, 3) == 2);
+  CHECK(schedule_max_pieces(66) == 33);
+  CHECK(schedule_max_pieces(2) == 1);
+  const auto pieces_each = [&](int batch, int tiles) { return walk_schedule(std::vector<int>(batch, tiles), kSlots).pieces[0]; };
+  // Uniform batches of a 4096-token window (65 tiles of 64): fewer pairs than slots are cut into about slots / batch
+  // pieces; as many pairs as slots or more are cut nowhere: the direct grid's work, one item per pair, no merge.
+  CHECK(pieces_each(1, 65) == 32);  // 66 / 2: every piece at least kMinChunkTiles
+  // 8 or 16 of them: slots / batch blocks a sequence, lined up with the sequences (32 of the 33 slots).
+  CHECK(pieces_each(8, 65) == 4);
+  CHECK(pieces_each(16, 65) == 2);
+  for (int batch : {24, 32, 33, 64, 128, 256}) {
+    CAPTURE(batch);
+    const WalkedSchedule w = walk_schedule(std::vector<int>(batch, 65), kSlots);
+    CHECK(std::all_of(w.pieces.begin(), w.pieces.end(), [](int n) { return n == 1; }));
+    CHECK(w.blocks == std::max(batch, batch >= kSlots ? batch : kSlots / batch * batch));
+    CHECK(most_cost(w) == schedule_cost(65));  // a block per sequence: the direct grid's work (and, past 33, waves)
+  }
+  CHECK(pieces_each(1, 1) == 1);  // never below kMinChunkTiles
+  CHECK(pieces_each(1, 3) == 1);
+  CHECK(pieces_each(1, 4) == 1);  // a cut would leave one tile on its left (after the item's cost)
+  CHECK(pieces_each(1, 6) == 2);
   // A bimodal batch of 32 (4 long windows, 28 short sequences) is cut by cost: the long ones into pieces about the
-  // size of a slot's share, the short ones whole; the 256 (sequence, kv head) pairs alone would leave the long
-  // windows running alone (the direct grid took 2.8x longer than a cut on the H200).
+  // size of a block's share, the short ones whole, several to a block.
   std::vector<int> bimodal(32, 3);
   for (int b : {3, 10, 21, 30}) bimodal[b] = 65;
-  const WalkedSchedule w = walk_schedule(bimodal, kSlots, true, list_items(32, 65));
-  CHECK(w.chunk == (28 * 3 + 4 * 65 + kSlots - 1) / kSlots);  // 11 tiles
-  CHECK(w.items[3] == 6);
-  CHECK(w.items[0] == 1);
-  CHECK(w.first[3] == 0);   // the long sequences' items come first...
-  CHECK(w.first[10] == 6);
-  CHECK(w.first[0] == 24);  // ... then the short ones, in order
-  CHECK(w.first[1] == 25);
-  // Near-uniform (mean at least 3/4 of the longest) keeps the one-round cut; below it the ragged one.
+  const WalkedSchedule w = walk_schedule(bimodal, kSlots);
+  const long long share = (w.total + w.blocks - 1) / w.blocks;
+  CHECK(w.blocks == kSlots);
+  CHECK(w.pieces[3] >= 5);
+  CHECK(w.pieces[0] == 1);
+  CHECK(most_cost(w) <= share + schedule_cost(3));
+  // Bimodal at batch 256 on 66 slots (32-token tiles: 4096-token windows of 129 tiles beside 400-token sequences):
+  // the long ones (longer than a share, 110) are cut, the short ones (under a quarter of a share) never, and no
+  // block carries more than a quarter of a share over its share.
+  std::vector<int> wide(256, 13);
+  for (int b = 0; b < 256; b += 8) wide[b] = 129;
+  const WalkedSchedule wb = walk_schedule(wide, 66);
+  const long long wide_share = (wb.total + 65) / 66;
+  CHECK(std::count_if(wb.pieces.begin(), wb.pieces.end(), [](int p) { return p > 1; }) >= 16);
+  for (int b = 1; b < 256; b += 8) CHECK(wb.pieces[b] == 1);
+  CHECK(most_cost(wb) <= wide_share + wide_share / 4);
+  // Near-uniform (the mean at least 3/4 of the longest) with as many pairs as slots: nothing cut.
   std::vector<int> nearly(32, 65);
   nearly[0] = 40;
-  CHECK(walk_schedule(nearly, kSlots, true, list_items(32, 65)).chunk == kNoSplitChunk);
-  // The list always holds the items, whatever the lengths (the bound the fixed grid relies on).
+  const WalkedSchedule n = walk_schedule(nearly, kSlots);
+  CHECK(std::all_of(n.pieces.begin(), n.pieces.end(), [](int p) { return p == 1; }));
+  // Whatever the lengths: every tile once, pieces in consecutive blocks, and no block far above its share.
   std::mt19937 rng(7);
-  for (int round = 0; round < 200; ++round) {
+  for (int round = 0; round < 300; ++round) {
     const int batch = 1 + int(rng() % 300);
     const int longest = 1 + int(rng() % 2100);
     std::vector<int> tiles(batch);
     for (int& t : tiles) t = rng() % 4 == 0 ? longest : int(rng() % (longest + 1));
-    const long long slots = 1 + rng() % 200;
+    const int slots = 1 + int(rng() % 200);
     CAPTURE(batch);
     CAPTURE(slots);
-    walk_schedule(tiles, slots, true, schedule_list_items(slots, batch, schedule_max_items(longest)));
+    const WalkedSchedule r = walk_schedule(tiles, slots);
+    const long long fair = (r.total + r.blocks - 1) / r.blocks;
+    // A boundary moves by at most 1/8 of a share (or to keep kMinChunkTiles); near-uniform batches line up.
+    if (r.cut) CHECK(most_cost(r) <= fair + fair / 4 + 2 * (kMinChunkTiles + kItemCostTiles) + 2);
+    else CHECK(most_cost(r) <= 3 * fair);
   }
 }
 
-// A forced or tuned num_splits N: one round of N items per sequence on average, the list of (N + 1) x batch entries.
-TEST_CASE("decode work schedule: equal-cost chunks that cover every sequence and fit the work list") {
-  const auto check_schedule = [](const std::vector<int>& tiles, int num_splits) {
-    CAPTURE(num_splits);
-    const int batch = int(tiles.size());
-    walk_schedule(tiles, (long long)num_splits * batch, false, schedule_list_splits(num_splits) * batch);
-  };
-  // 16 tiles over 8 sequences x 2 splits: chunk 2, with sequences of exactly one chunk (2 tiles) and one over (3).
-  CHECK(schedule_chunk_tiles(16, 3, 8, 2 * 8, false) == 2);
+// A forced or tuned num_splits N: N blocks a sequence; equal lengths are cut into exactly N pieces each.
+TEST_CASE("decode work schedule: equal-cost ranges that cover every sequence, with the edge-case lengths") {
   for (int splits : {2, 3, 7, 32, 1024}) {
-    check_schedule({2, 3, 0, 1, 2, 5, 1, 2}, splits);
-    check_schedule({0, 1, 9, 10, 64, 0, 3, 1}, splits);
-    check_schedule({1, 1563, 0, 1, 2, 5, 1, 1}, splits);  // very long beside very short
-    check_schedule({0, 0, 0}, splits);
-    check_schedule(std::vector<int>(256, 65), splits);
-    check_schedule({1}, splits);
+    CAPTURE(splits);
+    // Sequences of exactly one minimum piece (2 tiles), one over (3), empty and of one tile.
+    for (const std::vector<int>& tiles : std::vector<std::vector<int>>{{2, 3, 0, 1, 2, 5, 1, 2}, {0, 1, 9, 10, 64, 0, 3, 1},
+                                                                      {1, 1563, 0, 1, 2, 5, 1, 1}, {0, 0, 0},
+                                                                      std::vector<int>(256, 65), {1}})
+      walk_schedule(tiles, splits * int(tiles.size()));
   }
-  // Equal lengths: the heuristic's split count (tiles covered by splits of equal size) is exactly what each gets.
-  for (int tiles : {4, 64, 65, 513})
-    for (int splits : {2, 4, 13, 33}) {
-      const int per_split = (tiles + splits - 1) / splits;
-      if (per_split < kMinChunkTiles || (tiles + per_split - 1) / per_split != splits) continue;  // not a heuristic choice
-      const int chunk = schedule_chunk_tiles(8LL * tiles, tiles, 8, splits * 8LL, false);
-      CHECK(schedule_items(tiles, chunk) == splits);
+  for (int tiles : {64, 65, 513})
+    for (int splits : {2, 4, 13}) {
+      CAPTURE(tiles);
+      CAPTURE(splits);
+      const WalkedSchedule w = walk_schedule(std::vector<int>(8, tiles), 8 * splits);
+      for (int p : w.pieces) CHECK(p == splits);
     }
-  // A ragged batch's long sequence is cut so that its pieces are no longer than the batch's mean share.
-  const int chunk = schedule_chunk_tiles(1 + 1563 + 6, 1563, 8, 2 * 8, false);
-  CHECK(chunk == (1570 + 15) / 16);
-  CHECK(schedule_items(1563, chunk) == (1563 + chunk - 1) / chunk);
+  // Very long beside very short: the long one is cut so that no block holds much more than the mean share.
+  const WalkedSchedule w = walk_schedule({1, 1563, 6, 0, 1, 1, 2, 1}, 2 * 8);
+  CHECK(w.pieces[1] >= 15);
+  CHECK(most_cost(w) <= (w.total + 15) / 16 + kMinChunkTiles + kItemCostTiles);
 }
 
 // The tuner's bucket of a ragged batch (issue 19): its batch and the visible length its block table admits, never the

@@ -30,34 +30,34 @@ constexpr size_t kWorkspaceAlignment = 256;
 
 size_t align_up(size_t n) { return (n + kWorkspaceAlignment - 1) / kWorkspaceAlignment * kWorkspaceAlignment; }
 
-// Split-KV scratch layout: partial outputs (16-bit) and log-sum-exps (fp32) of every entry of the work list, then
-// each sequence's first item and item count and the list of cut sequences (the work schedule:
-// templates/decode_schedule.h; its layout: PagedDecodeParams::sequence_items).
+// Split-KV scratch layout: partial outputs (16-bit) and log-sum-exps (fp32) of every work entry, then the merge
+// records of the schedule's blocks (templates/decode_schedule.h; PagedDecodeParams::merge_records).
 struct WorkspaceLayout {
   size_t out_bytes = 0, lse_bytes = 0, schedule_bytes = 0;
   size_t total() const { return out_bytes + lse_bytes + schedule_bytes; }
 };
-WorkspaceLayout workspace_layout(const DecodeProblem& p, int work_items) {
+WorkspaceLayout workspace_layout(const DecodeProblem& p, const WorkList& work) {
   WorkspaceLayout w;
-  if (work_items == 0) return w;
-  const size_t slots = size_t(work_items) * p.num_kv_heads * p.spec.q_seqlen * p.spec.group;
+  if (work.items == 0) return w;
+  const size_t slots = size_t(work.items) * p.num_kv_heads * p.spec.q_seqlen * p.spec.group;
   constexpr size_t kPartialElementBytes = 2;  // partial outputs are stored in the 16-bit dtype of q
   w.out_bytes = align_up(slots * p.spec.head_dim * kPartialElementBytes);
   w.lse_bytes = align_up(slots * sizeof(float));
-  w.schedule_bytes = align_up((3 * size_t(p.batch) + 1) * sizeof(int));
+  w.schedule_bytes = align_up(size_t(work.items / kEntriesPerBlock) * kMergeRecordInts * sizeof(int));
   return w;
 }
 
-int chosen_work_items(const DecodeProblem& p, const DecodeOptions& options) {
+WorkList chosen_work_list(const DecodeProblem& p, const DecodeOptions& options) {
   cuda::ScopedDeviceContext scope(p.device_ordinal);
-  return plan_decode(p, options, cuda_device(p.device_ordinal), scope.context(), nullptr).work.items;
+  return plan_decode(p, options, cuda_device(p.device_ordinal), scope.context(), nullptr).work;
 }
 
-// The work list for `config` (templates/decode_schedule.h). The capacity rule sizes the chunk for the blocks this
-// kernel keeps resident on every SM (its occupancy, from the device); its list holds one item per slot plus one per
-// sequence, clipped to what the longest visible range the block table admits can be cut into.
+// The scheduled grid for `config` (templates/decode_schedule.h). The capacity rule balances the blocks this kernel
+// keeps resident on every SM (its occupancy, from the device), one wave, clipped to the most pieces the batch's longest
+// visible range (the block table's) can be cut into; a forced or tuned num_splits N > 1 takes N blocks a sequence. The
+// grid has a block per sequence too if there are more (a near-uniform batch's blocks: schedule_grid_blocks).
 WorkList work_list(const DecodeProblem& p, const DecodeConfig& config, const LoadedDecodeKernel& kernel, const DeviceInfo& device) {
-  int64_t items = 0, slots = 0;
+  int64_t slots = 0;
   if (config.num_splits == DecodeConfig::kSplitsFromCapacity) {
     const int max_tiles = max_visible_tiles(visible_kv_upper_bound(p), config.block_n);
     if (!schedule_worth_cutting(max_tiles)) return {};  // before the occupancy query: a direct grid needs none
@@ -66,15 +66,15 @@ WorkList work_list(const DecodeProblem& p, const DecodeConfig& config, const Loa
                                                                            kernel.geometry.shared_bytes),
                 "cuOccupancyMaxActiveBlocksPerMultiprocessor");
     slots = std::max<int64_t>(1, int64_t(device.sm_count) * std::max(1, blocks_per_sm) / p.num_kv_heads);
-    items = schedule_list_items(slots, p.batch, schedule_max_items(max_tiles));
+    slots = std::min<int64_t>(slots, int64_t(p.batch) * schedule_max_pieces(max_tiles));
   } else if (config.num_splits > 1) {
     slots = int64_t(config.num_splits) * p.batch;
-    items = int64_t(schedule_list_splits(config.num_splits)) * p.batch;
   }
-  if (items * p.num_kv_heads > std::numeric_limits<int>::max())  // the kernels index the work list with int
-    throw Error(ErrorCode::kInvalidArgument, "batch x num_kv_heads x (num_splits + 1) = " + std::to_string(items * p.num_kv_heads) +
+  if (slots == 0) return {};  // num_splits 1: the direct grid
+  const int64_t items = kEntriesPerBlock * schedule_grid_blocks(slots, p.batch);
+  if (items * p.num_kv_heads > std::numeric_limits<int>::max())  // the kernels index the work entries with int
+    throw Error(ErrorCode::kInvalidArgument, "batch x num_kv_heads x num_splits x 2 = " + std::to_string(items * p.num_kv_heads) +
                                                  " exceeds the work list's limit of 2^31 - 1 entries; use fewer splits");
-  if (items <= p.batch) return {};  // nothing can be cut: the direct grid
   return {int(items), int(slots)};
 }
 
@@ -226,7 +226,7 @@ size_t paged_decode_workspace_bytes(const DLTensor& q, const DLTensor& k_cache, 
                                     const DecodeOptions& options) {
   const DecodeProblem p = describe_paged_decode(q, k_cache, v_cache, block_table, seq_lens, out, options);
   if (p.batch == 0 || p.on_cpu) return 0;  // the CPU backend keeps its partial results itself
-  return workspace_layout(p, chosen_work_items(p, options)).total();
+  return workspace_layout(p, chosen_work_list(p, options)).total();
 }
 
 void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_cache, const DLTensor& block_table,
@@ -238,7 +238,7 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   const DeviceInfo& device = cuda_device(p.device_ordinal);
   const DecodePlan plan = plan_decode(p, options, device, scope.context(), stream);
   const bool scheduled = plan.work.items > 0;
-  const WorkspaceLayout layout = workspace_layout(p, plan.work.items);
+  const WorkspaceLayout layout = workspace_layout(p, plan.work);
 
   const bool caller_workspace = options.workspace != nullptr;
   if (caller_workspace && options.workspace_bytes < layout.total())
@@ -255,20 +255,23 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   a.status = stream_status(scope.context(), stream);
   a.partial_out = scheduled ? workspace : nullptr;
   a.partial_lse = scheduled ? reinterpret_cast<float*>(workspace + layout.out_bytes) : nullptr;
-  a.sequence_items = scheduled ? reinterpret_cast<int*>(workspace + layout.out_bytes + layout.lse_bytes) : nullptr;
+  a.merge_records = scheduled ? reinterpret_cast<int*>(workspace + layout.out_bytes + layout.lse_bytes) : nullptr;
   const bool fused_merge = scheduled && plan.config.fused_merge;  // the main grid merges: no merge grid
   a.arrival_counts = fused_merge ? stream_arrival_counts(scope.context(), stream, size_t(p.batch) * p.num_kv_heads) : nullptr;
 
   if (plan.config.producer == DecodeConfig::kProducerTma) encode_tma_maps(a, p, plan.config);
   const DecodeGeometry& g = plan.kernel->geometry;
   void* args[] = {&a};
-  // Scheduled: the work list's entries (item = a linear block index), the same grid whatever the lengths.
+  // Scheduled: grid blocks x kv heads in one dimension (block s of kv head h is s x kv_heads + h, so a range's kv
+  // heads run side by side), the same grid whatever the lengths.
   const unsigned kv_heads = unsigned(p.num_kv_heads);
-  cuda::launch_dependent(device, stream, plan.kernel->main, {unsigned(scheduled ? plan.work.items : p.batch), kv_heads, 1},
-                         g.threads, g.shared_bytes, args, "cuLaunchKernelEx(paged_decode)");
+  const unsigned grid_blocks = unsigned(plan.work.items / kEntriesPerBlock);  // schedule_grid_blocks
+  const cuda::GridShape main_grid = scheduled ? cuda::GridShape{grid_blocks * kv_heads, 1, 1} : cuda::GridShape{unsigned(p.batch), kv_heads, 1};
+  cuda::launch_dependent(device, stream, plan.kernel->main, main_grid, g.threads, g.shared_bytes, args,
+                         "cuLaunchKernelEx(paged_decode)");
   if (scheduled && !fused_merge) {
-    // A block for each sequence a call can cut: fewer than the slots, since each cut one is longer than a chunk and
-    // the slots' chunks hold the batch (templates/decode_schedule.h); the blocks past the cut ones exit at once.
+    // A block for each sequence a call can cut (one per boundary between the schedule's blocks at most); each finds
+    // its cut sequence among the merge records.
     const int64_t merge_sequences = std::min<int64_t>(p.batch, plan.work.slots);
     cuda::launch_dependent(device, stream, plan.kernel->merge, {unsigned(merge_sequences), kv_heads, unsigned(g.rows)},
                            g.merge_threads, merge_spreading_bytes(device, merge_sequences * p.num_kv_heads * g.rows),

@@ -231,15 +231,15 @@ void run_cpu_decode(DecodeProblem& p, const CpuDecodeConfig& config) {
   int status[2] = {0, 0};  // host-validated already; the kernel's guards write nowhere else
   a.status = status;
   const size_t rows = size_t(p.spec.q_seqlen) * p.spec.group;
-  const int list_splits = schedule_list_splits(config.num_splits);  // work-list entries per (sequence, kv head)
-  a.work_items = list_splits * p.batch;
-  a.schedule_slots = config.num_splits * p.batch;  // the chunk of num_splits items per sequence on average
-  const size_t slots = size_t(p.batch) * p.num_kv_heads * list_splits * rows;
+  // The work schedule's grid (templates/decode_schedule.h): num_splits blocks a sequence, two work entries a block.
+  a.schedule_slots = config.num_splits * p.batch;
+  a.work_items = kEntriesPerBlock * a.schedule_slots;
+  const size_t slots = size_t(a.work_items) * p.num_kv_heads * rows;
   std::vector<float> partial_out(config.num_splits > 1 ? slots * p.spec.head_dim : 0);
   std::vector<float> partial_lse(config.num_splits > 1 ? slots : 0);
   a.partial_out = partial_out.data();
   a.partial_lse = partial_lse.data();
-  run_cpu_items(kernel, &a, p.batch * p.num_kv_heads, list_splits, config.num_splits > 1, threads);
+  run_cpu_items(kernel, &a, p.batch * p.num_kv_heads, config.num_splits, config.num_splits > 1, threads);
 }
 
 void run_cpu_items(const LoadedCpuKernel& kernel, const void* params, int pairs, int items_per_pair, bool merge,

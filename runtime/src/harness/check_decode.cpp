@@ -293,6 +293,26 @@ std::vector<DecodeCase> decode_check_matrix() {
       for (int b = 0; b < batch; ++b) c.seq_lens.push_back(twelve[b % twelve.size()]);
       c.config = DecodeConfig{64, 4, 3, DecodeConfig::kSplitsFromCapacity};
     });
+  // Blocks that take several sequences in turn (templates/decode_schedule.h): a few long windows among many short
+  // sequences, so that a block's range holds the tail of a cut sequence, whole short ones (empty, length 1, a
+  // piece's minimum and one over it) and the first piece of the next cut one; 2 blocks a sequence (48 blocks a kv
+  // head), at q_seqlen 1 and 4, 16-bit and fp8 KV, and the capacity rule over 64 sequences with 2 long.
+  const std::vector<int> bimodal = {3000, 1, 40, 0, 7, 100, 64, 65, 300, 5, 33, 17};
+  for (KvQuant quant : {KvQuant::kNone, KvQuant::kFp8E4M3})
+    for (int qs : {1, 4})
+      add(std::string("ragged batch, multi-item blocks") + (quant == KvQuant::kNone ? "" : ", fp8 KV") + " q" + std::to_string(qs),
+          [&](DecodeCase& c) {
+            c.kv_quant = quant; c.q_seqlen = qs; c.num_kv_heads = 2; c.local_window = 2048; c.sink_logits = qs == 4;
+            c.seq_lens.clear();
+            for (int b = 0; b < 24; ++b) c.seq_lens.push_back(bimodal[b % bimodal.size()]);
+            c.config = DecodeConfig{32, 2, 3, 2};
+          });
+  add("ragged batch, multi-item blocks, capacity schedule, batch 64", [&](DecodeCase& c) {
+    c.num_kv_heads = 4; c.local_window = 4096;
+    c.seq_lens.assign(64, 0);
+    for (int b = 0; b < 64; ++b) c.seq_lens[b] = b == 9 || b == 50 ? 9000 : bimodal[1 + b % (bimodal.size() - 1)];
+    c.config = DecodeConfig{64, 4, 3, DecodeConfig::kSplitsFromCapacity};
+  });
   add("uniform batch, capacity schedule, 16 kv heads, batch 40", [](DecodeCase& c) {
     c.num_kv_heads = 16; c.local_window = 4096;
     c.seq_lens.assign(40, 3000);
