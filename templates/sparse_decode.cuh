@@ -109,13 +109,14 @@ SWAJIT_DEVICE bool row_metadata_valid(const SparseDecodeParams& P, int b, int kv
 // Query token s of sequence b: its position, block table, selection and bias rows, and whether it may run (an
 // invalid sequence reports only its length; sequence validity is the same for the whole block: no divergent sync).
 struct QueryRow {
-  int p;
+  int p, kv_len;
   const int* pages;
   const int* indices;
   const float* bias;
   bool valid;
 };
-SWAJIT_DEVICE QueryRow query_row(const SparseDecodeParams& P, int b, int s) {
+// The sequence's checks only (valid: its length is); the selection is checked by selection_valid.
+SWAJIT_DEVICE QueryRow query_row_of_sequence(const SparseDecodeParams& P, int b, int s) {
   int kv_len = P.seq_lens[b * P.seq_lens_stride];
   bool sequence_valid = true;
   if (kv_len < 0 || (kv_len > 0 && kv_len < kQSeqlen)) {
@@ -128,23 +129,36 @@ SWAJIT_DEVICE QueryRow query_row(const SparseDecodeParams& P, int b, int s) {
   if (!sequence_valid) kv_len = 0;
   QueryRow row;
   row.p = kv_len - kQSeqlen + s;
+  row.kv_len = kv_len;
   row.pages = P.block_table + b * P.block_table_stride_batch;
   row.indices = P.indices + b * P.indices_stride_batch + s * P.indices_stride_token;
   row.bias = kScoreBias ? P.score_bias + b * P.bias_stride_batch + s * P.bias_stride_token : nullptr;
-  row.valid = sequence_valid && row_metadata_valid(P, b, kv_len, row.p, row.indices, row.pages);
+  row.valid = sequence_valid;
+  return row;
+}
+// Whether the row's selection and the pages it reads are valid (recorded if not); false for an invalid sequence.
+SWAJIT_DEVICE bool selection_valid(const SparseDecodeParams& P, int b, const QueryRow& row) {
+  return row.valid && row_metadata_valid(P, b, row.kv_len, row.p, row.indices, row.pages);
+}
+// Both checks before anything runs.
+SWAJIT_DEVICE QueryRow query_row(const SparseDecodeParams& P, int b, int s) {
+  QueryRow row = query_row_of_sequence(P, b, s);
+  row.valid = selection_valid(P, b, row);
   return row;
 }
 
 // The block's work: sequence b, kv head, the first of its q heads (g within the kv head's group), query token s and
-// split; and the thread's warp and lane. The grid is (row block + kRowBlocks b, kv head, s x split): the row blocks of
-// one (sequence, kv head) are launched one after the other, so they gather the same rows at about the same time and
-// the second reads them from L2 (MLA's 128 heads are two row blocks over one latent row).
+// split; and the thread's warp and lane. The grid is (row block + kRowBlocks (kv head + num_kv_heads b), s x split):
+// the blocks of one sequence are launched next to each other, so they read its selection and block table, and the
+// neighbouring rows of the same tokens (NHD: a token's kv heads are adjacent), at about the same time; and the row
+// blocks of one (sequence, kv head) gather the same rows, the second from L2 (MLA's 128 heads: two row blocks).
 struct BlockWork {
   int b, kv_head, first_g, s, split, warp, lane;
 };
 SWAJIT_DEVICE BlockWork block_work(const SparseDecodeParams& P) {
-  return {int(blockIdx.x) / kRowBlocks, int(blockIdx.y), int(blockIdx.x) % kRowBlocks * kRowsPerBlock,
-          int(blockIdx.z) / P.num_splits, int(blockIdx.z) % P.num_splits, int(threadIdx.x) / kWarpSize,
+  const int pair = int(blockIdx.x) / kRowBlocks;  // (sequence, kv head)
+  return {pair / P.num_kv_heads, pair % P.num_kv_heads, int(blockIdx.x) % kRowBlocks * kRowsPerBlock,
+          int(blockIdx.y) / P.num_splits, int(blockIdx.y) % P.num_splits, int(threadIdx.x) / kWarpSize,
           int(threadIdx.x) % kWarpSize};
 }
 
@@ -209,10 +223,12 @@ struct Gather {
     if (!visible) return {-1, -1, 0.f};
     return {j, query.pages[(j / kPageSize) * P.block_table_stride_page], r.selected ? r.bias * kLog2e : 0.f};
   }
+  // A page outside the cache is never read (the row it belongs to is reported and zeroed by selection_valid).
   __device__ __forceinline__ void store(int t, const ResolvedSlot& r) const {
     if (threadIdx.x >= kBlockN) return;
+    const bool readable = r.j >= 0 && r.page >= 0 && r.page < P.num_pages;
     meta[(t % kMetaSlots) * kBlockN + threadIdx.x] =
-        r.j >= 0 ? TileRow{r.page, r.j % kPageSize, r.bias, 0} : TileRow{-1, 0, SWAJIT_NEG_INF, 0};
+        readable ? TileRow{r.page, r.j % kPageSize, r.bias, 0} : TileRow{-1, 0, SWAJIT_NEG_INF, 0};
   }
   // Tile t's K rows (and V rows) of kKRowBytes (kVRowBytes) each into its stage, zero-filled where there is nothing.
   __device__ __forceinline__ void copy(int t) const {

@@ -2,7 +2,7 @@
 // (config `token_split`, key ..._mma_ts; group <= 16 and head_dim_v <= 128), 16-bit caches, sm_80+.
 //
 // The math is sparse_decode.cuh's (see its top); this kernel shares its candidates, gather pipeline (Gather), metadata
-// checks (query_row) and split merge.
+// checks (query_row_of_sequence, selection_valid) and split merge.
 //
 // The work split. One block per (sequence, kv head, query token x split): the block's q heads (at most 16, padded) are
 // one 16-row mma tile, whose Q fragments every warp loads into registers (no shared copy of Q). Warp w takes candidates
@@ -32,7 +32,10 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
   const auto [b, kv_head, first_g, s, split, warp, lane] = block_work(P);
   wait_for_prerequisite_grid();
 
-  const QueryRow query = query_row(P, b, s);
+  // The sequence's checks now; the selection's (a pass over its indices and pages) once the first tiles are on
+  // their way, the gather reading only positions <= p and pages inside the cache meanwhile. A row they reject is
+  // zeroed at the end.
+  const QueryRow query = query_row_of_sequence(P, b, s);
   // This lane's A fragments of Q straight from global memory (16-bit, as stored; no shared copy: one block fewer of
   // shared memory per SM's worth): k-step k holds columns 16 k .. 16 k + 15 in the mma layout, rows lane / 4 (a0,
   // a2) and lane / 4 + 8 (a1, a3), columns 2 (lane % 4) + {0, 1} (a0, a1) and those + 8 (a2, a3); rows past the
@@ -57,6 +60,7 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
   Gather gather{P, query, stages, reinterpret_cast<TileRow*>(stages + kStages * kStageBytes), kv_head, first, last,
                       (last - first + kBlockN - 1) / kBlockN};
   gather.start();
+  const bool row_valid = selection_valid(P, b, query);
   // This lane's rows: lane / 4 (accumulator elements 0, 1) and lane / 4 + 8 (elements 2, 3).
   float acc[kOutTiles][4];
 #pragma unroll
@@ -143,6 +147,14 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
   cp_async_wait<0>();
   __syncthreads();  // every copy landed and every warp is done with the stages: they hold the combine now
   allow_dependent_grid_launch();
+  if (!row_valid) {  // reported: written as zeros (a split's partial as empty: lse -inf)
+#pragma unroll
+    for (int half = 0; half < 2; ++half) row_max[half] = SWAJIT_NEG_INF, row_sum[half] = 0.f;
+#pragma unroll
+    for (int n = 0; n < kOutTiles; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[n][e] = 0.f;
+  }
 
   // Combine the warps: each writes its rows' max, sum and output (rescaled to the rows' common max) to shared memory.
   float* warp_max = reinterpret_cast<float*>(stages);    // [kTokenWarps][kMmaRows]
