@@ -192,6 +192,23 @@ struct ResolvedSlot {
   float bias;  // log2 units
 };
 
+// cp_async_16 (tile_ops.cuh) that, with kBlock 128 or 256, asks L2 to fetch the whole aligned block around the chunk:
+// a gathered row's first copy brings all of it from DRAM in one request.
+#ifndef SWAJIT_L2_PREFETCH_BYTES  // the generator's (config l2_prefetch); none when a prelude does not say
+#define SWAJIT_L2_PREFETCH_BYTES 0
+#endif
+constexpr int kL2PrefetchBytes = SWAJIT_L2_PREFETCH_BYTES;
+template <int kBlock>
+SWAJIT_DEVICE void cp_async_16_l2(u32 dst, const void* src, bool valid) {
+  const int src_bytes = valid ? 16 : 0;
+  if constexpr (kBlock == 256)
+    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+  else if constexpr (kBlock == 128)
+    asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+  else
+    cp_async_16(dst, src, valid);
+}
+
 struct Gather {
   const SparseDecodeParams& P;
   QueryRow query;
@@ -248,7 +265,7 @@ struct Gather {
       const char* src = is_k ? k_cache + (page * P.k_stride_page + slot * P.k_stride_token + kv_head * P.k_stride_head) * kKvBytes
                              : v_cache + (page * P.v_stride_page + slot * P.v_stride_token + kv_head * P.v_stride_head) * kKvBytes;
       unsigned char* dst = dst_stage + (is_k ? token * kKRowBytes : kBlockN * kKRowBytes + token * kVRowBytes) + c * 16;
-      cp_async_16(smem_u32(dst), src + c * 16, valid);
+      cp_async_16_l2<kL2PrefetchBytes>(smem_u32(dst), src + c * 16, valid);
     }
   }
   // The prologue: tiles 0 .. kStages - 1 looked up, the next two started, tiles 0 .. kStages - 2 in flight (one

@@ -178,6 +178,11 @@ TEST_CASE("sparse tuning: the config space, its keys and records, the presets an
     CHECK(Family<SparseDecodeConfig>::from_json(Family<SparseDecodeConfig>::to_json(c)) == c);
   }
   CHECK(token_split);
+  const SparseDecodeConfig prefetching{64, 2, 3, true, true, true};  // the L2 prefetch flag round-trips in the key
+  CHECK(prefetching.key() == "bn64_st2_mma_ts_l2_sp3");
+  CHECK(SparseDecodeConfig::from_key(prefetching.key()) == prefetching);
+  CHECK_THROWS_AS(SparseDecodeConfig::from_key("bn64_st2_l2_mma_sp1"), Error);  // flags in their order only
+  CHECK_THROWS_AS(SparseDecodeConfig::from_key("bn64_st2_mma_mma_sp1"), Error);
   AttentionCall mla = call;  // shape b: 128 q heads over one latent head, no token split (more than one 16-row tile)
   mla.head_dim = 576;
   mla.head_dim_v = 512;

@@ -31,11 +31,11 @@ echo "matmul: ${mm:=0} TFLOP/s"
 echo "==== bench sparse, shape a, the heuristic (us, floor us, % of floor: >= 80% wanted at batch >= 32)"
 timeout 60 $bin/swajit bench sparse --shape a --batch $batches --reps 20 --matmul-tflops "$mm" 2>&1 | tee "$out/bench_default.log"
 
-echo "==== gather tiles beside the heuristic's (batch 32, 128; splits from the heuristic's model)"
-for tile in "32 2" "32 3" "64 3"; do
+echo "==== gather tiles and the L2 prefetch beside the heuristic's (batch 32, 128; splits from the heuristic's model)"
+for tile in "32 2 false" "64 3 false" "64 2 true" "32 2 true"; do
   set -- $tile
-  timeout 25 $bin/swajit bench sparse --shape a --batch 32,128 --reps 10 --matmul-tflops "$mm" --block-n $1 --stages $2 --splits 0 2>&1 \
-    | grep -E "^\| a|rror" | tee -a "$out/bench_tiles.log"
+  timeout 25 $bin/swajit bench sparse --shape a --batch 32,128 --reps 10 --matmul-tflops "$mm" --block-n $1 --stages $2 \
+    --l2-prefetch $3 --splits 0 2>&1 | grep -E "^\| a|rror" | tee -a "$out/bench_tiles.log"
 done
 
 echo "==== splits at batch 32 (the heuristic's tile): 1, 2, 3, 4"
