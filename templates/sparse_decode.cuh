@@ -77,13 +77,13 @@ SWAJIT_DEVICE int window_count(const SparseDecodeParams& P, int p) {
   return min(P.local_window, p + 1);
 }
 
-// Whether this block's query row may run: every index in [-1, L) and every page it reads in range (else recorded;
-// the bits are those of paged_decode's status).
+// Whether candidates [first, last) of this block's query row may run: every index among them in [-1, L) and every
+// page they read in range (else recorded; the bits are those of paged_decode's status).
 SWAJIT_DEVICE bool row_metadata_valid(const SparseDecodeParams& P, int b, int kv_len, int p, const int* indices,
-                                      const int* pages) {
+                                      const int* pages, int first, int last) {
   // Indices first: a row with a bad index reports only that (as the CPU kernel does), its pages are not looked up.
   bool bad_index = false;
-  for (int c = threadIdx.x; c < P.topk; c += kThreads) {
+  for (int c = first + threadIdx.x; c < min(last, P.topk); c += kThreads) {
     const int j = indices[c * P.indices_stride_slot];
     bad_index |= j < -1 || j >= kv_len;
   }
@@ -92,8 +92,7 @@ SWAJIT_DEVICE bool row_metadata_valid(const SparseDecodeParams& P, int b, int kv
     return false;
   }
   bool bad_page = false;
-  const int candidates = P.topk + window_count(P, p);
-  for (int c = threadIdx.x; c < candidates; c += kThreads) {
+  for (int c = first + threadIdx.x; c < last; c += kThreads) {
     const int j = candidate(P, indices, nullptr, p, c).j;
     if (j < 0) continue;
     const int page = pages[(j / kPageSize) * P.block_table_stride_page];
@@ -105,6 +104,10 @@ SWAJIT_DEVICE bool row_metadata_valid(const SparseDecodeParams& P, int b, int kv
   }
   return true;
 }
+
+// The log2-sum-exp a split writes for a share of its row that the checks rejected: the merge then writes the whole
+// row as zeros (a NaN, which no real share produces: an empty one writes -inf).
+SWAJIT_DEVICE float rejected_share_lse() { return __int_as_float(0x7fffffff); }
 
 // Query token s of sequence b: its position, block table, selection and bias rows, and whether it may run (an
 // invalid sequence reports only its length; sequence validity is the same for the whole block: no divergent sync).
@@ -136,14 +139,15 @@ SWAJIT_DEVICE QueryRow query_row_of_sequence(const SparseDecodeParams& P, int b,
   row.valid = sequence_valid;
   return row;
 }
-// Whether the row's selection and the pages it reads are valid (recorded if not); false for an invalid sequence.
-SWAJIT_DEVICE bool selection_valid(const SparseDecodeParams& P, int b, const QueryRow& row) {
-  return row.valid && row_metadata_valid(P, b, row.kv_len, row.p, row.indices, row.pages);
+// Whether candidates [first, last) of the row (its selection's slots, then its window) and the pages they read are
+// valid (recorded if not); false for an invalid sequence.
+SWAJIT_DEVICE bool selection_valid(const SparseDecodeParams& P, int b, const QueryRow& row, int first, int last) {
+  return row.valid && row_metadata_valid(P, b, row.kv_len, row.p, row.indices, row.pages, first, last);
 }
-// Both checks before anything runs.
+// Both checks, over the whole row, before anything runs.
 SWAJIT_DEVICE QueryRow query_row(const SparseDecodeParams& P, int b, int s) {
   QueryRow row = query_row_of_sequence(P, b, s);
-  row.valid = selection_valid(P, b, row);
+  row.valid = selection_valid(P, b, row, 0, P.topk + window_count(P, row.p));
   return row;
 }
 
@@ -432,14 +436,19 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
 #endif  // SWAJIT_SPARSE_MMA
 
 // Split merge, one block per (sequence, kv head, row = s * kGroup + g): out = sum_s 2^(lse_s - M) o_s /
-// (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives zeros.
+// (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf, or a rejected share, gives zeros.
 extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(const SparseDecodeParams P) {
   const int b = blockIdx.x, kv_head = blockIdx.y, row = blockIdx.z;
   const int s = row / kGroup, head = q_head_of(P, kv_head, row % kGroup);
   wait_for_prerequisite_grid();
   const i64 first_slot = i64(b * P.num_kv_heads + kv_head) * P.num_splits * kRows + row;
   float max_lse = SWAJIT_NEG_INF;
-  for (int split = 0; split < P.num_splits; ++split) max_lse = fmaxf(max_lse, P.partial_lse[first_slot + split * kRows]);
+  bool rejected = false;  // a share failed its checks (rejected_share_lse): the row is zeros
+  for (int split = 0; split < P.num_splits; ++split) {
+    const float lse = P.partial_lse[first_slot + split * kRows];
+    rejected |= lse != lse;
+    max_lse = fmaxf(max_lse, lse);
+  }
   const float reference = max_lse == SWAJIT_NEG_INF ? 0.f : max_lse;
   float sum = 0.f;
   for (int split = 0; split < P.num_splits; ++split) sum += fast_exp2(P.partial_lse[first_slot + split * kRows] - reference);
@@ -451,7 +460,7 @@ extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(
       const i64 slot = first_slot + split * kRows;
       acc += fast_exp2(P.partial_lse[slot] - reference) * static_cast<const float*>(P.partial_out)[slot * kHeadDimV + d];
     }
-    const float value = acc * factor * v_scale_of(P, kv_head, d);
+    const float value = rejected ? 0.f : acc * factor * v_scale_of(P, kv_head, d);
     out[d] = u16(pack2(value, 0.f, Elem()) & 0xffffu);
   }
 }

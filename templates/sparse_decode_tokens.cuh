@@ -32,9 +32,9 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
   const auto [b, kv_head, first_g, s, split, warp, lane] = block_work(P);
   wait_for_prerequisite_grid();
 
-  // The sequence's checks now; the selection's (a pass over its indices and pages) once the first tiles are on
-  // their way, the gather reading only positions <= p and pages inside the cache meanwhile. A row they reject is
-  // zeroed at the end.
+  // The sequence's checks now; those of this split's share of the selection (a pass over its indices and pages) once
+  // the first tiles are on their way, the gather reading only positions <= p and pages inside the cache meanwhile.
+  // A share they reject zeroes the row: here, or through the merge (rejected_share_lse).
   const QueryRow query = query_row_of_sequence(P, b, s);
   // This lane's A fragments of Q straight from global memory (16-bit, as stored; no shared copy: one block fewer of
   // shared memory per SM's worth): k-step k holds columns 16 k .. 16 k + 15 in the mma layout, rows lane / 4 (a0,
@@ -60,7 +60,7 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
   Gather gather{P, query, stages, reinterpret_cast<TileRow*>(stages + kStages * kStageBytes), kv_head, first, last,
                       (last - first + kBlockN - 1) / kBlockN};
   gather.start();
-  const bool row_valid = selection_valid(P, b, query);
+  const bool row_valid = selection_valid(P, b, query, first, last);  // this split's share of the row
   // This lane's rows: lane / 4 (accumulator elements 0, 1) and lane / 4 + 8 (elements 2, 3).
   float acc[kOutTiles][4];
 #pragma unroll
@@ -147,7 +147,7 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
   cp_async_wait<0>();
   __syncthreads();  // every copy landed and every warp is done with the stages: they hold the combine now
   allow_dependent_grid_launch();
-  if (!row_valid) {  // reported: written as zeros (a split's partial as empty: lse -inf)
+  if (!row_valid) {  // reported: written as zeros (a split's share as rejected: the merge zeroes the row)
 #pragma unroll
     for (int half = 0; half < 2; ++half) row_max[half] = SWAJIT_NEG_INF, row_sum[half] = 0.f;
 #pragma unroll
@@ -209,7 +209,8 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
       float* partial = static_cast<float*>(P.partial_out) + slot * kHeadDimV + column;
       partial[0] = o0 * inv_sum;
       partial[1] = o1 * inv_sum;
-      if (column == 0) P.partial_lse[slot] = sum > 0.f ? reference + __log2f(sum) : SWAJIT_NEG_INF;
+      if (column == 0)
+        P.partial_lse[slot] = !row_valid ? rejected_share_lse() : sum > 0.f ? reference + __log2f(sum) : SWAJIT_NEG_INF;
     }
   }
 }
