@@ -178,7 +178,7 @@ TEST_CASE("sparse tuning: the config space, its keys and records, the presets an
     CHECK(Family<SparseDecodeConfig>::from_json(Family<SparseDecodeConfig>::to_json(c)) == c);
   }
   CHECK(token_split);
-  const SparseDecodeConfig prefetching{64, 2, 3, true, true, true};  // the L2 prefetch flag round-trips in the key
+  const SparseDecodeConfig prefetching{.block_n = 64, .stages = 2, .num_splits = 3, .mma = true, .token_split = true, .l2_prefetch = true};
   CHECK(prefetching.key() == "bn64_st2_mma_ts_l2_sp3");
   CHECK(SparseDecodeConfig::from_key(prefetching.key()) == prefetching);
   CHECK_THROWS_AS(SparseDecodeConfig::from_key("bn64_st2_l2_mma_sp1"), Error);  // flags in their order only
