@@ -252,24 +252,47 @@ struct Gather {
         readable ? TileRow{r.page, r.j % kPageSize, r.bias, 0} : TileRow{-1, 0, SWAJIT_NEG_INF, 0};
   }
   // Tile t's K rows (and V rows) of kKRowBytes (kVRowBytes) each into its stage, zero-filled where there is nothing.
+  // When the threads are whole rows of 16-byte chunks (kThreads a multiple of kChunksPerToken), each thread copies
+  // the same chunk of every kTokensPerPass-th row: its cache, column and destination offsets are fixed, and a copy
+  // costs one ring read, two multiply-adds and the cp.async (the general loop recomputed all of them per chunk).
   __device__ __forceinline__ void copy(int t) const {
-    const char* k_cache = static_cast<const char*>(P.k_cache);
-    const char* v_cache = static_cast<const char*>(P.v_cache);
+    constexpr int kChunksPerToken = kKChunks + (kSharedKv ? 0 : kVChunks);
     const TileRow* tile_rows = rows(t);
     unsigned char* dst_stage = stages + (t % kStages) * kStageBytes;
-    constexpr int kChunksPerToken = kKChunks + (kSharedKv ? 0 : kVChunks);
-#pragma unroll 2  // (4 made ptxas cap the tile kernel at 64 registers and spill)
-    for (int i = threadIdx.x; i < kBlockN * kChunksPerToken; i += kThreads) {
-      const int token = i / kChunksPerToken, chunk = i % kChunksPerToken;
-      const TileRow row = tile_rows[token];
-      const bool valid = row.page >= 0;
-      const long long page = valid ? row.page : 0, slot = row.slot;
+    if constexpr (kThreads % kChunksPerToken == 0) {
+      constexpr int kTokensPerPass = kThreads / kChunksPerToken;
+      const int chunk = threadIdx.x % kChunksPerToken;
       const bool is_k = chunk < kKChunks;
       const int c = is_k ? chunk : chunk - kKChunks;
-      const char* src = is_k ? k_cache + (page * P.k_stride_page + slot * P.k_stride_token + kv_head * P.k_stride_head) * kKvBytes
-                             : v_cache + (page * P.v_stride_page + slot * P.v_stride_token + kv_head * P.v_stride_head) * kKvBytes;
-      unsigned char* dst = dst_stage + (is_k ? token * kKRowBytes : kBlockN * kKRowBytes + token * kVRowBytes) + c * 16;
-      cp_async_16_l2<kL2PrefetchBytes>(smem_u32(dst), src + c * 16, valid);
+      const char* base = is_k ? static_cast<const char*>(P.k_cache) + (kv_head * P.k_stride_head) * kKvBytes + c * 16
+                              : static_cast<const char*>(P.v_cache) + (kv_head * P.v_stride_head) * kKvBytes + c * 16;
+      const long long page_bytes = (is_k ? P.k_stride_page : P.v_stride_page) * kKvBytes;
+      const long long token_bytes = (is_k ? P.k_stride_token : P.v_stride_token) * kKvBytes;
+      const u32 dst = smem_u32(dst_stage) + (is_k ? 0 : kBlockN * kKRowBytes) + c * 16;
+      const int row_bytes = is_k ? kKRowBytes : kVRowBytes;
+#pragma unroll 4
+      for (int token = threadIdx.x / kChunksPerToken; token < kBlockN; token += kTokensPerPass) {
+        const TileRow row = tile_rows[token];
+        const bool valid = row.page >= 0;
+        const char* src = base + (valid ? row.page * page_bytes + row.slot * token_bytes : 0);
+        cp_async_16_l2<kL2PrefetchBytes>(dst + u32(token * row_bytes), src, valid);
+      }
+    } else {
+      const char* k_cache = static_cast<const char*>(P.k_cache);
+      const char* v_cache = static_cast<const char*>(P.v_cache);
+#pragma unroll 2  // (4 made ptxas cap the tile kernel at 64 registers and spill)
+      for (int i = threadIdx.x; i < kBlockN * kChunksPerToken; i += kThreads) {
+        const int token = i / kChunksPerToken, chunk = i % kChunksPerToken;
+        const TileRow row = tile_rows[token];
+        const bool valid = row.page >= 0;
+        const long long page = valid ? row.page : 0, slot = row.slot;
+        const bool is_k = chunk < kKChunks;
+        const int c = is_k ? chunk : chunk - kKChunks;
+        const char* src = is_k ? k_cache + (page * P.k_stride_page + slot * P.k_stride_token + kv_head * P.k_stride_head) * kKvBytes
+                               : v_cache + (page * P.v_stride_page + slot * P.v_stride_token + kv_head * P.v_stride_head) * kKvBytes;
+        unsigned char* dst = dst_stage + (is_k ? token * kKRowBytes : kBlockN * kKRowBytes + token * kVRowBytes) + c * 16;
+        cp_async_16_l2<kL2PrefetchBytes>(smem_u32(dst), src + c * 16, valid);
+      }
     }
   }
   // The prologue: tiles 0 .. kStages - 1 looked up, the next two started, tiles 0 .. kStages - 2 in flight (one
