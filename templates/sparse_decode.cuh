@@ -77,13 +77,13 @@ SWAJIT_DEVICE int window_count(const SparseDecodeParams& P, int p) {
   return min(P.local_window, p + 1);
 }
 
-// Whether candidates [first, last) of this block's query row may run: every index among them in [-1, L) and every
-// page they read in range (else recorded; the bits are those of paged_decode's status).
+// Whether this block's query row may run: every index in [-1, L) and every page it reads in range (else recorded;
+// the bits are those of paged_decode's status). The token-split kernel checks as it gathers instead (share_valid).
 SWAJIT_DEVICE bool row_metadata_valid(const SparseDecodeParams& P, int b, int kv_len, int p, const int* indices,
-                                      const int* pages, int first, int last) {
+                                      const int* pages) {
   // Indices first: a row with a bad index reports only that (as the CPU kernel does), its pages are not looked up.
   bool bad_index = false;
-  for (int c = first + threadIdx.x; c < min(last, P.topk); c += kThreads) {
+  for (int c = threadIdx.x; c < P.topk; c += kThreads) {
     const int j = indices[c * P.indices_stride_slot];
     bad_index |= j < -1 || j >= kv_len;
   }
@@ -92,7 +92,8 @@ SWAJIT_DEVICE bool row_metadata_valid(const SparseDecodeParams& P, int b, int kv
     return false;
   }
   bool bad_page = false;
-  for (int c = first + threadIdx.x; c < last; c += kThreads) {
+  const int candidates = P.topk + window_count(P, p);
+  for (int c = threadIdx.x; c < candidates; c += kThreads) {
     const int j = candidate(P, indices, nullptr, p, c).j;
     if (j < 0) continue;
     const int page = pages[(j / kPageSize) * P.block_table_stride_page];
@@ -118,7 +119,7 @@ struct QueryRow {
   const float* bias;
   bool valid;
 };
-// The sequence's checks only (valid: its length is); the selection is checked by selection_valid.
+// The sequence's checks only (valid: its length is); query_row adds the selection's.
 SWAJIT_DEVICE QueryRow query_row_of_sequence(const SparseDecodeParams& P, int b, int s) {
   int kv_len = P.seq_lens[b * P.seq_lens_stride];
   bool sequence_valid = true;
@@ -139,15 +140,10 @@ SWAJIT_DEVICE QueryRow query_row_of_sequence(const SparseDecodeParams& P, int b,
   row.valid = sequence_valid;
   return row;
 }
-// Whether candidates [first, last) of the row (its selection's slots, then its window) and the pages they read are
-// valid (recorded if not); false for an invalid sequence.
-SWAJIT_DEVICE bool selection_valid(const SparseDecodeParams& P, int b, const QueryRow& row, int first, int last) {
-  return row.valid && row_metadata_valid(P, b, row.kv_len, row.p, row.indices, row.pages, first, last);
-}
-// Both checks, over the whole row, before anything runs.
+// Both checks before anything runs.
 SWAJIT_DEVICE QueryRow query_row(const SparseDecodeParams& P, int b, int s) {
   QueryRow row = query_row_of_sequence(P, b, s);
-  row.valid = selection_valid(P, b, row, 0, P.topk + window_count(P, row.p));
+  row.valid = row.valid && row_metadata_valid(P, b, row.kv_len, row.p, row.indices, row.pages);
   return row;
 }
 
@@ -221,6 +217,7 @@ struct Gather {
   int kv_head, first, last, tiles;
   ResolvedSlot resolved_ahead{};  // this thread's candidate of tile t + kStages + 1 (at the top of iteration t)
   RawSlot raw_ahead{};            // ... and of tile t + kStages + 2
+  bool bad_index = false, bad_page = false;  // what this thread's lookups found (share_valid)
 
   __device__ __forceinline__ const unsigned char* stage(int t) const { return stages + (t % kStages) * kStageBytes; }
   __device__ __forceinline__ const TileRow* rows(int t) const { return meta + (t % kMetaSlots) * kBlockN; }
@@ -237,17 +234,19 @@ struct Gather {
     if (kScoreBias && query.bias) r.bias = query.bias[c * P.bias_stride_slot];
     return r;
   }
-  __device__ __forceinline__ ResolvedSlot resolve(const RawSlot& r) const {  // as candidate() masks
+  __device__ __forceinline__ ResolvedSlot resolve(const RawSlot& r) {  // as candidate() masks
     const int j = r.index;
+    bad_index |= r.exists && r.selected && (j < -1 || j >= query.kv_len);
     const bool in_window = kLocalWindow && query.p - j < P.local_window;
     const bool visible = r.exists && (!r.selected || (j >= 0 && j <= query.p && !in_window));
     if (!visible) return {-1, -1, 0.f};
     return {j, query.pages[(j / kPageSize) * P.block_table_stride_page], r.selected ? r.bias * kLog2e : 0.f};
   }
-  // A page outside the cache is never read (the row it belongs to is reported and zeroed by selection_valid).
-  __device__ __forceinline__ void store(int t, const ResolvedSlot& r) const {
+  // A page outside the cache is never read (the row it belongs to is reported and zeroed: share_valid).
+  __device__ __forceinline__ void store(int t, const ResolvedSlot& r) {
     if (threadIdx.x >= kBlockN) return;
     const bool readable = r.j >= 0 && r.page >= 0 && r.page < P.num_pages;
+    bad_page |= r.j >= 0 && !readable;
     meta[(t % kMetaSlots) * kBlockN + threadIdx.x] =
         readable ? TileRow{r.page, r.j % kPageSize, r.bias, 0} : TileRow{-1, 0, SWAJIT_NEG_INF, 0};
   }
@@ -294,6 +293,20 @@ struct Gather {
         cp_async_16_l2<kL2PrefetchBytes>(smem_u32(dst), src + c * 16, valid);
       }
     }
+  }
+  // Whether the block's share of the row passed the checks its own lookups made, every tile's (an index outside
+  // [-1, L), else a page outside the cache: recorded as row_metadata_valid records them). Every thread calls it, after
+  // the last tile: it costs no load of its own.
+  __device__ __forceinline__ bool share_valid(int b) const {
+    if (__syncthreads_or(bad_index)) {
+      if (threadIdx.x == 0) record_status(P.status, kSparseIndexOutOfRange, b);
+      return false;
+    }
+    if (__syncthreads_or(bad_page)) {
+      if (threadIdx.x == 0) record_status(P.status, kSparsePageOutOfRange, b);
+      return false;
+    }
+    return true;
   }
   // The prologue: tiles 0 .. kStages - 1 looked up, the next two started, tiles 0 .. kStages - 2 in flight (one
   // commit group each). Ends with a __syncthreads, which also publishes what the caller wrote to shared memory before.

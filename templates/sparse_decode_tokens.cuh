@@ -2,7 +2,7 @@
 // (config `token_split`, key ..._mma_ts; group <= 16 and head_dim_v <= 128), 16-bit caches, sm_80+.
 //
 // The math is sparse_decode.cuh's (see its top); this kernel shares its candidates, gather pipeline (Gather), metadata
-// checks (query_row_of_sequence, selection_valid) and split merge.
+// checks (query_row_of_sequence, Gather::share_valid) and split merge.
 //
 // The work split. One block per (sequence, kv head, query token x split): the block's q heads (at most 16, padded) are
 // one 16-row mma tile, whose Q fragments every warp loads into registers (no shared copy of Q). Warp w takes candidates
@@ -32,8 +32,8 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
   const auto [b, kv_head, first_g, s, split, warp, lane] = block_work(P);
   wait_for_prerequisite_grid();
 
-  // The sequence's checks now; those of this split's share of the selection (a pass over its indices and pages) once
-  // the first tiles are on their way, the gather reading only positions <= p and pages inside the cache meanwhile.
+  // The sequence's checks now; those of this split's share of the selection as its gather looks the indices and
+  // pages up (reading only positions <= p and pages inside the cache), tallied after the last tile (share_valid).
   // A share they reject zeroes the row: here, or through the merge (rejected_share_lse).
   const QueryRow query = query_row_of_sequence(P, b, s);
   // This lane's A fragments of Q straight from global memory (16-bit, as stored; no shared copy: one block fewer of
@@ -60,7 +60,6 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
   Gather gather{P, query, stages, reinterpret_cast<TileRow*>(stages + kStages * kStageBytes), kv_head, first, last,
                       (last - first + kBlockN - 1) / kBlockN};
   gather.start();
-  const bool row_valid = selection_valid(P, b, query, first, last);  // this split's share of the row
   // This lane's rows: lane / 4 (accumulator elements 0, 1) and lane / 4 + 8 (elements 2, 3).
   float acc[kOutTiles][4];
 #pragma unroll
@@ -147,6 +146,7 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
   cp_async_wait<0>();
   __syncthreads();  // every copy landed and every warp is done with the stages: they hold the combine now
   allow_dependent_grid_launch();
+  const bool row_valid = query.valid && gather.share_valid(b);  // (query.valid is the same for the whole block)
   if (!row_valid) {  // reported: written as zeros (a split's share as rejected: the merge zeroes the row)
 #pragma unroll
     for (int half = 0; half < 2; ++half) row_max[half] = SWAJIT_NEG_INF, row_sum[half] = 0.f;
