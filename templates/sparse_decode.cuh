@@ -148,17 +148,17 @@ SWAJIT_DEVICE QueryRow query_row(const SparseDecodeParams& P, int b, int s) {
 }
 
 // The block's work: sequence b, kv head, the first of its q heads (g within the kv head's group), query token s and
-// split; and the thread's warp and lane. The grid is (row block + kRowBlocks (kv head + num_kv_heads b), s x split):
-// the blocks of one sequence are launched next to each other, so they read its selection and block table, and the
-// neighbouring rows of the same tokens (NHD: a token's kv heads are adjacent), at about the same time; and the row
-// blocks of one (sequence, kv head) gather the same rows, the second from L2 (MLA's 128 heads: two row blocks).
+// split; and the thread's warp and lane. The grid is (row block + kRowBlocks b, kv head, s x split): the row blocks of
+// one (sequence, kv head) are launched one after the other, so they gather the same rows at about the same time and
+// the second reads them from L2 (MLA's 128 heads are two row blocks over one latent row). (A sequence's kv heads
+// launched together instead, reading the neighbouring rows of the same tokens at once, ran 1-3% slower at batch 128
+// on the H200 in session 5's run B2, beside other changes: not kept.)
 struct BlockWork {
   int b, kv_head, first_g, s, split, warp, lane;
 };
 SWAJIT_DEVICE BlockWork block_work(const SparseDecodeParams& P) {
-  const int pair = int(blockIdx.x) / kRowBlocks;  // (sequence, kv head)
-  return {pair / P.num_kv_heads, pair % P.num_kv_heads, int(blockIdx.x) % kRowBlocks * kRowsPerBlock,
-          int(blockIdx.y) / P.num_splits, int(blockIdx.y) % P.num_splits, int(threadIdx.x) / kWarpSize,
+  return {int(blockIdx.x) / kRowBlocks, int(blockIdx.y), int(blockIdx.x) % kRowBlocks * kRowsPerBlock,
+          int(blockIdx.z) / P.num_splits, int(blockIdx.z) % P.num_splits, int(threadIdx.x) / kWarpSize,
           int(threadIdx.x) % kWarpSize};
 }
 

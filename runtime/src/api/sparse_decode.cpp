@@ -283,15 +283,13 @@ void run_cuda_sparse(SparseDecodeProblem& p, const SparseDecodeOptions& options,
   a.partial_out = slots ? workspace.data() : nullptr;
   a.partial_lse = slots ? reinterpret_cast<float*>(workspace.data() + out_bytes) : nullptr;
   void* args[] = {&a};
-  constexpr int64_t kMaxGridX = INT_MAX, kMaxGridYZ = 65535;  // CUDA's limits on gridDim.x and gridDim.y / z
-  const int64_t main_blocks_x = int64_t(p.batch) * p.num_kv_heads * g.row_blocks;
-  if (main_blocks_x > kMaxGridX || int64_t(p.spec.q_seqlen) * config.num_splits > kMaxGridYZ ||
-      int64_t(p.num_kv_heads) > kMaxGridYZ)  // the merge's y
-    fail("batch x num_kv_heads x q head blocks exceeds CUDA's grid limit of 2^31 - 1, or q_seqlen x num_splits or "
-         "num_kv_heads its limit of 65535");
+  constexpr int64_t kMaxGridYZ = 65535;  // CUDA's limit on gridDim.y and gridDim.z
+  if (int64_t(p.num_kv_heads) > kMaxGridYZ || int64_t(p.spec.q_seqlen) * config.num_splits > kMaxGridYZ)
+    fail("num_kv_heads or q_seqlen x num_splits exceeds CUDA's grid limit of 65535");
   const unsigned batch = unsigned(p.batch);
-  // x: a sequence's kv heads and q head blocks next to each other (templates/sparse_decode.cuh, block_work)
-  cuda::launch_dependent(device, stream, kernel.main, {unsigned(main_blocks_x), unsigned(p.spec.q_seqlen * config.num_splits), 1},
+  // x: a sequence's q head blocks next to each other (templates/sparse_decode.cuh, block_work)
+  cuda::launch_dependent(device, stream, kernel.main,
+                         {unsigned(int64_t(p.batch) * g.row_blocks), unsigned(p.num_kv_heads), unsigned(p.spec.q_seqlen * config.num_splits)},
                          g.threads, g.shared_bytes, args, "cuLaunchKernelEx(sparse_decode)");
   if (config.num_splits > 1)
     cuda::launch_dependent(device, stream, kernel.merge, {batch, unsigned(p.num_kv_heads), unsigned(g.rows)},
