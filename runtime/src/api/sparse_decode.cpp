@@ -248,7 +248,7 @@ int64_t resident_blocks_per_sm(const DeviceInfo& device, int shared_bytes, int t
 // blocks per SM come from the device's shared memory and threads and the kernel's geometry. Ties go to fewer splits.
 int sparse_decode_splits(const SparseDecodeProblem& p, const SparseDecodeConfig& config, const DeviceInfo& device) {
   constexpr double kBlockFixedTiles = 2, kMergeTiles = 2;
-  constexpr int kMaxSplits = 32;  // past this the merge reads more partials than a block gathers rows
+  constexpr int kMaxSplits = 32;  // the merge reads every split's partial of a row: keep that list short
   const SparseDecodeGeometry g = sparse_decode_geometry(p.spec, config);
   const int64_t blocks = int64_t(p.batch) * p.num_kv_heads * g.row_blocks * p.spec.q_seqlen;
   const int64_t resident = int64_t(device.sm_count) * resident_blocks_per_sm(device, g.shared_bytes, g.threads);
