@@ -17,6 +17,9 @@ export LD_LIBRARY_PATH=$PWD/$bin/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export SWAJIT_DB=/tmp/swajit_sparse_$$.db  # fresh, and not under LOGDIR (it comes back to the lead)
 export SWAJIT_SHIPPED=0                    # the heuristic until this run's tuner writes winners
 
+# The rows of a bench log, or its last lines when it has none (an error, a timeout).
+rows_or_tail() { grep -q "^| a" "$1" && grep -E "^\| (a|shape) " "$1" || tail -5 "$1"; }
+
 echo "==== correctness: swajit check --device cuda --family \"sparse decode\" (the matrix, default path + [CUDA cores])"
 start=$SECONDS
 timeout 60 $bin/swajit check --device cuda --family "sparse decode" > "$out/check.log" 2>&1; rc=$?
@@ -28,17 +31,18 @@ mm=$(timeout 30 bash "$here/matmul_tflops.sh")
 echo "matmul: ${mm:=0} TFLOP/s"
 
 echo "==== bench sparse, shape a, the heuristic (us, floor us, % of floor: >= 80% wanted at batch >= 32)"
-timeout 60 $bin/swajit bench sparse --shape a --batch 1,32,128 --reps 20 --matmul-tflops "$mm" 2>&1 | tee "$out/bench_default.log"
+timeout 60 $bin/swajit bench sparse --shape a --batch 1,32,128 --reps 20 --matmul-tflops "$mm" > "$out/bench_default.log" 2>&1
+head -2 "$out/bench_default.log"
+rows_or_tail "$out/bench_default.log"
 
 echo "==== the L2 prefetch (config _l2) beside the heuristic's, batch 32 and 128"
 timeout 30 $bin/swajit bench sparse --shape a --batch 32,128 --reps 10 --matmul-tflops "$mm" --l2-prefetch true --splits 0 \
-  > "$out/bench_l2.log" 2>&1 || tail -3 "$out/bench_l2.log"
-grep "^| a" "$out/bench_l2.log"
+  > "$out/bench_l2.log" 2>&1
+rows_or_tail "$out/bench_l2.log"
 
 echo "==== tune --family sparse_decode: shape a, topk 2048, kv 32768, batch 128, then bench batch 128 with the winner"
 unset SWAJIT_SHIPPED
 timeout 60 $bin/swajit tune --family sparse_decode --sparse-preset a --sparse-batch 128 --shard 1/4 --quick-reps 5 --final-reps 20 2>&1 \
   | tee "$out/tune.log" | grep -E "^\||tuned in|rror"
-timeout 30 $bin/swajit bench sparse --shape a --batch 128 --reps 20 --matmul-tflops "$mm" > "$out/bench_tuned.log" 2>&1 \
-  || tail -3 "$out/bench_tuned.log"
-grep "^| a" "$out/bench_tuned.log"
+timeout 30 $bin/swajit bench sparse --shape a --batch 128 --reps 20 --matmul-tflops "$mm" > "$out/bench_tuned.log" 2>&1
+rows_or_tail "$out/bench_tuned.log"
