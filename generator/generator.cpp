@@ -326,6 +326,18 @@ SparseDecodeGeometry sparse_decode_geometry(const KernelSpec& spec, const Sparse
   return g;
 }
 
+namespace {
+// With config.l2_prefetch: the largest L2 prefetch size (256 or 128 bytes) that divides every stored K and V row, so
+// that a row's copies fetch whole blocks of it and nothing of its neighbours; 0 without (or for no such size).
+int l2_prefetch_bytes(const KernelSpec& spec, const SparseDecodeConfig& config) {
+  const int k_row = spec.head_dim * kv_element_bytes(spec), v_row = spec.shared_kv ? k_row : spec.head_dim_v * kv_element_bytes(spec);
+  if (!config.l2_prefetch) return 0;
+  for (int block : {256, 128})
+    if (k_row % block == 0 && v_row % block == 0) return block;
+  return 0;
+}
+}  // namespace
+
 GeneratedKernel generate_sparse_decode_cuda(const KernelSpec& spec, const SparseDecodeConfig& config) {
   spec.validate();
   config.validate(spec);
@@ -358,6 +370,8 @@ GeneratedKernel generate_sparse_decode_cuda(const KernelSpec& spec, const Sparse
      << "constexpr int kSharedBytes = " << g.shared_bytes << ";\n"
      << "constexpr int kMergeThreads = " << g.merge_threads << ";\n"
      << (config.mma ? "#define SWAJIT_SPARSE_MMA 1  // tensor cores: templates/sparse_decode_mma.cuh is the main kernel\n" : "")
+     << "#define SWAJIT_L2_PREFETCH_BYTES " << l2_prefetch_bytes(spec, config)
+     << "  // the L2 block each gathered row's copies ask for (0: none)\n"
      << "constexpr int kColSlices = " << g.col_slices << ", kMetaBytes = " << g.meta_bytes
      << ", kSoftmaxBytes = " << g.softmax_bytes << ";\n"
      << "#define SWAJIT_SPARSE_KERNEL " << out.kernel_symbol << "\n"

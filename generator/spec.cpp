@@ -397,21 +397,28 @@ void PrefillConfig::validate(const KernelSpec& spec) const {
 }
 
 std::string SparseDecodeConfig::compile_key() const {
-  return "bn" + std::to_string(block_n) + "_st" + std::to_string(stages) + (mma ? "_mma" : "") + (token_split ? "_ts" : "");
+  return "bn" + std::to_string(block_n) + "_st" + std::to_string(stages) + (mma ? "_mma" : "") + (token_split ? "_ts" : "") +
+         (l2_prefetch ? "_l2" : "");
 }
 std::string SparseDecodeConfig::key() const { return compile_key() + "_sp" + std::to_string(num_splits); }
 
 SparseDecodeConfig SparseDecodeConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
-  const bool mma = parts.size() >= 4 && parts[2] == "mma", token_split = mma && parts.size() == 5 && parts[3] == "ts";
-  if (parts.size() != 3u + mma + token_split)
-    throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bn<N>_st<S>[_mma[_ts]]_sp<P>");
+  const auto malformed = [&] {
+    return Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bn<N>_st<S>[_mma[_ts]][_l2]_sp<P>");
+  };
+  if (parts.size() < 3) throw malformed();
   SparseDecodeConfig config;
   config.block_n = parse_prefixed_int(parts[0], "bn", "block_n", key);
   config.stages = parse_prefixed_int(parts[1], "st", "stages", key);
   config.num_splits = parse_prefixed_int(parts.back(), "sp", "num_splits", key);
-  config.mma = mma;
-  config.token_split = token_split;
+  for (size_t i = 2; i + 1 < parts.size(); ++i) {
+    if (parts[i] == "mma") config.mma = true;
+    else if (parts[i] == "ts") config.token_split = true;
+    else if (parts[i] == "l2") config.l2_prefetch = true;
+    else throw malformed();
+  }
+  if (config.key() != key) throw malformed();  // each flag once, in this order
   return config;
 }
 

@@ -78,7 +78,7 @@ SWAJIT_DEVICE int window_count(const SparseDecodeParams& P, int p) {
 }
 
 // Whether this block's query row may run: every index in [-1, L) and every page it reads in range (else recorded;
-// the bits are those of paged_decode's status).
+// the bits are those of paged_decode's status). The token-split kernel checks as it gathers instead (share_valid).
 SWAJIT_DEVICE bool row_metadata_valid(const SparseDecodeParams& P, int b, int kv_len, int p, const int* indices,
                                       const int* pages) {
   // Indices first: a row with a bad index reports only that (as the CPU kernel does), its pages are not looked up.
@@ -106,16 +106,21 @@ SWAJIT_DEVICE bool row_metadata_valid(const SparseDecodeParams& P, int b, int kv
   return true;
 }
 
+// The log2-sum-exp a split writes for a share of its row that the checks rejected: the merge then writes the whole
+// row as zeros (a NaN, which no real share produces: an empty one writes -inf).
+SWAJIT_DEVICE float rejected_share_lse() { return __int_as_float(0x7fffffff); }
+
 // Query token s of sequence b: its position, block table, selection and bias rows, and whether it may run (an
 // invalid sequence reports only its length; sequence validity is the same for the whole block: no divergent sync).
 struct QueryRow {
-  int p;
+  int p, kv_len;
   const int* pages;
   const int* indices;
   const float* bias;
   bool valid;
 };
-SWAJIT_DEVICE QueryRow query_row(const SparseDecodeParams& P, int b, int s) {
+// The sequence's checks only (valid: its length is); query_row adds the selection's.
+SWAJIT_DEVICE QueryRow query_row_of_sequence(const SparseDecodeParams& P, int b, int s) {
   int kv_len = P.seq_lens[b * P.seq_lens_stride];
   bool sequence_valid = true;
   if (kv_len < 0 || (kv_len > 0 && kv_len < kQSeqlen)) {
@@ -128,17 +133,26 @@ SWAJIT_DEVICE QueryRow query_row(const SparseDecodeParams& P, int b, int s) {
   if (!sequence_valid) kv_len = 0;
   QueryRow row;
   row.p = kv_len - kQSeqlen + s;
+  row.kv_len = kv_len;
   row.pages = P.block_table + b * P.block_table_stride_batch;
   row.indices = P.indices + b * P.indices_stride_batch + s * P.indices_stride_token;
   row.bias = kScoreBias ? P.score_bias + b * P.bias_stride_batch + s * P.bias_stride_token : nullptr;
-  row.valid = sequence_valid && row_metadata_valid(P, b, kv_len, row.p, row.indices, row.pages);
+  row.valid = sequence_valid;
+  return row;
+}
+// Both checks before anything runs.
+SWAJIT_DEVICE QueryRow query_row(const SparseDecodeParams& P, int b, int s) {
+  QueryRow row = query_row_of_sequence(P, b, s);
+  row.valid = row.valid && row_metadata_valid(P, b, row.kv_len, row.p, row.indices, row.pages);
   return row;
 }
 
 // The block's work: sequence b, kv head, the first of its q heads (g within the kv head's group), query token s and
 // split; and the thread's warp and lane. The grid is (row block + kRowBlocks b, kv head, s x split): the row blocks of
 // one (sequence, kv head) are launched one after the other, so they gather the same rows at about the same time and
-// the second reads them from L2 (MLA's 128 heads are two row blocks over one latent row).
+// the second reads them from L2 (MLA's 128 heads are two row blocks over one latent row). (A sequence's kv heads
+// launched together instead, reading the neighbouring rows of the same tokens at once, ran 1-3% slower at batch 128
+// on the H200 in session 5's run B2, beside other changes: not kept.)
 struct BlockWork {
   int b, kv_head, first_g, s, split, warp, lane;
 };
@@ -178,6 +192,23 @@ struct ResolvedSlot {
   float bias;  // log2 units
 };
 
+// cp_async_16 (tile_ops.cuh) that, with kBlock 128 or 256, asks L2 to fetch the whole aligned block around the chunk:
+// a gathered row's first copy brings all of it from DRAM in one request.
+#ifndef SWAJIT_L2_PREFETCH_BYTES  // the generator's (config l2_prefetch); none when a prelude does not say
+#define SWAJIT_L2_PREFETCH_BYTES 0
+#endif
+constexpr int kL2PrefetchBytes = SWAJIT_L2_PREFETCH_BYTES;
+template <int kBlock>
+SWAJIT_DEVICE void cp_async_16_l2(u32 dst, const void* src, bool valid) {
+  const int src_bytes = valid ? 16 : 0;
+  if constexpr (kBlock == 256)
+    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+  else if constexpr (kBlock == 128)
+    asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+  else
+    cp_async_16(dst, src, valid);
+}
+
 struct Gather {
   const SparseDecodeParams& P;
   QueryRow query;
@@ -186,6 +217,7 @@ struct Gather {
   int kv_head, first, last, tiles;
   ResolvedSlot resolved_ahead{};  // this thread's candidate of tile t + kStages + 1 (at the top of iteration t)
   RawSlot raw_ahead{};            // ... and of tile t + kStages + 2
+  bool bad_index = false, bad_page = false;  // what this thread's lookups found (share_valid)
 
   __device__ __forceinline__ const unsigned char* stage(int t) const { return stages + (t % kStages) * kStageBytes; }
   __device__ __forceinline__ const TileRow* rows(int t) const { return meta + (t % kMetaSlots) * kBlockN; }
@@ -202,38 +234,79 @@ struct Gather {
     if (kScoreBias && query.bias) r.bias = query.bias[c * P.bias_stride_slot];
     return r;
   }
-  __device__ __forceinline__ ResolvedSlot resolve(const RawSlot& r) const {  // as candidate() masks
+  __device__ __forceinline__ ResolvedSlot resolve(const RawSlot& r) {  // as candidate() masks
     const int j = r.index;
+    bad_index |= r.exists && r.selected && (j < -1 || j >= query.kv_len);
     const bool in_window = kLocalWindow && query.p - j < P.local_window;
     const bool visible = r.exists && (!r.selected || (j >= 0 && j <= query.p && !in_window));
     if (!visible) return {-1, -1, 0.f};
     return {j, query.pages[(j / kPageSize) * P.block_table_stride_page], r.selected ? r.bias * kLog2e : 0.f};
   }
-  __device__ __forceinline__ void store(int t, const ResolvedSlot& r) const {
+  // A page outside the cache is never read (the row it belongs to is reported and zeroed: share_valid).
+  __device__ __forceinline__ void store(int t, const ResolvedSlot& r) {
     if (threadIdx.x >= kBlockN) return;
+    const bool readable = r.j >= 0 && r.page >= 0 && r.page < P.num_pages;
+    bad_page |= r.j >= 0 && !readable;
     meta[(t % kMetaSlots) * kBlockN + threadIdx.x] =
-        r.j >= 0 ? TileRow{r.page, r.j % kPageSize, r.bias, 0} : TileRow{-1, 0, SWAJIT_NEG_INF, 0};
+        readable ? TileRow{r.page, r.j % kPageSize, r.bias, 0} : TileRow{-1, 0, SWAJIT_NEG_INF, 0};
   }
   // Tile t's K rows (and V rows) of kKRowBytes (kVRowBytes) each into its stage, zero-filled where there is nothing.
+  // When the threads are whole rows of 16-byte chunks (kThreads a multiple of kChunksPerToken), each thread copies
+  // the same chunk of every kTokensPerPass-th row: its cache, column and destination offsets are fixed, and a copy
+  // costs one ring read, two multiply-adds and the cp.async (the general loop recomputed all of them per chunk).
   __device__ __forceinline__ void copy(int t) const {
-    const char* k_cache = static_cast<const char*>(P.k_cache);
-    const char* v_cache = static_cast<const char*>(P.v_cache);
+    constexpr int kChunksPerToken = kKChunks + (kSharedKv ? 0 : kVChunks);
     const TileRow* tile_rows = rows(t);
     unsigned char* dst_stage = stages + (t % kStages) * kStageBytes;
-    constexpr int kChunksPerToken = kKChunks + (kSharedKv ? 0 : kVChunks);
-#pragma unroll 2  // (4 made ptxas cap the tile kernel at 64 registers and spill)
-    for (int i = threadIdx.x; i < kBlockN * kChunksPerToken; i += kThreads) {
-      const int token = i / kChunksPerToken, chunk = i % kChunksPerToken;
-      const TileRow row = tile_rows[token];
-      const bool valid = row.page >= 0;
-      const long long page = valid ? row.page : 0, slot = row.slot;
+    if constexpr (kThreads % kChunksPerToken == 0) {
+      constexpr int kTokensPerPass = kThreads / kChunksPerToken;
+      const int chunk = threadIdx.x % kChunksPerToken;
       const bool is_k = chunk < kKChunks;
       const int c = is_k ? chunk : chunk - kKChunks;
-      const char* src = is_k ? k_cache + (page * P.k_stride_page + slot * P.k_stride_token + kv_head * P.k_stride_head) * kKvBytes
-                             : v_cache + (page * P.v_stride_page + slot * P.v_stride_token + kv_head * P.v_stride_head) * kKvBytes;
-      unsigned char* dst = dst_stage + (is_k ? token * kKRowBytes : kBlockN * kKRowBytes + token * kVRowBytes) + c * 16;
-      cp_async_16(smem_u32(dst), src + c * 16, valid);
+      const char* base = is_k ? static_cast<const char*>(P.k_cache) + (kv_head * P.k_stride_head) * kKvBytes + c * 16
+                              : static_cast<const char*>(P.v_cache) + (kv_head * P.v_stride_head) * kKvBytes + c * 16;
+      const long long page_bytes = (is_k ? P.k_stride_page : P.v_stride_page) * kKvBytes;
+      const long long token_bytes = (is_k ? P.k_stride_token : P.v_stride_token) * kKvBytes;
+      const u32 dst = smem_u32(dst_stage) + (is_k ? 0 : kBlockN * kKRowBytes) + c * 16;
+      const int row_bytes = is_k ? kKRowBytes : kVRowBytes;
+#pragma unroll 4
+      for (int token = threadIdx.x / kChunksPerToken; token < kBlockN; token += kTokensPerPass) {
+        const TileRow row = tile_rows[token];
+        const bool valid = row.page >= 0;
+        const char* src = base + (valid ? row.page * page_bytes + row.slot * token_bytes : 0);
+        cp_async_16_l2<kL2PrefetchBytes>(dst + u32(token * row_bytes), src, valid);
+      }
+    } else {
+      const char* k_cache = static_cast<const char*>(P.k_cache);
+      const char* v_cache = static_cast<const char*>(P.v_cache);
+#pragma unroll 2  // (4 made ptxas cap the tile kernel at 64 registers and spill)
+      for (int i = threadIdx.x; i < kBlockN * kChunksPerToken; i += kThreads) {
+        const int token = i / kChunksPerToken, chunk = i % kChunksPerToken;
+        const TileRow row = tile_rows[token];
+        const bool valid = row.page >= 0;
+        const long long page = valid ? row.page : 0, slot = row.slot;
+        const bool is_k = chunk < kKChunks;
+        const int c = is_k ? chunk : chunk - kKChunks;
+        const char* src = is_k ? k_cache + (page * P.k_stride_page + slot * P.k_stride_token + kv_head * P.k_stride_head) * kKvBytes
+                               : v_cache + (page * P.v_stride_page + slot * P.v_stride_token + kv_head * P.v_stride_head) * kKvBytes;
+        unsigned char* dst = dst_stage + (is_k ? token * kKRowBytes : kBlockN * kKRowBytes + token * kVRowBytes) + c * 16;
+        cp_async_16_l2<kL2PrefetchBytes>(smem_u32(dst), src + c * 16, valid);
+      }
     }
+  }
+  // Whether the block's share of the row passed the checks its own lookups made, every tile's (an index outside
+  // [-1, L), else a page outside the cache: recorded as row_metadata_valid records them). Every thread calls it, after
+  // the last tile: it costs no load of its own.
+  __device__ __forceinline__ bool share_valid(int b) const {
+    if (__syncthreads_or(bad_index)) {
+      if (threadIdx.x == 0) record_status(P.status, kSparseIndexOutOfRange, b);
+      return false;
+    }
+    if (__syncthreads_or(bad_page)) {
+      if (threadIdx.x == 0) record_status(P.status, kSparsePageOutOfRange, b);
+      return false;
+    }
+    return true;
   }
   // The prologue: tiles 0 .. kStages - 1 looked up, the next two started, tiles 0 .. kStages - 2 in flight (one
   // commit group each). Ends with a __syncthreads, which also publishes what the caller wrote to shared memory before.
@@ -399,14 +472,19 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
 #endif  // SWAJIT_SPARSE_MMA
 
 // Split merge, one block per (sequence, kv head, row = s * kGroup + g): out = sum_s 2^(lse_s - M) o_s /
-// (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives zeros.
+// (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf, or a rejected share, gives zeros.
 extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(const SparseDecodeParams P) {
   const int b = blockIdx.x, kv_head = blockIdx.y, row = blockIdx.z;
   const int s = row / kGroup, head = q_head_of(P, kv_head, row % kGroup);
   wait_for_prerequisite_grid();
   const i64 first_slot = i64(b * P.num_kv_heads + kv_head) * P.num_splits * kRows + row;
   float max_lse = SWAJIT_NEG_INF;
-  for (int split = 0; split < P.num_splits; ++split) max_lse = fmaxf(max_lse, P.partial_lse[first_slot + split * kRows]);
+  bool rejected = false;  // a share failed its checks (rejected_share_lse): the row is zeros
+  for (int split = 0; split < P.num_splits; ++split) {
+    const float lse = P.partial_lse[first_slot + split * kRows];
+    rejected |= lse != lse;
+    max_lse = fmaxf(max_lse, lse);
+  }
   const float reference = max_lse == SWAJIT_NEG_INF ? 0.f : max_lse;
   float sum = 0.f;
   for (int split = 0; split < P.num_splits; ++split) sum += fast_exp2(P.partial_lse[first_slot + split * kRows] - reference);
@@ -418,7 +496,7 @@ extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(
       const i64 slot = first_slot + split * kRows;
       acc += fast_exp2(P.partial_lse[slot] - reference) * static_cast<const float*>(P.partial_out)[slot * kHeadDimV + d];
     }
-    const float value = acc * factor * v_scale_of(P, kv_head, d);
+    const float value = rejected ? 0.f : acc * factor * v_scale_of(P, kv_head, d);
     out[d] = u16(pack2(value, 0.f, Elem()) & 0xffffu);
   }
 }

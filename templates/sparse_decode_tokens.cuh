@@ -2,7 +2,7 @@
 // (config `token_split`, key ..._mma_ts; group <= 16 and head_dim_v <= 128), 16-bit caches, sm_80+.
 //
 // The math is sparse_decode.cuh's (see its top); this kernel shares its candidates, gather pipeline (Gather), metadata
-// checks (query_row) and split merge.
+// checks (query_row_of_sequence, Gather::share_valid) and split merge.
 //
 // The work split. One block per (sequence, kv head, query token x split): the block's q heads (at most 16, padded) are
 // one 16-row mma tile, whose Q fragments every warp loads into registers (no shared copy of Q). Warp w takes candidates
@@ -32,7 +32,10 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
   const auto [b, kv_head, first_g, s, split, warp, lane] = block_work(P);
   wait_for_prerequisite_grid();
 
-  const QueryRow query = query_row(P, b, s);
+  // The sequence's checks now; those of this split's share of the selection as its gather looks the indices and
+  // pages up (reading only positions <= p and pages inside the cache), tallied after the last tile (share_valid).
+  // A share they reject zeroes the row: here, or through the merge (rejected_share_lse).
+  const QueryRow query = query_row_of_sequence(P, b, s);
   // This lane's A fragments of Q straight from global memory (16-bit, as stored; no shared copy: one block fewer of
   // shared memory per SM's worth): k-step k holds columns 16 k .. 16 k + 15 in the mma layout, rows lane / 4 (a0,
   // a2) and lane / 4 + 8 (a1, a3), columns 2 (lane % 4) + {0, 1} (a0, a1) and those + 8 (a2, a3); rows past the
@@ -143,6 +146,15 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
   cp_async_wait<0>();
   __syncthreads();  // every copy landed and every warp is done with the stages: they hold the combine now
   allow_dependent_grid_launch();
+  const bool row_valid = query.valid && gather.share_valid(b);  // (query.valid is the same for the whole block)
+  if (!row_valid) {  // reported: written as zeros (a split's share as rejected: the merge zeroes the row)
+#pragma unroll
+    for (int half = 0; half < 2; ++half) row_max[half] = SWAJIT_NEG_INF, row_sum[half] = 0.f;
+#pragma unroll
+    for (int n = 0; n < kOutTiles; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[n][e] = 0.f;
+  }
 
   // Combine the warps: each writes its rows' max, sum and output (rescaled to the rows' common max) to shared memory.
   float* warp_max = reinterpret_cast<float*>(stages);    // [kTokenWarps][kMmaRows]
@@ -197,7 +209,8 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
       float* partial = static_cast<float*>(P.partial_out) + slot * kHeadDimV + column;
       partial[0] = o0 * inv_sum;
       partial[1] = o1 * inv_sum;
-      if (column == 0) P.partial_lse[slot] = sum > 0.f ? reference + __log2f(sum) : SWAJIT_NEG_INF;
+      if (column == 0)
+        P.partial_lse[slot] = !row_valid ? rejected_share_lse() : sum > 0.f ? reference + __log2f(sum) : SWAJIT_NEG_INF;
     }
   }
 }

@@ -167,7 +167,8 @@ TEST_CASE("sparse tuning: the config space, its keys and records, the presets an
   call.topk = 2048;
   const KernelSpec a = sparse_decode_kernel_spec(call);  // shape a: 64 q / 8 kv heads, d128
   const std::vector<SparseDecodeConfig> space = sparse_config_space(a, 16);
-  CHECK(space.size() == 3 * 3 * 2 * 5);  // block_n x stages x (column split, token split) x splits 1..16
+  // block_n x stages x (column split, token split) x L2 prefetch x splits 1, 2, 3, 4, 6, 8, 16
+  CHECK(space.size() == 3 * 3 * 2 * 2 * 7);
   bool token_split = false;
   for (const SparseDecodeConfig& c : space) {
     INFO(c.key());
@@ -178,6 +179,12 @@ TEST_CASE("sparse tuning: the config space, its keys and records, the presets an
     CHECK(Family<SparseDecodeConfig>::from_json(Family<SparseDecodeConfig>::to_json(c)) == c);
   }
   CHECK(token_split);
+  const SparseDecodeConfig prefetching{.block_n = 64, .stages = 2, .num_splits = 3, .mma = true, .token_split = true,
+                                       .l2_prefetch = true};
+  CHECK(prefetching.key() == "bn64_st2_mma_ts_l2_sp3");
+  CHECK(SparseDecodeConfig::from_key(prefetching.key()) == prefetching);
+  CHECK_THROWS_AS(SparseDecodeConfig::from_key("bn64_st2_l2_mma_sp1"), Error);  // flags in their order only
+  CHECK_THROWS_AS(SparseDecodeConfig::from_key("bn64_st2_mma_mma_sp1"), Error);
   AttentionCall mla = call;  // shape b: 128 q heads over one latent head, no token split (more than one 16-row tile)
   mla.head_dim = 576;
   mla.head_dim_v = 512;

@@ -45,8 +45,8 @@ int run_sparse_bench(const SparseBenchOptions& o) {
               device.name.c_str(), device.arch().c_str(), device.sm_count, read_bw / 1e9, o.matmul_tflops);
   std::printf("floor = max(selected K/V bytes / read bandwidth, FLOPs / matmul rate); page %d, bf16, q_seqlen 1; "
               "L2 evicted before each of %d reps (median); correctness: swajit check\n\n", o.page_size, o.reps);
-  std::printf("| shape | batch | kv_len | topk | window | sinks | us | floor us | %% of floor | config |\n"
-              "|---|---:|---:|---:|---:|---|---:|---:|---:|---|\n");
+  std::printf("| shape | batch | kv_len | topk | window | sinks | us | floor us | %% of floor | config | heuristic us |\n"
+              "|---|---:|---:|---:|---:|---|---:|---:|---:|---|---:|\n");
   for (const std::string& shape_name : o.shapes)
     for (size_t row = 0; row < sparse_preset(shape_name, 1).size(); ++row)
       for (int batch : o.batches) {
@@ -54,21 +54,29 @@ int run_sparse_bench(const SparseBenchOptions& o) {
         s.page_size = o.page_size;
         SparseWorkload workload(s, o.device, stream.get());
         const SparseDecodeProblem problem = workload.problem();
-        std::optional<SparseDecodeConfig> forced;
+        SparseDecodeOptions as_called;  // the config the runtime picks (tuned if the database has it), or the forced one
         if (o.cuda_cores || o.config.any()) {  // the heuristic's config with the forced knobs, its splits unless forced
           SparseDecodeConfig c = o.config.apply(sparse_decode_heuristic(problem.spec, device.max_shared_per_block_optin, !o.cuda_cores));
           if (!o.config.num_splits || *o.config.num_splits == 0) c.num_splits = sparse_decode_splits(problem, c, device);
-          forced = c;
+          as_called.config = c;
         }
-        workload.run(forced);
+        const SparseDecodePlan plan = plan_sparse_decode(problem, as_called, device, stream.get());
+        workload.run(plan.config);
         check_device_errors(o.device, stream.get());
-        const double us = workload.time_us(forced, o.reps);
+        const double us = workload.time_us(plan.config, o.reps);
         const double floor_us = 1e6 * std::max(s.selected_bytes() / read_bw, o.matmul_tflops > 0 ? s.flops() / (o.matmul_tflops * 1e12) : 0.0);
-        SparseDecodeConfig config = forced ? *forced : sparse_decode_heuristic(problem.spec, device.max_shared_per_block_optin);
-        if (!forced) config.num_splits = sparse_decode_splits(problem, config, device);
-        std::printf("| %s | %d | %d | %d | %d | %s | %.1f | %.1f | %.0f%% | %s%s |\n", shape_name.c_str(), batch, s.kv_len, s.topk,
-                    s.local_window, s.sink_logits ? "yes" : "no", us, floor_us, 100 * floor_us / us, config.key().c_str(),
-                    forced ? " (forced)" : "");
+        double heuristic_us = us;
+        if (plan.origin == SparseDecodePlan::Origin::kTuned) {  // the heuristic beside the database's winner
+          SparseDecodeOptions heuristic_only;
+          heuristic_only.tuning = TuningPolicy::kHeuristic;
+          heuristic_us = workload.time_us(plan_sparse_decode(problem, heuristic_only, device, stream.get()).config, o.reps);
+        }
+        const char* origin = plan.origin == SparseDecodePlan::Origin::kForced ? " (forced)"
+                             : plan.origin == SparseDecodePlan::Origin::kTuned ? " (tuned)" : "";
+        std::printf("| %s | %d | %d | %d | %d | %s | %.1f | %.1f | %.0f%% | %s%s | %.1f |\n", shape_name.c_str(), batch,
+                    s.kv_len, s.topk, s.local_window, s.sink_logits ? "yes" : "no", us, floor_us, 100 * floor_us / us,
+                    plan.config.key().c_str(), origin, heuristic_us);
+        std::fflush(stdout);
       }
   return 0;
 }

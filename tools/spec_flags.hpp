@@ -65,7 +65,7 @@ struct SpecFlags {
 
 struct ConfigFlags {
   std::optional<int> block_m, block_n, warps_n, stages, num_splits, m_tiles, min_blocks, warp_specialize, producer;
-  std::optional<bool> wgmma, tma, mma, token_split, fused_merge;
+  std::optional<bool> wgmma, tma, mma, token_split, fused_merge, l2_prefetch;
   void add_to(CLI::App& app) {
     app.add_option("--block-m", block_m, "prefill: query rows per block");
     app.add_option("--m-tiles", m_tiles, "prefill: 16-row mma tiles per warp (1 or 2)");
@@ -84,10 +84,11 @@ struct ConfigFlags {
     app.add_option("--splits", num_splits, "split-KV work items per (sequence, kv head) on average; 0: from the grid's capacity (the heuristic's)");
     app.add_option("--mma", mma, "sparse_decode: tensor cores (true/false; false: the CUDA-core kernel)");
     app.add_option("--token-split", token_split, "sparse_decode, mma: the warps split each tile's candidates (true/false)");
+    app.add_option("--l2-prefetch", l2_prefetch, "sparse_decode: each gathered row's copies fetch its aligned 256-byte block into L2 (true/false)");
   }
   bool any() const {
     return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || mma ||
-           producer || token_split || fused_merge;
+           producer || token_split || fused_merge || l2_prefetch;
   }
   // Flags given on top of `base`.
   DecodeConfig apply(DecodeConfig base) const {
@@ -105,6 +106,7 @@ struct ConfigFlags {
     if (num_splits) base.num_splits = *num_splits;
     if (mma) base.mma = *mma;
     base.token_split = token_split.value_or(base.token_split && base.mma);  // --mma false: the CUDA-core kernel
+    if (l2_prefetch) base.l2_prefetch = *l2_prefetch;
     return base;
   }
   PrefillConfig apply(PrefillConfig base) const {

@@ -172,8 +172,9 @@ struct SparseDecodeConfig {
   bool mma = false;     // tensor cores (mma.sync, 16-bit caches); false: the CUDA-core kernel (any cache)
   bool token_split = false;  // mma with group <= 16, head_dim_v <= 128: the warps split each tile's candidates,
                              // scores and softmax in registers (templates/sparse_decode_tokens.cuh)
+  bool l2_prefetch = false;  // each gathered row's copies ask L2 for its whole 256-byte (128-byte) aligned block at once
 
-  std::string compile_key() const;  // e.g. "bn64_st2", "bn64_st2_mma", "bn64_st2_mma_ts"
+  std::string compile_key() const;  // e.g. "bn64_st2", "bn64_st2_mma", "bn64_st2_mma_ts", "bn64_st2_mma_ts_l2"
   std::string key() const;          // compile_key() + "_sp<num_splits>"
   static SparseDecodeConfig from_key(std::string_view key);
   void validate(const KernelSpec& spec) const;

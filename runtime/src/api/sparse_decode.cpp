@@ -205,16 +205,13 @@ std::string sparse_bucket_key(const SparseDecodeProblem& p) {
   return "bh" + std::to_string(pow2(int64_t(p.batch) * p.num_kv_heads)) + "_n" + std::to_string(pow2(candidates));
 }
 
-namespace {
-
-
 // The config for a CUDA call: forced, else the tuning database's winner for (device, spec, bucket) (tuned now on a
 // miss when the policy asks), else a heuristic from the device's limits.
-SparseDecodeConfig plan_cuda_sparse(const SparseDecodeProblem& p, const SparseDecodeOptions& options, const DeviceInfo& device,
+SparseDecodePlan plan_sparse_decode(const SparseDecodeProblem& p, const SparseDecodeOptions& options, const DeviceInfo& device,
                                     CUstream stream) {
   if (options.config) {
     options.config->validate(p.spec);
-    return *options.config;
+    return {*options.config, SparseDecodePlan::Origin::kForced};
   }
   const TuningPolicy policy = resolve_tuning_policy(options.tuning);
   if (policy != TuningPolicy::kHeuristic) {
@@ -222,7 +219,7 @@ SparseDecodeConfig plan_cuda_sparse(const SparseDecodeProblem& p, const SparseDe
     if (std::optional<SparseDecodeConfig> tuned = tuned_config<SparseDecodeConfig>(p, device, sparse_bucket_key(p), may_tune)) {
       try {
         tuned->validate(p.spec);
-        return *tuned;
+        return {*tuned, SparseDecodePlan::Origin::kTuned};
       } catch (const Error& e) {
         std::fprintf(stderr, "swajit: tuned sparse_decode config %s unusable for %s: %s\n", tuned->key().c_str(),
                      p.spec.key().c_str(), e.what());
@@ -231,20 +228,40 @@ SparseDecodeConfig plan_cuda_sparse(const SparseDecodeProblem& p, const SparseDe
   }
   SparseDecodeConfig c = sparse_decode_heuristic(p.spec, device.max_shared_per_block_optin);
   c.num_splits = sparse_decode_splits(p, c, device);
-  return c;
+  return {c, SparseDecodePlan::Origin::kHeuristic};
+}
+
+namespace {
+
+// Blocks of `shared_bytes` and `threads` that fit on one SM at once (at least 1), from the device's limits.
+int64_t resident_blocks_per_sm(const DeviceInfo& device, int shared_bytes, int threads) {
+  const int64_t by_shared = device.max_shared_per_sm / std::max(1, shared_bytes + device.reserved_shared_per_block);
+  const int64_t by_threads = device.max_threads_per_sm > 0 ? device.max_threads_per_sm / std::max(1, threads) : by_shared;
+  return std::max<int64_t>(1, std::min(by_shared, by_threads));
 }
 
 }  // namespace
 
-// Splits: enough blocks for two waves over the SMs, each split keeping at least a few tiles (else the merge costs
-// more than the balance buys).
+// Splits: the count whose waves finish first. A block's time is its share of the tiles plus a fixed cost (its
+// metadata checks and lookups, a few memory latencies, about two tiles' worth); the grid takes ceil(blocks / resident
+// blocks) waves of that (blocks of one wave run side by side), and the merge costs about two tiles more. The resident
+// blocks per SM come from the device's shared memory and threads and the kernel's geometry. Ties go to fewer splits.
 int sparse_decode_splits(const SparseDecodeProblem& p, const SparseDecodeConfig& config, const DeviceInfo& device) {
-  constexpr int kWaves = 2, kMinTilesPerSplit = 4;
+  constexpr double kBlockFixedTiles = 2, kMergeTiles = 2;
+  constexpr int kMaxSplits = 32;  // the merge reads every split's partial of a row: keep that list short
   const SparseDecodeGeometry g = sparse_decode_geometry(p.spec, config);
   const int64_t blocks = int64_t(p.batch) * p.num_kv_heads * g.row_blocks * p.spec.q_seqlen;
+  const int64_t resident = int64_t(device.sm_count) * resident_blocks_per_sm(device, g.shared_bytes, g.threads);
   const int candidates = p.params.topk + (p.call.local_window > 0 ? p.call.local_window : 0);
-  const int64_t wanted = (int64_t(kWaves) * device.sm_count + blocks - 1) / blocks;
-  return int(std::clamp<int64_t>(wanted, 1, std::max(1, candidates / (kMinTilesPerSplit * config.block_n))));
+  const int tiles = (candidates + config.block_n - 1) / config.block_n;
+  int best = 1;
+  double best_cost = 0;
+  for (int splits = 1; splits <= std::min(kMaxSplits, tiles); ++splits) {
+    const int64_t waves = (blocks * splits + resident - 1) / resident;
+    const double cost = double(waves) * ((tiles + splits - 1) / splits + kBlockFixedTiles) + (splits > 1 ? kMergeTiles : 0);
+    if (splits == 1 || cost < best_cost) best = splits, best_cost = cost;
+  }
+  return best;
 }
 
 namespace {
@@ -253,7 +270,7 @@ void run_cuda_sparse(SparseDecodeProblem& p, const SparseDecodeOptions& options,
   cuda::ScopedDeviceContext scope(p.device_ordinal);
   const DeviceInfo& device = cuda_device(p.device_ordinal);
   require_cuda_kernels(device, "sparse_decode");
-  const SparseDecodeConfig config = plan_cuda_sparse(p, options, device, stream);
+  const SparseDecodeConfig config = plan_sparse_decode(p, options, device, stream).config;
   const LoadedSparseDecodeKernel& kernel = cuda_kernel(p.spec, config, device, scope.context());
   const SparseDecodeGeometry& g = kernel.geometry;
   // Split scratch, this call's own in stream order: fp32 partial outputs, then log2-sum-exps.

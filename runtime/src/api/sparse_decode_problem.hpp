@@ -28,4 +28,15 @@ int sparse_decode_splits(const SparseDecodeProblem& p, const SparseDecodeConfig&
 // rounded up to a power of two (what sets the grid and each block's work).
 std::string sparse_bucket_key(const SparseDecodeProblem& p);
 
+// The config a CUDA call runs with, and where it came from (bench sparse times the tuned one beside the heuristic).
+struct SparseDecodePlan {
+  enum class Origin { kForced, kTuned, kHeuristic };
+  SparseDecodeConfig config;
+  Origin origin = Origin::kHeuristic;
+};
+// Forced (options.config), else the tuning database's winner for (device, spec, bucket) as options.tuning allows
+// (tuned now on a miss with kTuneOnMiss, unless `stream` is capturing), else the heuristic.
+SparseDecodePlan plan_sparse_decode(const SparseDecodeProblem& p, const SparseDecodeOptions& options, const DeviceInfo& device,
+                                    CUstream stream);
+
 }  // namespace swajit

@@ -112,6 +112,10 @@ std::vector<SparseCase> sparse_check_matrix(DLDevice where) {
     c.selection = Selection::kInvalid; c.cpu_config = CpuDecodeConfig{16, 4, 0}; c.config = SparseDecodeConfig{32, 2, 4, true};
     c.sink_logits = true;
   });
+  add("invalid indices reported, token split, splits 3 (one share rejected, the merge zeroes the row)", [](SparseCase& c) {
+    c.selection = Selection::kInvalid; c.topk = 200; c.seq_lens = {0, 300, 900};
+    c.cpu_config = CpuDecodeConfig{16, 3, 0}; c.config = SparseDecodeConfig{32, 2, 3, true, true};
+  });
   // On CUDA, the same cases forced onto the CUDA-core kernel where the default (the heuristic, or the forced configs
   // above) runs on tensor cores: both paths must pass. Two splits, so that the merge runs on this path too.
   if (where.device_type == kDLCPU) return cases;

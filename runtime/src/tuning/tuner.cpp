@@ -435,7 +435,7 @@ PrefillTuneReport tune_prefill_shape(const PrefillShape& shape, const DeviceInfo
 }
 
 std::vector<SparseDecodeConfig> sparse_config_space(const KernelSpec& spec, int max_splits) {
-  constexpr int kSparseBlockNs[] = {32, 64, 128}, kSparseStages[] = {2, 3, 4};
+  constexpr int kSparseBlockNs[] = {32, 64, 128}, kSparseStages[] = {2, 3, 4}, kSparseSplits[] = {1, 2, 3, 4, 6, 8, 16};
   // 16-bit caches: the tensor-core kernels (the CUDA-core one is slower everywhere); 8-bit: the CUDA-core kernel
   std::vector<std::pair<bool, bool>> kernels;  // (mma, token_split)
   if (spec.kv_quant == KvQuant::kNone) kernels = {{true, false}, {true, true}};
@@ -444,8 +444,11 @@ std::vector<SparseDecodeConfig> sparse_config_space(const KernelSpec& spec, int 
   for (int block_n : kSparseBlockNs)
     for (int stages : kSparseStages)
       for (const auto& [mma, token_split] : kernels)
-        for (int splits = 1; splits <= std::max(1, max_splits); splits *= 2)
-          add_if_valid(space, SparseDecodeConfig{block_n, stages, splits, mma, token_split}, spec);
+        for (bool l2_prefetch : {false, true})
+          for (int splits : kSparseSplits)  // 3 and 6: grids of one or two pairs per resident block whole waves
+            if (splits == 1 || splits <= max_splits)
+              add_if_valid(space, SparseDecodeConfig{.block_n = block_n, .stages = stages, .num_splits = splits, .mma = mma,
+                                                     .token_split = token_split, .l2_prefetch = l2_prefetch}, spec);
   return space;
 }
 
