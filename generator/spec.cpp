@@ -379,21 +379,25 @@ void PrefillConfig::validate(const KernelSpec& spec) const {
 }
 
 std::string SparseDecodeConfig::compile_key() const {
-  return "bn" + std::to_string(block_n) + "_st" + std::to_string(stages) + (mma ? "_mma" : "") + (token_split ? "_ts" : "");
+  return "bn" + std::to_string(block_n) + "_st" + std::to_string(stages) + (mma ? "_mma" : "") + (token_split ? "_ts" : "") +
+         (mla ? "_mla" : "");
 }
 std::string SparseDecodeConfig::key() const { return compile_key() + "_sp" + std::to_string(num_splits); }
 
 SparseDecodeConfig SparseDecodeConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
-  const bool mma = parts.size() >= 4 && parts[2] == "mma", token_split = mma && parts.size() == 5 && parts[3] == "ts";
-  if (parts.size() != 3u + mma + token_split)
-    throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bn<N>_st<S>[_mma[_ts]]_sp<P>");
+  const bool mma = parts.size() >= 4 && parts[2] == "mma", kernel_flag = mma && parts.size() == 5;
+  const bool token_split = kernel_flag && parts[3] == "ts", mla = kernel_flag && parts[3] == "mla";
+  if (parts.size() != 3u + mma + token_split + mla)
+    throw Error(ErrorCode::kInvalidArgument,
+                "config key '" + std::string(key) + "' does not have the form bn<N>_st<S>[_mma[_ts|_mla]]_sp<P>");
   SparseDecodeConfig config;
   config.block_n = parse_prefixed_int(parts[0], "bn", "block_n", key);
   config.stages = parse_prefixed_int(parts[1], "st", "stages", key);
   config.num_splits = parse_prefixed_int(parts.back(), "sp", "num_splits", key);
   config.mma = mma;
   config.token_split = token_split;
+  config.mla = mla;
   return config;
 }
 
@@ -413,6 +417,21 @@ void SparseDecodeConfig::validate(const KernelSpec& spec) const {
   if (token_split && (!mma || spec.group > kTokenSplitMaxGroup || spec.head_dim_v > kTokenSplitMaxHeadDimV))
     throw Error(ErrorCode::kInvalidArgument, "token_split needs mma, group <= 16 (one 16-row tile) and head_dim_v <= 128 "
                                              "(the output in one warp's registers); " + spec.key() + " with " + compile_key());
+  if (mla) validate_mla(spec);
+}
+
+// The MLA kernel's shape (templates/sparse_decode_mla.cuh): the shared latent row of 576 columns (K) whose first 512
+// are V, 16-bit, 64-token tiles in two stages (the most shared memory holds beside the Q tile) and tensor cores.
+void SparseDecodeConfig::validate_mla(const KernelSpec& spec) const {
+  constexpr int kMlaHeadDim = 576, kMlaHeadDimV = 512, kMlaBlockN = 64, kMlaStages = 2;
+  const std::string what = spec.key() + " with " + compile_key();
+  if (!spec.shared_kv || spec.head_dim != kMlaHeadDim || spec.head_dim_v != kMlaHeadDimV)
+    throw Error(ErrorCode::kUnsupported, "mla needs the shared K/V cache with head_dim 576 and head_dim_v 512; " + what);
+  if (!mma || token_split)
+    throw Error(ErrorCode::kInvalidArgument, "mla is a tensor-core kernel of its own: it needs mma and not token_split; " + what);
+  if (block_n != kMlaBlockN || stages != kMlaStages)
+    throw Error(ErrorCode::kInvalidArgument, "mla takes block_n = 64 and stages = 2 (64-token tiles, two in shared "
+                                             "memory beside the 64 x 576 Q tile); " + what);
 }
 
 std::string CpuDecodeConfig::compile_key() const { return "cpu_bn" + std::to_string(block_n); }

@@ -56,7 +56,10 @@ int run_sparse_bench(const SparseBenchOptions& o) {
         const SparseDecodeProblem problem = workload.problem();
         std::optional<SparseDecodeConfig> forced;
         if (o.cuda_cores || o.config.any()) {  // the heuristic's config with the forced knobs, its splits unless forced
-          SparseDecodeConfig c = o.config.apply(sparse_decode_heuristic(problem.spec, device.max_shared_per_block_optin, !o.cuda_cores));
+          // --mla false: the general heuristic's tile (the MLA kernel's one does not fit the other kernels' layout)
+          const bool general = o.config.mla && !*o.config.mla;
+          SparseDecodeConfig c = o.config.apply(general ? sparse_decode_heuristic(problem.spec, device.max_shared_per_block_optin, !o.cuda_cores)
+                                                         : sparse_decode_heuristic(problem.spec, device, !o.cuda_cores));
           if (!o.config.num_splits || *o.config.num_splits == 0) c.num_splits = sparse_decode_splits(problem, c, device);
           forced = c;
         }
@@ -64,7 +67,7 @@ int run_sparse_bench(const SparseBenchOptions& o) {
         check_device_errors(o.device, stream.get());
         const double us = workload.time_us(forced, o.reps);
         const double floor_us = 1e6 * std::max(s.selected_bytes() / read_bw, o.matmul_tflops > 0 ? s.flops() / (o.matmul_tflops * 1e12) : 0.0);
-        SparseDecodeConfig config = forced ? *forced : sparse_decode_heuristic(problem.spec, device.max_shared_per_block_optin);
+        SparseDecodeConfig config = forced ? *forced : sparse_decode_heuristic(problem.spec, device);
         if (!forced) config.num_splits = sparse_decode_splits(problem, config, device);
         std::printf("| %s | %d | %d | %d | %d | %s | %.1f | %.1f | %.0f%% | %s%s |\n", shape_name.c_str(), batch, s.kv_len, s.topk,
                     s.local_window, s.sink_logits ? "yes" : "no", us, floor_us, 100 * floor_us / us, config.key().c_str(),

@@ -65,7 +65,7 @@ struct SpecFlags {
 
 struct ConfigFlags {
   std::optional<int> block_m, block_n, warps_n, stages, num_splits, m_tiles, min_blocks, warp_specialize, producer;
-  std::optional<bool> wgmma, tma, mma, token_split;
+  std::optional<bool> wgmma, tma, mma, token_split, mla;
   void add_to(CLI::App& app) {
     app.add_option("--block-m", block_m, "prefill: query rows per block");
     app.add_option("--m-tiles", m_tiles, "prefill: 16-row mma tiles per warp (1 or 2)");
@@ -82,10 +82,11 @@ struct ConfigFlags {
     app.add_option("--splits", num_splits, "split-KV work items per (sequence, kv head) on average; 0: from the grid's capacity (the heuristic's)");
     app.add_option("--mma", mma, "sparse_decode: tensor cores (true/false; false: the CUDA-core kernel)");
     app.add_option("--token-split", token_split, "sparse_decode, mma: the warps split each tile's candidates (true/false)");
+    app.add_option("--mla", mla, "sparse_decode, mma: the MLA kernel (shared 576 / 512, sm_90a; true/false; true sets bn64 st2)");
   }
   bool any() const {
     return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || mma ||
-           producer || token_split;
+           producer || token_split || mla;
   }
   // Flags given on top of `base`.
   DecodeConfig apply(DecodeConfig base) const {
@@ -102,6 +103,12 @@ struct ConfigFlags {
     if (num_splits) base.num_splits = *num_splits;
     if (mma) base.mma = *mma;
     base.token_split = token_split.value_or(base.token_split && base.mma);  // --mma false: the CUDA-core kernel
+    base.mla = mla.value_or(base.mla && base.mma && !base.token_split);
+    if (mla && *mla) {  // the MLA kernel and its one tile (SparseDecodeConfig::validate)
+      base.token_split = token_split.value_or(false);
+      base.block_n = block_n.value_or(64);
+      base.stages = stages.value_or(2);
+    }
     return base;
   }
   PrefillConfig apply(PrefillConfig base) const {

@@ -163,12 +163,17 @@ struct SparseDecodeConfig {
   bool mma = false;     // tensor cores (mma.sync, 16-bit caches); false: the CUDA-core kernel (any cache)
   bool token_split = false;  // mma with group <= 16, head_dim_v <= 128: the warps split each tile's candidates,
                              // scores and softmax in registers (templates/sparse_decode_tokens.cuh)
+  bool mla = false;     // mma on sm_90a for the shared-KV MLA shape (head_dim 576, head_dim_v 512): blocks of 64 q
+                        // heads on two warpgroups (wgmma), each owning half of V's columns (templates/sparse_decode_mla.cuh)
 
-  std::string compile_key() const;  // e.g. "bn64_st2", "bn64_st2_mma", "bn64_st2_mma_ts"
+  std::string compile_key() const;  // e.g. "bn64_st2", "bn64_st2_mma", "bn64_st2_mma_ts", "bn64_st2_mma_mla"
   std::string key() const;          // compile_key() + "_sp<num_splits>"
   static SparseDecodeConfig from_key(std::string_view key);
   void validate(const KernelSpec& spec) const;
   bool operator==(const SparseDecodeConfig&) const = default;
+
+ private:
+  void validate_mla(const KernelSpec& spec) const;
 };
 
 // Tuning knobs of the paged decode family on the CPU backend.

@@ -195,6 +195,21 @@ SparseDecodeConfig sparse_decode_heuristic(const KernelSpec& spec, int max_share
   return c;
 }
 
+SparseDecodeConfig sparse_decode_heuristic(const KernelSpec& spec, const DeviceInfo& device, bool tensor_cores) {
+  const SparseDecodeConfig general = sparse_decode_heuristic(spec, device.max_shared_per_block_optin, tensor_cores);
+  // The MLA kernel where its 64-row blocks are more than half q heads (DeepSeek: 64..128 heads over one latent head).
+  constexpr int kMlaMinGroup = 33;
+  SparseDecodeConfig mla = general;
+  mla.block_n = 64;
+  mla.stages = 2;
+  mla.mla = true;
+  const bool mla_shape = spec.shared_kv && spec.head_dim == 576 && spec.head_dim_v == 512 && spec.group >= kMlaMinGroup;
+  if (!general.mma || general.token_split || !mla_shape || device.arch() != "sm_90a" ||
+      sparse_decode_geometry(spec, mla).shared_bytes > device.max_shared_per_block_optin)
+    return general;
+  return mla;
+}
+
 std::string sparse_bucket_key(const SparseDecodeProblem& p) {
   const auto pow2 = [](int64_t x) {
     int64_t r = 1;
@@ -229,7 +244,7 @@ SparseDecodeConfig plan_cuda_sparse(const SparseDecodeProblem& p, const SparseDe
       }
     }
   }
-  SparseDecodeConfig c = sparse_decode_heuristic(p.spec, device.max_shared_per_block_optin);
+  SparseDecodeConfig c = sparse_decode_heuristic(p.spec, device);
   c.num_splits = sparse_decode_splits(p, c, device);
   return c;
 }
@@ -243,8 +258,18 @@ int sparse_decode_splits(const SparseDecodeProblem& p, const SparseDecodeConfig&
   const SparseDecodeGeometry g = sparse_decode_geometry(p.spec, config);
   const int64_t blocks = int64_t(p.batch) * p.num_kv_heads * g.row_blocks * p.spec.q_seqlen;
   const int candidates = p.params.topk + (p.call.local_window > 0 ? p.call.local_window : 0);
+  const int max_splits = std::max(1, candidates / (kMinTilesPerSplit * config.block_n));
+  if (config.mla) {
+    // One MLA block per SM (its shared memory): the splits whose waves of blocks end soonest, in units of one
+    // unsplit block's time (fewer splits on a tie: less to merge).
+    const auto finish = [&](int splits) { return double((blocks * splits + device.sm_count - 1) / device.sm_count) / splits; };
+    int best = 1;
+    for (int splits = 2; splits <= max_splits; ++splits)
+      if (finish(splits) < finish(best)) best = splits;
+    return best;
+  }
   const int64_t wanted = (int64_t(kWaves) * device.sm_count + blocks - 1) / blocks;
-  return int(std::clamp<int64_t>(wanted, 1, std::max(1, candidates / (kMinTilesPerSplit * config.block_n))));
+  return int(std::clamp<int64_t>(wanted, 1, max_splits));
 }
 
 namespace {
@@ -254,6 +279,9 @@ void run_cuda_sparse(SparseDecodeProblem& p, const SparseDecodeOptions& options,
   const DeviceInfo& device = cuda_device(p.device_ordinal);
   require_cuda_kernels(device, "sparse_decode");
   const SparseDecodeConfig config = plan_cuda_sparse(p, options, device, stream);
+  if (config.mla && device.arch() != "sm_90a")
+    throw Error(ErrorCode::kUnsupported, "config " + config.key() + " (the MLA kernel) uses wgmma, which needs sm_90a; " +
+                                             device.name + " is " + device.arch());
   const LoadedSparseDecodeKernel& kernel = cuda_kernel(p.spec, config, device, scope.context());
   const SparseDecodeGeometry& g = kernel.geometry;
   // Split scratch, this call's own in stream order: fp32 partial outputs, then log2-sum-exps.
