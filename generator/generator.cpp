@@ -388,7 +388,7 @@ GeneratedKernel generate_sparse_decode_cuda(const KernelSpec& spec, const Sparse
      << ", kStageBytes = " << g.stage_bytes << ";\n"
      << "constexpr int kSharedBytes = " << g.shared_bytes << ";\n"
      << "constexpr int kMergeThreads = " << g.merge_threads << ";\n"
-     << (config.mma ? "#define SWAJIT_SPARSE_MMA 1  // tensor cores: the main kernel is sparse_decode_mma.cuh's (or _tokens, _mla)\n" : "")
+     << (config.mma ? "#define SWAJIT_SPARSE_MMA 1  // tensor cores: templates/sparse_decode_mma.cuh is the main kernel\n" : "")
      << "constexpr int kColSlices = " << g.col_slices << ", kMetaBytes = " << g.meta_bytes
      << ", kSoftmaxBytes = " << g.softmax_bytes << ";\n"
      << "#define SWAJIT_SPARSE_KERNEL " << out.kernel_symbol << "\n"

@@ -24,8 +24,12 @@ bench=("$swajit" bench sparse --shape b --matmul-tflops "${mm:-0}")
 run "${bench[@]}" --batch 1,32,128 --reps 20 2>&1 | tee "$logs/bench_mla.log"  # the MLA kernel: the heuristic's on sm_90a
 echo "==== the general tensor-core kernel (--mla false), as before"
 run "${bench[@]}" --batch 1,32,128 --reps 10 --mla false 2>&1 | tee "$logs/bench_general.log" | grep "^| b"
-echo "==== the MLA kernel without splits (--splits 1)"
-run "${bench[@]}" --batch 32,128 --reps 10 --mla true --splits 1 2>&1 | tee "$logs/bench_mla_sp1.log" | grep "^| b"
+for splits in 1 4; do
+  echo "==== the MLA kernel with --splits $splits (beside the heuristic's above)"
+  run "${bench[@]}" --batch 32,128 --reps 10 --mla true --splits $splits 2>&1 | tee "$logs/bench_mla_sp$splits.log" | grep "^| b"
+done
+echo "==== the MLA kernel at page size 1 (FlashInfer's MLA peer runs page size 1), batch 128"
+run "${bench[@]}" --batch 128 --reps 10 --page-size 1 2>&1 | tee "$logs/bench_mla_page1.log" | grep "^| b"
 
 if [ "${3:-}" != "--no-peers" ]; then
   if ls .whl/*.whl >/dev/null 2>&1; then

@@ -258,18 +258,8 @@ int sparse_decode_splits(const SparseDecodeProblem& p, const SparseDecodeConfig&
   const SparseDecodeGeometry g = sparse_decode_geometry(p.spec, config);
   const int64_t blocks = int64_t(p.batch) * p.num_kv_heads * g.row_blocks * p.spec.q_seqlen;
   const int candidates = p.params.topk + (p.call.local_window > 0 ? p.call.local_window : 0);
-  const int max_splits = std::max(1, candidates / (kMinTilesPerSplit * config.block_n));
-  if (config.mla) {
-    // One MLA block per SM (its shared memory): the splits whose waves of blocks end soonest, in units of one
-    // unsplit block's time (fewer splits on a tie: less to merge).
-    const auto finish = [&](int splits) { return double((blocks * splits + device.sm_count - 1) / device.sm_count) / splits; };
-    int best = 1;
-    for (int splits = 2; splits <= max_splits; ++splits)
-      if (finish(splits) < finish(best)) best = splits;
-    return best;
-  }
   const int64_t wanted = (int64_t(kWaves) * device.sm_count + blocks - 1) / blocks;
-  return int(std::clamp<int64_t>(wanted, 1, max_splits));
+  return int(std::clamp<int64_t>(wanted, 1, std::max(1, candidates / (kMinTilesPerSplit * config.block_n))));
 }
 
 namespace {
@@ -279,10 +269,10 @@ void run_cuda_sparse(SparseDecodeProblem& p, const SparseDecodeOptions& options,
   const DeviceInfo& device = cuda_device(p.device_ordinal);
   require_cuda_kernels(device, "sparse_decode");
   const SparseDecodeConfig config = plan_cuda_sparse(p, options, device, stream);
-  if (config.mla && device.arch() != "sm_90a")
+  const LoadedSparseDecodeKernel& kernel = cuda_kernel(p.spec, config, device, scope.context());
+  if (config.mla && device.arch() != "sm_90a")  // (built, but it would trap: its wgmma exists on sm_90a only)
     throw Error(ErrorCode::kUnsupported, "config " + config.key() + " (the MLA kernel) uses wgmma, which needs sm_90a; " +
                                              device.name + " is " + device.arch());
-  const LoadedSparseDecodeKernel& kernel = cuda_kernel(p.spec, config, device, scope.context());
   const SparseDecodeGeometry& g = kernel.geometry;
   // Split scratch, this call's own in stream order: fp32 partial outputs, then log2-sum-exps.
   const size_t slots = config.num_splits > 1 ? size_t(p.batch) * p.num_kv_heads * config.num_splits * g.rows : 0;
