@@ -57,8 +57,8 @@ static_assert(kThreads % kBlockN == 0 && kRowChunks % kCopyParts == 0, "whole ca
 static_assert(kStages == 2, "LatentGather keeps one tile in flight while one computes");
 
 // The tile's gather: lookups one and two tiles ahead in registers, the copies of tile t + 1 issued at the top of
-// iteration t (two stages: tile t + 1 lands while tile t computes). Three block barriers per tile: tile t landed
-// (which also frees tile t - 1's stage and both exchanges), the row maxima, P.
+// iteration t once its scores are issued (two stages: tile t + 1 lands while tile t computes). Three block barriers
+// per tile: tile t landed (which also frees tile t - 1's stage and both exchanges), the row maxima, P.
 struct LatentGather {
   struct Slot {  // a candidate whose page is being looked up
     int j, page;
@@ -101,12 +101,15 @@ struct LatentGather {
     ready = resolve(raw(1));
     ahead = raw(2);
   }
-  // The top of iteration t: tile t landed and visible to every thread (and to wgmma, the async proxy); every thread
-  // is past tile t - 1, so tile t + 1 goes into its stage and bias slot. Then the lookups one tile further.
-  __device__ __forceinline__ void next_tile(int t) {
+  // The top of iteration t: tile t landed and visible to every thread (and to wgmma, the async proxy), and every
+  // thread past tile t - 1, whose stage and bias slot tile t + 1 takes next.
+  __device__ __forceinline__ void wait_for_tile() const {
     cp_async_wait<0>();
     fence_shared_for_async_proxy();
     __syncthreads();
+  }
+  // While tile t's scores run on the tensor cores: tile t + 1 in flight, the lookups one tile further.
+  __device__ __forceinline__ void prefetch_next(int t) {
     if (t + 1 < tiles) copy(t + 1, ready);
     cp_async_commit();
     ready = resolve(ahead);
@@ -125,8 +128,9 @@ SWAJIT_DEVICE void load_q_tile(const SparseDecodeParams& P, u32 q_tile, int b, i
   }
 }
 
-// S[64 x kWarpgroupTokens] = Q . K^T for this warpgroup's tokens of the tile (K-major operands, as prefill.cuh's).
-SWAJIT_DEVICE void warpgroup_scores(float (&scores)[kWarpgroupScoreFrags][4], u32 q_tile, u32 latent_tile, int warpgroup) {
+// Issues (as one commit group) S[64 x kWarpgroupTokens] = Q . K^T for this warpgroup's tokens of the tile (K-major
+// operands, as prefill.cuh's); the caller waits for it.
+SWAJIT_DEVICE void issue_warpgroup_scores(float (&scores)[kWarpgroupScoreFrags][4], u32 q_tile, u32 latent_tile, int warpgroup) {
   const u64 q_desc = wgmma_descriptor(q_tile, kKStepBytes, kSwizzleAtomBytes);
   const u64 k_desc = wgmma_descriptor(latent_tile + warpgroup * kWarpgroupTokens * kSwizzleRowBytes, kKStepBytes, kSwizzleAtomBytes);
   constexpr int kStepsPerBlock = kColumnsPerSwizzleBlock / 16;
@@ -138,8 +142,6 @@ SWAJIT_DEVICE void warpgroup_scores(float (&scores)[kWarpgroupScoreFrags][4], u3
                      descriptor_plus(k_desc, within_row + block * kBlockN * kSwizzleRowBytes), step > 0);
   }
   wgmma_commit();
-  wgmma_wait<0>();
-  pin_accumulators(scores);
 }
 
 // O[64 x kWarpgroupColumns] += P . V over the tile's tokens: V N-major (transposed) from the latent tile, its columns
@@ -191,12 +193,15 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
     for (int e = 0; e < 4; ++e) out[n][e] = 0.f;
   float row_max[2] = {SWAJIT_NEG_INF, SWAJIT_NEG_INF}, row_sum[2] = {0.f, 0.f};  // row_sum: this thread's tokens only
   for (int t = 0; t < gather.tiles; ++t) {
-    gather.next_tile(t);
+    gather.wait_for_tile();
     const u32 latent_tile = stages + (t % kStages) * kStageBytes;
     const float* tile_biases = biases + (t % kStages) * kBlockN + warpgroup * kWarpgroupTokens;
 
     float scores[kWarpgroupScoreFrags][4];
-    warpgroup_scores(scores, q_tile, latent_tile, warpgroup);
+    issue_warpgroup_scores(scores, q_tile, latent_tile, warpgroup);
+    gather.prefetch_next(t);  // its copies and lookups issue while the scores run
+    wgmma_wait<0>();
+    pin_accumulators(scores);
     // Fragment n, element e: row rows[e / 2], token 8 n + 2 (lane % 4) + e % 2 of this warpgroup's.
     float tile_max[2] = {SWAJIT_NEG_INF, SWAJIT_NEG_INF};
 #pragma unroll
