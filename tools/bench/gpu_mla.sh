@@ -9,7 +9,7 @@
 # Usage, from the root of a checkout (binaries built by tools/bench/prepare_gpu_carry.sh into CARRY):
 #   bash tools/bench/gpu_mla.sh CARRY LOGDIR [--no-peers]
 here=$(cd "$(dirname "$0")" && pwd)
-db_name=mla.db run_timeout=120
+db_name=mla.db run_timeout=60  # a hung kernel costs at most a minute
 source "$here/gpu_run_common.sh"
 export SWAJIT_SHIPPED=0  # the heuristic, not a shipped winner
 
