@@ -14,7 +14,7 @@ source "$here/gpu_run_common.sh"
 export SWAJIT_SHIPPED=0  # the heuristic, not a shipped winner
 
 start=$SECONDS
-run "$swajit" check --device cuda --family sparse_decode --filter 576 > "$logs/check_mla.log" 2>&1
+run "$swajit" check --device cuda --family "sparse decode" --filter 576 > "$logs/check_mla.log" 2>&1  # (the harness's name)
 echo "==== correctness, swajit check (every 576 / 512 case; MLA kernel forced and default): $([ $status -eq 0 ] && echo PASS || echo FAIL) ($((SECONDS - start)) s)"
 grep -E "^(PASS|FAIL)|passed,|rror" "$logs/check_mla.log" | cut -c1-200 | head -40
 
