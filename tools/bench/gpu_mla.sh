@@ -5,10 +5,10 @@
 # `swajit bench sparse --shape b` (128 q heads over one 576 / 512 latent head, topk 2048, without and with a 128-token
 # window and sinks; batch 1, 32, 128) on the MLA kernel (the heuristic's) and on the general tensor-core kernel
 # (--mla false), each beside its floor = max(bytes / read bandwidth, FLOPs / matmul rate, both measured here); last
-# with --peers the peers of shape b at batch 128 (torch gather + SDPA, FlashInfer's MLA wrapper if its wheels are in
-# .whl/; gpu_sparse.sh runs them by default, so they are off here to keep this under a minute and a half).
+# the peers of shape b at batch 128 (torch gather + SDPA, FlashInfer's MLA wrapper if its wheels are in .whl/) unless
+# --no-peers. Without the peers it took 20 s in session 5's run B2; the peers are capped at a minute.
 # Usage, from the root of a checkout (binaries built by tools/bench/prepare_gpu_carry.sh into CARRY):
-#   bash tools/bench/gpu_mla.sh CARRY LOGDIR [--peers]
+#   bash tools/bench/gpu_mla.sh CARRY LOGDIR [--no-peers]
 here=$(cd "$(dirname "$0")" && pwd)
 db_name=mla.db run_timeout=60  # a hung kernel costs at most a minute
 source "$here/gpu_run_common.sh"
@@ -32,7 +32,7 @@ done
 echo "==== the MLA kernel at page size 1 (FlashInfer's MLA peer runs page size 1), batch 128"
 run "${bench[@]}" --batch 128 --reps 10 --page-size 1 2>&1 | tee "$logs/bench_mla_page1.log" | grep "^| b"
 
-if [ "${3:-}" = "--peers" ]; then
+if [ "${3:-}" != "--no-peers" ]; then
   if ls .whl/*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
       && export PYTHONPATH=/tmp/site
