@@ -15,8 +15,9 @@
 //      to the other through shared memory;
 //   3. O += P V: warpgroup w accumulates V columns [256 w, 256 w + 256) over all 64 tokens (wgmma m64n256k16, P from
 //      registers, V the same shared tile read N-major), so its 64 x 256 fp32 accumulator stays in registers.
-// Every thread also gathers: thread i copies a quarter of the 16-byte chunks of candidate i / 4 of the next tile with
-// cp.async, its lookups (index, then page) issued one and two tiles ahead in registers so no copy waits on them. The
+// Every thread also gathers: eight threads share a candidate row of the next tile (each copy instruction of a warp
+// reads four whole 128-byte lines), with cp.async; thread i copies rows i / 8 and i / 8 + 32, their lookups (index,
+// then page) issued one and two tiles ahead in registers so no copy waits on them. The
 // row sums are kept per thread over its own tokens and combined at the end; the output is written as the other
 // kernels write it (normalized with the sink, or the split's partial and log2-sum-exp for the merge).
 //
@@ -32,8 +33,10 @@ constexpr int kWarpgroupScoreFrags = kWarpgroupTokens / 8;   // a thread's 8-col
 constexpr int kWarpgroupOutFrags = kWarpgroupColumns / 8;    // ... and of O
 constexpr int kOwnSteps = kWarpgroupTokens / 16;             // those whose P this warpgroup computed
 constexpr int kRowChunks = kHeadDim * 2 / 16;                // 16-byte chunks of a latent (and Q) row
-constexpr int kCopyParts = kThreads / kBlockN;               // threads that share one candidate's copies
+constexpr int kCopyParts = 8;   // threads sharing a candidate's copies: each copy instruction reads whole 128-byte lines
 constexpr int kChunksPerPart = kRowChunks / kCopyParts;
+constexpr int kRowsPerPass = kThreads / kCopyParts;          // candidates the block's threads copy at once
+constexpr int kCopyPasses = kBlockN / kRowsPerPass;          // ... and how many times per tile
 constexpr u32 kSwizzleRowBytes = 128, kSwizzleAtomBytes = 8 * kSwizzleRowBytes;  // WgmmaTile: 8 rows of 128 bytes
 constexpr u32 kKStepBytes = 16 * 2;                                              // 16 elements of 2 bytes
 constexpr int kColumnsPerSwizzleBlock = 64;
@@ -53,7 +56,7 @@ static_assert(kQRows == 64 && kWarpgroups == 2 && kWarpgroupTokens % 16 == 0 && 
 static_assert(kQBytes == kQRows * kHeadDim * 2 && kStageBytes == kBlockN * kHeadDim * 2 && kQBytes % 1024 == 0 &&
                   kStageBytes % 1024 == 0 && kProbsOffset + kWarpgroups * kWarpgroupThreads * kOwnSteps * 16 == kSharedBytes,
               "prelude shared-memory layout disagrees with the template");
-static_assert(kThreads % kBlockN == 0 && kRowChunks % kCopyParts == 0, "whole candidates per group of copying threads");
+static_assert(kBlockN % kRowsPerPass == 0 && kRowChunks % kCopyParts == 0, "whole candidates per group of copying threads");
 static_assert(kStages == 2, "LatentGather keeps one tile in flight while one computes");
 
 // The tile's gather: lookups one and two tiles ahead in registers, the copies of tile t + 1 issued at the top of
@@ -69,12 +72,12 @@ struct LatentGather {
   u32 stages;        // shared address of stage 0
   float* biases;     // [kStages][kBlockN]
   int kv_head, first, last, tiles;
-  int token, part;   // this thread's candidate of every tile and its share of that row's chunks
-  Slot ready{};      // tile t + 1's candidate, its page loaded (at the top of iteration t)
-  Candidate ahead{}; // tile t + 2's, its index loaded
+  int token, part;   // this thread's first candidate of every tile (then + kRowsPerPass ...), its share of their chunks
+  Slot ready[kCopyPasses]{};      // tile t + 1's candidates, their pages loaded (at the top of iteration t)
+  Candidate ahead[kCopyPasses]{}; // tile t + 2's, their indices loaded
 
-  __device__ __forceinline__ Candidate raw(int t) const {
-    const int c = first + t * kBlockN + token;
+  __device__ __forceinline__ Candidate raw(int t, int pass) const {
+    const int c = first + t * kBlockN + token + pass * kRowsPerPass;
     if (c >= last) return {-1, 0.f};
     return candidate(P, query.indices, query.bias, query.p, c);
   }
@@ -82,8 +85,9 @@ struct LatentGather {
     if (c.j < 0) return {-1, 0, SWAJIT_NEG_INF};
     return {c.j, query.pages[(c.j / kPageSize) * P.block_table_stride_page], c.bias};
   }
-  // Tile t's latent rows into its stage (zero-filled where there is nothing to read) and their biases.
-  __device__ __forceinline__ void copy(int t, const Slot& slot) const {
+  // Tile t's latent row of this thread's pass into its stage (zero-filled where there is nothing to read), its bias.
+  __device__ __forceinline__ void copy(int t, int pass, const Slot& slot) const {
+    const int row_in_tile = token + pass * kRowsPerPass;
     const bool valid = slot.j >= 0;
     const long long row = valid ? slot.page * P.k_stride_page + (slot.j % kPageSize) * P.k_stride_token : 0;
     const char* src = static_cast<const char*>(P.k_cache) + (row + kv_head * P.k_stride_head) * 2;
@@ -91,15 +95,18 @@ struct LatentGather {
 #pragma unroll
     for (int i = 0; i < kChunksPerPart; ++i) {
       const int chunk = part + i * kCopyParts;  // neighbouring threads read neighbouring chunks of one row
-      cp_async_16(stage + LatentTile::offset_bytes(token, chunk), src + chunk * 16, valid);
+      cp_async_16(stage + LatentTile::offset_bytes(row_in_tile, chunk), src + chunk * 16, valid);
     }
-    if (part == 0) biases[(t % kStages) * kBlockN + token] = valid ? slot.bias : SWAJIT_NEG_INF;
+    if (part == 0) biases[(t % kStages) * kBlockN + row_in_tile] = valid ? slot.bias : SWAJIT_NEG_INF;
   }
   // Tile 0 in flight (in the caller's commit group), tiles 1 and 2 looked up.
   __device__ __forceinline__ void start() {
-    if (tiles > 0) copy(0, resolve(raw(0)));
-    ready = resolve(raw(1));
-    ahead = raw(2);
+#pragma unroll
+    for (int pass = 0; pass < kCopyPasses; ++pass) {
+      if (tiles > 0) copy(0, pass, resolve(raw(0, pass)));
+      ready[pass] = resolve(raw(1, pass));
+      ahead[pass] = raw(2, pass);
+    }
   }
   // The top of iteration t: tile t landed and visible to every thread (and to wgmma, the async proxy), and every
   // thread past tile t - 1, whose stage and bias slot tile t + 1 takes next.
@@ -110,10 +117,15 @@ struct LatentGather {
   }
   // While tile t's scores run on the tensor cores: tile t + 1 in flight, the lookups one tile further.
   __device__ __forceinline__ void prefetch_next(int t) {
-    if (t + 1 < tiles) copy(t + 1, ready);
+#pragma unroll
+    for (int pass = 0; pass < kCopyPasses; ++pass)
+      if (t + 1 < tiles) copy(t + 1, pass, ready[pass]);
     cp_async_commit();
-    ready = resolve(ahead);
-    ahead = raw(t + 3);
+#pragma unroll
+    for (int pass = 0; pass < kCopyPasses; ++pass) {
+      ready[pass] = resolve(ahead[pass]);
+      ahead[pass] = raw(t + 3, pass);
+    }
   }
 };
 
