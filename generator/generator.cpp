@@ -164,33 +164,48 @@ std::string accumulator_operands(int count) {
   return ops;
 }
 
-// The two Hopper warpgroup MMAs the wgmma prefill path issues, written out for this spec's tile sizes (the PTX
-// instruction names its N, and its accumulator is one register operand per float).
-std::string wgmma_wrappers(const KernelSpec& spec, const PrefillConfig& config) {
+// One Hopper warpgroup MMA (m64 n<n> k16, fp32 accumulators) written out as a device function `name` (the PTX
+// instruction names its N, and its accumulator is one register operand per float: d[n / 8][4], `fragments` being
+// that extent as the template spells it). Scores: A and B K-major in shared memory, D = or += by `accumulate`.
+// Otherwise A from four registers (P) and B N-major (transposed) in shared memory, always D +=.
+std::string wgmma_wrapper(const std::string& name, const std::string& fragments, const KernelSpec& spec, int n,
+                          bool a_in_registers) {
   const std::string type = spec.dtype == DType::kBF16 ? "bf16" : "f16";
-  const int score_regs = config.block_n / 2, out_regs = spec.head_dim / 2;  // floats per thread: 64 rows x N / 128
+  const int regs = n / 2;  // floats per thread: 64 rows x n / 128 threads
   std::ostringstream os;
-  os << "// S[64 x kBlockN] (+)= Q . K^T: A and B K-major in shared memory (templates/tile_ops.cuh WgmmaTile).\n"
-     << "SWAJIT_DEVICE void wgmma_scores(float (&d)[kBlockN / 8][4], u64 a, u64 b, int accumulate) {\n"
+  os << "SWAJIT_DEVICE void " << name << "(float (&d)[" << fragments << "][4], "
+     << (a_in_registers ? "const u32 (&a)[4], u64 b" : "u64 a, u64 b, int accumulate") << ") {\n"
      << "#ifdef __CUDA_ARCH_FEAT_SM90_ALL  // sm_90a\n"
-     << "  asm volatile(\"{ .reg .pred p; setp.ne.b32 p, %" << score_regs + 2 << ", 0; \"\n"
-     << "               \"wgmma.mma_async.sync.aligned.m64n" << config.block_n << "k16.f32." << type << "." << type << " \"\n"
-     << "               \"" << register_list(0, score_regs) << ", %" << score_regs << ", %" << score_regs + 1
-     << ", p, 1, 1, 0, 0; }\"\n"
-     << "               : " << accumulator_operands(score_regs) << "\n"
-     << "               : \"l\"(a), \"l\"(b), \"r\"(accumulate));\n"
-     << "#else\n  __trap();\n#endif\n}\n"
-     << "// O[64 x kHeadDim] += P . V: P from registers, V N-major in shared memory.\n"
-     << "SWAJIT_DEVICE void wgmma_pv(float (&d)[kOutFrags][4], const u32 (&a)[4], u64 b) {\n"
-     << "#ifdef __CUDA_ARCH_FEAT_SM90_ALL  // sm_90a\n"
-     << "  asm volatile(\"{ .reg .pred p; setp.ne.b32 p, %" << out_regs + 5 << ", 0; \"\n"
-     << "               \"wgmma.mma_async.sync.aligned.m64n" << spec.head_dim << "k16.f32." << type << "." << type << " \"\n"
-     << "               \"" << register_list(0, out_regs) << ", " << register_list(out_regs, 4) << ", %" << out_regs + 4
-     << ", p, 1, 1, 1; }\"\n"
-     << "               : " << accumulator_operands(out_regs) << "\n"
-     << "               : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"l\"(b), \"r\"(1));\n"
-     << "#else\n  __trap();\n#endif\n}\n";
+     << "  asm volatile(\"{ .reg .pred p; setp.ne.b32 p, %" << regs + (a_in_registers ? 5 : 2) << ", 0; \"\n"
+     << "               \"wgmma.mma_async.sync.aligned.m64n" << n << "k16.f32." << type << "." << type << " \"\n"
+     << "               \"" << register_list(0, regs) << ", ";
+  if (a_in_registers)
+    os << register_list(regs, 4) << ", %" << regs + 4 << ", p, 1, 1, 1; }\"\n"
+       << "               : " << accumulator_operands(regs) << "\n"
+       << "               : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"l\"(b), \"r\"(1));\n";
+  else
+    os << "%" << regs << ", %" << regs + 1 << ", p, 1, 1, 0, 0; }\"\n"
+       << "               : " << accumulator_operands(regs) << "\n"
+       << "               : \"l\"(a), \"l\"(b), \"r\"(accumulate));\n";
+  os << "#else\n  __trap();\n#endif\n}\n";
   return os.str();
+}
+
+// The two warpgroup MMAs the wgmma prefill path issues, for this spec's tile sizes.
+std::string wgmma_wrappers(const KernelSpec& spec, const PrefillConfig& config) {
+  return "// S[64 x kBlockN] (+)= Q . K^T: A and B K-major in shared memory (templates/tile_ops.cuh WgmmaTile).\n" +
+         wgmma_wrapper("wgmma_scores", "kBlockN / 8", spec, config.block_n, false) +
+         "// O[64 x kHeadDim] += P . V: P from registers, V N-major in shared memory.\n" +
+         wgmma_wrapper("wgmma_pv", "kOutFrags", spec, spec.head_dim, true);
+}
+
+// The two of the MLA sparse decode kernel (templates/sparse_decode_mla.cuh): a warpgroup's scores
+// S[64 x block_n / 2] = Q . K^T and its O[64 x head_dim_v / 2] += P . V.
+std::string mla_wgmma_wrappers(const KernelSpec& spec, const SparseDecodeConfig& config) {
+  constexpr int kWarpgroups = 2;
+  const int score_n = config.block_n / kWarpgroups, out_n = spec.head_dim_v / kWarpgroups;
+  return wgmma_wrapper("mla_wgmma_scores", std::to_string(score_n / 8), spec, score_n, false) +
+         wgmma_wrapper("mla_wgmma_pv", std::to_string(out_n / 8), spec, out_n, true);
 }
 
 }  // namespace
@@ -294,6 +309,24 @@ SparseDecodeGeometry sparse_decode_geometry(const KernelSpec& spec, const Sparse
   g.merge_threads = kMergeThreads;
   g.meta_bytes = (config.stages + 1) * config.block_n * kTileRowBytes;
   g.col_slices = 1;
+  if (config.mla) {
+    // templates/sparse_decode_mla.cuh: two warpgroups over 64 q heads, each scoring half of a tile's tokens and
+    // accumulating half of V's columns; Q and the latent tiles unpadded (wgmma's swizzled layout). After them: each
+    // stage's candidate biases, the warpgroups' tile row maxima and their P fragments (a uint4 per thread and k16 step).
+    constexpr int kWarpgroups = 2, kWarpgroupThreads = 128, kMlaRows = 64, kMmaK = 16, kUint4Bytes = 16;
+    g.threads = kWarpgroups * kWarpgroupThreads;
+    g.rows_per_block = std::min(spec.group, kMlaRows);
+    g.q_rows = kMlaRows;
+    g.col_slices = kWarpgroups;
+    g.k_row_bytes = spec.head_dim * kv_element_bytes(spec);
+    g.stage_bytes = config.block_n * g.k_row_bytes;
+    g.q_bytes = kMlaRows * g.k_row_bytes;
+    const int probs_bytes = g.threads * (config.block_n / kWarpgroups / kMmaK) * kUint4Bytes;
+    g.softmax_bytes = config.stages * config.block_n * kFloatBytes + kWarpgroups * kMlaRows * kFloatBytes + probs_bytes;
+    g.row_blocks = (spec.group + g.rows_per_block - 1) / g.rows_per_block;
+    g.shared_bytes = g.q_bytes + config.stages * g.stage_bytes + g.softmax_bytes;  // no lookup ring (meta_bytes)
+    return g;
+  }
   if (config.token_split) {
     // One 16-row tile of q heads; each warp takes 16 or more of a tile's candidates. The warps' (max, sum, output)
     // are combined at the end in the stage buffers, plus whatever they lack.
@@ -378,6 +411,7 @@ GeneratedKernel generate_sparse_decode_cuda(const KernelSpec& spec, const Sparse
      << "#define SWAJIT_MERGE_KERNEL " << out.merge_symbol << "\n\n"
      << section("window_mask.h") << section("attention_tile.cuh") << section("sparse_decode.cuh");
   if (config.token_split) os << section("sparse_decode_tokens.cuh");
+  else if (config.mla) os << mla_wgmma_wrappers(spec, config) << "\n" << section("sparse_decode_mla.cuh");
   else if (config.mma) os << section("sparse_decode_mma.cuh");
   out.source = os.str();
   return out;

@@ -398,14 +398,14 @@ void PrefillConfig::validate(const KernelSpec& spec) const {
 
 std::string SparseDecodeConfig::compile_key() const {
   return "bn" + std::to_string(block_n) + "_st" + std::to_string(stages) + (mma ? "_mma" : "") + (token_split ? "_ts" : "") +
-         (l2_prefetch ? "_l2" : "");
+         (mla ? "_mla" : "") + (l2_prefetch ? "_l2" : "");
 }
 std::string SparseDecodeConfig::key() const { return compile_key() + "_sp" + std::to_string(num_splits); }
 
 SparseDecodeConfig SparseDecodeConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
   const auto malformed = [&] {
-    return Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bn<N>_st<S>[_mma[_ts]][_l2]_sp<P>");
+    return Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bn<N>_st<S>[_mma[_ts|_mla]][_l2]_sp<P>");
   };
   if (parts.size() < 3) throw malformed();
   SparseDecodeConfig config;
@@ -415,6 +415,7 @@ SparseDecodeConfig SparseDecodeConfig::from_key(std::string_view key) {
   for (size_t i = 2; i + 1 < parts.size(); ++i) {
     if (parts[i] == "mma") config.mma = true;
     else if (parts[i] == "ts") config.token_split = true;
+    else if (parts[i] == "mla") config.mla = true;
     else if (parts[i] == "l2") config.l2_prefetch = true;
     else throw malformed();
   }
@@ -438,6 +439,21 @@ void SparseDecodeConfig::validate(const KernelSpec& spec) const {
   if (token_split && (!mma || spec.group > kTokenSplitMaxGroup || spec.head_dim_v > kTokenSplitMaxHeadDimV))
     throw Error(ErrorCode::kInvalidArgument, "token_split needs mma, group <= 16 (one 16-row tile) and head_dim_v <= 128 "
                                              "(the output in one warp's registers); " + spec.key() + " with " + compile_key());
+  if (mla) validate_mla(spec);
+}
+
+// The MLA kernel's shape (templates/sparse_decode_mla.cuh): the shared latent row of 576 columns (K) whose first 512
+// are V, 16-bit, 64-token tiles in two stages (the most shared memory holds beside the Q tile) and tensor cores.
+void SparseDecodeConfig::validate_mla(const KernelSpec& spec) const {
+  constexpr int kMlaHeadDim = 576, kMlaHeadDimV = 512, kMlaBlockN = 64, kMlaStages = 2;
+  const std::string what = spec.key() + " with " + compile_key();
+  if (!spec.shared_kv || spec.head_dim != kMlaHeadDim || spec.head_dim_v != kMlaHeadDimV)
+    throw Error(ErrorCode::kUnsupported, "mla needs the shared K/V cache with head_dim 576 and head_dim_v 512; " + what);
+  if (!mma || token_split)
+    throw Error(ErrorCode::kInvalidArgument, "mla is a tensor-core kernel of its own: it needs mma and not token_split; " + what);
+  if (block_n != kMlaBlockN || stages != kMlaStages)
+    throw Error(ErrorCode::kInvalidArgument, "mla takes block_n = 64 and stages = 2 (64-token tiles, two in shared "
+                                             "memory beside the 64 x 576 Q tile); " + what);
 }
 
 std::string CpuDecodeConfig::compile_key() const { return "cpu_bn" + std::to_string(block_n); }

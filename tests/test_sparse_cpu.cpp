@@ -148,6 +148,7 @@ TEST_CASE("the CUDA kernel of every spec in the sparse check matrix compiles for
     std::vector<SparseDecodeConfig> configs = {sparse_decode_heuristic(spec, kHopperSharedOptin)};
     if (configs[0].mma) configs.push_back(SparseDecodeConfig{64, 2, 1, false});
     if (configs[0].token_split) configs.push_back(SparseDecodeConfig{64, 2, 1, true});  // the column-split mma kernel
+    if (c.config && c.config->mla) configs.push_back(*c.config);                          // the MLA kernel's copies
     for (const SparseDecodeConfig& config : configs) {
       const GeneratedKernel k = generate_sparse_decode_cuda(spec, config);
       INFO(k.cache_key);
@@ -191,6 +192,26 @@ TEST_CASE("sparse tuning: the config space, its keys and records, the presets an
   mla.shared_kv = true;
   mla.group = 128;
   for (const SparseDecodeConfig& c : sparse_config_space(sparse_decode_kernel_spec(mla), 4)) CHECK(!c.token_split);
+  // The MLA kernel's knob: its key, its one tile, its shape.
+  const SparseDecodeConfig mla_config{.block_n = 64, .stages = 2, .num_splits = 3, .mma = true, .mla = true};
+  CHECK(mla_config.key() == "bn64_st2_mma_mla_sp3");
+  CHECK(SparseDecodeConfig::from_key("bn64_st2_mma_mla_sp3") == mla_config);
+  CHECK_NOTHROW(mla_config.validate(sparse_decode_kernel_spec(mla)));
+  const auto mla_error = [](const SparseDecodeConfig& c, const KernelSpec& spec) {
+    try {
+      c.validate(spec);
+    } catch (const Error& e) {
+      return e.code();
+    }
+    return ErrorCode::kCudaError;  // (nothing thrown: fails every CHECK below)
+  };
+  CHECK(mla_error(mla_config, a) == ErrorCode::kUnsupported);  // not the shared 576 / 512 shape
+  CHECK(mla_error(SparseDecodeConfig{.block_n = 32, .stages = 2, .mma = true, .mla = true}, sparse_decode_kernel_spec(mla)) ==
+        ErrorCode::kInvalidArgument);  // its one tile: 64 tokens, two stages
+  CHECK(mla_error(SparseDecodeConfig{.block_n = 64, .stages = 2, .mma = false, .mla = true}, sparse_decode_kernel_spec(mla)) ==
+        ErrorCode::kInvalidArgument);  // a tensor-core kernel
+  CHECK_THROWS_AS(SparseDecodeConfig::from_key("bn64_st2_mma_xx_sp1"), Error);
+  CHECK(sparse_decode_geometry(sparse_decode_kernel_spec(mla), mla_config).shared_bytes <= 227 * 1024);
   AttentionCall int8 = call;  // 8-bit caches: the CUDA-core kernel only
   int8.kv_quant = KvQuant::kInt8;
   const auto int8_space = sparse_config_space(sparse_decode_kernel_spec(int8), 1);

@@ -56,7 +56,10 @@ int run_sparse_bench(const SparseBenchOptions& o) {
         const SparseDecodeProblem problem = workload.problem();
         SparseDecodeOptions as_called;  // the config the runtime picks (tuned if the database has it), or the forced one
         if (o.cuda_cores || o.config.any()) {  // the heuristic's config with the forced knobs, its splits unless forced
-          SparseDecodeConfig c = o.config.apply(sparse_decode_heuristic(problem.spec, device.max_shared_per_block_optin, !o.cuda_cores));
+          // --mla false: the general heuristic's tile (the MLA kernel's one does not fit the other kernels' layout)
+          const bool general = o.config.mla && !*o.config.mla;
+          SparseDecodeConfig c = o.config.apply(general ? sparse_decode_heuristic(problem.spec, device.max_shared_per_block_optin, !o.cuda_cores)
+                                                         : sparse_decode_heuristic(problem.spec, device, !o.cuda_cores));
           if (!o.config.num_splits || *o.config.num_splits == 0) c.num_splits = sparse_decode_splits(problem, c, device);
           as_called.config = c;
         }

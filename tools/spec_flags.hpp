@@ -65,7 +65,7 @@ struct SpecFlags {
 
 struct ConfigFlags {
   std::optional<int> block_m, block_n, warps_n, stages, num_splits, m_tiles, min_blocks, warp_specialize, producer;
-  std::optional<bool> wgmma, tma, mma, token_split, fused_merge, l2_prefetch;
+  std::optional<bool> wgmma, tma, mma, token_split, fused_merge, l2_prefetch, mla;
   void add_to(CLI::App& app) {
     app.add_option("--block-m", block_m, "prefill: query rows per block");
     app.add_option("--m-tiles", m_tiles, "prefill: 16-row mma tiles per warp (1 or 2)");
@@ -85,10 +85,11 @@ struct ConfigFlags {
     app.add_option("--mma", mma, "sparse_decode: tensor cores (true/false; false: the CUDA-core kernel)");
     app.add_option("--token-split", token_split, "sparse_decode, mma: the warps split each tile's candidates (true/false)");
     app.add_option("--l2-prefetch", l2_prefetch, "sparse_decode: each gathered row's copies fetch its aligned 256-byte block into L2 (true/false)");
+    app.add_option("--mla", mla, "sparse_decode, mma: the MLA kernel (shared 576 / 512, sm_90a; true/false; true sets bn64 st2)");
   }
   bool any() const {
     return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || mma ||
-           producer || token_split || fused_merge || l2_prefetch;
+           producer || token_split || fused_merge || l2_prefetch || mla;
   }
   // Flags given on top of `base`.
   DecodeConfig apply(DecodeConfig base) const {
@@ -107,6 +108,12 @@ struct ConfigFlags {
     if (mma) base.mma = *mma;
     base.token_split = token_split.value_or(base.token_split && base.mma);  // --mma false: the CUDA-core kernel
     if (l2_prefetch) base.l2_prefetch = *l2_prefetch;
+    base.mla = mla.value_or(base.mla && base.mma && !base.token_split);
+    if (mla && *mla) {  // the MLA kernel and its one tile (SparseDecodeConfig::validate)
+      base.token_split = token_split.value_or(false);
+      base.block_n = block_n.value_or(64);
+      base.stages = stages.value_or(2);
+    }
     return base;
   }
   PrefillConfig apply(PrefillConfig base) const {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 16 shape (a) on the lent GPU (under 2 minutes): correctness first (`swajit check --family "sparse decode"` on
+# Issue 16 shape (a) on the lent GPU (under 2 minutes): correctness first (`swajit check --family sparse_decode` on
 # CUDA: the whole sparse matrix, every case on the default path and again on the CUDA-core kernel, "[CUDA cores]"),
 # then `swajit bench sparse` on shape a (64 q / 8 kv heads, d128; batch 1, 32, 128; topk 512 / 2048; kv 32768 /
 # 131072) beside the floor (max(bytes / read bandwidth, FLOPs / matmul rate), both measured in the run) with the
@@ -22,7 +22,7 @@ rows_or_tail() { grep -q "^| a" "$1" && grep -E "^\| (a|shape) " "$1" || tail -5
 
 echo "==== correctness: swajit check --device cuda --family \"sparse decode\" (the matrix, default path + [CUDA cores])"
 start=$SECONDS
-timeout 60 $bin/swajit check --device cuda --family "sparse decode" > "$out/check.log" 2>&1; rc=$?
+timeout 60 $bin/swajit check --device cuda --family sparse_decode > "$out/check.log" 2>&1; rc=$?
 echo "swajit check sparse decode: $([ $rc -eq 0 ] && echo PASS || echo FAIL rc=$rc) ($((SECONDS - start)) s)"
 grep -v "^PASS" "$out/check.log" | tail -8
 

@@ -173,12 +173,18 @@ struct SparseDecodeConfig {
   bool token_split = false;  // mma with group <= 16, head_dim_v <= 128: the warps split each tile's candidates,
                              // scores and softmax in registers (templates/sparse_decode_tokens.cuh)
   bool l2_prefetch = false;  // each gathered row's copies ask L2 for its whole 256-byte (128-byte) aligned block at once
+  bool mla = false;     // mma on sm_90a for the shared-KV MLA shape (head_dim 576, head_dim_v 512): blocks of 64 q
+                        // heads on two warpgroups (wgmma), each owning half of V's columns (templates/sparse_decode_mla.cuh);
+                        // key flag "_mla" after "_mma"
 
   std::string compile_key() const;  // e.g. "bn64_st2", "bn64_st2_mma", "bn64_st2_mma_ts", "bn64_st2_mma_ts_l2"
   std::string key() const;          // compile_key() + "_sp<num_splits>"
   static SparseDecodeConfig from_key(std::string_view key);
   void validate(const KernelSpec& spec) const;
   bool operator==(const SparseDecodeConfig&) const = default;
+
+ private:
+  void validate_mla(const KernelSpec& spec) const;
 };
 
 // Tuning knobs of the paged decode family on the CPU backend.

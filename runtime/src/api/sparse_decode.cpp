@@ -195,6 +195,21 @@ SparseDecodeConfig sparse_decode_heuristic(const KernelSpec& spec, int max_share
   return c;
 }
 
+SparseDecodeConfig sparse_decode_heuristic(const KernelSpec& spec, const DeviceInfo& device, bool tensor_cores) {
+  const SparseDecodeConfig general = sparse_decode_heuristic(spec, device.max_shared_per_block_optin, tensor_cores);
+  // The MLA kernel where its 64-row blocks are more than half q heads (DeepSeek: 64..128 heads over one latent head).
+  constexpr int kMlaMinGroup = 33;
+  SparseDecodeConfig mla = general;
+  mla.block_n = 64;
+  mla.stages = 2;
+  mla.mla = true;
+  const bool mla_shape = spec.shared_kv && spec.head_dim == 576 && spec.head_dim_v == 512 && spec.group >= kMlaMinGroup;
+  if (!general.mma || general.token_split || !mla_shape || device.arch() != "sm_90a" ||
+      sparse_decode_geometry(spec, mla).shared_bytes > device.max_shared_per_block_optin)
+    return general;
+  return mla;
+}
+
 std::string sparse_bucket_key(const SparseDecodeProblem& p) {
   const auto pow2 = [](int64_t x) {
     int64_t r = 1;
@@ -226,7 +241,7 @@ SparseDecodePlan plan_sparse_decode(const SparseDecodeProblem& p, const SparseDe
       }
     }
   }
-  SparseDecodeConfig c = sparse_decode_heuristic(p.spec, device.max_shared_per_block_optin);
+  SparseDecodeConfig c = sparse_decode_heuristic(p.spec, device);
   c.num_splits = sparse_decode_splits(p, c, device);
   return {c, SparseDecodePlan::Origin::kHeuristic};
 }
@@ -272,6 +287,9 @@ void run_cuda_sparse(SparseDecodeProblem& p, const SparseDecodeOptions& options,
   require_cuda_kernels(device, "sparse_decode");
   const SparseDecodeConfig config = plan_sparse_decode(p, options, device, stream).config;
   const LoadedSparseDecodeKernel& kernel = cuda_kernel(p.spec, config, device, scope.context());
+  if (config.mla && device.arch() != "sm_90a")  // (built, but it would trap: its wgmma exists on sm_90a only)
+    throw Error(ErrorCode::kUnsupported, "config " + config.key() + " (the MLA kernel) uses wgmma, which needs sm_90a; " +
+                                             device.name + " is " + device.arch());
   const SparseDecodeGeometry& g = kernel.geometry;
   // Split scratch, this call's own in stream order: fp32 partial outputs, then log2-sum-exps.
   const size_t slots = config.num_splits > 1 ? size_t(p.batch) * p.num_kv_heads * config.num_splits * g.rows : 0;

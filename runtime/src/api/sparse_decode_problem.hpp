@@ -22,6 +22,8 @@ SparseDecodeProblem describe_sparse_decode(const DLTensor& q, const DLTensor& k_
 // The compile-time part of the heuristic config: tensor cores for 16-bit caches (unless `tensor_cores` is false) and
 // the widest gather tile whose pipeline fits `max_shared_bytes` (num_splits 1; a call's splits come from its sizes).
 SparseDecodeConfig sparse_decode_heuristic(const KernelSpec& spec, int max_shared_bytes, bool tensor_cores = true);
+// The same for `device`, and on sm_90a the MLA kernel (SparseDecodeConfig::mla) for the shared 576 / 512 shape.
+SparseDecodeConfig sparse_decode_heuristic(const KernelSpec& spec, const DeviceInfo& device, bool tensor_cores = true);
 // The heuristic's splits of `config` for the call `p` on `device`.
 int sparse_decode_splits(const SparseDecodeProblem& p, const SparseDecodeConfig& config, const DeviceInfo& device);
 // The tuning database's shape bucket of a call: bh<batch x kv heads>_n<candidates per row (topk + window)>, each

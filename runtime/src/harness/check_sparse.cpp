@@ -61,6 +61,15 @@ std::vector<SparseCase> sparse_check_matrix(DLDevice where) {
     c.shared_kv = true; c.head_dim = 576; c.head_dim_v = 512; c.group = 128; c.num_kv_heads = 1; c.q_seqlen = 1;
     c.topk = 2048; c.local_window = 128; c.sink_logits = true; c.seq_lens = {2500};
   });
+  add("MLA 576 / 512, group 100 (a partial 64-head block), q_seqlen 3, page 1, bias, window 16, strided", [](SparseCase& c) {
+    c.shared_kv = true; c.head_dim = 576; c.head_dim_v = 512; c.group = 100; c.num_kv_heads = 1; c.q_seqlen = 3;
+    c.page_size = 1; c.score_bias = true; c.local_window = 16; c.strided = true; c.topk = 150; c.seq_lens = {0, 2, 333};
+  });
+  add("MLA 576 / 512, group 64, invalid indices reported, sinks, HND page 17", [](SparseCase& c) {
+    c.shared_kv = true; c.head_dim = 576; c.head_dim_v = 512; c.group = 64; c.num_kv_heads = 1; c.q_seqlen = 2;
+    c.selection = Selection::kInvalid; c.sink_logits = true; c.page_size = 17; c.kv_layout = KvLayout::kHND;
+    c.seq_lens = {40, 200};
+  });
   add("shared K/V 128 / 64, q_seqlen 4, HND", [](SparseCase& c) {
     c.shared_kv = true; c.head_dim_v = 64; c.q_seqlen = 4; c.kv_layout = KvLayout::kHND;
   });
@@ -128,6 +137,17 @@ std::vector<SparseCase> sparse_check_matrix(DLDevice where) {
     c.config = SparseDecodeConfig{64, 2, kSplits, false};
     cases.push_back(std::move(c));
   }
+  // The MLA cases (16-bit shared 576 / 512) again on the MLA kernel (sm_90a; skipped elsewhere), whole and split
+  // (the heuristic takes it for groups above 32 on sm_90a, so the defaults above run it too).
+  for (size_t i = 0; i < defaults; ++i) {
+    if (!cases[i].shared_kv || cases[i].head_dim != 576 || cases[i].kv_quant != KvQuant::kNone) continue;
+    for (int splits : {1, 3}) {
+      SparseCase c = cases[i];
+      c.name += " [MLA kernel, " + std::to_string(splits) + (splits == 1 ? " split]" : " splits]");
+      c.config = SparseDecodeConfig{.block_n = 64, .stages = 2, .num_splits = splits, .mma = true, .mla = true};
+      cases.push_back(std::move(c));
+    }
+  }
   return cases;
 }
 
@@ -194,13 +214,20 @@ void precompile_sparse_cases(const std::vector<SparseCase>& cases, DLDevice wher
       return;
     }
     const DeviceInfo& device = cuda_device(where.device_id);
+    if (cases[i].config && cases[i].config->mla && device.arch() != "sm_90a") return;  // skipped when run
     const SparseDecodeConfig config =
-        cases[i].config ? *cases[i].config : sparse_decode_heuristic(spec, device.max_shared_per_block_optin);
+        cases[i].config ? *cases[i].config : sparse_decode_heuristic(spec, device);
     cuda_kernel(spec, config, device, scope->context());
   });
 }
 
 CaseResult run_sparse_case(const SparseCase& c, DLDevice where, uint64_t seed) {
+  if (c.config && c.config->mla && where.device_type != kDLCPU && cuda_device(where.device_id).arch() != "sm_90a") {
+    CaseResult skipped;
+    skipped.passed = true;
+    skipped.detail = "skipped: the MLA kernel (wgmma) needs sm_90a";
+    return skipped;
+  }
   std::mt19937_64 rng(seed);
   const KernelSpec spec = c.spec();
   const int batch = int(c.seq_lens.size());

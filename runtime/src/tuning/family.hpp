@@ -104,7 +104,7 @@ struct Family<SparseDecodeConfig> {
     return tune_sparse_shape(shape, device, stream, o);
   }
   static SparseDecodeConfig heuristic(const KernelSpec& spec, const DeviceInfo* device) {
-    return sparse_decode_heuristic(spec, device ? device->max_shared_per_block_optin : std::numeric_limits<int>::max());
+    return device ? sparse_decode_heuristic(spec, *device) : sparse_decode_heuristic(spec, std::numeric_limits<int>::max());
   }
 };
 

@@ -461,10 +461,16 @@ SparseTuneReport tune_sparse_shape(const SparseShape& shape, const DeviceInfo& d
   report.sku = device.sku();
   report.spec_key = problem.spec.key();
   report.bucket = sparse_bucket_key(problem);
-  report.heuristic = sparse_decode_heuristic(problem.spec, device.max_shared_per_block_optin);
+  report.heuristic = sparse_decode_heuristic(problem.spec, device);
   report.heuristic.num_splits = sparse_decode_splits(problem, report.heuristic, device);
   std::vector<SparseDecodeConfig> space = sparse_config_space(problem.spec, kMaxSparseSplits);
   if (std::find(space.begin(), space.end(), report.heuristic) == space.end()) space.push_back(report.heuristic);
+  if (report.heuristic.mla)  // the MLA kernel (the heuristic's on sm_90a only, so not in the device-free space) at each split
+    for (int splits = 1; splits <= kMaxSparseSplits; splits *= 2) {
+      SparseDecodeConfig c = report.heuristic;
+      c.num_splits = splits;
+      if (std::find(space.begin(), space.end(), c) == space.end()) space.push_back(c);
+    }
 
   const std::vector<BuildOutcome> outcomes = build_in_parallel(
       space.size(), o.compile_threads, device.ordinal,
