@@ -6,9 +6,9 @@
 #   1. the issue's grid (32 q heads, 32 and 8 kv heads, head_dim 128, window 4096, seq 4K-32K): the default (FA3's
 #      tile with TMA, ws1) against the same tile on a persistent grid (_pt), with S(t+1) before softmax(t) (ws2),
 #      and with ping-pong (ws3), each since K and V have their own stage barriers;
-#   2. paged (pages of 16 tokens, in order: one TMA box a tile; shuffled: a box a page) against contiguous (step 1's
-#      8-kv-head rows), seq 8K and 32K (bar: within 5%), the default and the persistent grid;
-#   3. 8-bit K/V (int8, fp8; bar: 0.95x bf16), the default (the producer widens row-gathered tiles);
+#   2. paged (pages of 16 tokens, in order: one TMA box a tile; shuffled: a box a page, or row gathers) against
+#      contiguous (step 1's 8-kv-head rows), seq 8K and 32K (bar: within 5%), the default and the persistent grid;
+#   3. 8-bit K/V (int8, fp8; bar: 0.95x bf16), the default (the producer widens row-gathered tiles) and FA3's tile;
 #   4. the rows tools/bench/prefill_peers.py times for FlashInfer: head_dim 64 and 256, GQA 32/4, the varlen batch
 #      (16 sequences of 512-8192 queries chunked after a paged prefix of 4096);
 #   5. first use (generate + NVRTC + module load) of the default and persistent kernels;
@@ -32,6 +32,7 @@ step() {  # run(), unless the script is past its time budget
 
 fa3_tile=bm128_bn128_st2_mt1_wg_ws1_tma     # the default where TMA applies (tuned winner of session 3 run D)
 persistent=bm128_bn128_st2_mt1_wg_ws1_tma_pt
+fa3_gathers=bm128_bn128_st2_mt1_wg_ws1       # the same tile with K/V rows gathered by the producer warpgroup
 grid_configs=default,$persistent,bm128_bn128_st2_mt1_wg_ws2_tma,bm128_bn128_st2_mt1_wg_ws2_tma_pt,bm128_bn128_st2_mt1_wg_ws3_tma_pt
 varlen=512,640,768,1024,1280,1536,2048,2560,3072,3584,4096,5120,6144,7168,7680,8192  # = prefill_peers.py VARLEN_Q_LENS
 bench() { step "$swajit" bench prefill --matmul-tflops "$mm" --reps 10 "$@"; }
@@ -46,11 +47,11 @@ bench() { step "$swajit" bench prefill --matmul-tflops "$mm" --reps 10 "$@"; }
   # 2. paged 16 against contiguous (step 1's 8-kv-head rows)
   run_timeout=25
   bench --seq 8192,32768 --num-kv-heads 8 --page-size 16 --configs "default,$persistent"
-  bench --seq 8192,32768 --num-kv-heads 8 --page-size 16 --shuffle-pages --configs "default,$persistent"
+  bench --seq 8192,32768 --num-kv-heads 8 --page-size 16 --shuffle-pages --configs "default,$persistent,$fa3_gathers"
 
-  # 3. 8-bit K/V (the producer widens row-gathered tiles)
-  bench --kv-quant int8 --seq 8192,32768 --num-kv-heads 8 --configs default
-  bench --kv-quant fp8 --seq 8192,32768 --num-kv-heads 8 --configs default
+  # 3. 8-bit K/V: the default (the producer widens row-gathered tiles) and FA3's tile the same way
+  bench --kv-quant int8 --seq 8192,32768 --num-kv-heads 8 --configs "default,$fa3_gathers"
+  bench --kv-quant fp8 --seq 8192,32768 --num-kv-heads 8 --configs "default,$fa3_gathers"
 
   # 4. the FlashInfer peer rows (prefill_peers.py swajit_commands)
   bench --seq 8192,32768 --num-kv-heads 8 --head-dim 64 --configs "default,$fa3_tile,${fa3_tile}_pt"
