@@ -47,8 +47,9 @@
 // is a whole page or part of one; a tile of an NHD cache whose pages follow each other in memory moves as one box of
 // kBlockN tokens from the run maps instead (P.k_run_map / P.v_run_map, tma_page_runs): one copy, not one per page.
 // Rows a box reads past what the row gathers would read are masked (P = 0), but they may hold uninitialized memory
-// and 0 * NaN = NaN: a tile whose box reaches outside the sequence's written tokens [range begin, kv_len) gathers
-// its V rows with zero fill instead (cp.async by the warp's lanes).
+// and 0 * NaN = NaN: in a tile whose box reaches outside the sequence's written tokens [range begin, kv_len) each
+// consumer warpgroup zeroes those V rows in shared memory before its P.V (they were gathered by cp.async one row at
+// a time, each behind its block_table load: the first tile of every paged item waited for that).
 //
 // Needs from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kContiguousKv, kGroup, kCausal,
 // kLocalWindow, kGlobalWindow, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockM, kBlockN,
@@ -311,6 +312,7 @@ struct ThreadGroup {
   int thread, threads, barrier;
 };
 constexpr int kProducerBarrier = 3, kConsumerBarrier = 4;
+constexpr int kConsumerZeroBarrier = 5;  // 5 + g: consumer warpgroup g alone (kTma: zero_unwritten_v_rows)
 
 // Tile t's K and V into its stage.
 SWAJIT_DEVICE void load_tile(const PrefillParams& P, const BlockWork& w, int t, int loader) {
@@ -436,7 +438,7 @@ struct Pipeline {
   }
   SWAJIT_MEMBER void wait_v(int t) const {
     mbarrier_wait(full_v(t), parity(t));
-    fence_shared_for_async_proxy();
+    if constexpr (!kTma) fence_shared_for_async_proxy();
   }
   // Consumers, after their wgmmas reading tile t's K / V have completed: one arrival per warp.
   SWAJIT_MEMBER static void release(u32 barrier, int lane) {
@@ -547,25 +549,25 @@ SWAJIT_DEVICE void issue_tile_boxes(const PrefillParams& P, const BlockWork& w, 
   }
 }
 
-// V rows [box_begin, box_begin + kBlockN) by cp.async, zero-filled outside the written tokens (one warp).
-SWAJIT_DEVICE void gather_v_rows(const PrefillParams& P, const BlockWork& w, const WrittenTokens& written, u32 v_tile,
-                                 int box_begin, int lane) {
-  const char* v = static_cast<const char*>(P.v) + (w.kv_head * P.v_stride_head) * kKvBytes;
-  for (int i = lane; i < kBlockN * kKvChunks; i += kTmaLanes) {
-    const int row = i / kKvChunks, chunk = i % kKvChunks, j = box_begin + row;
-    bool valid = written.contains(j);
-    long long offset = 0;
-    if (valid) offset = kv_token_offset(P, w.seq, w.block_table_row, j, P.v_stride_page, P.v_stride_token, w.b, valid);
-    cp_async_16(v_tile + KvTile::offset_bytes(row, chunk), v + offset * kKvBytes + chunk * 16, valid);
+// The V rows of a landed tile [box_begin, box_begin + kBlockN) outside the written tokens -> zeros, by one consumer
+// warpgroup before its P.V reads them (their P is 0, but the box read them from the cache as they were, and
+// 0 * NaN = NaN). Both consumer warpgroups store the same zeros; each orders its own stores before its wgmmas. A
+// 16-byte chunk is zeroed whole, so the 128-byte swizzle (which permutes chunks within a row) does not matter.
+SWAJIT_DEVICE void zero_unwritten_v_rows(const WrittenTokens& written, u32 v_tile, int box_begin, int warpgroup,
+                                          int thread_in_warpgroup) {
+  constexpr int kRowChunks = kWgmmaRowBytes / 16, kColumnBlocks = kHeadDim / kBoxChannels;
+  for (int i = thread_in_warpgroup; i < kBlockN * kColumnBlocks * kRowChunks; i += kWarpgroupThreads) {
+    const int row = i / (kColumnBlocks * kRowChunks), block = i / kRowChunks % kColumnBlocks, chunk = i % kRowChunks;
+    if (!written.contains(box_begin + row))
+      st_shared_16(v_tile + (block * kBlockN + row) * kWgmmaRowBytes + chunk * 16, make_uint4(0, 0, 0, 0));
   }
+  fence_shared_for_async_proxy();  // the generic-proxy stores, before this warpgroup's wgmmas read the tile
+  asm volatile("bar.sync %0, %1;" ::"r"(kConsumerZeroBarrier + warpgroup), "n"(kWarpgroupThreads) : "memory");
 }
 
 SWAJIT_DEVICE void produce_with_tma(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe, int lane) {
-  const WrittenTokens written{visible_tile_ranges(w.p_min, w.p_max, w.seq.kv_len, P.local_window, P.global_window),
-                              w.seq.kv_len};
   for (int t = 0; t < w.tile_count; ++t) {
     const int box_begin = w.ranges.tile_begin(t);
-    const bool v_by_rows = !written.contains_all(box_begin, box_begin + kBlockN);
     TilePages pages{};
     if (lane == 0) pages = tile_pages(P, w, box_begin);  // before the waits: the lookups overlap them
     pipe.wait_empty_k(w.slot(t));
@@ -575,16 +577,11 @@ SWAJIT_DEVICE void produce_with_tma(const PrefillParams& P, const BlockWork& w, 
     }
     mbarrier_arrive(pipe.full_k(w.slot(t)));
     pipe.wait_empty_v(w.slot(t));
-    if (v_by_rows) {
-      gather_v_rows(P, w, written, w.v_tile(t), box_begin, lane);
-      cp_async_arrive_on(pipe.full_v(w.slot(t)));
-    } else {
-      if (lane == 0) {
-        mbarrier_expect_tx(pipe.full_v(w.slot(t)), kTileBytes);
-        issue_tile_boxes(P, w, pages, P.v_map, P.v_run_map, w.v_tile(t), box_begin, pipe.full_v(w.slot(t)));
-      }
-      mbarrier_arrive(pipe.full_v(w.slot(t)));
+    if (lane == 0) {
+      mbarrier_expect_tx(pipe.full_v(w.slot(t)), kTileBytes);
+      issue_tile_boxes(P, w, pages, P.v_map, P.v_run_map, w.v_tile(t), box_begin, pipe.full_v(w.slot(t)));
     }
+    mbarrier_arrive(pipe.full_v(w.slot(t)));
   }
 }
 
@@ -659,6 +656,17 @@ SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pip
   WarpState<kMTiles> st;
   st.clear();
   mbarrier_wait(pipe.q_full(w.item), Pipeline::q_parity(w.item));
+  // Tile t's V has landed, and (TMA) its rows outside the written tokens are zeros for this warpgroup's P.V.
+  const WrittenTokens written{visible_tile_ranges(w.p_min, w.p_max, w.seq.kv_len, P.local_window, P.global_window),
+                              w.seq.kv_len};
+  const auto wait_v = [&](int t) {
+    pipe.wait_v(w.slot(t));
+    if constexpr (kTma) {
+      const int box_begin = w.ranges.tile_begin(t);
+      if (!written.contains_all(box_begin, box_begin + kBlockN))
+        zero_unwritten_v_rows(written, w.v_tile(t), box_begin, warpgroup, threadIdx.x % kWarpgroupThreads);
+    }
+  };
   float scores[kMTiles][kScoreFrags][4], rescale[kMTiles][2];
   if constexpr (kWarpSpecialize == 1) {
     for (int t = 0; t < w.tile_count; ++t) {
@@ -671,7 +679,7 @@ SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pip
       rescale_output(st, rescale);
       PackedProbabilities p;
       pack_probabilities(scores[0], p);
-      pipe.wait_v(w.slot(t));
+      wait_v(t);
       issue_warpgroup_pv(st, p, w.v_tile(t));
       wgmma_wait<0>();
       pin_accumulators(st.out[0]);
@@ -694,7 +702,7 @@ SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pip
       float next[kMTiles][kScoreFrags][4];
       PackedProbabilities p;
       pack_probabilities(scores[0], p);
-      pipe.wait_v(w.slot(t - 1));
+      wait_v(t - 1);
       turns.take();
       issue_warpgroup_scores(next[0], w.q_smem, w.k_tile(t), warpgroup);
       issue_warpgroup_pv(st, p, w.v_tile(t - 1));
@@ -714,7 +722,7 @@ SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pip
     }
     PackedProbabilities p;
     pack_probabilities(scores[0], p);
-    pipe.wait_v(w.slot(w.tile_count - 1));
+    wait_v(w.tile_count - 1);
     turns.take();
     issue_warpgroup_pv(st, p, w.v_tile(w.tile_count - 1));
     turns.hand_over(true);
