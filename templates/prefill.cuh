@@ -40,8 +40,8 @@
 // 8-bit K/V: the producer stages each tile's stored bytes (kStages tiles in flight, in the kDequantBytes area), widens them into
 // the stage's 16-bit tiles and then arrives on both "full" barriers; it folds the K scale into Q before q_full. The consumers run
 // the 16-bit path unchanged; the V scale is applied to the output.
-// kTma: the producer's first warp moves K/V tiles with the TMA engine instead: one lane posts the tile's byte count
-// on its "full" mbarrier (expect_tx) and issues boxes of 64 channels x kBoxRows tokens from the tensor maps the host
+// kTma: one lane of the producer's first warp moves the K tiles with the TMA engine instead, one lane of its second
+// warp the V tiles: each posts the tile's byte count on its "full" mbarrier (expect_tx) and issues boxes of 64 channels x kBoxRows tokens from the tensor maps the host
 // encoded (P.k_map / P.v_map, 128-byte swizzle = the WgmmaTile layout); the bytes complete the phase. A box covers
 // whole rows of kBlockN tokens, so for a paged cache tiles start at multiples of kBlockN (tiles_on_box_grid) and a box
 // is a whole page or part of one; a tile of an NHD cache whose pages follow each other in memory moves as one box of
@@ -395,7 +395,6 @@ SWAJIT_DEVICE void load_and_compute(const PrefillParams& P, const BlockWork& w, 
 // (t / kStages)-th time: that phase's parity. K and V have their own barriers so a stage's K is refilled as soon as
 // its Q.K^T is done, while its V may still be read by P.V: with one barrier a stage (K and V) came free only after
 // P.V, and at 2 stages the overlap variants (S(t+1) issued before the P.V of t) waited for every load uncovered.
-constexpr int kTmaLanes = 32;  // kTma: the producer warp that issues the copies; each lane arrives once per tile
 struct Pipeline {
   u32 base;
   SWAJIT_MEMBER u32 full_k(int t) const { return base + 8 * (t % kStages); }
@@ -410,8 +409,8 @@ struct Pipeline {
 
   SWAJIT_MEMBER void init() const {
     for (int s = 0; s < kStages; ++s) {
-      mbarrier_init(full_k(s), kTma ? kTmaLanes : kProducerThreads);
-      mbarrier_init(full_v(s), kTma ? kTmaLanes : kProducerThreads);
+      mbarrier_init(full_k(s), kTma ? 1 : kProducerThreads);  // kTma: one thread issues a tile's boxes
+      mbarrier_init(full_v(s), kTma ? 1 : kProducerThreads);
       mbarrier_init(empty_k(s), kWarps);
       mbarrier_init(empty_v(s), kWarps);
     }
@@ -565,23 +564,24 @@ SWAJIT_DEVICE void zero_unwritten_v_rows(const WrittenTokens& written, u32 v_til
   asm volatile("bar.sync %0, %1;" ::"r"(kConsumerZeroBarrier + warpgroup), "n"(kWarpgroupThreads) : "memory");
 }
 
-SWAJIT_DEVICE void produce_with_tma(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe, int lane) {
+// Lane 0 of the producer's first warp moves the K tiles, lane 0 of its second warp the V tiles (`values`), each
+// against its own barriers: neither waits for the other's stage to come free, and their page lookups and box issues
+// (a paged tile of pages out of order is one box per page and 64 channels) run side by side.
+SWAJIT_DEVICE void produce_with_tma(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe, bool values) {
+  const PrefillTensorMap& map = values ? P.v_map : P.k_map;
+  const PrefillTensorMap& run_map = values ? P.v_run_map : P.k_run_map;
   for (int t = 0; t < w.tile_count; ++t) {
     const int box_begin = w.ranges.tile_begin(t);
-    TilePages pages{};
-    if (lane == 0) pages = tile_pages(P, w, box_begin);  // before the waits: the lookups overlap them
-    pipe.wait_empty_k(w.slot(t));
-    if (lane == 0) {
-      mbarrier_expect_tx(pipe.full_k(w.slot(t)), kTileBytes);
-      issue_tile_boxes(P, w, pages, P.k_map, P.k_run_map, w.k_tile(t), box_begin, pipe.full_k(w.slot(t)));
-    }
-    mbarrier_arrive(pipe.full_k(w.slot(t)));
-    pipe.wait_empty_v(w.slot(t));
-    if (lane == 0) {
-      mbarrier_expect_tx(pipe.full_v(w.slot(t)), kTileBytes);
-      issue_tile_boxes(P, w, pages, P.v_map, P.v_run_map, w.v_tile(t), box_begin, pipe.full_v(w.slot(t)));
-    }
-    mbarrier_arrive(pipe.full_v(w.slot(t)));
+    const TilePages pages = tile_pages(P, w, box_begin);  // before the wait: the lookups overlap it
+    const int slot = w.slot(t);
+    if (values)
+      pipe.wait_empty_v(slot);
+    else
+      pipe.wait_empty_k(slot);
+    const u32 full = values ? pipe.full_v(slot) : pipe.full_k(slot);
+    mbarrier_expect_tx(full, kTileBytes);
+    issue_tile_boxes(P, w, pages, map, run_map, values ? w.v_tile(t) : w.k_tile(t), box_begin, full);
+    mbarrier_arrive(full);
   }
 }
 
@@ -637,7 +637,7 @@ SWAJIT_DEVICE void produce(const PrefillParams& P, const BlockWork& w, const Pip
   load_q_tile(P, w.q_smem, w.seq.q_begin + w.row0, w.rows, w.q_head, loader);
   cp_async_arrive_on(pipe.q_full(w.item));
   if constexpr (kTma) {
-    if (loader < kTmaLanes) produce_with_tma(P, w, pipe, loader);
+    if (loader == 0 || loader == 32) produce_with_tma(P, w, pipe, loader == 32);  // K, V
     cp_async_wait_all();
     return;
   }
