@@ -286,6 +286,7 @@ SWAJIT_DEVICE void widen_kv_tile(u32 stored, u32 widened, int thread = threadIdx
 // __syncthreads_or over the `threads` threads that use named barrier `barrier` (barrier 0 with every thread of the
 // block: the same as __syncthreads_or).
 SWAJIT_DEVICE bool barrier_or(bool value, int barrier, int threads) {
+  __syncwarp();  // bar.red is .aligned: a warp's lanes arrive together (a lane may come from a divergent branch)
   int result;
   asm volatile("{\n .reg .pred p, q;\n setp.ne.u32 p, %1, 0;\n bar.red.or.pred q, %2, %3, p;\n selp.u32 %0, 1, 0, q;\n}"
                : "=r"(result) : "r"(int(value)), "r"(barrier), "r"(threads) : "memory");

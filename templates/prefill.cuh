@@ -561,6 +561,7 @@ SWAJIT_DEVICE void zero_unwritten_v_rows(const WrittenTokens& written, u32 v_til
       st_shared_16(v_tile + (block * kBlockN + row) * kWgmmaRowBytes + chunk * 16, make_uint4(0, 0, 0, 0));
   }
   fence_shared_for_async_proxy();  // the generic-proxy stores, before this warpgroup's wgmmas read the tile
+  __syncwarp();                     // bar.sync is .aligned
   asm volatile("bar.sync %0, %1;" ::"r"(kConsumerZeroBarrier + warpgroup), "n"(kWarpgroupThreads) : "memory");
 }
 
