@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 15 on the GPU machine (under 2 minutes on the H200; a step that would start after $GPU_PREFILL_BUDGET_S,
-# default 100 s, is skipped and says so): correctness first (the prefill check matrix, whose forced "tma ..." and
-# "persistent ..." cases cover every knob and whose "in runs" cases the one-box paged tiles), then the bench,
+# default 80 s, is skipped and says so): correctness first (the prefill check matrix, whose forced "tma ..." and
+# "persistent ..." cases cover every knob and whose "in runs" cases the one-box paged tiles, and the GPU suite's
+# prefill cases but the matrix and the tuner, which compiles the whole config space), then the bench,
 # heuristic configs ("default", no shipped data), each row's configs alternated on one workload:
 #   1. the issue's grid (32 q heads, 32 and 8 kv heads, head_dim 128, window 4096, seq 4K-32K): the default (FA3's
 #      tile with TMA, ws1) against the same tile on a persistent grid (_pt), with S(t+1) before softmax(t) (ws2),
@@ -11,8 +12,7 @@
 #   3. 8-bit K/V (int8, fp8; bar: 0.95x bf16), the default (the producer widens row-gathered tiles) and FA3's tile;
 #   4. the rows tools/bench/prefill_peers.py times for FlashInfer: head_dim 64 and 256, GQA 32/4, the varlen batch
 #      (16 sequences of 512-8192 queries chunked after a paged prefix of 4096);
-#   5. first use (generate + NVRTC + module load) of the default and persistent kernels;
-#   6. the GPU suite's prefill cases but the matrix (step 0 ran it) and the tuner (it compiles the whole config space).
+#   5. first use (generate + NVRTC + module load) of the default and persistent kernels.
 # Usage: tools/bench/gpu_prefill.sh CARRY_DIR LOG_DIR
 #   CARRY_DIR: what tools/bench/prepare_gpu_carry.sh made (.carry: swajit, the GPU test binaries, lib/)
 #   MATMUL_TFLOPS: the bf16 matmul rate of the same run (floor column; prefill_peers.py prints kind=ceiling_mm_bf16);
@@ -24,7 +24,7 @@ source "$(dirname "$0")/gpu_run_common.sh"
 export SWAJIT_SHIPPED=0  # "default" is the heuristic, what an untuned GPU gets
 SWAJIT_DB=$(mktemp -d)/prefill_fresh.db  # not under LOG_DIR: the compiled kernels would make the logs too large
 export SWAJIT_DB
-budget_s=${GPU_PREFILL_BUDGET_S:-100}
+budget_s=${GPU_PREFILL_BUDGET_S:-80}
 step() {  # run(), unless the script is past its time budget
   if ((SECONDS > budget_s)); then echo "==== SKIPPED (past ${budget_s} s): $*"; status=1; return; fi
   run "$@"
@@ -38,8 +38,11 @@ varlen=512,640,768,1024,1280,1536,2048,2560,3072,3584,4096,5120,6144,7168,7680,8
 bench() { step "$swajit" bench prefill --matmul-tflops "$mm" --reps 10 "$@"; }
 
 {
-  # 0. correctness
+  # 0. correctness: the check matrix, then the GPU suite's prefill cases but the matrix and the tuner (device-side
+  #    errors, bad pages, 8-bit and varlen paged workloads, streams)
   run_timeout=60 step "$swajit" check --device cuda --family prefill
+  run_timeout=45 step "$carry/test_decode_gpu" \
+    -tc="prefill: invalid*,prefill: 8-bit*,prefill: varlen*,paged prefill*,concurrent streams: decode and prefill*"
 
   # 1. the grid
   run_timeout=40 bench --configs "$grid_configs"
@@ -55,7 +58,8 @@ bench() { step "$swajit" bench prefill --matmul-tflops "$mm" --reps 10 "$@"; }
 
   # 4. the FlashInfer peer rows (prefill_peers.py swajit_commands)
   bench --seq 8192,32768 --num-kv-heads 8 --head-dim 64 --configs "default,$fa3_tile,${fa3_tile}_pt"
-  bench --seq 8192,32768 --num-kv-heads 8 --head-dim 256 --configs default,bm128_bn64_st2_mt1_wg_ws1_tma,bm128_bn64_st2_mt1_wg_ws1_tma_pt
+  bench --seq 8192,32768 --num-kv-heads 8 --head-dim 256 \
+    --configs default,bm128_bn64_st2_mt1_wg_ws1_tma,bm64_bn64_st2_mt1_wg_ws1_tma_pt  # (two 128-row Q tiles do not fit)
   bench --seq 8192,32768 --num-kv-heads 4 --configs "default,$persistent"
   bench --q-lens "$varlen" --prefix-len 4096 --page-size 16 --num-kv-heads 8 --configs "default,$persistent"
 
@@ -69,9 +73,6 @@ bench() { step "$swajit" bench prefill --matmul-tflops "$mm" --reps 10 "$@"; }
     step "$swajit" gen --key "prefill_bf16_d128_$key" $flags --jit-time
   done
 
-  # 6. the GPU suite's prefill cases (device-side errors, 8-bit and varlen paged workloads, bad pages, streams)
-  run_timeout=45
-  step "$carry/test_decode_gpu" -tc="prefill: invalid*,prefill: 8-bit*,prefill: varlen*,paged prefill*,concurrent streams: decode and prefill*"
   echo "==== gpu_prefill.sh done in $SECONDS s, status $status"
   exit "$status"
 } 2>&1 | tee "$logs/gpu_prefill.log"
