@@ -33,7 +33,8 @@ step() {  # run(), unless the script is past its time budget
 fa3_tile=bm128_bn128_st2_mt1_wg_ws1_tma     # the default where TMA applies (tuned winner of session 3 run D)
 persistent=bm128_bn128_st2_mt1_wg_ws1_tma_pt
 fa3_gathers=bm128_bn128_st2_mt1_wg_ws1       # the same tile with K/V rows gathered by the producer warpgroup
-grid_configs=default,$persistent,bm128_bn128_st2_mt1_wg_ws2_tma,bm128_bn128_st2_mt1_wg_ws2_tma_pt,bm128_bn128_st2_mt1_wg_ws3_tma_pt
+overlap_persistent=bm128_bn128_st2_mt1_wg_ws2_tma_pt  # S(t+1) before softmax(t), persistent
+grid_configs=default,$persistent,bm128_bn128_st2_mt1_wg_ws2_tma,$overlap_persistent,bm128_bn128_st2_mt1_wg_ws3_tma_pt
 varlen=512,640,768,1024,1280,1536,2048,2560,3072,3584,4096,5120,6144,7168,7680,8192  # = prefill_peers.py VARLEN_Q_LENS
 bench() { step "$swajit" bench prefill --matmul-tflops "$mm" --reps 10 "$@"; }
 
@@ -49,8 +50,9 @@ bench() { step "$swajit" bench prefill --matmul-tflops "$mm" --reps 10 "$@"; }
 
   # 2. paged 16 against contiguous (step 1's 8-kv-head rows)
   run_timeout=25
-  bench --seq 8192,32768 --num-kv-heads 8 --page-size 16 --configs "default,$persistent"
-  bench --seq 8192,32768 --num-kv-heads 8 --page-size 16 --shuffle-pages --configs "default,$persistent,$fa3_gathers"
+  bench --seq 8192,32768 --num-kv-heads 8 --page-size 16 --configs "default,$persistent,$overlap_persistent"
+  bench --seq 8192,32768 --num-kv-heads 8 --page-size 16 --shuffle-pages \
+    --configs "default,$persistent,$overlap_persistent,$fa3_gathers"
 
   # 3. 8-bit K/V: the default (the producer widens row-gathered tiles) and FA3's tile the same way
   bench --kv-quant int8 --seq 8192,32768 --num-kv-heads 8 --configs "default,$fa3_gathers"
