@@ -67,7 +67,8 @@ bench() { step "$swajit" bench prefill --matmul-tflops "$mm" --reps 10 "$@"; }
 
   # 5. first use of each variant (generate + NVRTC + module load; the database is not used)
   run_timeout=15
-  for key_config in "contig_g4_local $fa3_tile" "contig_g4_local $persistent" "p16_nhd_g4_local $persistent"; do
+  for key_config in "contig_g4_local $fa3_tile" "contig_g4_local $persistent" "p16_nhd_g4_local $persistent" \
+    "contig_g4_local $overlap_persistent"; do
     read -r key config <<<"$key_config"
     IFS=_ read -r bm bn st mt wg ws tma pt <<<"$config"
     flags="--block-m ${bm#bm} --block-n ${bn#bn} --stages ${st#st} --wgmma true --warp-specialize ${ws#ws} --tma true"
