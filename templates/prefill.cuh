@@ -739,7 +739,14 @@ SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pip
 // Work item `item` (query tile, q head, sequence: kItemsPerSequence of them per sequence, heads fastest, the longest
 // query tiles first) into `w`; false when it has no rows. `group` is the set of threads that plan it together (the
 // block, or one warpgroup role of a warp-specialized block): the paged scan is reduced over it alone.
-SWAJIT_DEVICE bool plan_item(const PrefillParams& P, int item, const ThreadGroup& group, BlockWork& w) {
+// The paged scan's verdict on the last sequence a group scanned: the items of one sequence share it.
+struct ScannedSequence {
+  int b = -1;
+  bool pages_out_of_range = false;
+};
+
+SWAJIT_DEVICE bool plan_item(const PrefillParams& P, int item, const ThreadGroup& group, ScannedSequence& scanned,
+                             BlockWork& w) {
   const int items_per_sequence = P.q_tiles * P.num_q_heads, tile_item = item % items_per_sequence;
   w.b = item / items_per_sequence;
   w.q_head = tile_item % P.num_q_heads;
@@ -752,18 +759,21 @@ SWAJIT_DEVICE bool plan_item(const PrefillParams& P, int item, const ThreadGroup
   w.p_min = w.seq.kv_len - w.seq.q_len + w.row0;
   w.p_max = w.p_min + w.rows - 1;
   w.block_table_row = kContiguousKv ? nullptr : P.block_table + w.b * P.block_table_stride_batch;
-  if constexpr (!kContiguousKv) {
-    // The visible range of all the sequence's rows, not only this item's, so every item of it agrees. Every thread
-    // of the group reaches the scan's barrier: the returns above and zero_output are the same for all of them.
+  if (!kContiguousKv && !w.seq.zero_output) {
+    // The visible range of all the sequence's rows, not only this item's, so every item of it agrees (scanned once
+    // per sequence the group meets in a row). Every thread of the group reaches the scan's barrier: the returns
+    // above and zero_output are the same for all of them.
     constexpr int kTokensPerPage = kContiguousKv ? 1 : kPageSize;  // (this branch is compiled for both)
-    const TileRanges all_rows = visible_tile_ranges(w.seq.kv_len - w.seq.q_len, w.seq.kv_len - 1, w.seq.kv_len,
-                                                    P.local_window, P.global_window);
-    if (!w.seq.zero_output &&
-        visible_pages_out_of_range<kTokensPerPage>(P, w.block_table_row, all_rows, group.thread, group.threads,
-                                                   group.barrier)) {
-      if (threadIdx.x == 0) record_status(P.status, kPrefillPageOutOfRange, w.b);  // any item may be the one left
-      w.seq.zero_output = true;
+    if (scanned.b != w.b) {
+      const TileRanges all_rows = visible_tile_ranges(w.seq.kv_len - w.seq.q_len, w.seq.kv_len - 1, w.seq.kv_len,
+                                                      P.local_window, P.global_window);
+      scanned.pages_out_of_range = visible_pages_out_of_range<kTokensPerPage>(
+          P, w.block_table_row, all_rows, group.thread, group.threads, group.barrier);
+      scanned.b = w.b;
+      if (scanned.pages_out_of_range && threadIdx.x == 0)
+        record_status(P.status, kPrefillPageOutOfRange, w.b);  // any item may be the one left
     }
+    w.seq.zero_output = scanned.pages_out_of_range;
   }
   w.ranges = visible_tile_ranges(w.p_min, w.p_max, w.seq.kv_len, P.local_window, P.global_window);
   if constexpr (kTma) w.ranges = tiles_on_box_grid(w.ranges);
@@ -792,14 +802,21 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_P
     const Pipeline pipe{v_smem + kStages * kTileBytes + kDequantBytes};
     if (threadIdx.x == 0) pipe.init();
     __syncthreads();  // the barriers are initialized; from here on the warpgroups meet only through them
+    // The whole block scans the first item's sequence (a paged cache): one item per block unless persistent.
+    ScannedSequence first_scan;
+    {
+      BlockWork w;
+      plan_item(P, first_item, ThreadGroup{int(threadIdx.x), kThreads, 0}, first_scan, w);
+    }
     // Both roles plan the same items in the same order, so they agree on each item's count and first tile. Each
     // role has its own loop after its setmaxnreg: ptxas gives the consumers' code their raised register budget only
     // where no producer code is merged into it.
     const auto for_each_item = [&](const ThreadGroup& group, auto&& work) {
       int items_done = 0, tiles_done = 0;
+      ScannedSequence scanned = first_scan;
       for (int item = first_item; kPersistent ? item < item_count : item == first_item; item += gridDim.x) {
         BlockWork w;
-        if (!plan_item(P, item, group, w)) continue;
+        if (!plan_item(P, item, group, scanned, w)) continue;
         place(w, items_done, tiles_done);
         work(w);
         ++items_done;
@@ -818,7 +835,8 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_P
     }
   } else {
     BlockWork w;
-    if (!plan_item(P, first_item, ThreadGroup{int(threadIdx.x), kThreads, 0}, w)) return;
+    ScannedSequence scanned;
+    if (!plan_item(P, first_item, ThreadGroup{int(threadIdx.x), kThreads, 0}, scanned, w)) return;
     place(w, 0, 0);
     load_and_compute(P, w, warp, lane);
   }
