@@ -565,24 +565,31 @@ SWAJIT_DEVICE void zero_unwritten_v_rows(const WrittenTokens& written, u32 v_til
   asm volatile("bar.sync %0, %1;" ::"r"(kConsumerZeroBarrier + warpgroup), "n"(kWarpgroupThreads) : "memory");
 }
 
-// Lane 0 of the producer's first warp moves the K tiles, lane 0 of its second warp the V tiles (`values`), each
-// against its own barriers: neither waits for the other's stage to come free, and their page lookups and box issues
-// (a paged tile of pages out of order is one box per page and 64 channels) run side by side.
-SWAJIT_DEVICE void produce_with_tma(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe, bool values) {
+// The producer's first warp moves the K tiles, its second warp the V tiles (`values`), each against its own barriers:
+// neither waits for the other's stage to come free, and their page lookups and box issues (a paged tile of pages out
+// of order is one box per page and 64 channels) run side by side. Lane 0 issues; the warp's other lanes wait with it,
+// so no lane spins ahead into the next item while lane 0 still works in this one (a warp whose lanes wait on barriers
+// apart can stall, persistent grids hung on the H200).
+SWAJIT_DEVICE void produce_with_tma(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe, bool values,
+                                    int lane) {
   const PrefillTensorMap& map = values ? P.v_map : P.k_map;
   const PrefillTensorMap& run_map = values ? P.v_run_map : P.k_run_map;
   for (int t = 0; t < w.tile_count; ++t) {
     const int box_begin = w.ranges.tile_begin(t);
-    const TilePages pages = tile_pages(P, w, box_begin);  // before the wait: the lookups overlap it
+    TilePages pages{};
+    if (lane == 0) pages = tile_pages(P, w, box_begin);  // before the wait: the lookups overlap it
     const int slot = w.slot(t);
     if (values)
       pipe.wait_empty_v(slot);
     else
       pipe.wait_empty_k(slot);
-    const u32 full = values ? pipe.full_v(slot) : pipe.full_k(slot);
-    mbarrier_expect_tx(full, kTileBytes);
-    issue_tile_boxes(P, w, pages, map, run_map, values ? w.v_tile(t) : w.k_tile(t), box_begin, full);
-    mbarrier_arrive(full);
+    if (lane == 0) {
+      const u32 full = values ? pipe.full_v(slot) : pipe.full_k(slot);
+      mbarrier_expect_tx(full, kTileBytes);
+      issue_tile_boxes(P, w, pages, map, run_map, values ? w.v_tile(t) : w.k_tile(t), box_begin, full);
+      mbarrier_arrive(full);
+    }
+    __syncwarp();
   }
 }
 
@@ -638,7 +645,7 @@ SWAJIT_DEVICE void produce(const PrefillParams& P, const BlockWork& w, const Pip
   load_q_tile(P, w.q_smem, w.seq.q_begin + w.row0, w.rows, w.q_head, loader);
   cp_async_arrive_on(pipe.q_full(w.item));
   if constexpr (kTma) {
-    if (loader == 0 || loader == 32) produce_with_tma(P, w, pipe, loader == 32);  // K, V
+    if (loader < 64) produce_with_tma(P, w, pipe, loader >= 32, loader % 32);  // warp 0: K, warp 1: V
     cp_async_wait_all();
     return;
   }
