@@ -40,7 +40,7 @@ bench() { step "$swajit" bench prefill --matmul-tflops "$mm" --reps 10 "$@"; }
 {
   # 0. correctness: the check matrix, then the GPU suite's prefill cases but the matrix and the tuner (device-side
   #    errors, bad pages, 8-bit and varlen paged workloads, streams)
-  run_timeout=60 step stdbuf -oL "$swajit" check --device cuda --family prefill  # line-buffered: a hang shows its case
+  run_timeout=75 step stdbuf -oL "$swajit" check --device cuda --family prefill  # line-buffered: a hang shows its case
   run_timeout=45 step "$carry/test_decode_gpu" \
     -tc="prefill: invalid*,prefill: 8-bit*,prefill: varlen*,paged prefill*,concurrent streams: decode and prefill*"
 
