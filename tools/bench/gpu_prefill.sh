@@ -35,18 +35,20 @@ persistent=bm128_bn128_st2_mt1_wg_ws1_tma_pt
 fa3_gathers=bm128_bn128_st2_mt1_wg_ws1       # the same tile with K/V rows gathered by the producer warpgroup
 overlap_persistent=bm128_bn128_st2_mt1_wg_ws2_tma_pt  # S(t+1) before softmax(t), persistent
 varlen=512,640,768,1024,1280,1536,2048,2560,3072,3584,4096,5120,6144,7168,7680,8192  # = prefill_peers.py VARLEN_Q_LENS
-bench() { step "$swajit" bench prefill --matmul-tflops "$mm" --reps 10 "$@"; }
+# Line-buffered: each row shows as it is timed (a row's workload of up to 32K tokens x 32 heads takes seconds to
+# set up, so a call can run past its cap; its rows so far are kept).
+bench() { step stdbuf -oL "$swajit" bench prefill --matmul-tflops "$mm" --reps 10 "$@"; }
 
 {
   # 0. correctness of the knobs timed below (the whole matrix takes longer than this script may: step 6 runs the
   #    rest of the TMA cases, and the whole matrix runs in the GPU suite and `swajit check`)
   run_timeout=30 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter persistent
 
-  # 1. the grid (in three calls, so a config that fails cannot take the others' rows with it)
-  run_timeout=30
-  bench --configs "default,$persistent"
-  bench --configs "default,bm128_bn128_st2_mt1_wg_ws2_tma,$overlap_persistent"
-  bench --configs "default,bm128_bn128_st2_mt1_wg_ws3_tma,bm128_bn128_st2_mt1_wg_ws3_tma_pt"
+  # 1. the grid: one row first (a timed row within seconds), then the rest, the knobs in calls of their own so a
+  #    config that fails cannot take the others' rows with it
+  run_timeout=20 bench --seq 8192 --num-kv-heads 8 --configs "default,$persistent,$overlap_persistent"
+  run_timeout=60 bench --seq 4096,16384,32768 --configs "default,$persistent,$overlap_persistent"
+  run_timeout=30 bench --seq 4096,16384 --configs "default,bm128_bn128_st2_mt1_wg_ws2_tma,bm128_bn128_st2_mt1_wg_ws3_tma_pt"
 
   # 2. paged 16 against contiguous (step 1's 8-kv-head rows)
   run_timeout=25
