@@ -233,9 +233,11 @@ PrefillGeometry prefill_geometry(const KernelSpec& spec, const PrefillConfig& co
   g.dequant_bytes = specialized ? config.stages * 2 * config.block_n * spec.head_dim * kv_element_bytes(spec) *
                                       (spec.kv_quant != KvQuant::kNone)
                                 : widened_kv_bytes(spec, config.block_n);
-  g.barrier_bytes = specialized ? (2 * config.stages + 1) * kBarrierBytes : 0;
+  // full and empty barriers of K and V per stage, q_full and q_empty per Q buffer (two when persistent)
+  const int q_buffers = config.persistent ? 2 : 1;
+  g.barrier_bytes = specialized ? (4 * config.stages + 2 * q_buffers) * kBarrierBytes : 0;
   // Q, K and V stages (as stored), widened K/V (8-bit KV), barriers (warp specialized)
-  g.shared_bytes = g.q_bytes + 2 * config.stages * g.tile_bytes + g.dequant_bytes + g.barrier_bytes;
+  g.shared_bytes = q_buffers * g.q_bytes + 2 * config.stages * g.tile_bytes + g.dequant_bytes + g.barrier_bytes;
   if (specialized) {
     // __launch_bounds__(threads, min_blocks) caps every thread at `entry` registers; the producer hands back what
     // it does not need and the consumers share it out (setmaxnreg moves registers only within the block's pool).
@@ -275,6 +277,7 @@ GeneratedKernel generate_prefill_cuda(const KernelSpec& spec, const PrefillConfi
      << "constexpr int kWarpSpecialize = " << config.warp_specialize
      << ";  // 0: all warps load; 1: producer + consumer warpgroups; 2: and S(t+1) before softmax(t)\n"
      << "constexpr bool kTma = " << flag(config.tma) << ";  // K/V tiles moved by the TMA engine (warp specialized)\n"
+     << "constexpr bool kPersistent = " << flag(config.persistent) << ";  // blocks take the work items in turn\n"
      << "// launch geometry, shared with the host launcher\n"
      << "constexpr int kThreads = " << g.threads << ";\n"
      << "constexpr int kQBytes = " << g.q_bytes << ";\n"

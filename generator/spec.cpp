@@ -321,13 +321,13 @@ void DecodeConfig::validate(const KernelSpec& spec) const {
 std::string PrefillConfig::compile_key() const {
   return "bm" + std::to_string(block_m) + "_bn" + std::to_string(block_n) + "_st" + std::to_string(stages) + "_mt" +
          std::to_string(m_tiles) + (wgmma ? "_wg" : "") + (warp_specialize > 0 ? "_ws" + std::to_string(warp_specialize) : "") + (tma ? "_tma" : "") +
-         (min_blocks > 1 ? "_oc" + std::to_string(min_blocks) : "");
+         (persistent ? "_pt" : "") + (min_blocks > 1 ? "_oc" + std::to_string(min_blocks) : "");
 }
 
 PrefillConfig PrefillConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
-  const std::string form = "bm<M>_bn<N>_st<S>_mt<T>[_wg][_ws<W>][_tma][_oc<B>]";
-  if (parts.size() < 4 || parts.size() > 8)
+  const std::string form = "bm<M>_bn<N>_st<S>_mt<T>[_wg][_ws<W>][_tma][_pt][_oc<B>]";
+  if (parts.size() < 4 || parts.size() > 9)
     throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form " + form);
   PrefillConfig config;
   config.block_m = parse_prefixed_int(parts[0], "bm", "block_m", key);
@@ -339,6 +339,7 @@ PrefillConfig PrefillConfig::from_key(std::string_view key) {
   if (next < parts.size() && parts[next].rfind("ws", 0) == 0)
     config.warp_specialize = parse_prefixed_int(parts[next++], "ws", "warp_specialize", key);
   if (next < parts.size() && parts[next] == "tma") config.tma = true, ++next;
+  if (next < parts.size() && parts[next] == "pt") config.persistent = true, ++next;
   if (next < parts.size()) config.min_blocks = parse_prefixed_int(parts[next++], "oc", "min_blocks", key);
   if (next != parts.size() || config.compile_key() != key)
     throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' is not canonical; the form is " + form);
@@ -393,6 +394,9 @@ void PrefillConfig::validate(const KernelSpec& spec) const {
     throw Error(ErrorCode::kInvalidArgument, "tma = true moves 16-bit K/V tiles; 8-bit K/V (" + spec.key() +
                                                  ") takes tma = false (the producer widens each tile)");
   if (tma) validate_tma(spec);
+  if (persistent && !tma)
+    throw Error(ErrorCode::kInvalidArgument, "persistent = true needs tma = true (the TMA producer runs ahead into the "
+                                             "next work item)");
   // every head_dim takes every other config; what fits the device is checked when the kernel is built
 }
 

@@ -283,9 +283,20 @@ SWAJIT_DEVICE void widen_kv_tile(u32 stored, u32 widened, int thread = threadIdx
 // (query tiles) agree to write the sequence as zeros, as the status message says. The scan reads each visible page's
 // entry once (2048 at seq 32K with pages of 16, from L2) before the block's first K/V load, several loads in flight per
 // thread (the scan by tiles read up to 9 entries a tile there, estimated at a few percent of a block's time).
+// __syncthreads_or over the `threads` threads that use named barrier `barrier` (barrier 0 with every thread of the
+// block: the same as __syncthreads_or).
+SWAJIT_DEVICE bool barrier_or(bool value, int barrier, int threads) {
+  __syncwarp();  // bar.red is .aligned: a warp's lanes arrive together (a lane may come from a divergent branch)
+  int result;
+  asm volatile("{\n .reg .pred p, q;\n setp.ne.u32 p, %1, 0;\n bar.red.or.pred q, %2, %3, p;\n selp.u32 %0, 1, 0, q;\n}"
+               : "=r"(result) : "r"(int(value)), "r"(barrier), "r"(threads) : "memory");
+  return result != 0;
+}
+
+// `thread` of `threads` take part; they reduce over named barrier `barrier` (0: the whole block).
 template <int kTokensPerPage, class Params>
 SWAJIT_DEVICE bool visible_pages_out_of_range(const Params& P, const int* block_table_row, const TileRanges& ranges,
-                                              int threads) {
+                                              int thread, int threads, int barrier) {
   int first[2], pages[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -294,10 +305,10 @@ SWAJIT_DEVICE bool visible_pages_out_of_range(const Params& P, const int* block_
   }
   bool bad = false;
 #pragma unroll 4
-  for (int i = threadIdx.x; i < pages[0] + pages[1]; i += threads) {
+  for (int i = thread; i < pages[0] + pages[1]; i += threads) {
     const int logical_page = i < pages[0] ? first[0] + i : first[1] + i - pages[0];
     const int page = block_table_row[logical_page * P.block_table_stride_page];
     bad |= page < 0 || page >= P.num_pages;
   }
-  return __syncthreads_or(bad) != 0;
+  return barrier_or(bad, barrier, threads);
 }

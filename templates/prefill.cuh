@@ -22,31 +22,38 @@
 // K/V tiles of kBlockN tokens stream through a kStages-deep cp.async pipeline, gathered row by row (page by page
 // for a paged cache), shared by all warps. blockIdx.x runs over (query tile, q head) with the head fastest and the
 // query tiles last-first, so every head's longest tiles start in the first wave and the short ones fill the tail.
+// kPersistent (TMA only): the grid is as many blocks as are resident at once, and block i takes the work items
+// (query tile, q head, sequence) i, i + gridDim.x, ... in that same order; both warpgroup roles plan the same items,
+// the pipeline's stages and barrier phases run on across them (BlockWork::slot), and Q has two buffers, so the
+// producer loads the next item's Q and K/V while the consumers finish this one.
 //
 // Warp specialization (kWarpSpecialize > 0, Hopper wgmma path only). The block is kBlockM / 64 consumer warpgroups
 // (64 query rows each) followed by one producer warpgroup:
 //   producer   loads Q, then K/V tiles into the kStages stages with cp.async row gathers (so paged caches of any page
-//              size and varlen work as above); each thread's copies of a stage arrive on that stage's "full" mbarrier
-//              (cp.async.mbarrier.arrive.noinc); before refilling a stage it waits on the stage's "empty" mbarrier.
-//   consumers  wait on "full", order the landed bytes for the tensor cores (fence.proxy.async), run S = Q.K^T,
-//              the softmax and O += P.V with wgmma, and then each warp arrives on "empty". No __syncthreads after
-//              the start, so the consumer warpgroups drift apart and one's softmax overlaps the other's MMAs.
+//              size and varlen work as above); each thread's copies of a stage arrive on that stage's "full" mbarriers
+//              (cp.async.mbarrier.arrive.noinc), one for K and one for V; before refilling a stage's K (V) it waits
+//              on the stage's "empty" mbarrier of K (V).
+//   consumers  wait on K's "full", order the landed bytes for the tensor cores (fence.proxy.async), run S = Q.K^T
+//              and arrive on K's "empty" (one arrival per warp), then the softmax, then O += P.V once V's "full"
+//              says V has landed, and arrive on V's "empty". No __syncthreads after the start, so the consumer
+//              warpgroups drift apart and one's softmax overlaps the other's MMAs.
 //              kWarpSpecialize == 2 also issues S(t+1) before the softmax of tile t (two score buffers);
 //              kWarpSpecialize == 3 is 2 with ping-pong between the two consumer warpgroups (kBlockM == 128): they take
 //              turns issuing their MMAs (named barriers), so one's softmax runs while the other's MMAs do.
 // setmaxnreg hands the producer's registers to the consumers (generator: kProducerRegisters, kConsumerRegisters).
 // 8-bit K/V: the producer stages each tile's stored bytes (kStages tiles in flight, in the kDequantBytes area), widens them into
-// the stage's 16-bit tiles and then arrives on "full"; it folds the K scale into Q before q_full. The consumers run
+// the stage's 16-bit tiles and then arrives on both "full" barriers; it folds the K scale into Q before q_full. The consumers run
 // the 16-bit path unchanged; the V scale is applied to the output.
-// kTma: the producer's first warp moves K/V tiles with the TMA engine instead: one lane posts the stage's byte count
-// on its "full" mbarrier (expect_tx) and issues boxes of 64 channels x kBoxRows tokens from the tensor maps the host
+// kTma: one lane of the producer's first warp moves the K tiles with the TMA engine instead, one lane of its second
+// warp the V tiles: each posts the tile's byte count on its "full" mbarrier (expect_tx) and issues boxes of 64 channels x kBoxRows tokens from the tensor maps the host
 // encoded (P.k_map / P.v_map, 128-byte swizzle = the WgmmaTile layout); the bytes complete the phase. A box covers
 // whole rows of kBlockN tokens, so for a paged cache tiles start at multiples of kBlockN (tiles_on_box_grid) and a box
 // is a whole page or part of one; a tile of an NHD cache whose pages follow each other in memory moves as one box of
 // kBlockN tokens from the run maps instead (P.k_run_map / P.v_run_map, tma_page_runs): one copy, not one per page.
 // Rows a box reads past what the row gathers would read are masked (P = 0), but they may hold uninitialized memory
-// and 0 * NaN = NaN: a tile whose box reaches outside the sequence's written tokens [range begin, kv_len) gathers
-// its V rows with zero fill instead (cp.async by the warp's lanes).
+// and 0 * NaN = NaN: in a tile whose box reaches outside the sequence's written tokens [range begin, kv_len) each
+// consumer warpgroup zeroes those V rows in shared memory before its P.V (they were gathered by cp.async one row at
+// a time, each behind its block_table load: the first tile of every paged item waited for that).
 //
 // Needs from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kContiguousKv, kGroup, kCausal,
 // kLocalWindow, kGlobalWindow, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockM, kBlockN,
@@ -78,10 +85,12 @@ struct TileLayout<true, kRows> {
 };
 typedef TileLayout<kWgmma, kBlockM>::type QTile;
 typedef TileLayout<kWgmma, kBlockN>::type KvTile;
-// Shared memory: the Q tile (kQBytes), kStages K tiles and kStages V tiles (kTileBytes each, as stored: QTile /
+// Shared memory: the Q tile (kQBytes; kQBuffers of them), kStages K tiles and kStages V tiles (kTileBytes each, as stored: QTile /
 // KvTile layouts for 16-bit K/V, plain rows for 8-bit), then for 8-bit K/V one widened K and one widened V tile
 // (kDequantBytes, KvTile layout, 1024-byte aligned for wgmma), then the mbarriers when warp specialized (kBarrierBytes).
-static_assert(kSharedBytes >= kQBytes + 2 * kStages * kTileBytes + kDequantBytes + kBarrierBytes,
+constexpr int kQBuffers = kPersistent ? 2 : 1;  // persistent: the next item's Q lands while this one's is read
+static_assert(!kPersistent || kTma, "the persistent grid runs the TMA producer ahead into the next item");
+static_assert(kSharedBytes >= kQBuffers * kQBytes + 2 * kStages * kTileBytes + kDequantBytes + kBarrierBytes,
               "prelude shared-memory size too small");
 static_assert((kQBytes + 2 * kStages * kTileBytes) % 1024 == 0, "wgmma tiles need 1024-byte alignment");
 static_assert(!kWarpSpecialize || kKvQuant == 0 || kTileBytes == kBlockN * kHeadDim * 2,
@@ -292,11 +301,22 @@ struct BlockWork {
   Sequence seq;
   TileRanges ranges;
   int b, q_head, kv_head, row0, rows, p_min, p_max, tile_count;
+  int item, first_tile;  // the block's count of items and of K/V tiles before this item (persistent; else 0)
   const int* block_table_row;
   u32 q_smem, k_smem, v_smem;
-  SWAJIT_MEMBER u32 k_tile(int t) const { return k_smem + (t % kStages) * kTileBytes; }
-  SWAJIT_MEMBER u32 v_tile(int t) const { return v_smem + (t % kStages) * kTileBytes; }
+  // The pipeline's count of tile t of this item: its stage and its barriers' phase.
+  SWAJIT_MEMBER int slot(int t) const { return first_tile + t; }
+  SWAJIT_MEMBER u32 k_tile(int t) const { return k_smem + (slot(t) % kStages) * kTileBytes; }
+  SWAJIT_MEMBER u32 v_tile(int t) const { return v_smem + (slot(t) % kStages) * kTileBytes; }
 };
+
+// Threads that work through the items together: the block, or one role of a warp-specialized block (its own named
+// barrier: 0 is the block's, 1 and 2 the ping-pong turns).
+struct ThreadGroup {
+  int thread, threads, barrier;
+};
+constexpr int kProducerBarrier = 3, kConsumerBarrier = 4;
+constexpr int kConsumerZeroBarrier = 5;  // 5 + g: consumer warpgroup g alone (kTma: zero_unwritten_v_rows)
 
 // Tile t's K and V into its stage.
 SWAJIT_DEVICE void load_tile(const PrefillParams& P, const BlockWork& w, int t, int loader) {
@@ -374,33 +394,63 @@ SWAJIT_DEVICE void load_and_compute(const PrefillParams& P, const BlockWork& w, 
 }
 
 // ---- warp specialized (kWarpSpecialize > 0) ---------------------------------------------------------------------------
-// The mbarriers after the K/V stages: full[stage] (the producer's kProducerThreads copies landed), empty[stage] (every
-// consumer warp is done reading it), q_full. Tile t uses its stage for the (t / kStages)-th time: that phase's parity.
-constexpr int kTmaLanes = 32;  // kTma: the producer warp that issues the copies; each lane arrives once per tile
+// The mbarriers after the K/V stages: full_k / full_v[stage] (the producer's copies of the stage's K / V tile landed),
+// empty_k / empty_v[stage] (every consumer warp is done reading it), q_full. Tile t uses its stage for the
+// (t / kStages)-th time: that phase's parity. K and V have their own barriers so a stage's K is refilled as soon as
+// its Q.K^T is done, while its V may still be read by P.V: with one barrier a stage (K and V) came free only after
+// P.V, and at 2 stages the overlap variants (S(t+1) issued before the P.V of t) waited for every load uncovered.
 struct Pipeline {
   u32 base;
-  SWAJIT_MEMBER u32 full(int t) const { return base + 8 * (t % kStages); }
-  SWAJIT_MEMBER u32 empty(int t) const { return base + 8 * (kStages + t % kStages); }
-  SWAJIT_MEMBER u32 q_full() const { return base + 16 * kStages; }
+  SWAJIT_MEMBER u32 full_k(int t) const { return base + 8 * (t % kStages); }
+  SWAJIT_MEMBER u32 full_v(int t) const { return base + 8 * (kStages + t % kStages); }
+  SWAJIT_MEMBER u32 empty_k(int t) const { return base + 8 * (2 * kStages + t % kStages); }
+  SWAJIT_MEMBER u32 empty_v(int t) const { return base + 8 * (3 * kStages + t % kStages); }
+  // The Q buffer of the block's item-th item: landed (q_full), and read by every consumer warp's last Q.K^T (q_empty).
+  SWAJIT_MEMBER u32 q_full(int item) const { return base + 8 * (4 * kStages + item % kQBuffers); }
+  SWAJIT_MEMBER u32 q_empty(int item) const { return base + 8 * (4 * kStages + kQBuffers + item % kQBuffers); }
   SWAJIT_MEMBER static u32 parity(int t) { return (t / kStages) & 1; }
+  SWAJIT_MEMBER static u32 q_parity(int item) { return (item / kQBuffers) & 1; }
 
   SWAJIT_MEMBER void init() const {
     for (int s = 0; s < kStages; ++s) {
-      mbarrier_init(full(s), kTma ? kTmaLanes : kProducerThreads);
-      mbarrier_init(empty(s), kWarps);
+      mbarrier_init(full_k(s), kTma ? 1 : kProducerThreads);  // kTma: one thread issues a tile's boxes
+      mbarrier_init(full_v(s), kTma ? 1 : kProducerThreads);
+      mbarrier_init(empty_k(s), kWarps);
+      mbarrier_init(empty_v(s), kWarps);
     }
-    mbarrier_init(q_full(), kProducerThreads);
+    for (int b = 0; b < kQBuffers; ++b) {
+      mbarrier_init(q_full(b), kProducerThreads);
+      mbarrier_init(q_empty(b), kWarps);
+    }
   }
-  // Consumers: tile t's bytes have landed and are ordered for the tensor cores (the async proxy).
-  SWAJIT_MEMBER void wait_full(int t) const {
-    mbarrier_wait(full(t), parity(t));
-    fence_shared_for_async_proxy();
+  // Producer: before item `item`'s Q goes into its buffer, the item kQBuffers before it is done with it.
+  SWAJIT_MEMBER void wait_q_empty(int item) const {
+    if (item >= kQBuffers) mbarrier_wait(q_empty(item), q_parity(item - kQBuffers));
   }
-  // Consumers, after their wgmmas reading tile t have completed: one arrival per warp.
-  SWAJIT_MEMBER void release(int t, int lane) const {
+  // Producer: before tile t's K / V go into their stage, tile t - kStages is done with it.
+  SWAJIT_MEMBER void wait_empty_k(int t) const {
+    if (t >= kStages) mbarrier_wait(empty_k(t), parity(t - kStages));
+  }
+  SWAJIT_MEMBER void wait_empty_v(int t) const {
+    if (t >= kStages) mbarrier_wait(empty_v(t), parity(t - kStages));
+  }
+  // Consumers: tile t's K / V bytes have landed and are ordered for the tensor cores (the async proxy).
+  SWAJIT_MEMBER void wait_k(int t) const {
+    mbarrier_wait(full_k(t), parity(t));
+    if constexpr (!kTma) fence_shared_for_async_proxy();  // TMA writes through the async proxy already
+  }
+  SWAJIT_MEMBER void wait_v(int t) const {
+    mbarrier_wait(full_v(t), parity(t));
+    if constexpr (!kTma) fence_shared_for_async_proxy();
+  }
+  // Consumers, after their wgmmas reading tile t's K / V have completed: one arrival per warp.
+  SWAJIT_MEMBER static void release(u32 barrier, int lane) {
     __syncwarp();
-    if (lane == 0) mbarrier_arrive(empty(t));
+    if (lane == 0) mbarrier_arrive(barrier);
   }
+  SWAJIT_MEMBER void release_k(int t, int lane) const { release(empty_k(t), lane); }
+  SWAJIT_MEMBER void release_v(int t, int lane) const { release(empty_v(t), lane); }
+  SWAJIT_MEMBER void release_q(int item, int lane) const { release(q_empty(item), lane); }
 };
 
 // Ping-pong (kWarpSpecialize == 3): consumer warpgroup g issues its MMAs only in its turn, named barrier 1 + g,
@@ -502,44 +552,54 @@ SWAJIT_DEVICE void issue_tile_boxes(const PrefillParams& P, const BlockWork& w, 
   }
 }
 
-// V rows [box_begin, box_begin + kBlockN) by cp.async, zero-filled outside the written tokens (one warp).
-SWAJIT_DEVICE void gather_v_rows(const PrefillParams& P, const BlockWork& w, const WrittenTokens& written, u32 v_tile,
-                                 int box_begin, int lane) {
-  const char* v = static_cast<const char*>(P.v) + (w.kv_head * P.v_stride_head) * kKvBytes;
-  for (int i = lane; i < kBlockN * kKvChunks; i += kTmaLanes) {
-    const int row = i / kKvChunks, chunk = i % kKvChunks, j = box_begin + row;
-    bool valid = written.contains(j);
-    long long offset = 0;
-    if (valid) offset = kv_token_offset(P, w.seq, w.block_table_row, j, P.v_stride_page, P.v_stride_token, w.b, valid);
-    cp_async_16(v_tile + KvTile::offset_bytes(row, chunk), v + offset * kKvBytes + chunk * 16, valid);
+// The V rows of a landed tile [box_begin, box_begin + kBlockN) outside the written tokens -> zeros, by one consumer
+// warpgroup before its P.V reads them (their P is 0, but the box read them from the cache as they were, and
+// 0 * NaN = NaN). Both consumer warpgroups store the same zeros; each orders its own stores before its wgmmas. A
+// 16-byte chunk is zeroed whole, so the 128-byte swizzle (which permutes chunks within a row) does not matter.
+SWAJIT_DEVICE void zero_unwritten_v_rows(const WrittenTokens& written, u32 v_tile, int box_begin, int warpgroup,
+                                          int thread_in_warpgroup) {
+  constexpr int kRowChunks = kWgmmaRowBytes / 16, kColumnBlocks = kHeadDim / kBoxChannels;
+  for (int i = thread_in_warpgroup; i < kBlockN * kColumnBlocks * kRowChunks; i += kWarpgroupThreads) {
+    const int row = i / (kColumnBlocks * kRowChunks), block = i / kRowChunks % kColumnBlocks, chunk = i % kRowChunks;
+    if (!written.contains(box_begin + row))
+      st_shared_16(v_tile + (block * kBlockN + row) * kWgmmaRowBytes + chunk * 16, make_uint4(0, 0, 0, 0));
   }
+  fence_shared_for_async_proxy();  // the generic-proxy stores, before this warpgroup's wgmmas read the tile
+  __syncwarp();                     // bar.sync is .aligned
+  asm volatile("bar.sync %0, %1;" ::"r"(kConsumerZeroBarrier + warpgroup), "n"(kWarpgroupThreads) : "memory");
 }
 
-SWAJIT_DEVICE void produce_with_tma(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe, int lane) {
-  const WrittenTokens written{visible_tile_ranges(w.p_min, w.p_max, w.seq.kv_len, P.local_window, P.global_window),
-                              w.seq.kv_len};
+// The producer's first warp moves the K tiles, its second warp the V tiles (`values`), each against its own barriers:
+// neither waits for the other's stage to come free, and their page lookups and box issues (a paged tile of pages out
+// of order is one box per page and 64 channels) run side by side. Lane 0 issues; the warp's other lanes wait with it,
+// so no lane spins ahead into the next item while lane 0 still works in this one (a warp whose lanes wait on barriers
+// apart can stall, persistent grids hung on the H200).
+SWAJIT_DEVICE void produce_with_tma(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe, bool values,
+                                    int lane) {
+  const PrefillTensorMap& map = values ? P.v_map : P.k_map;
+  const PrefillTensorMap& run_map = values ? P.v_run_map : P.k_run_map;
   for (int t = 0; t < w.tile_count; ++t) {
-    if (t >= kStages) mbarrier_wait(pipe.empty(t), Pipeline::parity(t - kStages));  // tile t - kStages is consumed
     const int box_begin = w.ranges.tile_begin(t);
-    const bool v_by_rows = !written.contains_all(box_begin, box_begin + kBlockN);
+    TilePages pages{};
+    if (lane == 0) pages = tile_pages(P, w, box_begin);  // before the wait: the lookups overlap it
+    const int slot = w.slot(t);
+    if (values)
+      pipe.wait_empty_v(slot);
+    else
+      pipe.wait_empty_k(slot);
     if (lane == 0) {
-      const TilePages pages = tile_pages(P, w, box_begin);
-      mbarrier_expect_tx(pipe.full(t), (v_by_rows ? 1 : 2) * kTileBytes);
-      issue_tile_boxes(P, w, pages, P.k_map, P.k_run_map, w.k_tile(t), box_begin, pipe.full(t));
-      if (!v_by_rows) issue_tile_boxes(P, w, pages, P.v_map, P.v_run_map, w.v_tile(t), box_begin, pipe.full(t));
+      const u32 full = values ? pipe.full_v(slot) : pipe.full_k(slot);
+      mbarrier_expect_tx(full, kTileBytes);
+      issue_tile_boxes(P, w, pages, map, run_map, values ? w.v_tile(t) : w.k_tile(t), box_begin, full);
+      mbarrier_arrive(full);
     }
-    if (v_by_rows) {
-      gather_v_rows(P, w, written, w.v_tile(t), box_begin, lane);
-      cp_async_arrive_on(pipe.full(t));
-    } else {
-      mbarrier_arrive(pipe.full(t));
-    }
+    __syncwarp();
   }
 }
 
 // ---- 8-bit K/V producer (kKvQuant, warp specialized) ----------------------------------------------------------------
-SWAJIT_DEVICE void producer_sync() {  // the producer warpgroup alone (ids 1 and 2 are the consumers' ping-pong turns)
-  asm volatile("bar.sync 3, %0;" ::"n"(kProducerThreads) : "memory");
+SWAJIT_DEVICE void producer_sync() {  // the producer warpgroup alone
+  asm volatile("bar.sync %0, %1;" ::"n"(kProducerBarrier), "n"(kProducerThreads) : "memory");
 }
 
 // The stored tiles of tile t land in staging buffer t % kStages: kStages - 1 tiles' copies stay in flight while the
@@ -554,6 +614,7 @@ SWAJIT_DEVICE void produce_widened(const PrefillParams& P, const BlockWork& w, c
                    w.ranges.tile_begin(t), w.ranges.tile_end(t), loader);
     cp_async_commit();  // one group per tile, empty past the last, so the waits below count tiles
   };
+  pipe.wait_q_empty(w.item);
   load_q_tile(P, w.q_smem, w.seq.q_begin + w.row0, w.rows, w.q_head, loader);
   cp_async_commit();
 #pragma unroll
@@ -561,17 +622,19 @@ SWAJIT_DEVICE void produce_widened(const PrefillParams& P, const BlockWork& w, c
   cp_async_wait<kStagedAhead>();  // this thread's Q chunks: the fold rescales exactly those
   fold_k_scale_into_q_tile<QTile, kBlockM>(P, w.q_smem, w.kv_head, loader, kProducerThreads);
   fence_shared_for_async_proxy();
-  mbarrier_arrive(pipe.q_full());
+  mbarrier_arrive(pipe.q_full(w.item));
   for (int t = 0; t < w.tile_count; ++t) {
     stage_tile(t + kStagedAhead);  // its buffer was last read by the widening of t - 1
     cp_async_wait<kStagedAhead>();
     producer_sync();  // every producer thread's copies of tile t have landed
-    if (t >= kStages) mbarrier_wait(pipe.empty(t), Pipeline::parity(t - kStages));  // tile t - kStages is consumed
+    pipe.wait_empty_k(w.slot(t));  // tile t - kStages is consumed
+    pipe.wait_empty_v(w.slot(t));
     constexpr bool kOneChunkAtATime = false;  // the producer holds no accumulators
     widen_kv_tile<KvTile, kBlockN, kOneChunkAtATime>(stored_k(t), w.k_tile(t), loader, kProducerThreads);
     widen_kv_tile<KvTile, kBlockN, kOneChunkAtATime>(stored_k(t) + kStoredTileBytes, w.v_tile(t), loader, kProducerThreads);
     fence_shared_for_async_proxy();  // the generic-proxy stores, before the consumers' wgmmas read them
-    mbarrier_arrive(pipe.full(t));
+    mbarrier_arrive(pipe.full_k(w.slot(t)));
+    mbarrier_arrive(pipe.full_v(w.slot(t)));
     producer_sync();  // every thread is done reading tile t's staging buffer before it is refilled
   }
   cp_async_wait_all();
@@ -582,17 +645,20 @@ SWAJIT_DEVICE void produce(const PrefillParams& P, const BlockWork& w, const Pip
     produce_widened(P, w, pipe, loader);
     return;
   }
+  pipe.wait_q_empty(w.item);
   load_q_tile(P, w.q_smem, w.seq.q_begin + w.row0, w.rows, w.q_head, loader);
-  cp_async_arrive_on(pipe.q_full());
+  cp_async_arrive_on(pipe.q_full(w.item));
   if constexpr (kTma) {
-    if (loader < kTmaLanes) produce_with_tma(P, w, pipe, loader);
+    if (loader < 64) produce_with_tma(P, w, pipe, loader >= 32, loader % 32);  // warp 0: K, warp 1: V
     cp_async_wait_all();
     return;
   }
   for (int t = 0; t < w.tile_count; ++t) {
-    if (t >= kStages) mbarrier_wait(pipe.empty(t), Pipeline::parity(t - kStages));  // tile t - kStages is consumed
-    load_tile(P, w, t, loader);
-    cp_async_arrive_on(pipe.full(t));
+    pipe.wait_empty_k(w.slot(t));  // tile t - kStages is consumed
+    pipe.wait_empty_v(w.slot(t));
+    load_tile(P, w, t, loader);  // K and V rows together: one address step serves both
+    cp_async_arrive_on(pipe.full_k(w.slot(t)));
+    cp_async_arrive_on(pipe.full_v(w.slot(t)));
   }
   cp_async_wait_all();  // leave no copy in flight behind
 }
@@ -601,49 +667,65 @@ SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pip
   const int warpgroup = warp / 4;
   WarpState<kMTiles> st;
   st.clear();
-  mbarrier_wait(pipe.q_full(), 0);
+  mbarrier_wait(pipe.q_full(w.item), Pipeline::q_parity(w.item));
+  // Tile t's V has landed, and (TMA) its rows outside the written tokens are zeros for this warpgroup's P.V.
+  const WrittenTokens written{visible_tile_ranges(w.p_min, w.p_max, w.seq.kv_len, P.local_window, P.global_window),
+                              w.seq.kv_len};
+  const auto wait_v = [&](int t) {
+    pipe.wait_v(w.slot(t));
+    if constexpr (kTma) {
+      const int box_begin = w.ranges.tile_begin(t);
+      if (!written.contains_all(box_begin, box_begin + kBlockN))
+        zero_unwritten_v_rows(written, w.v_tile(t), box_begin, warpgroup, threadIdx.x % kWarpgroupThreads);
+    }
+  };
   float scores[kMTiles][kScoreFrags][4], rescale[kMTiles][2];
   if constexpr (kWarpSpecialize == 1) {
     for (int t = 0; t < w.tile_count; ++t) {
-      pipe.wait_full(t);
+      pipe.wait_k(w.slot(t));
       issue_warpgroup_scores(scores[0], w.q_smem, w.k_tile(t), warpgroup);
       wgmma_wait<0>();
       pin_accumulators(scores[0]);
+      pipe.release_k(w.slot(t), lane);
       tile_softmax(P, w, st, scores, t, warp, lane, rescale);
       rescale_output(st, rescale);
       PackedProbabilities p;
       pack_probabilities(scores[0], p);
+      wait_v(t);
       issue_warpgroup_pv(st, p, w.v_tile(t));
       wgmma_wait<0>();
       pin_accumulators(st.out[0]);
-      pipe.release(t, lane);
+      pipe.release_v(w.slot(t), lane);
     }
   } else if (w.tile_count > 0) {  // kWarpSpecialize 2 or 3
     // S(t + 1) = Q.K^T runs on the tensor cores with O += P(t) . V(t) while this warpgroup does the softmax of t + 1.
     const MmaTurns turns{warpgroup};
     turns.start(w.tile_count);
-    pipe.wait_full(0);
+    pipe.wait_k(w.slot(0));
     turns.take();
     issue_warpgroup_scores(scores[0], w.q_smem, w.k_tile(0), warpgroup);
     turns.hand_over(false);
     wgmma_wait<0>();
     pin_accumulators(scores[0]);
+    pipe.release_k(w.slot(0), lane);
     tile_softmax(P, w, st, scores, 0, warp, lane, rescale);  // the output is still zero: nothing to rescale
     for (int t = 1; t < w.tile_count; ++t) {
-      pipe.wait_full(t);
+      pipe.wait_k(w.slot(t));
       float next[kMTiles][kScoreFrags][4];
       PackedProbabilities p;
       pack_probabilities(scores[0], p);
+      wait_v(t - 1);
       turns.take();
       issue_warpgroup_scores(next[0], w.q_smem, w.k_tile(t), warpgroup);
       issue_warpgroup_pv(st, p, w.v_tile(t - 1));
       turns.hand_over(false);
       wgmma_wait<1>();  // S(t) is done, P(t - 1) . V(t - 1) may still run
       pin_accumulators(next[0]);
+      pipe.release_k(w.slot(t), lane);
       tile_softmax(P, w, st, next, t, warp, lane, rescale);
       wgmma_wait<0>();
       pin_accumulators(st.out[0]);
-      pipe.release(t - 1, lane);
+      pipe.release_v(w.slot(t - 1), lane);
       rescale_output(st, rescale);  // O was relative to tile t - 1's maxima until P(t - 1) . V(t - 1) was added
 #pragma unroll
       for (int f = 0; f < kScoreFrags; ++f)
@@ -652,65 +734,121 @@ SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pip
     }
     PackedProbabilities p;
     pack_probabilities(scores[0], p);
+    wait_v(w.tile_count - 1);
     turns.take();
     issue_warpgroup_pv(st, p, w.v_tile(w.tile_count - 1));
     turns.hand_over(true);
     wgmma_wait<0>();
     pin_accumulators(st.out[0]);
-    pipe.release(w.tile_count - 1, lane);
+    pipe.release_v(w.slot(w.tile_count - 1), lane);
   }
+  pipe.release_q(w.item, lane);  // every Q.K^T of the item has completed
   write_warp_output(P, st, w.seq.q_begin + w.row0, w.rows, warp, lane, w.q_head);
 }
 
 // ---- the kernel --------------------------------------------------------------------------------------------------------
-extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_PREFILL_KERNEL(const __grid_constant__ PrefillParams P) {
-  extern __shared__ __align__(1024) char smem[];  // wgmma's swizzle atoms are 1024-byte aligned
-  const int q_tiles = gridDim.x / P.num_q_heads;
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const bool reporter = threadIdx.x == 0 && blockIdx.x == 0;  // one report per sequence
+// Work item `item` (query tile, q head, sequence: kItemsPerSequence of them per sequence, heads fastest, the longest
+// query tiles first) into `w`; false when it has no rows. `group` is the set of threads that plan it together (the
+// block, or one warpgroup role of a warp-specialized block): the paged scan is reduced over it alone.
+// The paged scan's verdict on the last sequence a group scanned: the items of one sequence share it.
+struct ScannedSequence {
+  int b = -1;
+  bool pages_out_of_range = false;
+};
 
-  BlockWork w;
-  w.b = blockIdx.z;
-  w.q_head = blockIdx.x % P.num_q_heads;
-  if (!read_sequence(P, w.b, reporter, w.seq)) return;
-  w.row0 = (q_tiles - 1 - int(blockIdx.x) / P.num_q_heads) * kBlockM;
-  if (w.row0 >= w.seq.q_len) return;
+SWAJIT_DEVICE bool plan_item(const PrefillParams& P, int item, const ThreadGroup& group, ScannedSequence& scanned,
+                             BlockWork& w) {
+  const int items_per_sequence = P.q_tiles * P.num_q_heads, tile_item = item % items_per_sequence;
+  w.b = item / items_per_sequence;
+  w.q_head = tile_item % P.num_q_heads;
+  const bool reporter = threadIdx.x == 0 && tile_item == 0;  // one report per sequence
+  if (!read_sequence(P, w.b, reporter, w.seq)) return false;
+  w.row0 = (P.q_tiles - 1 - tile_item / P.num_q_heads) * kBlockM;
+  if (w.row0 >= w.seq.q_len) return false;
   w.rows = min(kBlockM, w.seq.q_len - w.row0);
   w.kv_head = kv_head_of(P, w.q_head);
   w.p_min = w.seq.kv_len - w.seq.q_len + w.row0;
   w.p_max = w.p_min + w.rows - 1;
   w.block_table_row = kContiguousKv ? nullptr : P.block_table + w.b * P.block_table_stride_batch;
-  if constexpr (!kContiguousKv) {
-    // The visible range of all the sequence's rows, not only this block's, so every block of it agrees. Every
-    // thread reaches the scan's barrier: the returns above and zero_output are the same for the whole block.
+  if (!kContiguousKv && !w.seq.zero_output) {
+    // The visible range of all the sequence's rows, not only this item's, so every item of it agrees (scanned once
+    // per sequence the group meets in a row). Every thread of the group reaches the scan's barrier: the returns
+    // above and zero_output are the same for all of them.
     constexpr int kTokensPerPage = kContiguousKv ? 1 : kPageSize;  // (this branch is compiled for both)
-    const TileRanges all_rows = visible_tile_ranges(w.seq.kv_len - w.seq.q_len, w.seq.kv_len - 1, w.seq.kv_len,
-                                                    P.local_window, P.global_window);
-    if (!w.seq.zero_output && visible_pages_out_of_range<kTokensPerPage>(P, w.block_table_row, all_rows, kThreads)) {
-      if (threadIdx.x == 0) record_status(P.status, kPrefillPageOutOfRange, w.b);  // any block may be the one left
-      w.seq.zero_output = true;
+    if (scanned.b != w.b) {
+      const TileRanges all_rows = visible_tile_ranges(w.seq.kv_len - w.seq.q_len, w.seq.kv_len - 1, w.seq.kv_len,
+                                                      P.local_window, P.global_window);
+      scanned.pages_out_of_range = visible_pages_out_of_range<kTokensPerPage>(
+          P, w.block_table_row, all_rows, group.thread, group.threads, group.barrier);
+      scanned.b = w.b;
+      if (scanned.pages_out_of_range && threadIdx.x == 0)
+        record_status(P.status, kPrefillPageOutOfRange, w.b);  // any item may be the one left
     }
+    w.seq.zero_output = scanned.pages_out_of_range;
   }
   w.ranges = visible_tile_ranges(w.p_min, w.p_max, w.seq.kv_len, P.local_window, P.global_window);
   if constexpr (kTma) w.ranges = tiles_on_box_grid(w.ranges);
   if (w.seq.zero_output) w.ranges.tiles[0] = w.ranges.tiles[1] = 0;
   w.tile_count = w.ranges.count();
-  w.q_smem = smem_u32(smem);
-  w.k_smem = w.q_smem + kQBytes;
-  w.v_smem = w.k_smem + kStages * kTileBytes;
+  return true;
+}
+
+extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_PREFILL_KERNEL(const __grid_constant__ PrefillParams P) {
+  extern __shared__ __align__(1024) char smem[];  // wgmma's swizzle atoms are 1024-byte aligned
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const u32 q_smem = smem_u32(smem), k_smem = q_smem + kQBuffers * kQBytes, v_smem = k_smem + kStages * kTileBytes;
+  const auto place = [&](BlockWork& w, int items_done, int tiles_done) {
+    w.item = items_done;
+    w.first_tile = tiles_done;
+    w.q_smem = q_smem + (items_done % kQBuffers) * kQBytes;
+    w.k_smem = k_smem;
+    w.v_smem = v_smem;
+  };
+  // Persistent: the block takes items blockIdx.x, + gridDim.x, ...; else one item per block (x: the item within its
+  // sequence, z: the sequence).
+  const int item_count = kPersistent ? P.q_tiles * P.num_q_heads * P.batch : 0;
+  const int first_item = kPersistent ? int(blockIdx.x) : int(blockIdx.z * gridDim.x + blockIdx.x);
 
   if constexpr (kWarpSpecialize) {
-    const Pipeline pipe{w.v_smem + kStages * kTileBytes + kDequantBytes};
+    const Pipeline pipe{v_smem + kStages * kTileBytes + kDequantBytes};
     if (threadIdx.x == 0) pipe.init();
     __syncthreads();  // the barriers are initialized; from here on the warpgroups meet only through them
+    // The whole block scans the first item's sequence (a paged cache): one item per block unless persistent.
+    ScannedSequence first_scan;
+    {
+      BlockWork w;
+      plan_item(P, first_item, ThreadGroup{int(threadIdx.x), kThreads, 0}, first_scan, w);
+    }
+    // Both roles plan the same items in the same order, so they agree on each item's count and first tile. Each
+    // role has its own loop after its setmaxnreg: ptxas gives the consumers' code their raised register budget only
+    // where no producer code is merged into it.
+    const auto for_each_item = [&](const ThreadGroup& group, auto&& work) {
+      int items_done = 0, tiles_done = 0;
+      ScannedSequence scanned = first_scan;
+      for (int item = first_item; kPersistent ? item < item_count : item == first_item; item += gridDim.x) {
+        BlockWork w;
+        if (!plan_item(P, item, group, scanned, w)) continue;
+        place(w, items_done, tiles_done);
+        work(w);
+        ++items_done;
+        tiles_done += w.tile_count;
+      }
+    };
     if (warp >= kWarps) {  // the last warpgroup
       release_registers_to<kProducerRegisters>();
-      produce(P, w, pipe, threadIdx.x - kWarps * 32);
+      const int loader = threadIdx.x - kWarps * 32;
+      for_each_item(ThreadGroup{loader, kProducerThreads, kProducerBarrier},
+                    [&](const BlockWork& w) { produce(P, w, pipe, loader); });
     } else {
       claim_registers_up_to<kConsumerRegisters>();
-      consume(P, w, pipe, warp, lane);
+      for_each_item(ThreadGroup{int(threadIdx.x), kWarps * 32, kConsumerBarrier},
+                    [&](const BlockWork& w) { consume(P, w, pipe, warp, lane); });
     }
   } else {
+    BlockWork w;
+    ScannedSequence scanned;
+    if (!plan_item(P, first_item, ThreadGroup{int(threadIdx.x), kThreads, 0}, scanned, w)) return;
+    place(w, 0, 0);
     load_and_compute(P, w, warp, lane);
   }
 }

@@ -37,6 +37,7 @@ struct PrefillParams {
   int total_kv;                  // contiguous: rows of k and v
   int num_pages;                 // paged: pages in the cache
   int max_pages_per_seq;
+  int q_tiles;                   // query tiles of block_m rows per sequence (of the longest q_len): work items per head
   int local_window;              // > 0: a query at p sees j only if p - j < local_window
   int global_window;             // >= 0: tokens j < global_window are always visible (sinks)
   float scale_log2;              // softmax scale * log2(e): scores are exponentiated with exp2

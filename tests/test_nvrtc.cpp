@@ -43,14 +43,17 @@ TEST_CASE("generated paged decode kernels compile for sm_90a and sm_80") {
 
 TEST_CASE("generated prefill kernels compile for sm_90a and sm_80") {
   if (!nvrtc::available()) return;
+  const auto persistent_tma = [](PrefillConfig c) { c.tma = c.persistent = true; return c; };
   struct Case { const char* key; PrefillConfig config; };
   const Case cases[] = {
       {"prefill_bf16_d128_contig_g4_local_global", PrefillConfig{128, 64, 2}},
       {"prefill_fp16_d64_p7_hnd_g1_full_noncausal_attnsink_gqai", PrefillConfig{64, 32, 3}},
       {"prefill_bf16_d256_p16_nhd_g16_local", PrefillConfig{64, 64, 2}},
       {"prefill_bf16_d128_contig_g4_local", PrefillConfig{128, 64, 2, 2}},
-      // paged and warp specialized: the block_table scan's barrier runs before the warpgroups split
+      // paged and warp specialized: each warpgroup role scans the block_table over its own named barrier
       {"prefill_bf16_d128_p16_nhd_g4_local", PrefillConfig{128, 64, 2, 1, true, 1, 1}},
+      // the same with TMA and a persistent grid (the roles loop over the items)
+      {"prefill_bf16_d128_p16_nhd_g4_local", persistent_tma(PrefillConfig{128, 128, 2, 1, true, 1, 1})},
   };
   for (const Case& c : cases) {
     const GeneratedKernel k = generate_prefill_cuda(KernelSpec::from_key(c.key), c.config);

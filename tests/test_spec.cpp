@@ -271,7 +271,20 @@ TEST_CASE("prefill spec keys and configs round-trip; invalid ones are named") {
   CHECK_THROWS_WITH_AS(tma_alone.validate(s), doctest::Contains("tma = true needs warp_specialize"), Error);
   const PrefillGeometry gw = prefill_geometry(s, ws);
   CHECK(gw.threads == 384);  // 2 consumer warpgroups + the producer
-  CHECK(gw.shared_bytes == 128 * 128 * 2 + 2 * 2 * 64 * 128 * 2 + 5 * 8);
+  CHECK(gw.shared_bytes == 128 * 128 * 2 + 2 * 2 * 64 * 128 * 2 + (4 * 2 + 2) * 8);  // K/V full + empty, Q full + empty
+  // persistent (tma only): a second Q tile and its two barriers
+  PrefillConfig persistent = tma;
+  persistent.persistent = true;
+  CHECK(persistent.key() == tma.key() + "_pt");
+  CHECK(PrefillConfig::from_key(persistent.key()) == persistent);
+  CHECK(PrefillConfig::from_key("bm128_bn64_st2_mt1_wg_ws1_tma_pt_oc2").persistent);
+  const KernelSpec contiguous = KernelSpec::from_key("prefill_bf16_d128_contig_g4_local");
+  CHECK_NOTHROW(persistent.validate(contiguous));
+  CHECK(prefill_geometry(contiguous, persistent).shared_bytes ==
+        prefill_geometry(contiguous, tma).shared_bytes + 128 * 128 * 2 + 2 * 8);
+  PrefillConfig persistent_gathers = persistent;
+  persistent_gathers.tma = false;
+  CHECK_THROWS_WITH_AS(persistent_gathers.validate(contiguous), doctest::Contains("persistent = true needs tma = true"), Error);
   CHECK(gw.producer_registers == 56);
   CHECK(gw.consumer_registers == 224);  // (168 x 384 - 56 x 128) / 256
   CHECK(gw.producer_registers * 128 + gw.consumer_registers * 256 <= 168 * 384);

@@ -329,6 +329,10 @@ TEST_CASE("prefill: config JSON, buckets and the config space") {
   PrefillConfig tma = ws;
   tma.tma = true;
   CHECK(prefill_config_from_json(prefill_config_to_json(tma)) == tma);
+  PrefillConfig persistent = tma;  // written only when set: records of other configs stay as they were
+  persistent.persistent = true;
+  CHECK(prefill_config_from_json(prefill_config_to_json(persistent)) == persistent);
+  CHECK_FALSE(prefill_config_to_json(tma).contains("persistent"));
   nlohmann::json before_tma = prefill_config_to_json(ws);  // written before the tma knob existed
   before_tma.erase("tma");
   CHECK(prefill_config_from_json(before_tma) == ws);

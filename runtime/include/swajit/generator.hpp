@@ -34,10 +34,10 @@ GeneratedKernel generate_paged_decode_cuda(const KernelSpec& spec, const DecodeC
 // Launch geometry of one prefill specialization, written into the source as constants like DecodeGeometry.
 struct PrefillGeometry {
   int threads;             // one warp per m_tiles x 16 query rows, plus the producer warpgroup when warp specialized
-  int q_bytes;             // shared memory of the Q tile
+  int q_bytes;             // shared memory of one Q tile (a persistent config holds two)
   int tile_bytes;          // shared memory of one K (or V) pipeline stage, as stored (8-bit KV: half)
   int dequant_bytes;       // 8-bit KV only: the widened 16-bit K and V tiles the MMAs read
-  int barrier_bytes;       // warp specialized: mbarriers full[stages], empty[stages], q_full (8 bytes each); else 0
+  int barrier_bytes;       // warp specialized: mbarriers full and empty of K and V per stage, q_full and q_empty per Q tile (8 bytes each); else 0
   int shared_bytes;        // total dynamic shared memory
   int producer_registers;  // warp specialized: setmaxnreg targets of the producer and the consumer warpgroups
   int consumer_registers;  // (0 when not warp specialized)

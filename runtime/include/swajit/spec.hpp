@@ -153,8 +153,13 @@ struct PrefillConfig {
   // maps the host encodes, mbarrier transaction counts) instead of per-row cp.async gathers. Paged caches need
   // page_size a multiple of block_n, or block_n a multiple of page_size with page_size a multiple of 8.
   bool tma = false;
+  // tma only: a persistent grid of as many blocks as fit the device at once, each taking the work items (query tile,
+  // q head, sequence) in the same longest-first order in turn; the producer loads the next item's Q (into a second
+  // Q buffer) and K/V while the consumers finish the current one, so no block start, Q load or first K/V tile is
+  // left uncovered between items.
+  bool persistent = false;
 
-  std::string compile_key() const;  // e.g. "bm128_bn64_st2_mt1", "bm128_bn64_st2_mt1_wg_ws2_tma_oc2" (flags: _wg, _ws<N>, _tma and _oc<N> if set / > 0 / > 1)
+  std::string compile_key() const;  // e.g. "bm128_bn64_st2_mt1", "bm128_bn64_st2_mt1_wg_ws2_tma_pt_oc2" (flags: _wg, _ws<N>, _tma, _pt and _oc<N> if set / > 0 / > 1)
   std::string key() const { return compile_key(); }
   static PrefillConfig from_key(std::string_view key);
   void validate(const KernelSpec& spec) const;

@@ -354,13 +354,23 @@ void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& op
   }
   void* args[] = {&p.params};
   const int64_t q_tiles = (p.max_q_len + config.block_m - 1) / config.block_m;
-  const int64_t grid_x = q_tiles * p.num_q_heads;  // the kernel's (query tile, q head) order, heads fastest
-  if (grid_x > kMaxGridX)
-    throw Error(ErrorCode::kInvalidArgument, "query tiles x num_q_heads = " + std::to_string(grid_x) +
+  p.params.q_tiles = static_cast<int>(q_tiles);
+  const int64_t items_per_sequence = q_tiles * p.num_q_heads;  // the kernel's (query tile, q head) order, heads fastest
+  int64_t grid_x = items_per_sequence, grid_z = p.batch;
+  if (config.persistent) {  // as many blocks as are resident at once, each taking items in turn
+    int blocks_per_sm = 0;
+    cuda::check(d.cuOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel.main, kernel.geometry.threads,
+                                                              kernel.geometry.shared_bytes),
+                "cuOccupancyMaxActiveBlocksPerMultiprocessor(prefill)");
+    grid_x = std::min(items_per_sequence * p.batch, int64_t(std::max(1, blocks_per_sm)) * device.sm_count);
+    grid_z = 1;
+  }
+  if (grid_x > kMaxGridX || items_per_sequence * p.batch > INT_MAX)
+    throw Error(ErrorCode::kInvalidArgument, "query tiles x num_q_heads = " + std::to_string(items_per_sequence) +
                                                  " exceeds the grid limit " + std::to_string(kMaxGridX) +
                                                  "; split the call or use a larger block_m");
-  cuda::check(d.cuLaunchKernel(kernel.main, static_cast<unsigned>(grid_x), 1, p.batch, kernel.geometry.threads, 1, 1,
-                               kernel.geometry.shared_bytes, stream, args, nullptr),
+  cuda::check(d.cuLaunchKernel(kernel.main, static_cast<unsigned>(grid_x), 1, static_cast<unsigned>(grid_z),
+                               kernel.geometry.threads, 1, 1, kernel.geometry.shared_bytes, stream, args, nullptr),
               "cuLaunchKernel(prefill)");
   if (options.check_device_args) check_device_errors(p.device_ordinal, stream);
 }

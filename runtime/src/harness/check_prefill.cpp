@@ -132,6 +132,17 @@ std::vector<PrefillCase> prefill_check_matrix() {
       [&](PrefillCase& c) { c.config = tma(128, 128, 2, 3); c.num_kv_heads = 1; c.q_lens = {1500, 0, 1, 70}; c.kv_lens = {2000, 0, 1, 70}; c.local_window = 1000; });
   add("tma ws1 bm128 bn128 st3, paged HND 256 (part of a page), strided, window 1 + sink 1",
       [&](PrefillCase& c) { c.config = tma(128, 128, 3, 1); c.page_size = 256; c.kv_layout = KvLayout::kHND; c.strided = true; c.local_window = 1; c.global_window = 1; });
+  // persistent grid (blocks take several items: Q double-buffered, the pipeline's stages and phases run on across
+  // items, items with no rows skipped by both roles alike)
+  const auto persistent = [&](int bm, int bn, int stages, int mode) { PrefillConfig c = tma(bm, bn, stages, mode); c.persistent = true; return c; };
+  add("persistent tma ws1 bm128 bn128 st2, many items, empty and length-1 sequences, long window",
+      [&](PrefillCase& c) { c.config = persistent(128, 128, 2, 1); c.q_lens = {600, 0, 1, 70, 300}; c.kv_lens = {900, 0, 1, 70, 300}; c.local_window = 500; });
+  add("persistent tma ws2 bm128 bn128 st2, chunked, sinks, learned sinks",
+      [&](PrefillCase& c) { c.config = persistent(128, 128, 2, 2); c.q_lens = {700, 130, 17}; c.kv_lens = {1200, 1000, 300}; c.global_window = 3; c.sink_logits = true; });
+  add("persistent tma ws3 bm128 bn64 st3, ping-pong, paged NHD 16 in runs, chunked",
+      [&](PrefillCase& c) { c.config = persistent(128, 64, 3, 3); c.page_size = 16; c.pages_in_runs = true; c.q_lens = {700, 130, 1}; c.kv_lens = {1200, 1000, 33}; c.local_window = 500; });
+  add("persistent tma ws1 bm128 bn128 st2, paged NHD 16 (8 pages a tile), window 1 + sink 1",
+      [&](PrefillCase& c) { c.config = persistent(128, 128, 2, 1); c.page_size = 16; c.num_kv_heads = 4; c.q_lens = {1000, 5}; c.kv_lens = {1000, 400}; c.local_window = 1; c.global_window = 1; });
   add("config bm64 bn64 st2 mt2, head_dim 64, non-causal",
       [](PrefillCase& c) { c.config = PrefillConfig{64, 64, 2, 2}; c.head_dim = 64; c.causal = false; });
   // 8-bit K/V ("quantized ..."): the heuristic's config (wgmma on sm_90a), forced mma.sync and wgmma configs.

@@ -78,9 +78,11 @@ DecodeConfig decode_config_from_json(const nlohmann::json& j) {
 }
 
 nlohmann::json prefill_config_to_json(const PrefillConfig& c) {
-  return {{"family", "prefill"}, {"block_m", c.block_m}, {"block_n", c.block_n}, {"stages", c.stages},
-          {"m_tiles", c.m_tiles}, {"wgmma", c.wgmma ? 1 : 0}, {"min_blocks", c.min_blocks},
-          {"warp_specialize", c.warp_specialize}, {"tma", c.tma ? 1 : 0}};
+  nlohmann::json j = {{"family", "prefill"}, {"block_m", c.block_m}, {"block_n", c.block_n}, {"stages", c.stages},
+                      {"m_tiles", c.m_tiles}, {"wgmma", c.wgmma ? 1 : 0}, {"min_blocks", c.min_blocks},
+                      {"warp_specialize", c.warp_specialize}, {"tma", c.tma ? 1 : 0}};
+  if (c.persistent) j["persistent"] = 1;  // written only when set: the records of configs without it stay as they were
+  return j;
 }
 PrefillConfig prefill_config_from_json(const nlohmann::json& j) {
   PrefillConfig c;
@@ -94,11 +96,13 @@ PrefillConfig prefill_config_from_json(const nlohmann::json& j) {
     const std::pair<const char*, int*> optional[] = {{"warp_specialize", &c.warp_specialize}};
     read_fields(j, optional);
   }
-  if (j.contains("tma")) {  // absent in records written before the knob existed: false
-    int tma = 0;
-    const std::pair<const char*, int*> optional[] = {{"tma", &tma}};
+  // absent in records written before the knob existed: false
+  for (const auto& [name, flag] : {std::pair<const char*, bool*>{"tma", &c.tma}, {"persistent", &c.persistent}}) {
+    if (!j.contains(name)) continue;
+    int value = 0;
+    const std::pair<const char*, int*> optional[] = {{name, &value}};
     read_fields(j, optional);
-    c.tma = tma != 0;
+    *flag = value != 0;
   }
   return c;
 }
