@@ -150,6 +150,8 @@ TEST_CASE("one device-derived decode rule gives the measured winners on the H100
   KernelSpec gemma_page_7 = gemma_d256;  // pages TMA boxes cannot fill
   gemma_page_7.page_size = 7;
   CHECK(heuristic_decode_config(gemma_page_7, kH200, 32 * 16) == DecodeConfig{32, 2, 3, kCapacity, kBulk});
+  // Caches the TMA engine cannot read (paged_decode.cpp: decode_tma_layout_problem) keep the row copies too.
+  CHECK(heuristic_decode_config(gemma_d256, kH200, 32 * 16, 0, /*tma_layout_ok=*/false) == DecodeConfig{32, 2, 3, kCapacity, kBulk});
   CHECK(heuristic_decode_config(gemma_d256, kH200, 8 * 16) == gemma_wide);
 
   // H100 (3.1 TB/s read): the default already streams the floor (tuned 2026-11-22: bn64_wn4_st3_sp1 at 92-96% of

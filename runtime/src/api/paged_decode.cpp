@@ -95,17 +95,22 @@ KvTensorView kv_view(const DecodeProblem& p, bool v_cache) {
 // What keeps the TMA engine from reading the call's caches (producer 4), or empty.
 std::string decode_tma_layout_problem(const DecodeProblem& p) { return kv_tensor_map_problem(kv_view(p, false), kv_view(p, true), false); }
 
-// Producer 4 (TMA pages): K and V as tensor maps whose boxes are the kernel's (kTmaBoxRows tokens of a page), or an
-// error naming what the TMA engine needs of the caches.
+// Producer 4 (TMA pages): K and V as tensor maps whose boxes are the kernel's (kTmaBoxRows tokens of a page). The
+// plan has checked that the call's caches suit the TMA engine (choose_decode_config).
 void encode_tma_maps(PagedDecodeParams& a, const DecodeProblem& p, const DecodeConfig& config) {
-  const KvTensorView k = kv_view(p, false), v = kv_view(p, true);
-  const std::string problem = decode_tma_layout_problem(p);
-  if (!problem.empty())
+  const int box_rows = std::min(config.block_n, p.spec.page_size);  // paged_decode.cuh kTmaBoxRows
+  encode_kv_tensor_map(&a.k_map, kv_view(p, false), box_rows);
+  encode_kv_tensor_map(&a.v_map, kv_view(p, true), box_rows);
+}
+
+// Throws kInvalidArgument unless `config` can run this call: valid for its spec, and for producer 4 (TMA pages)
+// caches the TMA engine can read (decode_tma_layout_problem); every other loader reads any layout.
+void validate_for_call(const DecodeConfig& config, const DecodeProblem& p) {
+  config.validate(p.spec);
+  if (config.producer != DecodeConfig::kProducerTma) return;
+  if (const std::string problem = decode_tma_layout_problem(p); !problem.empty())
     throw Error(ErrorCode::kInvalidArgument, "config " + config.key() + " (producer 4, TMA pages) needs " + problem +
                                                  "; use another producer");
-  const int box_rows = std::min(config.block_n, p.spec.page_size);  // paged_decode.cuh kTmaBoxRows
-  encode_kv_tensor_map(&a.k_map, k, box_rows);
-  encode_kv_tensor_map(&a.v_map, v, box_rows);
 }
 
 std::string describe_status(int bits, int batch_index) {
@@ -137,7 +142,7 @@ namespace {
 const LoadedDecodeKernel* try_kernel(const DecodeProblem& p, const DecodeConfig& config, const DeviceInfo& device,
                                      CUcontext context) {
   try {
-    config.validate(p.spec);
+    validate_for_call(config, p);
     return &decode_kernel(p.spec, config, device, context);
   } catch (const Error& e) {
     std::fprintf(stderr, "swajit: tuned config %s unusable for %s, using the heuristic: %s\n", config.key().c_str(),
@@ -163,7 +168,7 @@ DecodePlan choose_decode_config(const DecodeProblem& p, const DecodeOptions& opt
   require_cuda_kernels(device, "paged_decode");
   DecodePlan plan;
   if (options.config) {
-    options.config->validate(p.spec);
+    validate_for_call(*options.config, p);
     plan.config = *options.config;
     plan.kernel = &decode_kernel(p.spec, plan.config, device, context);
     plan.origin = DecodePlan::Origin::kForced;
@@ -184,9 +189,8 @@ DecodePlan choose_decode_config(const DecodeProblem& p, const DecodeOptions& opt
       }
   }
   // splits: the capacity rule's, or the direct grid for pairs too short to cut
-  plan.config = heuristic_decode_config(p.spec, device, int64_t(p.batch) * p.num_kv_heads, visible_kv_upper_bound(p));
-  if (plan.config.producer == DecodeConfig::kProducerTma && !decode_tma_layout_problem(p).empty())
-    plan.config.producer = DecodeConfig::kProducerBulk;  // the row copies read any layout
+  plan.config = heuristic_decode_config(p.spec, device, int64_t(p.batch) * p.num_kv_heads, visible_kv_upper_bound(p),
+                                       decode_tma_layout_problem(p).empty());
   plan.kernel = &decode_kernel(p.spec, plan.config, device, context);
   plan.origin = DecodePlan::Origin::kHeuristic;
   return plan;

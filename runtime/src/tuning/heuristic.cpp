@@ -159,22 +159,17 @@ DecodeConfig narrow_tile(const KernelSpec& spec, const DecodeConfig& wide, int p
 // them), moved as TMA boxes of whole pages where the spec's pages suit them, measured faster than the row copies
 // wherever those win (head_dim 256 on the H200, session 5 run B2: 144.3 / 528.4 us at batch 32 / 128 against
 // 159.3 / 613.4 for bulk rows and 173.7 / 660.1 for the default).
-DecodeConfig with_page_copies(const KernelSpec& spec, DecodeConfig config) {
-  if (config.producer != DecodeConfig::kProducerBulk) return config;
+DecodeConfig with_page_copies(const KernelSpec& spec, DecodeConfig config, bool tma_layout_ok) {
+  if (config.producer != DecodeConfig::kProducerBulk || !tma_layout_ok) return config;
   DecodeConfig tma = config;
   tma.producer = DecodeConfig::kProducerTma;
-  try {
-    tma.validate(spec);
-    return tma;
-  } catch (const Error&) {
-    return config;
-  }
+  return runs_spec(tma, spec) ? tma : config;
 }
 
 }  // namespace
 
 DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& device, int64_t sequence_heads,
-                                     int64_t visible_tokens) {
+                                     int64_t visible_tokens, bool tma_layout_ok) {
   // One rule for 16-bit caches: among the default tile and a tile of half the tokens and warps (every warp loading,
   // or on sm_90+ moved by the bulk-copy producer warp), the one whose blocks stream the SM's share of the device's
   // read bandwidth fastest (predict), where the work schedule serves its blocks well (schedule_allows), or that runs
@@ -204,11 +199,7 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& d
   const int64_t wide_slots = int64_t(best.blocks_per_sm) * device.sm_count;
   for (DecodeConfig config : others) {
     if (direct) config.num_splits = 1;
-    try {
-      config.validate(spec);  // e.g. deeper than DecodeConfig's stage limit
-    } catch (const Error&) {
-      continue;
-    }
+    if (!runs_spec(config, spec)) continue;  // e.g. deeper than DecodeConfig's stage limit
     const DecodeCandidate c = predict(spec, config, device, memory, direct_grid_blocks);
     if (c.blocks_per_sm == 0) continue;
     // Pairs too short to cut: a block's time is mostly its fixed path (prologue, a few tiles, epilogue), so fewer
@@ -222,7 +213,7 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& d
         c.tokens_per_s_per_sm > best.tokens_per_s_per_sm * (1 + kTieMargin))
       best = c;
   }
-  return with_page_copies(spec, best.config);
+  return with_page_copies(spec, best.config, tma_layout_ok);
 }
 
 int merge_spreading_bytes(const DeviceInfo& device, int64_t merge_blocks) {

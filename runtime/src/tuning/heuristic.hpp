@@ -4,9 +4,23 @@
 
 #include "paged_decode_problem.hpp"
 #include "swajit/device.hpp"
+#include "swajit/error.hpp"
 #include "swajit/spec.hpp"
 
 namespace swajit {
+
+// Whether `spec` can run `config` (its validate() passes). The heuristics and the tuner's spaces skip configs a spec
+// cannot run (warps that do not divide the tile, stages past the limit, TMA boxes that cannot fill pages of 7
+// tokens, ...) instead of reporting them.
+template <class Config>
+bool runs_spec(const Config& config, const KernelSpec& spec) {
+  try {
+    config.validate(spec);
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
+}
 
 // The default config for blocks that may use up to `max_shared_per_block` bytes of shared memory on
 // multiprocessors with `max_shared_per_sm` (every warp loading; num_splits is kSplitsFromCapacity: the host sizes
@@ -18,8 +32,10 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, int max_shared_per_
 // tokens and warps (every warp loading, or the bulk-copy producer on sm_90+) where the device's read bandwidth, SM
 // count, shared memory and registers predict it streams faster and the pairs fill its blocks, or where pairs too
 // short for the work schedule (the direct grid) then run in fewer waves (heuristic.cpp).
+// `tma_layout_ok` false (the call's caches do not suit the TMA engine: paged_decode.cpp) keeps the producer warp
+// on bulk row copies, which read any layout.
 DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& device, int64_t sequence_heads = 0,
-                                     int64_t visible_tokens = 0);
+                                     int64_t visible_tokens = 0, bool tma_layout_ok = true);
 // The most tiles of block_n tokens a pair seeing `visible_tokens` spans: a window that does not start on a tile
 // boundary, or sinks beside it, spans one more than its length.
 inline int max_visible_tiles(int64_t visible_tokens, int block_n) {

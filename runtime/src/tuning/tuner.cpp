@@ -16,6 +16,7 @@
 #include "cuda_driver.hpp"
 #include "decode_plan.hpp"
 #include "family.hpp"
+#include "heuristic.hpp"
 #include "kernel_cache.hpp"
 #include "memory_system.hpp"
 #include "nvrtc_compiler.hpp"
@@ -280,11 +281,7 @@ static std::vector<int> stage_counts(const KernelSpec& spec, int block_n, int wa
                                    device->max_shared_per_sm / blocks - device->reserved_shared_per_block);
     int deepest = 0;
     for (DecodeConfig c{block_n, warps_n, 2, 1}; decode_geometry(spec, c).shared_bytes <= per_block; ++c.stages) {
-      try {
-        c.validate(spec);  // not past DecodeConfig's stage limit
-      } catch (const Error&) {
-        break;
-      }
+      if (!runs_spec(c, spec)) break;  // past DecodeConfig's stage limit
       deepest = c.stages;
     }
     if (deepest > 0) add(deepest);
@@ -294,16 +291,10 @@ static std::vector<int> stage_counts(const KernelSpec& spec, int block_n, int wa
 
 namespace {
 
-// Adds `c` to a config space if it is valid for `spec`; an invalid one (warps that do not divide the tile, wgmma
-// with two row tiles, TMA boxes that cannot fill pages of 7 tokens, token_split past one tile of q heads, ...) is
-// simply not part of that spec's space.
+// Adds `c` to a config space if `spec` can run it: a config it cannot run is simply not part of that spec's space.
 template <class Config>
 void add_if_valid(std::vector<Config>& space, const Config& c, const KernelSpec& spec) {
-  try {
-    c.validate(spec);
-    space.push_back(c);
-  } catch (const Error&) {
-  }
+  if (runs_spec(c, spec)) space.push_back(c);
 }
 
 }  // namespace
