@@ -2,7 +2,8 @@
 // its block's range with shuffles), the CPU backend (paged_decode_cpu.cpp: serially) and the host (the grid and the
 // workspace), so the CPU check matrix runs the very cuts the GPU makes.
 //
-// Direct (params.num_splits == 1): one block per (sequence, kv head), all of its visible tiles, output written directly.
+// Direct (the direct kernel, no schedule: num_splits 1, batch 1, or equal lengths the host knows): a block per
+// (sequence, kv head), or per even piece of it (params.sequence_pieces), so no block computes a schedule.
 // Scheduled: a fixed grid of max(S, batch) blocks per kv head (S = params.schedule_slots; a grid CUDA graphs replay)
 // whose work the lengths decide on the device (they change every step). Per kv head the batch is laid on one cost axis, sequence
 // after sequence in batch order: sequence b (T_b visible tiles) costs T_b + kItemCostTiles (an item's fixed cost: its
