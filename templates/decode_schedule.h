@@ -60,10 +60,17 @@ SWAJIT_SCHEDULE_FN long long schedule_cost(int tiles) { return (long long)tiles 
 //    sequences as slots or more: a block per sequence, nothing cut (exactly the direct grid's work and waves: one
 //    item per (sequence, kv head), no merge); fewer: slots / batch blocks a sequence, cut into that many.
 //  - Ragged: every slot, a share of at least kMinChunkTiles each, cut wherever a boundary falls (see schedule_snap).
+// A boundary within 1 / kSnapShares of a share of a sequence's end moves there rather than cut the sequence: a block
+// then carries at most 2 / kSnapShares of a share more than its share, and a sequence shorter than 2 / kSnapShares of
+// a share is never cut (no merge). (SchedulePlan::snap_shares: the CUDA kernel takes params.schedule_snap_shares when
+// set, to time other values.)
+constexpr long long kSnapShares = 8;
+
 struct SchedulePlan {
   long long total;
   int blocks;
   bool cut;
+  long long snap_shares = kSnapShares;
 };
 SWAJIT_SCHEDULE_FN SchedulePlan schedule_plan(long long total, long long longest_cost, int batch, int slots) {
   SchedulePlan plan{total, 1, true};
@@ -92,14 +99,9 @@ SWAJIT_SCHEDULE_FN long long schedule_div(long long a, long long b) {
 // Boundary k (0..blocks) of the raw ranges: k C / B.
 SWAJIT_SCHEDULE_FN long long schedule_boundary(int k, const SchedulePlan& plan) { return schedule_div(plan.total * k, plan.blocks); }
 
-// A boundary within 1 / kSnapShares of a share of a sequence's end moves there rather than cut the sequence: a block
-// then carries at most 2 / kSnapShares of a share more than its share, and a sequence shorter than 2 / kSnapShares of
-// a share is never cut (no merge).
-constexpr long long kSnapShares = 8;
-
 // Whether a sequence of `tiles` may be cut: some point of it lies farther than 1 / kSnapShares of a share from its ends.
 SWAJIT_SCHEDULE_FN bool schedule_cuttable(int tiles, const SchedulePlan& plan) {
-  return plan.cut && kSnapShares * schedule_cost(tiles) * plan.blocks > 2 * plan.total;
+  return plan.cut && plan.snap_shares * schedule_cost(tiles) * plan.blocks > 2 * plan.total;
 }
 
 // A raw boundary x inside the sequence that starts at `start` with `tiles` tiles (start <= x < its end), moved where
@@ -109,7 +111,7 @@ SWAJIT_SCHEDULE_FN long long schedule_snap(long long x, long long start, int til
   const long long end = start + schedule_cost(tiles);
   const long long nearer = 2 * (x - start) <= end - start ? start : end;
   const long long distance = nearer == start ? x - start : end - x;
-  if (!plan.cut || kSnapShares * distance * plan.blocks <= plan.total) return nearer;
+  if (!plan.cut || plan.snap_shares * distance * plan.blocks <= plan.total) return nearer;
   const long long before = x - start - kItemCostTiles;  // tiles left of the cut
   if (before < kMinChunkTiles) return start;
   if (tiles - before < kMinChunkTiles) return end;

@@ -455,6 +455,7 @@ struct ScheduledBlock {
     const long long total = warp_sum(sum);
     const long long longest_cost = schedule_cost(warp_max(longest));
     plan = schedule_plan(total, longest_cost, P.batch, P.schedule_slots);
+    if (P.schedule_snap_shares > 0) plan.snap_shares = P.schedule_snap_shares;
     if (kv_head == 0 && threadIdx.x == 0) P.merge_records[kMergeRecordInts * block] = -1;  // unless next() finds one
     if (block >= plan.blocks) {  // an unused block: an empty range
       begin = end = total;

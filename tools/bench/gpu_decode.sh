@@ -6,6 +6,7 @@
 #   DecodeOptions::host_seq_lens, as FlashInfer's plan() has them) and `--splits 1`; device-only lengths keep the
 #   scheduled kernel (the work schedule of templates/decode_schedule.h).
 # - batch 1 with forced even cuts (--splits N) beside the capacity rule's.
+# - ragged: the schedule's snap (SWAJIT_SCHEDULE_SNAP_SHARES, a device-run experiment) at 32 and never, beside 8.
 # - BASE: main before this branch (session 5's end), when CARRY/base/swajit is there: the same rows, same machine.
 # Usage (binaries from tools/bench/prepare_gpu_carry.sh):  gpu_decode.sh CARRY_DIR LOG_DIR   (about 100 s)
 # Each bench row prints its floor (KV bytes in the window over the measured read bandwidth) and % of it. FlashInfer
@@ -24,8 +25,8 @@ limited() { timeout 60 "$@"; }  # a hung kernel (an mbarrier never completing) c
 rows() { grep -E "^\| [0-9]|error|FAIL"; }
 
 step "check: the direct kernel (batch 1 even cuts, q4 sinks, d256, fp8 fused, TMA, empty and 1-token sequences,"
-echo "     num_splits 1 ragged), the ragged/capacity schedule, forced splits, fused merge"
-for filter in "direct kernel" "capacity" "ragged" "split" "fused merge"; do
+echo "     num_splits 1 ragged), the ragged/capacity schedule, forced splits"
+for filter in "direct kernel" "capacity" "ragged" "forced num_splits"; do
   limited "$swajit" check --device cuda --filter "$filter" >> "$logs/decode_check.log" 2>&1
   rc=$?
   [ $rc -ne 0 ] && failed+=" check[$filter]:rc$rc"
@@ -45,11 +46,12 @@ bench() {  # name, then bench decode flags
 }
 # bf16, 32 q / 8 kv heads, d128, page 16, window 4096, kv 32768. Session 5 run C (scheduled): b1 14.1 / 14.5, b8 46.1 /
 # 50.9; session 4: b1 11.6. FlashInfer tc (run C): b1 15.3 / 15.6, b8 48.2 / 51.2. Bar: b1 <= 8 us, q4 <= 1.10x q1.
-grid=(--kv-len 32768 --q-seqlen 1,4 --reps 50)
+grid=(--kv-len 32768 --q-seqlen 1,4 --reps 40)
 bench small_default --batch 1,8
 bench b8_host_lengths --batch 8 --host-lengths true
-for splits in 8 16; do bench b1_splits$splits --batch 1 --block-n 64 --warps-n 4 --stages 3 --splits $splits; done
+bench b1_splits16 --batch 1 --block-n 64 --warps-n 4 --stages 3 --splits 16
 bench b1_bn32 --batch 1 --block-n 32 --warps-n 2 --stages 3 --splits 0
+bench b1_fused --batch 1 --block-n 64 --warps-n 4 --stages 3 --splits 0 --fused-merge true
 # Run C: b32 152.7 / 159.3 (direct grid 144.2 / 151.9), b128 529.9 / 581.6, b256 1056.1 / 1150.7; session 4 q4 b128
 # 549.6, b256 1092.4. FlashInfer: 145.5 / 148.9, 511.8 / 525.2, 997.0 / 1025.2.
 grid=(--kv-len 32768 --q-seqlen 1,4 --reps 30)
@@ -70,9 +72,16 @@ for dist in $dists; do
   grid=(--batch 8,32,64,128,256 --q-seqlen 1 --distribution "$dist" --seed 1 --reps 20)
   bench "ragged_$name" --write-lengths "$logs/lengths/$name"
 done
-grid=(--batch 32,128,256 --q-seqlen 1 --distribution log-uniform:128:131072 --seed 1 --reps 20)
-bench ragged_bn64 --block-n 64 --warps-n 4 --stages 3 --splits 0
-bench ragged_bn32st4 --block-n 32 --warps-n 2 --stages 4 --splits 0
+# A boundary snaps to a sequence's end within 1/8 of a share (kSnapShares 8), so a block may carry up to 1/4 of a
+# share more than its share, and the slowest block sets the time: 1/32 (at most 1/16 over) and no snap at all.
+for snap in 32 1048576; do
+  export SWAJIT_SCHEDULE_SNAP_SHARES=$snap
+  for dist in $dists; do
+    grid=(--batch 32,128,256 --q-seqlen 1 --distribution "$dist" --seed 1 --reps 20)
+    bench "ragged_${dist%%:*}_snap$snap"
+  done
+done
+unset SWAJIT_SCHEDULE_SNAP_SHARES
 
 if [ -x "$carry/base/swajit" ]; then  # main before this branch, same machine, same run
   export SWAJIT_DB=$db_dir/base.db

@@ -95,6 +95,17 @@ WorkList work_list(const DecodeProblem& p, const DecodeConfig& config, const Loa
   return work;
 }
 
+// SWAJIT_SCHEDULE_SNAP_SHARES (a device-run experiment: boundaries snap to a sequence's end within 1 / this of a share,
+// templates/decode_schedule.h), or 0: the kernel's kSnapShares.
+int schedule_snap_shares() {
+  static const int value = [] {
+    const char* text = std::getenv("SWAJIT_SCHEDULE_SNAP_SHARES");
+    const int shares = text ? std::min(std::atoi(text), 1 << 20) : 0;
+    return shares >= 2 ? shares : 0;  // below 2 a snap could cross a share (schedule_cut's premise)
+  }();
+  return value;
+}
+
 // The call's K (`v_cache` false) or V cache as the TMA engine sees it.
 KvTensorView kv_view(const DecodeProblem& p, bool v_cache) {
   const PagedDecodeParams& a = p.params;
@@ -270,6 +281,7 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   a.work_items = plan.work.items;
   a.schedule_slots = plan.work.slots;
   a.sequence_pieces = plan.work.sequence_pieces;
+  a.schedule_snap_shares = schedule_snap_shares();
   a.status = stream_status(scope.context(), stream);
   a.partial_out = split ? workspace : nullptr;
   a.partial_lse = split ? reinterpret_cast<float*>(workspace + layout.out_bytes) : nullptr;
