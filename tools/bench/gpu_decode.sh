@@ -49,6 +49,10 @@ bench() {  # name, then bench decode flags
 grid=(--kv-len 32768 --q-seqlen 1,4 --reps 40)
 bench small_default --batch 1,8
 bench b8_host_lengths --batch 8 --host-lengths true
+# A block's tile time, not the bytes in flight, bounds batch 8 (bn64 wn4: 2.25 us a tile at 2 blocks per SM): bn32
+# wn2 holds 4 blocks per SM, 8 pieces a sequence.
+bench b8_bn32 --batch 8 --block-n 32 --warps-n 2 --stages 3 --splits 0
+bench b8_bn32_host --batch 8 --block-n 32 --warps-n 2 --stages 3 --splits 0 --host-lengths true
 bench b1_splits16 --batch 1 --block-n 64 --warps-n 4 --stages 3 --splits 16
 bench b1_bn32 --batch 1 --block-n 32 --warps-n 2 --stages 3 --splits 0
 bench b1_fused --batch 1 --block-n 64 --warps-n 4 --stages 3 --splits 0 --fused-merge true
