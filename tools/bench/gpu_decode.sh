@@ -55,14 +55,11 @@ bench b8_bn32 --batch 8 --block-n 32 --warps-n 2 --stages 3 --splits 0
 bench b8_bn32_host --batch 8 --block-n 32 --warps-n 2 --stages 3 --splits 0 --host-lengths true
 bench b1_splits16 --batch 1 --block-n 64 --warps-n 4 --stages 3 --splits 16
 bench b1_bn32 --batch 1 --block-n 32 --warps-n 2 --stages 3 --splits 0
-bench b1_fused --batch 1 --block-n 64 --warps-n 4 --stages 3 --splits 0 --fused-merge true
 # Run C: b32 152.7 / 159.3 (direct grid 144.2 / 151.9), b128 529.9 / 581.6, b256 1056.1 / 1150.7; session 4 q4 b128
 # 549.6, b256 1092.4. FlashInfer: 145.5 / 148.9, 511.8 / 525.2, 997.0 / 1025.2.
 grid=(--kv-len 32768 --q-seqlen 1,4 --reps 30)
 bench large_default --batch 32,128,256
-bench large_host_lengths --batch 32,128,256 --host-lengths true
-bench b32_direct --batch 32 --block-n 64 --warps-n 4 --stages 3 --splits 1
-bench b128_direct --batch 128,256 --block-n 32 --warps-n 2 --stages 3 --splits 1
+bench large_host_lengths --batch 32,128,256 --host-lengths true  # the direct kernel, a block per sequence
 # More bytes in flight at batch 32 (FlashInfer: 97% of the read floor): 4 blocks per SM, 2 even pieces a sequence.
 bench b32_bn32_host --batch 32 --block-n 32 --warps-n 2 --stages 3 --splits 0 --host-lengths true
 bench b32_bn32st4_host --batch 32,128 --block-n 32 --warps-n 2 --stages 4 --splits 0 --host-lengths true
@@ -81,7 +78,7 @@ done
 for snap in 32 1048576; do
   export SWAJIT_SCHEDULE_SNAP_SHARES=$snap
   for dist in $dists; do
-    grid=(--batch 32,128,256 --q-seqlen 1 --distribution "$dist" --seed 1 --reps 20)
+    grid=(--batch 64,256 --q-seqlen 1 --distribution "$dist" --seed 1 --reps 20)
     bench "ragged_${dist%%:*}_snap$snap"
   done
 done
