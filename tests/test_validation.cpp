@@ -121,6 +121,21 @@ TEST_CASE("a valid call derives the spec") {
   CHECK(h.params.k_stride_head == 16 * 128);
 }
 
+// What plans the grid (paged_decode.cpp lengths_uniform: equal lengths take the direct kernel): host-readable seq_lens,
+// else DecodeOptions::host_seq_lens, else nothing (device lengths).
+TEST_CASE("the lengths the host knows: host-readable seq_lens, else DecodeOptions::host_seq_lens") {
+  Tensors t;
+  CHECK(t.describe().host_seq_lens.empty());
+  const std::vector<int> told = {40, 2};
+  DecodeOptions o;
+  o.host_seq_lens = told.data();
+  CHECK(t.describe(o).host_seq_lens == told);
+  t.lens.device = t.table.device = {kDLCUDAHost, 0};  // mapped host memory: read on the host, validated there
+  t.lens_mem = {33, 0};
+  CHECK(t.describe().host_seq_lens == t.lens_mem);
+  CHECK(t.describe(o).host_seq_lens == t.lens_mem);  // the tensor itself, not what the options say
+}
+
 TEST_CASE("3-D q means q_seqlen 1; fp16 is accepted") {
   Tensors t;
   t.q_shape = {2, 8, 128};
