@@ -523,13 +523,14 @@ struct WalkedSchedule {
   std::vector<long long> block_cost;  // per block used
   long long total = 0;
 };
-WalkedSchedule walk_schedule(const std::vector<int>& tiles, int slots) {
+WalkedSchedule walk_schedule(const std::vector<int>& tiles, int slots, long long snap_shares = kSnapShares) {
   WalkedSchedule w;
   const int batch = int(tiles.size());
   std::vector<long long> start(batch + 1, 0);
   for (int b = 0; b < batch; ++b) start[b + 1] = start[b] + schedule_cost(tiles[b]);
   w.total = start[batch];
-  const SchedulePlan plan = schedule_plan(w.total, schedule_cost(*std::max_element(tiles.begin(), tiles.end())), batch, slots);
+  SchedulePlan plan = schedule_plan(w.total, schedule_cost(*std::max_element(tiles.begin(), tiles.end())), batch, slots);
+  plan.snap_shares = snap_shares;
   w.blocks = plan.blocks;
   w.cut = plan.cut;
   CHECK(w.blocks >= 1);
@@ -592,6 +593,27 @@ WalkedSchedule walk_schedule(const std::vector<int>& tiles, int slots) {
 }
 long long most_cost(const WalkedSchedule& w) { return *std::max_element(w.block_cost.begin(), w.block_cost.end()); }
 }  // namespace
+
+// Every snap the CUDA kernel may be given (SWAJIT_SCHEDULE_SNAP_SHARES, at least 2) keeps the schedule's rules, and a
+// block carries at most 2 / snap of a share more than its share (plus a minimum chunk and an item's cost where a
+// boundary snaps to keep a piece whole).
+TEST_CASE("decode schedule: any snap of at least 2 keeps the rules and bounds the largest block") {
+  std::mt19937 rng(14);
+  for (const long long snap : {2LL, 8LL, 32LL, 1LL << 20})
+    for (const int batch : {8, 32, 64, 256})
+      for (const int slots : {33, 66}) {
+        CAPTURE(snap);
+        CAPTURE(batch);
+        CAPTURE(slots);
+        std::vector<int> tiles(batch);
+        std::uniform_real_distribution<double> log_length(std::log(2.0), std::log(2048.0));
+        for (int& t : tiles) t = int(std::exp(log_length(rng))) / 16;  // log-uniform tokens, 16-token tiles (0 too)
+        tiles[batch / 2] = 256;
+        const WalkedSchedule w = walk_schedule(tiles, slots, snap);
+        const double share = double(w.total) / w.blocks;
+        CHECK(most_cost(w) <= share * (1 + 2.0 / double(snap)) + 2 * (kMinChunkTiles + kItemCostTiles) + 1);
+      }
+}
 
 // The heuristic's grid (num_splits = kSplitsFromCapacity) from the grid's capacity: 132 SMs x 2 resident blocks =
 // 264 slots over 8 kv heads = 33 per kv head.
