@@ -63,8 +63,10 @@ SWAJIT_SCHEDULE_FN long long schedule_cost(int tiles) { return (long long)tiles 
 // A boundary within 1 / kSnapShares of a share of a sequence's end moves there rather than cut the sequence: a block
 // then carries at most 2 / kSnapShares of a share more than its share, and a sequence shorter than 2 / kSnapShares of
 // a share is never cut (no merge). (SchedulePlan::snap_shares: the CUDA kernel takes params.schedule_snap_shares when
-// set, to time other values.)
-constexpr long long kSnapShares = 8;
+// set, to time other values.) 32, not 8: on the H200 (session 6 run B3, ragged batches of 32-256 sequences, the
+// largest block sets the time) 1/8 let a block carry up to 1.21 shares, 1/32 at most 1.04: log-uniform b256 724.9 ->
+// 645.4 us, bimodal b256 303.0 -> 265.3; uniform batches are not cut either way.
+constexpr long long kSnapShares = 32;
 
 struct SchedulePlan {
   long long total;

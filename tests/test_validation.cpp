@@ -656,10 +656,11 @@ TEST_CASE("decode capacity schedule: uniform batches get the direct grid's work,
   CHECK(most_cost(w) <= share + schedule_cost(3));
   // Bimodal at batch 256 on 66 slots (32-token tiles: 4096-token windows of 129 tiles beside 400-token sequences):
   // the long ones (longer than a share, 110) are cut, the short ones (under a quarter of a share) never, and no
-  // block carries more than a quarter of a share over its share.
+  // block carries more than a quarter of a share over its share: the rule at a snap of 1/8 of a share (the default's
+  // 1/32 may cut 13-tile sequences; every snap's bounds: the randomized rounds below).
   std::vector<int> wide(256, 13);
   for (int b = 0; b < 256; b += 8) wide[b] = 129;
-  const WalkedSchedule wb = walk_schedule(wide, 66);
+  const WalkedSchedule wb = walk_schedule(wide, 66, /*snap_shares=*/8);
   const long long wide_share = (wb.total + 65) / 66;
   CHECK(std::count_if(wb.pieces.begin(), wb.pieces.end(), [](int p) { return p > 1; }) >= 16);
   for (int b = 1; b < 256; b += 8) CHECK(wb.pieces[b] == 1);

@@ -61,7 +61,7 @@ for dist in $dists; do
   grid=(--batch 8,32,64,128,256 --q-seqlen 1 --distribution "$dist" --seed 1 --reps 20)
   bench "ragged_$name" --write-lengths "$logs/lengths/$name"
 done
-# A boundary snaps to a sequence's end within 1/8 of a share (kSnapShares 8), so a block may carry up to 1/4 of a
+# A boundary snaps to a sequence's end within 1/32 of a share (kSnapShares 32; it was 8), so a block may carry up to 1/4 of a
 # share more than its share, and the slowest block sets the time: 1/32 (at most 1/16 over) and no snap at all.
 for snap in 32 1048576; do
   export SWAJIT_SCHEDULE_SNAP_SHARES=$snap
