@@ -15,10 +15,10 @@
 //    grid's work, no cut, no merge), else S / batch blocks a sequence. The capacity rule (num_splits 0) takes S = the
 //    grid's resident blocks per kv head (from the device); a forced or tuned num_splits N > 1 takes S = N x batch
 //    (equal lengths: N pieces each).
-//  - A boundary inside a sequence cuts it there unless it lies within 1/8 of a share (C / B) of the sequence's end
-//    or the cut would leave fewer than kMinChunkTiles tiles on a side: then it snaps to the nearer end of the
-//    sequence (so a block carries at most 1/4 of a share more than its share, and sequences shorter than 1/4 of a
-//    share are never cut). So a sequence is whole inside one block (its output written directly), or cut into pieces held by
+//  - A boundary inside a sequence cuts it there unless it lies within 1 / kSnapShares of a share (C / B) of the
+//    sequence's end or the cut would leave fewer than kMinChunkTiles tiles on a side: then it snaps to the nearer end
+//    of the sequence (so a block carries at most 2 / kSnapShares of a share more than its share, and sequences shorter
+//    than that are never cut). So a sequence is whole inside one block (its output written directly), or cut into pieces held by
 //    consecutive blocks: the first piece is its block's last segment, every later piece its block's first one.
 // A later piece (its block's first segment) leaves its partial result in work entry 2 s, a first piece (its block's
 // last segment) in 2 s + 1 (a block has at most two pieces): the pieces of a sequence whose first piece is in block f
