@@ -2,7 +2,8 @@
 // its block's range with shuffles), the CPU backend (paged_decode_cpu.cpp: serially) and the host (the grid and the
 // workspace), so the CPU check matrix runs the very cuts the GPU makes.
 //
-// Direct (params.num_splits == 1): one block per (sequence, kv head), all of its visible tiles, output written directly.
+// Direct (the direct kernel, no schedule: num_splits 1, batch 1, or equal lengths the host knows): a block per
+// (sequence, kv head), or per even piece of it (params.sequence_pieces), so no block computes a schedule.
 // Scheduled: a fixed grid of max(S, batch) blocks per kv head (S = params.schedule_slots; a grid CUDA graphs replay)
 // whose work the lengths decide on the device (they change every step). Per kv head the batch is laid on one cost axis, sequence
 // after sequence in batch order: sequence b (T_b visible tiles) costs T_b + kItemCostTiles (an item's fixed cost: its
@@ -14,10 +15,10 @@
 //    grid's work, no cut, no merge), else S / batch blocks a sequence. The capacity rule (num_splits 0) takes S = the
 //    grid's resident blocks per kv head (from the device); a forced or tuned num_splits N > 1 takes S = N x batch
 //    (equal lengths: N pieces each).
-//  - A boundary inside a sequence cuts it there unless it lies within 1/8 of a share (C / B) of the sequence's end
-//    or the cut would leave fewer than kMinChunkTiles tiles on a side: then it snaps to the nearer end of the
-//    sequence (so a block carries at most 1/4 of a share more than its share, and sequences shorter than 1/4 of a
-//    share are never cut). So a sequence is whole inside one block (its output written directly), or cut into pieces held by
+//  - A boundary inside a sequence cuts it there unless it lies within 1 / kSnapShares of a share (C / B) of the
+//    sequence's end or the cut would leave fewer than kMinChunkTiles tiles on a side: then it snaps to the nearer end
+//    of the sequence (so a block carries at most 2 / kSnapShares of a share more than its share, and sequences shorter
+//    than that are never cut). So a sequence is whole inside one block (its output written directly), or cut into pieces held by
 //    consecutive blocks: the first piece is its block's last segment, every later piece its block's first one.
 // A later piece (its block's first segment) leaves its partial result in work entry 2 s, a first piece (its block's
 // last segment) in 2 s + 1 (a block has at most two pieces): the pieces of a sequence whose first piece is in block f
@@ -59,10 +60,19 @@ SWAJIT_SCHEDULE_FN long long schedule_cost(int tiles) { return (long long)tiles 
 //    sequences as slots or more: a block per sequence, nothing cut (exactly the direct grid's work and waves: one
 //    item per (sequence, kv head), no merge); fewer: slots / batch blocks a sequence, cut into that many.
 //  - Ragged: every slot, a share of at least kMinChunkTiles each, cut wherever a boundary falls (see schedule_snap).
+// A boundary within 1 / kSnapShares of a share of a sequence's end moves there rather than cut the sequence: a block
+// then carries at most 2 / kSnapShares of a share more than its share, and a sequence shorter than 2 / kSnapShares of
+// a share is never cut (no merge). (SchedulePlan::snap_shares: the CUDA kernel takes params.schedule_snap_shares when
+// set, to time other values.) 32, not 8: on the H200 (session 6 run B3, ragged batches of 32-256 sequences, the
+// largest block sets the time) 1/8 let a block carry up to 1.21 shares, 1/32 at most 1.04: log-uniform b256 724.9 ->
+// 645.4 us, bimodal b256 303.0 -> 265.3; uniform batches are not cut either way.
+constexpr long long kSnapShares = 32;
+
 struct SchedulePlan {
   long long total;
   int blocks;
   bool cut;
+  long long snap_shares = kSnapShares;
 };
 SWAJIT_SCHEDULE_FN SchedulePlan schedule_plan(long long total, long long longest_cost, int batch, int slots) {
   SchedulePlan plan{total, 1, true};
@@ -91,14 +101,9 @@ SWAJIT_SCHEDULE_FN long long schedule_div(long long a, long long b) {
 // Boundary k (0..blocks) of the raw ranges: k C / B.
 SWAJIT_SCHEDULE_FN long long schedule_boundary(int k, const SchedulePlan& plan) { return schedule_div(plan.total * k, plan.blocks); }
 
-// A boundary within 1 / kSnapShares of a share of a sequence's end moves there rather than cut the sequence: a block
-// then carries at most 2 / kSnapShares of a share more than its share, and a sequence shorter than 2 / kSnapShares of
-// a share is never cut (no merge).
-constexpr long long kSnapShares = 8;
-
 // Whether a sequence of `tiles` may be cut: some point of it lies farther than 1 / kSnapShares of a share from its ends.
 SWAJIT_SCHEDULE_FN bool schedule_cuttable(int tiles, const SchedulePlan& plan) {
-  return plan.cut && kSnapShares * schedule_cost(tiles) * plan.blocks > 2 * plan.total;
+  return plan.cut && plan.snap_shares * schedule_cost(tiles) * plan.blocks > 2 * plan.total;
 }
 
 // A raw boundary x inside the sequence that starts at `start` with `tiles` tiles (start <= x < its end), moved where
@@ -108,7 +113,7 @@ SWAJIT_SCHEDULE_FN long long schedule_snap(long long x, long long start, int til
   const long long end = start + schedule_cost(tiles);
   const long long nearer = 2 * (x - start) <= end - start ? start : end;
   const long long distance = nearer == start ? x - start : end - x;
-  if (!plan.cut || kSnapShares * distance * plan.blocks <= plan.total) return nearer;
+  if (!plan.cut || plan.snap_shares * distance * plan.blocks <= plan.total) return nearer;
   const long long before = x - start - kItemCostTiles;  // tiles left of the cut
   if (before < kMinChunkTiles) return start;
   if (tiles - before < kMinChunkTiles) return end;

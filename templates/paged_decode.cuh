@@ -24,7 +24,8 @@
 // warps fills the stages, cp.async chunks (1) or one bulk copy per token row (2; 3: K and V complete separately),
 // each stage completing on its "full" mbarrier; the compute warps wait on it and release the stage on its "empty"
 // mbarrier (no block barrier).
-// Unless num_splits is 1 the blocks follow the work schedule of templates/decode_schedule.h (a fixed grid whose blocks
+// The direct kernel gives each block one (sequence, kv head), or one of P.sequence_pieces even pieces of it; the
+// scheduled kernel's blocks follow the work schedule of templates/decode_schedule.h (a fixed grid whose blocks
 // each walk an equal-cost range of the batch's windows: several short sequences in turn, or a piece of a long one); a
 // sequence cut into pieces has each write (out / l in the 16-bit dtype, log2-sum-exp) and SWAJIT_MERGE_KERNEL combines
 // them in fp32, or (kFusedMerge) the last of its blocks to finish does (merge_pair_if_last: no second grid).
@@ -33,7 +34,7 @@
 // kGlobalWindow, kCausal, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockN, kWarpsN, kStages, kProducer, kFusedMerge), the launch geometry the host also uses (kRows, kWarpsM,
 // kThreads, kQBytes, kTileBytes, kStoredRowBytes, kBarrierOffset, kEpilogueStride, kEpilogueBytes, kSharedBytes, kMergeThreads)
 // and the symbol names
-// SWAJIT_DECODE_KERNEL and SWAJIT_MERGE_KERNEL.
+// SWAJIT_DECODE_KERNEL (scheduled), SWAJIT_DECODE_DIRECT_KERNEL (direct) and SWAJIT_MERGE_KERNEL.
 
 constexpr int kRowsPadded = kWarpsM * 16;
 constexpr int kWarps = kWarpsM * kWarpsN;              // compute warps
@@ -452,11 +453,19 @@ struct ScheduledBlock {
       longest = max(longest, t);
     }
     const long long total = warp_sum(sum);
-    plan = schedule_plan(total, schedule_cost(warp_max(longest)), P.batch, P.schedule_slots);
+    const long long longest_cost = schedule_cost(warp_max(longest));
+    plan = schedule_plan(total, longest_cost, P.batch, P.schedule_slots);
+    if (P.schedule_snap_shares > 0) plan.snap_shares = P.schedule_snap_shares;
     if (kv_head == 0 && threadIdx.x == 0) P.merge_records[kMergeRecordInts * block] = -1;  // unless next() finds one
     if (block >= plan.blocks) {  // an unused block: an empty range
       begin = end = total;
       b = P.batch;
+      return;
+    }
+    if (!plan.cut && plan.blocks == P.batch && total == longest_cost * P.batch) {  // equal lengths: block s = sequence s
+      b = block;
+      begin = start = block * longest_cost;
+      end = begin + longest_cost;
       return;
     }
     ScheduleBoundary lo, hi;
@@ -492,8 +501,9 @@ struct ScheduledBlock {
 
   // The next segment of the range into `work`; false when the range is done. The block of a cut sequence's first
   // piece records it for the merge.
+  SWAJIT_MEMBER bool done(const PagedDecodeParams& P) const { return b >= P.batch || start >= end; }
   SWAJIT_MEMBER bool next(const PagedDecodeParams& P, DecodeWork& work) {
-    if (b >= P.batch || start >= end) return false;
+    if (done(P)) return false;
     const int tiles = visible_tile_count(P, b);
     const ScheduleSegment segment = schedule_segment(begin, end, start, tiles);
     work.b = b;
@@ -827,25 +837,55 @@ SWAJIT_DEVICE void attend_item(const PagedDecodeParams& P, const DecodeWork& wor
   if (kProducer > 0 && threadIdx.x == 0) barriers.invalidate();
 }
 
+// The scheduled grid (templates/decode_schedule.h): every block walks its range of the batch, item after item.
 extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(const __grid_constant__ PagedDecodeParams P) {
   wait_for_prerequisite_grid();  // a programmatic dependent launch: nothing is read before the stream's prior work ends
   DecodeWork work;
   ScheduledBlock schedule;
+  schedule.find(P);
+  if (!schedule.next(P, work)) return;
+  // A block of one item (every block of a near-uniform batch) runs it outside the loop: the loop's code keeps values
+  // live across items (255 registers at q4 where the direct kernel takes 188), this copy is the direct kernel's.
+  if (schedule.done(P)) return attend_item(P, work);
   bool more = true;
-  if (P.num_splits == 1) {  // the direct grid: block (b, kv head), the sequence's whole range
-    work.b = blockIdx.x;
-    work.kv_head = blockIdx.y;
-    work.last_tile = visible_tile_count(P, work.b);
-    schedule.b = P.batch;  // nothing after it
-  } else {
-    schedule.find(P);
-    more = schedule.next(P, work);
-  }
   while (more) {
     attend_item(P, work);
     more = schedule.next(P, work);
     if (more) __syncthreads();  // every thread is done with the epilogue's shared memory before the next loads
   }
+}
+
+// The direct grid: one item per block and no schedule, so none of the scheduled kernel's loop state is live across
+// the tile loop (H200, session 5: the item loop took 195 -> 225 registers and the schedule's scan at every block's
+// head cost batch 1 11.6 -> 14.1 us). Block x is (sequence, piece, kv head), kv head fastest: a sequence's kv heads run
+// side by side and read the same pages (session 5 run C: that order beat (sequence, kv head) blocks 530 vs 554 us at
+// batch 128). P.sequence_pieces 1: the whole sequence, output written directly; N > 1: its visible tiles cut evenly
+// into N pieces, written as the schedule writes the pieces of a sequence cut at block b N (its first piece in that
+// block's second entry, piece s in block b N + s's first), which the merge grid reads from the records.
+extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_DIRECT_KERNEL(const __grid_constant__ PagedDecodeParams P) {
+  wait_for_prerequisite_grid();
+  const int pieces = P.sequence_pieces;
+  const int block = blockIdx.x / P.num_kv_heads;  // b x pieces + piece
+  DecodeWork work;
+  work.b = block / pieces;
+  work.kv_head = blockIdx.x % P.num_kv_heads;
+  const int tiles = visible_tile_count(P, work.b);
+  if (pieces == 1) {
+    work.last_tile = tiles;
+  } else {
+    const int piece = block % pieces;
+    work.whole = false;
+    work.first_block = block - piece;
+    work.pieces = pieces;
+    work.first_tile = piece * tiles / pieces;
+    work.last_tile = (piece + 1) * tiles / pieces;
+    work.item = schedule_entry(block, piece == 0) * P.num_kv_heads + work.kv_head;
+    if (work.kv_head == 0 && threadIdx.x == 0) {  // the merge grid's record of this block, written every call
+      P.merge_records[kMergeRecordInts * block] = piece == 0 ? work.b : -1;
+      P.merge_records[kMergeRecordInts * block + 1] = pieces;
+    }
+  }
+  attend_item(P, work);
 }
 
 // Block x merges the x-th cut sequence: the grid has a block for each a call can cut, and the records (one per

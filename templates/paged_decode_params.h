@@ -27,6 +27,8 @@ struct PagedDecodeParams : PagedCallParams {
   int work_items;                // partial-result entries per kv head (2 per schedule block) when num_splits != 1
   int schedule_slots;            // resident blocks per kv head the schedule balances (num_splits != 1); the grid has
                                  //   max(schedule_slots, batch) (schedule_grid_blocks)
+  int sequence_pieces;           // the direct kernel only: blocks per sequence, its tiles cut evenly (1: whole, no merge)
+  int schedule_snap_shares;      // > 0: the scheduled kernel's SchedulePlan::snap_shares (templates/decode_schedule.h)
   // producer 4 (TMA pages) only: K and V as tensor maps for the TMA engine (runtime/src/cuda/kv_tensor_map.hpp),
   // read in place (the kernel takes these params as __grid_constant__)
   DecodeTensorMap k_map, v_map;

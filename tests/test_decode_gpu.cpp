@@ -499,6 +499,10 @@ TEST_CASE("work schedule: the capacity rule's graph replays correctly as lengths
   DecodeOptions o;
   o.tuning = TuningPolicy::kHeuristic;  // the capacity rule
   o.local_window = h.local_window;
+  // Told the (equal) lengths on the host at capture, the call takes the direct kernel; the replays' lengths differ.
+  const std::vector<int> capture_lengths = h.seq_lens;
+  SUBCASE("device lengths only: the scheduled kernel") {}
+  SUBCASE("equal host lengths at capture: the direct kernel") { o.host_seq_lens = capture_lengths.data(); }
   const auto run = [&] {
     paged_decode(device_view(q, bf16, q_shape), device_view(k, bf16, k_shape), device_view(v, bf16, k_shape),
                  device_view(bt, i32, bt_shape), device_view(sl, i32, sl_shape), device_view(out, bf16, q_shape), stream, o);

@@ -121,6 +121,21 @@ TEST_CASE("a valid call derives the spec") {
   CHECK(h.params.k_stride_head == 16 * 128);
 }
 
+// What plans the grid (paged_decode.cpp lengths_uniform: equal lengths take the direct kernel): host-readable seq_lens,
+// else DecodeOptions::host_seq_lens, else nothing (device lengths).
+TEST_CASE("the lengths the host knows: host-readable seq_lens, else DecodeOptions::host_seq_lens") {
+  Tensors t;
+  CHECK(t.describe().host_seq_lens.empty());
+  const std::vector<int> told = {40, 2};
+  DecodeOptions o;
+  o.host_seq_lens = told.data();
+  CHECK(t.describe(o).host_seq_lens == told);
+  t.lens.device = t.table.device = {kDLCUDAHost, 0};  // mapped host memory: read on the host, validated there
+  t.lens_mem = {33, 0};
+  CHECK(t.describe().host_seq_lens == t.lens_mem);
+  CHECK(t.describe(o).host_seq_lens == t.lens_mem);  // the tensor itself, not what the options say
+}
+
 TEST_CASE("3-D q means q_seqlen 1; fp16 is accepted") {
   Tensors t;
   t.q_shape = {2, 8, 128};
@@ -508,13 +523,14 @@ struct WalkedSchedule {
   std::vector<long long> block_cost;  // per block used
   long long total = 0;
 };
-WalkedSchedule walk_schedule(const std::vector<int>& tiles, int slots) {
+WalkedSchedule walk_schedule(const std::vector<int>& tiles, int slots, long long snap_shares = kSnapShares) {
   WalkedSchedule w;
   const int batch = int(tiles.size());
   std::vector<long long> start(batch + 1, 0);
   for (int b = 0; b < batch; ++b) start[b + 1] = start[b] + schedule_cost(tiles[b]);
   w.total = start[batch];
-  const SchedulePlan plan = schedule_plan(w.total, schedule_cost(*std::max_element(tiles.begin(), tiles.end())), batch, slots);
+  SchedulePlan plan = schedule_plan(w.total, schedule_cost(*std::max_element(tiles.begin(), tiles.end())), batch, slots);
+  plan.snap_shares = snap_shares;
   w.blocks = plan.blocks;
   w.cut = plan.cut;
   CHECK(w.blocks >= 1);
@@ -578,6 +594,27 @@ WalkedSchedule walk_schedule(const std::vector<int>& tiles, int slots) {
 long long most_cost(const WalkedSchedule& w) { return *std::max_element(w.block_cost.begin(), w.block_cost.end()); }
 }  // namespace
 
+// Every snap the CUDA kernel may be given (SWAJIT_SCHEDULE_SNAP_SHARES, at least 2) keeps the schedule's rules, and a
+// block carries at most 2 / snap of a share more than its share (plus a minimum chunk and an item's cost where a
+// boundary snaps to keep a piece whole).
+TEST_CASE("decode schedule: any snap of at least 2 keeps the rules and bounds the largest block") {
+  std::mt19937 rng(14);
+  for (const long long snap : {2LL, 8LL, 32LL, 1LL << 20})
+    for (const int batch : {8, 32, 64, 256})
+      for (const int slots : {33, 66}) {
+        CAPTURE(snap);
+        CAPTURE(batch);
+        CAPTURE(slots);
+        std::vector<int> tiles(batch);
+        std::uniform_real_distribution<double> log_length(std::log(2.0), std::log(2048.0));
+        for (int& t : tiles) t = int(std::exp(log_length(rng))) / 16;  // log-uniform tokens, 16-token tiles (0 too)
+        tiles[batch / 2] = 256;
+        const WalkedSchedule w = walk_schedule(tiles, slots, snap);
+        const double share = double(w.total) / w.blocks;
+        CHECK(most_cost(w) <= share * (1 + 2.0 / double(snap)) + 2 * (kMinChunkTiles + kItemCostTiles) + 1);
+      }
+}
+
 // The heuristic's grid (num_splits = kSplitsFromCapacity) from the grid's capacity: 132 SMs x 2 resident blocks =
 // 264 slots over 8 kv heads = 33 per kv head.
 TEST_CASE("decode capacity schedule: uniform batches get the direct grid's work, ragged ones equal-cost ranges") {
@@ -619,10 +656,11 @@ TEST_CASE("decode capacity schedule: uniform batches get the direct grid's work,
   CHECK(most_cost(w) <= share + schedule_cost(3));
   // Bimodal at batch 256 on 66 slots (32-token tiles: 4096-token windows of 129 tiles beside 400-token sequences):
   // the long ones (longer than a share, 110) are cut, the short ones (under a quarter of a share) never, and no
-  // block carries more than a quarter of a share over its share.
+  // block carries more than a quarter of a share over its share: the rule at a snap of 1/8 of a share (the default's
+  // 1/32 may cut 13-tile sequences; every snap's bounds: the randomized rounds below).
   std::vector<int> wide(256, 13);
   for (int b = 0; b < 256; b += 8) wide[b] = 129;
-  const WalkedSchedule wb = walk_schedule(wide, 66);
+  const WalkedSchedule wb = walk_schedule(wide, 66, /*snap_shares=*/8);
   const long long wide_share = (wb.total + 65) / 66;
   CHECK(std::count_if(wb.pieces.begin(), wb.pieces.end(), [](int p) { return p > 1; }) >= 16);
   for (int b = 1; b < 256; b += 8) CHECK(wb.pieces[b] == 1);

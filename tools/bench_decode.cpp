@@ -37,6 +37,7 @@ DecodeShape shape_for(const DecodeBenchOptions& o, int batch, int kv_len, int qs
   shape.page_size = o.page_size; shape.dtype = parse_dtype(o.dtype); shape.kv_quant = parse_kv_quant(o.kv_quant);
   shape.local_window = o.local_window; shape.global_window = o.global_window;
   shape.sink_logits = o.sink_logits;
+  shape.host_lengths = o.host_lengths;
   return shape;
 }
 
@@ -258,6 +259,9 @@ BenchVerb FamilyBench<DecodeConfig>::add_to(CLI::App& bench) {
                    "directory: write each ragged row's lengths to lengths_b<batch>_q<q_seqlen>.txt (for ragged_peer.py)");
   flags->config.add_to(*verb);
   verb->add_flag("--sink-logits", flags->options.sink_logits, "learned per-head attention sinks");
+  verb->add_option("--host-lengths", flags->options.host_lengths,
+                   "give paged_decode the lengths on the host too (DecodeOptions::host_seq_lens: an equal-length batch "
+                   "takes the direct kernel), as FlashInfer's plan() has them (true/false)")->capture_default_str();
   verb->add_flag("--compare-heuristic", flags->options.compare_heuristic,
                    "time the tuned config (database) and the heuristic side by side");
   return {verb, [flags] {

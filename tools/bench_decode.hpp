@@ -31,6 +31,7 @@ struct DecodeBenchOptions {
   std::string distribution = "uniform";
   uint64_t seed = 1;
   std::string write_lengths_dir;
+  bool host_lengths = false;  // give the runtime the lengths on the host too (DecodeOptions::host_seq_lens)
 };
 
 // One timed row: the shape (with its per-sequence lengths when ragged) and the label of its length column.

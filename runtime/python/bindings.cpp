@@ -118,14 +118,28 @@ struct PrefillArgs {
   swajit::PrefillOptions options;
 };
 
+// DecodeOptions::host_seq_lens from a host int32 tensor of the batch's lengths (contiguous), or null.
+const int* host_lengths(const OptionalArray& lengths, const Array& seq_lens) {
+  if (!lengths) return nullptr;
+  const Array& a = *lengths;
+  const bool int32 = a.dtype().code == uint8_t(nb::dlpack::dtype_code::Int) && a.dtype().bits == 32 && a.dtype().lanes == 1;
+  const bool host = a.device_type() == nb::device::cpu::value;
+  if (!int32 || !host || a.ndim() != 1 || a.shape(0) != seq_lens.shape(0) || (a.shape(0) > 1 && a.stride(0) != 1))
+    throw swajit::Error(swajit::ErrorCode::kInvalidArgument,
+                        "host_seq_lens must be a contiguous int32 CPU tensor of batch = " +
+                            std::to_string(seq_lens.shape(0)) + " lengths (the values of seq_lens as the host knows them)");
+  return static_cast<const int*>(a.data());
+}
+
 void paged_decode(const Array& q, const Array& k_cache, const Array& v_cache, const Array& block_table,
                   const Array& seq_lens, const Array& out, uintptr_t stream, int local_window, int global_window,
                   std::optional<float> softmax_scale, const std::string& kv_layout, const std::string& gqa,
                   const OptionalArray& sink_logits, const std::string& kv_quant, const OptionalArray& k_scale,
                   const OptionalArray& v_scale, const std::optional<std::string>& config, const std::string& tuning,
-                  const OptionalArray& workspace, bool check_device_args) {
-  const DecodeArgs args(local_window, global_window, softmax_scale, kv_layout, gqa, sink_logits, kv_quant, k_scale,
-                        v_scale, config, tuning, workspace, check_device_args);
+                  const OptionalArray& workspace, bool check_device_args, const OptionalArray& host_seq_lens) {
+  DecodeArgs args(local_window, global_window, softmax_scale, kv_layout, gqa, sink_logits, kv_quant, k_scale,
+                  v_scale, config, tuning, workspace, check_device_args);
+  args.options.host_seq_lens = host_lengths(host_seq_lens, seq_lens);
   swajit::paged_decode(as_dltensor(q), as_dltensor(k_cache), as_dltensor(v_cache), as_dltensor(block_table),
                        as_dltensor(seq_lens), as_dltensor(out), as_stream(stream), args.options);
 }
@@ -287,7 +301,7 @@ NB_MODULE(_swajit, m) {
         "stream"_a = 0, nb::kw_only(), "local_window"_a = 0, "global_window"_a = 0, "softmax_scale"_a = nb::none(),
         "kv_layout"_a = "nhd", "gqa"_a = "grouped", "sink_logits"_a = nb::none(), "kv_quant"_a = "none",
         "k_scale"_a = nb::none(), "v_scale"_a = nb::none(), "config"_a = nb::none(), "tuning"_a = "default",
-        "workspace"_a = nb::none(), "check_device_args"_a = false, release,
+        "workspace"_a = nb::none(), "check_device_args"_a = false, "host_seq_lens"_a = nb::none(), release,
         "swajit::paged_decode on DLPack tensors; `stream` is a CUstream handle (0: the legacy default stream)");
   m.def("paged_decode_workspace_bytes", &paged_decode_workspace_bytes, "q"_a, "k_cache"_a, "v_cache"_a,
         "block_table"_a, "seq_lens"_a, "out"_a, nb::kw_only(), "local_window"_a = 0, "global_window"_a = 0,

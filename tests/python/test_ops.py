@@ -61,6 +61,23 @@ def test_paged_decode_matches_reference(case, device):
         assert_close(out[b], expected[b], dtype)  # seq_lens 0 gives zeros
 
 
+def test_paged_decode_host_seq_lens_plan_the_call(device):
+    """Equal lengths told on the host (the direct kernel on a GPU) give the reference's output; a wrong tensor is
+    refused with the argument's name."""
+    kv_lens = [300, 300, 300]
+    k_cache, v_cache, block_table, seq_lens = random_paged(3, kv_lens, 2, 64, 16, torch.bfloat16, device)
+    q = torch.randn(3, 1, 8, 64, dtype=torch.bfloat16, device=device)
+    told = torch.tensor(kv_lens, dtype=torch.int32)
+    out = swajit.paged_decode(q, k_cache, v_cache, block_table, seq_lens, local_window=128, host_seq_lens=told)
+    expected = paged_attention(q.cpu(), k_cache.cpu(), v_cache.cpu(), block_table.cpu(), seq_lens.cpu(), [1] * 3,
+                               128, 0, True, 1 / 64 ** 0.5, "nhd", "grouped", None)
+    for b in range(3):
+        assert_close(out[b], expected[b], torch.bfloat16)
+    with pytest.raises(swajit.Error, match="host_seq_lens") as info:
+        swajit.paged_decode(q, k_cache, v_cache, block_table, seq_lens, local_window=128, host_seq_lens=told[:2])
+    assert info.value.code == swajit.ErrorCode.invalid_argument
+
+
 def test_paged_decode_writes_given_out_through_strided_views(device):
     """q a strided view (HF's [b, h, s, d] transposed), out= a slice of a bigger buffer, 3-D q: no copies anywhere."""
     dtype, kv_lens = torch.bfloat16, [40, 25]
@@ -195,7 +212,7 @@ def test_custom_op_passes_opcheck():
     q, k_cache, v_cache, block_table, seq_lens = decode_inputs()
     out = torch.empty_like(q)
     args = (q, k_cache, v_cache, block_table, seq_lens, out, 8, 0, None, "nhd", "grouped", None, "none", None, None,
-            None, "default", None, False)
+            None, "default", None, False, seq_lens.clone())
     torch.library.opcheck(torch.ops.swajit.paged_decode.default, args)
 
 

@@ -78,6 +78,11 @@ struct DecodeOptions : AttentionOptions {
   // stream order (a captured call: one its graph owns). A caller's workspace must not be in use on two streams at once.
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
+  // The seq_lens values as the host knows them (batch ints), or null: they only plan the grid (a batch of equal
+  // lengths takes the direct kernel, without the work schedule), as FlashInfer's plan() takes host lengths. The kernels
+  // always read seq_lens, so values gone stale (a replayed graph) cost balance, never correctness. Host-readable
+  // seq_lens are read for this without it.
+  const int* host_seq_lens = nullptr;
 };
 
 // Paged decode attention with sliding window and sinks. The backend follows the tensors' device: kDLCUDA runs the

@@ -38,7 +38,7 @@ class Error(RuntimeError):
 
     code: ErrorCode
 
-def paged_decode(q: Tensor, k_cache: Tensor, v_cache: Tensor, block_table: Tensor, seq_lens: Tensor, out: Tensor, stream: int = 0, *, local_window: int = 0, global_window: int = 0, softmax_scale: float | None = None, kv_layout: str = 'nhd', gqa: str = 'grouped', sink_logits: Tensor | None = None, kv_quant: str = 'none', k_scale: Tensor | None = None, v_scale: Tensor | None = None, config: str | None = None, tuning: str = 'default', workspace: Tensor | None = None, check_device_args: bool = False) -> None:
+def paged_decode(q: Tensor, k_cache: Tensor, v_cache: Tensor, block_table: Tensor, seq_lens: Tensor, out: Tensor, stream: int = 0, *, local_window: int = 0, global_window: int = 0, softmax_scale: float | None = None, kv_layout: str = 'nhd', gqa: str = 'grouped', sink_logits: Tensor | None = None, kv_quant: str = 'none', k_scale: Tensor | None = None, v_scale: Tensor | None = None, config: str | None = None, tuning: str = 'default', workspace: Tensor | None = None, check_device_args: bool = False, host_seq_lens: Tensor | None = None) -> None:
     """
     swajit::paged_decode on DLPack tensors; `stream` is a CUstream handle (0: the legacy default stream)
     """

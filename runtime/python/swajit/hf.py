@@ -84,7 +84,7 @@ def swajit_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
     window = sliding_window if sliding_window else 0
     if not rebuild and q_len <= ops.MAX_DECODE_Q_SEQLEN:  # generation / speculative verification
         out = ops.paged_decode(q, cache.k_cache, cache.v_cache, cache.block_table, cache.seq_lens,
-                               local_window=window, softmax_scale=scaling)
+                               local_window=window, softmax_scale=scaling, host_seq_lens=cache.host_seq_lens)
     else:
         cu_seqlens_q = torch.arange(0, (batch + 1) * q_len, q_len, dtype=torch.int32, device=query.device)
         out = ops.paged_prefill(q.reshape(batch * q_len, *q.shape[2:]), cache.k_cache, cache.v_cache,

@@ -56,14 +56,15 @@ def _stream(t: torch.Tensor) -> int:
 
 def _decode_into(q, k_cache, v_cache, block_table, seq_lens, out, local_window, global_window, softmax_scale,
                  kv_layout, gqa, sink_logits, kv_quant, k_scale, v_scale, config, tuning, workspace,
-                 check_device_args):
+                 check_device_args, host_seq_lens=None):
     x = _dlpack
     with _device_of(q):
         _swajit.paged_decode(x(q), x(k_cache), x(v_cache), x(block_table), x(seq_lens), x(out), _stream(q),
                              local_window=local_window, global_window=global_window, softmax_scale=softmax_scale,
                              kv_layout=kv_layout, gqa=gqa, sink_logits=x(sink_logits), kv_quant=kv_quant,
                              k_scale=x(k_scale), v_scale=x(v_scale), config=config, tuning=tuning,
-                             workspace=x(workspace), check_device_args=check_device_args)
+                             workspace=x(workspace), check_device_args=check_device_args,
+                             host_seq_lens=x(host_seq_lens))
 
 
 @torch.library.custom_op("swajit::paged_decode", mutates_args=("out",))
@@ -72,10 +73,10 @@ def _paged_decode_op(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
                      softmax_scale: Optional[float], kv_layout: str, gqa: str, sink_logits: Optional[torch.Tensor],
                      kv_quant: str, k_scale: Optional[torch.Tensor], v_scale: Optional[torch.Tensor],
                      config: Optional[str], tuning: str, workspace: Optional[torch.Tensor],
-                     check_device_args: bool) -> None:
+                     check_device_args: bool, host_seq_lens: Optional[torch.Tensor]) -> None:
     _decode_into(q, k_cache, v_cache, block_table, seq_lens, out, local_window, global_window, softmax_scale,
                  kv_layout, gqa, sink_logits, kv_quant, k_scale, v_scale, config, tuning, workspace,
-                 check_device_args)
+                 check_device_args, host_seq_lens)
 
 
 @_paged_decode_op.register_fake
@@ -89,7 +90,7 @@ def paged_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, 
                  gqa: str = "grouped", sink_logits: Optional[torch.Tensor] = None, kv_quant: str = "none",
                  k_scale: Optional[torch.Tensor] = None, v_scale: Optional[torch.Tensor] = None,
                  config: Optional[str] = None, tuning: str = "default", workspace: Optional[torch.Tensor] = None,
-                 check_device_args: bool = False) -> torch.Tensor:
+                 check_device_args: bool = False, host_seq_lens: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Paged decode attention with a sliding window and sinks; returns ``out``.
 
     q, out: [batch, q_seqlen, num_q_heads, head_dim] (or [batch, num_q_heads, head_dim]), bf16 or fp16, any strides
@@ -105,14 +106,16 @@ def paged_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, 
     "heuristic", "database" or "tune_on_miss". workspace: uint8 CUDA tensor of at least
     paged_decode_workspace_bytes(...) bytes for the split-KV scratch (else the library keeps one per device; pass it
     for CUDA graph capture of a first call). check_device_args: synchronize and raise if the kernel found invalid
-    seq_lens / block_table values.
+    seq_lens / block_table values. host_seq_lens: int32 CPU tensor, the values of seq_lens as the host knows them
+    (as FlashInfer's plan() takes them); they only plan the grid (equal lengths take the direct kernel, no work
+    schedule), the kernel reads seq_lens, so stale values (a replayed graph) cost speed, never correctness.
     """
     if out is None:
         out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     call = _paged_decode_op if _tracing() else _decode_into
     call(q, k_cache, v_cache, block_table, seq_lens, out, local_window, global_window, softmax_scale,
                      kv_layout, gqa, sink_logits, kv_quant, k_scale, v_scale, config, tuning, workspace,
-                     check_device_args)
+                     check_device_args, host_seq_lens)
     return out
 
 

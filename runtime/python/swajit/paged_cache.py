@@ -15,6 +15,7 @@ class PagedKVCache:
     mapping (page * page_size + offset, as vLLM's reshape_and_cache does), taking pages from a free list and growing
     the pool (doubling, a copy) when it runs out. Pass ``block_table`` and ``seq_lens`` with the caches to
     swajit.paged_decode / paged_prefill right after an append: the new tokens are then the queries' own positions.
+    ``host_seq_lens`` holds the same lengths on the CPU, for paged_decode's ``host_seq_lens=`` (it plans the grid).
     """
 
     def __init__(self, num_kv_heads: int, head_dim: int, *, page_size: int = 16, num_pages: int = 64,
@@ -29,6 +30,7 @@ class PagedKVCache:
         self._pages: List[List[int]] = []
         self.block_table = torch.zeros(0, 1, dtype=torch.int32, device=device)
         self.seq_lens = torch.zeros(0, dtype=torch.int32, device=device)
+        self.host_seq_lens = torch.zeros(0, dtype=torch.int32)
 
     @property
     def batch(self) -> int:
@@ -53,6 +55,7 @@ class PagedKVCache:
         self._pages = [[] for _ in range(batch)]
         self.block_table = torch.zeros(batch, 1, dtype=torch.int32, device=self.k_cache.device)
         self.seq_lens = torch.zeros(batch, dtype=torch.int32, device=self.k_cache.device)
+        self.host_seq_lens = torch.zeros(batch, dtype=torch.int32)
 
     def append(self, k: torch.Tensor, v: torch.Tensor, seq_ids: Optional[List[int]] = None) -> None:
         """Appends k, v [len(seq_ids), new_tokens, num_kv_heads, head_dim] to the sequences `seq_ids` (default:
@@ -65,7 +68,7 @@ class PagedKVCache:
         if any(not 0 <= b < self.batch for b in seq_ids):
             raise invalid_argument(f"seq_ids {seq_ids} must lie in [0, {self.batch}) (call reset(batch) first)")
         new_tokens = k.shape[1]
-        lengths = self.seq_lens.tolist()
+        lengths = self.host_seq_lens.tolist()  # the same values, without waiting for the device
         slots = []
         for b in seq_ids:
             start = lengths[b]
@@ -79,6 +82,7 @@ class PagedKVCache:
         self.k_cache.view(-1, *heads_dims).index_copy_(0, slot_mapping, k.reshape(-1, *heads_dims).to(self.k_cache.dtype))
         self.v_cache.view(-1, *heads_dims).index_copy_(0, slot_mapping, v.reshape(-1, *heads_dims).to(self.v_cache.dtype))
         self.seq_lens = torch.tensor(lengths, dtype=torch.int32, device=self.k_cache.device)
+        self.host_seq_lens = torch.tensor(lengths, dtype=torch.int32)
         self._update_block_table()
 
     def _reserve(self, b: int, num_tokens: int) -> None:

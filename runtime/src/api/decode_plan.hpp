@@ -10,11 +10,17 @@
 
 namespace swajit {
 
-// The work list of a scheduled call (templates/decode_schedule.h): entries per kv head (0: the direct grid, no schedule,
-// no merge) and the work slots per kv head the schedule's chunk is sized for.
+// The work list of a call: entries per kv head of the partial results (0: no split, no merge) and the work slots per
+// kv head, for the scheduled kernel (templates/decode_schedule.h: slots it balances) or the direct kernel
+// (sequence_pieces > 0: one item per block, that many blocks per sequence, cut evenly; slots = batch x pieces).
 struct WorkList {
   int items = 0;
   int slots = 0;
+  int sequence_pieces = 1;  // 0: the scheduled kernel
+  // Entries the workspace holds: the scheduled kernel's for these slots whichever kernel runs (never fewer), so a
+  // workspace sized once (paged_decode_workspace_bytes) fits the batch whatever lengths it has later.
+  int workspace_items = 0;
+  bool scheduled() const { return sequence_pieces == 0; }
 };
 
 struct DecodePlan {

@@ -38,12 +38,12 @@ struct WorkspaceLayout {
 };
 WorkspaceLayout workspace_layout(const DecodeProblem& p, const WorkList& work) {
   WorkspaceLayout w;
-  if (work.items == 0) return w;
-  const size_t slots = size_t(work.items) * p.num_kv_heads * p.spec.q_seqlen * p.spec.group;
+  if (work.workspace_items == 0) return w;
+  const size_t slots = size_t(work.workspace_items) * p.num_kv_heads * p.spec.q_seqlen * p.spec.group;
   constexpr size_t kPartialElementBytes = 2;  // partial outputs are stored in the 16-bit dtype of q
   w.out_bytes = align_up(slots * p.spec.head_dim * kPartialElementBytes);
   w.lse_bytes = align_up(slots * sizeof(float));
-  w.schedule_bytes = align_up(size_t(work.items / kEntriesPerBlock) * kMergeRecordInts * sizeof(int));
+  w.schedule_bytes = align_up(size_t(work.workspace_items / kEntriesPerBlock) * kMergeRecordInts * sizeof(int));
   return w;
 }
 
@@ -52,10 +52,21 @@ WorkList chosen_work_list(const DecodeProblem& p, const DecodeOptions& options) 
   return plan_decode(p, options, cuda_device(p.device_ordinal), scope.context(), nullptr).work;
 }
 
-// The scheduled grid for `config` (templates/decode_schedule.h). The capacity rule balances the blocks this kernel
-// keeps resident on every SM (its occupancy, from the device), one wave, clipped to the most pieces the batch's longest
-// visible range (the block table's) can be cut into; a forced or tuned num_splits N > 1 takes N blocks a sequence. The
-// grid has a block per sequence too if there are more (a near-uniform batch's blocks: schedule_grid_blocks).
+// Whether every sequence of the call has the same length: batch 1, or host-known lengths all equal. Such a batch
+// needs no schedule (its blocks line up with its sequences: templates/decode_schedule.h's near-uniform case), so it
+// takes the direct kernel; device-resident lengths change every step unseen, so they keep the scheduled kernel. The
+// direct kernel reads the lengths at run time, so a graph replayed with other lengths stays correct (only its
+// balance was planned for these).
+bool lengths_uniform(const DecodeProblem& p) {
+  const std::vector<int>& lens = p.host_seq_lens;
+  return p.batch == 1 || (!lens.empty() && std::all_of(lens.begin(), lens.end(), [&](int len) { return len == lens[0]; }));
+}
+
+// The grid for `config`. The capacity rule balances the blocks this kernel keeps resident on every SM (its occupancy,
+// from the device), one wave, clipped to the most pieces the batch's longest visible range (the block table's) can be
+// cut into; a forced or tuned num_splits N > 1 takes N blocks a sequence. A uniform batch (lengths_uniform) takes the
+// direct kernel with slots / batch even pieces a sequence; any other the scheduled one (templates/decode_schedule.h),
+// whose grid has a block per sequence too if there are more (a near-uniform batch's blocks: schedule_grid_blocks).
 WorkList work_list(const DecodeProblem& p, const DecodeConfig& config, const LoadedDecodeKernel& kernel, const DeviceInfo& device) {
   int64_t slots = 0;
   if (config.num_splits == DecodeConfig::kSplitsFromCapacity) {
@@ -71,11 +82,28 @@ WorkList work_list(const DecodeProblem& p, const DecodeConfig& config, const Loa
     slots = int64_t(config.num_splits) * p.batch;
   }
   if (slots == 0) return {};  // num_splits 1: the direct grid
-  const int64_t items = kEntriesPerBlock * schedule_grid_blocks(slots, p.batch);
-  if (items * p.num_kv_heads > std::numeric_limits<int>::max())  // the kernels index the work entries with int
-    throw Error(ErrorCode::kInvalidArgument, "batch x num_kv_heads x num_splits x 2 = " + std::to_string(items * p.num_kv_heads) +
+  const int64_t workspace_items = kEntriesPerBlock * schedule_grid_blocks(slots, p.batch);
+  if (workspace_items * p.num_kv_heads > std::numeric_limits<int>::max())  // the kernels index the work entries with int
+    throw Error(ErrorCode::kInvalidArgument, "batch x num_kv_heads x num_splits x 2 = " + std::to_string(workspace_items * p.num_kv_heads) +
                                                  " exceeds the work list's limit of 2^31 - 1 entries; use fewer splits");
-  return {int(items), int(slots)};
+  WorkList work;
+  work.workspace_items = int(workspace_items);
+  work.sequence_pieces = lengths_uniform(p) ? int(std::max<int64_t>(1, slots / p.batch)) : 0;
+  if (work.sequence_pieces == 1) return work;  // a block per sequence: no split
+  work.slots = int(work.scheduled() ? slots : int64_t(p.batch) * work.sequence_pieces);
+  work.items = work.scheduled() ? work.workspace_items : kEntriesPerBlock * work.slots;
+  return work;
+}
+
+// SWAJIT_SCHEDULE_SNAP_SHARES (a device-run experiment: boundaries snap to a sequence's end within 1 / this of a share,
+// templates/decode_schedule.h), or 0: the kernel's kSnapShares.
+int schedule_snap_shares() {
+  static const int value = [] {
+    const char* text = std::getenv("SWAJIT_SCHEDULE_SNAP_SHARES");
+    const int shares = text ? std::min(std::atoi(text), 1 << 20) : 0;
+    return shares >= 2 ? shares : 0;  // below 2 a snap could cross a share (schedule_cut's premise)
+  }();
+  return value;
 }
 
 // The call's K (`v_cache` false) or V cache as the TMA engine sees it.
@@ -241,39 +269,45 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   cuda::ScopedDeviceContext scope(p.device_ordinal);
   const DeviceInfo& device = cuda_device(p.device_ordinal);
   const DecodePlan plan = plan_decode(p, options, device, scope.context(), stream);
-  const bool scheduled = plan.work.items > 0;
   const WorkspaceLayout layout = workspace_layout(p, plan.work);
+  const bool split = plan.work.items > 0;  // partial results and a merge (else the workspace goes unused)
 
   const bool caller_workspace = options.workspace != nullptr;
-  if (caller_workspace && options.workspace_bytes < layout.total())
+  if (split && caller_workspace && options.workspace_bytes < layout.total())
     throw Error(ErrorCode::kInvalidArgument, "workspace_bytes = " + std::to_string(options.workspace_bytes) +
                                                  " is too small; this call needs " + std::to_string(layout.total()));
   // The library's workspace is this call's own, allocated and freed in stream order after the launches below.
-  StreamWorkspace library_workspace(scope.context(), stream, caller_workspace ? 0 : layout.total());
+  StreamWorkspace library_workspace(scope.context(), stream, caller_workspace || !split ? 0 : layout.total());
   char* workspace = caller_workspace ? static_cast<char*>(options.workspace) : library_workspace.data();
 
   PagedDecodeParams& a = p.params;
-  a.num_splits = scheduled ? plan.config.num_splits : 1;  // scheduled: 0 (capacity) or > 1
+  a.num_splits = split ? plan.config.num_splits : 1;  // split: 0 (capacity) or > 1
   a.work_items = plan.work.items;
   a.schedule_slots = plan.work.slots;
+  a.sequence_pieces = plan.work.sequence_pieces;
+  a.schedule_snap_shares = schedule_snap_shares();
   a.status = stream_status(scope.context(), stream);
-  a.partial_out = scheduled ? workspace : nullptr;
-  a.partial_lse = scheduled ? reinterpret_cast<float*>(workspace + layout.out_bytes) : nullptr;
-  a.merge_records = scheduled ? reinterpret_cast<int*>(workspace + layout.out_bytes + layout.lse_bytes) : nullptr;
-  const bool fused_merge = scheduled && plan.config.fused_merge;  // the main grid merges: no merge grid
+  a.partial_out = split ? workspace : nullptr;
+  a.partial_lse = split ? reinterpret_cast<float*>(workspace + layout.out_bytes) : nullptr;
+  a.merge_records = split ? reinterpret_cast<int*>(workspace + layout.out_bytes + layout.lse_bytes) : nullptr;
+  const bool fused_merge = split && plan.config.fused_merge;  // the main grid merges: no merge grid
   a.arrival_counts = fused_merge ? stream_arrival_counts(scope.context(), stream, size_t(p.batch) * p.num_kv_heads) : nullptr;
 
   if (plan.config.producer == DecodeConfig::kProducerTma) encode_tma_maps(a, p, plan.config);
   const DecodeGeometry& g = plan.kernel->geometry;
   void* args[] = {&a};
-  // Scheduled: grid blocks x kv heads in one dimension (block s of kv head h is s x kv_heads + h, so a range's kv
-  // heads run side by side), the same grid whatever the lengths.
+  // Blocks x kv heads in one dimension (block s of kv head h is s x kv_heads + h, so a sequence's kv heads run side by
+  // side): the scheduled grid's blocks (the same grid whatever the lengths), or the direct grid's (sequence, piece).
   const unsigned kv_heads = unsigned(p.num_kv_heads);
-  const unsigned grid_blocks = unsigned(plan.work.items / kEntriesPerBlock);  // schedule_grid_blocks
-  const cuda::GridShape main_grid = scheduled ? cuda::GridShape{grid_blocks * kv_heads, 1, 1} : cuda::GridShape{unsigned(p.batch), kv_heads, 1};
-  cuda::launch_dependent(device, stream, plan.kernel->main, main_grid, g.threads, g.shared_bytes, args,
+  const int64_t grid_blocks = plan.work.scheduled() ? plan.work.items / kEntriesPerBlock  // schedule_grid_blocks
+                                                    : int64_t(p.batch) * plan.work.sequence_pieces;
+  if (grid_blocks * kv_heads > std::numeric_limits<int>::max())
+    throw Error(ErrorCode::kInvalidArgument, "batch x num_kv_heads = " + std::to_string(int64_t(p.batch) * kv_heads) +
+                                                 " exceeds the grid's limit of 2^31 - 1 blocks");
+  cuda::launch_dependent(device, stream, plan.work.scheduled() ? plan.kernel->main : plan.kernel->direct,
+                         {unsigned(grid_blocks * kv_heads), 1, 1}, g.threads, g.shared_bytes, args,
                          "cuLaunchKernelEx(paged_decode)");
-  if (scheduled && !fused_merge) {
+  if (split && !fused_merge) {
     // A block for each sequence a call can cut (one per boundary between the schedule's blocks at most); each finds
     // its cut sequence among the merge records.
     const int64_t merge_sequences = std::min<int64_t>(p.batch, plan.work.slots);

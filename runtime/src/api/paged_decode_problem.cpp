@@ -99,7 +99,13 @@ DecodeProblem describe_paged_decode(const DLTensor& q, const DLTensor& k_cache, 
   a.num_splits = 1;
 
   p.host_metadata = host_readable(seq_lens) && host_readable(block_table);
-  if (p.host_metadata) validate_host_metadata(p, block_table, seq_lens);
+  if (p.host_metadata) {
+    validate_host_metadata(p, block_table, seq_lens);
+    const int64_t stride = strides_of(seq_lens)[0];
+    for (int b = 0; b < batch; ++b) p.host_seq_lens.push_back(element_pointer<int>(seq_lens)[b * stride]);
+  } else if (options.host_seq_lens) {
+    p.host_seq_lens.assign(options.host_seq_lens, options.host_seq_lens + batch);
+  }
   return p;
 }
 

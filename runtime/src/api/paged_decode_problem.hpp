@@ -1,5 +1,7 @@
 // A validated paged-decode call: every DLTensor checked, the spec derived, the kernel arguments filled in.
 #pragma once
+#include <vector>
+
 #include "call_problem.hpp"
 #include "paged_call_params.h"  // templates/: the paged families' common fields, before their structs
 #include "paged_decode_params.h"  // templates/: the kernel's own argument struct
@@ -11,6 +13,7 @@ struct DecodeProblem : CallProblem {
   int max_kv_len = 0;            // max_pages_per_seq * page_size: what the block table can address
   bool on_cpu = false;           // the tensors are on the CPU: the CPU backend runs the call
   PagedDecodeParams params{};    // everything but workspace, status and num_splits
+  std::vector<int> host_seq_lens;  // the lengths as the host knows them (DecodeOptions::host_seq_lens), else empty
 };
 
 // Validates every argument (shapes, dtypes, devices, strides, alignment, windows) without touching the GPU.

@@ -319,6 +319,27 @@ std::vector<DecodeCase> decode_check_matrix() {
     c.config = DecodeConfig{64, 4, 3, DecodeConfig::kSplitsFromCapacity};
   });
   add("config bn16 wn1 st2", [](DecodeCase& c) { c.config = DecodeConfig{16, 1, 2, 1}; c.seq_lens = {1, 17, 33}; });
+  // The direct kernel (paged_decode.cuh: one item per block, no schedule): batch 1 cut evenly into the capacity's or a
+  // forced split's pieces (empty, length 1, fewer tiles than pieces, q4 with sinks, 8-bit, fused merge, TMA pages),
+  // and num_splits 1 over a ragged batch (whole sequences).
+  const auto direct = [&](std::string name, std::vector<int> lens, DecodeConfig config, auto&& more) {
+    add("direct kernel, " + name, [&](DecodeCase& c) {
+      c.seq_lens = lens; c.local_window = 4096; c.num_kv_heads = 2; c.config = config;
+      more(c);
+    });
+  };
+  const auto nothing = [](DecodeCase&) {};
+  const DecodeConfig capacity{64, 4, 3, DecodeConfig::kSplitsFromCapacity};
+  direct("batch 1, capacity cut, q4, sinks", {5000}, capacity, [](DecodeCase& c) { c.q_seqlen = 4; c.sink_logits = true; });
+  direct("batch 1, capacity cut, head_dim 256, group 8", {4099}, DecodeConfig{32, 2, 3, DecodeConfig::kSplitsFromCapacity},
+         [](DecodeCase& c) { c.head_dim = 256; c.group = 8; });
+  direct("batch 1, 7 pieces of 3 tiles", {40}, DecodeConfig{16, 1, 2, 7}, nothing);
+  direct("batch 1, kv length 0, 3 pieces", {0}, DecodeConfig{16, 1, 2, 3}, nothing);
+  direct("batch 1, kv length 1, 3 pieces", {1}, DecodeConfig{16, 1, 2, 3}, nothing);
+  direct("batch 1, fp8 KV, fused merge, capacity cut", {4099}, DecodeConfig{128, 4, 3, DecodeConfig::kSplitsFromCapacity, 0, true},
+         [](DecodeCase& c) { c.kv_quant = KvQuant::kFp8E4M3; c.q_seqlen = 2; });
+  direct("batch 1, producer 4 (TMA pages), capacity cut", {5000}, DecodeConfig{64, 4, 3, DecodeConfig::kSplitsFromCapacity, DecodeConfig::kProducerTma}, nothing);
+  direct("num_splits 1, ragged batch", {0, 1, 64, 65, 5000, 33}, DecodeConfig{64, 4, 3, 1}, [](DecodeCase& c) { c.q_seqlen = 1; });
   // The heuristic's head_dim 128 config when the (sequence, kv head) pairs fill two blocks per SM (heuristic.cpp).
   for (int qs : {1, 4})
     add("config bn32 wn2 st3, capacity schedule, q_seqlen " + std::to_string(qs), [qs](DecodeCase& c) {

@@ -121,6 +121,7 @@ DecodeWorkload::DecodeWorkload(const DecodeShape& s, DLDevice where, CUstream st
   std::vector<int> lens(s.batch);
   for (int b = 0; b < s.batch; ++b) lens[b] = s.seq_len(b);
   lens_d_ = WorkloadBuffer(lens, host);
+  lens_ = lens;
   // Per-channel dequant scales that differ across channels and heads (8-bit caches only).
   scales_ = half::varied_kv_scales(s.kv_quant, size_t(s.num_kv_heads) * D);
   scales_d_ = WorkloadBuffer(scales_, host);
@@ -193,6 +194,7 @@ DecodeOptions DecodeWorkload::options(const std::optional<DecodeConfig>& config)
   o.global_window = shape_.global_window;
   o.config = config;
   o.kv_quant = shape_.kv_quant;
+  if (shape_.host_lengths) o.host_seq_lens = lens_.data();
   return o;
 }
 

@@ -25,6 +25,7 @@ struct DecodeShape : AttentionCall {
   // A ragged batch: sequence b's KV length (batch values). Empty: every sequence has kv_len; else kv_len should be
   // their max (the tuning bucket's length).
   std::vector<int> seq_lens;
+  bool host_lengths = false;  // also give the runtime the lengths on the host (DecodeOptions::host_seq_lens: planning)
 
   int seq_len(int b) const { return seq_lens.empty() ? kv_len : seq_lens[b]; }
   // Sequence b's first position inside the local window of its first query (0 without a local window).
@@ -103,6 +104,7 @@ class DecodeWorkload {
   double kv_bytes_ = 0, qo_bytes_ = 0;
   std::vector<std::vector<int>> logical_pages_;  // per sequence: its pages that the window and sinks touch
   std::vector<int> tables_;         // [replicas, batch, max_pages]
+  std::vector<int> lens_;           // [batch]
   std::vector<float> scales_;       // [num_kv_heads, head_dim] (8-bit caches)
   std::vector<float> sinks_;        // [num_q_heads] learned sink logits
   WorkloadBuffer k_, v_, q_, out_, tables_d_, lens_d_, scales_d_, sinks_d_;
