@@ -189,8 +189,10 @@ PrefillProblem describe_prefill(const DLTensor& q, const DLTensor& k, const DLTe
 PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo& device, bool tma_layout_ok) {
   // head_dim 128 on sm_90a (tools/bench/RESULTS.md, H200): warp-specialized wgmma, a producer warpgroup and
   // consumer warpgroups of 64 rows. With K/V moved by the TMA engine, FA3's tile (128 rows, 128-token tiles, 2
-  // stages, ws1) won 7 of the 8 rows of the tuned grid (session 3 run D, 1.04-1.19x over 192 rows / 64 tokens / 3
-  // stages); where TMA boxes cannot fill a 128-token tile, the 64-token one with TMA; where the K/V cannot take TMA at
+  // stages) won 7 of the 8 rows of the tuned grid (session 3 run D, 1.04-1.19x over 192 rows / 64 tokens / 3
+  // stages); with S(t+1) issued before the softmax of t (ws2) on a persistent grid it beat ws1 on every contiguous row
+  // of session 5 run E (up to 1.11x) and tied on paged ones. Where TMA boxes cannot fill a 128-token tile, the
+  // 64-token one with TMA; where the K/V cannot take TMA at
   // all (pages like 7 tokens: PrefillConfig::validate_tma; strides: tma_layout_problem) and for 8-bit K/V (the
   // producer widens row-gathered tiles: 339-355 TFLOP/s against 313-330 for the all-warps path, int8, run B) the
   // 192-row row-gather config measured before TMA. The first that is a config of the spec and fits the device's
@@ -205,9 +207,11 @@ PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo&
       c.tma = tma;
       return c;
     };
+    PrefillConfig overlapped = specialized(128, 128, 2, true);
+    overlapped.warp_specialize = 2;
+    overlapped.persistent = true;
     const bool tma = tma_layout_ok && spec.kv_quant == KvQuant::kNone;
-    for (const PrefillConfig& candidate : {specialized(128, 128, 2, true), specialized(192, 64, 3, true),
-                                           specialized(192, 64, 3, false)}) {
+    for (const PrefillConfig& candidate : {overlapped, specialized(192, 64, 3, true), specialized(192, 64, 3, false)}) {
       if (candidate.tma && !tma) continue;
       try {
         candidate.validate(spec);
@@ -255,10 +259,11 @@ double prefill_flops(const std::vector<int>& q_lens, const std::vector<int>& kv_
 
 namespace {
 
-// The chosen config, or the same without TMA when this call's K/V strides or addresses do not suit the TMA engine: a
-// choice the caller did not force must never fail on layout.
+// The chosen config, or the same without TMA (and so without the persistent grid, which runs the TMA producer ahead)
+// when this call's K/V strides or addresses do not suit the TMA engine: a choice the caller did not force must never
+// fail on layout.
 PrefillConfig without_tma_if_unsuitable(const PrefillProblem& p, PrefillConfig config) {
-  if (config.tma && !tma_layout_problem(p).empty()) config.tma = false;
+  if (config.tma && !tma_layout_problem(p).empty()) config.tma = config.persistent = false;
   return config;
 }
 
