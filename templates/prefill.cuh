@@ -499,7 +499,7 @@ struct WrittenTokens {
 // sequence or a page never filled in reads page P.num_pages: a coordinate past the cache, which the TMA engine reads
 // as zeros (masked tokens only). `run`: P.tma_page_runs allows the tile to move as one box per 64 channels of the run
 // maps (the same on every lane).
-static_assert(kBoxesPerTile <= 32, "one producer lane per box");
+static_assert(!kTma || kBoxesPerTile <= 32, "one producer lane per box");
 struct TilePage {
   int page;
   bool run;

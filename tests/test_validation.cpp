@@ -348,6 +348,11 @@ TEST_CASE("prefill: the head_dim 128 heuristic on sm_90a by page size and K/V st
   CHECK(heuristic("prefill_bf16_d128_p192_nhd_g4_local") == "bm192_bn64_st3_mt1_wg_ws1_tma");  // 128 fits no box grid
   CHECK(heuristic("prefill_bf16_d128_p7_nhd_g4_local") == "bm192_bn64_st3_mt1_wg_ws1");        // no TMA box fits
   CHECK(heuristic("prefill_bf16_d128_contig_g4_local_kvint8") == "bm192_bn64_st3_mt1_wg_ws1");  // the producer widens
+  // head_dim 64: FA3's 192-row tile where TMA applies, else the wgmma config of two blocks per SM
+  CHECK(heuristic("prefill_bf16_d64_contig_g4_local") == "bm192_bn128_st2_mt1_wg_ws1_tma_pt");
+  CHECK(heuristic("prefill_bf16_d64_p16_nhd_g4_local") == "bm192_bn128_st2_mt1_wg_ws1_tma_pt");
+  CHECK(heuristic("prefill_bf16_d64_p7_nhd_g4_local") == "bm128_bn64_st2_mt1_wg_oc2");
+  CHECK(heuristic("prefill_bf16_d64_contig_g4_local_kvint8") == "bm128_bn64_st2_mt1_wg_oc2");
   const KernelSpec int8 = KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvint8");
   CHECK(prefill_geometry(int8, heuristic_prefill_config(int8, h200)).shared_bytes <= h200.max_shared_per_block_optin);
 }

@@ -188,6 +188,13 @@ std::vector<PrefillCase> prefill_check_matrix() {
       [&](PrefillCase& c) { c.config = persistent(128, 128, 4, 2); c.head_dim = 64; c.dtype = DType::kFP16; c.local_window = 1; c.global_window = 1; });
   add("persistent tma ws3 bm128 bn128 st3, head_dim 64, ping-pong, group 8",
       [&](PrefillCase& c) { c.config = persistent(128, 128, 3, 3); c.head_dim = 64; c.group = 8; c.num_kv_heads = 1; c.q_lens = {600, 5}; c.kv_lens = {900, 400}; c.local_window = 500; });
+  // the producer's register budget (producer_registers): FA3's 24 and 40, the consumers taking the rest
+  add("persistent tma ws2 bm128 bn128 st2 pr24, chunked, sinks",
+      [&](PrefillCase& c) { c.config = persistent(128, 128, 2, 2); c.config->producer_registers = 24; c.q_lens = {17, 130, 700}; c.kv_lens = {300, 1000, 900}; c.global_window = 3; });
+  add("persistent tma ws2 bm128 bn128 st2 pr40, paged NHD 16 shuffled, empty and length-1 sequences",
+      [&](PrefillCase& c) { c.config = persistent(128, 128, 2, 2); c.config->producer_registers = 40; c.page_size = 16; c.q_lens = {700, 0, 1, 70}; c.kv_lens = {900, 0, 1, 300}; });
+  add("persistent tma ws1 bm192 bn128 st2 pr24, head_dim 64, paged NHD 32 in runs, window 1 + sink 1",
+      [&](PrefillCase& c) { c.config = persistent(192, 128, 2, 1); c.config->producer_registers = 24; c.head_dim = 64; c.page_size = 32; c.pages_in_runs = true; c.local_window = 1; c.global_window = 1; });
   add("config bm64 bn64 st2 mt2, head_dim 64, non-causal",
       [](PrefillCase& c) { c.config = PrefillConfig{64, 64, 2, 2}; c.head_dim = 64; c.causal = false; });
   // 8-bit K/V ("quantized ..."): the heuristic's config (wgmma on sm_90a), forced mma.sync and wgmma configs.
