@@ -246,7 +246,8 @@ PrefillGeometry prefill_geometry(const KernelSpec& spec, const PrefillConfig& co
     // it does not need and the consumers share it out (setmaxnreg moves registers only within the block's pool).
     const int entry = std::min(kMaxRegisters, kRegistersPerSm / (g.threads * config.min_blocks)) / kRegisterGranule *
                       kRegisterGranule;
-    g.producer_registers = std::min(kProducerRegisters, entry);  // setmaxnreg.dec never raises
+    const int producer_registers = config.producer_registers > 0 ? config.producer_registers : kProducerRegisters;
+    g.producer_registers = std::min(producer_registers, entry);  // setmaxnreg.dec never raises
     const int pool = entry * g.threads - g.producer_registers * kWarpgroupThreads;
     g.consumer_registers =
         std::max(entry, std::min(kMaxConsumerRegisters, pool / compute_threads / kRegisterGranule * kRegisterGranule));

@@ -44,8 +44,9 @@
 // 8-bit K/V: the producer stages each tile's stored bytes (kStages tiles in flight, in the kDequantBytes area), widens them into
 // the stage's 16-bit tiles and then arrives on both "full" barriers; it folds the K scale into Q before q_full. The consumers run
 // the 16-bit path unchanged; the V scale is applied to the output.
-// kTma: one lane of the producer's first warp moves the K tiles with the TMA engine instead, one lane of its second
-// warp the V tiles: each posts the tile's byte count on its "full" mbarrier (expect_tx) and issues boxes of 64 channels x kBoxRows tokens from the tensor maps the host
+// kTma: the producer's first warp moves the K tiles with the TMA engine instead, its second warp the V tiles: each
+// posts the tile's byte count on its "full" mbarrier (expect_tx) and issues boxes (one lane a box) of 64 channels x
+// kBoxRows tokens from the tensor maps the host
 // encoded (P.k_map / P.v_map, 128-byte swizzle = the WgmmaTile layout); the bytes complete the phase. A box covers
 // whole rows of kBlockN tokens, so for a paged cache tiles start at multiples of kBlockN (tiles_on_box_grid) and a box
 // is a whole page or part of one; a tile of an NHD cache whose pages follow each other in memory moves as one box of
@@ -493,63 +494,63 @@ struct WrittenTokens {
   }
 };
 
-// The cache pages a tile's boxes read (one per box; a contiguous cache: none), all read before any copy is issued
-// so their loads overlap. A page past the sequence or never filled in is P.num_pages: a coordinate past the cache,
-// which the TMA engine reads as zeros (masked tokens only). `run`: the pages follow each other in the cache and
-// P.tma_page_runs allows the tile to move as one box per 64 channels of the run maps.
-struct TilePages {
-  int page[kContiguousKv ? 1 : kBoxesPerTile];
+// The cache page of the tile's box `box` (lane `box` of the producer warp looks up its own box's page: the lookups of
+// a tile are one load, not one per page), and whether the tile's pages follow each other in the cache. A box past the
+// sequence or a page never filled in reads page P.num_pages: a coordinate past the cache, which the TMA engine reads
+// as zeros (masked tokens only). `run`: P.tma_page_runs allows the tile to move as one box per 64 channels of the run
+// maps (the same on every lane).
+static_assert(!kTma || kBoxesPerTile <= 32, "one producer lane per box");
+struct TilePage {
+  int page;
   bool run;
 };
-SWAJIT_DEVICE TilePages tile_pages(const PrefillParams& P, const BlockWork& w, int box_begin) {
-  TilePages pages{};
+SWAJIT_DEVICE TilePage tile_page(const PrefillParams& P, const BlockWork& w, int box_begin, int box) {
+  TilePage pages{P.num_pages, false};
   if constexpr (!kContiguousKv) {
     constexpr int kTokensPerPage = kContiguousKv ? 1 : kPageSize;  // (this branch is compiled for both)
-#pragma unroll
-    for (int box = 0; box < kBoxesPerTile; ++box) {
-      const int token = box_begin + box * kBoxRows, logical_page = token / kTokensPerPage;
-      pages.page[box] = P.num_pages;
-      if (token < w.seq.kv_len && logical_page < P.max_pages_per_seq) {
-        const int entry = w.block_table_row[logical_page * P.block_table_stride_page];
-        if (entry >= 0 && entry < P.num_pages) pages.page[box] = entry;
-      }
+    const int token = box_begin + box * kBoxRows, logical_page = token / kTokensPerPage;
+    if (box < kBoxesPerTile && token < w.seq.kv_len && logical_page < P.max_pages_per_seq) {
+      const int entry = w.block_table_row[logical_page * P.block_table_stride_page];
+      if (entry >= 0 && entry < P.num_pages) pages.page = entry;
     }
-    pages.run = kBoxesPerTile > 1 && P.tma_page_runs != 0 && pages.page[kBoxesPerTile - 1] < P.num_pages;
-#pragma unroll
-    for (int box = 1; box < kBoxesPerTile; ++box) pages.run &= pages.page[box] == pages.page[0] + box;
+    if constexpr (kBoxesPerTile > 1) {
+      const int first = __shfl_sync(0xffffffffu, pages.page, 0);
+      const bool in_run = box >= kBoxesPerTile || (pages.page == first + box && pages.page < P.num_pages);
+      pages.run = P.tma_page_runs != 0 && __all_sync(0xffffffffu, in_run);
+      pages.page = pages.run ? first : pages.page;
+    }
   }
   return pages;
 }
 
-// The boxes of tile [box_begin, box_begin + kBlockN) of one tensor (its map, and its run map for paged runs) into
-// the stage at `tile`.
-SWAJIT_DEVICE void issue_tile_boxes(const PrefillParams& P, const BlockWork& w, const TilePages& pages,
+// Lane `box`'s part of the boxes of tile [box_begin, box_begin + kBlockN) of one tensor (its map, and its run map for
+// paged runs) into the stage at `tile`: its box's 64-channel columns, or lane 0 the run's.
+SWAJIT_DEVICE void issue_tile_boxes(const PrefillParams& P, const BlockWork& w, const TilePage& pages,
                                     const PrefillTensorMap& map, const PrefillTensorMap& run_map, u32 tile,
-                                    int box_begin, u32 barrier) {
+                                    int box_begin, int box, u32 barrier) {
   constexpr int kColumns = kHeadDim / kBoxChannels;
   if (!kContiguousKv && pages.run) {  // one box of kBlockN tokens from the first page's first row (NHD only)
     constexpr int kTokensPerPage = kContiguousKv ? 1 : kPageSize;  // (this branch is compiled for both)
+    if (box != 0) return;
 #pragma unroll
     for (int column = 0; column < kColumns; ++column)
       tma_load_4d(tile + column * kBlockN * kWgmmaRowBytes, &run_map, column * kBoxChannels, w.kv_head,
-                  pages.page[0] * kTokensPerPage, 0, barrier);
+                  pages.page * kTokensPerPage, 0, barrier);
     return;
   }
-#pragma unroll
-  for (int box = 0; box < kBoxesPerTile; ++box) {
-    const int token = box_begin + box * kBoxRows;
-    int page = 0, row = w.seq.kv_begin + token;  // contiguous: one "page" of total_kv rows
-    if constexpr (!kContiguousKv) {
-      constexpr int kTokensPerPage = kContiguousKv ? 1 : kPageSize;  // (this branch is compiled for both)
-      page = pages.page[box];
-      row = token % kTokensPerPage;
-    }
-#pragma unroll
-    for (int column = 0; column < kColumns; ++column)
-      tma_load_4d(tile + column * kBlockN * kWgmmaRowBytes + box * kBoxRows * kWgmmaRowBytes, &map,
-                  column * kBoxChannels, P.tma_tokens_inside_heads ? row : w.kv_head,
-                  P.tma_tokens_inside_heads ? w.kv_head : row, page, barrier);
+  if (box >= kBoxesPerTile) return;
+  const int token = box_begin + box * kBoxRows;
+  int page = 0, row = w.seq.kv_begin + token;  // contiguous: one "page" of total_kv rows
+  if constexpr (!kContiguousKv) {
+    constexpr int kTokensPerPage = kContiguousKv ? 1 : kPageSize;  // (this branch is compiled for both)
+    page = pages.page;
+    row = token % kTokensPerPage;
   }
+#pragma unroll
+  for (int column = 0; column < kColumns; ++column)
+    tma_load_4d(tile + column * kBlockN * kWgmmaRowBytes + box * kBoxRows * kWgmmaRowBytes, &map,
+                column * kBoxChannels, P.tma_tokens_inside_heads ? row : w.kv_head,
+                P.tma_tokens_inside_heads ? w.kv_head : row, page, barrier);
 }
 
 // The V rows of a landed tile [box_begin, box_begin + kBlockN) outside the written tokens -> zeros, by one consumer
@@ -571,29 +572,28 @@ SWAJIT_DEVICE void zero_unwritten_v_rows(const WrittenTokens& written, u32 v_til
 
 // The producer's first warp moves the K tiles, its second warp the V tiles (`values`), each against its own barriers:
 // neither waits for the other's stage to come free, and their page lookups and box issues (a paged tile of pages out
-// of order is one box per page and 64 channels) run side by side. Lane 0 issues; the warp's other lanes wait with it,
-// so no lane spins ahead into the next item while lane 0 still works in this one (a warp whose lanes wait on barriers
-// apart can stall, persistent grids hung on the H200).
+// of order is one box per page and 64 channels, lane b issuing box b) run side by side. The whole warp waits
+// together, so no lane spins ahead into the next item while another still works in this one (a warp whose lanes wait
+// on barriers apart can stall, persistent grids hung on the H200). Lane 0 posts the tile's bytes before any box is
+// issued and arrives after all are, so the phase cannot complete early.
 SWAJIT_DEVICE void produce_with_tma(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe, bool values,
                                     int lane) {
   const PrefillTensorMap& map = values ? P.v_map : P.k_map;
   const PrefillTensorMap& run_map = values ? P.v_run_map : P.k_run_map;
   for (int t = 0; t < w.tile_count; ++t) {
     const int box_begin = w.ranges.tile_begin(t);
-    TilePages pages{};
-    if (lane == 0) pages = tile_pages(P, w, box_begin);  // before the wait: the lookups overlap it
+    const TilePage pages = tile_page(P, w, box_begin, lane);  // before the wait: the lookups overlap it
     const int slot = w.slot(t);
     if (values)
       pipe.wait_empty_v(slot);
     else
       pipe.wait_empty_k(slot);
-    if (lane == 0) {
-      const u32 full = values ? pipe.full_v(slot) : pipe.full_k(slot);
-      mbarrier_expect_tx(full, kTileBytes);
-      issue_tile_boxes(P, w, pages, map, run_map, values ? w.v_tile(t) : w.k_tile(t), box_begin, full);
-      mbarrier_arrive(full);
-    }
+    const u32 full = values ? pipe.full_v(slot) : pipe.full_k(slot);
+    if (lane == 0) mbarrier_expect_tx(full, kTileBytes);
     __syncwarp();
+    issue_tile_boxes(P, w, pages, map, run_map, values ? w.v_tile(t) : w.k_tile(t), box_begin, lane, full);
+    __syncwarp();
+    if (lane == 0) mbarrier_arrive(full);
   }
 }
 
@@ -709,31 +709,26 @@ SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pip
     pin_accumulators(scores[0]);
     pipe.release_k(w.slot(0), lane);
     tile_softmax(P, w, st, scores, 0, warp, lane, rescale);  // the output is still zero: nothing to rescale
+    // P(t - 1) is carried from one tile to the next packed (half the registers of its scores, and no copy of them)
+    PackedProbabilities p;
+    pack_probabilities(scores[0], p);
     for (int t = 1; t < w.tile_count; ++t) {
       pipe.wait_k(w.slot(t));
-      float next[kMTiles][kScoreFrags][4];
-      PackedProbabilities p;
-      pack_probabilities(scores[0], p);
       wait_v(t - 1);
       turns.take();
-      issue_warpgroup_scores(next[0], w.q_smem, w.k_tile(t), warpgroup);
+      issue_warpgroup_scores(scores[0], w.q_smem, w.k_tile(t), warpgroup);
       issue_warpgroup_pv(st, p, w.v_tile(t - 1));
       turns.hand_over(false);
       wgmma_wait<1>();  // S(t) is done, P(t - 1) . V(t - 1) may still run
-      pin_accumulators(next[0]);
+      pin_accumulators(scores[0]);
       pipe.release_k(w.slot(t), lane);
-      tile_softmax(P, w, st, next, t, warp, lane, rescale);
-      wgmma_wait<0>();
+      tile_softmax(P, w, st, scores, t, warp, lane, rescale);
+      wgmma_wait<0>();  // P(t - 1) . V(t - 1) has read p: it may be overwritten
       pin_accumulators(st.out[0]);
       pipe.release_v(w.slot(t - 1), lane);
       rescale_output(st, rescale);  // O was relative to tile t - 1's maxima until P(t - 1) . V(t - 1) was added
-#pragma unroll
-      for (int f = 0; f < kScoreFrags; ++f)
-#pragma unroll
-        for (int c = 0; c < 4; ++c) scores[0][f][c] = next[0][f][c];
+      pack_probabilities(scores[0], p);
     }
-    PackedProbabilities p;
-    pack_probabilities(scores[0], p);
     wait_v(w.tile_count - 1);
     turns.take();
     issue_warpgroup_pv(st, p, w.v_tile(w.tile_count - 1));

@@ -288,6 +288,23 @@ TEST_CASE("prefill spec keys and configs round-trip; invalid ones are named") {
   CHECK(gw.producer_registers == 56);
   CHECK(gw.consumer_registers == 224);  // (168 x 384 - 56 x 128) / 256
   CHECK(gw.producer_registers * 128 + gw.consumer_registers * 256 <= 168 * 384);
+  // producer_registers: FA3's 24 / 240 split of the same block (the TMA producer needs few registers)
+  PrefillConfig fa3_split = persistent;
+  fa3_split.producer_registers = 24;
+  CHECK(fa3_split.key() == persistent.key() + "_pr24");
+  CHECK(PrefillConfig::from_key(fa3_split.key()) == fa3_split);
+  CHECK(PrefillConfig::from_key("bm128_bn64_st2_mt1_wg_ws1_tma_pt_pr40_oc2").producer_registers == 40);
+  CHECK_NOTHROW(fa3_split.validate(contiguous));
+  const PrefillGeometry split = prefill_geometry(contiguous, fa3_split);
+  CHECK(split.producer_registers == 24);
+  CHECK(split.consumer_registers == 240);  // min(240, (168 x 384 - 24 x 128) / 256)
+  for (int bad : {16, 30, 64}) {
+    fa3_split.producer_registers = bad;
+    CHECK_THROWS_AS(fa3_split.validate(contiguous), Error);
+  }
+  PrefillConfig unspecialized{128, 64, 2, 1, true};
+  unspecialized.producer_registers = 24;
+  CHECK_THROWS_WITH_AS(unspecialized.validate(contiguous), doctest::Contains("warp_specialize > 0"), Error);
 }
 
 // templates/window_mask.h compiled here for every combination of the spec's mask flags, as the kernels see it.

@@ -158,8 +158,11 @@ struct PrefillConfig {
   // Q buffer) and K/V while the consumers finish the current one, so no block start, Q load or first K/V tile is
   // left uncovered between items.
   bool persistent = false;
+  // warp_specialize > 0 only: the producer warpgroup's registers a thread after setmaxnreg (a multiple of 8, 24..56;
+  // 0: the generator's 56, what the row gathers need without spilling); the consumers share out the rest.
+  int producer_registers = 0;
 
-  std::string compile_key() const;  // e.g. "bm128_bn64_st2_mt1", "bm128_bn64_st2_mt1_wg_ws2_tma_pt_oc2" (flags: _wg, _ws<N>, _tma, _pt and _oc<N> if set / > 0 / > 1)
+  std::string compile_key() const;  // e.g. "bm128_bn64_st2_mt1", "bm128_bn64_st2_mt1_wg_ws2_tma_pt_pr40_oc2" (flags: _wg, _ws<N>, _tma, _pt, _pr<N> and _oc<N> if set / > 0 / > 0 / > 1)
   std::string key() const { return compile_key(); }
   static PrefillConfig from_key(std::string_view key);
   void validate(const KernelSpec& spec) const;

@@ -2,6 +2,7 @@
 #include <climits>
 
 #include <cstdio>
+#include <vector>
 
 #include "cuda_driver.hpp"
 #include "decode_plan.hpp"
@@ -189,25 +190,34 @@ PrefillProblem describe_prefill(const DLTensor& q, const DLTensor& k, const DLTe
 PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo& device, bool tma_layout_ok) {
   // head_dim 128 on sm_90a (tools/bench/RESULTS.md, H200): warp-specialized wgmma, a producer warpgroup and
   // consumer warpgroups of 64 rows. With K/V moved by the TMA engine, FA3's tile (128 rows, 128-token tiles, 2
-  // stages, ws1) won 7 of the 8 rows of the tuned grid (session 3 run D, 1.04-1.19x over 192 rows / 64 tokens / 3
-  // stages); where TMA boxes cannot fill a 128-token tile, the 64-token one with TMA; where the K/V cannot take TMA at
+  // stages) won 7 of the 8 rows of the tuned grid (session 3 run D, 1.04-1.19x over 192 rows / 64 tokens / 3
+  // stages); with S(t+1) issued before the softmax of t (ws2) on a persistent grid it beat ws1 on every contiguous row
+  // of session 5 run E (up to 1.11x) and tied on paged ones. Where TMA boxes cannot fill a 128-token tile, the
+  // 64-token one with TMA; where the K/V cannot take TMA at
   // all (pages like 7 tokens: PrefillConfig::validate_tma; strides: tma_layout_problem) and for 8-bit K/V (the
   // producer widens row-gathered tiles: 339-355 TFLOP/s against 313-330 for the all-warps path, int8, run B) the
   // 192-row row-gather config measured before TMA. The first that is a config of the spec and fits the device's
-  // shared memory wins. Other head_dims on sm_90a take the non-specialized wgmma path with 128-row blocks, 64-token
-  // tiles and two blocks per SM; elsewhere mma.sync with 128-token tiles, 3 stages.
+  // shared memory wins. head_dim 64 on sm_90a where TMA applies: FA3's head_dim-64 tile, 192 rows (3 consumer
+  // warpgroups) x 128 tokens, ws1 on the persistent grid (session 6 run B: 379.5 / 405.4 TFLOP/s at seq 8192 / 32768
+  // against 300.7 / 309.7 for the wgmma oc2 config below; ws2 spills at 192 rows' 152 registers a consumer, and 128
+  // rows with ws2 reached 347.3 / 364.8). Other head_dims on sm_90a take the non-specialized wgmma path with 128-row
+  // blocks, 64-token tiles and two blocks per SM; elsewhere mma.sync with 128-token tiles, 3 stages.
   PrefillConfig config;
   config.block_m = spec.head_dim >= 256 ? 64 : 128;
-  constexpr int kMeasuredHeadDim = 128;
-  if (device.arch() == "sm_90a" && spec.head_dim == kMeasuredHeadDim) {
-    const auto specialized = [](int block_m, int block_n, int stages, bool tma) {
-      PrefillConfig c{block_m, block_n, stages, 1, true, 1, 1};
-      c.tma = tma;
-      return c;
-    };
+  const auto specialized = [](int block_m, int block_n, int stages, bool tma, int mode = 1, bool persistent = false) {
+    PrefillConfig c{block_m, block_n, stages, 1, true, 1, mode};
+    c.tma = tma;
+    c.persistent = persistent;
+    return c;
+  };
+  std::vector<PrefillConfig> candidates;
+  if (spec.head_dim == 128)
+    candidates = {specialized(128, 128, 2, true, 2, true), specialized(192, 64, 3, true), specialized(192, 64, 3, false)};
+  else if (spec.head_dim == 64)
+    candidates = {specialized(192, 128, 2, true, 1, true)};
+  if (device.arch() == "sm_90a") {
     const bool tma = tma_layout_ok && spec.kv_quant == KvQuant::kNone;
-    for (const PrefillConfig& candidate : {specialized(128, 128, 2, true), specialized(192, 64, 3, true),
-                                           specialized(192, 64, 3, false)}) {
+    for (const PrefillConfig& candidate : candidates) {
       if (candidate.tma && !tma) continue;
       try {
         candidate.validate(spec);
@@ -255,10 +265,11 @@ double prefill_flops(const std::vector<int>& q_lens, const std::vector<int>& kv_
 
 namespace {
 
-// The chosen config, or the same without TMA when this call's K/V strides or addresses do not suit the TMA engine: a
-// choice the caller did not force must never fail on layout.
+// The chosen config, or the same without TMA (and so without the persistent grid, which runs the TMA producer ahead)
+// when this call's K/V strides or addresses do not suit the TMA engine: a choice the caller did not force must never
+// fail on layout.
 PrefillConfig without_tma_if_unsuitable(const PrefillProblem& p, PrefillConfig config) {
-  if (config.tma && !tma_layout_problem(p).empty()) config.tma = false;
+  if (config.tma && !tma_layout_problem(p).empty()) config.tma = config.persistent = false;
   return config;
 }
 

@@ -143,6 +143,58 @@ std::vector<PrefillCase> prefill_check_matrix() {
       [&](PrefillCase& c) { c.config = persistent(128, 64, 3, 3); c.page_size = 16; c.pages_in_runs = true; c.q_lens = {700, 130, 1}; c.kv_lens = {1200, 1000, 33}; c.local_window = 500; });
   add("persistent tma ws1 bm128 bn128 st2, paged NHD 16 (8 pages a tile), window 1 + sink 1",
       [&](PrefillCase& c) { c.config = persistent(128, 128, 2, 1); c.page_size = 16; c.num_kv_heads = 4; c.q_lens = {1000, 5}; c.kv_lens = {1000, 400}; c.local_window = 1; c.global_window = 1; });
+  // The head_dim 128 default on sm_90a (ws2, persistent) forced across the matrix's edges, so that they are checked
+  // where the heuristic would pick another config (pages TMA cannot fill, strides) and stay checked if it changes.
+  const auto add_overlapped = [&](const std::string& what, auto&& edit) {
+    add("persistent tma ws2 bm128 bn128 st2 (the d128 default), " + what,
+        [&](PrefillCase& c) { c.config = persistent(128, 128, 2, 2); edit(c); });
+  };
+  add_overlapped("ragged varlen", [](PrefillCase&) {});
+  add_overlapped("empty sequences and kv length 0 and 1",
+                 [](PrefillCase& c) { c.q_lens = {0, 1, 0, 5, 1, 300}; c.kv_lens = {0, 1, 9, 5, 1, 300}; });
+  add_overlapped("chunked (q shorter than kv), long window",
+                 [](PrefillCase& c) { c.q_lens = {17, 130, 700}; c.kv_lens = {300, 1000, 1500}; c.local_window = 1000; });
+  add_overlapped("window 1 + sink 1", [](PrefillCase& c) { c.local_window = 1; c.global_window = 1; });
+  add_overlapped("window larger than the sequences", [](PrefillCase& c) { c.local_window = 5000; });
+  add_overlapped("full causal (no windows), one long sequence",
+                 [](PrefillCase& c) { c.local_window = 0; c.global_window = 0; c.q_lens = {1000}; c.kv_lens = {1000}; });
+  add_overlapped("sinks only", [](PrefillCase& c) { c.local_window = 0; c.global_window = 3; });
+  add_overlapped("non-causal, window", [](PrefillCase& c) { c.causal = false; });
+  add_overlapped("non-causal, no window, fp16", [](PrefillCase& c) { c.causal = false; c.local_window = 0; c.global_window = 0; c.dtype = DType::kFP16; });
+  add_overlapped("learned sink logits", [](PrefillCase& c) { c.sink_logits = true; });
+  add_overlapped("interleaved GQA, group 8", [](PrefillCase& c) { c.gqa = GqaMapping::kInterleaved; c.group = 8; });
+  add_overlapped("group 1", [](PrefillCase& c) { c.group = 1; });
+  add_overlapped("group 16", [](PrefillCase& c) { c.group = 16; c.num_kv_heads = 1; });
+  add_overlapped("strided", [](PrefillCase& c) { c.strided = true; });
+  add_overlapped("paged NHD 16 shuffled", [](PrefillCase& c) { c.page_size = 16; });
+  add_overlapped("paged NHD 8 shuffled (16 boxes a tile), chunked",
+                 [](PrefillCase& c) { c.page_size = 8; c.q_lens = {17, 130}; c.kv_lens = {300, 1000}; });
+  add_overlapped("paged HND 128 (a page a tile), strided", [](PrefillCase& c) { c.page_size = 128; c.kv_layout = KvLayout::kHND; c.strided = true; });
+  add_overlapped("paged NHD 256 (2 tiles a page), long window",
+                 [](PrefillCase& c) { c.page_size = 256; c.q_lens = {1500, 1}; c.kv_lens = {2000, 33}; c.local_window = 1000; });
+  // pages of 192 tokens (not a power of 2) take TMA boxes of 64-token tiles only
+  add("persistent tma ws2 bm128 bn64 st2, paged NHD 192 (3 tiles a page), chunked",
+      [&](PrefillCase& c) { c.config = persistent(128, 64, 2, 2); c.page_size = 192; c.q_lens = {17, 130, 700}; c.kv_lens = {300, 1000, 900}; });
+  add_overlapped("paged NHD 32 in runs, empty and length-1 sequences",
+                 [](PrefillCase& c) { c.page_size = 32; c.pages_in_runs = true; c.q_lens = {700, 0, 1, 70}; c.kv_lens = {900, 0, 1, 300}; });
+  // head_dim 64 on the TMA tiles (one box column): FA3's 128 and 192 rows x 128 tokens, and deeper pipelines
+  add_overlapped("head_dim 64, paged NHD 16, chunked",
+                 [](PrefillCase& c) { c.head_dim = 64; c.page_size = 16; c.q_lens = {17, 130, 700}; c.kv_lens = {300, 1000, 900}; });
+  add("persistent tma ws2 bm192 bn128 st2, head_dim 64, long window, empty and length-1 sequences",
+      [&](PrefillCase& c) { c.config = persistent(192, 128, 2, 2); c.head_dim = 64; c.q_lens = {1500, 0, 1, 70}; c.kv_lens = {2000, 0, 1, 70}; c.local_window = 1000; });
+  add("persistent tma ws1 bm192 bn128 st2, head_dim 64, paged NHD 16 in runs, sinks, learned sinks",
+      [&](PrefillCase& c) { c.config = persistent(192, 128, 2, 1); c.head_dim = 64; c.page_size = 16; c.pages_in_runs = true; c.global_window = 3; c.sink_logits = true; });
+  add("persistent tma ws2 bm128 bn128 st4, head_dim 64, fp16, window 1 + sink 1",
+      [&](PrefillCase& c) { c.config = persistent(128, 128, 4, 2); c.head_dim = 64; c.dtype = DType::kFP16; c.local_window = 1; c.global_window = 1; });
+  add("persistent tma ws3 bm128 bn128 st3, head_dim 64, ping-pong, group 8",
+      [&](PrefillCase& c) { c.config = persistent(128, 128, 3, 3); c.head_dim = 64; c.group = 8; c.num_kv_heads = 1; c.q_lens = {600, 5}; c.kv_lens = {900, 400}; c.local_window = 500; });
+  // the producer's register budget (producer_registers): FA3's 24 and 40, the consumers taking the rest
+  add("persistent tma ws2 bm128 bn128 st2 pr24, chunked, sinks",
+      [&](PrefillCase& c) { c.config = persistent(128, 128, 2, 2); c.config->producer_registers = 24; c.q_lens = {17, 130, 700}; c.kv_lens = {300, 1000, 900}; c.global_window = 3; });
+  add("persistent tma ws2 bm128 bn128 st2 pr40, paged NHD 16 shuffled, empty and length-1 sequences",
+      [&](PrefillCase& c) { c.config = persistent(128, 128, 2, 2); c.config->producer_registers = 40; c.page_size = 16; c.q_lens = {700, 0, 1, 70}; c.kv_lens = {900, 0, 1, 300}; });
+  add("persistent tma ws1 bm192 bn128 st2 pr24, head_dim 64, paged NHD 32 in runs, window 1 + sink 1",
+      [&](PrefillCase& c) { c.config = persistent(192, 128, 2, 1); c.config->producer_registers = 24; c.head_dim = 64; c.page_size = 32; c.pages_in_runs = true; c.local_window = 1; c.global_window = 1; });
   add("config bm64 bn64 st2 mt2, head_dim 64, non-causal",
       [](PrefillCase& c) { c.config = PrefillConfig{64, 64, 2, 2}; c.head_dim = 64; c.causal = false; });
   // 8-bit K/V ("quantized ..."): the heuristic's config (wgmma on sm_90a), forced mma.sync and wgmma configs.

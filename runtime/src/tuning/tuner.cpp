@@ -373,8 +373,9 @@ std::vector<PrefillConfig> prefill_config_space(const KernelSpec& spec, bool wgm
     for (int block_n : kPrefillBlockNs)
       for (int stages : kPrefillStages)
         // Paths: mma.sync with 1 or 2 row tiles, wgmma with every warp loading, wgmma with a producer warpgroup
-        // (warp_specialize 1). warp_specialize 2 and 3 stay forcible, but measured slower than 1 at every pipeline
-        // depth on the H100 (tools/bench/RESULTS.md), so they would only lengthen tuning.
+        // (warp_specialize 1), and with TMA also S(t+1) before softmax(t) on a persistent grid (the H200's head_dim
+        // 128 default since K and V have their own stage barriers). warp_specialize 3 stays forcible, and 2 on row
+        // gathers: both measured slower than 1 at every pipeline depth on the H100 (tools/bench/RESULTS.md).
         for (int path = 0; path < 4; ++path)
           for (int min_blocks : {1, 2}) {
             const int warp_specialize = path == 3 ? 1 : 0;
@@ -387,6 +388,12 @@ std::vector<PrefillConfig> prefill_config_space(const KernelSpec& spec, bool wgm
               if (tma && !warp_specialize) continue;
               c.tma = tma;
               add_if_valid(space, c, spec);
+            }
+            if (c.tma) {
+              PrefillConfig overlapped = c;
+              overlapped.warp_specialize = 2;
+              overlapped.persistent = true;
+              add_if_valid(space, overlapped, spec);
             }
           }
   return space;

@@ -82,6 +82,7 @@ nlohmann::json prefill_config_to_json(const PrefillConfig& c) {
                       {"m_tiles", c.m_tiles}, {"wgmma", c.wgmma ? 1 : 0}, {"min_blocks", c.min_blocks},
                       {"warp_specialize", c.warp_specialize}, {"tma", c.tma ? 1 : 0}};
   if (c.persistent) j["persistent"] = 1;  // written only when set: the records of configs without it stay as they were
+  if (c.producer_registers > 0) j["producer_registers"] = c.producer_registers;  // likewise
   return j;
 }
 PrefillConfig prefill_config_from_json(const nlohmann::json& j) {
@@ -92,8 +93,10 @@ PrefillConfig prefill_config_from_json(const nlohmann::json& j) {
                                                  {"wgmma", &wgmma},       {"min_blocks", &c.min_blocks}};
   read_fields(j, fields);
   c.wgmma = wgmma != 0;
-  if (j.contains("warp_specialize")) {  // absent in records written before the knob existed: 0
-    const std::pair<const char*, int*> optional[] = {{"warp_specialize", &c.warp_specialize}};
+  for (const auto& [name, field] : {std::pair<const char*, int*>{"warp_specialize", &c.warp_specialize},
+                                    {"producer_registers", &c.producer_registers}}) {
+    if (!j.contains(name)) continue;  // absent in records written before the knob existed: 0
+    const std::pair<const char*, int*> optional[] = {{name, field}};
     read_fields(j, optional);
   }
   // absent in records written before the knob existed: false
