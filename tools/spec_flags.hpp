@@ -72,7 +72,8 @@ struct ConfigFlags {
     app.add_option("--wgmma", wgmma, "prefill: Hopper warpgroup MMA (true/false)");
     app.add_option("--min-blocks", min_blocks, "prefill: blocks per SM to leave registers for (1..4)");
     app.add_option("--warp-specialize", warp_specialize,
-                   "prefill, wgmma: 0 all warps load, 1 producer/consumer warpgroups, 2 also S(t+1) before softmax(t), 3 also ping-pong (block_m 128)");
+                   "prefill, wgmma: 0 all warps load, 1 producer/consumer warpgroups, 2 also S(t+1) before softmax(t), 3 also ping-pong (block_m 128); "
+                   "sparse_decode, mla: 1 a scoring warpgroup beside two accumulating ones (default bn32 st4)");
     app.add_option("--tma", tma, "prefill, warp specialized: K/V tiles moved by the TMA engine (true/false)");
     app.add_option("--persistent", persistent, "prefill, tma: one block per SM slot taking the work items in turn (true/false)");
     app.add_option("--block-n", block_n, "KV tokens per tile");
@@ -110,10 +111,12 @@ struct ConfigFlags {
     base.token_split = token_split.value_or(base.token_split && base.mma);  // --mma false: the CUDA-core kernel
     if (l2_prefetch) base.l2_prefetch = *l2_prefetch;
     base.mla = mla.value_or(base.mla && base.mma && !base.token_split);
-    if (mla && *mla) {  // the MLA kernel and its one tile (SparseDecodeConfig::validate)
+    if (warp_specialize) base.warp_specialize = base.mla && *warp_specialize > 0;
+    if (mla && *mla) {  // the MLA kernel and its tiles (SparseDecodeConfig::validate)
+      constexpr int kWsBlockN = 32, kWsStages = 4, kBlockN = 64, kStages = 2;
       base.token_split = token_split.value_or(false);
-      base.block_n = block_n.value_or(64);
-      base.stages = stages.value_or(2);
+      base.block_n = block_n.value_or(base.warp_specialize ? kWsBlockN : kBlockN);
+      base.stages = stages.value_or(base.warp_specialize ? kWsStages : kStages);
     }
     return base;
   }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <random>
+#include <tuple>
 
 #ifdef SWAJIT_HAVE_CPU_BACKEND
 #include "cpu_backend.hpp"
@@ -145,6 +146,15 @@ std::vector<SparseCase> sparse_check_matrix(DLDevice where) {
       SparseCase c = cases[i];
       c.name += " [MLA kernel, " + std::to_string(splits) + (splits == 1 ? " split]" : " splits]");
       c.config = SparseDecodeConfig{.block_n = 64, .stages = 2, .num_splits = splits, .mma = true, .mla = true};
+      cases.push_back(std::move(c));
+    }
+    // its warp-specialized variant in each of its tiles (32 x 6: Q in the scorer's registers)
+    for (const auto& [block_n, stages, splits] :
+         {std::tuple{32, 4, 1}, std::tuple{32, 4, 3}, std::tuple{64, 2, 1}, std::tuple{32, 6, 1}, std::tuple{32, 6, 3}}) {
+      SparseCase c = cases[i];
+      c.config = SparseDecodeConfig{.block_n = block_n, .stages = stages, .num_splits = splits, .mma = true, .mla = true,
+                                    .warp_specialize = true};
+      c.name += " [MLA kernel " + c.config->compile_key() + ", " + std::to_string(splits) + (splits == 1 ? " split]" : " splits]");
       cases.push_back(std::move(c));
     }
   }
