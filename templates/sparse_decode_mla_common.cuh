@@ -34,8 +34,19 @@ static_assert((kQBytes == kQRows * kHeadDim * 2 || kQBytes == 0) && kStageBytes 
               "prelude shared-memory layout disagrees with the template");
 static_assert(kBlockN % kRowsPerPass == 0 && kRowChunks % kCopyParts == 0, "whole candidates per group of copying threads");
 
+// With config l2_prefetch (SWAJIT_L2_PREFETCH_BYTES > 0), the gather also asks L2 for each row of the tile after the
+// one it copies (one bulk prefetch per row), so that those copies find their rows in L2: one more tile of reads in
+// flight than the stages hold. Its pages are then looked up one tile earlier (`resolved`).
+constexpr bool kPrefetchNextTile = kL2PrefetchBytes > 0;
+SWAJIT_DEVICE void prefetch_to_l2(const void* src, u32 bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(bytes) : "memory");
+#endif
+}
+
 // The tile gather of one thread of the kGatherThreads: tile `next` is copied next, into stage next % kStages, its
-// candidates' pages already looked up (`ready`), the tile after it with its indices loaded (`ahead`).
+// candidates' pages already looked up (`ready`), the tile after it with its indices loaded (`ahead`) or, when
+// prefetching, with its pages loaded (`resolved`) and the one after that with its indices (`ahead`).
 struct LatentGather {
   struct Slot {  // a candidate whose page is being looked up
     int j, page;
@@ -49,7 +60,8 @@ struct LatentGather {
   int token, part;   // this thread's first candidate of every tile (then + kRowsPerPass ...), its share of their chunks
   int next = 0;                   // the tile copy_next copies
   Slot ready[kCopyPasses]{};      // tile next's candidates, their pages loaded
-  Candidate ahead[kCopyPasses]{}; // tile next + 1's, their indices loaded
+  Slot resolved[kPrefetchNextTile ? kCopyPasses : 1]{};  // prefetching: tile next + 1's, their pages loaded
+  Candidate ahead[kCopyPasses]{}; // tile next + 1's (prefetching: next + 2's), their indices loaded
 
   __device__ __forceinline__ Candidate raw(int t, int pass) const {
     const int c = first + t * kBlockN + token + pass * kRowsPerPass;
@@ -60,12 +72,15 @@ struct LatentGather {
     if (c.j < 0) return {-1, 0, SWAJIT_NEG_INF};
     return {c.j, query.pages[(c.j / kPageSize) * P.block_table_stride_page], c.bias};
   }
+  __device__ __forceinline__ const char* row_address(const Slot& slot) const {
+    const long long row = slot.j >= 0 ? slot.page * P.k_stride_page + (slot.j % kPageSize) * P.k_stride_token : 0;
+    return static_cast<const char*>(P.k_cache) + (row + kv_head * P.k_stride_head) * 2;
+  }
   // Tile t's latent row of this thread's pass into its stage (zero-filled where there is nothing to read), its bias.
   __device__ __forceinline__ void copy(int t, int pass, const Slot& slot) const {
     const int row_in_tile = token + pass * kRowsPerPass;
     const bool valid = slot.j >= 0;
-    const long long row = valid ? slot.page * P.k_stride_page + (slot.j % kPageSize) * P.k_stride_token : 0;
-    const char* src = static_cast<const char*>(P.k_cache) + (row + kv_head * P.k_stride_head) * 2;
+    const char* src = row_address(slot);
     const u32 stage = stages + (t % kStages) * kStageBytes;
 #pragma unroll
     for (int i = 0; i < kChunksPerPart; ++i) {
@@ -74,23 +89,33 @@ struct LatentGather {
     }
     if (part == 0) biases[(t % kStages) * kBlockN + row_in_tile] = valid ? slot.bias : SWAJIT_NEG_INF;
   }
-  // Tiles 0 and 1 looked up.
+  // Tiles 0 and 1 looked up (prefetching: and 2).
   __device__ __forceinline__ void begin() {
 #pragma unroll
     for (int pass = 0; pass < kCopyPasses; ++pass) {
       ready[pass] = resolve(raw(0, pass));
-      ahead[pass] = raw(1, pass);
+      if constexpr (kPrefetchNextTile) resolved[pass] = resolve(raw(1, pass));
+      ahead[pass] = raw(kPrefetchNextTile ? 2 : 1, pass);
     }
   }
-  // Tile `next` in flight (if there is one; the caller commits or arrives), the lookups one tile further.
+  // Tile `next` in flight (if there is one; the caller commits or arrives), the lookups one tile further
+  // (prefetching: the rows of tile next + 1 asked of L2).
   __device__ __forceinline__ void copy_next() {
+    constexpr u32 kRowBytes = kHeadDim * 2;
 #pragma unroll
     for (int pass = 0; pass < kCopyPasses; ++pass)
       if (next < tiles) copy(next, pass, ready[pass]);
 #pragma unroll
     for (int pass = 0; pass < kCopyPasses; ++pass) {
-      ready[pass] = resolve(ahead[pass]);
-      ahead[pass] = raw(next + 2, pass);
+      if constexpr (kPrefetchNextTile) {
+        if (part == 0 && resolved[pass].j >= 0) prefetch_to_l2(row_address(resolved[pass]), kRowBytes);
+        ready[pass] = resolved[pass];
+        resolved[pass] = resolve(ahead[pass]);
+        ahead[pass] = raw(next + 3, pass);
+      } else {
+        ready[pass] = resolve(ahead[pass]);
+        ahead[pass] = raw(next + 2, pass);
+      }
     }
     ++next;
   }

@@ -5,7 +5,7 @@
 # "[MLA kernel bn32_st4_mma_mla_ws, ...]" / "bn64_st2_mma_mla_ws"), then `swajit bench sparse --shape b` (128 q heads
 # over one 576 / 512 latent head, topk 2048, without and with a 128-token window and sinks; batch 1, 32, 128): the
 # heuristic's kernel, the warp-specialized one (sparse_decode_mla_ws.cuh) in 32-token tiles x 4 stages, x 6 (Q in
-# registers) and in 64 x 2,
+# registers) and in 64 x 2, and with the L2 prefetch of the next tile's rows (both kernels),
 # each at the split rule's count and at forced ones, each beside its
 # floor = max(bytes / read bandwidth, FLOPs / matmul rate, both measured here); last the peers of shape b at batch 128
 # (torch gather + SDPA, FlashInfer's MLA wrapper if its wheels are in .whl/) unless --no-peers.
@@ -45,12 +45,19 @@ if [ $ws_ok = 1 ]; then
     run "${bench[@]}" --batch 32,128 --reps 10 --mla true --warp-specialize 1 --stages 6 --splits $splits 2>&1 \
       | tee "$logs/bench_ws32x6_sp$splits.log" | grep "^| b"
   done
-  for splits in 1 4; do
-    echo "==== warp-specialized, 32 x 4, --splits $splits"
-    run "${bench[@]}" --batch 32,128 --reps 10 --mla true --warp-specialize 1 --splits $splits 2>&1 \
-      | tee "$logs/bench_ws32_sp$splits.log" | grep "^| b"
-  done
+  echo "==== warp-specialized, 32 x 4, --splits 4"
+  run "${bench[@]}" --batch 32,128 --reps 10 --mla true --warp-specialize 1 --splits 4 2>&1 \
+    | tee "$logs/bench_ws32_sp4.log" | grep "^| b"
+  echo "==== warp-specialized 32 x 6 with the L2 prefetch of the next tile's rows (--l2-prefetch true)"
+  run "${bench[@]}" --batch 1,32,128 --reps 20 --mla true --warp-specialize 1 --stages 6 --l2-prefetch true 2>&1 \
+    | tee "$logs/bench_ws32x6_l2.log" | grep "^| b"
+  echo "==== warp-specialized 32 x 4 with the L2 prefetch"
+  run "${bench[@]}" --batch 32,128 --reps 10 --mla true --warp-specialize 1 --l2-prefetch true 2>&1 \
+    | tee "$logs/bench_ws32_l2.log" | grep "^| b"
 fi
+echo "==== the two-warpgroup MLA kernel with the L2 prefetch of the next tile's rows (--l2-prefetch true)"
+run "${bench[@]}" --batch 32,128 --reps 10 --mla true --warp-specialize 0 --l2-prefetch true 2>&1 \
+  | tee "$logs/bench_mla_l2.log" | grep "^| b"
 echo "==== page size 1 (FlashInfer's MLA peer runs page size 1), batch 128: default, then warp-specialized 32 x 4 and 32 x 6"
 run "${bench[@]}" --batch 128 --reps 10 --page-size 1 2>&1 | tee "$logs/bench_page1.log" | grep "^| b"
 if [ $ws_ok = 1 ]; then
