@@ -30,7 +30,7 @@ constexpr int kBandwidthReps = 20;
 struct SparseBenchOptions {
   std::vector<std::string> shapes = {"a", "b"};
   std::vector<int> batches = {1, 8, 32, 128};
-  int page_size = 64, reps = 50, device = 0, pool_tokens = SparseShape().pool_tokens;
+  int page_size = 64, reps = 50, device = 0;
   double matmul_tflops = 0;
   ConfigFlags config;       // forced knobs on top of each shape's heuristic config (--splits 0: the heuristic's splits)
   bool cuda_cores = false;  // the heuristic's config on the CUDA-core kernel instead of tensor cores
@@ -52,7 +52,6 @@ int run_sparse_bench(const SparseBenchOptions& o) {
       for (int batch : o.batches) {
         SparseShape s = sparse_preset(shape_name, batch)[row];
         s.page_size = o.page_size;
-        s.pool_tokens = o.pool_tokens;
         SparseWorkload workload(s, o.device, stream.get());
         const SparseDecodeProblem problem = workload.problem();
         SparseDecodeOptions as_called;  // the config the runtime picks (tuned if the database has it), or the forced one
@@ -98,10 +97,6 @@ BenchVerb FamilyBench<SparseDecodeConfig>::add_to(CLI::App& bench) {
       ->delimiter(',')->capture_default_str();
   verb->add_option("--batch", flags->options.batches, "batch sizes")->delimiter(',')->check(size_range())->capture_default_str();
   verb->add_option("--page-size", flags->options.page_size)->check(CLI::Range(1, 256))->capture_default_str();
-  verb->add_option("--pool-tokens", flags->options.pool_tokens,
-                   "tokens of the cache every sequence's pages are scattered over (a smaller pool: fewer TLB pages)")
-      ->check(CLI::Range(1, 1 << 30))
-      ->capture_default_str();
   verb->add_option("--reps", flags->options.reps)->check(reps_range())->capture_default_str();
   verb->add_option("--matmul-tflops", flags->options.matmul_tflops, "bf16 matmul rate measured in the same run (floor)")
       ->check(CLI::NonNegativeNumber);

@@ -72,8 +72,7 @@ struct ConfigFlags {
     app.add_option("--wgmma", wgmma, "prefill: Hopper warpgroup MMA (true/false)");
     app.add_option("--min-blocks", min_blocks, "prefill: blocks per SM to leave registers for (1..4)");
     app.add_option("--warp-specialize", warp_specialize,
-                   "prefill, wgmma: 0 all warps load, 1 producer/consumer warpgroups, 2 also S(t+1) before softmax(t), 3 also ping-pong (block_m 128); "
-                   "sparse_decode, mla: 1 a scoring warpgroup beside two accumulating ones (default bn32 st4)");
+                   "prefill, wgmma: 0 all warps load, 1 producer/consumer warpgroups, 2 also S(t+1) before softmax(t), 3 also ping-pong (block_m 128)");
     app.add_option("--tma", tma, "prefill, warp specialized: K/V tiles moved by the TMA engine (true/false)");
     app.add_option("--persistent", persistent, "prefill, tma: one block per SM slot taking the work items in turn (true/false)");
     app.add_option("--block-n", block_n, "KV tokens per tile");

@@ -14,6 +14,7 @@ namespace swajit {
 namespace {
 constexpr int kWarmupCalls = 3;
 constexpr uint64_t kSeed = 16;
+constexpr int kMaxPhysicalTokens = 1 << 22;  // the cache every sequence's pages are scattered over
 constexpr int kBytes16 = 2;
 
 DLTensor view(const DeviceBuffer& buffer, std::vector<int64_t>& shape, DLDataType dtype, int device) {
@@ -57,7 +58,7 @@ std::vector<SparseShape> sparse_preset(const std::string& name, int batch) {
 SparseWorkload::SparseWorkload(const SparseShape& s, int device, CUstream stream) : shape_(s), device_(device), stream_(stream) {
   const DeviceInfo& info = cuda_device(device);
   const int P = s.page_size, pages_per_seq = (s.kv_len + P - 1) / P;
-  const int num_pages = std::max(1, std::min(s.batch * pages_per_seq, s.pool_tokens / P));
+  const int num_pages = std::max(1, std::min(s.batch * pages_per_seq, kMaxPhysicalTokens / P));
   q_shape_ = {s.batch, 1, s.num_q_heads, s.head_dim};
   out_shape_ = {s.batch, 1, s.num_q_heads, s.head_dim_v};
   cache_shape_ = {num_pages, P, s.num_kv_heads, s.head_dim};

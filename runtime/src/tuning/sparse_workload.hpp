@@ -25,7 +25,6 @@ struct SparseShape : AttentionCall {
   std::string name = "custom";  // the preset it comes from, if any
   int batch = 1, kv_len = 32768;
   int num_q_heads = 64, num_kv_heads = 8;
-  int pool_tokens = 1 << 22;  // the cache every sequence's pages are scattered over (at most batch x kv_len)
   double selected_bytes() const;  // K/V rows read (topk + window per sequence) and q / out
   double flops() const;           // 2 x (head_dim + head_dim_v) per selected row and q head
 };
