@@ -7,13 +7,11 @@
 # latent head, topk 2048, without and with a 128-token window and sinks; batch 1, 32, 128): the default (the
 # heuristic's: the two-warpgroup MLA kernel), then the knobs beside it (warp specialized 64 x 2 and 32 x 4, the L2
 # prefetch), each beside its floor = max(bytes / read bandwidth, FLOPs / matmul rate, both measured here).
-# Options: --pool: the default and the warp-specialized 64 x 2 kernel at batch 128 with the cache pool every
-# sequence's pages are scattered over shrunk from 4 M tokens (4.8 GB) to 256 K (302 MB) and 32 K (38 MB): does the
-# gather's locality (TLB reach, DRAM pages) set its pace?; --ncu: a profile of the default kernel at batch 128 with
-# every warp-stall reason; --peers: the peers of shape b at batch 128 (tools/bench/sparse_peers.py: torch gather +
-# SDPA, FlashInfer's MLA wrapper if its wheels are in .whl/).
+# Options: --ncu: a profile of the default kernel at batch 128 with every warp-stall reason; --peers: the peers of
+# shape b at batch 128 (tools/bench/sparse_peers.py: torch gather + SDPA, FlashInfer's MLA wrapper if its wheels are
+# in .whl/).
 # Usage, from the root of a checkout (binaries built by tools/bench/prepare_gpu_carry.sh into CARRY):
-#   bash tools/bench/gpu_mla.sh CARRY LOGDIR [--pool] [--ncu] [--peers]
+#   bash tools/bench/gpu_mla.sh CARRY LOGDIR [--ncu] [--peers]
 here=$(cd "$(dirname "$0")" && pwd)
 db_name=mla.db run_timeout=60  # a hung kernel costs at most a minute
 source "$here/gpu_run_common.sh"
@@ -47,17 +45,6 @@ if [ $knobs_ok = 1 ]; then
     | tee "$logs/bench_mla_l2.log" | grep "^| b"
 fi
 
-if has --pool "$@"; then
-  for pool in 262144 32768; do
-    echo "==== the default, batch 128, the pages scattered over $pool tokens (not 4 M)"
-    run "${bench[@]}" --batch 128 --reps 10 --pool-tokens $pool 2>&1 | tee "$logs/bench_pool$pool.log" | grep "^| b"
-    [ $knobs_ok = 1 ] && run "${bench[@]}" --batch 128 --reps 10 --pool-tokens $pool --mla true --warp-specialize 1 \
-      --block-n 64 --stages 2 2>&1 | tee "$logs/bench_ws64_pool$pool.log" | grep "^| b"
-    echo "==== the default, batch 128, page size 1, over $pool tokens"
-    run "${bench[@]}" --batch 128 --reps 10 --page-size 1 --pool-tokens $pool 2>&1 | tee "$logs/bench_page1_pool$pool.log" \
-      | grep "^| b"
-  done
-fi
 echo "==== benches done ($((SECONDS - start)) s)"
 
 if has --ncu "$@" && command -v ncu >/dev/null; then  # one launch of the default kernel at batch 128
