@@ -9,9 +9,9 @@
 # prefetch), each beside its floor = max(bytes / read bandwidth, FLOPs / matmul rate, both measured here).
 # Options: --ncu: a profile of the default kernel at batch 128 with every warp-stall reason; --peers: the peers of
 # shape b at batch 128 (tools/bench/sparse_peers.py: torch gather + SDPA, FlashInfer's MLA wrapper if its wheels are
-# in .whl/).
+# in .whl/); --tma-probe: first CARRY/tma_row_probe if it is there (tools/bench/tma_row_probe.cu).
 # Usage, from the root of a checkout (binaries built by tools/bench/prepare_gpu_carry.sh into CARRY):
-#   bash tools/bench/gpu_mla.sh CARRY LOGDIR [--ncu] [--peers]
+#   bash tools/bench/gpu_mla.sh CARRY LOGDIR [--ncu] [--peers] [--tma-probe]
 here=$(cd "$(dirname "$0")" && pwd)
 db_name=mla.db run_timeout=60  # a hung kernel costs at most a minute
 source "$here/gpu_run_common.sh"
@@ -19,6 +19,10 @@ export SWAJIT_SHIPPED=0  # the heuristic, not a shipped winner
 has() { [[ " ${*:2} " == *" $1 "* ]]; }
 
 start=$SECONDS
+if has --tma-probe "$@" && [ -x "$carry/tma_row_probe" ]; then  # built from tools/bench/tma_row_probe.cu into CARRY
+  echo "==== does a one-row TMA box land in WgmmaTile's swizzle at any row? (tools/bench/tma_row_probe.cu)"
+  timeout 20 "$carry/tma_row_probe" 2>&1 | tee "$logs/tma_row_probe.log"
+fi
 run "$swajit" check --device cuda --family sparse_decode --filter 576 > "$logs/check_mla.log" 2>&1
 echo "==== correctness, swajit check (every 576 / 512 case; MLA kernels forced and default): $([ $status -eq 0 ] && echo PASS || echo FAIL) ($((SECONDS - start)) s)"
 grep -E "^FAIL|passed,|rror" "$logs/check_mla.log" | cut -c1-200 | head -40
