@@ -170,22 +170,26 @@ std::string accumulator_operands(int count) {
 // One Hopper warpgroup MMA (m64 n<n> k16, fp32 accumulators) written out as a device function `name` (the PTX
 // instruction names its N, and its accumulator is one register operand per float: d[n / 8][4], `fragments` being
 // that extent as the template spells it). Scores: A and B K-major in shared memory, D = or += by `accumulate`.
-// Otherwise A from four registers (P) and B N-major (transposed) in shared memory, always D +=.
+// Otherwise A from four registers (P) and B N-major (transposed) in shared memory, always D +=; or with
+// `b_k_major` (scores with Q in registers) B K-major and D = or += by `accumulate`.
 std::string wgmma_wrapper(const std::string& name, const std::string& fragments, const KernelSpec& spec, int n,
-                          bool a_in_registers) {
+                          bool a_in_registers, bool b_k_major = false) {
   const std::string type = spec.dtype == DType::kBF16 ? "bf16" : "f16";
   const int regs = n / 2;  // floats per thread: 64 rows x n / 128 threads
+  const bool takes_accumulate = !a_in_registers || b_k_major;
   std::ostringstream os;
   os << "SWAJIT_DEVICE void " << name << "(float (&d)[" << fragments << "][4], "
-     << (a_in_registers ? "const u32 (&a)[4], u64 b" : "u64 a, u64 b, int accumulate") << ") {\n"
+     << (a_in_registers ? "const u32 (&a)[4], u64 b" : "u64 a, u64 b") << (takes_accumulate ? ", int accumulate" : "")
+     << ") {\n"
      << "#ifdef __CUDA_ARCH_FEAT_SM90_ALL  // sm_90a\n"
      << "  asm volatile(\"{ .reg .pred p; setp.ne.b32 p, %" << regs + (a_in_registers ? 5 : 2) << ", 0; \"\n"
      << "               \"wgmma.mma_async.sync.aligned.m64n" << n << "k16.f32." << type << "." << type << " \"\n"
      << "               \"" << register_list(0, regs) << ", ";
   if (a_in_registers)
-    os << register_list(regs, 4) << ", %" << regs + 4 << ", p, 1, 1, 1; }\"\n"
+    os << register_list(regs, 4) << ", %" << regs + 4 << ", p, 1, 1, " << (b_k_major ? 0 : 1) << "; }\"\n"
        << "               : " << accumulator_operands(regs) << "\n"
-       << "               : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"l\"(b), \"r\"(1));\n";
+       << "               : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"l\"(b), \"r\"("
+       << (b_k_major ? "accumulate" : "1") << "));\n";
   else
     os << "%" << regs << ", %" << regs + 1 << ", p, 1, 1, 0, 0; }\"\n"
        << "               : " << accumulator_operands(regs) << "\n"
@@ -204,10 +208,16 @@ std::string wgmma_wrappers(const KernelSpec& spec, const PrefillConfig& config) 
 
 // The two of the MLA sparse decode kernel (templates/sparse_decode_mla.cuh): a warpgroup's scores
 // S[64 x block_n / 2] = Q . K^T and its O[64 x head_dim_v / 2] += P . V.
+// (warp_specialize: the scoring warpgroup's S over the whole tile, sparse_decode_mla_ws.cuh, with Q from registers
+// where the geometry leaves it no shared memory.)
 std::string mla_wgmma_wrappers(const KernelSpec& spec, const SparseDecodeConfig& config) {
   constexpr int kWarpgroups = 2;
-  const int score_n = config.block_n / kWarpgroups, out_n = spec.head_dim_v / kWarpgroups;
-  return wgmma_wrapper("mla_wgmma_scores", std::to_string(score_n / 8), spec, score_n, false) +
+  const int score_n = config.warp_specialize ? config.block_n : config.block_n / kWarpgroups;
+  const int out_n = spec.head_dim_v / kWarpgroups;
+  const bool q_in_registers = sparse_decode_geometry(spec, config).q_bytes == 0;
+  return std::string("#define SWAJIT_MLA_Q_IN_REGISTERS ") + (q_in_registers ? "1" : "0") +
+         "  // the scorer's A operand: Q fragments in registers (else the Q tile in shared memory)\n" +
+         wgmma_wrapper("mla_wgmma_scores", std::to_string(score_n / 8), spec, score_n, q_in_registers, q_in_registers) +
          wgmma_wrapper("mla_wgmma_pv", std::to_string(out_n / 8), spec, out_n, true);
 }
 
@@ -330,6 +340,23 @@ SparseDecodeGeometry sparse_decode_geometry(const KernelSpec& spec, const Sparse
     g.q_bytes = kMlaRows * g.k_row_bytes;
     const int probs_bytes = g.threads * (config.block_n / kWarpgroups / kMmaK) * kUint4Bytes;
     g.softmax_bytes = config.stages * config.block_n * kFloatBytes + kWarpgroups * kMlaRows * kFloatBytes + probs_bytes;
+    if (config.warp_specialize) {
+      // templates/sparse_decode_mla_ws.cuh: a scoring warpgroup beside the two accumulating ones. After the stages:
+      // prob_buffers exchanges of P (a uint4 per scorer thread and k16 step of a tile) and of the rescale factors (a
+      // float2 per scorer thread) in the 8 KB (of P) that fit beside Q and the stages, each stage's biases, and the
+      // mbarriers (full per stage, full and empty per exchange).
+      constexpr int kProbExchangeBytes = 8192, kFloat2Bytes = 8, kBarrierBytes = 8;
+      const int probs_per_tile = kWarpgroupThreads * (config.block_n / kMmaK) * kUint4Bytes;
+      g.threads = (1 + kWarpgroups) * kWarpgroupThreads;
+      g.prob_buffers = std::max(1, kProbExchangeBytes / probs_per_tile);
+      // Q (72 KB) and 128 gathered rows (144 KB) fill shared memory: more rows than that, and the scorer keeps Q in
+      // its registers instead (as wgmma A fragments).
+      constexpr int kMaxRowsBesideQ = 128;
+      if (config.stages * config.block_n > kMaxRowsBesideQ) g.q_bytes = 0;
+      g.softmax_bytes = g.prob_buffers * (probs_per_tile + kWarpgroupThreads * kFloat2Bytes) +
+                        config.stages * config.block_n * kFloatBytes +
+                        (config.stages + 2 * g.prob_buffers) * kBarrierBytes;
+    }
     g.row_blocks = (spec.group + g.rows_per_block - 1) / g.rows_per_block;
     g.shared_bytes = g.q_bytes + config.stages * g.stage_bytes + g.softmax_bytes;  // no lookup ring (meta_bytes)
     return g;
@@ -413,12 +440,14 @@ GeneratedKernel generate_sparse_decode_cuda(const KernelSpec& spec, const Sparse
      << "#define SWAJIT_L2_PREFETCH_BYTES " << l2_prefetch_bytes(spec, config)
      << "  // the L2 block each gathered row's copies ask for (0: none)\n"
      << "constexpr int kColSlices = " << g.col_slices << ", kMetaBytes = " << g.meta_bytes
-     << ", kSoftmaxBytes = " << g.softmax_bytes << ";\n"
+     << ", kSoftmaxBytes = " << g.softmax_bytes << ", kProbBuffers = " << g.prob_buffers << ";\n"
      << "#define SWAJIT_SPARSE_KERNEL " << out.kernel_symbol << "\n"
      << "#define SWAJIT_MERGE_KERNEL " << out.merge_symbol << "\n\n"
      << section("window_mask.h") << section("attention_tile.cuh") << section("sparse_decode.cuh");
   if (config.token_split) os << section("sparse_decode_tokens.cuh");
-  else if (config.mla) os << mla_wgmma_wrappers(spec, config) << "\n" << section("sparse_decode_mla.cuh");
+  else if (config.mla)
+    os << mla_wgmma_wrappers(spec, config) << "\n" << section("sparse_decode_mla_common.cuh")
+       << section(config.warp_specialize ? "sparse_decode_mla_ws.cuh" : "sparse_decode_mla.cuh");
   else if (config.mma) os << section("sparse_decode_mma.cuh");
   out.source = os.str();
   return out;

@@ -413,14 +413,14 @@ void PrefillConfig::validate(const KernelSpec& spec) const {
 
 std::string SparseDecodeConfig::compile_key() const {
   return "bn" + std::to_string(block_n) + "_st" + std::to_string(stages) + (mma ? "_mma" : "") + (token_split ? "_ts" : "") +
-         (mla ? "_mla" : "") + (l2_prefetch ? "_l2" : "");
+         (mla ? "_mla" : "") + (warp_specialize ? "_ws" : "") + (l2_prefetch ? "_l2" : "");
 }
 std::string SparseDecodeConfig::key() const { return compile_key() + "_sp" + std::to_string(num_splits); }
 
 SparseDecodeConfig SparseDecodeConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
   const auto malformed = [&] {
-    return Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bn<N>_st<S>[_mma[_ts|_mla]][_l2]_sp<P>");
+    return Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bn<N>_st<S>[_mma[_ts|_mla[_ws]]][_l2]_sp<P>");
   };
   if (parts.size() < 3) throw malformed();
   SparseDecodeConfig config;
@@ -431,6 +431,7 @@ SparseDecodeConfig SparseDecodeConfig::from_key(std::string_view key) {
     if (parts[i] == "mma") config.mma = true;
     else if (parts[i] == "ts") config.token_split = true;
     else if (parts[i] == "mla") config.mla = true;
+    else if (parts[i] == "ws") config.warp_specialize = true;
     else if (parts[i] == "l2") config.l2_prefetch = true;
     else throw malformed();
   }
@@ -440,10 +441,11 @@ SparseDecodeConfig SparseDecodeConfig::from_key(std::string_view key) {
 
 void SparseDecodeConfig::validate(const KernelSpec& spec) const {
   constexpr int kWarpSize = 32, kMaxBlockN = 128, kMaxStages = 4;  // a tile is whole slices of one token per lane
+  constexpr int kMlaWsMaxStages = 6;  // the warp-specialized MLA kernel with Q in registers (validate_mla)
   require_range("block_n", block_n, kWarpSize, kMaxBlockN);
   if (block_n % kWarpSize != 0)
     throw Error(ErrorCode::kInvalidArgument, "block_n = " + std::to_string(block_n) + " must be a multiple of 32");
-  require_range("stages", stages, 2, kMaxStages);
+  require_range("stages", stages, 2, mla && warp_specialize ? kMlaWsMaxStages : kMaxStages);
   require_range("num_splits", num_splits, 1, DecodeConfig::kMaxSplits);
   if (spec.family != KernelFamily::kSparseDecode)
     throw Error(ErrorCode::kInvalidArgument, "a sparse_decode config does not apply to " + spec.key());
@@ -455,20 +457,28 @@ void SparseDecodeConfig::validate(const KernelSpec& spec) const {
     throw Error(ErrorCode::kInvalidArgument, "token_split needs mma, group <= 16 (one 16-row tile) and head_dim_v <= 128 "
                                              "(the output in one warp's registers); " + spec.key() + " with " + compile_key());
   if (mla) validate_mla(spec);
+  else if (warp_specialize)
+    throw Error(ErrorCode::kInvalidArgument, "warp_specialize is a variant of the MLA kernel: it needs mla; " + spec.key() +
+                                                 " with " + compile_key());
 }
 
 // The MLA kernel's shape (templates/sparse_decode_mla.cuh): the shared latent row of 576 columns (K) whose first 512
-// are V, 16-bit, 64-token tiles in two stages (the most shared memory holds beside the Q tile) and tensor cores.
+// are V, 16-bit, 64-token tiles in two stages (the most shared memory holds beside the Q tile) and tensor cores. The
+// warp-specialized one (sparse_decode_mla_ws.cuh) also takes 32-token tiles in four stages (the same bytes) or in
+// six (its scorer keeping Q in registers instead).
 void SparseDecodeConfig::validate_mla(const KernelSpec& spec) const {
   constexpr int kMlaHeadDim = 576, kMlaHeadDimV = 512, kMlaBlockN = 64, kMlaStages = 2;
+  constexpr int kWsSmallBlockN = 32, kWsSmallStages = 4, kWsDeepStages = 6;  // 6: Q in the scorer's registers
   const std::string what = spec.key() + " with " + compile_key();
   if (!spec.shared_kv || spec.head_dim != kMlaHeadDim || spec.head_dim_v != kMlaHeadDimV)
     throw Error(ErrorCode::kUnsupported, "mla needs the shared K/V cache with head_dim 576 and head_dim_v 512; " + what);
   if (!mma || token_split)
     throw Error(ErrorCode::kInvalidArgument, "mla is a tensor-core kernel of its own: it needs mma and not token_split; " + what);
-  if (block_n != kMlaBlockN || stages != kMlaStages)
+  const bool small_tiles = warp_specialize && block_n == kWsSmallBlockN && (stages == kWsSmallStages || stages == kWsDeepStages);
+  if ((block_n != kMlaBlockN || stages != kMlaStages) && !small_tiles)
     throw Error(ErrorCode::kInvalidArgument, "mla takes block_n = 64 and stages = 2 (64-token tiles, two in shared "
-                                             "memory beside the 64 x 576 Q tile); " + what);
+                                             "memory beside the 64 x 576 Q tile), with warp_specialize also block_n = 32 "
+                                             "and stages = 4 or 6 (Q in registers); " + what);
 }
 
 std::string CpuDecodeConfig::compile_key() const { return "cpu_bn" + std::to_string(block_n); }

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "check.hpp"
@@ -212,6 +213,27 @@ TEST_CASE("sparse tuning: the config space, its keys and records, the presets an
         ErrorCode::kInvalidArgument);  // a tensor-core kernel
   CHECK_THROWS_AS(SparseDecodeConfig::from_key("bn64_st2_mma_xx_sp1"), Error);
   CHECK(sparse_decode_geometry(sparse_decode_kernel_spec(mla), mla_config).shared_bytes <= 227 * 1024);
+  // Its warp-specialized variant: 64-token tiles in two stages or 32-token ones in four, with one or two P exchanges,
+  // or in six with Q in the scorer's registers (no Q tile).
+  for (const auto& [block_n, stages, prob_buffers] : {std::tuple{64, 2, 1}, std::tuple{32, 4, 2}, std::tuple{32, 6, 2}}) {
+    const SparseDecodeConfig ws{.block_n = block_n, .stages = stages, .num_splits = 1, .mma = true, .mla = true,
+                                .warp_specialize = true};
+    INFO(ws.key());
+    CHECK(SparseDecodeConfig::from_key(ws.key()) == ws);
+    CHECK_NOTHROW(ws.validate(sparse_decode_kernel_spec(mla)));
+    const SparseDecodeGeometry g = sparse_decode_geometry(sparse_decode_kernel_spec(mla), ws);
+    CHECK(g.threads == 384);
+    CHECK(g.prob_buffers == prob_buffers);
+    CHECK(g.q_bytes == (stages == 6 ? 0 : 64 * 576 * 2));
+    CHECK(g.shared_bytes <= 227 * 1024);
+  }
+  CHECK(SparseDecodeConfig::from_key("bn32_st4_mma_mla_ws_sp2").key() == "bn32_st4_mma_mla_ws_sp2");
+  CHECK(mla_error(SparseDecodeConfig{.block_n = 32, .stages = 4, .mma = true, .mla = false, .warp_specialize = true},
+                  sparse_decode_kernel_spec(mla)) == ErrorCode::kInvalidArgument);  // a variant of the MLA kernel
+  CHECK(mla_error(SparseDecodeConfig{.block_n = 32, .stages = 3, .mma = true, .mla = true, .warp_specialize = true},
+                  sparse_decode_kernel_spec(mla)) == ErrorCode::kInvalidArgument);  // its tiles only
+  CHECK(mla_error(SparseDecodeConfig{.block_n = 64, .stages = 6, .mma = true, .mla = true, .warp_specialize = false},
+                  sparse_decode_kernel_spec(mla)) == ErrorCode::kInvalidArgument);  // 6 stages: warp specialized only
   AttentionCall int8 = call;  // 8-bit caches: the CUDA-core kernel only
   int8.kv_quant = KvQuant::kInt8;
   const auto int8_space = sparse_config_space(sparse_decode_kernel_spec(int8), 1);

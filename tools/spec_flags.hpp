@@ -113,10 +113,12 @@ struct ConfigFlags {
     base.token_split = token_split.value_or(base.token_split && base.mma);  // --mma false: the CUDA-core kernel
     if (l2_prefetch) base.l2_prefetch = *l2_prefetch;
     base.mla = mla.value_or(base.mla && base.mma && !base.token_split);
-    if (mla && *mla) {  // the MLA kernel and its one tile (SparseDecodeConfig::validate)
+    if (warp_specialize) base.warp_specialize = base.mla && *warp_specialize > 0;
+    if (mla && *mla) {  // the MLA kernel and its tiles (SparseDecodeConfig::validate)
+      constexpr int kWsBlockN = 32, kWsStages = 4, kBlockN = 64, kStages = 2;
       base.token_split = token_split.value_or(false);
-      base.block_n = block_n.value_or(64);
-      base.stages = stages.value_or(2);
+      base.block_n = block_n.value_or(base.warp_specialize ? kWsBlockN : kBlockN);
+      base.stages = stages.value_or(base.warp_specialize ? kWsStages : kStages);
     }
     return base;
   }

@@ -62,6 +62,7 @@ struct SparseDecodeGeometry {
   int col_slices;       // mma: warps sharing a 16-row tile, each accumulating its slice of the V columns (else 1)
   int meta_bytes;       // the gather's lookup ring: stages + 1 tiles of (page, slot, bias) per candidate
   int softmax_bytes;    // mma: shared memory of the tile's fp32 scores, 16-bit probabilities, row statistics
+  int prob_buffers;     // mla with warp_specialize: the scorer's P exchange buffers (else 0)
 };
 SparseDecodeGeometry sparse_decode_geometry(const KernelSpec& spec, const SparseDecodeConfig& config);
 GeneratedKernel generate_sparse_decode_cuda(const KernelSpec& spec, const SparseDecodeConfig& config);

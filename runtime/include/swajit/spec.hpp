@@ -180,10 +180,13 @@ struct SparseDecodeConfig {
   bool mma = false;     // tensor cores (mma.sync, 16-bit caches); false: the CUDA-core kernel (any cache)
   bool token_split = false;  // mma with group <= 16, head_dim_v <= 128: the warps split each tile's candidates,
                              // scores and softmax in registers (templates/sparse_decode_tokens.cuh)
-  bool l2_prefetch = false;  // each gathered row's copies ask L2 for its whole 256-byte (128-byte) aligned block at once
+  bool l2_prefetch = false;  // each gathered row's copies ask L2 for its whole 256-byte (128-byte) aligned block at once;
+                             // mla: the gather asks L2 for the rows of the tile after the one it copies
   bool mla = false;     // mma on sm_90a for the shared-KV MLA shape (head_dim 576, head_dim_v 512): blocks of 64 q
                         // heads on two warpgroups (wgmma), each owning half of V's columns (templates/sparse_decode_mla.cuh);
                         // key flag "_mla" after "_mma"
+  bool warp_specialize = false;  // mla: a scoring warpgroup beside the two accumulating ones, mbarriers between them
+                                 // (templates/sparse_decode_mla_ws.cuh); key flag "_ws" after "_mla"
 
   std::string compile_key() const;  // e.g. "bn64_st2", "bn64_st2_mma", "bn64_st2_mma_ts", "bn64_st2_mma_ts_l2"
   std::string key() const;          // compile_key() + "_sp<num_splits>"

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <random>
+#include <tuple>
 
 #ifdef SWAJIT_HAVE_CPU_BACKEND
 #include "cpu_backend.hpp"
@@ -145,6 +146,17 @@ std::vector<SparseCase> sparse_check_matrix(DLDevice where) {
       SparseCase c = cases[i];
       c.name += " [MLA kernel, " + std::to_string(splits) + (splits == 1 ? " split]" : " splits]");
       c.config = SparseDecodeConfig{.block_n = 64, .stages = 2, .num_splits = splits, .mma = true, .mla = true};
+      cases.push_back(std::move(c));
+    }
+    // its warp-specialized variant in each of its tiles (32 x 6: Q in the scorer's registers); both with the L2
+    // prefetch of the next tile's rows
+    for (const auto& [block_n, stages, splits, warp_specialize, l2_prefetch] :
+         {std::tuple{32, 4, 1, true, false}, std::tuple{32, 4, 3, true, false}, std::tuple{64, 2, 1, true, false},
+          std::tuple{32, 6, 1, true, false}, std::tuple{32, 6, 3, true, true}, std::tuple{64, 2, 1, false, true}}) {
+      SparseCase c = cases[i];
+      c.config = SparseDecodeConfig{.block_n = block_n, .stages = stages, .num_splits = splits, .mma = true,
+                                    .l2_prefetch = l2_prefetch, .mla = true, .warp_specialize = warp_specialize};
+      c.name += " [MLA kernel " + c.config->compile_key() + ", " + std::to_string(splits) + (splits == 1 ? " split]" : " splits]");
       cases.push_back(std::move(c));
     }
   }

@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <tuple>
 
 #include "reference.hpp"
 #ifdef SWAJIT_HAVE_CPU_BACKEND
@@ -463,12 +464,24 @@ SparseTuneReport tune_sparse_shape(const SparseShape& shape, const DeviceInfo& d
   report.heuristic.num_splits = sparse_decode_splits(problem, report.heuristic, device);
   std::vector<SparseDecodeConfig> space = sparse_config_space(problem.spec, kMaxSparseSplits);
   if (std::find(space.begin(), space.end(), report.heuristic) == space.end()) space.push_back(report.heuristic);
-  if (report.heuristic.mla)  // the MLA kernel (the heuristic's on sm_90a only, so not in the device-free space) at each split
-    for (int splits = 1; splits <= kMaxSparseSplits; splits *= 2) {
+  if (report.heuristic.mla) {  // the MLA kernels (the heuristic's on sm_90a only, so not in the device-free space)
+    // each in its tiles (SparseDecodeConfig::validate_mla): plain 64 x 2; warp specialized 32 x 4, 32 x 6, 64 x 2
+    std::vector<SparseDecodeConfig> kernels;
+    for (const auto& [block_n, stages, warp_specialize] :
+         {std::tuple{64, 2, false}, std::tuple{32, 4, true}, std::tuple{32, 6, true}, std::tuple{64, 2, true}}) {
       SparseDecodeConfig c = report.heuristic;
-      c.num_splits = splits;
-      if (std::find(space.begin(), space.end(), c) == space.end()) space.push_back(c);
+      c.block_n = block_n;
+      c.stages = stages;
+      c.warp_specialize = warp_specialize;
+      kernels.push_back(c);
     }
+    for (const SparseDecodeConfig& kernel : kernels)
+      for (int splits = 1; splits <= kMaxSparseSplits; splits *= 2) {  // at each split
+        SparseDecodeConfig c = kernel;
+        c.num_splits = splits;
+        if (std::find(space.begin(), space.end(), c) == space.end()) space.push_back(c);
+      }
+  }
 
   const std::vector<BuildOutcome> outcomes = build_in_parallel(
       space.size(), o.compile_threads, device.ordinal,

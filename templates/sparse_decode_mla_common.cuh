@@ -1,0 +1,203 @@
+// swajit kernel family: sparse top-k decode, what the two MLA kernels share (sparse_decode_mla.cuh: two warpgroups
+// that score and accumulate; sparse_decode_mla_ws.cuh: a scoring warpgroup beside two accumulating ones).
+//
+// The shape: DeepSeek's MLA, one shared latent cache row of kHeadDim = 576 columns per token that is K, whose first
+// kHeadDimV = 512 columns are V, read by 64..128 q heads. A block owns 64 q heads (kQRows) of one (sequence, query
+// token, split); two warpgroups each accumulate half of V's columns (64 x 256 fp32 in registers). Q and the gathered
+// latent tiles sit in shared memory in wgmma's 128-byte-swizzled layout (WgmmaTile): tiles of kBlockN rows, kStages
+// of them (kQBytes = 0: the warp-specialized kernel's scorer holds Q in registers instead).
+//
+// The gather: kGatherThreads threads, eight of them sharing a candidate row (each copy instruction of a warp reads four
+// whole 128-byte lines), cp.async; each thread's lookups (index, then page) run one and two tiles ahead of its copies
+// in registers so that no copy waits on them.
+
+constexpr int kWarpgroupThreads = 128;
+constexpr int kColumnWarpgroups = 2;                                // the warpgroups that accumulate O
+constexpr int kWarpgroupColumns = kHeadDimV / kColumnWarpgroups;    // V columns each of them accumulates
+constexpr int kWarpgroupOutFrags = kWarpgroupColumns / 8;           // a thread's 8-column accumulator fragments of O
+constexpr int kRowChunks = kHeadDim * 2 / 16;                       // 16-byte chunks of a latent (and Q) row
+constexpr int kGatherThreads = kColumnWarpgroups * kWarpgroupThreads;
+constexpr int kCopyParts = 8;   // threads sharing a candidate's copies: each copy instruction reads whole 128-byte lines
+constexpr int kChunksPerPart = kRowChunks / kCopyParts;
+constexpr int kRowsPerPass = kGatherThreads / kCopyParts;           // candidates the gathering threads copy at once
+constexpr int kCopyPasses = kBlockN / kRowsPerPass;                 // ... and how many times per tile
+constexpr u32 kSwizzleRowBytes = 128, kSwizzleAtomBytes = 8 * kSwizzleRowBytes;  // WgmmaTile: 8 rows of 128 bytes
+constexpr u32 kKStepBytes = 16 * 2;                                              // 16 elements of 2 bytes
+constexpr int kColumnsPerSwizzleBlock = 64;
+typedef WgmmaTile<kQRows> QTile;
+typedef WgmmaTile<kBlockN> LatentTile;
+static_assert(kSharedKv && kKvQuant == 0 && kHeadDimV % (kColumnWarpgroups * kColumnsPerSwizzleBlock) == 0,
+              "the MLA kernels read a shared 16-bit latent row, V its first kHeadDimV columns");
+static_assert(kQRows == 64 && kWarpgroupColumns <= 256, "64 q heads; one wgmma N of at most 256 columns per warpgroup");
+static_assert((kQBytes == kQRows * kHeadDim * 2 || kQBytes == 0) && kStageBytes == kBlockN * kHeadDim * 2 && kQBytes % 1024 == 0 &&
+                  kStageBytes % 1024 == 0,
+              "prelude shared-memory layout disagrees with the template");
+static_assert(kBlockN % kRowsPerPass == 0 && kRowChunks % kCopyParts == 0, "whole candidates per group of copying threads");
+
+// With config l2_prefetch (SWAJIT_L2_PREFETCH_BYTES > 0), the gather also asks L2 for each row of the tile after the
+// one it copies (one bulk prefetch per row), so that those copies find their rows in L2: one more tile of reads in
+// flight than the stages hold. Its pages are then looked up one tile earlier (`resolved`).
+constexpr bool kPrefetchNextTile = kL2PrefetchBytes > 0;
+SWAJIT_DEVICE void prefetch_to_l2(const void* src, u32 bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(bytes) : "memory");
+#endif
+}
+
+// The tile gather of one thread of the kGatherThreads: tile `next` is copied next, into stage next % kStages, its
+// candidates' pages already looked up (`ready`), the tile after it with its indices loaded (`ahead`) or, when
+// prefetching, with its pages loaded (`resolved`) and the one after that with its indices (`ahead`).
+struct LatentGather {
+  struct Slot {  // a candidate whose page is being looked up
+    int j, page;
+    float bias;  // log2 units
+  };
+  const SparseDecodeParams& P;
+  QueryRow query;
+  u32 stages;        // shared address of stage 0
+  float* biases;     // [kStages][kBlockN]
+  int kv_head, first, last, tiles;
+  int token, part;   // this thread's first candidate of every tile (then + kRowsPerPass ...), its share of their chunks
+  int next = 0;                   // the tile copy_next copies
+  Slot ready[kCopyPasses]{};      // tile next's candidates, their pages loaded
+  Slot resolved[kPrefetchNextTile ? kCopyPasses : 1]{};  // prefetching: tile next + 1's, their pages loaded
+  Candidate ahead[kCopyPasses]{}; // tile next + 1's (prefetching: next + 2's), their indices loaded
+
+  __device__ __forceinline__ Candidate raw(int t, int pass) const {
+    const int c = first + t * kBlockN + token + pass * kRowsPerPass;
+    if (c >= last) return {-1, 0.f};
+    return candidate(P, query.indices, query.bias, query.p, c);
+  }
+  __device__ __forceinline__ Slot resolve(const Candidate& c) const {
+    if (c.j < 0) return {-1, 0, SWAJIT_NEG_INF};
+    return {c.j, query.pages[(c.j / kPageSize) * P.block_table_stride_page], c.bias};
+  }
+  __device__ __forceinline__ const char* row_address(const Slot& slot) const {
+    const long long row = slot.j >= 0 ? slot.page * P.k_stride_page + (slot.j % kPageSize) * P.k_stride_token : 0;
+    return static_cast<const char*>(P.k_cache) + (row + kv_head * P.k_stride_head) * 2;
+  }
+  // Tile t's latent row of this thread's pass into its stage (zero-filled where there is nothing to read), its bias.
+  __device__ __forceinline__ void copy(int t, int pass, const Slot& slot) const {
+    const int row_in_tile = token + pass * kRowsPerPass;
+    const bool valid = slot.j >= 0;
+    const char* src = row_address(slot);
+    const u32 stage = stages + (t % kStages) * kStageBytes;
+#pragma unroll
+    for (int i = 0; i < kChunksPerPart; ++i) {
+      const int chunk = part + i * kCopyParts;  // neighbouring threads read neighbouring chunks of one row
+      cp_async_16(stage + LatentTile::offset_bytes(row_in_tile, chunk), src + chunk * 16, valid);
+    }
+    if (part == 0) biases[(t % kStages) * kBlockN + row_in_tile] = valid ? slot.bias : SWAJIT_NEG_INF;
+  }
+  // Tiles 0 and 1 looked up (prefetching: and 2).
+  __device__ __forceinline__ void begin() {
+#pragma unroll
+    for (int pass = 0; pass < kCopyPasses; ++pass) {
+      ready[pass] = resolve(raw(0, pass));
+      if constexpr (kPrefetchNextTile) resolved[pass] = resolve(raw(1, pass));
+      ahead[pass] = raw(kPrefetchNextTile ? 2 : 1, pass);
+    }
+  }
+  // Tile `next` in flight (if there is one; the caller commits or arrives), the lookups one tile further
+  // (prefetching: the rows of tile next + 1 asked of L2).
+  __device__ __forceinline__ void copy_next() {
+    constexpr u32 kRowBytes = kHeadDim * 2;
+#pragma unroll
+    for (int pass = 0; pass < kCopyPasses; ++pass)
+      if (next < tiles) copy(next, pass, ready[pass]);
+#pragma unroll
+    for (int pass = 0; pass < kCopyPasses; ++pass) {
+      if constexpr (kPrefetchNextTile) {
+        if (part == 0 && resolved[pass].j >= 0) prefetch_to_l2(row_address(resolved[pass]), kRowBytes);
+        ready[pass] = resolved[pass];
+        resolved[pass] = resolve(ahead[pass]);
+        ahead[pass] = raw(next + 3, pass);
+      } else {
+        ready[pass] = resolve(ahead[pass]);
+        ahead[pass] = raw(next + 2, pass);
+      }
+    }
+    ++next;
+  }
+};
+
+// The online softmax of a tile for this thread's two rows (h: accumulator elements 2 h + {0, 1} of each fragment),
+// given each row's new maximum over everything seen (log2 units): scores become probabilities relative to it, the
+// rows' previous maxima and (this thread's) sums are rescaled, and `rescale` says by how much (for O).
+template <int kFrags>
+SWAJIT_DEVICE void online_softmax_step(float (&scores)[kFrags][4], const float (&new_max)[2], float (&row_max)[2],
+                                       float (&row_sum)[2], float (&rescale)[2]) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const float reference = new_max[h] == SWAJIT_NEG_INF ? 0.f : new_max[h];  // nothing seen yet: no (-inf) - (-inf)
+    rescale[h] = fast_exp2(row_max[h] - reference);
+    row_max[h] = new_max[h];
+    row_sum[h] *= rescale[h];
+#pragma unroll
+    for (int n = 0; n < kFrags; ++n)
+#pragma unroll
+      for (int e = 2 * h; e < 2 * h + 2; ++e) {
+        scores[n][e] = fast_exp2(scores[n][e] - reference);
+        row_sum[h] += scores[n][e];
+      }
+  }
+}
+
+// O[64 x kWarpgroupColumns] += P . V, issued (the caller fences before, commits and waits after): V N-major
+// (transposed) from the latent tile, column warpgroup c's columns [kWarpgroupColumns c, + kWarpgroupColumns) (64-column
+// blocks kBlockN rows of 128 bytes apart); P as wgmma A fragments of the tile's k16 steps [first, first + kSteps).
+SWAJIT_DEVICE u64 v_descriptor(u32 latent_tile, int column_warpgroup) {
+  constexpr u32 kBlockBytes = kBlockN * kSwizzleRowBytes;
+  return wgmma_descriptor(latent_tile + column_warpgroup * (kWarpgroupColumns / kColumnsPerSwizzleBlock) * kBlockBytes,
+                          kBlockBytes, kSwizzleAtomBytes);
+}
+template <int kSteps>
+SWAJIT_DEVICE void issue_pv(float (&out)[kWarpgroupOutFrags][4], const u32 (&probs)[kSteps][4], u64 v_desc, int first) {
+  constexpr u32 kStepBytes = 16 * kSwizzleRowBytes;
+#pragma unroll
+  for (int step = 0; step < kSteps; ++step) mla_wgmma_pv(out, probs[step], descriptor_plus(v_desc, (first + step) * kStepBytes));
+}
+
+// The block's 64 q heads (rows past the group's are zeros) into the Q tile, as stored (the scale joins the scores).
+SWAJIT_DEVICE void load_q_tile(const SparseDecodeParams& P, u32 q_tile, int b, int s, int kv_head, int first_g) {
+  for (int i = threadIdx.x; i < kQRows * kRowChunks; i += kThreads) {
+    const int row = i / kRowChunks, chunk = i % kRowChunks, g = first_g + row;
+    const bool real = row < kRowsPerBlock && g < kGroup;
+    const u16* q = static_cast<const u16*>(P.q) + b * P.q_stride_batch + s * P.q_stride_token +
+                   (real ? q_head_of(P, kv_head, g) : 0) * P.q_stride_head;
+    cp_async_16(q_tile + QTile::offset_bytes(row, chunk), q + chunk * 8, real);
+  }
+}
+
+// A column warpgroup's output rows (wgmma's m64 layout: warp w of the warpgroup holds rows 16 w .. 16 w + 15, this
+// thread rows[0] and rows[1], accumulator elements 2 h + {0, 1} of row h), given each row's maximum (log2 units) and
+// sum over the whole selection share: normalized with the sink, or the split's partial and log2-sum-exp (written by
+// the first column warpgroup) for the merge.
+SWAJIT_DEVICE void write_output_rows(const SparseDecodeParams& P, const float (&out)[kWarpgroupOutFrags][4],
+                                     const int (&rows)[2], const float (&row_max)[2], const float (&sum)[2], int b,
+                                     int s, int kv_head, int first_g, int split, int column_warpgroup, int lane) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = rows[h], g = first_g + row;
+    if (row >= kRowsPerBlock || g >= kGroup) continue;
+    const int head = q_head_of(P, kv_head, g);
+    const float reference = row_max[h] == SWAJIT_NEG_INF ? 0.f : row_max[h];
+    const int column0 = column_warpgroup * kWarpgroupColumns + 2 * (lane % 4);
+    if (P.num_splits == 1) {
+      const float factor = row_normalizer(kSinkLogits ? P.sink_logits[head * P.sink_logits_stride] : 0.f, reference, sum[h]);
+      u16* o = static_cast<u16*>(P.out) + b * P.out_stride_batch + s * P.out_stride_token + head * P.out_stride_head;
+#pragma unroll
+      for (int n = 0; n < kWarpgroupOutFrags; ++n)
+        *reinterpret_cast<u32*>(o + column0 + n * 8) = pack2(out[n][2 * h] * factor, out[n][2 * h + 1] * factor, Elem());
+    } else {  // sinks join in the merge, once per row
+      const i64 slot = (i64(b * P.num_kv_heads + kv_head) * P.num_splits + split) * kRows + s * kGroup + g;
+      const float inv_sum = sum[h] > 0.f ? 1.f / sum[h] : 0.f;
+      float* partial = static_cast<float*>(P.partial_out) + slot * kHeadDimV + column0;
+#pragma unroll
+      for (int n = 0; n < kWarpgroupOutFrags; ++n)
+        *reinterpret_cast<float2*>(partial + n * 8) = make_float2(out[n][2 * h] * inv_sum, out[n][2 * h + 1] * inv_sum);
+      if (column_warpgroup == 0 && lane % 4 == 0)
+        P.partial_lse[slot] = sum[h] > 0.f ? reference + __log2f(sum[h]) : SWAJIT_NEG_INF;
+    }
+  }
+}
