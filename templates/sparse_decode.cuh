@@ -118,31 +118,33 @@ struct QueryRow {
   const int* indices;
   const float* bias;
   bool valid;
+  int sequence_error;  // the status bit of an invalid sequence length (0: valid); report_sequence records it
 };
-// The sequence's checks only (valid: its length is); query_row adds the selection's.
+// The sequence's checks only (valid: its length is); query_row adds the selection's. Records nothing yet: a store
+// before the gather's first loads would hold them back (the compiler cannot tell the status from the indices).
 SWAJIT_DEVICE QueryRow query_row_of_sequence(const SparseDecodeParams& P, int b, int s) {
   int kv_len = P.seq_lens[b * P.seq_lens_stride];
-  bool sequence_valid = true;
-  if (kv_len < 0 || (kv_len > 0 && kv_len < kQSeqlen)) {
-    if (threadIdx.x == 0) record_status(P.status, kSparseSeqLenBelowQSeqlen, b);
-    sequence_valid = false;
-  } else if (kv_len > P.max_pages_per_seq * kPageSize) {
-    if (threadIdx.x == 0) record_status(P.status, kSparseSeqLenOverCapacity, b);
-    sequence_valid = false;
-  }
-  if (!sequence_valid) kv_len = 0;
+  int error = 0;
+  if (kv_len < 0 || (kv_len > 0 && kv_len < kQSeqlen)) error = kSparseSeqLenBelowQSeqlen;
+  else if (kv_len > P.max_pages_per_seq * kPageSize) error = kSparseSeqLenOverCapacity;
+  if (error) kv_len = 0;
   QueryRow row;
   row.p = kv_len - kQSeqlen + s;
   row.kv_len = kv_len;
   row.pages = P.block_table + b * P.block_table_stride_batch;
   row.indices = P.indices + b * P.indices_stride_batch + s * P.indices_stride_token;
   row.bias = kScoreBias ? P.score_bias + b * P.bias_stride_batch + s * P.bias_stride_token : nullptr;
-  row.valid = sequence_valid;
+  row.valid = error == 0;
+  row.sequence_error = error;
   return row;
+}
+SWAJIT_DEVICE void report_sequence(const SparseDecodeParams& P, const QueryRow& row, int b) {
+  if (row.sequence_error && threadIdx.x == 0) record_status(P.status, row.sequence_error, b);
 }
 // Both checks before anything runs.
 SWAJIT_DEVICE QueryRow query_row(const SparseDecodeParams& P, int b, int s) {
   QueryRow row = query_row_of_sequence(P, b, s);
+  report_sequence(P, row, b);
   row.valid = row.valid && row_metadata_valid(P, b, row.kv_len, row.p, row.indices, row.pages);
   return row;
 }
@@ -209,6 +211,17 @@ SWAJIT_DEVICE void cp_async_16_l2(u32 dst, const void* src, bool valid) {
     cp_async_16(dst, src, valid);
 }
 
+// This split's share [first, last) of its row's candidates, in tiles. Without a window the count is topk whatever the
+// sequence's length, so the gather's first index loads need not wait for seq_lens (an invalid sequence gets no tiles).
+struct Share {
+  int first, last, tiles;
+};
+SWAJIT_DEVICE Share split_share(const SparseDecodeParams& P, const QueryRow& query, int split) {
+  const int candidates = kLocalWindow ? (query.valid ? P.topk + window_count(P, query.p) : 0) : P.topk;
+  const int first = int(i64(candidates) * split / P.num_splits), last = int(i64(candidates) * (split + 1) / P.num_splits);
+  return {first, last, query.valid ? (last - first + kBlockN - 1) / kBlockN : 0};
+}
+
 struct Gather {
   const SparseDecodeParams& P;
   QueryRow query;
@@ -236,7 +249,8 @@ struct Gather {
   }
   __device__ __forceinline__ ResolvedSlot resolve(const RawSlot& r) {  // as candidate() masks
     const int j = r.index;
-    bad_index |= r.exists && r.selected && (j < -1 || j >= query.kv_len);
+    // (an invalid sequence, whose slots may have been loaded before its length was known: reported as that alone)
+    bad_index |= query.valid && r.exists && r.selected && (j < -1 || j >= query.kv_len);
     const bool in_window = kLocalWindow && query.p - j < P.local_window;
     const bool visible = r.exists && (!r.selected || (j >= 0 && j <= query.p && !in_window));
     if (!visible) return {-1, -1, 0.f};
@@ -310,10 +324,19 @@ struct Gather {
   }
   // The prologue: tiles 0 .. kStages - 1 looked up, the next two started, tiles 0 .. kStages - 2 in flight (one
   // commit group each). Ends with a __syncthreads, which also publishes what the caller wrote to shared memory before.
+  // Every index load is issued before the first block-table load, and those before the first store to the ring (a
+  // store may alias a later load for the compiler): two memory latencies in all, not two per tile.
   __device__ __forceinline__ void start() {
-    for (int t = 0; t < kStages; ++t) store(t, resolve(raw(t)));
-    resolved_ahead = resolve(raw(kStages));
-    raw_ahead = raw(kStages + 1);
+    RawSlot raws[kStages + 2];
+#pragma unroll
+    for (int t = 0; t < kStages + 2; ++t) raws[t] = raw(t);
+    ResolvedSlot resolved[kStages + 1];
+#pragma unroll
+    for (int t = 0; t < kStages + 1; ++t) resolved[t] = resolve(raws[t]);
+#pragma unroll
+    for (int t = 0; t < kStages; ++t) store(t, resolved[t]);
+    resolved_ahead = resolved[kStages];
+    raw_ahead = raws[kStages + 1];
     __syncthreads();
     for (int t = 0; t < kStages - 1; ++t) {
       if (t < tiles) copy(t);
@@ -379,10 +402,9 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
     q_tile[i] = value;
   }
 
-  const int candidates = query.valid ? P.topk + window_count(P, p) : 0;
-  const int first = int(i64(candidates) * split / P.num_splits), last = int(i64(candidates) * (split + 1) / P.num_splits);
-  Gather gather{P, query, stages, reinterpret_cast<TileRow*>(stages + kStages * kStageBytes), kv_head, first, last,
-                      (last - first + kBlockN - 1) / kBlockN};
+  const Share share = split_share(P, query, split);
+  Gather gather{P, query, stages, reinterpret_cast<TileRow*>(stages + kStages * kStageBytes), kv_head, share.first,
+                share.last, share.tiles};
   gather.start();
 
   float acc[kRowsPerWarp][kDvPerLane];
@@ -472,31 +494,78 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
 #endif  // SWAJIT_SPARSE_MMA
 
 // Split merge, one block per (sequence, kv head, row = s * kGroup + g): out = sum_s 2^(lse_s - M) o_s /
-// (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf, or a rejected share, gives zeros.
+// (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf, or a rejected share, gives zeros. At small batch the merge
+// is on the critical path, so its loads are issued side by side rather than split after split: each thread reads the
+// log2-sum-exps of its splits (one per thread up to kMergeThreads splits), the block reduces them, and each thread
+// then reads its columns of kMergeBatch splits at once (one L2 latency per batch, not per split).
+constexpr int kMergeBatch = 16;
+constexpr int kMergeWarps = kMergeThreads / kWarpSize;
+constexpr int kMergeColumns = (kHeadDimV + kMergeThreads - 1) / kMergeThreads;  // output columns per thread
+static_assert(kMergeThreads % kWarpSize == 0 && kMergeThreads % kMergeBatch == 0, "whole warps, whole batches");
+
+template <class Op>
+SWAJIT_DEVICE float merge_block_reduce(float x, float* scratch, Op op) {  // every thread gets op over the block
+  for (int o = kWarpSize / 2; o > 0; o /= 2) x = op(x, __shfl_xor_sync(0xffffffffu, x, o));
+  if (threadIdx.x % kWarpSize == 0) scratch[threadIdx.x / kWarpSize] = x;
+  __syncthreads();
+  x = scratch[0];
+  for (int w = 1; w < kMergeWarps; ++w) x = op(x, scratch[w]);
+  return x;
+}
+
 extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(const SparseDecodeParams P) {
+  __shared__ float weights[kMergeThreads];  // 2^(lse_s - M) of the splits of the current chunk
+  __shared__ float max_scratch[kMergeWarps], sum_scratch[kMergeWarps];
   const int b = blockIdx.x, kv_head = blockIdx.y, row = blockIdx.z;
   const int s = row / kGroup, head = q_head_of(P, kv_head, row % kGroup);
   wait_for_prerequisite_grid();
-  const i64 first_slot = i64(b * P.num_kv_heads + kv_head) * P.num_splits * kRows + row;
+  const i64 first_slot = i64(b * P.num_kv_heads + kv_head) * P.num_splits * kRows + row;  // split i: + i * kRows
+  const float* lse = P.partial_lse + first_slot;
   float max_lse = SWAJIT_NEG_INF;
   bool rejected = false;  // a share failed its checks (rejected_share_lse): the row is zeros
-  for (int split = 0; split < P.num_splits; ++split) {
-    const float lse = P.partial_lse[first_slot + split * kRows];
-    rejected |= lse != lse;
-    max_lse = fmaxf(max_lse, lse);
+  for (int split = threadIdx.x; split < P.num_splits; split += kMergeThreads) {
+    const float x = lse[i64(split) * kRows];
+    rejected |= x != x;
+    max_lse = fmaxf(max_lse, x);
   }
+  max_lse = merge_block_reduce(max_lse, max_scratch, [](float x, float y) { return fmaxf(x, y); });
+  rejected = __syncthreads_or(rejected);
   const float reference = max_lse == SWAJIT_NEG_INF ? 0.f : max_lse;
   float sum = 0.f;
-  for (int split = 0; split < P.num_splits; ++split) sum += fast_exp2(P.partial_lse[first_slot + split * kRows] - reference);
+  for (int split = threadIdx.x; split < P.num_splits; split += kMergeThreads) sum += fast_exp2(lse[i64(split) * kRows] - reference);
+  sum = merge_block_reduce(sum, sum_scratch, [](float x, float y) { return x + y; });
   const float factor = row_normalizer(kSinkLogits ? P.sink_logits[head * P.sink_logits_stride] : 0.f, reference, sum);
-  u16* out = static_cast<u16*>(P.out) + b * P.out_stride_batch + s * P.out_stride_token + head * P.out_stride_head;
-  for (int d = threadIdx.x; d < kHeadDimV; d += kMergeThreads) {
-    float acc = 0.f;
-    for (int split = 0; split < P.num_splits; ++split) {
-      const i64 slot = first_slot + split * kRows;
-      acc += fast_exp2(P.partial_lse[slot] - reference) * static_cast<const float*>(P.partial_out)[slot * kHeadDimV + d];
+
+  float acc[kMergeColumns];
+#pragma unroll
+  for (int c = 0; c < kMergeColumns; ++c) acc[c] = 0.f;
+  const float* partial = static_cast<const float*>(P.partial_out) + first_slot * kHeadDimV;
+  for (int chunk = 0; chunk < P.num_splits; chunk += kMergeThreads) {
+    const int split = chunk + int(threadIdx.x), count = min(kMergeThreads, P.num_splits - chunk);
+    __syncthreads();  // the previous chunk's weights are read
+    weights[threadIdx.x] = split < P.num_splits ? fast_exp2(lse[i64(split) * kRows] - reference) : 0.f;
+    __syncthreads();
+    for (int i0 = 0; i0 < count; i0 += kMergeBatch) {
+      float value[kMergeBatch][kMergeColumns];
+#pragma unroll
+      for (int i = 0; i < kMergeBatch; ++i)
+#pragma unroll
+        for (int c = 0; c < kMergeColumns; ++c) {
+          const int d = int(threadIdx.x) + c * kMergeThreads;
+          value[i][c] = i0 + i < count && d < kHeadDimV ? partial[i64(chunk + i0 + i) * kRows * kHeadDimV + d] : 0.f;
+        }
+#pragma unroll
+      for (int i = 0; i < kMergeBatch; ++i)
+#pragma unroll
+        for (int c = 0; c < kMergeColumns; ++c) acc[c] += weights[i0 + i] * value[i][c];
     }
-    const float value = rejected ? 0.f : acc * factor * v_scale_of(P, kv_head, d);
+  }
+  u16* out = static_cast<u16*>(P.out) + b * P.out_stride_batch + s * P.out_stride_token + head * P.out_stride_head;
+#pragma unroll
+  for (int c = 0; c < kMergeColumns; ++c) {
+    const int d = int(threadIdx.x) + c * kMergeThreads;
+    if (d >= kHeadDimV) continue;
+    const float value = rejected ? 0.f : acc[c] * factor * v_scale_of(P, kv_head, d);
     out[d] = u16(pack2(value, 0.f, Elem()) & 0xffffu);
   }
 }

@@ -55,11 +55,11 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
         q_frag[k][half + 2 * high] = valid ? u32(q_row[column]) | u32(q_row[column + 1]) << 16 : 0u;
       }
   }
-  const int candidates = query.valid ? P.topk + window_count(P, query.p) : 0;
-  const int first = int(i64(candidates) * split / P.num_splits), last = int(i64(candidates) * (split + 1) / P.num_splits);
-  Gather gather{P, query, stages, reinterpret_cast<TileRow*>(stages + kStages * kStageBytes), kv_head, first, last,
-                      (last - first + kBlockN - 1) / kBlockN};
+  const Share share = split_share(P, query, split);
+  Gather gather{P, query, stages, reinterpret_cast<TileRow*>(stages + kStages * kStageBytes), kv_head, share.first,
+                share.last, share.tiles};
   gather.start();
+  report_sequence(P, query, b);
   // This lane's rows: lane / 4 (accumulator elements 0, 1) and lane / 4 + 8 (elements 2, 3).
   float acc[kOutTiles][4];
 #pragma unroll
