@@ -169,11 +169,12 @@ SWAJIT_DEVICE BlockWork block_work(const SparseDecodeParams& P) {
 // global loads, and each cp.async (a memory clobber) would otherwise wait for them chunk by chunk. Thread i owns
 // candidate i of every tile and pipelines its lookups through registers over three iterations: the raw slot (index
 // and bias loads issued), then its mask and page (the block-table load issued), then its TileRow into the shared
-// ring, so that no iteration waits on a global load it issued itself.
+// ring, so that no iteration waits on a global load it issued itself. The ring holds each row's byte offsets in the
+// K and V caches (the kv head's column aside): computed once per candidate here, not once per 16-byte copy of it.
 struct TileRow {
-  int page;    // physical page; < 0: nothing to read (zero-filled, bias -inf)
-  int slot;    // token within the page
-  float bias;  // log2 units; -inf where there is nothing to read
+  long long k_offset;  // bytes from the K cache to the row's token (page and slot); < 0: nothing to read (zero-filled)
+  long long v_offset;  // the same in the V cache
+  float bias;          // log2 units; -inf where there is nothing to read
   int padding;
 };
 constexpr int kMetaSlots = kStages + 1;  // tile t + kStages is stored into tile t - 1's slot while t computes
@@ -194,21 +195,25 @@ struct ResolvedSlot {
   float bias;  // log2 units
 };
 
-// cp_async_16 (tile_ops.cuh) that, with kBlock 128 or 256, asks L2 to fetch the whole aligned block around the chunk:
-// a gathered row's first copy brings all of it from DRAM in one request.
 #ifndef SWAJIT_L2_PREFETCH_BYTES  // the generator's (config l2_prefetch); none when a prelude does not say
 #define SWAJIT_L2_PREFETCH_BYTES 0
 #endif
 constexpr int kL2PrefetchBytes = SWAJIT_L2_PREFETCH_BYTES;
+// One 16-byte cp.async of the row `offset` bytes past `base` (the chunk's own column added), zero-filled where offset
+// < 0 (nothing to read: the ignore-src predicate, no source-size arithmetic). With kBlock 128 or 256 it asks L2 to fetch
+// the whole aligned block around the chunk: a gathered row's first copy brings all of it from DRAM in one request.
 template <int kBlock>
-SWAJIT_DEVICE void cp_async_16_l2(u32 dst, const void* src, bool valid) {
-  const int src_bytes = valid ? 16 : 0;
+SWAJIT_DEVICE void cp_async_row_chunk(u32 dst, const char* base, long long offset) {
+  const char* src = base + (offset < 0 ? 0 : offset);
   if constexpr (kBlock == 256)
-    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+    asm volatile("{\n .reg .pred skip;\n setp.lt.s64 skip, %2, 0;\n cp.async.cg.shared.global.L2::256B [%0], [%1], 16, skip;\n}"
+                 ::"r"(dst), "l"(src), "l"(offset) : "memory");
   else if constexpr (kBlock == 128)
-    asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+    asm volatile("{\n .reg .pred skip;\n setp.lt.s64 skip, %2, 0;\n cp.async.cg.shared.global.L2::128B [%0], [%1], 16, skip;\n}"
+                 ::"r"(dst), "l"(src), "l"(offset) : "memory");
   else
-    cp_async_16(dst, src, valid);
+    asm volatile("{\n .reg .pred skip;\n setp.lt.s64 skip, %2, 0;\n cp.async.cg.shared.global [%0], [%1], 16, skip;\n}"
+                 ::"r"(dst), "l"(src), "l"(offset) : "memory");
 }
 
 // This split's share [first, last) of its row's candidates, in tiles. Without a window the count is topk whatever the
@@ -261,13 +266,16 @@ struct Gather {
     if (threadIdx.x >= kBlockN) return;
     const bool readable = r.j >= 0 && r.page >= 0 && r.page < P.num_pages;
     bad_page |= r.j >= 0 && !readable;
+    const long long page = r.page, slot = r.j % kPageSize;
     meta[(t % kMetaSlots) * kBlockN + threadIdx.x] =
-        readable ? TileRow{r.page, r.j % kPageSize, r.bias, 0} : TileRow{-1, 0, SWAJIT_NEG_INF, 0};
+        readable ? TileRow{(page * P.k_stride_page + slot * P.k_stride_token) * kKvBytes,
+                           (page * P.v_stride_page + slot * P.v_stride_token) * kKvBytes, r.bias, 0}
+                 : TileRow{-1, -1, SWAJIT_NEG_INF, 0};
   }
   // Tile t's K rows (and V rows) of kKRowBytes (kVRowBytes) each into its stage, zero-filled where there is nothing.
   // When the threads are whole rows of 16-byte chunks (kThreads a multiple of kChunksPerToken), each thread copies
   // the same chunk of every kTokensPerPass-th row: its cache, column and destination offsets are fixed, and a copy
-  // costs one ring read, two multiply-adds and the cp.async (the general loop recomputed all of them per chunk).
+  // costs one ring read of the row's offset, an add and the cp.async.
   __device__ __forceinline__ void copy(int t) const {
     constexpr int kChunksPerToken = kKChunks + (kSharedKv ? 0 : kVChunks);
     const TileRow* tile_rows = rows(t);
@@ -279,16 +287,17 @@ struct Gather {
       const int c = is_k ? chunk : chunk - kKChunks;
       const char* base = is_k ? static_cast<const char*>(P.k_cache) + (kv_head * P.k_stride_head) * kKvBytes + c * 16
                               : static_cast<const char*>(P.v_cache) + (kv_head * P.v_stride_head) * kKvBytes + c * 16;
-      const long long page_bytes = (is_k ? P.k_stride_page : P.v_stride_page) * kKvBytes;
-      const long long token_bytes = (is_k ? P.k_stride_token : P.v_stride_token) * kKvBytes;
+      const long long* offsets = is_k ? &tile_rows[0].k_offset : &tile_rows[0].v_offset;  // row r's: offsets[r * kOffsetStride]
+      constexpr int kOffsetStride = int(sizeof(TileRow) / sizeof(long long));
       const u32 dst = smem_u32(dst_stage) + (is_k ? 0 : kBlockN * kKRowBytes) + c * 16;
       const int row_bytes = is_k ? kKRowBytes : kVRowBytes;
+      constexpr int kPasses = (kBlockN + kTokensPerPass - 1) / kTokensPerPass;  // (a fixed count: no remainder loop)
+      const int first_token = threadIdx.x / kChunksPerToken;
 #pragma unroll 4
-      for (int token = threadIdx.x / kChunksPerToken; token < kBlockN; token += kTokensPerPass) {
-        const TileRow row = tile_rows[token];
-        const bool valid = row.page >= 0;
-        const char* src = base + (valid ? row.page * page_bytes + row.slot * token_bytes : 0);
-        cp_async_16_l2<kL2PrefetchBytes>(dst + u32(token * row_bytes), src, valid);
+      for (int pass = 0; pass < kPasses; ++pass) {
+        const int token = first_token + pass * kTokensPerPass;
+        if (kBlockN % kTokensPerPass != 0 && token >= kBlockN) break;
+        cp_async_row_chunk<kL2PrefetchBytes>(dst + u32(token * row_bytes), base, offsets[token * kOffsetStride]);
       }
     } else {
       const char* k_cache = static_cast<const char*>(P.k_cache);
@@ -296,15 +305,11 @@ struct Gather {
 #pragma unroll 2  // (4 made ptxas cap the tile kernel at 64 registers and spill)
       for (int i = threadIdx.x; i < kBlockN * kChunksPerToken; i += kThreads) {
         const int token = i / kChunksPerToken, chunk = i % kChunksPerToken;
-        const TileRow row = tile_rows[token];
-        const bool valid = row.page >= 0;
-        const long long page = valid ? row.page : 0, slot = row.slot;
         const bool is_k = chunk < kKChunks;
         const int c = is_k ? chunk : chunk - kKChunks;
-        const char* src = is_k ? k_cache + (page * P.k_stride_page + slot * P.k_stride_token + kv_head * P.k_stride_head) * kKvBytes
-                               : v_cache + (page * P.v_stride_page + slot * P.v_stride_token + kv_head * P.v_stride_head) * kKvBytes;
+        const char* base = is_k ? k_cache + kv_head * P.k_stride_head * kKvBytes : v_cache + kv_head * P.v_stride_head * kKvBytes;
         unsigned char* dst = dst_stage + (is_k ? token * kKRowBytes : kBlockN * kKRowBytes + token * kVRowBytes) + c * 16;
-        cp_async_16_l2<kL2PrefetchBytes>(smem_u32(dst), src + c * 16, valid);
+        cp_async_row_chunk<kL2PrefetchBytes>(smem_u32(dst), base + c * 16, is_k ? tile_rows[token].k_offset : tile_rows[token].v_offset);
       }
     }
   }

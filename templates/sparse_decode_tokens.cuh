@@ -118,12 +118,16 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
       }
       row_sum[half] = row_sum[half] * rescale[half] + sum;
     }
+    // Once a few tiles are in, a tile seldom raises a row's max (then its rescale is exactly 1): the warp skips the
+    // accumulators' rescale (a quarter of its instructions per tile) unless one of its rows changed.
+    if (__any_sync(0xffffffffu, rescale[0] != 1.f || rescale[1] != 1.f)) {
 #pragma unroll
-    for (int n = 0; n < kOutTiles; ++n) {
-      acc[n][0] *= rescale[0];
-      acc[n][1] *= rescale[0];
-      acc[n][2] *= rescale[1];
-      acc[n][3] *= rescale[1];
+      for (int n = 0; n < kOutTiles; ++n) {
+        acc[n][0] *= rescale[0];
+        acc[n][1] *= rescale[0];
+        acc[n][2] *= rescale[1];
+        acc[n][3] *= rescale[1];
+      }
     }
     // O += P V, 16 candidates at a time: score tiles 2 k and 2 k + 1 are the A fragment.
 #pragma unroll

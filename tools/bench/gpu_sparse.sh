@@ -34,15 +34,15 @@ mm=$(timeout 30 bash "$here/matmul_tflops.sh")
 echo "matmul: ${mm:=0} TFLOP/s"
 
 echo "==== bench sparse, shape a, the heuristic (us, floor us, % of floor: >= 80% wanted at batch >= 32)"
-timeout 60 $bin/swajit bench sparse --shape a --batch 1,32,128 --reps 20 --matmul-tflops "$mm" > "$out/bench_default.log" 2>&1
+timeout 60 $bin/swajit bench sparse --shape a --batch 1,32,128 --reps 10 --matmul-tflops "$mm" > "$out/bench_default.log" 2>&1
 head -2 "$out/bench_default.log"
 rows_or_tail "$out/bench_default.log"
 
 echo "==== tune --family sparse_decode: shape a, topk 2048, kv 32768, batch 1, 32, 128; then the bench with the winners"
 unset SWAJIT_SHIPPED
-timeout 90 $bin/swajit tune --family sparse_decode --sparse-preset a --sparse-batch 1,32,128 --shard 1/4 --quick-reps 5 \
-  --final-reps 20 2>&1 | tee "$out/tune.log" | grep -E "^\||tuned in|rror"
-timeout 40 $bin/swajit bench sparse --shape a --batch 1,32,128 --reps 20 --matmul-tflops "$mm" > "$out/bench_tuned.log" 2>&1
+timeout 90 $bin/swajit tune --family sparse_decode --sparse-preset a --sparse-batch 1,32,128 --shard 1/4 --quick-reps 3 \
+  --final-reps 10 2>&1 | tee "$out/tune.log" | grep -E "^\||tuned in|rror"
+timeout 40 $bin/swajit bench sparse --shape a --batch 1,32,128 --reps 10 --matmul-tflops "$mm" > "$out/bench_tuned.log" 2>&1
 rows_or_tail "$out/bench_tuned.log"
 
 if [ "$mode" = profile ]; then
