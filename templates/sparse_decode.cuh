@@ -524,6 +524,7 @@ extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(
   const int b = blockIdx.x, kv_head = blockIdx.y, row = blockIdx.z;
   const int s = row / kGroup, head = q_head_of(P, kv_head, row % kGroup);
   wait_for_prerequisite_grid();
+  allow_dependent_grid_launch();  // the next kernel may start its launch now: it waits for this grid before reading
   const i64 first_slot = i64(b * P.num_kv_heads + kv_head) * P.num_splits * kRows + row;  // split i: + i * kRows
   const float* lse = P.partial_lse + first_slot;
   float max_lse = SWAJIT_NEG_INF;
