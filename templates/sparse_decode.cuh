@@ -500,28 +500,16 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
 
 // Split merge, one block per (sequence, kv head, row = s * kGroup + g): out = sum_s 2^(lse_s - M) o_s /
 // (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf, or a rejected share, gives zeros. At small batch the merge
-// is on the critical path, so its loads are issued side by side rather than split after split: each thread reads the
-// log2-sum-exps of its splits (one per thread up to kMergeThreads splits), the block reduces them, and each thread
-// then reads its columns of kMergeBatch splits at once (one L2 latency per batch, not per split).
+// is on the critical path, so its loads are issued side by side rather than split after split: every warp reads the
+// log2-sum-exps itself (lane i: split i of each 32) and reduces them with shuffles (no shared memory: the loader gives
+// a merge grid the whole dynamic shared memory), then each thread reads its columns of kMergeBatch splits at once,
+// one L2 latency per batch, each split's weight shuffled from the lane that holds it.
 constexpr int kMergeBatch = 16;
-constexpr int kMergeWarps = kMergeThreads / kWarpSize;
 constexpr int kMergeColumns = (kHeadDimV + kMergeThreads - 1) / kMergeThreads;  // output columns per thread
-static_assert(kMergeThreads % kWarpSize == 0 && kMergeThreads % kMergeBatch == 0, "whole warps, whole batches");
-
-template <class Op>
-SWAJIT_DEVICE float merge_block_reduce(float x, float* scratch, Op op) {  // every thread gets op over the block
-  for (int o = kWarpSize / 2; o > 0; o /= 2) x = op(x, __shfl_xor_sync(0xffffffffu, x, o));
-  if (threadIdx.x % kWarpSize == 0) scratch[threadIdx.x / kWarpSize] = x;
-  __syncthreads();
-  x = scratch[0];
-  for (int w = 1; w < kMergeWarps; ++w) x = op(x, scratch[w]);
-  return x;
-}
+static_assert(kMergeThreads % kWarpSize == 0 && kWarpSize % kMergeBatch == 0, "whole warps, whole batches");
 
 extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(const SparseDecodeParams P) {
-  __shared__ float weights[kMergeThreads];  // 2^(lse_s - M) of the splits of the current chunk
-  __shared__ float max_scratch[kMergeWarps], sum_scratch[kMergeWarps];
-  const int b = blockIdx.x, kv_head = blockIdx.y, row = blockIdx.z;
+  const int b = blockIdx.x, kv_head = blockIdx.y, row = blockIdx.z, lane = int(threadIdx.x) % kWarpSize;
   const int s = row / kGroup, head = q_head_of(P, kv_head, row % kGroup);
   wait_for_prerequisite_grid();
   allow_dependent_grid_launch();  // the next kernel may start its launch now: it waits for this grid before reading
@@ -529,29 +517,29 @@ extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(
   const float* lse = P.partial_lse + first_slot;
   float max_lse = SWAJIT_NEG_INF;
   bool rejected = false;  // a share failed its checks (rejected_share_lse): the row is zeros
-  for (int split = threadIdx.x; split < P.num_splits; split += kMergeThreads) {
+  for (int split = lane; split < P.num_splits; split += kWarpSize) {
     const float x = lse[i64(split) * kRows];
     rejected |= x != x;
     max_lse = fmaxf(max_lse, x);
   }
-  max_lse = merge_block_reduce(max_lse, max_scratch, [](float x, float y) { return fmaxf(x, y); });
-  rejected = __syncthreads_or(rejected);
+  for (int o = kWarpSize / 2; o > 0; o /= 2) max_lse = fmaxf(max_lse, __shfl_xor_sync(0xffffffffu, max_lse, o));
+  rejected = __any_sync(0xffffffffu, rejected);
   const float reference = max_lse == SWAJIT_NEG_INF ? 0.f : max_lse;
   float sum = 0.f;
-  for (int split = threadIdx.x; split < P.num_splits; split += kMergeThreads) sum += fast_exp2(lse[i64(split) * kRows] - reference);
-  sum = merge_block_reduce(sum, sum_scratch, [](float x, float y) { return x + y; });
+  for (int split = lane; split < P.num_splits; split += kWarpSize) sum += fast_exp2(lse[i64(split) * kRows] - reference);
+  for (int o = kWarpSize / 2; o > 0; o /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o);
   const float factor = row_normalizer(kSinkLogits ? P.sink_logits[head * P.sink_logits_stride] : 0.f, reference, sum);
 
   float acc[kMergeColumns];
 #pragma unroll
   for (int c = 0; c < kMergeColumns; ++c) acc[c] = 0.f;
   const float* partial = static_cast<const float*>(P.partial_out) + first_slot * kHeadDimV;
-  for (int chunk = 0; chunk < P.num_splits; chunk += kMergeThreads) {
-    const int split = chunk + int(threadIdx.x), count = min(kMergeThreads, P.num_splits - chunk);
-    __syncthreads();  // the previous chunk's weights are read
-    weights[threadIdx.x] = split < P.num_splits ? fast_exp2(lse[i64(split) * kRows] - reference) : 0.f;
-    __syncthreads();
-    for (int i0 = 0; i0 < count; i0 += kMergeBatch) {
+  for (int chunk = 0; chunk < P.num_splits; chunk += kWarpSize) {
+    const int count = min(kWarpSize, P.num_splits - chunk);
+    const float lane_weight = lane < count ? fast_exp2(lse[i64(chunk + lane) * kRows] - reference) : 0.f;  // split chunk + lane's
+#pragma unroll
+    for (int i0 = 0; i0 < kWarpSize; i0 += kMergeBatch) {
+      if (i0 >= count) break;
       float value[kMergeBatch][kMergeColumns];
 #pragma unroll
       for (int i = 0; i < kMergeBatch; ++i)
@@ -561,9 +549,11 @@ extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(
           value[i][c] = i0 + i < count && d < kHeadDimV ? partial[i64(chunk + i0 + i) * kRows * kHeadDimV + d] : 0.f;
         }
 #pragma unroll
-      for (int i = 0; i < kMergeBatch; ++i)
+      for (int i = 0; i < kMergeBatch; ++i) {
+        const float weight = __shfl_sync(0xffffffffu, lane_weight, i0 + i);
 #pragma unroll
-        for (int c = 0; c < kMergeColumns; ++c) acc[c] += weights[i0 + i] * value[i][c];
+        for (int c = 0; c < kMergeColumns; ++c) acc[c] += weight * value[i][c];
+      }
     }
   }
   u16* out = static_cast<u16*>(P.out) + b * P.out_stride_batch + s * P.out_stride_token + head * P.out_stride_head;

@@ -25,7 +25,7 @@ rows_or_tail() { grep -q "^| a" "$1" && grep -E "^\| (a|shape) " "$1" || tail -5
 
 echo "==== correctness: swajit check --device cuda --family sparse_decode (the matrix, default path + [CUDA cores])"
 start=$SECONDS
-timeout 60 $bin/swajit check --device cuda --family sparse_decode > "$out/check.log" 2>&1; rc=$?
+timeout 40 $bin/swajit check --device cuda --family sparse_decode > "$out/check.log" 2>&1; rc=$?
 echo "swajit check sparse decode: $([ $rc -eq 0 ] && echo PASS || echo FAIL rc=$rc) ($((SECONDS - start)) s)"
 grep -v "^PASS" "$out/check.log" | tail -8
 
@@ -34,15 +34,15 @@ mm=$(timeout 30 bash "$here/matmul_tflops.sh")
 echo "matmul: ${mm:=0} TFLOP/s"
 
 echo "==== bench sparse, shape a, the heuristic (us, floor us, % of floor: >= 80% wanted at batch >= 32)"
-timeout 60 $bin/swajit bench sparse --shape a --batch 1,32,128 --reps 10 --matmul-tflops "$mm" > "$out/bench_default.log" 2>&1
+timeout 30 $bin/swajit bench sparse --shape a --batch 1,32,128 --reps 10 --matmul-tflops "$mm" > "$out/bench_default.log" 2>&1
 head -2 "$out/bench_default.log"
 rows_or_tail "$out/bench_default.log"
 
 echo "==== tune --family sparse_decode: shape a, topk 2048, kv 32768, batch 1, 32, 128; then the bench with the winners"
 unset SWAJIT_SHIPPED
-timeout 90 $bin/swajit tune --family sparse_decode --sparse-preset a --sparse-batch 1,32,128 --shard 1/4 --quick-reps 3 \
+timeout 45 $bin/swajit tune --family sparse_decode --sparse-preset a --sparse-batch 1,32,128 --shard 1/4 --quick-reps 3 \
   --final-reps 10 2>&1 | tee "$out/tune.log" | grep -E "^\||tuned in|rror"
-timeout 40 $bin/swajit bench sparse --shape a --batch 1,32,128 --reps 10 --matmul-tflops "$mm" > "$out/bench_tuned.log" 2>&1
+timeout 25 $bin/swajit bench sparse --shape a --batch 1,32,128 --reps 10 --matmul-tflops "$mm" > "$out/bench_tuned.log" 2>&1
 rows_or_tail "$out/bench_tuned.log"
 
 if [ "$mode" = profile ]; then
@@ -51,7 +51,7 @@ if [ "$mode" = profile ]; then
   export SWAJIT_SHIPPED=0 SWAJIT_DB=/tmp/swajit_sparse_ncu_$$.db
   # Per bench row at batch 128 (one replica): one call, one before the capture, 3 warm-up and --reps replays: skip
   # the topk-512 row's 8 launches.
-  [ -n "$ncu" ] && timeout 60 "$ncu" -k regex:sparse_decode --launch-skip 8 --launch-count 1 --section SpeedOfLight \
+  [ -n "$ncu" ] && timeout 25 "$ncu" -k regex:sparse_decode --launch-skip 8 --launch-count 1 --section SpeedOfLight \
     --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats --section WarpStateStats \
     --section SchedulerStats $bin/swajit bench sparse --shape a --batch 128 --reps 3 > "$out/ncu.log" 2>&1
   grep -E "Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Block Limit|Stall|Warp Cycles Per Issued|Issued Warp|No Eligible|L2 Hit|Mem Busy|Max Bandwidth" "$out/ncu.log" | head -40
