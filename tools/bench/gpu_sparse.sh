@@ -3,8 +3,8 @@
 # CUDA: the whole sparse matrix, every case on the default path and again on the CUDA-core kernel, "[CUDA cores]"),
 # then `swajit bench sparse` on shape a (64 q / 8 kv heads, d128; batch 1, 32, 128; topk 512 / 2048; kv 32768 /
 # 131072) beside the floor (max(bytes / read bandwidth, FLOPs / matmul rate), both measured in the run) with the
-# heuristic's configs, then `swajit tune --family sparse_decode` on the topk-2048 kv-32768 row of batch 1, 32 and 128
-# and the bench again: each tuned row (config "(tuned)") beside the heuristic's time (last column). Every time is a
+# heuristic's configs, then `swajit tune --family sparse_decode` on the kv-32768 rows (topk 512 and 2048) of batch 1, 32
+# and 128 and the bench again: each tuned row (config "(tuned)") beside the heuristic's time (last column). Every time is a
 # CUDA graph replay (one call per replica cache, L2 evicted before each replay), as the peers are timed.
 # With MODE=profile (or a third argument "profile") it ends with a short ncu profile of the batch-128 topk-2048 kernel.
 # The FlashInfer / torch rows of the same shapes: python3 tools/bench/sparse_peers.py a --batch 1,32,128.
@@ -38,10 +38,12 @@ timeout 30 $bin/swajit bench sparse --shape a --batch 1,32,128 --reps 10 --matmu
 head -2 "$out/bench_default.log"
 rows_or_tail "$out/bench_default.log"
 
-echo "==== tune --family sparse_decode: shape a, topk 2048, kv 32768, batch 1, 32, 128; then the bench with the winners"
+echo "==== tune --family sparse_decode: shape a, kv 32768, topk 512 and 2048, batch 1, 32, 128; then the bench with the winners"
 unset SWAJIT_SHIPPED
-timeout 45 $bin/swajit tune --family sparse_decode --sparse-preset a --sparse-batch 1,32,128 --shard 1/4 --quick-reps 3 \
-  --final-reps 10 2>&1 | tee "$out/tune.log" | grep -E "^\||tuned in|rror"
+for shard in 0/4 1/4; do  # the preset's rows per batch: (512, 32768), (2048, 32768), (512, 131072), (2048, 131072)
+  timeout 40 $bin/swajit tune --family sparse_decode --sparse-preset a --sparse-batch 1,32,128 --shard $shard --quick-reps 3 \
+    --final-reps 10 2>&1 | tee -a "$out/tune.log" | grep -E "^\| (a|shape) |tuned in|rror"
+done
 timeout 25 $bin/swajit bench sparse --shape a --batch 1,32,128 --reps 10 --matmul-tflops "$mm" > "$out/bench_tuned.log" 2>&1
 rows_or_tail "$out/bench_tuned.log"
 
