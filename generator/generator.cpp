@@ -314,7 +314,7 @@ SparseDecodeGeometry sparse_decode_geometry(const KernelSpec& spec, const Sparse
   constexpr int kMaxRowsPerBlock = 16;       // q heads per block: bounds each lane's accumulators
   constexpr int kRowPadBytes = 16;           // shifts row t + 1 by one 16-byte bank group from row t
   constexpr int kFloatBytes = 4, kMergeThreads = 128;
-  constexpr int kTileRowBytes = 16;          // templates/sparse_decode.cuh's TileRow: page, slot, bias, padding
+  constexpr int kTileRowBytes = 24;          // templates/sparse_decode.cuh's TileRow: K and V offsets, bias, padding
   // mma: 16-row tiles of q heads; a warp accumulates at most 128 V columns of one tile (64 fp32 registers), and up
   // to 64 q heads share a block's gathered rows (more would need over 512 threads or spill the accumulators).
   constexpr int kMmaRows = 16, kMmaMaxRowsPerBlock = 64, kMmaMaxSliceColumns = 128, kMmaProbPad = 8;

@@ -118,31 +118,33 @@ struct QueryRow {
   const int* indices;
   const float* bias;
   bool valid;
+  int sequence_error;  // the status bit of an invalid sequence length (0: valid); report_sequence records it
 };
-// The sequence's checks only (valid: its length is); query_row adds the selection's.
+// The sequence's checks only (valid: its length is); query_row adds the selection's. Records nothing yet: a store
+// before the gather's first loads would hold them back (the compiler cannot tell the status from the indices).
 SWAJIT_DEVICE QueryRow query_row_of_sequence(const SparseDecodeParams& P, int b, int s) {
   int kv_len = P.seq_lens[b * P.seq_lens_stride];
-  bool sequence_valid = true;
-  if (kv_len < 0 || (kv_len > 0 && kv_len < kQSeqlen)) {
-    if (threadIdx.x == 0) record_status(P.status, kSparseSeqLenBelowQSeqlen, b);
-    sequence_valid = false;
-  } else if (kv_len > P.max_pages_per_seq * kPageSize) {
-    if (threadIdx.x == 0) record_status(P.status, kSparseSeqLenOverCapacity, b);
-    sequence_valid = false;
-  }
-  if (!sequence_valid) kv_len = 0;
+  int error = 0;
+  if (kv_len < 0 || (kv_len > 0 && kv_len < kQSeqlen)) error = kSparseSeqLenBelowQSeqlen;
+  else if (kv_len > P.max_pages_per_seq * kPageSize) error = kSparseSeqLenOverCapacity;
+  if (error) kv_len = 0;
   QueryRow row;
   row.p = kv_len - kQSeqlen + s;
   row.kv_len = kv_len;
   row.pages = P.block_table + b * P.block_table_stride_batch;
   row.indices = P.indices + b * P.indices_stride_batch + s * P.indices_stride_token;
   row.bias = kScoreBias ? P.score_bias + b * P.bias_stride_batch + s * P.bias_stride_token : nullptr;
-  row.valid = sequence_valid;
+  row.valid = error == 0;
+  row.sequence_error = error;
   return row;
+}
+SWAJIT_DEVICE void report_sequence(const SparseDecodeParams& P, const QueryRow& row, int b) {
+  if (row.sequence_error && threadIdx.x == 0) record_status(P.status, row.sequence_error, b);
 }
 // Both checks before anything runs.
 SWAJIT_DEVICE QueryRow query_row(const SparseDecodeParams& P, int b, int s) {
   QueryRow row = query_row_of_sequence(P, b, s);
+  report_sequence(P, row, b);
   row.valid = row.valid && row_metadata_valid(P, b, row.kv_len, row.p, row.indices, row.pages);
   return row;
 }
@@ -167,11 +169,12 @@ SWAJIT_DEVICE BlockWork block_work(const SparseDecodeParams& P) {
 // global loads, and each cp.async (a memory clobber) would otherwise wait for them chunk by chunk. Thread i owns
 // candidate i of every tile and pipelines its lookups through registers over three iterations: the raw slot (index
 // and bias loads issued), then its mask and page (the block-table load issued), then its TileRow into the shared
-// ring, so that no iteration waits on a global load it issued itself.
+// ring, so that no iteration waits on a global load it issued itself. The ring holds each row's byte offsets in the
+// K and V caches (the kv head's column aside): computed once per candidate here, not once per 16-byte copy of it.
 struct TileRow {
-  int page;    // physical page; < 0: nothing to read (zero-filled, bias -inf)
-  int slot;    // token within the page
-  float bias;  // log2 units; -inf where there is nothing to read
+  long long k_offset;  // bytes from the K cache to the row's token (page and slot); < 0: nothing to read (zero-filled)
+  long long v_offset;  // the same in the V cache
+  float bias;          // log2 units; -inf where there is nothing to read
   int padding;
 };
 constexpr int kMetaSlots = kStages + 1;  // tile t + kStages is stored into tile t - 1's slot while t computes
@@ -192,21 +195,36 @@ struct ResolvedSlot {
   float bias;  // log2 units
 };
 
-// cp_async_16 (tile_ops.cuh) that, with kBlock 128 or 256, asks L2 to fetch the whole aligned block around the chunk:
-// a gathered row's first copy brings all of it from DRAM in one request.
 #ifndef SWAJIT_L2_PREFETCH_BYTES  // the generator's (config l2_prefetch); none when a prelude does not say
 #define SWAJIT_L2_PREFETCH_BYTES 0
 #endif
 constexpr int kL2PrefetchBytes = SWAJIT_L2_PREFETCH_BYTES;
+// One 16-byte cp.async of the row `offset` bytes past `base` (the chunk's own column added), zero-filled where offset
+// < 0 (nothing to read: the ignore-src predicate, no source-size arithmetic). With kBlock 128 or 256 it asks L2 to fetch
+// the whole aligned block around the chunk: a gathered row's first copy brings all of it from DRAM in one request.
 template <int kBlock>
-SWAJIT_DEVICE void cp_async_16_l2(u32 dst, const void* src, bool valid) {
-  const int src_bytes = valid ? 16 : 0;
+SWAJIT_DEVICE void cp_async_row_chunk(u32 dst, const char* base, long long offset) {
+  const char* src = base + (offset < 0 ? 0 : offset);
   if constexpr (kBlock == 256)
-    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+    asm volatile("{\n .reg .pred skip;\n setp.lt.s64 skip, %2, 0;\n cp.async.cg.shared.global.L2::256B [%0], [%1], 16, skip;\n}"
+                 ::"r"(dst), "l"(src), "l"(offset) : "memory");
   else if constexpr (kBlock == 128)
-    asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+    asm volatile("{\n .reg .pred skip;\n setp.lt.s64 skip, %2, 0;\n cp.async.cg.shared.global.L2::128B [%0], [%1], 16, skip;\n}"
+                 ::"r"(dst), "l"(src), "l"(offset) : "memory");
   else
-    cp_async_16(dst, src, valid);
+    asm volatile("{\n .reg .pred skip;\n setp.lt.s64 skip, %2, 0;\n cp.async.cg.shared.global [%0], [%1], 16, skip;\n}"
+                 ::"r"(dst), "l"(src), "l"(offset) : "memory");
+}
+
+// This split's share [first, last) of its row's candidates, in tiles. Without a window the count is topk whatever the
+// sequence's length, so the gather's first index loads need not wait for seq_lens (an invalid sequence gets no tiles).
+struct Share {
+  int first, last, tiles;
+};
+SWAJIT_DEVICE Share split_share(const SparseDecodeParams& P, const QueryRow& query, int split) {
+  const int candidates = kLocalWindow ? (query.valid ? P.topk + window_count(P, query.p) : 0) : P.topk;
+  const int first = int(i64(candidates) * split / P.num_splits), last = int(i64(candidates) * (split + 1) / P.num_splits);
+  return {first, last, query.valid ? (last - first + kBlockN - 1) / kBlockN : 0};
 }
 
 struct Gather {
@@ -236,7 +254,8 @@ struct Gather {
   }
   __device__ __forceinline__ ResolvedSlot resolve(const RawSlot& r) {  // as candidate() masks
     const int j = r.index;
-    bad_index |= r.exists && r.selected && (j < -1 || j >= query.kv_len);
+    // (an invalid sequence, whose slots may have been loaded before its length was known: reported as that alone)
+    bad_index |= query.valid && r.exists && r.selected && (j < -1 || j >= query.kv_len);
     const bool in_window = kLocalWindow && query.p - j < P.local_window;
     const bool visible = r.exists && (!r.selected || (j >= 0 && j <= query.p && !in_window));
     if (!visible) return {-1, -1, 0.f};
@@ -247,13 +266,16 @@ struct Gather {
     if (threadIdx.x >= kBlockN) return;
     const bool readable = r.j >= 0 && r.page >= 0 && r.page < P.num_pages;
     bad_page |= r.j >= 0 && !readable;
+    const long long page = r.page, slot = r.j % kPageSize;
     meta[(t % kMetaSlots) * kBlockN + threadIdx.x] =
-        readable ? TileRow{r.page, r.j % kPageSize, r.bias, 0} : TileRow{-1, 0, SWAJIT_NEG_INF, 0};
+        readable ? TileRow{(page * P.k_stride_page + slot * P.k_stride_token) * kKvBytes,
+                           (page * P.v_stride_page + slot * P.v_stride_token) * kKvBytes, r.bias, 0}
+                 : TileRow{-1, -1, SWAJIT_NEG_INF, 0};
   }
   // Tile t's K rows (and V rows) of kKRowBytes (kVRowBytes) each into its stage, zero-filled where there is nothing.
   // When the threads are whole rows of 16-byte chunks (kThreads a multiple of kChunksPerToken), each thread copies
   // the same chunk of every kTokensPerPass-th row: its cache, column and destination offsets are fixed, and a copy
-  // costs one ring read, two multiply-adds and the cp.async (the general loop recomputed all of them per chunk).
+  // costs one ring read of the row's offset, an add and the cp.async.
   __device__ __forceinline__ void copy(int t) const {
     constexpr int kChunksPerToken = kKChunks + (kSharedKv ? 0 : kVChunks);
     const TileRow* tile_rows = rows(t);
@@ -265,16 +287,17 @@ struct Gather {
       const int c = is_k ? chunk : chunk - kKChunks;
       const char* base = is_k ? static_cast<const char*>(P.k_cache) + (kv_head * P.k_stride_head) * kKvBytes + c * 16
                               : static_cast<const char*>(P.v_cache) + (kv_head * P.v_stride_head) * kKvBytes + c * 16;
-      const long long page_bytes = (is_k ? P.k_stride_page : P.v_stride_page) * kKvBytes;
-      const long long token_bytes = (is_k ? P.k_stride_token : P.v_stride_token) * kKvBytes;
+      const long long* offsets = is_k ? &tile_rows[0].k_offset : &tile_rows[0].v_offset;  // row r's: offsets[r * kOffsetStride]
+      constexpr int kOffsetStride = int(sizeof(TileRow) / sizeof(long long));
       const u32 dst = smem_u32(dst_stage) + (is_k ? 0 : kBlockN * kKRowBytes) + c * 16;
       const int row_bytes = is_k ? kKRowBytes : kVRowBytes;
+      constexpr int kPasses = (kBlockN + kTokensPerPass - 1) / kTokensPerPass;  // (a fixed count: no remainder loop)
+      const int first_token = threadIdx.x / kChunksPerToken;
 #pragma unroll 4
-      for (int token = threadIdx.x / kChunksPerToken; token < kBlockN; token += kTokensPerPass) {
-        const TileRow row = tile_rows[token];
-        const bool valid = row.page >= 0;
-        const char* src = base + (valid ? row.page * page_bytes + row.slot * token_bytes : 0);
-        cp_async_16_l2<kL2PrefetchBytes>(dst + u32(token * row_bytes), src, valid);
+      for (int pass = 0; pass < kPasses; ++pass) {
+        const int token = first_token + pass * kTokensPerPass;
+        if (kBlockN % kTokensPerPass != 0 && token >= kBlockN) break;
+        cp_async_row_chunk<kL2PrefetchBytes>(dst + u32(token * row_bytes), base, offsets[token * kOffsetStride]);
       }
     } else {
       const char* k_cache = static_cast<const char*>(P.k_cache);
@@ -282,15 +305,11 @@ struct Gather {
 #pragma unroll 2  // (4 made ptxas cap the tile kernel at 64 registers and spill)
       for (int i = threadIdx.x; i < kBlockN * kChunksPerToken; i += kThreads) {
         const int token = i / kChunksPerToken, chunk = i % kChunksPerToken;
-        const TileRow row = tile_rows[token];
-        const bool valid = row.page >= 0;
-        const long long page = valid ? row.page : 0, slot = row.slot;
         const bool is_k = chunk < kKChunks;
         const int c = is_k ? chunk : chunk - kKChunks;
-        const char* src = is_k ? k_cache + (page * P.k_stride_page + slot * P.k_stride_token + kv_head * P.k_stride_head) * kKvBytes
-                               : v_cache + (page * P.v_stride_page + slot * P.v_stride_token + kv_head * P.v_stride_head) * kKvBytes;
+        const char* base = is_k ? k_cache + kv_head * P.k_stride_head * kKvBytes : v_cache + kv_head * P.v_stride_head * kKvBytes;
         unsigned char* dst = dst_stage + (is_k ? token * kKRowBytes : kBlockN * kKRowBytes + token * kVRowBytes) + c * 16;
-        cp_async_16_l2<kL2PrefetchBytes>(smem_u32(dst), src + c * 16, valid);
+        cp_async_row_chunk<kL2PrefetchBytes>(smem_u32(dst), base + c * 16, is_k ? tile_rows[token].k_offset : tile_rows[token].v_offset);
       }
     }
   }
@@ -310,10 +329,19 @@ struct Gather {
   }
   // The prologue: tiles 0 .. kStages - 1 looked up, the next two started, tiles 0 .. kStages - 2 in flight (one
   // commit group each). Ends with a __syncthreads, which also publishes what the caller wrote to shared memory before.
+  // Every index load is issued before the first block-table load, and those before the first store to the ring (a
+  // store may alias a later load for the compiler): two memory latencies in all, not two per tile.
   __device__ __forceinline__ void start() {
-    for (int t = 0; t < kStages; ++t) store(t, resolve(raw(t)));
-    resolved_ahead = resolve(raw(kStages));
-    raw_ahead = raw(kStages + 1);
+    RawSlot raws[kStages + 2];
+#pragma unroll
+    for (int t = 0; t < kStages + 2; ++t) raws[t] = raw(t);
+    ResolvedSlot resolved[kStages + 1];
+#pragma unroll
+    for (int t = 0; t < kStages + 1; ++t) resolved[t] = resolve(raws[t]);
+#pragma unroll
+    for (int t = 0; t < kStages; ++t) store(t, resolved[t]);
+    resolved_ahead = resolved[kStages];
+    raw_ahead = raws[kStages + 1];
     __syncthreads();
     for (int t = 0; t < kStages - 1; ++t) {
       if (t < tiles) copy(t);
@@ -379,10 +407,9 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
     q_tile[i] = value;
   }
 
-  const int candidates = query.valid ? P.topk + window_count(P, p) : 0;
-  const int first = int(i64(candidates) * split / P.num_splits), last = int(i64(candidates) * (split + 1) / P.num_splits);
-  Gather gather{P, query, stages, reinterpret_cast<TileRow*>(stages + kStages * kStageBytes), kv_head, first, last,
-                      (last - first + kBlockN - 1) / kBlockN};
+  const Share share = split_share(P, query, split);
+  Gather gather{P, query, stages, reinterpret_cast<TileRow*>(stages + kStages * kStageBytes), kv_head, share.first,
+                share.last, share.tiles};
   gather.start();
 
   float acc[kRowsPerWarp][kDvPerLane];
@@ -472,31 +499,69 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
 #endif  // SWAJIT_SPARSE_MMA
 
 // Split merge, one block per (sequence, kv head, row = s * kGroup + g): out = sum_s 2^(lse_s - M) o_s /
-// (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf, or a rejected share, gives zeros.
+// (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf, or a rejected share, gives zeros. At small batch the merge
+// is on the critical path, so its loads are issued side by side rather than split after split: every warp reads the
+// log2-sum-exps itself (lane i: split i of each 32) and reduces them with shuffles (no shared memory: the loader gives
+// a merge grid the whole dynamic shared memory), then each thread reads its columns of kMergeBatch splits at once,
+// one L2 latency per batch, each split's weight shuffled from the lane that holds it.
+constexpr int kMergeBatch = 16;
+constexpr int kMergeColumns = (kHeadDimV + kMergeThreads - 1) / kMergeThreads;  // output columns per thread
+static_assert(kMergeThreads % kWarpSize == 0 && kWarpSize % kMergeBatch == 0, "whole warps, whole batches");
+
 extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(const SparseDecodeParams P) {
-  const int b = blockIdx.x, kv_head = blockIdx.y, row = blockIdx.z;
+  const int b = blockIdx.x, kv_head = blockIdx.y, row = blockIdx.z, lane = int(threadIdx.x) % kWarpSize;
   const int s = row / kGroup, head = q_head_of(P, kv_head, row % kGroup);
   wait_for_prerequisite_grid();
-  const i64 first_slot = i64(b * P.num_kv_heads + kv_head) * P.num_splits * kRows + row;
+  allow_dependent_grid_launch();  // the next kernel may start its launch now: it waits for this grid before reading
+  const i64 first_slot = i64(b * P.num_kv_heads + kv_head) * P.num_splits * kRows + row;  // split i: + i * kRows
+  const float* lse = P.partial_lse + first_slot;
   float max_lse = SWAJIT_NEG_INF;
   bool rejected = false;  // a share failed its checks (rejected_share_lse): the row is zeros
-  for (int split = 0; split < P.num_splits; ++split) {
-    const float lse = P.partial_lse[first_slot + split * kRows];
-    rejected |= lse != lse;
-    max_lse = fmaxf(max_lse, lse);
+  for (int split = lane; split < P.num_splits; split += kWarpSize) {
+    const float x = lse[i64(split) * kRows];
+    rejected |= x != x;
+    max_lse = fmaxf(max_lse, x);
   }
+  for (int o = kWarpSize / 2; o > 0; o /= 2) max_lse = fmaxf(max_lse, __shfl_xor_sync(0xffffffffu, max_lse, o));
+  rejected = __any_sync(0xffffffffu, rejected);
   const float reference = max_lse == SWAJIT_NEG_INF ? 0.f : max_lse;
   float sum = 0.f;
-  for (int split = 0; split < P.num_splits; ++split) sum += fast_exp2(P.partial_lse[first_slot + split * kRows] - reference);
+  for (int split = lane; split < P.num_splits; split += kWarpSize) sum += fast_exp2(lse[i64(split) * kRows] - reference);
+  for (int o = kWarpSize / 2; o > 0; o /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o);
   const float factor = row_normalizer(kSinkLogits ? P.sink_logits[head * P.sink_logits_stride] : 0.f, reference, sum);
-  u16* out = static_cast<u16*>(P.out) + b * P.out_stride_batch + s * P.out_stride_token + head * P.out_stride_head;
-  for (int d = threadIdx.x; d < kHeadDimV; d += kMergeThreads) {
-    float acc = 0.f;
-    for (int split = 0; split < P.num_splits; ++split) {
-      const i64 slot = first_slot + split * kRows;
-      acc += fast_exp2(P.partial_lse[slot] - reference) * static_cast<const float*>(P.partial_out)[slot * kHeadDimV + d];
+
+  float acc[kMergeColumns];
+#pragma unroll
+  for (int c = 0; c < kMergeColumns; ++c) acc[c] = 0.f;
+  const float* partial = static_cast<const float*>(P.partial_out) + first_slot * kHeadDimV;
+  for (int chunk = 0; chunk < P.num_splits; chunk += kWarpSize) {
+    const int count = min(kWarpSize, P.num_splits - chunk);
+    const float lane_weight = lane < count ? fast_exp2(lse[i64(chunk + lane) * kRows] - reference) : 0.f;  // split chunk + lane's
+#pragma unroll
+    for (int i0 = 0; i0 < kWarpSize; i0 += kMergeBatch) {
+      if (i0 >= count) break;
+      float value[kMergeBatch][kMergeColumns];
+#pragma unroll
+      for (int i = 0; i < kMergeBatch; ++i)
+#pragma unroll
+        for (int c = 0; c < kMergeColumns; ++c) {
+          const int d = int(threadIdx.x) + c * kMergeThreads;
+          value[i][c] = i0 + i < count && d < kHeadDimV ? partial[i64(chunk + i0 + i) * kRows * kHeadDimV + d] : 0.f;
+        }
+#pragma unroll
+      for (int i = 0; i < kMergeBatch; ++i) {
+        const float weight = __shfl_sync(0xffffffffu, lane_weight, i0 + i);
+#pragma unroll
+        for (int c = 0; c < kMergeColumns; ++c) acc[c] += weight * value[i][c];
+      }
     }
-    const float value = rejected ? 0.f : acc * factor * v_scale_of(P, kv_head, d);
+  }
+  u16* out = static_cast<u16*>(P.out) + b * P.out_stride_batch + s * P.out_stride_token + head * P.out_stride_head;
+#pragma unroll
+  for (int c = 0; c < kMergeColumns; ++c) {
+    const int d = int(threadIdx.x) + c * kMergeThreads;
+    if (d >= kHeadDimV) continue;
+    const float value = rejected ? 0.f : acc[c] * factor * v_scale_of(P, kv_head, d);
     out[d] = u16(pack2(value, 0.f, Elem()) & 0xffffu);
   }
 }

@@ -114,10 +114,8 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
     row_sum[row] = 0.f;
   }
 
-  const int candidates = query.valid ? P.topk + window_count(P, query.p) : 0;
-  const int first = int(i64(candidates) * split / P.num_splits), last = int(i64(candidates) * (split + 1) / P.num_splits);
-  Gather gather{P, query, stages, reinterpret_cast<TileRow*>(smem + kMetaOffset), kv_head, first, last,
-                      (last - first + kBlockN - 1) / kBlockN};
+  const Share share = split_share(P, query, split);
+  Gather gather{P, query, stages, reinterpret_cast<TileRow*>(smem + kMetaOffset), kv_head, share.first, share.last, share.tiles};
   gather.start();  // its __syncthreads publishes Q and the row statistics (also when there is no tile)
 
   float acc[kSliceTiles][4];

@@ -55,11 +55,11 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
         q_frag[k][half + 2 * high] = valid ? u32(q_row[column]) | u32(q_row[column + 1]) << 16 : 0u;
       }
   }
-  const int candidates = query.valid ? P.topk + window_count(P, query.p) : 0;
-  const int first = int(i64(candidates) * split / P.num_splits), last = int(i64(candidates) * (split + 1) / P.num_splits);
-  Gather gather{P, query, stages, reinterpret_cast<TileRow*>(stages + kStages * kStageBytes), kv_head, first, last,
-                      (last - first + kBlockN - 1) / kBlockN};
+  const Share share = split_share(P, query, split);
+  Gather gather{P, query, stages, reinterpret_cast<TileRow*>(stages + kStages * kStageBytes), kv_head, share.first,
+                share.last, share.tiles};
   gather.start();
+  report_sequence(P, query, b);
   // This lane's rows: lane / 4 (accumulator elements 0, 1) and lane / 4 + 8 (elements 2, 3).
   float acc[kOutTiles][4];
 #pragma unroll
@@ -118,12 +118,16 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
       }
       row_sum[half] = row_sum[half] * rescale[half] + sum;
     }
+    // Once a few tiles are in, a tile seldom raises a row's max (then its rescale is exactly 1): the warp skips the
+    // accumulators' rescale (a quarter of its instructions per tile) unless one of its rows changed.
+    if (__any_sync(0xffffffffu, rescale[0] != 1.f || rescale[1] != 1.f)) {
 #pragma unroll
-    for (int n = 0; n < kOutTiles; ++n) {
-      acc[n][0] *= rescale[0];
-      acc[n][1] *= rescale[0];
-      acc[n][2] *= rescale[1];
-      acc[n][3] *= rescale[1];
+      for (int n = 0; n < kOutTiles; ++n) {
+        acc[n][0] *= rescale[0];
+        acc[n][1] *= rescale[0];
+        acc[n][2] *= rescale[1];
+        acc[n][3] *= rescale[1];
+      }
     }
     // O += P V, 16 candidates at a time: score tiles 2 k and 2 k + 1 are the A fragment.
 #pragma unroll

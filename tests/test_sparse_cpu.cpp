@@ -15,6 +15,7 @@
 #include "tuner.hpp"
 #include "tensor_checks.hpp"
 #include "nvrtc_compiler.hpp"
+#include "hopper_devices.hpp"
 #include "sparse_decode_problem.hpp"
 #include "swajit/generator.hpp"
 #include "swajit/swajit.hpp"
@@ -267,4 +268,32 @@ TEST_CASE("sparse tuning: the config space, its keys and records, the presets an
   CHECK(tuned.batch == 2);
   CHECK(tuned.num_kv_heads == 2);
   CHECK(tuned.kv_len == 32);  // every sequence at the capacity of its block-table row
+}
+
+TEST_CASE("sparse splits: one wave of resident blocks, a pipeline's tiles per split (the H200's tuned winners)") {
+  AttentionCall call;  // shape a: 64 q / 8 kv heads, d128, topk 2048, page 64
+  call.head_dim = 128;
+  call.group = 8;
+  call.page_size = 64;
+  call.topk = 2048;
+  SparseDecodeProblem p;
+  p.spec = sparse_decode_kernel_spec(call);
+  p.call = call;
+  p.num_q_heads = 64;
+  p.num_kv_heads = 8;
+  p.params.topk = call.topk;
+  const SparseDecodeConfig c = sparse_decode_heuristic(p.spec, test::kH200);
+  CHECK(c.key() == "bn64_st2_mma_ts_sp1");  // 3 blocks per SM
+  const auto splits = [&](int batch) {
+    p.batch = batch;
+    return sparse_decode_splits(p, c, test::kH200);
+  };
+  CHECK(splits(1) == 16);   // session 6 run B2: 10.6 us (32 splits of one tile: 13.7)
+  CHECK(splits(8) == 6);    // 384 blocks: one wave
+  CHECK(splits(32) == 1);   // 79.4 us (3 splits, two waves: 92.4)
+  CHECK(splits(128) == 1);  // 1024 blocks
+  p.params.topk = call.topk = 512;
+  p.spec = sparse_decode_kernel_spec(call);
+  p.call = call;
+  CHECK(splits(1) == 8);    // run B3: 8.5 us (4 splits of two tiles: 9.2)
 }

@@ -12,7 +12,10 @@
 
 namespace swajit {
 namespace {
-constexpr int kWarmupCalls = 3;
+constexpr int kWarmupReplays = 3;
+constexpr double kL2Multiple = 4.0;  // a replay reads at least this many L2s of distinct rows (as the peers are timed)
+constexpr int kMaxReplicas = 16;
+constexpr double kMaxCacheBytes = double(size_t(16) << 30);  // all replicas' caches together
 constexpr uint64_t kSeed = 16;
 constexpr int kMaxPhysicalTokens = 1 << 22;  // the cache every sequence's pages are scattered over
 constexpr int kBytes16 = 2;
@@ -58,15 +61,18 @@ std::vector<SparseShape> sparse_preset(const std::string& name, int batch) {
 SparseWorkload::SparseWorkload(const SparseShape& s, int device, CUstream stream) : shape_(s), device_(device), stream_(stream) {
   const DeviceInfo& info = cuda_device(device);
   const int P = s.page_size, pages_per_seq = (s.kv_len + P - 1) / P;
-  const int num_pages = std::max(1, std::min(s.batch * pages_per_seq, kMaxPhysicalTokens / P));
+  const int num_pages = std::max(1, std::min(s.batch * pages_per_seq, kMaxPhysicalTokens / P));  // one replica's
+  const double replica_cache_bytes = double(num_pages) * P * s.num_kv_heads * (s.head_dim + (s.shared_kv ? 0 : s.head_dim)) * kBytes16;
+  replicas_ = std::clamp(int(std::ceil(kL2Multiple * info.l2_bytes / s.selected_bytes())), 1, kMaxReplicas);
+  replicas_ = std::max(1, std::min(replicas_, int(kMaxCacheBytes / replica_cache_bytes)));
   q_shape_ = {s.batch, 1, s.num_q_heads, s.head_dim};
   out_shape_ = {s.batch, 1, s.num_q_heads, s.head_dim_v};
-  cache_shape_ = {num_pages, P, s.num_kv_heads, s.head_dim};
+  cache_shape_ = {int64_t(replicas_) * num_pages, P, s.num_kv_heads, s.head_dim};
   table_shape_ = {s.batch, pages_per_seq};
   lens_shape_ = {s.batch};
   idx_shape_ = {s.batch, 1, s.topk};
   sink_shape_ = {s.num_q_heads};
-  const size_t cache_elements = size_t(num_pages) * P * s.num_kv_heads * s.head_dim;
+  const size_t cache_elements = size_t(replicas_) * num_pages * P * s.num_kv_heads * s.head_dim;
   const size_t q_elements = size_t(s.batch) * s.num_q_heads * s.head_dim;
   q_ = DeviceBuffer(q_elements * kBytes16);
   out_ = DeviceBuffer(size_t(s.batch) * s.num_q_heads * s.head_dim_v * kBytes16);
@@ -77,8 +83,11 @@ SparseWorkload::SparseWorkload(const SparseShape& s, int device, CUstream stream
   if (!s.shared_kv) fill_uniform(info, v_.ptr(), cache_elements, 3, s.dtype, stream);
   std::mt19937_64 rng(kSeed);
   std::uniform_int_distribution<int> page(0, num_pages - 1), position(0, s.kv_len - 1);
-  std::vector<int> table(size_t(s.batch) * pages_per_seq), indices(size_t(s.batch) * s.topk);
-  for (int& x : table) x = page(rng);
+  table_elements_ = int64_t(s.batch) * pages_per_seq;
+  std::vector<int> table(size_t(replicas_) * table_elements_), indices(size_t(s.batch) * s.topk);
+  for (int64_t i = 0; i < table_elements_; ++i) table[i] = page(rng);
+  for (int r = 1; r < replicas_; ++r)  // the same pages of replica r's own cache
+    for (int64_t i = 0; i < table_elements_; ++i) table[r * table_elements_ + i] = table[i] + r * num_pages;
   for (int& x : indices) x = position(rng);
   std::normal_distribution<float> sink(0.f, 1.f);
   std::vector<float> sinks(s.num_q_heads);
@@ -89,7 +98,7 @@ SparseWorkload::SparseWorkload(const SparseShape& s, int device, CUstream stream
   sinks_ = DeviceBuffer(sinks);
 }
 
-SparseWorkload::Call SparseWorkload::call(const std::optional<SparseDecodeConfig>& config, TuningPolicy policy) const {
+SparseWorkload::Call SparseWorkload::call(const std::optional<SparseDecodeConfig>& config, TuningPolicy policy, int replica) const {
   const DLDataType elem{shape_.dtype == DType::kBF16 ? uint8_t(kDLBfloat) : uint8_t(kDLFloat), 16, 1};
   const DLDataType i32{kDLInt, 32, 1}, f32{kDLFloat, 32, 1};
   Call c;
@@ -97,7 +106,7 @@ SparseWorkload::Call SparseWorkload::call(const std::optional<SparseDecodeConfig
   c.out = view(out_, out_shape_, elem, device_);
   c.k = view(k_, cache_shape_, elem, device_);
   c.v = view(v_, cache_shape_, elem, device_);
-  c.block_table = view(block_table_, table_shape_, i32, device_);
+  c.block_table = dl_tensor(static_cast<int*>(block_table_.data()) + replica * table_elements_, i32, {kDLCUDA, device_}, table_shape_);
   c.seq_lens = view(seq_lens_, lens_shape_, i32, device_);
   c.indices = view(indices_, idx_shape_, i32, device_);
   c.sinks = view(sinks_, sink_shape_, f32, device_);
@@ -116,14 +125,34 @@ SparseDecodeProblem SparseWorkload::problem() const {
   return describe_sparse_decode(c.q, c.k, shape_.shared_kv ? nullptr : &c.v, c.block_table, c.seq_lens, c.indices, c.out, options);
 }
 
-void SparseWorkload::run(const std::optional<SparseDecodeConfig>& config, TuningPolicy policy) {
-  Call c = call(config, policy);
+void SparseWorkload::run_replica(int replica, const std::optional<SparseDecodeConfig>& config, TuningPolicy policy) {
+  Call c = call(config, policy, replica);
   c.options.sink_logits = shape_.sink_logits ? &c.sinks : nullptr;
   sparse_decode(c.q, c.k, shape_.shared_kv ? nullptr : &c.v, c.block_table, c.seq_lens, c.indices, c.out, stream_, c.options);
 }
 
+void SparseWorkload::run(const std::optional<SparseDecodeConfig>& config, TuningPolicy policy) { run_replica(0, config, policy); }
+
 double SparseWorkload::time_us(const std::optional<SparseDecodeConfig>& config, int reps, TuningPolicy policy) {
-  return 1e3 * median_ms([&] { run(config, policy); }, kWarmupCalls, reps, stream_, cuda_device(device_));
+  const cuda::Driver& d = cuda::driver();
+  run(config, policy);  // compiled and its scratch allocated before the capture
+  check_device_errors(device_, stream_);
+  CUgraph graph;
+  CUgraphExec exec;
+  cuda::check(d.cuStreamBeginCapture(stream_, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL), "cuStreamBeginCapture");
+  try {
+    for (int r = 0; r < replicas_; ++r) run_replica(r, config, policy);
+  } catch (...) {
+    d.cuStreamEndCapture(stream_, &graph);
+    throw;
+  }
+  cuda::check(d.cuStreamEndCapture(stream_, &graph), "cuStreamEndCapture");
+  cuda::check(d.cuGraphInstantiateWithFlags(&exec, graph, 0), "cuGraphInstantiate");
+  const double ms = median_ms([&] { cuda::check(d.cuGraphLaunch(exec, stream_), "cuGraphLaunch"); }, kWarmupReplays, reps,
+                              stream_, cuda_device(device_));
+  d.cuGraphExecDestroy(exec);
+  d.cuGraphDestroy(graph);
+  return ms * 1e3 / replicas_;
 }
 
 std::vector<uint16_t> SparseWorkload::download_out() const {

@@ -43,7 +43,9 @@ class SparseWorkload {
   SparseDecodeProblem problem() const;  // the validated call (spec, grid) the runtime sees
   // One call; `config` forces a config, else the runtime chooses by `policy`.
   void run(const std::optional<SparseDecodeConfig>& config, TuningPolicy policy = TuningPolicy::kDefault);
-  // Median microseconds of `reps` calls (L2 evicted before each).
+  // Median microseconds of one call: a CUDA graph of one call per replica (each on its own cache, so that a replay
+  // reads several L2s' worth of distinct rows, as the peers are timed), replayed `reps` times with the L2 evicted before
+  // each replay, divided by the replicas.
   double time_us(const std::optional<SparseDecodeConfig>& config, int reps, TuningPolicy policy = TuningPolicy::kDefault);
   // Relative L2 error of the last output against the CUDA-core kernel's output (computed once, on first use).
   double relative_error();
@@ -53,12 +55,15 @@ class SparseWorkload {
     DLTensor q, k, v, out, block_table, seq_lens, indices, sinks;
     SparseDecodeOptions options;
   };
-  Call call(const std::optional<SparseDecodeConfig>& config, TuningPolicy policy) const;
+  Call call(const std::optional<SparseDecodeConfig>& config, TuningPolicy policy, int replica = 0) const;
+  void run_replica(int replica, const std::optional<SparseDecodeConfig>& config, TuningPolicy policy);
   std::vector<uint16_t> download_out() const;
   SparseShape shape_;
   int device_;
   CUstream stream_;
   mutable std::vector<int64_t> q_shape_, out_shape_, cache_shape_, table_shape_, lens_shape_, idx_shape_, sink_shape_;
+  int replicas_ = 1;  // caches side by side; replica r's block table points at its own pages
+  int64_t table_elements_ = 0;
   DeviceBuffer q_, k_, v_, out_, block_table_, seq_lens_, indices_, sinks_;
   std::vector<uint16_t> expected_;  // the CUDA-core kernel's output
 };

@@ -434,7 +434,7 @@ PrefillTuneReport tune_prefill_shape(const PrefillShape& shape, const DeviceInfo
 }
 
 std::vector<SparseDecodeConfig> sparse_config_space(const KernelSpec& spec, int max_splits) {
-  constexpr int kSparseBlockNs[] = {32, 64, 128}, kSparseStages[] = {2, 3, 4}, kSparseSplits[] = {1, 2, 3, 4, 6, 8, 16};
+  constexpr int kSparseBlockNs[] = {32, 64, 128}, kSparseStages[] = {2, 3, 4}, kSparseSplits[] = {1, 2, 3, 4, 6, 8, 16, 32};
   // 16-bit caches: the tensor-core kernels (the CUDA-core one is slower everywhere); 8-bit: the CUDA-core kernel
   std::vector<std::pair<bool, bool>> kernels;  // (mma, token_split)
   if (spec.kv_quant == KvQuant::kNone) kernels = {{true, false}, {true, true}};
@@ -452,7 +452,7 @@ std::vector<SparseDecodeConfig> sparse_config_space(const KernelSpec& spec, int 
 }
 
 SparseTuneReport tune_sparse_shape(const SparseShape& shape, const DeviceInfo& device, CUstream stream, const TuneOptions& o) {
-  constexpr int kMaxSparseSplits = 16;
+  constexpr int kMaxSparseSplits = 32;  // batch 1: one or two tiles per split
   const auto start = std::chrono::steady_clock::now();
   SparseWorkload workload(shape, device.ordinal, stream);
   const SparseDecodeProblem problem = workload.problem();
