@@ -65,7 +65,7 @@ struct SpecFlags {
 
 struct ConfigFlags {
   std::optional<int> block_m, block_n, warps_n, stages, num_splits, m_tiles, min_blocks, warp_specialize, producer;
-  std::optional<bool> wgmma, tma, persistent, mma, token_split, fused_merge, l2_prefetch, mla;
+  std::optional<bool> wgmma, tma, persistent, mma, token_split, fused_merge, l2_prefetch, mla, integer_scores, pages_first;
   void add_to(CLI::App& app) {
     app.add_option("--block-m", block_m, "prefill: query rows per block");
     app.add_option("--m-tiles", m_tiles, "prefill: 16-row mma tiles per warp (1 or 2)");
@@ -82,6 +82,10 @@ struct ConfigFlags {
                    "paged_decode: 0 every warp loads, 1 a producer warp with cp.async and mbarriers, 2 the same with bulk row copies, 3 as 2 with K and V on their own barriers (sm_90)");
     app.add_option("--fused-merge", fused_merge,
                    "paged_decode, split-KV: the last block of a (sequence, kv head) merges its partial results, no merge grid (true/false)");
+    app.add_option("--pages-first", pages_first,
+                   "paged_decode, cp.async loaders: read a tile's block_table entries before checking any (true/false)");
+    app.add_option("--integer-scores", integer_scores,
+                   "paged_decode, int8 K/V: the scores on the integer tensor cores, Q quantized per row to 14 bits (true/false)");
     app.add_option("--splits", num_splits, "split-KV work items per (sequence, kv head) on average; 0: from the grid's capacity (the heuristic's)");
     app.add_option("--mma", mma, "sparse_decode: tensor cores (true/false; false: the CUDA-core kernel)");
     app.add_option("--token-split", token_split, "sparse_decode, mma: the warps split each tile's candidates (true/false)");
@@ -90,7 +94,7 @@ struct ConfigFlags {
   }
   bool any() const {
     return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || persistent || mma ||
-           producer || token_split || fused_merge || l2_prefetch || mla;
+           producer || token_split || fused_merge || l2_prefetch || mla || integer_scores || pages_first;
   }
   // Flags given on top of `base`.
   DecodeConfig apply(DecodeConfig base) const {
@@ -100,6 +104,8 @@ struct ConfigFlags {
     if (num_splits) base.num_splits = *num_splits;
     if (producer) base.producer = *producer;
     if (fused_merge) base.fused_merge = *fused_merge;
+    if (integer_scores) base.integer_scores = *integer_scores;
+    if (pages_first) base.pages_first = *pages_first;
     return base;
   }
   SparseDecodeConfig apply(SparseDecodeConfig base) const {

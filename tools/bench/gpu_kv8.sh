@@ -1,56 +1,100 @@
 #!/usr/bin/env bash
-# Issue 14 on the GPU machine (branch s3-kv8): 8-bit KV dequantized in registers, and the heuristic's stage depth
-# chosen by bytes in flight. Correctness first (every 8-bit decode case of `swajit check`, then the GPU test
-# suite's decode correctness matrix), then `swajit bench decode` on the issue's grid (32 q / 8 kv heads, head_dim
-# 128, page 16, window 4096, kv_len 32768) for bf16, int8 and fp8 at q_seqlen 1 and 4, each table with the floor and
-# % of floor. In one run the 8-bit heuristic (bn64 wn4 st5) alternates with the old default depth forced (bn64 wn4
-# st3), then sweeps of the new depths (int8) and of bf16's deeper pipelines of smaller tiles against its default
-# (bn64 wn4 st3). Compare with FlashInfer's tensor-core decode rows (bf16) and its fp8-KV decode
-# (../shared/peers/flashinfer_peer.py) of the same device run. The pre-change 8-bit path (widened through shared
-# memory) is main's binary: run tools/bench/gpu_ab.sh with both builds for a same-run A/B.
-# Usage, from a checkout of s3-kv8 with .carry/ made by tools/bench/prepare_gpu_carry.sh:
-#   tools/bench/gpu_kv8.sh CARRY_DIR LOG_DIR      (about 3-4 minutes)
+# Issue 14, 8-bit KV decode (int8 / fp8 e4m3) on the GPU machine: correctness first, then the grid's 8-bit rows timed
+# beside their floor (KV bytes in the window, 1 byte per element, over the read bandwidth measured in the same process)
+# for the default (heuristic) config and each knob forced, bf16 as the reference, FlashInfer's fp8-KV decode last.
+# Knobs (DecodeConfig, CLI flags of `swajit bench decode`):
+# - pages_first (`--pages-first true`, key _pf): the cp.async loaders read a tile's block_table entries before checking
+#   any. Without it each thread's entries were read one after another (every read sat behind the range check and
+#   status report of the one before; SASS of the 8-bit tile loop: 8 dependent LDG round trips per tile).
+# - integer_scores (`--integer-scores true`, key _is, int8 only): the scores on the integer tensor cores (mma s8,
+#   int32 accumulators), Q quantized per row to 14 bits (hi and lo int8 operands), the K bytes fed as stored.
+# - tiles: bn64 wn2 (32 tokens a warp, as the default's bn128 wn4, in 4 blocks an SM instead of 2), producer 4 (TMA
+#   page boxes: no loads in the compute warps).
+# Usage (binaries from tools/bench/prepare_gpu_carry.sh):  gpu_kv8.sh CARRY_DIR LOG_DIR [mid]   (about 100 s)
+# `mid` (the mid-session run) adds the knob sweeps and one ncu profile; without it: the default, the knobs on the
+# default tile, and FlashInfer fp8 beside them.
 set -uo pipefail
-bin=${1:-.carry}
-log=${2:-${OUT:-/tmp/swajit-out}}
-mkdir -p "$log"
-export LD_LIBRARY_PATH=$PWD/$bin/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-grid=(--batch 1,8,32,128 --kv-len 32768 --q-seqlen 1,4)
+carry=$(cd "${1:-.carry}" && pwd) logs=${2:-${OUT:-/tmp/swajit-out}} mode=${3:-final}
+here=$(cd "$(dirname "$0")" && pwd) root=$PWD
+mkdir -p "$logs"
+export LD_LIBRARY_PATH=$carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# A fresh database outside the log folder, no shipped winners: heuristic or forced configs.
+export SWAJIT_DB=$(mktemp -d)/kv8.db SWAJIT_SHIPPED=0
+swajit=$carry/swajit
+failed="" start=$(date +%s)
+step() { echo; echo "==== $* ($(( $(date +%s) - start ))s into the script)"; }
+limited() { timeout 60 "$@"; }  # a hung kernel (an mbarrier never completing) costs at most this long per command
 
-echo "==== check: 8-bit KV decode cases (expect every line 'ok', none FAIL)"
-for filter in "int8 KV" "fp8 KV"; do
-  "$bin/swajit" check --device cuda --filter "$filter" 2>&1 | tee -a "$log/kv8_check.log" | tail -20
-done
-echo "==== GPU tests: decode correctness matrix, 8-bit cases included (expect 'Status: SUCCESS')"
-"$bin/test_decode_gpu" -tc="correctness matrix against the reference" 2>&1 | tee "$log/kv8_tests.log" | tail -6
+# FlashInfer's fp8 decode modules build on the host CPU while swajit runs (timed on the GPU only at the end).
+fi_ok=0
+if [ "$mode" != mid ] && ls "$root"/.whl/*.whl > /dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$root"/.whl/*.whl \
+    > "$logs/fi_install.log" 2>&1 && fi_ok=1
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+  jit_cache=(); [ -e "$root/.peers/flashinfer_jit_h200.tgz" ] && jit_cache=(--jit-cache "$root/.peers/flashinfer_jit_h200.tgz")
+  [ $fi_ok = 1 ] && (timeout 100 python3 "$here/decode_peers.py" --cases fp8 --jit-only "${jit_cache[@]}" > "$logs/fi_jit.log" 2>&1 &)
+fi
 
-echo "==== bench bf16 (heuristic; floor and % of floor per row)"
-"$bin/swajit" bench decode "${grid[@]}" 2>&1 | tee "$log/kv8_bench_bf16.log"
-for round in 1; do  # raise for drift estimates
-  for quant in int8 fp8; do
-    echo "==== bench $quant round $round: heuristic (register dequant, bn64 wn4 st5)"
-    "$bin/swajit" bench decode "${grid[@]}" --kv-quant $quant 2>&1 | tee -a "$log/kv8_bench_${quant}.log"
-    echo "==== bench $quant round $round: old default depth forced (register dequant, bn64 wn4 st3)"
-    "$bin/swajit" bench decode "${grid[@]}" --kv-quant $quant --block-n 64 --warps-n 4 --stages 3 2>&1 |
-      tee -a "$log/kv8_bench_${quant}_st3.log"
-  done
+step "check: every 8-bit decode case (int8 KV, fp8 KV: the loaders, tiles, TMA pages, integer scores) and pages first"
+for filter in "int8 KV" "fp8 KV" "pages first"; do
+  limited "$swajit" check --device cuda --filter "$filter" >> "$logs/kv8_check.log" 2>&1
+  rc=$?
+  [ $rc -ne 0 ] && failed+=" check[$filter]:rc$rc"
 done
-echo "==== int8 sweep, batch 32 and 128: depth and tile width at equal bytes in flight (bn128 8-bit = bn64 16-bit bytes)"
-for cfg in 64:4:3 64:4:5 64:4:7 128:4:3 128:4:4 32:2:5; do
-  set -- ${cfg//:/ }
-  echo "config block_n=$1 warps_n=$2 stages=$3"
-  "$bin/swajit" bench decode --batch 32,128 --kv-len 32768 --q-seqlen 1,4 --kv-quant int8 --block-n $1 --warps-n $2 --stages $3 2>&1 | grep '^| [0-9]'
-done 2>&1 | tee "$log/kv8_sweep_int8.log"
-echo "==== bf16 knobs against the default (bn64 wn4 st3), alternating, batch 32 and 128: deeper pipelines of smaller tiles"
-for round in 1; do
-  for cfg in 64:4:3 32:2:5 32:2:7 64:4:4; do
-    set -- ${cfg//:/ }
-    echo "round $round config block_n=$1 warps_n=$2 stages=$3"
-    "$bin/swajit" bench decode --batch 32,128 --kv-len 32768 --q-seqlen 1,4 --block-n $1 --warps-n $2 --stages $3 2>&1 | grep '^| [0-9]'
-  done
-done 2>&1 | tee "$log/kv8_sweep_bf16.log"
-echo "==== bench int8 and fp8 with learned sinks, q_seqlen 1 and 4, batch 32"
-for quant in int8 fp8; do
-  "$bin/swajit" bench decode --batch 32 --kv-len 32768 --q-seqlen 1,4 --sink-logits --kv-quant $quant 2>&1 |
-    tee -a "$log/kv8_bench_sinks.log"
+grep -E "^FAIL|passed" "$logs/kv8_check.log"
+grep -q "^FAIL" "$logs/kv8_check.log" && failed+=" check-FAIL-lines"
+[ -n "$failed" ] && echo "CORRECTNESS FAILED ($failed): the timings below do not count"
+
+bench() {  # name, then bench decode flags (after the grid's)
+  local name=$1; shift
+  step "bench $name: $*"
+  limited "$swajit" bench decode "${grid[@]}" "$@" 2>&1 | tee "$logs/bench_$name.log" | grep -E "^\| [0-9]|^measured|rror"
+}
+tile128=(--block-n 128 --warps-n 4 --stages 3 --splits 0)  # the 8-bit default tile (heuristic.cpp)
+tile64=(--block-n 64 --warps-n 2 --stages 3 --splits 0)
+# 32 q / 8 kv heads, d128, page 16, window 4096, kv 32768; % of the halved floor on every row. Session 5 run C: fp8
+# b32 96.5 (63%) / q4 107.9, b128 347.3 (70%) / q4 385.5; int8 b32 104.9, b128 380.3 (FlashInfer fp8 118.1 / 422.0).
+grid=(--batch 32,128,256 --kv-len 32768 --q-seqlen 1,4 --reps 20)
+for q in fp8 int8; do
+  bench ${q}_default --kv-quant $q
+  bench ${q}_pages_first --kv-quant $q "${tile128[@]}" --pages-first true
 done
+bench int8_integer --kv-quant int8 "${tile128[@]}" --integer-scores true
+bench int8_integer_pages_first --kv-quant int8 "${tile128[@]}" --integer-scores true --pages-first true
+grid=(--batch 32,128 --kv-len 32768 --q-seqlen 1,4 --sink-logits --reps 20)
+for q in fp8 int8; do
+  bench ${q}_sinks_default --kv-quant $q
+  bench ${q}_sinks_pages_first --kv-quant $q "${tile128[@]}" --pages-first true
+done
+if [ "$mode" = mid ]; then
+  grid=(--batch 32,128,256 --kv-len 32768 --q-seqlen 1 --reps 20)
+  bench fp8_bn64 --kv-quant fp8 "${tile64[@]}" --pages-first true
+  bench fp8_bn64_st4 --kv-quant fp8 --block-n 64 --warps-n 2 --stages 4 --splits 0 --pages-first true
+  bench fp8_bn128_st4 --kv-quant fp8 --block-n 128 --warps-n 4 --stages 4 --splits 0 --pages-first true
+  bench fp8_tma_bn128 --kv-quant fp8 "${tile128[@]}" --producer 4
+  bench fp8_tma_bn64_st4 --kv-quant fp8 --block-n 64 --warps-n 2 --stages 4 --splits 0 --producer 4
+  bench int8_integer_bn64 --kv-quant int8 "${tile64[@]}" --integer-scores true --pages-first true
+fi
+# bf16 reference rows (its own floor), default and pages first on the heuristic's tiles (b32: bn64 wn4, b128: bn32 wn2).
+grid=(--kv-len 32768 --q-seqlen 1,4 --reps 20)
+bench bf16_default --batch 32,128
+bench bf16_b32_pages_first --batch 32 --block-n 64 --warps-n 4 --stages 3 --splits 0 --pages-first true
+bench bf16_b128_pages_first --batch 128 --block-n 32 --warps-n 2 --stages 3 --splits 0 --pages-first true
+
+if [ "$mode" = mid ] && command -v ncu > /dev/null; then
+  step "ncu: fp8 b128 q1, pages first (bn128 wn4 st3): the decode kernel only"
+  timeout 60 ncu --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section InstructionStats \
+    --kernel-name regex:swajit_paged_decode --launch-count 1 \
+    "$swajit" bench decode --batch 128 --kv-len 32768 --q-seqlen 1 --kv-quant fp8 --reps 1 "${tile128[@]}" --pages-first true \
+    > "$logs/ncu_fp8_b128.log" 2>&1
+  grep -E "Duration|Memory Throughput|DRAM Throughput|Issue Slots|Eligible|Stall|Warp Cycles Per Issued|Registers|Achieved Occupancy" \
+    "$logs/ncu_fp8_b128.log" | head -40
+fi
+
+if [ $fi_ok = 1 ]; then
+  step "FlashInfer 0.7.2 fp8-KV decode (tensor cores and CUDA cores), the same grid (its floor: bytes / its own probe)"
+  timeout 90 python3 "$here/decode_peers.py" --cases fp8 --batches 32,128,256 --budget-s 80 "${jit_cache[@]}" 2>&1 |
+    grep -vE "INFO|Warning" | tee "$logs/fi_fp8.log" | grep -E "kind=decode_peer|rror"
+fi
+echo "==== done in $(( $(date +%s) - start )) s"
+[ -z "$failed" ]
