@@ -861,7 +861,7 @@ SWAJIT_DEVICE void attend_item(const PagedDecodeParams& P, const DecodeWork& wor
   if (kProducer > 0 && threadIdx.x == 0) barriers.invalidate();
 }
 
-extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(const __grid_constant__ PagedDecodeParams P) {
+extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocks) SWAJIT_DECODE_KERNEL(const __grid_constant__ PagedDecodeParams P) {
   wait_for_prerequisite_grid();  // a programmatic dependent launch: nothing is read before the stream's prior work ends
   DecodeWork work;
   ScheduledBlock schedule;

@@ -120,8 +120,12 @@ TEST_CASE("decode knobs: integer int8 scores and pages-first loads compile on sm
   pages_first.pages_first = true;
   DecodeConfig both = integer;
   both.pages_first = true;
-  CHECK(both.compile_key() == "bn128_wn4_st3_pf_is");
+  both.min_blocks = 2;
+  CHECK(both.compile_key() == "bn128_wn4_st3_pf_oc2_is");
   for (const DecodeConfig& c : {integer, pages_first, both}) CHECK(DecodeConfig::from_key(c.key()) == c);
+  DecodeConfig too_many = integer;
+  too_many.min_blocks = 5;
+  CHECK_THROWS_AS(too_many.validate(KernelSpec::from_key("paged_decode_bf16_d128_p16_nhd_q1_g4_local_kvint8")), Error);
   CHECK_THROWS_AS(integer.validate(KernelSpec::from_key("paged_decode_bf16_d128_p16_nhd_q1_g4_local_kvfp8")), Error);
   if (!nvrtc::available()) return;
   struct Case { const char* key; DecodeConfig config; bool sm80; };

@@ -70,7 +70,7 @@ struct ConfigFlags {
     app.add_option("--block-m", block_m, "prefill: query rows per block");
     app.add_option("--m-tiles", m_tiles, "prefill: 16-row mma tiles per warp (1 or 2)");
     app.add_option("--wgmma", wgmma, "prefill: Hopper warpgroup MMA (true/false)");
-    app.add_option("--min-blocks", min_blocks, "prefill: blocks per SM to leave registers for (1..4)");
+    app.add_option("--min-blocks", min_blocks, "prefill, paged_decode: blocks per SM to leave registers for (1..4)");
     app.add_option("--warp-specialize", warp_specialize,
                    "prefill, wgmma: 0 all warps load, 1 producer/consumer warpgroups, 2 also S(t+1) before softmax(t), 3 also ping-pong (block_m 128)");
     app.add_option("--tma", tma, "prefill, warp specialized: K/V tiles moved by the TMA engine (true/false)");
@@ -106,6 +106,7 @@ struct ConfigFlags {
     if (fused_merge) base.fused_merge = *fused_merge;
     if (integer_scores) base.integer_scores = *integer_scores;
     if (pages_first) base.pages_first = *pages_first;
+    if (min_blocks) base.min_blocks = *min_blocks;
     return base;
   }
   SparseDecodeConfig apply(SparseDecodeConfig base) const {

@@ -9,7 +9,8 @@
 # - integer_scores (`--integer-scores true`, key _is, int8 only): the scores on the integer tensor cores (mma s8,
 #   int32 accumulators), Q quantized per row to 14 bits (hi and lo int8 operands), the K bytes fed as stored.
 # - tiles: bn64 wn2 (32 tokens a warp, as the default's bn128 wn4, in 4 blocks an SM instead of 2), producer 4 (TMA
-#   page boxes: no loads in the compute warps).
+#   page boxes: no loads in the compute warps), min_blocks (`--min-blocks 2`, key _oc2: registers capped for 2 blocks
+#   an SM).
 # Usage (binaries from tools/bench/prepare_gpu_carry.sh):  gpu_kv8.sh CARRY_DIR LOG_DIR [mid]   (about 100 s)
 # `mid` (the mid-session run) adds the knob sweeps and one ncu profile; without it: the default, the knobs on the
 # default tile, and FlashInfer fp8 beside them.
@@ -36,7 +37,7 @@ if [ "$mode" != mid ] && ls "$root"/.whl/*.whl > /dev/null 2>&1; then
 fi
 
 step "check: every 8-bit decode case (int8 KV, fp8 KV: the loaders, tiles, TMA pages, integer scores) and pages first"
-for filter in "int8 KV" "fp8 KV" "pages first"; do
+for filter in "int8 KV" "fp8 KV" "pages first" "min blocks"; do
   limited "$swajit" check --device cuda --filter "$filter" >> "$logs/kv8_check.log" 2>&1
   rc=$?
   [ $rc -ne 0 ] && failed+=" check[$filter]:rc$rc"
@@ -54,32 +55,34 @@ tile128=(--block-n 128 --warps-n 4 --stages 3 --splits 0)  # the 8-bit default t
 tile64=(--block-n 64 --warps-n 2 --stages 3 --splits 0)
 # 32 q / 8 kv heads, d128, page 16, window 4096, kv 32768; % of the halved floor on every row. Session 5 run C: fp8
 # b32 96.5 (63%) / q4 107.9, b128 347.3 (70%) / q4 385.5; int8 b32 104.9, b128 380.3 (FlashInfer fp8 118.1 / 422.0).
-grid=(--batch 32,128,256 --kv-len 32768 --q-seqlen 1,4 --reps 20)
+grid=(--batch 32,128,256 --kv-len 32768 --q-seqlen 1,4 --reps 15)
+# Producer 4 (TMA pages, `_tma_oc2`) with the registers capped for 2 blocks an SM (240 -> 168 registers, no spills;
+# uncapped, its 160-thread blocks ran one an SM: session 5 run B2, 3-4% slower than the default).
 for q in fp8 int8; do
   bench ${q}_default --kv-quant $q
   bench ${q}_pages_first --kv-quant $q "${tile128[@]}" --pages-first true
+  bench ${q}_tma_oc2 --kv-quant $q "${tile128[@]}" --producer 4 --min-blocks 2
 done
-bench int8_integer --kv-quant int8 "${tile128[@]}" --integer-scores true
 bench int8_integer_pages_first --kv-quant int8 "${tile128[@]}" --integer-scores true --pages-first true
-grid=(--batch 32,128 --kv-len 32768 --q-seqlen 1,4 --sink-logits --reps 20)
+grid=(--batch 32,128 --kv-len 32768 --q-seqlen 1,4 --sink-logits --reps 15)
 for q in fp8 int8; do
   bench ${q}_sinks_default --kv-quant $q
   bench ${q}_sinks_pages_first --kv-quant $q "${tile128[@]}" --pages-first true
 done
-if [ "$mode" = mid ]; then
-  grid=(--batch 32,128,256 --kv-len 32768 --q-seqlen 1 --reps 20)
-  bench fp8_bn64 --kv-quant fp8 "${tile64[@]}" --pages-first true
-  bench fp8_bn64_st4 --kv-quant fp8 --block-n 64 --warps-n 2 --stages 4 --splits 0 --pages-first true
-  bench fp8_bn128_st4 --kv-quant fp8 --block-n 128 --warps-n 4 --stages 4 --splits 0 --pages-first true
-  bench fp8_tma_bn128 --kv-quant fp8 "${tile128[@]}" --producer 4
-  bench fp8_tma_bn64_st4 --kv-quant fp8 --block-n 64 --warps-n 2 --stages 4 --splits 0 --producer 4
-  bench int8_integer_bn64 --kv-quant int8 "${tile64[@]}" --integer-scores true --pages-first true
-fi
 # bf16 reference rows (its own floor), default and pages first on the heuristic's tiles (b32: bn64 wn4, b128: bn32 wn2).
-grid=(--kv-len 32768 --q-seqlen 1,4 --reps 20)
+grid=(--kv-len 32768 --q-seqlen 1,4 --reps 15)
 bench bf16_default --batch 32,128
 bench bf16_b32_pages_first --batch 32 --block-n 64 --warps-n 4 --stages 3 --splits 0 --pages-first true
 bench bf16_b128_pages_first --batch 128 --block-n 32 --warps-n 2 --stages 3 --splits 0 --pages-first true
+if [ "$mode" = mid ]; then
+  grid=(--batch 32,128,256 --kv-len 32768 --q-seqlen 1 --reps 15)
+  bench fp8_bn64 --kv-quant fp8 "${tile64[@]}" --pages-first true
+  bench int8_integer --kv-quant int8 "${tile128[@]}" --integer-scores true
+  bench fp8_tma_bn128 --kv-quant fp8 "${tile128[@]}" --producer 4
+  bench fp8_tma_bn64_st4_oc3 --kv-quant fp8 --block-n 64 --warps-n 2 --stages 4 --splits 0 --producer 4 --min-blocks 3
+  bench int8_integer_bn64 --kv-quant int8 "${tile64[@]}" --integer-scores true --pages-first true
+  bench int8_tma_oc2_integer --kv-quant int8 "${tile128[@]}" --producer 4 --min-blocks 2 --integer-scores true
+fi
 
 if [ "$mode" = mid ] && command -v ncu > /dev/null; then
   step "ncu: fp8 b128 q1, pages first (bn128 wn4 st3): the decode kernel only"

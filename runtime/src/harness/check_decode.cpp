@@ -173,6 +173,12 @@ void add_pages_first_cases(const Add& add) {
         c.kv_quant = quant; c.q_seqlen = 2; c.seq_lens = {2, 33, 700, 2100}; c.local_window = 1000;
         c.config = first(DecodeConfig{64, 2, 3, 3, producer});
       });
+    // Registers capped for 2 blocks an SM (DecodeConfig::min_blocks), the producer configs it is for.
+    add("min blocks 2" + kv + ", producer 4, q4, sinks, capacity", [&](DecodeCase& c) {
+      c.kv_quant = quant; c.q_seqlen = 4; c.sink_logits = true; c.seq_lens = {0, 4, 129, 1000, 4099}; c.local_window = 4096;
+      c.config = DecodeConfig{quant == KvQuant::kNone ? 64 : 128, 4, 3, DecodeConfig::kSplitsFromCapacity, DecodeConfig::kProducerTma};
+      c.config->min_blocks = 2;
+    });
   }
 }
 
