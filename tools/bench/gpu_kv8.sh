@@ -65,10 +65,7 @@ for q in fp8 int8; do
 done
 bench int8_integer_pages_first --kv-quant int8 "${tile128[@]}" --integer-scores true --pages-first true
 grid=(--batch 32,128 --kv-len 32768 --q-seqlen 1,4 --sink-logits --reps 15)
-for q in fp8 int8; do
-  bench ${q}_sinks_default --kv-quant $q
-  bench ${q}_sinks_pages_first --kv-quant $q "${tile128[@]}" --pages-first true
-done
+for q in fp8 int8; do bench ${q}_sinks_default --kv-quant $q; done
 # bf16 reference rows (its own floor), default and pages first on the heuristic's tiles (b32: bn64 wn4, b128: bn32 wn2).
 grid=(--kv-len 32768 --q-seqlen 1,4 --reps 15)
 bench bf16_default --batch 32,128
@@ -77,8 +74,6 @@ bench bf16_b128_pages_first --batch 128 --block-n 32 --warps-n 2 --stages 3 --sp
 if [ "$mode" = mid ]; then
   grid=(--batch 32,128,256 --kv-len 32768 --q-seqlen 1 --reps 15)
   bench fp8_bn64 --kv-quant fp8 "${tile64[@]}" --pages-first true
-  bench int8_integer --kv-quant int8 "${tile128[@]}" --integer-scores true
-  bench fp8_tma_bn128 --kv-quant fp8 "${tile128[@]}" --producer 4
   bench fp8_tma_bn64_st4_oc3 --kv-quant fp8 --block-n 64 --warps-n 2 --stages 4 --splits 0 --producer 4 --min-blocks 3
   bench int8_integer_bn64 --kv-quant int8 "${tile64[@]}" --integer-scores true --pages-first true
   bench int8_tma_oc2_integer --kv-quant int8 "${tile128[@]}" --producer 4 --min-blocks 2 --integer-scores true
