@@ -71,6 +71,8 @@ grid=(--kv-len 32768 --q-seqlen 1,4 --reps 15)
 bench bf16_default --batch 32,128
 bench bf16_b32_pages_first --batch 32 --block-n 64 --warps-n 4 --stages 3 --splits 0 --pages-first true
 bench bf16_b128_pages_first --batch 128 --block-n 32 --warps-n 2 --stages 3 --splits 0 --pages-first true
+# bf16 TMA pages with 2 blocks an SM (214 -> 168 registers; uncapped one 160-thread block an SM: run B2 146.6 / 536.1).
+[ "$mode" = mid ] && bench bf16_tma_oc2 --batch 32,128 --block-n 64 --warps-n 4 --stages 3 --splits 0 --producer 4 --min-blocks 2
 if [ "$mode" = mid ]; then
   grid=(--batch 32,128,256 --kv-len 32768 --q-seqlen 1 --reps 15)
   bench fp8_bn64 --kv-quant fp8 "${tile64[@]}" --pages-first true
