@@ -110,9 +110,10 @@ SWAJIT_DEVICE int page_of_token(const PagedDecodeParams& P, const int* block_tab
   saw_bad_page = true;
   return -1;
 }
-// Byte offset of token j's row of kv head `kv_head` in a cache with these strides (elements).
+// Byte offset of token j (>= 0) of kv head `kv_head` in a cache with these strides (elements). The unsigned remainder
+// lets the compiler see that rows a multiple of the page apart (a loader's passes) share it.
 SWAJIT_DEVICE i64 row_offset_bytes(int page, int j, int kv_head, i64 stride_page, i64 stride_token, i64 stride_head) {
-  return (page * stride_page + (j % kPageSize) * stride_token + kv_head * stride_head) * kKvBytes;
+  return (page * stride_page + i64(u32(j) % u32(kPageSize)) * stride_token + kv_head * stride_head) * kKvBytes;
 }
 
 // One K tile and one V tile (tokens [tile_begin, tile_end) of sequence b) into pipeline stage `stage`, by cp.async
@@ -135,7 +136,8 @@ SWAJIT_DEVICE void load_kv_tile(const PagedDecodeParams& P, u32 k_smem, u32 v_sm
 #pragma unroll
     for (int pass = 0; pass < kPasses; ++pass) {
       const int row = min(loader + pass * kLoaders, kItems - 1) / kKvChunks;
-      pages[pass] = block_table_row[(min(tile_begin + row, tile_end - 1) / kPageSize) * P.block_table_stride_page];
+      const u32 j = u32(max(0, min(tile_begin + row, tile_end - 1)));
+      pages[pass] = block_table_row[(j / u32(kPageSize)) * P.block_table_stride_page];
     }
   }
   bool bad_page = false;
