@@ -144,6 +144,16 @@ TEST_CASE("decode knobs: integer int8 scores and pages-first loads compile on sm
   }
 }
 
+// Every case of the decode check matrix carries a config that validates against its spec (or none: the heuristic's).
+TEST_CASE("decode check cases' configs are valid") {
+  for (const DecodeCase& c : decode_check_matrix()) {
+    if (!c.config) continue;
+    INFO(c.name);
+    CHECK_NOTHROW(c.config->validate(c.spec()));
+    CHECK(c.config->min_blocks >= 1);
+  }
+}
+
 TEST_CASE("a compile failure carries the NVRTC log") {
   if (!nvrtc::available()) return;
   try {
