@@ -12,8 +12,8 @@
 #   page boxes: no loads in the compute warps), min_blocks (`--min-blocks 2`, key _oc2: registers capped for 2 blocks
 #   an SM).
 # Usage (binaries from tools/bench/prepare_gpu_carry.sh):  gpu_kv8.sh CARRY_DIR LOG_DIR [mid]   (about 100 s)
-# `mid` (the mid-session run) adds the knob sweeps and one ncu profile; without it: the default, the knobs on the
-# default tile, and FlashInfer fp8 beside them.
+# `mid` (the mid-session run) adds the knob sweeps; without it: the default, the knobs on the default tile, and
+# FlashInfer fp8 beside them.
 set -uo pipefail
 carry=$(cd "${1:-.carry}" && pwd) logs=${2:-${OUT:-/tmp/swajit-out}} mode=${3:-final}
 here=$(cd "$(dirname "$0")" && pwd) root=$PWD
@@ -76,19 +76,8 @@ bench bf16_b128_pages_first --batch 128 --block-n 32 --warps-n 2 --stages 3 --sp
 if [ "$mode" = mid ]; then
   grid=(--batch 32,128,256 --kv-len 32768 --q-seqlen 1 --reps 15)
   bench fp8_bn64 --kv-quant fp8 "${tile64[@]}" --pages-first true
-  bench fp8_tma_bn64_st4_oc3 --kv-quant fp8 --block-n 64 --warps-n 2 --stages 4 --splits 0 --producer 4 --min-blocks 3
   bench int8_integer_bn64 --kv-quant int8 "${tile64[@]}" --integer-scores true --pages-first true
   bench int8_tma_oc2_integer --kv-quant int8 "${tile128[@]}" --producer 4 --min-blocks 2 --integer-scores true
-fi
-
-if [ "$mode" = mid ] && command -v ncu > /dev/null; then
-  step "ncu: fp8 b128 q1, pages first (bn128 wn4 st3): the decode kernel only"
-  timeout 60 ncu --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section InstructionStats \
-    --kernel-name regex:swajit_paged_decode --launch-count 1 \
-    "$swajit" bench decode --batch 128 --kv-len 32768 --q-seqlen 1 --kv-quant fp8 --reps 1 "${tile128[@]}" --pages-first true \
-    > "$logs/ncu_fp8_b128.log" 2>&1
-  grep -E "Duration|Memory Throughput|DRAM Throughput|Issue Slots|Eligible|Stall|Warp Cycles Per Issued|Registers|Achieved Occupancy" \
-    "$logs/ncu_fp8_b128.log" | head -40
 fi
 
 if [ $fi_ok = 1 ]; then
