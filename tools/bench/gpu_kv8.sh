@@ -60,11 +60,12 @@ grid=(--batch 32,128,256 --kv-len 32768 --q-seqlen 1,4 --reps 15)
 # uncapped, its 160-thread blocks ran one an SM: session 5 run B2, 3-4% slower than the default).
 for q in fp8 int8; do
   bench ${q}_default --kv-quant $q
+  [ "$mode" != mid ] && bench ${q}_session5_default --kv-quant $q "${tile128[@]}"  # no knob: the default before session 6
   bench ${q}_pages_first --kv-quant $q "${tile128[@]}" --pages-first true
   bench ${q}_tma_oc2 --kv-quant $q "${tile128[@]}" --producer 4 --min-blocks 2
 done
 bench int8_integer_pages_first --kv-quant int8 "${tile128[@]}" --integer-scores true --pages-first true
-grid=(--batch 32,128 --kv-len 32768 --q-seqlen 1,4 --sink-logits --reps 15)
+grid=(--batch 32,128,256 --kv-len 32768 --q-seqlen 1,4 --sink-logits --reps 15)
 for q in fp8 int8; do bench ${q}_sinks_default --kv-quant $q; done
 # bf16 reference rows (its own floor), default and pages first on the heuristic's tiles (b32: bn64 wn4, b128: bn32 wn2).
 grid=(--kv-len 32768 --q-seqlen 1,4 --reps 15)
