@@ -60,7 +60,7 @@ grid=(--batch 32,128,256 --kv-len 32768 --q-seqlen 1,4 --reps 15)
 # uncapped, its 160-thread blocks ran one an SM: session 5 run B2, 3-4% slower than the default).
 for q in fp8 int8; do
   bench ${q}_default --kv-quant $q
-  [ "$mode" != mid ] && bench ${q}_session5_default --kv-quant $q "${tile128[@]}"  # no knob: the default before session 6
+  bench ${q}_session5_default --kv-quant $q "${tile128[@]}"  # no knob: the default before session 6
   bench ${q}_pages_first --kv-quant $q "${tile128[@]}" --pages-first true
   bench ${q}_tma_oc2 --kv-quant $q "${tile128[@]}" --producer 4 --min-blocks 2
 done
@@ -70,13 +70,12 @@ for q in fp8 int8; do bench ${q}_sinks_default --kv-quant $q; done
 # bf16 reference rows (its own floor), default and pages first on the heuristic's tiles (b32: bn64 wn4, b128: bn32 wn2).
 grid=(--kv-len 32768 --q-seqlen 1,4 --reps 15)
 bench bf16_default --batch 32,128
-bench bf16_b32_pages_first --batch 32 --block-n 64 --warps-n 4 --stages 3 --splits 0 --pages-first true
+[ "$mode" != mid ] && bench bf16_b32_pages_first --batch 32 --block-n 64 --warps-n 4 --stages 3 --splits 0 --pages-first true
 bench bf16_b128_pages_first --batch 128 --block-n 32 --warps-n 2 --stages 3 --splits 0 --pages-first true
 # bf16 TMA pages with 2 blocks an SM (214 -> 168 registers; uncapped one 160-thread block an SM: run B2 146.6 / 536.1).
 [ "$mode" = mid ] && bench bf16_tma_oc2 --batch 32,128 --block-n 64 --warps-n 4 --stages 3 --splits 0 --producer 4 --min-blocks 2
 if [ "$mode" = mid ]; then
   grid=(--batch 32,128,256 --kv-len 32768 --q-seqlen 1 --reps 15)
-  bench fp8_bn64 --kv-quant fp8 "${tile64[@]}" --pages-first true
   bench int8_integer_bn64 --kv-quant int8 "${tile64[@]}" --integer-scores true --pages-first true
   bench int8_tma_oc2_integer --kv-quant int8 "${tile128[@]}" --producer 4 --min-blocks 2 --integer-scores true
 fi
