@@ -529,6 +529,9 @@ TEST_CASE("every decode config path gives a valid config (later knobs at their d
           CHECK_NOTHROW(c.validate(spec));
           CHECK(c.min_blocks == 1);
         }
+        const DecodeConfig on_device = heuristic_decode_config(spec, test::kH200, 1024, 4096);
+        CHECK(on_device.pages_first == (quant != KvQuant::kNone));
+        CHECK(on_device.integer_scores == (quant == KvQuant::kInt8));
         for (const DecodeConfig& c : decode_config_space(spec, 4, &test::kH200)) {
           INFO(c.key());
           CHECK_NOTHROW(c.validate(spec));

@@ -159,6 +159,15 @@ DecodeConfig narrow_tile(const KernelSpec& spec, const DecodeConfig& wide, int p
 // them), moved as TMA boxes of whole pages where the spec's pages suit them, measured faster than the row copies
 // wherever those win (head_dim 256 on the H200, session 5 run B2: 144.3 / 528.4 us at batch 32 / 128 against
 // 159.3 / 613.4 for bulk rows and 173.7 / 660.1 for the default).
+// 8-bit caches on a device: the default tile with the knobs that won on the H200 (session 6 run B2,
+// tools/bench/RESULTS.md): the cp.async loaders read a tile's block_table entries before checking any (pages_first),
+// and int8 scores run on the integer tensor cores (integer_scores).
+DecodeConfig with_kv8_knobs(const KernelSpec& spec, DecodeConfig config) {
+  config.pages_first = true;
+  config.integer_scores = spec.kv_quant == KvQuant::kInt8;
+  return config;
+}
+
 DecodeConfig with_page_copies(const KernelSpec& spec, DecodeConfig config) {
   if (config.producer != DecodeConfig::kProducerBulk) return config;
   DecodeConfig tma = config;
@@ -184,7 +193,8 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& d
   // head_dim 256 once they fill one (b32 211.6 -> 159.3 us; every warp loading 4-6% slower, b8 1.5x slower); on the
   // H100 (3.1 TB/s) the default at head_dim 128, which already streams the floor there (96%). tests/test_tuning.cpp.
   const DecodeConfig wide = heuristic_decode_config(spec, device.max_shared_per_block_optin, device.max_shared_per_sm);
-  if (spec.kv_quant != KvQuant::kNone || sequence_heads <= 0) return wide;
+  if (spec.kv_quant != KvQuant::kNone) return with_kv8_knobs(spec, wide);
+  if (sequence_heads <= 0) return wide;
   const MemorySystem memory = memory_system(device);
   // Pairs too short for the work schedule to cut (the default's tiles decide, as for the capacity rule's direct
   // grid: paged_decode.cpp) run on the direct grid whatever the tile: a block per pair, in waves.
