@@ -186,7 +186,7 @@ DecodePlan choose_decode_config(const DecodeProblem& p, const DecodeOptions& opt
   // splits: the capacity rule's, or the direct grid for pairs too short to cut
   plan.config = heuristic_decode_config(p.spec, device, int64_t(p.batch) * p.num_kv_heads, visible_kv_upper_bound(p));
   if (plan.config.producer == DecodeConfig::kProducerTma && !decode_tma_layout_problem(p).empty())
-    plan.config.producer = DecodeConfig::kProducerBulk;  // the row copies read any layout
+    plan.config = without_tma_pages(p.spec, plan.config);
   plan.kernel = &decode_kernel(p.spec, plan.config, device, context);
   plan.origin = DecodePlan::Origin::kHeuristic;
   return plan;

@@ -160,12 +160,23 @@ DecodeConfig narrow_tile(const KernelSpec& spec, const DecodeConfig& wide, int p
 // wherever those win (head_dim 256 on the H200, session 5 run B2: 144.3 / 528.4 us at batch 32 / 128 against
 // 159.3 / 613.4 for bulk rows and 173.7 / 660.1 for the default).
 // 8-bit caches on a device: the default tile with the knobs that won on the H200 (session 6 run B2,
-// tools/bench/RESULTS.md): the cp.async loaders read a tile's block_table entries before checking any (pages_first),
-// and int8 scores run on the integer tensor cores (integer_scores).
-DecodeConfig with_kv8_knobs(const KernelSpec& spec, DecodeConfig config) {
+// tools/bench/RESULTS.md): on sm_90+ TMA page boxes moved by a producer warp, the registers capped for two blocks an
+// SM (min_blocks: uncapped, the 160-thread blocks ran one an SM), where the pages suit TMA boxes; else the cp.async
+// loaders reading a tile's block_table entries before checking any (pages_first). int8 scores run on the integer
+// tensor cores (integer_scores).
+DecodeConfig with_kv8_knobs(const KernelSpec& spec, DecodeConfig config, const DeviceInfo& device) {
   config.pages_first = true;
   config.integer_scores = spec.kv_quant == KvQuant::kInt8;
-  return config;
+  if (device.cc_major < 9) return config;
+  DecodeConfig tma = config;
+  tma.producer = DecodeConfig::kProducerTma;
+  tma.min_blocks = 2;
+  try {
+    tma.validate(spec);
+  } catch (const Error&) {
+    return config;
+  }
+  return resident_blocks(spec, tma, device) >= tma.min_blocks ? tma : config;
 }
 
 DecodeConfig with_page_copies(const KernelSpec& spec, DecodeConfig config) {
@@ -193,7 +204,7 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& d
   // head_dim 256 once they fill one (b32 211.6 -> 159.3 us; every warp loading 4-6% slower, b8 1.5x slower); on the
   // H100 (3.1 TB/s) the default at head_dim 128, which already streams the floor there (96%). tests/test_tuning.cpp.
   const DecodeConfig wide = heuristic_decode_config(spec, device.max_shared_per_block_optin, device.max_shared_per_sm);
-  if (spec.kv_quant != KvQuant::kNone) return with_kv8_knobs(spec, wide);
+  if (spec.kv_quant != KvQuant::kNone) return with_kv8_knobs(spec, wide, device);
   if (sequence_heads <= 0) return wide;
   const MemorySystem memory = memory_system(device);
   // Pairs too short for the work schedule to cut (the default's tiles decide, as for the capacity rule's direct
@@ -233,6 +244,16 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& d
       best = c;
   }
   return with_page_copies(spec, best.config);
+}
+
+DecodeConfig without_tma_pages(const KernelSpec& spec, DecodeConfig config) {
+  if (spec.kv_quant == KvQuant::kNone) {
+    config.producer = DecodeConfig::kProducerBulk;
+  } else {
+    config.producer = DecodeConfig::kLoadersAllWarps;
+    config.min_blocks = 1;
+  }
+  return config;
 }
 
 int merge_spreading_bytes(const DeviceInfo& device, int64_t merge_blocks) {
