@@ -530,10 +530,11 @@ TEST_CASE("every decode config path gives a valid config (later knobs at their d
           CHECK(c.min_blocks == (c.producer == DecodeConfig::kProducerTma && quant != KvQuant::kNone ? 2 : 1));
         }
         const DecodeConfig on_device = heuristic_decode_config(spec, test::kH200, 1024, 4096);
+        CHECK(decode_geometry(spec, on_device).shared_bytes <= test::kH200.max_shared_per_block_optin);  // it fits
         CHECK(on_device.pages_first == (quant != KvQuant::kNone));
         if (quant != KvQuant::kNone && d == 128) CHECK(on_device.producer == DecodeConfig::kProducerTma);
         CHECK_NOTHROW(without_tma_pages(spec, on_device).validate(spec));
-        CHECK(on_device.integer_scores == (quant == KvQuant::kInt8));
+        CHECK(!on_device.integer_scores);
         for (const DecodeConfig& c : decode_config_space(spec, 4, &test::kH200)) {
           INFO(c.key());
           CHECK_NOTHROW(c.validate(spec));

@@ -161,12 +161,12 @@ DecodeConfig narrow_tile(const KernelSpec& spec, const DecodeConfig& wide, int p
 // 159.3 / 613.4 for bulk rows and 173.7 / 660.1 for the default).
 // 8-bit caches on a device: the default tile with the knobs that won on the H200 (session 6 run B2,
 // tools/bench/RESULTS.md): on sm_90+ TMA page boxes moved by a producer warp, the registers capped for two blocks an
-// SM (min_blocks: uncapped, the 160-thread blocks ran one an SM), where the pages suit TMA boxes; else the cp.async
-// loaders reading a tile's block_table entries before checking any (pages_first). int8 scores run on the integer
-// tensor cores (integer_scores).
+// SM (min_blocks: uncapped, the 160-thread blocks ran one an SM), where the pages suit TMA boxes and two blocks fit
+// (fp8 b128 343.8 -> 288.3 us, int8 372.5 -> 296.2); else the cp.async loaders reading a tile's block_table entries
+// before checking any (pages_first: fp8 303.8, int8 326.1). integer_scores stays off: level at q1, 8% slower at q4
+// beside the TMA pages.
 DecodeConfig with_kv8_knobs(const KernelSpec& spec, DecodeConfig config, const DeviceInfo& device) {
   config.pages_first = true;
-  config.integer_scores = spec.kv_quant == KvQuant::kInt8;
   if (device.cc_major < 9) return config;
   DecodeConfig tma = config;
   tma.producer = DecodeConfig::kProducerTma;
