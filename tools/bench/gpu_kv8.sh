@@ -8,12 +8,11 @@
 #   status report of the one before; SASS of the 8-bit tile loop: 8 dependent LDG round trips per tile).
 # - integer_scores (`--integer-scores true`, key _is, int8 only): the scores on the integer tensor cores (mma s8,
 #   int32 accumulators), Q quantized per row to 14 bits (hi and lo int8 operands), the K bytes fed as stored.
-# - tiles: bn64 wn2 (32 tokens a warp, as the default's bn128 wn4, in 4 blocks an SM instead of 2), producer 4 (TMA
-#   page boxes: no loads in the compute warps), min_blocks (`--min-blocks 2`, key _oc2: registers capped for 2 blocks
-#   an SM).
-# Usage (binaries from tools/bench/prepare_gpu_carry.sh):  gpu_kv8.sh CARRY_DIR LOG_DIR [mid]   (about 100 s)
-# `mid` (the mid-session run) adds the knob sweeps; without it: the default, the knobs on the default tile, and
-# FlashInfer fp8 beside them.
+# - producer 4 (TMA page boxes: no loads in the compute warps) with min_blocks (`--min-blocks 2`, key _oc2: registers
+#   capped for 2 blocks an SM; uncapped the 160-thread blocks ran one an SM): the 8-bit default on sm_90 since run B2.
+# Usage (binaries from tools/bench/prepare_gpu_carry.sh):  gpu_kv8.sh CARRY_DIR LOG_DIR [mid]
+# `mid` (a mid-session run, under 90 s): the default against the session-5 default; without it (the final run, about
+# 2 minutes): also pages_first alone and int8 integer scores, and FlashInfer fp8 beside them.
 set -uo pipefail
 carry=$(cd "${1:-.carry}" && pwd) logs=${2:-${OUT:-/tmp/swajit-out}} mode=${3:-final}
 here=$(cd "$(dirname "$0")" && pwd) root=$PWD
@@ -51,34 +50,28 @@ bench() {  # name, then bench decode flags (after the grid's)
   step "bench $name: $*"
   limited "$swajit" bench decode "${grid[@]}" "$@" 2>&1 | tee "$logs/bench_$name.log" | grep -E "^\| [0-9]|^measured|rror"
 }
-tile128=(--block-n 128 --warps-n 4 --stages 3 --splits 0)  # the 8-bit default tile (heuristic.cpp)
-tile64=(--block-n 64 --warps-n 2 --stages 3 --splits 0)
-# 32 q / 8 kv heads, d128, page 16, window 4096, kv 32768; % of the halved floor on every row. Session 5 run C: fp8
-# b32 96.5 (63%) / q4 107.9, b128 347.3 (70%) / q4 385.5; int8 b32 104.9, b128 380.3 (FlashInfer fp8 118.1 / 422.0).
+tile128=(--block-n 128 --warps-n 4 --stages 3 --splits 0)  # the 8-bit tile (heuristic.cpp)
+# 32 q / 8 kv heads, d128, page 16, window 4096, kv 32768; % of the halved floor on every row. The default (heuristic)
+# is producer 4 + min_blocks 2 (+ pages_first for tiles the TMA producer gathers); beside it the session-5 default
+# (the same tile, every warp loading, no knob) and, in the final run, pages_first alone (the fallback for layouts TMA
+# cannot read). Run B2 (session 6), q1 b32 / b128 / b256: fp8 85.0 / 288.3 / 555.0 us (72% / 84% / 88%) against
+# 96.3 / 343.8 / 684.8; int8 85.5 / 296.2 / 568.4 against 103.3 / 372.5 / 739.4 (FlashInfer fp8, session 5 run C:
+# 118.1 / 422.0 at b32 / b128).
 grid=(--batch 32,128,256 --kv-len 32768 --q-seqlen 1,4 --reps 15)
-# Producer 4 (TMA pages, `_tma_oc2`) with the registers capped for 2 blocks an SM (240 -> 168 registers, no spills;
-# uncapped, its 160-thread blocks ran one an SM: session 5 run B2, 3-4% slower than the default).
 for q in fp8 int8; do
   bench ${q}_default --kv-quant $q
-  bench ${q}_session5_default --kv-quant $q "${tile128[@]}"  # no knob: the default before session 6
-  bench ${q}_pages_first --kv-quant $q "${tile128[@]}" --pages-first true
-  bench ${q}_tma_oc2 --kv-quant $q "${tile128[@]}" --producer 4 --min-blocks 2
+  bench ${q}_session5_default --kv-quant $q "${tile128[@]}"
+  [ "$mode" != mid ] && bench ${q}_pages_first --kv-quant $q "${tile128[@]}" --pages-first true
 done
-bench int8_integer_pages_first --kv-quant int8 "${tile128[@]}" --integer-scores true --pages-first true
+[ "$mode" != mid ] && bench int8_tma_oc2_integer --kv-quant int8 "${tile128[@]}" --producer 4 --min-blocks 2 --integer-scores true
 grid=(--batch 32,128,256 --kv-len 32768 --q-seqlen 1,4 --sink-logits --reps 15)
 for q in fp8 int8; do bench ${q}_sinks_default --kv-quant $q; done
-# bf16 reference rows (its own floor), default and pages first on the heuristic's tiles (b32: bn64 wn4, b128: bn32 wn2).
+# bf16 reference rows (its own floor; its default is helper decode's), and the knobs on bf16 for the lead: pages first
+# on the b128 tile (bn32 wn2), TMA pages with 2 blocks an SM (214 -> 168 registers).
 grid=(--kv-len 32768 --q-seqlen 1,4 --reps 15)
 bench bf16_default --batch 32,128
-[ "$mode" != mid ] && bench bf16_b32_pages_first --batch 32 --block-n 64 --warps-n 4 --stages 3 --splits 0 --pages-first true
 bench bf16_b128_pages_first --batch 128 --block-n 32 --warps-n 2 --stages 3 --splits 0 --pages-first true
-# bf16 TMA pages with 2 blocks an SM (214 -> 168 registers; uncapped one 160-thread block an SM: run B2 146.6 / 536.1).
 [ "$mode" = mid ] && bench bf16_tma_oc2 --batch 32,128 --block-n 64 --warps-n 4 --stages 3 --splits 0 --producer 4 --min-blocks 2
-if [ "$mode" = mid ]; then
-  grid=(--batch 32,128,256 --kv-len 32768 --q-seqlen 1 --reps 15)
-  bench int8_integer_bn64 --kv-quant int8 "${tile64[@]}" --integer-scores true --pages-first true
-  bench int8_tma_oc2_integer --kv-quant int8 "${tile128[@]}" --producer 4 --min-blocks 2 --integer-scores true
-fi
 
 if [ $fi_ok = 1 ]; then
   step "FlashInfer 0.7.2 fp8-KV decode (tensor cores and CUDA cores), the same grid (its floor: bytes / its own probe)"
