@@ -75,7 +75,7 @@ bench bf16_b128_pages_first --batch 128 --block-n 32 --warps-n 2 --stages 3 --sp
 
 if [ $fi_ok = 1 ]; then
   step "FlashInfer 0.7.2 fp8-KV decode (tensor cores and CUDA cores), the same grid (its floor: bytes / its own probe)"
-  timeout 90 python3 "$here/decode_peers.py" --cases fp8 --batches 32,128,256 --budget-s 80 "${jit_cache[@]}" 2>&1 |
+  timeout 40 python3 "$here/decode_peers.py" --cases fp8 --batches 32,128,256 --budget-s 35 "${jit_cache[@]}" 2>&1 |
     grep -vE "INFO|Warning" | tee "$logs/fi_fp8.log" | grep -E "kind=decode_peer|rror"
 fi
 echo "==== done in $(( $(date +%s) - start )) s"
