@@ -34,6 +34,11 @@ DecodeGeometry decode_geometry(const KernelSpec& spec, const DecodeConfig& confi
   const int rows_padded = g.warps_m * kMmaRows;
   g.threads = (warps + (config.producer != DecodeConfig::kLoadersAllWarps ? 1 : 0)) * kWarpSize;
   g.q_bytes = rows_padded * spec.head_dim * kElementBytes;
+  if (config.integer_scores) {  // and Q as int8 hi and lo rows and a float unit per row, up to the stages' 1024-byte alignment
+    constexpr int kStageAlignment = 1024;
+    g.q_bytes += rows_padded * (2 * spec.head_dim + kFloatBytes);
+    g.q_bytes = (g.q_bytes + kStageAlignment - 1) / kStageAlignment * kStageAlignment;
+  }
   const bool bulk_rows = config.producer == DecodeConfig::kProducerBulk || config.producer == DecodeConfig::kProducerBulkSplitKv;
   g.stored_row_bytes = spec.head_dim * kv_element_bytes(spec) + (bulk_rows ? kRowPadBytes : 0);
   g.tile_bytes = config.block_n * g.stored_row_bytes;
@@ -95,6 +100,9 @@ std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, c
      << "constexpr int kStages = " << config.stages << ";\n"
      << "constexpr int kProducer = " << config.producer << ";  // 0: every warp loads, 1: producer warp (cp.async), 2: producer warp (bulk rows), 3: as 2, K and V on their own barriers, 4: TMA pages\n"
      << "constexpr bool kFusedMerge = " << flag(config.fused_merge) << ";  // split-KV: the last block of a (sequence, kv head) merges it\n"
+     << "constexpr bool kPagesFirst = " << flag(config.pages_first) << ";  // cp.async loaders: a tile's block_table reads first\n"
+     << "constexpr int kMinBlocks = " << config.min_blocks << ";  // blocks per SM the registers are capped for\n"
+     << "constexpr bool kIntegerScores = " << flag(config.integer_scores) << ";  // int8 K: scores on the integer tensor cores\n"
      << "// launch geometry, shared with the host launcher\n"
      << "constexpr int kRows = " << g.rows << ";\n"
      << "constexpr int kWarpsM = " << g.warps_m << ";\n"

@@ -263,14 +263,15 @@ bool KernelSpec::is_contiguous_kv() const { return family == KernelFamily::kPref
 
 std::string DecodeConfig::compile_key() const {
   return "bn" + std::to_string(block_n) + "_wn" + std::to_string(warps_n) + "_st" + std::to_string(stages) +
-         (producer > 0 ? "_pw" + std::to_string(producer) : "") + (fused_merge ? "_fm" : "");
+         (producer > 0 ? "_pw" + std::to_string(producer) : "") + (fused_merge ? "_fm" : "") + (pages_first ? "_pf" : "") + (min_blocks > 1 ? "_oc" + std::to_string(min_blocks) : "") +
+         (integer_scores ? "_is" : "");
 }
 std::string DecodeConfig::key() const { return compile_key() + "_sp" + std::to_string(num_splits); }
 
 DecodeConfig DecodeConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
-  const std::string form = "bn<N>_wn<W>_st<S>[_pw<L>][_fm]_sp<P>";
-  if (parts.size() < 4 || parts.size() > 6)
+  const std::string form = "bn<N>_wn<W>_st<S>[_pw<L>][_fm][_pf][_oc<B>][_is]_sp<P>";
+  if (parts.size() < 4 || parts.size() > 9)
     throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form " + form);
   DecodeConfig config;
   config.block_n = parse_prefixed_int(parts[0], "bn", "block_n", key);
@@ -280,6 +281,10 @@ DecodeConfig DecodeConfig::from_key(std::string_view key) {
   if (next + 1 < parts.size() && parts[next].rfind("pw", 0) == 0)
     config.producer = parse_prefixed_int(parts[next++], "pw", "producer", key);
   if (next + 1 < parts.size() && parts[next] == "fm") config.fused_merge = true, ++next;
+  if (next + 1 < parts.size() && parts[next] == "pf") config.pages_first = true, ++next;
+  if (next + 1 < parts.size() && parts[next].rfind("oc", 0) == 0)
+    config.min_blocks = parse_prefixed_int(parts[next++], "oc", "min_blocks", key);
+  if (next + 1 < parts.size() && parts[next] == "is") config.integer_scores = true, ++next;
   if (next + 1 != parts.size())
     throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form " + form);
   config.num_splits = parse_prefixed_int(parts.back(), "sp", "num_splits", key);
@@ -311,6 +316,11 @@ void DecodeConfig::validate(const KernelSpec& spec) const {
                                                    ") a multiple of 8 dividing block_n (" + std::to_string(block_n) +
                                                    "), or a multiple of block_n");
   }
+  constexpr int kMaxDecodeMinBlocks = 4;
+  require_range("min_blocks", min_blocks, 1, kMaxDecodeMinBlocks);
+  if (integer_scores && spec.kv_quant != KvQuant::kInt8)
+    throw Error(ErrorCode::kInvalidArgument, "integer_scores = true needs an int8 K/V cache (kv_quant int8), got " +
+                                                 spec.key());
   const int threads = decode_geometry(spec, *this).threads;
   if (threads > kMaxThreadsPerBlock)
     throw Error(ErrorCode::kInvalidArgument, "warps_n = " + std::to_string(warps_n) + " gives " +

@@ -119,8 +119,8 @@ SWAJIT_DEVICE float permute_q_and_fold_k_scale(const Params& P, u32 q_smem, int 
 
 // scores[16 x 8 kFrags] = (permuted, scaled) Q row tile `row_tile` . K tokens [token0, token0 + 8 kFrags)^T of the
 // stored 8-bit tile at k_tile.
-template <int kFrags>
-SWAJIT_DEVICE void tile_scores_kv8(float (&scores)[1][kFrags][4], const QFragments<1>& q, u32 q_smem, u32 k_tile,
+template <int kFrags, class QOp>  // QFragments<1> (a generic type: the integer path's call compiles with either)
+SWAJIT_DEVICE void tile_scores_kv8(float (&scores)[1][kFrags][4], const QOp& q, u32 q_smem, u32 k_tile,
                                    int row_tile, int token0, int lane) {
 #pragma unroll
   for (int f = 0; f < kFrags; ++f) scores[0][f][0] = scores[0][f][1] = scores[0][f][2] = scores[0][f][3] = 0.f;
@@ -195,4 +195,148 @@ SWAJIT_DEVICE void accumulate_pv_kv8(WarpState<1>& st, const float (&p)[1][kFrag
       }
     }
   }
+}
+
+// ---- int8 K scores on the integer tensor cores (kIntegerScores) -------------------------------------------------------
+// The K bytes feed mma.m16n8k32.s8 as stored: no widening. Q row r times the K scale is quantized per row,
+//     q_r ~ (128 hi + lo) unit_r,   unit_r = max_d |q_r,d| / kQIntegerRange,   hi in [-127, 127], lo in [-64, 64]
+// (14 bits over the row's largest element, finer than fp16's 11 bits for it), and the score is
+// (128 <q hi, k8> + <q lo, k8>) unit_r, both dot products exact in int32 (|128 <hi, k8>| <= 2^29 at head_dim 256).
+// Layout: an m16n8k32 B fragment gives lane (g, q) column n = g and k positions 4q..4q+3 (b0), 16+4q..16+4q+3 (b1);
+// the lane reads the 16 bytes of chunk 4c + q of its token (as tile_scores_kv8 does) and feeds words 0, 1 to one mma
+// and words 2, 3 to the next, so k position 4q + i of mma (c, j) is dim 16 (4c + q) + 8j + i and 16 + 4q + i is
+// dim 16 (4c + q) + 8j + 4 + i. The A fragment's (row g, k 4q..) and (row g, k 16 + 4q..) then are words 2j and
+// 2j + 1 of the same 16 bytes of Q's int8 row g.
+constexpr int kQIntegerRange = 127 * 128;  // |128 hi + lo| at the row's largest element
+constexpr int kQInt8Rows = kWarpsM * 16;     // the Q tile's rows, padding included
+// After the 16-bit Q tile: the hi, then the lo operands in fragment order, 16 bytes per lane and mma (the four
+// registers a0..a3 of mma (row tile, c, j) of lane l at ((row tile * kKChunksPerLane + c) * 2 + j) * 512 + 16 l: one
+// conflict-free 16-byte load gives an mma its register quad), then a float unit per row.
+constexpr int kQ16Bytes = kQInt8Rows * kHeadDim * 2;
+constexpr int kQOperandBytes = kQInt8Rows * kHeadDim;  // of hi (or lo)
+static_assert(!kIntegerScores || kQBytes >= kQ16Bytes + kQInt8Rows * (2 * kHeadDim + 4), "prelude Q area too small");
+constexpr bool kQIntegerInRegisters = kHeadDim <= 128;
+
+SWAJIT_DEVICE void st_shared_4(u32 addr, u32 v) { asm volatile("st.shared.u32 [%0], %1;" ::"r"(addr), "r"(v) : "memory"); }
+SWAJIT_DEVICE void st_shared_f32(u32 addr, float v) { asm volatile("st.shared.f32 [%0], %1;" ::"r"(addr), "f"(v) : "memory"); }
+SWAJIT_DEVICE float ld_shared_f32(u32 addr) {
+  float v;
+  asm volatile("ld.shared.f32 %0, [%1];" : "=f"(v) : "r"(addr));
+  return v;
+}
+// Where mma (row_tile, c, j)'s register quad of `lane` lives (lo: the lo operands).
+SWAJIT_DEVICE u32 q_operand_offset(int row_tile, int c, int j, int lane, bool lo) {
+  return u32(kQ16Bytes + (lo ? kQOperandBytes : 0) + ((row_tile * kKChunksPerLane + c) * 2 + j) * 512 + 16 * lane);
+}
+// Where Q row `row`'s int8 dims [4 word, 4 word + 4) go: lane (g, q) = (row % 8, chunk % 4) of chunk 4c + q, register
+// h + 2 (word % 2) of mma j = word % 4 / 2 (h: row g or g + 8).
+SWAJIT_DEVICE u32 q_word_offset(int row, int word, bool lo) {
+  const int chunk = word / 4, in_chunk = word % 4;
+  const int lane = 4 * (row % 8) + chunk % 4, h = (row % 16) / 8;
+  return q_operand_offset(row / 16, chunk / 4, in_chunk / 2, lane, lo) + 4u * u32(h + 2 * (in_chunk % 2));
+}
+SWAJIT_DEVICE u32 q_unit_offset(int row) { return u32(kQ16Bytes + 2 * kQOperandBytes + 4 * row); }
+
+// Quantizes the block's Q rows (16-bit tile at q_smem, times the K scale) into hi, lo and unit; every thread of the
+// block calls it, a barrier must follow. Thread items are (row, 8-dim chunk), a row's chunks in adjacent lanes of one
+// warp (kChunks divides 32 and the item count is a multiple of 32), so its max is a shuffle reduction.
+template <class Params>
+SWAJIT_DEVICE void quantize_q_rows(const Params& P, u32 q_smem, int kv_head) {
+  static_assert(32 % kChunks == 0 && kQInt8Rows * kChunks % 32 == 0 && kThreads % 32 == 0, "a row's chunks share a warp");
+  for (int i = threadIdx.x; i < kQInt8Rows * kChunks; i += kThreads) {
+    const int row = i / kChunks, chunk = i % kChunks;
+    float v[8];
+    unpack8(ld_shared_16(q_smem + RowTile::offset_bytes(row, chunk)), v, Elem());
+    float row_max = 0.f;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      v[e] *= k_scale_at(P, kv_head, chunk * 8 + e);
+      row_max = fmaxf(row_max, fabsf(v[e]));
+    }
+#pragma unroll
+    for (int offset = kChunks / 2; offset > 0; offset /= 2) row_max = fmaxf(row_max, __shfl_xor_sync(0xffffffffu, row_max, offset));
+    const float inverse_unit = row_max > 0.f ? float(kQIntegerRange) / row_max : 0.f;
+    u32 hi[2] = {0u, 0u}, lo[2] = {0u, 0u};
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      const float total = fminf(fmaxf(rintf(v[e] * inverse_unit), -float(kQIntegerRange)), float(kQIntegerRange));
+      const float high = rintf(total * (1.f / 128.f));
+      hi[e / 4] |= (u32(int(high)) & 0xffu) << (8 * (e % 4));
+      lo[e / 4] |= (u32(int(total - 128.f * high)) & 0xffu) << (8 * (e % 4));
+    }
+#pragma unroll
+    for (int w = 0; w < 2; ++w) {  // int8 words 2 chunk, 2 chunk + 1 of the row
+      st_shared_4(q_smem + q_word_offset(row, 2 * chunk + w, false), hi[w]);
+      st_shared_4(q_smem + q_word_offset(row, 2 * chunk + w, true), lo[w]);
+    }
+    if (chunk == 0) st_shared_f32(q_smem + q_unit_offset(row), row_max / float(kQIntegerRange));
+  }
+}
+
+// A warp's Q hi / lo operands (rows g and g + 8 of its row tile, chunk 4c + q), each mma's four registers in order
+// (the mma reads them as one register quad: no moves), and its rows' units.
+struct IntegerQFragments {
+  static constexpr int kHeld = kQIntegerInRegisters ? kKChunksPerLane : 1;
+  u32 hi[kHeld][2][4], lo[kHeld][2][4];  // [c][mma j]: rows g, g + 8 of words 2j, then of words 2j + 1
+  float unit[2];
+  SWAJIT_MEMBER static void read(u32 q_smem, int row_tile, int lane, int c, u32 (&hi)[2][4], u32 (&lo)[2][4]) {
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      const uint4 h = ld_shared_16(q_smem + q_operand_offset(row_tile, c, j, lane, false));
+      const uint4 l = ld_shared_16(q_smem + q_operand_offset(row_tile, c, j, lane, true));
+      hi[j][0] = h.x; hi[j][1] = h.y; hi[j][2] = h.z; hi[j][3] = h.w;
+      lo[j][0] = l.x; lo[j][1] = l.y; lo[j][2] = l.z; lo[j][3] = l.w;
+    }
+  }
+  SWAJIT_MEMBER void load(u32 q_smem, int row_tile, int lane) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) unit[h] = ld_shared_f32(q_smem + q_unit_offset(row_tile * 16 + lane / 4 + 8 * h));
+    if constexpr (kQIntegerInRegisters) {
+#pragma unroll
+      for (int c = 0; c < kKChunksPerLane; ++c) read(q_smem, row_tile, lane, c, hi[c], lo[c]);
+    }
+  }
+};
+
+// acc[16 x 8] += a[16 x 32] . b[32 x 8], int8 in, int32 accumulators (exact).
+SWAJIT_DEVICE void mma_16832_s8(int (&acc)[4], const u32 (&a)[4], u32 b0, u32 b1) {
+  asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+               : "+r"(acc[0]), "+r"(acc[1]), "+r"(acc[2]), "+r"(acc[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// scores[16 x 8 kFrags] = Q row tile `row_tile` . K tokens [token0, token0 + 8 kFrags)^T of the stored int8 tile, in
+// the units of the unscaled scores (the caller's score_scale is P.scale_log2).
+template <int kFrags, class QOp>  // IntegerQFragments
+SWAJIT_DEVICE void tile_scores_int8(float (&scores)[1][kFrags][4], const QOp& q, u32 q_smem, u32 k_tile,
+                                    int row_tile, int token0, int lane) {
+  int high[kFrags][4], low[kFrags][4];
+#pragma unroll
+  for (int f = 0; f < kFrags; ++f)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) high[f][e] = low[f][e] = 0;
+#pragma unroll
+  for (int c = 0; c < kKChunksPerLane; ++c) {
+    u32 hi[2][4], lo[2][4];
+    if constexpr (kQIntegerInRegisters) {
+#pragma unroll
+      for (int j = 0; j < 2; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) hi[j][r] = q.hi[c][j][r], lo[j][r] = q.lo[c][j][r];
+    } else {
+      IntegerQFragments::read(q_smem, row_tile, lane, c, hi, lo);
+    }
+#pragma unroll
+    for (int f = 0; f < kFrags; ++f) {
+      const uint4 k = ld_shared_16(k_tile + kv8_offset_bytes(token0 + 8 * f + lane / 4, 4 * c + lane % 4));
+      mma_16832_s8(high[f], hi[0], k.x, k.y);
+      mma_16832_s8(low[f], lo[0], k.x, k.y);
+      mma_16832_s8(high[f], hi[1], k.z, k.w);
+      mma_16832_s8(low[f], lo[1], k.z, k.w);
+    }
+  }
+#pragma unroll
+  for (int f = 0; f < kFrags; ++f)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) scores[0][f][e] = float(high[f][e] * 128 + low[f][e]) * q.unit[e / 2];
 }

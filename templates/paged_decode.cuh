@@ -111,9 +111,10 @@ SWAJIT_DEVICE int page_of_token(const PagedDecodeParams& P, const int* block_tab
   saw_bad_page = true;
   return -1;
 }
-// Byte offset of token j's row of kv head `kv_head` in a cache with these strides (elements).
+// Byte offset of token j (>= 0) of kv head `kv_head` in a cache with these strides (elements). The unsigned remainder
+// lets the compiler see that rows a multiple of the page apart (a loader's passes) share it.
 SWAJIT_DEVICE i64 row_offset_bytes(int page, int j, int kv_head, i64 stride_page, i64 stride_token, i64 stride_head) {
-  return (page * stride_page + (j % kPageSize) * stride_token + kv_head * stride_head) * kKvBytes;
+  return (page * stride_page + i64(u32(j) % u32(kPageSize)) * stride_token + kv_head * stride_head) * kKvBytes;
 }
 
 // One K tile and one V tile (tokens [tile_begin, tile_end) of sequence b) into pipeline stage `stage`, by cp.async
@@ -125,22 +126,48 @@ SWAJIT_DEVICE void load_kv_tile(const PagedDecodeParams& P, u32 k_smem, u32 v_sm
   const char* k_cache = static_cast<const char*>(P.k_cache);
   const char* v_cache = static_cast<const char*>(P.v_cache);
   // Unrolled over a count known at compile time, so that a thread's block_table reads all issue before its first
-  // copy waits on one (a rolled loop serializes them: read, copy, read, copy).
+  // copy waits on one (a rolled loop serializes them: read, copy, read, copy). Unrolling alone does not do that: each
+  // read sits behind the branches on the previous one's value (its range check and report), so a tile's passes wait
+  // for their entries one after another; kPagesFirst reads every entry first, unconditionally (a row past the tile
+  // reads its last row's), and checks them after.
   constexpr int kItems = kBlockN * kKvChunks;
+  constexpr int kPasses = (kItems + kLoaders - 1) / kLoaders;
+  int pages[kPasses];
+  if constexpr (kPagesFirst) {
 #pragma unroll
-  for (int pass = 0; pass < (kItems + kLoaders - 1) / kLoaders; ++pass) {
+    for (int pass = 0; pass < kPasses; ++pass) {
+      const int row = min(loader + pass * kLoaders, kItems - 1) / kKvChunks;
+      const u32 j = u32(max(0, min(tile_begin + row, tile_end - 1)));
+      pages[pass] = block_table_row[(j / u32(kPageSize)) * P.block_table_stride_page];
+    }
+  }
+  bool bad_page = false;
+#pragma unroll
+  for (int pass = 0; pass < kPasses; ++pass) {
     const int i = loader + pass * kLoaders;
     if (kItems % kLoaders != 0 && i >= kItems) break;
     const int row = i / kKvChunks, chunk = i % kKvChunks;
     const int j = tile_begin + row;
     bool valid = j < tile_end;
-    int page = valid ? page_of_token(P, block_table_row, b, j, saw_bad_page) : 0;
-    if (page < 0) valid = false, page = 0;
+    int page = 0;
+    if constexpr (kPagesFirst) {
+      const bool page_valid = pages[pass] >= 0 && pages[pass] < P.num_pages;
+      bad_page |= valid && !page_valid;
+      valid = valid && page_valid;
+      page = valid ? pages[pass] : 0;
+    } else {
+      page = valid ? page_of_token(P, block_table_row, b, j, saw_bad_page) : 0;
+      if (page < 0) valid = false, page = 0;
+    }
     const char* k_src = k_cache + row_offset_bytes(page, j, kv_head, P.k_stride_page, P.k_stride_token, P.k_stride_head) + chunk * 16;
     const char* v_src = v_cache + row_offset_bytes(page, j, kv_head, P.v_stride_page, P.v_stride_token, P.v_stride_head) + chunk * 16;
     const u32 offset = stored_offset(row, chunk);
     cp_async_16(k_smem + offset, k_src, valid);
     cp_async_16(v_smem + offset, v_src, valid);
+  }
+  if (bad_page) {
+    record_status(P.status, kStatusPageOutOfRange, b);
+    saw_bad_page = true;
   }
 }
 
@@ -298,14 +325,20 @@ SWAJIT_DEVICE void produce_tiles(const PagedDecodeParams& P, const StageBarriers
 }
 
 // ---- the tile step: scores, online softmax, P.V (16-bit tiles: attention_tile.cuh; 8-bit: kv8_fragments.cuh) ----
+// The warp's Q operand: 16-bit fragments, or int8 hi / lo chunks for the integer scores.
+template <bool kInteger> struct QOperandOf { typedef QFragments<1> type; };
+template <> struct QOperandOf<true> { typedef IntegerQFragments type; };
+typedef QOperandOf<kIntegerScores>::type QOperand;
+
 // `before_v()` runs once the scores are computed, before anything reads the V tile (kSplitKv: waits for it).
-template <bool kMasked, class RowColumns, class BeforeV>
-SWAJIT_DEVICE void attend_tile(WarpState<1>& st, const QFragments<1>& q_frag, float score_scale, u32 q_smem,
+template <bool kMasked, class RowColumns, class BeforeV, class QOp>  // QOp: QOperand (generic: each branch compiles)
+SWAJIT_DEVICE void attend_tile(WarpState<1>& st, const QOp& q_frag, float score_scale, u32 q_smem,
                                u32 k_tile, u32 v_tile, int warp_m, int token0, int lane, RowColumns row_columns,
                                BeforeV before_v) {
   float scores[1][kScoreFrags][4];
   if constexpr (kKvQuant != 0) {
-    tile_scores_kv8(scores, q_frag, q_smem, k_tile, warp_m, token0, lane);
+    if constexpr (kIntegerScores) tile_scores_int8(scores, q_frag, q_smem, k_tile, warp_m, token0, lane);
+    else tile_scores_kv8(scores, q_frag, q_smem, k_tile, warp_m, token0, lane);
     float rescale[1][2];
     online_softmax<kMasked>(st, scores, score_scale, lane, row_columns, rescale);
     rescale_output(st, rescale);
@@ -320,7 +353,7 @@ SWAJIT_DEVICE void attend_tile(WarpState<1>& st, const QFragments<1>& q_frag, fl
 
 // Tile t of the block's ranges, stored at k_tile / v_tile, into the warp's state; masked only where a row needs it.
 template <class BeforeV>
-SWAJIT_DEVICE void attend_stored_tile(const PagedDecodeParams& P, WarpState<1>& st, const QFragments<1>& q_frag,
+SWAJIT_DEVICE void attend_stored_tile(const PagedDecodeParams& P, WarpState<1>& st, const QOperand& q_frag,
                                       float score_scale, u32 q_smem, u32 k_tile, u32 v_tile, const TileRanges& ranges,
                                       int t, int kv_len, int warp_m, int token0, int lane, BeforeV before_v) {
   const int tile_begin = ranges.tile_begin(t), tile_end = ranges.tile_end(t);
@@ -786,11 +819,14 @@ SWAJIT_DEVICE void attend_item(const PagedDecodeParams& P, const DecodeWork& wor
   WarpState<1> st;  // one 16-row tile per warp
   st.clear();
 
-  QFragments<1> q_frag;
+  QOperand q_frag;
   cp_async_wait<kProducer == 0 ? kStages - 1 : 0>();  // the Q group is complete
   __syncthreads();                                     // (and the stage barriers initialized)
   float score_scale = P.scale_log2;  // scores are <q, k> times this (log2 units)
-  if constexpr (kKvQuant != 0) {
+  if constexpr (kIntegerScores) {
+    quantize_q_rows(P, q_smem, kv_head);
+    __syncthreads();
+  } else if constexpr (kKvQuant != 0) {
     score_scale *= permute_q_and_fold_k_scale<kRowsPadded>(P, q_smem, kv_head);
     __syncthreads();
   }
@@ -838,7 +874,7 @@ SWAJIT_DEVICE void attend_item(const PagedDecodeParams& P, const DecodeWork& wor
 }
 
 // The scheduled grid (templates/decode_schedule.h): every block walks its range of the batch, item after item.
-extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(const __grid_constant__ PagedDecodeParams P) {
+extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocks) SWAJIT_DECODE_KERNEL(const __grid_constant__ PagedDecodeParams P) {
   wait_for_prerequisite_grid();  // a programmatic dependent launch: nothing is read before the stream's prior work ends
   DecodeWork work;
   ScheduledBlock schedule;
@@ -862,7 +898,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_KERNEL(c
 // batch 128). P.sequence_pieces 1: the whole sequence, output written directly; N > 1: its visible tiles cut evenly
 // into N pieces, written as the schedule writes the pieces of a sequence cut at block b N (its first piece in that
 // block's second entry, piece s in block b N + s's first), which the merge grid reads from the records.
-extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_DECODE_DIRECT_KERNEL(const __grid_constant__ PagedDecodeParams P) {
+extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocks) SWAJIT_DECODE_DIRECT_KERNEL(const __grid_constant__ PagedDecodeParams P) {
   wait_for_prerequisite_grid();
   const int pieces = P.sequence_pieces;
   const int block = blockIdx.x / P.num_kv_heads;  // b x pieces + piece

@@ -113,6 +113,47 @@ TEST_CASE("producer-warp decode kernels compile for sm_90a and refuse sm_80 by n
   }
 }
 
+TEST_CASE("decode knobs: integer int8 scores and pages-first loads compile on sm_90a and sm_80, keys round-trip") {
+  DecodeConfig integer{128, 4, 3, 0};
+  integer.integer_scores = true;
+  DecodeConfig pages_first{64, 2, 4, 0, DecodeConfig::kProducerCpAsync};
+  pages_first.pages_first = true;
+  DecodeConfig both = integer;
+  both.pages_first = true;
+  both.min_blocks = 2;
+  CHECK(both.compile_key() == "bn128_wn4_st3_pf_oc2_is");
+  for (const DecodeConfig& c : {integer, pages_first, both}) CHECK(DecodeConfig::from_key(c.key()) == c);
+  DecodeConfig too_many = integer;
+  too_many.min_blocks = 5;
+  CHECK_THROWS_AS(too_many.validate(KernelSpec::from_key("paged_decode_bf16_d128_p16_nhd_q1_g4_local_kvint8")), Error);
+  CHECK_THROWS_AS(integer.validate(KernelSpec::from_key("paged_decode_bf16_d128_p16_nhd_q1_g4_local_kvfp8")), Error);
+  if (!nvrtc::available()) return;
+  struct Case { const char* key; DecodeConfig config; bool sm80; };
+  const Case cases[] = {
+      {"paged_decode_bf16_d128_p16_nhd_q4_g4_local_attnsink_kvint8", both, true},
+      {"paged_decode_fp16_d64_p7_hnd_q1_g4_local_kvint8", integer, true},
+      {"paged_decode_bf16_d256_p16_nhd_q8_g16_local_kvint8", integer, true},
+      {"paged_decode_bf16_d128_p16_nhd_q1_g4_local_kvfp8", pages_first, false},
+  };
+  for (const Case& c : cases) {
+    const GeneratedKernel k = generate_paged_decode_cuda(KernelSpec::from_key(c.key), c.config);
+    INFO(k.cache_key);
+    for (const char* arch : {"sm_90a", "sm_80"})
+      if (c.sm80 || std::string(arch) == "sm_90a")
+        CHECK(std::string(nvrtc::compile(k.source, k.cache_key + ".cu", arch).cubin.data(), 4) == "\x7f" "ELF");
+  }
+}
+
+// Every case of the decode check matrix carries a config that validates against its spec (or none: the heuristic's).
+TEST_CASE("decode check cases' configs are valid") {
+  for (const DecodeCase& c : decode_check_matrix()) {
+    if (!c.config) continue;
+    INFO(c.name);
+    CHECK_NOTHROW(c.config->validate(c.spec()));
+    CHECK(c.config->min_blocks >= 1);
+  }
+}
+
 TEST_CASE("a compile failure carries the NVRTC log") {
   if (!nvrtc::available()) return;
   try {

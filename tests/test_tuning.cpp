@@ -152,6 +152,12 @@ TEST_CASE("one device-derived decode rule gives the measured winners on the H100
   CHECK(heuristic_decode_config(gemma_page_7, kH200, 32 * 16) == DecodeConfig{32, 2, 3, kCapacity, kBulk});
   // Caches the TMA engine cannot read (paged_decode.cpp: decode_tma_layout_problem) keep the row copies too.
   CHECK(heuristic_decode_config(gemma_d256, kH200, 32 * 16, 0, /*tma_layout_ok=*/false) == DecodeConfig{32, 2, 3, kCapacity, kBulk});
+  KernelSpec mistral_int8 = mistral;  // 8-bit: TMA pages where TMA reads the caches, else every warp loading
+  mistral_int8.kv_quant = KvQuant::kInt8;
+  CHECK(heuristic_decode_config(mistral_int8, kH200, 128 * 8).producer == kTma);
+  const DecodeConfig int8_gathers = heuristic_decode_config(mistral_int8, kH200, 128 * 8, 0, /*tma_layout_ok=*/false);
+  CHECK(int8_gathers.producer == DecodeConfig::kLoadersAllWarps);
+  CHECK(int8_gathers.min_blocks == 1);
   CHECK(heuristic_decode_config(gemma_d256, kH200, 8 * 16) == gemma_wide);
 
   // H100 (3.1 TB/s read): the default already streams the floor (tuned 2026-11-22: bn64_wn4_st3_sp1 at 92-96% of
@@ -514,4 +520,44 @@ TEST_CASE("bench and tune shapes: only the pages the window and the sinks touch 
   DecodeShape gemma = cli::preset_shapes("gemma-3-27b", batch_256).front();  // 32 q / 16 kv heads, window 1024
   gemma.head_dim = 256;                                                        // the 4B / 12B models' head_dim
   CHECK_NOTHROW(cli::check_decode_shape(gemma, "gemma", DLDevice{kDLCPU, 0}));
+}
+
+// Every way a decode config is made gives one that validates: the heuristics (with and without a device, 16- and
+// 8-bit, every head_dim, q_seqlen 1..8), the tuner's space, and JSON records with and without the later knobs (a
+// record written before min_blocks existed reads as 1, not 0).
+TEST_CASE("every decode config path gives a valid config (later knobs at their defaults)") {
+  const KernelSpec base = KernelSpec::from_key("paged_decode_bf16_d128_p16_nhd_q1_g4_local");
+  for (KvQuant quant : {KvQuant::kNone, KvQuant::kInt8, KvQuant::kFp8E4M3})
+    for (int d : {64, 128, 256})
+      for (int qs : {1, 4, 8}) {
+        KernelSpec spec = base;
+        spec.kv_quant = quant;
+        spec.head_dim = d;
+        spec.q_seqlen = qs;
+        INFO(spec.key());
+        for (const DecodeConfig& c : {heuristic_decode_config(spec, test::kH200), heuristic_decode_config(spec, test::kH200, 1024, 4096),
+                                      heuristic_decode_config(spec, 227 * 1024, 228 * 1024)}) {
+          CHECK_NOTHROW(c.validate(spec));
+          CHECK(c.min_blocks == (c.producer == DecodeConfig::kProducerTma && quant != KvQuant::kNone ? 2 : 1));
+        }
+        const DecodeConfig on_device = heuristic_decode_config(spec, test::kH200, 1024, 4096);
+        CHECK(decode_geometry(spec, on_device).shared_bytes <= test::kH200.max_shared_per_block_optin);  // it fits
+        CHECK(on_device.pages_first == (quant != KvQuant::kNone));
+        if (quant != KvQuant::kNone && d == 128) CHECK(on_device.producer == DecodeConfig::kProducerTma);
+        CHECK_NOTHROW(without_tma_pages(spec, on_device).validate(spec));
+        CHECK(!on_device.integer_scores);
+        for (const DecodeConfig& c : decode_config_space(spec, 4, &test::kH200)) {
+          INFO(c.key());
+          CHECK_NOTHROW(c.validate(spec));
+          CHECK(decode_config_from_json(decode_config_to_json(c)) == c);
+        }
+      }
+  DecodeConfig knobs{128, 4, 3, 0, DecodeConfig::kProducerTma};
+  knobs.min_blocks = 2;
+  knobs.pages_first = true;
+  knobs.integer_scores = true;
+  CHECK(decode_config_from_json(decode_config_to_json(knobs)) == knobs);
+  const DecodeConfig old_record = decode_config_from_json(nlohmann::json::parse(R"({"block_n": 64, "warps_n": 4, "stages": 3, "num_splits": 0})"));
+  CHECK(old_record == DecodeConfig{64, 4, 3, 0});
+  CHECK(old_record.min_blocks == 1);
 }

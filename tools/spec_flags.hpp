@@ -66,12 +66,12 @@ struct SpecFlags {
 struct ConfigFlags {
   std::optional<int> block_m, block_n, warps_n, stages, num_splits, m_tiles, min_blocks, warp_specialize, producer,
       producer_registers;
-  std::optional<bool> wgmma, tma, persistent, mma, token_split, fused_merge, l2_prefetch, mla;
+  std::optional<bool> wgmma, tma, persistent, mma, token_split, fused_merge, l2_prefetch, mla, integer_scores, pages_first;
   void add_to(CLI::App& app) {
     app.add_option("--block-m", block_m, "prefill: query rows per block");
     app.add_option("--m-tiles", m_tiles, "prefill: 16-row mma tiles per warp (1 or 2)");
     app.add_option("--wgmma", wgmma, "prefill: Hopper warpgroup MMA (true/false)");
-    app.add_option("--min-blocks", min_blocks, "prefill: blocks per SM to leave registers for (1..4)");
+    app.add_option("--min-blocks", min_blocks, "prefill, paged_decode: blocks per SM to leave registers for (1..4)");
     app.add_option("--warp-specialize", warp_specialize,
                    "prefill, wgmma: 0 all warps load, 1 producer/consumer warpgroups, 2 also S(t+1) before softmax(t), 3 also ping-pong (block_m 128)");
     app.add_option("--tma", tma, "prefill, warp specialized: K/V tiles moved by the TMA engine (true/false)");
@@ -85,6 +85,10 @@ struct ConfigFlags {
                    "paged_decode: 0 every warp loads, 1 a producer warp with cp.async and mbarriers, 2 the same with bulk row copies, 3 as 2 with K and V on their own barriers (sm_90)");
     app.add_option("--fused-merge", fused_merge,
                    "paged_decode, split-KV: the last block of a (sequence, kv head) merges its partial results, no merge grid (true/false)");
+    app.add_option("--pages-first", pages_first,
+                   "paged_decode, cp.async loaders: read a tile's block_table entries before checking any (true/false)");
+    app.add_option("--integer-scores", integer_scores,
+                   "paged_decode, int8 K/V: the scores on the integer tensor cores, Q quantized per row to 14 bits (true/false)");
     app.add_option("--splits", num_splits, "split-KV work items per (sequence, kv head) on average; 0: from the grid's capacity (the heuristic's)");
     app.add_option("--mma", mma, "sparse_decode: tensor cores (true/false; false: the CUDA-core kernel)");
     app.add_option("--token-split", token_split, "sparse_decode, mma: the warps split each tile's candidates (true/false)");
@@ -92,8 +96,8 @@ struct ConfigFlags {
     app.add_option("--mla", mla, "sparse_decode, mma: the MLA kernel (shared 576 / 512, sm_90a; true/false; true sets bn64 st2)");
   }
   bool any() const {
-    return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || persistent || producer_registers || mma ||
-           producer || token_split || fused_merge || l2_prefetch || mla;
+    return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || persistent ||
+           producer_registers || mma || producer || token_split || fused_merge || l2_prefetch || mla || integer_scores || pages_first;
   }
   // Flags given on top of `base`.
   DecodeConfig apply(DecodeConfig base) const {
@@ -103,6 +107,9 @@ struct ConfigFlags {
     if (num_splits) base.num_splits = *num_splits;
     if (producer) base.producer = *producer;
     if (fused_merge) base.fused_merge = *fused_merge;
+    if (integer_scores) base.integer_scores = *integer_scores;
+    if (pages_first) base.pages_first = *pages_first;
+    if (min_blocks) base.min_blocks = *min_blocks;
     return base;
   }
   SparseDecodeConfig apply(SparseDecodeConfig base) const {

@@ -22,7 +22,7 @@ page tables list only the pages the window touches, as SGLang passes them for sl
 - page1, page64: the grid shape (32 q / 8 kv heads, head_dim 128, window 4096) at page sizes 1 and 64, batch 1..256.
 - grid: the grid shape at page 16, batch 1..256, q_seqlen 1 and 4, tensor cores only (FlashInfer's fastest there).
 - b256: the grid shape at page 16, batch 256, q_seqlen 1 and 4 (batch 1..128: ../shared/peers/flashinfer_peer.py).
-- fp8: the grid shape with an fp8 e4m3 KV cache (per-tensor scale 1, so no scale ops), batch 1..128, q_seqlen 1, 4.
+- fp8: the grid shape with an fp8 e4m3 KV cache (per-tensor scale 1, so no scale ops), batch 1..256, q_seqlen 1, 4.
 Variants: `cc` BatchDecodeWithPagedKVCacheWrapper on CUDA cores (q_seqlen 1 only), `tc` the same with
 use_tensor_cores=True (FA2 prefill kernel, q_len_per_req = q_seqlen), `sink` as above. Every variant is checked
 against a float32 torch reference on sequences 0 and B-1 of replica 0 before it is timed.
@@ -67,7 +67,7 @@ CASES = {
                  variants=("tc",)),
     "b256": dict(hq=32, hkv=8, d=128, page=16, window=4096, sinks=False, kv="bf16", batches=(256,), qs=(1, 4),
                  variants=("cc", "tc")),
-    "fp8": dict(hq=32, hkv=8, d=128, page=16, window=4096, sinks=False, kv="fp8", batches=(1, 8, 32, 128),
+    "fp8": dict(hq=32, hkv=8, d=128, page=16, window=4096, sinks=False, kv="fp8", batches=(1, 8, 32, 128, 256),
                 qs=(1, 4), variants=("cc", "tc")),
 }
 VARIANT_NAMES = {"cc": "FI decode, CUDA cores", "tc": "FI decode, tensor cores (FA2)",

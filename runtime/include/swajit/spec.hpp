@@ -123,6 +123,16 @@ struct DecodeConfig {
   // true: the main grid itself, the last block to finish a (sequence, kv head)'s items merging them (an arrival
   // counter per pair): no second launch and no gap between the grids (key suffix "_fm").
   bool fused_merge = false;
+  // The all-warps and cp.async loaders read every block_table entry of a tile before checking any (key suffix "_pf"),
+  // so a thread's reads overlap instead of each waiting behind the checks of the one before.
+  bool pages_first = false;
+  // Blocks per SM the kernel's registers are capped for (__launch_bounds__; key suffix "_oc<B>" when > 1): the
+  // producer configs' compute path fits two blocks of 160 threads (168 registers, no spills) where the compiler
+  // otherwise takes 240 and one block fills the SM's register file.
+  int min_blocks = 1;
+  // int8 K/V only: the scores on the integer tensor cores (mma s8, key suffix "_is"): each Q row (times the K scale)
+  // quantized to 128 hi + lo with int8 hi and lo (14 bits), the int8 K bytes fed to the mma as stored, no widening.
+  bool integer_scores = false;
   static constexpr int kLoadersAllWarps = 0, kProducerCpAsync = 1, kProducerBulk = 2, kProducerBulkSplitKv = 3,
                        kProducerTma = 4;
   static constexpr int kSplitsFromCapacity = 0;

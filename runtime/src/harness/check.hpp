@@ -53,6 +53,10 @@ struct CaseResult {
 };
 
 std::vector<DecodeCase> decode_check_matrix();
+// Adds a case named `name` set up by `edit` (decode_check_matrix's adder); the 8-bit knobs' cases
+// (check_decode_knobs.cpp) go through it.
+using DecodeCaseAdder = std::function<void(std::string name, const std::function<void(DecodeCase&)>& edit)>;
+void add_decode_knob_cases(const DecodeCaseAdder& add);
 // Runs the case on `where`: {kDLCUDA, n} for GPU n, {kDLCPU, 0} for the CPU backend.
 CaseResult run_decode_case(const DecodeCase& c, DLDevice where, uint64_t seed);
 // Compiles the kernels of all cases on `threads` threads (exercises the compile-once cache under concurrency).

@@ -348,6 +348,7 @@ std::vector<DecodeCase> decode_check_matrix() {
     });
   add_producer_cases(add);
   add_fused_merge_cases(add);
+  add_decode_knob_cases([&](std::string name, const std::function<void(DecodeCase&)>& edit) { add(std::move(name), edit); });
   add_tma_page_cases(add);
   return cases;
 }

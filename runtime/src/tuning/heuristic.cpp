@@ -159,8 +159,23 @@ DecodeConfig narrow_tile(const KernelSpec& spec, const DecodeConfig& wide, int p
 // them), moved as TMA boxes of whole pages where the spec's pages suit them, measured faster than the row copies
 // wherever those win (head_dim 256 on the H200, session 5 run B2: 144.3 / 528.4 us at batch 32 / 128 against
 // 159.3 / 613.4 for bulk rows and 173.7 / 660.1 for the default).
-DecodeConfig with_page_copies(const KernelSpec& spec, DecodeConfig config, bool tma_layout_ok) {
-  if (config.producer != DecodeConfig::kProducerBulk || !tma_layout_ok) return config;
+// 8-bit caches on a device: the default tile with the knobs that won on the H200 (session 6 run B2,
+// tools/bench/RESULTS.md): on sm_90+ TMA page boxes moved by a producer warp, the registers capped for two blocks an
+// SM (min_blocks: uncapped, the 160-thread blocks ran one an SM), where the pages suit TMA boxes and two blocks fit
+// (fp8 b128 343.8 -> 288.3 us, int8 372.5 -> 296.2); else the cp.async loaders reading a tile's block_table entries
+// before checking any (pages_first: fp8 303.8, int8 326.1). integer_scores stays off: level at q1, 8% slower at q4
+// beside the TMA pages.
+DecodeConfig with_kv8_knobs(const KernelSpec& spec, DecodeConfig config, const DeviceInfo& device) {
+  config.pages_first = true;
+  if (device.cc_major < 9) return config;
+  DecodeConfig tma = config;
+  tma.producer = DecodeConfig::kProducerTma;
+  tma.min_blocks = 2;
+  return runs_spec(tma, spec) && resident_blocks(spec, tma, device) >= tma.min_blocks ? tma : config;
+}
+
+DecodeConfig with_page_copies(const KernelSpec& spec, DecodeConfig config) {
+  if (config.producer != DecodeConfig::kProducerBulk) return config;
   DecodeConfig tma = config;
   tma.producer = DecodeConfig::kProducerTma;
   return runs_spec(tma, spec) ? tma : config;
@@ -179,7 +194,12 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& d
   // head_dim 256 once they fill one (b32 211.6 -> 159.3 us; every warp loading 4-6% slower, b8 1.5x slower); on the
   // H100 (3.1 TB/s) the default at head_dim 128, which already streams the floor there (96%). tests/test_tuning.cpp.
   const DecodeConfig wide = heuristic_decode_config(spec, device.max_shared_per_block_optin, device.max_shared_per_sm);
-  if (spec.kv_quant != KvQuant::kNone || sequence_heads <= 0) return wide;
+  // The call's caches TMA cannot read take the heuristic's other loaders (without_tma_pages).
+  const auto for_layout = [&](const DecodeConfig& c) {
+    return tma_layout_ok || c.producer != DecodeConfig::kProducerTma ? c : without_tma_pages(spec, c);
+  };
+  if (spec.kv_quant != KvQuant::kNone) return for_layout(with_kv8_knobs(spec, wide, device));
+  if (sequence_heads <= 0) return wide;
   const MemorySystem memory = memory_system(device);
   // Pairs too short for the work schedule to cut (the default's tiles decide, as for the capacity rule's direct
   // grid: paged_decode.cpp) run on the direct grid whatever the tile: a block per pair, in waves.
@@ -213,7 +233,17 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& d
         c.tokens_per_s_per_sm > best.tokens_per_s_per_sm * (1 + kTieMargin))
       best = c;
   }
-  return with_page_copies(spec, best.config, tma_layout_ok);
+  return for_layout(with_page_copies(spec, best.config));
+}
+
+DecodeConfig without_tma_pages(const KernelSpec& spec, DecodeConfig config) {
+  if (spec.kv_quant == KvQuant::kNone) {
+    config.producer = DecodeConfig::kProducerBulk;
+  } else {
+    config.producer = DecodeConfig::kLoadersAllWarps;
+    config.min_blocks = 1;
+  }
+  return config;
 }
 
 int merge_spreading_bytes(const DeviceInfo& device, int64_t merge_blocks) {

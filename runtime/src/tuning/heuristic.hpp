@@ -36,6 +36,9 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, int max_shared_per_
 // on bulk row copies, which read any layout.
 DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& device, int64_t sequence_heads = 0,
                                      int64_t visible_tokens = 0, bool tma_layout_ok = true);
+// The heuristic's TMA-page config (producer 4) for caches TMA cannot read: 16-bit caches take the bulk row copies
+// (they read any layout), 8-bit ones every warp loading (row copies of 128 bytes are 10x slower).
+DecodeConfig without_tma_pages(const KernelSpec& spec, DecodeConfig config);
 // The most tiles of block_n tokens a pair seeing `visible_tokens` spans: a window that does not start on a tile
 // boundary, or sinks beside it, spans one more than its length.
 inline int max_visible_tiles(int64_t visible_tokens, int block_n) {

@@ -1,0 +1,78 @@
+// Decode check cases of the 8-bit KV knobs (DecodeConfig::integer_scores, pages_first, min_blocks), apart from
+// check_decode.cpp to keep each file short.
+#include "check.hpp"
+
+namespace swajit {
+namespace {
+
+// int8 scores on the integer tensor cores (DecodeConfig::integer_scores): Q quantized per row (rows of very different
+// size in one block: tiny / huge q, 16 heads of a group), every head_dim (d256 reads Q from shared memory), every
+// loader, masked edges and sinks, q_seqlen 1..8, per-tensor and per-channel scales.
+void add_integer_score_cases(const DecodeCaseAdder& add) {
+  const auto integer = [](DecodeConfig config) { config.integer_scores = true; return config; };
+  add("integer scores, int8 KV, q4, sinks, bn128 wn4 st3, capacity", [&](DecodeCase& c) {
+    c.kv_quant = KvQuant::kInt8; c.q_seqlen = 4; c.sink_logits = true; c.seq_lens = {4, 129, 1000, 4099};
+    c.local_window = 4096; c.config = integer(DecodeConfig{128, 4, 3, DecodeConfig::kSplitsFromCapacity});
+  });
+  add("integer scores, int8 KV, bn64 wn2 st4, window 300, per-tensor scale", [&](DecodeCase& c) {
+    c.kv_quant = KvQuant::kInt8; c.per_tensor_scale = true; c.seq_lens = {0, 1, 129, 1000}; c.local_window = 300;
+    c.config = integer(DecodeConfig{64, 2, 4, 2});
+  });
+  // (128 rows at head_dim 256 do not fit beside their int8 Q operands: 64 rows here.)
+  add("integer scores, int8 KV, head_dim 256, group 8 q8 (64 rows), sinks", [&](DecodeCase& c) {
+    c.kv_quant = KvQuant::kInt8; c.head_dim = 256; c.group = 8; c.q_seqlen = 8; c.num_kv_heads = 1;
+    c.sink_logits = true; c.seq_lens = {8, 300}; c.config = integer(DecodeConfig{64, 1, 3, 1});
+  });
+  add("integer scores, int8 KV, head_dim 64, HND strided, page 7, fp16", [&](DecodeCase& c) {
+    c.kv_quant = KvQuant::kInt8; c.head_dim = 64; c.dtype = DType::kFP16; c.kv_layout = KvLayout::kHND; c.strided = true;
+    c.page_size = 7; c.seq_lens = {0, 700, 2100}; c.local_window = 1000; c.config = integer(DecodeConfig{64, 4, 3, 1});
+  });
+  add("integer scores, int8 KV, tiny q", [&](DecodeCase& c) {
+    c.kv_quant = KvQuant::kInt8; c.q_exponent = -20; c.sink_logits = true; c.config = integer(DecodeConfig{128, 4, 3, 1});
+  });
+  add("integer scores, int8 KV, huge q, q3", [&](DecodeCase& c) {
+    c.kv_quant = KvQuant::kInt8; c.q_exponent = 27; c.q_seqlen = 3; c.config = integer(DecodeConfig{128, 4, 3, 1});
+  });
+  for (int producer : {DecodeConfig::kProducerBulk, DecodeConfig::kProducerTma})
+    add("integer scores, int8 KV, producer " + std::to_string(producer) + ", q4, sinks, capacity", [&](DecodeCase& c) {
+      c.kv_quant = KvQuant::kInt8; c.q_seqlen = 4; c.sink_logits = true; c.seq_lens = {4, 129, 1000, 4099};
+      c.local_window = 4096; c.config = integer(DecodeConfig{128, 4, 3, DecodeConfig::kSplitsFromCapacity, producer});
+    });
+}
+
+// Pages-first loads (DecodeConfig::pages_first): every loader that gathers by cp.async (all warps, the producer warp,
+// the TMA producer's fallback for tails), tiles past the end, pages of 7, HND strided, 8-bit and 16-bit caches.
+void add_pages_first_cases(const DecodeCaseAdder& add) {
+  const auto first = [](DecodeConfig config) { config.pages_first = true; return config; };
+  for (KvQuant quant : {KvQuant::kNone, KvQuant::kInt8, KvQuant::kFp8E4M3}) {
+    const std::string kv = quant == KvQuant::kNone ? "" : quant == KvQuant::kInt8 ? ", int8 KV" : ", fp8 KV";
+    add("pages first" + kv + ", q4, sinks, capacity", [&](DecodeCase& c) {
+      c.kv_quant = quant; c.q_seqlen = 4; c.sink_logits = true; c.seq_lens = {0, 4, 129, 1000, 4099}; c.local_window = 4096;
+      c.config = first(DecodeConfig{quant == KvQuant::kNone ? 64 : 128, 4, 3, DecodeConfig::kSplitsFromCapacity});
+    });
+    add("pages first" + kv + ", page_size 7, HND strided, bn64 wn2 st4, window 300", [&](DecodeCase& c) {
+      c.kv_quant = quant; c.page_size = 7; c.kv_layout = KvLayout::kHND; c.strided = true; c.seq_lens = {1, 95, 400, 1000};
+      c.local_window = 300; c.config = first(DecodeConfig{64, 2, 4, 2});
+    });
+    for (int producer : {DecodeConfig::kProducerCpAsync, DecodeConfig::kProducerTma})
+      add("pages first" + kv + ", producer " + std::to_string(producer) + ", q2, 3 splits", [&](DecodeCase& c) {
+        c.kv_quant = quant; c.q_seqlen = 2; c.seq_lens = {2, 33, 700, 2100}; c.local_window = 1000;
+        c.config = first(DecodeConfig{64, 2, 3, 3, producer});
+      });
+    // Registers capped for 2 blocks an SM (DecodeConfig::min_blocks), the producer configs it is for.
+    add("min blocks 2" + kv + ", producer 4, q4, sinks, capacity", [&](DecodeCase& c) {
+      c.kv_quant = quant; c.q_seqlen = 4; c.sink_logits = true; c.seq_lens = {0, 4, 129, 1000, 4099}; c.local_window = 4096;
+      c.config = DecodeConfig{quant == KvQuant::kNone ? 64 : 128, 4, 3, DecodeConfig::kSplitsFromCapacity, DecodeConfig::kProducerTma};
+      c.config->min_blocks = 2;
+    });
+  }
+}
+
+}  // namespace
+
+void add_decode_knob_cases(const DecodeCaseAdder& add) {
+  add_integer_score_cases(add);
+  add_pages_first_cases(add);
+}
+
+}  // namespace swajit
