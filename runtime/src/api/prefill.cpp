@@ -219,11 +219,7 @@ PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo&
     const bool tma = tma_layout_ok && spec.kv_quant == KvQuant::kNone;
     for (const PrefillConfig& candidate : candidates) {
       if (candidate.tma && !tma) continue;
-      try {
-        candidate.validate(spec);
-      } catch (const Error&) {
-        continue;  // e.g. pages TMA boxes cannot fill
-      }
+      if (!runs_spec(candidate, spec)) continue;  // e.g. pages TMA boxes cannot fill
       if (prefill_geometry(spec, candidate).shared_bytes <= device.max_shared_per_block_optin) return candidate;
     }
   }
