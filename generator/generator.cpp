@@ -88,8 +88,7 @@ std::string spec_prelude(const KernelSpec& spec) {
 }
 
 std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, const DecodeGeometry& g,
-                           const std::string& kernel_symbol, const std::string& direct_symbol,
-                           const std::string& merge_symbol) {
+                           const std::string& kernel_symbol, const std::string& merge_symbol) {
   std::ostringstream os;
   os << spec_prelude(spec)
      << "constexpr int kQSeqlen = " << spec.q_seqlen << ";\n"
@@ -103,6 +102,7 @@ std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, c
      << "constexpr bool kPagesFirst = " << flag(config.pages_first) << ";  // cp.async loaders: a tile's block_table reads first\n"
      << "constexpr int kMinBlocks = " << config.min_blocks << ";  // blocks per SM the registers are capped for\n"
      << "constexpr bool kIntegerScores = " << flag(config.integer_scores) << ";  // int8 K: scores on the integer tensor cores\n"
+     << "constexpr bool kDirectGrid = " << flag(config.direct_grid) << ";  // the kernel's grid: direct (else scheduled)\n"
      << "// launch geometry, shared with the host launcher\n"
      << "constexpr int kRows = " << g.rows << ";\n"
      << "constexpr int kWarpsM = " << g.warps_m << ";\n"
@@ -116,7 +116,6 @@ std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, c
      << "constexpr int kSharedBytes = " << g.shared_bytes << ";\n"
      << "constexpr int kMergeThreads = " << g.merge_threads << ";\n"
      << "#define SWAJIT_DECODE_KERNEL " << kernel_symbol << "\n"
-     << "#define SWAJIT_DECODE_DIRECT_KERNEL " << direct_symbol << "\n"
      << "#define SWAJIT_MERGE_KERNEL " << merge_symbol << "\n";
   return os.str();
 }
@@ -149,9 +148,8 @@ GeneratedKernel generate_paged_decode_cuda(const KernelSpec& spec, const DecodeC
   const DecodeGeometry g = decode_geometry(spec, config);
   std::ostringstream os;
   GeneratedKernel out = named_kernel(spec, config.compile_key(), "swajit_", "", os);
-  out.direct_symbol = out.kernel_symbol + "_direct";
   os << section("tile_ops.cuh") << section("paged_call_params.h") << section("paged_decode_params.h")
-     << decode_prelude(spec, config, g, out.kernel_symbol, out.direct_symbol, out.merge_symbol) << "\n"
+     << decode_prelude(spec, config, g, out.kernel_symbol, out.merge_symbol) << "\n"
      << section("window_mask.h") << section("decode_schedule.h") << section("attention_tile.cuh")
      << section("kv8_fragments.cuh")
      << section("paged_decode.cuh");

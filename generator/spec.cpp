@@ -264,14 +264,14 @@ bool KernelSpec::is_contiguous_kv() const { return family == KernelFamily::kPref
 std::string DecodeConfig::compile_key() const {
   return "bn" + std::to_string(block_n) + "_wn" + std::to_string(warps_n) + "_st" + std::to_string(stages) +
          (producer > 0 ? "_pw" + std::to_string(producer) : "") + (fused_merge ? "_fm" : "") + (pages_first ? "_pf" : "") + (min_blocks > 1 ? "_oc" + std::to_string(min_blocks) : "") +
-         (integer_scores ? "_is" : "");
+         (integer_scores ? "_is" : "") + (direct_grid ? "_dg" : "");
 }
 std::string DecodeConfig::key() const { return compile_key() + "_sp" + std::to_string(num_splits); }
 
 DecodeConfig DecodeConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
-  const std::string form = "bn<N>_wn<W>_st<S>[_pw<L>][_fm][_pf][_oc<B>][_is]_sp<P>";
-  if (parts.size() < 4 || parts.size() > 9)
+  const std::string form = "bn<N>_wn<W>_st<S>[_pw<L>][_fm][_pf][_oc<B>][_is][_dg]_sp<P>";
+  if (parts.size() < 4 || parts.size() > 10)
     throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form " + form);
   DecodeConfig config;
   config.block_n = parse_prefixed_int(parts[0], "bn", "block_n", key);
@@ -285,6 +285,7 @@ DecodeConfig DecodeConfig::from_key(std::string_view key) {
   if (next + 1 < parts.size() && parts[next].rfind("oc", 0) == 0)
     config.min_blocks = parse_prefixed_int(parts[next++], "oc", "min_blocks", key);
   if (next + 1 < parts.size() && parts[next] == "is") config.integer_scores = true, ++next;
+  if (next + 1 < parts.size() && parts[next] == "dg") config.direct_grid = true, ++next;
   if (next + 1 != parts.size())
     throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form " + form);
   config.num_splits = parse_prefixed_int(parts.back(), "sp", "num_splits", key);

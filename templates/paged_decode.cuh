@@ -24,17 +24,17 @@
 // warps fills the stages, cp.async chunks (1) or one bulk copy per token row (2; 3: K and V complete separately),
 // each stage completing on its "full" mbarrier; the compute warps wait on it and release the stage on its "empty"
 // mbarrier (no block barrier).
-// The direct kernel gives each block one (sequence, kv head), or one of P.sequence_pieces even pieces of it; the
-// scheduled kernel's blocks follow the work schedule of templates/decode_schedule.h (a fixed grid whose blocks
+// The direct grid (kDirectGrid) gives each block one (sequence, kv head), or one of P.sequence_pieces even pieces of
+// it; the scheduled grid's blocks follow the work schedule of templates/decode_schedule.h (a fixed grid whose blocks
 // each walk an equal-cost range of the batch's windows: several short sequences in turn, or a piece of a long one); a
 // sequence cut into pieces has each write (out / l in the 16-bit dtype, log2-sum-exp) and SWAJIT_MERGE_KERNEL combines
 // them in fp32, or (kFusedMerge) the last of its blocks to finish does (merge_pair_if_last: no second grid).
 //
 // Needs templates/decode_schedule.h and, from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kQSeqlen, kGroup, kLocalWindow,
-// kGlobalWindow, kCausal, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockN, kWarpsN, kStages, kProducer, kFusedMerge), the launch geometry the host also uses (kRows, kWarpsM,
+// kGlobalWindow, kCausal, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockN, kWarpsN, kStages, kProducer, kFusedMerge, kDirectGrid, ...), the launch geometry the host also uses (kRows, kWarpsM,
 // kThreads, kQBytes, kTileBytes, kStoredRowBytes, kBarrierOffset, kEpilogueStride, kEpilogueBytes, kSharedBytes, kMergeThreads)
 // and the symbol names
-// SWAJIT_DECODE_KERNEL (scheduled), SWAJIT_DECODE_DIRECT_KERNEL (direct) and SWAJIT_MERGE_KERNEL.
+// SWAJIT_DECODE_KERNEL (the direct or the scheduled grid: kDirectGrid) and SWAJIT_MERGE_KERNEL.
 
 constexpr int kRowsPadded = kWarpsM * 16;
 constexpr int kWarps = kWarpsM * kWarpsN;              // compute warps
@@ -873,17 +873,14 @@ SWAJIT_DEVICE void attend_item(const PagedDecodeParams& P, const DecodeWork& wor
   if (kProducer > 0 && threadIdx.x == 0) barriers.invalidate();
 }
 
-// The scheduled grid (templates/decode_schedule.h): every block walks its range of the batch, item after item.
-extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocks) SWAJIT_DECODE_KERNEL(const __grid_constant__ PagedDecodeParams P) {
-  wait_for_prerequisite_grid();  // a programmatic dependent launch: nothing is read before the stream's prior work ends
+// The scheduled grid (templates/decode_schedule.h): every block walks its range of the batch, item after item. One
+// copy of the item body: a one-item path beside the loop (session 6) tripled the module's NVRTC time with the direct
+// grid, and ran slower on small ragged batches (session 7 run B).
+SWAJIT_DEVICE void run_scheduled_block(const PagedDecodeParams& P) {
   DecodeWork work;
   ScheduledBlock schedule;
   schedule.find(P);
-  if (!schedule.next(P, work)) return;
-  // A block of one item (every block of a near-uniform batch) runs it outside the loop: the loop's code keeps values
-  // live across items (255 registers at q4 where the direct kernel takes 188), this copy is the direct kernel's.
-  if (schedule.done(P)) return attend_item(P, work);
-  bool more = true;
+  bool more = schedule.next(P, work);
   while (more) {
     attend_item(P, work);
     more = schedule.next(P, work);
@@ -898,8 +895,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocks) SWAJIT_DECODE
 // batch 128). P.sequence_pieces 1: the whole sequence, output written directly; N > 1: its visible tiles cut evenly
 // into N pieces, written as the schedule writes the pieces of a sequence cut at block b N (its first piece in that
 // block's second entry, piece s in block b N + s's first), which the merge grid reads from the records.
-extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocks) SWAJIT_DECODE_DIRECT_KERNEL(const __grid_constant__ PagedDecodeParams P) {
-  wait_for_prerequisite_grid();
+SWAJIT_DEVICE void run_direct_block(const PagedDecodeParams& P) {
   const int pieces = P.sequence_pieces;
   const int block = blockIdx.x / P.num_kv_heads;  // b x pieces + piece
   DecodeWork work;
@@ -922,6 +918,16 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocks) SWAJIT_DECODE
     }
   }
   attend_item(P, work);
+}
+
+// The module's one main kernel: the direct or the scheduled grid (kDirectGrid, DecodeConfig::direct_grid), never both,
+// so a module compiles the item body once.
+extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocks) SWAJIT_DECODE_KERNEL(const __grid_constant__ PagedDecodeParams P) {
+  wait_for_prerequisite_grid();  // a programmatic dependent launch: nothing is read before the stream's prior work ends
+  if constexpr (kDirectGrid)
+    run_direct_block(P);
+  else
+    run_scheduled_block(P);
 }
 
 // Block x merges the x-th cut sequence: the grid has a block for each a call can cut, and the records (one per

@@ -417,7 +417,8 @@ int heuristic_work_items(const DecodeWorkload& w) {
   cuda::ScopedDeviceContext scope(kDevice);
   DecodeOptions heuristic;
   heuristic.tuning = TuningPolicy::kHeuristic;
-  return plan_decode(w.problem(0), heuristic, cuda_device(kDevice), scope.context(), nullptr).work.items;
+  return work_items(plan_decode(w.problem(0), heuristic, cuda_device(kDevice), scope.context(), nullptr).work,
+                    w.problem(0).batch);
 }
 }  // namespace
 
@@ -731,11 +732,17 @@ TEST_CASE("tuning a shape stores a verified winner the runtime then uses, never 
   CHECK(report.timed > 0);
   CHECK(report.rejected_wrong == 0);
   CHECK(report.best_us <= report.heuristic_us);
-  DecodeWorkload workload(shape, DLDevice{kDLCUDA, device.ordinal}, stream);
+  // The lengths the tuner timed, known equal on the host: the winner runs as tuned, its split count included (with
+  // lengths only on the device a num_splits 1 winner takes the capacity rule: paged_decode.cpp for_lengths).
+  DecodeShape equal_lengths = shape;
+  equal_lengths.host_lengths = true;
+  DecodeWorkload workload(equal_lengths, DLDevice{kDLCUDA, device.ordinal}, stream);
   const DecodeProblem problem = workload.problem(0);
   const DecodePlan plan = plan_decode(problem, DecodeOptions{}, device, scope.context(), stream);
   CHECK(plan.origin == DecodePlan::Origin::kTuned);
-  CHECK(plan.config == report.best);
+  DecodeConfig as_tuned = plan.config;
+  as_tuned.direct_grid = false;  // not tuned: the call's grid (paged_decode.cpp with_call_grid)
+  CHECK(as_tuned == report.best);
   DecodeOptions heuristic_only;
   heuristic_only.tuning = TuningPolicy::kHeuristic;
   CHECK(plan_decode(problem, heuristic_only, device, scope.context(), stream).origin == DecodePlan::Origin::kHeuristic);

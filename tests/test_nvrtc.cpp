@@ -234,3 +234,19 @@ TEST_CASE("the H200 default prefill config takes TMA wherever the check matrix's
   }
   CHECK(tma_cases >= 15);
 }
+
+TEST_CASE("decode grids: a module holds one grid's kernel (direct or scheduled), its key says which") {
+  DecodeConfig scheduled{64, 4, 3, DecodeConfig::kSplitsFromCapacity};
+  DecodeConfig direct = scheduled;
+  direct.direct_grid = true;
+  CHECK(direct.key() == "bn64_wn4_st3_dg_sp0");
+  for (const DecodeConfig& c : {scheduled, direct}) CHECK(DecodeConfig::from_key(c.key()) == c);
+  const KernelSpec spec = KernelSpec::from_key("paged_decode_bf16_d128_p16_nhd_q4_g4_local_attnsink");
+  const GeneratedKernel a = generate_paged_decode_cuda(spec, scheduled), b = generate_paged_decode_cuda(spec, direct);
+  CHECK(a.kernel_symbol != b.kernel_symbol);  // two modules, cached apart
+  CHECK(a.source.find("constexpr bool kDirectGrid = false;") != std::string::npos);
+  CHECK(b.source.find("constexpr bool kDirectGrid = true;") != std::string::npos);
+  if (!nvrtc::available()) return;
+  for (const GeneratedKernel* k : {&a, &b})
+    CHECK(std::string(nvrtc::compile(k->source, k->cache_key + ".cu", "sm_90a").cubin.data(), 4) == "\x7f" "ELF");
+}

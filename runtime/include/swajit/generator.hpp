@@ -27,7 +27,6 @@ struct GeneratedKernel {
   std::string source;         // complete, self-contained CUDA C++ (no #include)
   std::string kernel_symbol;  // extern "C" name of the main kernel
   std::string merge_symbol;   // extern "C" name of the split-KV merge kernel
-  std::string direct_symbol;  // paged decode only: extern "C" name of the direct-grid kernel (one item per block)
   std::string cache_key;      // spec key + "__" + config compile key
 };
 GeneratedKernel generate_paged_decode_cuda(const KernelSpec& spec, const DecodeConfig& config);

@@ -133,6 +133,11 @@ struct DecodeConfig {
   // int8 K/V only: the scores on the integer tensor cores (mma s8, key suffix "_is"): each Q row (times the K scale)
   // quantized to 128 hi + lo with int8 hi and lo (14 bits), the int8 K bytes fed to the mma as stored, no widening.
   bool integer_scores = false;
+  // Which grid the module's kernel runs (key suffix "_dg"): false, the scheduled grid (templates/decode_schedule.h:
+  // fixed blocks walking equal-cost ranges of a ragged batch); true, the direct grid (a block per (sequence, kv head)
+  // or per even piece of it, no schedule). Not a tuning knob: paged_decode picks it per call (num_splits 1, batch 1,
+  // equal lengths the host knows: direct), so each module holds one copy of the item body (NVRTC time).
+  bool direct_grid = false;
   static constexpr int kLoadersAllWarps = 0, kProducerCpAsync = 1, kProducerBulk = 2, kProducerBulkSplitKv = 3,
                        kProducerTma = 4;
   static constexpr int kSplitsFromCapacity = 0;

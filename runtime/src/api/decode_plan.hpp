@@ -10,18 +10,23 @@
 
 namespace swajit {
 
-// The work list of a call: entries per kv head of the partial results (0: no split, no merge) and the work slots per
-// kv head, for the scheduled kernel (templates/decode_schedule.h: slots it balances) or the direct kernel
-// (sequence_pieces > 0: one item per block, that many blocks per sequence, cut evenly; slots = batch x pieces).
+// The work list of a call, for the grid its config runs (DecodeConfig::direct_grid). The grid has
+// schedule_grid_blocks(slots, batch) blocks per kv head; each holds kEntriesPerBlock partial-result entries when the
+// call is split (work_items).
 struct WorkList {
-  int items = 0;
+  // 0: no split, a block per (sequence, kv head), output written directly. Else the blocks per kv head that share the
+  // batch's work: the scheduled grid's resident slots its schedule balances (templates/decode_schedule.h), or the
+  // direct grid's batch x sequence_pieces.
   int slots = 0;
-  int sequence_pieces = 1;  // 0: the scheduled kernel
-  // Entries the workspace holds: the scheduled kernel's for these slots whichever kernel runs (never fewer), so a
-  // workspace sized once (paged_decode_workspace_bytes) fits the batch whatever lengths it has later.
+  int sequence_pieces = 1;  // the direct grid: blocks per sequence, its visible tiles cut evenly
+  // Entries the workspace holds: for the scheduled grid's slots on the most blocks an SM could hold whichever grid
+  // runs (never fewer), so a workspace sized once (paged_decode_workspace_bytes) fits the batch whatever lengths and
+  // grid it has later.
   int workspace_items = 0;
-  bool scheduled() const { return sequence_pieces == 0; }
+  bool split() const { return slots > 0; }
 };
+// Partial-result entries per kv head the call's grid writes (PagedDecodeParams::work_items): 0 when not split.
+int work_items(const WorkList& work, int batch);
 
 struct DecodePlan {
   enum class Origin { kForced, kTuned, kHeuristic };

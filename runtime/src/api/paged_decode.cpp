@@ -54,21 +54,43 @@ WorkList chosen_work_list(const DecodeProblem& p, const DecodeOptions& options) 
 
 // Whether every sequence of the call has the same length: batch 1, or host-known lengths all equal. Such a batch
 // needs no schedule (its blocks line up with its sequences: templates/decode_schedule.h's near-uniform case), so it
-// takes the direct kernel; device-resident lengths change every step unseen, so they keep the scheduled kernel. The
-// direct kernel reads the lengths at run time, so a graph replayed with other lengths stays correct (only its
+// takes the direct grid; device-resident lengths change every step unseen, so they keep the scheduled grid. The
+// direct grid reads the lengths at run time, so a graph replayed with other lengths stays correct (only its
 // balance was planned for these).
 bool lengths_uniform(const DecodeProblem& p) {
   const std::vector<int>& lens = p.host_seq_lens;
   return p.batch == 1 || (!lens.empty() && std::all_of(lens.begin(), lens.end(), [&](int len) { return len == lens[0]; }));
 }
 
-// The grid for `config`. The capacity rule balances the blocks this kernel keeps resident on every SM (its occupancy,
-// from the device), one wave, clipped to the most pieces the batch's longest visible range (the block table's) can be
-// cut into; a forced or tuned num_splits N > 1 takes N blocks a sequence. A uniform batch (lengths_uniform) takes the
-// direct kernel with slots / batch even pieces a sequence; any other the scheduled one (templates/decode_schedule.h),
-// whose grid has a block per sequence too if there are more (a near-uniform batch's blocks: schedule_grid_blocks).
+// `config` with the grid this call runs (DecodeConfig::direct_grid), decided before its module is loaded: the direct
+// grid for num_splits 1, for pairs too short for the capacity rule to cut, and for a uniform batch; else the
+// scheduled grid.
+DecodeConfig with_call_grid(const DecodeProblem& p, DecodeConfig config) {
+  const bool too_short = config.num_splits == DecodeConfig::kSplitsFromCapacity &&
+                         !schedule_worth_cutting(max_visible_tiles(visible_kv_upper_bound(p), config.block_n));
+  config.direct_grid = config.num_splits == 1 || too_short || lengths_uniform(p);
+  return config;
+}
+
+// A tuned `config` for this call's lengths. The tuner times a uniform batch at the bucket's bound, where num_splits 1
+// means its pairs fill the device; a batch whose lengths may differ (on the device, or unequal on the host) takes the
+// capacity rule instead, whose schedule balances them (and gives a uniform batch the same one item per pair). The
+// bucket of a ragged batch is the uniform one at its block table's bound (decode_bucket_of): its tile and loader
+// knobs carry over, its split count only where the lengths are known equal.
+DecodeConfig for_lengths(const DecodeProblem& p, DecodeConfig config) {
+  if (config.num_splits == 1 && !lengths_uniform(p) &&
+      schedule_worth_cutting(max_visible_tiles(visible_kv_upper_bound(p), config.block_n)))
+    config.num_splits = DecodeConfig::kSplitsFromCapacity;
+  return config;
+}
+
+// The work list for `config` (its grid decided: with_call_grid). The capacity rule balances the blocks this kernel
+// keeps resident on every SM (its occupancy, from the device), one wave, clipped to the most pieces the batch's
+// longest visible range (the block table's) can be cut into; a forced or tuned num_splits N > 1 takes N blocks a
+// sequence. The direct grid cuts each sequence into slots / batch even pieces; the scheduled grid
+// (templates/decode_schedule.h) has a block per sequence too if there are more (schedule_grid_blocks).
 WorkList work_list(const DecodeProblem& p, const DecodeConfig& config, const LoadedDecodeKernel& kernel, const DeviceInfo& device) {
-  int64_t slots = 0;
+  int64_t slots = 0, workspace_slots = 0;
   if (config.num_splits == DecodeConfig::kSplitsFromCapacity) {
     const int max_tiles = max_visible_tiles(visible_kv_upper_bound(p), config.block_n);
     if (!schedule_worth_cutting(max_tiles)) return {};  // before the occupancy query: a direct grid needs none
@@ -76,22 +98,29 @@ WorkList work_list(const DecodeProblem& p, const DecodeConfig& config, const Loa
     cuda::check(cuda::driver().cuOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel.main, kernel.geometry.threads,
                                                                            kernel.geometry.shared_bytes),
                 "cuOccupancyMaxActiveBlocksPerMultiprocessor");
-    slots = std::max<int64_t>(1, int64_t(device.sm_count) * std::max(1, blocks_per_sm) / p.num_kv_heads);
-    slots = std::min<int64_t>(slots, int64_t(p.batch) * schedule_max_pieces(max_tiles));
+    const auto slots_for = [&](int blocks) {
+      const int64_t resident = std::max<int64_t>(1, int64_t(device.sm_count) * std::max(1, blocks) / p.num_kv_heads);
+      return std::min<int64_t>(resident, int64_t(p.batch) * schedule_max_pieces(max_tiles));
+    };
+    slots = slots_for(blocks_per_sm);
+    // The other grid's kernel (other registers) may hold more blocks an SM: the workspace fits it too.
+    workspace_slots = slots_for(std::max(blocks_per_sm, decode_blocks_per_sm_bound(p.spec, config, device)));
   } else if (config.num_splits > 1) {
-    slots = int64_t(config.num_splits) * p.batch;
+    slots = workspace_slots = int64_t(config.num_splits) * p.batch;
   }
   if (slots == 0) return {};  // num_splits 1: the direct grid
-  const int64_t workspace_items = kEntriesPerBlock * schedule_grid_blocks(slots, p.batch);
+  const int64_t workspace_items = kEntriesPerBlock * schedule_grid_blocks(workspace_slots, p.batch);
   if (workspace_items * p.num_kv_heads > std::numeric_limits<int>::max())  // the kernels index the work entries with int
     throw Error(ErrorCode::kInvalidArgument, "batch x num_kv_heads x num_splits x 2 = " + std::to_string(workspace_items * p.num_kv_heads) +
                                                  " exceeds the work list's limit of 2^31 - 1 entries; use fewer splits");
   WorkList work;
   work.workspace_items = int(workspace_items);
-  work.sequence_pieces = lengths_uniform(p) ? int(std::max<int64_t>(1, slots / p.batch)) : 0;
-  if (work.sequence_pieces == 1) return work;  // a block per sequence: no split
-  work.slots = int(work.scheduled() ? slots : int64_t(p.batch) * work.sequence_pieces);
-  work.items = work.scheduled() ? work.workspace_items : kEntriesPerBlock * work.slots;
+  if (!config.direct_grid) {
+    work.slots = int(slots);
+    return work;
+  }
+  work.sequence_pieces = int(std::max<int64_t>(1, slots / p.batch));
+  if (work.sequence_pieces > 1) work.slots = p.batch * work.sequence_pieces;  // else a block per sequence: no split
   return work;
 }
 
@@ -158,6 +187,10 @@ std::string describe_status(int bits, int batch_index) {
 
 }  // namespace
 
+int work_items(const WorkList& work, int batch) {
+  return work.split() ? int(kEntriesPerBlock * schedule_grid_blocks(work.slots, batch)) : 0;
+}
+
 TuningPolicy resolve_tuning_policy(TuningPolicy policy) {
   if (policy != TuningPolicy::kDefault) return policy;
   const char* tune = std::getenv("SWAJIT_TUNE");
@@ -171,7 +204,7 @@ const LoadedDecodeKernel* try_kernel(const DecodeProblem& p, const DecodeConfig&
                                      CUcontext context) {
   try {
     validate_for_call(config, p);
-    return &decode_kernel(p.spec, config, device, context);
+    return &decode_kernel(p.spec, with_call_grid(p, config), device, context);
   } catch (const Error& e) {
     std::fprintf(stderr, "swajit: tuned config %s unusable for %s, using the heuristic: %s\n", config.key().c_str(),
                  p.spec.key().c_str(), e.what());
@@ -197,7 +230,7 @@ DecodePlan choose_decode_config(const DecodeProblem& p, const DecodeOptions& opt
   DecodePlan plan;
   if (options.config) {
     validate_for_call(*options.config, p);
-    plan.config = *options.config;
+    plan.config = with_call_grid(p, *options.config);
     plan.kernel = &decode_kernel(p.spec, plan.config, device, context);
     plan.origin = DecodePlan::Origin::kForced;
     return plan;
@@ -209,16 +242,16 @@ DecodePlan choose_decode_config(const DecodeProblem& p, const DecodeOptions& opt
     const bool may_tune = policy == TuningPolicy::kTuneOnMiss && !(stream && stream_is_capturing(stream));
     const std::optional<DecodeConfig> tuned = tuned_config<DecodeConfig>(p, device, bucket, may_tune);
     if (tuned)
-      if (const LoadedDecodeKernel* kernel = try_kernel(p, *tuned, device, context)) {
-        plan.config = *tuned;
+      if (const LoadedDecodeKernel* kernel = try_kernel(p, for_lengths(p, *tuned), device, context)) {
+        plan.config = with_call_grid(p, for_lengths(p, *tuned));
         plan.kernel = kernel;
         plan.origin = DecodePlan::Origin::kTuned;
         return plan;
       }
   }
   // splits: the capacity rule's, or the direct grid for pairs too short to cut
-  plan.config = heuristic_decode_config(p.spec, device, int64_t(p.batch) * p.num_kv_heads, visible_kv_upper_bound(p),
-                                       decode_tma_layout_problem(p).empty());
+  plan.config = with_call_grid(p, heuristic_decode_config(p.spec, device, int64_t(p.batch) * p.num_kv_heads,
+                                                          visible_kv_upper_bound(p), decode_tma_layout_problem(p).empty()));
   plan.kernel = &decode_kernel(p.spec, plan.config, device, context);
   plan.origin = DecodePlan::Origin::kHeuristic;
   return plan;
@@ -270,7 +303,7 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   const DeviceInfo& device = cuda_device(p.device_ordinal);
   const DecodePlan plan = plan_decode(p, options, device, scope.context(), stream);
   const WorkspaceLayout layout = workspace_layout(p, plan.work);
-  const bool split = plan.work.items > 0;  // partial results and a merge (else the workspace goes unused)
+  const bool split = plan.work.split();  // partial results and a merge (else the workspace goes unused)
 
   const bool caller_workspace = options.workspace != nullptr;
   if (split && caller_workspace && options.workspace_bytes < layout.total())
@@ -282,7 +315,7 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
 
   PagedDecodeParams& a = p.params;
   a.num_splits = split ? plan.config.num_splits : 1;  // split: 0 (capacity) or > 1
-  a.work_items = plan.work.items;
+  a.work_items = work_items(plan.work, p.batch);
   a.schedule_slots = plan.work.slots;
   a.sequence_pieces = plan.work.sequence_pieces;
   a.schedule_snap_shares = schedule_snap_shares();
@@ -299,14 +332,12 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   // Blocks x kv heads in one dimension (block s of kv head h is s x kv_heads + h, so a sequence's kv heads run side by
   // side): the scheduled grid's blocks (the same grid whatever the lengths), or the direct grid's (sequence, piece).
   const unsigned kv_heads = unsigned(p.num_kv_heads);
-  const int64_t grid_blocks = plan.work.scheduled() ? plan.work.items / kEntriesPerBlock  // schedule_grid_blocks
-                                                    : int64_t(p.batch) * plan.work.sequence_pieces;
+  const int64_t grid_blocks = schedule_grid_blocks(plan.work.slots, p.batch);
   if (grid_blocks * kv_heads > std::numeric_limits<int>::max())
     throw Error(ErrorCode::kInvalidArgument, "batch x num_kv_heads = " + std::to_string(int64_t(p.batch) * kv_heads) +
                                                  " exceeds the grid's limit of 2^31 - 1 blocks");
-  cuda::launch_dependent(device, stream, plan.work.scheduled() ? plan.kernel->main : plan.kernel->direct,
-                         {unsigned(grid_blocks * kv_heads), 1, 1}, g.threads, g.shared_bytes, args,
-                         "cuLaunchKernelEx(paged_decode)");
+  cuda::launch_dependent(device, stream, plan.kernel->main, {unsigned(grid_blocks * kv_heads), 1, 1}, g.threads,
+                         g.shared_bytes, args, "cuLaunchKernelEx(paged_decode)");
   if (split && !fused_merge) {
     // A block for each sequence a call can cut (one per boundary between the schedule's blocks at most); each finds
     // its cut sequence among the merge records.

@@ -109,9 +109,6 @@ CUresult load(const std::vector<char>& cubin, const GeneratedKernel& generated, 
   if (!generated.merge_symbol.empty())
     cuda::check(d.cuModuleGetFunction(&kernel->merge, kernel->module, generated.merge_symbol.c_str()),
                 "cuModuleGetFunction(merge kernel)");
-  if (!generated.direct_symbol.empty())
-    cuda::check(d.cuModuleGetFunction(&kernel->direct, kernel->module, generated.direct_symbol.c_str()),
-                "cuModuleGetFunction(direct kernel)");
   return CUDA_SUCCESS;
 }
 
@@ -119,9 +116,6 @@ void configure(const DeviceInfo& device, LoadedKernel* kernel) {
   const cuda::Driver& d = cuda::driver();
   cuda::check(d.cuFuncSetAttribute(kernel->main, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, kernel->shared_bytes),
               "cuFuncSetAttribute(max dynamic shared memory)");
-  if (kernel->direct)
-    cuda::check(d.cuFuncSetAttribute(kernel->direct, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, kernel->shared_bytes),
-                "cuFuncSetAttribute(direct kernel: max dynamic shared memory)");
   if (kernel->merge) {  // the merge grid asks for shared memory only to spread its blocks (paged_decode.cpp) ...
     cuda::check(d.cuFuncSetAttribute(kernel->merge, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                                      device.max_shared_per_block_optin),

@@ -28,7 +28,6 @@ struct LoadedKernel {
   CUmodule module = nullptr;
   CUfunction main = nullptr;
   CUfunction merge = nullptr;  // families with a second pass only
-  CUfunction direct = nullptr; // paged decode: the direct-grid entry (same shared memory as `main`)
   int shared_bytes = 0;        // dynamic shared memory of `main`
   std::string binary_hash;     // hex FNV-1a of source + options + arch
   double compile_ms = 0;       // NVRTC time of the compile that produced it (0 when loaded from the database)

@@ -536,7 +536,10 @@ void precompile_cases(const std::vector<DecodeCase>& cases, DLDevice where, int 
       return;
     }
     const DeviceInfo& device = cuda_device(where.device_id);
-    const DecodeConfig config = cases[i].config ? *cases[i].config : heuristic_decode_config(spec, device);
+    DecodeConfig config = cases[i].config ? *cases[i].config : heuristic_decode_config(spec, device);
+    // The grid the call most likely runs (paged_decode.cpp with_call_grid; the lengths on the device): each grid is
+    // its own module.
+    config.direct_grid = cases[i].seq_lens.size() == 1 || config.num_splits == 1;
     decode_kernel(spec, config, device, scope->context());
   });
 }

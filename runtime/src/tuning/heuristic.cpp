@@ -84,9 +84,7 @@ double tile_path_seconds(const KernelSpec& spec, const DecodeConfig& config) {
 // registers (the per-block limit is the SM's file on sm_70..sm_90); 0 when one block does not fit.
 int resident_blocks(const KernelSpec& spec, const DecodeConfig& config, const DeviceInfo& device) {
   const DecodeGeometry g = decode_geometry(spec, config);
-  if (g.shared_bytes > device.max_shared_per_block_optin) return 0;
-  int blocks = device.max_shared_per_sm / (g.shared_bytes + device.reserved_shared_per_block);
-  if (device.max_threads_per_sm > 0) blocks = std::min(blocks, device.max_threads_per_sm / g.threads);
+  int blocks = decode_blocks_per_sm_bound(spec, config, device);
   const int registers = g.threads * (kRegistersBesideOutput + spec.head_dim / 2);
   if (device.max_registers_per_block > 0) blocks = std::min(blocks, device.max_registers_per_block / registers);
   return blocks;
@@ -182,6 +180,14 @@ DecodeConfig with_page_copies(const KernelSpec& spec, DecodeConfig config) {
 }
 
 }  // namespace
+
+int decode_blocks_per_sm_bound(const KernelSpec& spec, const DecodeConfig& config, const DeviceInfo& device) {
+  const DecodeGeometry g = decode_geometry(spec, config);
+  if (g.shared_bytes > device.max_shared_per_block_optin) return 0;
+  int blocks = device.max_shared_per_sm / (g.shared_bytes + device.reserved_shared_per_block);
+  if (device.max_threads_per_sm > 0) blocks = std::min(blocks, device.max_threads_per_sm / g.threads);
+  return blocks;
+}
 
 DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& device, int64_t sequence_heads,
                                      int64_t visible_tokens, bool tma_layout_ok) {

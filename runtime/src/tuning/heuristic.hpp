@@ -52,6 +52,10 @@ inline int max_visible_tiles(int64_t visible_tokens, int block_n) {
 // of an SM's shared memory lets at most k = ceil(merge_blocks / SMs) share one SM, the fewest that still run the
 // grid in one wave. A grid of more than kMaxMergeBlocksPerSm blocks per SM fills every SM anyway and asks for none.
 constexpr int64_t kMaxMergeBlocksPerSm = 8;
+// Blocks of `config` an SM holds by its shared memory (with the driver's reserve per block) and threads, whatever
+// the kernel's registers: a bound on its occupancy (0 when one block does not fit).
+int decode_blocks_per_sm_bound(const KernelSpec& spec, const DecodeConfig& config, const DeviceInfo& device);
+
 int merge_spreading_bytes(const DeviceInfo& device, int64_t merge_blocks);
 
 }  // namespace swajit

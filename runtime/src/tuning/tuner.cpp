@@ -325,6 +325,7 @@ DecodeTuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& d
   DecodeOptions heuristic_only;
   heuristic_only.tuning = TuningPolicy::kHeuristic;
   report.heuristic = plan_decode(problem, heuristic_only, device, context, stream).config;
+  report.heuristic.direct_grid = false;  // not a knob: paged_decode picks the grid per call (with_call_grid)
 
   // The space: splits up to what still fits kMaxWavesOfSplits waves and leaves each split a tile.
   const int block_rows = problem.batch * problem.num_kv_heads;
