@@ -1,6 +1,7 @@
 #include "swajit/generator.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <sstream>
 
 #include "swajit/error.hpp"
@@ -87,6 +88,14 @@ std::string spec_prelude(const KernelSpec& spec) {
   return os.str();
 }
 
+// SWAJIT_DECODE_ONE_ITEM_PATH=1 (a device-run experiment, off): the scheduled kernel also runs a block of one item
+// outside its item loop, a second copy of the item body (session 6's form: the loop's live values cost q_seqlen 4
+// about 5% at batch 128, H200 session 7 run B; the copy doubles the module's NVRTC time).
+bool one_item_path() {
+  const char* text = std::getenv("SWAJIT_DECODE_ONE_ITEM_PATH");
+  return text && std::string(text) == "1";
+}
+
 std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, const DecodeGeometry& g,
                            const std::string& kernel_symbol, const std::string& merge_symbol) {
   std::ostringstream os;
@@ -103,6 +112,7 @@ std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, c
      << "constexpr int kMinBlocks = " << config.min_blocks << ";  // blocks per SM the registers are capped for\n"
      << "constexpr bool kIntegerScores = " << flag(config.integer_scores) << ";  // int8 K: scores on the integer tensor cores\n"
      << "constexpr bool kDirectGrid = " << flag(config.direct_grid) << ";  // the kernel's grid: direct (else scheduled)\n"
+     << "constexpr bool kOneItemPath = " << flag(one_item_path()) << ";  // scheduled: one-item blocks outside the loop (experiment)\n"
      << "// launch geometry, shared with the host launcher\n"
      << "constexpr int kRows = " << g.rows << ";\n"
      << "constexpr int kWarpsM = " << g.warps_m << ";\n"

@@ -881,6 +881,9 @@ SWAJIT_DEVICE void run_scheduled_block(const PagedDecodeParams& P) {
   ScheduledBlock schedule;
   schedule.find(P);
   bool more = schedule.next(P, work);
+  if constexpr (kOneItemPath) {  // the experiment's copy (generator.cpp one_item_path)
+    if (more && schedule.done(P)) return attend_item(P, work);
+  }
   while (more) {
     attend_item(P, work);
     more = schedule.next(P, work);
