@@ -88,12 +88,15 @@ std::string spec_prelude(const KernelSpec& spec) {
   return os.str();
 }
 
-// SWAJIT_DECODE_ONE_ITEM_PATH=1 (a device-run experiment, off): the scheduled kernel also runs a block of one item
-// outside its item loop, a second copy of the item body (session 6's form: the loop's live values cost q_seqlen 4
-// about 5% at batch 128, H200 session 7 run B; the copy doubles the module's NVRTC time).
-bool one_item_path() {
+// Whether the scheduled kernel runs a batch of equal lengths through a one-item copy of the item body
+// (templates/paged_decode.cuh run_scheduled_block): at q_seqlen > 1, where the item loop's code sits at the register
+// cap (H200, session 7 run B2: q4 b128 575.8 -> 529.8 us; q1 level, so its modules keep one copy: NVRTC time).
+// SWAJIT_DECODE_ONE_ITEM_PATH=0 / 1 overrides it (a device-run experiment). The direct grid's modules never have it.
+bool one_item_path(const KernelSpec& spec, const DecodeConfig& config) {
+  if (config.direct_grid) return false;
   const char* text = std::getenv("SWAJIT_DECODE_ONE_ITEM_PATH");
-  return text && std::string(text) == "1";
+  if (text && (std::string(text) == "0" || std::string(text) == "1")) return std::string(text) == "1";
+  return spec.q_seqlen > 1;
 }
 
 std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, const DecodeGeometry& g,
@@ -112,7 +115,7 @@ std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, c
      << "constexpr int kMinBlocks = " << config.min_blocks << ";  // blocks per SM the registers are capped for\n"
      << "constexpr bool kIntegerScores = " << flag(config.integer_scores) << ";  // int8 K: scores on the integer tensor cores\n"
      << "constexpr bool kDirectGrid = " << flag(config.direct_grid) << ";  // the kernel's grid: direct (else scheduled)\n"
-     << "constexpr bool kOneItemPath = " << flag(one_item_path()) << ";  // scheduled: one-item blocks outside the loop (experiment)\n"
+     << "constexpr bool kOneItemPath = " << flag(one_item_path(spec, config)) << ";  // scheduled, equal lengths: the item outside the loop\n"
      << "// launch geometry, shared with the host launcher\n"
      << "constexpr int kRows = " << g.rows << ";\n"
      << "constexpr int kWarpsM = " << g.warps_m << ";\n"

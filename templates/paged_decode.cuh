@@ -468,6 +468,7 @@ struct ScheduledBlock {
   int block = 0, kv_head = 0;
   int b = 0;            // the next sequence to visit
   long long start = 0;  // its start on the cost axis
+  bool equal_lengths = false;  // every sequence of the batch has the same visible tiles (the same for every block)
 
   // This block's range: the batch's total cost, the block's raw boundaries, and the sequences they fall in.
   SWAJIT_MEMBER void find(const PagedDecodeParams& P) {
@@ -489,13 +490,14 @@ struct ScheduledBlock {
     const long long longest_cost = schedule_cost(warp_max(longest));
     plan = schedule_plan(total, longest_cost, P.batch, P.schedule_slots);
     if (P.schedule_snap_shares > 0) plan.snap_shares = P.schedule_snap_shares;
+    equal_lengths = total == longest_cost * P.batch;
     if (kv_head == 0 && threadIdx.x == 0) P.merge_records[kMergeRecordInts * block] = -1;  // unless next() finds one
     if (block >= plan.blocks) {  // an unused block: an empty range
       begin = end = total;
       b = P.batch;
       return;
     }
-    if (!plan.cut && plan.blocks == P.batch && total == longest_cost * P.batch) {  // equal lengths: block s = sequence s
+    if (!plan.cut && plan.blocks == P.batch && equal_lengths) {  // block s = sequence s
       b = block;
       begin = start = block * longest_cost;
       end = begin + longest_cost;
@@ -873,16 +875,23 @@ SWAJIT_DEVICE void attend_item(const PagedDecodeParams& P, const DecodeWork& wor
   if (kProducer > 0 && threadIdx.x == 0) barriers.invalidate();
 }
 
-// The scheduled grid (templates/decode_schedule.h): every block walks its range of the batch, item after item. One
-// copy of the item body: a one-item path beside the loop (session 6) tripled the module's NVRTC time with the direct
-// grid, and ran slower on small ragged batches (session 7 run B).
+// The scheduled grid (templates/decode_schedule.h): every block walks its range of the batch, item after item.
+// kOneItemPath (q_seqlen > 1, generator.cpp one_item_path): a batch of equal lengths runs its blocks of one item
+// through a second copy of the item body outside the loop, whose code is not held to the loop's live values (the loop
+// sits at the 255-register cap at q4). Only equal lengths (a grid-wide fact): blocks of one item running the copy beside
+// blocks running the loop on the same SMs (session 6: every one-item block of a ragged batch) were up to 1.5x slower
+// (H200, session 7 run B2, q1: log-uniform b8 42.0 us against 28.1 with the loop alone, bimodal b64 84.8 against
+// 71.6), while equal lengths at q4 gain 8% (b128 529.8 against 575.8; q1 level: 519.6 against 520.7).
 SWAJIT_DEVICE void run_scheduled_block(const PagedDecodeParams& P) {
   DecodeWork work;
   ScheduledBlock schedule;
   schedule.find(P);
   bool more = schedule.next(P, work);
-  if constexpr (kOneItemPath) {  // the experiment's copy (generator.cpp one_item_path)
-    if (more && schedule.done(P)) return attend_item(P, work);
+  if constexpr (kOneItemPath) {
+    if (schedule.equal_lengths && more && schedule.done(P)) {  // a block of one item (of equal lengths: nearly all)
+      attend_item(P, work);
+      return;
+    }
   }
   while (more) {
     attend_item(P, work);
