@@ -25,6 +25,11 @@ struct WorkList {
   int workspace_items = 0;
   bool split() const { return slots > 0; }
 };
+// `config` with the grid the call runs (DecodeConfig::direct_grid), decided before its module is loaded: the direct
+// grid for num_splits 1, for pairs too short for the capacity rule to cut, and for a batch of equal lengths (batch 1,
+// or equal lengths the host knows: paged_decode.cpp lengths_uniform); else the scheduled grid.
+DecodeConfig with_call_grid(const DecodeProblem& problem, DecodeConfig config);
+
 // Partial-result entries per kv head the call's grid writes (PagedDecodeParams::work_items): 0 when not split.
 int work_items(const WorkList& work, int batch);
 

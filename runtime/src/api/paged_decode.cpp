@@ -62,16 +62,6 @@ bool lengths_uniform(const DecodeProblem& p) {
   return p.batch == 1 || (!lens.empty() && std::all_of(lens.begin(), lens.end(), [&](int len) { return len == lens[0]; }));
 }
 
-// `config` with the grid this call runs (DecodeConfig::direct_grid), decided before its module is loaded: the direct
-// grid for num_splits 1, for pairs too short for the capacity rule to cut, and for a uniform batch; else the
-// scheduled grid.
-DecodeConfig with_call_grid(const DecodeProblem& p, DecodeConfig config) {
-  const bool too_short = config.num_splits == DecodeConfig::kSplitsFromCapacity &&
-                         !schedule_worth_cutting(max_visible_tiles(visible_kv_upper_bound(p), config.block_n));
-  config.direct_grid = config.num_splits == 1 || too_short || lengths_uniform(p);
-  return config;
-}
-
 // A tuned `config` for this call's lengths. The tuner times a uniform batch at the bucket's bound, where num_splits 1
 // means its pairs fill the device; a batch whose lengths may differ (on the device, or unequal on the host) takes the
 // capacity rule instead, whose schedule balances them (and gives a uniform batch the same one item per pair). The
@@ -186,6 +176,13 @@ std::string describe_status(int bits, int batch_index) {
 }
 
 }  // namespace
+
+DecodeConfig with_call_grid(const DecodeProblem& p, DecodeConfig config) {
+  const bool too_short = config.num_splits == DecodeConfig::kSplitsFromCapacity &&
+                         !schedule_worth_cutting(max_visible_tiles(visible_kv_upper_bound(p), config.block_n));
+  config.direct_grid = config.num_splits == 1 || too_short || lengths_uniform(p);
+  return config;
+}
 
 int work_items(const WorkList& work, int batch) {
   return work.split() ? int(kEntriesPerBlock * schedule_grid_blocks(work.slots, batch)) : 0;

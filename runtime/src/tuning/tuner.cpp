@@ -334,13 +334,15 @@ DecodeTuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& d
   std::vector<DecodeConfig> space = decode_config_space(problem.spec, max_splits, &device);
   if (std::find(space.begin(), space.end(), report.heuristic) == space.end()) space.push_back(report.heuristic);
 
-  // Build every compile config in parallel; resources come from the compiled functions themselves.
+  // Build every compile config in parallel, each for the grid its timed calls run (a module per grid: with_call_grid);
+  // resources come from the compiled functions themselves.
   std::map<std::string, BuildOutcome> built;
   std::vector<DecodeConfig> to_build;
+  const auto as_called = [&](const DecodeConfig& c) { return with_call_grid(problem, c); };
   for (const auto& c : space)
-    if (!built.count(c.compile_key())) {
-      built[c.compile_key()];
-      to_build.push_back(c);
+    if (!built.count(as_called(c).compile_key())) {
+      built[as_called(c).compile_key()];
+      to_build.push_back(as_called(c));
     }
   const std::vector<BuildOutcome> compiled = build_in_parallel(
       to_build.size(), o.compile_threads, device.ordinal,
@@ -350,7 +352,7 @@ DecodeTuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& d
   for (size_t i = 0; i < to_build.size(); ++i) built[to_build[i].compile_key()] = compiled[i];
 
   std::vector<BuildOutcome> outcomes;
-  for (const auto& c : space) outcomes.push_back(built[c.compile_key()]);
+  for (const auto& c : space) outcomes.push_back(built[as_called(c).compile_key()]);
   const TuningKey key{device.sku(), report.spec_key, report.bucket};
   const Selection<DecodeConfig> s = select_winner(
       space, outcomes, report.heuristic, key, tolerance_for(shape.dtype), o, decode_config_to_json,
