@@ -733,7 +733,7 @@ TEST_CASE("tuning a shape stores a verified winner the runtime then uses, never 
   CHECK(report.rejected_wrong == 0);
   CHECK(report.best_us <= report.heuristic_us);
   // The lengths the tuner timed, known equal on the host: the winner runs as tuned, its split count included (with
-  // lengths only on the device a num_splits 1 winner takes the capacity rule: paged_decode.cpp for_lengths).
+  // lengths only on the device a num_splits 1 winner takes the capacity rule: paged_decode.cpp tuned_for_lengths).
   DecodeShape equal_lengths = shape;
   equal_lengths.host_lengths = true;
   DecodeWorkload workload(equal_lengths, DLDevice{kDLCUDA, device.ordinal}, stream);

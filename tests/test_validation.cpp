@@ -740,3 +740,37 @@ TEST_CASE("the merge grid's shared-memory request lets the fewest blocks per SM 
   CHECK(swajit::merge_spreading_bytes(h100, 32) == 115713);     // one per SM: just over half an SM's shared memory
   CHECK(swajit::merge_spreading_bytes(h100, 1057) == 0);        // 9 per SM: the grid fills the device, no request
 }
+
+// The tuner times a uniform batch at the bucket's bound: a tuned num_splits 1 (the pairs filled the device there) runs
+// as tuned only where the call's lengths are known equal; lengths on the device, or unequal ones, take the capacity
+// rule, whose schedule balances a ragged batch (paged_decode.cpp tuned_for_lengths), and its grid (with_call_grid).
+TEST_CASE("a tuned num_splits 1 applies to lengths known equal; a ragged batch of its bucket takes the capacity rule") {
+  Tensors t;
+  t.table_shape = {t.batch, 32};  // 32 pages of 16: a bound of 512 tokens, 8 tiles of 64 (the schedule cuts them)
+  t.table_mem.assign(size_t(t.batch) * 32, 0);
+  t.table = Tensors::make(t.table_mem.data(), {kDLInt, 32, 1}, t.table_shape);
+  const DecodeConfig tuned{64, 4, 3, 1};
+  constexpr int kCapacity = DecodeConfig::kSplitsFromCapacity;
+
+  const DecodeProblem device_lengths = t.describe();  // unknown on the host: they may differ
+  const DecodeConfig for_device = tuned_for_lengths(device_lengths, tuned);
+  CHECK(for_device.num_splits == kCapacity);
+  CHECK_FALSE(with_call_grid(device_lengths, for_device).direct_grid);
+  const std::vector<int> ragged = {500, 3}, equal = {300, 300};
+  DecodeOptions o;
+  o.host_seq_lens = ragged.data();
+  CHECK(tuned_for_lengths(t.describe(o), tuned).num_splits == kCapacity);
+  o.host_seq_lens = equal.data();
+  const DecodeProblem known_equal = t.describe(o);
+  CHECK(tuned_for_lengths(known_equal, tuned) == tuned);
+  CHECK(with_call_grid(known_equal, tuned).direct_grid);
+  CHECK(with_call_grid(known_equal, DecodeConfig{64, 4, 3, kCapacity}).direct_grid);  // even pieces, no schedule
+  // A forced or tuned split count above 1 is kept (the schedule spreads it over the real lengths).
+  CHECK(tuned_for_lengths(device_lengths, DecodeConfig{64, 4, 3, 4}).num_splits == 4);
+  // Pairs too short for the capacity rule to cut (a 64-token window: one tile) keep num_splits 1 and the direct grid.
+  o.local_window = 64;
+  o.host_seq_lens = ragged.data();
+  const DecodeProblem short_window = t.describe(o);
+  CHECK(tuned_for_lengths(short_window, tuned) == tuned);
+  CHECK(with_call_grid(short_window, DecodeConfig{64, 4, 3, kCapacity}).direct_grid);
+}

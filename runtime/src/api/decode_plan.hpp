@@ -30,6 +30,13 @@ struct WorkList {
 // or equal lengths the host knows: paged_decode.cpp lengths_uniform); else the scheduled grid.
 DecodeConfig with_call_grid(const DecodeProblem& problem, DecodeConfig config);
 
+// A tuned `config` for this call's lengths. The tuner times a uniform batch at the bucket's bound, where num_splits 1
+// means its pairs fill the device; a batch whose lengths may differ (on the device, or unequal on the host) takes the
+// capacity rule instead, whose schedule balances them (and gives a uniform batch the same one item per pair). The
+// bucket of a ragged batch is the uniform one at its block table's bound (decode_bucket_of): its tile and loader
+// knobs carry over, its split count only where the lengths are known equal.
+DecodeConfig tuned_for_lengths(const DecodeProblem& problem, DecodeConfig config);
+
 // Partial-result entries per kv head the call's grid writes (PagedDecodeParams::work_items): 0 when not split.
 int work_items(const WorkList& work, int batch);
 

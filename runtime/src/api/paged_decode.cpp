@@ -62,18 +62,6 @@ bool lengths_uniform(const DecodeProblem& p) {
   return p.batch == 1 || (!lens.empty() && std::all_of(lens.begin(), lens.end(), [&](int len) { return len == lens[0]; }));
 }
 
-// A tuned `config` for this call's lengths. The tuner times a uniform batch at the bucket's bound, where num_splits 1
-// means its pairs fill the device; a batch whose lengths may differ (on the device, or unequal on the host) takes the
-// capacity rule instead, whose schedule balances them (and gives a uniform batch the same one item per pair). The
-// bucket of a ragged batch is the uniform one at its block table's bound (decode_bucket_of): its tile and loader
-// knobs carry over, its split count only where the lengths are known equal.
-DecodeConfig for_lengths(const DecodeProblem& p, DecodeConfig config) {
-  if (config.num_splits == 1 && !lengths_uniform(p) &&
-      schedule_worth_cutting(max_visible_tiles(visible_kv_upper_bound(p), config.block_n)))
-    config.num_splits = DecodeConfig::kSplitsFromCapacity;
-  return config;
-}
-
 // The work list for `config` (its grid decided: with_call_grid). The capacity rule balances the blocks this kernel
 // keeps resident on every SM (its occupancy, from the device), one wave, clipped to the most pieces the batch's
 // longest visible range (the block table's) can be cut into; a forced or tuned num_splits N > 1 takes N blocks a
@@ -177,6 +165,13 @@ std::string describe_status(int bits, int batch_index) {
 
 }  // namespace
 
+DecodeConfig tuned_for_lengths(const DecodeProblem& p, DecodeConfig config) {
+  if (config.num_splits == 1 && !lengths_uniform(p) &&
+      schedule_worth_cutting(max_visible_tiles(visible_kv_upper_bound(p), config.block_n)))
+    config.num_splits = DecodeConfig::kSplitsFromCapacity;
+  return config;
+}
+
 DecodeConfig with_call_grid(const DecodeProblem& p, DecodeConfig config) {
   const bool too_short = config.num_splits == DecodeConfig::kSplitsFromCapacity &&
                          !schedule_worth_cutting(max_visible_tiles(visible_kv_upper_bound(p), config.block_n));
@@ -239,8 +234,8 @@ DecodePlan choose_decode_config(const DecodeProblem& p, const DecodeOptions& opt
     const bool may_tune = policy == TuningPolicy::kTuneOnMiss && !(stream && stream_is_capturing(stream));
     const std::optional<DecodeConfig> tuned = tuned_config<DecodeConfig>(p, device, bucket, may_tune);
     if (tuned)
-      if (const LoadedDecodeKernel* kernel = try_kernel(p, for_lengths(p, *tuned), device, context)) {
-        plan.config = with_call_grid(p, for_lengths(p, *tuned));
+      if (const LoadedDecodeKernel* kernel = try_kernel(p, tuned_for_lengths(p, *tuned), device, context)) {
+        plan.config = with_call_grid(p, tuned_for_lengths(p, *tuned));
         plan.kernel = kernel;
         plan.origin = DecodePlan::Origin::kTuned;
         return plan;
