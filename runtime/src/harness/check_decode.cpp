@@ -11,6 +11,7 @@
 #include "cpu_backend.hpp"
 #endif
 #include "check_data.hpp"
+#include "decode_schedule.h"
 #include "heuristic.hpp"
 #include "kernel_cache.hpp"
 #include "swajit/swajit.hpp"
@@ -536,10 +537,16 @@ void precompile_cases(const std::vector<DecodeCase>& cases, DLDevice where, int 
       return;
     }
     const DeviceInfo& device = cuda_device(where.device_id);
-    DecodeConfig config = cases[i].config ? *cases[i].config : heuristic_decode_config(spec, device);
-    // The grid the call most likely runs (paged_decode.cpp with_call_grid; the lengths on the device): each grid is
-    // its own module.
-    config.direct_grid = cases[i].seq_lens.size() == 1 || config.num_splits == 1;
+    const DecodeCase& c = cases[i];
+    DecodeConfig config = c.config ? *c.config : heuristic_decode_config(spec, device);
+    // The grid the call runs (paged_decode.cpp with_call_grid, the lengths on the device; each grid is its own
+    // module): the visible bound of run_decode_case's block table (a spare page column) clipped by the window.
+    const int max_len = *std::max_element(c.seq_lens.begin(), c.seq_lens.end());
+    int64_t visible_bound = int64_t((max_len + c.page_size - 1) / c.page_size + 1) * c.page_size;
+    if (c.local_window > 0) visible_bound = std::min<int64_t>(visible_bound, c.local_window + c.q_seqlen - 1 + c.global_window);
+    const bool too_short = config.num_splits == DecodeConfig::kSplitsFromCapacity &&
+                           !schedule_worth_cutting(max_visible_tiles(visible_bound, config.block_n));
+    config.direct_grid = c.seq_lens.size() == 1 || config.num_splits == 1 || too_short;
     decode_kernel(spec, config, device, scope->context());
   });
 }
