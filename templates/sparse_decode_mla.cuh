@@ -17,6 +17,8 @@
 // Every thread also gathers (thread i copies rows i / 8 and i / 8 + 32 of the next tile), issuing tile t + 1's copies
 // at the top of iteration t once its scores are issued (two stages: tile t + 1 lands while tile t computes). Three
 // block barriers per tile: tile t landed (which also frees tile t - 1's stage and both exchanges), the row maxima, P.
+// With config copy_ahead (kMlaCopyAhead) tile t + 2's copies issue at the end of iteration t instead, after a fourth
+// barrier (both warpgroups past tile t's P V), so that tile t + 1 is not alone in flight while it is awaited.
 // The row sums are kept per thread over its own tokens and combined at the end.
 //
 // Needs from the generator: the sparse_decode.cuh prelude (kQRows = 64, kThreads = 256, kQBytes, kStageBytes and
@@ -78,6 +80,10 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
   gather.begin();
   gather.copy_next();  // tile 0
   cp_async_commit();   // Q and tile 0: one group
+  if constexpr (kMlaCopyAhead) {
+    gather.copy_next();  // tile 1
+    cp_async_commit();
+  }
 
   float out[kWarpgroupOutFrags][4];
 #pragma unroll
@@ -87,8 +93,8 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
   float row_max[2] = {SWAJIT_NEG_INF, SWAJIT_NEG_INF}, row_sum[2] = {0.f, 0.f};  // row_sum: this thread's tokens only
   for (int t = 0; t < gather.tiles; ++t) {
     // Tile t landed and visible to every thread (and to wgmma, the async proxy), and every thread past tile t - 1,
-    // whose stage and bias slot tile t + 1 takes next.
-    cp_async_wait<0>();
+    // whose stage and bias slot tile t + 1 takes next (copy_ahead: took already, tile t + 1 may be in flight).
+    cp_async_wait<kMlaCopyAhead ? 1 : 0>();
     fence_shared_for_async_proxy();
     __syncthreads();
     const u32 latent_tile = stages + (t % kStages) * kStageBytes;
@@ -96,8 +102,10 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
 
     float scores[kWarpgroupScoreFrags][4];
     issue_warpgroup_scores(scores, q_tile, latent_tile, warpgroup);
-    gather.copy_next();  // tile t + 1: its copies and lookups issue while the scores run
-    cp_async_commit();
+    if constexpr (!kMlaCopyAhead) {
+      gather.copy_next();  // tile t + 1: its copies and lookups issue while the scores run
+      cp_async_commit();
+    }
     wgmma_wait<0>();
     pin_accumulators(scores);
     // Fragment n, element e: row rows[e / 2], token 8 n + 2 (lane % 4) + e % 2 of this warpgroup's.
@@ -138,10 +146,14 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
       other[step][2] = theirs.z;
       other[step][3] = theirs.w;
     }
+    // The rows' maxima settle after the first tiles: skip the accumulator's 128 multiplies when none of this warp's
+    // rows moved (rescale exactly 1).
+    if (__any_sync(0xffffffffu, rescale[0] != 1.f || rescale[1] != 1.f)) {
 #pragma unroll
-    for (int n = 0; n < kWarpgroupOutFrags; ++n)
+      for (int n = 0; n < kWarpgroupOutFrags; ++n)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) out[n][e] *= rescale[e / 2];
+        for (int e = 0; e < 4; ++e) out[n][e] *= rescale[e / 2];
+    }
     const u64 v_desc = v_descriptor(latent_tile, warpgroup);  // P V over all the tile's tokens, then waits
     wgmma_fence();
     issue_pv(out, own, v_desc, warpgroup * kOwnSteps);
@@ -149,6 +161,11 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
     wgmma_commit();
     wgmma_wait<0>();
     pin_accumulators(out);
+    if constexpr (kMlaCopyAhead) {
+      __syncthreads();     // both warpgroups past tile t's P V: its stage and bias slot take tile t + 2
+      gather.copy_next();  // in flight beside tile t + 1 while that one is awaited
+      cp_async_commit();
+    }
   }
   cp_async_wait<0>();
   allow_dependent_grid_launch();
