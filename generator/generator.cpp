@@ -227,6 +227,8 @@ std::string mla_wgmma_wrappers(const KernelSpec& spec, const SparseDecodeConfig&
          "  // the scorer's A operand: Q fragments in registers (else the Q tile in shared memory)\n" +
          "constexpr bool kMlaCopyAhead = " + (config.copy_ahead ? "true" : "false") +
          ";  // config copy_ahead: tile t + 2's copies right after tile t's P V\n" +
+         "constexpr bool kMlaScoreAhead = " + (config.score_ahead ? "true" : "false") +
+         ";  // config score_ahead: tile t + 1's scores issued before tile t's softmax\n" +
          wgmma_wrapper("mla_wgmma_scores", std::to_string(score_n / 8), spec, score_n, q_in_registers, q_in_registers) +
          wgmma_wrapper("mla_wgmma_pv", std::to_string(out_n / 8), spec, out_n, true);
 }

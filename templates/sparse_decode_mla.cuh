@@ -18,7 +18,9 @@
 // at the top of iteration t once its scores are issued (two stages: tile t + 1 lands while tile t computes). Three
 // block barriers per tile: tile t landed (which also frees tile t - 1's stage and both exchanges), the row maxima, P.
 // With config copy_ahead (kMlaCopyAhead) tile t + 2's copies issue at the end of iteration t instead, after a fourth
-// barrier (both warpgroups past tile t's P V), so that tile t + 1 is not alone in flight while it is awaited.
+// barrier (both warpgroups past tile t's P V), so that tile t + 1 is not alone in flight while it is awaited. With
+// config score_ahead (kMlaScoreAhead, on top of copy_ahead) tile t + 1 is awaited right after tile t's scores and its
+// scores are issued then, so that the tensor cores compute them under tile t's softmax.
 // The row sums are kept per thread over its own tokens and combined at the end.
 //
 // Needs from the generator: the sparse_decode.cuh prelude (kQRows = 64, kThreads = 256, kQBytes, kStageBytes and
@@ -91,23 +93,44 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
 #pragma unroll
     for (int e = 0; e < 4; ++e) out[n][e] = 0.f;
   float row_max[2] = {SWAJIT_NEG_INF, SWAJIT_NEG_INF}, row_sum[2] = {0.f, 0.f};  // row_sum: this thread's tokens only
+  float scores[kWarpgroupScoreFrags][4];
+  if constexpr (kMlaScoreAhead) {  // tile 0's scores; each later tile's are issued by the iteration before
+    if (gather.tiles > 0) {
+      cp_async_wait<1>();  // Q and tile 0 (tile 1 may be in flight: copy_ahead)
+      fence_shared_for_async_proxy();
+      __syncthreads();
+      issue_warpgroup_scores(scores, q_tile, stages, warpgroup);
+      wgmma_wait<0>();
+      pin_accumulators(scores);
+    }
+  }
   for (int t = 0; t < gather.tiles; ++t) {
-    // Tile t landed and visible to every thread (and to wgmma, the async proxy), and every thread past tile t - 1,
-    // whose stage and bias slot tile t + 1 takes next (copy_ahead: took already, tile t + 1 may be in flight).
-    cp_async_wait<kMlaCopyAhead ? 1 : 0>();
-    fence_shared_for_async_proxy();
-    __syncthreads();
     const u32 latent_tile = stages + (t % kStages) * kStageBytes;
     const float* tile_biases = biases + (t % kStages) * kBlockN + warpgroup * kWarpgroupTokens;
-
-    float scores[kWarpgroupScoreFrags][4];
-    issue_warpgroup_scores(scores, q_tile, latent_tile, warpgroup);
-    if constexpr (!kMlaCopyAhead) {
-      gather.copy_next();  // tile t + 1: its copies and lookups issue while the scores run
-      cp_async_commit();
+    if constexpr (!kMlaScoreAhead) {
+      // Tile t landed and visible to every thread (and to wgmma, the async proxy), and every thread past tile t - 1,
+      // whose stage and bias slot tile t + 1 takes next (copy_ahead: took already, tile t + 1 may be in flight).
+      cp_async_wait<kMlaCopyAhead ? 1 : 0>();
+      fence_shared_for_async_proxy();
+      __syncthreads();
+      issue_warpgroup_scores(scores, q_tile, latent_tile, warpgroup);
+      if constexpr (!kMlaCopyAhead) {
+        gather.copy_next();  // tile t + 1: its copies and lookups issue while the scores run
+        cp_async_commit();
+      }
+      wgmma_wait<0>();
+      pin_accumulators(scores);
     }
-    wgmma_wait<0>();
-    pin_accumulators(scores);
+    // score_ahead: tile t + 1 awaited now (the only copies in flight), its scores issued to run under tile t's softmax.
+    float next_scores[kWarpgroupScoreFrags][4];
+    if constexpr (kMlaScoreAhead) {
+      if (t + 1 < gather.tiles) {
+        cp_async_wait<0>();
+        fence_shared_for_async_proxy();
+        __syncthreads();
+        issue_warpgroup_scores(next_scores, q_tile, stages + ((t + 1) % kStages) * kStageBytes, warpgroup);
+      }
+    }
     // Fragment n, element e: row rows[e / 2], token 8 n + 2 (lane % 4) + e % 2 of this warpgroup's.
     float tile_max[2] = {SWAJIT_NEG_INF, SWAJIT_NEG_INF};
 #pragma unroll
@@ -159,12 +182,19 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
     issue_pv(out, own, v_desc, warpgroup * kOwnSteps);
     issue_pv(out, other, v_desc, partner * kOwnSteps);
     wgmma_commit();
-    wgmma_wait<0>();
+    wgmma_wait<0>();  // (score_ahead: and tile t + 1's scores)
     pin_accumulators(out);
     if constexpr (kMlaCopyAhead) {
       __syncthreads();     // both warpgroups past tile t's P V: its stage and bias slot take tile t + 2
       gather.copy_next();  // in flight beside tile t + 1 while that one is awaited
       cp_async_commit();
+    }
+    if constexpr (kMlaScoreAhead) {
+      pin_accumulators(next_scores);
+#pragma unroll
+      for (int n = 0; n < kWarpgroupScoreFrags; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) scores[n][e] = next_scores[n][e];
     }
   }
   cp_async_wait<0>();

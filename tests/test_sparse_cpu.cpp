@@ -245,6 +245,13 @@ TEST_CASE("sparse tuning: the config space, its keys and records, the presets an
                   sparse_decode_kernel_spec(mla)) == ErrorCode::kInvalidArgument);
   CHECK(mla_error(SparseDecodeConfig{.block_n = 64, .stages = 2, .mma = true, .copy_ahead = true}, a) ==
         ErrorCode::kInvalidArgument);  // a schedule of the MLA kernel only
+  const SparseDecodeConfig scores_ahead{.block_n = 64, .stages = 2, .num_splits = 2, .mma = true, .mla = true,
+                                        .copy_ahead = true, .score_ahead = true};
+  CHECK(scores_ahead.key() == "bn64_st2_mma_mla_ca_sa_sp2");
+  CHECK(SparseDecodeConfig::from_key(scores_ahead.key()) == scores_ahead);
+  CHECK_NOTHROW(scores_ahead.validate(sparse_decode_kernel_spec(mla)));
+  CHECK(mla_error(SparseDecodeConfig{.block_n = 64, .stages = 2, .mma = true, .mla = true, .score_ahead = true},
+                  sparse_decode_kernel_spec(mla)) == ErrorCode::kInvalidArgument);  // on top of copy_ahead only
   AttentionCall int8 = call;  // 8-bit caches: the CUDA-core kernel only
   int8.kv_quant = KvQuant::kInt8;
   const auto int8_space = sparse_config_space(sparse_decode_kernel_spec(int8), 1);

@@ -4,7 +4,8 @@
 # 32 on sm_90a, and the copies forcing each MLA kernel and knob), then `swajit bench sparse --shape b` (128 q heads
 # over one 576 / 512 latent head, topk 2048, without and with a 128-token window and sinks; batch 1, 32, 128): the
 # default (the heuristic's), BASE (session 6's binary in CARRY/../mainI, if carried), the knobs (copy_ahead: the
-# two-warpgroup kernel copying two tiles ahead; the warp-specialized kernel), each beside its floor = max(bytes / read bandwidth, FLOPs / matmul rate, both measured here); then what bounds batch 128:
+# two-warpgroup kernel copying two tiles ahead; score_ahead: also tile t + 1's scores under tile t's softmax; the
+# warp-specialized kernel), each beside its floor = max(bytes / read bandwidth, FLOPs / matmul rate, both measured here); then what bounds batch 128:
 # the same work with no gathered reads (--empty-selection) and with the rows in L2 (--index-span 64).
 # Options: --ncu: ncu (SpeedOfLight, ComputeWorkloadAnalysis, WarpStateStats, MemoryWorkloadAnalysis, every stall
 # reason, the tensor pipe) of one batch-128 launch of swajit's default MLA kernel and of FlashInfer's MLA kernel
@@ -36,7 +37,7 @@ echo "==== correctness, swajit check (every 576 / 512 case; MLA kernels forced a
 grep -E "^FAIL|passed,|rror" "$logs/check_mla.log" | cut -c1-200 | head -40
 # The knobs' benches only when their cases passed (a hang there would cost a minute per bench).
 knobs_ok=1
-if grep -qE "^FAIL.*(_ws|_l2|_ca)" "$logs/check_mla.log" || ! grep -q "passed," "$logs/check_mla.log"; then
+if grep -qE "^FAIL.*(_ws|_l2|_ca|_sa)" "$logs/check_mla.log" || ! grep -q "passed," "$logs/check_mla.log"; then
   knobs_ok=0
   echo "==== a knob's cases failed or the check did not finish: the knobs' benches are skipped"
 fi
@@ -55,6 +56,9 @@ fi
 if [ $knobs_ok = 1 ]; then
   echo "==== knob: the two-warpgroup kernel copying two tiles ahead (--copy-ahead true)"
   run "${bench[@]}" --batch 1,32,128 --reps 20 --copy-ahead true 2>&1 | tee "$logs/bench_copy_ahead.log" | grep "^| b"
+  echo "==== knob: copy_ahead and score_ahead (tile t + 1's scores before tile t's softmax: --score-ahead true)"
+  run "${bench[@]}" --batch 1,32,128 --reps 20 --copy-ahead true --score-ahead true 2>&1 | tee "$logs/bench_score_ahead.log" \
+    | grep "^| b"
   echo "==== knob: warp-specialized MLA kernel, 64-token tiles x 2 stages (--warp-specialize 1 --block-n 64 --stages 2)"
   run "${bench[@]}" --batch 128 --reps 20 --mla true --warp-specialize 1 --block-n 64 --stages 2 2>&1 \
     | tee "$logs/bench_ws64.log" | grep "^| b"
@@ -68,8 +72,9 @@ run "${bench[@]}" --batch 128 --reps 10 --empty-selection 2>&1 | tee "$logs/boun
 run "${bench[@]}" --batch 128 --reps 10 --index-span 64 2>&1 | tee "$logs/bound_span64.log" | grep "^| b"
 run "${bench[@]}" --batch 128 --reps 10 --page-size 1 2>&1 | tee "$logs/bound_page1.log" | grep "^| b"
 if [ $knobs_ok = 1 ]; then
-  echo "==== bound, copy_ahead, batch 128: --empty-selection"
-  run "${bench[@]}" --batch 128 --reps 10 --copy-ahead true --empty-selection 2>&1 | tee "$logs/bound_ca_empty.log" | grep "^| b"
+  echo "==== bound, copy_ahead + score_ahead, batch 128: --empty-selection"
+  run "${bench[@]}" --batch 128 --reps 10 --copy-ahead true --score-ahead true --empty-selection 2>&1 \
+    | tee "$logs/bound_sa_empty.log" | grep "^| b"
 fi
 echo "==== benches done ($((SECONDS - start)) s)"
 

@@ -200,6 +200,8 @@ struct SparseDecodeConfig {
   bool copy_ahead = false;  // mla without warp_specialize: tile t + 2's copies issue right after tile t's P V (one
                             // block barrier more per tile), so two tiles are in flight while one is awaited (else
                             // tile t + 1's issue once tile t landed); key flag "_ca" after "_mla"
+  bool score_ahead = false;  // mla with copy_ahead: tile t + 1's S = Q K^T issued before tile t's softmax, so the tensor
+                             // cores compute it under the softmax; key flag "_sa" after "_ca"
 
   std::string compile_key() const;  // e.g. "bn64_st2", "bn64_st2_mma", "bn64_st2_mma_ts", "bn64_st2_mma_ts_l2"
   std::string key() const;          // compile_key() + "_sp<num_splits>"

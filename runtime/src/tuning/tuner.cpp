@@ -465,14 +465,18 @@ SparseTuneReport tune_sparse_shape(const SparseShape& shape, const DeviceInfo& d
   std::vector<SparseDecodeConfig> space = sparse_config_space(problem.spec, kMaxSparseSplits);
   if (std::find(space.begin(), space.end(), report.heuristic) == space.end()) space.push_back(report.heuristic);
   if (report.heuristic.mla) {  // the MLA kernels (the heuristic's on sm_90a only, so not in the device-free space)
-    // each in its tiles (SparseDecodeConfig::validate_mla): plain 64 x 2; warp specialized 32 x 4, 32 x 6, 64 x 2
+    // each in its tiles (SparseDecodeConfig::validate_mla): plain 64 x 2, copying ahead, also scoring ahead; warp
+    // specialized 32 x 4, 32 x 6, 64 x 2
     std::vector<SparseDecodeConfig> kernels;
-    for (const auto& [block_n, stages, warp_specialize] :
-         {std::tuple{64, 2, false}, std::tuple{32, 4, true}, std::tuple{32, 6, true}, std::tuple{64, 2, true}}) {
+    for (const auto& [block_n, stages, warp_specialize, copy_ahead, score_ahead] :
+         {std::tuple{64, 2, false, false, false}, std::tuple{64, 2, false, true, false}, std::tuple{64, 2, false, true, true},
+          std::tuple{32, 4, true, false, false}, std::tuple{32, 6, true, false, false}, std::tuple{64, 2, true, false, false}}) {
       SparseDecodeConfig c = report.heuristic;
       c.block_n = block_n;
       c.stages = stages;
       c.warp_specialize = warp_specialize;
+      c.copy_ahead = copy_ahead;
+      c.score_ahead = score_ahead;
       kernels.push_back(c);
     }
     for (const SparseDecodeConfig& kernel : kernels)
