@@ -47,8 +47,9 @@ static_assert(kStages == 2, "one tile in flight while one computes");
 // Issues (as one commit group) S[64 x kWarpgroupTokens] = Q . K^T for this warpgroup's tokens of the tile (K-major
 // operands, as prefill.cuh's); the caller waits for it.
 SWAJIT_DEVICE void issue_warpgroup_scores(float (&scores)[kWarpgroupScoreFrags][4], u32 q_tile, u32 latent_tile, int warpgroup) {
-  const u64 q_desc = wgmma_descriptor(q_tile, kKStepBytes, kSwizzleAtomBytes);
-  const u64 k_desc = wgmma_descriptor(latent_tile + warpgroup * kWarpgroupTokens * kSwizzleRowBytes, kKStepBytes, kSwizzleAtomBytes);
+  const u64 q_desc = warp_uniform(wgmma_descriptor(q_tile, kKStepBytes, kSwizzleAtomBytes));
+  const u64 k_desc = warp_uniform(
+      wgmma_descriptor(latent_tile + warpgroup * kWarpgroupTokens * kSwizzleRowBytes, kKStepBytes, kSwizzleAtomBytes));
   constexpr int kStepsPerBlock = kColumnsPerSwizzleBlock / 16;
   wgmma_fence();
 #pragma unroll

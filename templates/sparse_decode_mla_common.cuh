@@ -147,19 +147,28 @@ SWAJIT_DEVICE void online_softmax_step(float (&scores)[kFrags][4], const float (
   }
 }
 
+// A shared-memory descriptor the warp agrees on but the compiler cannot prove it does (it depends on the stage and the
+// warpgroup), broadcast from lane 0 so that it lives in uniform registers: each wgmma then takes its descriptor from
+// one uniform add instead of a chain of register moves (R2UR) in front of it.
+SWAJIT_DEVICE u64 warp_uniform(u64 descriptor) {
+  const u32 lo = __shfl_sync(0xffffffffu, u32(descriptor), 0), hi = __shfl_sync(0xffffffffu, u32(descriptor >> 32), 0);
+  return (u64(hi) << 32) | lo;
+}
+
 // O[64 x kWarpgroupColumns] += P . V, issued (the caller fences before, commits and waits after): V N-major
 // (transposed) from the latent tile, column warpgroup c's columns [kWarpgroupColumns c, + kWarpgroupColumns) (64-column
 // blocks kBlockN rows of 128 bytes apart); P as wgmma A fragments of the tile's k16 steps [first, first + kSteps).
 SWAJIT_DEVICE u64 v_descriptor(u32 latent_tile, int column_warpgroup) {
   constexpr u32 kBlockBytes = kBlockN * kSwizzleRowBytes;
-  return wgmma_descriptor(latent_tile + column_warpgroup * (kWarpgroupColumns / kColumnsPerSwizzleBlock) * kBlockBytes,
-                          kBlockBytes, kSwizzleAtomBytes);
+  return warp_uniform(wgmma_descriptor(
+      latent_tile + column_warpgroup * (kWarpgroupColumns / kColumnsPerSwizzleBlock) * kBlockBytes, kBlockBytes, kSwizzleAtomBytes));
 }
 template <int kSteps>
 SWAJIT_DEVICE void issue_pv(float (&out)[kWarpgroupOutFrags][4], const u32 (&probs)[kSteps][4], u64 v_desc, int first) {
   constexpr u32 kStepBytes = 16 * kSwizzleRowBytes;
+  const u64 first_desc = warp_uniform(descriptor_plus(v_desc, first * kStepBytes));  // (first depends on the warpgroup)
 #pragma unroll
-  for (int step = 0; step < kSteps; ++step) mla_wgmma_pv(out, probs[step], descriptor_plus(v_desc, (first + step) * kStepBytes));
+  for (int step = 0; step < kSteps; ++step) mla_wgmma_pv(out, probs[step], descriptor_plus(first_desc, step * kStepBytes));
 }
 
 // The block's 64 q heads (rows past the group's are zeros) into the Q tile, as stored (the scale joins the scores).

@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# Issue 16 shape (b), the MLA kernels on the lent GPU (about a minute without --ncu): correctness first (`swajit check`
+# Issue 16 shape (b), the MLA kernels on the lent GPU (about a minute with no option): correctness first (`swajit check`
 # of every shared 576 / 512 case of the sparse matrix: the default path, which takes the MLA kernel for groups above
 # 32 on sm_90a, and the copies forcing each MLA kernel and knob), then `swajit bench sparse --shape b` (128 q heads
 # over one 576 / 512 latent head, topk 2048, without and with a 128-token window and sinks; batch 1, 32, 128): the
-# default (the heuristic's), BASE (session 6's binary in CARRY/../mainI, if carried), the knobs (copy_ahead: the
-# two-warpgroup kernel copying two tiles ahead; score_ahead: also tile t + 1's scores under tile t's softmax; the
-# warp-specialized kernel), each beside its floor = max(bytes / read bandwidth, FLOPs / matmul rate, both measured here); then what bounds batch 128:
-# the same work with no gathered reads (--empty-selection) and with the rows in L2 (--index-span 64).
-# Options: --ncu: ncu (SpeedOfLight, ComputeWorkloadAnalysis, WarpStateStats, MemoryWorkloadAnalysis, every stall
-# reason, the tensor pipe) of one batch-128 launch of swajit's default MLA kernel and of FlashInfer's MLA kernel
-# (tools/bench/mla_fi_call.py; FlashInfer's wheels from .whl/); --peers: the peers of shape b at batch 128
-# (tools/bench/sparse_peers.py); --tma-probe: first CARRY/tma_row_probe if it is there (tools/bench/tma_row_probe.cu).
+# default (the heuristic's), BASE (session 6's binary in CARRY/../mainI, if carried), the knobs (the warp-specialized
+# kernel; copy_ahead: the two-warpgroup kernel copying two tiles ahead; score_ahead: also tile t + 1's scores under
+# tile t's softmax), each beside its floor = max(bytes / read bandwidth, FLOPs / matmul rate, both measured here).
+# Options: --bounds: what bounds batch 128 (the same work without the gather's reads, with its rows in L2, at page 1);
+# --ncu: ncu (SpeedOfLight, ComputeWorkloadAnalysis, WarpStateStats, MemoryWorkloadAnalysis, every stall reason) of
+# one batch-128 launch of swajit's default MLA kernel; --ncu-peer: the same of FlashInfer's MLA kernel
+# (tools/bench/mla_fi_call.py, FlashInfer's wheels from .whl/); --peers: the peers of shape b at batch 128
+# (tools/bench/sparse_peers.py); --tma-probe: CARRY/tma_row_probe or one beside this script (tools/bench/tma_row_probe.cu).
 # Usage, from the root of a checkout (binaries built by tools/bench/prepare_gpu_carry.sh into CARRY):
-#   bash tools/bench/gpu_mla.sh CARRY LOGDIR [--ncu] [--peers] [--tma-probe]
+#   bash tools/bench/gpu_mla.sh CARRY LOGDIR [--bounds] [--ncu] [--ncu-peer] [--peers] [--tma-probe]
 here=$(cd "$(dirname "$0")" && pwd)
 db_name=mla.db run_timeout=60  # a hung kernel costs at most a minute
 source "$here/gpu_run_common.sh"
@@ -54,46 +54,51 @@ if [ -x "$base/swajit" ]; then
     2>&1 | tee "$logs/bench_base.log" | grep "^| b"
 fi
 if [ $knobs_ok = 1 ]; then
-  echo "==== knob: the two-warpgroup kernel copying two tiles ahead (--copy-ahead true)"
-  run "${bench[@]}" --batch 1,32,128 --reps 20 --copy-ahead true 2>&1 | tee "$logs/bench_copy_ahead.log" | grep "^| b"
-  echo "==== knob: copy_ahead and score_ahead (tile t + 1's scores before tile t's softmax: --score-ahead true)"
+  echo "==== knob: warp-specialized MLA kernel, 64-token tiles x 2 stages (--warp-specialize 1 --block-n 64 --stages 2)"
+  run "${bench[@]}" --batch 1,32,128 --reps 20 --mla true --warp-specialize 1 --block-n 64 --stages 2 2>&1 \
+    | tee "$logs/bench_ws64.log" | grep "^| b"
+  echo "==== knob: copy_ahead and score_ahead (tile t + 1's scores under tile t's softmax: --copy-ahead true --score-ahead true)"
   run "${bench[@]}" --batch 1,32,128 --reps 20 --copy-ahead true --score-ahead true 2>&1 | tee "$logs/bench_score_ahead.log" \
     | grep "^| b"
-  echo "==== knob: warp-specialized MLA kernel, 64-token tiles x 2 stages (--warp-specialize 1 --block-n 64 --stages 2)"
-  run "${bench[@]}" --batch 128 --reps 20 --mla true --warp-specialize 1 --block-n 64 --stages 2 2>&1 \
-    | tee "$logs/bench_ws64.log" | grep "^| b"
+  echo "==== knob: copy_ahead alone (--copy-ahead true)"
+  run "${bench[@]}" --batch 128 --reps 20 --copy-ahead true 2>&1 | tee "$logs/bench_copy_ahead.log" | grep "^| b"
 fi
-# What bounds the default kernel at batch 128: the same work with every index -1 (no gathered reads: the tensor cores,
-# the softmax, the barriers and the gather's instructions alone), with the indices drawn from each sequence's first 64
-# tokens (one page: the rows come from L2, not DRAM), and at page size 1 (a block-table lookup per row). The floor
-# column still counts the full reads.
-echo "==== bound, default kernel, batch 128: --empty-selection (no reads) / --index-span 64 (L2 reads) / --page-size 1"
-run "${bench[@]}" --batch 128 --reps 10 --empty-selection 2>&1 | tee "$logs/bound_empty.log" | grep "^| b"
-run "${bench[@]}" --batch 128 --reps 10 --index-span 64 2>&1 | tee "$logs/bound_span64.log" | grep "^| b"
-run "${bench[@]}" --batch 128 --reps 10 --page-size 1 2>&1 | tee "$logs/bound_page1.log" | grep "^| b"
-if [ $knobs_ok = 1 ]; then
-  echo "==== bound, copy_ahead + score_ahead, batch 128: --empty-selection"
-  run "${bench[@]}" --batch 128 --reps 10 --copy-ahead true --score-ahead true --empty-selection 2>&1 \
-    | tee "$logs/bound_sa_empty.log" | grep "^| b"
+if has --bounds "$@"; then
+  # What bounds batch 128: the same work with every index -1 (no gathered reads: the tensor cores, the softmax, the
+  # barriers and the gather's instructions alone), with the indices drawn from each sequence's first 64 tokens (one
+  # page: the rows come from L2, not DRAM), and at page size 1 (a block-table lookup per row). The floor column still
+  # counts the full reads.
+  echo "==== bound, batch 128, default: --empty-selection (no reads) / --index-span 64 (L2 reads) / --page-size 1"
+  run "${bench[@]}" --batch 128 --reps 10 --empty-selection 2>&1 | tee "$logs/bound_empty.log" | grep "^| b"
+  run "${bench[@]}" --batch 128 --reps 10 --index-span 64 2>&1 | tee "$logs/bound_span64.log" | grep "^| b"
+  run "${bench[@]}" --batch 128 --reps 10 --page-size 1 2>&1 | tee "$logs/bound_page1.log" | grep "^| b"
+  if [ $knobs_ok = 1 ]; then
+    echo "==== bound, batch 128, --empty-selection: warp specialized 64 x 2; copy_ahead + score_ahead"
+    run "${bench[@]}" --batch 128 --reps 10 --mla true --warp-specialize 1 --block-n 64 --stages 2 --empty-selection 2>&1 \
+      | tee "$logs/bound_ws64_empty.log" | grep "^| b"
+    run "${bench[@]}" --batch 128 --reps 10 --copy-ahead true --score-ahead true --empty-selection 2>&1 \
+      | tee "$logs/bound_sa_empty.log" | grep "^| b"
+  fi
 fi
 echo "==== benches done ($((SECONDS - start)) s)"
 
-if has --ncu "$@" && command -v ncu >/dev/null; then  # one launch of each MLA kernel at batch 128, same sections
-  sections=(--section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats --section MemoryWorkloadAnalysis
-            --metrics "regex:smsp__warp_issue_stalled_.*_per_warp_active.pct")
-  tensor_pipe="regex:sm__pipe_tensor_op_gmma_cycles_active.avg.pct.*"  # the wgmma pipe's busy share (Hopper's name)
-  # One profile; without the tensor-pipe metric if this ncu does not know it.
-  profile() {
-    local log=$1; shift
-    timeout 45 ncu "${sections[@]}" --metrics "$tensor_pipe" "$@" > "$log" 2>&1
-    grep -q "Duration" "$log" || timeout 45 ncu "${sections[@]}" "$@" > "$log" 2>&1
-  }
-  show() { grep -E "Duration|Throughput|Hit Rate|Mem Busy|Max Bandwidth|stalled|gmma|Registers|Issue Slots|Executed Ipc|SM Busy|Warp Cycles" "$1" \
-             | grep -vE " 0$|0\.00$" | head -50; }
+# ncu of one batch-128 launch: the sections the issue asks for and every stall reason; the tensor pipe's share of the
+# cycles is ComputeWorkloadAnalysis's "highest-utilized pipeline" line.
+sections=(--section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats --section MemoryWorkloadAnalysis
+          --metrics "regex:smsp__warp_issue_stalled_.*_per_warp_active.pct")
+profile() {
+  local log=$1; shift
+  timeout 45 ncu "${sections[@]}" "$@" > "$log" 2>&1
+}
+show() { grep -E "Duration|Throughput|Hit Rate|Mem Busy|Max Bandwidth|stalled|highest-utilized|Issue Slots|Executed Ipc|SM Busy|Warp Cycles" "$1" \
+           | grep -vE " 0$|0\.00$" | cut -c1-120 | head -50; }
+if has --ncu "$@" && command -v ncu >/dev/null; then
   echo "==== ncu, batch 128, swajit's default MLA kernel (1 split)"
   profile "$logs/ncu_swajit.log" --kernel-name regex:swajit_sparse --launch-skip 1 --launch-count 1 \
     "${bench[@]}" --batch 128 --reps 1 --splits 1
   show "$logs/ncu_swajit.log"
+fi
+if has --ncu-peer "$@" && command -v ncu >/dev/null; then  # FlashInfer's MLA kernel under the same sections
   if ls .whl/*.whl >/dev/null 2>&1 && [ -z "${PYTHONPATH:-}" ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
       && export PYTHONPATH=/tmp/site
