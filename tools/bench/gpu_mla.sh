@@ -6,7 +6,7 @@
 # default (the heuristic's), BASE (session 6's binary in CARRY/../mainI, if carried), the knobs (the warp-specialized
 # kernel; copy_ahead: the two-warpgroup kernel copying two tiles ahead; score_ahead: also tile t + 1's scores under
 # tile t's softmax), each beside its floor = max(bytes / read bandwidth, FLOPs / matmul rate, both measured here).
-# Options: --bounds: what bounds batch 128 (the same work without the gather's reads, with its rows in L2, at page 1);
+# Options: --bounds: what bounds batch 128 (the same work without the gather's reads, and with its rows in L2);
 # --ncu: ncu (SpeedOfLight, ComputeWorkloadAnalysis, WarpStateStats, MemoryWorkloadAnalysis, every stall reason) of
 # one batch-128 launch of swajit's default MLA kernel; --ncu-peer: the same of FlashInfer's MLA kernel
 # (tools/bench/mla_fi_call.py, FlashInfer's wheels from .whl/); --peers: the peers of shape b at batch 128
@@ -60,18 +60,14 @@ if [ $knobs_ok = 1 ]; then
   echo "==== knob: copy_ahead and score_ahead (tile t + 1's scores under tile t's softmax: --copy-ahead true --score-ahead true)"
   run "${bench[@]}" --batch 1,32,128 --reps 20 --copy-ahead true --score-ahead true 2>&1 | tee "$logs/bench_score_ahead.log" \
     | grep "^| b"
-  echo "==== knob: copy_ahead alone (--copy-ahead true)"
-  run "${bench[@]}" --batch 128 --reps 20 --copy-ahead true 2>&1 | tee "$logs/bench_copy_ahead.log" | grep "^| b"
 fi
 if has --bounds "$@"; then
   # What bounds batch 128: the same work with every index -1 (no gathered reads: the tensor cores, the softmax, the
-  # barriers and the gather's instructions alone), with the indices drawn from each sequence's first 64 tokens (one
-  # page: the rows come from L2, not DRAM), and at page size 1 (a block-table lookup per row). The floor column still
-  # counts the full reads.
-  echo "==== bound, batch 128, default: --empty-selection (no reads) / --index-span 64 (L2 reads) / --page-size 1"
+  # barriers and the gather's instructions alone) and with the indices drawn from each sequence's first 64 tokens (one
+  # page: the rows come from L2, not DRAM). The floor column still counts the full reads.
+  echo "==== bound, batch 128, default: --empty-selection (no reads) / --index-span 64 (L2 reads)"
   run "${bench[@]}" --batch 128 --reps 10 --empty-selection 2>&1 | tee "$logs/bound_empty.log" | grep "^| b"
   run "${bench[@]}" --batch 128 --reps 10 --index-span 64 2>&1 | tee "$logs/bound_span64.log" | grep "^| b"
-  run "${bench[@]}" --batch 128 --reps 10 --page-size 1 2>&1 | tee "$logs/bound_page1.log" | grep "^| b"
   if [ $knobs_ok = 1 ]; then
     echo "==== bound, batch 128, --empty-selection: warp specialized 64 x 2; copy_ahead + score_ahead"
     run "${bench[@]}" --batch 128 --reps 10 --mla true --warp-specialize 1 --block-n 64 --stages 2 --empty-selection 2>&1 \
