@@ -13,7 +13,8 @@
 //      new maximum; each computes the probabilities P of its 32 tokens (16-bit, as wgmma A fragments) and hands them
 //      to the other through shared memory;
 //   3. O += P V: warpgroup w accumulates V columns [256 w, 256 w + 256) over all 64 tokens (wgmma m64n256k16, P from
-//      registers, V the same shared tile read N-major), so its 64 x 256 fp32 accumulator stays in registers.
+//      registers, V the same shared tile read N-major), so its 64 x 256 fp32 accumulator stays in registers; over its
+//      own 32 tokens first, issued before the P exchange so that the tensor cores run them across it.
 // Every thread also gathers (thread i copies rows i / 8 and i / 8 + 32 of the next tile), issuing tile t + 1's copies
 // at the top of iteration t once its scores are issued (two stages: tile t + 1 lands while tile t computes). Three
 // block barriers per tile: tile t landed (which also frees tile t - 1's stage and both exchanges), the row maxima, P.
@@ -160,6 +161,19 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
       probabilities_fragment(scores, step, own[step]);
       own_exchange[step] = make_uint4(own[step][0], own[step][1], own[step][2], own[step][3]);
     }
+    // The rows' maxima settle after the first tiles: skip the accumulator's 128 multiplies when none of this warp's
+    // rows moved (rescale exactly 1).
+    if (__any_sync(0xffffffffu, rescale[0] != 1.f || rescale[1] != 1.f)) {
+#pragma unroll
+      for (int n = 0; n < kWarpgroupOutFrags; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) out[n][e] *= rescale[e / 2];
+    }
+    // P V over the tile's tokens: this warpgroup's own first, so that the tensor cores run them across the exchange.
+    const u64 v_desc = v_descriptor(latent_tile, warpgroup);
+    wgmma_fence();
+    issue_pv(out, own, v_desc, warpgroup * kOwnSteps);
+    wgmma_commit();
     __syncthreads();  // both warpgroups' P
     const uint4* other_exchange = probs_exchange + (partner * kWarpgroupThreads + wg_thread) * kOwnSteps;
 #pragma unroll
@@ -170,17 +184,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
       other[step][2] = theirs.z;
       other[step][3] = theirs.w;
     }
-    // The rows' maxima settle after the first tiles: skip the accumulator's 128 multiplies when none of this warp's
-    // rows moved (rescale exactly 1).
-    if (__any_sync(0xffffffffu, rescale[0] != 1.f || rescale[1] != 1.f)) {
-#pragma unroll
-      for (int n = 0; n < kWarpgroupOutFrags; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) out[n][e] *= rescale[e / 2];
-    }
-    const u64 v_desc = v_descriptor(latent_tile, warpgroup);  // P V over all the tile's tokens, then waits
-    wgmma_fence();
-    issue_pv(out, own, v_desc, warpgroup * kOwnSteps);
+    wgmma_fence();  // the other's P fragments, just loaded, to the tensor cores
     issue_pv(out, other, v_desc, partner * kOwnSteps);
     wgmma_commit();
     wgmma_wait<0>();  // (score_ahead: and tile t + 1's scores)
