@@ -62,6 +62,38 @@ SWAJIT_DEVICE void issue_warpgroup_scores(float (&scores)[kWarpgroupScoreFrags][
   wgmma_commit();
 }
 
+// Config split_scores (kMlaSplitScores): the warpgroups split S's 576 columns instead of the tile's tokens, so each
+// issues 18 wgmmas of m64 n kBlockN (twice as wide, half as many: fewer shared-memory bytes a FLOP than n kBlockN / 2)
+// over its half of the columns, for all the tile's tokens; then each sends the partial sums of the other's tokens
+// through shared memory (the first warpgroup into the P exchange, free until the softmax writes it; the second into
+// the tile's last 64 columns, which only its own wgmmas read) and adds the other's partial sums of its own tokens.
+constexpr int kSplitScoreFrags = kBlockN / 8;  // a thread's 8-column accumulator fragments of S over the whole tile
+constexpr int kRopeBlockOffset = (kHeadDim / kColumnsPerSwizzleBlock - 1) * kBlockN * kSwizzleRowBytes;
+static_assert(!kMlaSplitScores || (kDimSteps % 2 == 0 && kBlockN * kSwizzleRowBytes == kWarpgroupThreads * kWarpgroupScoreFrags * 16 &&
+                                   (kDimSteps / 2) * 16 <= kHeadDim - kColumnsPerSwizzleBlock &&
+                                   kWarpgroups * kWarpgroupThreads * kOwnSteps * 16 == kWarpgroupThreads * kWarpgroupScoreFrags * 16),
+              "split_scores: each warpgroup's half of the columns, and 8 KB for each direction of the swap");
+
+template <int kFirstStep>  // (a constant, so that every descriptor offset is one uniform add)
+SWAJIT_DEVICE void issue_split_scores(float (&partial)[kSplitScoreFrags][4], u64 q_desc, u64 k_desc) {
+  constexpr int kStepsPerBlock = kColumnsPerSwizzleBlock / 16;
+#pragma unroll
+  for (int i = 0; i < kDimSteps / 2; ++i) {
+    const int step = kFirstStep + i;
+    const u32 within_row = (step % kStepsPerBlock) * kKStepBytes, block = step / kStepsPerBlock;
+    mla_wgmma_split_scores(partial, descriptor_plus(q_desc, within_row + block * kQRows * kSwizzleRowBytes),
+                           descriptor_plus(k_desc, within_row + block * kBlockN * kSwizzleRowBytes), i > 0);
+  }
+}
+SWAJIT_DEVICE void issue_split_scores(float (&partial)[kSplitScoreFrags][4], u32 q_tile, u32 latent_tile, int warpgroup) {
+  const u64 q_desc = warp_uniform(wgmma_descriptor(q_tile, kKStepBytes, kSwizzleAtomBytes));
+  const u64 k_desc = warp_uniform(wgmma_descriptor(latent_tile, kKStepBytes, kSwizzleAtomBytes));
+  wgmma_fence();
+  if (warpgroup == 0) issue_split_scores<0>(partial, q_desc, k_desc);
+  else issue_split_scores<kDimSteps / 2>(partial, q_desc, k_desc);
+  wgmma_commit();
+}
+
 extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(const SparseDecodeParams P) {
   extern __shared__ __align__(1024) unsigned char smem[];
   const u32 q_tile = smem_u32(smem), stages = q_tile + kQBytes;
@@ -69,7 +101,9 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
   float* row_max_exchange = reinterpret_cast<float*>(smem + kRowMaxOffset);  // [kWarpgroups][kQRows]
   uint4* probs_exchange = reinterpret_cast<uint4*>(smem + kProbsOffset);      // [kWarpgroups][threads][kOwnSteps]
   const auto [b, kv_head, first_g, s, split, warp, lane] = block_work(P);
-  const int warpgroup = threadIdx.x / kWarpgroupThreads, partner = 1 - warpgroup;
+  // (broadcast from lane 0: the compiler then knows every branch on it is uniform across the warp, so the wgmmas
+  // behind one are not serialized)
+  const int warpgroup = __shfl_sync(0xffffffffu, int(threadIdx.x) / kWarpgroupThreads, 0), partner = 1 - warpgroup;
   const int wg_thread = threadIdx.x % kWarpgroupThreads;
   // The accumulator rows of this thread (wgmma's m64 layout: warp w of the warpgroup holds rows 16 w .. 16 w + 15).
   const int rows[2] = {warp % 4 * 16 + lane / 4, warp % 4 * 16 + lane / 4 + 8};
@@ -115,13 +149,47 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
       cp_async_wait<kMlaCopyAhead ? 1 : 0>();
       fence_shared_for_async_proxy();
       __syncthreads();
-      issue_warpgroup_scores(scores, q_tile, latent_tile, warpgroup);
-      if constexpr (!kMlaCopyAhead) {
-        gather.copy_next();  // tile t + 1: its copies and lookups issue while the scores run
-        cp_async_commit();
+      if constexpr (kMlaSplitScores) {
+        float partial[kSplitScoreFrags][4];
+        issue_split_scores(partial, q_tile, latent_tile, warpgroup);
+        if constexpr (!kMlaCopyAhead) {
+          gather.copy_next();  // tile t + 1: its copies and lookups issue while the scores run
+          cp_async_commit();
+        }
+        wgmma_wait<0>();
+        pin_accumulators(partial);
+        float4* to_second = reinterpret_cast<float4*>(smem + kProbsOffset);
+        float4* to_first = reinterpret_cast<float4*>(smem + (latent_tile - q_tile) + kRopeBlockOffset);
+        // (elements picked by selects, not by an index or a reference that depends on the warpgroup: the partial sums
+        // stay in registers)
+        const bool first_warpgroup = warpgroup == 0;
+        float4* sent = first_warpgroup ? to_second : to_first;
+#pragma unroll
+        for (int n = 0; n < kWarpgroupScoreFrags; ++n) {
+          float theirs[4];
+#pragma unroll
+          for (int e = 0; e < 4; ++e) theirs[e] = first_warpgroup ? partial[kWarpgroupScoreFrags + n][e] : partial[n][e];
+          sent[n * kWarpgroupThreads + wg_thread] = make_float4(theirs[0], theirs[1], theirs[2], theirs[3]);
+        }
+        __syncthreads();  // both warpgroups' partial sums of the other's tokens
+        const float4* received = first_warpgroup ? to_first : to_second;
+#pragma unroll
+        for (int n = 0; n < kWarpgroupScoreFrags; ++n) {
+          const float4 other = received[n * kWarpgroupThreads + wg_thread];
+          const float others[4] = {other.x, other.y, other.z, other.w};
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            scores[n][e] = (first_warpgroup ? partial[n][e] : partial[kWarpgroupScoreFrags + n][e]) + others[e];
+        }
+      } else {
+        issue_warpgroup_scores(scores, q_tile, latent_tile, warpgroup);
+        if constexpr (!kMlaCopyAhead) {
+          gather.copy_next();  // tile t + 1: its copies and lookups issue while the scores run
+          cp_async_commit();
+        }
+        wgmma_wait<0>();
+        pin_accumulators(scores);
       }
-      wgmma_wait<0>();
-      pin_accumulators(scores);
     }
     // score_ahead: tile t + 1 awaited now (the only copies in flight), its scores issued to run under tile t's softmax.
     float next_scores[kWarpgroupScoreFrags][4];

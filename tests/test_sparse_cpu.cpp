@@ -252,6 +252,14 @@ TEST_CASE("sparse tuning: the config space, its keys and records, the presets an
   CHECK_NOTHROW(scores_ahead.validate(sparse_decode_kernel_spec(mla)));
   CHECK(mla_error(SparseDecodeConfig{.block_n = 64, .stages = 2, .mma = true, .mla = true, .score_ahead = true},
                   sparse_decode_kernel_spec(mla)) == ErrorCode::kInvalidArgument);  // on top of copy_ahead only
+  const SparseDecodeConfig split_columns{.block_n = 64, .stages = 2, .num_splits = 1, .mma = true, .mla = true,
+                                         .copy_ahead = true, .split_scores = true};
+  CHECK(split_columns.key() == "bn64_st2_mma_mla_ca_ss_sp1");
+  CHECK(SparseDecodeConfig::from_key(split_columns.key()) == split_columns);
+  CHECK_NOTHROW(split_columns.validate(sparse_decode_kernel_spec(mla)));
+  CHECK(mla_error(SparseDecodeConfig{.block_n = 64, .stages = 2, .mma = true, .mla = true, .copy_ahead = true,
+                                     .score_ahead = true, .split_scores = true},
+                  sparse_decode_kernel_spec(mla)) == ErrorCode::kInvalidArgument);  // not with score_ahead
   AttentionCall int8 = call;  // 8-bit caches: the CUDA-core kernel only
   int8.kv_quant = KvQuant::kInt8;
   const auto int8_space = sparse_config_space(sparse_decode_kernel_spec(int8), 1);

@@ -4,9 +4,10 @@
 # 32 on sm_90a, and the copies forcing each MLA kernel and knob), then `swajit bench sparse --shape b` (128 q heads
 # over one 576 / 512 latent head, topk 2048, without and with a 128-token window and sinks; batch 1, 32, 128): the
 # default (the heuristic's), BASE (session 6's binary in CARRY/../mainI, if carried), the knobs (the warp-specialized
-# kernel; copy_ahead: the two-warpgroup kernel copying two tiles ahead; score_ahead: also tile t + 1's scores under
-# tile t's softmax), each beside its floor = max(bytes / read bandwidth, FLOPs / matmul rate, both measured here).
-# Options: --bounds: what bounds batch 128 (the same work without the gather's reads, and with its rows in L2);
+# kernel; split_scores: the two warpgroups splitting S's columns; copy_ahead: the two-warpgroup kernel copying two
+# tiles ahead; score_ahead: also tile t + 1's scores under tile t's softmax), each beside its floor = max(bytes / read
+# bandwidth, FLOPs / matmul rate, both measured here).
+# Options: --bounds: what bounds batch 128 (the same work without the gather's reads);
 # --ncu: ncu (SpeedOfLight, ComputeWorkloadAnalysis, WarpStateStats, MemoryWorkloadAnalysis, every stall reason) of
 # one batch-128 launch of swajit's default MLA kernel; --ncu-peer: the same of FlashInfer's MLA kernel
 # (tools/bench/mla_fi_call.py, FlashInfer's wheels from .whl/); --peers: the peers of shape b at batch 128
@@ -37,7 +38,7 @@ echo "==== correctness, swajit check (every 576 / 512 case; MLA kernels forced a
 grep -E "^FAIL|passed,|rror" "$logs/check_mla.log" | cut -c1-200 | head -40
 # The knobs' benches only when their cases passed (a hang there would cost a minute per bench).
 knobs_ok=1
-if grep -qE "^FAIL.*(_ws|_l2|_ca|_sa)" "$logs/check_mla.log" || ! grep -q "passed," "$logs/check_mla.log"; then
+if grep -qE "^FAIL.*(_ws|_l2|_ca|_sa|_ss)" "$logs/check_mla.log" || ! grep -q "passed," "$logs/check_mla.log"; then
   knobs_ok=0
   echo "==== a knob's cases failed or the check did not finish: the knobs' benches are skipped"
 fi
@@ -57,23 +58,23 @@ if [ $knobs_ok = 1 ]; then
   echo "==== knob: warp-specialized MLA kernel, 64-token tiles x 2 stages (--warp-specialize 1 --block-n 64 --stages 2)"
   run "${bench[@]}" --batch 1,32,128 --reps 20 --mla true --warp-specialize 1 --block-n 64 --stages 2 2>&1 \
     | tee "$logs/bench_ws64.log" | grep "^| b"
+  echo "==== knob: split_scores (the warpgroups split S's columns, each m64 n64 over the whole tile: --split-scores true)"
+  run "${bench[@]}" --batch 1,32,128 --reps 20 --split-scores true 2>&1 | tee "$logs/bench_split_scores.log" | grep "^| b"
   echo "==== knob: copy_ahead and score_ahead (tile t + 1's scores under tile t's softmax: --copy-ahead true --score-ahead true)"
   run "${bench[@]}" --batch 1,32,128 --reps 20 --copy-ahead true --score-ahead true 2>&1 | tee "$logs/bench_score_ahead.log" \
     | grep "^| b"
 fi
 if has --bounds "$@"; then
   # What bounds batch 128: the same work with every index -1 (no gathered reads: the tensor cores, the softmax, the
-  # barriers and the gather's instructions alone) and with the indices drawn from each sequence's first 64 tokens (one
-  # page: the rows come from L2, not DRAM). The floor column still counts the full reads.
-  echo "==== bound, batch 128, default: --empty-selection (no reads) / --index-span 64 (L2 reads)"
+  # barriers and the gather's instructions alone; the floor column still counts the full reads), for the default and
+  # each kernel structure. (Run B: rows from L2 instead, --index-span 64, ran within 6% of the default.)
+  echo "==== bound, batch 128, --empty-selection (no reads): default; warp specialized 64 x 2; split_scores"
   run "${bench[@]}" --batch 128 --reps 10 --empty-selection 2>&1 | tee "$logs/bound_empty.log" | grep "^| b"
-  run "${bench[@]}" --batch 128 --reps 10 --index-span 64 2>&1 | tee "$logs/bound_span64.log" | grep "^| b"
   if [ $knobs_ok = 1 ]; then
-    echo "==== bound, batch 128, --empty-selection: warp specialized 64 x 2; copy_ahead + score_ahead"
     run "${bench[@]}" --batch 128 --reps 10 --mla true --warp-specialize 1 --block-n 64 --stages 2 --empty-selection 2>&1 \
       | tee "$logs/bound_ws64_empty.log" | grep "^| b"
-    run "${bench[@]}" --batch 128 --reps 10 --copy-ahead true --score-ahead true --empty-selection 2>&1 \
-      | tee "$logs/bound_sa_empty.log" | grep "^| b"
+    run "${bench[@]}" --batch 128 --reps 10 --split-scores true --empty-selection 2>&1 | tee "$logs/bound_ss_empty.log" \
+      | grep "^| b"
   fi
 fi
 echo "==== benches done ($((SECONDS - start)) s)"
