@@ -3,13 +3,14 @@
 # of every shared 576 / 512 case of the sparse matrix: the default path, which takes the MLA kernel for groups above
 # 32 on sm_90a, and the copies forcing each MLA kernel and knob), then `swajit bench sparse --shape b` (128 q heads
 # over one 576 / 512 latent head, topk 2048, without and with a 128-token window and sinks; batch 1, 32, 128): the
-# default (the heuristic's), BASE (session 6's binary in CARRY/../mainI, if carried), the knobs (the warp-specialized
-# kernel; split_scores: the two warpgroups splitting S's columns; copy_ahead: the two-warpgroup kernel copying two
-# tiles ahead; score_ahead: also tile t + 1's scores under tile t's softmax), each beside its floor = max(bytes / read
-# bandwidth, FLOPs / matmul rate, both measured here).
+# default (the heuristic's: the warp-specialized kernel where the split rule gives at most 2 splits, else the
+# two-warpgroup one), BASE (session 6's binary in CARRY/../mainI, if carried), each kernel forced, the knobs of the
+# two-warpgroup kernel (split_scores: the warpgroups split S's columns; copy_ahead: copying two tiles ahead;
+# score_ahead: also tile t + 1's scores under tile t's softmax), each beside its floor = max(bytes / read bandwidth,
+# FLOPs / matmul rate, both measured here).
 # Options: --bounds: what bounds batch 128 (the same work without the gather's reads);
 # --ncu: ncu (SpeedOfLight, ComputeWorkloadAnalysis, WarpStateStats, MemoryWorkloadAnalysis, every stall reason) of
-# one batch-128 launch of swajit's default MLA kernel; --ncu-peer: the same of FlashInfer's MLA kernel
+# one batch-128 launch of swajit's default MLA kernel (the warp-specialized one, 1 split); --ncu-peer: the same of FlashInfer's MLA kernel
 # (tools/bench/mla_fi_call.py, FlashInfer's wheels from .whl/); --peers: the peers of shape b at batch 128
 # (tools/bench/sparse_peers.py); --tma-probe: CARRY/tma_row_probe or one beside this script (tools/bench/tma_row_probe.cu).
 # Usage, from the root of a checkout (binaries built by tools/bench/prepare_gpu_carry.sh into CARRY):
@@ -55,9 +56,11 @@ if [ -x "$base/swajit" ]; then
     2>&1 | tee "$logs/bench_base.log" | grep "^| b"
 fi
 if [ $knobs_ok = 1 ]; then
-  echo "==== knob: warp-specialized MLA kernel, 64-token tiles x 2 stages (--warp-specialize 1 --block-n 64 --stages 2)"
+  echo "==== each kernel forced: warp specialized 64 x 2 (the default from 2 splits down), two warpgroups (batch 1's)"
   run "${bench[@]}" --batch 1,32,128 --reps 20 --mla true --warp-specialize 1 --block-n 64 --stages 2 2>&1 \
     | tee "$logs/bench_ws64.log" | grep "^| b"
+  run "${bench[@]}" --batch 1,32,128 --reps 20 --mla true --warp-specialize 0 2>&1 | tee "$logs/bench_two_warpgroups.log" \
+    | grep "^| b"
   echo "==== knob: split_scores (the warpgroups split S's columns, each m64 n64 over the whole tile: --split-scores true)"
   run "${bench[@]}" --batch 1,32,128 --reps 20 --split-scores true 2>&1 | tee "$logs/bench_split_scores.log" | grep "^| b"
   echo "==== knob: copy_ahead and score_ahead (tile t + 1's scores under tile t's softmax: --copy-ahead true --score-ahead true)"
@@ -68,11 +71,11 @@ if has --bounds "$@"; then
   # What bounds batch 128: the same work with every index -1 (no gathered reads: the tensor cores, the softmax, the
   # barriers and the gather's instructions alone; the floor column still counts the full reads), for the default and
   # each kernel structure. (Run B: rows from L2 instead, --index-span 64, ran within 6% of the default.)
-  echo "==== bound, batch 128, --empty-selection (no reads): default; warp specialized 64 x 2; split_scores"
+  echo "==== bound, batch 128, --empty-selection (no reads): default (warp specialized)"
   run "${bench[@]}" --batch 128 --reps 10 --empty-selection 2>&1 | tee "$logs/bound_empty.log" | grep "^| b"
   if [ $knobs_ok = 1 ]; then
-    run "${bench[@]}" --batch 128 --reps 10 --mla true --warp-specialize 1 --block-n 64 --stages 2 --empty-selection 2>&1 \
-      | tee "$logs/bound_ws64_empty.log" | grep "^| b"
+    run "${bench[@]}" --batch 128 --reps 10 --mla true --warp-specialize 0 --empty-selection 2>&1 \
+      | tee "$logs/bound_two_warpgroups_empty.log" | grep "^| b"
     run "${bench[@]}" --batch 128 --reps 10 --split-scores true --empty-selection 2>&1 | tee "$logs/bound_ss_empty.log" \
       | grep "^| b"
   fi
@@ -90,9 +93,9 @@ profile() {
 show() { grep -E "Duration|Throughput|Hit Rate|Mem Busy|Max Bandwidth|stalled|highest-utilized|Issue Slots|Executed Ipc|SM Busy|Warp Cycles" "$1" \
            | grep -vE " 0$|0\.00$" | cut -c1-120 | head -50; }
 if has --ncu "$@" && command -v ncu >/dev/null; then
-  echo "==== ncu, batch 128, swajit's default MLA kernel (1 split)"
+  echo "==== ncu, batch 128, swajit's default MLA kernel (warp specialized 64 x 2, 1 split)"
   profile "$logs/ncu_swajit.log" --kernel-name regex:swajit_sparse --launch-skip 1 --launch-count 1 \
-    "${bench[@]}" --batch 128 --reps 1 --splits 1
+    "${bench[@]}" --batch 128 --reps 1 --mla true --warp-specialize 1 --block-n 64 --stages 2 --splits 1
   show "$logs/ncu_swajit.log"
 fi
 if has --ncu-peer "$@" && command -v ncu >/dev/null; then  # FlashInfer's MLA kernel under the same sections
