@@ -93,6 +93,33 @@ SWAJIT_DEVICE void issue_split_scores(float (&partial)[kSplitScoreFrags][4], u32
   else issue_split_scores<kDimSteps / 2>(partial, q_desc, k_desc);
   wgmma_commit();
 }
+// Each warpgroup's scores of its own tokens from both partial sums (a block barrier inside): the first warpgroup sends
+// the second's tokens through the P exchange, the second the first's through its tile's last 64 columns (the stage
+// `latent_offset` bytes into shared memory). Elements are picked by selects, not by an index or a reference that
+// depends on the warpgroup, so that the partial sums stay in registers.
+SWAJIT_DEVICE void swap_partial_scores(const float (&partial)[kSplitScoreFrags][4], float (&scores)[kWarpgroupScoreFrags][4],
+                                       unsigned char* smem, u32 latent_offset, int warpgroup, int wg_thread) {
+  float4* to_second = reinterpret_cast<float4*>(smem + kProbsOffset);
+  float4* to_first = reinterpret_cast<float4*>(smem + latent_offset + kRopeBlockOffset);
+  const bool first_warpgroup = warpgroup == 0;
+  float4* sent = first_warpgroup ? to_second : to_first;
+#pragma unroll
+  for (int n = 0; n < kWarpgroupScoreFrags; ++n) {
+    float theirs[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) theirs[e] = first_warpgroup ? partial[kWarpgroupScoreFrags + n][e] : partial[n][e];
+    sent[n * kWarpgroupThreads + wg_thread] = make_float4(theirs[0], theirs[1], theirs[2], theirs[3]);
+  }
+  __syncthreads();  // both warpgroups' partial sums of the other's tokens
+  const float4* received = first_warpgroup ? to_first : to_second;
+#pragma unroll
+  for (int n = 0; n < kWarpgroupScoreFrags; ++n) {
+    const float4 other = received[n * kWarpgroupThreads + wg_thread];
+    const float others[4] = {other.x, other.y, other.z, other.w};
+#pragma unroll
+    for (int e = 0; e < 4; ++e) scores[n][e] = (first_warpgroup ? partial[n][e] : partial[kWarpgroupScoreFrags + n][e]) + others[e];
+  }
+}
 
 extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(const SparseDecodeParams P) {
   extern __shared__ __align__(1024) unsigned char smem[];
@@ -149,45 +176,18 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
       cp_async_wait<kMlaCopyAhead ? 1 : 0>();
       fence_shared_for_async_proxy();
       __syncthreads();
+      float partial[kSplitScoreFrags][4];  // split_scores: S over the whole tile, this warpgroup's half of the columns
+      if constexpr (kMlaSplitScores) issue_split_scores(partial, q_tile, latent_tile, warpgroup);
+      else issue_warpgroup_scores(scores, q_tile, latent_tile, warpgroup);
+      if constexpr (!kMlaCopyAhead) {
+        gather.copy_next();  // tile t + 1: its copies and lookups issue while the scores run
+        cp_async_commit();
+      }
+      wgmma_wait<0>();
       if constexpr (kMlaSplitScores) {
-        float partial[kSplitScoreFrags][4];
-        issue_split_scores(partial, q_tile, latent_tile, warpgroup);
-        if constexpr (!kMlaCopyAhead) {
-          gather.copy_next();  // tile t + 1: its copies and lookups issue while the scores run
-          cp_async_commit();
-        }
-        wgmma_wait<0>();
         pin_accumulators(partial);
-        float4* to_second = reinterpret_cast<float4*>(smem + kProbsOffset);
-        float4* to_first = reinterpret_cast<float4*>(smem + (latent_tile - q_tile) + kRopeBlockOffset);
-        // (elements picked by selects, not by an index or a reference that depends on the warpgroup: the partial sums
-        // stay in registers)
-        const bool first_warpgroup = warpgroup == 0;
-        float4* sent = first_warpgroup ? to_second : to_first;
-#pragma unroll
-        for (int n = 0; n < kWarpgroupScoreFrags; ++n) {
-          float theirs[4];
-#pragma unroll
-          for (int e = 0; e < 4; ++e) theirs[e] = first_warpgroup ? partial[kWarpgroupScoreFrags + n][e] : partial[n][e];
-          sent[n * kWarpgroupThreads + wg_thread] = make_float4(theirs[0], theirs[1], theirs[2], theirs[3]);
-        }
-        __syncthreads();  // both warpgroups' partial sums of the other's tokens
-        const float4* received = first_warpgroup ? to_first : to_second;
-#pragma unroll
-        for (int n = 0; n < kWarpgroupScoreFrags; ++n) {
-          const float4 other = received[n * kWarpgroupThreads + wg_thread];
-          const float others[4] = {other.x, other.y, other.z, other.w};
-#pragma unroll
-          for (int e = 0; e < 4; ++e)
-            scores[n][e] = (first_warpgroup ? partial[n][e] : partial[kWarpgroupScoreFrags + n][e]) + others[e];
-        }
+        swap_partial_scores(partial, scores, smem, latent_tile - q_tile, warpgroup, wg_thread);
       } else {
-        issue_warpgroup_scores(scores, q_tile, latent_tile, warpgroup);
-        if constexpr (!kMlaCopyAhead) {
-          gather.copy_next();  // tile t + 1: its copies and lookups issue while the scores run
-          cp_async_commit();
-        }
-        wgmma_wait<0>();
         pin_accumulators(scores);
       }
     }
