@@ -241,6 +241,10 @@ SparseDecodePlan plan_sparse_decode(const SparseDecodeProblem& p, const SparseDe
       }
     }
   }
+  return {sparse_decode_default_config(p, device), SparseDecodePlan::Origin::kHeuristic};
+}
+
+SparseDecodeConfig sparse_decode_default_config(const SparseDecodeProblem& p, const DeviceInfo& device) {
   SparseDecodeConfig c = sparse_decode_heuristic(p.spec, device);
   c.num_splits = sparse_decode_splits(p, c, device);
   // MLA where each block keeps most of its selection (batch 32 and up): the warp-specialized kernel, 64-token tiles
@@ -253,7 +257,7 @@ SparseDecodePlan plan_sparse_decode(const SparseDecodeProblem& p, const SparseDe
     c.warp_specialize = true;
     c.num_splits = sparse_decode_splits(p, c, device);
   }
-  return {c, SparseDecodePlan::Origin::kHeuristic};
+  return c;
 }
 
 namespace {
