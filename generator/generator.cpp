@@ -228,7 +228,8 @@ std::string wgmma_wrappers(const KernelSpec& spec, const PrefillConfig& config) 
 // The two of the MLA sparse decode kernel (templates/sparse_decode_mla.cuh): a warpgroup's scores
 // S[64 x block_n / 2] = Q . K^T and its O[64 x head_dim_v / 2] += P . V.
 // (warp_specialize: the scoring warpgroup's S over the whole tile, sparse_decode_mla_ws.cuh, with Q from registers
-// where the geometry leaves it no shared memory.)
+// where the geometry leaves it no shared memory; split_scores: also each warpgroup's S[64 x block_n] over half the
+// columns, mla_wgmma_split_scores.)
 std::string mla_wgmma_wrappers(const KernelSpec& spec, const SparseDecodeConfig& config) {
   constexpr int kWarpgroups = 2;
   const int score_n = config.warp_specialize ? config.block_n : config.block_n / kWarpgroups;
@@ -236,7 +237,14 @@ std::string mla_wgmma_wrappers(const KernelSpec& spec, const SparseDecodeConfig&
   const bool q_in_registers = sparse_decode_geometry(spec, config).q_bytes == 0;
   return std::string("#define SWAJIT_MLA_Q_IN_REGISTERS ") + (q_in_registers ? "1" : "0") +
          "  // the scorer's A operand: Q fragments in registers (else the Q tile in shared memory)\n" +
+         "constexpr bool kMlaCopyAhead = " + (config.copy_ahead ? "true" : "false") +
+         ";  // config copy_ahead: tile t + 2's copies right after tile t's P V\n" +
+         "constexpr bool kMlaScoreAhead = " + (config.score_ahead ? "true" : "false") +
+         ";  // config score_ahead: tile t + 1's scores issued before tile t's softmax\n" +
+         "constexpr bool kMlaSplitScores = " + (config.split_scores ? "true" : "false") +
+         ";  // config split_scores: the warpgroups split S's columns, each over the whole tile\n" +
          wgmma_wrapper("mla_wgmma_scores", std::to_string(score_n / 8), spec, score_n, q_in_registers, q_in_registers) +
+         wgmma_wrapper("mla_wgmma_split_scores", std::to_string(config.block_n / 8), spec, config.block_n, false, false) +
          wgmma_wrapper("mla_wgmma_pv", std::to_string(out_n / 8), spec, out_n, true);
 }
 

@@ -424,14 +424,15 @@ void PrefillConfig::validate(const KernelSpec& spec) const {
 
 std::string SparseDecodeConfig::compile_key() const {
   return "bn" + std::to_string(block_n) + "_st" + std::to_string(stages) + (mma ? "_mma" : "") + (token_split ? "_ts" : "") +
-         (mla ? "_mla" : "") + (warp_specialize ? "_ws" : "") + (l2_prefetch ? "_l2" : "");
+         (mla ? "_mla" : "") + (warp_specialize ? "_ws" : "") + (copy_ahead ? "_ca" : "") + (score_ahead ? "_sa" : "") + (split_scores ? "_ss" : "") +
+         (l2_prefetch ? "_l2" : "");
 }
 std::string SparseDecodeConfig::key() const { return compile_key() + "_sp" + std::to_string(num_splits); }
 
 SparseDecodeConfig SparseDecodeConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
   const auto malformed = [&] {
-    return Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bn<N>_st<S>[_mma[_ts|_mla[_ws]]][_l2]_sp<P>");
+    return Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bn<N>_st<S>[_mma[_ts|_mla[_ws|_ca[_sa]][_ss]]][_l2]_sp<P>");
   };
   if (parts.size() < 3) throw malformed();
   SparseDecodeConfig config;
@@ -443,6 +444,9 @@ SparseDecodeConfig SparseDecodeConfig::from_key(std::string_view key) {
     else if (parts[i] == "ts") config.token_split = true;
     else if (parts[i] == "mla") config.mla = true;
     else if (parts[i] == "ws") config.warp_specialize = true;
+    else if (parts[i] == "ca") config.copy_ahead = true;
+    else if (parts[i] == "sa") config.score_ahead = true;
+    else if (parts[i] == "ss") config.split_scores = true;
     else if (parts[i] == "l2") config.l2_prefetch = true;
     else throw malformed();
   }
@@ -468,6 +472,9 @@ void SparseDecodeConfig::validate(const KernelSpec& spec) const {
     throw Error(ErrorCode::kInvalidArgument, "token_split needs mma, group <= 16 (one 16-row tile) and head_dim_v <= 128 "
                                              "(the output in one warp's registers); " + spec.key() + " with " + compile_key());
   if (mla) validate_mla(spec);
+  else if (copy_ahead || score_ahead || split_scores)
+    throw Error(ErrorCode::kInvalidArgument, "copy_ahead, score_ahead and split_scores are schedules of the MLA kernel: they need mla; " + spec.key() +
+                                                 " with " + compile_key());
   else if (warp_specialize)
     throw Error(ErrorCode::kInvalidArgument, "warp_specialize is a variant of the MLA kernel: it needs mla; " + spec.key() +
                                                  " with " + compile_key());
@@ -485,6 +492,14 @@ void SparseDecodeConfig::validate_mla(const KernelSpec& spec) const {
     throw Error(ErrorCode::kUnsupported, "mla needs the shared K/V cache with head_dim 576 and head_dim_v 512; " + what);
   if (!mma || token_split)
     throw Error(ErrorCode::kInvalidArgument, "mla is a tensor-core kernel of its own: it needs mma and not token_split; " + what);
+  if (split_scores && (warp_specialize || score_ahead))
+    throw Error(ErrorCode::kInvalidArgument, "split_scores is a schedule of the two-warpgroup MLA kernel without "
+                                             "score_ahead; " + what);
+  if (score_ahead && !copy_ahead)
+    throw Error(ErrorCode::kInvalidArgument, "score_ahead needs copy_ahead (tile t + 1 awaited under tile t); " + what);
+  if (copy_ahead && warp_specialize)
+    throw Error(ErrorCode::kInvalidArgument, "copy_ahead is a schedule of the two-warpgroup MLA kernel (the warp-specialized "
+                                             "one always copies ahead); " + what);
   const bool small_tiles = warp_specialize && block_n == kWsSmallBlockN && (stages == kWsSmallStages || stages == kWsDeepStages);
   if ((block_n != kMlaBlockN || stages != kMlaStages) && !small_tiles)
     throw Error(ErrorCode::kInvalidArgument, "mla takes block_n = 64 and stages = 2 (64-token tiles, two in shared "

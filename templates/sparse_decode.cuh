@@ -65,12 +65,24 @@ struct Candidate {
   float bias;  // log2 units
 };
 // Candidate c of query position p: slot c of the selection (c < topk) or the window's (c - topk)-th newest token.
-SWAJIT_DEVICE Candidate candidate(const SparseDecodeParams& P, const int* indices, const float* bias, int p, int c) {
+// In two steps, so that a pipelined gather can issue a slot's loads (load_slot) a tile before it reads them
+// (judge_slot): an instruction that reads a load waits for it, and behind every copy issued before it.
+struct SlotLoad {
+  int j;
+  float bias;  // as stored (natural-log units)
+};
+SWAJIT_DEVICE SlotLoad load_slot(const SparseDecodeParams& P, const int* indices, const float* bias, int c) {
+  if (c >= P.topk) return {0, 0.f};
+  return {indices[c * P.indices_stride_slot], kScoreBias && bias ? bias[c * P.bias_stride_slot] : 0.f};  // null bias: only j is wanted
+}
+SWAJIT_DEVICE Candidate judge_slot(const SparseDecodeParams& P, const SlotLoad& slot, int p, int c) {
   if (c >= P.topk) return {p - (c - P.topk), 0.f};
-  const int j = indices[c * P.indices_stride_slot];
-  const bool in_window = kLocalWindow && p - j < P.local_window;
-  if (j < 0 || j > p || in_window) return {-1, 0.f};
-  return {j, kScoreBias && bias ? bias[c * P.bias_stride_slot] * kLog2e : 0.f};  // null bias: only j is wanted
+  const bool in_window = kLocalWindow && p - slot.j < P.local_window;
+  if (slot.j < 0 || slot.j > p || in_window) return {-1, 0.f};
+  return {slot.j, slot.bias * kLog2e};
+}
+SWAJIT_DEVICE Candidate candidate(const SparseDecodeParams& P, const int* indices, const float* bias, int p, int c) {
+  return judge_slot(P, load_slot(P, indices, bias, c), p, c);
 }
 SWAJIT_DEVICE int window_count(const SparseDecodeParams& P, int p) {
   if (!kLocalWindow || p < 0) return 0;
@@ -380,6 +392,32 @@ SWAJIT_DEVICE void load_q_rows(const SparseDecodeParams& P, unsigned char* q_row
     if (row < kRowsPerBlock && g < kGroup)
       value = static_cast<const u16*>(P.q)[b * P.q_stride_batch + s * P.q_stride_token + q_head_of(P, kv_head, g) * P.q_stride_head + d];
     *reinterpret_cast<u16*>(q_rows + row * kQRowBytes + d * kHalf) = value;
+  }
+}
+
+// One q head's output row g from mma-layout accumulator fragments (the tensor-core kernels' epilogue: fragment n holds
+// this thread's column pair column0 + 8 n in elements e and e + 1), given the row's maximum (log2 units) and sum over
+// its whole selection share: normalized with the sink, or the split's partial and log2-sum-exp (written by the thread
+// with writes_lse) for the merge, where the sink joins once per row.
+template <int kFrags>
+SWAJIT_DEVICE void write_fragment_row(const SparseDecodeParams& P, const float (&acc)[kFrags][4], int e, int column0,
+                                      float row_max, float sum, int b, int s, int kv_head, int g, int split, bool writes_lse) {
+  const int head = q_head_of(P, kv_head, g);
+  const float reference = row_max == SWAJIT_NEG_INF ? 0.f : row_max;
+  if (P.num_splits == 1) {
+    const float factor = row_normalizer(kSinkLogits ? P.sink_logits[head * P.sink_logits_stride] : 0.f, reference, sum);
+    u16* out = static_cast<u16*>(P.out) + b * P.out_stride_batch + s * P.out_stride_token + head * P.out_stride_head;
+#pragma unroll
+    for (int n = 0; n < kFrags; ++n)
+      *reinterpret_cast<u32*>(out + column0 + n * 8) = pack2(acc[n][e] * factor, acc[n][e + 1] * factor, Elem());
+  } else {
+    const i64 slot = (i64(b * P.num_kv_heads + kv_head) * P.num_splits + split) * kRows + s * kGroup + g;
+    const float inv_sum = sum > 0.f ? 1.f / sum : 0.f;
+    float* partial = static_cast<float*>(P.partial_out) + slot * kHeadDimV + column0;
+#pragma unroll
+    for (int n = 0; n < kFrags; ++n)
+      *reinterpret_cast<float2*>(partial + n * 8) = make_float2(acc[n][e] * inv_sum, acc[n][e + 1] * inv_sum);
+    if (writes_lse) P.partial_lse[slot] = sum > 0.f ? reference + __log2f(sum) : SWAJIT_NEG_INF;
   }
 }
 

@@ -45,8 +45,9 @@ SWAJIT_DEVICE void prefetch_to_l2(const void* src, u32 bytes) {
 }
 
 // The tile gather of one thread of the kGatherThreads: tile `next` is copied next, into stage next % kStages, its
-// candidates' pages already looked up (`ready`), the tile after it with its indices loaded (`ahead`) or, when
-// prefetching, with its pages loaded (`resolved`) and the one after that with its indices (`ahead`).
+// candidates' pages already looked up (`ready`), the tile after it judged with its pages being loaded (or, when
+// prefetching, loaded: `resolved`) and the one after that with its index loads in flight (`ahead`). Each load is read
+// a tile after it was issued: a read waits for its load, which queues behind the tile's copies issued before it.
 struct LatentGather {
   struct Slot {  // a candidate whose page is being looked up
     int j, page;
@@ -61,16 +62,19 @@ struct LatentGather {
   int next = 0;                   // the tile copy_next copies
   Slot ready[kCopyPasses]{};      // tile next's candidates, their pages loaded
   Slot resolved[kPrefetchNextTile ? kCopyPasses : 1]{};  // prefetching: tile next + 1's, their pages loaded
-  Candidate ahead[kCopyPasses]{}; // tile next + 1's (prefetching: next + 2's), their indices loaded
+  SlotLoad ahead[kCopyPasses]{};  // tile next + 1's (prefetching: next + 2's), their slots' loads issued
 
-  __device__ __forceinline__ Candidate raw(int t, int pass) const {
-    const int c = first + t * kBlockN + token + pass * kRowsPerPass;
-    if (c >= last) return {-1, 0.f};
-    return candidate(P, query.indices, query.bias, query.p, c);
+  __device__ __forceinline__ int slot_of(int t, int pass) const { return first + t * kBlockN + token + pass * kRowsPerPass; }
+  __device__ __forceinline__ SlotLoad load(int t, int pass) const {
+    const int c = slot_of(t, pass);
+    return c < last ? load_slot(P, query.indices, query.bias, c) : SlotLoad{-1, 0.f};
   }
-  __device__ __forceinline__ Slot resolve(const Candidate& c) const {
-    if (c.j < 0) return {-1, 0, SWAJIT_NEG_INF};
-    return {c.j, query.pages[(c.j / kPageSize) * P.block_table_stride_page], c.bias};
+  // Tile t's candidate of `pass` from its slot's loads, its page load issued.
+  __device__ __forceinline__ Slot resolve(int t, int pass, const SlotLoad& loaded) const {
+    const int c = slot_of(t, pass);
+    const Candidate cand = c < last ? judge_slot(P, loaded, query.p, c) : Candidate{-1, 0.f};
+    if (cand.j < 0) return {-1, 0, SWAJIT_NEG_INF};
+    return {cand.j, query.pages[(cand.j / kPageSize) * P.block_table_stride_page], cand.bias};
   }
   __device__ __forceinline__ const char* row_address(const Slot& slot) const {
     const long long row = slot.j >= 0 ? slot.page * P.k_stride_page + (slot.j % kPageSize) * P.k_stride_token : 0;
@@ -89,13 +93,13 @@ struct LatentGather {
     }
     if (part == 0) biases[(t % kStages) * kBlockN + row_in_tile] = valid ? slot.bias : SWAJIT_NEG_INF;
   }
-  // Tiles 0 and 1 looked up (prefetching: and 2).
+  // Tile 0's pages loaded, tile 1's slots (prefetching: tile 1's pages, tile 2's slots).
   __device__ __forceinline__ void begin() {
 #pragma unroll
     for (int pass = 0; pass < kCopyPasses; ++pass) {
-      ready[pass] = resolve(raw(0, pass));
-      if constexpr (kPrefetchNextTile) resolved[pass] = resolve(raw(1, pass));
-      ahead[pass] = raw(kPrefetchNextTile ? 2 : 1, pass);
+      ready[pass] = resolve(0, pass, load(0, pass));
+      if constexpr (kPrefetchNextTile) resolved[pass] = resolve(1, pass, load(1, pass));
+      ahead[pass] = load(kPrefetchNextTile ? 2 : 1, pass);
     }
   }
   // Tile `next` in flight (if there is one; the caller commits or arrives), the lookups one tile further
@@ -110,11 +114,11 @@ struct LatentGather {
       if constexpr (kPrefetchNextTile) {
         if (part == 0 && resolved[pass].j >= 0) prefetch_to_l2(row_address(resolved[pass]), kRowBytes);
         ready[pass] = resolved[pass];
-        resolved[pass] = resolve(ahead[pass]);
-        ahead[pass] = raw(next + 3, pass);
+        resolved[pass] = resolve(next + 2, pass, ahead[pass]);
+        ahead[pass] = load(next + 3, pass);
       } else {
-        ready[pass] = resolve(ahead[pass]);
-        ahead[pass] = raw(next + 2, pass);
+        ready[pass] = resolve(next + 1, pass, ahead[pass]);
+        ahead[pass] = load(next + 2, pass);
       }
     }
     ++next;
@@ -143,19 +147,28 @@ SWAJIT_DEVICE void online_softmax_step(float (&scores)[kFrags][4], const float (
   }
 }
 
+// A shared-memory descriptor the warp agrees on but the compiler cannot prove it does (it depends on the stage and the
+// warpgroup), broadcast from lane 0 so that it lives in uniform registers: each wgmma then takes its descriptor from
+// one uniform add instead of a chain of register moves (R2UR) in front of it.
+SWAJIT_DEVICE u64 warp_uniform(u64 descriptor) {
+  const u32 lo = __shfl_sync(0xffffffffu, u32(descriptor), 0), hi = __shfl_sync(0xffffffffu, u32(descriptor >> 32), 0);
+  return (u64(hi) << 32) | lo;
+}
+
 // O[64 x kWarpgroupColumns] += P . V, issued (the caller fences before, commits and waits after): V N-major
 // (transposed) from the latent tile, column warpgroup c's columns [kWarpgroupColumns c, + kWarpgroupColumns) (64-column
 // blocks kBlockN rows of 128 bytes apart); P as wgmma A fragments of the tile's k16 steps [first, first + kSteps).
 SWAJIT_DEVICE u64 v_descriptor(u32 latent_tile, int column_warpgroup) {
   constexpr u32 kBlockBytes = kBlockN * kSwizzleRowBytes;
-  return wgmma_descriptor(latent_tile + column_warpgroup * (kWarpgroupColumns / kColumnsPerSwizzleBlock) * kBlockBytes,
-                          kBlockBytes, kSwizzleAtomBytes);
+  return warp_uniform(wgmma_descriptor(
+      latent_tile + column_warpgroup * (kWarpgroupColumns / kColumnsPerSwizzleBlock) * kBlockBytes, kBlockBytes, kSwizzleAtomBytes));
 }
 template <int kSteps>
 SWAJIT_DEVICE void issue_pv(float (&out)[kWarpgroupOutFrags][4], const u32 (&probs)[kSteps][4], u64 v_desc, int first) {
   constexpr u32 kStepBytes = 16 * kSwizzleRowBytes;
+  const u64 first_desc = warp_uniform(descriptor_plus(v_desc, first * kStepBytes));  // (first depends on the warpgroup)
 #pragma unroll
-  for (int step = 0; step < kSteps; ++step) mla_wgmma_pv(out, probs[step], descriptor_plus(v_desc, (first + step) * kStepBytes));
+  for (int step = 0; step < kSteps; ++step) mla_wgmma_pv(out, probs[step], descriptor_plus(first_desc, step * kStepBytes));
 }
 
 // The block's 64 q heads (rows past the group's are zeros) into the Q tile, as stored (the scale joins the scores).
@@ -171,8 +184,7 @@ SWAJIT_DEVICE void load_q_tile(const SparseDecodeParams& P, u32 q_tile, int b, i
 
 // A column warpgroup's output rows (wgmma's m64 layout: warp w of the warpgroup holds rows 16 w .. 16 w + 15, this
 // thread rows[0] and rows[1], accumulator elements 2 h + {0, 1} of row h), given each row's maximum (log2 units) and
-// sum over the whole selection share: normalized with the sink, or the split's partial and log2-sum-exp (written by
-// the first column warpgroup) for the merge.
+// sum over the whole selection share (the split's log2-sum-exp written by the first column warpgroup).
 SWAJIT_DEVICE void write_output_rows(const SparseDecodeParams& P, const float (&out)[kWarpgroupOutFrags][4],
                                      const int (&rows)[2], const float (&row_max)[2], const float (&sum)[2], int b,
                                      int s, int kv_head, int first_g, int split, int column_warpgroup, int lane) {
@@ -180,24 +192,7 @@ SWAJIT_DEVICE void write_output_rows(const SparseDecodeParams& P, const float (&
   for (int h = 0; h < 2; ++h) {
     const int row = rows[h], g = first_g + row;
     if (row >= kRowsPerBlock || g >= kGroup) continue;
-    const int head = q_head_of(P, kv_head, g);
-    const float reference = row_max[h] == SWAJIT_NEG_INF ? 0.f : row_max[h];
-    const int column0 = column_warpgroup * kWarpgroupColumns + 2 * (lane % 4);
-    if (P.num_splits == 1) {
-      const float factor = row_normalizer(kSinkLogits ? P.sink_logits[head * P.sink_logits_stride] : 0.f, reference, sum[h]);
-      u16* o = static_cast<u16*>(P.out) + b * P.out_stride_batch + s * P.out_stride_token + head * P.out_stride_head;
-#pragma unroll
-      for (int n = 0; n < kWarpgroupOutFrags; ++n)
-        *reinterpret_cast<u32*>(o + column0 + n * 8) = pack2(out[n][2 * h] * factor, out[n][2 * h + 1] * factor, Elem());
-    } else {  // sinks join in the merge, once per row
-      const i64 slot = (i64(b * P.num_kv_heads + kv_head) * P.num_splits + split) * kRows + s * kGroup + g;
-      const float inv_sum = sum[h] > 0.f ? 1.f / sum[h] : 0.f;
-      float* partial = static_cast<float*>(P.partial_out) + slot * kHeadDimV + column0;
-#pragma unroll
-      for (int n = 0; n < kWarpgroupOutFrags; ++n)
-        *reinterpret_cast<float2*>(partial + n * 8) = make_float2(out[n][2 * h] * inv_sum, out[n][2 * h + 1] * inv_sum);
-      if (column_warpgroup == 0 && lane % 4 == 0)
-        P.partial_lse[slot] = sum[h] > 0.f ? reference + __log2f(sum[h]) : SWAJIT_NEG_INF;
-    }
+    write_fragment_row(P, out, 2 * h, column_warpgroup * kWarpgroupColumns + 2 * (lane % 4), row_max[h], sum[h], b, s,
+                       kv_head, g, split, column_warpgroup == 0 && lane % 4 == 0);
   }
 }

@@ -104,7 +104,10 @@ SWAJIT_DEVICE void load_q_fragments(const SparseDecodeParams& P, ScorerQ& q, int
 
 // Issues and waits for S[64 x kBlockN] = Q . K^T over the whole tile (K-major operands, as prefill.cuh's).
 SWAJIT_DEVICE void tile_scores(float (&scores)[kScoreFrags][4], const ScorerQ& q, u32 latent_tile) {
-  const u64 k_desc = wgmma_descriptor(latent_tile, kKStepBytes, kSwizzleAtomBytes);
+  const u64 k_desc = warp_uniform(wgmma_descriptor(latent_tile, kKStepBytes, kSwizzleAtomBytes));
+#if !SWAJIT_MLA_Q_IN_REGISTERS
+  const u64 q_desc = warp_uniform(wgmma_descriptor(q.tile, kKStepBytes, kSwizzleAtomBytes));
+#endif
   constexpr int kStepsPerBlock = kColumnsPerSwizzleBlock / 16;
   wgmma_fence();
 #pragma unroll
@@ -114,7 +117,6 @@ SWAJIT_DEVICE void tile_scores(float (&scores)[kScoreFrags][4], const ScorerQ& q
 #if SWAJIT_MLA_Q_IN_REGISTERS
     mla_wgmma_scores(scores, q.fragments[step], k_step, step > 0);
 #else
-    const u64 q_desc = wgmma_descriptor(q.tile, kKStepBytes, kSwizzleAtomBytes);
     mla_wgmma_scores(scores, descriptor_plus(q_desc, within_row + block * kQRows * kSwizzleRowBytes), k_step, step > 0);
 #endif
   }

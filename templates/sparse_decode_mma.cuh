@@ -164,26 +164,7 @@ extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(cons
   for (int half = 0; half < 2; ++half) {  // accumulator elements 2 half + {0, 1}: row lane / 4 + 8 half
     const int row = row_tile * kMmaRows + lane / 4 + half * 8, g = first_g + row;
     if (row >= kRowsPerBlock || g >= kGroup) continue;
-    const int head = q_head_of(P, kv_head, g);
-    const float reference = row_max[row] == SWAJIT_NEG_INF ? 0.f : row_max[row];
-    const int column0 = slice * kSliceColumns + 2 * (lane % 4);
-    if (P.num_splits == 1) {
-      const float factor = row_normalizer(kSinkLogits ? P.sink_logits[head * P.sink_logits_stride] : 0.f, reference, row_sum[row]);
-      u16* out = static_cast<u16*>(P.out) + b * P.out_stride_batch + s * P.out_stride_token + head * P.out_stride_head;
-#pragma unroll
-      for (int n = 0; n < kSliceTiles; ++n)
-        *reinterpret_cast<u32*>(out + column0 + n * 8) = pack2(acc[n][2 * half] * factor, acc[n][2 * half + 1] * factor, Elem());
-    } else {  // sinks join in the merge, once per row
-      const i64 slot = (i64(b * P.num_kv_heads + kv_head) * P.num_splits + split) * kRows + s * kGroup + g;
-      const float inv_sum = row_sum[row] > 0.f ? 1.f / row_sum[row] : 0.f;
-      float* partial = static_cast<float*>(P.partial_out) + slot * kHeadDimV + column0;
-#pragma unroll
-      for (int n = 0; n < kSliceTiles; ++n) {
-        partial[n * 8] = acc[n][2 * half] * inv_sum;
-        partial[n * 8 + 1] = acc[n][2 * half + 1] * inv_sum;
-      }
-      if (slice == 0 && lane % 4 == 0)
-        P.partial_lse[slot] = row_sum[row] > 0.f ? reference + __log2f(row_sum[row]) : SWAJIT_NEG_INF;
-    }
+    write_fragment_row(P, acc, 2 * half, slice * kSliceColumns + 2 * (lane % 4), row_max[row], row_sum[row], b, s, kv_head, g,
+                       split, slice == 0 && lane % 4 == 0);
   }
 }

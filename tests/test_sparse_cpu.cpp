@@ -235,6 +235,31 @@ TEST_CASE("sparse tuning: the config space, its keys and records, the presets an
                   sparse_decode_kernel_spec(mla)) == ErrorCode::kInvalidArgument);  // its tiles only
   CHECK(mla_error(SparseDecodeConfig{.block_n = 64, .stages = 6, .mma = true, .mla = true, .warp_specialize = false},
                   sparse_decode_kernel_spec(mla)) == ErrorCode::kInvalidArgument);  // 6 stages: warp specialized only
+  // The two-warpgroup kernel's schedule knob: copies two tiles ahead (the warp-specialized kernel always does).
+  const SparseDecodeConfig ahead{.block_n = 64, .stages = 2, .num_splits = 1, .mma = true, .mla = true, .copy_ahead = true};
+  CHECK(ahead.key() == "bn64_st2_mma_mla_ca_sp1");
+  CHECK(SparseDecodeConfig::from_key(ahead.key()) == ahead);
+  CHECK_NOTHROW(ahead.validate(sparse_decode_kernel_spec(mla)));
+  CHECK(mla_error(SparseDecodeConfig{.block_n = 64, .stages = 2, .mma = true, .mla = true, .warp_specialize = true,
+                                     .copy_ahead = true},
+                  sparse_decode_kernel_spec(mla)) == ErrorCode::kInvalidArgument);
+  CHECK(mla_error(SparseDecodeConfig{.block_n = 64, .stages = 2, .mma = true, .copy_ahead = true}, a) ==
+        ErrorCode::kInvalidArgument);  // a schedule of the MLA kernel only
+  const SparseDecodeConfig scores_ahead{.block_n = 64, .stages = 2, .num_splits = 2, .mma = true, .mla = true,
+                                        .copy_ahead = true, .score_ahead = true};
+  CHECK(scores_ahead.key() == "bn64_st2_mma_mla_ca_sa_sp2");
+  CHECK(SparseDecodeConfig::from_key(scores_ahead.key()) == scores_ahead);
+  CHECK_NOTHROW(scores_ahead.validate(sparse_decode_kernel_spec(mla)));
+  CHECK(mla_error(SparseDecodeConfig{.block_n = 64, .stages = 2, .mma = true, .mla = true, .score_ahead = true},
+                  sparse_decode_kernel_spec(mla)) == ErrorCode::kInvalidArgument);  // on top of copy_ahead only
+  const SparseDecodeConfig split_columns{.block_n = 64, .stages = 2, .num_splits = 1, .mma = true, .mla = true,
+                                         .copy_ahead = true, .split_scores = true};
+  CHECK(split_columns.key() == "bn64_st2_mma_mla_ca_ss_sp1");
+  CHECK(SparseDecodeConfig::from_key(split_columns.key()) == split_columns);
+  CHECK_NOTHROW(split_columns.validate(sparse_decode_kernel_spec(mla)));
+  CHECK(mla_error(SparseDecodeConfig{.block_n = 64, .stages = 2, .mma = true, .mla = true, .copy_ahead = true,
+                                     .score_ahead = true, .split_scores = true},
+                  sparse_decode_kernel_spec(mla)) == ErrorCode::kInvalidArgument);  // not with score_ahead
   AttentionCall int8 = call;  // 8-bit caches: the CUDA-core kernel only
   int8.kv_quant = KvQuant::kInt8;
   const auto int8_space = sparse_config_space(sparse_decode_kernel_spec(int8), 1);

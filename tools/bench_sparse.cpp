@@ -34,6 +34,8 @@ struct SparseBenchOptions {
   double matmul_tflops = 0;
   ConfigFlags config;       // forced knobs on top of each shape's heuristic config (--splits 0: the heuristic's splits)
   bool cuda_cores = false;  // the heuristic's config on the CUDA-core kernel instead of tensor cores
+  int index_span = 0;        // diagnostics, as SparseShape's
+  bool empty_selection = false;
 };
 
 int run_sparse_bench(const SparseBenchOptions& o) {
@@ -52,6 +54,8 @@ int run_sparse_bench(const SparseBenchOptions& o) {
       for (int batch : o.batches) {
         SparseShape s = sparse_preset(shape_name, batch)[row];
         s.page_size = o.page_size;
+        s.index_span = o.index_span;
+        s.empty_selection = o.empty_selection;
         SparseWorkload workload(s, o.device, stream.get());
         const SparseDecodeProblem problem = workload.problem();
         SparseDecodeOptions as_called;  // the config the runtime picks (tuned if the database has it), or the forced one
@@ -102,6 +106,11 @@ BenchVerb FamilyBench<SparseDecodeConfig>::add_to(CLI::App& bench) {
       ->check(CLI::NonNegativeNumber);
   verb->add_option("--device", flags->device, "cuda | cuda:N")->capture_default_str();
   verb->add_flag("--cuda-cores", flags->options.cuda_cores, "the heuristic's tile and splits on the CUDA-core kernel (not mma)");
+  verb->add_option("--index-span", flags->options.index_span,
+                   "diagnostic: indices drawn from the first N tokens, so the gathered rows stay in L2 (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  verb->add_flag("--empty-selection", flags->options.empty_selection,
+                 "diagnostic: every index -1, the kernel's work without the gather's reads (the floor still counts them)");
   flags->options.config.add_to(*verb);
   return {verb, [flags] {
             flags->options.device = cuda_ordinal(parse_device(flags->device), "bench sparse");

@@ -66,7 +66,8 @@ struct SpecFlags {
 struct ConfigFlags {
   std::optional<int> block_m, block_n, warps_n, stages, num_splits, m_tiles, min_blocks, warp_specialize, producer,
       producer_registers;
-  std::optional<bool> wgmma, tma, persistent, mma, token_split, fused_merge, l2_prefetch, mla, integer_scores, pages_first;
+  std::optional<bool> wgmma, tma, persistent, mma, token_split, fused_merge, l2_prefetch, mla, integer_scores, pages_first,
+      copy_ahead, score_ahead, split_scores;
   void add_to(CLI::App& app) {
     app.add_option("--block-m", block_m, "prefill: query rows per block");
     app.add_option("--m-tiles", m_tiles, "prefill: 16-row mma tiles per warp (1 or 2)");
@@ -94,10 +95,17 @@ struct ConfigFlags {
     app.add_option("--token-split", token_split, "sparse_decode, mma: the warps split each tile's candidates (true/false)");
     app.add_option("--l2-prefetch", l2_prefetch, "sparse_decode: each gathered row's copies fetch its aligned 256-byte block into L2 (true/false)");
     app.add_option("--mla", mla, "sparse_decode, mma: the MLA kernel (shared 576 / 512, sm_90a; true/false; true sets bn64 st2)");
+    app.add_option("--copy-ahead", copy_ahead,
+                   "sparse_decode, mla: tile t + 2's copies right after tile t's P V, two tiles in flight (true/false)");
+    app.add_option("--split-scores", split_scores,
+                   "sparse_decode, mla: the warpgroups split S's columns, each scoring the whole tile (true/false)");
+    app.add_option("--score-ahead", score_ahead,
+                   "sparse_decode, mla with copy_ahead: tile t + 1's scores issued before tile t's softmax (true/false)");
   }
   bool any() const {
     return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || persistent ||
-           producer_registers || mma || producer || token_split || fused_merge || l2_prefetch || mla || integer_scores || pages_first;
+           producer_registers || mma || producer || token_split || fused_merge || l2_prefetch || mla || integer_scores || pages_first ||
+           copy_ahead || score_ahead || split_scores;
   }
   // Flags given on top of `base`.
   DecodeConfig apply(DecodeConfig base) const {
@@ -121,6 +129,9 @@ struct ConfigFlags {
     if (l2_prefetch) base.l2_prefetch = *l2_prefetch;
     base.mla = mla.value_or(base.mla && base.mma && !base.token_split);
     if (warp_specialize) base.warp_specialize = base.mla && *warp_specialize > 0;
+    if (copy_ahead) base.copy_ahead = *copy_ahead;
+    if (score_ahead) base.score_ahead = *score_ahead;
+    if (split_scores) base.split_scores = *split_scores;
     if (mla && *mla) {  // the MLA kernel and its tiles (SparseDecodeConfig::validate)
       constexpr int kWsBlockN = 32, kWsStages = 4, kBlockN = 64, kStages = 2;
       base.token_split = token_split.value_or(false);

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Issue 16 shape (b), the MLA kernels on the lent GPU (under a minute without --ncu): correctness first (`swajit check`
+# Issue 16 shape (b), the MLA kernels on the lent GPU (about a minute with no option): correctness first (`swajit check`
 # of every shared 576 / 512 case of the sparse matrix: the default path, which takes the MLA kernel for groups above
-# 32 on sm_90a, and the copies forcing each MLA kernel: "[MLA kernel, 1 split]" / "[..., 3 splits]", the
-# warp-specialized one "[MLA kernel bn32_st4_mma_mla_ws, ...]", "bn64_st2_mma_mla_ws", "bn32_st6_mma_mla_ws" (Q in
-# registers), with the L2 prefetch "..._l2"), then `swajit bench sparse --shape b` (128 q heads over one 576 / 512
-# latent head, topk 2048, without and with a 128-token window and sinks; batch 1, 32, 128): the default (the
-# heuristic's: the two-warpgroup MLA kernel), then the knobs beside it (warp specialized 64 x 2 and 32 x 4, the L2
-# prefetch), each beside its floor = max(bytes / read bandwidth, FLOPs / matmul rate, both measured here).
-# Options: --ncu: a profile of the default kernel at batch 128 with every warp-stall reason; --peers: the peers of
-# shape b at batch 128 (tools/bench/sparse_peers.py: torch gather + SDPA, FlashInfer's MLA wrapper if its wheels are
-# in .whl/); --tma-probe: first CARRY/tma_row_probe if it is there (tools/bench/tma_row_probe.cu).
+# 32 on sm_90a, and the copies forcing each MLA kernel and knob), then `swajit bench sparse --shape b` (128 q heads
+# over one 576 / 512 latent head, topk 2048, without and with a 128-token window and sinks; batch 1, 32, 128): the
+# default (the heuristic's: the warp-specialized kernel where the split rule gives at most 2 splits, else the
+# two-warpgroup one), BASE (session 6's binary in CARRY/../mainI, if carried), each kernel forced, the knobs of the
+# two-warpgroup kernel (split_scores: the warpgroups split S's columns; copy_ahead: copying two tiles ahead;
+# score_ahead: also tile t + 1's scores under tile t's softmax), each beside its floor = max(bytes / read bandwidth,
+# FLOPs / matmul rate, both measured here).
+# Options: --bounds: what bounds batch 128 (the same work without the gather's reads);
+# --ncu: ncu (SpeedOfLight, ComputeWorkloadAnalysis, WarpStateStats, MemoryWorkloadAnalysis, every stall reason) of
+# one batch-128 launch of swajit's default MLA kernel (the warp-specialized one, 1 split); --ncu-peer: the same of FlashInfer's MLA kernel
+# (tools/bench/mla_fi_call.py, FlashInfer's wheels from .whl/); --peers: the peers of shape b at batch 128
+# (tools/bench/sparse_peers.py); --tma-probe: CARRY/tma_row_probe or one beside this script (tools/bench/tma_row_probe.cu).
 # Usage, from the root of a checkout (binaries built by tools/bench/prepare_gpu_carry.sh into CARRY):
-#   bash tools/bench/gpu_mla.sh CARRY LOGDIR [--ncu] [--peers] [--tma-probe]
+#   bash tools/bench/gpu_mla.sh CARRY LOGDIR [--bounds] [--ncu] [--ncu-peer] [--peers] [--tma-probe]
 here=$(cd "$(dirname "$0")" && pwd)
 db_name=mla.db run_timeout=60  # a hung kernel costs at most a minute
 source "$here/gpu_run_common.sh"
@@ -19,16 +22,24 @@ export SWAJIT_SHIPPED=0  # the heuristic, not a shipped winner
 has() { [[ " ${*:2} " == *" $1 "* ]]; }
 
 start=$SECONDS
-if has --tma-probe "$@" && [ -x "$carry/tma_row_probe" ]; then  # built from tools/bench/tma_row_probe.cu into CARRY
+probe=$(ls "$carry/tma_row_probe" "$here/tma_row_probe" 2>/dev/null | head -1)  # built from tools/bench/tma_row_probe.cu
+if has --tma-probe "$@" && [ -n "$probe" ]; then
   echo "==== does a one-row TMA box land in WgmmaTile's swizzle at any row? (tools/bench/tma_row_probe.cu)"
-  timeout 20 "$carry/tma_row_probe" 2>&1 | tee "$logs/tma_row_probe.log"
+  timeout 20 "$probe" 2>&1 | tee "$logs/tma_row_probe.log"
+fi
+# The machine code of the MLA kernels, when cubins compiled from `swajit gen` were put beside this script (this machine
+# has no disassembler): instruction counts per tile are the evidence the stall reasons point at.
+if command -v cuobjdump >/dev/null; then
+  for cubin in "$here"/*.cubin; do
+    [ -f "$cubin" ] && cuobjdump -sass "$cubin" > "$logs/$(basename "$cubin" .cubin).sass" 2>&1
+  done
 fi
 run "$swajit" check --device cuda --family sparse_decode --filter 576 > "$logs/check_mla.log" 2>&1
 echo "==== correctness, swajit check (every 576 / 512 case; MLA kernels forced and default): $([ $status -eq 0 ] && echo PASS || echo FAIL) ($((SECONDS - start)) s)"
 grep -E "^FAIL|passed,|rror" "$logs/check_mla.log" | cut -c1-200 | head -40
 # The knobs' benches only when their cases passed (a hang there would cost a minute per bench).
 knobs_ok=1
-if grep -qE "^FAIL.*(_ws|_l2)" "$logs/check_mla.log" || ! grep -q "passed," "$logs/check_mla.log"; then
+if grep -qE "^FAIL.*(_ws|_l2|_ca|_sa|_ss)" "$logs/check_mla.log" || ! grep -q "passed," "$logs/check_mla.log"; then
   knobs_ok=0
   echo "==== a knob's cases failed or the check did not finish: the knobs' benches are skipped"
 fi
@@ -38,25 +49,65 @@ echo "==== bf16 matmul rate for the floor (torch, 8192^3): ${mm} TFLOP/s"
 bench=("$swajit" bench sparse --shape b --matmul-tflops "${mm:-0}")
 echo "==== the default (the heuristic's kernel and splits)"
 run "${bench[@]}" --batch 1,32,128 --reps 20 2>&1 | tee "$logs/bench_default.log"
+base=$carry/../mainI  # session 6's final binary (BASE), when the run carries it
+if [ -x "$base/swajit" ]; then
+  echo "==== BASE (session 6's final binary, .carry/mainI), the same bench"
+  LD_LIBRARY_PATH=$base/lib run "$base/swajit" bench sparse --shape b --matmul-tflops "${mm:-0}" --batch 1,32,128 --reps 20 \
+    2>&1 | tee "$logs/bench_base.log" | grep "^| b"
+fi
 if [ $knobs_ok = 1 ]; then
-  echo "==== knob: warp-specialized MLA kernel, 64-token tiles x 2 stages (--warp-specialize 1 --block-n 64 --stages 2)"
+  echo "==== each kernel forced: warp specialized 64 x 2 (the default from 2 splits down), two warpgroups (batch 1's)"
   run "${bench[@]}" --batch 1,32,128 --reps 20 --mla true --warp-specialize 1 --block-n 64 --stages 2 2>&1 \
     | tee "$logs/bench_ws64.log" | grep "^| b"
-  echo "==== knob: warp-specialized MLA kernel, 32-token tiles x 4 stages (--warp-specialize 1)"
-  run "${bench[@]}" --batch 32,128 --reps 10 --mla true --warp-specialize 1 2>&1 | tee "$logs/bench_ws32.log" | grep "^| b"
-  echo "==== knob: the two-warpgroup MLA kernel with the L2 prefetch of the next tile's rows (--l2-prefetch true)"
-  run "${bench[@]}" --batch 32,128 --reps 10 --mla true --warp-specialize 0 --l2-prefetch true 2>&1 \
-    | tee "$logs/bench_mla_l2.log" | grep "^| b"
+  run "${bench[@]}" --batch 1,32,128 --reps 20 --mla true --warp-specialize 0 2>&1 | tee "$logs/bench_two_warpgroups.log" \
+    | grep "^| b"
+  echo "==== knob: split_scores (the warpgroups split S's columns, each m64 n64 over the whole tile: --split-scores true)"
+  run "${bench[@]}" --batch 1,32,128 --reps 20 --split-scores true 2>&1 | tee "$logs/bench_split_scores.log" | grep "^| b"
+  echo "==== knob: copy_ahead and score_ahead (tile t + 1's scores under tile t's softmax: --copy-ahead true --score-ahead true)"
+  run "${bench[@]}" --batch 1,32,128 --reps 20 --copy-ahead true --score-ahead true 2>&1 | tee "$logs/bench_score_ahead.log" \
+    | grep "^| b"
 fi
-
+if has --bounds "$@"; then
+  # What bounds batch 128: the same work with every index -1 (no gathered reads: the tensor cores, the softmax, the
+  # barriers and the gather's instructions alone; the floor column still counts the full reads), for the default and
+  # each kernel structure. (Run B: rows from L2 instead, --index-span 64, ran within 6% of the default.)
+  echo "==== bound, batch 128, --empty-selection (no reads): default (warp specialized)"
+  run "${bench[@]}" --batch 128 --reps 10 --empty-selection 2>&1 | tee "$logs/bound_empty.log" | grep "^| b"
+  if [ $knobs_ok = 1 ]; then
+    run "${bench[@]}" --batch 128 --reps 10 --mla true --warp-specialize 0 --empty-selection 2>&1 \
+      | tee "$logs/bound_two_warpgroups_empty.log" | grep "^| b"
+    run "${bench[@]}" --batch 128 --reps 10 --split-scores true --empty-selection 2>&1 | tee "$logs/bound_ss_empty.log" \
+      | grep "^| b"
+  fi
+fi
 echo "==== benches done ($((SECONDS - start)) s)"
 
-if has --ncu "$@" && command -v ncu >/dev/null; then  # one launch of the default kernel at batch 128
-  echo "==== ncu, batch 128, the default kernel: warp stall reasons (% of active warp cycles), memory"
-  timeout 30 ncu --kernel-name regex:swajit_sparse --launch-skip 1 --launch-count 1 --section SpeedOfLight \
-    --section MemoryWorkloadAnalysis --metrics "regex:smsp__warp_issue_stalled_.*_per_warp_active.pct" \
-    "${bench[@]}" --batch 128 --reps 1 --splits 1 > "$logs/ncu_default.log" 2>&1
-  grep -E "Duration|Throughput|Hit Rate|Mem Busy|Max Bandwidth|stalled" "$logs/ncu_default.log" | grep -vE " 0$|0\.00$" | head -40
+# ncu of one batch-128 launch: the sections the issue asks for and every stall reason; the tensor pipe's share of the
+# cycles is ComputeWorkloadAnalysis's "highest-utilized pipeline" line.
+sections=(--section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats --section MemoryWorkloadAnalysis
+          --metrics "regex:smsp__warp_issue_stalled_.*_per_warp_active.pct")
+profile() {
+  local log=$1; shift
+  timeout 45 ncu "${sections[@]}" "$@" > "$log" 2>&1
+}
+show() { grep -E "Duration|Throughput|Hit Rate|Mem Busy|Max Bandwidth|stalled|highest-utilized|Issue Slots|Executed Ipc|SM Busy|Warp Cycles" "$1" \
+           | grep -vE " 0$|0\.00$" | cut -c1-120 | head -50; }
+if has --ncu "$@" && command -v ncu >/dev/null; then
+  echo "==== ncu, batch 128, swajit's default MLA kernel (warp specialized 64 x 2, 1 split)"
+  profile "$logs/ncu_swajit.log" --kernel-name regex:swajit_sparse --launch-skip 1 --launch-count 1 \
+    "${bench[@]}" --batch 128 --reps 1 --mla true --warp-specialize 1 --block-n 64 --stages 2 --splits 1
+  show "$logs/ncu_swajit.log"
+fi
+if has --ncu-peer "$@" && command -v ncu >/dev/null; then  # FlashInfer's MLA kernel under the same sections
+  if ls .whl/*.whl >/dev/null 2>&1 && [ -z "${PYTHONPATH:-}" ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+      && export PYTHONPATH=/tmp/site
+  fi
+  echo "==== ncu, batch 128, FlashInfer's MLA kernel (tools/bench/mla_fi_call.py, page 1, no sinks)"
+  profile "$logs/ncu_flashinfer.log" --kernel-name regex:"[Mm][Ll][Aa]" --launch-skip 1 --launch-count 1 \
+    python3 -W ignore "$here/mla_fi_call.py" --batch 128
+  grep -E "^  [A-Za-z_].*\(|fi_mla" "$logs/ncu_flashinfer.log" | cut -c1-200 | head -4
+  show "$logs/ncu_flashinfer.log"
 fi
 
 if has --peers "$@"; then

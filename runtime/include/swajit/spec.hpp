@@ -202,6 +202,14 @@ struct SparseDecodeConfig {
                         // key flag "_mla" after "_mma"
   bool warp_specialize = false;  // mla: a scoring warpgroup beside the two accumulating ones, mbarriers between them
                                  // (templates/sparse_decode_mla_ws.cuh); key flag "_ws" after "_mla"
+  bool copy_ahead = false;  // mla without warp_specialize: tile t + 2's copies issue right after tile t's P V (one
+                            // block barrier more per tile), so two tiles are in flight while one is awaited (else
+                            // tile t + 1's issue once tile t landed); key flag "_ca" after "_mla"
+  bool score_ahead = false;  // mla with copy_ahead: tile t + 1's S = Q K^T issued before tile t's softmax, so the tensor
+                             // cores compute it under the softmax; key flag "_sa" after "_ca"
+  bool split_scores = false;  // mla without warp_specialize or score_ahead: the two warpgroups split S's 576 columns
+                              // (each m64 n64 over the whole tile, partial sums swapped through shared memory) instead
+                              // of the tile's tokens (each m64 n32); key flag "_ss" after "_sa"
 
   std::string compile_key() const;  // e.g. "bn64_st2", "bn64_st2_mma", "bn64_st2_mma_ts", "bn64_st2_mma_ts_l2"
   std::string key() const;          // compile_key() + "_sp<num_splits>"

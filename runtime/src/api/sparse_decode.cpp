@@ -241,9 +241,23 @@ SparseDecodePlan plan_sparse_decode(const SparseDecodeProblem& p, const SparseDe
       }
     }
   }
+  return {sparse_decode_default_config(p, device), SparseDecodePlan::Origin::kHeuristic};
+}
+
+SparseDecodeConfig sparse_decode_default_config(const SparseDecodeProblem& p, const DeviceInfo& device) {
   SparseDecodeConfig c = sparse_decode_heuristic(p.spec, device);
   c.num_splits = sparse_decode_splits(p, c, device);
-  return {c, SparseDecodePlan::Origin::kHeuristic};
+  // MLA where each block keeps most of its selection (batch 32 and up): the warp-specialized kernel, 64-token tiles
+  // (H200 session 7 runs B and B2, topk 2048, beside session 6's default in the same run: batch 128 199.6-199.9 us
+  // against 205.0-206.0, with a 128-token window and sinks 210.3-211.3 against 218.1-218.3, batch 32 67.5 / 70.1
+  // against 67.9 / 71.5); the two-warpgroup kernel stays where many short splits fill the GPU (batch 1: 16.6 against
+  // the warp-specialized 17.7).
+  constexpr int kMlaWarpSpecializedMaxSplits = 2;
+  if (c.mla && c.num_splits <= kMlaWarpSpecializedMaxSplits) {
+    c.warp_specialize = true;
+    c.num_splits = sparse_decode_splits(p, c, device);
+  }
+  return c;
 }
 
 namespace {

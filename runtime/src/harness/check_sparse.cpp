@@ -149,13 +149,18 @@ std::vector<SparseCase> sparse_check_matrix(DLDevice where) {
       cases.push_back(std::move(c));
     }
     // its warp-specialized variant in each of its tiles (32 x 6: Q in the scorer's registers); both with the L2
-    // prefetch of the next tile's rows
-    for (const auto& [block_n, stages, splits, warp_specialize, l2_prefetch] :
-         {std::tuple{32, 4, 1, true, false}, std::tuple{32, 4, 3, true, false}, std::tuple{64, 2, 1, true, false},
-          std::tuple{32, 6, 1, true, false}, std::tuple{32, 6, 3, true, true}, std::tuple{64, 2, 1, false, true}}) {
+    // prefetch of the next tile's rows; the two-warpgroup one copying two tiles ahead
+    for (const auto& [block_n, stages, splits, warp_specialize, l2_prefetch, copy_ahead, score_ahead, split_scores] :
+         {std::tuple{32, 4, 1, true, false, false, false, false}, std::tuple{32, 4, 3, true, false, false, false, false},
+          std::tuple{64, 2, 1, true, false, false, false, false}, std::tuple{32, 6, 1, true, false, false, false, false},
+          std::tuple{32, 6, 3, true, true, false, false, false}, std::tuple{64, 2, 1, false, true, false, false, false},
+          std::tuple{64, 2, 1, false, false, true, false, false}, std::tuple{64, 2, 3, false, false, true, false, false},
+          std::tuple{64, 2, 1, false, false, true, true, false}, std::tuple{64, 2, 3, false, false, true, true, false},
+          std::tuple{64, 2, 1, false, false, false, false, true}, std::tuple{64, 2, 3, false, false, true, false, true}}) {
       SparseCase c = cases[i];
       c.config = SparseDecodeConfig{.block_n = block_n, .stages = stages, .num_splits = splits, .mma = true,
-                                    .l2_prefetch = l2_prefetch, .mla = true, .warp_specialize = warp_specialize};
+                                    .l2_prefetch = l2_prefetch, .mla = true, .warp_specialize = warp_specialize,
+                                    .copy_ahead = copy_ahead, .score_ahead = score_ahead, .split_scores = split_scores};
       c.name += " [MLA kernel " + c.config->compile_key() + ", " + std::to_string(splits) + (splits == 1 ? " split]" : " splits]");
       cases.push_back(std::move(c));
     }

@@ -82,13 +82,14 @@ SparseWorkload::SparseWorkload(const SparseShape& s, int device, CUstream stream
   fill_uniform(info, k_.ptr(), cache_elements, 2, s.dtype, stream);
   if (!s.shared_kv) fill_uniform(info, v_.ptr(), cache_elements, 3, s.dtype, stream);
   std::mt19937_64 rng(kSeed);
-  std::uniform_int_distribution<int> page(0, num_pages - 1), position(0, s.kv_len - 1);
+  const int span = s.index_span > 0 ? std::min(s.index_span, s.kv_len) : s.kv_len;
+  std::uniform_int_distribution<int> page(0, num_pages - 1), position(0, span - 1);
   table_elements_ = int64_t(s.batch) * pages_per_seq;
   std::vector<int> table(size_t(replicas_) * table_elements_), indices(size_t(s.batch) * s.topk);
   for (int64_t i = 0; i < table_elements_; ++i) table[i] = page(rng);
   for (int r = 1; r < replicas_; ++r)  // the same pages of replica r's own cache
     for (int64_t i = 0; i < table_elements_; ++i) table[r * table_elements_ + i] = table[i] + r * num_pages;
-  for (int& x : indices) x = position(rng);
+  for (int& x : indices) x = s.empty_selection ? -1 : position(rng);
   std::normal_distribution<float> sink(0.f, 1.f);
   std::vector<float> sinks(s.num_q_heads);
   for (float& x : sinks) x = sink(rng);

@@ -463,19 +463,25 @@ SparseTuneReport tune_sparse_shape(const SparseShape& shape, const DeviceInfo& d
   report.sku = device.sku();
   report.spec_key = problem.spec.key();
   report.bucket = sparse_bucket_key(problem);
-  report.heuristic = sparse_decode_heuristic(problem.spec, device);
-  report.heuristic.num_splits = sparse_decode_splits(problem, report.heuristic, device);
+  report.heuristic = sparse_decode_default_config(problem, device);
   std::vector<SparseDecodeConfig> space = sparse_config_space(problem.spec, kMaxSparseSplits);
   if (std::find(space.begin(), space.end(), report.heuristic) == space.end()) space.push_back(report.heuristic);
   if (report.heuristic.mla) {  // the MLA kernels (the heuristic's on sm_90a only, so not in the device-free space)
-    // each in its tiles (SparseDecodeConfig::validate_mla): plain 64 x 2; warp specialized 32 x 4, 32 x 6, 64 x 2
+    // each in its tiles (SparseDecodeConfig::validate_mla): plain 64 x 2, copying ahead, also scoring ahead, splitting
+    // S's columns; warp specialized 32 x 4, 32 x 6, 64 x 2
     std::vector<SparseDecodeConfig> kernels;
-    for (const auto& [block_n, stages, warp_specialize] :
-         {std::tuple{64, 2, false}, std::tuple{32, 4, true}, std::tuple{32, 6, true}, std::tuple{64, 2, true}}) {
+    for (const auto& [block_n, stages, warp_specialize, copy_ahead, score_ahead, split_scores] :
+         {std::tuple{64, 2, false, false, false, false}, std::tuple{64, 2, false, true, false, false},
+          std::tuple{64, 2, false, true, true, false}, std::tuple{64, 2, false, false, false, true},
+          std::tuple{32, 4, true, false, false, false}, std::tuple{32, 6, true, false, false, false},
+          std::tuple{64, 2, true, false, false, false}}) {
       SparseDecodeConfig c = report.heuristic;
       c.block_n = block_n;
       c.stages = stages;
       c.warp_specialize = warp_specialize;
+      c.copy_ahead = copy_ahead;
+      c.score_ahead = score_ahead;
+      c.split_scores = split_scores;
       kernels.push_back(c);
     }
     for (const SparseDecodeConfig& kernel : kernels)
