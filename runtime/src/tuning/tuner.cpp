@@ -332,6 +332,10 @@ DecodeTuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& d
   const int max_splits = std::clamp(kMaxWavesOfSplits * device.sm_count * 2 / std::max(1, block_rows), 1, max_tiles);
   std::vector<DecodeConfig> space = decode_config_space(problem.spec, max_splits, &device);
   if (std::find(space.begin(), space.end(), report.heuristic) == space.end()) space.push_back(report.heuristic);
+  DecodeConfig pages_ahead = report.heuristic;  // the heuristic's tile with the other block_table read order
+  pages_ahead.pages_ahead = !pages_ahead.pages_ahead;
+  if (runs_spec(pages_ahead, problem.spec) && std::find(space.begin(), space.end(), pages_ahead) == space.end())
+    space.push_back(pages_ahead);
 
   // Build every compile config in parallel; resources come from the compiled functions themselves.
   std::map<std::string, BuildOutcome> built;
