@@ -63,7 +63,6 @@ if [ "$mode" = explore ]; then
   bench gemma_default "$swajit" --batch 1,8,32
   bench gemma_tma_narrow "$swajit" --batch 1,8,32 --block-n 32 --warps-n 2 --stages 3 --splits 0 --producer 4
   bench gemma_wide_sp4 "$swajit" --batch 8 --block-n 64 --warps-n 4 --stages 2 --splits 4
-  bench gemma_narrow_sp4 "$swajit" --batch 8 "${narrow[@]::6}" --splits 4
 fi
 
 # (a) 8-bit KV at b32 (256 pairs over 264 two-a-SM slots: one pair a block, uncut), q1 and q4. Session 6 run C: fp8
