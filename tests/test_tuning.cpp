@@ -556,6 +556,7 @@ TEST_CASE("every decode config path gives a valid config (later knobs at their d
   knobs.min_blocks = 2;
   knobs.pages_first = true;
   knobs.integer_scores = true;
+  knobs.pages_ahead = true;
   CHECK(decode_config_from_json(decode_config_to_json(knobs)) == knobs);
   const DecodeConfig old_record = decode_config_from_json(nlohmann::json::parse(R"({"block_n": 64, "warps_n": 4, "stages": 3, "num_splits": 0})"));
   CHECK(old_record == DecodeConfig{64, 4, 3, 0});

@@ -52,7 +52,6 @@ if [ "$mode" = explore ]; then
   bench p1_wide_ahead "$swajit" --batch 32,128,256 "${wide[@]}" --pages-ahead true
   bench p1_narrow_ahead "$swajit" --batch 128,256 "${narrow[@]}" --pages-ahead true
   bench p1_narrow_st4_ahead "$swajit" --batch 32,128,256 --block-n 32 --warps-n 2 --stages 4 --splits 0 --pages-ahead true
-  bench p1_wide_first "$swajit" --batch 32,128 "${wide[@]}" --pages-first true
 fi
 
 # (c) Gemma 3 (32 q / 16 kv heads, head_dim 256, window 1024, page 16), q1. Session 6 run C: b1 11.6, b8 57.4, b32
@@ -62,6 +61,7 @@ row=(--num-q-heads 32 --num-kv-heads 16 --head-dim 256 --local-window 1024 --kv-
 if [ "$mode" = explore ]; then
   bench gemma_default "$swajit" --batch 1,8,32
   bench gemma_tma_narrow "$swajit" --batch 1,8,32 --block-n 32 --warps-n 2 --stages 3 --splits 0 --producer 4
+  bench gemma_tma_narrow_sp4 "$swajit" --batch 8 --block-n 32 --warps-n 2 --stages 3 --splits 4 --producer 4
   bench gemma_wide_sp4 "$swajit" --batch 8 --block-n 64 --warps-n 4 --stages 2 --splits 4
 fi
 
@@ -70,8 +70,8 @@ fi
 row=(--kv-len 32768 --q-seqlen 1,4 --reps 15)
 if [ "$mode" = explore ]; then
   bench fp8_b32_default "$swajit" --batch 32 --kv-quant fp8
-  bench fp8_b32_sp2 "$swajit" --batch 32 --kv-quant fp8 --block-n 128 --warps-n 4 --stages 3 --splits 2 --producer 4 --min-blocks 2
-  bench fp8_b32_bn64_oc3 "$swajit" --batch 32 --kv-quant fp8 --block-n 64 --warps-n 2 --stages 4 --splits 0 --producer 4 --min-blocks 3
+  bench fp8_b32_host "$swajit" --batch 32 --kv-quant fp8 --host-lengths true
+  bench fp8_b32_bn64_oc3 "$swajit" --batch 32 --kv-quant fp8 --block-n 64 --warps-n 2 --stages 4 --splits 0 --producer 4 --min-blocks 3 --pages-first true
 fi
 
 if [ "$mode" = final ]; then
