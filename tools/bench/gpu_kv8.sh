@@ -52,6 +52,7 @@ if [ "$mode" = explore ]; then
   bench p1_wide_ahead "$swajit" --batch 32,128,256 "${wide[@]}" --pages-ahead true
   bench p1_narrow_ahead "$swajit" --batch 128,256 "${narrow[@]}" --pages-ahead true
   bench p1_narrow_st4_ahead "$swajit" --batch 32,128,256 --block-n 32 --warps-n 2 --stages 4 --splits 0 --pages-ahead true
+  bench p1_producer1_first "$swajit" --batch 32,128,256 --block-n 32 --warps-n 2 --stages 4 --splits 0 --producer 1 --pages-first true
 fi
 
 # (c) Gemma 3 (32 q / 16 kv heads, head_dim 256, window 1024, page 16), q1. Session 6 run C: b1 11.6, b8 57.4, b32
@@ -62,7 +63,6 @@ if [ "$mode" = explore ]; then
   bench gemma_default "$swajit" --batch 1,8,32
   bench gemma_tma_narrow "$swajit" --batch 1,8,32 --block-n 32 --warps-n 2 --stages 3 --splits 0 --producer 4
   bench gemma_tma_narrow_sp4 "$swajit" --batch 8 --block-n 32 --warps-n 2 --stages 3 --splits 4 --producer 4
-  bench gemma_wide_sp4 "$swajit" --batch 8 --block-n 64 --warps-n 4 --stages 2 --splits 4
 fi
 
 # (a) 8-bit KV at b32 (256 pairs over 264 two-a-SM slots: one pair a block, uncut), q1 and q4. Session 6 run C: fp8
