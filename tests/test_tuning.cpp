@@ -180,12 +180,22 @@ TEST_CASE("one device-derived decode rule gives the measured winners on the H100
   // Where the default's blocks cut every pair in two anyway, the narrow tile cuts them further if each item keeps a
   // pipeline's tiles: the gemma-3-27b preset (window 1024) at batch 8 (H200 run A: bn32_wn2_st3_sp4 25.9 us against
   // the default's 35.6) and the grid at batch 8 (bn32_wn2_st3_sp8 45.0 against 46.7); not at batch 1 (2 tiles an
-  // item; the default won), nor head_dim 256 at batch 8, where the default's one block per SM cuts nothing.
+  // item; the default won). Head_dim 256 at batch 8, where the default's one block per SM cuts nothing and holds one
+  // tile in flight: the producer's 3 stages over pieces of the pairs (session 7 run B: 46.2 us against 57.3).
   CHECK(heuristic_decode_config(gemma_d128, kH200, 8 * 16, 1024) == narrow);
   CHECK(heuristic_decode_config(mistral, kH200, 8 * 8, 4096) == narrow);
   CHECK(heuristic_decode_config(mistral, kH200, 1 * 8, 4096) == wide);
   CHECK(heuristic_decode_config(gemma_d128, kH200, 1 * 16, 1024) == wide);
-  CHECK(heuristic_decode_config(gemma_d256, kH200, 8 * 16, 1024) == gemma_wide);
+  CHECK(heuristic_decode_config(gemma_d256, kH200, 8 * 16, 1024) == DecodeConfig{32, 2, 3, kCapacity, kTma});
+  // Pages of one token: every-warp loaders read a tile step ahead (session 7 run B: b32 271.1 -> 136.4 us).
+  KernelSpec mistral_page_1 = mistral;
+  mistral_page_1.page_size = 1;
+  for (int64_t batch : {1, 32, 128, 256}) {
+    DecodeConfig expected = heuristic_decode_config(mistral, kH200, batch * 8, 32768);
+    expected.pages_ahead = true;
+    CHECK(heuristic_decode_config(mistral_page_1, kH200, batch * 8, 32768) == expected);
+  }
+  CHECK(!heuristic_decode_config(mistral, kH200, 128 * 8).pages_ahead);
   CHECK(heuristic_decode_config(mistral, kH100, 8 * 8, 4096) == wide);  // memory-bound on the H100: a tie
 
   // Pairs too short for the work schedule (gpt-oss: window 128, head_dim 64, 8 rows per kv head) run on the direct

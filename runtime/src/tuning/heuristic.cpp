@@ -125,13 +125,19 @@ DecodeCandidate predict(const KernelSpec& spec, const DecodeConfig& config, cons
 // every pair in two or more (its merge is paid either way) and each of c's items keeps a pipeline's worth of tiles.
 // Measured on the H200: head_dim 256 at 128 pairs, where the default's 132 blocks cut nothing, 32-token tiles in 2
 // blocks per SM were 1.5-2.2x slower (run B of session 4); the gemma-3-27b preset (head_dim 128, window 1024) at
-// batch 8, where both cut, 1.38x faster (bn32_wn2_st3_sp4, run A); batch 1, 2 tiles an item, no faster.
-bool schedule_allows(const DecodeCandidate& c, int64_t pairs, int64_t visible_tokens, int64_t wide_slots,
+// batch 8, where both cut, 1.38x faster (bn32_wn2_st3_sp4, run A); batch 1, 2 tiles an item, no faster. Also where
+// the default keeps a single tile in flight per block (2 stages: head_dim 256) and the pairs fill at least half its
+// blocks, so that c's deeper pipelines over pieces of the pairs hold more bytes in flight per SM: Gemma 3 (head_dim
+// 256, window 1024) at batch 8 on the H200, TMA pages bn32 wn2 st3 46.2 us against the default's 57.3 (session 7
+// run B; the 1.5-2.2x loss above was every warp loading or bulk rows).
+bool schedule_allows(const DecodeCandidate& c, int64_t pairs, int64_t visible_tokens, const DecodeCandidate& wide,
                      const DeviceInfo& device) {
   const int64_t slots = int64_t(c.blocks_per_sm) * device.sm_count;
+  const int64_t wide_slots = int64_t(wide.blocks_per_sm) * device.sm_count;
   if (2 * pairs >= slots) return true;
   const int64_t item_tiles = pairs * max_visible_tiles(visible_tokens, c.config.block_n) / std::max<int64_t>(1, slots);
-  return visible_tokens > 0 && 2 * pairs <= wide_slots && item_tiles >= c.config.stages;
+  const bool wide_single_tile = wide.config.stages == 2 && c.config.stages > 2 && 2 * pairs >= wide_slots;
+  return visible_tokens > 0 && (2 * pairs <= wide_slots || wide_single_tile) && item_tiles >= c.config.stages;
 }
 
 // The narrow tile: half the tokens over half the warp columns (the same tokens per warp), with the pipeline depth
@@ -174,6 +180,14 @@ DecodeConfig with_kv8_knobs(const KernelSpec& spec, DecodeConfig config, const D
   return runs_spec(tma, spec) && resident_blocks(spec, tma, device) >= tma.min_blocks ? tma : config;
 }
 
+// Pages of one token: every-warp loaders read the next tile's block_table entries a tile step ahead (pages_ahead; one
+// entry per row, a DRAM round trip per tile otherwise waited for before the copies). H200, session 7 run B, grid
+// shape q1 b32 / b128 / b256: 271.1 / 813.4 / 1603.0 us -> 136.4 / 509.2 / 997.2 (FlashInfer 145.9 / 520.7 / 1018.3).
+DecodeConfig with_pages_ahead(const KernelSpec& spec, DecodeConfig config) {
+  if (spec.page_size == 1 && config.producer == DecodeConfig::kLoadersAllWarps) config.pages_ahead = true;
+  return config;
+}
+
 DecodeConfig with_page_copies(const KernelSpec& spec, DecodeConfig config) {
   if (config.producer != DecodeConfig::kProducerBulk) return config;
   DecodeConfig tma = config;
@@ -199,7 +213,7 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& d
     return tma_layout_ok || c.producer != DecodeConfig::kProducerTma ? c : without_tma_pages(spec, c);
   };
   if (spec.kv_quant != KvQuant::kNone) return for_layout(with_kv8_knobs(spec, wide, device));
-  if (sequence_heads <= 0) return wide;
+  if (sequence_heads <= 0) return with_pages_ahead(spec, wide);
   const MemorySystem memory = memory_system(device);
   // Pairs too short for the work schedule to cut (the default's tiles decide, as for the capacity rule's direct
   // grid: paged_decode.cpp) run on the direct grid whatever the tile: a block per pair, in waves.
@@ -216,7 +230,7 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& d
   if (device.cc_major >= 9) others.push_back(narrow_tile(spec, wide, DecodeConfig::kProducerBulk, device, memory));
   const int64_t direct_grid_blocks = direct ? sequence_heads : 0;
   DecodeCandidate best = predict(spec, wide, device, memory, direct_grid_blocks);
-  const int64_t wide_slots = int64_t(best.blocks_per_sm) * device.sm_count;
+  const DecodeCandidate wide_candidate = best;
   for (DecodeConfig config : others) {
     if (direct) config.num_splits = 1;
     if (!runs_spec(config, spec)) continue;  // e.g. deeper than DecodeConfig's stage limit
@@ -229,11 +243,11 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& d
       best = c;
       continue;
     }
-    if (c.waves == best.waves && schedule_allows(c, sequence_heads, visible_tokens, wide_slots, device) &&
+    if (c.waves == best.waves && schedule_allows(c, sequence_heads, visible_tokens, wide_candidate, device) &&
         c.tokens_per_s_per_sm > best.tokens_per_s_per_sm * (1 + kTieMargin))
       best = c;
   }
-  return for_layout(with_page_copies(spec, best.config));
+  return for_layout(with_pages_ahead(spec, with_page_copies(spec, best.config)));
 }
 
 DecodeConfig without_tma_pages(const KernelSpec& spec, DecodeConfig config) {
