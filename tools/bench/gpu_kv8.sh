@@ -9,8 +9,8 @@
 #   per row, a DRAM round trip per tile that every warp waited for before its copies.
 # - pages_first (`--pages-first true`, _pf): a tile's entries read before any is checked (session 6).
 # - producer 4 + min_blocks 2 (TMA pages, _pw4_oc2): the 8-bit default on sm_90 (session 6).
-# Usage (binaries from tools/bench/prepare_gpu_carry.sh):  gpu_kv8.sh CARRY_DIR LOG_DIR [explore]
-# `explore` (run B): the knobs and tiles tried for each row; without it (the final run): check, then the rows'
+# Usage (binaries from tools/bench/prepare_gpu_carry.sh):  gpu_kv8.sh CARRY_DIR LOG_DIR [explore|explore2]
+# `explore` (run B), `explore2` (run B2): the knobs and tiles tried for each row; without it (the final run): check, then the rows'
 # default against BASE and the kept knobs, FlashInfer last if its wheels are there.
 set -uo pipefail
 carry=$(cd "${1:-.carry}" && pwd) logs=${2:-${OUT:-/tmp/swajit-out}} mode=${3:-final}
@@ -72,6 +72,26 @@ if [ "$mode" = explore ]; then
   bench fp8_b32_default "$swajit" --batch 32 --kv-quant fp8
   bench fp8_b32_host "$swajit" --batch 32 --kv-quant fp8 --host-lengths true
   bench fp8_b32_bn64_oc3 "$swajit" --batch 32 --kv-quant fp8 --block-n 64 --warps-n 2 --stages 4 --splits 0 --producer 4 --min-blocks 3 --pages-first true
+fi
+
+# Run B2: pages_ahead beyond pages of one token (16-bit page 16 on the heuristic's tiles, Gemma 3 every warp loading,
+# 8-bit every warp loading against the TMA pages), and the new defaults (page 1: pages_ahead; Gemma b8: TMA bn32).
+if [ "$mode" = explore2 ]; then
+  row=(--kv-len 32768 --q-seqlen 1,4 --reps 15)
+  bench p16_default "$swajit" --batch 32,128,256
+  bench p16_wide_ahead "$swajit" --batch 32 "${wide[@]}" --pages-ahead true
+  bench p16_narrow_ahead "$swajit" --batch 128,256 "${narrow[@]}" --pages-ahead true
+  row=(--page-size 1 --kv-len 32768 --q-seqlen 1 --reps 15)
+  bench p1_default "$swajit" --batch 1,32,128,256
+  row=(--num-q-heads 32 --num-kv-heads 16 --head-dim 256 --local-window 1024 --kv-len 32768 --q-seqlen 1 --reps 15)
+  bench gemma_default "$swajit" --batch 1,8,32,128,256
+  bench gemma_narrow_ahead "$swajit" --batch 128,256 "${narrow[@]}" --pages-ahead true
+  row=(--kv-len 32768 --q-seqlen 1,4 --reps 15)
+  bench fp8_default "$swajit" --batch 32,128 --kv-quant fp8
+  bench fp8_allwarps_ahead "$swajit" --batch 32,128 --kv-quant fp8 --block-n 128 --warps-n 4 --stages 3 --splits 0 --pages-first true --pages-ahead true
+  row=(--page-size 1 --kv-len 32768 --q-seqlen 1 --reps 15)
+  bench fp8_p1_default "$swajit" --batch 32,128 --kv-quant fp8
+  bench fp8_p1_ahead "$swajit" --batch 32,128 --kv-quant fp8 --block-n 128 --warps-n 4 --stages 3 --splits 0 --pages-first true --pages-ahead true
 fi
 
 if [ "$mode" = final ]; then
