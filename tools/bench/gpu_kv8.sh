@@ -25,7 +25,7 @@ step() { echo; echo "==== $* ($(( $(date +%s) - start ))s into the script)"; }
 limited() { timeout 45 "$@"; }  # a hung kernel (an mbarrier never completing) costs at most this long per command
 
 step "check: pages ahead (page 1, 7, HND, 8-bit, d64 / d256), page-1 and 8-bit cases of the matrix"
-filters=("pages ahead" "page_size 1")
+filters=("pages ahead" "page_size 1" "gemma 3 shape")
 [ "$mode" = final ] && filters+=("fp8 KV" "min blocks")
 for filter in "${filters[@]}"; do
   limited "$swajit" check --device cuda --filter "$filter" >> "$logs/kv8_check.log" 2>&1
@@ -94,17 +94,18 @@ if [ "$mode" = explore2 ]; then
   bench fp8_p1_ahead "$swajit" --batch 32,128 --kv-quant fp8 --block-n 128 --warps-n 4 --stages 3 --splits 0 --pages-first true --pages-ahead true
 fi
 
+# The final run: the issue's rows on the defaults, BASE (session 6's binary) beside the changed ones.
 if [ "$mode" = final ]; then
   row=(--page-size 1 --kv-len 32768 --q-seqlen 1 --reps 15)
-  bench p1_default "$swajit" --batch 1,32,128,256
+  bench p1_default "$swajit" --batch 1,32,128,256    # FlashInfer (s6 run C): 15.5 / 145.9 / 520.7 / 1018.3
   bench p1_base "$base" --batch 32,128,256
   row=(--num-q-heads 32 --num-kv-heads 16 --head-dim 256 --local-window 1024 --kv-len 32768 --q-seqlen 1 --reps 15)
-  bench gemma_default "$swajit" --batch 1,8,32,128
+  bench gemma_default "$swajit" --batch 1,8,32,128,256  # FlashInfer (s6 run C): 16.7 / 49.2 / 151.4 / 523.9 / 1012.0
   bench gemma_base "$base" --batch 8
   row=(--kv-len 32768 --q-seqlen 1,4 --reps 15)
-  bench fp8_default "$swajit" --batch 32,128 --kv-quant fp8
+  bench fp8_default "$swajit" --batch 32,128,256 --kv-quant fp8  # FlashInfer fp8 (s6 run C): 117.6 / 422.0 / 819.4
   bench fp8_sinks_default "$swajit" --batch 32 --kv-quant fp8 --sink-logits
-  bench int8_default "$swajit" --batch 32 --kv-quant int8
+  bench int8_default "$swajit" --batch 32,128 --kv-quant int8
 fi
 echo "==== done in $(( $(date +%s) - start )) s"
 [ -z "$failed" ]

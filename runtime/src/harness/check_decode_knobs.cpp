@@ -97,6 +97,13 @@ void add_pages_ahead_cases(const DecodeCaseAdder& add) {
     c.local_window = 128; c.config = ahead(DecodeConfig{64, 4, 3, 1});
     c.config->pages_first = true;
   });
+  // Gemma 3's shape on the tile its batch-8 default now takes (heuristic.cpp, schedule_allows): TMA pages bn32 wn2 st3
+  // over capacity splits, 8 sequences with a tail past the last whole tile, kv 0 and 1.
+  add("gemma 3 shape, head_dim 256, group 2, window 1024, producer 4 bn32 wn2 st3, capacity", [&](DecodeCase& c) {
+    c.head_dim = 256; c.group = 2; c.num_kv_heads = 4; c.global_window = 0; c.local_window = 1024;
+    c.seq_lens = {0, 1, 100, 1024, 1500, 2049, 3000, 4099};
+    c.config = DecodeConfig{32, 2, 3, DecodeConfig::kSplitsFromCapacity, DecodeConfig::kProducerTma};
+  });
 }
 
 }  // namespace
