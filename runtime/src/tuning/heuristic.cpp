@@ -170,21 +170,28 @@ DecodeConfig narrow_tile(const KernelSpec& spec, const DecodeConfig& wide, int p
 // SM (min_blocks: uncapped, the 160-thread blocks ran one an SM), where the pages suit TMA boxes and two blocks fit
 // (fp8 b128 343.8 -> 288.3 us, int8 372.5 -> 296.2); else the cp.async loaders reading a tile's block_table entries
 // before checking any (pages_first: fp8 303.8, int8 326.1). integer_scores stays off: level at q1, 8% slower at q4
-// beside the TMA pages.
+// beside the TMA pages. Since session 7 the every-warp loaders also read each tile's entries a tile step ahead
+// (pages_ahead), and fp8 keeps them: run B2, b32 / b128 q1 79.8 / 288.0 us, q4 87.5 / 312.2 against the TMA pages'
+// 84.0 / 291.2 and 90.1 / 312.3. int8 (two instructions a pair to widen in the compute warps, not measured that way)
+// keeps the TMA pages.
 DecodeConfig with_kv8_knobs(const KernelSpec& spec, DecodeConfig config, const DeviceInfo& device) {
   config.pages_first = true;
-  if (device.cc_major < 9) return config;
+  config.pages_ahead = true;
+  if (device.cc_major < 9 || spec.kv_quant == KvQuant::kFp8E4M3) return config;
   DecodeConfig tma = config;
   tma.producer = DecodeConfig::kProducerTma;
+  tma.pages_ahead = false;  // an every-warp loader's knob
   tma.min_blocks = 2;
   return runs_spec(tma, spec) && resident_blocks(spec, tma, device) >= tma.min_blocks ? tma : config;
 }
 
-// Pages of one token: every-warp loaders read the next tile's block_table entries a tile step ahead (pages_ahead; one
-// entry per row, a DRAM round trip per tile otherwise waited for before the copies). H200, session 7 run B, grid
-// shape q1 b32 / b128 / b256: 271.1 / 813.4 / 1603.0 us -> 136.4 / 509.2 / 997.2 (FlashInfer 145.9 / 520.7 / 1018.3).
-DecodeConfig with_pages_ahead(const KernelSpec& spec, DecodeConfig config) {
-  if (spec.page_size == 1 && config.producer == DecodeConfig::kLoadersAllWarps) config.pages_ahead = true;
+// Every-warp loaders read the next tile's block_table entries a tile step ahead (pages_ahead), so that their round
+// trip passes during a tile's math instead of before its copies. H200, session 7 runs B and B2, grid shape (the
+// heuristic's tiles), us: pages of one token q1 b32 / b128 / b256 271.1 / 813.4 / 1603.0 -> 136.8 / 507.8 / 998.4
+// (FlashInfer 145.9 / 520.7 / 1018.3); page 16 q1 151.4 / 532.4 / 1057.4 -> 135.1 / 507.3 / 988.1, q4 158.4 / 545.7 /
+// 1082.5 -> 140.6 / 516.4 / 1008.5.
+DecodeConfig with_pages_ahead(DecodeConfig config) {
+  if (config.producer == DecodeConfig::kLoadersAllWarps) config.pages_ahead = true;
   return config;
 }
 
@@ -213,7 +220,7 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& d
     return tma_layout_ok || c.producer != DecodeConfig::kProducerTma ? c : without_tma_pages(spec, c);
   };
   if (spec.kv_quant != KvQuant::kNone) return for_layout(with_kv8_knobs(spec, wide, device));
-  if (sequence_heads <= 0) return with_pages_ahead(spec, wide);
+  if (sequence_heads <= 0) return with_pages_ahead(wide);
   const MemorySystem memory = memory_system(device);
   // Pairs too short for the work schedule to cut (the default's tiles decide, as for the capacity rule's direct
   // grid: paged_decode.cpp) run on the direct grid whatever the tile: a block per pair, in waves.
@@ -247,15 +254,17 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& d
         c.tokens_per_s_per_sm > best.tokens_per_s_per_sm * (1 + kTieMargin))
       best = c;
   }
-  return for_layout(with_pages_ahead(spec, with_page_copies(spec, best.config)));
+  return for_layout(with_pages_ahead(with_page_copies(spec, best.config)));
 }
 
 DecodeConfig without_tma_pages(const KernelSpec& spec, DecodeConfig config) {
   if (spec.kv_quant == KvQuant::kNone) {
     config.producer = DecodeConfig::kProducerBulk;
+    config.pages_ahead = false;  // an every-warp loader's knob
   } else {
     config.producer = DecodeConfig::kLoadersAllWarps;
     config.min_blocks = 1;
+    config.pages_ahead = true;
   }
   return config;
 }

@@ -306,8 +306,11 @@ std::vector<DecodeConfig> decode_config_space(const KernelSpec& spec, int max_sp
     for (int warps_n : kWarpsNs)
       for (int stages : stage_counts(spec, block_n, warps_n, device))
         // The capacity schedule (kSplitsFromCapacity: 0), then fixed counts 1, 2, 4, ...
-        for (int splits = DecodeConfig::kSplitsFromCapacity; splits <= std::max(1, max_splits); splits = std::max(1, 2 * splits))
-          add_if_valid(space, DecodeConfig{block_n, warps_n, stages, splits}, spec);
+        for (int splits = DecodeConfig::kSplitsFromCapacity; splits <= std::max(1, max_splits); splits = std::max(1, 2 * splits)) {
+          DecodeConfig c{block_n, warps_n, stages, splits};
+          c.pages_ahead = true;  // every warp loading: the read order the heuristic takes (heuristic.cpp, with_pages_ahead)
+          add_if_valid(space, c, spec);
+        }
   return space;
 }
 
