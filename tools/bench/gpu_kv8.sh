@@ -9,9 +9,9 @@
 #   per row, a DRAM round trip per tile that every warp waited for before its copies.
 # - pages_first (`--pages-first true`, _pf): a tile's entries read before any is checked (session 6).
 # - producer 4 + min_blocks 2 (TMA pages, _pw4_oc2): the 8-bit default on sm_90 (session 6).
-# Usage (binaries from tools/bench/prepare_gpu_carry.sh):  gpu_kv8.sh CARRY_DIR LOG_DIR [explore|explore2]
+# Usage (binaries from tools/bench/prepare_gpu_carry.sh):  gpu_kv8.sh CARRY_DIR LOG_DIR [explore|explore2|verify]
 # `explore` (run B), `explore2` (run B2): the knobs and tiles tried for each row; without it (the final run): check, then the rows'
-# default against BASE and the kept knobs, FlashInfer last if its wheels are there.
+# default against BASE; `verify`: the final run's rows with fewer checks and int8 on the fp8 default's loaders.
 set -uo pipefail
 carry=$(cd "${1:-.carry}" && pwd) logs=${2:-${OUT:-/tmp/swajit-out}} mode=${3:-final}
 here=$(cd "$(dirname "$0")" && pwd) root=$PWD
@@ -98,7 +98,7 @@ fi
 # at d4fdcd5): page 1 q1 b1 / b32 / b128 / b256 10.8 / 136.8 / 507.8 / 998.4 us; Gemma b8
 # 46.0; page 16 with pages ahead q1 135.1 / 507.3 / 988.1, q4 140.6 / 516.4 / 1008.5; fp8 every warp loading a tile
 # step ahead b32 / b128 q1 79.8 / 288.0, q4 87.5 / 312.2.
-if [ "$mode" = final ]; then
+if [ "$mode" = final ] || [ "$mode" = verify ]; then
   row=(--page-size 1 --kv-len 32768 --q-seqlen 1 --reps 15)
   bench p1_default "$swajit" --batch 1,32,128,256    # FlashInfer (s6 run C): 15.5 / 145.9 / 520.7 / 1018.3
   bench p1_base "$base" --batch 32,128,256
@@ -113,6 +113,8 @@ if [ "$mode" = final ]; then
   bench fp8_base "$base" --batch 32,256 --kv-quant fp8
   bench fp8_sinks_default "$swajit" --batch 32 --kv-quant fp8 --sink-logits
   bench int8_default "$swajit" --batch 32,128 --kv-quant int8
+  # (verify: int8 every warp loading a tile step ahead, the fp8 default's loaders, against its TMA pages)
+  [ "$mode" = verify ] && bench int8_allwarps_ahead "$swajit" --batch 32,128 --kv-quant int8 --block-n 128 --warps-n 4 --stages 3 --splits 0 --pages-first true --pages-ahead true
 fi
 echo "==== done in $(( $(date +%s) - start )) s"
 [ -z "$failed" ]
