@@ -263,15 +263,15 @@ bool KernelSpec::is_contiguous_kv() const { return family == KernelFamily::kPref
 
 std::string DecodeConfig::compile_key() const {
   return "bn" + std::to_string(block_n) + "_wn" + std::to_string(warps_n) + "_st" + std::to_string(stages) +
-         (producer > 0 ? "_pw" + std::to_string(producer) : "") + (fused_merge ? "_fm" : "") + (pages_first ? "_pf" : "") + (min_blocks > 1 ? "_oc" + std::to_string(min_blocks) : "") +
-         (integer_scores ? "_is" : "") + (direct_grid ? "_dg" : "");
+         (producer > 0 ? "_pw" + std::to_string(producer) : "") + (fused_merge ? "_fm" : "") + (pages_first ? "_pf" : "") + (pages_ahead ? "_pa" : "") +
+         (min_blocks > 1 ? "_oc" + std::to_string(min_blocks) : "") + (integer_scores ? "_is" : "") + (direct_grid ? "_dg" : "");
 }
 std::string DecodeConfig::key() const { return compile_key() + "_sp" + std::to_string(num_splits); }
 
 DecodeConfig DecodeConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
-  const std::string form = "bn<N>_wn<W>_st<S>[_pw<L>][_fm][_pf][_oc<B>][_is][_dg]_sp<P>";
-  if (parts.size() < 4 || parts.size() > 10)
+  const std::string form = "bn<N>_wn<W>_st<S>[_pw<L>][_fm][_pf][_pa][_oc<B>][_is][_dg]_sp<P>";
+  if (parts.size() < 4 || parts.size() > 11)
     throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form " + form);
   DecodeConfig config;
   config.block_n = parse_prefixed_int(parts[0], "bn", "block_n", key);
@@ -282,6 +282,7 @@ DecodeConfig DecodeConfig::from_key(std::string_view key) {
     config.producer = parse_prefixed_int(parts[next++], "pw", "producer", key);
   if (next + 1 < parts.size() && parts[next] == "fm") config.fused_merge = true, ++next;
   if (next + 1 < parts.size() && parts[next] == "pf") config.pages_first = true, ++next;
+  if (next + 1 < parts.size() && parts[next] == "pa") config.pages_ahead = true, ++next;
   if (next + 1 < parts.size() && parts[next].rfind("oc", 0) == 0)
     config.min_blocks = parse_prefixed_int(parts[next++], "oc", "min_blocks", key);
   if (next + 1 < parts.size() && parts[next] == "is") config.integer_scores = true, ++next;
@@ -319,6 +320,9 @@ void DecodeConfig::validate(const KernelSpec& spec) const {
   }
   constexpr int kMaxDecodeMinBlocks = 4;
   require_range("min_blocks", min_blocks, 1, kMaxDecodeMinBlocks);
+  if (pages_ahead && producer != kLoadersAllWarps)
+    throw Error(ErrorCode::kInvalidArgument, "pages_ahead = true needs producer = 0 (every warp loading), got producer = " +
+                                                 std::to_string(producer));
   if (integer_scores && spec.kv_quant != KvQuant::kInt8)
     throw Error(ErrorCode::kInvalidArgument, "integer_scores = true needs an int8 K/V cache (kv_quant int8), got " +
                                                  spec.key());

@@ -117,30 +117,43 @@ SWAJIT_DEVICE i64 row_offset_bytes(int page, int j, int kv_head, i64 stride_page
   return (page * stride_page + i64(u32(j) % u32(kPageSize)) * stride_token + kv_head * stride_head) * kKvBytes;
 }
 
+// The block_table entries of a tile that loader `loader` of `kLoaders` copies rows of (pass p: chunk loader + p
+// kLoaders), read unconditionally (a row past the tile reads its last row's) and checked only when copied.
+template <int kLoaders>
+struct TilePages {
+  static constexpr int kItems = kBlockN * kKvChunks;
+  static constexpr int kPasses = (kItems + kLoaders - 1) / kLoaders;
+  int page[kPasses];
+  SWAJIT_MEMBER void read(const PagedDecodeParams& P, const int* block_table_row, int tile_begin, int tile_end, int loader) {
+#pragma unroll
+    for (int pass = 0; pass < kPasses; ++pass) {
+      const int row = min(loader + pass * kLoaders, kItems - 1) / kKvChunks;
+      const u32 j = u32(max(0, min(tile_begin + row, tile_end - 1)));
+      page[pass] = block_table_row[(j / u32(kPageSize)) * P.block_table_stride_page];
+    }
+  }
+};
+
 // One K tile and one V tile (tokens [tile_begin, tile_end) of sequence b) into pipeline stage `stage`, by cp.async
-// chunks: thread `loader` of `kLoaders` takes chunks loader, loader + kLoaders, ...
+// chunks: thread `loader` of `kLoaders` takes chunks loader, loader + kLoaders, ... `ahead`, if given, holds the
+// tile's block_table entries read earlier (kPagesAhead).
 template <int kLoaders = kThreads>
 SWAJIT_DEVICE void load_kv_tile(const PagedDecodeParams& P, u32 k_smem, u32 v_smem, const int* block_table_row,
                                 int b, int kv_head, int tile_begin, int tile_end, bool& saw_bad_page,
-                                int loader = threadIdx.x) {
+                                int loader = threadIdx.x, const TilePages<kLoaders>* ahead = nullptr) {
   const char* k_cache = static_cast<const char*>(P.k_cache);
   const char* v_cache = static_cast<const char*>(P.v_cache);
   // Unrolled over a count known at compile time, so that a thread's block_table reads all issue before its first
   // copy waits on one (a rolled loop serializes them: read, copy, read, copy). Unrolling alone does not do that: each
   // read sits behind the branches on the previous one's value (its range check and report), so a tile's passes wait
-  // for their entries one after another; kPagesFirst reads every entry first, unconditionally (a row past the tile
-  // reads its last row's), and checks them after.
-  constexpr int kItems = kBlockN * kKvChunks;
-  constexpr int kPasses = (kItems + kLoaders - 1) / kLoaders;
-  int pages[kPasses];
-  if constexpr (kPagesFirst) {
-#pragma unroll
-    for (int pass = 0; pass < kPasses; ++pass) {
-      const int row = min(loader + pass * kLoaders, kItems - 1) / kKvChunks;
-      const u32 j = u32(max(0, min(tile_begin + row, tile_end - 1)));
-      pages[pass] = block_table_row[(j / u32(kPageSize)) * P.block_table_stride_page];
-    }
-  }
+  // for their entries one after another; kPagesFirst reads every entry first, unconditionally, and checks them after
+  // (kPagesAhead: a tile step earlier, in attend_item).
+  constexpr int kItems = TilePages<kLoaders>::kItems;
+  constexpr int kPasses = TilePages<kLoaders>::kPasses;
+  constexpr bool kReadFirst = kPagesFirst || kPagesAhead;
+  TilePages<kLoaders> pages;
+  if (ahead != nullptr) pages = *ahead;
+  else if (kReadFirst) pages.read(P, block_table_row, tile_begin, tile_end, loader);
   bool bad_page = false;
 #pragma unroll
   for (int pass = 0; pass < kPasses; ++pass) {
@@ -150,11 +163,11 @@ SWAJIT_DEVICE void load_kv_tile(const PagedDecodeParams& P, u32 k_smem, u32 v_sm
     const int j = tile_begin + row;
     bool valid = j < tile_end;
     int page = 0;
-    if constexpr (kPagesFirst) {
-      const bool page_valid = pages[pass] >= 0 && pages[pass] < P.num_pages;
+    if constexpr (kReadFirst) {
+      const bool page_valid = pages.page[pass] >= 0 && pages.page[pass] < P.num_pages;
       bad_page |= valid && !page_valid;
       valid = valid && page_valid;
-      page = valid ? pages[pass] : 0;
+      page = valid ? pages.page[pass] : 0;
     } else {
       page = valid ? page_of_token(P, block_table_row, b, j, saw_bad_page) : 0;
       if (page < 0) valid = false, page = 0;
@@ -836,6 +849,14 @@ SWAJIT_DEVICE void attend_item(const PagedDecodeParams& P, const DecodeWork& wor
   if (!producer_warp) q_frag.load(q_smem, warp_m, lane);
 
   if constexpr (kProducer == 0) {
+    // kPagesAhead: the entries of the next tile to load are read a tile step before its copies, so that their latency
+    // (a DRAM round trip per tile with pages of one token) passes during a tile's math instead of before its copies.
+    TilePages<kThreads> ahead;
+    const auto read_ahead = [&](int tile) {
+      if (kPagesAhead && tile < last_tile)
+        ahead.read(P, block_table_row, ranges.tile_begin(tile), ranges.tile_end(tile), threadIdx.x);
+    };
+    read_ahead(first_tile + kStages - 1);
     for (int t = first_tile; t < last_tile; ++t) {
       cp_async_wait<kStages - 2>();  // tile t has landed
       __syncthreads();               // ... for every thread, and every warp is done with tile t - 1's stage
@@ -843,8 +864,10 @@ SWAJIT_DEVICE void attend_item(const PagedDecodeParams& P, const DecodeWork& wor
       const int next_stage = (next - first_tile) % kStages;
       if (next < last_tile)
         load_kv_tile(P, k_smem + next_stage * kTileBytes, v_smem + next_stage * kTileBytes, block_table_row, b, kv_head,
-                     ranges.tile_begin(next), ranges.tile_end(next), saw_bad_page);
+                     ranges.tile_begin(next), ranges.tile_end(next), saw_bad_page, threadIdx.x,
+                     kPagesAhead ? &ahead : nullptr);
       cp_async_commit();
+      read_ahead(next + 1);
       const int stage = (t - first_tile) % kStages;
       attend_stored_tile(P, st, q_frag, score_scale, q_smem, k_smem + stage * kTileBytes, v_smem + stage * kTileBytes,
                          ranges, t, kv_len, warp_m, token0, lane, [] {});

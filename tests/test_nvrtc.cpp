@@ -144,6 +144,32 @@ TEST_CASE("decode knobs: integer int8 scores and pages-first loads compile on sm
   }
 }
 
+TEST_CASE("decode knob pages_ahead: compiles on sm_90a and sm_80 (page 1, 8-bit and 16-bit), key round-trips, every-warp loaders only") {
+  DecodeConfig ahead{64, 4, 3, 0};
+  ahead.pages_ahead = true;
+  DecodeConfig both = ahead;
+  both.pages_first = true;
+  CHECK(both.compile_key() == "bn64_wn4_st3_pf_pa");
+  for (const DecodeConfig& c : {ahead, both}) CHECK(DecodeConfig::from_key(c.key()) == c);
+  DecodeConfig producer = ahead;
+  producer.producer = DecodeConfig::kProducerCpAsync;
+  CHECK_THROWS_AS(producer.validate(KernelSpec::from_key("paged_decode_bf16_d128_p1_nhd_q1_g4_local")), Error);
+  if (!nvrtc::available()) return;
+  DecodeConfig ahead8 = ahead;
+  ahead8.block_n = 128;
+  const std::pair<const char*, DecodeConfig> cases[] = {
+      {"paged_decode_bf16_d128_p1_nhd_q1_g4_local", ahead},
+      {"paged_decode_bf16_d128_p1_nhd_q4_g4_local_attnsink_kvfp8", ahead8},
+      {"paged_decode_fp16_d256_p7_hnd_q1_g2_local", both},
+  };
+  for (const auto& [key, config] : cases) {
+    const GeneratedKernel k = generate_paged_decode_cuda(KernelSpec::from_key(key), config);
+    INFO(k.cache_key);
+    for (const char* arch : {"sm_90a", "sm_80"})
+      CHECK(std::string(nvrtc::compile(k.source, k.cache_key + ".cu", arch).cubin.data(), 4) == "\x7f" "ELF");
+  }
+}
+
 // Every case of the decode check matrix carries a config that validates against its spec (or none: the heuristic's).
 TEST_CASE("decode check cases' configs are valid") {
   for (const DecodeCase& c : decode_check_matrix()) {

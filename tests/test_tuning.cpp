@@ -65,15 +65,18 @@ TEST_CASE("the config space holds only valid configs, and the heuristic's shape 
   const auto space = decode_config_space(spec, 32);
   CHECK(space.size() > 50);
   for (const auto& c : space) CHECK_NOTHROW(c.validate(spec));
-  CHECK(std::find(space.begin(), space.end(), DecodeConfig{64, 4, 3, 16}) != space.end());
+  // Every config of the space reads its block_table entries a tile step ahead (pages_ahead), as the heuristic's do.
+  const auto ahead = [](DecodeConfig c) { c.pages_ahead = true; return c; };
+  for (const auto& c : space) CHECK(c.pages_ahead);
+  CHECK(std::find(space.begin(), space.end(), ahead(DecodeConfig{64, 4, 3, 16})) != space.end());
   CHECK(std::find(space.begin(), space.end(), DecodeConfig{32, 4, 3, 1}) == space.end());  // 32 tokens over 4 warps
   CHECK(decode_config_space(spec, 1).size() * 7 == 2 * space.size());  // splits 0 (capacity), 1 | 2, 4, 8, 16, 32
-  CHECK(std::find(space.begin(), space.end(), DecodeConfig{64, 4, 3, DecodeConfig::kSplitsFromCapacity}) != space.end());
+  CHECK(std::find(space.begin(), space.end(), ahead(DecodeConfig{64, 4, 3, DecodeConfig::kSplitsFromCapacity})) != space.end());
 
   // Deeper pipelines of smaller tiles with the bytes in flight of 16-bit block_n 64 ones: bf16 block_n 32 at 5 and 7
   // stages; 8-bit block_n 64 at 5 and 7, block_n 32 at 5 (9 is past the limit); and the heuristic's: 5 stages of
   // 8-bit tiles = 3 of 16-bit ones, while two blocks still fit an SM's shared memory.
-  const auto has = [](const std::vector<DecodeConfig>& s, DecodeConfig c) { return std::find(s.begin(), s.end(), c) != s.end(); };
+  const auto has = [&](const std::vector<DecodeConfig>& s, DecodeConfig c) { return std::find(s.begin(), s.end(), ahead(c)) != s.end(); };
   CHECK(has(space, DecodeConfig{32, 2, 7, 1}));
   CHECK_FALSE(has(space, DecodeConfig{64, 2, 5, 1}));
   KernelSpec int8_spec = spec;
@@ -117,7 +120,10 @@ TEST_CASE("one device-derived decode rule gives the measured winners on the H100
   using test::kH100;
   using test::kH200;
   constexpr int kCapacity = DecodeConfig::kSplitsFromCapacity, kBulk = DecodeConfig::kProducerBulk;
-  const DecodeConfig wide{64, 4, 3, kCapacity}, narrow{32, 2, 3, kCapacity};
+  // Every-warp loaders read a tile step ahead (pages_ahead: session 7 run B2, page 16 b32 / b128 / b256 q1 151.4 /
+  // 532.4 / 1057.4 -> 135.1 / 507.3 / 988.1 us).
+  const auto every_warp = [](DecodeConfig c) { c.pages_ahead = true; return c; };
+  const DecodeConfig wide = every_warp({64, 4, 3, kCapacity}), narrow = every_warp({32, 2, 3, kCapacity});
   KernelSpec mistral;  // 32 q / 8 kv heads, head_dim 128
   mistral.q_seqlen = 1; mistral.group = 4;
   KernelSpec mistral_q4 = mistral;
@@ -158,7 +164,7 @@ TEST_CASE("one device-derived decode rule gives the measured winners on the H100
   const DecodeConfig int8_gathers = heuristic_decode_config(mistral_int8, kH200, 128 * 8, 0, /*tma_layout_ok=*/false);
   CHECK(int8_gathers.producer == DecodeConfig::kLoadersAllWarps);
   CHECK(int8_gathers.min_blocks == 1);
-  CHECK(heuristic_decode_config(gemma_d256, kH200, 8 * 16) == gemma_wide);
+  CHECK(heuristic_decode_config(gemma_d256, kH200, 8 * 16) == every_warp(gemma_wide));
 
   // H100 (3.1 TB/s read): the default already streams the floor (tuned 2026-11-22: bn64_wn4_st3_sp1 at 92-96% of
   // it at batch 32 and 128), so the same pairs keep it.
@@ -180,12 +186,21 @@ TEST_CASE("one device-derived decode rule gives the measured winners on the H100
   // Where the default's blocks cut every pair in two anyway, the narrow tile cuts them further if each item keeps a
   // pipeline's tiles: the gemma-3-27b preset (window 1024) at batch 8 (H200 run A: bn32_wn2_st3_sp4 25.9 us against
   // the default's 35.6) and the grid at batch 8 (bn32_wn2_st3_sp8 45.0 against 46.7); not at batch 1 (2 tiles an
-  // item; the default won), nor head_dim 256 at batch 8, where the default's one block per SM cuts nothing.
+  // item; the default won). Head_dim 256 at batch 8, where the default's one block per SM cuts nothing and holds one
+  // tile in flight: the producer's 3 stages over pieces of the pairs (session 7 run B: 46.2 us against 57.3).
   CHECK(heuristic_decode_config(gemma_d128, kH200, 8 * 16, 1024) == narrow);
   CHECK(heuristic_decode_config(mistral, kH200, 8 * 8, 4096) == narrow);
   CHECK(heuristic_decode_config(mistral, kH200, 1 * 8, 4096) == wide);
   CHECK(heuristic_decode_config(gemma_d128, kH200, 1 * 16, 1024) == wide);
-  CHECK(heuristic_decode_config(gemma_d256, kH200, 8 * 16, 1024) == gemma_wide);
+  CHECK(heuristic_decode_config(gemma_d256, kH200, 8 * 16, 1024) == DecodeConfig{32, 2, 3, kCapacity, kTma});
+  // Pages of one token the same (session 7 run B: b32 271.1 -> 136.4 us).
+  KernelSpec mistral_page_1 = mistral;
+  mistral_page_1.page_size = 1;
+  for (int64_t batch : {1, 32, 128, 256}) {
+    DecodeConfig expected = heuristic_decode_config(mistral, kH200, batch * 8, 32768);
+    expected.pages_ahead = true;
+    CHECK(heuristic_decode_config(mistral_page_1, kH200, batch * 8, 32768) == expected);
+  }
   CHECK(heuristic_decode_config(mistral, kH100, 8 * 8, 4096) == wide);  // memory-bound on the H100: a tie
 
   // Pairs too short for the work schedule (gpt-oss: window 128, head_dim 64, 8 rows per kv head) run on the direct
@@ -195,13 +210,13 @@ TEST_CASE("one device-derived decode rule gives the measured winners on the H100
   // tuned winner there). Long windows are cut by the schedule whatever the batch: no waves.
   KernelSpec gpt_oss;
   gpt_oss.head_dim = 64; gpt_oss.group = 8; gpt_oss.q_seqlen = 1; gpt_oss.sink_logits = true;
-  CHECK(heuristic_decode_config(gpt_oss, kH200, 128 * 8, 128) == DecodeConfig{32, 1, 3, 1});  // one warp column
-  CHECK(heuristic_decode_config(gpt_oss, kH200, 32 * 8, 128) == DecodeConfig{64, 4, 3, kCapacity});
+  CHECK(heuristic_decode_config(gpt_oss, kH200, 128 * 8, 128) == every_warp({32, 1, 3, 1}));  // one warp column
+  CHECK(heuristic_decode_config(gpt_oss, kH200, 32 * 8, 128) == wide);
   // q_seqlen 4 (32 rows): 32-token tiles over one warp column fit 7 blocks per SM, 924 on the H200, still two waves
   // for 1024 pairs: the default stays (the tuner found bn32_wn1_st5 scheduled 1.16x faster: not this rule's).
   KernelSpec gpt_oss_q4 = gpt_oss;
   gpt_oss_q4.q_seqlen = 4;
-  CHECK(heuristic_decode_config(gpt_oss_q4, kH200, 128 * 8, 128 + 3) == DecodeConfig{64, 2, 3, kCapacity});
+  CHECK(heuristic_decode_config(gpt_oss_q4, kH200, 128 * 8, 128 + 3) == every_warp({64, 2, 3, kCapacity}));
   CHECK(heuristic_decode_config(mistral, kH200, 128 * 8, 4096) == narrow);
   CHECK(heuristic_decode_config(mistral, kH100, 128 * 8, 4096) == wide);
 
@@ -543,7 +558,10 @@ TEST_CASE("every decode config path gives a valid config (later knobs at their d
         const DecodeConfig on_device = heuristic_decode_config(spec, test::kH200, 1024, 4096);
         CHECK(decode_geometry(spec, on_device).shared_bytes <= test::kH200.max_shared_per_block_optin);  // it fits
         CHECK(on_device.pages_first == (quant != KvQuant::kNone));
-        if (quant != KvQuant::kNone && d == 128) CHECK(on_device.producer == DecodeConfig::kProducerTma);
+        // 8-bit: int8 on TMA pages at head_dim 128; fp8 every warp loading, a tile step ahead (session 7 run B2).
+        if (quant == KvQuant::kInt8 && d == 128) CHECK(on_device.producer == DecodeConfig::kProducerTma);
+        if (quant == KvQuant::kFp8E4M3) CHECK(on_device.producer == DecodeConfig::kLoadersAllWarps);
+        CHECK(on_device.pages_ahead == (on_device.producer == DecodeConfig::kLoadersAllWarps));
         CHECK_NOTHROW(without_tma_pages(spec, on_device).validate(spec));
         CHECK(!on_device.integer_scores);
         for (const DecodeConfig& c : decode_config_space(spec, 4, &test::kH200)) {
@@ -556,6 +574,7 @@ TEST_CASE("every decode config path gives a valid config (later knobs at their d
   knobs.min_blocks = 2;
   knobs.pages_first = true;
   knobs.integer_scores = true;
+  knobs.pages_ahead = true;
   CHECK(decode_config_from_json(decode_config_to_json(knobs)) == knobs);
   const DecodeConfig old_record = decode_config_from_json(nlohmann::json::parse(R"({"block_n": 64, "warps_n": 4, "stages": 3, "num_splits": 0})"));
   CHECK(old_record == DecodeConfig{64, 4, 3, 0});

@@ -67,7 +67,7 @@ struct ConfigFlags {
   std::optional<int> block_m, block_n, warps_n, stages, num_splits, m_tiles, min_blocks, warp_specialize, producer,
       producer_registers;
   std::optional<bool> wgmma, tma, persistent, mma, token_split, fused_merge, l2_prefetch, mla, integer_scores, pages_first,
-      copy_ahead, score_ahead, split_scores;
+      pages_ahead, copy_ahead, score_ahead, split_scores;
   void add_to(CLI::App& app) {
     app.add_option("--block-m", block_m, "prefill: query rows per block");
     app.add_option("--m-tiles", m_tiles, "prefill: 16-row mma tiles per warp (1 or 2)");
@@ -88,6 +88,8 @@ struct ConfigFlags {
                    "paged_decode, split-KV: the last block of a (sequence, kv head) merges its partial results, no merge grid (true/false)");
     app.add_option("--pages-first", pages_first,
                    "paged_decode, cp.async loaders: read a tile's block_table entries before checking any (true/false)");
+    app.add_option("--pages-ahead", pages_ahead,
+                   "paged_decode, every warp loading: read a tile's block_table entries a tile step before its copies (true/false)");
     app.add_option("--integer-scores", integer_scores,
                    "paged_decode, int8 K/V: the scores on the integer tensor cores, Q quantized per row to 14 bits (true/false)");
     app.add_option("--splits", num_splits, "split-KV work items per (sequence, kv head) on average; 0: from the grid's capacity (the heuristic's)");
@@ -105,7 +107,7 @@ struct ConfigFlags {
   bool any() const {
     return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || persistent ||
            producer_registers || mma || producer || token_split || fused_merge || l2_prefetch || mla || integer_scores || pages_first ||
-           copy_ahead || score_ahead || split_scores;
+           pages_ahead || copy_ahead || score_ahead || split_scores;
   }
   // Flags given on top of `base`.
   DecodeConfig apply(DecodeConfig base) const {
@@ -117,6 +119,7 @@ struct ConfigFlags {
     if (fused_merge) base.fused_merge = *fused_merge;
     if (integer_scores) base.integer_scores = *integer_scores;
     if (pages_first) base.pages_first = *pages_first;
+    if (pages_ahead) base.pages_ahead = *pages_ahead;
     if (min_blocks) base.min_blocks = *min_blocks;
     return base;
   }

@@ -126,6 +126,9 @@ struct DecodeConfig {
   // The all-warps and cp.async loaders read every block_table entry of a tile before checking any (key suffix "_pf"),
   // so a thread's reads overlap instead of each waiting behind the checks of the one before.
   bool pages_first = false;
+  // Every-warp loaders only: a tile's block_table entries read a tile step before its copies (key suffix "_pa"), so
+  // their latency passes during a tile's math (pages of one token: one entry, often a DRAM round trip, per row).
+  bool pages_ahead = false;
   // Blocks per SM the kernel's registers are capped for (__launch_bounds__; key suffix "_oc<B>" when > 1): the
   // producer configs' compute path fits two blocks of 160 threads (168 registers, no spills) where the compiler
   // otherwise takes 240 and one block fills the SM's register file.

@@ -68,11 +68,55 @@ void add_pages_first_cases(const DecodeCaseAdder& add) {
   }
 }
 
+// Block_table entries read a tile step ahead (DecodeConfig::pages_ahead, every warp loading): pages of one token (an
+// entry per row), of 7 (tiles over page boundaries), HND strided, kv lengths 0 and 1, windows past the sequence, the
+// schedule's cut items (their first tiles read in the prologue), 8-bit and 16-bit caches, head_dim 64 and 256.
+void add_pages_ahead_cases(const DecodeCaseAdder& add) {
+  const auto ahead = [](DecodeConfig config) { config.pages_ahead = true; return config; };
+  for (KvQuant quant : {KvQuant::kNone, KvQuant::kInt8, KvQuant::kFp8E4M3}) {
+    const std::string kv = quant == KvQuant::kNone ? "" : quant == KvQuant::kInt8 ? ", int8 KV" : ", fp8 KV";
+    add("pages ahead" + kv + ", page 1, q4, sinks, capacity", [&](DecodeCase& c) {
+      c.kv_quant = quant; c.page_size = 1; c.q_seqlen = 4; c.sink_logits = true; c.seq_lens = {0, 4, 129, 1000, 4099};
+      c.local_window = 4096; c.config = ahead(DecodeConfig{quant == KvQuant::kNone ? 64 : 128, 4, 3, DecodeConfig::kSplitsFromCapacity});
+    });
+    add("pages ahead" + kv + ", page 1, bn32 wn2 st4, window 300, 3 splits", [&](DecodeCase& c) {
+      c.kv_quant = quant; c.page_size = 1; c.seq_lens = {1, 2, 95, 1000}; c.local_window = 300;
+      c.config = ahead(DecodeConfig{32, 2, 4, 3});
+    });
+    add("pages ahead" + kv + ", page_size 7, HND strided, bn64 wn2 st4, window 300", [&](DecodeCase& c) {
+      c.kv_quant = quant; c.page_size = 7; c.kv_layout = KvLayout::kHND; c.strided = true; c.seq_lens = {1, 95, 400, 1000};
+      c.local_window = 300; c.config = ahead(DecodeConfig{64, 2, 4, 2});
+    });
+  }
+  add("pages ahead, fp8 KV, page 16, pages first, bn128 wn4 st3 (the fp8 default), q4, sinks, capacity", [&](DecodeCase& c) {
+    c.kv_quant = KvQuant::kFp8E4M3; c.q_seqlen = 4; c.sink_logits = true; c.seq_lens = {0, 4, 129, 1000, 4099, 5000};
+    c.local_window = 4096; c.config = ahead(DecodeConfig{128, 4, 3, DecodeConfig::kSplitsFromCapacity});
+    c.config->pages_first = true;
+  });
+  add("pages ahead, page 1, head_dim 256, group 2, window 1024, capacity", [&](DecodeCase& c) {
+    c.head_dim = 256; c.group = 2; c.page_size = 1; c.seq_lens = {3, 1100, 2500}; c.local_window = 1024;
+    c.config = ahead(DecodeConfig{32, 2, 3, DecodeConfig::kSplitsFromCapacity});
+  });
+  add("pages ahead, page 1, head_dim 64, group 8, sinks, q2, pages first too", [&](DecodeCase& c) {
+    c.head_dim = 64; c.group = 8; c.page_size = 1; c.q_seqlen = 2; c.sink_logits = true; c.seq_lens = {2, 130, 700};
+    c.local_window = 128; c.config = ahead(DecodeConfig{64, 4, 3, 1});
+    c.config->pages_first = true;
+  });
+  // Gemma 3's shape on the tile its batch-8 default now takes (heuristic.cpp, schedule_allows): TMA pages bn32 wn2 st3
+  // over capacity splits, 8 sequences with a tail past the last whole tile, kv 0 and 1.
+  add("gemma 3 shape, head_dim 256, group 2, window 1024, producer 4 bn32 wn2 st3, capacity", [&](DecodeCase& c) {
+    c.head_dim = 256; c.group = 2; c.num_kv_heads = 4; c.global_window = 0; c.local_window = 1024;
+    c.seq_lens = {0, 1, 100, 1024, 1500, 2049, 3000, 4099};
+    c.config = DecodeConfig{32, 2, 3, DecodeConfig::kSplitsFromCapacity, DecodeConfig::kProducerTma};
+  });
+}
+
 }  // namespace
 
 void add_decode_knob_cases(const DecodeCaseAdder& add) {
   add_integer_score_cases(add);
   add_pages_first_cases(add);
+  add_pages_ahead_cases(add);
 }
 
 }  // namespace swajit

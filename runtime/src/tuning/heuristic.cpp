@@ -123,13 +123,19 @@ DecodeCandidate predict(const KernelSpec& spec, const DecodeConfig& config, cons
 // every pair in two or more (its merge is paid either way) and each of c's items keeps a pipeline's worth of tiles.
 // Measured on the H200: head_dim 256 at 128 pairs, where the default's 132 blocks cut nothing, 32-token tiles in 2
 // blocks per SM were 1.5-2.2x slower (run B of session 4); the gemma-3-27b preset (head_dim 128, window 1024) at
-// batch 8, where both cut, 1.38x faster (bn32_wn2_st3_sp4, run A); batch 1, 2 tiles an item, no faster.
-bool schedule_allows(const DecodeCandidate& c, int64_t pairs, int64_t visible_tokens, int64_t wide_slots,
+// batch 8, where both cut, 1.38x faster (bn32_wn2_st3_sp4, run A); batch 1, 2 tiles an item, no faster. Also where
+// the default keeps a single tile in flight per block (2 stages: head_dim 256) and the pairs fill at least half its
+// blocks, so that c's deeper pipelines over pieces of the pairs hold more bytes in flight per SM: Gemma 3 (head_dim
+// 256, window 1024) at batch 8 on the H200, TMA pages bn32 wn2 st3 46.2 us against the default's 57.3 (session 7
+// run B; the 1.5-2.2x loss above was every warp loading or bulk rows).
+bool schedule_allows(const DecodeCandidate& c, int64_t pairs, int64_t visible_tokens, const DecodeCandidate& wide,
                      const DeviceInfo& device) {
   const int64_t slots = int64_t(c.blocks_per_sm) * device.sm_count;
+  const int64_t wide_slots = int64_t(wide.blocks_per_sm) * device.sm_count;
   if (2 * pairs >= slots) return true;
   const int64_t item_tiles = pairs * max_visible_tiles(visible_tokens, c.config.block_n) / std::max<int64_t>(1, slots);
-  return visible_tokens > 0 && 2 * pairs <= wide_slots && item_tiles >= c.config.stages;
+  const bool wide_single_tile = wide.config.stages == 2 && c.config.stages > 2 && 2 * pairs >= wide_slots;
+  return visible_tokens > 0 && (2 * pairs <= wide_slots || wide_single_tile) && item_tiles >= c.config.stages;
 }
 
 // The narrow tile: half the tokens over half the warp columns (the same tokens per warp), with the pipeline depth
@@ -162,14 +168,29 @@ DecodeConfig narrow_tile(const KernelSpec& spec, const DecodeConfig& wide, int p
 // SM (min_blocks: uncapped, the 160-thread blocks ran one an SM), where the pages suit TMA boxes and two blocks fit
 // (fp8 b128 343.8 -> 288.3 us, int8 372.5 -> 296.2); else the cp.async loaders reading a tile's block_table entries
 // before checking any (pages_first: fp8 303.8, int8 326.1). integer_scores stays off: level at q1, 8% slower at q4
-// beside the TMA pages.
+// beside the TMA pages. Since session 7 the every-warp loaders also read each tile's entries a tile step ahead
+// (pages_ahead), and fp8 keeps them: run B2, b32 / b128 q1 79.8 / 288.0 us, q4 87.5 / 312.2 against the TMA pages'
+// 84.0 / 291.2 and 90.1 / 312.3. int8 (two instructions a pair to widen in the compute warps, not measured that way)
+// keeps the TMA pages.
 DecodeConfig with_kv8_knobs(const KernelSpec& spec, DecodeConfig config, const DeviceInfo& device) {
   config.pages_first = true;
-  if (device.cc_major < 9) return config;
+  config.pages_ahead = true;
+  if (device.cc_major < 9 || spec.kv_quant == KvQuant::kFp8E4M3) return config;
   DecodeConfig tma = config;
   tma.producer = DecodeConfig::kProducerTma;
+  tma.pages_ahead = false;  // an every-warp loader's knob
   tma.min_blocks = 2;
   return runs_spec(tma, spec) && resident_blocks(spec, tma, device) >= tma.min_blocks ? tma : config;
+}
+
+// Every-warp loaders read the next tile's block_table entries a tile step ahead (pages_ahead), so that their round
+// trip passes during a tile's math instead of before its copies. H200, session 7 runs B and B2, grid shape (the
+// heuristic's tiles), us: pages of one token q1 b32 / b128 / b256 271.1 / 813.4 / 1603.0 -> 136.8 / 507.8 / 998.4
+// (FlashInfer 145.9 / 520.7 / 1018.3); page 16 q1 151.4 / 532.4 / 1057.4 -> 135.1 / 507.3 / 988.1, q4 158.4 / 545.7 /
+// 1082.5 -> 140.6 / 516.4 / 1008.5.
+DecodeConfig with_pages_ahead(DecodeConfig config) {
+  if (config.producer == DecodeConfig::kLoadersAllWarps) config.pages_ahead = true;
+  return config;
 }
 
 DecodeConfig with_page_copies(const KernelSpec& spec, DecodeConfig config) {
@@ -205,7 +226,7 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& d
     return tma_layout_ok || c.producer != DecodeConfig::kProducerTma ? c : without_tma_pages(spec, c);
   };
   if (spec.kv_quant != KvQuant::kNone) return for_layout(with_kv8_knobs(spec, wide, device));
-  if (sequence_heads <= 0) return wide;
+  if (sequence_heads <= 0) return with_pages_ahead(wide);
   const MemorySystem memory = memory_system(device);
   // Pairs too short for the work schedule to cut (the default's tiles decide, as for the capacity rule's direct
   // grid: paged_decode.cpp) run on the direct grid whatever the tile: a block per pair, in waves.
@@ -222,7 +243,7 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& d
   if (device.cc_major >= 9) others.push_back(narrow_tile(spec, wide, DecodeConfig::kProducerBulk, device, memory));
   const int64_t direct_grid_blocks = direct ? sequence_heads : 0;
   DecodeCandidate best = predict(spec, wide, device, memory, direct_grid_blocks);
-  const int64_t wide_slots = int64_t(best.blocks_per_sm) * device.sm_count;
+  const DecodeCandidate wide_candidate = best;
   for (DecodeConfig config : others) {
     if (direct) config.num_splits = 1;
     if (!runs_spec(config, spec)) continue;  // e.g. deeper than DecodeConfig's stage limit
@@ -235,19 +256,21 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& d
       best = c;
       continue;
     }
-    if (c.waves == best.waves && schedule_allows(c, sequence_heads, visible_tokens, wide_slots, device) &&
+    if (c.waves == best.waves && schedule_allows(c, sequence_heads, visible_tokens, wide_candidate, device) &&
         c.tokens_per_s_per_sm > best.tokens_per_s_per_sm * (1 + kTieMargin))
       best = c;
   }
-  return for_layout(with_page_copies(spec, best.config));
+  return for_layout(with_pages_ahead(with_page_copies(spec, best.config)));
 }
 
 DecodeConfig without_tma_pages(const KernelSpec& spec, DecodeConfig config) {
   if (spec.kv_quant == KvQuant::kNone) {
     config.producer = DecodeConfig::kProducerBulk;
+    config.pages_ahead = false;  // an every-warp loader's knob
   } else {
     config.producer = DecodeConfig::kLoadersAllWarps;
     config.min_blocks = 1;
+    config.pages_ahead = true;
   }
   return config;
 }

@@ -306,8 +306,11 @@ std::vector<DecodeConfig> decode_config_space(const KernelSpec& spec, int max_sp
     for (int warps_n : kWarpsNs)
       for (int stages : stage_counts(spec, block_n, warps_n, device))
         // The capacity schedule (kSplitsFromCapacity: 0), then fixed counts 1, 2, 4, ...
-        for (int splits = DecodeConfig::kSplitsFromCapacity; splits <= std::max(1, max_splits); splits = std::max(1, 2 * splits))
-          add_if_valid(space, DecodeConfig{block_n, warps_n, stages, splits}, spec);
+        for (int splits = DecodeConfig::kSplitsFromCapacity; splits <= std::max(1, max_splits); splits = std::max(1, 2 * splits)) {
+          DecodeConfig c{block_n, warps_n, stages, splits};
+          c.pages_ahead = true;  // every warp loading: the read order the heuristic takes (heuristic.cpp, with_pages_ahead)
+          add_if_valid(space, c, spec);
+        }
   return space;
 }
 
@@ -333,6 +336,10 @@ DecodeTuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& d
   const int max_splits = std::clamp(kMaxWavesOfSplits * device.sm_count * 2 / std::max(1, block_rows), 1, max_tiles);
   std::vector<DecodeConfig> space = decode_config_space(problem.spec, max_splits, &device);
   if (std::find(space.begin(), space.end(), report.heuristic) == space.end()) space.push_back(report.heuristic);
+  DecodeConfig pages_ahead = report.heuristic;  // the heuristic's tile with the other block_table read order
+  pages_ahead.pages_ahead = !pages_ahead.pages_ahead;
+  if (runs_spec(pages_ahead, problem.spec) && std::find(space.begin(), space.end(), pages_ahead) == space.end())
+    space.push_back(pages_ahead);
 
   // Build every compile config in parallel, each for the grid its timed calls run (a module per grid: with_call_grid);
   // resources come from the compiled functions themselves.
