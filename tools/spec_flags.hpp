@@ -66,7 +66,8 @@ struct SpecFlags {
 struct ConfigFlags {
   std::optional<int> block_m, block_n, warps_n, stages, num_splits, m_tiles, min_blocks, warp_specialize, producer,
       producer_registers;
-  std::optional<bool> wgmma, tma, persistent, mma, token_split, fused_merge, l2_prefetch, mla, integer_scores, pages_first;
+  std::optional<bool> wgmma, tma, persistent, mma, token_split, fused_merge, l2_prefetch, mla, integer_scores, pages_first,
+      l2_ahead, table_prefetch;
   void add_to(CLI::App& app) {
     app.add_option("--block-m", block_m, "prefill: query rows per block");
     app.add_option("--m-tiles", m_tiles, "prefill: 16-row mma tiles per warp (1 or 2)");
@@ -75,7 +76,7 @@ struct ConfigFlags {
     app.add_option("--warp-specialize", warp_specialize,
                    "prefill, wgmma: 0 all warps load, 1 producer/consumer warpgroups, 2 also S(t+1) before softmax(t), 3 also ping-pong (block_m 128)");
     app.add_option("--tma", tma, "prefill, warp specialized: K/V tiles moved by the TMA engine (true/false)");
-    app.add_option("--persistent", persistent, "prefill, tma: one block per SM slot taking the work items in turn (true/false)");
+    app.add_option("--persistent", persistent, "prefill, tma; sparse_decode, token split without a window: one block per SM slot taking the work items in turn (true/false)");
     app.add_option("--producer-registers", producer_registers,
                    "prefill, warp specialized: the producer's registers after setmaxnreg (24..56, multiple of 8; the consumers get the rest)");
     app.add_option("--block-n", block_n, "KV tokens per tile");
@@ -93,11 +94,14 @@ struct ConfigFlags {
     app.add_option("--mma", mma, "sparse_decode: tensor cores (true/false; false: the CUDA-core kernel)");
     app.add_option("--token-split", token_split, "sparse_decode, mma: the warps split each tile's candidates (true/false)");
     app.add_option("--l2-prefetch", l2_prefetch, "sparse_decode: each gathered row's copies fetch its aligned 256-byte block into L2 (true/false)");
+    app.add_option("--l2-ahead", l2_ahead, "sparse_decode, not mla: prefetch each candidate's rows into L2 an iteration before its copies (true/false)");
+    app.add_option("--table-prefetch", table_prefetch, "sparse_decode, not mla: ask L2 for the sequence's block_table row at the block's start (true/false)");
     app.add_option("--mla", mla, "sparse_decode, mma: the MLA kernel (shared 576 / 512, sm_90a; true/false; true sets bn64 st2)");
   }
   bool any() const {
     return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || persistent ||
-           producer_registers || mma || producer || token_split || fused_merge || l2_prefetch || mla || integer_scores || pages_first;
+           producer_registers || mma || producer || token_split || fused_merge || l2_prefetch || mla || integer_scores || pages_first ||
+           l2_ahead || table_prefetch;
   }
   // Flags given on top of `base`.
   DecodeConfig apply(DecodeConfig base) const {
@@ -119,6 +123,9 @@ struct ConfigFlags {
     if (mma) base.mma = *mma;
     base.token_split = token_split.value_or(base.token_split && base.mma);  // --mma false: the CUDA-core kernel
     if (l2_prefetch) base.l2_prefetch = *l2_prefetch;
+    if (l2_ahead) base.l2_ahead = *l2_ahead;
+    if (table_prefetch) base.table_prefetch = *table_prefetch;
+    if (persistent) base.persistent = *persistent;
     base.mla = mla.value_or(base.mla && base.mma && !base.token_split);
     if (warp_specialize) base.warp_specialize = base.mla && *warp_specialize > 0;
     if (mla && *mla) {  // the MLA kernel and its tiles (SparseDecodeConfig::validate)

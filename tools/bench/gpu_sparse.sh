@@ -7,6 +7,10 @@
 # and 128 and the bench again: each tuned row (config "(tuned)") beside the heuristic's time (last column). Every time is a
 # CUDA graph replay (one call per replica cache, L2 evicted before each replay), as the peers are timed.
 # With MODE=profile (or a third argument "profile") it ends with a short ncu profile of the batch-128 topk-2048 kernel.
+# With MODE=knobs (the mid-session runs) it skips the tuner and instead times the same rows on session 6's binary
+# (BASE: CARRY/../mainI/swajit, when there) and each of KNOB_CONFIGS on batch 32 and 128 right after the heuristic's
+# config in the same process (`bench sparse --configs`), then profiles the batch-32 topk-512 and batch-128 kv-131072
+# topk-2048 kernels with ncu (stall reasons).
 # The FlashInfer / torch rows of the same shapes: python3 tools/bench/sparse_peers.py a --batch 1,32,128.
 # Usage, from the root of a checkout (binaries built by tools/bench/prepare_gpu_carry.sh into CARRY):
 #   bash tools/bench/gpu_sparse.sh CARRY LOGDIR [profile]
@@ -27,16 +31,53 @@ echo "==== correctness: swajit check --device cuda --family sparse_decode (the m
 start=$SECONDS
 timeout 40 $bin/swajit check --device cuda --family sparse_decode > "$out/check.log" 2>&1; rc=$?
 echo "swajit check sparse decode: $([ $rc -eq 0 ] && echo PASS || echo FAIL rc=$rc) ($((SECONDS - start)) s)"
-grep -v "^PASS" "$out/check.log" | tail -8
+grep -E "^FAIL" "$out/check.log" | head -12
+grep -v "^PASS" "$out/check.log" | tail -4
 
-echo "==== bf16 matmul rate for the floor (torch, 8192^3)"
-mm=$(timeout 30 bash "$here/matmul_tflops.sh")
-echo "matmul: ${mm:=0} TFLOP/s"
+if [ "$mode" = knobs ]; then
+  mm=0  # shape a's floors are its bytes (its FLOPs take a twentieth of that time): no torch start-up in a short run
+else
+  echo "==== bf16 matmul rate for the floor (torch, 8192^3)"
+  mm=$(timeout 30 bash "$here/matmul_tflops.sh")
+  echo "matmul: ${mm:=0} TFLOP/s"
+fi
 
 echo "==== bench sparse, shape a, the heuristic (us, floor us, % of floor: >= 80% wanted at batch >= 32)"
 timeout 30 $bin/swajit bench sparse --shape a --batch 1,32,128 --reps 10 --matmul-tflops "$mm" > "$out/bench_default.log" 2>&1
 head -2 "$out/bench_default.log"
 rows_or_tail "$out/bench_default.log"
+
+base=$bin/../mainI
+if [ -x "$base/swajit" ]; then
+  echo "==== BASE (session 6's binary, $base): the same rows"
+  LD_LIBRARY_PATH=$PWD/$base/lib timeout 25 "$base/swajit" bench sparse --shape a --batch 1,32,128 --reps 10 \
+    --matmul-tflops "$mm" > "$out/bench_base.log" 2>&1
+  rows_or_tail "$out/bench_base.log"
+fi
+
+if [ "$mode" = knobs ]; then
+  # the gather's knobs and tiles, each right after the heuristic's config on the same workload (last column)
+  configs=${KNOB_CONFIGS:-bn64_st2_mma_ts_la,bn64_st2_mma_ts_tp,bn64_st2_mma_ts_pe,bn64_st2_mma_ts_la_pe,bn32_st3_mma_ts,bn32_st3_mma_ts_pe,bn32_st3_mma_ts_la_pe}
+  echo "==== knobs beside the heuristic, batch 32 and 128: $configs"
+  timeout 45 $bin/swajit bench sparse --shape a --batch 32,128 --reps 10 --matmul-tflops "$mm" --configs "$configs" \
+    > "$out/bench_knobs.log" 2>&1
+  rows_or_tail "$out/bench_knobs.log"
+  ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+  if [ -n "$ncu" ]; then
+    export SWAJIT_SHIPPED=0
+    for row in "32 512 32768" "128 2048 131072"; do
+      set -- $row
+      echo "==== ncu: batch $1 topk $2 kv $3, the heuristic's kernel (ncu_b$1_k$2.log)"
+      timeout 20 "$ncu" -k regex:sparse_decode --launch-skip 1 --launch-count 1 --section SpeedOfLight \
+        --section MemoryWorkloadAnalysis --section Occupancy --section WarpStateStats --section SchedulerStats \
+        --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio" \
+        "$bin/swajit" bench sparse --shape a --batch "$1" --topk "$2" --kv-len "$3" --reps 3 > "$out/ncu_b$1_k$2.log" 2>&1
+      grep -E "Duration|DRAM Throughput|L2 Cache Throughput|L2 Hit|Achieved Occupancy|Warp Cycles Per Issued|No Eligible" "$out/ncu_b$1_k$2.log" | head -8
+      grep -E "issue_stalled" "$out/ncu_b$1_k$2.log" | sort -k3 -g -r | head -6
+    done
+  fi
+  exit 0
+fi
 
 echo "==== tune --family sparse_decode: shape a, kv 32768, topk 512 and 2048, batch 1, 32, 128; then the bench with the winners"
 unset SWAJIT_SHIPPED

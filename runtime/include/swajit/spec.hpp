@@ -197,8 +197,15 @@ struct SparseDecodeConfig {
                         // key flag "_mla" after "_mma"
   bool warp_specialize = false;  // mla: a scoring warpgroup beside the two accumulating ones, mbarriers between them
                                  // (templates/sparse_decode_mla_ws.cuh); key flag "_ws" after "_mla"
+  bool l2_ahead = false;        // not mla: each candidate's K and V rows are prefetched into L2 when its lookup is
+                                // stored, an iteration before its copies (a tile more in flight than the stages hold); "_la"
+  bool table_prefetch = false;  // not mla: the block asks L2 for its sequence's block_table row at its start, beside the
+                                // first index loads (the page lookups then hit L2); key flag "_tp"
+  bool persistent = false;      // token_split without a local window: one block per resident slot taking its (sequence,
+                                // kv head, split) items in turn, the gather running on into the next item's tiles while
+                                // one finishes (no pipeline fill per item); key flag "_pe"
 
-  std::string compile_key() const;  // e.g. "bn64_st2", "bn64_st2_mma", "bn64_st2_mma_ts", "bn64_st2_mma_ts_l2"
+  std::string compile_key() const;  // e.g. "bn64_st2", "bn64_st2_mma", "bn64_st2_mma_ts", "bn64_st2_mma_ts_l2_la_tp_pe"
   std::string key() const;          // compile_key() + "_sp<num_splits>"
   static SparseDecodeConfig from_key(std::string_view key);
   void validate(const KernelSpec& spec) const;

@@ -2,6 +2,7 @@
 // CPU backend (templates/sparse_decode_cpu.cpp).
 #include <algorithm>
 #include <climits>
+#include <limits>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -278,6 +279,15 @@ int sparse_decode_splits(const SparseDecodeProblem& p, const SparseDecodeConfig&
 
 namespace {
 
+// Blocks of the loaded kernel resident on the whole device at once (its registers and shared memory per SM).
+int64_t resident_blocks(const LoadedSparseDecodeKernel& kernel, const DeviceInfo& device) {
+  int blocks_per_sm = 0;
+  cuda::check(cuda::driver().cuOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel.main, kernel.geometry.threads,
+                                                                         kernel.geometry.shared_bytes),
+              "cuOccupancyMaxActiveBlocksPerMultiprocessor");
+  return int64_t(device.sm_count) * std::max(1, blocks_per_sm);
+}
+
 void run_cuda_sparse(SparseDecodeProblem& p, const SparseDecodeOptions& options, CUstream stream) {
   cuda::ScopedDeviceContext scope(p.device_ordinal);
   const DeviceInfo& device = cuda_device(p.device_ordinal);
@@ -302,10 +312,16 @@ void run_cuda_sparse(SparseDecodeProblem& p, const SparseDecodeOptions& options,
   if (int64_t(p.num_kv_heads) > kMaxGridYZ || int64_t(p.spec.q_seqlen) * config.num_splits > kMaxGridYZ)
     fail("num_kv_heads or q_seqlen x num_splits exceeds CUDA's grid limit of 65535");
   const unsigned batch = unsigned(p.batch);
-  // x: a sequence's q head blocks next to each other (templates/sparse_decode.cuh, block_work)
-  cuda::launch_dependent(device, stream, kernel.main,
-                         {unsigned(int64_t(p.batch) * g.row_blocks), unsigned(p.num_kv_heads), unsigned(p.spec.q_seqlen * config.num_splits)},
-                         g.threads, g.shared_bytes, args, "cuLaunchKernelEx(sparse_decode)");
+  // x: a sequence's q head blocks next to each other (templates/sparse_decode.cuh, block_work); persistent: one block
+  // per resident slot, taking the items of that grid in turn
+  const int64_t items = int64_t(p.batch) * g.row_blocks * p.num_kv_heads * p.spec.q_seqlen * config.num_splits;
+  if (config.persistent && items > std::numeric_limits<int>::max())  // the kernel numbers the items with int
+    fail("batch x num_kv_heads x q_seqlen x num_splits = " + std::to_string(items) + " exceeds 2^31 - 1 for a persistent config");
+  const cuda::GridShape grid =
+      config.persistent ? cuda::GridShape{unsigned(std::min(items, resident_blocks(kernel, device))), 1, 1}
+                        : cuda::GridShape{unsigned(int64_t(p.batch) * g.row_blocks), unsigned(p.num_kv_heads),
+                                          unsigned(p.spec.q_seqlen * config.num_splits)};
+  cuda::launch_dependent(device, stream, kernel.main, grid, g.threads, g.shared_bytes, args, "cuLaunchKernelEx(sparse_decode)");
   if (config.num_splits > 1)
     cuda::launch_dependent(device, stream, kernel.merge, {batch, unsigned(p.num_kv_heads), unsigned(g.rows)},
                            g.merge_threads, 0, args, "cuLaunchKernelEx(sparse_decode merge)");
