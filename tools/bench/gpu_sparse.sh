@@ -57,7 +57,7 @@ fi
 
 if [ "$mode" = knobs ]; then
   # the gather's knobs and tiles, each right after the heuristic's config on the same workload (last column)
-  configs=${KNOB_CONFIGS:-bn64_st2_mma_ts_la,bn64_st2_mma_ts_tp,bn64_st2_mma_ts_pe,bn64_st2_mma_ts_la_pe,bn32_st3_mma_ts,bn32_st3_mma_ts_pe,bn32_st3_mma_ts_la_pe}
+  configs=${KNOB_CONFIGS:-bn64_st2_mma_ts_la,bn64_st2_mma_ts_tp,bn32_st3_mma_ts,bn64_st2_mma_ts_pe,bn64_st2_mma_ts_la_pe,bn32_st3_mma_ts_pe}
   echo "==== knobs beside the heuristic, batch 32 and 128: $configs"
   timeout 45 $bin/swajit bench sparse --shape a --batch 32,128 --reps 10 --matmul-tflops "$mm" --configs "$configs" \
     > "$out/bench_knobs.log" 2>&1
@@ -68,7 +68,7 @@ if [ "$mode" = knobs ]; then
     for row in "32 512 32768" "128 2048 131072"; do
       set -- $row
       echo "==== ncu: batch $1 topk $2 kv $3, the heuristic's kernel (ncu_b$1_k$2.log)"
-      timeout 20 "$ncu" -k regex:sparse_decode --launch-skip 1 --launch-count 1 --section SpeedOfLight \
+      timeout 15 "$ncu" -k regex:sparse_decode --launch-skip 1 --launch-count 1 --section SpeedOfLight \
         --section MemoryWorkloadAnalysis --section Occupancy --section WarpStateStats --section SchedulerStats \
         --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio" \
         "$bin/swajit" bench sparse --shape a --batch "$1" --topk "$2" --kv-len "$3" --reps 3 > "$out/ncu_b$1_k$2.log" 2>&1
