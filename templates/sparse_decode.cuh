@@ -364,18 +364,22 @@ struct Gather {
     if (threadIdx.x < lines) prefetch_l2(first - reinterpret_cast<unsigned long long>(first) % kLineBytes + threadIdx.x * kLineBytes);
   }
   // Tile t's K rows (and V rows) of kKRowBytes (kVRowBytes) each into its stage, zero-filled where there is nothing.
-  // When the threads are whole rows of 16-byte chunks (kThreads a multiple of kChunksPerToken), each thread copies
-  // the same chunk of every kTokensPerPass-th row: its cache, column and destination offsets are fixed, and a copy
-  // costs one ring read of the row's offset, an add and the cp.async.
+  // When the threads are whole rows' worth of copiers (kThreads a multiple of kCopiersPerToken), each thread copies
+  // the same kRepeat chunks, a 128-byte line apart, of every kTokensPerPass-th row: its cache, column and destination
+  // offsets are fixed, and a row's kRepeat copies cost one ring read of its offset and the cp.asyncs. The lanes of
+  // one copy instruction still cover whole lines (kLineChunks consecutive chunks of a row).
+  static constexpr int kLineChunks = 8;  // 16-byte chunks of a 128-byte line
+  static constexpr int kRepeat = kKChunks % kLineChunks == 0 && (kSharedKv || kVChunks == kKChunks) ? kKChunks / kLineChunks : 1;
   __device__ __forceinline__ void copy(int t) const {
     constexpr int kChunksPerToken = kKChunks + (kSharedKv ? 0 : kVChunks);
+    constexpr int kCopiersPerToken = kChunksPerToken / kRepeat, kKCopiers = kKChunks / kRepeat;
     const TileRow* tile_rows = rows(t);
     unsigned char* dst_stage = stages + (t % kStages) * kStageBytes;
-    if constexpr (kThreads % kChunksPerToken == 0) {
-      constexpr int kTokensPerPass = kThreads / kChunksPerToken;
-      const int chunk = threadIdx.x % kChunksPerToken;
-      const bool is_k = chunk < kKChunks;
-      const int c = is_k ? chunk : chunk - kKChunks;
+    if constexpr (kThreads % kCopiersPerToken == 0) {
+      constexpr int kTokensPerPass = kThreads / kCopiersPerToken;
+      const int copier = threadIdx.x % kCopiersPerToken;
+      const bool is_k = copier < kKCopiers;
+      const int c = is_k ? copier : copier - kKCopiers;  // chunks c, c + kKCopiers, ... of the row
       const int head = tile_kv_head(t);
       const char* base = (is_k ? k_row_base(head) : v_row_base(head)) + c * 16;
       const long long* offsets = is_k ? &tile_rows[0].k_offset : &tile_rows[0].v_offset;  // row r's: offsets[r * kOffsetStride]
@@ -383,12 +387,15 @@ struct Gather {
       const u32 dst = smem_u32(dst_stage) + (is_k ? 0 : kBlockN * kKRowBytes) + c * 16;
       const int row_bytes = is_k ? kKRowBytes : kVRowBytes;
       constexpr int kPasses = (kBlockN + kTokensPerPass - 1) / kTokensPerPass;  // (a fixed count: no remainder loop)
-      const int first_token = threadIdx.x / kChunksPerToken;
+      const int first_token = threadIdx.x / kCopiersPerToken;
 #pragma unroll 4
       for (int pass = 0; pass < kPasses; ++pass) {
         const int token = first_token + pass * kTokensPerPass;
         if (kBlockN % kTokensPerPass != 0 && token >= kBlockN) break;
-        cp_async_row_chunk<kL2PrefetchBytes>(dst + u32(token * row_bytes), base, offsets[token * kOffsetStride]);
+        const long long offset = offsets[token * kOffsetStride];
+#pragma unroll
+        for (int r = 0; r < kRepeat; ++r)
+          cp_async_row_chunk<kL2PrefetchBytes>(dst + u32(token * row_bytes + r * kKCopiers * 16), base + r * kKCopiers * 16, offset);
       }
     } else {
       const int head = tile_kv_head(t);

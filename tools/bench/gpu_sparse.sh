@@ -9,8 +9,8 @@
 # With MODE=profile (or a third argument "profile") it ends with a short ncu profile of the batch-128 topk-2048 kernel.
 # With MODE=knobs (the mid-session runs) it skips the tuner and instead times the same rows on session 6's binary
 # (BASE: CARRY/../mainI/swajit, when there) and each of KNOB_CONFIGS on batch 32 and 128 right after the heuristic's
-# config in the same process (`bench sparse --configs`), then profiles the batch-32 topk-512 and batch-128 kv-131072
-# topk-2048 kernels with ncu (stall reasons).
+# config in the same process (`bench sparse --configs`), then (KNOB_NCU=1) profiles the batch-32 topk-512 and
+# batch-128 kv-131072 topk-2048 kernels with ncu (stall reasons), and in what time is left tunes batch 128.
 # The FlashInfer / torch rows of the same shapes: python3 tools/bench/sparse_peers.py a --batch 1,32,128.
 # Usage, from the root of a checkout (binaries built by tools/bench/prepare_gpu_carry.sh into CARRY):
 #   bash tools/bench/gpu_sparse.sh CARRY LOGDIR [profile]
@@ -57,13 +57,12 @@ fi
 
 if [ "$mode" = knobs ]; then
   # the gather's knobs and tiles, each right after the heuristic's config on the same workload (last column)
-  configs=${KNOB_CONFIGS:-bn64_st2_mma_ts_la,bn64_st2_mma_ts_tp,bn32_st3_mma_ts,bn64_st2_mma_ts_pe,bn64_st2_mma_ts_la_pe,bn32_st3_mma_ts_pe}
+  configs=${KNOB_CONFIGS:-bn64_st2_mma_ts_la,bn64_st2_mma_ts_tp,bn32_st3_mma_ts,bn64_st3_mma_ts,bn64_st2_mma_ts_pe,bn64_st2_mma_ts_la_pe,bn32_st3_mma_ts_pe}
   echo "==== knobs beside the heuristic, batch 32 and 128: $configs"
   timeout 45 $bin/swajit bench sparse --shape a --batch 32,128 --reps 10 --matmul-tflops "$mm" --configs "$configs" \
     > "$out/bench_knobs.log" 2>&1
   rows_or_tail "$out/bench_knobs.log"
-  ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
-  if [ -n "$ncu" ]; then
+  if [ -n "${KNOB_NCU:-}" ] && ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null | head -1); then
     export SWAJIT_SHIPPED=0
     for row in "32 512 32768" "128 2048 131072"; do
       set -- $row
@@ -74,6 +73,16 @@ if [ "$mode" = knobs ]; then
         "$bin/swajit" bench sparse --shape a --batch "$1" --topk "$2" --kv-len "$3" --reps 3 > "$out/ncu_b$1_k$2.log" 2>&1
       grep -E "Duration|DRAM Throughput|L2 Cache Throughput|L2 Hit|Achieved Occupancy|Warp Cycles Per Issued|No Eligible" "$out/ncu_b$1_k$2.log" | head -8
       grep -E "issue_stalled" "$out/ncu_b$1_k$2.log" | sort -k3 -g -r | head -6
+    done
+  fi
+  # what time is left: the tuner's winners at batch 128 (kv 32768, topk 512 and 2048) beside the heuristic
+  if [ $SECONDS -lt 80 ]; then
+    echo "==== tune --family sparse_decode: shape a, batch 128, kv 32768, topk 512 and 2048"
+    for shard in 0/4 1/4; do
+      left=$((100 - SECONDS))
+      [ $left -gt 5 ] || break
+      timeout $left $bin/swajit tune --family sparse_decode --sparse-preset a --sparse-batch 128 --shard $shard \
+        --quick-reps 3 --final-reps 10 2>&1 | tee -a "$out/tune.log" | grep -E "^\| (a|shape) |tuned in|rror"
     done
   fi
   exit 0
