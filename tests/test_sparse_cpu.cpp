@@ -171,8 +171,8 @@ TEST_CASE("sparse tuning: the config space, its keys and records, the presets an
   call.topk = 2048;
   const KernelSpec a = sparse_decode_kernel_spec(call);  // shape a: 64 q / 8 kv heads, d128
   const std::vector<SparseDecodeConfig> space = sparse_config_space(a, 16);
-  // block_n x stages x (column split, token split, persistent token split) x L2 prefetch x splits 1, 2, 3, 4, 6, 8, 16
-  CHECK(space.size() == 3 * 3 * 3 * 2 * 7);
+  // block_n x stages x (column split, token split) x L2 prefetch x splits 1, 2, 3, 4, 6, 8, 16
+  CHECK(space.size() == 3 * 3 * 2 * 2 * 7);
   bool token_split = false;
   for (const SparseDecodeConfig& c : space) {
     INFO(c.key());

@@ -444,12 +444,10 @@ std::vector<SparseDecodeConfig> sparse_config_space(const KernelSpec& spec, int 
     for (int stages : kSparseStages)
       for (const auto& [mma, token_split] : kernels)
         for (bool l2_prefetch : {false, true})
-          for (bool persistent : {false, true})  // (token split without a window only: add_if_valid)
-            for (int splits : kSparseSplits)  // 3 and 6: grids of one or two pairs per resident block whole waves
-              if (splits == 1 || splits <= max_splits)
-                add_if_valid(space, SparseDecodeConfig{.block_n = block_n, .stages = stages, .num_splits = splits, .mma = mma,
-                                                       .token_split = token_split, .l2_prefetch = l2_prefetch,
-                                                       .persistent = persistent}, spec);
+          for (int splits : kSparseSplits)  // 3 and 6: grids of one or two pairs per resident block whole waves
+            if (splits == 1 || splits <= max_splits)
+              add_if_valid(space, SparseDecodeConfig{.block_n = block_n, .stages = stages, .num_splits = splits, .mma = mma,
+                                                     .token_split = token_split, .l2_prefetch = l2_prefetch}, spec);
   return space;
 }
 
