@@ -242,9 +242,7 @@ SparseDecodePlan plan_sparse_decode(const SparseDecodeProblem& p, const SparseDe
       }
     }
   }
-  SparseDecodeConfig c = sparse_decode_heuristic(p.spec, device);
-  c.num_splits = sparse_decode_splits(p, c, device);
-  return {c, SparseDecodePlan::Origin::kHeuristic};
+  return {sparse_decode_default(p, device), SparseDecodePlan::Origin::kHeuristic};
 }
 
 namespace {
@@ -256,7 +254,32 @@ int64_t resident_blocks_per_sm(const DeviceInfo& device, int shared_bytes, int t
   return std::max<int64_t>(1, std::min(by_shared, by_threads));
 }
 
+// A third stage for the token-split kernel when the grid is one block per item (no splits) and the items are long
+// (16 tiles or more, so the deeper pipeline's fill is paid rarely) or the grid fits one wave of the deeper blocks
+// (two per SM instead of three at head_dim 128). H200, session 7 run B2, shape a, us (two stages in brackets): topk
+// 2048 batch 128 279.9 (284.4) at kv 32768 and 284.6 (322.9) at kv 131072; batch 32 topk 512 26.5 (27.7); but batch
+// 128 topk 512, whose short items queue for the fewer slots, 97.4 (93.7): not taken there.
+SparseDecodeConfig deepen_pipeline(const SparseDecodeProblem& p, const SparseDecodeConfig& c, const DeviceInfo& device) {
+  constexpr int kLongItemTiles = 16, kDeepStages = 3;
+  if (!c.token_split || c.stages >= kDeepStages || c.num_splits != 1) return c;
+  SparseDecodeConfig deep = c;
+  deep.stages = kDeepStages;
+  const SparseDecodeGeometry g = sparse_decode_geometry(p.spec, deep);
+  if (g.shared_bytes > device.max_shared_per_block_optin) return c;
+  const int64_t blocks = int64_t(p.batch) * p.num_kv_heads * g.row_blocks * p.spec.q_seqlen;
+  const int64_t resident = int64_t(device.sm_count) * resident_blocks_per_sm(device, g.shared_bytes, g.threads);
+  const int candidates = p.params.topk + (p.call.local_window > 0 ? p.call.local_window : 0);
+  const int tiles = (candidates + c.block_n - 1) / c.block_n;
+  return tiles >= kLongItemTiles || blocks <= resident ? deep : c;
+}
+
 }  // namespace
+
+SparseDecodeConfig sparse_decode_default(const SparseDecodeProblem& p, const DeviceInfo& device) {
+  SparseDecodeConfig c = sparse_decode_heuristic(p.spec, device);
+  c.num_splits = sparse_decode_splits(p, c, device);
+  return deepen_pipeline(p, c, device);
+}
 
 // Splits: as many as keep the grid within one wave of resident blocks (the resident blocks per SM from the device's
 // shared memory and threads and the kernel's geometry), each split keeping at least a pipeline's depth of tiles unless

@@ -26,6 +26,9 @@ SparseDecodeConfig sparse_decode_heuristic(const KernelSpec& spec, int max_share
 SparseDecodeConfig sparse_decode_heuristic(const KernelSpec& spec, const DeviceInfo& device, bool tensor_cores = true);
 // The heuristic's splits of `config` for the call `p` on `device`.
 int sparse_decode_splits(const SparseDecodeProblem& p, const SparseDecodeConfig& config, const DeviceInfo& device);
+// The heuristic's whole config for the call `p` on `device`: sparse_decode_heuristic, its splits, and a deeper
+// pipeline where a grid of one block per item gains from it.
+SparseDecodeConfig sparse_decode_default(const SparseDecodeProblem& p, const DeviceInfo& device);
 // The tuning database's shape bucket of a call: bh<batch x kv heads>_n<candidates per row (topk + window)>, each
 // rounded up to a power of two (what sets the grid and each block's work).
 std::string sparse_bucket_key(const SparseDecodeProblem& p);
