@@ -3,17 +3,18 @@
 # CUDA: the whole sparse matrix, every case on the default path and again on the CUDA-core kernel, "[CUDA cores]"),
 # then `swajit bench sparse` on shape a (64 q / 8 kv heads, d128; batch 1, 32, 128; topk 512 / 2048; kv 32768 /
 # 131072) beside the floor (max(bytes / read bandwidth, FLOPs / matmul rate), both measured in the run) with the
-# heuristic's configs, then `swajit tune --family sparse_decode` on the kv-32768 rows (topk 512 and 2048) of batch 1, 32
-# and 128 and the bench again: each tuned row (config "(tuned)") beside the heuristic's time (last column). Every time is a
-# CUDA graph replay (one call per replica cache, L2 evicted before each replay), as the peers are timed.
+# heuristic's configs, the same rows on session 6's binary (BASE: CARRY/../mainI/swajit, when there), then `swajit tune
+# --family sparse_decode` on the kv-32768 rows (topk 512 and 2048) of batch 1, 32 and 128 and the bench again: each
+# tuned row (config "(tuned)") beside the heuristic's time (last column). Every time is a CUDA graph replay (one call
+# per replica cache, L2 evicted before each replay), as the peers are timed.
 # With MODE=profile (or a third argument "profile") it ends with a short ncu profile of the batch-128 topk-2048 kernel.
-# With MODE=knobs (the mid-session runs) it skips the tuner and instead times the same rows on session 6's binary
-# (BASE: CARRY/../mainI/swajit, when there) and each of KNOB_CONFIGS on batch 32 and 128 right after the heuristic's
+# With MODE=knobs (the mid-session runs) it skips the tuner and instead times each of KNOB_CONFIGS on batch 32 and 128
+# right after the heuristic's
 # config in the same process (`bench sparse --configs`), then (KNOB_NCU=1) profiles the batch-32 topk-512 and
 # batch-128 kv-131072 topk-2048 kernels with ncu (stall reasons), and in what time is left tunes batch 128.
 # The FlashInfer / torch rows of the same shapes: python3 tools/bench/sparse_peers.py a --batch 1,32,128.
 # Usage, from the root of a checkout (binaries built by tools/bench/prepare_gpu_carry.sh into CARRY):
-#   bash tools/bench/gpu_sparse.sh CARRY LOGDIR [profile]
+#   bash tools/bench/gpu_sparse.sh CARRY LOGDIR [profile|knobs]
 set -uo pipefail
 bin=${1:-.carry}
 out=${2:-${OUT:-/tmp/swajit-sparse}}
