@@ -30,7 +30,7 @@ rows_or_tail() { grep -q "^| a" "$1" && grep -E "^\| (a|shape) " "$1" || tail -5
 
 echo "==== correctness: swajit check --device cuda --family sparse_decode (the matrix, default path + [CUDA cores])"
 start=$SECONDS
-timeout 40 $bin/swajit check --device cuda --family sparse_decode > "$out/check.log" 2>&1; rc=$?
+timeout 50 $bin/swajit check --device cuda --family sparse_decode > "$out/check.log" 2>&1; rc=$?
 echo "swajit check sparse decode: $([ $rc -eq 0 ] && echo PASS || echo FAIL rc=$rc) ($((SECONDS - start)) s)"
 grep -E "^FAIL" "$out/check.log" | head -12
 grep -v "^PASS" "$out/check.log" | tail -4

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <climits>
 #include <limits>
+#include <optional>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -260,12 +261,11 @@ int64_t resident_blocks_per_sm(const DeviceInfo& device, int shared_bytes, int t
 // 2048 batch 128 279.9 (284.4) at kv 32768 and 284.6 (322.9) at kv 131072; batch 32 topk 512 26.5 (27.7); but batch
 // 128 topk 512, whose short items queue for the fewer slots, 97.4 (93.7): not taken there.
 SparseDecodeConfig deepen_pipeline(const SparseDecodeProblem& p, const SparseDecodeConfig& c, const DeviceInfo& device) {
-  constexpr int kLongItemTiles = 16, kDeepStages = 3;
-  if (!c.token_split || c.stages >= kDeepStages || c.num_splits != 1) return c;
-  SparseDecodeConfig deep = c;
-  deep.stages = kDeepStages;
+  constexpr int kLongItemTiles = 16;
+  const std::optional<SparseDecodeConfig> deeper = c.num_splits == 1 ? sparse_decode_deeper(p.spec, c, device) : std::nullopt;
+  if (!deeper) return c;
+  const SparseDecodeConfig& deep = *deeper;
   const SparseDecodeGeometry g = sparse_decode_geometry(p.spec, deep);
-  if (g.shared_bytes > device.max_shared_per_block_optin) return c;
   const int64_t blocks = int64_t(p.batch) * p.num_kv_heads * g.row_blocks * p.spec.q_seqlen;
   const int64_t resident = int64_t(device.sm_count) * resident_blocks_per_sm(device, g.shared_bytes, g.threads);
   const int candidates = p.params.topk + (p.call.local_window > 0 ? p.call.local_window : 0);
@@ -274,6 +274,15 @@ SparseDecodeConfig deepen_pipeline(const SparseDecodeProblem& p, const SparseDec
 }
 
 }  // namespace
+
+std::optional<SparseDecodeConfig> sparse_decode_deeper(const KernelSpec& spec, const SparseDecodeConfig& c, const DeviceInfo& device) {
+  constexpr int kDeepStages = 3;
+  if (!c.token_split || c.stages >= kDeepStages) return std::nullopt;
+  SparseDecodeConfig deep = c;
+  deep.stages = kDeepStages;
+  if (sparse_decode_geometry(spec, deep).shared_bytes > device.max_shared_per_block_optin) return std::nullopt;
+  return deep;
+}
 
 SparseDecodeConfig sparse_decode_default(const SparseDecodeProblem& p, const DeviceInfo& device) {
   SparseDecodeConfig c = sparse_decode_heuristic(p.spec, device);
