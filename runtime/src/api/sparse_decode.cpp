@@ -255,39 +255,51 @@ int64_t resident_blocks_per_sm(const DeviceInfo& device, int shared_bytes, int t
   return std::max<int64_t>(1, std::min(by_shared, by_threads));
 }
 
-// A third stage for the token-split kernel when the grid is one block per item (no splits) and the items are long
-// (16 tiles or more, so the deeper pipeline's fill is paid rarely) or the grid fits one wave of the deeper blocks
-// (two per SM instead of three at head_dim 128). H200, session 7 run B2, shape a, us (two stages in brackets): topk
-// 2048 batch 128 279.9 (284.4) at kv 32768 and 284.6 (322.9) at kv 131072; batch 32 topk 512 26.5 (27.7); but batch
-// 128 topk 512, whose short items queue for the fewer slots, 97.4 (93.7): not taken there.
-SparseDecodeConfig deepen_pipeline(const SparseDecodeProblem& p, const SparseDecodeConfig& c, const DeviceInfo& device) {
+// The token-split pipeline for a grid of one block per item (no splits), H200 session 7 run B2, shape a, us (the
+// two-stage default in brackets):
+// - a third stage where the items are long (16 tiles or more: the deeper pipeline's fill is paid rarely) or the grid
+//   fits one wave of the deeper blocks (two per SM instead of three at head_dim 128): topk 2048 batch 128 279.9 (284.4)
+//   at kv 32768, 284.6 (322.9) at kv 131072; batch 32 topk 512 26.5 (27.7);
+// - else (short items queueing for the slots: batch 128 topk 512, where three stages of 64 rows give 97.4 (93.7))
+//   32-row tiles in three stages, four blocks of two warps per SM: 92.0 (93.7), kv 131072 93.6 (94.3), and the tuner's
+//   winner there in three runs (run B2: 84.3 against 87.2).
+SparseDecodeConfig reshape_pipeline(const SparseDecodeProblem& p, const SparseDecodeConfig& c, const DeviceInfo& device) {
   constexpr int kLongItemTiles = 16;
-  const std::optional<SparseDecodeConfig> deeper = c.num_splits == 1 ? sparse_decode_deeper(p.spec, c, device) : std::nullopt;
-  if (!deeper) return c;
-  const SparseDecodeConfig& deep = *deeper;
+  const std::vector<SparseDecodeConfig> pipelines = c.num_splits == 1 ? sparse_decode_pipelines(p.spec, c, device)
+                                                                      : std::vector<SparseDecodeConfig>{};
+  if (pipelines.empty()) return c;
+  const SparseDecodeConfig& deep = pipelines[0];
   const SparseDecodeGeometry g = sparse_decode_geometry(p.spec, deep);
   const int64_t blocks = int64_t(p.batch) * p.num_kv_heads * g.row_blocks * p.spec.q_seqlen;
   const int64_t resident = int64_t(device.sm_count) * resident_blocks_per_sm(device, g.shared_bytes, g.threads);
   const int candidates = p.params.topk + (p.call.local_window > 0 ? p.call.local_window : 0);
   const int tiles = (candidates + c.block_n - 1) / c.block_n;
-  return tiles >= kLongItemTiles || blocks <= resident ? deep : c;
+  if (tiles >= kLongItemTiles || blocks <= resident) return deep;
+  return pipelines.size() > 1 ? pipelines[1] : c;
 }
 
 }  // namespace
 
-std::optional<SparseDecodeConfig> sparse_decode_deeper(const KernelSpec& spec, const SparseDecodeConfig& c, const DeviceInfo& device) {
-  constexpr int kDeepStages = 3;
-  if (!c.token_split || c.stages >= kDeepStages) return std::nullopt;
-  SparseDecodeConfig deep = c;
-  deep.stages = kDeepStages;
-  if (sparse_decode_geometry(spec, deep).shared_bytes > device.max_shared_per_block_optin) return std::nullopt;
-  return deep;
+std::vector<SparseDecodeConfig> sparse_decode_pipelines(const KernelSpec& spec, const SparseDecodeConfig& c,
+                                                        const DeviceInfo& device) {
+  constexpr int kDeepStages = 3, kNarrowBlockN = 32;
+  std::vector<SparseDecodeConfig> pipelines;
+  if (!c.token_split || c.stages >= kDeepStages) return pipelines;
+  for (int block_n : {c.block_n, kNarrowBlockN}) {
+    SparseDecodeConfig variant = c;
+    variant.block_n = block_n;
+    variant.stages = kDeepStages;
+    if (sparse_decode_geometry(spec, variant).shared_bytes > device.max_shared_per_block_optin) break;
+    pipelines.push_back(variant);
+    if (block_n == kNarrowBlockN) break;  // (the heuristic's tile was already the narrow one)
+  }
+  return pipelines;
 }
 
 SparseDecodeConfig sparse_decode_default(const SparseDecodeProblem& p, const DeviceInfo& device) {
   SparseDecodeConfig c = sparse_decode_heuristic(p.spec, device);
   c.num_splits = sparse_decode_splits(p, c, device);
-  return deepen_pipeline(p, c, device);
+  return reshape_pipeline(p, c, device);
 }
 
 // Splits: as many as keep the grid within one wave of resident blocks (the resident blocks per SM from the device's

@@ -1,7 +1,7 @@
 // A validated sparse top-k decode call: every DLTensor checked, the spec derived, the kernel arguments filled in.
 #pragma once
-#include <optional>
 #include <string>
+#include <vector>
 
 #include "call_problem.hpp"
 #include "paged_call_params.h"  // templates/: the paged families' common fields, before their structs
@@ -30,8 +30,9 @@ int sparse_decode_splits(const SparseDecodeProblem& p, const SparseDecodeConfig&
 // The heuristic's whole config for the call `p` on `device`: sparse_decode_heuristic, its splits, and a deeper
 // pipeline where a grid of one block per item gains from it.
 SparseDecodeConfig sparse_decode_default(const SparseDecodeProblem& p, const DeviceInfo& device);
-// The token-split config `c` with the third stage sparse_decode_default may give it, if it fits `device`.
-std::optional<SparseDecodeConfig> sparse_decode_deeper(const KernelSpec& spec, const SparseDecodeConfig& c, const DeviceInfo& device);
+// The pipelines sparse_decode_default may give the token-split config `c` on `device`: its tile in three stages, then
+// 32-row tiles in three stages (those that fit; none for other kernels).
+std::vector<SparseDecodeConfig> sparse_decode_pipelines(const KernelSpec& spec, const SparseDecodeConfig& c, const DeviceInfo& device);
 // The tuning database's shape bucket of a call: bh<batch x kv heads>_n<candidates per row (topk + window)>, each
 // rounded up to a power of two (what sets the grid and each block's work).
 std::string sparse_bucket_key(const SparseDecodeProblem& p);
