@@ -259,10 +259,10 @@ int64_t resident_blocks_per_sm(const DeviceInfo& device, int shared_bytes, int t
 // two-stage default in brackets):
 // - a third stage where the items are long (16 tiles or more: the deeper pipeline's fill is paid rarely) or the grid
 //   fits one wave of the deeper blocks (two per SM instead of three at head_dim 128): topk 2048 batch 128 279.9 (284.4)
-//   at kv 32768, 284.6 (322.9) at kv 131072; batch 32 topk 512 26.5 (27.7);
+//   at kv 32768, 284.6 (322.9) at kv 131072 (run B3: 316.1 against session 6's 323.2); batch 32 topk 512 26.5 (27.7);
 // - else (short items queueing for the slots: batch 128 topk 512, where three stages of 64 rows give 97.4 (93.7))
 //   32-row tiles in three stages, four blocks of two warps per SM: 92.0 (93.7), kv 131072 93.6 (94.3), and the tuner's
-//   winner there in three runs (run B2: 84.3 against 87.2).
+//   winner there in three runs (run B2: 84.3 against 87.2; run B3, this default: 83.4 against session 6's 95.1).
 SparseDecodeConfig reshape_pipeline(const SparseDecodeProblem& p, const SparseDecodeConfig& c, const DeviceInfo& device) {
   constexpr int kLongItemTiles = 16;
   const std::vector<SparseDecodeConfig> pipelines = c.num_splits == 1 ? sparse_decode_pipelines(p.spec, c, device)
