@@ -313,7 +313,7 @@ TEST_CASE("sparse splits: one wave of resident blocks, a pipeline's tiles per sp
     p.params.topk = call.topk = topk;
     p.spec = sparse_decode_kernel_spec(call);
     p.call = call;
-    return sparse_decode_default(p, test::kH200).key();
+    return sparse_decode_default_config(p, test::kH200).key();
   };
   CHECK(default_key(128, 2048) == "bn64_st3_mma_ts_sp1");  // 279.9 us (two stages 284.4; kv 131072 284.6 vs 322.9)
   CHECK(default_key(32, 2048) == "bn64_st3_mma_ts_sp1");

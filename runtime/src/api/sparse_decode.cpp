@@ -243,7 +243,7 @@ SparseDecodePlan plan_sparse_decode(const SparseDecodeProblem& p, const SparseDe
       }
     }
   }
-  return {sparse_decode_default(p, device), SparseDecodePlan::Origin::kHeuristic};
+  return {sparse_decode_default_config(p, device), SparseDecodePlan::Origin::kHeuristic};
 }
 
 namespace {
@@ -296,7 +296,7 @@ std::vector<SparseDecodeConfig> sparse_decode_pipelines(const KernelSpec& spec, 
   return pipelines;
 }
 
-SparseDecodeConfig sparse_decode_default(const SparseDecodeProblem& p, const DeviceInfo& device) {
+SparseDecodeConfig sparse_decode_default_config(const SparseDecodeProblem& p, const DeviceInfo& device) {
   SparseDecodeConfig c = sparse_decode_heuristic(p.spec, device);
   c.num_splits = sparse_decode_splits(p, c, device);
   return reshape_pipeline(p, c, device);

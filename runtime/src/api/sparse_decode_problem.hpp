@@ -29,8 +29,8 @@ SparseDecodeConfig sparse_decode_heuristic(const KernelSpec& spec, const DeviceI
 int sparse_decode_splits(const SparseDecodeProblem& p, const SparseDecodeConfig& config, const DeviceInfo& device);
 // The heuristic's whole config for the call `p` on `device`: sparse_decode_heuristic, its splits, and a deeper
 // pipeline where a grid of one block per item gains from it.
-SparseDecodeConfig sparse_decode_default(const SparseDecodeProblem& p, const DeviceInfo& device);
-// The pipelines sparse_decode_default may give the token-split config `c` on `device`: its tile in three stages, then
+SparseDecodeConfig sparse_decode_default_config(const SparseDecodeProblem& p, const DeviceInfo& device);
+// The pipelines sparse_decode_default_config may give the token-split config `c` on `device`: its tile in three stages, then
 // 32-row tiles in three stages (those that fit; none for other kernels).
 std::vector<SparseDecodeConfig> sparse_decode_pipelines(const KernelSpec& spec, const SparseDecodeConfig& c, const DeviceInfo& device);
 // The tuning database's shape bucket of a call: bh<batch x kv heads>_n<candidates per row (topk + window)>, each

@@ -280,7 +280,7 @@ void precompile_sparse_cases(const std::vector<SparseCase>& cases, DLDevice wher
     const SparseDecodeConfig config =
         cases[i].config ? *cases[i].config : sparse_decode_heuristic(spec, device);
     cuda_kernel(spec, config, device, scope->context());
-    // the pipelines the default takes instead for a grid of one block per item (sparse_decode_default)
+    // the pipelines the default takes instead for a grid of one block per item (sparse_decode_default_config)
     if (!cases[i].config)
       for (const SparseDecodeConfig& pipeline : sparse_decode_pipelines(spec, config, device))
         cuda_kernel(spec, pipeline, device, scope->context());

@@ -460,7 +460,7 @@ SparseTuneReport tune_sparse_shape(const SparseShape& shape, const DeviceInfo& d
   report.sku = device.sku();
   report.spec_key = problem.spec.key();
   report.bucket = sparse_bucket_key(problem);
-  report.heuristic = sparse_decode_default(problem, device);
+  report.heuristic = sparse_decode_default_config(problem, device);
   std::vector<SparseDecodeConfig> space = sparse_config_space(problem.spec, kMaxSparseSplits);
   if (std::find(space.begin(), space.end(), report.heuristic) == space.end()) space.push_back(report.heuristic);
   if (report.heuristic.mla) {  // the MLA kernels (the heuristic's on sm_90a only, so not in the device-free space)
