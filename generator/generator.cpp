@@ -467,6 +467,9 @@ GeneratedKernel generate_sparse_decode_cuda(const KernelSpec& spec, const Sparse
      << (config.mma ? "#define SWAJIT_SPARSE_MMA 1  // tensor cores: templates/sparse_decode_mma.cuh is the main kernel\n" : "")
      << "#define SWAJIT_L2_PREFETCH_BYTES " << l2_prefetch_bytes(spec, config)
      << "  // the L2 block each gathered row's copies ask for (0: none)\n"
+     << "constexpr bool kL2Ahead = " << flag(config.l2_ahead) << ", kTablePrefetch = " << flag(config.table_prefetch)
+     << ";  // the gather's L2 prefetches: rows an iteration ahead, the block_table row\n"
+     << "constexpr bool kPersistent = " << flag(config.persistent) << ";  // blocks take the (sequence, kv head, split) items in turn\n"
      << "constexpr int kColSlices = " << g.col_slices << ", kMetaBytes = " << g.meta_bytes
      << ", kSoftmaxBytes = " << g.softmax_bytes << ", kProbBuffers = " << g.prob_buffers << ";\n"
      << "#define SWAJIT_SPARSE_KERNEL " << out.kernel_symbol << "\n"

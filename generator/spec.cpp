@@ -429,14 +429,14 @@ void PrefillConfig::validate(const KernelSpec& spec) const {
 std::string SparseDecodeConfig::compile_key() const {
   return "bn" + std::to_string(block_n) + "_st" + std::to_string(stages) + (mma ? "_mma" : "") + (token_split ? "_ts" : "") +
          (mla ? "_mla" : "") + (warp_specialize ? "_ws" : "") + (copy_ahead ? "_ca" : "") + (score_ahead ? "_sa" : "") + (split_scores ? "_ss" : "") +
-         (l2_prefetch ? "_l2" : "");
+         (l2_prefetch ? "_l2" : "") + (l2_ahead ? "_la" : "") + (table_prefetch ? "_tp" : "") + (persistent ? "_pe" : "");
 }
 std::string SparseDecodeConfig::key() const { return compile_key() + "_sp" + std::to_string(num_splits); }
 
 SparseDecodeConfig SparseDecodeConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
   const auto malformed = [&] {
-    return Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bn<N>_st<S>[_mma[_ts|_mla[_ws|_ca[_sa]][_ss]]][_l2]_sp<P>");
+    return Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bn<N>_st<S>[_mma[_ts|_mla[_ws|_ca[_sa]][_ss]]][_l2][_la][_tp][_pe]_sp<P>");
   };
   if (parts.size() < 3) throw malformed();
   SparseDecodeConfig config;
@@ -452,6 +452,9 @@ SparseDecodeConfig SparseDecodeConfig::from_key(std::string_view key) {
     else if (parts[i] == "sa") config.score_ahead = true;
     else if (parts[i] == "ss") config.split_scores = true;
     else if (parts[i] == "l2") config.l2_prefetch = true;
+    else if (parts[i] == "la") config.l2_ahead = true;
+    else if (parts[i] == "tp") config.table_prefetch = true;
+    else if (parts[i] == "pe") config.persistent = true;
     else throw malformed();
   }
   if (config.key() != key) throw malformed();  // each flag once, in this order
@@ -475,6 +478,19 @@ void SparseDecodeConfig::validate(const KernelSpec& spec) const {
   if (token_split && (!mma || spec.group > kTokenSplitMaxGroup || spec.head_dim_v > kTokenSplitMaxHeadDimV))
     throw Error(ErrorCode::kInvalidArgument, "token_split needs mma, group <= 16 (one 16-row tile) and head_dim_v <= 128 "
                                              "(the output in one warp's registers); " + spec.key() + " with " + compile_key());
+  if (persistent && (!token_split || spec.local_window))
+    throw Error(ErrorCode::kInvalidArgument, "persistent needs token_split and no local window (every item of the grid "
+                                             "the same number of tiles); " + spec.key() + " with " + compile_key());
+  if (persistent) {  // an item's warps combine in the stage its last tile used (templates/sparse_decode_tokens.cuh)
+    const SparseDecodeGeometry g = sparse_decode_geometry(spec, *this);
+    constexpr int kMmaRows = 16, kWarpSize = 32, kFloatBytes = 4;
+    if (g.threads / kWarpSize * kMmaRows * (spec.head_dim_v + 2) * kFloatBytes > g.stage_bytes)
+      throw Error(ErrorCode::kInvalidArgument, "persistent needs the warps' combine to fit one stage; " + spec.key() +
+                                                   " with " + compile_key() + " (use a larger block_n)");
+  }
+  if (mla && (l2_ahead || table_prefetch))
+    throw Error(ErrorCode::kInvalidArgument, "l2_ahead and table_prefetch are knobs of the gather of the other sparse_decode "
+                                             "kernels (the MLA kernel has its own, l2_prefetch); " + spec.key() + " with " + compile_key());
   if (mla) validate_mla(spec);
   else if (copy_ahead || score_ahead || split_scores)
     throw Error(ErrorCode::kInvalidArgument, "copy_ahead, score_ahead and split_scores are schedules of the MLA kernel: they need mla; " + spec.key() +

@@ -187,7 +187,7 @@ struct TileRow {
   long long k_offset;  // bytes from the K cache to the row's token (page and slot); < 0: nothing to read (zero-filled)
   long long v_offset;  // the same in the V cache
   float bias;          // log2 units; -inf where there is nothing to read
-  int padding;
+  int status;          // kPersistent: the status bits its lookups found (0 otherwise: share_valid tallies them)
 };
 constexpr int kMetaSlots = kStages + 1;  // tile t + kStages is stored into tile t - 1's slot while t computes
 static_assert(kMetaBytes == kMetaSlots * kBlockN * int(sizeof(TileRow)), "prelude lookup ring disagrees with the template");
@@ -200,12 +200,31 @@ struct RawSlot {
   float bias;
   bool exists;    // within this block's share of the candidates
   bool selected;  // a slot of the selection (else the window's)
+  int kv_len, b, s;  // kPersistent: the item's sequence length as loaded, its sequence and query token
 };
 // Stage 2: the candidate's position (< 0: nothing to read) and its page as loaded.
 struct ResolvedSlot {
   int j, page;
   float bias;  // log2 units
+  int status;  // kPersistent: the status bits of the item's sequence and of this index
 };
+
+// kPersistent: the grid's blocks take the work items (sequence, kv head, query token x split, in block_work's grid
+// order) blockIdx.x, blockIdx.x + gridDim.x, ...; without a window every item has the same number of tiles (a share of
+// topk), so the block's gather runs one stream of tiles: tile t is tile t % item_tiles of its (t / item_tiles)-th item.
+static_assert(!kPersistent || (kRowBlocks == 1 && !kLocalWindow), "persistent: one block of q heads, no window");
+struct WorkItem {
+  int b, kv_head, s, split;
+};
+SWAJIT_DEVICE int work_items(const SparseDecodeParams& P) { return P.batch * P.num_kv_heads * kQSeqlen * P.num_splits; }
+SWAJIT_DEVICE WorkItem work_item(const SparseDecodeParams& P, int item) {
+  const int heads_and_rest = item / P.batch, z = heads_and_rest / P.num_kv_heads;
+  return {item % P.batch, heads_and_rest % P.num_kv_heads, z / P.num_splits, z % P.num_splits};
+}
+SWAJIT_DEVICE int item_tiles(const SparseDecodeParams& P) {  // the tiles of the largest split's share
+  return ((P.topk + P.num_splits - 1) / P.num_splits + kBlockN - 1) / kBlockN;
+}
+SWAJIT_DEVICE int block_item(int item_of_block) { return int(blockIdx.x) + item_of_block * int(gridDim.x); }
 
 #ifndef SWAJIT_L2_PREFETCH_BYTES  // the generator's (config l2_prefetch); none when a prelude does not say
 #define SWAJIT_L2_PREFETCH_BYTES 0
@@ -226,6 +245,17 @@ SWAJIT_DEVICE void cp_async_row_chunk(u32 dst, const char* base, long long offse
   else
     asm volatile("{\n .reg .pred skip;\n setp.lt.s64 skip, %2, 0;\n cp.async.cg.shared.global [%0], [%1], 16, skip;\n}"
                  ::"r"(dst), "l"(src), "l"(offset) : "memory");
+}
+
+// L2 prefetches (no register written, nothing waited for): the 128-byte line holding `address`, and every line of
+// the `bytes` bytes from `address`.
+SWAJIT_DEVICE void prefetch_l2(const void* address) { asm volatile("prefetch.global.L2 [%0];" ::"l"(address)); }
+SWAJIT_DEVICE void prefetch_l2_lines(const char* address, int bytes) {
+  constexpr int kLineBytes = 128;
+  const char* line = address - reinterpret_cast<unsigned long long>(address) % kLineBytes;
+#pragma unroll
+  for (int i = 0; i < (bytes + kLineBytes - 1) / kLineBytes + 1; ++i)  // (one more: an unaligned row spans it)
+    if (line + i * kLineBytes < address + bytes) prefetch_l2(line + i * kLineBytes);
 }
 
 // This split's share [first, last) of its row's candidates, in tiles. Without a window the count is topk whatever the
@@ -253,6 +283,7 @@ struct Gather {
   __device__ __forceinline__ const TileRow* rows(int t) const { return meta + (t % kMetaSlots) * kBlockN; }
 
   __device__ __forceinline__ RawSlot raw(int t) const {
+    if constexpr (kPersistent) return raw_of_item(t);
     const int token = threadIdx.x, c = first + t * kBlockN + token;
     RawSlot r{-1, 0.f, token < kBlockN && c < last, c < P.topk};
     if (!r.exists) return r;
@@ -264,14 +295,48 @@ struct Gather {
     if (kScoreBias && query.bias) r.bias = query.bias[c * P.bias_stride_slot];
     return r;
   }
+  // kPersistent: tile t of the block's stream; its item's sequence length is loaded beside the index (the items change
+  // from tile to tile: none of it is known ahead).
+  __device__ __forceinline__ RawSlot raw_of_item(int t) const {
+    const int token = threadIdx.x, item_of_block = t / item_tiles(P), tile = t - item_of_block * item_tiles(P);
+    RawSlot r{-1, 0.f, token < kBlockN && t < tiles, true, 0, 0, 0};
+    if (!r.exists) return r;
+    const WorkItem w = work_item(P, block_item(item_of_block));
+    const int first_slot = int(i64(P.topk) * w.split / P.num_splits), last_slot = int(i64(P.topk) * (w.split + 1) / P.num_splits);
+    const int c = first_slot + tile * kBlockN + token;
+    r.exists = c < last_slot;
+    if (!r.exists) return r;
+    r.b = w.b;
+    r.s = w.s;
+    r.kv_len = P.seq_lens[w.b * P.seq_lens_stride];
+    const i64 slot = i64(w.b) * P.indices_stride_batch + i64(w.s) * P.indices_stride_token;
+    r.index = P.indices[slot + i64(c) * P.indices_stride_slot];
+    if (kScoreBias && P.score_bias)
+      r.bias = P.score_bias[i64(w.b) * P.bias_stride_batch + i64(w.s) * P.bias_stride_token + i64(c) * P.bias_stride_slot];
+    return r;
+  }
+  // kPersistent: as query_row_of_sequence and resolve check and mask, the findings kept with the candidate (status).
+  __device__ __forceinline__ ResolvedSlot resolve_of_item(const RawSlot& r) const {
+    if (!r.exists) return {-1, -1, 0.f, 0};
+    int kv_len = r.kv_len, status = 0;
+    if (kv_len < 0 || (kv_len > 0 && kv_len < kQSeqlen)) status = kSparseSeqLenBelowQSeqlen;
+    else if (kv_len > P.max_pages_per_seq * kPageSize) status = kSparseSeqLenOverCapacity;
+    if (status) kv_len = 0;
+    const int j = r.index, p = kv_len - kQSeqlen + r.s;
+    if (!status && (j < -1 || j >= kv_len)) status = kSparseIndexOutOfRange;
+    if (status || j < 0 || j > p) return {-1, -1, 0.f, status};
+    const int* pages = P.block_table + i64(r.b) * P.block_table_stride_batch;
+    return {j, pages[(j / kPageSize) * P.block_table_stride_page], r.bias * kLog2e, 0};
+  }
   __device__ __forceinline__ ResolvedSlot resolve(const RawSlot& r) {  // as candidate() masks
+    if constexpr (kPersistent) return resolve_of_item(r);
     const int j = r.index;
     // (an invalid sequence, whose slots may have been loaded before its length was known: reported as that alone)
     bad_index |= query.valid && r.exists && r.selected && (j < -1 || j >= query.kv_len);
     const bool in_window = kLocalWindow && query.p - j < P.local_window;
     const bool visible = r.exists && (!r.selected || (j >= 0 && j <= query.p && !in_window));
-    if (!visible) return {-1, -1, 0.f};
-    return {j, query.pages[(j / kPageSize) * P.block_table_stride_page], r.selected ? r.bias * kLog2e : 0.f};
+    if (!visible) return {-1, -1, 0.f, 0};
+    return {j, query.pages[(j / kPageSize) * P.block_table_stride_page], r.selected ? r.bias * kLog2e : 0.f, 0};
   }
   // A page outside the cache is never read (the row it belongs to is reported and zeroed: share_valid).
   __device__ __forceinline__ void store(int t, const ResolvedSlot& r) {
@@ -279,47 +344,79 @@ struct Gather {
     const bool readable = r.j >= 0 && r.page >= 0 && r.page < P.num_pages;
     bad_page |= r.j >= 0 && !readable;
     const long long page = r.page, slot = r.j % kPageSize;
-    meta[(t % kMetaSlots) * kBlockN + threadIdx.x] =
-        readable ? TileRow{(page * P.k_stride_page + slot * P.k_stride_token) * kKvBytes,
-                           (page * P.v_stride_page + slot * P.v_stride_token) * kKvBytes, r.bias, 0}
-                 : TileRow{-1, -1, SWAJIT_NEG_INF, 0};
+    const int status = r.status | (r.j >= 0 && !readable ? kSparsePageOutOfRange : 0);
+    const TileRow row = readable ? TileRow{(page * P.k_stride_page + slot * P.k_stride_token) * kKvBytes,
+                                           (page * P.v_stride_page + slot * P.v_stride_token) * kKvBytes, r.bias, 0}
+                                 : TileRow{-1, -1, SWAJIT_NEG_INF, status};
+    meta[(t % kMetaSlots) * kBlockN + threadIdx.x] = row;
+    // kL2Ahead: a tile stored here is copied an iteration later (the prologue copies tile 0 at once): its rows start
+    // for L2 now, so that DRAM has a tile more in flight than the stages hold.
+    if (kL2Ahead && readable && t >= kStages - 1) {
+      const int head = tile_kv_head(t);
+      prefetch_l2_lines(k_row_base(head) + row.k_offset, kHeadDim * kKvBytes);
+      if (!kSharedKv) prefetch_l2_lines(v_row_base(head) + row.v_offset, kHeadDimV * kKvBytes);
+    }
+  }
+  __device__ __forceinline__ int tile_kv_head(int t) const {  // the kv head tile t reads
+    return kPersistent ? work_item(P, block_item(t / item_tiles(P))).kv_head : kv_head;
+  }
+  __device__ __forceinline__ const char* k_row_base(int head) const {  // the kv head's column of the K cache
+    return static_cast<const char*>(P.k_cache) + head * P.k_stride_head * kKvBytes;
+  }
+  __device__ __forceinline__ const char* v_row_base(int head) const {
+    return static_cast<const char*>(P.v_cache) + head * P.v_stride_head * kKvBytes;
+  }
+  // kTablePrefetch: the block's sequence's block_table row (at most a line per thread) asked of L2 before the first
+  // index loads, so that the page lookups that follow them find it there rather than in DRAM.
+  __device__ __forceinline__ void prefetch_block_table() const {
+    constexpr int kLineBytes = 128;
+    const char* first = reinterpret_cast<const char*>(query.pages);
+    const long long bytes = (i64(P.max_pages_per_seq - 1) * P.block_table_stride_page + 1) * int(sizeof(int));
+    const long long lines = (reinterpret_cast<unsigned long long>(first) % kLineBytes + bytes + kLineBytes - 1) / kLineBytes;
+    if (threadIdx.x < lines) prefetch_l2(first - reinterpret_cast<unsigned long long>(first) % kLineBytes + threadIdx.x * kLineBytes);
   }
   // Tile t's K rows (and V rows) of kKRowBytes (kVRowBytes) each into its stage, zero-filled where there is nothing.
-  // When the threads are whole rows of 16-byte chunks (kThreads a multiple of kChunksPerToken), each thread copies
-  // the same chunk of every kTokensPerPass-th row: its cache, column and destination offsets are fixed, and a copy
-  // costs one ring read of the row's offset, an add and the cp.async.
+  // When the threads are whole rows' worth of copiers (kThreads a multiple of kCopiersPerToken), each thread copies
+  // the same kRepeat chunks, a 128-byte line apart, of every kTokensPerPass-th row: its cache, column and destination
+  // offsets are fixed, and a row's kRepeat copies cost one ring read of its offset and the cp.asyncs. The lanes of
+  // one copy instruction still cover whole lines (kLineChunks consecutive chunks of a row).
+  static constexpr int kLineChunks = 8;  // 16-byte chunks of a 128-byte line
+  static constexpr int kRepeat = kKChunks % kLineChunks == 0 && (kSharedKv || kVChunks == kKChunks) ? kKChunks / kLineChunks : 1;
   __device__ __forceinline__ void copy(int t) const {
     constexpr int kChunksPerToken = kKChunks + (kSharedKv ? 0 : kVChunks);
+    constexpr int kCopiersPerToken = kChunksPerToken / kRepeat, kKCopiers = kKChunks / kRepeat;
     const TileRow* tile_rows = rows(t);
     unsigned char* dst_stage = stages + (t % kStages) * kStageBytes;
-    if constexpr (kThreads % kChunksPerToken == 0) {
-      constexpr int kTokensPerPass = kThreads / kChunksPerToken;
-      const int chunk = threadIdx.x % kChunksPerToken;
-      const bool is_k = chunk < kKChunks;
-      const int c = is_k ? chunk : chunk - kKChunks;
-      const char* base = is_k ? static_cast<const char*>(P.k_cache) + (kv_head * P.k_stride_head) * kKvBytes + c * 16
-                              : static_cast<const char*>(P.v_cache) + (kv_head * P.v_stride_head) * kKvBytes + c * 16;
+    if constexpr (kThreads % kCopiersPerToken == 0) {
+      constexpr int kTokensPerPass = kThreads / kCopiersPerToken;
+      const int copier = threadIdx.x % kCopiersPerToken;
+      const bool is_k = copier < kKCopiers;
+      const int c = is_k ? copier : copier - kKCopiers;  // chunks c, c + kKCopiers, ... of the row
+      const int head = tile_kv_head(t);
+      const char* base = (is_k ? k_row_base(head) : v_row_base(head)) + c * 16;
       const long long* offsets = is_k ? &tile_rows[0].k_offset : &tile_rows[0].v_offset;  // row r's: offsets[r * kOffsetStride]
       constexpr int kOffsetStride = int(sizeof(TileRow) / sizeof(long long));
       const u32 dst = smem_u32(dst_stage) + (is_k ? 0 : kBlockN * kKRowBytes) + c * 16;
       const int row_bytes = is_k ? kKRowBytes : kVRowBytes;
       constexpr int kPasses = (kBlockN + kTokensPerPass - 1) / kTokensPerPass;  // (a fixed count: no remainder loop)
-      const int first_token = threadIdx.x / kChunksPerToken;
+      const int first_token = threadIdx.x / kCopiersPerToken;
 #pragma unroll 4
       for (int pass = 0; pass < kPasses; ++pass) {
         const int token = first_token + pass * kTokensPerPass;
         if (kBlockN % kTokensPerPass != 0 && token >= kBlockN) break;
-        cp_async_row_chunk<kL2PrefetchBytes>(dst + u32(token * row_bytes), base, offsets[token * kOffsetStride]);
+        const long long offset = offsets[token * kOffsetStride];
+#pragma unroll
+        for (int r = 0; r < kRepeat; ++r)
+          cp_async_row_chunk<kL2PrefetchBytes>(dst + u32(token * row_bytes + r * kKCopiers * 16), base + r * kKCopiers * 16, offset);
       }
     } else {
-      const char* k_cache = static_cast<const char*>(P.k_cache);
-      const char* v_cache = static_cast<const char*>(P.v_cache);
+      const int head = tile_kv_head(t);
 #pragma unroll 2  // (4 made ptxas cap the tile kernel at 64 registers and spill)
       for (int i = threadIdx.x; i < kBlockN * kChunksPerToken; i += kThreads) {
         const int token = i / kChunksPerToken, chunk = i % kChunksPerToken;
         const bool is_k = chunk < kKChunks;
         const int c = is_k ? chunk : chunk - kKChunks;
-        const char* base = is_k ? k_cache + kv_head * P.k_stride_head * kKvBytes : v_cache + kv_head * P.v_stride_head * kKvBytes;
+        const char* base = is_k ? k_row_base(head) : v_row_base(head);
         unsigned char* dst = dst_stage + (is_k ? token * kKRowBytes : kBlockN * kKRowBytes + token * kVRowBytes) + c * 16;
         cp_async_row_chunk<kL2PrefetchBytes>(smem_u32(dst), base + c * 16, is_k ? tile_rows[token].k_offset : tile_rows[token].v_offset);
       }
@@ -344,6 +441,7 @@ struct Gather {
   // Every index load is issued before the first block-table load, and those before the first store to the ring (a
   // store may alias a later load for the compiler): two memory latencies in all, not two per tile.
   __device__ __forceinline__ void start() {
+    if (kTablePrefetch && !kPersistent && P.max_pages_per_seq > 0) prefetch_block_table();
     RawSlot raws[kStages + 2];
 #pragma unroll
     for (int t = 0; t < kStages + 2; ++t) raws[t] = raw(t);

@@ -150,7 +150,8 @@ TEST_CASE("the CUDA kernel of every spec in the sparse check matrix compiles for
     std::vector<SparseDecodeConfig> configs = {sparse_decode_heuristic(spec, kHopperSharedOptin)};
     if (configs[0].mma) configs.push_back(SparseDecodeConfig{64, 2, 1, false});
     if (configs[0].token_split) configs.push_back(SparseDecodeConfig{64, 2, 1, true});  // the column-split mma kernel
-    if (c.config && c.config->mla) configs.push_back(*c.config);                          // the MLA kernel's copies
+    if (c.config && (c.config->mla || c.config->l2_ahead || c.config->persistent))
+      configs.push_back(*c.config);  // the MLA kernel's copies, the gather's prefetches and the persistent kernel
     for (const SparseDecodeConfig& config : configs) {
       const GeneratedKernel k = generate_sparse_decode_cuda(spec, config);
       INFO(k.cache_key);
@@ -186,6 +187,12 @@ TEST_CASE("sparse tuning: the config space, its keys and records, the presets an
                                        .l2_prefetch = true};
   CHECK(prefetching.key() == "bn64_st2_mma_ts_l2_sp3");
   CHECK(SparseDecodeConfig::from_key(prefetching.key()) == prefetching);
+  SparseDecodeConfig ahead = prefetching;  // the gather's prefetches: rows an iteration ahead, the block_table row
+  ahead.l2_ahead = ahead.table_prefetch = true;
+  CHECK(ahead.key() == "bn64_st2_mma_ts_l2_la_tp_sp3");
+  CHECK(SparseDecodeConfig::from_key(ahead.key()) == ahead);
+  CHECK_NOTHROW(ahead.validate(a));
+  CHECK_THROWS_AS(SparseDecodeConfig::from_key("bn64_st2_mma_ts_tp_la_sp3"), Error);
   CHECK_THROWS_AS(SparseDecodeConfig::from_key("bn64_st2_l2_mma_sp1"), Error);  // flags in their order only
   CHECK_THROWS_AS(SparseDecodeConfig::from_key("bn64_st2_mma_mma_sp1"), Error);
   AttentionCall mla = call;  // shape b: 128 q heads over one latent head, no token split (more than one 16-row tile)
@@ -198,6 +205,9 @@ TEST_CASE("sparse tuning: the config space, its keys and records, the presets an
   const SparseDecodeConfig mla_config{.block_n = 64, .stages = 2, .num_splits = 3, .mma = true, .mla = true};
   CHECK(mla_config.key() == "bn64_st2_mma_mla_sp3");
   CHECK(SparseDecodeConfig::from_key("bn64_st2_mma_mla_sp3") == mla_config);
+  SparseDecodeConfig mla_ahead = mla_config;  // the MLA kernel has its own prefetch (l2_prefetch), not the gather's
+  mla_ahead.l2_ahead = true;
+  CHECK_THROWS_AS(mla_ahead.validate(sparse_decode_kernel_spec(mla)), Error);
   CHECK_NOTHROW(mla_config.validate(sparse_decode_kernel_spec(mla)));
   const auto mla_error = [](const SparseDecodeConfig& c, const KernelSpec& spec) {
     try {
@@ -321,4 +331,19 @@ TEST_CASE("sparse splits: one wave of resident blocks, a pipeline's tiles per sp
   p.spec = sparse_decode_kernel_spec(call);
   p.call = call;
   CHECK(splits(1) == 8);    // run B3: 8.5 us (4 splits of two tiles: 9.2)
+  // The whole default: a third stage where one block per item is long or fits one wave, else 32-row tiles in three
+  // stages (session 7 run B2).
+  const auto default_key = [&](int batch, int topk) {
+    p.batch = batch;
+    p.params.topk = call.topk = topk;
+    p.spec = sparse_decode_kernel_spec(call);
+    p.call = call;
+    return sparse_decode_default_config(p, test::kH200).key();
+  };
+  CHECK(default_key(128, 2048) == "bn64_st3_mma_ts_sp1");  // 279.9 us (two stages 284.4; kv 131072 284.6 vs 322.9)
+  CHECK(default_key(32, 2048) == "bn64_st3_mma_ts_sp1");
+  CHECK(default_key(32, 512) == "bn64_st3_mma_ts_sp1");    // 256 blocks, one wave of two a SM: 26.5 (27.7)
+  CHECK(default_key(128, 512) == "bn32_st3_mma_ts_sp1");   // 92.0 (bn64 two stages 93.7, three 97.4)
+  CHECK(default_key(1, 2048) == "bn64_st2_mma_ts_sp16");   // split: as measured
+  CHECK(default_key(1, 512) == "bn64_st2_mma_ts_sp8");
 }

@@ -30,6 +30,8 @@ constexpr int kBandwidthReps = 20;
 struct SparseBenchOptions {
   std::vector<std::string> shapes = {"a", "b"};
   std::vector<int> batches = {1, 8, 32, 128};
+  std::vector<int> topks, kv_lens;  // only the preset rows of these (empty: every row)
+  std::vector<std::string> configs;  // compile keys (or full keys) timed beside the heuristic on each row
   int page_size = 64, reps = 50, device = 0;
   double matmul_tflops = 0;
   ConfigFlags config;       // forced knobs on top of each shape's heuristic config (--splits 0: the heuristic's splits)
@@ -53,11 +55,45 @@ int run_sparse_bench(const SparseBenchOptions& o) {
     for (size_t row = 0; row < sparse_preset(shape_name, 1).size(); ++row)
       for (int batch : o.batches) {
         SparseShape s = sparse_preset(shape_name, batch)[row];
+        const auto listed = [](const std::vector<int>& only, int x) { return only.empty() || std::count(only.begin(), only.end(), x) > 0; };
+        if (!listed(o.topks, s.topk) || !listed(o.kv_lens, s.kv_len)) continue;
         s.page_size = o.page_size;
         s.index_span = o.index_span;
         s.empty_selection = o.empty_selection;
         SparseWorkload workload(s, o.device, stream.get());
         const SparseDecodeProblem problem = workload.problem();
+        const double floor_us = 1e6 * std::max(s.selected_bytes() / read_bw, o.matmul_tflops > 0 ? s.flops() / (o.matmul_tflops * 1e12) : 0.0);
+        const auto print_row = [&](double us, const SparseDecodeConfig& config, const char* origin, double heuristic_us) {
+          std::printf("| %s | %d | %d | %d | %d | %s | %.1f | %.1f | %.0f%% | %s%s | %.1f |\n", shape_name.c_str(), batch,
+                      s.kv_len, s.topk, s.local_window, s.sink_logits ? "yes" : "no", us, floor_us, 100 * floor_us / us,
+                      config.key().c_str(), origin, heuristic_us);
+          std::fflush(stdout);
+        };
+        const auto timed = [&](const SparseDecodeConfig& config) {
+          workload.run(config);
+          check_device_errors(o.device, stream.get());
+          return workload.time_us(config, o.reps);
+        };
+        if (!o.configs.empty()) {  // each listed config on this workload right after the heuristic's (less drift)
+          SparseDecodeOptions heuristic_only;
+          heuristic_only.tuning = TuningPolicy::kHeuristic;
+          const SparseDecodeConfig heuristic = plan_sparse_decode(problem, heuristic_only, device, stream.get()).config;
+          const double heuristic_us = timed(heuristic);
+          print_row(heuristic_us, heuristic, "", heuristic_us);
+          for (const std::string& key : o.configs) {
+            const bool has_splits = key.find("_sp") != std::string::npos;
+            SparseDecodeConfig c = SparseDecodeConfig::from_key(has_splits ? key : key + "_sp1");
+            if (!has_splits) c.num_splits = sparse_decode_splits(problem, c, device);
+            try {
+              c.validate(problem.spec);
+              print_row(timed(c), c, " (listed)", heuristic_us);
+            } catch (const Error& e) {
+              std::printf("| %s | %d | %d | %d | | | - | | | %s: %s | |\n", shape_name.c_str(), batch, s.kv_len, s.topk,
+                          c.key().c_str(), e.what());
+            }
+          }
+          continue;
+        }
         SparseDecodeOptions as_called;  // the config the runtime picks (tuned if the database has it), or the forced one
         if (o.cuda_cores || o.config.any()) {  // the heuristic's config with the forced knobs, its splits unless forced
           // --mla false: the general heuristic's tile (the MLA kernel's one does not fit the other kernels' layout)
@@ -68,22 +104,16 @@ int run_sparse_bench(const SparseBenchOptions& o) {
           as_called.config = c;
         }
         const SparseDecodePlan plan = plan_sparse_decode(problem, as_called, device, stream.get());
-        workload.run(plan.config);
-        check_device_errors(o.device, stream.get());
-        const double us = workload.time_us(plan.config, o.reps);
-        const double floor_us = 1e6 * std::max(s.selected_bytes() / read_bw, o.matmul_tflops > 0 ? s.flops() / (o.matmul_tflops * 1e12) : 0.0);
+        const double us = timed(plan.config);
         double heuristic_us = us;
         if (plan.origin == SparseDecodePlan::Origin::kTuned) {  // the heuristic beside the database's winner
           SparseDecodeOptions heuristic_only;
           heuristic_only.tuning = TuningPolicy::kHeuristic;
           heuristic_us = workload.time_us(plan_sparse_decode(problem, heuristic_only, device, stream.get()).config, o.reps);
         }
-        const char* origin = plan.origin == SparseDecodePlan::Origin::kForced ? " (forced)"
-                             : plan.origin == SparseDecodePlan::Origin::kTuned ? " (tuned)" : "";
-        std::printf("| %s | %d | %d | %d | %d | %s | %.1f | %.1f | %.0f%% | %s%s | %.1f |\n", shape_name.c_str(), batch,
-                    s.kv_len, s.topk, s.local_window, s.sink_logits ? "yes" : "no", us, floor_us, 100 * floor_us / us,
-                    plan.config.key().c_str(), origin, heuristic_us);
-        std::fflush(stdout);
+        print_row(us, plan.config,
+                  plan.origin == SparseDecodePlan::Origin::kForced ? " (forced)" : plan.origin == SparseDecodePlan::Origin::kTuned ? " (tuned)" : "",
+                  heuristic_us);
       }
   return 0;
 }
@@ -100,6 +130,11 @@ BenchVerb FamilyBench<SparseDecodeConfig>::add_to(CLI::App& bench) {
   verb->add_option("--shape", flags->options.shapes, "a (64/8 heads, d128, topk 512/2048) | b (MLA 576/512, 128 heads)")
       ->delimiter(',')->capture_default_str();
   verb->add_option("--batch", flags->options.batches, "batch sizes")->delimiter(',')->check(size_range())->capture_default_str();
+  verb->add_option("--configs", flags->options.configs,
+                   "config keys timed on each row right after the heuristic's (without _sp<P>: the heuristic's splits)")
+      ->delimiter(',');
+  verb->add_option("--topk", flags->options.topks, "only the preset rows of these topk values")->delimiter(',');
+  verb->add_option("--kv-len", flags->options.kv_lens, "only the preset rows of these kv lengths")->delimiter(',');
   verb->add_option("--page-size", flags->options.page_size)->check(CLI::Range(1, 256))->capture_default_str();
   verb->add_option("--reps", flags->options.reps)->check(reps_range())->capture_default_str();
   verb->add_option("--matmul-tflops", flags->options.matmul_tflops, "bf16 matmul rate measured in the same run (floor)")

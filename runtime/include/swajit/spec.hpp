@@ -213,8 +213,15 @@ struct SparseDecodeConfig {
   bool split_scores = false;  // mla without warp_specialize or score_ahead: the two warpgroups split S's 576 columns
                               // (each m64 n64 over the whole tile, partial sums swapped through shared memory) instead
                               // of the tile's tokens (each m64 n32); key flag "_ss" after "_sa"
+  bool l2_ahead = false;        // not mla: each candidate's K and V rows are prefetched into L2 when its lookup is
+                                // stored, an iteration before its copies (a tile more in flight than the stages hold); "_la"
+  bool table_prefetch = false;  // not mla: the block asks L2 for its sequence's block_table row at its start, beside the
+                                // first index loads (the page lookups then hit L2); key flag "_tp"
+  bool persistent = false;      // token_split without a local window: one block per resident slot taking its (sequence,
+                                // kv head, split) items in turn, the gather running on into the next item's tiles while
+                                // one finishes (no pipeline fill per item); key flag "_pe"
 
-  std::string compile_key() const;  // e.g. "bn64_st2", "bn64_st2_mma", "bn64_st2_mma_ts", "bn64_st2_mma_ts_l2"
+  std::string compile_key() const;  // e.g. "bn64_st2", "bn64_st2_mma", "bn64_st2_mma_ts", "bn64_st2_mma_ts_l2_la_tp_pe"
   std::string key() const;          // compile_key() + "_sp<num_splits>"
   static SparseDecodeConfig from_key(std::string_view key);
   void validate(const KernelSpec& spec) const;

@@ -2,6 +2,8 @@
 // CPU backend (templates/sparse_decode_cpu.cpp).
 #include <algorithm>
 #include <climits>
+#include <limits>
+#include <optional>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -244,6 +246,56 @@ SparseDecodePlan plan_sparse_decode(const SparseDecodeProblem& p, const SparseDe
   return {sparse_decode_default_config(p, device), SparseDecodePlan::Origin::kHeuristic};
 }
 
+namespace {
+
+// Blocks of `shared_bytes` and `threads` that fit on one SM at once (at least 1), from the device's limits.
+int64_t resident_blocks_per_sm(const DeviceInfo& device, int shared_bytes, int threads) {
+  const int64_t by_shared = device.max_shared_per_sm / std::max(1, shared_bytes + device.reserved_shared_per_block);
+  const int64_t by_threads = device.max_threads_per_sm > 0 ? device.max_threads_per_sm / std::max(1, threads) : by_shared;
+  return std::max<int64_t>(1, std::min(by_shared, by_threads));
+}
+
+// The token-split pipeline for a grid of one block per item (no splits), H200 session 7 run B2, shape a, us (the
+// two-stage default in brackets):
+// - a third stage where the items are long (16 tiles or more: the deeper pipeline's fill is paid rarely) or the grid
+//   fits one wave of the deeper blocks (two per SM instead of three at head_dim 128): topk 2048 batch 128 279.9 (284.4)
+//   at kv 32768, 284.6 (322.9) at kv 131072 (run B3: 316.1 against session 6's 323.2); batch 32 topk 512 26.5 (27.7);
+// - else (short items queueing for the slots: batch 128 topk 512, where three stages of 64 rows give 97.4 (93.7))
+//   32-row tiles in three stages, four blocks of two warps per SM: 92.0 (93.7), kv 131072 93.6 (94.3), and the tuner's
+//   winner there in three runs (run B2: 84.3 against 87.2; run B3, this default: 83.4 against session 6's 95.1).
+SparseDecodeConfig reshape_pipeline(const SparseDecodeProblem& p, const SparseDecodeConfig& c, const DeviceInfo& device) {
+  constexpr int kLongItemTiles = 16;
+  const std::vector<SparseDecodeConfig> pipelines = c.num_splits == 1 ? sparse_decode_pipelines(p.spec, c, device)
+                                                                      : std::vector<SparseDecodeConfig>{};
+  if (pipelines.empty()) return c;
+  const SparseDecodeConfig& deep = pipelines[0];
+  const SparseDecodeGeometry g = sparse_decode_geometry(p.spec, deep);
+  const int64_t blocks = int64_t(p.batch) * p.num_kv_heads * g.row_blocks * p.spec.q_seqlen;
+  const int64_t resident = int64_t(device.sm_count) * resident_blocks_per_sm(device, g.shared_bytes, g.threads);
+  const int candidates = p.params.topk + (p.call.local_window > 0 ? p.call.local_window : 0);
+  const int tiles = (candidates + c.block_n - 1) / c.block_n;
+  if (tiles >= kLongItemTiles || blocks <= resident) return deep;
+  return pipelines.size() > 1 ? pipelines[1] : c;
+}
+
+}  // namespace
+
+std::vector<SparseDecodeConfig> sparse_decode_pipelines(const KernelSpec& spec, const SparseDecodeConfig& c,
+                                                        const DeviceInfo& device) {
+  constexpr int kDeepStages = 3, kNarrowBlockN = 32;
+  std::vector<SparseDecodeConfig> pipelines;
+  if (!c.token_split || c.stages >= kDeepStages) return pipelines;
+  for (int block_n : {c.block_n, kNarrowBlockN}) {
+    SparseDecodeConfig variant = c;
+    variant.block_n = block_n;
+    variant.stages = kDeepStages;
+    if (sparse_decode_geometry(spec, variant).shared_bytes > device.max_shared_per_block_optin) break;
+    pipelines.push_back(variant);
+    if (block_n == kNarrowBlockN) break;  // (the heuristic's tile was already the narrow one)
+  }
+  return pipelines;
+}
+
 SparseDecodeConfig sparse_decode_default_config(const SparseDecodeProblem& p, const DeviceInfo& device) {
   SparseDecodeConfig c = sparse_decode_heuristic(p.spec, device);
   c.num_splits = sparse_decode_splits(p, c, device);
@@ -257,19 +309,8 @@ SparseDecodeConfig sparse_decode_default_config(const SparseDecodeProblem& p, co
     c.warp_specialize = true;
     c.num_splits = sparse_decode_splits(p, c, device);
   }
-  return c;
+  return reshape_pipeline(p, c, device);
 }
-
-namespace {
-
-// Blocks of `shared_bytes` and `threads` that fit on one SM at once (at least 1), from the device's limits.
-int64_t resident_blocks_per_sm(const DeviceInfo& device, int shared_bytes, int threads) {
-  const int64_t by_shared = device.max_shared_per_sm / std::max(1, shared_bytes + device.reserved_shared_per_block);
-  const int64_t by_threads = device.max_threads_per_sm > 0 ? device.max_threads_per_sm / std::max(1, threads) : by_shared;
-  return std::max<int64_t>(1, std::min(by_shared, by_threads));
-}
-
-}  // namespace
 
 // Splits: as many as keep the grid within one wave of resident blocks (the resident blocks per SM from the device's
 // shared memory and threads and the kernel's geometry), each split keeping at least a pipeline's depth of tiles unless
@@ -291,6 +332,15 @@ int sparse_decode_splits(const SparseDecodeProblem& p, const SparseDecodeConfig&
 }
 
 namespace {
+
+// Blocks of the loaded kernel resident on the whole device at once (its registers and shared memory per SM).
+int64_t resident_blocks(const LoadedSparseDecodeKernel& kernel, const DeviceInfo& device) {
+  int blocks_per_sm = 0;
+  cuda::check(cuda::driver().cuOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel.main, kernel.geometry.threads,
+                                                                         kernel.geometry.shared_bytes),
+              "cuOccupancyMaxActiveBlocksPerMultiprocessor");
+  return int64_t(device.sm_count) * std::max(1, blocks_per_sm);
+}
 
 void run_cuda_sparse(SparseDecodeProblem& p, const SparseDecodeOptions& options, CUstream stream) {
   cuda::ScopedDeviceContext scope(p.device_ordinal);
@@ -316,10 +366,16 @@ void run_cuda_sparse(SparseDecodeProblem& p, const SparseDecodeOptions& options,
   if (int64_t(p.num_kv_heads) > kMaxGridYZ || int64_t(p.spec.q_seqlen) * config.num_splits > kMaxGridYZ)
     fail("num_kv_heads or q_seqlen x num_splits exceeds CUDA's grid limit of 65535");
   const unsigned batch = unsigned(p.batch);
-  // x: a sequence's q head blocks next to each other (templates/sparse_decode.cuh, block_work)
-  cuda::launch_dependent(device, stream, kernel.main,
-                         {unsigned(int64_t(p.batch) * g.row_blocks), unsigned(p.num_kv_heads), unsigned(p.spec.q_seqlen * config.num_splits)},
-                         g.threads, g.shared_bytes, args, "cuLaunchKernelEx(sparse_decode)");
+  // x: a sequence's q head blocks next to each other (templates/sparse_decode.cuh, block_work); persistent: one block
+  // per resident slot, taking the items of that grid in turn
+  const int64_t items = int64_t(p.batch) * g.row_blocks * p.num_kv_heads * p.spec.q_seqlen * config.num_splits;
+  if (config.persistent && items > std::numeric_limits<int>::max())  // the kernel numbers the items with int
+    fail("batch x num_kv_heads x q_seqlen x num_splits = " + std::to_string(items) + " exceeds 2^31 - 1 for a persistent config");
+  const cuda::GridShape grid =
+      config.persistent ? cuda::GridShape{unsigned(std::min(items, resident_blocks(kernel, device))), 1, 1}
+                        : cuda::GridShape{unsigned(int64_t(p.batch) * g.row_blocks), unsigned(p.num_kv_heads),
+                                          unsigned(p.spec.q_seqlen * config.num_splits)};
+  cuda::launch_dependent(device, stream, kernel.main, grid, g.threads, g.shared_bytes, args, "cuLaunchKernelEx(sparse_decode)");
   if (config.num_splits > 1)
     cuda::launch_dependent(device, stream, kernel.merge, {batch, unsigned(p.num_kv_heads), unsigned(g.rows)},
                            g.merge_threads, 0, args, "cuLaunchKernelEx(sparse_decode merge)");

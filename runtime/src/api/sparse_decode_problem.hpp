@@ -1,6 +1,7 @@
 // A validated sparse top-k decode call: every DLTensor checked, the spec derived, the kernel arguments filled in.
 #pragma once
 #include <string>
+#include <vector>
 
 #include "call_problem.hpp"
 #include "paged_call_params.h"  // templates/: the paged families' common fields, before their structs
@@ -26,9 +27,12 @@ SparseDecodeConfig sparse_decode_heuristic(const KernelSpec& spec, int max_share
 SparseDecodeConfig sparse_decode_heuristic(const KernelSpec& spec, const DeviceInfo& device, bool tensor_cores = true);
 // The heuristic's splits of `config` for the call `p` on `device`.
 int sparse_decode_splits(const SparseDecodeProblem& p, const SparseDecodeConfig& config, const DeviceInfo& device);
-// The config a call runs without a forced or tuned one: the heuristic's kernel and tile, its splits, and for MLA the
-// warp-specialized kernel where the splits are few.
+// The config a call runs without a forced or tuned one: the heuristic's kernel and tile, its splits, for MLA the
+// warp-specialized kernel where the splits are few, and a deeper pipeline where a grid of one block per item gains.
 SparseDecodeConfig sparse_decode_default_config(const SparseDecodeProblem& p, const DeviceInfo& device);
+// The pipelines sparse_decode_default_config may give the token-split config `c` on `device`: its tile in three stages, then
+// 32-row tiles in three stages (those that fit; none for other kernels).
+std::vector<SparseDecodeConfig> sparse_decode_pipelines(const KernelSpec& spec, const SparseDecodeConfig& c, const DeviceInfo& device);
 // The tuning database's shape bucket of a call: bh<batch x kv heads>_n<candidates per row (topk + window)>, each
 // rounded up to a power of two (what sets the grid and each block's work).
 std::string sparse_bucket_key(const SparseDecodeProblem& p);

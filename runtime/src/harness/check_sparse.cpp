@@ -115,6 +115,18 @@ std::vector<SparseCase> sparse_check_matrix(DLDevice where) {
     c.cpu_config = CpuDecodeConfig{8, 7, 2}; c.config = SparseDecodeConfig{32, 3, 7, true};
     c.selection = Selection::kAllUnused; c.sink_logits = true;
   });
+  // More (sequence, kv head, token) items than any GPU holds blocks at once: a persistent grid's blocks take several
+  // in turn (the [persistent] copies below), the invalid one in the middle of a block's stream.
+  const auto many_sequences = [](SparseCase& c) {
+    c.num_kv_heads = 4;
+    c.seq_lens.clear();
+    for (int b = 0; b < 300; ++b) c.seq_lens.push_back(b % 7 == 3 ? 0 : 2 + (b * 37) % 500);
+  };
+  add("300 sequences", many_sequences);
+  add("300 sequences, invalid indices reported, bias, sinks", [&](SparseCase& c) {
+    many_sequences(c);
+    c.selection = Selection::kInvalid; c.score_bias = true; c.sink_logits = true;
+  });
   add("kv length 0 everywhere", [](SparseCase& c) { c.seq_lens = {0, 0}; });
   add("kv length 1", [](SparseCase& c) { c.seq_lens = {1}; c.q_seqlen = 1; c.selection = Selection::kEdges; });
   add("invalid indices reported", [](SparseCase& c) { c.selection = Selection::kInvalid; });
@@ -137,6 +149,44 @@ std::vector<SparseCase> sparse_check_matrix(DLDevice where) {
     constexpr int kSplits = 2;
     c.config = SparseDecodeConfig{64, 2, kSplits, false};
     cases.push_back(std::move(c));
+  }
+  // The gather's L2 prefetches (rows an iteration ahead, the block_table row) on each kernel that has the gather:
+  // token split (its 16-bit default for groups up to 16), the 64-row mma kernel and the CUDA-core one (any cache).
+  const auto forced = [](SparseCase c, const SparseDecodeConfig& config, const std::string& kernel) {
+    c.name += " [" + kernel + " " + config.key() + "]";
+    c.config = config;
+    return c;
+  };
+  const auto with_prefetches = [&](const SparseCase& c, SparseDecodeConfig config, const std::string& kernel) {
+    config.l2_ahead = config.table_prefetch = true;
+    return forced(c, config, kernel);
+  };
+  for (size_t i = 0; i < defaults; ++i) {
+    const SparseCase& base = cases[i];
+    if (base.shared_kv && base.head_dim == 576) continue;  // the MLA kernel has its own prefetch (l2_prefetch)
+    const KernelSpec spec = base.spec();
+    const bool token_split = spec.group <= 16 && spec.head_dim_v <= 128;  // (SparseDecodeConfig::validate)
+    const bool page_sizes = base.name.rfind("page_size", 0) == 0, selections = base.name.rfind("invalid", 0) == 0;
+    if (base.kv_quant != KvQuant::kNone) {
+      cases.push_back(with_prefetches(base, SparseDecodeConfig{.block_n = 64, .stages = 3, .num_splits = 2}, "CUDA cores"));
+    } else if (page_sizes || selections || base.local_window > 0 || base.strided) {
+      if (token_split)
+        for (int splits : {1, 3})
+          cases.push_back(with_prefetches(base, SparseDecodeConfig{.block_n = 64, .stages = 2, .num_splits = splits,
+                                                                   .mma = true, .token_split = true}, "token split"));
+      cases.push_back(with_prefetches(base, SparseDecodeConfig{.block_n = 32, .stages = 4, .num_splits = 2, .mma = true}, "mma"));
+    }
+    // The persistent token-split kernel (no window): whole items and split ones, with and without the prefetches.
+    if (base.kv_quant == KvQuant::kNone && base.local_window == 0 && token_split) {
+      const SparseDecodeConfig persistent{.block_n = 64, .stages = 2, .num_splits = 1, .mma = true, .token_split = true,
+                                          .persistent = true};
+      cases.push_back(forced(base, persistent, "persistent"));
+      SparseDecodeConfig split = persistent;
+      split.block_n = 32;
+      split.stages = 3;
+      split.num_splits = 3;
+      cases.push_back(with_prefetches(base, split, "persistent"));
+    }
   }
   // The MLA cases (16-bit shared 576 / 512) again on the MLA kernel (sm_90a; skipped elsewhere), whole and split
   // (the heuristic takes it for groups above 32 on sm_90a, so the defaults above run it too).
@@ -235,6 +285,10 @@ void precompile_sparse_cases(const std::vector<SparseCase>& cases, DLDevice wher
     const SparseDecodeConfig config =
         cases[i].config ? *cases[i].config : sparse_decode_heuristic(spec, device);
     cuda_kernel(spec, config, device, scope->context());
+    // the pipelines the default takes instead for a grid of one block per item (sparse_decode_default_config)
+    if (!cases[i].config)
+      for (const SparseDecodeConfig& pipeline : sparse_decode_pipelines(spec, config, device))
+        cuda_kernel(spec, pipeline, device, scope->context());
   });
 }
 
