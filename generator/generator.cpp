@@ -300,6 +300,8 @@ GeneratedKernel generate_prefill_cuda(const KernelSpec& spec, const PrefillConfi
      << ";  // 0: all warps load; 1: producer + consumer warpgroups; 2: and S(t+1) before softmax(t)\n"
      << "constexpr bool kTma = " << flag(config.tma) << ";  // K/V tiles moved by the TMA engine (warp specialized)\n"
      << "constexpr bool kPersistent = " << flag(config.persistent) << ";  // blocks take the work items in turn\n"
+     << "constexpr bool kSnakeOrder = " << flag(config.snake_order) << ";  // every other round of items backwards\n"
+     << "constexpr bool kOverlapItems = " << flag(config.overlap_items) << ";  // an item's last P.V goes with the next's S(0)\n"
      << "// launch geometry, shared with the host launcher\n"
      << "constexpr int kThreads = " << g.threads << ";\n"
      << "constexpr int kQBytes = " << g.q_bytes << ";\n"

@@ -373,7 +373,7 @@ TEST_CASE("prefill: the head_dim 128 heuristic on sm_90a by page size and K/V st
 }
 
 // A call whose K/V layout TMA cannot read runs the row-gather config instead of failing (a forced tma config on it
-// fails at launch, naming what TMA needs).
+// is refused when the call is planned, naming what TMA needs).
 TEST_CASE("prefill: the default config drops TMA where the call's K/V layout does not suit it") {
   const DeviceInfo h200 = h200_limits();
   PrefillTensors t(128);
@@ -392,8 +392,16 @@ TEST_CASE("prefill: the default config drops TMA where the call's K/V layout doe
   CHECK(!gathers.tma);
   CHECK(gathers == heuristic_prefill_config(mixed.spec, h200, /*tma_layout_ok=*/false));
   CHECK(gathers.warp_specialize == 1);  // the row-gather producer measured before TMA
-  o.config = tma;  // forced: kept (launch_prefill then refuses it with tma_layout_problem's words)
-  CHECK(choose_prefill_config(mixed, o, h200, nullptr) == tma);
+  o.config = tma;  // forced: refused when the call is planned, in tma_layout_problem's words
+  CHECK_THROWS_WITH_AS(choose_prefill_config(mixed, o, h200, nullptr), doctest::Contains("same order of the head and token strides"), Error);
+  CHECK_THROWS_WITH_AS(validate_prefill_config_for_call(tma, mixed), doctest::Contains("use tma = false"), Error);
+  CHECK_NOTHROW(validate_prefill_config_for_call(gathers, mixed));
+  CHECK(choose_prefill_config(suitable, o, h200, nullptr) == tma);  // where TMA reads the K/V it runs as forced
+  PrefillConfig unfit = tma;  // a config the spec cannot take is refused at plan time as well
+  unfit.persistent = unfit.tma = false;
+  unfit.snake_order = true;
+  o.config = unfit;
+  CHECK_THROWS_WITH_AS(choose_prefill_config(suitable, o, h200, nullptr), doctest::Contains("snake_order = true needs persistent"), Error);
 }
 
 TEST_CASE("K/V tensor maps: what the TMA engine cannot read is named (prefill tma, decode producer 4)") {

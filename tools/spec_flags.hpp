@@ -66,7 +66,7 @@ struct SpecFlags {
 struct ConfigFlags {
   std::optional<int> block_m, block_n, warps_n, stages, num_splits, m_tiles, min_blocks, warp_specialize, producer,
       producer_registers;
-  std::optional<bool> wgmma, tma, persistent, mma, token_split, fused_merge, l2_prefetch, mla, integer_scores, pages_first;
+  std::optional<bool> wgmma, tma, persistent, snake_order, overlap_items, mma, token_split, fused_merge, l2_prefetch, mla, integer_scores, pages_first;
   void add_to(CLI::App& app) {
     app.add_option("--block-m", block_m, "prefill: query rows per block");
     app.add_option("--m-tiles", m_tiles, "prefill: 16-row mma tiles per warp (1 or 2)");
@@ -76,6 +76,10 @@ struct ConfigFlags {
                    "prefill, wgmma: 0 all warps load, 1 producer/consumer warpgroups, 2 also S(t+1) before softmax(t), 3 also ping-pong (block_m 128)");
     app.add_option("--tma", tma, "prefill, warp specialized: K/V tiles moved by the TMA engine (true/false)");
     app.add_option("--persistent", persistent, "prefill, tma: one block per SM slot taking the work items in turn (true/false)");
+    app.add_option("--snake-order", snake_order,
+                   "prefill, persistent: every other round of work items walked backwards (true/false)");
+    app.add_option("--overlap-items", overlap_items,
+                   "prefill, persistent ws2: an item's last P.V issued with the next item's first Q.K^T (true/false)");
     app.add_option("--producer-registers", producer_registers,
                    "prefill, warp specialized: the producer's registers after setmaxnreg (24..56, multiple of 8; the consumers get the rest)");
     app.add_option("--block-n", block_n, "KV tokens per tile");
@@ -96,7 +100,7 @@ struct ConfigFlags {
     app.add_option("--mla", mla, "sparse_decode, mma: the MLA kernel (shared 576 / 512, sm_90a; true/false; true sets bn64 st2)");
   }
   bool any() const {
-    return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || persistent ||
+    return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || persistent || snake_order || overlap_items ||
            producer_registers || mma || producer || token_split || fused_merge || l2_prefetch || mla || integer_scores || pages_first;
   }
   // Flags given on top of `base`.
@@ -139,6 +143,8 @@ struct ConfigFlags {
     if (warp_specialize) base.warp_specialize = *warp_specialize;
     if (tma) base.tma = *tma;
     if (persistent) base.persistent = *persistent;
+    if (snake_order) base.snake_order = *snake_order;
+    if (overlap_items) base.overlap_items = *overlap_items;
     if (producer_registers) base.producer_registers = *producer_registers;
     return base;
   }

@@ -3,18 +3,18 @@
 # default 105 s, is skipped and says so): correctness first, then the bench, heuristic configs ("default", no shipped
 # data), each row's configs alternated on one workload, the floor (useful FLOPs at the bf16 matmul rate) beside each
 # time:
-#   0. correctness: the check matrix's persistent TMA cases (the head_dim 128 default forced across windows, sinks,
-#      GQA, strides, paged 8/16/32/128/256 and varlen with kv 0 and 1; the head_dim 64 tiles; the producer register
-#      knob), the head_dim 64 cases, and the GPU suite's prefill cases but the matrix and the tuner (device-side
+#   0. correctness: the check matrix's snake-order and overlapped-item cases (after step 1: the head_dim 128 default
+#      forced across the matrix's edges, and the GPU suite's prefill cases but the matrix and the tuner: device-side
 #      errors, bad pages, 8-bit and varlen paged workloads, streams); the whole matrix (about 2 minutes for prefill)
 #      is `swajit check --device cuda` of the final run;
-#   1. the issue's grid (32 q heads, 32 and 8 kv heads, head_dim 128, window 4096, seq 4K-32K): the default, and on
-#      two rows session 5's default (ws1_tma, the shipped H200 winners' tile) beside it;
-#   2. the rows tools/bench/prefill_peers.py times for FlashInfer: head_dim 64 (session 5's default beside), 256,
-#      GQA 32/4, the varlen batch;
-#   3. paged (pages of 16 tokens in order: one TMA box a tile; shuffled: a box a page, one producer lane each)
+#   1. the issue's grid (32 q heads, 32 and 8 kv heads, head_dim 128, window 4096, seq 4K-32K): the default against
+#      the persistent grid's snake order (_sn) and overlapped items (_ov); at seq 4096 ping-pong and 40 producer
+#      registers beside, and session 6's binary (BASE: ../mainI/swajit beside the carry, when there);
+#   2. paged (pages of 16 tokens shuffled: a box a page, one producer lane each; in order: one TMA box a tile)
 #      against contiguous (step 1's 8-kv-head rows; bar: within 5%);
-#   4. first use (generate + NVRTC + module load) of the head_dim 128 and 64 defaults.
+#   3. the rows tools/bench/prefill_peers.py times for FlashInfer: the varlen batch, head_dim 64, 256 (FA3's 128 x 80
+#      tile beside), GQA 32/4;
+#   4. first use (generate + NVRTC + module load) of the head_dim 128 default with both knobs.
 # Usage: tools/bench/gpu_prefill.sh CARRY_DIR LOG_DIR
 #   CARRY_DIR: what tools/bench/prepare_gpu_carry.sh made (.carry: swajit, the GPU test binaries, lib/)
 #   MATMUL_TFLOPS: the bf16 matmul rate of the same run (floor column; prefill_peers.py prints kind=ceiling_mm_bf16);
@@ -32,43 +32,52 @@ step() {  # run(), unless the script is past its time budget
   run "$@"
 }
 
-old_default=bm128_bn128_st2_mt1_wg_ws1_tma        # session 5's default and the shipped H200 winners' tile
-d64_old=bm128_bn64_st2_mt1_wg_oc2                 # the head_dim 64 default of session 5
+d128_sn=bm128_bn128_st2_mt1_wg_ws2_tma_pt_sn      # the head_dim 128 default with snake order
+d128_sn_ov=${d128_sn}_ov                          # ... and overlapped items
+d128_ws3_sn=bm128_bn128_st2_mt1_wg_ws3_tma_pt_sn  # snake order with ping-pong
+d64=bm192_bn128_st2_mt1_wg_ws1_tma_pt             # the head_dim 64 default
+base=$carry/../mainI/swajit                       # session 6's binary (BASE rows), beside this carry in main's .carry
 varlen=512,640,768,1024,1280,1536,2048,2560,3072,3584,4096,5120,6144,7168,7680,8192  # = prefill_peers.py VARLEN_Q_LENS
 # Line-buffered: each row shows as it is timed (a row's workload of up to 32K tokens x 32 heads takes seconds to
 # set up, so a call can run past its cap; its rows so far are kept).
 bench() { step stdbuf -oL "$swajit" bench prefill --matmul-tflops "$mm" --reps 10 "$@"; }
 
 {
-  # 0. correctness: the head_dim 64 cases (its new default among them), every forced case of the defaults and the
-  #    other persistent TMA tiles, and
-  #    the GPU suite's prefill cases but the matrix and the tuner (device-side errors, bad pages, 8-bit and varlen
-  #    paged workloads, streams: all on the head_dim 128 default). The whole matrix: `swajit check` of the final run.
-  run_timeout=20 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "head_dim 64"
-  run_timeout=40 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter persistent
-  run_timeout=25 step "$carry/test_decode_gpu" \
+  # 0. correctness: the check matrix's snake-order and overlapped-item cases (varlen with kv 0 and 1, paged shuffled,
+  #    chunked, sinks, group 16, one item a block)
+  run_timeout=20 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "snake order"
+  run_timeout=15 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "st2 overlapped items"
+
+  # 1. the grid: the default (round-robin items), snake order, snake order with overlapped items
+  run_timeout=20 bench --seq 4096,8192,16384,32768 --num-kv-heads 32 --configs "default,$d128_sn,$d128_sn_ov"
+  run_timeout=20 bench --seq 4096,8192,16384,32768 --num-kv-heads 8 --configs "default,$d128_sn,$d128_sn_ov"
+  #    seq 4096: ping-pong and the producer's 40 registers on top; session 6's binary (BASE) beside
+  run_timeout=15 bench --seq 4096 --num-kv-heads 32 --configs "default,$d128_sn_ov,$d128_ws3_sn,${d128_sn_ov}_pr40"
+  [[ -x $base ]] && SWAJIT_DB=$(mktemp -d)/base.db run_timeout=15 step stdbuf -oL "$base" bench prefill \
+    --matmul-tflops "$mm" --reps 10 --seq 4096,16384 --num-kv-heads 32,8
+
+  #    the default's own cases (its consumer loop was restructured for overlapped items) and the GPU suite's
+  run_timeout=20 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "(the d128 default)"
+  run_timeout=20 step "$carry/test_decode_gpu" \
     -tc="prefill: invalid*,prefill: 8-bit*,prefill: varlen*,paged prefill*,concurrent streams: decode and prefill*"
 
-  # 1. the grid (its FlashInfer rows: flashinfer_peer.py prefill), session 5's default beside it on two rows
-  run_timeout=25 bench --seq 4096,8192,16384,32768 --num-kv-heads 8
-  run_timeout=25 bench --seq 4096,8192,16384,32768 --num-kv-heads 32
-  run_timeout=15 bench --seq 8192,32768 --num-kv-heads 8 --configs "default,$old_default"
+  # 2. paged 16, pages shuffled (a box a page) and in order (one box a tile) against contiguous (step 1; bar: 5%)
+  run_timeout=15 bench --seq 8192,32768 --num-kv-heads 8 --page-size 16 --shuffle-pages --configs "default,$d128_sn_ov"
+  run_timeout=15 bench --seq 8192,32768 --num-kv-heads 8 --page-size 16 --configs "default,$d128_sn_ov"
 
-  # 2. the rows of tools/bench/prefill_peers.py: head_dim 64 (the old default beside), 256, GQA 32/4, varlen
-  run_timeout=15 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 64 --configs "default,$d64_old"
-  run_timeout=15 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 256
-  run_timeout=15 bench --seq 8192,32768 --num-kv-heads 4
-  run_timeout=15 bench --q-lens "$varlen" --prefix-len 4096 --page-size 16 --num-kv-heads 8
+  # 3. the rows of tools/bench/prefill_peers.py: varlen, head_dim 64 (ws2 with overlapped items needs the producer's
+  #    registers: pr24), head_dim 256 (FA3's 128 x 80 tile), GQA 32/4
+  run_timeout=15 bench --q-lens "$varlen" --prefix-len 4096 --page-size 16 --num-kv-heads 8 \
+    --configs "default,$d128_sn,$d128_sn_ov"
+  run_timeout=15 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 64 \
+    --configs "default,${d64}_sn,bm192_bn128_st2_mt1_wg_ws2_tma_pt_sn_ov_pr24"
+  run_timeout=20 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 256 \
+    --configs "default,bm128_bn80_st2_mt1_wg_ws1_tma,bm128_bn80_st2_mt1_wg_ws2_tma,bm128_bn64_st2_mt1_wg_ws2_tma"
+  run_timeout=15 bench --seq 8192,32768 --num-kv-heads 4 --configs "default,$d128_sn_ov"
 
-  # 3. paged 16, pages in order and shuffled (contiguous: step 1's kv 8 rows; bar: within 5%)
-  run_timeout=15 bench --seq 8192,32768 --num-kv-heads 8 --page-size 16
-  run_timeout=15 bench --seq 8192,32768 --num-kv-heads 8 --page-size 16 --shuffle-pages
-
-  # 4. first use of the defaults (generate + NVRTC + module load; the database is not used)
+  # 4. first use (generate + NVRTC + module load) of the head_dim 128 default with snake order and overlapped items
   run_timeout=15 step "$swajit" gen --key prefill_bf16_d128_contig_g4_local --block-m 128 --block-n 128 --stages 2 \
-    --wgmma true --warp-specialize 2 --tma true --persistent true --jit-time
-  run_timeout=15 step "$swajit" gen --key prefill_bf16_d64_contig_g4_local --block-m 192 --block-n 128 --stages 2 \
-    --wgmma true --warp-specialize 1 --tma true --persistent true --jit-time
+    --wgmma true --warp-specialize 2 --tma true --persistent true --snake-order true --overlap-items true --jit-time
   echo "==== gpu_prefill.sh done in $SECONDS s, status $status"
   exit "$status"
 } 2>&1 | tee "$logs/gpu_prefill.log"

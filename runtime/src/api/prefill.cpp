@@ -259,18 +259,6 @@ double prefill_flops(const std::vector<int>& q_lens, const std::vector<int>& kv_
   return pairs * kFlopsPerPairAndDim * head_dim * num_q_heads;
 }
 
-namespace {
-
-// The chosen config, or the same without TMA (and so without the persistent grid, which runs the TMA producer ahead)
-// when this call's K/V strides or addresses do not suit the TMA engine: a choice the caller did not force must never
-// fail on layout.
-PrefillConfig without_tma_if_unsuitable(const PrefillProblem& p, PrefillConfig config) {
-  if (config.tma && !tma_layout_problem(p).empty()) config.tma = config.persistent = false;
-  return config;
-}
-
-}  // namespace
-
 std::string tma_layout_problem(const PrefillProblem& p) {
   const PrefillParams& a = p.params;
   return kv_tensor_map_problem(kv_view(p, a.k, a.k_stride_page, a.k_stride_token, a.k_stride_head),
@@ -278,9 +266,19 @@ std::string tma_layout_problem(const PrefillProblem& p) {
                                p.spec.is_contiguous_kv());
 }
 
+void validate_prefill_config_for_call(const PrefillConfig& config, const PrefillProblem& p) {
+  config.validate(p.spec);
+  if (!config.tma) return;
+  if (const std::string problem = tma_layout_problem(p); !problem.empty())
+    throw Error(ErrorCode::kInvalidArgument, "config " + config.key() + " (tma) needs " + problem + "; use tma = false");
+}
+
 PrefillConfig choose_prefill_config(const PrefillProblem& p, const PrefillOptions& options, const DeviceInfo& device,
                                   CUstream stream) {
-  if (options.config) return *options.config;
+  if (options.config) {
+    validate_prefill_config_for_call(*options.config, p);
+    return *options.config;
+  }
   const TuningPolicy policy = resolve_tuning_policy(options.tuning);
   if (policy != TuningPolicy::kHeuristic) {
     const std::string bucket = prefill_bucket_key(p.batch, p.max_q_len, p.params.local_window);
@@ -288,11 +286,11 @@ PrefillConfig choose_prefill_config(const PrefillProblem& p, const PrefillOption
     std::optional<PrefillConfig> tuned = tuned_config<PrefillConfig>(p, device, bucket, may_tune);
     if (tuned) {
       try {
-        tuned->validate(p.spec);
-        return without_tma_if_unsuitable(p, *tuned);
+        validate_prefill_config_for_call(*tuned, p);
+        return *tuned;
       } catch (const Error& e) {
-        std::fprintf(stderr, "swajit: tuned prefill config %s unusable for %s: %s\n", tuned->key().c_str(),
-                     p.spec.key().c_str(), e.what());
+        std::fprintf(stderr, "swajit: tuned prefill config %s unusable for %s, using the heuristic: %s\n",
+                     tuned->key().c_str(), p.spec.key().c_str(), e.what());
       }
     }
   }
@@ -344,12 +342,8 @@ void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& op
                                              " is " + device.arch());
   const LoadedPrefillKernel& kernel = prefill_kernel(p.spec, config, device, scope.context());
   p.params.status = stream_status(scope.context(), stream);
-  if (config.tma) {
+  if (config.tma) {  // choose_prefill_config has checked that the TMA engine can read this call's K/V
     PrefillParams& a = p.params;
-    const std::string layout_problem = tma_layout_problem(p);  // only a forced config gets here with one
-    if (!layout_problem.empty())
-      throw Error(ErrorCode::kInvalidArgument, "config " + config.key() + " (tma) needs " + layout_problem +
-                                                   "; use tma = false");
     a.tma_tokens_inside_heads = a.k_stride_token < a.k_stride_head;  // HND
     encode_prefill_kv_map(a.k_map, p, config, a.k, a.k_stride_page, a.k_stride_token, a.k_stride_head);
     encode_prefill_kv_map(a.v_map, p, config, a.v, a.v_stride_page, a.v_stride_token, a.v_stride_head);

@@ -23,9 +23,12 @@ PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo&
 // Empty when the TMA producer can read this call's K/V (16-byte aligned addresses and strides, the same head/token
 // order in k and v), else what it needs, for the error of a forced tma config.
 std::string tma_layout_problem(const PrefillProblem& problem);
-// Forced, else the tuning database's winner for (SKU, spec, bucket) (tuned on a miss when the policy says so and
-// `stream` is not capturing), else the heuristic; a chosen (not forced) tma config whose call does not suit TMA
-// runs the same config without it.
+// Throws kInvalidArgument unless `config` can run this call: valid for its spec, and for tma configs K/V the TMA
+// engine can read (tma_layout_problem).
+void validate_prefill_config_for_call(const PrefillConfig& config, const PrefillProblem& problem);
+// Forced (checked by validate_prefill_config_for_call: a config that cannot run the call fails here, naming why),
+// else the tuning database's winner for (SKU, spec, bucket) (tuned on a miss when the policy says so and `stream` is
+// not capturing) if it can run the call, else the heuristic.
 PrefillConfig choose_prefill_config(const PrefillProblem& problem, const PrefillOptions& options, const DeviceInfo& device,
                                   CUstream stream);
 
