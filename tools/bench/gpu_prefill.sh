@@ -71,6 +71,7 @@ bench() { step stdbuf -oL "$swajit" bench prefill --matmul-tflops "$mm" --reps 1
     --configs "default,$d128_sn,$d128_sn_ov"
   run_timeout=15 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 64 \
     --configs "default,${d64}_sn,bm192_bn128_st2_mt1_wg_ws2_tma_pt_sn_pr24,bm192_bn128_st2_mt1_wg_ws2_tma_pt_sn_ov_pr24"
+  run_timeout=15 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "st2, head_dim 256"
   run_timeout=20 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 256 \
     --configs "default,bm128_bn80_st2_mt1_wg_ws1_tma,bm128_bn80_st2_mt1_wg_ws2_tma,bm128_bn64_st2_mt1_wg_ws2_tma"
   run_timeout=15 bench --seq 8192,32768 --num-kv-heads 4 --configs "default,$d128_sn_ov"

@@ -126,6 +126,13 @@ std::vector<PrefillCase> prefill_check_matrix() {
       [&](PrefillCase& c) { c.config = tma(192, 64, 3, 2); c.page_size = 8; c.pages_in_runs = true; c.dtype = DType::kFP16; c.q_lens = {300, 17}; c.kv_lens = {700, 300}; c.global_window = 3; c.sink_logits = true; });
   add("tma ws1 bm64 bn64, head_dim 256, paged NHD 32 in runs, strided (no runs: padded pages), group 8",
       [&](PrefillCase& c) { c.config = tma(64, 64, 2, 1); c.head_dim = 256; c.page_size = 32; c.pages_in_runs = true; c.strided = true; c.group = 8; c.num_kv_heads = 1; c.q_lens = {600}; c.kv_lens = {900}; c.local_window = 500; });
+  // head_dim 256 on FA3's tile for it: 128 rows x 80 tokens (two consumer warpgroups; 2 stages of 40 KB K/V tiles)
+  add("tma ws1 bm128 bn80 st2, head_dim 256, varlen with kv 0 and 1, sinks, learned sinks",
+      [&](PrefillCase& c) { c.config = tma(128, 80, 2, 1); c.head_dim = 256; c.q_lens = {700, 0, 1, 130}; c.kv_lens = {900, 0, 1, 1000}; c.global_window = 3; c.sink_logits = true; });
+  add("tma ws2 bm128 bn80 st2, head_dim 256, paged NHD 16 (5 pages a tile), long window, chunked",
+      [&](PrefillCase& c) { c.config = tma(128, 80, 2, 2); c.head_dim = 256; c.page_size = 16; c.q_lens = {1500, 130}; c.kv_lens = {2000, 1000}; c.local_window = 1000; });
+  add("tma ws2 bm128 bn64 st2, head_dim 256, paged NHD 16 in runs, group 8, fp16",
+      [&](PrefillCase& c) { c.config = tma(128, 64, 2, 2); c.head_dim = 256; c.page_size = 16; c.pages_in_runs = true; c.group = 8; c.num_kv_heads = 1; c.dtype = DType::kFP16; c.q_lens = {600, 5}; c.kv_lens = {900, 400}; c.local_window = 500; });
   add("paged NHD 16 in runs, default config, head_dim 128",
       [&](PrefillCase& c) { c.page_size = 16; c.pages_in_runs = true; c.num_kv_heads = 2; c.q_lens = {700, 5}; c.kv_lens = {900, 300}; c.local_window = 256; });
   add("tma ws3 bm128 bn128 st2, ping-pong (FA3's tile), long window, empty and length-1 sequences",
