@@ -677,13 +677,11 @@ struct PendingItem {
   int first_row = 0, rows = 0, q_head = 0;  // where its rows go
 };
 
-// The pending item's P.V completed (issued already when `issued`, else now), its V stage released and its rows
-// written; `rows_of_pending` are its row statistics (st may hold the next item's already).
-SWAJIT_DEVICE void finish_pending_item(const PrefillParams& P, const Pipeline& pipe, WarpState<kMTiles>& st,
-                                       PackedProbabilities& p, PendingItem& pending,
-                                       const WarpState<kMTiles>& rows_of_pending, bool issued, int warp, int lane) {
-  if (!pending.active) return;
-  if (!issued) issue_warpgroup_pv(st, p, pending.v_tile);
+// The pending item's P.V (issued) completed, its V stage released and its rows written with the row statistics
+// `rows_of_pending` (st may hold the next item's already).
+SWAJIT_DEVICE void complete_pending_item(const PrefillParams& P, const Pipeline& pipe, WarpState<kMTiles>& st,
+                                         PendingItem& pending, const WarpState<kMTiles>& rows_of_pending, int warp,
+                                         int lane) {
   wgmma_wait<0>();
   pin_accumulators(st.out[0]);
   pipe.release_v(pending.v_slot, lane);
@@ -698,14 +696,22 @@ SWAJIT_DEVICE void finish_pending_item(const PrefillParams& P, const Pipeline& p
   pending.active = false;
 }
 
+// The pending item's P.V with no next tile to go with: issued alone and completed.
+SWAJIT_DEVICE void flush_pending_item(const PrefillParams& P, const Pipeline& pipe, WarpState<kMTiles>& st,
+                                      PackedProbabilities& p, PendingItem& pending, int warp, int lane) {
+  if (!pending.active) return;
+  issue_warpgroup_pv(st, p, pending.v_tile);
+  complete_pending_item(P, pipe, st, pending, st, warp, lane);
+}
+
 // One work item on a consumer warp. `st` and `p` live across the block's items (kOverlapItems carries an item's
 // last P.V over into the next: `pending`); otherwise each item starts from a cleared state and writes its own rows.
 SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe, int warp, int lane,
                            WarpState<kMTiles>& st, PackedProbabilities& p, PendingItem& pending) {
   const int warpgroup = warp / 4;
   const bool carried = kOverlapItems && pending.active && w.tile_count > 0;  // the pending P.V goes with S(0)
-  WarpState<kMTiles> rows_of_pending = st;  // (only its row statistics are used)
-  if (kOverlapItems && !carried) finish_pending_item(P, pipe, st, p, pending, rows_of_pending, false, warp, lane);
+  if (kOverlapItems && !carried) flush_pending_item(P, pipe, st, p, pending, warp, lane);
+  const WarpState<kMTiles> rows_of_pending = st;  // carried: its row statistics, for its output
   if (carried)
     st.clear_statistics();  // the output accumulators stay the pending item's until its P.V completes
   else
@@ -745,19 +751,24 @@ SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pip
     turns.start(w.tile_count);
     pipe.wait_k(w.slot(0));
     turns.take();
-    issue_warpgroup_scores(scores[0], w.q_smem, w.k_tile(0), warpgroup);
-    if (carried) issue_warpgroup_pv(st, p, pending.v_tile);  // into the pending item's accumulators
-    turns.hand_over(false);
-    if (carried)
-      wgmma_wait<1>();  // S(0) is done, the pending P.V may still run
-    else
-      wgmma_wait<0>();
-    pin_accumulators(scores[0]);
-    pipe.release_k(w.slot(0), lane);
-    tile_softmax(P, w, st, scores, 0, warp, lane, rescale);  // the output is still zero: nothing to rescale
+    // Each branch waits for every MMA it issued: wgmma waits that differ between paths serialize every wgmma of
+    // the kernel (ptxas C7518).
     if (carried) {
-      finish_pending_item(P, pipe, st, p, pending, rows_of_pending, true, warp, lane);
+      issue_warpgroup_scores(scores[0], w.q_smem, w.k_tile(0), warpgroup);
+      issue_warpgroup_pv(st, p, pending.v_tile);  // into the pending item's accumulators
+      wgmma_wait<1>();  // S(0) is done, the pending P.V may still run
+      pin_accumulators(scores[0]);
+      pipe.release_k(w.slot(0), lane);
+      tile_softmax(P, w, st, scores, 0, warp, lane, rescale);
+      complete_pending_item(P, pipe, st, pending, rows_of_pending, warp, lane);
       st.clear_output();  // this item's output starts at zero
+    } else {
+      issue_warpgroup_scores(scores[0], w.q_smem, w.k_tile(0), warpgroup);
+      turns.hand_over(false);
+      wgmma_wait<0>();
+      pin_accumulators(scores[0]);
+      pipe.release_k(w.slot(0), lane);
+      tile_softmax(P, w, st, scores, 0, warp, lane, rescale);  // the output is still zero: nothing to rescale
     }
     // P(t - 1) is carried from one tile to the next packed (half the registers of its scores, and no copy of them)
     pack_probabilities(scores[0], p);
@@ -780,7 +791,7 @@ SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pip
     }
     const int last = w.tile_count - 1;
     wait_v(last);
-    if constexpr (kOverlapItems) {  // its P.V goes with the next item's S(0) (or finish_pending_item after the last)
+    if constexpr (kOverlapItems) {  // its P.V goes with the next item's S(0) (or flush_pending_item after the last)
       pending = PendingItem{true, w.slot(last), w.v_tile(last), w.seq.q_begin + w.row0, w.rows, w.q_head};
       pipe.release_q(w.item, lane);  // every Q.K^T of the item has completed
       return;
@@ -806,14 +817,40 @@ struct ScannedSequence {
   bool pages_out_of_range = false;
 };
 
+// Where work item `item` lies: its sequence, q head and first query row (heads fastest, the longest tiles first).
+struct ItemPlace {
+  int b, q_head, row0;
+  bool first_of_sequence;
+};
+SWAJIT_DEVICE ItemPlace item_place(const PrefillParams& P, int item) {
+  const int items_per_sequence = P.q_tiles * P.num_q_heads, tile_item = item % items_per_sequence;
+  return ItemPlace{item / items_per_sequence, tile_item % P.num_q_heads,
+                   (P.q_tiles - 1 - tile_item / P.num_q_heads) * kBlockM, tile_item == 0};
+}
+
+// The visible tile ranges of query positions [p_min, p_max] (TMA: on the box grid).
+SWAJIT_DEVICE TileRanges item_tile_ranges(const PrefillParams& P, int p_min, int p_max, int kv_len) {
+  const TileRanges r = visible_tile_ranges(p_min, p_max, kv_len, P.local_window, P.global_window);
+  return kTma ? tiles_on_box_grid(r) : r;
+}
+
+// The K/V tiles of item `item` as plan_item counts them before the paged scan (0: no rows), from the metadata alone.
+SWAJIT_DEVICE int item_tile_count(const PrefillParams& P, int item) {
+  const ItemPlace place = item_place(P, item);
+  Sequence seq;
+  if (!read_sequence(P, place.b, false, seq) || place.row0 >= seq.q_len || seq.zero_output) return 0;
+  const int p_min = seq.kv_len - seq.q_len + place.row0, p_max = p_min + min(kBlockM, seq.q_len - place.row0) - 1;
+  return item_tile_ranges(P, p_min, p_max, seq.kv_len).count();
+}
+
 SWAJIT_DEVICE bool plan_item(const PrefillParams& P, int item, const ThreadGroup& group, ScannedSequence& scanned,
                              BlockWork& w) {
-  const int items_per_sequence = P.q_tiles * P.num_q_heads, tile_item = item % items_per_sequence;
-  w.b = item / items_per_sequence;
-  w.q_head = tile_item % P.num_q_heads;
-  const bool reporter = threadIdx.x == 0 && tile_item == 0;  // one report per sequence
+  const ItemPlace place = item_place(P, item);
+  w.b = place.b;
+  w.q_head = place.q_head;
+  const bool reporter = threadIdx.x == 0 && place.first_of_sequence;  // one report per sequence
   if (!read_sequence(P, w.b, reporter, w.seq)) return false;
-  w.row0 = (P.q_tiles - 1 - tile_item / P.num_q_heads) * kBlockM;
+  w.row0 = place.row0;
   if (w.row0 >= w.seq.q_len) return false;
   w.rows = min(kBlockM, w.seq.q_len - w.row0);
   w.kv_head = kv_head_of(P, w.q_head);
@@ -836,22 +873,27 @@ SWAJIT_DEVICE bool plan_item(const PrefillParams& P, int item, const ThreadGroup
     }
     w.seq.zero_output = scanned.pages_out_of_range;
   }
-  w.ranges = visible_tile_ranges(w.p_min, w.p_max, w.seq.kv_len, P.local_window, P.global_window);
-  if constexpr (kTma) w.ranges = tiles_on_box_grid(w.ranges);
+  w.ranges = item_tile_ranges(P, w.p_min, w.p_max, w.seq.kv_len);
   if (w.seq.zero_output) w.ranges.tiles[0] = w.ranges.tiles[1] = 0;
   w.tile_count = w.ranges.count();
   return true;
 }
 
-// The block's item of round `round` of a persistent grid (block i's first item is i). Items come longest first, so
-// in round-robin order (block i takes i, i + gridDim.x, ...) the low blocks take the longer item of every round: over
-// the full causal triangle of seq 4096 (costs 1..32 tiles) the busiest block had 1.12x the mean work. kSnakeOrder
-// walks every other round backwards (block i takes the round's (gridDim.x - 1 - i)-th item), so what a block gains
-// in one round it gives back in the next. Every item of a later round has a larger index, so the loop stops at the
-// first one past the end.
-SWAJIT_DEVICE int persistent_item(int round) {
-  const int block = kSnakeOrder && round % 2 == 1 ? int(gridDim.x - 1 - blockIdx.x) : int(blockIdx.x);
-  return round * int(gridDim.x) + block;
+// The block's item of round `round` of a persistent grid (block i's first item is i; `item_count` items in all).
+// Items come longest first, so in round-robin order (block i takes i, i + gridDim.x, ...) the low blocks take the
+// longer items of a round whose items differ: over the causal triangle of seq 4096 (costs 1..32 tiles) the busiest
+// block had 1.12x the mean work. kSnakeOrder walks such a round backwards when it is an odd one (block i takes its
+// (gridDim.x - 1 - i)-th item), so what a block gains in one round it gives back in the next. Rounds of equal items
+// (the first and last cost the same: windows shorter than the sequence) keep the round-robin order, which measured
+// up to 10% faster there (session 7 run B). Every item of a later round has a larger index, so the caller stops at
+// the first one past the end.
+SWAJIT_DEVICE int persistent_item(const PrefillParams& P, int round, int item_count) {
+  const int blocks = gridDim.x, first = round * blocks;
+  int block = blockIdx.x;
+  if (kSnakeOrder && round % 2 == 1 && first < item_count &&
+      item_tile_count(P, first) != item_tile_count(P, min(first + blocks, item_count) - 1))
+    block = blocks - 1 - block;
+  return first + block;
 }
 
 extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_PREFILL_KERNEL(const __grid_constant__ PrefillParams P) {
@@ -887,7 +929,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_P
       int items_done = 0, tiles_done = 0;
       ScannedSequence scanned = first_scan;
       for (int round = 0;; ++round) {
-        const int item = kPersistent ? persistent_item(round) : first_item;
+        const int item = kPersistent ? persistent_item(P, round, item_count) : first_item;
         if (kPersistent ? item >= item_count : round > 0) break;
         BlockWork w;
         if (!plan_item(P, item, group, scanned, w)) continue;
@@ -909,7 +951,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_P
       PendingItem pending;
       for_each_item(ThreadGroup{int(threadIdx.x), kWarps * 32, kConsumerBarrier},
                     [&](const BlockWork& w) { consume(P, w, pipe, warp, lane, st, p, pending); });
-      if constexpr (kOverlapItems) finish_pending_item(P, pipe, st, p, pending, st, false, warp, lane);
+      if constexpr (kOverlapItems) flush_pending_item(P, pipe, st, p, pending, warp, lane);
     }
   } else {
     BlockWork w;

@@ -43,42 +43,29 @@ varlen=512,640,768,1024,1280,1536,2048,2560,3072,3584,4096,5120,6144,7168,7680,8
 bench() { step stdbuf -oL "$swajit" bench prefill --matmul-tflops "$mm" --reps 10 "$@"; }
 
 {
-  # 0. correctness: the check matrix's snake-order and overlapped-item cases (varlen with kv 0 and 1, paged shuffled,
-  #    chunked, sinks, group 16, one item a block)
+  # 0. correctness: the check matrix's snake-order cases (with overlapped items among them) and the head_dim 256
+  #    TMA tiles (128 x 80 and 128 x 64)
   run_timeout=20 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "snake order"
-  run_timeout=15 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "st2 overlapped items"
-
-  # 1. the grid: the default (round-robin items), snake order, snake order with overlapped items
-  run_timeout=20 bench --seq 4096,8192,16384,32768 --num-kv-heads 32 --configs "default,$d128_sn,$d128_sn_ov"
-  run_timeout=20 bench --seq 4096,8192,16384,32768 --num-kv-heads 8 --configs "default,$d128_sn,$d128_sn_ov"
-  #    seq 4096: ping-pong and the producer's 40 registers on top; session 6's binary (BASE) beside
-  run_timeout=15 bench --seq 4096 --num-kv-heads 32 --configs "default,$d128_sn_ov,$d128_ws3_sn,${d128_sn_ov}_pr40"
-  [[ -x $base ]] && SWAJIT_DB=$(mktemp -d)/base.db run_timeout=15 step stdbuf -oL "$base" bench prefill \
-    --matmul-tflops "$mm" --reps 10 --seq 4096,16384 --num-kv-heads 32,8
-
-  #    the default's own cases (its consumer loop was restructured for overlapped items) and the GPU suite's
-  run_timeout=20 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "(the d128 default)"
-  run_timeout=20 step "$carry/test_decode_gpu" \
-    -tc="prefill: invalid*,prefill: 8-bit*,prefill: varlen*,paged prefill*,concurrent streams: decode and prefill*"
-
-  # 2. paged 16, pages shuffled (a box a page) and in order (one box a tile) against contiguous (step 1; bar: 5%)
-  run_timeout=15 bench --seq 8192,32768 --num-kv-heads 8 --page-size 16 --shuffle-pages --configs "default,$d128_sn_ov"
-  run_timeout=15 bench --seq 8192,32768 --num-kv-heads 8 --page-size 16 --configs "default,$d128_sn_ov"
-
-  # 3. the rows of tools/bench/prefill_peers.py: varlen, head_dim 64 (ws2 with overlapped items needs the producer's
-  #    registers: pr24), head_dim 256 (FA3's 128 x 80 tile), GQA 32/4
-  run_timeout=15 bench --q-lens "$varlen" --prefix-len 4096 --page-size 16 --num-kv-heads 8 \
-    --configs "default,$d128_sn,$d128_sn_ov"
-  run_timeout=15 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 64 \
-    --configs "default,${d64}_sn,bm192_bn128_st2_mt1_wg_ws2_tma_pt_sn_pr24,bm192_bn128_st2_mt1_wg_ws2_tma_pt_sn_ov_pr24"
   run_timeout=15 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "st2, head_dim 256"
-  run_timeout=20 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 256 \
-    --configs "default,bm128_bn80_st2_mt1_wg_ws1_tma,bm128_bn80_st2_mt1_wg_ws2_tma,bm128_bn64_st2_mt1_wg_ws2_tma"
-  run_timeout=15 bench --seq 8192,32768 --num-kv-heads 4 --configs "default,$d128_sn_ov"
 
-  # 4. first use (generate + NVRTC + module load) of the head_dim 128 default with snake order and overlapped items
-  run_timeout=15 step "$swajit" gen --key prefill_bf16_d128_contig_g4_local --block-m 128 --block-n 128 --stages 2 \
-    --wgmma true --warp-specialize 2 --tma true --persistent true --snake-order true --overlap-items true --jit-time
+  # 1. the grid: the default (round-robin items), snake order (odd rounds of unequal items backwards), and snake
+  #    order with ping-pong (ws3)
+  run_timeout=25 bench --seq 4096,8192,16384,32768 --num-kv-heads 32 --configs "default,$d128_sn,$d128_ws3_sn"
+  run_timeout=25 bench --seq 4096,8192,16384,32768 --num-kv-heads 8 --configs "default,$d128_sn,$d128_ws3_sn"
+
+  # 2. head_dim 256 (FA3's 128 x 80 tile) and 64, the varlen batch, paged 16 shuffled
+  run_timeout=15 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 256 \
+    --configs "default,bm128_bn80_st2_mt1_wg_ws1_tma,bm128_bn80_st2_mt1_wg_ws2_tma,bm128_bn64_st2_mt1_wg_ws2_tma"
+  run_timeout=12 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 64 \
+    --configs "default,${d64}_sn,bm192_bn128_st2_mt1_wg_ws2_tma_pt_sn_pr24"
+  run_timeout=12 bench --q-lens "$varlen" --prefix-len 4096 --page-size 16 --num-kv-heads 8 \
+    --configs "default,$d128_sn,$d128_ws3_sn"
+  run_timeout=12 bench --seq 8192,32768 --num-kv-heads 8 --page-size 16 --shuffle-pages --configs "default,$d128_sn"
+
+  # 3. the default's own check cases and the GPU suite's prefill cases, as time allows
+  run_timeout=20 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "(the d128 default)"
+  run_timeout=15 step "$carry/test_decode_gpu" \
+    -tc="prefill: invalid*,prefill: 8-bit*,prefill: varlen*,paged prefill*,concurrent streams: decode and prefill*"
   echo "==== gpu_prefill.sh done in $SECONDS s, status $status"
   exit "$status"
 } 2>&1 | tee "$logs/gpu_prefill.log"
