@@ -259,22 +259,24 @@ SWAJIT_DEVICE void pack_probabilities(const float (&p)[kScoreFrags][4], PackedPr
   for (int step = 0; step < kBlockN / 16; ++step) probabilities_fragment(p, step, packed[step]);
 }
 
-// Issues (and commits) O[64 x kHeadDim] of this warpgroup's rows += P . V.
+// Issues (and commits) O[64 x kHeadDim] of this warpgroup's rows += P . V (`accumulate` false: O = P . V, whatever
+// O held).
 template <int kWarpMTiles>  // always 1 when kWgmma; a template so other configs need not match it
-SWAJIT_DEVICE void issue_warpgroup_pv(WarpState<kWarpMTiles>& st, PackedProbabilities& p, u32 v_tile) {
+SWAJIT_DEVICE void issue_warpgroup_pv(WarpState<kWarpMTiles>& st, PackedProbabilities& p, u32 v_tile,
+                                      bool accumulate = true) {
   const u64 v_desc = wgmma_descriptor(v_tile, kBlockN * kWgmmaRowBytes, kWgmmaGroupBytes);
   wgmma_fence();
 #pragma unroll
   for (int step = 0; step < kBlockN / 16; ++step)
-    wgmma_pv(st.out[0], p[step], descriptor_plus(v_desc, step * 16 * kWgmmaRowBytes));
+    wgmma_pv(st.out[0], p[step], descriptor_plus(v_desc, step * 16 * kWgmmaRowBytes), step > 0 || accumulate);
   wgmma_commit();
 }
 
 // ---- epilogue --------------------------------------------------------------------------------------------------------
 // The warp's rows, normalized (and for 8-bit K/V times the V scale), straight from the accumulators: each lane
-// writes pairs of columns of two rows.
+// writes pairs of columns of two rows. `zeros`: an item that saw no tile writes zeros whatever the accumulators hold.
 SWAJIT_DEVICE void write_warp_output(const PrefillParams& P, const WarpState<kMTiles>& st, int first_row, int rows,
-                                     int warp, int lane, int q_head) {
+                                     int warp, int lane, int q_head, bool zeros = false) {
   const float sink = kSinkLogits ? P.sink_logits[q_head * P.sink_logits_stride] : 0.f;
   const int kv_head = kv_head_of(P, q_head);
   const auto v_scale = [&](int channel) { return kKvQuant ? v_scale_at(P, kv_head, channel) : 1.f; };
@@ -292,8 +294,9 @@ SWAJIT_DEVICE void write_warp_output(const PrefillParams& P, const WarpState<kMT
 #pragma unroll
       for (int f = 0; f < kOutFrags; ++f) {
         const int channel = f * 8 + 2 * (lane % 4);
-        *reinterpret_cast<u32*>(dst + f * 8) = pack2(st.out[m][f][2 * h] * factor * v_scale(channel),
-                                                     st.out[m][f][2 * h + 1] * factor * v_scale(channel + 1), Elem());
+        const float lo = zeros ? 0.f : st.out[m][f][2 * h] * factor * v_scale(channel);
+        const float hi = zeros ? 0.f : st.out[m][f][2 * h + 1] * factor * v_scale(channel + 1);
+        *reinterpret_cast<u32*>(dst + f * 8) = pack2(lo, hi, Elem());
       }
     }
 }
@@ -674,6 +677,7 @@ struct PendingItem {
   bool active = false;
   int v_slot = 0;  // the pipeline count of the item's last tile: the V stage its pending P.V reads
   u32 v_tile = 0;
+  bool accumulate = false;  // its last P.V adds to the accumulators (false: the item's only tile overwrites them)
   int first_row = 0, rows = 0, q_head = 0;  // where its rows go
 };
 
@@ -700,7 +704,7 @@ SWAJIT_DEVICE void complete_pending_item(const PrefillParams& P, const Pipeline&
 SWAJIT_DEVICE void flush_pending_item(const PrefillParams& P, const Pipeline& pipe, WarpState<kMTiles>& st,
                                       PackedProbabilities& p, PendingItem& pending, int warp, int lane) {
   if (!pending.active) return;
-  issue_warpgroup_pv(st, p, pending.v_tile);
+  issue_warpgroup_pv(st, p, pending.v_tile, pending.accumulate);
   complete_pending_item(P, pipe, st, pending, st, warp, lane);
 }
 
@@ -712,8 +716,11 @@ SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pip
   const bool carried = kOverlapItems && pending.active && w.tile_count > 0;  // the pending P.V goes with S(0)
   if (kOverlapItems && !carried) flush_pending_item(P, pipe, st, p, pending, warp, lane);
   const WarpState<kMTiles> rows_of_pending = st;  // carried: its row statistics, for its output
-  if (carried)
-    st.clear_statistics();  // the output accumulators stay the pending item's until its P.V completes
+  // kOverlapItems never sets the output accumulators outside the MMAs (an item's first P.V overwrites them, and the
+  // carried ones stay the pending item's until its P.V completes): accumulators set in a branch serialize every
+  // wgmma of the kernel (ptxas C7518 / C7520).
+  if constexpr (kOverlapItems)
+    st.clear_statistics();
   else
     st.clear();
   mbarrier_wait(pipe.q_full(w.item), Pipeline::q_parity(w.item));
@@ -755,13 +762,12 @@ SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pip
     // the kernel (ptxas C7518).
     if (carried) {
       issue_warpgroup_scores(scores[0], w.q_smem, w.k_tile(0), warpgroup);
-      issue_warpgroup_pv(st, p, pending.v_tile);  // into the pending item's accumulators
+      issue_warpgroup_pv(st, p, pending.v_tile, pending.accumulate);  // into the pending item's accumulators
       wgmma_wait<1>();  // S(0) is done, the pending P.V may still run
       pin_accumulators(scores[0]);
       pipe.release_k(w.slot(0), lane);
       tile_softmax(P, w, st, scores, 0, warp, lane, rescale);
       complete_pending_item(P, pipe, st, pending, rows_of_pending, warp, lane);
-      st.clear_output();  // this item's output starts at zero
     } else {
       issue_warpgroup_scores(scores[0], w.q_smem, w.k_tile(0), warpgroup);
       turns.hand_over(false);
@@ -777,7 +783,7 @@ SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pip
       wait_v(t - 1);
       turns.take();
       issue_warpgroup_scores(scores[0], w.q_smem, w.k_tile(t), warpgroup);
-      issue_warpgroup_pv(st, p, w.v_tile(t - 1));
+      issue_warpgroup_pv(st, p, w.v_tile(t - 1), !kOverlapItems || t > 1);  // (the item's first P.V overwrites)
       turns.hand_over(false);
       wgmma_wait<1>();  // S(t) is done, P(t - 1) . V(t - 1) may still run
       pin_accumulators(scores[0]);
@@ -792,7 +798,7 @@ SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pip
     const int last = w.tile_count - 1;
     wait_v(last);
     if constexpr (kOverlapItems) {  // its P.V goes with the next item's S(0) (or flush_pending_item after the last)
-      pending = PendingItem{true, w.slot(last), w.v_tile(last), w.seq.q_begin + w.row0, w.rows, w.q_head};
+      pending = PendingItem{true, w.slot(last), w.v_tile(last), last > 0, w.seq.q_begin + w.row0, w.rows, w.q_head};
       pipe.release_q(w.item, lane);  // every Q.K^T of the item has completed
       return;
     }
@@ -804,7 +810,7 @@ SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pip
     pipe.release_v(w.slot(last), lane);
   }
   pipe.release_q(w.item, lane);  // every Q.K^T of the item has completed
-  write_warp_output(P, st, w.seq.q_begin + w.row0, w.rows, warp, lane, w.q_head);
+  write_warp_output(P, st, w.seq.q_begin + w.row0, w.rows, warp, lane, w.q_head, kOverlapItems && w.tile_count == 0);
 }
 
 // ---- the kernel --------------------------------------------------------------------------------------------------------

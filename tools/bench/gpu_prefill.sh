@@ -43,29 +43,31 @@ varlen=512,640,768,1024,1280,1536,2048,2560,3072,3584,4096,5120,6144,7168,7680,8
 bench() { step stdbuf -oL "$swajit" bench prefill --matmul-tflops "$mm" --reps 10 "$@"; }
 
 {
-  # 0. correctness: the check matrix's snake-order cases (with overlapped items among them) and the head_dim 256
-  #    TMA tiles (128 x 80 and 128 x 64)
+  # 0. correctness: the check matrix's snake-order and overlapped-item cases, and the head_dim 256 TMA tiles
+  #    (128 x 80 and 128 x 64)
   run_timeout=20 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "snake order"
+  run_timeout=12 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "st2 overlapped items"
   run_timeout=15 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "st2, head_dim 256"
 
-  # 1. the grid: the default (round-robin items), snake order (odd rounds of unequal items backwards), and snake
-  #    order with ping-pong (ws3)
-  run_timeout=25 bench --seq 4096,8192,16384,32768 --num-kv-heads 32 --configs "default,$d128_sn,$d128_ws3_sn"
-  run_timeout=25 bench --seq 4096,8192,16384,32768 --num-kv-heads 8 --configs "default,$d128_sn,$d128_ws3_sn"
+  # 1. the grid: the default (round-robin items), snake order (odd rounds of unequal items backwards), with
+  #    overlapped items; at seq 4096 and 8192 snake order with ping-pong (ws3) beside
+  run_timeout=25 bench --seq 4096,8192,16384,32768 --num-kv-heads 32 --configs "default,$d128_sn,$d128_sn_ov"
+  run_timeout=25 bench --seq 4096,8192,16384,32768 --num-kv-heads 8 --configs "default,$d128_sn,$d128_sn_ov"
+  run_timeout=12 bench --seq 4096,8192 --num-kv-heads 32 --configs "$d128_sn_ov,$d128_ws3_sn"
 
-  # 2. head_dim 256 (FA3's 128 x 80 tile) and 64, the varlen batch, paged 16 shuffled
-  run_timeout=15 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 256 \
+  # 2. head_dim 256 (FA3's 128 x 80 tile) and 64, paged 16 shuffled, the varlen batch
+  run_timeout=12 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 256 \
     --configs "default,bm128_bn80_st2_mt1_wg_ws1_tma,bm128_bn80_st2_mt1_wg_ws2_tma,bm128_bn64_st2_mt1_wg_ws2_tma"
-  run_timeout=12 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 64 \
-    --configs "default,${d64}_sn,bm192_bn128_st2_mt1_wg_ws2_tma_pt_sn_pr24"
-  run_timeout=12 bench --q-lens "$varlen" --prefix-len 4096 --page-size 16 --num-kv-heads 8 \
-    --configs "default,$d128_sn,$d128_ws3_sn"
-  run_timeout=12 bench --seq 8192,32768 --num-kv-heads 8 --page-size 16 --shuffle-pages --configs "default,$d128_sn"
+  run_timeout=10 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 64 \
+    --configs "default,bm192_bn128_st2_mt1_wg_ws2_tma_pt_sn_pr24,bm192_bn128_st2_mt1_wg_ws2_tma_pt_sn_ov_pr24"
+  run_timeout=10 bench --seq 8192,32768 --num-kv-heads 8 --page-size 16 --shuffle-pages --configs "default,$d128_sn_ov"
+  run_timeout=10 bench --q-lens "$varlen" --prefix-len 4096 --page-size 16 --num-kv-heads 8 --configs "default,$d128_sn_ov"
 
-  # 3. the default's own check cases and the GPU suite's prefill cases, as time allows
-  run_timeout=20 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "(the d128 default)"
+  # 3. the GPU suite's prefill cases, and the first use of the overlapped tile
   run_timeout=15 step "$carry/test_decode_gpu" \
     -tc="prefill: invalid*,prefill: 8-bit*,prefill: varlen*,paged prefill*,concurrent streams: decode and prefill*"
+  run_timeout=10 step "$swajit" gen --key prefill_bf16_d128_contig_g4_local --block-m 128 --block-n 128 --stages 2 \
+    --wgmma true --warp-specialize 2 --tma true --persistent true --snake-order true --overlap-items true --jit-time
   echo "==== gpu_prefill.sh done in $SECONDS s, status $status"
   exit "$status"
 } 2>&1 | tee "$logs/gpu_prefill.log"
