@@ -3,18 +3,14 @@
 # default 105 s, is skipped and says so): correctness first, then the bench, heuristic configs ("default", no shipped
 # data), each row's configs alternated on one workload, the floor (useful FLOPs at the bf16 matmul rate) beside each
 # time:
-#   0. correctness: the check matrix's snake-order and overlapped-item cases (after step 1: the head_dim 128 default
-#      forced across the matrix's edges, and the GPU suite's prefill cases but the matrix and the tuner: device-side
-#      errors, bad pages, 8-bit and varlen paged workloads, streams); the whole matrix (about 2 minutes for prefill)
-#      is `swajit check --device cuda` of the final run;
+#   0. correctness: the check matrix's snake-order and overlapped-item cases and the head_dim 256 TMA tiles; the
+#      whole matrix (about 2 minutes for prefill) is `swajit check --device cuda` of the final run;
 #   1. the issue's grid (32 q heads, 32 and 8 kv heads, head_dim 128, window 4096, seq 4K-32K): the default against
-#      the persistent grid's snake order (_sn) and overlapped items (_ov); at seq 4096 ping-pong and 40 producer
-#      registers beside, and session 6's binary (BASE: ../mainI/swajit beside the carry, when there);
-#   2. paged (pages of 16 tokens shuffled: a box a page, one producer lane each; in order: one TMA box a tile)
-#      against contiguous (step 1's 8-kv-head rows; bar: within 5%);
-#   3. the rows tools/bench/prefill_peers.py times for FlashInfer: the varlen batch, head_dim 64, 256 (FA3's 128 x 80
-#      tile beside), GQA 32/4;
-#   4. first use (generate + NVRTC + module load) of the head_dim 128 default with both knobs.
+#      the persistent grid's snake order (_sn) and overlapped items (_ov); at seq 4096 and 8192 ping-pong beside;
+#   2. head_dim 256 (FA3's 128 x 80 tile beside) and 64, paged 16 shuffled (a box a page; bar: within 5% of step 1's
+#      contiguous rows), the varlen batch of tools/bench/prefill_peers.py;
+#   3. the GPU suite's prefill cases (device-side errors, bad pages, 8-bit and varlen paged workloads, streams) and
+#      the first use (generate + NVRTC + module load) of the overlapped tile.
 # Usage: tools/bench/gpu_prefill.sh CARRY_DIR LOG_DIR
 #   CARRY_DIR: what tools/bench/prepare_gpu_carry.sh made (.carry: swajit, the GPU test binaries, lib/)
 #   MATMUL_TFLOPS: the bf16 matmul rate of the same run (floor column; prefill_peers.py prints kind=ceiling_mm_bf16);
