@@ -23,10 +23,10 @@
 // for a paged cache), shared by all warps. blockIdx.x runs over (query tile, q head) with the head fastest and the
 // query tiles last-first, so every head's longest tiles start in the first wave and the short ones fill the tail.
 // kPersistent (TMA only): the grid is as many blocks as are resident at once, and block i takes the work items
-// (query tile, q head, sequence) i, i + gridDim.x, ... in that same order (kSnakeOrder: every other round walked
-// backwards, persistent_item); both warpgroup roles plan the same items,
-// the pipeline's stages and barrier phases run on across them (BlockWork::slot), and Q has two buffers, so the
-// producer loads the next item's Q and K/V while the consumers finish this one.
+// (query tile, q head, sequence) i, i + gridDim.x, ... in that same order (kSnakeOrder: odd rounds of unequal items
+// walked backwards, persistent_item); both warpgroup roles plan the same items, the pipeline's stages and barrier
+// phases run on across them (BlockWork::slot), and Q has two buffers, so the producer loads the next item's Q and K/V
+// while the consumers finish this one (kOverlapItems: the consumers also carry an item's last P.V into the next).
 //
 // Warp specialization (kWarpSpecialize > 0, Hopper wgmma path only). The block is kBlockM / 64 consumer warpgroups
 // (64 query rows each) followed by one producer warpgroup:
