@@ -823,15 +823,18 @@ struct ScannedSequence {
   bool pages_out_of_range = false;
 };
 
-// Where work item `item` lies: its sequence, q head and first query row (heads fastest, the longest tiles first).
+// Where work item `item` lies: its sequence, q head and first query row. A sequence's items come in sections of
+// P.heads_per_section q heads (all of them: one section), each the longest query tiles first, heads fastest.
 struct ItemPlace {
   int b, q_head, row0;
   bool first_of_sequence;
 };
 SWAJIT_DEVICE ItemPlace item_place(const PrefillParams& P, int item) {
   const int items_per_sequence = P.q_tiles * P.num_q_heads, tile_item = item % items_per_sequence;
-  return ItemPlace{item / items_per_sequence, tile_item % P.num_q_heads,
-                   (P.q_tiles - 1 - tile_item / P.num_q_heads) * kBlockM, tile_item == 0};
+  const int section_items = P.q_tiles * P.heads_per_section;
+  const int section = tile_item / section_items, in_section = tile_item % section_items;
+  return ItemPlace{item / items_per_sequence, section * P.heads_per_section + in_section % P.heads_per_section,
+                   (P.q_tiles - 1 - in_section / P.heads_per_section) * kBlockM, tile_item == 0};
 }
 
 // The visible tile ranges of query positions [p_min, p_max] (TMA: on the box grid).

@@ -3,14 +3,15 @@
 # default 105 s, is skipped and says so): correctness first, then the bench, heuristic configs ("default", no shipped
 # data), each row's configs alternated on one workload, the floor (useful FLOPs at the bf16 matmul rate) beside each
 # time:
-#   0. correctness: the check matrix's snake-order and overlapped-item cases and the head_dim 256 TMA tiles; the
-#      whole matrix (about 2 minutes for prefill) is `swajit check --device cuda` of the final run;
+#   0. correctness: the check matrix's snake-order and overlapped-item cases; the whole matrix (about 2 minutes for
+#      prefill) is `swajit check --device cuda` of the final run;
 #   1. the issue's grid (32 q heads, 32 and 8 kv heads, head_dim 128, window 4096, seq 4K-32K): the default against
-#      the persistent grid's snake order (_sn) and overlapped items (_ov); at seq 4096 and 8192 ping-pong beside;
-#   2. head_dim 256 (FA3's 128 x 80 tile beside) and 64, paged 16 shuffled (a box a page; bar: within 5% of step 1's
-#      contiguous rows), the varlen batch of tools/bench/prefill_peers.py;
-#   3. the GPU suite's prefill cases (device-side errors, bad pages, 8-bit and varlen paged workloads, streams) and
-#      the first use (generate + NVRTC + module load) of the overlapped tile.
+#      the persistent grid's snake order (_sn) and overlapped items (_ov); 32 kv heads in sections of 8 q heads
+#      (SWAJIT_PREFILL_HEAD_SECTION); at seq 4096 and 8192 ping-pong beside;
+#   2. head_dim 256 (FA3's 128 x 80 tile beside, its check cases first) and 64, paged 16 shuffled (a box a page; bar:
+#      within 5% of step 1's contiguous rows);
+#   3. head sections checked, the first use (generate + NVRTC + module load) of the overlapped tile, the varlen batch
+#      of tools/bench/prefill_peers.py.
 # Usage: tools/bench/gpu_prefill.sh CARRY_DIR LOG_DIR
 #   CARRY_DIR: what tools/bench/prepare_gpu_carry.sh made (.carry: swajit, the GPU test binaries, lib/)
 #   MATMUL_TFLOPS: the bf16 matmul rate of the same run (floor column; prefill_peers.py prints kind=ceiling_mm_bf16);
@@ -39,31 +40,33 @@ varlen=512,640,768,1024,1280,1536,2048,2560,3072,3584,4096,5120,6144,7168,7680,8
 bench() { step stdbuf -oL "$swajit" bench prefill --matmul-tflops "$mm" --reps 10 "$@"; }
 
 {
-  # 0. correctness: the check matrix's snake-order and overlapped-item cases, and the head_dim 256 TMA tiles
-  #    (128 x 80 and 128 x 64)
+  # 0. correctness: the check matrix's snake-order and overlapped-item cases
   run_timeout=20 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "snake order"
   run_timeout=12 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "st2 overlapped items"
-  run_timeout=15 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "st2, head_dim 256"
 
   # 1. the grid: the default (round-robin items), snake order (odd rounds of unequal items backwards), with
-  #    overlapped items; at seq 4096 and 8192 snake order with ping-pong (ws3) beside
+  #    overlapped items
   run_timeout=25 bench --seq 4096,8192,16384,32768 --num-kv-heads 32 --configs "default,$d128_sn,$d128_sn_ov"
   run_timeout=25 bench --seq 4096,8192,16384,32768 --num-kv-heads 8 --configs "default,$d128_sn,$d128_sn_ov"
-  run_timeout=12 bench --seq 4096,8192 --num-kv-heads 32 --configs "$d128_sn_ov,$d128_ws3_sn"
+  #    32 kv heads: the items of 8 q heads at a time (their K/V windows fit L2; all 32 heads' do not)
+  SWAJIT_PREFILL_HEAD_SECTION=8 run_timeout=15 bench --seq 16384,32768 --num-kv-heads 32 --configs "default,$d128_sn_ov"
+  #    seq 4096 and 8192: snake order with ping-pong (ws3) beside
+  run_timeout=10 bench --seq 4096,8192 --num-kv-heads 32 --configs "$d128_sn_ov,$d128_ws3_sn"
 
-  # 2. head_dim 256 (FA3's 128 x 80 tile) and 64, paged 16 shuffled, the varlen batch
+  # 2. head_dim 256 (FA3's 128 x 80 tile) and 64, paged 16 shuffled
+  run_timeout=12 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "st2, head_dim 256"
   run_timeout=12 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 256 \
     --configs "default,bm128_bn80_st2_mt1_wg_ws1_tma,bm128_bn80_st2_mt1_wg_ws2_tma,bm128_bn64_st2_mt1_wg_ws2_tma"
   run_timeout=10 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 64 \
     --configs "default,bm192_bn128_st2_mt1_wg_ws2_tma_pt_sn_pr24,bm192_bn128_st2_mt1_wg_ws2_tma_pt_sn_ov_pr24"
   run_timeout=10 bench --seq 8192,32768 --num-kv-heads 8 --page-size 16 --shuffle-pages --configs "default,$d128_sn_ov"
-  run_timeout=10 bench --q-lens "$varlen" --prefix-len 4096 --page-size 16 --num-kv-heads 8 --configs "default,$d128_sn_ov"
 
-  # 3. the GPU suite's prefill cases, and the first use of the overlapped tile
-  run_timeout=15 step "$carry/test_decode_gpu" \
-    -tc="prefill: invalid*,prefill: 8-bit*,prefill: varlen*,paged prefill*,concurrent streams: decode and prefill*"
-  run_timeout=10 step "$swajit" gen --key prefill_bf16_d128_contig_g4_local --block-m 128 --block-n 128 --stages 2 \
+  # 3. head sections checked, first use of the overlapped tile, the varlen batch
+  SWAJIT_PREFILL_HEAD_SECTION=2 run_timeout=12 step stdbuf -oL "$swajit" check --device cuda --family prefill \
+    --filter "snake order"
+  run_timeout=8 step "$swajit" gen --key prefill_bf16_d128_contig_g4_local --block-m 128 --block-n 128 --stages 2 \
     --wgmma true --warp-specialize 2 --tma true --persistent true --snake-order true --overlap-items true --jit-time
+  run_timeout=10 bench --q-lens "$varlen" --prefix-len 4096 --page-size 16 --num-kv-heads 8 --configs "default,$d128_sn_ov"
   echo "==== gpu_prefill.sh done in $SECONDS s, status $status"
   exit "$status"
 } 2>&1 | tee "$logs/gpu_prefill.log"

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 
 #include <cstdio>
 #include <vector>
@@ -330,6 +331,15 @@ bool tma_page_runs_apply(const PrefillProblem& p, const PrefillConfig& config) {
          int64_t(a.num_pages) * page <= INT_MAX;
 }
 
+// Q heads a section of the persistent grid's items spans (PrefillParams::heads_per_section): all of them, unless
+// SWAJIT_PREFILL_HEAD_SECTION names a divisor of num_q_heads (an experiment: fewer heads at once keep fewer K/V in L2).
+int heads_per_section(const PrefillProblem& p, const PrefillConfig& config) {
+  if (!config.persistent) return p.num_q_heads;
+  const char* text = std::getenv("SWAJIT_PREFILL_HEAD_SECTION");
+  const int heads = text ? std::atoi(text) : 0;
+  return heads > 0 && p.num_q_heads % heads == 0 ? heads : p.num_q_heads;
+}
+
 void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& options) {
   if (p.batch == 0 || p.max_q_len == 0) return;
   const cuda::Driver& d = cuda::driver();
@@ -356,6 +366,7 @@ void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& op
   void* args[] = {&p.params};
   const int64_t q_tiles = (p.max_q_len + config.block_m - 1) / config.block_m;
   p.params.q_tiles = static_cast<int>(q_tiles);
+  p.params.heads_per_section = heads_per_section(p, config);
   const int64_t items_per_sequence = q_tiles * p.num_q_heads;  // the kernel's (query tile, q head) order, heads fastest
   int64_t grid_x = items_per_sequence, grid_z = p.batch;
   if (config.persistent) {  // as many blocks as are resident at once, each taking items in turn
