@@ -335,6 +335,22 @@ TEST_CASE("prefill: a valid call derives the spec and the exact grid from host m
   CHECK(p.batch == 2);
   CHECK(p.max_q_len == 5);
   CHECK(p.params.total_kv == 9);
+  // The persistent grid's item order: snake order where the causal ramp is much of the work (head_dim 128)
+  PrefillConfig persistent{128, 128, 2, 1, true, 1, 2};
+  persistent.tma = persistent.persistent = true;
+  CHECK_FALSE(with_item_order(p, persistent).snake_order);  // head_dim 64: not measured
+  PrefillTensors t128(128);
+  PrefillProblem d128 = t128.describe(o);
+  CHECK(with_item_order(d128, persistent).snake_order);  // 5 queries, window 4096
+  d128.max_q_len = 8192;
+  CHECK(with_item_order(d128, persistent).snake_order);  // twice the window
+  d128.max_q_len = 8193;
+  CHECK_FALSE(with_item_order(d128, persistent).snake_order);  // most rounds of equal items
+  d128.params.local_window = 0;
+  CHECK(with_item_order(d128, persistent).snake_order);  // no local window: all ramp
+  PrefillConfig one_item_a_block = persistent;
+  one_item_a_block.persistent = false;
+  CHECK_FALSE(with_item_order(d128, one_item_a_block).snake_order);
   o.causal = false;
   o.gqa = GqaMapping::kInterleaved;
   CHECK(t.describe(o).spec.key() == "prefill_bf16_d64_contig_g4_local_global_noncausal_gqai");
@@ -368,6 +384,11 @@ TEST_CASE("prefill: the head_dim 128 heuristic on sm_90a by page size and K/V st
   CHECK(heuristic("prefill_bf16_d64_p16_nhd_g4_local") == "bm192_bn128_st2_mt1_wg_ws1_tma_pt");
   CHECK(heuristic("prefill_bf16_d64_p7_nhd_g4_local") == "bm128_bn64_st2_mt1_wg_oc2");
   CHECK(heuristic("prefill_bf16_d64_contig_g4_local_kvint8") == "bm128_bn64_st2_mt1_wg_oc2");
+  // head_dim 256: two consumer warpgroups on 64-token TMA tiles where TMA applies, else 64-row wgmma blocks
+  CHECK(heuristic("prefill_bf16_d256_contig_g4_local") == "bm128_bn64_st2_mt1_wg_ws2_tma");
+  CHECK(heuristic("prefill_bf16_d256_p16_nhd_g4_local") == "bm128_bn64_st2_mt1_wg_ws2_tma");
+  CHECK(heuristic("prefill_bf16_d256_p100_nhd_g4_local") == "bm64_bn64_st2_mt1_wg");
+  CHECK(heuristic("prefill_bf16_d256_contig_g4_local_kvint8") == "bm64_bn64_st2_mt1_wg");
   const KernelSpec int8 = KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvint8");
   CHECK(prefill_geometry(int8, heuristic_prefill_config(int8, h200)).shared_bytes <= h200.max_shared_per_block_optin);
 }
@@ -383,7 +404,8 @@ TEST_CASE("prefill: the default config drops TMA where the call's K/V layout doe
   CHECK(tma_layout_problem(suitable).empty());
   const PrefillConfig tma = choose_prefill_config(suitable, o, h200, nullptr);
   CHECK(tma.tma);
-  CHECK(tma == heuristic_prefill_config(suitable.spec, h200));
+  CHECK(tma == with_item_order(suitable, heuristic_prefill_config(suitable.spec, h200)));
+  CHECK(tma.snake_order);  // 5 queries, no local window: all ramp
   std::vector<int64_t> tokens_inside_heads = {t.d, int64_t(t.total_kv) * t.d, 1};  // v HND-ordered, k NHD
   t.v.strides = tokens_inside_heads.data();
   const PrefillProblem mixed = t.describe(o);

@@ -201,8 +201,12 @@ PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo&
   // shared memory wins. head_dim 64 on sm_90a where TMA applies: FA3's head_dim-64 tile, 192 rows (3 consumer
   // warpgroups) x 128 tokens, ws1 on the persistent grid (session 6 run B: 379.5 / 405.4 TFLOP/s at seq 8192 / 32768
   // against 300.7 / 309.7 for the wgmma oc2 config below; ws2 spills at 192 rows' 152 registers a consumer, and 128
-  // rows with ws2 reached 347.3 / 364.8). Other head_dims on sm_90a take the non-specialized wgmma path with 128-row
-  // blocks, 64-token tiles and two blocks per SM; elsewhere mma.sync with 128-token tiles, 3 stages.
+  // rows with ws2 reached 347.3 / 364.8). head_dim 256 on sm_90a where TMA applies: 128 rows (two consumer
+  // warpgroups) x 64-token TMA tiles, 2 stages, S(t+1) issued before the softmax of t (session 7 run B2: 600.4 TFLOP/s
+  // at seq 8192 against 269.1 for the 64-row wgmma config below; FA3's 128 x 80 tile 591.1 with ws1, 539.2 with ws2);
+  // the persistent grid's second Q buffer does not fit beside it. Other head_dims on sm_90a take the non-specialized
+  // wgmma path with 128-row blocks (64 at head_dim 256), 64-token tiles and two blocks per SM; elsewhere mma.sync with
+  // 128-token tiles, 3 stages.
   PrefillConfig config;
   config.block_m = spec.head_dim >= 256 ? 64 : 128;
   const auto specialized = [](int block_m, int block_n, int stages, bool tma, int mode = 1, bool persistent = false) {
@@ -216,6 +220,8 @@ PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo&
     candidates = {specialized(128, 128, 2, true, 2, true), specialized(192, 64, 3, true), specialized(192, 64, 3, false)};
   else if (spec.head_dim == 64)
     candidates = {specialized(192, 128, 2, true, 1, true)};
+  else if (spec.head_dim == 256)
+    candidates = {specialized(128, 64, 2, true, 2)};
   if (device.arch() == "sm_90a") {
     const bool tma = tma_layout_ok && spec.kv_quant == KvQuant::kNone;
     for (const PrefillConfig& candidate : candidates) {
@@ -267,6 +273,17 @@ std::string tma_layout_problem(const PrefillProblem& p) {
                                p.spec.is_contiguous_kv());
 }
 
+PrefillConfig with_item_order(const PrefillProblem& p, PrefillConfig config) {
+  // Snake order where the causal ramp is much of the work: the longest query run at most twice the keys a query
+  // sees (the whole run without a local window). Session 7 run B2 (head_dim 128, 32 q heads, window 4096): 1.10-1.11x
+  // at seq 4096, 1.03-1.04x at 8192; at 16384 and 32768, where most rounds hold equal items, 0.91-1.01x. Measured at
+  // head_dim 128 only.
+  const int64_t visible = p.params.local_window > 0 ? p.params.local_window : p.max_q_len;
+  const bool ramp = p.spec.causal && int64_t(p.max_q_len) <= 2 * visible;
+  config.snake_order = config.persistent && p.spec.head_dim == 128 && ramp;
+  return config;
+}
+
 void validate_prefill_config_for_call(const PrefillConfig& config, const PrefillProblem& p) {
   config.validate(p.spec);
   if (!config.tma) return;
@@ -295,7 +312,7 @@ PrefillConfig choose_prefill_config(const PrefillProblem& p, const PrefillOption
       }
     }
   }
-  return heuristic_prefill_config(p.spec, device, tma_layout_problem(p).empty());
+  return with_item_order(p, heuristic_prefill_config(p.spec, device, tma_layout_problem(p).empty()));
 }
 
 namespace {

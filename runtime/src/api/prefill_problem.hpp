@@ -23,6 +23,9 @@ PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo&
 // Empty when the TMA producer can read this call's K/V (16-byte aligned addresses and strides, the same head/token
 // order in k and v), else what it needs, for the error of a forced tma config.
 std::string tma_layout_problem(const PrefillProblem& problem);
+// The heuristic's config with the persistent grid's item order for this call: snake order (PrefillConfig::snake_order)
+// where the causal ramp is much of the work (the longest query run at most twice the keys a query sees).
+PrefillConfig with_item_order(const PrefillProblem& problem, PrefillConfig config);
 // Throws kInvalidArgument unless `config` can run this call: valid for its spec, and for tma configs K/V the TMA
 // engine can read (tma_layout_problem).
 void validate_prefill_config_for_call(const PrefillConfig& config, const PrefillProblem& problem);
