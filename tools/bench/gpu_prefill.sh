@@ -3,15 +3,18 @@
 # default 105 s, is skipped and says so): correctness first, then the bench, heuristic configs ("default", no shipped
 # data), each row's configs alternated on one workload, the floor (useful FLOPs at the bf16 matmul rate) beside each
 # time:
-#   0. correctness: the check matrix's snake-order and overlapped-item cases; the whole matrix (about 2 minutes for
-#      prefill) is `swajit check --device cuda` of the final run;
-#   1. the issue's grid (32 q heads, 32 and 8 kv heads, head_dim 128, window 4096, seq 4K-32K): the default against
-#      the persistent grid's snake order (_sn) and overlapped items (_ov); 32 kv heads in sections of 8 q heads
-#      (SWAJIT_PREFILL_HEAD_SECTION); at seq 4096 and 8192 ping-pong beside;
-#   2. head_dim 256 (FA3's 128 x 80 tile beside, its check cases first) and 64, paged 16 shuffled (a box a page; bar:
-#      within 5% of step 1's contiguous rows);
-#   3. head sections checked, the first use (generate + NVRTC + module load) of the overlapped tile, the varlen batch
-#      of tools/bench/prefill_peers.py.
+#   0. correctness: the check matrix's snake-order, overlapped-item and head_dim 256 TMA tile cases, and the GPU
+#      suite's prefill cases but the matrix and the tuner (device-side errors, bad pages, 8-bit and varlen paged
+#      workloads, streams); the whole matrix (about 2 minutes for prefill) is `swajit check --device cuda`;
+#   1. the issue's grid (32 q heads, 32 and 8 kv heads, head_dim 128, window 4096, seq 4K-32K): the default (snake
+#      order up to seq 8192) with session 6's default beside, and session 6's binary (BASE: ../mainI/swajit beside the
+#      carry, when there) on the same rows;
+#   2. the rows tools/bench/prefill_peers.py times for FlashInfer: head_dim 64 and 256, GQA 32/4, the varlen batch;
+#   3. paged (pages of 16 tokens in order: one TMA box a tile; shuffled: a box a page) against step 1's contiguous
+#      rows (bar: within 5%);
+#   4. first use (generate + NVRTC + module load) of the head_dim 128 and 256 defaults;
+#   5. experiments as time allows: 32 kv heads in sections of 8 q heads (SWAJIT_PREFILL_HEAD_SECTION), overlapped
+#      items at seq 4096.
 # Usage: tools/bench/gpu_prefill.sh CARRY_DIR LOG_DIR
 #   CARRY_DIR: what tools/bench/prepare_gpu_carry.sh made (.carry: swajit, the GPU test binaries, lib/)
 #   MATMUL_TFLOPS: the bf16 matmul rate of the same run (floor column; prefill_peers.py prints kind=ceiling_mm_bf16);
@@ -29,10 +32,7 @@ step() {  # run(), unless the script is past its time budget
   run "$@"
 }
 
-d128_sn=bm128_bn128_st2_mt1_wg_ws2_tma_pt_sn      # the head_dim 128 default with snake order
-d128_sn_ov=${d128_sn}_ov                          # ... and overlapped items
-d128_ws3_sn=bm128_bn128_st2_mt1_wg_ws3_tma_pt_sn  # snake order with ping-pong
-d64=bm192_bn128_st2_mt1_wg_ws1_tma_pt             # the head_dim 64 default
+s6_default=bm128_bn128_st2_mt1_wg_ws2_tma_pt       # session 6's head_dim 128 default (round-robin items)
 base=$carry/../mainI/swajit                       # session 6's binary (BASE rows), beside this carry in main's .carry
 varlen=512,640,768,1024,1280,1536,2048,2560,3072,3584,4096,5120,6144,7168,7680,8192  # = prefill_peers.py VARLEN_Q_LENS
 # Line-buffered: each row shows as it is timed (a row's workload of up to 32K tokens x 32 heads takes seconds to
@@ -40,33 +40,43 @@ varlen=512,640,768,1024,1280,1536,2048,2560,3072,3584,4096,5120,6144,7168,7680,8
 bench() { step stdbuf -oL "$swajit" bench prefill --matmul-tflops "$mm" --reps 10 "$@"; }
 
 {
-  # 0. correctness: the check matrix's snake-order and overlapped-item cases
+  # 0. correctness: the check matrix's snake-order (overlapped items among them) and head_dim 256 tile cases, the GPU suite's
+  #    prefill cases but the matrix and the tuner (device-side errors, bad pages, 8-bit and varlen paged workloads,
+  #    streams: all on the head_dim 128 default); the whole matrix is `swajit check --device cuda` of the final run
   run_timeout=20 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "snake order"
-  run_timeout=12 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "st2 overlapped items"
-
-  # 1. the grid: the default (round-robin items), snake order (odd rounds of unequal items backwards), with
-  #    overlapped items
-  run_timeout=25 bench --seq 4096,8192,16384,32768 --num-kv-heads 32 --configs "default,$d128_sn,$d128_sn_ov"
-  run_timeout=25 bench --seq 4096,8192,16384,32768 --num-kv-heads 8 --configs "default,$d128_sn,$d128_sn_ov"
-  #    32 kv heads: the items of 8 q heads at a time (their K/V windows fit L2; all 32 heads' do not)
-  SWAJIT_PREFILL_HEAD_SECTION=8 run_timeout=15 bench --seq 16384,32768 --num-kv-heads 32 --configs "default,$d128_sn_ov"
-  #    seq 4096 and 8192: snake order with ping-pong (ws3) beside
-  run_timeout=10 bench --seq 4096,8192 --num-kv-heads 32 --configs "$d128_sn_ov,$d128_ws3_sn"
-
-  # 2. head_dim 256 (FA3's 128 x 80 tile) and 64, paged 16 shuffled
   run_timeout=12 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "st2, head_dim 256"
-  run_timeout=12 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 256 \
-    --configs "default,bm128_bn80_st2_mt1_wg_ws1_tma,bm128_bn80_st2_mt1_wg_ws2_tma,bm128_bn64_st2_mt1_wg_ws2_tma"
-  run_timeout=10 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 64 \
-    --configs "default,bm192_bn128_st2_mt1_wg_ws2_tma_pt_sn_pr24,bm192_bn128_st2_mt1_wg_ws2_tma_pt_sn_ov_pr24"
-  run_timeout=10 bench --seq 8192,32768 --num-kv-heads 8 --page-size 16 --shuffle-pages --configs "default,$d128_sn_ov"
+  run_timeout=15 step "$carry/test_decode_gpu" \
+    -tc="prefill: invalid*,prefill: 8-bit*,prefill: varlen*,paged prefill*,concurrent streams: decode and prefill*"
 
-  # 3. head sections checked, first use of the overlapped tile, the varlen batch
-  SWAJIT_PREFILL_HEAD_SECTION=2 run_timeout=12 step stdbuf -oL "$swajit" check --device cuda --family prefill \
-    --filter "snake order"
+  # 1. the grid (its FlashInfer rows: prefill_peers.py / flashinfer_peer.py prefill): the default, session 6's
+  #    default beside, and session 6's binary (BASE) at seq 4096 and 16384
+  run_timeout=20 bench --seq 4096,8192,16384,32768 --num-kv-heads 32 --configs "default,$s6_default"
+  run_timeout=20 bench --seq 4096,8192,16384,32768 --num-kv-heads 8 --configs "default,$s6_default"
+  [[ -x $base ]] && SWAJIT_DB=$(mktemp -d)/base.db run_timeout=20 step stdbuf -oL "$base" bench prefill \
+    --matmul-tflops "$mm" --reps 10 --seq 4096,16384 --num-kv-heads 32,8
+
+  # 2. the rows of tools/bench/prefill_peers.py: head_dim 64 and 256, GQA 32/4, the varlen batch
+  run_timeout=10 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 64
+  run_timeout=10 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 256
+  run_timeout=10 bench --seq 8192,32768 --num-kv-heads 4
+  run_timeout=10 bench --q-lens "$varlen" --prefix-len 4096 --page-size 16 --num-kv-heads 8
+
+  # 3. paged 16, pages in order (one box a tile) and shuffled (a box a page) against step 1's contiguous kv 8 rows
+  #    (bar: within 5%)
+  run_timeout=10 bench --seq 8192,32768 --num-kv-heads 8 --page-size 16
+  run_timeout=10 bench --seq 8192,32768 --num-kv-heads 8 --page-size 16 --shuffle-pages
+
+  # 4. first use of the head_dim 128 default at seq <= 8192 (snake order) and of the head_dim 256 default (generate +
+  #    NVRTC + module load; the database is not used)
   run_timeout=8 step "$swajit" gen --key prefill_bf16_d128_contig_g4_local --block-m 128 --block-n 128 --stages 2 \
-    --wgmma true --warp-specialize 2 --tma true --persistent true --snake-order true --overlap-items true --jit-time
-  run_timeout=10 bench --q-lens "$varlen" --prefix-len 4096 --page-size 16 --num-kv-heads 8 --configs "default,$d128_sn_ov"
+    --wgmma true --warp-specialize 2 --tma true --persistent true --snake-order true --jit-time
+  run_timeout=8 step "$swajit" gen --key prefill_bf16_d256_contig_g4_local --block-m 128 --block-n 64 --stages 2 \
+    --wgmma true --warp-specialize 2 --tma true --jit-time
+
+  # 5. experiments, as time allows: 32 kv heads with the items of 8 q heads at a time (their K/V windows fit L2; all
+  #    32 heads' do not), and overlapped items at seq 4096
+  SWAJIT_PREFILL_HEAD_SECTION=8 run_timeout=12 bench --seq 16384,32768 --num-kv-heads 32
+  run_timeout=8 bench --seq 4096 --num-kv-heads 32,8 --configs "default,${s6_default}_sn_ov"
   echo "==== gpu_prefill.sh done in $SECONDS s, status $status"
   exit "$status"
 } 2>&1 | tee "$logs/gpu_prefill.log"
