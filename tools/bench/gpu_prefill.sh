@@ -40,9 +40,9 @@ varlen=512,640,768,1024,1280,1536,2048,2560,3072,3584,4096,5120,6144,7168,7680,8
 bench() { step stdbuf -oL "$swajit" bench prefill --matmul-tflops "$mm" --reps 10 "$@"; }
 
 {
-  # 0. correctness: the check matrix's snake-order (overlapped items among them) and head_dim 256 tile cases, the GPU suite's
-  #    prefill cases but the matrix and the tuner (device-side errors, bad pages, 8-bit and varlen paged workloads,
-  #    streams: all on the head_dim 128 default); the whole matrix is `swajit check --device cuda` of the final run
+  # 0. correctness: the check matrix's snake-order (overlapped items among them) and head_dim 256 tile cases, the GPU
+  #    suite's prefill cases but the matrix and the tuner (device-side errors, bad pages, 8-bit and varlen paged
+  #    workloads, streams); the whole matrix is `swajit check --device cuda` of the final run
   run_timeout=20 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "snake order"
   run_timeout=12 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "st2, head_dim 256"
   run_timeout=15 step "$carry/test_decode_gpu" \
