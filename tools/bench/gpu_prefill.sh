@@ -9,7 +9,8 @@
 #   1. the issue's grid (32 q heads, 32 and 8 kv heads, head_dim 128, window 4096, seq 4K-32K): the default (snake
 #      order up to seq 8192) with session 6's default beside, and session 6's binary (BASE: ../mainI/swajit beside the
 #      carry, when there) on the same rows;
-#   2. the rows tools/bench/prefill_peers.py times for FlashInfer: head_dim 64 and 256, GQA 32/4, the varlen batch;
+#   2. the rows tools/bench/prefill_peers.py times for FlashInfer: head_dim 64 and 256 (its producer at 24 registers
+#      beside), GQA 32/4, the varlen batch;
 #   3. paged (pages of 16 tokens in order: one TMA box a tile; shuffled: a box a page) against step 1's contiguous
 #      rows (bar: within 5%);
 #   4. first use (generate + NVRTC + module load) of the head_dim 128 and 256 defaults;
@@ -33,6 +34,8 @@ step() {  # run(), unless the script is past its time budget
 }
 
 s6_default=bm128_bn128_st2_mt1_wg_ws2_tma_pt       # session 6's head_dim 128 default (round-robin items)
+d256_pr24=bm128_bn64_st2_mt1_wg_ws2_tma_pr24      # the head_dim 256 default with the producer at 24 registers (ptxas:
+                                                  # 8 bytes of spills against the default's 80)
 base=$carry/../mainI/swajit                       # session 6's binary (BASE rows), beside this carry in main's .carry
 varlen=512,640,768,1024,1280,1536,2048,2560,3072,3584,4096,5120,6144,7168,7680,8192  # = prefill_peers.py VARLEN_Q_LENS
 # Line-buffered: each row shows as it is timed (a row's workload of up to 32K tokens x 32 heads takes seconds to
@@ -57,7 +60,7 @@ bench() { step stdbuf -oL "$swajit" bench prefill --matmul-tflops "$mm" --reps 1
 
   # 2. the rows of tools/bench/prefill_peers.py: head_dim 64 and 256, GQA 32/4, the varlen batch
   run_timeout=10 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 64
-  run_timeout=10 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 256
+  run_timeout=12 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 256 --configs "default,$d256_pr24"
   run_timeout=10 bench --seq 8192,32768 --num-kv-heads 4
   run_timeout=10 bench --q-lens "$varlen" --prefix-len 4096 --page-size 16 --num-kv-heads 8
 
