@@ -207,6 +207,7 @@ PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo&
   // the persistent grid's second Q buffer does not fit beside it. Other head_dims on sm_90a take the non-specialized
   // wgmma path with 128-row blocks (64 at head_dim 256), 64-token tiles and two blocks per SM; elsewhere mma.sync with
   // 128-token tiles, 3 stages.
+  constexpr int kPagedProducerRegisters = 40;
   PrefillConfig config;
   config.block_m = spec.head_dim >= 256 ? 64 : 128;
   const auto specialized = [](int block_m, int block_n, int stages, bool tma, int mode = 1, bool persistent = false) {
@@ -216,9 +217,13 @@ PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo&
     return c;
   };
   std::vector<PrefillConfig> candidates;
-  if (spec.head_dim == 128)
+  if (spec.head_dim == 128) {
     candidates = {specialized(128, 128, 2, true, 2, true), specialized(192, 64, 3, true), specialized(192, 64, 3, false)};
-  else if (spec.head_dim == 64)
+    // Paged: the consumers' block_table scan spills at 224 registers (51 local-memory instructions, 16 at 232); the
+    // producer at 40 registers (232 for the consumers) measured 1.01 / 1.02x at seq 8192 / 32768 (session 7 run B3,
+    // pages in order; session 5: 1.02x shuffled).
+    if (!spec.is_contiguous_kv()) candidates[0].producer_registers = kPagedProducerRegisters;
+  } else if (spec.head_dim == 64)
     candidates = {specialized(192, 128, 2, true, 1, true)};
   else if (spec.head_dim == 256)
     candidates = {specialized(128, 64, 2, true, 2)};
@@ -276,11 +281,11 @@ std::string tma_layout_problem(const PrefillProblem& p) {
 PrefillConfig with_item_order(const PrefillProblem& p, PrefillConfig config) {
   // Snake order where the causal ramp is much of the work: the longest query run at most twice the keys a query
   // sees (the whole run without a local window). Session 7 run B2 (head_dim 128, 32 q heads, window 4096): 1.10-1.11x
-  // at seq 4096, 1.03-1.04x at 8192; at 16384 and 32768, where most rounds hold equal items, 0.91-1.01x. Measured at
-  // head_dim 128 only.
+  // at seq 4096, 1.03-1.04x at 8192; at 16384 and 32768, where most rounds hold equal items, 0.91-1.01x. head_dim 64
+  // (run B3, kv 8): 1.04x at seq 8192, 0.99x at 32768. head_dim 256 runs no persistent grid.
   const int64_t visible = p.params.local_window > 0 ? p.params.local_window : p.max_q_len;
   const bool ramp = p.spec.causal && int64_t(p.max_q_len) <= 2 * visible;
-  config.snake_order = config.persistent && p.spec.head_dim == 128 && ramp;
+  config.snake_order = config.persistent && (p.spec.head_dim == 128 || p.spec.head_dim == 64) && ramp;
   return config;
 }
 
@@ -348,14 +353,36 @@ bool tma_page_runs_apply(const PrefillProblem& p, const PrefillConfig& config) {
          int64_t(a.num_pages) * page <= INT_MAX;
 }
 
-// Q heads a section of the persistent grid's items spans (PrefillParams::heads_per_section): all of them, unless
-// SWAJIT_PREFILL_HEAD_SECTION names a divisor of num_q_heads (an experiment: fewer heads at once keep fewer K/V in L2).
-int heads_per_section(const PrefillProblem& p, const PrefillConfig& config) {
+}  // namespace
+
+// Q heads a section of the persistent grid's items spans (PrefillParams::heads_per_section). Where the K/V windows
+// of all kv heads overflow half of L2, the most q heads (a divisor of num_q_heads, whole groups) whose kv heads' windows
+// fit it: the blocks of a round then share those heads' K/V in L2 instead of streaming all of them from DRAM. Session
+// 7 run B3 (32 kv heads, window 4096, head_dim 128, seq 16384, alternated process by process): sections of 8 heads
+// 1.03x (564.9 / 566.8 against 552.2 / 550.0 TFLOP/s); seq 32768 not measured. Grouped GQA only (interleaved heads of
+// a section touch every kv head), and not with snake order (the causal ramp's rows, not measured).
+// SWAJIT_PREFILL_HEAD_SECTION=N overrides it with a divisor N (N = num_q_heads: one section, the order before).
+int heads_per_section(const PrefillProblem& p, const PrefillConfig& config, const DeviceInfo& device) {
   if (!config.persistent) return p.num_q_heads;
-  const char* text = std::getenv("SWAJIT_PREFILL_HEAD_SECTION");
-  const int heads = text ? std::atoi(text) : 0;
-  return heads > 0 && p.num_q_heads % heads == 0 ? heads : p.num_q_heads;
+  if (const char* text = std::getenv("SWAJIT_PREFILL_HEAD_SECTION")) {
+    const int heads = std::atoi(text);
+    return heads > 0 && p.num_q_heads % heads == 0 ? heads : p.num_q_heads;
+  }
+  const PrefillParams& a = p.params;
+  if (config.snake_order || p.spec.gqa != GqaMapping::kGrouped || a.local_window <= 0 || device.l2_bytes <= 0)
+    return p.num_q_heads;
+  // a kv head's K and V window, at most the whole cache (contiguous: total_kv tokens; paged: its pages)
+  const int64_t cache_tokens = p.spec.is_contiguous_kv() ? a.total_kv : int64_t(a.total_kv) * p.spec.page_size;
+  const int token_bytes = p.spec.head_dim * (p.spec.kv_quant == KvQuant::kNone ? 2 : 1);  // a K or a V row
+  const int64_t window_bytes = 2 * std::min<int64_t>(a.local_window, cache_tokens) * token_bytes;
+  const int64_t l2_share = device.l2_bytes / 2;  // the rest: Q, the output and the pages' other traffic
+  const int group = p.spec.group;
+  for (int heads = p.num_q_heads; heads > group; heads -= group)
+    if (p.num_q_heads % heads == 0 && int64_t(heads / group) * window_bytes <= l2_share) return heads;
+  return group;
 }
+
+namespace {
 
 void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& options) {
   if (p.batch == 0 || p.max_q_len == 0) return;
@@ -383,7 +410,7 @@ void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& op
   void* args[] = {&p.params};
   const int64_t q_tiles = (p.max_q_len + config.block_m - 1) / config.block_m;
   p.params.q_tiles = static_cast<int>(q_tiles);
-  p.params.heads_per_section = heads_per_section(p, config);
+  p.params.heads_per_section = heads_per_section(p, config, device);
   const int64_t items_per_sequence = q_tiles * p.num_q_heads;  // the kernel's (query tile, q head) order, heads fastest
   int64_t grid_x = items_per_sequence, grid_z = p.batch;
   if (config.persistent) {  // as many blocks as are resident at once, each taking items in turn

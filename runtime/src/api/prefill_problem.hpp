@@ -26,6 +26,9 @@ std::string tma_layout_problem(const PrefillProblem& problem);
 // The heuristic's config with the persistent grid's item order for this call: snake order (PrefillConfig::snake_order)
 // where the causal ramp is much of the work (the longest query run at most twice the keys a query sees).
 PrefillConfig with_item_order(const PrefillProblem& problem, PrefillConfig config);
+// The persistent grid's q heads a section (PrefillParams::heads_per_section): fewer than all where the kv heads' K/V
+// windows overflow half of the device's L2 (SWAJIT_PREFILL_HEAD_SECTION=N overrides).
+int heads_per_section(const PrefillProblem& problem, const PrefillConfig& config, const DeviceInfo& device);
 // Throws kInvalidArgument unless `config` can run this call: valid for its spec, and for tma configs K/V the TMA
 // engine can read (tma_layout_problem).
 void validate_prefill_config_for_call(const PrefillConfig& config, const PrefillProblem& problem);
