@@ -3,7 +3,8 @@
 # default 105 s, is skipped and says so): correctness first, then the bench, heuristic configs ("default", no shipped
 # data), each row's configs alternated on one workload, the floor (useful FLOPs at the bf16 matmul rate) beside each
 # time:
-#   0. correctness: the check matrix's snake-order, overlapped-item and head_dim 256 TMA tile cases, and the GPU
+#   0. correctness: the check matrix's snake-order, overlapped-item and head_dim 256 TMA tile cases, its producer
+#      register cases in head sections of one q head, and the GPU
 #      suite's prefill cases but the matrix and the tuner (device-side errors, bad pages, 8-bit and varlen paged
 #      workloads, streams); the whole matrix (about 2 minutes for prefill) is `swajit check --device cuda`;
 #   1. the grid (32 q heads, 32 and 8 kv heads, head_dim 128, window 4096, seq 4K-32K): the default (snake
@@ -48,6 +49,10 @@ bench() { step stdbuf -oL "$swajit" bench prefill --matmul-tflops "$mm" --reps 1
   #    workloads, streams); the whole matrix is `swajit check --device cuda` of the final run
   run_timeout=20 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "snake order"
   run_timeout=12 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "st2, head_dim 256"
+  # head sections of one q head (the check's workloads are too small for the default's sections) with the producer
+  # at 24 and 40 registers (40: the paged head_dim 128 default's)
+  SWAJIT_PREFILL_HEAD_SECTION=1 run_timeout=12 step stdbuf -oL "$swajit" check --device cuda --family prefill \
+    --filter "st2 pr"
   run_timeout=15 step "$carry/test_decode_gpu" \
     -tc="prefill: invalid*,prefill: 8-bit*,prefill: varlen*,paged prefill*,concurrent streams: decode and prefill*"
 
