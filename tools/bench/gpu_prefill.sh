@@ -14,7 +14,7 @@
 #      beside), GQA 32/4, the varlen batch;
 #   3. paged (pages of 16 tokens in order: one TMA box a tile; shuffled: a box a page) against step 1's contiguous
 #      rows (bar: within 5%);
-#   4. first use (generate + NVRTC + module load) of the head_dim 128 and 256 defaults;
+#   4. first use (generate + NVRTC + module load) of the head_dim 128 (contiguous, paged 16) and 256 defaults;
 #   5. as time allows: kv 32 at seq 32768, the persistent grid's items all q heads at a time (the order before
 #      head sections: SWAJIT_PREFILL_HEAD_SECTION=32), overlapped items at seq 4096.
 # Usage: tools/bench/gpu_prefill.sh CARRY_DIR LOG_DIR
@@ -78,6 +78,8 @@ bench() { step stdbuf -oL "$swajit" bench prefill --matmul-tflops "$mm" --reps 1
   #    NVRTC + module load; the database is not used)
   run_timeout=8 step "$swajit" gen --key prefill_bf16_d128_contig_g4_local --block-m 128 --block-n 128 --stages 2 \
     --wgmma true --warp-specialize 2 --tma true --persistent true --snake-order true --jit-time
+  run_timeout=8 step "$swajit" gen --key prefill_bf16_d128_p16_nhd_g4_local --block-m 128 --block-n 128 --stages 2 \
+    --wgmma true --warp-specialize 2 --tma true --persistent true --snake-order true --producer-registers 40 --jit-time
   run_timeout=8 step "$swajit" gen --key prefill_bf16_d256_contig_g4_local --block-m 128 --block-n 64 --stages 2 \
     --wgmma true --warp-specialize 2 --tma true --jit-time
 
