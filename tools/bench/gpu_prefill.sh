@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 15 on the GPU machine (under 2 minutes on the H200; a step that would start after $GPU_PREFILL_BUDGET_S,
-# default 105 s, is skipped and says so): correctness first, then the bench, heuristic configs ("default", no shipped
+# default 105 s, or whose cap could run past it by more than 15 s, is skipped and says so): correctness first, then the bench, heuristic configs ("default", no shipped
 # data), each row's configs alternated on one workload, the floor (useful FLOPs at the bf16 matmul rate) beside each
 # time:
 #   0. correctness: the check matrix's snake-order, overlapped-item and head_dim 256 TMA tile cases, its producer
@@ -30,7 +30,11 @@ SWAJIT_DB=$(mktemp -d)/prefill_fresh.db  # not under LOG_DIR: the compiled kerne
 export SWAJIT_DB
 budget_s=${GPU_PREFILL_BUDGET_S:-105}
 step() {  # run(), unless the script is past its time budget
-  if ((SECONDS > budget_s)); then echo "==== SKIPPED (past ${budget_s} s): $*"; status=1; return; fi
+  if ((SECONDS > budget_s || SECONDS + run_timeout > budget_s + 15)); then
+    echo "==== SKIPPED (past ${budget_s} s, or its ${run_timeout} s cap would end past $((budget_s + 15)) s): $*"
+    status=1
+    return
+  fi
   run "$@"
 }
 
