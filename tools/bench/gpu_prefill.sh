@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue 15 on the GPU machine (under 2 minutes on the H200; a step that would start after $GPU_PREFILL_BUDGET_S,
-# default 105 s, or whose cap could run past it by more than 15 s, is skipped and says so): correctness first, then the bench, heuristic configs ("default", no shipped
-# data), each row's configs alternated on one workload, the floor (useful FLOPs at the bf16 matmul rate) beside each
-# time:
+# default 105 s, or whose cap could run past it by more than 15 s, is skipped and says so): correctness first, then
+# the bench, heuristic configs ("default", no shipped data), each row's configs alternated on one workload, the
+# floor (useful FLOPs at the bf16 matmul rate) beside each time:
 #   0. correctness: the check matrix's snake-order, overlapped-item and head_dim 256 TMA tile cases, its producer
 #      register cases in head sections of one q head, and the GPU
 #      suite's prefill cases but the matrix and the tuner (device-side errors, bad pages, 8-bit and varlen paged
