@@ -8,8 +8,8 @@
 #      suite's prefill cases but the matrix and the tuner (device-side errors, bad pages, 8-bit and varlen paged
 #      workloads, streams); the whole matrix (about 2 minutes for prefill) is `swajit check --device cuda`;
 #   1. the issue's grid (32 q heads, 32 and 8 kv heads, head_dim 128, window 4096, seq 4K-32K): the default (snake
-#      order up to seq 8192; from 16384 at 32 kv heads, items 8 q heads at a time) with session 6's default beside, and session 6's binary (BASE: ../mainI/swajit beside the
-#      carry, when there) on the same rows;
+#      order up to seq 8192; from 16384 at 32 kv heads, items 8 q heads at a time) with session 6's default beside,
+#      and session 6's binary (BASE: ../mainI/swajit beside the carry, when there) on the same rows;
 #   2. the rows tools/bench/prefill_peers.py times for FlashInfer: head_dim 64 and 256 (its producer at 24 registers
 #      beside), GQA 32/4, the varlen batch;
 #   3. paged (pages of 16 tokens in order: one TMA box a tile; shuffled: a box a page) against step 1's contiguous
