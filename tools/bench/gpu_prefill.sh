@@ -15,8 +15,8 @@
 #   3. paged (pages of 16 tokens in order: one TMA box a tile; shuffled: a box a page) against step 1's contiguous
 #      rows (bar: within 5%);
 #   4. first use (generate + NVRTC + module load) of the head_dim 128 (contiguous, paged 16) and 256 defaults;
-#   5. as time allows: kv 32 at seq 32768, the persistent grid's items all q heads at a time (the order before
-#      head sections: SWAJIT_PREFILL_HEAD_SECTION=32), overlapped items at seq 4096.
+#   5. as time allows: kv 32 at seq 32768 with and without head sections (SWAJIT_PREFILL_HEAD_SECTION=32: all q
+#      heads at a time, the order before run B3; step 1 has it at seq 16384), overlapped items at seq 4096.
 # Usage: tools/bench/gpu_prefill.sh CARRY_DIR LOG_DIR
 #   CARRY_DIR: what tools/bench/prepare_gpu_carry.sh made (.carry: swajit, the GPU test binaries, lib/)
 #   MATMUL_TFLOPS: the bf16 matmul rate of the same run (floor column; prefill_peers.py prints kind=ceiling_mm_bf16);
@@ -63,6 +63,9 @@ bench() { step stdbuf -oL "$swajit" bench prefill --matmul-tflops "$mm" --reps 1
   # 1. the grid (its FlashInfer rows: prefill_peers.py / flashinfer_peer.py prefill): the default, session 6's
   #    default beside, and session 6's binary (BASE) at seq 4096 and 16384
   run_timeout=20 bench --seq 4096,8192,16384 --num-kv-heads 32 --configs "default,$s6_default"  # 32768: step 5
+  # the order before head sections (all 32 q heads at a time; the default takes 8 at a time from seq 16384 at 32 kv
+  # heads: their K/V windows fit half of L2, all 32 heads' do not), against the row above
+  SWAJIT_PREFILL_HEAD_SECTION=32 run_timeout=12 bench --seq 16384 --num-kv-heads 32
   run_timeout=20 bench --seq 4096,8192,16384,32768 --num-kv-heads 8 --configs "default,$s6_default"
   [[ -x $base ]] && SWAJIT_DB=$(mktemp -d)/base.db run_timeout=20 step stdbuf -oL "$base" bench prefill \
     --matmul-tflops "$mm" --reps 10 --seq 4096,16384 --num-kv-heads 32,8
@@ -87,11 +90,10 @@ bench() { step stdbuf -oL "$swajit" bench prefill --matmul-tflops "$mm" --reps 1
   run_timeout=8 step "$swajit" gen --key prefill_bf16_d256_contig_g4_local --block-m 128 --block-n 64 --stages 2 \
     --wgmma true --warp-specialize 2 --tma true --jit-time
 
-  # 5. as time allows: 32 kv heads at seq 32768 (its workload takes over 8 s to set up), and the persistent grid's
-  #    items all 32 q heads at a time (SWAJIT_PREFILL_HEAD_SECTION=32, the order before run B3; the default takes 8
-  #    at a time there: their K/V windows fit half of L2, all 32 heads' do not), and overlapped items at seq 4096
+  # 5. as time allows: 32 kv heads at seq 32768 (its workload takes over 8 s to set up) with head sections (the
+  #    default) and without, and overlapped items at seq 4096
   run_timeout=25 bench --seq 32768 --num-kv-heads 32
-  SWAJIT_PREFILL_HEAD_SECTION=32 run_timeout=30 bench --seq 16384,32768 --num-kv-heads 32
+  SWAJIT_PREFILL_HEAD_SECTION=32 run_timeout=25 bench --seq 32768 --num-kv-heads 32
   run_timeout=8 bench --seq 4096 --num-kv-heads 32,8 --configs "default,${s6_default}_sn_ov"
   echo "==== gpu_prefill.sh done in $SECONDS s, status $status"
   exit "$status"
