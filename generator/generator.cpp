@@ -192,15 +192,17 @@ std::string accumulator_operands(int count) {
 // that extent as the template spells it). Scores: A and B K-major in shared memory, D = or += by `accumulate`.
 // Otherwise A from four registers (P) and B N-major (transposed) in shared memory, always D +=; or with
 // `b_k_major` (scores with Q in registers) B K-major and D = or += by `accumulate`.
+// `accumulate_by_default`: an A-in-registers wrapper takes `accumulate` as an argument defaulting to 1 (D += A.B;
+// 0: D = A.B, whatever D held).
 std::string wgmma_wrapper(const std::string& name, const std::string& fragments, const KernelSpec& spec, int n,
-                          bool a_in_registers, bool b_k_major = false) {
+                          bool a_in_registers, bool b_k_major = false, bool accumulate_by_default = false) {
   const std::string type = spec.dtype == DType::kBF16 ? "bf16" : "f16";
   const int regs = n / 2;  // floats per thread: 64 rows x n / 128 threads
-  const bool takes_accumulate = !a_in_registers || b_k_major;
+  const bool takes_accumulate = !a_in_registers || b_k_major || accumulate_by_default;
   std::ostringstream os;
   os << "SWAJIT_DEVICE void " << name << "(float (&d)[" << fragments << "][4], "
-     << (a_in_registers ? "const u32 (&a)[4], u64 b" : "u64 a, u64 b") << (takes_accumulate ? ", int accumulate" : "")
-     << ") {\n"
+     << (a_in_registers ? "const u32 (&a)[4], u64 b" : "u64 a, u64 b")
+     << (takes_accumulate ? (accumulate_by_default ? ", int accumulate = 1" : ", int accumulate") : "") << ") {\n"
      << "#ifdef __CUDA_ARCH_FEAT_SM90_ALL  // sm_90a\n"
      << "  asm volatile(\"{ .reg .pred p; setp.ne.b32 p, %" << regs + (a_in_registers ? 5 : 2) << ", 0; \"\n"
      << "               \"wgmma.mma_async.sync.aligned.m64n" << n << "k16.f32." << type << "." << type << " \"\n"
@@ -209,7 +211,7 @@ std::string wgmma_wrapper(const std::string& name, const std::string& fragments,
     os << register_list(regs, 4) << ", %" << regs + 4 << ", p, 1, 1, " << (b_k_major ? 0 : 1) << "; }\"\n"
        << "               : " << accumulator_operands(regs) << "\n"
        << "               : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"l\"(b), \"r\"("
-       << (b_k_major ? "accumulate" : "1") << "));\n";
+       << (takes_accumulate ? "accumulate" : "1") << "));\n";
   else
     os << "%" << regs << ", %" << regs + 1 << ", p, 1, 1, 0, 0; }\"\n"
        << "               : " << accumulator_operands(regs) << "\n"
@@ -222,8 +224,8 @@ std::string wgmma_wrapper(const std::string& name, const std::string& fragments,
 std::string wgmma_wrappers(const KernelSpec& spec, const PrefillConfig& config) {
   return "// S[64 x kBlockN] (+)= Q . K^T: A and B K-major in shared memory (templates/tile_ops.cuh WgmmaTile).\n" +
          wgmma_wrapper("wgmma_scores", "kBlockN / 8", spec, config.block_n, false) +
-         "// O[64 x kHeadDim] += P . V: P from registers, V N-major in shared memory.\n" +
-         wgmma_wrapper("wgmma_pv", "kOutFrags", spec, spec.head_dim, true);
+         "// O[64 x kHeadDim] (+)= P . V: P from registers, V N-major in shared memory.\n" +
+         wgmma_wrapper("wgmma_pv", "kOutFrags", spec, spec.head_dim, true, false, true);
 }
 
 // The two of the MLA sparse decode kernel (templates/sparse_decode_mla.cuh): a warpgroup's scores
@@ -320,6 +322,8 @@ GeneratedKernel generate_prefill_cuda(const KernelSpec& spec, const PrefillConfi
      << ";  // 0: all warps load; 1: producer + consumer warpgroups; 2: and S(t+1) before softmax(t)\n"
      << "constexpr bool kTma = " << flag(config.tma) << ";  // K/V tiles moved by the TMA engine (warp specialized)\n"
      << "constexpr bool kPersistent = " << flag(config.persistent) << ";  // blocks take the work items in turn\n"
+     << "constexpr bool kSnakeOrder = " << flag(config.snake_order) << ";  // every other round of items backwards\n"
+     << "constexpr bool kOverlapItems = " << flag(config.overlap_items) << ";  // an item's last P.V goes with the next's S(0)\n"
      << "// launch geometry, shared with the host launcher\n"
      << "constexpr int kThreads = " << g.threads << ";\n"
      << "constexpr int kQBytes = " << g.q_bytes << ";\n"

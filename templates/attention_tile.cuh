@@ -29,10 +29,18 @@ struct WarpState {
   float row_sum[kMTiles][2];         // this lane's part of the running sum of exp2(score - row_max)
 
   SWAJIT_MEMBER void clear() {
+    clear_output();
+    clear_statistics();
+  }
+  SWAJIT_MEMBER void clear_output() {
 #pragma unroll
-    for (int m = 0; m < kMTiles; ++m) {
+    for (int m = 0; m < kMTiles; ++m)
 #pragma unroll
       for (int f = 0; f < kOutFrags; ++f) out[m][f][0] = out[m][f][1] = out[m][f][2] = out[m][f][3] = 0.f;
+  }
+  SWAJIT_MEMBER void clear_statistics() {
+#pragma unroll
+    for (int m = 0; m < kMTiles; ++m) {
       row_max[m][0] = row_max[m][1] = SWAJIT_NEG_INF;
       row_sum[m][0] = row_sum[m][1] = 0.f;
     }

@@ -23,9 +23,10 @@
 // for a paged cache), shared by all warps. blockIdx.x runs over (query tile, q head) with the head fastest and the
 // query tiles last-first, so every head's longest tiles start in the first wave and the short ones fill the tail.
 // kPersistent (TMA only): the grid is as many blocks as are resident at once, and block i takes the work items
-// (query tile, q head, sequence) i, i + gridDim.x, ... in that same order; both warpgroup roles plan the same items,
-// the pipeline's stages and barrier phases run on across them (BlockWork::slot), and Q has two buffers, so the
-// producer loads the next item's Q and K/V while the consumers finish this one.
+// (query tile, q head, sequence) i, i + gridDim.x, ... in that same order (kSnakeOrder: odd rounds of unequal items
+// walked backwards, persistent_item); both warpgroup roles plan the same items, the pipeline's stages and barrier
+// phases run on across them (BlockWork::slot), and Q has two buffers, so the producer loads the next item's Q and K/V
+// while the consumers finish this one (kOverlapItems: the consumers also carry an item's last P.V into the next).
 //
 // Warp specialization (kWarpSpecialize > 0, Hopper wgmma path only). The block is kBlockM / 64 consumer warpgroups
 // (64 query rows each) followed by one producer warpgroup:
@@ -91,6 +92,7 @@ typedef TileLayout<kWgmma, kBlockN>::type KvTile;
 // (kDequantBytes, KvTile layout, 1024-byte aligned for wgmma), then the mbarriers when warp specialized (kBarrierBytes).
 constexpr int kQBuffers = kPersistent ? 2 : 1;  // persistent: the next item's Q lands while this one's is read
 static_assert(!kPersistent || kTma, "the persistent grid runs the TMA producer ahead into the next item");
+static_assert(!kOverlapItems || (kWarpSpecialize == 2 && kPersistent), "items overlap on ws2's persistent grid");
 static_assert(kSharedBytes >= kQBuffers * kQBytes + 2 * kStages * kTileBytes + kDequantBytes + kBarrierBytes,
               "prelude shared-memory size too small");
 static_assert((kQBytes + 2 * kStages * kTileBytes) % 1024 == 0, "wgmma tiles need 1024-byte alignment");
@@ -257,22 +259,24 @@ SWAJIT_DEVICE void pack_probabilities(const float (&p)[kScoreFrags][4], PackedPr
   for (int step = 0; step < kBlockN / 16; ++step) probabilities_fragment(p, step, packed[step]);
 }
 
-// Issues (and commits) O[64 x kHeadDim] of this warpgroup's rows += P . V.
+// Issues (and commits) O[64 x kHeadDim] of this warpgroup's rows += P . V (`accumulate` false: O = P . V, whatever
+// O held).
 template <int kWarpMTiles>  // always 1 when kWgmma; a template so other configs need not match it
-SWAJIT_DEVICE void issue_warpgroup_pv(WarpState<kWarpMTiles>& st, PackedProbabilities& p, u32 v_tile) {
+SWAJIT_DEVICE void issue_warpgroup_pv(WarpState<kWarpMTiles>& st, PackedProbabilities& p, u32 v_tile,
+                                      bool accumulate = true) {
   const u64 v_desc = wgmma_descriptor(v_tile, kBlockN * kWgmmaRowBytes, kWgmmaGroupBytes);
   wgmma_fence();
 #pragma unroll
   for (int step = 0; step < kBlockN / 16; ++step)
-    wgmma_pv(st.out[0], p[step], descriptor_plus(v_desc, step * 16 * kWgmmaRowBytes));
+    wgmma_pv(st.out[0], p[step], descriptor_plus(v_desc, step * 16 * kWgmmaRowBytes), step > 0 || accumulate);
   wgmma_commit();
 }
 
 // ---- epilogue --------------------------------------------------------------------------------------------------------
 // The warp's rows, normalized (and for 8-bit K/V times the V scale), straight from the accumulators: each lane
-// writes pairs of columns of two rows.
+// writes pairs of columns of two rows. `zeros`: an item that saw no tile writes zeros whatever the accumulators hold.
 SWAJIT_DEVICE void write_warp_output(const PrefillParams& P, const WarpState<kMTiles>& st, int first_row, int rows,
-                                     int warp, int lane, int q_head) {
+                                     int warp, int lane, int q_head, bool zeros = false) {
   const float sink = kSinkLogits ? P.sink_logits[q_head * P.sink_logits_stride] : 0.f;
   const int kv_head = kv_head_of(P, q_head);
   const auto v_scale = [&](int channel) { return kKvQuant ? v_scale_at(P, kv_head, channel) : 1.f; };
@@ -290,8 +294,9 @@ SWAJIT_DEVICE void write_warp_output(const PrefillParams& P, const WarpState<kMT
 #pragma unroll
       for (int f = 0; f < kOutFrags; ++f) {
         const int channel = f * 8 + 2 * (lane % 4);
-        *reinterpret_cast<u32*>(dst + f * 8) = pack2(st.out[m][f][2 * h] * factor * v_scale(channel),
-                                                     st.out[m][f][2 * h + 1] * factor * v_scale(channel + 1), Elem());
+        const float lo = zeros ? 0.f : st.out[m][f][2 * h] * factor * v_scale(channel);
+        const float hi = zeros ? 0.f : st.out[m][f][2 * h + 1] * factor * v_scale(channel + 1);
+        *reinterpret_cast<u32*>(dst + f * 8) = pack2(lo, hi, Elem());
       }
     }
 }
@@ -663,10 +668,61 @@ SWAJIT_DEVICE void produce(const PrefillParams& P, const BlockWork& w, const Pip
   cp_async_wait_all();  // leave no copy in flight behind
 }
 
-SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe, int warp, int lane) {
+// kOverlapItems (ws2 on the persistent grid): an item's last P.V is not waited for at its end; the consumers carry
+// its P and output accumulators into their next item, issue that P.V together with the next item's first Q.K^T and
+// run the first softmax while it does, then write the finished item's rows. Without it every item began with the
+// warpgroup's tensor cores idle through S(0) and its softmax and ended idle through the last P.V (about 1.5 tiles'
+// time of each 16-tile item of seq 4096).
+struct PendingItem {
+  bool active = false;
+  int v_slot = 0;  // the pipeline count of the item's last tile: the V stage its pending P.V reads
+  u32 v_tile = 0;
+  bool accumulate = false;  // its last P.V adds to the accumulators (false: the item's only tile overwrites them)
+  int first_row = 0, rows = 0, q_head = 0;  // where its rows go
+};
+
+// The pending item's P.V (issued) completed, its V stage released and its rows written with the row statistics
+// `rows_of_pending` (st may hold the next item's already).
+SWAJIT_DEVICE void complete_pending_item(const PrefillParams& P, const Pipeline& pipe, WarpState<kMTiles>& st,
+                                         PendingItem& pending, const WarpState<kMTiles>& rows_of_pending, int warp,
+                                         int lane) {
+  wgmma_wait<0>();
+  pin_accumulators(st.out[0]);
+  pipe.release_v(pending.v_slot, lane);
+  WarpState<kMTiles> finished = rows_of_pending;
+#pragma unroll
+  for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+    for (int f = 0; f < kOutFrags; ++f)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) finished.out[m][f][c] = st.out[m][f][c];
+  write_warp_output(P, finished, pending.first_row, pending.rows, warp, lane, pending.q_head);
+  pending.active = false;
+}
+
+// The pending item's P.V with no next tile to go with: issued alone and completed.
+SWAJIT_DEVICE void flush_pending_item(const PrefillParams& P, const Pipeline& pipe, WarpState<kMTiles>& st,
+                                      PackedProbabilities& p, PendingItem& pending, int warp, int lane) {
+  if (!pending.active) return;
+  issue_warpgroup_pv(st, p, pending.v_tile, pending.accumulate);
+  complete_pending_item(P, pipe, st, pending, st, warp, lane);
+}
+
+// One work item on a consumer warp. `st` and `p` live across the block's items (kOverlapItems carries an item's
+// last P.V over into the next: `pending`); otherwise each item starts from a cleared state and writes its own rows.
+SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe, int warp, int lane,
+                           WarpState<kMTiles>& st, PackedProbabilities& p, PendingItem& pending) {
   const int warpgroup = warp / 4;
-  WarpState<kMTiles> st;
-  st.clear();
+  const bool carried = kOverlapItems && pending.active && w.tile_count > 0;  // the pending P.V goes with S(0)
+  if (kOverlapItems && !carried) flush_pending_item(P, pipe, st, p, pending, warp, lane);
+  const WarpState<kMTiles> rows_of_pending = st;  // carried: its row statistics, for its output
+  // kOverlapItems never sets the output accumulators outside the MMAs (an item's first P.V overwrites them, and the
+  // carried ones stay the pending item's until its P.V completes): accumulators set in a branch serialize every
+  // wgmma of the kernel (ptxas C7518 / C7520).
+  if constexpr (kOverlapItems)
+    st.clear_statistics();
+  else
+    st.clear();
   mbarrier_wait(pipe.q_full(w.item), Pipeline::q_parity(w.item));
   // Tile t's V has landed, and (TMA) its rows outside the written tokens are zeros for this warpgroup's P.V.
   const WrittenTokens written{visible_tile_ranges(w.p_min, w.p_max, w.seq.kv_len, P.local_window, P.global_window),
@@ -689,7 +745,6 @@ SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pip
       pipe.release_k(w.slot(t), lane);
       tile_softmax(P, w, st, scores, t, warp, lane, rescale);
       rescale_output(st, rescale);
-      PackedProbabilities p;
       pack_probabilities(scores[0], p);
       wait_v(t);
       issue_warpgroup_pv(st, p, w.v_tile(t));
@@ -703,21 +758,32 @@ SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pip
     turns.start(w.tile_count);
     pipe.wait_k(w.slot(0));
     turns.take();
-    issue_warpgroup_scores(scores[0], w.q_smem, w.k_tile(0), warpgroup);
-    turns.hand_over(false);
-    wgmma_wait<0>();
-    pin_accumulators(scores[0]);
-    pipe.release_k(w.slot(0), lane);
-    tile_softmax(P, w, st, scores, 0, warp, lane, rescale);  // the output is still zero: nothing to rescale
+    // Each branch waits for every MMA it issued: wgmma waits that differ between paths serialize every wgmma of
+    // the kernel (ptxas C7518).
+    if (carried) {
+      issue_warpgroup_scores(scores[0], w.q_smem, w.k_tile(0), warpgroup);
+      issue_warpgroup_pv(st, p, pending.v_tile, pending.accumulate);  // into the pending item's accumulators
+      wgmma_wait<1>();  // S(0) is done, the pending P.V may still run
+      pin_accumulators(scores[0]);
+      pipe.release_k(w.slot(0), lane);
+      tile_softmax(P, w, st, scores, 0, warp, lane, rescale);
+      complete_pending_item(P, pipe, st, pending, rows_of_pending, warp, lane);
+    } else {
+      issue_warpgroup_scores(scores[0], w.q_smem, w.k_tile(0), warpgroup);
+      turns.hand_over(false);
+      wgmma_wait<0>();
+      pin_accumulators(scores[0]);
+      pipe.release_k(w.slot(0), lane);
+      tile_softmax(P, w, st, scores, 0, warp, lane, rescale);  // the output is still zero: nothing to rescale
+    }
     // P(t - 1) is carried from one tile to the next packed (half the registers of its scores, and no copy of them)
-    PackedProbabilities p;
     pack_probabilities(scores[0], p);
     for (int t = 1; t < w.tile_count; ++t) {
       pipe.wait_k(w.slot(t));
       wait_v(t - 1);
       turns.take();
       issue_warpgroup_scores(scores[0], w.q_smem, w.k_tile(t), warpgroup);
-      issue_warpgroup_pv(st, p, w.v_tile(t - 1));
+      issue_warpgroup_pv(st, p, w.v_tile(t - 1), !kOverlapItems || t > 1);  // (the item's first P.V overwrites)
       turns.hand_over(false);
       wgmma_wait<1>();  // S(t) is done, P(t - 1) . V(t - 1) may still run
       pin_accumulators(scores[0]);
@@ -729,16 +795,22 @@ SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pip
       rescale_output(st, rescale);  // O was relative to tile t - 1's maxima until P(t - 1) . V(t - 1) was added
       pack_probabilities(scores[0], p);
     }
-    wait_v(w.tile_count - 1);
+    const int last = w.tile_count - 1;
+    wait_v(last);
+    if constexpr (kOverlapItems) {  // its P.V goes with the next item's S(0) (or flush_pending_item after the last)
+      pending = PendingItem{true, w.slot(last), w.v_tile(last), last > 0, w.seq.q_begin + w.row0, w.rows, w.q_head};
+      pipe.release_q(w.item, lane);  // every Q.K^T of the item has completed
+      return;
+    }
     turns.take();
-    issue_warpgroup_pv(st, p, w.v_tile(w.tile_count - 1));
+    issue_warpgroup_pv(st, p, w.v_tile(last));
     turns.hand_over(true);
     wgmma_wait<0>();
     pin_accumulators(st.out[0]);
-    pipe.release_v(w.slot(w.tile_count - 1), lane);
+    pipe.release_v(w.slot(last), lane);
   }
   pipe.release_q(w.item, lane);  // every Q.K^T of the item has completed
-  write_warp_output(P, st, w.seq.q_begin + w.row0, w.rows, warp, lane, w.q_head);
+  write_warp_output(P, st, w.seq.q_begin + w.row0, w.rows, warp, lane, w.q_head, kOverlapItems && w.tile_count == 0);
 }
 
 // ---- the kernel --------------------------------------------------------------------------------------------------------
@@ -751,14 +823,43 @@ struct ScannedSequence {
   bool pages_out_of_range = false;
 };
 
+// Where work item `item` lies: its sequence, q head and first query row. A sequence's items come in sections of
+// P.heads_per_section q heads (all of them: one section), each the longest query tiles first, heads fastest.
+struct ItemPlace {
+  int b, q_head, row0;
+  bool first_of_sequence;
+};
+SWAJIT_DEVICE ItemPlace item_place(const PrefillParams& P, int item) {
+  const int items_per_sequence = P.q_tiles * P.num_q_heads, tile_item = item % items_per_sequence;
+  const int section_items = P.q_tiles * P.heads_per_section;
+  const int section = tile_item / section_items, in_section = tile_item % section_items;
+  return ItemPlace{item / items_per_sequence, section * P.heads_per_section + in_section % P.heads_per_section,
+                   (P.q_tiles - 1 - in_section / P.heads_per_section) * kBlockM, tile_item == 0};
+}
+
+// The visible tile ranges of query positions [p_min, p_max] (TMA: on the box grid).
+SWAJIT_DEVICE TileRanges item_tile_ranges(const PrefillParams& P, int p_min, int p_max, int kv_len) {
+  const TileRanges r = visible_tile_ranges(p_min, p_max, kv_len, P.local_window, P.global_window);
+  return kTma ? tiles_on_box_grid(r) : r;
+}
+
+// The K/V tiles of item `item` as plan_item counts them before the paged scan (0: no rows), from the metadata alone.
+SWAJIT_DEVICE int item_tile_count(const PrefillParams& P, int item) {
+  const ItemPlace place = item_place(P, item);
+  Sequence seq;
+  if (!read_sequence(P, place.b, false, seq) || place.row0 >= seq.q_len || seq.zero_output) return 0;
+  const int p_min = seq.kv_len - seq.q_len + place.row0, p_max = p_min + min(kBlockM, seq.q_len - place.row0) - 1;
+  return item_tile_ranges(P, p_min, p_max, seq.kv_len).count();
+}
+
 SWAJIT_DEVICE bool plan_item(const PrefillParams& P, int item, const ThreadGroup& group, ScannedSequence& scanned,
                              BlockWork& w) {
-  const int items_per_sequence = P.q_tiles * P.num_q_heads, tile_item = item % items_per_sequence;
-  w.b = item / items_per_sequence;
-  w.q_head = tile_item % P.num_q_heads;
-  const bool reporter = threadIdx.x == 0 && tile_item == 0;  // one report per sequence
+  const ItemPlace place = item_place(P, item);
+  w.b = place.b;
+  w.q_head = place.q_head;
+  const bool reporter = threadIdx.x == 0 && place.first_of_sequence;  // one report per sequence
   if (!read_sequence(P, w.b, reporter, w.seq)) return false;
-  w.row0 = (P.q_tiles - 1 - tile_item / P.num_q_heads) * kBlockM;
+  w.row0 = place.row0;
   if (w.row0 >= w.seq.q_len) return false;
   w.rows = min(kBlockM, w.seq.q_len - w.row0);
   w.kv_head = kv_head_of(P, w.q_head);
@@ -781,11 +882,27 @@ SWAJIT_DEVICE bool plan_item(const PrefillParams& P, int item, const ThreadGroup
     }
     w.seq.zero_output = scanned.pages_out_of_range;
   }
-  w.ranges = visible_tile_ranges(w.p_min, w.p_max, w.seq.kv_len, P.local_window, P.global_window);
-  if constexpr (kTma) w.ranges = tiles_on_box_grid(w.ranges);
+  w.ranges = item_tile_ranges(P, w.p_min, w.p_max, w.seq.kv_len);
   if (w.seq.zero_output) w.ranges.tiles[0] = w.ranges.tiles[1] = 0;
   w.tile_count = w.ranges.count();
   return true;
+}
+
+// The block's item of round `round` of a persistent grid (block i's first item is i; `item_count` items in all).
+// Items come longest first, so in round-robin order (block i takes i, i + gridDim.x, ...) the low blocks take the
+// longer items of a round whose items differ: over the causal triangle of seq 4096 (costs 1..32 tiles) the busiest
+// block had 1.12x the mean work. kSnakeOrder walks such a round backwards when it is an odd one (block i takes its
+// (gridDim.x - 1 - i)-th item), so what a block gains in one round it gives back in the next. Rounds of equal items
+// (the first and last cost the same: windows shorter than the sequence) keep the round-robin order, which measured
+// up to 10% faster there (session 7 run B). Every item of a later round has a larger index, so the caller stops at
+// the first one past the end.
+SWAJIT_DEVICE int persistent_item(const PrefillParams& P, int round, int item_count) {
+  const int blocks = gridDim.x, first = round * blocks;
+  int block = blockIdx.x;
+  if (kSnakeOrder && round % 2 == 1 && first < item_count &&
+      item_tile_count(P, first) != item_tile_count(P, min(first + blocks, item_count) - 1))
+    block = blocks - 1 - block;
+  return first + block;
 }
 
 extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_PREFILL_KERNEL(const __grid_constant__ PrefillParams P) {
@@ -799,8 +916,8 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_P
     w.k_smem = k_smem;
     w.v_smem = v_smem;
   };
-  // Persistent: the block takes items blockIdx.x, + gridDim.x, ...; else one item per block (x: the item within its
-  // sequence, z: the sequence).
+  // Persistent: the block takes items blockIdx.x, then one a round (persistent_item); else one item per block (x: the
+  // item within its sequence, z: the sequence).
   const int item_count = kPersistent ? P.q_tiles * P.num_q_heads * P.batch : 0;
   const int first_item = kPersistent ? int(blockIdx.x) : int(blockIdx.z * gridDim.x + blockIdx.x);
 
@@ -820,7 +937,9 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_P
     const auto for_each_item = [&](const ThreadGroup& group, auto&& work) {
       int items_done = 0, tiles_done = 0;
       ScannedSequence scanned = first_scan;
-      for (int item = first_item; kPersistent ? item < item_count : item == first_item; item += gridDim.x) {
+      for (int round = 0;; ++round) {
+        const int item = kPersistent ? persistent_item(P, round, item_count) : first_item;
+        if (kPersistent ? item >= item_count : round > 0) break;
         BlockWork w;
         if (!plan_item(P, item, group, scanned, w)) continue;
         place(w, items_done, tiles_done);
@@ -836,8 +955,12 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_P
                     [&](const BlockWork& w) { produce(P, w, pipe, loader); });
     } else {
       claim_registers_up_to<kConsumerRegisters>();
+      WarpState<kMTiles> st;
+      PackedProbabilities p;
+      PendingItem pending;
       for_each_item(ThreadGroup{int(threadIdx.x), kWarps * 32, kConsumerBarrier},
-                    [&](const BlockWork& w) { consume(P, w, pipe, warp, lane); });
+                    [&](const BlockWork& w) { consume(P, w, pipe, warp, lane, st, p, pending); });
+      if constexpr (kOverlapItems) flush_pending_item(P, pipe, st, p, pending, warp, lane);
     }
   } else {
     BlockWork w;

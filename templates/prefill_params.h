@@ -38,6 +38,8 @@ struct PrefillParams {
   int num_pages;                 // paged: pages in the cache
   int max_pages_per_seq;
   int q_tiles;                   // query tiles of block_m rows per sequence (of the longest q_len): work items per head
+  int heads_per_section;         // a divisor of num_q_heads: a sequence's items come a section of this many q heads
+                                 //   after another, query tiles (longest first) then heads within one
   int local_window;              // > 0: a query at p sees j only if p - j < local_window
   int global_window;             // >= 0: tokens j < global_window are always visible (sinks)
   float scale_log2;              // softmax scale * log2(e): scores are exponentiated with exp2

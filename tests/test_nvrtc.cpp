@@ -44,6 +44,7 @@ TEST_CASE("generated paged decode kernels compile for sm_90a and sm_80") {
 TEST_CASE("generated prefill kernels compile for sm_90a and sm_80") {
   if (!nvrtc::available()) return;
   const auto persistent_tma = [](PrefillConfig c) { c.tma = c.persistent = true; return c; };
+  const auto overlapped = [](PrefillConfig c) { c.snake_order = c.overlap_items = true; return c; };
   struct Case { const char* key; PrefillConfig config; };
   const Case cases[] = {
       {"prefill_bf16_d128_contig_g4_local_global", PrefillConfig{128, 64, 2}},
@@ -54,6 +55,8 @@ TEST_CASE("generated prefill kernels compile for sm_90a and sm_80") {
       {"prefill_bf16_d128_p16_nhd_g4_local", PrefillConfig{128, 64, 2, 1, true, 1, 1}},
       // the same with TMA and a persistent grid (the roles loop over the items)
       {"prefill_bf16_d128_p16_nhd_g4_local", persistent_tma(PrefillConfig{128, 128, 2, 1, true, 1, 1})},
+      // ws2 with snake order and overlapped items (the consumers carry an item's last P.V into the next)
+      {"prefill_bf16_d128_contig_g4_local", overlapped(persistent_tma(PrefillConfig{128, 128, 2, 1, true, 1, 2}))},
   };
   for (const Case& c : cases) {
     const GeneratedKernel k = generate_prefill_cuda(KernelSpec::from_key(c.key), c.config);
@@ -248,7 +251,7 @@ TEST_CASE("the H200 default prefill config takes TMA wherever the check matrix's
     CHECK_NOTHROW(config.validate(spec));
     const bool boxes_fit = spec.is_contiguous_kv() || spec.page_size % config.block_n == 0 ||
                            (config.block_n % spec.page_size == 0 && spec.page_size % 8 == 0);
-    const bool tma_expected = (spec.head_dim == 128 || spec.head_dim == 64) && spec.kv_quant == KvQuant::kNone && boxes_fit;
+    const bool tma_expected = spec.kv_quant == KvQuant::kNone && boxes_fit;  // head_dim 64, 128 and 256
     CHECK(config.tma == tma_expected);
     if (!config.tma) continue;
     ++tma_cases;

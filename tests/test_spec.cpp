@@ -285,6 +285,26 @@ TEST_CASE("prefill spec keys and configs round-trip; invalid ones are named") {
   PrefillConfig persistent_gathers = persistent;
   persistent_gathers.tma = false;
   CHECK_THROWS_WITH_AS(persistent_gathers.validate(contiguous), doctest::Contains("persistent = true needs tma = true"), Error);
+  // snake_order (persistent only): every other round of items walked backwards; no shared memory of its own
+  PrefillConfig snake = persistent;
+  snake.snake_order = true;
+  CHECK(snake.key() == persistent.key() + "_sn");
+  CHECK(PrefillConfig::from_key(snake.key()) == snake);
+  CHECK(PrefillConfig::from_key("bm128_bn128_st2_mt1_wg_ws2_tma_pt_sn_pr40_oc2").snake_order);
+  CHECK_NOTHROW(snake.validate(contiguous));
+  CHECK(prefill_geometry(contiguous, snake).shared_bytes == prefill_geometry(contiguous, persistent).shared_bytes);
+  PrefillConfig snake_alone = tma;
+  snake_alone.snake_order = true;
+  CHECK_THROWS_WITH_AS(snake_alone.validate(contiguous), doctest::Contains("snake_order = true needs persistent = true"), Error);
+  // overlap_items (persistent ws2 only): an item's last P.V carried into the next item
+  PrefillConfig overlap = snake;
+  overlap.overlap_items = true;
+  overlap.warp_specialize = 1;
+  CHECK_THROWS_WITH_AS(overlap.validate(contiguous), doctest::Contains("overlap_items = true needs persistent = true and warp_specialize = 2"), Error);
+  overlap.warp_specialize = 2;
+  CHECK(overlap.key() == "bm128_bn64_st2_mt1_wg_ws2_tma_pt_sn_ov");
+  CHECK(PrefillConfig::from_key(overlap.key()) == overlap);
+  CHECK_NOTHROW(overlap.validate(contiguous));
   CHECK(gw.producer_registers == 56);
   CHECK(gw.consumer_registers == 224);  // (168 x 384 - 56 x 128) / 256
   CHECK(gw.producer_registers * 128 + gw.consumer_registers * 256 <= 168 * 384);

@@ -359,6 +359,11 @@ TEST_CASE("prefill: config JSON, buckets and the config space") {
   persistent.persistent = true;
   CHECK(prefill_config_from_json(prefill_config_to_json(persistent)) == persistent);
   CHECK_FALSE(prefill_config_to_json(tma).contains("persistent"));
+  PrefillConfig knobs = persistent;  // snake order and overlapped items: written only when set, like persistent
+  knobs.snake_order = knobs.overlap_items = true;
+  CHECK(prefill_config_from_json(prefill_config_to_json(knobs)) == knobs);
+  CHECK_FALSE(prefill_config_to_json(persistent).contains("snake_order"));
+  CHECK_FALSE(prefill_config_to_json(persistent).contains("overlap_items"));
   nlohmann::json before_tma = prefill_config_to_json(ws);  // written before the tma knob existed
   before_tma.erase("tma");
   CHECK(prefill_config_from_json(before_tma) == ws);

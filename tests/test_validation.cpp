@@ -335,6 +335,22 @@ TEST_CASE("prefill: a valid call derives the spec and the exact grid from host m
   CHECK(p.batch == 2);
   CHECK(p.max_q_len == 5);
   CHECK(p.params.total_kv == 9);
+  // The persistent grid's item order: snake order where the causal ramp is much of the work (head_dim 64, 128)
+  PrefillConfig persistent{128, 128, 2, 1, true, 1, 2};
+  persistent.tma = persistent.persistent = true;
+  CHECK(with_item_order(p, persistent).snake_order);  // head_dim 64 as 128 (run B3: 1.04x at seq 8192)
+  PrefillTensors t128(128);
+  PrefillProblem d128 = t128.describe(o);
+  CHECK(with_item_order(d128, persistent).snake_order);  // 5 queries, window 4096
+  d128.max_q_len = 8192;
+  CHECK(with_item_order(d128, persistent).snake_order);  // twice the window
+  d128.max_q_len = 8193;
+  CHECK_FALSE(with_item_order(d128, persistent).snake_order);  // most rounds of equal items
+  d128.params.local_window = 0;
+  CHECK(with_item_order(d128, persistent).snake_order);  // no local window: all ramp
+  PrefillConfig one_item_a_block = persistent;
+  one_item_a_block.persistent = false;
+  CHECK_FALSE(with_item_order(d128, one_item_a_block).snake_order);
   o.causal = false;
   o.gqa = GqaMapping::kInterleaved;
   CHECK(t.describe(o).spec.key() == "prefill_bf16_d64_contig_g4_local_global_noncausal_gqai");
@@ -352,14 +368,50 @@ DeviceInfo h200_limits() {
 }
 }  // namespace
 
+// Head sections: the kv heads whose K/V windows (window 4096, 2 MB a kv head at head_dim 128) fit half of the L2.
+TEST_CASE("prefill: the persistent grid's head sections keep the K/V windows they share in half of L2") {
+  DeviceInfo h200 = h200_limits();
+  h200.l2_bytes = 60 << 20;
+  PrefillTensors t(128);
+  PrefillOptions o;
+  o.local_window = 4096;
+  PrefillProblem p = t.describe(o);
+  PrefillConfig persistent{128, 128, 2, 1, true, 1, 2};
+  persistent.tma = persistent.persistent = true;
+  p.num_q_heads = 32;
+  p.params.total_kv = 16384;
+  p.spec.group = 1;  // 32 kv heads: 64 MB of windows, 8 heads' (16 MB) fit 30 MB
+  CHECK(heads_per_section(p, persistent, h200) == 8);
+  p.spec.group = 4;  // 8 kv heads: 16 MB, all of them
+  CHECK(heads_per_section(p, persistent, h200) == 32);
+  p.spec.group = 1;
+  PrefillConfig snake = persistent;
+  snake.snake_order = true;  // the causal ramp's rows keep every head at once
+  CHECK(heads_per_section(p, snake, h200) == 32);
+  PrefillConfig one_item_a_block = persistent;
+  one_item_a_block.persistent = false;
+  CHECK(heads_per_section(p, one_item_a_block, h200) == 32);
+  p.spec.gqa = GqaMapping::kInterleaved;  // a section's q heads would touch every kv head
+  CHECK(heads_per_section(p, persistent, h200) == 32);
+  p.spec.gqa = GqaMapping::kGrouped;
+  p.params.local_window = 0;
+  CHECK(heads_per_section(p, persistent, h200) == 32);
+  p.params.local_window = 1 << 20;
+  p.params.total_kv = 9;  // the window is at most the cache: 9 tokens, all heads
+  CHECK(heads_per_section(p, persistent, h200) == 32);
+  p.params.total_kv = 1 << 20;  // one kv head's window alone overflows: a section of one group
+  CHECK(heads_per_section(p, persistent, h200) == 1);
+}
+
 // The H200 default (head_dim 128): FA3's tile with TMA, S(t+1) before softmax(t) and a persistent grid where the
 // pages let TMA boxes fill it, the 64-token TMA tile where only that fits, the row-gather producer where TMA cannot read the cache at all and for 8-bit K/V.
 TEST_CASE("prefill: the head_dim 128 heuristic on sm_90a by page size and K/V storage") {
   const DeviceInfo h200 = h200_limits();
   const auto heuristic = [&](const char* key) { return heuristic_prefill_config(KernelSpec::from_key(key), h200).key(); };
   CHECK(heuristic("prefill_bf16_d128_contig_g4_local") == "bm128_bn128_st2_mt1_wg_ws2_tma_pt");
-  CHECK(heuristic("prefill_bf16_d128_p16_nhd_g4_local") == "bm128_bn128_st2_mt1_wg_ws2_tma_pt");  // 8 pages a tile
-  CHECK(heuristic("prefill_bf16_d128_p256_hnd_g4_local") == "bm128_bn128_st2_mt1_wg_ws2_tma_pt");  // half a page
+  // paged: the producer at 40 registers (the consumers' block_table scan spills less at 232)
+  CHECK(heuristic("prefill_bf16_d128_p16_nhd_g4_local") == "bm128_bn128_st2_mt1_wg_ws2_tma_pt_pr40");  // 8 pages a tile
+  CHECK(heuristic("prefill_bf16_d128_p256_hnd_g4_local") == "bm128_bn128_st2_mt1_wg_ws2_tma_pt_pr40");  // half a page
   CHECK(heuristic("prefill_bf16_d128_p192_nhd_g4_local") == "bm192_bn64_st3_mt1_wg_ws1_tma");  // 128 fits no box grid
   CHECK(heuristic("prefill_bf16_d128_p7_nhd_g4_local") == "bm192_bn64_st3_mt1_wg_ws1");        // no TMA box fits
   CHECK(heuristic("prefill_bf16_d128_contig_g4_local_kvint8") == "bm192_bn64_st3_mt1_wg_ws1");  // the producer widens
@@ -368,12 +420,17 @@ TEST_CASE("prefill: the head_dim 128 heuristic on sm_90a by page size and K/V st
   CHECK(heuristic("prefill_bf16_d64_p16_nhd_g4_local") == "bm192_bn128_st2_mt1_wg_ws1_tma_pt");
   CHECK(heuristic("prefill_bf16_d64_p7_nhd_g4_local") == "bm128_bn64_st2_mt1_wg_oc2");
   CHECK(heuristic("prefill_bf16_d64_contig_g4_local_kvint8") == "bm128_bn64_st2_mt1_wg_oc2");
+  // head_dim 256: two consumer warpgroups on 64-token TMA tiles where TMA applies, else 64-row wgmma blocks
+  CHECK(heuristic("prefill_bf16_d256_contig_g4_local") == "bm128_bn64_st2_mt1_wg_ws2_tma");
+  CHECK(heuristic("prefill_bf16_d256_p16_nhd_g4_local") == "bm128_bn64_st2_mt1_wg_ws2_tma");
+  CHECK(heuristic("prefill_bf16_d256_p100_nhd_g4_local") == "bm64_bn64_st2_mt1_wg");
+  CHECK(heuristic("prefill_bf16_d256_contig_g4_local_kvint8") == "bm64_bn64_st2_mt1_wg");
   const KernelSpec int8 = KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvint8");
   CHECK(prefill_geometry(int8, heuristic_prefill_config(int8, h200)).shared_bytes <= h200.max_shared_per_block_optin);
 }
 
 // A call whose K/V layout TMA cannot read runs the row-gather config instead of failing (a forced tma config on it
-// fails at launch, naming what TMA needs).
+// is refused when the call is planned, naming what TMA needs).
 TEST_CASE("prefill: the default config drops TMA where the call's K/V layout does not suit it") {
   const DeviceInfo h200 = h200_limits();
   PrefillTensors t(128);
@@ -383,7 +440,8 @@ TEST_CASE("prefill: the default config drops TMA where the call's K/V layout doe
   CHECK(tma_layout_problem(suitable).empty());
   const PrefillConfig tma = choose_prefill_config(suitable, o, h200, nullptr);
   CHECK(tma.tma);
-  CHECK(tma == heuristic_prefill_config(suitable.spec, h200));
+  CHECK(tma == with_item_order(suitable, heuristic_prefill_config(suitable.spec, h200)));
+  CHECK(tma.snake_order);  // 5 queries, no local window: all ramp
   std::vector<int64_t> tokens_inside_heads = {t.d, int64_t(t.total_kv) * t.d, 1};  // v HND-ordered, k NHD
   t.v.strides = tokens_inside_heads.data();
   const PrefillProblem mixed = t.describe(o);
@@ -392,8 +450,16 @@ TEST_CASE("prefill: the default config drops TMA where the call's K/V layout doe
   CHECK(!gathers.tma);
   CHECK(gathers == heuristic_prefill_config(mixed.spec, h200, /*tma_layout_ok=*/false));
   CHECK(gathers.warp_specialize == 1);  // the row-gather producer measured before TMA
-  o.config = tma;  // forced: kept (launch_prefill then refuses it with tma_layout_problem's words)
-  CHECK(choose_prefill_config(mixed, o, h200, nullptr) == tma);
+  o.config = tma;  // forced: refused when the call is planned, in tma_layout_problem's words
+  CHECK_THROWS_WITH_AS(choose_prefill_config(mixed, o, h200, nullptr), doctest::Contains("same order of the head and token strides"), Error);
+  CHECK_THROWS_WITH_AS(validate_prefill_config_for_call(tma, mixed), doctest::Contains("use tma = false"), Error);
+  CHECK_NOTHROW(validate_prefill_config_for_call(gathers, mixed));
+  CHECK(choose_prefill_config(suitable, o, h200, nullptr) == tma);  // where TMA reads the K/V it runs as forced
+  PrefillConfig unfit = tma;  // a config the spec cannot take is refused at plan time as well
+  unfit.persistent = unfit.tma = false;
+  unfit.snake_order = true;
+  o.config = unfit;
+  CHECK_THROWS_WITH_AS(choose_prefill_config(suitable, o, h200, nullptr), doctest::Contains("snake_order = true needs persistent"), Error);
 }
 
 TEST_CASE("K/V tensor maps: what the TMA engine cannot read is named (prefill tma, decode producer 4)") {

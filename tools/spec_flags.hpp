@@ -67,8 +67,8 @@ struct ConfigFlags {
   std::optional<bool> l2_ahead, table_prefetch;  // sparse_decode's gather prefetches (--persistent: its persistent grid)
   std::optional<int> block_m, block_n, warps_n, stages, num_splits, m_tiles, min_blocks, warp_specialize, producer,
       producer_registers;
-  std::optional<bool> wgmma, tma, persistent, mma, token_split, fused_merge, l2_prefetch, mla, integer_scores, pages_first,
-      pages_ahead, copy_ahead, score_ahead, split_scores;
+  std::optional<bool> wgmma, tma, persistent, snake_order, overlap_items, mma, token_split, fused_merge, l2_prefetch, mla,
+      integer_scores, pages_first, pages_ahead, copy_ahead, score_ahead, split_scores;
   void add_to(CLI::App& app) {
     app.add_option("--block-m", block_m, "prefill: query rows per block");
     app.add_option("--m-tiles", m_tiles, "prefill: 16-row mma tiles per warp (1 or 2)");
@@ -78,6 +78,10 @@ struct ConfigFlags {
                    "prefill, wgmma: 0 all warps load, 1 producer/consumer warpgroups, 2 also S(t+1) before softmax(t), 3 also ping-pong (block_m 128)");
     app.add_option("--tma", tma, "prefill, warp specialized: K/V tiles moved by the TMA engine (true/false)");
     app.add_option("--persistent", persistent, "prefill, tma: one block per SM slot taking the work items in turn (true/false)");
+    app.add_option("--snake-order", snake_order,
+                   "prefill, persistent: every other round of work items walked backwards (true/false)");
+    app.add_option("--overlap-items", overlap_items,
+                   "prefill, persistent ws2: an item's last P.V issued with the next item's first Q.K^T (true/false)");
     app.add_option("--producer-registers", producer_registers,
                    "prefill, warp specialized: the producer's registers after setmaxnreg (24..56, multiple of 8; the consumers get the rest)");
     app.add_option("--block-n", block_n, "KV tokens per tile");
@@ -109,8 +113,8 @@ struct ConfigFlags {
   }
   bool any() const {
     return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || persistent ||
-           producer_registers || mma || producer || token_split || fused_merge || l2_prefetch || mla || integer_scores || pages_first ||
-           pages_ahead || copy_ahead || score_ahead || split_scores || l2_ahead || table_prefetch;
+           snake_order || overlap_items || producer_registers || mma || producer || token_split || fused_merge || l2_prefetch || mla ||
+           integer_scores || pages_first || pages_ahead || copy_ahead || score_ahead || split_scores || l2_ahead || table_prefetch;
   }
   // Flags given on top of `base`.
   DecodeConfig apply(DecodeConfig base) const {
@@ -159,6 +163,8 @@ struct ConfigFlags {
     if (warp_specialize) base.warp_specialize = *warp_specialize;
     if (tma) base.tma = *tma;
     if (persistent) base.persistent = *persistent;
+    if (snake_order) base.snake_order = *snake_order;
+    if (overlap_items) base.overlap_items = *overlap_items;
     if (producer_registers) base.producer_registers = *producer_registers;
     return base;
   }

@@ -176,11 +176,17 @@ struct PrefillConfig {
   // Q buffer) and K/V while the consumers finish the current one, so no block start, Q load or first K/V tile is
   // left uncovered between items.
   bool persistent = false;
+  // persistent only: every other round of items walked backwards (block i takes the round's (blocks - 1 - i)-th item),
+  // so the blocks that took the longest items of one round take the shortest of the next (key suffix _sn)
+  bool snake_order = false;
+  // persistent with warp_specialize 2 only: the consumers carry an item's last P.V into the next item, issued with its
+  // first Q.K^T, so no item starts or ends with the tensor cores idle through a softmax (key suffix _ov)
+  bool overlap_items = false;
   // warp_specialize > 0 only: the producer warpgroup's registers a thread after setmaxnreg (a multiple of 8, 24..56;
   // 0: the generator's 56, what the row gathers need without spilling); the consumers share out the rest.
   int producer_registers = 0;
 
-  std::string compile_key() const;  // e.g. "bm128_bn64_st2_mt1", "bm128_bn64_st2_mt1_wg_ws2_tma_pt_pr40_oc2" (flags: _wg, _ws<N>, _tma, _pt, _pr<N> and _oc<N> if set / > 0 / > 0 / > 1)
+  std::string compile_key() const;  // e.g. "bm128_bn64_st2_mt1", "bm128_bn64_st2_mt1_wg_ws2_tma_pt_sn_ov_pr40_oc2" (flags: _wg, _ws<N>, _tma, _pt, _sn, _ov, _pr<N> and _oc<N> if set / > 0 / > 0 / > 1)
   std::string key() const { return compile_key(); }
   static PrefillConfig from_key(std::string_view key);
   void validate(const KernelSpec& spec) const;

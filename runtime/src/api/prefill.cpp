@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 
 #include <cstdio>
 #include <vector>
@@ -200,8 +201,13 @@ PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo&
   // shared memory wins. head_dim 64 on sm_90a where TMA applies: FA3's head_dim-64 tile, 192 rows (3 consumer
   // warpgroups) x 128 tokens, ws1 on the persistent grid (session 6 run B: 379.5 / 405.4 TFLOP/s at seq 8192 / 32768
   // against 300.7 / 309.7 for the wgmma oc2 config below; ws2 spills at 192 rows' 152 registers a consumer, and 128
-  // rows with ws2 reached 347.3 / 364.8). Other head_dims on sm_90a take the non-specialized wgmma path with 128-row
-  // blocks, 64-token tiles and two blocks per SM; elsewhere mma.sync with 128-token tiles, 3 stages.
+  // rows with ws2 reached 347.3 / 364.8). head_dim 256 on sm_90a where TMA applies: 128 rows (two consumer
+  // warpgroups) x 64-token TMA tiles, 2 stages, S(t+1) issued before the softmax of t (session 7 run B2: 600.4 TFLOP/s
+  // at seq 8192 against 269.1 for the 64-row wgmma config below; FA3's 128 x 80 tile 591.1 with ws1, 539.2 with ws2);
+  // the persistent grid's second Q buffer does not fit beside it. Other head_dims on sm_90a take the non-specialized
+  // wgmma path with 128-row blocks (64 at head_dim 256), 64-token tiles and two blocks per SM; elsewhere mma.sync with
+  // 128-token tiles, 3 stages.
+  constexpr int kPagedProducerRegisters = 40;
   PrefillConfig config;
   config.block_m = spec.head_dim >= 256 ? 64 : 128;
   const auto specialized = [](int block_m, int block_n, int stages, bool tma, int mode = 1, bool persistent = false) {
@@ -211,10 +217,16 @@ PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo&
     return c;
   };
   std::vector<PrefillConfig> candidates;
-  if (spec.head_dim == 128)
+  if (spec.head_dim == 128) {
     candidates = {specialized(128, 128, 2, true, 2, true), specialized(192, 64, 3, true), specialized(192, 64, 3, false)};
-  else if (spec.head_dim == 64)
+    // Paged: the consumers' block_table scan spills at 224 registers (51 local-memory instructions, 16 at 232); the
+    // producer at 40 registers (232 for the consumers) measured 1.01 / 1.02x at seq 8192 / 32768 (session 7 run B3,
+    // pages in order; session 5: 1.02x shuffled).
+    if (!spec.is_contiguous_kv()) candidates[0].producer_registers = kPagedProducerRegisters;
+  } else if (spec.head_dim == 64)
     candidates = {specialized(192, 128, 2, true, 1, true)};
+  else if (spec.head_dim == 256)
+    candidates = {specialized(128, 64, 2, true, 2)};
   if (device.arch() == "sm_90a") {
     const bool tma = tma_layout_ok && spec.kv_quant == KvQuant::kNone;
     for (const PrefillConfig& candidate : candidates) {
@@ -259,18 +271,6 @@ double prefill_flops(const std::vector<int>& q_lens, const std::vector<int>& kv_
   return pairs * kFlopsPerPairAndDim * head_dim * num_q_heads;
 }
 
-namespace {
-
-// The chosen config, or the same without TMA (and so without the persistent grid, which runs the TMA producer ahead)
-// when this call's K/V strides or addresses do not suit the TMA engine: a choice the caller did not force must never
-// fail on layout.
-PrefillConfig without_tma_if_unsuitable(const PrefillProblem& p, PrefillConfig config) {
-  if (config.tma && !tma_layout_problem(p).empty()) config.tma = config.persistent = false;
-  return config;
-}
-
-}  // namespace
-
 std::string tma_layout_problem(const PrefillProblem& p) {
   const PrefillParams& a = p.params;
   return kv_tensor_map_problem(kv_view(p, a.k, a.k_stride_page, a.k_stride_token, a.k_stride_head),
@@ -278,9 +278,30 @@ std::string tma_layout_problem(const PrefillProblem& p) {
                                p.spec.is_contiguous_kv());
 }
 
+PrefillConfig with_item_order(const PrefillProblem& p, PrefillConfig config) {
+  // Snake order where the causal ramp is much of the work: the longest query run at most twice the keys a query
+  // sees (the whole run without a local window). Session 7 run B2 (head_dim 128, 32 q heads, window 4096): 1.10-1.11x
+  // at seq 4096, 1.03-1.04x at 8192; at 16384 and 32768, where most rounds hold equal items, 0.91-1.01x. head_dim 64
+  // (run B3, kv 8): 1.04x at seq 8192, 0.99x at 32768. head_dim 256 runs no persistent grid.
+  const int64_t visible = p.params.local_window > 0 ? p.params.local_window : p.max_q_len;
+  const bool ramp = p.spec.causal && int64_t(p.max_q_len) <= 2 * visible;
+  config.snake_order = config.persistent && (p.spec.head_dim == 128 || p.spec.head_dim == 64) && ramp;
+  return config;
+}
+
+void validate_prefill_config_for_call(const PrefillConfig& config, const PrefillProblem& p) {
+  config.validate(p.spec);
+  if (!config.tma) return;
+  if (const std::string problem = tma_layout_problem(p); !problem.empty())
+    throw Error(ErrorCode::kInvalidArgument, "config " + config.key() + " (tma) needs " + problem + "; use tma = false");
+}
+
 PrefillConfig choose_prefill_config(const PrefillProblem& p, const PrefillOptions& options, const DeviceInfo& device,
                                   CUstream stream) {
-  if (options.config) return *options.config;
+  if (options.config) {
+    validate_prefill_config_for_call(*options.config, p);
+    return *options.config;
+  }
   const TuningPolicy policy = resolve_tuning_policy(options.tuning);
   if (policy != TuningPolicy::kHeuristic) {
     const std::string bucket = prefill_bucket_key(p.batch, p.max_q_len, p.params.local_window);
@@ -288,15 +309,15 @@ PrefillConfig choose_prefill_config(const PrefillProblem& p, const PrefillOption
     std::optional<PrefillConfig> tuned = tuned_config<PrefillConfig>(p, device, bucket, may_tune);
     if (tuned) {
       try {
-        tuned->validate(p.spec);
-        return without_tma_if_unsuitable(p, *tuned);
+        validate_prefill_config_for_call(*tuned, p);
+        return *tuned;
       } catch (const Error& e) {
-        std::fprintf(stderr, "swajit: tuned prefill config %s unusable for %s: %s\n", tuned->key().c_str(),
-                     p.spec.key().c_str(), e.what());
+        std::fprintf(stderr, "swajit: tuned prefill config %s unusable for %s, using the heuristic: %s\n",
+                     tuned->key().c_str(), p.spec.key().c_str(), e.what());
       }
     }
   }
-  return heuristic_prefill_config(p.spec, device, tma_layout_problem(p).empty());
+  return with_item_order(p, heuristic_prefill_config(p.spec, device, tma_layout_problem(p).empty()));
 }
 
 namespace {
@@ -332,6 +353,37 @@ bool tma_page_runs_apply(const PrefillProblem& p, const PrefillConfig& config) {
          int64_t(a.num_pages) * page <= INT_MAX;
 }
 
+}  // namespace
+
+// Q heads a section of the persistent grid's items spans (PrefillParams::heads_per_section). Where the K/V windows
+// of all kv heads overflow half of L2, the most q heads (a divisor of num_q_heads, whole groups) whose kv heads' windows
+// fit it: the blocks of a round then share those heads' K/V in L2 instead of streaming all of them from DRAM. Session
+// 7 run B3 (32 kv heads, window 4096, head_dim 128, seq 16384, alternated process by process): sections of 8 heads
+// 1.03x (564.9 / 566.8 against 552.2 / 550.0 TFLOP/s); seq 32768 not measured. Grouped GQA only (interleaved heads of
+// a section touch every kv head), and not with snake order (the causal ramp's rows, not measured).
+// SWAJIT_PREFILL_HEAD_SECTION=N overrides it with a divisor N (N = num_q_heads: one section, the order before).
+int heads_per_section(const PrefillProblem& p, const PrefillConfig& config, const DeviceInfo& device) {
+  if (!config.persistent) return p.num_q_heads;
+  if (const char* text = std::getenv("SWAJIT_PREFILL_HEAD_SECTION")) {
+    const int heads = std::atoi(text);
+    return heads > 0 && p.num_q_heads % heads == 0 ? heads : p.num_q_heads;
+  }
+  const PrefillParams& a = p.params;
+  if (config.snake_order || p.spec.gqa != GqaMapping::kGrouped || a.local_window <= 0 || device.l2_bytes <= 0)
+    return p.num_q_heads;
+  // a kv head's K and V window, at most the whole cache (contiguous: total_kv tokens; paged: its pages)
+  const int64_t cache_tokens = p.spec.is_contiguous_kv() ? a.total_kv : int64_t(a.total_kv) * p.spec.page_size;
+  const int token_bytes = p.spec.head_dim * (p.spec.kv_quant == KvQuant::kNone ? 2 : 1);  // a K or a V row
+  const int64_t window_bytes = 2 * std::min<int64_t>(a.local_window, cache_tokens) * token_bytes;
+  const int64_t l2_share = device.l2_bytes / 2;  // the rest: Q, the output and the pages' other traffic
+  const int group = p.spec.group;
+  for (int heads = p.num_q_heads; heads > group; heads -= group)
+    if (p.num_q_heads % heads == 0 && int64_t(heads / group) * window_bytes <= l2_share) return heads;
+  return group;
+}
+
+namespace {
+
 void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& options) {
   if (p.batch == 0 || p.max_q_len == 0) return;
   const cuda::Driver& d = cuda::driver();
@@ -344,12 +396,8 @@ void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& op
                                              " is " + device.arch());
   const LoadedPrefillKernel& kernel = prefill_kernel(p.spec, config, device, scope.context());
   p.params.status = stream_status(scope.context(), stream);
-  if (config.tma) {
+  if (config.tma) {  // choose_prefill_config has checked that the TMA engine can read this call's K/V
     PrefillParams& a = p.params;
-    const std::string layout_problem = tma_layout_problem(p);  // only a forced config gets here with one
-    if (!layout_problem.empty())
-      throw Error(ErrorCode::kInvalidArgument, "config " + config.key() + " (tma) needs " + layout_problem +
-                                                   "; use tma = false");
     a.tma_tokens_inside_heads = a.k_stride_token < a.k_stride_head;  // HND
     encode_prefill_kv_map(a.k_map, p, config, a.k, a.k_stride_page, a.k_stride_token, a.k_stride_head);
     encode_prefill_kv_map(a.v_map, p, config, a.v, a.v_stride_page, a.v_stride_token, a.v_stride_head);
@@ -362,6 +410,7 @@ void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& op
   void* args[] = {&p.params};
   const int64_t q_tiles = (p.max_q_len + config.block_m - 1) / config.block_m;
   p.params.q_tiles = static_cast<int>(q_tiles);
+  p.params.heads_per_section = heads_per_section(p, config, device);
   const int64_t items_per_sequence = q_tiles * p.num_q_heads;  // the kernel's (query tile, q head) order, heads fastest
   int64_t grid_x = items_per_sequence, grid_z = p.batch;
   if (config.persistent) {  // as many blocks as are resident at once, each taking items in turn

@@ -23,9 +23,18 @@ PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo&
 // Empty when the TMA producer can read this call's K/V (16-byte aligned addresses and strides, the same head/token
 // order in k and v), else what it needs, for the error of a forced tma config.
 std::string tma_layout_problem(const PrefillProblem& problem);
-// Forced, else the tuning database's winner for (SKU, spec, bucket) (tuned on a miss when the policy says so and
-// `stream` is not capturing), else the heuristic; a chosen (not forced) tma config whose call does not suit TMA
-// runs the same config without it.
+// The heuristic's config with the persistent grid's item order for this call: snake order (PrefillConfig::snake_order)
+// where the causal ramp is much of the work (the longest query run at most twice the keys a query sees).
+PrefillConfig with_item_order(const PrefillProblem& problem, PrefillConfig config);
+// The persistent grid's q heads a section (PrefillParams::heads_per_section): fewer than all where the kv heads' K/V
+// windows overflow half of the device's L2 (SWAJIT_PREFILL_HEAD_SECTION=N overrides).
+int heads_per_section(const PrefillProblem& problem, const PrefillConfig& config, const DeviceInfo& device);
+// Throws kInvalidArgument unless `config` can run this call: valid for its spec, and for tma configs K/V the TMA
+// engine can read (tma_layout_problem).
+void validate_prefill_config_for_call(const PrefillConfig& config, const PrefillProblem& problem);
+// Forced (checked by validate_prefill_config_for_call: a config that cannot run the call fails here, naming why),
+// else the tuning database's winner for (SKU, spec, bucket) (tuned on a miss when the policy says so and `stream` is
+// not capturing) if it can run the call, else the heuristic.
 PrefillConfig choose_prefill_config(const PrefillProblem& problem, const PrefillOptions& options, const DeviceInfo& device,
                                   CUstream stream);
 

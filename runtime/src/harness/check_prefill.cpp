@@ -126,6 +126,13 @@ std::vector<PrefillCase> prefill_check_matrix() {
       [&](PrefillCase& c) { c.config = tma(192, 64, 3, 2); c.page_size = 8; c.pages_in_runs = true; c.dtype = DType::kFP16; c.q_lens = {300, 17}; c.kv_lens = {700, 300}; c.global_window = 3; c.sink_logits = true; });
   add("tma ws1 bm64 bn64, head_dim 256, paged NHD 32 in runs, strided (no runs: padded pages), group 8",
       [&](PrefillCase& c) { c.config = tma(64, 64, 2, 1); c.head_dim = 256; c.page_size = 32; c.pages_in_runs = true; c.strided = true; c.group = 8; c.num_kv_heads = 1; c.q_lens = {600}; c.kv_lens = {900}; c.local_window = 500; });
+  // head_dim 256 on FA3's tile for it: 128 rows x 80 tokens (two consumer warpgroups; 2 stages of 40 KB K/V tiles)
+  add("tma ws1 bm128 bn80 st2, head_dim 256, varlen with kv 0 and 1, sinks, learned sinks",
+      [&](PrefillCase& c) { c.config = tma(128, 80, 2, 1); c.head_dim = 256; c.q_lens = {700, 0, 1, 130}; c.kv_lens = {900, 0, 1, 1000}; c.global_window = 3; c.sink_logits = true; });
+  add("tma ws2 bm128 bn80 st2, head_dim 256, paged NHD 16 (5 pages a tile), long window, chunked",
+      [&](PrefillCase& c) { c.config = tma(128, 80, 2, 2); c.head_dim = 256; c.page_size = 16; c.q_lens = {1500, 130}; c.kv_lens = {2000, 1000}; c.local_window = 1000; });
+  add("tma ws2 bm128 bn64 st2, head_dim 256, paged NHD 16 in runs, group 8, fp16",
+      [&](PrefillCase& c) { c.config = tma(128, 64, 2, 2); c.head_dim = 256; c.page_size = 16; c.pages_in_runs = true; c.group = 8; c.num_kv_heads = 1; c.dtype = DType::kFP16; c.q_lens = {600, 5}; c.kv_lens = {900, 400}; c.local_window = 500; });
   add("paged NHD 16 in runs, default config, head_dim 128",
       [&](PrefillCase& c) { c.page_size = 16; c.pages_in_runs = true; c.num_kv_heads = 2; c.q_lens = {700, 5}; c.kv_lens = {900, 300}; c.local_window = 256; });
   add("tma ws3 bm128 bn128 st2, ping-pong (FA3's tile), long window, empty and length-1 sequences",
@@ -189,6 +196,27 @@ std::vector<PrefillCase> prefill_check_matrix() {
   add("persistent tma ws3 bm128 bn128 st3, head_dim 64, ping-pong, group 8",
       [&](PrefillCase& c) { c.config = persistent(128, 128, 3, 3); c.head_dim = 64; c.group = 8; c.num_kv_heads = 1; c.q_lens = {600, 5}; c.kv_lens = {900, 400}; c.local_window = 500; });
   // the producer's register budget (producer_registers): FA3's 24 and 40, the consumers taking the rest
+  // snake order: blocks take every other round's items backwards (each case has more items than a grid of 132 blocks)
+  const auto snake = [&](int bm, int bn, int stages, int mode) { PrefillConfig c = persistent(bm, bn, stages, mode); c.snake_order = true; return c; };
+  add("persistent tma ws2 bm128 bn128 st2 snake order, varlen with kv 0 and 1, long window",
+      [&](PrefillCase& c) { c.config = snake(128, 128, 2, 2); c.q_lens = {1500, 0, 1, 300}; c.kv_lens = {2000, 0, 1, 700}; c.local_window = 1000; });
+  add("persistent tma ws2 bm128 bn128 st2 snake order, paged NHD 16 shuffled, chunked, sinks",
+      [&](PrefillCase& c) { c.config = snake(128, 128, 2, 2); c.page_size = 16; c.num_kv_heads = 4; c.q_lens = {700, 130, 17}; c.kv_lens = {1200, 1000, 300}; c.global_window = 3; });
+  add("persistent tma ws1 bm192 bn128 st2 snake order, head_dim 64, group 8",
+      [&](PrefillCase& c) { c.config = snake(192, 128, 2, 1); c.head_dim = 64; c.group = 8; c.num_kv_heads = 1; c.q_lens = {3000, 5}; c.kv_lens = {3000, 400}; });
+  // overlapped items: an item's last P.V carried into the block's next item (items with no tiles between, one round
+  // or many, zero-output sequences)
+  const auto overlap = [&](bool snake_order) { PrefillConfig c = persistent(128, 128, 2, 2); c.snake_order = snake_order; c.overlap_items = true; return c; };
+  add("persistent tma ws2 bm128 bn128 st2 overlapped items, varlen with kv 0 and 1, long window",
+      [&](PrefillCase& c) { c.config = overlap(false); c.q_lens = {1500, 0, 1, 300, 2}; c.kv_lens = {2000, 0, 1, 700, 2}; c.local_window = 1000; });
+  add("persistent tma ws2 bm128 bn128 st2 snake order, overlapped items, chunked, sinks, learned sinks",
+      [&](PrefillCase& c) { c.config = overlap(true); c.num_kv_heads = 4; c.q_lens = {700, 130, 17}; c.kv_lens = {1200, 1000, 300}; c.global_window = 3; c.sink_logits = true; });
+  add("persistent tma ws2 bm128 bn128 st2 snake order, overlapped items, paged NHD 16 shuffled, window 1 + sink 1",
+      [&](PrefillCase& c) { c.config = overlap(true); c.page_size = 16; c.num_kv_heads = 4; c.q_lens = {1000, 5, 0}; c.kv_lens = {1000, 400, 3}; c.local_window = 1; c.global_window = 1; });
+  add("persistent tma ws2 bm128 bn128 st2 snake order, overlapped items, group 16, full causal, fp16",
+      [&](PrefillCase& c) { c.config = overlap(true); c.group = 16; c.num_kv_heads = 1; c.dtype = DType::kFP16; c.q_lens = {2000, 64}; c.kv_lens = {2000, 64}; c.local_window = 0; c.global_window = 0; });
+  add("persistent tma ws2 bm128 bn128 st2 overlapped items, one item a block, strided",
+      [&](PrefillCase& c) { c.config = overlap(false); c.strided = true; });
   add("persistent tma ws2 bm128 bn128 st2 pr24, chunked, sinks",
       [&](PrefillCase& c) { c.config = persistent(128, 128, 2, 2); c.config->producer_registers = 24; c.q_lens = {17, 130, 700}; c.kv_lens = {300, 1000, 900}; c.global_window = 3; });
   add("persistent tma ws2 bm128 bn128 st2 pr40, paged NHD 16 shuffled, empty and length-1 sequences",

@@ -421,7 +421,7 @@ PrefillTuneReport tune_prefill_shape(const PrefillShape& shape, const DeviceInfo
   report.sku = device.sku();
   report.spec_key = problem.spec.key();
   report.bucket = prefill_bucket_key(problem.batch, problem.max_q_len, problem.params.local_window);
-  report.heuristic = heuristic_prefill_config(problem.spec, device);
+  report.heuristic = with_item_order(problem, heuristic_prefill_config(problem.spec, device));  // the call's default
   std::vector<PrefillConfig> space = prefill_config_space(problem.spec, device.arch() == "sm_90a");
   if (std::find(space.begin(), space.end(), report.heuristic) == space.end()) space.push_back(report.heuristic);
 

@@ -97,6 +97,8 @@ nlohmann::json prefill_config_to_json(const PrefillConfig& c) {
                       {"m_tiles", c.m_tiles}, {"wgmma", c.wgmma ? 1 : 0}, {"min_blocks", c.min_blocks},
                       {"warp_specialize", c.warp_specialize}, {"tma", c.tma ? 1 : 0}};
   if (c.persistent) j["persistent"] = 1;  // written only when set: the records of configs without it stay as they were
+  if (c.snake_order) j["snake_order"] = 1;  // likewise
+  if (c.overlap_items) j["overlap_items"] = 1;
   if (c.producer_registers > 0) j["producer_registers"] = c.producer_registers;  // likewise
   return j;
 }
@@ -115,7 +117,8 @@ PrefillConfig prefill_config_from_json(const nlohmann::json& j) {
     read_fields(j, optional);
   }
   // absent in records written before the knob existed: false
-  for (const auto& [name, flag] : {std::pair<const char*, bool*>{"tma", &c.tma}, {"persistent", &c.persistent}}) {
+  for (const auto& [name, flag] : {std::pair<const char*, bool*>{"tma", &c.tma}, {"persistent", &c.persistent},
+                                    {"snake_order", &c.snake_order}, {"overlap_items", &c.overlap_items}}) {
     if (!j.contains(name)) continue;
     int value = 0;
     const std::pair<const char*, int*> optional[] = {{name, &value}};
