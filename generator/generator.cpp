@@ -240,6 +240,9 @@ PrefillGeometry prefill_geometry(const KernelSpec& spec, const PrefillConfig& co
   constexpr int kRegisterGranule = 8;      // registers per thread are allocated (and setmaxnreg'd) in steps of 8
   constexpr int kMaxRegisters = 255;       // per thread at launch
   constexpr int kProducerRegisters = 56;   // the row gathers' addresses without spilling (24 and 40 spill)
+  // 8-bit K/V on TMA: the widening warps' batch of staged chunks beside the item's state (56 spilled 76 bytes inside
+  // the widening loop, ptxas 13; at 72 the consumers' 216 spill a few words outside their MMAs)
+  constexpr int kWideningProducerRegisters = 72;
   constexpr int kMaxConsumerRegisters = 240;
   PrefillGeometry g{};
   const int compute_threads = config.block_m / (kMmaRows * config.m_tiles) * kWarpSize;
@@ -250,13 +253,18 @@ PrefillGeometry prefill_geometry(const KernelSpec& spec, const PrefillConfig& co
   // 8-bit tiles it stages them through (double buffered) take the place of the all-warps path's widened pair.
   g.tile_bytes = config.block_n * spec.head_dim * (specialized ? kElementBytes : kv_element_bytes(spec));
   // 8-bit K/V: the all-warps path widens into one 16-bit K and V tile pair; the warp-specialized producer stages the
-  // stored 8-bit K and V tiles of `stages` tiles ahead (their copies in flight while it widens an earlier one).
-  g.dequant_bytes = specialized ? config.stages * 2 * config.block_n * spec.head_dim * kv_element_bytes(spec) *
-                                      (spec.kv_quant != KvQuant::kNone)
+  // stored 8-bit K and V tiles of `stages` tiles ahead (their copies in flight while it widens an earlier one), or with
+  // TMA two pairs (a tile's TMA copy in flight while the one before is widened), one on the persistent grid (its
+  // second Q buffer takes the room: the d128 tile's 2 Q buffers, 2 stages of 64 KB and one pair fill 227 KB).
+  const bool kv8 = spec.kv_quant != KvQuant::kNone;
+  const int staged_tiles = !kv8 ? 0 : !config.tma ? config.stages : config.persistent ? 1 : 2;
+  g.dequant_bytes = specialized ? staged_tiles * 2 * config.block_n * spec.head_dim * kv_element_bytes(spec)
                                 : widened_kv_bytes(spec, config.block_n);
-  // full and empty barriers of K and V per stage, q_full and q_empty per Q buffer (two when persistent)
+  // full and empty barriers of K and V per stage, q_full and q_empty per Q buffer (two when persistent); 8-bit K/V
+  // on TMA: staged and staging_free of K and V per staged pair
   const int q_buffers = config.persistent ? 2 : 1;
-  g.barrier_bytes = specialized ? (4 * config.stages + 2 * q_buffers) * kBarrierBytes : 0;
+  const int staging_barriers = kv8 && config.tma ? 4 * staged_tiles : 0;
+  g.barrier_bytes = specialized ? (4 * config.stages + 2 * q_buffers + staging_barriers) * kBarrierBytes : 0;
   // Q, K and V stages (as stored), widened K/V (8-bit KV), barriers (warp specialized)
   g.shared_bytes = q_buffers * g.q_bytes + 2 * config.stages * g.tile_bytes + g.dequant_bytes + g.barrier_bytes;
   if (specialized) {
@@ -264,7 +272,9 @@ PrefillGeometry prefill_geometry(const KernelSpec& spec, const PrefillConfig& co
     // it does not need and the consumers share it out (setmaxnreg moves registers only within the block's pool).
     const int entry = std::min(kMaxRegisters, kRegistersPerSm / (g.threads * config.min_blocks)) / kRegisterGranule *
                       kRegisterGranule;
-    const int producer_registers = config.producer_registers > 0 ? config.producer_registers : kProducerRegisters;
+    const int producer_registers = config.producer_registers > 0 ? config.producer_registers
+                                   : kv8 && config.tma           ? kWideningProducerRegisters
+                                                                 : kProducerRegisters;
     g.producer_registers = std::min(producer_registers, entry);  // setmaxnreg.dec never raises
     const int pool = entry * g.threads - g.producer_registers * kWarpgroupThreads;
     g.consumer_registers =

@@ -403,9 +403,11 @@ void PrefillConfig::validate(const KernelSpec& spec) const {
   if (warp_specialize > 0 && !wgmma)
     throw Error(ErrorCode::kInvalidArgument, "warp_specialize = " + std::to_string(warp_specialize) +
                                                  " needs wgmma (the producer/consumer split is the Hopper path's)");
-  if (tma && spec.kv_quant != KvQuant::kNone)
-    throw Error(ErrorCode::kInvalidArgument, "tma = true moves 16-bit K/V tiles; 8-bit K/V (" + spec.key() +
-                                                 ") takes tma = false (the producer widens each tile)");
+  constexpr int kTmaBoxRowBytes = 128;  // a TMA box row: 128 bytes, 128 8-bit channels
+  if (tma && spec.kv_quant != KvQuant::kNone && spec.head_dim % kTmaBoxRowBytes != 0)
+    throw Error(ErrorCode::kInvalidArgument, "tma = true with 8-bit K/V needs head_dim a multiple of 128 (boxes of whole "
+                                             "128-byte rows), got " + std::to_string(spec.head_dim) + " (" + spec.key() +
+                                             " takes tma = false)");
   if (tma) validate_tma(spec);
   if (persistent && !tma)
     throw Error(ErrorCode::kInvalidArgument, "persistent = true needs tma = true (the TMA producer runs ahead into the "

@@ -44,6 +44,10 @@
 // 8-bit K/V: the producer stages each tile's stored bytes (kStages tiles in flight, in the kDequantBytes area), widens them into
 // the stage's 16-bit tiles and then arrives on both "full" barriers; it folds the K scale into Q before q_full. The consumers run
 // the 16-bit path unchanged; the V scale is applied to the output.
+// 8-bit K/V with kTma: each tile's stored 8-bit K (V) bytes move by TMA into a staging slot (kStagedTiles of them,
+// 128-byte swizzled rows of 128 channels); two producer warps per tensor widen the staged tile into the stage's 16-bit
+// tile and arrive on the stage's "full" barrier: half the HBM bytes, the consumers' unchanged 16-bit tiles, and the
+// widening (shared-memory traffic and ALU work on the producer's warps) overlapped with the consumers' MMAs.
 // kTma: the producer's first warp moves the K tiles with the TMA engine instead, its second warp the V tiles: each
 // posts the tile's byte count on its "full" mbarrier (expect_tx) and issues boxes (one lane a box) of 64 channels x
 // kBoxRows tokens from the tensor maps the host
@@ -98,8 +102,13 @@ static_assert(!kWarpSpecialize || kKvQuant == 0 || kTileBytes == kBlockN * kHead
               "warp specialized 8-bit K/V: the stages hold the widened 16-bit tiles");
 constexpr u32 kWidenedTileBytes = kBlockN * kHeadDim * 2;
 constexpr u32 kStoredTileBytes = kBlockN * kHeadDim * kKvBytes;  // one K or V tile as the cache stores it
-static_assert(kKvQuant == 0 || kDequantBytes == (kWarpSpecialize ? kStages * 2 * kStoredTileBytes : 2 * kWidenedTileBytes),
+// Warp specialized 8-bit K/V: (K, V) pairs of stored tiles the producer stages (the generator sizes kDequantBytes):
+// kStages for row gathers, fewer for TMA where the persistent grid's second Q buffer leaves less room.
+constexpr int kStagedTiles = (kKvQuant != 0 && kWarpSpecialize) ? kDequantBytes / (2 * kStoredTileBytes) : 1;  // 1: unused
+static_assert(kKvQuant == 0 || kDequantBytes == (kWarpSpecialize ? kStagedTiles * 2 * kStoredTileBytes : 2 * kWidenedTileBytes),
               "8-bit K/V: the staged stored tiles (warp specialized), else the widened 16-bit pair");
+static_assert(kKvQuant == 0 || !kWarpSpecialize || (kTma ? kStagedTiles >= 1 : kStagedTiles == kStages),
+              "8-bit K/V staging: one pair per stage for row gathers, at least one for TMA");
 static_assert(kStages >= 2, "the pipeline keeps at least one tile in flight");
 constexpr int kLoadAhead = kStages - 1;  // tiles loaded ahead of the one being computed
 
@@ -107,9 +116,9 @@ constexpr int kLoadAhead = kStages - 1;  // tiles loaded ahead of the one being 
 // block of a tile. Contiguous K/V: the whole tile; paged: a page, or the tile's part of one.
 constexpr int kBoxRows = (kContiguousKv || kPageSize >= kBlockN) ? kBlockN : kPageSize;
 constexpr int kBoxesPerTile = kBlockN / kBoxRows;
-constexpr int kBoxChannels = 64;
+constexpr int kBoxChannels = 128 / kKvBytes;  // one 128-byte swizzle row: 64 16-bit or 128 8-bit channels
 static_assert(!kTma || kWarpSpecialize, "the TMA copies are issued by the producer warpgroup");
-static_assert(!kTma || kKvQuant == 0, "TMA moves 16-bit tiles; the 8-bit producer widens row-gathered ones");
+static_assert(!kTma || kHeadDim % kBoxChannels == 0, "TMA boxes of whole 128-byte rows (8-bit K/V: head_dim % 128 == 0)");
 static_assert(!kTma || kContiguousKv || kPageSize % kBlockN == 0 || (kBlockN % kPageSize == 0 && kPageSize % 8 == 0),
               "TMA boxes hold whole pages of 8-row swizzle atoms or lie in one page (generator: validate_tma)");
 
@@ -309,6 +318,10 @@ struct BlockWork {
   SWAJIT_MEMBER int slot(int t) const { return first_tile + t; }
   SWAJIT_MEMBER u32 k_tile(int t) const { return k_smem + (slot(t) % kStages) * kTileBytes; }
   SWAJIT_MEMBER u32 v_tile(int t) const { return v_smem + (slot(t) % kStages) * kTileBytes; }
+  // 8-bit K/V (warp specialized): the staging slot of tile t's stored K (V: `values`) tile, after the V stages.
+  SWAJIT_MEMBER u32 staged_tile(int t, bool values) const {
+    return v_smem + kStages * kTileBytes + ((slot(t) % kStagedTiles) * 2 + values) * kStoredTileBytes;
+  }
 };
 
 // Threads that work through the items together: the block, or one role of a warp-specialized block (its own named
@@ -400,6 +413,10 @@ SWAJIT_DEVICE void load_and_compute(const PrefillParams& P, const BlockWork& w, 
 // (t / kStages)-th time: that phase's parity. K and V have their own barriers so a stage's K is refilled as soon as
 // its Q.K^T is done, while its V may still be read by P.V: with one barrier a stage (K and V) came free only after
 // P.V, and at 2 stages the overlap variants (S(t+1) issued before the P.V of t) waited for every load uncovered.
+// Arrivals that fill a stage: one thread issues a tile's boxes (kTma), each widening warp's lane 0 (8-bit on TMA:
+// kWideningWarps per tensor), else every producer thread's copies.
+constexpr int kWideningWarps = 2;
+constexpr int kFullArrivals = kTma ? (kKvQuant != 0 ? kWideningWarps : 1) : kProducerThreads;
 struct Pipeline {
   u32 base;
   SWAJIT_MEMBER u32 full_k(int t) const { return base + 8 * (t % kStages); }
@@ -411,11 +428,23 @@ struct Pipeline {
   SWAJIT_MEMBER u32 q_empty(int item) const { return base + 8 * (4 * kStages + kQBuffers + item % kQBuffers); }
   SWAJIT_MEMBER static u32 parity(int t) { return (t / kStages) & 1; }
   SWAJIT_MEMBER static u32 q_parity(int item) { return (item / kQBuffers) & 1; }
+  // 8-bit K/V on TMA: tile t's stored K (V: `values`) bytes landed in its staging slot (staged), and the widening warp
+  // is done reading them (staging_free).
+  SWAJIT_MEMBER u32 staged(bool values, int t) const {
+    return base + 8 * (4 * kStages + 2 * kQBuffers + 2 * (t % kStagedTiles) + values);
+  }
+  SWAJIT_MEMBER u32 staging_free(bool values, int t) const {
+    return base + 8 * (4 * kStages + 2 * kQBuffers + 2 * kStagedTiles + 2 * (t % kStagedTiles) + values);
+  }
+  SWAJIT_MEMBER static u32 staged_parity(int t) { return (t / kStagedTiles) & 1; }
+  SWAJIT_MEMBER void wait_staging_free(bool values, int t) const {
+    if (t >= kStagedTiles) mbarrier_wait(staging_free(values, t), staged_parity(t - kStagedTiles));
+  }
 
   SWAJIT_MEMBER void init() const {
     for (int s = 0; s < kStages; ++s) {
-      mbarrier_init(full_k(s), kTma ? 1 : kProducerThreads);  // kTma: one thread issues a tile's boxes
-      mbarrier_init(full_v(s), kTma ? 1 : kProducerThreads);
+      mbarrier_init(full_k(s), kFullArrivals);
+      mbarrier_init(full_v(s), kFullArrivals);
       mbarrier_init(empty_k(s), kWarps);
       mbarrier_init(empty_v(s), kWarps);
     }
@@ -423,6 +452,12 @@ struct Pipeline {
       mbarrier_init(q_full(b), kProducerThreads);
       mbarrier_init(q_empty(b), kWarps);
     }
+    if constexpr (kTma && kKvQuant != 0)
+      for (int s = 0; s < kStagedTiles; ++s)
+        for (int values = 0; values < 2; ++values) {
+          mbarrier_init(staged(values, s), 1);        // the TMA warp's lane 0, with the tile's bytes
+          mbarrier_init(staging_free(values, s), kWideningWarps);  // each widening warp's lane 0
+        }
   }
   // Producer: before item `item`'s Q goes into its buffer, the item kQBuffers before it is done with it.
   SWAJIT_MEMBER void wait_q_empty(int item) const {
@@ -559,7 +594,7 @@ SWAJIT_DEVICE void issue_tile_boxes(const PrefillParams& P, const BlockWork& w, 
 // 16-byte chunk is zeroed whole, so the 128-byte swizzle (which permutes chunks within a row) does not matter.
 SWAJIT_DEVICE void zero_unwritten_v_rows(const WrittenTokens& written, u32 v_tile, int box_begin, int warpgroup,
                                           int thread_in_warpgroup) {
-  constexpr int kRowChunks = kWgmmaRowBytes / 16, kColumnBlocks = kHeadDim / kBoxChannels;
+  constexpr int kRowChunks = kWgmmaRowBytes / 16, kColumnBlocks = kHeadDim / (kWgmmaRowBytes / 2);  // 16-bit tile
   for (int i = thread_in_warpgroup; i < kBlockN * kColumnBlocks * kRowChunks; i += kWarpgroupThreads) {
     const int row = i / (kColumnBlocks * kRowChunks), block = i / kRowChunks % kColumnBlocks, chunk = i % kRowChunks;
     if (!written.contains(box_begin + row))
@@ -598,6 +633,81 @@ SWAJIT_DEVICE void produce_with_tma(const PrefillParams& P, const BlockWork& w, 
 }
 
 // ---- 8-bit K/V producer (kKvQuant, warp specialized) ----------------------------------------------------------------
+// kTma: warps 0 and 1 of the producer widen the K tiles, warps 2 and 3 the V tiles (each warp every other 16-byte
+// chunk), and the first warp of each pair also moves its tensor's stored tiles by TMA into the staging slots,
+// kStagedTiles tiles ahead of the widening (within the item: the next item's first tiles are issued when the warps
+// reach it; the widened stages cover that gap). Two warps a tensor: the widening is spread over all four schedulers
+// of the SM (one warp a tensor took as many issue slots on two of them as a consumer warp's softmax), and K and V
+// go their own pace as in the 16-bit pipeline.
+constexpr int kWideningBatch = 2;  // staged 16-byte chunks loaded before their widened stores (4 spills at 72 registers)
+// Chunks first, first + step, ... of the staged tile (as the TMA engine landed it: 128-byte swizzled rows of 128
+// channels, WgmmaTile's layout in bytes) -> the 16-bit stage tile (KvTile).
+SWAJIT_DEVICE void widen_staged_chunks(u32 staged, u32 widened, int first, int step) {
+  constexpr int kTileChunks = kBlockN * kKvChunks;
+  for (int base = first; base < kTileChunks; base += kWideningBatch * step) {
+    uint4 raw[kWideningBatch];
+#pragma unroll
+    for (int b = 0; b < kWideningBatch; ++b) {
+      const int i = base + b * step;
+      if (i < kTileChunks) raw[b] = ld_shared_16(staged + WgmmaTile<kBlockN>::offset_bytes(i / kKvChunks, i % kKvChunks));
+    }
+#pragma unroll
+    for (int b = 0; b < kWideningBatch; ++b) {
+      const int i = base + b * step, row = i / kKvChunks, chunk = i % kKvChunks;
+      if (i >= kTileChunks) continue;
+      st_shared_16(widened + KvTile::offset_bytes(row, 2 * chunk),
+                   make_uint4(widen_pair<0>(raw[b].x, KvElem(), Elem()), widen_pair<2>(raw[b].x, KvElem(), Elem()),
+                              widen_pair<0>(raw[b].y, KvElem(), Elem()), widen_pair<2>(raw[b].y, KvElem(), Elem())));
+      st_shared_16(widened + KvTile::offset_bytes(row, 2 * chunk + 1),
+                   make_uint4(widen_pair<0>(raw[b].z, KvElem(), Elem()), widen_pair<2>(raw[b].z, KvElem(), Elem()),
+                              widen_pair<0>(raw[b].w, KvElem(), Elem()), widen_pair<2>(raw[b].w, KvElem(), Elem())));
+    }
+  }
+}
+
+// Producer thread `loader`, lane `lane` of warp `half` of the pair that widens K (V: `values`), through the item's
+// tiles; the item's Q copies are in flight, and it folds the K scale into its chunks of them once the first tiles are.
+SWAJIT_DEVICE void produce_widened_with_tma(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe,
+                                            bool values, int half, int lane, int loader) {
+  const PrefillTensorMap& map = values ? P.v_map : P.k_map;
+  const PrefillTensorMap& run_map = values ? P.v_run_map : P.k_run_map;
+  const auto stage_tile = [&](int t) {  // the pair's first warp: tile t's stored bytes into its staging slot
+    const int box_begin = w.ranges.tile_begin(t);
+    const TilePage pages = tile_page(P, w, box_begin, lane);  // before the wait: the lookups overlap it
+    const int slot = w.slot(t);
+    pipe.wait_staging_free(values, slot);
+    const u32 staged = pipe.staged(values, slot);
+    if (lane == 0) mbarrier_expect_tx(staged, kStoredTileBytes);
+    __syncwarp();
+    issue_tile_boxes(P, w, pages, map, run_map, w.staged_tile(t, values), box_begin, lane, staged);
+    __syncwarp();
+    if (lane == 0) mbarrier_arrive(staged);
+  };
+  if (half == 0)
+    for (int t = 0; t < min(kStagedTiles, w.tile_count); ++t) stage_tile(t);
+  cp_async_wait_all();  // this thread's Q chunks
+  fold_k_scale_into_q_tile<QTile, kBlockM>(P, w.q_smem, w.kv_head, loader, kProducerThreads);
+  fence_shared_for_async_proxy();
+  mbarrier_arrive(pipe.q_full(w.item));
+  for (int t = 0; t < w.tile_count; ++t) {
+    const int slot = w.slot(t);
+    mbarrier_wait(pipe.staged(values, slot), Pipeline::staged_parity(slot));
+    if (values)
+      pipe.wait_empty_v(slot);  // tile t - kStages is consumed
+    else
+      pipe.wait_empty_k(slot);
+    widen_staged_chunks(w.staged_tile(t, values), values ? w.v_tile(t) : w.k_tile(t), half * 32 + lane,
+                        kWideningWarps * 32);
+    fence_shared_for_async_proxy();  // this lane's generic-proxy stores, before the consumers' wgmmas read them
+    __syncwarp();
+    if (lane == 0) {
+      mbarrier_arrive(pipe.staging_free(values, slot));
+      mbarrier_arrive(values ? pipe.full_v(slot) : pipe.full_k(slot));
+    }
+    if (half == 0 && t + kStagedTiles < w.tile_count) stage_tile(t + kStagedTiles);
+  }
+}
+
 SWAJIT_DEVICE void producer_sync() {  // the producer warpgroup alone
   asm volatile("bar.sync %0, %1;" ::"n"(kProducerBarrier), "n"(kProducerThreads) : "memory");
 }
@@ -641,15 +751,19 @@ SWAJIT_DEVICE void produce_widened(const PrefillParams& P, const BlockWork& w, c
 }
 
 SWAJIT_DEVICE void produce(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe, int loader) {
-  if constexpr (kKvQuant != 0) {
+  if constexpr (kKvQuant != 0 && !kTma) {
     produce_widened(P, w, pipe, loader);
     return;
   }
   pipe.wait_q_empty(w.item);
   load_q_tile(P, w.q_smem, w.seq.q_begin + w.row0, w.rows, w.q_head, loader);
-  cp_async_arrive_on(pipe.q_full(w.item));
+  if constexpr (kKvQuant == 0) cp_async_arrive_on(pipe.q_full(w.item));  // 8-bit: after the K scale is folded in
   if constexpr (kTma) {
-    if (loader < 64) produce_with_tma(P, w, pipe, loader >= 32, loader % 32);  // warp 0: K, warp 1: V
+    const int warp = loader / 32;
+    if constexpr (kKvQuant != 0)
+      produce_widened_with_tma(P, w, pipe, warp >= kWideningWarps, warp % kWideningWarps, loader % 32, loader);
+    else if (loader < 64)
+      produce_with_tma(P, w, pipe, loader >= 32, loader % 32);  // warp 0: K, warp 1: V
     cp_async_wait_all();
     return;
   }

@@ -78,6 +78,22 @@ TEST_CASE("8-bit KV kernels compile for sm_90a and sm_80: prefill (wgmma and mma
       {"prefill_bf16_d128_contig_g4_local_kvint8", PrefillConfig{192, 64, 3, 1, true, 1, 1}},
       {"prefill_fp16_d128_p13_hnd_g2_local_global_kvfp8", PrefillConfig{128, 64, 2, 1, true, 1, 3}},
   };
+  // tma (sm_90a only): the stored tiles moved by TMA, widened in shared memory by producer warps
+  const auto kv8_tma = [](int bm, int bn, int mode) {
+    PrefillConfig c{bm, bn, 2, 1, true, 1, mode};
+    c.tma = c.persistent = true;
+    return c;
+  };
+  const Case tma_cases[] = {
+      {"prefill_bf16_d128_contig_g4_local_kvint8", kv8_tma(128, 128, 2)},
+      {"prefill_bf16_d128_p16_nhd_g4_local_kvfp8", kv8_tma(128, 128, 2)},
+      {"prefill_fp16_d256_p64_hnd_g8_local_attnsink_kvfp8", kv8_tma(64, 64, 2)},
+  };
+  for (const Case& c : tma_cases) {
+    const GeneratedKernel k = generate_prefill_cuda(KernelSpec::from_key(c.key), c.config);
+    INFO(k.cache_key);
+    CHECK(std::string(nvrtc::compile(k.source, k.cache_key + ".cu", "sm_90a").cubin.data(), 4) == "" "ELF");
+  }
   std::vector<GeneratedKernel> kernels;
   for (const Case& c : prefill_cases) kernels.push_back(generate_prefill_cuda(KernelSpec::from_key(c.key), c.config));
   kernels.push_back(generate_paged_decode_cuda(KernelSpec::from_key("paged_decode_fp16_d128_p16_hnd_q2_g4_local_kvfp8"), DecodeConfig{}));

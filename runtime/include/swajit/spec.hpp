@@ -161,7 +161,8 @@ struct PrefillConfig {
   int warp_specialize = 0;
   // warp_specialize > 0 only: the producer moves K/V tiles with the TMA engine (cp.async.bulk.tensor against tensor
   // maps the host encodes, mbarrier transaction counts) instead of per-row cp.async gathers. Paged caches need
-  // page_size a multiple of block_n, or block_n a multiple of page_size with page_size a multiple of 8.
+  // page_size a multiple of block_n, or block_n a multiple of page_size with page_size a multiple of 8. 8-bit K/V
+  // (head_dim a multiple of 128): the stored bytes by TMA, widened to 16 bits in shared memory by two producer warps.
   bool tma = false;
   // tma only: a persistent grid of as many blocks as fit the device at once, each taking the work items (query tile,
   // q head, sequence) in the same longest-first order in turn; the producer loads the next item's Q (into a second

@@ -19,14 +19,14 @@ namespace {
 
 constexpr int64_t kMaxGridZ = 65535;       // CUDA's limit on gridDim.z (sequences)
 constexpr int64_t kMaxGridX = INT32_MAX;   // CUDA's limit on gridDim.x ((query tile, q head) pairs)
-constexpr int kTmaElementBytes = 2;  // the TMA producer moves 16-bit K/V only (8-bit K/V is widened per row)
 
 // One K/V tensor of the call as the TMA engine sees it (the page fields are set by the encoder).
 KvTensorView kv_view(const PrefillProblem& p, const void* base, int64_t stride_page, int64_t stride_token,
                      int64_t stride_head) {
   KvTensorView v;
   v.base = base, v.stride_page = stride_page, v.stride_token = stride_token, v.stride_head = stride_head;
-  v.element_bytes = kTmaElementBytes, v.bf16 = p.spec.dtype == DType::kBF16;
+  v.element_bytes = p.spec.kv_quant == KvQuant::kNone ? 2 : 1;  // 8-bit K/V: stored bytes (widened in shared memory)
+  v.bf16 = p.spec.dtype == DType::kBF16;
   v.head_dim = p.spec.head_dim, v.num_kv_heads = p.num_kv_heads;
   return v;
 }

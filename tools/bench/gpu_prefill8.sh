@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Issue 15's 8-bit point on the GPU machine (under 110 s on the H200): 8-bit K/V prefill against bf16.
+#   0. correctness: every "tma widened" case of the prefill check matrix (8-bit K/V moved by TMA into a staging slot
+#      and widened in shared memory by two producer warps; int8 and fp8, per-channel and per-tensor scales, contiguous,
+#      paged in order / shuffled / HND, head_dim 256, ping-pong), then the other 8-bit cases while time is left;
+#   1. the grid's shape (32 q heads, kv 8 and 32, head_dim 128, window 4096 causal, seq 8192 / 32768): bf16's default,
+#      then int8 and fp8, each with the heuristic's 8-bit config ("default": row gathers widened by the producer
+#      warpgroup, bm192_bn64_st3 ws1) beside the TMA-widened tiles, useful TFLOP/s and the floor (bf16 matmul rate);
+#   2. paged page 16 (pages in order: one box a tile; shuffled: a box a page) for int8 and fp8;
+#   3. BASE: session 6's binary (.carry/mainI) on the int8 row, the same run.
+# The ratio 8-bit / bf16 of each row is printed at the end (bar: 0.95).
+# Usage: gpu_prefill8.sh CARRY_DIR LOG_DIR   (CARRY_DIR: tools/bench/prepare_gpu_carry.sh's binaries)
+#   MATMUL_TFLOPS: the bf16 matmul rate for the floor column (default 700; 686-796 measured on the H200).
+set -uo pipefail
+db_name=prefill8.db run_timeout=60
+source "$(dirname "$0")/gpu_run_common.sh"
+export LD_LIBRARY_PATH=$carry/lib:$carry/../lib:$PWD/.carry/lib  # lib/ beside the binaries, or main's
+export SWAJIT_SHIPPED=0  # "default" is the heuristic
+SWAJIT_DB=$(mktemp -d)/prefill8.db  # the compiled kernels stay out of the logs
+export SWAJIT_DB
+budget_s=${GPU_PREFILL8_BUDGET_S:-100}
+step() {
+  if ((SECONDS > budget_s)); then echo "==== SKIPPED (past ${budget_s} s): $*"; status=1; return; fi
+  run "$@"
+}
+bench() { step stdbuf -oL "$swajit" bench prefill --matmul-tflops "$mm" --reps 10 "$@"; }
+base=$carry/../mainI/swajit  # session 6's binary (lib/ beside it): .carry/mainI beside .carry/h_prefill8
+[ -x "$base" ] || base=$PWD/.carry/mainI/swajit
+
+tma8=bm128_bn128_st2_mt1_wg_ws2_tma_pt      # the bf16 default's tile, 8-bit widened in shared memory
+tma8_ws1=bm128_bn128_st2_mt1_wg_ws1_tma_pt  # without S(t+1) before the softmax of t
+tma8_bn64=bm128_bn64_st3_mt1_wg_ws2_tma_pt  # smaller tiles, 3 stages
+{
+  # 0. correctness
+  run_timeout=40 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "tma widened"
+  # 1. bf16 reference, then 8-bit: default beside the TMA-widened tiles
+  run_timeout=20 bench --seq 8192,32768 --num-kv-heads 8,32
+  for quant in int8 fp8; do
+    run_timeout=30 bench --seq 8192,32768 --num-kv-heads 8,32 --kv-quant "$quant" --configs "default,$tma8"
+  done
+  run_timeout=15 bench --seq 8192,32768 --num-kv-heads 8 --kv-quant fp8 --configs "$tma8_ws1,$tma8_bn64"
+  # 2. paged 16: in order, shuffled
+  run_timeout=15 bench --seq 8192,32768 --num-kv-heads 8 --kv-quant int8 --page-size 16 --configs "default,$tma8"
+  run_timeout=15 bench --seq 8192,32768 --num-kv-heads 8 --kv-quant fp8 --page-size 16 --shuffle-pages --configs "default,$tma8"
+  # 3. BASE (session 6's binary, its heuristic)
+  if [ -x "$base" ]; then
+    LD_LIBRARY_PATH=$(dirname "$base")/lib run_timeout=15 step stdbuf -oL "$base" bench prefill --matmul-tflops "$mm" \
+      --reps 10 --seq 8192,32768 --num-kv-heads 8 --kv-quant int8
+  else
+    echo "==== BASE binary not found at $base"
+  fi
+  # the rest of the 8-bit check matrix while time is left
+  run_timeout=30 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "quantized"
+  echo "==== gpu_prefill8.sh done in $SECONDS s, status $status"
+  exit "$status"
+} 2>&1 | tee "$logs/gpu_prefill8.log"
+rc=${PIPESTATUS[0]}
+# 8-bit / bf16 per (kv heads, seq, paged or not): the bf16 default rows of step 1 against every 8-bit row
+awk -F'|' '/^==== .*bench prefill/ { quant = ($0 ~ /--kv-quant int8/) ? "int8" : ($0 ~ /--kv-quant fp8/) ? "fp8" : "bf16";
+             paged = ($0 ~ /--page-size/) ? (($0 ~ /shuffle/) ? " paged16 shuffled" : " paged16") : ""; base = ($0 ~ /mainI/) ? " BASE" : "" }
+           /^\| [0-9]/ { key = $2 "|" $3; gsub(/ /, "", key); t = $5 + 0;
+             if (quant == "bf16" && paged == "") bf16[key] = t;
+             else if (t > 0) rows[++n] = sprintf("%s%s%s kv %s seq %s %s: %.1f TFLOP/s", quant, paged, base, $2, $3, $8, t) SUBSEP key SUBSEP t }
+           END { print "==== 8-bit / bf16 (default bf16 of the same kv heads and seq, contiguous)";
+                 for (i = 1; i <= n; ++i) { split(rows[i], r, SUBSEP); printf "%s  -> %.2fx\n", r[1], (bf16[r[2]] > 0 ? r[3] / bf16[r[2]] : 0) } }' \
+  "$logs/gpu_prefill8.log" | tee "$logs/ratios.txt"
+exit "$rc"
