@@ -42,6 +42,7 @@ tma8_bn64=bm128_bn64_st3_mt1_wg_ws2_tma_pt    # 64-token tiles, 3 stages
   for quant in int8 fp8; do
     run_timeout=30 bench --seq 8192,32768 --num-kv-heads 8,32 --kv-quant "$quant" --configs "default$variants"
   done
+  run_timeout=15 bench --seq 8192,32768 --num-kv-heads 8 --kv-quant fp8 --per-tensor-scale --configs "default${variants%,*}"
   [ -n "$extra" ] && run_timeout=20 bench --seq 8192,32768 --num-kv-heads 8 --kv-quant fp8 --configs "$extra"
   # 2. paged 16: in order, shuffled
   run_timeout=15 bench --seq 8192,32768 --num-kv-heads 8 --kv-quant int8 --page-size 16 --configs "default${variants%,*}"
@@ -62,7 +63,7 @@ tma8_bn64=bm128_bn64_st3_mt1_wg_ws2_tma_pt    # 64-token tiles, 3 stages
 rc=${PIPESTATUS[0]}
 # 8-bit / bf16 per (kv heads, seq, paged or not): the bf16 default rows of step 1 against every 8-bit row
 awk -F'|' '/^==== .*bench prefill/ { quant = ($0 ~ /--kv-quant int8/) ? "int8" : ($0 ~ /--kv-quant fp8/) ? "fp8" : "bf16";
-             paged = ($0 ~ /--page-size/) ? (($0 ~ /shuffle/) ? " paged16 shuffled" : " paged16") : ""; base = ($0 ~ /mainI/) ? " BASE" : "" }
+             paged = (($0 ~ /--page-size/) ? (($0 ~ /shuffle/) ? " paged16 shuffled" : " paged16") : "") (($0 ~ /per-tensor/) ? " per-tensor scale" : ""); base = ($0 ~ /mainI/) ? " BASE" : "" }
            /^\| [0-9]/ { key = $2 "|" $3; gsub(/ /, "", key); t = $5 + 0;
              if (quant == "bf16" && paged == "") bf16[key] = t;
              else if (quant == "bf16") rows[++n] = sprintf("bf16%s kv %s seq %s %s: %.1f TFLOP/s", paged, $2, $3, $8, t) SUBSEP key SUBSEP t;
