@@ -240,9 +240,6 @@ PrefillGeometry prefill_geometry(const KernelSpec& spec, const PrefillConfig& co
   constexpr int kRegisterGranule = 8;      // registers per thread are allocated (and setmaxnreg'd) in steps of 8
   constexpr int kMaxRegisters = 255;       // per thread at launch
   constexpr int kProducerRegisters = 56;   // the row gathers' addresses without spilling (24 and 40 spill)
-  // 8-bit K/V on TMA: the widening warps' batch of staged chunks beside the item's state (56 spilled 76 bytes inside
-  // the widening loop, ptxas 13; at 72 the consumers' 216 spill a few words outside their MMAs)
-  constexpr int kWideningProducerRegisters = 72;
   constexpr int kMaxConsumerRegisters = 240;
   PrefillGeometry g{};
   const int compute_threads = config.block_m / (kMmaRows * config.m_tiles) * kWarpSize;
@@ -272,9 +269,7 @@ PrefillGeometry prefill_geometry(const KernelSpec& spec, const PrefillConfig& co
     // it does not need and the consumers share it out (setmaxnreg moves registers only within the block's pool).
     const int entry = std::min(kMaxRegisters, kRegistersPerSm / (g.threads * config.min_blocks)) / kRegisterGranule *
                       kRegisterGranule;
-    const int producer_registers = config.producer_registers > 0 ? config.producer_registers
-                                   : kv8 && config.tma           ? kWideningProducerRegisters
-                                                                 : kProducerRegisters;
+    const int producer_registers = config.producer_registers > 0 ? config.producer_registers : kProducerRegisters;
     g.producer_registers = std::min(producer_registers, entry);  // setmaxnreg.dec never raises
     const int pool = entry * g.threads - g.producer_registers * kWarpgroupThreads;
     g.consumer_registers =

@@ -636,32 +636,24 @@ SWAJIT_DEVICE void produce_with_tma(const PrefillParams& P, const BlockWork& w, 
 // kTma: warps 0 and 1 of the producer widen the K tiles, warps 2 and 3 the V tiles (each warp every other 16-byte
 // chunk), and the first warp of each pair also moves its tensor's stored tiles by TMA into the staging slots,
 // kStagedTiles tiles ahead of the widening (within the item: the next item's first tiles are issued when the warps
-// reach it; the widened stages cover that gap). Two warps a tensor: the widening is spread over all four schedulers
-// of the SM (one warp a tensor took as many issue slots on two of them as a consumer warp's softmax), and K and V
-// go their own pace as in the 16-bit pipeline.
-constexpr int kWideningBatch = 2;  // staged 16-byte chunks loaded before their widened stores (4 spills at 72 registers)
+// reach it; the widened stages cover that gap). Two warps a tensor spread the widening's ALU work (about 40
+// instructions a 16-byte chunk) over all four schedulers of the SM, and K and V go their own pace as in the 16-bit
+// pipeline.
+
 // Chunks first, first + step, ... of the staged tile (as the TMA engine landed it: 128-byte swizzled rows of 128
-// channels, WgmmaTile's layout in bytes) -> the 16-bit stage tile (KvTile).
+// channels, WgmmaTile's layout in bytes) -> the 16-bit stage tile (KvTile). One chunk at a time: within the producer's
+// 56 registers the widening loop does not spill (loads of 2 or 4 chunks ahead did, ptxas 13), and its ALU work, not
+// the load latency, sets its pace.
 SWAJIT_DEVICE void widen_staged_chunks(u32 staged, u32 widened, int first, int step) {
-  constexpr int kTileChunks = kBlockN * kKvChunks;
-  for (int base = first; base < kTileChunks; base += kWideningBatch * step) {
-    uint4 raw[kWideningBatch];
-#pragma unroll
-    for (int b = 0; b < kWideningBatch; ++b) {
-      const int i = base + b * step;
-      if (i < kTileChunks) raw[b] = ld_shared_16(staged + WgmmaTile<kBlockN>::offset_bytes(i / kKvChunks, i % kKvChunks));
-    }
-#pragma unroll
-    for (int b = 0; b < kWideningBatch; ++b) {
-      const int i = base + b * step, row = i / kKvChunks, chunk = i % kKvChunks;
-      if (i >= kTileChunks) continue;
-      st_shared_16(widened + KvTile::offset_bytes(row, 2 * chunk),
-                   make_uint4(widen_pair<0>(raw[b].x, KvElem(), Elem()), widen_pair<2>(raw[b].x, KvElem(), Elem()),
-                              widen_pair<0>(raw[b].y, KvElem(), Elem()), widen_pair<2>(raw[b].y, KvElem(), Elem())));
-      st_shared_16(widened + KvTile::offset_bytes(row, 2 * chunk + 1),
-                   make_uint4(widen_pair<0>(raw[b].z, KvElem(), Elem()), widen_pair<2>(raw[b].z, KvElem(), Elem()),
-                              widen_pair<0>(raw[b].w, KvElem(), Elem()), widen_pair<2>(raw[b].w, KvElem(), Elem())));
-    }
+  for (int i = first; i < kBlockN * kKvChunks; i += step) {
+    const int row = i / kKvChunks, chunk = i % kKvChunks;
+    const uint4 raw = ld_shared_16(staged + WgmmaTile<kBlockN>::offset_bytes(row, chunk));
+    st_shared_16(widened + KvTile::offset_bytes(row, 2 * chunk),
+                 make_uint4(widen_pair<0>(raw.x, KvElem(), Elem()), widen_pair<2>(raw.x, KvElem(), Elem()),
+                            widen_pair<0>(raw.y, KvElem(), Elem()), widen_pair<2>(raw.y, KvElem(), Elem())));
+    st_shared_16(widened + KvTile::offset_bytes(row, 2 * chunk + 1),
+                 make_uint4(widen_pair<0>(raw.z, KvElem(), Elem()), widen_pair<2>(raw.z, KvElem(), Elem()),
+                            widen_pair<0>(raw.w, KvElem(), Elem()), widen_pair<2>(raw.w, KvElem(), Elem())));
   }
 }
 
