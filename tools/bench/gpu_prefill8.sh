@@ -29,13 +29,13 @@ base=$carry/../mainI/swajit  # session 6's binary (lib/ beside it): .carry/mainI
 
 tma8=bm128_bn128_st2_mt1_wg_ws2_tma_pt        # the bf16 default's tile, 8-bit widened in shared memory (1 staged pair)
 tma8_np=bm128_bn128_st2_mt1_wg_ws2_tma         # not persistent: one Q buffer, so 2 staged pairs
-tma8_pr56=bm128_bn128_st2_mt1_wg_ws2_tma_pt_pr56  # the producer at 56 registers (spills in the widening loop)
+tma8_pp=bm128_bn128_st2_mt1_wg_ws3_tma_pt     # ping-pong between the consumer warpgroups
 tma8_ws1=bm128_bn128_st2_mt1_wg_ws1_tma_pt    # without S(t+1) before the softmax of t
 tma8_bn64=bm128_bn64_st3_mt1_wg_ws2_tma_pt    # 64-token tiles, 3 stages
 {
   # 0. correctness; a hang or failure there leaves the TMA-widened configs out of the timings
   run_timeout=40 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "tma widened"
-  variants=",$tma8,$tma8_np" extra="$tma8_pr56,$tma8_ws1,$tma8_bn64"
+  variants=",$tma8,$tma8_np" extra="$tma8_pp,$tma8_ws1,$tma8_bn64"
   if ((status)); then echo "==== CHECK FAILED: timing the default configs only"; variants="" extra=""; fi
   # 1. bf16 reference, then 8-bit: default beside the TMA-widened tiles
   run_timeout=20 bench --seq 8192,32768 --num-kv-heads 8,32
