@@ -640,13 +640,14 @@ SWAJIT_DEVICE void produce_with_tma(const PrefillParams& P, const BlockWork& w, 
 // instructions a 16-byte chunk) over all four schedulers of the SM, and K and V go their own pace as in the 16-bit
 // pipeline.
 
-// Chunks first, first + step, ... of the staged tile (as the TMA engine landed it: 128-byte swizzled rows of 128
-// channels, WgmmaTile's layout in bytes) -> the 16-bit stage tile (KvTile). One chunk at a time: within the producer's
-// 56 registers the widening loop does not spill (loads of 2 or 4 chunks ahead did, ptxas 13), and its ALU work, not
-// the load latency, sets its pace.
-SWAJIT_DEVICE void widen_staged_chunks(u32 staged, u32 widened, int first, int step) {
-  for (int i = first; i < kBlockN * kKvChunks; i += step) {
-    const int row = i / kKvChunks, chunk = i % kKvChunks;
+// Chunks `thread`, thread + threads, ... of the staged tile (as the TMA engine landed it: 128-byte swizzled rows of
+// 128 channels, WgmmaTile's layout in bytes) -> the 16-bit stage tile (KvTile). `threads` is a multiple of the chunks
+// of a row, so a thread keeps one chunk column and steps down the rows (unsigned: no signed-division fixups in the
+// address math). One chunk at a time: within the producer's 56 registers the loop does not spill (loads of 2 or 4
+// chunks ahead did, ptxas 13), and its ALU work, not the load latency, sets its pace.
+SWAJIT_DEVICE void widen_staged_chunks(u32 staged, u32 widened, u32 thread, u32 threads) {
+  const u32 chunk = thread % kKvChunks;
+  for (u32 row = thread / kKvChunks; row < u32(kBlockN); row += threads / kKvChunks) {
     const uint4 raw = ld_shared_16(staged + WgmmaTile<kBlockN>::offset_bytes(row, chunk));
     st_shared_16(widened + KvTile::offset_bytes(row, 2 * chunk),
                  make_uint4(widen_pair<0>(raw.x, KvElem(), Elem()), widen_pair<2>(raw.x, KvElem(), Elem()),
@@ -656,6 +657,7 @@ SWAJIT_DEVICE void widen_staged_chunks(u32 staged, u32 widened, int first, int s
                             widen_pair<0>(raw.w, KvElem(), Elem()), widen_pair<2>(raw.w, KvElem(), Elem())));
   }
 }
+static_assert(kKvQuant == 0 || (kWideningWarps * 32) % kKvChunks == 0, "widening threads cover whole rows");
 
 // Producer thread `loader`, lane `lane` of warp `half` of the pair that widens K (V: `values`), through the item's
 // tiles; the item's Q copies are in flight, and it folds the K scale into its chunks of them once the first tiles are.
