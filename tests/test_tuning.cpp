@@ -332,6 +332,15 @@ TEST_CASE("prefill: config JSON, buckets and the config space") {
   const auto paged7_space = prefill_config_space(paged7, true);
   CHECK(count_tma(paged7_space, false) > 0);
   CHECK(count_tma(paged7_space, true) == 0);
+  // 8-bit K/V: the TMA-widened configs are tuned where the boxes hold whole 128-byte rows (head_dim 128, not 64)
+  KernelSpec int8_spec = spec;
+  int8_spec.head_dim = 128;
+  int8_spec.kv_quant = KvQuant::kInt8;
+  const auto int8_space = prefill_config_space(int8_spec, true);
+  CHECK(count_tma(int8_space, true) == count_tma(int8_space, false));
+  CHECK(count_tma(int8_space, true, 2) == count_tma(int8_space, true));
+  int8_spec.head_dim = 64;
+  CHECK(count_tma(prefill_config_space(int8_spec, true), true) == 0);
   const PrefillConfig ws{128, 64, 2, 1, true, 2, 2};
   CHECK(prefill_config_from_json(prefill_config_to_json(ws)) == ws);
   nlohmann::json old = prefill_config_to_json(c);  // written before warp_specialize existed
