@@ -105,8 +105,14 @@ constexpr u32 kStoredTileBytes = kBlockN * kHeadDim * kKvBytes;  // one K or V t
 // Warp specialized 8-bit K/V: (K, V) pairs of stored tiles the producer stages (the generator sizes kDequantBytes):
 // kStages for row gathers, fewer for TMA where the persistent grid's second Q buffer leaves less room.
 constexpr int kStagedTiles = (kKvQuant != 0 && kWarpSpecialize) ? kDequantBytes / (2 * kStoredTileBytes) : 1;  // 1: unused
-static_assert(kKvQuant == 0 || kDequantBytes == (kWarpSpecialize ? kStagedTiles * 2 * kStoredTileBytes : 2 * kWidenedTileBytes),
+// kF16Mma: after the staged pairs, the producer warps' maxima of Q and each Q buffer's score factor (4 bytes each)
+constexpr int kF16MmaScratchBytes = kKvQuant != 0 && kWarpSpecialize ? kDequantBytes - kStagedTiles * 2 * kStoredTileBytes : 0;
+static_assert(kKvQuant == 0 || kDequantBytes == (kWarpSpecialize ? kStagedTiles * 2 * kStoredTileBytes + kF16MmaScratchBytes
+                                                                 : 2 * kWidenedTileBytes),
               "8-bit K/V: the staged stored tiles (warp specialized), else the widened 16-bit pair");
+static_assert(kF16Mma ? kTma && kKvQuant != 0 && kF16MmaScratchBytes >= 4 * (kProducerThreads / 32 + kQBuffers)
+                      : kF16MmaScratchBytes == 0,
+              "f16_mma: 8-bit K/V on TMA, with its scratch after the staged pairs");
 static_assert(kKvQuant == 0 || !kWarpSpecialize || (kTma ? kStagedTiles >= 1 : kStagedTiles == kStages),
               "8-bit K/V staging: one pair per stage for row gathers, at least one for TMA");
 static_assert(kStages >= 2, "the pipeline keeps at least one tile in flight");
@@ -263,7 +269,7 @@ SWAJIT_DEVICE void issue_warpgroup_scores(float (&scores)[kScoreFrags][4], u32 q
 typedef u32 PackedProbabilities[kBlockN / 16][4];
 SWAJIT_DEVICE void pack_probabilities(const float (&p)[kScoreFrags][4], PackedProbabilities& packed) {
 #pragma unroll
-  for (int step = 0; step < kBlockN / 16; ++step) probabilities_fragment(p, step, packed[step]);
+  for (int step = 0; step < kBlockN / 16; ++step) probabilities_fragment<kScoreFrags, MmaElem>(p, step, packed[step]);
 }
 
 // Issues (and commits) O[64 x kHeadDim] of this warpgroup's rows += P . V.
@@ -322,6 +328,11 @@ struct BlockWork {
   SWAJIT_MEMBER u32 staged_tile(int t, bool values) const {
     return v_smem + kStages * kTileBytes + ((slot(t) % kStagedTiles) * 2 + values) * kStoredTileBytes;
   }
+  // kF16Mma: producer warp `warp`'s maximum of |q * k_scale|, and the factor the item's scores take (its Q buffer's).
+  SWAJIT_MEMBER u32 q_maximum(int warp) const {
+    return v_smem + kStages * kTileBytes + kStagedTiles * 2 * kStoredTileBytes + 4 * warp;
+  }
+  SWAJIT_MEMBER u32 score_factor() const { return q_maximum(kProducerThreads / 32 + item % kQBuffers); }
 };
 
 // Threads that work through the items together: the block, or one role of a warp-specialized block (its own named
@@ -338,19 +349,31 @@ SWAJIT_DEVICE void load_tile(const PrefillParams& P, const BlockWork& w, int t, 
                w.ranges.tile_end(t), loader);
 }
 
+SWAJIT_DEVICE float ld_shared_f32(u32 addr) {
+  float v;
+  asm volatile("ld.shared.f32 %0, [%1];" : "=f"(v) : "r"(addr) : "memory");
+  return v;
+}
+SWAJIT_DEVICE void st_shared_f32(u32 addr, float v) { asm volatile("st.shared.f32 [%0], %1;" ::"r"(addr), "f"(v) : "memory"); }
+
+// The softmax scale of the item's scores: P.scale_log2, times (kF16Mma) the inverse of the power of 2 its Q took.
+SWAJIT_DEVICE float score_scale_log2(const PrefillParams& P, const BlockWork& w) {
+  return kF16Mma ? P.scale_log2 * ld_shared_f32(w.score_factor()) : P.scale_log2;
+}
+
 // The softmax of tile t for compute warp `warp`: whole tiles every query sees skip the mask arithmetic.
 SWAJIT_DEVICE void tile_softmax(const PrefillParams& P, const BlockWork& w, WarpState<kMTiles>& st,
                                 float (&scores)[kMTiles][kScoreFrags][4], int t, int warp, int lane,
                                 float (&rescale)[kMTiles][2]) {
   const int tile_begin = w.ranges.tile_begin(t), tile_end = w.ranges.tile_end(t);
   if (tile_fully_visible(tile_begin, tile_end, w.p_min, w.p_max, P.local_window, P.global_window)) {
-    online_softmax<false>(st, scores, P.scale_log2, lane, AllVisible(), rescale);
+    online_softmax<false>(st, scores, score_scale_log2(P, w), lane, AllVisible(), rescale);
   } else {
     const int warp_p = w.p_min + warp * kWarpRows;  // position of the warp's row 0
     const auto row_columns = [&](int r) {
       return visible_columns(warp_p + r, tile_begin, tile_end, P.local_window, P.global_window);
     };
-    online_softmax<true>(st, scores, P.scale_log2, lane, row_columns, rescale);
+    online_softmax<true>(st, scores, score_scale_log2(P, w), lane, row_columns, rescale);
   }
 }
 
@@ -633,6 +656,48 @@ SWAJIT_DEVICE void produce_with_tma(const PrefillParams& P, const BlockWork& w, 
 }
 
 // ---- 8-bit K/V producer (kKvQuant, warp specialized) ----------------------------------------------------------------
+SWAJIT_DEVICE void producer_sync() {  // the producer warpgroup alone
+  asm volatile("bar.sync %0, %1;" ::"n"(kProducerBarrier), "n"(kProducerThreads) : "memory");
+}
+
+// kF16Mma: producer thread `loader`'s chunks of the item's Q tile (landed as bf16) -> q * k_scale * 2^shift in fp16,
+// the item's power of 2 that brings max |q * k_scale| into [2^14, 2^15) (fp16's largest finite value is 65504): no
+// overflow, and small values keep fp16's precision; the scores take 2^-shift back in the softmax scale
+// (score_scale_log2). The whole producer warpgroup takes part (two barriers: the maxima are read by all before the
+// next item's overwrite them).
+SWAJIT_DEVICE void fold_k_scale_into_f16_q_tile(const PrefillParams& P, const BlockWork& w, int loader) {
+  const auto scaled_chunk = [&](int i, float (&v)[8]) {
+    unpack8(ld_shared_16(w.q_smem + QTile::offset_bytes(i / kChunks, i % kChunks)), v, Elem());
+#pragma unroll
+    for (int e = 0; e < 8; ++e) v[e] *= k_scale_at(P, w.kv_head, (i % kChunks) * 8 + e);
+  };
+  float maximum = 0.f;
+  for (int i = loader; i < kBlockM * kChunks; i += kProducerThreads) {
+    float v[8];
+    scaled_chunk(i, v);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) maximum = fmaxf(maximum, fabsf(v[e]));
+  }
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) maximum = fmaxf(maximum, __shfl_xor_sync(0xffffffffu, maximum, offset));
+  if (loader % 32 == 0) st_shared_f32(w.q_maximum(loader / 32), maximum);
+  producer_sync();
+  for (int warp = 0; warp < kProducerThreads / 32; ++warp) maximum = fmaxf(maximum, ld_shared_f32(w.q_maximum(warp)));
+  constexpr int kTargetExponent = 14, kMaxShift = 126;  // 2^14 <= max < 2^15; 2^(+-126): normal floats
+  const int exponent = int((__float_as_uint(maximum) >> 23) & 0xffu) - 127;  // max in [2^exponent, 2^(exponent + 1))
+  const int shift = maximum > 0.f ? max(-kMaxShift, min(kMaxShift, kTargetExponent - exponent)) : 0;
+  const float multiplier = __uint_as_float(u32(127 + shift) << 23);
+  for (int i = loader; i < kBlockM * kChunks; i += kProducerThreads) {
+    float v[8];
+    scaled_chunk(i, v);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) v[e] *= multiplier;
+    st_shared_16(w.q_smem + QTile::offset_bytes(i / kChunks, i % kChunks), pack8(v, fp16_tag()));
+  }
+  if (loader == 0) st_shared_f32(w.score_factor(), __uint_as_float(u32(127 - shift) << 23));
+  producer_sync();
+}
+
 // kTma: warps 0 and 1 of the producer widen the K tiles, warps 2 and 3 the V tiles (each warp every other 16-byte
 // chunk), and the first warp of each pair also moves its tensor's stored tiles by TMA into the staging slots,
 // kStagedTiles tiles ahead of the widening (within the item: the next item's first tiles are issued when the warps
@@ -650,11 +715,11 @@ SWAJIT_DEVICE void widen_staged_chunks(u32 staged, u32 widened, u32 thread, u32 
   for (u32 row = thread / kKvChunks; row < u32(kBlockN); row += threads / kKvChunks) {
     const uint4 raw = ld_shared_16(staged + WgmmaTile<kBlockN>::offset_bytes(row, chunk));
     st_shared_16(widened + KvTile::offset_bytes(row, 2 * chunk),
-                 make_uint4(widen_pair<0>(raw.x, KvElem(), Elem()), widen_pair<2>(raw.x, KvElem(), Elem()),
-                            widen_pair<0>(raw.y, KvElem(), Elem()), widen_pair<2>(raw.y, KvElem(), Elem())));
+                 make_uint4(widen_pair<0>(raw.x, KvElem(), MmaElem()), widen_pair<2>(raw.x, KvElem(), MmaElem()),
+                            widen_pair<0>(raw.y, KvElem(), MmaElem()), widen_pair<2>(raw.y, KvElem(), MmaElem())));
     st_shared_16(widened + KvTile::offset_bytes(row, 2 * chunk + 1),
-                 make_uint4(widen_pair<0>(raw.z, KvElem(), Elem()), widen_pair<2>(raw.z, KvElem(), Elem()),
-                            widen_pair<0>(raw.w, KvElem(), Elem()), widen_pair<2>(raw.w, KvElem(), Elem())));
+                 make_uint4(widen_pair<0>(raw.z, KvElem(), MmaElem()), widen_pair<2>(raw.z, KvElem(), MmaElem()),
+                            widen_pair<0>(raw.w, KvElem(), MmaElem()), widen_pair<2>(raw.w, KvElem(), MmaElem())));
   }
 }
 static_assert(kKvQuant == 0 || (kWideningWarps * 32) % kKvChunks == 0, "widening threads cover whole rows");
@@ -680,7 +745,10 @@ SWAJIT_DEVICE void produce_widened_with_tma(const PrefillParams& P, const BlockW
   if (half == 0)
     for (int t = 0; t < min(kStagedTiles, w.tile_count); ++t) stage_tile(t);
   cp_async_wait_all();  // this thread's Q chunks
-  fold_k_scale_into_q_tile<QTile, kBlockM>(P, w.q_smem, w.kv_head, loader, kProducerThreads);
+  if constexpr (kF16Mma)
+    fold_k_scale_into_f16_q_tile(P, w, loader);
+  else
+    fold_k_scale_into_q_tile<QTile, kBlockM>(P, w.q_smem, w.kv_head, loader, kProducerThreads);
   fence_shared_for_async_proxy();
   mbarrier_arrive(pipe.q_full(w.item));
   for (int t = 0; t < w.tile_count; ++t) {
@@ -702,9 +770,6 @@ SWAJIT_DEVICE void produce_widened_with_tma(const PrefillParams& P, const BlockW
   }
 }
 
-SWAJIT_DEVICE void producer_sync() {  // the producer warpgroup alone
-  asm volatile("bar.sync %0, %1;" ::"n"(kProducerBarrier), "n"(kProducerThreads) : "memory");
-}
 
 // The stored tiles of tile t land in staging buffer t % kStages: kStages - 1 tiles' copies stay in flight while the
 // producer widens one (one tile in flight was latency-bound: 0.66-0.68x of bf16, session 3).

@@ -89,6 +89,13 @@ TEST_CASE("8-bit KV kernels compile for sm_90a and sm_80: prefill (wgmma and mma
       {"prefill_bf16_d128_p16_nhd_g4_local_kvfp8", kv8_tma(128, 128, 2)},
       {"prefill_fp16_d256_p64_hnd_g8_local_attnsink_kvfp8", kv8_tma(64, 64, 2)},
   };
+  PrefillConfig f16 = kv8_tma(128, 128, 2);
+  f16.f16_mma = true;  // bf16 q only
+  for (const char* key : {"prefill_bf16_d128_contig_g4_local_kvint8", "prefill_bf16_d128_p16_nhd_g4_local_attnsink_kvfp8"}) {
+    const GeneratedKernel k = generate_prefill_cuda(KernelSpec::from_key(key), f16);
+    INFO(k.cache_key);
+    CHECK(std::string(nvrtc::compile(k.source, k.cache_key + ".cu", "sm_90a").cubin.data(), 4) == "\x7f" "ELF");
+  }
   for (const Case& c : tma_cases) {
     const GeneratedKernel k = generate_prefill_cuda(KernelSpec::from_key(c.key), c.config);
     INFO(k.cache_key);

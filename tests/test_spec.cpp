@@ -270,6 +270,16 @@ TEST_CASE("prefill spec keys and configs round-trip; invalid ones are named") {
     CHECK(g.dequant_bytes == 2 * 128 * 128);
     CHECK(g.barrier_bytes == (4 * 2 + 2 * 2 + 4) * 8);
     CHECK(g.shared_bytes <= 227 * 1024);  // the H200's opt-in limit
+    PrefillConfig f16 = kv8_tile;
+    f16.f16_mma = true;
+    CHECK(f16.key() == "bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16");
+    CHECK(PrefillConfig::from_key(f16.key()) == f16);
+    CHECK(PrefillConfig::from_key("bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16_pr40").producer_registers == 40);
+    CHECK_NOTHROW(f16.validate(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvint8")));
+    CHECK_THROWS_WITH_AS(f16.validate(KernelSpec::from_key("prefill_fp16_d128_contig_g4_local_kvint8")),
+                         doctest::Contains("f16_mma = true needs"), Error);
+    CHECK_THROWS_WITH_AS(f16.validate(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local")),
+                         doctest::Contains("f16_mma = true needs"), Error);
   }
   // 8-bit K/V, warp specialized: the stages hold widened 16-bit tiles, staged through the 8-bit pair area
   const KernelSpec int8_spec = KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvint8");

@@ -352,6 +352,10 @@ TEST_CASE("prefill: config JSON, buckets and the config space") {
   PrefillConfig persistent = tma;  // written only when set: records of other configs stay as they were
   persistent.persistent = true;
   CHECK(prefill_config_from_json(prefill_config_to_json(persistent)) == persistent);
+  PrefillConfig f16 = persistent;  // likewise written only when set
+  f16.f16_mma = true;
+  CHECK(prefill_config_from_json(prefill_config_to_json(f16)) == f16);
+  CHECK_FALSE(prefill_config_to_json(persistent).contains("f16_mma"));
   CHECK_FALSE(prefill_config_to_json(tma).contains("persistent"));
   nlohmann::json before_tma = prefill_config_to_json(ws);  // written before the tma knob existed
   before_tma.erase("tma");

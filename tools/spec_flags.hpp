@@ -66,7 +66,8 @@ struct SpecFlags {
 struct ConfigFlags {
   std::optional<int> block_m, block_n, warps_n, stages, num_splits, m_tiles, min_blocks, warp_specialize, producer,
       producer_registers;
-  std::optional<bool> wgmma, tma, persistent, mma, token_split, fused_merge, l2_prefetch, mla, integer_scores, pages_first;
+  std::optional<bool> wgmma, tma, persistent, mma, token_split, fused_merge, l2_prefetch, mla, integer_scores, pages_first,
+      f16_mma;
   void add_to(CLI::App& app) {
     app.add_option("--block-m", block_m, "prefill: query rows per block");
     app.add_option("--m-tiles", m_tiles, "prefill: 16-row mma tiles per warp (1 or 2)");
@@ -76,6 +77,7 @@ struct ConfigFlags {
                    "prefill, wgmma: 0 all warps load, 1 producer/consumer warpgroups, 2 also S(t+1) before softmax(t), 3 also ping-pong (block_m 128)");
     app.add_option("--tma", tma, "prefill, warp specialized: K/V tiles moved by the TMA engine (true/false)");
     app.add_option("--persistent", persistent, "prefill, tma: one block per SM slot taking the work items in turn (true/false)");
+    app.add_option("--f16-mma", f16_mma, "prefill, 8-bit K/V with tma and bf16 q: the MMAs in fp16 (true/false)");
     app.add_option("--producer-registers", producer_registers,
                    "prefill, warp specialized: the producer's registers after setmaxnreg (24..56, multiple of 8; the consumers get the rest)");
     app.add_option("--block-n", block_n, "KV tokens per tile");
@@ -97,7 +99,7 @@ struct ConfigFlags {
   }
   bool any() const {
     return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || persistent ||
-           producer_registers || mma || producer || token_split || fused_merge || l2_prefetch || mla || integer_scores || pages_first;
+           producer_registers || mma || producer || token_split || fused_merge || l2_prefetch || mla || integer_scores || pages_first || f16_mma;
   }
   // Flags given on top of `base`.
   DecodeConfig apply(DecodeConfig base) const {
@@ -139,6 +141,7 @@ struct ConfigFlags {
     if (warp_specialize) base.warp_specialize = *warp_specialize;
     if (tma) base.tma = *tma;
     if (persistent) base.persistent = *persistent;
+    if (f16_mma) base.f16_mma = *f16_mma;
     if (producer_registers) base.producer_registers = *producer_registers;
     return base;
   }

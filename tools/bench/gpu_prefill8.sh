@@ -2,10 +2,12 @@
 # Issue 15's 8-bit point on the GPU machine (under 110 s on the H200): 8-bit K/V prefill against bf16.
 #   0. correctness: every "tma widened" case of the prefill check matrix (8-bit K/V moved by TMA into a staging slot
 #      and widened in shared memory by two producer warps; int8 and fp8, per-channel and per-tensor scales, contiguous,
-#      paged in order / shuffled / HND, head_dim 256, ping-pong), then the other 8-bit cases while time is left;
+#      paged in order / shuffled / HND, head_dim 256, ping-pong; "f16": the same with the MMAs in fp16), then the other
+#      8-bit cases while time is left;
 #   1. the grid's shape (32 q heads, kv 8 and 32, head_dim 128, window 4096 causal, seq 8192 / 32768): bf16's default,
 #      then int8 and fp8, each with the heuristic's 8-bit config ("default": row gathers widened by the producer
-#      warpgroup, bm192_bn64_st3 ws1) beside the TMA-widened tiles, useful TFLOP/s and the floor (bf16 matmul rate);
+#      warpgroup, bm192_bn64_st3 ws1) beside the TMA-widened tiles (bf16 and f16 MMAs), useful TFLOP/s and the floor
+#      (bf16 matmul rate); fp8 once more with a per-tensor scale; int8 on the other TMA-widened tiles;
 #   2. paged page 16 (pages in order: one box a tile; shuffled: a box a page) for int8 and fp8;
 #   3. BASE: session 6's binary (.carry/mainI) on the int8 row, the same run.
 # The ratio 8-bit / bf16 of each row is printed at the end (bar: 0.95).
@@ -28,25 +30,31 @@ base=$carry/../mainI/swajit  # session 6's binary (lib/ beside it): .carry/mainI
 [ -x "$base" ] || base=$PWD/.carry/mainI/swajit
 
 tma8=bm128_bn128_st2_mt1_wg_ws2_tma_pt        # the bf16 default's tile, 8-bit widened in shared memory (1 staged pair)
+f16=${tma8}_f16                               # the same with the MMAs in fp16 (1-2 instructions a widened pair, not 5-6)
 tma8_np=bm128_bn128_st2_mt1_wg_ws2_tma         # not persistent: one Q buffer, so 2 staged pairs
-tma8_pp=bm128_bn128_st2_mt1_wg_ws3_tma_pt     # ping-pong between the consumer warpgroups
-tma8_ws1=bm128_bn128_st2_mt1_wg_ws1_tma_pt    # without S(t+1) before the softmax of t
-tma8_bn64=bm128_bn64_st3_mt1_wg_ws2_tma_pt    # 64-token tiles, 3 stages
+tma8_pp=bm128_bn128_st2_mt1_wg_ws3_tma_pt      # ping-pong between the consumer warpgroups
+tma8_ws1=bm128_bn128_st2_mt1_wg_ws1_tma_pt     # without S(t+1) before the softmax of t
+tma8_bn64=bm128_bn64_st3_mt1_wg_ws2_tma_pt     # 64-token tiles, 3 stages
 {
-  # 0. correctness; a hang or failure there leaves the TMA-widened configs out of the timings
-  run_timeout=40 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "tma widened"
-  variants=",$tma8,$tma8_np" extra="$tma8_pp,$tma8_ws1,$tma8_bn64"
-  if ((status)); then echo "==== CHECK FAILED: timing the default configs only"; variants="" extra=""; fi
+  # 0. correctness; a failure there leaves those configs out of the timings
+  run_timeout=30 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "tma widened,"
+  ok_bf16=$((!status)) status=0
+  run_timeout=20 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "tma widened f16"
+  ok_f16=$((!status)) status=0
+  variants="" extra=""
+  ((ok_bf16)) && variants+=",$tma8" extra+=",$tma8_np,$tma8_ws1,$tma8_bn64,$tma8_pp"
+  ((ok_f16)) && variants+=",$f16" extra+=",${tma8_np}_f16,${tma8_ws1}_f16,${tma8_bn64}_f16,${tma8_pp}_f16"
+  ((ok_bf16 && ok_f16)) || { echo "==== CHECK FAILED (widened bf16 ok: $ok_bf16, f16 ok: $ok_f16): those configs not timed"; status=1; }
   # 1. bf16 reference, then 8-bit: default beside the TMA-widened tiles
   run_timeout=20 bench --seq 8192,32768 --num-kv-heads 8,32
   for quant in int8 fp8; do
     run_timeout=30 bench --seq 8192,32768 --num-kv-heads 8,32 --kv-quant "$quant" --configs "default$variants"
   done
-  run_timeout=15 bench --seq 8192,32768 --num-kv-heads 8 --kv-quant fp8 --per-tensor-scale --configs "default${variants%,*}"
-  [ -n "$extra" ] && run_timeout=20 bench --seq 8192,32768 --num-kv-heads 8 --kv-quant fp8 --configs "$extra"
+  run_timeout=15 bench --seq 8192,32768 --num-kv-heads 8 --kv-quant fp8 --per-tensor-scale --configs "default$variants"
+  [ -n "$extra" ] && run_timeout=25 bench --seq 8192,32768 --num-kv-heads 8 --kv-quant int8 --configs "${extra#,}"
   # 2. paged 16: in order, shuffled
-  run_timeout=15 bench --seq 8192,32768 --num-kv-heads 8 --kv-quant int8 --page-size 16 --configs "default${variants%,*}"
-  run_timeout=15 bench --seq 8192,32768 --num-kv-heads 8 --kv-quant fp8 --page-size 16 --shuffle-pages --configs "default${variants%,*}"
+  run_timeout=15 bench --seq 8192,32768 --num-kv-heads 8 --kv-quant int8 --page-size 16 --configs "default$variants"
+  run_timeout=15 bench --seq 8192,32768 --num-kv-heads 8 --kv-quant fp8 --page-size 16 --shuffle-pages --configs "default$variants"
   run_timeout=15 bench --seq 8192,32768 --num-kv-heads 8 --page-size 16 --shuffle-pages
   # 3. BASE (session 6's binary, its heuristic)
   if [ -x "$base" ]; then

@@ -169,11 +169,16 @@ struct PrefillConfig {
   // Q buffer) and K/V while the consumers finish the current one, so no block start, Q load or first K/V tile is
   // left uncovered between items.
   bool persistent = false;
+  // 8-bit K/V with tma and bf16 q only: both MMAs in fp16. The producer rescales each item's Q (times the K scale) by
+  // a power of 2 into fp16's range (the scores take the inverse in the softmax scale), K/V widen exactly to fp16 (1-2
+  // instructions a pair of values against 5-6 for bf16) and P is packed as fp16: fp16 holds Q and P with 3 more
+  // mantissa bits than bf16.
+  bool f16_mma = false;
   // warp_specialize > 0 only: the producer warpgroup's registers a thread after setmaxnreg (a multiple of 8, 24..56;
   // 0: the generator's 56, what the row gathers need without spilling); the consumers share out the rest.
   int producer_registers = 0;
 
-  std::string compile_key() const;  // e.g. "bm128_bn64_st2_mt1", "bm128_bn64_st2_mt1_wg_ws2_tma_pt_pr40_oc2" (flags: _wg, _ws<N>, _tma, _pt, _pr<N> and _oc<N> if set / > 0 / > 0 / > 1)
+  std::string compile_key() const;  // e.g. "bm128_bn64_st2_mt1", "bm128_bn64_st2_mt1_wg_ws2_tma_pt_pr40_oc2" (flags: _wg, _ws<N>, _tma, _pt, _f16, _pr<N> and _oc<N> if set / > 0 / > 0 / > 1)
   std::string key() const { return compile_key(); }
   static PrefillConfig from_key(std::string_view key);
   void validate(const KernelSpec& spec) const;

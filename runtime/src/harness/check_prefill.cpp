@@ -268,6 +268,21 @@ std::vector<PrefillCase> prefill_check_matrix() {
       c.config = kv8_tma(64, 64, 2, 2, true); c.head_dim = 256; c.page_size = 64; c.per_tensor_scale = true;
       c.q_lens = {600, 1}; c.kv_lens = {900, 33}; c.local_window = 0; c.global_window = 0;
     });
+    // f16_mma (bf16 q): Q rescaled by a power of 2 per item into fp16, K/V widened to fp16, P in fp16
+    const auto kv8_f16 = [&](int bm, int bn, int stages, int mode) {
+      PrefillConfig c = kv8_tma(bm, bn, stages, mode, true); c.f16_mma = true; return c;
+    };
+    add_quantized("tma widened f16, persistent ws2 bm128 bn128 st2, empty and length-1 sequences, chunked, sinks", [&](PrefillCase& c) {
+      c.config = kv8_f16(128, 128, 2, 2); c.q_lens = {700, 0, 1, 70, 130}; c.kv_lens = {900, 0, 1, 300, 1000}; c.local_window = 500;
+      c.global_window = 3; c.sink_logits = true;
+    });
+    add_quantized("tma widened f16, persistent ws2 bm128 bn128 st2, per-tensor scale, paged NHD 16 shuffled, group 8", [&](PrefillCase& c) {
+      c.config = kv8_f16(128, 128, 2, 2); c.per_tensor_scale = true; c.page_size = 16; c.group = 8; c.num_kv_heads = 1;
+    });
+    add_quantized("tma widened f16, persistent ws3 bm128 bn64 st3, ping-pong, head_dim 256, paged HND 64, strided, window 1 + sink 1", [&](PrefillCase& c) {
+      c.config = kv8_f16(128, 64, 3, 3); c.head_dim = 256; c.page_size = 64; c.kv_layout = KvLayout::kHND; c.strided = true;
+      c.local_window = 1; c.global_window = 1;
+    });
   }
   return cases;
 }

@@ -97,6 +97,7 @@ nlohmann::json prefill_config_to_json(const PrefillConfig& c) {
                       {"warp_specialize", c.warp_specialize}, {"tma", c.tma ? 1 : 0}};
   if (c.persistent) j["persistent"] = 1;  // written only when set: the records of configs without it stay as they were
   if (c.producer_registers > 0) j["producer_registers"] = c.producer_registers;  // likewise
+  if (c.f16_mma) j["f16_mma"] = 1;  // likewise
   return j;
 }
 PrefillConfig prefill_config_from_json(const nlohmann::json& j) {
@@ -114,7 +115,8 @@ PrefillConfig prefill_config_from_json(const nlohmann::json& j) {
     read_fields(j, optional);
   }
   // absent in records written before the knob existed: false
-  for (const auto& [name, flag] : {std::pair<const char*, bool*>{"tma", &c.tma}, {"persistent", &c.persistent}}) {
+  for (const auto& [name, flag] : {std::pair<const char*, bool*>{"tma", &c.tma}, {"persistent", &c.persistent},
+                                    {"f16_mma", &c.f16_mma}}) {
     if (!j.contains(name)) continue;
     int value = 0;
     const std::pair<const char*, int*> optional[] = {{name, &value}};
