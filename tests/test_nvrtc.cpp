@@ -238,6 +238,7 @@ TEST_CASE("the H200 default prefill config takes TMA wherever the check matrix's
     if (c.config) {  // forced: only has to be a config of its spec (the GPU check runs it)
       INFO(c.name << ": " << spec.key() << " " << c.config->key());
       CHECK_NOTHROW(c.config->validate(spec));
+      if (c.config->wgmma) CHECK(prefill_geometry(spec, *c.config).shared_bytes <= h200.max_shared_per_block_optin);
       continue;
     }
     const PrefillConfig config = heuristic_prefill_config(spec, h200);

@@ -279,9 +279,13 @@ std::vector<PrefillCase> prefill_check_matrix() {
     add_quantized("tma widened f16, persistent ws2 bm128 bn128 st2, per-tensor scale, paged NHD 16 shuffled, group 8", [&](PrefillCase& c) {
       c.config = kv8_f16(128, 128, 2, 2); c.per_tensor_scale = true; c.page_size = 16; c.group = 8; c.num_kv_heads = 1;
     });
-    add_quantized("tma widened f16, persistent ws3 bm128 bn64 st3, ping-pong, head_dim 256, paged HND 64, strided, window 1 + sink 1", [&](PrefillCase& c) {
-      c.config = kv8_f16(128, 64, 3, 3); c.head_dim = 256; c.page_size = 64; c.kv_layout = KvLayout::kHND; c.strided = true;
+    add_quantized("tma widened f16, persistent ws3 bm128 bn64 st3, ping-pong, paged HND 64, strided, window 1 + sink 1", [&](PrefillCase& c) {
+      c.config = kv8_f16(128, 64, 3, 3); c.page_size = 64; c.kv_layout = KvLayout::kHND; c.strided = true;
       c.local_window = 1; c.global_window = 1;
+    });
+    add_quantized("tma widened f16, persistent ws2 bm64 bn64 st2, head_dim 256, full causal", [&](PrefillCase& c) {
+      c.config = kv8_f16(64, 64, 2, 2); c.head_dim = 256; c.q_lens = {600, 1}; c.kv_lens = {900, 33};
+      c.local_window = 0; c.global_window = 0;
     });
   }
   return cases;
