@@ -261,11 +261,11 @@ double prefill_flops(const std::vector<int>& q_lens, const std::vector<int>& kv_
 
 namespace {
 
-// The chosen config, or the same without TMA (and so without the persistent grid, which runs the TMA producer ahead)
-// when this call's K/V strides or addresses do not suit the TMA engine: a choice the caller did not force must never
-// fail on layout.
+// The chosen config, or the same without TMA (and so without the persistent grid, which runs the TMA producer ahead,
+// and the fp16 MMAs of TMA-widened 8-bit tiles) when this call's K/V strides or addresses do not suit the TMA engine:
+// a choice the caller did not force must never fail on layout.
 PrefillConfig without_tma_if_unsuitable(const PrefillProblem& p, PrefillConfig config) {
-  if (config.tma && !tma_layout_problem(p).empty()) config.tma = config.persistent = false;
+  if (config.tma && !tma_layout_problem(p).empty()) config.tma = config.persistent = config.f16_mma = false;
   return config;
 }
 
