@@ -7,7 +7,8 @@
 #      row-gather tile, bm192_bn64_st3 ws1, is BASE: 266-282 TFLOP/s in run B), then bf16's default on those rows;
 #   2. the f16 tile paged (page 16, pages in order and shuffled), with a per-tensor scale, at kv 32 (bf16 beside);
 #   3. int8 on the other TMA-widened tiles (not persistent, ws1, 64-token tiles, ping-pong), bf16 paged shuffled;
-#   4. BASE: session 6's binary (.carry/mainI) on one int8 row; then the rest of the "tma widened" check cases.
+#   4. BASE: session 6's binary (.carry/mainI) on one int8 row; the f16 tile's first use (JIT); then the rest of the
+#      "tma widened" check cases.
 # The ratio 8-bit / bf16 of each row is printed at the end (bar: 0.95).
 # Usage: gpu_prefill8.sh CARRY_DIR LOG_DIR   (CARRY_DIR: tools/bench/prepare_gpu_carry.sh's binaries)
 #   MATMUL_TFLOPS: the bf16 matmul rate for the floor column (default 700; 686-796 measured on the H200).
@@ -64,6 +65,9 @@ tma8_bn64=bm128_bn64_st3_mt1_wg_ws2_tma_pt     # 64-token tiles, 3 stages
   else
     echo "==== BASE binary not found at $base"
   fi
+  # first use (generate + NVRTC + module load) of the f16 tile, fresh (the database is not used)
+  run_timeout=15 step "$swajit" gen --key prefill_bf16_d128_contig_g4_local_kvfp8 --block-m 128 --block-n 128 --stages 2 \
+    --wgmma true --warp-specialize 2 --tma true --persistent true --f16-mma true --jit-time
   # the rest of the TMA-widened check cases while time is left
   run_timeout=30 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "tma widened"
   echo "==== gpu_prefill8.sh done in $SECONDS s, status $status"
