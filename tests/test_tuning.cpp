@@ -337,8 +337,13 @@ TEST_CASE("prefill: config JSON, buckets and the config space") {
   int8_spec.head_dim = 128;
   int8_spec.kv_quant = KvQuant::kInt8;
   const auto int8_space = prefill_config_space(int8_spec, true);
-  CHECK(count_tma(int8_space, true) == count_tma(int8_space, false));
+  CHECK(count_tma(int8_space, true) == 2 * count_tma(int8_space, false));  // with and without f16_mma
   CHECK(count_tma(int8_space, true, 2) == count_tma(int8_space, true));
+  const auto f16_count = [](const std::vector<PrefillConfig>& space) {
+    return std::count_if(space.begin(), space.end(), [](const PrefillConfig& c) { return c.f16_mma; });
+  };
+  CHECK(2 * f16_count(int8_space) == count_tma(int8_space, true) + count_tma(int8_space, true, 2));  // half of the TMA tiles
+  CHECK(f16_count(with) == 0);  // 16-bit K/V: no f16_mma
   int8_spec.head_dim = 64;
   CHECK(count_tma(prefill_config_space(int8_spec, true), true) == 0);
   const PrefillConfig ws{128, 64, 2, 1, true, 2, 2};
