@@ -698,13 +698,6 @@ SWAJIT_DEVICE void fold_k_scale_into_f16_q_tile(const PrefillParams& P, const Bl
   producer_sync();
 }
 
-// kTma: warps 0 and 1 of the producer widen the K tiles, warps 2 and 3 the V tiles (each warp every other 16-byte
-// chunk), and the first warp of each pair also moves its tensor's stored tiles by TMA into the staging slots,
-// kStagedTiles tiles ahead of the widening (within the item: the next item's first tiles are issued when the warps
-// reach it; the widened stages cover that gap). Two warps a tensor spread the widening's ALU work (about 40
-// instructions a 16-byte chunk) over all four schedulers of the SM, and K and V go their own pace as in the 16-bit
-// pipeline.
-
 // Chunks `thread`, thread + threads, ... of the staged tile (as the TMA engine landed it: 128-byte swizzled rows of
 // 128 channels, WgmmaTile's layout in bytes) -> the 16-bit stage tile (KvTile). `threads` is a multiple of the chunks
 // of a row, so a thread keeps one chunk column and steps down the rows (unsigned: no signed-division fixups in the
@@ -724,8 +717,15 @@ SWAJIT_DEVICE void widen_staged_chunks(u32 staged, u32 widened, u32 thread, u32 
 }
 static_assert(kKvQuant == 0 || (kWideningWarps * 32) % kKvChunks == 0, "widening threads cover whole rows");
 
-// Producer thread `loader`, lane `lane` of warp `half` of the pair that widens K (V: `values`), through the item's
-// tiles; the item's Q copies are in flight, and it folds the K scale into its chunks of them once the first tiles are.
+// kTma: warps 0 and 1 of the producer widen the K tiles, warps 2 and 3 the V tiles (each warp every other row of
+// 16-byte chunks), and the first warp of each pair also moves its tensor's stored tiles by TMA into the staging slots,
+// kStagedTiles tiles ahead of the widening (within the item: the next item's first tiles are issued when the warps
+// reach it; the widened stages cover that gap). Two warps a tensor spread the widening's ALU work (SASS, d128: about
+// 66 instructions a 16-byte chunk widened to bf16, 15-30 to fp16) over all four schedulers of the SM, and K and V go
+// their own pace as in the 16-bit pipeline.
+// This is producer thread `loader`, lane `lane` of warp `half` of the pair that widens K (V: `values`), through the
+// item's tiles; the item's Q copies are in flight, and it folds the K scale into its chunks of them once the first
+// tiles are.
 SWAJIT_DEVICE void produce_widened_with_tma(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe,
                                             bool values, int half, int lane, int loader) {
   const PrefillTensorMap& map = values ? P.v_map : P.k_map;
@@ -769,7 +769,6 @@ SWAJIT_DEVICE void produce_widened_with_tma(const PrefillParams& P, const BlockW
     if (half == 0 && t + kStagedTiles < w.tile_count) stage_tile(t + kStagedTiles);
   }
 }
-
 
 // The stored tiles of tile t land in staging buffer t % kStages: kStages - 1 tiles' copies stay in flight while the
 // producer widens one (one tile in flight was latency-bound: 0.66-0.68x of bf16, session 3).
