@@ -246,7 +246,7 @@ TEST_CASE("the H200 default prefill config takes TMA wherever the check matrix's
     CHECK_NOTHROW(config.validate(spec));
     const bool boxes_fit = spec.is_contiguous_kv() || spec.page_size % config.block_n == 0 ||
                            (config.block_n % spec.page_size == 0 && spec.page_size % 8 == 0);
-    const bool tma_expected = (spec.head_dim == 128 || spec.head_dim == 64) && spec.kv_quant == KvQuant::kNone && boxes_fit;
+    const bool tma_expected = (spec.head_dim == 128 || (spec.head_dim == 64 && spec.kv_quant == KvQuant::kNone)) && boxes_fit;
     CHECK(config.tma == tma_expected);
     if (!config.tma) continue;
     ++tma_cases;
