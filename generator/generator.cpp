@@ -221,7 +221,9 @@ std::string wgmma_wrapper(const std::string& name, const std::string& fragments,
 }
 
 // The two warpgroup MMAs the wgmma prefill path issues, for this spec's tile sizes.
-std::string wgmma_wrappers(const KernelSpec& spec, const PrefillConfig& config) {
+std::string wgmma_wrappers(const KernelSpec& prefill_spec, const PrefillConfig& config) {
+  KernelSpec spec = prefill_spec;  // the MMAs' operand type: the spec's, or fp16 (f16_mma)
+  if (config.f16_mma) spec.dtype = DType::kFP16;
   return "// S[64 x kBlockN] (+)= Q . K^T: A and B K-major in shared memory (templates/tile_ops.cuh WgmmaTile).\n" +
          wgmma_wrapper("wgmma_scores", "kBlockN / 8", spec, config.block_n, false) +
          "// O[64 x kHeadDim] (+)= P . V: P from registers, V N-major in shared memory.\n" +
@@ -272,13 +274,21 @@ PrefillGeometry prefill_geometry(const KernelSpec& spec, const PrefillConfig& co
   // 8-bit tiles it stages them through (double buffered) take the place of the all-warps path's widened pair.
   g.tile_bytes = config.block_n * spec.head_dim * (specialized ? kElementBytes : kv_element_bytes(spec));
   // 8-bit K/V: the all-warps path widens into one 16-bit K and V tile pair; the warp-specialized producer stages the
-  // stored 8-bit K and V tiles of `stages` tiles ahead (their copies in flight while it widens an earlier one).
-  g.dequant_bytes = specialized ? config.stages * 2 * config.block_n * spec.head_dim * kv_element_bytes(spec) *
-                                      (spec.kv_quant != KvQuant::kNone)
+  // stored 8-bit K and V tiles of `stages` tiles ahead (their copies in flight while it widens an earlier one), or with
+  // TMA two pairs (a tile's TMA copy in flight while the one before is widened), one on the persistent grid (its
+  // second Q buffer takes the room: the d128 tile's 2 Q buffers, 2 stages of 64 KB and one pair fill 227 KB).
+  const bool kv8 = spec.kv_quant != KvQuant::kNone;
+  const int staged_tiles = !kv8 ? 0 : !config.tma ? config.stages : config.persistent ? 1 : 2;
+  // f16_mma: after the staged pairs, the producer warps' maxima of Q (4 floats) and each Q buffer's score factor
+  constexpr int kF16MmaScratchBytes = 32;
+  g.dequant_bytes = specialized ? staged_tiles * 2 * config.block_n * spec.head_dim * kv_element_bytes(spec) +
+                                      (config.f16_mma ? kF16MmaScratchBytes : 0)
                                 : widened_kv_bytes(spec, config.block_n);
-  // full and empty barriers of K and V per stage, q_full and q_empty per Q buffer (two when persistent)
+  // full and empty barriers of K and V per stage, q_full and q_empty per Q buffer (two when persistent); 8-bit K/V
+  // on TMA: staged and staging_free of K and V per staged pair
   const int q_buffers = config.persistent ? 2 : 1;
-  g.barrier_bytes = specialized ? (4 * config.stages + 2 * q_buffers) * kBarrierBytes : 0;
+  const int staging_barriers = kv8 && config.tma ? 4 * staged_tiles : 0;
+  g.barrier_bytes = specialized ? (4 * config.stages + 2 * q_buffers + staging_barriers) * kBarrierBytes : 0;
   // Q, K and V stages (as stored), widened K/V (8-bit KV), barriers (warp specialized)
   g.shared_bytes = q_buffers * g.q_bytes + 2 * config.stages * g.tile_bytes + g.dequant_bytes + g.barrier_bytes;
   if (specialized) {
@@ -324,6 +334,8 @@ GeneratedKernel generate_prefill_cuda(const KernelSpec& spec, const PrefillConfi
      << "constexpr bool kPersistent = " << flag(config.persistent) << ";  // blocks take the work items in turn\n"
      << "constexpr bool kSnakeOrder = " << flag(config.snake_order) << ";  // every other round of items backwards\n"
      << "constexpr bool kOverlapItems = " << flag(config.overlap_items) << ";  // an item's last P.V goes with the next's S(0)\n"
+     << "constexpr bool kF16Mma = " << flag(config.f16_mma) << ";  // 8-bit K/V: the MMAs in fp16 (bf16 q)\n"
+     << "typedef " << (config.f16_mma ? "fp16_tag" : "Elem") << " MmaElem;  // the MMAs' 16-bit operand format\n"
      << "// launch geometry, shared with the host launcher\n"
      << "constexpr int kThreads = " << g.threads << ";\n"
      << "constexpr int kQBytes = " << g.q_bytes << ";\n"

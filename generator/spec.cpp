@@ -336,14 +336,15 @@ void DecodeConfig::validate(const KernelSpec& spec) const {
 std::string PrefillConfig::compile_key() const {
   return "bm" + std::to_string(block_m) + "_bn" + std::to_string(block_n) + "_st" + std::to_string(stages) + "_mt" +
          std::to_string(m_tiles) + (wgmma ? "_wg" : "") + (warp_specialize > 0 ? "_ws" + std::to_string(warp_specialize) : "") + (tma ? "_tma" : "") +
-         (persistent ? "_pt" : "") + (snake_order ? "_sn" : "") + (overlap_items ? "_ov" : "") + (producer_registers > 0 ? "_pr" + std::to_string(producer_registers) : "") +
+         (persistent ? "_pt" : "") + (snake_order ? "_sn" : "") + (overlap_items ? "_ov" : "") + (f16_mma ? "_f16" : "") +
+         (producer_registers > 0 ? "_pr" + std::to_string(producer_registers) : "") +
          (min_blocks > 1 ? "_oc" + std::to_string(min_blocks) : "");
 }
 
 PrefillConfig PrefillConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
-  const std::string form = "bm<M>_bn<N>_st<S>_mt<T>[_wg][_ws<W>][_tma][_pt][_sn][_ov][_pr<R>][_oc<B>]";
-  if (parts.size() < 4 || parts.size() > 12)
+  const std::string form = "bm<M>_bn<N>_st<S>_mt<T>[_wg][_ws<W>][_tma][_pt][_sn][_ov][_f16][_pr<R>][_oc<B>]";
+  if (parts.size() < 4 || parts.size() > 13)
     throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form " + form);
   PrefillConfig config;
   config.block_m = parse_prefixed_int(parts[0], "bm", "block_m", key);
@@ -358,6 +359,7 @@ PrefillConfig PrefillConfig::from_key(std::string_view key) {
   if (next < parts.size() && parts[next] == "pt") config.persistent = true, ++next;
   if (next < parts.size() && parts[next] == "sn") config.snake_order = true, ++next;
   if (next < parts.size() && parts[next] == "ov") config.overlap_items = true, ++next;
+  if (next < parts.size() && parts[next] == "f16") config.f16_mma = true, ++next;
   if (next < parts.size() && parts[next].rfind("pr", 0) == 0)
     config.producer_registers = parse_prefixed_int(parts[next++], "pr", "producer_registers", key);
   if (next < parts.size()) config.min_blocks = parse_prefixed_int(parts[next++], "oc", "min_blocks", key);
@@ -410,10 +412,15 @@ void PrefillConfig::validate(const KernelSpec& spec) const {
   if (warp_specialize > 0 && !wgmma)
     throw Error(ErrorCode::kInvalidArgument, "warp_specialize = " + std::to_string(warp_specialize) +
                                                  " needs wgmma (the producer/consumer split is the Hopper path's)");
-  if (tma && spec.kv_quant != KvQuant::kNone)
-    throw Error(ErrorCode::kInvalidArgument, "tma = true moves 16-bit K/V tiles; 8-bit K/V (" + spec.key() +
-                                                 ") takes tma = false (the producer widens each tile)");
+  constexpr int kTmaBoxRowBytes = 128;  // a TMA box row: 128 bytes, 128 8-bit channels
+  if (tma && spec.kv_quant != KvQuant::kNone && spec.head_dim % kTmaBoxRowBytes != 0)
+    throw Error(ErrorCode::kInvalidArgument, "tma = true with 8-bit K/V needs head_dim a multiple of 128 (boxes of whole "
+                                             "128-byte rows), got " + std::to_string(spec.head_dim) + " (" + spec.key() +
+                                             " takes tma = false)");
   if (tma) validate_tma(spec);
+  if (f16_mma && !(tma && spec.kv_quant != KvQuant::kNone && spec.dtype == DType::kBF16))
+    throw Error(ErrorCode::kInvalidArgument, "f16_mma = true needs tma = true, 8-bit K/V and bf16 q (the widened "
+                                             "tiles of other calls are fp16 already or not widened), got " + spec.key());
   if (persistent && !tma)
     throw Error(ErrorCode::kInvalidArgument, "persistent = true needs tma = true (the TMA producer runs ahead into the "
                                              "next work item)");

@@ -45,6 +45,10 @@
 // 8-bit K/V: the producer stages each tile's stored bytes (kStages tiles in flight, in the kDequantBytes area), widens them into
 // the stage's 16-bit tiles and then arrives on both "full" barriers; it folds the K scale into Q before q_full. The consumers run
 // the 16-bit path unchanged; the V scale is applied to the output.
+// 8-bit K/V with kTma: each tile's stored 8-bit K (V) bytes move by TMA into a staging slot (kStagedTiles of them,
+// 128-byte swizzled rows of 128 channels); two producer warps per tensor widen the staged tile into the stage's 16-bit
+// tile and arrive on the stage's "full" barrier: half the HBM bytes, the consumers' unchanged 16-bit tiles, and the
+// widening (shared-memory traffic and ALU work on the producer's warps) overlapped with the consumers' MMAs.
 // kTma: the producer's first warp moves the K tiles with the TMA engine instead, its second warp the V tiles: each
 // posts the tile's byte count on its "full" mbarrier (expect_tx) and issues boxes (one lane a box) of 64 channels x
 // kBoxRows tokens from the tensor maps the host
@@ -100,8 +104,19 @@ static_assert(!kWarpSpecialize || kKvQuant == 0 || kTileBytes == kBlockN * kHead
               "warp specialized 8-bit K/V: the stages hold the widened 16-bit tiles");
 constexpr u32 kWidenedTileBytes = kBlockN * kHeadDim * 2;
 constexpr u32 kStoredTileBytes = kBlockN * kHeadDim * kKvBytes;  // one K or V tile as the cache stores it
-static_assert(kKvQuant == 0 || kDequantBytes == (kWarpSpecialize ? kStages * 2 * kStoredTileBytes : 2 * kWidenedTileBytes),
+// Warp specialized 8-bit K/V: (K, V) pairs of stored tiles the producer stages (the generator sizes kDequantBytes):
+// kStages for row gathers, fewer for TMA where the persistent grid's second Q buffer leaves less room.
+constexpr int kStagedTiles = (kKvQuant != 0 && kWarpSpecialize) ? kDequantBytes / (2 * kStoredTileBytes) : 1;  // 1: unused
+// kF16Mma: after the staged pairs, the producer warps' maxima of Q and each Q buffer's score factor (4 bytes each)
+constexpr int kF16MmaScratchBytes = kKvQuant != 0 && kWarpSpecialize ? kDequantBytes - kStagedTiles * 2 * kStoredTileBytes : 0;
+static_assert(kKvQuant == 0 || kDequantBytes == (kWarpSpecialize ? kStagedTiles * 2 * kStoredTileBytes + kF16MmaScratchBytes
+                                                                 : 2 * kWidenedTileBytes),
               "8-bit K/V: the staged stored tiles (warp specialized), else the widened 16-bit pair");
+static_assert(kF16Mma ? kTma && kKvQuant != 0 && kF16MmaScratchBytes >= 4 * (kProducerThreads / 32 + kQBuffers)
+                      : kF16MmaScratchBytes == 0,
+              "f16_mma: 8-bit K/V on TMA, with its scratch after the staged pairs");
+static_assert(kKvQuant == 0 || !kWarpSpecialize || (kTma ? kStagedTiles >= 1 : kStagedTiles == kStages),
+              "8-bit K/V staging: one pair per stage for row gathers, at least one for TMA");
 static_assert(kStages >= 2, "the pipeline keeps at least one tile in flight");
 constexpr int kLoadAhead = kStages - 1;  // tiles loaded ahead of the one being computed
 
@@ -109,9 +124,9 @@ constexpr int kLoadAhead = kStages - 1;  // tiles loaded ahead of the one being 
 // block of a tile. Contiguous K/V: the whole tile; paged: a page, or the tile's part of one.
 constexpr int kBoxRows = (kContiguousKv || kPageSize >= kBlockN) ? kBlockN : kPageSize;
 constexpr int kBoxesPerTile = kBlockN / kBoxRows;
-constexpr int kBoxChannels = 64;
+constexpr int kBoxChannels = 128 / kKvBytes;  // one 128-byte swizzle row: 64 16-bit or 128 8-bit channels
 static_assert(!kTma || kWarpSpecialize, "the TMA copies are issued by the producer warpgroup");
-static_assert(!kTma || kKvQuant == 0, "TMA moves 16-bit tiles; the 8-bit producer widens row-gathered ones");
+static_assert(!kTma || kHeadDim % kBoxChannels == 0, "TMA boxes of whole 128-byte rows (8-bit K/V: head_dim % 128 == 0)");
 static_assert(!kTma || kContiguousKv || kPageSize % kBlockN == 0 || (kBlockN % kPageSize == 0 && kPageSize % 8 == 0),
               "TMA boxes hold whole pages of 8-row swizzle atoms or lie in one page (generator: validate_tma)");
 
@@ -256,7 +271,7 @@ SWAJIT_DEVICE void issue_warpgroup_scores(float (&scores)[kScoreFrags][4], u32 q
 typedef u32 PackedProbabilities[kBlockN / 16][4];
 SWAJIT_DEVICE void pack_probabilities(const float (&p)[kScoreFrags][4], PackedProbabilities& packed) {
 #pragma unroll
-  for (int step = 0; step < kBlockN / 16; ++step) probabilities_fragment(p, step, packed[step]);
+  for (int step = 0; step < kBlockN / 16; ++step) probabilities_fragment<kScoreFrags, MmaElem>(p, step, packed[step]);
 }
 
 // Issues (and commits) O[64 x kHeadDim] of this warpgroup's rows += P . V (`accumulate` false: O = P . V, whatever
@@ -314,6 +329,15 @@ struct BlockWork {
   SWAJIT_MEMBER int slot(int t) const { return first_tile + t; }
   SWAJIT_MEMBER u32 k_tile(int t) const { return k_smem + (slot(t) % kStages) * kTileBytes; }
   SWAJIT_MEMBER u32 v_tile(int t) const { return v_smem + (slot(t) % kStages) * kTileBytes; }
+  // 8-bit K/V (warp specialized): the staging slot of tile t's stored K (V: `values`) tile, after the V stages.
+  SWAJIT_MEMBER u32 staged_tile(int t, bool values) const {
+    return v_smem + kStages * kTileBytes + ((slot(t) % kStagedTiles) * 2 + values) * kStoredTileBytes;
+  }
+  // kF16Mma: producer warp `warp`'s maximum of |q * k_scale|, and the factor the item's scores take (its Q buffer's).
+  SWAJIT_MEMBER u32 q_maximum(int warp) const {
+    return v_smem + kStages * kTileBytes + kStagedTiles * 2 * kStoredTileBytes + 4 * warp;
+  }
+  SWAJIT_MEMBER u32 score_factor() const { return q_maximum(kProducerThreads / 32 + item % kQBuffers); }
 };
 
 // Threads that work through the items together: the block, or one role of a warp-specialized block (its own named
@@ -330,19 +354,31 @@ SWAJIT_DEVICE void load_tile(const PrefillParams& P, const BlockWork& w, int t, 
                w.ranges.tile_end(t), loader);
 }
 
+SWAJIT_DEVICE float ld_shared_f32(u32 addr) {
+  float v;
+  asm volatile("ld.shared.f32 %0, [%1];" : "=f"(v) : "r"(addr) : "memory");
+  return v;
+}
+SWAJIT_DEVICE void st_shared_f32(u32 addr, float v) { asm volatile("st.shared.f32 [%0], %1;" ::"r"(addr), "f"(v) : "memory"); }
+
+// The softmax scale of the item's scores: P.scale_log2, times (kF16Mma) the inverse of the power of 2 its Q took.
+SWAJIT_DEVICE float score_scale_log2(const PrefillParams& P, const BlockWork& w) {
+  return kF16Mma ? P.scale_log2 * ld_shared_f32(w.score_factor()) : P.scale_log2;
+}
+
 // The softmax of tile t for compute warp `warp`: whole tiles every query sees skip the mask arithmetic.
 SWAJIT_DEVICE void tile_softmax(const PrefillParams& P, const BlockWork& w, WarpState<kMTiles>& st,
                                 float (&scores)[kMTiles][kScoreFrags][4], int t, int warp, int lane,
                                 float (&rescale)[kMTiles][2]) {
   const int tile_begin = w.ranges.tile_begin(t), tile_end = w.ranges.tile_end(t);
   if (tile_fully_visible(tile_begin, tile_end, w.p_min, w.p_max, P.local_window, P.global_window)) {
-    online_softmax<false>(st, scores, P.scale_log2, lane, AllVisible(), rescale);
+    online_softmax<false>(st, scores, score_scale_log2(P, w), lane, AllVisible(), rescale);
   } else {
     const int warp_p = w.p_min + warp * kWarpRows;  // position of the warp's row 0
     const auto row_columns = [&](int r) {
       return visible_columns(warp_p + r, tile_begin, tile_end, P.local_window, P.global_window);
     };
-    online_softmax<true>(st, scores, P.scale_log2, lane, row_columns, rescale);
+    online_softmax<true>(st, scores, score_scale_log2(P, w), lane, row_columns, rescale);
   }
 }
 
@@ -405,6 +441,10 @@ SWAJIT_DEVICE void load_and_compute(const PrefillParams& P, const BlockWork& w, 
 // (t / kStages)-th time: that phase's parity. K and V have their own barriers so a stage's K is refilled as soon as
 // its Q.K^T is done, while its V may still be read by P.V: with one barrier a stage (K and V) came free only after
 // P.V, and at 2 stages the overlap variants (S(t+1) issued before the P.V of t) waited for every load uncovered.
+// Arrivals that fill a stage: one thread issues a tile's boxes (kTma), each widening warp's lane 0 (8-bit on TMA:
+// kWideningWarps per tensor), else every producer thread's copies.
+constexpr int kWideningWarps = 2;
+constexpr int kFullArrivals = kTma ? (kKvQuant != 0 ? kWideningWarps : 1) : kProducerThreads;
 struct Pipeline {
   u32 base;
   SWAJIT_MEMBER u32 full_k(int t) const { return base + 8 * (t % kStages); }
@@ -416,11 +456,23 @@ struct Pipeline {
   SWAJIT_MEMBER u32 q_empty(int item) const { return base + 8 * (4 * kStages + kQBuffers + item % kQBuffers); }
   SWAJIT_MEMBER static u32 parity(int t) { return (t / kStages) & 1; }
   SWAJIT_MEMBER static u32 q_parity(int item) { return (item / kQBuffers) & 1; }
+  // 8-bit K/V on TMA: tile t's stored K (V: `values`) bytes landed in its staging slot (staged), and the widening warp
+  // is done reading them (staging_free).
+  SWAJIT_MEMBER u32 staged(bool values, int t) const {
+    return base + 8 * (4 * kStages + 2 * kQBuffers + 2 * (t % kStagedTiles) + values);
+  }
+  SWAJIT_MEMBER u32 staging_free(bool values, int t) const {
+    return base + 8 * (4 * kStages + 2 * kQBuffers + 2 * kStagedTiles + 2 * (t % kStagedTiles) + values);
+  }
+  SWAJIT_MEMBER static u32 staged_parity(int t) { return (t / kStagedTiles) & 1; }
+  SWAJIT_MEMBER void wait_staging_free(bool values, int t) const {
+    if (t >= kStagedTiles) mbarrier_wait(staging_free(values, t), staged_parity(t - kStagedTiles));
+  }
 
   SWAJIT_MEMBER void init() const {
     for (int s = 0; s < kStages; ++s) {
-      mbarrier_init(full_k(s), kTma ? 1 : kProducerThreads);  // kTma: one thread issues a tile's boxes
-      mbarrier_init(full_v(s), kTma ? 1 : kProducerThreads);
+      mbarrier_init(full_k(s), kFullArrivals);
+      mbarrier_init(full_v(s), kFullArrivals);
       mbarrier_init(empty_k(s), kWarps);
       mbarrier_init(empty_v(s), kWarps);
     }
@@ -428,6 +480,12 @@ struct Pipeline {
       mbarrier_init(q_full(b), kProducerThreads);
       mbarrier_init(q_empty(b), kWarps);
     }
+    if constexpr (kTma && kKvQuant != 0)
+      for (int s = 0; s < kStagedTiles; ++s)
+        for (int values = 0; values < 2; ++values) {
+          mbarrier_init(staged(values, s), 1);        // the TMA warp's lane 0, with the tile's bytes
+          mbarrier_init(staging_free(values, s), kWideningWarps);  // each widening warp's lane 0
+        }
   }
   // Producer: before item `item`'s Q goes into its buffer, the item kQBuffers before it is done with it.
   SWAJIT_MEMBER void wait_q_empty(int item) const {
@@ -564,7 +622,7 @@ SWAJIT_DEVICE void issue_tile_boxes(const PrefillParams& P, const BlockWork& w, 
 // 16-byte chunk is zeroed whole, so the 128-byte swizzle (which permutes chunks within a row) does not matter.
 SWAJIT_DEVICE void zero_unwritten_v_rows(const WrittenTokens& written, u32 v_tile, int box_begin, int warpgroup,
                                           int thread_in_warpgroup) {
-  constexpr int kRowChunks = kWgmmaRowBytes / 16, kColumnBlocks = kHeadDim / kBoxChannels;
+  constexpr int kRowChunks = kWgmmaRowBytes / 16, kColumnBlocks = kHeadDim / (kWgmmaRowBytes / 2);  // 16-bit tile
   for (int i = thread_in_warpgroup; i < kBlockN * kColumnBlocks * kRowChunks; i += kWarpgroupThreads) {
     const int row = i / (kColumnBlocks * kRowChunks), block = i / kRowChunks % kColumnBlocks, chunk = i % kRowChunks;
     if (!written.contains(box_begin + row))
@@ -607,6 +665,116 @@ SWAJIT_DEVICE void producer_sync() {  // the producer warpgroup alone
   asm volatile("bar.sync %0, %1;" ::"n"(kProducerBarrier), "n"(kProducerThreads) : "memory");
 }
 
+// kF16Mma: producer thread `loader`'s chunks of the item's Q tile (landed as bf16) -> q * k_scale * 2^shift in fp16,
+// the item's power of 2 that brings max |q * k_scale| into [2^14, 2^15) (fp16's largest finite value is 65504): no
+// overflow, and small values keep fp16's precision; the scores take 2^-shift back in the softmax scale
+// (score_scale_log2). The whole producer warpgroup takes part (two barriers: the maxima are read by all before the
+// next item's overwrite them).
+SWAJIT_DEVICE void fold_k_scale_into_f16_q_tile(const PrefillParams& P, const BlockWork& w, int loader) {
+  const auto scaled_chunk = [&](int i, float (&v)[8]) {
+    unpack8(ld_shared_16(w.q_smem + QTile::offset_bytes(i / kChunks, i % kChunks)), v, Elem());
+#pragma unroll
+    for (int e = 0; e < 8; ++e) v[e] *= k_scale_at(P, w.kv_head, (i % kChunks) * 8 + e);
+  };
+  float maximum = 0.f;
+  for (int i = loader; i < kBlockM * kChunks; i += kProducerThreads) {
+    float v[8];
+    scaled_chunk(i, v);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) maximum = fmaxf(maximum, fabsf(v[e]));
+  }
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) maximum = fmaxf(maximum, __shfl_xor_sync(0xffffffffu, maximum, offset));
+  if (loader % 32 == 0) st_shared_f32(w.q_maximum(loader / 32), maximum);
+  producer_sync();
+  for (int warp = 0; warp < kProducerThreads / 32; ++warp) maximum = fmaxf(maximum, ld_shared_f32(w.q_maximum(warp)));
+  constexpr int kTargetExponent = 14, kMaxShift = 126;  // 2^14 <= max < 2^15; 2^(+-126): normal floats
+  const int exponent = int((__float_as_uint(maximum) >> 23) & 0xffu) - 127;  // max in [2^exponent, 2^(exponent + 1))
+  const int shift = maximum > 0.f ? max(-kMaxShift, min(kMaxShift, kTargetExponent - exponent)) : 0;
+  const float multiplier = __uint_as_float(u32(127 + shift) << 23);
+  for (int i = loader; i < kBlockM * kChunks; i += kProducerThreads) {
+    float v[8];
+    scaled_chunk(i, v);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) v[e] *= multiplier;
+    st_shared_16(w.q_smem + QTile::offset_bytes(i / kChunks, i % kChunks), pack8(v, fp16_tag()));
+  }
+  if (loader == 0) st_shared_f32(w.score_factor(), __uint_as_float(u32(127 - shift) << 23));
+  producer_sync();
+}
+
+// Chunks `thread`, thread + threads, ... of the staged tile (as the TMA engine landed it: 128-byte swizzled rows of
+// 128 channels, WgmmaTile's layout in bytes) -> the 16-bit stage tile (KvTile). `threads` is a multiple of the chunks
+// of a row, so a thread keeps one chunk column and steps down the rows (unsigned: no signed-division fixups in the
+// address math). One chunk at a time: within the producer's 56 registers the loop does not spill (loads of 2 or 4
+// chunks ahead did, ptxas 13), and its ALU work, not the load latency, sets its pace.
+SWAJIT_DEVICE void widen_staged_chunks(u32 staged, u32 widened, u32 thread, u32 threads) {
+  const u32 chunk = thread % kKvChunks;
+  for (u32 row = thread / kKvChunks; row < u32(kBlockN); row += threads / kKvChunks) {
+    const uint4 raw = ld_shared_16(staged + WgmmaTile<kBlockN>::offset_bytes(row, chunk));
+    st_shared_16(widened + KvTile::offset_bytes(row, 2 * chunk),
+                 make_uint4(widen_pair<0>(raw.x, KvElem(), MmaElem()), widen_pair<2>(raw.x, KvElem(), MmaElem()),
+                            widen_pair<0>(raw.y, KvElem(), MmaElem()), widen_pair<2>(raw.y, KvElem(), MmaElem())));
+    st_shared_16(widened + KvTile::offset_bytes(row, 2 * chunk + 1),
+                 make_uint4(widen_pair<0>(raw.z, KvElem(), MmaElem()), widen_pair<2>(raw.z, KvElem(), MmaElem()),
+                            widen_pair<0>(raw.w, KvElem(), MmaElem()), widen_pair<2>(raw.w, KvElem(), MmaElem())));
+  }
+}
+static_assert(kKvQuant == 0 || (kWideningWarps * 32) % kKvChunks == 0, "widening threads cover whole rows");
+
+// kTma: warps 0 and 1 of the producer widen the K tiles, warps 2 and 3 the V tiles (each warp every other row of
+// 16-byte chunks), and the first warp of each pair also moves its tensor's stored tiles by TMA into the staging slots,
+// kStagedTiles tiles ahead of the widening (within the item: the next item's first tiles are issued when the warps
+// reach it; the widened stages cover that gap). Two warps a tensor spread the widening's ALU work (SASS, d128: about
+// 66 instructions a 16-byte chunk widened to bf16, 15-30 to fp16) over all four schedulers of the SM, and K and V go
+// their own pace as in the 16-bit pipeline.
+// This is producer thread `loader`, lane `lane` of warp `half` of the pair that widens K (V: `values`), through the
+// item's tiles; the item's Q copies are in flight, and it folds the K scale into its chunks of them once the first
+// tiles are.
+SWAJIT_DEVICE void produce_widened_with_tma(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe,
+                                            bool values, int half, int lane, int loader) {
+  const PrefillTensorMap& map = values ? P.v_map : P.k_map;
+  const PrefillTensorMap& run_map = values ? P.v_run_map : P.k_run_map;
+  const auto stage_tile = [&](int t) {  // the pair's first warp: tile t's stored bytes into its staging slot
+    const int box_begin = w.ranges.tile_begin(t);
+    const TilePage pages = tile_page(P, w, box_begin, lane);  // before the wait: the lookups overlap it
+    const int slot = w.slot(t);
+    pipe.wait_staging_free(values, slot);
+    const u32 staged = pipe.staged(values, slot);
+    if (lane == 0) mbarrier_expect_tx(staged, kStoredTileBytes);
+    __syncwarp();
+    issue_tile_boxes(P, w, pages, map, run_map, w.staged_tile(t, values), box_begin, lane, staged);
+    __syncwarp();
+    if (lane == 0) mbarrier_arrive(staged);
+  };
+  if (half == 0)
+    for (int t = 0; t < min(kStagedTiles, w.tile_count); ++t) stage_tile(t);
+  cp_async_wait_all();  // this thread's Q chunks
+  if constexpr (kF16Mma)
+    fold_k_scale_into_f16_q_tile(P, w, loader);
+  else
+    fold_k_scale_into_q_tile<QTile, kBlockM>(P, w.q_smem, w.kv_head, loader, kProducerThreads);
+  fence_shared_for_async_proxy();
+  mbarrier_arrive(pipe.q_full(w.item));
+  for (int t = 0; t < w.tile_count; ++t) {
+    const int slot = w.slot(t);
+    mbarrier_wait(pipe.staged(values, slot), Pipeline::staged_parity(slot));
+    if (values)
+      pipe.wait_empty_v(slot);  // tile t - kStages is consumed
+    else
+      pipe.wait_empty_k(slot);
+    widen_staged_chunks(w.staged_tile(t, values), values ? w.v_tile(t) : w.k_tile(t), half * 32 + lane,
+                        kWideningWarps * 32);
+    fence_shared_for_async_proxy();  // this lane's generic-proxy stores, before the consumers' wgmmas read them
+    __syncwarp();
+    if (lane == 0) {
+      mbarrier_arrive(pipe.staging_free(values, slot));
+      mbarrier_arrive(values ? pipe.full_v(slot) : pipe.full_k(slot));
+    }
+    if (half == 0 && t + kStagedTiles < w.tile_count) stage_tile(t + kStagedTiles);
+  }
+}
+
 // The stored tiles of tile t land in staging buffer t % kStages: kStages - 1 tiles' copies stay in flight while the
 // producer widens one (one tile in flight was latency-bound: 0.66-0.68x of bf16, session 3).
 SWAJIT_DEVICE void produce_widened(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe, int loader) {
@@ -646,15 +814,19 @@ SWAJIT_DEVICE void produce_widened(const PrefillParams& P, const BlockWork& w, c
 }
 
 SWAJIT_DEVICE void produce(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe, int loader) {
-  if constexpr (kKvQuant != 0) {
+  if constexpr (kKvQuant != 0 && !kTma) {
     produce_widened(P, w, pipe, loader);
     return;
   }
   pipe.wait_q_empty(w.item);
   load_q_tile(P, w.q_smem, w.seq.q_begin + w.row0, w.rows, w.q_head, loader);
-  cp_async_arrive_on(pipe.q_full(w.item));
+  if constexpr (kKvQuant == 0) cp_async_arrive_on(pipe.q_full(w.item));  // 8-bit: after the K scale is folded in
   if constexpr (kTma) {
-    if (loader < 64) produce_with_tma(P, w, pipe, loader >= 32, loader % 32);  // warp 0: K, warp 1: V
+    const int warp = loader / 32;
+    if constexpr (kKvQuant != 0)
+      produce_widened_with_tma(P, w, pipe, warp >= kWideningWarps, warp % kWideningWarps, loader % 32, loader);
+    else if (loader < 64)
+      produce_with_tma(P, w, pipe, loader >= 32, loader % 32);  // warp 0: K, warp 1: V
     cp_async_wait_all();
     return;
   }

@@ -81,6 +81,29 @@ TEST_CASE("8-bit KV kernels compile for sm_90a and sm_80: prefill (wgmma and mma
       {"prefill_bf16_d128_contig_g4_local_kvint8", PrefillConfig{192, 64, 3, 1, true, 1, 1}},
       {"prefill_fp16_d128_p13_hnd_g2_local_global_kvfp8", PrefillConfig{128, 64, 2, 1, true, 1, 3}},
   };
+  // tma (sm_90a only): the stored tiles moved by TMA, widened in shared memory by producer warps
+  const auto kv8_tma = [](int bm, int bn, int mode) {
+    PrefillConfig c{bm, bn, 2, 1, true, 1, mode};
+    c.tma = c.persistent = true;
+    return c;
+  };
+  const Case tma_cases[] = {
+      {"prefill_bf16_d128_contig_g4_local_kvint8", kv8_tma(128, 128, 2)},
+      {"prefill_bf16_d128_p16_nhd_g4_local_kvfp8", kv8_tma(128, 128, 2)},
+      {"prefill_fp16_d256_p64_hnd_g8_local_attnsink_kvfp8", kv8_tma(64, 64, 2)},
+  };
+  PrefillConfig f16 = kv8_tma(128, 128, 2);
+  f16.f16_mma = true;  // bf16 q only
+  for (const char* key : {"prefill_bf16_d128_contig_g4_local_kvint8", "prefill_bf16_d128_p16_nhd_g4_local_attnsink_kvfp8"}) {
+    const GeneratedKernel k = generate_prefill_cuda(KernelSpec::from_key(key), f16);
+    INFO(k.cache_key);
+    CHECK(std::string(nvrtc::compile(k.source, k.cache_key + ".cu", "sm_90a").cubin.data(), 4) == "\x7f" "ELF");
+  }
+  for (const Case& c : tma_cases) {
+    const GeneratedKernel k = generate_prefill_cuda(KernelSpec::from_key(c.key), c.config);
+    INFO(k.cache_key);
+    CHECK(std::string(nvrtc::compile(k.source, k.cache_key + ".cu", "sm_90a").cubin.data(), 4) == "" "ELF");
+  }
   std::vector<GeneratedKernel> kernels;
   for (const Case& c : prefill_cases) kernels.push_back(generate_prefill_cuda(KernelSpec::from_key(c.key), c.config));
   kernels.push_back(generate_paged_decode_cuda(KernelSpec::from_key("paged_decode_fp16_d128_p16_hnd_q2_g4_local_kvfp8"), DecodeConfig{}));
@@ -244,6 +267,7 @@ TEST_CASE("the H200 default prefill config takes TMA wherever the check matrix's
     if (c.config) {  // forced: only has to be a config of its spec (the GPU check runs it)
       INFO(c.name << ": " << spec.key() << " " << c.config->key());
       CHECK_NOTHROW(c.config->validate(spec));
+      if (c.config->wgmma) CHECK(prefill_geometry(spec, *c.config).shared_bytes <= h200.max_shared_per_block_optin);
       continue;
     }
     const PrefillConfig config = heuristic_prefill_config(spec, h200);
@@ -251,7 +275,8 @@ TEST_CASE("the H200 default prefill config takes TMA wherever the check matrix's
     CHECK_NOTHROW(config.validate(spec));
     const bool boxes_fit = spec.is_contiguous_kv() || spec.page_size % config.block_n == 0 ||
                            (config.block_n % spec.page_size == 0 && spec.page_size % 8 == 0);
-    const bool tma_expected = spec.kv_quant == KvQuant::kNone && boxes_fit;  // head_dim 64, 128 and 256
+    // head_dim 64, 128 and 256; 8-bit K/V only where a row is whole 128-byte boxes (head_dim 128 and 256)
+    const bool tma_expected = (spec.kv_quant == KvQuant::kNone || spec.head_dim % 128 == 0) && boxes_fit;
     CHECK(config.tma == tma_expected);
     if (!config.tma) continue;
     ++tma_cases;

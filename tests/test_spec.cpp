@@ -258,8 +258,29 @@ TEST_CASE("prefill spec keys and configs round-trip; invalid ones are named") {
                        doctest::Contains("page_size = 13 and block_n = 64"), Error);
   CHECK_THROWS_WITH_AS(tma.validate(KernelSpec::from_key("prefill_bf16_d128_p4_nhd_g4_local")),
                        doctest::Contains("multiple of 8"), Error);
-  CHECK_THROWS_WITH_AS(tma.validate(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvfp8")),
-                       doctest::Contains("tma = true moves 16-bit K/V tiles"), Error);
+  // 8-bit K/V on TMA: boxes of whole 128-byte rows (head_dim 128 or 256), one staged (K, V) pair and its 4 barriers
+  CHECK_NOTHROW(tma.validate(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvfp8")));
+  CHECK_THROWS_WITH_AS(tma.validate(KernelSpec::from_key("prefill_bf16_d64_contig_g4_local_kvfp8")),
+                       doctest::Contains("needs head_dim a multiple of 128"), Error);
+  {
+    PrefillConfig kv8_tile{128, 128, 2, 1, true, 1, 2};
+    kv8_tile.tma = kv8_tile.persistent = true;
+    const PrefillGeometry g = prefill_geometry(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvint8"), kv8_tile);
+    CHECK(g.tile_bytes == 128 * 128 * 2);
+    CHECK(g.dequant_bytes == 2 * 128 * 128);
+    CHECK(g.barrier_bytes == (4 * 2 + 2 * 2 + 4) * 8);
+    CHECK(g.shared_bytes <= 227 * 1024);  // the H200's opt-in limit
+    PrefillConfig f16 = kv8_tile;
+    f16.f16_mma = true;
+    CHECK(f16.key() == "bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16");
+    CHECK(PrefillConfig::from_key(f16.key()) == f16);
+    CHECK(PrefillConfig::from_key("bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16_pr40").producer_registers == 40);
+    CHECK_NOTHROW(f16.validate(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvint8")));
+    CHECK_THROWS_WITH_AS(f16.validate(KernelSpec::from_key("prefill_fp16_d128_contig_g4_local_kvint8")),
+                         doctest::Contains("f16_mma = true needs"), Error);
+    CHECK_THROWS_WITH_AS(f16.validate(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local")),
+                         doctest::Contains("f16_mma = true needs"), Error);
+  }
   // 8-bit K/V, warp specialized: the stages hold widened 16-bit tiles, staged through the 8-bit pair area
   const KernelSpec int8_spec = KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvint8");
   CHECK_NOTHROW(ws.validate(int8_spec));

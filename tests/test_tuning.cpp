@@ -347,6 +347,20 @@ TEST_CASE("prefill: config JSON, buckets and the config space") {
   const auto paged7_space = prefill_config_space(paged7, true);
   CHECK(count_tma(paged7_space, false) > 0);
   CHECK(count_tma(paged7_space, true) == 0);
+  // 8-bit K/V: the TMA-widened configs are tuned where the boxes hold whole 128-byte rows (head_dim 128, not 64)
+  KernelSpec int8_spec = spec;
+  int8_spec.head_dim = 128;
+  int8_spec.kv_quant = KvQuant::kInt8;
+  const auto int8_space = prefill_config_space(int8_spec, true);
+  CHECK(count_tma(int8_space, true) == 2 * count_tma(int8_space, false));  // with and without f16_mma
+  CHECK(count_tma(int8_space, true, 2) == count_tma(int8_space, true));
+  const auto f16_count = [](const std::vector<PrefillConfig>& space) {
+    return std::count_if(space.begin(), space.end(), [](const PrefillConfig& c) { return c.f16_mma; });
+  };
+  CHECK(2 * f16_count(int8_space) == count_tma(int8_space, true) + count_tma(int8_space, true, 2));  // half of the TMA tiles
+  CHECK(f16_count(with) == 0);  // 16-bit K/V: no f16_mma
+  int8_spec.head_dim = 64;
+  CHECK(count_tma(prefill_config_space(int8_spec, true), true) == 0);
   const PrefillConfig ws{128, 64, 2, 1, true, 2, 2};
   CHECK(prefill_config_from_json(prefill_config_to_json(ws)) == ws);
   nlohmann::json old = prefill_config_to_json(c);  // written before warp_specialize existed
@@ -358,6 +372,10 @@ TEST_CASE("prefill: config JSON, buckets and the config space") {
   PrefillConfig persistent = tma;  // written only when set: records of other configs stay as they were
   persistent.persistent = true;
   CHECK(prefill_config_from_json(prefill_config_to_json(persistent)) == persistent);
+  PrefillConfig f16 = persistent;  // likewise written only when set
+  f16.f16_mma = true;
+  CHECK(prefill_config_from_json(prefill_config_to_json(f16)) == f16);
+  CHECK_FALSE(prefill_config_to_json(persistent).contains("f16_mma"));
   CHECK_FALSE(prefill_config_to_json(tma).contains("persistent"));
   PrefillConfig knobs = persistent;  // snake order and overlapped items: written only when set, like persistent
   knobs.snake_order = knobs.overlap_items = true;

@@ -25,7 +25,10 @@ int run_prefill_bench(const PrefillBenchOptions& o) {
               o.page_size > 0 ? ("paged (page " + std::to_string(o.page_size) + ", NHD" +
                                  (o.shuffled_pages ? ", pages shuffled)" : ", pages in order)")).c_str()
                               : "contiguous",
-              o.kv_quant == KvQuant::kNone ? "bf16" : std::string(to_string(o.kv_quant)).c_str(), o.reps);
+              o.kv_quant == KvQuant::kNone ? "bf16"
+              : o.per_tensor_scale         ? (std::string(to_string(o.kv_quant)) + " (per-tensor scale)").c_str()
+                                           : std::string(to_string(o.kv_quant)).c_str(),
+              o.reps);
   if (!o.q_lens.empty()) {
     std::printf("varlen: %zu sequences, each chunked after a cached prefix of %d tokens; q lengths", o.q_lens.size(),
                 o.prefix_len);
@@ -92,13 +95,15 @@ BenchVerb FamilyBench<PrefillConfig>::add_to(CLI::App& bench) {
   verb->add_option("--local-window", flags->options.local_window)->check(window_range())->capture_default_str();
   verb->add_option("--global-window", flags->options.global_window)->check(window_range())->capture_default_str();
   verb->add_option("--reps", flags->options.reps)->check(reps_range())->capture_default_str();
-  verb->add_option("--kv-quant", flags->kv_quant, "K/V storage: none | int8 | fp8 (per-channel scales; same FLOP count)")
+  verb->add_option("--kv-quant", flags->kv_quant, "K/V storage: none | int8 | fp8 (per-channel scales unless --per-tensor-scale; same FLOP count)")
       ->capture_default_str();
   verb->add_option("--matmul-tflops", flags->options.matmul_tflops,
                             "bf16 matmul rate measured in the same run, for the floor column")
       ->check(CLI::NonNegativeNumber);
   verb->add_option("--page-size", flags->options.page_size, "0: contiguous K/V; else a paged NHD cache of this page size")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
+  verb->add_flag("--per-tensor-scale", flags->options.per_tensor_scale,
+                 "8-bit K/V: one dequant scale per tensor (default: one per kv head and channel)");
   verb->add_flag("--shuffle-pages", flags->options.shuffled_pages,
                  "paged: each sequence's pages at random places of the cache (default: one after another)");
   verb->add_option("--q-lens", flags->options.q_lens, "varlen: query lengths of the sequences (replaces --seq and --batch)")

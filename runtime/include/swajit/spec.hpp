@@ -169,7 +169,8 @@ struct PrefillConfig {
   int warp_specialize = 0;
   // warp_specialize > 0 only: the producer moves K/V tiles with the TMA engine (cp.async.bulk.tensor against tensor
   // maps the host encodes, mbarrier transaction counts) instead of per-row cp.async gathers. Paged caches need
-  // page_size a multiple of block_n, or block_n a multiple of page_size with page_size a multiple of 8.
+  // page_size a multiple of block_n, or block_n a multiple of page_size with page_size a multiple of 8. 8-bit K/V
+  // (head_dim a multiple of 128): the stored bytes by TMA, widened to 16 bits in shared memory by two producer warps.
   bool tma = false;
   // tma only: a persistent grid of as many blocks as fit the device at once, each taking the work items (query tile,
   // q head, sequence) in the same longest-first order in turn; the producer loads the next item's Q (into a second
@@ -182,11 +183,16 @@ struct PrefillConfig {
   // persistent with warp_specialize 2 only: the consumers carry an item's last P.V into the next item, issued with its
   // first Q.K^T, so no item starts or ends with the tensor cores idle through a softmax (key suffix _ov)
   bool overlap_items = false;
+  // 8-bit K/V with tma and bf16 q only: both MMAs in fp16. The producer rescales each item's Q (times the K scale) by
+  // a power of 2 into fp16's range (the scores take the inverse in the softmax scale), K/V widen exactly to fp16 (1-2
+  // instructions a pair of values against 5-6 for bf16) and P is packed as fp16: fp16 holds Q and P with 3 more
+  // mantissa bits than bf16.
+  bool f16_mma = false;
   // warp_specialize > 0 only: the producer warpgroup's registers a thread after setmaxnreg (a multiple of 8, 24..56;
   // 0: the generator's 56, what the row gathers need without spilling); the consumers share out the rest.
   int producer_registers = 0;
 
-  std::string compile_key() const;  // e.g. "bm128_bn64_st2_mt1", "bm128_bn64_st2_mt1_wg_ws2_tma_pt_sn_ov_pr40_oc2" (flags: _wg, _ws<N>, _tma, _pt, _sn, _ov, _pr<N> and _oc<N> if set / > 0 / > 0 / > 1)
+  std::string compile_key() const;  // e.g. "bm128_bn64_st2_mt1", "bm128_bn64_st2_mt1_wg_ws2_tma_pt_sn_ov_f16_pr40_oc2" (flags: _wg, _ws<N>, _tma, _pt, _sn, _ov, _f16, _pr<N> and _oc<N> if set / > 0 / > 0 / > 1)
   std::string key() const { return compile_key(); }
   static PrefillConfig from_key(std::string_view key);
   void validate(const KernelSpec& spec) const;

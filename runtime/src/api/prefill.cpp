@@ -20,14 +20,14 @@ namespace {
 
 constexpr int64_t kMaxGridZ = 65535;       // CUDA's limit on gridDim.z (sequences)
 constexpr int64_t kMaxGridX = INT32_MAX;   // CUDA's limit on gridDim.x ((query tile, q head) pairs)
-constexpr int kTmaElementBytes = 2;  // the TMA producer moves 16-bit K/V only (8-bit K/V is widened per row)
 
 // One K/V tensor of the call as the TMA engine sees it (the page fields are set by the encoder).
 KvTensorView kv_view(const PrefillProblem& p, const void* base, int64_t stride_page, int64_t stride_token,
                      int64_t stride_head) {
   KvTensorView v;
   v.base = base, v.stride_page = stride_page, v.stride_token = stride_token, v.stride_head = stride_head;
-  v.element_bytes = kTmaElementBytes, v.bf16 = p.spec.dtype == DType::kBF16;
+  v.element_bytes = p.spec.kv_quant == KvQuant::kNone ? 2 : 1;  // 8-bit K/V: stored bytes (widened in shared memory)
+  v.bf16 = p.spec.dtype == DType::kBF16;
   v.head_dim = p.spec.head_dim, v.num_kv_heads = p.num_kv_heads;
   return v;
 }
@@ -195,9 +195,11 @@ PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo&
   // stages); with S(t+1) issued before the softmax of t (ws2) on a persistent grid it beat ws1 on every contiguous row
   // of session 5 run E (up to 1.11x) and tied on paged ones. Where TMA boxes cannot fill a 128-token tile, the
   // 64-token one with TMA; where the K/V cannot take TMA at
-  // all (pages like 7 tokens: PrefillConfig::validate_tma; strides: tma_layout_problem) and for 8-bit K/V (the
-  // producer widens row-gathered tiles: 339-355 TFLOP/s against 313-330 for the all-warps path, int8, run B) the
-  // 192-row row-gather config measured before TMA. The first that is a config of the spec and fits the device's
+  // all (pages like 7 tokens: PrefillConfig::validate_tma; strides: tma_layout_problem) the 192-row row-gather config
+  // measured before TMA. 8-bit K/V at head_dim 128 takes the same tiles, its stored bytes moved by TMA and widened in
+  // shared memory by producer warps, with bf16 q both MMAs in fp16 (f16_mma): session 7 run B3, kv 8, seq 8192 /
+  // 32768, int8 357.1 / 384.6 TFLOP/s and fp8 382.3 / 413.6 (0.65-0.71x of bf16's 552.1 / 580.2), against 303.5 /
+  // 324.1 and 314.6 / 335.5 widened to bf16 and 266-282 for the row-gather tile before (0.48-0.52x, run B). The first that is a config of the spec and fits the device's
   // shared memory wins. head_dim 64 on sm_90a where TMA applies: FA3's head_dim-64 tile, 192 rows (3 consumer
   // warpgroups) x 128 tokens, ws1 on the persistent grid (session 6 run B: 379.5 / 405.4 TFLOP/s at seq 8192 / 32768
   // against 300.7 / 309.7 for the wgmma oc2 config below; ws2 spills at 192 rows' 152 registers a consumer, and 128
@@ -227,8 +229,11 @@ PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo&
     candidates = {specialized(192, 128, 2, true, 1, true)};
   else if (spec.head_dim == 256)
     candidates = {specialized(128, 64, 2, true, 2)};
+  // 8-bit K/V (head_dim 128 and 256): the same TMA tiles, with bf16 q both MMAs in fp16 (fp16 q: they are already)
+  if (spec.kv_quant != KvQuant::kNone && spec.dtype == DType::kBF16)
+    for (PrefillConfig& c : candidates) c.f16_mma = c.tma;
   if (device.arch() == "sm_90a") {
-    const bool tma = tma_layout_ok && spec.kv_quant == KvQuant::kNone;
+    const bool tma = tma_layout_ok;  // runs_spec: 8-bit K/V needs head_dim % 128 == 0
     for (const PrefillConfig& candidate : candidates) {
       if (candidate.tma && !tma) continue;
       if (!runs_spec(candidate, spec)) continue;  // e.g. pages TMA boxes cannot fill

@@ -269,6 +269,52 @@ std::vector<PrefillCase> prefill_check_matrix() {
       c.config = wgmma(64, 64, 2); c.head_dim = 256; c.page_size = 16; c.q_lens = {17, 130}; c.kv_lens = {300, 1000};
       c.local_window = 1; c.global_window = 1;
     });
+    // tma: the stored 8-bit tiles moved by the TMA engine into a staging slot, widened in shared memory by two producer
+    // warps into the 16-bit stages (persistent: the stages, staging and barrier phases run on across items)
+    const auto kv8_tma = [&](int bm, int bn, int stages, int mode, bool persistent) {
+      PrefillConfig c = ws(bm, bn, stages, mode); c.tma = true; c.persistent = persistent; return c;
+    };
+    add_quantized("tma widened, persistent ws2 bm128 bn128 st2 (the d128 tile), empty and length-1 sequences, chunked", [&](PrefillCase& c) {
+      c.config = kv8_tma(128, 128, 2, 2, true); c.q_lens = {700, 0, 1, 70, 130}; c.kv_lens = {900, 0, 1, 300, 1000}; c.local_window = 500;
+    });
+    add_quantized("tma widened, persistent ws2 bm128 bn128 st2, per-tensor scale, paged NHD 16 shuffled, sinks, learned sinks", [&](PrefillCase& c) {
+      c.config = kv8_tma(128, 128, 2, 2, true); c.per_tensor_scale = true; c.page_size = 16; c.global_window = 3; c.sink_logits = true;
+    });
+    add_quantized("tma widened, persistent ws2 bm128 bn128 st2, paged NHD 16 in runs, fp16 q, window 1 + sink 1", [&](PrefillCase& c) {
+      c.config = kv8_tma(128, 128, 2, 2, true); c.page_size = 16; c.pages_in_runs = true; c.dtype = DType::kFP16;
+      c.local_window = 1; c.global_window = 1;
+    });
+    add_quantized("tma widened, ws1 bm192 bn64 st3, paged HND 256 (part of a page), strided, interleaved GQA, chunked", [&](PrefillCase& c) {
+      c.config = kv8_tma(192, 64, 3, 1, false); c.page_size = 256; c.kv_layout = KvLayout::kHND; c.strided = true;
+      c.gqa = GqaMapping::kInterleaved; c.q_lens = {100, 3}; c.kv_lens = {700, 260};
+    });
+    add_quantized("tma widened, persistent ws3 bm128 bn64 st3, ping-pong, group 16, long window, non-causal", [&](PrefillCase& c) {
+      c.config = kv8_tma(128, 64, 3, 3, true); c.group = 16; c.num_kv_heads = 1; c.q_lens = {1500, 5}; c.kv_lens = {2000, 400};
+      c.local_window = 1000; c.causal = false;
+    });
+    add_quantized("tma widened, persistent ws2 bm64 bn64 st2, head_dim 256, paged NHD 64, per-tensor scale, full causal", [&](PrefillCase& c) {
+      c.config = kv8_tma(64, 64, 2, 2, true); c.head_dim = 256; c.page_size = 64; c.per_tensor_scale = true;
+      c.q_lens = {600, 1}; c.kv_lens = {900, 33}; c.local_window = 0; c.global_window = 0;
+    });
+    // f16_mma (bf16 q): Q rescaled by a power of 2 per item into fp16, K/V widened to fp16, P in fp16
+    const auto kv8_f16 = [&](int bm, int bn, int stages, int mode) {
+      PrefillConfig c = kv8_tma(bm, bn, stages, mode, true); c.f16_mma = true; return c;
+    };
+    add_quantized("tma widened f16, persistent ws2 bm128 bn128 st2, empty and length-1 sequences, chunked, sinks", [&](PrefillCase& c) {
+      c.config = kv8_f16(128, 128, 2, 2); c.q_lens = {700, 0, 1, 70, 130}; c.kv_lens = {900, 0, 1, 300, 1000}; c.local_window = 500;
+      c.global_window = 3; c.sink_logits = true;
+    });
+    add_quantized("tma widened f16, persistent ws2 bm128 bn128 st2, per-tensor scale, paged NHD 16 shuffled, group 8", [&](PrefillCase& c) {
+      c.config = kv8_f16(128, 128, 2, 2); c.per_tensor_scale = true; c.page_size = 16; c.group = 8; c.num_kv_heads = 1;
+    });
+    add_quantized("tma widened f16, persistent ws3 bm128 bn64 st3, ping-pong, paged HND 64, strided, window 1 + sink 1", [&](PrefillCase& c) {
+      c.config = kv8_f16(128, 64, 3, 3); c.page_size = 64; c.kv_layout = KvLayout::kHND; c.strided = true;
+      c.local_window = 1; c.global_window = 1;
+    });
+    add_quantized("tma widened f16, persistent ws2 bm64 bn64 st2, head_dim 256, full causal", [&](PrefillCase& c) {
+      c.config = kv8_f16(64, 64, 2, 2); c.head_dim = 256; c.q_lens = {600, 1}; c.kv_lens = {900, 33};
+      c.local_window = 0; c.global_window = 0;
+    });
   }
   return cases;
 }

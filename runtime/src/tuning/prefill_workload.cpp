@@ -39,6 +39,7 @@ PrefillShape PrefillGrid::shape(int kv_heads, int seq_len) const {
   s.q_lens = q_lens;
   s.prefix_len = prefix_len;
   s.shuffled_pages = shuffled_pages;
+  s.per_tensor_scale = per_tensor_scale;
   return s;
 }
 
@@ -62,7 +63,7 @@ PrefillWorkload::PrefillWorkload(const PrefillShape& shape, int device, CUstream
   cu_shape_ = {batch + 1};
   table_shape_ = {batch, max_pages};
   lens_shape_ = {batch};
-  scale_shape_ = {hkv, D};
+  scale_shape_ = shape.per_tensor_scale ? std::vector<int64_t>{1} : std::vector<int64_t>{hkv, D};
   std::mt19937_64 rng(kSeed);
   std::uniform_real_distribution<float> dist(-1.f, 1.f);
   const auto random_bits = [&](size_t n, std::vector<uint16_t>& bits) {
@@ -88,7 +89,8 @@ PrefillWorkload::PrefillWorkload(const PrefillShape& shape, int device, CUstream
   random_bits(size_t(total) * hq * D, q_bits_);
   random_kv(size_t(total_kv) * hkv * D, k_store_);
   random_kv(size_t(total_kv) * hkv * D, v_store_);
-  if (shape.kv_quant != KvQuant::kNone) scales_ = half::varied_kv_scales(shape.kv_quant, size_t(hkv) * D);
+  if (shape.kv_quant != KvQuant::kNone)
+    scales_ = half::varied_kv_scales(shape.kv_quant, shape.per_tensor_scale ? 1 : size_t(hkv) * D);
   // Logical page g (of the sequences' pages, in order) lives in cache page place[g]; k_store_ / v_store_ keep the
   // logical order (what the reference reads), the cache gets each page at its place.
   std::vector<int> place(total_kv / page);

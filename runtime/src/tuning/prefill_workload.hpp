@@ -29,6 +29,7 @@ struct PrefillShape : AttentionCall {
   std::vector<int> q_lens;  // varlen: one entry per sequence (batch and seq_len unused)
   int prefix_len = 0;       // varlen: cached tokens before each sequence's queries
   bool shuffled_pages = false;  // paged: pages at random places of the cache, not one after another
+  bool per_tensor_scale = false;  // 8-bit K/V: one dequant scale per tensor (else one per kv head and channel)
   int sequences() const { return q_lens.empty() ? batch : int(q_lens.size()); }
   int q_len(int b) const { return q_lens.empty() ? seq_len : q_lens[b]; }
   int kv_len(int b) const { return q_lens.empty() ? seq_len : prefix_len + q_lens[b]; }
@@ -45,6 +46,7 @@ struct PrefillGrid {
   std::vector<int> q_lens;  // varlen rows instead of seq_lens (see PrefillShape)
   int prefix_len = 0;
   bool shuffled_pages = false;
+  bool per_tensor_scale = false;
   PrefillShape shape(int kv_heads, int seq_len) const;
 };
 

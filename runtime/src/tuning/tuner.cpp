@@ -395,16 +395,22 @@ std::vector<PrefillConfig> prefill_config_space(const KernelSpec& spec, bool wgm
             PrefillConfig c{block_m, block_n, stages, path == 1 ? 2 : 1, path >= 2, min_blocks, warp_specialize};
             if (c.wgmma && !wgmma_available) continue;
             // The specialized path twice: K/V rows gathered by cp.async, and tiles moved by TMA (the H200's default)
+            // (8-bit K/V with bf16 q: the TMA tiles once more with f16_mma, which only such specs take)
+            const auto add_with_f16 = [&](PrefillConfig config) {
+              add_if_valid(space, config, spec);
+              config.f16_mma = true;
+              add_if_valid(space, config, spec);
+            };
             for (bool tma : {false, true}) {
               if (tma && !warp_specialize) continue;
               c.tma = tma;
-              add_if_valid(space, c, spec);
+              add_with_f16(c);
             }
             if (c.tma) {
               PrefillConfig overlapped = c;
               overlapped.warp_specialize = 2;
               overlapped.persistent = true;
-              add_if_valid(space, overlapped, spec);
+              add_with_f16(overlapped);
             }
           }
   return space;
