@@ -246,10 +246,10 @@ TEST_CASE("sparse tuning: the config space, its keys and records, the presets an
   CHECK(mla_error(SparseDecodeConfig{.block_n = 64, .stages = 6, .mma = true, .mla = true, .warp_specialize = false},
                   sparse_decode_kernel_spec(mla)) == ErrorCode::kInvalidArgument);  // 6 stages: warp specialized only
   // The two-warpgroup kernel's schedule knob: copies two tiles ahead (the warp-specialized kernel always does).
-  const SparseDecodeConfig ahead{.block_n = 64, .stages = 2, .num_splits = 1, .mma = true, .mla = true, .copy_ahead = true};
-  CHECK(ahead.key() == "bn64_st2_mma_mla_ca_sp1");
-  CHECK(SparseDecodeConfig::from_key(ahead.key()) == ahead);
-  CHECK_NOTHROW(ahead.validate(sparse_decode_kernel_spec(mla)));
+  const SparseDecodeConfig copies_ahead{.block_n = 64, .stages = 2, .num_splits = 1, .mma = true, .mla = true, .copy_ahead = true};
+  CHECK(copies_ahead.key() == "bn64_st2_mma_mla_ca_sp1");
+  CHECK(SparseDecodeConfig::from_key(copies_ahead.key()) == copies_ahead);
+  CHECK_NOTHROW(copies_ahead.validate(sparse_decode_kernel_spec(mla)));
   CHECK(mla_error(SparseDecodeConfig{.block_n = 64, .stages = 2, .mma = true, .mla = true, .warp_specialize = true,
                                      .copy_ahead = true},
                   sparse_decode_kernel_spec(mla)) == ErrorCode::kInvalidArgument);
