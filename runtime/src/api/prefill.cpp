@@ -223,8 +223,10 @@ PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo&
     candidates = {specialized(128, 128, 2, true, 2, true), specialized(192, 64, 3, true), specialized(192, 64, 3, false)};
     // Paged: the consumers' block_table scan spills at 224 registers (51 local-memory instructions, 16 at 232); the
     // producer at 40 registers (232 for the consumers) measured 1.01 / 1.02x at seq 8192 / 32768 (session 7 run B3,
-    // pages in order; session 5: 1.02x shuffled).
-    if (!spec.is_contiguous_kv()) candidates[0].producer_registers = kPagedProducerRegisters;
+    // pages in order; session 5: 1.02x shuffled). 16-bit K/V only: 8-bit tiles are widened by the producer warps,
+    // which spill below their 56 registers (s7-prefill8).
+    if (!spec.is_contiguous_kv() && spec.kv_quant == KvQuant::kNone)
+      candidates[0].producer_registers = kPagedProducerRegisters;
   } else if (spec.head_dim == 64)
     candidates = {specialized(192, 128, 2, true, 1, true)};
   else if (spec.head_dim == 256)
