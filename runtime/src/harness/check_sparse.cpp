@@ -162,7 +162,7 @@ std::vector<SparseCase> sparse_check_matrix(DLDevice where) {
     return forced(c, config, kernel);
   };
   for (size_t i = 0; i < defaults; ++i) {
-    const SparseCase& base = cases[i];
+    const SparseCase base = cases[i];  // a copy: the pushes below may move the vector
     if (base.shared_kv && base.head_dim == 576) continue;  // the MLA kernel has its own prefetch (l2_prefetch)
     const KernelSpec spec = base.spec();
     const bool token_split = spec.group <= 16 && spec.head_dim_v <= 128;  // (SparseDecodeConfig::validate)
