@@ -113,6 +113,7 @@ std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, c
      << "constexpr bool kFusedMerge = " << flag(config.fused_merge) << ";  // split-KV: the last block of a (sequence, kv head) merges it\n"
      << "constexpr bool kPagesFirst = " << flag(config.pages_first) << ";  // cp.async loaders: a tile's block_table reads first\n"
      << "constexpr bool kPagesAhead = " << flag(config.pages_ahead) << ";  // every-warp loaders: ... a tile step ahead\n"
+     << "constexpr bool kEarlyTiles = " << flag(config.early_tiles) << ";  // producer warp: an item's first tiles before its Q wait\n"
      << "constexpr int kMinBlocks = " << config.min_blocks << ";  // blocks per SM the registers are capped for\n"
      << "constexpr bool kIntegerScores = " << flag(config.integer_scores) << ";  // int8 K: scores on the integer tensor cores\n"
      << "constexpr bool kDirectGrid = " << flag(config.direct_grid) << ";  // the kernel's grid: direct (else scheduled)\n"

@@ -263,15 +263,15 @@ bool KernelSpec::is_contiguous_kv() const { return family == KernelFamily::kPref
 
 std::string DecodeConfig::compile_key() const {
   return "bn" + std::to_string(block_n) + "_wn" + std::to_string(warps_n) + "_st" + std::to_string(stages) +
-         (producer > 0 ? "_pw" + std::to_string(producer) : "") + (fused_merge ? "_fm" : "") + (pages_first ? "_pf" : "") + (pages_ahead ? "_pa" : "") +
+         (producer > 0 ? "_pw" + std::to_string(producer) : "") + (fused_merge ? "_fm" : "") + (pages_first ? "_pf" : "") + (pages_ahead ? "_pa" : "") + (early_tiles ? "_et" : "") +
          (min_blocks > 1 ? "_oc" + std::to_string(min_blocks) : "") + (integer_scores ? "_is" : "") + (direct_grid ? "_dg" : "");
 }
 std::string DecodeConfig::key() const { return compile_key() + "_sp" + std::to_string(num_splits); }
 
 DecodeConfig DecodeConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
-  const std::string form = "bn<N>_wn<W>_st<S>[_pw<L>][_fm][_pf][_pa][_oc<B>][_is][_dg]_sp<P>";
-  if (parts.size() < 4 || parts.size() > 11)
+  const std::string form = "bn<N>_wn<W>_st<S>[_pw<L>][_fm][_pf][_pa][_et][_oc<B>][_is][_dg]_sp<P>";
+  if (parts.size() < 4 || parts.size() > 12)
     throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form " + form);
   DecodeConfig config;
   config.block_n = parse_prefixed_int(parts[0], "bn", "block_n", key);
@@ -283,6 +283,7 @@ DecodeConfig DecodeConfig::from_key(std::string_view key) {
   if (next + 1 < parts.size() && parts[next] == "fm") config.fused_merge = true, ++next;
   if (next + 1 < parts.size() && parts[next] == "pf") config.pages_first = true, ++next;
   if (next + 1 < parts.size() && parts[next] == "pa") config.pages_ahead = true, ++next;
+  if (next + 1 < parts.size() && parts[next] == "et") config.early_tiles = true, ++next;
   if (next + 1 < parts.size() && parts[next].rfind("oc", 0) == 0)
     config.min_blocks = parse_prefixed_int(parts[next++], "oc", "min_blocks", key);
   if (next + 1 < parts.size() && parts[next] == "is") config.integer_scores = true, ++next;
@@ -323,6 +324,8 @@ void DecodeConfig::validate(const KernelSpec& spec) const {
   if (pages_ahead && producer != kLoadersAllWarps)
     throw Error(ErrorCode::kInvalidArgument, "pages_ahead = true needs producer = 0 (every warp loading), got producer = " +
                                                  std::to_string(producer));
+  if (early_tiles && producer == kLoadersAllWarps)
+    throw Error(ErrorCode::kInvalidArgument, "early_tiles = true needs a producer warp (producer 1..4), got producer = 0");
   if (integer_scores && spec.kv_quant != KvQuant::kInt8)
     throw Error(ErrorCode::kInvalidArgument, "integer_scores = true needs an int8 K/V cache (kv_quant int8), got " +
                                                  spec.key());

@@ -306,12 +306,12 @@ SWAJIT_DEVICE void copy_tile_pages(const PagedDecodeParams& P, u32 k_tile, u32 v
   mbarrier_arrive(full);
 }
 
-// The producer warp: fills the stages with the block's tiles [first_tile, last_tile), each once the compute warps
-// released the tile kStages before it.
+// The producer warp: fills the stages with the item's tiles [from_tile, last_tile) (the item starts at first_tile),
+// each once the compute warps released the tile kStages before it.
 SWAJIT_DEVICE void produce_tiles(const PagedDecodeParams& P, const StageBarriers& barriers, u32 k_smem, u32 v_smem,
                                  const int* block_table_row, int b, int kv_head, const TileRanges& ranges,
-                                 int first_tile, int last_tile, int kv_len, int lane, bool& saw_bad_page) {
-  for (int t = first_tile; t < last_tile; ++t) {
+                                 int first_tile, int from_tile, int last_tile, int kv_len, int lane, bool& saw_bad_page) {
+  for (int t = from_tile; t < last_tile; ++t) {
     const int i = t - first_tile;
     if (i >= kStages) mbarrier_wait(barriers.empty(i), StageBarriers::parity(i - kStages));
     const u32 k_tile = k_smem + (i % kStages) * kTileBytes, v_tile = v_smem + (i % kStages) * kTileBytes;
@@ -835,6 +835,16 @@ SWAJIT_DEVICE void attend_item(const PagedDecodeParams& P, const DecodeWork& wor
   st.clear();
 
   QOperand q_frag;
+  const bool producer_warp = kProducer > 0 && warp == kWarps;
+  // kEarlyTiles: the producer issues the item's first kStages tiles (free stages: nothing to wait for) before the
+  // block waits for Q, so the first tile's latency passes with Q's instead of after it.
+  const int early_end = kEarlyTiles ? min(last_tile, first_tile + kStages) : first_tile;
+  if constexpr (kProducer > 0 && kEarlyTiles) {
+    __syncthreads();  // the stage barriers are initialized
+    if (producer_warp)
+      produce_tiles(P, barriers, k_smem, v_smem, block_table_row, b, kv_head, ranges, first_tile, first_tile, early_end,
+                    kv_len, lane, saw_bad_page);
+  }
   cp_async_wait<kProducer == 0 ? kStages - 1 : 0>();  // the Q group is complete
   __syncthreads();                                     // (and the stage barriers initialized)
   float score_scale = P.scale_log2;  // scores are <q, k> times this (log2 units)
@@ -845,7 +855,6 @@ SWAJIT_DEVICE void attend_item(const PagedDecodeParams& P, const DecodeWork& wor
     score_scale *= permute_q_and_fold_k_scale<kRowsPadded>(P, q_smem, kv_head);
     __syncthreads();
   }
-  const bool producer_warp = kProducer > 0 && warp == kWarps;
   if (!producer_warp) q_frag.load(q_smem, warp_m, lane);
 
   if constexpr (kProducer == 0) {
@@ -873,8 +882,8 @@ SWAJIT_DEVICE void attend_item(const PagedDecodeParams& P, const DecodeWork& wor
                          ranges, t, kv_len, warp_m, token0, lane, [] {});
     }
   } else if (producer_warp) {
-    produce_tiles(P, barriers, k_smem, v_smem, block_table_row, b, kv_head, ranges, first_tile, last_tile, kv_len, lane,
-                  saw_bad_page);
+    produce_tiles(P, barriers, k_smem, v_smem, block_table_row, b, kv_head, ranges, first_tile, early_end, last_tile,
+                  kv_len, lane, saw_bad_page);
   } else {
     for (int t = first_tile; t < last_tile; ++t) {
       const int i = t - first_tile, stage = i % kStages;

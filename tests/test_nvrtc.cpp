@@ -196,6 +196,33 @@ TEST_CASE("decode knob pages_ahead: compiles on sm_90a and sm_80 (page 1, 8-bit 
   }
 }
 
+TEST_CASE("decode knob early_tiles: compiles on sm_90a (every producer, 8-bit, head_dim 256), key round-trips, producer warps only") {
+  DecodeConfig early{32, 2, 3, 0, DecodeConfig::kProducerTma};
+  early.early_tiles = true;
+  CHECK(early.compile_key() == "bn32_wn2_st3_pw4_et");
+  CHECK(DecodeConfig::from_key(early.key()) == early);
+  DecodeConfig every_warp = early;
+  every_warp.producer = DecodeConfig::kLoadersAllWarps;
+  CHECK_THROWS_AS(every_warp.validate(KernelSpec::from_key("paged_decode_bf16_d128_p16_nhd_q1_g4_local")), Error);
+  if (!nvrtc::available()) return;
+  DecodeConfig early8 = early;
+  early8.block_n = 128;
+  early8.warps_n = 4;
+  early8.min_blocks = 2;
+  DecodeConfig bulk = early;
+  bulk.producer = DecodeConfig::kProducerBulkSplitKv;
+  const std::pair<const char*, DecodeConfig> cases[] = {
+      {"paged_decode_bf16_d256_p16_nhd_q1_g2_local", early},
+      {"paged_decode_bf16_d128_p16_nhd_q4_g4_local_attnsink_kvint8", early8},
+      {"paged_decode_fp16_d128_p7_hnd_q1_g4_local", bulk},
+  };
+  for (const auto& [key, config] : cases) {
+    const GeneratedKernel k = generate_paged_decode_cuda(KernelSpec::from_key(key), config);
+    INFO(k.cache_key);
+    CHECK(std::string(nvrtc::compile(k.source, k.cache_key + ".cu", "sm_90a").cubin.data(), 4) == "\x7f" "ELF");
+  }
+}
+
 // Every case of the decode check matrix carries a config that validates against its spec (or none: the heuristic's).
 TEST_CASE("decode check cases' configs are valid") {
   for (const DecodeCase& c : decode_check_matrix()) {

@@ -68,7 +68,7 @@ struct ConfigFlags {
   std::optional<int> block_m, block_n, warps_n, stages, num_splits, m_tiles, min_blocks, warp_specialize, producer,
       producer_registers;
   std::optional<bool> wgmma, tma, persistent, snake_order, overlap_items, mma, token_split, fused_merge, l2_prefetch, mla,
-      integer_scores, pages_first, pages_ahead, copy_ahead, score_ahead, split_scores, f16_mma;
+      integer_scores, pages_first, pages_ahead, early_tiles, copy_ahead, score_ahead, split_scores, f16_mma;
   void add_to(CLI::App& app) {
     app.add_option("--block-m", block_m, "prefill: query rows per block");
     app.add_option("--m-tiles", m_tiles, "prefill: 16-row mma tiles per warp (1 or 2)");
@@ -96,6 +96,8 @@ struct ConfigFlags {
                    "paged_decode, cp.async loaders: read a tile's block_table entries before checking any (true/false)");
     app.add_option("--pages-ahead", pages_ahead,
                    "paged_decode, every warp loading: read a tile's block_table entries a tile step before its copies (true/false)");
+    app.add_option("--early-tiles", early_tiles,
+                   "paged_decode, producer warp: issue an item's first tiles before the block waits for its Q tile (true/false)");
     app.add_option("--integer-scores", integer_scores,
                    "paged_decode, int8 K/V: the scores on the integer tensor cores, Q quantized per row to 14 bits (true/false)");
     app.add_option("--splits", num_splits, "split-KV work items per (sequence, kv head) on average; 0: from the grid's capacity (the heuristic's)");
@@ -115,7 +117,7 @@ struct ConfigFlags {
   bool any() const {
     return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || persistent ||
            snake_order || overlap_items || producer_registers || mma || producer || token_split || fused_merge || l2_prefetch || mla ||
-           integer_scores || pages_first || pages_ahead || copy_ahead || score_ahead || split_scores || l2_ahead || table_prefetch || f16_mma;
+           integer_scores || pages_first || pages_ahead || early_tiles || copy_ahead || score_ahead || split_scores || l2_ahead || table_prefetch || f16_mma;
   }
   // Flags given on top of `base`.
   DecodeConfig apply(DecodeConfig base) const {
@@ -128,6 +130,7 @@ struct ConfigFlags {
     if (integer_scores) base.integer_scores = *integer_scores;
     if (pages_first) base.pages_first = *pages_first;
     if (pages_ahead) base.pages_ahead = *pages_ahead;
+    if (early_tiles) base.early_tiles = *early_tiles;
     if (min_blocks) base.min_blocks = *min_blocks;
     return base;
   }

@@ -129,6 +129,10 @@ struct DecodeConfig {
   // Every-warp loaders only: a tile's block_table entries read a tile step before its copies (key suffix "_pa"), so
   // their latency passes during a tile's math (pages of one token: one entry, often a DRAM round trip, per row).
   bool pages_ahead = false;
+  // Producer-warp loaders only: the producer issues an item's first `stages` tiles before the block waits for its Q
+  // tile (key suffix "_et"), so the first tile's latency passes with Q's instead of after it (an item starts with one
+  // memory round trip, not two).
+  bool early_tiles = false;
   // Blocks per SM the kernel's registers are capped for (__launch_bounds__; key suffix "_oc<B>" when > 1): the
   // producer configs' compute path fits two blocks of 160 threads (168 registers, no spills) where the compiler
   // otherwise takes 240 and one block fills the SM's register file.

@@ -1,5 +1,5 @@
-// Decode check cases of the 8-bit KV knobs (DecodeConfig::integer_scores, pages_first, min_blocks), apart from
-// check_decode.cpp to keep each file short.
+// Decode check cases of the loader and 8-bit KV knobs (DecodeConfig::integer_scores, pages_first, pages_ahead,
+// early_tiles, min_blocks), apart from check_decode.cpp to keep each file short.
 #include "check.hpp"
 
 namespace swajit {
@@ -111,12 +111,38 @@ void add_pages_ahead_cases(const DecodeCaseAdder& add) {
   });
 }
 
+// An item's first tiles issued before the block waits for Q (DecodeConfig::early_tiles, producer warps): every
+// producer, items shorter than the pipeline (kv 0, 1, a window of a few tokens), the schedule's cut items and several
+// items a block, 8-bit (whose Q preparation has block barriers the producer joins late) and head_dim 256.
+void add_early_tiles_cases(const DecodeCaseAdder& add) {
+  const auto early = [](DecodeConfig config) { config.early_tiles = true; return config; };
+  add("early tiles, gemma 3 shape, head_dim 256, group 2, window 1024, producer 4 bn32 wn2 st3, capacity", [&](DecodeCase& c) {
+    c.head_dim = 256; c.group = 2; c.num_kv_heads = 4; c.global_window = 0; c.local_window = 1024;
+    c.seq_lens = {0, 1, 100, 1024, 1500, 2049, 3000, 4099};
+    c.config = early(DecodeConfig{32, 2, 3, DecodeConfig::kSplitsFromCapacity, DecodeConfig::kProducerTma});
+  });
+  for (KvQuant quant : {KvQuant::kInt8, KvQuant::kFp8E4M3}) {
+    const std::string kv = quant == KvQuant::kInt8 ? ", int8 KV" : ", fp8 KV";
+    add("early tiles" + kv + ", producer 4 oc2, q4, sinks, capacity", [&](DecodeCase& c) {
+      c.kv_quant = quant; c.q_seqlen = 4; c.sink_logits = true; c.seq_lens = {0, 4, 129, 1000, 4099}; c.local_window = 4096;
+      c.config = early(DecodeConfig{128, 4, 3, DecodeConfig::kSplitsFromCapacity, DecodeConfig::kProducerTma});
+      c.config->min_blocks = 2;
+    });
+  }
+  for (int producer : {DecodeConfig::kProducerCpAsync, DecodeConfig::kProducerBulk, DecodeConfig::kProducerBulkSplitKv})
+    add("early tiles, producer " + std::to_string(producer) + ", page_size 7, window 20, 3 splits", [&](DecodeCase& c) {
+      c.page_size = 7; c.seq_lens = {1, 2, 30, 95, 1000}; c.local_window = 20;
+      c.config = early(DecodeConfig{32, 2, 4, 3, producer});
+    });
+}
+
 }  // namespace
 
 void add_decode_knob_cases(const DecodeCaseAdder& add) {
   add_integer_score_cases(add);
   add_pages_first_cases(add);
   add_pages_ahead_cases(add);
+  add_early_tiles_cases(add);
 }
 
 }  // namespace swajit

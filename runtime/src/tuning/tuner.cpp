@@ -338,8 +338,10 @@ DecodeTuneReport tune_decode_shape(const DecodeShape& shape, const DeviceInfo& d
   if (std::find(space.begin(), space.end(), report.heuristic) == space.end()) space.push_back(report.heuristic);
   DecodeConfig pages_ahead = report.heuristic;  // the heuristic's tile with the other block_table read order
   pages_ahead.pages_ahead = !pages_ahead.pages_ahead;
-  if (runs_spec(pages_ahead, problem.spec) && std::find(space.begin(), space.end(), pages_ahead) == space.end())
-    space.push_back(pages_ahead);
+  DecodeConfig early_tiles = report.heuristic;  // ... and (a producer warp) with the other start of an item's loads
+  early_tiles.early_tiles = !early_tiles.early_tiles;
+  for (const DecodeConfig& knob : {pages_ahead, early_tiles})
+    if (runs_spec(knob, problem.spec) && std::find(space.begin(), space.end(), knob) == space.end()) space.push_back(knob);
 
   // Build every compile config in parallel, each for the grid its timed calls run (a module per grid: with_call_grid);
   // resources come from the compiled functions themselves.

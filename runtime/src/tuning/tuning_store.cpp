@@ -58,6 +58,7 @@ nlohmann::json decode_config_to_json(const DecodeConfig& c) {
   if (c.fused_merge) j["fused_merge"] = 1;            // and of the merge grid
   if (c.pages_first) j["pages_first"] = 1;            // and of the loaders' checks between reads
   if (c.pages_ahead) j["pages_ahead"] = 1;
+  if (c.early_tiles) j["early_tiles"] = 1;
   if (c.min_blocks > 1) j["min_blocks"] = c.min_blocks;  // and of uncapped registers
   if (c.integer_scores) j["integer_scores"] = 1;      // and of the widened int8 scores
   return j;
@@ -82,7 +83,7 @@ DecodeConfig decode_config_from_json(const nlohmann::json& j) {
     const std::pair<const char*, int*> min_blocks[] = {{"min_blocks", &c.min_blocks}};
     read_fields(j, min_blocks);
   }
-  for (auto [name, flag] : {std::pair<const char*, bool*>{"pages_first", &c.pages_first}, {"pages_ahead", &c.pages_ahead}, {"integer_scores", &c.integer_scores}}) {
+  for (auto [name, flag] : {std::pair<const char*, bool*>{"pages_first", &c.pages_first}, {"pages_ahead", &c.pages_ahead}, {"early_tiles", &c.early_tiles}, {"integer_scores", &c.integer_scores}}) {
     if (!j.contains(name)) continue;  // records written before the knob: off
     int value = 0;
     const std::pair<const char*, int*> field[] = {{name, &value}};
