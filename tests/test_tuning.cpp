@@ -165,6 +165,19 @@ TEST_CASE("one device-derived decode rule gives the measured winners on the H100
   CHECK(int8_gathers.producer == DecodeConfig::kLoadersAllWarps);
   CHECK(int8_gathers.min_blocks == 1);
   CHECK(heuristic_decode_config(gemma_d256, kH200, 8 * 16) == every_warp(gemma_wide));
+  // fp8: every warp loading; half the tokens over half the warp columns once the pairs fill those blocks uncut
+  // (session 8 run B: b128 271.5 against 285.1 us; b32, 256 pairs on 528 slots, 83.6 against 79.9).
+  KernelSpec mistral_fp8 = mistral;
+  mistral_fp8.kv_quant = KvQuant::kFp8E4M3;
+  DecodeConfig fp8_wide{128, 4, 3, kCapacity}, fp8_narrow{64, 2, 3, kCapacity};
+  for (DecodeConfig* c : {&fp8_wide, &fp8_narrow}) c->pages_first = c->pages_ahead = true;
+  CHECK(heuristic_decode_config(mistral_fp8, kH200, 32 * 8) == fp8_wide);
+  CHECK(heuristic_decode_config(mistral_fp8, kH200, 64 * 8) == fp8_narrow);
+  CHECK(heuristic_decode_config(mistral_fp8, kH200, 128 * 8) == fp8_narrow);
+  KernelSpec mistral_fp8_q4 = mistral_fp8;
+  mistral_fp8_q4.q_seqlen = 4;
+  CHECK(heuristic_decode_config(mistral_fp8_q4, kH200, 256 * 8) == fp8_narrow);
+  CHECK(heuristic_decode_config(mistral_fp8_q4, kH200, 32 * 8) == fp8_wide);
 
   // H100 (3.1 TB/s read): the default already streams the floor (tuned 2026-11-22: bn64_wn4_st3_sp1 at 92-96% of
   // it at batch 32 and 128), so the same pairs keep it.
@@ -598,6 +611,7 @@ TEST_CASE("every decode config path gives a valid config (later knobs at their d
   knobs.pages_first = true;
   knobs.integer_scores = true;
   knobs.pages_ahead = true;
+  knobs.early_tiles = true;
   CHECK(decode_config_from_json(decode_config_to_json(knobs)) == knobs);
   const DecodeConfig old_record = decode_config_from_json(nlohmann::json::parse(R"({"block_n": 64, "warps_n": 4, "stages": 3, "num_splits": 0})"));
   CHECK(old_record == DecodeConfig{64, 4, 3, 0});

@@ -4,9 +4,10 @@
 # its floor (KV bytes the window reads over the read bandwidth measured in the same process; 8-bit: 1 byte an
 # element) for the default (heuristic) config, tiles and knobs forced, and BASE (session 7's final binary,
 # .carry/mainJ, beside the carry folder).
-# Usage (binaries from tools/bench/prepare_gpu_carry.sh):  gpu_kv8.sh CARRY_DIR LOG_DIR [sweep|final]
-# `sweep` (session 8 run B): ncu of one fp8 b32 q4 call and the tiles tried for each row; without it (the final
-# run): check, then the rows' default against BASE.
+# Usage (binaries from tools/bench/prepare_gpu_carry.sh):  gpu_kv8.sh CARRY_DIR LOG_DIR [sweep|confirm|final]
+# `sweep` (session 8 run B): ncu of one fp8 b32 q4 call and the tiles tried for each row; `confirm` (run B2): the new
+# fp8 default against BASE, int8's tiles, ncu of Gemma 3 b128; without either (the final run): check, then the rows'
+# default against BASE.
 set -uo pipefail
 carry=$(cd "${1:-.carry}" && pwd) logs=${2:-${OUT:-/tmp/swajit-out}} mode=${3:-final}
 here=$(cd "$(dirname "$0")" && pwd) root=$PWD
@@ -20,7 +21,9 @@ step() { echo; echo "==== $* ($(( $(date +%s) - start ))s into the script)"; }
 limited() { timeout 45 "$@"; }  # a hung kernel (an mbarrier never completing) costs at most this long per command
 
 step "check: the Gemma 3 and fp8-default cases (final: every fp8 case and the pages-ahead ones)"
-filters=("gemma 3 shape" "fp8 default" "early tiles")
+filters=("gemma 3 shape" "fp8 default")
+[ "$mode" = sweep ] && filters+=("early tiles")
+[ "$mode" = confirm ] && filters+=("pages ahead, fp8" "fp8 KV, page_size" "early tiles, int8")
 [ "$mode" = final ] && filters+=("pages ahead" "fp8 KV")  # every fp8 case
 for filter in "${filters[@]}"; do
   limited "$swajit" check --device cuda --filter "$filter" >> "$logs/kv8_check.log" 2>&1
@@ -68,6 +71,32 @@ if [ "$mode" = sweep ]; then
   row=(--kv-len 32768 --q-seqlen 1,4 --reps 15 --kv-quant int8)
   bench int8_default "$swajit" --batch 32,128  # TMA pages, min_blocks 2
   bench int8_allwarps_ahead "$swajit" --batch 32,128 --block-n 128 --warps-n 4 --stages 3 "${ahead[@]}"
+fi
+
+# Run B2 of session 8 (`confirm`): the new fp8 default (bn64 wn2 st3 once 2 x pairs exceed its resident blocks: b64
+# and up) against BASE in the same run; int8's tiles at b128 (every warp loading on the same halved tile; TMA pages
+# halved, registers capped for 3 blocks; the producer's early tiles); ncu of one Gemma 3 b128 call (why every d256
+# tile stopped at 91% in run B).
+if [ "$mode" = confirm ]; then
+  fp8=(--kv-len 32768 --q-seqlen 1,4 --reps 15 --kv-quant fp8)
+  int8=(--kv-len 32768 --q-seqlen 1,4 --reps 15 --kv-quant int8)
+  ahead=(--splits 0 --pages-first true --pages-ahead true)
+  row=("${fp8[@]}")
+  bench fp8_default "$swajit" --batch 32,64,128,256
+  bench fp8_base "$base" --batch 64,128,256
+  bench fp8_sinks_default "$swajit" --batch 128 --sink-logits
+  bench fp8_bn64_wn2_st4 "$swajit" --batch 128 --block-n 64 --warps-n 2 --stages 4 "${ahead[@]}"
+  row=("${int8[@]}")
+  bench int8_default "$swajit" --batch 32,128
+  bench int8_early "$swajit" --batch 32,128 --block-n 128 --warps-n 4 --stages 3 --producer 4 --min-blocks 2 --splits 0 --early-tiles true
+  bench int8_allwarps_bn64 "$swajit" --batch 128 --block-n 64 --warps-n 2 --stages 3 "${ahead[@]}"
+  bench int8_tma_bn64_oc3 "$swajit" --batch 128 --block-n 64 --warps-n 2 --stages 3 --producer 4 --min-blocks 3 --splits 0
+  step "ncu: one Gemma 3 b128 call (the default: TMA pages bn32 wn2 st3)"
+  timeout 40 ncu --section SpeedOfLight --section WarpStateStats --section MemoryWorkloadAnalysis \
+    --section ComputeWorkloadAnalysis --print-details all --launch-count 1 -k regex:paged_decode "$swajit" bench decode \
+    --batch 128 --num-q-heads 32 --num-kv-heads 16 --head-dim 256 --local-window 1024 --kv-len 32768 --q-seqlen 1 \
+    --reps 1 --no-verify > "$logs/ncu_gemma_b128.log" 2>&1
+  grep -E "Duration|Throughput|Issue Slots|Executed Ipc|Stall|stall|Warp Cycles|SM Frequency" "$logs/ncu_gemma_b128.log" | head -40
 fi
 
 # The final run: the issue's rows on the defaults, then BASE (session 7's final binary) on the same rows. Session 7

@@ -170,12 +170,25 @@ DecodeConfig narrow_tile(const KernelSpec& spec, const DecodeConfig& wide, int p
 // before checking any (pages_first: fp8 303.8, int8 326.1). integer_scores stays off: level at q1, 8% slower at q4
 // beside the TMA pages. Since session 7 the every-warp loaders also read each tile's entries a tile step ahead
 // (pages_ahead), and fp8 keeps them: run B2, b32 / b128 q1 79.8 / 288.0 us, q4 87.5 / 312.2 against the TMA pages'
-// 84.0 / 291.2 and 90.1 / 312.3. int8 (two instructions a pair to widen in the compute warps, not measured that way)
-// keeps the TMA pages.
-DecodeConfig with_kv8_knobs(const KernelSpec& spec, DecodeConfig config, const DeviceInfo& device) {
+// 84.0 / 291.2 and 90.1 / 312.3. int8 keeps the TMA pages (session 8 run B: every warp loading b32 / b128 q1 86.8 /
+// 309.9 us against 86.3 / 301.2).
+// Every-warp 8-bit tiles take half the tokens over half the warp columns (the same 32 tokens a warp) where the pairs
+// fill that tile's blocks without the schedule cutting any (2 x pairs > its resident blocks): twice the blocks an SM,
+// the same bytes in flight. fp8 b128 q1 / q4 271.5 / 285.8 us against 285.1 / 304.0 (84% -> 88% of the halved
+// floor; session 8 run B); at b32 (256 pairs, 528 slots) it cut every pair and lost, 83.6 / 92.3 against 79.9 / 85.9.
+// Measured at head_dim 128 (head_dim 256's 8-bit tile keeps the 16-bit width, 16 tokens a warp: not measured halved).
+DecodeConfig with_kv8_knobs(const KernelSpec& spec, DecodeConfig config, const DeviceInfo& device, int64_t sequence_heads) {
   config.pages_first = true;
   config.pages_ahead = true;
-  if (device.cc_major < 9 || spec.kv_quant == KvQuant::kFp8E4M3) return config;
+  if (device.cc_major < 9 || spec.kv_quant == KvQuant::kFp8E4M3) {
+    DecodeConfig narrow = config;
+    narrow.block_n = config.block_n / 2;
+    narrow.warps_n = config.warps_n / 2;
+    const int64_t narrow_slots = int64_t(resident_blocks(spec, narrow, device)) * device.sm_count;
+    const bool filled = sequence_heads > 0 && 2 * sequence_heads > narrow_slots;
+    const bool measured = spec.head_dim <= 128;
+    return measured && config.warps_n >= 2 && runs_spec(narrow, spec) && narrow_slots > 0 && filled ? narrow : config;
+  }
   DecodeConfig tma = config;
   tma.producer = DecodeConfig::kProducerTma;
   tma.pages_ahead = false;  // an every-warp loader's knob
@@ -225,7 +238,7 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& d
   const auto for_layout = [&](const DecodeConfig& c) {
     return tma_layout_ok || c.producer != DecodeConfig::kProducerTma ? c : without_tma_pages(spec, c);
   };
-  if (spec.kv_quant != KvQuant::kNone) return for_layout(with_kv8_knobs(spec, wide, device));
+  if (spec.kv_quant != KvQuant::kNone) return for_layout(with_kv8_knobs(spec, wide, device, sequence_heads));
   if (sequence_heads <= 0) return with_pages_ahead(wide);
   const MemorySystem memory = memory_system(device);
   // Pairs too short for the work schedule to cut (the default's tiles decide, as for the capacity rule's direct
