@@ -128,15 +128,18 @@ struct AllVisible {
 // VisibleColumns of row r (0 .. 16 * kMTiles - 1) of the warp over its columns (0 .. 8 * kFrags - 1); only asked
 // when kMasked, once per row the lane holds.
 // The scale (> 0, so it commutes with max) is applied once per row to the max and fused into each exponent's FMA.
-template <bool kMasked, int kMTiles, int kFrags, class RowColumns>
+// kLiveHalves 1: rows 8..15 of each row tile are padding (a decode block of at most 8 rows): their scores are left as
+// they are (rescale 1), which spares a quarter of the tile's softmax instructions; their outputs are never read.
+template <bool kMasked, int kLiveHalves = 2, int kMTiles, int kFrags, class RowColumns>
 SWAJIT_DEVICE void online_softmax(WarpState<kMTiles>& st, float (&scores)[kMTiles][kFrags][4], float scale_log2,
                                   int lane, RowColumns row_columns, float (&rescale)[kMTiles][2]) {
+  static_assert(kLiveHalves == 1 || kLiveHalves == 2, "rows 0..7, or all 16 rows of a row tile");
 #pragma unroll
   for (int m = 0; m < kMTiles; ++m) {
     float tile_max[2] = {SWAJIT_NEG_INF, SWAJIT_NEG_INF};
     if constexpr (kMasked) {
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {  // one row's bounds live at a time: few registers
+      for (int h = 0; h < kLiveHalves; ++h) {  // one row's bounds live at a time: few registers
         const VisibleColumns columns = row_columns(m * 16 + lane / 4 + h * 8);
 #pragma unroll
         for (int f = 0; f < kFrags; ++f)
@@ -148,11 +151,12 @@ SWAJIT_DEVICE void online_softmax(WarpState<kMTiles>& st, float (&scores)[kMTile
 #pragma unroll
     for (int f = 0; f < kFrags; ++f) {
 #pragma unroll
-      for (int c = 0; c < 4; ++c) tile_max[c / 2] = fmaxf(tile_max[c / 2], scores[m][f][c]);
+      for (int c = 0; c < 2 * kLiveHalves; ++c) tile_max[c / 2] = fmaxf(tile_max[c / 2], scores[m][f][c]);
     }
-    float reference[2];
+    float reference[2] = {0.f, 0.f};
+    rescale[m][1] = 1.f;  // (kLiveHalves 1: the padding rows')
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
+    for (int h = 0; h < kLiveHalves; ++h) {
       const float new_max = fmaxf(st.row_max[m][h], quad_max(tile_max[h]) * scale_log2);
       reference[h] = new_max == SWAJIT_NEG_INF ? 0.f : new_max;
       rescale[m][h] = fast_exp2(st.row_max[m][h] - reference[h]);
@@ -162,7 +166,7 @@ SWAJIT_DEVICE void online_softmax(WarpState<kMTiles>& st, float (&scores)[kMTile
 #pragma unroll
     for (int f = 0; f < kFrags; ++f) {
 #pragma unroll
-      for (int c = 0; c < 4; ++c) {
+      for (int c = 0; c < 2 * kLiveHalves; ++c) {
         scores[m][f][c] = fast_exp2(fmaf(scores[m][f][c], scale_log2, -reference[c / 2]));
         st.row_sum[m][c / 2] += scores[m][f][c];
       }
@@ -221,11 +225,11 @@ SWAJIT_DEVICE void accumulate_pv(WarpState<kMTiles>& st, const float (&p)[kMTile
 }
 
 // Both steps for one tile (V stored in VLayout).
-template <bool kMasked, class VLayout = RowTile, int kMTiles, int kFrags, class RowColumns>
+template <bool kMasked, class VLayout = RowTile, int kLiveHalves = 2, int kMTiles, int kFrags, class RowColumns>
 SWAJIT_DEVICE void softmax_and_accumulate(WarpState<kMTiles>& st, float (&scores)[kMTiles][kFrags][4], float scale_log2,
                                           u32 v_smem, int token0, int lane, RowColumns row_columns) {
   float rescale[kMTiles][2];
-  online_softmax<kMasked>(st, scores, scale_log2, lane, row_columns, rescale);
+  online_softmax<kMasked, kLiveHalves>(st, scores, scale_log2, lane, row_columns, rescale);
   rescale_output(st, rescale);
   accumulate_pv<kMTiles, kFrags, VLayout>(st, scores, v_smem, token0, lane);
 }

@@ -43,6 +43,8 @@ constexpr int kTokensPerWarp = kBlockN / kWarpsN;       // tokens of each tile o
 constexpr int kScoreFrags = kTokensPerWarp / 8;        // 16x8 score fragments per warp and tile
 
 static_assert(kTokensPerWarp % 16 == 0, "each warp needs whole k16 steps of tokens");
+// Rows 8..15 of the one row tile are padding when the block has at most 8 rows: the softmax skips them.
+constexpr int kLiveHalves = kRows <= 8 ? 1 : 2;
 
 // Shared memory (sizes from the prelude): the Q tile (kQBytes), then kStages K tiles and kStages V tiles
 // (kTileBytes each, as stored: 8-bit caches stay 8-bit). After the
@@ -353,14 +355,14 @@ SWAJIT_DEVICE void attend_tile(WarpState<1>& st, const QOp& q_frag, float score_
     if constexpr (kIntegerScores) tile_scores_int8(scores, q_frag, q_smem, k_tile, warp_m, token0, lane);
     else tile_scores_kv8(scores, q_frag, q_smem, k_tile, warp_m, token0, lane);
     float rescale[1][2];
-    online_softmax<kMasked>(st, scores, score_scale, lane, row_columns, rescale);
+    online_softmax<kMasked, kLiveHalves>(st, scores, score_scale, lane, row_columns, rescale);
     rescale_output(st, rescale);
     before_v();
     accumulate_pv_kv8(st, scores, v_tile, token0, lane);
   } else {
     tile_scores<1, kScoreFrags, KvTile>(scores, q_frag, q_smem, k_tile, warp_m, token0, lane);
     before_v();
-    softmax_and_accumulate<kMasked, KvTile>(st, scores, score_scale, v_tile, token0, lane, row_columns);
+    softmax_and_accumulate<kMasked, KvTile, kLiveHalves>(st, scores, score_scale, v_tile, token0, lane, row_columns);
   }
 }
 
