@@ -23,7 +23,7 @@ limited() { timeout 45 "$@"; }  # a hung kernel (an mbarrier never completing) c
 step "check: the Gemma 3 and fp8-default cases (final: every fp8 case and the pages-ahead ones)"
 filters=("gemma 3 shape" "fp8 default")
 [ "$mode" = sweep ] && filters+=("early tiles")
-[ "$mode" = confirm ] && filters+=("pages ahead" "page_size" "early tiles, int8")
+[ "$mode" = confirm ] && filters+=("pages ahead" "early tiles, int8")
 [ "$mode" = final ] && filters+=("pages ahead" "fp8 KV")  # every fp8 case
 for filter in "${filters[@]}"; do
   limited "$swajit" check --device cuda --filter "$filter" >> "$logs/kv8_check.log" 2>&1
@@ -75,7 +75,7 @@ fi
 
 # Run B2 of session 8 (`confirm`): the new fp8 default (bn64 wn2 st3 once 2 x pairs exceed its resident blocks: b64
 # and up) against BASE in the same run; int8's tiles at b128 (every warp loading on the same halved tile; TMA pages
-# halved, registers capped for 3 blocks; the producer's early tiles); ncu of one Gemma 3 b128 call (why every d256
+# the producer's early tiles); ncu of one Gemma 3 b128 call (why every d256
 # tile stopped at 91% in run B).
 if [ "$mode" = confirm ]; then
   fp8=(--kv-len 32768 --q-seqlen 1,4 --reps 15 --kv-quant fp8)
@@ -90,7 +90,6 @@ if [ "$mode" = confirm ]; then
   bench int8_default "$swajit" --batch 32,128
   bench int8_early "$swajit" --batch 32,128 --block-n 128 --warps-n 4 --stages 3 --producer 4 --min-blocks 2 --splits 0 --early-tiles true
   bench int8_allwarps_bn64 "$swajit" --batch 128 --block-n 64 --warps-n 2 --stages 3 "${ahead[@]}"
-  bench int8_tma_bn64_oc3 "$swajit" --batch 128 --block-n 64 --warps-n 2 --stages 3 --producer 4 --min-blocks 3 --splits 0
   step "ncu: one Gemma 3 b128 call (the default: TMA pages bn32 wn2 st3)"
   timeout 40 ncu --section SpeedOfLight --section WarpStateStats --section MemoryWorkloadAnalysis \
     --section ComputeWorkloadAnalysis --print-details all --launch-count 1 -k regex:paged_decode "$swajit" bench decode \
