@@ -170,6 +170,17 @@ TEST_CASE("decode knobs: integer int8 scores and pages-first loads compile on sm
   }
 }
 
+// Each (spec key, config) generated and compiled by NVRTC for every arch listed: an ELF cubin.
+void check_decode_compiles(std::initializer_list<std::pair<const char*, DecodeConfig>> cases,
+                           std::initializer_list<const char*> archs) {
+  for (const auto& [key, config] : cases) {
+    const GeneratedKernel k = generate_paged_decode_cuda(KernelSpec::from_key(key), config);
+    INFO(k.cache_key);
+    for (const char* arch : archs)
+      CHECK(std::string(nvrtc::compile(k.source, k.cache_key + ".cu", arch).cubin.data(), 4) == "\x7f" "ELF");
+  }
+}
+
 TEST_CASE("decode knob pages_ahead: compiles on sm_90a and sm_80 (page 1, 8-bit and 16-bit), key round-trips, every-warp loaders only") {
   DecodeConfig ahead{64, 4, 3, 0};
   ahead.pages_ahead = true;
@@ -183,17 +194,10 @@ TEST_CASE("decode knob pages_ahead: compiles on sm_90a and sm_80 (page 1, 8-bit 
   if (!nvrtc::available()) return;
   DecodeConfig ahead8 = ahead;
   ahead8.block_n = 128;
-  const std::pair<const char*, DecodeConfig> cases[] = {
-      {"paged_decode_bf16_d128_p1_nhd_q1_g4_local", ahead},
-      {"paged_decode_bf16_d128_p1_nhd_q4_g4_local_attnsink_kvfp8", ahead8},
-      {"paged_decode_fp16_d256_p7_hnd_q1_g2_local", both},
-  };
-  for (const auto& [key, config] : cases) {
-    const GeneratedKernel k = generate_paged_decode_cuda(KernelSpec::from_key(key), config);
-    INFO(k.cache_key);
-    for (const char* arch : {"sm_90a", "sm_80"})
-      CHECK(std::string(nvrtc::compile(k.source, k.cache_key + ".cu", arch).cubin.data(), 4) == "\x7f" "ELF");
-  }
+  check_decode_compiles({{"paged_decode_bf16_d128_p1_nhd_q1_g4_local", ahead},
+                         {"paged_decode_bf16_d128_p1_nhd_q4_g4_local_attnsink_kvfp8", ahead8},
+                         {"paged_decode_fp16_d256_p7_hnd_q1_g2_local", both}},
+                        {"sm_90a", "sm_80"});
 }
 
 TEST_CASE("decode knob early_tiles: compiles on sm_90a (every producer, 8-bit, head_dim 256), key round-trips, producer warps only") {
@@ -211,16 +215,10 @@ TEST_CASE("decode knob early_tiles: compiles on sm_90a (every producer, 8-bit, h
   early8.min_blocks = 2;
   DecodeConfig bulk = early;
   bulk.producer = DecodeConfig::kProducerBulkSplitKv;
-  const std::pair<const char*, DecodeConfig> cases[] = {
-      {"paged_decode_bf16_d256_p16_nhd_q1_g2_local", early},
-      {"paged_decode_bf16_d128_p16_nhd_q4_g4_local_attnsink_kvint8", early8},
-      {"paged_decode_fp16_d128_p7_hnd_q1_g4_local", bulk},
-  };
-  for (const auto& [key, config] : cases) {
-    const GeneratedKernel k = generate_paged_decode_cuda(KernelSpec::from_key(key), config);
-    INFO(k.cache_key);
-    CHECK(std::string(nvrtc::compile(k.source, k.cache_key + ".cu", "sm_90a").cubin.data(), 4) == "\x7f" "ELF");
-  }
+  check_decode_compiles({{"paged_decode_bf16_d256_p16_nhd_q1_g2_local", early},
+                         {"paged_decode_bf16_d128_p16_nhd_q4_g4_local_attnsink_kvint8", early8},
+                         {"paged_decode_fp16_d128_p7_hnd_q1_g4_local", bulk}},
+                        {"sm_90a"});
 }
 
 // Every case of the decode check matrix carries a config that validates against its spec (or none: the heuristic's).
