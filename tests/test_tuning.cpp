@@ -158,15 +158,16 @@ TEST_CASE("one device-derived decode rule gives the measured winners on the H100
   CHECK(heuristic_decode_config(gemma_page_7, kH200, 32 * 16) == DecodeConfig{32, 2, 3, kCapacity, kBulk});
   // Caches the TMA engine cannot read (paged_decode.cpp: decode_tma_layout_problem) keep the row copies too.
   CHECK(heuristic_decode_config(gemma_d256, kH200, 32 * 16, 0, /*tma_layout_ok=*/false) == DecodeConfig{32, 2, 3, kCapacity, kBulk});
-  KernelSpec mistral_int8 = mistral;  // 8-bit: TMA pages where TMA reads the caches, else every warp loading
+  KernelSpec mistral_int8 = mistral;  // int8: TMA pages where TMA reads the caches, else every warp loading
   mistral_int8.kv_quant = KvQuant::kInt8;
-  CHECK(heuristic_decode_config(mistral_int8, kH200, 128 * 8).producer == kTma);
-  const DecodeConfig int8_gathers = heuristic_decode_config(mistral_int8, kH200, 128 * 8, 0, /*tma_layout_ok=*/false);
+  CHECK(heuristic_decode_config(mistral_int8, kH200, 32 * 8).producer == kTma);
+  const DecodeConfig int8_gathers = heuristic_decode_config(mistral_int8, kH200, 32 * 8, 0, /*tma_layout_ok=*/false);
   CHECK(int8_gathers.producer == DecodeConfig::kLoadersAllWarps);
   CHECK(int8_gathers.min_blocks == 1);
   CHECK(heuristic_decode_config(gemma_d256, kH200, 8 * 16) == every_warp(gemma_wide));
-  // fp8: every warp loading; half the tokens over half the warp columns once the pairs fill those blocks uncut
-  // (session 8 run B: b128 271.5 against 285.1 us; b32, 256 pairs on 528 slots, 83.6 against 79.9).
+  // fp8: every warp loading; half the tokens over half the warp columns once the pairs fill those blocks uncut, int8
+  // too (session 8 runs B / B2: fp8 b128 269.8 against 284.7 us, int8 295.1 against its TMA pages' 301.3; fp8 b32,
+  // 256 pairs on 528 slots, 83.6 against 79.9).
   KernelSpec mistral_fp8 = mistral;
   mistral_fp8.kv_quant = KvQuant::kFp8E4M3;
   DecodeConfig fp8_wide{128, 4, 3, kCapacity}, fp8_narrow{64, 2, 3, kCapacity};
@@ -178,6 +179,7 @@ TEST_CASE("one device-derived decode rule gives the measured winners on the H100
   mistral_fp8_q4.q_seqlen = 4;
   CHECK(heuristic_decode_config(mistral_fp8_q4, kH200, 256 * 8) == fp8_narrow);
   CHECK(heuristic_decode_config(mistral_fp8_q4, kH200, 32 * 8) == fp8_wide);
+  CHECK(heuristic_decode_config(mistral_int8, kH200, 128 * 8) == fp8_narrow);
 
   // H100 (3.1 TB/s read): the default already streams the floor (tuned 2026-11-22: bn64_wn4_st3_sp1 at 92-96% of
   // it at batch 32 and 128), so the same pairs keep it.
@@ -594,9 +596,12 @@ TEST_CASE("every decode config path gives a valid config (later knobs at their d
         const DecodeConfig on_device = heuristic_decode_config(spec, test::kH200, 1024, 4096);
         CHECK(decode_geometry(spec, on_device).shared_bytes <= test::kH200.max_shared_per_block_optin);  // it fits
         CHECK(on_device.pages_first == (quant != KvQuant::kNone));
-        // 8-bit: int8 on TMA pages at head_dim 128; fp8 every warp loading, a tile step ahead (session 7 run B2).
-        if (quant == KvQuant::kInt8 && d == 128) CHECK(on_device.producer == DecodeConfig::kProducerTma);
-        if (quant == KvQuant::kFp8E4M3) CHECK(on_device.producer == DecodeConfig::kLoadersAllWarps);
+        // 8-bit at 1024 pairs: every warp loading, a tile step ahead (session 7 run B2), the halved tile up to head_dim
+        // 128 (session 8); int8 at 64 pairs on TMA pages at head_dim 128.
+        if (quant != KvQuant::kNone) CHECK(on_device.producer == DecodeConfig::kLoadersAllWarps);
+        if (quant != KvQuant::kNone && d <= 128) CHECK(on_device.block_n == heuristic_decode_config(spec, test::kH200).block_n / 2);
+        if (quant == KvQuant::kInt8 && d == 128)
+          CHECK(heuristic_decode_config(spec, test::kH200, 64, 4096).producer == DecodeConfig::kProducerTma);
         CHECK(on_device.pages_ahead == (on_device.producer == DecodeConfig::kLoadersAllWarps));
         CHECK_NOTHROW(without_tma_pages(spec, on_device).validate(spec));
         CHECK(!on_device.integer_scores);

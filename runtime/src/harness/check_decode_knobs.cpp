@@ -93,11 +93,14 @@ void add_pages_ahead_cases(const DecodeCaseAdder& add) {
     c.local_window = 4096; c.config = ahead(DecodeConfig{128, 4, 3, DecodeConfig::kSplitsFromCapacity});
     c.config->pages_first = true;
   });
-  add("pages ahead, fp8 KV, page 16, pages first, bn64 wn2 st3 (the fp8 default from 64 sequences), q4, sinks, capacity", [&](DecodeCase& c) {
-    c.kv_quant = KvQuant::kFp8E4M3; c.q_seqlen = 4; c.sink_logits = true; c.seq_lens = {0, 4, 129, 1000, 4099, 5000};
-    c.local_window = 4096; c.config = ahead(DecodeConfig{64, 2, 3, DecodeConfig::kSplitsFromCapacity});
-    c.config->pages_first = true;
-  });
+  for (KvQuant quant : {KvQuant::kInt8, KvQuant::kFp8E4M3})
+    add(std::string("pages ahead, ") + (quant == KvQuant::kInt8 ? "int8" : "fp8") +
+            " KV, page 16, pages first, bn64 wn2 st3 (the 8-bit default from 64 sequences), q4, sinks, capacity",
+        [&](DecodeCase& c) {
+          c.kv_quant = quant; c.q_seqlen = 4; c.sink_logits = true; c.seq_lens = {0, 4, 129, 1000, 4099, 5000};
+          c.local_window = 4096; c.config = ahead(DecodeConfig{64, 2, 3, DecodeConfig::kSplitsFromCapacity});
+          c.config->pages_first = true;
+        });
   add("pages ahead, page 1, head_dim 256, group 2, window 1024, capacity", [&](DecodeCase& c) {
     c.head_dim = 256; c.group = 2; c.page_size = 1; c.seq_lens = {3, 1100, 2500}; c.local_window = 1024;
     c.config = ahead(DecodeConfig{32, 2, 3, DecodeConfig::kSplitsFromCapacity});

@@ -170,25 +170,25 @@ DecodeConfig narrow_tile(const KernelSpec& spec, const DecodeConfig& wide, int p
 // before checking any (pages_first: fp8 303.8, int8 326.1). integer_scores stays off: level at q1, 8% slower at q4
 // beside the TMA pages. Since session 7 the every-warp loaders also read each tile's entries a tile step ahead
 // (pages_ahead), and fp8 keeps them: run B2, b32 / b128 q1 79.8 / 288.0 us, q4 87.5 / 312.2 against the TMA pages'
-// 84.0 / 291.2 and 90.1 / 312.3. int8 keeps the TMA pages (session 8 run B: every warp loading b32 / b128 q1 86.8 /
-// 309.9 us against 86.3 / 301.2).
+// 84.0 / 291.2 and 90.1 / 312.3. Where the pairs fill it (below), every warp loading the halved tile beats both.
 // Every-warp 8-bit tiles take half the tokens over half the warp columns (the same 32 tokens a warp) where the pairs
 // fill that tile's blocks without the schedule cutting any (2 x pairs > its resident blocks): twice the blocks an SM,
-// the same bytes in flight. fp8 b128 q1 / q4 271.5 / 285.8 us against 285.1 / 304.0 (84% -> 88% of the halved
-// floor; session 8 run B); at b32 (256 pairs, 528 slots) it cut every pair and lost, 83.6 / 92.3 against 79.9 / 85.9.
-// Measured at head_dim 128 (head_dim 256's 8-bit tile keeps the 16-bit width, 16 tokens a warp: not measured halved).
+// the same bytes in flight. Session 8 runs B / B2, b128 q1 / q4: fp8 269.8 / 286.7 us against 284.7 / 305.0 for
+// session 7's default (b64 140.7 against 148.8, b256 525.8 against 555.5: 5-6%), int8 295.1 / 314.0 against its TMA
+// pages' 301.3 / 318.0. At b32 (256 pairs, 528 slots) the halved tile cut every pair and lost (fp8 83.6 / 92.3 against
+// 79.9 / 85.9), and int8 keeps the TMA pages there (every warp loading 86.8 against 86.3). Measured at head_dim 128
+// (head_dim 256's 8-bit tile keeps the 16-bit width, 16 tokens a warp: not measured halved).
 DecodeConfig with_kv8_knobs(const KernelSpec& spec, DecodeConfig config, const DeviceInfo& device, int64_t sequence_heads) {
   config.pages_first = true;
   config.pages_ahead = true;
-  if (device.cc_major < 9 || spec.kv_quant == KvQuant::kFp8E4M3) {
-    DecodeConfig narrow = config;
-    narrow.block_n = config.block_n / 2;
-    narrow.warps_n = config.warps_n / 2;
-    const int64_t narrow_slots = int64_t(resident_blocks(spec, narrow, device)) * device.sm_count;
-    const bool filled = sequence_heads > 0 && 2 * sequence_heads > narrow_slots;
-    const bool measured = spec.head_dim <= 128;
-    return measured && config.warps_n >= 2 && runs_spec(narrow, spec) && narrow_slots > 0 && filled ? narrow : config;
-  }
+  DecodeConfig narrow = config;
+  narrow.block_n = config.block_n / 2;
+  narrow.warps_n = config.warps_n / 2;
+  const int64_t narrow_slots = int64_t(resident_blocks(spec, narrow, device)) * device.sm_count;
+  const bool filled = sequence_heads > 0 && 2 * sequence_heads > narrow_slots;
+  const bool measured = spec.head_dim <= 128;
+  if (measured && config.warps_n >= 2 && runs_spec(narrow, spec) && narrow_slots > 0 && filled) return narrow;
+  if (device.cc_major < 9 || spec.kv_quant == KvQuant::kFp8E4M3) return config;
   DecodeConfig tma = config;
   tma.producer = DecodeConfig::kProducerTma;
   tma.pages_ahead = false;  // an every-warp loader's knob
