@@ -20,11 +20,11 @@ failed="" start=$(date +%s)
 step() { echo; echo "==== $* ($(( $(date +%s) - start ))s into the script)"; }
 limited() { timeout 45 "$@"; }  # a hung kernel (an mbarrier never completing) costs at most this long per command
 
-step "check: the Gemma 3 and fp8-default cases (final: every fp8 case and the pages-ahead ones)"
+step "check: the Gemma 3 and fp8-default cases (final: the pages-ahead ones, 8-bit defaults among them, and early tiles)"
 filters=("gemma 3 shape" "fp8 default")
 [ "$mode" = sweep ] && filters+=("early tiles")
 [ "$mode" = confirm ] && filters+=("pages ahead" "early tiles, int8")
-[ "$mode" = final ] && filters+=("pages ahead" "fp8 KV")  # every fp8 case
+[ "$mode" = final ] && filters+=("pages ahead" "early tiles")  # (with the 8-bit defaults' tiles)
 for filter in "${filters[@]}"; do
   limited "$swajit" check --device cuda --filter "$filter" >> "$logs/kv8_check.log" 2>&1
   rc=$?
@@ -104,21 +104,22 @@ if [ "$mode" = confirm ]; then
   grep -E "Duration|Throughput|Issue Slots|Executed Ipc|Stall|stall|Warp Cycles|SM Frequency" "$logs/ncu_gemma_b128.log" | head -40
 fi
 
-# The final run: the issue's rows on the defaults, then BASE (session 7's final binary) on the same rows. Session 7
-# (call 1 / run B3): fp8 q1 / q4 b32 80.1 / 85.9, b128 285.3 / 304.6, b256 556.3 / 594.5 us (FlashInfer fp8 116.3 /
-# 414.8 / 805.8); Gemma 3 b1 / b8 / b32 / b128 / b256 11.6 / 46.1 / 143.3 / 530.0 / 1030.4 (FlashInfer 17.5 / 49.3 /
-# 149.6 / 513.0 / 987.9).
+# The final run: the issue's rows on the defaults, then BASE (session 7's final binary) on some of them. Session 8
+# run B2 (s8-kv8 at 8ec6b0e), fp8 q1 / q4: b32 79.3 / 86.5, b64 140.7 / 151.1, b128 269.8 / 286.7, b256 525.8 / 557.6
+# us (76% / 70%, 85% / 80%, 89% / 84%, 91% / 87% of the halved floor; BASE b128 284.7 / 305.0); FlashInfer fp8
+# (session 7 call 1) b32 / b128 / b256 116.3 / 414.8 / 805.8. int8 b128 (every warp, halved tile) 295.1 / 314.0.
+# Gemma 3 (run B) b128 / b256 527.4 / 1031.5 (FlashInfer 513.0 / 987.9).
 if [ "$mode" = final ]; then
   fp8=(--kv-len 32768 --q-seqlen 1,4 --reps 15 --kv-quant fp8)
   int8=(--kv-len 32768 --q-seqlen 1,4 --reps 15 --kv-quant int8)
   gemma=(--num-q-heads 32 --num-kv-heads 16 --head-dim 256 --local-window 1024 --kv-len 32768 --q-seqlen 1 --reps 15)
-  row=("${fp8[@]}"); bench fp8_default "$swajit" --batch 32,128,256
-  row=("${fp8[@]}"); bench fp8_sinks_default "$swajit" --batch 32 --sink-logits
-  row=("${int8[@]}"); bench int8_default "$swajit" --batch 32,128
+  row=("${fp8[@]}"); bench fp8_default "$swajit" --batch 32,64,128,256
+  row=("${fp8[@]}"); bench fp8_sinks_default "$swajit" --batch 32,128 --sink-logits
+  row=("${int8[@]}"); bench int8_default "$swajit" --batch 32,128,256
   row=("${gemma[@]}"); bench gemma_default "$swajit" --batch 1,8,32,128,256
   row=("${fp8[@]}"); bench fp8_base "$base" --batch 32,128
-  row=("${int8[@]}"); bench int8_base "$base" --batch 32,128
-  row=("${gemma[@]}"); bench gemma_base "$base" --batch 128,256
+  row=("${int8[@]}"); bench int8_base "$base" --batch 128
+  row=("${gemma[@]}"); bench gemma_base "$base" --batch 128
 fi
 echo "==== done in $(( $(date +%s) - start )) s"
 [ -z "$failed" ]
