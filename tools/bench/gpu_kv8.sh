@@ -20,11 +20,11 @@ failed="" start=$(date +%s)
 step() { echo; echo "==== $* ($(( $(date +%s) - start ))s into the script)"; }
 limited() { timeout 45 "$@"; }  # a hung kernel (an mbarrier never completing) costs at most this long per command
 
-step "check: the Gemma 3 and fp8-default cases (final: the pages-ahead ones, 8-bit defaults among them, and early tiles)"
+step "check: the Gemma 3 and fp8-default cases (final: the pages-ahead ones, 8-bit defaults among them, early tiles, blocks of 8 rows)"
 filters=("gemma 3 shape" "fp8 default")
 [ "$mode" = sweep ] && filters+=("early tiles")
 [ "$mode" = confirm ] && filters+=("pages ahead" "early tiles, int8")
-[ "$mode" = final ] && filters+=("pages ahead" "early tiles")  # (with the 8-bit defaults' tiles)
+[ "$mode" = final ] && filters+=("pages ahead" "early tiles" "padding rows")  # (with the 8-bit defaults' tiles)
 for filter in "${filters[@]}"; do
   limited "$swajit" check --device cuda --filter "$filter" >> "$logs/kv8_check.log" 2>&1
   rc=$?

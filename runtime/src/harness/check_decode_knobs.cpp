@@ -144,9 +144,23 @@ void add_early_tiles_cases(const DecodeCaseAdder& add) {
     });
 }
 
+// Blocks of exactly 8 rows, whose softmax skips the padding half of their row tile (attention_tile.cuh, kLiveHalves):
+// q1 x group 8 and q2 x group 4, masked window edges, sinks, a fully masked row (kv 0), 16-bit and 8-bit caches.
+void add_padding_row_cases(const DecodeCaseAdder& add) {
+  for (KvQuant quant : {KvQuant::kNone, KvQuant::kFp8E4M3})
+    for (int q_seqlen : {1, 2}) {
+      const std::string kv = quant == KvQuant::kNone ? "" : ", fp8 KV";
+      add("padding rows, 8 rows (q" + std::to_string(q_seqlen) + ")" + kv + ", sinks, window 300, capacity", [&](DecodeCase& c) {
+        c.kv_quant = quant; c.q_seqlen = q_seqlen; c.group = 8 / q_seqlen; c.sink_logits = true;
+        c.seq_lens = {0, 2, 77, 300, 1000}; c.local_window = 300;
+      });
+    }
+}
+
 }  // namespace
 
 void add_decode_knob_cases(const DecodeCaseAdder& add) {
+  add_padding_row_cases(add);
   add_integer_score_cases(add);
   add_pages_first_cases(add);
   add_pages_ahead_cases(add);
