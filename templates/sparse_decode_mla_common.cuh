@@ -24,6 +24,8 @@ constexpr int kCopyPasses = kBlockN / kRowsPerPass;                 // ... and h
 constexpr u32 kSwizzleRowBytes = 128, kSwizzleAtomBytes = 8 * kSwizzleRowBytes;  // WgmmaTile: 8 rows of 128 bytes
 constexpr u32 kKStepBytes = 16 * 2;                                              // 16 elements of 2 bytes
 constexpr int kColumnsPerSwizzleBlock = 64;
+// A latent tile's last 64 columns (past V's), which only S reads: free scratch in its stage once S is computed.
+constexpr u32 kRopeBlockOffset = (kHeadDim / kColumnsPerSwizzleBlock - 1) * kBlockN * kSwizzleRowBytes;
 typedef WgmmaTile<kQRows> QTile;
 typedef WgmmaTile<kBlockN> LatentTile;
 static_assert(kSharedKv && kKvQuant == 0 && kHeadDimV % (kColumnWarpgroups * kColumnsPerSwizzleBlock) == 0,
@@ -147,6 +149,50 @@ SWAJIT_DEVICE void online_softmax_step(float (&scores)[kFrags][4], const float (
   }
 }
 
+// The tile's raw scores of this thread's fragments scaled (log2 units) plus each candidate's bias (fragment n, element
+// e: row rows[e / 2], token kFirstToken + 8 n + 2 (lane % 4) + e % 2 of the tile), and the rows' maxima over them
+// (over this thread's tokens only: the caller reduces across the quad).
+template <int kFrags>
+SWAJIT_DEVICE void scale_and_bias_scores(float (&scores)[kFrags][4], const float* tile_biases, float scale_log2, int lane,
+                                         float (&tile_max)[2]) {
+  tile_max[0] = tile_max[1] = SWAJIT_NEG_INF;
+#pragma unroll
+  for (int n = 0; n < kFrags; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      scores[n][e] = scores[n][e] * scale_log2 + tile_biases[8 * n + 2 * (lane % 4) + e % 2];
+      tile_max[e / 2] = fmaxf(tile_max[e / 2], scores[n][e]);
+    }
+}
+
+// A thread's P fragments (one uint4 per k16 step, as wgmma A fragments) to and from an exchange in shared memory.
+template <int kSteps>
+SWAJIT_DEVICE void store_probs(uint4* exchange, const u32 (&probs)[kSteps][4]) {
+#pragma unroll
+  for (int step = 0; step < kSteps; ++step) exchange[step] = make_uint4(probs[step][0], probs[step][1], probs[step][2], probs[step][3]);
+}
+template <int kSteps>
+SWAJIT_DEVICE void load_probs(const uint4* exchange, u32 (&probs)[kSteps][4]) {
+#pragma unroll
+  for (int step = 0; step < kSteps; ++step) {
+    const uint4 p = exchange[step];
+    probs[step][0] = p.x;
+    probs[step][1] = p.y;
+    probs[step][2] = p.z;
+    probs[step][3] = p.w;
+  }
+}
+
+// O *= the rows' rescale factors (accumulator elements 2 h + {0, 1} of each fragment are row h's). The rows' maxima
+// settle after the first tiles: the 128 multiplies are skipped when none of the warp's rows moved (rescale exactly 1).
+SWAJIT_DEVICE void rescale_output(float (&out)[kWarpgroupOutFrags][4], const float (&rescale)[2]) {
+  if (!__any_sync(0xffffffffu, rescale[0] != 1.f || rescale[1] != 1.f)) return;
+#pragma unroll
+  for (int n = 0; n < kWarpgroupOutFrags; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) out[n][e] *= rescale[e / 2];
+}
+
 // A shared-memory descriptor the warp agrees on but the compiler cannot prove it does (it depends on the stage and the
 // warpgroup), broadcast from lane 0 so that it lives in uniform registers: each wgmma then takes its descriptor from
 // one uniform add instead of a chain of register moves (R2UR) in front of it.
@@ -169,6 +215,21 @@ SWAJIT_DEVICE void issue_pv(float (&out)[kWarpgroupOutFrags][4], const u32 (&pro
   const u64 first_desc = warp_uniform(descriptor_plus(v_desc, first * kStepBytes));  // (first depends on the warpgroup)
 #pragma unroll
   for (int step = 0; step < kSteps; ++step) mla_wgmma_pv(out, probs[step], descriptor_plus(first_desc, step * kStepBytes));
+}
+
+// S[64 x kBlockN] (+)= Q . K^T over the k16 steps [kFirstStep, kFirstStep + kSteps) of the head dimension, the whole
+// tile's tokens (wgmma m64 n kBlockN, mla_wgmma_split_scores; K-major operands, as prefill.cuh's), issued (the caller
+// fences, commits and waits). Constant steps, so that every descriptor offset is one uniform add.
+template <int kFirstStep, int kSteps>
+SWAJIT_DEVICE void issue_tile_scores(float (&scores)[kBlockN / 8][4], u64 q_desc, u64 k_desc) {
+  constexpr int kStepsPerBlock = kColumnsPerSwizzleBlock / 16;
+#pragma unroll
+  for (int i = 0; i < kSteps; ++i) {
+    const int step = kFirstStep + i;
+    const u32 within_row = (step % kStepsPerBlock) * kKStepBytes, block = step / kStepsPerBlock;
+    mla_wgmma_split_scores(scores, descriptor_plus(q_desc, within_row + block * kQRows * kSwizzleRowBytes),
+                           descriptor_plus(k_desc, within_row + block * kBlockN * kSwizzleRowBytes), i > 0);
+  }
 }
 
 // The block's 64 q heads (rows past the group's are zeros) into the Q tile, as stored (the scale joins the scores).

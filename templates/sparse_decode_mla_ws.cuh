@@ -141,28 +141,17 @@ SWAJIT_DEVICE void score_tiles(const SparseDecodeParams& P, const MlaBarriers& b
     fence_shared_for_async_proxy();  // the gathered (generic-proxy) bytes, before wgmma reads them
     float scores[kScoreFrags][4];
     tile_scores(scores, q, stages + stage * kStageBytes);
-    // Fragment n, element e: row rows[e / 2], token 8 n + 2 (lane % 4) + e % 2 of the tile.
-    const float* tile_biases = biases + stage * kBlockN;
-    float tile_max[2] = {SWAJIT_NEG_INF, SWAJIT_NEG_INF};
-#pragma unroll
-    for (int n = 0; n < kScoreFrags; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        scores[n][e] = scores[n][e] * P.scale_log2 + tile_biases[8 * n + 2 * (lane % 4) + e % 2];
-        tile_max[e / 2] = fmaxf(tile_max[e / 2], scores[n][e]);
-      }
+    float tile_max[2];
+    scale_and_bias_scores(scores, biases + stage * kBlockN, P.scale_log2, lane, tile_max);
     const float new_max[2] = {fmaxf(row_max[0], quad_max(tile_max[0])), fmaxf(row_max[1], quad_max(tile_max[1]))};
     float rescale[2];
     online_softmax_step(scores, new_max, row_max, row_sum, rescale);
     const int buffer = t % kProbBuffers;
     claim(buffer, t / kProbBuffers);
-    uint4* probs = probs_exchange + (buffer * kWarpgroupThreads + wg_thread) * kProbSteps;
+    u32 probs[kProbSteps][4];
 #pragma unroll
-    for (int step = 0; step < kProbSteps; ++step) {
-      u32 a[4];
-      probabilities_fragment(scores, step, a);
-      probs[step] = make_uint4(a[0], a[1], a[2], a[3]);
-    }
+    for (int step = 0; step < kProbSteps; ++step) probabilities_fragment(scores, step, probs[step]);
+    store_probs(probs_exchange + (buffer * kWarpgroupThreads + wg_thread) * kProbSteps, probs);
     rescale_exchange[buffer * kWarpgroupThreads + wg_thread] = make_float2(rescale[0], rescale[1]);
     mbarrier_arrive(barriers.probs_full(buffer));
   }
@@ -234,15 +223,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
     const int buffer = t % kProbBuffers;
     mbarrier_wait(barriers.probs_full(buffer), use_parity(t / kProbBuffers));
     u32 probs[kProbSteps][4];
-    const uint4* mine = probs_exchange + (buffer * kWarpgroupThreads + wg_thread) * kProbSteps;
-#pragma unroll
-    for (int step = 0; step < kProbSteps; ++step) {
-      const uint4 p = mine[step];
-      probs[step][0] = p.x;
-      probs[step][1] = p.y;
-      probs[step][2] = p.z;
-      probs[step][3] = p.w;
-    }
+    load_probs(probs_exchange + (buffer * kWarpgroupThreads + wg_thread) * kProbSteps, probs);
     const float2 rescale = rescale_exchange[buffer * kWarpgroupThreads + wg_thread];
     mbarrier_arrive(barriers.probs_empty(buffer));
     const int stage = t % kStages;

@@ -4,17 +4,17 @@
 # 32 on sm_90a, and the copies forcing each MLA kernel and knob), then `swajit bench sparse --shape b` (128 q heads
 # over one 576 / 512 latent head, topk 2048, without and with a 128-token window and sinks; batch 1, 32, 128): the
 # default (the heuristic's: the warp-specialized kernel where the split rule gives at most 2 splits, else the
-# two-warpgroup one), BASE (session 6's binary in CARRY/../mainI, if carried), each kernel forced, the knobs of the
-# two-warpgroup kernel (split_scores: the warpgroups split S's columns; copy_ahead: copying two tiles ahead;
-# score_ahead: also tile t + 1's scores under tile t's softmax), each beside its floor = max(bytes / read bandwidth,
-# FLOPs / matmul rate, both measured here).
+# two-warpgroup one), BASE (session 7's final binary in CARRY/../mainJ, if carried), the seesaw schedule (seesaw: the
+# two warpgroups score alternate whole tiles, each one's softmax under the other's wgmmas), each beside its floor =
+# max(bytes / read bandwidth, FLOPs / matmul rate, both measured here).
 # Options: --bounds: what bounds batch 128 (the same work without the gather's reads);
+# --knobs: also each kernel forced and the knobs that lost in session 7 (split_scores, copy_ahead + score_ahead);
 # --ncu: ncu (SpeedOfLight, ComputeWorkloadAnalysis, WarpStateStats, MemoryWorkloadAnalysis, every stall reason) of
-# one batch-128 launch of swajit's default MLA kernel (the warp-specialized one, 1 split); --ncu-peer: the same of FlashInfer's MLA kernel
+# one batch-128 launch of the seesaw kernel (1 split); --ncu-peer: the same of FlashInfer's MLA kernel
 # (tools/bench/mla_fi_call.py, FlashInfer's wheels from .whl/); --peers: the peers of shape b at batch 128
 # (tools/bench/sparse_peers.py); --tma-probe: CARRY/tma_row_probe or one beside this script (tools/bench/tma_row_probe.cu).
 # Usage, from the root of a checkout (binaries built by tools/bench/prepare_gpu_carry.sh into CARRY):
-#   bash tools/bench/gpu_mla.sh CARRY LOGDIR [--bounds] [--ncu] [--ncu-peer] [--peers] [--tma-probe]
+#   bash tools/bench/gpu_mla.sh CARRY LOGDIR [--bounds] [--knobs] [--ncu] [--ncu-peer] [--peers] [--tma-probe]
 here=$(cd "$(dirname "$0")" && pwd)
 db_name=mla.db run_timeout=60  # a hung kernel costs at most a minute
 source "$here/gpu_run_common.sh"
@@ -34,12 +34,16 @@ if command -v cuobjdump >/dev/null; then
     [ -f "$cubin" ] && cuobjdump -sass "$cubin" > "$logs/$(basename "$cubin" .cubin).sass" 2>&1
   done
 fi
+# The seesaw cases alone first, under a shorter limit (a hang there must not cost the whole check).
+run_timeout=30 run "$swajit" check --device cuda --family sparse_decode --filter mla_sw > "$logs/check_seesaw.log" 2>&1
+echo "==== seesaw cases: $(grep -E "passed," "$logs/check_seesaw.log" || echo "did not finish") ($((SECONDS - start)) s)"
+grep -E "^FAIL|rror" "$logs/check_seesaw.log" | cut -c1-200 | head -10
 run "$swajit" check --device cuda --family sparse_decode --filter 576 > "$logs/check_mla.log" 2>&1
 echo "==== correctness, swajit check (every 576 / 512 case; MLA kernels forced and default): $([ $status -eq 0 ] && echo PASS || echo FAIL) ($((SECONDS - start)) s)"
 grep -E "^FAIL|passed,|rror" "$logs/check_mla.log" | cut -c1-200 | head -40
 # The knobs' benches only when their cases passed (a hang there would cost a minute per bench).
 knobs_ok=1
-if grep -qE "^FAIL.*(_ws|_l2|_ca|_sa|_ss)" "$logs/check_mla.log" || ! grep -q "passed," "$logs/check_mla.log"; then
+if grep -qE "^FAIL.*(_ws|_l2|_ca|_sa|_ss|_sw)" "$logs/check_mla.log" || ! grep -q "passed," "$logs/check_mla.log"; then
   knobs_ok=0
   echo "==== a knob's cases failed or the check did not finish: the knobs' benches are skipped"
 fi
@@ -49,13 +53,22 @@ echo "==== bf16 matmul rate for the floor (torch, 8192^3): ${mm} TFLOP/s"
 bench=("$swajit" bench sparse --shape b --matmul-tflops "${mm:-0}")
 echo "==== the default (the heuristic's kernel and splits)"
 run "${bench[@]}" --batch 1,32,128 --reps 20 2>&1 | tee "$logs/bench_default.log"
-base=$carry/../mainI  # session 6's final binary (BASE), when the run carries it
+base=$carry/../mainJ  # session 7's final binary (BASE), when the run carries it
 if [ -x "$base/swajit" ]; then
-  echo "==== BASE (session 6's final binary, .carry/mainI), the same bench"
+  echo "==== BASE (session 7's final binary, .carry/mainJ), the same bench"
   LD_LIBRARY_PATH=$base/lib run "$base/swajit" bench sparse --shape b --matmul-tflops "${mm:-0}" --batch 1,32,128 --reps 20 \
     2>&1 | tee "$logs/bench_base.log" | grep "^| b"
 fi
+seesaw=(--mla true --warp-specialize 0 --seesaw true)
 if [ $knobs_ok = 1 ]; then
+  echo "==== seesaw (the warpgroups score alternate whole tiles: --mla true --warp-specialize 0 --seesaw true)"
+  run "${bench[@]}" --batch 1,32,128 --reps 20 "${seesaw[@]}" 2>&1 | tee "$logs/bench_seesaw.log" | grep "^| b"
+  echo "==== seesaw at 1 split (batch 32: half the SMs, every tile of a sequence on one block)"
+  run "${bench[@]}" --batch 32 --reps 20 "${seesaw[@]}" --splits 1 2>&1 | tee "$logs/bench_seesaw_sp1.log" | grep "^| b"
+  echo "==== bound, batch 128, --empty-selection (no reads): seesaw"
+  run "${bench[@]}" --batch 128 --reps 10 "${seesaw[@]}" --empty-selection 2>&1 | tee "$logs/bound_seesaw_empty.log" | grep "^| b"
+fi
+if [ $knobs_ok = 1 ] && has --knobs "$@"; then
   echo "==== each kernel forced: warp specialized 64 x 2 (the default from 2 splits down), two warpgroups (batch 1's)"
   run "${bench[@]}" --batch 1,32,128 --reps 20 --mla true --warp-specialize 1 --block-n 64 --stages 2 2>&1 \
     | tee "$logs/bench_ws64.log" | grep "^| b"
@@ -93,9 +106,9 @@ profile() {
 show() { grep -E "Duration|Throughput|Hit Rate|Mem Busy|Max Bandwidth|stalled|highest-utilized|Issue Slots|Executed Ipc|SM Busy|Warp Cycles" "$1" \
            | grep -vE " 0$|0\.00$" | cut -c1-120 | head -50; }
 if has --ncu "$@" && command -v ncu >/dev/null; then
-  echo "==== ncu, batch 128, swajit's default MLA kernel (warp specialized 64 x 2, 1 split)"
+  echo "==== ncu, batch 128, the seesaw MLA kernel (1 split)"
   profile "$logs/ncu_swajit.log" --kernel-name regex:swajit_sparse --launch-skip 1 --launch-count 1 \
-    "${bench[@]}" --batch 128 --reps 1 --mla true --warp-specialize 1 --block-n 64 --stages 2 --splits 1
+    "${bench[@]}" --batch 128 --reps 1 "${seesaw[@]}" --splits 1
   show "$logs/ncu_swajit.log"
 fi
 if has --ncu-peer "$@" && command -v ncu >/dev/null; then  # FlashInfer's MLA kernel under the same sections

@@ -214,6 +214,12 @@ std::vector<SparseCase> sparse_check_matrix(DLDevice where) {
       c.name += " [MLA kernel " + c.config->compile_key() + ", " + std::to_string(splits) + (splits == 1 ? " split]" : " splits]");
       cases.push_back(std::move(c));
     }
+    for (int splits : {1, 3}) {  // the seesaw schedule, whole and split
+      SparseCase c = cases[i];
+      c.config = SparseDecodeConfig{.block_n = 64, .stages = 2, .num_splits = splits, .mma = true, .mla = true, .seesaw = true};
+      c.name += " [MLA kernel " + c.config->compile_key() + ", " + std::to_string(splits) + (splits == 1 ? " split]" : " splits]");
+      cases.push_back(std::move(c));
+    }
   }
   return cases;
 }
