@@ -139,10 +139,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
   }
 
   float out[kWarpgroupOutFrags][4];
-#pragma unroll
-  for (int n = 0; n < kWarpgroupOutFrags; ++n)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) out[n][e] = 0.f;
+  zero_output(out);
   float row_max[2] = {SWAJIT_NEG_INF, SWAJIT_NEG_INF}, row_sum[2] = {0.f, 0.f};  // row_sum: this thread's tokens only
   float scores[kWarpgroupScoreFrags][4];
   if constexpr (kMlaScoreAhead) {  // tile 0's scores; each later tile's are issued by the iteration before
@@ -237,17 +234,6 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
   cp_async_wait<0>();
   allow_dependent_grid_launch();
 
-  // The rows' sums over both warpgroups' tokens (the row maxima's exchange is free: its last reads were before the
-  // loop's last barrier, or the loop never ran).
-  float* row_sum_exchange = row_max_exchange;
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    row_sum[h] = quad_sum(row_sum[h]);
-    if (lane % 4 == 0) row_sum_exchange[warpgroup * kQRows + rows[h]] = row_sum[h];
-  }
-  __syncthreads();
-  float sum[2];
-#pragma unroll
-  for (int h = 0; h < 2; ++h) sum[h] = row_sum[h] + row_sum_exchange[partner * kQRows + rows[h]];
-  write_output_rows(P, out, rows, row_max, sum, b, s, kv_head, first_g, split, warpgroup, lane);
+  // (the row maxima's exchange is free: its last reads were before the loop's last barrier, or the loop never ran)
+  write_both_warpgroups_output(P, out, rows, row_max, row_sum, row_max_exchange, b, s, kv_head, first_g, split, warpgroup, lane);
 }

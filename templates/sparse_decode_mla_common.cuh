@@ -183,6 +183,13 @@ SWAJIT_DEVICE void load_probs(const uint4* exchange, u32 (&probs)[kSteps][4]) {
   }
 }
 
+SWAJIT_DEVICE void zero_output(float (&out)[kWarpgroupOutFrags][4]) {
+#pragma unroll
+  for (int n = 0; n < kWarpgroupOutFrags; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) out[n][e] = 0.f;
+}
+
 // O *= the rows' rescale factors (accumulator elements 2 h + {0, 1} of each fragment are row h's). The rows' maxima
 // settle after the first tiles: the 128 multiplies are skipped when none of the warp's rows moved (rescale exactly 1).
 SWAJIT_DEVICE void rescale_output(float (&out)[kWarpgroupOutFrags][4], const float (&rescale)[2]) {
@@ -256,4 +263,22 @@ SWAJIT_DEVICE void write_output_rows(const SparseDecodeParams& P, const float (&
     write_fragment_row(P, out, 2 * h, column_warpgroup * kWarpgroupColumns + 2 * (lane % 4), row_max[h], sum[h], b, s,
                        kv_head, g, split, column_warpgroup == 0 && lane % 4 == 0);
   }
+}
+
+// Both column warpgroups' output: the rows' sums over both warpgroups' tokens (each thread's row_sum covers the tokens
+// it summed; `exchange`, 2 x kQRows floats, is read by no one any more; a block barrier inside), then the rows.
+SWAJIT_DEVICE void write_both_warpgroups_output(const SparseDecodeParams& P, const float (&out)[kWarpgroupOutFrags][4],
+                                                const int (&rows)[2], const float (&row_max)[2], float (&row_sum)[2],
+                                                float* exchange, int b, int s, int kv_head, int first_g, int split,
+                                                int warpgroup, int lane) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    row_sum[h] = quad_sum(row_sum[h]);
+    if (lane % 4 == 0) exchange[warpgroup * kQRows + rows[h]] = row_sum[h];
+  }
+  __syncthreads();
+  float sum[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) sum[h] = row_sum[h] + exchange[(1 - warpgroup) * kQRows + rows[h]];
+  write_output_rows(P, out, rows, row_max, sum, b, s, kv_head, first_g, split, warpgroup, lane);
 }

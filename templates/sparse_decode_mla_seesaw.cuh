@@ -96,6 +96,17 @@ SWAJIT_DEVICE void issue_tile_pv(float (&out)[kWarpgroupOutFrags][4], const u32 
   issue_pv(out, probs, v_descriptor(latent_tile, column_warpgroup), 0);
   wgmma_commit();
 }
+SWAJIT_DEVICE void await_output(float (&out)[kWarpgroupOutFrags][4]) {  // the P V in flight
+  wgmma_wait<0>();
+  pin_accumulators(out);
+}
+// Once the P V in flight is done, O rescaled and the next tile's P V issued.
+SWAJIT_DEVICE void rescale_then_issue_pv(float (&out)[kWarpgroupOutFrags][4], const float (&rescale)[2],
+                                         const u32 (&probs)[kSeesawProbSteps][4], u32 latent_tile, int column_warpgroup) {
+  await_output(out);
+  rescale_output(out, rescale);
+  issue_tile_pv(out, probs, latent_tile, column_warpgroup);
+}
 
 extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(const SparseDecodeParams P) {
   extern __shared__ __align__(1024) unsigned char smem[];
@@ -135,10 +146,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
   for (int stage = 0; stage < kStages; ++stage) copy_next_tile();  // tiles 0 .. kStages - 1
 
   float out[kWarpgroupOutFrags][4];
-#pragma unroll
-  for (int n = 0; n < kWarpgroupOutFrags; ++n)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) out[n][e] = 0.f;
+  zero_output(out);
   float row_max[2] = {SWAJIT_NEG_INF, SWAJIT_NEG_INF}, row_sum[2] = {0.f, 0.f};  // row_sum: this warpgroup's tiles only
   float* row_max_a = row_max_exchange;           // the running maxima after tile a
   float* row_max_b = row_max_exchange + kQRows;  // ... after tile b
@@ -162,13 +170,9 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
         named_barrier_sync(kProbsReadyB);
         take_maxima(row_max, row_sum, rescale, row_max_b, rows);
         load_probs(probs_b, other);
-        wgmma_wait<0>();  // P_a V_aL, before O is rescaled
-        pin_accumulators(out);
-        rescale_output(out, rescale);
-        issue_tile_pv(out, other, tile_b, 0);
+        rescale_then_issue_pv(out, rescale, other, tile_b, 0);
       } else {
-        wgmma_wait<0>();
-        pin_accumulators(out);
+        await_output(out);
       }
     } else {
       tile_max[0] = tile_max[1] = SWAJIT_NEG_INF;
@@ -185,39 +189,21 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
       load_probs(probs_a, other);
       rescale_output(out, rescale);
       issue_tile_pv(out, other, tile_a, 1);
-      if (has_b) {
-        wgmma_wait<0>();  // P_a V_aR, before O is rescaled
-        pin_accumulators(out);
-        rescale_output(out, rescale_b);
-        issue_tile_pv(out, probs, tile_b, 1);
-      } else {
-        wgmma_wait<0>();
-        pin_accumulators(out);
-      }
+      if (has_b) rescale_then_issue_pv(out, rescale_b, probs, tile_b, 1);
+      else await_output(out);
     }
     // Both warpgroups done with tile a's stage (its P V complete, P_a taken): it takes tile a + kStages while tile b's
     // P V runs; then, both done with tile b's, tile b + kStages.
     named_barrier_sync(kStageFree);
     copy_next_tile();
-    wgmma_wait<0>();
-    pin_accumulators(out);
+    await_output(out);
     named_barrier_sync(kStageFree);
     copy_next_tile();
   }
   cp_async_wait_all();  // the copies past the last tile (zero-filled, none issued) and nothing else in flight
   allow_dependent_grid_launch();
 
-  // The rows' sums over both warpgroups' tiles (the maxima's exchange is free: its last reads were before the loop's
-  // last barrier, or the loop never ran), against the running maxima both warpgroups hold.
-  float* row_sum_exchange = row_max_exchange;
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    row_sum[h] = quad_sum(row_sum[h]);
-    if (lane % 4 == 0) row_sum_exchange[warpgroup * kQRows + rows[h]] = row_sum[h];
-  }
-  __syncthreads();
-  float sum[2];
-#pragma unroll
-  for (int h = 0; h < 2; ++h) sum[h] = row_sum[h] + row_sum_exchange[(1 - warpgroup) * kQRows + rows[h]];
-  write_output_rows(P, out, rows, row_max, sum, b, s, kv_head, first_g, split, warpgroup, lane);
+  // Against the running maxima both warpgroups hold (the maxima's exchange is free: its last reads were before the
+  // loop's last barrier, or the loop never ran).
+  write_both_warpgroups_output(P, out, rows, row_max, row_sum, row_max_exchange, b, s, kv_head, first_g, split, warpgroup, lane);
 }

@@ -212,10 +212,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
   for (int stage = 0; stage < kStages; ++stage) copy_next_tile();
 
   float out[kWarpgroupOutFrags][4];
-#pragma unroll
-  for (int n = 0; n < kWarpgroupOutFrags; ++n)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) out[n][e] = 0.f;
+  zero_output(out);
   // The accumulator rows of this thread (wgmma's m64 layout: warp w of the warpgroup holds rows 16 w .. 16 w + 15),
   // the same as the scorer's thread wg_thread.
   const int rows[2] = {warp % 4 * 16 + lane / 4, warp % 4 * 16 + lane / 4 + 8};

@@ -63,6 +63,8 @@ seesaw=(--mla true --warp-specialize 0 --seesaw true)
 if [ $knobs_ok = 1 ]; then
   echo "==== seesaw (the warpgroups score alternate whole tiles: --mla true --warp-specialize 0 --seesaw true)"
   run "${bench[@]}" --batch 1,32,128 --reps 20 "${seesaw[@]}" 2>&1 | tee "$logs/bench_seesaw.log" | grep "^| b"
+  echo "==== seesaw in 32-token tiles, four stages (the next pair's tiles in flight under a whole pair: --block-n 32 --stages 4)"
+  run "${bench[@]}" --batch 1,32,128 --reps 20 "${seesaw[@]}" --block-n 32 --stages 4 2>&1 | tee "$logs/bench_seesaw32.log" | grep "^| b"
   echo "==== seesaw at 1 split (batch 32: half the SMs, every tile of a sequence on one block)"
   run "${bench[@]}" --batch 32 --reps 20 "${seesaw[@]}" --splits 1 2>&1 | tee "$logs/bench_seesaw_sp1.log" | grep "^| b"
   echo "==== bound, batch 128, --empty-selection (no reads): seesaw"
