@@ -82,18 +82,20 @@ struct LatentGather {
     const long long row = slot.j >= 0 ? slot.page * P.k_stride_page + (slot.j % kPageSize) * P.k_stride_token : 0;
     return static_cast<const char*>(P.k_cache) + (row + kv_head * P.k_stride_head) * 2;
   }
-  // Tile t's latent row of this thread's pass into its stage (zero-filled where there is nothing to read), its bias.
+  // Tile t's latent row of this thread's pass, its 64-column blocks [kFirstBlock, kEndBlock) (this thread's chunk of
+  // block i is its i-th), into its stage (zero-filled where there is nothing to read); with the first block, its bias.
+  template <int kFirstBlock = 0, int kEndBlock = kChunksPerPart>
   __device__ __forceinline__ void copy(int t, int pass, const Slot& slot) const {
     const int row_in_tile = token + pass * kRowsPerPass;
     const bool valid = slot.j >= 0;
     const char* src = row_address(slot);
     const u32 stage = stages + (t % kStages) * kStageBytes;
 #pragma unroll
-    for (int i = 0; i < kChunksPerPart; ++i) {
+    for (int i = kFirstBlock; i < kEndBlock; ++i) {
       const int chunk = part + i * kCopyParts;  // neighbouring threads read neighbouring chunks of one row
       cp_async_16(stage + LatentTile::offset_bytes(row_in_tile, chunk), src + chunk * 16, valid);
     }
-    if (part == 0) biases[(t % kStages) * kBlockN + row_in_tile] = valid ? slot.bias : SWAJIT_NEG_INF;
+    if (kFirstBlock == 0 && part == 0) biases[(t % kStages) * kBlockN + row_in_tile] = valid ? slot.bias : SWAJIT_NEG_INF;
   }
   // Tile 0's pages loaded, tile 1's slots (prefetching: tile 1's pages, tile 2's slots).
   __device__ __forceinline__ void begin() {
@@ -107,10 +109,18 @@ struct LatentGather {
   // Tile `next` in flight (if there is one; the caller commits or arrives), the lookups one tile further
   // (prefetching: the rows of tile next + 1 asked of L2).
   __device__ __forceinline__ void copy_next() {
-    constexpr u32 kRowBytes = kHeadDim * 2;
+    copy_next_blocks();
+    advance();
+  }
+  // Tile `next`'s 64-column blocks [kFirstBlock, kEndBlock) in flight (if there is one); advance() then moves on.
+  template <int kFirstBlock = 0, int kEndBlock = kChunksPerPart>
+  __device__ __forceinline__ void copy_next_blocks() const {
 #pragma unroll
     for (int pass = 0; pass < kCopyPasses; ++pass)
-      if (next < tiles) copy(next, pass, ready[pass]);
+      if (next < tiles) copy<kFirstBlock, kEndBlock>(next, pass, ready[pass]);
+  }
+  __device__ __forceinline__ void advance() {
+    constexpr u32 kRowBytes = kHeadDim * 2;
 #pragma unroll
     for (int pass = 0; pass < kCopyPasses; ++pass) {
       if constexpr (kPrefetchNextTile) {
@@ -227,7 +237,7 @@ SWAJIT_DEVICE void issue_pv(float (&out)[kWarpgroupOutFrags][4], const u32 (&pro
 // S[64 x kBlockN] (+)= Q . K^T over the k16 steps [kFirstStep, kFirstStep + kSteps) of the head dimension, the whole
 // tile's tokens (wgmma m64 n kBlockN, mla_wgmma_split_scores; K-major operands, as prefill.cuh's), issued (the caller
 // fences, commits and waits). Constant steps, so that every descriptor offset is one uniform add.
-template <int kFirstStep, int kSteps>
+template <int kFirstStep, int kSteps, bool kAccumulate = false>  // (kAccumulate: onto the steps before kFirstStep)
 SWAJIT_DEVICE void issue_tile_scores(float (&scores)[kBlockN / 8][4], u64 q_desc, u64 k_desc) {
   constexpr int kStepsPerBlock = kColumnsPerSwizzleBlock / 16;
 #pragma unroll
@@ -235,7 +245,7 @@ SWAJIT_DEVICE void issue_tile_scores(float (&scores)[kBlockN / 8][4], u64 q_desc
     const int step = kFirstStep + i;
     const u32 within_row = (step % kStepsPerBlock) * kKStepBytes, block = step / kStepsPerBlock;
     mla_wgmma_split_scores(scores, descriptor_plus(q_desc, within_row + block * kQRows * kSwizzleRowBytes),
-                           descriptor_plus(k_desc, within_row + block * kBlockN * kSwizzleRowBytes), i > 0);
+                           descriptor_plus(k_desc, within_row + block * kBlockN * kSwizzleRowBytes), kAccumulate || i > 0);
   }
 }
 

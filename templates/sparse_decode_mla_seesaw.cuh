@@ -16,8 +16,10 @@
 // and S is done). When both are done with tile a's stage (the third named barrier), every thread issues its copies of
 // tile a + kStages into it, while the P V of tile b runs; then, both done with tile b's, those of tile b + kStages.
 // So in 64-token tiles (two stages) the next pair is copied under this pair's last P V only; in 32-token tiles (four
-// stages, S in m64 n32 wgmmas that read Q twice as often a token) under a whole pair. Every gathering thread arrives
-// twice per tile on its stage's full mbarrier (its bias store, and cp.async once its copies landed).
+// stages, S in m64 n32 wgmmas that read Q twice as often a token) under a whole pair. Each thread copies its rows'
+// first kEarlyBlocks 64-column blocks first and arrives (cp.async) on its stage's early mbarrier, then the rest, and
+// arrives twice on its stage's full mbarrier (its bias store, and cp.async once its copies landed): S's wgmmas over
+// those first columns start while the rest of the tile is still landing, as FlashMLA's per-block TMA copies do.
 //
 // Needs from the generator: sparse_decode_mla.cuh's prelude and geometry (kThreads = 256, 128 tokens of stages) and the
 // wgmma wrappers mla_wgmma_split_scores (SS, m64 n kBlockN) and mla_wgmma_pv (RS, m64 n kHeadDimV / 2).
@@ -25,14 +27,16 @@
 constexpr int kSeesawScoreFrags = kBlockN / 8;  // a thread's 8-column accumulator fragments of a whole tile's S
 constexpr int kSeesawProbSteps = kBlockN / 16;  // k16 steps of P V per tile
 constexpr int kProbsReadyA = 1, kProbsReadyB = 2, kStageFree = 3;  // named barriers (0 is __syncthreads)
+constexpr int kEarlyBlocks = 4;                                      // V's first half: 16 of S's 36 k16 steps
+constexpr int kEarlySteps = kEarlyBlocks * kColumnsPerSwizzleBlock / 16;
 // Shared memory: Q, the two stages, each stage's candidate biases, the running maxima after tile a and after tile b
-// ([2][kQRows]), and the stages' full mbarriers (in the two-warpgroup kernel's P exchange, unused here).
+// ([2][kQRows]), and the stages' full and early mbarriers (in the two-warpgroup kernel's P exchange, unused here).
 constexpr int kSeesawBiasOffset = kQBytes + kStages * kStageBytes;
 constexpr int kSeesawRowMaxOffset = kSeesawBiasOffset + kStages * kBlockN * 4;
 constexpr int kSeesawBarrierOffset = kSeesawRowMaxOffset + 2 * kQRows * 4;
 static_assert(kThreads == kColumnWarpgroups * kWarpgroupThreads && kStages % 2 == 0 && kStages * kBlockN == 128,
               "two warpgroups taking the tiles in pairs, each in its stage");
-static_assert(kSeesawBarrierOffset % 8 == 0 && kSeesawBarrierOffset + kStages * 8 <= kSharedBytes,
+static_assert(kSeesawBarrierOffset % 8 == 0 && kSeesawBarrierOffset + 2 * kStages * 8 <= kSharedBytes,
               "prelude shared-memory layout disagrees with the template");
 static_assert(kHeadDim - kHeadDimV >= kColumnsPerSwizzleBlock && kWarpgroupThreads * kSeesawProbSteps * 16 <= kBlockN * kSwizzleRowBytes,
               "a tile's P fits its stage's last 64 columns, which V does not read");
@@ -42,16 +46,22 @@ SWAJIT_DEVICE void named_barrier_arrive(int barrier) { asm volatile("bar.arrive 
 // The reference the probabilities are taken against: the row maximum, or 0 while the row has seen nothing (-inf).
 SWAJIT_DEVICE float softmax_reference(float row_max) { return row_max == SWAJIT_NEG_INF ? 0.f : row_max; }
 
-// Waits for the tile in `stage` (its `use`-th, 0, 1, ...), then issues and waits for its S[64 x kBlockN] = Q . K^T, the
-// scores scaled and biased, and the rows' tile maxima (reduced over the quad).
+// Waits for the tile in `stage` (its `use`-th, 0, 1, ...: its first columns, then all), then issues and waits for its
+// S[64 x kBlockN] = Q . K^T, the scores scaled and biased, and the rows' tile maxima (reduced over the quad).
 SWAJIT_DEVICE void score_tile(const SparseDecodeParams& P, float (&scores)[kSeesawScoreFrags][4], float (&tile_max)[2],
-                              u32 full_barrier, int use, u32 q_tile, u32 latent_tile, const float* tile_biases, int lane) {
-  mbarrier_wait(full_barrier, u32(use) & 1u);
+                              u32 full_barrier, u32 early_barrier, int use, u32 q_tile, u32 latent_tile,
+                              const float* tile_biases, int lane) {
+  mbarrier_wait(early_barrier, u32(use) & 1u);
   fence_shared_for_async_proxy();  // the gathered (generic-proxy) bytes, before wgmma reads them
   const u64 q_desc = warp_uniform(wgmma_descriptor(q_tile, kKStepBytes, kSwizzleAtomBytes));
   const u64 k_desc = warp_uniform(wgmma_descriptor(latent_tile, kKStepBytes, kSwizzleAtomBytes));
   wgmma_fence();
-  issue_tile_scores<0, kDimSteps>(scores, q_desc, k_desc);
+  issue_tile_scores<0, kEarlySteps>(scores, q_desc, k_desc);
+  wgmma_commit();
+  mbarrier_wait(full_barrier, u32(use) & 1u);
+  fence_shared_for_async_proxy();
+  wgmma_fence();
+  issue_tile_scores<kEarlySteps, kDimSteps - kEarlySteps, true>(scores, q_desc, k_desc);
   wgmma_commit();
   wgmma_wait<0>();
   pin_accumulators(scores);
@@ -113,7 +123,8 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
   const u32 q_tile = smem_u32(smem), stages = q_tile + kQBytes;
   float* biases = reinterpret_cast<float*>(smem + kSeesawBiasOffset);  // [kStages][kBlockN]
   float* row_max_exchange = reinterpret_cast<float*>(smem + kSeesawRowMaxOffset);
-  const u32 full_barriers = smem_u32(smem + kSeesawBarrierOffset);  // one per stage
+  const u32 full_barriers = smem_u32(smem + kSeesawBarrierOffset);  // one per stage, then the early ones
+  const u32 early_barriers = full_barriers + 8 * kStages;
   const auto [b, kv_head, first_g, s, split, warp, lane] = block_work(P);
   // (broadcast from lane 0: the compiler then knows every branch on it is uniform across the warp)
   const int warpgroup = __shfl_sync(0xffffffffu, int(threadIdx.x) / kWarpgroupThreads, 0);
@@ -122,7 +133,10 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
   // the same in both warpgroups.
   const int rows[2] = {warp % 4 * 16 + lane / 4, warp % 4 * 16 + lane / 4 + 8};
   if (threadIdx.x == 0)
-    for (int stage = 0; stage < kStages; ++stage) mbarrier_init(full_barriers + 8 * stage, 2 * kGatherThreads);
+    for (int stage = 0; stage < kStages; ++stage) {
+      mbarrier_init(full_barriers + 8 * stage, 2 * kGatherThreads);
+      mbarrier_init(early_barriers + 8 * stage, kGatherThreads);
+    }
   wait_for_prerequisite_grid();
 
   const QueryRow query = query_row(P, b, s);
@@ -136,7 +150,10 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
   // Arrivals on the stage's full barrier for the tile just copied (none past the last tile: nobody waits for it).
   const auto copy_next_tile = [&] {
     const int t = gather.next;
-    gather.copy_next();
+    gather.copy_next_blocks<0, kEarlyBlocks>();
+    if (t < tiles) cp_async_arrive_on(early_barriers + 8 * (t % kStages));
+    gather.copy_next_blocks<kEarlyBlocks, kChunksPerPart>();
+    gather.advance();
     if (t >= tiles) return;
     mbarrier_arrive(full_barriers + 8 * (t % kStages));  // the bias store
     cp_async_arrive_on(full_barriers + 8 * (t % kStages));
@@ -161,7 +178,8 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
     float scores[kSeesawScoreFrags][4], tile_max[2], rescale[2];
     u32 probs[kSeesawProbSteps][4], other[kSeesawProbSteps][4];
     if (warpgroup == 0) {
-      score_tile(P, scores, tile_max, full_barriers + 8 * stage_a, a / kStages, q_tile, tile_a, biases + stage_a * kBlockN, lane);
+      score_tile(P, scores, tile_max, full_barriers + 8 * stage_a, early_barriers + 8 * stage_a, a / kStages, q_tile, tile_a,
+                 biases + stage_a * kBlockN, lane);
       tile_probabilities(scores, tile_max, row_max, row_sum, rescale, probs, probs_a, row_max_a, rows, lane);
       named_barrier_arrive(kProbsReadyA);
       rescale_output(out, rescale);
@@ -177,8 +195,8 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
     } else {
       tile_max[0] = tile_max[1] = SWAJIT_NEG_INF;
       if (has_b)
-        score_tile(P, scores, tile_max, full_barriers + 8 * stage_b, (a + 1) / kStages, q_tile, tile_b,
-                   biases + stage_b * kBlockN, lane);
+        score_tile(P, scores, tile_max, full_barriers + 8 * stage_b, early_barriers + 8 * stage_b, (a + 1) / kStages, q_tile,
+                   tile_b, biases + stage_b * kBlockN, lane);
       named_barrier_sync(kProbsReadyA);
       take_maxima(row_max, row_sum, rescale, row_max_a, rows);
       float rescale_b[2];  // (the softmax of tile b first: the scores' registers free before P_a's are loaded)
