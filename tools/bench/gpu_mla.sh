@@ -9,8 +9,9 @@
 # max(bytes / read bandwidth, FLOPs / matmul rate, both measured here).
 # Options: --bounds: what bounds batch 128 (the same work without the gather's reads);
 # --knobs: also each kernel forced and the knobs that lost in session 7 (split_scores, copy_ahead + score_ahead);
-# --ncu: ncu (SpeedOfLight, ComputeWorkloadAnalysis, WarpStateStats, MemoryWorkloadAnalysis, every stall reason) of
-# one batch-128 launch of the seesaw kernel (1 split); --ncu-peer: the same of FlashInfer's MLA kernel
+# --ncu: ncu (SpeedOfLight, ComputeWorkloadAnalysis, WarpStateStats, MemoryWorkloadAnalysis and its tables,
+# InstructionStats, SourceCounters, every stall reason) of one batch-128 launch of swajit's default MLA kernel (the
+# warp-specialized one, 1 split); --ncu-peer: the same of FlashInfer's MLA kernel
 # (tools/bench/mla_fi_call.py, FlashInfer's wheels from .whl/); --peers: the peers of shape b at batch 128
 # (tools/bench/sparse_peers.py); --tma-probe: CARRY/tma_row_probe or one beside this script (tools/bench/tma_row_probe.cu).
 # Usage, from the root of a checkout (binaries built by tools/bench/prepare_gpu_carry.sh into CARRY):
@@ -56,7 +57,7 @@ run "${bench[@]}" --batch 1,32,128 --reps 20 2>&1 | tee "$logs/bench_default.log
 base=$carry/../mainJ  # session 7's final binary (BASE), when the run carries it
 if [ -x "$base/swajit" ]; then
   echo "==== BASE (session 7's final binary, .carry/mainJ), the same bench"
-  LD_LIBRARY_PATH=$base/lib run "$base/swajit" bench sparse --shape b --matmul-tflops "${mm:-0}" --batch 1,32,128 --reps 20 \
+  LD_LIBRARY_PATH=$base/lib run "$base/swajit" bench sparse --shape b --matmul-tflops "${mm:-0}" --batch 1,32,128 --reps 10 \
     2>&1 | tee "$logs/bench_base.log" | grep "^| b"
 fi
 seesaw=(--mla true --warp-specialize 0 --seesaw true)
@@ -65,10 +66,11 @@ if [ $knobs_ok = 1 ]; then
   run "${bench[@]}" --batch 1,32,128 --reps 20 "${seesaw[@]}" 2>&1 | tee "$logs/bench_seesaw.log" | grep "^| b"
   echo "==== seesaw in 32-token tiles, four stages (the next pair's tiles in flight under a whole pair: --block-n 32 --stages 4)"
   run "${bench[@]}" --batch 1,32,128 --reps 20 "${seesaw[@]}" --block-n 32 --stages 4 2>&1 | tee "$logs/bench_seesaw32.log" | grep "^| b"
-  echo "==== seesaw at 1 split (batch 32: half the SMs, every tile of a sequence on one block)"
-  run "${bench[@]}" --batch 32 --reps 20 "${seesaw[@]}" --splits 1 2>&1 | tee "$logs/bench_seesaw_sp1.log" | grep "^| b"
-  echo "==== bound, batch 128, --empty-selection (no reads): seesaw"
+  echo "==== bound, batch 128, --empty-selection (no reads): seesaw 64 x 2, 32 x 4, the default"
   run "${bench[@]}" --batch 128 --reps 10 "${seesaw[@]}" --empty-selection 2>&1 | tee "$logs/bound_seesaw_empty.log" | grep "^| b"
+  run "${bench[@]}" --batch 128 --reps 10 "${seesaw[@]}" --block-n 32 --stages 4 --empty-selection 2>&1 \
+    | tee "$logs/bound_seesaw32_empty.log" | grep "^| b"
+  run "${bench[@]}" --batch 128 --reps 10 --empty-selection 2>&1 | tee "$logs/bound_empty.log" | grep "^| b"
 fi
 if [ $knobs_ok = 1 ] && has --knobs "$@"; then
   echo "==== each kernel forced: warp specialized 64 x 2 (the default from 2 splits down), two warpgroups (batch 1's)"
@@ -86,8 +88,7 @@ if has --bounds "$@"; then
   # What bounds batch 128: the same work with every index -1 (no gathered reads: the tensor cores, the softmax, the
   # barriers and the gather's instructions alone; the floor column still counts the full reads), for the default and
   # each kernel structure. (Run B: rows from L2 instead, --index-span 64, ran within 6% of the default.)
-  echo "==== bound, batch 128, --empty-selection (no reads): default (warp specialized)"
-  run "${bench[@]}" --batch 128 --reps 10 --empty-selection 2>&1 | tee "$logs/bound_empty.log" | grep "^| b"
+  echo "==== bound, batch 128, --empty-selection (no reads): the two-warpgroup kernel, split_scores"
   if [ $knobs_ok = 1 ]; then
     run "${bench[@]}" --batch 128 --reps 10 --mla true --warp-specialize 0 --empty-selection 2>&1 \
       | tee "$logs/bound_two_warpgroups_empty.log" | grep "^| b"
@@ -99,7 +100,10 @@ echo "==== benches done ($((SECONDS - start)) s)"
 
 # ncu of one batch-128 launch: the sections the issue asks for and every stall reason; the tensor pipe's share of the
 # cycles is ComputeWorkloadAnalysis's "highest-utilized pipeline" line.
+# (MemoryWorkloadAnalysis_Tables: shared-memory wavefronts and bank conflicts by instruction kind; InstructionStats: the
+# instruction mix; SourceCounters: the instructions the warps stall at most)
 sections=(--section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats --section MemoryWorkloadAnalysis
+          --section MemoryWorkloadAnalysis_Tables --section InstructionStats --section SourceCounters
           --metrics "regex:smsp__warp_issue_stalled_.*_per_warp_active.pct")
 profile() {
   local log=$1; shift
@@ -108,9 +112,9 @@ profile() {
 show() { grep -E "Duration|Throughput|Hit Rate|Mem Busy|Max Bandwidth|stalled|highest-utilized|Issue Slots|Executed Ipc|SM Busy|Warp Cycles" "$1" \
            | grep -vE " 0$|0\.00$" | cut -c1-120 | head -50; }
 if has --ncu "$@" && command -v ncu >/dev/null; then
-  echo "==== ncu, batch 128, the seesaw MLA kernel (1 split)"
+  echo "==== ncu, batch 128, swajit's default MLA kernel (warp specialized 64 x 2, 1 split)"
   profile "$logs/ncu_swajit.log" --kernel-name regex:swajit_sparse --launch-skip 1 --launch-count 1 \
-    "${bench[@]}" --batch 128 --reps 1 "${seesaw[@]}" --splits 1
+    "${bench[@]}" --batch 128 --reps 1 --mla true --warp-specialize 1 --block-n 64 --stages 2 --splits 1
   show "$logs/ncu_swajit.log"
 fi
 if has --ncu-peer "$@" && command -v ncu >/dev/null; then  # FlashInfer's MLA kernel under the same sections
