@@ -97,6 +97,12 @@ if has --bounds "$@"; then
   fi
 fi
 echo "==== benches done ($((SECONDS - start)) s)"
+# The tensor work alone, one block per SM (tools/bench/mla_wgmma_probe.cu, built beside this script): what a tile's
+# wgmmas cost without the gather, the softmax or any barrier.
+if [ -x "$here/mla_wgmma_probe" ]; then
+  echo "==== the MLA tile's wgmmas alone (tools/bench/mla_wgmma_probe.cu)"
+  timeout 20 "$here/mla_wgmma_probe" 2>&1 | tee "$logs/wgmma_probe.log"
+fi
 
 # ncu of one batch-128 launch: the sections the issue asks for and every stall reason; the tensor pipe's share of the
 # cycles is ComputeWorkloadAnalysis's "highest-utilized pipeline" line.
