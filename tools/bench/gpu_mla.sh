@@ -57,15 +57,15 @@ run "${bench[@]}" --batch 1,32,128 --reps 20 2>&1 | tee "$logs/bench_default.log
 base=$carry/../mainJ  # session 7's final binary (BASE), when the run carries it
 if [ -x "$base/swajit" ]; then
   echo "==== BASE (session 7's final binary, .carry/mainJ), the same bench"
-  LD_LIBRARY_PATH=$base/lib run "$base/swajit" bench sparse --shape b --matmul-tflops "${mm:-0}" --batch 1,32,128 --reps 10 \
+  LD_LIBRARY_PATH=$base/lib run "$base/swajit" bench sparse --shape b --matmul-tflops "${mm:-0}" --batch 32,128 --reps 10 \
     2>&1 | tee "$logs/bench_base.log" | grep "^| b"
 fi
 seesaw=(--mla true --warp-specialize 0 --seesaw true)
 if [ $knobs_ok = 1 ]; then
   echo "==== seesaw (the warpgroups score alternate whole tiles: --mla true --warp-specialize 0 --seesaw true)"
-  run "${bench[@]}" --batch 1,32,128 --reps 20 "${seesaw[@]}" 2>&1 | tee "$logs/bench_seesaw.log" | grep "^| b"
+  run "${bench[@]}" --batch 1,32,128 --reps 10 "${seesaw[@]}" 2>&1 | tee "$logs/bench_seesaw.log" | grep "^| b"
   echo "==== seesaw in 32-token tiles, four stages (the next pair's tiles in flight under a whole pair: --block-n 32 --stages 4)"
-  run "${bench[@]}" --batch 1,32,128 --reps 20 "${seesaw[@]}" --block-n 32 --stages 4 2>&1 | tee "$logs/bench_seesaw32.log" | grep "^| b"
+  run "${bench[@]}" --batch 1,32,128 --reps 10 "${seesaw[@]}" --block-n 32 --stages 4 2>&1 | tee "$logs/bench_seesaw32.log" | grep "^| b"
   echo "==== bound, batch 128, --empty-selection (no reads): seesaw 64 x 2, 32 x 4, the default"
   run "${bench[@]}" --batch 128 --reps 10 "${seesaw[@]}" --empty-selection 2>&1 | tee "$logs/bound_seesaw_empty.log" | grep "^| b"
   run "${bench[@]}" --batch 128 --reps 10 "${seesaw[@]}" --block-n 32 --stages 4 --empty-selection 2>&1 \
