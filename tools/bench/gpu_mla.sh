@@ -97,11 +97,20 @@ if has --bounds "$@"; then
   fi
 fi
 echo "==== benches done ($((SECONDS - start)) s)"
-# The tensor work alone, one block per SM (tools/bench/mla_wgmma_probe.cu, built beside this script): what a tile's
-# wgmmas cost without the gather, the softmax or any barrier.
-if [ -x "$here/mla_wgmma_probe" ]; then
-  echo "==== the MLA tile's wgmmas alone (tools/bench/mla_wgmma_probe.cu)"
-  timeout 20 "$here/mla_wgmma_probe" 2>&1 | tee "$logs/wgmma_probe.log"
+# The tensor work and the gather alone, one block per SM (tools/bench/mla_wgmma_probe.cu: the binary beside this
+# script, else built here when nvcc is on the machine): what a tile's wgmmas and copies cost without the softmax or
+# any barrier.
+probe_bin=$here/mla_wgmma_probe
+if [ ! -x "$probe_bin" ] && command -v nvcc >/dev/null; then
+  { "$swajit" gen --family sparse_decode --dtype bf16 --head-dim 576 --head-dim-v 512 --shared-kv --page-size 64 --group 128 \
+      --topk 2048 --mma true --mla true --seesaw true --splits 1 --l2-ahead false --table-prefetch false
+    cat "$here/mla_wgmma_probe.cu"; } > "$logs/mla_wgmma_probe.cu" 2>/dev/null \
+    && timeout 60 nvcc -arch=sm_90a -O3 -o "$logs/mla_wgmma_probe" "$logs/mla_wgmma_probe.cu" > "$logs/probe_build.log" 2>&1 \
+    && probe_bin=$logs/mla_wgmma_probe
+fi
+if [ -x "$probe_bin" ]; then
+  echo "==== the MLA tile's wgmmas and gather alone (tools/bench/mla_wgmma_probe.cu)"
+  timeout 20 "$probe_bin" 2>&1 | tee "$logs/wgmma_probe.log"
 fi
 
 # ncu of one batch-128 launch: the sections the issue asks for and every stall reason; the tensor pipe's share of the
