@@ -114,7 +114,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
   const u32 q_tile = smem_u32(smem), stages = q_tile + kQBytes;
   float* biases = reinterpret_cast<float*>(smem + kBiasOffset);
   float* row_max_exchange = reinterpret_cast<float*>(smem + kRowMaxOffset);  // [kWarpgroups][kQRows]
-  uint4* probs_exchange = reinterpret_cast<uint4*>(smem + kProbsOffset);      // [kWarpgroups][threads][kOwnSteps]
+  uint4* probs_exchange = reinterpret_cast<uint4*>(smem + kProbsOffset);      // [kWarpgroups][kOwnSteps][threads]
   const auto [b, kv_head, first_g, s, split, warp, lane] = block_work(P);
   // (broadcast from lane 0: the compiler then knows every branch on it is uniform across the warp, so the wgmmas
   // behind one are not serialized)
@@ -201,10 +201,10 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
       new_max[h] = fmaxf(row_max[h], fmaxf(tile_max[h], row_max_exchange[partner * kQRows + rows[h]]));
     online_softmax_step(scores, new_max, row_max, row_sum, rescale);
     u32 own[kOwnSteps][4], other[kOwnSteps][4];  // P of this warpgroup's tokens and of the other's
-    uint4* own_exchange = probs_exchange + (warpgroup * kWarpgroupThreads + wg_thread) * kOwnSteps;
+    uint4* own_exchange = probs_exchange + warpgroup * kOwnSteps * kWarpgroupThreads;
 #pragma unroll
     for (int step = 0; step < kOwnSteps; ++step) probabilities_fragment(scores, step, own[step]);
-    store_probs(own_exchange, own);
+    store_probs(own_exchange, wg_thread, own);
     rescale_output(out, rescale);
     // P V over the tile's tokens: this warpgroup's own first, so that the tensor cores run them across the exchange.
     const u64 v_desc = v_descriptor(latent_tile, warpgroup);
@@ -212,7 +212,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
     issue_pv(out, own, v_desc, warpgroup * kOwnSteps);
     wgmma_commit();
     __syncthreads();  // both warpgroups' P
-    load_probs(probs_exchange + (partner * kWarpgroupThreads + wg_thread) * kOwnSteps, other);
+    load_probs(probs_exchange + partner * kOwnSteps * kWarpgroupThreads, wg_thread, other);
     wgmma_fence();  // the other's P fragments, just loaded, to the tensor cores
     issue_pv(out, other, v_desc, partner * kOwnSteps);
     wgmma_commit();

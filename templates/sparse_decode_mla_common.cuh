@@ -175,17 +175,20 @@ SWAJIT_DEVICE void scale_and_bias_scores(float (&scores)[kFrags][4], const float
     }
 }
 
-// A thread's P fragments (one uint4 per k16 step, as wgmma A fragments) to and from an exchange in shared memory.
+// A thread's P fragments (one uint4 per k16 step, as wgmma A fragments) to and from a warpgroup's exchange in shared
+// memory, laid out [step][thread]: a warp's 16-byte accesses of one step are contiguous, so each quarter warp covers
+// the 32 banks once (conflict-free; [thread][step] put a warp's accesses kSteps * 16 bytes apart, up to 4-way).
 template <int kSteps>
-SWAJIT_DEVICE void store_probs(uint4* exchange, const u32 (&probs)[kSteps][4]) {
+SWAJIT_DEVICE void store_probs(uint4* exchange, int wg_thread, const u32 (&probs)[kSteps][4]) {
 #pragma unroll
-  for (int step = 0; step < kSteps; ++step) exchange[step] = make_uint4(probs[step][0], probs[step][1], probs[step][2], probs[step][3]);
+  for (int step = 0; step < kSteps; ++step)
+    exchange[step * kWarpgroupThreads + wg_thread] = make_uint4(probs[step][0], probs[step][1], probs[step][2], probs[step][3]);
 }
 template <int kSteps>
-SWAJIT_DEVICE void load_probs(const uint4* exchange, u32 (&probs)[kSteps][4]) {
+SWAJIT_DEVICE void load_probs(const uint4* exchange, int wg_thread, u32 (&probs)[kSteps][4]) {
 #pragma unroll
   for (int step = 0; step < kSteps; ++step) {
-    const uint4 p = exchange[step];
+    const uint4 p = exchange[step * kWarpgroupThreads + wg_thread];
     probs[step][0] = p.x;
     probs[step][1] = p.y;
     probs[step][2] = p.z;

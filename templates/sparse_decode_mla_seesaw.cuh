@@ -74,12 +74,12 @@ SWAJIT_DEVICE void score_tile(const SparseDecodeParams& P, float (&scores)[kSees
 // maxima's factor), as wgmma A fragments; published with the maxima for the other warpgroup (the caller arrives).
 SWAJIT_DEVICE void tile_probabilities(float (&scores)[kSeesawScoreFrags][4], const float (&tile_max)[2], float (&row_max)[2],
                                       float (&row_sum)[2], float (&rescale)[2], u32 (&probs)[kSeesawProbSteps][4],
-                                      uint4* probs_exchange, float* row_max_exchange, const int (&rows)[2], int lane) {
+                                      uint4* probs_exchange, float* row_max_exchange, const int (&rows)[2], int wg_thread, int lane) {
   const float new_max[2] = {fmaxf(row_max[0], tile_max[0]), fmaxf(row_max[1], tile_max[1])};
   online_softmax_step(scores, new_max, row_max, row_sum, rescale);
 #pragma unroll
   for (int step = 0; step < kSeesawProbSteps; ++step) probabilities_fragment(scores, step, probs[step]);
-  store_probs(probs_exchange, probs);
+  store_probs(probs_exchange, wg_thread, probs);
   if (lane % 4 == 0) {
     row_max_exchange[rows[0]] = row_max[0];
     row_max_exchange[rows[1]] = row_max[1];
@@ -173,21 +173,21 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
     const bool has_b = a + 1 < tiles;  // (the same for the whole block)
     const int stage_a = 2 * (pair % (kStages / 2)), stage_b = stage_a + 1;  // (with two stages: constants)
     const u32 tile_a = stages + stage_a * kStageBytes, tile_b = tile_a + kStageBytes;
-    uint4* probs_a = reinterpret_cast<uint4*>(smem + kQBytes + stage_a * kStageBytes + kRopeBlockOffset) + wg_thread * kSeesawProbSteps;
+    uint4* probs_a = reinterpret_cast<uint4*>(smem + kQBytes + stage_a * kStageBytes + kRopeBlockOffset);
     uint4* probs_b = probs_a + kStageBytes / sizeof(uint4);
     float scores[kSeesawScoreFrags][4], tile_max[2], rescale[2];
     u32 probs[kSeesawProbSteps][4], other[kSeesawProbSteps][4];
     if (warpgroup == 0) {
       score_tile(P, scores, tile_max, full_barriers + 8 * stage_a, early_barriers + 8 * stage_a, a / kStages, q_tile, tile_a,
                  biases + stage_a * kBlockN, lane);
-      tile_probabilities(scores, tile_max, row_max, row_sum, rescale, probs, probs_a, row_max_a, rows, lane);
+      tile_probabilities(scores, tile_max, row_max, row_sum, rescale, probs, probs_a, row_max_a, rows, wg_thread, lane);
       named_barrier_arrive(kProbsReadyA);
       rescale_output(out, rescale);
       issue_tile_pv(out, probs, tile_a, 0);
       if (has_b) {
         named_barrier_sync(kProbsReadyB);
         take_maxima(row_max, row_sum, rescale, row_max_b, rows);
-        load_probs(probs_b, other);
+        load_probs(probs_b, wg_thread, other);
         rescale_then_issue_pv(out, rescale, other, tile_b, 0);
       } else {
         await_output(out);
@@ -201,10 +201,10 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
       take_maxima(row_max, row_sum, rescale, row_max_a, rows);
       float rescale_b[2];  // (the softmax of tile b first: the scores' registers free before P_a's are loaded)
       if (has_b) {
-        tile_probabilities(scores, tile_max, row_max, row_sum, rescale_b, probs, probs_b, row_max_b, rows, lane);
+        tile_probabilities(scores, tile_max, row_max, row_sum, rescale_b, probs, probs_b, row_max_b, rows, wg_thread, lane);
         named_barrier_arrive(kProbsReadyB);
       }
-      load_probs(probs_a, other);
+      load_probs(probs_a, wg_thread, other);
       rescale_output(out, rescale);
       issue_tile_pv(out, other, tile_a, 1);
       if (has_b) rescale_then_issue_pv(out, rescale_b, probs, tile_b, 1);

@@ -151,13 +151,13 @@ SWAJIT_DEVICE void score_tiles(const SparseDecodeParams& P, const MlaBarriers& b
     u32 probs[kProbSteps][4];
 #pragma unroll
     for (int step = 0; step < kProbSteps; ++step) probabilities_fragment(scores, step, probs[step]);
-    store_probs(probs_exchange + (buffer * kWarpgroupThreads + wg_thread) * kProbSteps, probs);
+    store_probs(probs_exchange + buffer * kProbSteps * kWarpgroupThreads, wg_thread, probs);
     rescale_exchange[buffer * kWarpgroupThreads + wg_thread] = make_float2(rescale[0], rescale[1]);
     mbarrier_arrive(barriers.probs_full(buffer));
   }
   const int buffer = tiles % kProbBuffers;
   claim(buffer, tiles / kProbBuffers);
-  probs_exchange[(buffer * kWarpgroupThreads + wg_thread) * kProbSteps] =
+  probs_exchange[buffer * kProbSteps * kWarpgroupThreads + wg_thread] =  // (the first step's slot)
       make_uint4(__float_as_uint(row_max[0]), __float_as_uint(row_max[1]), __float_as_uint(quad_sum(row_sum[0])),
                  __float_as_uint(quad_sum(row_sum[1])));
   mbarrier_arrive(barriers.probs_full(buffer));
@@ -166,7 +166,7 @@ SWAJIT_DEVICE void score_tiles(const SparseDecodeParams& P, const MlaBarriers& b
 extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(const SparseDecodeParams P) {
   extern __shared__ __align__(1024) unsigned char smem[];
   const u32 q_tile = smem_u32(smem), stages = q_tile + kQBytes;
-  uint4* probs_exchange = reinterpret_cast<uint4*>(smem + kProbsOffset);        // [kProbBuffers][128][kProbSteps]
+  uint4* probs_exchange = reinterpret_cast<uint4*>(smem + kProbsOffset);        // [kProbBuffers][kProbSteps][128]
   float2* rescale_exchange = reinterpret_cast<float2*>(smem + kRescaleOffset);  // [kProbBuffers][128]
   float* biases = reinterpret_cast<float*>(smem + kBiasOffset);                 // [kStages][kBlockN]
   const MlaBarriers barriers{smem_u32(smem + kBarrierOffset)};
@@ -220,7 +220,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
     const int buffer = t % kProbBuffers;
     mbarrier_wait(barriers.probs_full(buffer), use_parity(t / kProbBuffers));
     u32 probs[kProbSteps][4];
-    load_probs(probs_exchange + (buffer * kWarpgroupThreads + wg_thread) * kProbSteps, probs);
+    load_probs(probs_exchange + buffer * kProbSteps * kWarpgroupThreads, wg_thread, probs);
     const float2 rescale = rescale_exchange[buffer * kWarpgroupThreads + wg_thread];
     mbarrier_arrive(barriers.probs_empty(buffer));
     const int stage = t % kStages;
@@ -247,7 +247,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
 
   const int buffer = tiles % kProbBuffers;
   mbarrier_wait(barriers.probs_full(buffer), use_parity(tiles / kProbBuffers));
-  const uint4 stats = probs_exchange[(buffer * kWarpgroupThreads + wg_thread) * kProbSteps];
+  const uint4 stats = probs_exchange[buffer * kProbSteps * kWarpgroupThreads + wg_thread];
   const float row_max[2] = {__uint_as_float(stats.x), __uint_as_float(stats.y)};
   const float sum[2] = {__uint_as_float(stats.z), __uint_as_float(stats.w)};
   write_output_rows(P, out, rows, row_max, sum, b, s, kv_head, first_g, split, column_warpgroup, lane);

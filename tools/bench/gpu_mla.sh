@@ -13,14 +13,18 @@
 # InstructionStats, SourceCounters, every stall reason) of one batch-128 launch of swajit's default MLA kernel (the
 # warp-specialized one, 1 split); --ncu-peer: the same of FlashInfer's MLA kernel
 # (tools/bench/mla_fi_call.py, FlashInfer's wheels from .whl/); --peers: the peers of shape b at batch 128
-# (tools/bench/sparse_peers.py); --tma-probe: CARRY/tma_row_probe or one beside this script (tools/bench/tma_row_probe.cu).
+# (tools/bench/sparse_peers.py); --tma-probe: CARRY/tma_row_probe or one beside this script (tools/bench/tma_row_probe.cu);
+# --short (under 90 s, nothing else): the check, the default and BASE at batch 32 and 128, and the shared-memory bank
+# conflicts (ncu, loads and stores) of the default kernel at batch 128, this build's and BASE's.
 # Usage, from the root of a checkout (binaries built by tools/bench/prepare_gpu_carry.sh into CARRY):
-#   bash tools/bench/gpu_mla.sh CARRY LOGDIR [--bounds] [--knobs] [--ncu] [--ncu-peer] [--peers] [--tma-probe]
+#   bash tools/bench/gpu_mla.sh CARRY LOGDIR [--short] [--bounds] [--knobs] [--ncu] [--ncu-peer] [--peers] [--tma-probe]
 here=$(cd "$(dirname "$0")" && pwd)
 db_name=mla.db run_timeout=60  # a hung kernel costs at most a minute
 source "$here/gpu_run_common.sh"
 export SWAJIT_SHIPPED=0  # the heuristic, not a shipped winner
 has() { [[ " ${*:2} " == *" $1 "* ]]; }
+short=0
+has --short "$@" && short=1
 
 start=$SECONDS
 probe=$(ls "$carry/tma_row_probe" "$here/tma_row_probe" 2>/dev/null | head -1)  # built from tools/bench/tma_row_probe.cu
@@ -36,9 +40,9 @@ if command -v cuobjdump >/dev/null; then
   done
 fi
 # The seesaw cases alone first, under a shorter limit (a hang there must not cost the whole check).
-run_timeout=30 run "$swajit" check --device cuda --family sparse_decode --filter mla_sw > "$logs/check_seesaw.log" 2>&1
-echo "==== seesaw cases: $(grep -E "passed," "$logs/check_seesaw.log" || echo "did not finish") ($((SECONDS - start)) s)"
-grep -E "^FAIL|rror" "$logs/check_seesaw.log" | cut -c1-200 | head -10
+[ $short = 1 ] || run_timeout=30 run "$swajit" check --device cuda --family sparse_decode --filter mla_sw > "$logs/check_seesaw.log" 2>&1
+[ $short = 1 ] || echo "==== seesaw cases: $(grep -E "passed," "$logs/check_seesaw.log" || echo "did not finish") ($((SECONDS - start)) s)"
+[ $short = 1 ] || grep -E "^FAIL|rror" "$logs/check_seesaw.log" | cut -c1-200 | head -10
 run "$swajit" check --device cuda --family sparse_decode --filter 576 > "$logs/check_mla.log" 2>&1
 echo "==== correctness, swajit check (every 576 / 512 case; MLA kernels forced and default): $([ $status -eq 0 ] && echo PASS || echo FAIL) ($((SECONDS - start)) s)"
 grep -E "^FAIL|passed,|rror" "$logs/check_mla.log" | cut -c1-200 | head -40
@@ -53,12 +57,35 @@ mm=$(bash "$here/matmul_tflops.sh")
 echo "==== bf16 matmul rate for the floor (torch, 8192^3): ${mm} TFLOP/s"
 bench=("$swajit" bench sparse --shape b --matmul-tflops "${mm:-0}")
 echo "==== the default (the heuristic's kernel and splits)"
-run "${bench[@]}" --batch 1,32,128 --reps 20 2>&1 | tee "$logs/bench_default.log"
+default_batches=1,32,128
+[ $short = 1 ] && default_batches=32,128
+run "${bench[@]}" --batch $default_batches --reps 20 2>&1 | tee "$logs/bench_default.log"
 base=$carry/../mainJ  # session 7's final binary (BASE), when the run carries it
 if [ -x "$base/swajit" ]; then
   echo "==== BASE (session 7's final binary, .carry/mainJ), the same bench"
   LD_LIBRARY_PATH=$base/lib run "$base/swajit" bench sparse --shape b --matmul-tflops "${mm:-0}" --batch 32,128 --reps 10 \
     2>&1 | tee "$logs/bench_base.log" | grep "^| b"
+fi
+if [ $short = 1 ]; then
+  # Shared-memory bank conflicts of the default kernel at batch 128 (one launch, warp specialized 64 x 2, 1 split):
+  # this build's against BASE's (wavefronts: every shared access's, conflicts included).
+  conflict_metrics=l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_st.sum
+  conflict_metrics+=,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum
+  conflict_metrics+=,smsp__inst_executed.sum,gpu__time_duration.sum
+  ncu_conflicts() {
+    local name=$1 binary=$2
+    timeout 30 ncu --metrics "$conflict_metrics" --kernel-name regex:swajit_sparse --launch-skip 1 --launch-count 1 \
+      "$binary" bench sparse --shape b --batch 128 --reps 1 --mla true --warp-specialize 1 --block-n 64 --stages 2 --splits 1 \
+      > "$logs/ncu_conflicts_$name.log" 2>&1
+    echo "==== ncu, batch 128, the default kernel's shared-memory bank conflicts: $name"
+    grep -E "l1tex__|smsp__inst|gpu__time" "$logs/ncu_conflicts_$name.log" | head -8
+  }
+  if command -v ncu >/dev/null; then
+    ncu_conflicts this "$swajit"
+    [ -x "$base/swajit" ] && LD_LIBRARY_PATH=$base/lib ncu_conflicts base "$base/swajit"
+  fi
+  echo "==== done ($((SECONDS - start)) s)"
+  exit $status
 fi
 seesaw=(--mla true --warp-specialize 0 --seesaw true)
 if [ $knobs_ok = 1 ]; then
