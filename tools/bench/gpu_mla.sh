@@ -73,16 +73,16 @@ if [ $short = 1 ]; then
   conflict_metrics+=,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum
   conflict_metrics+=,smsp__inst_executed.sum,gpu__time_duration.sum
   ncu_conflicts() {
-    local name=$1 binary=$2
-    timeout 30 ncu --metrics "$conflict_metrics" --kernel-name regex:swajit_sparse --launch-skip 1 --launch-count 1 \
+    local name=$1 binary=$2 libs=$3
+    LD_LIBRARY_PATH=$libs timeout 30 ncu --metrics "$conflict_metrics" --kernel-name regex:swajit_sparse --launch-skip 1 --launch-count 1 \
       "$binary" bench sparse --shape b --batch 128 --reps 1 --mla true --warp-specialize 1 --block-n 64 --stages 2 --splits 1 \
       > "$logs/ncu_conflicts_$name.log" 2>&1
     echo "==== ncu, batch 128, the default kernel's shared-memory bank conflicts: $name"
     grep -E "l1tex__|smsp__inst|gpu__time" "$logs/ncu_conflicts_$name.log" | head -8
   }
   if command -v ncu >/dev/null; then
-    ncu_conflicts this "$swajit"
-    [ -x "$base/swajit" ] && LD_LIBRARY_PATH=$base/lib ncu_conflicts base "$base/swajit"
+    ncu_conflicts this "$swajit" "$carry/lib"
+    [ -x "$base/swajit" ] && ncu_conflicts base "$base/swajit" "$base/lib"
   fi
   echo "==== done ($((SECONDS - start)) s)"
   exit $status
