@@ -235,7 +235,7 @@ std::string wgmma_wrappers(const KernelSpec& prefill_spec, const PrefillConfig& 
 // S[64 x block_n / 2] = Q . K^T and its O[64 x head_dim_v / 2] += P . V.
 // (warp_specialize: the scoring warpgroup's S over the whole tile, sparse_decode_mla_ws.cuh, with Q from registers
 // where the geometry leaves it no shared memory; split_scores: also each warpgroup's S[64 x block_n] over half the
-// columns, mla_wgmma_split_scores.)
+// columns, mla_wgmma_split_scores, which seesaw's warpgroups use for a whole tile's S over all the columns.)
 std::string mla_wgmma_wrappers(const KernelSpec& spec, const SparseDecodeConfig& config) {
   constexpr int kWarpgroups = 2;
   const int score_n = config.warp_specialize ? config.block_n : config.block_n / kWarpgroups;
@@ -495,7 +495,9 @@ GeneratedKernel generate_sparse_decode_cuda(const KernelSpec& spec, const Sparse
   if (config.token_split) os << section("sparse_decode_tokens.cuh");
   else if (config.mla)
     os << mla_wgmma_wrappers(spec, config) << "\n" << section("sparse_decode_mla_common.cuh")
-       << section(config.warp_specialize ? "sparse_decode_mla_ws.cuh" : "sparse_decode_mla.cuh");
+       << section(config.warp_specialize ? "sparse_decode_mla_ws.cuh"
+                  : config.seesaw        ? "sparse_decode_mla_seesaw.cuh"
+                                         : "sparse_decode_mla.cuh");
   else if (config.mma) os << section("sparse_decode_mma.cuh");
   out.source = os.str();
   return out;

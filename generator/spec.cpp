@@ -446,7 +446,7 @@ void PrefillConfig::validate(const KernelSpec& spec) const {
 
 std::string SparseDecodeConfig::compile_key() const {
   return "bn" + std::to_string(block_n) + "_st" + std::to_string(stages) + (mma ? "_mma" : "") + (token_split ? "_ts" : "") +
-         (mla ? "_mla" : "") + (warp_specialize ? "_ws" : "") + (copy_ahead ? "_ca" : "") + (score_ahead ? "_sa" : "") + (split_scores ? "_ss" : "") +
+         (mla ? "_mla" : "") + (warp_specialize ? "_ws" : "") + (copy_ahead ? "_ca" : "") + (score_ahead ? "_sa" : "") + (split_scores ? "_ss" : "") + (seesaw ? "_sw" : "") +
          (l2_prefetch ? "_l2" : "") + (l2_ahead ? "_la" : "") + (table_prefetch ? "_tp" : "") + (persistent ? "_pe" : "");
 }
 std::string SparseDecodeConfig::key() const { return compile_key() + "_sp" + std::to_string(num_splits); }
@@ -454,7 +454,7 @@ std::string SparseDecodeConfig::key() const { return compile_key() + "_sp" + std
 SparseDecodeConfig SparseDecodeConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
   const auto malformed = [&] {
-    return Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bn<N>_st<S>[_mma[_ts|_mla[_ws|_ca[_sa]][_ss]]][_l2][_la][_tp][_pe]_sp<P>");
+    return Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bn<N>_st<S>[_mma[_ts|_mla[_ws|_ca[_sa]][_ss][_sw]]][_l2][_la][_tp][_pe]_sp<P>");
   };
   if (parts.size() < 3) throw malformed();
   SparseDecodeConfig config;
@@ -469,6 +469,7 @@ SparseDecodeConfig SparseDecodeConfig::from_key(std::string_view key) {
     else if (parts[i] == "ca") config.copy_ahead = true;
     else if (parts[i] == "sa") config.score_ahead = true;
     else if (parts[i] == "ss") config.split_scores = true;
+    else if (parts[i] == "sw") config.seesaw = true;
     else if (parts[i] == "l2") config.l2_prefetch = true;
     else if (parts[i] == "la") config.l2_ahead = true;
     else if (parts[i] == "tp") config.table_prefetch = true;
@@ -510,8 +511,8 @@ void SparseDecodeConfig::validate(const KernelSpec& spec) const {
     throw Error(ErrorCode::kInvalidArgument, "l2_ahead and table_prefetch are knobs of the gather of the other sparse_decode "
                                              "kernels (the MLA kernel has its own, l2_prefetch); " + spec.key() + " with " + compile_key());
   if (mla) validate_mla(spec);
-  else if (copy_ahead || score_ahead || split_scores)
-    throw Error(ErrorCode::kInvalidArgument, "copy_ahead, score_ahead and split_scores are schedules of the MLA kernel: they need mla; " + spec.key() +
+  else if (copy_ahead || score_ahead || split_scores || seesaw)
+    throw Error(ErrorCode::kInvalidArgument, "copy_ahead, score_ahead, split_scores and seesaw are schedules of the MLA kernel: they need mla; " + spec.key() +
                                                  " with " + compile_key());
   else if (warp_specialize)
     throw Error(ErrorCode::kInvalidArgument, "warp_specialize is a variant of the MLA kernel: it needs mla; " + spec.key() +
@@ -533,16 +534,20 @@ void SparseDecodeConfig::validate_mla(const KernelSpec& spec) const {
   if (split_scores && (warp_specialize || score_ahead))
     throw Error(ErrorCode::kInvalidArgument, "split_scores is a schedule of the two-warpgroup MLA kernel without "
                                              "score_ahead; " + what);
+  if (seesaw && (warp_specialize || copy_ahead || split_scores))
+    throw Error(ErrorCode::kInvalidArgument, "seesaw is a schedule of the two-warpgroup MLA kernel of its own (no "
+                                             "warp_specialize, copy_ahead or split_scores); " + what);
   if (score_ahead && !copy_ahead)
     throw Error(ErrorCode::kInvalidArgument, "score_ahead needs copy_ahead (tile t + 1 awaited under tile t); " + what);
   if (copy_ahead && warp_specialize)
     throw Error(ErrorCode::kInvalidArgument, "copy_ahead is a schedule of the two-warpgroup MLA kernel (the warp-specialized "
                                              "one always copies ahead); " + what);
-  const bool small_tiles = warp_specialize && block_n == kWsSmallBlockN && (stages == kWsSmallStages || stages == kWsDeepStages);
+  const bool small_tiles = (warp_specialize && block_n == kWsSmallBlockN && (stages == kWsSmallStages || stages == kWsDeepStages)) ||
+                           (seesaw && block_n == kWsSmallBlockN && stages == kWsSmallStages);
   if ((block_n != kMlaBlockN || stages != kMlaStages) && !small_tiles)
     throw Error(ErrorCode::kInvalidArgument, "mla takes block_n = 64 and stages = 2 (64-token tiles, two in shared "
                                              "memory beside the 64 x 576 Q tile), with warp_specialize also block_n = 32 "
-                                             "and stages = 4 or 6 (Q in registers); " + what);
+                                             "and stages = 4 or 6 (Q in registers), with seesaw also 32 and 4; " + what);
 }
 
 std::string CpuDecodeConfig::compile_key() const { return "cpu_bn" + std::to_string(block_n); }

@@ -68,29 +68,17 @@ SWAJIT_DEVICE void issue_warpgroup_scores(float (&scores)[kWarpgroupScoreFrags][
 // through shared memory (the first warpgroup into the P exchange, free until the softmax writes it; the second into
 // the tile's last 64 columns, which only its own wgmmas read) and adds the other's partial sums of its own tokens.
 constexpr int kSplitScoreFrags = kBlockN / 8;  // a thread's 8-column accumulator fragments of S over the whole tile
-constexpr int kRopeBlockOffset = (kHeadDim / kColumnsPerSwizzleBlock - 1) * kBlockN * kSwizzleRowBytes;
 static_assert(!kMlaSplitScores || (kDimSteps % 2 == 0 && kBlockN * kSwizzleRowBytes == kWarpgroupThreads * kWarpgroupScoreFrags * 16 &&
                                    (kDimSteps / 2) * 16 <= kHeadDim - kColumnsPerSwizzleBlock &&
                                    kWarpgroups * kWarpgroupThreads * kOwnSteps * 16 == kWarpgroupThreads * kWarpgroupScoreFrags * 16),
               "split_scores: each warpgroup's half of the columns, and 8 KB for each direction of the swap");
 
-template <int kFirstStep>  // (a constant, so that every descriptor offset is one uniform add)
-SWAJIT_DEVICE void issue_split_scores(float (&partial)[kSplitScoreFrags][4], u64 q_desc, u64 k_desc) {
-  constexpr int kStepsPerBlock = kColumnsPerSwizzleBlock / 16;
-#pragma unroll
-  for (int i = 0; i < kDimSteps / 2; ++i) {
-    const int step = kFirstStep + i;
-    const u32 within_row = (step % kStepsPerBlock) * kKStepBytes, block = step / kStepsPerBlock;
-    mla_wgmma_split_scores(partial, descriptor_plus(q_desc, within_row + block * kQRows * kSwizzleRowBytes),
-                           descriptor_plus(k_desc, within_row + block * kBlockN * kSwizzleRowBytes), i > 0);
-  }
-}
 SWAJIT_DEVICE void issue_split_scores(float (&partial)[kSplitScoreFrags][4], u32 q_tile, u32 latent_tile, int warpgroup) {
   const u64 q_desc = warp_uniform(wgmma_descriptor(q_tile, kKStepBytes, kSwizzleAtomBytes));
   const u64 k_desc = warp_uniform(wgmma_descriptor(latent_tile, kKStepBytes, kSwizzleAtomBytes));
   wgmma_fence();
-  if (warpgroup == 0) issue_split_scores<0>(partial, q_desc, k_desc);
-  else issue_split_scores<kDimSteps / 2>(partial, q_desc, k_desc);
+  if (warpgroup == 0) issue_tile_scores<0, kDimSteps / 2>(partial, q_desc, k_desc);
+  else issue_tile_scores<kDimSteps / 2, kDimSteps / 2>(partial, q_desc, k_desc);
   wgmma_commit();
 }
 // Each warpgroup's scores of its own tokens from both partial sums (a block barrier inside): the first warpgroup sends
@@ -126,7 +114,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
   const u32 q_tile = smem_u32(smem), stages = q_tile + kQBytes;
   float* biases = reinterpret_cast<float*>(smem + kBiasOffset);
   float* row_max_exchange = reinterpret_cast<float*>(smem + kRowMaxOffset);  // [kWarpgroups][kQRows]
-  uint4* probs_exchange = reinterpret_cast<uint4*>(smem + kProbsOffset);      // [kWarpgroups][threads][kOwnSteps]
+  uint4* probs_exchange = reinterpret_cast<uint4*>(smem + kProbsOffset);      // [kWarpgroups][kOwnSteps][threads]
   const auto [b, kv_head, first_g, s, split, warp, lane] = block_work(P);
   // (broadcast from lane 0: the compiler then knows every branch on it is uniform across the warp, so the wgmmas
   // behind one are not serialized)
@@ -151,10 +139,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
   }
 
   float out[kWarpgroupOutFrags][4];
-#pragma unroll
-  for (int n = 0; n < kWarpgroupOutFrags; ++n)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) out[n][e] = 0.f;
+  zero_output(out);
   float row_max[2] = {SWAJIT_NEG_INF, SWAJIT_NEG_INF}, row_sum[2] = {0.f, 0.f};  // row_sum: this thread's tokens only
   float scores[kWarpgroupScoreFrags][4];
   if constexpr (kMlaScoreAhead) {  // tile 0's scores; each later tile's are issued by the iteration before
@@ -201,15 +186,8 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
         issue_warpgroup_scores(next_scores, q_tile, stages + ((t + 1) % kStages) * kStageBytes, warpgroup);
       }
     }
-    // Fragment n, element e: row rows[e / 2], token 8 n + 2 (lane % 4) + e % 2 of this warpgroup's.
-    float tile_max[2] = {SWAJIT_NEG_INF, SWAJIT_NEG_INF};
-#pragma unroll
-    for (int n = 0; n < kWarpgroupScoreFrags; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        scores[n][e] = scores[n][e] * P.scale_log2 + tile_biases[8 * n + 2 * (lane % 4) + e % 2];
-        tile_max[e / 2] = fmaxf(tile_max[e / 2], scores[n][e]);
-      }
+    float tile_max[2];
+    scale_and_bias_scores(scores, tile_biases, P.scale_log2, lane, tile_max);
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       tile_max[h] = quad_max(tile_max[h]);
@@ -223,35 +201,18 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
       new_max[h] = fmaxf(row_max[h], fmaxf(tile_max[h], row_max_exchange[partner * kQRows + rows[h]]));
     online_softmax_step(scores, new_max, row_max, row_sum, rescale);
     u32 own[kOwnSteps][4], other[kOwnSteps][4];  // P of this warpgroup's tokens and of the other's
-    uint4* own_exchange = probs_exchange + (warpgroup * kWarpgroupThreads + wg_thread) * kOwnSteps;
+    uint4* own_exchange = probs_exchange + warpgroup * kOwnSteps * kWarpgroupThreads;
 #pragma unroll
-    for (int step = 0; step < kOwnSteps; ++step) {
-      probabilities_fragment(scores, step, own[step]);
-      own_exchange[step] = make_uint4(own[step][0], own[step][1], own[step][2], own[step][3]);
-    }
-    // The rows' maxima settle after the first tiles: skip the accumulator's 128 multiplies when none of this warp's
-    // rows moved (rescale exactly 1).
-    if (__any_sync(0xffffffffu, rescale[0] != 1.f || rescale[1] != 1.f)) {
-#pragma unroll
-      for (int n = 0; n < kWarpgroupOutFrags; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) out[n][e] *= rescale[e / 2];
-    }
+    for (int step = 0; step < kOwnSteps; ++step) probabilities_fragment(scores, step, own[step]);
+    store_probs(own_exchange, wg_thread, own);
+    rescale_output(out, rescale);
     // P V over the tile's tokens: this warpgroup's own first, so that the tensor cores run them across the exchange.
     const u64 v_desc = v_descriptor(latent_tile, warpgroup);
     wgmma_fence();
     issue_pv(out, own, v_desc, warpgroup * kOwnSteps);
     wgmma_commit();
     __syncthreads();  // both warpgroups' P
-    const uint4* other_exchange = probs_exchange + (partner * kWarpgroupThreads + wg_thread) * kOwnSteps;
-#pragma unroll
-    for (int step = 0; step < kOwnSteps; ++step) {
-      const uint4 theirs = other_exchange[step];
-      other[step][0] = theirs.x;
-      other[step][1] = theirs.y;
-      other[step][2] = theirs.z;
-      other[step][3] = theirs.w;
-    }
+    load_probs(probs_exchange + partner * kOwnSteps * kWarpgroupThreads, wg_thread, other);
     wgmma_fence();  // the other's P fragments, just loaded, to the tensor cores
     issue_pv(out, other, v_desc, partner * kOwnSteps);
     wgmma_commit();
@@ -273,17 +234,6 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
   cp_async_wait<0>();
   allow_dependent_grid_launch();
 
-  // The rows' sums over both warpgroups' tokens (the row maxima's exchange is free: its last reads were before the
-  // loop's last barrier, or the loop never ran).
-  float* row_sum_exchange = row_max_exchange;
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    row_sum[h] = quad_sum(row_sum[h]);
-    if (lane % 4 == 0) row_sum_exchange[warpgroup * kQRows + rows[h]] = row_sum[h];
-  }
-  __syncthreads();
-  float sum[2];
-#pragma unroll
-  for (int h = 0; h < 2; ++h) sum[h] = row_sum[h] + row_sum_exchange[partner * kQRows + rows[h]];
-  write_output_rows(P, out, rows, row_max, sum, b, s, kv_head, first_g, split, warpgroup, lane);
+  // (the row maxima's exchange is free: its last reads were before the loop's last barrier, or the loop never ran)
+  write_both_warpgroups_output(P, out, rows, row_max, row_sum, row_max_exchange, b, s, kv_head, first_g, split, warpgroup, lane);
 }

@@ -24,6 +24,8 @@ constexpr int kCopyPasses = kBlockN / kRowsPerPass;                 // ... and h
 constexpr u32 kSwizzleRowBytes = 128, kSwizzleAtomBytes = 8 * kSwizzleRowBytes;  // WgmmaTile: 8 rows of 128 bytes
 constexpr u32 kKStepBytes = 16 * 2;                                              // 16 elements of 2 bytes
 constexpr int kColumnsPerSwizzleBlock = 64;
+// A latent tile's last 64 columns (past V's), which only S reads: free scratch in its stage once S is computed.
+constexpr u32 kRopeBlockOffset = (kHeadDim / kColumnsPerSwizzleBlock - 1) * kBlockN * kSwizzleRowBytes;
 typedef WgmmaTile<kQRows> QTile;
 typedef WgmmaTile<kBlockN> LatentTile;
 static_assert(kSharedKv && kKvQuant == 0 && kHeadDimV % (kColumnWarpgroups * kColumnsPerSwizzleBlock) == 0,
@@ -80,18 +82,20 @@ struct LatentGather {
     const long long row = slot.j >= 0 ? slot.page * P.k_stride_page + (slot.j % kPageSize) * P.k_stride_token : 0;
     return static_cast<const char*>(P.k_cache) + (row + kv_head * P.k_stride_head) * 2;
   }
-  // Tile t's latent row of this thread's pass into its stage (zero-filled where there is nothing to read), its bias.
+  // Tile t's latent row of this thread's pass, its 64-column blocks [kFirstBlock, kEndBlock) (this thread's chunk of
+  // block i is its i-th), into its stage (zero-filled where there is nothing to read); with the first block, its bias.
+  template <int kFirstBlock = 0, int kEndBlock = kChunksPerPart>
   __device__ __forceinline__ void copy(int t, int pass, const Slot& slot) const {
     const int row_in_tile = token + pass * kRowsPerPass;
     const bool valid = slot.j >= 0;
     const char* src = row_address(slot);
     const u32 stage = stages + (t % kStages) * kStageBytes;
 #pragma unroll
-    for (int i = 0; i < kChunksPerPart; ++i) {
+    for (int i = kFirstBlock; i < kEndBlock; ++i) {
       const int chunk = part + i * kCopyParts;  // neighbouring threads read neighbouring chunks of one row
       cp_async_16(stage + LatentTile::offset_bytes(row_in_tile, chunk), src + chunk * 16, valid);
     }
-    if (part == 0) biases[(t % kStages) * kBlockN + row_in_tile] = valid ? slot.bias : SWAJIT_NEG_INF;
+    if (kFirstBlock == 0 && part == 0) biases[(t % kStages) * kBlockN + row_in_tile] = valid ? slot.bias : SWAJIT_NEG_INF;
   }
   // Tile 0's pages loaded, tile 1's slots (prefetching: tile 1's pages, tile 2's slots).
   __device__ __forceinline__ void begin() {
@@ -105,10 +109,18 @@ struct LatentGather {
   // Tile `next` in flight (if there is one; the caller commits or arrives), the lookups one tile further
   // (prefetching: the rows of tile next + 1 asked of L2).
   __device__ __forceinline__ void copy_next() {
-    constexpr u32 kRowBytes = kHeadDim * 2;
+    copy_next_blocks();
+    advance();
+  }
+  // Tile `next`'s 64-column blocks [kFirstBlock, kEndBlock) in flight (if there is one); advance() then moves on.
+  template <int kFirstBlock = 0, int kEndBlock = kChunksPerPart>
+  __device__ __forceinline__ void copy_next_blocks() const {
 #pragma unroll
     for (int pass = 0; pass < kCopyPasses; ++pass)
-      if (next < tiles) copy(next, pass, ready[pass]);
+      if (next < tiles) copy<kFirstBlock, kEndBlock>(next, pass, ready[pass]);
+  }
+  __device__ __forceinline__ void advance() {
+    constexpr u32 kRowBytes = kHeadDim * 2;
 #pragma unroll
     for (int pass = 0; pass < kCopyPasses; ++pass) {
       if constexpr (kPrefetchNextTile) {
@@ -147,6 +159,60 @@ SWAJIT_DEVICE void online_softmax_step(float (&scores)[kFrags][4], const float (
   }
 }
 
+// The tile's raw scores of this thread's fragments scaled (log2 units) plus each candidate's bias (fragment n, element
+// e: row rows[e / 2], token kFirstToken + 8 n + 2 (lane % 4) + e % 2 of the tile), and the rows' maxima over them
+// (over this thread's tokens only: the caller reduces across the quad).
+template <int kFrags>
+SWAJIT_DEVICE void scale_and_bias_scores(float (&scores)[kFrags][4], const float* tile_biases, float scale_log2, int lane,
+                                         float (&tile_max)[2]) {
+  tile_max[0] = tile_max[1] = SWAJIT_NEG_INF;
+#pragma unroll
+  for (int n = 0; n < kFrags; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      scores[n][e] = scores[n][e] * scale_log2 + tile_biases[8 * n + 2 * (lane % 4) + e % 2];
+      tile_max[e / 2] = fmaxf(tile_max[e / 2], scores[n][e]);
+    }
+}
+
+// A thread's P fragments (one uint4 per k16 step, as wgmma A fragments) to and from a warpgroup's exchange in shared
+// memory, laid out [step][thread]: a warp's 16-byte accesses of one step are contiguous, so each quarter warp covers
+// the 32 banks once (conflict-free; [thread][step] put a warp's accesses kSteps * 16 bytes apart, up to 4-way).
+template <int kSteps>
+SWAJIT_DEVICE void store_probs(uint4* exchange, int wg_thread, const u32 (&probs)[kSteps][4]) {
+#pragma unroll
+  for (int step = 0; step < kSteps; ++step)
+    exchange[step * kWarpgroupThreads + wg_thread] = make_uint4(probs[step][0], probs[step][1], probs[step][2], probs[step][3]);
+}
+template <int kSteps>
+SWAJIT_DEVICE void load_probs(const uint4* exchange, int wg_thread, u32 (&probs)[kSteps][4]) {
+#pragma unroll
+  for (int step = 0; step < kSteps; ++step) {
+    const uint4 p = exchange[step * kWarpgroupThreads + wg_thread];
+    probs[step][0] = p.x;
+    probs[step][1] = p.y;
+    probs[step][2] = p.z;
+    probs[step][3] = p.w;
+  }
+}
+
+SWAJIT_DEVICE void zero_output(float (&out)[kWarpgroupOutFrags][4]) {
+#pragma unroll
+  for (int n = 0; n < kWarpgroupOutFrags; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) out[n][e] = 0.f;
+}
+
+// O *= the rows' rescale factors (accumulator elements 2 h + {0, 1} of each fragment are row h's). The rows' maxima
+// settle after the first tiles: the 128 multiplies are skipped when none of the warp's rows moved (rescale exactly 1).
+SWAJIT_DEVICE void rescale_output(float (&out)[kWarpgroupOutFrags][4], const float (&rescale)[2]) {
+  if (!__any_sync(0xffffffffu, rescale[0] != 1.f || rescale[1] != 1.f)) return;
+#pragma unroll
+  for (int n = 0; n < kWarpgroupOutFrags; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) out[n][e] *= rescale[e / 2];
+}
+
 // A shared-memory descriptor the warp agrees on but the compiler cannot prove it does (it depends on the stage and the
 // warpgroup), broadcast from lane 0 so that it lives in uniform registers: each wgmma then takes its descriptor from
 // one uniform add instead of a chain of register moves (R2UR) in front of it.
@@ -169,6 +235,21 @@ SWAJIT_DEVICE void issue_pv(float (&out)[kWarpgroupOutFrags][4], const u32 (&pro
   const u64 first_desc = warp_uniform(descriptor_plus(v_desc, first * kStepBytes));  // (first depends on the warpgroup)
 #pragma unroll
   for (int step = 0; step < kSteps; ++step) mla_wgmma_pv(out, probs[step], descriptor_plus(first_desc, step * kStepBytes));
+}
+
+// S[64 x kBlockN] (+)= Q . K^T over the k16 steps [kFirstStep, kFirstStep + kSteps) of the head dimension, the whole
+// tile's tokens (wgmma m64 n kBlockN, mla_wgmma_split_scores; K-major operands, as prefill.cuh's), issued (the caller
+// fences, commits and waits). Constant steps, so that every descriptor offset is one uniform add.
+template <int kFirstStep, int kSteps, bool kAccumulate = false>  // (kAccumulate: onto the steps before kFirstStep)
+SWAJIT_DEVICE void issue_tile_scores(float (&scores)[kBlockN / 8][4], u64 q_desc, u64 k_desc) {
+  constexpr int kStepsPerBlock = kColumnsPerSwizzleBlock / 16;
+#pragma unroll
+  for (int i = 0; i < kSteps; ++i) {
+    const int step = kFirstStep + i;
+    const u32 within_row = (step % kStepsPerBlock) * kKStepBytes, block = step / kStepsPerBlock;
+    mla_wgmma_split_scores(scores, descriptor_plus(q_desc, within_row + block * kQRows * kSwizzleRowBytes),
+                           descriptor_plus(k_desc, within_row + block * kBlockN * kSwizzleRowBytes), kAccumulate || i > 0);
+  }
 }
 
 // The block's 64 q heads (rows past the group's are zeros) into the Q tile, as stored (the scale joins the scores).
@@ -195,4 +276,22 @@ SWAJIT_DEVICE void write_output_rows(const SparseDecodeParams& P, const float (&
     write_fragment_row(P, out, 2 * h, column_warpgroup * kWarpgroupColumns + 2 * (lane % 4), row_max[h], sum[h], b, s,
                        kv_head, g, split, column_warpgroup == 0 && lane % 4 == 0);
   }
+}
+
+// Both column warpgroups' output: the rows' sums over both warpgroups' tokens (each thread's row_sum covers the tokens
+// it summed; `exchange`, 2 x kQRows floats, is read by no one any more; a block barrier inside), then the rows.
+SWAJIT_DEVICE void write_both_warpgroups_output(const SparseDecodeParams& P, const float (&out)[kWarpgroupOutFrags][4],
+                                                const int (&rows)[2], const float (&row_max)[2], float (&row_sum)[2],
+                                                float* exchange, int b, int s, int kv_head, int first_g, int split,
+                                                int warpgroup, int lane) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    row_sum[h] = quad_sum(row_sum[h]);
+    if (lane % 4 == 0) exchange[warpgroup * kQRows + rows[h]] = row_sum[h];
+  }
+  __syncthreads();
+  float sum[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) sum[h] = row_sum[h] + exchange[(1 - warpgroup) * kQRows + rows[h]];
+  write_output_rows(P, out, rows, row_max, sum, b, s, kv_head, first_g, split, warpgroup, lane);
 }

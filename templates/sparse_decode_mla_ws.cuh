@@ -141,34 +141,23 @@ SWAJIT_DEVICE void score_tiles(const SparseDecodeParams& P, const MlaBarriers& b
     fence_shared_for_async_proxy();  // the gathered (generic-proxy) bytes, before wgmma reads them
     float scores[kScoreFrags][4];
     tile_scores(scores, q, stages + stage * kStageBytes);
-    // Fragment n, element e: row rows[e / 2], token 8 n + 2 (lane % 4) + e % 2 of the tile.
-    const float* tile_biases = biases + stage * kBlockN;
-    float tile_max[2] = {SWAJIT_NEG_INF, SWAJIT_NEG_INF};
-#pragma unroll
-    for (int n = 0; n < kScoreFrags; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        scores[n][e] = scores[n][e] * P.scale_log2 + tile_biases[8 * n + 2 * (lane % 4) + e % 2];
-        tile_max[e / 2] = fmaxf(tile_max[e / 2], scores[n][e]);
-      }
+    float tile_max[2];
+    scale_and_bias_scores(scores, biases + stage * kBlockN, P.scale_log2, lane, tile_max);
     const float new_max[2] = {fmaxf(row_max[0], quad_max(tile_max[0])), fmaxf(row_max[1], quad_max(tile_max[1]))};
     float rescale[2];
     online_softmax_step(scores, new_max, row_max, row_sum, rescale);
     const int buffer = t % kProbBuffers;
     claim(buffer, t / kProbBuffers);
-    uint4* probs = probs_exchange + (buffer * kWarpgroupThreads + wg_thread) * kProbSteps;
+    u32 probs[kProbSteps][4];
 #pragma unroll
-    for (int step = 0; step < kProbSteps; ++step) {
-      u32 a[4];
-      probabilities_fragment(scores, step, a);
-      probs[step] = make_uint4(a[0], a[1], a[2], a[3]);
-    }
+    for (int step = 0; step < kProbSteps; ++step) probabilities_fragment(scores, step, probs[step]);
+    store_probs(probs_exchange + buffer * kProbSteps * kWarpgroupThreads, wg_thread, probs);
     rescale_exchange[buffer * kWarpgroupThreads + wg_thread] = make_float2(rescale[0], rescale[1]);
     mbarrier_arrive(barriers.probs_full(buffer));
   }
   const int buffer = tiles % kProbBuffers;
   claim(buffer, tiles / kProbBuffers);
-  probs_exchange[(buffer * kWarpgroupThreads + wg_thread) * kProbSteps] =
+  probs_exchange[buffer * kProbSteps * kWarpgroupThreads + wg_thread] =  // (the first step's slot)
       make_uint4(__float_as_uint(row_max[0]), __float_as_uint(row_max[1]), __float_as_uint(quad_sum(row_sum[0])),
                  __float_as_uint(quad_sum(row_sum[1])));
   mbarrier_arrive(barriers.probs_full(buffer));
@@ -177,7 +166,7 @@ SWAJIT_DEVICE void score_tiles(const SparseDecodeParams& P, const MlaBarriers& b
 extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(const SparseDecodeParams P) {
   extern __shared__ __align__(1024) unsigned char smem[];
   const u32 q_tile = smem_u32(smem), stages = q_tile + kQBytes;
-  uint4* probs_exchange = reinterpret_cast<uint4*>(smem + kProbsOffset);        // [kProbBuffers][128][kProbSteps]
+  uint4* probs_exchange = reinterpret_cast<uint4*>(smem + kProbsOffset);        // [kProbBuffers][kProbSteps][128]
   float2* rescale_exchange = reinterpret_cast<float2*>(smem + kRescaleOffset);  // [kProbBuffers][128]
   float* biases = reinterpret_cast<float*>(smem + kBiasOffset);                 // [kStages][kBlockN]
   const MlaBarriers barriers{smem_u32(smem + kBarrierOffset)};
@@ -223,10 +212,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
   for (int stage = 0; stage < kStages; ++stage) copy_next_tile();
 
   float out[kWarpgroupOutFrags][4];
-#pragma unroll
-  for (int n = 0; n < kWarpgroupOutFrags; ++n)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) out[n][e] = 0.f;
+  zero_output(out);
   // The accumulator rows of this thread (wgmma's m64 layout: warp w of the warpgroup holds rows 16 w .. 16 w + 15),
   // the same as the scorer's thread wg_thread.
   const int rows[2] = {warp % 4 * 16 + lane / 4, warp % 4 * 16 + lane / 4 + 8};
@@ -234,15 +220,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
     const int buffer = t % kProbBuffers;
     mbarrier_wait(barriers.probs_full(buffer), use_parity(t / kProbBuffers));
     u32 probs[kProbSteps][4];
-    const uint4* mine = probs_exchange + (buffer * kWarpgroupThreads + wg_thread) * kProbSteps;
-#pragma unroll
-    for (int step = 0; step < kProbSteps; ++step) {
-      const uint4 p = mine[step];
-      probs[step][0] = p.x;
-      probs[step][1] = p.y;
-      probs[step][2] = p.z;
-      probs[step][3] = p.w;
-    }
+    load_probs(probs_exchange + buffer * kProbSteps * kWarpgroupThreads, wg_thread, probs);
     const float2 rescale = rescale_exchange[buffer * kWarpgroupThreads + wg_thread];
     mbarrier_arrive(barriers.probs_empty(buffer));
     const int stage = t % kStages;
@@ -269,7 +247,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) SWAJIT_SPARSE_KERNEL(c
 
   const int buffer = tiles % kProbBuffers;
   mbarrier_wait(barriers.probs_full(buffer), use_parity(tiles / kProbBuffers));
-  const uint4 stats = probs_exchange[(buffer * kWarpgroupThreads + wg_thread) * kProbSteps];
+  const uint4 stats = probs_exchange[buffer * kProbSteps * kWarpgroupThreads + wg_thread];
   const float row_max[2] = {__uint_as_float(stats.x), __uint_as_float(stats.y)};
   const float sum[2] = {__uint_as_float(stats.z), __uint_as_float(stats.w)};
   write_output_rows(P, out, rows, row_max, sum, b, s, kv_head, first_g, split, column_warpgroup, lane);

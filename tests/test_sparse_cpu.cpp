@@ -270,6 +270,12 @@ TEST_CASE("sparse tuning: the config space, its keys and records, the presets an
   CHECK(mla_error(SparseDecodeConfig{.block_n = 64, .stages = 2, .mma = true, .mla = true, .copy_ahead = true,
                                      .score_ahead = true, .split_scores = true},
                   sparse_decode_kernel_spec(mla)) == ErrorCode::kInvalidArgument);  // not with score_ahead
+  const SparseDecodeConfig seesaw{.block_n = 64, .stages = 2, .num_splits = 3, .mma = true, .mla = true, .seesaw = true};
+  CHECK(seesaw.key() == "bn64_st2_mma_mla_sw_sp3");
+  CHECK(SparseDecodeConfig::from_key(seesaw.key()) == seesaw);
+  CHECK_NOTHROW(seesaw.validate(sparse_decode_kernel_spec(mla)));
+  CHECK(mla_error(SparseDecodeConfig{.block_n = 64, .stages = 2, .mma = true, .mla = true, .warp_specialize = true, .seesaw = true},
+                  sparse_decode_kernel_spec(mla)) == ErrorCode::kInvalidArgument);  // a schedule of its own
   AttentionCall int8 = call;  // 8-bit caches: the CUDA-core kernel only
   int8.kv_quant = KvQuant::kInt8;
   const auto int8_space = sparse_config_space(sparse_decode_kernel_spec(int8), 1);

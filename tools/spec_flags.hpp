@@ -68,7 +68,7 @@ struct ConfigFlags {
   std::optional<int> block_m, block_n, warps_n, stages, num_splits, m_tiles, min_blocks, warp_specialize, producer,
       producer_registers;
   std::optional<bool> wgmma, tma, persistent, snake_order, overlap_items, mma, token_split, fused_merge, l2_prefetch, mla,
-      integer_scores, pages_first, pages_ahead, early_tiles, copy_ahead, score_ahead, split_scores, f16_mma;
+      integer_scores, pages_first, pages_ahead, early_tiles, copy_ahead, score_ahead, split_scores, seesaw, f16_mma;
   void add_to(CLI::App& app) {
     app.add_option("--block-m", block_m, "prefill: query rows per block");
     app.add_option("--m-tiles", m_tiles, "prefill: 16-row mma tiles per warp (1 or 2)");
@@ -111,13 +111,15 @@ struct ConfigFlags {
                    "sparse_decode, mla: tile t + 2's copies right after tile t's P V, two tiles in flight (true/false)");
     app.add_option("--split-scores", split_scores,
                    "sparse_decode, mla: the warpgroups split S's columns, each scoring the whole tile (true/false)");
+    app.add_option("--seesaw", seesaw,
+                   "sparse_decode, mla: FlashMLA's seesaw, the warpgroups scoring alternate whole tiles (true/false)");
     app.add_option("--score-ahead", score_ahead,
                    "sparse_decode, mla with copy_ahead: tile t + 1's scores issued before tile t's softmax (true/false)");
   }
   bool any() const {
     return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || persistent ||
            snake_order || overlap_items || producer_registers || mma || producer || token_split || fused_merge || l2_prefetch || mla ||
-           integer_scores || pages_first || pages_ahead || early_tiles || copy_ahead || score_ahead || split_scores || l2_ahead || table_prefetch || f16_mma;
+           integer_scores || pages_first || pages_ahead || early_tiles || copy_ahead || score_ahead || split_scores || seesaw || l2_ahead || table_prefetch || f16_mma;
   }
   // Flags given on top of `base`.
   DecodeConfig apply(DecodeConfig base) const {
@@ -149,6 +151,7 @@ struct ConfigFlags {
     if (copy_ahead) base.copy_ahead = *copy_ahead;
     if (score_ahead) base.score_ahead = *score_ahead;
     if (split_scores) base.split_scores = *split_scores;
+    if (seesaw) base.seesaw = *seesaw;
     if (mla && *mla) {  // the MLA kernel and its tiles (SparseDecodeConfig::validate)
       constexpr int kWsBlockN = 32, kWsStages = 4, kBlockN = 64, kStages = 2;
       base.token_split = token_split.value_or(false);

@@ -229,6 +229,9 @@ struct SparseDecodeConfig {
   bool split_scores = false;  // mla without warp_specialize or score_ahead: the two warpgroups split S's 576 columns
                               // (each m64 n64 over the whole tile, partial sums swapped through shared memory) instead
                               // of the tile's tokens (each m64 n32); key flag "_ss" after "_sa"
+  bool seesaw = false;  // mla without warp_specialize or the schedules above: FlashMLA's seesaw, each warpgroup scoring
+                        // every other tile whole while the other's softmax runs (templates/sparse_decode_mla_seesaw.cuh);
+                        // key flag "_sw" after "_ss"
   bool l2_ahead = false;        // not mla: each candidate's K and V rows are prefetched into L2 when its lookup is
                                 // stored, an iteration before its copies (a tile more in flight than the stages hold); "_la"
   bool table_prefetch = false;  // not mla: the block asks L2 for its sequence's block_table row at its start, beside the

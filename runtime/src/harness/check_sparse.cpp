@@ -214,6 +214,12 @@ std::vector<SparseCase> sparse_check_matrix(DLDevice where) {
       c.name += " [MLA kernel " + c.config->compile_key() + ", " + std::to_string(splits) + (splits == 1 ? " split]" : " splits]");
       cases.push_back(std::move(c));
     }
+    for (const auto& [block_n, stages, splits] : {std::tuple{64, 2, 1}, std::tuple{64, 2, 3}, std::tuple{32, 4, 1}, std::tuple{32, 4, 3}}) {
+      SparseCase c = cases[i];  // the seesaw schedule in each of its tiles, whole and split
+      c.config = SparseDecodeConfig{.block_n = block_n, .stages = stages, .num_splits = splits, .mma = true, .mla = true, .seesaw = true};
+      c.name += " [MLA kernel " + c.config->compile_key() + ", " + std::to_string(splits) + (splits == 1 ? " split]" : " splits]");
+      cases.push_back(std::move(c));
+    }
   }
   return cases;
 }

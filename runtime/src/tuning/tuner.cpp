@@ -483,13 +483,14 @@ SparseTuneReport tune_sparse_shape(const SparseShape& shape, const DeviceInfo& d
   if (std::find(space.begin(), space.end(), report.heuristic) == space.end()) space.push_back(report.heuristic);
   if (report.heuristic.mla) {  // the MLA kernels (the heuristic's on sm_90a only, so not in the device-free space)
     // each in its tiles (SparseDecodeConfig::validate_mla): plain 64 x 2, copying ahead, also scoring ahead, splitting
-    // S's columns; warp specialized 32 x 4, 32 x 6, 64 x 2
+    // S's columns; warp specialized 32 x 4, 32 x 6, 64 x 2; seesaw 64 x 2, 32 x 4
     std::vector<SparseDecodeConfig> kernels;
-    for (const auto& [block_n, stages, warp_specialize, copy_ahead, score_ahead, split_scores] :
-         {std::tuple{64, 2, false, false, false, false}, std::tuple{64, 2, false, true, false, false},
-          std::tuple{64, 2, false, true, true, false}, std::tuple{64, 2, false, false, false, true},
-          std::tuple{32, 4, true, false, false, false}, std::tuple{32, 6, true, false, false, false},
-          std::tuple{64, 2, true, false, false, false}}) {
+    for (const auto& [block_n, stages, warp_specialize, copy_ahead, score_ahead, split_scores, seesaw] :
+         {std::tuple{64, 2, false, false, false, false, false}, std::tuple{64, 2, false, true, false, false, false},
+          std::tuple{64, 2, false, true, true, false, false}, std::tuple{64, 2, false, false, false, true, false},
+          std::tuple{32, 4, true, false, false, false, false}, std::tuple{32, 6, true, false, false, false, false},
+          std::tuple{64, 2, true, false, false, false, false}, std::tuple{64, 2, false, false, false, false, true},
+          std::tuple{32, 4, false, false, false, false, true}}) {
       SparseDecodeConfig c = report.heuristic;
       c.block_n = block_n;
       c.stages = stages;
@@ -497,6 +498,7 @@ SparseTuneReport tune_sparse_shape(const SparseShape& shape, const DeviceInfo& d
       c.copy_ahead = copy_ahead;
       c.score_ahead = score_ahead;
       c.split_scores = split_scores;
+      c.seesaw = seesaw;
       kernels.push_back(c);
     }
     for (const SparseDecodeConfig& kernel : kernels)
