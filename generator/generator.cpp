@@ -18,7 +18,28 @@ int widened_kv_bytes(const KernelSpec& spec, int block_n) {
   return spec.kv_quant == KvQuant::kNone ? 0 : 2 * block_n * spec.head_dim * kElementBytes;
 }
 
+// Device-run experiments of the decode kernels, each off unless its variable is 1 (then compiled in):
+// SWAJIT_DECODE_EARLY_TRIGGER: the merge grid lets the stream's next kernel be scheduled as it starts (it still waits
+// for the merge to finish before reading anything); SWAJIT_DECODE_PREFETCH: before waiting for the previous kernel,
+// every block asks L2 for the call's metadata (seq_lens, the block table, its Q rows): L2 is where every SM's writes
+// land, so nothing stale can be read from it later; SWAJIT_DECODE_PROLOGUE_PAGES: the every-warp loaders read the
+// block_table entries of all the prologue's tiles before its first copy; SWAJIT_DECODE_CLUSTER_MERGE:
+// decode_cluster_merge_requested.
+bool decode_experiment(const char* name) {
+  const char* text = std::getenv(name);
+  return text && std::string(text) == "1";
+}
+
+// The cluster merge's log2-sum-exps (one float a row, 16-byte aligned) after the rest of the direct grid's shared memory.
+int cluster_lse_bytes(const KernelSpec& spec, const DecodeConfig& config) {
+  constexpr int kAlignment = 16;
+  if (!config.direct_grid || !decode_cluster_merge_requested()) return 0;
+  return (spec.q_seqlen * spec.group * int(sizeof(float)) + kAlignment - 1) / kAlignment * kAlignment;
+}
+
 }  // namespace
+
+bool decode_cluster_merge_requested() { return decode_experiment("SWAJIT_DECODE_CLUSTER_MERGE"); }
 
 DecodeGeometry decode_geometry(const KernelSpec& spec, const DecodeConfig& config) {
   constexpr int kMmaRows = 16;          // rows of one mma.m16n8k16 tile: one warp row
@@ -52,7 +73,7 @@ DecodeGeometry decode_geometry(const KernelSpec& spec, const DecodeConfig& confi
                                  : config.producer == DecodeConfig::kProducerBulkSplitKv ? 3  // full K, full V, empty
                                                                                           : 2;  // full, empty
   const int barrier_bytes = barriers_per_stage * config.stages * kMbarrierBytes;
-  g.shared_bytes = g.barrier_offset + barrier_bytes;
+  g.shared_bytes = g.barrier_offset + barrier_bytes + cluster_lse_bytes(spec, config);
   g.merge_threads = kMergeThreads;
   return g;
 }
@@ -99,6 +120,16 @@ bool one_item_path(const KernelSpec& spec, const DecodeConfig& config) {
   return spec.q_seqlen > 1;
 }
 
+}  // namespace
+
+bool decode_timeline_requested() {
+  const char* text = std::getenv("SWAJIT_DECODE_TIMELINE");
+  return text && std::string(text) == "1";
+}
+
+
+namespace {
+
 std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, const DecodeGeometry& g,
                            const std::string& kernel_symbol, const std::string& merge_symbol) {
   std::ostringstream os;
@@ -117,6 +148,13 @@ std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, c
      << "constexpr bool kIntegerScores = " << flag(config.integer_scores) << ";  // int8 K: scores on the integer tensor cores\n"
      << "constexpr bool kDirectGrid = " << flag(config.direct_grid) << ";  // the kernel's grid: direct (else scheduled)\n"
      << "constexpr bool kOneItemPath = " << flag(one_item_path(spec, config)) << ";  // scheduled, equal lengths: the item outside the loop\n"
+     << "constexpr bool kTimeline = " << flag(decode_timeline_requested()) << ";  // SWAJIT_DECODE_TIMELINE: blocks stamp %globaltimer\n"
+     << "constexpr bool kEarlyTrigger = " << flag(decode_experiment("SWAJIT_DECODE_EARLY_TRIGGER")) << ";  // the merge grid lets the next kernel be scheduled at once\n"
+     << "constexpr bool kClusterMerge = " << flag(cluster_lse_bytes(spec, config) > 0) << ";  // the direct grid's pieces merge in their cluster\n"
+     << "constexpr int kClusterLseBytes = " << cluster_lse_bytes(spec, config) << ";\n"
+     << "constexpr int kMaxClusterPieces = " << kMaxDecodeClusterPieces << ";\n"
+     << "constexpr bool kProloguePages = " << flag(decode_experiment("SWAJIT_DECODE_PROLOGUE_PAGES")) << ";  // every-warp loaders: the prologue's block_table reads first\n"
+     << "constexpr bool kPrefetchMetadata = " << flag(decode_experiment("SWAJIT_DECODE_PREFETCH")) << ";  // L2 prefetch of seq_lens, block table, Q before the wait\n"
      << "// launch geometry, shared with the host launcher\n"
      << "constexpr int kRows = " << g.rows << ";\n"
      << "constexpr int kWarpsM = " << g.warps_m << ";\n"

@@ -22,6 +22,13 @@ struct DecodeGeometry {
   int merge_threads;    // threads per block of the split-KV merge kernel
 };
 DecodeGeometry decode_geometry(const KernelSpec& spec, const DecodeConfig& config);
+// SWAJIT_DECODE_TIMELINE=1 (a device-run experiment, off otherwise and compiled out): every paged-decode block stamps
+// %globaltimer at fixed points into PagedDecodeParams::timeline (runtime/src/api/decode_timeline.hpp prints them).
+bool decode_timeline_requested();
+// SWAJIT_DECODE_CLUSTER_MERGE=1 (a device-run experiment, sm_90+): the direct grid's pieces of a (sequence, kv head),
+// at most 16, run as one thread block cluster and merge through distributed shared memory (no merge grid).
+bool decode_cluster_merge_requested();
+constexpr int kMaxDecodeClusterPieces = 16;  // the largest cluster the H100 / H200 schedule (non-portable above 8)
 
 struct GeneratedKernel {
   std::string source;         // complete, self-contained CUDA C++ (no #include)
