@@ -18,16 +18,17 @@ int widened_kv_bytes(const KernelSpec& spec, int block_n) {
   return spec.kv_quant == KvQuant::kNone ? 0 : 2 * block_n * spec.head_dim * kElementBytes;
 }
 
-// Device-run experiments of the decode kernels, each off unless its variable is 1 (then compiled in):
+// Device-run experiments of the decode kernels: the variable 1 compiles one in, 0 leaves it out, unset: its default.
 // SWAJIT_DECODE_EARLY_TRIGGER: the merge grid lets the stream's next kernel be scheduled as it starts (it still waits
 // for the merge to finish before reading anything); SWAJIT_DECODE_PREFETCH: before waiting for the previous kernel,
 // every block asks L2 for the call's metadata (seq_lens, the block table, its Q rows): L2 is where every SM's writes
 // land, so nothing stale can be read from it later; SWAJIT_DECODE_PROLOGUE_PAGES: the every-warp loaders read the
 // block_table entries of all the prologue's tiles before its first copy; SWAJIT_DECODE_CLUSTER_MERGE:
 // decode_cluster_merge_requested.
-bool decode_experiment(const char* name) {
+bool decode_experiment(const char* name, bool default_on) {
   const char* text = std::getenv(name);
-  return text && std::string(text) == "1";
+  if (text && (std::string(text) == "0" || std::string(text) == "1")) return std::string(text) == "1";
+  return default_on;
 }
 
 // The cluster merge's log2-sum-exps (one float a row, 16-byte aligned) after the rest of the direct grid's shared memory.
@@ -39,7 +40,7 @@ int cluster_lse_bytes(const KernelSpec& spec, const DecodeConfig& config) {
 
 }  // namespace
 
-bool decode_cluster_merge_requested() { return decode_experiment("SWAJIT_DECODE_CLUSTER_MERGE"); }
+bool decode_cluster_merge_requested() { return decode_experiment("SWAJIT_DECODE_CLUSTER_MERGE", false); }
 
 DecodeGeometry decode_geometry(const KernelSpec& spec, const DecodeConfig& config) {
   constexpr int kMmaRows = 16;          // rows of one mma.m16n8k16 tile: one warp row
@@ -149,12 +150,12 @@ std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, c
      << "constexpr bool kDirectGrid = " << flag(config.direct_grid) << ";  // the kernel's grid: direct (else scheduled)\n"
      << "constexpr bool kOneItemPath = " << flag(one_item_path(spec, config)) << ";  // scheduled, equal lengths: the item outside the loop\n"
      << "constexpr bool kTimeline = " << flag(decode_timeline_requested()) << ";  // SWAJIT_DECODE_TIMELINE: blocks stamp %globaltimer\n"
-     << "constexpr bool kEarlyTrigger = " << flag(decode_experiment("SWAJIT_DECODE_EARLY_TRIGGER")) << ";  // the merge grid lets the next kernel be scheduled at once\n"
+     << "constexpr bool kEarlyTrigger = " << flag(decode_experiment("SWAJIT_DECODE_EARLY_TRIGGER", false)) << ";  // the merge grid lets the next kernel be scheduled at once\n"
      << "constexpr bool kClusterMerge = " << flag(cluster_lse_bytes(spec, config) > 0) << ";  // the direct grid's pieces merge in their cluster\n"
      << "constexpr int kClusterLseBytes = " << cluster_lse_bytes(spec, config) << ";\n"
      << "constexpr int kMaxClusterPieces = " << kMaxDecodeClusterPieces << ";\n"
-     << "constexpr bool kProloguePages = " << flag(decode_experiment("SWAJIT_DECODE_PROLOGUE_PAGES")) << ";  // every-warp loaders: the prologue's block_table reads first\n"
-     << "constexpr bool kPrefetchMetadata = " << flag(decode_experiment("SWAJIT_DECODE_PREFETCH")) << ";  // L2 prefetch of seq_lens, block table, Q before the wait\n"
+     << "constexpr bool kProloguePages = " << flag(decode_experiment("SWAJIT_DECODE_PROLOGUE_PAGES", false)) << ";  // every-warp loaders: the prologue's block_table reads first\n"
+     << "constexpr bool kPrefetchMetadata = " << flag(decode_experiment("SWAJIT_DECODE_PREFETCH", false)) << ";  // L2 prefetch of seq_lens, block table, Q before the wait\n"
      << "// launch geometry, shared with the host launcher\n"
      << "constexpr int kRows = " << g.rows << ";\n"
      << "constexpr int kWarpsM = " << g.warps_m << ";\n"

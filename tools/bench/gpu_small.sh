@@ -79,6 +79,9 @@ SWAJIT_DECODE_EARLY_TRIGGER=1 knob_rows early_trigger
 SWAJIT_DECODE_EARLY_TRIGGER=1 SWAJIT_DECODE_PREFETCH=1 knob_rows early_trigger_prefetch
 SWAJIT_DECODE_PROLOGUE_PAGES=1 knob_rows prologue_pages
 SWAJIT_DECODE_CLUSTER_MERGE=1 bench cluster_merge new --kv-len 32768 --reps 10 --batch 1,8 --q-seqlen 1,4 --host-lengths true
+SWAJIT_DECODE_CLUSTER_MERGE=1 bench cluster_merge_bn32_st5 new --kv-len 32768 --reps 10 --batch 1 --q-seqlen 1,4 \
+  --block-n 32 --warps-n 2 --stages 5 --pages-ahead true --splits 0
+bench bn32_st5 new --kv-len 32768 --reps 10 --batch 1 --q-seqlen 1,4 --block-n 32 --warps-n 2 --stages 5 --pages-ahead true --splits 0
 (export "${knobs_all[@]}" SWAJIT_DECODE_TIMELINE=1; bench timeline_all_knobs new "${grid[@]}" --batch 1,8 --q-seqlen 1 --host-lengths true)
 grep -h "FAIL\|error:" "$logs"/bench_*.log && failed+=" bench"
 rm -rf "$db_dir"
