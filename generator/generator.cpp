@@ -19,12 +19,13 @@ int widened_kv_bytes(const KernelSpec& spec, int block_n) {
 }
 
 // Device-run experiments of the decode kernels: the variable 1 compiles one in, 0 leaves it out, unset: its default.
-// SWAJIT_DECODE_EARLY_TRIGGER: the merge grid lets the stream's next kernel be scheduled as it starts (it still waits
-// for the merge to finish before reading anything); SWAJIT_DECODE_PREFETCH: before waiting for the previous kernel,
+// SWAJIT_DECODE_EARLY_TRIGGER: the direct grid's merge lets the stream's next kernel be scheduled as it starts (it
+// still waits for the merge to finish before reading anything; H200, session 8 run B: on the scheduled grid's merge it
+// cost bimodal b8 16.5 -> 21.1 us); SWAJIT_DECODE_PREFETCH: before waiting for the previous kernel,
 // every block asks L2 for the call's metadata (seq_lens, the block table, its Q rows): L2 is where every SM's writes
 // land, so nothing stale can be read from it later; SWAJIT_DECODE_PROLOGUE_PAGES: the every-warp loaders read the
-// block_table entries of all the prologue's tiles before its first copy; SWAJIT_DECODE_CLUSTER_MERGE:
-// decode_cluster_merge_requested.
+// block_table entries of all the prologue's tiles before its first copy; SWAJIT_DECODE_KV_EVICT_FIRST: the K/V copies
+// carry an L2 evict-first policy; SWAJIT_DECODE_CLUSTER_MERGE: decode_cluster_merge_requested.
 bool decode_experiment(const char* name, bool default_on) {
   const char* text = std::getenv(name);
   if (text && (std::string(text) == "0" || std::string(text) == "1")) return std::string(text) == "1";
@@ -150,10 +151,12 @@ std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, c
      << "constexpr bool kDirectGrid = " << flag(config.direct_grid) << ";  // the kernel's grid: direct (else scheduled)\n"
      << "constexpr bool kOneItemPath = " << flag(one_item_path(spec, config)) << ";  // scheduled, equal lengths: the item outside the loop\n"
      << "constexpr bool kTimeline = " << flag(decode_timeline_requested()) << ";  // SWAJIT_DECODE_TIMELINE: blocks stamp %globaltimer\n"
-     << "constexpr bool kEarlyTrigger = " << flag(decode_experiment("SWAJIT_DECODE_EARLY_TRIGGER", false)) << ";  // the merge grid lets the next kernel be scheduled at once\n"
+     << "constexpr bool kEarlyTrigger = " << flag(config.direct_grid && decode_experiment("SWAJIT_DECODE_EARLY_TRIGGER", false))
+     << ";  // the direct grid's merge lets the next kernel be scheduled at once\n"
      << "constexpr bool kClusterMerge = " << flag(cluster_lse_bytes(spec, config) > 0) << ";  // the direct grid's pieces merge in their cluster\n"
      << "constexpr int kClusterLseBytes = " << cluster_lse_bytes(spec, config) << ";\n"
      << "constexpr int kMaxClusterPieces = " << kMaxDecodeClusterPieces << ";\n"
+     << "constexpr bool kKvEvictFirst = " << flag(decode_experiment("SWAJIT_DECODE_KV_EVICT_FIRST", false)) << ";  // K/V copies evict-first in L2\n"
      << "constexpr bool kProloguePages = " << flag(decode_experiment("SWAJIT_DECODE_PROLOGUE_PAGES", false)) << ";  // every-warp loaders: the prologue's block_table reads first\n"
      << "constexpr bool kPrefetchMetadata = " << flag(decode_experiment("SWAJIT_DECODE_PREFETCH", false)) << ";  // L2 prefetch of seq_lens, block table, Q before the wait\n"
      << "// launch geometry, shared with the host launcher\n"

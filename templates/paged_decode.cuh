@@ -120,6 +120,19 @@ SWAJIT_DEVICE void prefetch_metadata(const PagedDecodeParams& P, int direct_b, i
   }
 }
 
+// kKvEvictFirst: the K/V copies ask L2 to evict their lines first (each is read once a call), so that the stream does
+// not push out what the next call reads again (its code, seq_lens, the block table, the merge's partial results).
+SWAJIT_DEVICE unsigned long long l2_evict_first_policy() {
+  unsigned long long policy;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+  return policy;
+}
+SWAJIT_DEVICE void cp_async_16_evict_first(u32 dst, const void* src, bool valid, unsigned long long policy) {
+  const int src_bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;" ::"r"(dst), "l"(src), "r"(src_bytes),
+               "l"(policy) : "memory");
+}
+
 // ---- loads -----------------------------------------------------------------------------------------------------------
 // Q rows of this kv head into the swizzled Q tile; padding rows are zero-filled.
 SWAJIT_DEVICE void load_q_tile(const PagedDecodeParams& P, u32 q_smem, int b, int kv_head) {
@@ -223,8 +236,14 @@ SWAJIT_DEVICE void load_kv_tile(const PagedDecodeParams& P, u32 k_smem, u32 v_sm
     const char* k_src = k_cache + row_offset_bytes(page, j, kv_head, P.k_stride_page, P.k_stride_token, P.k_stride_head) + chunk * 16;
     const char* v_src = v_cache + row_offset_bytes(page, j, kv_head, P.v_stride_page, P.v_stride_token, P.v_stride_head) + chunk * 16;
     const u32 offset = stored_offset(row, chunk);
-    cp_async_16(k_smem + offset, k_src, valid);
-    cp_async_16(v_smem + offset, v_src, valid);
+    if constexpr (kKvEvictFirst) {
+      const unsigned long long policy = l2_evict_first_policy();
+      cp_async_16_evict_first(k_smem + offset, k_src, valid, policy);
+      cp_async_16_evict_first(v_smem + offset, v_src, valid, policy);
+    } else {
+      cp_async_16(k_smem + offset, k_src, valid);
+      cp_async_16(v_smem + offset, v_src, valid);
+    }
   }
   if (bad_page) {
     record_status(P.status, kStatusPageOutOfRange, b);

@@ -20,7 +20,6 @@ failed="" start=$(date +%s)
 step() { echo; echo "==== $*  ($(( $(date +%s) - start ))s into the script)"; }
 rows() { grep -E "^\| [0-9]|^timeline|error|FAIL"; }
 
-knobs_all=(SWAJIT_DECODE_EARLY_TRIGGER=1 SWAJIT_DECODE_PREFETCH=1 SWAJIT_DECODE_PROLOGUE_PAGES=1 SWAJIT_DECODE_CLUSTER_MERGE=1)
 step "correctness: test_decode_gpu work schedule (graph replays as lengths change); check: direct kernel, capacity schedule"
 timeout 30 "$carry/test_decode_gpu" -tc="work schedule*" > "$logs/test_decode_gpu.log" 2>&1 || failed+=" test_decode_gpu"
 grep -E "test cases|assertions|Status" "$logs/test_decode_gpu.log"
@@ -33,8 +32,9 @@ check() {  # log name, filters (a|b), then environment assignments for the check
   grep -E "^FAIL|passed" "$logs/$name.log" | sed "s/^/$name: /"
   grep -q "^FAIL" "$logs/$name.log" && failed+=" $name-FAIL-lines"
 }
+knobs=(SWAJIT_DECODE_KV_EVICT_FIRST=1 SWAJIT_DECODE_EARLY_TRIGGER=1 SWAJIT_DECODE_PREFETCH=1)
 check decode_check "direct kernel" SWAJIT_DB=$db_dir/check.db
-check decode_check_knobs "direct kernel|capacity schedule, q_seqlen" SWAJIT_DB=$db_dir/check_knobs.db "${knobs_all[@]}" SWAJIT_DECODE_TIMELINE=1
+check decode_check_knobs "direct kernel|capacity schedule, q_seqlen" SWAJIT_DB=$db_dir/check_knobs.db "${knobs[@]}"
 [ -n "$failed" ] && echo "CORRECTNESS FAILED ($failed): the timings below do not count"
 
 bench() {  # name, binary ("new": this tree, or a directory beside CARRY_DIR), then bench decode flags
@@ -51,38 +51,26 @@ grid=(--kv-len 32768 --reps 20)
 bimodal=(--distribution bimodal:512:131072:0.125 --seed 1)
 loguniform=(--distribution log-uniform:128:131072 --seed 1)
 
-# 1. Where the time goes: the timeline build (its own modules: the stamps are compiled in only with the variable set).
-export SWAJIT_DECODE_TIMELINE=1
-bench timeline_uniform new "${grid[@]}" --batch 1,8 --q-seqlen 1,4
-bench timeline_bimodal new "${bimodal[@]}" --batch 8,32 --q-seqlen 1,4 --reps 20
-forced=(--block-n 64 --warps-n 4 --stages 3 --pages-ahead true --splits 0)  # batch 1's default, forced as is and fused
-bench timeline_b1_forced new "${grid[@]}" --batch 1 --q-seqlen 1 "${forced[@]}"
-bench timeline_b1_fused_merge new "${grid[@]}" --batch 1 --q-seqlen 1 "${forced[@]}" --fused-merge true
-unset SWAJIT_DECODE_TIMELINE
+# 1. Where the time goes with the K/V copies evict-first in L2 (run B: 2-5 us from the lengths to the first copies).
+(export SWAJIT_DECODE_TIMELINE=1 SWAJIT_DECODE_KV_EVICT_FIRST=1
+ bench timeline_evict_first_uniform new "${grid[@]}" --batch 1,8 --q-seqlen 1
+ bench timeline_evict_first_bimodal new "${bimodal[@]}" --batch 8 --q-seqlen 1,4 --reps 20)
 
-# 2. The rows (issue 14: b1 <= 8 us, b8 >= 85%, b32 >= 92% of the floor; issue 19: >= 85% on every ragged row).
-bench grid new "${grid[@]}" --batch 1,8,32 --q-seqlen 1,4
-bench BASE_grid mainJ "${grid[@]}" --batch 1,8 --q-seqlen 1,4
-bench ragged_loguniform new "${loguniform[@]}" --batch 8,32,64,128 --q-seqlen 1,4 --reps 20 --write-lengths "$logs/lengths/log-uniform"
-bench ragged_bimodal new "${bimodal[@]}" --batch 8,32,64,128 --q-seqlen 1,4 --reps 20 --write-lengths "$logs/lengths/bimodal"
-
-# 3. Knobs (generator variables, compiled in only when set; tools/bench/RESULTS.md session 8): the merge grid triggers
-# the next kernel at its start; every block prefetches the call's metadata into L2 before its wait; the prologue's
-# block_table reads first; the direct grid's pieces merged in their cluster (batch 1, and batch 8 with host lengths).
-knob_rows() {  # name: uniform b1 / b8, b8 with host lengths (the direct grid), bimodal b8 / b32
-  bench "$1_grid" new --kv-len 32768 --reps 10 --batch 1,8 --q-seqlen 1,4
-  bench "$1_host_lengths" new --kv-len 32768 --reps 10 --batch 8 --q-seqlen 1 --host-lengths true
-  bench "$1_bimodal" new "${bimodal[@]}" --batch 8,32 --q-seqlen 1 --reps 10
+# 2. The rows (issue 14: b1 <= 8 us, b8 >= 85%, b32 >= 92% of the floor; issue 19: >= 85% on every ragged row), this
+# tree's default, the knobs, and session 7's binary (BASE, mainJ) on the same rows.
+rows_of() {  # name, binary
+  bench "$1_grid" "$2" "${grid[@]}" --batch 1,8,32 --q-seqlen 1,4
+  bench "$1_loguniform" "$2" "${loguniform[@]}" --batch 8,32,128 --q-seqlen 1 --reps 20 --write-lengths "$logs/lengths/log-uniform"
+  bench "$1_loguniform_q4" "$2" "${loguniform[@]}" --batch 8,32 --q-seqlen 4 --reps 20 --write-lengths "$logs/lengths/log-uniform"
+  bench "$1_bimodal" "$2" "${bimodal[@]}" --batch 8,32,128 --q-seqlen 1 --reps 20 --write-lengths "$logs/lengths/bimodal"
+  bench "$1_bimodal_q4" "$2" "${bimodal[@]}" --batch 8,32 --q-seqlen 4 --reps 20 --write-lengths "$logs/lengths/bimodal"
 }
-bench default_host_lengths new --kv-len 32768 --reps 10 --batch 8 --q-seqlen 1 --host-lengths true
-SWAJIT_DECODE_EARLY_TRIGGER=1 knob_rows early_trigger
-SWAJIT_DECODE_EARLY_TRIGGER=1 SWAJIT_DECODE_PREFETCH=1 knob_rows early_trigger_prefetch
-SWAJIT_DECODE_PROLOGUE_PAGES=1 knob_rows prologue_pages
-SWAJIT_DECODE_CLUSTER_MERGE=1 bench cluster_merge new --kv-len 32768 --reps 10 --batch 1,8 --q-seqlen 1,4 --host-lengths true
-SWAJIT_DECODE_CLUSTER_MERGE=1 bench cluster_merge_bn32_st5 new --kv-len 32768 --reps 10 --batch 1 --q-seqlen 1,4 \
-  --block-n 32 --warps-n 2 --stages 5 --pages-ahead true --splits 0
-bench bn32_st5 new --kv-len 32768 --reps 10 --batch 1 --q-seqlen 1,4 --block-n 32 --warps-n 2 --stages 5 --pages-ahead true --splits 0
-(export "${knobs_all[@]}" SWAJIT_DECODE_TIMELINE=1; bench timeline_all_knobs new "${grid[@]}" --batch 1,8 --q-seqlen 1 --host-lengths true)
+rows_of default new
+(export SWAJIT_DECODE_KV_EVICT_FIRST=1; rows_of evict_first new)
+(export "${knobs[@]}"; bench evict_first_early_trigger_prefetch_grid new "${grid[@]}" --batch 1,8 --q-seqlen 1,4)
+rows_of BASE mainJ
+# q4 without the scheduled module's one-item copy (its code is larger; run B: q4 starts 3-5 us later than q1)
+(export SWAJIT_DECODE_ONE_ITEM_PATH=0; bench one_item_path_off_bimodal_q4 new "${bimodal[@]}" --batch 8,32 --q-seqlen 4 --reps 20)
 grep -h "FAIL\|error:" "$logs"/bench_*.log && failed+=" bench"
 rm -rf "$db_dir"
 echo; echo "FlashInfer on the same lengths (with .peers/ and FlashInfer installed):"
