@@ -32,7 +32,7 @@
 //
 // Needs templates/decode_schedule.h and, from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kQSeqlen, kGroup, kLocalWindow,
 // kGlobalWindow, kCausal, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockN, kWarpsN, kStages, kProducer, kFusedMerge, kDirectGrid, ...), the launch geometry the host also uses (kRows, kWarpsM,
-// kThreads, kQBytes, kTileBytes, kStoredRowBytes, kBarrierOffset, kEpilogueStride, kEpilogueBytes, kSharedBytes, kMergeThreads)
+// kThreads, kQBytes, kTileBytes, kStoredRowBytes, kBarrierOffset, kEpilogueStride, kEpilogueBytes, kSharedBytes, kMergeThreads, kMergeRowThreads)
 // and the symbol names
 // SWAJIT_DECODE_KERNEL (the direct or the scheduled grid: kDirectGrid) and SWAJIT_MERGE_KERNEL.
 
@@ -810,15 +810,17 @@ SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState<1>& 
 }
 
 // Split-KV merge: out = sum_s 2^(lse_s - M) o_s / (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives
-// zeros. kMergeThreads threads merge one (cut sequence, kv head, row): thread t sums 8 consecutive elements (chunk
+// zeros. kMergeRowThreads threads merge one (cut sequence, kv head, row): thread t sums 8 consecutive elements (chunk
 // t / kMergeSplitLanes) over the splits s = t % kMergeSplitLanes (mod kMergeSplitLanes); the lanes that share a
 // chunk are adjacent in one warp, so the max, the sum and the outputs combine with shuffles, without shared memory or
 // barriers. A thread's first kMergePrefetch partial outputs load together with the log-sum-exps, so the two reads
 // overlap. Done by SWAJIT_MERGE_KERNEL (one block per row), or, kFusedMerge, by the main grid's last block of the
 // (sequence, kv head) (merge_own_pair).
-constexpr int kMergeSplitLanes = kMergeThreads / kChunks;  // 8 at head_dim 128
+constexpr int kMergeRowsPerBlock = kMergeThreads / kMergeRowThreads;
+constexpr int kMergeSplitLanes = kMergeRowThreads / kChunks;  // 8 at head_dim 128
 constexpr int kMergePrefetch = 5;                          // covers 5 x kMergeSplitLanes splits (40 at head_dim 128)
-static_assert(kMergeThreads % kChunks == 0 && 32 % kMergeSplitLanes == 0, "a chunk's split lanes share one warp");
+static_assert(kMergeThreads % kMergeRowThreads == 0 && kMergeRowThreads % kChunks == 0 && 32 % kMergeSplitLanes == 0,
+              "a chunk's split lanes share one warp, a row's threads whole warps");
 
 // Sum (or max) of x over the kSplitLanes adjacent lanes that share a chunk.
 template <int kSplitLanes, class Op>
@@ -1187,8 +1189,10 @@ extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(
       const int record = base + __ffs(rest) - 1;
       const int* merge_record = P.merge_records + kMergeRecordInts * record;
       merge_stamp(kTimelineMergeFound);
-      merge_row(P, merge_record[0], blockIdx.y, blockIdx.z, PieceSlots(P, record, blockIdx.y, blockIdx.z),
-                merge_record[1], threadIdx.x);
+      const int row = blockIdx.z * kMergeRowsPerBlock + threadIdx.x / kMergeRowThreads;  // whole warps share a row
+      if (row < kRows)
+        merge_row(P, merge_record[0], blockIdx.y, row, PieceSlots(P, record, blockIdx.y, row), merge_record[1],
+                  threadIdx.x % kMergeRowThreads);
       merge_stamp(kTimelineMergeDone);
       return;
     }

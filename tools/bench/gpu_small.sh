@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Issues 14 and 19 where the grid is small (bf16 decode, 32 q / 8 kv heads, d128, page 16, window 4096): correctness
-# first, then where the time goes (SWAJIT_DECODE_TIMELINE=1: every block's %globaltimer stamps, median / max over
-# blocks, for batch 1 and 8 of the uniform grid and bimodal batch 8 / 32, q1 and q4), then the rows the issues measure
-# (uniform b1 / b8 / b32, ragged b8-b128 of both distributions, q1 and q4), each with its floor and % of it, beside
-# session 7's binary (BASE: CARRY/../mainJ, when carried).
+# Issues 14 and 19 where the grid is small (bf16 decode, 32 q / 8 kv heads, d128, page 16, window 4096; it replaces
+# session 7's gpu_decode.sh, with batch 128 on the uniform grid): correctness
+# first (test_decode_gpu's work-schedule cases, the check matrix's direct-kernel and capacity-schedule cases with the
+# defaults and with the knobs that stay off), then the rows the issues measure (uniform b1 / b8 / b32, ragged b8-b128
+# of both distributions, q1 and q4), each with its floor and % of it, beside session 7's binary (BASE: CARRY/../mainJ,
+# when carried) and this tree with session 8's new defaults off. Where the time goes: SWAJIT_DECODE_TIMELINE=1 swajit
+# bench decode ... (tools/bench/RESULTS.md, session 8 run B).
 # Usage (binaries from tools/bench/prepare_gpu_carry.sh, run from a checkout of main with its .carry/):
-#   gpu_small.sh CARRY_DIR LOG_DIR        (under 110 s)
+#   gpu_small.sh CARRY_DIR LOG_DIR        (about 100 s)
 # FlashInfer on the same ragged lengths: tools/bench/ragged_peer.py LOG_DIR/lengths/<distribution>.
 set -uo pipefail
 carry=$(cd "${1:-.carry}" && pwd) logs=${2:?usage: gpu_small.sh CARRY_DIR LOG_DIR}
@@ -32,9 +34,10 @@ check() {  # log name, filters (a|b), then environment assignments for the check
   grep -E "^FAIL|passed" "$logs/$name.log" | sed "s/^/$name: /"
   grep -q "^FAIL" "$logs/$name.log" && failed+=" $name-FAIL-lines"
 }
-knobs=(SWAJIT_DECODE_KV_EVICT_FIRST=1 SWAJIT_DECODE_EARLY_TRIGGER=1 SWAJIT_DECODE_PREFETCH=1)
-check decode_check "direct kernel" SWAJIT_DB=$db_dir/check.db
-check decode_check_knobs "direct kernel|capacity schedule, q_seqlen" SWAJIT_DB=$db_dir/check_knobs.db "${knobs[@]}"
+# The defaults (K/V evict-first, the direct grid's early trigger and prefetch), then the knobs that stay off.
+check decode_check "direct kernel|capacity schedule, q_seqlen|learned sink logits, split" SWAJIT_DB=$db_dir/check.db
+check decode_check_knobs "direct kernel" SWAJIT_DB=$db_dir/check_knobs.db SWAJIT_DECODE_MERGE_ROWS=4 \
+  SWAJIT_DECODE_PROLOGUE_PAGES=1 SWAJIT_DECODE_TIMELINE=1
 [ -n "$failed" ] && echo "CORRECTNESS FAILED ($failed): the timings below do not count"
 
 bench() {  # name, binary ("new": this tree, or a directory beside CARRY_DIR), then bench decode flags
@@ -51,26 +54,23 @@ grid=(--kv-len 32768 --reps 20)
 bimodal=(--distribution bimodal:512:131072:0.125 --seed 1)
 loguniform=(--distribution log-uniform:128:131072 --seed 1)
 
-# 1. Where the time goes with the K/V copies evict-first in L2 (run B: 2-5 us from the lengths to the first copies).
-(export SWAJIT_DECODE_TIMELINE=1 SWAJIT_DECODE_KV_EVICT_FIRST=1
- bench timeline_evict_first_uniform new "${grid[@]}" --batch 1,8 --q-seqlen 1
- bench timeline_evict_first_bimodal new "${bimodal[@]}" --batch 8 --q-seqlen 1,4 --reps 20)
-
-# 2. The rows (issue 14: b1 <= 8 us, b8 >= 85%, b32 >= 92% of the floor; issue 19: >= 85% on every ragged row), this
-# tree's default, the knobs, and session 7's binary (BASE, mainJ) on the same rows.
+# The rows (issue 14: b1 <= 8 us, b8 >= 85%, b32 >= 92% of the floor, faster than FlashInfer: session 7's final run
+# 14.6 / 48.0 / 142.9 us at q1; issue 19: >= 85% on every ragged row), this tree, then session 7's binary (BASE,
+# mainJ) on the same rows, then this tree with the new defaults off.
 rows_of() {  # name, binary
-  bench "$1_grid" "$2" "${grid[@]}" --batch 1,8,32 --q-seqlen 1,4
-  bench "$1_loguniform" "$2" "${loguniform[@]}" --batch 8,32,128 --q-seqlen 1 --reps 20 --write-lengths "$logs/lengths/log-uniform"
+  bench "$1_grid" "$2" "${grid[@]}" --batch 1,8,32,128 --q-seqlen 1,4
+  bench "$1_loguniform" "$2" "${loguniform[@]}" --batch 8,32,64,128 --q-seqlen 1 --reps 20 --write-lengths "$logs/lengths/log-uniform"
+  bench "$1_bimodal" "$2" "${bimodal[@]}" --batch 8,32,64,128 --q-seqlen 1 --reps 20 --write-lengths "$logs/lengths/bimodal"
   bench "$1_loguniform_q4" "$2" "${loguniform[@]}" --batch 8,32 --q-seqlen 4 --reps 20 --write-lengths "$logs/lengths/log-uniform"
-  bench "$1_bimodal" "$2" "${bimodal[@]}" --batch 8,32,128 --q-seqlen 1 --reps 20 --write-lengths "$logs/lengths/bimodal"
   bench "$1_bimodal_q4" "$2" "${bimodal[@]}" --batch 8,32 --q-seqlen 4 --reps 20 --write-lengths "$logs/lengths/bimodal"
 }
 rows_of default new
-(export SWAJIT_DECODE_KV_EVICT_FIRST=1; rows_of evict_first new)
-(export "${knobs[@]}"; bench evict_first_early_trigger_prefetch_grid new "${grid[@]}" --batch 1,8 --q-seqlen 1,4)
 rows_of BASE mainJ
-# q4 without the scheduled module's one-item copy (its code is larger; run B: q4 starts 3-5 us later than q1)
-(export SWAJIT_DECODE_ONE_ITEM_PATH=0; bench one_item_path_off_bimodal_q4 new "${bimodal[@]}" --batch 8,32 --q-seqlen 4 --reps 20)
+(export SWAJIT_DECODE_KV_EVICT_FIRST=0 SWAJIT_DECODE_EARLY_TRIGGER=0 SWAJIT_DECODE_PREFETCH=0
+ bench knobs_off_grid new "${grid[@]}" --batch 1,8 --q-seqlen 1,4
+ bench knobs_off_bimodal new "${bimodal[@]}" --batch 8,32 --q-seqlen 1,4 --reps 20)
+# Not yet timed: a merge block for 4 rows (q4: a quarter of the merge grid)
+(export SWAJIT_DECODE_MERGE_ROWS=4; bench merge_rows4_bimodal_q4 new "${bimodal[@]}" --batch 8,32 --q-seqlen 4 --reps 20)
 grep -h "FAIL\|error:" "$logs"/bench_*.log && failed+=" bench"
 rm -rf "$db_dir"
 echo; echo "FlashInfer on the same lengths (with .peers/ and FlashInfer installed):"

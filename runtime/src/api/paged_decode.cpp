@@ -357,14 +357,16 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   // A block for each sequence a call can cut (one per boundary between the schedule's blocks at most); each finds
   // its cut sequence among the merge records.
   const int64_t merge_sequences = std::min<int64_t>(p.batch, plan.work.slots);
+  const int merge_rows_per_block = decode_merge_rows(g.rows);  // SWAJIT_DECODE_MERGE_ROWS (generator)
+  const unsigned merge_row_blocks = unsigned((g.rows + merge_rows_per_block - 1) / merge_rows_per_block);
   if (decode_timeline_enabled())
     a.timeline = decode_timeline_records(timeline_launch(plan, int(grid_blocks * kv_heads),
-                                                         split && !fused_merge ? int(merge_sequences * kv_heads * g.rows) : 0));
+                                                         split && !fused_merge ? int(merge_sequences * kv_heads * merge_row_blocks) : 0));
   cuda::launch_dependent(device, stream, plan.kernel->main, {unsigned(grid_blocks * kv_heads), 1, 1}, g.threads,
                          g.shared_bytes, args, "cuLaunchKernelEx(paged_decode)", cluster);
   if (split && !fused_merge) {
-    cuda::launch_dependent(device, stream, plan.kernel->merge, {unsigned(merge_sequences), kv_heads, unsigned(g.rows)},
-                           g.merge_threads, merge_spreading_bytes(device, merge_sequences * p.num_kv_heads * g.rows),
+    cuda::launch_dependent(device, stream, plan.kernel->merge, {unsigned(merge_sequences), kv_heads, merge_row_blocks},
+                           g.merge_threads, merge_spreading_bytes(device, merge_sequences * p.num_kv_heads * merge_row_blocks),
                            args, "cuLaunchKernelEx(paged_decode merge)");
   }
   if (options.check_device_args) check_device_errors(p.device_ordinal, stream);
