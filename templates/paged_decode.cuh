@@ -105,7 +105,13 @@ SWAJIT_DEVICE void prefetch_metadata(const PagedDecodeParams& P, int direct_b, i
   if (thread * kIntsPerLine < i64(P.batch) * P.seq_lens_stride)
     prefetch_line(P.seq_lens + thread * kIntsPerLine);
   const long long row_lines = (i64(P.max_pages_per_seq) * P.block_table_stride_page + kIntsPerLine - 1) / kIntsPerLine;
-  const long long lines = row_lines * P.batch;
+  // Only a table that costs at most 1/kTableShare of the K/V a window reads (its rows far beyond the windows, e.g.
+  // pages of one token and a long capacity, would add reads the call never needed).
+  constexpr long long kTableShare = 64;
+  const long long window_tokens = P.local_window > 0 ? i64(P.local_window) + kQSeqlen + P.global_window
+                                                     : i64(P.max_pages_per_seq) * kPageSize;
+  const bool table_small = row_lines * kLineBytes * kTableShare <= window_tokens * P.num_kv_heads * kHeadDim * kKvBytes * 2;
+  const long long lines = table_small ? row_lines * P.batch : 0;
 #pragma unroll
   for (int i = 0; i < kPrefetchLinesPerThread; ++i) {
     const long long line = thread + i * threads;
