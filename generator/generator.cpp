@@ -18,7 +18,42 @@ int widened_kv_bytes(const KernelSpec& spec, int block_n) {
   return spec.kv_quant == KvQuant::kNone ? 0 : 2 * block_n * spec.head_dim * kElementBytes;
 }
 
+// Knobs of the decode kernels timed on a device (H200, session 8 runs B and B2; tools/bench/RESULTS.md): the variable
+// 1 compiles one in, 0 leaves it out, unset: its default.
+// - SWAJIT_DECODE_KV_EVICT_FIRST (on for 16-bit K/V): the every-warp loaders' K/V copies carry an L2 evict-first policy
+//   (each line is read once a call), so the stream leaves the merge's partial results and the metadata in L2:
+//   log-uniform q4 b8 38.5 -> 34.0 us, bimodal b128 120.5 -> 117.6, uniform rows level. 8-bit K/V: not timed, off.
+// - SWAJIT_DECODE_EARLY_TRIGGER (on, the direct grid): its merge lets the stream's next kernel be scheduled as it
+//   starts (which still waits for the merge to end before reading anything), and SWAJIT_DECODE_PREFETCH (on, the
+//   direct grid): before that wait every block asks L2 (where every SM's writes land: nothing stale is read later)
+//   for the call's seq_lens, block table and its Q rows. Batch 1 10.7 / 11.6 -> 10.3 / 11.2 us (q1 / q4, both runs);
+//   on the scheduled grid's merge the trigger cost bimodal b8 16.5 -> 21.1 us.
+// - SWAJIT_DECODE_PROLOGUE_PAGES (off: level or slower): the every-warp loaders read the block_table entries of all
+//   the prologue's tiles before its first copy.
+// - SWAJIT_DECODE_CLUSTER_MERGE (off: batch 1 12.2 us): decode_cluster_merge_requested.
+bool decode_experiment(const char* name, bool default_on) {
+  const char* text = std::getenv(name);
+  if (text && (std::string(text) == "0" || std::string(text) == "1")) return std::string(text) == "1";
+  return default_on;
+}
+
+// The cluster merge's log2-sum-exps (one float a row, 16-byte aligned) after the rest of the direct grid's shared memory.
+int cluster_lse_bytes(const KernelSpec& spec, const DecodeConfig& config) {
+  constexpr int kAlignment = 16;
+  if (!config.direct_grid || !decode_cluster_merge_requested()) return 0;
+  return (spec.q_seqlen * spec.group * int(sizeof(float)) + kAlignment - 1) / kAlignment * kAlignment;
+}
+
 }  // namespace
+
+bool decode_cluster_merge_requested() { return decode_experiment("SWAJIT_DECODE_CLUSTER_MERGE", false); }
+
+int decode_merge_rows(int rows) {
+  constexpr int kMostRows = 8;  // 8 x 128 threads: a block's limit
+  const char* text = std::getenv("SWAJIT_DECODE_MERGE_ROWS");
+  const int wanted = text ? std::atoi(text) : 1;
+  return std::max(1, std::min({wanted, kMostRows, rows}));
+}
 
 DecodeGeometry decode_geometry(const KernelSpec& spec, const DecodeConfig& config) {
   constexpr int kMmaRows = 16;          // rows of one mma.m16n8k16 tile: one warp row
@@ -52,8 +87,8 @@ DecodeGeometry decode_geometry(const KernelSpec& spec, const DecodeConfig& confi
                                  : config.producer == DecodeConfig::kProducerBulkSplitKv ? 3  // full K, full V, empty
                                                                                           : 2;  // full, empty
   const int barrier_bytes = barriers_per_stage * config.stages * kMbarrierBytes;
-  g.shared_bytes = g.barrier_offset + barrier_bytes;
-  g.merge_threads = kMergeThreads;
+  g.shared_bytes = g.barrier_offset + barrier_bytes + cluster_lse_bytes(spec, config);
+  g.merge_threads = kMergeThreads * decode_merge_rows(g.rows);
   return g;
 }
 
@@ -99,6 +134,16 @@ bool one_item_path(const KernelSpec& spec, const DecodeConfig& config) {
   return spec.q_seqlen > 1;
 }
 
+}  // namespace
+
+bool decode_timeline_requested() {
+  const char* text = std::getenv("SWAJIT_DECODE_TIMELINE");
+  return text && std::string(text) == "1";
+}
+
+
+namespace {
+
 std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, const DecodeGeometry& g,
                            const std::string& kernel_symbol, const std::string& merge_symbol) {
   std::ostringstream os;
@@ -118,6 +163,16 @@ std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, c
      << "constexpr bool kIntegerScores = " << flag(config.integer_scores) << ";  // int8 K: scores on the integer tensor cores\n"
      << "constexpr bool kDirectGrid = " << flag(config.direct_grid) << ";  // the kernel's grid: direct (else scheduled)\n"
      << "constexpr bool kOneItemPath = " << flag(one_item_path(spec, config)) << ";  // scheduled, equal lengths: the item outside the loop\n"
+     << "constexpr bool kTimeline = " << flag(decode_timeline_requested()) << ";  // SWAJIT_DECODE_TIMELINE: blocks stamp %globaltimer\n"
+     << "constexpr bool kEarlyTrigger = " << flag(config.direct_grid && decode_experiment("SWAJIT_DECODE_EARLY_TRIGGER", true))
+     << ";  // the direct grid's merge lets the next kernel be scheduled at once\n"
+     << "constexpr bool kClusterMerge = " << flag(cluster_lse_bytes(spec, config) > 0) << ";  // the direct grid's pieces merge in their cluster\n"
+     << "constexpr int kClusterLseBytes = " << cluster_lse_bytes(spec, config) << ";\n"
+     << "constexpr int kMaxClusterPieces = " << kMaxDecodeClusterPieces << ";\n"
+     << "constexpr bool kKvEvictFirst = " << flag(decode_experiment("SWAJIT_DECODE_KV_EVICT_FIRST", spec.kv_quant == KvQuant::kNone)) << ";  // K/V copies evict-first in L2\n"
+     << "constexpr bool kProloguePages = " << flag(decode_experiment("SWAJIT_DECODE_PROLOGUE_PAGES", false)) << ";  // every-warp loaders: the prologue's block_table reads first\n"
+     << "constexpr bool kPrefetchMetadata = " << flag(config.direct_grid && decode_experiment("SWAJIT_DECODE_PREFETCH", true))
+     << ";  // the direct grid: L2 prefetch of seq_lens, block table, Q before the wait\n"
      << "// launch geometry, shared with the host launcher\n"
      << "constexpr int kRows = " << g.rows << ";\n"
      << "constexpr int kWarpsM = " << g.warps_m << ";\n"
@@ -129,7 +184,8 @@ std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, c
      << "constexpr int kEpilogueStride = " << g.epilogue_stride << ";\n"
      << "constexpr int kEpilogueBytes = " << g.epilogue_bytes << ";\n"
      << "constexpr int kSharedBytes = " << g.shared_bytes << ";\n"
-     << "constexpr int kMergeThreads = " << g.merge_threads << ";\n"
+     << "constexpr int kMergeThreads = " << g.merge_threads << ";  // a merge block's\n"
+     << "constexpr int kMergeRowThreads = " << g.merge_threads / decode_merge_rows(g.rows) << ";  // ... merging one row\n"
      << "#define SWAJIT_DECODE_KERNEL " << kernel_symbol << "\n"
      << "#define SWAJIT_MERGE_KERNEL " << merge_symbol << "\n";
   return os.str();

@@ -32,7 +32,7 @@
 //
 // Needs templates/decode_schedule.h and, from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kQSeqlen, kGroup, kLocalWindow,
 // kGlobalWindow, kCausal, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockN, kWarpsN, kStages, kProducer, kFusedMerge, kDirectGrid, ...), the launch geometry the host also uses (kRows, kWarpsM,
-// kThreads, kQBytes, kTileBytes, kStoredRowBytes, kBarrierOffset, kEpilogueStride, kEpilogueBytes, kSharedBytes, kMergeThreads)
+// kThreads, kQBytes, kTileBytes, kStoredRowBytes, kBarrierOffset, kEpilogueStride, kEpilogueBytes, kSharedBytes, kMergeThreads, kMergeRowThreads)
 // and the symbol names
 // SWAJIT_DECODE_KERNEL (the direct or the scheduled grid: kDirectGrid) and SWAJIT_MERGE_KERNEL.
 
@@ -72,6 +72,73 @@ SWAJIT_DEVICE int q_head_of(const PagedDecodeParams& P, int kv_head, int row) {
 // The factor that turns a row's accumulator into its output, with the learned sink of `head` if the spec has one.
 SWAJIT_DEVICE float normalizer(const PagedDecodeParams& P, int head, float reference, float sum) {
   return row_normalizer(kSinkLogits ? P.sink_logits[head * P.sink_logits_stride] : 0.f, reference, sum);
+}
+
+// ---- SWAJIT_DECODE_TIMELINE (kTimeline; compiled out otherwise): thread 0 of a block stamps its record ------------
+SWAJIT_DEVICE unsigned long long global_time_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)::"memory");
+  return t;
+}
+SWAJIT_DEVICE unsigned long long sm_id() {
+  unsigned id;
+  asm volatile("mov.u32 %0, %%smid;" : "=r"(id));
+  return id;
+}
+// Word `word` of this main-grid block's record (DecodeTimelineWord): the time now, or `value`.
+SWAJIT_DEVICE void timeline_set(const PagedDecodeParams& P, int word, unsigned long long value) {
+  if constexpr (kTimeline)
+    if (threadIdx.x == 0) P.timeline[blockIdx.x * kTimelineWords + word] = value;
+}
+SWAJIT_DEVICE void stamp(const PagedDecodeParams& P, int point, bool when = true) {
+  if constexpr (kTimeline)
+    if (when) timeline_set(P, point, global_time_ns());
+}
+
+// kPrefetchMetadata: before the wait for the previous kernel, the grid's threads ask L2 (never L1: the previous kernel
+// may still write them, and L2 is where its writes land) for the lines of seq_lens and the block table (each thread a
+// few, spread over the grid), and a direct-grid block for its Q rows, so that after the wait these reads hit L2.
+constexpr int kLineBytes = 128;
+constexpr int kPrefetchLinesPerThread = 4;  // bounds the cost where the table is much larger than the windows use
+SWAJIT_DEVICE void prefetch_line(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+SWAJIT_DEVICE void prefetch_metadata(const PagedDecodeParams& P, int direct_b, int kv_head) {
+  const long long thread = blockIdx.x * i64(blockDim.x) + threadIdx.x, threads = gridDim.x * i64(blockDim.x);
+  constexpr int kIntsPerLine = kLineBytes / int(sizeof(int));
+  if (thread * kIntsPerLine < i64(P.batch) * P.seq_lens_stride)
+    prefetch_line(P.seq_lens + thread * kIntsPerLine);
+  const long long row_lines = (i64(P.max_pages_per_seq) * P.block_table_stride_page + kIntsPerLine - 1) / kIntsPerLine;
+  // Only a table that costs at most 1/kTableShare of the K/V a window reads (its rows far beyond the windows, e.g.
+  // pages of one token and a long capacity, would add reads the call never needed).
+  constexpr long long kTableShare = 64;
+  const long long window_tokens = P.local_window > 0 ? i64(P.local_window) + kQSeqlen + P.global_window
+                                                     : i64(P.max_pages_per_seq) * kPageSize;
+  const bool table_small = row_lines * kLineBytes * kTableShare <= window_tokens * P.num_kv_heads * kHeadDim * kKvBytes * 2;
+  const long long lines = table_small ? row_lines * P.batch : 0;
+#pragma unroll
+  for (int i = 0; i < kPrefetchLinesPerThread; ++i) {
+    const long long line = thread + i * threads;
+    if (line < lines)
+      prefetch_line(P.block_table + (line / row_lines) * P.block_table_stride_batch + (line % row_lines) * kIntsPerLine);
+  }
+  if (direct_b >= 0 && threadIdx.x < kRows * (kHeadDim * 2 / kLineBytes)) {
+    const int row = threadIdx.x / (kHeadDim * 2 / kLineBytes), line = threadIdx.x % (kHeadDim * 2 / kLineBytes);
+    const u16* q = static_cast<const u16*>(P.q);
+    prefetch_line(q + direct_b * P.q_stride_batch + (row / kGroup) * P.q_stride_token +
+                  q_head_of(P, kv_head, row) * P.q_stride_head + line * (kLineBytes / 2));
+  }
+}
+
+// kKvEvictFirst: the K/V copies ask L2 to evict their lines first (each is read once a call), so that the stream does
+// not push out what the next call reads again (its code, seq_lens, the block table, the merge's partial results).
+SWAJIT_DEVICE unsigned long long l2_evict_first_policy() {
+  unsigned long long policy;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+  return policy;
+}
+SWAJIT_DEVICE void cp_async_16_evict_first(u32 dst, const void* src, bool valid, unsigned long long policy) {
+  const int src_bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;" ::"r"(dst), "l"(src), "r"(src_bytes),
+               "l"(policy) : "memory");
 }
 
 // ---- loads -----------------------------------------------------------------------------------------------------------
@@ -177,8 +244,14 @@ SWAJIT_DEVICE void load_kv_tile(const PagedDecodeParams& P, u32 k_smem, u32 v_sm
     const char* k_src = k_cache + row_offset_bytes(page, j, kv_head, P.k_stride_page, P.k_stride_token, P.k_stride_head) + chunk * 16;
     const char* v_src = v_cache + row_offset_bytes(page, j, kv_head, P.v_stride_page, P.v_stride_token, P.v_stride_head) + chunk * 16;
     const u32 offset = stored_offset(row, chunk);
-    cp_async_16(k_smem + offset, k_src, valid);
-    cp_async_16(v_smem + offset, v_src, valid);
+    if constexpr (kKvEvictFirst) {
+      const unsigned long long policy = l2_evict_first_policy();
+      cp_async_16_evict_first(k_smem + offset, k_src, valid, policy);
+      cp_async_16_evict_first(v_smem + offset, v_src, valid, policy);
+    } else {
+      cp_async_16(k_smem + offset, k_src, valid);
+      cp_async_16(v_smem + offset, v_src, valid);
+    }
   }
   if (bad_page) {
     record_status(P.status, kStatusPageOutOfRange, b);
@@ -425,6 +498,7 @@ SWAJIT_DEVICE i64 partial_slot(int item, int row) { return i64(item) * kRows + r
 // first piece it holds, or -1) on every call, so the merge never reads a stale one.
 struct DecodeWork {
   int b = 0, kv_head = 0;
+  bool first_of_block = true;  // the block's first item (kTimeline stamps its points)
   int item = 0;            // the partial-result slot: work entry x num_kv_heads + kv head
   bool whole = true;       // the whole sequence, whose output is written directly (else a piece of a cut one)
   int first_block = 0;     // a cut sequence's: the schedule block of its first piece (schedule_cut)
@@ -582,6 +656,81 @@ struct ScheduledBlock {
 // max finds it, and the merge writes the row as zeros.
 #define SWAJIT_FLAGGED_LSE __int_as_float(0x7f800000)
 
+// ---- kClusterMerge (SWAJIT_DECODE_CLUSTER_MERGE, the direct grid): the pieces of a (sequence, kv head) are one
+// thread block cluster; each leaves its partial result in its own shared memory (the 16-bit outputs where the Q tile
+// was, the log2-sum-exps in kClusterLseBytes at the end) and the cluster merges them through distributed shared
+// memory: no partial results in global memory, no merge grid.
+constexpr int kClusterLseOffset = kSharedBytes - kClusterLseBytes;
+static_assert(!kClusterMerge || (kClusterLseBytes >= 4 * kRows && kQBytes >= kRows * kHeadDim * 2),
+              "the cluster merge's partial results fit the Q tile and the bytes the prelude adds");
+SWAJIT_DEVICE u16* cluster_partial_out() {
+  extern __shared__ __align__(1024) char smem[];
+  return reinterpret_cast<u16*>(smem);
+}
+SWAJIT_DEVICE float* cluster_partial_lse() {
+  extern __shared__ __align__(1024) char smem[];
+  return reinterpret_cast<float*>(smem + kClusterLseOffset);
+}
+SWAJIT_DEVICE void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+// The address of `local` (this block's shared memory) in the shared memory of cluster block `rank`.
+SWAJIT_DEVICE u32 cluster_peer_address(const void* local, int rank) {
+  u32 peer;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(peer) : "r"(smem_u32(local)), "r"(rank));
+  return peer;
+}
+SWAJIT_DEVICE float ld_cluster_f32(u32 address) {
+  float v;
+  asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(address) : "memory");
+  return v;
+}
+SWAJIT_DEVICE uint4 ld_cluster_16(u32 address) {
+  uint4 v;
+  asm volatile("ld.shared::cluster.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(address) : "memory");
+  return v;
+}
+
+// Every block of the cluster (`pieces` of them, this one `piece`) merges its share of the (row, 8-column chunk) items
+// from all pieces' partial results, as merge_row does from global memory.
+SWAJIT_DEVICE void merge_cluster(const PagedDecodeParams& P, int b, int kv_head, int piece, int pieces) {
+  cluster_sync();  // every piece's partial result is in its shared memory
+  for (int i = piece * kThreads + threadIdx.x; i < kRows * kChunks; i += pieces * kThreads) {
+    const int row = i / kChunks, chunk = i % kChunks;
+    float lse[kMaxClusterPieces];
+    uint4 partial[kMaxClusterPieces];
+    float max_lse = SWAJIT_NEG_INF;
+#pragma unroll
+    for (int s = 0; s < kMaxClusterPieces; ++s) {
+      if (s >= pieces) break;
+      lse[s] = ld_cluster_f32(cluster_peer_address(cluster_partial_lse() + row, s));
+      partial[s] = ld_cluster_16(cluster_peer_address(cluster_partial_out() + row * kHeadDim + chunk * 8, s));
+    }
+#pragma unroll
+    for (int s = 0; s < kMaxClusterPieces; ++s)
+      if (s < pieces) max_lse = fmaxf(max_lse, lse[s]);
+    float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    if (max_lse == SWAJIT_FLAGGED_LSE) {  // a piece met an invalid block_table entry: the row is zeros
+      store_output(P, b, kv_head, row, chunk * 8, acc, 0.f);
+      continue;
+    }
+    const float reference = max_lse == SWAJIT_NEG_INF ? 0.f : max_lse;
+    float sum = 0.f;
+#pragma unroll
+    for (int s = 0; s < kMaxClusterPieces; ++s) {
+      if (s >= pieces) break;
+      const float weight = fast_exp2(lse[s] - reference);  // 0 for an empty piece (lse -inf)
+      float v[8];
+      unpack8(partial[s], v, Elem());
+      sum += weight;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[e] += weight * v[e];
+    }
+    store_output(P, b, kv_head, row, chunk * 8, acc, normalizer(P, q_head_of(P, kv_head, row), reference, sum));
+  }
+  cluster_sync();  // no block leaves (freeing its shared memory) while another may still read it
+}
+
 // ---- epilogue --------------------------------------------------------------------------------------------------------
 // Merges the kWarpsN warps of each row group through shared memory and writes either the final output (one
 // split) or this split's normalized partial output and log2-sum-exp. Only the kRows real rows travel (q_seqlen 1 with
@@ -631,7 +780,9 @@ SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState<1>& 
       factor = normalizer(P, q_head_of(P, kv_head, row), reference, sum);
     } else {  // sinks join in the merge, once per row
       factor = sum > 0.f ? 1.f / sum : 0.f;
-      P.partial_lse[first_slot + row] = sequence_flagged ? SWAJIT_FLAGGED_LSE : sum > 0.f ? reference + __log2f(sum) : SWAJIT_NEG_INF;
+      const float lse = sequence_flagged ? SWAJIT_FLAGGED_LSE : sum > 0.f ? reference + __log2f(sum) : SWAJIT_NEG_INF;
+      if (kClusterMerge) cluster_partial_lse()[row] = lse;
+      else P.partial_lse[first_slot + row] = lse;
     }
 #pragma unroll
     for (int w = 0; w < kWarpsN; ++w) row_weight[w * kRowsPadded + row] = weight[w] * factor;
@@ -659,21 +810,25 @@ SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState<1>& 
     }
     if (direct)
       store_output(P, b, kv_head, row, column, acc, 1.f);
+    else if (kClusterMerge)  // the Q tile's shared memory, free after the tile loop
+      *reinterpret_cast<uint2*>(cluster_partial_out() + row * kHeadDim + column) = pack4(acc, Elem());
     else
       *reinterpret_cast<uint2*>(static_cast<u16*>(P.partial_out) + (first_slot + row) * kHeadDim + column) = pack4(acc, Elem());
   }
 }
 
 // Split-KV merge: out = sum_s 2^(lse_s - M) o_s / (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives
-// zeros. kMergeThreads threads merge one (cut sequence, kv head, row): thread t sums 8 consecutive elements (chunk
+// zeros. kMergeRowThreads threads merge one (cut sequence, kv head, row): thread t sums 8 consecutive elements (chunk
 // t / kMergeSplitLanes) over the splits s = t % kMergeSplitLanes (mod kMergeSplitLanes); the lanes that share a
 // chunk are adjacent in one warp, so the max, the sum and the outputs combine with shuffles, without shared memory or
 // barriers. A thread's first kMergePrefetch partial outputs load together with the log-sum-exps, so the two reads
 // overlap. Done by SWAJIT_MERGE_KERNEL (one block per row), or, kFusedMerge, by the main grid's last block of the
 // (sequence, kv head) (merge_own_pair).
-constexpr int kMergeSplitLanes = kMergeThreads / kChunks;  // 8 at head_dim 128
+constexpr int kMergeRowsPerBlock = kMergeThreads / kMergeRowThreads;
+constexpr int kMergeSplitLanes = kMergeRowThreads / kChunks;  // 8 at head_dim 128
 constexpr int kMergePrefetch = 5;                          // covers 5 x kMergeSplitLanes splits (40 at head_dim 128)
-static_assert(kMergeThreads % kChunks == 0 && 32 % kMergeSplitLanes == 0, "a chunk's split lanes share one warp");
+static_assert(kMergeThreads % kMergeRowThreads == 0 && kMergeRowThreads % kChunks == 0 && 32 % kMergeSplitLanes == 0,
+              "a chunk's split lanes share one warp, a row's threads whole warps");
 
 // Sum (or max) of x over the kSplitLanes adjacent lanes that share a chunk.
 template <int kSplitLanes, class Op>
@@ -821,17 +976,27 @@ SWAJIT_DEVICE void attend_item(const PagedDecodeParams& P, const DecodeWork& wor
   cp_async_commit();
   const StageBarriers barriers{q_smem + kBarrierOffset};  // kProducer > 0 only
   if constexpr (kProducer == 0) {
+    // kProloguePages: every prologue tile's block_table entries are read before the first copy, so their round trips
+    // overlap (else each stage's reads wait behind the previous stage's copies, which wait for its entries).
+    constexpr bool kPagesEarly = kProloguePages && (kPagesFirst || kPagesAhead);  // loaders that take read entries
+    TilePages<kThreads> prologue_pages[kPagesEarly ? kStages - 1 : 1];
+#pragma unroll
+    for (int s = 0; s < kStages - 1 && kPagesEarly; ++s)
+      if (first_tile + s < last_tile)
+        prologue_pages[s].read(P, block_table_row, ranges.tile_begin(first_tile + s), ranges.tile_end(first_tile + s), threadIdx.x);
 #pragma unroll
     for (int s = 0; s < kStages - 1; ++s) {
       const int t = first_tile + s;
       if (t < last_tile)
         load_kv_tile(P, k_smem + s * kTileBytes, v_smem + s * kTileBytes, block_table_row, b, kv_head,
-                     ranges.tile_begin(t), ranges.tile_end(t), saw_bad_page);
+                     ranges.tile_begin(t), ranges.tile_end(t), saw_bad_page, threadIdx.x,
+                     kPagesEarly ? &prologue_pages[s] : nullptr);
       cp_async_commit();
     }
   } else if (threadIdx.x == 0) {
     barriers.init();
   }
+  stamp(P, kTimelineCopiesIssued, work.first_of_block);  // (their addresses waited for the block_table reads)
 
   WarpState<1> st;  // one 16-row tile per warp
   st.clear();
@@ -871,6 +1036,7 @@ SWAJIT_DEVICE void attend_item(const PagedDecodeParams& P, const DecodeWork& wor
     for (int t = first_tile; t < last_tile; ++t) {
       cp_async_wait<kStages - 2>();  // tile t has landed
       __syncthreads();               // ... for every thread, and every warp is done with tile t - 1's stage
+      stamp(P, kTimelineFirstTile, work.first_of_block && t == first_tile);
       const int next = t + kStages - 1;
       const int next_stage = (next - first_tile) % kStages;
       if (next < last_tile)
@@ -890,6 +1056,7 @@ SWAJIT_DEVICE void attend_item(const PagedDecodeParams& P, const DecodeWork& wor
     for (int t = first_tile; t < last_tile; ++t) {
       const int i = t - first_tile, stage = i % kStages;
       mbarrier_wait(barriers.full(i), StageBarriers::parity(i));  // tile t (kSplitKv: its K) has landed
+      stamp(P, kTimelineFirstTile, work.first_of_block && i == 0);
       const auto wait_for_v = [&] {
         if (kSplitKv) mbarrier_wait(barriers.full_v(i), StageBarriers::parity(i));
       };
@@ -899,14 +1066,25 @@ SWAJIT_DEVICE void attend_item(const PagedDecodeParams& P, const DecodeWork& wor
       if (lane == 0) mbarrier_arrive(barriers.empty(i));
     }
   }
+  stamp(P, kTimelineLoopDone, work.first_of_block);
   allow_dependent_grid_launch();  // the merge grid may get scheduled; it waits for this grid's writes
   cp_async_wait<0>();
   const bool sequence_flagged = __syncthreads_or(saw_bad_page);  // and the K/V area becomes the epilogue buffer
   if (sequence_flagged) st.clear();
   write_block_output(P, st, smem + kQBytes, warp_m, warp_n, lane, work, sequence_flagged);
-  if (kFusedMerge && !work.whole) merge_pair_if_last(P, work);
+  stamp(P, kTimelineEpilogueDone, work.first_of_block);
+  if (kFusedMerge && !kClusterMerge && !work.whole) merge_pair_if_last(P, work);  // (kClusterMerge: merge_cluster)
   // Every arrival on the stage barriers came before the barriers above: the next item may initialize them again.
   if (kProducer > 0 && threadIdx.x == 0) barriers.invalidate();
+}
+
+// kTimeline: the block's last points and what it did.
+SWAJIT_DEVICE void record_items(const PagedDecodeParams& P, int items, int tiles, int pieces) {
+  stamp(P, kTimelineBlockDone);
+  timeline_set(P, kTimelineSm, sm_id());
+  timeline_set(P, kTimelineItems, items);
+  timeline_set(P, kTimelineTiles, tiles);
+  timeline_set(P, kTimelinePieces, pieces);
 }
 
 // The scheduled grid (templates/decode_schedule.h): every block walks its range of the batch, item after item.
@@ -920,18 +1098,25 @@ SWAJIT_DEVICE void run_scheduled_block(const PagedDecodeParams& P) {
   DecodeWork work;
   ScheduledBlock schedule;
   schedule.find(P);
+  timeline_set(P, kTimelineItems, schedule.end - schedule.begin);  // (waits for the lengths) before the stamp
+  stamp(P, kTimelineScheduled);
   bool more = schedule.next(P, work);
   if constexpr (kOneItemPath) {
     if (schedule.equal_lengths && more && schedule.done(P)) {  // a block of one item (of equal lengths: nearly all)
       attend_item(P, work);
+      record_items(P, 1, work.last_tile - work.first_tile, work.whole ? 1 : work.pieces);
       return;
     }
   }
+  int items = 0, tiles = 0, pieces = 1;  // kTimeline only
   while (more) {
     attend_item(P, work);
+    ++items, tiles += work.last_tile - work.first_tile, pieces = max(pieces, work.whole ? 1 : work.pieces);
+    work.first_of_block = false;
     more = schedule.next(P, work);
     if (more) __syncthreads();  // every thread is done with the epilogue's shared memory before the next loads
   }
+  record_items(P, items, tiles, pieces);
 }
 
 // The direct grid: one item per block and no schedule, so none of the scheduled kernel's loop state is live across
@@ -943,11 +1128,16 @@ SWAJIT_DEVICE void run_scheduled_block(const PagedDecodeParams& P) {
 // block's second entry, piece s in block b N + s's first), which the merge grid reads from the records.
 SWAJIT_DEVICE void run_direct_block(const PagedDecodeParams& P) {
   const int pieces = P.sequence_pieces;
-  const int block = blockIdx.x / P.num_kv_heads;  // b x pieces + piece
+  // kClusterMerge: a sequence's pieces are adjacent (one cluster per (sequence, kv head)), block x = pair x pieces + piece
+  const int pair = blockIdx.x / pieces;
+  const int block = kClusterMerge ? (pair / P.num_kv_heads) * pieces + blockIdx.x % pieces
+                                  : blockIdx.x / P.num_kv_heads;  // b x pieces + piece
   DecodeWork work;
   work.b = block / pieces;
-  work.kv_head = blockIdx.x % P.num_kv_heads;
+  work.kv_head = kClusterMerge ? pair % P.num_kv_heads : blockIdx.x % P.num_kv_heads;
   const int tiles = visible_tile_count(P, work.b);
+  timeline_set(P, kTimelineTiles, tiles);  // (waits for seq_lens) before the stamp
+  stamp(P, kTimelineScheduled);
   if (pieces == 1) {
     work.last_tile = tiles;
   } else {
@@ -958,18 +1148,27 @@ SWAJIT_DEVICE void run_direct_block(const PagedDecodeParams& P) {
     work.first_tile = piece * tiles / pieces;
     work.last_tile = (piece + 1) * tiles / pieces;
     work.item = schedule_entry(block, piece == 0) * P.num_kv_heads + work.kv_head;
-    if (work.kv_head == 0 && threadIdx.x == 0) {  // the merge grid's record of this block, written every call
+    if (!kClusterMerge && work.kv_head == 0 && threadIdx.x == 0) {  // the merge grid's record of this block, written every call
       P.merge_records[kMergeRecordInts * block] = piece == 0 ? work.b : -1;
       P.merge_records[kMergeRecordInts * block + 1] = pieces;
     }
   }
   attend_item(P, work);
+  if (kClusterMerge && pieces > 1) merge_cluster(P, work.b, work.kv_head, block % pieces, pieces);
+  record_items(P, 1, work.last_tile - work.first_tile, pieces);
 }
 
 // The module's one main kernel: the direct or the scheduled grid (kDirectGrid, DecodeConfig::direct_grid), never both,
 // so a module compiles the item body once.
 extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocks) SWAJIT_DECODE_KERNEL(const __grid_constant__ PagedDecodeParams P) {
+  if constexpr (kTimeline)  // a fresh record (points a block never passes stay 0)
+    for (int word = 1; word < kTimelineWords; ++word) timeline_set(P, word, 0);
+  stamp(P, kTimelineEntry);
+  if constexpr (kPrefetchMetadata)  // (the direct grid's sequence and kv head as run_direct_block finds them)
+    prefetch_metadata(P, kDirectGrid ? int(blockIdx.x / P.num_kv_heads) / P.sequence_pieces : -1,
+                      (kClusterMerge ? blockIdx.x / P.sequence_pieces : blockIdx.x) % P.num_kv_heads);
   wait_for_prerequisite_grid();  // a programmatic dependent launch: nothing is read before the stream's prior work ends
+  stamp(P, kTimelineWaited);
   if constexpr (kDirectGrid)
     run_direct_block(P);
   else
@@ -980,7 +1179,20 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocks) SWAJIT_DECODE
 // schedule block, -1 where none) hold them wherever the cuts fell. Each warp finds the x-th by ballots over 32
 // records at a time (their loads issue together), so no block walks the records one load after another.
 extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(const PagedDecodeParams P) {
+  unsigned long long* const timeline = kTimeline && threadIdx.x == 0
+      ? P.timeline + i64(kTimelineWords) * (P.work_items / kEntriesPerBlock) * P.num_kv_heads +
+            (blockIdx.x + i64(gridDim.x) * (blockIdx.y + i64(gridDim.y) * blockIdx.z)) * kTimelineMergeWords
+      : nullptr;
+  const auto merge_stamp = [&](int point) {
+    if (timeline != nullptr) timeline[point] = point == kTimelineMergeSm ? sm_id() : global_time_ns();
+  };
+  if (timeline != nullptr)
+    for (int word = 0; word < kTimelineMergeWords; ++word) timeline[word] = 0;
+  merge_stamp(kTimelineMergeEntry);
+  merge_stamp(kTimelineMergeSm);
+  if constexpr (kEarlyTrigger) allow_dependent_grid_launch();  // the next kernel waits for this grid's end anyway
   wait_for_prerequisite_grid();
+  merge_stamp(kTimelineMergeWaited);
   const int lane = threadIdx.x % 32;
   int wanted = blockIdx.x;  // cut sequences still to pass
   const int records = P.work_items / kEntriesPerBlock;  // one per block of the scheduled grid
@@ -993,8 +1205,13 @@ extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(
       for (int i = 0; i < wanted; ++i) rest &= rest - 1;  // drop the lowest `wanted` cut records
       const int record = base + __ffs(rest) - 1;
       const int* merge_record = P.merge_records + kMergeRecordInts * record;
-      return merge_row(P, merge_record[0], blockIdx.y, blockIdx.z, PieceSlots(P, record, blockIdx.y, blockIdx.z),
-                       merge_record[1], threadIdx.x);
+      merge_stamp(kTimelineMergeFound);
+      const int row = blockIdx.z * kMergeRowsPerBlock + threadIdx.x / kMergeRowThreads;  // whole warps share a row
+      if (row < kRows)
+        merge_row(P, merge_record[0], blockIdx.y, row, PieceSlots(P, record, blockIdx.y, row), merge_record[1],
+                  threadIdx.x % kMergeRowThreads);
+      merge_stamp(kTimelineMergeDone);
+      return;
     }
     wanted -= __popc(cuts);
   }

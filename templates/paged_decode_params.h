@@ -29,6 +29,8 @@ struct PagedDecodeParams : PagedCallParams {
                                  //   max(schedule_slots, batch) (schedule_grid_blocks)
   int sequence_pieces;           // the direct kernel only: blocks per sequence, its tiles cut evenly (1: whole, no merge)
   int schedule_snap_shares;      // > 0: the scheduled kernel's SchedulePlan::snap_shares (templates/decode_schedule.h)
+  unsigned long long* timeline;  // SWAJIT_DECODE_TIMELINE builds only (runtime/src/api/decode_timeline.hpp): per main-grid
+                                 //   block kTimelineWords stamps, then per merge block kTimelineMergeWords; else unused
   // producer 4 (TMA pages) only: K and V as tensor maps for the TMA engine (runtime/src/cuda/kv_tensor_map.hpp),
   // read in place (the kernel takes these params as __grid_constant__)
   DecodeTensorMap k_map, v_map;
@@ -40,4 +42,14 @@ enum PagedDecodeStatusBits {
   kStatusSeqLenOverCapacity = 2,   // seq_lens[b] > max_pages_per_seq * page_size
   kStatusPageOutOfRange = 4,       // a block_table entry used by the window is outside [0, num_pages)
 };
+// The per-block records of a SWAJIT_DECODE_TIMELINE build (PagedDecodeParams::timeline): %globaltimer (ns) when
+// thread 0 of a main-grid block passes each point of its first work item (kTimelineBlockDone: of its last), then its
+// SM, work items, tiles and the most pieces of a cut sequence it held; a merge block's points and SM after them.
+enum DecodeTimelineWord {
+  kTimelineEntry, kTimelineWaited, kTimelineScheduled, kTimelineCopiesIssued, kTimelineFirstTile, kTimelineLoopDone,
+  kTimelineEpilogueDone, kTimelineBlockDone, kTimelineSm, kTimelineItems, kTimelineTiles, kTimelinePieces,
+  kTimelineWords
+};
+enum DecodeTimelineMergeWord { kTimelineMergeEntry, kTimelineMergeWaited, kTimelineMergeFound, kTimelineMergeDone,
+                               kTimelineMergeSm, kTimelineMergeWords };
 #endif  // SWAJIT_PAGED_DECODE_PARAMS_H

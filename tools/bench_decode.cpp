@@ -19,6 +19,7 @@
 #include "device_flag.hpp"
 #include "spec_flags.hpp"
 #include "decode_plan.hpp"
+#include "decode_timeline.hpp"
 #include "decode_workload.hpp"
 #include "memory_system.hpp"
 #include "swajit/swajit.hpp"
@@ -202,6 +203,7 @@ int run_decode_bench(const DecodeBenchOptions& o) {
           as_called.config = o.config;
           const DecodePlan plan = plan_decode(problem, as_called, device, scope.context(), stream);
           const double us = workload.time_us(plan.config, o.reps);
+          const size_t timed_calls_end = decode_timeline_calls();  // the graph's calls were the last replicas() recorded
           const double floor_us = (workload.kv_bytes() + workload.qo_bytes()) / read_bw * 1e6;
           const double rel_err = o.verify ? worst_relative_error(workload) : 0;
           const bool verified = !o.verify || rel_err <= tolerance_for(shape.dtype);
@@ -218,6 +220,8 @@ int run_decode_bench(const DecodeBenchOptions& o) {
                         plan.config.key().c_str(), heuristic_us, heuristic_us / us);
           }
           std::printf("\n");
+          // SWAJIT_DECODE_TIMELINE: the middle call of the graph's last replay (its neighbours run on either side)
+          if (decode_timeline_enabled()) print_decode_timeline(timed_calls_end - workload.replicas() / 2 - 1, stdout);
         } catch (const std::exception& e) {
           ok = false;
           std::printf("| %d | %s | %d | error: %s |\n", batch, kv_len, qs, e.what());
