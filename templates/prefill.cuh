@@ -252,9 +252,27 @@ SWAJIT_DEVICE void widen_stage(u32 widened, u32& k_tile, u32& v_tile) {
 // 16 rows of 128 bytes per k16 step, with the head_dim blocks kBlockN * 128 bytes apart.
 constexpr u32 kWgmmaRowBytes = 128, kWgmmaGroupBytes = 8 * kWgmmaRowBytes;  // 8-row swizzle atom
 constexpr u32 kKStepBytes = 16 * 2;                                         // 16 elements of 2 bytes
+// kFp8Scores: Q's e4m3 hi and lo tiles, 128-byte swizzled rows of 128 channels each, fill the Q buffer's two 64-column
+// blocks: row r of each takes the place of the bf16 row r of one block (fold_k_scale_into_fp8_q_tile).
+constexpr u32 kFp8QTileBytes = kBlockM * kWgmmaRowBytes;
+static_assert(!kFp8Scores || (kF16Mma && kHeadDim == 128), "fp8 scores: Q's two e4m3 tiles fill its bf16 tile's place");
 
 // Issues (and commits, as one group) S[64 x kBlockN] of this warpgroup's rows = Q . K^T.
 SWAJIT_DEVICE void issue_warpgroup_scores(float (&scores)[kScoreFrags][4], u32 q_smem, u32 k_tile, int warpgroup) {
+  if constexpr (kFp8Scores) {  // the Q buffer holds Q's e4m3 hi tile, then its lo tile; K is the stored e4m3 tile
+    constexpr u32 kE4m3StepBytes = 32;  // k32 per fp8 wgmma: 32 one-byte elements of each 128-byte row
+    const u64 q_desc = wgmma_descriptor(q_smem + warpgroup * 64 * kWgmmaRowBytes, kE4m3StepBytes, kWgmmaGroupBytes);
+    const u64 k_desc = wgmma_descriptor(k_tile, kE4m3StepBytes, kWgmmaGroupBytes);
+    wgmma_fence();
+#pragma unroll
+    for (int part = 0; part < 2; ++part)  // hi, then lo into the same accumulators
+#pragma unroll
+      for (int step = 0; step < int(kWgmmaRowBytes / kE4m3StepBytes); ++step)
+        wgmma_scores_e4m3(scores, descriptor_plus(q_desc, part * kFp8QTileBytes + step * kE4m3StepBytes),
+                          descriptor_plus(k_desc, step * kE4m3StepBytes), part > 0 || step > 0);
+    wgmma_commit();
+    return;
+  }
   const u64 q_desc = wgmma_descriptor(q_smem + warpgroup * 64 * kWgmmaRowBytes, kKStepBytes, kWgmmaGroupBytes);
   const u64 k_desc = wgmma_descriptor(k_tile, kKStepBytes, kWgmmaGroupBytes);
   wgmma_fence();
@@ -442,9 +460,12 @@ SWAJIT_DEVICE void load_and_compute(const PrefillParams& P, const BlockWork& w, 
 // its Q.K^T is done, while its V may still be read by P.V: with one barrier a stage (K and V) came free only after
 // P.V, and at 2 stages the overlap variants (S(t+1) issued before the P.V of t) waited for every load uncovered.
 // Arrivals that fill a stage: one thread issues a tile's boxes (kTma), each widening warp's lane 0 (8-bit on TMA:
-// kWideningWarps per tensor), else every producer thread's copies.
-constexpr int kWideningWarps = 2;
-constexpr int kFullArrivals = kTma ? (kKvQuant != 0 ? kWideningWarps : 1) : kProducerThreads;
+// widening_warps(values) per tensor), else every producer thread's copies.
+// 8-bit K/V on TMA: the producer's warps that widen K, then those that widen V (kFp8Scores: K is not widened, its
+// one warp moves K's stored tiles into the stages, and the other three widen V).
+constexpr int kKWideningWarps = kFp8Scores ? 1 : 2, kVWideningWarps = kProducerThreads / 32 - kKWideningWarps;
+SWAJIT_DEVICE constexpr int widening_warps(bool values) { return values ? kVWideningWarps : kKWideningWarps; }
+constexpr int kFullArrivals = kTma ? (kKvQuant != 0 ? kKWideningWarps : 1) : kProducerThreads;
 struct Pipeline {
   u32 base;
   SWAJIT_MEMBER u32 full_k(int t) const { return base + 8 * (t % kStages); }
@@ -472,7 +493,7 @@ struct Pipeline {
   SWAJIT_MEMBER void init() const {
     for (int s = 0; s < kStages; ++s) {
       mbarrier_init(full_k(s), kFullArrivals);
-      mbarrier_init(full_v(s), kFullArrivals);
+      mbarrier_init(full_v(s), kTma && kKvQuant != 0 ? kVWideningWarps : kFullArrivals);
       mbarrier_init(empty_k(s), kWarps);
       mbarrier_init(empty_v(s), kWarps);
     }
@@ -484,7 +505,7 @@ struct Pipeline {
       for (int s = 0; s < kStagedTiles; ++s)
         for (int values = 0; values < 2; ++values) {
           mbarrier_init(staged(values, s), 1);        // the TMA warp's lane 0, with the tile's bytes
-          mbarrier_init(staging_free(values, s), kWideningWarps);  // each widening warp's lane 0
+          mbarrier_init(staging_free(values, s), widening_warps(values));  // each widening warp's lane 0
         }
   }
   // Producer: before item `item`'s Q goes into its buffer, the item kQBuffers before it is done with it.
@@ -665,21 +686,23 @@ SWAJIT_DEVICE void producer_sync() {  // the producer warpgroup alone
   asm volatile("bar.sync %0, %1;" ::"n"(kProducerBarrier), "n"(kProducerThreads) : "memory");
 }
 
-// kF16Mma: producer thread `loader`'s chunks of the item's Q tile (landed as bf16) -> q * k_scale * 2^shift in fp16,
-// the item's power of 2 that brings max |q * k_scale| into [2^14, 2^15) (fp16's largest finite value is 65504): no
-// overflow, and small values keep fp16's precision; the scores take 2^-shift back in the softmax scale
-// (score_scale_log2). The whole producer warpgroup takes part (two barriers: the maxima are read by all before the
-// next item's overwrite them).
-SWAJIT_DEVICE void fold_k_scale_into_f16_q_tile(const PrefillParams& P, const BlockWork& w, int loader) {
-  const auto scaled_chunk = [&](int i, float (&v)[8]) {
-    unpack8(ld_shared_16(w.q_smem + QTile::offset_bytes(i / kChunks, i % kChunks)), v, Elem());
+// Producer thread `loader`'s chunk i of the item's Q tile (landed as bf16) times the K scale, as floats.
+SWAJIT_DEVICE void q_chunk_times_k_scale(const PrefillParams& P, const BlockWork& w, int i, float (&v)[8]) {
+  unpack8(ld_shared_16(w.q_smem + QTile::offset_bytes(i / kChunks, i % kChunks)), v, Elem());
 #pragma unroll
-    for (int e = 0; e < 8; ++e) v[e] *= k_scale_at(P, w.kv_head, (i % kChunks) * 8 + e);
-  };
+  for (int e = 0; e < 8; ++e) v[e] *= k_scale_at(P, w.kv_head, (i % kChunks) * 8 + e);
+}
+
+// kF16Mma: the power of 2 that brings the item's max |q * k_scale| into [2^kTargetExponent, 2^(kTargetExponent + 1)),
+// as the multiplier Q takes; the scores take its inverse back in the softmax scale (score_scale_log2, written to
+// the item's score factor). The whole producer warpgroup takes part (two barriers: the maxima are read by all before
+// the next item's overwrite them; the caller's second barrier ends the reads of Q before it is rewritten).
+template <int kTargetExponent>
+SWAJIT_DEVICE float item_q_multiplier(const PrefillParams& P, const BlockWork& w, int loader) {
   float maximum = 0.f;
   for (int i = loader; i < kBlockM * kChunks; i += kProducerThreads) {
     float v[8];
-    scaled_chunk(i, v);
+    q_chunk_times_k_scale(P, w, i, v);
 #pragma unroll
     for (int e = 0; e < 8; ++e) maximum = fmaxf(maximum, fabsf(v[e]));
   }
@@ -688,29 +711,93 @@ SWAJIT_DEVICE void fold_k_scale_into_f16_q_tile(const PrefillParams& P, const Bl
   if (loader % 32 == 0) st_shared_f32(w.q_maximum(loader / 32), maximum);
   producer_sync();
   for (int warp = 0; warp < kProducerThreads / 32; ++warp) maximum = fmaxf(maximum, ld_shared_f32(w.q_maximum(warp)));
-  constexpr int kTargetExponent = 14, kMaxShift = 126;  // 2^14 <= max < 2^15; 2^(+-126): normal floats
+  constexpr int kMaxShift = 126;  // 2^(+-126): normal floats
   const int exponent = int((__float_as_uint(maximum) >> 23) & 0xffu) - 127;  // max in [2^exponent, 2^(exponent + 1))
   const int shift = maximum > 0.f ? max(-kMaxShift, min(kMaxShift, kTargetExponent - exponent)) : 0;
-  const float multiplier = __uint_as_float(u32(127 + shift) << 23);
+  if (loader == 0) st_shared_f32(w.score_factor(), __uint_as_float(u32(127 - shift) << 23));
+  return __uint_as_float(u32(127 + shift) << 23);
+}
+
+// kF16Mma: producer thread `loader`'s chunks of the item's Q tile (landed as bf16) -> q * k_scale * 2^shift in fp16,
+// max |q * k_scale| * 2^shift in [2^14, 2^15) (fp16's largest finite value is 65504): no overflow, and small values
+// keep fp16's precision.
+SWAJIT_DEVICE void fold_k_scale_into_f16_q_tile(const PrefillParams& P, const BlockWork& w, int loader) {
+  constexpr int kTargetExponent = 14;
+  const float multiplier = item_q_multiplier<kTargetExponent>(P, w, loader);
   for (int i = loader; i < kBlockM * kChunks; i += kProducerThreads) {
     float v[8];
-    scaled_chunk(i, v);
+    q_chunk_times_k_scale(P, w, i, v);
 #pragma unroll
     for (int e = 0; e < 8; ++e) v[e] *= multiplier;
     st_shared_16(w.q_smem + QTile::offset_bytes(i / kChunks, i % kChunks), pack8(v, fp16_tag()));
   }
-  if (loader == 0) st_shared_f32(w.score_factor(), __uint_as_float(u32(127 - shift) << 23));
+  producer_sync();
+}
+
+// Four floats -> their e4m3 bytes (round to nearest, saturating; the first in the lowest byte).
+SWAJIT_DEVICE u32 e4m3x4(float a, float b, float c, float d) {
+  u32 r;
+  asm("{\n .reg .b16 lo, hi;\n cvt.rn.satfinite.e4m3x2.f32 lo, %2, %1;\n cvt.rn.satfinite.e4m3x2.f32 hi, %4, %3;\n"
+      " mov.b32 %0, {lo, hi};\n}" : "=r"(r) : "f"(a), "f"(b), "f"(c), "f"(d));
+  return r;
+}
+// Byte kByte of four e4m3 bytes as a float (exact: e4m3 -> fp16 -> fp32).
+template <int kByte>
+SWAJIT_DEVICE float e4m3_at(u32 word) {
+  const u32 pair = widen_pair<kByte & 2>(word, fp8_e4m3_kv(), fp16_tag());  // bytes (kByte & 2) and the next, as fp16
+  float v;
+  if constexpr (kByte % 2 == 0)
+    asm("{\n .reg .b16 lo, hi;\n mov.b32 {lo, hi}, %1;\n cvt.f32.f16 %0, lo;\n}" : "=f"(v) : "r"(pair));
+  else
+    asm("{\n .reg .b16 lo, hi;\n mov.b32 {lo, hi}, %1;\n cvt.f32.f16 %0, hi;\n}" : "=f"(v) : "r"(pair));
+  return v;
+}
+
+// kFp8Scores: the item's Q tile (landed as bf16) -> q * k_scale * 2^shift as two e4m3 tiles, hi = e4m3(x) and
+// lo = e4m3(x - hi), max |x| in [2^7, 2^8) (e4m3's largest finite value is 448): hi + lo carries about 8 mantissa
+// bits, bf16's precision. Row r of hi and lo take the places of bf16 row r's two 64-column blocks, so 8 lanes convert
+// one row: each reads its 16 channels (2 bf16 chunks) of the row, the warp syncs, and each writes them back as a
+// 16-byte chunk of hi and of lo; the warp's rows are its own, no other warp writes where it reads.
+SWAJIT_DEVICE void fold_k_scale_into_fp8_q_tile(const PrefillParams& P, const BlockWork& w, int loader) {
+  constexpr int kTargetExponent = 7;
+  constexpr int kLanesPerRow = 8, kRowsPerPass = kProducerThreads / kLanesPerRow;
+  const float multiplier = item_q_multiplier<kTargetExponent>(P, w, loader);
+  const int lane_in_row = loader % kLanesPerRow;  // channels [16 lane_in_row, 16 lane_in_row + 16)
+  for (int row = loader / kLanesPerRow; row < kBlockM; row += kRowsPerPass) {
+    uint4 raw[2];  // the lane's 16 bf16 values of the row
+#pragma unroll
+    for (int half = 0; half < 2; ++half) raw[half] = ld_shared_16(w.q_smem + QTile::offset_bytes(row, 2 * lane_in_row + half));
+    __syncwarp();  // every lane of the warp has read its rows' bf16 chunks before any is overwritten
+    const u32 position = row * kWgmmaRowBytes + ((lane_in_row ^ (row % 8)) * 16);  // 128-byte swizzle, 8-bit rows
+#pragma unroll 1  // 8 values at a time: the producer's 56 registers hold no more without spilling
+    for (int half = 0; half < 2; ++half) {
+      float x[8];
+      unpack8(half == 0 ? raw[0] : raw[1], x, Elem());
+#pragma unroll
+      for (int e = 0; e < 8; ++e) x[e] *= k_scale_at(P, w.kv_head, 16 * lane_in_row + 8 * half + e) * multiplier;
+      const u32 hi0 = e4m3x4(x[0], x[1], x[2], x[3]), hi1 = e4m3x4(x[4], x[5], x[6], x[7]);
+      const u32 lo0 = e4m3x4(x[0] - e4m3_at<0>(hi0), x[1] - e4m3_at<1>(hi0), x[2] - e4m3_at<2>(hi0), x[3] - e4m3_at<3>(hi0));
+      const u32 lo1 = e4m3x4(x[4] - e4m3_at<0>(hi1), x[5] - e4m3_at<1>(hi1), x[6] - e4m3_at<2>(hi1), x[7] - e4m3_at<3>(hi1));
+      st_shared_8(w.q_smem + position + 8 * half, make_uint2(hi0, hi1));
+      st_shared_8(w.q_smem + kFp8QTileBytes + position + 8 * half, make_uint2(lo0, lo1));
+    }
+  }
   producer_sync();
 }
 
 // Chunks `thread`, thread + threads, ... of the staged tile (as the TMA engine landed it: 128-byte swizzled rows of
-// 128 channels, WgmmaTile's layout in bytes) -> the 16-bit stage tile (KvTile). `threads` is a multiple of the chunks
-// of a row, so a thread keeps one chunk column and steps down the rows (unsigned: no signed-division fixups in the
-// address math). One chunk at a time: within the producer's 56 registers the loop does not spill (loads of 2 or 4
-// chunks ahead did, ptxas 13), and its ALU work, not the load latency, sets its pace.
+// 128 channels, WgmmaTile's layout in bytes) -> the 16-bit stage tile (KvTile). Work index i is (row, chunk): by
+// default i = row * kKvChunks + chunk (8 lanes read one row's 8 chunks: conflict-free, but store their 16 16-bit
+// chunks into 4 bank groups twice each); kWidenRows: row = i % 8 + 8 (i / (8 kKvChunks)), chunk = i / 8 % kKvChunks
+// (8 lanes on 8 rows of one chunk column: the swizzle spreads both the loads and the stores over all 8 bank
+// groups). Unsigned with power-of-2 divisors: shifts and masks. One chunk at a time: within the producer's 56
+// registers the loop does not spill (loads of 2 or 4 chunks ahead did, ptxas 13), and its ALU work, not the load
+// latency, sets its pace.
 SWAJIT_DEVICE void widen_staged_chunks(u32 staged, u32 widened, u32 thread, u32 threads) {
-  const u32 chunk = thread % kKvChunks;
-  for (u32 row = thread / kKvChunks; row < u32(kBlockN); row += threads / kKvChunks) {
+  constexpr u32 kRowGroup = 8;  // rows of one swizzle atom: chunk c of its rows sits in 8 distinct bank groups
+  for (u32 i = thread; i < u32(kBlockN * kKvChunks); i += threads) {
+    const u32 row = kWidenRows ? i % kRowGroup + kRowGroup * (i / (kRowGroup * kKvChunks)) : i / kKvChunks;
+    const u32 chunk = kWidenRows ? i / kRowGroup % kKvChunks : i % kKvChunks;
     const uint4 raw = ld_shared_16(staged + WgmmaTile<kBlockN>::offset_bytes(row, chunk));
     st_shared_16(widened + KvTile::offset_bytes(row, 2 * chunk),
                  make_uint4(widen_pair<0>(raw.x, KvElem(), MmaElem()), widen_pair<2>(raw.x, KvElem(), MmaElem()),
@@ -720,7 +807,6 @@ SWAJIT_DEVICE void widen_staged_chunks(u32 staged, u32 widened, u32 thread, u32 
                             widen_pair<0>(raw.w, KvElem(), MmaElem()), widen_pair<2>(raw.w, KvElem(), MmaElem())));
   }
 }
-static_assert(kKvQuant == 0 || (kWideningWarps * 32) % kKvChunks == 0, "widening threads cover whole rows");
 
 // kTma: warps 0 and 1 of the producer widen the K tiles, warps 2 and 3 the V tiles (each warp every other row of
 // 16-byte chunks), and the first warp of each pair also moves its tensor's stored tiles by TMA into the staging slots,
@@ -728,34 +814,49 @@ static_assert(kKvQuant == 0 || (kWideningWarps * 32) % kKvChunks == 0, "widening
 // reach it; the widened stages cover that gap). Two warps a tensor spread the widening's ALU work (SASS, d128: about
 // 66 instructions a 16-byte chunk widened to bf16, 15-30 to fp16) over all four schedulers of the SM, and K and V go
 // their own pace as in the 16-bit pipeline.
-// This is producer thread `loader`, lane `lane` of warp `half` of the pair that widens K (V: `values`), through the
+// kFp8Scores: K is not widened: warp 0 moves K's stored tiles by TMA straight into their stages (the fp8 Q.K^T reads
+// them as they are), and warps 1-3 widen V (kKWideningWarps, kVWideningWarps).
+// This is producer thread `loader`, lane `lane` of warp `half` (0: the first) of those that widen K (V: `values`), through the
 // item's tiles; the item's Q copies are in flight, and it folds the K scale into its chunks of them once the first
 // tiles are.
 SWAJIT_DEVICE void produce_widened_with_tma(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe,
                                             bool values, int half, int lane, int loader) {
   const PrefillTensorMap& map = values ? P.v_map : P.k_map;
   const PrefillTensorMap& run_map = values ? P.v_run_map : P.k_run_map;
-  const auto stage_tile = [&](int t) {  // the pair's first warp: tile t's stored bytes into its staging slot
+  const bool k_as_stored = kFp8Scores && !values;
+  const auto stage_tile = [&](int t) {  // the pair's first warp: tile t's stored bytes into its staging slot (stage)
     const int box_begin = w.ranges.tile_begin(t);
     const TilePage pages = tile_page(P, w, box_begin, lane);  // before the wait: the lookups overlap it
     const int slot = w.slot(t);
-    pipe.wait_staging_free(values, slot);
-    const u32 staged = pipe.staged(values, slot);
-    if (lane == 0) mbarrier_expect_tx(staged, kStoredTileBytes);
+    if (k_as_stored)
+      pipe.wait_empty_k(slot);  // tile t - kStages is consumed
+    else
+      pipe.wait_staging_free(values, slot);
+    const u32 landed = k_as_stored ? pipe.full_k(slot) : pipe.staged(values, slot);
+    if (lane == 0) mbarrier_expect_tx(landed, kStoredTileBytes);
     __syncwarp();
-    issue_tile_boxes(P, w, pages, map, run_map, w.staged_tile(t, values), box_begin, lane, staged);
+    issue_tile_boxes(P, w, pages, map, run_map, k_as_stored ? w.k_tile(t) : w.staged_tile(t, values), box_begin, lane,
+                     landed);
     __syncwarp();
-    if (lane == 0) mbarrier_arrive(staged);
+    if (lane == 0) mbarrier_arrive(landed);
   };
+  const int tiles_ahead = k_as_stored ? kStages : kStagedTiles;
   if (half == 0)
-    for (int t = 0; t < min(kStagedTiles, w.tile_count); ++t) stage_tile(t);
+    for (int t = 0; t < min(tiles_ahead, w.tile_count); ++t) stage_tile(t);
   cp_async_wait_all();  // this thread's Q chunks
-  if constexpr (kF16Mma)
+  if constexpr (kFp8Scores)
+    fold_k_scale_into_fp8_q_tile(P, w, loader);
+  else if constexpr (kF16Mma)
     fold_k_scale_into_f16_q_tile(P, w, loader);
   else
     fold_k_scale_into_q_tile<QTile, kBlockM>(P, w.q_smem, w.kv_head, loader, kProducerThreads);
   fence_shared_for_async_proxy();
   mbarrier_arrive(pipe.q_full(w.item));
+  if (k_as_stored) {
+    if (half == 0)
+      for (int t = tiles_ahead; t < w.tile_count; ++t) stage_tile(t);
+    return;
+  }
   for (int t = 0; t < w.tile_count; ++t) {
     const int slot = w.slot(t);
     mbarrier_wait(pipe.staged(values, slot), Pipeline::staged_parity(slot));
@@ -764,7 +865,7 @@ SWAJIT_DEVICE void produce_widened_with_tma(const PrefillParams& P, const BlockW
     else
       pipe.wait_empty_k(slot);
     widen_staged_chunks(w.staged_tile(t, values), values ? w.v_tile(t) : w.k_tile(t), half * 32 + lane,
-                        kWideningWarps * 32);
+                        widening_warps(values) * 32);
     fence_shared_for_async_proxy();  // this lane's generic-proxy stores, before the consumers' wgmmas read them
     __syncwarp();
     if (lane == 0) {
@@ -824,7 +925,8 @@ SWAJIT_DEVICE void produce(const PrefillParams& P, const BlockWork& w, const Pip
   if constexpr (kTma) {
     const int warp = loader / 32;
     if constexpr (kKvQuant != 0)
-      produce_widened_with_tma(P, w, pipe, warp >= kWideningWarps, warp % kWideningWarps, loader % 32, loader);
+      produce_widened_with_tma(P, w, pipe, warp >= kKWideningWarps, warp - (warp >= kKWideningWarps ? kKWideningWarps : 0),
+                               loader % 32, loader);
     else if (loader < 64)
       produce_with_tma(P, w, pipe, loader >= 32, loader % 32);  // warp 0: K, warp 1: V
     cp_async_wait_all();
