@@ -8,11 +8,11 @@
 #   _f8s  fp8_scores (fp8 K/V only): Q.K^T on the fp8 tensor cores straight from the stored K tiles (K not widened),
 #         Q split into e4m3 hi + lo tiles; P.V stays fp16 from widened V.
 #   0. correctness: the check matrix's cases of both knobs (`tma f8s`, `tma widened f16 wr`), then the default's;
-#   1. fp8 and int8 (kv 8, seq 8192 / 32768): default and each knob alternated on one workload; bf16's default;
-#   2. (in 1's log) the ratios;
-#   3. --ncu: ncu of one launch of the fp8 default and of the bf16 default (seq 8192, kv 8), then of _f8s if time is
+#   1. fp8 (kv 8, seq 8192 / 32768): default and each knob alternated on one workload; bf16's default;
+#   2. --ncu: ncu of one launch of the fp8 default and of the bf16 default (seq 8192, kv 8), then of _f8s if time is
 #      left: shared-memory bank conflicts, stall reasons, the SASS lines' stall samples (LOG_DIR/ncu_*_sass.csv);
-#   4. paged 16 shuffled and kv 32 with the knobs; BASE (session 7's binary, .carry/mainJ) on the fp8 / int8 rows.
+#      then int8 (kv 8, seq 8192 / 32768): default and _wr;
+#   3. paged 16 shuffled and kv 32 with the knobs; BASE (session 7's binary, .carry/mainJ) on the fp8 / int8 rows.
 # The ratio 8-bit / bf16 of each row is printed at the end (bar: 0.95).
 # Usage: gpu_prefill8.sh CARRY_DIR LOG_DIR [--ncu]   (CARRY_DIR: tools/bench/prepare_gpu_carry.sh's binaries)
 #   MATMUL_TFLOPS: the bf16 matmul rate for the floor column (default 700; 686-796 measured on the H200).
@@ -45,13 +45,11 @@ f8s_wr=bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16_f8s_wr      # fp8_scores + widen_ro
   # 0. correctness: the knobs' cases first (8-bit tolerance 1e-2; the error of each case is printed)
   run_timeout=30 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "tma f8s"
   run_timeout=25 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "tma widened f16 wr"
-  # 1. fp8 and int8 (kv 8): default and the knobs; bf16's default
+  # 1. fp8 (kv 8): default and the knobs; bf16's default
   run_timeout=25 bench --seq 8192 --num-kv-heads 8 --kv-quant fp8 --configs "$(knobs _sn)"
   run_timeout=30 bench --seq 32768 --num-kv-heads 8 --kv-quant fp8 --configs "$(knobs)"
-  run_timeout=20 bench --seq 8192 --num-kv-heads 8 --kv-quant int8 --configs "default,bm128_bn128_st2_mt1_wg_ws2_tma_pt_sn_f16_wr"
-  run_timeout=20 bench --seq 32768 --num-kv-heads 8 --kv-quant int8 --configs "default,bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16_wr"
   run_timeout=20 bench --seq 8192,32768 --num-kv-heads 8
-  # 3. ncu: one launch each (the bench's second launch of the prefill kernel)
+  # 2. ncu: one launch each (the bench's second launch of the prefill kernel)
   if ((ncu_wanted)) && command -v ncu >/dev/null; then
     profile() {
       local name=$1; shift
@@ -70,10 +68,12 @@ f8s_wr=bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16_f8s_wr      # fp8_scores + widen_ro
       rm -f "$logs/ncu_$name.ncu-rep"
     }
     profile fp8_default --kv-quant fp8
-    profile bf16_default
-    ((SECONDS < budget_s - 30)) && profile fp8_f8s --kv-quant fp8 --configs "$f8s"
+    ((SECONDS < budget_s - 20)) && profile bf16_default
+    ((SECONDS < budget_s - 40)) && profile fp8_f8s --kv-quant fp8 --configs "$f8s"
   fi
-  # 4. paged 16 shuffled, kv 32; BASE
+  run_timeout=20 bench --seq 8192 --num-kv-heads 8 --kv-quant int8 --configs "default,bm128_bn128_st2_mt1_wg_ws2_tma_pt_sn_f16_wr"
+  run_timeout=20 bench --seq 32768 --num-kv-heads 8 --kv-quant int8 --configs "default,bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16_wr"
+  # 3. paged 16 shuffled, kv 32; BASE
   run_timeout=20 bench --seq 32768 --num-kv-heads 8 --kv-quant fp8 --page-size 16 --shuffle-pages --configs "default,$f8s_wr"
   run_timeout=15 bench --seq 32768 --num-kv-heads 8 --page-size 16 --shuffle-pages
   run_timeout=20 bench --seq 32768 --num-kv-heads 32 --kv-quant fp8 --configs "default,$f8s_wr"
