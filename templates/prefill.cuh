@@ -118,6 +118,13 @@ static_assert(kF16Mma ? kTma && kKvQuant != 0 && kF16MmaScratchBytes >= 4 * (kPr
 static_assert(kKvQuant == 0 || !kWarpSpecialize || (kTma ? kStagedTiles >= 1 : kStagedTiles == kStages),
               "8-bit K/V staging: one pair per stage for row gathers, at least one for TMA");
 static_assert(kStages >= 2, "the pipeline keeps at least one tile in flight");
+// 8-bit K/V on TMA: the staging slots of K (V: `values`) tiles and tile t's slot among the 2 kStagedTiles slots of the
+// staged pairs (pair s: 2 s for K, 2 s + 1 for V). kFp8Scores stages no K, so V takes every slot: the V tile t + 1 is
+// in flight while tile t is widened.
+SWAJIT_DEVICE constexpr int staging_slots(bool values) { return kFp8Scores ? (values ? 2 * kStagedTiles : 0) : kStagedTiles; }
+SWAJIT_DEVICE int staging_slot(bool values, int t) {
+  return kFp8Scores ? t % (2 * kStagedTiles) : (t % kStagedTiles) * 2 + values;
+}
 constexpr int kLoadAhead = kStages - 1;  // tiles loaded ahead of the one being computed
 
 // TMA boxes (kTma): 64 channels (128 bytes: one swizzle row) x kBoxRows tokens; kBoxesPerTile of them per 64-column
@@ -349,7 +356,7 @@ struct BlockWork {
   SWAJIT_MEMBER u32 v_tile(int t) const { return v_smem + (slot(t) % kStages) * kTileBytes; }
   // 8-bit K/V (warp specialized): the staging slot of tile t's stored K (V: `values`) tile, after the V stages.
   SWAJIT_MEMBER u32 staged_tile(int t, bool values) const {
-    return v_smem + kStages * kTileBytes + ((slot(t) % kStagedTiles) * 2 + values) * kStoredTileBytes;
+    return v_smem + kStages * kTileBytes + staging_slot(values, slot(t)) * kStoredTileBytes;
   }
   // kF16Mma: producer warp `warp`'s maximum of |q * k_scale|, and the factor the item's scores take (its Q buffer's).
   SWAJIT_MEMBER u32 q_maximum(int warp) const {
@@ -479,15 +486,13 @@ struct Pipeline {
   SWAJIT_MEMBER static u32 q_parity(int item) { return (item / kQBuffers) & 1; }
   // 8-bit K/V on TMA: tile t's stored K (V: `values`) bytes landed in its staging slot (staged), and the widening warp
   // is done reading them (staging_free).
-  SWAJIT_MEMBER u32 staged(bool values, int t) const {
-    return base + 8 * (4 * kStages + 2 * kQBuffers + 2 * (t % kStagedTiles) + values);
-  }
-  SWAJIT_MEMBER u32 staging_free(bool values, int t) const {
-    return base + 8 * (4 * kStages + 2 * kQBuffers + 2 * kStagedTiles + 2 * (t % kStagedTiles) + values);
-  }
-  SWAJIT_MEMBER static u32 staged_parity(int t) { return (t / kStagedTiles) & 1; }
+  SWAJIT_MEMBER u32 staged_in(int slot) const { return base + 8 * (4 * kStages + 2 * kQBuffers + slot); }
+  SWAJIT_MEMBER u32 staging_free_in(int slot) const { return staged_in(2 * kStagedTiles + slot); }
+  SWAJIT_MEMBER u32 staged(bool values, int t) const { return staged_in(staging_slot(values, t)); }
+  SWAJIT_MEMBER u32 staging_free(bool values, int t) const { return staging_free_in(staging_slot(values, t)); }
+  SWAJIT_MEMBER static u32 staged_parity(bool values, int t) { return (t / staging_slots(values)) & 1; }
   SWAJIT_MEMBER void wait_staging_free(bool values, int t) const {
-    if (t >= kStagedTiles) mbarrier_wait(staging_free(values, t), staged_parity(t - kStagedTiles));
+    if (t >= staging_slots(values)) mbarrier_wait(staging_free(values, t), staged_parity(values, t - staging_slots(values)));
   }
 
   SWAJIT_MEMBER void init() const {
@@ -502,11 +507,11 @@ struct Pipeline {
       mbarrier_init(q_empty(b), kWarps);
     }
     if constexpr (kTma && kKvQuant != 0)
-      for (int s = 0; s < kStagedTiles; ++s)
-        for (int values = 0; values < 2; ++values) {
-          mbarrier_init(staged(values, s), 1);        // the TMA warp's lane 0, with the tile's bytes
-          mbarrier_init(staging_free(values, s), widening_warps(values));  // each widening warp's lane 0
-        }
+      for (int slot = 0; slot < 2 * kStagedTiles; ++slot) {
+        const bool values = kFp8Scores || slot % 2 == 1;  // the tensor the slot stages (staging_slot)
+        mbarrier_init(staged_in(slot), 1);                             // the TMA warp's lane 0, with the tile's bytes
+        mbarrier_init(staging_free_in(slot), widening_warps(values));  // each widening warp's lane 0
+      }
   }
   // Producer: before item `item`'s Q goes into its buffer, the item kQBuffers before it is done with it.
   SWAJIT_MEMBER void wait_q_empty(int item) const {
@@ -815,7 +820,8 @@ SWAJIT_DEVICE void widen_staged_chunks(u32 staged, u32 widened, u32 thread, u32 
 // 66 instructions a 16-byte chunk widened to bf16, 15-30 to fp16) over all four schedulers of the SM, and K and V go
 // their own pace as in the 16-bit pipeline.
 // kFp8Scores: K is not widened: warp 0 moves K's stored tiles by TMA straight into their stages (the fp8 Q.K^T reads
-// them as they are), and warps 1-3 widen V (kKWideningWarps, kVWideningWarps).
+// them as they are), and warps 1-3 widen V (kKWideningWarps, kVWideningWarps), V taking both staging slots of each
+// staged pair (staging_slot): its next tile lands while this one is widened.
 // This is producer thread `loader`, lane `lane` of warp `half` (0: the first) of those that widen K (V: `values`), through the
 // item's tiles; the item's Q copies are in flight, and it folds the K scale into its chunks of them once the first
 // tiles are.
@@ -840,7 +846,7 @@ SWAJIT_DEVICE void produce_widened_with_tma(const PrefillParams& P, const BlockW
     __syncwarp();
     if (lane == 0) mbarrier_arrive(landed);
   };
-  const int tiles_ahead = k_as_stored ? kStages : kStagedTiles;
+  const int tiles_ahead = k_as_stored ? kStages : staging_slots(values);
   if (half == 0)
     for (int t = 0; t < min(tiles_ahead, w.tile_count); ++t) stage_tile(t);
   cp_async_wait_all();  // this thread's Q chunks
@@ -859,7 +865,7 @@ SWAJIT_DEVICE void produce_widened_with_tma(const PrefillParams& P, const BlockW
   }
   for (int t = 0; t < w.tile_count; ++t) {
     const int slot = w.slot(t);
-    mbarrier_wait(pipe.staged(values, slot), Pipeline::staged_parity(slot));
+    mbarrier_wait(pipe.staged(values, slot), Pipeline::staged_parity(values, slot));
     if (values)
       pipe.wait_empty_v(slot);  // tile t - kStages is consumed
     else
@@ -872,7 +878,7 @@ SWAJIT_DEVICE void produce_widened_with_tma(const PrefillParams& P, const BlockW
       mbarrier_arrive(pipe.staging_free(values, slot));
       mbarrier_arrive(values ? pipe.full_v(slot) : pipe.full_k(slot));
     }
-    if (half == 0 && t + kStagedTiles < w.tile_count) stage_tile(t + kStagedTiles);
+    if (half == 0 && t + tiles_ahead < w.tile_count) stage_tile(t + tiles_ahead);
   }
 }
 
