@@ -119,11 +119,11 @@ static_assert(kKvQuant == 0 || !kWarpSpecialize || (kTma ? kStagedTiles >= 1 : k
               "8-bit K/V staging: one pair per stage for row gathers, at least one for TMA");
 static_assert(kStages >= 2, "the pipeline keeps at least one tile in flight");
 // 8-bit K/V on TMA: the staging slots of K (V: `values`) tiles and tile t's slot among the 2 kStagedTiles slots of the
-// staged pairs (pair s: 2 s for K, 2 s + 1 for V). kFp8Scores stages no K, so V takes every slot: the V tile t + 1 is
+// staged pairs (pair s: 2 s for K, 2 s + 1 for V). kStoredKScores stages no K, so V takes every slot: the V tile t + 1 is
 // in flight while tile t is widened.
-SWAJIT_DEVICE constexpr int staging_slots(bool values) { return kFp8Scores ? (values ? 2 * kStagedTiles : 0) : kStagedTiles; }
+SWAJIT_DEVICE constexpr int staging_slots(bool values) { return kStoredKScores ? (values ? 2 * kStagedTiles : 0) : kStagedTiles; }
 SWAJIT_DEVICE int staging_slot(bool values, int t) {
-  return kFp8Scores ? t % (2 * kStagedTiles) : (t % kStagedTiles) * 2 + values;
+  return kStoredKScores ? t % (2 * kStagedTiles) : (t % kStagedTiles) * 2 + values;
 }
 constexpr int kLoadAhead = kStages - 1;  // tiles loaded ahead of the one being computed
 
@@ -259,24 +259,44 @@ SWAJIT_DEVICE void widen_stage(u32 widened, u32& k_tile, u32& v_tile) {
 // 16 rows of 128 bytes per k16 step, with the head_dim blocks kBlockN * 128 bytes apart.
 constexpr u32 kWgmmaRowBytes = 128, kWgmmaGroupBytes = 8 * kWgmmaRowBytes;  // 8-row swizzle atom
 constexpr u32 kKStepBytes = 16 * 2;                                         // 16 elements of 2 bytes
-// kFp8Scores: Q's e4m3 hi and lo tiles, 128-byte swizzled rows of 128 channels each, fill the Q buffer's two 64-column
-// blocks: row r of each takes the place of the bf16 row r of one block (fold_k_scale_into_fp8_q_tile).
-constexpr u32 kFp8QTileBytes = kBlockM * kWgmmaRowBytes;
-static_assert(!kFp8Scores || (kF16Mma && kHeadDim == 128), "fp8 scores: Q's two e4m3 tiles fill its bf16 tile's place");
+// kStoredKScores: Q's 8-bit hi and lo tiles, 128-byte swizzled rows of 128 channels each, fill the Q buffer's two 64-column
+// blocks: row r of each takes the place of the bf16 row r of one block (fold_k_scale_into_8bit_q_tile).
+constexpr u32 kQ8TileBytes = kBlockM * kWgmmaRowBytes;
+static_assert(!kStoredKScores || (kF16Mma && kHeadDim == 128), "8-bit scores: Q's two 8-bit tiles fill its bf16 tile's place");
+// kStoredKScores with int8 K/V: s8 MMAs into s32 accumulators, Q = 128 hi + lo (fold_k_scale_into_8bit_q_tile)
+constexpr bool kIntegerScores = kStoredKScores && kKvQuant == 1;
+constexpr int kLoBits = 7;  // int8 Q: the weight of hi over lo
 
 // Issues (and commits, as one group) S[64 x kBlockN] of this warpgroup's rows = Q . K^T.
 SWAJIT_DEVICE void issue_warpgroup_scores(float (&scores)[kScoreFrags][4], u32 q_smem, u32 k_tile, int warpgroup) {
-  if constexpr (kFp8Scores) {  // the Q buffer holds Q's e4m3 hi tile, then its lo tile; K is the stored e4m3 tile
-    constexpr u32 kE4m3StepBytes = 32;  // k32 per fp8 wgmma: 32 one-byte elements of each 128-byte row
-    const u64 q_desc = wgmma_descriptor(q_smem + warpgroup * 64 * kWgmmaRowBytes, kE4m3StepBytes, kWgmmaGroupBytes);
-    const u64 k_desc = wgmma_descriptor(k_tile, kE4m3StepBytes, kWgmmaGroupBytes);
+  if constexpr (kStoredKScores) {  // the Q buffer holds Q's 8-bit hi tile, then its lo tile; K is the stored tile
+    constexpr u32 kStepBytes = 32;   // k32 per 8-bit wgmma: 32 one-byte elements of each 128-byte row
+    constexpr int kSteps = kWgmmaRowBytes / kStepBytes;
+    const u64 q_desc = wgmma_descriptor(q_smem + warpgroup * 64 * kWgmmaRowBytes, kStepBytes, kWgmmaGroupBytes);
+    const u64 k_desc = wgmma_descriptor(k_tile, kStepBytes, kWgmmaGroupBytes);
+    const auto issue = [&](int part, int step, bool accumulate) {
+      const u64 q = descriptor_plus(q_desc, part * kQ8TileBytes + step * kStepBytes);
+      const u64 k = descriptor_plus(k_desc, step * kStepBytes);
+      if constexpr (kIntegerScores)
+        wgmma_scores_s8(scores, q, k, accumulate);
+      else
+        wgmma_scores_e4m3(scores, q, k, accumulate);
+    };
     wgmma_fence();
 #pragma unroll
-    for (int part = 0; part < 2; ++part)  // hi, then lo into the same accumulators
+    for (int step = 0; step < kSteps; ++step) issue(0, step, step > 0);  // hi
+    if constexpr (kIntegerScores) {  // S = 128 (hi . K) + lo . K, exact in int32 (|S| < 2^28)
+      wgmma_commit();
+      wgmma_wait<0>();
+      pin_accumulators(scores);
 #pragma unroll
-      for (int step = 0; step < int(kWgmmaRowBytes / kE4m3StepBytes); ++step)
-        wgmma_scores_e4m3(scores, descriptor_plus(q_desc, part * kFp8QTileBytes + step * kE4m3StepBytes),
-                          descriptor_plus(k_desc, step * kE4m3StepBytes), part > 0 || step > 0);
+      for (int f = 0; f < kScoreFrags; ++f)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) scores[f][c] = __uint_as_float(__float_as_uint(scores[f][c]) << kLoBits);
+      wgmma_fence();  // the accumulators were written outside the MMAs
+    }
+#pragma unroll
+    for (int step = 0; step < kSteps; ++step) issue(1, step, true);  // lo, into the same accumulators
     wgmma_commit();
     return;
   }
@@ -395,6 +415,13 @@ SWAJIT_DEVICE float score_scale_log2(const PrefillParams& P, const BlockWork& w)
 SWAJIT_DEVICE void tile_softmax(const PrefillParams& P, const BlockWork& w, WarpState<kMTiles>& st,
                                 float (&scores)[kMTiles][kScoreFrags][4], int t, int warp, int lane,
                                 float (&rescale)[kMTiles][2]) {
+  if constexpr (kIntegerScores)  // the s32 sums (int8 stored-K scores) as floats
+#pragma unroll
+    for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+      for (int f = 0; f < kScoreFrags; ++f)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) scores[m][f][c] = float(__float_as_int(scores[m][f][c]));
   const int tile_begin = w.ranges.tile_begin(t), tile_end = w.ranges.tile_end(t);
   if (tile_fully_visible(tile_begin, tile_end, w.p_min, w.p_max, P.local_window, P.global_window)) {
     online_softmax<false>(st, scores, score_scale_log2(P, w), lane, AllVisible(), rescale);
@@ -468,9 +495,9 @@ SWAJIT_DEVICE void load_and_compute(const PrefillParams& P, const BlockWork& w, 
 // P.V, and at 2 stages the overlap variants (S(t+1) issued before the P.V of t) waited for every load uncovered.
 // Arrivals that fill a stage: one thread issues a tile's boxes (kTma), each widening warp's lane 0 (8-bit on TMA:
 // widening_warps(values) per tensor), else every producer thread's copies.
-// 8-bit K/V on TMA: the producer's warps that widen K, then those that widen V (kFp8Scores: K is not widened, its
+// 8-bit K/V on TMA: the producer's warps that widen K, then those that widen V (kStoredKScores: K is not widened, its
 // one warp moves K's stored tiles into the stages, and the other three widen V).
-constexpr int kKWideningWarps = kFp8Scores ? 1 : 2, kVWideningWarps = kProducerThreads / 32 - kKWideningWarps;
+constexpr int kKWideningWarps = kStoredKScores ? 1 : 2, kVWideningWarps = kProducerThreads / 32 - kKWideningWarps;
 SWAJIT_DEVICE constexpr int widening_warps(bool values) { return values ? kVWideningWarps : kKWideningWarps; }
 constexpr int kFullArrivals = kTma ? (kKvQuant != 0 ? kKWideningWarps : 1) : kProducerThreads;
 struct Pipeline {
@@ -508,7 +535,7 @@ struct Pipeline {
     }
     if constexpr (kTma && kKvQuant != 0)
       for (int slot = 0; slot < 2 * kStagedTiles; ++slot) {
-        const bool values = kFp8Scores || slot % 2 == 1;  // the tensor the slot stages (staging_slot)
+        const bool values = kStoredKScores || slot % 2 == 1;  // the tensor the slot stages (staging_slot)
         mbarrier_init(staged_in(slot), 1);                             // the TMA warp's lane 0, with the tile's bytes
         mbarrier_init(staging_free_in(slot), widening_warps(values));  // each widening warp's lane 0
       }
@@ -758,13 +785,33 @@ SWAJIT_DEVICE float e4m3_at(u32 word) {
   return v;
 }
 
-// kFp8Scores: the item's Q tile (landed as bf16) -> q * k_scale * 2^shift as two e4m3 tiles, hi = e4m3(x) and
-// lo = e4m3(x - hi), max |x| in [2^7, 2^8) (e4m3's largest finite value is 448): hi + lo carries about 8 mantissa
-// bits, bf16's precision. Row r of hi and lo take the places of bf16 row r's two 64-column blocks, so 8 lanes convert
-// one row: each reads its 16 channels (2 bf16 chunks) of the row, the warp syncs, and each writes them back as a
-// 16-byte chunk of hi and of lo; the warp's rows are its own, no other warp writes where it reads.
-SWAJIT_DEVICE void fold_k_scale_into_fp8_q_tile(const PrefillParams& P, const BlockWork& w, int loader) {
-  constexpr int kTargetExponent = 7;
+// Four values x of Q (times the K scale and the item's power of 2) -> their 8-bit hi and lo parts, byte e from x[e].
+// e4m3: hi = e4m3(x), lo = e4m3(x - hi) (about 8 mantissa bits together, bf16's precision); int8: x rounded to an
+// integer, = 128 hi + lo with lo in [-64, 64).
+SWAJIT_DEVICE void split_8bit(const float (&x)[4], u32& hi, u32& lo) {
+  if constexpr (kIntegerScores) {
+    hi = lo = 0;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int value = __float2int_rn(x[e]);
+      const int high = (value + (1 << (kLoBits - 1))) >> kLoBits;  // arithmetic shift: rounds to the nearest
+      hi |= u32(high & 0xff) << (8 * e);
+      lo |= u32((value - (high << kLoBits)) & 0xff) << (8 * e);
+    }
+  } else {
+    hi = e4m3x4(x[0], x[1], x[2], x[3]);
+    lo = e4m3x4(x[0] - e4m3_at<0>(hi), x[1] - e4m3_at<1>(hi), x[2] - e4m3_at<2>(hi), x[3] - e4m3_at<3>(hi));
+  }
+}
+
+// kStoredKScores: the item's Q tile (landed as bf16) -> x = q * k_scale * 2^shift as two 8-bit tiles hi and lo
+// (split_8bit). max |x| in [2^7, 2^8) for e4m3 (its largest finite value is 448), in [2^12, 2^13) for int8 (hi within
+// [-64, 64], and the s32 sums of 128 (hi . K) + lo . K under 2^28). Row r of hi and lo take the places of bf16 row r's
+// two 64-column blocks, so 8 lanes convert one row: each reads its 16 channels (2 bf16 chunks) of the row, the warp
+// syncs, and each writes them back as 16 bytes of hi and of lo; the warp's rows are its own, no other warp writes
+// where it reads.
+SWAJIT_DEVICE void fold_k_scale_into_8bit_q_tile(const PrefillParams& P, const BlockWork& w, int loader) {
+  constexpr int kTargetExponent = kIntegerScores ? 12 : 7;
   constexpr int kLanesPerRow = 8, kRowsPerPass = kProducerThreads / kLanesPerRow;
   const float multiplier = item_q_multiplier<kTargetExponent>(P, w, loader);
   const int lane_in_row = loader % kLanesPerRow;  // channels [16 lane_in_row, 16 lane_in_row + 16)
@@ -776,15 +823,15 @@ SWAJIT_DEVICE void fold_k_scale_into_fp8_q_tile(const PrefillParams& P, const Bl
     const u32 position = row * kWgmmaRowBytes + ((lane_in_row ^ (row % 8)) * 16);  // 128-byte swizzle, 8-bit rows
 #pragma unroll 1  // 8 values at a time: the producer's 56 registers hold no more without spilling
     for (int half = 0; half < 2; ++half) {
-      float x[8];
-      unpack8(half == 0 ? raw[0] : raw[1], x, Elem());
+      float x[2][4];
+      unpack8(half == 0 ? raw[0] : raw[1], reinterpret_cast<float(&)[8]>(x), Elem());
 #pragma unroll
-      for (int e = 0; e < 8; ++e) x[e] *= k_scale_at(P, w.kv_head, 16 * lane_in_row + 8 * half + e) * multiplier;
-      const u32 hi0 = e4m3x4(x[0], x[1], x[2], x[3]), hi1 = e4m3x4(x[4], x[5], x[6], x[7]);
-      const u32 lo0 = e4m3x4(x[0] - e4m3_at<0>(hi0), x[1] - e4m3_at<1>(hi0), x[2] - e4m3_at<2>(hi0), x[3] - e4m3_at<3>(hi0));
-      const u32 lo1 = e4m3x4(x[4] - e4m3_at<0>(hi1), x[5] - e4m3_at<1>(hi1), x[6] - e4m3_at<2>(hi1), x[7] - e4m3_at<3>(hi1));
-      st_shared_8(w.q_smem + position + 8 * half, make_uint2(hi0, hi1));
-      st_shared_8(w.q_smem + kFp8QTileBytes + position + 8 * half, make_uint2(lo0, lo1));
+      for (int e = 0; e < 8; ++e) x[e / 4][e % 4] *= k_scale_at(P, w.kv_head, 16 * lane_in_row + 8 * half + e) * multiplier;
+      uint2 hi, lo;
+      split_8bit(x[0], hi.x, lo.x);
+      split_8bit(x[1], hi.y, lo.y);
+      st_shared_8(w.q_smem + position + 8 * half, hi);
+      st_shared_8(w.q_smem + kQ8TileBytes + position + 8 * half, lo);
     }
   }
   producer_sync();
@@ -819,7 +866,7 @@ SWAJIT_DEVICE void widen_staged_chunks(u32 staged, u32 widened, u32 thread, u32 
 // reach it; the widened stages cover that gap). Two warps a tensor spread the widening's ALU work (SASS, d128: about
 // 66 instructions a 16-byte chunk widened to bf16, 15-30 to fp16) over all four schedulers of the SM, and K and V go
 // their own pace as in the 16-bit pipeline.
-// kFp8Scores: K is not widened: warp 0 moves K's stored tiles by TMA straight into their stages (the fp8 Q.K^T reads
+// kStoredKScores: K is not widened: warp 0 moves K's stored tiles by TMA straight into their stages (the 8-bit Q.K^T reads
 // them as they are), and warps 1-3 widen V (kKWideningWarps, kVWideningWarps), V taking both staging slots of each
 // staged pair (staging_slot): its next tile lands while this one is widened.
 // This is producer thread `loader`, lane `lane` of warp `half` (0: the first) of those that widen K (V: `values`), through the
@@ -829,7 +876,7 @@ SWAJIT_DEVICE void produce_widened_with_tma(const PrefillParams& P, const BlockW
                                             bool values, int half, int lane, int loader) {
   const PrefillTensorMap& map = values ? P.v_map : P.k_map;
   const PrefillTensorMap& run_map = values ? P.v_run_map : P.k_run_map;
-  const bool k_as_stored = kFp8Scores && !values;
+  const bool k_as_stored = kStoredKScores && !values;
   const auto stage_tile = [&](int t) {  // the pair's first warp: tile t's stored bytes into its staging slot (stage)
     const int box_begin = w.ranges.tile_begin(t);
     const TilePage pages = tile_page(P, w, box_begin, lane);  // before the wait: the lookups overlap it
@@ -850,8 +897,8 @@ SWAJIT_DEVICE void produce_widened_with_tma(const PrefillParams& P, const BlockW
   if (half == 0)
     for (int t = 0; t < min(tiles_ahead, w.tile_count); ++t) stage_tile(t);
   cp_async_wait_all();  // this thread's Q chunks
-  if constexpr (kFp8Scores)
-    fold_k_scale_into_fp8_q_tile(P, w, loader);
+  if constexpr (kStoredKScores)
+    fold_k_scale_into_8bit_q_tile(P, w, loader);
   else if constexpr (kF16Mma)
     fold_k_scale_into_f16_q_tile(P, w, loader);
   else

@@ -96,12 +96,13 @@ TEST_CASE("8-bit KV kernels compile for sm_90a and sm_80: prefill (wgmma and mma
   f16.f16_mma = true;  // bf16 q only
   PrefillConfig f16_wr = f16;  // widen_rows: 8 lanes widen 8 rows of a chunk column
   f16_wr.widen_rows = true;
-  PrefillConfig f8s = f16_wr;  // fp8_scores: Q.K^T in e4m3 from the stored K tiles (fp8 K/V only)
-  f8s.fp8_scores = true;
+  PrefillConfig sk = f16_wr;  // stored_k_scores: Q.K^T on the 8-bit tensor cores from the stored K tiles
+  sk.stored_k_scores = true;
   const Case f16_cases[] = {{"prefill_bf16_d128_contig_g4_local_kvint8", f16},
                             {"prefill_bf16_d128_p16_nhd_g4_local_attnsink_kvfp8", f16},
                             {"prefill_bf16_d128_contig_g4_local_kvint8", f16_wr},
-                            {"prefill_bf16_d128_p16_nhd_g4_local_attnsink_kvfp8", f8s}};
+                            {"prefill_bf16_d128_p16_nhd_g4_local_attnsink_kvfp8", sk},
+                            {"prefill_bf16_d128_contig_g4_local_kvint8", sk}};
   for (const Case& c : f16_cases) {
     const GeneratedKernel k = generate_prefill_cuda(KernelSpec::from_key(c.key), c.config);
     INFO(k.cache_key);

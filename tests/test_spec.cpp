@@ -280,15 +280,16 @@ TEST_CASE("prefill spec keys and configs round-trip; invalid ones are named") {
                          doctest::Contains("f16_mma = true needs"), Error);
     CHECK_THROWS_WITH_AS(f16.validate(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local")),
                          doctest::Contains("f16_mma = true needs"), Error);
-    PrefillConfig f8s = f16;  // fp8 scores and rows-first widening: knobs of the 8-bit TMA tile
-    f8s.fp8_scores = f8s.widen_rows = true;
-    CHECK(f8s.key() == "bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16_f8s_wr");
-    CHECK(PrefillConfig::from_key(f8s.key()) == f8s);
-    CHECK_NOTHROW(f8s.validate(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvfp8")));
-    CHECK_THROWS_WITH_AS(f8s.validate(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvint8")),
-                         doctest::Contains("fp8_scores = true needs"), Error);
-    CHECK_THROWS_WITH_AS(f8s.validate(KernelSpec::from_key("prefill_bf16_d256_contig_g4_local_kvfp8")),
-                         doctest::Contains("fp8_scores = true needs"), Error);
+    PrefillConfig sk = f16;  // scores from the stored K tiles and rows-first widening: knobs of the 8-bit TMA tile
+    sk.stored_k_scores = sk.widen_rows = true;
+    CHECK(sk.key() == "bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16_sk_wr");
+    CHECK(PrefillConfig::from_key(sk.key()) == sk);
+    CHECK_NOTHROW(sk.validate(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvfp8")));
+    CHECK_NOTHROW(sk.validate(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvint8")));
+    CHECK_THROWS_WITH_AS(sk.validate(KernelSpec::from_key("prefill_fp16_d128_contig_g4_local_kvint8")),
+                         doctest::Contains("needs"), Error);
+    CHECK_THROWS_WITH_AS(sk.validate(KernelSpec::from_key("prefill_bf16_d256_contig_g4_local_kvfp8")),
+                         doctest::Contains("stored_k_scores = true needs"), Error);
     PrefillConfig wr = kv8_tile;
     wr.widen_rows = true;
     CHECK_NOTHROW(wr.validate(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvint8")));
