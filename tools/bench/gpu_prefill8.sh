@@ -5,14 +5,15 @@
 # (bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16, since session 7 run B3). Knobs timed against it (config key suffixes):
 #   _wr   widen_rows: 8 lanes widen 8 rows of one chunk column (the 16-bit stores conflict-free; the default's lanes
 #         take one row's 8 chunks, whose 16 stored chunks fall into 4 bank groups twice);
-#   _f8s  fp8_scores (fp8 K/V only): Q.K^T on the fp8 tensor cores straight from the stored K tiles (K not widened),
-#         Q split into e4m3 hi + lo tiles; P.V stays fp16 from widened V.
-#   0. correctness: the check matrix's cases of both knobs (`tma f8s`, `tma widened f16 wr`), then the default's;
-#   1. fp8 (kv 8, seq 8192 / 32768): default and each knob alternated on one workload; bf16's default;
-#   2. --ncu: ncu of one launch of the fp8 default and of the bf16 default (seq 8192, kv 8), then of _f8s if time is
-#      left: shared-memory bank conflicts, stall reasons, the SASS lines' stall samples (LOG_DIR/ncu_*_sass.csv);
-#      then int8 (kv 8, seq 8192 / 32768): default and _wr;
-#   3. paged 16 shuffled and kv 32 with the knobs; BASE (session 7's binary, .carry/mainJ) on the fp8 / int8 rows.
+#   _sk   stored_k_scores: Q.K^T on the 8-bit tensor cores straight from the stored K tiles (K not widened), Q split
+#         into two 8-bit tiles (fp8: e4m3 hi + lo; int8: q = 128 hi + lo); P.V stays fp16 from widened V.
+#   0. correctness: the check matrix's `tma sk` cases (int8 and fp8; the `_wr` ones passed in run B);
+#   1. fp8 and int8 (kv 8, seq 8192 / 32768): default and each knob alternated on one workload; bf16's default;
+#      with --ncu, ncu of one launch of the fp8 default (seq 8192, kv 8) after the first row;
+#   2. --ncu: ncu of the bf16 default and of int8 _sk while time is left: shared-memory bank conflicts, stall
+#      reasons, the SASS lines' stall samples (LOG_DIR/ncu_*_sass.csv);
+#   3. paged 16 shuffled and kv 32 with _sk_wr; BASE (session 7's binary, .carry/mainJ) on the fp8 / int8 rows; the
+#      JIT time of _sk; the default's check cases.
 # The ratio 8-bit / bf16 of each row is printed at the end (bar: 0.95).
 # Usage: gpu_prefill8.sh CARRY_DIR LOG_DIR [--ncu]   (CARRY_DIR: tools/bench/prepare_gpu_carry.sh's binaries)
 #   MATMUL_TFLOPS: the bf16 matmul rate for the floor column (default 700; 686-796 measured on the H200).
@@ -31,52 +32,58 @@ step() {
 bench() { step stdbuf -oL "$swajit" bench prefill --matmul-tflops "$mm" --reps 10 "$@"; }
 base=$carry/../mainJ/swajit  # session 7's final binary (lib/ beside it): .carry/mainJ beside .carry/h_prefill8
 [ -x "$base" ] || base=$PWD/.carry/mainJ/swajit
-ncu_wanted=0
+ncu_wanted=0  # --ncu: the profiles of step 2
 for arg in "${@:3}"; do [ "$arg" = --ncu ] && ncu_wanted=1; done
 
 # The 8-bit default and its knobs; at seq <= 8192 (window 4096) the default takes snake order (_sn), so do its knobs.
-knobs() {  # knobs SNAKE: "default,<_wr>,<_f8s>,<_f8s_wr>" keys
-  local tile=bm128_bn128_st2_mt1_wg_ws2_tma_pt${1}_f16
-  echo "default,${tile}_wr,${tile}_f8s,${tile}_f8s_wr"
+knobs() {  # knobs SNAKE KNOB...: "default,<tile>KNOB,..." keys
+  local tile=bm128_bn128_st2_mt1_wg_ws2_tma_pt${1}_f16 list=default
+  shift
+  for knob in "$@"; do list+=",${tile}${knob}"; done
+  echo "$list"
 }
-f8s=bm128_bn128_st2_mt1_wg_ws2_tma_pt_sn_f16_f8s         # fp8_scores (seq 8192)
-f8s_wr=bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16_f8s_wr      # fp8_scores + widen_rows (seq 32768)
+sk=bm128_bn128_st2_mt1_wg_ws2_tma_pt_sn_f16_sk       # stored_k_scores (seq 8192)
+sk_wr=bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16_sk_wr    # stored_k_scores + widen_rows (seq 32768)
+# ncu of one launch (the bench's second launch of the prefill kernel) at seq 8192, kv 8: NAME BENCH_ARGS...
+profile() {
+  command -v ncu >/dev/null || { echo "==== no ncu"; return; }
+  local name=$1; shift
+  echo "==== ncu $name: $*"
+  timeout 40 ncu --section SpeedOfLight --section WarpStateStats --section MemoryWorkloadAnalysis_Tables \
+    --section SourceCounters --section LaunchStats --section Occupancy \
+    --metrics l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_st.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum,smsp__inst_executed_op_shared_ld.sum,smsp__inst_executed_op_shared_st.sum,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,smsp__cycles_active.avg,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum \
+    --kernel-name regex:swajit_prefill --launch-skip 1 --launch-count 1 -f -o "$logs/ncu_$name" \
+    "$swajit" bench prefill --reps 2 --seq 8192 --num-kv-heads 8 "$@" > "$logs/ncu_$name.log" 2>&1
+  echo "rc $?"
+  timeout 20 ncu --import "$logs/ncu_$name.ncu-rep" --print-units base > "$logs/ncu_${name}_details.txt" 2>&1
+  grep -E "bank_conflicts|wavefronts|inst_executed_op_shared|gmma|Duration|Throughput|Warp Cycles|Issued|Stall|stall|Registers|Shared Memory Configuration|Eligible|Active Warps" \
+    "$logs/ncu_${name}_details.txt" | cut -c1-150 | head -60
+  timeout 20 ncu --import "$logs/ncu_$name.ncu-rep" --page source --csv --print-source sass > "$logs/ncu_${name}_sass.csv" 2>&1
+  echo "sass lines: $(wc -l < "$logs/ncu_${name}_sass.csv")"
+  rm -f "$logs/ncu_$name.ncu-rep"
+}
 {
   # 0. correctness: the knobs' cases first (8-bit tolerance 1e-2; the error of each case is printed)
-  run_timeout=30 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "tma f8s"
-  run_timeout=25 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "tma widened f16 wr"
-  # 1. fp8 (kv 8): default and the knobs; bf16's default
-  run_timeout=25 bench --seq 8192 --num-kv-heads 8 --kv-quant fp8 --configs "$(knobs _sn)"
-  run_timeout=30 bench --seq 32768 --num-kv-heads 8 --kv-quant fp8 --configs "$(knobs)"
+  run_timeout=40 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "tma sk"
+  # 1. fp8 and int8 (kv 8): default and the knobs (ncu of the fp8 default between); bf16's default
+  run_timeout=25 bench --seq 8192 --num-kv-heads 8 --kv-quant fp8 --configs "$(knobs _sn _wr _sk _sk_wr)"
+  ((ncu_wanted)) && profile fp8_default --kv-quant fp8
+  run_timeout=25 bench --seq 8192 --num-kv-heads 8 --kv-quant int8 --configs "$(knobs _sn _wr _sk _sk_wr)"
   run_timeout=20 bench --seq 8192,32768 --num-kv-heads 8
-  # 2. ncu: one launch each (the bench's second launch of the prefill kernel)
-  if ((ncu_wanted)) && command -v ncu >/dev/null; then
-    profile() {
-      local name=$1; shift
-      echo "==== ncu $name: $*"
-      timeout 40 ncu --section SpeedOfLight --section WarpStateStats --section MemoryWorkloadAnalysis_Tables \
-        --section SourceCounters --section LaunchStats --section Occupancy \
-        --metrics l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_st.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum,smsp__inst_executed_op_shared_ld.sum,smsp__inst_executed_op_shared_st.sum,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,smsp__cycles_active.avg,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum \
-        --kernel-name regex:swajit_prefill --launch-skip 1 --launch-count 1 -f -o "$logs/ncu_$name" \
-        "$swajit" bench prefill --reps 2 --seq 8192 --num-kv-heads 8 "$@" > "$logs/ncu_$name.log" 2>&1
-      echo "rc $?"
-      timeout 20 ncu --import "$logs/ncu_$name.ncu-rep" --print-units base > "$logs/ncu_${name}_details.txt" 2>&1
-      grep -E "bank_conflicts|wavefronts|inst_executed_op_shared|gmma|Duration|Throughput|Warp Cycles|Issued|Stall|stall|Registers|Shared Memory Configuration|Eligible|Active Warps" \
-        "$logs/ncu_${name}_details.txt" | cut -c1-150 | head -60
-      timeout 20 ncu --import "$logs/ncu_$name.ncu-rep" --page source --csv --print-source sass > "$logs/ncu_${name}_sass.csv" 2>&1
-      echo "sass lines: $(wc -l < "$logs/ncu_${name}_sass.csv")"
-      rm -f "$logs/ncu_$name.ncu-rep"
-    }
-    profile fp8_default --kv-quant fp8
-    ((SECONDS < budget_s - 20)) && profile bf16_default
-    ((SECONDS < budget_s - 40)) && profile fp8_f8s --kv-quant fp8 --configs "$f8s"
+  for quant in fp8 int8; do
+    run_timeout=30 bench --seq 32768 --num-kv-heads 8 --kv-quant $quant --configs "$(knobs "" _wr _sk _sk_wr)"
+  done
+  # 2. ncu of the bf16 default and of the int8 _sk tile while time is left
+  if ((ncu_wanted)); then
+    ((SECONDS < budget_s)) && profile bf16_default
+    ((SECONDS < budget_s - 20)) && profile int8_sk --kv-quant int8 --configs "$sk"
   fi
-  run_timeout=20 bench --seq 8192 --num-kv-heads 8 --kv-quant int8 --configs "default,bm128_bn128_st2_mt1_wg_ws2_tma_pt_sn_f16_wr"
-  run_timeout=20 bench --seq 32768 --num-kv-heads 8 --kv-quant int8 --configs "default,bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16_wr"
   # 3. paged 16 shuffled, kv 32; BASE
-  run_timeout=20 bench --seq 32768 --num-kv-heads 8 --kv-quant fp8 --page-size 16 --shuffle-pages --configs "default,$f8s_wr"
+  for quant in fp8 int8; do
+    run_timeout=20 bench --seq 32768 --num-kv-heads 8 --kv-quant $quant --page-size 16 --shuffle-pages --configs "default,$sk_wr"
+  done
   run_timeout=15 bench --seq 32768 --num-kv-heads 8 --page-size 16 --shuffle-pages
-  run_timeout=20 bench --seq 32768 --num-kv-heads 32 --kv-quant fp8 --configs "default,$f8s_wr"
+  run_timeout=20 bench --seq 32768 --num-kv-heads 32 --kv-quant int8 --configs "default,$sk_wr"
   run_timeout=15 bench --seq 32768 --num-kv-heads 32
   if [ -x "$base" ]; then
     for quant in fp8 int8; do
@@ -87,7 +94,7 @@ f8s_wr=bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16_f8s_wr      # fp8_scores + widen_ro
     echo "==== BASE binary not found at $base"
   fi
   run_timeout=15 step "$swajit" gen --key prefill_bf16_d128_contig_g4_local_kvfp8 --block-m 128 --block-n 128 --stages 2 \
-    --wgmma true --warp-specialize 2 --tma true --persistent true --f16-mma true --fp8-scores true --jit-time
+    --wgmma true --warp-specialize 2 --tma true --persistent true --f16-mma true --stored-k-scores true --jit-time
   run_timeout=30 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "tma widened f16,"
   echo "==== gpu_prefill8.sh done in $SECONDS s, status $status"
   exit "$status"
