@@ -365,6 +365,7 @@ GeneratedKernel generate_prefill_cuda(const KernelSpec& spec, const PrefillConfi
      << "constexpr bool kF16Mma = " << flag(config.f16_mma) << ";  // 8-bit K/V: the MMAs in fp16 (bf16 q)\n"
      << "constexpr bool kStoredKScores = " << flag(config.stored_k_scores) << ";  // Q.K^T in fp8: Q as e4m3 hi + lo, K as stored\n"
      << "constexpr bool kWidenRows = " << flag(config.widen_rows) << ";  // 8 lanes widen 8 rows of a chunk column\n"
+     << "constexpr bool kWidenAhead = " << flag(config.widen_ahead) << ";  // a lane's next chunk loaded before this one's stores\n"
      << "typedef " << (config.f16_mma ? "fp16_tag" : "Elem") << " MmaElem;  // the MMAs' 16-bit operand format\n"
      << "// launch geometry, shared with the host launcher\n"
      << "constexpr int kThreads = " << g.threads << ";\n"

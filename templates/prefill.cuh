@@ -842,15 +842,25 @@ SWAJIT_DEVICE void fold_k_scale_into_8bit_q_tile(const PrefillParams& P, const B
 // default i = row * kKvChunks + chunk (8 lanes read one row's 8 chunks: conflict-free, but store their 16 16-bit
 // chunks into 4 bank groups twice each); kWidenRows: row = i % 8 + 8 (i / (8 kKvChunks)), chunk = i / 8 % kKvChunks
 // (8 lanes on 8 rows of one chunk column: the swizzle spreads both the loads and the stores over all 8 bank
-// groups). Unsigned with power-of-2 divisors: shifts and masks. One chunk at a time: within the producer's 56
-// registers the loop does not spill (loads of 2 or 4 chunks ahead did, ptxas 13), and its ALU work, not the load
-// latency, sets its pace.
+// groups). Unsigned with power-of-2 divisors: shifts and masks. One chunk at a time (kWidenAhead: the next one's load
+// in flight meanwhile): within the producer's 56 registers the loop does not spill (loads of 2 or 4 chunks ahead did,
+// ptxas 13); ncu (session 8 run B, fp8 default) found the widening warps' conversions waiting on the loads most.
 SWAJIT_DEVICE void widen_staged_chunks(u32 staged, u32 widened, u32 thread, u32 threads) {
   constexpr u32 kRowGroup = 8;  // rows of one swizzle atom: chunk c of its rows sits in 8 distinct bank groups
-  for (u32 i = thread; i < u32(kBlockN * kKvChunks); i += threads) {
-    const u32 row = kWidenRows ? i % kRowGroup + kRowGroup * (i / (kRowGroup * kKvChunks)) : i / kKvChunks;
-    const u32 chunk = kWidenRows ? i / kRowGroup % kKvChunks : i % kKvChunks;
-    const uint4 raw = ld_shared_16(staged + WgmmaTile<kBlockN>::offset_bytes(row, chunk));
+  constexpr u32 kItems = kBlockN * kKvChunks;
+  const auto row_of = [](u32 i) { return kWidenRows ? i % kRowGroup + kRowGroup * (i / (kRowGroup * kKvChunks)) : i / kKvChunks; };
+  const auto chunk_of = [](u32 i) { return kWidenRows ? i / kRowGroup % kKvChunks : i % kKvChunks; };
+  const auto load = [&](u32 i) { return ld_shared_16(staged + WgmmaTile<kBlockN>::offset_bytes(row_of(i), chunk_of(i))); };
+  uint4 next = kWidenAhead && thread < kItems ? load(thread) : uint4{};  // kWidenAhead: the lane's next chunk
+  for (u32 i = thread; i < kItems; i += threads) {
+    uint4 raw;
+    if constexpr (kWidenAhead) {
+      raw = next;
+      if (i + threads < kItems) next = load(i + threads);
+    } else {
+      raw = load(i);
+    }
+    const u32 row = row_of(i), chunk = chunk_of(i);
     st_shared_16(widened + KvTile::offset_bytes(row, 2 * chunk),
                  make_uint4(widen_pair<0>(raw.x, KvElem(), MmaElem()), widen_pair<2>(raw.x, KvElem(), MmaElem()),
                             widen_pair<0>(raw.y, KvElem(), MmaElem()), widen_pair<2>(raw.y, KvElem(), MmaElem())));

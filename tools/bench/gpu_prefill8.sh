@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Issue 15's 8-bit point on the GPU machine (under 2 minutes on the H200): 8-bit K/V prefill against bf16, 32 q
 # heads, head_dim 128, window 4096 causal, useful TFLOP/s and the floor (useful FLOPs at the bf16 matmul rate) on each
-# row. "default" is the heuristic: for 8-bit K/V at head_dim 128 the TMA-widened tile with fp16 MMAs
-# (bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16, since session 7 run B3). Knobs timed against it (config key suffixes):
-#   _wr   widen_rows: 8 lanes widen 8 rows of one chunk column (the 16-bit stores conflict-free; the default's lanes
-#         take one row's 8 chunks, whose 16 stored chunks fall into 4 bank groups twice);
-#   _sk   stored_k_scores: Q.K^T on the 8-bit tensor cores straight from the stored K tiles (K not widened), Q split
-#         into two 8-bit tiles (fp8: e4m3 hi + lo; int8: q = 128 hi + lo); P.V stays fp16 from widened V.
-#   0. correctness: the check matrix's `tma sk` cases (int8 and fp8; the `_wr` ones passed in run B);
-#   1. fp8 and int8 (kv 8, seq 8192 / 32768): default and each knob alternated on one workload; bf16's default;
-#      with --ncu, ncu of one launch of the fp8 default (seq 8192, kv 8) after the first row;
-#   2. --ncu: ncu of the bf16 default and of int8 _sk while time is left: shared-memory bank conflicts, stall
-#      reasons, the SASS lines' stall samples (LOG_DIR/ncu_*_sass.csv);
-#   3. paged 16 shuffled and kv 32 with _sk_wr; BASE (session 7's binary, .carry/mainJ) on the fp8 / int8 rows; the
-#      JIT time of _sk; the default's check cases.
+# row. "default" is the heuristic: for 8-bit K/V at head_dim 128 (bf16 q) the TMA tile with fp16 MMAs and Q.K^T on the
+# 8-bit tensor cores from the stored K tiles (bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16_sk, since session 8 run B; "_sn"
+# at seq <= 8192). Configs timed against it (key suffixes):
+#   _f16     without _sk: the session-7 default, K and V widened to fp16 in shared memory by the producer warps;
+#   _sk_wa   widen_ahead: each widening lane loads its next staged chunk before converting this one;
+#   ws1 _sk  the default without S(t+1) issued before the softmax of t (int8 _sk waits for its hi chain mid-issue);
+#   (_wr, widen_rows: 8 lanes widen 8 rows of one chunk column, lost 1-6% in run B and is not timed here.)
+#   0. correctness: the check matrix's 8-bit cases on the default (`K/V, contiguous`), the `wa` cases, the GPU suite's
+#      8-bit prefill cases;
+#   1. fp8 and int8 (kv 8, seq 8192 / 32768): default, _f16, _sk_wa, ws1 _sk alternated on one workload; bf16's default;
+#   2. --ncu: ncu of one launch of the fp8 and the int8 default (seq 8192, kv 8): stall reasons, shared-memory bank
+#      conflicts, the SASS lines' stall samples (LOG_DIR/ncu_*_sass.csv);
+#   3. paged 16 shuffled and kv 32 (default against _f16); BASE (session 7's binary, .carry/mainJ) on the fp8 / int8
+#      rows; the JIT time of the default.
 # The ratio 8-bit / bf16 of each row is printed at the end (bar: 0.95).
 # Usage: gpu_prefill8.sh CARRY_DIR LOG_DIR [--ncu]   (CARRY_DIR: tools/bench/prepare_gpu_carry.sh's binaries)
 #   MATMUL_TFLOPS: the bf16 matmul rate for the floor column (default 700; 686-796 measured on the H200).
@@ -35,15 +36,12 @@ base=$carry/../mainJ/swajit  # session 7's final binary (lib/ beside it): .carry
 ncu_wanted=0  # --ncu: the profiles of step 2
 for arg in "${@:3}"; do [ "$arg" = --ncu ] && ncu_wanted=1; done
 
-# The 8-bit default and its knobs; at seq <= 8192 (window 4096) the default takes snake order (_sn), so do its knobs.
-knobs() {  # knobs SNAKE KNOB...: "default,<tile>KNOB,..." keys
-  local tile=bm128_bn128_st2_mt1_wg_ws2_tma_pt${1}_f16 list=default
-  shift
-  for knob in "$@"; do list+=",${tile}${knob}"; done
-  echo "$list"
+# The 8-bit default and the configs beside it; at seq <= 8192 (window 4096) the default takes snake order (_sn).
+configs() {  # configs SNAKE: "default,<_f16>,<_f16_sk_wa>,<ws1 _f16_sk>" keys
+  local tile=bm128_bn128_st2_mt1_wg_ws2_tma_pt${1}_f16
+  echo "default,$tile,${tile}_sk_wa,${tile/ws2/ws1}_sk"
 }
-sk=bm128_bn128_st2_mt1_wg_ws2_tma_pt_sn_f16_sk       # stored_k_scores (seq 8192)
-sk_wr=bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16_sk_wr    # stored_k_scores + widen_rows (seq 32768)
+old=bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16  # the session-7 default (seq 32768)
 # ncu of one launch (the bench's second launch of the prefill kernel) at seq 8192, kv 8: NAME BENCH_ARGS...
 profile() {
   command -v ncu >/dev/null || { echo "==== no ncu"; return; }
@@ -63,27 +61,27 @@ profile() {
   rm -f "$logs/ncu_$name.ncu-rep"
 }
 {
-  # 0. correctness: the knobs' cases first (8-bit tolerance 1e-2; the error of each case is printed)
-  run_timeout=40 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "tma sk"
-  # 1. fp8 and int8 (kv 8): default and the knobs (ncu of the fp8 default between); bf16's default
-  run_timeout=25 bench --seq 8192 --num-kv-heads 8 --kv-quant fp8 --configs "$(knobs _sn _wr _sk _sk_wr)"
-  ((ncu_wanted)) && profile fp8_default --kv-quant fp8
-  run_timeout=25 bench --seq 8192 --num-kv-heads 8 --kv-quant int8 --configs "$(knobs _sn _wr _sk _sk_wr)"
-  run_timeout=20 bench --seq 8192,32768 --num-kv-heads 8
+  # 0. correctness (8-bit tolerance 1e-2; the error of each case is printed)
+  run_timeout=30 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "K/V, contiguous"
+  run_timeout=25 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter " wa,"
+  run_timeout=25 step "$carry/test_decode_gpu" -tc="prefill: 8-bit*"
+  # 1. fp8 and int8 (kv 8): default, the session-7 default, widen_ahead, ws1; bf16's default
   for quant in fp8 int8; do
-    run_timeout=30 bench --seq 32768 --num-kv-heads 8 --kv-quant $quant --configs "$(knobs "" _wr _sk _sk_wr)"
+    run_timeout=25 bench --seq 8192 --num-kv-heads 8 --kv-quant $quant --configs "$(configs _sn)"
+    run_timeout=30 bench --seq 32768 --num-kv-heads 8 --kv-quant $quant --configs "$(configs)"
   done
-  # 2. ncu of the bf16 default and of the int8 _sk tile while time is left
+  run_timeout=20 bench --seq 8192,32768 --num-kv-heads 8
+  # 2. ncu of the fp8 and int8 defaults
   if ((ncu_wanted)); then
-    ((SECONDS < budget_s)) && profile bf16_default
-    ((SECONDS < budget_s - 20)) && profile int8_sk --kv-quant int8 --configs "$sk"
+    profile fp8_default --kv-quant fp8
+    ((SECONDS < budget_s - 10)) && profile int8_default --kv-quant int8
   fi
   # 3. paged 16 shuffled, kv 32; BASE
   for quant in fp8 int8; do
-    run_timeout=20 bench --seq 32768 --num-kv-heads 8 --kv-quant $quant --page-size 16 --shuffle-pages --configs "default,$sk_wr"
+    run_timeout=20 bench --seq 32768 --num-kv-heads 8 --kv-quant $quant --page-size 16 --shuffle-pages --configs "default,$old"
   done
   run_timeout=15 bench --seq 32768 --num-kv-heads 8 --page-size 16 --shuffle-pages
-  run_timeout=20 bench --seq 32768 --num-kv-heads 32 --kv-quant int8 --configs "default,$sk_wr"
+  run_timeout=20 bench --seq 32768 --num-kv-heads 32 --kv-quant fp8 --configs "default,$old"
   run_timeout=15 bench --seq 32768 --num-kv-heads 32
   if [ -x "$base" ]; then
     for quant in fp8 int8; do
@@ -95,7 +93,7 @@ profile() {
   fi
   run_timeout=15 step "$swajit" gen --key prefill_bf16_d128_contig_g4_local_kvfp8 --block-m 128 --block-n 128 --stages 2 \
     --wgmma true --warp-specialize 2 --tma true --persistent true --f16-mma true --stored-k-scores true --jit-time
-  run_timeout=30 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "tma widened f16,"
+  run_timeout=30 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "tma sk"
   echo "==== gpu_prefill8.sh done in $SECONDS s, status $status"
   exit "$status"
 } 2>&1 | tee "$logs/gpu_prefill8.log"

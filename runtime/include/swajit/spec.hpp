@@ -192,6 +192,10 @@ struct PrefillConfig {
   // of one chunk column (key suffix _wr): the 16-bit stores hit 8 distinct bank groups, where one row's 8 chunks a
   // group (the default) store two 16-bit chunks into each of 4 (a 2-way conflict on every store).
   bool widen_rows = false;
+  // 8-bit K/V with tma only: each widening lane loads its next staged chunk before it converts and stores this one
+  // (key suffix _wa): the load's latency hides behind the conversion (ncu, session 8 run B: the widening warps stalled
+  // most on the conversion waiting for its shared-memory load).
+  bool widen_ahead = false;
   // f16_mma with head_dim 128 only: S = Q.K^T on the 8-bit tensor cores straight from the stored K tile (key suffix
   // _sk): K is never widened. The producer splits each item's Q (times the K scale and a power of 2) into two 8-bit
   // tiles hi and lo, which the consumers issue against K into one accumulator: fp8 K/V e4m3 hi + lo = e4m3(q - hi)
@@ -203,7 +207,7 @@ struct PrefillConfig {
   // 0: the generator's 56, what the row gathers need without spilling); the consumers share out the rest.
   int producer_registers = 0;
 
-  std::string compile_key() const;  // e.g. "bm128_bn64_st2_mt1", "bm128_bn64_st2_mt1_wg_ws2_tma_pt_sn_ov_f16_sk_wr_pr40_oc2" (flags: _wg, _ws<N>, _tma, _pt, _sn, _ov, _f16, _sk, _wr, _pr<N> and _oc<N> if set / > 0 / > 0 / > 1)
+  std::string compile_key() const;  // e.g. "bm128_bn64_st2_mt1", "bm128_bn64_st2_mt1_wg_ws2_tma_pt_sn_ov_f16_sk_wr_wa_pr40_oc2" (flags: _wg, _ws<N>, _tma, _pt, _sn, _ov, _f16, _sk, _wr, _wa, _pr<N> and _oc<N> if set / > 0 / > 0 / > 1)
   std::string key() const { return compile_key(); }
   static PrefillConfig from_key(std::string_view key);
   void validate(const KernelSpec& spec) const;
