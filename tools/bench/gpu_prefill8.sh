@@ -4,13 +4,12 @@
 # row. "default" is the heuristic: for 8-bit K/V at head_dim 128 (bf16 q) the TMA tile with fp16 MMAs and Q.K^T on the
 # 8-bit tensor cores from the stored K tiles (bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16_sk, since session 8 run B; "_sn"
 # at seq <= 8192). Configs timed against it (key suffixes):
-#   _f16     without _sk: the session-7 default, K and V widened to fp16 in shared memory by the producer warps;
-#   _sk_wa   widen_ahead: each widening lane loads its next staged chunk before converting this one;
-#   ws1 _sk  the default without S(t+1) issued before the softmax of t (int8 _sk waits for its hi chain mid-issue);
-#   (_wr, widen_rows: 8 lanes widen 8 rows of one chunk column, lost 1-6% in run B and is not timed here.)
+#   _f16     without _sk: the session-7 default, K and V widened to fp16 in shared memory by the producer warps.
+#   (Knobs that lost and are not timed here: _wr widen_rows (run B, 1-6%), _sk_wa widen_ahead and ws1 _sk (run B2,
+#   0-5%); tools/bench/RESULTS.md, session 8.)
 #   0. correctness: the check matrix's 8-bit cases on the default (`K/V, contiguous`), the `wa` cases, the GPU suite's
 #      8-bit prefill cases;
-#   1. fp8 and int8 (kv 8, seq 8192 / 32768): default, _f16, _sk_wa, ws1 _sk alternated on one workload; bf16's default;
+#   1. fp8 and int8 (kv 8, seq 8192 / 32768): default and _f16 alternated on one workload; bf16's default;
 #   2. --ncu: ncu of one launch of the fp8 and the int8 default (seq 8192, kv 8): stall reasons, shared-memory bank
 #      conflicts, the SASS lines' stall samples (LOG_DIR/ncu_*_sass.csv);
 #   3. paged 16 shuffled and kv 32 (default against _f16); BASE (session 7's binary, .carry/mainJ) on the fp8 / int8
@@ -37,9 +36,8 @@ ncu_wanted=0  # --ncu: the profiles of step 2
 for arg in "${@:3}"; do [ "$arg" = --ncu ] && ncu_wanted=1; done
 
 # The 8-bit default and the configs beside it; at seq <= 8192 (window 4096) the default takes snake order (_sn).
-configs() {  # configs SNAKE: "default,<_f16>,<_f16_sk_wa>,<ws1 _f16_sk>" keys
-  local tile=bm128_bn128_st2_mt1_wg_ws2_tma_pt${1}_f16
-  echo "default,$tile,${tile}_sk_wa,${tile/ws2/ws1}_sk"
+configs() {  # configs SNAKE: "default,<the session-7 default>" keys
+  echo "default,bm128_bn128_st2_mt1_wg_ws2_tma_pt${1:-}_f16"
 }
 old=bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16  # the session-7 default (seq 32768)
 # ncu of one launch (the bench's second launch of the prefill kernel) at seq 8192, kv 8: NAME BENCH_ARGS...
@@ -65,7 +63,7 @@ profile() {
   run_timeout=30 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "K/V, contiguous"
   run_timeout=25 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter " wa,"
   run_timeout=25 step "$carry/test_decode_gpu" -tc="prefill: 8-bit*"
-  # 1. fp8 and int8 (kv 8): default, the session-7 default, widen_ahead, ws1; bf16's default
+  # 1. fp8 and int8 (kv 8): default and the session-7 default; bf16's default
   for quant in fp8 int8; do
     run_timeout=25 bench --seq 8192 --num-kv-heads 8 --kv-quant $quant --configs "$(configs _sn)"
     run_timeout=30 bench --seq 32768 --num-kv-heads 8 --kv-quant $quant --configs "$(configs)"
