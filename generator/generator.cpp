@@ -277,6 +277,31 @@ std::string wgmma_wrapper(const std::string& name, const std::string& fragments,
   return os.str();
 }
 
+// S[64 x n] (+)= A . B^T on the 8-bit tensor cores (m64 n<n> k32, A and B K-major in shared memory, which is all
+// 8-bit operands take), D = or += by `accumulate`: e4m3 into fp32 accumulators, or (`integer`) s8 into s32 ones held
+// in the float array as their bits (moves between the two register types cost nothing).
+std::string wgmma_8bit_wrapper(const std::string& name, const std::string& fragments, int n, bool integer) {
+  const int regs = n / 2;  // accumulators per thread: 64 rows x n / 128 threads
+  std::string accumulators;  // "+f"(d[0][0]), ... or "+r"(bits[0][0]), ...
+  for (int i = 0; i < regs; ++i)
+    accumulators += std::string(i ? ", " : "") + (integer ? "\"+r\"(bits[" : "\"+f\"(d[") + std::to_string(i / 4) + "][" +
+                    std::to_string(i % 4) + "])";
+  const std::string each = "  for (int i = 0; i < " + fragments + "; ++i)\n    for (int c = 0; c < 4; ++c) ";
+  std::ostringstream os;
+  os << "SWAJIT_DEVICE void " << name << "(float (&d)[" << fragments << "][4], u64 a, u64 b, int accumulate) {\n"
+     << "#ifdef __CUDA_ARCH_FEAT_SM90_ALL  // sm_90a\n";
+  if (integer) os << "  u32 bits[" << fragments << "][4];\n" << each << "bits[i][c] = __float_as_uint(d[i][c]);\n";
+  os << "  asm volatile(\"{ .reg .pred p; setp.ne.b32 p, %" << regs + 2 << ", 0; \"\n"
+     << "               \"wgmma.mma_async.sync.aligned.m64n" << n << "k32." << (integer ? "s32.s8.s8" : "f32.e4m3.e4m3") << " \"\n"
+     << "               \"" << register_list(0, regs) << ", %" << regs << ", %" << regs + 1 << ", p"
+     << (integer ? "" : ", 1, 1") << "; }\"\n"
+     << "               : " << accumulators << "\n"
+     << "               : \"l\"(a), \"l\"(b), \"r\"(accumulate));\n";
+  if (integer) os << each << "d[i][c] = __uint_as_float(bits[i][c]);\n";
+  os << "#else\n  __trap();\n#endif\n}\n";
+  return os.str();
+}
+
 // The two warpgroup MMAs the wgmma prefill path issues, for this spec's tile sizes.
 std::string wgmma_wrappers(const KernelSpec& prefill_spec, const PrefillConfig& config) {
   KernelSpec spec = prefill_spec;  // the MMAs' operand type: the spec's, or fp16 (f16_mma)
@@ -284,7 +309,10 @@ std::string wgmma_wrappers(const KernelSpec& prefill_spec, const PrefillConfig& 
   return "// S[64 x kBlockN] (+)= Q . K^T: A and B K-major in shared memory (templates/tile_ops.cuh WgmmaTile).\n" +
          wgmma_wrapper("wgmma_scores", "kBlockN / 8", spec, config.block_n, false) +
          "// O[64 x kHeadDim] (+)= P . V: P from registers, V N-major in shared memory.\n" +
-         wgmma_wrapper("wgmma_pv", "kOutFrags", spec, spec.head_dim, true, false, true);
+         wgmma_wrapper("wgmma_pv", "kOutFrags", spec, spec.head_dim, true, false, true) +
+         "// S[64 x kBlockN] (+)= Q8 . K8^T in e4m3 or s8 (kStoredKScores): Q's hi or lo tile and the stored K tile.\n" +
+         wgmma_8bit_wrapper("wgmma_scores_e4m3", "kBlockN / 8", config.block_n, false) +
+         wgmma_8bit_wrapper("wgmma_scores_s8", "kBlockN / 8", config.block_n, true);
 }
 
 // The two of the MLA sparse decode kernel (templates/sparse_decode_mla.cuh): a warpgroup's scores
@@ -392,6 +420,9 @@ GeneratedKernel generate_prefill_cuda(const KernelSpec& spec, const PrefillConfi
      << "constexpr bool kSnakeOrder = " << flag(config.snake_order) << ";  // every other round of items backwards\n"
      << "constexpr bool kOverlapItems = " << flag(config.overlap_items) << ";  // an item's last P.V goes with the next's S(0)\n"
      << "constexpr bool kF16Mma = " << flag(config.f16_mma) << ";  // 8-bit K/V: the MMAs in fp16 (bf16 q)\n"
+     << "constexpr bool kStoredKScores = " << flag(config.stored_k_scores) << ";  // Q.K^T in fp8: Q as e4m3 hi + lo, K as stored\n"
+     << "constexpr bool kWidenRows = " << flag(config.widen_rows) << ";  // 8 lanes widen 8 rows of a chunk column\n"
+     << "constexpr bool kWidenAhead = " << flag(config.widen_ahead) << ";  // a lane's next chunk loaded before this one's stores\n"
      << "typedef " << (config.f16_mma ? "fp16_tag" : "Elem") << " MmaElem;  // the MMAs' 16-bit operand format\n"
      << "// launch geometry, shared with the host launcher\n"
      << "constexpr int kThreads = " << g.threads << ";\n"

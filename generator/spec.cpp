@@ -340,14 +340,14 @@ std::string PrefillConfig::compile_key() const {
   return "bm" + std::to_string(block_m) + "_bn" + std::to_string(block_n) + "_st" + std::to_string(stages) + "_mt" +
          std::to_string(m_tiles) + (wgmma ? "_wg" : "") + (warp_specialize > 0 ? "_ws" + std::to_string(warp_specialize) : "") + (tma ? "_tma" : "") +
          (persistent ? "_pt" : "") + (snake_order ? "_sn" : "") + (overlap_items ? "_ov" : "") + (f16_mma ? "_f16" : "") +
-         (producer_registers > 0 ? "_pr" + std::to_string(producer_registers) : "") +
+         (stored_k_scores ? "_sk" : "") + (widen_rows ? "_wr" : "") + (widen_ahead ? "_wa" : "") + (producer_registers > 0 ? "_pr" + std::to_string(producer_registers) : "") +
          (min_blocks > 1 ? "_oc" + std::to_string(min_blocks) : "");
 }
 
 PrefillConfig PrefillConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
-  const std::string form = "bm<M>_bn<N>_st<S>_mt<T>[_wg][_ws<W>][_tma][_pt][_sn][_ov][_f16][_pr<R>][_oc<B>]";
-  if (parts.size() < 4 || parts.size() > 13)
+  const std::string form = "bm<M>_bn<N>_st<S>_mt<T>[_wg][_ws<W>][_tma][_pt][_sn][_ov][_f16][_sk][_wr][_wa][_pr<R>][_oc<B>]";
+  if (parts.size() < 4 || parts.size() > 16)
     throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form " + form);
   PrefillConfig config;
   config.block_m = parse_prefixed_int(parts[0], "bm", "block_m", key);
@@ -363,6 +363,9 @@ PrefillConfig PrefillConfig::from_key(std::string_view key) {
   if (next < parts.size() && parts[next] == "sn") config.snake_order = true, ++next;
   if (next < parts.size() && parts[next] == "ov") config.overlap_items = true, ++next;
   if (next < parts.size() && parts[next] == "f16") config.f16_mma = true, ++next;
+  if (next < parts.size() && parts[next] == "sk") config.stored_k_scores = true, ++next;
+  if (next < parts.size() && parts[next] == "wr") config.widen_rows = true, ++next;
+  if (next < parts.size() && parts[next] == "wa") config.widen_ahead = true, ++next;
   if (next < parts.size() && parts[next].rfind("pr", 0) == 0)
     config.producer_registers = parse_prefixed_int(parts[next++], "pr", "producer_registers", key);
   if (next < parts.size()) config.min_blocks = parse_prefixed_int(parts[next++], "oc", "min_blocks", key);
@@ -424,6 +427,14 @@ void PrefillConfig::validate(const KernelSpec& spec) const {
   if (f16_mma && !(tma && spec.kv_quant != KvQuant::kNone && spec.dtype == DType::kBF16))
     throw Error(ErrorCode::kInvalidArgument, "f16_mma = true needs tma = true, 8-bit K/V and bf16 q (the widened "
                                              "tiles of other calls are fp16 already or not widened), got " + spec.key());
+  constexpr int kStoredKScoresHeadDim = 128;  // Q's hi and lo 8-bit tiles take the place of its bf16 tile, row by row
+  if (stored_k_scores && !(f16_mma && spec.head_dim == kStoredKScoresHeadDim))
+    throw Error(ErrorCode::kInvalidArgument, "stored_k_scores = true needs f16_mma = true (8-bit K/V on TMA, bf16 q) and "
+                                             "head_dim 128, got " + spec.key());
+  if ((widen_rows || widen_ahead) && !(tma && spec.kv_quant != KvQuant::kNone))
+    throw Error(ErrorCode::kInvalidArgument, std::string(widen_rows ? "widen_rows" : "widen_ahead") +
+                                                 " = true needs tma = true and 8-bit K/V (the producer warps' widening of "
+                                                 "staged tiles), got " + spec.key());
   if (persistent && !tma)
     throw Error(ErrorCode::kInvalidArgument, "persistent = true needs tma = true (the TMA producer runs ahead into the "
                                              "next work item)");

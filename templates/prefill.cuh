@@ -118,6 +118,13 @@ static_assert(kF16Mma ? kTma && kKvQuant != 0 && kF16MmaScratchBytes >= 4 * (kPr
 static_assert(kKvQuant == 0 || !kWarpSpecialize || (kTma ? kStagedTiles >= 1 : kStagedTiles == kStages),
               "8-bit K/V staging: one pair per stage for row gathers, at least one for TMA");
 static_assert(kStages >= 2, "the pipeline keeps at least one tile in flight");
+// 8-bit K/V on TMA: the staging slots of K (V: `values`) tiles and tile t's slot among the 2 kStagedTiles slots of the
+// staged pairs (pair s: 2 s for K, 2 s + 1 for V). kStoredKScores stages no K, so V takes every slot: the V tile t + 1 is
+// in flight while tile t is widened.
+SWAJIT_DEVICE constexpr int staging_slots(bool values) { return kStoredKScores ? (values ? 2 * kStagedTiles : 0) : kStagedTiles; }
+SWAJIT_DEVICE int staging_slot(bool values, int t) {
+  return kStoredKScores ? t % (2 * kStagedTiles) : (t % kStagedTiles) * 2 + values;
+}
 constexpr int kLoadAhead = kStages - 1;  // tiles loaded ahead of the one being computed
 
 // TMA boxes (kTma): 64 channels (128 bytes: one swizzle row) x kBoxRows tokens; kBoxesPerTile of them per 64-column
@@ -252,9 +259,47 @@ SWAJIT_DEVICE void widen_stage(u32 widened, u32& k_tile, u32& v_tile) {
 // 16 rows of 128 bytes per k16 step, with the head_dim blocks kBlockN * 128 bytes apart.
 constexpr u32 kWgmmaRowBytes = 128, kWgmmaGroupBytes = 8 * kWgmmaRowBytes;  // 8-row swizzle atom
 constexpr u32 kKStepBytes = 16 * 2;                                         // 16 elements of 2 bytes
+// kStoredKScores: Q's 8-bit hi and lo tiles, 128-byte swizzled rows of 128 channels each, fill the Q buffer's two 64-column
+// blocks: row r of each takes the place of the bf16 row r of one block (fold_k_scale_into_8bit_q_tile).
+constexpr u32 kQ8TileBytes = kBlockM * kWgmmaRowBytes;
+static_assert(!kStoredKScores || (kF16Mma && kHeadDim == 128), "8-bit scores: Q's two 8-bit tiles fill its bf16 tile's place");
+// kStoredKScores with int8 K/V: s8 MMAs into s32 accumulators, Q = 128 hi + lo (fold_k_scale_into_8bit_q_tile)
+constexpr bool kIntegerScores = kStoredKScores && kKvQuant == 1;
+constexpr int kLoBits = 7;  // int8 Q: the weight of hi over lo
 
 // Issues (and commits, as one group) S[64 x kBlockN] of this warpgroup's rows = Q . K^T.
 SWAJIT_DEVICE void issue_warpgroup_scores(float (&scores)[kScoreFrags][4], u32 q_smem, u32 k_tile, int warpgroup) {
+  if constexpr (kStoredKScores) {  // the Q buffer holds Q's 8-bit hi tile, then its lo tile; K is the stored tile
+    constexpr u32 kStepBytes = 32;   // k32 per 8-bit wgmma: 32 one-byte elements of each 128-byte row
+    constexpr int kSteps = kWgmmaRowBytes / kStepBytes;
+    const u64 q_desc = wgmma_descriptor(q_smem + warpgroup * 64 * kWgmmaRowBytes, kStepBytes, kWgmmaGroupBytes);
+    const u64 k_desc = wgmma_descriptor(k_tile, kStepBytes, kWgmmaGroupBytes);
+    const auto issue = [&](int part, int step, bool accumulate) {
+      const u64 q = descriptor_plus(q_desc, part * kQ8TileBytes + step * kStepBytes);
+      const u64 k = descriptor_plus(k_desc, step * kStepBytes);
+      if constexpr (kIntegerScores)
+        wgmma_scores_s8(scores, q, k, accumulate);
+      else
+        wgmma_scores_e4m3(scores, q, k, accumulate);
+    };
+    wgmma_fence();
+#pragma unroll
+    for (int step = 0; step < kSteps; ++step) issue(0, step, step > 0);  // hi
+    if constexpr (kIntegerScores) {  // S = 128 (hi . K) + lo . K, exact in int32 (|S| < 2^28)
+      wgmma_commit();
+      wgmma_wait<0>();
+      pin_accumulators(scores);
+#pragma unroll
+      for (int f = 0; f < kScoreFrags; ++f)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) scores[f][c] = __uint_as_float(__float_as_uint(scores[f][c]) << kLoBits);
+      wgmma_fence();  // the accumulators were written outside the MMAs
+    }
+#pragma unroll
+    for (int step = 0; step < kSteps; ++step) issue(1, step, true);  // lo, into the same accumulators
+    wgmma_commit();
+    return;
+  }
   const u64 q_desc = wgmma_descriptor(q_smem + warpgroup * 64 * kWgmmaRowBytes, kKStepBytes, kWgmmaGroupBytes);
   const u64 k_desc = wgmma_descriptor(k_tile, kKStepBytes, kWgmmaGroupBytes);
   wgmma_fence();
@@ -331,7 +376,7 @@ struct BlockWork {
   SWAJIT_MEMBER u32 v_tile(int t) const { return v_smem + (slot(t) % kStages) * kTileBytes; }
   // 8-bit K/V (warp specialized): the staging slot of tile t's stored K (V: `values`) tile, after the V stages.
   SWAJIT_MEMBER u32 staged_tile(int t, bool values) const {
-    return v_smem + kStages * kTileBytes + ((slot(t) % kStagedTiles) * 2 + values) * kStoredTileBytes;
+    return v_smem + kStages * kTileBytes + staging_slot(values, slot(t)) * kStoredTileBytes;
   }
   // kF16Mma: producer warp `warp`'s maximum of |q * k_scale|, and the factor the item's scores take (its Q buffer's).
   SWAJIT_MEMBER u32 q_maximum(int warp) const {
@@ -370,6 +415,13 @@ SWAJIT_DEVICE float score_scale_log2(const PrefillParams& P, const BlockWork& w)
 SWAJIT_DEVICE void tile_softmax(const PrefillParams& P, const BlockWork& w, WarpState<kMTiles>& st,
                                 float (&scores)[kMTiles][kScoreFrags][4], int t, int warp, int lane,
                                 float (&rescale)[kMTiles][2]) {
+  if constexpr (kIntegerScores)  // the s32 sums (int8 stored-K scores) as floats
+#pragma unroll
+    for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+      for (int f = 0; f < kScoreFrags; ++f)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) scores[m][f][c] = float(__float_as_int(scores[m][f][c]));
   const int tile_begin = w.ranges.tile_begin(t), tile_end = w.ranges.tile_end(t);
   if (tile_fully_visible(tile_begin, tile_end, w.p_min, w.p_max, P.local_window, P.global_window)) {
     online_softmax<false>(st, scores, score_scale_log2(P, w), lane, AllVisible(), rescale);
@@ -442,9 +494,12 @@ SWAJIT_DEVICE void load_and_compute(const PrefillParams& P, const BlockWork& w, 
 // its Q.K^T is done, while its V may still be read by P.V: with one barrier a stage (K and V) came free only after
 // P.V, and at 2 stages the overlap variants (S(t+1) issued before the P.V of t) waited for every load uncovered.
 // Arrivals that fill a stage: one thread issues a tile's boxes (kTma), each widening warp's lane 0 (8-bit on TMA:
-// kWideningWarps per tensor), else every producer thread's copies.
-constexpr int kWideningWarps = 2;
-constexpr int kFullArrivals = kTma ? (kKvQuant != 0 ? kWideningWarps : 1) : kProducerThreads;
+// widening_warps(values) per tensor), else every producer thread's copies.
+// 8-bit K/V on TMA: the producer's warps that widen K, then those that widen V (kStoredKScores: K is not widened, its
+// one warp moves K's stored tiles into the stages, and the other three widen V).
+constexpr int kKWideningWarps = kStoredKScores ? 1 : 2, kVWideningWarps = kProducerThreads / 32 - kKWideningWarps;
+SWAJIT_DEVICE constexpr int widening_warps(bool values) { return values ? kVWideningWarps : kKWideningWarps; }
+constexpr int kFullArrivals = kTma ? (kKvQuant != 0 ? kKWideningWarps : 1) : kProducerThreads;
 struct Pipeline {
   u32 base;
   SWAJIT_MEMBER u32 full_k(int t) const { return base + 8 * (t % kStages); }
@@ -458,21 +513,19 @@ struct Pipeline {
   SWAJIT_MEMBER static u32 q_parity(int item) { return (item / kQBuffers) & 1; }
   // 8-bit K/V on TMA: tile t's stored K (V: `values`) bytes landed in its staging slot (staged), and the widening warp
   // is done reading them (staging_free).
-  SWAJIT_MEMBER u32 staged(bool values, int t) const {
-    return base + 8 * (4 * kStages + 2 * kQBuffers + 2 * (t % kStagedTiles) + values);
-  }
-  SWAJIT_MEMBER u32 staging_free(bool values, int t) const {
-    return base + 8 * (4 * kStages + 2 * kQBuffers + 2 * kStagedTiles + 2 * (t % kStagedTiles) + values);
-  }
-  SWAJIT_MEMBER static u32 staged_parity(int t) { return (t / kStagedTiles) & 1; }
+  SWAJIT_MEMBER u32 staged_in(int slot) const { return base + 8 * (4 * kStages + 2 * kQBuffers + slot); }
+  SWAJIT_MEMBER u32 staging_free_in(int slot) const { return staged_in(2 * kStagedTiles + slot); }
+  SWAJIT_MEMBER u32 staged(bool values, int t) const { return staged_in(staging_slot(values, t)); }
+  SWAJIT_MEMBER u32 staging_free(bool values, int t) const { return staging_free_in(staging_slot(values, t)); }
+  SWAJIT_MEMBER static u32 staged_parity(bool values, int t) { return (t / staging_slots(values)) & 1; }
   SWAJIT_MEMBER void wait_staging_free(bool values, int t) const {
-    if (t >= kStagedTiles) mbarrier_wait(staging_free(values, t), staged_parity(t - kStagedTiles));
+    if (t >= staging_slots(values)) mbarrier_wait(staging_free(values, t), staged_parity(values, t - staging_slots(values)));
   }
 
   SWAJIT_MEMBER void init() const {
     for (int s = 0; s < kStages; ++s) {
       mbarrier_init(full_k(s), kFullArrivals);
-      mbarrier_init(full_v(s), kFullArrivals);
+      mbarrier_init(full_v(s), kTma && kKvQuant != 0 ? kVWideningWarps : kFullArrivals);
       mbarrier_init(empty_k(s), kWarps);
       mbarrier_init(empty_v(s), kWarps);
     }
@@ -481,11 +534,11 @@ struct Pipeline {
       mbarrier_init(q_empty(b), kWarps);
     }
     if constexpr (kTma && kKvQuant != 0)
-      for (int s = 0; s < kStagedTiles; ++s)
-        for (int values = 0; values < 2; ++values) {
-          mbarrier_init(staged(values, s), 1);        // the TMA warp's lane 0, with the tile's bytes
-          mbarrier_init(staging_free(values, s), kWideningWarps);  // each widening warp's lane 0
-        }
+      for (int slot = 0; slot < 2 * kStagedTiles; ++slot) {
+        const bool values = kStoredKScores || slot % 2 == 1;  // the tensor the slot stages (staging_slot)
+        mbarrier_init(staged_in(slot), 1);                             // the TMA warp's lane 0, with the tile's bytes
+        mbarrier_init(staging_free_in(slot), widening_warps(values));  // each widening warp's lane 0
+      }
   }
   // Producer: before item `item`'s Q goes into its buffer, the item kQBuffers before it is done with it.
   SWAJIT_MEMBER void wait_q_empty(int item) const {
@@ -665,21 +718,23 @@ SWAJIT_DEVICE void producer_sync() {  // the producer warpgroup alone
   asm volatile("bar.sync %0, %1;" ::"n"(kProducerBarrier), "n"(kProducerThreads) : "memory");
 }
 
-// kF16Mma: producer thread `loader`'s chunks of the item's Q tile (landed as bf16) -> q * k_scale * 2^shift in fp16,
-// the item's power of 2 that brings max |q * k_scale| into [2^14, 2^15) (fp16's largest finite value is 65504): no
-// overflow, and small values keep fp16's precision; the scores take 2^-shift back in the softmax scale
-// (score_scale_log2). The whole producer warpgroup takes part (two barriers: the maxima are read by all before the
-// next item's overwrite them).
-SWAJIT_DEVICE void fold_k_scale_into_f16_q_tile(const PrefillParams& P, const BlockWork& w, int loader) {
-  const auto scaled_chunk = [&](int i, float (&v)[8]) {
-    unpack8(ld_shared_16(w.q_smem + QTile::offset_bytes(i / kChunks, i % kChunks)), v, Elem());
+// Producer thread `loader`'s chunk i of the item's Q tile (landed as bf16) times the K scale, as floats.
+SWAJIT_DEVICE void q_chunk_times_k_scale(const PrefillParams& P, const BlockWork& w, int i, float (&v)[8]) {
+  unpack8(ld_shared_16(w.q_smem + QTile::offset_bytes(i / kChunks, i % kChunks)), v, Elem());
 #pragma unroll
-    for (int e = 0; e < 8; ++e) v[e] *= k_scale_at(P, w.kv_head, (i % kChunks) * 8 + e);
-  };
+  for (int e = 0; e < 8; ++e) v[e] *= k_scale_at(P, w.kv_head, (i % kChunks) * 8 + e);
+}
+
+// kF16Mma: the power of 2 that brings the item's max |q * k_scale| into [2^kTargetExponent, 2^(kTargetExponent + 1)),
+// as the multiplier Q takes; the scores take its inverse back in the softmax scale (score_scale_log2, written to
+// the item's score factor). The whole producer warpgroup takes part (two barriers: the maxima are read by all before
+// the next item's overwrite them; the caller's second barrier ends the reads of Q before it is rewritten).
+template <int kTargetExponent>
+SWAJIT_DEVICE float item_q_multiplier(const PrefillParams& P, const BlockWork& w, int loader) {
   float maximum = 0.f;
   for (int i = loader; i < kBlockM * kChunks; i += kProducerThreads) {
     float v[8];
-    scaled_chunk(i, v);
+    q_chunk_times_k_scale(P, w, i, v);
 #pragma unroll
     for (int e = 0; e < 8; ++e) maximum = fmaxf(maximum, fabsf(v[e]));
   }
@@ -688,30 +743,124 @@ SWAJIT_DEVICE void fold_k_scale_into_f16_q_tile(const PrefillParams& P, const Bl
   if (loader % 32 == 0) st_shared_f32(w.q_maximum(loader / 32), maximum);
   producer_sync();
   for (int warp = 0; warp < kProducerThreads / 32; ++warp) maximum = fmaxf(maximum, ld_shared_f32(w.q_maximum(warp)));
-  constexpr int kTargetExponent = 14, kMaxShift = 126;  // 2^14 <= max < 2^15; 2^(+-126): normal floats
+  constexpr int kMaxShift = 126;  // 2^(+-126): normal floats
   const int exponent = int((__float_as_uint(maximum) >> 23) & 0xffu) - 127;  // max in [2^exponent, 2^(exponent + 1))
   const int shift = maximum > 0.f ? max(-kMaxShift, min(kMaxShift, kTargetExponent - exponent)) : 0;
-  const float multiplier = __uint_as_float(u32(127 + shift) << 23);
+  if (loader == 0) st_shared_f32(w.score_factor(), __uint_as_float(u32(127 - shift) << 23));
+  return __uint_as_float(u32(127 + shift) << 23);
+}
+
+// kF16Mma: producer thread `loader`'s chunks of the item's Q tile (landed as bf16) -> q * k_scale * 2^shift in fp16,
+// max |q * k_scale| * 2^shift in [2^14, 2^15) (fp16's largest finite value is 65504): no overflow, and small values
+// keep fp16's precision.
+SWAJIT_DEVICE void fold_k_scale_into_f16_q_tile(const PrefillParams& P, const BlockWork& w, int loader) {
+  constexpr int kTargetExponent = 14;
+  const float multiplier = item_q_multiplier<kTargetExponent>(P, w, loader);
   for (int i = loader; i < kBlockM * kChunks; i += kProducerThreads) {
     float v[8];
-    scaled_chunk(i, v);
+    q_chunk_times_k_scale(P, w, i, v);
 #pragma unroll
     for (int e = 0; e < 8; ++e) v[e] *= multiplier;
     st_shared_16(w.q_smem + QTile::offset_bytes(i / kChunks, i % kChunks), pack8(v, fp16_tag()));
   }
-  if (loader == 0) st_shared_f32(w.score_factor(), __uint_as_float(u32(127 - shift) << 23));
+  producer_sync();
+}
+
+// Four floats -> their e4m3 bytes (round to nearest, saturating; the first in the lowest byte).
+SWAJIT_DEVICE u32 e4m3x4(float a, float b, float c, float d) {
+  u32 r;
+  asm("{\n .reg .b16 lo, hi;\n cvt.rn.satfinite.e4m3x2.f32 lo, %2, %1;\n cvt.rn.satfinite.e4m3x2.f32 hi, %4, %3;\n"
+      " mov.b32 %0, {lo, hi};\n}" : "=r"(r) : "f"(a), "f"(b), "f"(c), "f"(d));
+  return r;
+}
+// Byte kByte of four e4m3 bytes as a float (exact: e4m3 -> fp16 -> fp32).
+template <int kByte>
+SWAJIT_DEVICE float e4m3_at(u32 word) {
+  const u32 pair = widen_pair<kByte & 2>(word, fp8_e4m3_kv(), fp16_tag());  // bytes (kByte & 2) and the next, as fp16
+  float v;
+  if constexpr (kByte % 2 == 0)
+    asm("{\n .reg .b16 lo, hi;\n mov.b32 {lo, hi}, %1;\n cvt.f32.f16 %0, lo;\n}" : "=f"(v) : "r"(pair));
+  else
+    asm("{\n .reg .b16 lo, hi;\n mov.b32 {lo, hi}, %1;\n cvt.f32.f16 %0, hi;\n}" : "=f"(v) : "r"(pair));
+  return v;
+}
+
+// Four values x of Q (times the K scale and the item's power of 2) -> their 8-bit hi and lo parts, byte e from x[e].
+// e4m3: hi = e4m3(x), lo = e4m3(x - hi) (about 8 mantissa bits together, bf16's precision); int8: x rounded to an
+// integer, = 128 hi + lo with lo in [-64, 64).
+SWAJIT_DEVICE void split_8bit(const float (&x)[4], u32& hi, u32& lo) {
+  if constexpr (kIntegerScores) {
+    hi = lo = 0;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int value = __float2int_rn(x[e]);
+      const int high = (value + (1 << (kLoBits - 1))) >> kLoBits;  // arithmetic shift: rounds to the nearest
+      hi |= u32(high & 0xff) << (8 * e);
+      lo |= u32((value - (high << kLoBits)) & 0xff) << (8 * e);
+    }
+  } else {
+    hi = e4m3x4(x[0], x[1], x[2], x[3]);
+    lo = e4m3x4(x[0] - e4m3_at<0>(hi), x[1] - e4m3_at<1>(hi), x[2] - e4m3_at<2>(hi), x[3] - e4m3_at<3>(hi));
+  }
+}
+
+// kStoredKScores: the item's Q tile (landed as bf16) -> x = q * k_scale * 2^shift as two 8-bit tiles hi and lo
+// (split_8bit). max |x| in [2^7, 2^8) for e4m3 (its largest finite value is 448), in [2^12, 2^13) for int8 (hi within
+// [-64, 64], and the s32 sums of 128 (hi . K) + lo . K under 2^28). Row r of hi and lo take the places of bf16 row r's
+// two 64-column blocks, so 8 lanes convert one row: each reads its 16 channels (2 bf16 chunks) of the row, the warp
+// syncs, and each writes them back as 16 bytes of hi and of lo; the warp's rows are its own, no other warp writes
+// where it reads.
+SWAJIT_DEVICE void fold_k_scale_into_8bit_q_tile(const PrefillParams& P, const BlockWork& w, int loader) {
+  constexpr int kTargetExponent = kIntegerScores ? 12 : 7;
+  constexpr int kLanesPerRow = 8, kRowsPerPass = kProducerThreads / kLanesPerRow;
+  const float multiplier = item_q_multiplier<kTargetExponent>(P, w, loader);
+  const int lane_in_row = loader % kLanesPerRow;  // channels [16 lane_in_row, 16 lane_in_row + 16)
+  for (int row = loader / kLanesPerRow; row < kBlockM; row += kRowsPerPass) {
+    uint4 raw[2];  // the lane's 16 bf16 values of the row
+#pragma unroll
+    for (int half = 0; half < 2; ++half) raw[half] = ld_shared_16(w.q_smem + QTile::offset_bytes(row, 2 * lane_in_row + half));
+    __syncwarp();  // every lane of the warp has read its rows' bf16 chunks before any is overwritten
+    const u32 position = row * kWgmmaRowBytes + ((lane_in_row ^ (row % 8)) * 16);  // 128-byte swizzle, 8-bit rows
+#pragma unroll 1  // 8 values at a time: the producer's 56 registers hold no more without spilling
+    for (int half = 0; half < 2; ++half) {
+      float x[2][4];
+      unpack8(half == 0 ? raw[0] : raw[1], reinterpret_cast<float(&)[8]>(x), Elem());
+#pragma unroll
+      for (int e = 0; e < 8; ++e) x[e / 4][e % 4] *= k_scale_at(P, w.kv_head, 16 * lane_in_row + 8 * half + e) * multiplier;
+      uint2 hi, lo;
+      split_8bit(x[0], hi.x, lo.x);
+      split_8bit(x[1], hi.y, lo.y);
+      st_shared_8(w.q_smem + position + 8 * half, hi);
+      st_shared_8(w.q_smem + kQ8TileBytes + position + 8 * half, lo);
+    }
+  }
   producer_sync();
 }
 
 // Chunks `thread`, thread + threads, ... of the staged tile (as the TMA engine landed it: 128-byte swizzled rows of
-// 128 channels, WgmmaTile's layout in bytes) -> the 16-bit stage tile (KvTile). `threads` is a multiple of the chunks
-// of a row, so a thread keeps one chunk column and steps down the rows (unsigned: no signed-division fixups in the
-// address math). One chunk at a time: within the producer's 56 registers the loop does not spill (loads of 2 or 4
-// chunks ahead did, ptxas 13), and its ALU work, not the load latency, sets its pace.
+// 128 channels, WgmmaTile's layout in bytes) -> the 16-bit stage tile (KvTile). Work index i is (row, chunk): by
+// default i = row * kKvChunks + chunk (8 lanes read one row's 8 chunks: conflict-free, but store their 16 16-bit
+// chunks into 4 bank groups twice each); kWidenRows: row = i % 8 + 8 (i / (8 kKvChunks)), chunk = i / 8 % kKvChunks
+// (8 lanes on 8 rows of one chunk column: the swizzle spreads both the loads and the stores over all 8 bank
+// groups). Unsigned with power-of-2 divisors: shifts and masks. One chunk at a time (kWidenAhead: the next one's load
+// in flight meanwhile): within the producer's 56 registers the loop does not spill (loads of 2 or 4 chunks ahead did,
+// ptxas 13); ncu (session 8 run B, fp8 default) found the widening warps' conversions waiting on the loads most.
 SWAJIT_DEVICE void widen_staged_chunks(u32 staged, u32 widened, u32 thread, u32 threads) {
-  const u32 chunk = thread % kKvChunks;
-  for (u32 row = thread / kKvChunks; row < u32(kBlockN); row += threads / kKvChunks) {
-    const uint4 raw = ld_shared_16(staged + WgmmaTile<kBlockN>::offset_bytes(row, chunk));
+  constexpr u32 kRowGroup = 8;  // rows of one swizzle atom: chunk c of its rows sits in 8 distinct bank groups
+  constexpr u32 kItems = kBlockN * kKvChunks;
+  const auto row_of = [](u32 i) { return kWidenRows ? i % kRowGroup + kRowGroup * (i / (kRowGroup * kKvChunks)) : i / kKvChunks; };
+  const auto chunk_of = [](u32 i) { return kWidenRows ? i / kRowGroup % kKvChunks : i % kKvChunks; };
+  const auto load = [&](u32 i) { return ld_shared_16(staged + WgmmaTile<kBlockN>::offset_bytes(row_of(i), chunk_of(i))); };
+  uint4 next = kWidenAhead && thread < kItems ? load(thread) : uint4{};  // kWidenAhead: the lane's next chunk
+  for (u32 i = thread; i < kItems; i += threads) {
+    uint4 raw;
+    if constexpr (kWidenAhead) {
+      raw = next;
+      if (i + threads < kItems) next = load(i + threads);
+    } else {
+      raw = load(i);
+    }
+    const u32 row = row_of(i), chunk = chunk_of(i);
     st_shared_16(widened + KvTile::offset_bytes(row, 2 * chunk),
                  make_uint4(widen_pair<0>(raw.x, KvElem(), MmaElem()), widen_pair<2>(raw.x, KvElem(), MmaElem()),
                             widen_pair<0>(raw.y, KvElem(), MmaElem()), widen_pair<2>(raw.y, KvElem(), MmaElem())));
@@ -720,7 +869,6 @@ SWAJIT_DEVICE void widen_staged_chunks(u32 staged, u32 widened, u32 thread, u32 
                             widen_pair<0>(raw.w, KvElem(), MmaElem()), widen_pair<2>(raw.w, KvElem(), MmaElem())));
   }
 }
-static_assert(kKvQuant == 0 || (kWideningWarps * 32) % kKvChunks == 0, "widening threads cover whole rows");
 
 // kTma: warps 0 and 1 of the producer widen the K tiles, warps 2 and 3 the V tiles (each warp every other row of
 // 16-byte chunks), and the first warp of each pair also moves its tensor's stored tiles by TMA into the staging slots,
@@ -728,50 +876,66 @@ static_assert(kKvQuant == 0 || (kWideningWarps * 32) % kKvChunks == 0, "widening
 // reach it; the widened stages cover that gap). Two warps a tensor spread the widening's ALU work (SASS, d128: about
 // 66 instructions a 16-byte chunk widened to bf16, 15-30 to fp16) over all four schedulers of the SM, and K and V go
 // their own pace as in the 16-bit pipeline.
-// This is producer thread `loader`, lane `lane` of warp `half` of the pair that widens K (V: `values`), through the
+// kStoredKScores: K is not widened: warp 0 moves K's stored tiles by TMA straight into their stages (the 8-bit Q.K^T reads
+// them as they are), and warps 1-3 widen V (kKWideningWarps, kVWideningWarps), V taking both staging slots of each
+// staged pair (staging_slot): its next tile lands while this one is widened.
+// This is producer thread `loader`, lane `lane` of warp `half` (0: the first) of those that widen K (V: `values`), through the
 // item's tiles; the item's Q copies are in flight, and it folds the K scale into its chunks of them once the first
 // tiles are.
 SWAJIT_DEVICE void produce_widened_with_tma(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe,
                                             bool values, int half, int lane, int loader) {
   const PrefillTensorMap& map = values ? P.v_map : P.k_map;
   const PrefillTensorMap& run_map = values ? P.v_run_map : P.k_run_map;
-  const auto stage_tile = [&](int t) {  // the pair's first warp: tile t's stored bytes into its staging slot
+  const bool k_as_stored = kStoredKScores && !values;
+  const auto stage_tile = [&](int t) {  // the pair's first warp: tile t's stored bytes into its staging slot (stage)
     const int box_begin = w.ranges.tile_begin(t);
     const TilePage pages = tile_page(P, w, box_begin, lane);  // before the wait: the lookups overlap it
     const int slot = w.slot(t);
-    pipe.wait_staging_free(values, slot);
-    const u32 staged = pipe.staged(values, slot);
-    if (lane == 0) mbarrier_expect_tx(staged, kStoredTileBytes);
+    if (k_as_stored)
+      pipe.wait_empty_k(slot);  // tile t - kStages is consumed
+    else
+      pipe.wait_staging_free(values, slot);
+    const u32 landed = k_as_stored ? pipe.full_k(slot) : pipe.staged(values, slot);
+    if (lane == 0) mbarrier_expect_tx(landed, kStoredTileBytes);
     __syncwarp();
-    issue_tile_boxes(P, w, pages, map, run_map, w.staged_tile(t, values), box_begin, lane, staged);
+    issue_tile_boxes(P, w, pages, map, run_map, k_as_stored ? w.k_tile(t) : w.staged_tile(t, values), box_begin, lane,
+                     landed);
     __syncwarp();
-    if (lane == 0) mbarrier_arrive(staged);
+    if (lane == 0) mbarrier_arrive(landed);
   };
+  const int tiles_ahead = k_as_stored ? kStages : staging_slots(values);
   if (half == 0)
-    for (int t = 0; t < min(kStagedTiles, w.tile_count); ++t) stage_tile(t);
+    for (int t = 0; t < min(tiles_ahead, w.tile_count); ++t) stage_tile(t);
   cp_async_wait_all();  // this thread's Q chunks
-  if constexpr (kF16Mma)
+  if constexpr (kStoredKScores)
+    fold_k_scale_into_8bit_q_tile(P, w, loader);
+  else if constexpr (kF16Mma)
     fold_k_scale_into_f16_q_tile(P, w, loader);
   else
     fold_k_scale_into_q_tile<QTile, kBlockM>(P, w.q_smem, w.kv_head, loader, kProducerThreads);
   fence_shared_for_async_proxy();
   mbarrier_arrive(pipe.q_full(w.item));
+  if (k_as_stored) {
+    if (half == 0)
+      for (int t = tiles_ahead; t < w.tile_count; ++t) stage_tile(t);
+    return;
+  }
   for (int t = 0; t < w.tile_count; ++t) {
     const int slot = w.slot(t);
-    mbarrier_wait(pipe.staged(values, slot), Pipeline::staged_parity(slot));
+    mbarrier_wait(pipe.staged(values, slot), Pipeline::staged_parity(values, slot));
     if (values)
       pipe.wait_empty_v(slot);  // tile t - kStages is consumed
     else
       pipe.wait_empty_k(slot);
     widen_staged_chunks(w.staged_tile(t, values), values ? w.v_tile(t) : w.k_tile(t), half * 32 + lane,
-                        kWideningWarps * 32);
+                        widening_warps(values) * 32);
     fence_shared_for_async_proxy();  // this lane's generic-proxy stores, before the consumers' wgmmas read them
     __syncwarp();
     if (lane == 0) {
       mbarrier_arrive(pipe.staging_free(values, slot));
       mbarrier_arrive(values ? pipe.full_v(slot) : pipe.full_k(slot));
     }
-    if (half == 0 && t + kStagedTiles < w.tile_count) stage_tile(t + kStagedTiles);
+    if (half == 0 && t + tiles_ahead < w.tile_count) stage_tile(t + tiles_ahead);
   }
 }
 
@@ -824,7 +988,8 @@ SWAJIT_DEVICE void produce(const PrefillParams& P, const BlockWork& w, const Pip
   if constexpr (kTma) {
     const int warp = loader / 32;
     if constexpr (kKvQuant != 0)
-      produce_widened_with_tma(P, w, pipe, warp >= kWideningWarps, warp % kWideningWarps, loader % 32, loader);
+      produce_widened_with_tma(P, w, pipe, warp >= kKWideningWarps, warp - (warp >= kKWideningWarps ? kKWideningWarps : 0),
+                               loader % 32, loader);
     else if (loader < 64)
       produce_with_tma(P, w, pipe, loader >= 32, loader % 32);  // warp 0: K, warp 1: V
     cp_async_wait_all();

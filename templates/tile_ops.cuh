@@ -100,6 +100,9 @@ SWAJIT_DEVICE uint2 ld_shared_8(u32 addr) {
 SWAJIT_DEVICE void st_shared_16(u32 addr, uint4 v) {
   asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};" ::"r"(addr), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
 }
+SWAJIT_DEVICE void st_shared_8(u32 addr, uint2 v) {
+  asm volatile("st.shared.v2.u32 [%0], {%1,%2};" ::"r"(addr), "r"(v.x), "r"(v.y) : "memory");
+}
 
 // ---- 8-bit KV elements -> 16-bit pairs ----------------------------------------------------------------------------
 // Exact (every int8 and e4m3 value is representable in bf16 and fp16) and built from byte permutes, logic and one

@@ -94,8 +94,17 @@ TEST_CASE("8-bit KV kernels compile for sm_90a and sm_80: prefill (wgmma and mma
   };
   PrefillConfig f16 = kv8_tma(128, 128, 2);
   f16.f16_mma = true;  // bf16 q only
-  for (const char* key : {"prefill_bf16_d128_contig_g4_local_kvint8", "prefill_bf16_d128_p16_nhd_g4_local_attnsink_kvfp8"}) {
-    const GeneratedKernel k = generate_prefill_cuda(KernelSpec::from_key(key), f16);
+  PrefillConfig f16_wr = f16;  // widen_rows: 8 lanes widen 8 rows of a chunk column
+  f16_wr.widen_rows = true;
+  PrefillConfig sk = f16_wr;  // stored_k_scores: Q.K^T on the 8-bit tensor cores from the stored K tiles
+  sk.stored_k_scores = true;
+  const Case f16_cases[] = {{"prefill_bf16_d128_contig_g4_local_kvint8", f16},
+                            {"prefill_bf16_d128_p16_nhd_g4_local_attnsink_kvfp8", f16},
+                            {"prefill_bf16_d128_contig_g4_local_kvint8", f16_wr},
+                            {"prefill_bf16_d128_p16_nhd_g4_local_attnsink_kvfp8", sk},
+                            {"prefill_bf16_d128_contig_g4_local_kvint8", sk}};
+  for (const Case& c : f16_cases) {
+    const GeneratedKernel k = generate_prefill_cuda(KernelSpec::from_key(c.key), c.config);
     INFO(k.cache_key);
     CHECK(std::string(nvrtc::compile(k.source, k.cache_key + ".cu", "sm_90a").cubin.data(), 4) == "\x7f" "ELF");
   }

@@ -280,6 +280,21 @@ TEST_CASE("prefill spec keys and configs round-trip; invalid ones are named") {
                          doctest::Contains("f16_mma = true needs"), Error);
     CHECK_THROWS_WITH_AS(f16.validate(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local")),
                          doctest::Contains("f16_mma = true needs"), Error);
+    PrefillConfig sk = f16;  // scores from the stored K tiles and rows-first widening: knobs of the 8-bit TMA tile
+    sk.stored_k_scores = sk.widen_rows = true;
+    CHECK(sk.key() == "bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16_sk_wr");
+    CHECK(PrefillConfig::from_key(sk.key()) == sk);
+    CHECK_NOTHROW(sk.validate(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvfp8")));
+    CHECK_NOTHROW(sk.validate(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvint8")));
+    CHECK_THROWS_WITH_AS(sk.validate(KernelSpec::from_key("prefill_fp16_d128_contig_g4_local_kvint8")),
+                         doctest::Contains("needs"), Error);
+    CHECK_THROWS_WITH_AS(sk.validate(KernelSpec::from_key("prefill_bf16_d256_contig_g4_local_kvfp8")),
+                         doctest::Contains("stored_k_scores = true needs"), Error);
+    PrefillConfig wr = kv8_tile;
+    wr.widen_rows = true;
+    CHECK_NOTHROW(wr.validate(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvint8")));
+    CHECK_THROWS_WITH_AS(wr.validate(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local")),
+                         doctest::Contains("widen_rows = true needs"), Error);
   }
   // 8-bit K/V, warp specialized: the stages hold widened 16-bit tiles, staged through the 8-bit pair area
   const KernelSpec int8_spec = KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvint8");

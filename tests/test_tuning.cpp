@@ -391,6 +391,11 @@ TEST_CASE("prefill: config JSON, buckets and the config space") {
   f16.f16_mma = true;
   CHECK(prefill_config_from_json(prefill_config_to_json(f16)) == f16);
   CHECK_FALSE(prefill_config_to_json(persistent).contains("f16_mma"));
+  PrefillConfig kv8_knobs = f16;  // scores from the stored K tiles, rows-first widening: likewise
+  kv8_knobs.stored_k_scores = kv8_knobs.widen_rows = true;
+  CHECK(prefill_config_from_json(prefill_config_to_json(kv8_knobs)) == kv8_knobs);
+  CHECK_FALSE(prefill_config_to_json(f16).contains("stored_k_scores"));
+  CHECK_FALSE(prefill_config_to_json(f16).contains("widen_rows"));
   CHECK_FALSE(prefill_config_to_json(tma).contains("persistent"));
   PrefillConfig knobs = persistent;  // snake order and overlapped items: written only when set, like persistent
   knobs.snake_order = knobs.overlap_items = true;

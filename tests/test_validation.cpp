@@ -405,7 +405,8 @@ TEST_CASE("prefill: the persistent grid's head sections keep the K/V windows the
 
 // The H200 default (head_dim 128): FA3's tile with TMA, S(t+1) before softmax(t) and a persistent grid where the
 // pages let TMA boxes fill it, the 64-token TMA tile where only that fits, the row-gather producer where TMA cannot read the cache at all;
-// 8-bit K/V: the same TMA tiles (widened in shared memory, fp16 MMAs with bf16 q), row gathers where TMA cannot read it.
+// 8-bit K/V: the same TMA tiles (widened in shared memory, fp16 MMAs with bf16 q; the persistent one with Q.K^T from the
+// stored K tiles), row gathers where TMA cannot read it.
 TEST_CASE("prefill: the head_dim 128 heuristic on sm_90a by page size and K/V storage") {
   const DeviceInfo h200 = h200_limits();
   const auto heuristic = [&](const char* key) { return heuristic_prefill_config(KernelSpec::from_key(key), h200).key(); };
@@ -415,8 +416,8 @@ TEST_CASE("prefill: the head_dim 128 heuristic on sm_90a by page size and K/V st
   CHECK(heuristic("prefill_bf16_d128_p256_hnd_g4_local") == "bm128_bn128_st2_mt1_wg_ws2_tma_pt_pr40");  // half a page
   CHECK(heuristic("prefill_bf16_d128_p192_nhd_g4_local") == "bm192_bn64_st3_mt1_wg_ws1_tma");  // 128 fits no box grid
   CHECK(heuristic("prefill_bf16_d128_p7_nhd_g4_local") == "bm192_bn64_st3_mt1_wg_ws1");        // no TMA box fits
-  CHECK(heuristic("prefill_bf16_d128_contig_g4_local_kvint8") == "bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16");
-  CHECK(heuristic("prefill_bf16_d128_p16_nhd_g4_local_kvfp8") == "bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16");
+  CHECK(heuristic("prefill_bf16_d128_contig_g4_local_kvint8") == "bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16_sk");
+  CHECK(heuristic("prefill_bf16_d128_p16_nhd_g4_local_kvfp8") == "bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16_sk");
   CHECK(heuristic("prefill_fp16_d128_contig_g4_local_kvint8") == "bm128_bn128_st2_mt1_wg_ws2_tma_pt");  // fp16 MMAs already
   CHECK(heuristic("prefill_bf16_d128_p7_nhd_g4_local_kvint8") == "bm192_bn64_st3_mt1_wg_ws1");  // the producer widens gathered rows
   // head_dim 64: FA3's 192-row tile where TMA applies, else the wgmma config of two blocks per SM

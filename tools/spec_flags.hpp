@@ -68,7 +68,8 @@ struct ConfigFlags {
   std::optional<int> block_m, block_n, warps_n, stages, num_splits, m_tiles, min_blocks, warp_specialize, producer,
       producer_registers;
   std::optional<bool> wgmma, tma, persistent, snake_order, overlap_items, mma, token_split, fused_merge, l2_prefetch, mla,
-      integer_scores, pages_first, pages_ahead, early_tiles, copy_ahead, score_ahead, split_scores, seesaw, f16_mma;
+      integer_scores, pages_first, pages_ahead, early_tiles, copy_ahead, score_ahead, split_scores, seesaw, f16_mma, stored_k_scores,
+      widen_rows, widen_ahead;
   void add_to(CLI::App& app) {
     app.add_option("--block-m", block_m, "prefill: query rows per block");
     app.add_option("--m-tiles", m_tiles, "prefill: 16-row mma tiles per warp (1 or 2)");
@@ -83,6 +84,12 @@ struct ConfigFlags {
     app.add_option("--overlap-items", overlap_items,
                    "prefill, persistent ws2: an item's last P.V issued with the next item's first Q.K^T (true/false)");
     app.add_option("--f16-mma", f16_mma, "prefill, 8-bit K/V with tma and bf16 q: the MMAs in fp16 (true/false)");
+    app.add_option("--stored-k-scores", stored_k_scores,
+                   "prefill, f16_mma, head_dim 128: Q.K^T on the 8-bit tensor cores from the stored K tiles, Q split into two 8-bit tiles (true/false)");
+    app.add_option("--widen-rows", widen_rows,
+                   "prefill, 8-bit K/V with tma: 8 lanes widen 8 rows of one chunk column (conflict-free stores; true/false)");
+    app.add_option("--widen-ahead", widen_ahead,
+                   "prefill, 8-bit K/V with tma: each widening lane loads its next chunk before converting this one (true/false)");
     app.add_option("--producer-registers", producer_registers,
                    "prefill, warp specialized: the producer's registers after setmaxnreg (24..56, multiple of 8; the consumers get the rest)");
     app.add_option("--block-n", block_n, "KV tokens per tile");
@@ -119,7 +126,8 @@ struct ConfigFlags {
   bool any() const {
     return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || persistent ||
            snake_order || overlap_items || producer_registers || mma || producer || token_split || fused_merge || l2_prefetch || mla ||
-           integer_scores || pages_first || pages_ahead || early_tiles || copy_ahead || score_ahead || split_scores || seesaw || l2_ahead || table_prefetch || f16_mma;
+           integer_scores || pages_first || pages_ahead || early_tiles || copy_ahead || score_ahead || split_scores || seesaw || l2_ahead ||
+           table_prefetch || f16_mma || stored_k_scores || widen_rows || widen_ahead;
   }
   // Flags given on top of `base`.
   DecodeConfig apply(DecodeConfig base) const {
@@ -173,6 +181,9 @@ struct ConfigFlags {
     if (snake_order) base.snake_order = *snake_order;
     if (overlap_items) base.overlap_items = *overlap_items;
     if (f16_mma) base.f16_mma = *f16_mma;
+    if (stored_k_scores) base.stored_k_scores = *stored_k_scores;
+    if (widen_rows) base.widen_rows = *widen_rows;
+    if (widen_ahead) base.widen_ahead = *widen_ahead;
     if (producer_registers) base.producer_registers = *producer_registers;
     return base;
   }

@@ -192,11 +192,26 @@ struct PrefillConfig {
   // instructions a pair of values against 5-6 for bf16) and P is packed as fp16: fp16 holds Q and P with 3 more
   // mantissa bits than bf16.
   bool f16_mma = false;
+  // 8-bit K/V with tma only: the producer warps widen a staged tile with each group of 8 lanes on 8 consecutive rows
+  // of one chunk column (key suffix _wr): the 16-bit stores hit 8 distinct bank groups, where one row's 8 chunks a
+  // group (the default) store two 16-bit chunks into each of 4 (a 2-way conflict on every store).
+  bool widen_rows = false;
+  // 8-bit K/V with tma only: each widening lane loads its next staged chunk before it converts and stores this one
+  // (key suffix _wa): the load's latency hides behind the conversion (ncu, session 8 run B: the widening warps stalled
+  // most on the conversion waiting for its shared-memory load).
+  bool widen_ahead = false;
+  // f16_mma with head_dim 128 only: S = Q.K^T on the 8-bit tensor cores straight from the stored K tile (key suffix
+  // _sk): K is never widened. The producer splits each item's Q (times the K scale and a power of 2) into two 8-bit
+  // tiles hi and lo, which the consumers issue against K into one accumulator: fp8 K/V e4m3 hi + lo = e4m3(q - hi)
+  // (about 8 mantissa bits together, bf16's precision); int8 K/V integers hi, lo with q = 128 hi + lo to 14 bits, the
+  // accumulator shifted by 7 bits between them (exact in int32). 8-bit MMAs run at twice the fp16 rate, so the two
+  // take the time of one fp16 Q.K^T. P.V stays fp16 from widened V.
+  bool stored_k_scores = false;
   // warp_specialize > 0 only: the producer warpgroup's registers a thread after setmaxnreg (a multiple of 8, 24..56;
   // 0: the generator's 56, what the row gathers need without spilling); the consumers share out the rest.
   int producer_registers = 0;
 
-  std::string compile_key() const;  // e.g. "bm128_bn64_st2_mt1", "bm128_bn64_st2_mt1_wg_ws2_tma_pt_sn_ov_f16_pr40_oc2" (flags: _wg, _ws<N>, _tma, _pt, _sn, _ov, _f16, _pr<N> and _oc<N> if set / > 0 / > 0 / > 1)
+  std::string compile_key() const;  // e.g. "bm128_bn64_st2_mt1", "bm128_bn64_st2_mt1_wg_ws2_tma_pt_sn_ov_f16_sk_wr_wa_pr40_oc2" (flags: _wg, _ws<N>, _tma, _pt, _sn, _ov, _f16, _sk, _wr, _wa, _pr<N> and _oc<N> if set / > 0 / > 0 / > 1)
   std::string key() const { return compile_key(); }
   static PrefillConfig from_key(std::string_view key);
   void validate(const KernelSpec& spec) const;

@@ -315,6 +315,46 @@ std::vector<PrefillCase> prefill_check_matrix() {
       c.config = kv8_f16(64, 64, 2, 2); c.head_dim = 256; c.q_lens = {600, 1}; c.kv_lens = {900, 33};
       c.local_window = 0; c.global_window = 0;
     });
+    // widen_rows: 8 lanes widen 8 rows of one chunk column (head_dim 256: 16 chunk columns, 2 per lane)
+    add_quantized("tma widened f16 wr, persistent ws2 bm128 bn128 st2, paged NHD 16 shuffled, chunked, sinks", [&](PrefillCase& c) {
+      c.config = kv8_f16(128, 128, 2, 2); c.config->widen_rows = true; c.page_size = 16; c.q_lens = {17, 130, 700};
+      c.kv_lens = {300, 1000, 900}; c.global_window = 3; c.sink_logits = true;
+    });
+    add_quantized("tma widened f16 wr, persistent ws2 bm64 bn64 st2, head_dim 256, per-tensor scale, empty sequence", [&](PrefillCase& c) {
+      c.config = kv8_f16(64, 64, 2, 2); c.config->widen_rows = true; c.head_dim = 256; c.per_tensor_scale = true;
+      c.q_lens = {600, 0, 1}; c.kv_lens = {900, 0, 33};
+    });
+    // widen_ahead: each widening lane's next chunk loaded before this one is stored (K and V widened)
+    add_quantized("tma widened f16 wa, persistent ws2 bm128 bn128 st2, per-tensor scale, empty and length-1 sequences", [&](PrefillCase& c) {
+      c.config = kv8_f16(128, 128, 2, 2); c.config->widen_ahead = true; c.per_tensor_scale = true;
+      c.q_lens = {700, 0, 1, 70}; c.kv_lens = {900, 0, 1, 300};
+    });
+    // stored_k_scores: Q.K^T on the 8-bit tensor cores from the stored K tiles, Q split into 8-bit hi and lo tiles
+    {
+      const auto kv8_sk = [&](int bm, int bn, int stages, int mode) {
+        PrefillConfig c = kv8_f16(bm, bn, stages, mode); c.stored_k_scores = true; return c;
+      };
+      add_quantized("tma sk, persistent ws2 bm128 bn128 st2, empty and length-1 sequences, chunked, sinks, learned sinks", [&](PrefillCase& c) {
+        c.config = kv8_sk(128, 128, 2, 2); c.q_lens = {700, 0, 1, 70, 130}; c.kv_lens = {900, 0, 1, 300, 1000};
+        c.local_window = 500; c.global_window = 3; c.sink_logits = true;
+      });
+      add_quantized("tma sk wr, persistent ws2 bm128 bn128 st2, per-tensor scale, paged NHD 16 shuffled, group 8", [&](PrefillCase& c) {
+        c.config = kv8_sk(128, 128, 2, 2); c.config->widen_rows = true; c.per_tensor_scale = true; c.page_size = 16;
+        c.group = 8; c.num_kv_heads = 1;
+      });
+      add_quantized("tma sk, persistent ws3 bm128 bn64 st3, ping-pong, paged HND 64, strided, window 1 + sink 1", [&](PrefillCase& c) {
+        c.config = kv8_sk(128, 64, 3, 3); c.page_size = 64; c.kv_layout = KvLayout::kHND; c.strided = true;
+        c.local_window = 1; c.global_window = 1;
+      });
+      add_quantized("tma sk wa, persistent ws2 bm128 bn128 st2, paged NHD 16 shuffled, chunked, sinks", [&](PrefillCase& c) {
+        c.config = kv8_sk(128, 128, 2, 2); c.config->widen_ahead = true; c.page_size = 16; c.q_lens = {17, 130, 700};
+        c.kv_lens = {300, 1000, 900}; c.global_window = 3; c.sink_logits = true;
+      });
+      add_quantized("tma sk, persistent ws1 bm128 bn128 st2, full causal, two sequences", [&](PrefillCase& c) {
+        c.config = kv8_sk(128, 128, 2, 1); c.q_lens = {1500, 5}; c.kv_lens = {2000, 400}; c.local_window = 0;
+        c.global_window = 0;
+      });
+    }
   }
   return cases;
 }

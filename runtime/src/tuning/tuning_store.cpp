@@ -102,6 +102,9 @@ nlohmann::json prefill_config_to_json(const PrefillConfig& c) {
   if (c.overlap_items) j["overlap_items"] = 1;
   if (c.producer_registers > 0) j["producer_registers"] = c.producer_registers;  // likewise
   if (c.f16_mma) j["f16_mma"] = 1;  // likewise
+  if (c.stored_k_scores) j["stored_k_scores"] = 1;  // likewise
+  if (c.widen_rows) j["widen_rows"] = 1;  // likewise
+  if (c.widen_ahead) j["widen_ahead"] = 1;  // likewise
   return j;
 }
 PrefillConfig prefill_config_from_json(const nlohmann::json& j) {
@@ -120,7 +123,9 @@ PrefillConfig prefill_config_from_json(const nlohmann::json& j) {
   }
   // absent in records written before the knob existed: false
   for (const auto& [name, flag] : {std::pair<const char*, bool*>{"tma", &c.tma}, {"persistent", &c.persistent},
-                                    {"snake_order", &c.snake_order}, {"overlap_items", &c.overlap_items}, {"f16_mma", &c.f16_mma}}) {
+                                    {"snake_order", &c.snake_order}, {"overlap_items", &c.overlap_items}, {"f16_mma", &c.f16_mma},
+                                    {"stored_k_scores", &c.stored_k_scores}, {"widen_rows", &c.widen_rows},
+                                    {"widen_ahead", &c.widen_ahead}}) {
     if (!j.contains(name)) continue;
     int value = 0;
     const std::pair<const char*, int*> optional[] = {{name, &value}};
