@@ -336,15 +336,16 @@ void DecodeConfig::validate(const KernelSpec& spec) const {
 std::string PrefillConfig::compile_key() const {
   return "bm" + std::to_string(block_m) + "_bn" + std::to_string(block_n) + "_st" + std::to_string(stages) + "_mt" +
          std::to_string(m_tiles) + (wgmma ? "_wg" : "") + (warp_specialize > 0 ? "_ws" + std::to_string(warp_specialize) : "") + (tma ? "_tma" : "") +
-         (persistent ? "_pt" : "") + (snake_order ? "_sn" : "") + (overlap_items ? "_ov" : "") + (f16_mma ? "_f16" : "") +
+         (persistent ? "_pt" : "") + (snake_order ? "_sn" : "") + (overlap_items ? "_ov" : "") +
+         (dynamic_items ? "_dy" : "") + (f16_mma ? "_f16" : "") +
          (producer_registers > 0 ? "_pr" + std::to_string(producer_registers) : "") +
          (min_blocks > 1 ? "_oc" + std::to_string(min_blocks) : "");
 }
 
 PrefillConfig PrefillConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
-  const std::string form = "bm<M>_bn<N>_st<S>_mt<T>[_wg][_ws<W>][_tma][_pt][_sn][_ov][_f16][_pr<R>][_oc<B>]";
-  if (parts.size() < 4 || parts.size() > 13)
+  const std::string form = "bm<M>_bn<N>_st<S>_mt<T>[_wg][_ws<W>][_tma][_pt][_sn][_ov][_dy][_f16][_pr<R>][_oc<B>]";
+  if (parts.size() < 4 || parts.size() > 14)
     throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form " + form);
   PrefillConfig config;
   config.block_m = parse_prefixed_int(parts[0], "bm", "block_m", key);
@@ -359,6 +360,7 @@ PrefillConfig PrefillConfig::from_key(std::string_view key) {
   if (next < parts.size() && parts[next] == "pt") config.persistent = true, ++next;
   if (next < parts.size() && parts[next] == "sn") config.snake_order = true, ++next;
   if (next < parts.size() && parts[next] == "ov") config.overlap_items = true, ++next;
+  if (next < parts.size() && parts[next] == "dy") config.dynamic_items = true, ++next;
   if (next < parts.size() && parts[next] == "f16") config.f16_mma = true, ++next;
   if (next < parts.size() && parts[next].rfind("pr", 0) == 0)
     config.producer_registers = parse_prefixed_int(parts[next++], "pr", "producer_registers", key);
@@ -430,6 +432,9 @@ void PrefillConfig::validate(const KernelSpec& spec) const {
   if (overlap_items && (!persistent || warp_specialize != 2))
     throw Error(ErrorCode::kInvalidArgument, "overlap_items = true needs persistent = true and warp_specialize = 2 (the "
                                              "consumers carry an item's last P.V into their next item)");
+  if (dynamic_items && (!persistent || snake_order))
+    throw Error(ErrorCode::kInvalidArgument, "dynamic_items = true needs persistent = true and snake_order = false (blocks "
+                                             "claim the items in turn instead of taking static rounds)");
   if (producer_registers != 0) {
     // setmaxnreg takes multiples of 8 from 24; above 56 the consumers would get fewer than they launch with
     constexpr int kMinProducerRegisters = 24, kMaxProducerRegisters = 56, kRegisterGranule = 8;

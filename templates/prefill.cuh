@@ -97,6 +97,7 @@ typedef TileLayout<kWgmma, kBlockN>::type KvTile;
 constexpr int kQBuffers = kPersistent ? 2 : 1;  // persistent: the next item's Q lands while this one's is read
 static_assert(!kPersistent || kTma, "the persistent grid runs the TMA producer ahead into the next item");
 static_assert(!kOverlapItems || (kWarpSpecialize == 2 && kPersistent), "items overlap on ws2's persistent grid");
+static_assert(!kDynamicItems || (kPersistent && !kSnakeOrder), "blocks claim items on the persistent grid, unordered by rounds");
 static_assert(kSharedBytes >= kQBuffers * kQBytes + 2 * kStages * kTileBytes + kDequantBytes + kBarrierBytes,
               "prelude shared-memory size too small");
 static_assert((kQBytes + 2 * kStages * kTileBytes) % 1024 == 0, "wgmma tiles need 1024-byte alignment");
@@ -323,6 +324,7 @@ struct BlockWork {
   TileRanges ranges;
   int b, q_head, kv_head, row0, rows, p_min, p_max, tile_count;
   int item, first_tile;  // the block's count of items and of K/V tiles before this item (persistent; else 0)
+  bool zero_tiles;       // kProducerScans: the sequence has a page out of range, its tiles are loaded as zeros
   const int* block_table_row;
   u32 q_smem, k_smem, v_smem;
   // The pipeline's count of tile t of this item: its stage and its barriers' phase.
@@ -344,7 +346,13 @@ struct BlockWork {
 // barrier: 0 is the block's, 1 and 2 the ping-pong turns).
 struct ThreadGroup {
   int thread, threads, barrier;
+  bool scans_pages = true;  // a paged sequence's block_table scan (kTma: the producer's alone, kProducerScans)
 };
+// kTma over a paged cache: only the producer scans a sequence's pages. A sequence with a page out of range keeps its
+// tiles, and the producer loads them as zeros (every box from page P.num_pages, past the cache: the TMA engine reads
+// zeros), so the consumers compute its rows as zeros (scores 0, P.V = 0) without the scan: its registers and
+// barrier in the consumers' item loop made the paged default spill (session 7 run B3: 116-132 bytes).
+constexpr bool kProducerScans = kTma && !kContiguousKv;
 constexpr int kProducerBarrier = 3, kConsumerBarrier = 4;
 constexpr int kConsumerZeroBarrier = 5;  // 5 + g: consumer warpgroup g alone (kTma: zero_unwritten_v_rows)
 
@@ -359,6 +367,12 @@ SWAJIT_DEVICE float ld_shared_f32(u32 addr) {
   asm volatile("ld.shared.f32 %0, [%1];" : "=f"(v) : "r"(addr) : "memory");
   return v;
 }
+SWAJIT_DEVICE int ld_shared_s32(u32 addr) {
+  int v;
+  asm volatile("ld.shared.s32 %0, [%1];" : "=r"(v) : "r"(addr) : "memory");
+  return v;
+}
+SWAJIT_DEVICE void st_shared_s32(u32 addr, int v) { asm volatile("st.shared.s32 [%0], %1;" ::"r"(addr), "r"(v) : "memory"); }
 SWAJIT_DEVICE void st_shared_f32(u32 addr, float v) { asm volatile("st.shared.f32 [%0], %1;" ::"r"(addr), "f"(v) : "memory"); }
 
 // The softmax scale of the item's scores: P.scale_log2, times (kF16Mma) the inverse of the power of 2 its Q took.
@@ -465,6 +479,12 @@ struct Pipeline {
     return base + 8 * (4 * kStages + 2 * kQBuffers + 2 * kStagedTiles + 2 * (t % kStagedTiles) + values);
   }
   SWAJIT_MEMBER static u32 staged_parity(int t) { return (t / kStagedTiles) & 1; }
+  // kDynamicItems: the item the producer claimed for the block's item-th item (its Q buffer's slot; item_count or
+  // more: none left)
+  SWAJIT_MEMBER u32 item_slot(int item) const {
+    constexpr int kStagingBarriers = kTma && kKvQuant != 0 ? 4 * kStagedTiles : 0;
+    return base + 8 * (4 * kStages + 2 * kQBuffers + kStagingBarriers + item % kQBuffers);
+  }
   SWAJIT_MEMBER void wait_staging_free(bool values, int t) const {
     if (t >= kStagedTiles) mbarrier_wait(staging_free(values, t), staged_parity(t - kStagedTiles));
   }
@@ -477,7 +497,7 @@ struct Pipeline {
       mbarrier_init(empty_v(s), kWarps);
     }
     for (int b = 0; b < kQBuffers; ++b) {
-      mbarrier_init(q_full(b), kProducerThreads);
+      mbarrier_init(q_full(b), kProducerThreads + (kDynamicItems ? 1 : 0));  // + the claimed item's publication
       mbarrier_init(q_empty(b), kWarps);
     }
     if constexpr (kTma && kKvQuant != 0)
@@ -572,7 +592,7 @@ SWAJIT_DEVICE TilePage tile_page(const PrefillParams& P, const BlockWork& w, int
   if constexpr (!kContiguousKv) {
     constexpr int kTokensPerPage = kContiguousKv ? 1 : kPageSize;  // (this branch is compiled for both)
     const int token = box_begin + box * kBoxRows, logical_page = token / kTokensPerPage;
-    if (box < kBoxesPerTile && token < w.seq.kv_len && logical_page < P.max_pages_per_seq) {
+    if (box < kBoxesPerTile && token < w.seq.kv_len && logical_page < P.max_pages_per_seq && !w.zero_tiles) {
       const int entry = w.block_table_row[logical_page * P.block_table_stride_page];
       if (entry >= 0 && entry < P.num_pages) pages.page = entry;
     }
@@ -1038,7 +1058,8 @@ SWAJIT_DEVICE bool plan_item(const PrefillParams& P, int item, const ThreadGroup
   w.p_min = w.seq.kv_len - w.seq.q_len + w.row0;
   w.p_max = w.p_min + w.rows - 1;
   w.block_table_row = kContiguousKv ? nullptr : P.block_table + w.b * P.block_table_stride_batch;
-  if (!kContiguousKv && !w.seq.zero_output) {
+  w.zero_tiles = false;
+  if (!kContiguousKv && !w.seq.zero_output && group.scans_pages) {
     // The visible range of all the sequence's rows, not only this item's, so every item of it agrees (scanned once
     // per sequence the group meets in a row). Every thread of the group reaches the scan's barrier: the returns
     // above and zero_output are the same for all of them.
@@ -1049,10 +1070,13 @@ SWAJIT_DEVICE bool plan_item(const PrefillParams& P, int item, const ThreadGroup
       scanned.pages_out_of_range = visible_pages_out_of_range<kTokensPerPage>(
           P, w.block_table_row, all_rows, group.thread, group.threads, group.barrier);
       scanned.b = w.b;
-      if (scanned.pages_out_of_range && threadIdx.x == 0)
+      if (scanned.pages_out_of_range && group.thread == 0)
         record_status(P.status, kPrefillPageOutOfRange, w.b);  // any item may be the one left
     }
-    w.seq.zero_output = scanned.pages_out_of_range;
+    if (kProducerScans)
+      w.zero_tiles = scanned.pages_out_of_range;
+    else
+      w.seq.zero_output = scanned.pages_out_of_range;
   }
   w.ranges = item_tile_ranges(P, w.p_min, w.p_max, w.seq.kv_len);
   if (w.seq.zero_output) w.ranges.tiles[0] = w.ranges.tiles[1] = 0;
@@ -1077,6 +1101,57 @@ SWAJIT_DEVICE int persistent_item(const PrefillParams& P, int round, int item_co
   return first + block;
 }
 
+// kDynamicItems, the producer: the block's claims-th claim, published in the item slot of its items_done-th item (whose
+// Q buffer the consumers of the item kQBuffers before have released). The first is the block's own (blockIdx.x); then
+// producer thread 0 claims the next unclaimed item of the longest-first order (P.item_counter). Every block claims
+// until it draws one past the end, so the grid claims item_count times in all and the last claim resets the counter
+// to zero for the next call on the stream. The slot is read by the consumers after q_full, which the producer's
+// thread 0 also arrives on once it has planned the item (produce_item); past the end, every producer thread arrives
+// (no Q is loaded) and thread 0 once more, so the consumers read it and stop.
+SWAJIT_DEVICE int claim_item(const PrefillParams& P, const Pipeline& pipe, int claims, int items_done, int item_count,
+                             int loader) {
+  const u32 slot = pipe.item_slot(items_done);
+  producer_sync();  // every producer thread has read the slot's last claim (an item without rows)
+  if (loader == 0) {
+    pipe.wait_q_empty(items_done);
+    int item = int(blockIdx.x);
+    if (claims > 0) {
+      const int claimed = atomicAdd(P.item_counter, 1);
+      if (claimed == item_count - 1) atomicExch(P.item_counter, 0);  // the grid's last claim
+      item = int(gridDim.x) + claimed;
+    }
+    st_shared_s32(slot, item);
+  }
+  producer_sync();
+  const int item = ld_shared_s32(slot);
+  if (item >= item_count) {  // none left: arrive as the Q copies and the publication would; the consumers stop
+    mbarrier_arrive(pipe.q_full(items_done));
+    if (loader == 0) mbarrier_arrive(pipe.q_full(items_done));
+  }
+  return item;
+}
+
+// kItemClock (an experiment: SWAJIT_PREFILL_ITEM_CLOCK=1 when the source is generated): the first consumer thread
+// prints each item's start and end on %globaltimer (ns) with its SM, for tools/bench/item_clock.py to place the tail.
+struct ItemClock {
+  unsigned long long begin;
+  SWAJIT_MEMBER static unsigned long long now() {
+    unsigned long long t = 0;
+    if constexpr (kItemClock) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+  }
+  SWAJIT_MEMBER static ItemClock start() { return ItemClock{now()}; }
+  SWAJIT_MEMBER void report(const BlockWork& w) const {
+    if constexpr (kItemClock) {
+      const unsigned long long end = now();
+      unsigned sm;
+      asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+      if (threadIdx.x == 0)
+        printf("IC %u %u %d %d %d %llu %llu\n", blockIdx.x, sm, w.q_head, w.row0, w.tile_count, begin, end);
+    }
+  }
+};
+
 extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_PREFILL_KERNEL(const __grid_constant__ PrefillParams P) {
   extern __shared__ __align__(1024) char smem[];  // wgmma's swizzle atoms are 1024-byte aligned
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -1090,7 +1165,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_P
   };
   // Persistent: the block takes items blockIdx.x, then one a round (persistent_item); else one item per block (x: the
   // item within its sequence, z: the sequence).
-  const int item_count = kPersistent ? P.q_tiles * P.num_q_heads * P.batch : 0;
+  const int item_count = P.q_tiles * P.num_q_heads * P.batch;
   const int first_item = kPersistent ? int(blockIdx.x) : int(blockIdx.z * gridDim.x + blockIdx.x);
 
   if constexpr (kWarpSpecialize) {
@@ -1098,20 +1173,22 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_P
     if (threadIdx.x == 0) pipe.init();
     __syncthreads();  // the barriers are initialized; from here on the warpgroups meet only through them
     // The whole block scans the first item's sequence (a paged cache): one item per block unless persistent.
+    // kProducerScans: the producer alone, in its item loop.
     ScannedSequence first_scan;
-    {
+    if constexpr (!kProducerScans) {
       BlockWork w;
       plan_item(P, first_item, ThreadGroup{int(threadIdx.x), kThreads, 0}, first_scan, w);
     }
     // Both roles plan the same items in the same order, so they agree on each item's count and first tile. Each
     // role has its own loop after its setmaxnreg: ptxas gives the consumers' code their raised register budget only
-    // where no producer code is merged into it.
-    const auto for_each_item = [&](const ThreadGroup& group, auto&& work) {
+    // where no producer code is merged into it. `next_item(claims, items_done)`: the block's next item (item_count
+    // or more: none left); the claims of items without rows are skipped.
+    const auto for_each_item = [&](const ThreadGroup& group, auto&& next_item, auto&& work) {
       int items_done = 0, tiles_done = 0;
       ScannedSequence scanned = first_scan;
-      for (int round = 0;; ++round) {
-        const int item = kPersistent ? persistent_item(P, round, item_count) : first_item;
-        if (kPersistent ? item >= item_count : round > 0) break;
+      for (int claims = 0;; ++claims) {
+        const int item = next_item(claims, items_done);
+        if (item >= item_count) break;
         BlockWork w;
         if (!plan_item(P, item, group, scanned, w)) continue;
         place(w, items_done, tiles_done);
@@ -1120,18 +1197,43 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_P
         tiles_done += w.tile_count;
       }
     };
+    const auto static_item = [&](int round, int) {
+      return kPersistent ? persistent_item(P, round, item_count) : round == 0 ? first_item : item_count;
+    };
     if (warp >= kWarps) {  // the last warpgroup
       release_registers_to<kProducerRegisters>();
       const int loader = threadIdx.x - kWarps * 32;
-      for_each_item(ThreadGroup{loader, kProducerThreads, kProducerBarrier},
-                    [&](const BlockWork& w) { produce(P, w, pipe, loader); });
+      const auto claimed_item = [&](int claims, int items_done) {
+        return claim_item(P, pipe, claims, items_done, item_count, loader);
+      };
+      const auto produce_item = [&](const BlockWork& w) {
+        if (kDynamicItems && loader == 0) mbarrier_arrive(pipe.q_full(w.item));  // its slot is read after q_full
+        produce(P, w, pipe, loader);
+      };
+      const ThreadGroup producers{loader, kProducerThreads, kProducerBarrier};
+      if constexpr (kDynamicItems)
+        for_each_item(producers, claimed_item, produce_item);
+      else
+        for_each_item(producers, static_item, produce_item);
     } else {
       claim_registers_up_to<kConsumerRegisters>();
       WarpState<kMTiles> st;
       PackedProbabilities p;
       PendingItem pending;
-      for_each_item(ThreadGroup{int(threadIdx.x), kWarps * 32, kConsumerBarrier},
-                    [&](const BlockWork& w) { consume(P, w, pipe, warp, lane, st, p, pending); });
+      const auto published_item = [&](int, int items_done) {
+        mbarrier_wait(pipe.q_full(items_done), Pipeline::q_parity(items_done));
+        return ld_shared_s32(pipe.item_slot(items_done));
+      };
+      const auto consume_item = [&](const BlockWork& w) {
+        const ItemClock clock = ItemClock::start();
+        consume(P, w, pipe, warp, lane, st, p, pending);
+        clock.report(w);
+      };
+      const ThreadGroup consumers{int(threadIdx.x), kWarps * 32, kConsumerBarrier, !kProducerScans};
+      if constexpr (kDynamicItems)
+        for_each_item(consumers, published_item, consume_item);
+      else
+        for_each_item(consumers, static_item, consume_item);
       if constexpr (kOverlapItems) flush_pending_item(P, pipe, st, p, pending, warp, lane);
     }
   } else {

@@ -67,7 +67,7 @@ struct ConfigFlags {
   std::optional<bool> l2_ahead, table_prefetch;  // sparse_decode's gather prefetches (--persistent: its persistent grid)
   std::optional<int> block_m, block_n, warps_n, stages, num_splits, m_tiles, min_blocks, warp_specialize, producer,
       producer_registers;
-  std::optional<bool> wgmma, tma, persistent, snake_order, overlap_items, mma, token_split, fused_merge, l2_prefetch, mla,
+  std::optional<bool> wgmma, tma, persistent, snake_order, overlap_items, dynamic_items, mma, token_split, fused_merge, l2_prefetch, mla,
       integer_scores, pages_first, pages_ahead, copy_ahead, score_ahead, split_scores, f16_mma;
   void add_to(CLI::App& app) {
     app.add_option("--block-m", block_m, "prefill: query rows per block");
@@ -82,6 +82,8 @@ struct ConfigFlags {
                    "prefill, persistent: every other round of work items walked backwards (true/false)");
     app.add_option("--overlap-items", overlap_items,
                    "prefill, persistent ws2: an item's last P.V issued with the next item's first Q.K^T (true/false)");
+    app.add_option("--dynamic-items", dynamic_items,
+                   "prefill, persistent: blocks claim the next work item as they come free (true/false)");
     app.add_option("--f16-mma", f16_mma, "prefill, 8-bit K/V with tma and bf16 q: the MMAs in fp16 (true/false)");
     app.add_option("--producer-registers", producer_registers,
                    "prefill, warp specialized: the producer's registers after setmaxnreg (24..56, multiple of 8; the consumers get the rest)");
@@ -114,7 +116,7 @@ struct ConfigFlags {
   }
   bool any() const {
     return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || persistent ||
-           snake_order || overlap_items || producer_registers || mma || producer || token_split || fused_merge || l2_prefetch || mla ||
+           snake_order || overlap_items || dynamic_items || producer_registers || mma || producer || token_split || fused_merge || l2_prefetch || mla ||
            integer_scores || pages_first || pages_ahead || copy_ahead || score_ahead || split_scores || l2_ahead || table_prefetch || f16_mma;
   }
   // Flags given on top of `base`.
@@ -166,6 +168,7 @@ struct ConfigFlags {
     if (persistent) base.persistent = *persistent;
     if (snake_order) base.snake_order = *snake_order;
     if (overlap_items) base.overlap_items = *overlap_items;
+    if (dynamic_items) base.dynamic_items = *dynamic_items;
     if (f16_mma) base.f16_mma = *f16_mma;
     if (producer_registers) base.producer_registers = *producer_registers;
     return base;

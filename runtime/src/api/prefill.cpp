@@ -10,6 +10,7 @@
 #include "kernel_cache.hpp"
 #include "kv_tensor_map.hpp"
 #include "prefill_problem.hpp"
+#include "stream_scratch.hpp"
 #include "tensor_checks.hpp"
 #include "family.hpp"
 #include "tuner.hpp"
@@ -403,6 +404,7 @@ void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& op
                                              " is " + device.arch());
   const LoadedPrefillKernel& kernel = prefill_kernel(p.spec, config, device, scope.context());
   p.params.status = stream_status(scope.context(), stream);
+  p.params.item_counter = config.dynamic_items ? stream_arrival_counts(scope.context(), stream, 1) : nullptr;
   if (config.tma) {  // choose_prefill_config has checked that the TMA engine can read this call's K/V
     PrefillParams& a = p.params;
     a.tma_tokens_inside_heads = a.k_stride_token < a.k_stride_head;  // HND
