@@ -25,19 +25,21 @@ step() {
   fi
   run "$@"
 }
+ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
 d128=bm128_bn128_st2_mt1_wg
 base=$carry/../mainJ/swajit
 ncu_one() {  # name, bench args: one launch of the default under ncu (the 4th prefill launch: after the checked
              # run and 2 warm-ups), then its pages as text
   local name=$1
   shift
-  run_timeout=30 step ncu --clock-control none --section SpeedOfLight --section WarpStateStats --section SourceCounters \
+  [[ -n $ncu ]] || { echo "==== no ncu found"; return; }
+  run_timeout=30 step "$ncu" --clock-control none --section SpeedOfLight --section WarpStateStats --section SourceCounters \
     --section SchedulerStats --section LaunchStats --section Occupancy -k regex:swajit_prefill --launch-skip 3 --launch-count 1 \
     -f -o "$logs/ncu_$name" "$swajit" bench prefill --reps 1 "$@"
   if [[ -f $logs/ncu_$name.ncu-rep ]]; then
-    ncu --import "$logs/ncu_$name.ncu-rep" --page details > "$logs/ncu_${name}_details.txt" 2>&1
-    ncu --import "$logs/ncu_$name.ncu-rep" --page raw --csv > "$logs/ncu_${name}_raw.csv" 2>&1
-    ncu --import "$logs/ncu_$name.ncu-rep" --page source --csv --print-source sass 2>&1 | gzip > "$logs/ncu_${name}_sass.csv.gz"
+    "$ncu" --import "$logs/ncu_$name.ncu-rep" --page details > "$logs/ncu_${name}_details.txt" 2>&1
+    "$ncu" --import "$logs/ncu_$name.ncu-rep" --page raw --csv > "$logs/ncu_${name}_raw.csv" 2>&1
+    "$ncu" --import "$logs/ncu_$name.ncu-rep" --page source --csv --print-source sass 2>&1 | gzip > "$logs/ncu_${name}_sass.csv.gz"
     grep -E "Duration|Compute \(SM\) Throughput|Registers Per|Warp Cycles Per Issued|Issue Slots Busy|No Eligible|Active Warps Per|Executed Ipc A|stall" "$logs/ncu_${name}_details.txt" | head -40
   fi
 }
