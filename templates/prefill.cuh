@@ -98,6 +98,7 @@ constexpr int kQBuffers = kPersistent ? 2 : 1;  // persistent: the next item's Q
 static_assert(!kPersistent || kTma, "the persistent grid runs the TMA producer ahead into the next item");
 static_assert(!kOverlapItems || (kWarpSpecialize == 2 && kPersistent), "items overlap on ws2's persistent grid");
 static_assert(!kDynamicItems || (kPersistent && !kSnakeOrder), "blocks claim items on the persistent grid, unordered by rounds");
+static_assert(!kTmaStore || (kTma && !kOverlapItems && kMTiles == 1), "the TMA store stages an item's rows in its Q buffer");
 static_assert(kSharedBytes >= kQBuffers * kQBytes + 2 * kStages * kTileBytes + kDequantBytes + kBarrierBytes,
               "prelude shared-memory size too small");
 static_assert((kQBytes + 2 * kStages * kTileBytes) % 1024 == 0, "wgmma tiles need 1024-byte alignment");
@@ -289,14 +290,15 @@ SWAJIT_DEVICE void issue_warpgroup_pv(WarpState<kWarpMTiles>& st, PackedProbabil
 }
 
 // ---- epilogue --------------------------------------------------------------------------------------------------------
-// The warp's rows, normalized (and for 8-bit K/V times the V scale), straight from the accumulators: each lane
-// writes pairs of columns of two rows. `zeros`: an item that saw no tile writes zeros whatever the accumulators hold.
-SWAJIT_DEVICE void write_warp_output(const PrefillParams& P, const WarpState<kMTiles>& st, int first_row, int rows,
-                                     int warp, int lane, int q_head, bool zeros = false) {
+// The warp's rows, normalized (and for 8-bit K/V times the V scale), straight from the accumulators: `store(row, f,
+// pair)` takes each lane's packed pair of columns f * 8 + 2 (lane % 4) (+1) of row `row` (of the item's rows, below
+// `rows`). `zeros`: an item that saw no tile writes zeros whatever the accumulators hold.
+template <class Store>
+SWAJIT_DEVICE void emit_warp_output(const PrefillParams& P, const WarpState<kMTiles>& st, int rows, int warp, int lane,
+                                    int q_head, bool zeros, Store&& store) {
   const float sink = kSinkLogits ? P.sink_logits[q_head * P.sink_logits_stride] : 0.f;
   const int kv_head = kv_head_of(P, q_head);
   const auto v_scale = [&](int channel) { return kKvQuant ? v_scale_at(P, kv_head, channel) : 1.f; };
-  u16* out = static_cast<u16*>(P.out);
 #pragma unroll
   for (int m = 0; m < kMTiles; ++m)
 #pragma unroll
@@ -306,15 +308,23 @@ SWAJIT_DEVICE void write_warp_output(const PrefillParams& P, const WarpState<kMT
       if (row >= rows) continue;
       const float reference = st.row_max[m][h] == SWAJIT_NEG_INF ? 0.f : st.row_max[m][h];
       const float factor = row_normalizer(sink, reference, sum);
-      u16* dst = out + (first_row + row) * P.out_stride_token + q_head * P.out_stride_head + 2 * (lane % 4);
 #pragma unroll
       for (int f = 0; f < kOutFrags; ++f) {
         const int channel = f * 8 + 2 * (lane % 4);
         const float lo = zeros ? 0.f : st.out[m][f][2 * h] * factor * v_scale(channel);
         const float hi = zeros ? 0.f : st.out[m][f][2 * h + 1] * factor * v_scale(channel + 1);
-        *reinterpret_cast<u32*>(dst + f * 8) = pack2(lo, hi, Elem());
+        store(row, f, pack2(lo, hi, Elem()));
       }
     }
+}
+
+// The warp's rows into the output (first_row: the item's first row of q / out).
+SWAJIT_DEVICE void write_warp_output(const PrefillParams& P, const WarpState<kMTiles>& st, int first_row, int rows,
+                                     int warp, int lane, int q_head, bool zeros = false) {
+  u16* out = static_cast<u16*>(P.out) + first_row * P.out_stride_token + q_head * P.out_stride_head + 2 * (lane % 4);
+  emit_warp_output(P, st, rows, warp, lane, q_head, zeros, [&](int row, int f, u32 pair) {
+    *reinterpret_cast<u32*>(out + row * P.out_stride_token + f * 8) = pair;
+  });
 }
 
 // ---- the block's work ------------------------------------------------------------------------------------------------
@@ -372,7 +382,7 @@ SWAJIT_DEVICE int ld_shared_s32(u32 addr) {
   asm volatile("ld.shared.s32 %0, [%1];" : "=r"(v) : "r"(addr) : "memory");
   return v;
 }
-SWAJIT_DEVICE void st_shared_s32(u32 addr, int v) { asm volatile("st.shared.s32 [%0], %1;" ::"r"(addr), "r"(v) : "memory"); }
+SWAJIT_DEVICE void st_shared_u32(u32 addr, u32 v) { asm volatile("st.shared.u32 [%0], %1;" ::"r"(addr), "r"(v) : "memory"); }
 SWAJIT_DEVICE void st_shared_f32(u32 addr, float v) { asm volatile("st.shared.f32 [%0], %1;" ::"r"(addr), "f"(v) : "memory"); }
 
 // The softmax scale of the item's scores: P.scale_log2, times (kF16Mma) the inverse of the power of 2 its Q took.
@@ -860,6 +870,40 @@ SWAJIT_DEVICE void produce(const PrefillParams& P, const BlockWork& w, const Pip
   cp_async_wait_all();  // leave no copy in flight behind
 }
 
+// kTmaStore: a full item's rows (P.tma_store_out) through its Q buffer, whose rows of this warpgroup every Q.K^T that
+// reads them has finished with: each lane's normalized pairs go into the buffer's 128-byte-swizzled layout (the
+// layout TMA boxes land in), then the warpgroup's first thread stores its 64 rows with the TMA engine (one box a 64
+// channels) and waits until the engine has read them; the Q buffer is released after that, for the next item's Q.
+SWAJIT_DEVICE void tma_store_4d(const void* map, u32 src, int c0, int c1, int c2, int c3) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.tensor.4d.global.shared::cta.bulk_group [%0, {%2, %3, %4, %5}], [%1];"
+               ::"l"(map), "r"(src), "r"(c0), "r"(c1), "r"(c2), "r"(c3) : "memory");
+#endif
+}
+SWAJIT_DEVICE void store_output_with_tma(const PrefillParams& P, const Pipeline& pipe, const WarpState<kMTiles>& st,
+                                         const BlockWork& w, int warp, int lane) {
+  constexpr int kWarpgroupRows = 64, kColumnBlocks = kHeadDim / (kWgmmaRowBytes / 2);
+  emit_warp_output(P, st, w.rows, warp, lane, w.q_head, false, [&](int row, int f, u32 pair) {
+    st_shared_u32(w.q_smem + QTile::offset_bytes(row, f) + 4 * (lane % 4), pair);
+  });
+  fence_shared_for_async_proxy();  // the generic-proxy stores, before the TMA engine reads them
+  const int warpgroup = warp / 4;
+  __syncwarp();
+  asm volatile("bar.sync %0, %1;" ::"r"(kConsumerZeroBarrier + warpgroup), "n"(kWarpgroupThreads) : "memory");
+  if (threadIdx.x % kWarpgroupThreads == 0) {
+    const int first_row = w.seq.q_begin + w.row0 + warpgroup * kWarpgroupRows;
+#pragma unroll
+    for (int block = 0; block < kColumnBlocks; ++block)
+      tma_store_4d(&P.out_map, w.q_smem + (block * kBlockM + warpgroup * kWarpgroupRows) * kWgmmaRowBytes,
+                   block * (kWgmmaRowBytes / 2), w.q_head, first_row, 0);
+#if __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+    asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+#endif
+  }
+  pipe.release_q(w.item, lane);  // (its __syncwarp holds the first warp's lanes until the engine has read the rows)
+}
+
 // kOverlapItems (ws2 on the persistent grid): an item's last P.V is not waited for at its end; the consumers carry
 // its P and output accumulators into their next item, issue that P.V together with the next item's first Q.K^T and
 // run the first softmax while it does, then write the finished item's rows. Without it every item began with the
@@ -1001,6 +1045,10 @@ SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pip
     pin_accumulators(st.out[0]);
     pipe.release_v(w.slot(last), lane);
   }
+  if (kTmaStore && P.tma_store_out && w.rows == kBlockM) {
+    store_output_with_tma(P, pipe, st, w, warp, lane);
+    return;
+  }
   pipe.release_q(w.item, lane);  // every Q.K^T of the item has completed
   write_warp_output(P, st, w.seq.q_begin + w.row0, w.rows, warp, lane, w.q_head, kOverlapItems && w.tile_count == 0);
 }
@@ -1120,7 +1168,7 @@ SWAJIT_DEVICE int claim_item(const PrefillParams& P, const Pipeline& pipe, int c
       if (claimed == item_count - 1) atomicExch(P.item_counter, 0);  // the grid's last claim
       item = int(gridDim.x) + claimed;
     }
-    st_shared_s32(slot, item);
+    st_shared_u32(slot, u32(item));
   }
   producer_sync();
   const int item = ld_shared_s32(slot);

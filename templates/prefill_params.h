@@ -54,6 +54,10 @@ struct PrefillParams {
   // follow each other in the cache is moved by one box per 64 channels instead of one per page.
   int tma_page_runs;
   PrefillTensorMap k_run_map, v_run_map;
+  // tma_store configs only: the output as a 4-d tensor {channel, q head, token, 1} (boxes of 64 channels x 64 rows), when
+  // its layout allows (tma_store_out; else the rows are stored from the registers)
+  int tma_store_out;
+  PrefillTensorMap out_map;
 };
 
 // Bits of PrefillParams::status[0] (above paged decode's, as both families share one status word per device); a

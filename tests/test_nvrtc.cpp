@@ -46,6 +46,7 @@ TEST_CASE("generated prefill kernels compile for sm_90a and sm_80") {
   const auto persistent_tma = [](PrefillConfig c) { c.tma = c.persistent = true; return c; };
   const auto overlapped = [](PrefillConfig c) { c.snake_order = c.overlap_items = true; return c; };
   const auto dynamic = [](PrefillConfig c) { c.dynamic_items = true; return c; };
+  const auto stored = [](PrefillConfig c) { c.tma_store = true; return c; };
   struct Case { const char* key; PrefillConfig config; };
   const Case cases[] = {
       {"prefill_bf16_d128_contig_g4_local_global", PrefillConfig{128, 64, 2}},
@@ -60,6 +61,8 @@ TEST_CASE("generated prefill kernels compile for sm_90a and sm_80") {
       {"prefill_bf16_d128_contig_g4_local", overlapped(persistent_tma(PrefillConfig{128, 128, 2, 1, true, 1, 2}))},
       // dynamic items (blocks claim their next item; the producer alone scans a paged sequence's pages)
       {"prefill_bf16_d128_p16_nhd_g4_local", dynamic(persistent_tma(PrefillConfig{128, 128, 2, 1, true, 1, 2}))},
+      // the output through the Q buffer and a TMA store
+      {"prefill_bf16_d128_contig_g4_local", stored(persistent_tma(PrefillConfig{128, 128, 2, 1, true, 1, 3}))},
   };
   for (const Case& c : cases) {
     const GeneratedKernel k = generate_prefill_cuda(KernelSpec::from_key(c.key), c.config);

@@ -340,6 +340,15 @@ TEST_CASE("prefill spec keys and configs round-trip; invalid ones are named") {
   PrefillConfig dynamic_alone = tma;
   dynamic_alone.dynamic_items = true;
   CHECK_THROWS_WITH_AS(dynamic_alone.validate(contiguous), doctest::Contains("dynamic_items = true needs persistent"), Error);
+  // tma_store (tma, no overlapped items): the output rows through the Q buffer and a TMA store
+  PrefillConfig stored = dynamic;
+  stored.tma_store = true;
+  CHECK(stored.key() == persistent.key() + "_dy_ts");
+  CHECK(PrefillConfig::from_key(stored.key()) == stored);
+  CHECK(PrefillConfig::from_key("bm128_bn128_st2_mt1_wg_ws2_tma_pt_sn_ts_f16_pr40_oc2").tma_store);
+  CHECK_NOTHROW(stored.validate(contiguous));
+  stored.overlap_items = true;
+  CHECK_THROWS_WITH_AS(stored.validate(contiguous), doctest::Contains("tma_store = true needs tma = true and overlap_items = false"), Error);
   CHECK(gw.producer_registers == 56);
   CHECK(gw.consumer_registers == 224);  // (168 x 384 - 56 x 128) / 256
   CHECK(gw.producer_registers * 128 + gw.consumer_registers * 256 <= 168 * 384);

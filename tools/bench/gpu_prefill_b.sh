@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Session 8 run B (issue 15, evidence first; removed after the run): under 110 s on the H200.
-#   0. correctness: dynamic items, the paged TMA tiles (bad pages), the snake-order cases (the default at seq <= 8192);
+#   0. correctness: dynamic items, TMA store, the paged TMA tiles (bad pages), the snake-order cases (the default at
+#      seq <= 8192);
 #   1. ncu (SpeedOfLight, WarpStateStats, SourceCounters, SchedulerStats) on ONE launch of the default at seq 4096 kv 32 and at seq 32768 kv 8 (details page, raw
 #      metrics, SASS source counters gzipped);
 #   2. per-item %globaltimer stamps (SWAJIT_PREFILL_ITEM_CLOCK=1, a fresh database) at the same two rows, placed by
 #      item_clock.py: span, tail, busy share, item time = overhead + tiles x per-tile time;
-#   3. the grid's default against the knobs (ping-pong ws3, overlapped items, dynamic items) and BASE
+#   3. the grid's default against the knobs (ping-pong ws3, overlapped items, dynamic items, TMA store) and BASE
 #      (session 7's binary, ../mainJ/swajit), the floor beside each time.
 # Usage: gpu_prefill_b.sh CARRY_DIR LOG_DIR
 set -uo pipefail
@@ -54,16 +55,18 @@ bench() { step stdbuf -oL "$swajit" bench prefill --matmul-tflops "$mm" --reps 1
   # correctness: dynamic items (new), the paged TMA tiles whose producer alone now scans the pages (bad pages: zero
   # tiles), the default's tile at seq <= 8192 (snake order)
   run_timeout=15 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "dynamic items"
+  run_timeout=10 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "TMA store"
   run_timeout=10 step "$carry/test_decode_gpu" -tc="paged prefill*"
   run_timeout=10 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "snake order"
-  # the seq 4096 column: default (snake order) against ping-pong, overlapped items, dynamic items (ws2, ws3)
-  run_timeout=20 bench --seq 4096 --num-kv-heads 32,8 --configs \
-    "default,${d128}_ws3_tma_pt_sn,${d128}_ws2_tma_pt_sn_ov,${d128}_ws2_tma_pt_dy,${d128}_ws3_tma_pt_dy"
+  # the seq 4096 column: default (snake order) against ping-pong, overlapped items, dynamic items (ws2, ws3), the
+  # output by TMA store
+  run_timeout=25 bench --seq 4096 --num-kv-heads 32,8 --configs "default,${d128}_ws3_tma_pt_sn,${d128}_ws2_tma_pt_sn_ov,\
+${d128}_ws2_tma_pt_dy,${d128}_ws3_tma_pt_dy,${d128}_ws2_tma_pt_sn_ts"
   ncu_one s4096_kv32 --seq 4096 --num-kv-heads 32
   clock_one --seq 4096 --num-kv-heads 32
   ncu_one s32768_kv8 --seq 32768 --num-kv-heads 8
   clock_one --seq 32768 --num-kv-heads 8
-  run_timeout=15 bench --seq 32768 --num-kv-heads 8 --configs "default,${d128}_ws2_tma_pt_dy,${d128}_ws3_tma_pt"
+  run_timeout=15 bench --seq 32768 --num-kv-heads 8 --configs "default,${d128}_ws2_tma_pt_dy,${d128}_ws3_tma_pt,${d128}_ws2_tma_pt_ts"
   # paged 16 shuffled: the default (producer at 40 registers; its consumers no longer scan) against the producer at 56
   run_timeout=12 bench --seq 8192 --num-kv-heads 8 --page-size 16 --shuffle-pages --configs "default,${d128}_ws2_tma_pt_sn"
   [[ -x $base ]] && SWAJIT_DB=$(mktemp -d)/base.db run_timeout=10 step stdbuf -oL "$base" bench prefill \

@@ -349,6 +349,27 @@ void encode_prefill_kv_map(PrefillTensorMap& map, const PrefillProblem& p, const
   encode_kv_tensor_map(&map, view, box_rows);
 }
 
+// The output's tensor map for the tma_store epilogue (PrefillParams::out_map): boxes of 64 channels x 64 tokens (a
+// consumer warpgroup's rows of a full tile) of one q head, stored from the Q buffer's 128-byte-swizzled layout. False
+// (the rows go from the registers) unless the output is 16-byte aligned with the token stride above the head stride.
+bool encode_prefill_out_map(PrefillTensorMap& map, const PrefillProblem& p) {
+  const PrefillParams& a = p.params;
+  KvTensorView view;
+  view.base = a.out;
+  view.stride_token = a.out_stride_token;
+  view.stride_head = a.out_stride_head;
+  view.bf16 = p.spec.dtype == DType::kBF16;
+  view.head_dim = p.spec.head_dim;
+  view.num_kv_heads = p.num_q_heads;
+  view.tokens_per_page = std::max(a.total_q, 1);
+  view.pages = 1;
+  view.one_run = true;
+  if (view.stride_token < view.stride_head || !kv_tensor_map_problem(view, view, true).empty()) return false;
+  constexpr int kWarpgroupRows = 64;
+  encode_kv_tensor_map(&map, view, kWarpgroupRows);
+  return true;
+}
+
 // Whether a tma call may move a tile of consecutive pages as one box (PrefillParams::tma_page_runs): a paged NHD
 // cache of pages smaller than a tile, each packed right after the previous one (so token t of page g is row
 // g * page_size + t of one tensor), with row coordinates that fit the kernel's int.
@@ -416,6 +437,7 @@ void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& op
       encode_prefill_kv_map(a.v_run_map, p, config, a.v, a.v_stride_page, a.v_stride_token, a.v_stride_head, true);
     }
   }
+  p.params.tma_store_out = config.tma_store && encode_prefill_out_map(p.params.out_map, p);
   void* args[] = {&p.params};
   const int64_t q_tiles = (p.max_q_len + config.block_m - 1) / config.block_m;
   p.params.q_tiles = static_cast<int>(q_tiles);
