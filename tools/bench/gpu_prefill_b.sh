@@ -45,6 +45,7 @@ ncu_one() {  # name, bench args: one launch of the default under ncu (the 4th pr
   fi
 }
 clock_one() {  # bench args: one row with per-item stamps (its own fresh database: the stamped kernel has the same key)
+  if ((SECONDS + 25 > budget_s + 10)); then echo "==== SKIPPED (past ${budget_s} s): item clock $*"; return; fi
   echo "==== item clock: $*"
   SWAJIT_PREFILL_ITEM_CLOCK=1 SWAJIT_DB=$(mktemp -d)/clock.db timeout 25 "$swajit" bench prefill --reps 2 "$@" \
     2>&1 | tee >(grep -v '^IC ' >&2) | python3 "$here/item_clock.py"
@@ -64,11 +65,11 @@ bench() { step stdbuf -oL "$swajit" bench prefill --matmul-tflops "$mm" --reps 1
 ${d128}_ws2_tma_pt_dy,${d128}_ws3_tma_pt_dy,${d128}_ws2_tma_pt_sn_ts"
   ncu_one s4096_kv32 --seq 4096 --num-kv-heads 32
   clock_one --seq 4096 --num-kv-heads 32
-  ncu_one s32768_kv8 --seq 32768 --num-kv-heads 8
   clock_one --seq 32768 --num-kv-heads 8
   run_timeout=15 bench --seq 32768 --num-kv-heads 8 --configs "default,${d128}_ws2_tma_pt_dy,${d128}_ws3_tma_pt,${d128}_ws2_tma_pt_ts"
   # paged 16 shuffled: the default (producer at 40 registers; its consumers no longer scan) against the producer at 56
   run_timeout=12 bench --seq 8192 --num-kv-heads 8 --page-size 16 --shuffle-pages --configs "default,${d128}_ws2_tma_pt_sn"
+  ncu_one s32768_kv8 --seq 32768 --num-kv-heads 8
   [[ -x $base ]] && SWAJIT_DB=$(mktemp -d)/base.db run_timeout=10 step stdbuf -oL "$base" bench prefill \
     --matmul-tflops "$mm" --reps 10 --seq 4096 --num-kv-heads 32,8
   # head sections of 8 q heads with snake order at seq 4096 (the sections' K/V fit L2; the default keeps one section)
