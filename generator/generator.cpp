@@ -344,6 +344,7 @@ GeneratedKernel generate_prefill_cuda(const KernelSpec& spec, const PrefillConfi
      << "constexpr bool kOverlapItems = " << flag(config.overlap_items) << ";  // an item's last P.V goes with the next's S(0)\n"
      << "constexpr bool kDynamicItems = " << flag(config.dynamic_items) << ";  // blocks claim their next item\n"
      << "constexpr bool kTmaStore = " << flag(config.tma_store) << ";  // the output rows by a TMA store\n"
+     << "constexpr int kSoftmaxChains = " << (config.softmax_chains ? 4 : 1) << ";  // independent chains of a row's max and sum\n"
      << "constexpr bool kF16Mma = " << flag(config.f16_mma) << ";  // 8-bit K/V: the MMAs in fp16 (bf16 q)\n"
      << "typedef " << (config.f16_mma ? "fp16_tag" : "Elem") << " MmaElem;  // the MMAs' 16-bit operand format\n"
      << "constexpr bool kItemClock = " << flag(prefill_item_clock()) << ";  // experiment: per-item %globaltimer stamps\n"

@@ -337,15 +337,16 @@ std::string PrefillConfig::compile_key() const {
   return "bm" + std::to_string(block_m) + "_bn" + std::to_string(block_n) + "_st" + std::to_string(stages) + "_mt" +
          std::to_string(m_tiles) + (wgmma ? "_wg" : "") + (warp_specialize > 0 ? "_ws" + std::to_string(warp_specialize) : "") + (tma ? "_tma" : "") +
          (persistent ? "_pt" : "") + (snake_order ? "_sn" : "") + (overlap_items ? "_ov" : "") +
-         (dynamic_items ? "_dy" : "") + (tma_store ? "_ts" : "") + (f16_mma ? "_f16" : "") +
+         (dynamic_items ? "_dy" : "") + (tma_store ? "_ts" : "") +
+         (softmax_chains ? "_ch" : "") + (f16_mma ? "_f16" : "") +
          (producer_registers > 0 ? "_pr" + std::to_string(producer_registers) : "") +
          (min_blocks > 1 ? "_oc" + std::to_string(min_blocks) : "");
 }
 
 PrefillConfig PrefillConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
-  const std::string form = "bm<M>_bn<N>_st<S>_mt<T>[_wg][_ws<W>][_tma][_pt][_sn][_ov][_dy][_ts][_f16][_pr<R>][_oc<B>]";
-  if (parts.size() < 4 || parts.size() > 15)
+  const std::string form = "bm<M>_bn<N>_st<S>_mt<T>[_wg][_ws<W>][_tma][_pt][_sn][_ov][_dy][_ts][_ch][_f16][_pr<R>][_oc<B>]";
+  if (parts.size() < 4 || parts.size() > 16)
     throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form " + form);
   PrefillConfig config;
   config.block_m = parse_prefixed_int(parts[0], "bm", "block_m", key);
@@ -362,6 +363,7 @@ PrefillConfig PrefillConfig::from_key(std::string_view key) {
   if (next < parts.size() && parts[next] == "ov") config.overlap_items = true, ++next;
   if (next < parts.size() && parts[next] == "dy") config.dynamic_items = true, ++next;
   if (next < parts.size() && parts[next] == "ts") config.tma_store = true, ++next;
+  if (next < parts.size() && parts[next] == "ch") config.softmax_chains = true, ++next;
   if (next < parts.size() && parts[next] == "f16") config.f16_mma = true, ++next;
   if (next < parts.size() && parts[next].rfind("pr", 0) == 0)
     config.producer_registers = parse_prefixed_int(parts[next++], "pr", "producer_registers", key);

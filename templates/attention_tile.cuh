@@ -128,12 +128,17 @@ struct AllVisible {
 // VisibleColumns of row r (0 .. 16 * kMTiles - 1) of the warp over its columns (0 .. 8 * kFrags - 1); only asked
 // when kMasked, once per row the lane holds.
 // The scale (> 0, so it commutes with max) is applied once per row to the max and fused into each exponent's FMA.
-template <bool kMasked, int kMTiles, int kFrags, class RowColumns>
+// kChains > 1: each row's max and sum over the tile run as kChains independent chains (fragment f in chain
+// f % kChains), combined at the end, instead of one dependent chain of 8 * kFrags / 4 operations: latency, not
+// issue, bounds a warp's softmax when few warps share a scheduler (prefill: 2 consumer warps, ncu stall_wait).
+template <bool kMasked, int kChains = 1, int kMTiles, int kFrags, class RowColumns>
 SWAJIT_DEVICE void online_softmax(WarpState<kMTiles>& st, float (&scores)[kMTiles][kFrags][4], float scale_log2,
                                   int lane, RowColumns row_columns, float (&rescale)[kMTiles][2]) {
 #pragma unroll
   for (int m = 0; m < kMTiles; ++m) {
-    float tile_max[2] = {SWAJIT_NEG_INF, SWAJIT_NEG_INF};
+    float tile_max[2][kChains];
+#pragma unroll
+    for (int k = 0; k < kChains; ++k) tile_max[0][k] = tile_max[1][k] = SWAJIT_NEG_INF;
     if constexpr (kMasked) {
 #pragma unroll
       for (int h = 0; h < 2; ++h) {  // one row's bounds live at a time: few registers
@@ -148,24 +153,34 @@ SWAJIT_DEVICE void online_softmax(WarpState<kMTiles>& st, float (&scores)[kMTile
 #pragma unroll
     for (int f = 0; f < kFrags; ++f) {
 #pragma unroll
-      for (int c = 0; c < 4; ++c) tile_max[c / 2] = fmaxf(tile_max[c / 2], scores[m][f][c]);
+      for (int c = 0; c < 4; ++c) tile_max[c / 2][f % kChains] = fmaxf(tile_max[c / 2][f % kChains], scores[m][f][c]);
     }
-    float reference[2];
+    float reference[2], sums[2][kChains];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const float new_max = fmaxf(st.row_max[m][h], quad_max(tile_max[h]) * scale_log2);
+#pragma unroll
+      for (int k = 1; k < kChains; ++k) tile_max[h][0] = fmaxf(tile_max[h][0], tile_max[h][k]);
+      const float new_max = fmaxf(st.row_max[m][h], quad_max(tile_max[h][0]) * scale_log2);
       reference[h] = new_max == SWAJIT_NEG_INF ? 0.f : new_max;
       rescale[m][h] = fast_exp2(st.row_max[m][h] - reference[h]);
       st.row_max[m][h] = new_max;
-      st.row_sum[m][h] *= rescale[m][h];
+      sums[h][0] = st.row_sum[m][h] * rescale[m][h];  // chain 0 carries the running sum (kChains 1: as it always did)
+#pragma unroll
+      for (int k = 1; k < kChains; ++k) sums[h][k] = 0.f;
     }
 #pragma unroll
     for (int f = 0; f < kFrags; ++f) {
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
         scores[m][f][c] = fast_exp2(fmaf(scores[m][f][c], scale_log2, -reference[c / 2]));
-        st.row_sum[m][c / 2] += scores[m][f][c];
+        sums[c / 2][f % kChains] += scores[m][f][c];
       }
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+#pragma unroll
+      for (int k = 1; k < kChains; ++k) sums[h][0] += sums[h][k];
+      st.row_sum[m][h] = sums[h][0];
     }
   }
 }

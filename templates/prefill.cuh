@@ -396,13 +396,13 @@ SWAJIT_DEVICE void tile_softmax(const PrefillParams& P, const BlockWork& w, Warp
                                 float (&rescale)[kMTiles][2]) {
   const int tile_begin = w.ranges.tile_begin(t), tile_end = w.ranges.tile_end(t);
   if (tile_fully_visible(tile_begin, tile_end, w.p_min, w.p_max, P.local_window, P.global_window)) {
-    online_softmax<false>(st, scores, score_scale_log2(P, w), lane, AllVisible(), rescale);
+    online_softmax<false, kSoftmaxChains>(st, scores, score_scale_log2(P, w), lane, AllVisible(), rescale);
   } else {
     const int warp_p = w.p_min + warp * kWarpRows;  // position of the warp's row 0
     const auto row_columns = [&](int r) {
       return visible_columns(warp_p + r, tile_begin, tile_end, P.local_window, P.global_window);
     };
-    online_softmax<true>(st, scores, score_scale_log2(P, w), lane, row_columns, rescale);
+    online_softmax<true, kSoftmaxChains>(st, scores, score_scale_log2(P, w), lane, row_columns, rescale);
   }
 }
 

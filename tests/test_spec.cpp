@@ -347,6 +347,10 @@ TEST_CASE("prefill spec keys and configs round-trip; invalid ones are named") {
   CHECK(PrefillConfig::from_key(stored.key()) == stored);
   CHECK(PrefillConfig::from_key("bm128_bn128_st2_mt1_wg_ws2_tma_pt_sn_ts_f16_pr40_oc2").tma_store);
   CHECK_NOTHROW(stored.validate(contiguous));
+  stored.softmax_chains = true;
+  CHECK(stored.key() == persistent.key() + "_dy_ts_ch");
+  CHECK(PrefillConfig::from_key(stored.key()) == stored);
+  CHECK(PrefillConfig::from_key("bm128_bn128_st2_mt1_ch").softmax_chains);
   stored.overlap_items = true;
   CHECK_THROWS_WITH_AS(stored.validate(contiguous), doctest::Contains("tma_store = true needs tma = true and overlap_items = false"), Error);
   CHECK(gw.producer_registers == 56);

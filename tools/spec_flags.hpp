@@ -67,7 +67,7 @@ struct ConfigFlags {
   std::optional<bool> l2_ahead, table_prefetch;  // sparse_decode's gather prefetches (--persistent: its persistent grid)
   std::optional<int> block_m, block_n, warps_n, stages, num_splits, m_tiles, min_blocks, warp_specialize, producer,
       producer_registers;
-  std::optional<bool> wgmma, tma, persistent, snake_order, overlap_items, dynamic_items, tma_store, mma, token_split, fused_merge, l2_prefetch, mla,
+  std::optional<bool> wgmma, tma, persistent, snake_order, overlap_items, dynamic_items, tma_store, softmax_chains, mma, token_split, fused_merge, l2_prefetch, mla,
       integer_scores, pages_first, pages_ahead, copy_ahead, score_ahead, split_scores, f16_mma;
   void add_to(CLI::App& app) {
     app.add_option("--block-m", block_m, "prefill: query rows per block");
@@ -86,6 +86,8 @@ struct ConfigFlags {
                    "prefill, persistent: blocks claim the next work item as they come free (true/false)");
     app.add_option("--tma-store", tma_store,
                    "prefill, tma: the output rows through shared memory and a TMA store (true/false)");
+    app.add_option("--softmax-chains", softmax_chains,
+                   "prefill: each row's max and sum over a tile as 4 independent chains (true/false)");
     app.add_option("--f16-mma", f16_mma, "prefill, 8-bit K/V with tma and bf16 q: the MMAs in fp16 (true/false)");
     app.add_option("--producer-registers", producer_registers,
                    "prefill, warp specialized: the producer's registers after setmaxnreg (24..56, multiple of 8; the consumers get the rest)");
@@ -118,7 +120,7 @@ struct ConfigFlags {
   }
   bool any() const {
     return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || persistent ||
-           snake_order || overlap_items || dynamic_items || tma_store || producer_registers || mma || producer || token_split || fused_merge || l2_prefetch || mla ||
+           snake_order || overlap_items || dynamic_items || tma_store || softmax_chains || producer_registers || mma || producer || token_split || fused_merge || l2_prefetch || mla ||
            integer_scores || pages_first || pages_ahead || copy_ahead || score_ahead || split_scores || l2_ahead || table_prefetch || f16_mma;
   }
   // Flags given on top of `base`.
@@ -172,6 +174,7 @@ struct ConfigFlags {
     if (overlap_items) base.overlap_items = *overlap_items;
     if (dynamic_items) base.dynamic_items = *dynamic_items;
     if (tma_store) base.tma_store = *tma_store;
+    if (softmax_chains) base.softmax_chains = *softmax_chains;
     if (f16_mma) base.f16_mma = *f16_mma;
     if (producer_registers) base.producer_registers = *producer_registers;
     return base;
