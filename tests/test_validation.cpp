@@ -339,18 +339,23 @@ TEST_CASE("prefill: a valid call derives the spec and the exact grid from host m
   PrefillConfig persistent{128, 128, 2, 1, true, 1, 2};
   persistent.tma = persistent.persistent = true;
   CHECK(with_item_order(p, persistent).snake_order);  // head_dim 64 as 128 (run B3: 1.04x at seq 8192)
+  CHECK_FALSE(with_item_order(p, persistent).dynamic_items);  // not measured at head_dim 64
   PrefillTensors t128(128);
   PrefillProblem d128 = t128.describe(o);
-  CHECK(with_item_order(d128, persistent).snake_order);  // 5 queries, window 4096
+  // head_dim 128: dynamic items where the run is one causal triangle (session 8 run B: 1.03-1.05x at seq 4096)
+  const auto ordered = [&](const PrefillConfig& c) { return with_item_order(d128, c); };
+  CHECK((ordered(persistent).dynamic_items && !ordered(persistent).snake_order));  // 5 queries, window 4096
+  d128.max_q_len = 4096;
+  CHECK((ordered(persistent).dynamic_items && !ordered(persistent).snake_order));  // the window
   d128.max_q_len = 8192;
-  CHECK(with_item_order(d128, persistent).snake_order);  // twice the window
+  CHECK((ordered(persistent).snake_order && !ordered(persistent).dynamic_items));  // twice the window
   d128.max_q_len = 8193;
-  CHECK_FALSE(with_item_order(d128, persistent).snake_order);  // most rounds of equal items
+  CHECK_FALSE((ordered(persistent).snake_order || ordered(persistent).dynamic_items));  // most items equal
   d128.params.local_window = 0;
-  CHECK(with_item_order(d128, persistent).snake_order);  // no local window: all ramp
+  CHECK(ordered(persistent).dynamic_items);  // no local window: one triangle
   PrefillConfig one_item_a_block = persistent;
   one_item_a_block.persistent = false;
-  CHECK_FALSE(with_item_order(d128, one_item_a_block).snake_order);
+  CHECK_FALSE((ordered(one_item_a_block).snake_order || ordered(one_item_a_block).dynamic_items));
   o.causal = false;
   o.gqa = GqaMapping::kInterleaved;
   CHECK(t.describe(o).spec.key() == "prefill_bf16_d64_contig_g4_local_global_noncausal_gqai");
@@ -445,7 +450,7 @@ TEST_CASE("prefill: the default config drops TMA where the call's K/V layout doe
   const PrefillConfig tma = choose_prefill_config(suitable, o, h200, nullptr);
   CHECK(tma.tma);
   CHECK(tma == with_item_order(suitable, heuristic_prefill_config(suitable.spec, h200)));
-  CHECK(tma.snake_order);  // 5 queries, no local window: all ramp
+  CHECK(tma.dynamic_items);  // 5 queries, no local window: one causal triangle
   std::vector<int64_t> tokens_inside_heads = {t.d, int64_t(t.total_kv) * t.d, 1};  // v HND-ordered, k NHD
   t.v.strides = tokens_inside_heads.data();
   const PrefillProblem mixed = t.describe(o);

@@ -291,9 +291,16 @@ PrefillConfig with_item_order(const PrefillProblem& p, PrefillConfig config) {
   // sees (the whole run without a local window). Session 7 run B2 (head_dim 128, 32 q heads, window 4096): 1.10-1.11x
   // at seq 4096, 1.03-1.04x at 8192; at 16384 and 32768, where most rounds hold equal items, 0.91-1.01x. head_dim 64
   // (run B3, kv 8): 1.04x at seq 8192, 0.99x at 32768. head_dim 256 runs no persistent grid.
+  // Where the whole run is one causal triangle (at most the keys a query sees), head_dim 128 with 16-bit K/V: blocks
+  // claim their items instead (dynamic_items; session 8 run B, seq 4096: 1.05x / 1.03x at 32 / 8 kv heads over snake
+  // order, which still left 6.8% of the SMs' time idle at the grid's end; at seq 32768, where the items are equal,
+  // 0.90x). 8-bit K/V (its widening producer) was not measured with it.
   const int64_t visible = p.params.local_window > 0 ? p.params.local_window : p.max_q_len;
   const bool ramp = p.spec.causal && int64_t(p.max_q_len) <= 2 * visible;
-  config.snake_order = config.persistent && (p.spec.head_dim == 128 || p.spec.head_dim == 64) && ramp;
+  const bool triangle = p.spec.causal && int64_t(p.max_q_len) <= visible;
+  config.dynamic_items = config.persistent && p.spec.head_dim == 128 && p.spec.kv_quant == KvQuant::kNone && triangle;
+  config.snake_order =
+      config.persistent && !config.dynamic_items && (p.spec.head_dim == 128 || p.spec.head_dim == 64) && ramp;
   return config;
 }
 
