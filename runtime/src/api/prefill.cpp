@@ -228,6 +228,10 @@ PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo&
     // which spill below their 56 registers (s7-prefill8).
     if (!spec.is_contiguous_kv() && spec.kv_quant == KvQuant::kNone)
       candidates[0].producer_registers = kPagedProducerRegisters;
+    // Each row's max and sum over a tile as 4 chains (16-bit K/V; session 8 run B2): seq 16384, 32 kv heads 582.2
+    // against 574.4 TFLOP/s; seq 32768, 8 kv heads 597.1 against 595.9; with dynamic items and the TMA store at seq
+    // 4096 / 8192 (with_item_order) 1.01-1.04x over those two alone.
+    candidates[0].softmax_chains = spec.kv_quant == KvQuant::kNone;
   } else if (spec.head_dim == 64)
     candidates = {specialized(192, 128, 2, true, 1, true)};
   else if (spec.head_dim == 256)
@@ -291,16 +295,18 @@ PrefillConfig with_item_order(const PrefillProblem& p, PrefillConfig config) {
   // sees (the whole run without a local window). Session 7 run B2 (head_dim 128, 32 q heads, window 4096): 1.10-1.11x
   // at seq 4096, 1.03-1.04x at 8192; at 16384 and 32768, where most rounds hold equal items, 0.91-1.01x. head_dim 64
   // (run B3, kv 8): 1.04x at seq 8192, 0.99x at 32768. head_dim 256 runs no persistent grid.
-  // Where the whole run is one causal triangle (at most the keys a query sees), head_dim 128 with 16-bit K/V: blocks
-  // claim their items instead (dynamic_items; session 8 run B, seq 4096: 1.05x / 1.03x at 32 / 8 kv heads over snake
-  // order, which still left 6.8% of the SMs' time idle at the grid's end; at seq 32768, where the items are equal,
-  // 0.90x). 8-bit K/V (its widening producer) was not measured with it.
+  // head_dim 128 with 16-bit K/V on those rows: blocks claim their items instead (dynamic_items; snake order still
+  // left 6.8% of the SMs' time idle at the grid's end, session 8 run B ncu), with the rows stored by TMA (tma_store):
+  // session 8 run B2 (softmax chains on all three), seq 4096: 542.2 / 547.0 TFLOP/s at 32 / 8 kv heads against snake
+  // order's 495.4 / 510.1 (1.09x / 1.07x); seq 8192: 582.0 / 580.7 against 542.5 / 556.9 (1.07x / 1.04x); paged 16
+  // shuffled, seq 8192: 551.6 against 538.4. Beyond the ramp, where the items are equal, dynamic items lost (seq
+  // 32768: 0.90x, run B) and so did the TMA store (its consumers spill 48 bytes: 0.95-1.00x, run B2). 8-bit K/V (its
+  // widening producer) was not measured with either.
   const int64_t visible = p.params.local_window > 0 ? p.params.local_window : p.max_q_len;
   const bool ramp = p.spec.causal && int64_t(p.max_q_len) <= 2 * visible;
-  const bool triangle = p.spec.causal && int64_t(p.max_q_len) <= visible;
-  config.dynamic_items = config.persistent && p.spec.head_dim == 128 && p.spec.kv_quant == KvQuant::kNone && triangle;
-  config.snake_order =
-      config.persistent && !config.dynamic_items && (p.spec.head_dim == 128 || p.spec.head_dim == 64) && ramp;
+  const bool claimed = config.persistent && p.spec.head_dim == 128 && p.spec.kv_quant == KvQuant::kNone && ramp;
+  config.dynamic_items = config.tma_store = claimed;
+  config.snake_order = config.persistent && !claimed && (p.spec.head_dim == 128 || p.spec.head_dim == 64) && ramp;
   return config;
 }
 
