@@ -9,11 +9,11 @@
 #      (about 2 minutes for prefill) is `swajit check --device cuda`;
 #   1. the issue's grid (32 q heads, 32 and 8 kv heads, head_dim 128, window 4096, seq 4K-32K): the default, with
 #      session 7's default config beside where it differs, and session 7's binary (BASE: ../mainJ/swajit beside the
-#      carry, when there) on the same rows; session 8's TMA store and softmax chains knobs beside;
+#      carry, when there) on the same rows; at seq 4096 the default less one of session 8's knobs at a time;
 #   2. paged (pages of 16 tokens shuffled: a TMA box a page) at seq 32768 against step 1's contiguous row (bar: within
 #      5%), in the middle of step 1's rows;
-#   3. first use (generate + NVRTC + module load) of the head_dim 128 defaults (contiguous at seq 4096 and 8192,
-#      paged 16 at 4096) and of the three knobs together;
+#   3. first use (generate + NVRTC + module load) of the head_dim 128 defaults (contiguous up to seq 8192 and
+#      beyond, paged 16 up to 8192);
 #   4. as time allows: the rows tools/bench/prefill_peers.py times for FlashInfer (head_dim 64 and 256, GQA 32/4).
 # Usage: tools/bench/gpu_prefill.sh CARRY_DIR LOG_DIR
 #   CARRY_DIR: what tools/bench/prepare_gpu_carry.sh made (.carry: swajit, the GPU test binaries, lib/)
@@ -52,27 +52,29 @@ bench() { step stdbuf -oL "$swajit" bench prefill --matmul-tflops "$mm" --reps 1
   run_timeout=15 step "$carry/test_decode_gpu" \
     -tc="prefill: invalid*,prefill: 8-bit*,prefill: varlen*,paged prefill*,concurrent streams: decode and prefill*"
 
-  # 1. the grid: the default (dynamic items at seq 4096, snake order at 8192, round-robin beyond) against session 7's
-  #    default config and BASE, and the TMA store (_ts) and softmax chains (_ch) knobs on it
+  # 1. the grid: the default (seq <= 8192: dynamic items, the TMA store and softmax chains, _dy_ts_ch; beyond:
+  #    round-robin with softmax chains, _ch) against session 7's default config and BASE; at seq 4096 the default
+  #    less one knob at a time
   run_timeout=25 bench --seq 4096 --num-kv-heads 32,8 --configs "default,$s7_ramp,${d128}_ws2_tma_pt_dy_ts,\
-${d128}_ws2_tma_pt_dy_ch,${d128}_ws2_tma_pt_dy_ts_ch"
+${d128}_ws2_tma_pt_dy_ch,${d128}_ws2_tma_pt_sn_ts_ch"
   [[ -x $base ]] && SWAJIT_DB=$(mktemp -d)/base.db run_timeout=12 step stdbuf -oL "$base" bench prefill \
     --matmul-tflops "$mm" --reps 10 --seq 4096 --num-kv-heads 32,8
-  run_timeout=20 bench --seq 16384,32768 --num-kv-heads 8 --configs "default,${d128}_ws2_tma_pt_ch"
+  run_timeout=20 bench --seq 16384,32768 --num-kv-heads 8 --configs "default,${d128}_ws2_tma_pt,${d128}_ws2_tma_pt_ts_ch_pr40"
   # 2. paged 16 shuffled against step 1's contiguous kv 8 rows (bar: within 5%)
   run_timeout=12 bench --seq 32768 --num-kv-heads 8 --page-size 16 --shuffle-pages
-  run_timeout=15 bench --seq 8192 --num-kv-heads 32,8 --configs "default,${d128}_ws2_tma_pt_dy,${d128}_ws2_tma_pt_sn_ch"
-  run_timeout=12 bench --seq 16384 --num-kv-heads 32 --configs "default,${d128}_ws2_tma_pt_ch"
+  run_timeout=15 bench --seq 8192 --num-kv-heads 32,8 --configs "default,$s7_ramp"
+  run_timeout=12 bench --seq 16384 --num-kv-heads 32 --configs "default,${d128}_ws2_tma_pt"
   [[ -x $base ]] && SWAJIT_DB=$(mktemp -d)/base.db run_timeout=15 step stdbuf -oL "$base" bench prefill \
     --matmul-tflops "$mm" --reps 10 --seq 8192,32768 --num-kv-heads 8
 
   # 3. first use of the head_dim 128 defaults (generate + NVRTC + module load; the database is not used)
-  for knobs in "--dynamic-items true" "--snake-order true" "--dynamic-items true --tma-store true --softmax-chains true"; do
+  for knobs in "--dynamic-items true --tma-store true --softmax-chains true" "--softmax-chains true"; do
     run_timeout=8 step "$swajit" gen --key prefill_bf16_d128_contig_g4_local --block-m 128 --block-n 128 --stages 2 \
       --wgmma true --warp-specialize 2 --tma true --persistent true $knobs --jit-time
   done
   run_timeout=8 step "$swajit" gen --key prefill_bf16_d128_p16_nhd_g4_local --block-m 128 --block-n 128 --stages 2 \
-    --wgmma true --warp-specialize 2 --tma true --persistent true --dynamic-items true --producer-registers 40 --jit-time
+    --wgmma true --warp-specialize 2 --tma true --persistent true --dynamic-items true --tma-store true \
+    --softmax-chains true --producer-registers 40 --jit-time
 
   # 4. as time allows: the rows of tools/bench/prefill_peers.py
   run_timeout=10 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 64
