@@ -373,7 +373,8 @@ PrefillGeometry prefill_geometry(const KernelSpec& spec, const PrefillConfig& co
   // on TMA: staged and staging_free of K and V per staged pair
   const int q_buffers = config.persistent ? 2 : 1;
   const int staging_barriers = kv8 && config.tma ? 4 * staged_tiles : 0;
-  g.barrier_bytes = specialized ? (4 * config.stages + 2 * q_buffers + staging_barriers) * kBarrierBytes : 0;
+  const int item_slots = config.dynamic_items ? q_buffers : 0;  // the claimed item of each Q buffer (8 bytes each)
+  g.barrier_bytes = specialized ? (4 * config.stages + 2 * q_buffers + staging_barriers + item_slots) * kBarrierBytes : 0;
   // Q, K and V stages (as stored), widened K/V (8-bit KV), barriers (warp specialized)
   g.shared_bytes = q_buffers * g.q_bytes + 2 * config.stages * g.tile_bytes + g.dequant_bytes + g.barrier_bytes;
   if (specialized) {
@@ -388,6 +389,13 @@ PrefillGeometry prefill_geometry(const KernelSpec& spec, const PrefillConfig& co
         std::max(entry, std::min(kMaxConsumerRegisters, pool / compute_threads / kRegisterGranule * kRegisterGranule));
   }
   return g;
+}
+
+// SWAJIT_PREFILL_ITEM_CLOCK=1: the persistent prefill kernel prints each item's %globaltimer span (a device-run
+// experiment placing the grid's tail: tools/bench/item_clock.py). The cache key does not change: use a fresh database.
+bool prefill_item_clock() {
+  const char* text = std::getenv("SWAJIT_PREFILL_ITEM_CLOCK");
+  return text && std::string(text) == "1";
 }
 
 GeneratedKernel generate_prefill_cuda(const KernelSpec& spec, const PrefillConfig& config) {
@@ -419,11 +427,15 @@ GeneratedKernel generate_prefill_cuda(const KernelSpec& spec, const PrefillConfi
      << "constexpr bool kPersistent = " << flag(config.persistent) << ";  // blocks take the work items in turn\n"
      << "constexpr bool kSnakeOrder = " << flag(config.snake_order) << ";  // every other round of items backwards\n"
      << "constexpr bool kOverlapItems = " << flag(config.overlap_items) << ";  // an item's last P.V goes with the next's S(0)\n"
+     << "constexpr bool kDynamicItems = " << flag(config.dynamic_items) << ";  // blocks claim their next item\n"
+     << "constexpr bool kTmaStore = " << flag(config.tma_store) << ";  // the output rows by a TMA store\n"
+     << "constexpr int kSoftmaxChains = " << (config.softmax_chains ? 4 : 1) << ";  // independent chains of a row's max and sum\n"
      << "constexpr bool kF16Mma = " << flag(config.f16_mma) << ";  // 8-bit K/V: the MMAs in fp16 (bf16 q)\n"
      << "constexpr bool kStoredKScores = " << flag(config.stored_k_scores) << ";  // Q.K^T in fp8: Q as e4m3 hi + lo, K as stored\n"
      << "constexpr bool kWidenRows = " << flag(config.widen_rows) << ";  // 8 lanes widen 8 rows of a chunk column\n"
      << "constexpr bool kWidenAhead = " << flag(config.widen_ahead) << ";  // a lane's next chunk loaded before this one's stores\n"
      << "typedef " << (config.f16_mma ? "fp16_tag" : "Elem") << " MmaElem;  // the MMAs' 16-bit operand format\n"
+     << "constexpr bool kItemClock = " << flag(prefill_item_clock()) << ";  // experiment: per-item %globaltimer stamps\n"
      << "// launch geometry, shared with the host launcher\n"
      << "constexpr int kThreads = " << g.threads << ";\n"
      << "constexpr int kQBytes = " << g.q_bytes << ";\n"

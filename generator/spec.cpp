@@ -339,14 +339,16 @@ void DecodeConfig::validate(const KernelSpec& spec) const {
 std::string PrefillConfig::compile_key() const {
   return "bm" + std::to_string(block_m) + "_bn" + std::to_string(block_n) + "_st" + std::to_string(stages) + "_mt" +
          std::to_string(m_tiles) + (wgmma ? "_wg" : "") + (warp_specialize > 0 ? "_ws" + std::to_string(warp_specialize) : "") + (tma ? "_tma" : "") +
-         (persistent ? "_pt" : "") + (snake_order ? "_sn" : "") + (overlap_items ? "_ov" : "") + (f16_mma ? "_f16" : "") +
-         (stored_k_scores ? "_sk" : "") + (widen_rows ? "_wr" : "") + (widen_ahead ? "_wa" : "") + (producer_registers > 0 ? "_pr" + std::to_string(producer_registers) : "") +
+         (persistent ? "_pt" : "") + (snake_order ? "_sn" : "") + (overlap_items ? "_ov" : "") +
+         (dynamic_items ? "_dy" : "") + (tma_store ? "_ts" : "") + (softmax_chains ? "_ch" : "") + (f16_mma ? "_f16" : "") +
+         (stored_k_scores ? "_sk" : "") + (widen_rows ? "_wr" : "") + (widen_ahead ? "_wa" : "") +
+         (producer_registers > 0 ? "_pr" + std::to_string(producer_registers) : "") +
          (min_blocks > 1 ? "_oc" + std::to_string(min_blocks) : "");
 }
 
 PrefillConfig PrefillConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
-  const std::string form = "bm<M>_bn<N>_st<S>_mt<T>[_wg][_ws<W>][_tma][_pt][_sn][_ov][_f16][_sk][_wr][_wa][_pr<R>][_oc<B>]";
+  const std::string form = "bm<M>_bn<N>_st<S>_mt<T>[_wg][_ws<W>][_tma][_pt][_sn][_ov][_dy][_ts][_ch][_f16][_sk][_wr][_wa][_pr<R>][_oc<B>]";
   if (parts.size() < 4 || parts.size() > 16)
     throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form " + form);
   PrefillConfig config;
@@ -362,6 +364,9 @@ PrefillConfig PrefillConfig::from_key(std::string_view key) {
   if (next < parts.size() && parts[next] == "pt") config.persistent = true, ++next;
   if (next < parts.size() && parts[next] == "sn") config.snake_order = true, ++next;
   if (next < parts.size() && parts[next] == "ov") config.overlap_items = true, ++next;
+  if (next < parts.size() && parts[next] == "dy") config.dynamic_items = true, ++next;
+  if (next < parts.size() && parts[next] == "ts") config.tma_store = true, ++next;
+  if (next < parts.size() && parts[next] == "ch") config.softmax_chains = true, ++next;
   if (next < parts.size() && parts[next] == "f16") config.f16_mma = true, ++next;
   if (next < parts.size() && parts[next] == "sk") config.stored_k_scores = true, ++next;
   if (next < parts.size() && parts[next] == "wr") config.widen_rows = true, ++next;
@@ -444,6 +449,12 @@ void PrefillConfig::validate(const KernelSpec& spec) const {
   if (overlap_items && (!persistent || warp_specialize != 2))
     throw Error(ErrorCode::kInvalidArgument, "overlap_items = true needs persistent = true and warp_specialize = 2 (the "
                                              "consumers carry an item's last P.V into their next item)");
+  if (dynamic_items && (!persistent || snake_order))
+    throw Error(ErrorCode::kInvalidArgument, "dynamic_items = true needs persistent = true and snake_order = false (blocks "
+                                             "claim the items in turn instead of taking static rounds)");
+  if (tma_store && (!tma || overlap_items))
+    throw Error(ErrorCode::kInvalidArgument, "tma_store = true needs tma = true and overlap_items = false (the rows are "
+                                             "staged in the item's Q buffer at the item's end)");
   if (producer_registers != 0) {
     // setmaxnreg takes multiples of 8 from 24; above 56 the consumers would get fewer than they launch with
     constexpr int kMinProducerRegisters = 24, kMaxProducerRegisters = 56, kRegisterGranule = 8;

@@ -130,13 +130,18 @@ struct AllVisible {
 // The scale (> 0, so it commutes with max) is applied once per row to the max and fused into each exponent's FMA.
 // kLiveHalves 1: rows 8..15 of each row tile are padding (a decode block of at most 8 rows): their scores are left as
 // they are (rescale 1), which spares a quarter of the tile's softmax instructions; their outputs are never read.
-template <bool kMasked, int kLiveHalves = 2, int kMTiles, int kFrags, class RowColumns>
+// kChains > 1: each row's max and sum over the tile run as kChains independent chains (fragment f in chain
+// f % kChains), combined at the end, instead of one dependent chain of 8 * kFrags / 4 operations: latency, not
+// issue, bounds a warp's softmax when few warps share a scheduler (prefill: 2 consumer warps, ncu stall_wait).
+template <bool kMasked, int kLiveHalves = 2, int kChains = 1, int kMTiles, int kFrags, class RowColumns>
 SWAJIT_DEVICE void online_softmax(WarpState<kMTiles>& st, float (&scores)[kMTiles][kFrags][4], float scale_log2,
                                   int lane, RowColumns row_columns, float (&rescale)[kMTiles][2]) {
   static_assert(kLiveHalves == 1 || kLiveHalves == 2, "rows 0..7, or all 16 rows of a row tile");
 #pragma unroll
   for (int m = 0; m < kMTiles; ++m) {
-    float tile_max[2] = {SWAJIT_NEG_INF, SWAJIT_NEG_INF};
+    float tile_max[2][kChains];
+#pragma unroll
+    for (int k = 0; k < kChains; ++k) tile_max[0][k] = tile_max[1][k] = SWAJIT_NEG_INF;
     if constexpr (kMasked) {
 #pragma unroll
       for (int h = 0; h < kLiveHalves; ++h) {  // one row's bounds live at a time: few registers
@@ -151,25 +156,35 @@ SWAJIT_DEVICE void online_softmax(WarpState<kMTiles>& st, float (&scores)[kMTile
 #pragma unroll
     for (int f = 0; f < kFrags; ++f) {
 #pragma unroll
-      for (int c = 0; c < 2 * kLiveHalves; ++c) tile_max[c / 2] = fmaxf(tile_max[c / 2], scores[m][f][c]);
+      for (int c = 0; c < 2 * kLiveHalves; ++c) tile_max[c / 2][f % kChains] = fmaxf(tile_max[c / 2][f % kChains], scores[m][f][c]);
     }
-    float reference[2] = {0.f, 0.f};
+    float reference[2] = {0.f, 0.f}, sums[2][kChains];
     rescale[m][1] = 1.f;  // (kLiveHalves 1: the padding rows')
 #pragma unroll
     for (int h = 0; h < kLiveHalves; ++h) {
-      const float new_max = fmaxf(st.row_max[m][h], quad_max(tile_max[h]) * scale_log2);
+#pragma unroll
+      for (int k = 1; k < kChains; ++k) tile_max[h][0] = fmaxf(tile_max[h][0], tile_max[h][k]);
+      const float new_max = fmaxf(st.row_max[m][h], quad_max(tile_max[h][0]) * scale_log2);
       reference[h] = new_max == SWAJIT_NEG_INF ? 0.f : new_max;
       rescale[m][h] = fast_exp2(st.row_max[m][h] - reference[h]);
       st.row_max[m][h] = new_max;
-      st.row_sum[m][h] *= rescale[m][h];
+      sums[h][0] = st.row_sum[m][h] * rescale[m][h];  // chain 0 carries the running sum (kChains 1: as it always did)
+#pragma unroll
+      for (int k = 1; k < kChains; ++k) sums[h][k] = 0.f;
     }
 #pragma unroll
     for (int f = 0; f < kFrags; ++f) {
 #pragma unroll
       for (int c = 0; c < 2 * kLiveHalves; ++c) {
         scores[m][f][c] = fast_exp2(fmaf(scores[m][f][c], scale_log2, -reference[c / 2]));
-        st.row_sum[m][c / 2] += scores[m][f][c];
+        sums[c / 2][f % kChains] += scores[m][f][c];
       }
+    }
+#pragma unroll
+    for (int h = 0; h < kLiveHalves; ++h) {  // (the padding rows' sums are never read)
+#pragma unroll
+      for (int k = 1; k < kChains; ++k) sums[h][0] += sums[h][k];
+      st.row_sum[m][h] = sums[h][0];
     }
   }
 }

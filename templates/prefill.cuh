@@ -97,6 +97,8 @@ typedef TileLayout<kWgmma, kBlockN>::type KvTile;
 constexpr int kQBuffers = kPersistent ? 2 : 1;  // persistent: the next item's Q lands while this one's is read
 static_assert(!kPersistent || kTma, "the persistent grid runs the TMA producer ahead into the next item");
 static_assert(!kOverlapItems || (kWarpSpecialize == 2 && kPersistent), "items overlap on ws2's persistent grid");
+static_assert(!kDynamicItems || (kPersistent && !kSnakeOrder), "blocks claim items on the persistent grid, unordered by rounds");
+static_assert(!kTmaStore || (kTma && !kOverlapItems && kMTiles == 1), "the TMA store stages an item's rows in its Q buffer");
 static_assert(kSharedBytes >= kQBuffers * kQBytes + 2 * kStages * kTileBytes + kDequantBytes + kBarrierBytes,
               "prelude shared-memory size too small");
 static_assert((kQBytes + 2 * kStages * kTileBytes) % 1024 == 0, "wgmma tiles need 1024-byte alignment");
@@ -333,14 +335,15 @@ SWAJIT_DEVICE void issue_warpgroup_pv(WarpState<kWarpMTiles>& st, PackedProbabil
 }
 
 // ---- epilogue --------------------------------------------------------------------------------------------------------
-// The warp's rows, normalized (and for 8-bit K/V times the V scale), straight from the accumulators: each lane
-// writes pairs of columns of two rows. `zeros`: an item that saw no tile writes zeros whatever the accumulators hold.
-SWAJIT_DEVICE void write_warp_output(const PrefillParams& P, const WarpState<kMTiles>& st, int first_row, int rows,
-                                     int warp, int lane, int q_head, bool zeros = false) {
+// The warp's rows, normalized (and for 8-bit K/V times the V scale), straight from the accumulators: `store(row, f,
+// pair)` takes each lane's packed pair of columns f * 8 + 2 (lane % 4) (+1) of row `row` (of the item's rows, below
+// `rows`). `zeros`: an item that saw no tile writes zeros whatever the accumulators hold.
+template <class Store>
+SWAJIT_DEVICE void emit_warp_output(const PrefillParams& P, const WarpState<kMTiles>& st, int rows, int warp, int lane,
+                                    int q_head, bool zeros, Store&& store) {
   const float sink = kSinkLogits ? P.sink_logits[q_head * P.sink_logits_stride] : 0.f;
   const int kv_head = kv_head_of(P, q_head);
   const auto v_scale = [&](int channel) { return kKvQuant ? v_scale_at(P, kv_head, channel) : 1.f; };
-  u16* out = static_cast<u16*>(P.out);
 #pragma unroll
   for (int m = 0; m < kMTiles; ++m)
 #pragma unroll
@@ -350,15 +353,23 @@ SWAJIT_DEVICE void write_warp_output(const PrefillParams& P, const WarpState<kMT
       if (row >= rows) continue;
       const float reference = st.row_max[m][h] == SWAJIT_NEG_INF ? 0.f : st.row_max[m][h];
       const float factor = row_normalizer(sink, reference, sum);
-      u16* dst = out + (first_row + row) * P.out_stride_token + q_head * P.out_stride_head + 2 * (lane % 4);
 #pragma unroll
       for (int f = 0; f < kOutFrags; ++f) {
         const int channel = f * 8 + 2 * (lane % 4);
         const float lo = zeros ? 0.f : st.out[m][f][2 * h] * factor * v_scale(channel);
         const float hi = zeros ? 0.f : st.out[m][f][2 * h + 1] * factor * v_scale(channel + 1);
-        *reinterpret_cast<u32*>(dst + f * 8) = pack2(lo, hi, Elem());
+        store(row, f, pack2(lo, hi, Elem()));
       }
     }
+}
+
+// The warp's rows into the output (first_row: the item's first row of q / out).
+SWAJIT_DEVICE void write_warp_output(const PrefillParams& P, const WarpState<kMTiles>& st, int first_row, int rows,
+                                     int warp, int lane, int q_head, bool zeros = false) {
+  u16* out = static_cast<u16*>(P.out) + first_row * P.out_stride_token + q_head * P.out_stride_head + 2 * (lane % 4);
+  emit_warp_output(P, st, rows, warp, lane, q_head, zeros, [&](int row, int f, u32 pair) {
+    *reinterpret_cast<u32*>(out + row * P.out_stride_token + f * 8) = pair;
+  });
 }
 
 // ---- the block's work ------------------------------------------------------------------------------------------------
@@ -368,6 +379,7 @@ struct BlockWork {
   TileRanges ranges;
   int b, q_head, kv_head, row0, rows, p_min, p_max, tile_count;
   int item, first_tile;  // the block's count of items and of K/V tiles before this item (persistent; else 0)
+  bool zero_tiles;       // kProducerScans: the sequence has a page out of range, its tiles are loaded as zeros
   const int* block_table_row;
   u32 q_smem, k_smem, v_smem;
   // The pipeline's count of tile t of this item: its stage and its barriers' phase.
@@ -389,7 +401,13 @@ struct BlockWork {
 // barrier: 0 is the block's, 1 and 2 the ping-pong turns).
 struct ThreadGroup {
   int thread, threads, barrier;
+  bool scans_pages = true;  // a paged sequence's block_table scan (kTma: the producer's alone, kProducerScans)
 };
+// kTma over a paged cache: only the producer scans a sequence's pages. A sequence with a page out of range keeps its
+// tiles, and the producer loads them as zeros (every box from page P.num_pages, past the cache: the TMA engine reads
+// zeros), so the consumers compute its rows as zeros (scores 0, P.V = 0) without the scan: its registers and
+// barrier in the consumers' item loop made the paged default spill (session 7 run B3: 116-132 bytes).
+constexpr bool kProducerScans = kTma && !kContiguousKv;
 constexpr int kProducerBarrier = 3, kConsumerBarrier = 4;
 constexpr int kConsumerZeroBarrier = 5;  // 5 + g: consumer warpgroup g alone (kTma: zero_unwritten_v_rows)
 
@@ -404,6 +422,12 @@ SWAJIT_DEVICE float ld_shared_f32(u32 addr) {
   asm volatile("ld.shared.f32 %0, [%1];" : "=f"(v) : "r"(addr) : "memory");
   return v;
 }
+SWAJIT_DEVICE int ld_shared_s32(u32 addr) {
+  int v;
+  asm volatile("ld.shared.s32 %0, [%1];" : "=r"(v) : "r"(addr) : "memory");
+  return v;
+}
+SWAJIT_DEVICE void st_shared_u32(u32 addr, u32 v) { asm volatile("st.shared.u32 [%0], %1;" ::"r"(addr), "r"(v) : "memory"); }
 SWAJIT_DEVICE void st_shared_f32(u32 addr, float v) { asm volatile("st.shared.f32 [%0], %1;" ::"r"(addr), "f"(v) : "memory"); }
 
 // The softmax scale of the item's scores: P.scale_log2, times (kF16Mma) the inverse of the power of 2 its Q took.
@@ -424,13 +448,13 @@ SWAJIT_DEVICE void tile_softmax(const PrefillParams& P, const BlockWork& w, Warp
         for (int c = 0; c < 4; ++c) scores[m][f][c] = float(__float_as_int(scores[m][f][c]));
   const int tile_begin = w.ranges.tile_begin(t), tile_end = w.ranges.tile_end(t);
   if (tile_fully_visible(tile_begin, tile_end, w.p_min, w.p_max, P.local_window, P.global_window)) {
-    online_softmax<false>(st, scores, score_scale_log2(P, w), lane, AllVisible(), rescale);
+    online_softmax<false, 2, kSoftmaxChains>(st, scores, score_scale_log2(P, w), lane, AllVisible(), rescale);
   } else {
     const int warp_p = w.p_min + warp * kWarpRows;  // position of the warp's row 0
     const auto row_columns = [&](int r) {
       return visible_columns(warp_p + r, tile_begin, tile_end, P.local_window, P.global_window);
     };
-    online_softmax<true>(st, scores, score_scale_log2(P, w), lane, row_columns, rescale);
+    online_softmax<true, 2, kSoftmaxChains>(st, scores, score_scale_log2(P, w), lane, row_columns, rescale);
   }
 }
 
@@ -518,6 +542,12 @@ struct Pipeline {
   SWAJIT_MEMBER u32 staged(bool values, int t) const { return staged_in(staging_slot(values, t)); }
   SWAJIT_MEMBER u32 staging_free(bool values, int t) const { return staging_free_in(staging_slot(values, t)); }
   SWAJIT_MEMBER static u32 staged_parity(bool values, int t) { return (t / staging_slots(values)) & 1; }
+  // kDynamicItems: the item the producer claimed for the block's item-th item (its Q buffer's slot; item_count or
+  // more: none left)
+  SWAJIT_MEMBER u32 item_slot(int item) const {
+    constexpr int kStagingBarriers = kTma && kKvQuant != 0 ? 4 * kStagedTiles : 0;
+    return base + 8 * (4 * kStages + 2 * kQBuffers + kStagingBarriers + item % kQBuffers);
+  }
   SWAJIT_MEMBER void wait_staging_free(bool values, int t) const {
     if (t >= staging_slots(values)) mbarrier_wait(staging_free(values, t), staged_parity(values, t - staging_slots(values)));
   }
@@ -530,7 +560,7 @@ struct Pipeline {
       mbarrier_init(empty_v(s), kWarps);
     }
     for (int b = 0; b < kQBuffers; ++b) {
-      mbarrier_init(q_full(b), kProducerThreads);
+      mbarrier_init(q_full(b), kProducerThreads + (kDynamicItems ? 1 : 0));  // + the claimed item's publication
       mbarrier_init(q_empty(b), kWarps);
     }
     if constexpr (kTma && kKvQuant != 0)
@@ -625,7 +655,7 @@ SWAJIT_DEVICE TilePage tile_page(const PrefillParams& P, const BlockWork& w, int
   if constexpr (!kContiguousKv) {
     constexpr int kTokensPerPage = kContiguousKv ? 1 : kPageSize;  // (this branch is compiled for both)
     const int token = box_begin + box * kBoxRows, logical_page = token / kTokensPerPage;
-    if (box < kBoxesPerTile && token < w.seq.kv_len && logical_page < P.max_pages_per_seq) {
+    if (box < kBoxesPerTile && token < w.seq.kv_len && logical_page < P.max_pages_per_seq && !w.zero_tiles) {
       const int entry = w.block_table_row[logical_page * P.block_table_stride_page];
       if (entry >= 0 && entry < P.num_pages) pages.page = entry;
     }
@@ -1005,6 +1035,40 @@ SWAJIT_DEVICE void produce(const PrefillParams& P, const BlockWork& w, const Pip
   cp_async_wait_all();  // leave no copy in flight behind
 }
 
+// kTmaStore: a full item's rows (P.tma_store_out) through its Q buffer, whose rows of this warpgroup every Q.K^T that
+// reads them has finished with: each lane's normalized pairs go into the buffer's 128-byte-swizzled layout (the
+// layout TMA boxes land in), then the warpgroup's first thread stores its 64 rows with the TMA engine (one box a 64
+// channels) and waits until the engine has read them; the Q buffer is released after that, for the next item's Q.
+SWAJIT_DEVICE void tma_store_4d(const void* map, u32 src, int c0, int c1, int c2, int c3) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.tensor.4d.global.shared::cta.bulk_group [%0, {%2, %3, %4, %5}], [%1];"
+               ::"l"(map), "r"(src), "r"(c0), "r"(c1), "r"(c2), "r"(c3) : "memory");
+#endif
+}
+SWAJIT_DEVICE void store_output_with_tma(const PrefillParams& P, const Pipeline& pipe, const WarpState<kMTiles>& st,
+                                         const BlockWork& w, int warp, int lane) {
+  constexpr int kWarpgroupRows = 64, kColumnBlocks = kHeadDim / (kWgmmaRowBytes / 2);
+  emit_warp_output(P, st, w.rows, warp, lane, w.q_head, false, [&](int row, int f, u32 pair) {
+    st_shared_u32(w.q_smem + QTile::offset_bytes(row, f) + 4 * (lane % 4), pair);
+  });
+  fence_shared_for_async_proxy();  // the generic-proxy stores, before the TMA engine reads them
+  const int warpgroup = warp / 4;
+  __syncwarp();
+  asm volatile("bar.sync %0, %1;" ::"r"(kConsumerZeroBarrier + warpgroup), "n"(kWarpgroupThreads) : "memory");
+  if (threadIdx.x % kWarpgroupThreads == 0) {
+    const int first_row = w.seq.q_begin + w.row0 + warpgroup * kWarpgroupRows;
+#pragma unroll
+    for (int block = 0; block < kColumnBlocks; ++block)
+      tma_store_4d(&P.out_map, w.q_smem + (block * kBlockM + warpgroup * kWarpgroupRows) * kWgmmaRowBytes,
+                   block * (kWgmmaRowBytes / 2), w.q_head, first_row, 0);
+#if __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+    asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+#endif
+  }
+  pipe.release_q(w.item, lane);  // (its __syncwarp holds the first warp's lanes until the engine has read the rows)
+}
+
 // kOverlapItems (ws2 on the persistent grid): an item's last P.V is not waited for at its end; the consumers carry
 // its P and output accumulators into their next item, issue that P.V together with the next item's first Q.K^T and
 // run the first softmax while it does, then write the finished item's rows. Without it every item began with the
@@ -1146,6 +1210,10 @@ SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pip
     pin_accumulators(st.out[0]);
     pipe.release_v(w.slot(last), lane);
   }
+  if (kTmaStore && P.tma_store_out && w.rows == kBlockM) {
+    store_output_with_tma(P, pipe, st, w, warp, lane);
+    return;
+  }
   pipe.release_q(w.item, lane);  // every Q.K^T of the item has completed
   write_warp_output(P, st, w.seq.q_begin + w.row0, w.rows, warp, lane, w.q_head, kOverlapItems && w.tile_count == 0);
 }
@@ -1203,7 +1271,8 @@ SWAJIT_DEVICE bool plan_item(const PrefillParams& P, int item, const ThreadGroup
   w.p_min = w.seq.kv_len - w.seq.q_len + w.row0;
   w.p_max = w.p_min + w.rows - 1;
   w.block_table_row = kContiguousKv ? nullptr : P.block_table + w.b * P.block_table_stride_batch;
-  if (!kContiguousKv && !w.seq.zero_output) {
+  w.zero_tiles = false;
+  if (!kContiguousKv && !w.seq.zero_output && group.scans_pages) {
     // The visible range of all the sequence's rows, not only this item's, so every item of it agrees (scanned once
     // per sequence the group meets in a row). Every thread of the group reaches the scan's barrier: the returns
     // above and zero_output are the same for all of them.
@@ -1214,10 +1283,13 @@ SWAJIT_DEVICE bool plan_item(const PrefillParams& P, int item, const ThreadGroup
       scanned.pages_out_of_range = visible_pages_out_of_range<kTokensPerPage>(
           P, w.block_table_row, all_rows, group.thread, group.threads, group.barrier);
       scanned.b = w.b;
-      if (scanned.pages_out_of_range && threadIdx.x == 0)
+      if (scanned.pages_out_of_range && group.thread == 0)
         record_status(P.status, kPrefillPageOutOfRange, w.b);  // any item may be the one left
     }
-    w.seq.zero_output = scanned.pages_out_of_range;
+    if (kProducerScans)
+      w.zero_tiles = scanned.pages_out_of_range;
+    else
+      w.seq.zero_output = scanned.pages_out_of_range;
   }
   w.ranges = item_tile_ranges(P, w.p_min, w.p_max, w.seq.kv_len);
   if (w.seq.zero_output) w.ranges.tiles[0] = w.ranges.tiles[1] = 0;
@@ -1242,6 +1314,57 @@ SWAJIT_DEVICE int persistent_item(const PrefillParams& P, int round, int item_co
   return first + block;
 }
 
+// kDynamicItems, the producer: the block's claims-th claim, published in the item slot of its items_done-th item (whose
+// Q buffer the consumers of the item kQBuffers before have released). The first is the block's own (blockIdx.x); then
+// producer thread 0 claims the next unclaimed item of the longest-first order (P.item_counter). Every block claims
+// until it draws one past the end, so the grid claims item_count times in all and the last claim resets the counter
+// to zero for the next call on the stream. The slot is read by the consumers after q_full, which the producer's
+// thread 0 also arrives on once it has planned the item (produce_item); past the end, every producer thread arrives
+// (no Q is loaded) and thread 0 once more, so the consumers read it and stop.
+SWAJIT_DEVICE int claim_item(const PrefillParams& P, const Pipeline& pipe, int claims, int items_done, int item_count,
+                             int loader) {
+  const u32 slot = pipe.item_slot(items_done);
+  producer_sync();  // every producer thread has read the slot's last claim (an item without rows)
+  if (loader == 0) {
+    pipe.wait_q_empty(items_done);
+    int item = int(blockIdx.x);
+    if (claims > 0) {
+      const int claimed = atomicAdd(P.item_counter, 1);
+      if (claimed == item_count - 1) atomicExch(P.item_counter, 0);  // the grid's last claim
+      item = int(gridDim.x) + claimed;
+    }
+    st_shared_u32(slot, u32(item));
+  }
+  producer_sync();
+  const int item = ld_shared_s32(slot);
+  if (item >= item_count) {  // none left: arrive as the Q copies and the publication would; the consumers stop
+    mbarrier_arrive(pipe.q_full(items_done));
+    if (loader == 0) mbarrier_arrive(pipe.q_full(items_done));
+  }
+  return item;
+}
+
+// kItemClock (an experiment: SWAJIT_PREFILL_ITEM_CLOCK=1 when the source is generated): the first consumer thread
+// prints each item's start and end on %globaltimer (ns) with its SM, for tools/bench/item_clock.py to place the tail.
+struct ItemClock {
+  unsigned long long begin;
+  SWAJIT_MEMBER static unsigned long long now() {
+    unsigned long long t = 0;
+    if constexpr (kItemClock) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+  }
+  SWAJIT_MEMBER static ItemClock start() { return ItemClock{now()}; }
+  SWAJIT_MEMBER void report(const BlockWork& w) const {
+    if constexpr (kItemClock) {
+      const unsigned long long end = now();
+      unsigned sm;
+      asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+      if (threadIdx.x == 0)
+        printf("IC %u %u %d %d %d %llu %llu\n", blockIdx.x, sm, w.q_head, w.row0, w.tile_count, begin, end);
+    }
+  }
+};
+
 extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_PREFILL_KERNEL(const __grid_constant__ PrefillParams P) {
   extern __shared__ __align__(1024) char smem[];  // wgmma's swizzle atoms are 1024-byte aligned
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -1255,7 +1378,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_P
   };
   // Persistent: the block takes items blockIdx.x, then one a round (persistent_item); else one item per block (x: the
   // item within its sequence, z: the sequence).
-  const int item_count = kPersistent ? P.q_tiles * P.num_q_heads * P.batch : 0;
+  const int item_count = P.q_tiles * P.num_q_heads * P.batch;
   const int first_item = kPersistent ? int(blockIdx.x) : int(blockIdx.z * gridDim.x + blockIdx.x);
 
   if constexpr (kWarpSpecialize) {
@@ -1263,20 +1386,22 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_P
     if (threadIdx.x == 0) pipe.init();
     __syncthreads();  // the barriers are initialized; from here on the warpgroups meet only through them
     // The whole block scans the first item's sequence (a paged cache): one item per block unless persistent.
+    // kProducerScans: the producer alone, in its item loop.
     ScannedSequence first_scan;
-    {
+    if constexpr (!kProducerScans) {
       BlockWork w;
       plan_item(P, first_item, ThreadGroup{int(threadIdx.x), kThreads, 0}, first_scan, w);
     }
     // Both roles plan the same items in the same order, so they agree on each item's count and first tile. Each
     // role has its own loop after its setmaxnreg: ptxas gives the consumers' code their raised register budget only
-    // where no producer code is merged into it.
-    const auto for_each_item = [&](const ThreadGroup& group, auto&& work) {
+    // where no producer code is merged into it. `next_item(claims, items_done)`: the block's next item (item_count
+    // or more: none left); the claims of items without rows are skipped.
+    const auto for_each_item = [&](const ThreadGroup& group, auto&& next_item, auto&& work) {
       int items_done = 0, tiles_done = 0;
       ScannedSequence scanned = first_scan;
-      for (int round = 0;; ++round) {
-        const int item = kPersistent ? persistent_item(P, round, item_count) : first_item;
-        if (kPersistent ? item >= item_count : round > 0) break;
+      for (int claims = 0;; ++claims) {
+        const int item = next_item(claims, items_done);
+        if (item >= item_count) break;
         BlockWork w;
         if (!plan_item(P, item, group, scanned, w)) continue;
         place(w, items_done, tiles_done);
@@ -1285,18 +1410,43 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_P
         tiles_done += w.tile_count;
       }
     };
+    const auto static_item = [&](int round, int) {
+      return kPersistent ? persistent_item(P, round, item_count) : round == 0 ? first_item : item_count;
+    };
     if (warp >= kWarps) {  // the last warpgroup
       release_registers_to<kProducerRegisters>();
       const int loader = threadIdx.x - kWarps * 32;
-      for_each_item(ThreadGroup{loader, kProducerThreads, kProducerBarrier},
-                    [&](const BlockWork& w) { produce(P, w, pipe, loader); });
+      const auto claimed_item = [&](int claims, int items_done) {
+        return claim_item(P, pipe, claims, items_done, item_count, loader);
+      };
+      const auto produce_item = [&](const BlockWork& w) {
+        if (kDynamicItems && loader == 0) mbarrier_arrive(pipe.q_full(w.item));  // its slot is read after q_full
+        produce(P, w, pipe, loader);
+      };
+      const ThreadGroup producers{loader, kProducerThreads, kProducerBarrier};
+      if constexpr (kDynamicItems)
+        for_each_item(producers, claimed_item, produce_item);
+      else
+        for_each_item(producers, static_item, produce_item);
     } else {
       claim_registers_up_to<kConsumerRegisters>();
       WarpState<kMTiles> st;
       PackedProbabilities p;
       PendingItem pending;
-      for_each_item(ThreadGroup{int(threadIdx.x), kWarps * 32, kConsumerBarrier},
-                    [&](const BlockWork& w) { consume(P, w, pipe, warp, lane, st, p, pending); });
+      const auto published_item = [&](int, int items_done) {
+        mbarrier_wait(pipe.q_full(items_done), Pipeline::q_parity(items_done));
+        return ld_shared_s32(pipe.item_slot(items_done));
+      };
+      const auto consume_item = [&](const BlockWork& w) {
+        const ItemClock clock = ItemClock::start();
+        consume(P, w, pipe, warp, lane, st, p, pending);
+        clock.report(w);
+      };
+      const ThreadGroup consumers{int(threadIdx.x), kWarps * 32, kConsumerBarrier, !kProducerScans};
+      if constexpr (kDynamicItems)
+        for_each_item(consumers, published_item, consume_item);
+      else
+        for_each_item(consumers, static_item, consume_item);
       if constexpr (kOverlapItems) flush_pending_item(P, pipe, st, p, pending, warp, lane);
     }
   } else {

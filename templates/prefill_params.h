@@ -18,6 +18,7 @@ struct PrefillParams {
   const int* block_table;        // paged only: [batch, max_pages_per_seq]
   const int* seq_lens;           // paged only: [batch], KV length including the sequence's queries
   int* status;                   // [2]: bit mask of device-side argument errors, first offending batch index
+  int* item_counter;             // dynamic_items only: items claimed so far (0 at launch; the grid leaves it 0)
   const float* sink_logits;      // learned sinks only: [num_q_heads] logits, in the units of scale * q.k
   const float* k_scale;          // 8-bit K/V only: dequant scales, [num_kv_heads, head_dim] or one per tensor
   const float* v_scale;          //   (a per-tensor scale is read through zero strides)
@@ -53,6 +54,10 @@ struct PrefillParams {
   // follow each other in the cache is moved by one box per 64 channels instead of one per page.
   int tma_page_runs;
   PrefillTensorMap k_run_map, v_run_map;
+  // tma_store configs only: the output as a 4-d tensor {channel, q head, token, 1} (boxes of 64 channels x 64 rows), when
+  // its layout allows (tma_store_out; else the rows are stored from the registers)
+  int tma_store_out;
+  PrefillTensorMap out_map;
 };
 
 // Bits of PrefillParams::status[0] (above paged decode's, as both families share one status word per device); a

@@ -285,34 +285,39 @@ TEST_CASE("decode: a sequence with an out-of-range block_table entry is all zero
 
 TEST_CASE("paged prefill: a sequence with an out-of-range block_table entry is all zeros; the others are computed") {
   cuda::ScopedDeviceContext scope(kDevice);
-  constexpr int kHeads = 2, kDim = 64, kPage = 16, kPages = 8;
-  constexpr int kQ0 = 4, kQ1 = 16;  // sequence 1: rows at positions 24..39; those below 32 never see page 2
-  std::vector<int64_t> q_shape = {kQ0 + kQ1, kHeads, kDim}, cache_shape = {kPages, kPage, kHeads, kDim},
-                       bt_shape = {2, 4}, sl_shape = {2}, cu_shape = {3};
-  DeviceBuffer q(size_t((kQ0 + kQ1) * kHeads * kDim * 2)), out(q.bytes()), kv(size_t(kPages * kPage * kHeads * kDim * 2));
-  DeviceBuffer bt(std::vector<int>{0, 1, 2, 3, 4, 5, 99, 7}), sl(std::vector<int>{20, 40}), cu(std::vector<int>{0, kQ0, kQ0 + kQ1});
-  cuda::check(cuda::driver().cuMemsetD8(q.ptr(), 0x3c, q.bytes()), "memset");
-  cuda::check(cuda::driver().cuMemsetD8(kv.ptr(), 0x3c, kv.bytes()), "memset");
-  cuda::check(cuda::driver().cuMemsetD8(out.ptr(), 0xff, out.bytes()), "poison out");
-  const DLDataType bf16{kDLBfloat, 16, 1}, i32{kDLInt, 32, 1};
-  PrefillOptions options;
-  options.check_device_args = true;
-  try {
-    paged_prefill(device_view(q, bf16, q_shape), device_view(kv, bf16, cache_shape), device_view(kv, bf16, cache_shape),
-                  device_view(bt, i32, bt_shape), device_view(sl, i32, sl_shape), device_view(cu, i32, cu_shape),
-                  device_view(out, bf16, q_shape), nullptr, options);
-    FAIL("no error for block_table entry 99");
-  } catch (const Error& e) {
-    CHECK(e.code() == ErrorCode::kDeviceArgument);
-    CHECK(std::string(e.what()).find("block_table entry") != std::string::npos);
+  // head_dim 64 and 128: both defaults are TMA tiles, whose producer alone scans the pages and loads a bad
+  // sequence's tiles as zeros (templates/prefill.cuh kProducerScans)
+  for (const int kDim : {64, 128}) {
+    CAPTURE(kDim);
+    constexpr int kHeads = 2, kPage = 16, kPages = 8;
+    constexpr int kQ0 = 4, kQ1 = 16;  // sequence 1: rows at positions 24..39; those below 32 never see page 2
+    std::vector<int64_t> q_shape = {kQ0 + kQ1, kHeads, kDim}, cache_shape = {kPages, kPage, kHeads, kDim},
+                         bt_shape = {2, 4}, sl_shape = {2}, cu_shape = {3};
+    DeviceBuffer q(size_t((kQ0 + kQ1) * kHeads * kDim * 2)), out(q.bytes()), kv(size_t(kPages * kPage * kHeads * kDim * 2));
+    DeviceBuffer bt(std::vector<int>{0, 1, 2, 3, 4, 5, 99, 7}), sl(std::vector<int>{20, 40}), cu(std::vector<int>{0, kQ0, kQ0 + kQ1});
+    cuda::check(cuda::driver().cuMemsetD8(q.ptr(), 0x3c, q.bytes()), "memset");
+    cuda::check(cuda::driver().cuMemsetD8(kv.ptr(), 0x3c, kv.bytes()), "memset");
+    cuda::check(cuda::driver().cuMemsetD8(out.ptr(), 0xff, out.bytes()), "poison out");
+    const DLDataType bf16{kDLBfloat, 16, 1}, i32{kDLInt, 32, 1};
+    PrefillOptions options;
+    options.check_device_args = true;
+    try {
+      paged_prefill(device_view(q, bf16, q_shape), device_view(kv, bf16, cache_shape), device_view(kv, bf16, cache_shape),
+                    device_view(bt, i32, bt_shape), device_view(sl, i32, sl_shape), device_view(cu, i32, cu_shape),
+                    device_view(out, bf16, q_shape), nullptr, options);
+      FAIL("no error for block_table entry 99");
+    } catch (const Error& e) {
+      CHECK(e.code() == ErrorCode::kDeviceArgument);
+      CHECK(std::string(e.what()).find("block_table entry") != std::string::npos);
+    }
+    const std::vector<uint16_t> values = out.download<uint16_t>();
+    const size_t sequence1 = size_t(kQ0) * kHeads * kDim;
+    int sequence0_correct = 0, sequence1_zero = 0;
+    for (size_t e = 0; e < sequence1; ++e) sequence0_correct += near_fill(values[e]);
+    for (size_t e = sequence1; e < values.size(); ++e) sequence1_zero += values[e] == 0;
+    CHECK(sequence0_correct == int(sequence1));
+    CHECK(sequence1_zero == int(values.size() - sequence1));  // before: rows at 24..31 were computed
   }
-  const std::vector<uint16_t> values = out.download<uint16_t>();
-  const size_t sequence1 = size_t(kQ0) * kHeads * kDim;
-  int sequence0_correct = 0, sequence1_zero = 0;
-  for (size_t e = 0; e < sequence1; ++e) sequence0_correct += near_fill(values[e]);
-  for (size_t e = sequence1; e < values.size(); ++e) sequence1_zero += values[e] == 0;
-  CHECK(sequence0_correct == int(sequence1));
-  CHECK(sequence1_zero == int(values.size() - sequence1));  // before: rows at 24..31 were computed
 }
 
 TEST_CASE("graph capture: the library's workspace is captured with the call, caller workspaces work") {

@@ -45,6 +45,9 @@ TEST_CASE("generated prefill kernels compile for sm_90a and sm_80") {
   if (!nvrtc::available()) return;
   const auto persistent_tma = [](PrefillConfig c) { c.tma = c.persistent = true; return c; };
   const auto overlapped = [](PrefillConfig c) { c.snake_order = c.overlap_items = true; return c; };
+  const auto dynamic = [](PrefillConfig c) { c.dynamic_items = true; return c; };
+  const auto stored = [](PrefillConfig c) { c.tma_store = true; return c; };
+  const auto chains = [](PrefillConfig c) { c.softmax_chains = true; return c; };
   struct Case { const char* key; PrefillConfig config; };
   const Case cases[] = {
       {"prefill_bf16_d128_contig_g4_local_global", PrefillConfig{128, 64, 2}},
@@ -57,6 +60,13 @@ TEST_CASE("generated prefill kernels compile for sm_90a and sm_80") {
       {"prefill_bf16_d128_p16_nhd_g4_local", persistent_tma(PrefillConfig{128, 128, 2, 1, true, 1, 1})},
       // ws2 with snake order and overlapped items (the consumers carry an item's last P.V into the next)
       {"prefill_bf16_d128_contig_g4_local", overlapped(persistent_tma(PrefillConfig{128, 128, 2, 1, true, 1, 2}))},
+      // dynamic items (blocks claim their next item; the producer alone scans a paged sequence's pages)
+      {"prefill_bf16_d128_p16_nhd_g4_local", dynamic(persistent_tma(PrefillConfig{128, 128, 2, 1, true, 1, 2}))},
+      // the output through the Q buffer and a TMA store
+      {"prefill_bf16_d128_contig_g4_local", stored(persistent_tma(PrefillConfig{128, 128, 2, 1, true, 1, 3}))},
+      // each row's max and sum in 4 chains, also on the mma.sync path
+      {"prefill_bf16_d128_contig_g4_local", chains(persistent_tma(PrefillConfig{128, 128, 2, 1, true, 1, 2}))},
+      {"prefill_fp16_d64_p7_hnd_g1_full_noncausal_attnsink_gqai", chains(PrefillConfig{64, 32, 3})},
   };
   for (const Case& c : cases) {
     const GeneratedKernel k = generate_prefill_cuda(KernelSpec::from_key(c.key), c.config);

@@ -341,6 +341,33 @@ TEST_CASE("prefill spec keys and configs round-trip; invalid ones are named") {
   CHECK(overlap.key() == "bm128_bn64_st2_mt1_wg_ws2_tma_pt_sn_ov");
   CHECK(PrefillConfig::from_key(overlap.key()) == overlap);
   CHECK_NOTHROW(overlap.validate(contiguous));
+  // dynamic_items (persistent, no snake order): blocks claim their next item; one 8-byte item slot per Q buffer
+  PrefillConfig dynamic = persistent;
+  dynamic.dynamic_items = true;
+  CHECK(dynamic.key() == persistent.key() + "_dy");
+  CHECK(PrefillConfig::from_key("bm128_bn128_st2_mt1_wg_ws2_tma_pt_ov_dy_f16_pr40_oc2").dynamic_items);
+  CHECK(PrefillConfig::from_key(dynamic.key()) == dynamic);
+  CHECK_NOTHROW(dynamic.validate(contiguous));
+  CHECK(prefill_geometry(contiguous, dynamic).barrier_bytes == prefill_geometry(contiguous, persistent).barrier_bytes + 2 * 8);
+  PrefillConfig dynamic_snake = dynamic;
+  dynamic_snake.snake_order = true;
+  CHECK_THROWS_WITH_AS(dynamic_snake.validate(contiguous), doctest::Contains("dynamic_items = true needs persistent = true and snake_order = false"), Error);
+  PrefillConfig dynamic_alone = tma;
+  dynamic_alone.dynamic_items = true;
+  CHECK_THROWS_WITH_AS(dynamic_alone.validate(contiguous), doctest::Contains("dynamic_items = true needs persistent"), Error);
+  // tma_store (tma, no overlapped items): the output rows through the Q buffer and a TMA store
+  PrefillConfig stored = dynamic;
+  stored.tma_store = true;
+  CHECK(stored.key() == persistent.key() + "_dy_ts");
+  CHECK(PrefillConfig::from_key(stored.key()) == stored);
+  CHECK(PrefillConfig::from_key("bm128_bn128_st2_mt1_wg_ws2_tma_pt_sn_ts_f16_pr40_oc2").tma_store);
+  CHECK_NOTHROW(stored.validate(contiguous));
+  stored.softmax_chains = true;
+  CHECK(stored.key() == persistent.key() + "_dy_ts_ch");
+  CHECK(PrefillConfig::from_key(stored.key()) == stored);
+  CHECK(PrefillConfig::from_key("bm128_bn128_st2_mt1_ch").softmax_chains);
+  stored.overlap_items = true;
+  CHECK_THROWS_WITH_AS(stored.validate(contiguous), doctest::Contains("tma_store = true needs tma = true and overlap_items = false"), Error);
   CHECK(gw.producer_registers == 56);
   CHECK(gw.consumer_registers == 224);  // (168 x 384 - 56 x 128) / 256
   CHECK(gw.producer_registers * 128 + gw.consumer_registers * 256 <= 168 * 384);

@@ -67,9 +67,9 @@ struct ConfigFlags {
   std::optional<bool> l2_ahead, table_prefetch;  // sparse_decode's gather prefetches (--persistent: its persistent grid)
   std::optional<int> block_m, block_n, warps_n, stages, num_splits, m_tiles, min_blocks, warp_specialize, producer,
       producer_registers;
-  std::optional<bool> wgmma, tma, persistent, snake_order, overlap_items, mma, token_split, fused_merge, l2_prefetch, mla,
-      integer_scores, pages_first, pages_ahead, early_tiles, copy_ahead, score_ahead, split_scores, seesaw, f16_mma, stored_k_scores,
-      widen_rows, widen_ahead;
+  std::optional<bool> wgmma, tma, persistent, snake_order, overlap_items, dynamic_items, tma_store, softmax_chains, mma, token_split,
+      fused_merge, l2_prefetch, mla, integer_scores, pages_first, pages_ahead, early_tiles, copy_ahead, score_ahead, split_scores,
+      seesaw, f16_mma, stored_k_scores, widen_rows, widen_ahead;
   void add_to(CLI::App& app) {
     app.add_option("--block-m", block_m, "prefill: query rows per block");
     app.add_option("--m-tiles", m_tiles, "prefill: 16-row mma tiles per warp (1 or 2)");
@@ -83,6 +83,12 @@ struct ConfigFlags {
                    "prefill, persistent: every other round of work items walked backwards (true/false)");
     app.add_option("--overlap-items", overlap_items,
                    "prefill, persistent ws2: an item's last P.V issued with the next item's first Q.K^T (true/false)");
+    app.add_option("--dynamic-items", dynamic_items,
+                   "prefill, persistent: blocks claim the next work item as they come free (true/false)");
+    app.add_option("--tma-store", tma_store,
+                   "prefill, tma: the output rows through shared memory and a TMA store (true/false)");
+    app.add_option("--softmax-chains", softmax_chains,
+                   "prefill: each row's max and sum over a tile as 4 independent chains (true/false)");
     app.add_option("--f16-mma", f16_mma, "prefill, 8-bit K/V with tma and bf16 q: the MMAs in fp16 (true/false)");
     app.add_option("--stored-k-scores", stored_k_scores,
                    "prefill, f16_mma, head_dim 128: Q.K^T on the 8-bit tensor cores from the stored K tiles, Q split into two 8-bit tiles (true/false)");
@@ -125,9 +131,10 @@ struct ConfigFlags {
   }
   bool any() const {
     return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || persistent ||
-           snake_order || overlap_items || producer_registers || mma || producer || token_split || fused_merge || l2_prefetch || mla ||
-           integer_scores || pages_first || pages_ahead || early_tiles || copy_ahead || score_ahead || split_scores || seesaw || l2_ahead ||
-           table_prefetch || f16_mma || stored_k_scores || widen_rows || widen_ahead;
+           snake_order || overlap_items || dynamic_items || tma_store || softmax_chains || producer_registers || mma || producer ||
+           token_split || fused_merge || l2_prefetch || mla || integer_scores || pages_first || pages_ahead || early_tiles ||
+           copy_ahead || score_ahead || split_scores || seesaw || l2_ahead || table_prefetch || f16_mma || stored_k_scores ||
+           widen_rows || widen_ahead;
   }
   // Flags given on top of `base`.
   DecodeConfig apply(DecodeConfig base) const {
@@ -180,6 +187,9 @@ struct ConfigFlags {
     if (persistent) base.persistent = *persistent;
     if (snake_order) base.snake_order = *snake_order;
     if (overlap_items) base.overlap_items = *overlap_items;
+    if (dynamic_items) base.dynamic_items = *dynamic_items;
+    if (tma_store) base.tma_store = *tma_store;
+    if (softmax_chains) base.softmax_chains = *softmax_chains;
     if (f16_mma) base.f16_mma = *f16_mma;
     if (stored_k_scores) base.stored_k_scores = *stored_k_scores;
     if (widen_rows) base.widen_rows = *widen_rows;

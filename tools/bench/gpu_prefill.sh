@@ -3,25 +3,23 @@
 # default 105 s, or whose cap could run past it by more than 15 s, is skipped and says so): correctness first, then
 # the bench, heuristic configs ("default", no shipped data), each row's configs alternated on one workload, the
 # floor (useful FLOPs at the bf16 matmul rate) beside each time:
-#   0. correctness: the check matrix's snake-order, overlapped-item and head_dim 256 TMA tile cases, its producer
-#      register cases in head sections of one q head, and the GPU
-#      suite's prefill cases but the matrix and the tuner (device-side errors, bad pages, 8-bit and varlen paged
-#      workloads, streams); the whole matrix (about 2 minutes for prefill) is `swajit check --device cuda`;
-#   1. the issue's grid (32 q heads, 32 and 8 kv heads, head_dim 128, window 4096, seq 4K-32K): the default (snake
-#      order up to seq 8192; from 16384 at 32 kv heads, items 8 q heads at a time) with session 6's default beside,
-#      and session 6's binary (BASE: ../mainI/swajit beside the carry, when there) on the same rows;
-#   2. the rows tools/bench/prefill_peers.py times for FlashInfer: head_dim 64 and 256 (its producer at 24 registers
-#      beside), GQA 32/4, the varlen batch;
-#   3. paged (pages of 16 tokens in order: one TMA box a tile; shuffled: a box a page) against step 1's contiguous
-#      rows (bar: within 5%);
-#   4. first use (generate + NVRTC + module load) of the head_dim 128 (contiguous, paged 16) and 256 defaults;
-#   5. as time allows: kv 32 at seq 32768 with and without head sections (SWAJIT_PREFILL_HEAD_SECTION=32: all q
-#      heads at a time, the order before run B3; step 1 has it at seq 16384), overlapped items at seq 4096.
+#   0. correctness: the check matrix's cases of session 8's knobs (dynamic items, the TMA store, softmax chains), its
+#      snake-order cases (head_dim 64's default), and the GPU suite's prefill cases but the matrix and the tuner
+#      (device-side errors, bad pages on TMA tiles, 8-bit and varlen paged workloads, streams); the whole matrix
+#      (about 2 minutes for prefill) is `swajit check --device cuda`;
+#   1. the issue's grid (32 q heads, 32 and 8 kv heads, head_dim 128, window 4096, seq 4K-32K): the default, with
+#      session 7's default config beside where it differs, and session 7's binary (BASE: ../mainJ/swajit beside the
+#      carry, when there) on the same rows; at seq 4096 the default less one of session 8's knobs at a time;
+#   2. paged (pages of 16 tokens shuffled: a TMA box a page) at seq 32768 against step 1's contiguous row (bar: within
+#      5%), in the middle of step 1's rows;
+#   3. first use (generate + NVRTC + module load) of the head_dim 128 defaults (contiguous up to seq 8192 and
+#      beyond, paged 16 up to 8192);
+#   4. as time allows: the rows tools/bench/prefill_peers.py times for FlashInfer (head_dim 64 and 256, GQA 32/4).
 # Usage: tools/bench/gpu_prefill.sh CARRY_DIR LOG_DIR
 #   CARRY_DIR: what tools/bench/prepare_gpu_carry.sh made (.carry: swajit, the GPU test binaries, lib/)
 #   MATMUL_TFLOPS: the bf16 matmul rate of the same run (floor column; prefill_peers.py prints kind=ceiling_mm_bf16);
-#   default 700 (686-792 measured on the H200).
-# FlashInfer beside it: tools/bench/prefill_peers.py (step 2's rows) and flashinfer_peer.py prefill (the grid).
+#   default 790 (686-798 measured on the H200).
+# FlashInfer beside it: tools/bench/prefill_peers.py (step 4's rows) and flashinfer_peer.py prefill (the grid).
 set -uo pipefail
 db_name=prefill_fresh.db run_timeout=60
 source "$(dirname "$0")/gpu_run_common.sh"
@@ -38,63 +36,50 @@ step() {  # run(), unless the script is past its time budget
   run "$@"
 }
 
-s6_default=bm128_bn128_st2_mt1_wg_ws2_tma_pt       # session 6's head_dim 128 default (round-robin items)
-d256_pr24=bm128_bn64_st2_mt1_wg_ws2_tma_pr24      # the head_dim 256 default with the producer at 24 registers (ptxas:
-                                                  # 8 bytes of spills against the default's 80)
-base=$carry/../mainI/swajit                       # session 6's binary (BASE rows), beside this carry in main's .carry
-varlen=512,640,768,1024,1280,1536,2048,2560,3072,3584,4096,5120,6144,7168,7680,8192  # = prefill_peers.py VARLEN_Q_LENS
+d128=bm128_bn128_st2_mt1_wg
+s7_ramp=${d128}_ws2_tma_pt_sn  # session 7's default at seq <= 8192 (snake order); beyond: ${d128}_ws2_tma_pt
+base=$carry/../mainJ/swajit   # session 7's binary (BASE rows), beside this carry in main's .carry
+export LD_LIBRARY_PATH=$carry/lib:$carry/../lib:$carry/../mainJ/lib
+mm=${MATMUL_TFLOPS:-790}
 # Line-buffered: each row shows as it is timed (a row's workload of up to 32K tokens x 32 heads takes seconds to
 # set up, so a call can run past its cap; its rows so far are kept).
 bench() { step stdbuf -oL "$swajit" bench prefill --matmul-tflops "$mm" --reps 10 "$@"; }
 
 {
-  # 0. correctness: the check matrix's snake-order (overlapped items among them) and head_dim 256 tile cases, the GPU
-  #    suite's prefill cases but the matrix and the tuner (device-side errors, bad pages, 8-bit and varlen paged
-  #    workloads, streams); the whole matrix is `swajit check --device cuda` of the final run
-  run_timeout=20 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "snake order"
-  run_timeout=12 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "st2, head_dim 256"
-  # head sections of one q head (the check's workloads are too small for the default's sections) with the producer
-  # at 24 and 40 registers (40: the paged head_dim 128 default's)
-  SWAJIT_PREFILL_HEAD_SECTION=1 run_timeout=12 step stdbuf -oL "$swajit" check --device cuda --family prefill \
-    --filter "st2 pr"
+  # 0. correctness (the "dynamic items" cases include softmax chains with the TMA store, paged)
+  run_timeout=25 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "dynamic items"
+  run_timeout=16 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "TMA store"
   run_timeout=15 step "$carry/test_decode_gpu" \
     -tc="prefill: invalid*,prefill: 8-bit*,prefill: varlen*,paged prefill*,concurrent streams: decode and prefill*"
 
-  # 1. the grid (its FlashInfer rows: prefill_peers.py / flashinfer_peer.py prefill): the default, session 6's
-  #    default beside, and session 6's binary (BASE) at seq 4096 and 16384
-  run_timeout=20 bench --seq 4096,8192,16384 --num-kv-heads 32 --configs "default,$s6_default"  # 32768: step 5
-  # the order before head sections (all 32 q heads at a time; the default takes 8 at a time from seq 16384 at 32 kv
-  # heads: their K/V windows fit half of L2, all 32 heads' do not), against the row above
-  SWAJIT_PREFILL_HEAD_SECTION=32 run_timeout=12 bench --seq 16384 --num-kv-heads 32
-  run_timeout=20 bench --seq 4096,8192,16384,32768 --num-kv-heads 8 --configs "default,$s6_default"
-  [[ -x $base ]] && SWAJIT_DB=$(mktemp -d)/base.db run_timeout=20 step stdbuf -oL "$base" bench prefill \
-    --matmul-tflops "$mm" --reps 10 --seq 4096,16384 --num-kv-heads 32,8
+  # 1. the grid: the default (seq <= 8192: dynamic items, the TMA store and softmax chains, _dy_ts_ch; beyond:
+  #    round-robin with softmax chains, _ch) against session 7's default config and BASE; at seq 4096 the default
+  #    less one knob at a time
+  run_timeout=25 bench --seq 4096 --num-kv-heads 32,8 --configs "default,$s7_ramp,${d128}_ws2_tma_pt_dy_ts,\
+${d128}_ws2_tma_pt_dy_ch,${d128}_ws2_tma_pt_sn_ts_ch"
+  [[ -x $base ]] && SWAJIT_DB=$(mktemp -d)/base.db run_timeout=12 step stdbuf -oL "$base" bench prefill \
+    --matmul-tflops "$mm" --reps 10 --seq 4096 --num-kv-heads 32,8
+  run_timeout=20 bench --seq 16384,32768 --num-kv-heads 8 --configs "default,${d128}_ws2_tma_pt,${d128}_ws2_tma_pt_ts_ch_pr40"
+  # 2. paged 16 shuffled against step 1's contiguous kv 8 rows (bar: within 5%)
+  run_timeout=12 bench --seq 32768 --num-kv-heads 8 --page-size 16 --shuffle-pages
+  run_timeout=15 bench --seq 8192 --num-kv-heads 32,8 --configs "default,$s7_ramp"
+  run_timeout=12 bench --seq 16384 --num-kv-heads 32 --configs "default,${d128}_ws2_tma_pt"
+  [[ -x $base ]] && SWAJIT_DB=$(mktemp -d)/base.db run_timeout=15 step stdbuf -oL "$base" bench prefill \
+    --matmul-tflops "$mm" --reps 10 --seq 8192,32768 --num-kv-heads 8
 
-  # 2. the rows of tools/bench/prefill_peers.py: head_dim 64 and 256, GQA 32/4, the varlen batch
-  run_timeout=10 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 64
-  run_timeout=12 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 256 --configs "default,$d256_pr24"
-  run_timeout=10 bench --seq 8192,32768 --num-kv-heads 4
-  run_timeout=10 bench --q-lens "$varlen" --prefix-len 4096 --page-size 16 --num-kv-heads 8
-
-  # 3. paged 16, pages in order (one box a tile) and shuffled (a box a page) against step 1's contiguous kv 8 rows
-  #    (bar: within 5%)
-  run_timeout=10 bench --seq 8192,32768 --num-kv-heads 8 --page-size 16
-  run_timeout=10 bench --seq 8192,32768 --num-kv-heads 8 --page-size 16 --shuffle-pages
-
-  # 4. first use of the head_dim 128 default at seq <= 8192 (snake order) and of the head_dim 256 default (generate +
-  #    NVRTC + module load; the database is not used)
-  run_timeout=8 step "$swajit" gen --key prefill_bf16_d128_contig_g4_local --block-m 128 --block-n 128 --stages 2 \
-    --wgmma true --warp-specialize 2 --tma true --persistent true --snake-order true --jit-time
+  # 3. first use of the head_dim 128 defaults (generate + NVRTC + module load; the database is not used)
+  for knobs in "--dynamic-items true --tma-store true --softmax-chains true" "--softmax-chains true"; do
+    run_timeout=8 step "$swajit" gen --key prefill_bf16_d128_contig_g4_local --block-m 128 --block-n 128 --stages 2 \
+      --wgmma true --warp-specialize 2 --tma true --persistent true $knobs --jit-time
+  done
   run_timeout=8 step "$swajit" gen --key prefill_bf16_d128_p16_nhd_g4_local --block-m 128 --block-n 128 --stages 2 \
-    --wgmma true --warp-specialize 2 --tma true --persistent true --snake-order true --producer-registers 40 --jit-time
-  run_timeout=8 step "$swajit" gen --key prefill_bf16_d256_contig_g4_local --block-m 128 --block-n 64 --stages 2 \
-    --wgmma true --warp-specialize 2 --tma true --jit-time
+    --wgmma true --warp-specialize 2 --tma true --persistent true --dynamic-items true --tma-store true \
+    --softmax-chains true --producer-registers 40 --jit-time
 
-  # 5. as time allows: 32 kv heads at seq 32768 (its workload takes over 8 s to set up) with head sections (the
-  #    default) and without, and overlapped items at seq 4096
-  run_timeout=25 bench --seq 32768 --num-kv-heads 32
-  SWAJIT_PREFILL_HEAD_SECTION=32 run_timeout=25 bench --seq 32768 --num-kv-heads 32
-  run_timeout=8 bench --seq 4096 --num-kv-heads 32,8 --configs "default,${s6_default}_sn_ov"
+  # 4. as time allows: the rows of tools/bench/prefill_peers.py
+  run_timeout=10 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 64
+  run_timeout=12 bench --seq 8192,32768 --num-kv-heads 8 --head-dim 256
+  run_timeout=10 bench --seq 8192,32768 --num-kv-heads 4
   echo "==== gpu_prefill.sh done in $SECONDS s, status $status"
   exit "$status"
 } 2>&1 | tee "$logs/gpu_prefill.log"

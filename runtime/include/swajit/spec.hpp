@@ -187,6 +187,19 @@ struct PrefillConfig {
   // persistent with warp_specialize 2 only: the consumers carry an item's last P.V into the next item, issued with its
   // first Q.K^T, so no item starts or ends with the tensor cores idle through a softmax (key suffix _ov)
   bool overlap_items = false;
+  // persistent only: after its first item a block claims the next unclaimed item of the longest-first order (a
+  // counter in device memory) whenever its producer comes free, so the blocks that drew short items take more,
+  // whatever the items really cost (FA3's dynamic scheduler); replaces snake_order's static rounds (key suffix _dy)
+  bool dynamic_items = false;
+  // tma only, not overlap_items: the consumers write an item's normalized rows into its Q buffer (their Q.K^T are
+  // done) and one thread a warpgroup stores them with the TMA engine (full tiles of an output laid out [token, head,
+  // channel]; else the rows go straight from the registers): one shared-memory store a value pair instead of a
+  // global one, the global writes coalesced and off the consumers' path (key suffix _ts)
+  bool tma_store = false;
+  // each row's max and sum over a tile as 4 independent chains, combined at the end (templates/attention_tile.cuh
+  // online_softmax kChains): the consumers' softmax is latency-bound (session 8 run B ncu, seq 4096: stall_wait 33%
+  // of the consumers' samples, the row max a chain of 32 FMNMX) (key suffix _ch)
+  bool softmax_chains = false;
   // 8-bit K/V with tma and bf16 q only: both MMAs in fp16. The producer rescales each item's Q (times the K scale) by
   // a power of 2 into fp16's range (the scores take the inverse in the softmax scale), K/V widen exactly to fp16 (1-2
   // instructions a pair of values against 5-6 for bf16) and P is packed as fp16: fp16 holds Q and P with 3 more
@@ -211,7 +224,7 @@ struct PrefillConfig {
   // 0: the generator's 56, what the row gathers need without spilling); the consumers share out the rest.
   int producer_registers = 0;
 
-  std::string compile_key() const;  // e.g. "bm128_bn64_st2_mt1", "bm128_bn64_st2_mt1_wg_ws2_tma_pt_sn_ov_f16_sk_wr_wa_pr40_oc2" (flags: _wg, _ws<N>, _tma, _pt, _sn, _ov, _f16, _sk, _wr, _wa, _pr<N> and _oc<N> if set / > 0 / > 0 / > 1)
+  std::string compile_key() const;  // e.g. "bm128_bn64_st2_mt1", "bm128_bn64_st2_mt1_wg_ws2_tma_pt_sn_ov_dy_ts_ch_f16_sk_wr_wa_pr40_oc2" (flags: _wg, _ws<N>, _tma, _pt, _sn, _ov, _dy, _ts, _ch, _f16, _sk, _wr, _wa, _pr<N> and _oc<N> if set / > 0 / > 0 / > 1)
   std::string key() const { return compile_key(); }
   static PrefillConfig from_key(std::string_view key);
   void validate(const KernelSpec& spec) const;

@@ -10,6 +10,7 @@
 #include "kernel_cache.hpp"
 #include "kv_tensor_map.hpp"
 #include "prefill_problem.hpp"
+#include "stream_scratch.hpp"
 #include "tensor_checks.hpp"
 #include "family.hpp"
 #include "tuner.hpp"
@@ -227,6 +228,10 @@ PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo&
     // which spill below their 56 registers (s7-prefill8).
     if (!spec.is_contiguous_kv() && spec.kv_quant == KvQuant::kNone)
       candidates[0].producer_registers = kPagedProducerRegisters;
+    // Each row's max and sum over a tile as 4 chains (16-bit K/V; session 8 run B2): seq 16384, 32 kv heads 582.2
+    // against 574.4 TFLOP/s; seq 32768, 8 kv heads 597.1 against 595.9; with dynamic items and the TMA store at seq
+    // 4096 / 8192 (with_item_order) 1.01-1.04x over those two alone.
+    candidates[0].softmax_chains = spec.kv_quant == KvQuant::kNone;
   } else if (spec.head_dim == 64)
     candidates = {specialized(192, 128, 2, true, 1, true)};
   else if (spec.head_dim == 256)
@@ -298,9 +303,18 @@ PrefillConfig with_item_order(const PrefillProblem& p, PrefillConfig config) {
   // sees (the whole run without a local window). Session 7 run B2 (head_dim 128, 32 q heads, window 4096): 1.10-1.11x
   // at seq 4096, 1.03-1.04x at 8192; at 16384 and 32768, where most rounds hold equal items, 0.91-1.01x. head_dim 64
   // (run B3, kv 8): 1.04x at seq 8192, 0.99x at 32768. head_dim 256 runs no persistent grid.
+  // head_dim 128 with 16-bit K/V on those rows: blocks claim their items instead (dynamic_items; snake order still
+  // left 6.8% of the SMs' time idle at the grid's end, session 8 run B ncu), with the rows stored by TMA (tma_store):
+  // session 8 run B2 (softmax chains on all three), seq 4096: 542.2 / 547.0 TFLOP/s at 32 / 8 kv heads against snake
+  // order's 495.4 / 510.1 (1.09x / 1.07x); seq 8192: 582.0 / 580.7 against 542.5 / 556.9 (1.07x / 1.04x); paged 16
+  // shuffled, seq 8192: 551.6 against 538.4. Beyond the ramp, where the items are equal, dynamic items lost (seq
+  // 32768: 0.90x, run B) and so did the TMA store (its consumers spill 48 bytes: 0.95-1.00x, run B2). 8-bit K/V (its
+  // widening producer) was not measured with either.
   const int64_t visible = p.params.local_window > 0 ? p.params.local_window : p.max_q_len;
   const bool ramp = p.spec.causal && int64_t(p.max_q_len) <= 2 * visible;
-  config.snake_order = config.persistent && (p.spec.head_dim == 128 || p.spec.head_dim == 64) && ramp;
+  const bool claimed = config.persistent && p.spec.head_dim == 128 && p.spec.kv_quant == KvQuant::kNone && ramp;
+  config.dynamic_items = config.tma_store = claimed;
+  config.snake_order = config.persistent && !claimed && (p.spec.head_dim == 128 || p.spec.head_dim == 64) && ramp;
   return config;
 }
 
@@ -354,6 +368,27 @@ void encode_prefill_kv_map(PrefillTensorMap& map, const PrefillProblem& p, const
   view.one_run = one_page;
   const int box_rows = one_page ? config.block_n : std::min(config.block_n, p.spec.page_size);  // prefill.cuh kBoxRows
   encode_kv_tensor_map(&map, view, box_rows);
+}
+
+// The output's tensor map for the tma_store epilogue (PrefillParams::out_map): boxes of 64 channels x 64 tokens (a
+// consumer warpgroup's rows of a full tile) of one q head, stored from the Q buffer's 128-byte-swizzled layout. False
+// (the rows go from the registers) unless the output is 16-byte aligned with the token stride above the head stride.
+bool encode_prefill_out_map(PrefillTensorMap& map, const PrefillProblem& p) {
+  const PrefillParams& a = p.params;
+  KvTensorView view;
+  view.base = a.out;
+  view.stride_token = a.out_stride_token;
+  view.stride_head = a.out_stride_head;
+  view.bf16 = p.spec.dtype == DType::kBF16;
+  view.head_dim = p.spec.head_dim;
+  view.num_kv_heads = p.num_q_heads;
+  view.tokens_per_page = std::max(a.total_q, 1);
+  view.pages = 1;
+  view.one_run = true;
+  if (view.stride_token < view.stride_head || !kv_tensor_map_problem(view, view, true).empty()) return false;
+  constexpr int kWarpgroupRows = 64;
+  encode_kv_tensor_map(&map, view, kWarpgroupRows);
+  return true;
 }
 
 // Whether a tma call may move a tile of consecutive pages as one box (PrefillParams::tma_page_runs): a paged NHD
@@ -411,6 +446,7 @@ void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& op
                                              " is " + device.arch());
   const LoadedPrefillKernel& kernel = prefill_kernel(p.spec, config, device, scope.context());
   p.params.status = stream_status(scope.context(), stream);
+  p.params.item_counter = config.dynamic_items ? stream_arrival_counts(scope.context(), stream, 1) : nullptr;
   if (config.tma) {  // choose_prefill_config has checked that the TMA engine can read this call's K/V
     PrefillParams& a = p.params;
     a.tma_tokens_inside_heads = a.k_stride_token < a.k_stride_head;  // HND
@@ -422,6 +458,7 @@ void launch_prefill(PrefillProblem& p, CUstream stream, const PrefillOptions& op
       encode_prefill_kv_map(a.v_run_map, p, config, a.v, a.v_stride_page, a.v_stride_token, a.v_stride_head, true);
     }
   }
+  p.params.tma_store_out = config.tma_store && encode_prefill_out_map(p.params.out_map, p);
   void* args[] = {&p.params};
   const int64_t q_tiles = (p.max_q_len + config.block_m - 1) / config.block_m;
   p.params.q_tiles = static_cast<int>(q_tiles);

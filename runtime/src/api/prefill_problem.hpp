@@ -23,8 +23,9 @@ PrefillConfig heuristic_prefill_config(const KernelSpec& spec, const DeviceInfo&
 // Empty when the TMA producer can read this call's K/V (16-byte aligned addresses and strides, the same head/token
 // order in k and v), else what it needs, for the error of a forced tma config.
 std::string tma_layout_problem(const PrefillProblem& problem);
-// The heuristic's config with the persistent grid's item order for this call: snake order (PrefillConfig::snake_order)
-// where the causal ramp is much of the work (the longest query run at most twice the keys a query sees).
+// The heuristic's config with the persistent grid's item order for this call: where the causal ramp is much of the
+// work (the longest query run at most twice the keys a query sees), dynamic items (PrefillConfig::dynamic_items) and the
+// TMA store (PrefillConfig::tma_store) at head_dim 128 with 16-bit K/V, else snake order (PrefillConfig::snake_order).
 PrefillConfig with_item_order(const PrefillProblem& problem, PrefillConfig config);
 // The persistent grid's q heads a section (PrefillParams::heads_per_section): fewer than all where the kv heads' K/V
 // windows overflow half of the device's L2 (SWAJIT_PREFILL_HEAD_SECTION=N overrides).

@@ -204,6 +204,35 @@ std::vector<PrefillCase> prefill_check_matrix() {
       [&](PrefillCase& c) { c.config = snake(128, 128, 2, 2); c.page_size = 16; c.num_kv_heads = 4; c.q_lens = {700, 130, 17}; c.kv_lens = {1200, 1000, 300}; c.global_window = 3; });
   add("persistent tma ws1 bm192 bn128 st2 snake order, head_dim 64, group 8",
       [&](PrefillCase& c) { c.config = snake(192, 128, 2, 1); c.head_dim = 64; c.group = 8; c.num_kv_heads = 1; c.q_lens = {3000, 5}; c.kv_lens = {3000, 400}; });
+  // dynamic items: blocks claim their next item from a counter that each grid leaves at zero (the cases run one
+  // after another on one stream, each with more items than a grid of 132 blocks; empty sequences claimed and skipped)
+  const auto dynamic = [&](int mode) { PrefillConfig c = persistent(128, 128, 2, mode); c.dynamic_items = true; return c; };
+  add("persistent tma ws2 bm128 bn128 st2 dynamic items, varlen with kv 0 and 1, long window",
+      [&](PrefillCase& c) { c.config = dynamic(2); c.q_lens = {1500, 0, 1, 300}; c.kv_lens = {2000, 0, 1, 700}; c.local_window = 1000; });
+  add("persistent tma ws2 bm128 bn128 st2 dynamic items, paged NHD 16 shuffled, chunked, sinks",
+      [&](PrefillCase& c) { c.config = dynamic(2); c.page_size = 16; c.num_kv_heads = 4; c.q_lens = {700, 130, 17}; c.kv_lens = {1200, 1000, 300}; c.global_window = 3; });
+  add("persistent tma ws3 bm128 bn128 st2 dynamic items, ping-pong, full causal, group 8",
+      [&](PrefillCase& c) { c.config = dynamic(3); c.group = 8; c.num_kv_heads = 2; c.q_lens = {2000, 64}; c.kv_lens = {2000, 64}; c.local_window = 0; c.global_window = 0; });
+  add("persistent tma ws2 bm128 bn128 st2 dynamic items, overlapped items, chunked, learned sinks",
+      [&](PrefillCase& c) { c.config = dynamic(2); c.config->overlap_items = true; c.num_kv_heads = 4; c.q_lens = {700, 130, 17}; c.kv_lens = {1200, 1000, 300}; c.sink_logits = true; });
+  // TMA store: full items' rows through the Q buffer and the TMA engine, partial ones from the registers
+  const auto tma_store = [&](PrefillConfig c) { c.tma_store = true; return c; };
+  add("persistent tma ws2 bm128 bn128 st2 snake order, TMA store, varlen with kv 0 and 1, long window",
+      [&](PrefillCase& c) { c.config = tma_store(snake(128, 128, 2, 2)); c.q_lens = {1500, 0, 1, 300}; c.kv_lens = {2000, 0, 1, 700}; c.local_window = 1000; });
+  add("persistent tma ws2 bm128 bn128 st2 dynamic items, TMA store, paged NHD 16 shuffled, chunked, sinks, learned sinks",
+      [&](PrefillCase& c) { c.config = tma_store(dynamic(2)); c.page_size = 16; c.num_kv_heads = 4; c.q_lens = {700, 130, 17}; c.kv_lens = {1200, 1000, 300}; c.global_window = 3; c.sink_logits = true; });
+  add("persistent tma ws3 bm128 bn128 st2 TMA store, ping-pong, full causal, group 8, fp16",
+      [&](PrefillCase& c) { c.config = tma_store(persistent(128, 128, 2, 3)); c.group = 8; c.num_kv_heads = 2; c.dtype = DType::kFP16; c.q_lens = {2000, 64}; c.kv_lens = {2000, 64}; c.local_window = 0; c.global_window = 0; });
+  add("tma ws1 bm128 bn128 st2 TMA store, strided, chunked",
+      [&](PrefillCase& c) { c.config = tma_store(tma(128, 128, 2, 1)); c.strided = true; c.q_lens = {256, 300}; c.kv_lens = {700, 300}; });
+  // softmax chains: each row's max and sum in 4 independent chains (with the other knobs of the seq 4096 rows)
+  const auto chains = [&](PrefillConfig c) { c.softmax_chains = true; return c; };
+  add("persistent tma ws2 bm128 bn128 st2 softmax chains, varlen with kv 0 and 1, long window, sinks",
+      [&](PrefillCase& c) { c.config = chains(persistent(128, 128, 2, 2)); c.q_lens = {1500, 0, 1, 300}; c.kv_lens = {2000, 0, 1, 700}; c.local_window = 1000; c.global_window = 3; });
+  add("persistent tma ws2 bm128 bn128 st2 softmax chains, dynamic items, TMA store, paged NHD 16 shuffled, learned sinks",
+      [&](PrefillCase& c) { c.config = chains(tma_store(dynamic(2))); c.page_size = 16; c.num_kv_heads = 4; c.q_lens = {700, 130, 17}; c.kv_lens = {1200, 1000, 300}; c.sink_logits = true; });
+  add("persistent tma ws3 bm128 bn128 st2 softmax chains, ping-pong, full causal, group 8, fp16",
+      [&](PrefillCase& c) { c.config = chains(persistent(128, 128, 2, 3)); c.group = 8; c.num_kv_heads = 2; c.dtype = DType::kFP16; c.q_lens = {2000, 64}; c.kv_lens = {2000, 64}; c.local_window = 0; c.global_window = 0; });
   // overlapped items: an item's last P.V carried into the block's next item (items with no tiles between, one round
   // or many, zero-output sequences)
   const auto overlap = [&](bool snake_order) { PrefillConfig c = persistent(128, 128, 2, 2); c.snake_order = snake_order; c.overlap_items = true; return c; };

@@ -100,6 +100,9 @@ nlohmann::json prefill_config_to_json(const PrefillConfig& c) {
   if (c.persistent) j["persistent"] = 1;  // written only when set: the records of configs without it stay as they were
   if (c.snake_order) j["snake_order"] = 1;  // likewise
   if (c.overlap_items) j["overlap_items"] = 1;
+  if (c.dynamic_items) j["dynamic_items"] = 1;
+  if (c.tma_store) j["tma_store"] = 1;
+  if (c.softmax_chains) j["softmax_chains"] = 1;
   if (c.producer_registers > 0) j["producer_registers"] = c.producer_registers;  // likewise
   if (c.f16_mma) j["f16_mma"] = 1;  // likewise
   if (c.stored_k_scores) j["stored_k_scores"] = 1;  // likewise
@@ -123,7 +126,9 @@ PrefillConfig prefill_config_from_json(const nlohmann::json& j) {
   }
   // absent in records written before the knob existed: false
   for (const auto& [name, flag] : {std::pair<const char*, bool*>{"tma", &c.tma}, {"persistent", &c.persistent},
-                                    {"snake_order", &c.snake_order}, {"overlap_items", &c.overlap_items}, {"f16_mma", &c.f16_mma},
+                                    {"snake_order", &c.snake_order}, {"overlap_items", &c.overlap_items},
+                                    {"dynamic_items", &c.dynamic_items}, {"tma_store", &c.tma_store},
+                                    {"softmax_chains", &c.softmax_chains}, {"f16_mma", &c.f16_mma},
                                     {"stored_k_scores", &c.stored_k_scores}, {"widen_rows", &c.widen_rows},
                                     {"widen_ahead", &c.widen_ahead}}) {
     if (!j.contains(name)) continue;
