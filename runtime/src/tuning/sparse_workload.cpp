@@ -86,7 +86,10 @@ SparseWorkload::SparseWorkload(const SparseShape& s, int device, CUstream stream
   std::uniform_int_distribution<int> page(0, num_pages - 1), position(0, span - 1);
   table_elements_ = int64_t(s.batch) * pages_per_seq;
   std::vector<int> table(size_t(replicas_) * table_elements_), indices(size_t(s.batch) * s.topk);
-  for (int64_t i = 0; i < table_elements_; ++i) table[i] = page(rng);
+  for (int64_t i = 0; i < table_elements_; ++i) {
+    const int random_page = page(rng);  // (drawn either way: the selections stay the same)
+    table[i] = s.contiguous_pages ? int(i % num_pages) : random_page;
+  }
   for (int r = 1; r < replicas_; ++r)  // the same pages of replica r's own cache
     for (int64_t i = 0; i < table_elements_; ++i) table[r * table_elements_ + i] = table[i] + r * num_pages;
   for (int& x : indices) x = s.empty_selection ? -1 : position(rng);

@@ -27,9 +27,11 @@ struct SparseShape : AttentionCall {
   int num_q_heads = 64, num_kv_heads = 8;
   // Diagnostics of what bounds a kernel (bench sparse only): indices drawn from the first `index_span` tokens (0: the
   // whole sequence), so that the gathered rows stay in L2; `empty_selection`: every slot -1, so the kernel does all
-  // its work without the gather's reads.
+  // its work without the gather's reads; `contiguous_pages`: each sequence's pages follow each other in the cache (a
+  // fresh allocator's layout) instead of lying at random pages, so that its selection touches few 2 MB frames.
   int index_span = 0;
   bool empty_selection = false;
+  bool contiguous_pages = false;
   double selected_bytes() const;  // K/V rows read (topk + window per sequence) and q / out
   double flops() const;           // 2 x (head_dim + head_dim_v) per selected row and q head
 };
