@@ -6,8 +6,8 @@
 #   the default path and again on the CUDA-core kernel, "[CUDA cores]"), then `swajit bench sparse` on shape a (64 q /
 #   8 kv heads, d128; batch 1, 32, 128; topk 512 / 2048; kv 32768 / 131072) with the heuristic's configs beside the
 #   floor (max(bytes / read bandwidth, FLOPs / matmul rate), both measured in the run), the same rows on session 7's
-#   binary (BASE: CARRY/../mainJ/swajit, when there), then `swajit tune --family sparse_decode` on preset a at batch 1,
-#   32 and 128 (each tuned config beside the heuristic's time: item 3 of the issue's session-8 list).
+#   binary (BASE: CARRY/../mainJ/swajit, when there), then `swajit tune --family sparse_decode` on preset a at batch 32
+#   and 128 and the bench with its winners (each tuned config beside the heuristic's time, the last column).
 # diag (the mid-session runs): the checks of the new cases only, the default bench, then what the time is made of:
 #   kv 32768 against kv 131072 on the same selection pattern (random pages, consecutive pages, pages of one token,
 #   indices spread over the first 32768 positions only), the selection size at batch 32 (fixed cost + cost per tile),
@@ -106,10 +106,12 @@ if [ "$mode" = diag ]; then
   exit 0
 fi
 
-echo "==== tune --family sparse_decode: shape a, batch 1, 32, 128 (kv 32768 and 131072 share a bucket); then the bench with the winners"
+echo "==== tune --family sparse_decode: shape a, batch 32 and 128 (kv 32768 and 131072 share a bucket); then the bench with the winners"
 unset SWAJIT_SHIPPED
 for shard in 0/4 1/4; do  # the preset's rows per batch: (512, 32768), (2048, 32768), (512, 131072), (2048, 131072)
-  timeout 30 $bin/swajit tune --family sparse_decode --sparse-preset a --sparse-batch 1,32,128 --shard $shard --quick-reps 3 \
+  [ $SECONDS -lt 95 ] || break
+  timeout 25 $bin/swajit tune --family sparse_decode --sparse-preset a --sparse-batch 32,128 --shard $shard --quick-reps 3 \
     --final-reps 10 2>&1 | tee -a "$out/tune.log" | grep -E "^\| (a|shape) |tuned in|rror"
 done
-bench bench_tuned.log --batch 1,32,128
+[ $SECONDS -lt 110 ] && bench bench_tuned.log --batch 32,128
+echo "(done in $SECONDS s)"
