@@ -489,6 +489,7 @@ GeneratedKernel generate_sparse_decode_cuda(const KernelSpec& spec, const Sparse
      << ";  // the gather's L2 prefetches: rows an iteration ahead, the block_table row\n"
      << "constexpr bool kPersistent = " << flag(config.persistent) << ";  // blocks take the (sequence, kv head, split) items in turn\n"
      << "constexpr bool kNarrowWarps = " << flag(config.narrow_warps) << ";  // token split: 8 candidates a warp, at most 128 registers\n"
+     << "constexpr bool kStaggerV = " << flag(config.stagger_v) << ";  // the gather copies V rows half a tile from K rows\n"
      << "constexpr int kColSlices = " << g.col_slices << ", kMetaBytes = " << g.meta_bytes
      << ", kSoftmaxBytes = " << g.softmax_bytes << ", kProbBuffers = " << g.prob_buffers << ";\n"
      << "#define SWAJIT_SPARSE_KERNEL " << out.kernel_symbol << "\n"

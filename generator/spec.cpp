@@ -445,14 +445,14 @@ std::string SparseDecodeConfig::compile_key() const {
   return "bn" + std::to_string(block_n) + "_st" + std::to_string(stages) + (mma ? "_mma" : "") + (token_split ? "_ts" : "") +
          (mla ? "_mla" : "") + (warp_specialize ? "_ws" : "") + (copy_ahead ? "_ca" : "") + (score_ahead ? "_sa" : "") + (split_scores ? "_ss" : "") +
          (l2_prefetch ? "_l2" : "") + (l2_ahead ? "_la" : "") + (table_prefetch ? "_tp" : "") + (persistent ? "_pe" : "") +
-         (narrow_warps ? "_nw" : "");
+         (narrow_warps ? "_nw" : "") + (stagger_v ? "_sv" : "");
 }
 std::string SparseDecodeConfig::key() const { return compile_key() + "_sp" + std::to_string(num_splits); }
 
 SparseDecodeConfig SparseDecodeConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
   const auto malformed = [&] {
-    return Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bn<N>_st<S>[_mma[_ts|_mla[_ws|_ca[_sa]][_ss]]][_l2][_la][_tp][_pe][_nw]_sp<P>");
+    return Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bn<N>_st<S>[_mma[_ts|_mla[_ws|_ca[_sa]][_ss]]][_l2][_la][_tp][_pe][_nw][_sv]_sp<P>");
   };
   if (parts.size() < 3) throw malformed();
   SparseDecodeConfig config;
@@ -472,6 +472,7 @@ SparseDecodeConfig SparseDecodeConfig::from_key(std::string_view key) {
     else if (parts[i] == "tp") config.table_prefetch = true;
     else if (parts[i] == "pe") config.persistent = true;
     else if (parts[i] == "nw") config.narrow_warps = true;
+    else if (parts[i] == "sv") config.stagger_v = true;
     else throw malformed();
   }
   if (config.key() != key) throw malformed();  // each flag once, in this order
@@ -509,8 +510,8 @@ void SparseDecodeConfig::validate(const KernelSpec& spec) const {
       throw Error(ErrorCode::kInvalidArgument, "persistent needs the warps' combine to fit one stage; " + spec.key() +
                                                    " with " + compile_key() + " (use a larger block_n)");
   }
-  if (mla && (l2_ahead || table_prefetch))
-    throw Error(ErrorCode::kInvalidArgument, "l2_ahead and table_prefetch are knobs of the gather of the other sparse_decode "
+  if (mla && (l2_ahead || table_prefetch || stagger_v))
+    throw Error(ErrorCode::kInvalidArgument, "l2_ahead, table_prefetch and stagger_v are knobs of the gather of the other sparse_decode "
                                              "kernels (the MLA kernel has its own, l2_prefetch); " + spec.key() + " with " + compile_key());
   if (mla) validate_mla(spec);
   else if (copy_ahead || score_ahead || split_scores)

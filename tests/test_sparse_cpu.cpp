@@ -206,6 +206,11 @@ TEST_CASE("sparse tuning: the config space, its keys and records, the presets an
   SparseDecodeConfig narrow_mma = narrow;
   narrow_mma.token_split = false;
   CHECK_THROWS_AS(narrow_mma.validate(a), Error);
+  SparseDecodeConfig staggered = narrow;  // V rows copied half a tile away from K rows
+  staggered.stagger_v = true;
+  CHECK(staggered.key() == "bn64_st6_mma_ts_nw_sv_sp1");
+  CHECK(SparseDecodeConfig::from_key(staggered.key()) == staggered);
+  CHECK_NOTHROW(staggered.validate(a));
   SparseDecodeConfig too_deep = narrow;
   too_deep.stages = 7;
   CHECK_THROWS_AS(too_deep.validate(a), Error);

@@ -39,6 +39,8 @@ struct SparseBenchOptions {
   int index_span = 0;        // diagnostics, as SparseShape's
   bool empty_selection = false;
   bool contiguous_pages = false;
+  int64_t v_gap_bytes = 0;
+  bool eager_timing = false;
 };
 
 // The preset's rows at the listed kv lengths (all when none is listed), each at the listed topk values (its own when none
@@ -51,6 +53,8 @@ std::vector<SparseShape> bench_rows(const SparseBenchOptions& o, const std::stri
     s.index_span = o.index_span;
     s.empty_selection = o.empty_selection;
     s.contiguous_pages = o.contiguous_pages;
+    s.v_gap_bytes = o.v_gap_bytes;
+    s.eager_timing = o.eager_timing;
     for (int topk : o.topks.empty() ? std::vector<int>{s.topk} : o.topks) {
       SparseShape r = s;
       r.topk = topk;
@@ -64,6 +68,9 @@ std::vector<SparseShape> bench_rows(const SparseBenchOptions& o, const std::stri
 }
 
 int run_sparse_bench(const SparseBenchOptions& o) {
+  constexpr int64_t kCopyBytes = 16;  // the kernels' 16-byte copies need 16-byte aligned rows
+  if (o.v_gap_bytes % kCopyBytes != 0)
+    throw Error(ErrorCode::kInvalidArgument, "--v-gap = " + std::to_string(o.v_gap_bytes) + " must be a multiple of 16");
   cuda::ScopedDeviceContext scope(o.device);
   const DeviceInfo& device = cuda_device(o.device);
   const cuda::OwnedStream stream = cuda::create_stream();
@@ -168,6 +175,10 @@ BenchVerb FamilyBench<SparseDecodeConfig>::add_to(CLI::App& bench) {
                  "diagnostic: every index -1, the kernel's work without the gather's reads (the floor still counts them)");
   verb->add_flag("--contiguous-pages", flags->options.contiguous_pages,
                  "diagnostic: each sequence's pages consecutive in the cache (default: random pages)");
+  verb->add_option("--v-gap", flags->options.v_gap_bytes,
+                   "diagnostic: the V cache this many bytes (a multiple of 16) into its allocation, moving its addresses against K's")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 30));
+  verb->add_flag("--eager", flags->options.eager_timing, "diagnostic: time direct launches instead of CUDA graph replays");
   flags->options.config.add_to(*verb);
   return {verb, [flags] {
             flags->options.device = cuda_ordinal(parse_device(flags->device), "bench sparse");

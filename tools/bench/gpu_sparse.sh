@@ -37,6 +37,45 @@ bench() {  # bench LOG ARGS...: shape a, 10 reps, the rows printed
   rows_or_tail "$out/$log"
 }
 
+if [ "$mode" = diag2 ]; then
+  # Run B found the kv-131072 rows' slowness is not the kv length: it follows the process (kv 32768 took 311 us
+  # in a fresh process, kv 131072 with indices over 32768 positions 275), and ncu timed both kernels at 275-279 us.
+  # Here: the V cache moved against K (--v-gap), each time beside V rows copied half a tile from K rows (_sv), narrow
+  # warps, and both; direct launches timed instead of graph replays; then the default bench, BASE and FlashInfer on the
+  # same rows.
+  echo "==== correctness: swajit check --family sparse_decode --filter 'staggered V'"
+  timeout 30 $bin/swajit check --device cuda --family sparse_decode --filter "staggered V" > "$out/check_staggered.log" 2>&1
+  echo "check rc=$?"
+  grep -E "^FAIL" "$out/check_staggered.log" | head -12
+  grep -v "^PASS" "$out/check_staggered.log" | tail -3
+  mm=0
+  configs=bn64_st3_mma_ts_sv,bn32_st3_mma_ts_nw,bn32_st3_mma_ts_nw_sv,bn64_st3_mma_ts
+  for gap in 0 256 4096 2097152 0; do
+    echo "==== batch 128 topk 2048, V $gap bytes into its allocation: the heuristic, then $configs"
+    bench bench_gap$gap.log --batch 128 --topk 2048 --v-gap $gap --configs $configs
+  done
+  echo "==== batch 128 topk 2048, direct launches timed instead of graph replays (--eager): the heuristic, then $configs"
+  bench bench_eager.log --batch 128 --topk 2048 --eager --configs $configs
+  echo "==== batch 32, topk 512 and 2048, kv 131072: the same configs"
+  bench bench_b32.log --batch 32 --kv-len 131072 --configs $configs
+  echo "==== bench sparse, shape a, the heuristic"
+  bench bench_default.log --batch 1,32,128
+  if [ -x "$base/swajit" ]; then
+    echo "==== BASE (session 7's binary, $base): the same rows"
+    LD_LIBRARY_PATH=$PWD/$base/lib timeout 25 "$base/swajit" bench sparse --shape a --batch 1,32,128 --reps 10 \
+      --matmul-tflops "$mm" > "$out/bench_base.log" 2>&1
+    rows_or_tail "$out/bench_base.log"
+  fi
+  if [ $SECONDS -lt 80 ]; then
+    echo "==== FlashInfer (page size 1, the selection as the page table), topk 2048, batch 32 and 128"
+    timeout $((105 - SECONDS)) python3 "$here/sparse_peers.py" a --batch 32,128 --topk 2048 --peers fi_cc,fi_tc \
+      --budget-s $((95 - SECONDS)) > "$out/peers.log" 2>&1
+    grep -E "^shape=a" "$out/peers.log" || tail -3 "$out/peers.log"
+  fi
+  echo "(diag2 done in $SECONDS s)"
+  exit 0
+fi
+
 if [ "$mode" = diag ]; then
   for filter in "deep pipeline" "narrow warps"; do
     echo "==== correctness: swajit check --family sparse_decode --filter '$filter' (the new cases, default + [CUDA cores])"

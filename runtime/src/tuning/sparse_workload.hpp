@@ -28,10 +28,13 @@ struct SparseShape : AttentionCall {
   // Diagnostics of what bounds a kernel (bench sparse only): indices drawn from the first `index_span` tokens (0: the
   // whole sequence), so that the gathered rows stay in L2; `empty_selection`: every slot -1, so the kernel does all
   // its work without the gather's reads; `contiguous_pages`: each sequence's pages follow each other in the cache (a
-  // fresh allocator's layout) instead of lying at random pages, so that its selection touches few 2 MB frames.
+  // fresh allocator's layout) instead of lying at random pages, so that its selection touches few 2 MB frames;
+  // `v_gap_bytes` (a multiple of 16): see below.
   int index_span = 0;
   bool empty_selection = false;
   bool contiguous_pages = false;
+  int64_t v_gap_bytes = 0;  // the V cache this many bytes into its allocation: V's addresses move against K's
+  bool eager_timing = false;  // time_us launches the calls directly instead of replaying a CUDA graph of them
   double selected_bytes() const;  // K/V rows read (topk + window per sequence) and q / out
   double flops() const;           // 2 x (head_dim + head_dim_v) per selected row and q head
 };
