@@ -36,11 +36,7 @@ struct SparseBenchOptions {
   double matmul_tflops = 0;
   ConfigFlags config;       // forced knobs on top of each shape's heuristic config (--splits 0: the heuristic's splits)
   bool cuda_cores = false;  // the heuristic's config on the CUDA-core kernel instead of tensor cores
-  int index_span = 0;        // diagnostics, as SparseShape's
-  bool empty_selection = false;
-  bool contiguous_pages = false;
-  int64_t v_gap_bytes = 0;
-  bool eager_timing = false;
+  SparseDiagnostics diagnostics;  // each row's (SparseShape's)
 };
 
 // The preset's rows at the listed kv lengths (all when none is listed), each at the listed topk values (its own when none
@@ -50,11 +46,7 @@ std::vector<SparseShape> bench_rows(const SparseBenchOptions& o, const std::stri
   for (SparseShape s : sparse_preset(shape_name, 1)) {
     if (!o.kv_lens.empty() && std::count(o.kv_lens.begin(), o.kv_lens.end(), s.kv_len) == 0) continue;
     s.page_size = o.page_size;
-    s.index_span = o.index_span;
-    s.empty_selection = o.empty_selection;
-    s.contiguous_pages = o.contiguous_pages;
-    s.v_gap_bytes = o.v_gap_bytes;
-    s.eager_timing = o.eager_timing;
+    s.diagnostics = o.diagnostics;
     for (int topk : o.topks.empty() ? std::vector<int>{s.topk} : o.topks) {
       SparseShape r = s;
       r.topk = topk;
@@ -69,8 +61,8 @@ std::vector<SparseShape> bench_rows(const SparseBenchOptions& o, const std::stri
 
 int run_sparse_bench(const SparseBenchOptions& o) {
   constexpr int64_t kCopyBytes = 16;  // the kernels' 16-byte copies need 16-byte aligned rows
-  if (o.v_gap_bytes % kCopyBytes != 0)
-    throw Error(ErrorCode::kInvalidArgument, "--v-gap = " + std::to_string(o.v_gap_bytes) + " must be a multiple of 16");
+  if (o.diagnostics.v_gap_bytes % kCopyBytes != 0)
+    throw Error(ErrorCode::kInvalidArgument, "--v-gap = " + std::to_string(o.diagnostics.v_gap_bytes) + " must be a multiple of 16");
   cuda::ScopedDeviceContext scope(o.device);
   const DeviceInfo& device = cuda_device(o.device);
   const cuda::OwnedStream stream = cuda::create_stream();
@@ -168,17 +160,17 @@ BenchVerb FamilyBench<SparseDecodeConfig>::add_to(CLI::App& bench) {
       ->check(CLI::NonNegativeNumber);
   verb->add_option("--device", flags->device, "cuda | cuda:N")->capture_default_str();
   verb->add_flag("--cuda-cores", flags->options.cuda_cores, "the heuristic's tile and splits on the CUDA-core kernel (not mma)");
-  verb->add_option("--index-span", flags->options.index_span,
+  verb->add_option("--index-span", flags->options.diagnostics.index_span,
                    "diagnostic: indices drawn from the first N tokens, so the gathered rows stay in L2 (0: all)")
       ->check(CLI::NonNegativeNumber);
-  verb->add_flag("--empty-selection", flags->options.empty_selection,
+  verb->add_flag("--empty-selection", flags->options.diagnostics.empty_selection,
                  "diagnostic: every index -1, the kernel's work without the gather's reads (the floor still counts them)");
-  verb->add_flag("--contiguous-pages", flags->options.contiguous_pages,
+  verb->add_flag("--contiguous-pages", flags->options.diagnostics.contiguous_pages,
                  "diagnostic: each sequence's pages consecutive in the cache (default: random pages)");
-  verb->add_option("--v-gap", flags->options.v_gap_bytes,
+  verb->add_option("--v-gap", flags->options.diagnostics.v_gap_bytes,
                    "diagnostic: the V cache this many bytes (a multiple of 16) into its allocation, moving its addresses against K's")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 30));
-  verb->add_flag("--eager", flags->options.eager_timing, "diagnostic: time direct launches instead of CUDA graph replays");
+  verb->add_flag("--eager", flags->options.diagnostics.eager_timing, "diagnostic: time direct launches instead of CUDA graph replays");
   flags->options.config.add_to(*verb);
   return {verb, [flags] {
             flags->options.device = cuda_ordinal(parse_device(flags->device), "bench sparse");
