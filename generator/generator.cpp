@@ -508,8 +508,10 @@ SparseDecodeGeometry sparse_decode_geometry(const KernelSpec& spec, const Sparse
   if (config.token_split) {
     // One 16-row tile of q heads; each warp takes 16 or more of a tile's candidates. The warps' (max, sum, output)
     // are combined at the end in the stage buffers, plus whatever they lack.
-    constexpr int kMmaK = 16, kMaxWarps = 4;
-    const int warps = std::min(kMaxWarps, config.block_n / kMmaK);
+    // (narrow_warps: 8 candidates a warp, P V on m16n8k8, up to 8 warps)
+    constexpr int kMmaK = 16, kMaxWarps = 4, kNarrowMmaK = 8, kNarrowMaxWarps = 8;
+    const int warps = config.narrow_warps ? std::min(kNarrowMaxWarps, config.block_n / kNarrowMmaK)
+                                          : std::min(kMaxWarps, config.block_n / kMmaK);
     g.threads = warps * kWarpSize;
     g.rows_per_block = std::min(spec.group, kMmaRows);
     g.q_rows = kMmaRows;
@@ -586,6 +588,8 @@ GeneratedKernel generate_sparse_decode_cuda(const KernelSpec& spec, const Sparse
      << "constexpr bool kL2Ahead = " << flag(config.l2_ahead) << ", kTablePrefetch = " << flag(config.table_prefetch)
      << ";  // the gather's L2 prefetches: rows an iteration ahead, the block_table row\n"
      << "constexpr bool kPersistent = " << flag(config.persistent) << ";  // blocks take the (sequence, kv head, split) items in turn\n"
+     << "constexpr bool kNarrowWarps = " << flag(config.narrow_warps) << ";  // token split: 8 candidates a warp, at most 128 registers\n"
+     << "constexpr bool kStaggerV = " << flag(config.stagger_v) << ";  // the gather copies V rows half a tile from K rows\n"
      << "constexpr int kColSlices = " << g.col_slices << ", kMetaBytes = " << g.meta_bytes
      << ", kSoftmaxBytes = " << g.softmax_bytes << ", kProbBuffers = " << g.prob_buffers << ";\n"
      << "#define SWAJIT_SPARSE_KERNEL " << out.kernel_symbol << "\n"

@@ -469,14 +469,15 @@ void PrefillConfig::validate(const KernelSpec& spec) const {
 std::string SparseDecodeConfig::compile_key() const {
   return "bn" + std::to_string(block_n) + "_st" + std::to_string(stages) + (mma ? "_mma" : "") + (token_split ? "_ts" : "") +
          (mla ? "_mla" : "") + (warp_specialize ? "_ws" : "") + (copy_ahead ? "_ca" : "") + (score_ahead ? "_sa" : "") + (split_scores ? "_ss" : "") + (seesaw ? "_sw" : "") +
-         (l2_prefetch ? "_l2" : "") + (l2_ahead ? "_la" : "") + (table_prefetch ? "_tp" : "") + (persistent ? "_pe" : "");
+         (l2_prefetch ? "_l2" : "") + (l2_ahead ? "_la" : "") + (table_prefetch ? "_tp" : "") + (persistent ? "_pe" : "") +
+         (narrow_warps ? "_nw" : "") + (stagger_v ? "_sv" : "");
 }
 std::string SparseDecodeConfig::key() const { return compile_key() + "_sp" + std::to_string(num_splits); }
 
 SparseDecodeConfig SparseDecodeConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
   const auto malformed = [&] {
-    return Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bn<N>_st<S>[_mma[_ts|_mla[_ws|_ca[_sa]][_ss][_sw]]][_l2][_la][_tp][_pe]_sp<P>");
+    return Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form bn<N>_st<S>[_mma[_ts|_mla[_ws|_ca[_sa]][_ss][_sw]]][_l2][_la][_tp][_pe][_nw][_sv]_sp<P>");
   };
   if (parts.size() < 3) throw malformed();
   SparseDecodeConfig config;
@@ -496,6 +497,8 @@ SparseDecodeConfig SparseDecodeConfig::from_key(std::string_view key) {
     else if (parts[i] == "la") config.l2_ahead = true;
     else if (parts[i] == "tp") config.table_prefetch = true;
     else if (parts[i] == "pe") config.persistent = true;
+    else if (parts[i] == "nw") config.narrow_warps = true;
+    else if (parts[i] == "sv") config.stagger_v = true;
     else throw malformed();
   }
   if (config.key() != key) throw malformed();  // each flag once, in this order
@@ -503,12 +506,13 @@ SparseDecodeConfig SparseDecodeConfig::from_key(std::string_view key) {
 }
 
 void SparseDecodeConfig::validate(const KernelSpec& spec) const {
-  constexpr int kWarpSize = 32, kMaxBlockN = 128, kMaxStages = 4;  // a tile is whole slices of one token per lane
-  constexpr int kMlaWsMaxStages = 6;  // the warp-specialized MLA kernel with Q in registers (validate_mla)
+  constexpr int kWarpSize = 32, kMaxBlockN = 128;  // a tile is whole slices of one token per lane
+  // 6: two blocks of 32-row tiles per SM keep five tiles each in flight at head_dim 128 (the MLA kernels: validate_mla)
+  constexpr int kMaxStages = 6;
   require_range("block_n", block_n, kWarpSize, kMaxBlockN);
   if (block_n % kWarpSize != 0)
     throw Error(ErrorCode::kInvalidArgument, "block_n = " + std::to_string(block_n) + " must be a multiple of 32");
-  require_range("stages", stages, 2, mla && warp_specialize ? kMlaWsMaxStages : kMaxStages);
+  require_range("stages", stages, 2, kMaxStages);
   require_range("num_splits", num_splits, 1, DecodeConfig::kMaxSplits);
   if (spec.family != KernelFamily::kSparseDecode)
     throw Error(ErrorCode::kInvalidArgument, "a sparse_decode config does not apply to " + spec.key());
@@ -519,6 +523,9 @@ void SparseDecodeConfig::validate(const KernelSpec& spec) const {
   if (token_split && (!mma || spec.group > kTokenSplitMaxGroup || spec.head_dim_v > kTokenSplitMaxHeadDimV))
     throw Error(ErrorCode::kInvalidArgument, "token_split needs mma, group <= 16 (one 16-row tile) and head_dim_v <= 128 "
                                              "(the output in one warp's registers); " + spec.key() + " with " + compile_key());
+  if (narrow_warps && !token_split)
+    throw Error(ErrorCode::kInvalidArgument, "narrow_warps is a variant of the token-split kernel: it needs token_split; " +
+                                                 spec.key() + " with " + compile_key());
   if (persistent && (!token_split || spec.local_window))
     throw Error(ErrorCode::kInvalidArgument, "persistent needs token_split and no local window (every item of the grid "
                                              "the same number of tiles); " + spec.key() + " with " + compile_key());
@@ -529,8 +536,8 @@ void SparseDecodeConfig::validate(const KernelSpec& spec) const {
       throw Error(ErrorCode::kInvalidArgument, "persistent needs the warps' combine to fit one stage; " + spec.key() +
                                                    " with " + compile_key() + " (use a larger block_n)");
   }
-  if (mla && (l2_ahead || table_prefetch))
-    throw Error(ErrorCode::kInvalidArgument, "l2_ahead and table_prefetch are knobs of the gather of the other sparse_decode "
+  if (mla && (l2_ahead || table_prefetch || stagger_v))
+    throw Error(ErrorCode::kInvalidArgument, "l2_ahead, table_prefetch and stagger_v are knobs of the gather of the other sparse_decode "
                                              "kernels (the MLA kernel has its own, l2_prefetch); " + spec.key() + " with " + compile_key());
   if (mla) validate_mla(spec);
   else if (copy_ahead || score_ahead || split_scores || seesaw)

@@ -404,10 +404,13 @@ struct Gather {
       for (int pass = 0; pass < kPasses; ++pass) {
         const int token = first_token + pass * kTokensPerPass;
         if (kBlockN % kTokensPerPass != 0 && token >= kBlockN) break;
-        const long long offset = offsets[token * kOffsetStride];
+        // kStaggerV: V copiers take the row half a tile on (each row still copied once), so a copy instruction's lanes
+        // never ask for one token's K and V together
+        const int row = kStaggerV && !is_k ? (token + kBlockN / 2) % kBlockN : token;
+        const long long offset = offsets[row * kOffsetStride];
 #pragma unroll
         for (int r = 0; r < kRepeat; ++r)
-          cp_async_row_chunk<kL2PrefetchBytes>(dst + u32(token * row_bytes + r * kKCopiers * 16), base + r * kKCopiers * 16, offset);
+          cp_async_row_chunk<kL2PrefetchBytes>(dst + u32(row * row_bytes + r * kKCopiers * 16), base + r * kKCopiers * 16, offset);
       }
     } else {
       const int head = tile_kv_head(t);

@@ -12,6 +12,10 @@
 // memory besides the gathered rows, one __syncthreads per tile. At the end the warps' (max, sum, output) are
 // combined through shared memory (the stage buffers, free by then).
 //
+// kNarrowWarps: 8 candidates a warp (one score tile; P V on m16n8k8), up to 8 warps a block, registers capped at 128 a
+// thread: on the same shared memory (the same rows in flight) an SM runs twice the warps, each with half the
+// instructions per tile, so more of the gather's and the math's latencies overlap.
+//
 // kPersistent (no window): one block per resident slot takes its items in turn (Gather's tile stream); an item's
 // warps combine in the stage its last tile used (free until the copies of the next iteration) while the next item's
 // first tiles are already in flight.
@@ -23,13 +27,33 @@ constexpr int kQSteps = kHeadDim / 16;              // k-steps of Q K^T
 constexpr int kOutTiles = kHeadDimV / 8;            // 16 x 8 output tiles per warp
 constexpr int kCombineFloats = kTokenWarps * kMmaRows * (kHeadDimV + 2);  // each warp's rows: max, sum, output
 static_assert(kKvQuant == 0, "the tensor-core kernel reads 16-bit caches (8-bit: the CUDA-core kernel)");
-static_assert(kQRows == kMmaRows && kRowsPerBlock <= kMmaRows && kWarpTokens % 16 == 0 && kHeadDim % 32 == 0 &&
+// kNarrowWarps: a warp's 8 candidates are one score tile, and P V runs on m16n8k8 (4 output tiles per V load).
+constexpr bool kNarrowPv = kScoreTiles == 1;
+static_assert(kQRows == kMmaRows && kRowsPerBlock <= kMmaRows && kWarpTokens % (kNarrowWarps ? 8 : 16) == 0 &&
+                  (!kNarrowPv || kOutTiles % 4 == 0) && kHeadDim % 32 == 0 &&
                   kHeadDimV % 16 == 0 && kQBytes == 0,
               "prelude geometry disagrees with the template");
 static_assert(kSharedBytes == kQBytes + kStages * kStageBytes + kMetaBytes + kSoftmaxBytes &&
                   kCombineFloats * 4 <= kStages * kStageBytes + kSoftmaxBytes,
               "prelude shared-memory layout disagrees with the template");
 static_assert(!kPersistent || kCombineFloats * 4 <= kStageBytes, "persistent: the combine fits one stage");
+
+// kNarrowWarps: at most 128 registers a thread (the register file's 64K over 128), so that twice the warps of the wide
+// kernel fit an SM where shared memory allows it.
+constexpr int kMinBlocksPerSm = kNarrowWarps ? 65536 / (kThreads * 128) : 1;
+
+// acc += a b for a 16 x 8 A fragment (a[0]: row lane / 4, a[1]: row lane / 4 + 8; columns 2 (lane % 4) + {0, 1}) and
+// an 8 x 8 B fragment (rows 2 (lane % 4) + {0, 1}, column lane / 4).
+SWAJIT_DEVICE void mma_1688(float (&acc)[4], const u32 (&a)[2], u32 b, bf16_tag) {
+  asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
+               : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
+               : "r"(a[0]), "r"(a[1]), "r"(b));
+}
+SWAJIT_DEVICE void mma_1688(float (&acc)[4], const u32 (&a)[2], u32 b, fp16_tag) {
+  asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
+               : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
+               : "r"(a[0]), "r"(a[1]), "r"(b));
+}
 
 // The accumulators of this lane's rows lane / 4 (accumulator elements 0, 1) and lane / 4 + 8 (elements 2, 3).
 struct RowState {
@@ -127,6 +151,17 @@ SWAJIT_DEVICE void accumulate_tile(const SparseDecodeParams& P, const u32 (&q_fr
       st.acc[n][3] *= rescale[1];
     }
   }
+  if constexpr (kNarrowPv) {  // O += P V over the warp's 8 candidates: the score tile is the A fragment
+    const u32 a[2] = {pack2(score[0][0], score[0][1], Elem()), pack2(score[0][2], score[0][3], Elem())};
+#pragma unroll
+    for (int n = 0; n < kOutTiles; n += 4) {  // V^T fragments of 8 candidates x 32 columns: four output tiles
+      u32 vf[4];
+      ldmatrix_x4_trans(v_base + u32((token0 + lane % 8) * kVStride + (n * 8 + lane / 8 * 8) * kHalf), vf[0], vf[1], vf[2], vf[3]);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) mma_1688(st.acc[n + i], a, vf[i], Elem());
+    }
+    return;
+  }
   // O += P V, 16 candidates at a time: score tiles 2 k and 2 k + 1 are the A fragment.
 #pragma unroll
   for (int k = 0; k < kScoreTiles / 2; ++k) {
@@ -211,7 +246,7 @@ SWAJIT_DEVICE void write_rows(const SparseDecodeParams& P, RowState& st, float* 
   }
 }
 
-extern "C" __global__ void __launch_bounds__(kThreads) SWAJIT_SPARSE_KERNEL(const SparseDecodeParams P) {
+extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_SPARSE_KERNEL(const SparseDecodeParams P) {
   extern __shared__ __align__(128) unsigned char smem[];
   unsigned char* stages = smem + kQBytes;
   TileRow* ring = reinterpret_cast<TileRow*>(stages + kStages * kStageBytes);

@@ -171,8 +171,9 @@ TEST_CASE("sparse tuning: the config space, its keys and records, the presets an
   call.topk = 2048;
   const KernelSpec a = sparse_decode_kernel_spec(call);  // shape a: 64 q / 8 kv heads, d128
   const std::vector<SparseDecodeConfig> space = sparse_config_space(a, 16);
-  // block_n x stages x (column split, token split) x L2 prefetch x splits 1, 2, 3, 4, 6, 8, 16
-  CHECK(space.size() == 3 * 3 * 2 * 2 * 7);
+  // block_n x stages 2, 3, 4, 6 x (column split, token split, token split with narrow warps) x L2 prefetch x splits
+  // 1, 2, 3, 4, 6, 8, 16
+  CHECK(space.size() == 3 * 4 * 3 * 2 * 7);
   bool token_split = false;
   for (const SparseDecodeConfig& c : space) {
     INFO(c.key());
@@ -195,6 +196,24 @@ TEST_CASE("sparse tuning: the config space, its keys and records, the presets an
   CHECK_THROWS_AS(SparseDecodeConfig::from_key("bn64_st2_mma_ts_tp_la_sp3"), Error);
   CHECK_THROWS_AS(SparseDecodeConfig::from_key("bn64_st2_l2_mma_sp1"), Error);  // flags in their order only
   CHECK_THROWS_AS(SparseDecodeConfig::from_key("bn64_st2_mma_mma_sp1"), Error);
+  // 8 candidates a warp (token split only); pipelines up to six stages
+  const SparseDecodeConfig narrow{.block_n = 64, .stages = 6, .num_splits = 1, .mma = true, .token_split = true,
+                                  .narrow_warps = true};
+  CHECK(narrow.key() == "bn64_st6_mma_ts_nw_sp1");
+  CHECK(SparseDecodeConfig::from_key(narrow.key()) == narrow);
+  CHECK_NOTHROW(narrow.validate(a));
+  CHECK(sparse_decode_geometry(a, narrow).threads == 256);  // 8 warps of 8 candidates
+  SparseDecodeConfig narrow_mma = narrow;
+  narrow_mma.token_split = false;
+  CHECK_THROWS_AS(narrow_mma.validate(a), Error);
+  SparseDecodeConfig staggered = narrow;  // V rows copied half a tile away from K rows
+  staggered.stagger_v = true;
+  CHECK(staggered.key() == "bn64_st6_mma_ts_nw_sv_sp1");
+  CHECK(SparseDecodeConfig::from_key(staggered.key()) == staggered);
+  CHECK_NOTHROW(staggered.validate(a));
+  SparseDecodeConfig too_deep = narrow;
+  too_deep.stages = 7;
+  CHECK_THROWS_AS(too_deep.validate(a), Error);
   AttentionCall mla = call;  // shape b: 128 q heads over one latent head, no token split (more than one 16-row tile)
   mla.head_dim = 576;
   mla.head_dim_v = 512;

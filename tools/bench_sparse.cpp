@@ -36,11 +36,33 @@ struct SparseBenchOptions {
   double matmul_tflops = 0;
   ConfigFlags config;       // forced knobs on top of each shape's heuristic config (--splits 0: the heuristic's splits)
   bool cuda_cores = false;  // the heuristic's config on the CUDA-core kernel instead of tensor cores
-  int index_span = 0;        // diagnostics, as SparseShape's
-  bool empty_selection = false;
+  SparseDiagnostics diagnostics;  // each row's (SparseShape's)
 };
 
+// The preset's rows at the listed kv lengths (all when none is listed), each at the listed topk values (its own when none
+// is listed: a value the preset lacks times that selection size on the preset's kv lengths), once each.
+std::vector<SparseShape> bench_rows(const SparseBenchOptions& o, const std::string& shape_name) {
+  std::vector<SparseShape> rows;
+  for (SparseShape s : sparse_preset(shape_name, 1)) {
+    if (!o.kv_lens.empty() && std::count(o.kv_lens.begin(), o.kv_lens.end(), s.kv_len) == 0) continue;
+    s.page_size = o.page_size;
+    s.diagnostics = o.diagnostics;
+    for (int topk : o.topks.empty() ? std::vector<int>{s.topk} : o.topks) {
+      SparseShape r = s;
+      r.topk = topk;
+      const auto same = [&](const SparseShape& x) {
+        return x.kv_len == r.kv_len && x.topk == r.topk && x.local_window == r.local_window && x.sink_logits == r.sink_logits;
+      };
+      if (std::none_of(rows.begin(), rows.end(), same)) rows.push_back(r);
+    }
+  }
+  return rows;
+}
+
 int run_sparse_bench(const SparseBenchOptions& o) {
+  constexpr int64_t kCopyBytes = 16;  // the kernels' 16-byte copies need 16-byte aligned rows
+  if (o.diagnostics.v_gap_bytes % kCopyBytes != 0)
+    throw Error(ErrorCode::kInvalidArgument, "--v-gap = " + std::to_string(o.diagnostics.v_gap_bytes) + " must be a multiple of 16");
   cuda::ScopedDeviceContext scope(o.device);
   const DeviceInfo& device = cuda_device(o.device);
   const cuda::OwnedStream stream = cuda::create_stream();
@@ -52,14 +74,10 @@ int run_sparse_bench(const SparseBenchOptions& o) {
   std::printf("| shape | batch | kv_len | topk | window | sinks | us | floor us | %% of floor | config | heuristic us |\n"
               "|---|---:|---:|---:|---:|---|---:|---:|---:|---|---:|\n");
   for (const std::string& shape_name : o.shapes)
-    for (size_t row = 0; row < sparse_preset(shape_name, 1).size(); ++row)
+    for (const SparseShape& row : bench_rows(o, shape_name))
       for (int batch : o.batches) {
-        SparseShape s = sparse_preset(shape_name, batch)[row];
-        const auto listed = [](const std::vector<int>& only, int x) { return only.empty() || std::count(only.begin(), only.end(), x) > 0; };
-        if (!listed(o.topks, s.topk) || !listed(o.kv_lens, s.kv_len)) continue;
-        s.page_size = o.page_size;
-        s.index_span = o.index_span;
-        s.empty_selection = o.empty_selection;
+        SparseShape s = row;
+        s.batch = batch;
         SparseWorkload workload(s, o.device, stream.get());
         const SparseDecodeProblem problem = workload.problem();
         const double floor_us = 1e6 * std::max(s.selected_bytes() / read_bw, o.matmul_tflops > 0 ? s.flops() / (o.matmul_tflops * 1e12) : 0.0);
@@ -133,7 +151,8 @@ BenchVerb FamilyBench<SparseDecodeConfig>::add_to(CLI::App& bench) {
   verb->add_option("--configs", flags->options.configs,
                    "config keys timed on each row right after the heuristic's (without _sp<P>: the heuristic's splits)")
       ->delimiter(',');
-  verb->add_option("--topk", flags->options.topks, "only the preset rows of these topk values")->delimiter(',');
+  verb->add_option("--topk", flags->options.topks, "these topk values on the preset's kv lengths (default: the preset's rows)")
+      ->delimiter(',')->check(CLI::Range(1, SpecLimits::kMaxTopk));
   verb->add_option("--kv-len", flags->options.kv_lens, "only the preset rows of these kv lengths")->delimiter(',');
   verb->add_option("--page-size", flags->options.page_size)->check(CLI::Range(1, 256))->capture_default_str();
   verb->add_option("--reps", flags->options.reps)->check(reps_range())->capture_default_str();
@@ -141,11 +160,17 @@ BenchVerb FamilyBench<SparseDecodeConfig>::add_to(CLI::App& bench) {
       ->check(CLI::NonNegativeNumber);
   verb->add_option("--device", flags->device, "cuda | cuda:N")->capture_default_str();
   verb->add_flag("--cuda-cores", flags->options.cuda_cores, "the heuristic's tile and splits on the CUDA-core kernel (not mma)");
-  verb->add_option("--index-span", flags->options.index_span,
+  verb->add_option("--index-span", flags->options.diagnostics.index_span,
                    "diagnostic: indices drawn from the first N tokens, so the gathered rows stay in L2 (0: all)")
       ->check(CLI::NonNegativeNumber);
-  verb->add_flag("--empty-selection", flags->options.empty_selection,
+  verb->add_flag("--empty-selection", flags->options.diagnostics.empty_selection,
                  "diagnostic: every index -1, the kernel's work without the gather's reads (the floor still counts them)");
+  verb->add_flag("--contiguous-pages", flags->options.diagnostics.contiguous_pages,
+                 "diagnostic: each sequence's pages consecutive in the cache (default: random pages)");
+  verb->add_option("--v-gap", flags->options.diagnostics.v_gap_bytes,
+                   "diagnostic: the V cache this many bytes (a multiple of 16) into its allocation, moving its addresses against K's")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 30));
+  verb->add_flag("--eager", flags->options.diagnostics.eager_timing, "diagnostic: time direct launches instead of CUDA graph replays");
   flags->options.config.add_to(*verb);
   return {verb, [flags] {
             flags->options.device = cuda_ordinal(parse_device(flags->device), "bench sparse");

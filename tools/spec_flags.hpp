@@ -65,6 +65,8 @@ struct SpecFlags {
 
 struct ConfigFlags {
   std::optional<bool> l2_ahead, table_prefetch;  // sparse_decode's gather prefetches (--persistent: its persistent grid)
+  std::optional<bool> narrow_warps;              // sparse_decode, token split: 8 candidates a warp
+  std::optional<bool> stagger_v;                 // sparse_decode, not mla: V rows copied half a tile from K rows
   std::optional<int> block_m, block_n, warps_n, stages, num_splits, m_tiles, min_blocks, warp_specialize, producer,
       producer_registers;
   std::optional<bool> wgmma, tma, persistent, snake_order, overlap_items, dynamic_items, tma_store, softmax_chains, mma, token_split,
@@ -119,6 +121,8 @@ struct ConfigFlags {
     app.add_option("--l2-prefetch", l2_prefetch, "sparse_decode: each gathered row's copies fetch its aligned 256-byte block into L2 (true/false)");
     app.add_option("--l2-ahead", l2_ahead, "sparse_decode, not mla: prefetch each candidate's rows into L2 an iteration before its copies (true/false)");
     app.add_option("--table-prefetch", table_prefetch, "sparse_decode, not mla: ask L2 for the sequence's block_table row at the block's start (true/false)");
+    app.add_option("--narrow-warps", narrow_warps, "sparse_decode, token split: 8 candidates a warp, up to 8 warps, 128 registers (true/false)");
+    app.add_option("--stagger-v", stagger_v, "sparse_decode, not mla: copy V rows half a tile away from K rows (true/false)");
     app.add_option("--mla", mla, "sparse_decode, mma: the MLA kernel (shared 576 / 512, sm_90a; true/false; true sets bn64 st2)");
     app.add_option("--copy-ahead", copy_ahead,
                    "sparse_decode, mla: tile t + 2's copies right after tile t's P V, two tiles in flight (true/false)");
@@ -134,7 +138,7 @@ struct ConfigFlags {
            snake_order || overlap_items || dynamic_items || tma_store || softmax_chains || producer_registers || mma || producer ||
            token_split || fused_merge || l2_prefetch || mla || integer_scores || pages_first || pages_ahead || early_tiles ||
            copy_ahead || score_ahead || split_scores || seesaw || l2_ahead || table_prefetch || f16_mma || stored_k_scores ||
-           widen_rows || widen_ahead;
+           widen_rows || widen_ahead || narrow_warps || stagger_v;
   }
   // Flags given on top of `base`.
   DecodeConfig apply(DecodeConfig base) const {
@@ -161,6 +165,8 @@ struct ConfigFlags {
     if (l2_ahead) base.l2_ahead = *l2_ahead;
     if (table_prefetch) base.table_prefetch = *table_prefetch;
     if (persistent) base.persistent = *persistent;
+    if (narrow_warps) base.narrow_warps = *narrow_warps;
+    if (stagger_v) base.stagger_v = *stagger_v;
     base.mla = mla.value_or(base.mla && base.mma && !base.token_split);
     if (warp_specialize) base.warp_specialize = base.mla && *warp_specialize > 0;
     if (copy_ahead) base.copy_ahead = *copy_ahead;

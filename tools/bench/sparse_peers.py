@@ -6,7 +6,8 @@ copies ../shared/peers/*.py there; see ../shared/peers/README.md for the wheels)
 
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
         && export PYTHONPATH=/tmp/site
-    python3 tools/bench/sparse_peers.py [a|b|all] [--budget-s 300]
+    python3 tools/bench/sparse_peers.py [a|b|all] [--budget-s 300] [--batch 32,128] [--topk 2048] [--kv-len 131072]
+        [--peers torch,fi_cc,fi_tc]
 
 Shapes (the issue's):
   (a) 64 q / 8 kv heads, head_dim 128, separate K/V, bf16, topk {512, 2048}, kv_len {32768, 131072}, batch {1, 8, 32,
@@ -62,12 +63,18 @@ def main():
     ap.add_argument("--budget-s", type=float, default=300)
     ap.add_argument("--reps-ms", type=float, default=100.0)
     ap.add_argument("--batch", default=",".join(map(str, BATCHES)), help="batch sizes (as `swajit bench sparse --batch`)")
+    ap.add_argument("--topk", default="", help="shape a: only these topk values (default: 512 and 2048)")
+    ap.add_argument("--kv-len", default="", help="shape a: only these kv lengths (default: 32768 and 131072)")
+    ap.add_argument("--peers", default="torch,fi_cc,fi_tc", help="shape a: which peers to time")
     ap.add_argument("--jit-cache", default=os.path.join(PEERS, "flashinfer_jit_h200.tgz"))
     args = ap.parse_args()
     batches = [int(b) for b in args.batch.split(",")]
     # The rows of `swajit bench sparse --shape a,b` in its order: a by (kv_len, topk) then batch; b without, then with
     # the window and sinks.
-    a_grid = [(b, l, k) for l, k in ((32768, 512), (32768, 2048), (131072, 512), (131072, 2048)) for b in batches]
+    only = lambda text, x: not text or str(x) in text.split(",")  # noqa: E731
+    peers = args.peers.split(",")
+    a_grid = [(b, l, k) for l, k in ((32768, 512), (32768, 2048), (131072, 512), (131072, 2048)) for b in batches
+              if only(args.topk, k) and only(args.kv_len, l)]
     b_grid = [(b, w) for w in (False, True) for b in batches]
     os.environ.setdefault("FLASHINFER_WORKSPACE_BASE", "/tmp/flashinfer_ws")
     seed_jit_cache(args.jit_cache, os.environ["FLASHINFER_WORKSPACE_BASE"])
@@ -131,8 +138,9 @@ def main():
                 ks = k[r].view(physical, A_HKV, A_D).index_select(0, flat).view(B, topk, A_HKV, A_D).transpose(1, 2)
                 vs = v[r].view(physical, A_HKV, A_D).index_select(0, flat).view(B, topk, A_HKV, A_D).transpose(1, 2)
                 out.copy_(F.scaled_dot_product_attention(q.unsqueeze(2), ks, vs, enable_gqa=True).squeeze(2))
-            timed("torch", shape, floor_us, [lambda r=r: torch_call(r) for r in range(R)])
-            for variant in ("cc", "tc") if flashinfer else ():
+            if "torch" in peers:
+                timed("torch", shape, floor_us, [lambda r=r: torch_call(r) for r in range(R)])
+            for variant in [v for v in ("cc", "tc") if f"fi_{v}" in peers] if flashinfer else ():
                 try:
                     indptr = (torch.arange(B + 1, dtype=torch.int32) * topk).to(dev)
                     w = flashinfer.BatchDecodeWithPagedKVCacheWrapper(

@@ -267,8 +267,14 @@ struct SparseDecodeConfig {
   bool persistent = false;      // token_split without a local window: one block per resident slot taking its (sequence,
                                 // kv head, split) items in turn, the gather running on into the next item's tiles while
                                 // one finishes (no pipeline fill per item); key flag "_pe"
+  bool narrow_warps = false;    // token_split: each warp takes 8 of a tile's candidates (P V on m16n8k8), up to 8 warps a
+                                // block and at most 128 registers a thread: twice the warps per SM on the same shared
+                                // memory (more latency hidden); key flag "_nw"
+  bool stagger_v = false;       // not mla: the gather copies a tile's V rows half a tile away from its K rows (row t's V
+                                // beside row t + block_n / 2's K), so that no copy instruction asks for a token's K and
+                                // V at once (their addresses may share DRAM banks); key flag "_sv"
 
-  std::string compile_key() const;  // e.g. "bn64_st2", "bn64_st2_mma", "bn64_st2_mma_ts", "bn64_st2_mma_ts_l2_la_tp_pe"
+  std::string compile_key() const;  // e.g. "bn64_st2", "bn64_st2_mma", "bn64_st2_mma_ts", "bn64_st2_mma_ts_l2_la_tp_pe_nw"
   std::string key() const;          // compile_key() + "_sp<num_splits>"
   static SparseDecodeConfig from_key(std::string_view key);
   void validate(const KernelSpec& spec) const;

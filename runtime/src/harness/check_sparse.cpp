@@ -111,6 +111,43 @@ std::vector<SparseCase> sparse_check_matrix(DLDevice where) {
     c.config = SparseDecodeConfig{32, 3, 2, true, true};
     c.local_window = 24; c.score_bias = true; c.sink_logits = true; c.seq_lens = {0, 7, 400};
   });
+  // The deepest pipelines validate() allows: five tiles in flight per block, a lookup ring of seven slots.
+  add("token split bn32 st6 (deep pipeline), splits 2, window, bias, sinks", [](SparseCase& c) {
+    c.config = SparseDecodeConfig{32, 6, 2, true, true};
+    c.local_window = 24; c.score_bias = true; c.sink_logits = true; c.seq_lens = {0, 7, 400};
+  });
+  add("token split bn32 st6 (deep pipeline), topk 2048", [](SparseCase& c) {
+    c.config = SparseDecodeConfig{32, 6, 1, true, true};
+    c.topk = 2048; c.seq_lens = {2, 3000};
+  });
+  // 8 candidates a warp (P V on m16n8k8), up to 8 warps a block.
+  add("token split narrow warps bn64 st3 (8 warps), topk 2048", [](SparseCase& c) {
+    c.config = SparseDecodeConfig{.block_n = 64, .stages = 3, .num_splits = 1, .mma = true, .token_split = true, .narrow_warps = true};
+    c.topk = 2048; c.seq_lens = {2, 3000};
+  });
+  add("token split narrow warps bn32 st3 (4 warps), splits 3, window, bias, sinks, fp16", [](SparseCase& c) {
+    c.config = SparseDecodeConfig{.block_n = 32, .stages = 3, .num_splits = 3, .mma = true, .token_split = true, .narrow_warps = true};
+    c.local_window = 24; c.score_bias = true; c.sink_logits = true; c.seq_lens = {0, 7, 400}; c.dtype = DType::kFP16;
+  });
+  add("token split narrow warps bn64 st2, head_dim 64, q_seqlen 2, interleaved GQA, invalid indices reported", [](SparseCase& c) {
+    c.config = SparseDecodeConfig{.block_n = 64, .stages = 2, .num_splits = 2, .mma = true, .token_split = true, .narrow_warps = true};
+    c.head_dim = 64; c.head_dim_v = 64; c.q_seqlen = 2; c.gqa = GqaMapping::kInterleaved; c.num_kv_heads = 3;
+    c.selection = Selection::kInvalid;
+  });
+  // V rows copied half a tile away from K rows: the token split, 64-row mma and CUDA-core kernels' gather.
+  add("staggered V, token split bn64 st3, topk 2048, page 16", [](SparseCase& c) {
+    c.config = SparseDecodeConfig{.block_n = 64, .stages = 3, .num_splits = 1, .mma = true, .token_split = true, .stagger_v = true};
+    c.topk = 2048; c.seq_lens = {2, 3000}; c.page_size = 16;
+  });
+  add("staggered V, token split narrow warps bn32 st3, splits 2, window, bias, sinks", [](SparseCase& c) {
+    c.config = SparseDecodeConfig{.block_n = 32, .stages = 3, .num_splits = 2, .mma = true, .token_split = true,
+                                  .narrow_warps = true, .stagger_v = true};
+    c.local_window = 24; c.score_bias = true; c.sink_logits = true; c.seq_lens = {0, 7, 400};
+  });
+  add("staggered V, mma bn32 st4, splits 3, group 16, interleaved", [](SparseCase& c) {
+    c.config = SparseDecodeConfig{.block_n = 32, .stages = 4, .num_splits = 3, .mma = true, .stagger_v = true};
+    c.group = 16; c.num_kv_heads = 2; c.gqa = GqaMapping::kInterleaved; c.seq_lens = {5, 700};
+  });
   add("forced splits 7, all unused, sinks", [](SparseCase& c) {
     c.cpu_config = CpuDecodeConfig{8, 7, 2}; c.config = SparseDecodeConfig{32, 3, 7, true};
     c.selection = Selection::kAllUnused; c.sink_logits = true;

@@ -77,19 +77,22 @@ SparseWorkload::SparseWorkload(const SparseShape& s, int device, CUstream stream
   q_ = DeviceBuffer(q_elements * kBytes16);
   out_ = DeviceBuffer(size_t(s.batch) * s.num_q_heads * s.head_dim_v * kBytes16);
   k_ = DeviceBuffer(cache_elements * kBytes16);
-  v_ = DeviceBuffer(s.shared_kv ? 0 : cache_elements * kBytes16);
+  v_ = DeviceBuffer(s.shared_kv ? 0 : cache_elements * kBytes16 + s.diagnostics.v_gap_bytes);
   fill_uniform(info, q_.ptr(), q_elements, 1, s.dtype, stream);
   fill_uniform(info, k_.ptr(), cache_elements, 2, s.dtype, stream);
-  if (!s.shared_kv) fill_uniform(info, v_.ptr(), cache_elements, 3, s.dtype, stream);
+  if (!s.shared_kv) fill_uniform(info, v_.ptr() + s.diagnostics.v_gap_bytes, cache_elements, 3, s.dtype, stream);
   std::mt19937_64 rng(kSeed);
-  const int span = s.index_span > 0 ? std::min(s.index_span, s.kv_len) : s.kv_len;
+  const int span = s.diagnostics.index_span > 0 ? std::min(s.diagnostics.index_span, s.kv_len) : s.kv_len;
   std::uniform_int_distribution<int> page(0, num_pages - 1), position(0, span - 1);
   table_elements_ = int64_t(s.batch) * pages_per_seq;
   std::vector<int> table(size_t(replicas_) * table_elements_), indices(size_t(s.batch) * s.topk);
-  for (int64_t i = 0; i < table_elements_; ++i) table[i] = page(rng);
+  for (int64_t i = 0; i < table_elements_; ++i) {
+    const int random_page = page(rng);  // (drawn either way: the selections stay the same)
+    table[i] = s.diagnostics.contiguous_pages ? int(i % num_pages) : random_page;
+  }
   for (int r = 1; r < replicas_; ++r)  // the same pages of replica r's own cache
     for (int64_t i = 0; i < table_elements_; ++i) table[r * table_elements_ + i] = table[i] + r * num_pages;
-  for (int& x : indices) x = s.empty_selection ? -1 : position(rng);
+  for (int& x : indices) x = s.diagnostics.empty_selection ? -1 : position(rng);
   std::normal_distribution<float> sink(0.f, 1.f);
   std::vector<float> sinks(s.num_q_heads);
   for (float& x : sinks) x = sink(rng);
@@ -106,7 +109,7 @@ SparseWorkload::Call SparseWorkload::call(const std::optional<SparseDecodeConfig
   c.q = view(q_, q_shape_, elem, device_);
   c.out = view(out_, out_shape_, elem, device_);
   c.k = view(k_, cache_shape_, elem, device_);
-  c.v = view(v_, cache_shape_, elem, device_);
+  c.v = dl_tensor(static_cast<char*>(v_.data()) + shape_.diagnostics.v_gap_bytes, elem, {kDLCUDA, device_}, cache_shape_);
   c.block_table = dl_tensor(static_cast<int*>(block_table_.data()) + replica * table_elements_, i32, {kDLCUDA, device_}, table_shape_);
   c.seq_lens = view(seq_lens_, lens_shape_, i32, device_);
   c.indices = view(indices_, idx_shape_, i32, device_);
@@ -138,6 +141,12 @@ double SparseWorkload::time_us(const std::optional<SparseDecodeConfig>& config, 
   const cuda::Driver& d = cuda::driver();
   run(config, policy);  // compiled and its scratch allocated before the capture
   check_device_errors(device_, stream_);
+  if (shape_.diagnostics.eager_timing) {
+    const auto calls = [&] {
+      for (int r = 0; r < replicas_; ++r) run_replica(r, config, policy);
+    };
+    return median_ms(calls, kWarmupReplays, reps, stream_, cuda_device(device_)) * 1e3 / replicas_;
+  }
   CUgraph graph;
   CUgraphExec exec;
   cuda::check(d.cuStreamBeginCapture(stream_, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL), "cuStreamBeginCapture");

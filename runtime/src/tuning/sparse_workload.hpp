@@ -15,6 +15,20 @@
 
 namespace swajit {
 
+// Diagnostics of what bounds a kernel (bench sparse only): indices drawn from the first `index_span` tokens (0: the
+// whole sequence), so that the gathered rows stay in L2; `empty_selection`: every slot -1, so the kernel does all its
+// work without the gather's reads; `contiguous_pages`: each sequence's pages follow each other in the cache (a fresh
+// allocator's layout) instead of lying at random pages, so that its selection touches few 2 MB frames; `v_gap_bytes`
+// (a multiple of 16): the V cache this many bytes into its allocation, moving V's addresses against K's;
+// `eager_timing`: time_us launches the calls directly instead of replaying a CUDA graph of them.
+struct SparseDiagnostics {
+  int index_span = 0;
+  bool empty_selection = false;
+  bool contiguous_pages = false;
+  int64_t v_gap_bytes = 0;
+  bool eager_timing = false;
+};
+
 // A timed sparse call: its kernel description (AttentionCall: dtype, head_dim, head_dim_v, shared_kv, topk,
 // local_window, sink_logits, page_size) and its run-time sizes; q_seqlen 1, NHD, grouped heads.
 struct SparseShape : AttentionCall {
@@ -25,11 +39,7 @@ struct SparseShape : AttentionCall {
   std::string name = "custom";  // the preset it comes from, if any
   int batch = 1, kv_len = 32768;
   int num_q_heads = 64, num_kv_heads = 8;
-  // Diagnostics of what bounds a kernel (bench sparse only): indices drawn from the first `index_span` tokens (0: the
-  // whole sequence), so that the gathered rows stay in L2; `empty_selection`: every slot -1, so the kernel does all
-  // its work without the gather's reads.
-  int index_span = 0;
-  bool empty_selection = false;
+  SparseDiagnostics diagnostics;
   double selected_bytes() const;  // K/V rows read (topk + window per sequence) and q / out
   double flops() const;           // 2 x (head_dim + head_dim_v) per selected row and q head
 };

@@ -452,20 +452,22 @@ PrefillTuneReport tune_prefill_shape(const PrefillShape& shape, const DeviceInfo
 }
 
 std::vector<SparseDecodeConfig> sparse_config_space(const KernelSpec& spec, int max_splits) {
-  constexpr int kSparseBlockNs[] = {32, 64, 128}, kSparseStages[] = {2, 3, 4}, kSparseSplits[] = {1, 2, 3, 4, 6, 8, 16, 32};
-  // 16-bit caches: the tensor-core kernels (the CUDA-core one is slower everywhere); 8-bit: the CUDA-core kernel
-  std::vector<std::pair<bool, bool>> kernels;  // (mma, token_split)
-  if (spec.kv_quant == KvQuant::kNone) kernels = {{true, false}, {true, true}};
-  else kernels = {{false, false}};
+  constexpr int kSparseBlockNs[] = {32, 64, 128}, kSparseStages[] = {2, 3, 4, 6}, kSparseSplits[] = {1, 2, 3, 4, 6, 8, 16, 32};
+  // 16-bit caches: the tensor-core kernels (the CUDA-core one is slower everywhere), token split with wide and narrow
+  // warps; 8-bit: the CUDA-core kernel
+  std::vector<std::tuple<bool, bool, bool>> kernels;  // (mma, token_split, narrow_warps)
+  if (spec.kv_quant == KvQuant::kNone) kernels = {{true, false, false}, {true, true, false}, {true, true, true}};
+  else kernels = {{false, false, false}};
   std::vector<SparseDecodeConfig> space;
   for (int block_n : kSparseBlockNs)
     for (int stages : kSparseStages)
-      for (const auto& [mma, token_split] : kernels)
+      for (const auto& [mma, token_split, narrow_warps] : kernels)
         for (bool l2_prefetch : {false, true})
           for (int splits : kSparseSplits)  // 3 and 6: grids of one or two pairs per resident block whole waves
             if (splits == 1 || splits <= max_splits)
               add_if_valid(space, SparseDecodeConfig{.block_n = block_n, .stages = stages, .num_splits = splits, .mma = mma,
-                                                     .token_split = token_split, .l2_prefetch = l2_prefetch}, spec);
+                                                     .token_split = token_split, .l2_prefetch = l2_prefetch,
+                                                     .narrow_warps = narrow_warps}, spec);
   return space;
 }
 
