@@ -11,7 +11,9 @@
 
 #include "decode_plan.hpp"
 #include "decode_schedule.h"
+#include "check.hpp"
 #include "heuristic.hpp"
+#include "hopper_devices.hpp"
 #include "kv_tensor_map.hpp"
 #include "paged_decode_problem.hpp"
 #include "prefill_problem.hpp"
@@ -849,4 +851,24 @@ TEST_CASE("a tuned num_splits 1 applies to lengths known equal; a ragged batch o
   const DecodeProblem short_window = t.describe(o);
   CHECK(tuned_for_lengths(short_window, tuned) == tuned);
   CHECK(with_call_grid(short_window, DecodeConfig{64, 4, 3, kCapacity}).direct_grid);
+}
+
+// The heuristic runs on the host before any kernel: over every spec of the decode check matrix, at pair counts from
+// one to far more than the H200's resident blocks, it must give a config the spec runs (it divided by zero once, on a
+// halved tile of one warp column, and every GPU check crashed).
+TEST_CASE("the H200 decode heuristic gives a runnable config for every spec of the check matrix") {
+  const int64_t pair_counts[] = {0, 1, 8, 64, 1056, 100000};
+  const int64_t visible_tokens[] = {0, 1, 64, 4096, 131072};
+  for (const DecodeCase& c : decode_check_matrix()) {
+    const KernelSpec spec = c.spec();
+    for (int64_t pairs : pair_counts)
+      for (int64_t visible : visible_tokens)
+        for (bool tma_layout_ok : {true, false}) {
+          CAPTURE(spec.key());
+          CAPTURE(pairs);
+          CAPTURE(visible);
+          const DecodeConfig config = heuristic_decode_config(spec, test::kH200, pairs, visible, tma_layout_ok);
+          CHECK_NOTHROW(config.validate(spec));
+        }
+  }
 }

@@ -181,13 +181,16 @@ DecodeConfig narrow_tile(const KernelSpec& spec, const DecodeConfig& wide, int p
 DecodeConfig with_kv8_knobs(const KernelSpec& spec, DecodeConfig config, const DeviceInfo& device, int64_t sequence_heads) {
   config.pages_first = true;
   config.pages_ahead = true;
-  DecodeConfig narrow = config;
-  narrow.block_n = config.block_n / 2;
-  narrow.warps_n = config.warps_n / 2;
-  const int64_t narrow_slots = int64_t(resident_blocks(spec, narrow, device)) * device.sm_count;
-  const bool filled = sequence_heads > 0 && 2 * sequence_heads > narrow_slots;
   const bool measured = spec.head_dim <= 128;
-  if (measured && config.warps_n >= 2 && runs_spec(narrow, spec) && narrow_slots > 0 && filled) return narrow;
+  if (measured && config.warps_n >= 2 && sequence_heads > 0) {  // (one warp column has no half)
+    DecodeConfig narrow = config;
+    narrow.block_n = config.block_n / 2;
+    narrow.warps_n = config.warps_n / 2;
+    if (runs_spec(narrow, spec)) {
+      const int64_t narrow_slots = int64_t(resident_blocks(spec, narrow, device)) * device.sm_count;
+      if (narrow_slots > 0 && 2 * sequence_heads > narrow_slots) return narrow;
+    }
+  }
   if (device.cc_major < 9 || spec.kv_quant == KvQuant::kFp8E4M3) return config;
   DecodeConfig tma = config;
   tma.producer = DecodeConfig::kProducerTma;
@@ -217,7 +220,7 @@ DecodeConfig with_page_copies(const KernelSpec& spec, DecodeConfig config) {
 
 int decode_blocks_per_sm_bound(const KernelSpec& spec, const DecodeConfig& config, const DeviceInfo& device) {
   const DecodeGeometry g = decode_geometry(spec, config);
-  if (g.shared_bytes > device.max_shared_per_block_optin) return 0;
+  if (g.shared_bytes > device.max_shared_per_block_optin || g.threads <= 0) return 0;
   int blocks = device.max_shared_per_sm / (g.shared_bytes + device.reserved_shared_per_block);
   if (device.max_threads_per_sm > 0) blocks = std::min(blocks, device.max_threads_per_sm / g.threads);
   return blocks;
