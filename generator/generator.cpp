@@ -147,11 +147,7 @@ bool one_item_path(const KernelSpec& spec, const DecodeConfig& config) {
 
 }  // namespace
 
-bool decode_timeline_requested() {
-  const char* text = std::getenv("SWAJIT_DECODE_TIMELINE");
-  return text && std::string(text) == "1";
-}
-
+bool decode_timeline_requested() { return decode_experiment("SWAJIT_DECODE_TIMELINE", false); }
 
 namespace {
 
