@@ -70,7 +70,7 @@ struct ConfigFlags {
   std::optional<int> block_m, block_n, warps_n, stages, num_splits, m_tiles, min_blocks, warp_specialize, producer,
       producer_registers;
   std::optional<bool> wgmma, tma, persistent, snake_order, overlap_items, dynamic_items, tma_store, softmax_chains, mma, token_split,
-      fused_merge, l2_prefetch, mla, integer_scores, pages_first, pages_ahead, early_tiles, copy_ahead, score_ahead, split_scores,
+      fused_merge, l2_prefetch, mla, integer_scores, pages_first, pages_ahead, early_tiles, direct_grid, copy_ahead, score_ahead, split_scores,
       seesaw, f16_mma, stored_k_scores, widen_rows, widen_ahead;
   void add_to(CLI::App& app) {
     app.add_option("--block-m", block_m, "prefill: query rows per block");
@@ -115,6 +115,8 @@ struct ConfigFlags {
                    "paged_decode, producer warp: issue an item's first tiles before the block waits for its Q tile (true/false)");
     app.add_option("--integer-scores", integer_scores,
                    "paged_decode, int8 K/V: the scores on the integer tensor cores, Q quantized per row to 14 bits (true/false)");
+    app.add_option("--direct-grid", direct_grid,
+                   "paged_decode: the direct grid (a block per sequence piece and kv head, host-known lengths) instead of the scheduled one (true/false)");
     app.add_option("--splits", num_splits, "split-KV work items per (sequence, kv head) on average; 0: from the grid's capacity (the heuristic's)");
     app.add_option("--mma", mma, "sparse_decode: tensor cores (true/false; false: the CUDA-core kernel)");
     app.add_option("--token-split", token_split, "sparse_decode, mma: the warps split each tile's candidates (true/false)");
@@ -136,7 +138,7 @@ struct ConfigFlags {
   bool any() const {
     return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || persistent ||
            snake_order || overlap_items || dynamic_items || tma_store || softmax_chains || producer_registers || mma || producer ||
-           token_split || fused_merge || l2_prefetch || mla || integer_scores || pages_first || pages_ahead || early_tiles ||
+           token_split || fused_merge || l2_prefetch || mla || integer_scores || pages_first || pages_ahead || early_tiles || direct_grid ||
            copy_ahead || score_ahead || split_scores || seesaw || l2_ahead || table_prefetch || f16_mma || stored_k_scores ||
            widen_rows || widen_ahead || narrow_warps || stagger_v;
   }
@@ -152,6 +154,7 @@ struct ConfigFlags {
     if (pages_first) base.pages_first = *pages_first;
     if (pages_ahead) base.pages_ahead = *pages_ahead;
     if (early_tiles) base.early_tiles = *early_tiles;
+    if (direct_grid) base.direct_grid = *direct_grid;
     if (min_blocks) base.min_blocks = *min_blocks;
     return base;
   }
