@@ -25,14 +25,12 @@ int widened_kv_bytes(const KernelSpec& spec, int block_n) {
 //   log-uniform q4 b8 38.5 -> 34.0 us, bimodal b128 120.5 -> 117.6, uniform rows level (run B2). Off by default since
 //   the session-8 final run: the hinted cp.async raised CUDA_ERROR_ILLEGAL_INSTRUCTION in a producer-warp config
 //   (below), and the whole check matrix has not yet run with it on.
-// - SWAJIT_DECODE_EARLY_TRIGGER (on, the direct grid): its merge lets the stream's next kernel be scheduled as it
-//   starts (which still waits for the merge to end before reading anything), and SWAJIT_DECODE_PREFETCH (on, the
-//   direct grid): before that wait every block asks L2 (where every SM's writes land: nothing stale is read later)
-//   for the call's seq_lens, block table and its Q rows. Batch 1 10.7 / 11.6 -> 10.3 / 11.2 us (q1 / q4, both runs);
-//   on the scheduled grid's merge the trigger cost bimodal b8 16.5 -> 21.1 us.
-// - SWAJIT_DECODE_PROLOGUE_PAGES (off: level or slower): the every-warp loaders read the block_table entries of all
-//   the prologue's tiles before its first copy.
-// - SWAJIT_DECODE_CLUSTER_MERGE (off: batch 1 12.2 us): decode_cluster_merge_requested.
+// The direct grid's merge lets the stream's next kernel be scheduled as it starts (which still waits for the merge to
+// end before reading anything), and before that wait every direct-grid block asks L2 (where every SM's writes land:
+// nothing stale is read later) for the call's seq_lens, block table and its Q rows: batch 1 10.7 / 11.6 -> 10.3 / 11.2
+// us (q1 / q4, session 8 runs B and B2). On the scheduled grid's merge the trigger cost bimodal b8 16.5 -> 21.1 us.
+// Timed there and dropped: the every-warp loaders reading all the prologue's block_table entries first (level or
+// slower), the direct grid's pieces merged in a thread block cluster (batch 1 12.2 us), several rows a merge block.
 bool decode_experiment(const char* name, bool default_on) {
   const char* text = std::getenv(name);
   if (text && (std::string(text) == "0" || std::string(text) == "1")) return std::string(text) == "1";
@@ -41,37 +39,23 @@ bool decode_experiment(const char* name, bool default_on) {
 
 // The every-warp loaders' K/V copies with the L2 evict-first hint (SWAJIT_DECODE_KV_EVICT_FIRST above). Not the
 // producer warp's copies (producers 1-3 share load_kv_tile): there the hinted cp.async raised CUDA_ERROR_ILLEGAL_INSTRUCTION
-// on the H200 (session 8 final run, compute-sanitizer at cp_async_16_evict_first; the hint was only timed and checked
-// on every-warp loaders).
+// on the H200 (session 8 final run, compute-sanitizer at cp_async_16_evict_first). The SASS shows why: CUDA 13.0's
+// ptxas gives those LDGSTS a cache-policy descriptor in uniform registers UR0/UR1, which the kernel never writes
+// (head_dim 256, group 2, bn32 wn2 st3, producer 1; ptxas 13.5 names the pair it built, UR6/UR7). The every-warp
+// loaders' hinted copies name the pair built for them, so they stay behind the variable.
 bool kv_evict_first(const KernelSpec& spec, const DecodeConfig& config) {
   return config.producer == DecodeConfig::kLoadersAllWarps &&
          spec.kv_quant == KvQuant::kNone && decode_experiment("SWAJIT_DECODE_KV_EVICT_FIRST", false);
 }
 
-// The cluster merge's log2-sum-exps (one float a row, 16-byte aligned) after the rest of the direct grid's shared memory.
-int cluster_lse_bytes(const KernelSpec& spec, const DecodeConfig& config) {
-  constexpr int kAlignment = 16;
-  if (!config.direct_grid || !decode_cluster_merge_requested()) return 0;
-  return (spec.q_seqlen * spec.group * int(sizeof(float)) + kAlignment - 1) / kAlignment * kAlignment;
-}
-
 }  // namespace
-
-bool decode_cluster_merge_requested() { return decode_experiment("SWAJIT_DECODE_CLUSTER_MERGE", false); }
-
-int decode_merge_rows(int rows) {
-  constexpr int kMostRows = 8;  // 8 x 128 threads: a block's limit
-  const char* text = std::getenv("SWAJIT_DECODE_MERGE_ROWS");
-  const int wanted = text ? std::atoi(text) : 1;
-  return std::max(1, std::min({wanted, kMostRows, rows}));
-}
 
 DecodeGeometry decode_geometry(const KernelSpec& spec, const DecodeConfig& config) {
   constexpr int kMmaRows = 16;          // rows of one mma.m16n8k16 tile: one warp row
   constexpr int kWarpSize = 32;
   constexpr int kFloatBytes = 4;
   constexpr int kEpiloguePadFloats = 8; // spreads the epilogue's rows over more banks
-  constexpr int kMergeThreads = 128;    // 4 warps merge one row's splits
+  constexpr int kMergeThreads = 128;    // 4 warps merge one row's splits: a merge block
   constexpr int kRowPadBytes = 16;      // bulk-copied rows: one 16-byte shift per row keeps ldmatrix conflict-free
   constexpr int kMbarrierBytes = 8;
   DecodeGeometry g{};
@@ -98,8 +82,8 @@ DecodeGeometry decode_geometry(const KernelSpec& spec, const DecodeConfig& confi
                                  : config.producer == DecodeConfig::kProducerBulkSplitKv ? 3  // full K, full V, empty
                                                                                           : 2;  // full, empty
   const int barrier_bytes = barriers_per_stage * config.stages * kMbarrierBytes;
-  g.shared_bytes = g.barrier_offset + barrier_bytes + cluster_lse_bytes(spec, config);
-  g.merge_threads = kMergeThreads * decode_merge_rows(g.rows);
+  g.shared_bytes = g.barrier_offset + barrier_bytes;
+  g.merge_threads = kMergeThreads;
   return g;
 }
 
@@ -171,15 +155,9 @@ std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, c
      << "constexpr bool kDirectGrid = " << flag(config.direct_grid) << ";  // the kernel's grid: direct (else scheduled)\n"
      << "constexpr bool kOneItemPath = " << flag(one_item_path(spec, config)) << ";  // scheduled, equal lengths: the item outside the loop\n"
      << "constexpr bool kTimeline = " << flag(decode_timeline_requested()) << ";  // SWAJIT_DECODE_TIMELINE: blocks stamp %globaltimer\n"
-     << "constexpr bool kEarlyTrigger = " << flag(config.direct_grid && decode_experiment("SWAJIT_DECODE_EARLY_TRIGGER", true))
-     << ";  // the direct grid's merge lets the next kernel be scheduled at once\n"
-     << "constexpr bool kClusterMerge = " << flag(cluster_lse_bytes(spec, config) > 0) << ";  // the direct grid's pieces merge in their cluster\n"
-     << "constexpr int kClusterLseBytes = " << cluster_lse_bytes(spec, config) << ";\n"
-     << "constexpr int kMaxClusterPieces = " << kMaxDecodeClusterPieces << ";\n"
+     << "constexpr bool kEarlyTrigger = " << flag(config.direct_grid) << ";  // the direct grid's merge lets the next kernel be scheduled at once\n"
      << "constexpr bool kKvEvictFirst = " << flag(kv_evict_first(spec, config)) << ";  // K/V copies evict-first in L2\n"
-     << "constexpr bool kProloguePages = " << flag(decode_experiment("SWAJIT_DECODE_PROLOGUE_PAGES", false)) << ";  // every-warp loaders: the prologue's block_table reads first\n"
-     << "constexpr bool kPrefetchMetadata = " << flag(config.direct_grid && decode_experiment("SWAJIT_DECODE_PREFETCH", true))
-     << ";  // the direct grid: L2 prefetch of seq_lens, block table, Q before the wait\n"
+     << "constexpr bool kPrefetchMetadata = " << flag(config.direct_grid) << ";  // the direct grid: L2 prefetch of seq_lens, block table, Q before the wait\n"
      << "// launch geometry, shared with the host launcher\n"
      << "constexpr int kRows = " << g.rows << ";\n"
      << "constexpr int kWarpsM = " << g.warps_m << ";\n"
@@ -191,8 +169,7 @@ std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, c
      << "constexpr int kEpilogueStride = " << g.epilogue_stride << ";\n"
      << "constexpr int kEpilogueBytes = " << g.epilogue_bytes << ";\n"
      << "constexpr int kSharedBytes = " << g.shared_bytes << ";\n"
-     << "constexpr int kMergeThreads = " << g.merge_threads << ";  // a merge block's\n"
-     << "constexpr int kMergeRowThreads = " << g.merge_threads / decode_merge_rows(g.rows) << ";  // ... merging one row\n"
+     << "constexpr int kMergeThreads = " << g.merge_threads << ";  // a merge block's, merging one row\n"
      << "#define SWAJIT_DECODE_KERNEL " << kernel_symbol << "\n"
      << "#define SWAJIT_MERGE_KERNEL " << merge_symbol << "\n";
   return os.str();

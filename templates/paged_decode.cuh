@@ -32,7 +32,7 @@
 //
 // Needs templates/decode_schedule.h and, from the generator prelude: the spec (Elem, kHeadDim, kPageSize, kQSeqlen, kGroup, kLocalWindow,
 // kGlobalWindow, kCausal, kSinkLogits, kGqaInterleaved, KvElem, kKvQuant, kKvBytes), the config (kBlockN, kWarpsN, kStages, kProducer, kFusedMerge, kDirectGrid, ...), the launch geometry the host also uses (kRows, kWarpsM,
-// kThreads, kQBytes, kTileBytes, kStoredRowBytes, kBarrierOffset, kEpilogueStride, kEpilogueBytes, kSharedBytes, kMergeThreads, kMergeRowThreads)
+// kThreads, kQBytes, kTileBytes, kStoredRowBytes, kBarrierOffset, kEpilogueStride, kEpilogueBytes, kSharedBytes, kMergeThreads)
 // and the symbol names
 // SWAJIT_DECODE_KERNEL (the direct or the scheduled grid: kDirectGrid) and SWAJIT_MERGE_KERNEL.
 
@@ -656,81 +656,6 @@ struct ScheduledBlock {
 // max finds it, and the merge writes the row as zeros.
 #define SWAJIT_FLAGGED_LSE __int_as_float(0x7f800000)
 
-// ---- kClusterMerge (SWAJIT_DECODE_CLUSTER_MERGE, the direct grid): the pieces of a (sequence, kv head) are one
-// thread block cluster; each leaves its partial result in its own shared memory (the 16-bit outputs where the Q tile
-// was, the log2-sum-exps in kClusterLseBytes at the end) and the cluster merges them through distributed shared
-// memory: no partial results in global memory, no merge grid.
-constexpr int kClusterLseOffset = kSharedBytes - kClusterLseBytes;
-static_assert(!kClusterMerge || (kClusterLseBytes >= 4 * kRows && kQBytes >= kRows * kHeadDim * 2),
-              "the cluster merge's partial results fit the Q tile and the bytes the prelude adds");
-SWAJIT_DEVICE u16* cluster_partial_out() {
-  extern __shared__ __align__(1024) char smem[];
-  return reinterpret_cast<u16*>(smem);
-}
-SWAJIT_DEVICE float* cluster_partial_lse() {
-  extern __shared__ __align__(1024) char smem[];
-  return reinterpret_cast<float*>(smem + kClusterLseOffset);
-}
-SWAJIT_DEVICE void cluster_sync() {
-  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
-}
-// The address of `local` (this block's shared memory) in the shared memory of cluster block `rank`.
-SWAJIT_DEVICE u32 cluster_peer_address(const void* local, int rank) {
-  u32 peer;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(peer) : "r"(smem_u32(local)), "r"(rank));
-  return peer;
-}
-SWAJIT_DEVICE float ld_cluster_f32(u32 address) {
-  float v;
-  asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(address) : "memory");
-  return v;
-}
-SWAJIT_DEVICE uint4 ld_cluster_16(u32 address) {
-  uint4 v;
-  asm volatile("ld.shared::cluster.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(address) : "memory");
-  return v;
-}
-
-// Every block of the cluster (`pieces` of them, this one `piece`) merges its share of the (row, 8-column chunk) items
-// from all pieces' partial results, as merge_row does from global memory.
-SWAJIT_DEVICE void merge_cluster(const PagedDecodeParams& P, int b, int kv_head, int piece, int pieces) {
-  cluster_sync();  // every piece's partial result is in its shared memory
-  for (int i = piece * kThreads + threadIdx.x; i < kRows * kChunks; i += pieces * kThreads) {
-    const int row = i / kChunks, chunk = i % kChunks;
-    float lse[kMaxClusterPieces];
-    uint4 partial[kMaxClusterPieces];
-    float max_lse = SWAJIT_NEG_INF;
-#pragma unroll
-    for (int s = 0; s < kMaxClusterPieces; ++s) {
-      if (s >= pieces) break;
-      lse[s] = ld_cluster_f32(cluster_peer_address(cluster_partial_lse() + row, s));
-      partial[s] = ld_cluster_16(cluster_peer_address(cluster_partial_out() + row * kHeadDim + chunk * 8, s));
-    }
-#pragma unroll
-    for (int s = 0; s < kMaxClusterPieces; ++s)
-      if (s < pieces) max_lse = fmaxf(max_lse, lse[s]);
-    float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-    if (max_lse == SWAJIT_FLAGGED_LSE) {  // a piece met an invalid block_table entry: the row is zeros
-      store_output(P, b, kv_head, row, chunk * 8, acc, 0.f);
-      continue;
-    }
-    const float reference = max_lse == SWAJIT_NEG_INF ? 0.f : max_lse;
-    float sum = 0.f;
-#pragma unroll
-    for (int s = 0; s < kMaxClusterPieces; ++s) {
-      if (s >= pieces) break;
-      const float weight = fast_exp2(lse[s] - reference);  // 0 for an empty piece (lse -inf)
-      float v[8];
-      unpack8(partial[s], v, Elem());
-      sum += weight;
-#pragma unroll
-      for (int e = 0; e < 8; ++e) acc[e] += weight * v[e];
-    }
-    store_output(P, b, kv_head, row, chunk * 8, acc, normalizer(P, q_head_of(P, kv_head, row), reference, sum));
-  }
-  cluster_sync();  // no block leaves (freeing its shared memory) while another may still read it
-}
-
 // ---- epilogue --------------------------------------------------------------------------------------------------------
 // Merges the kWarpsN warps of each row group through shared memory and writes either the final output (one
 // split) or this split's normalized partial output and log2-sum-exp. Only the kRows real rows travel (q_seqlen 1 with
@@ -781,8 +706,7 @@ SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState<1>& 
     } else {  // sinks join in the merge, once per row
       factor = sum > 0.f ? 1.f / sum : 0.f;
       const float lse = sequence_flagged ? SWAJIT_FLAGGED_LSE : sum > 0.f ? reference + __log2f(sum) : SWAJIT_NEG_INF;
-      if (kClusterMerge) cluster_partial_lse()[row] = lse;
-      else P.partial_lse[first_slot + row] = lse;
+      P.partial_lse[first_slot + row] = lse;
     }
 #pragma unroll
     for (int w = 0; w < kWarpsN; ++w) row_weight[w * kRowsPadded + row] = weight[w] * factor;
@@ -810,25 +734,21 @@ SWAJIT_DEVICE void write_block_output(const PagedDecodeParams& P, WarpState<1>& 
     }
     if (direct)
       store_output(P, b, kv_head, row, column, acc, 1.f);
-    else if (kClusterMerge)  // the Q tile's shared memory, free after the tile loop
-      *reinterpret_cast<uint2*>(cluster_partial_out() + row * kHeadDim + column) = pack4(acc, Elem());
     else
       *reinterpret_cast<uint2*>(static_cast<u16*>(P.partial_out) + (first_slot + row) * kHeadDim + column) = pack4(acc, Elem());
   }
 }
 
 // Split-KV merge: out = sum_s 2^(lse_s - M) o_s / (sum_s 2^(lse_s - M) + sink), M = max_s lse_s; all -inf gives
-// zeros. kMergeRowThreads threads merge one (cut sequence, kv head, row): thread t sums 8 consecutive elements (chunk
+// zeros. kMergeThreads threads (a merge block) merge one (cut sequence, kv head, row): thread t sums 8 consecutive elements (chunk
 // t / kMergeSplitLanes) over the splits s = t % kMergeSplitLanes (mod kMergeSplitLanes); the lanes that share a
 // chunk are adjacent in one warp, so the max, the sum and the outputs combine with shuffles, without shared memory or
 // barriers. A thread's first kMergePrefetch partial outputs load together with the log-sum-exps, so the two reads
 // overlap. Done by SWAJIT_MERGE_KERNEL (one block per row), or, kFusedMerge, by the main grid's last block of the
 // (sequence, kv head) (merge_own_pair).
-constexpr int kMergeRowsPerBlock = kMergeThreads / kMergeRowThreads;
-constexpr int kMergeSplitLanes = kMergeRowThreads / kChunks;  // 8 at head_dim 128
+constexpr int kMergeSplitLanes = kMergeThreads / kChunks;  // 8 at head_dim 128
 constexpr int kMergePrefetch = 5;                          // covers 5 x kMergeSplitLanes splits (40 at head_dim 128)
-static_assert(kMergeThreads % kMergeRowThreads == 0 && kMergeRowThreads % kChunks == 0 && 32 % kMergeSplitLanes == 0,
-              "a chunk's split lanes share one warp, a row's threads whole warps");
+static_assert(kMergeThreads % kChunks == 0 && 32 % kMergeSplitLanes == 0, "a chunk's split lanes share one warp");
 
 // Sum (or max) of x over the kSplitLanes adjacent lanes that share a chunk.
 template <int kSplitLanes, class Op>
@@ -976,21 +896,12 @@ SWAJIT_DEVICE void attend_item(const PagedDecodeParams& P, const DecodeWork& wor
   cp_async_commit();
   const StageBarriers barriers{q_smem + kBarrierOffset};  // kProducer > 0 only
   if constexpr (kProducer == 0) {
-    // kProloguePages: every prologue tile's block_table entries are read before the first copy, so their round trips
-    // overlap (else each stage's reads wait behind the previous stage's copies, which wait for its entries).
-    constexpr bool kPagesEarly = kProloguePages && (kPagesFirst || kPagesAhead);  // loaders that take read entries
-    TilePages<kThreads> prologue_pages[kPagesEarly ? kStages - 1 : 1];
-#pragma unroll
-    for (int s = 0; s < kStages - 1 && kPagesEarly; ++s)
-      if (first_tile + s < last_tile)
-        prologue_pages[s].read(P, block_table_row, ranges.tile_begin(first_tile + s), ranges.tile_end(first_tile + s), threadIdx.x);
 #pragma unroll
     for (int s = 0; s < kStages - 1; ++s) {
       const int t = first_tile + s;
       if (t < last_tile)
         load_kv_tile(P, k_smem + s * kTileBytes, v_smem + s * kTileBytes, block_table_row, b, kv_head,
-                     ranges.tile_begin(t), ranges.tile_end(t), saw_bad_page, threadIdx.x,
-                     kPagesEarly ? &prologue_pages[s] : nullptr);
+                     ranges.tile_begin(t), ranges.tile_end(t), saw_bad_page);
       cp_async_commit();
     }
   } else if (threadIdx.x == 0) {
@@ -1073,7 +984,7 @@ SWAJIT_DEVICE void attend_item(const PagedDecodeParams& P, const DecodeWork& wor
   if (sequence_flagged) st.clear();
   write_block_output(P, st, smem + kQBytes, warp_m, warp_n, lane, work, sequence_flagged);
   stamp(P, kTimelineEpilogueDone, work.first_of_block);
-  if (kFusedMerge && !kClusterMerge && !work.whole) merge_pair_if_last(P, work);  // (kClusterMerge: merge_cluster)
+  if (kFusedMerge && !work.whole) merge_pair_if_last(P, work);
   // Every arrival on the stage barriers came before the barriers above: the next item may initialize them again.
   if (kProducer > 0 && threadIdx.x == 0) barriers.invalidate();
 }
@@ -1128,13 +1039,10 @@ SWAJIT_DEVICE void run_scheduled_block(const PagedDecodeParams& P) {
 // block's second entry, piece s in block b N + s's first), which the merge grid reads from the records.
 SWAJIT_DEVICE void run_direct_block(const PagedDecodeParams& P) {
   const int pieces = P.sequence_pieces;
-  // kClusterMerge: a sequence's pieces are adjacent (one cluster per (sequence, kv head)), block x = pair x pieces + piece
-  const int pair = blockIdx.x / pieces;
-  const int block = kClusterMerge ? (pair / P.num_kv_heads) * pieces + blockIdx.x % pieces
-                                  : blockIdx.x / P.num_kv_heads;  // b x pieces + piece
+  const int block = blockIdx.x / P.num_kv_heads;  // b x pieces + piece
   DecodeWork work;
   work.b = block / pieces;
-  work.kv_head = kClusterMerge ? pair % P.num_kv_heads : blockIdx.x % P.num_kv_heads;
+  work.kv_head = blockIdx.x % P.num_kv_heads;
   const int tiles = visible_tile_count(P, work.b);
   timeline_set(P, kTimelineTiles, tiles);  // (waits for seq_lens) before the stamp
   stamp(P, kTimelineScheduled);
@@ -1148,13 +1056,12 @@ SWAJIT_DEVICE void run_direct_block(const PagedDecodeParams& P) {
     work.first_tile = piece * tiles / pieces;
     work.last_tile = (piece + 1) * tiles / pieces;
     work.item = schedule_entry(block, piece == 0) * P.num_kv_heads + work.kv_head;
-    if (!kClusterMerge && work.kv_head == 0 && threadIdx.x == 0) {  // the merge grid's record of this block, written every call
+    if (work.kv_head == 0 && threadIdx.x == 0) {  // the merge grid's record of this block, written every call
       P.merge_records[kMergeRecordInts * block] = piece == 0 ? work.b : -1;
       P.merge_records[kMergeRecordInts * block + 1] = pieces;
     }
   }
   attend_item(P, work);
-  if (kClusterMerge && pieces > 1) merge_cluster(P, work.b, work.kv_head, block % pieces, pieces);
   record_items(P, 1, work.last_tile - work.first_tile, pieces);
 }
 
@@ -1166,7 +1073,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocks) SWAJIT_DECODE
   stamp(P, kTimelineEntry);
   if constexpr (kPrefetchMetadata)  // (the direct grid's sequence and kv head as run_direct_block finds them)
     prefetch_metadata(P, kDirectGrid ? int(blockIdx.x / P.num_kv_heads) / P.sequence_pieces : -1,
-                      (kClusterMerge ? blockIdx.x / P.sequence_pieces : blockIdx.x) % P.num_kv_heads);
+                      blockIdx.x % P.num_kv_heads);
   wait_for_prerequisite_grid();  // a programmatic dependent launch: nothing is read before the stream's prior work ends
   stamp(P, kTimelineWaited);
   if constexpr (kDirectGrid)
@@ -1206,10 +1113,11 @@ extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(
       const int record = base + __ffs(rest) - 1;
       const int* merge_record = P.merge_records + kMergeRecordInts * record;
       merge_stamp(kTimelineMergeFound);
-      const int row = blockIdx.z * kMergeRowsPerBlock + threadIdx.x / kMergeRowThreads;  // whole warps share a row
+      const int row = blockIdx.z;  // the merge grid has a block per row
+      // (threadIdx.x < kMergeThreads: the modulo tells the compiler, which then bounds merge_row's loops)
       if (row < kRows)
         merge_row(P, merge_record[0], blockIdx.y, row, PieceSlots(P, record, blockIdx.y, row), merge_record[1],
-                  threadIdx.x % kMergeRowThreads);
+                  threadIdx.x % kMergeThreads);
       merge_stamp(kTimelineMergeDone);
       return;
     }

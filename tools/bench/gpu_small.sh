@@ -34,10 +34,10 @@ check() {  # log name, filters (a|b), then environment assignments for the check
   grep -E "^FAIL|passed" "$logs/$name.log" | sed "s/^/$name: /"
   grep -q "^FAIL" "$logs/$name.log" && failed+=" $name-FAIL-lines"
 }
-# The defaults (K/V evict-first, the direct grid's early trigger and prefetch), then the knobs that stay off.
+# The defaults (the direct grid's early trigger and prefetch), then the knobs that stay off.
 check decode_check "direct kernel|capacity schedule, q_seqlen|learned sink logits, split" SWAJIT_DB=$db_dir/check.db
-check decode_check_knobs "direct kernel" SWAJIT_DB=$db_dir/check_knobs.db SWAJIT_DECODE_MERGE_ROWS=4 \
-  SWAJIT_DECODE_PROLOGUE_PAGES=1 SWAJIT_DECODE_TIMELINE=1
+check decode_check_knobs "direct kernel" SWAJIT_DB=$db_dir/check_knobs.db SWAJIT_DECODE_KV_EVICT_FIRST=1 \
+  SWAJIT_DECODE_TIMELINE=1
 [ -n "$failed" ] && echo "CORRECTNESS FAILED ($failed): the timings below do not count"
 
 bench() {  # name, binary ("new": this tree, or a directory beside CARRY_DIR), then bench decode flags
@@ -56,7 +56,7 @@ loguniform=(--distribution log-uniform:128:131072 --seed 1)
 
 # The rows (issue 14: b1 <= 8 us, b8 >= 85%, b32 >= 92% of the floor, faster than FlashInfer: session 7's final run
 # 14.6 / 48.0 / 142.9 us at q1; issue 19: >= 85% on every ragged row), this tree, then session 7's binary (BASE,
-# mainJ) on the same rows, then this tree with the new defaults off.
+# mainJ) on the same rows, then this tree with the K/V evict-first hint on.
 rows_of() {  # name, binary
   bench "$1_grid" "$2" "${grid[@]}" --batch 1,8,32,128 --q-seqlen 1,4
   bench "$1_loguniform" "$2" "${loguniform[@]}" --batch 8,32,64,128 --q-seqlen 1 --reps 20 --write-lengths "$logs/lengths/log-uniform"
@@ -66,11 +66,9 @@ rows_of() {  # name, binary
 }
 rows_of default new
 rows_of BASE mainJ
-(export SWAJIT_DECODE_KV_EVICT_FIRST=0 SWAJIT_DECODE_EARLY_TRIGGER=0 SWAJIT_DECODE_PREFETCH=0
- bench knobs_off_grid new "${grid[@]}" --batch 1,8 --q-seqlen 1,4
- bench knobs_off_bimodal new "${bimodal[@]}" --batch 8,32 --q-seqlen 1,4 --reps 20)
-# Not yet timed: a merge block for 4 rows (q4: a quarter of the merge grid)
-(export SWAJIT_DECODE_MERGE_ROWS=4; bench merge_rows4_bimodal_q4 new "${bimodal[@]}" --batch 8,32 --q-seqlen 4 --reps 20)
+(export SWAJIT_DECODE_KV_EVICT_FIRST=1
+ bench evict_first_grid new "${grid[@]}" --batch 1,8 --q-seqlen 1,4
+ bench evict_first_bimodal new "${bimodal[@]}" --batch 8,32 --q-seqlen 1,4 --reps 20)
 grep -h "FAIL\|error:" "$logs"/bench_*.log && failed+=" bench"
 rm -rf "$db_dir"
 echo; echo "FlashInfer on the same lengths (with .peers/ and FlashInfer installed):"

@@ -19,19 +19,12 @@ struct DecodeGeometry {
   int epilogue_stride;  // fp32 row stride (floats) of the epilogue buffer
   int epilogue_bytes;   // shared memory the epilogue reuses after the main loop
   int shared_bytes;     // total dynamic shared memory of the main kernel
-  int merge_threads;    // threads per block of the split-KV merge kernel
+  int merge_threads;    // threads per block of the split-KV merge kernel (a block merges one row)
 };
 DecodeGeometry decode_geometry(const KernelSpec& spec, const DecodeConfig& config);
 // SWAJIT_DECODE_TIMELINE=1 (a device-run experiment, off otherwise and compiled out): every paged-decode block stamps
 // %globaltimer at fixed points into PagedDecodeParams::timeline (runtime/src/api/decode_timeline.hpp prints them).
 bool decode_timeline_requested();
-// SWAJIT_DECODE_CLUSTER_MERGE=1 (a device-run experiment, sm_90+): the direct grid's pieces of a (sequence, kv head),
-// at most 16, run as one thread block cluster and merge through distributed shared memory (no merge grid).
-bool decode_cluster_merge_requested();
-constexpr int kMaxDecodeClusterPieces = 16;
-// SWAJIT_DECODE_MERGE_ROWS=R (a device-run experiment; default 1): each split-KV merge block merges R of a (sequence,
-// kv head)'s `rows` query rows (DecodeGeometry::merge_threads = 128 R), so q_seqlen 4 launches a quarter of the blocks.
-int decode_merge_rows(int rows);  // the largest cluster the H100 / H200 schedule (non-portable above 8)
 
 struct GeneratedKernel {
   std::string source;         // complete, self-contained CUDA C++ (no #include)

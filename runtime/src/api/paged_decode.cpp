@@ -28,7 +28,6 @@ namespace swajit {
 namespace {
 
 constexpr size_t kWorkspaceAlignment = 256;
-constexpr unsigned kPortableClusterBlocks = 8;
 
 size_t align_up(size_t n) { return (n + kWorkspaceAlignment - 1) / kWorkspaceAlignment * kWorkspaceAlignment; }
 
@@ -100,11 +99,6 @@ WorkList work_list(const DecodeProblem& p, const DecodeConfig& config, const Loa
     return work;
   }
   work.sequence_pieces = int(std::max<int64_t>(1, slots / p.batch));
-  if (decode_cluster_merge_requested()) {  // pieces merged in their cluster: no workspace, no merge grid
-    work.sequence_pieces = std::min(work.sequence_pieces, kMaxDecodeClusterPieces);
-    work.workspace_items = 0;
-    return work;
-  }
   if (work.sequence_pieces > 1) work.slots = p.batch * work.sequence_pieces;  // else a block per sequence: no split
   return work;
 }
@@ -345,25 +339,19 @@ void paged_decode(const DLTensor& q, const DLTensor& k_cache, const DLTensor& v_
   // Blocks x kv heads in one dimension (block s of kv head h is s x kv_heads + h, so a sequence's kv heads run side by
   // side): the scheduled grid's blocks (the same grid whatever the lengths), or the direct grid's (sequence, piece).
   const unsigned kv_heads = unsigned(p.num_kv_heads);
-  // SWAJIT_DECODE_CLUSTER_MERGE: the direct grid's pieces of a (sequence, kv head) are one cluster (work_list)
-  const unsigned cluster = plan.config.direct_grid && decode_cluster_merge_requested() ? unsigned(plan.work.sequence_pieces) : 1;
-  const int64_t grid_blocks = cluster > 1 ? int64_t(p.batch) * cluster : schedule_grid_blocks(plan.work.slots, p.batch);
-  if (cluster > kPortableClusterBlocks)
-    cuda::check(cuda::driver().cuFuncSetAttribute(plan.kernel->main, CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED, 1),
-                "cuFuncSetAttribute(non-portable cluster size)");
+  const int64_t grid_blocks = schedule_grid_blocks(plan.work.slots, p.batch);
   if (grid_blocks * kv_heads > std::numeric_limits<int>::max())
     throw Error(ErrorCode::kInvalidArgument, "batch x num_kv_heads = " + std::to_string(int64_t(p.batch) * kv_heads) +
                                                  " exceeds the grid's limit of 2^31 - 1 blocks");
   // A block for each sequence a call can cut (one per boundary between the schedule's blocks at most); each finds
   // its cut sequence among the merge records.
   const int64_t merge_sequences = std::min<int64_t>(p.batch, plan.work.slots);
-  const int merge_rows_per_block = decode_merge_rows(g.rows);  // SWAJIT_DECODE_MERGE_ROWS (generator)
-  const unsigned merge_row_blocks = unsigned((g.rows + merge_rows_per_block - 1) / merge_rows_per_block);
+  const unsigned merge_row_blocks = unsigned(g.rows);  // a merge block a row
   if (decode_timeline_enabled())
     a.timeline = decode_timeline_records(timeline_launch(plan, int(grid_blocks * kv_heads),
                                                          split && !fused_merge ? int(merge_sequences * kv_heads * merge_row_blocks) : 0));
   cuda::launch_dependent(device, stream, plan.kernel->main, {unsigned(grid_blocks * kv_heads), 1, 1}, g.threads,
-                         g.shared_bytes, args, "cuLaunchKernelEx(paged_decode)", cluster);
+                         g.shared_bytes, args, "cuLaunchKernelEx(paged_decode)");
   if (split && !fused_merge) {
     cuda::launch_dependent(device, stream, plan.kernel->merge, {unsigned(merge_sequences), kv_heads, merge_row_blocks},
                            g.merge_threads, merge_spreading_bytes(device, merge_sequences * p.num_kv_heads * merge_row_blocks),

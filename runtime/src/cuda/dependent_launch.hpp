@@ -15,16 +15,11 @@ struct GridShape {
 
 inline constexpr int kMinProgrammaticLaunchMajor = 9;  // griddepcontrol (programmatic dependent launch) needs sm_90
 
-// `cluster_x` > 1: blocks x of a thread block cluster (sm_90+; above 8 the function must allow non-portable sizes).
 inline void launch_dependent(const DeviceInfo& device, CUstream stream, CUfunction function, GridShape grid,
-                             int threads, int shared_bytes, void** args, const char* what, unsigned cluster_x = 1) {
-  CUlaunchAttribute attributes[2]{};
-  CUlaunchAttribute& overlap = attributes[0];
+                             int threads, int shared_bytes, void** args, const char* what) {
+  CUlaunchAttribute overlap{};
   overlap.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
   overlap.value.programmaticStreamSerializationAllowed = 1;
-  attributes[1].id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
-  attributes[1].value.clusterDim.x = cluster_x;
-  attributes[1].value.clusterDim.y = attributes[1].value.clusterDim.z = 1;
   CUlaunchConfig c{};
   c.gridDimX = grid.x;
   c.gridDimY = grid.y;
@@ -33,8 +28,8 @@ inline void launch_dependent(const DeviceInfo& device, CUstream stream, CUfuncti
   c.blockDimY = c.blockDimZ = 1;
   c.sharedMemBytes = shared_bytes;
   c.hStream = stream;
-  c.attrs = attributes;
-  c.numAttrs = device.cc_major >= kMinProgrammaticLaunchMajor ? (cluster_x > 1 ? 2 : 1) : 0;
+  c.attrs = &overlap;
+  c.numAttrs = device.cc_major >= kMinProgrammaticLaunchMajor ? 1 : 0;
   check(driver().cuLaunchKernelEx(&c, function, args, nullptr), what);
 }
 
