@@ -116,7 +116,7 @@ struct ConfigFlags {
     app.add_option("--integer-scores", integer_scores,
                    "paged_decode, int8 K/V: the scores on the integer tensor cores, Q quantized per row to 14 bits (true/false)");
     app.add_option("--direct-grid", direct_grid,
-                   "paged_decode: the direct grid (a block per sequence piece and kv head, host-known lengths) instead of the scheduled one (true/false)");
+                   "paged_decode, gen: the direct grid's kernel (a block per sequence piece and kv head) instead of the scheduled one; a call picks the grid from its lengths (true/false)");
     app.add_option("--splits", num_splits, "split-KV work items per (sequence, kv head) on average; 0: from the grid's capacity (the heuristic's)");
     app.add_option("--mma", mma, "sparse_decode: tensor cores (true/false; false: the CUDA-core kernel)");
     app.add_option("--token-split", token_split, "sparse_decode, mma: the warps split each tile's candidates (true/false)");
