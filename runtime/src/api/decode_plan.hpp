@@ -29,6 +29,9 @@ struct WorkList {
 // grid for num_splits 1, for pairs too short for the capacity rule to cut, and for a batch of equal lengths (batch 1,
 // or equal lengths the host knows: paged_decode.cpp lengths_uniform); else the scheduled grid.
 DecodeConfig with_call_grid(const DecodeProblem& problem, DecodeConfig config);
+// That rule for a call whose pairs see at most `visible_tokens` and whose lengths are known equal (`lengths_equal`):
+// also what the check harness compiles ahead for a case.
+bool runs_direct_grid(const DecodeConfig& config, int64_t visible_tokens, bool lengths_equal);
 
 // A tuned `config` for this call's lengths. The tuner times a uniform batch at the bucket's bound, where num_splits 1
 // means its pairs fill the device; a batch whose lengths may differ (on the device, or unequal on the host) takes the

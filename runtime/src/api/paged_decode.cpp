@@ -187,10 +187,14 @@ DecodeConfig tuned_for_lengths(const DecodeProblem& p, DecodeConfig config) {
   return config;
 }
 
-DecodeConfig with_call_grid(const DecodeProblem& p, DecodeConfig config) {
+bool runs_direct_grid(const DecodeConfig& config, int64_t visible_tokens, bool lengths_equal) {
   const bool too_short = config.num_splits == DecodeConfig::kSplitsFromCapacity &&
-                         !schedule_worth_cutting(max_visible_tiles(visible_kv_upper_bound(p), config.block_n));
-  config.direct_grid = config.num_splits == 1 || too_short || lengths_uniform(p);
+                         !schedule_worth_cutting(max_visible_tiles(visible_tokens, config.block_n));
+  return config.num_splits == 1 || too_short || lengths_equal;
+}
+
+DecodeConfig with_call_grid(const DecodeProblem& p, DecodeConfig config) {
+  config.direct_grid = runs_direct_grid(config, visible_kv_upper_bound(p), lengths_uniform(p));
   return config;
 }
 

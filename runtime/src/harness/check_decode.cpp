@@ -11,6 +11,7 @@
 #include "cpu_backend.hpp"
 #endif
 #include "check_data.hpp"
+#include "decode_plan.hpp"
 #include "decode_schedule.h"
 #include "heuristic.hpp"
 #include "kernel_cache.hpp"
@@ -544,9 +545,7 @@ void precompile_cases(const std::vector<DecodeCase>& cases, DLDevice where, int 
     const int max_len = *std::max_element(c.seq_lens.begin(), c.seq_lens.end());
     int64_t visible_bound = int64_t((max_len + c.page_size - 1) / c.page_size + 1) * c.page_size;
     if (c.local_window > 0) visible_bound = std::min<int64_t>(visible_bound, c.local_window + c.q_seqlen - 1 + c.global_window);
-    const bool too_short = config.num_splits == DecodeConfig::kSplitsFromCapacity &&
-                           !schedule_worth_cutting(max_visible_tiles(visible_bound, config.block_n));
-    config.direct_grid = c.seq_lens.size() == 1 || config.num_splits == 1 || too_short;
+    config.direct_grid = runs_direct_grid(config, visible_bound, c.seq_lens.size() == 1);
     decode_kernel(spec, config, device, scope->context());
   });
 }
