@@ -1113,11 +1113,10 @@ extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(
       const int record = base + __ffs(rest) - 1;
       const int* merge_record = P.merge_records + kMergeRecordInts * record;
       merge_stamp(kTimelineMergeFound);
-      const int row = blockIdx.z;  // the merge grid has a block per row
+      const int row = blockIdx.z;  // the merge grid has a block per row: kRows of them
       // (threadIdx.x < kMergeThreads: the modulo tells the compiler, which then bounds merge_row's loops)
-      if (row < kRows)
-        merge_row(P, merge_record[0], blockIdx.y, row, PieceSlots(P, record, blockIdx.y, row), merge_record[1],
-                  threadIdx.x % kMergeThreads);
+      merge_row(P, merge_record[0], blockIdx.y, row, PieceSlots(P, record, blockIdx.y, row), merge_record[1],
+                threadIdx.x % kMergeThreads);
       merge_stamp(kTimelineMergeDone);
       return;
     }
