@@ -98,9 +98,9 @@ TEST_CASE("prefill: invalid device-side metadata is reported, never read out of 
   std::vector<int64_t> q_shape = {total_q, hq, d}, k_shape = {total_kv, hq, d}, cu_shape = {2};
   DeviceBuffer q(size_t(total_q * hq * d * 2)), out(size_t(total_q * hq * d * 2)), k(size_t(total_kv * hq * d * 2));
   DeviceBuffer cu_q(std::vector<int>{0, total_q}), cu_k(std::vector<int>{0, total_kv});
-  cuda::check(cuda::driver().cuMemsetD8(q.ptr(), 0x3c, q.bytes()), "memset");
-  cuda::check(cuda::driver().cuMemsetD8(k.ptr(), 0x3c, k.bytes()), "memset");
-  cuda::check(cuda::driver().cuMemsetD8(out.ptr(), 0xff, out.bytes()), "memset");
+  q.fill(0x3c);
+  k.fill(0x3c);
+  out.fill(0xff);
   const auto view = [](const DeviceBuffer& b, std::vector<int64_t>& shape, DLDataType t) { return device_view(b, t, shape); };
   const DLDataType bf16{kDLBfloat, 16, 1}, i32{kDLInt, 32, 1};
   PrefillOptions options;
@@ -206,9 +206,9 @@ struct SmallProblem {
   DeviceBuffer q{size_t(2 * 4 * 64 * 2)}, out{size_t(2 * 4 * 64 * 2)}, k{size_t(8 * 16 * 64 * 2)}, v{size_t(8 * 16 * 64 * 2)};
   DeviceBuffer bt{std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7}}, sl;
   explicit SmallProblem(std::vector<int> seq_lens) : sl(seq_lens) {
-    cuda::check(cuda::driver().cuMemsetD8(q.ptr(), 0x3c, q.bytes()), "memset");
-    cuda::check(cuda::driver().cuMemsetD8(k.ptr(), 0x3c, k.bytes()), "memset");
-    cuda::check(cuda::driver().cuMemsetD8(v.ptr(), 0x3c, v.bytes()), "memset");
+    q.fill(0x3c);
+    k.fill(0x3c);
+    v.fill(0x3c);
   }
   static DLTensor view(const DeviceBuffer& b, DLDataType t, std::vector<int64_t>& shape) { return device_view(b, t, shape); }
   void run(CUstream stream, const DecodeOptions& o) {
@@ -266,7 +266,7 @@ TEST_CASE("decode: a sequence with an out-of-range block_table entry is all zero
     o.config = config;
     SmallProblem p({20, 40});  // sequence 1: pages 0..2 (table entries 4, 5, 6) of which only page 2 is bad
     p.bt.upload(std::vector<int>{0, 1, 2, 3, 4, 5, 99, 7});
-    cuda::check(cuda::driver().cuMemsetD8(p.out.ptr(), 0xff, p.out.bytes()), "poison out");
+    p.out.fill(0xff);
     try {
       p.run(nullptr, o);
       FAIL("no error for block_table entry 99");
@@ -295,9 +295,9 @@ TEST_CASE("paged prefill: a sequence with an out-of-range block_table entry is a
                          bt_shape = {2, 4}, sl_shape = {2}, cu_shape = {3};
     DeviceBuffer q(size_t((kQ0 + kQ1) * kHeads * kDim * 2)), out(q.bytes()), kv(size_t(kPages * kPage * kHeads * kDim * 2));
     DeviceBuffer bt(std::vector<int>{0, 1, 2, 3, 4, 5, 99, 7}), sl(std::vector<int>{20, 40}), cu(std::vector<int>{0, kQ0, kQ0 + kQ1});
-    cuda::check(cuda::driver().cuMemsetD8(q.ptr(), 0x3c, q.bytes()), "memset");
-    cuda::check(cuda::driver().cuMemsetD8(kv.ptr(), 0x3c, kv.bytes()), "memset");
-    cuda::check(cuda::driver().cuMemsetD8(out.ptr(), 0xff, out.bytes()), "poison out");
+    q.fill(0x3c);
+    kv.fill(0x3c);
+    out.fill(0xff);
     const DLDataType bf16{kDLBfloat, 16, 1}, i32{kDLInt, 32, 1};
     PrefillOptions options;
     options.check_device_args = true;

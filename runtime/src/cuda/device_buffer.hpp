@@ -9,6 +9,13 @@
 
 namespace swajit {
 
+// cuMemcpyHtoD from pageable memory and cuMemsetD8 return before their bytes land (CUDA's "API synchronization
+// behavior"), ordered only on the legacy default stream, with which a CU_STREAM_NON_BLOCKING stream is not: a kernel
+// launched there next could read the old bytes (H200, session 10: the check harness's poison landed over one wave of a
+// decode's output, and seq_lens read while landing gave warps different schedules and hung a block). So every
+// host-side write here waits until it is in device memory.
+inline void wait_for_host_writes() { cuda::check(cuda::driver().cuCtxSynchronize(), "cuCtxSynchronize(after a host write)"); }
+
 class DeviceBuffer {
  public:
   DeviceBuffer() = default;
@@ -33,7 +40,15 @@ class DeviceBuffer {
 
   template <class T>
   void upload(const std::vector<T>& host) {
-    if (!host.empty()) cuda::check(cuda::driver().cuMemcpyHtoD(ptr_, host.data(), host.size() * sizeof(T)), "cuMemcpyHtoD");
+    if (host.empty()) return;
+    cuda::check(cuda::driver().cuMemcpyHtoD(ptr_, host.data(), host.size() * sizeof(T)), "cuMemcpyHtoD");
+    wait_for_host_writes();
+  }
+  // Every byte set to `byte`.
+  void fill(unsigned char byte) {
+    if (bytes_ == 0) return;
+    cuda::check(cuda::driver().cuMemsetD8(ptr_, byte, bytes_), "cuMemsetD8");
+    wait_for_host_writes();
   }
   template <class T>
   std::vector<T> download() const {

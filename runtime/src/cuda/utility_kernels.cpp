@@ -65,7 +65,7 @@ L2Evictor::L2Evictor(const DeviceInfo& device)
     : device_(device),
       data_(kL2Multiple * size_t(device.l2_bytes)),
       sink_(size_t(device.sm_count) * kBlocksPerSm * sizeof(uint32_t)) {
-  cuda::check(cuda::driver().cuMemsetD8(data_.ptr(), 0, data_.bytes()), "cuMemsetD8(L2 evictor)");
+  data_.fill(0);
 }
 
 void L2Evictor::run(CUstream stream) const {
