@@ -118,17 +118,6 @@ std::string spec_prelude(const KernelSpec& spec) {
   return os.str();
 }
 
-// Whether the scheduled kernel runs a batch of equal lengths through a one-item copy of the item body
-// (templates/paged_decode.cuh run_scheduled_block): at q_seqlen > 1, where the item loop's code sits at the register
-// cap (H200, session 7 run B2: q4 b128 575.8 -> 529.8 us; q1 level, so its modules keep one copy: NVRTC time).
-// SWAJIT_DECODE_ONE_ITEM_PATH=0 / 1 overrides it (a device-run experiment). The direct grid's modules never have it.
-bool one_item_path(const KernelSpec& spec, const DecodeConfig& config) {
-  if (config.direct_grid) return false;
-  const char* text = std::getenv("SWAJIT_DECODE_ONE_ITEM_PATH");
-  if (text && (std::string(text) == "0" || std::string(text) == "1")) return std::string(text) == "1";
-  return spec.q_seqlen > 1;
-}
-
 }  // namespace
 
 bool decode_timeline_requested() { return decode_experiment("SWAJIT_DECODE_TIMELINE", false); }
@@ -153,7 +142,6 @@ std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, c
      << "constexpr int kMinBlocks = " << config.min_blocks << ";  // blocks per SM the registers are capped for\n"
      << "constexpr bool kIntegerScores = " << flag(config.integer_scores) << ";  // int8 K: scores on the integer tensor cores\n"
      << "constexpr bool kDirectGrid = " << flag(config.direct_grid) << ";  // the kernel's grid: direct (else scheduled)\n"
-     << "constexpr bool kOneItemPath = " << flag(one_item_path(spec, config)) << ";  // scheduled, equal lengths: the item outside the loop\n"
      << "constexpr bool kTimeline = " << flag(decode_timeline_requested()) << ";  // SWAJIT_DECODE_TIMELINE: blocks stamp %globaltimer\n"
      << "constexpr bool kEarlyTrigger = " << flag(config.direct_grid) << ";  // the direct grid's merge lets the next kernel be scheduled at once\n"
      << "constexpr bool kKvEvictFirst = " << flag(kv_evict_first(spec, config)) << ";  // K/V copies evict-first in L2\n"

@@ -999,12 +999,9 @@ SWAJIT_DEVICE void record_items(const PagedDecodeParams& P, int items, int tiles
 }
 
 // The scheduled grid (templates/decode_schedule.h): every block walks its range of the batch, item after item.
-// kOneItemPath (q_seqlen > 1, generator.cpp one_item_path): a batch of equal lengths runs its blocks of one item
-// through a second copy of the item body outside the loop, whose code is not held to the loop's live values (the loop
-// sits at the 255-register cap at q4). Only equal lengths (a grid-wide fact): blocks of one item running the copy beside
-// blocks running the loop on the same SMs (session 6: every one-item block of a ragged batch) were up to 1.5x slower
-// (H200, session 7 run B2, q1: log-uniform b8 42.0 us against 28.1 with the loop alone, bimodal b64 84.8 against
-// 71.6), while equal lengths at q4 gain 8% (b128 529.8 against 575.8; q1 level: 519.6 against 520.7).
+// One copy of the item body only: a second one outside the loop for blocks of one item (equal lengths, q4: the loop
+// sits at the 255-register cap) took the kernel from 5624 to 9472 SASS instructions and cost ragged q4 3-19% while
+// uniform q4 gained nothing (H200, session 10: log-uniform b8 37.6 -> 30.4 us without it; uniform b128 513.6 / 516.3).
 SWAJIT_DEVICE void run_scheduled_block(const PagedDecodeParams& P) {
   DecodeWork work;
   ScheduledBlock schedule;
@@ -1012,13 +1009,6 @@ SWAJIT_DEVICE void run_scheduled_block(const PagedDecodeParams& P) {
   timeline_set(P, kTimelineItems, schedule.end - schedule.begin);  // (waits for the lengths) before the stamp
   stamp(P, kTimelineScheduled);
   bool more = schedule.next(P, work);
-  if constexpr (kOneItemPath) {
-    if (schedule.equal_lengths && more && schedule.done(P)) {  // a block of one item (of equal lengths: nearly all)
-      attend_item(P, work);
-      record_items(P, 1, work.last_tile - work.first_tile, work.whole ? 1 : work.pieces);
-      return;
-    }
-  }
   int items = 0, tiles = 0, pieces = 1;  // kTimeline only
   while (more) {
     attend_item(P, work);
