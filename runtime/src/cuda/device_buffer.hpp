@@ -13,8 +13,11 @@ namespace swajit {
 // behavior"), ordered only on the legacy default stream, with which a CU_STREAM_NON_BLOCKING stream is not: a kernel
 // launched there next could read the old bytes (H200, session 10: the check harness's poison landed over one wave of a
 // decode's output, and seq_lens read while landing gave warps different schedules and hung a block). So every
-// host-side write here waits until it is in device memory.
-inline void wait_for_host_writes() { cuda::check(cuda::driver().cuCtxSynchronize(), "cuCtxSynchronize(after a host write)"); }
+// host-side write here waits for the legacy stream, where it was queued (not for the context: a tune-on-miss in a
+// serving process must not wait for the inference work on its other streams).
+inline void wait_for_host_writes() {
+  cuda::check(cuda::driver().cuStreamSynchronize(CU_STREAM_LEGACY), "cuStreamSynchronize(legacy stream, after a host write)");
+}
 
 class DeviceBuffer {
  public:
