@@ -106,6 +106,7 @@ def main() -> int:
                       ["bench", "decode", "--q-seqlen", "9", "--device", "cpu"],
                       ["check", "--seed", "-1", "--device", "nope"], ["check", "--seed", "-1", "--device", "cpu"],
                       ["check", "--seed", "18446744073709551616", "--device", "cpu"], ["gen", "--device", "gpu"],
+                      ["check", "--device", "cpu", "--filter", "direct kernel|capacity schedule"],
                       ["gen", "--block-n", "0"], ["gen", "--splits", "-1"], ["gen", "--stages", "99"],
                       ["gen", "--warps-n", "4294967297"], ["gen", "--family", "prefill", "--page-size", "0",
                                                            "--block-m", "0"],

@@ -186,7 +186,7 @@ int cmd_check(const std::string& device_text, const std::string& filter, const s
               uint64_t seed) {
   const DLDevice device = parse_device(device_text);
   const int threads = int(std::max(1u, std::thread::hardware_concurrency()));
-  int passed = 0, failed = 0;
+  int passed = 0, failed = 0, families_run = 0;
   for_each_harness_family([&](auto family) {
     using Harness = decltype(family);
     if (!family_name.empty() && family_name != Harness::name) return;
@@ -196,6 +196,7 @@ int cmd_check(const std::string& device_text, const std::string& filter, const s
     }
     std::printf("checking %s on %s against the double-precision reference\n", Harness::name,
                 device_label(device).c_str());
+    ++families_run;
     std::vector<typename Harness::Case> cases;
     std::vector<uint64_t> seeds;
     const auto matrix = Harness::check_matrix(device);
@@ -218,6 +219,10 @@ int cmd_check(const std::string& device_text, const std::string& filter, const s
                   c.spec().key().c_str(), r.rel_err, r.tolerance, r.detail.empty() ? "" : "  ", r.detail.c_str());
     }
   });
+  // A filter that matches nothing would otherwise read as a clean run ("0 passed, 0 failed").
+  if (!filter.empty() && families_run > 0 && passed + failed == 0)
+    throw Error(ErrorCode::kInvalidArgument, "--filter '" + filter + "' is in no case name" +
+                (family_name.empty() ? "" : " of family " + family_name) + " (it is a plain substring, not a pattern)");
   KernelCacheStats stats = cache_stats(device);
   std::printf("kernels built: %llu (compiled: %llu, the rest loaded from the database)\n",
               static_cast<unsigned long long>(stats.builds), static_cast<unsigned long long>(stats.nvrtc_compiles));
