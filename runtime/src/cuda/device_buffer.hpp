@@ -43,8 +43,12 @@ class DeviceBuffer {
 
   template <class T>
   void upload(const std::vector<T>& host) {
-    if (host.empty()) return;
-    cuda::check(cuda::driver().cuMemcpyHtoD(ptr_, host.data(), host.size() * sizeof(T)), "cuMemcpyHtoD");
+    write(host.data(), host.size() * sizeof(T));
+  }
+  // The first `bytes` bytes from host memory at `src`.
+  void write(const void* src, size_t bytes) {
+    if (bytes == 0) return;
+    cuda::check(cuda::driver().cuMemcpyHtoD(ptr_, src, bytes), "cuMemcpyHtoD");
     wait_for_host_writes();
   }
   // Every byte set to `byte`.

@@ -69,10 +69,7 @@ WorkloadBuffer::WorkloadBuffer(size_t bytes, bool host) : bytes_(bytes) {
 }
 void WorkloadBuffer::write(const void* src, size_t bytes) {
   if (host_) std::memcpy(host_.get(), src, bytes);
-  else {
-    cuda::check(cuda::driver().cuMemcpyHtoD(device_.ptr(), src, bytes), "cuMemcpyHtoD");
-    wait_for_host_writes();
-  }
+  else device_.write(src, bytes);
 }
 void WorkloadBuffer::read(size_t offset, void* dst, size_t bytes) const {
   if (host_) std::memcpy(dst, host_.get() + offset, bytes);
