@@ -20,11 +20,11 @@ int widened_kv_bytes(const KernelSpec& spec, int block_n) {
 
 // Knobs of the decode kernels timed on a device (H200, session 8 runs B and B2; tools/bench/RESULTS.md): the variable
 // 1 compiles one in, 0 leaves it out, unset: its default.
-// - SWAJIT_DECODE_KV_EVICT_FIRST (off): the every-warp loaders' 16-bit K/V copies carry an L2 evict-first policy
-//   (each line is read once a call), so the stream leaves the merge's partial results and the metadata in L2:
-//   log-uniform q4 b8 38.5 -> 34.0 us, bimodal b128 120.5 -> 117.6, uniform rows level (run B2). Off by default since
-//   the session-8 final run: the hinted cp.async raised CUDA_ERROR_ILLEGAL_INSTRUCTION in a producer-warp config
-//   (below), and the whole check matrix has not yet run with it on.
+// - SWAJIT_DECODE_KV_EVICT_FIRST (on): the every-warp loaders' 16-bit K/V copies carry an L2 evict-first policy
+//   (each line is read once a call), so the stream leaves the merge's partial results and the metadata in L2. H200,
+//   session 11 (same call, two rounds alternated, against 0): log-uniform q1 / q4 b256 554.6 / 587.3 -> 548.0 / 567.7
+//   us, bimodal q4 b128 / b256 142.1 / 260.5 -> 133.3 / 244.1, bimodal q4 b8 19.7 -> 19.4 (FlashInfer 19.4);
+//   uniform rows level. Producer-warp kernels never get it (kv_evict_first below).
 // The direct grid's merge lets the stream's next kernel be scheduled as it starts (which still waits for the merge to
 // end before reading anything), and before that wait every direct-grid block asks L2 (where every SM's writes land:
 // nothing stale is read later) for the call's seq_lens, block table and its Q rows: batch 1 10.7 / 11.6 -> 10.3 / 11.2
@@ -40,12 +40,14 @@ bool decode_experiment(const char* name, bool default_on) {
 // The every-warp loaders' K/V copies with the L2 evict-first hint (SWAJIT_DECODE_KV_EVICT_FIRST above). Not the
 // producer warp's copies (producers 1-3 share load_kv_tile): there the hinted cp.async raised CUDA_ERROR_ILLEGAL_INSTRUCTION
 // on the H200 (session 8 final run, compute-sanitizer at cp_async_16_evict_first). The SASS shows why: CUDA 13.0's
-// ptxas gives those LDGSTS a cache-policy descriptor in uniform registers UR0/UR1, which the kernel never writes
-// (head_dim 256, group 2, bn32 wn2 st3, producer 1; ptxas 13.5 names the pair it built, UR6/UR7). The every-warp
-// loaders' hinted copies name the pair built for them, so they stay behind the variable.
+// ptxas gives those LDGSTS a cache-policy descriptor in uniform registers the kernel never writes (head_dim 256,
+// group 2, bn32 wn2 st3, producer 1; ptxas 13.5 names the pair it built). The every-warp loaders' hinted copies name
+// registers the kernel writes in every config tools/bench/sass_policy_check.py compiled (16 of them: head_dim
+// 64/128/256, q 1-8, groups 1-16, tiles 16-128, both grids, page 1, the fused merge), and the whole check matrix
+// passed with them on the H200 (session 11).
 bool kv_evict_first(const KernelSpec& spec, const DecodeConfig& config) {
   return config.producer == DecodeConfig::kLoadersAllWarps &&
-         spec.kv_quant == KvQuant::kNone && decode_experiment("SWAJIT_DECODE_KV_EVICT_FIRST", false);
+         spec.kv_quant == KvQuant::kNone && decode_experiment("SWAJIT_DECODE_KV_EVICT_FIRST", true);
 }
 
 }  // namespace

@@ -260,7 +260,7 @@ BenchVerb FamilyBench<DecodeConfig>::add_to(CLI::App& bench) {
       ->capture_default_str();
   verb->add_option("--seed", flags->options.seed, "seed of --distribution")->capture_default_str();
   verb->add_option("--write-lengths", flags->options.write_lengths_dir,
-                   "directory: write each ragged row's lengths to lengths_b<batch>_q<q_seqlen>.txt (for ragged_peer.py)");
+                   "directory (made if missing): write each ragged row's lengths to lengths_b<batch>_q<q_seqlen>.txt (for ragged_peer.py)");
   flags->config.add_to(*verb);
   verb->add_flag("--sink-logits", flags->options.sink_logits, "learned per-head attention sinks");
   verb->add_option("--host-lengths", flags->options.host_lengths,

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <numeric>
 #include <random>
@@ -100,6 +101,9 @@ std::vector<int> read_lengths(const std::string& list_or_file) {
 }
 
 void write_lengths(const std::string& path, const std::vector<int>& lengths) {
+  const std::filesystem::path folder = std::filesystem::path(path).parent_path();
+  std::error_code ignored;  // a folder that cannot be made shows as the open failing below
+  if (!folder.empty()) std::filesystem::create_directories(folder, ignored);
   std::ofstream out(path);
   for (int len : lengths) out << len << "\n";
   if (!out) bad("cannot write the lengths file " + path);
