@@ -19,7 +19,9 @@ if ! "$venv/bin/python" -c "import torch, transformers, pytest" 2>/dev/null; the
     exit 1
   fi
 fi
-"$venv/bin/python" -m pip install -q --disable-pip-version-check torch transformers pytest scikit-build-core nanobind
+# cuobjdump and nvdisasm (the toolkit here lacks them): tests/python/test_sass_cache_policy.py reads the decode SASS.
+"$venv/bin/python" -m pip install -q --disable-pip-version-check torch transformers pytest scikit-build-core nanobind \
+  nvidia-cuda-cuobjdump==13.2.51 nvidia-cuda-nvdisasm==13.2.51
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps .
 # Compiled CPU kernels are cached in this database, so a second run loads them instead of compiling.
 SWAJIT_DB="$PWD/build/pytest-tuning.db" "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python

@@ -13,7 +13,8 @@ A control (producer 1 with the hint forced into the source) must be flagged, or 
 
 Needs nvcc (the CUDA 13 toolkit) and cuobjdump + nvdisasm on PATH, which the toolkit on the build machine lacks: the
 PyPI wheels nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm carry them (`pip download --no-deps`, unzip, add
-nvidia/cu13/bin to PATH). About a minute a kernel on two cores. Exit status 1 if any default kernel is flagged.
+nvidia/cu13/bin to PATH; tools/run_python_tests.sh installs them for tests/python/test_sass_cache_policy.py, which runs
+this on every CI run). A few seconds a kernel. Exit status 1 if any default kernel is flagged.
 """
 import argparse
 import os
