@@ -109,12 +109,15 @@ DecodeProblem describe_paged_decode(const DLTensor& q, const DLTensor& k_cache, 
   return p;
 }
 
+int visible_kv_bound(int64_t addressable_tokens, int local_window, int q_seqlen, int global_window) {
+  int64_t bound = addressable_tokens;
+  if (local_window > 0) bound = std::min<int64_t>(bound, int64_t(local_window) + q_seqlen - 1 + global_window);
+  return static_cast<int>(bound);
+}
+
 int visible_kv_upper_bound(const DecodeProblem& problem) {
   const PagedDecodeParams& a = problem.params;
-  int64_t bound = problem.max_kv_len;
-  if (a.local_window > 0)
-    bound = std::min<int64_t>(bound, int64_t(a.local_window) + problem.spec.q_seqlen - 1 + a.global_window);
-  return static_cast<int>(bound);
+  return visible_kv_bound(problem.max_kv_len, a.local_window, problem.spec.q_seqlen, a.global_window);
 }
 
 }  // namespace swajit

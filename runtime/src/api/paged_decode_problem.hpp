@@ -23,5 +23,7 @@ DecodeProblem describe_paged_decode(const DLTensor& q, const DLTensor& k_cache, 
 
 // KV positions a query block may touch: window (plus q_seqlen - 1) and sinks, bounded by what the table addresses.
 int visible_kv_upper_bound(const DecodeProblem& problem);
+// The same bound from its parts: `addressable_tokens` is what the block table can address (max_kv_len).
+int visible_kv_bound(int64_t addressable_tokens, int local_window, int q_seqlen, int global_window);
 
 }  // namespace swajit

@@ -15,6 +15,7 @@
 #include "decode_schedule.h"
 #include "heuristic.hpp"
 #include "kernel_cache.hpp"
+#include "paged_decode_problem.hpp"
 #include "swajit/swajit.hpp"
 
 namespace swajit {
@@ -541,10 +542,10 @@ void precompile_cases(const std::vector<DecodeCase>& cases, DLDevice where, int 
     const DecodeCase& c = cases[i];
     DecodeConfig config = c.config ? *c.config : heuristic_decode_config(spec, device);
     // The grid the call runs (paged_decode.cpp with_call_grid, the lengths on the device; each grid is its own
-    // module): the visible bound of run_decode_case's block table (a spare page column) clipped by the window.
+    // module): the visible bound of run_decode_case's block table (a spare page column).
     const int max_len = *std::max_element(c.seq_lens.begin(), c.seq_lens.end());
-    int64_t visible_bound = int64_t((max_len + c.page_size - 1) / c.page_size + 1) * c.page_size;
-    if (c.local_window > 0) visible_bound = std::min<int64_t>(visible_bound, c.local_window + c.q_seqlen - 1 + c.global_window);
+    const int64_t addressable = int64_t((max_len + c.page_size - 1) / c.page_size + 1) * c.page_size;
+    const int visible_bound = visible_kv_bound(addressable, c.local_window, c.q_seqlen, c.global_window);
     config.direct_grid = runs_direct_grid(config, visible_bound, c.seq_lens.size() == 1);
     decode_kernel(spec, config, device, scope->context());
   });
