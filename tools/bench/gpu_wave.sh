@@ -3,7 +3,7 @@
 # beside FlashInfer in the same call. Binaries from tools/bench/prepare_gpu_carry.sh; FlashInfer's wheels in .whl/
 # and its peer scripts (plus ../shared/peers/flashinfer_jit_h200.tgz) in .peers/ (../shared/peers/README.md).
 #   tools/bench/gpu_wave.sh CARRY_DIR LOG_DIR [all|correctness|bench]
-# correctness (GPU $CORRECTNESS_GPU, default the last one), steps $CORRECTNESS_STEPS (default all of):
+# correctness (the last GPU), steps $CORRECTNESS_STEPS (default all of):
 #   race: the check case that exposed session 10's harness race ("capacity schedule", seeds 1..8);
 #   families: every family's check matrix (three processes at once);
 #   suite: the GPU suite without its three matrices (they repeat `swajit check`), warm start and the kernel cache;
@@ -16,7 +16,9 @@
 #   two rounds;
 #   fi_decode: FlashInfer on the same shapes (decode_peers.py); fi_ragged: on the same lengths (ragged_peer.py).
 # With two GPUs both halves run at once; with one, correctness first. The device tool brings back at most 8 files:
-# each half writes one log, and every command's whole output goes into LOG_DIR/details.tgz.
+# each half writes one log, and every command's whole output goes into LOG_DIR/details.tgz. Everything at once takes
+# more than one call's 600 s (H200 x2, session 11: race 320 s, families and suite 360 s; grid + shapes 3 min, ragged
+# + knobs 4, fi_decode 4 with its module builds, fi_ragged 1): choose the steps of each call.
 set -uo pipefail
 usage="usage: gpu_wave.sh CARRY_DIR LOG_DIR [all|correctness|bench]"
 HERE=$(cd "$(dirname "$0")" && pwd)
