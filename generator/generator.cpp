@@ -45,9 +45,12 @@ bool decode_experiment(const char* name, bool default_on) {
 // registers the kernel writes in every config tools/bench/sass_policy_check.py compiled (16 of them: head_dim
 // 64/128/256, q 1-8, groups 1-16, tiles 16-128, both grids, page 1, the fused merge), and the whole check matrix
 // passed with them on the H200 (session 11).
+// 8-bit caches (the same loaders, 16-byte chunks of 1-byte elements) have their own variable,
+// SWAJIT_DECODE_KV8_EVICT_FIRST, off until timed.
 bool kv_evict_first(const KernelSpec& spec, const DecodeConfig& config) {
-  return config.producer == DecodeConfig::kLoadersAllWarps &&
-         spec.kv_quant == KvQuant::kNone && decode_experiment("SWAJIT_DECODE_KV_EVICT_FIRST", true);
+  if (config.producer != DecodeConfig::kLoadersAllWarps) return false;
+  return spec.kv_quant == KvQuant::kNone ? decode_experiment("SWAJIT_DECODE_KV_EVICT_FIRST", true)
+                                         : decode_experiment("SWAJIT_DECODE_KV8_EVICT_FIRST", false);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@ come from PyPI wheels that tools/run_python_tests.sh installs into this suite's 
 """
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -33,5 +34,5 @@ def test_every_hinted_kv_copy_has_a_written_policy_descriptor():
                          capture_output=True, text=True, env=env, timeout=900)
     report = run.stdout + run.stderr
     assert "flagged, as expected" in report, report  # the control: the check sees the defect it guards against
-    assert "0 of 16 kernels flagged" in report, report
+    assert re.search(r"^0 of \d+ kernels flagged$", report, re.M), report
     assert run.returncode == 0, report

@@ -42,6 +42,11 @@ CONFIGS = [
     (256, 4, 2, 64, 4, 2, "false", []),
     (128, 1, 4, 16, 1, 3, "false", ["--page-size", "1"]),
     (128, 4, 8, 64, 4, 3, "false", ["--fused-merge", "true"]),
+    # 8-bit caches (SWAJIT_DECODE_KV8_EVICT_FIRST): the default tile and the halved one the heuristic takes from b64
+    (128, 1, 4, 64, 4, 3, "false", ["--kv-quant", "fp8"]),
+    (128, 4, 4, 32, 2, 3, "false", ["--kv-quant", "fp8"]),
+    (128, 1, 4, 32, 2, 3, "true", ["--kv-quant", "int8"]),
+    (256, 1, 2, 32, 2, 3, "false", ["--kv-quant", "fp8"]),
 ]
 # session 9's failing producer-warp kernel, with the hint forced on in its source
 CONTROL = (256, 1, 2, 32, 2, 3, "true", ["--producer", "1"])
@@ -54,7 +59,7 @@ def generate(swajit, config, force_hint):
     args = [swajit, "gen", "--head-dim", str(head_dim), "--q-seqlen", str(q), "--group", str(group),
             "--block-n", str(block_n), "--warps-n", str(warps_n), "--stages", str(stages), "--direct-grid", direct,
             "--local-window", "4096"] + (extra if "--producer" in extra else ["--producer", "0"] + extra)
-    env = dict(os.environ, SWAJIT_DECODE_KV_EVICT_FIRST="1")
+    env = dict(os.environ, SWAJIT_DECODE_KV_EVICT_FIRST="1", SWAJIT_DECODE_KV8_EVICT_FIRST="1")
     source = subprocess.run(args, capture_output=True, text=True, check=True, env=env).stdout
     if force_hint:
         source = source.replace("constexpr bool kKvEvictFirst = false;", "constexpr bool kKvEvictFirst = true;")
