@@ -581,8 +581,6 @@ struct Pipeline {
   SWAJIT_MEMBER void wait_empty_v(int t) const {
     if (t >= kStages) mbarrier_wait(empty_v(t), parity(t - kStages));
   }
-  // Producer, without waiting: whether tile t's K stage is free now (wait_empty_k would return at once).
-  SWAJIT_MEMBER bool empty_k_now(int t) const { return t < kStages || mbarrier_done(empty_k(t), parity(t - kStages)); }
   // Consumers: tile t's K / V bytes have landed and are ordered for the tensor cores (the async proxy).
   SWAJIT_MEMBER void wait_k(int t) const {
     mbarrier_wait(full_k(t), parity(t));
@@ -936,17 +934,8 @@ SWAJIT_DEVICE void produce_widened_with_tma(const PrefillParams& P, const BlockW
     if (lane == 0) mbarrier_arrive(landed);
   };
   const int tiles_ahead = k_as_stored ? kStages : staging_slots(values);
-  // The first tiles go before the Q fold where their stages are free now. K's stored tiles (kStoredKScores) wait for
-  // the previous item's consumers to release their stages, and the fold ends at a barrier of every producer thread:
-  // staged first, they held back q_full (and V's widening) until the consumers had finished the previous item, which
-  // then waited for the fold (session 8 run B2's ncu: q_full the consumers' largest stall). So a stage still in use
-  // is waited for after the fold, which is then done while the consumers finish their item. (The test is the warp's:
-  // its lanes issue a tile together.)
-  int staged_before_fold = 0;
   if (half == 0)
-    while (staged_before_fold < min(tiles_ahead, w.tile_count) &&
-           __all_sync(0xffffffffu, !k_as_stored || pipe.empty_k_now(w.slot(staged_before_fold))))
-      stage_tile(staged_before_fold++);
+    for (int t = 0; t < min(tiles_ahead, w.tile_count); ++t) stage_tile(t);
   cp_async_wait_all();  // this thread's Q chunks
   if constexpr (kStoredKScores)
     fold_k_scale_into_8bit_q_tile(P, w, loader);
@@ -956,8 +945,6 @@ SWAJIT_DEVICE void produce_widened_with_tma(const PrefillParams& P, const BlockW
     fold_k_scale_into_q_tile<QTile, kBlockM>(P, w.q_smem, w.kv_head, loader, kProducerThreads);
   fence_shared_for_async_proxy();
   mbarrier_arrive(pipe.q_full(w.item));
-  if (half == 0)
-    for (int t = staged_before_fold; t < min(tiles_ahead, w.tile_count); ++t) stage_tile(t);
   if (k_as_stored) {
     if (half == 0)
       for (int t = tiles_ahead; t < w.tile_count; ++t) stage_tile(t);

@@ -283,17 +283,6 @@ SWAJIT_DEVICE void mbarrier_wait(u32 barrier, u32 parity) {
       "@!done bra WAIT; }" ::"r"(barrier), "r"(parity) : "memory");
 #endif
 }
-// Whether the phase of parity `parity` has completed, without waiting (the same acquire when it has).
-SWAJIT_DEVICE bool mbarrier_done(u32 barrier, u32 parity) {
-  u32 done = 1;
-#if __CUDA_ARCH__ >= 900
-  asm volatile(
-      "{ .reg .pred p;\n"
-      "mbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-      "selp.u32 %0, 1, 0, p; }" : "=r"(done) : "r"(barrier), "r"(parity) : "memory");
-#endif
-  return done != 0;
-}
 // One arrival on `barrier` once every cp.async this thread issued so far has landed (.noinc: the arrival is one of
 // the barrier's expected `count`).
 SWAJIT_DEVICE void cp_async_arrive_on(u32 barrier) {
