@@ -1073,11 +1073,8 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocks) SWAJIT_DECODE
 }
 
 // Block x merges the x-th cut sequence: the grid has a block for each a call can cut, and the records (one per
-// schedule block, -1 where none) hold them wherever the cuts fell. Each warp finds the x-th by ballots over the
-// records, kMergeScanRecords a round with all of the round's loads issued together: a ballot a load round trip (32
-// records at a time) put 8 round trips after the main grid at batch 256, where the merge grid is launched whether or
-// not the lengths cut anything.
-constexpr int kMergeScanRecords = 256;
+// schedule block, -1 where none) hold them wherever the cuts fell. Each warp finds the x-th by ballots over 32
+// records at a time (their loads issue together), so no block walks the records one load after another.
 extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(const PagedDecodeParams P) {
   unsigned long long* const timeline = kTimeline && threadIdx.x == 0
       ? P.timeline + i64(kTimelineWords) * (P.work_items / kEntriesPerBlock) * P.num_kv_heads +
@@ -1096,32 +1093,23 @@ extern "C" __global__ void __launch_bounds__(kMergeThreads) SWAJIT_MERGE_KERNEL(
   const int lane = threadIdx.x % 32;
   int wanted = blockIdx.x;  // cut sequences still to pass
   const int records = P.work_items / kEntriesPerBlock;  // one per block of the scheduled grid
-  int found = -1;  // the record of this block's cut sequence (warp-uniform: from ballots)
-  for (int base = 0; base < records && found < 0; base += kMergeScanRecords) {
-    bool cut[kMergeScanRecords / 32];
-#pragma unroll
-    for (int k = 0; k < kMergeScanRecords / 32; ++k) {  // every load of the round issued before any ballot
-      const int record = base + 32 * k + lane;
-      cut[k] = record < records && P.merge_records[kMergeRecordInts * record] >= 0;
+  for (int base = 0; base < records; base += 32) {
+    const int record = base + lane;
+    const bool cut = record < records && P.merge_records[kMergeRecordInts * record] >= 0;
+    const unsigned cuts = __ballot_sync(0xffffffffu, cut);
+    if (wanted < __popc(cuts)) {
+      unsigned rest = cuts;
+      for (int i = 0; i < wanted; ++i) rest &= rest - 1;  // drop the lowest `wanted` cut records
+      const int record = base + __ffs(rest) - 1;
+      const int* merge_record = P.merge_records + kMergeRecordInts * record;
+      merge_stamp(kTimelineMergeFound);
+      const int row = blockIdx.z;  // the merge grid has a block per row: kRows of them
+      // (threadIdx.x < kMergeThreads: the modulo tells the compiler, which then bounds merge_row's loops)
+      merge_row(P, merge_record[0], blockIdx.y, row, PieceSlots(P, record, blockIdx.y, row), merge_record[1],
+                threadIdx.x % kMergeThreads);
+      merge_stamp(kTimelineMergeDone);
+      return;
     }
-#pragma unroll
-    for (int k = 0; k < kMergeScanRecords / 32; ++k) {
-      const unsigned cuts = __ballot_sync(0xffffffffu, cut[k]);
-      if (found < 0 && wanted < __popc(cuts)) {
-        unsigned rest = cuts;
-        for (int i = 0; i < wanted; ++i) rest &= rest - 1;  // drop the lowest `wanted` cut records
-        found = base + 32 * k + __ffs(rest) - 1;
-      } else if (found < 0) {
-        wanted -= __popc(cuts);
-      }
-    }
+    wanted -= __popc(cuts);
   }
-  if (found < 0) return;  // fewer cut sequences than this block's index
-  const int* merge_record = P.merge_records + kMergeRecordInts * found;
-  merge_stamp(kTimelineMergeFound);
-  const int row = blockIdx.z;  // the merge grid has a block per row: kRows of them
-  // (threadIdx.x < kMergeThreads: the modulo tells the compiler, which then bounds merge_row's loops)
-  merge_row(P, merge_record[0], blockIdx.y, row, PieceSlots(P, found, blockIdx.y, row), merge_record[1],
-            threadIdx.x % kMergeThreads);
-  merge_stamp(kTimelineMergeDone);
 }

@@ -12,8 +12,8 @@
 # bench (GPU 0), steps $BENCH_STEPS (default all of):
 #   grid: the uniform grid, device and host lengths; shapes: gpt-oss, Gemma 3, pages 1 and 64, fp8;
 #   ragged: both distributions q1/q4 (lengths written for ragged_peer.py) and bimodal fp8;
-#   knobs: ragged rows under "default" and each VAR=VALUE of $KNOBS (default: evict-first K/V copies off), alternated,
-#   two rounds;
+#   knobs: uniform-grid and ragged rows under "default" and each VAR=VALUE of $KNOBS (default: evict-first K/V copies
+#   off), alternated, two rounds;
 #   fi_decode: FlashInfer on the same shapes (decode_peers.py); fi_ragged: on the same lengths (ragged_peer.py).
 # With two GPUs both halves run at once; with one, correctness first. The device tool brings back at most 8 files:
 # each half writes one log, and every command's whole output goes into LOG_DIR/details.tgz. Everything at once takes
@@ -122,9 +122,11 @@ bench() {
     echo "== knobs on ragged rows, alternated: default, $KNOBS"
     for round in 1 2; do
       for knob in default $KNOBS; do
-        for dist in $LOG_UNIFORM $BIMODAL; do
+        for dist in uniform $LOG_UNIFORM $BIMODAL; do
+          local shape=(--distribution "$dist" --seed 1)
+          [ "$dist" = uniform ] && shape=("${GRID[@]}")
           ( [ "$knob" = default ] || export "${knob?}"
-            rows 60 "knob_${knob##*_}_${dist%%:*}_$round" --batch 8,32,128,256 --q-seqlen 1,4 --distribution "$dist" --seed 1 |
+            rows 60 "knob_${knob##*_}_${dist%%:*}_$round" --batch 8,32,128,256 --q-seqlen 1,4 "${shape[@]}" |
               sed "s/^|/| $knob |/" )
         done
       done
