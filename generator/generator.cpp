@@ -28,7 +28,8 @@ int widened_kv_bytes(const KernelSpec& spec, int block_n) {
 // The direct grid's merge lets the stream's next kernel be scheduled as it starts (which still waits for the merge to
 // end before reading anything), and before that wait every direct-grid block asks L2 (where every SM's writes land:
 // nothing stale is read later) for the call's seq_lens, block table and its Q rows: batch 1 10.7 / 11.6 -> 10.3 / 11.2
-// us (q1 / q4, session 8 runs B and B2). On the scheduled grid's merge the trigger cost bimodal b8 16.5 -> 21.1 us.
+// us (q1 / q4, session 8 runs B and B2). On the scheduled grid's merge the trigger cost bimodal b8 16.5 -> 21.1 us
+// (session 12: log-uniform b8 24.4 -> 31.5, uniform b8 q1 42.3 -> 49.9; batch 32-256 level within 1%).
 // Timed there and dropped: the every-warp loaders reading all the prologue's block_table entries first (level or
 // slower), the direct grid's pieces merged in a thread block cluster (batch 1 12.2 us), several rows a merge block.
 bool decode_experiment(const char* name, bool default_on) {
@@ -130,11 +131,6 @@ std::string spec_prelude(const KernelSpec& spec) {
 bool decode_timeline_requested() { return decode_experiment("SWAJIT_DECODE_TIMELINE", false); }
 
 namespace {
-// SWAJIT_DECODE_SCHEDULED_EARLY_TRIGGER (an experiment, off): the scheduled grid's merge lets the next kernel be
-// scheduled at its start too. H200, session 12's timeline of uniform batch 32 (device lengths, nothing cut): the main
-// grid ends when the direct grid's does, but the call takes 4.9 us longer, the next call's launch waiting for the
-// merge grid's end. Session 8 measured the trigger there on bimodal b8 (cut): 16.5 -> 21.1 us.
-bool scheduled_merge_early_trigger() { return decode_experiment("SWAJIT_DECODE_SCHEDULED_EARLY_TRIGGER", false); }
 
 std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, const DecodeGeometry& g,
                            const std::string& kernel_symbol, const std::string& merge_symbol) {
@@ -155,7 +151,7 @@ std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, c
      << "constexpr bool kIntegerScores = " << flag(config.integer_scores) << ";  // int8 K: scores on the integer tensor cores\n"
      << "constexpr bool kDirectGrid = " << flag(config.direct_grid) << ";  // the kernel's grid: direct (else scheduled)\n"
      << "constexpr bool kTimeline = " << flag(decode_timeline_requested()) << ";  // SWAJIT_DECODE_TIMELINE: blocks stamp %globaltimer\n"
-     << "constexpr bool kEarlyTrigger = " << flag(config.direct_grid || scheduled_merge_early_trigger()) << ";  // the merge lets the next kernel be scheduled at once\n"
+     << "constexpr bool kEarlyTrigger = " << flag(config.direct_grid) << ";  // the direct grid's merge lets the next kernel be scheduled at once\n"
      << "constexpr bool kKvEvictFirst = " << flag(kv_evict_first(spec, config)) << ";  // K/V copies evict-first in L2\n"
      << "constexpr bool kPrefetchMetadata = " << flag(config.direct_grid) << ";  // the direct grid: L2 prefetch of seq_lens, block table, Q before the wait\n"
      << "// launch geometry, shared with the host launcher\n"

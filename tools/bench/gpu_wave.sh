@@ -14,7 +14,9 @@
 #   ragged: both distributions q1/q4 (lengths written for ragged_peer.py) and bimodal fp8;
 #   knobs: uniform-grid and ragged rows under "default" and each VAR=VALUE of $KNOBS (default: evict-first K/V copies
 #   off), alternated, two rounds;
-#   fi_decode: FlashInfer on the same shapes (decode_peers.py); fi_ragged: on the same lengths (ragged_peer.py).
+#   fi_decode: FlashInfer on the same shapes (decode_peers.py; $FI_CASES, default all: grid, gemma3, gpt-oss, fp8,
+#   page1, page64; only the bf16 head_dim 128 modules are in the JIT cache, the others build for minutes);
+#   fi_ragged: on the same lengths (ragged_peer.py).
 # With two GPUs both halves run at once; with one, correctness first. The device tool brings back at most 8 files:
 # each half writes one log, and every command's whole output goes into LOG_DIR/details.tgz. Everything at once takes
 # more than one call's 600 s (H200 x2, session 11: race 320 s, families and suite 360 s; grid + shapes 3 min, ragged
@@ -141,7 +143,7 @@ bench() {
   if wanted "$BENCH_STEPS" fi_decode; then
     echo "== FlashInfer: decode_peers.py"
     OUT=$DETAILS run "${FI_DECODE_CAP_S:-260}" python3 "$HERE/decode_peers.py" --budget-s "${FI_DECODE_BUDGET_S:-200}" \
-      --jit-cache .peers/flashinfer_jit_h200.tgz --cases grid,gemma3,gpt-oss,fp8,page1,page64 >"$DETAILS/fi_decode.txt" 2>&1
+      --jit-cache .peers/flashinfer_jit_h200.tgz --cases "${FI_CASES:-grid,gemma3,gpt-oss,fp8,page1,page64}" >"$DETAILS/fi_decode.txt" 2>&1
     grep -E "kind=|skipped|rror" "$DETAILS/fi_decode.txt" | grep -v "^kind=ceiling" | tail -80
   fi
   if wanted "$BENCH_STEPS" fi_ragged; then

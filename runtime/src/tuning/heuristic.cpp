@@ -209,6 +209,23 @@ DecodeConfig with_pages_ahead(DecodeConfig config) {
   return config;
 }
 
+// A cut pair merged by the scheduled grid's own last block to finish a piece of it (fused_merge) instead of by a merge
+// grid, where every pair's rows are few (kFusedMergeRows: that block merges them alone) and the pairs fill at least half
+// the resident blocks (few pairs are cut, into few pieces): the call then ends with the main grid, one kernel instead
+// of two. H200, session 12 (same call, two rounds alternated, bf16 d128 group 4, every warp loading), q1: uniform b32
+// 133.2 -> 130.0 us (device lengths), b128 / b256 0.5%, log-uniform b32 98.0 -> 96.6, b128 / b256 0.5%, bimodal
+// b128 / b256 0.6-0.9%, bimodal b32 level; where it lost: q4 (16 rows) at b128 / b256 1-9%, and batch 8 (64 pairs,
+// 528 blocks) 2-42%. Measured with 16-bit caches, head_dim 128 and every warp loading only.
+constexpr int kFusedMergeRows = 4;
+DecodeConfig with_fused_merge(const KernelSpec& spec, DecodeConfig config, const DeviceInfo& device, int64_t sequence_heads) {
+  const bool measured = spec.kv_quant == KvQuant::kNone && spec.head_dim <= kReferenceHeadDim &&
+                        config.producer == DecodeConfig::kLoadersAllWarps;
+  const int64_t slots = int64_t(resident_blocks(spec, config, device)) * device.sm_count;
+  if (measured && spec.q_seqlen * spec.group <= kFusedMergeRows && slots > 0 && 2 * sequence_heads >= slots)
+    config.fused_merge = true;
+  return config;
+}
+
 DecodeConfig with_page_copies(const KernelSpec& spec, DecodeConfig config) {
   if (config.producer != DecodeConfig::kProducerBulk) return config;
   DecodeConfig tma = config;
@@ -276,7 +293,8 @@ DecodeConfig heuristic_decode_config(const KernelSpec& spec, const DeviceInfo& d
         c.tokens_per_s_per_sm > best.tokens_per_s_per_sm * (1 + kTieMargin))
       best = c;
   }
-  return for_layout(with_pages_ahead(with_page_copies(spec, best.config)));
+  const DecodeConfig chosen = with_pages_ahead(with_page_copies(spec, best.config));
+  return for_layout(direct ? chosen : with_fused_merge(spec, chosen, device, sequence_heads));
 }
 
 DecodeConfig without_tma_pages(const KernelSpec& spec, DecodeConfig config) {
