@@ -43,9 +43,9 @@ bool decode_experiment(const char* name, bool default_on) {
 // on the H200 (session 8 final run, compute-sanitizer at cp_async_16_evict_first). The SASS shows why: CUDA 13.0's
 // ptxas gives those LDGSTS a cache-policy descriptor in uniform registers the kernel never writes (head_dim 256,
 // group 2, bn32 wn2 st3, producer 1; ptxas 13.5 names the pair it built). The every-warp loaders' hinted copies name
-// registers the kernel writes in every config tools/bench/sass_policy_check.py compiled (16 of them: head_dim
-// 64/128/256, q 1-8, groups 1-16, tiles 16-128, both grids, page 1, the fused merge), and the whole check matrix
-// passed with them on the H200 (session 11).
+// registers the kernel writes in every config tools/bench/sass_policy_check.py compiles (20 of them: head_dim
+// 64/128/256, q 1-8, groups 1-16, tiles 16-128, both grids, page 1, the fused merge, fp8 and int8), and the whole
+// check matrix passed with them on the H200 (sessions 11 and 12).
 // 8-bit caches (the same loaders, 16-byte chunks of 1-byte elements) have their own variable,
 // SWAJIT_DECODE_KV8_EVICT_FIRST (on): H200, session 12 (same call, two rounds alternated, against 0), uniform grid
 // q4 b128 / b256 fp8 306.1 / 601.0 -> 299.6 / 585.7 us, int8 338.8 / 661.3 -> 333.6 / 650.4, bimodal fp8 b256
