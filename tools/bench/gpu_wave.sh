@@ -16,7 +16,7 @@
 #   off), alternated, two rounds;
 #   fi_decode: FlashInfer on the same shapes (decode_peers.py; $FI_CASES, default all: grid, gemma3, gpt-oss, fp8,
 #   page1, page64; only the bf16 head_dim 128 modules are in the JIT cache, the others build for minutes);
-#   fi_ragged: on the same lengths (ragged_peer.py).
+#   fi_ragged: on the same lengths (ragged_peer.py), bimodal also with an fp8 cache.
 # With two GPUs both halves run at once; with one, correctness first. The device tool brings back at most 8 files:
 # each half writes one log, and every command's whole output goes into LOG_DIR/details.tgz. Everything at once takes
 # more than one call's 600 s (H200 x2, session 11: race 320 s, families and suite 360 s; grid + shapes 3 min, ragged
@@ -59,7 +59,7 @@ correctness() {
     (start=$SECONDS  # a background subshell: its verdict is read from the logs after the wait
      timeout "${CHECK_CAP_S:-400}" "$CARRY/test_decode_gpu" -tce="*correctness matrix*" >"$DETAILS/test_decode_gpu.txt" 2>&1
      echo "test_decode_gpu without its matrices ($((SECONDS - start)) s): $(tail -3 "$DETAILS/test_decode_gpu.txt" | tr '\n' ' ')"
-     for suite in test_warm_start test_kernel_cache; do
+     for suite in "${suites[@]:1}"; do  # (test_decode_gpu above)
        timeout 120 "$CARRY/$suite" >"$DETAILS/$suite.txt" 2>&1
        echo "$suite: $(tail -2 "$DETAILS/$suite.txt" | tr '\n' ' ')"
      done) &
@@ -121,7 +121,7 @@ bench() {
     rows 45 bimodal_fp8 --kv-quant fp8 --batch 8,32,64,128,256 --q-seqlen 1 --distribution $BIMODAL --seed 1
   fi
   if wanted "$BENCH_STEPS" knobs; then
-    echo "== knobs on ragged rows, alternated: default, $KNOBS"
+    echo "== knobs on uniform-grid and ragged rows, alternated: default, $KNOBS"
     for round in 1 2; do
       for knob in default $KNOBS; do
         for dist in uniform $LOG_UNIFORM $BIMODAL; do
@@ -151,6 +151,8 @@ bench() {
     for dist in log-uniform bimodal; do
       run 90 python3 "$HERE/ragged_peer.py" "$DETAILS/lengths/$dist" --peers .peers 2>&1 | grep -E "kind=|rror"
     done
+    # the bimodal_fp8 rows' peer (the ragged step writes no fp8 lengths: the seed-1 bimodal lengths are the same)
+    run 120 python3 "$HERE/ragged_peer.py" "$DETAILS/lengths/bimodal" --peers .peers --kv-dtype fp8 2>&1 | grep -E "kind=|rror"
   fi
 }
 
