@@ -270,7 +270,11 @@ BenchVerb FamilyBench<DecodeConfig>::add_to(CLI::App& bench) {
                    "time the tuned config (database) and the heuristic side by side");
   return {verb, [flags] {
             flags->options.device = parse_device(flags->device);
-            if (flags->config.any()) flags->options.config = flags->config.apply(DecodeConfig{});
+            // Forced knobs split as the heuristic does unless --splits says otherwise: DecodeConfig{}'s one block per
+            // (sequence, kv head) would also time the direct grid, not the knob (session 13 read a fused-merge row so).
+            DecodeConfig forced;
+            forced.num_splits = DecodeConfig::kSplitsFromCapacity;
+            if (flags->config.any()) flags->options.config = flags->config.apply(forced);
             return run_decode_bench(flags->options);
           }};
 }
