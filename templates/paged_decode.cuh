@@ -892,8 +892,10 @@ SWAJIT_DEVICE void attend_item(const PagedDecodeParams& P, const DecodeWork& wor
   const u32 k_smem = q_smem + kQBytes;
   const u32 v_smem = k_smem + kStages * kTileBytes;
 
+  stamp(P, kTimelineItemFound, work.first_of_block);
   load_q_tile(P, q_smem, b, kv_head);
   cp_async_commit();
+  stamp(P, kTimelineQIssued, work.first_of_block);
   const StageBarriers barriers{q_smem + kBarrierOffset};  // kProducer > 0 only
   if constexpr (kProducer == 0) {
 #pragma unroll

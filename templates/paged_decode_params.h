@@ -46,9 +46,9 @@ enum PagedDecodeStatusBits {
 // thread 0 of a main-grid block passes each point of its first work item (kTimelineBlockDone: of its last), then its
 // SM, work items, tiles and the most pieces of a cut sequence it held; a merge block's points and SM after them.
 enum DecodeTimelineWord {
-  kTimelineEntry, kTimelineWaited, kTimelineScheduled, kTimelineCopiesIssued, kTimelineFirstTile, kTimelineLoopDone,
-  kTimelineEpilogueDone, kTimelineBlockDone, kTimelineSm, kTimelineItems, kTimelineTiles, kTimelinePieces,
-  kTimelineWords
+  kTimelineEntry, kTimelineWaited, kTimelineScheduled, kTimelineItemFound, kTimelineQIssued, kTimelineCopiesIssued,
+  kTimelineFirstTile, kTimelineLoopDone, kTimelineEpilogueDone, kTimelineBlockDone, kTimelineSm, kTimelineItems,
+  kTimelineTiles, kTimelinePieces, kTimelineWords
 };
 enum DecodeTimelineMergeWord { kTimelineMergeEntry, kTimelineMergeWaited, kTimelineMergeFound, kTimelineMergeDone,
                                kTimelineMergeSm, kTimelineMergeWords };

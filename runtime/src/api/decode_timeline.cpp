@@ -101,9 +101,9 @@ void print_decode_timeline(size_t call, FILE* out) {
                "slots %d, pieces %d; %d merge blocks; us after the first block's entry, median / max over blocks:\n",
                a.config.c_str(), a.main_blocks, a.threads, a.registers, a.shared_bytes, a.blocks_per_sm, a.slots,
                a.sequence_pieces, a.merge_blocks);
-  const char* names[] = {"entry", "griddepcontrol.wait done", "seq_lens read (schedule found)",
-                         "first copies issued (block_table read)", "first K/V tile landed", "first item's loop done",
-                         "first item's epilogue done", "block done (last item)"};
+  const char* names[] = {"entry", "griddepcontrol.wait done", "seq_lens read (schedule found)", "first item found",
+                         "its Q copies issued", "first copies issued (block_table read)", "first K/V tile landed",
+                         "first item's loop done", "first item's epilogue done", "block done (last item)"};
   for (int point = kTimelineEntry; point <= kTimelineBlockDone; ++point) {
     const std::vector<double> us = point_us(words, 0, a.main_blocks, kTimelineWords, point, t0);
     std::fprintf(out, "timeline | %-40s | %7.2f | %7.2f | %d blocks\n", names[point], median_of(us), max_of(us), int(us.size()));
