@@ -152,6 +152,7 @@ std::string decode_prelude(const KernelSpec& spec, const DecodeConfig& config, c
      << "constexpr bool kDirectGrid = " << flag(config.direct_grid) << ";  // the kernel's grid: direct (else scheduled)\n"
      << "constexpr bool kTimeline = " << flag(decode_timeline_requested()) << ";  // SWAJIT_DECODE_TIMELINE: blocks stamp %globaltimer\n"
      << "constexpr bool kEarlyTrigger = " << flag(config.direct_grid) << ";  // the direct grid's merge lets the next kernel be scheduled at once\n"
+     << "constexpr bool kMergeLeavesUncut = " << flag(decode_experiment("SWAJIT_DECODE_MERGE_LEAVES_UNCUT", true)) << ";  // the scheduled grid's merge blocks leave before their wait when the call cuts nothing (cut_flag)\n"
      << "constexpr bool kKvEvictFirst = " << flag(kv_evict_first(spec, config)) << ";  // K/V copies evict-first in L2\n"
      << "constexpr bool kPrefetchMetadata = " << flag(config.direct_grid) << ";  // the direct grid: L2 prefetch of seq_lens, block table, Q before the wait\n"
      << "// launch geometry, shared with the host launcher\n"

@@ -15,7 +15,7 @@ struct PagedDecodeParams : PagedCallParams {
                                  //   float on the CPU, the 16-bit dtype of q on CUDA (half the merge's traffic)
   float* partial_lse;            // split-KV only: per work entry x kv head x [rows], log2 units
   int* merge_records;            // split-KV only: [work_items / 2][2], per schedule block the cut sequence whose first
-                                 //   piece it holds (or -1) and its pieces (the merge grid's)
+                                 //   piece it holds (or -1) and its pieces (the merge grid's), then the call's cut flag
   int* arrival_counts;           // CUDA split-KV with the fused merge only: [batch, num_kv_heads] blocks of the pair done,
                                  //   zero before and after every call
   int* status;                   // [2]: bit mask of device-side argument errors, first offending batch index

@@ -32,7 +32,7 @@ constexpr size_t kWorkspaceAlignment = 256;
 size_t align_up(size_t n) { return (n + kWorkspaceAlignment - 1) / kWorkspaceAlignment * kWorkspaceAlignment; }
 
 // Split-KV scratch layout: partial outputs (16-bit) and log-sum-exps (fp32) of every work entry, then the merge
-// records of the schedule's blocks (templates/decode_schedule.h; PagedDecodeParams::merge_records).
+// records of the schedule's blocks (templates/decode_schedule.h; PagedDecodeParams::merge_records) and the call's cut flag.
 struct WorkspaceLayout {
   size_t out_bytes = 0, lse_bytes = 0, schedule_bytes = 0;
   size_t total() const { return out_bytes + lse_bytes + schedule_bytes; }
@@ -44,7 +44,8 @@ WorkspaceLayout workspace_layout(const DecodeProblem& p, const WorkList& work) {
   constexpr size_t kPartialElementBytes = 2;  // partial outputs are stored in the 16-bit dtype of q
   w.out_bytes = align_up(slots * p.spec.head_dim * kPartialElementBytes);
   w.lse_bytes = align_up(slots * sizeof(float));
-  w.schedule_bytes = align_up(size_t(work.workspace_items / kEntriesPerBlock) * kMergeRecordInts * sizeof(int));
+  constexpr size_t kCutFlagInts = 1;  // after the records (cut_flag in templates/paged_decode.cuh)
+  w.schedule_bytes = align_up((size_t(work.workspace_items / kEntriesPerBlock) * kMergeRecordInts + kCutFlagInts) * sizeof(int));
   return w;
 }
 
