@@ -510,12 +510,13 @@ struct DecodeWork {
 // sequences (SchedulePlan::cut). The scheduled grid's block 0 writes it first thing on every call, then a release
 // fence, before its launch trigger; the merge grid starts only once every main block has triggered, so the flag is
 // final when a merge block reads it (PTX griddepcontrol: a release fence before launch_dependents synchronizes with
-// the dependent grid's start). With nothing cut the merge blocks leave before their grid-dependency wait: the merge
-// grid still ends after the main grid (the stream's order holds: session 14's probe, a checker kernel after 200
-// replays never saw a write missing), but its blocks no longer wait for the main grid's end and flush one by one
-// (probe after a 100 us grid: +6.4 us with every block waiting, +3.1 with none). H200, session 14, the same call
-// alternated over two rounds: uniform q4 b32 / b128 / b256 139.2 / 510.4 / 1001.3 -> 137.9 / 508.5 / 994.7 us, fp8 b32
-// q4 88.2 -> 85.3; ragged rows and q1 level (within 0.7%). SWAJIT_DECODE_MERGE_LEAVES_UNCUT=0 turns it off.
+// the dependent grid's start). With nothing cut the merge blocks leave before their grid-dependency wait. The merge
+// grid still ends after the main grid, so the stream's order holds: session 14's probes (tools/bench/pdl_*_probe.cu)
+// saw no stale read by a PDL or plain kernel after it, by another stream waiting on an event recorded after it, by
+// the host after an event synchronize, or in a graph branch. But its blocks no longer wait for the main grid's end
+// and flush one by one (probe, after a 100 us grid: +6.4 us with every block waiting, +3.1 with none). H200, session
+// 14, the same call alternated over two rounds: uniform q4 b32 / b128 / b256 139.2 / 510.4 / 1001.3 -> 137.9 / 508.5 /
+// 994.7 us, fp8 b32 q4 88.2 -> 85.3; ragged rows and q1 level (within 0.7%). SWAJIT_DECODE_MERGE_LEAVES_UNCUT=0: off.
 SWAJIT_DEVICE int* cut_flag(const PagedDecodeParams& P) {
   return P.merge_records + kMergeRecordInts * (P.work_items / kEntriesPerBlock);
 }
