@@ -283,6 +283,24 @@ std::string wgmma_8bit_wrapper(const std::string& name, const std::string& fragm
   return os.str();
 }
 
+// O[64 x n] (+)= P8 . V8 on the 8-bit tensor cores (m64 n<n> k32, e4m3): A from four registers (P's hi or lo bytes),
+// B K-major in shared memory (the transposed V tile: 8-bit B operands are K-major only), fp32 accumulators, D = or +=
+// by `accumulate` (default +=).
+std::string wgmma_e4m3_pv_wrapper(const std::string& name, const std::string& fragments, int n) {
+  const int regs = n / 2;  // accumulators per thread: 64 rows x n / 128 threads
+  std::ostringstream os;
+  os << "SWAJIT_DEVICE void " << name << "(float (&d)[" << fragments << "][4], const u32 (&a)[4], u64 b, int accumulate = 1) {\n"
+     << "#ifdef __CUDA_ARCH_FEAT_SM90_ALL  // sm_90a\n"
+     << "  asm volatile(\"{ .reg .pred p; setp.ne.b32 p, %" << regs + 5 << ", 0; \"\n"
+     << "               \"wgmma.mma_async.sync.aligned.m64n" << n << "k32.f32.e4m3.e4m3 \"\n"
+     << "               \"" << register_list(0, regs) << ", " << register_list(regs, 4) << ", %" << regs + 4
+     << ", p, 1, 1; }\"\n"
+     << "               : " << accumulator_operands(regs) << "\n"
+     << "               : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"l\"(b), \"r\"(accumulate));\n"
+     << "#else\n  __trap();\n#endif\n}\n";
+  return os.str();
+}
+
 // The two warpgroup MMAs the wgmma prefill path issues, for this spec's tile sizes.
 std::string wgmma_wrappers(const KernelSpec& prefill_spec, const PrefillConfig& config) {
   KernelSpec spec = prefill_spec;  // the MMAs' operand type: the spec's, or fp16 (f16_mma)
@@ -293,7 +311,9 @@ std::string wgmma_wrappers(const KernelSpec& prefill_spec, const PrefillConfig& 
          wgmma_wrapper("wgmma_pv", "kOutFrags", spec, spec.head_dim, true, false, true) +
          "// S[64 x kBlockN] (+)= Q8 . K8^T in e4m3 or s8 (kStoredKScores): Q's hi or lo tile and the stored K tile.\n" +
          wgmma_8bit_wrapper("wgmma_scores_e4m3", "kBlockN / 8", config.block_n, false) +
-         wgmma_8bit_wrapper("wgmma_scores_s8", "kBlockN / 8", config.block_n, true);
+         wgmma_8bit_wrapper("wgmma_scores_s8", "kBlockN / 8", config.block_n, true) +
+         "// O[64 x kHeadDim] (+)= P8 . V8^T in e4m3 (kStoredV): P's hi or lo bytes and the transposed V tile.\n" +
+         wgmma_e4m3_pv_wrapper("wgmma_pv_e4m3", "kOutFrags", spec.head_dim);
 }
 
 // The two of the MLA sparse decode kernel (templates/sparse_decode_mla.cuh): a warpgroup's scores
@@ -345,14 +365,16 @@ PrefillGeometry prefill_geometry(const KernelSpec& spec, const PrefillConfig& co
   // second Q buffer takes the room: the d128 tile's 2 Q buffers, 2 stages of 64 KB and one pair fill 227 KB).
   const bool kv8 = spec.kv_quant != KvQuant::kNone;
   const int staged_tiles = !kv8 ? 0 : !config.tma ? config.stages : config.persistent ? 1 : 2;
-  // f16_mma: after the staged pairs, the producer warps' maxima of Q (4 floats) and each Q buffer's score factor
-  constexpr int kF16MmaScratchBytes = 32;
+  // f16_mma: after the staged pairs, the producer warps' maxima of Q (4 floats) and each Q buffer's score factor;
+  // stored_k_scores: then each Q buffer's per-row score factors
+  constexpr int kF16MmaScratchBytes = 32, kFloatBytes = 4;
+  const int q_buffers = config.persistent ? 2 : 1;
+  const int row_factor_bytes = config.stored_k_scores ? q_buffers * config.block_m * kFloatBytes : 0;
   g.dequant_bytes = specialized ? staged_tiles * 2 * config.block_n * spec.head_dim * kv_element_bytes(spec) +
-                                      (config.f16_mma ? kF16MmaScratchBytes : 0)
+                                      (config.f16_mma ? kF16MmaScratchBytes + row_factor_bytes : 0)
                                 : widened_kv_bytes(spec, config.block_n);
   // full and empty barriers of K and V per stage, q_full and q_empty per Q buffer (two when persistent); 8-bit K/V
   // on TMA: staged and staging_free of K and V per staged pair
-  const int q_buffers = config.persistent ? 2 : 1;
   const int staging_barriers = kv8 && config.tma ? 4 * staged_tiles : 0;
   const int item_slots = config.dynamic_items ? q_buffers : 0;  // the claimed item of each Q buffer (8 bytes each)
   g.barrier_bytes = specialized ? (4 * config.stages + 2 * q_buffers + staging_barriers + item_slots) * kBarrierBytes : 0;
@@ -413,6 +435,9 @@ GeneratedKernel generate_prefill_cuda(const KernelSpec& spec, const PrefillConfi
      << "constexpr int kSoftmaxChains = " << (config.softmax_chains ? 4 : 1) << ";  // independent chains of a row's max and sum\n"
      << "constexpr bool kF16Mma = " << flag(config.f16_mma) << ";  // 8-bit K/V: the MMAs in fp16 (bf16 q)\n"
      << "constexpr bool kStoredKScores = " << flag(config.stored_k_scores) << ";  // Q.K^T in fp8: Q as e4m3 hi + lo, K as stored\n"
+     << "constexpr bool kStoredV = " << flag(config.stored_v) << ";  // P.V in fp8: P as e4m3 hi + lo, V transposed as stored\n"
+     << "constexpr bool kOracleFixedShift = " << flag(decode_experiment("SWAJIT_PREFILL_ORACLE_FIXED_SHIFT", false)) << ";  // EXPERIMENT\n"
+     << "constexpr bool kOracleSkipV = " << flag(decode_experiment("SWAJIT_PREFILL_ORACLE_SKIP_V", false)) << ";  // EXPERIMENT\n"
      << "constexpr bool kWidenRows = " << flag(config.widen_rows) << ";  // 8 lanes widen 8 rows of a chunk column\n"
      << "constexpr bool kWidenAhead = " << flag(config.widen_ahead) << ";  // a lane's next chunk loaded before this one's stores\n"
      << "typedef " << (config.f16_mma ? "fp16_tag" : "Elem") << " MmaElem;  // the MMAs' 16-bit operand format\n"

@@ -133,8 +133,16 @@ struct AllVisible {
 // kChains > 1: each row's max and sum over the tile run as kChains independent chains (fragment f in chain
 // f % kChains), combined at the end, instead of one dependent chain of 8 * kFrags / 4 operations: latency, not
 // issue, bounds a warp's softmax when few warps share a scheduler (prefill: 2 consumer warps, ncu stall_wait).
-template <bool kMasked, int kLiveHalves = 2, int kChains = 1, int kMTiles, int kFrags, class RowColumns>
-SWAJIT_DEVICE void online_softmax(WarpState<kMTiles>& st, float (&scores)[kMTiles][kFrags][4], float scale_log2,
+// The scale of row half h of row tile m: one for every row (a float), or one per row (a [kMTiles][2] array).
+SWAJIT_DEVICE float row_scale(float scale, int, int) { return scale; }
+template <int kMTiles>
+SWAJIT_DEVICE float row_scale(const float (&scale)[kMTiles][2], int m, int h) { return scale[m][h]; }
+
+// kPExponent: P comes out as 2^kPExponent times the probabilities (and the row sums with it), at no cost: it is folded
+// into each row's exponent offset. The caller's normalization takes row_max - kPExponent as the reference.
+template <bool kMasked, int kLiveHalves = 2, int kChains = 1, int kPExponent = 0, int kMTiles, int kFrags, class RowColumns,
+          class Scale>
+SWAJIT_DEVICE void online_softmax(WarpState<kMTiles>& st, float (&scores)[kMTiles][kFrags][4], const Scale& scale_log2,
                                   int lane, RowColumns row_columns, float (&rescale)[kMTiles][2]) {
   static_assert(kLiveHalves == 1 || kLiveHalves == 2, "rows 0..7, or all 16 rows of a row tile");
 #pragma unroll
@@ -164,7 +172,7 @@ SWAJIT_DEVICE void online_softmax(WarpState<kMTiles>& st, float (&scores)[kMTile
     for (int h = 0; h < kLiveHalves; ++h) {
 #pragma unroll
       for (int k = 1; k < kChains; ++k) tile_max[h][0] = fmaxf(tile_max[h][0], tile_max[h][k]);
-      const float new_max = fmaxf(st.row_max[m][h], quad_max(tile_max[h][0]) * scale_log2);
+      const float new_max = fmaxf(st.row_max[m][h], quad_max(tile_max[h][0]) * row_scale(scale_log2, m, h));
       reference[h] = new_max == SWAJIT_NEG_INF ? 0.f : new_max;
       rescale[m][h] = fast_exp2(st.row_max[m][h] - reference[h]);
       st.row_max[m][h] = new_max;
@@ -176,7 +184,8 @@ SWAJIT_DEVICE void online_softmax(WarpState<kMTiles>& st, float (&scores)[kMTile
     for (int f = 0; f < kFrags; ++f) {
 #pragma unroll
       for (int c = 0; c < 2 * kLiveHalves; ++c) {
-        scores[m][f][c] = fast_exp2(fmaf(scores[m][f][c], scale_log2, -reference[c / 2]));
+        const float offset = kPExponent != 0 ? float(kPExponent) - reference[c / 2] : -reference[c / 2];
+        scores[m][f][c] = fast_exp2(fmaf(scores[m][f][c], row_scale(scale_log2, m, c / 2), offset));
         sums[c / 2][f % kChains] += scores[m][f][c];
       }
     }

@@ -114,7 +114,9 @@ constexpr int kF16MmaScratchBytes = kKvQuant != 0 && kWarpSpecialize ? kDequantB
 static_assert(kKvQuant == 0 || kDequantBytes == (kWarpSpecialize ? kStagedTiles * 2 * kStoredTileBytes + kF16MmaScratchBytes
                                                                  : 2 * kWidenedTileBytes),
               "8-bit K/V: the staged stored tiles (warp specialized), else the widened 16-bit pair");
-static_assert(kF16Mma ? kTma && kKvQuant != 0 && kF16MmaScratchBytes >= 4 * (kProducerThreads / 32 + kQBuffers)
+// kStoredKScores: then each Q buffer's per-row score factors (kBlockM floats each)
+constexpr int kRowFactorFloats = kStoredKScores ? kQBuffers * kBlockM : 0;
+static_assert(kF16Mma ? kTma && kKvQuant != 0 && kF16MmaScratchBytes >= 4 * (kProducerThreads / 32 + kQBuffers + kRowFactorFloats)
                       : kF16MmaScratchBytes == 0,
               "f16_mma: 8-bit K/V on TMA, with its scratch after the staged pairs");
 static_assert(kKvQuant == 0 || !kWarpSpecialize || (kTma ? kStagedTiles >= 1 : kStagedTiles == kStages),
@@ -314,9 +316,49 @@ SWAJIT_DEVICE void issue_warpgroup_scores(float (&scores)[kScoreFrags][4], u32 q
   wgmma_commit();
 }
 
-// P of one tile as the A operands of the P . V wgmmas, one per 16 tokens.
+// kStoredV: O += P . V on the 8-bit tensor cores. V is the stored e4m3 tile, transposed by the producer into a
+// K-major tile (the only form 8-bit B operands take): row n holds channel n of the tile's keys, 128-byte swizzled.
+// P's accumulator registers become the A operand as they are, so the keys go in their order: A position k (of a
+// k32 step's 32) of lane l is its byte k % 4 of register 2 (k / 16) + row half, holding accumulator column
+// 8 (2 (k / 16) + k % 4 / 2) + 2 (l % 4) + k % 2 where k / 4 % 4 = l % 4; so A position k carries key
+// stored_v_key(k) (transpose_staged_v writes V's row kStoredVKey(k) at byte k of each transposed row).
+// P is 2^8 times the probabilities (online_softmax kPExponent; e4m3's subnormals start at 2^-6, so small p keep
+// their bits) split as hi = e4m3(p), lo = e4m3(p - hi): about 8 mantissa bits together, bf16's precision; the two
+// chains of 8-bit MMAs take the time of one 16-bit one.
+constexpr int kPExponent = kStoredV ? 8 : 0;
+SWAJIT_DEVICE constexpr int stored_v_key(int k) { return 16 * (k / 16) + 8 * (k % 4 / 2) + 2 * (k % 16 / 4) + k % 2; }
+static_assert(!kStoredV || (kStoredKScores && kKvQuant == 2 && kBlockN == 128), "fp8 P.V: one 128-byte row of keys");
+
+// Four values of P (times 2^kPExponent, at most 2^8) -> their e4m3 hi and lo bytes, the first in the lowest byte. The
+// residual is taken in fp16 (11 bits: exact for the 4 of hi plus the 4 lo keeps), a pair at a time.
+SWAJIT_DEVICE void split_e4m3x4(float a, float b, float c, float d, u32& hi, u32& lo) {
+  asm("{\n .reg .b32 x0, x1, h0, h1, r0, r1;\n .reg .b16 e0, e1, l0, l1;\n"
+      " cvt.rn.f16x2.f32 x0, %3, %2;\n cvt.rn.f16x2.f32 x1, %5, %4;\n"
+      " cvt.rn.satfinite.e4m3x2.f16x2 e0, x0;\n cvt.rn.satfinite.e4m3x2.f16x2 e1, x1;\n"
+      " cvt.rn.f16x2.e4m3x2 h0, e0;\n cvt.rn.f16x2.e4m3x2 h1, e1;\n"
+      " sub.rn.f16x2 r0, x0, h0;\n sub.rn.f16x2 r1, x1, h1;\n"
+      " cvt.rn.satfinite.e4m3x2.f16x2 l0, r0;\n cvt.rn.satfinite.e4m3x2.f16x2 l1, r1;\n"
+      " mov.b32 %0, {e0, e1};\n mov.b32 %1, {l0, l1};\n}"
+      : "=r"(hi), "=r"(lo) : "f"(a), "f"(b), "f"(c), "f"(d));
+}
+
+// P of one tile as the A operands of the P . V wgmmas: one per 16 tokens (16-bit), or kStoredV the hi and lo
+// operands of each 32 tokens (packed[2 step] and packed[2 step + 1]: as many registers).
 typedef u32 PackedProbabilities[kBlockN / 16][4];
 SWAJIT_DEVICE void pack_probabilities(const float (&p)[kScoreFrags][4], PackedProbabilities& packed) {
+  if constexpr (kStoredV) {
+#pragma unroll
+    for (int step = 0; step < kBlockN / 32; ++step) {
+      u32(&hi)[4] = packed[2 * step];
+      u32(&lo)[4] = packed[2 * step + 1];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {  // register r: row half r % 2, fragments 4 step + 2 (r / 2) and the next
+        const int f = 4 * step + 2 * (r / 2), c = 2 * (r % 2);
+        split_e4m3x4(p[f][c], p[f][c + 1], p[f + 1][c], p[f + 1][c + 1], hi[r], lo[r]);
+      }
+    }
+    return;
+  }
 #pragma unroll
   for (int step = 0; step < kBlockN / 16; ++step) probabilities_fragment<kScoreFrags, MmaElem>(p, step, packed[step]);
 }
@@ -326,6 +368,19 @@ SWAJIT_DEVICE void pack_probabilities(const float (&p)[kScoreFrags][4], PackedPr
 template <int kWarpMTiles>  // always 1 when kWgmma; a template so other configs need not match it
 SWAJIT_DEVICE void issue_warpgroup_pv(WarpState<kWarpMTiles>& st, PackedProbabilities& p, u32 v_tile,
                                       bool accumulate = true) {
+  if constexpr (kStoredV) {  // hi's chain, then lo's, into the same accumulators
+    constexpr u32 kStepBytes = 32;  // k32 per 8-bit wgmma
+    const u64 v_desc = wgmma_descriptor(v_tile, kStepBytes, kWgmmaGroupBytes);
+    wgmma_fence();
+#pragma unroll
+    for (int part = 0; part < 2; ++part)
+#pragma unroll
+      for (int step = 0; step < kBlockN / 32; ++step)
+        wgmma_pv_e4m3(st.out[0], p[2 * step + part], descriptor_plus(v_desc, step * kStepBytes),
+                      part > 0 || step > 0 || accumulate);
+    wgmma_commit();
+    return;
+  }
   const u64 v_desc = wgmma_descriptor(v_tile, kBlockN * kWgmmaRowBytes, kWgmmaGroupBytes);
   wgmma_fence();
 #pragma unroll
@@ -351,7 +406,7 @@ SWAJIT_DEVICE void emit_warp_output(const PrefillParams& P, const WarpState<kMTi
       const int row = warp * kWarpRows + m * 16 + lane / 4 + h * 8;
       const float sum = quad_sum(st.row_sum[m][h]);  // every lane takes part in the shuffle
       if (row >= rows) continue;
-      const float reference = st.row_max[m][h] == SWAJIT_NEG_INF ? 0.f : st.row_max[m][h];
+      const float reference = st.row_max[m][h] == SWAJIT_NEG_INF ? 0.f : st.row_max[m][h] - kPExponent;
       const float factor = row_normalizer(sink, reference, sum);
 #pragma unroll
       for (int f = 0; f < kOutFrags; ++f) {
@@ -395,6 +450,10 @@ struct BlockWork {
     return v_smem + kStages * kTileBytes + kStagedTiles * 2 * kStoredTileBytes + 4 * warp;
   }
   SWAJIT_MEMBER u32 score_factor() const { return q_maximum(kProducerThreads / 32 + item % kQBuffers); }
+  // kStoredKScores: the factor row `row` of the item's scores take (its Q buffer's; fold_k_scale_into_8bit_q_tile).
+  SWAJIT_MEMBER u32 row_factor(int row) const {
+    return q_maximum(kProducerThreads / 32 + kQBuffers + (item % kQBuffers) * kBlockM + row);
+  }
 };
 
 // Threads that work through the items together: the block, or one role of a warp-specialized block (its own named
@@ -434,6 +493,17 @@ SWAJIT_DEVICE void st_shared_f32(u32 addr, float v) { asm volatile("st.shared.f3
 SWAJIT_DEVICE float score_scale_log2(const PrefillParams& P, const BlockWork& w) {
   return kF16Mma ? P.scale_log2 * ld_shared_f32(w.score_factor()) : P.scale_log2;
 }
+// The softmax scale of each row half of compute warp `warp`'s rows: kStoredKScores folds a power of 2 into each Q row
+// of its own (row_factor), the other paths one per item.
+SWAJIT_DEVICE void row_scales_log2(const PrefillParams& P, const BlockWork& w, int warp, int lane,
+                                   float (&scale)[kMTiles][2]) {
+#pragma unroll
+  for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+      scale[m][h] = kStoredKScores ? P.scale_log2 * ld_shared_f32(w.row_factor(warp * kWarpRows + m * 16 + lane / 4 + 8 * h))
+                                   : score_scale_log2(P, w);
+}
 
 // The softmax of tile t for compute warp `warp`: whole tiles every query sees skip the mask arithmetic.
 SWAJIT_DEVICE void tile_softmax(const PrefillParams& P, const BlockWork& w, WarpState<kMTiles>& st,
@@ -447,14 +517,16 @@ SWAJIT_DEVICE void tile_softmax(const PrefillParams& P, const BlockWork& w, Warp
 #pragma unroll
         for (int c = 0; c < 4; ++c) scores[m][f][c] = float(__float_as_int(scores[m][f][c]));
   const int tile_begin = w.ranges.tile_begin(t), tile_end = w.ranges.tile_end(t);
+  float scale[kMTiles][2];
+  row_scales_log2(P, w, warp, lane, scale);
   if (tile_fully_visible(tile_begin, tile_end, w.p_min, w.p_max, P.local_window, P.global_window)) {
-    online_softmax<false, 2, kSoftmaxChains>(st, scores, score_scale_log2(P, w), lane, AllVisible(), rescale);
+    online_softmax<false, 2, kSoftmaxChains, kPExponent>(st, scores, scale, lane, AllVisible(), rescale);
   } else {
     const int warp_p = w.p_min + warp * kWarpRows;  // position of the warp's row 0
     const auto row_columns = [&](int r) {
       return visible_columns(warp_p + r, tile_begin, tile_end, P.local_window, P.global_window);
     };
-    online_softmax<true, 2, kSoftmaxChains>(st, scores, score_scale_log2(P, w), lane, row_columns, rescale);
+    online_softmax<true, 2, kSoftmaxChains, kPExponent>(st, scores, scale, lane, row_columns, rescale);
   }
 }
 
@@ -760,7 +832,18 @@ SWAJIT_DEVICE void q_chunk_times_k_scale(const PrefillParams& P, const BlockWork
 // the item's score factor). The whole producer warpgroup takes part (two barriers: the maxima are read by all before
 // the next item's overwrite them; the caller's second barrier ends the reads of Q before it is rewritten).
 template <int kTargetExponent>
+SWAJIT_DEVICE int power_of_two_shift(float maximum) {  // 2^shift brings maximum (>= 0) into [2^kTarget, 2^(kTarget + 1))
+  constexpr int kMaxShift = 126;  // 2^(+-126): normal floats
+  const int exponent = int((__float_as_uint(maximum) >> 23) & 0xffu) - 127;  // max in [2^exponent, 2^(exponent + 1))
+  return maximum > 0.f ? max(-kMaxShift, min(kMaxShift, kTargetExponent - exponent)) : 0;
+}
+template <int kTargetExponent>
 SWAJIT_DEVICE float item_q_multiplier(const PrefillParams& P, const BlockWork& w, int loader) {
+  if constexpr (kOracleFixedShift) {  // EXPERIMENT (timing only): no max pass, a fixed power of 2
+    const int shift = kTargetExponent - 2;
+    if (loader == 0) st_shared_f32(w.score_factor(), __uint_as_float(u32(127 - shift) << 23));
+    return __uint_as_float(u32(127 + shift) << 23);
+  }
   float maximum = 0.f;
   for (int i = loader; i < kBlockM * kChunks; i += kProducerThreads) {
     float v[8];
@@ -773,9 +856,7 @@ SWAJIT_DEVICE float item_q_multiplier(const PrefillParams& P, const BlockWork& w
   if (loader % 32 == 0) st_shared_f32(w.q_maximum(loader / 32), maximum);
   producer_sync();
   for (int warp = 0; warp < kProducerThreads / 32; ++warp) maximum = fmaxf(maximum, ld_shared_f32(w.q_maximum(warp)));
-  constexpr int kMaxShift = 126;  // 2^(+-126): normal floats
-  const int exponent = int((__float_as_uint(maximum) >> 23) & 0xffu) - 127;  // max in [2^exponent, 2^(exponent + 1))
-  const int shift = maximum > 0.f ? max(-kMaxShift, min(kMaxShift, kTargetExponent - exponent)) : 0;
+  const int shift = power_of_two_shift<kTargetExponent>(maximum);
   if (loader == 0) st_shared_f32(w.score_factor(), __uint_as_float(u32(127 - shift) << 23));
   return __uint_as_float(u32(127 + shift) << 23);
 }
@@ -834,37 +915,46 @@ SWAJIT_DEVICE void split_8bit(const float (&x)[4], u32& hi, u32& lo) {
   }
 }
 
-// kStoredKScores: the item's Q tile (landed as bf16) -> x = q * k_scale * 2^shift as two 8-bit tiles hi and lo
-// (split_8bit). max |x| in [2^7, 2^8) for e4m3 (its largest finite value is 448), in [2^12, 2^13) for int8 (hi within
-// [-64, 64], and the s32 sums of 128 (hi . K) + lo . K under 2^28). Row r of hi and lo take the places of bf16 row r's
-// two 64-column blocks, so 8 lanes convert one row: each reads its 16 channels (2 bf16 chunks) of the row, the warp
-// syncs, and each writes them back as 16 bytes of hi and of lo; the warp's rows are its own, no other warp writes
-// where it reads.
+// kStoredKScores: the item's Q tile (landed as bf16) -> x = q * k_scale * 2^shift_r as two 8-bit tiles hi and lo
+// (split_8bit), one power of 2 per row r (its inverse is the row's score factor, row_factor): max_r |x| in [2^7, 2^8)
+// for e4m3 (its largest finite value is 448), in [2^12, 2^13) for int8 (hi within [-64, 64], and the s32 sums of
+// 128 (hi . K) + lo . K under 2^28). Row r of hi and lo take the places of bf16 row r's two 64-column blocks. Each
+// thread converts the very chunks its own copies landed (load_q_tile: 16 lanes a row, a chunk each), so it needs no
+// barrier with the other producer warps: the 16 lanes of a row reduce its max by shuffles, read their chunks, sync
+// the warp, and write them back as 8 bytes of hi and of lo.
 SWAJIT_DEVICE void fold_k_scale_into_8bit_q_tile(const PrefillParams& P, const BlockWork& w, int loader) {
   constexpr int kTargetExponent = kIntegerScores ? 12 : 7;
-  constexpr int kLanesPerRow = 8, kRowsPerPass = kProducerThreads / kLanesPerRow;
-  const float multiplier = item_q_multiplier<kTargetExponent>(P, w, loader);
-  const int lane_in_row = loader % kLanesPerRow;  // channels [16 lane_in_row, 16 lane_in_row + 16)
-  for (int row = loader / kLanesPerRow; row < kBlockM; row += kRowsPerPass) {
-    uint4 raw[2];  // the lane's 16 bf16 values of the row
+  static_assert(!kStoredKScores || (kLoaderThreads % kChunks == 0 && kChunks == 16), "a row's 16 chunks on one half warp");
+  const int chunk = loader % kChunks;  // channels [8 chunk, 8 chunk + 8) of every row the thread loaded
+  float k_scale[8];
 #pragma unroll
-    for (int half = 0; half < 2; ++half) raw[half] = ld_shared_16(w.q_smem + QTile::offset_bytes(row, 2 * lane_in_row + half));
-    __syncwarp();  // every lane of the warp has read its rows' bf16 chunks before any is overwritten
-    const u32 position = row * kWgmmaRowBytes + ((lane_in_row ^ (row % 8)) * 16);  // 128-byte swizzle, 8-bit rows
-#pragma unroll 1  // 8 values at a time: the producer's 56 registers hold no more without spilling
-    for (int half = 0; half < 2; ++half) {
-      float x[2][4];
-      unpack8(half == 0 ? raw[0] : raw[1], reinterpret_cast<float(&)[8]>(x), Elem());
+  for (int e = 0; e < 8; ++e) k_scale[e] = k_scale_at(P, w.kv_head, 8 * chunk + e);
+  for (int row = loader / kChunks; row < kBlockM; row += kLoaderThreads / kChunks) {
+    float x[8];
+    unpack8(ld_shared_16(w.q_smem + QTile::offset_bytes(row, chunk)), x, Elem());
+    float maximum = 0.f;
 #pragma unroll
-      for (int e = 0; e < 8; ++e) x[e / 4][e % 4] *= k_scale_at(P, w.kv_head, 16 * lane_in_row + 8 * half + e) * multiplier;
-      uint2 hi, lo;
-      split_8bit(x[0], hi.x, lo.x);
-      split_8bit(x[1], hi.y, lo.y);
-      st_shared_8(w.q_smem + position + 8 * half, hi);
-      st_shared_8(w.q_smem + kQ8TileBytes + position + 8 * half, lo);
+    for (int e = 0; e < 8; ++e) {
+      x[e] *= k_scale[e];
+      maximum = fmaxf(maximum, fabsf(x[e]));
     }
+#pragma unroll
+    for (int offset = kChunks / 2; offset > 0; offset /= 2)  // within the row's half warp
+      maximum = fmaxf(maximum, __shfl_xor_sync(0xffffffffu, maximum, offset));
+    const int shift = power_of_two_shift<kTargetExponent>(maximum);
+    const float multiplier = __uint_as_float(u32(127 + shift) << 23);
+    if (chunk == 0) st_shared_f32(w.row_factor(row), __uint_as_float(u32(127 - shift) << 23));
+    float (&quads)[2][4] = reinterpret_cast<float(&)[2][4]>(x);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) quads[e / 4][e % 4] *= multiplier;
+    uint2 hi, lo;
+    split_8bit(quads[0], hi.x, lo.x);
+    split_8bit(quads[1], hi.y, lo.y);
+    __syncwarp();  // every lane of the warp has read its chunk of the rows before any is overwritten
+    const u32 position = row * kWgmmaRowBytes + (((chunk / 2) ^ (row % 8)) * 16) + 8 * (chunk % 2);  // 8-bit rows
+    st_shared_8(w.q_smem + position, hi);
+    st_shared_8(w.q_smem + kQ8TileBytes + position, lo);
   }
-  producer_sync();
 }
 
 // Chunks `thread`, thread + threads, ... of the staged tile (as the TMA engine landed it: 128-byte swizzled rows of
@@ -897,6 +987,58 @@ SWAJIT_DEVICE void widen_staged_chunks(u32 staged, u32 widened, u32 thread, u32 
     st_shared_16(widened + KvTile::offset_bytes(row, 2 * chunk + 1),
                  make_uint4(widen_pair<0>(raw.z, KvElem(), MmaElem()), widen_pair<2>(raw.z, KvElem(), MmaElem()),
                             widen_pair<0>(raw.w, KvElem(), MmaElem()), widen_pair<2>(raw.w, KvElem(), MmaElem())));
+  }
+}
+
+// kStoredV: the staged V tile (tokens [box_begin, box_begin + 128) as the TMA engine landed them, 128-byte swizzled
+// rows of 128 channels) -> the transposed tile the 8-bit P.V reads: row n (channel n, 128-byte swizzled as well)
+// holds at byte k the channel of key stored_v_key(k) (pack_probabilities). Keys outside the written tokens become
+// zeros (their P is 0, but 0 * NaN = NaN). Lane c + 4 s of a warp takes the keys r, r + 1, r + 8, r + 9 (r = 16 s
+// + 2 c: transposed bytes 16 s + 4 c .. + 3) and 16 channels at a time (chunk column j ^ (s % 2) of j = warp, warp
+// + warps, ...): its four 16-byte loads of a column land in 8 distinct bank groups per quarter warp, and its 4-byte
+// stores of one channel in 32 distinct banks, so neither conflicts. A 4 x 4 byte block transposes in 8 PRMTs.
+SWAJIT_DEVICE u32 byte_permute(u32 a, u32 b, u32 selector) {
+  u32 r;
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(selector));
+  return r;
+}
+SWAJIT_DEVICE void transpose_staged_v(u32 staged, u32 transposed, const WrittenTokens& written, int box_begin, u32 warp,
+                                      u32 warps, u32 lane) {
+  const u32 c = lane % 4, s = lane / 4, first_key = stored_v_key(16 * s + 4 * c);  // keys first_key + 0, 1, 8, 9
+  const bool partial = !written.contains_all(box_begin, box_begin + kBlockN);  // the same on every lane
+  bool keep[4] = {true, true, true, true};
+  if (partial)
+#pragma unroll
+    for (int k = 0; k < 4; ++k) keep[k] = written.contains(box_begin + first_key + stored_v_key(k));
+  // Swizzled addresses (WgmmaTile): row r's 16-byte chunk q sits at r * 128 + ((q ^ r % 8) << 4). Key first_key + k
+  // has r % 8 = 2 c + k % 2; a transposed row (channel 16 chunk + m, m < 16) has r % 8 = m % 8, a constant once
+  // unrolled, and the lane's byte offset 16 s + 4 c within it: XOR the constant into bits 4-6 (the tile is 1024-byte
+  // aligned, so those bits of the row's base are zero) and add the row.
+#pragma unroll 1
+  for (u32 column = warp; column < kKvChunks; column += warps) {
+    const u32 chunk = column ^ (s % 2);  // channels [16 chunk, 16 chunk + 16)
+    uint4 rows[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k)
+      rows[k] = ld_shared_16(staged + (first_key + stored_v_key(k)) * kWgmmaRowBytes + ((chunk ^ (2 * c + k % 2)) << 4));
+    if (partial)
+#pragma unroll
+      for (int k = 0; k < 4; ++k)
+        if (!keep[k]) rows[k] = make_uint4(0, 0, 0, 0);
+    const u32 lane_row = transposed + chunk * 16 * kWgmmaRowBytes + ((s << 4) | (4 * c));
+#pragma unroll
+    for (int word = 0; word < 4; ++word) {  // channels 16 chunk + 4 word .. + 3
+      const u32 w0 = (&rows[0].x)[word], w1 = (&rows[1].x)[word], w2 = (&rows[2].x)[word], w3 = (&rows[3].x)[word];
+      const u32 low01 = byte_permute(w0, w1, 0x5140), high01 = byte_permute(w0, w1, 0x7362);
+      const u32 low23 = byte_permute(w2, w3, 0x5140), high23 = byte_permute(w2, w3, 0x7362);
+      const u32 channel_bytes[4] = {byte_permute(low01, low23, 0x5410), byte_permute(low01, low23, 0x7632),
+                                    byte_permute(high01, high23, 0x5410), byte_permute(high01, high23, 0x7632)};
+#pragma unroll
+      for (int b = 0; b < 4; ++b) {
+        const u32 m = 4 * word + b;  // the channel within the chunk
+        st_shared_u32((lane_row ^ ((m % 8) << 4)) + m * kWgmmaRowBytes, channel_bytes[b]);
+      }
+    }
   }
 }
 
@@ -934,6 +1076,8 @@ SWAJIT_DEVICE void produce_widened_with_tma(const PrefillParams& P, const BlockW
     if (lane == 0) mbarrier_arrive(landed);
   };
   const int tiles_ahead = k_as_stored ? kStages : staging_slots(values);
+  const WrittenTokens written{visible_tile_ranges(w.p_min, w.p_max, w.seq.kv_len, P.local_window, P.global_window),
+                              w.seq.kv_len};  // kStoredV: V's keys outside them are transposed as zeros
   if (half == 0)
     for (int t = 0; t < min(tiles_ahead, w.tile_count); ++t) stage_tile(t);
   cp_async_wait_all();  // this thread's Q chunks
@@ -957,8 +1101,14 @@ SWAJIT_DEVICE void produce_widened_with_tma(const PrefillParams& P, const BlockW
       pipe.wait_empty_v(slot);  // tile t - kStages is consumed
     else
       pipe.wait_empty_k(slot);
-    widen_staged_chunks(w.staged_tile(t, values), values ? w.v_tile(t) : w.k_tile(t), half * 32 + lane,
-                        widening_warps(values) * 32);
+    if (kOracleSkipV && values)
+      ;  // EXPERIMENT (timing only): V's stage left as it is
+    else if (kStoredV && values)
+      transpose_staged_v(w.staged_tile(t, values), w.v_tile(t), written, w.ranges.tile_begin(t), half,
+                         widening_warps(values), lane);
+    else
+      widen_staged_chunks(w.staged_tile(t, values), values ? w.v_tile(t) : w.k_tile(t), half * 32 + lane,
+                          widening_warps(values) * 32);
     fence_shared_for_async_proxy();  // this lane's generic-proxy stores, before the consumers' wgmmas read them
     __syncwarp();
     if (lane == 0) {
@@ -1132,7 +1282,7 @@ SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pip
     pipe.wait_v(w.slot(t));
     if constexpr (kTma) {
       const int box_begin = w.ranges.tile_begin(t);
-      if (!written.contains_all(box_begin, box_begin + kBlockN))
+      if (!kStoredV && !written.contains_all(box_begin, box_begin + kBlockN))  // kStoredV: the producer zeroes them
         zero_unwritten_v_rows(written, w.v_tile(t), box_begin, warpgroup, threadIdx.x % kWarpgroupThreads);
     }
   };

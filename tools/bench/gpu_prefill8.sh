@@ -4,6 +4,7 @@
 # row. "default" is the heuristic: for 8-bit K/V at head_dim 128 (bf16 q) the TMA tile with fp16 MMAs and Q.K^T on the
 # 8-bit tensor cores from the stored K tiles (bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16_sk, since session 8 run B; "_sn"
 # at seq <= 8192). Configs timed against it (key suffixes):
+#   _sv      stored_v: P.V on the 8-bit tensor cores from V tiles the producer transposes (fp8 only; session 15).
 #   _f16     without _sk: the session-7 default, K and V widened to fp16 in shared memory by the producer warps.
 #   (Knobs that lost and are not timed here: _wr widen_rows (run B, 1-6%), _sk_wa widen_ahead and ws1 _sk (run B2,
 #   0-5%); tools/bench/RESULTS.md, session 8.)
@@ -36,10 +37,11 @@ ncu_wanted=0  # --ncu: the profiles of step 2
 for arg in "${@:3}"; do [ "$arg" = --ncu ] && ncu_wanted=1; done
 
 # The 8-bit default and the configs beside it; at seq <= 8192 (window 4096) the default takes snake order (_sn).
-configs() {  # configs SNAKE: "default,<the session-7 default>" keys
-  echo "default,bm128_bn128_st2_mt1_wg_ws2_tma_pt${1:-}_f16"
+configs() {  # configs QUANT SNAKE: "default,[fp8: default + _sv,]<the session-7 default>" keys
+  local sv=""
+  [ "$1" = fp8 ] && sv="bm128_bn128_st2_mt1_wg_ws2_tma_pt${2:-}_f16_sk_sv,"
+  echo "default,${sv}bm128_bn128_st2_mt1_wg_ws2_tma_pt${2:-}_f16"
 }
-old=bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16  # the session-7 default (seq 32768)
 # ncu of one launch (the bench's second launch of the prefill kernel) at seq 8192, kv 8: NAME BENCH_ARGS...
 profile() {
   command -v ncu >/dev/null || { echo "==== no ncu"; return; }
@@ -61,25 +63,24 @@ profile() {
 {
   # 0. correctness (8-bit tolerance 1e-2; the error of each case is printed)
   run_timeout=30 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "K/V, contiguous"
-  run_timeout=25 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter " wa,"
+  run_timeout=40 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "tma sk sv"
   run_timeout=25 step "$carry/test_decode_gpu" -tc="prefill: 8-bit*"
   # 1. fp8 and int8 (kv 8): default and the session-7 default; bf16's default
   for quant in fp8 int8; do
-    run_timeout=25 bench --seq 8192 --num-kv-heads 8 --kv-quant $quant --configs "$(configs _sn)"
-    run_timeout=30 bench --seq 32768 --num-kv-heads 8 --kv-quant $quant --configs "$(configs)"
+    run_timeout=25 bench --seq 8192 --num-kv-heads 8 --kv-quant $quant --configs "$(configs $quant _sn)"
+    run_timeout=30 bench --seq 32768 --num-kv-heads 8 --kv-quant $quant --configs "$(configs $quant)"
   done
   run_timeout=20 bench --seq 8192,32768 --num-kv-heads 8
   # 2. ncu of the fp8 and int8 defaults
   if ((ncu_wanted)); then
-    profile fp8_default --kv-quant fp8
-    ((SECONDS < budget_s - 10)) && profile int8_default --kv-quant int8
+    profile fp8_sv --kv-quant fp8 --configs bm128_bn128_st2_mt1_wg_ws2_tma_pt_sn_f16_sk_sv
   fi
   # 3. paged 16 shuffled, kv 32; BASE
   for quant in fp8 int8; do
-    run_timeout=20 bench --seq 32768 --num-kv-heads 8 --kv-quant $quant --page-size 16 --shuffle-pages --configs "default,$old"
+    run_timeout=20 bench --seq 32768 --num-kv-heads 8 --kv-quant $quant --page-size 16 --shuffle-pages --configs "$(configs $quant)"
   done
   run_timeout=15 bench --seq 32768 --num-kv-heads 8 --page-size 16 --shuffle-pages
-  run_timeout=20 bench --seq 32768 --num-kv-heads 32 --kv-quant fp8 --configs "default,$old"
+  run_timeout=20 bench --seq 32768 --num-kv-heads 32 --kv-quant fp8 --configs "$(configs fp8)"
   run_timeout=15 bench --seq 32768 --num-kv-heads 32
   if [ -x "$base" ]; then
     for quant in fp8 int8; do
@@ -91,7 +92,9 @@ profile() {
   fi
   run_timeout=15 step "$swajit" gen --key prefill_bf16_d128_contig_g4_local_kvfp8 --block-m 128 --block-n 128 --stages 2 \
     --wgmma true --warp-specialize 2 --tma true --persistent true --f16-mma true --stored-k-scores true --jit-time
-  run_timeout=30 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "tma sk"
+  run_timeout=15 step "$swajit" gen --key prefill_bf16_d128_contig_g4_local_kvfp8 --block-m 128 --block-n 128 --stages 2 \
+    --wgmma true --warp-specialize 2 --tma true --persistent true --f16-mma true --stored-k-scores true --stored-v true --jit-time
+  run_timeout=30 step stdbuf -oL "$swajit" check --device cuda --family prefill --filter "tma sk,"
   echo "==== gpu_prefill8.sh done in $SECONDS s, status $status"
   exit "$status"
 } 2>&1 | tee "$logs/gpu_prefill8.log"

@@ -308,11 +308,15 @@ PrefillConfig with_item_order(const PrefillProblem& p, PrefillConfig config) {
   // session 8 run B2 (softmax chains on all three), seq 4096: 542.2 / 547.0 TFLOP/s at 32 / 8 kv heads against snake
   // order's 495.4 / 510.1 (1.09x / 1.07x); seq 8192: 582.0 / 580.7 against 542.5 / 556.9 (1.07x / 1.04x); paged 16
   // shuffled, seq 8192: 551.6 against 538.4. Beyond the ramp, where the items are equal, dynamic items lost (seq
-  // 32768: 0.90x, run B) and so did the TMA store (its consumers spill 48 bytes: 0.95-1.00x, run B2). 8-bit K/V (its
-  // widening producer) was not measured with either.
+  // 32768: 0.90x, run B) and so did the TMA store (its consumers spill 48 bytes: 0.95-1.00x, run B2). 8-bit K/V on
+  // the stored-K tile (stored_k_scores) as well (session 15 call 3, kv 8 / 32, against snake order): fp8 seq 4096
+  // 412.2 / 410.6 TFLOP/s against 400.2 / 397.6, seq 8192 458.8 / 457.4 against 449.7 / 447.4, paged 16 shuffled
+  // 409.2 against 398.2; int8 365.0 / 361.3 against 353.9 / 351.8, 401.2 / 399.3 against 391.4 / 391.5, paged 360.9
+  // against 350.1 (softmax chains level on 8-bit: 0.99-1.00x there and at seq 32768).
   const int64_t visible = p.params.local_window > 0 ? p.params.local_window : p.max_q_len;
   const bool ramp = p.spec.causal && int64_t(p.max_q_len) <= 2 * visible;
-  const bool claimed = config.persistent && p.spec.head_dim == 128 && p.spec.kv_quant == KvQuant::kNone && ramp;
+  const bool measured_tile = p.spec.kv_quant == KvQuant::kNone || config.stored_k_scores;
+  const bool claimed = config.persistent && p.spec.head_dim == 128 && measured_tile && ramp;
   config.dynamic_items = config.tma_store = claimed;
   config.snake_order = config.persistent && !claimed && (p.spec.head_dim == 128 || p.spec.head_dim == 64) && ramp;
   return config;
