@@ -359,6 +359,13 @@ PrefillGeometry prefill_geometry(const KernelSpec& spec, const PrefillConfig& co
   // 8-bit K/V, warp specialized: the stages hold the tiles the producer widened to 16 bits, and the 2 x 2 stored
   // 8-bit tiles it stages them through (double buffered) take the place of the all-warps path's widened pair.
   g.tile_bytes = config.block_n * spec.head_dim * (specialized ? kElementBytes : kv_element_bytes(spec));
+  // stored_k_scores: K's stages hold the stored 8-bit tiles, so the half each leaves takes V one stage deeper, and V's
+  // widening runs further ahead of the consumers (session 15 call 8, kv 8, against 2 V stages, TFLOP/s: fp8 seq 4096 /
+  // 8192 455.8 / 491.2 against 450.1 / 489.6 with the compute warps folding Q, seq 32768 495.4 against 496.4 with the
+  // producer folding it; int8 412.4 / 445.4 against 400.9 / 437.6, 442.5 against 438.3)
+  const bool deeper_v = config.stored_k_scores;
+  g.k_tile_bytes = deeper_v ? config.block_n * spec.head_dim * kv_element_bytes(spec) : g.tile_bytes;
+  g.v_stages = config.stages + (deeper_v ? 1 : 0);
   // 8-bit K/V: the all-warps path widens into one 16-bit K and V tile pair; the warp-specialized producer stages the
   // stored 8-bit K and V tiles of `stages` tiles ahead (their copies in flight while it widens an earlier one), or with
   // TMA two pairs (a tile's TMA copy in flight while the one before is widened), one on the persistent grid (its
@@ -377,9 +384,11 @@ PrefillGeometry prefill_geometry(const KernelSpec& spec, const PrefillConfig& co
   // on TMA: staged and staging_free of K and V per staged pair
   const int staging_barriers = kv8 && config.tma ? 4 * staged_tiles : 0;
   const int item_slots = config.dynamic_items ? q_buffers : 0;  // the claimed item of each Q buffer (8 bytes each)
-  g.barrier_bytes = specialized ? (4 * config.stages + 2 * q_buffers + staging_barriers + item_slots) * kBarrierBytes : 0;
+  g.barrier_bytes =
+      specialized ? (2 * config.stages + 2 * g.v_stages + 2 * q_buffers + staging_barriers + item_slots) * kBarrierBytes : 0;
   // Q, K and V stages (as stored), widened K/V (8-bit KV), barriers (warp specialized)
-  g.shared_bytes = q_buffers * g.q_bytes + 2 * config.stages * g.tile_bytes + g.dequant_bytes + g.barrier_bytes;
+  g.shared_bytes = q_buffers * g.q_bytes + config.stages * g.k_tile_bytes + g.v_stages * g.tile_bytes + g.dequant_bytes +
+                   g.barrier_bytes;
   if (specialized) {
     // __launch_bounds__(threads, min_blocks) caps every thread at `entry` registers; the producer hands back what
     // it does not need and the consumers share it out (setmaxnreg moves registers only within the block's pool).
@@ -436,8 +445,7 @@ GeneratedKernel generate_prefill_cuda(const KernelSpec& spec, const PrefillConfi
      << "constexpr bool kF16Mma = " << flag(config.f16_mma) << ";  // 8-bit K/V: the MMAs in fp16 (bf16 q)\n"
      << "constexpr bool kStoredKScores = " << flag(config.stored_k_scores) << ";  // Q.K^T in fp8: Q as e4m3 hi + lo, K as stored\n"
      << "constexpr bool kStoredV = " << flag(config.stored_v) << ";  // P.V in fp8: P as e4m3 hi + lo, V transposed as stored\n"
-     << "constexpr bool kOracleFixedShift = " << flag(decode_experiment("SWAJIT_PREFILL_ORACLE_FIXED_SHIFT", false)) << ";  // EXPERIMENT\n"
-     << "constexpr bool kOracleSkipV = " << flag(decode_experiment("SWAJIT_PREFILL_ORACLE_SKIP_V", false)) << ";  // EXPERIMENT\n"
+     << "constexpr bool kConsumerFold = " << flag(config.consumer_fold) << ";  // the compute warps fold Q's rows into 8-bit tiles\n"
      << "constexpr bool kWidenRows = " << flag(config.widen_rows) << ";  // 8 lanes widen 8 rows of a chunk column\n"
      << "constexpr bool kWidenAhead = " << flag(config.widen_ahead) << ";  // a lane's next chunk loaded before this one's stores\n"
      << "typedef " << (config.f16_mma ? "fp16_tag" : "Elem") << " MmaElem;  // the MMAs' 16-bit operand format\n"
@@ -446,6 +454,8 @@ GeneratedKernel generate_prefill_cuda(const KernelSpec& spec, const PrefillConfi
      << "constexpr int kThreads = " << g.threads << ";\n"
      << "constexpr int kQBytes = " << g.q_bytes << ";\n"
      << "constexpr int kTileBytes = " << g.tile_bytes << ";\n"
+     << "constexpr int kKTileBytes = " << g.k_tile_bytes << ";  // one K stage\n"
+     << "constexpr int kVStages = " << g.v_stages << ";  // V's stages (K's: kStages)\n"
      << "constexpr int kDequantBytes = " << g.dequant_bytes << ";\n"
      << "constexpr int kBarrierBytes = " << g.barrier_bytes << ";  // mbarriers after the K/V stages\n"
      << "constexpr int kSharedBytes = " << g.shared_bytes << ";\n"

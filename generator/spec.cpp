@@ -341,15 +341,15 @@ std::string PrefillConfig::compile_key() const {
          std::to_string(m_tiles) + (wgmma ? "_wg" : "") + (warp_specialize > 0 ? "_ws" + std::to_string(warp_specialize) : "") + (tma ? "_tma" : "") +
          (persistent ? "_pt" : "") + (snake_order ? "_sn" : "") + (overlap_items ? "_ov" : "") +
          (dynamic_items ? "_dy" : "") + (tma_store ? "_ts" : "") + (softmax_chains ? "_ch" : "") + (f16_mma ? "_f16" : "") +
-         (stored_k_scores ? "_sk" : "") + (stored_v ? "_sv" : "") + (widen_rows ? "_wr" : "") + (widen_ahead ? "_wa" : "") +
+         (stored_k_scores ? "_sk" : "") + (stored_v ? "_sv" : "") + (consumer_fold ? "_cf" : "") + (widen_rows ? "_wr" : "") + (widen_ahead ? "_wa" : "") +
          (producer_registers > 0 ? "_pr" + std::to_string(producer_registers) : "") +
          (min_blocks > 1 ? "_oc" + std::to_string(min_blocks) : "");
 }
 
 PrefillConfig PrefillConfig::from_key(std::string_view key) {
   const auto parts = split(key, '_');
-  const std::string form = "bm<M>_bn<N>_st<S>_mt<T>[_wg][_ws<W>][_tma][_pt][_sn][_ov][_dy][_ts][_ch][_f16][_sk][_sv][_wr][_wa][_pr<R>][_oc<B>]";
-  if (parts.size() < 4 || parts.size() > 17)
+  const std::string form = "bm<M>_bn<N>_st<S>_mt<T>[_wg][_ws<W>][_tma][_pt][_sn][_ov][_dy][_ts][_ch][_f16][_sk][_sv][_cf][_wr][_wa][_pr<R>][_oc<B>]";
+  if (parts.size() < 4 || parts.size() > 18)
     throw Error(ErrorCode::kInvalidArgument, "config key '" + std::string(key) + "' does not have the form " + form);
   PrefillConfig config;
   config.block_m = parse_prefixed_int(parts[0], "bm", "block_m", key);
@@ -370,6 +370,7 @@ PrefillConfig PrefillConfig::from_key(std::string_view key) {
   if (next < parts.size() && parts[next] == "f16") config.f16_mma = true, ++next;
   if (next < parts.size() && parts[next] == "sk") config.stored_k_scores = true, ++next;
   if (next < parts.size() && parts[next] == "sv") config.stored_v = true, ++next;
+  if (next < parts.size() && parts[next] == "cf") config.consumer_fold = true, ++next;
   if (next < parts.size() && parts[next] == "wr") config.widen_rows = true, ++next;
   if (next < parts.size() && parts[next] == "wa") config.widen_ahead = true, ++next;
   if (next < parts.size() && parts[next].rfind("pr", 0) == 0)
@@ -442,6 +443,9 @@ void PrefillConfig::validate(const KernelSpec& spec) const {
     throw Error(ErrorCode::kInvalidArgument, "stored_v = true needs stored_k_scores = true, fp8 K/V (int8 values are "
                                              "not e4m3 values) and block_n 128, got block_n = " + std::to_string(block_n) +
                                              " for " + spec.key());
+  if (consumer_fold && !stored_k_scores)
+    throw Error(ErrorCode::kInvalidArgument, "consumer_fold = true needs stored_k_scores = true (the 8-bit Q tiles it "
+                                             "folds), got " + spec.key());
   if ((widen_rows || widen_ahead) && !(tma && spec.kv_quant != KvQuant::kNone))
     throw Error(ErrorCode::kInvalidArgument, std::string(widen_rows ? "widen_rows" : "widen_ahead") +
                                                  " = true needs tma = true and 8-bit K/V (the producer warps' widening of "

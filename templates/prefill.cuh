@@ -99,9 +99,12 @@ static_assert(!kPersistent || kTma, "the persistent grid runs the TMA producer a
 static_assert(!kOverlapItems || (kWarpSpecialize == 2 && kPersistent), "items overlap on ws2's persistent grid");
 static_assert(!kDynamicItems || (kPersistent && !kSnakeOrder), "blocks claim items on the persistent grid, unordered by rounds");
 static_assert(!kTmaStore || (kTma && !kOverlapItems && kMTiles == 1), "the TMA store stages an item's rows in its Q buffer");
-static_assert(kSharedBytes >= kQBuffers * kQBytes + 2 * kStages * kTileBytes + kDequantBytes + kBarrierBytes,
+static_assert(kSharedBytes >= kQBuffers * kQBytes + kStages * kKTileBytes + kVStages * kTileBytes + kDequantBytes + kBarrierBytes,
               "prelude shared-memory size too small");
-static_assert((kQBytes + 2 * kStages * kTileBytes) % 1024 == 0, "wgmma tiles need 1024-byte alignment");
+static_assert((kQBytes + kKTileBytes + kTileBytes) % 1024 == 0, "wgmma tiles need 1024-byte alignment");
+static_assert((kKTileBytes == kTileBytes && kVStages == kStages) ||
+                  (kStoredKScores && kKTileBytes == kBlockN * kHeadDim && kVStages > kStages),
+              "K's stages are V's, or (stored K) the stored tiles with V deeper");
 static_assert(!kWarpSpecialize || kKvQuant == 0 || kTileBytes == kBlockN * kHeadDim * 2,
               "warp specialized 8-bit K/V: the stages hold the widened 16-bit tiles");
 constexpr u32 kWidenedTileBytes = kBlockN * kHeadDim * 2;
@@ -264,10 +267,10 @@ SWAJIT_DEVICE void widen_stage(u32 widened, u32& k_tile, u32& v_tile) {
 constexpr u32 kWgmmaRowBytes = 128, kWgmmaGroupBytes = 8 * kWgmmaRowBytes;  // 8-row swizzle atom
 constexpr u32 kKStepBytes = 16 * 2;                                         // 16 elements of 2 bytes
 // kStoredKScores: Q's 8-bit hi and lo tiles, 128-byte swizzled rows of 128 channels each, fill the Q buffer's two 64-column
-// blocks: row r of each takes the place of the bf16 row r of one block (fold_k_scale_into_8bit_q_tile).
+// blocks: row r of each takes the place of the bf16 row r of one block (fold_k_scale_into_8bit_q_rows).
 constexpr u32 kQ8TileBytes = kBlockM * kWgmmaRowBytes;
 static_assert(!kStoredKScores || (kF16Mma && kHeadDim == 128), "8-bit scores: Q's two 8-bit tiles fill its bf16 tile's place");
-// kStoredKScores with int8 K/V: s8 MMAs into s32 accumulators, Q = 128 hi + lo (fold_k_scale_into_8bit_q_tile)
+// kStoredKScores with int8 K/V: s8 MMAs into s32 accumulators, Q = 128 hi + lo (fold_k_scale_into_8bit_q_rows)
 constexpr bool kIntegerScores = kStoredKScores && kKvQuant == 1;
 constexpr int kLoBits = 7;  // int8 Q: the weight of hi over lo
 
@@ -327,6 +330,7 @@ SWAJIT_DEVICE void issue_warpgroup_scores(float (&scores)[kScoreFrags][4], u32 q
 // chains of 8-bit MMAs take the time of one 16-bit one.
 constexpr int kPExponent = kStoredV ? 8 : 0;
 SWAJIT_DEVICE constexpr int stored_v_key(int k) { return 16 * (k / 16) + 8 * (k % 4 / 2) + 2 * (k % 16 / 4) + k % 2; }
+static_assert(!kConsumerFold || kStoredKScores, "the compute warps fold Q rows into 8-bit tiles");
 static_assert(!kStoredV || (kStoredKScores && kKvQuant == 2 && kBlockN == 128), "fp8 P.V: one 128-byte row of keys");
 
 // Four values of P (times 2^kPExponent, at most 2^8) -> their e4m3 hi and lo bytes, the first in the lowest byte. The
@@ -439,18 +443,18 @@ struct BlockWork {
   u32 q_smem, k_smem, v_smem;
   // The pipeline's count of tile t of this item: its stage and its barriers' phase.
   SWAJIT_MEMBER int slot(int t) const { return first_tile + t; }
-  SWAJIT_MEMBER u32 k_tile(int t) const { return k_smem + (slot(t) % kStages) * kTileBytes; }
-  SWAJIT_MEMBER u32 v_tile(int t) const { return v_smem + (slot(t) % kStages) * kTileBytes; }
+  SWAJIT_MEMBER u32 k_tile(int t) const { return k_smem + (slot(t) % kStages) * kKTileBytes; }
+  SWAJIT_MEMBER u32 v_tile(int t) const { return v_smem + (slot(t) % kVStages) * kTileBytes; }
   // 8-bit K/V (warp specialized): the staging slot of tile t's stored K (V: `values`) tile, after the V stages.
   SWAJIT_MEMBER u32 staged_tile(int t, bool values) const {
-    return v_smem + kStages * kTileBytes + staging_slot(values, slot(t)) * kStoredTileBytes;
+    return v_smem + kVStages * kTileBytes + staging_slot(values, slot(t)) * kStoredTileBytes;
   }
   // kF16Mma: producer warp `warp`'s maximum of |q * k_scale|, and the factor the item's scores take (its Q buffer's).
   SWAJIT_MEMBER u32 q_maximum(int warp) const {
-    return v_smem + kStages * kTileBytes + kStagedTiles * 2 * kStoredTileBytes + 4 * warp;
+    return v_smem + kVStages * kTileBytes + kStagedTiles * 2 * kStoredTileBytes + 4 * warp;
   }
   SWAJIT_MEMBER u32 score_factor() const { return q_maximum(kProducerThreads / 32 + item % kQBuffers); }
-  // kStoredKScores: the factor row `row` of the item's scores take (its Q buffer's; fold_k_scale_into_8bit_q_tile).
+  // kStoredKScores: the factor row `row` of the item's scores take (its Q buffer's; fold_k_scale_into_8bit_q_rows).
   SWAJIT_MEMBER u32 row_factor(int row) const {
     return q_maximum(kProducerThreads / 32 + kQBuffers + (item % kQBuffers) * kBlockM + row);
   }
@@ -548,7 +552,7 @@ SWAJIT_DEVICE void load_and_compute(const PrefillParams& P, const BlockWork& w, 
   if constexpr (kWgmma) fence_shared_for_async_proxy();
   __syncthreads();
   if constexpr (!kWgmma) q_frag.load(w.q_smem, warp * kMTiles, lane);
-  const u32 widened_smem = w.v_smem + kStages * kTileBytes;  // 8-bit K/V only
+  const u32 widened_smem = w.v_smem + kVStages * kTileBytes;  // 8-bit K/V only
 
   for (int t = 0; t < w.tile_count; ++t) {
     // Wait for tile t's loads, then refill the stage tile t - 1 used with tile t + kLoadAhead.
@@ -598,18 +602,20 @@ SWAJIT_DEVICE constexpr int widening_warps(bool values) { return values ? kVWide
 constexpr int kFullArrivals = kTma ? (kKvQuant != 0 ? kKWideningWarps : 1) : kProducerThreads;
 struct Pipeline {
   u32 base;
+  static constexpr int kStageBarriers = 2 * kStages + 2 * kVStages;
   SWAJIT_MEMBER u32 full_k(int t) const { return base + 8 * (t % kStages); }
-  SWAJIT_MEMBER u32 full_v(int t) const { return base + 8 * (kStages + t % kStages); }
-  SWAJIT_MEMBER u32 empty_k(int t) const { return base + 8 * (2 * kStages + t % kStages); }
-  SWAJIT_MEMBER u32 empty_v(int t) const { return base + 8 * (3 * kStages + t % kStages); }
+  SWAJIT_MEMBER u32 full_v(int t) const { return base + 8 * (kStages + t % kVStages); }
+  SWAJIT_MEMBER u32 empty_k(int t) const { return base + 8 * (kStages + kVStages + t % kStages); }
+  SWAJIT_MEMBER u32 empty_v(int t) const { return base + 8 * (2 * kStages + kVStages + t % kVStages); }
   // The Q buffer of the block's item-th item: landed (q_full), and read by every consumer warp's last Q.K^T (q_empty).
-  SWAJIT_MEMBER u32 q_full(int item) const { return base + 8 * (4 * kStages + item % kQBuffers); }
-  SWAJIT_MEMBER u32 q_empty(int item) const { return base + 8 * (4 * kStages + kQBuffers + item % kQBuffers); }
-  SWAJIT_MEMBER static u32 parity(int t) { return (t / kStages) & 1; }
+  SWAJIT_MEMBER u32 q_full(int item) const { return base + 8 * (kStageBarriers + item % kQBuffers); }
+  SWAJIT_MEMBER u32 q_empty(int item) const { return base + 8 * (kStageBarriers + kQBuffers + item % kQBuffers); }
+  SWAJIT_MEMBER static u32 parity(int t) { return (t / kStages) & 1; }  // K's stages (V's: v_parity)
+  SWAJIT_MEMBER static u32 v_parity(int t) { return (t / kVStages) & 1; }
   SWAJIT_MEMBER static u32 q_parity(int item) { return (item / kQBuffers) & 1; }
   // 8-bit K/V on TMA: tile t's stored K (V: `values`) bytes landed in its staging slot (staged), and the widening warp
   // is done reading them (staging_free).
-  SWAJIT_MEMBER u32 staged_in(int slot) const { return base + 8 * (4 * kStages + 2 * kQBuffers + slot); }
+  SWAJIT_MEMBER u32 staged_in(int slot) const { return base + 8 * (kStageBarriers + 2 * kQBuffers + slot); }
   SWAJIT_MEMBER u32 staging_free_in(int slot) const { return staged_in(2 * kStagedTiles + slot); }
   SWAJIT_MEMBER u32 staged(bool values, int t) const { return staged_in(staging_slot(values, t)); }
   SWAJIT_MEMBER u32 staging_free(bool values, int t) const { return staging_free_in(staging_slot(values, t)); }
@@ -618,7 +624,7 @@ struct Pipeline {
   // more: none left)
   SWAJIT_MEMBER u32 item_slot(int item) const {
     constexpr int kStagingBarriers = kTma && kKvQuant != 0 ? 4 * kStagedTiles : 0;
-    return base + 8 * (4 * kStages + 2 * kQBuffers + kStagingBarriers + item % kQBuffers);
+    return base + 8 * (kStageBarriers + 2 * kQBuffers + kStagingBarriers + item % kQBuffers);
   }
   SWAJIT_MEMBER void wait_staging_free(bool values, int t) const {
     if (t >= staging_slots(values)) mbarrier_wait(staging_free(values, t), staged_parity(values, t - staging_slots(values)));
@@ -627,8 +633,10 @@ struct Pipeline {
   SWAJIT_MEMBER void init() const {
     for (int s = 0; s < kStages; ++s) {
       mbarrier_init(full_k(s), kFullArrivals);
-      mbarrier_init(full_v(s), kTma && kKvQuant != 0 ? kVWideningWarps : kFullArrivals);
       mbarrier_init(empty_k(s), kWarps);
+    }
+    for (int s = 0; s < kVStages; ++s) {
+      mbarrier_init(full_v(s), kTma && kKvQuant != 0 ? kVWideningWarps : kFullArrivals);
       mbarrier_init(empty_v(s), kWarps);
     }
     for (int b = 0; b < kQBuffers; ++b) {
@@ -646,12 +654,12 @@ struct Pipeline {
   SWAJIT_MEMBER void wait_q_empty(int item) const {
     if (item >= kQBuffers) mbarrier_wait(q_empty(item), q_parity(item - kQBuffers));
   }
-  // Producer: before tile t's K / V go into their stage, tile t - kStages is done with it.
+  // Producer: before tile t's K / V go into their stage, tile t - kStages (V: t - kVStages) is done with it.
   SWAJIT_MEMBER void wait_empty_k(int t) const {
     if (t >= kStages) mbarrier_wait(empty_k(t), parity(t - kStages));
   }
   SWAJIT_MEMBER void wait_empty_v(int t) const {
-    if (t >= kStages) mbarrier_wait(empty_v(t), parity(t - kStages));
+    if (t >= kVStages) mbarrier_wait(empty_v(t), v_parity(t - kVStages));
   }
   // Consumers: tile t's K / V bytes have landed and are ordered for the tensor cores (the async proxy).
   SWAJIT_MEMBER void wait_k(int t) const {
@@ -659,7 +667,7 @@ struct Pipeline {
     if constexpr (!kTma) fence_shared_for_async_proxy();  // TMA writes through the async proxy already
   }
   SWAJIT_MEMBER void wait_v(int t) const {
-    mbarrier_wait(full_v(t), parity(t));
+    mbarrier_wait(full_v(t), v_parity(t));
     if constexpr (!kTma) fence_shared_for_async_proxy();
   }
   // Consumers, after their wgmmas reading tile t's K / V have completed: one arrival per warp.
@@ -839,11 +847,6 @@ SWAJIT_DEVICE int power_of_two_shift(float maximum) {  // 2^shift brings maximum
 }
 template <int kTargetExponent>
 SWAJIT_DEVICE float item_q_multiplier(const PrefillParams& P, const BlockWork& w, int loader) {
-  if constexpr (kOracleFixedShift) {  // EXPERIMENT (timing only): no max pass, a fixed power of 2
-    const int shift = kTargetExponent - 2;
-    if (loader == 0) st_shared_f32(w.score_factor(), __uint_as_float(u32(127 - shift) << 23));
-    return __uint_as_float(u32(127 + shift) << 23);
-  }
   float maximum = 0.f;
   for (int i = loader; i < kBlockM * kChunks; i += kProducerThreads) {
     float v[8];
@@ -915,21 +918,26 @@ SWAJIT_DEVICE void split_8bit(const float (&x)[4], u32& hi, u32& lo) {
   }
 }
 
-// kStoredKScores: the item's Q tile (landed as bf16) -> x = q * k_scale * 2^shift_r as two 8-bit tiles hi and lo
-// (split_8bit), one power of 2 per row r (its inverse is the row's score factor, row_factor): max_r |x| in [2^7, 2^8)
-// for e4m3 (its largest finite value is 448), in [2^12, 2^13) for int8 (hi within [-64, 64], and the s32 sums of
-// 128 (hi . K) + lo . K under 2^28). Row r of hi and lo take the places of bf16 row r's two 64-column blocks. Each
-// thread converts the very chunks its own copies landed (load_q_tile: 16 lanes a row, a chunk each), so it needs no
-// barrier with the other producer warps: the 16 lanes of a row reduce its max by shuffles, read their chunks, sync
-// the warp, and write them back as 8 bytes of hi and of lo.
-SWAJIT_DEVICE void fold_k_scale_into_8bit_q_tile(const PrefillParams& P, const BlockWork& w, int loader) {
+// kStoredKScores: rows [first_row, end_row) of the item's Q tile (landed as bf16) -> x = q * k_scale * 2^shift_r as
+// two 8-bit tiles hi and lo (split_8bit), one power of 2 per row r (its inverse is the row's score factor,
+// row_factor): max_r |x| in [2^7, 2^8) for e4m3 (its largest finite value is 448), in [2^12, 2^13) for int8 (hi within
+// [-64, 64], and the s32 sums of 128 (hi . K) + lo . K under 2^28). Row r of hi and lo take the places of bf16 row r's
+// two 64-column blocks. 16 lanes a row, a chunk each (`thread` of `threads`, a multiple of 32): they reduce the row's
+// max by shuffles, read their chunks, sync the warp, and write them back as 8 bytes of hi and of lo, so rows need no
+// barrier beyond the warp's. Who folds (kConsumerFold): the producer, each thread the chunks its own Q copies landed
+// (load_q_tile's order: no barrier with the other producer warps), or each compute warp its own rows after q_full,
+// which spares V's widening the pause at every item (session 15: 2-5% faster on the causal ramp's short items, 3%
+// slower at seq 32768).
+SWAJIT_DEVICE void fold_k_scale_into_8bit_q_rows(const PrefillParams& P, const BlockWork& w, int first_row, int end_row,
+                                                 int thread, int threads) {
   constexpr int kTargetExponent = kIntegerScores ? 12 : 7;
-  static_assert(!kStoredKScores || (kLoaderThreads % kChunks == 0 && kChunks == 16), "a row's 16 chunks on one half warp");
-  const int chunk = loader % kChunks;  // channels [8 chunk, 8 chunk + 8) of every row the thread loaded
+  static_assert(!kStoredKScores || kChunks == 16, "a row's 16 chunks on one half warp");
+  const int chunk = thread % kChunks;  // channels [8 chunk, 8 chunk + 8) of the thread's rows
   float k_scale[8];
 #pragma unroll
   for (int e = 0; e < 8; ++e) k_scale[e] = k_scale_at(P, w.kv_head, 8 * chunk + e);
-  for (int row = loader / kChunks; row < kBlockM; row += kLoaderThreads / kChunks) {
+#pragma unroll 1
+  for (int row = first_row + thread / kChunks; row < end_row; row += threads / kChunks) {
     float x[8];
     unpack8(ld_shared_16(w.q_smem + QTile::offset_bytes(row, chunk)), x, Elem());
     float maximum = 0.f;
@@ -950,7 +958,7 @@ SWAJIT_DEVICE void fold_k_scale_into_8bit_q_tile(const PrefillParams& P, const B
     uint2 hi, lo;
     split_8bit(quads[0], hi.x, lo.x);
     split_8bit(quads[1], hi.y, lo.y);
-    __syncwarp();  // every lane of the warp has read its chunk of the rows before any is overwritten
+    __syncwarp();  // the warp's rows are read before any is overwritten
     const u32 position = row * kWgmmaRowBytes + (((chunk / 2) ^ (row % 8)) * 16) + 8 * (chunk % 2);  // 8-bit rows
     st_shared_8(w.q_smem + position, hi);
     st_shared_8(w.q_smem + kQ8TileBytes + position, lo);
@@ -1080,15 +1088,17 @@ SWAJIT_DEVICE void produce_widened_with_tma(const PrefillParams& P, const BlockW
                               w.seq.kv_len};  // kStoredV: V's keys outside them are transposed as zeros
   if (half == 0)
     for (int t = 0; t < min(tiles_ahead, w.tile_count); ++t) stage_tile(t);
-  cp_async_wait_all();  // this thread's Q chunks
-  if constexpr (kStoredKScores)
-    fold_k_scale_into_8bit_q_tile(P, w, loader);
-  else if constexpr (kF16Mma)
-    fold_k_scale_into_f16_q_tile(P, w, loader);
-  else
-    fold_k_scale_into_q_tile<QTile, kBlockM>(P, w.q_smem, w.kv_head, loader, kProducerThreads);
-  fence_shared_for_async_proxy();
-  mbarrier_arrive(pipe.q_full(w.item));
+  if constexpr (!kConsumerFold) {  // (else the compute warps fold their rows, Q landed is q_full)
+    cp_async_wait_all();  // this thread's Q chunks
+    if constexpr (kStoredKScores)
+      fold_k_scale_into_8bit_q_rows(P, w, 0, kBlockM, loader, kProducerThreads);
+    else if constexpr (kF16Mma)
+      fold_k_scale_into_f16_q_tile(P, w, loader);
+    else
+      fold_k_scale_into_q_tile<QTile, kBlockM>(P, w.q_smem, w.kv_head, loader, kProducerThreads);
+    fence_shared_for_async_proxy();
+    mbarrier_arrive(pipe.q_full(w.item));
+  }
   if (k_as_stored) {
     if (half == 0)
       for (int t = tiles_ahead; t < w.tile_count; ++t) stage_tile(t);
@@ -1101,9 +1111,7 @@ SWAJIT_DEVICE void produce_widened_with_tma(const PrefillParams& P, const BlockW
       pipe.wait_empty_v(slot);  // tile t - kStages is consumed
     else
       pipe.wait_empty_k(slot);
-    if (kOracleSkipV && values)
-      ;  // EXPERIMENT (timing only): V's stage left as it is
-    else if (kStoredV && values)
+    if (kStoredV && values)
       transpose_staged_v(w.staged_tile(t, values), w.v_tile(t), written, w.ranges.tile_begin(t), half,
                          widening_warps(values), lane);
     else
@@ -1123,7 +1131,7 @@ SWAJIT_DEVICE void produce_widened_with_tma(const PrefillParams& P, const BlockW
 // producer widens one (one tile in flight was latency-bound: 0.66-0.68x of bf16, session 3).
 SWAJIT_DEVICE void produce_widened(const PrefillParams& P, const BlockWork& w, const Pipeline& pipe, int loader) {
   constexpr int kStagedAhead = kStages - 1;
-  const u32 staging = w.v_smem + kStages * kTileBytes;  // kStages x (K, V) stored tiles
+  const u32 staging = w.v_smem + kVStages * kTileBytes;  // kStages x (K, V) stored tiles
   const auto stored_k = [&](int t) { return staging + (t % kStages) * 2 * kStoredTileBytes; };
   const auto stage_tile = [&](int t) {
     if (t < w.tile_count)
@@ -1164,7 +1172,8 @@ SWAJIT_DEVICE void produce(const PrefillParams& P, const BlockWork& w, const Pip
   }
   pipe.wait_q_empty(w.item);
   load_q_tile(P, w.q_smem, w.seq.q_begin + w.row0, w.rows, w.q_head, loader);
-  if constexpr (kKvQuant == 0) cp_async_arrive_on(pipe.q_full(w.item));  // 8-bit: after the K scale is folded in
+  if constexpr (kKvQuant == 0 || kConsumerFold)  // else 8-bit: after the producer folds the K scale in
+    cp_async_arrive_on(pipe.q_full(w.item));
   if constexpr (kTma) {
     const int warp = loader / 32;
     if constexpr (kKvQuant != 0)
@@ -1275,6 +1284,12 @@ SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pip
   else
     st.clear();
   mbarrier_wait(pipe.q_full(w.item), Pipeline::q_parity(w.item));
+  if constexpr (kConsumerFold) {  // the warp's rows of Q -> 8-bit hi and lo, before the warpgroup's Q.K^T reads them
+    fold_k_scale_into_8bit_q_rows(P, w, warp * kWarpRows, (warp + 1) * kWarpRows, lane, 32);
+    fence_shared_for_async_proxy();
+    __syncwarp();  // bar.sync is .aligned
+    asm volatile("bar.sync %0, %1;" ::"r"(kConsumerZeroBarrier + warpgroup), "n"(kWarpgroupThreads) : "memory");
+  }
   // Tile t's V has landed, and (TMA) its rows outside the written tokens are zeros for this warpgroup's P.V.
   const WrittenTokens written{visible_tile_ranges(w.p_min, w.p_max, w.seq.kv_len, P.local_window, P.global_window),
                               w.seq.kv_len};
@@ -1518,7 +1533,7 @@ struct ItemClock {
 extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_PREFILL_KERNEL(const __grid_constant__ PrefillParams P) {
   extern __shared__ __align__(1024) char smem[];  // wgmma's swizzle atoms are 1024-byte aligned
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const u32 q_smem = smem_u32(smem), k_smem = q_smem + kQBuffers * kQBytes, v_smem = k_smem + kStages * kTileBytes;
+  const u32 q_smem = smem_u32(smem), k_smem = q_smem + kQBuffers * kQBytes, v_smem = k_smem + kStages * kKTileBytes;
   const auto place = [&](BlockWork& w, int items_done, int tiles_done) {
     w.item = items_done;
     w.first_tile = tiles_done;
@@ -1532,7 +1547,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) SWAJIT_P
   const int first_item = kPersistent ? int(blockIdx.x) : int(blockIdx.z * gridDim.x + blockIdx.x);
 
   if constexpr (kWarpSpecialize) {
-    const Pipeline pipe{v_smem + kStages * kTileBytes + kDequantBytes};
+    const Pipeline pipe{v_smem + kVStages * kTileBytes + kDequantBytes};
     if (threadIdx.x == 0) pipe.init();
     __syncthreads();  // the barriers are initialized; from here on the warpgroups meet only through them
     // The whole block scans the first item's sequence (a paged cache): one item per block unless persistent.

@@ -108,7 +108,10 @@ TEST_CASE("8-bit KV kernels compile for sm_90a and sm_80: prefill (wgmma and mma
   f16_wr.widen_rows = true;
   PrefillConfig sk = f16_wr;  // stored_k_scores: Q.K^T on the 8-bit tensor cores from the stored K tiles
   sk.stored_k_scores = true;
-  const Case f16_cases[] = {{"prefill_bf16_d128_contig_g4_local_kvint8", f16},
+  PrefillConfig sv = sk;  // fp8 P.V from the transposed stored V tiles, the compute warps folding Q
+  sv.widen_rows = false;
+  sv.stored_v = sv.consumer_fold = true;
+  const Case f16_cases[] = {{"prefill_bf16_d128_p16_nhd_g4_local_attnsink_kvfp8", sv},{"prefill_bf16_d128_contig_g4_local_kvint8", f16},
                             {"prefill_bf16_d128_p16_nhd_g4_local_attnsink_kvfp8", f16},
                             {"prefill_bf16_d128_contig_g4_local_kvint8", f16_wr},
                             {"prefill_bf16_d128_p16_nhd_g4_local_attnsink_kvfp8", sk},

@@ -290,6 +290,28 @@ TEST_CASE("prefill spec keys and configs round-trip; invalid ones are named") {
                          doctest::Contains("needs"), Error);
     CHECK_THROWS_WITH_AS(sk.validate(KernelSpec::from_key("prefill_bf16_d256_contig_g4_local_kvfp8")),
                          doctest::Contains("stored_k_scores = true needs"), Error);
+    // stored K: K's stages hold the stored tiles and V takes the room for one more stage
+    const PrefillGeometry stored = prefill_geometry(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvfp8"), sk);
+    CHECK(stored.k_tile_bytes == 128 * 128);
+    CHECK(stored.v_stages == 3);
+    CHECK(stored.shared_bytes <= 227 * 1024);
+    // fp8 P.V from the transposed stored V tiles (_sv) and the compute warps' Q fold (_cf)
+    PrefillConfig sv = sk;
+    sv.widen_rows = false;
+    sv.stored_v = sv.consumer_fold = true;
+    CHECK(sv.key() == "bm128_bn128_st2_mt1_wg_ws2_tma_pt_f16_sk_sv_cf");
+    CHECK(PrefillConfig::from_key(sv.key()) == sv);
+    CHECK_NOTHROW(sv.validate(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvfp8")));
+    CHECK_THROWS_WITH_AS(sv.validate(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvint8")),
+                         doctest::Contains("stored_v = true needs"), Error);
+    PrefillConfig sv64 = sv;
+    sv64.block_n = 64;
+    CHECK_THROWS_WITH_AS(sv64.validate(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvfp8")),
+                         doctest::Contains("block_n 128"), Error);
+    PrefillConfig cf = f16;
+    cf.consumer_fold = true;
+    CHECK_THROWS_WITH_AS(cf.validate(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvfp8")),
+                         doctest::Contains("consumer_fold = true needs stored_k_scores"), Error);
     PrefillConfig wr = kv8_tile;
     wr.widen_rows = true;
     CHECK_NOTHROW(wr.validate(KernelSpec::from_key("prefill_bf16_d128_contig_g4_local_kvint8")));

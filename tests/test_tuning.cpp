@@ -397,6 +397,10 @@ TEST_CASE("prefill: config JSON, buckets and the config space") {
   PrefillConfig kv8_knobs = f16;  // scores from the stored K tiles, rows-first widening: likewise
   kv8_knobs.stored_k_scores = kv8_knobs.widen_rows = true;
   CHECK(prefill_config_from_json(prefill_config_to_json(kv8_knobs)) == kv8_knobs);
+  kv8_knobs.stored_v = kv8_knobs.consumer_fold = true;  // likewise
+  CHECK(prefill_config_from_json(prefill_config_to_json(kv8_knobs)) == kv8_knobs);
+  CHECK_FALSE(prefill_config_to_json(f16).contains("stored_v"));
+  CHECK_FALSE(prefill_config_to_json(f16).contains("consumer_fold"));
   CHECK_FALSE(prefill_config_to_json(f16).contains("stored_k_scores"));
   CHECK_FALSE(prefill_config_to_json(f16).contains("widen_rows"));
   CHECK_FALSE(prefill_config_to_json(tma).contains("persistent"));

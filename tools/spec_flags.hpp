@@ -71,7 +71,7 @@ struct ConfigFlags {
       producer_registers;
   std::optional<bool> wgmma, tma, persistent, snake_order, overlap_items, dynamic_items, tma_store, softmax_chains, mma, token_split,
       fused_merge, l2_prefetch, mla, integer_scores, pages_first, pages_ahead, early_tiles, direct_grid, copy_ahead, score_ahead, split_scores,
-      seesaw, f16_mma, stored_k_scores, stored_v, widen_rows, widen_ahead;
+      seesaw, f16_mma, stored_k_scores, stored_v, consumer_fold, widen_rows, widen_ahead;
   void add_to(CLI::App& app) {
     app.add_option("--block-m", block_m, "prefill: query rows per block");
     app.add_option("--m-tiles", m_tiles, "prefill: 16-row mma tiles per warp (1 or 2)");
@@ -96,6 +96,8 @@ struct ConfigFlags {
                    "prefill, f16_mma, head_dim 128: Q.K^T on the 8-bit tensor cores from the stored K tiles, Q split into two 8-bit tiles (true/false)");
     app.add_option("--stored-v", stored_v,
                    "prefill, stored_k_scores with fp8 K/V, block_n 128: P.V on the 8-bit tensor cores from the stored V tiles, transposed by the producer, P split into e4m3 hi + lo (true/false)");
+    app.add_option("--consumer-fold", consumer_fold,
+                   "prefill, stored_k_scores: the compute warps fold the K scale into their own Q rows after Q lands, not the producer (true/false)");
     app.add_option("--widen-rows", widen_rows,
                    "prefill, 8-bit K/V with tma: 8 lanes widen 8 rows of one chunk column (conflict-free stores; true/false)");
     app.add_option("--widen-ahead", widen_ahead,
@@ -141,7 +143,7 @@ struct ConfigFlags {
     return block_m || block_n || warps_n || stages || num_splits || m_tiles || wgmma || min_blocks || warp_specialize || tma || persistent ||
            snake_order || overlap_items || dynamic_items || tma_store || softmax_chains || producer_registers || mma || producer ||
            token_split || fused_merge || l2_prefetch || mla || integer_scores || pages_first || pages_ahead || early_tiles || direct_grid ||
-           copy_ahead || score_ahead || split_scores || seesaw || l2_ahead || table_prefetch || f16_mma || stored_k_scores || stored_v ||
+           copy_ahead || score_ahead || split_scores || seesaw || l2_ahead || table_prefetch || f16_mma || stored_k_scores || stored_v || consumer_fold ||
            widen_rows || widen_ahead || narrow_warps || stagger_v;
   }
   // Flags given on top of `base`.
@@ -204,6 +206,7 @@ struct ConfigFlags {
     if (f16_mma) base.f16_mma = *f16_mma;
     if (stored_k_scores) base.stored_k_scores = *stored_k_scores;
     if (stored_v) base.stored_v = *stored_v;
+    if (consumer_fold) base.consumer_fold = *consumer_fold;
     if (widen_rows) base.widen_rows = *widen_rows;
     if (widen_ahead) base.widen_ahead = *widen_ahead;
     if (producer_registers) base.producer_registers = *producer_registers;

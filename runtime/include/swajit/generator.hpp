@@ -38,7 +38,9 @@ GeneratedKernel generate_paged_decode_cuda(const KernelSpec& spec, const DecodeC
 struct PrefillGeometry {
   int threads;             // one warp per m_tiles x 16 query rows, plus the producer warpgroup when warp specialized
   int q_bytes;             // shared memory of one Q tile (a persistent config holds two)
-  int tile_bytes;          // shared memory of one K (or V) pipeline stage, as stored (8-bit KV: half)
+  int tile_bytes;          // shared memory of one V (and K) pipeline stage (warp-specialized 8-bit K/V: widened)
+  int k_tile_bytes;        // of one K stage: tile_bytes, or stored_k_scores the stored 8-bit tile
+  int v_stages;            // V's stages: config.stages, or stored_k_scores one more (in the room K's stages leave)
   int dequant_bytes;       // 8-bit KV only: the widened 16-bit K and V tiles the MMAs read
   int barrier_bytes;       // warp specialized: mbarriers full and empty of K and V per stage, q_full and q_empty per Q tile (8 bytes each); else 0
   int shared_bytes;        // total dynamic shared memory

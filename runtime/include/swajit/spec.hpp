@@ -225,11 +225,16 @@ struct PrefillConfig {
   // (the layout 8-bit wgmma operands need, keys in the order of P's accumulator registers), and the consumers split
   // P (times 2^8, kept out of e4m3's subnormals) into e4m3 hi + lo = e4m3(p - hi), two MMA chains into the output.
   bool stored_v = false;
+  // stored_k_scores only: the compute warps fold the K scale into their own Q rows (8-bit hi and lo, a power of 2 per
+  // row) after the Q tile lands, instead of the producer warps before it is announced (key suffix _cf): the producer
+  // then never pauses V's widening at an item's start (faster where items are short, the causal ramp), at the cost
+  // of the consumers' time.
+  bool consumer_fold = false;
   // warp_specialize > 0 only: the producer warpgroup's registers a thread after setmaxnreg (a multiple of 8, 24..56;
   // 0: the generator's 56, what the row gathers need without spilling); the consumers share out the rest.
   int producer_registers = 0;
 
-  std::string compile_key() const;  // e.g. "bm128_bn64_st2_mt1", "bm128_bn64_st2_mt1_wg_ws2_tma_pt_sn_ov_dy_ts_ch_f16_sk_sv_wr_wa_pr40_oc2" (flags: _wg, _ws<N>, _tma, _pt, _sn, _ov, _dy, _ts, _ch, _f16, _sk, _sv, _wr, _wa, _pr<N> and _oc<N> if set / > 0 / > 0 / > 1)
+  std::string compile_key() const;  // e.g. "bm128_bn64_st2_mt1", "bm128_bn64_st2_mt1_wg_ws2_tma_pt_sn_ov_dy_ts_ch_f16_sk_sv_cf_wr_wa_pr40_oc2" (flags: _wg, _ws<N>, _tma, _pt, _sn, _ov, _dy, _ts, _ch, _f16, _sk, _sv, _cf, _wr, _wa, _pr<N> and _oc<N> if set / > 0 / > 0 / > 1)
   std::string key() const { return compile_key(); }
   static PrefillConfig from_key(std::string_view key);
   void validate(const KernelSpec& spec) const;

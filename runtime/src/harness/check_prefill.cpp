@@ -383,9 +383,19 @@ std::vector<PrefillCase> prefill_check_matrix() {
         c.config = kv8_sk(128, 128, 2, 1); c.q_lens = {1500, 5}; c.kv_lens = {2000, 400}; c.local_window = 0;
         c.global_window = 0;
       });
-      add_quantized("tma sk, persistent ws2 bm128 bn128 st2 dynamic items, TMA store, softmax chains, paged NHD 16 shuffled, chunked", [&](PrefillCase& c) {
+      // consumer_fold: the compute warps fold their own Q rows (the heuristic's choice on the causal ramp)
+      add_quantized("tma sk cf, persistent ws2 bm128 bn128 st2 dynamic items, TMA store, softmax chains, paged NHD 16 shuffled, chunked", [&](PrefillCase& c) {
         c.config = kv8_sk(128, 128, 2, 2); c.config->dynamic_items = c.config->tma_store = c.config->softmax_chains = true;
+        c.config->consumer_fold = true;
         c.page_size = 16; c.q_lens = {17, 130, 700, 0}; c.kv_lens = {300, 1000, 900, 5}; c.local_window = 500;
+      });
+      add_quantized("tma sk cf, persistent ws3 bm128 bn64 st3, ping-pong, empty and length-1 sequences, sinks, learned sinks", [&](PrefillCase& c) {
+        c.config = kv8_sk(128, 64, 3, 3); c.config->consumer_fold = true; c.q_lens = {700, 0, 1, 70, 130};
+        c.kv_lens = {900, 0, 1, 300, 1000}; c.local_window = 500; c.global_window = 3; c.sink_logits = true;
+      });
+      add_quantized("tma sk cf, persistent ws1 bm128 bn128 st2, full causal, per-tensor scale, group 16", [&](PrefillCase& c) {
+        c.config = kv8_sk(128, 128, 2, 1); c.config->consumer_fold = true; c.per_tensor_scale = true; c.group = 16;
+        c.num_kv_heads = 1; c.q_lens = {1500, 5}; c.kv_lens = {2000, 400}; c.local_window = 0; c.global_window = 0;
       });
       // stored_v (fp8): P.V on the 8-bit tensor cores from V tiles the producer transposes, P split into hi and lo
       if (quant == KvQuant::kFp8E4M3) {
@@ -408,8 +418,9 @@ std::vector<PrefillCase> prefill_check_matrix() {
           c.config = kv8_sv(2); c.config->snake_order = c.config->overlap_items = true; c.num_kv_heads = 4;
           c.q_lens = {1500, 0, 1, 300, 2}; c.kv_lens = {2000, 0, 1, 700, 2}; c.local_window = 1000;
         });
-        add_quantized("tma sk sv, persistent ws2 bm128 bn128 st2 dynamic items, TMA store, softmax chains, group 16", [&](PrefillCase& c) {
+        add_quantized("tma sk sv cf, persistent ws2 bm128 bn128 st2 dynamic items, TMA store, softmax chains, group 16", [&](PrefillCase& c) {
           c.config = kv8_sv(2); c.config->dynamic_items = c.config->tma_store = c.config->softmax_chains = true;
+          c.config->consumer_fold = true;
           c.group = 16; c.num_kv_heads = 1; c.q_lens = {2000, 64}; c.kv_lens = {2000, 64}; c.local_window = 0;
           c.global_window = 0;
         });

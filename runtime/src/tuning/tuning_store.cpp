@@ -107,6 +107,7 @@ nlohmann::json prefill_config_to_json(const PrefillConfig& c) {
   if (c.f16_mma) j["f16_mma"] = 1;  // likewise
   if (c.stored_k_scores) j["stored_k_scores"] = 1;  // likewise
   if (c.stored_v) j["stored_v"] = 1;  // likewise
+  if (c.consumer_fold) j["consumer_fold"] = 1;  // likewise
   if (c.widen_rows) j["widen_rows"] = 1;  // likewise
   if (c.widen_ahead) j["widen_ahead"] = 1;  // likewise
   return j;
@@ -130,7 +131,8 @@ PrefillConfig prefill_config_from_json(const nlohmann::json& j) {
                                     {"snake_order", &c.snake_order}, {"overlap_items", &c.overlap_items},
                                     {"dynamic_items", &c.dynamic_items}, {"tma_store", &c.tma_store},
                                     {"softmax_chains", &c.softmax_chains}, {"f16_mma", &c.f16_mma},
-                                    {"stored_k_scores", &c.stored_k_scores}, {"stored_v", &c.stored_v}, {"widen_rows", &c.widen_rows},
+                                    {"stored_k_scores", &c.stored_k_scores}, {"stored_v", &c.stored_v}, {"consumer_fold", &c.consumer_fold},
+                                    {"widen_rows", &c.widen_rows},
                                     {"widen_ahead", &c.widen_ahead}}) {
     if (!j.contains(name)) continue;
     int value = 0;
