@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <iterator>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -370,12 +371,33 @@ TEST_CASE("prefill: config JSON, buckets and the config space") {
   int8_spec.head_dim = 128;
   int8_spec.kv_quant = KvQuant::kInt8;
   const auto int8_space = prefill_config_space(int8_spec, true);
+  // the stored-K configs (8-bit, head_dim 128, the bm128 bn128 st2 persistent tile): the producer's or the compute
+  // warps' Q fold, and for fp8 also P.V from the stored V tiles
+  const auto stored = [](const std::vector<PrefillConfig>& space) {
+    std::vector<PrefillConfig> out;
+    std::copy_if(space.begin(), space.end(), std::back_inserter(out), [](const PrefillConfig& c) { return c.stored_k_scores; });
+    return out;
+  };
+  const auto int8_stored = stored(int8_space);
+  CHECK(int8_stored.size() == 2);
+  for (const PrefillConfig& c : int8_stored) {
+    CHECK((c.block_m == 128 && c.block_n == 128 && c.stages == 2 && c.persistent && c.f16_mma && !c.stored_v));
+    CHECK_NOTHROW(c.validate(int8_spec));
+  }
+  KernelSpec fp8_spec = int8_spec;
+  fp8_spec.kv_quant = KvQuant::kFp8E4M3;
+  const auto fp8_stored = stored(prefill_config_space(fp8_spec, true));
+  CHECK(fp8_stored.size() == 4);
+  CHECK(std::count_if(fp8_stored.begin(), fp8_stored.end(), [](const PrefillConfig& c) { return c.stored_v; }) == 2);
+  const std::ptrdiff_t int8_stored_count = int8_stored.size();
   CHECK(count_tma(int8_space, true) == 2 * count_tma(int8_space, false));  // with and without f16_mma
-  CHECK(count_tma(int8_space, true, 2) == count_tma(int8_space, true));
+  CHECK(count_tma(int8_space, true, 2) == count_tma(int8_space, true) + int8_stored_count);
   const auto f16_count = [](const std::vector<PrefillConfig>& space) {
     return std::count_if(space.begin(), space.end(), [](const PrefillConfig& c) { return c.f16_mma; });
   };
-  CHECK(2 * f16_count(int8_space) == count_tma(int8_space, true) + count_tma(int8_space, true, 2));  // half of the TMA tiles
+  // half of the other TMA tiles
+  CHECK(2 * (f16_count(int8_space) - int8_stored_count) ==
+        count_tma(int8_space, true) + count_tma(int8_space, true, 2) - int8_stored_count);
   CHECK(f16_count(with) == 0);  // 16-bit K/V: no f16_mma
   int8_spec.head_dim = 64;
   CHECK(count_tma(prefill_config_space(int8_spec, true), true) == 0);
