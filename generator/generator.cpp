@@ -258,46 +258,35 @@ std::string wgmma_wrapper(const std::string& name, const std::string& fragments,
   return os.str();
 }
 
-// S[64 x n] (+)= A . B^T on the 8-bit tensor cores (m64 n<n> k32, A and B K-major in shared memory, which is all
-// 8-bit operands take), D = or += by `accumulate`: e4m3 into fp32 accumulators, or (`integer`) s8 into s32 ones held
-// in the float array as their bits (moves between the two register types cost nothing).
-std::string wgmma_8bit_wrapper(const std::string& name, const std::string& fragments, int n, bool integer) {
+// S[64 x n] (+)= A . B^T on the 8-bit tensor cores (m64 n<n> k32, B K-major in shared memory, which is all 8-bit B
+// operands take), D = or += by `accumulate`: e4m3 into fp32 accumulators, or (`integer`) s8 into s32 ones held in the
+// float array as their bits (moves between the two register types cost nothing). A: K-major in shared memory, or
+// (`a_in_registers`, e4m3 only: P of the 8-bit P.V) four registers, `accumulate` then defaulting to 1.
+std::string wgmma_8bit_wrapper(const std::string& name, const std::string& fragments, int n, bool integer,
+                               bool a_in_registers = false) {
   const int regs = n / 2;  // accumulators per thread: 64 rows x n / 128 threads
   std::string accumulators;  // "+f"(d[0][0]), ... or "+r"(bits[0][0]), ...
   for (int i = 0; i < regs; ++i)
     accumulators += std::string(i ? ", " : "") + (integer ? "\"+r\"(bits[" : "\"+f\"(d[") + std::to_string(i / 4) + "][" +
                     std::to_string(i % 4) + "])";
   const std::string each = "  for (int i = 0; i < " + fragments + "; ++i)\n    for (int c = 0; c < 4; ++c) ";
+  const int a_operands = a_in_registers ? 4 : 1;
   std::ostringstream os;
-  os << "SWAJIT_DEVICE void " << name << "(float (&d)[" << fragments << "][4], u64 a, u64 b, int accumulate) {\n"
+  os << "SWAJIT_DEVICE void " << name << "(float (&d)[" << fragments << "][4], "
+     << (a_in_registers ? "const u32 (&a)[4], u64 b, int accumulate = 1" : "u64 a, u64 b, int accumulate") << ") {\n"
      << "#ifdef __CUDA_ARCH_FEAT_SM90_ALL  // sm_90a\n";
   if (integer) os << "  u32 bits[" << fragments << "][4];\n" << each << "bits[i][c] = __float_as_uint(d[i][c]);\n";
-  os << "  asm volatile(\"{ .reg .pred p; setp.ne.b32 p, %" << regs + 2 << ", 0; \"\n"
+  os << "  asm volatile(\"{ .reg .pred p; setp.ne.b32 p, %" << regs + a_operands + 1 << ", 0; \"\n"
      << "               \"wgmma.mma_async.sync.aligned.m64n" << n << "k32." << (integer ? "s32.s8.s8" : "f32.e4m3.e4m3") << " \"\n"
-     << "               \"" << register_list(0, regs) << ", %" << regs << ", %" << regs + 1 << ", p"
+     << "               \"" << register_list(0, regs) << ", "
+     << (a_in_registers ? register_list(regs, 4) : "%" + std::to_string(regs)) << ", %" << regs + a_operands << ", p"
      << (integer ? "" : ", 1, 1") << "; }\"\n"
      << "               : " << accumulators << "\n"
-     << "               : \"l\"(a), \"l\"(b), \"r\"(accumulate));\n";
+     << "               : "
+     << (a_in_registers ? "\"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3])" : "\"l\"(a)")
+     << ", \"l\"(b), \"r\"(accumulate));\n";
   if (integer) os << each << "d[i][c] = __uint_as_float(bits[i][c]);\n";
   os << "#else\n  __trap();\n#endif\n}\n";
-  return os.str();
-}
-
-// O[64 x n] (+)= P8 . V8 on the 8-bit tensor cores (m64 n<n> k32, e4m3): A from four registers (P's hi or lo bytes),
-// B K-major in shared memory (the transposed V tile: 8-bit B operands are K-major only), fp32 accumulators, D = or +=
-// by `accumulate` (default +=).
-std::string wgmma_e4m3_pv_wrapper(const std::string& name, const std::string& fragments, int n) {
-  const int regs = n / 2;  // accumulators per thread: 64 rows x n / 128 threads
-  std::ostringstream os;
-  os << "SWAJIT_DEVICE void " << name << "(float (&d)[" << fragments << "][4], const u32 (&a)[4], u64 b, int accumulate = 1) {\n"
-     << "#ifdef __CUDA_ARCH_FEAT_SM90_ALL  // sm_90a\n"
-     << "  asm volatile(\"{ .reg .pred p; setp.ne.b32 p, %" << regs + 5 << ", 0; \"\n"
-     << "               \"wgmma.mma_async.sync.aligned.m64n" << n << "k32.f32.e4m3.e4m3 \"\n"
-     << "               \"" << register_list(0, regs) << ", " << register_list(regs, 4) << ", %" << regs + 4
-     << ", p, 1, 1; }\"\n"
-     << "               : " << accumulator_operands(regs) << "\n"
-     << "               : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"l\"(b), \"r\"(accumulate));\n"
-     << "#else\n  __trap();\n#endif\n}\n";
   return os.str();
 }
 
@@ -313,7 +302,7 @@ std::string wgmma_wrappers(const KernelSpec& prefill_spec, const PrefillConfig& 
          wgmma_8bit_wrapper("wgmma_scores_e4m3", "kBlockN / 8", config.block_n, false) +
          wgmma_8bit_wrapper("wgmma_scores_s8", "kBlockN / 8", config.block_n, true) +
          "// O[64 x kHeadDim] (+)= P8 . V8^T in e4m3 (kStoredV): P's hi or lo bytes and the transposed V tile.\n" +
-         wgmma_e4m3_pv_wrapper("wgmma_pv_e4m3", "kOutFrags", spec.head_dim);
+         wgmma_8bit_wrapper("wgmma_pv_e4m3", "kOutFrags", spec.head_dim, false, true);
 }
 
 // The two of the MLA sparse decode kernel (templates/sparse_decode_mla.cuh): a warpgroup's scores

@@ -324,7 +324,7 @@ SWAJIT_DEVICE void issue_warpgroup_scores(float (&scores)[kScoreFrags][4], u32 q
 // P's accumulator registers become the A operand as they are, so the keys go in their order: A position k (of a
 // k32 step's 32) of lane l is its byte k % 4 of register 2 (k / 16) + row half, holding accumulator column
 // 8 (2 (k / 16) + k % 4 / 2) + 2 (l % 4) + k % 2 where k / 4 % 4 = l % 4; so A position k carries key
-// stored_v_key(k) (transpose_staged_v writes V's row kStoredVKey(k) at byte k of each transposed row).
+// stored_v_key(k) (transpose_staged_v writes V's row stored_v_key(k) at byte k of each transposed row).
 // P is 2^8 times the probabilities (online_softmax kPExponent; e4m3's subnormals start at 2^-6, so small p keep
 // their bits) split as hi = e4m3(p), lo = e4m3(p - hi): about 8 mantissa bits together, bf16's precision; the two
 // chains of 8-bit MMAs take the time of one 16-bit one.
@@ -472,7 +472,15 @@ struct ThreadGroup {
 // barrier in the consumers' item loop made the paged default spill (session 7 run B3: 116-132 bytes).
 constexpr bool kProducerScans = kTma && !kContiguousKv;
 constexpr int kProducerBarrier = 3, kConsumerBarrier = 4;
-constexpr int kConsumerZeroBarrier = 5;  // 5 + g: consumer warpgroup g alone (kTma: zero_unwritten_v_rows)
+constexpr int kConsumerZeroBarrier = 5;  // 5 + g: consumer warpgroup g alone (publish_to_warpgroup)
+
+// Consumer warpgroup `warpgroup`'s generic-proxy stores to shared memory, ordered for the async proxy (its wgmmas,
+// the TMA engine) and seen by all four of its warps once each has passed this.
+SWAJIT_DEVICE void publish_to_warpgroup(int warpgroup) {
+  fence_shared_for_async_proxy();
+  __syncwarp();  // bar.sync is .aligned
+  asm volatile("bar.sync %0, %1;" ::"r"(kConsumerZeroBarrier + warpgroup), "n"(kWarpgroupThreads) : "memory");
+}
 
 // Tile t's K and V into its stage.
 SWAJIT_DEVICE void load_tile(const PrefillParams& P, const BlockWork& w, int t, int loader) {
@@ -501,12 +509,13 @@ SWAJIT_DEVICE float score_scale_log2(const PrefillParams& P, const BlockWork& w)
 // of its own (row_factor), the other paths one per item.
 SWAJIT_DEVICE void row_scales_log2(const PrefillParams& P, const BlockWork& w, int warp, int lane,
                                    float (&scale)[kMTiles][2]) {
+  const float item_scale = kStoredKScores ? 0.f : score_scale_log2(P, w);  // (read once)
 #pragma unroll
   for (int m = 0; m < kMTiles; ++m)
 #pragma unroll
     for (int h = 0; h < 2; ++h)
       scale[m][h] = kStoredKScores ? P.scale_log2 * ld_shared_f32(w.row_factor(warp * kWarpRows + m * 16 + lane / 4 + 8 * h))
-                                   : score_scale_log2(P, w);
+                                   : item_scale;
 }
 
 // The softmax of tile t for compute warp `warp`: whole tiles every query sees skip the mask arithmetic.
@@ -719,6 +728,10 @@ struct WrittenTokens {
     return false;
   }
 };
+// The written tokens of item w's sequence, for its query rows.
+SWAJIT_DEVICE WrittenTokens written_tokens(const PrefillParams& P, const BlockWork& w) {
+  return WrittenTokens{visible_tile_ranges(w.p_min, w.p_max, w.seq.kv_len, P.local_window, P.global_window), w.seq.kv_len};
+}
 
 // The cache page of the tile's box `box` (lane `box` of the producer warp looks up its own box's page: the lookups of
 // a tile are one load, not one per page), and whether the tile's pages follow each other in the cache. A box past the
@@ -791,9 +804,7 @@ SWAJIT_DEVICE void zero_unwritten_v_rows(const WrittenTokens& written, u32 v_til
     if (!written.contains(box_begin + row))
       st_shared_16(v_tile + (block * kBlockN + row) * kWgmmaRowBytes + chunk * 16, make_uint4(0, 0, 0, 0));
   }
-  fence_shared_for_async_proxy();  // the generic-proxy stores, before this warpgroup's wgmmas read the tile
-  __syncwarp();                     // bar.sync is .aligned
-  asm volatile("bar.sync %0, %1;" ::"r"(kConsumerZeroBarrier + warpgroup), "n"(kWarpgroupThreads) : "memory");
+  publish_to_warpgroup(warpgroup);  // the zeros, before this warpgroup's wgmmas read the tile
 }
 
 // The producer's first warp moves the K tiles, its second warp the V tiles (`values`), each against its own barriers:
@@ -835,16 +846,18 @@ SWAJIT_DEVICE void q_chunk_times_k_scale(const PrefillParams& P, const BlockWork
   for (int e = 0; e < 8; ++e) v[e] *= k_scale_at(P, w.kv_head, (i % kChunks) * 8 + e);
 }
 
-// kF16Mma: the power of 2 that brings the item's max |q * k_scale| into [2^kTargetExponent, 2^(kTargetExponent + 1)),
-// as the multiplier Q takes; the scores take its inverse back in the softmax scale (score_scale_log2, written to
-// the item's score factor). The whole producer warpgroup takes part (two barriers: the maxima are read by all before
-// the next item's overwrite them; the caller's second barrier ends the reads of Q before it is rewritten).
+// The power of 2 (its exponent) that brings `maximum` (>= 0) into [2^kTargetExponent, 2^(kTargetExponent + 1)).
 template <int kTargetExponent>
-SWAJIT_DEVICE int power_of_two_shift(float maximum) {  // 2^shift brings maximum (>= 0) into [2^kTarget, 2^(kTarget + 1))
+SWAJIT_DEVICE int power_of_two_shift(float maximum) {
   constexpr int kMaxShift = 126;  // 2^(+-126): normal floats
   const int exponent = int((__float_as_uint(maximum) >> 23) & 0xffu) - 127;  // max in [2^exponent, 2^(exponent + 1))
   return maximum > 0.f ? max(-kMaxShift, min(kMaxShift, kTargetExponent - exponent)) : 0;
 }
+
+// kF16Mma: the power of 2 that brings the item's max |q * k_scale| into [2^kTargetExponent, 2^(kTargetExponent + 1)),
+// as the multiplier Q takes; the scores take its inverse back in the softmax scale (score_scale_log2, written to
+// the item's score factor). The whole producer warpgroup takes part (two barriers: the maxima are read by all before
+// the next item's overwrite them; the caller's second barrier ends the reads of Q before it is rewritten).
 template <int kTargetExponent>
 SWAJIT_DEVICE float item_q_multiplier(const PrefillParams& P, const BlockWork& w, int loader) {
   float maximum = 0.f;
@@ -1084,8 +1097,7 @@ SWAJIT_DEVICE void produce_widened_with_tma(const PrefillParams& P, const BlockW
     if (lane == 0) mbarrier_arrive(landed);
   };
   const int tiles_ahead = k_as_stored ? kStages : staging_slots(values);
-  const WrittenTokens written{visible_tile_ranges(w.p_min, w.p_max, w.seq.kv_len, P.local_window, P.global_window),
-                              w.seq.kv_len};  // kStoredV: V's keys outside them are transposed as zeros
+  const WrittenTokens written = written_tokens(P, w);  // kStoredV: V's keys outside them are transposed as zeros
   if (half == 0)
     for (int t = 0; t < min(tiles_ahead, w.tile_count); ++t) stage_tile(t);
   if constexpr (!kConsumerFold) {  // (else the compute warps fold their rows, Q landed is q_full)
@@ -1210,10 +1222,8 @@ SWAJIT_DEVICE void store_output_with_tma(const PrefillParams& P, const Pipeline&
   emit_warp_output(P, st, w.rows, warp, lane, w.q_head, false, [&](int row, int f, u32 pair) {
     st_shared_u32(w.q_smem + QTile::offset_bytes(row, f) + 4 * (lane % 4), pair);
   });
-  fence_shared_for_async_proxy();  // the generic-proxy stores, before the TMA engine reads them
   const int warpgroup = warp / 4;
-  __syncwarp();
-  asm volatile("bar.sync %0, %1;" ::"r"(kConsumerZeroBarrier + warpgroup), "n"(kWarpgroupThreads) : "memory");
+  publish_to_warpgroup(warpgroup);  // the rows, before the TMA engine reads them
   if (threadIdx.x % kWarpgroupThreads == 0) {
     const int first_row = w.seq.q_begin + w.row0 + warpgroup * kWarpgroupRows;
 #pragma unroll
@@ -1286,13 +1296,10 @@ SWAJIT_DEVICE void consume(const PrefillParams& P, const BlockWork& w, const Pip
   mbarrier_wait(pipe.q_full(w.item), Pipeline::q_parity(w.item));
   if constexpr (kConsumerFold) {  // the warp's rows of Q -> 8-bit hi and lo, before the warpgroup's Q.K^T reads them
     fold_k_scale_into_8bit_q_rows(P, w, warp * kWarpRows, (warp + 1) * kWarpRows, lane, 32);
-    fence_shared_for_async_proxy();
-    __syncwarp();  // bar.sync is .aligned
-    asm volatile("bar.sync %0, %1;" ::"r"(kConsumerZeroBarrier + warpgroup), "n"(kWarpgroupThreads) : "memory");
+    publish_to_warpgroup(warpgroup);
   }
   // Tile t's V has landed, and (TMA) its rows outside the written tokens are zeros for this warpgroup's P.V.
-  const WrittenTokens written{visible_tile_ranges(w.p_min, w.p_max, w.seq.kv_len, P.local_window, P.global_window),
-                              w.seq.kv_len};
+  const WrittenTokens written = written_tokens(P, w);
   const auto wait_v = [&](int t) {
     pipe.wait_v(w.slot(t));
     if constexpr (kTma) {
